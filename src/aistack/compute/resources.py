@@ -1,0 +1,70 @@
+"""Resource types shared by the inventory, the executors and the server."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from aistack.errors import ValidationError
+
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNIT_MB = {
+    "b": 1 / (1024 * 1024),
+    "k": 1 / 1024, "kb": 1 / 1024, "ki": 1 / 1024, "kib": 1 / 1024,
+    "m": 1, "mb": 1, "mi": 1, "mib": 1,
+    "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024,
+    "t": 1024 * 1024, "tb": 1024 * 1024, "ti": 1024 * 1024, "tib": 1024 * 1024,
+}
+
+
+def parse_memory_mb(value: str | int | float | None, *, field_name: str = "memory") -> int | None:
+    """'16GB', '512Mi', '2T' or a number of MB → MB (int). Raises ValidationError naming the field."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(f"{field_name}: expected a size such as '16GB' or '512MB', got {value!r}")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValidationError(f"{field_name}: must be positive, got {value!r}", hint="e.g. memory: 16GB")
+        return int(value)
+    m = _MEM_RE.match(str(value))
+    if not m:
+        raise ValidationError(
+            f"{field_name}: cannot read {value!r} as a size",
+            hint="use a number with a unit: 512MB, 16GB, 1TB (binary units KiB/MiB/GiB also work)",
+        )
+    num, unit = float(m.group(1)), (m.group(2) or "mb").lower()
+    mb = num * _UNIT_MB[unit]
+    if mb <= 0:
+        raise ValidationError(f"{field_name}: must be positive, got {value!r}")
+    return max(1, int(round(mb)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuDevice:
+    index: int
+    uuid: str
+    name: str
+    memory_mb: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuInfo:
+    count: int
+    model: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """One machine as an executor sees it."""
+
+    name: str
+    cpus: int
+    memory_mb: int
+    gpus: tuple[GpuDevice, ...] = ()
+    address: str = "127.0.0.1"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gpu_type(self) -> str | None:
+        return self.gpus[0].name if self.gpus else None

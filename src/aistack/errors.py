@@ -1,0 +1,134 @@
+"""One error tree for aistack.
+
+::
+
+    AistackError                      root of everything aistack raises on purpose
+    ├── UserError                     the caller can fix it; carries a stable ``code``
+    │   ├── ValidationError           bad spec / argument        (HTTP 422, code "invalid")
+    │   ├── NotFoundError             unknown job, dataset, ... (HTTP 404, code "not_found")
+    │   ├── ConflictError             state forbids the action  (HTTP 409, code "conflict")
+    │   ├── AuthError                 missing or wrong token    (HTTP 401, code "unauthorized")
+    │   ├── PayloadTooLargeError      request body too large    (HTTP 413, code "too_large")
+    │   ├── MissingDependency         an optional extra is not installed (code "missing_dependency")
+    │   └── NotSupportedError         a backend lacks a feature (code "not_supported")
+    └── BackendError                  an engine (DB, executor, storage, Ray, Slurm) failed
+        ├── IntegrityError            stored bytes do not match their hash
+        └── ConnectionFailed          the server or an engine cannot be reached
+
+The server maps ``code`` to an HTTP status in one handler; the client turns the JSON body
+back into the same exception class; the CLI prints ``str(err)`` without a traceback unless
+``AISTACK_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AistackError(Exception):
+    """Root of the aistack error tree."""
+
+    code: str = "error"
+    status: int = 500
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        self.message = message
+        self.hint = hint
+        self.details = details
+        super().__init__(message if not hint else f"{message} ({hint})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
+
+
+class UserError(AistackError):
+    code = "user_error"
+    status = 400
+
+
+class ValidationError(UserError):
+    code = "invalid"
+    status = 422
+
+
+class NotFoundError(UserError):
+    code = "not_found"
+    status = 404
+
+
+class ConflictError(UserError):
+    code = "conflict"
+    status = 409
+
+
+class AuthError(UserError):
+    code = "unauthorized"
+    status = 401
+
+
+class PayloadTooLargeError(UserError):
+    code = "too_large"
+    status = 413
+
+
+class NotSupportedError(UserError):
+    code = "not_supported"
+    status = 400
+
+
+class MissingDependency(UserError):
+    """An optional dependency is missing: says the exact pip command."""
+
+    code = "missing_dependency"
+    status = 500
+
+    def __init__(self, package: str, *, extra: str | None = None) -> None:
+        hint = f"pip install 'aistack[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"the optional package {package!r} is not installed", hint=hint)
+        self.package = package
+        self.extra = extra
+
+
+class BackendError(AistackError):
+    code = "backend_error"
+    status = 502
+
+
+class IntegrityError(BackendError):
+    code = "integrity"
+    status = 500
+
+
+class ConnectionFailed(BackendError):
+    code = "connection_failed"
+    status = 503
+
+
+_BY_CODE: dict[str, type[AistackError]] = {}
+
+
+def _register(cls: type[AistackError]) -> None:
+    _BY_CODE[cls.code] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(AistackError)
+
+
+def from_dict(data: dict[str, Any]) -> AistackError:
+    """Rebuild an error sent by the server (the inverse of ``to_dict``)."""
+    cls = _BY_CODE.get(str(data.get("code")), AistackError)
+    err = cls.__new__(cls)
+    AistackError.__init__(err, str(data.get("message", "")), hint=data.get("hint"), **(data.get("details") or {}))
+    return err
+
+
+def require(module: str, *, extra: str) -> Any:
+    """Import an optional heavy module lazily, or raise MissingDependency with the pip hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependency(module.split(".")[0], extra=extra) from exc

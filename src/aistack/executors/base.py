@@ -1,0 +1,100 @@
+"""The executor contract: where a job's processes run.
+
+An executor is small on purpose; aistack's scheduler decides *what* runs *where*, the
+executor only makes it happen and reports back.
+
+* ``inventory()`` returns the nodes it offers (GPUs, CPUs, memory).
+* ``launch(req)`` returns at once with a handle (a string that survives a server restart:
+  it is stored in the DB). The job's processes keep running if the server dies.
+* ``poll(handle)`` returns the current ExecStatus; a final state is sticky.
+* ``cancel(handle, grace_s)`` returns at once; the job reaches CANCELLED through ``poll``
+  (SIGTERM, then SIGKILL after ``grace_s``).
+* ``usage(handle)`` returns the latest sampled resource use, or None.
+* ``signal(handle, sig)`` (optional) forwards a signal, e.g. SIGUSR1 to checkpoint.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aistack.compute.resources import Node
+from aistack.scheduler.types import Allocation
+
+ExecState = Literal["starting", "running", "succeeded", "failed", "cancelled", "timeout", "lost"]
+FINAL_EXEC_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timeout", "lost"})
+
+
+@dataclass(kw_only=True)
+class LaunchRequest:
+    job_id: str
+    attempt: int
+    command: str  # a shell command line
+    allocation: Allocation
+    job_dir: Path  # per-attempt directory: log, status files
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    max_runtime_s: float | None = None
+    distributed: str | None = None  # torch | jax | tensorflow | mxnet | None
+    procs_per_node: int | None = None  # for distributed: default = GPUs per node or 1
+    stop_signal: str = "SIGTERM"
+    name: str = ""
+
+    @property
+    def log_path(self) -> Path:
+        return self.job_dir / "output.log"
+
+
+@dataclass(kw_only=True)
+class ExecStatus:
+    state: ExecState
+    exit_code: int | None = None
+    reason: str | None = None
+    pid: int | None = None
+    node: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_EXEC_STATES
+
+
+@dataclass(kw_only=True)
+class UsageSample:
+    t: float
+    cpu_percent: float = 0.0
+    rss_mb: float = 0.0
+    gpu_util: float | None = None  # percent, mean over the job's GPUs
+    gpu_mem_mb: float | None = None
+
+
+class Executor(abc.ABC):
+    name: str = "base"
+
+    @abc.abstractmethod
+    def inventory(self) -> list[Node]:
+        """The nodes this executor offers, with their devices."""
+
+    @abc.abstractmethod
+    def launch(self, req: LaunchRequest) -> str:
+        """Start the job; return a durable handle at once."""
+
+    @abc.abstractmethod
+    def poll(self, handle: str) -> ExecStatus:
+        """Current state of a launched job (works after a server restart)."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: str, grace_s: float = 10.0) -> None:
+        """Ask the job to stop; returns at once."""
+
+    def usage(self, handle: str) -> UsageSample | None:  # noqa: B027 - optional
+        return None
+
+    def signal(self, handle: str, sig: int) -> None:  # noqa: B027 - optional
+        from aistack.errors import NotSupportedError
+
+        raise NotSupportedError(f"executor {self.name!r} cannot forward signals")
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections (Ray, Slurm): called at server shutdown."""

@@ -1,0 +1,83 @@
+"""Settings: environment variables with the prefix ``AISTACK_`` (pydantic-settings).
+
+=====================  =====================================  ==============================
+variable               meaning                                default
+=====================  =====================================  ==============================
+AISTACK_HOME           home dir: DB, token, logs, objects     ~/.aistack
+AISTACK_DATABASE_URL   SQLAlchemy URL of the metadata DB      sqlite:///$HOME/aistack.db
+AISTACK_STORAGE_URL    object store root (file://, s3://, memory://)  $HOME/objects
+AISTACK_EXECUTOR       local | ray | slurm | memory           local
+AISTACK_URL            the server the CLI/SDK talks to         from $HOME/server.json
+AISTACK_HOST/PORT      where ``aistack up`` binds              127.0.0.1:8765
+=====================  =====================================  ==============================
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AISTACK_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".aistack")
+    database_url: str | None = None
+    storage_url: str | None = None
+    executor: Literal["local", "ray", "slurm", "memory"] = "local"
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    # scheduling loop
+    schedule_interval_s: float = 0.2
+    monitor_interval_s: float = 2.0
+    cancel_grace_s: float = 10.0
+    # scheduling policy name (see aistack.scheduler.policies)
+    policy: str = "default"
+    # local executor: how many CPU slots this node offers (default: all cores)
+    cpus: int | None = None
+    # ray / slurm
+    ray_address: str | None = None
+    slurm_partition: str | None = None
+    # mlflow embedded under /mlflow
+    mlflow_enabled: bool = True
+    debug: bool = False
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'aistack.db'}"
+
+    @property
+    def objects_url(self) -> str:
+        return self.storage_url or str(self.home / "objects")
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def server_file(self) -> Path:
+        return self.home / "server.json"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()
