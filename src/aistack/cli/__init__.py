@@ -1,0 +1,1 @@
+"""The aistack command line (Typer + rich), one module per resource group."""
