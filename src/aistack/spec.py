@@ -1,0 +1,213 @@
+"""Job specs: what a user submits (YAML or SDK). Pydantic v2, ``extra="forbid"``.
+
+A spec is checked twice: its shape here (unknown keys, types, units), and against the cluster
+at submit time (``check_feasible``: more GPUs than any node has, an unknown GPU type, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.compute.resources import Node, parse_memory_mb
+from aistack.errors import ValidationError
+
+Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(value: str | int | float | None, *, field_name: str = "max_runtime") -> float | None:
+    """'90s', '30m', '2h', '1d' or seconds → seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(f"{field_name}: expected a duration such as '30m', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION_RE.match(str(value))
+        if not m:
+            raise ValidationError(
+                f"{field_name}: cannot read {value!r} as a duration",
+                hint="use seconds or a unit: 90s, 30m, 2h, 1d",
+            )
+        seconds = float(m.group(1)) * _DURATION_S[m.group(2) or "s"]
+    if seconds <= 0:
+        raise ValidationError(f"{field_name}: must be positive, got {value!r}")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Resources(_Strict):
+    """Per-node resources; a job gets ``nodes`` × these, all at once."""
+
+    gpus: int = Field(default=0, ge=0, description="GPUs per node")
+    gpu_type: str | None = Field(default=None, description="e.g. H100; None = any")
+    cpus: int = Field(default=1, ge=1, description="CPU cores per node")
+    memory: str | int | None = Field(default=None, description="e.g. 16GB; per node")
+    nodes: int = Field(default=1, ge=1)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_valid(cls, v: str | int | None) -> str | int | None:
+        try:
+            parse_memory_mb(v, field_name="memory")
+        except ValidationError as exc:
+            raise ValueError(str(exc).removeprefix("memory: ")) from None
+        return v
+
+    @property
+    def memory_mb(self) -> int:
+        return parse_memory_mb(self.memory, field_name="resources.memory") or 0
+
+
+class JobSpec(_Strict):
+    name: str = "job"
+    project: str = "default"
+    user: str | None = None
+    command: str | None = None
+    script: str | None = Field(default=None, description="a multi-line script run with bash")
+    workdir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    priority: int = 0
+    max_runtime: str | int | float | None = None
+    retries: int = Field(default=0, ge=0, le=100)
+    distributed: Framework | None = None
+    procs_per_node: int | None = Field(default=None, ge=1)
+    inputs: list[str] = Field(default_factory=list, description="dataset versions, NAME@vN")
+    preemptible: bool = True
+    stop_signal: Literal["SIGTERM", "SIGINT", "SIGUSR1"] = "SIGTERM"
+    kind: Literal["batch", "service"] = "batch"
+
+    @field_validator("name", "project")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid name: use letters, digits, '.', '_' or '-' (max 63 characters)"
+            )
+        return v
+
+    @field_validator("max_runtime")
+    @classmethod
+    def _runtime_ok(cls, v: Any) -> Any:
+        try:
+            parse_duration_s(v)
+        except ValidationError as exc:
+            raise ValueError(str(exc).removeprefix("max_runtime: ")) from None
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+                raise ValueError(f"env: {k!r} is not a valid environment variable name")
+        return {k: str(x) for k, x in v.items()}
+
+    @model_validator(mode="after")
+    def _command_or_script(self) -> JobSpec:
+        if bool(self.command) == bool(self.script):
+            raise ValueError("give exactly one of `command` or `script`")
+        return self
+
+    @property
+    def max_runtime_s(self) -> float | None:
+        return parse_duration_s(self.max_runtime)
+
+    @property
+    def shell_command(self) -> str:
+        return self.command if self.command else str(self.script)
+
+
+def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown key {loc!r}: remove it or check its spelling")
+        elif e["type"] == "missing":
+            problems.append(f"{loc}: required")
+        else:
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+    return ValidationError(f"invalid job spec ({source}): " + "; ".join(problems), problems=problems)
+
+
+def parse_spec(data: dict[str, Any] | JobSpec, *, source: str = "spec") -> JobSpec:
+    if isinstance(data, JobSpec):
+        return data
+    if not isinstance(data, dict):
+        raise ValidationError(f"invalid job spec ({source}): expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except PydanticValidationError as err:
+        raise _format_pydantic(err, source) from None
+    except ValidationError:
+        raise
+
+
+def load_spec_file(path: str | Path) -> JobSpec:
+    p = Path(path)
+    if not p.exists():
+        raise ValidationError(f"job file {str(p)!r} not found", hint="give the path of a YAML job spec")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{p}: not valid YAML: {exc}") from None
+    return parse_spec(data, source=str(p))
+
+
+def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
+    """Reject requests no node set of this cluster could ever satisfy (say how to fix)."""
+    r = spec.resources
+    if not nodes:
+        return
+    fits = [
+        n for n in nodes
+        if len(n.gpus) >= r.gpus
+        and n.cpus >= r.cpus
+        and (r.memory_mb <= n.memory_mb)
+        and (r.gpu_type is None or (n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0)
+    ]
+    if len(fits) >= r.nodes:
+        return
+    max_gpus = max(len(n.gpus) for n in nodes)
+    max_cpus = max(n.cpus for n in nodes)
+    max_mem = max(n.memory_mb for n in nodes)
+    if r.gpus > max_gpus:
+        raise ValidationError(
+            f"resources.gpus: asks for {r.gpus} GPUs per node but the largest node has {max_gpus}",
+            hint="lower resources.gpus, or use resources.nodes to spread over several nodes",
+        )
+    if r.gpu_type and not any((n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0 for n in nodes):
+        types = sorted({n.gpu_type for n in nodes if n.gpu_type}) or ["none"]
+        raise ValidationError(
+            f"resources.gpu_type: no node has a {r.gpu_type!r} GPU (available: {', '.join(types)})",
+            hint="remove gpu_type or pick an available type",
+        )
+    if r.cpus > max_cpus:
+        raise ValidationError(
+            f"resources.cpus: asks for {r.cpus} CPUs per node but the largest node has {max_cpus}",
+            hint=f"lower resources.cpus to at most {max_cpus}",
+        )
+    if r.memory_mb > max_mem:
+        raise ValidationError(
+            f"resources.memory: asks for {r.memory_mb} MB per node but the largest node has {max_mem} MB",
+            hint=f"lower resources.memory to at most {max_mem}MB",
+        )
+    raise ValidationError(
+        f"resources.nodes: asks for {r.nodes} nodes of this size but the cluster has {len(fits)}",
+        hint=f"lower resources.nodes to at most {max(1, len(fits))}",
+    )
