@@ -23,8 +23,12 @@ from typing import Literal
 from aistack.compute.resources import Node
 from aistack.scheduler.types import Allocation
 
-ExecState = Literal["starting", "running", "succeeded", "failed", "cancelled", "timeout", "lost"]
-FINAL_EXEC_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timeout", "lost"})
+ExecState = Literal[
+    "starting", "running", "succeeded", "failed", "cancelled", "preempted", "timeout", "lost"
+]
+FINAL_EXEC_STATES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "cancelled", "preempted", "timeout", "lost"}
+)
 
 
 @dataclass(kw_only=True)
@@ -87,6 +91,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         """Ask the job to stop; returns at once."""
+
+    def preempt(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        """Stop the job so that it can be requeued (it gets its stop signal and ``grace_s`` to
+        checkpoint). Default: the same as cancel; the server remembers it asked for preemption."""
+        self.cancel(handle, grace_s)
 
     def usage(self, handle: str) -> UsageSample | None:  # noqa: B027 - optional
         return None

@@ -1,0 +1,247 @@
+"""The per-job supervisor (``python -m aistack.executors.supervisor JOB_DIR``).
+
+Started by the local executor in its own session, so it outlives a server crash (the pattern
+of Slurm's slurmstepd). It owns the job's process group and, in JOB_DIR:
+
+* reads ``launch.json`` (command, env, cwd, CPU ids to pin, GPU ids, limits);
+* writes the job's stdout+stderr to ``output.log``;
+* samples CPU/RSS (psutil) and GPU utilization (NVML) once a second into ``usage.jsonl``;
+* stops the job on SIGTERM (cancel / preemption: ``cancel.json`` says which) or when
+  ``max_runtime_s`` passes: the job's stop signal, a grace period, then SIGKILL;
+* forwards SIGUSR1 to the job (ask it to checkpoint);
+* writes ``exit.json`` atomically when the job ends: state, exit code, reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SAMPLE_INTERVAL_S = 1.0
+TICK_S = 0.05
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def tail_lines(path: Path, n: int = 5, max_bytes: int = 8192) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [ln for ln in data.splitlines() if ln.strip()][-n:]
+
+
+def _failure_reason(rc: int, log_path: Path, command: str) -> str:
+    last = tail_lines(log_path, 3)
+    tail = (" — last output: " + " | ".join(last)[-400:]) if last else ""
+    if rc == 127:
+        return f"command not found (exit code 127): {(command.split() or [command])[0]}{tail}"
+    if rc == 126:
+        return f"command not executable (exit code 126){tail}"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = str(-rc)
+        return f"killed by signal {name}{tail}"
+    return f"exit code {rc}{tail}"
+
+
+class Supervisor:
+    def __init__(self, job_dir: Path) -> None:
+        self.dir = job_dir
+        self.cfg: dict[str, Any] = json.loads((job_dir / "launch.json").read_text())
+        self.stop_requested = False
+        self.forward_usr1 = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pgid: int | None = None
+
+    # -- signals ----------------------------------------------------------------------------
+    def _on_term(self, _sig: int, _frame: object) -> None:
+        self.stop_requested = True
+
+    def _on_usr1(self, _sig: int, _frame: object) -> None:
+        self.forward_usr1 = True
+
+    def _killpg(self, sig: int) -> None:
+        if self.pgid is None:
+            return
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            pass
+
+    # -- the run ----------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        env = os.environ.copy()
+        for k in [k for k in env if k.startswith("AISTACK_SUPERVISOR")]:
+            env.pop(k)
+        env.update(cfg.get("env") or {})
+        gpus = cfg.get("gpus") or []
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"] or "void"
+        cpus = [int(c) for c in cfg.get("cpus") or []]
+        if cpus:
+            env.setdefault("OMP_NUM_THREADS", str(len(cpus)))
+        env["AISTACK_JOB_DIR"] = str(self.dir)
+        log = (self.dir / "output.log").open("ab", buffering=0)
+
+        def _pre() -> None:
+            if cpus:
+                try:
+                    os.sched_setaffinity(0, cpus)
+                except OSError:
+                    pass
+
+        if cfg.get("distributed"):
+            argv = [sys.executable, "-m", "aistack.executors.gang", str(self.dir)]
+        else:
+            argv = ["/bin/bash", "-c", cfg["command"]]
+        cwd = cfg.get("workdir") or None
+        if cwd and not Path(cwd).is_dir():
+            log.write(f"aistack: working directory {cwd!r} does not exist\n".encode())
+            self.finish("failed", 1, f"working directory {cwd!r} does not exist")
+            return
+        self.proc = subprocess.Popen(  # noqa: S603
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=cwd, env=env, start_new_session=True, preexec_fn=_pre,
+        )
+        self.pgid = self.proc.pid
+        write_json_atomic(self.dir / "status.json", {
+            "state": "running", "pid": self.proc.pid, "pgid": self.pgid,
+            "supervisor_pid": os.getpid(), "started_at": time.time(),
+        })
+        self.loop()
+
+    def loop(self) -> None:
+        assert self.proc is not None
+        cfg = self.cfg
+        t0 = time.time()
+        max_rt = cfg.get("max_runtime_s")
+        grace = float(cfg.get("grace_s", 10.0))
+        stop_sig = getattr(signal, cfg.get("stop_signal", "SIGTERM"), signal.SIGTERM)
+        term_deadline: float | None = None
+        reason_state: tuple[str, str] | None = None
+        next_sample = t0
+        usage = (self.dir / "usage.jsonl").open("a")
+        ps_root = psutil.Process(self.proc.pid)
+        while True:
+            rc = self.proc.poll()
+            now = time.time()
+            if rc is not None:
+                break
+            if self.forward_usr1:
+                self.forward_usr1 = False
+                self._killpg(signal.SIGUSR1)
+            if term_deadline is None:
+                if self.stop_requested:
+                    req = _read_json(self.dir / "cancel.json") or {}
+                    grace = float(req.get("grace_s", grace))
+                    kind = req.get("kind", "cancel")
+                    reason_state = (
+                        "preempted" if kind == "preempt" else "cancelled",
+                        str(req.get("reason") or ("preempted" if kind == "preempt" else "cancelled by user")),
+                    )
+                    self._killpg(stop_sig)
+                    term_deadline = now + grace
+                elif max_rt and now - t0 > float(max_rt):
+                    reason_state = ("timeout", f"exceeded max_runtime of {float(max_rt):g} s")
+                    self._killpg(stop_sig)
+                    term_deadline = now + grace
+            elif now >= term_deadline:
+                self._killpg(signal.SIGKILL)
+                term_deadline = float("inf")
+            if now >= next_sample:
+                next_sample = now + SAMPLE_INTERVAL_S
+                sample = _sample(ps_root, cfg.get("gpus") or [])
+                if sample:
+                    usage.write(json.dumps(sample) + "\n")
+                    usage.flush()
+            time.sleep(TICK_S)
+        # the main process is gone: make sure nothing of the job's group lingers
+        self._killpg(signal.SIGKILL)
+        usage.close()
+        log_path = self.dir / "output.log"
+        if reason_state is not None:
+            state, reason = reason_state
+            self.finish(state, rc, reason)
+        elif rc == 0:
+            self.finish("succeeded", 0, None)
+        else:
+            gang = _read_json(self.dir / "gang_result.json")
+            reason = gang.get("message") if gang and gang.get("message") else _failure_reason(rc, log_path, cfg["command"])
+            self.finish("failed", rc, reason)
+
+    def finish(self, state: str, rc: int | None, reason: str | None) -> None:
+        write_json_atomic(self.dir / "exit.json", {
+            "state": state, "exit_code": rc, "reason": reason, "finished_at": time.time(),
+        })
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+_PROCS: dict[int, psutil.Process] = {}
+
+
+def _sample(root: psutil.Process, gpus: list[int]) -> dict[str, Any] | None:
+    """CPU percent (sum over the job's process tree, 100 = one core) and RSS in MB."""
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    # keep Process objects between samples: cpu_percent measures since the previous call
+    procs = [_PROCS.setdefault(p.pid, p) for p in procs]
+    cpu, rss = 0.0, 0.0
+    for p in procs:
+        try:
+            cpu += p.cpu_percent(interval=None)
+            rss += p.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    out: dict[str, Any] = {"t": time.time(), "cpu_percent": round(cpu, 1), "rss_mb": round(rss, 1)}
+    if gpus:
+        from aistack.compute.inventory import gpu_utilization
+
+        util, mem = gpu_utilization([int(g) for g in gpus])
+        out["gpu_util"], out["gpu_mem_mb"] = util, mem
+    return out
+
+
+def main() -> None:
+    job_dir = Path(sys.argv[1])
+    sup = Supervisor(job_dir)
+    signal.signal(signal.SIGTERM, sup._on_term)
+    signal.signal(signal.SIGINT, sup._on_term)
+    signal.signal(signal.SIGUSR1, sup._on_usr1)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        sup.start()
+    except Exception as exc:  # noqa: BLE001 - a supervisor must always leave exit.json behind
+        sup.finish("failed", None, f"supervisor could not start the job: {type(exc).__name__}: {exc}")
+        raise
+
+
+if __name__ == "__main__":
+    main()
