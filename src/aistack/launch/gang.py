@@ -1,0 +1,282 @@
+"""Start a gang of rank processes on this machine and supervise them as one job.
+
+:func:`run_gang` is what the local executor's per-job supervisor calls for a
+``distributed:`` job:
+
+* every rank is its own process; all ranks share one new process group (the first rank
+  leads it), so stopping the group also stops whatever the ranks started (data-loader
+  workers, shells);
+* stdout and stderr of all ranks go to one log, each line prefixed ``[rank N]``;
+* the first rank that exits with a non-zero status fails the gang: the others get SIGTERM,
+  then SIGKILL after ``grace_s``; the result carries that rank's exit code and the last lines
+  of its stderr;
+* SIGTERM and SIGUSR1 received by the calling process (when it runs in the main thread) are
+  forwarded to every rank, so a preemption notice reaches the trainers, which checkpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from aistack.errors import ValidationError
+from aistack.launch.env import RankSpec
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 20
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass(kw_only=True)
+class GangResult:
+    """How a gang ended. ``exit_code`` 0 means every rank succeeded.
+
+    A rank killed by signal ``S`` counts as exit code ``128 + S`` (as a shell reports it).
+    ``failed_rank`` is the first rank that failed (None on success); ``message`` names it
+    and quotes the last lines of its stderr.
+    """
+
+    exit_code: int
+    failed_rank: int | None
+    message: str
+    rank_exit_codes: list[int | None] = field(default_factory=list)
+    signals_forwarded: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+def _code(rc: int | None) -> int | None:
+    if rc is None:
+        return None
+    return 128 + (-rc) if rc < 0 else rc
+
+
+class _LogSink:
+    """Thread-safe line writer with a per-line rank prefix."""
+
+    def __init__(self, target: str | os.PathLike[str] | IO[Any] | None) -> None:
+        self._lock = threading.Lock()
+        self._own = False
+        self._binary = False
+        if target is None:
+            self._fh: IO[Any] | None = None
+        elif isinstance(target, str | os.PathLike):
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+            self._own = True
+            self._binary = True
+        else:
+            self._fh = target
+            self._binary = isinstance(target, io.BufferedIOBase | io.RawIOBase) or (
+                "b" in str(getattr(target, "mode", ""))
+            )
+
+    def write(self, prefix: bytes, line: bytes) -> None:
+        if self._fh is None:
+            return
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        data = prefix + line
+        with self._lock:
+            if self._binary:
+                self._fh.write(data)
+            else:
+                self._fh.write(data.decode("utf-8", "replace"))
+            with contextlib.suppress(Exception):
+                self._fh.flush()
+
+    def close(self) -> None:
+        if self._own and self._fh is not None:
+            self._fh.close()
+
+
+def _pump(
+    stream: IO[bytes], prefix: bytes, sink: _LogSink, tail: collections.deque[str] | None
+) -> None:
+    for line in iter(stream.readline, b""):
+        sink.write(prefix, line)
+        if tail is not None:
+            tail.append(line.decode("utf-8", "replace").rstrip("\n"))
+    stream.close()
+
+
+def _signal_group(pgid: int | None, procs: list[subprocess.Popen[bytes]], sig: int) -> None:
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+            return
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+
+
+def run_gang(
+    ranks: list[RankSpec],
+    command: list[str] | str,
+    log_file: str | os.PathLike[str] | IO[Any] | None,
+    cwd: str | os.PathLike[str] | None = None,
+    on_start: Callable[[list[int]], None] | None = None,
+    *,
+    grace_s: float = 10.0,
+    env: dict[str, str] | None = None,
+) -> GangResult:
+    """Run ``command`` once per rank on this machine and wait for the gang (module docstring).
+
+    ``command`` is an argv list, or a string run by ``/bin/sh -c``. Each process gets
+    ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env``. ``log_file`` is a
+    path (appended to), an open file (text or binary), or None to discard output.
+    ``on_start(pids)`` is called once every rank has started, pids ordered by rank.
+    """
+    if not ranks:
+        raise ValidationError("ranks: need at least one rank", hint="use build_rank_envs(...)")
+    if isinstance(command, str):
+        if not command.strip():
+            raise ValidationError("command: empty command", hint="e.g. 'python train.py'")
+        argv = ["/bin/sh", "-c", command]
+    else:
+        argv = [str(a) for a in command]
+        if not argv:
+            raise ValidationError("command: empty command", hint="e.g. ['python', 'train.py']")
+    ranks = sorted(ranks, key=lambda r: r.rank)
+    sink = _LogSink(log_file)
+    parent_env = dict(os.environ if env is None else env)
+    procs: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
+    tails: dict[int, collections.deque[str]] = {}
+    exits: queue.Queue[tuple[int, int]] = queue.Queue()
+    forwarded: list[str] = []
+    pgid: int | None = None
+    started = time.monotonic()
+
+    def _forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signal.Signals(signum).name)
+        _signal_group(pgid, procs, signum)
+
+    old_handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in FORWARDED_SIGNALS:
+            old_handlers[sig] = signal.signal(sig, _forward)
+    try:
+        for spec in ranks:
+            penv = {**parent_env, **spec.env}
+            try:
+                p = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=penv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    process_group=0 if pgid is None else pgid,
+                )
+            except OSError as exc:
+                _signal_group(pgid, procs, signal.SIGKILL)
+                for q in procs:
+                    q.wait()
+                return GangResult(
+                    exit_code=127,
+                    failed_rank=spec.rank,
+                    message=f"rank {spec.rank} could not start {argv[0]!r}: {exc}",
+                    rank_exit_codes=[None] * len(ranks),
+                )
+            if pgid is None:
+                pgid = p.pid
+            procs.append(p)
+            prefix = f"[rank {spec.rank}] ".encode()
+            tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+            tails[spec.rank] = tail
+            for stream, t in ((p.stdout, None), (p.stderr, tail)):
+                th = threading.Thread(target=_pump, args=(stream, prefix, sink, t), daemon=True)
+                th.start()
+                threads.append(th)
+
+            def _waiter(proc: subprocess.Popen[bytes] = p, rank: int = spec.rank) -> None:
+                exits.put((rank, proc.wait()))
+
+            threading.Thread(target=_waiter, daemon=True).start()
+        if on_start is not None:
+            on_start([p.pid for p in procs])
+
+        codes: dict[int, int] = {}
+        failed: int | None = None
+        deadline: float | None = None
+        killed = False
+        while len(codes) < len(procs):
+            try:
+                rank, rc = exits.get(timeout=0.1)
+            except queue.Empty:
+                if deadline is not None and not killed and time.monotonic() > deadline:
+                    log.warning(
+                        "gang: ranks still alive %.1f s after SIGTERM; sending SIGKILL", grace_s
+                    )
+                    _signal_group(pgid, procs, signal.SIGKILL)
+                    killed = True
+                continue
+            codes[rank] = rc
+            if rc != 0 and failed is None:
+                failed = rank
+                if len(codes) < len(procs):
+                    log.info(
+                        "gang: rank %d exited with %s; stopping the other ranks", rank, _code(rc)
+                    )
+                    _signal_group(pgid, procs, signal.SIGTERM)
+                    deadline = time.monotonic() + grace_s
+        # whatever the ranks left running in their group goes too
+        _signal_group(pgid, [], signal.SIGKILL)
+        for th in threads:
+            th.join(timeout=5)
+    finally:
+        for sig, old in old_handlers.items():
+            signal.signal(sig, old)
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait()
+        sink.close()
+
+    rank_codes = [_code(codes.get(r.rank)) for r in ranks]
+    duration = time.monotonic() - started
+    if failed is None:
+        return GangResult(
+            exit_code=0,
+            failed_rank=None,
+            message=f"all {len(ranks)} ranks exited with 0",
+            rank_exit_codes=rank_codes,
+            signals_forwarded=forwarded,
+            duration_s=duration,
+        )
+    code = _code(codes[failed]) or 1
+    lines = list(tails.get(failed, ()))
+    how = (
+        f"killed by {signal.Signals(code - 128).name}"
+        if code > 128 and code - 128 in {s.value for s in signal.Signals}
+        else f"exited with code {code}"
+    )
+    msg = f"rank {failed} {how}"
+    if forwarded:
+        msg += f" after {', '.join(forwarded)} was forwarded to the gang"
+    if lines:
+        msg += ":\n" + "\n".join(lines)
+    return GangResult(
+        exit_code=code,
+        failed_rank=failed,
+        message=msg,
+        rank_exit_codes=rank_codes,
+        signals_forwarded=forwarded,
+        duration_s=duration,
+    )
