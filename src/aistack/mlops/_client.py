@@ -1,0 +1,138 @@
+"""Shared plumbing: which MLflow server to talk to, with which token, and error translation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from aistack.errors import (
+    AistackError,
+    AuthError,
+    BackendError,
+    ConnectionFailed,
+    NotFoundError,
+    ValidationError,
+    require,
+)
+
+_ENV_LOCK = threading.RLock()
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """``tracking_uri``, else $MLFLOW_TRACKING_URI, else the aistack server's ``/mlflow``."""
+    if tracking_uri:
+        return tracking_uri.rstrip("/")
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env.rstrip("/")
+    from aistack.settings import get_settings
+
+    s = get_settings()
+    base = s.url
+    if not base and s.server_file.exists():
+        try:
+            base = json.loads(s.server_file.read_text()).get("url")
+        except (OSError, ValueError):
+            base = None
+    if not base:
+        base = f"http://{s.host}:{s.port}"
+    return base.rstrip("/") + "/mlflow"
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """``token``, else $MLFLOW_TRACKING_TOKEN, else the aistack token (setting or token file)."""
+    if token:
+        return token
+    env = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if env:
+        return env
+    from aistack.settings import get_settings
+
+    s = get_settings()
+    if s.token:
+        return s.token
+    try:
+        return s.token_file.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def auth_env(token: str | None) -> Iterator[None]:
+    """MLflow's REST client reads its bearer token from $MLFLOW_TRACKING_TOKEN at each request;
+    set it for the duration of the block (serialized: the environment is process-wide)."""
+    if not token or os.environ.get("MLFLOW_TRACKING_TOKEN") == token:
+        yield
+        return
+    with _ENV_LOCK:
+        old = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+            else:
+                os.environ["MLFLOW_TRACKING_TOKEN"] = old
+
+
+def mlflow_client(tracking_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` for the tracking and registry store at ``tracking_uri``."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    require("mlflow", extra="mlops")
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """Turn MLflow/requests exceptions into aistack errors that say what failed."""
+    try:
+        yield
+    except AistackError:
+        raise
+    except Exception as exc:  # classify below; anything else is a backend failure
+        raise translate(exc, what) from exc
+
+
+def translate(exc: BaseException, what: str) -> AistackError:
+    code = getattr(exc, "error_code", "") or ""
+    msg = getattr(exc, "message", None) or str(exc)
+    status = _http_status(exc)
+    if code == "RESOURCE_DOES_NOT_EXIST" or status == 404:
+        return NotFoundError(f"{what}: {msg}")
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or status in (401, 403):
+        return AuthError(
+            f"{what}: the tracking server refused the token ({msg})",
+            hint="set MLFLOW_TRACKING_TOKEN (or AISTACK_TOKEN) to the aistack server's token",
+        )
+    if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
+        return ValidationError(f"{what}: {msg}")
+    name = type(exc).__name__
+    if "Connection" in name or "MaxRetry" in name or "Timeout" in name or _is_conn(exc):
+        return ConnectionFailed(
+            f"{what}: cannot reach the tracking server ({msg})",
+            hint="start it with `aistack up` or set MLFLOW_TRACKING_URI",
+        )
+    return BackendError(f"{what}: {msg}")
+
+
+def _http_status(exc: BaseException) -> int | None:
+    st = getattr(exc, "get_http_status_code", None)
+    if callable(st):
+        try:
+            return int(st())
+        except Exception:  # noqa: BLE001 - best effort
+            return None
+    return None
+
+
+def _is_conn(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Max retries exceeded" in text or "Connection refused" in text

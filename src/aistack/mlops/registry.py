@@ -1,0 +1,449 @@
+"""Model registry on MLflow: register a version from a run, aliases, promotion gates, lineage.
+
+A *promotion gate* is a list of conditions on the source run's metrics, e.g.
+``["val_loss<3.2", "accuracy>=0.9"]``; :func:`promote` moves an alias (``production``) to a
+version only when every condition holds, and otherwise refuses with each failing condition and
+the value the run logged. This is the CI/CD step between training and serving.
+
+Lineage walks back from a model version to its run, the aistack job that produced it, the
+code (git commit) and the dataset versions (run inputs), see :func:`lineage`.
+
+Every function takes ``tracking_uri`` (default: $MLFLOW_TRACKING_URI, else the aistack
+server's ``/mlflow``) and ``token`` (default: $MLFLOW_TRACKING_TOKEN, else the aistack token);
+inside the server process the router passes the backend store URI and needs no token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aistack.errors import ConflictError, NotFoundError, ValidationError
+from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_token
+from aistack.mlops.tracking import TAG_GIT_COMMIT, TAG_INPUTS, TAG_JOB_ID, TAG_PROJECT, parse_input
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_COND = re.compile(
+    r"^\s*(?P<metric>[A-Za-z0-9_.\-/: ]*?[A-Za-z0-9_.\-/:])\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+CONDITION_SYNTAX = (
+    "write METRIC OP NUMBER, e.g. 'val_loss<3.2' or 'accuracy>=0.9' (OP: <, <=, >, >=, ==, !=)"
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Condition:
+    metric: str
+    op: str
+    threshold: float
+    text: str
+
+    def holds(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return OPS[self.op](value, self.threshold)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckResult:
+    condition: str
+    metric: str
+    actual: float | None
+    passed: bool
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PromotionResult:
+    name: str
+    version: int
+    alias: str
+    run_id: str | None
+    previous_version: int | None
+    checks: list[CheckResult]
+    promoted: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_condition(text: str, *, field: str = "require") -> Condition:
+    """Parse ``"val_loss<3.2"``; a malformed condition raises ValidationError with the syntax."""
+    if not isinstance(text, str):
+        raise ValidationError(f"{field}: expected a string, got {text!r}", hint=CONDITION_SYNTAX)
+    m = _COND.match(text)
+    if not m:
+        raise ValidationError(
+            f"{field}: {text!r} is not a condition", hint=CONDITION_SYNTAX, condition=text
+        )
+    return Condition(
+        metric=m["metric"].strip(), op=m["op"], threshold=float(m["value"]), text=text.strip()
+    )
+
+
+def parse_conditions(require: list[str] | None) -> list[Condition]:
+    return [parse_condition(c, field=f"require[{i}]") for i, c in enumerate(require or [])]
+
+
+def check_conditions(conditions: list[Condition], metrics: dict[str, float]) -> list[CheckResult]:
+    """Evaluate conditions against a run's (latest) metric values."""
+    out = []
+    for c in conditions:
+        if c.metric not in metrics:
+            known = ", ".join(sorted(metrics)) or "none"
+            out.append(
+                CheckResult(
+                    condition=c.text,
+                    metric=c.metric,
+                    actual=None,
+                    passed=False,
+                    reason=f"metric {c.metric!r} was not logged by the run (logged: {known})",
+                )
+            )
+            continue
+        v = float(metrics[c.metric])
+        ok = c.holds(v)
+        out.append(
+            CheckResult(
+                condition=c.text,
+                metric=c.metric,
+                actual=v,
+                passed=ok,
+                reason=f"{c.metric}={v:g} {'satisfies' if ok else 'does not satisfy'} {c.text}",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------- client helpers
+def _client(tracking_uri: str | None) -> Any:
+    return mlflow_client(tracking_uri)
+
+
+def _version_int(version: int | str, field: str = "version") -> int:
+    try:
+        v = int(version)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field}: {version!r} is not a version number") from None
+    if v < 1:
+        raise ValidationError(f"{field}: must be >= 1, got {v}")
+    return v
+
+
+def _get_version(client: Any, name: str, version: int) -> Any:
+    try:
+        return client.get_model_version(name, str(version))
+    except Exception as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(
+                f"model {name!r} has no version {version}",
+                hint=f"list versions with `aistack models show {name}`",
+            ) from exc
+        raise
+
+
+def _version_dict(mv: Any) -> dict[str, Any]:
+    return {
+        "name": mv.name,
+        "version": int(mv.version),
+        "run_id": mv.run_id,
+        "source": mv.source,
+        "status": mv.status,
+        "aliases": sorted(getattr(mv, "aliases", []) or []),
+        "tags": dict(mv.tags or {}),
+        "created_ms": mv.creation_timestamp,
+        "description": mv.description or "",
+    }
+
+
+# ------------------------------------------------------------------------- registry API
+def register_from_run(
+    run_id: str,
+    name: str,
+    artifact_path: str = "model",
+    *,
+    tracking_uri: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """Register ``runs:/<run_id>/<artifact_path>`` (or the run's logged model of that name)
+    as a new version of ``name``; returns the version as a dict.
+
+    The run's job id, project and git commit are copied onto the version as tags.
+    """
+    if not name or not name.strip():
+        raise ValidationError("name: must not be empty", hint="pass --name MODEL_NAME")
+    artifact_path = (artifact_path or "").strip("/")
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"register run {run_id} as {name!r}"):
+        try:
+            run = client.get_run(run_id)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                raise NotFoundError(
+                    f"run {run_id!r} does not exist", hint="copy the run id from the MLflow UI"
+                ) from exc
+            raise
+        source, model_id = _find_model_source(client, run, artifact_path)
+        try:
+            client.create_registered_model(name)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        tags = {
+            k: v
+            for k, v in {
+                TAG_JOB_ID: run.data.tags.get(TAG_JOB_ID),
+                TAG_PROJECT: run.data.tags.get(TAG_PROJECT),
+                TAG_GIT_COMMIT: run.data.tags.get(TAG_GIT_COMMIT)
+                or run.data.tags.get("mlflow.source.git.commit"),
+            }.items()
+            if v
+        }
+        kwargs: dict[str, Any] = {"tags": tags}
+        if model_id:
+            kwargs["model_id"] = model_id
+        mv = client.create_model_version(name, source, run_id=run_id, **kwargs)
+        mv = client.get_model_version(name, mv.version)
+    return _version_dict(mv)
+
+
+def _find_model_source(client: Any, run: Any, artifact_path: str) -> tuple[str, str | None]:
+    run_id = run.info.run_id
+    # MLflow 3: log_model(name=...) creates a LoggedModel linked to the run
+    try:
+        models = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+        )
+    except Exception:  # noqa: BLE001 - stores without logged models
+        models = []
+    for lm in models:
+        if lm.name == artifact_path:
+            return f"models:/{lm.model_id}", lm.model_id
+    if artifact_path:
+        parent, _, leaf = artifact_path.rpartition("/")
+        listing = client.list_artifacts(run_id, parent or None)
+        if any(f.path.rstrip("/").split("/")[-1] == leaf for f in listing):
+            return f"runs:/{run_id}/{artifact_path}", None
+    names = sorted({lm.name for lm in models} | {f.path for f in client.list_artifacts(run_id)})
+    raise NotFoundError(
+        f"run {run_id} has no model or artifact at {artifact_path!r} "
+        f"(it has: {', '.join(names) or 'nothing'})",
+        hint="log the model first (mlflow.<flavor>.log_model(..., name='model')) or pass --path",
+    )
+
+
+def set_alias(
+    name: str,
+    alias: str,
+    version: int | str,
+    *,
+    tracking_uri: str | None = None,
+    token: str | None = None,
+) -> None:
+    v = _version_int(version)
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"set alias {alias!r} on {name} v{v}"):
+        _get_version(client, name, v)
+        client.set_registered_model_alias(name, alias, str(v))
+
+
+def delete_alias(
+    name: str, alias: str, *, tracking_uri: str | None = None, token: str | None = None
+) -> None:
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"delete alias {alias!r} of {name}"):
+        aliases = _aliases(client, name)
+        if alias not in aliases:
+            raise NotFoundError(
+                f"model {name!r} has no alias {alias!r} (aliases: {', '.join(aliases) or 'none'})"
+            )
+        client.delete_registered_model_alias(name, alias)
+
+
+def _aliases(client: Any, name: str) -> dict[str, int]:
+    try:
+        rm = client.get_registered_model(name)
+    except Exception as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(
+                f"no registered model named {name!r}", hint="list models with `aistack models ls`"
+            ) from exc
+        raise
+    return {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+
+def promote(
+    name: str,
+    version: int | str,
+    to_alias: str,
+    require: list[str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+    token: str | None = None,
+) -> PromotionResult:
+    """Point alias ``to_alias`` at ``version`` if the version's run meets every condition.
+
+    Raises ValidationError for a malformed condition (before contacting the server) and
+    ConflictError naming every failing condition (the alias is left unchanged).
+    """
+    conditions = parse_conditions(require)
+    v = _version_int(version)
+    if not to_alias or not to_alias.strip():
+        raise ValidationError("to: alias must not be empty", hint="e.g. --to production")
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"promote {name} v{v} to {to_alias!r}"):
+        mv = _get_version(client, name, v)
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            metrics = dict(client.get_run(mv.run_id).data.metrics)
+        elif conditions:
+            raise ConflictError(
+                f"{name} v{v} has no source run, so its metrics cannot be checked",
+                hint="register versions from runs (aistack models register --run ...)",
+            )
+        checks = check_conditions(conditions, metrics)
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            raise ConflictError(
+                f"refused to promote {name} v{v} to {to_alias!r}: "
+                + "; ".join(c.reason for c in failed),
+                hint="train a better model or change --require",
+                checks=[dataclasses.asdict(c) for c in checks],
+            )
+        previous = _aliases(client, name).get(to_alias)
+        client.set_registered_model_alias(name, to_alias, str(v))
+    return PromotionResult(
+        name=name,
+        version=v,
+        alias=to_alias,
+        run_id=mv.run_id,
+        previous_version=previous,
+        checks=checks,
+    )
+
+
+def list_models(
+    *, tracking_uri: str | None = None, token: str | None = None, max_results: int = 1000
+) -> list[dict[str, Any]]:
+    """Registered models with their latest version and aliases."""
+    client = _client(tracking_uri)
+    out = []
+    with auth_env(resolve_token(token)), mlflow_errors("list registered models"):
+        for rm in client.search_registered_models(max_results=max_results):
+            versions = [int(v.version) for v in (rm.latest_versions or [])]
+            out.append(
+                {
+                    "name": rm.name,
+                    "latest_version": max(versions) if versions else None,
+                    "aliases": {a: int(v) for a, v in (rm.aliases or {}).items()},
+                    "description": rm.description or "",
+                    "updated_ms": rm.last_updated_timestamp,
+                }
+            )
+    return sorted(out, key=lambda m: m["name"])
+
+
+def show_model(
+    name: str, *, tracking_uri: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """A registered model with all its versions (newest first)."""
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"show model {name!r}"):
+        aliases = _aliases(client, name)
+        rm = client.get_registered_model(name)
+        versions = client.search_model_versions(f"name = '{_quote(name)}'", max_results=10000)
+    vs = sorted((_version_dict(v) for v in versions), key=lambda d: -d["version"])
+    by_version: dict[int, list[str]] = {}
+    for a, v in aliases.items():
+        by_version.setdefault(v, []).append(a)
+    for d in vs:
+        d["aliases"] = sorted(by_version.get(d["version"], []))
+    return {
+        "name": name,
+        "description": rm.description or "",
+        "aliases": aliases,
+        "versions": vs,
+    }
+
+
+def _quote(s: str) -> str:
+    return s.replace("'", "\\'")
+
+
+def lineage(
+    name: str, version: int | str, *, tracking_uri: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """Model version → run → job → code → datasets, as a dict."""
+    v = _version_int(version)
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"lineage of {name} v{v}"):
+        mv = _get_version(client, name, v)
+        model = _version_dict(mv)
+        aliases = _aliases(client, name)
+        model["aliases"] = sorted(a for a, av in aliases.items() if av == v)
+        if not mv.run_id:
+            return {"model": model, "run": None, "job": None, "code": None, "datasets": []}
+        run = client.get_run(mv.run_id)
+    tags = dict(run.data.tags)
+    datasets = []
+    for di in run.inputs.dataset_inputs if run.inputs else []:
+        ds = di.dataset
+        entry = {
+            "name": ds.name,
+            "digest": ds.digest,
+            "source_type": ds.source_type,
+            "version": None,
+            "ref": None,
+        }
+        try:
+            src = json.loads(ds.source)
+            entry["version"] = src.get("version")
+            entry["ref"] = src.get("ref")
+        except (TypeError, ValueError, AttributeError):
+            entry["ref"] = ds.source
+        datasets.append(entry)
+    if not datasets and tags.get(TAG_INPUTS):
+        for ref in tags[TAG_INPUTS].split(","):
+            if ref.strip():
+                n, ver = parse_input(ref)
+                datasets.append(
+                    {"name": n, "digest": None, "source_type": "tag", "version": ver, "ref": ref}
+                )
+    commit = tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit")
+    job_id = tags.get(TAG_JOB_ID)
+    return {
+        "model": model,
+        "run": {
+            "id": run.info.run_id,
+            "name": run.info.run_name,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "start_ms": run.info.start_time,
+            "end_ms": run.info.end_time,
+            "user": tags.get("mlflow.user"),
+            "metrics": dict(run.data.metrics),
+            "params": dict(run.data.params),
+        },
+        "job": {"id": job_id, "project": tags.get(TAG_PROJECT)} if job_id else None,
+        "code": {
+            "git_commit": commit,
+            "source": tags.get("mlflow.source.name"),
+            "repo": tags.get("mlflow.source.git.repoURL"),
+        },
+        "datasets": datasets,
+    }

@@ -1,0 +1,222 @@
+"""MLflow tracking + registry embedded in the aistack FastAPI app under ``/mlflow``.
+
+One process serves both the aistack API and MLflow (UI, REST API, proxied artifacts), so the
+embedded default needs no second server and no huey job consumers (~270 MB each).
+
+How it works: MLflow's server reads its configuration from ``_MLFLOW_SERVER_*`` environment
+variables *at import time* of ``mlflow.server`` (Flask routes are registered with the static
+prefix then). :func:`mount_mlflow` sets them, initializes the backend stores (creating the
+SQLite schema on first start) and mounts ``mlflow.server.fastapi_app.create_fastapi_app()``
+at ``/mlflow``. The mounted app sees the full request path (``/mlflow/api/2.0/...``), which is
+what MLflow expects when its static prefix is ``/mlflow``.
+
+Storage layout (embedded default)::
+
+    <home>/mlflow.db                      runs, metrics, registry (SQLite)
+    <objects_url>/mlflow-artifacts/       artifacts, uploaded through the server (proxied)
+
+Clients use ``tracking_uri = http://HOST:PORT/mlflow`` and send ``MLFLOW_TRACKING_TOKEN``
+as ``Authorization: Bearer``; the aistack auth middleware checks it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aistack.errors import BackendError, ConflictError, require
+
+if TYPE_CHECKING:  # pragma: no cover
+    import fastapi
+
+    from aistack.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/mlflow"
+_MOUNTED: dict[str, Any] = {}
+
+
+def backend_store_uri(settings: Settings) -> str:
+    """The SQLAlchemy URI of MLflow's tracking + registry store for these settings."""
+    override = os.environ.get("AISTACK_MLFLOW_BACKEND_URI")
+    if override:
+        return override
+    return f"sqlite:///{Path(settings.home).resolve() / 'mlflow.db'}"
+
+
+def artifacts_destination(settings: Settings) -> str:
+    """Where the server stores artifacts: ``<objects_url>/mlflow-artifacts``.
+
+    ``memory://`` object stores (a test fake) cannot hold MLflow artifacts across processes,
+    so they fall back to ``<home>/mlflow-artifacts``.
+    """
+    root = settings.objects_url
+    if root.startswith("memory://"):
+        root = str(Path(settings.home).resolve())
+    if "://" not in root:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        return str(Path(root).resolve() / "mlflow-artifacts")
+    return root.rstrip("/") + "/mlflow-artifacts"
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """The environment variables MLflow's server reads (set before importing mlflow.server)."""
+    from_const = {
+        "_MLFLOW_SERVER_FILE_STORE": backend_store_uri(settings),
+        "_MLFLOW_SERVER_REGISTRY_STORE": backend_store_uri(settings),
+        # clients upload through the server, so jobs on other nodes need no storage credentials
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": artifacts_destination(settings),
+        "_MLFLOW_STATIC_PREFIX": PREFIX,
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    return from_const
+
+
+class _FullPathApp:
+    """ASGI wrapper: give the mounted MLflow app the full path (``/mlflow/...``).
+
+    Starlette's ``Mount`` moves the mount prefix into ``root_path``; MLflow's routes already
+    carry the prefix, so the prefix is moved back into the path MLflow routes on.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = dict(scope)
+            scope["root_path"] = scope.get("app_root_path", "")
+        await self.app(scope, receive, send)
+
+
+def create_mlflow_asgi(settings: Settings) -> Any:
+    """Configure MLflow's server for ``settings`` and return its ASGI app (not yet mounted).
+
+    MLflow's server is process-global (its Flask app and stores are module state), so one
+    process can host one MLflow configuration: a second call with other settings raises
+    ConflictError.
+    """
+    require("mlflow", extra="mlops")
+    env = server_env(settings)
+    key = env["_MLFLOW_SERVER_FILE_STORE"]
+    if _MOUNTED:
+        if _MOUNTED["key"] != key:
+            raise ConflictError(
+                f"MLflow is already embedded in this process with store {_MOUNTED['key']}; "
+                f"cannot also serve {key}",
+                hint="run one aistack server per AISTACK_HOME",
+            )
+        return _MOUNTED["app"]
+    if "mlflow.server" in sys.modules and os.environ.get("_MLFLOW_STATIC_PREFIX") != PREFIX:
+        raise ConflictError(
+            "mlflow.server was imported before mount_mlflow() configured it",
+            hint="call aistack.mlops.server.mount_mlflow() before anything imports mlflow.server",
+        )
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    os.environ.update(env)
+    t0 = time.perf_counter()
+    try:
+        from mlflow.server import handlers
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        handlers.initialize_backend_stores(
+            env["_MLFLOW_SERVER_FILE_STORE"],
+            env["_MLFLOW_SERVER_REGISTRY_STORE"],
+            env["_MLFLOW_SERVER_ARTIFACT_ROOT"],
+        )
+    except Exception as exc:  # MLflow raises many kinds; say which store failed
+        raise BackendError(
+            f"could not start MLflow on {key}: {exc}",
+            hint="check AISTACK_HOME is writable (or AISTACK_MLFLOW_BACKEND_URI is reachable)",
+        ) from exc
+    # `mlflow.server.fastapi_app` builds a module-level app at import; reuse it.
+    import mlflow.server.fastapi_app as fa
+
+    app = getattr(fa, "app", None) or create_fastapi_app()
+    wrapped = _FullPathApp(app)
+    _MOUNTED.update(key=key, app=wrapped, init_s=time.perf_counter() - t0)
+    log.info("MLflow %s ready on %s in %.2f s", _mlflow_version(), key, _MOUNTED["init_s"])
+    return wrapped
+
+
+def mount_mlflow(app: fastapi.FastAPI, settings: Settings) -> None:
+    """Embed MLflow (UI + REST + proxied artifacts) in ``app`` under ``/mlflow``.
+
+    Call it after every other route is added. Honors ``settings.mlflow_enabled``.
+    """
+    if not settings.mlflow_enabled:
+        log.info("MLflow disabled (AISTACK_MLFLOW_ENABLED=false)")
+        return
+    asgi = create_mlflow_asgi(settings)
+    app.mount(PREFIX, asgi, name="mlflow")
+
+
+def _mlflow_version() -> str:
+    try:
+        import mlflow
+
+        return str(mlflow.__version__)
+    except ImportError:  # pragma: no cover
+        return "?"
+
+
+def create_app(settings: Settings, *, token: str | None = None) -> fastapi.FastAPI:
+    """A minimal app serving only MLflow under /mlflow (tests, benchmarks, a tracking-only node).
+
+    With ``token`` it checks ``Authorization: Bearer <token>`` (or cookie ``aistack_token``)
+    like the full aistack server does.
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(title="aistack tracking", docs_url=None, redoc_url=None, openapi_url=None)
+
+    if token:
+
+        @app.middleware("http")
+        async def _auth(request: Request, call_next: Any) -> Any:
+            given = request.headers.get("authorization", "")
+            ok = given == f"Bearer {token}" or request.cookies.get("aistack_token") == token
+            if request.url.path.startswith(PREFIX) and not ok:
+                return JSONResponse(
+                    {"code": "unauthorized", "message": "missing or wrong token"},
+                    status_code=401,
+                )
+            return await call_next(request)
+
+    @app.get("/healthz")
+    def _health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    mount_mlflow(app, settings)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aistack.mlops.server --port 5000 [--token T]``: serve MLflow only."""
+    import argparse
+
+    import uvicorn
+
+    from aistack.settings import get_settings
+
+    p = argparse.ArgumentParser(description="aistack embedded MLflow (tracking only)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--token", default=os.environ.get("AISTACK_TOKEN"))
+    a = p.parse_args(argv)
+    app = create_app(get_settings(), token=a.token)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,278 @@
+"""Per-job MLflow runs: the server opens one run per job, logs the job's sampled system metrics
+into it, and closes it with the job's final state.
+
+The server puts ``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_TOKEN`` and ``MLFLOW_RUN_ID`` into the
+job's environment (see :func:`job_env`), so user code calling ``mlflow.log_*`` (or
+``mlflow.start_run()``, which resumes ``MLFLOW_RUN_ID``) lands in that run.
+
+Tags written on every job run::
+
+    aistack.job_id, aistack.project, aistack.inputs   the job and its dataset versions
+    mlflow.user, mlflow.runName                       shown by the MLflow UI
+    mlflow.source.git.commit, aistack.git_commit      when the job's code is in a git checkout
+
+Dataset versions are also logged as MLflow run inputs (``log_inputs``), so the UI's
+"Datasets used" column and ``run.inputs.dataset_inputs`` list them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from aistack.errors import ValidationError
+from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+TAG_JOB_ID = "aistack.job_id"
+TAG_PROJECT = "aistack.project"
+TAG_INPUTS = "aistack.inputs"
+TAG_GIT_COMMIT = "aistack.git_commit"
+TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+DATASET_SOURCE_TYPE = "aistack"
+BATCH_LIMIT = 1000  # MLflow's per-request limit on metrics in log_batch
+
+# sample key -> MLflow system metric name (the "System metrics" tab shows the system/ prefix)
+SYSTEM_METRICS: dict[str, str] = {
+    "cpu_percent": "system/cpu_utilization_percentage",
+    "rss_mb": "system/process_memory_rss_megabytes",
+    "gpu_util": "system/gpu_utilization_percentage",
+    "gpu_mem_mb": "system/gpu_memory_usage_megabytes",
+}
+
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+
+def git_commit(path: str | None = None) -> str | None:
+    """The HEAD commit of the git checkout containing ``path`` (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", path or ".", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def parse_input(ref: str) -> tuple[str, str]:
+    """Split a dataset version reference into (name, version).
+
+    Accepted: ``name@version``, ``name:version``, ``scheme://.../name/version`` or a bare name
+    (version "latest").
+    """
+    ref = ref.strip()
+    if not ref:
+        raise ValidationError(
+            "inputs: empty dataset reference", hint="use NAME@VERSION, e.g. 'webtext@3'"
+        )
+    if "://" in ref:
+        parts = [p for p in ref.split("://", 1)[1].split("/") if p]
+        if len(parts) >= 2:
+            return parts[-2], parts[-1]
+        return (parts[0] if parts else ref), "latest"
+    for sep in ("@", ":"):
+        if sep in ref:
+            name, version = ref.rsplit(sep, 1)
+            if name and version:
+                return name, version
+    return ref, "latest"
+
+
+def dataset_entities(inputs: Iterable[str]) -> list[Any]:
+    """MLflow ``DatasetInput`` entities for aistack dataset version references."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    out = []
+    for ref in inputs:
+        name, version = parse_input(ref)
+        digest = (
+            version if len(version) <= 36 else hashlib.sha256(version.encode()).hexdigest()[:36]
+        )
+        ds = Dataset(
+            name=name,
+            digest=digest,
+            source_type=DATASET_SOURCE_TYPE,
+            source=_json({"ref": ref, "name": name, "version": version}),
+        )
+        out.append(
+            DatasetInput(
+                dataset=ds,
+                tags=[
+                    InputTag(key="mlflow.data.context", value="input"),
+                    InputTag(key="aistack.version", value=version),
+                ],
+            )
+        )
+    return out
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)
+
+
+def create_job_run(
+    tracking_uri: str,
+    *,
+    job_id: str,
+    name: str,
+    project: str,
+    user: str,
+    inputs: list[str],
+    params: dict | None = None,
+    token: str | None = None,
+    code_dir: str | None = None,
+    commit: str | None = None,
+) -> str:
+    """Open the MLflow run of a job (experiment = project) and return its run id.
+
+    ``code_dir``: the job's working directory, used to find the git commit (or pass ``commit``).
+    """
+    from mlflow.entities import Param
+
+    for field, value in (("job_id", job_id), ("project", project), ("user", user)):
+        if not value or not str(value).strip():
+            raise ValidationError(f"{field}: must not be empty", hint=f"pass the job's {field}")
+    datasets = dataset_entities(inputs or [])
+    commit = commit or (git_commit(code_dir) if code_dir else None)
+    tags = {
+        TAG_JOB_ID: str(job_id),
+        TAG_PROJECT: project,
+        TAG_INPUTS: ",".join(inputs or []),
+        "mlflow.user": user,
+        "mlflow.runName": name or str(job_id),
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": f"aistack job {job_id}",
+    }
+    if commit:
+        tags[TAG_MLFLOW_GIT_COMMIT] = commit
+        tags[TAG_GIT_COMMIT] = commit
+    client = mlflow_client(tracking_uri)
+    with auth_env(token), mlflow_errors(f"create the MLflow run of job {job_id}"):
+        exp = client.get_experiment_by_name(project)
+        if exp is None:
+            try:
+                exp_id = client.create_experiment(project)
+            except Exception:  # a concurrent job created it first
+                exp = client.get_experiment_by_name(project)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        else:
+            exp_id = exp.experiment_id
+        run = client.create_run(exp_id, run_name=name or str(job_id), tags=tags)
+        run_id = run.info.run_id
+        plist = [Param(str(k), _param_value(v)) for k, v in (params or {}).items()]
+        for i in range(0, len(plist), 100):  # MLflow limit: 100 params per batch
+            client.log_batch(run_id, params=plist[i : i + 100])
+        if datasets:
+            client.log_inputs(run_id, datasets=datasets)
+    log.info("job %s -> MLflow run %s (experiment %s)", job_id, run_id, project)
+    return str(run_id)
+
+
+def _param_value(v: Any) -> str:
+    s = v if isinstance(v, str) else _json(v) if isinstance(v, dict | list) else str(v)
+    return s[:6000]
+
+
+def system_metric_entities(samples: list[Mapping[str, Any]], *, start_s: float) -> list[Any]:
+    """Turn sampled job resource use into MLflow metrics.
+
+    ``step`` is whole seconds since ``start_s`` (the run start), so samples sent in several
+    calls keep increasing steps; ``timestamp`` is the sample time. GPU values may be one number
+    or a list per device (``system/gpu_<i>_...``). Missing or None values are skipped.
+    """
+    from mlflow.entities import Metric
+
+    out = []
+    for i, s in enumerate(samples):
+        if not isinstance(s, Mapping):
+            raise ValidationError(f"samples[{i}]: expected a mapping, got {type(s).__name__}")
+        t = s.get("t")
+        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+            raise ValidationError(
+                f"samples[{i}].t: must be a unix time in seconds, got {t!r}",
+                hint="each sample needs t (float seconds since the epoch)",
+            )
+        ts = int(t * 1000)
+        step = max(0, int(t - start_s))
+        for key, metric in SYSTEM_METRICS.items():
+            v = s.get(key)
+            if v is None:
+                continue
+            if isinstance(v, list | tuple) and key.startswith("gpu_"):
+                kind = metric.split("system/gpu_", 1)[1]
+                for dev, dv in enumerate(v):
+                    if dv is not None:
+                        fv = _num(dv, f"samples[{i}].{key}[{dev}]")
+                        out.append(Metric(f"system/gpu_{dev}_{kind}", fv, ts, step))
+                continue
+            out.append(Metric(metric, _num(v, f"samples[{i}].{key}"), ts, step))
+    return out
+
+
+def _num(v: Any, field: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValidationError(f"{field}: must be a finite number, got {v!r}")
+    return float(v)
+
+
+def log_system_metrics(
+    tracking_uri: str,
+    run_id: str,
+    samples: list[dict],
+    token: str | None = None,
+) -> int:
+    """Log sampled system metrics (t, cpu_percent, rss_mb, gpu_util, gpu_mem_mb) into a run,
+    in batches of at most 1,000 points. Returns the number of points logged."""
+    if not samples:
+        return 0
+    client = mlflow_client(tracking_uri)
+    with auth_env(token), mlflow_errors(f"log system metrics into run {run_id}"):
+        start_s = client.get_run(run_id).info.start_time / 1000.0
+        metrics = system_metric_entities(samples, start_s=start_s)
+        for i in range(0, len(metrics), BATCH_LIMIT):
+            client.log_batch(run_id, metrics=metrics[i : i + BATCH_LIMIT])
+    return len(metrics)
+
+
+def end_job_run(
+    tracking_uri: str,
+    run_id: str,
+    status: RunStatus,
+    token: str | None = None,
+) -> None:
+    """Close the job's run with its final state (FINISHED, FAILED or KILLED)."""
+    if status not in ("FINISHED", "FAILED", "KILLED"):
+        raise ValidationError(
+            f"status: {status!r} is not a final run state",
+            hint="use FINISHED, FAILED or KILLED",
+        )
+    client = mlflow_client(tracking_uri)
+    with auth_env(token), mlflow_errors(f"end MLflow run {run_id}"):
+        client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
+
+
+def job_env(tracking_uri: str, run_id: str, token: str | None = None) -> dict[str, str]:
+    """Environment variables that route a job's ``mlflow.log_*`` calls into its run."""
+    env = {
+        "MLFLOW_TRACKING_URI": resolve_tracking_uri(tracking_uri),
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    if token:
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    return env
