@@ -1,0 +1,716 @@
+"""The policy contract and the one queue engine every built-in policy shares.
+
+``Policy.schedule(queue, cluster, now) -> Decision`` is pure: no I/O, no clock of its own.
+Every policy
+
+* starts gangs all-or-nothing (``nodes`` × ``gpus`` per node, ``gpu_type`` honoured),
+  best fit (fewest free GPUs that still hold the gang), with concrete GPU indices and CPU
+  core ids taken from the nodes' free sets, and never hands out anything twice;
+* respects per-project GPU quotas (``ClusterState.gpu_quotas``);
+* puts a ``Pending(reason, estimated_start)`` on every job it does not start (unless it
+  was built with ``explain=False``, which the simulator uses for speed).
+
+``QueuePolicy`` is the engine: a policy only chooses the order of the queue (``order_key``)
+and, if it preempts, which running jobs a waiting job outranks (``rank`` / ``running_rank``).
+The engine walks the queue in that order. The first job that does not fit is the *head*:
+it gets a reservation (EASY backfill: the earliest time it fits once running jobs reach
+their ``max_runtime_s``). Later jobs start only if they fit now *and* do not delay that
+reservation (they end before it, or they use capacity the head does not need). If a
+running job has no ``max_runtime_s`` the reservation time is unknown; the engine then says
+so and is conservative: nothing is backfilled onto nodes that could ever host the head.
+
+Preemption (``preemptive = True``): a waiting job that cannot start may preempt running
+jobs it outranks that are ``preemptible`` and past ``protected_until`` (minimum run time,
+anti-thrashing). The caller signals the victims, waits for their grace period (checkpoint)
+and requeues them with their attained service kept. ``RunningJob.attained_service_s`` is
+the service received *before* the current run; the engine adds
+``(now - start_time) × GPUs`` itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import heapq
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from aistack.scheduler.placement import PassState, fit_counts
+from aistack.scheduler.types import (
+    ClusterState,
+    Decision,
+    JobRequest,
+    Pending,
+    Preempt,
+    RunningJob,
+    Start,
+)
+
+INF = math.inf
+
+
+class Policy(abc.ABC):
+    """A scheduling policy: queue + cluster state in, decisions out."""
+
+    name: str = "base"
+    #: whether decisions may contain preemptions
+    preemptive: bool = False
+
+    @abc.abstractmethod
+    def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Decision:
+        """One pass: which jobs start where, which running jobs to preempt, why others wait."""
+
+    def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
+        """A static sort key for a queued job (lower runs first), or None if the order is
+        dynamic. A caller that keeps its queue sorted by this key may pass a
+        ``SortedQueue`` bound to this policy and the policy will not sort again."""
+        return None
+
+    def wakeup_after(self, cluster: ClusterState, now: float) -> float | None:
+        """Next time at which this policy could decide differently with no other event
+        (e.g. a running job crossing a LAS threshold). The simulator schedules a pass then."""
+        return None
+
+
+class SortedQueue(list):  # type: ignore[type-arg]
+    """A queue the caller already keeps sorted by ``policy.order_key`` (simulator)."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy, items: Sequence[JobRequest] = ()) -> None:
+        super().__init__(items)
+        self.policy = policy
+
+
+def fmt_duration(seconds: float) -> str:
+    """12 s, 4.5 min, 3.1 h, 2.0 d."""
+    s = abs(seconds)
+    if s < 90:
+        return f"{seconds:.0f} s"
+    if s < 5400:
+        return f"{seconds / 60:.1f} min"
+    if s < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class QueuePolicy(Policy):
+    """Ordered queue + best-fit gangs + quotas + EASY reservation/backfill + preemption."""
+
+    name = "queue"
+    strict = False  # True: nothing overtakes the first blocked job (strict FIFO)
+    backfill = True
+    preemptive = False
+
+    def __init__(
+        self,
+        *,
+        explain: bool = True,
+        backfill_depth: int = 500,
+        estimate_depth: int = 256,
+        default_runtime_s: float | None = None,
+        max_preempt_heads: int = 8,
+        preempt_min_wait_s: float = 0.0,
+        min_run_s: float = 0.0,
+    ) -> None:
+        if backfill_depth < 1:
+            raise ValueError("backfill_depth must be >= 1")
+        self.explain = explain
+        self.backfill_depth = backfill_depth
+        self.estimate_depth = estimate_depth
+        self.default_runtime_s = default_runtime_s
+        self.max_preempt_heads = max_preempt_heads
+        self.preempt_min_wait_s = preempt_min_wait_s
+        self.min_run_s = min_run_s
+
+    # ------------------------------------------------------------ policy hooks
+    def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
+        return (-job.priority, job.submit_time, job.id)
+
+    def order(
+        self, queue: Sequence[JobRequest], cluster: ClusterState, now: float
+    ) -> Sequence[JobRequest]:
+        if isinstance(queue, SortedQueue) and queue.policy is self:
+            return queue
+        return sorted(queue, key=self.order_key)  # type: ignore[arg-type,return-value]
+
+    def rank(self, job: JobRequest, cluster: ClusterState, now: float) -> tuple[Any, ...]:
+        """Preemption rank of a waiting job (lower is more important)."""
+        return (-job.priority,)
+
+    def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
+        return (-job.priority,)
+
+    def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
+        return f"job {job.id} (priority {job.priority}) outranks it (priority {victim.priority})"
+
+    # ------------------------------------------------------------ the pass
+    def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Decision:
+        if not queue:
+            return Decision()
+        st = PassState(cluster)
+        ordered = self.order(queue, cluster, now)
+        explain = self.explain
+        quotas = cluster.gpu_quotas
+        used: dict[str, int] = {}
+        if quotas:
+            for r in cluster.running:
+                used[r.project] = used.get(r.project, 0) + r.allocation.total_gpus
+
+        starts: list[Start] = []
+        started_jobs: list[tuple[JobRequest, list[int]]] = []
+        preempts: list[Preempt] = []
+        victims: set[str] = set()
+        kinds: dict[str, tuple[Any, ...]] = {}
+        waiting: list[JobRequest] = []  # not started, not quota-blocked, in order
+        reservations: dict[str, tuple[float, tuple[str, ...]]] = {}
+        head: JobRequest | None = None
+        shadow: float | None = None
+        caps: dict[int, tuple[int, int, int]] | None = None
+        unknown_end: list[str] = []
+        pre_heads = 0
+        considered = 0
+        preemptive = self.preemptive
+        depth = self.backfill_depth
+
+        for job in ordered:
+            tg = job.gpus * job.nodes
+            if quotas:
+                q = quotas.get(job.project)
+                if q is not None and used.get(job.project, 0) + tg > q:
+                    if explain:
+                        kinds[job.id] = ("quota", used.get(job.project, 0), q)
+                    continue
+            if head is None:
+                ids = st.find(job)
+                if ids is not None:
+                    alloc = st.commit(job, ids)
+                    starts.append(Start(job_id=job.id, allocation=alloc))
+                    started_jobs.append((job, ids))
+                    if quotas:
+                        used[job.project] = used.get(job.project, 0) + tg
+                    continue
+                if not st.fits_anywhere_ever(job):
+                    kinds[job.id] = ("never",)
+                    continue
+                head = job
+                waiting.append(job)
+                if preemptive and pre_heads < self.max_preempt_heads:
+                    pre_heads += 1
+                    got = self._try_preempt(job, st, cluster, now, victims, preempts)
+                    if got is not None:
+                        kinds[job.id] = ("preempting", got)
+                        reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                        head = None  # its capacity is held; the next blocked job is head
+                        continue
+                if self.strict:
+                    kinds[job.id] = ("head",)
+                    if not explain:
+                        break
+                    continue
+                if not self.backfill:
+                    kinds[job.id] = ("head",)
+                    continue
+                if st.free_total > 0 or explain:
+                    shadow, rnodes, caps, unknown_end = self._reserve(
+                        job, st, cluster, now, started_jobs, victims
+                    )
+                    if shadow is not None and rnodes:
+                        reservations[job.id] = (shadow, rnodes)
+                kinds[job.id] = ("head",)
+                continue
+            # ---- behind the head
+            if self.strict or not self.backfill:
+                waiting.append(job)
+                if explain:
+                    kinds[job.id] = ("behind", head.id)
+                    continue
+                break
+            considered += 1
+            if considered > depth:
+                waiting.append(job)
+                if not explain:
+                    break
+                kinds[job.id] = ("window",) if tg <= st.free_total else ("blocked",)
+                continue
+            ids = None
+            if tg <= st.free_total:
+                ends = now + job.max_runtime_s if job.max_runtime_s is not None else INF
+                if shadow is not None and ends <= shadow:
+                    ids = st.find(job)
+                else:
+                    ids = st.find(job, caps=caps) if caps else st.find(job)
+                if ids is not None:
+                    alloc = st.commit(job, ids)
+                    starts.append(Start(job_id=job.id, allocation=alloc, backfilled=True))
+                    started_jobs.append((job, ids))
+                    if quotas:
+                        used[job.project] = used.get(job.project, 0) + tg
+                    if caps:
+                        self._charge_caps(caps, job, ids, ends, shadow)
+                    continue
+            waiting.append(job)
+            if preemptive and pre_heads < self.max_preempt_heads:
+                pre_heads += 1
+                got = self._try_preempt(job, st, cluster, now, victims, preempts)
+                if got is not None:
+                    kinds[job.id] = ("preempting", got)
+                    reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                    continue
+            if explain:
+                if tg <= st.free_total and st.find(job) is not None:
+                    kinds[job.id] = ("delay", head.id, shadow)
+                else:
+                    kinds[job.id] = ("blocked",)
+            elif st.free_total == 0 and (not preemptive or pre_heads >= self.max_preempt_heads):
+                break
+
+        pending: dict[str, Pending] = {}
+        if explain:
+            pending = self._explain(
+                ordered,
+                kinds,
+                waiting,
+                st,
+                cluster,
+                now,
+                started_jobs,
+                victims,
+                head,
+                shadow,
+                unknown_end,
+            )
+        return Decision(
+            starts=tuple(starts),
+            preemptions=tuple(preempts),
+            pending=pending,
+            reservations=reservations,
+        )
+
+    # ------------------------------------------------------------ reservation
+    def _release_events(
+        self,
+        st: PassState,
+        cluster: ClusterState,
+        now: float,
+        started: list[tuple[JobRequest, list[int]]],
+        victims: set[str],
+    ) -> tuple[list[tuple[float, int, int, int, int]], list[str]]:
+        """(end time, node, gpus, cpus, mem) for running jobs with a known end, sorted."""
+        ev: list[tuple[float, int, int, int, int]] = []
+        unknown: list[str] = []
+        index = st.index
+        for r in cluster.running:
+            if r.id in victims:
+                continue  # already being preempted; their capacity goes to the preemptor
+            if r.max_runtime_s is None:
+                unknown.append(r.id)
+                continue
+            e = max(now, r.start_time + r.max_runtime_s)
+            for name, a in r.allocation.nodes.items():
+                i = index.get(name)
+                if i is not None:
+                    ev.append((e, i, len(a.gpus), len(a.cpus), a.memory_mb))
+        ev.sort()
+        return ev, unknown
+
+    def _reserve(
+        self,
+        head: JobRequest,
+        st: PassState,
+        cluster: ClusterState,
+        now: float,
+        started: list[tuple[JobRequest, list[int]]],
+        victims: set[str],
+    ) -> tuple[float | None, tuple[str, ...], dict[int, tuple[int, int, int]] | None, list[str]]:
+        """Earliest time the head fits, its nodes, and per-node caps for later jobs."""
+        ev, unknown = self._release_events(st, cluster, now, started, victims)
+        free = st.free_counts()
+        for i, n in enumerate(st.nodes):
+            free[i][0] -= n.held
+        for j, _ids in started:
+            if j.max_runtime_s is None:
+                unknown.append(j.id)
+        nodes = st.nodes
+        t_found: float | None = None
+        ids = fit_counts(head, free, nodes)  # type: ignore[arg-type]
+        if ids is not None:
+            t_found = now
+        else:
+            # jobs started in this pass are already subtracted from `free`; they are
+            # released at now + max_runtime
+            if started:
+                ev = sorted(ev + self._started_events(started, now))
+            single = head.nodes == 1
+            g, c, m = head.gpus, head.cpus, head.memory_mb
+            t = head.gpu_type
+            ok_nodes: set[int] = set()
+            for e, i, dg, dc, dm in ev:
+                f = free[i]
+                f[0] += dg
+                f[1] += dc
+                f[2] += dm
+                n = nodes[i]
+                if (
+                    f[0] >= g
+                    and (not c or f[1] >= c)
+                    and (not m or f[2] >= m)
+                    and n.schedulable
+                    and (t is None or n.gpu_type == t)
+                ):
+                    if single:
+                        ids = [i]
+                        t_found = e
+                        break
+                    ok_nodes.add(i)
+                    if len(ok_nodes) >= head.nodes:
+                        ids = fit_counts(head, free, nodes)  # type: ignore[arg-type]
+                        t_found = e
+                        break
+        if t_found is None or ids is None:
+            # unknown: protect every node that could ever host the head
+            caps = {}
+            for i, n in enumerate(nodes):
+                if (
+                    n.schedulable
+                    and n.gpus_total >= head.gpus
+                    and (head.gpu_type is None or n.gpu_type == head.gpu_type)
+                    and n.cpus_total >= head.cpus
+                ):
+                    caps[i] = (0, 0, 0)
+            return None, (), caps, unknown
+        caps = {}
+        for i in ids:
+            fg, fc, fm = free[i]
+            caps[i] = (fg - head.gpus, fc - head.cpus, fm - head.memory_mb)
+        return t_found, tuple(nodes[i].name for i in ids), caps, unknown
+
+    @staticmethod
+    def _started_events(
+        started: list[tuple[JobRequest, list[int]]], now: float
+    ) -> list[tuple[float, int, int, int, int]]:
+        """Release events of the jobs started in this pass (at now + max_runtime)."""
+        out = []
+        for j, ids in started:
+            if j.max_runtime_s is None:
+                continue
+            for i in ids:
+                out.append((now + j.max_runtime_s, i, j.gpus, j.cpus, j.memory_mb))
+        return out
+
+    @staticmethod
+    def _charge_caps(
+        caps: dict[int, tuple[int, int, int]],
+        job: JobRequest,
+        ids: list[int],
+        ends: float,
+        shadow: float | None,
+    ) -> None:
+        if shadow is not None and ends <= shadow:
+            return
+        for i in ids:
+            c = caps.get(i)
+            if c is not None:
+                caps[i] = (c[0] - job.gpus, c[1] - job.cpus, c[2] - job.memory_mb)
+
+    # ------------------------------------------------------------ preemption
+    def _try_preempt(
+        self,
+        job: JobRequest,
+        st: PassState,
+        cluster: ClusterState,
+        now: float,
+        victims: set[str],
+        out: list[Preempt],
+    ) -> tuple[list[str], list[int]] | None:
+        """Pick the cheapest set of outranked running jobs whose GPUs let `job` start."""
+        if not cluster.running:
+            return None
+        w = self.rank(job, cluster, now)
+        index = st.index
+        per_node: dict[int, list[tuple[tuple[Any, ...], float, RunningJob]]] = {}
+        for r in cluster.running:
+            if r.id in victims or not r.preemptible or r.protected_until > now:
+                continue
+            if self.min_run_s and now - r.start_time < self.min_run_s:
+                continue
+            rk = self.running_rank(r, cluster, now)
+            if not w < rk:
+                continue
+            for name in r.allocation.nodes:
+                i = index.get(name)
+                if i is not None:
+                    per_node.setdefault(i, []).append((rk, r.start_time, r))
+        if not per_node:
+            return None
+        options: list[tuple[int, int, int, list[RunningJob]]] = []
+        g, c, m = job.gpus, job.cpus, job.memory_mb
+        for i, cands in per_node.items():
+            n = st.nodes[i]
+            if not n.schedulable or (job.gpu_type is not None and n.gpu_type != job.gpu_type):
+                continue
+            if n.gpus_total < g:
+                continue
+            fg, fc, fm = len(n.free_g) - n.held, len(n.free_c), n.free_m
+            # worst-ranked first, then the most recently started (least work lost)
+            cands.sort(key=lambda x: (x[0], x[1]), reverse=True)
+            chosen: list[RunningJob] = []
+            lost = 0
+            for _rk, _t, r in cands:
+                if fg >= g and (not c or fc >= c) and (not m or fm >= m):
+                    break
+                a = r.allocation.nodes[n.name]
+                fg += len(a.gpus)
+                fc += len(a.cpus)
+                fm += a.memory_mb
+                chosen.append(r)
+                lost += r.allocation.total_gpus
+            if fg >= g and (not c or fc >= c) and (not m or fm >= m) and chosen:
+                options.append((len(chosen), lost, i, chosen))
+        if len(options) < job.nodes:
+            return None
+        options.sort(key=lambda o: (o[0], o[1], o[2]))
+        picked = options[: job.nodes]
+        names: list[str] = []
+        node_ids: list[int] = []
+        for _nv, _lost, i, chosen in picked:
+            node_ids.append(i)
+            st.hold(i, job.gpus)
+            for r in chosen:
+                if r.id in victims:
+                    continue
+                victims.add(r.id)
+                names.append(r.id)
+                out.append(Preempt(job_id=r.id, reason=self.preempt_reason(job, r), for_job=job.id))
+        return names, node_ids
+
+    # ------------------------------------------------------------ explanations
+    def _explain(
+        self,
+        ordered: Sequence[JobRequest],
+        kinds: dict[str, tuple[Any, ...]],
+        waiting: list[JobRequest],
+        st: PassState,
+        cluster: ClusterState,
+        now: float,
+        started: list[tuple[JobRequest, list[int]]],
+        victims: set[str],
+        head: JobRequest | None,
+        shadow: float | None,
+        unknown_end: list[str],
+    ) -> dict[str, Pending]:
+        est = self._estimates(waiting, st, cluster, now, started, victims)
+        blocks: dict[str | None, tuple[int, str | None]] = {}
+        pending: dict[str, Pending] = {}
+        ahead = 0
+        for job in ordered:
+            k = kinds.get(job.id)
+            if k is None:
+                continue
+            kind = k[0]
+            tg = job.gpus * job.nodes
+            if kind == "quota":
+                _, u, q = k
+                if tg > q:
+                    reason = (
+                        f"needs {tg} GPUs but project {job.project}'s GPU quota is {q}; "
+                        f"ask an admin to raise the quota or request at most {q} GPUs"
+                    )
+                else:
+                    reason = f"project {job.project} at its GPU quota ({u}/{q} GPUs in use)"
+                pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
+                continue
+            if kind == "never":
+                pending[job.id] = Pending(
+                    job_id=job.id,
+                    reason=f"{self._shape(job)}: no node of this cluster can ever hold it; "
+                    "request fewer GPUs/CPUs per node or add nodes",
+                    estimated_start=None,
+                )
+                continue
+            if kind == "preempting":
+                names = k[1][0]
+                reason = (
+                    f"{self._shape(job)}; preempting {', '.join(names)} to make room "
+                    "(starts after their grace period)"
+                    if names
+                    else f"{self._shape(job)}; waiting for preempted jobs to release their GPUs"
+                )
+                pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=now)
+                ahead += 1
+                continue
+            need = self._need_text(job, st, blocks)
+            ahead_txt = f"; {_plural(ahead, 'job')} ahead" if ahead else ""
+            if kind == "head":
+                if self.strict or not self.backfill:
+                    tail = "first in line"
+                elif shadow is not None:
+                    tail = f"first in line, reserved to start in {fmt_duration(shadow - now)}"
+                elif unknown_end:
+                    more = f" and {len(unknown_end) - 1} more" if len(unknown_end) > 1 else ""
+                    tail = (
+                        "first in line; reservation time unknown: running job "
+                        f"{unknown_end[0]}{more} has no max_runtime, so nothing is "
+                        "backfilled onto nodes it could use"
+                    )
+                else:
+                    tail = "first in line"
+                reason = f"{need}; {tail}"
+            elif kind == "behind":
+                reason = f"{need}; waiting behind job {k[1]} (strict FIFO){ahead_txt}"
+            elif kind == "delay":
+                h = k[1]
+                lim = (
+                    f"; a max_runtime under {fmt_duration(k[2] - now)} would let it backfill"
+                    if k[2] is not None
+                    else ""
+                )
+                reason = f"fits now but would delay the reservation of job {h}{lim}{ahead_txt}"
+            elif kind == "window":
+                reason = (
+                    f"{need}; beyond the backfill window (first {self.backfill_depth} "
+                    f"jobs){ahead_txt}"
+                )
+            else:
+                reason = f"{need}{ahead_txt}"
+            pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=est.get(job.id))
+            ahead += 1
+        return pending
+
+    @staticmethod
+    def _shape(job: JobRequest) -> str:
+        typ = f" {job.gpu_type}" if job.gpu_type else ""
+        if job.gpus == 0:
+            return f"needs {job.cpus} CPUs" + (
+                f" on each of {job.nodes} nodes" if job.nodes > 1 else " on one node"
+            )
+        if job.nodes > 1:
+            return f"needs {job.gpus}{typ} GPUs on each of {job.nodes} nodes"
+        return f"needs {job.gpus}{typ} GPU{'s' if job.gpus != 1 else ''} on one node"
+
+    def _need_text(
+        self,
+        job: JobRequest,
+        st: PassState,
+        blocks: dict[str | None, tuple[int, str | None]],
+    ) -> str:
+        shape = self._shape(job)
+        if job.gpus == 0:
+            best = max((len(n.free_c) for n in st.nodes if n.schedulable), default=0)
+            return f"{shape}; largest free block is {best} CPUs"
+        b = blocks.get(job.gpu_type)
+        if b is None:
+            b = blocks[job.gpu_type] = st.largest_block(job.gpu_type)
+        size, node = b
+        if size <= 0:
+            return f"{shape}; no GPU free" + (f" of type {job.gpu_type}" if job.gpu_type else "")
+        if job.nodes > 1:
+            k = sum(
+                1
+                for n in st.nodes
+                if n.schedulable
+                and len(n.free_g) - n.held >= job.gpus
+                and (job.gpu_type is None or n.gpu_type == job.gpu_type)
+            )
+            return f"{shape}; {k} node{'s' if k != 1 else ''} have that many free"
+        if size >= job.gpus:
+            return f"{shape}; {size} GPUs free on node {node} but CPUs or memory are short"
+        return f"{shape}; largest free block is {size} (node {node})"
+
+    # ------------------------------------------------------------ start estimates
+    def _estimates(
+        self,
+        waiting: list[JobRequest],
+        st: PassState,
+        cluster: ClusterState,
+        now: float,
+        started: list[tuple[JobRequest, list[int]]],
+        victims: set[str],
+    ) -> dict[str, float | None]:
+        """Estimated start of each waiting job: the queue replayed in order on the free
+        capacity as running jobs reach max_runtime (first ``estimate_depth`` jobs), then a
+        fluid estimate (GPU-seconds ahead / GPUs) for the rest."""
+        out: dict[str, float | None] = {}
+        if not waiting:
+            return out
+        free = st.free_counts()
+        for i, n in enumerate(st.nodes):
+            free[i][0] -= n.held
+        heap: list[tuple[float, int, list[tuple[int, int, int, int]]]] = []
+        seq = 0
+        index = st.index
+        for r in cluster.running:
+            if r.id in victims:
+                parts = [
+                    (index[nm], len(a.gpus), len(a.cpus), a.memory_mb)
+                    for nm, a in r.allocation.nodes.items()
+                    if nm in index
+                ]
+                heap.append((now, seq, parts))
+                seq += 1
+                continue
+            if r.max_runtime_s is None:
+                continue
+            parts = [
+                (index[nm], len(a.gpus), len(a.cpus), a.memory_mb)
+                for nm, a in r.allocation.nodes.items()
+                if nm in index
+            ]
+            heap.append((max(now, r.start_time + r.max_runtime_s), seq, parts))
+            seq += 1
+        for j, ids in started:
+            if j.max_runtime_s is None:
+                continue
+            parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in ids]
+            heap.append((now + j.max_runtime_s, seq, parts))
+            seq += 1
+        heapq.heapify(heap)
+        t = now
+        nodes = st.nodes
+        last: float | None = now
+        dflt = self.default_runtime_s
+        for job in waiting[: self.estimate_depth]:
+            ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
+            while ids is None and heap:
+                te, _, parts = heapq.heappop(heap)
+                t = max(t, te)
+                for i, g, c, m in parts:
+                    f = free[i]
+                    f[0] += g
+                    f[1] += c
+                    f[2] += m
+                ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
+            if ids is None:
+                out[job.id] = None
+                last = None
+                continue
+            out[job.id] = t
+            last = t
+            parts = []
+            for i in ids:
+                f = free[i]
+                f[0] -= job.gpus
+                f[1] -= job.cpus
+                f[2] -= job.memory_mb
+                parts.append((i, job.gpus, job.cpus, job.memory_mb))
+            dur = job.max_runtime_s if job.max_runtime_s is not None else dflt
+            if dur is not None:
+                heapq.heappush(heap, (t + dur, seq, parts))
+                seq += 1
+        rest = waiting[self.estimate_depth :]
+        if rest:
+            total = max(1, st.gpus_total)
+            acc = 0.0
+            for job in rest:
+                dur = job.max_runtime_s if job.max_runtime_s is not None else dflt
+                if last is None or dur is None:
+                    last = None
+                    out[job.id] = None
+                    continue
+                out[job.id] = last + acc / total
+                acc += dur * max(1, job.gpus * job.nodes)
+        return out

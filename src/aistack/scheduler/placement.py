@@ -1,0 +1,208 @@
+"""Best-fit gang placement on a mutable copy of the cluster's free capacity.
+
+``PassState`` is built once per scheduling pass from a ``ClusterState``; every start decided
+in the pass is committed to it, so nothing is ever handed out twice. Nodes are kept in
+buckets by their number of free GPUs, so a best-fit search costs O(GPUs per node), not
+O(nodes): a job asking for ``g`` GPUs per node goes to the nodes with the fewest free GPUs
+that still hold ``g`` (packing: large free blocks stay whole for large jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aistack.scheduler.types import Allocation, ClusterState, JobRequest, NodeAlloc
+
+# per node index: (gpus, cpus, memory_mb) a job may use at most there (a reservation's cap)
+Caps = dict[int, tuple[int, int, int]]
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    gpu_type: str | None
+    gpus_total: int
+    cpus_total: int
+    mem_total: int
+    free_g: set[int]
+    free_c: set[int]
+    free_m: int
+    schedulable: bool
+    held: int = 0  # GPUs held back for a job that preempts (not handed out in this pass)
+
+
+class PassState:
+    """Free capacity of every node, updated as the pass commits starts."""
+
+    __slots__ = ("nodes", "index", "buckets", "max_g", "free_total", "gpus_total", "types")
+
+    def __init__(self, cluster: ClusterState) -> None:
+        self.nodes: list[_Node] = []
+        self.index: dict[str, int] = {}
+        gmax = 0
+        for ns in cluster.nodes:
+            n = _Node(
+                name=ns.name,
+                gpu_type=ns.gpu_type,
+                gpus_total=len(ns.gpus_total),
+                cpus_total=len(ns.cpus_total),
+                mem_total=ns.memory_total_mb,
+                free_g=set(ns.gpus_free),
+                free_c=set(ns.cpus_free),
+                free_m=ns.memory_free_mb,
+                schedulable=ns.schedulable,
+            )
+            self.index[ns.name] = len(self.nodes)
+            self.nodes.append(n)
+            gmax = max(gmax, n.gpus_total, len(n.free_g))
+        self.max_g = gmax
+        # buckets[k]: schedulable nodes with k free GPUs (dict as an ordered set)
+        self.buckets: list[dict[int, None]] = [{} for _ in range(gmax + 1)]
+        self.free_total = 0
+        self.gpus_total = 0
+        self.types = {n.gpu_type for n in self.nodes}
+        for i, n in enumerate(self.nodes):
+            self.gpus_total += n.gpus_total
+            if n.schedulable:
+                self.buckets[len(n.free_g)][i] = None
+                self.free_total += len(n.free_g)
+
+    # ------------------------------------------------------------------ queries
+    def largest_block(self, gpu_type: str | None = None) -> tuple[int, str | None]:
+        """Largest number of free GPUs on one node (of that type), and that node's name."""
+        for k in range(self.max_g, -1, -1):
+            for i in self.buckets[k]:
+                n = self.nodes[i]
+                if gpu_type is None or n.gpu_type == gpu_type:
+                    return k - n.held, n.name
+        return 0, None
+
+    def fits_anywhere_ever(self, job: JobRequest) -> bool:
+        """Could the job ever run on this cluster, with everything free?"""
+        ok = 0
+        for n in self.nodes:
+            if not n.schedulable:
+                continue
+            if job.gpu_type is not None and n.gpu_type != job.gpu_type:
+                continue
+            if n.gpus_total < job.gpus or n.cpus_total < job.cpus:
+                continue
+            if job.memory_mb and n.mem_total < job.memory_mb:
+                continue
+            ok += 1
+            if ok >= job.nodes:
+                return True
+        return False
+
+    def _node_ok(self, n: _Node, job: JobRequest, g_avail: int) -> bool:
+        if g_avail < job.gpus:
+            return False
+        if job.gpu_type is not None and n.gpu_type != job.gpu_type:
+            return False
+        if job.cpus and len(n.free_c) < job.cpus:
+            return False
+        if job.memory_mb and n.free_m < job.memory_mb:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ placement
+    def find(self, job: JobRequest, caps: Caps | None = None) -> list[int] | None:
+        """Node indices for the gang (best fit), or None. ``caps`` limits GPUs on some nodes."""
+        need_nodes = job.nodes
+        g = job.gpus
+        if g * need_nodes > self.free_total:
+            return None
+        chosen: list[int] = []
+        if caps:
+            # capped nodes may hold fewer usable GPUs than their bucket says: rank all
+            # candidates by usable GPUs (best fit) in one list
+            cands: list[tuple[int, int]] = []
+            for k in range(g, self.max_g + 1):
+                for i in self.buckets[k]:
+                    n = self.nodes[i]
+                    avail = k - n.held
+                    c = caps.get(i)
+                    if c is not None:
+                        if c[0] < avail:
+                            avail = c[0]
+                        if job.cpus > c[1] or job.memory_mb > c[2]:
+                            continue
+                    if self._node_ok(n, job, avail):
+                        cands.append((avail, i))
+            if len(cands) < need_nodes:
+                return None
+            cands.sort()
+            return [i for _, i in cands[:need_nodes]]
+        for k in range(g, self.max_g + 1):
+            for i in self.buckets[k]:
+                n = self.nodes[i]
+                if self._node_ok(n, job, k - n.held):
+                    chosen.append(i)
+                    if len(chosen) == need_nodes:
+                        return chosen
+        return None
+
+    def commit(self, job: JobRequest, node_ids: Iterable[int]) -> Allocation:
+        """Take specific GPU indices / CPU ids / memory on the chosen nodes."""
+        out: dict[str, NodeAlloc] = {}
+        for i in node_ids:
+            n = self.nodes[i]
+            before = len(n.free_g)
+            gpus: tuple[int, ...] = ()
+            if job.gpus:
+                gpus = tuple(sorted(n.free_g)[: job.gpus])
+                n.free_g.difference_update(gpus)
+            cpus: tuple[int, ...] = ()
+            if job.cpus and n.free_c:
+                cpus = tuple(sorted(n.free_c)[: job.cpus])
+                n.free_c.difference_update(cpus)
+            n.free_m -= job.memory_mb
+            self._move(i, before, len(n.free_g))
+            out[n.name] = NodeAlloc(gpus=gpus, cpus=cpus, memory_mb=job.memory_mb)
+        return Allocation(nodes=out)
+
+    def hold(self, i: int, gpus: int) -> None:
+        """Keep ``gpus`` free GPUs of node i out of this pass (a preempting job waits for them)."""
+        n = self.nodes[i]
+        n.held = min(len(n.free_g), n.held + gpus)
+
+    def _move(self, i: int, before: int, after: int) -> None:
+        if not self.nodes[i].schedulable:
+            return
+        del self.buckets[before][i]
+        self.buckets[after][i] = None
+        self.free_total += after - before
+
+    # ------------------------------------------------------------------ counts
+    def free_counts(self) -> list[list[int]]:
+        """[[free gpus, free cpus, free mem], ...] per node (for reservations / estimates)."""
+        return [
+            [len(n.free_g) if n.schedulable else 0, len(n.free_c), n.free_m] for n in self.nodes
+        ]
+
+
+def fit_counts(
+    job: JobRequest, free: list[list[int]], nodes: list[_Node], *, need_cpu: bool = True
+) -> list[int] | None:
+    """Best fit on plain counts (used when planning into the future)."""
+    cands: list[tuple[int, int]] = []
+    g, c, m = job.gpus, job.cpus if need_cpu else 0, job.memory_mb
+    t = job.gpu_type
+    for i, (fg, fc, fm) in enumerate(free):
+        if fg < g:
+            continue
+        n = nodes[i]
+        if not n.schedulable or (t is not None and n.gpu_type != t):
+            continue
+        if c and fc < c:
+            continue
+        if m and fm < m:
+            continue
+        cands.append((fg, i))
+    if len(cands) < job.nodes:
+        return None
+    if job.nodes == 1:
+        return [min(cands)[1]]
+    cands.sort()
+    return [i for _, i in cands[: job.nodes]]
