@@ -1,0 +1,877 @@
+"""Versioned datasets: the Python API behind ``aistack data`` and ``/api/v1/datasets``.
+
+::
+
+    ds = Datasets.from_settings()
+    v = ds.add("corpus", "shards/", message="first crawl", tags=("raw",))   # -> corpus@v1
+    ds.get("corpus@v1", "/tmp/corpus")          # hard links / reflinks on a local store
+    fs = ds.open("corpus@raw")                  # read-only fsspec filesystem, no copy
+    ds.add_reference("corpus@latest", "job", job_id)   # pins the concrete version
+    ds.record_lineage(["corpus@v1"], job_id, ["tokens@v1"])
+    ds.gc(dry_run=True)
+
+A version becomes visible only when its catalog row is committed, after every object and the
+manifest are stored: a killed ``add`` leaves unreferenced objects (reused by the next add, or
+removed by gc after the grace period) and no version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import mmap
+import os
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aistack.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    ValidationError,
+)
+from aistack.settings import Settings, get_settings
+from aistack.storage.backends import Backend, open_backend
+from aistack.storage.catalog import Catalog, aware, engine_for
+from aistack.storage.hashing import chunk_list_hash, cut
+from aistack.storage.manifest import FileEntry, ManifestStore
+from aistack.storage.objects import ObjectStore
+from aistack.storage.paths import check_relpath, inside, safe_dest
+from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)``, called from the calling thread."""
+
+DEFAULT_GRACE_S = 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetVersion:
+    name: str
+    version: int
+    files: int
+    bytes: int
+    created_at: dt.datetime
+    message: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    manifest: str = ""
+    hash_algo: str = ""
+    id: int = 0
+    bytes_written: int | None = None  # set by add(): new bytes stored (dedup excluded)
+    deleted: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "files": self.files,
+            "bytes": self.bytes,
+            "created_at": self.created_at.isoformat(),
+            "message": self.message,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "manifest": self.manifest,
+            "hash_algo": self.hash_algo,
+            "bytes_written": self.bytes_written,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSummary:
+    name: str
+    versions: int
+    latest: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": self.versions,
+            "latest": f"{self.name}@v{self.latest}" if self.latest else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileChange:
+    path: str
+    old_size: int | None
+    new_size: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "old_size": self.old_size, "new_size": self.new_size}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetDiff:
+    a: str
+    b: str
+    added: tuple[FileChange, ...]
+    removed: tuple[FileChange, ...]
+    changed: tuple[FileChange, ...]
+    unchanged: int
+
+    @property
+    def bytes_added(self) -> int:
+        return sum(c.new_size or 0 for c in self.added)
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(c.old_size or 0 for c in self.removed)
+
+    @property
+    def bytes_changed(self) -> int:
+        """Size of the changed files in ``b``."""
+        return sum(c.new_size or 0 for c in self.changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "added": [c.to_dict() for c in self.added],
+            "removed": [c.to_dict() for c in self.removed],
+            "changed": [c.to_dict() for c in self.changed],
+            "unchanged": self.unchanged,
+            "bytes_added": self.bytes_added,
+            "bytes_removed": self.bytes_removed,
+            "bytes_changed": self.bytes_changed,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GetResult:
+    version: DatasetVersion
+    dest: str
+    files: int
+    bytes: int
+    linked: int
+    copied: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.version.ref,
+            "dest": self.dest,
+            "files": self.files,
+            "bytes": self.bytes,
+            "linked": self.linked,
+            "copied": self.copied,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GcReport:
+    dry_run: bool
+    objects_total: int
+    objects_live: int
+    objects_deleted: int
+    bytes_deleted: int
+    objects_young: int
+    manifests_deleted: int
+    temp_deleted: int
+    protected_versions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SourceFile:
+    rel: str
+    path: str
+    size: int
+
+
+class Datasets:
+    """Versioned datasets on a content-addressed store plus a catalog in the metadata DB."""
+
+    def __init__(self, *, catalog: Catalog, store_url: str, workers: int | None = None) -> None:
+        self.catalog = catalog
+        self.store_url = store_url
+        self._workers = workers
+        self._store: ObjectStore | None = None
+        self._manifests: ManifestStore | None = None
+        self._lock = threading.Lock()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Datasets:
+        s = settings or get_settings()
+        return cls.connect(s.db_url, s.objects_url)
+
+    @classmethod
+    def connect(cls, db_url: str, store_url: str, *, workers: int | None = None) -> Datasets:
+        return cls(catalog=Catalog(engine_for(db_url)), store_url=store_url, workers=workers)
+
+    @property
+    def store(self) -> ObjectStore:
+        with self._lock:
+            if self._store is None:
+                self._store = ObjectStore(open_backend(self.store_url))
+                self._manifests = ManifestStore(self._store)
+            return self._store
+
+    @property
+    def manifests(self) -> ManifestStore:
+        self.store  # noqa: B018 - opens lazily
+        assert self._manifests is not None
+        return self._manifests
+
+    @property
+    def backend(self) -> Backend:
+        return self.store.backend
+
+    def _pool_size(self) -> int:
+        if self._workers:
+            return self._workers
+        return 16 if self.backend.scheme == "s3" else 4
+
+    # -- add --------------------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        message: str | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+        metadata: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> DatasetVersion:
+        """Store the files under ``path`` as a new immutable version of ``name``."""
+        check_name(name)
+        tag_names = tuple(check_tag(t) for t in tags)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValidationError("metadata must be a mapping", field="metadata")
+        meta = _jsonable(metadata or {})
+        sources = scan(path)
+        total = sum(s.size for s in sources)
+        t0 = time.perf_counter()
+        entries, written = self._upload(sources, total, progress)
+        mid = self.manifests.put(entries)
+        nbytes = sum(e.size for e in entries)
+        row = self.catalog.add_version(
+            name=name,
+            manifest=mid,
+            hash_algo=self.store.algo,
+            files=len(entries),
+            nbytes=nbytes,
+            message=message,
+            meta=meta,
+            tag_names=tag_names,
+        )
+        log.info(
+            "added %s@v%d: %d files, %d bytes (%d new) in %.2f s",
+            name,
+            row["version"],
+            len(entries),
+            nbytes,
+            written,
+            time.perf_counter() - t0,
+        )
+        return DatasetVersion(
+            name=name,
+            version=row["version"],
+            files=len(entries),
+            bytes=nbytes,
+            created_at=aware(row["created_at"]) or row["created_at"],
+            message=message,
+            tags=tuple(sorted(tag_names)),
+            metadata=meta,
+            manifest=mid,
+            hash_algo=self.store.algo,
+            id=row["id"],
+            bytes_written=written,
+        )
+
+    def _upload(
+        self, sources: list[_SourceFile], total: int, progress: Progress | None
+    ) -> tuple[list[FileEntry], int]:
+        store = self.store
+        small = store.chunk_params.min_size
+        chunks: list[dict[int, tuple[str, int]]] = [{} for _ in sources]
+        done = 0
+        written = 0
+        window: deque[Future[tuple[int, int, str, int, int]]] = deque()
+        limit = self._pool_size() * 4
+
+        def put_small(i: int, src: _SourceFile) -> tuple[int, int, str, int, int]:
+            with open(src.path, "rb") as f:
+                data = f.read()
+            oid, w = store.put(data)
+            return i, 0, oid, len(data), w
+
+        def put_chunk(i: int, j: int, view: memoryview) -> tuple[int, int, str, int, int]:
+            oid, w = store.put(view)
+            n = len(view)
+            view.release()
+            return i, j, oid, n, w
+
+        def drain(keep: int) -> None:
+            nonlocal done, written
+            while len(window) > keep:
+                i, j, oid, n, w = window.popleft().result()
+                chunks[i][j] = (oid, n)
+                done += n
+                written += w
+                if progress:
+                    progress(done, total)
+
+        with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-add") as pool:
+            try:
+                for i, src in enumerate(sources):
+                    if src.size <= small:
+                        window.append(pool.submit(put_small, i, src))
+                        drain(limit)
+                        continue
+                    with open(src.path, "rb") as f, _mapped(f) as buf:
+                        for j, view in enumerate(cut(buf, store.chunk_params)):
+                            window.append(pool.submit(put_chunk, i, j, view))
+                            drain(limit)
+                        drain(0)  # the mapping must outlive its views
+                drain(0)
+            except BaseException:
+                for fut in window:
+                    fut.cancel()
+                raise
+        entries: list[FileEntry] = []
+        for src, parts in zip(sources, chunks, strict=True):
+            ids = tuple(parts[j][0] for j in range(len(parts)))
+            sizes = tuple(parts[j][1] for j in range(len(parts)))
+            fhash = ids[0] if len(ids) == 1 else chunk_list_hash(store.algo, list(ids))
+            entries.append(
+                FileEntry(path=src.rel, size=sum(sizes), hash=fhash, chunks=ids, chunk_sizes=sizes)
+            )
+        return entries, written
+
+    # -- resolve / list ---------------------------------------------------------------------------
+    def resolve(self, ref: str) -> DatasetVersion:
+        """The concrete version a reference names; NotFoundError with a hint otherwise."""
+        r = parse_ref(ref)
+        if r.version is not None:
+            row = self.catalog.version_row(r.name, r.version)
+            if row is None or row["deleted_at"] is not None:
+                self._not_found(r.name, f"version v{r.version}", deleted=row is not None)
+        elif r.tag is not None:
+            v = self.catalog.tag_version(r.name, r.tag)
+            if v is None:
+                self._not_found(r.name, f"tag {r.tag!r}")
+            row = self.catalog.version_row(r.name, v)
+            if row is None or row["deleted_at"] is not None:
+                self._not_found(r.name, f"version v{v} (tag {r.tag!r})", deleted=True)
+        else:
+            row = self.catalog.latest_row(r.name)
+            if row is None:
+                self._not_found(r.name, "any version")
+        assert row is not None
+        return self._version(row, self.catalog.tags_of(r.name).get(row["version"], []))
+
+    def _not_found(self, name: str, what: str, *, deleted: bool = False) -> None:
+        if not self.catalog.exists(name):
+            known = self.catalog.names()
+            hint = "run `aistack data ls` to list datasets" + (
+                f" (known: {', '.join(known[:10])})" if known else " (there are none yet)"
+            )
+            raise NotFoundError(f"dataset {name!r} does not exist", hint=hint, name=name)
+        if deleted:
+            raise NotFoundError(
+                f"{name}: {what} was deleted", hint=f"run `aistack data log {name}`"
+            )
+        rows = self.catalog.version_rows(name)
+        tags = sorted({t for ts in self.catalog.tags_of(name).values() for t in ts})
+        vs = ", ".join(f"v{r['version']}" for r in reversed(rows)) or "none"
+        raise NotFoundError(
+            f"dataset {name!r} has no {what}",
+            hint=f"versions: {vs}; tags: {', '.join(tags) or 'none'} (`aistack data log {name}`)",
+            name=name,
+        )
+
+    def _version(self, row: dict[str, Any], tags: list[str]) -> DatasetVersion:
+        return DatasetVersion(
+            name=row["name"],
+            version=int(row["version"]),
+            files=int(row["files"]),
+            bytes=int(row["bytes"]),
+            created_at=aware(row["created_at"]) or row["created_at"],
+            message=row["message"],
+            tags=tuple(sorted(tags)),
+            metadata=dict(row["meta"] or {}),
+            manifest=row["manifest"],
+            hash_algo=row["hash_algo"],
+            id=int(row["id"]),
+            deleted=row["deleted_at"] is not None,
+        )
+
+    def ls(self) -> list[DatasetSummary]:
+        return [
+            DatasetSummary(
+                name=r["name"],
+                versions=int(r["versions"] or 0),
+                latest=int(r["latest"]) if r["latest"] is not None else None,
+                created_at=aware(r["created_at"]) or r["created_at"],
+                updated_at=aware(r["updated_at"]),
+            )
+            for r in self.catalog.summaries()
+        ]
+
+    def log(self, name: str) -> list[DatasetVersion]:
+        """Versions of ``name``, newest first."""
+        check_name(name)
+        if not self.catalog.exists(name):
+            self._not_found(name, "versions")
+        tags = self.catalog.tags_of(name)
+        return [
+            self._version(r, tags.get(int(r["version"]), []))
+            for r in self.catalog.version_rows(name)
+        ]
+
+    def files(self, ref: str | DatasetVersion) -> list[FileEntry]:
+        v = ref if isinstance(ref, DatasetVersion) else self.resolve(ref)
+        return self.manifests.get(v.manifest)
+
+    def diff(self, a: str, b: str) -> DatasetDiff:
+        va, vb = self.resolve(a), self.resolve(b)
+        fa = {e.path: e for e in self.files(va)}
+        fb = {e.path: e for e in self.files(vb)}
+        added = tuple(
+            FileChange(path=p, old_size=None, new_size=fb[p].size)
+            for p in sorted(fb.keys() - fa.keys())
+        )
+        removed = tuple(
+            FileChange(path=p, old_size=fa[p].size, new_size=None)
+            for p in sorted(fa.keys() - fb.keys())
+        )
+        both = sorted(fa.keys() & fb.keys())
+        changed = tuple(
+            FileChange(path=p, old_size=fa[p].size, new_size=fb[p].size)
+            for p in both
+            if fa[p].hash != fb[p].hash
+        )
+        return DatasetDiff(
+            a=va.ref,
+            b=vb.ref,
+            added=added,
+            removed=removed,
+            changed=changed,
+            unchanged=len(both) - len(changed),
+        )
+
+    def tag(self, ref: str, tag: str) -> DatasetVersion:
+        """Point ``tag`` at the version ``ref`` names (moving it if it exists)."""
+        check_tag(tag)
+        v = self.resolve(ref)
+        old = self.catalog.set_tag(v.name, tag, v.version)
+        if old is not None and old != v.version:
+            log.info("moved tag %s of %s from v%d to v%d", tag, v.name, old, v.version)
+        return self.resolve(v.ref)
+
+    # -- get / open ---------------------------------------------------------------------------
+    def get(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        link: str = "auto",
+        progress: Progress | None = None,
+    ) -> GetResult:
+        """Materialize version ``ref`` under ``dest`` (created if missing).
+
+        ``link``: "auto" (reflink, else hard link, else copy: on a local store, single-object
+        files share the store's read-only bytes), "copy" (always independent, writable copies).
+        Every object is verified before it is written or linked.
+        """
+        if link not in ("auto", "hardlink", "copy"):
+            raise ValidationError(
+                f"invalid link mode {link!r}", hint="use auto, hardlink or copy", field="link"
+            )
+        v = self.resolve(ref)
+        entries = self.files(v)
+        dest_s = os.fspath(dest)
+        if os.path.exists(dest_s) and not os.path.isdir(dest_s):
+            raise ValidationError(
+                f"destination {dest_s} exists and is not a directory",
+                hint="give a new or existing directory",
+                field="dest",
+            )
+        os.makedirs(dest_s, exist_ok=True)
+        targets = [safe_dest(dest_s, e.path) for e in entries]  # refuse before writing anything
+        total = sum(e.size for e in entries)
+        done = 0
+        linked = copied = 0
+        store = self.store
+        made: set[str] = set()
+
+        def one(e: FileEntry, target: str) -> tuple[int, str]:
+            parent = os.path.dirname(target)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            if len(e.chunks) == 1:
+                if e.hash != e.chunks[0]:
+                    raise IntegrityError(
+                        f"manifest entry for {e.path} is inconsistent", file=e.path
+                    )
+                return e.size, store.materialize(
+                    e.chunks[0], target, link=link, context=f"{v.ref}:{e.path}"
+                )
+            return e.size, "copy"
+
+        with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-get") as pool:
+            window: deque[Future[tuple[int, str]]] = deque()
+
+            def drain(keep: int) -> None:
+                nonlocal done, linked, copied
+                while len(window) > keep:
+                    n, method = window.popleft().result()
+                    done += n
+                    if method == "copy":
+                        copied += 1
+                    else:
+                        linked += 1
+                    if progress:
+                        progress(done, total)
+
+            for e, target in zip(entries, targets, strict=True):
+                if len(e.chunks) == 1:
+                    window.append(pool.submit(one, e, target))
+                    drain(self._pool_size() * 4)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                self._get_chunked(
+                    pool, v, e, target, lambda n: progress and progress(done + n, total)
+                )
+                done += e.size
+                copied += 1
+                if progress:
+                    progress(done, total)
+            drain(0)
+        return GetResult(
+            version=v, dest=dest_s, files=len(entries), bytes=total, linked=linked, copied=copied
+        )
+
+    def _get_chunked(
+        self,
+        pool: ThreadPoolExecutor,
+        v: DatasetVersion,
+        e: FileEntry,
+        target: str,
+        progress: Callable[[int], Any],
+    ) -> None:
+        if chunk_list_hash(self.store.algo, list(e.chunks)) != e.hash:
+            raise IntegrityError(
+                f"manifest entry for {v.ref}:{e.path} is inconsistent", file=e.path
+            )
+        ctx = f"{v.ref}:{e.path}"
+        tmp = f"{target}.aistack-tmp-{os.getpid()}-{threading.get_ident()}"
+        window: deque[Future[bytes]] = deque()
+        ahead = max(4, self._pool_size() * 2)
+        it: Iterator[str] = iter(e.chunks)
+        n = 0
+        try:
+            with open(tmp, "wb") as f:
+                for oid in it:
+                    window.append(pool.submit(self.store.get, oid, context=ctx))
+                    if len(window) >= ahead:
+                        data = window.popleft().result()
+                        f.write(data)
+                        n += len(data)
+                        progress(n)
+                while window:
+                    data = window.popleft().result()
+                    f.write(data)
+                    n += len(data)
+                    progress(n)
+            os.replace(tmp, target)
+        finally:
+            for fut in window:
+                fut.cancel()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def open(self, ref: str) -> Any:
+        """A read-only fsspec filesystem over the files of ``ref`` (reads are verified)."""
+        from aistack.storage.vfs import VersionFileSystem
+
+        v = self.resolve(ref)
+        return VersionFileSystem(store=self.store, version=v, entries=self.files(v))
+
+    # -- references / delete ------------------------------------------------------------------
+    def add_reference(self, ref: str, kind: str, id: str) -> DatasetVersion:  # noqa: A002
+        """Record that ``kind`` ``id`` uses ``ref``; returns the pinned concrete version."""
+        check_kind(kind)
+        node(kind, id)
+        v = self.resolve(ref)
+        self.catalog.add_reference(v.id, kind, id)
+        return v
+
+    def remove_reference(self, ref: str, kind: str, id: str) -> bool:  # noqa: A002
+        check_kind(kind)
+        v = self.resolve(ref)
+        return self.catalog.remove_reference(v.id, kind, id)
+
+    def references(self, ref: str) -> list[dict[str, Any]]:
+        v = self.resolve(ref)
+        return [
+            {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}
+            for r in self.catalog.references_of(v.id)
+        ]
+
+    def delete(self, ref: str) -> DatasetVersion:
+        """Delete a version (its number is never reused); refused while it is referenced."""
+        r = parse_ref(ref)
+        if r.version is None:
+            raise ValidationError(
+                f"delete needs an explicit version, not {ref!r}",
+                hint=f"write {r.name}@vN",
+                field="ref",
+            )
+        v = self.resolve(ref)
+        self.catalog.delete_version(v.id, v.ref)
+        return v
+
+    # -- lineage --------------------------------------------------------------------------------
+    def record_lineage(
+        self, inputs: list[str], job_id: str, outputs: list[str]
+    ) -> list[tuple[str, str]]:
+        """Record dataset version → job → dataset version edges (refs are pinned)."""
+        jnode = node("job", job_id)
+        edges = [(node("dataset", self.resolve(i).ref), jnode) for i in inputs]
+        edges += [(jnode, node("dataset", self.resolve(o).ref)) for o in outputs]
+        self.catalog.add_edges(edges)
+        return edges
+
+    def record_edge(self, src: str, dst: str) -> None:
+        """Add one lineage edge between nodes ``kind:id`` (e.g. ``job:42`` → ``run:abc``)."""
+        for n in (src, dst):
+            kind, ident = split_node(n)
+            if kind == "dataset":
+                ident = self.resolve(ident).ref
+            node(kind, ident)
+        s = self._canon(src)
+        d = self._canon(dst)
+        self.catalog.add_edges([(s, d)])
+
+    def _canon(self, n: str) -> str:
+        kind, ident = split_node(n)
+        return node("dataset", self.resolve(ident).ref) if kind == "dataset" else node(kind, ident)
+
+    def lineage(self, ref: str) -> dict[str, Any]:
+        """Upstream and downstream graph of a version: ``{"root", "nodes", "edges"}``."""
+        v = self.resolve(ref)
+        root = node("dataset", v.ref)
+        edges: set[tuple[str, str]] = set()
+        for direction in ("up", "down"):
+            frontier = {root}
+            seen = {root}
+            while frontier:
+                found = self.catalog.edges_touching(frontier)
+                nxt: set[str] = set()
+                for s, d in found:
+                    if direction == "up" and d in frontier:
+                        edges.add((s, d))
+                        if s not in seen:
+                            nxt.add(s)
+                    if direction == "down" and s in frontier:
+                        edges.add((s, d))
+                        if d not in seen:
+                            nxt.add(d)
+                seen |= nxt
+                frontier = nxt
+        nodes = sorted({root} | {n for e in edges for n in e})
+        return {
+            "root": root,
+            "nodes": [{"id": n, "kind": split_node(n)[0], "name": split_node(n)[1]} for n in nodes],
+            "edges": [{"src": s, "dst": d} for s, d in sorted(edges)],
+        }
+
+    # -- gc ---------------------------------------------------------------------------------------
+    def gc(self, dry_run: bool = True, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport:
+        """Delete objects and manifests no live version uses, and stale temp files.
+
+        Objects younger than ``grace_s`` are kept (an add may be writing them). Referenced
+        versions cannot be deleted, so their objects are always live. Only ``cas/`` and
+        ``manifests/`` under the store root are touched.
+        """
+        live_m = self.catalog.live_manifests()
+        protected = len(self.catalog.referenced_manifests())
+        live: set[str] = set()
+        for mid in live_m:
+            for e in self.manifests.get(mid):  # raises on a damaged manifest: then delete nothing
+                live.update(e.chunks)
+        now = time.time()
+        total = deleted = young = 0
+        freed = 0
+        for obj in self.store.iter_objects():
+            total += 1
+            if obj.oid in live:
+                continue
+            if obj.mtime is not None and now - obj.mtime < grace_s:
+                young += 1
+                continue
+            deleted += 1
+            freed += obj.size
+            if not dry_run:
+                self.store.delete(obj.oid)
+        all_m = self.catalog.all_manifests()
+        mdel = 0
+        for mid in self.manifests.ids():
+            if mid in live_m:
+                continue
+            if mid not in all_m and self._young_manifest(mid, now, grace_s):
+                continue
+            mdel += 1
+            if not dry_run:
+                self.manifests.delete(mid)
+        stale = self.store.stale_tmp(grace_s)
+        if not dry_run:
+            for p in stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        return GcReport(
+            dry_run=dry_run,
+            objects_total=total,
+            objects_live=total - deleted - young,
+            objects_deleted=deleted,
+            bytes_deleted=freed,
+            objects_young=young,
+            manifests_deleted=mdel,
+            temp_deleted=len(stale),
+            protected_versions=protected,
+        )
+
+    def _young_manifest(self, mid: str, now: float, grace_s: float) -> bool:
+        from aistack.storage.objects import _mtime
+
+        try:
+            info = self.backend.fs.info(self.manifests.key(mid))
+        except FileNotFoundError:
+            return False
+        if self.backend.is_local:
+            m: float | None = float(os.stat(self.manifests.key(mid)).st_mtime)
+        else:
+            m = _mtime(info)
+        return m is None or now - m < grace_s
+
+    def verify(self, ref: str) -> int:
+        """Read and verify every object of ``ref``; returns the bytes checked."""
+        v = self.resolve(ref)
+        n = 0
+        for e in self.files(v):
+            for oid in e.chunks:
+                n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
+        return n
+
+
+def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
+    """Files under ``path`` (sorted), refusing anything that escapes it."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ValidationError(
+            f"path {p} does not exist", hint="give an existing file or directory", field="path"
+        )
+    if os.path.isfile(p):
+        st = os.stat(p)
+        return [
+            _SourceFile(
+                rel=check_relpath(os.path.basename(os.path.abspath(p))), path=p, size=st.st_size
+            )
+        ]
+    if not os.path.isdir(p):
+        raise ValidationError(f"{p} is neither a file nor a directory", field="path")
+    root = os.path.realpath(p)
+    out: list[_SourceFile] = []
+    for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+        for d in list(dirnames):
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                rel = Path(os.path.relpath(full, p)).as_posix()
+                where = "outside the dataset root" if not inside(root, full) else "a directory"
+                raise ValidationError(
+                    f"refusing {rel!r}: it is a symlink to {where}",
+                    hint="replace it with a real directory or remove it",
+                    path=rel,
+                )
+        for fn in filenames:
+            full = os.path.join(dirpath, fn)
+            rel = Path(os.path.relpath(full, p)).as_posix()
+            check_relpath(rel)
+            if os.path.islink(full):
+                if not inside(root, full):
+                    raise ValidationError(
+                        f"refusing {rel!r}: it is a symlink that points outside the dataset root "
+                        f"({os.readlink(full)})",
+                        hint="copy the target into the dataset directory or remove the link",
+                        path=rel,
+                    )
+            try:
+                st = os.stat(full)
+            except FileNotFoundError as exc:
+                raise ValidationError(f"refusing {rel!r}: broken symlink", path=rel) from exc
+            if not stat.S_ISREG(st.st_mode):
+                raise ValidationError(
+                    f"refusing {rel!r}: not a regular file",
+                    hint="remove sockets, pipes and devices",
+                    path=rel,
+                )
+            out.append(_SourceFile(rel=rel, path=full, size=st.st_size))
+    if not out:
+        raise ValidationError(f"{p} contains no files", hint="add files to it first", field="path")
+    out.sort(key=lambda s: s.rel)
+    return out
+
+
+@contextlib.contextmanager
+def _mapped(f: Any) -> Iterator[Any]:
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        yield b""
+        return
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield m
+    finally:
+        try:
+            m.close()
+        except BufferError:  # a view is still alive (only after an error); let GC free it
+            pass
+
+
+def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        return dict(json.loads(json.dumps(meta)))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"metadata is not JSON-serializable: {exc}",
+            hint="use str, int, float, bool, lists and dicts",
+            field="metadata",
+        ) from exc
+
+
+__all__ = [
+    "ConflictError",
+    "DatasetDiff",
+    "DatasetSummary",
+    "DatasetVersion",
+    "Datasets",
+    "FileChange",
+    "GcReport",
+    "GetResult",
+    "Progress",
+]

@@ -1,0 +1,145 @@
+"""Manifests: the file list of one dataset version, stored as Parquet.
+
+Columns: ``path`` (relative POSIX path), ``size`` (bytes), ``hash`` (the file's id: the hash of
+its bytes for a one-chunk file, of its chunk list otherwise), ``chunks`` (object ids, in order),
+``chunk_sizes`` (bytes). A manifest is itself content-addressed under ``manifests/<algo>/`` and
+verified on every read.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from aistack.errors import IntegrityError
+from aistack.storage.objects import ObjectStore
+from aistack.storage.paths import check_relpath
+
+PREFIX = "manifests"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEntry:
+    path: str
+    size: int
+    hash: str
+    chunks: tuple[str, ...] = field(default_factory=tuple)
+    chunk_sizes: tuple[int, ...] = field(default_factory=tuple)
+
+
+def _schema():  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("hash", pa.string()),
+            ("chunks", pa.list_(pa.string())),
+            ("chunk_sizes", pa.list_(pa.int64())),
+        ]
+    )
+
+
+def encode(entries: list[FileEntry]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    entries = sorted(entries, key=lambda e: e.path)
+    table = pa.table(
+        {
+            "path": [e.path for e in entries],
+            "size": [e.size for e in entries],
+            "hash": [e.hash for e in entries],
+            "chunks": [list(e.chunks) for e in entries],
+            "chunk_sizes": [list(e.chunk_sizes) for e in entries],
+        },
+        schema=_schema(),
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+        cols = table.to_pydict()
+        out = [
+            FileEntry(
+                path=check_relpath(p, what="file name in the manifest"),
+                size=int(s),
+                hash=h,
+                chunks=tuple(c),
+                chunk_sizes=tuple(int(x) for x in cs),
+            )
+            for p, s, h, c, cs in zip(
+                cols["path"],
+                cols["size"],
+                cols["hash"],
+                cols["chunks"],
+                cols["chunk_sizes"],
+                strict=True,
+            )
+        ]
+    except (pa.ArrowException, KeyError, OSError) as exc:
+        raise IntegrityError(f"manifest {name} is unreadable: {exc}", object=name) from exc
+    return out
+
+
+class ManifestStore:
+    """Manifests stored beside the objects, under ``manifests/<algo>/<id>.parquet``."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+        self.backend = objects.backend
+
+    def key(self, mid: str) -> str:
+        return self.backend.path(PREFIX, self.objects.algo, f"{mid}.parquet")
+
+    def put(self, entries: list[FileEntry]) -> str:
+        data = encode(entries)
+        mid = self.objects.hash_bytes(data)
+        key = self.key(mid)
+        fs = self.backend.fs
+        if not fs.exists(key):
+            if self.backend.is_local:
+                fs.makedirs(self.backend.path(PREFIX, self.objects.algo), exist_ok=True)
+            self.objects._write_atomic(key, data)
+        return mid
+
+    def get(self, mid: str) -> list[FileEntry]:
+        key = self.key(mid)
+        try:
+            data = self.backend.fs.cat_file(key)
+        except FileNotFoundError as exc:
+            raise IntegrityError(
+                f"manifest {mid} is missing from the store {self.backend.url}",
+                hint="the store lost data: re-add the dataset from its source",
+                object=mid,
+            ) from exc
+        actual = self.objects.hash_bytes(data)
+        if actual != mid:
+            raise IntegrityError(
+                f"manifest {mid} is corrupted: its bytes hash to {actual} (key {key})",
+                hint="re-add the dataset from its source",
+                object=mid,
+            )
+        return decode(data, name=mid)
+
+    def ids(self) -> list[str]:
+        base = self.backend.path(PREFIX, self.objects.algo)
+        try:
+            names = self.backend.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return []
+        return [n.rsplit("/", 1)[-1][: -len(".parquet")] for n in names if n.endswith(".parquet")]
+
+    def delete(self, mid: str) -> None:
+        try:
+            self.backend.fs.rm_file(self.key(mid))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,287 @@
+"""Content-addressed object store on any fsspec filesystem.
+
+Layout under the store root (other areas own ``checkpoints/``, ``mlflow-artifacts/`` ... in the
+same root; this module never lists or deletes outside its own prefixes)::
+
+    cas/config.json                 hash algorithm and chunk sizes of this store (written once)
+    cas/<algo>/<id[:2]>/<id[2:]>    one object per distinct chunk, named by the hash of its bytes
+    cas/tmp/<uuid>                  local backend only: objects being written (renamed when done)
+
+Writes are atomic: on a local directory an object is written under ``cas/tmp`` and renamed into
+place (``os.replace``); on S3 a PUT (or a completed multipart upload) is atomic by itself; the
+memory fake stores whole values. Every read is hashed and compared with the object's name: a
+mismatch or a missing object raises :class:`~aistack.errors.IntegrityError` naming the object and
+the dataset file it belongs to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aistack.errors import BackendError, IntegrityError
+from aistack.storage.backends import Backend
+from aistack.storage.hashing import ChunkParams, default_algorithm, hasher_factory
+
+log = logging.getLogger(__name__)
+
+PREFIX = "cas"
+TMP = "tmp"
+_FICLONE = 0x40049409  # linux/fs.h
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectInfo:
+    oid: str
+    size: int
+    mtime: float | None
+
+
+class ObjectStore:
+    """Objects named by their hash. Thread-safe for concurrent ``put``/``get``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.fs = backend.fs
+        self._made_dirs: set[str] = set()
+        cfg = self._load_or_init_config()
+        self.algo: str = cfg["hash"]
+        self.chunk_params = ChunkParams.from_dict(cfg["chunks"])
+        self._hasher = hasher_factory(self.algo)
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return self.backend.path(PREFIX)
+
+    def key(self, oid: str) -> str:
+        return self.backend.path(PREFIX, self.algo, oid[:2], oid[2:])
+
+    def _load_or_init_config(self) -> dict[str, Any]:
+        path = self.backend.path(PREFIX, "config.json")
+        try:
+            raw = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raw = None
+        if raw is not None:
+            try:
+                cfg = json.loads(raw)
+                cfg["hash"]
+                ChunkParams.from_dict(cfg["chunks"])
+                return dict(cfg)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise IntegrityError(
+                    f"the store configuration {path} is unreadable: {exc}",
+                    hint="restore it from a backup or point AISTACK_STORAGE_URL at another root",
+                ) from exc
+        cfg = {"hash": default_algorithm(), "chunks": ChunkParams().to_dict(), "version": 1}
+        self._write_atomic(path, json.dumps(cfg, indent=2).encode())
+        log.info("initialised object store at %s (hash %s)", self.backend.url, cfg["hash"])
+        return cfg
+
+    # -- hashing ----------------------------------------------------------------------------
+    def hash_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        h = self._hasher()
+        h.update(data)
+        return str(h.hexdigest())
+
+    # -- writes -----------------------------------------------------------------------------
+    def exists(self, oid: str) -> bool:
+        key = self.key(oid)
+        if self.backend.is_local:
+            return os.path.exists(key)
+        return bool(self.fs.exists(key))
+
+    def put(self, data: bytes | bytearray | memoryview, oid: str | None = None) -> tuple[str, int]:
+        """Store ``data``; returns ``(oid, bytes_written)`` (0 when it was already stored)."""
+        if oid is None:
+            oid = self.hash_bytes(data)
+        key = self.key(oid)
+        if self.backend.is_local:
+            if os.path.exists(key):
+                # refresh mtime so a concurrent gc (which spares young objects) keeps it
+                with contextlib.suppress(OSError):
+                    os.utime(key)
+                return oid, 0
+        elif self.fs.exists(key):
+            return oid, 0
+        self._write_atomic(key, data)
+        return oid, len(data)
+
+    def _write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if not self.backend.is_local:
+            try:
+                self.fs.pipe_file(key, bytes(data) if isinstance(data, memoryview) else data)
+            except OSError as exc:
+                raise BackendError(f"could not write {key} to {self.backend.url}: {exc}") from exc
+            return
+        parent = os.path.dirname(key)
+        tmpdir = self.backend.path(PREFIX, TMP)
+        for d in (parent, tmpdir):
+            if d not in self._made_dirs:
+                os.makedirs(d, exist_ok=True)
+                self._made_dirs.add(d)
+        tmp = os.path.join(tmpdir, uuid.uuid4().hex)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, key)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise BackendError(f"could not write {key}: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, oid: str, *, context: str = "") -> bytes:
+        """The verified bytes of ``oid``; ``context`` names the file for error messages."""
+        key = self.key(oid)
+        where = f" (file {context})" if context else ""
+        try:
+            if self.backend.is_local:
+                with open(key, "rb") as f:
+                    data = f.read()
+            else:
+                data = self.fs.cat_file(key)
+        except FileNotFoundError as exc:
+            raise IntegrityError(
+                f"object {oid}{where} is missing from the store {self.backend.url}",
+                hint="the store lost data: re-add the dataset from its source",
+                object=oid,
+                file=context,
+            ) from exc
+        self.verify(oid, data, context=context)
+        return data
+
+    def verify(self, oid: str, data: bytes | memoryview, *, context: str = "") -> None:
+        actual = self.hash_bytes(data)
+        if actual != oid:
+            where = f" (file {context})" if context else ""
+            raise IntegrityError(
+                f"object {oid}{where} is corrupted: its bytes hash to {actual} "
+                f"(store {self.backend.url}, key {self.key(oid)})",
+                hint="the stored copy is damaged; re-add the dataset from its source to repair it",
+                object=oid,
+                file=context,
+            )
+
+    def materialize(self, oid: str, dest: str, *, link: str = "auto", context: str = "") -> str:
+        """Put object ``oid`` at local path ``dest`` (replacing it atomically).
+
+        On a local store ``link="auto"`` tries a reflink, then a hard link (the object is
+        read-only, so the linked file is too), then a copy; the object is verified first.
+        Returns the method used: "reflink", "hardlink" or "copy".
+        """
+        tmp = f"{dest}.aistack-tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            if self.backend.is_local and link != "copy":
+                key = self.key(oid)
+                data = self.get(oid, context=context)  # verify before sharing the bytes
+                del data
+                method = _reflink_or_link(key, tmp, allow_hardlink=link in ("auto", "hardlink"))
+                if method:
+                    os.replace(tmp, dest)
+                    return method
+            data = self.get(oid, context=context)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+            return "copy"
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    # -- listing / gc -----------------------------------------------------------------------
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        base = self.backend.path(PREFIX, self.algo)
+        if self.backend.is_local:
+            if not os.path.isdir(base):
+                return
+            for d in os.scandir(base):
+                if not d.is_dir():
+                    continue
+                for e in os.scandir(d.path):
+                    st = e.stat()
+                    yield ObjectInfo(oid=d.name + e.name, size=st.st_size, mtime=st.st_mtime)
+            return
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            b, p = base.strip("/"), str(path).strip("/")
+            if not p.startswith(b + "/"):
+                continue
+            parts = p[len(b) + 1 :].split("/")
+            if len(parts) != 2:
+                continue
+            yield ObjectInfo(
+                oid=parts[0] + parts[1], size=int(info.get("size") or 0), mtime=_mtime(info)
+            )
+
+    def delete(self, oid: str) -> None:
+        key = self.key(oid)
+        try:
+            if self.backend.is_local:
+                os.unlink(key)
+            else:
+                self.fs.rm_file(key)
+        except FileNotFoundError:
+            pass
+
+    def stale_tmp(self, older_than_s: float) -> list[str]:
+        """Leftover temp files of killed writers (local backend only)."""
+        if not self.backend.is_local:
+            return []
+        tmpdir = self.backend.path(PREFIX, TMP)
+        if not os.path.isdir(tmpdir):
+            return []
+        now = time.time()
+        out = []
+        for e in os.scandir(tmpdir):
+            with contextlib.suppress(OSError):
+                if now - e.stat().st_mtime > older_than_s:
+                    out.append(e.path)
+        return out
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    for k in ("LastModified", "mtime", "created"):
+        v = info.get(k)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _reflink_or_link(src: str, dst: str, *, allow_hardlink: bool) -> str | None:
+    try:
+        import fcntl
+
+        with open(src, "rb") as fs_, open(dst, "wb") as fd:
+            fcntl.ioctl(fd.fileno(), _FICLONE, fs_.fileno())
+        return "reflink"
+    except (OSError, ImportError):
+        with contextlib.suppress(OSError):
+            os.unlink(dst)
+    if allow_hardlink:
+        try:
+            os.link(src, dst)
+            return "hardlink"
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+    return None

@@ -1,0 +1,111 @@
+"""Dataset names, references (``name``, ``name@v3``, ``name@3``, ``name@latest``, ``name@tag``)
+and lineage node ids (``dataset:name@v3``, ``job:ID``, ``run:ID``, ``model:NAME@vN``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aistack.errors import ValidationError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TAG_RE = NAME_RE
+VERSION_RE = re.compile(r"^v?(\d+)$")
+REFERENCE_KINDS = ("job", "model", "run")
+NODE_KINDS = ("dataset", "job", "run", "model")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValidationError(
+            f"invalid dataset name {name!r}",
+            hint="use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            field="name",
+        )
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if (
+        not isinstance(tag, str)
+        or not TAG_RE.match(tag)
+        or VERSION_RE.match(tag)
+        or tag == "latest"
+    ):
+        raise ValidationError(
+            f"invalid tag {tag!r}",
+            hint="a tag uses letters, digits, '.', '_' or '-'; it cannot be 'latest' or look "
+            "like a version number such as 'v3'",
+            field="tag",
+        )
+    return tag
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ref:
+    name: str
+    version: int | None = None  # explicit number
+    tag: str | None = None  # a tag name; None and version None means latest
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@v{self.version}"
+        return f"{self.name}@{self.tag or 'latest'}"
+
+
+def parse_ref(ref: str) -> Ref:
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValidationError(
+            "dataset reference is empty", hint="write NAME, NAME@v3 or NAME@TAG", field="ref"
+        )
+    ref = ref.strip()
+    name, _, sel = ref.partition("@")
+    check_name(name)
+    if not sel or sel == "latest":
+        return Ref(name=name)
+    m = VERSION_RE.match(sel)
+    if m:
+        v = int(m.group(1))
+        if v < 1:
+            raise ValidationError(
+                f"version {sel!r} in {ref!r} is invalid", hint="versions start at v1", field="ref"
+            )
+        return Ref(name=name, version=v)
+    if not TAG_RE.match(sel):
+        raise ValidationError(
+            f"invalid dataset reference {ref!r}",
+            hint="write NAME, NAME@v3, NAME@latest or NAME@TAG",
+            field="ref",
+        )
+    return Ref(name=name, tag=sel)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in REFERENCE_KINDS:
+        raise ValidationError(
+            f"invalid reference kind {kind!r}",
+            hint=f"use one of {', '.join(REFERENCE_KINDS)}",
+            field="kind",
+        )
+    return kind
+
+
+def node(kind: str, ident: str) -> str:
+    if kind not in NODE_KINDS:
+        raise ValidationError(
+            f"invalid lineage node kind {kind!r}",
+            hint=f"use one of {', '.join(NODE_KINDS)}",
+            field="kind",
+        )
+    if not ident or not isinstance(ident, str) or len(ident) > 380:
+        raise ValidationError(
+            f"invalid {kind} id {ident!r}",
+            hint="give a non-empty id up to 380 characters",
+            field="id",
+        )
+    return f"{kind}:{ident}"
+
+
+def split_node(n: str) -> tuple[str, str]:
+    kind, _, ident = n.partition(":")
+    return kind, ident
