@@ -19,6 +19,7 @@ app = typer.Typer(
 
 # (sub-command name, module under aistack.cli, attribute)
 _GROUPS: list[tuple[str, str]] = [
+    ("projects", "aistack.cli.projects"),
     ("data", "aistack.cli.data"),
     ("webdata", "aistack.cli.webdata"),
     ("plan", "aistack.cli.plan"),
@@ -54,5 +55,7 @@ def main() -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # pragma: no cover - use `python -m aistack`
+    from aistack.cli.main import main as _main
+
+    _main()

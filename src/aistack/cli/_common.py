@@ -1,0 +1,48 @@
+"""Helpers shared by the CLI modules: JSON output, the console, the client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def client() -> Any:
+    from aistack.client import Client
+
+    return Client()
+
+
+def ago(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    s = (dt.datetime.now(dt.UTC) - t).total_seconds()
+    if s < 0:
+        return f"in {fmt_duration(-s)}"
+    return f"{fmt_duration(s)} ago"
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{s / 60:.1f} min"
+    if s < 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"

@@ -1,0 +1,316 @@
+"""Top-level commands: up, down, status, submit, jobs, wait, logs, cancel, cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from aistack.cli._common import ago, client, console, err_console, fmt_duration, print_json
+from aistack.cli.main import app
+from aistack.errors import ValidationError
+from aistack.settings import get_settings
+
+STATE_STYLE = {
+    "QUEUED": "yellow", "RUNNING": "cyan", "STARTING": "cyan", "SUCCEEDED": "green",
+    "FAILED": "red", "CANCELLED": "magenta", "TIMEOUT": "red", "CANCELLING": "magenta", "PREEMPTING": "magenta",
+}
+
+
+@app.command()
+def up(
+    host: str = typer.Option(None, help="address to bind (default 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default 8765)"),
+    detach: bool = typer.Option(False, "--detach", "-d", help="run in the background; `aistack down` stops it"),
+    timeout: float = typer.Option(60.0, help="with --detach: seconds to wait for the server to answer"),
+) -> None:
+    """Start the aistack server (API, scheduler, executor, MLflow, dashboard)."""
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    settings.ensure_home()
+    if detach:
+        log_path = settings.home / "server.log"
+        with log_path.open("ab") as logf:
+            proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "aistack", "up", "--host", host, "--port", str(port)],
+                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        deadline = time.monotonic() + timeout
+        import httpx
+
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err_console.print(f"[red]the server exited (code {proc.returncode}); see {log_path}[/red]")
+                err_console.print(log_path.read_text()[-2000:])
+                raise typer.Exit(1)
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            err_console.print(f"[red]the server did not answer within {timeout:g} s; see {log_path}[/red]")
+            raise typer.Exit(1)
+        console.print(f"aistack server running at [bold]{url}[/bold] (pid {proc.pid}); dashboard: {url}/ ; stop with `aistack down`")
+        return
+    from aistack.server.main import run
+
+    console.print(f"aistack server on http://{host}:{port} (token in {settings.token_file}); Ctrl-C to stop")
+    run(settings, host, port)
+
+
+@app.command()
+def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKILL")) -> None:
+    """Stop a server started with `aistack up --detach`. Running jobs keep running."""
+    settings = get_settings()
+    try:
+        info = json.loads(settings.server_file.read_text())
+    except (OSError, ValueError):
+        console.print("no aistack server recorded in the home dir; nothing to stop")
+        return
+    pid = int(info.get("pid", 0))
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        settings.server_file.unlink(missing_ok=True)
+        console.print("the recorded server was not running")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    settings.server_file.unlink(missing_ok=True)
+    console.print(f"stopped the aistack server (pid {pid})")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Server health, queue summary and cluster totals."""
+    c = client()
+    h = c.health()
+    jobs = c.list_jobs(all=False)
+    cl = c.cluster()
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j["state"]] = counts.get(j["state"], 0) + 1
+    data = {"server": c.url, "health": h, "active_jobs": counts, "cluster": cl["totals"], "executor": cl["executor"]}
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"server {c.url}: {h['status']} (version {h['version']}, executor {h['executor']}, up {fmt_duration(h['uptime_s'])})")
+    t = cl["totals"]
+    console.print(f"GPUs {t['gpus_allocated']}/{t['gpus']} allocated, CPUs {t['cpus_allocated']}/{t['cpus']} allocated")
+    console.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none active"))
+
+
+def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> dict[str, Any]:
+    if file and cmd:
+        raise ValidationError("give a job file or --cmd, not both")
+    if file:
+        import yaml
+
+        p = Path(file)
+        if not p.exists():
+            raise ValidationError(f"job file {file!r} not found", hint="give the path of a YAML job spec, or use --cmd")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValidationError(f"{file}: a job spec is a YAML mapping (key: value lines)")
+    elif cmd:
+        data = {"command": cmd}
+    else:
+        raise ValidationError("nothing to submit", hint="aistack submit job.yaml, or aistack submit --cmd 'python train.py'")
+    res = dict(data.get("resources") or {})
+    for k in ("gpus", "cpus", "memory", "nodes", "gpu_type"):
+        if opts.get(k) is not None:
+            res[k] = opts[k]
+    if res:
+        data["resources"] = res
+    for k in ("name", "project", "priority", "max_runtime", "retries", "distributed"):
+        if opts.get(k) is not None:
+            data[k] = opts[k]
+    if opts.get("env"):
+        env = dict(data.get("env") or {})
+        for kv in opts["env"]:
+            if "=" not in kv:
+                raise ValidationError(f"--env {kv!r}: expected KEY=VALUE")
+            k, v = kv.split("=", 1)
+            env[k] = v
+        data["env"] = env
+    if opts.get("workdir") is None and "workdir" not in data:
+        data["workdir"] = os.getcwd()
+    elif opts.get("workdir"):
+        data["workdir"] = opts["workdir"]
+    return data
+
+
+@app.command()
+def submit(
+    file: str = typer.Argument(None, help="job spec (YAML)"),
+    cmd: str = typer.Option(None, "--cmd", "-c", help="a command line instead of a file"),
+    name: str = typer.Option(None), project: str = typer.Option(None),
+    gpus: int = typer.Option(None), cpus: int = typer.Option(None), memory: str = typer.Option(None),
+    nodes: int = typer.Option(None), gpu_type: str = typer.Option(None),
+    priority: int = typer.Option(None), max_runtime: str = typer.Option(None), retries: int = typer.Option(None),
+    distributed: str = typer.Option(None, help="torch | jax | tensorflow | mxnet"),
+    env: list[str] = typer.Option(None, "--env", "-e", help="KEY=VALUE (repeatable)"),
+    workdir: str = typer.Option(None, help="default: the current directory"),
+    wait_: bool = typer.Option(False, "--wait", help="block until the job ends; exit 0 only if it succeeded"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Submit a job; prints its id."""
+    opts = dict(name=name, project=project, gpus=gpus, cpus=cpus, memory=memory, nodes=nodes, gpu_type=gpu_type,
+                priority=priority, max_runtime=max_runtime, retries=retries, distributed=distributed, env=env, workdir=workdir)
+    data = _spec_from_args(file, cmd, opts)
+    c = client()
+    job = c.submit(data)
+    if as_json:
+        print_json(job)
+    else:
+        print(job["id"])
+    if wait_:
+        _wait_and_exit(c, job["id"], None, quiet=as_json)
+
+
+def _job_row(j: dict[str, Any]) -> list[str]:
+    style = STATE_STYLE.get(j["state"], "")
+    res = j.get("resources") or {}
+    req = f"{res.get('gpus', 0)}G/{res.get('cpus', 1)}C" + (f"×{res['nodes']}" if res.get("nodes", 1) > 1 else "")
+    if j["state"] == "QUEUED":
+        info = (j.get("pending_reason") or "") + (f" (est. start {ago(j['estimated_start'])})" if j.get("estimated_start") else "")
+    elif j["state"] in ("FAILED", "TIMEOUT", "CANCELLED"):
+        info = f"exit {j['exit_code']}: {j.get('failure_reason') or ''}"
+    elif j.get("devices"):
+        info = "; ".join(f"{n}: gpus {v['gpus']} cpus {v['cpus']}" for n, v in j["devices"].items())
+    else:
+        info = ""
+    return [j["id"], j["name"], j["project"], f"[{style}]{j['state']}[/{style}]", req, ago(j["submitted_at"]), info[:120]]
+
+
+@app.command("jobs")
+def jobs_cmd(
+    all_: bool = typer.Option(False, "--all", "-a", help="include finished jobs"),
+    project: str = typer.Option(None), state: list[str] = typer.Option(None, "--state"),
+    limit: int = typer.Option(50), as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List jobs with their pending reasons (active ones unless --all)."""
+    rows = client().list_jobs(all=all_, project=project, state=state, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(title=f"jobs ({len(rows)})")
+    for col in ("id", "name", "project", "state", "req", "submitted", "details / pending reason"):
+        t.add_column(col, overflow="fold")
+    for j in rows:
+        t.add_row(*_job_row(j))
+    console.print(t)
+
+
+def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = False) -> None:
+    try:
+        job = c.wait(job_id, timeout=timeout)
+    except TimeoutError as exc:
+        err_console.print(str(exc))
+        raise typer.Exit(124) from None
+    if not quiet:
+        reason = f" ({job['failure_reason']})" if job.get("failure_reason") and job["state"] != "SUCCEEDED" else ""
+        err_console.print(f"job {job['id']} {job['state']} exit code {job['exit_code']}{reason}")
+    raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
+
+
+@app.command()
+def wait(job_id: str, timeout: float = typer.Option(None, help="seconds; exit 124 when it passes"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Block until the job ends. Exit code 0 only for SUCCEEDED."""
+    c = client()
+    if as_json:
+        try:
+            job = c.wait(job_id, timeout=timeout)
+        except TimeoutError as exc:
+            print_json({"error": str(exc)})
+            raise typer.Exit(124) from None
+        print_json(job)
+        raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
+    _wait_and_exit(c, job_id, timeout)
+
+
+@app.command()
+def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"),
+         attempt: int = typer.Option(None, help="an earlier attempt (retries)")) -> None:
+    """Print a job's output (stdout and stderr)."""
+    c = client()
+    if follow:
+        for text in c.follow_logs(job_id):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+    offset = 0
+    while True:
+        chunk = c.logs(job_id, offset=offset, attempt=attempt)
+        sys.stdout.write(chunk["text"])
+        if chunk["next_offset"] == offset:
+            break
+        offset = chunk["next_offset"]
+
+
+@app.command()
+def cancel(job_ids: list[str], as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cancel jobs (SIGTERM, then SIGKILL after the grace period)."""
+    c = client()
+    out = [c.cancel(j) for j in job_ids]
+    if as_json:
+        print_json(out)
+    else:
+        for j in out:
+            console.print(f"{j['id']}: {j['state']}")
+
+
+@app.command()
+def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Nodes, devices, allocations and live utilization."""
+    data = client().cluster()
+    if as_json:
+        print_json(data)
+        return
+    t = Table(title=f"cluster ({data['executor']} executor, policy {data['scheduler']['policy']})")
+    for col in ("node", "device", "model", "memory", "allocated to", "util"):
+        t.add_column(col)
+    for n in data["nodes"]:
+        cpu_pct = f"{n['cpu_percent']:.0f} %" if n.get("cpu_percent") is not None else "-"
+        mem_used = f"{n['memory_used_mb'] / 1024:.1f}/{n['memory_mb'] / 1024:.1f} GiB used" if n.get("memory_used_mb") is not None else f"{n['memory_mb'] / 1024:.1f} GiB"
+        jobs = sorted(set(n["cpu_jobs"].values()))
+        t.add_row(n["name"], f"{n['cpus']} CPUs", "", mem_used, f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}", cpu_pct)
+        for g in n["gpus"]:
+            util = f"{g['util_percent']:.0f} %" if g.get("util_percent") is not None else "-"
+            t.add_row("", f"GPU {g['index']}", g["name"], f"{g['memory_mb'] / 1024:.0f} GiB", g["job"] or "-", util)
+    console.print(t)
+    tot = data["totals"]
+    console.print(f"GPUs allocated {tot['gpus_allocated']}/{tot['gpus']}, CPUs allocated {tot['cpus_allocated']}/{tot['cpus']}; last scheduling pass {data['scheduler']['last_pass_ms']} ms")
+
+
+@app.command()
+def events(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """A job's history: submitted, started, retries, preemptions, end."""
+    rows = client().events(job_id)
+    if as_json:
+        print_json(rows)
+        return
+    for e in rows:
+        t = dt.datetime.fromisoformat(e["t"]).strftime("%H:%M:%S")
+        console.print(f"{t}  {e['kind']:<11} {e['message']}")

@@ -1,0 +1,5 @@
+"""The Python SDK over the REST API."""
+
+from aistack.client.client import Client
+
+__all__ = ["Client"]

@@ -1,0 +1,152 @@
+"""``aistack.Client``: the same operations as the CLI, over HTTP.
+
+The server is found from ``AISTACK_URL``, else from what ``aistack up`` recorded in the home
+dir (``server.json``), else http://127.0.0.1:8765; the token from ``AISTACK_TOKEN`` or the home
+dir's ``token`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aistack.errors import AistackError, ConnectionFailed, from_dict
+from aistack.settings import Settings, get_settings
+from aistack.spec import JobSpec, load_spec_file, parse_spec
+
+FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"}
+
+
+def discover_url(settings: Settings) -> str:
+    if settings.url:
+        return settings.url.rstrip("/")
+    try:
+        info = json.loads(settings.server_file.read_text())
+        return str(info["url"]).rstrip("/")
+    except (OSError, ValueError, KeyError):
+        return f"http://{settings.host}:{settings.port}"
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0,
+                 settings: Settings | None = None) -> None:
+        from aistack.server.auth import read_token  # small module, no server import cost
+
+        self.settings = settings or get_settings()
+        self.url = (url or discover_url(self.settings)).rstrip("/")
+        self.token = token or read_token(self.settings)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
+            path = "/api/v1" + (path if path.startswith("/") else "/" + path)
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"cannot reach the aistack server at {self.url}: {exc}",
+                hint="start it with `aistack up --detach`, or set AISTACK_URL",
+            ) from None
+        if r.status_code >= 400:
+            try:
+                data = r.json()
+            except ValueError:
+                data = {"code": "error", "message": r.text[:500]}
+            if isinstance(data, dict) and "code" in data:
+                raise from_dict(data)
+            err = AistackError(f"HTTP {r.status_code}: {str(data)[:500]}")
+            raise err
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.text
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs --------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/healthz")  # type: ignore[no-any-return]
+
+    def submit(self, spec: JobSpec | dict[str, Any] | str | Path) -> dict[str, Any]:
+        if isinstance(spec, str | Path):
+            spec = load_spec_file(spec)
+        body = parse_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        return self.request("POST", "/jobs", json=body)  # type: ignore[no-any-return]
+
+    def list_jobs(self, *, state: list[str] | None = None, project: str | None = None, all: bool = True, limit: int = 500) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"all": all, "limit": limit}
+        if state:
+            params["state"] = state
+        if project:
+            params["project"] = project
+        return self.request("GET", "/jobs", params=params)  # type: ignore[no-any-return]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+
+    def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"offset": offset}
+        if attempt is not None:
+            params["attempt"] = attempt
+        return self.request("GET", f"/jobs/{job_id}/logs", params=params)  # type: ignore[no-any-return]
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/jobs/{job_id}/events")  # type: ignore[no-any-return]
+
+    def follow_logs(self, job_id: str, *, poll_s: float = 0.3) -> Iterator[str]:
+        offset, attempt = 0, None
+        while True:
+            chunk = self.logs(job_id, offset=offset, attempt=attempt)
+            attempt = chunk["attempt"]
+            if chunk["text"]:
+                yield chunk["text"]
+            offset = chunk["next_offset"]
+            if chunk["final"] and not chunk["text"]:
+                return
+            if not chunk["text"]:
+                job = self.get_job(job_id)
+                if job["attempt"] != attempt and job["state"] != "QUEUED":
+                    offset, attempt = 0, job["attempt"]
+                time.sleep(poll_s)
+
+    def wait(self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
+        """Block until the job reaches a final state; returns the job. TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job["state"] in FINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout:g} s")
+            time.sleep(poll_s)
+
+    # -- cluster, projects, usage ------------------------------------------------------------------
+    def cluster(self) -> dict[str, Any]:
+        return self.request("GET", "/cluster")  # type: ignore[no-any-return]
+
+    def set_project(self, name: str, *, gpu_quota: int | None = None, monthly_budget_usd: float | None = None, share: float = 1.0) -> dict[str, Any]:
+        body = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
+        return self.request("PUT", f"/projects/{name}", json=body)  # type: ignore[no-any-return]
+
+    def projects(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/projects")  # type: ignore[no-any-return]
+
+    def allocations(self, *, project: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"project": project, "since": since}.items() if v}
+        return self.request("GET", "/usage/allocations", params=params)  # type: ignore[no-any-return]

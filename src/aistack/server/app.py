@@ -1,0 +1,220 @@
+"""The aistack server: FastAPI app factory.
+
+``create_app(settings)`` wires the DB (migrated to the newest schema), the executor, the
+scheduling loop, the REST API under /api/v1 (routers listed in ``routers.ROUTERS``), /healthz,
+/metrics, the dashboard at / and, when the mlops extra is installed, MLflow under /mlflow.
+Every path except /healthz, the dashboard's static files and its login page needs the token.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from aistack.errors import AistackError
+from aistack.server.auth import load_or_create_token, token_matches
+from aistack.server.context import ServerContext
+from aistack.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+OPEN_PATHS = ("/healthz", "/login", "/static/", "/favicon.ico")
+
+
+class AuthMiddleware:
+    """Pure ASGI middleware: token check (header or cookie) and request latency metrics."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if not _is_open(path):
+            given = _token_from_scope(scope)
+            if not token_matches(given, self.token):
+                if path == "/" or (not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)):
+                    resp: Response = Response(status_code=303, headers={"location": "/login"})
+                else:
+                    resp = JSONResponse(
+                        {"code": "unauthorized", "message": "missing or wrong API token",
+                         "hint": "send 'Authorization: Bearer <token>' (the token is in ~/.aistack/token)", "details": {}},
+                        status_code=401,
+                    )
+                await resp(scope, receive, send)
+                return
+        t0 = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                status["code"] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            if path.startswith(API_PREFIX):
+                from aistack.server.metrics import HTTP_LATENCY
+
+                route = scope.get("route")
+                HTTP_LATENCY.labels(scope["method"], getattr(route, "path", "other"), str(status["code"])).observe(time.perf_counter() - t0)
+
+
+def _is_open(path: str) -> bool:
+    return path in ("/healthz", "/login", "/favicon.ico") or path.startswith("/static/")
+
+
+def _wants_html(scope: dict[str, Any]) -> bool:
+    for k, v in scope.get("headers", []):
+        if k == b"accept":
+            return b"text/html" in v
+    return False
+
+
+def _token_from_scope(scope: dict[str, Any]) -> str | None:
+    cookie = None
+    for k, v in scope.get("headers", []):
+        if k == b"authorization":
+            val = v.decode("latin-1")
+            if val.lower().startswith("bearer "):
+                return val[7:].strip()
+        elif k == b"cookie":
+            for part in v.decode("latin-1").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == "aistack_token":
+                    cookie = value
+    return cookie
+
+
+def build_context(settings: Settings) -> ServerContext:
+    from aistack.executors import get_executor
+    from aistack.server.db.session import make_engine, migrate, session_factory
+
+    settings.ensure_home()
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return ServerContext(
+        settings=settings, engine=engine, sessions=session_factory(engine),
+        executor=get_executor(settings), token=load_or_create_token(settings), started_at=time.time(),
+    )
+
+
+def create_app(settings: Settings | None = None, *, start_loop: bool = True, ctx: ServerContext | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    ctx = ctx or build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_loop:
+            ctx.loop.start()
+        try:
+            yield
+        finally:
+            ctx.loop.stop()
+            ctx.executor.close()
+
+    app = FastAPI(
+        title="aistack", version=_version(), lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
+    )
+    app.state.ctx = ctx
+    ctx.loop = _make_loop(ctx)
+    from aistack.server import metrics
+
+    metrics.uninstall_state_collectors()
+    metrics.install(ctx)
+
+    @app.exception_handler(AistackError)
+    async def _aistack_error(_req: Request, exc: AistackError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
+            problems.append(f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}")
+        return JSONResponse(
+            {"code": "invalid", "message": "invalid request: " + "; ".join(problems), "hint": None, "details": {"problems": problems}},
+            status_code=422,
+        )
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": _version(), "executor": ctx.executor.name, "uptime_s": round(time.time() - ctx.started_at, 1)}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prom() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    from aistack.server.routers import ROUTERS
+
+    for name in ROUTERS:
+        try:
+            mod = importlib.import_module(f"aistack.server.routers.{name}")
+        except ModuleNotFoundError as exc:
+            log.info("router %s not loaded: %s", name, exc)
+            continue
+        app.include_router(mod.router, prefix=API_PREFIX)
+    _mount_dashboard(app, ctx)
+    if settings.mlflow_enabled:
+        _mount_mlflow(app, ctx)
+    app.add_middleware(AuthMiddleware, token=ctx.token)
+    return app
+
+
+def _make_loop(ctx: ServerContext) -> Any:
+    from aistack.scheduler import get_policy
+    from aistack.server.services.scheduling import SchedulerLoop
+    from aistack.server.services.tracking import tracking_hooks
+
+    job_env, on_finish = tracking_hooks(ctx)
+    return SchedulerLoop(
+        settings=ctx.settings, sessions=ctx.sessions, executor=ctx.executor,
+        policy=get_policy(ctx.settings.policy), job_env=job_env, on_finish=on_finish,
+    )
+
+
+def _mount_dashboard(app: FastAPI, ctx: ServerContext) -> None:
+    try:
+        web = importlib.import_module("aistack.web")
+    except ModuleNotFoundError:
+        return
+    if hasattr(web, "mount"):
+        web.mount(app, ctx)
+
+
+def _mount_mlflow(app: FastAPI, ctx: ServerContext) -> None:
+    try:
+        from aistack.mlops.server import mount_mlflow
+    except ImportError as exc:
+        log.info("MLflow not embedded: %s", exc)
+        return
+    try:
+        mount_mlflow(app, ctx.settings)
+        ctx.extras["mlflow"] = True
+    except Exception:  # noqa: BLE001 - the platform must come up even if tracking cannot
+        log.exception("could not embed MLflow under /mlflow")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("aistack")
+    except Exception:  # noqa: BLE001
+        return "0.0.0"

@@ -1,0 +1,64 @@
+"""/cluster: nodes, devices, what is allocated to which job, live utilization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aistack.server.context import ServerContext
+from aistack.server.db.models import Job
+from aistack.server.deps import get_ctx, get_db
+from aistack.server.schemas.jobs import ACTIVE_STATES
+
+router = APIRouter(tags=["cluster"])
+
+
+@router.get("/cluster")
+def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)) -> dict[str, Any]:
+    nodes = ctx.loop.nodes() if ctx.loop is not None else ctx.executor.inventory()
+    active = db.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().all()
+    holders: dict[tuple[str, str, int], str] = {}
+    mem_used: dict[str, int] = {}
+    for j in active:
+        for node, a in (j.allocation or {}).items():
+            for g in a.get("gpus", []):
+                holders[(node, "gpu", int(g))] = j.id
+            for c in a.get("cpus", []):
+                holders[(node, "cpu", int(c))] = j.id
+            mem_used[node] = mem_used.get(node, 0) + int(a.get("memory_mb", 0))
+    live: dict[str, Any] = {}
+    if ctx.executor.name == "local":
+        from aistack.compute.inventory import live_utilization
+
+        live = live_utilization()
+    out_nodes = []
+    for n in nodes:
+        gpus = [{
+            "index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb,
+            "job": holders.get((n.name, "gpu", g.index)),
+            "util_percent": next((x["util_percent"] for x in live.get("gpus", []) if x["index"] == g.index), None),
+        } for g in n.gpus]
+        cpus_alloc = {c: holders[(n.name, "cpu", c)] for c in range(n.cpus) if (n.name, "cpu", c) in holders}
+        out_nodes.append({
+            "name": n.name, "address": n.address, "executor": ctx.executor.name,
+            "cpus": n.cpus, "cpus_allocated": len(cpus_alloc), "cpu_jobs": cpus_alloc,
+            "memory_mb": n.memory_mb, "memory_allocated_mb": mem_used.get(n.name, 0),
+            "gpus": gpus, "gpus_allocated": sum(1 for g in gpus if g["job"]),
+            "cpu_percent": live.get("cpu_percent"), "memory_used_mb": live.get("memory_used_mb"),
+        })
+    return {
+        "executor": ctx.executor.name,
+        "nodes": out_nodes,
+        "totals": {
+            "gpus": sum(len(n.gpus) for n in nodes), "cpus": sum(n.cpus for n in nodes),
+            "gpus_allocated": sum(x["gpus_allocated"] for x in out_nodes),
+            "cpus_allocated": sum(x["cpus_allocated"] for x in out_nodes),
+        },
+        "scheduler": {
+            "policy": getattr(getattr(ctx.loop, "policy", None), "name", None),
+            "last_pass_ms": round(ctx.loop.last_pass_s * 1000, 3) if ctx.loop else None,
+        },
+    }

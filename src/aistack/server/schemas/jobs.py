@@ -1,0 +1,59 @@
+"""HTTP shapes of jobs. ``JobCreate`` is the job spec itself; ``JobPublic`` is what the API
+returns (and what ``aistack jobs --json`` prints)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from aistack.spec import JobSpec
+
+JobCreate = JobSpec
+
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"})
+ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "CANCELLING", "PREEMPTING"})
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    project: str
+    user: str
+    kind: str
+    state: str
+    priority: int
+    pending_reason: str | None = None
+    estimated_start: dt.datetime | None = None
+    exit_code: int | None = None
+    failure_reason: str | None = None
+    attempt: int
+    retries_left: int
+    devices: dict[str, Any] | None = None
+    node: str | None = None
+    resources: dict[str, Any]
+    command: str
+    mlflow_run_id: str | None = None
+    preempt_count: int = 0
+    attained_service_s: float = 0.0
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+class JobEventPublic(BaseModel):
+    t: dt.datetime
+    kind: str
+    message: str
+
+
+class LogChunk(BaseModel):
+    job_id: str
+    attempt: int
+    offset: int
+    next_offset: int
+    text: str
+    final: bool

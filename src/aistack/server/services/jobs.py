@@ -1,0 +1,172 @@
+"""Job operations on the metadata DB: submit, list, get, cancel, logs. The scheduling loop
+(services/scheduling.py) moves jobs between states; these functions never start processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from aistack.compute.resources import Node
+from aistack.errors import ConflictError, NotFoundError, ValidationError
+from aistack.server.db.models import Counter, Job, JobEvent, utcnow
+from aistack.server.schemas.jobs import ACTIVE_STATES, FINAL_STATES, JobPublic, LogChunk
+from aistack.spec import JobSpec, check_feasible, parse_spec
+
+log = logging.getLogger(__name__)
+
+
+def _next_seq(session: Session) -> int:
+    row = session.execute(
+        update(Counter).where(Counter.name == "job").values(value=Counter.value + 1).returning(Counter.value)
+    ).scalar_one_or_none()
+    if row is None:
+        session.add(Counter(name="job", value=1))
+        session.flush()
+        return 1
+    return int(row)
+
+
+def add_event(session: Session, job_id: str, kind: str, message: str = "") -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message))
+
+
+def submit_job(
+    session: Session,
+    spec: JobSpec | dict[str, Any],
+    *,
+    nodes: list[Node] | None = None,
+    user: str | None = None,
+    datasets: Any | None = None,
+) -> Job:
+    """Validate and store a job (state QUEUED). Raises ValidationError naming the field."""
+    spec = parse_spec(spec)
+    if nodes is not None:
+        check_feasible(spec, nodes)
+    job_id = uuid.uuid4().hex[:12]
+    if spec.inputs:
+        if datasets is None:
+            raise ValidationError(
+                "inputs: dataset versions were given but the storage layer is not available",
+                hint="install aistack with its default dependencies, or remove `inputs`",
+            )
+        for ref in spec.inputs:
+            datasets.resolve(ref)  # NotFoundError with a hint for unknown refs
+    seq = _next_seq(session)
+    job = Job(
+        id=job_id, seq=seq, name=spec.name, project=spec.project,
+        user=spec.user or user or _default_user(), kind=spec.kind,
+        spec=spec.model_dump(mode="json"), state="QUEUED", priority=spec.priority,
+        retries_left=spec.retries, attempt=0, submitted_at=utcnow(),
+        pending_reason="waiting for the scheduler",
+    )
+    session.add(job)
+    session.flush()
+    add_event(session, job_id, "submitted", f"queued with priority {spec.priority}")
+    if spec.inputs and datasets is not None:
+        for ref in spec.inputs:
+            datasets.add_reference(ref, "job", job_id)
+        datasets.record_lineage(inputs=list(spec.inputs), job_id=job_id, outputs=[])
+    return job
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "default"
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        # allow unique prefixes, as git does
+        rows = session.execute(select(Job).where(Job.id.like(f"{job_id}%")).limit(2)).scalars().all()
+        if len(rows) == 1:
+            return rows[0]
+        raise NotFoundError(f"job {job_id!r} not found", hint="list jobs with `aistack jobs --all`")
+    return job
+
+
+def list_jobs(
+    session: Session, *, states: list[str] | None = None, project: str | None = None,
+    include_finished: bool = True, limit: int = 500,
+) -> list[Job]:
+    q = select(Job)
+    if states:
+        q = q.where(Job.state.in_([s.upper() for s in states]))
+    elif not include_finished:
+        q = q.where(Job.state.not_in(FINAL_STATES))
+    if project:
+        q = q.where(Job.project == project)
+    q = q.order_by(Job.seq.desc()).limit(limit)
+    return list(session.execute(q).scalars())
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+    return {s: int(n) for s, n in rows}
+
+
+def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) -> Job:
+    if job.state in FINAL_STATES:
+        raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
+    if job.state == "QUEUED":
+        job.state = "CANCELLED"
+        job.finished_at = utcnow()
+        job.pending_reason = None
+        job.failure_reason = "cancelled by user while queued"
+        add_event(session, job.id, "cancelled", "cancelled while queued")
+        return job
+    job.cancel_requested = True
+    if job.state in ACTIVE_STATES and job.handle:
+        job.state = "CANCELLING"
+        add_event(session, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace_s:g} s")
+        executor.cancel(job.handle, grace_s)
+    return job
+
+
+def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
+    return jobs_dir / job_id / str(attempt)
+
+
+def read_logs(jobs_dir: Path, job: Job, *, offset: int = 0, attempt: int | None = None, max_bytes: int = 1 << 20) -> LogChunk:
+    att = job.attempt if attempt is None else attempt
+    path = attempt_dir(jobs_dir, job.id, att) / "output.log"
+    text, nxt = "", offset
+    if path.exists():
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read(max_bytes)
+        nxt = offset + len(data)
+        text = data.decode("utf-8", "replace")
+    return LogChunk(job_id=job.id, attempt=att, offset=offset, next_offset=nxt, text=text, final=job.state in FINAL_STATES)
+
+
+def to_public(job: Job) -> JobPublic:
+    spec = job.spec or {}
+    alloc = job.allocation or None
+    return JobPublic(
+        id=job.id, name=job.name, project=job.project, user=job.user, kind=job.kind, state=job.state,
+        priority=job.priority, pending_reason=job.pending_reason if job.state == "QUEUED" else None,
+        estimated_start=_utc(job.estimated_start) if job.state == "QUEUED" else None,
+        exit_code=job.exit_code, failure_reason=job.failure_reason, attempt=job.attempt,
+        retries_left=job.retries_left, devices=alloc, node=next(iter(alloc), None) if alloc else None,
+        resources=spec.get("resources", {}), command=spec.get("command") or spec.get("script") or "",
+        mlflow_run_id=job.mlflow_run_id, preempt_count=job.preempt_count,
+        attained_service_s=round(job.attained_service_s, 3),
+        submitted_at=_utc(job.submitted_at), started_at=_utc(job.started_at),
+        finished_at=_utc(job.finished_at),
+    )
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:  # type: ignore[return]
+    if t is None:
+        return None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t

@@ -1,0 +1,394 @@
+"""The scheduling loop: reads queue + cluster state from the DB, asks the pure scheduler for a
+decision, applies it through the executor, and reconciles what the executor reports.
+
+It runs in one background thread of the server. Each pass:
+
+1. reconcile: poll every active job's handle (this is also how a restarted server re-adopts
+   jobs: a live supervisor → still RUNNING; an exit record → finished; nothing → lost);
+2. schedule: build ``ClusterState`` (inventory minus active allocations) and the queue, call
+   ``policy.schedule``, start jobs, preempt victims, store pending reasons and start estimates;
+3. monitor (every ``monitor_interval_s``): store usage samples of running jobs.
+
+A submission wakes the loop at once (``wake()``), so submit → RUNNING does not wait a tick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from aistack.compute.resources import Node
+from aistack.executors.base import ExecStatus, Executor, LaunchRequest
+from aistack.scheduler.types import (
+    Allocation,
+    ClusterState,
+    Decision,
+    JobRequest,
+    NodeState,
+    RunningJob,
+)
+from aistack.server.db.models import AllocationRow, Job, NodeRow, Project, UsageSampleRow, utcnow
+from aistack.server.schemas.jobs import ACTIVE_STATES
+from aistack.server.services.jobs import add_event, attempt_dir
+from aistack.settings import Settings
+
+log = logging.getLogger(__name__)
+USAGE_HALF_LIFE_S = 7 * 24 * 3600.0  # fair-share decay (Slurm's PriorityDecayHalfLife default)
+PREEMPT_PROTECT_S = 60.0  # a (re)started job may not be preempted for this long
+
+
+def _epoch(t: dt.datetime | None) -> float:
+    if t is None:
+        return 0.0
+    return t.replace(tzinfo=dt.UTC).timestamp() if t.tzinfo is None else t.timestamp()
+
+
+def _from_epoch(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+class SchedulerLoop:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        executor: Executor,
+        policy: Any,
+        job_env: Callable[[Job], dict[str, str]] | None = None,
+        on_finish: Callable[[Job, ExecStatus], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.executor = executor
+        self.policy = policy
+        self.job_env = job_env
+        self.on_finish = on_finish
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nodes: list[Node] = []
+        self._nodes_at = 0.0
+        self._last_monitor = 0.0
+        self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
+        self.last_pass_s = 0.0
+        self.passes = 0
+        self.errors = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="aistack-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.schedule_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the loop must survive one bad pass
+                self.errors += 1
+                log.exception("scheduling pass failed")
+
+    # -- one pass ----------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        now = time.monotonic()
+        if not self._nodes or now - self._nodes_at > 30:
+            self._nodes = self.executor.inventory()
+            self._nodes_at = now
+            with self.sessions() as s:
+                for n in self._nodes:
+                    row = s.get(NodeRow, n.name) or NodeRow(name=n.name, executor=self.executor.name, cpus=n.cpus, memory_mb=n.memory_mb)
+                    row.executor, row.address, row.cpus, row.memory_mb = self.executor.name, n.address, n.cpus, n.memory_mb
+                    row.gpus = [{"index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb} for g in n.gpus]
+                    row.last_seen = utcnow()
+                    s.merge(row)
+                s.commit()
+        return self._nodes
+
+    def run_once(self) -> Decision | None:
+        t0 = time.perf_counter()
+        with self.sessions() as s:
+            self.reconcile(s)
+            s.commit()
+            decision = self.schedule(s)
+            s.commit()
+            if time.monotonic() - self._last_monitor >= self.settings.monitor_interval_s:
+                self._last_monitor = time.monotonic()
+                self.monitor(s)
+                s.commit()
+        self.last_pass_s = time.perf_counter() - t0
+        self.passes += 1
+        return decision
+
+    # -- reconcile ---------------------------------------------------------------------------------
+    def reconcile(self, s: Session) -> None:
+        active = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().all()
+        for job in active:
+            if not job.handle:
+                continue
+            try:
+                st = self.executor.poll(job.handle)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("poll of job %s failed: %s", job.id, exc)
+                continue
+            if st.state == "running" and job.state == "STARTING":
+                job.state = "RUNNING"
+            if st.final:
+                self._finish(s, job, st)
+
+    def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
+        now = utcnow()
+        allocs = s.execute(select(AllocationRow).where(AllocationRow.job_id == job.id, AllocationRow.end.is_(None))).scalars().all()
+        for a in allocs:
+            a.end = now
+        units = max(1, (job.allocation and sum(len(v.get("gpus", [])) for v in job.allocation.values())) or 0)
+        if job.started_at:
+            job.attained_service_s += max(0.0, (now - job.started_at).total_seconds()) * units
+        preempted = st.state == "preempted" or (job.preempt_requested and st.state in ("cancelled", "failed"))
+        job.exit_code = st.exit_code
+        if preempted and not job.cancel_requested:
+            job.state = "QUEUED"
+            job.preempt_requested = False
+            job.preempt_count += 1
+            job.attempt += 1
+            job.handle, job.allocation, job.started_at = None, None, None
+            job.pending_reason = "requeued after preemption"
+            add_event(s, job.id, "preempted", st.reason or "preempted; requeued with its attained service kept")
+        elif st.state == "succeeded":
+            job.state, job.finished_at = "SUCCEEDED", now
+            add_event(s, job.id, "succeeded", "exit code 0")
+        elif st.state == "cancelled" or job.cancel_requested:
+            job.state, job.finished_at = "CANCELLED", now
+            job.failure_reason = st.reason or "cancelled by user"
+            add_event(s, job.id, "cancelled", job.failure_reason)
+        elif st.state == "timeout":
+            job.state, job.finished_at = "TIMEOUT", now
+            job.failure_reason = st.reason
+            add_event(s, job.id, "timeout", st.reason or "")
+        else:  # failed or lost
+            reason = st.reason or f"exit code {st.exit_code}"
+            if job.retries_left > 0:
+                job.retries_left -= 1
+                job.attempt += 1
+                job.state = "QUEUED"
+                job.handle, job.allocation, job.started_at = None, None, None
+                job.failure_reason = reason
+                job.pending_reason = f"retrying ({job.retries_left} retries left) after: {reason[:200]}"
+                add_event(s, job.id, "retry", f"attempt {job.attempt - 1} {st.state}: {reason}")
+            else:
+                job.state, job.finished_at = "FAILED", now
+                job.failure_reason = reason if st.state != "lost" else f"lost: {reason}"
+                add_event(s, job.id, st.state, job.failure_reason)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job, st)
+            except Exception:  # noqa: BLE001
+                log.exception("on_finish hook failed for job %s", job.id)
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def cluster_state(self, s: Session, now: float) -> ClusterState:
+        nodes = self.nodes()
+        active = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().all()
+        used_gpus: dict[str, set[int]] = {n.name: set() for n in nodes}
+        used_cpus: dict[str, set[int]] = {n.name: set() for n in nodes}
+        used_mem: dict[str, int] = {n.name: 0 for n in nodes}
+        running = []
+        for j in active:
+            alloc = Allocation.from_dict(j.allocation)
+            for node, a in alloc.nodes.items():
+                used_gpus.setdefault(node, set()).update(a.gpus)
+                used_cpus.setdefault(node, set()).update(a.cpus)
+                used_mem[node] = used_mem.get(node, 0) + a.memory_mb
+            spec = j.spec or {}
+            running.append(RunningJob(
+                id=j.id, project=j.project, user=j.user, priority=j.priority, allocation=alloc,
+                start_time=_epoch(j.started_at), submit_time=_epoch(j.submitted_at),
+                max_runtime_s=_max_rt(spec), attained_service_s=j.attained_service_s,
+                preemptible=bool(spec.get("preemptible", True)) and j.state == "RUNNING",
+                protected_until=_epoch(j.protected_until),
+            ))
+        states = []
+        for n in nodes:
+            g_all = tuple(g.index for g in n.gpus)
+            c_all = tuple(range(n.cpus))
+            states.append(NodeState(
+                name=n.name, gpu_type=n.gpu_type, gpus_total=g_all,
+                gpus_free=frozenset(set(g_all) - used_gpus.get(n.name, set())),
+                cpus_total=c_all, cpus_free=frozenset(set(c_all) - used_cpus.get(n.name, set())),
+                memory_total_mb=n.memory_mb, memory_free_mb=max(0, n.memory_mb - used_mem.get(n.name, 0)),
+            ))
+        projects = s.execute(select(Project)).scalars().all()
+        quotas = {p.name: int(p.gpu_quota) for p in projects if p.gpu_quota is not None}
+        shares = {p.name: float(p.share) for p in projects}
+        return ClusterState(nodes=tuple(states), running=tuple(running), gpu_quotas=quotas, usage=self._usage(s, now), shares=shares)
+
+    def _usage(self, s: Session, now: float) -> dict[str, float]:
+        """Decayed GPU-seconds (CPU-seconds for CPU-only jobs) per project and per user."""
+        at, cached = self._usage_cache
+        if now - at < 30:
+            return cached
+        since = _from_epoch(now - 4 * USAGE_HALF_LIFE_S)
+        rows = s.execute(select(AllocationRow).where((AllocationRow.end.is_(None)) | (AllocationRow.end > since))).scalars().all()
+        out: dict[str, float] = {}
+        for a in rows:
+            end = _epoch(a.end) if a.end else now
+            dur = max(0.0, end - _epoch(a.start))
+            units = len(a.gpus or []) or len(a.cpus or []) or 1
+            w = 0.5 ** (max(0.0, now - end) / USAGE_HALF_LIFE_S)
+            v = dur * units * w
+            out[a.project] = out.get(a.project, 0.0) + v
+            out[f"user:{a.user}"] = out.get(f"user:{a.user}", 0.0) + v
+        self._usage_cache = (now, out)
+        return out
+
+    def schedule(self, s: Session) -> Decision | None:
+        queued = s.execute(select(Job).where(Job.state == "QUEUED").order_by(Job.seq)).scalars().all()
+        if not queued and not self.policy_needs_idle_pass():
+            return None
+        now = time.time()
+        cluster = self.cluster_state(s, now)
+        by_id = {j.id: j for j in queued}
+        queue = [_request(j) for j in queued]
+        decision = self.policy.schedule(queue, cluster, now)
+        for st in decision.starts:
+            job = by_id.get(st.job_id)
+            if job is not None:
+                self._start(s, job, st.allocation, backfilled=st.backfilled)
+        for pre in decision.preemptions:
+            victim = s.get(Job, pre.job_id)
+            if victim is None or victim.state != "RUNNING" or not victim.handle:
+                continue
+            victim.state = "PREEMPTING"
+            victim.preempt_requested = True
+            add_event(s, victim.id, "preempting", pre.reason)
+            try:
+                self.executor.preempt(victim.handle, self.settings.cancel_grace_s, pre.reason)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("preempting %s failed: %s", victim.id, exc)
+        for jid, p in decision.pending.items():
+            job = by_id.get(jid)
+            if job is None or job.state != "QUEUED":
+                continue
+            est = _from_epoch(p.estimated_start) if p.estimated_start else None
+            if job.pending_reason != p.reason:
+                job.pending_reason = p.reason
+            if est is None or job.estimated_start is None or abs((est - job.estimated_start).total_seconds()) > 1:
+                job.estimated_start = est
+        return decision
+
+    def policy_needs_idle_pass(self) -> bool:
+        return False
+
+    def _start(self, s: Session, job: Job, alloc: Allocation, *, backfilled: bool) -> None:
+        spec = job.spec or {}
+        d = attempt_dir(self.settings.jobs_dir, job.id, job.attempt)
+        env = {
+            "AISTACK_JOB_ID": job.id, "AISTACK_JOB_NAME": job.name, "AISTACK_PROJECT": job.project,
+            "AISTACK_USER": job.user, "AISTACK_ATTEMPT": str(job.attempt),
+            "AISTACK_GRACE_S": str(self.settings.cancel_grace_s),
+            "AISTACK_HOME": str(self.settings.home),
+        }
+        if self.settings.storage_url:
+            env["AISTACK_STORAGE_URL"] = self.settings.storage_url
+        if self.settings.database_url:
+            env["AISTACK_DATABASE_URL"] = self.settings.database_url
+        if self.job_env is not None:
+            try:
+                env.update(self.job_env(job))
+            except Exception:  # noqa: BLE001
+                log.exception("job env hook failed for %s", job.id)
+        env.update(spec.get("env") or {})
+        req = LaunchRequest(
+            job_id=job.id, attempt=job.attempt, command=spec.get("command") or spec.get("script") or "",
+            allocation=alloc, job_dir=d, workdir=spec.get("workdir"), env=env,
+            max_runtime_s=_max_rt(spec), distributed=spec.get("distributed"),
+            procs_per_node=spec.get("procs_per_node"), stop_signal=spec.get("stop_signal", "SIGTERM"),
+            name=job.name,
+        )
+        now = utcnow()
+        try:
+            handle = self.executor.launch(req)
+        except Exception as exc:  # noqa: BLE001
+            job.state, job.finished_at = "FAILED", now
+            job.failure_reason = f"the {self.executor.name} executor could not start the job: {exc}"
+            add_event(s, job.id, "failed", job.failure_reason)
+            return
+        job.handle, job.executor = handle, self.executor.name
+        job.allocation = alloc.to_dict()
+        job.state, job.started_at = "RUNNING", now
+        job.pending_reason, job.estimated_start = None, None
+        job.protected_until = _from_epoch(time.time() + PREEMPT_PROTECT_S)
+        gpu_types = {n.name: n.gpu_type for n in self.nodes()}
+        for node, a in alloc.nodes.items():
+            s.add(AllocationRow(
+                job_id=job.id, attempt=job.attempt, project=job.project, user=job.user, node=node,
+                gpus=list(a.gpus), gpu_type=gpu_types.get(node) if a.gpus else None, cpus=list(a.cpus),
+                memory_mb=a.memory_mb, start=now,
+            ))
+        add_event(s, job.id, "started", f"attempt {job.attempt} on {', '.join(alloc.nodes) or '-'}" + (" (backfilled)" if backfilled else ""))
+
+    # -- monitor -----------------------------------------------------------------------------------
+    def monitor(self, s: Session) -> None:
+        running = s.execute(select(Job).where(Job.state == "RUNNING")).scalars().all()
+        for job in running:
+            if not job.handle:
+                continue
+            try:
+                u = self.executor.usage(job.handle)
+            except Exception:  # noqa: BLE001
+                continue
+            if u is None:
+                continue
+            allocs = s.execute(select(AllocationRow).where(AllocationRow.job_id == job.id, AllocationRow.end.is_(None))).scalars().all()
+            for a in allocs:
+                t = _from_epoch(u.t)
+                s.add(UsageSampleRow(allocation_id=a.id, job_id=job.id, t=t, cpu_percent=u.cpu_percent, rss_mb=u.rss_mb, gpu_util=u.gpu_util, gpu_mem_mb=u.gpu_mem_mb))
+                n = a.samples
+                a.cpu_util_avg = ((a.cpu_util_avg or 0.0) * n + u.cpu_percent / max(1, len(a.cpus or []) or 1)) / (n + 1)
+                if u.gpu_util is not None:
+                    a.gpu_util_avg = ((a.gpu_util_avg or 0.0) * n + u.gpu_util) / (n + 1)
+                    a.gpu_mem_max_mb = max(a.gpu_mem_max_mb or 0.0, u.gpu_mem_mb or 0.0)
+                a.rss_max_mb = max(a.rss_max_mb or 0.0, u.rss_mb)
+                a.samples = n + 1
+
+
+def _max_rt(spec: dict[str, Any]) -> float | None:
+    from aistack.spec import parse_duration_s
+
+    try:
+        return parse_duration_s(spec.get("max_runtime"))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _request(j: Job) -> JobRequest:
+    spec = j.spec or {}
+    r = spec.get("resources") or {}
+    from aistack.compute.resources import parse_memory_mb
+
+    return JobRequest(
+        id=j.id, project=j.project, user=j.user, priority=j.priority,
+        submit_time=_epoch(j.submitted_at), gpus=int(r.get("gpus", 0) or 0), gpu_type=r.get("gpu_type"),
+        cpus=int(r.get("cpus", 1) or 1), memory_mb=parse_memory_mb(r.get("memory")) or 0,
+        nodes=int(r.get("nodes", 1) or 1), max_runtime_s=_max_rt(spec),
+        attained_service_s=j.attained_service_s, preemptible=bool(spec.get("preemptible", True)),
+    )

@@ -1,0 +1,64 @@
+"""Wires jobs to MLflow (when the mlops extra and the embedded tracking server are there): each
+job gets its own MLflow run (MLFLOW_TRACKING_URI / MLFLOW_RUN_ID in its environment) and, when
+it ends, its sampled system metrics and final status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from aistack.executors.base import ExecStatus
+from aistack.server.context import ServerContext
+from aistack.server.db.models import Job, UsageSampleRow
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(ctx: ServerContext) -> str:
+    s = ctx.settings
+    return f"http://{s.host if s.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{s.port}/mlflow"
+
+
+def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] | None, Callable[[Job, ExecStatus], None] | None]:
+    if not ctx.settings.mlflow_enabled:
+        return None, None
+    try:
+        from aistack.mlops import tracking
+    except ImportError:
+        return None, None
+
+    def job_env(job: Job) -> dict[str, str]:
+        if not ctx.extras.get("mlflow"):
+            return {}
+        uri = tracking_uri(ctx)
+        env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_TOKEN": ctx.token, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        if not job.mlflow_run_id:
+            spec = job.spec or {}
+            job.mlflow_run_id = tracking.create_job_run(
+                uri, job_id=job.id, name=job.name, project=job.project, user=job.user,
+                inputs=list(spec.get("inputs") or []), params={"command": (spec.get("command") or "")[:250]},
+                token=ctx.token,
+            )
+        env["MLFLOW_RUN_ID"] = job.mlflow_run_id
+        env["MLFLOW_EXPERIMENT_NAME"] = job.project
+        return env
+
+    def on_finish(job: Job, st: ExecStatus) -> None:
+        if not job.mlflow_run_id or job.state == "QUEUED":
+            return
+        uri = tracking_uri(ctx)
+        with ctx.sessions() as s:
+            rows = s.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job.id).order_by(UsageSampleRow.t)).scalars().all()
+            samples: list[dict[str, Any]] = [{
+                "t": r.t.timestamp() if r.t.tzinfo else r.t.replace(tzinfo=__import__("datetime").UTC).timestamp(),
+                "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb,
+            } for r in rows]
+        if samples:
+            tracking.log_system_metrics(uri, job.mlflow_run_id, samples, token=ctx.token)
+        status = {"SUCCEEDED": "FINISHED", "CANCELLED": "KILLED"}.get(job.state, "FAILED")
+        tracking.end_job_run(uri, job.mlflow_run_id, status, token=ctx.token)
+
+    return job_env, on_finish
