@@ -1,0 +1,134 @@
+"""Trainer configuration: a YAML file and/or command-line flags, validated by pydantic."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.errors import ValidationError
+
+
+class TrainConfig(BaseModel):
+    """Everything the reference trainer reads. Unknown keys are an error naming the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_name: str = Field("gpt", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    data: list[str] = Field(..., min_length=1, description="shard files, directories or globs")
+    # model
+    vocab_size: int | None = Field(None, ge=2, description="default: from the shard headers")
+    seq_len: int = Field(256, ge=2)
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    n_embd: int = Field(256, ge=8)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    bias: bool = False
+    # optimisation
+    micro_batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    min_lr: float = Field(3e-5, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = Field(1.0, ge=0)
+    seed: int = 0
+    # runtime
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    compile: bool = False
+    peak_tflops: float | None = Field(None, gt=0, description="per device, overrides the table")
+    # checkpoints / logging
+    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_url: str | None = Field(None, description="default <objects_url>/checkpoints/<run>")
+    keep_checkpoints: int = Field(3, ge=1)
+    resume: bool = True
+    log_every: int = Field(10, ge=1)
+    metrics_file: str | None = Field(None, description="JSON lines, one per step (rank 0)")
+    tokenizer: str | None = Field(None, description="tokenizer file bundled with the model")
+    mlflow: bool = Field(True, description="log to MLflow when MLFLOW_TRACKING_URI is set")
+    save_model: bool = Field(True, description="log the final model as an MLflow pyfunc")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro_batch_size * self.grad_accum * self.seq_len
+
+
+def _raise(exc: PydanticValidationError) -> typing.NoReturn:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        allowed = ", ".join(sorted(TrainConfig.model_fields))
+        raise ValidationError(f"{loc}: unknown key", hint=f"known keys: {allowed}") from None
+    raise ValidationError(f"{loc}: {msg}", hint="fix this value in the config or flag") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
+    """YAML file (optional) + overrides (None values ignored) → TrainConfig."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        p = Path(path)
+        if not p.exists():
+            raise ValidationError(f"config: {p} does not exist", hint="pass --config cfg.yaml")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"config: {p} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValidationError(f"config: {p} must hold a mapping of keys to values")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(data.get("data"), str):
+        data["data"] = [data["data"]]
+    try:
+        return TrainConfig(**data)
+    except PydanticValidationError as exc:
+        _raise(exc)
+
+
+def _base_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        return _base_type(args[0])
+    return annotation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--config`` plus one ``--flag`` per config field (``--max-steps``, ``--no-resume`` …)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m aistack.train.run", description="Train the reference GPT on token shards."
+    )
+    ap.add_argument("--config", help="YAML file with the keys below")
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        typ = _base_type(field.annotation)
+        helptext = field.description or ""
+        if typ is bool:
+            ap.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=helptext)
+        elif typing.get_origin(typ) is list:
+            ap.add_argument(flag, dest=name, nargs="+", help=helptext)
+        elif typing.get_origin(typ) is Literal:
+            ap.add_argument(flag, dest=name, choices=typing.get_args(typ), help=helptext)
+        else:
+            ap.add_argument(
+                flag, dest=name, type=typ if typ in (int, float) else str, help=helptext
+            )
+    return ap
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    ns = vars(build_parser().parse_args(argv))
+    path = ns.pop("config")
+    return load_config(path, **ns)

@@ -1,0 +1,148 @@
+"""The trained model as files serving can load, and as an MLflow pyfunc model.
+
+A model directory holds::
+
+    model.pt        torch state dict (CPU tensors) of aistack.train.model.GPT
+    config.json     GPTConfig as JSON
+    tokenizer.json  the tokenizer file the data was made with (when the run had one)
+
+:func:`log_model` logs that directory as an MLflow pyfunc model named ``model`` in the run
+(artifact path ``model``), with :class:`GPTPyfunc` as its python model. Serving loads it with::
+
+    m = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")      # or "models:/NAME/VERSION"
+    m.predict({"prompt": ["Hello"], "max_new_tokens": 20})      # → list of generated texts
+    m.predict({"tokens": [[1, 2, 3]], "max_new_tokens": 5})      # → list of token-id lists
+
+or without MLflow: ``model, cfg, tok = load_model_dir(path)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aistack.errors import ValidationError, require
+
+
+def save_model_dir(
+    model: Any, gpt_config: Any, path: str | os.PathLike[str], *, tokenizer: str | None = None
+) -> Path:
+    torch = require("torch", extra="train")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    (out / "config.json").write_text(json.dumps(gpt_config.to_dict(), indent=2))
+    if tokenizer:
+        if not os.path.exists(tokenizer):
+            raise ValidationError(
+                f"tokenizer: {tokenizer} does not exist", hint="fix the path or drop it"
+            )
+        shutil.copyfile(tokenizer, out / "tokenizer.json")
+    return out
+
+
+def load_model_dir(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, Any, Any]:
+    """(GPT in eval mode, GPTConfig, tokenizers.Tokenizer or None)."""
+    torch = require("torch", extra="train")
+    from aistack.train.model import GPT, GPTConfig
+
+    p = Path(path)
+    cfg = GPTConfig(**json.loads((p / "config.json").read_text()))
+    model = GPT(cfg)
+    model.load_state_dict(torch.load(p / "model.pt", map_location=device, weights_only=True))
+    model.to(device).eval()
+    tok = None
+    if (p / "tokenizer.json").exists():
+        tokenizers = require("tokenizers", extra="webdata")
+        tok = tokenizers.Tokenizer.from_file(str(p / "tokenizer.json"))
+    return model, cfg, tok
+
+
+try:  # the pyfunc base class only when mlflow is installed
+    from mlflow.pyfunc import PythonModel as _Base
+except ImportError:  # pragma: no cover - mlflow is optional
+    _Base = object  # type: ignore[assignment,misc]
+
+
+class GPTPyfunc(_Base):  # type: ignore[misc,valid-type]
+    """MLflow pyfunc wrapper: greedy (temperature 0) or sampled generation."""
+
+    def load_context(self, context: Any) -> None:
+        self.model, self.cfg, self.tokenizer = load_model_dir(context.artifacts["model_dir"])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        import torch
+
+        data = model_input
+        if hasattr(data, "to_dict") and not isinstance(data, dict):  # pandas DataFrame
+            data = {k: list(v.values()) for k, v in data.to_dict().items()}
+        params = {**(params or {})}
+        for key in ("max_new_tokens", "temperature", "top_k"):
+            if isinstance(data, dict) and key in data:
+                v = data[key]
+                params[key] = v[0] if isinstance(v, list) else v
+        n_new = int(params.get("max_new_tokens", 32))
+        temperature = float(params.get("temperature", 0.0))
+        top_k = params.get("top_k")
+        if isinstance(data, dict) and "prompt" in data:
+            if self.tokenizer is None:
+                raise ValidationError("prompt: this model has no tokenizer", hint="send 'tokens'")
+            prompts = data["prompt"] if isinstance(data["prompt"], list) else [data["prompt"]]
+            outs = []
+            for text in prompts:
+                ids = self.tokenizer.encode(str(text)).ids or [0]
+                gen = self.model.generate(
+                    torch.tensor([ids]), n_new, temperature=temperature, top_k=top_k
+                )
+                outs.append(self.tokenizer.decode(gen[0].tolist()))
+            return outs
+        if isinstance(data, dict) and "tokens" in data:
+            return [
+                self.model.generate(
+                    torch.tensor([list(map(int, t))]), n_new, temperature=temperature, top_k=top_k
+                )[0].tolist()
+                for t in data["tokens"]
+            ]
+        raise ValidationError(
+            "model_input: expected a 'prompt' or a 'tokens' column",
+            hint="e.g. {'prompt': ['Hello']}",
+        )
+
+
+def log_model(
+    model: Any,
+    gpt_config: Any,
+    *,
+    tokenizer: str | None = None,
+    run_id: str | None = None,
+    name: str = "model",
+) -> str:
+    """Log the model into the active (or given) MLflow run; returns the model URI."""
+    mlflow = require("mlflow", extra="mlops")
+    with tempfile.TemporaryDirectory(prefix="aistack-model-") as tmp:
+        mdir = save_model_dir(model, gpt_config, Path(tmp) / "gpt", tokenizer=tokenizer)
+        ctx = (
+            mlflow.start_run(run_id=run_id)
+            if run_id and (mlflow.active_run() is None or mlflow.active_run().info.run_id != run_id)
+            else _null()
+        )
+        with ctx:
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=GPTPyfunc(),
+                artifacts={"model_dir": str(mdir)},
+                pip_requirements=["torch", "aistack"],
+            )
+    return str(info.model_uri)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,236 @@
+"""Streaming loader over memory-mapped token shards: seeded random windows, one slice per
+rank, exact resume.
+
+Windows: shard ``i`` with ``n_i`` tokens holds ``(n_i - 1) // seq_len`` windows of
+``seq_len + 1`` tokens starting at multiples of ``seq_len`` (inputs are the first
+``seq_len`` tokens, targets the last ``seq_len``). Windows never cross shards; they do
+cross document boundaries (documents end with the tokenizer's end-of-text id).
+
+Order: epoch ``e`` visits all windows in ``numpy.random.default_rng([seed, e])``
+permutation order; rank ``r`` of ``w`` takes every ``w``-th window starting at ``r``, so
+ranks never share a window within an epoch and all ranks have the same number of
+batches (the remainder of an epoch is dropped). Batch ``b`` of rank ``r`` is determined
+by ``(seed, epoch, b, r)`` alone, so the position is two integers and resume is exact:
+:meth:`ShardLoader.state_dict` / :meth:`ShardLoader.load_state_dict`.
+
+Hot path: per batch one vectorized gather per shard the batch touches
+(``tokens[starts[:, None] + arange(seq_len + 1)]``), no Python per sample.
+
+Remote shards (``s3://…`` or any fsspec URL) are copied once into
+``$AISTACK_HOME/cache/shards/`` and memory-mapped from there.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aistack.errors import ValidationError
+from aistack.train.shards import Shard, open_shard
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+def _is_remote(p: str) -> bool:
+    return "://" in p and not p.startswith("file://")
+
+
+def _cache_remote(url: str) -> str:
+    import fsspec
+
+    from aistack.settings import get_settings
+
+    cache = get_settings().home / "cache" / "shards"
+    cache.mkdir(parents=True, exist_ok=True)
+    fs, fpath = fsspec.core.url_to_fs(url)
+    info = fs.info(fpath)
+    key = hashlib.sha256(f"{url}|{info.get('size')}|{info.get('ETag', '')}".encode()).hexdigest()
+    local = cache / f"{key[:24]}-{Path(fpath).name}"
+    if not local.exists():
+        tmp = local.with_name(local.name + f".{os.getpid()}.tmp")
+        fs.get_file(fpath, str(tmp))
+        os.replace(tmp, local)
+    return str(local)
+
+
+def expand_paths(data: str | Sequence[str]) -> list[str]:
+    """Files, directories (every file inside, sorted), globs and fsspec URLs → file list."""
+    items = [data] if isinstance(data, str | os.PathLike) else list(data)
+    out: list[str] = []
+    for item in items:
+        s = str(item)
+        if _is_remote(s):
+            import fsspec
+
+            fs, fpath = fsspec.core.url_to_fs(s)
+            proto = s.split("://", 1)[0]
+            if any(c in fpath for c in "*?["):
+                found = sorted(fs.glob(fpath))
+            elif fs.isdir(fpath):
+                found = sorted(fs.find(fpath))
+            else:
+                found = [fpath]
+            out.extend(f"{proto}://{f}" for f in found)
+            continue
+        s = s.removeprefix("file://")
+        if any(c in s for c in "*?["):
+            out.extend(sorted(glob.glob(s)))
+        elif os.path.isdir(s):
+            out.extend(
+                sorted(
+                    str(p)
+                    for p in Path(s).rglob("*")
+                    if p.is_file() and not p.name.endswith(".tmp")
+                )
+            )
+        else:
+            out.append(s)
+    if not out:
+        raise ValidationError(
+            f"data: no shard files found for {data!r}",
+            hint="give shard files, a directory of shards or a glob such as 'shards/*.bin'",
+        )
+    return out
+
+
+class ShardLoader:
+    """Batches ``(x, y)`` of shape ``[batch_size, seq_len]`` (int64) from token shards.
+
+    Iterate it (endless: epochs roll over) or call :meth:`next_batch`. ``as_torch`` returns
+    torch tensors (``pin_memory`` pins them for a fast ``.to("cuda", non_blocking=True)``);
+    otherwise numpy arrays.
+    """
+
+    def __init__(
+        self,
+        data: str | Sequence[str],
+        *,
+        seq_len: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        as_torch: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        if seq_len < 1:
+            raise ValidationError(f"seq_len: must be ≥ 1, got {seq_len}")
+        if batch_size < 1:
+            raise ValidationError(f"batch_size: must be ≥ 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValidationError(f"rank: {rank} is outside 0..{world_size - 1}")
+        self.paths = [_cache_remote(p) if _is_remote(p) else p for p in expand_paths(data)]
+        self.shards: list[Shard] = [open_shard(p) for p in self.paths]
+        self.seq_len = int(seq_len)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.as_torch = as_torch
+        self.pin_memory = pin_memory
+        counts = np.array([max(0, (s.n_tokens - 1) // self.seq_len) for s in self.shards], np.int64)
+        self._cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.n_windows = int(self._cum[-1])
+        self.batches_per_epoch = self.n_windows // self.world_size // self.batch_size
+        if self.batches_per_epoch < 1:
+            raise ValidationError(
+                f"data: {self.n_windows} windows of {self.seq_len + 1} tokens cannot fill one batch "
+                f"of {self.batch_size} per rank for {self.world_size} ranks",
+                hint="add data, or lower seq_len / micro_batch_size",
+            )
+        self._arange = np.arange(self.seq_len + 1, dtype=np.int64)
+        self.epoch = 0
+        self.batch = 0
+        self._perm: np.ndarray | None = None
+        self._perm_epoch = -1
+        vocabs = {s.vocab_size for s in self.shards if s.vocab_size}
+        self.vocab_size: int | None = max(vocabs) if vocabs else None
+        self.fingerprint = hashlib.sha256(
+            "|".join(f"{Path(s.path).name}:{s.n_tokens}" for s in self.shards).encode()
+        ).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ order
+    @property
+    def n_tokens(self) -> int:
+        return int(sum(s.n_tokens for s in self.shards))
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm_epoch != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perm = rng.permutation(self.n_windows)
+            self._perm_epoch = epoch
+        assert self._perm is not None
+        return self._perm
+
+    def window_ids(self, epoch: int, batch: int) -> np.ndarray:
+        """Global window ids of one batch of this rank."""
+        perm = self._permutation(epoch)
+        j = (batch * self.batch_size + np.arange(self.batch_size, dtype=np.int64)) * self.world_size
+        return perm[j + self.rank]
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Tokens of the given windows, ``[len(ids), seq_len + 1]`` int64 (vectorized)."""
+        shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
+        starts = (ids - self._cum[shard_idx]) * self.seq_len
+        out = np.empty((ids.shape[0], self.seq_len + 1), dtype=np.int64)
+        for s in np.unique(shard_idx):  # one gather per shard touched, not per sample
+            mask = shard_idx == s
+            out[mask] = self.shards[int(s)].tokens[starts[mask, None] + self._arange]
+        return out
+
+    # ------------------------------------------------------------------ batches
+    def next_batch(self) -> tuple[Any, Any]:
+        if self.batch >= self.batches_per_epoch:
+            self.epoch += 1
+            self.batch = 0
+        window = self.gather(self.window_ids(self.epoch, self.batch))
+        self.batch += 1
+        if not self.as_torch:
+            return window[:, :-1], window[:, 1:]
+        import torch
+
+        t = torch.from_numpy(window)
+        if self.pin_memory:
+            t = t.pin_memory()
+        return t[:, :-1], t[:, 1:]
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        while True:
+            yield self.next_batch()
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Position and what it depends on (the same on every rank)."""
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+            "fingerprint": self.fingerprint,
+            "batches_yielded": self.epoch * self.batches_per_epoch + self.batch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where ``state`` left off; refuses a different data layout."""
+        for key in ("seed", "seq_len", "batch_size", "world_size", "fingerprint"):
+            have, want = getattr(self, key), state.get(key)
+            if have != want:
+                raise ValidationError(
+                    f"{key}: the checkpoint's loader has {want!r}, this run has {have!r}",
+                    hint="resume with the same data, seq_len, micro_batch_size, seed and number "
+                    "of processes, or start a new run name",
+                )
+        self.epoch = int(state["epoch"])
+        self.batch = int(state["batch"])

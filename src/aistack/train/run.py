@@ -1,0 +1,448 @@
+"""The reference trainer: ``python -m aistack.train.run --config cfg.yaml`` (or flags).
+
+* Distributed data parallel when ``WORLD_SIZE`` > 1 (the environment torchrun or an aistack
+  ``distributed: torch`` job sets): NCCL on GPU, gloo on CPU; one micro-batch stream per
+  rank from :class:`~aistack.train.loader.ShardLoader`.
+* bf16 autocast on GPU, gradient accumulation (no all-reduce on the inner micro-steps),
+  AdamW with warm-up and cosine decay, gradient clipping.
+* Reports loss, tokens/s and MFU (6·N + attention FLOPs per token over the device's peak).
+* Checkpoints every ``checkpoint_every`` steps, at the end, and when the process receives
+  SIGTERM (checkpoint, then exit 143) or SIGUSR1 (checkpoint, keep training) — all ranks
+  agree on the stop step through the per-step all-reduce, so one signalled rank is enough.
+* On start it resumes from the run's latest checkpoint: model, optimizer, loader position
+  and every rank's RNG state, so the loss curve continues as if never interrupted.
+* With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
+  the model as an MLflow pyfunc (see :mod:`aistack.train.export`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aistack.errors import AistackError, require
+from aistack.train.config import TrainConfig, parse_args
+
+log = logging.getLogger(__name__)
+
+_SIGNALS: list[int] = []
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    _SIGNALS.append(signum)
+
+
+@dataclass(kw_only=True)
+class TrainResult:
+    step: int
+    resumed_from: int | None
+    stopped_by: str | None
+    last_loss: float | None
+    checkpoint: str | None
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    mlflow_run_id: str | None = None
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + signal.SIGTERM if self.stopped_by == "SIGTERM" else 0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    ratio = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def _rng_state(torch: Any) -> dict[str, Any]:
+    st = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(torch: Any, st: dict[str, Any]) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+class _MetricsSink:
+    """Rank 0's metrics: a JSON-lines file and/or MLflow (buffered)."""
+
+    def __init__(self, cfg: TrainConfig, resume_run_id: str | None) -> None:
+        self.file = open(cfg.metrics_file, "a") if cfg.metrics_file else None  # noqa: SIM115
+        self.mlflow: Any = None
+        self.run_id: str | None = None
+        self._logger: Any = None
+        self._pending: list[Any] = []
+        if cfg.mlflow and os.environ.get("MLFLOW_TRACKING_URI"):
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            self.mlflow = require("mlflow", extra="mlops")
+            run_id = os.environ.get("MLFLOW_RUN_ID") or resume_run_id
+            run = (
+                self.mlflow.start_run(run_id=run_id)
+                if run_id
+                else self.mlflow.start_run(run_name=cfg.run_name)
+            )
+            self.run_id = run.info.run_id
+            if not resume_run_id:
+                params = cfg.model_dump(exclude={"data"})
+                params["data"] = ",".join(cfg.data)[:500]
+                self.mlflow.log_params({k: str(v) for k, v in params.items()})
+            try:
+                from aistack.mlops.logger import BufferedMetricsLogger
+
+                self._logger = BufferedMetricsLogger(run_id=self.run_id)
+            except ImportError:
+                self._logger = None
+
+    def log(self, step: int, metrics: dict[str, float | None]) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        if self.file is not None:
+            self.file.write(json.dumps({"step": step, **clean}) + "\n")
+            self.file.flush()
+        if self.mlflow is None:
+            return
+        if self._logger is not None:
+            self._logger.log_many(clean, step=step)
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._pending.extend(Metric(k, v, ts, step) for k, v in clean.items())
+        if len(self._pending) >= 900:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self.mlflow is not None:
+            client = self.mlflow.tracking.MlflowClient()
+            for i in range(0, len(self._pending), 1000):
+                client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
+            self._pending = []
+
+    def close(self, *, end_run: bool) -> None:
+        if self._logger is not None:
+            self._logger.close()
+        self._flush()
+        if self.file is not None:
+            self.file.close()
+        if self.mlflow is not None and end_run:
+            self.mlflow.end_run()
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training as configured; returns when done or stopped by a signal."""
+    torch = require("torch", extra="train")
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from aistack.train.checkpoint import CheckpointStore, run_checkpoint_url
+    from aistack.train.flops import peak_flops
+    from aistack.train.loader import ShardLoader
+    from aistack.train.model import GPT, GPTConfig, flops_per_token
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None
+        )
+    bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and use_cuda)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    _SIGNALS.clear()
+    signal_at = int(os.environ.get("AISTACK_TRAIN_SIGNAL_AT_STEP", "0") or 0)  # tests
+
+    loader = ShardLoader(
+        cfg.data,
+        seq_len=cfg.seq_len,
+        batch_size=cfg.micro_batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        pin_memory=use_cuda,
+    )
+    vocab = cfg.vocab_size or loader.vocab_size
+    if not vocab:
+        from aistack.errors import ValidationError
+
+        raise ValidationError("vocab_size: not in the shard headers", hint="set vocab_size")
+    gcfg = GPTConfig(
+        vocab_size=vocab,
+        seq_len=cfg.seq_len,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        dropout=cfg.dropout,
+        bias=cfg.bias,
+    )
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    model = GPT(gcfg).to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        fused=use_cuda,
+    )
+    store = CheckpointStore(
+        cfg.checkpoint_url or run_checkpoint_url(cfg.run_name), keep=cfg.keep_checkpoints
+    )
+    start = 0
+    resumed_from: int | None = None
+    mlflow_run_id: str | None = None
+    state = store.load() if cfg.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        loader.load_state_dict(state["loader"])
+        rngs = state.get("rng") or []
+        if len(rngs) == world:
+            _set_rng_state(torch, rngs[rank])
+        start = resumed_from = int(state["step"])
+        mlflow_run_id = state.get("mlflow_run_id")
+        if rank == 0:
+            log.info("resumed %s from step %d (%s)", cfg.run_name, start, store.url)
+    del state
+    if resumed_from is None:  # same weights on every rank above; per-rank dropout RNG below
+        torch.manual_seed(cfg.seed * 1000 + rank)
+
+    n_params = model.num_params()
+    fpt = flops_per_token(gcfg, n_params)
+    peak = (
+        cfg.peak_tflops * 1e12
+        if cfg.peak_tflops
+        else (peak_flops(torch.cuda.get_device_name(device)) if use_cuda else None)
+    )
+    train_model: Any = model
+    if cfg.compile:
+        train_model = torch.compile(model)
+    if distributed:
+        train_model = DDP(train_model, device_ids=[local_rank] if use_cuda else None)
+
+    sink = _MetricsSink(cfg, mlflow_run_id) if rank == 0 else None
+    if rank == 0:
+        log.info(
+            "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",
+            cfg.run_name,
+            n_params / 1e6,
+            world,
+            cfg.tokens_per_step * world,
+            device,
+            ", bf16" if bf16 else "",
+        )
+
+    def save(step_done: int) -> str | None:
+        rng = _rng_state(torch)
+        rngs: list[Any] = [None] * world
+        if distributed:
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        path = None
+        if rank == 0:
+            path = store.save(
+                step_done,
+                {
+                    "step": step_done,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "loader": loader.state_dict(),
+                    "rng": rngs,
+                    "config": cfg.model_dump(),
+                    "gpt_config": gcfg.to_dict(),
+                    "world_size": world,
+                    "mlflow_run_id": sink.run_id if sink else None,
+                },
+            )
+        if distributed:
+            dist.barrier()
+        return path
+
+    losses: list[float] = []
+    last_ckpt: str | None = None
+    stopped_by: str | None = None
+    tps = mfu = None
+    step = start
+    try:
+        train_model.train()
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss_acc = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum):
+                x, y = loader.next_batch()
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                sync_ctx = (
+                    train_model.no_sync()
+                    if distributed and micro < cfg.grad_accum - 1
+                    else contextlib.nullcontext()
+                )
+                with sync_ctx, autocast:
+                    _, loss = train_model(x, y)
+                    loss = loss / cfg.grad_accum
+                loss.backward()
+                loss_acc += loss.detach()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            if signal_at and step == signal_at and rank == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+            flags = torch.stack(
+                [
+                    loss_acc.float(),
+                    torch.tensor(float(bool(_SIGNALS)), device=device),
+                    torch.tensor(float(signal.SIGTERM in _SIGNALS), device=device),
+                ]
+            )
+            if distributed:
+                dist.all_reduce(flags)
+            vals = flags.tolist()
+            loss_val = vals[0] / world
+            losses.append(loss_val)
+            dt = time.perf_counter() - t0
+            tps = cfg.tokens_per_step * world / dt
+            mfu = (fpt * tps / (peak * world)) if peak else None
+            if sink is not None:
+                sink.log(
+                    step,
+                    {
+                        "loss": loss_val,
+                        "lr": lr,
+                        "tokens_per_s": tps,
+                        "step_time_s": dt,
+                        "mfu": mfu,
+                    },
+                )
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e %.0f tokens/s %.1f ms/step%s",
+                        step,
+                        cfg.max_steps,
+                        loss_val,
+                        lr,
+                        tps,
+                        dt * 1e3,
+                        f" MFU {mfu:.1%}" if mfu is not None else "",
+                    )
+            stop_term = vals[2] > 0
+            want_ckpt = vals[1] > 0
+            if step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps:
+                last_ckpt = save(step)
+                if want_ckpt and not stop_term:
+                    _SIGNALS.clear()  # SIGUSR1: checkpoint taken, keep going
+                    if rank == 0:
+                        log.info("SIGUSR1: checkpoint at step %d, continuing", step)
+            if stop_term:
+                stopped_by = "SIGTERM"
+                if rank == 0:
+                    log.warning("SIGTERM: checkpoint at step %d saved; stopping", step)
+                break
+        if (
+            stopped_by is None
+            and rank == 0
+            and sink is not None
+            and sink.mlflow is not None
+            and cfg.save_model
+        ):
+            from aistack.train.export import log_model
+
+            log_model(model, gcfg, tokenizer=cfg.tokenizer, run_id=sink.run_id)
+    finally:
+        if sink is not None:
+            sink.close(end_run=stopped_by is None)
+        for s, h in old.items():
+            signal.signal(s, h)
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
+    return TrainResult(
+        step=step,
+        resumed_from=resumed_from,
+        stopped_by=stopped_by,
+        last_loss=losses[-1] if losses else None,
+        checkpoint=last_ckpt,
+        tokens_per_s=tps,
+        mfu=mfu,
+        mlflow_run_id=sink.run_id if sink else None,
+        losses=losses,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("AISTACK_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = parse_args(argv)
+        result = train(cfg)
+    except AistackError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {
+            "step": result.step,
+            "resumed_from": result.resumed_from,
+            "stopped_by": result.stopped_by,
+            "last_loss": result.last_loss,
+            "tokens_per_s": result.tokens_per_s,
+            "mfu": result.mfu,
+            "checkpoint": result.checkpoint,
+            "mlflow_run_id": result.mlflow_run_id,
+        }
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
