@@ -1,0 +1,744 @@
+"""The service controller: one process per service, router in front, replicas behind.
+
+``python -m aistack.serving.controller --dir $AISTACK_HOME/services/NAME``
+
+``aistack serve deploy`` starts it in its own session, so the service outlives the CLI. It
+reads ``spec.json``, serves the router on the service port, and runs the control loop:
+
+* launch replicas through a :class:`ReplicaLauncher`; a replica is *starting* until its
+  ``/health`` answers 200, then *ready* (in rotation);
+* health-check ready replicas; a replica that exits, or fails 3 checks in a row, leaves the
+  rotation and is replaced (the router already retried its idempotent in-flight requests);
+* autoscale (:mod:`aistack.serving.autoscaler`): extra replicas are *drained* (out of
+  rotation, finish their in-flight requests) before they are stopped;
+* rolling update: start one new-version replica, wait until it is ready, drain one old one,
+  repeat; a new replica that fails to load or to pass its health check stops the rollout and
+  the old version keeps serving.
+
+State for ``serve status`` is written to ``state.json`` every tick and served on
+``GET /-/status``. Admin calls (``/-/update``, ``/-/shutdown``) need the service token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aistack.serving.autoscaler import Autoscaler, LoadSample
+from aistack.serving.launcher import JobLauncher, ProcessLauncher, ReplicaLauncher
+from aistack.serving.router import Endpoint, Router, health_check
+from aistack.serving.spec import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+ReplicaState = Literal[
+    "starting", "ready", "unhealthy", "draining", "stopping", "stopped", "failed"
+]
+ACTIVE = ("starting", "ready", "unhealthy")
+HEALTH_FAILURES_TO_REPLACE = 3
+UNHEALTHY_503_TO_FAIL = 5
+TOKEN_HEADER = "x-aistack-service-token"
+
+
+@dataclass(kw_only=True)
+class Replica:
+    id: str
+    model_uri: str
+    handle: str | None = None
+    state: ReplicaState = "starting"
+    url: str | None = None
+    ready_file: Path
+    log_path: Path
+    created_t: float = field(default_factory=time.time)
+    ready_t: float | None = None
+    stop_t: float | None = None
+    drain_started: float | None = None
+    health_failures: int = 0
+    unhealthy_503: int = 0
+    reason: str | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    for_rollout: bool = False
+
+    def public(self, ep: Endpoint | None) -> dict[str, Any]:
+        batches = (self.health.get("batches") or {}) if self.health else {}
+        return {
+            "id": self.id,
+            "model": self.model_uri,
+            "state": self.state,
+            "url": self.url,
+            "handle": self.handle,
+            "outstanding": ep.outstanding if ep else 0,
+            "served": ep.served if ep else 0,
+            "reason": self.reason,
+            "created": self.created_t,
+            "ready_after_s": round(self.ready_t - self.created_t, 3) if self.ready_t else None,
+            "batches": batches,
+            "log": str(self.log_path),
+        }
+
+
+class ServiceController:
+    def __init__(
+        self, spec: ServiceSpec, service_dir: Path, launcher: ReplicaLauncher | None = None
+    ) -> None:
+        self.spec = spec
+        self.dir = service_dir
+        self.launcher: ReplicaLauncher = launcher or make_launcher(spec)
+        self.router = Router(
+            service=spec.name,
+            max_retries=spec.max_retries,
+            request_timeout_s=spec.request_timeout_s,
+            max_body_bytes=spec.max_body_bytes,
+            wait_for_replica_s=max(10.0, spec.ready_timeout_s)
+            if spec.autoscale.min_replicas == 0
+            else 10.0,
+        )
+        self.router.on_replica_error = self._on_replica_error
+        self.autoscaler = Autoscaler(cfg=spec.autoscale)
+        self.replicas: dict[str, Replica] = {}
+        self.desired = spec.autoscale.min_replicas
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=300)
+        self.rollout: dict[str, Any] | None = None
+        self._rollout_task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._consecutive_start_failures = 0
+        self._next_start_t = 0.0
+        self._client: Any = None
+        self._stopping = False
+        self.started_t = time.time()
+        self.url: str | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def event(self, kind: str, message: str, **extra: Any) -> None:
+        e = {"t": time.time(), "kind": kind, "message": message, **extra}
+        self.events.append(e)
+        log.info("[%s] %s", kind, message)
+
+    def _new_replica(self, model_uri: str, *, for_rollout: bool = False) -> Replica:
+        self._seq += 1
+        rid = f"r{self._seq}"
+        while rid in self.replicas:
+            self._seq += 1
+            rid = f"r{self._seq}"
+        rep = Replica(
+            id=rid,
+            model_uri=model_uri,
+            ready_file=self.dir / "replicas" / f"{rid}.json",
+            log_path=self.dir / "logs" / f"{rid}.log",
+            for_rollout=for_rollout,
+        )
+        rep.ready_file.unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "aistack.serving.replica",
+            "--model",
+            model_uri,
+            "--port",
+            "0",
+            "--host",
+            self.spec.host,
+            "--ready-file",
+            str(rep.ready_file),
+            "--name",
+            f"{self.spec.name}-{rid}",
+            "--max-batch-size",
+            str(self.spec.batching.max_batch_size),
+            "--max-wait-ms",
+            str(self.spec.batching.max_wait_ms),
+            "--max-body-bytes",
+            str(self.spec.max_body_bytes),
+        ]
+        env = {**self.spec.env, "AISTACK_SERVE_SERVICE": self.spec.name}
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AISTACK_HOME"):
+            if os.environ.get(key) and key not in env:
+                env[key] = os.environ[key]
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        rep.handle = self.launcher.launch(
+            name=f"serve-{self.spec.name}-{rid}",
+            command=cmd,
+            env=env,
+            resources=self.spec.resources.model_dump(),
+            priority=self.spec.priority,
+            log_path=rep.log_path,
+        )
+        self.replicas[rid] = rep
+        self.event("replica", f"replica {rid} starting ({model_uri})", replica=rid)
+        return rep
+
+    def _stop_replica(self, rep: Replica, reason: str, *, final: ReplicaState = "stopping") -> None:
+        self.router.remove(rep.id)
+        if rep.handle is not None and rep.state not in ("stopped", "failed"):
+            self.launcher.stop(rep.handle, grace_s=10.0)
+        rep.state = final
+        rep.stop_t = time.time()
+        rep.reason = reason
+
+    def _drain(self, rep: Replica, reason: str) -> None:
+        if rep.state == "starting":
+            self._stop_replica(rep, f"not needed: {reason}")
+            return
+        rep.state = "draining"
+        rep.drain_started = time.monotonic()
+        rep.reason = reason
+        self.router.set_rotation(rep.id, False)
+        self.event("replica", f"replica {rep.id} draining: {reason}", replica=rep.id)
+
+    async def _on_replica_error(self, ep: Endpoint, why: str) -> None:
+        rep = self.replicas.get(ep.id)
+        if rep is not None and rep.state == "ready":
+            rep.state = "unhealthy"
+            rep.reason = why
+
+    def active(self, model_uri: str | None = None) -> list[Replica]:
+        return [
+            r
+            for r in self.replicas.values()
+            if r.state in ACTIVE and (model_uri is None or r.model_uri == model_uri)
+        ]
+
+    # ------------------------------------------------------------------ loop
+    async def tick(self) -> None:
+        now = time.monotonic()
+        # 1. process state, ready files, health
+        checks = []
+        for rep in list(self.replicas.values()):
+            if rep.state in ("stopped", "failed"):
+                continue
+            st = self.launcher.status(rep.handle) if rep.handle else None
+            if st is not None and st.state == "exited":
+                if rep.state in ("stopping", "draining"):
+                    rep.state = "stopped"
+                    self.router.remove(rep.id)
+                    self.event("replica", f"replica {rep.id} stopped", replica=rep.id)
+                else:
+                    was = rep.state
+                    rep.state = "failed"
+                    rep.reason = f"process ended ({st.reason})" + (
+                        " while loading" if was == "starting" else ""
+                    )
+                    self.router.remove(rep.id)
+                    self.event("replica", f"replica {rep.id} failed: {rep.reason}", replica=rep.id)
+                    if was == "starting":
+                        self._start_failed()
+                continue
+            if rep.state == "stopping":
+                continue
+            if rep.url is None and rep.ready_file.exists():
+                try:
+                    info = json.loads(rep.ready_file.read_text())
+                    host = info.get("host") or (st.host if st else None) or "127.0.0.1"
+                    if host in ("0.0.0.0", "::") and st is not None and st.host:
+                        host = st.host
+                    rep.url = f"http://{host}:{int(info['port'])}"
+                except (ValueError, KeyError, OSError):
+                    pass
+            if rep.state == "starting" and time.time() - rep.created_t > self.spec.ready_timeout_s:
+                self._stop_replica(
+                    rep, f"not ready after {self.spec.ready_timeout_s:g} s", final="failed"
+                )
+                self.event("replica", f"replica {rep.id} failed: not ready in time", replica=rep.id)
+                self._start_failed()
+                continue
+            if rep.url is not None:
+                checks.append(rep)
+        results = await asyncio.gather(*(health_check(self._client, r.url, 2.0) for r in checks))
+        for rep, (ok, body, err) in zip(checks, results, strict=True):
+            if body:
+                rep.health = body
+            if rep.state in ("stopped", "failed", "stopping"):
+                continue
+            if ok:
+                rep.health_failures = 0
+                rep.unhealthy_503 = 0
+                if rep.state == "starting":
+                    rep.state = "ready"
+                    rep.ready_t = time.time()
+                    rep.reason = None
+                    self._consecutive_start_failures = 0
+                    self.router.add(Endpoint(id=rep.id, url=rep.url))
+                    self.event(
+                        "replica",
+                        f"replica {rep.id} ready after {rep.ready_t - rep.created_t:.1f} s",
+                        replica=rep.id,
+                    )
+                elif rep.state == "unhealthy":
+                    rep.state = "ready"
+                    rep.reason = None
+                    self.router.set_rotation(rep.id, True)
+                elif rep.state == "ready":
+                    self.router.set_rotation(rep.id, True)
+                continue
+            if rep.state == "starting":
+                if body is not None and body.get("status") == "unhealthy":
+                    rep.unhealthy_503 += 1
+                    if rep.unhealthy_503 >= UNHEALTHY_503_TO_FAIL:
+                        self._stop_replica(
+                            rep, f"model loaded but its health check fails ({err})", final="failed"
+                        )
+                        self.event(
+                            "replica", f"replica {rep.id} failed its health check", replica=rep.id
+                        )
+                        self._start_failed()
+                continue
+            rep.health_failures += 1
+            rep.reason = err
+            if rep.state == "ready":
+                rep.state = "unhealthy"
+                self.router.set_rotation(rep.id, False)
+                self.event("replica", f"replica {rep.id} unhealthy: {err}", replica=rep.id)
+            if rep.state == "unhealthy" and rep.health_failures >= HEALTH_FAILURES_TO_REPLACE:
+                self._stop_replica(
+                    rep, f"{rep.health_failures} failed health checks", final="failed"
+                )
+                self.event(
+                    "replica",
+                    f"replica {rep.id} replaced after {rep.health_failures} failed health checks",
+                    replica=rep.id,
+                )
+
+        # 2. draining replicas stop once idle
+        for rep in self.replicas.values():
+            if rep.state == "draining":
+                ep = self.router.endpoints.get(rep.id)
+                idle = ep is None or ep.outstanding == 0
+                timed_out = now - (rep.drain_started or now) > self.spec.autoscale.drain_timeout_s
+                if idle or timed_out:
+                    self._stop_replica(rep, rep.reason or "drained")
+                    self.event(
+                        "replica",
+                        f"replica {rep.id} drained, stopping"
+                        + (" (drain timeout)" if timed_out and not idle else ""),
+                        replica=rep.id,
+                    )
+
+        # 3. autoscale
+        ready = [r for r in self.replicas.values() if r.state == "ready"]
+        delays = [
+            float(
+                (
+                    (r.health.get("batches") or {}).get("completions")
+                    or (r.health.get("batches") or {}).get("invocations")
+                    or {}
+                ).get("queue_delay_ms_p50", 0.0)
+            )
+            for r in ready
+        ]
+        self.autoscaler.observe(
+            LoadSample(
+                t=now,
+                inflight=float(self.router.inflight),
+                queue_delay_ms=(sum(delays) / len(delays)) if delays else 0.0,
+            )
+        )
+        rolling = self.rollout is not None and self.rollout.get("state") == "running"
+        current = len(self.active(self.spec.model_uri))
+        if not rolling:
+            decision = self.autoscaler.decide(now, self.desired)
+            if decision.action != "hold":
+                self.event("autoscale", decision.reason)
+                self.desired = decision.desired
+            self.last_decision = decision
+            # 4. reconcile
+            if current < self.desired and now >= self._next_start_t:
+                for _ in range(self.desired - current):
+                    self._new_replica(self.spec.model_uri)
+            elif current > self.desired:
+                extra = sorted(
+                    self.active(self.spec.model_uri),
+                    key=lambda r: (
+                        r.state != "starting",
+                        (
+                            self.router.endpoints.get(r.id).outstanding
+                            if self.router.endpoints.get(r.id)
+                            else 0
+                        ),
+                    ),
+                )[: current - self.desired]
+                for rep in extra:
+                    self._drain(rep, f"autoscaler: {self.desired} replicas wanted")
+            # replicas of an older version left over (e.g. adopted after a restart)
+            for rep in self.active():
+                if (
+                    rep.model_uri != self.spec.model_uri
+                    and len(self.active(self.spec.model_uri)) >= self.desired
+                ):
+                    if any(r.state == "ready" for r in self.active(self.spec.model_uri)):
+                        self._drain(rep, "old model version")
+
+    def _start_failed(self) -> None:
+        self._consecutive_start_failures += 1
+        if self._consecutive_start_failures >= 3:
+            delay = min(60.0, 2.0 ** (self._consecutive_start_failures - 2))
+            self._next_start_t = time.monotonic() + delay
+            self.event(
+                "replica",
+                f"{self._consecutive_start_failures} replica starts failed in a row; next try in {delay:.0f} s",
+            )
+
+    # ------------------------------------------------------------------ rollout
+    def start_rollout(self, model_uri: str, model_ref: str) -> dict[str, Any]:
+        from aistack.errors import ConflictError
+
+        if self.rollout is not None and self.rollout.get("state") == "running":
+            raise ConflictError(
+                f"service {self.spec.name!r} is already rolling out {self.rollout['to']}",
+                hint="wait for it to finish (serve status)",
+            )
+        if model_uri == self.spec.model_uri:
+            self.rollout = {
+                "from": model_uri,
+                "to": model_uri,
+                "ref": model_ref,
+                "state": "succeeded",
+                "message": "already serving this version",
+                "t": time.time(),
+                "done": 0,
+                "total": 0,
+            }
+            return self.rollout
+        self.rollout = {
+            "from": self.spec.model_uri,
+            "to": model_uri,
+            "ref": model_ref,
+            "state": "running",
+            "message": "starting",
+            "t": time.time(),
+            "done": 0,
+            "total": max(1, self.desired),
+        }
+        self.event("rollout", f"rolling update {self.spec.model_uri} → {model_uri}")
+        self._rollout_task = asyncio.create_task(self._rollout(model_uri, model_ref))
+        return self.rollout
+
+    async def _rollout(self, new_uri: str, ref: str) -> None:
+        assert self.rollout is not None
+        old_uri = self.spec.model_uri
+        total = max(1, self.desired)
+        self.rollout["total"] = total
+        try:
+            for i in range(total):
+                rep = self._new_replica(new_uri, for_rollout=True)
+                self.rollout["message"] = f"step {i + 1}/{total}: waiting for {rep.id}"
+                while rep.state == "starting":
+                    await asyncio.sleep(0.1)
+                if rep.state != "ready":
+                    self.rollout.update(
+                        state="failed",
+                        message=f"new replica {rep.id} did not become ready: {rep.reason}; {old_uri} keeps serving",
+                    )
+                    self.event("rollout", f"rollout to {new_uri} stopped: {rep.reason}")
+                    for r in self.active(new_uri):
+                        self._stop_replica(r, "rollout failed")
+                    return
+                old = [r for r in self.active(old_uri)]
+                old.sort(
+                    key=lambda r: (
+                        r.state == "ready",
+                        -(
+                            self.router.endpoints[r.id].outstanding
+                            if r.id in self.router.endpoints
+                            else 0
+                        ),
+                    )
+                )
+                if old:
+                    self._drain(old[0], f"replaced by {rep.id} ({new_uri})")
+                self.rollout["done"] = i + 1
+            for r in self.active(old_uri):
+                self._drain(r, f"rolled to {new_uri}")
+            self.spec = self.spec.model_copy(update={"model_uri": new_uri, "model": ref})
+            save_spec(self.dir, self.spec)
+            self.rollout.update(state="succeeded", message=f"{total} replicas on {new_uri}")
+            self.event("rollout", f"rollout to {new_uri} done")
+        except asyncio.CancelledError:
+            self.rollout.update(state="failed", message="cancelled")
+            raise
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        m = self.router.metrics.summary(window_s=10.0)
+        batch_counts: collections.Counter[str] = collections.Counter()
+        for r in self.replicas.values():
+            for stats in (r.health.get("batches") or {}).values() if r.health else []:
+                batch_counts.update(
+                    {k: int(v) for k, v in (stats.get("batch_size_counts") or {}).items()}
+                )
+        n_batches = sum(batch_counts.values())
+        mean_batch = (
+            sum(int(k) * v for k, v in batch_counts.items()) / n_batches if n_batches else 0.0
+        )
+        visible = [r for r in self.replicas.values() if r.state not in ("stopped",)]
+        visible += sorted(
+            [r for r in self.replicas.values() if r.state == "stopped"],
+            key=lambda r: -(r.stop_t or 0),
+        )[:5]
+        return {
+            "name": self.spec.name,
+            "model": self.spec.model,
+            "model_uri": self.spec.model_uri,
+            "url": self.url,
+            "controller_pid": os.getpid(),
+            "launcher": self.launcher.name,
+            "uptime_s": round(time.time() - self.started_t, 1),
+            "desired_replicas": self.desired,
+            "ready_replicas": sum(1 for r in self.replicas.values() if r.state == "ready"),
+            "min_replicas": self.spec.autoscale.min_replicas,
+            "max_replicas": self.spec.autoscale.max_replicas,
+            "inflight": self.router.inflight,
+            "metrics": {
+                **m,
+                "mean_batch_size": round(mean_batch, 3),
+                "batch_size_counts": dict(sorted(batch_counts.items(), key=lambda kv: int(kv[0]))),
+            },
+            "replicas": [
+                r.public(self.router.endpoints.get(r.id))
+                for r in sorted(visible, key=lambda r: int(r.id[1:]))
+            ],
+            "autoscaler": {
+                "last": getattr(self, "last_decision", None).as_dict()
+                if getattr(self, "last_decision", None)
+                else None,
+                "decisions": [d.as_dict() for d in self.autoscaler.history][-20:],
+            },
+            "rollout": self.rollout,
+            "events": list(self.events)[-50:],
+            "spec": self.spec.model_dump(),
+        }
+
+    def write_state(self) -> None:
+        path = self.dir / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), default=str))
+        tmp.replace(path)
+
+    def adopt(self) -> None:
+        """Take over replicas of an earlier controller of this service that still run."""
+        path = self.dir / "state.json"
+        if not path.exists():
+            return
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            return
+        for r in old.get("replicas", []):
+            if r.get("state") not in ACTIVE or not r.get("handle"):
+                continue
+            st = self.launcher.status(r["handle"])
+            if st.state == "exited":
+                continue
+            rep = Replica(
+                id=r["id"],
+                model_uri=r["model"],
+                handle=r["handle"],
+                url=r.get("url"),
+                ready_file=self.dir / "replicas" / f"{r['id']}.json",
+                log_path=Path(r["log"]),
+            )
+            self.replicas[rep.id] = rep
+            self._seq = max(self._seq, int(rep.id[1:]))
+            self.event(
+                "replica",
+                f"adopted running replica {rep.id} from the previous controller",
+                replica=rep.id,
+            )
+
+    async def run(self) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient()
+        await self.router.start()
+        self.adopt()
+        self.event(
+            "service", f"service {self.spec.name} up at {self.url}, model {self.spec.model_uri}"
+        )
+        try:
+            while not self._stopping:
+                try:
+                    await self.tick()
+                    self.write_state()
+                except Exception:  # the loop must survive a bad tick
+                    log.exception("control loop tick failed")
+                await asyncio.sleep(self.spec.health_interval_s)
+        finally:
+            await self._client.aclose()
+
+    async def shutdown(self, grace_s: float = 15.0) -> None:
+        self._stopping = True
+        if self._rollout_task is not None:
+            self._rollout_task.cancel()
+        for rep in self.replicas.values():
+            if rep.state not in ("stopped", "failed"):
+                self.router.set_rotation(rep.id, False)
+        deadline = time.monotonic() + grace_s
+        while self.router.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for rep in self.replicas.values():
+            if rep.state not in ("stopped", "failed"):
+                self._stop_replica(rep, "service deleted")
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if all(
+                r.handle is None or self.launcher.status(r.handle).state == "exited"
+                for r in self.replicas.values()
+            ):
+                break
+            await asyncio.sleep(0.1)
+        for rep in self.replicas.values():
+            if rep.state == "stopping":
+                rep.state = "stopped"
+        self.event("service", "service stopped")
+        self.write_state()
+        await self.router.close()
+
+
+def make_launcher(spec: ServiceSpec) -> ReplicaLauncher:
+    if spec.launcher == "jobs":
+        return JobLauncher(project=spec.project)
+    return ProcessLauncher()
+
+
+def save_spec(service_dir: Path, spec: ServiceSpec) -> None:
+    path = service_dir / "spec.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(spec.model_dump_json(indent=2))
+    tmp.replace(path)
+
+
+def build_app(ctl: ServiceController, token: str) -> Any:
+    from contextlib import asynccontextmanager
+
+    from pydantic import ValidationError as PydanticValidationError
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from aistack.errors import AistackError
+    from aistack.serving.http import HTTPProblem, read_json_object
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(ctl.run())
+        yield
+        await ctl.shutdown()
+        task.cancel()
+
+    def authorized(request: Request) -> bool:
+        return secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token)
+
+    async def status(request: Request) -> Any:
+        return JSONResponse(json.loads(json.dumps(ctl.status(), default=str)))
+
+    async def metrics(request: Request) -> Any:
+        return PlainTextResponse(
+            ctl.router.prometheus(
+                {
+                    "replicas_ready": float(
+                        sum(1 for r in ctl.replicas.values() if r.state == "ready")
+                    ),
+                    "replicas_desired": float(ctl.desired),
+                }
+            ),
+            media_type="text/plain; version=0.0.4",
+        )
+
+    async def update(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        try:
+            data = await read_json_object(request, 65536)
+            uri = data.get("model_uri")
+            if not isinstance(uri, str) or not uri:
+                raise HTTPProblem(400, "model_uri: required string", param="model_uri")
+            return JSONResponse(ctl.start_rollout(uri, str(data.get("model") or uri)))
+        except HTTPProblem as exc:
+            return exc.response()
+        except AistackError as exc:
+            return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+
+    async def scale(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        try:
+            data = await read_json_object(request, 65536)
+            cfg = ctl.spec.autoscale.model_copy(
+                update={k: v for k, v in data.items() if k in ("min_replicas", "max_replicas")}
+            )
+            cfg = type(cfg).model_validate(cfg.model_dump())
+        except HTTPProblem as exc:
+            return exc.response()
+        except PydanticValidationError as exc:
+            return HTTPProblem(400, str(exc.errors()[0]["msg"])).response()
+        ctl.spec = ctl.spec.model_copy(update={"autoscale": cfg})
+        ctl.autoscaler.cfg = cfg
+        save_spec(ctl.dir, ctl.spec)
+        ctl.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
+        return JSONResponse(ctl.spec.autoscale.model_dump())
+
+    async def shutdown(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return JSONResponse({"stopping": True})
+
+    proxy = ctl.router.asgi_handler()
+    routes = [
+        Route("/-/status", status, methods=["GET"]),
+        Route("/-/update", update, methods=["POST"]),
+        Route("/-/scale", scale, methods=["POST"]),
+        Route("/-/shutdown", shutdown, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from aistack.serving.http import bind_socket, serve_app
+
+    ap = argparse.ArgumentParser(prog="python -m aistack.serving.controller")
+    ap.add_argument("--dir", required=True, help="the service directory (holds spec.json)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    service_dir = Path(args.dir)
+    spec = ServiceSpec.model_validate_json((service_dir / "spec.json").read_text())
+    token_file = service_dir / "token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    token = token_file.read_text().strip()
+    try:
+        sock = bind_socket(spec.host, spec.port)
+    except OSError as exc:
+        log.error("cannot bind %s:%s: %s", spec.host, spec.port, exc)
+        return 2
+    host, port = sock.getsockname()[:2]
+    ctl = ServiceController(spec, service_dir)
+    ctl.url = f"http://{host}:{port}"
+    info = {"pid": os.getpid(), "url": ctl.url, "started": time.time()}
+    tmp = service_dir / "controller.json.tmp"
+    tmp.write_text(json.dumps(info))
+    tmp.replace(service_dir / "controller.json")
+    log.info("service %s: router on %s", spec.name, ctl.url)
+    serve_app(build_app(ctl, token), sock)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Small HTTP helpers shared by the replica and the router: bounded body reads, JSON errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+
+class HTTPProblem(Exception):
+    """An error answered to the client (4xx/5xx) in the OpenAI error shape."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, kind: str | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.kind,
+                    "param": self.param,
+                    "code": self.status,
+                }
+            },
+            status_code=self.status,
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or HTTPProblem(413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HTTPProblem(
+                    413, f"request body is {int(declared)} bytes; the limit is {limit} bytes"
+                )
+        except ValueError:
+            raise HTTPProblem(400, "Content-Length header is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    if not body.strip():
+        raise HTTPProblem(400, "request body is empty; send a JSON object")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HTTPProblem(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPProblem(400, f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def pydantic_problem(exc: Any) -> HTTPProblem:
+    """Turn a pydantic ValidationError into a 400 naming the first bad field."""
+    errs = exc.errors()
+    first = errs[0] if errs else {"loc": (), "msg": str(exc)}
+    param = ".".join(str(p) for p in first.get("loc", ()))
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown field; remove it"
+    more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
+    return HTTPProblem(400, f"{param}: {msg}{more}", param=param or None)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 lets the OS pick a free port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_app(app: Any, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Run an ASGI app with uvicorn (one worker, uvloop/httptools when installed)."""
+    import uvicorn
+
+    loop = "auto"
+    http = "auto"
+    config = uvicorn.Config(
+        app,
+        loop=loop,
+        http=http,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])

@@ -1,0 +1,381 @@
+"""Service management used by the CLI (``aistack serve``) and the REST API (``/services``).
+
+Each service is a directory ``$AISTACK_HOME/services/<name>/`` holding ``spec.json`` (what was
+deployed), ``controller.json`` (pid and URL of its controller process), ``state.json`` (the
+latest status, written every tick), ``token`` (admin token), ``logs/``. The controller runs
+in its own session, so a deployed service outlives the CLI that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aistack.errors import ConflictError, ConnectionFailed, NotFoundError, ValidationError
+from aistack.serving.spec import (
+    AutoscaleConfig,
+    BatchingConfig,
+    ReplicaResources,
+    ServiceSpec,
+    service_name_for,
+)
+from aistack.settings import get_settings
+
+TOKEN_HEADER = "x-aistack-service-token"
+
+
+def services_dir() -> Path:
+    d = get_settings().home / "services"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def service_dir(name: str) -> Path:
+    return services_dir() / name
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child (when this process started it) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _controller(name: str) -> dict[str, Any] | None:
+    path = service_dir(name) / "controller.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if _pid_alive(int(info.get("pid", 0))) else None
+
+
+def _get(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    import httpx
+
+    try:
+        resp = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ConnectionFailed(f"cannot reach the service controller at {url}: {exc}") from None
+    return resp.json()
+
+
+def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    import httpx
+
+    from aistack.errors import from_dict
+
+    ctl = _controller(name)
+    if ctl is None:
+        raise ConflictError(
+            f"service {name!r} has no running controller",
+            hint=f"redeploy it: aistack serve delete {name}, then serve deploy",
+        )
+    token = (service_dir(name) / "token").read_text().strip()
+    try:
+        resp = httpx.post(
+            ctl["url"] + path, json=body, headers={TOKEN_HEADER: token}, timeout=timeout
+        )
+    except httpx.HTTPError as exc:
+        raise ConnectionFailed(f"cannot reach the service controller of {name!r}: {exc}") from None
+    data = resp.json()
+    if resp.status_code >= 400:
+        err = data.get("error") or {}
+        if "code" in err and isinstance(err.get("code"), str):
+            raise from_dict(err)
+        raise ValidationError(str(err.get("message") or data))
+    return data
+
+
+def deploy(
+    model: str,
+    *,
+    name: str | None = None,
+    min_replicas: int = 1,
+    max_replicas: int = 4,
+    gpus: int = 0,
+    cpus: int = 1,
+    memory: str | None = None,
+    priority: int | None = None,
+    launcher: str = "process",
+    port: int = 0,
+    max_batch_size: int = 16,
+    max_wait_ms: float = 5.0,
+    target_inflight: float = 4.0,
+    downscale_cooldown_s: float = 30.0,
+    project: str = "default",
+    env: dict[str, str] | None = None,
+    wait_ready_s: float | None = 120.0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate, resolve the model, write the spec, start the controller; returns its status.
+
+    ``wait_ready_s``: wait until ``min_replicas`` replicas are ready (None: return at once).
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    from aistack.serving.models import resolve_model
+
+    svc_name = name or service_name_for(model)
+    try:
+        fields: dict[str, Any] = {
+            "name": svc_name,
+            "model": model,
+            "model_uri": "pending",
+            "project": project,
+            "resources": ReplicaResources(gpus=gpus, cpus=cpus, memory=memory),
+            "autoscale": AutoscaleConfig(
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                target_inflight=target_inflight,
+                downscale_cooldown_s=downscale_cooldown_s,
+            ),
+            "batching": BatchingConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms),
+            "launcher": launcher,
+            "port": port,
+            "env": env or {},
+            **(extra or {}),
+        }
+        if priority is not None:
+            fields["priority"] = priority
+        spec = ServiceSpec.model_validate(
+            {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in fields.items()}
+        )
+    except PydanticValidationError as exc:
+        e = exc.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"]) or "spec"
+        raise ValidationError(f"{loc}: {e['msg']}") from None
+    d = service_dir(spec.name)
+    if _controller(spec.name) is not None:
+        raise ConflictError(
+            f"service {spec.name!r} is already running",
+            hint=f"use `aistack serve update {spec.name} --to ...` or delete it first",
+        )
+    resolved = resolve_model(model)
+    spec = spec.model_copy(update={"model_uri": resolved.uri})
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "logs").mkdir(exist_ok=True)
+    for stale in ("state.json", "controller.json"):
+        (d / stale).unlink(missing_ok=True)
+    (d / "spec.json").write_text(spec.model_dump_json(indent=2))
+    log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ},
+        )
+    finally:
+        log_file.close()
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConflictError(
+                f"the controller of {spec.name!r} exited at start (code {proc.returncode})",
+                hint=f"see {d / 'logs' / 'controller.log'}",
+            )
+        if _controller(spec.name) is not None:
+            break
+        time.sleep(0.1)
+    else:
+        raise ConnectionFailed(f"the controller of {spec.name!r} did not start within 30 s")
+    if wait_ready_s:
+        wait_ready(
+            spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
+        )
+    return status(spec.name)
+
+
+def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    st: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        st = status(name)
+        if st.get("ready_replicas", 0) >= replicas:
+            return st
+        time.sleep(0.2)
+    failed = [r for r in st.get("replicas", []) if r.get("state") == "failed"]
+    why = f"; last failure: {failed[-1]['reason']} (log {failed[-1]['log']})" if failed else ""
+    raise ConflictError(
+        f"service {name!r}: {st.get('ready_replicas', 0)} of {replicas} replicas ready after {timeout_s:g} s{why}",
+        hint=f"aistack serve logs {name}",
+    )
+
+
+def list_services() -> list[dict[str, Any]]:
+    out = []
+    for d in sorted(services_dir().iterdir()):
+        if not d.is_dir() or d.name.startswith(".") or not (d / "spec.json").exists():
+            continue
+        try:
+            st = status(d.name)
+        except Exception as exc:  # one broken service must not hide the others
+            st = {"name": d.name, "status": "error", "error": str(exc)}
+        out.append(
+            {
+                "name": d.name,
+                "model": st.get("model"),
+                "model_uri": st.get("model_uri"),
+                "url": st.get("url"),
+                "status": st.get("status"),
+                "ready_replicas": st.get("ready_replicas", 0),
+                "desired_replicas": st.get("desired_replicas", 0),
+                "qps": (st.get("metrics") or {}).get("qps", 0.0),
+                "p99_ms": (st.get("metrics") or {}).get("p99_ms", 0.0),
+            }
+        )
+    return out
+
+
+def status(name: str) -> dict[str, Any]:
+    d = service_dir(name)
+    if not (d / "spec.json").exists():
+        known = [p.name for p in services_dir().iterdir() if (p / "spec.json").exists()]
+        raise NotFoundError(
+            f"no service named {name!r}", hint=f"services: {', '.join(sorted(known)) or 'none'}"
+        )
+    ctl = _controller(name)
+    if ctl is not None:
+        try:
+            st = _get(ctl["url"] + "/-/status")
+            st["status"] = _summary_state(st)
+            return st
+        except ConnectionFailed:
+            pass
+    try:
+        st = json.loads((d / "state.json").read_text())
+    except (OSError, ValueError):
+        spec = json.loads((d / "spec.json").read_text())
+        st = {
+            "name": name,
+            "model": spec.get("model"),
+            "model_uri": spec.get("model_uri"),
+            "replicas": [],
+        }
+    st["status"] = "controller down" if ctl is None else "starting"
+    st["ready_replicas"] = 0 if ctl is None else st.get("ready_replicas", 0)
+    return st
+
+
+def _summary_state(st: dict[str, Any]) -> str:
+    ro = st.get("rollout") or {}
+    if ro.get("state") == "running":
+        return "updating"
+    ready, desired = st.get("ready_replicas", 0), st.get("desired_replicas", 0)
+    if desired and ready == 0:
+        return "starting"
+    return "running" if ready >= desired else "degraded"
+
+
+def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, Any]:
+    """Roll the service to another model version; with ``wait_s``, wait for the outcome."""
+    from aistack.serving.models import resolve_model
+
+    status(name)  # NotFoundError first
+    resolved = resolve_model(model)
+    _post(name, "/-/update", {"model_uri": resolved.uri, "model": model})
+    if not wait_s:
+        return status(name)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        st = status(name)
+        ro = st.get("rollout") or {}
+        if ro.get("to") == resolved.uri and ro.get("state") in ("succeeded", "failed"):
+            if ro["state"] == "failed":
+                raise ConflictError(
+                    f"update of {name!r} to {resolved.uri} failed: {ro.get('message')}",
+                    hint=f"the service keeps serving {ro.get('from')}; see aistack serve logs {name}",
+                )
+            return st
+        time.sleep(0.2)
+    raise ConflictError(
+        f"update of {name!r} still running after {wait_s:g} s", hint="see serve status"
+    )
+
+
+def scale(
+    name: str, *, min_replicas: int | None = None, max_replicas: int | None = None
+) -> dict[str, Any]:
+    body = {
+        k: v
+        for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas))
+        if v is not None
+    }
+    return _post(name, "/-/scale", body)
+
+
+def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Stop the controller and every replica; the directory moves to services/.deleted/."""
+    st = status(name)
+    d = service_dir(name)
+    ctl = _controller(name)
+    if ctl is not None:
+        try:
+            _post(name, "/-/shutdown", {})
+        except (ConnectionFailed, ConflictError):
+            os.kill(int(ctl["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _pid_alive(int(ctl["pid"])):
+            time.sleep(0.1)
+        if _pid_alive(int(ctl["pid"])):
+            os.kill(int(ctl["pid"]), signal.SIGKILL)
+    # replicas left behind by a dead controller (process launcher only)
+    try:
+        final = json.loads((d / "state.json").read_text())
+    except (OSError, ValueError):
+        final = st
+    stopped = 0
+    if (final.get("launcher") or "process") == "process":
+        for r in final.get("replicas", []):
+            handle = r.get("handle")
+            if handle and r.get("state") not in ("stopped", "failed") and _pid_alive(int(handle)):
+                try:
+                    os.killpg(int(handle), signal.SIGTERM)
+                    stopped += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+    graveyard = services_dir() / ".deleted"
+    graveyard.mkdir(exist_ok=True)
+    dest = graveyard / f"{name}-{int(time.time())}"
+    shutil.move(str(d), dest)
+    return {"name": name, "deleted": True, "orphans_stopped": stopped, "kept_at": str(dest)}
+
+
+def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str, list[str]]:
+    """The last ``tail`` lines of the controller log and of each replica log."""
+    status(name)
+    logs_dir = service_dir(name) / "logs"
+    out: dict[str, list[str]] = {}
+    files = sorted(logs_dir.glob("*.log"), key=lambda p: (p.stem != "controller", _num(p.stem)))
+    for f in files:
+        if replica and f.stem != replica:
+            continue
+        lines = f.read_text(errors="replace").splitlines()
+        out[f.stem] = lines[-tail:] if tail > 0 else lines
+    if replica and not out:
+        raise NotFoundError(
+            f"service {name!r} has no replica {replica!r}", hint="see serve status for replica ids"
+        )
+    return out
+
+
+def _num(stem: str) -> int:
+    return int(stem[1:]) if stem[1:].isdigit() else -1

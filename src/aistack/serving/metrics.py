@@ -1,0 +1,129 @@
+"""Request metrics for routers and replicas, in Prometheus text format and as a summary.
+
+Latency quantiles are computed over a sliding window (default 60 s) so ``serve status``
+shows current p50/p99 and QPS rather than all-time figures.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile (q in [0, 1]) of an unsorted list; 0.0 when empty."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(q * len(s)) - 1))
+    return s[k]
+
+
+@dataclass(kw_only=True)
+class RequestMetrics:
+    prefix: str = "aistack_serve"
+    labels: dict[str, str] = field(default_factory=dict)
+    window_s: float = 60.0
+    clock: Any = time.monotonic
+    requests_total: collections.Counter[str] = field(default_factory=collections.Counter)
+    retries_total: int = 0
+    latency_sum_s: float = 0.0
+    latency_count: int = 0
+    _recent: collections.deque[tuple[float, float, bool]] = field(
+        default_factory=lambda: collections.deque(maxlen=100_000)
+    )
+
+    def observe(self, status: int, latency_s: float) -> None:
+        now = self.clock()
+        self.requests_total[str(status)] += 1
+        self.latency_sum_s += latency_s
+        self.latency_count += 1
+        self._recent.append((now, latency_s, status >= 500))
+
+    def _window(self) -> list[tuple[float, float, bool]]:
+        cutoff = self.clock() - self.window_s
+        while self._recent and self._recent[0][0] < cutoff:
+            self._recent.popleft()
+        return list(self._recent)
+
+    def summary(self, *, window_s: float | None = None) -> dict[str, Any]:
+        rows = self._window()
+        if window_s is not None:
+            cutoff = self.clock() - window_s
+            rows = [r for r in rows if r[0] >= cutoff]
+        span = window_s or self.window_s
+        lat = [r[1] for r in rows]
+        errors_total = sum(v for k, v in self.requests_total.items() if k.startswith("5"))
+        return {
+            "qps": len(rows) / span if span else 0.0,
+            "p50_ms": quantile(lat, 0.50) * 1000.0,
+            "p99_ms": quantile(lat, 0.99) * 1000.0,
+            "errors_window": sum(1 for r in rows if r[2]),
+            "requests_total": sum(self.requests_total.values()),
+            "errors_total": errors_total,
+            "client_errors_total": sum(
+                v for k, v in self.requests_total.items() if k.startswith("4")
+            ),
+            "retries_total": self.retries_total,
+        }
+
+    def prometheus(self, gauges: dict[str, float] | None = None, extra: str = "") -> str:
+        """Render counters, a latency summary and the given gauges as Prometheus text."""
+        p = self.prefix
+        lbl = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(self.labels.items()))
+        sep = "," if lbl else ""
+        lines = [
+            f"# HELP {p}_requests_total Requests answered, by HTTP status code.",
+            f"# TYPE {p}_requests_total counter",
+        ]
+        for code, n in sorted(self.requests_total.items()):
+            lines.append(f'{p}_requests_total{{{lbl}{sep}code="{code}"}} {n}')
+        lines += [
+            f"# HELP {p}_retries_total Requests retried on another replica.",
+            f"# TYPE {p}_retries_total counter",
+            f"{p}_retries_total{{{lbl}}} {self.retries_total}",
+            f"# HELP {p}_request_duration_seconds Request latency (quantiles over the last {self.window_s:g} s).",
+            f"# TYPE {p}_request_duration_seconds summary",
+        ]
+        lat = [r[1] for r in self._window()]
+        for q in (0.5, 0.9, 0.99):
+            lines.append(
+                f'{p}_request_duration_seconds{{{lbl}{sep}quantile="{q}"}} {quantile(lat, q):.6f}'
+            )
+        lines.append(f"{p}_request_duration_seconds_sum{{{lbl}}} {self.latency_sum_s:.6f}")
+        lines.append(f"{p}_request_duration_seconds_count{{{lbl}}} {self.latency_count}")
+        for name, value in sorted((gauges or {}).items()):
+            lines.append(f"# TYPE {p}_{name} gauge")
+            lines.append(f"{p}_{name}{{{lbl}}} {value}")
+        text = "\n".join(lines) + "\n"
+        return text + extra
+
+
+def batch_size_prometheus(prefix: str, labels: dict[str, str], counts: dict[str, int]) -> str:
+    """Batch sizes as a Prometheus histogram (cumulative buckets)."""
+    lbl = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(labels.items()))
+    sep = "," if lbl else ""
+    sizes = sorted((int(k), v) for k, v in counts.items())
+    lines = [
+        f"# HELP {prefix}_batch_size Requests per model call (dynamic batching).",
+        f"# TYPE {prefix}_batch_size histogram",
+    ]
+    total = 0
+    total_items = 0
+    for le in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        cum = sum(v for s, v in sizes if s <= le)
+        lines.append(f'{prefix}_batch_size_bucket{{{lbl}{sep}le="{le}"}} {cum}')
+    for s, v in sizes:
+        total += v
+        total_items += s * v
+    lines.append(f'{prefix}_batch_size_bucket{{{lbl}{sep}le="+Inf"}} {total}')
+    lines.append(f"{prefix}_batch_size_sum{{{lbl}}} {total_items}")
+    lines.append(f"{prefix}_batch_size_count{{{lbl}}} {total}")
+    return "\n".join(lines) + "\n"
+
+
+def _esc(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,261 @@
+"""Resolve a model reference against the registry, and load it inside a replica.
+
+``resolve_model(ref)`` runs at deploy/update time: it checks that the model version exists
+and pins aliases to a version (so every replica of a rollout loads the same bytes).
+``load_model(uri)`` runs in the replica process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aistack.errors import NotFoundError, ValidationError, require
+from aistack.serving.generators import EchoGenerator, TextGenerator
+from aistack.serving.spec import parse_model_ref
+
+log = logging.getLogger(__name__)
+
+BUILTINS = ("echo", "tiny-gpt")
+
+
+class ModelLoadError(Exception):
+    """Raised in a replica when the model cannot be loaded (the replica exits non-zero)."""
+
+
+@dataclass(kw_only=True)
+class ResolvedModel:
+    uri: str  # pinned: models:/NAME/VERSION, builtin:..., runs:/..., a path
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class LoadedModel:
+    uri: str
+    generator: TextGenerator | None = None
+    # predict over a list of input "chunks" (each a DataFrame/list/array): one result per chunk
+    predict_batch: Callable[[list[Any]], Sequence[Any]] | None = None
+    healthy: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _builtin_options(uri: str) -> tuple[str, dict[str, str]]:
+    parsed = urllib.parse.urlsplit(uri)
+    name = parsed.path
+    opts = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+    return name, opts
+
+
+def tracking_uri() -> str:
+    """The MLflow tracking/registry URI replicas and the deploy check use."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    try:  # the mlops area knows where the embedded tracking server lives
+        from aistack import mlops  # noqa: F401
+
+        fn = getattr(mlops, "tracking_uri", None)
+        if callable(fn):
+            return str(fn())
+    except ImportError:
+        pass
+    raise ValidationError(
+        "no model registry configured",
+        hint="set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:8765/mlflow) or start `aistack up`",
+    )
+
+
+def resolve_model(ref: str) -> ResolvedModel:
+    """Check that ``ref`` names something loadable and pin it; NotFoundError if it does not."""
+    kind, uri = parse_model_ref(ref)
+    if kind == "builtin":
+        name, _ = _builtin_options(uri)
+        if name not in BUILTINS:
+            raise NotFoundError(
+                f"model: unknown built-in model {name!r}",
+                hint=f"built-in models: {', '.join(BUILTINS)}",
+            )
+        return ResolvedModel(uri=uri, name=name)
+    if kind == "path":
+        path = Path(uri.removeprefix("file://"))
+        if not (path / "MLmodel").is_file():
+            raise NotFoundError(
+                f"model: {uri!r} is not an MLflow model directory (no MLmodel file)",
+                hint="pass a directory written by mlflow.pyfunc.save_model",
+            )
+        return ResolvedModel(uri=str(path.resolve()), name=path.name)
+    if kind == "run":
+        return ResolvedModel(uri=uri, name=uri)
+    return _resolve_registry(uri)
+
+
+def _resolve_registry(uri: str) -> ResolvedModel:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    require("mlflow", extra="mlops")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    rest = uri[len("models:/") :]
+    try:
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            _registered(client, name)
+            try:
+                mv = client.get_model_version_by_alias(name, alias)
+            except MlflowException:
+                aliases = sorted(_registered(client, name).aliases or {})
+                raise NotFoundError(
+                    f"model: {name!r} has no alias {alias!r}",
+                    hint=f"aliases: {', '.join(aliases) or 'none'}; set one with the registry first",
+                ) from None
+            return ResolvedModel(
+                uri=f"models:/{name}/{mv.version}", name=name, version=str(mv.version), alias=alias
+            )
+        name, version = rest.split("/", 1)
+        _registered(client, name)
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        if version == "latest":
+            if not versions:
+                raise NotFoundError(f"model: {name!r} has no versions", hint="register one first")
+            version = str(versions[-1])
+        if int(version) not in versions:
+            raise NotFoundError(
+                f"model: {name!r} has no version {version}",
+                hint=f"versions: {', '.join(map(str, versions)) or 'none'}",
+            )
+        return ResolvedModel(uri=f"models:/{name}/{version}", name=name, version=version)
+    except MlflowException as exc:  # registry unreachable or similar
+        raise NotFoundError(f"model: cannot resolve {uri!r}: {exc.message}") from None
+
+
+def _registered(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models(max_results=50))
+        raise NotFoundError(
+            f"model: no registered model named {name!r}",
+            hint=f"registered models: {', '.join(names) or 'none'}",
+        ) from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load a model in the replica; raises ModelLoadError with the reason."""
+    kind, uri = parse_model_ref(uri)
+    if kind == "builtin":
+        return _load_builtin(uri)
+    return _load_pyfunc(uri)
+
+
+def _load_builtin(uri: str) -> LoadedModel:
+    name, opts = _builtin_options(uri)
+    if opts.get("fail") == "load":
+        raise ModelLoadError(f"{uri}: asked to fail at load time (fail=load)")
+    healthy = opts.get("fail") != "health"
+    if name == "echo":
+        gen = EchoGenerator(
+            delay_ms=float(opts.get("delay_ms", 0)), per_item_ms=float(opts.get("per_item_ms", 0))
+        )
+
+        def predict_batch(chunks: list[Any]) -> list[Any]:
+            flat = [r for c in chunks for r in _as_records(c)]
+            out = gen.predict(flat)
+            res, i = [], 0
+            for c in chunks:
+                n = len(_as_records(c))
+                res.append(out[i : i + n])
+                i += n
+            return res
+
+        return LoadedModel(uri=uri, generator=gen, predict_batch=predict_batch, healthy=healthy)
+    if name == "tiny-gpt":
+        from aistack.serving.tinygpt import TinyGPT, TinyGPTConfig
+
+        cfg = TinyGPTConfig(
+            n_layer=int(opts.get("layers", 2)),
+            d_model=int(opts.get("dim", 128)),
+            n_head=int(opts.get("heads", 4)),
+            seed=int(opts.get("seed", 0)),
+        )
+        return LoadedModel(uri=uri, generator=TinyGPT(cfg), healthy=healthy)
+    raise ModelLoadError(f"unknown built-in model {name!r}; built-in models: {', '.join(BUILTINS)}")
+
+
+def _as_records(chunk: Any) -> list[Any]:
+    if hasattr(chunk, "to_dict"):
+        return chunk.to_dict(orient="records")
+    return list(chunk)
+
+
+def _load_pyfunc(uri: str) -> LoadedModel:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow = require("mlflow", extra="mlops")
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load {uri}: {exc}") from exc
+    generator: TextGenerator | None = None
+    try:
+        inner = model.unwrap_python_model()
+        if callable(getattr(inner, "generate", None)):
+            generator = inner
+    except Exception:  # not a PythonModel flavor
+        inner = None
+
+    def predict_batch(chunks: list[Any]) -> list[Any]:
+        return _predict_chunks(model, chunks)
+
+    return LoadedModel(
+        uri=uri,
+        generator=generator,
+        predict_batch=predict_batch,
+        info={
+            "flavor": "pyfunc",
+            "loader_module": model.metadata.flavors.get("python_function", {}).get("loader_module"),
+        },
+    )
+
+
+def _predict_chunks(model: Any, chunks: list[Any]) -> list[Any]:
+    """One predict call over several requests' rows when they share columns, then split."""
+    import pandas as pd
+
+    if len(chunks) > 1 and all(isinstance(c, pd.DataFrame) for c in chunks):
+        cols = list(chunks[0].columns)
+        if all(list(c.columns) == cols for c in chunks):
+            sizes = [len(c) for c in chunks]
+            out = model.predict(pd.concat(chunks, ignore_index=True))
+            if _length(out) == sum(sizes):
+                res, i = [], 0
+                for n in sizes:
+                    res.append(_slice(out, i, i + n))
+                    i += n
+                return res
+    return [model.predict(c) for c in chunks]
+
+
+def _length(out: Any) -> int:
+    try:
+        return len(out)
+    except TypeError:
+        return -1
+
+
+def _slice(out: Any, a: int, b: int) -> Any:
+    if hasattr(out, "iloc"):
+        return out.iloc[a:b]
+    return out[a:b]

@@ -1,0 +1,438 @@
+"""The model server: one replica of a service.
+
+``python -m aistack.serving.replica --model URI --port P [--ready-file F]``
+
+Endpoints:
+
+* ``POST /v1/completions`` — OpenAI completions API (text models); ``stream`` answers in the
+  server-sent-events shape OpenAI clients read, with the whole completion in one chunk.
+* ``POST /invocations`` — MLflow scoring protocol (``dataframe_split``, ``dataframe_records``,
+  ``instances``, ``inputs``) for pyfunc models.
+* ``GET /health`` — 200 when the model is loaded and healthy, with batching stats.
+* ``GET /metrics`` — Prometheus text.
+
+Requests go through a :class:`DynamicBatcher`. Bad input is answered 400 (413 when the body
+is too large) and never stops the replica. ``--port 0`` binds a free port; the address is
+written to ``--ready-file`` (JSON) once the socket listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.serving.batching import DynamicBatcher
+from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
+from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
+from aistack.serving.models import LoadedModel, ModelLoadError, load_model
+
+log = logging.getLogger(__name__)
+
+EXIT_LOAD_FAILED = 3
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI completions request; the fields OpenAI defines are accepted, others are not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | list[str]
+    model: str | None = None
+    max_tokens: int = Field(default=16, ge=1, le=200)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    best_of: int | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    seed: int | None = None
+    suffix: str | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+_MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
+    stops = [stop] if isinstance(stop, str) else (stop or [])
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class ReplicaServer:
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        name: str = "replica",
+        max_batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        max_body_bytes: int = 1_048_576,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.max_body_bytes = max_body_bytes
+        self.metrics = RequestMetrics(prefix="aistack_replica", labels={"replica": name})
+        self.gen_batcher = (
+            DynamicBatcher(
+                self._generate_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms
+            )
+            if model.generator is not None
+            else None
+        )
+        self.pred_batcher = (
+            DynamicBatcher(
+                self._predict_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms
+            )
+            if model.predict_batch is not None
+            else None
+        )
+        self.started = time.time()
+
+    # ---- batch functions (run in the batcher's worker thread)
+    def _generate_batch(self, items: list[tuple[str, int, float]]) -> list[Any]:
+        assert self.model.generator is not None
+        groups: dict[tuple[int, float], list[int]] = {}
+        for i, (_, max_tokens, temperature) in enumerate(items):
+            groups.setdefault((max_tokens, temperature), []).append(i)
+        out: list[Any] = [None] * len(items)
+        for (max_tokens, temperature), idx in groups.items():
+            texts = self.model.generator.generate(
+                [items[i][0] for i in idx], max_tokens, temperature
+            )
+            for i, t in zip(idx, texts, strict=True):
+                out[i] = t
+        return out
+
+    def _predict_batch(self, chunks: list[Any]) -> list[Any]:
+        assert self.model.predict_batch is not None
+        try:
+            return list(self.model.predict_batch(chunks))
+        except Exception:
+            if len(chunks) == 1:
+                raise
+        # one bad request must not fail its neighbours: retry one by one
+        res: list[Any] = []
+        for c in chunks:
+            try:
+                res.append(self.model.predict_batch([c])[0])
+            except Exception as exc:
+                res.append(exc)
+        return res
+
+    def batches(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
+        for key, b in (("completions", self.gen_batcher), ("invocations", self.pred_batcher)):
+            if b is not None:
+                stats[key] = b.stats.as_dict()
+        return stats
+
+    def pending(self) -> int:
+        return sum(b.pending for b in (self.gen_batcher, self.pred_batcher) if b is not None)
+
+    def app(self) -> Any:
+        from contextlib import asynccontextmanager
+
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+        from starlette.routing import Route
+
+        server = self
+
+        @asynccontextmanager
+        async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+            for b in (server.gen_batcher, server.pred_batcher):
+                if b is not None:
+                    await b.start()
+            yield
+            for b in (server.gen_batcher, server.pred_batcher):
+                if b is not None:
+                    await b.stop()
+
+        def timed(handler: Any) -> Any:
+            async def wrapped(request: Request) -> Response:
+                t0 = time.perf_counter()
+                try:
+                    resp = await handler(request)
+                except HTTPProblem as exc:
+                    resp = exc.response()
+                except Exception as exc:  # never let a request take the replica down
+                    log.exception("request failed")
+                    resp = HTTPProblem(
+                        500, f"internal error: {type(exc).__name__}: {exc}"
+                    ).response()
+                server.metrics.observe(resp.status_code, time.perf_counter() - t0)
+                return resp
+
+            return wrapped
+
+        async def health(request: Request) -> Response:
+            body = {
+                "status": "ok" if server.model.healthy else "unhealthy",
+                "model": server.model.uri,
+                "replica": server.name,
+                "pid": os.getpid(),
+                "pending": server.pending(),
+                "batches": server.batches(),
+                "uptime_s": round(time.time() - server.started, 3),
+            }
+            return JSONResponse(body, status_code=200 if server.model.healthy else 503)
+
+        async def metrics(request: Request) -> Response:
+            extra = ""
+            for key, b in (
+                ("completions", server.gen_batcher),
+                ("invocations", server.pred_batcher),
+            ):
+                if b is not None:
+                    extra += batch_size_prometheus(
+                        "aistack_replica",
+                        {"replica": server.name, "endpoint": key},
+                        b.stats.as_dict()["batch_size_counts"],
+                    )
+            text = server.metrics.prometheus({"pending_requests": server.pending()}, extra)
+            return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+        async def models(request: Request) -> Response:
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": [{"id": server.model.uri, "object": "model", "owned_by": "aistack"}],
+                }
+            )
+
+        async def completions(request: Request) -> Response:
+            if server.gen_batcher is None:
+                raise HTTPProblem(
+                    404, f"model {server.model.uri} is not a text model; use POST /invocations"
+                )
+            data = await read_json_object(request, server.max_body_bytes)
+            try:
+                req = CompletionRequest.model_validate(data)
+            except PydanticValidationError as exc:
+                raise pydantic_problem(exc) from None
+            prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+            if not prompts:
+                raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
+            import asyncio
+
+            texts = await asyncio.gather(
+                *(server.gen_batcher.submit((p, req.max_tokens, req.temperature)) for p in prompts)
+            )
+            choices = []
+            completion_tokens = 0
+            for i, (p, t) in enumerate(zip(prompts, texts, strict=True)):
+                t, stopped = _apply_stop(t, req.stop)
+                completion_tokens += len(t)
+                choices.append(
+                    {
+                        "text": (p + t) if req.echo else t,
+                        "index": i,
+                        "logprobs": None,
+                        "finish_reason": "stop" if stopped else "length",
+                    }
+                )
+            cid = f"cmpl-{uuid.uuid4().hex[:24]}"
+            created = int(time.time())
+            model_name = req.model or server.model.uri
+            prompt_tokens = sum(len(p) for p in prompts)
+            if req.stream:
+
+                async def events():  # type: ignore[no-untyped-def]
+                    for c in choices:
+                        chunk = {
+                            "id": cid,
+                            "object": "text_completion",
+                            "created": created,
+                            "model": model_name,
+                            "choices": [c],
+                        }
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                    yield "data: [DONE]\n\n"
+
+                return StreamingResponse(events(), media_type="text/event-stream")
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model_name,
+                    "choices": choices,
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                }
+            )
+
+        async def invocations(request: Request) -> Response:
+            if server.pred_batcher is None:
+                raise HTTPProblem(
+                    404, f"model {server.model.uri} has no predict; use POST /v1/completions"
+                )
+            ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+            if ctype not in ("application/json", ""):
+                raise HTTPProblem(
+                    415, f"content type {ctype!r} is not supported; send application/json"
+                )
+            data = await read_json_object(request, server.max_body_bytes)
+            chunk = _parse_invocation(data)
+            try:
+                result = await server.pred_batcher.submit(chunk)
+            except Exception as exc:
+                raise HTTPProblem(
+                    400, f"the model rejected the input: {type(exc).__name__}: {exc}"
+                ) from None
+            return JSONResponse({"predictions": _jsonable(result)})
+
+        routes = [
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/completions", timed(completions), methods=["POST"]),
+            Route("/invocations", timed(invocations), methods=["POST"]),
+        ]
+        return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _parse_invocation(data: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    keys = [k for k in _MLFLOW_KEYS if k in data]
+    unknown = sorted(set(data) - set(_MLFLOW_KEYS) - {"params"})
+    if unknown:
+        raise HTTPProblem(
+            400,
+            f"{unknown[0]}: unknown field; use one of {', '.join(_MLFLOW_KEYS)}",
+            param=unknown[0],
+        )
+    if len(keys) != 1:
+        raise HTTPProblem(400, f"give exactly one of {', '.join(_MLFLOW_KEYS)} (got {len(keys)})")
+    key = keys[0]
+    value = data[key]
+    try:
+        if key == "dataframe_split":
+            if not isinstance(value, dict) or "data" not in value:
+                raise HTTPProblem(
+                    400, "dataframe_split: expected an object with 'columns' and 'data'", param=key
+                )
+            if not isinstance(value["data"], list):
+                raise HTTPProblem(400, "dataframe_split.data: expected a list of rows", param=key)
+            return pd.DataFrame(
+                data=value["data"], columns=value.get("columns"), index=value.get("index")
+            )
+        if key == "dataframe_records":
+            if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+                raise HTTPProblem(400, "dataframe_records: expected a list of objects", param=key)
+            return pd.DataFrame.from_records(value)
+        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+            return pd.DataFrame.from_records(value)
+        if isinstance(value, dict):
+            return pd.DataFrame({k: v if isinstance(v, list) else [v] for k, v in value.items()})
+        if not isinstance(value, list):
+            raise HTTPProblem(400, f"{key}: expected a list or an object", param=key)
+        return value
+    except HTTPProblem:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise HTTPProblem(400, f"{key}: cannot build a table from it: {exc}", param=key) from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):
+        return obj.to_dict(orient="records")
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, list | tuple):
+        return [_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def write_ready_file(path: Path, info: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m aistack.serving.replica", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "--model", required=True, help="model URI (models:/NAME/VERSION, builtin:tiny-gpt, ...)"
+    )
+    ap.add_argument("--host", default=os.environ.get("AISTACK_SERVE_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("AISTACK_SERVE_PORT", "0")))
+    ap.add_argument("--ready-file", default=os.environ.get("AISTACK_SERVE_READY_FILE"))
+    ap.add_argument("--name", default=os.environ.get("AISTACK_SERVE_REPLICA", "replica"))
+    ap.add_argument("--max-batch-size", type=int, default=16)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--max-body-bytes", type=int, default=1_048_576)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("AISTACK_SERVE_THREADS", "1")),
+        help="torch intra-op threads",
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.max_batch_size < 1:
+        ap.error("--max-batch-size must be >= 1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, args.threads)))
+    t0 = time.perf_counter()
+    try:
+        model = load_model(args.model)
+    except (ModelLoadError, Exception) as exc:
+        log.error("model failed to load: %s", exc)
+        print(f"error: model failed to load: {exc}", file=sys.stderr)
+        return EXIT_LOAD_FAILED
+    log.info("loaded %s in %.2f s", args.model, time.perf_counter() - t0)
+    if "torch" in sys.modules:  # only when the model needed it: importing torch costs seconds
+        sys.modules["torch"].set_num_threads(max(1, args.threads))
+    server = ReplicaServer(
+        model,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+    )
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    log.info("replica %s serving %s on http://%s:%d", args.name, args.model, host, port)
+    if args.ready_file:
+        write_ready_file(
+            Path(args.ready_file),
+            {"host": host, "port": port, "pid": os.getpid(), "model": args.model},
+        )
+    from aistack.serving.http import serve_app
+
+    serve_app(server.app(), sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

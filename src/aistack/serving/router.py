@@ -1,0 +1,357 @@
+"""The request router: least-outstanding-requests balancing, health, retries, metrics.
+
+``Router`` is used by the service controller (which adds and removes replicas as they start,
+fail and drain). Standalone, over a fixed list of replicas::
+
+    python -m aistack.serving.router --replica http://127.0.0.1:9001 --replica http://127.0.0.1:9002 --port 9000
+
+Retries: a request that never reached a replica (connection refused) is retried on another
+replica whatever its kind; a request that failed after it was sent (the replica died, or
+answered 502/503) is retried only when it is idempotent: GET/HEAD, a POST to an inference
+path (``/v1/completions``, ``/invocations`` — inference has no side effects), or any request
+carrying an ``Idempotency-Key`` header. A replica that fails a request leaves the rotation
+at once; the health checks bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aistack.serving.http import HTTPProblem, read_body
+from aistack.serving.metrics import RequestMetrics
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT_PATHS = ("/v1/completions", "/invocations", "/v1/models", "/health")
+_HOP_HEADERS = {
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+}
+
+
+@dataclass(kw_only=True)
+class Endpoint:
+    """A replica as the router sees it."""
+
+    id: str
+    url: str
+    in_rotation: bool = True
+    outstanding: int = 0
+    served: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_idempotent(method: str, path: str, headers: Any) -> bool:
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return True
+    if headers.get("idempotency-key"):
+        return True
+    return method == "POST" and path in IDEMPOTENT_PATHS
+
+
+class NoReplica(Exception):
+    pass
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        service: str = "service",
+        max_retries: int = 2,
+        request_timeout_s: float = 60.0,
+        max_body_bytes: int = 1_048_576,
+        wait_for_replica_s: float = 10.0,
+    ) -> None:
+        self.service = service
+        self.endpoints: dict[str, Endpoint] = {}
+        self.max_retries = max_retries
+        self.request_timeout_s = request_timeout_s
+        self.max_body_bytes = max_body_bytes
+        self.wait_for_replica_s = wait_for_replica_s
+        self.metrics = RequestMetrics(prefix="aistack_serve", labels={"service": service})
+        self.waiting = 0  # requests waiting for any replica
+        self._changed: asyncio.Event | None = None
+        self._client: Any = None
+        self.on_replica_error: Callable[[Endpoint, str], Awaitable[None] | None] | None = None
+
+    # ---- membership
+    def add(self, ep: Endpoint) -> None:
+        self.endpoints[ep.id] = ep
+        self.notify()
+
+    def remove(self, ep_id: str) -> None:
+        self.endpoints.pop(ep_id, None)
+        self.notify()
+
+    def set_rotation(self, ep_id: str, on: bool) -> None:
+        ep = self.endpoints.get(ep_id)
+        if ep is not None and ep.in_rotation != on:
+            ep.in_rotation = on
+            self.notify()
+
+    def notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    @property
+    def inflight(self) -> int:
+        return self.waiting + sum(e.outstanding for e in self.endpoints.values())
+
+    def pick(self, exclude: set[str]) -> Endpoint | None:
+        """Least outstanding requests among replicas in rotation; ties broken at random."""
+        live = [e for e in self.endpoints.values() if e.in_rotation and e.id not in exclude]
+        if not live:
+            return None
+        low = min(e.outstanding for e in live)
+        return random.choice([e for e in live if e.outstanding == low])
+
+    async def _wait_pick(self, exclude: set[str], deadline: float) -> Endpoint:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        ep = self.pick(exclude)
+        if ep is not None:
+            return ep
+        self.waiting += 1
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoReplica()
+                self._changed.clear()
+                ep = self.pick(exclude)
+                if ep is not None:
+                    return ep
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+                except TimeoutError:
+                    pass
+        finally:
+            self.waiting -= 1
+
+    async def start(self) -> None:
+        import httpx
+
+        self._changed = asyncio.Event()
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.request_timeout_s, connect=2.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    # ---- proxy
+    async def forward(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        import httpx
+
+        idempotent = is_idempotent(method, path, headers)
+        tried: set[str] = set()
+        last_err = "no replica answered"
+        attempts = 1 + self.max_retries
+        deadline = time.monotonic() + self.wait_for_replica_s
+        for attempt in range(attempts):
+            try:
+                ep = await self._wait_pick(
+                    tried, deadline if attempt == 0 else time.monotonic() + 2.0
+                )
+            except NoReplica:
+                if tried:
+                    # every replica was tried: allow a second go on the least busy one
+                    ep = self.pick(set())
+                    if ep is None:
+                        break
+                else:
+                    raise HTTPProblem(
+                        503,
+                        f"service {self.service!r} has no ready replica (waited {self.wait_for_replica_s:g} s); "
+                        "check `aistack serve status`",
+                    ) from None
+            tried.add(ep.id)
+            if attempt > 0:
+                self.metrics.retries_total += 1
+            ep.outstanding += 1
+            sent = False
+            try:
+                url = ep.url + path + (f"?{query}" if query else "")
+                req = self._client.build_request(method, url, headers=headers, content=body)
+                sent = True
+                resp = await self._client.send(req)
+                content = resp.content
+                if resp.status_code in (502, 503) and idempotent and attempt + 1 < attempts:
+                    last_err = f"replica {ep.id} answered {resp.status_code}"
+                    await self._replica_failed(ep, last_err)
+                    continue
+                ep.served += 1
+                out_headers = {
+                    k: v
+                    for k, v in resp.headers.items()
+                    if k.lower() not in _HOP_HEADERS and k.lower() != "content-encoding"
+                }
+                return resp.status_code, content, out_headers
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last_err = f"replica {ep.id} refused the connection: {exc!r}"
+                await self._replica_failed(ep, last_err)
+                continue  # never reached the replica: safe to retry
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                last_err = f"replica {ep.id} dropped the request: {exc!r}"
+                await self._replica_failed(ep, last_err)
+                if idempotent or not sent:
+                    continue
+                raise HTTPProblem(
+                    502, f"{last_err}; the request is not idempotent so it was not retried"
+                ) from None
+            except httpx.TimeoutException:
+                raise HTTPProblem(
+                    504, f"replica {ep.id} did not answer within {self.request_timeout_s:g} s"
+                ) from None
+            finally:
+                ep.outstanding -= 1
+                self.notify()
+        raise HTTPProblem(502, f"all attempts failed ({attempts}); last: {last_err}")
+
+    async def _replica_failed(self, ep: Endpoint, why: str) -> None:
+        ep.failures += 1
+        ep.last_error = why
+        ep.in_rotation = False  # out until a health check passes
+        log.warning("%s: %s", self.service, why)
+        if self.on_replica_error is not None:
+            res = self.on_replica_error(ep, why)
+            if asyncio.iscoroutine(res):
+                await res
+
+    def prometheus(self, gauges: dict[str, float] | None = None) -> str:
+        g = {
+            "inflight_requests": float(self.inflight),
+            "replicas_in_rotation": float(sum(1 for e in self.endpoints.values() if e.in_rotation)),
+        }
+        g.update(gauges or {})
+        return self.metrics.prometheus(g)
+
+    def asgi_handler(self) -> Callable[[Any], Awaitable[Any]]:
+        """A Starlette endpoint that proxies any request through the router."""
+        from starlette.requests import Request
+        from starlette.responses import Response
+
+        async def handle(request: Request) -> Response:
+            t0 = time.perf_counter()
+            try:
+                body = await read_body(request, self.max_body_bytes)
+                headers = {
+                    k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
+                }
+                status, content, out_headers = await self.forward(
+                    request.method, request.url.path, request.url.query, headers, body
+                )
+                resp = Response(content, status_code=status, headers=out_headers)
+            except HTTPProblem as exc:
+                resp = exc.response()
+            except Exception as exc:  # a router bug must not look like a hang
+                log.exception("router failed")
+                resp = HTTPProblem(500, f"router error: {type(exc).__name__}: {exc}").response()
+            self.metrics.observe(resp.status_code, time.perf_counter() - t0)
+            return resp
+
+        return handle
+
+
+async def health_check(
+    client: Any, url: str, timeout_s: float = 2.0
+) -> tuple[bool, dict[str, Any] | None, str | None]:
+    """GET url/health → (healthy, body, error)."""
+    try:
+        resp = await client.get(url + "/health", timeout=timeout_s)
+    except Exception as exc:
+        return False, None, f"health check failed: {type(exc).__name__}"
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code == 200:
+        return True, body, None
+    return False, body, f"health check answered {resp.status_code}"
+
+
+def build_static_app(router: Router, health_interval_s: float = 1.0) -> Any:
+    """A router app over fixed replicas, with its own health loop."""
+    from contextlib import asynccontextmanager
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+        await router.start()
+        client = httpx.AsyncClient()
+
+        async def loop() -> None:
+            while True:
+                for ep in list(router.endpoints.values()):
+                    ok, _, err = await health_check(client, ep.url)
+                    router.set_rotation(ep.id, ok)
+                    if err:
+                        ep.last_error = err
+                await asyncio.sleep(health_interval_s)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        await client.aclose()
+        await router.close()
+
+    async def metrics(request: Any) -> Any:
+        return PlainTextResponse(router.prometheus(), media_type="text/plain; version=0.0.4")
+
+    proxy = router.asgi_handler()
+    routes = [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from aistack.serving.http import bind_socket, serve_app
+
+    ap = argparse.ArgumentParser(prog="python -m aistack.serving.router")
+    ap.add_argument("--replica", action="append", default=[], help="replica base URL (repeat)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--service", default="service")
+    ap.add_argument("--max-retries", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not args.replica:
+        ap.error("give at least one --replica URL")
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    router = Router(service=args.service, max_retries=args.max_retries)
+    for i, url in enumerate(args.replica):
+        router.add(Endpoint(id=f"r{i}", url=url.rstrip("/")))
+    sock = bind_socket(args.host, args.port)
+    log.info("router on http://%s:%d", *sock.getsockname()[:2])
+    serve_app(build_static_app(router), sock)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

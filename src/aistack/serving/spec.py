@@ -1,0 +1,170 @@
+"""Service specs: what ``aistack serve deploy`` stores (pydantic, ``extra="forbid"``).
+
+A model reference as the user types it::
+
+    iris                 latest registered version of model "iris"
+    iris@production      the version the alias "production" points at
+    iris:3               version 3
+    models:/iris/3       MLflow URIs pass through (also models:/iris@production)
+    runs:/<run>/model    an MLflow run artifact
+    builtin:tiny-gpt     the small reference GPT built in aistack (random weights, seeded)
+    builtin:echo         a fake text model, part of the product for tests and demos
+    /path/to/model       a local MLflow model directory
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aistack.errors import ValidationError
+
+_SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Replicas are scheduled above batch jobs (default batch priority is 0).
+DEFAULT_SERVING_PRIORITY = 100
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchingConfig(_Strict):
+    """Dynamic batching inside each replica."""
+
+    max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
+
+
+class AutoscaleConfig(_Strict):
+    """See :mod:`aistack.serving.autoscaler`."""
+
+    min_replicas: int = Field(default=1, ge=0, le=256)
+    max_replicas: int = Field(default=4, ge=1, le=256)
+    metric: Literal["inflight", "queue_delay"] = "inflight"
+    target_inflight: float = Field(default=4.0, gt=0, description="in-flight requests per replica")
+    target_queue_delay_ms: float = Field(default=50.0, gt=0)
+    upscale_delay_s: float = Field(default=1.0, ge=0, description="load must stay high this long")
+    downscale_cooldown_s: float = Field(default=30.0, ge=0)
+    metric_window_s: float = Field(default=2.0, gt=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas}); "
+                "lower --min or raise --max"
+            )
+        return self
+
+
+class ReplicaResources(_Strict):
+    gpus: int = Field(default=0, ge=0)
+    cpus: int = Field(default=1, ge=1)
+    memory: str | None = None
+
+
+class ServiceSpec(_Strict):
+    """A service as stored in ``$AISTACK_HOME/services/<name>/spec.json``."""
+
+    name: str
+    model: str = Field(description="the model reference as typed (see module docstring)")
+    model_uri: str = Field(description="the resolved, pinned URI replicas load")
+    project: str = "default"
+    resources: ReplicaResources = Field(default_factory=ReplicaResources)
+    priority: int = DEFAULT_SERVING_PRIORITY
+    autoscale: AutoscaleConfig = Field(default_factory=AutoscaleConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    launcher: Literal["process", "jobs"] = "process"
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="router port; 0 = pick a free one")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    ready_timeout_s: float = Field(default=120.0, gt=0)
+    health_interval_s: float = Field(default=0.5, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _SERVICE_NAME_RE.match(v):
+            raise ValueError(
+                f"service name {v!r} is not valid: use 1-40 lowercase letters, digits or '-', "
+                "starting with a letter or digit (pass --name)"
+            )
+        return v
+
+
+def service_name_for(ref: str) -> str:
+    """A default service name derived from a model reference."""
+    base = ref
+    for prefix in ("models:/", "runs:/", "builtin:"):
+        if base.startswith(prefix):
+            base = base[len(prefix) :]
+    base = re.split(r"[@:/?]", base.strip("/"))[0] or "service"
+    name = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40]
+    return name or "service"
+
+
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """Turn a user reference into ``(kind, uri)`` without contacting any registry.
+
+    kind is one of ``builtin``, ``registry``, ``run``, ``path``.
+    """
+    ref = (ref or "").strip()
+    if not ref:
+        raise ValidationError("model: empty model reference", hint="e.g. iris@production or iris:3")
+    if ref.startswith("builtin:"):
+        return "builtin", ref
+    if ref.startswith("runs:/"):
+        return "run", ref
+    if ref.startswith("models:/"):
+        rest = ref[len("models:/") :]
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            _check_name(name)
+            if not alias:
+                raise ValidationError(
+                    f"model: {ref!r} has an empty alias", hint="models:/NAME@alias"
+                )
+        else:
+            parts = rest.split("/")
+            if len(parts) != 2 or not parts[1]:
+                raise ValidationError(
+                    f"model: cannot read {ref!r}",
+                    hint="use models:/NAME/VERSION or models:/NAME@alias",
+                )
+            _check_name(parts[0])
+        return "registry", ref
+    if ref.startswith(("/", "./", "../", "file:")):
+        return "path", ref
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        _check_name(name)
+        if not alias:
+            raise ValidationError(f"model: {ref!r} has an empty alias", hint="NAME@alias")
+        return "registry", f"models:/{name}@{alias}"
+    if ":" in ref:
+        name, version = ref.rsplit(":", 1)
+        _check_name(name)
+        if not version.isdigit():
+            raise ValidationError(
+                f"model: version {version!r} in {ref!r} is not a number",
+                hint="use NAME:3 for version 3, or NAME@alias",
+            )
+        return "registry", f"models:/{name}/{int(version)}"
+    _check_name(ref)
+    return "registry", f"models:/{ref}/latest"
+
+
+def _check_name(name: str) -> None:
+    if not _MODEL_NAME_RE.match(name):
+        raise ValidationError(
+            f"model: {name!r} is not a valid registered model name",
+            hint="letters, digits, '.', '_' or '-'",
+        )

@@ -1,0 +1,134 @@
+"""A small byte-level GPT in torch with batched generation (left padding + attention mask).
+
+It stands in for the reference GPT of ``aistack.train`` where that is not available, and is
+what the serving tests and benchmarks run. Weights are random but seeded, so greedy
+generation (temperature 0) is deterministic, and a batched call returns the same text as
+one call per prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aistack.errors import require
+
+
+@dataclass(kw_only=True)
+class TinyGPTConfig:
+    vocab: int = 256
+    block_size: int = 256
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    seed: int = 0
+
+
+def _build(cfg: TinyGPTConfig) -> Any:
+    torch = require("torch", extra="train")
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1 = nn.LayerNorm(cfg.d_model)
+            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+            self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+            self.ln2 = nn.LayerNorm(cfg.d_model)
+            self.mlp = nn.Sequential(
+                nn.Linear(cfg.d_model, 4 * cfg.d_model),
+                nn.GELU(),
+                nn.Linear(4 * cfg.d_model, cfg.d_model),
+            )
+
+        def forward(self, x: Any, mask: Any, cache: Any) -> Any:
+            b, t, c = x.shape
+            h = cfg.n_head
+            q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+            q = q.view(b, t, h, c // h).transpose(1, 2)
+            k = k.view(b, t, h, c // h).transpose(1, 2)
+            v = v.view(b, t, h, c // h).transpose(1, 2)
+            if cache is not None:  # KV cache: keys/values of the earlier positions
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+            return x + self.mlp(self.ln2(x)), (k, v)
+
+    class GPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok = nn.Embedding(cfg.vocab, cfg.d_model)
+            self.pos = nn.Embedding(cfg.block_size, cfg.d_model)
+            self.blocks = nn.ModuleList([Block() for _ in range(cfg.n_layer)])
+            self.ln = nn.LayerNorm(cfg.d_model)
+            self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+
+        def forward(self, idx: Any, valid: Any, caches: Any = None) -> Any:
+            """idx: (B, T) new tokens; valid: (B, P+T) over cached + new positions (False on
+            left padding). Returns logits of the new positions and the updated caches."""
+            t = idx.shape[1]
+            total = valid.shape[1]
+            past = total - t
+            pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:]
+            x = self.tok(idx) + self.pos(pos)
+            causal = torch.ones(t, total, dtype=torch.bool).tril(diagonal=past)
+            mask = causal[None, :, :] & valid[:, None, :]
+            # a padded query attends to itself only, so no row is empty (no NaN)
+            own = torch.zeros(t, total, dtype=torch.bool)
+            own[:, past:] = torch.eye(t, dtype=torch.bool)
+            mask = mask | own[None]
+            mask = mask[:, None, :, :]
+            new_caches = []
+            for i, blk in enumerate(self.blocks):
+                x, kv = blk(x, mask, None if caches is None else caches[i])
+                new_caches.append(kv)
+            return self.head(self.ln(x)), new_caches
+
+    torch.manual_seed(cfg.seed)
+    model = GPT()
+    model.eval()
+    return model
+
+
+class TinyGPT:
+    """``TextGenerator`` over a byte-level GPT."""
+
+    def __init__(self, cfg: TinyGPTConfig | None = None) -> None:
+        self.cfg = cfg or TinyGPTConfig()
+        self.torch = require("torch", extra="train")
+        self.model = _build(self.cfg)
+
+    def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+        torch = self.torch
+        if not prompts:
+            return []
+        max_prompt = self.cfg.block_size - max_tokens
+        if max_prompt < 1:
+            raise ValueError(f"max_tokens must be below {self.cfg.block_size}")
+        encoded = [list(p.encode("utf-8"))[-max_prompt:] or [10] for p in prompts]
+        width = max(len(e) for e in encoded)
+        idx = torch.zeros(len(encoded), width, dtype=torch.long)
+        valid = torch.zeros(len(encoded), width, dtype=torch.bool)
+        for i, e in enumerate(encoded):
+            idx[i, width - len(e) :] = torch.tensor(e, dtype=torch.long)
+            valid[i, width - len(e) :] = True
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        out: list[list[int]] = [[] for _ in prompts]
+        with torch.inference_mode():
+            caches = None
+            step_in = idx
+            for _ in range(max_tokens):
+                logits, caches = self.model(step_in, valid, caches)
+                logits = logits[:, -1, :]
+                if temperature <= 0:
+                    nxt = logits.argmax(dim=-1)
+                else:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+                for i, tok in enumerate(nxt.tolist()):
+                    out[i].append(tok)
+                step_in = nxt[:, None]
+                valid = torch.cat([valid, torch.ones(len(prompts), 1, dtype=torch.bool)], dim=1)
+        return [bytes(o).decode("utf-8", errors="replace") for o in out]
