@@ -83,6 +83,8 @@ def auth_env(token: str | None) -> Iterator[None]:
 def mlflow_client(tracking_uri: str | None = None) -> Any:
     """An ``MlflowClient`` for the tracking and registry store at ``tracking_uri``."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # library code prints nothing: MLflow would print "View run at ..." on run end
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     require("mlflow", extra="mlops")
     from mlflow.tracking import MlflowClient
 
@@ -105,6 +107,15 @@ def translate(exc: BaseException, what: str) -> AistackError:
     code = getattr(exc, "error_code", "") or ""
     msg = getattr(exc, "message", None) or str(exc)
     status = _http_status(exc)
+    body = getattr(exc, "json", None)
+    if isinstance(body, dict) and body.get("code") and not body.get("error_code"):
+        # an aistack error body (e.g. the auth middleware's 401) rather than MLflow's own
+        from aistack.errors import from_dict
+
+        err = from_dict(body)
+        err.message = f"{what}: {err.message}"
+        err.args = (f"{err.message} ({err.hint})" if err.hint else err.message,)
+        return err
     if code == "RESOURCE_DOES_NOT_EXIST" or status == 404:
         return NotFoundError(f"{what}: {msg}")
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or status in (401, 403):

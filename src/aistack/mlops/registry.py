@@ -213,7 +213,8 @@ def register_from_run(
             }.items()
             if v
         }
-        kwargs: dict[str, Any] = {"tags": tags}
+        # the SQL store creates versions READY at once; skip MLflow's "Waiting up to 300 s" log
+        kwargs: dict[str, Any] = {"tags": tags, "await_creation_for": 0}
         if model_id:
             kwargs["model_id"] = model_id
         mv = client.create_model_version(name, source, run_id=run_id, **kwargs)

@@ -1,0 +1,225 @@
+"""``aistack models``: the model registry (MLflow) — list, register, aliases, promote, lineage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Model registry: register versions from runs, aliases, promotion gates, lineage.",
+    no_args_is_help=True,
+)
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow server (default: the aistack server's /mlflow)",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+
+
+@app.callback()
+def _group() -> None:
+    """Registered models live in the MLflow registry served by `aistack up` under /mlflow."""
+    # fail fast when the server is down instead of MLflow's ~2 minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _out(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command("ls")
+def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
+    """List registered models with their latest version and aliases."""
+    from aistack.mlops.registry import list_models
+
+    models = list_models(tracking_uri=tracking_uri)
+    if as_json:
+        _out(models)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"registered models ({len(models)})")
+    for c in ("name", "latest version", "aliases", "updated"):
+        t.add_column(c)
+    for m in models:
+        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(m["aliases"].items())) or "-"
+        t.add_row(m["name"], f"v{m['latest_version']}", aliases, _when(m["updated_ms"]))
+    _console().print(t)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    tracking_uri: TrackingUri = None,
+    as_json: Json = False,
+) -> None:
+    """A model's versions with their runs, aliases and creation time."""
+    from aistack.mlops.registry import show_model
+
+    m = show_model(name, tracking_uri=tracking_uri)
+    if as_json:
+        _out(m)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{m['name']}: {len(m['versions'])} versions")
+    for c in ("version", "aliases", "run", "job", "source", "created"):
+        t.add_column(c)
+    for v in m["versions"]:
+        t.add_row(
+            f"v{v['version']}",
+            ", ".join(v["aliases"]) or "-",
+            v["run_id"] or "-",
+            v["tags"].get("aistack.job_id", "-"),
+            v["source"],
+            _when(v["created_ms"]),
+        )
+    _console().print(t)
+
+
+@app.command("register")
+def register(
+    run: Annotated[str, typer.Option("--run", help="MLflow run id")],
+    name: Annotated[str, typer.Option("--name", help="registered model name")],
+    path: Annotated[
+        str, typer.Option("--path", help="model name or artifact path inside the run")
+    ] = "model",
+    tracking_uri: TrackingUri = None,
+    as_json: Json = False,
+) -> None:
+    """Register the run's model (or artifact directory) as a new version of NAME."""
+    from aistack.mlops.registry import register_from_run
+
+    mv = register_from_run(run, name, path, tracking_uri=tracking_uri)
+    if as_json:
+        _out(mv)
+        return
+    _console().print(
+        f"registered [bold]{mv['name']}[/bold] v{mv['version']} from run {mv['run_id']} "
+        f"({mv['source']})"
+    )
+
+
+@app.command("promote")
+def promote_cmd(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[int, typer.Option("--version", help="version number to promote")],
+    to: Annotated[str, typer.Option("--to", help="alias to move, e.g. staging, production")],
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require",
+            help="condition on the run's metrics, e.g. 'val_loss<3.2' (repeatable)",
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    as_json: Json = False,
+) -> None:
+    """Point alias --to at --version if every --require condition holds on its run's metrics;
+    otherwise refuse (exit status 2) and say which condition failed."""
+    from aistack.mlops.registry import promote
+
+    res = promote(name, version, to, list(require or []), tracking_uri=tracking_uri)
+    if as_json:
+        _out(res.to_dict())
+        return
+    c = _console()
+    for ch in res.checks:
+        c.print(f"  [green]✓[/green] {ch.reason}")
+    prev = f" (was v{res.previous_version})" if res.previous_version else ""
+    c.print(f"[bold]{res.name}[/bold]@{res.alias} → v{res.version}{prev}")
+
+
+@app.command("alias")
+def alias_cmd(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    alias: Annotated[str, typer.Argument(help="alias, e.g. staging")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="version to point the alias at")
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="remove the alias")] = False,
+    tracking_uri: TrackingUri = None,
+    as_json: Json = False,
+) -> None:
+    """Set (--version N) or remove (--delete) an alias without checks."""
+    from aistack.errors import ValidationError
+    from aistack.mlops.registry import delete_alias, set_alias
+
+    if delete == (version is not None):
+        raise ValidationError("alias: pass exactly one of --version N or --delete")
+    if delete:
+        delete_alias(name, alias, tracking_uri=tracking_uri)
+        result = {"name": name, "alias": alias, "version": None}
+    else:
+        assert version is not None
+        set_alias(name, alias, version, tracking_uri=tracking_uri)
+        result = {"name": name, "alias": alias, "version": version}
+    if as_json:
+        _out(result)
+        return
+    target = "removed" if delete else f"→ v{version}"
+    _console().print(f"[bold]{name}[/bold]@{alias} {target}")
+
+
+@app.command("lineage")
+def lineage_cmd(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[int, typer.Option("--version", help="version number")],
+    tracking_uri: TrackingUri = None,
+    as_json: Json = False,
+) -> None:
+    """Where a model version came from: run, job, code commit and dataset versions."""
+    from aistack.mlops.registry import lineage
+
+    lin = lineage(name, version, tracking_uri=tracking_uri)
+    if as_json:
+        _out(lin)
+        return
+    from rich.tree import Tree
+
+    m = lin["model"]
+    aliases = f" [{', '.join(m['aliases'])}]" if m["aliases"] else ""
+    tree = Tree(f"[bold]model[/bold] {m['name']} v{m['version']}{aliases} ({m['source']})")
+    run = lin["run"]
+    if run is None:
+        tree.add("run: none (registered without a run)")
+    else:
+        r = tree.add(
+            f"[bold]run[/bold] {run['id']} {run['name'] or ''} {run['status']} "
+            f"(user {run['user'] or '-'}, started {_when(run['start_ms'])})"
+        )
+        job = lin["job"]
+        r.add(
+            f"[bold]job[/bold] {job['id']} (project {job['project']})"
+            if job
+            else "job: none (not run by aistack)"
+        )
+        code = lin["code"] or {}
+        r.add(f"[bold]code[/bold] git commit {code.get('git_commit') or 'unknown'}")
+        ds = r.add(f"[bold]datasets[/bold] ({len(lin['datasets'])})")
+        for d in lin["datasets"]:
+            ds.add(f"{d['name']} version {d['version']} ({d['ref']})")
+    _console().print(tree)
