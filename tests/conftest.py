@@ -1,0 +1,126 @@
+"""Shared fixtures: a temporary AISTACK_HOME, and a real aistack server in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def aistack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "aistack-home"
+    monkeypatch.setenv("AISTACK_HOME", str(home))
+    monkeypatch.delenv("AISTACK_URL", raising=False)
+    monkeypatch.delenv("AISTACK_TOKEN", raising=False)
+    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
+    from aistack.settings import reset_settings_cache
+
+    reset_settings_cache()
+    yield home
+    reset_settings_cache()
+
+
+@dataclass
+class ServerProc:
+    url: str
+    home: Path
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from aistack.client import Client
+
+        return Client(self.url, self.token)
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = (self.home / "server-test.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aistack", "up", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + (self.home / "server-test.log").read_text()[-3000:])
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start:\n" + (self.home / "server-test.log").read_text()[-3000:])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def make_server(tmp_path: Path, **env_extra: str) -> ServerProc:
+    home = tmp_path / "server-home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTACK_", "MLFLOW_"))}
+    env.update({
+        "AISTACK_HOME": str(home), "AISTACK_PORT": str(port), "AISTACK_CPUS": "2",
+        "AISTACK_MLFLOW_ENABLED": "false", "AISTACK_CANCEL_GRACE_S": "2",
+    })
+    env.update(env_extra)
+    return ServerProc(url=f"http://127.0.0.1:{port}", home=home, port=port, env=env)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProc]:
+    srv = make_server(tmp_path)
+    srv.start()
+    yield srv
+    srv.stop()
+    _kill_leftover_supervisors(srv.home)
+
+
+def _kill_leftover_supervisors(home: Path) -> None:
+    """Kill every process started for this server's home (supervisors and their jobs)."""
+    import psutil
+
+    me = os.getpid()
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
+        try:
+            if p.environ().get("AISTACK_HOME") == str(home):
+                p.kill()
+        except (psutil.Error, OSError):
+            continue

@@ -1,0 +1,122 @@
+"""The server with real processes: submit, logs, cancel, timeout, retry, waiting with a reason,
+bad input, and kill -9 of the server while jobs run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aistack.errors import AuthError, ValidationError
+
+
+def wait_state(c: Any, jid: str, states: set[str], timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = c.get_job(jid)
+        if j["state"] in states:
+            return j
+        time.sleep(0.1)
+    raise AssertionError(f"job {jid} did not reach {states}: {c.get_job(jid)}")
+
+
+def test_submit_runs_and_logs(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = server.client()
+    job = c.submit({"name": "hello", "command": "echo hello-$AISTACK_JOB_ID; echo err >&2; sleep 0.5", "workdir": str(tmp_path)})
+    assert job["state"] == "QUEUED"
+    j = wait_state(c, job["id"], {"RUNNING", "SUCCEEDED"})
+    assert j["devices"] and len(next(iter(j["devices"].values()))["cpus"]) == 1
+    j = c.wait(job["id"], timeout=30)
+    assert j["state"] == "SUCCEEDED" and j["exit_code"] == 0
+    text = c.logs(job["id"])["text"]
+    assert f"hello-{job['id']}" in text and "err" in text
+    kinds = [e["kind"] for e in c.events(job["id"])]
+    assert kinds[:2] == ["submitted", "started"] and kinds[-1] == "succeeded"
+    allocs = c.allocations()
+    assert any(a["job_id"] == job["id"] and a["cpus"] == 1 and a["end"] for a in allocs)
+
+
+def test_cancel_timeout_retry_and_not_found(server) -> None:  # type: ignore[no-untyped-def]
+    c = server.client()
+    long = c.submit({"command": "trap 'echo stopping; exit 0' TERM; while true; do sleep 0.1; done"})
+    wait_state(c, long["id"], {"RUNNING"})
+    time.sleep(0.5)
+    c.cancel(long["id"])
+    j = c.wait(long["id"], timeout=30)
+    assert j["state"] == "CANCELLED"
+    assert "stopping" in c.logs(long["id"])["text"]
+
+    to = c.submit({"command": "sleep 60", "max_runtime": "1s"})
+    j = c.wait(to["id"], timeout=30)
+    assert j["state"] == "TIMEOUT" and "max_runtime" in j["failure_reason"]
+
+    flaky = c.submit({"command": 'test "$AISTACK_ATTEMPT" = 1 || exit 7', "retries": 2})
+    j = c.wait(flaky["id"], timeout=30)
+    assert j["state"] == "SUCCEEDED" and j["attempt"] == 1 and j["retries_left"] == 1
+
+    nf = c.submit({"command": "definitely-not-a-command --flag"})
+    j = c.wait(nf["id"], timeout=30)
+    assert j["state"] == "FAILED" and j["exit_code"] == 127
+    assert "command not found" in j["failure_reason"]
+
+
+def test_waits_with_reason_then_starts(server) -> None:  # type: ignore[no-untyped-def]
+    c = server.client()
+    big = c.submit({"name": "big", "command": "sleep 30", "resources": {"cpus": 2}})
+    wait_state(c, big["id"], {"RUNNING"})
+    small = c.submit({"name": "small", "command": "echo ran", "resources": {"cpus": 1}})
+    time.sleep(1.0)
+    j = c.get_job(small["id"])
+    assert j["state"] == "QUEUED"
+    assert "CPU" in j["pending_reason"], j["pending_reason"]
+    listed = {x["id"]: x for x in c.list_jobs(all=False)}
+    assert listed[small["id"]]["pending_reason"] == j["pending_reason"]
+    c.cancel(big["id"])
+    j = c.wait(small["id"], timeout=30)
+    assert j["state"] == "SUCCEEDED"
+
+
+def test_bad_input(server) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.post(server.url + "/api/v1/jobs", json={"command": "x"})
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    from aistack.client import Client
+
+    with pytest.raises(AuthError):
+        Client(server.url, "wrong-token").list_jobs()
+    c = server.client()
+    with pytest.raises(ValidationError, match="unknown key 'resources.gpu'"):
+        c.request("POST", "/jobs", json={"command": "x", "resources": {"gpu": 1}})
+    with pytest.raises(ValidationError, match="largest node has 0"):
+        c.submit({"command": "x", "resources": {"gpus": 4}})
+    with pytest.raises(ValidationError, match="resources.cpus"):
+        c.submit({"command": "x", "resources": {"cpus": 64}})
+    r = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {server.token}"})
+    assert r.status_code == 200 and "aistack_jobs" in r.text
+
+
+def test_restart_after_kill9_loses_nothing(server) -> None:  # type: ignore[no-untyped-def]
+    c = server.client()
+    done = c.submit({"command": "echo finished-before; exit 3"})
+    c.wait(done["id"], timeout=30)
+    running = c.submit({"command": "sleep 3; echo survived", "resources": {"cpus": 1}})
+    finishes_while_down = c.submit({"command": "sleep 1; echo while-down", "resources": {"cpus": 1}})
+    wait_state(c, running["id"], {"RUNNING"})
+    wait_state(c, finishes_while_down["id"], {"RUNNING"})
+    queued = c.submit({"command": "echo queued-ran", "resources": {"cpus": 2}})
+    time.sleep(0.3)
+    assert c.get_job(queued["id"])["state"] == "QUEUED"
+    server.kill9()
+    time.sleep(1.5)
+    server.start()
+    c = server.client()
+    j = c.get_job(done["id"])
+    assert j["state"] == "FAILED" and j["exit_code"] == 3 and "finished-before" in c.logs(done["id"])["text"]
+    assert c.get_job(running["id"])["state"] in ("RUNNING", "SUCCEEDED")  # re-adopted, not lost
+    assert c.wait(finishes_while_down["id"], timeout=30)["state"] == "SUCCEEDED"
+    assert c.wait(running["id"], timeout=30)["state"] == "SUCCEEDED"
+    assert "survived" in c.logs(running["id"])["text"]
+    assert c.wait(queued["id"], timeout=30)["state"] == "SUCCEEDED"

@@ -1,0 +1,92 @@
+"""The scheduling loop against the DB with the in-memory executor (no processes)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aistack.executors.memory import MemoryExecutor
+from aistack.scheduler import get_policy
+from aistack.server.db.models import AllocationRow, Job, Project
+from aistack.server.db.session import make_engine, migrate, session_factory
+from aistack.server.services.jobs import submit_job
+from aistack.server.services.scheduling import SchedulerLoop
+from aistack.settings import Settings
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> SchedulerLoop:
+    settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
+    settings.ensure_home()
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    ex = MemoryExecutor(gpus_per_node=4, n_nodes=2)
+    return SchedulerLoop(settings=settings, sessions=session_factory(engine), executor=ex, policy=get_policy("default"))
+
+
+def submit(loop: SchedulerLoop, **spec) -> str:  # type: ignore[no-untyped-def]
+    spec.setdefault("command", "train")
+    with loop.sessions() as s:
+        job = submit_job(s, spec, nodes=loop.nodes())
+        s.commit()
+        return job.id
+
+
+def state(loop: SchedulerLoop, jid: str) -> Job:
+    with loop.sessions() as s:
+        return s.get(Job, jid)  # type: ignore[return-value]
+
+
+def test_gang_all_or_nothing_and_pending_reason(loop: SchedulerLoop) -> None:
+    a = submit(loop, resources={"gpus": 3}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    b = submit(loop, resources={"gpus": 3}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    c = submit(loop, resources={"gpus": 4, "nodes": 2}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    loop.run_once()
+    ja, jb, jc = state(loop, a), state(loop, b), state(loop, c)
+    assert ja.state == "RUNNING" and jb.state == "RUNNING"
+    assert {next(iter(ja.allocation)), next(iter(jb.allocation))} == {"mem0", "mem1"}  # type: ignore[arg-type]
+    assert jc.state == "QUEUED"
+    assert jc.allocation is None
+    assert "4 GPU" in (jc.pending_reason or "") or "GPUs" in (jc.pending_reason or "")
+
+
+def test_packing_fewest_nodes(loop: SchedulerLoop) -> None:
+    ids = [submit(loop, resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"}) for _ in range(4)]
+    loop.run_once()
+    nodes = {next(iter(state(loop, j).allocation or {})) for j in ids}
+    assert len(nodes) == 1  # four 1-GPU jobs packed on one 4-GPU node
+
+
+def test_quota_blocks_with_reason(loop: SchedulerLoop) -> None:
+    with loop.sessions() as s:
+        s.add(Project(name="research", gpu_quota=2))
+        s.commit()
+    a = submit(loop, project="research", resources={"gpus": 2}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    b = submit(loop, project="research", resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    c = submit(loop, project="other", resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    loop.run_once()
+    assert state(loop, a).state == "RUNNING"
+    jb = state(loop, b)
+    assert jb.state == "QUEUED" and "quota" in (jb.pending_reason or "")
+    assert state(loop, c).state == "RUNNING"
+
+
+def test_finish_retry_and_allocation_records(loop: SchedulerLoop) -> None:
+    ok = submit(loop, resources={"gpus": 1})
+    bad = submit(loop, resources={"gpus": 1}, retries=1, env={"AISTACK_FAKE_EXIT_CODE": "3"})
+    loop.run_once()
+    time.sleep(0.01)
+    loop.run_once()  # reconcile: ok → SUCCEEDED, bad → retried
+    assert state(loop, ok).state == "SUCCEEDED"
+    jb = state(loop, bad)
+    assert jb.attempt == 1 and jb.retries_left == 0
+    for _ in range(3):
+        loop.run_once()
+    jb = state(loop, bad)
+    assert jb.state == "FAILED" and jb.exit_code == 3 and "exit code 3" in (jb.failure_reason or "")
+    with loop.sessions() as s:
+        rows = s.query(AllocationRow).filter(AllocationRow.job_id == bad).all()
+        assert len(rows) == 2 and all(r.end is not None for r in rows)
+        assert [r.attempt for r in rows] == [0, 1]

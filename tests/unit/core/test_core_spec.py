@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from aistack.compute.resources import GpuDevice, Node, parse_memory_mb
+from aistack.errors import ValidationError
+from aistack.spec import check_feasible, load_spec_file, parse_duration_s, parse_spec
+
+
+def test_memory_units() -> None:
+    assert parse_memory_mb("16GB") == 16 * 1024
+    assert parse_memory_mb("512Mi") == 512
+    assert parse_memory_mb("1.5g") == 1536
+    assert parse_memory_mb(2048) == 2048
+    assert parse_memory_mb(None) is None
+    with pytest.raises(ValidationError, match="cannot read '12XB' as a size"):
+        parse_memory_mb("12XB")
+    with pytest.raises(ValidationError, match="positive"):
+        parse_memory_mb(0)
+
+
+def test_durations() -> None:
+    assert parse_duration_s("90s") == 90
+    assert parse_duration_s("30m") == 1800
+    assert parse_duration_s("2h") == 7200
+    assert parse_duration_s(5) == 5
+    with pytest.raises(ValidationError, match="duration"):
+        parse_duration_s("soon")
+
+
+def test_unknown_key_names_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "job.yaml"
+    f.write_text("name: t\ncommand: echo hi\nresources:\n  gpu: 2\n")
+    with pytest.raises(ValidationError) as ei:
+        load_spec_file(f)
+    assert "unknown key 'resources.gpu'" in str(ei.value)
+    assert str(f) in str(ei.value)
+
+
+def test_several_problems_reported_at_once() -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_spec({"command": "x", "resources": {"cpus": 0, "memory": "lots"}, "max_runtime": "abc"})
+    msg = str(ei.value)
+    assert "resources.cpus" in msg and "resources.memory" in msg and "max_runtime" in msg
+
+
+def test_command_or_script_required() -> None:
+    with pytest.raises(ValidationError, match="exactly one of `command` or `script`"):
+        parse_spec({"name": "x"})
+    spec = parse_spec({"script": "echo a\necho b", "resources": {"memory": "1GB", "gpus": 1}})
+    assert spec.shell_command == "echo a\necho b"
+    assert spec.resources.memory_mb == 1024
+
+
+def test_bad_names_and_env() -> None:
+    with pytest.raises(ValidationError, match="not a valid name"):
+        parse_spec({"command": "x", "name": "has space"})
+    with pytest.raises(ValidationError, match="not a valid environment variable"):
+        parse_spec({"command": "x", "env": {"1BAD": "v"}})
+    with pytest.raises(ValidationError, match="distributed"):
+        parse_spec({"command": "x", "distributed": "horovod"})
+
+
+NODES = [
+    Node(name="a", cpus=8, memory_mb=32768, gpus=tuple(GpuDevice(index=i, uuid=f"u{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4))),
+    Node(name="b", cpus=8, memory_mb=32768, gpus=tuple(GpuDevice(index=i, uuid=f"v{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4))),
+]
+
+
+def test_feasibility_messages() -> None:
+    check_feasible(parse_spec({"command": "x", "resources": {"gpus": 4, "nodes": 2}}), NODES)
+    with pytest.raises(ValidationError, match="asks for 8 GPUs per node but the largest node has 4"):
+        check_feasible(parse_spec({"command": "x", "resources": {"gpus": 8}}), NODES)
+    with pytest.raises(ValidationError, match="no node has a 'A100' GPU"):
+        check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": "A100"}}), NODES)
+    with pytest.raises(ValidationError, match="resources.memory"):
+        check_feasible(parse_spec({"command": "x", "resources": {"memory": "64GB"}}), NODES)
+    with pytest.raises(ValidationError, match="resources.nodes: asks for 3 nodes"):
+        check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1, "nodes": 3}}), NODES)
