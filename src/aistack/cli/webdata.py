@@ -1,0 +1,177 @@
+"""``aistack webdata``: crawl, extract, run a pipeline, inspect shards."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aistack.errors import ValidationError
+
+app = typer.Typer(
+    help="Web data: crawl → WARC → extract → filter → dedup → tokenize → shards.",
+    no_args_is_help=True,
+)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@app.command()
+def extract(
+    paths: list[Path] = typer.Argument(..., help="HTML files (plain or .gz) or directories"),
+    mode: str = typer.Option(
+        "quality", "--mode", help="quality (trafilatura) or fast (resiliparse)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="write JSON lines here (default: stdout)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary (with --out)"),
+) -> None:
+    """Extract the main text of HTML files: one JSON line {path, text, lang, lang_score} each."""
+    from aistack.webdata.extract import MODES, extract_files
+
+    if mode not in MODES:
+        raise ValidationError(
+            f"--mode must be one of {', '.join(MODES)}, got {mode!r}",
+            hint="use --mode quality or --mode fast",
+        )
+    n = chars = 0
+    fh = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        for row in extract_files(list(paths), mode=mode):  # type: ignore[arg-type]
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+            chars += len(str(row["text"]))
+    finally:
+        if out:
+            fh.close()
+    if out:
+        summary = {"files": n, "characters": chars, "out": str(out), "mode": mode}
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}")
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML (see examples/webdata/pipeline.yaml)"),
+    workers: int | None = typer.Option(
+        None, "--workers", "-w", min=1, help="worker processes (default: from the YAML)"
+    ),
+    executor: str | None = typer.Option(None, "--executor", help="local (processes) or ray"),
+    fresh: bool = typer.Option(False, "--fresh", help="delete the output folder first (no resume)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt."""
+    from aistack.webdata.pipeline import run_pipeline
+    from aistack.webdata.report import tables
+    from aistack.webdata.spec import load_spec
+
+    spec, base = load_spec(pipeline)
+    if as_json:
+        report = run_pipeline(spec, base=base, workers=workers, executor=executor, fresh=fresh)
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    con = _console()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+        console=con,
+        transient=False,
+    ) as prog:
+        ids: dict[str, Any] = {}
+
+        def cb(stage: str, done: int, total: int) -> None:
+            if stage not in ids:
+                ids[stage] = prog.add_task(stage, total=total)
+            prog.update(ids[stage], completed=done)
+
+        report = run_pipeline(
+            spec, base=base, workers=workers, executor=executor, fresh=fresh, progress=cb
+        )
+    for t in tables(report):
+        con.print(t)
+    con.print(f"output: {report['run']['output']} (report.json, report.txt, dataset/)")
+    if report.get("registered"):
+        con.print(
+            f"registered dataset version {report['registered'].get('ref', report['registered'])}"
+        )
+
+
+@app.command()
+def crawl(
+    seeds: list[str] = typer.Argument(..., help="seed URLs"),
+    out: Path = typer.Option(..., "--out", help="folder for the WARC files"),
+    max_pages: int = typer.Option(100, "--max-pages", min=1, help="stop after this many pages"),
+    max_depth: int = typer.Option(2, "--max-depth", min=0, help="links followed from a seed"),
+    delay: float = typer.Option(
+        1.0, "--delay", min=0.0, help="seconds between requests to one host"
+    ),
+    allowed_domain: list[str] = typer.Option(
+        [], "--allowed-domain", help="domains to stay in (default: the seeds' hosts)"
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="hosts fetched in parallel"),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header"),
+    ignore_robots: bool = typer.Option(
+        False, "--ignore-robots", help="do not read robots.txt (only for your own sites)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Crawl politely from SEED URLs into WARC files (request + response records)."""
+    from aistack.webdata.crawler import CrawlConfig
+    from aistack.webdata.crawler import crawl as do_crawl
+
+    kw: dict[str, Any] = {}
+    if user_agent:
+        kw["user_agent"] = user_agent
+    cfg = CrawlConfig(
+        seeds=list(seeds),
+        out_dir=out,
+        max_pages=max_pages,
+        max_depth=max_depth,
+        delay_s=delay,
+        allowed_domains=list(allowed_domain),
+        concurrency=concurrency,
+        obey_robots=not ignore_robots,
+        **kw,
+    )
+    summary = do_crawl(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    con = _console()
+    con.print(
+        f"fetched {summary['pages']:,} pages ({summary['bytes']:,} bytes) in {summary['seconds']:.1f} s; "
+        f"{summary['robots_blocked']:,} URLs disallowed by robots.txt, {summary['errors']:,} errors"
+    )
+    con.print(f"WARC: {summary['warc']}")
+
+
+@app.command("shard-info")
+def shard_info(
+    path: Path = typer.Argument(..., help="a token shard (.bin)"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """Show a token shard's header: dtype, vocabulary, tokens, documents."""
+    from aistack.webdata.shards import read_header
+
+    h = read_header(path)
+    h["bytes"] = path.stat().st_size
+    if as_json:
+        sys.stdout.write(json.dumps(h) + "\n")
+        return
+    _console().print(
+        f"{path}: {h['num_tokens']:,} tokens in {h['num_docs']:,} documents, "
+        f"uint{8 * h['width']} ids, vocabulary {h['vocab_size']:,} ids, {h['bytes']:,} bytes"
+    )

@@ -1,0 +1,431 @@
+"""A polite crawler that writes WARC files (request + response records).
+
+Polite by default: robots.txt is fetched first for every host and obeyed (RFC 9309: a 4xx
+robots.txt means "allow all", a 5xx or unreachable one means "disallow all"; its
+Crawl-delay raises the per-host delay); one request at a time per host with ``delay_s``
+between the end of one request and the start of the next; a descriptive User-Agent; limits on
+pages, depth, domains and response size. Responses are stored byte for byte as received
+(status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import heapq
+import logging
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+from aistack.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_AGENT = (
+    "aistack-crawler/0.1 (+https://github.com/aistack/aistack; polite; obeys robots.txt)"
+)
+
+
+@dataclass(kw_only=True)
+class CrawlConfig:
+    seeds: list[str]
+    out_dir: Path
+    max_pages: int = 100
+    max_depth: int = 2
+    delay_s: float = 1.0
+    allowed_domains: list[str] = field(default_factory=list)  # default: the seeds' hosts
+    concurrency: int = 4  # hosts in flight at once (always one request per host)
+    user_agent: str = DEFAULT_USER_AGENT
+    obey_robots: bool = True
+    timeout_s: float = 15.0
+    max_response_bytes: int = 10 * 1024 * 1024
+    warc_prefix: str = "crawl"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValidationError("crawl: give at least one seed URL")
+        for s in self.seeds:
+            if urlsplit(s).scheme not in ("http", "https") or not urlsplit(s).hostname:
+                raise ValidationError(
+                    f"crawl: seed {s!r} is not an http(s) URL", hint="e.g. https://example.org/"
+                )
+        if self.max_pages < 1 or self.max_depth < 0 or self.delay_s < 0:
+            raise ValidationError("crawl: max_pages ≥ 1, max_depth ≥ 0 and delay ≥ 0 are required")
+        self.out_dir = Path(self.out_dir)
+
+
+# --------------------------------------------------------------------------- WARC writing
+
+
+def _digest(data: bytes) -> str:
+    return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode()  # noqa: S324 - WARC convention
+
+
+class WarcWriter:
+    """Append gzip-per-record WARC/1.1 records to one file."""
+
+    def __init__(self, path: Path, *, software: str = DEFAULT_USER_AGENT) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self.records = 0
+        info = f"software: {software}\r\nformat: WARC File Format 1.1\r\nconformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n".encode()
+        self.write(
+            "warcinfo",
+            None,
+            info,
+            content_type="application/warc-fields",
+            extra={"WARC-Filename": path.name},
+        )
+
+    def write(
+        self,
+        rtype: str,
+        url: str | None,
+        block: bytes,
+        *,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+        date: str | None = None,
+    ) -> str:
+        rid = f"<urn:uuid:{uuid.uuid4()}>"
+        headers = {
+            "WARC-Type": rtype,
+            "WARC-Record-ID": rid,
+            "WARC-Date": date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        if url:
+            headers["WARC-Target-URI"] = url
+        headers.update(extra or {})
+        headers["WARC-Block-Digest"] = _digest(block)
+        headers["Content-Type"] = content_type
+        headers["Content-Length"] = str(len(block))
+        head = "WARC/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        self._f.write(gzip.compress(head.encode("utf-8") + block + b"\r\n\r\n", mtime=0))
+        self.records += 1
+        return rid
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+@dataclass(kw_only=True)
+class Fetch:
+    url: str
+    depth: int
+    request: bytes = b""
+    response: bytes = b""
+    ip: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    error: str | None = None
+    date: str = ""
+
+
+def fetch(url: str, *, user_agent: str, timeout: float, max_bytes: int) -> Fetch:
+    """GET one URL over a raw socket (HTTP/1.1, Connection: close) and keep the exact bytes."""
+    from aistack.webdata.readers import parse_http_response
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    host_hdr = parts.netloc.rsplit("@", 1)[-1]
+    req = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: {user_agent}\r\n"
+        "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.5\r\nAccept-Encoding: identity\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("latin-1", "replace")
+    f = Fetch(
+        url=url,
+        depth=0,
+        request=req,
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    )
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            f.ip = sock.getpeername()[0]
+            if parts.scheme == "https":
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            sock.sendall(req)
+            chunks: list[bytes] = []
+            total = 0
+            deadline = time.monotonic() + timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no complete response within {timeout} s")
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+                total += len(data)
+                if total > max_bytes:
+                    raise ValueError(f"response larger than {max_bytes} bytes")
+        finally:
+            sock.close()
+        f.response = b"".join(chunks)
+        f.status, f.headers, f.body = parse_http_response(f.response)
+    except Exception as exc:  # noqa: BLE001 - a failed fetch is recorded, never fatal
+        f.error = f"{type(exc).__name__}: {exc}"
+    return f
+
+
+def extract_links(base_url: str, html: bytes) -> tuple[list[str], bool]:
+    """(absolute http(s) links without fragments, nofollow flag from <meta name=robots>)."""
+    from aistack.webdata.extract import decode_html
+
+    try:
+        from selectolax.lexbor import LexborHTMLParser
+
+        tree = LexborHTMLParser(decode_html(html))
+        nofollow = any(
+            "nofollow" in (m.attributes.get("content") or "").lower()
+            for m in tree.css('meta[name="robots" i]')
+        )
+        base = base_url
+        for b in tree.css("base[href]"):
+            base = urljoin(base_url, b.attributes.get("href") or "")
+            break
+        hrefs = [a.attributes.get("href") or "" for a in tree.css("a[href]")]
+    except Exception:  # noqa: BLE001
+        return [], False
+    links = []
+    for h in hrefs:
+        h = h.strip()
+        if not h or h.startswith(("javascript:", "mailto:", "tel:", "#")):
+            continue
+        u = urldefrag(urljoin(base, h))[0]
+        if urlsplit(u).scheme in ("http", "https"):
+            links.append(u)
+    return links, nofollow
+
+
+def crawl_delay(robots_txt: str, user_agent: str) -> float:
+    """Crawl-delay (seconds, fractions allowed) of the group matching our agent token, else
+    of ``*``; 0 when absent. (urllib's parser accepts integers only.)"""
+    token = user_agent.split("/")[0].lower()
+    groups: dict[str, float] = {}
+    agents: list[str] = []
+    in_rules = False
+    for raw in robots_txt.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if ":" not in line:
+            continue
+        key, val = (x.strip() for x in line.split(":", 1))
+        key = key.lower()
+        if key == "user-agent":
+            if in_rules:
+                agents, in_rules = [], False
+            agents.append(val.lower())
+        else:
+            in_rules = True
+            if key == "crawl-delay":
+                try:
+                    d = float(val)
+                except ValueError:
+                    continue
+                for a in agents:
+                    groups[a] = d
+    for a, d in groups.items():
+        if a != "*" and a in token:
+            return max(0.0, d)
+    return max(0.0, groups.get("*", 0.0))
+
+
+# --------------------------------------------------------------------------- crawl loop
+
+
+class _Host:
+    def __init__(self) -> None:
+        self.robots: RobotFileParser | None = None
+        self.robots_state = "unknown"  # unknown | fetching | ready
+        self.delay = 0.0
+        self.next_time = 0.0
+        self.busy = False
+        self.queue: deque[tuple[str, int]] = deque()
+
+
+def crawl(cfg: CrawlConfig) -> dict[str, Any]:
+    """Crawl and write ``<out_dir>/<prefix>-<UTC time>.warc.gz``; returns a summary."""
+    allowed = {d.lower().strip(".") for d in cfg.allowed_domains} or {
+        (urlsplit(s).hostname or "").lower() for s in cfg.seeds
+    }
+
+    def in_scope(url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        parts = host.split(".")
+        return any(".".join(parts[i:]) in allowed for i in range(len(parts)))
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    writer = WarcWriter(cfg.out_dir / f"{cfg.warc_prefix}-{stamp}.warc.gz", software=cfg.user_agent)
+    hosts: dict[str, _Host] = {}
+    seen: set[str] = set()
+    stats = {
+        "pages": 0,
+        "bytes": 0,
+        "robots_blocked": 0,
+        "errors": 0,
+        "out_of_scope": 0,
+        "requests": 0,
+    }
+    t0 = time.monotonic()
+
+    def add(url: str, depth: int) -> None:
+        url = urldefrag(url)[0]
+        if url in seen or depth > cfg.max_depth:
+            return
+        if not in_scope(url):
+            stats["out_of_scope"] += 1
+            return
+        seen.add(url)
+        key = urlsplit(url).netloc.lower()
+        hosts.setdefault(key, _Host()).queue.append((url, depth))
+
+    for s in cfg.seeds:
+        add(s, 0)
+
+    lock = threading.Lock()
+    in_flight: dict[Future[Any], tuple[str, str]] = {}  # future -> (host key, kind)
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency)
+    pages_started = 0
+    try:
+        while True:
+            now = time.monotonic()
+            wake: list[float] = []
+            for key, h in hosts.items():
+                if h.busy or len(in_flight) >= cfg.concurrency:
+                    continue
+                if h.robots_state == "unknown" and cfg.obey_robots and h.queue:
+                    if now < h.next_time:
+                        heapq.heappush(wake, h.next_time)
+                        continue
+                    url0 = h.queue[0][0]
+                    scheme = urlsplit(url0).scheme
+                    h.busy, h.robots_state = True, "fetching"
+                    fut = pool.submit(
+                        fetch,
+                        f"{scheme}://{key}/robots.txt",
+                        user_agent=cfg.user_agent,
+                        timeout=cfg.timeout_s,
+                        max_bytes=512 * 1024,
+                    )
+                    in_flight[fut] = (key, "robots")
+                    continue
+                if not cfg.obey_robots:
+                    h.robots_state = "ready"
+                if h.robots_state != "ready" or not h.queue or pages_started >= cfg.max_pages:
+                    continue
+                if now < h.next_time:
+                    heapq.heappush(wake, h.next_time)
+                    continue
+                url, depth = h.queue.popleft()
+                if h.robots is not None and not h.robots.can_fetch(cfg.user_agent, url):
+                    stats["robots_blocked"] += 1
+                    continue
+                h.busy = True
+                pages_started += 1
+                fut = pool.submit(
+                    fetch,
+                    url,
+                    user_agent=cfg.user_agent,
+                    timeout=cfg.timeout_s,
+                    max_bytes=cfg.max_response_bytes,
+                )
+                fut.depth = depth  # type: ignore[attr-defined]
+                in_flight[fut] = (key, "page")
+            if not in_flight:
+                pending = any(h.queue for h in hosts.values()) and pages_started < cfg.max_pages
+                if not pending:
+                    break
+                if wake:
+                    time.sleep(max(0.0, min(wake) - time.monotonic()))
+                continue
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
+            done, _ = wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key, kind = in_flight.pop(fut)
+                h = hosts[key]
+                res: Fetch = fut.result()
+                stats["requests"] += 1
+                with lock:
+                    h.busy = False
+                if kind == "robots":
+                    h.robots_state = "ready"
+                    rp = RobotFileParser()
+                    if res.error or res.status is None or res.status >= 500:
+                        rp.disallow_all = True  # RFC 9309 §2.3.1.4: unreachable → disallow all
+                    elif res.status >= 400:
+                        rp.allow_all = True
+                    else:
+                        text = res.body.decode("utf-8", "replace")
+                        rp.parse(text.splitlines())
+                        h.delay = crawl_delay(text, cfg.user_agent)
+                    h.robots = rp
+                    h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
+                    continue
+                h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
+                res.depth = fut.depth  # type: ignore[attr-defined]
+                if res.error or res.status is None:
+                    stats["errors"] += 1
+                    log.info("fetch failed %s: %s", res.url, res.error)
+                    continue
+                extra = {"WARC-IP-Address": res.ip} if res.ip else {}
+                req_id = writer.write(
+                    "request",
+                    res.url,
+                    res.request,
+                    content_type="application/http; msgtype=request",
+                    date=res.date,
+                    extra=extra,
+                )
+                writer.write(
+                    "response",
+                    res.url,
+                    res.response,
+                    content_type="application/http; msgtype=response",
+                    date=res.date,
+                    extra={
+                        **extra,
+                        "WARC-Concurrent-To": req_id,
+                        "WARC-Payload-Digest": _digest(res.body),
+                    },
+                )
+                stats["pages"] += 1
+                stats["bytes"] += len(res.response)
+                if 300 <= res.status < 400 and "location" in res.headers:
+                    add(urljoin(res.url, res.headers["location"]), res.depth + 1)
+                ct = res.headers.get("content-type", "").lower()
+                if res.status == 200 and ("html" in ct or not ct) and res.depth < cfg.max_depth:
+                    links, nofollow = extract_links(res.url, res.body)
+                    if not nofollow:
+                        for link in links:
+                            add(link, res.depth + 1)
+    finally:
+        pool.shutdown(wait=True)
+        writer.close()
+    return {
+        **stats,
+        "warc": str(writer.path),
+        "records": writer.records,
+        "seconds": time.monotonic() - t0,
+        "user_agent": cfg.user_agent,
+    }

@@ -1,0 +1,277 @@
+"""De-duplication: exact (normalised text hash) and MinHash LSH near-duplicates.
+
+MinHash follows FineWeb's setting by default: word 5-grams, 112 hash functions, 14 bands ×
+8 rows (a pair with Jaccard similarity J becomes a candidate with probability
+1 - (1 - J⁸)¹⁴: 0.92 at J = 0.8, 0.05 at J = 0.5). One document per cluster is kept (the
+first in input order), so the result does not depend on the number of workers.
+
+Hashing is vectorised with numpy over all shingles of a batch of documents:
+
+1. text is normalised (lower case, punctuation → space, digits → 0, whitespace collapsed) and
+   the batch is concatenated into one byte array;
+2. each word gets a 64-bit polynomial hash from prefix sums (arithmetic mod 2⁶⁴, the inverse
+   powers of the odd base undo the offset of each word), mixed with splitmix64;
+3. a shingle (n consecutive words) hashes as Σ word_hash[k+t]·Q^t, mixed again;
+4. hash function i is multiply-shift ``(a_i·x + b_i) >> 32`` (a_i odd), evaluated as one
+   (num_hashes × shingles) matrix per chunk; ``np.minimum.reduceat`` takes each document's
+   minimum. Signatures are uint32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aistack.errors import ValidationError
+
+_U64 = np.uint64
+_P = 0x100000001B3  # FNV prime (odd)
+_PINV = pow(_P, -1, 1 << 64)
+_Q = 0x9E3779B97F4A7C15  # odd
+_PUNCT = (
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~’‘“”«»„…–—•·¡¿、。，；：？！（）【】《》\t\n\r\x0b\x0c\xa0"
+)
+_TRANS = str.maketrans(_PUNCT + "123456789", " " * len(_PUNCT) + "0" * 9)
+
+
+def normalize(text: str) -> str:
+    """The text MinHash and exact dedup compare: lower case, punctuation → space, numbers →
+    0 digit by digit, single spaces."""
+    return " ".join(text.lower().translate(_TRANS).split())
+
+
+def exact_hash(text: str) -> bytes:
+    """16-byte digest of the normalised text (exact duplicates up to case/punctuation)."""
+    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest()
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (in place on a uint64 array)."""
+    with np.errstate(over="ignore"):
+        x ^= x >> _U64(30)
+        x *= _U64(0xBF58476D1CE4E5B9)
+        x ^= x >> _U64(27)
+        x *= _U64(0x94D049BB133111EB)
+        x ^= x >> _U64(31)
+    return x
+
+
+@dataclass(kw_only=True, frozen=True)
+class MinHashConfig:
+    ngram: int = 5
+    num_hashes: int = 112
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+    # optional check of each candidate pair by the signature-estimated Jaccard (None: off,
+    # as in FineWeb: every LSH candidate pair is a duplicate)
+    verify_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.bands * self.rows != self.num_hashes:
+            raise ValidationError(
+                f"minhash: bands × rows must equal num_hashes ({self.bands} × {self.rows} != "
+                f"{self.num_hashes})",
+                hint="e.g. num_hashes: 112, bands: 14, rows: 8",
+            )
+        if self.ngram < 1:
+            raise ValidationError("minhash.ngram must be ≥ 1", hint="FineWeb uses 5")
+
+
+class MinHasher:
+    """Vectorised MinHash signatures (see the module docstring)."""
+
+    def __init__(self, config: MinHashConfig | None = None, *, chunk: int = 8192) -> None:
+        self.cfg = config or MinHashConfig()
+        rng = np.random.Generator(np.random.PCG64(self.cfg.seed))
+        self._a = (rng.integers(0, 2**63, self.cfg.num_hashes, dtype=np.uint64) << _U64(1)) | _U64(
+            1
+        )
+        self._b = rng.integers(0, 2**63, self.cfg.num_hashes, dtype=np.uint64)
+        self._chunk = chunk
+        self._pow_cache = np.ones(1, dtype=np.uint64)
+        self._ipow_cache = np.ones(1, dtype=np.uint64)
+
+    def _powers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._pow_cache) < n:
+            m = max(n, 2 * len(self._pow_cache))
+            with np.errstate(over="ignore"):
+                p = np.full(m, _P, dtype=np.uint64)
+                p[0] = 1
+                self._pow_cache = np.cumprod(p, dtype=np.uint64)
+                q = np.full(m, _PINV, dtype=np.uint64)
+                q[0] = 1
+                self._ipow_cache = np.cumprod(q, dtype=np.uint64)
+        return self._pow_cache[:n], self._ipow_cache[:n]
+
+    def shingles(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(shingle hashes uint64, per-document start offsets into them; len = docs + 1)."""
+        if len(texts) == 0:
+            return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+        norm = [normalize(t) for t in texts]
+        data = (" ".join(norm) + " ").encode("utf-8")
+        b = np.frombuffer(data, dtype=np.uint8)
+        n = len(b)
+        # document of each byte: docs are joined by one space
+        doc_len = np.fromiter(
+            (len(s.encode("utf-8")) + 1 for s in norm), dtype=np.int64, count=len(norm)
+        )
+        is_space = b == 32
+        starts = np.flatnonzero(~is_space & np.concatenate(([True], is_space[:-1])))
+        ends = np.flatnonzero(~is_space & np.concatenate((is_space[1:], [True]))) + 1
+        pw, ipw = self._powers(n + 1)
+        with np.errstate(over="ignore"):
+            terms = b.astype(np.uint64) * pw[:n]
+            pref = np.concatenate((np.zeros(1, np.uint64), np.cumsum(terms, dtype=np.uint64)))
+            wh = (pref[ends] - pref[starts]) * ipw[starts]
+            wh += (ends - starts).astype(np.uint64)  # length in, so "ab"+"" != "a"+"b"
+        wh = _mix(wh)
+        doc_bounds = np.concatenate(([0], np.cumsum(doc_len)))
+        word_doc = np.searchsorted(doc_bounds, starts, side="right") - 1
+        words_per_doc = np.bincount(word_doc, minlength=len(norm))
+        first_word = np.concatenate(([0], np.cumsum(words_per_doc)))
+        k = self.cfg.ngram
+        # shingle j of doc d starts at word first_word[d] + j; docs with < k words get one
+        # shingle of all their words (so short texts still compare)
+        n_sh = np.where(
+            words_per_doc >= k, words_per_doc - k + 1, (words_per_doc > 0).astype(np.int64)
+        )
+        sh_start = np.repeat(first_word[:-1], n_sh) + (
+            np.arange(int(n_sh.sum()))
+            - np.repeat(np.concatenate(([0], np.cumsum(n_sh)[:-1])), n_sh)
+        )
+        sh_len = np.repeat(np.minimum(words_per_doc, k), n_sh)
+        total_words = len(wh)
+        acc = np.zeros(len(sh_start), dtype=np.uint64)
+        qpow = _U64(1)
+        with np.errstate(over="ignore"):
+            for t in range(k):
+                idx = sh_start + t
+                valid = t < sh_len
+                vals = wh[np.minimum(idx, max(total_words - 1, 0))] if total_words else acc
+                acc += np.where(valid, vals * qpow, _U64(0))
+                qpow = _U64((int(qpow) * _Q) & 0xFFFFFFFFFFFFFFFF)
+        acc = _mix(acc)
+        offsets = np.concatenate(([0], np.cumsum(n_sh))).astype(np.int64)
+        return acc, offsets
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), num_hashes) uint32; an empty document gets all 0xFFFFFFFF."""
+        sh, offsets = self.shingles(texts)
+        nd = len(texts)
+        out = np.full((nd, self.cfg.num_hashes), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+        if len(sh) == 0:
+            return out
+        a = self._a[:, None]
+        bb = self._b[:, None]
+        # process whole documents per chunk of ~self._chunk shingles
+        d = 0
+        while d < nd:
+            e = int(np.searchsorted(offsets, offsets[d] + self._chunk, side="right")) - 1
+            e = min(max(e, d + 1), nd)
+            lo, hi = int(offsets[d]), int(offsets[e])
+            if hi > lo:
+                # the minimum of the full 64-bit value has the minimum high 32 bits, so
+                # shift after the reduction (one pass less over the big matrix)
+                h = np.multiply(a, sh[lo:hi][None, :])
+                h += bb
+                seg = offsets[d:e] - lo
+                nonempty = offsets[d + 1 : e + 1] > offsets[d:e]
+                red = np.minimum.reduceat(h, seg[nonempty], axis=1)
+                out[d:e][nonempty] = (red.T >> _U64(32)).astype(np.uint32)
+            d = e
+        return out
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return int(root)
+
+    def union(self, x: int, y: int) -> None:
+        rx, ry = self.find(x), self.find(y)
+        if rx != ry:
+            # the smaller index is the root: the kept document is the first in input order
+            if rx < ry:
+                self.parent[ry] = rx
+            else:
+                self.parent[rx] = ry
+
+
+def lsh_clusters(signatures: np.ndarray, config: MinHashConfig | None = None) -> np.ndarray:
+    """Cluster root (smallest member index) per document via LSH banding + union-find."""
+    cfg = config or MinHashConfig()
+    n = len(signatures)
+    uf = _UnionFind(n)
+    if n < 2:
+        return np.arange(n)
+    empty = (signatures == np.uint32(0xFFFFFFFF)).all(axis=1)
+    for band in range(cfg.bands):
+        block = np.ascontiguousarray(signatures[:, band * cfg.rows : (band + 1) * cfg.rows])
+        keys = block.view(np.dtype((np.void, block.dtype.itemsize * cfg.rows))).ravel()
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        same = sk[1:] == sk[:-1]
+        if not same.any():
+            continue
+        # group start for each sorted position
+        grp_start = np.concatenate(([0], np.flatnonzero(~same) + 1))
+        grp_id = np.cumsum(np.concatenate(([False], ~same)))
+        first = order[grp_start][grp_id]  # first (smallest, stable order) member per element
+        for i in np.flatnonzero(first != order):
+            x, r = int(order[i]), int(first[i])
+            if empty[x] or empty[r]:
+                continue
+            if cfg.verify_threshold is not None:
+                est = float(np.mean(signatures[x] == signatures[r]))
+                if est < cfg.verify_threshold:
+                    continue
+            uf.union(x, r)
+    return np.array([uf.find(i) for i in range(n)])
+
+
+def near_duplicates(signatures: np.ndarray, config: MinHashConfig | None = None) -> np.ndarray:
+    """Boolean mask of documents to drop (all but the first of each cluster)."""
+    roots = lsh_clusters(signatures, config)
+    return roots != np.arange(len(roots))
+
+
+def exact_duplicates(hashes: Sequence[bytes]) -> np.ndarray:
+    """Boolean mask: True for every repeat of an earlier hash."""
+    seen: set[bytes] = set()
+    out = np.zeros(len(hashes), dtype=bool)
+    for i, h in enumerate(hashes):
+        if h in seen:
+            out[i] = True
+        else:
+            seen.add(h)
+    return out
+
+
+def jaccard(a: str, b: str, ngram: int = 5) -> float:
+    """Exact Jaccard similarity of word n-gram sets (same normalisation as MinHash)."""
+
+    def grams(t: str) -> set[tuple[str, ...]]:
+        w = normalize(t).split()
+        if len(w) < ngram:
+            return {tuple(w)} if w else set()
+        return {tuple(w[i : i + ngram]) for i in range(len(w) - ngram + 1)}
+
+    ga, gb = grams(a), grams(b)
+    if not ga and not gb:
+        return 1.0
+    return len(ga & gb) / len(ga | gb)

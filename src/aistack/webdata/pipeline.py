@@ -1,0 +1,691 @@
+"""The pipeline runner: spec → tasks → output folder with shards and a report.
+
+Stages (each task writes its result atomically and a ``.done`` file; a re-run skips done
+tasks, so an interrupted run resumes)::
+
+    process   one task per input file, in parallel: read → extract → language → filters
+              → pii; writes the kept documents plus their exact hashes and MinHash
+              signatures (stage1/NNNNN.*)
+    dedup     in the driver, across all files: exact duplicates, then MinHash LSH clusters
+              (one kept per cluster, the first in input order) → dedup/NNNNN.npy masks
+    tokenizer train a BPE on the kept documents (or load tokenizer_file) → dataset/tokenizer.json
+    encode    one task per input file, in parallel: corpus/NNNNN.jsonl.gz and
+              dataset/shard-NNNNN.bin (see aistack.webdata.shards)
+    report    report.json (``counts`` are deterministic; ``timing`` is not) and report.txt
+    register  optional: dataset/ becomes a dataset version in aistack.storage
+
+Tasks are numbered by the sorted input file list, and every merge happens in task order, so
+the output bytes and counts are the same on 1 worker, N workers or Ray.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aistack.errors import ConflictError, ValidationError, require
+from aistack.webdata.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+ARCHIVE_SUFFIXES = (".warc", ".arc", ".wet", ".gz", ".zst", ".lz4", ".warc.gz", ".arc.gz")
+
+
+def _jsonl_gz_bytes(rows: list[dict[str, Any]]) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        for r in rows:
+            gz.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+    return buf.getvalue()
+
+
+def read_jsonl_gz(path: str | Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _done(path: Path, payload: dict[str, Any]) -> None:
+    _atomic_write(path, json.dumps(payload, sort_keys=True).encode())
+
+
+def expand_inputs(paths: list[str], base: Path) -> list[Path]:
+    """Every archive file named, or inside a named directory (sorted, no duplicates)."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        p = p if p.is_absolute() else (base / p)
+        if p.is_dir():
+            files.extend(
+                f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValidationError(
+                f"input.paths: {raw!r} does not exist (resolved to {p})",
+                hint="paths are relative to the pipeline file's folder",
+            )
+    seen: set[Path] = set()
+    out = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(f)
+    if not out:
+        raise ValidationError(
+            "input.paths: no files found", hint="point input.paths at WARC/ARC/WET files"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- process task
+
+
+@dataclass(kw_only=True)
+class _StepStat:
+    name: str
+    docs_in: int = 0
+    docs_out: int = 0
+    seconds: float = 0.0
+
+
+def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str, Any]:
+    """Stage 1 for one input file (runs in a worker process or a Ray task)."""
+    from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
+    from aistack.webdata.extract import decode_html, detect_language, extract_text
+    from aistack.webdata.filters import FILTERS, Document, apply
+    from aistack.webdata.readers import ArchiveReader
+
+    spec = PipelineSpec.model_validate_json(spec_json)
+    steps = spec.parsed_steps()
+    out = Path(out_dir)
+    stats: dict[str, _StepStat] = {}
+    drops: Counter[str] = Counter()
+    langs: Counter[str] = Counter()
+    pii: Counter[str] = Counter()
+
+    def stat(name: str) -> _StepStat:
+        if name not in stats:
+            stats[name] = _StepStat(name=name)
+        return stats[name]
+
+    extract = next((p for k, p in steps if k == "extract"), None)
+    doc_steps = [(k, FILTERS[k](p)) for k, p in steps if k in FILTERS]
+    fmt = spec.input.format
+    t0 = time.perf_counter()
+    reader = ArchiveReader(path)
+    records = 0
+    html = 0
+    docs: list[Document] = []
+    st_read = stat("read")
+    st_ext = stat("extract") if extract is not None else None
+    t_read0 = time.perf_counter()
+    t_extract = 0.0
+    for i, rec in enumerate(reader.records()):
+        records += 1
+        if rec.record_type == "conversion" and fmt in ("auto", "wet"):
+            text = rec.body.decode("utf-8", "replace").strip()
+            html += 1
+            docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
+            continue
+        if fmt == "wet" or rec.record_type not in ("response", "resource"):
+            continue
+        if rec.http_status is not None and rec.http_status != 200:
+            continue
+        ct = rec.content_type
+        if ct not in ("text/html", "application/xhtml+xml") and not (
+            not ct and rec.body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
+        ):
+            continue
+        html += 1
+        if st_ext is None:
+            continue
+        te = time.perf_counter()
+        st_ext.docs_in += 1
+        try:
+            text = extract_text(
+                decode_html(rec.body, rec.http_headers.get("content-type")),
+                mode=extract.mode,
+                url=rec.url,  # type: ignore[union-attr]
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
+            log.info("extraction failed for %s: %s", rec.url, exc)
+            text = ""
+        t_extract += time.perf_counter() - te
+        if len(text) < max(extract.min_chars, 1):  # type: ignore[union-attr]
+            drops["extract/no_text"] += 1
+            continue
+        st_ext.docs_out += 1
+        docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
+    st_read.docs_in = records
+    st_read.docs_out = html
+    st_read.seconds = time.perf_counter() - t_read0 - t_extract
+    if st_ext is not None:
+        st_ext.seconds = t_extract
+
+    # language ID is always recorded (it feeds the report); the language step filters on it
+    st_lang = stat("langid")
+    tl = time.perf_counter()
+    for d in docs:
+        d.metadata["lang"], d.metadata["lang_score"] = detect_language(d.text)
+        langs[d.metadata["lang"]] += 1
+    st_lang.docs_in = st_lang.docs_out = len(docs)
+    st_lang.seconds = time.perf_counter() - tl
+
+    for name, f in doc_steps:
+        st = stat(name)
+        ts = time.perf_counter()
+        kept: list[Document] = []
+        for d in docs:
+            st.docs_in += 1
+            keep, reason = apply(f, d)
+            if keep:
+                kept.append(d)
+            else:
+                drops[f"{name}/{reason}"] += 1
+            if name == "pii" and "pii" in d.metadata:
+                pii.update(d.metadata["pii"])
+        st.docs_out = len(kept)
+        st.seconds += time.perf_counter() - ts
+        docs = kept
+
+    dedup = spec.step("dedup")
+    sigs = np.zeros((len(docs), 0), dtype=np.uint32)
+    hashes = np.zeros((len(docs), 16), dtype=np.uint8)
+    if dedup is not None:
+        st = stat("dedup_hashing")
+        ts = time.perf_counter()
+        hashes = np.frombuffer(b"".join(exact_hash(d.text) for d in docs), dtype=np.uint8).reshape(
+            -1, 16
+        )
+        if dedup.minhash is not None:  # type: ignore[attr-defined]
+            mh = dedup.minhash  # type: ignore[attr-defined]
+            hasher = MinHasher(
+                MinHashConfig(
+                    ngram=mh.ngram,
+                    num_hashes=mh.num_hashes,
+                    bands=mh.bands,
+                    rows=mh.rows,
+                    seed=mh.seed,
+                )
+            )
+            sigs = hasher.signatures([d.text for d in docs])
+        st.docs_in = st.docs_out = len(docs)
+        st.seconds = time.perf_counter() - ts
+
+    rows = [
+        {
+            "id": d.id,
+            "url": d.url,
+            "text": d.text,
+            "lang": d.metadata.get("lang"),
+            "lang_score": d.metadata.get("lang_score"),
+        }
+        for d in docs
+    ]
+    stage = out / "stage1"
+    _atomic_write(stage / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
+    buf = io.BytesIO()
+    np.savez(buf, hashes=hashes, sigs=sigs)
+    _atomic_write(stage / f"{task:05d}.npz", buf.getvalue())
+    result = {
+        "task": task,
+        "file": str(path),
+        "records": records,
+        "html": html,
+        "kept": len(docs),
+        "steps": {
+            k: {"in": v.docs_in, "out": v.docs_out, "seconds": v.seconds} for k, v in stats.items()
+        },
+        "drops": dict(drops),
+        "languages": dict(langs),
+        "pii": dict(pii),
+        "unreadable": [x.to_dict() for x in reader.issues],
+        "seconds": time.perf_counter() - t0,
+    }
+    _done(out / ".tasks" / f"process-{task:05d}.done", result)
+    return result
+
+
+def encode_file(spec_json: str, task: int, out_dir: str) -> dict[str, Any]:
+    """Encode stage for one task: final corpus JSONL and the token shard."""
+    from aistack.webdata.shards import write_shard
+    from aistack.webdata.tokenize import encode, load_tokenizer
+
+    spec = PipelineSpec.model_validate_json(spec_json)
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    rows = read_jsonl_gz(out / "stage1" / f"{task:05d}.jsonl.gz")
+    mask_path = out / "dedup" / f"{task:05d}.npy"
+    if mask_path.exists():
+        removed = np.load(mask_path)
+        rows = [r for r, rm in zip(rows, removed, strict=True) if not rm]
+    _atomic_write(out / "corpus" / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
+    tokens = 0
+    tok_seconds = 0.0
+    if spec.step("tokenize") is not None:
+        tt = time.perf_counter()
+        tok = load_tokenizer(out / "dataset" / "tokenizer.json")
+        ids = encode(tok, [r["text"] for r in rows])
+        info = write_shard(out / "dataset" / f"shard-{task:05d}.bin", ids, tok.get_vocab_size())  # type: ignore[attr-defined]
+        tokens = info["num_tokens"]
+        tok_seconds = time.perf_counter() - tt
+    result = {
+        "task": task,
+        "docs": len(rows),
+        "tokens": tokens,
+        "tokenize_seconds": tok_seconds,
+        "seconds": time.perf_counter() - t0,
+    }
+    _done(out / ".tasks" / f"encode-{task:05d}.done", result)
+    return result
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _run_tasks(
+    fn: Callable[..., dict[str, Any]],
+    args: list[tuple[Any, ...]],
+    *,
+    workers: int,
+    executor: str,
+    stage: str,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any] | None] = [None] * len(args)
+    if progress:
+        progress(stage, 0, len(args))
+    if not args:
+        return []
+    if executor == "ray":
+        ray = require("ray", extra="ray")
+        if not ray.is_initialized():
+            from aistack.settings import get_settings
+
+            addr = get_settings().ray_address
+            if addr:
+                ray.init(address=addr)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1")
+        remote = ray.remote(num_cpus=1, max_retries=2)(fn)
+        refs = [remote.remote(*a) for a in args]
+        index = {r: i for i, r in enumerate(refs)}
+        pending = list(refs)
+        done_n = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                results[index[r]] = ray.get(r)
+                done_n += 1
+                if progress:
+                    progress(stage, done_n, len(args))
+    elif workers <= 1 or len(args) == 1:
+        for i, a in enumerate(args):
+            results[i] = fn(*a)
+            if progress:
+                progress(stage, i + 1, len(args))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(args)), mp_context=mp.get_context("spawn")
+        ) as pool:
+            futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
+            for n, fut in enumerate(as_completed(futs), 1):
+                results[futs[fut]] = fut.result()
+                if progress:
+                    progress(stage, n, len(args))
+    return [r for r in results if r is not None]
+
+
+def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
+    data = spec.model_dump(exclude={"workers", "executor"})
+    data["files"] = [str(f.resolve()) for f in files]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_pipeline(
+    spec: PipelineSpec,
+    *,
+    base: Path | None = None,
+    workers: int | None = None,
+    executor: str | None = None,
+    fresh: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a pipeline; returns the report (also written to output/report.json)."""
+    base = base or Path.cwd()
+    workers = workers or spec.workers
+    executor = executor or spec.executor
+    if executor not in ("local", "ray"):
+        raise ValidationError(f"executor must be local or ray, got {executor!r}")
+    out = Path(spec.output)
+    out = out if out.is_absolute() else base / out
+    files = expand_inputs(spec.input.paths, base)
+    fp = _spec_fingerprint(spec, files)
+    state = out / ".tasks"
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    if (state / "spec.json").exists():
+        old = json.loads((state / "spec.json").read_text()).get("fingerprint")
+        if old != fp:
+            raise ConflictError(
+                f"output {out} holds a run of a different pipeline or input",
+                hint="use another output folder, or --fresh to start over",
+            )
+    for sub in ("stage1", "dedup", "corpus", "dataset", ".tasks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _done(state / "spec.json", {"fingerprint": fp, "spec": spec.model_dump()})
+    spec_json = spec.model_dump_json()
+    t_start = time.perf_counter()
+    resumed = {"process": 0, "encode": 0}
+
+    # ---- stage 1
+    todo, proc_results = [], {}
+    for i, f in enumerate(files):
+        d = state / f"process-{i:05d}.done"
+        if d.exists():
+            proc_results[i] = json.loads(d.read_text())
+            resumed["process"] += 1
+        else:
+            todo.append((spec_json, i, str(f), str(out)))
+    t1 = time.perf_counter()
+    for r in _run_tasks(
+        process_file, todo, workers=workers, executor=executor, stage="process", progress=progress
+    ):
+        proc_results[r["task"]] = r
+    wall_process = time.perf_counter() - t1
+    procs = [proc_results[i] for i in range(len(files))]
+
+    # ---- dedup (driver)
+    dedup_spec = spec.step("dedup")
+    dedup_stats: dict[str, Any] = {}
+    t2 = time.perf_counter()
+    if dedup_spec is not None:
+        dedup_stats = _dedup(out, len(files), dedup_spec)
+    wall_dedup = time.perf_counter() - t2
+
+    # ---- tokenizer
+    tok_spec = spec.step("tokenize")
+    t3 = time.perf_counter()
+    tok_info: dict[str, Any] = {}
+    if tok_spec is not None:
+        tok_info = _tokenizer(out, len(files), tok_spec)
+    wall_train = time.perf_counter() - t3
+
+    # ---- encode
+    todo, enc_results = [], {}
+    for i in range(len(files)):
+        d = state / f"encode-{i:05d}.done"
+        if d.exists():
+            enc_results[i] = json.loads(d.read_text())
+            resumed["encode"] += 1
+        else:
+            todo.append((spec_json, i, str(out)))
+    t4 = time.perf_counter()
+    for r in _run_tasks(
+        encode_file, todo, workers=workers, executor=executor, stage="encode", progress=progress
+    ):
+        enc_results[r["task"]] = r
+    wall_encode = time.perf_counter() - t4
+    encs = [enc_results[i] for i in range(len(files))]
+
+    report = _build_report(spec, files, procs, encs, dedup_stats, tok_info)
+    report["timing"] = _timing(
+        procs,
+        encs,
+        wall_process,
+        wall_dedup,
+        wall_train,
+        wall_encode,
+        time.perf_counter() - t_start,
+        workers,
+        report,
+    )
+    report["run"] = {
+        "workers": workers,
+        "executor": executor,
+        "resumed_tasks": resumed,
+        "output": str(out),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    (out / "dataset" / "report.json").write_text(
+        json.dumps({"counts": report["counts"]}, indent=2, sort_keys=True)
+    )
+    from aistack.webdata.report import render_text
+
+    (out / "report.txt").write_text(render_text(report))
+
+    reg = spec.step("register")
+    if reg is not None:
+        report["registered"] = register_output(out / "dataset", reg.name, reg.message, report)  # type: ignore[attr-defined]
+        (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    return report
+
+
+def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
+    from aistack.webdata.dedup import MinHashConfig, exact_duplicates, lsh_clusters
+
+    done = out / ".tasks" / "dedup.done"
+    if done.exists():
+        return json.loads(done.read_text())
+    hashes, sigs, sizes = [], [], []
+    for i in range(n_tasks):
+        z = np.load(out / "stage1" / f"{i:05d}.npz")
+        hashes.append(z["hashes"])
+        sigs.append(z["sigs"])
+        sizes.append(len(z["hashes"]))
+    all_h = np.concatenate(hashes) if hashes else np.zeros((0, 16), np.uint8)
+    n = len(all_h)
+    removed = np.zeros(n, dtype=bool)
+    exact_n = 0
+    if dedup_spec.exact:
+        removed = exact_duplicates([bytes(h) for h in all_h])
+        exact_n = int(removed.sum())
+    near_n = clusters = 0
+    if dedup_spec.minhash is not None and n:
+        mh = dedup_spec.minhash
+        cfg = MinHashConfig(
+            ngram=mh.ngram,
+            num_hashes=mh.num_hashes,
+            bands=mh.bands,
+            rows=mh.rows,
+            seed=mh.seed,
+            verify_threshold=mh.verify_threshold,
+        )
+        all_s = np.concatenate(sigs)
+        live = np.flatnonzero(~removed)
+        roots = lsh_clusters(all_s[live], cfg)
+        dup = roots != np.arange(len(live))
+        near_n = int(dup.sum())
+        clusters = int(len(set(roots[dup].tolist())))
+        removed[live[dup]] = True
+    start = 0
+    for i, size in enumerate(sizes):
+        buf = io.BytesIO()
+        np.save(buf, removed[start : start + size])
+        _atomic_write(out / "dedup" / f"{i:05d}.npy", buf.getvalue())
+        start += size
+    stats = {
+        "docs_in": n,
+        "exact_duplicates": exact_n,
+        "near_duplicates": near_n,
+        "near_duplicate_clusters": clusters,
+        "docs_out": int(n - removed.sum()),
+    }
+    _done(done, stats)
+    return stats
+
+
+def _tokenizer(out: Path, n_tasks: int, tok_spec: Any) -> dict[str, Any]:
+    from aistack.webdata.tokenize import load_tokenizer, train_bpe
+
+    target = out / "dataset" / "tokenizer.json"
+    done = out / ".tasks" / "tokenizer.done"
+    if done.exists() and target.exists():
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    if tok_spec.tokenizer_file:
+        tok = load_tokenizer(tok_spec.tokenizer_file)
+        shutil.copyfile(tok_spec.tokenizer_file, target)
+        info = {"trained": False, "source": tok_spec.tokenizer_file}
+    else:
+        texts: list[str] = []
+        for i in range(n_tasks):
+            rows = read_jsonl_gz(out / "stage1" / f"{i:05d}.jsonl.gz")
+            mask_path = out / "dedup" / f"{i:05d}.npy"
+            removed = np.load(mask_path) if mask_path.exists() else np.zeros(len(rows), bool)
+            texts.extend(r["text"] for r, rm in zip(rows, removed, strict=True) if not rm)
+            if tok_spec.train_docs and len(texts) >= tok_spec.train_docs:
+                texts = texts[: tok_spec.train_docs]
+                break
+        if not texts:
+            raise ValidationError(
+                "tokenize: no documents left to train a tokenizer on",
+                hint="loosen the filters, or give tokenize.tokenizer_file",
+            )
+        tok = train_bpe(
+            texts, vocab_size=tok_spec.vocab_size, min_frequency=tok_spec.min_frequency, out=target
+        )
+        info = {"trained": True, "train_docs": len(texts)}
+    info["vocab_size"] = tok.get_vocab_size()  # type: ignore[attr-defined]
+    info["seconds"] = time.perf_counter() - t0
+    _done(done, info)
+    return info
+
+
+def _build_report(
+    spec: PipelineSpec,
+    files: list[Path],
+    procs: list[dict[str, Any]],
+    encs: list[dict[str, Any]],
+    dedup: dict[str, Any],
+    tok: dict[str, Any],
+) -> dict[str, Any]:
+    steps: dict[str, dict[str, int]] = {}
+    drops: Counter[str] = Counter()
+    langs: Counter[str] = Counter()
+    pii: Counter[str] = Counter()
+    unreadable: list[dict[str, Any]] = []
+    for p in procs:
+        for name, s in p["steps"].items():
+            cur = steps.setdefault(name, {"in": 0, "out": 0})
+            cur["in"] += s["in"]
+            cur["out"] += s["out"]
+        drops.update(p["drops"])
+        langs.update(p["languages"])
+        pii.update(p["pii"])
+        unreadable.extend(p["unreadable"])
+    if dedup:
+        steps["dedup"] = {"in": dedup["docs_in"], "out": dedup["docs_out"]}
+    docs_out = sum(e["docs"] for e in encs)
+    tokens = sum(e["tokens"] for e in encs)
+    if spec.step("tokenize") is not None:
+        steps["tokenize"] = {"in": docs_out, "out": docs_out}
+    counts = {
+        "files": len(files),
+        "records": sum(p["records"] for p in procs),
+        "html_documents": sum(p["html"] for p in procs),
+        "documents_out": docs_out,
+        "steps": steps,
+        "drops": dict(sorted(drops.items())),
+        "languages": dict(sorted(langs.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "pii_masked": dict(sorted(pii.items())),
+        "duplicates": {k: v for k, v in dedup.items() if k not in ("docs_in", "docs_out")},
+        "tokens": tokens,
+        "vocab_size": tok.get("vocab_size"),
+        "shard_dtype": (
+            None if not tok else ("uint16" if tok["vocab_size"] <= 65536 else "uint32")
+        ),
+        "unreadable_records": len(unreadable),
+    }
+    return {
+        "name": spec.name,
+        "counts": counts,
+        "unreadable": unreadable,
+        "files": [str(f) for f in files],
+    }
+
+
+def _timing(
+    procs: list[dict[str, Any]],
+    encs: list[dict[str, Any]],
+    w_proc: float,
+    w_dedup: float,
+    w_train: float,
+    w_enc: float,
+    total: float,
+    workers: int,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    per_step: dict[str, dict[str, float]] = {}
+    for p in procs:
+        for name, s in p["steps"].items():
+            cur = per_step.setdefault(name, {"docs": 0, "cpu_seconds": 0.0})
+            cur["docs"] += s["in"]
+            cur["cpu_seconds"] += s["seconds"]
+    tok_s = sum(e["tokenize_seconds"] for e in encs)
+    per_step["tokenize"] = {"docs": report["counts"]["documents_out"], "cpu_seconds": tok_s}
+    for v in per_step.values():
+        v["docs_per_s_per_core"] = (v["docs"] / v["cpu_seconds"]) if v["cpu_seconds"] > 0 else None
+    html = report["counts"]["html_documents"]
+    return {
+        "wall_seconds": {
+            "process": w_proc,
+            "dedup": w_dedup,
+            "tokenizer_train": w_train,
+            "encode": w_enc,
+            "total": total,
+        },
+        "steps": per_step,
+        "docs_per_s": html / total if total > 0 else None,
+        "docs_per_s_per_worker": html / total / workers if total > 0 else None,
+        "tokens_per_s": report["counts"]["tokens"] / total if total > 0 else None,
+    }
+
+
+def register_output(
+    path: Path, name: str, message: str | None, report: dict[str, Any]
+) -> dict[str, Any]:
+    """Register the dataset folder as a dataset version in aistack.storage (imported lazily,
+    so the pipeline runs without the storage layer)."""
+    try:
+        from aistack.storage import Datasets  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ValidationError(
+            "register: aistack.storage.Datasets is not available in this installation",
+            hint="remove the register step or install the storage layer",
+        ) from exc
+    ds = Datasets.from_settings()
+    version = ds.add(
+        name,
+        str(path),
+        message=message or f"webdata pipeline {report['name']}",
+        metadata={"webdata_report": report["counts"]},
+    )
+    to_dict = getattr(version, "to_dict", None)
+    if callable(to_dict):
+        return dict(to_dict())
+    return {"name": name, "version": str(version)}

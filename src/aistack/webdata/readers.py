@@ -1,0 +1,501 @@
+"""Readers for web archives: WARC 1.0/1.1, ARC (v1), Common Crawl WET; uncompressed, gzip
+(one member per record or one stream), zstd and lz4 (through FastWARC's stream readers).
+
+A reader never crashes and never hangs on a damaged file: it yields every record it can
+read and reports each one it cannot as a :class:`ReadIssue` (file, offset, reason). Offsets
+are byte offsets in the *decompressed* stream (for a gzip file with one member per record,
+the compressed offset of the member is given as ``member_offset`` too). After a damaged
+record the reader resynchronises on the next ``WARC/`` line (uncompressed WARC) or stops at
+the damaged compressed member (a decompressor cannot resume mid-stream).
+
+Parsing is written here (not delegated to FastWARC's iterator) because the run report needs
+each unreadable record with its offset and reason, ARC has to be read too, and HTTP bodies
+need chunked / gzip / deflate transfer decoding with a fallback when they lie.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+@dataclass(kw_only=True, slots=True)
+class Record:
+    """One archive record. ``body`` is the HTTP payload (decoded) for responses, the raw
+    block otherwise; ``http_status``/``http_headers`` only for HTTP responses."""
+
+    path: str
+    offset: int
+    record_type: str  # response, request, resource, conversion (WET), warcinfo, ... , arc
+    url: str | None
+    date: str | None
+    headers: dict[str, str]
+    body: bytes
+    http_status: int | None = None
+    http_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        ct = self.http_headers.get("content-type") or self.headers.get("content-type", "")
+        return ct.split(";")[0].strip().lower()
+
+
+@dataclass(kw_only=True, slots=True)
+class ReadIssue:
+    """A record (or a part of a file) that could not be read."""
+
+    path: str
+    offset: int
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.path, "offset": self.offset, "reason": self.reason}
+
+
+class ArchiveError(Exception):
+    """Raised inside the parser for a damaged record; turned into a ReadIssue."""
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class _GzipRaw(io.RawIOBase):
+    """Decompress a gzip file member by member; survives a clipped last member by reporting
+    it. ``error`` holds the reason when decompression stopped early."""
+
+    def __init__(self, f: io.BufferedIOBase) -> None:
+        self._f = f
+        self._d = zlib.decompressobj(31)
+        self._pending = b""
+        self._eof = False
+        self.error: str | None = None
+        self.error_offset = 0
+        self._in_pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._eof:
+            self._fill()
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _fill(self) -> None:
+        data = self._d.unconsumed_tail or self._f.read(256 * 1024)
+        if not data:
+            if not self._d.eof and self._in_pos > 0 and not self._member_empty():
+                self.error = "gzip stream ends inside a compressed member (file clipped)"
+                self.error_offset = self._in_pos
+            self._eof = True
+            return
+        try:
+            out = self._d.decompress(data, 1 << 20)
+        except zlib.error as exc:
+            self.error = f"gzip data corrupt: {exc}"
+            self.error_offset = self._in_pos
+            self._eof = True
+            return
+        if not self._d.unconsumed_tail:
+            self._in_pos += len(data)
+        self._pending += out
+        if self._d.eof:
+            rest = self._d.unused_data
+            self._d = zlib.decompressobj(31)
+            self._member_started = False
+            if rest:
+                # feed the remainder as the start of the next member
+                self._f = _Prepend(rest, self._f)  # type: ignore[assignment]
+        else:
+            self._member_started = True
+
+    def _member_empty(self) -> bool:
+        return not getattr(self, "_member_started", True)
+
+
+class _Prepend(io.RawIOBase):
+    def __init__(self, head: bytes, f: io.BufferedIOBase) -> None:
+        self._head = head
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        if self._head:
+            out, self._head = self._head, b""
+            return out
+        return self._f.read(n)
+
+
+class _FastwarcRaw(io.RawIOBase):
+    def __init__(self, reader: object) -> None:
+        self._r = reader
+        self.error: str | None = None
+        self.error_offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._r.read(len(b))  # type: ignore[attr-defined]
+        except OSError as exc:
+            self.error = f"decompression failed: {exc}"
+            return 0
+        b[: len(data)] = data
+        return len(data)
+
+
+def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
+    """Open ``path`` as a decompressed byte stream (by magic bytes, not by name)."""
+    raw_f = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
+    magic = raw_f.read(4)
+    raw_f.seek(0)
+    inner: object | None = None
+    if magic[:2] == _GZIP_MAGIC:
+        inner = _GzipRaw(raw_f)  # type: ignore[arg-type]
+    elif magic == _ZSTD_MAGIC or magic == _LZ4_MAGIC:
+        from aistack.errors import require
+
+        sio = require("fastwarc.stream_io", extra="webdata")
+        cls = sio.ZstdReader if magic == _ZSTD_MAGIC else sio.Lz4Reader
+        raw_f.close()
+        inner = _FastwarcRaw(cls(str(path), fsspec_args=False))
+    if inner is None:
+        return io.BufferedReader(raw_f, 1 << 20), None  # type: ignore[arg-type]
+    return io.BufferedReader(inner, 1 << 20), inner  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_headers(lines: list[bytes]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = None
+    for raw in lines:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            continue
+        if line[0] in " \t" and last:
+            headers[last] += " " + line.strip()
+            continue
+        if ":" not in line:
+            raise ArchiveError(f"malformed header line {line[:60]!r}")
+        k, v = line.split(":", 1)
+        last = k.strip().lower()
+        headers[last] = v.strip()
+    return headers
+
+
+def _read_header_block(stream: io.BufferedReader) -> list[bytes]:
+    lines: list[bytes] = []
+    total = 0
+    while True:
+        line = stream.readline(MAX_HEADER_BYTES)
+        if not line:
+            raise ArchiveError("end of file inside a header block (record truncated)")
+        total += len(line)
+        if total > MAX_HEADER_BYTES:
+            raise ArchiveError("header block longer than 64 KiB")
+        if line in (b"\r\n", b"\n"):
+            return lines
+        lines.append(line)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    pos = 0
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise ValueError("missing chunk size")
+        size_txt = data[pos:nl].split(b";")[0].strip()
+        size = int(size_txt, 16)
+        pos = nl + 1
+        if size == 0:
+            return bytes(out)
+        if pos + size > len(data):
+            raise ValueError("chunk past end")
+        out += data[pos : pos + size]
+        pos += size
+        if data[pos : pos + 2] == b"\r\n":
+            pos += 2
+        elif data[pos : pos + 1] == b"\n":
+            pos += 1
+
+
+def parse_http_response(block: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Split an HTTP response block into (status, lower-cased headers, decoded body).
+    Transfer/content encodings that fail to decode leave the body as it was stored."""
+    if not block.startswith(b"HTTP/"):
+        raise ArchiveError("response block does not start with an HTTP status line")
+    sep = block.find(b"\r\n\r\n")
+    sep_len = 4
+    alt = block.find(b"\n\n")
+    if sep < 0 or (0 <= alt < sep):
+        sep, sep_len = alt, 2
+    if sep < 0:
+        head, body = block, b""
+    else:
+        head, body = block[:sep], block[sep + sep_len :]
+    head_lines = head.split(b"\n")
+    parts = head_lines[0].split(None, 2)
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError) as exc:
+        raise ArchiveError(f"bad HTTP status line {head_lines[0][:60]!r}") from exc
+    try:
+        headers = _parse_headers(head_lines[1:])
+    except ArchiveError:
+        headers = {}
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        try:
+            body = _dechunk(body)
+        except ValueError:
+            pass  # stored already de-chunked (a common crawler habit): keep as is
+    enc = headers.get("content-encoding", "").lower()
+    if enc in ("gzip", "x-gzip", "deflate"):
+        try:
+            body = zlib.decompress(body, 47 if "gzip" in enc else 15)
+        except zlib.error:
+            try:
+                body = zlib.decompress(body, -15)
+            except zlib.error:
+                pass
+    elif enc == "br":
+        try:
+            import brotli  # type: ignore[import-not-found]
+
+            body = brotli.decompress(body)
+        except Exception:  # noqa: BLE001 - optional; leave the body as stored
+            pass
+    return status, headers, body
+
+
+def _read_exact(stream: io.BufferedReader, n: int) -> bytes:
+    if n > MAX_RECORD_BYTES:
+        raise ArchiveError(f"Content-Length {n} exceeds the {MAX_RECORD_BYTES} byte limit")
+    data = stream.read(n)
+    if len(data) < n:
+        raise ArchiveError(f"record truncated: Content-Length {n}, only {len(data)} bytes present")
+    return data
+
+
+class ArchiveReader:
+    """Iterate the records of one archive file.
+
+    ``for rec in ArchiveReader(path).records(): ...``; afterwards ``reader.issues`` lists the
+    unreadable parts. ``types`` limits the WARC types yielded (default: everything).
+    """
+
+    def __init__(self, path: str | Path, *, types: set[str] | None = None) -> None:
+        self.path = str(path)
+        self.types = types
+        self.issues: list[ReadIssue] = []
+        self.count = 0
+
+    def _issue(self, offset: int, reason: str) -> None:
+        self.issues.append(ReadIssue(path=self.path, offset=offset, reason=reason))
+        log.info("unreadable record in %s at %d: %s", self.path, offset, reason)
+
+    def records(self) -> Iterator[Record]:
+        try:
+            stream, inner = open_archive(self.path)
+        except OSError as exc:
+            self._issue(0, f"cannot open: {exc}")
+            return
+        with stream:
+            try:
+                first = stream.peek(16)[:16]
+            except Exception as exc:  # noqa: BLE001 - a reader never crashes
+                self._issue(0, f"cannot read: {exc}")
+                return
+            if first.startswith(b"WARC/"):
+                yield from self._warc(stream)
+            elif first.startswith(b"filedesc://"):
+                yield from self._arc(stream)
+            else:
+                self._issue(0, f"not a WARC or ARC file (starts with {bytes(first[:12])!r})")
+            err = getattr(inner, "error", None)
+            if err:
+                self._issue(getattr(inner, "error_offset", 0), err)
+
+    # ---- WARC
+    def _warc(self, stream: io.BufferedReader) -> Iterator[Record]:
+        pos = 0
+        while True:
+            line = stream.readline(MAX_HEADER_BYTES)
+            if not line:
+                return
+            if line.strip() == b"":
+                pos += len(line)
+                continue
+            start = pos
+            pos += len(line)
+            if not line.startswith(b"WARC/"):
+                self._issue(start, f"expected a WARC/ version line, found {line[:40]!r}")
+                pos = self._resync(stream, pos)
+                if pos < 0:
+                    return
+                continue
+            try:
+                lines = _read_header_block(stream)
+                pos += sum(len(x) for x in lines) + 2
+                headers = _parse_headers(lines)
+                if "content-length" not in headers:
+                    raise ArchiveError("missing Content-Length header")
+                try:
+                    n = int(headers["content-length"])
+                except ValueError as exc:
+                    raise ArchiveError(f"bad Content-Length {headers['content-length']!r}") from exc
+                if n < 0:
+                    raise ArchiveError(f"negative Content-Length {n}")
+                block = _read_exact(stream, n)
+                pos += n
+            except ArchiveError as exc:
+                self._issue(start, str(exc))
+                pos = self._resync(stream, pos)
+                if pos < 0:
+                    return
+                continue
+            except Exception as exc:  # noqa: BLE001 - never crash on bad input
+                self._issue(start, f"unreadable: {exc}")
+                return
+            rtype = headers.get("warc-type", "unknown").lower()
+            if self.types is not None and rtype not in self.types:
+                continue
+            url = headers.get("warc-target-uri")
+            if url:
+                url = url.strip().strip("<>").replace(" ", "%20")
+            rec = Record(
+                path=self.path,
+                offset=start,
+                record_type=rtype,
+                url=url,
+                date=headers.get("warc-date"),
+                headers=headers,
+                body=block,
+            )
+            if rtype in ("response", "revisit") and "application/http" in headers.get(
+                "content-type", ""
+            ):
+                if rtype == "revisit" and not block.strip():
+                    continue
+                try:
+                    rec.http_status, rec.http_headers, rec.body = parse_http_response(block)
+                except ArchiveError as exc:
+                    self._issue(start, str(exc))
+                    continue
+            self.count += 1
+            yield rec
+
+    def _resync(self, stream: io.BufferedReader, pos: int) -> int:
+        """Skip to the next line that starts a WARC record; return its offset or -1 at EOF.
+        The next readline() call returns that line (it is left in the buffer via peek)."""
+        while True:
+            try:
+                head = stream.peek(5)[:5]
+            except Exception:  # noqa: BLE001
+                return -1
+            if not head:
+                return -1
+            if head.startswith(b"WARC/"):
+                return pos
+            line = stream.readline(MAX_HEADER_BYTES)
+            if not line:
+                return -1
+            pos += len(line)
+
+    # ---- ARC (v1): "URL IP DATE MIME LENGTH\n" then LENGTH bytes
+    def _arc(self, stream: io.BufferedReader) -> Iterator[Record]:
+        pos = 0
+        first = True
+        while True:
+            line = stream.readline(MAX_HEADER_BYTES)
+            if not line:
+                return
+            start = pos
+            pos += len(line)
+            if not line.strip():
+                continue
+            fields = line.decode("utf-8", "replace").strip().split(" ")
+            if len(fields) < 5:
+                self._issue(start, f"ARC header needs 5 fields, found {len(fields)}")
+                continue
+            url = " ".join(fields[:-4]).replace(" ", "%20")
+            _ip, date, mime, length_txt = fields[-4:]
+            try:
+                n = int(length_txt)
+                if n < 0:
+                    raise ValueError
+            except ValueError:
+                self._issue(start, f"bad ARC record length {length_txt!r}")
+                continue
+            try:
+                block = _read_exact(stream, n)
+            except ArchiveError as exc:
+                self._issue(start, str(exc))
+                return
+            pos += n
+            if first or url.startswith("filedesc://"):
+                first = False
+                continue
+            rec = Record(
+                path=self.path,
+                offset=start,
+                record_type="response",
+                url=url,
+                date=date,
+                headers={"content-type": mime},
+                body=block,
+            )
+            if block.startswith(b"HTTP/"):
+                try:
+                    rec.http_status, rec.http_headers, rec.body = parse_http_response(block)
+                except ArchiveError as exc:
+                    self._issue(start, str(exc))
+                    continue
+            if self.types is not None and "response" not in self.types:
+                continue
+            self.count += 1
+            yield rec
+
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def iter_html(
+    path: str | Path, *, on_issue: Callable[[ReadIssue], None] | None = None
+) -> Iterator[Record]:
+    """HTML pages of an archive: HTTP 200 responses (WARC/ARC) with an HTML content type,
+    and WARC ``resource`` records of HTML type."""
+    reader = ArchiveReader(path, types={"response", "resource"})
+    for rec in reader.records():
+        if rec.http_status is not None and rec.http_status != 200:
+            continue
+        ct = rec.content_type
+        if ct and ct not in HTML_TYPES:
+            continue
+        if not ct and not rec.body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
+            continue
+        yield rec
+    if on_issue:
+        for issue in reader.issues:
+            on_issue(issue)
+
+
+def iter_wet(path: str | Path) -> Iterator[Record]:
+    """Text records of a Common Crawl WET file (WARC ``conversion`` records)."""
+    yield from ArchiveReader(path, types={"conversion"}).records()

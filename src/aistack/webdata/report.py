@@ -1,0 +1,89 @@
+"""The run report as readable tables (rich), for the CLI and for ``report.txt``."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def tables(report: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    c = report["counts"]
+    timing = report.get("timing", {})
+    step_t = timing.get("steps", {})
+    t = Table(title=f"webdata run {report['name']}: documents per step")
+    for col in ("step", "docs in", "docs out", "dropped", "docs/s per core"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    t.add_row(
+        "read (records → HTML pages)",
+        f"{c['records']:,}",
+        f"{c['html_documents']:,}",
+        "",
+        _rate(step_t.get("read")),
+    )
+    for name, s in c["steps"].items():
+        if name == "read":
+            continue
+        t.add_row(
+            name,
+            f"{s['in']:,}",
+            f"{s['out']:,}",
+            f"{s['in'] - s['out']:,}",
+            _rate(step_t.get(name)),
+        )
+    t.add_row("output", "", f"{c['documents_out']:,} docs", "", "")
+
+    d = Table(title="drops per filter and reason")
+    d.add_column("filter/reason")
+    d.add_column("docs", justify="right")
+    for k, v in c["drops"].items():
+        d.add_row(k, f"{v:,}")
+    if c.get("duplicates"):
+        for k, v in c["duplicates"].items():
+            d.add_row(f"dedup/{k}", f"{v:,}")
+
+    s = Table(title="summary")
+    s.add_column("item")
+    s.add_column("value", justify="right")
+    s.add_row("input files", f"{c['files']:,}")
+    s.add_row("unreadable records", f"{c['unreadable_records']:,}")
+    langs = ", ".join(f"{k} {v:,}" for k, v in list(c["languages"].items())[:8])
+    s.add_row("languages (docs)", langs or "-")
+    s.add_row("PII masked", ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()) or "0")
+    s.add_row("tokens", f"{c['tokens']:,} tokens")
+    if c.get("vocab_size"):
+        s.add_row("vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
+    if timing:
+        w = timing["wall_seconds"]
+        s.add_row("wall time", f"{w['total']:.2f} s")
+        if timing.get("docs_per_s"):
+            s.add_row(
+                "throughput",
+                f"{timing['docs_per_s']:.1f} docs/s, {timing['tokens_per_s']:,.0f} tokens/s",
+            )
+    out = [t, d, s]
+    if report.get("unreadable"):
+        u = Table(title="unreadable records")
+        for col in ("file", "offset (bytes)", "reason"):
+            u.add_column(col)
+        for x in report["unreadable"][:50]:
+            u.add_row(str(x["file"]), f"{x['offset']:,}", str(x["reason"]))
+        out.append(u)
+    return out
+
+
+def _rate(s: dict[str, Any] | None) -> str:
+    if not s or not s.get("docs_per_s_per_core"):
+        return ""
+    return f"{s['docs_per_s_per_core']:,.1f} docs/s"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=120, color_system=None, force_terminal=False)
+    for t in tables(report):
+        con.print(t)
+    return buf.getvalue()

@@ -1,0 +1,193 @@
+"""The pipeline spec: what ``aistack webdata run pipeline.yaml`` reads.
+
+Example (``examples/webdata/pipeline.yaml``)::
+
+    name: sample-corpus
+    input:
+      paths: [../../../shared/data/warc/samples]   # files or directories, relative to this file
+      format: auto                                  # auto | warc | wet
+    output: out/sample-corpus
+    workers: 2
+    steps:
+      - extract: {mode: quality}
+      - language: {languages: [en], threshold: 0.65}
+      - gopher_repetition: {}
+      - gopher_quality: {}
+      - c4: {}
+      - fineweb: {}
+      - url_blocklist: {domains: [example.com]}
+      - pii: {}
+      - dedup: {exact: true, minhash: {ngram: 5, num_hashes: 112, bands: 14, rows: 8}}
+      - tokenize: {vocab_size: 8192}
+      - register: {name: sample-corpus}
+
+Steps run in the order listed. Document steps (``extract``, ``language`` and the filters)
+come first, then ``dedup``, ``tokenize`` and ``register`` (each at most once, in this order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.errors import ValidationError
+from aistack.webdata.filters import FILTERS
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExtractStep(_M):
+    mode: Literal["quality", "fast"] = "quality"
+    min_chars: int = Field(1, ge=0, description="drop pages whose main text is shorter")
+
+
+class MinHashStep(_M):
+    ngram: int = Field(5, ge=1)
+    num_hashes: int = Field(112, ge=1)
+    bands: int = Field(14, ge=1)
+    rows: int = Field(8, ge=1)
+    seed: int = 1
+    verify_threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MinHashStep:
+        if self.bands * self.rows != self.num_hashes:
+            raise ValueError(
+                f"bands × rows must equal num_hashes ({self.bands} × {self.rows} != {self.num_hashes})"
+            )
+        return self
+
+
+class DedupStep(_M):
+    exact: bool = True
+    minhash: MinHashStep | None = Field(default_factory=MinHashStep)
+
+
+class TokenizeStep(_M):
+    tokenizer_file: str | None = None
+    vocab_size: int = Field(8192, ge=300, le=1 << 24)
+    min_frequency: int = Field(2, ge=1)
+    train_docs: int | None = Field(None, ge=1, description="train on the first N kept docs")
+
+
+class RegisterStep(_M):
+    name: str = Field(min_length=1)
+    message: str | None = None
+
+
+class InputSpec(_M):
+    paths: list[str] = Field(min_length=1)
+    format: Literal["auto", "warc", "wet"] = "auto"
+
+
+class PipelineSpec(_M):
+    name: str = "corpus"
+    input: InputSpec
+    output: str
+    workers: int = Field(1, ge=1, le=512)
+    executor: Literal["local", "ray"] = "local"
+    steps: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            raise ValueError("steps must be a list of single-key mappings like '- extract: {}'")
+        out = []
+        for i, item in enumerate(v):
+            if isinstance(item, str):
+                item = {item: {}}
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ValueError(f"steps[{i}] must be one mapping like '- c4: {{}}', got {item!r}")
+            ((k, params),) = item.items()
+            out.append({k: params or {}})
+        return out
+
+    @model_validator(mode="after")
+    def _validate_steps(self) -> PipelineSpec:
+        self.parsed_steps()
+        return self
+
+    def parsed_steps(self) -> list[tuple[str, BaseModel]]:
+        """[(kind, params model)] with each step's parameters validated."""
+        out: list[tuple[str, BaseModel]] = []
+        later = {"dedup": 1, "tokenize": 2, "register": 3}
+        stage = 0
+        for i, item in enumerate(self.steps):
+            ((kind, params),) = item.items()
+            model: type[BaseModel]
+            if kind == "extract":
+                model = ExtractStep
+                if i != 0:
+                    raise ValueError(f"steps[{i}]: extract must be the first step")
+            elif kind in FILTERS:
+                model = FILTERS[kind].Params
+            elif kind == "dedup":
+                model = DedupStep
+            elif kind == "tokenize":
+                model = TokenizeStep
+            elif kind == "register":
+                model = RegisterStep
+            else:
+                known = ["extract", *FILTERS, "dedup", "tokenize", "register"]
+                raise ValueError(
+                    f"steps[{i}]: unknown step {kind!r}; known steps: {', '.join(known)}"
+                )
+            s = later.get(kind, 0)
+            if s < stage or (s and s == stage):
+                raise ValueError(
+                    f"steps[{i}]: {kind} is out of order (document steps, then dedup, tokenize, register; each once)"
+                )
+            stage = max(stage, s)
+            try:
+                out.append((kind, model.model_validate(params)))
+            except PydanticValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(x) for x in err["loc"])
+                raise ValueError(f"steps[{i}].{kind}.{loc}: {err['msg']}") from None
+        return out
+
+    def step(self, kind: str) -> BaseModel | None:
+        for k, p in self.parsed_steps():
+            if k == kind:
+                return p
+        return None
+
+
+def load_spec(path: str | Path, **overrides: Any) -> tuple[PipelineSpec, Path]:
+    """Read a pipeline YAML; relative paths in it are relative to the YAML file's folder.
+    Returns (spec, base directory)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(
+            f"pipeline file {str(p)!r} not found", hint="pass the path of a pipeline YAML"
+        )
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValidationError(f"{p}: the top level must be a mapping with input, output and steps")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_spec(data, source=str(p)), p.resolve().parent
+
+
+def parse_spec(data: dict[str, Any], *, source: str = "pipeline") -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            msgs.append(f"{loc}: {msg}" if loc else msg)
+        raise ValidationError(
+            f"{source}: " + "; ".join(msgs),
+            hint="fix the named field (see examples/webdata/pipeline.yaml)",
+        ) from None
