@@ -553,7 +553,7 @@ class Datasets:
                     continue
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 self._get_chunked(
-                    pool, v, e, target, lambda n: progress and progress(done + n, total)
+                    pool, v, e, target, lambda n, base=done: progress and progress(base + n, total)
                 )
                 done += e.size
                 copied += 1

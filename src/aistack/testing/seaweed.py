@@ -202,7 +202,8 @@ def start_seaweed(
     cfg.chmod(0o600)
     s3, master, volume, filer, admin = free_ports(5)
     cmd = [
-        weed, "mini",
+        weed,
+        "mini",
         f"-dir={d / 'data'}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
@@ -222,14 +223,22 @@ def start_seaweed(
     ]
     logf = open(d / "weed.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        cmd, cwd=d, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cmd,
+        cwd=d,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     logf.close()
     server = SeaweedServer(
-        endpoint_url=f"http://127.0.0.1:{s3}", access_key=access, secret_key=secret, dir=d,
-        proc=proc, ports={"s3": s3, "master": master, "volume": volume, "filer": filer,
-                          "admin": admin}, own_dir=own,
+        endpoint_url=f"http://127.0.0.1:{s3}",
+        access_key=access,
+        secret_key=secret,
+        dir=d,
+        proc=proc,
+        ports={"s3": s3, "master": master, "volume": volume, "filer": filer, "admin": admin},
+        own_dir=own,
     )
     deadline = time.monotonic() + timeout
     try:
@@ -245,7 +254,9 @@ def start_seaweed(
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BackendError(f"weed mini did not answer on {server.endpoint_url}; see {server.log_file}")
+                raise BackendError(
+                    f"weed mini did not answer on {server.endpoint_url}; see {server.log_file}"
+                )
             time.sleep(0.1)
         for b in buckets:
             server.create_bucket(b, timeout=max(5.0, deadline - time.monotonic()))

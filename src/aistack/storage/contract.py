@@ -1,0 +1,408 @@
+"""The storage contract suite: the same behaviour on every backend (local, memory://, s3://).
+
+A test module subclasses :class:`StorageContract` and provides a ``ds`` fixture that returns a
+fresh :class:`~aistack.storage.Datasets` (empty catalog, empty store)::
+
+    class TestLocalContract(StorageContract):
+        @pytest.fixture
+        def ds(self, tmp_path):
+            return Datasets.connect(f"sqlite:///{tmp_path}/db", str(tmp_path / "store"))
+
+Shipped with the product so a third-party backend can run it too. Needs pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aistack.errors import ConflictError, IntegrityError, NotFoundError, ValidationError
+from aistack.storage.datasets import Datasets
+from aistack.storage.vfs import ReadOnlyError
+
+
+def make_tree(root: Path, *, seed: int = 0, big: int = 3 * 1024 * 1024) -> dict[str, bytes]:
+    """A small dataset: nested text files, an empty file and one chunked binary file."""
+    rnd = random.Random(seed)
+    files = {
+        "README.md": b"# demo dataset\n",
+        "empty.txt": b"",
+        "train/part-0000.jsonl": b"".join(b'{"text": "row %d"}\n' % i for i in range(500)),
+        "train/part-0001.jsonl": b"".join(b'{"text": "row %d"}\n' % i for i in range(500, 900)),
+        "deep/a/b/c/leaf.bin": rnd.randbytes(10_000),
+        "big/blob.bin": rnd.randbytes(big),
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return files
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+def corrupt_object(ds: Datasets, oid: str) -> None:
+    """Flip one byte of a stored object in place (through the backend)."""
+    key = ds.store.key(oid)
+    fs = ds.backend.fs
+    data = bytearray(fs.cat_file(key))
+    data[len(data) // 2] ^= 0x01
+    if ds.backend.is_local:
+        os.chmod(key, 0o644)
+    fs.pipe_file(key, bytes(data))
+
+
+class StorageContract:
+    """Behaviour every backend must show. Subclasses provide the ``ds`` fixture."""
+
+    @pytest.fixture
+    def ds(self, tmp_path: Path) -> Datasets:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- add / get round trip -------------------------------------------------------------------
+    def test_add_get_roundtrip(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        files = make_tree(src)
+        v = ds.add("corpus", src, message="first", tags=("raw",), metadata={"source": "test"})
+        assert (v.name, v.version, v.ref) == ("corpus", 1, "corpus@v1")
+        assert v.files == len(files)
+        assert v.bytes == sum(len(b) for b in files.values())
+        assert v.bytes_written == v.bytes  # nothing was stored before
+        got = ds.get("corpus@v1", tmp_path / "out")
+        assert got.files == len(files)
+        assert read_tree(tmp_path / "out") == files
+        r = ds.resolve("corpus@raw")
+        assert (r.version, r.message, r.metadata, r.tags) == (
+            1,
+            "first",
+            {"source": "test"},
+            ("raw",),
+        )
+
+    def test_single_file_path(self, ds: Datasets, tmp_path: Path) -> None:
+        f = tmp_path / "one.csv"
+        f.write_bytes(b"a,b\n1,2\n")
+        v = ds.add("single", f)
+        assert [e.path for e in ds.files(v.ref)] == ["one.csv"]
+        ds.get(v.ref, tmp_path / "o")
+        assert (tmp_path / "o" / "one.csv").read_bytes() == b"a,b\n1,2\n"
+
+    def test_versions_tags_and_resolve(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        make_tree(src, big=1000)
+        v1 = ds.add("d", src)
+        (src / "new.txt").write_text("new")
+        v2 = ds.add("d", src, message="second")
+        assert (v1.version, v2.version) == (1, 2)
+        assert ds.resolve("d").version == 2
+        assert ds.resolve("d@latest").version == 2
+        assert ds.resolve("d@1").version == 1
+        ds.tag("d@v1", "gold")
+        assert ds.resolve("d@gold").version == 1
+        ds.tag("d@v2", "gold")  # tags move
+        assert ds.resolve("d@gold").version == 2
+        assert [x.version for x in ds.log("d")] == [2, 1]
+        assert ds.log("d")[0].message == "second"
+        [summary] = ds.ls()
+        assert (summary.name, summary.versions, summary.latest) == ("d", 2, 2)
+
+    def test_unknown_refs_have_hints(self, ds: Datasets, tmp_path: Path) -> None:
+        with pytest.raises(NotFoundError, match="does not exist") as e1:
+            ds.resolve("nope@v1")
+        assert "aistack data ls" in str(e1.value)
+        src = tmp_path / "s"
+        src.mkdir()
+        (src / "f").write_text("x")
+        ds.add("d", src)
+        with pytest.raises(NotFoundError, match="no version v7") as e2:
+            ds.resolve("d@v7")
+        assert "versions: v1" in str(e2.value)
+        with pytest.raises(NotFoundError, match="tag 'missing'"):
+            ds.resolve("d@missing")
+        with pytest.raises(ValidationError, match="invalid dataset name"):
+            ds.resolve("../etc@v1")
+        with pytest.raises(ValidationError, match="tag"):
+            ds.tag("d@v1", "v2")
+
+    # -- dedup and chunking -------------------------------------------------------------------------
+    def test_identical_content_stored_once(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        make_tree(src)
+        (src / "copy-of-readme.md").write_bytes((src / "README.md").read_bytes())
+        v1 = ds.add("a", src)
+        n_objects = sum(1 for _ in ds.store.iter_objects())
+        v2 = ds.add("b", src)
+        assert v2.bytes_written == 0
+        assert sum(1 for _ in ds.store.iter_objects()) == n_objects
+        assert v1.manifest == v2.manifest
+
+    def test_small_change_in_large_file_rewrites_little(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        src.mkdir()
+        data = bytearray(random.Random(1).randbytes(8 * 1024 * 1024))
+        (src / "big.bin").write_bytes(data)
+        ds.add("big", src)
+        data[4_000_000:4_000_100] = b"X" * 100  # change 100 bytes in the middle
+        data[6_000_000:6_000_000] = b"inserted"  # and shift everything after 6 MB
+        (src / "big.bin").write_bytes(data)
+        v2 = ds.add("big", src)
+        assert v2.bytes_written is not None
+        assert 0 < v2.bytes_written < len(data) * 0.4
+        ds.get("big@v2", tmp_path / "out")
+        assert (tmp_path / "out" / "big.bin").read_bytes() == bytes(data)
+
+    # -- integrity ------------------------------------------------------------------------------------
+    def test_flipped_byte_is_detected_with_object_and_file(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        make_tree(src)
+        v = ds.add("c", src)
+        entry = next(e for e in ds.files(v) if e.path == "deep/a/b/c/leaf.bin")
+        corrupt_object(ds, entry.chunks[0])
+        with pytest.raises(IntegrityError) as err:
+            ds.get(v.ref, tmp_path / "out")
+        msg = str(err.value)
+        assert entry.chunks[0] in msg and "deep/a/b/c/leaf.bin" in msg
+        fs = ds.open(v.ref)
+        with pytest.raises(IntegrityError, match="leaf.bin"):
+            fs.cat("deep/a/b/c/leaf.bin")
+        assert fs.cat("README.md") == b"# demo dataset\n"  # other files still readable
+        with pytest.raises(IntegrityError, match="corrupted"):
+            ds.verify(v.ref)
+
+    def test_flipped_byte_in_chunk_of_large_file(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        make_tree(src)
+        v = ds.add("c", src)
+        entry = next(e for e in ds.files(v) if e.path == "big/blob.bin")
+        assert len(entry.chunks) > 1
+        corrupt_object(ds, entry.chunks[-1])
+        with pytest.raises(IntegrityError, match="big/blob.bin"):
+            ds.get(v.ref, tmp_path / "out")
+        assert not (tmp_path / "out" / "big" / "blob.bin").exists()  # no partial file left
+
+    def test_missing_object_is_an_error(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        make_tree(src, big=1000)
+        v = ds.add("m", src)
+        entry = next(e for e in ds.files(v) if e.path == "README.md")
+        ds.store.delete(entry.chunks[0])
+        with pytest.raises(IntegrityError, match="README.md.*missing"):
+            ds.open(v.ref).cat("README.md")
+
+    # -- read-only filesystem view --------------------------------------------------------------------
+    def test_open_is_a_readonly_filesystem(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        files = make_tree(src)
+        v = ds.add("fsv", src)
+        fs = ds.open(v.ref)
+        assert fs.ls("", detail=False) == ["README.md", "big", "deep", "empty.txt", "train"]
+        assert fs.ls("train", detail=False) == ["train/part-0000.jsonl", "train/part-0001.jsonl"]
+        assert fs.info("big/blob.bin")["size"] == len(files["big/blob.bin"])
+        assert fs.cat("empty.txt") == b""
+        blob = files["big/blob.bin"]
+        with fs.open("big/blob.bin", "rb") as f:
+            f.seek(len(blob) - 100_000)
+            assert f.read(50_000) == blob[-100_000:-50_000]
+        assert sorted(fs.find("")) == sorted(files)
+        with pytest.raises(ReadOnlyError):
+            fs.open("README.md", "wb")
+        with pytest.raises(ReadOnlyError):
+            fs.rm("README.md")
+        with pytest.raises(FileNotFoundError):
+            fs.cat("nope.txt")
+
+    # -- diff -------------------------------------------------------------------------------------------
+    def test_diff(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        make_tree(src, big=1000)
+        ds.add("df", src)
+        (src / "README.md").write_bytes(b"# changed!\n")
+        (src / "empty.txt").unlink()
+        (src / "added.txt").write_bytes(b"12345")
+        ds.add("df", src)
+        d = ds.diff("df@v1", "df@v2")
+        assert [c.path for c in d.added] == ["added.txt"]
+        assert [c.path for c in d.removed] == ["empty.txt"]
+        assert [c.path for c in d.changed] == ["README.md"]
+        assert (d.bytes_added, d.bytes_removed, d.bytes_changed) == (5, 0, 11)
+        assert d.unchanged == 4
+        assert ds.diff("df@v2", "df@v2").changed == ()
+
+    # -- references, delete, gc -----------------------------------------------------------------------
+    def test_referenced_version_cannot_be_deleted_and_gc_keeps_it(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        make_tree(src, big=1000)
+        v1 = ds.add("r", src)
+        (src / "only-in-v2.bin").write_bytes(b"unique bytes of version two")
+        v2 = ds.add("r", src)
+        pinned = ds.add_reference("r@latest", "job", "job-42")
+        assert pinned.ref == "r@v2"  # references pin the concrete version
+        with pytest.raises(ConflictError, match="job job-42"):
+            ds.delete("r@v2")
+        report = ds.gc(dry_run=False, grace_s=0)
+        assert report.objects_deleted == 0
+        ds.get("r@v2", tmp_path / "o2")  # still complete
+        assert ds.remove_reference("r@v2", "job", "job-42") is True
+        ds.delete("r@v2")
+        with pytest.raises(NotFoundError, match="deleted"):
+            ds.resolve("r@v2")
+        assert ds.resolve("r").version == 1
+        dry = ds.gc(dry_run=True, grace_s=0)
+        assert (dry.objects_deleted, dry.bytes_deleted) == (1, len(b"unique bytes of version two"))
+        assert dry.manifests_deleted == 1
+        assert sum(1 for _ in ds.store.iter_objects()) == dry.objects_total  # dry run kept all
+        real = ds.gc(dry_run=False, grace_s=0)
+        assert real.objects_deleted == 1
+        assert ds.gc(dry_run=True, grace_s=0).objects_deleted == 0
+        ds.get(v1.ref, tmp_path / "o1")  # v1 intact (shares objects with v2)
+        v3 = ds.add("r", src)
+        assert v3.version == 3  # numbers are never reused
+        assert v2.version == 2
+
+    def test_gc_spares_young_objects_and_foreign_prefixes(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        fs = ds.backend.fs
+        foreign = ds.backend.path("checkpoints", "run1", "model.pt")
+        if ds.backend.is_local:
+            fs.makedirs(ds.backend.path("checkpoints", "run1"), exist_ok=True)
+        fs.pipe_file(foreign, b"weights")
+        orphan, _ = ds.store.put(b"orphan from a killed add")
+        young = ds.gc(dry_run=False)  # default grace: an add may still be running
+        assert young.objects_deleted == 0 and young.objects_young == 1
+        assert ds.store.exists(orphan)
+        ds.gc(dry_run=False, grace_s=0)
+        assert not ds.store.exists(orphan)
+        assert fs.cat_file(foreign) == b"weights"
+
+    def test_reference_kinds_are_checked(self, ds: Datasets, tmp_path: Path) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("k", f)
+        with pytest.raises(ValidationError, match="kind"):
+            ds.add_reference("k@v1", "cluster", "x")
+        ds.add_reference("k@v1", "model", "gpt@v1")
+        ds.add_reference("k@v1", "model", "gpt@v1")  # idempotent
+        assert [(r["kind"], r["id"]) for r in ds.references("k@v1")] == [("model", "gpt@v1")]
+
+    # -- lineage ------------------------------------------------------------------------------------------
+    def test_lineage_graph(self, ds: Datasets, tmp_path: Path) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("raw", f)
+        f.write_text("y")
+        ds.add("tokens", f)
+        ds.record_lineage(["raw@latest"], "job-1", ["tokens@v1"])
+        ds.record_edge("job:job-2", "run:abc")
+        ds.record_lineage(["tokens@v1"], "job-2", [])
+        ds.record_edge("run:abc", "model:gpt@v1")
+        g = ds.lineage("tokens@v1")
+        edges = {(e["src"], e["dst"]) for e in g["edges"]}
+        assert edges == {
+            ("dataset:raw@v1", "job:job-1"),
+            ("job:job-1", "dataset:tokens@v1"),
+            ("dataset:tokens@v1", "job:job-2"),
+            ("job:job-2", "run:abc"),
+            ("run:abc", "model:gpt@v1"),
+        }
+        assert g["root"] == "dataset:tokens@v1"
+        up = ds.lineage("raw@v1")
+        assert {(e["src"], e["dst"]) for e in up["edges"]} >= {("dataset:raw@v1", "job:job-1")}
+        assert ("dataset:raw@v1", "job:job-1") in {(e["src"], e["dst"]) for e in g["edges"]}
+
+    # -- faults --------------------------------------------------------------------------------------------
+    def test_interrupted_add_leaves_no_version(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        files = make_tree(src, big=6 * 1024 * 1024)
+
+        def boom(done: int, total: int) -> None:
+            if done > total // 3:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            ds.add("int", src, progress=boom)
+        with pytest.raises(NotFoundError):
+            ds.resolve("int")
+        v = ds.add("int", src)
+        assert v.version == 1
+        assert v.bytes_written is not None and v.bytes_written < v.bytes  # resumed via dedup
+        ds.get("int@v1", tmp_path / "o")
+        assert read_tree(tmp_path / "o") == files
+
+    def test_concurrent_adds_get_distinct_versions(self, ds: Datasets, tmp_path: Path) -> None:
+        srcs = []
+        for i in range(4):
+            s = tmp_path / f"src{i}"
+            s.mkdir()
+            (s / "data.txt").write_text(f"content {i}")
+            srcs.append(s)
+        results: list[Any] = []
+        errors: list[BaseException] = []
+
+        def run(s: Path) -> None:
+            try:
+                results.append(ds.add("conc", s))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in srcs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert sorted(v.version for v in results) == [1, 2, 3, 4]
+        contents = set()
+        for v in results:
+            contents.add(ds.open(v.ref).cat("data.txt"))
+        assert contents == {f"content {i}".encode() for i in range(4)}
+
+    # -- path safety ---------------------------------------------------------------------------------------
+    def test_symlink_escaping_root_is_refused_on_add(self, ds: Datasets, tmp_path: Path) -> None:
+        secret = tmp_path / "secret.txt"
+        secret.write_text("do not upload")
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "ok.txt").write_text("ok")
+        (src / "leak.txt").symlink_to(secret)
+        with pytest.raises(ValidationError, match="leak.txt.*outside"):
+            ds.add("esc", src)
+        (src / "leak.txt").unlink()
+        (src / "leakdir").symlink_to(tmp_path, target_is_directory=True)
+        with pytest.raises(ValidationError, match="leakdir"):
+            ds.add("esc", src)
+        (src / "leakdir").unlink()
+        (src / "inner.txt").symlink_to(src / "ok.txt")  # inside the root: stored as a file
+        v = ds.add("esc", src)
+        assert sorted(e.path for e in ds.files(v)) == ["inner.txt", "ok.txt"]
+
+    def test_get_refuses_escaping_symlink_in_destination(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "f.txt").write_text("data")
+        ds.add("g", src)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        (dest / "sub").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(ValidationError, match="outside"):
+            ds.get("g@v1", dest)
+        assert list(outside.iterdir()) == []
