@@ -1,0 +1,113 @@
+"""``aistack cost``: price measured usage and check project budgets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aistack.cli._common import client, print_json
+from aistack.errors import ValidationError
+
+app = typer.Typer(
+    help="Cost of measured usage: GPU-hours, money, budgets, buy-vs-rent advice.",
+    no_args_is_help=True,
+)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(
+            f"{what}: cannot read {str(path)!r}: {exc.strerror}", hint="pass an existing JSON file"
+        ) from exc
+    except ValueError as exc:
+        raise ValidationError(
+            f"{what}: {str(path)!r} is not valid JSON: {exc}", hint="export it with --json"
+        ) from exc
+
+
+def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None:
+    """ISO 8601, a date, or a relative '30d' / '12h' before now."""
+    if value is None:
+        return None
+    v = value.strip()
+    if v[-1:] in ("d", "h") and v[:-1].replace(".", "", 1).isdigit():
+        n = float(v[:-1])
+        return now - (dt.timedelta(days=n) if v.endswith("d") else dt.timedelta(hours=n))
+    try:
+        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(
+            f"{field}: cannot read {value!r}", hint="use 2026-11-01, 2026-11-01T08:00:00Z or 30d"
+        ) from exc
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+@app.command("report")
+def report(
+    project: str = typer.Option(None, "--project", help="only this project"),
+    since: str = typer.Option(
+        None, "--since", help="start of the window: ISO date/time or 30d (default: first record)"
+    ),
+    records: Path = typer.Option(
+        None, "--records", help="price an exported JSON file offline instead of asking the server"
+    ),
+    budgets: Path = typer.Option(
+        None,
+        "--budgets",
+        help="projects JSON ([{name, gpu_quota, monthly_budget_usd}]) for offline use",
+    ),
+    sheet: str = typer.Option(
+        "on-demand",
+        "--sheet",
+        help="onprem | on-demand | committed_1y | committed_3y | spot | <provider>[:<tier>]",
+    ),
+    gpu: str = typer.Option(None, "--gpu", help="GPU type for records that do not name one"),
+    now: str = typer.Option(None, "--now", help="end of the window (default: now, UTC)"),
+    catalog: list[Path] = typer.Option(None, "--catalog", help="extra catalog YAML file(s)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    """GPU/CPU-hours and cost per project, user and job; spend vs monthly budget; buy-vs-rent advice."""
+    from aistack.planning.catalog import load_catalog
+    from aistack.planning.report import render_usage
+    from aistack.planning.usage import parse_budgets, parse_records, price_usage
+
+    now_t = _time(now, "--now", dt.datetime.now(dt.UTC)) or dt.datetime.now(dt.UTC)
+    since_t = _time(since, "--since", now_t)
+    budget_map: dict[str, float] = {}
+    if records is not None:
+        data = _read_json(records, "--records")
+        recs = parse_records(data)
+        if isinstance(data, dict) and "projects" in data:
+            budget_map = parse_budgets(data["projects"])
+    else:
+        params: dict[str, str] = {}
+        if project:
+            params["project"] = project
+        if since_t:
+            params["since"] = since_t.isoformat()
+        c = client()
+        recs = parse_records(c.request("GET", "/usage/allocations", params=params))
+        if budgets is None:
+            budget_map = parse_budgets(c.request("GET", "/projects"))
+    if budgets is not None:
+        budget_map = parse_budgets(_read_json(budgets, "--budgets"))
+    rep = price_usage(
+        recs,
+        sheet=sheet,
+        now=now_t,
+        since=since_t,
+        project=project,
+        budgets=budget_map,
+        default_gpu_type=gpu,
+        catalog=load_catalog([str(p) for p in (catalog or [])]),
+    )
+    if as_json:
+        print_json(rep.to_dict())
+    else:
+        typer.echo(render_usage(rep), nl=False)

@@ -1,0 +1,287 @@
+"""``aistack plan``: size training and serving, compare TCO, list the catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import typer
+
+from aistack.cli._common import print_json
+from aistack.errors import ValidationError
+
+app = typer.Typer(
+    help="Size training and serving, compare cloud vs on-prem costs, list the catalog.",
+    no_args_is_help=True,
+)
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
+_NUM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgtp]?)\s*$", re.IGNORECASE)
+
+CatalogOpt = typer.Option(
+    None, "--catalog", help="extra catalog YAML file(s) overriding the shipped one (repeatable)"
+)
+JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def parse_count(value: str | None, field: str) -> float | None:
+    """'70e9', '70B', '15.6T', '1.5k' -> float; raises ValidationError naming the option."""
+    if value is None:
+        return None
+    m = _NUM_RE.match(str(value))
+    if not m:
+        raise ValidationError(
+            f"{field}: cannot read {value!r} as a number", hint="e.g. 7e9, 7B, 70B, 15.6T"
+        )
+    return float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+
+
+def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
+    from aistack.planning.catalog import load_catalog
+
+    return load_catalog([str(p) for p in (paths or [])])
+
+
+def parse_fraction(value: str, field: str) -> float:
+    s = value.strip()
+    try:
+        v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{field}: cannot read {value!r}",
+            hint="a fraction such as 0.6 or a percent such as 60%",
+        ) from exc
+    if v > 1 and not s.endswith("%"):
+        v = v / 100  # "60" means 60%
+    return v
+
+
+@app.command("train")
+def train(
+    params: str = typer.Option(..., "--params", help="total parameters, e.g. 70e9 or 70B"),
+    tokens: str = typer.Option(..., "--tokens", help="training tokens, e.g. 2e12 or 2T"),
+    gpu: str = typer.Option(
+        ..., "--gpu", help="accelerator name, e.g. H100 (see `aistack plan catalog`)"
+    ),
+    active_params: str = typer.Option(
+        None, "--active-params", help="active parameters per token (mixture-of-experts)"
+    ),
+    gpus: int = typer.Option(None, "--gpus", help="number of GPUs -> wall-clock days"),
+    days: float = typer.Option(None, "--days", help="deadline in days -> number of GPUs"),
+    seq_len: int = typer.Option(
+        None, "--seq-len", help="context length; adds the attention FLOPs term"
+    ),
+    layers: int = typer.Option(
+        None, "--layers", help="transformer layers (inferred from --params if absent)"
+    ),
+    hidden: int = typer.Option(None, "--hidden", help="hidden size (inferred if absent)"),
+    precision: str = typer.Option("bf16", "--precision", help="bf16 | fp16 | fp8"),
+    mfu: float = typer.Option(
+        None, "--mfu", help="override the default model-FLOPs utilization (0-1)"
+    ),
+    goodput: float = typer.Option(None, "--goodput", help="override the default goodput (0-1)"),
+    zero_stage: int = typer.Option(3, "--zero-stage", help="ZeRO stage 0-3 for memory per GPU"),
+    recompute: bool = typer.Option(
+        True, "--recompute/--no-recompute", help="activation recomputation"
+    ),
+    tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
+    pp: int = typer.Option(1, "--pp", help="pipeline-parallel degree"),
+    batch_tokens: str = typer.Option("4194304", "--batch-tokens", help="global batch in tokens"),
+    checkpoint_seconds: float = typer.Option(
+        60.0, "--checkpoint-seconds", help="time allowed to write a checkpoint"
+    ),
+    catalog: list[Path] = CatalogOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """FLOPs, GPU-hours, days or GPUs, memory per GPU, all-reduce and checkpoint size for a training run."""
+    from aistack.planning.report import render_train
+    from aistack.planning.training import plan_training
+
+    bt = parse_count(batch_tokens, "--batch-tokens")
+    plan = plan_training(
+        params=parse_count(params, "--params"),  # type: ignore[arg-type]
+        tokens=parse_count(tokens, "--tokens"),  # type: ignore[arg-type]
+        gpu=gpu,
+        active_params=parse_count(active_params, "--active-params"),
+        gpus=gpus,
+        days=days,
+        seq_len=seq_len,
+        layers=layers,
+        hidden=hidden,
+        precision=precision,
+        mfu=mfu,
+        goodput=goodput,
+        zero_stage=zero_stage,
+        recompute=recompute,
+        tp=tp,
+        pp=pp,
+        batch_tokens=int(bt or 0),
+        checkpoint_seconds=checkpoint_seconds,
+        catalog=_catalog(catalog),
+    )
+    if as_json:
+        print_json(plan.to_dict())
+    else:
+        typer.echo(render_train(plan), nl=False)
+
+
+@app.command("serve")
+def serve(
+    params: str = typer.Option(..., "--params", help="total parameters, e.g. 70B"),
+    gpu: str = typer.Option(..., "--gpu", help="accelerator name, e.g. H100"),
+    active_params: str = typer.Option(
+        None, "--active-params", help="active parameters per token (MoE)"
+    ),
+    precision: str = typer.Option("bf16", "--precision", help="weights: bf16 | fp8 | int8 | int4"),
+    kv_precision: str = typer.Option(
+        None, "--kv-precision", help="KV cache precision (default bf16)"
+    ),
+    context: int = typer.Option(4096, "--context", help="tokens per sequence (prompt + output)"),
+    prompt: int = typer.Option(None, "--prompt", help="prompt tokens (default half the context)"),
+    concurrency: int = typer.Option(
+        1, "--concurrency", help="sequences decoded at once per replica"
+    ),
+    target_tps: float = typer.Option(
+        None, "--target-tps", help="aggregate output tokens/s to serve"
+    ),
+    layers: int = typer.Option(None, "--layers"),
+    hidden: int = typer.Option(None, "--hidden"),
+    kv_heads: int = typer.Option(
+        None, "--kv-heads", help="key/value heads (GQA); default: all heads"
+    ),
+    head_dim: int = typer.Option(128, "--head-dim"),
+    catalog: list[Path] = CatalogOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Weights + KV cache memory, GPUs, decode latency and throughput for serving a model."""
+    from aistack.planning.inference import plan_serving
+    from aistack.planning.report import render_serve
+
+    plan = plan_serving(
+        params=parse_count(params, "--params"),  # type: ignore[arg-type]
+        gpu=gpu,
+        active_params=parse_count(active_params, "--active-params"),
+        precision=precision,
+        kv_precision=kv_precision,
+        context=context,
+        prompt=prompt,
+        concurrency=concurrency,
+        target_tokens_per_s=target_tps,
+        layers=layers,
+        hidden=hidden,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        catalog=_catalog(catalog),
+    )
+    if as_json:
+        print_json(plan.to_dict())
+    else:
+        typer.echo(render_serve(plan), nl=False)
+
+
+@app.command("tco")
+def tco(
+    gpus: int = typer.Option(..., "--gpus", help="GPUs needed at peak"),
+    gpu: str = typer.Option(
+        None, "--gpu", help="accelerator (picks the default instance and server)"
+    ),
+    instance: str = typer.Option(None, "--instance", help="cloud instance, e.g. p5.48xlarge"),
+    server: str = typer.Option(None, "--server", help="on-prem server, e.g. dgx-h200"),
+    utilization: str = typer.Option(
+        "1.0", "--utilization", help="average share of time the GPUs are busy: 0.6 or 60%"
+    ),
+    months: int = typer.Option(36, "--months", help="horizon in months"),
+    hybrid_base_gpus: int = typer.Option(
+        None, "--hybrid-base-gpus", help="GPUs to own in the hybrid scenario"
+    ),
+    cloud_price: float = typer.Option(
+        None, "--cloud-price", help="override the instance's on-demand USD/h"
+    ),
+    server_price: float = typer.Option(
+        None, "--server-price", help="override the server's USD price"
+    ),
+    chart: Path = typer.Option(None, "--chart", help="write the cumulative-cost chart as PNG"),
+    catalog: list[Path] = CatalogOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """On-prem vs cloud (on-demand, committed, spot) vs hybrid: total cost, break-even month and utilization."""
+    from aistack.planning.report import render_tco
+    from aistack.planning.tco import plan_tco
+
+    res = plan_tco(
+        gpus=gpus,
+        gpu=gpu,
+        instance=instance,
+        server=server,
+        utilization=parse_fraction(utilization, "--utilization"),
+        horizon_months=months,
+        hybrid_base_gpus=hybrid_base_gpus,
+        cloud_usd_per_hour=cloud_price,
+        server_price_usd=server_price,
+        catalog=_catalog(catalog),
+    )
+    chart_path = None
+    if chart is not None:
+        from aistack.planning.chart import tco_chart_png
+
+        chart_path = str(tco_chart_png(res, chart))
+    if as_json:
+        d = res.to_dict()
+        d["chart"] = chart_path
+        print_json(d)
+    else:
+        typer.echo(render_tco(res), nl=False)
+        if chart_path:
+            typer.echo(f"chart: {chart_path}")
+
+
+@app.command("catalog")
+def catalog_cmd(
+    kind: str = typer.Option(
+        None, "--kind", help="accelerator | instance | server | onprem | efficiency | cpu"
+    ),
+    today: str = typer.Option(
+        None, "--today", help="date for the staleness check (default: today, UTC)"
+    ),
+    catalog: list[Path] = CatalogOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List every catalog figure with its source and date; warn about prices older than a year."""
+    from aistack.planning.report import render_catalog
+
+    kinds = ("accelerator", "instance", "server", "onprem", "efficiency", "cpu")
+    if kind is not None and kind not in kinds:
+        raise ValidationError(
+            f"--kind: unknown kind {kind!r}", hint=f"use one of {', '.join(kinds)}"
+        )
+    try:
+        day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.UTC).date()
+    except ValueError as exc:
+        raise ValidationError(f"--today: not a date: {today!r}", hint="YYYY-MM-DD") from exc
+    cat = _catalog(catalog)
+    if as_json:
+        figs = [f for f in cat.figures() if kind is None or f.kind == kind]
+        stale = {(f.kind, f.name, f.field) for f in cat.stale(day)}
+        print_json(
+            {
+                "today": day.isoformat(),
+                "figures": [
+                    {
+                        "kind": f.kind,
+                        "name": f.name,
+                        "field": f.field,
+                        "value": f.value,
+                        "unit": f.unit,
+                        "source": f.source,
+                        "as_of": f.as_of.isoformat(),
+                        "origin": f.origin,
+                        "stale": (f.kind, f.name, f.field) in stale,
+                    }
+                    for f in figs
+                ],
+                "stale_count": sum(1 for f in figs if (f.kind, f.name, f.field) in stale),
+            }
+        )
+    else:
+        typer.echo(render_catalog(cat, today=day, kind=kind), nl=False)

@@ -1,0 +1,580 @@
+"""The planning catalog: accelerators, cloud instances with prices, on-premises inputs.
+
+The figures live in YAML files beside this module (``accelerators.yaml``, ``instances.yaml``,
+``onprem.yaml``); each carries a ``source`` and an ``as_of`` date. A user overrides or extends
+them with files of the same layout in ``AISTACK_HOME/catalog/*.yaml`` or with explicit paths
+(``--catalog PATH``): entries with the same name replace the shipped ones, new names are added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.errors import NotFoundError, ValidationError
+
+log = logging.getLogger(__name__)
+
+PriceTier = Literal["on_demand", "committed_1y", "committed_3y", "spot"]
+PRICE_TIERS: tuple[PriceTier, ...] = ("on_demand", "committed_1y", "committed_3y", "spot")
+STALE_AFTER_DAYS = 365
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Efficiency(_Model):
+    generation: str
+    mfu: float = Field(gt=0, le=1)
+    goodput: float = Field(gt=0, le=1)
+    source: str
+    as_of: dt.date
+
+
+class Accelerator(_Model):
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    vendor: str
+    generation: str
+    bf16_tflops: float = Field(gt=0)
+    fp8_tflops: float | None = Field(default=None, gt=0)
+    memory_gb: float = Field(gt=0)
+    memory_bw_tbs: float = Field(gt=0)
+    tdp_w: float = Field(gt=0)
+    interconnect: str
+    nvlink_gbs: float = Field(gt=0, description="intra-node GB/s per GPU per direction")
+    network_gbs: float = Field(gt=0, description="inter-node GB/s per GPU per direction")
+    source: str
+    as_of: dt.date
+
+    def peak_tflops(self, precision: str) -> float:
+        p = precision.lower()
+        if p in ("bf16", "fp16"):
+            return self.bf16_tflops
+        if p == "fp8":
+            if self.fp8_tflops is None:
+                raise ValidationError(
+                    f"precision: {self.name} has no FP8 tensor cores",
+                    hint="use --precision bf16, or pick an accelerator with FP8 (H100, H200, B200, MI300X, L40S)",
+                )
+            return self.fp8_tflops
+        raise ValidationError(
+            f"precision: unknown training precision {precision!r}", hint="use bf16, fp16 or fp8"
+        )
+
+
+class Price(_Model):
+    usd_per_hour: float = Field(gt=0)
+    source: str
+    as_of: dt.date
+
+
+class Instance(_Model):
+    name: str
+    provider: str
+    accelerator: str
+    gpus: int = Field(gt=0)
+    vcpus: int = Field(gt=0)
+    memory_gb: float = Field(gt=0)
+    region: str = ""
+    prices: dict[PriceTier, Price] = Field(default_factory=dict)
+
+    def price(self, tier: PriceTier) -> Price:
+        if tier not in self.prices:
+            have = ", ".join(sorted(self.prices)) or "none"
+            raise NotFoundError(
+                f"no {tier} price for {self.name} ({self.provider}) in the catalog (it has: {have})",
+                hint="add one under prices: in AISTACK_HOME/catalog/<file>.yaml or a --catalog file, "
+                "or choose another tier/instance (aistack plan catalog lists them)",
+            )
+        return self.prices[tier]
+
+    def gpu_hour_usd(self, tier: PriceTier = "on_demand") -> float:
+        return self.price(tier).usd_per_hour / self.gpus
+
+
+class CpuPrice(_Model):
+    provider: str
+    usd_per_vcpu_hour: float = Field(gt=0)
+    source: str
+    as_of: dt.date
+
+
+class Server(_Model):
+    name: str
+    accelerator: str
+    gpus: int = Field(gt=0)
+    price_usd: float = Field(gt=0)
+    power_kw: float = Field(gt=0)
+    source: str
+    as_of: dt.date
+
+
+class Figure(_Model):
+    value: float = Field(ge=0)
+    source: str
+    as_of: dt.date
+
+
+class OnPremInputs(_Model):
+    pue: Figure
+    electricity_usd_per_kwh: Figure
+    colocation_usd_per_kw_month: Figure
+    network_usd_per_node: Figure
+    storage_usd_per_node: Figure
+    staff_usd_per_node_year: Figure
+    depreciation_years: Figure
+    cost_of_capital: Figure
+    idle_power_fraction: Figure
+
+    @field_validator("pue")
+    @classmethod
+    def _pue_at_least_one(cls, v: Figure) -> Figure:
+        if v.value < 1:
+            raise ValueError("pue must be >= 1.0 (facility power / IT power)")
+        return v
+
+    @field_validator("depreciation_years")
+    @classmethod
+    def _dep_positive(cls, v: Figure) -> Figure:
+        if v.value <= 0:
+            raise ValueError("depreciation_years must be > 0")
+        return v
+
+
+class OnPremPatch(_Model):
+    """A user file may override any subset of the on-premises figures."""
+
+    pue: Figure | None = None
+    electricity_usd_per_kwh: Figure | None = None
+    colocation_usd_per_kw_month: Figure | None = None
+    network_usd_per_node: Figure | None = None
+    storage_usd_per_node: Figure | None = None
+    staff_usd_per_node_year: Figure | None = None
+    depreciation_years: Figure | None = None
+    cost_of_capital: Figure | None = None
+    idle_power_fraction: Figure | None = None
+
+
+class CatalogFile(_Model):
+    """The layout of one catalog YAML file (all sections optional)."""
+
+    efficiency: list[Efficiency] = Field(default_factory=list)
+    accelerators: list[Accelerator] = Field(default_factory=list)
+    instances: list[Instance] = Field(default_factory=list)
+    cpu_prices: list[CpuPrice] = Field(default_factory=list)
+    servers: list[Server] = Field(default_factory=list)
+    onprem: OnPremPatch | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FigureRow:
+    """One dated figure, for listing and staleness checks."""
+
+    kind: str
+    name: str
+    field: str
+    value: float
+    unit: str
+    source: str
+    as_of: dt.date
+    origin: str
+
+    def age_days(self, today: dt.date) -> int:
+        return (today - self.as_of).days
+
+    def is_price(self) -> bool:
+        return self.kind in ("instance", "server", "cpu")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The closest names (difflib), compared case- and punctuation-insensitively."""
+    choices = list(choices)
+    by_norm = {_norm(c): c for c in choices}
+    hits = difflib.get_close_matches(_norm(name), list(by_norm), n=n, cutoff=0.4)
+    out = [by_norm[h] for h in hits]
+    if not out:
+        out = [c for c in choices if _norm(name) and _norm(name) in _norm(c)][:n]
+    return out
+
+
+def _not_found(
+    kind: str, name: str, choices: Iterable[str], field: str, known: Iterable[str] | None = None
+) -> NotFoundError:
+    choices = list(choices)
+    known = list(known) if known is not None else choices
+    close = suggest(name, choices)
+    msg = f"{field}: unknown {kind} {name!r}"
+    if close:
+        msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
+    return NotFoundError(
+        msg,
+        hint=f"known: {', '.join(sorted(known))} (aistack plan catalog; add your own in AISTACK_HOME/catalog/*.yaml)",
+    )
+
+
+class Catalog:
+    """All catalog entries, merged from the shipped files and the user's overrides."""
+
+    def __init__(
+        self,
+        *,
+        efficiency: dict[str, Efficiency],
+        accelerators: dict[str, Accelerator],
+        instances: dict[str, Instance],
+        cpu_prices: dict[str, CpuPrice],
+        servers: dict[str, Server],
+        onprem: OnPremInputs,
+        origins: dict[tuple[str, str], str],
+    ) -> None:
+        self.efficiency = efficiency
+        self.accelerators = accelerators
+        self.instances = instances
+        self.cpu_prices = cpu_prices
+        self.servers = servers
+        self.onprem = onprem
+        self.origins = origins
+        self._alias: dict[str, str] = {}
+        for acc in accelerators.values():
+            for a in [acc.name, *acc.aliases]:
+                self._alias[_norm(a)] = acc.name
+        for acc in accelerators.values():  # canonical names win over another entry's alias
+            self._alias[_norm(acc.name)] = acc.name
+        for acc in accelerators.values():
+            if acc.generation not in efficiency:
+                raise ValidationError(
+                    f"catalog: accelerator {acc.name} has generation {acc.generation!r} "
+                    "with no efficiency entry",
+                    hint="add an efficiency: entry for that generation",
+                )
+        for inst in instances.values():
+            if _norm(inst.accelerator) not in self._alias:
+                raise _not_found(
+                    "accelerator",
+                    inst.accelerator,
+                    accelerators,
+                    f"instance {inst.name}.accelerator",
+                )
+        for srv in servers.values():
+            if _norm(srv.accelerator) not in self._alias:
+                raise _not_found(
+                    "accelerator", srv.accelerator, accelerators, f"server {srv.name}.accelerator"
+                )
+
+    # ---- look-ups -------------------------------------------------------------------------
+    def accelerator(self, name: str, *, field: str = "gpu") -> Accelerator:
+        key = self._alias.get(_norm(name))
+        if key is None:
+            key = self._match_device_name(name)
+        if key is None:
+            names = list(self.accelerators) + [
+                a for acc in self.accelerators.values() for a in acc.aliases
+            ]
+            raise _not_found("GPU", name, names, field, known=self.accelerators)
+        return self.accelerators[key]
+
+    def _match_device_name(self, name: str) -> str | None:
+        """Map an NVML/ROCm device name ('NVIDIA H100 80GB HBM3') to a catalog accelerator."""
+        n = _norm(name)
+        rules = [
+            ("h100pcie", "H100-PCIe"),
+            ("h100nvl", "H100-PCIe"),
+            ("h100", "H100-SXM"),
+            ("h800", "H800"),
+            ("h200", "H200"),
+            ("b200", "B200"),
+            ("mi300x", "MI300X"),
+            ("l40s", "L40S"),
+            ("v100", "V100-32GB"),
+        ]
+        if "a100" in n:
+            return "A100-40GB" if "40gb" in n and "A100-40GB" in self.accelerators else "A100-80GB"
+        for token, target in rules:
+            if token in n and target in self.accelerators:
+                return target
+        return None
+
+    def efficiency_for(self, acc: Accelerator) -> Efficiency:
+        return self.efficiency[acc.generation]
+
+    def instance(self, name: str, *, field: str = "instance") -> Instance:
+        for inst in self.instances.values():
+            if _norm(inst.name) == _norm(name):
+                return inst
+        raise _not_found("instance", name, self.instances, field)
+
+    def server(self, name: str, *, field: str = "server") -> Server:
+        for srv in self.servers.values():
+            if _norm(srv.name) == _norm(name):
+                return srv
+        raise _not_found("server", name, self.servers, field)
+
+    def cpu_price(self, provider: str) -> CpuPrice:
+        if provider in self.cpu_prices:
+            return self.cpu_prices[provider]
+        if "aws" in self.cpu_prices:
+            return self.cpu_prices["aws"]
+        raise NotFoundError(
+            f"no CPU price for provider {provider!r} in the catalog",
+            hint="add a cpu_prices: entry in AISTACK_HOME/catalog/<file>.yaml",
+        )
+
+    def instances_for(self, accelerator: str, provider: str | None = None) -> list[Instance]:
+        acc = self.accelerator(accelerator)
+        return [
+            i
+            for i in self.instances.values()
+            if self.accelerator(i.accelerator).name == acc.name
+            and (provider is None or i.provider == provider)
+        ]
+
+    def default_instance(self, accelerator: str, tier: PriceTier = "on_demand") -> Instance:
+        """The hyperscaler instance (AWS, then GCP, Azure, others) with that GPU and tier."""
+        acc = self.accelerator(accelerator)
+        cands = [i for i in self.instances_for(acc.name) if tier in i.prices]
+        order = {"aws": 0, "gcp": 1, "azure": 2}
+        cands.sort(key=lambda i: (order.get(i.provider, 9), i.name))
+        if not cands:
+            raise NotFoundError(
+                f"no cloud instance with {acc.name} and a {tier} price in the catalog",
+                hint="pass --instance NAME, or add an instance with that price in AISTACK_HOME/catalog/<file>.yaml",
+            )
+        return cands[0]
+
+    def default_server(self, accelerator: str) -> Server:
+        acc = self.accelerator(accelerator)
+        cands = sorted(
+            (s for s in self.servers.values() if self.accelerator(s.accelerator).name == acc.name),
+            key=lambda s: s.name,
+        )
+        if not cands:
+            raise NotFoundError(
+                f"no on-premises server with {acc.name} in the catalog",
+                hint="pass --server NAME, or add a servers: entry in AISTACK_HOME/catalog/<file>.yaml",
+            )
+        return cands[0]
+
+    # ---- listing --------------------------------------------------------------------------
+    def figures(self) -> list[FigureRow]:
+        rows: list[FigureRow] = []
+
+        def add(
+            kind: str, name: str, field: str, value: float, unit: str, source: str, as_of: dt.date
+        ) -> None:
+            rows.append(
+                FigureRow(
+                    kind=kind,
+                    name=name,
+                    field=field,
+                    value=value,
+                    unit=unit,
+                    source=source,
+                    as_of=as_of,
+                    origin=self.origins.get((kind, name), "builtin"),
+                )
+            )
+
+        for e in self.efficiency.values():
+            add("efficiency", e.generation, "mfu", e.mfu, "fraction", e.source, e.as_of)
+            add("efficiency", e.generation, "goodput", e.goodput, "fraction", e.source, e.as_of)
+        for a in self.accelerators.values():
+            add("accelerator", a.name, "bf16_tflops", a.bf16_tflops, "TFLOP/s", a.source, a.as_of)
+            if a.fp8_tflops is not None:
+                add("accelerator", a.name, "fp8_tflops", a.fp8_tflops, "TFLOP/s", a.source, a.as_of)
+            add("accelerator", a.name, "memory_gb", a.memory_gb, "GB", a.source, a.as_of)
+            add("accelerator", a.name, "memory_bw_tbs", a.memory_bw_tbs, "TB/s", a.source, a.as_of)
+            add("accelerator", a.name, "tdp_w", a.tdp_w, "W", a.source, a.as_of)
+            add("accelerator", a.name, "nvlink_gbs", a.nvlink_gbs, "GB/s", a.source, a.as_of)
+        for i in self.instances.values():
+            for tier, p in i.prices.items():
+                add("instance", i.name, tier, p.usd_per_hour, "USD/h", p.source, p.as_of)
+        for c in self.cpu_prices.values():
+            add(
+                "cpu",
+                c.provider,
+                "usd_per_vcpu_hour",
+                c.usd_per_vcpu_hour,
+                "USD/vCPU-h",
+                c.source,
+                c.as_of,
+            )
+        for s in self.servers.values():
+            add("server", s.name, "price_usd", s.price_usd, "USD", s.source, s.as_of)
+            add("server", s.name, "power_kw", s.power_kw, "kW", s.source, s.as_of)
+        units = {
+            "pue": "ratio",
+            "electricity_usd_per_kwh": "USD/kWh",
+            "colocation_usd_per_kw_month": "USD/kW-month",
+            "network_usd_per_node": "USD/node",
+            "storage_usd_per_node": "USD/node",
+            "staff_usd_per_node_year": "USD/node-year",
+            "depreciation_years": "years",
+            "cost_of_capital": "fraction/year",
+            "idle_power_fraction": "fraction",
+        }
+        for fname, unit in units.items():
+            f: Figure = getattr(self.onprem, fname)
+            add("onprem", "onprem", fname, f.value, unit, f.source, f.as_of)
+        return rows
+
+    def stale(self, today: dt.date, *, max_age_days: int = STALE_AFTER_DAYS) -> list[FigureRow]:
+        """Prices (instance, server, CPU) older than ``max_age_days`` on ``today``."""
+        return [r for r in self.figures() if r.is_price() and r.age_days(today) > max_age_days]
+
+
+# ---- loading ------------------------------------------------------------------------------
+def _read_file(text: str, origin: str) -> CatalogFile:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValidationError(
+            f"catalog file {origin}: not valid YAML: {exc}", hint="fix the YAML syntax"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f"catalog file {origin}: expected a mapping with sections such as 'instances:'",
+            hint="see the shipped files in aistack/planning/catalog/ for the layout",
+        )
+    try:
+        return CatalogFile.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(
+            f"catalog file {origin}: {loc}: {first['msg']}",
+            hint="every price needs usd_per_hour, source and as_of (YYYY-MM-DD); see aistack/planning/catalog/*.yaml",
+        ) from exc
+
+
+def _builtin_texts() -> list[tuple[str, str]]:
+    pkg = resources.files("aistack.planning.catalog")
+    out = []
+    for name in ("accelerators.yaml", "instances.yaml", "onprem.yaml"):
+        out.append((pkg.joinpath(name).read_text(encoding="utf-8"), f"builtin:{name}"))
+    return out
+
+
+def user_catalog_dir(home: Path | None = None) -> Path:
+    if home is None:
+        from aistack.settings import get_settings
+
+        home = get_settings().home
+    return Path(home) / "catalog"
+
+
+def load_catalog(
+    paths: Sequence[str | Path] = (), *, home: Path | None = None, include_user: bool = True
+) -> Catalog:
+    """Shipped catalog, then ``AISTACK_HOME/catalog/*.yaml`` (sorted), then ``paths`` in order."""
+    texts = _builtin_texts()
+    if include_user:
+        d = user_catalog_dir(home)
+        if d.is_dir():
+            for p in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+                texts.append((p.read_text(encoding="utf-8"), str(p)))
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise NotFoundError(
+                f"--catalog: no such file {str(path)!r}",
+                hint="pass the path of a YAML catalog file",
+            )
+        texts.append((path.read_text(encoding="utf-8"), str(path)))
+
+    eff: dict[str, Efficiency] = {}
+    accs: dict[str, Accelerator] = {}
+    insts: dict[str, Instance] = {}
+    cpus: dict[str, CpuPrice] = {}
+    srvs: dict[str, Server] = {}
+    onprem: dict[str, Any] = {}
+    origins: dict[tuple[str, str], str] = {}
+    for text, origin in texts:
+        f = _read_file(text, origin)
+        src = "builtin" if origin.startswith("builtin:") else origin
+        for e in f.efficiency:
+            eff[e.generation] = e
+            origins[("efficiency", e.generation)] = src
+        for a in f.accelerators:
+            accs[a.name] = a
+            origins[("accelerator", a.name)] = src
+        for i in f.instances:
+            if i.name in insts and src != "builtin":
+                # a user file may give only some tiers: merge them over the shipped ones
+                merged = {**insts[i.name].prices, **i.prices}
+                i = i.model_copy(update={"prices": merged})
+            insts[i.name] = i
+            origins[("instance", i.name)] = src
+        for c in f.cpu_prices:
+            cpus[c.provider] = c
+            origins[("cpu", c.provider)] = src
+        for s in f.servers:
+            srvs[s.name] = s
+            origins[("server", s.name)] = src
+        if f.onprem is not None:
+            for k, v in f.onprem.model_dump(exclude_none=True).items():
+                onprem[k] = v
+    try:
+        onprem_inputs = OnPremInputs.model_validate(onprem)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(
+            f"catalog onprem.{loc}: {first['msg']}", hint="fix the on-premises figure"
+        ) from exc
+    return Catalog(
+        efficiency=eff,
+        accelerators=accs,
+        instances=insts,
+        cpu_prices=cpus,
+        servers=srvs,
+        onprem=onprem_inputs,
+        origins=origins,
+    )
+
+
+_DEFAULT: Catalog | None = None
+
+
+def default_catalog() -> Catalog:
+    """The shipped catalog only (cached); used when a caller passes no catalog."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_catalog(include_user=False)
+    return _DEFAULT
+
+
+__all__ = [
+    "PRICE_TIERS",
+    "Accelerator",
+    "Catalog",
+    "CatalogFile",
+    "CpuPrice",
+    "Efficiency",
+    "Figure",
+    "FigureRow",
+    "Instance",
+    "OnPremInputs",
+    "Price",
+    "PriceTier",
+    "Server",
+    "default_catalog",
+    "load_catalog",
+    "suggest",
+    "user_catalog_dir",
+]

@@ -1,0 +1,222 @@
+"""Inference sizing: weights + KV cache memory, GPUs, bandwidth-bound decode latency and throughput.
+
+Decode is memory-bandwidth bound at the batch sizes used for serving: each decode step reads
+every weight once and each sequence's KV cache once, so
+
+    step_time = max((weights + KV read) / (GPUs · bandwidth · bw_eff),  2·N_active·batch / (GPUs · peak · mfu))
+
+One replica serves ``concurrency`` sequences; replicas are added until the aggregate tokens/s
+reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Catalog, default_catalog
+from aistack.planning.training import GB, infer_shape
+
+BYTES_PER_VALUE = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+    "fp4": 0.5,
+}
+BANDWIDTH_EFFICIENCY = (
+    0.8  # share of peak HBM bandwidth a decode kernel reaches (vLLM/TensorRT-LLM ~75-85%)
+)
+PREFILL_MFU = 0.5
+SERVING_OVERHEAD_GB = 2.0  # CUDA context, activations, runtime buffers per GPU
+USABLE_MEMORY_FRACTION = 0.9
+MAX_GPUS_PER_REPLICA = 8
+
+
+def _check_positive(name: str, v: float | int | None, hint: str) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise ValidationError(f"{name}: must be a positive number, got {v!r}", hint=hint)
+
+
+def _bytes_of(precision: str, field_name: str) -> float:
+    p = precision.lower()
+    if p not in BYTES_PER_VALUE:
+        raise ValidationError(
+            f"{field_name}: unknown precision {precision!r}",
+            hint=f"use one of {', '.join(BYTES_PER_VALUE)}",
+        )
+    return BYTES_PER_VALUE[p]
+
+
+def kv_bytes_per_token(
+    *, layers: int, kv_heads: int, head_dim: int, kv_precision: str = "bf16"
+) -> float:
+    """K and V for every layer: 2 · L · kv_heads · head_dim · bytes."""
+    return 2.0 * layers * kv_heads * head_dim * _bytes_of(kv_precision, "kv_precision")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServePlan:
+    gpu: str
+    params: float
+    params_active: float
+    precision: str
+    kv_precision: str
+    context: int
+    concurrency: int
+    layers: int
+    hidden: int
+    kv_heads: int
+    head_dim: int
+    weights_gb: float
+    kv_per_token_mb: float
+    kv_cache_gb: float
+    memory_needed_gb: float
+    gpus_per_replica: int
+    memory_per_gpu_gb: float
+    step_ms: float
+    bound: str  # "memory bandwidth" | "compute"
+    tokens_per_s_per_sequence: float
+    tokens_per_s_per_replica: float
+    prefill_ms: float
+    target_tokens_per_s: float | None
+    replicas: int
+    gpus: int
+    tokens_per_s_total: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_serving(
+    *,
+    params: float,
+    gpu: str,
+    active_params: float | None = None,
+    precision: str = "bf16",
+    kv_precision: str | None = None,
+    context: int = 4096,
+    prompt: int | None = None,
+    concurrency: int = 1,
+    target_tokens_per_s: float | None = None,
+    layers: int | None = None,
+    hidden: int | None = None,
+    kv_heads: int | None = None,
+    head_dim: int = 128,
+    catalog: Catalog | None = None,
+) -> ServePlan:
+    """Size one model's serving deployment."""
+    cat = catalog or default_catalog()
+    _check_positive("params", params, "e.g. --params 70e9")
+    if params is None:
+        raise ValidationError("params: required", hint="e.g. --params 70e9")
+    _check_positive("active_params", active_params, "active parameters per token, <= --params")
+    _check_positive(
+        "context", context, "tokens per sequence (prompt + output), e.g. --context 8192"
+    )
+    _check_positive("prompt", prompt, "prompt tokens, <= --context")
+    _check_positive(
+        "concurrency", concurrency, "sequences decoded at once per replica, e.g. --concurrency 32"
+    )
+    _check_positive(
+        "target_tokens_per_s",
+        target_tokens_per_s,
+        "aggregate output tokens/s, e.g. --target-tps 5000",
+    )
+    _check_positive("kv_heads", kv_heads, "key/value heads (GQA), e.g. --kv-heads 8")
+    _check_positive("head_dim", head_dim, "dimension per attention head, usually 128")
+    if int(concurrency) != concurrency or int(context) != context:
+        raise ValidationError("concurrency and context must be whole numbers")
+    if prompt is not None and prompt > context:
+        raise ValidationError(
+            f"prompt ({prompt}) cannot exceed context ({context})",
+            hint="context = prompt + output tokens",
+        )
+    n_active = active_params if active_params is not None else params
+    if n_active > params:
+        raise ValidationError(
+            "active_params cannot exceed params", hint="--active-params is per token for MoE models"
+        )
+    acc = cat.accelerator(gpu)
+    wbytes = _bytes_of(precision, "precision")
+    kvp = kv_precision or ("bf16" if wbytes >= 1 else "fp8")
+    notes: list[str] = []
+
+    shape = infer_shape(n_active, layers=layers, hidden=hidden)
+    if kv_heads is None:
+        kv_heads = max(1, shape.hidden // head_dim)
+        notes.append(
+            f"kv_heads not given: assumed full multi-head attention ({kv_heads} KV heads); GQA models need less KV cache"
+        )
+    if shape.inferred:
+        notes.append(
+            f"model shape inferred from the parameter count: {shape.layers} layers x {shape.hidden} hidden"
+        )
+
+    weights = params * wbytes
+    kv_tok = kv_bytes_per_token(
+        layers=shape.layers, kv_heads=kv_heads, head_dim=head_dim, kv_precision=kvp
+    )
+    kv_total = kv_tok * context * concurrency
+    cap = acc.memory_gb * GB * USABLE_MEMORY_FRACTION - SERVING_OVERHEAD_GB * GB
+    need = weights + kv_total
+    n = max(1, math.ceil(need / cap))
+    n = 1 << (n - 1).bit_length()  # tensor parallel degrees are powers of two
+    if n > MAX_GPUS_PER_REPLICA:
+        raise ValidationError(
+            f"one replica needs {need / GB:,.0f} GB (weights {weights / GB:,.0f} GB + KV cache {kv_total / GB:,.0f} GB), "
+            f"more than {MAX_GPUS_PER_REPLICA} x {acc.name} ({MAX_GPUS_PER_REPLICA * cap / GB:,.0f} GB usable) in one node",
+            hint="lower --concurrency or --context, quantize (--precision fp8/int4), or pick a GPU with more memory",
+        )
+    # decode: read all weights (active experts only for MoE at large batch ~ all) + the KV cache
+    kv_read = (
+        kv_tok * context * concurrency * 0.5
+    )  # average fill: sequences are half-way through on average
+    mem_s = (weights + kv_read) / (n * acc.memory_bw_tbs * 1e12 * BANDWIDTH_EFFICIENCY)
+    peak = acc.peak_tflops("fp8" if wbytes <= 1 and acc.fp8_tflops else "bf16")
+    comp_s = 2.0 * n_active * concurrency / (n * peak * 1e12 * PREFILL_MFU)
+    step_s = max(mem_s, comp_s)
+    bound = "memory bandwidth" if mem_s >= comp_s else "compute"
+    per_seq = 1.0 / step_s
+    per_replica = concurrency / step_s
+    p_tokens = prompt if prompt is not None else context // 2
+    prefill_s = 2.0 * n_active * p_tokens / (n * peak * 1e12 * PREFILL_MFU)
+    replicas = (
+        1 if target_tokens_per_s is None else max(1, math.ceil(target_tokens_per_s / per_replica))
+    )
+    return ServePlan(
+        gpu=acc.name,
+        params=params,
+        params_active=n_active,
+        precision=precision,
+        kv_precision=kvp,
+        context=int(context),
+        concurrency=int(concurrency),
+        layers=shape.layers,
+        hidden=shape.hidden,
+        kv_heads=int(kv_heads),
+        head_dim=head_dim,
+        weights_gb=weights / GB,
+        kv_per_token_mb=kv_tok / 1e6,
+        kv_cache_gb=kv_total / GB,
+        memory_needed_gb=need / GB + n * SERVING_OVERHEAD_GB,
+        gpus_per_replica=n,
+        memory_per_gpu_gb=need / n / GB + SERVING_OVERHEAD_GB,
+        step_ms=step_s * 1000,
+        bound=bound,
+        tokens_per_s_per_sequence=per_seq,
+        tokens_per_s_per_replica=per_replica,
+        prefill_ms=prefill_s * 1000,
+        target_tokens_per_s=target_tokens_per_s,
+        replicas=replicas,
+        gpus=replicas * n,
+        tokens_per_s_total=replicas * per_replica,
+        notes=notes,
+    )

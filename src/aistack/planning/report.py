@@ -1,0 +1,316 @@
+"""Plain-text reports for the planner (what the CLI prints; golden files pin them).
+
+Every number carries a unit; a value that cannot be computed is written as a sentence
+("n/a: ..."), never as NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+
+from aistack.planning.catalog import Catalog, FigureRow
+from aistack.planning.inference import ServePlan
+from aistack.planning.tco import TcoResult
+from aistack.planning.training import TrainPlan
+from aistack.planning.usage import UsageReport, UsageRow
+
+
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
+) -> str:
+    widths = [len(c) for c in columns]
+    for r in rows:
+        for i, v in enumerate(r):
+            widths[i] = max(widths[i], len(v))
+
+    def line(vals: Sequence[str]) -> str:
+        cells = [
+            v.rjust(widths[i]) if i in right else v.ljust(widths[i]) for i, v in enumerate(vals)
+        ]
+        return "  ".join(cells).rstrip()
+
+    out = [line(columns), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def sci(x: float) -> str:
+    if x == 0:
+        return "0"
+    e = int(math.floor(math.log10(abs(x))))
+    return f"{x / 10**e:.2f}e{e}"
+
+
+def usd(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "$0"
+    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
+
+
+def num(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def months(m: float | None) -> str:
+    return "never (within the server life)" if m is None else f"{m:.1f} months"
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
+# ---- training -------------------------------------------------------------------------------
+def render_train(p: TrainPlan) -> str:
+    src = {"given": "given", "deadline": "to meet the deadline", "memory": "fewest that fit"}[
+        p.gpus_from
+    ]
+    lines = [
+        f"Training plan: {sci(p.params)} parameters ({sci(p.params_active)} active), {sci(p.tokens)} tokens on {p.gpu} ({p.precision})",
+        "",
+        table(
+            ["quantity", "value"],
+            [
+                [
+                    "compute",
+                    f"{sci(p.flops)} FLOP"
+                    + (f" (attention {sci(p.attention_flops)} FLOP)" if p.attention_flops else ""),
+                ],
+                [
+                    "efficiency",
+                    f"MFU {p.mfu:.0%} x goodput {p.goodput:.0%} of {p.peak_tflops_per_gpu:,.0f} TFLOP/s = {p.effective_tflops_per_gpu:,.0f} TFLOP/s per GPU",
+                ],
+                ["GPU-hours", f"{p.gpu_hours:,.0f} GPU-h"],
+                ["GPUs", f"{p.gpus:,} ({src})"],
+                ["wall clock", f"{p.days:,.1f} days"],
+                [
+                    "memory per GPU",
+                    f"{p.memory_per_gpu_gb:,.1f} GB of {p.gpu_memory_gb:g} GB (ZeRO-{p.zero_stage}, recompute {'on' if p.recompute else 'off'}, TP {p.tp} x PP {p.pp})",
+                ],
+                [
+                    "fewest GPUs that fit",
+                    "does not fit" if p.min_gpus_to_fit is None else f"{p.min_gpus_to_fit:,}",
+                ],
+                [
+                    "step",
+                    f"{p.steps:,} steps of {p.batch_tokens:,} tokens, {p.step_seconds:,.2f} s compute each",
+                ],
+                [
+                    "DP all-reduce",
+                    f"{p.allreduce_seconds_per_step:,.2f} s per step ({p.allreduce_link})",
+                ],
+                [
+                    "checkpoint",
+                    f"{p.checkpoint_gb:,.0f} GB; {p.checkpoint_write_gbs:,.1f} GB/s to write it in {p.checkpoint_seconds:g} s",
+                ],
+            ],
+        ),
+        "",
+        "Memory per GPU by ZeRO stage (model states + activations + 1 GB runtime):",
+        table(
+            ["ZeRO", "recompute", "states", "activations", "total", "fewest GPUs"],
+            [
+                [
+                    str(o.zero_stage),
+                    "on" if o.recompute else "off",
+                    f"{o.states_gb:,.1f} GB",
+                    f"{o.activations_gb:,.1f} GB",
+                    f"{o.total_gb:,.1f} GB",
+                    "does not fit" if o.min_gpus is None else f"{o.min_gpus:,}",
+                ]
+                for o in p.memory_options
+            ],
+            right=(2, 3, 4, 5),
+        ),
+    ]
+    if p.notes:
+        lines += ["", *[f"note: {n}" for n in p.notes]]
+    lines += ["", f"efficiency source: {p.efficiency_source}"]
+    return "\n".join(lines) + "\n"
+
+
+# ---- serving --------------------------------------------------------------------------------
+def render_serve(p: ServePlan) -> str:
+    rows = [
+        ["weights", f"{p.weights_gb:,.1f} GB ({p.precision})"],
+        [
+            "KV cache",
+            f"{p.kv_cache_gb:,.1f} GB ({p.kv_per_token_mb:,.3f} MB/token x {p.context:,} tokens x {p.concurrency:,} sequences, {p.kv_precision})",
+        ],
+        ["GPUs per replica", f"{p.gpus_per_replica} ({p.memory_per_gpu_gb:,.1f} GB each)"],
+        ["decode step", f"{p.step_ms:,.1f} ms ({p.bound} bound)"],
+        ["per sequence", f"{p.tokens_per_s_per_sequence:,.1f} tokens/s"],
+        ["per replica", f"{p.tokens_per_s_per_replica:,.0f} tokens/s"],
+        ["prefill", f"{p.prefill_ms:,.0f} ms per prompt"],
+        [
+            "replicas",
+            f"{p.replicas}"
+            + (f" for {p.target_tokens_per_s:,.0f} tokens/s" if p.target_tokens_per_s else ""),
+        ],
+        ["GPUs total", f"{p.gpus}"],
+        ["throughput total", f"{p.tokens_per_s_total:,.0f} tokens/s"],
+    ]
+    lines = [
+        f"Serving plan: {sci(p.params)} parameters on {p.gpu}, {p.layers} layers x {p.hidden} hidden, {p.kv_heads} KV heads",
+        "",
+        table(["quantity", "value"], rows),
+    ]
+    if p.notes:
+        lines += ["", *[f"note: {n}" for n in p.notes]]
+    return "\n".join(lines) + "\n"
+
+
+# ---- TCO ------------------------------------------------------------------------------------
+def render_tco(r: TcoResult) -> str:
+    rows = [
+        [
+            s.name,
+            usd(s.upfront_usd),
+            usd(s.monthly_usd),
+            usd(s.total_usd),
+            f"{usd(s.cost_per_useful_gpu_hour)}/GPU-h",
+            "-" if s.upfront_usd == 0 else months(s.breakeven_month_vs_on_demand),
+        ]
+        for s in r.scenarios
+    ]
+    cheapest = min(r.scenarios, key=lambda s: s.total_usd)
+    lines = [
+        f"TCO: {r.gpus} x {r.gpu} at {r.utilization:.0%} utilization over {r.horizon_months} months "
+        f"(cloud: {r.instance}, on-prem: {r.servers} x {r.server})",
+        "",
+        table(
+            [
+                "scenario",
+                "upfront",
+                "per month",
+                "total",
+                "per useful GPU-hour",
+                "break-even vs on-demand",
+            ],
+            rows,
+            right=(1, 2, 3, 4),
+        ),
+        "",
+        f"on-demand: {usd(r.on_demand_usd_per_gpu_hour)}/GPU-h; owned (amortized, at 100% use): {usd(r.onprem_usd_per_gpu_hour_amortized)}/GPU-h",
+        f"break-even month (buy vs on-demand): {months(r.breakeven_month)}",
+        "buying beats on-demand above "
+        + (
+            f"{r.breakeven_utilization:.0%} utilization"
+            if r.breakeven_utilization is not None
+            else "no utilization (renting always wins)"
+        ),
+        f"cheapest over the horizon: {cheapest.name} ({usd(cheapest.total_usd)})",
+    ]
+    lines += [f"missing: {m}" for m in r.missing]
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
+
+
+# ---- usage ----------------------------------------------------------------------------------
+def _usage_rows(rows: Sequence[UsageRow]) -> list[list[str]]:
+    return [
+        [
+            r.key,
+            str(r.jobs),
+            f"{r.gpu_hours:,.1f}",
+            f"{r.cpu_hours:,.1f}",
+            f"{r.useful_gpu_hours:,.1f}",
+            f"{r.idle_gpu_hours:,.1f}",
+            f"{r.unmeasured_gpu_hours:,.1f}",
+            usd(r.cost_usd),
+        ]
+        for r in rows
+    ]
+
+
+_USAGE_COLS = [
+    "{}",
+    "jobs",
+    "GPU-h",
+    "CPU-h",
+    "useful GPU-h",
+    "idle GPU-h",
+    "unmeasured GPU-h",
+    "cost",
+]
+
+
+def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
+    def cols(first: str) -> list[str]:
+        return [first, *_USAGE_COLS[1:]]
+
+    right = (1, 2, 3, 4, 5, 6, 7)
+    lines = [
+        f"Usage {r.since.isoformat(timespec='minutes')} .. {r.until.isoformat(timespec='minutes')} "
+        f"({r.window_hours / 24:,.1f} days, {r.records} allocations), priced under {r.sheet!r}",
+        "",
+        table(
+            cols("project"), _usage_rows(r.by_project) + [_usage_rows([r.total])[0]], right=right
+        ),
+        "",
+        table(cols("user"), _usage_rows(r.by_user), right=right),
+        "",
+        table(cols("GPU type"), _usage_rows(r.by_gpu_type), right=right),
+        "",
+        table(cols(f"job (top {top_jobs} by cost)"), _usage_rows(r.by_job[:top_jobs]), right=right),
+        "",
+        f"same usage on cloud on-demand: {usd(r.cloud_on_demand_usd)}; on owned servers (amortized): {usd(r.onprem_usd)}",
+    ]
+    if r.budgets:
+        lines += [
+            "",
+            "Budgets (this month):",
+            table(
+                ["project", "month", "budget", "spent", "used", "status"],
+                [
+                    [
+                        b.project,
+                        b.month,
+                        usd(b.monthly_budget_usd),
+                        usd(b.spend_usd),
+                        pct(b.used_fraction),
+                        b.status,
+                    ]
+                    for b in r.budgets
+                ],
+                right=(2, 3, 4),
+            ),
+        ]
+    lines += ["", r.recommendation]
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
+
+
+# ---- catalog --------------------------------------------------------------------------------
+def render_catalog(cat: Catalog, *, today: dt.date, kind: str | None = None) -> str:
+    figs: list[FigureRow] = [f for f in cat.figures() if kind is None or f.kind == kind]
+    rows = []
+    for f in figs:
+        old = f.is_price() and f.age_days(today) > 365
+        value = f"{f.value:,.4g}" if f.value < 1000 else f"{f.value:,.0f}"
+        rows.append(
+            [
+                f.kind,
+                f.name,
+                f.field,
+                f"{value} {f.unit}",
+                f.as_of.isoformat() + (" OLD" if old else ""),
+                f.source + ("" if f.origin == "builtin" else f" [from {f.origin}]"),
+            ]
+        )
+    stale = [f for f in cat.stale(today) if kind is None or f.kind == kind]
+    lines = [table(["kind", "name", "field", "value", "as of", "source"], rows)]
+    if stale:
+        lines += [
+            "",
+            f"warning: {len(stale)} price(s) are older than a year (as of {today.isoformat()}); check them and override "
+            "in AISTACK_HOME/catalog/*.yaml:",
+        ]
+        lines += [
+            f"  {f.kind} {f.name} {f.field}: as of {f.as_of.isoformat()} ({f.age_days(today):,} days old)"
+            for f in stale
+        ]
+    return "\n".join(lines) + "\n"

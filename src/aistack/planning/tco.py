@@ -1,0 +1,404 @@
+"""Total cost of ownership: on-premises vs cloud (on-demand, committed, spot) vs hybrid.
+
+The team needs ``gpus`` GPUs at peak and uses them ``utilization`` of the time on average
+(GPU-hours per month = gpus · utilization · 730).
+
+* on-premises: buy whole servers up front (server + network + storage per node), then pay
+  every month for power (idle share + busy share, times PUE), colocation per provisioned kW,
+  staff, and the cost of the capital tied up (capex · rate / 12). Servers are bought again
+  when they reach their depreciation age within the horizon.
+* cloud on-demand and spot: pay only for the GPU-hours used (spot plus a rework overhead
+  for preemptions); committed: pay for all ``gpus`` around the clock at the committed rate.
+* hybrid: own whole servers for the steady base load, burst the rest on on-demand.
+
+Break-even month: when the cumulative on-premises cost falls below cumulative on-demand.
+Break-even utilization: where the amortized monthly on-premises cost (annuity over the
+depreciation years at the cost of capital, plus running costs) equals on-demand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Catalog, Instance, Price, Server, default_catalog
+
+HOURS_PER_MONTH = 730.0
+DEFAULT_SPOT_OVERHEAD = 0.10
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnPremCost:
+    """The cost structure of owning ``servers`` servers."""
+
+    servers: int
+    gpus: int
+    capex_usd: float
+    power_idle_usd_month: float  # at zero utilization
+    power_busy_usd_month: float  # extra at 100% utilization
+    colocation_usd_month: float
+    staff_usd_month: float
+    capital_usd_month: float
+    annuity_usd_month: float
+    depreciation_months: int
+
+    def opex_month(self, utilization: float) -> float:
+        """Cash running cost per month (power, hosting, staff, cost of capital)."""
+        return (
+            self.power_idle_usd_month
+            + self.power_busy_usd_month * utilization
+            + self.colocation_usd_month
+            + self.staff_usd_month
+            + self.capital_usd_month
+        )
+
+    def amortized_month(self, utilization: float) -> float:
+        """Monthly cost with the capex spread as an annuity (includes the cost of capital)."""
+        return (
+            self.annuity_usd_month
+            + self.power_idle_usd_month
+            + self.power_busy_usd_month * utilization
+            + self.colocation_usd_month
+            + self.staff_usd_month
+        )
+
+
+def onprem_cost(
+    server: Server, servers: int, catalog: Catalog, *, server_price_usd: float | None = None
+) -> OnPremCost:
+    op = catalog.onprem
+    price = server_price_usd if server_price_usd is not None else server.price_usd
+    capex = servers * (price + op.network_usd_per_node.value + op.storage_usd_per_node.value)
+    kw = servers * server.power_kw
+    kwh_price = op.electricity_usd_per_kwh.value * op.pue.value
+    idle = op.idle_power_fraction.value
+    rate = op.cost_of_capital.value / 12.0
+    n = int(round(op.depreciation_years.value * 12))
+    annuity = capex / n if rate == 0 else capex * rate / (1.0 - (1.0 + rate) ** (-n))
+    return OnPremCost(
+        servers=servers,
+        gpus=servers * server.gpus,
+        capex_usd=capex,
+        power_idle_usd_month=kw * idle * kwh_price * HOURS_PER_MONTH,
+        power_busy_usd_month=kw * (1.0 - idle) * kwh_price * HOURS_PER_MONTH,
+        colocation_usd_month=kw * op.colocation_usd_per_kw_month.value,
+        staff_usd_month=servers * op.staff_usd_per_node_year.value / 12.0,
+        capital_usd_month=capex * rate,
+        annuity_usd_month=annuity,
+        depreciation_months=n,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    upfront_usd: float
+    monthly_usd: float  # average over the horizon, excluding upfront
+    total_usd: float
+    cost_per_useful_gpu_hour: float
+    breakeven_month_vs_on_demand: float | None
+    cumulative_usd: list[float]  # index = month 0..horizon
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcoResult:
+    gpus: int
+    gpu: str
+    utilization: float
+    horizon_months: int
+    instance: str
+    server: str
+    servers: int
+    on_demand_usd_per_gpu_hour: float
+    onprem_usd_per_gpu_hour_amortized: float
+    breakeven_month: float | None
+    breakeven_utilization: float | None
+    hybrid_base_gpus: int
+    scenarios: list[Scenario]
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def scenario(self, name: str) -> Scenario:
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cumulative(upfront_at: dict[int, float], monthly: float, horizon: int) -> list[float]:
+    out, total = [], 0.0
+    for m in range(horizon + 1):
+        total += upfront_at.get(m, 0.0)
+        out.append(total)
+        total += monthly
+    return out
+
+
+def _crossing(cum_a: list[float], cum_b: list[float]) -> float | None:
+    """First (fractional) month where a (own) drops to or below b (rent), after month 0."""
+    for m in range(1, len(cum_a)):
+        if cum_a[m] <= cum_b[m]:
+            da0, db0 = cum_a[m - 1], cum_b[m - 1]
+            gap0, gap1 = da0 - db0, cum_a[m] - cum_b[m]
+            if gap0 <= 0 or gap0 == gap1:
+                return float(m)
+            return (m - 1) + gap0 / (gap0 - gap1)
+    return None
+
+
+def breakeven_month(
+    cost: OnPremCost, *, cloud_usd_per_gpu_hour: float, gpus: int, utilization: float
+) -> float | None:
+    """Months until owning is cheaper than on-demand (first server life only); None if never."""
+    cloud_month = gpus * utilization * HOURS_PER_MONTH * cloud_usd_per_gpu_hour
+    saving = cloud_month - cost.opex_month(utilization)
+    if saving <= 0:
+        return None
+    m = cost.capex_usd / saving
+    return m if m <= cost.depreciation_months else None
+
+
+def breakeven_utilization(
+    cost: OnPremCost, *, cloud_usd_per_gpu_hour: float, gpus: int
+) -> float | None:
+    """Utilization above which owning (amortized) beats on-demand; None if it never does (<= 100%)."""
+    fixed = cost.amortized_month(0.0)
+    per_util = gpus * HOURS_PER_MONTH * cloud_usd_per_gpu_hour - cost.power_busy_usd_month
+    if per_util <= 0:
+        return None
+    u = fixed / per_util
+    return u if u <= 1.0 else None
+
+
+def _check(name: str, v: float | int | None, hint: str) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise ValidationError(f"{name}: must be a positive number, got {v!r}", hint=hint)
+
+
+def plan_tco(
+    *,
+    gpus: int,
+    gpu: str | None = None,
+    instance: str | None = None,
+    server: str | None = None,
+    utilization: float = 1.0,
+    horizon_months: int = 36,
+    hybrid_base_gpus: int | None = None,
+    spot_overhead: float = DEFAULT_SPOT_OVERHEAD,
+    cloud_usd_per_hour: float | None = None,
+    server_price_usd: float | None = None,
+    catalog: Catalog | None = None,
+) -> TcoResult:
+    """Compare owning vs renting ``gpus`` GPUs of one type over ``horizon_months``.
+
+    ``gpu`` picks the default instance and server for that accelerator; ``instance``/``server``
+    choose them by name. ``cloud_usd_per_hour`` overrides the instance's on-demand price (USD per
+    instance-hour), ``server_price_usd`` the server's purchase price.
+    """
+    cat = catalog or default_catalog()
+    _check("gpus", gpus, "GPUs needed at peak, e.g. --gpus 16")
+    if int(gpus) != gpus:
+        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}")
+    _check("horizon_months", horizon_months, "e.g. --months 36")
+    _check("cloud_usd_per_hour", cloud_usd_per_hour, "USD per instance-hour, e.g. 84")
+    _check("server_price_usd", server_price_usd, "USD per server, e.g. 450000")
+    if (
+        isinstance(utilization, bool)
+        or not isinstance(utilization, int | float)
+        or not (0 < utilization <= 1)
+    ):
+        raise ValidationError(
+            f"utilization: must be in (0, 1], got {utilization!r}",
+            hint="a fraction of the time the GPUs are busy, e.g. 0.6",
+        )
+    if not (0 <= spot_overhead < 1):
+        raise ValidationError(f"spot_overhead: must be in [0, 1), got {spot_overhead!r}")
+    if gpu is None and instance is None and server is None:
+        raise ValidationError(
+            "give gpu, instance or server", hint="e.g. --gpu H100 or --instance p5.48xlarge"
+        )
+    gpus = int(gpus)
+    horizon = int(horizon_months)
+    notes: list[str] = []
+    missing: list[str] = []
+
+    inst: Instance = (
+        cat.instance(instance)
+        if instance
+        else cat.default_instance(gpu or cat.server(str(server)).accelerator)
+    )
+    acc = cat.accelerator(gpu) if gpu else cat.accelerator(inst.accelerator)
+    if cat.accelerator(inst.accelerator).name != acc.name:
+        raise ValidationError(
+            f"instance: {inst.name} has {inst.accelerator}, not {acc.name}",
+            hint=f"pick an instance with {acc.name}: {', '.join(i.name for i in cat.instances_for(acc.name)) or 'none in the catalog'}",
+        )
+    srv: Server = cat.server(server) if server else cat.default_server(acc.name)
+    if cat.accelerator(srv.accelerator).name != acc.name:
+        notes.append(
+            f"comparing unlike GPUs: the cloud instance has {acc.name}, the server {srv.accelerator}"
+        )
+    if cloud_usd_per_hour is not None:
+        od = cloud_usd_per_hour / inst.gpus
+        notes.append(
+            f"on-demand price set by the caller: ${cloud_usd_per_hour:,.2f}/h for {inst.name}"
+        )
+        if "on_demand" in inst.prices:
+            # keep the catalog's discounts of the other tiers relative to on-demand
+            scale = cloud_usd_per_hour / inst.prices["on_demand"].usd_per_hour
+            inst = inst.model_copy(
+                update={
+                    "prices": {
+                        t: p.model_copy(update={"usd_per_hour": p.usd_per_hour * scale})
+                        for t, p in inst.prices.items()
+                    }
+                }
+            )
+            if len(inst.prices) > 1:
+                notes.append("committed and spot prices scaled by the same factor as on-demand")
+        else:
+            inst = inst.model_copy(
+                update={
+                    "prices": {
+                        **inst.prices,
+                        "on_demand": Price(
+                            usd_per_hour=cloud_usd_per_hour,
+                            source="set by the caller",
+                            as_of=dt.date.today(),
+                        ),
+                    }
+                }
+            )
+    else:
+        od = inst.gpu_hour_usd("on_demand")
+
+    n_servers = math.ceil(gpus / srv.gpus)
+    own = onprem_cost(srv, n_servers, cat, server_price_usd=server_price_usd)
+    used_hours_month = gpus * utilization * HOURS_PER_MONTH
+    useful_total = used_hours_month * horizon
+    dep = own.depreciation_months
+    refresh = {m: own.capex_usd for m in range(0, horizon + 1, dep) if m < horizon or m == 0}
+
+    scen: list[Scenario] = []
+
+    def add(name: str, desc: str, upfront_at: dict[int, float], monthly: float) -> None:
+        cum = _cumulative(upfront_at, monthly, horizon)
+        total = cum[-1]
+        scen.append(
+            Scenario(
+                name=name,
+                description=desc,
+                upfront_usd=upfront_at.get(0, 0.0),
+                monthly_usd=monthly,
+                total_usd=total,
+                cost_per_useful_gpu_hour=total / useful_total,
+                breakeven_month_vs_on_demand=None,
+                cumulative_usd=cum,
+            )
+        )
+
+    add(
+        "on-prem",
+        f"buy {n_servers} x {srv.name} ({own.gpus} GPUs)",
+        refresh,
+        own.opex_month(utilization * gpus / own.gpus),
+    )
+    add(
+        "cloud on-demand",
+        f"{inst.name} on-demand, pay per GPU-hour used",
+        {},
+        used_hours_month * od,
+    )
+    for tier, label in (
+        ("committed_1y", "1-year commitment"),
+        ("committed_3y", "3-year commitment"),
+    ):
+        if tier in inst.prices:
+            add(
+                f"cloud {label}",
+                f"{inst.name} {label} for all {gpus} GPUs around the clock",
+                {},
+                gpus * HOURS_PER_MONTH * inst.gpu_hour_usd(tier),
+            )  # type: ignore[arg-type]
+        else:
+            missing.append(f"no {tier} price for {inst.name} ({inst.provider}) in the catalog")
+    if "spot" in inst.prices:
+        add(
+            "cloud spot",
+            f"{inst.name} spot, +{spot_overhead:.0%} rework after preemptions",
+            {},
+            used_hours_month * inst.gpu_hour_usd("spot") * (1.0 + spot_overhead),
+        )
+    else:
+        missing.append(f"no spot price for {inst.name} ({inst.provider}) in the catalog")
+
+    # hybrid: own whole servers for the steady base, burst the rest on-demand
+    if hybrid_base_gpus is None:
+        base_servers = int((gpus * utilization) // srv.gpus)
+    else:
+        if hybrid_base_gpus < 0 or int(hybrid_base_gpus) != hybrid_base_gpus:
+            raise ValidationError(
+                f"hybrid_base_gpus: must be a whole number >= 0, got {hybrid_base_gpus!r}"
+            )
+        base_servers = math.ceil(hybrid_base_gpus / srv.gpus)
+    base_gpus = base_servers * srv.gpus
+    if base_servers > 0:
+        base = onprem_cost(srv, base_servers, cat, server_price_usd=server_price_usd)
+        served = min(used_hours_month, base_gpus * HOURS_PER_MONTH)
+        burst = used_hours_month - served
+        b_refresh = {m: base.capex_usd for m in range(0, horizon + 1, dep) if m < horizon or m == 0}
+        add(
+            "hybrid",
+            f"own {base_servers} x {srv.name} ({base_gpus} GPUs) for the base load, burst {inst.name} on-demand",
+            b_refresh,
+            base.opex_month(served / (base_gpus * HOURS_PER_MONTH)) + burst * od,
+        )
+    else:
+        notes.append(
+            f"hybrid: the average load ({gpus * utilization:.1f} GPUs) is under one {srv.gpus}-GPU server; "
+            "nothing to own for a base load (pass hybrid_base_gpus to force one)"
+        )
+
+    od_cum = next(s for s in scen if s.name == "cloud on-demand").cumulative_usd
+    scen = [
+        s
+        if s.upfront_usd == 0
+        else Scenario(
+            **{**asdict(s), "breakeven_month_vs_on_demand": _crossing(s.cumulative_usd, od_cum)}
+        )
+        for s in scen
+    ]
+    be_month = (
+        breakeven_month(own, cloud_usd_per_gpu_hour=od, gpus=gpus, utilization=utilization)
+        if own.gpus == gpus
+        else next(s for s in scen if s.name == "on-prem").breakeven_month_vs_on_demand
+    )
+    be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od, gpus=gpus)
+    if own.gpus != gpus:
+        notes.append(f"on-prem rounds up to whole servers: {own.gpus} GPUs owned for {gpus} needed")
+    return TcoResult(
+        gpus=gpus,
+        gpu=acc.name,
+        utilization=float(utilization),
+        horizon_months=horizon,
+        instance=inst.name,
+        server=srv.name,
+        servers=n_servers,
+        on_demand_usd_per_gpu_hour=od,
+        onprem_usd_per_gpu_hour_amortized=own.amortized_month(1.0) / (own.gpus * HOURS_PER_MONTH),
+        breakeven_month=be_month,
+        breakeven_utilization=be_util,
+        hybrid_base_gpus=base_gpus,
+        scenarios=scen,
+        missing=missing,
+        notes=notes,
+    )

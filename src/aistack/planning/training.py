@@ -1,0 +1,438 @@
+"""Training sizing: FLOPs, GPU-hours, wall-clock days or GPUs, memory per GPU, all-reduce, checkpoints.
+
+Formulas (see docs/planning.md for sources and calibration):
+
+* FLOPs = 6·N_active·D  (Kaplan et al. 2020), plus the attention term 12·L·d·s per token
+  (Chowdhery et al. 2022, PaLM appendix B) when the sequence length ``s`` is given.
+* GPU-hours = FLOPs / (peak dense TFLOP/s · MFU · goodput), with MFU and goodput per
+  accelerator generation from the catalog (overridable).
+* Model states for mixed-precision Adam (Rajbhandari et al. 2020, ZeRO): 2 bytes BF16 weights,
+  2 bytes BF16 gradients, 12 bytes FP32 master weights + Adam moments per parameter; ZeRO
+  stage 1 shards the 12, stage 2 also the gradients, stage 3 everything over the data-parallel
+  group.
+* Activations per layer (Korthikanti et al. 2022, tensor + sequence parallel):
+  s·b·h·(34 + 5·a·s/h)/t bytes; the 5·a·s/h softmax term is dropped with FlashAttention;
+  with full recomputation only the layer input (2·s·b·h/t bytes) is kept, plus one layer's
+  working set.
+* Ring all-reduce: 2·(p−1)/p · bytes / bandwidth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Accelerator, Catalog, default_catalog
+
+GB = 1e9
+BYTES_PER_PARAM_STATES = 16  # 2 weights + 2 grads + 4 master + 4 m + 4 v
+BYTES_PER_PARAM_CHECKPOINT = 14  # 2 weights + 4 master + 8 Adam moments (no gradients)
+GPUS_PER_NODE = 8
+CONTEXT_OVERHEAD_GB = 1.0  # CUDA context, NCCL buffers, allocator slack
+USABLE_MEMORY_FRACTION = 0.95
+MAX_TENSOR_PARALLEL = 8
+MAX_PIPELINE_STAGES = 32
+DEFAULT_SEQ_LEN = 4096
+DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
+DEFAULT_MAX_BATCH_TOKENS = 16 * 1024 * 1024  # Llama 3 405B's largest global batch (16M tokens)
+
+
+def _positive(name: str, value: float | int | None, *, hint: str, allow_none: bool = True) -> None:
+    if value is None:
+        if allow_none:
+            return
+        raise ValidationError(f"{name}: required", hint=hint)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(f"{name}: must be a positive number, got {value!r}", hint=hint)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    heads: int
+    inferred: bool
+
+
+def infer_shape(
+    params: float, *, layers: int | None = None, hidden: int | None = None, heads: int | None = None
+) -> ModelShape:
+    """Layers/hidden from the parameter count when not given: N ≈ 12·L·h² with h ≈ 128·L.
+
+    The aspect ratio h/L ≈ 100–130 holds for GPT-3, LLaMA 1/2/3 (e.g. 8192/80, 16384/126).
+    """
+    _positive("params", params, hint="e.g. --params 7e9")
+    inferred = layers is None or hidden is None
+    if hidden is None and layers is not None:
+        hidden = int(round(math.sqrt(params / (12 * layers)) / 128) * 128) or 128
+    if layers is None and hidden is not None:
+        layers = max(1, round(params / (12 * hidden * hidden)))
+    if layers is None or hidden is None:
+        layers_f = (params / (12 * 128 * 128)) ** (1 / 3)
+        hidden = max(128, int(round(128 * layers_f / 128) * 128))
+        layers = max(1, round(params / (12 * hidden * hidden)))
+    if heads is None:
+        heads = max(1, hidden // 128)
+    for name, v in (("layers", layers), ("hidden", hidden), ("heads", heads)):
+        _positive(name, v, hint=f"--{name} must be a positive integer")
+    return ModelShape(layers=int(layers), hidden=int(hidden), heads=int(heads), inferred=inferred)
+
+
+def training_flops(
+    params_active: float,
+    tokens: float,
+    *,
+    seq_len: int | None = None,
+    shape: ModelShape | None = None,
+) -> tuple[float, float]:
+    """(total FLOPs, of which attention FLOPs). The attention term needs ``seq_len``."""
+    dense = 6.0 * params_active * tokens
+    attn = 0.0
+    if seq_len:
+        if shape is None:
+            shape = infer_shape(params_active)
+        attn = 12.0 * shape.layers * shape.hidden * seq_len * tokens
+    return dense + attn, attn
+
+
+def model_state_bytes(params: float, *, zero_stage: int, dp: int, mp: int = 1) -> float:
+    """Bytes of weights + gradients + optimizer state per GPU for mixed-precision Adam."""
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValidationError(
+            f"zero_stage: must be 0, 1, 2 or 3, got {zero_stage!r}",
+            hint="--zero-stage 3 shards everything",
+        )
+    _positive("dp", dp, hint="data-parallel degree >= 1")
+    _positive("mp", mp, hint="model-parallel degree >= 1")
+    psi = params / mp
+    if zero_stage == 0:
+        return 16.0 * psi
+    if zero_stage == 1:
+        return 4.0 * psi + 12.0 * psi / dp
+    if zero_stage == 2:
+        return 2.0 * psi + 14.0 * psi / dp
+    return 16.0 * psi / dp
+
+
+def activation_bytes(
+    shape: ModelShape,
+    *,
+    seq_len: int,
+    micro_batch: int = 1,
+    recompute: bool,
+    tp: int = 1,
+    flash_attention: bool = True,
+) -> float:
+    """Activation bytes per GPU for one micro-batch in flight per layer (1F1B keeps L layers' worth)."""
+    s, b, h, a, L = seq_len, micro_batch, shape.hidden, shape.heads, shape.layers
+    per_layer_full = s * b * h * (34.0 + (0.0 if flash_attention else 5.0 * a * s / h)) / tp
+    if not recompute:
+        return L * per_layer_full
+    return L * 2.0 * s * b * h / tp + per_layer_full
+
+
+def ring_allreduce_seconds(nbytes: float, participants: int, bandwidth_gbs: float) -> float:
+    """Ring all-reduce time: each rank sends and receives 2·(p−1)/p of the buffer."""
+    if participants <= 1:
+        return 0.0
+    return 2.0 * (participants - 1) / participants * nbytes / (bandwidth_gbs * GB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryOption:
+    zero_stage: int
+    recompute: bool
+    states_gb: float
+    activations_gb: float
+    total_gb: float
+    min_gpus: int | None  # None: does not fit on this accelerator with any data-parallel degree
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainPlan:
+    gpu: str
+    precision: str
+    params: float
+    params_active: float
+    tokens: float
+    seq_len: int
+    shape: ModelShape
+    flops: float
+    attention_flops: float
+    peak_tflops_per_gpu: float
+    mfu: float
+    goodput: float
+    effective_tflops_per_gpu: float
+    gpu_hours: float
+    gpus: int
+    days: float
+    gpus_from: str  # "given" | "deadline" | "memory"
+    zero_stage: int
+    recompute: bool
+    tp: int
+    pp: int
+    memory_per_gpu_gb: float
+    gpu_memory_gb: float
+    min_gpus_to_fit: int | None
+    memory_options: list[MemoryOption]
+    batch_tokens: int
+    steps: int
+    step_seconds: float
+    allreduce_seconds_per_step: float
+    allreduce_link: str
+    checkpoint_gb: float
+    checkpoint_seconds: float
+    checkpoint_write_gbs: float
+    max_useful_gpus: int
+    efficiency_source: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = asdict(self.shape)
+        return d
+
+
+def _fit_min_gpus(
+    params: float, zero_stage: int, act_bytes: float, cap_bytes: float, mp: int
+) -> int | None:
+    psi = params / mp
+    fixed = {0: 16.0 * psi, 1: 4.0 * psi, 2: 2.0 * psi, 3: 0.0}[zero_stage]
+    sharded = {0: 0.0, 1: 12.0 * psi, 2: 14.0 * psi, 3: 16.0 * psi}[zero_stage]
+    room = cap_bytes - fixed - act_bytes
+    if room <= 0:
+        return None
+    dp = 1 if sharded == 0 else max(1, math.ceil(sharded / room))
+    return dp * mp
+
+
+def _round_to_nodes(n: int) -> int:
+    if n <= GPUS_PER_NODE:
+        # 1, 2, 4 or 8 GPUs on one node
+        return 1 << (n - 1).bit_length()
+    return math.ceil(n / GPUS_PER_NODE) * GPUS_PER_NODE
+
+
+def plan_training(
+    *,
+    params: float,
+    tokens: float,
+    gpu: str,
+    active_params: float | None = None,
+    gpus: int | None = None,
+    days: float | None = None,
+    seq_len: int | None = None,
+    layers: int | None = None,
+    hidden: int | None = None,
+    heads: int | None = None,
+    precision: str = "bf16",
+    mfu: float | None = None,
+    goodput: float | None = None,
+    zero_stage: int = 3,
+    recompute: bool = True,
+    tp: int = 1,
+    pp: int = 1,
+    micro_batch: int = 1,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    checkpoint_seconds: float = 60.0,
+    catalog: Catalog | None = None,
+) -> TrainPlan:
+    """Size a training run. Give ``gpus`` (→ days) or ``days`` (→ gpus); neither → the fewest GPUs that fit."""
+    cat = catalog or default_catalog()
+    _positive("params", params, hint="total parameter count, e.g. --params 70e9", allow_none=False)
+    _positive("tokens", tokens, hint="training tokens, e.g. --tokens 2e12", allow_none=False)
+    _positive(
+        "active_params",
+        active_params,
+        hint="active parameters per token (mixture-of-experts), <= --params",
+    )
+    _positive("gpus", gpus, hint="number of GPUs, e.g. --gpus 64")
+    _positive("days", days, hint="wall-clock deadline in days, e.g. --days 30")
+    _positive("seq_len", seq_len, hint="context length in tokens, e.g. --seq-len 8192")
+    _positive("micro_batch", micro_batch, hint="sequences per GPU per micro-step")
+    _positive("batch_tokens", batch_tokens, hint="global batch in tokens, e.g. 4194304")
+    _positive("max_batch_tokens", max_batch_tokens, hint="largest useful global batch in tokens")
+    _positive("checkpoint_seconds", checkpoint_seconds, hint="time allowed to write one checkpoint")
+    _positive("tp", tp, hint="tensor-parallel degree >= 1")
+    _positive("pp", pp, hint="pipeline-parallel degree >= 1")
+    for name, v in (("mfu", mfu), ("goodput", goodput)):
+        if v is not None and not (0 < v <= 1):
+            raise ValidationError(
+                f"{name}: must be in (0, 1], got {v!r}", hint=f"e.g. --{name} 0.4"
+            )
+    if gpus is not None and days is not None:
+        raise ValidationError(
+            "give either gpus or days, not both",
+            hint="--gpus K computes days; --days T computes GPUs",
+        )
+    if gpus is not None and int(gpus) != gpus:
+        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}")
+    n_active = active_params if active_params is not None else params
+    if n_active > params:
+        raise ValidationError(
+            f"active_params ({n_active:.3g}) cannot exceed params ({params:.3g})",
+            hint="--active-params is the parameters used per token in a mixture-of-experts model",
+        )
+    acc: Accelerator = cat.accelerator(gpu)
+    eff = cat.efficiency_for(acc)
+    peak = acc.peak_tflops(precision)
+    mfu_v = mfu if mfu is not None else eff.mfu
+    good_v = goodput if goodput is not None else eff.goodput
+    notes: list[str] = []
+
+    # the shape (layers x hidden) follows the active parameters: the experts of a MoE widen the
+    # feed-forward blocks, not the residual stream
+    shape = infer_shape(n_active, layers=layers, hidden=hidden, heads=heads)
+    if shape.inferred:
+        notes.append(
+            f"model shape inferred from the active parameter count: {shape.layers} layers x {shape.hidden} hidden"
+        )
+    flops, attn = training_flops(n_active, tokens, seq_len=seq_len, shape=shape)
+    eff_tflops = peak * mfu_v * good_v
+    gpu_hours = flops / (eff_tflops * 1e12) / 3600.0
+
+    # ---- memory ------------------------------------------------------------------------
+    mem_seq = seq_len or DEFAULT_SEQ_LEN
+    if seq_len is None:
+        notes.append(
+            f"memory and step time assume a {DEFAULT_SEQ_LEN}-token context (pass --seq-len)"
+        )
+    mp = tp * pp
+    cap = acc.memory_gb * GB * USABLE_MEMORY_FRACTION - CONTEXT_OVERHEAD_GB * GB
+    chosen_act = activation_bytes(
+        shape, seq_len=mem_seq, micro_batch=micro_batch, recompute=recompute, tp=tp
+    )
+    min_fit = _fit_min_gpus(params, zero_stage, chosen_act, cap, mp)
+
+    # ---- the largest number of GPUs that can work on one run ---------------------------
+    max_mp = MAX_TENSOR_PARALLEL * min(shape.layers, MAX_PIPELINE_STAGES)
+    max_seqs = max(1, max_batch_tokens // mem_seq)
+    max_useful = max_seqs * max_mp
+
+    # ---- gpus / days -----------------------------------------------------------------
+    if gpus is not None:
+        n_gpus = int(gpus)
+        gpus_from = "given"
+        if min_fit is None:
+            notes.append(
+                f"the model does not fit on {acc.name} with ZeRO-{zero_stage}; see the memory table"
+            )
+        elif n_gpus < min_fit:
+            notes.append(
+                f"{n_gpus} GPUs are too few to hold the model with ZeRO-{zero_stage}: needs at least {min_fit}"
+            )
+        if n_gpus > max_useful:
+            notes.append(
+                f"{n_gpus} GPUs exceed the {max_useful:,} that can share one step; the extra GPUs would idle"
+            )
+    elif days is not None:
+        exact = math.ceil(gpu_hours / (days * 24.0))
+        if exact > max_useful:
+            fastest = gpu_hours / max_useful / 24.0
+            raise ValidationError(
+                f"days: no number of {acc.name} GPUs can finish in {days:g} days: it needs {exact:,} GPUs, but at most "
+                f"{max_useful:,} can work on one run (global batch <= {max_batch_tokens:,} tokens = {max_seqs:,} sequences "
+                f"of {mem_seq:,} tokens, each split over at most {max_mp} GPUs: tensor {MAX_TENSOR_PARALLEL} x pipeline "
+                f"{min(shape.layers, MAX_PIPELINE_STAGES)}); the fastest possible is {fastest:,.1f} days",
+                hint="allow more days, a faster accelerator (--gpu), fewer tokens, or a larger --max-batch-tokens",
+            )
+        n_gpus = _round_to_nodes(exact)
+        gpus_from = "deadline"
+        if min_fit is not None and n_gpus < min_fit:
+            n_gpus = _round_to_nodes(min_fit)
+            notes.append(f"raised to {n_gpus} GPUs so the model fits in memory (ZeRO-{zero_stage})")
+    else:
+        if min_fit is None:
+            raise ValidationError(
+                f"the model ({params:.3g} parameters) does not fit on {acc.name} ({acc.memory_gb:g} GB) with ZeRO-{zero_stage} "
+                f"and tensor x pipeline = {mp}",
+                hint="use --zero-stage 3, larger --tp/--pp, or an accelerator with more memory",
+            )
+        n_gpus = _round_to_nodes(min_fit)
+        gpus_from = "memory"
+        notes.append(f"no --gpus or --days: using the fewest GPUs that hold the model ({n_gpus})")
+    wall_days = gpu_hours / n_gpus / 24.0
+
+    dp = max(1, n_gpus // mp)
+    mem_states = model_state_bytes(params, zero_stage=zero_stage, dp=dp, mp=mp)
+    options: list[MemoryOption] = []
+    for stage in (0, 1, 2, 3):
+        for rc in (False, True):
+            act = activation_bytes(
+                shape, seq_len=mem_seq, micro_batch=micro_batch, recompute=rc, tp=tp
+            )
+            mg = _fit_min_gpus(params, stage, act, cap, mp)
+            st = model_state_bytes(params, zero_stage=stage, dp=dp, mp=mp)
+            options.append(
+                MemoryOption(
+                    zero_stage=stage,
+                    recompute=rc,
+                    states_gb=st / GB,
+                    activations_gb=act / GB,
+                    total_gb=(st + act) / GB + CONTEXT_OVERHEAD_GB,
+                    min_gpus=mg,
+                )
+            )
+    mem_total_gb = (mem_states + chosen_act) / GB + CONTEXT_OVERHEAD_GB
+
+    # ---- step time and data-parallel all-reduce ----------------------------------------
+    steps = max(1, math.ceil(tokens / batch_tokens))
+    step_s = flops / steps / (n_gpus * eff_tflops * 1e12)
+    grad_bytes = 2.0 * params / mp
+    intra = n_gpus <= GPUS_PER_NODE
+    bw = acc.nvlink_gbs if intra else acc.network_gbs
+    ar = ring_allreduce_seconds(grad_bytes, dp, bw)
+    link = f"{'NVLink/intra-node' if intra else 'network'} {bw:g} GB/s per GPU"
+    if ar > step_s:
+        notes.append(
+            f"the gradient all-reduce ({ar:.2f} s) is longer than a step's compute ({step_s:.2f} s): "
+            "use a larger batch, ZeRO/FSDP overlap, or a faster network"
+        )
+
+    ckpt_gb = BYTES_PER_PARAM_CHECKPOINT * params / GB
+    return TrainPlan(
+        gpu=acc.name,
+        precision=precision,
+        params=params,
+        params_active=n_active,
+        tokens=tokens,
+        seq_len=mem_seq,
+        shape=shape,
+        flops=flops,
+        attention_flops=attn,
+        peak_tflops_per_gpu=peak,
+        mfu=mfu_v,
+        goodput=good_v,
+        effective_tflops_per_gpu=eff_tflops,
+        gpu_hours=gpu_hours,
+        gpus=n_gpus,
+        days=wall_days,
+        gpus_from=gpus_from,
+        zero_stage=zero_stage,
+        recompute=recompute,
+        tp=tp,
+        pp=pp,
+        memory_per_gpu_gb=mem_total_gb,
+        gpu_memory_gb=acc.memory_gb,
+        min_gpus_to_fit=min_fit,
+        memory_options=options,
+        batch_tokens=batch_tokens,
+        steps=steps,
+        step_seconds=step_s,
+        allreduce_seconds_per_step=ar,
+        allreduce_link=link,
+        checkpoint_gb=ckpt_gb,
+        checkpoint_seconds=checkpoint_seconds,
+        checkpoint_write_gbs=ckpt_gb / checkpoint_seconds,
+        max_useful_gpus=max_useful,
+        efficiency_source=eff.source if (mfu is None and goodput is None) else "user-supplied",
+        notes=notes,
+    )

@@ -1,0 +1,589 @@
+"""Cost of measured usage: allocation records → GPU/CPU-hours, useful vs idle, money, budgets, advice.
+
+The platform core records every allocation (GET /api/v1/usage/allocations returns a list of
+objects with exactly the fields of :class:`AllocationRecord`, times in ISO 8601 UTC).
+:func:`price_usage` prices them under any :class:`PriceSheet` (cloud on-demand by default),
+splits GPU time into useful and idle from the measured utilization, compares cloud with
+on-premises, checks each project's monthly budget and says whether buying would pay back.
+
+Billing rule: a GPU allocation is charged per GPU-hour (cloud GPU prices include the host's
+CPUs and memory); a CPU-only allocation (gpus == 0) is charged per vCPU-hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aistack.errors import NotFoundError, ValidationError
+from aistack.planning.catalog import Catalog, PriceTier, default_catalog
+from aistack.planning.tco import (
+    HOURS_PER_MONTH,
+    breakeven_month,
+    breakeven_utilization,
+    onprem_cost,
+)
+
+UTC = dt.UTC
+FIELDS = (
+    "job_id",
+    "project",
+    "user",
+    "node",
+    "gpus",
+    "gpu_type",
+    "cpus",
+    "start",
+    "end",
+    "gpu_util",
+    "cpu_util",
+)
+
+
+@dataclass(frozen=True)
+class AllocationRecord:
+    """One allocation of resources to a job on one node (the platform core's record)."""
+
+    job_id: str
+    project: str
+    user: str
+    node: str
+    gpus: int
+    gpu_type: str | None
+    cpus: int
+    start: dt.datetime
+    end: dt.datetime | None
+    gpu_util: float | None  # mean percent over the allocation
+    cpu_util: float | None  # mean percent over the allocation
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, index: int | None = None) -> AllocationRecord:
+        where = f"records[{index}]" if index is not None else "record"
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"{where}: expected an object with fields {', '.join(FIELDS)}")
+        unknown = set(data) - set(FIELDS)
+        if unknown:
+            raise ValidationError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))}",
+                hint=f"fields are {', '.join(FIELDS)}",
+            )
+        missing = [
+            f
+            for f in FIELDS
+            if f not in data and f not in ("end", "gpu_util", "cpu_util", "gpu_type")
+        ]
+        if missing:
+            raise ValidationError(
+                f"{where}: missing field(s) {', '.join(missing)}",
+                hint=f"fields are {', '.join(FIELDS)}",
+            )
+
+        def _time(name: str) -> dt.datetime | None:
+            v = data.get(name)
+            if v is None:
+                return None
+            if isinstance(v, dt.datetime):
+                t = v
+            else:
+                try:
+                    t = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+                except ValueError as exc:
+                    raise ValidationError(
+                        f"{where}.{name}: not an ISO 8601 time: {v!r}",
+                        hint="e.g. 2026-11-01T08:00:00Z",
+                    ) from exc
+            return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+        def _int(name: str) -> int:
+            v = data.get(name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v or v < 0:
+                raise ValidationError(f"{where}.{name}: must be a whole number >= 0, got {v!r}")
+            return int(v)
+
+        def _pct(name: str) -> float | None:
+            v = data.get(name)
+            if v is None:
+                return None
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or not 0 <= v <= 100
+            ):
+                raise ValidationError(
+                    f"{where}.{name}: must be a mean percent in [0, 100] or null, got {v!r}"
+                )
+            return float(v)
+
+        start = _time("start")
+        if start is None:
+            raise ValidationError(f"{where}.start: required")
+        rec = cls(
+            job_id=str(data["job_id"]),
+            project=str(data["project"]),
+            user=str(data["user"]),
+            node=str(data["node"]),
+            gpus=_int("gpus"),
+            gpu_type=(None if data.get("gpu_type") in (None, "") else str(data["gpu_type"])),
+            cpus=_int("cpus"),
+            start=start,
+            end=_time("end"),
+            gpu_util=_pct("gpu_util"),
+            cpu_util=_pct("cpu_util"),
+        )
+        if rec.end is not None and rec.end < rec.start:
+            raise ValidationError(
+                f"{where}.end ({rec.end.isoformat()}) is before start ({rec.start.isoformat()}) for job {rec.job_id}"
+            )
+        return rec
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["start"] = self.start.isoformat()
+        d["end"] = self.end.isoformat() if self.end else None
+        return d
+
+
+def parse_records(data: Any) -> list[AllocationRecord]:
+    """A JSON list of records, or an object ``{"allocations": [...], "projects": [...]}``."""
+    if isinstance(data, Mapping) and "allocations" in data:
+        data = data["allocations"]
+    if not isinstance(data, list):
+        raise ValidationError(
+            "records: expected a JSON list of allocation records",
+            hint="export them with GET /api/v1/usage/allocations",
+        )
+    return [AllocationRecord.from_dict(d, index=i) for i, d in enumerate(data)]
+
+
+def parse_budgets(data: Any) -> dict[str, float]:
+    """Projects as served by GET /api/v1/projects: [{name, gpu_quota, monthly_budget_usd}] → {name: budget}."""
+    if isinstance(data, Mapping) and "projects" in data:
+        data = data["projects"]
+    if data is None:
+        return {}
+    if not isinstance(data, list):
+        raise ValidationError("projects: expected a list of {name, gpu_quota, monthly_budget_usd}")
+    out: dict[str, float] = {}
+    for i, p in enumerate(data):
+        if not isinstance(p, Mapping) or "name" not in p:
+            raise ValidationError(f"projects[{i}]: expected an object with a name")
+        b = p.get("monthly_budget_usd")
+        if b is None:
+            continue
+        if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 0:
+            raise ValidationError(
+                f"projects[{i}].monthly_budget_usd: must be a number >= 0 or null, got {b!r}"
+            )
+        out[str(p["name"])] = float(b)
+    return out
+
+
+# ---- price sheets ---------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PriceSheet:
+    """USD per GPU-hour by accelerator (catalog name) and per vCPU-hour."""
+
+    name: str
+    gpu_hour_usd: dict[str, float]
+    cpu_hour_usd: float
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def cloud(
+        cls,
+        catalog: Catalog | None = None,
+        *,
+        tier: PriceTier = "on_demand",
+        provider: str | None = None,
+    ) -> PriceSheet:
+        """Per accelerator: the default instance of that tier (AWS first), or the provider's."""
+        cat = catalog or default_catalog()
+        prices: dict[str, float] = {}
+        sources: dict[str, str] = {}
+        for acc in cat.accelerators.values():
+            cands = [i for i in cat.instances_for(acc.name, provider) if tier in i.prices]
+            if not cands:
+                continue
+            order = {"aws": 0, "gcp": 1, "azure": 2}
+            inst = sorted(cands, key=lambda i: (order.get(i.provider, 9), i.name))[0]
+            prices[acc.name] = inst.gpu_hour_usd(tier)
+            sources[acc.name] = f"{inst.name} {tier}"
+        if not prices:
+            raise NotFoundError(
+                f"no {tier} GPU prices for provider {provider!r} in the catalog",
+                hint="choose another --sheet, or add instances with prices in AISTACK_HOME/catalog/<file>.yaml",
+            )
+        cpu = cat.cpu_price(provider or "aws")
+        return cls(
+            name=f"cloud {provider or 'default'} {tier}",
+            gpu_hour_usd=prices,
+            cpu_hour_usd=cpu.usd_per_vcpu_hour,
+            sources=sources,
+        )
+
+    @classmethod
+    def onprem(cls, catalog: Catalog | None = None) -> PriceSheet:
+        """Owned GPUs: amortized monthly cost of one server at full use / its GPU-hours."""
+        cat = catalog or default_catalog()
+        prices: dict[str, float] = {}
+        sources: dict[str, str] = {}
+        for acc in cat.accelerators.values():
+            try:
+                srv = cat.default_server(acc.name)
+            except NotFoundError:
+                continue
+            c = onprem_cost(srv, 1, cat)
+            prices[acc.name] = c.amortized_month(1.0) / (srv.gpus * HOURS_PER_MONTH)
+            sources[acc.name] = f"{srv.name} amortized"
+        return cls(
+            name="on-prem amortized",
+            gpu_hour_usd=prices,
+            cpu_hour_usd=cat.cpu_price("onprem").usd_per_vcpu_hour,
+            sources=sources,
+        )
+
+    @classmethod
+    def named(cls, spec: str, catalog: Catalog | None = None) -> PriceSheet:
+        """'on-demand' | 'committed_1y' | 'committed_3y' | 'spot' | 'onprem' | '<provider>[:<tier>]'."""
+        tiers = ("on_demand", "committed_1y", "committed_3y", "spot")
+        s = spec.strip().lower().replace("-", "_")
+        if s in ("onprem", "on_prem"):
+            return cls.onprem(catalog)
+        if s in tiers:
+            return cls.cloud(catalog, tier=s)  # type: ignore[arg-type]
+        provider, _, tier = s.partition(":")
+        tier = tier or "on_demand"
+        if tier not in tiers:
+            raise ValidationError(
+                f"sheet: unknown price tier {tier!r}", hint=f"use one of {', '.join(tiers)}"
+            )
+        cat = catalog or default_catalog()
+        providers = sorted({i.provider for i in cat.instances.values()})
+        if provider not in providers:
+            from aistack.planning.catalog import suggest
+
+            close = suggest(provider, providers)
+            raise NotFoundError(
+                f"sheet: unknown price sheet {spec!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else ""),
+                hint=f"use onprem, on-demand, committed_1y, committed_3y, spot or a provider ({', '.join(providers)})[:tier]",
+            )
+        return cls.cloud(catalog, tier=tier, provider=provider)  # type: ignore[arg-type]
+
+    def gpu_price(self, gpu_type: str, catalog: Catalog, *, where: str) -> tuple[str, float]:
+        acc = catalog.accelerator(gpu_type, field=f"{where}.gpu_type")
+        if acc.name not in self.gpu_hour_usd:
+            raise NotFoundError(
+                f"{where}: the price sheet {self.name!r} has no price for {acc.name}",
+                hint=f"it prices {', '.join(sorted(self.gpu_hour_usd))}; use another --sheet or add an instance/server with {acc.name} to the catalog",
+            )
+        return acc.name, self.gpu_hour_usd[acc.name]
+
+
+# ---- the report ------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class UsageRow:
+    key: str
+    jobs: int = 0
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    useful_gpu_hours: float = 0.0
+    idle_gpu_hours: float = 0.0
+    unmeasured_gpu_hours: float = 0.0
+    cost_usd: float = 0.0
+
+    @property
+    def useful_fraction(self) -> float | None:
+        measured = self.useful_gpu_hours + self.idle_gpu_hours
+        return self.useful_gpu_hours / measured if measured > 0 else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetRow:
+    project: str
+    month: str  # YYYY-MM
+    monthly_budget_usd: float
+    spend_usd: float
+    used_fraction: float | None
+    status: str  # ok | near | over
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageReport:
+    since: dt.datetime
+    until: dt.datetime
+    window_hours: float
+    sheet: str
+    records: int
+    total: UsageRow
+    by_project: list[UsageRow]
+    by_user: list[UsageRow]
+    by_job: list[UsageRow]
+    by_gpu_type: list[UsageRow]
+    cloud_on_demand_usd: float | None
+    onprem_usd: float | None
+    budgets: list[BudgetRow]
+    recommendation: str
+    recommendation_detail: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["since"] = self.since.isoformat()
+        d["until"] = self.until.isoformat()
+        return d
+
+
+def _hours(a: dt.datetime, b: dt.datetime) -> float:
+    return max(0.0, (b - a).total_seconds() / 3600.0)
+
+
+def _aware(t: dt.datetime | None, name: str) -> dt.datetime | None:
+    if t is None:
+        return None
+    if not isinstance(t, dt.datetime):
+        raise ValidationError(f"{name}: expected a datetime, got {t!r}")
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _clip(rec: AllocationRecord, since: dt.datetime, until: dt.datetime) -> float:
+    end = rec.end or until
+    return _hours(max(rec.start, since), min(end, until))
+
+
+def _cost_under(
+    records: Sequence[AllocationRecord],
+    sheet: PriceSheet,
+    cat: Catalog,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> float | None:
+    total = 0.0
+    for i, r in enumerate(records):
+        h = _clip(r, since, until)
+        if r.gpus > 0:
+            try:
+                _, p = sheet.gpu_price(r.gpu_type or "", cat, where=f"records[{i}]")
+            except NotFoundError:
+                return None
+            total += h * r.gpus * p
+        else:
+            total += h * r.cpus * sheet.cpu_hour_usd
+    return total
+
+
+def price_usage(
+    records: Iterable[AllocationRecord],
+    *,
+    sheet: PriceSheet | str | None = None,
+    now: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+    project: str | None = None,
+    budgets: Mapping[str, float] | None = None,
+    default_gpu_type: str | None = None,
+    catalog: Catalog | None = None,
+) -> UsageReport:
+    """Price allocation records under ``sheet`` (default: cloud on-demand) for [since, now]."""
+    cat = catalog or default_catalog()
+    now_ = _aware(now, "now") or dt.datetime.now(UTC)
+    recs = [r for r in records if project is None or r.project == project]
+    if isinstance(sheet, str):
+        sheet = PriceSheet.named(sheet, cat)
+    sheet = sheet or PriceSheet.cloud(cat)
+    notes: list[str] = []
+    if project is not None and not recs:
+        notes.append(f"no allocations for project {project!r}")
+    since_ = _aware(since, "since") or (min((r.start for r in recs), default=now_))
+    if since_ > now_:
+        raise ValidationError(
+            f"since ({since_.isoformat()}) is after now ({now_.isoformat()})",
+            hint="pick an earlier --since",
+        )
+    window_h = _hours(since_, now_)
+
+    total = UsageRow(key="total")
+    groups: dict[str, dict[str, UsageRow]] = {"project": {}, "user": {}, "job": {}, "gpu": {}}
+    month_start = now_.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month_spend: dict[str, float] = defaultdict(float)
+    counted_jobs: dict[str, set[str]] = defaultdict(set)
+    gpu_hours_by_type: dict[str, float] = defaultdict(float)
+    util_weighted: dict[str, float] = defaultdict(float)
+    util_hours: dict[str, float] = defaultdict(float)
+
+    for i, r in enumerate(recs):
+        h = _clip(r, since_, now_)
+        if h <= 0:
+            continue
+        gh = h * r.gpus
+        ch = h * r.cpus
+        acc_name = None
+        if r.gpus > 0:
+            gtype = r.gpu_type or default_gpu_type
+            if gtype is None:
+                raise ValidationError(
+                    f"records[{i}].gpu_type: job {r.job_id} used {r.gpus} GPUs of unknown type",
+                    hint="record the GPU type, or pass default_gpu_type (--gpu) to price such records",
+                )
+            acc_name, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
+            cost = gh * p
+            rate = cost / h  # USD per hour of this allocation
+        else:
+            cost = ch * sheet.cpu_hour_usd
+            rate = cost / h
+        useful = idle = unmeasured = 0.0
+        if gh > 0:
+            if r.gpu_util is None:
+                unmeasured = gh
+            else:
+                useful = gh * r.gpu_util / 100.0
+                idle = gh - useful
+                util_weighted[acc_name or "?"] += r.gpu_util * gh
+                util_hours[acc_name or "?"] += gh
+            gpu_hours_by_type[acc_name or "?"] += gh
+        for kind, key in (
+            ("project", r.project),
+            ("user", r.user),
+            ("job", r.job_id),
+            ("gpu", acc_name or "cpu-only"),
+        ):
+            row = groups[kind].setdefault(key, UsageRow(key=key))
+            targets = [(row, f"{kind}:{key}")] + ([(total, "\0total")] if kind == "project" else [])
+            for tgt, ck in targets:
+                if r.job_id not in counted_jobs[ck]:
+                    counted_jobs[ck].add(r.job_id)
+                    tgt.jobs += 1
+                tgt.gpu_hours += gh
+                tgt.cpu_hours += ch
+                tgt.useful_gpu_hours += useful
+                tgt.idle_gpu_hours += idle
+                tgt.unmeasured_gpu_hours += unmeasured
+                tgt.cost_usd += cost
+        mh = _clip(r, max(month_start, since_), now_) if now_ > month_start else 0.0
+        month_spend[r.project] += mh * rate
+
+    def rows(kind: str) -> list[UsageRow]:
+        return sorted(groups[kind].values(), key=lambda x: (-x.cost_usd, x.key))
+
+    budget_rows: list[BudgetRow] = []
+    for proj, budget in sorted((budgets or {}).items()):
+        if project is not None and proj != project:
+            continue
+        spend = month_spend.get(proj, 0.0)
+        frac = spend / budget if budget > 0 else None
+        status = (
+            "over"
+            if (frac is None and spend > 0) or (frac is not None and frac > 1.0)
+            else ("near" if frac is not None and frac >= 0.8 else "ok")
+        )
+        budget_rows.append(
+            BudgetRow(
+                project=proj,
+                month=now_.strftime("%Y-%m"),
+                monthly_budget_usd=budget,
+                spend_usd=spend,
+                used_fraction=frac,
+                status=status,
+            )
+        )
+
+    cloud_sheet = PriceSheet.cloud(cat)
+    cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_)
+    onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_)
+    if cloud_cost is None or onprem_cost_ is None:
+        notes.append(
+            "cloud vs on-prem comparison incomplete: some GPU types have no price in one of the sheets"
+        )
+
+    rec_text, detail = _recommend(gpu_hours_by_type, util_weighted, util_hours, window_h, cat)
+    return UsageReport(
+        since=since_,
+        until=now_,
+        window_hours=window_h,
+        sheet=sheet.name,
+        records=len(recs),
+        total=total,
+        by_project=rows("project"),
+        by_user=rows("user"),
+        by_job=rows("job"),
+        by_gpu_type=rows("gpu"),
+        cloud_on_demand_usd=cloud_cost,
+        onprem_usd=onprem_cost_,
+        budgets=budget_rows,
+        recommendation=rec_text,
+        recommendation_detail=detail,
+        notes=notes,
+    )
+
+
+def _recommend(
+    gpu_hours_by_type: Mapping[str, float],
+    util_weighted: Mapping[str, float],
+    util_hours: Mapping[str, float],
+    window_h: float,
+    cat: Catalog,
+) -> tuple[str, dict[str, Any]]:
+    if not gpu_hours_by_type or window_h <= 0:
+        return "No GPU usage in the window: nothing to buy.", {}
+    acc_name, gh = max(gpu_hours_by_type.items(), key=lambda kv: kv[1])
+    days = window_h / 24.0
+    try:
+        srv = cat.default_server(acc_name)
+        inst = cat.default_instance(acc_name)
+    except NotFoundError as exc:
+        return f"No buy-vs-rent advice for {acc_name}: {exc.message}.", {"gpu": acc_name}
+    avg_busy = gh / window_h
+    n_servers = max(1, math.ceil(avg_busy / srv.gpus))
+    owned = n_servers * srv.gpus
+    util = gh / (owned * window_h)
+    cost = onprem_cost(srv, n_servers, cat)
+    od = inst.gpu_hour_usd("on_demand")
+    months = breakeven_month(cost, cloud_usd_per_gpu_hour=od, gpus=owned, utilization=util)
+    be_util = breakeven_utilization(cost, cloud_usd_per_gpu_hour=od, gpus=owned)
+    measured = (
+        util_weighted.get(acc_name, 0.0) / util_hours[acc_name]
+        if util_hours.get(acc_name)
+        else None
+    )
+    detail: dict[str, Any] = {
+        "gpu": acc_name,
+        "gpu_hours": gh,
+        "window_days": days,
+        "average_busy_gpus": avg_busy,
+        "owned_gpus": owned,
+        "server": srv.name,
+        "servers": n_servers,
+        "capex_usd": cost.capex_usd,
+        "fleet_utilization": util,
+        "measured_gpu_util_percent": measured,
+        "instance": inst.name,
+        "on_demand_usd_per_gpu_hour": od,
+        "payback_months": months,
+        "breakeven_utilization": be_util,
+        "cloud_usd_per_month": gh / window_h * HOURS_PER_MONTH * od,
+        "onprem_opex_usd_per_month": cost.opex_month(util),
+    }
+    head = f"At your measured {util:.0%} utilization over {days:,.0f} days ({gh:,.0f} GPU-hours of {acc_name})"
+    tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"
+    if measured is not None:
+        tail += f"; inside jobs the GPUs were busy {measured:.0f}% of the time"
+    if months is not None:
+        text = (
+            f"{head}, owning {owned} {acc_name} ({n_servers} x {srv.name}, ${cost.capex_usd:,.0f} up front) "
+            f"pays back in {months:.1f} months{tail}."
+        )
+    else:
+        when = (
+            f"buying wins above {be_util:.0%} utilization"
+            if be_util is not None
+            else "buying does not win even at 100% utilization"
+        )
+        text = (
+            f"{head}, renting stays cheaper: owning {owned} {acc_name} ({n_servers} x {srv.name}) would not pay back "
+            f"within the servers' {cost.depreciation_months / 12:g}-year life ({when}){tail}."
+        )
+    return text, detail
