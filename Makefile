@@ -1,0 +1,45 @@
+# aistack — the two commands a new user runs: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= $(abspath ../shared)
+
+.PHONY: demo test test-fast bench lint install clean-venv servers
+
+# The environment: a virtualenv with everything the demo and the tests need. torch is pinned
+# and installed first (the CPU build on this machine's disk; an unpinned torch pulls GBs of CUDA).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: start the platform and run the end-to-end demo pipeline as aistack jobs
+demo: $(STAMP)
+	$(BIN)/python -m aistack.demo
+
+## make test: the whole suite (unit, integration with real servers, e2e)
+test: $(STAMP)
+	@bash scripts/ci/install-servers.sh
+	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; exit $$rc
+
+## make test-fast: unit tests only
+test-fast: $(STAMP)
+	@set +e; $(BIN)/python -m pytest -q tests/unit; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+## make bench: every benchmark in quick mode (tables printed, JSON in bench/results/)
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/aistack/scheduler src/aistack/planning src/aistack/storage
+
+clean-venv:
+	rm -rf $(VENV)
