@@ -39,3 +39,31 @@ class EchoGenerator:
         if cost > 0:
             time.sleep(cost / 1000.0)
         return [{"echo": r} for r in records]
+
+
+class ReferenceGPTGenerator:
+    """``TextGenerator`` over ``aistack.train``'s reference GPT and its tokenizer.
+
+    The reference GPT has no padding mask, so a batch is split into groups of prompts with the
+    same token length; each group runs as one batched ``GPT.generate`` call. Only the new
+    tokens are decoded (the OpenAI completions API returns the continuation).
+    """
+
+    def __init__(self, model: object, tokenizer: object) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+        import torch
+
+        ids = [self.tokenizer.encode(p).ids or [0] for p in prompts]  # type: ignore[attr-defined]
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(ids):
+            groups.setdefault(len(t), []).append(i)
+        out = [""] * len(prompts)
+        for length, idx in groups.items():
+            batch = torch.tensor([ids[i] for i in idx], dtype=torch.long)
+            gen = self.model.generate(batch, max_tokens, temperature=temperature)  # type: ignore[attr-defined]
+            for row, i in enumerate(idx):
+                out[i] = self.tokenizer.decode(gen[row, length:].tolist())  # type: ignore[attr-defined]
+        return out

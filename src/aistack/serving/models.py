@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import NotFoundError, ValidationError, require
-from aistack.serving.generators import EchoGenerator, TextGenerator
+from aistack.serving.generators import EchoGenerator, ReferenceGPTGenerator, TextGenerator
 from aistack.serving.spec import parse_model_ref
 
 log = logging.getLogger(__name__)
@@ -55,22 +55,31 @@ def _builtin_options(uri: str) -> tuple[str, dict[str, str]]:
 
 
 def tracking_uri() -> str:
-    """The MLflow tracking/registry URI replicas and the deploy check use."""
+    """The MLflow tracking/registry URI: $MLFLOW_TRACKING_URI, else the aistack server's."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
     try:  # the mlops area knows where the embedded tracking server lives
-        from aistack import mlops  # noqa: F401
+        from aistack.mlops._client import resolve_tracking_uri
 
-        fn = getattr(mlops, "tracking_uri", None)
-        if callable(fn):
-            return str(fn())
+        return str(resolve_tracking_uri())
     except ImportError:
         pass
     raise ValidationError(
         "no model registry configured",
         hint="set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:8765/mlflow) or start `aistack up`",
     )
+
+
+def _registry_client() -> Any:
+    try:
+        from aistack.mlops._client import mlflow_client
+
+        return mlflow_client(tracking_uri())
+    except ImportError:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
 
 
 def resolve_model(ref: str) -> ResolvedModel:
@@ -101,9 +110,8 @@ def _resolve_registry(uri: str) -> ResolvedModel:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     require("mlflow", extra="mlops")
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    client = _registry_client()
     rest = uri[len("models:/") :]
     try:
         if "@" in rest:
@@ -135,6 +143,12 @@ def _resolve_registry(uri: str) -> ResolvedModel:
         return ResolvedModel(uri=f"models:/{name}/{version}", name=name, version=version)
     except MlflowException as exc:  # registry unreachable or similar
         raise NotFoundError(f"model: cannot resolve {uri!r}: {exc.message}") from None
+    except (OSError, ConnectionError) as exc:
+        from aistack.errors import ConnectionFailed
+
+        raise ConnectionFailed(
+            f"model registry at {tracking_uri()} cannot be reached: {exc}"
+        ) from None
 
 
 def _registered(client: Any, name: str) -> Any:
@@ -213,6 +227,10 @@ def _load_pyfunc(uri: str) -> LoadedModel:
         inner = model.unwrap_python_model()
         if callable(getattr(inner, "generate", None)):
             generator = inner
+        elif callable(getattr(getattr(inner, "model", None), "generate", None)) and (
+            getattr(inner, "tokenizer", None) is not None
+        ):  # aistack.train's GPTPyfunc: batch straight through GPT.generate
+            generator = ReferenceGPTGenerator(inner.model, inner.tokenizer)
     except Exception:  # not a PythonModel flavor
         inner = None
 

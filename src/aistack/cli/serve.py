@@ -1,0 +1,297 @@
+"""``aistack serve``: deploy registered models as autoscaled HTTP endpoints.
+
+Each service runs a controller process (router + autoscaler + replica manager) in its own
+session, started by ``serve deploy``; it keeps running after the CLI exits.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Model serving: deploy, list, inspect, update and delete autoscaled endpoints.",
+    no_args_is_help=True,
+)
+
+Json = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+
+
+@app.callback()
+def _group() -> None:
+    """Services answer OpenAI-style /v1/completions and MLflow-style /invocations."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _out(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _ms(v: Any) -> str:
+    return f"{float(v or 0):.1f} ms"
+
+
+@app.command("deploy")
+def deploy(
+    model: Annotated[
+        str, typer.Argument(help="NAME, NAME@alias, NAME:version, models:/…, builtin:tiny-gpt")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="service name (default: the model name)")
+    ] = None,
+    min_replicas: Annotated[int, typer.Option("--min", help="fewest replicas")] = 1,
+    max_replicas: Annotated[int, typer.Option("--max", help="most replicas")] = 4,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per replica")] = 0,
+    cpus: Annotated[int, typer.Option("--cpus", help="CPU cores per replica")] = 1,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="memory per replica, e.g. 4GB")
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option("--priority", help="scheduler priority (default 100, above batch jobs)"),
+    ] = None,
+    launcher: Annotated[
+        str,
+        typer.Option("--launcher", help="process (local processes) or jobs (aistack scheduler)"),
+    ] = "process",
+    port: Annotated[int, typer.Option("--port", help="router port (0 = any free port)")] = 0,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", help="dynamic batching: requests per model call")
+    ] = 16,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="dynamic batching: longest wait for a batch, ms")
+    ] = 5.0,
+    target_inflight: Annotated[
+        float, typer.Option("--target-inflight", help="autoscaler: in-flight requests per replica")
+    ] = 4.0,
+    cooldown_s: Annotated[
+        float,
+        typer.Option("--cooldown", help="autoscaler: seconds of low load before scaling down"),
+    ] = 30.0,
+    project: Annotated[str, typer.Option("--project")] = "default",
+    wait_s: Annotated[
+        float, typer.Option("--wait", help="seconds to wait for --min replicas (0 = do not wait)")
+    ] = 180.0,
+    as_json: Json = False,
+) -> None:
+    """Deploy a model as a service (router + autoscaled replicas)."""
+    from aistack.errors import ValidationError
+    from aistack.serving import manager
+
+    if launcher not in ("process", "jobs"):
+        raise ValidationError(f"--launcher: {launcher!r} is not one of process, jobs")
+    st = manager.deploy(
+        model,
+        name=name,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        gpus=gpus,
+        cpus=cpus,
+        memory=memory,
+        priority=priority,
+        launcher=launcher,
+        port=port,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        target_inflight=target_inflight,
+        downscale_cooldown_s=cooldown_s,
+        project=project,
+        wait_ready_s=wait_s or None,
+    )
+    if as_json:
+        _out(st)
+        return
+    _console().print(
+        f"service [bold]{st['name']}[/bold] serving {st['model_uri']} at {st['url']} "
+        f"({st.get('ready_replicas', 0)}/{st.get('desired_replicas', 0)} replicas ready)\n"
+        f'  curl {st["url"]}/v1/completions -d \'{{"prompt": "Hello", "max_tokens": 16}}\''
+    )
+
+
+@app.command("ls")
+def ls(as_json: Json = False) -> None:
+    """List services."""
+    from aistack.serving import manager
+
+    rows = manager.list_services()
+    if as_json:
+        _out(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"services ({len(rows)})")
+    for c in ("name", "model", "status", "replicas", "QPS", "p99", "url"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(
+            r["name"],
+            str(r.get("model_uri") or r.get("model")),
+            str(r.get("status")),
+            f"{r.get('ready_replicas', 0)}/{r.get('desired_replicas', 0)}",
+            f"{float(r.get('qps') or 0):.1f} req/s",
+            _ms(r.get("p99_ms")),
+            str(r.get("url") or "-"),
+        )
+    _console().print(t)
+
+
+@app.command("status")
+def status(
+    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+) -> None:
+    """Replicas, QPS, p50/p99 latency, errors, batch sizes and autoscaler decisions."""
+    from rich.table import Table
+
+    from aistack.serving import manager
+
+    st = manager.status(name)
+    if as_json:
+        _out(st)
+        return
+    c = _console()
+    m = st.get("metrics") or {}
+    c.print(
+        f"[bold]{st['name']}[/bold]  {st.get('status')}  model {st.get('model_uri')}  url {st.get('url')}\n"
+        f"replicas {st.get('ready_replicas', 0)} ready / {st.get('desired_replicas', 0)} desired "
+        f"(min {st.get('min_replicas')}, max {st.get('max_replicas')})  in flight {st.get('inflight', 0)} requests\n"
+        f"last 10 s: {float(m.get('qps') or 0):.1f} req/s, p50 {_ms(m.get('p50_ms'))}, p99 {_ms(m.get('p99_ms'))}, "
+        f"{m.get('errors_window', 0)} errors; total {m.get('requests_total', 0)} requests, "
+        f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
+        f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
+        + (
+            ", ".join(f"{k}×{v}" for k, v in (m.get("batch_size_counts") or {}).items())
+            or "none yet"
+        )
+    )
+    t = Table(title="replicas")
+    for col in ("id", "state", "model", "url", "outstanding", "served", "ready after", "reason"):
+        t.add_column(col)
+    for r in st.get("replicas", []):
+        t.add_row(
+            r["id"],
+            r["state"],
+            r["model"],
+            str(r.get("url") or "-"),
+            str(r.get("outstanding", 0)),
+            str(r.get("served", 0)),
+            f"{r['ready_after_s']:.1f} s" if r.get("ready_after_s") is not None else "-",
+            str(r.get("reason") or ""),
+        )
+    c.print(t)
+    ro = st.get("rollout")
+    if ro:
+        c.print(
+            f"rollout {ro.get('from')} → {ro.get('to')}: {ro.get('state')} ({ro.get('message')})"
+        )
+    auto = st.get("autoscaler") or {}
+    if auto.get("last"):
+        c.print(f"autoscaler now: {auto['last']['reason']}")
+    for d in (auto.get("decisions") or [])[-10:]:
+        c.print(f"  [dim]{d['action']:>4}[/dim] {d['reason']}")
+
+
+@app.command("logs")
+def logs(
+    name: Annotated[str, typer.Argument(help="service name")],
+    replica: Annotated[
+        str | None, typer.Option("--replica", help="one replica id, e.g. r2")
+    ] = None,
+    tail: Annotated[int, typer.Option("--tail", help="lines per log (0 = all)")] = 50,
+    as_json: Json = False,
+) -> None:
+    """The controller log and each replica's log."""
+    from aistack.serving import manager
+
+    out = manager.logs(name, replica=replica, tail=tail)
+    if as_json:
+        _out(out)
+        return
+    for key, lines in out.items():
+        typer.echo(f"==> {key} <==")
+        for line in lines:
+            typer.echo(line)
+
+
+@app.command("update")
+def update(
+    name: Annotated[str, typer.Argument(help="service name")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="alias (production), NAME@alias, NAME:version, :version or a URI"
+        ),
+    ],
+    wait_s: Annotated[
+        float, typer.Option("--wait", help="seconds to wait for the rollout")
+    ] = 600.0,
+    as_json: Json = False,
+) -> None:
+    """Rolling update to another model version, with no failed request."""
+    from aistack.serving import manager
+
+    target = _target_ref(manager.status(name), to)
+    st = manager.update(name, target, wait_s=wait_s or None)
+    if as_json:
+        _out(st)
+        return
+    ro = st.get("rollout") or {}
+    _console().print(f"{name}: {ro.get('state')} — {ro.get('message')}")
+
+
+def _target_ref(st: dict[str, Any], to: str) -> str:
+    """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given."""
+    if any(to.startswith(p) for p in ("models:/", "runs:/", "builtin:", "/", "file:")) or "@" in to:
+        return to
+    uri = str(st.get("model_uri") or "")
+    base = (
+        uri[len("models:/") :].split("/")[0].split("@")[0] if uri.startswith("models:/") else None
+    )
+    if to.startswith(":") and base:
+        return f"{base}{to}"
+    if base and ":" not in to:
+        return f"{base}@{to}"
+    return to
+
+
+@app.command("scale")
+def scale(
+    name: Annotated[str, typer.Argument(help="service name")],
+    min_replicas: Annotated[int | None, typer.Option("--min")] = None,
+    max_replicas: Annotated[int | None, typer.Option("--max")] = None,
+    as_json: Json = False,
+) -> None:
+    """Change the autoscaler's bounds."""
+    from aistack.serving import manager
+
+    out = manager.scale(name, min_replicas=min_replicas, max_replicas=max_replicas)
+    if as_json:
+        _out(out)
+        return
+    _console().print(
+        f"{name}: min {out['min_replicas']} replicas, max {out['max_replicas']} replicas"
+    )
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+) -> None:
+    """Stop the service: drain and stop every replica and the router."""
+    from aistack.serving import manager
+
+    out = manager.delete(name)
+    if as_json:
+        _out(out)
+        return
+    _console().print(f"deleted {name} (logs kept at {out['kept_at']})")
