@@ -93,6 +93,10 @@ class Supervisor:
         env = os.environ.copy()
         for k in [k for k in env if k.startswith("AISTACK_SUPERVISOR")]:
             env.pop(k)
+        # jobs see the Python environment aistack runs in first (its venv's python, torchrun...)
+        bindir = os.path.dirname(sys.executable)
+        if bindir not in env.get("PATH", "").split(os.pathsep)[:1]:
+            env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         env.update(cfg.get("env") or {})
         gpus = cfg.get("gpus") or []
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
