@@ -1,0 +1,115 @@
+"""Router logic with in-process fake replicas (httpx.MockTransport): balancing and retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from aistack.serving.http import HTTPProblem
+from aistack.serving.router import Endpoint, Router, is_idempotent
+
+
+def test_least_outstanding_pick() -> None:
+    r = Router()
+    r.add(Endpoint(id="a", url="http://a", outstanding=3))
+    r.add(Endpoint(id="b", url="http://b", outstanding=1))
+    r.add(Endpoint(id="c", url="http://c", outstanding=0, in_rotation=False))
+    assert r.pick(set()).id == "b"
+    assert r.pick({"b"}).id == "a"
+    assert r.pick({"a", "b"}) is None
+
+
+def test_idempotency_rules() -> None:
+    assert is_idempotent("POST", "/v1/completions", {})
+    assert is_idempotent("GET", "/anything", {})
+    assert not is_idempotent("POST", "/admin/reset", {})
+    assert is_idempotent("POST", "/admin/reset", {"idempotency-key": "k1"})
+
+
+def _router_with(handler) -> Router:
+    r = Router(service="t", max_retries=2, wait_for_replica_s=0.2)
+    r._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    r._changed = asyncio.Event()
+    r.add(Endpoint(id="a", url="http://a"))
+    r.add(Endpoint(id="b", url="http://b"))
+    return r
+
+
+def test_connection_refused_is_retried_on_another_replica() -> None:
+    seen: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req.url.host)
+        if req.url.host == "a":
+            raise httpx.ConnectError("refused", request=req)
+        return httpx.Response(200, json={"ok": True})
+
+    async def main() -> None:
+        r = _router_with(handler)
+        r.endpoints["b"].outstanding = 5  # a is preferred first
+        status, body, _ = await r.forward("POST", "/not-idempotent", "", {}, b"{}")
+        assert status == 200
+        assert seen == ["a", "b"]
+        assert r.endpoints["a"].in_rotation is False  # out until a health check passes
+        assert r.metrics.retries_total == 1
+
+    asyncio.run(main())
+
+
+def test_dropped_idempotent_request_is_retried_but_not_a_non_idempotent_one() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.host == "a":
+            raise httpx.RemoteProtocolError("Server disconnected", request=req)
+        return httpx.Response(200, json={"ok": True})
+
+    async def main() -> None:
+        r = _router_with(handler)
+        r.endpoints["b"].outstanding = 5
+        status, _, _ = await r.forward("POST", "/v1/completions", "", {}, b"{}")
+        assert status == 200
+        r2 = _router_with(handler)
+        r2.endpoints["b"].outstanding = 5
+        with pytest.raises(HTTPProblem) as exc:
+            await r2.forward("POST", "/admin/reset", "", {}, b"{}")
+        assert exc.value.status == 502
+        assert "not idempotent" in exc.value.message
+
+    asyncio.run(main())
+
+
+def test_503_from_replica_is_retried_and_no_replica_is_503() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if req.url.host == "a" else 200, json={})
+
+    async def main() -> None:
+        r = _router_with(handler)
+        r.endpoints["b"].outstanding = 5
+        status, _, _ = await r.forward("POST", "/invocations", "", {}, b"{}")
+        assert status == 200
+        empty = Router(service="empty", wait_for_replica_s=0.1)
+        empty._changed = asyncio.Event()
+        with pytest.raises(HTTPProblem) as exc:
+            await empty.forward("GET", "/health", "", {}, b"")
+        assert exc.value.status == 503
+        assert "no ready replica" in exc.value.message
+
+    asyncio.run(main())
+
+
+def test_every_replica_down_gives_502_after_bounded_attempts() -> None:
+    calls = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.url.host)
+        raise httpx.ConnectError("refused", request=req)
+
+    async def main() -> None:
+        r = _router_with(handler)
+        with pytest.raises(HTTPProblem) as exc:
+            await r.forward("POST", "/v1/completions", "", {}, b"{}")
+        assert exc.value.status in (502, 503)
+
+    asyncio.run(main())
+    assert 1 <= len(calls) <= 3

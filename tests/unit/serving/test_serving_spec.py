@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError as PydanticValidationError
+
+from aistack.errors import NotFoundError, ValidationError
+from aistack.serving.models import ModelLoadError, load_model, resolve_model
+from aistack.serving.spec import AutoscaleConfig, ServiceSpec, parse_model_ref, service_name_for
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("iris", ("registry", "models:/iris/latest")),
+        ("iris@production", ("registry", "models:/iris@production")),
+        ("iris:3", ("registry", "models:/iris/3")),
+        ("models:/iris/7", ("registry", "models:/iris/7")),
+        ("models:/iris@staging", ("registry", "models:/iris@staging")),
+        ("runs:/abc/model", ("run", "runs:/abc/model")),
+        ("builtin:tiny-gpt?seed=2", ("builtin", "builtin:tiny-gpt?seed=2")),
+        ("/tmp/model", ("path", "/tmp/model")),
+    ],
+)
+def test_parse_model_ref(ref: str, expected: tuple[str, str]) -> None:
+    assert parse_model_ref(ref) == expected
+
+
+@pytest.mark.parametrize(
+    ("ref", "needle"),
+    [
+        ("", "empty"),
+        ("iris:three", "not a number"),
+        ("iris@", "empty alias"),
+        ("models:/iris", "models:/NAME/VERSION"),
+        ("bad name!", "not a valid"),
+    ],
+)
+def test_parse_model_ref_errors_say_how_to_fix(ref: str, needle: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_model_ref(ref)
+    assert needle in str(exc.value)
+
+
+def test_service_name_for() -> None:
+    assert service_name_for("iris@production") == "iris"
+    assert service_name_for("builtin:tiny-gpt?seed=1") == "tiny-gpt"
+    assert service_name_for("models:/My_Model/3") == "my-model"
+
+
+def test_spec_rejects_bad_name_and_unknown_keys() -> None:
+    with pytest.raises(PydanticValidationError, match="service name"):
+        ServiceSpec(name="Bad Name", model="x", model_uri="x")
+    with pytest.raises(PydanticValidationError, match="extra"):
+        ServiceSpec.model_validate({"name": "ok", "model": "x", "model_uri": "x", "replicas": 3})
+
+
+def test_autoscale_min_above_max() -> None:
+    with pytest.raises(PydanticValidationError, match="lower --min"):
+        AutoscaleConfig(min_replicas=5, max_replicas=2)
+
+
+def test_resolve_builtin_and_unknown() -> None:
+    assert resolve_model("builtin:echo").uri == "builtin:echo"
+    with pytest.raises(NotFoundError, match="built-in models: echo, tiny-gpt"):
+        resolve_model("builtin:nope")
+
+
+def test_resolve_path_without_mlmodel(tmp_path) -> None:
+    with pytest.raises(NotFoundError, match="no MLmodel file"):
+        resolve_model(str(tmp_path))
+
+
+def test_load_failures_raise_model_load_error() -> None:
+    with pytest.raises(ModelLoadError, match="fail=load"):
+        load_model("builtin:echo?fail=load")
+    assert load_model("builtin:echo?fail=health").healthy is False
