@@ -1,0 +1,96 @@
+"""/datasets: versioned datasets, read-only (the CLI and SDK write through aistack.storage).
+
+``{version}`` accepts ``3``, ``v3``, ``latest`` or a tag name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from aistack.errors import BackendError
+from aistack.server.context import ServerContext
+from aistack.server.deps import get_ctx
+from aistack.server.schemas.datasets import (
+    DatasetDetail,
+    DatasetDiffPublic,
+    DatasetFile,
+    DatasetLineage,
+    DatasetSummary,
+    DatasetVersionDetail,
+    DatasetVersionPublic,
+    ReferencePublic,
+)
+
+router = APIRouter(tags=["datasets"])
+
+
+def _ds(ctx: ServerContext) -> Any:
+    ds = ctx.datasets()
+    if ds is None:
+        raise BackendError(
+            "the dataset catalog is not available on this server", hint="see the server log"
+        )
+    return ds
+
+
+def _ref(name: str, version: str) -> str:
+    return f"{name}@{version}"
+
+
+@router.get("/datasets", response_model=list[DatasetSummary])
+def list_datasets(ctx: ServerContext = Depends(get_ctx)) -> list[DatasetSummary]:
+    return [DatasetSummary(**s.to_dict()) for s in _ds(ctx).ls()]
+
+
+@router.get("/datasets/{name}", response_model=DatasetDetail)
+def get_dataset(name: str, ctx: ServerContext = Depends(get_ctx)) -> DatasetDetail:
+    ds = _ds(ctx)
+    versions = ds.log(name)
+    tags = {t: v.version for v in versions for t in v.tags}
+    return DatasetDetail(
+        name=name,
+        versions=[DatasetVersionPublic(**v.to_dict()) for v in versions],
+        tags=dict(sorted(tags.items())),
+    )
+
+
+@router.get("/datasets/{name}/versions/{version}", response_model=DatasetVersionDetail)
+def get_version(
+    name: str,
+    version: str,
+    limit: int = Query(1000, ge=0, le=100_000, description="files to list"),
+    offset: int = Query(0, ge=0),
+    ctx: ServerContext = Depends(get_ctx),
+) -> DatasetVersionDetail:
+    ds = _ds(ctx)
+    v = ds.resolve(_ref(name, version))
+    files = ds.files(v)
+    page = files[offset : offset + limit]
+    return DatasetVersionDetail(
+        **v.to_dict(),
+        references=[ReferencePublic(**r) for r in ds.references(v.ref)],
+        file_list=[
+            DatasetFile(path=e.path, size=e.size, hash=e.hash, chunks=len(e.chunks)) for e in page
+        ],
+        file_list_truncated=offset + limit < len(files),
+    )
+
+
+@router.get("/datasets/{name}/diff", response_model=DatasetDiffPublic)
+def diff_versions(
+    name: str,
+    a: str = Query(..., description="old version: 1, v1, latest or a tag"),
+    b: str = Query("latest", description="new version"),
+    ctx: ServerContext = Depends(get_ctx),
+) -> DatasetDiffPublic:
+    d = _ds(ctx).diff(_ref(name, a), _ref(name, b))
+    return DatasetDiffPublic(**d.to_dict())
+
+
+@router.get("/datasets/{name}/versions/{version}/lineage", response_model=DatasetLineage)
+def version_lineage(
+    name: str, version: str, ctx: ServerContext = Depends(get_ctx)
+) -> DatasetLineage:
+    return DatasetLineage(**_ds(ctx).lineage(_ref(name, version)))
