@@ -1,0 +1,563 @@
+"""The Slurm executor: one aistack job attempt = one ``sbatch`` job.
+
+``launch`` renders an sbatch script (``templates/sbatch.sh.j2``) from the LaunchRequest —
+nodes, ``--gres=gpu:N``, CPUs per task, ``--mem``, ``--time`` from ``max_runtime_s``, the
+nodes aistack's scheduler chose (``--nodelist``) — writes it to the attempt's directory and
+submits it. Inside the job, ``srun`` starts ``nodes × procs_per_node`` tasks; each task
+exports its rank environment from :func:`aistack.launch.build_rank_envs` (rendered into the
+script with host placeholders that the job fills from ``SLURM_JOB_NODELIST`` at run time,
+so MASTER_ADDR is the first node Slurm actually gave) and runs the command. Output of all
+tasks goes to ``LaunchRequest.log_path`` (``--label`` prefixes task numbers when there are
+several); the batch script writes the exit code to ``<job_dir>/exit_code``.
+
+The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`` asks
+``scontrol show job`` (which works without accounting, for ``MinJobAge`` after the end),
+then ``sacct`` when accounting is configured, then the files in the job directory.
+``cancel`` sends SIGTERM to the job's tasks (``scancel --signal=TERM``: the steps, not the
+batch shell, so the shell records the tasks' exit) and ``scancel``s the whole job after
+``grace_s``; a cancel marker in the job directory makes the final state CANCELLED even
+when the tasks exited on the SIGTERM first. A pending job is cancelled at once.
+
+The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
+the aistack server, as Slurm users expect for ``--output``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from aistack.compute.resources import GpuDevice, Node
+from aistack.errors import BackendError, ConnectionFailed, NotSupportedError, ValidationError
+from aistack.executors.base import ExecStatus, Executor, LaunchRequest
+
+log = logging.getLogger(__name__)
+
+_TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
+_HOST_TOKEN = "\x00AISTACK_HOST_{}\x00"
+_HOST_RE = re.compile("\x00AISTACK_HOST_(\\d+)\x00")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
+
+# Slurm job state → aistack ExecState
+STATE_MAP: dict[str, str] = {
+    "PENDING": "starting",
+    "CONFIGURING": "starting",
+    "REQUEUED": "starting",
+    "REQUEUE_HOLD": "starting",
+    "REQUEUE_FED": "starting",
+    "RESV_DEL_HOLD": "starting",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "SUSPENDED": "running",
+    "STOPPED": "running",
+    "RESIZING": "running",
+    "SIGNALING": "running",
+    "STAGE_OUT": "running",
+    "COMPLETED": "succeeded",
+    "FAILED": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "SPECIAL_EXIT": "failed",
+    "CANCELLED": "cancelled",
+    "REVOKED": "cancelled",
+    "TIMEOUT": "timeout",
+    "DEADLINE": "timeout",
+    "NODE_FAIL": "lost",
+    "BOOT_FAIL": "lost",
+    "PREEMPTED": "lost",
+}
+
+# Slurm pending/ending reasons → readable text (squeue's %r / scontrol's Reason=)
+REASONS: dict[str, str] = {
+    "None": "",
+    "Resources": "waiting for resources: the requested nodes, GPUs, CPUs or memory are busy",
+    "Priority": "higher-priority jobs are ahead of it in the Slurm queue",
+    "Dependency": "waiting for a job it depends on",
+    "DependencyNeverSatisfied": "a job it depends on failed, so it can never start",
+    "BeginTime": "its start time has not been reached",
+    "JobHeldUser": "held by its user (scontrol release to let it run)",
+    "JobHeldAdmin": "held by a Slurm administrator",
+    "ReqNodeNotAvail": "a requested node is down, drained or reserved",
+    "NodeDown": "a node it needs is down",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
+    "PartitionTimeLimit": "its time limit (max_runtime) is longer than the partition allows",
+    "PartitionConfig": "the request does not fit the partition's configuration",
+    "Reservation": "waiting for its advanced reservation",
+    "Licenses": "waiting for licenses",
+    "BadConstraints": "its constraints cannot be satisfied by any node",
+    "InvalidAccount": "the Slurm account is invalid",
+    "InvalidQOS": "the Slurm QOS is invalid",
+    "QOSMaxGRESPerUser": "the user's GPU limit in the Slurm QOS is reached",
+    "QOSMaxGRESPerJob": "it asks for more GPUs than the Slurm QOS allows per job",
+    "QOSMaxCpuPerUserLimit": "the user's CPU limit in the Slurm QOS is reached",
+    "QOSMaxJobsPerUserLimit": "the user's running-job limit in the Slurm QOS is reached",
+    "QOSGrpGRES": "the group's GPU limit in the Slurm QOS is reached",
+    "AssocGrpGRES": "the account's GPU limit is reached",
+    "AssocGrpCpuLimit": "the account's CPU limit is reached",
+    "AssocMaxJobsLimit": "the account's running-job limit is reached",
+    "AssocGrpGRESMinutes": "the account's GPU-minutes budget is used up",
+    "launch failed requeued held": "the launch failed on a node; Slurm requeued and held it",
+    "NonZeroExitCode": "the command exited with a non-zero code",
+    "RaisedSignal": "the command was killed by a signal",
+    "TimeLimit": "it ran past its time limit (max_runtime)",
+    "NodeFail": "a node of the job failed",
+    "OutOfMemory": "it ran out of memory (raise memory in the job spec)",
+    "Prolog": "the Slurm prolog is running",
+    "Cleaning": "Slurm is cleaning up after a previous job",
+}
+
+
+def readable_reason(reason: str | None) -> str | None:
+    """'Resources' → 'waiting for resources: …'; unknown reasons are returned as they are."""
+    if not reason or reason in ("None", "(null)"):
+        return None
+    key = reason.strip("()")
+    return REASONS.get(key) or key
+
+
+def format_time_limit(seconds: float) -> str:
+    """Seconds → Slurm's ``D-HH:MM:SS`` (rounded up to whole seconds, at least 1 minute)."""
+    if seconds <= 0:
+        raise ValidationError(
+            f"max_runtime: must be positive, got {seconds!r} s", hint="e.g. max_runtime: 2h"
+        )
+    s = max(60, int(-(-seconds // 1)))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    body = f"{hours:02d}:{minutes:02d}:{s:02d}"
+    return f"{days}-{body}" if days else body
+
+
+def master_port_for(job_id: str, attempt: int) -> int:
+    """A stable port in 20000-39999 per job attempt (rendered scripts are reproducible)."""
+    return 20000 + zlib.crc32(f"{job_id}:{attempt}".encode()) % 20000
+
+
+def _quote(value: str) -> str:
+    """Shell-quote a value; host placeholders become ``${AISTACK_HOST_i}`` expansions."""
+    parts: list[str] = []
+    pos = 0
+    for m in _HOST_RE.finditer(value):
+        if m.start() > pos:
+            parts.append(shlex.quote(value[pos : m.start()]))
+        parts.append(f'"${{AISTACK_HOST_{m.group(1)}}}"')
+        pos = m.end()
+    if pos < len(value) or not parts:
+        parts.append(shlex.quote(value[pos:]))
+    return "".join(parts)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
+
+
+@dataclass(kw_only=True)
+class SbatchPlan:
+    """What ``render_sbatch`` decided, for logs and tests."""
+
+    script: str
+    nodes: int
+    procs_per_node: int
+    world_size: int
+    cpus_per_task: int
+    gpus_per_node: int
+    memory_mb: int
+    master_port: int
+
+
+def render_sbatch(
+    req: LaunchRequest,
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    pin_nodes: bool = True,
+    extra_args: tuple[str, ...] = (),
+) -> SbatchPlan:
+    """The sbatch script for one job attempt (pure: no Slurm needed)."""
+    import jinja2
+
+    allocs = list(req.allocation.nodes.items())
+    nodes = max(1, len(allocs))
+    gpus = max((len(a.gpus) for _, a in allocs), default=0)
+    cpus = max((len(a.cpus) for _, a in allocs), default=0) or 1
+    memory_mb = max((a.memory_mb for _, a in allocs), default=0)
+    if req.procs_per_node is not None and req.procs_per_node < 1:
+        raise ValidationError(
+            f"procs_per_node: must be at least 1, got {req.procs_per_node}",
+            hint="omit it for one process per GPU (or one per node without GPUs)",
+        )
+    ppn = req.procs_per_node or (gpus if req.distributed and gpus else 1)
+    world = nodes * ppn
+    cpus_per_task = max(1, cpus // ppn)
+    for key in req.env:
+        if not _ENV_KEY.match(key):
+            raise ValidationError(
+                f"env: {key!r} is not a valid environment variable name",
+                hint="use letters, digits and underscores, not starting with a digit",
+            )
+    if not req.command or not req.command.strip():
+        raise ValidationError("command: empty command", hint="e.g. command: python train.py")
+    for what, value in (("job directory", str(req.job_dir)), ("workdir", req.workdir or "")):
+        if re.search(r"\s", value):
+            raise ValidationError(
+                f"{what}: {value!r} contains whitespace, which #SBATCH lines cannot carry",
+                hint="use a path without spaces",
+            )
+    port = master_port_for(req.job_id, req.attempt)
+
+    common: list[tuple[str, str]] = []
+    per_rank: list[tuple[int, list[tuple[str, str]]]] = []
+    if req.distributed:
+        from aistack.launch import build_rank_envs
+
+        hosts = [_HOST_TOKEN.format(i) for i in range(nodes)]
+        ranks = build_rank_envs(
+            req.distributed, hosts, ppn, port, req.job_id, threads_per_proc=cpus_per_task
+        )
+        keys = sorted({k for r in ranks for k in r.env})
+        shared = {k for k in keys if len({r.env.get(k) for r in ranks}) == 1 and k in ranks[0].env}
+        common = [(k, _quote(ranks[0].env[k])) for k in keys if k in shared]
+        for r in ranks:
+            per_rank.append(
+                (r.rank, [(k, _quote(v)) for k, v in sorted(r.env.items()) if k not in shared])
+            )
+    else:
+        common = [
+            ("AISTACK_JOB_ID", shlex.quote(req.job_id)),
+            ("AISTACK_RANK", '"$1"'),
+            ("AISTACK_WORLD_SIZE", str(world)),
+        ]
+    nodelist = ",".join(n for n, _ in allocs) if pin_nodes and allocs else None
+    workdir = req.workdir or str(req.job_dir)
+    tmpl = jinja2.Template(
+        _TEMPLATE.read_text(), trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True
+    )
+    script = tmpl.render(
+        job_id=req.job_id,
+        job_id_q=shlex.quote(req.job_id),
+        attempt=int(req.attempt),
+        job_name=_safe_name(f"aistack-{req.name or req.job_id}"),
+        nodes=nodes,
+        procs_per_node=ppn,
+        world_size=world,
+        cpus_per_task=cpus_per_task,
+        memory_mb=memory_mb,
+        gpus_per_node=gpus,
+        time_limit=format_time_limit(req.max_runtime_s) if req.max_runtime_s else None,
+        partition=partition,
+        account=account,
+        nodelist=nodelist,
+        log_path=str(req.log_path),
+        workdir=workdir,
+        extra_args=list(extra_args),
+        job_dir_q=shlex.quote(str(req.job_dir)),
+        user_env=[(k, shlex.quote(str(v))) for k, v in sorted(req.env.items())],
+        command_q=shlex.quote(req.command),
+        distributed=req.distributed,
+        common_env=common,
+        rank_env=per_rank,
+    )
+    return SbatchPlan(
+        script=script,
+        nodes=nodes,
+        procs_per_node=ppn,
+        world_size=world,
+        cpus_per_task=cpus_per_task,
+        gpus_per_node=gpus,
+        memory_mb=memory_mb,
+        master_port=port,
+    )
+
+
+def parse_kv(line: str) -> dict[str, str]:
+    """``scontrol show -o`` output (``Key=Value Key=Value …``) → dict."""
+    return {m.group(1): m.group(2) for m in _KV.finditer(line)}
+
+
+def parse_gres_gpus(gres: str) -> tuple[int, str | None]:
+    """'gpu:a100:4(S:0-1),shard:8' → (4, 'a100'); '(null)' → (0, None)."""
+    total, gtype = 0, None
+    for item in (gres or "").split(","):
+        item = re.sub(r"\(.*?\)", "", item.strip())
+        parts = item.split(":")
+        if not parts or parts[0] != "gpu":
+            continue
+        if len(parts) == 2 and parts[1].isdigit():
+            total += int(parts[1])
+        elif len(parts) >= 3 and parts[-1].isdigit():
+            total += int(parts[-1])
+            gtype = gtype or parts[1]
+    return total, gtype
+
+
+class SlurmExecutor(Executor):
+    """Run aistack jobs as Slurm batch jobs (see the module docstring)."""
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        partition: str | None = None,
+        *,
+        account: str | None = None,
+        slurm_conf: str | os.PathLike[str] | None = None,
+        pin_nodes: bool = True,
+        extra_sbatch_args: tuple[str, ...] = (),
+        command_timeout_s: float = 30.0,
+    ) -> None:
+        self.partition = partition
+        self.account = account
+        self.slurm_conf = str(slurm_conf) if slurm_conf else None
+        self.pin_nodes = pin_nodes
+        self.extra_sbatch_args = tuple(extra_sbatch_args)
+        self.command_timeout_s = command_timeout_s
+        self._timers: list[threading.Timer] = []
+
+    # -- Slurm commands --------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "SLURM_CONF")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        if self.slurm_conf:
+            env["SLURM_CONF"] = self.slurm_conf
+        return env
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        exe = shutil.which(args[0], path=self._env()["PATH"])
+        if exe is None:
+            raise NotSupportedError(
+                f"the Slurm command {args[0]!r} is not installed on this machine",
+                hint="install the Slurm client (apt-get install slurm-client) or use AISTACK_EXECUTOR=local",
+            )
+        try:
+            res = subprocess.run(
+                [exe, *args[1:]],
+                capture_output=True,
+                text=True,
+                timeout=self.command_timeout_s,
+                env=self._env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ConnectionFailed(
+                f"{args[0]} did not answer within {self.command_timeout_s:.0f} s"
+            ) from exc
+        if check and res.returncode != 0:
+            msg = (res.stderr or res.stdout).strip()
+            if "Unable to contact slurm controller" in msg or "Connection refused" in msg:
+                raise ConnectionFailed(
+                    f"cannot reach slurmctld: {msg}",
+                    hint="check SLURM_CONF and that slurmctld runs",
+                )
+            raise BackendError(f"{' '.join(args[:2])} failed: {msg}")
+        return res
+
+    # -- contract ---------------------------------------------------------------------------
+    def inventory(self) -> list[Node]:
+        out = self._run("scontrol", "show", "node", "-o").stdout
+        nodes: list[Node] = []
+        for line in out.splitlines():
+            kv = parse_kv(line)
+            name = kv.get("NodeName")
+            if not name:
+                continue
+            parts = [p for p in kv.get("Partitions", "").split(",") if p]
+            if self.partition and self.partition not in parts:
+                continue
+            ngpu, gtype = parse_gres_gpus(kv.get("Gres", ""))
+            gpus = tuple(
+                GpuDevice(index=i, uuid=f"slurm-{name}-gpu{i}", name=gtype or "gpu", memory_mb=0)
+                for i in range(ngpu)
+            )
+            nodes.append(
+                Node(
+                    name=name,
+                    cpus=int(kv.get("CPUTot", "0") or 0),
+                    memory_mb=int(kv.get("RealMemory", "0") or 0),
+                    gpus=gpus,
+                    address=kv.get("NodeAddr", name),
+                    labels={
+                        "slurm_state": kv.get("State", "UNKNOWN"),
+                        "partitions": ",".join(parts),
+                    },
+                )
+            )
+        return nodes
+
+    def render(self, req: LaunchRequest) -> SbatchPlan:
+        return render_sbatch(
+            req,
+            partition=self.partition,
+            account=self.account,
+            pin_nodes=self.pin_nodes,
+            extra_args=self.extra_sbatch_args,
+        )
+
+    def launch(self, req: LaunchRequest) -> str:
+        plan = self.render(req)
+        req.job_dir.mkdir(parents=True, exist_ok=True)
+        script = req.job_dir / "job.sbatch"
+        script.write_text(plan.script)
+        for stale in ("exit_code", "cancel_requested"):
+            (req.job_dir / stale).unlink(missing_ok=True)
+        res = self._run("sbatch", "--parsable", str(script))
+        job_id = res.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch returned {res.stdout.strip()!r}, expected a job id")
+        (req.job_dir / "slurm_job_id").write_text(job_id + "\n")
+        log.info("job %s attempt %s → Slurm job %s", req.job_id, req.attempt, job_id)
+        return f"slurm:{job_id}:{req.job_dir}"
+
+    @staticmethod
+    def parse_handle(handle: str) -> tuple[str, Path]:
+        kind, _, rest = handle.partition(":")
+        job_id, _, job_dir = rest.partition(":")
+        if kind != "slurm" or not job_id.isdigit() or not job_dir:
+            raise ValidationError(
+                f"not a Slurm executor handle: {handle!r}", hint="expected slurm:<jobid>:<job_dir>"
+            )
+        return job_id, Path(job_dir)
+
+    def job_info(self, job_id: str) -> dict[str, str] | None:
+        """``scontrol show job`` as a dict, or None when Slurm no longer knows the job."""
+        res = self._run("scontrol", "show", "job", "-o", job_id, check=False)
+        if res.returncode != 0:
+            if "Invalid job id" in res.stderr:
+                return None
+            raise BackendError(f"scontrol show job {job_id} failed: {res.stderr.strip()}")
+        lines = [line for line in res.stdout.splitlines() if line.strip()]
+        return parse_kv(lines[0]) if lines else None
+
+    def _sacct(self, job_id: str) -> dict[str, str] | None:
+        res = self._run(
+            "sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State,ExitCode,Reason", check=False
+        )
+        line = (
+            res.stdout.strip().splitlines()[0] if res.returncode == 0 and res.stdout.strip() else ""
+        )
+        if not line:
+            return None
+        state, code, *rest = line.split("|") + ["", ""]
+        return {"JobState": state.split()[0], "ExitCode": code, "Reason": rest[0] if rest else ""}
+
+    def poll(self, handle: str) -> ExecStatus:
+        job_id, job_dir = self.parse_handle(handle)
+        info = self.job_info(job_id)
+        if info is None and shutil.which("sacct", path=self._env()["PATH"]):
+            info = self._sacct(job_id)
+        cancel_requested = (job_dir / "cancel_requested").exists()
+        if info is None:
+            return self._from_files(job_id, job_dir, cancel_requested)
+        slurm_state = info.get("JobState", "UNKNOWN").split("+")[0]
+        state = STATE_MAP.get(slurm_state, "running")
+        exit_code = _exit_code(info.get("ExitCode"))
+        reason = readable_reason(info.get("Reason"))
+        node = info.get("BatchHost") or info.get("NodeList")
+        node = None if node in (None, "(null)", "") else node
+        if state == "starting" and slurm_state == "PENDING":
+            reason = reason or "queued in Slurm"
+        if cancel_requested and state in ("failed", "cancelled"):
+            return ExecStatus(
+                state="cancelled",
+                exit_code=exit_code,
+                reason="cancelled through aistack",
+                node=node,
+            )
+        if state in ("succeeded", "failed") and (job_dir / "exit_code").exists():
+            file_code = _read_int(job_dir / "exit_code")
+            if file_code is not None:
+                exit_code = file_code
+                state = "succeeded" if file_code == 0 else "failed"
+        if state == "failed" and not reason:
+            reason = f"exited with code {exit_code}"
+        if state == "lost":
+            reason = f"Slurm reports {slurm_state}" + (f": {reason}" if reason else "")
+        if state == "timeout":
+            reason = reason or "ran past its time limit (max_runtime)"
+        if state == "succeeded":
+            reason = None
+        if state in ("starting", "running"):
+            exit_code = None
+        return ExecStatus(state=state, exit_code=exit_code, reason=reason, node=node)  # type: ignore[arg-type]
+
+    def _from_files(self, job_id: str, job_dir: Path, cancel_requested: bool) -> ExecStatus:
+        code = _read_int(job_dir / "exit_code")
+        if cancel_requested:
+            return ExecStatus(state="cancelled", exit_code=code, reason="cancelled through aistack")
+        if code is not None:
+            return ExecStatus(
+                state="succeeded" if code == 0 else "failed",
+                exit_code=code,
+                reason=None if code == 0 else f"exited with code {code}",
+            )
+        return ExecStatus(
+            state="lost",
+            reason=f"Slurm no longer knows job {job_id} and it left no exit code in {job_dir}",
+        )
+
+    def cancel(self, handle: str, grace_s: float = 10.0) -> None:
+        job_id, job_dir = self.parse_handle(handle)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "cancel_requested").write_text("1\n")
+        info = self.job_info(job_id)
+        state = (info or {}).get("JobState", "")
+        if state in ("PENDING", "CONFIGURING", "REQUEUED") or grace_s <= 0:
+            self._run("scancel", job_id, check=False)
+            return
+        if STATE_MAP.get(state) not in ("running", "starting"):
+            return
+        self._run("scancel", "--signal=TERM", job_id, check=False)
+        timer = threading.Timer(grace_s, self._hard_cancel, args=(job_id,))
+        timer.daemon = True
+        timer.start()
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+
+    def _hard_cancel(self, job_id: str) -> None:
+        try:
+            info = self.job_info(job_id)
+            if info and STATE_MAP.get(info.get("JobState", "")) in ("running", "starting"):
+                self._run("scancel", job_id, check=False)
+        except Exception:  # noqa: BLE001 - a timer thread must not die loudly
+            log.exception("scancel %s after the grace period failed", job_id)
+
+    def signal(self, handle: str, sig: int) -> None:
+        import signal as _signal
+
+        job_id, _ = self.parse_handle(handle)
+        name = _signal.Signals(sig).name.removeprefix("SIG")
+        self._run("scancel", f"--signal={name}", job_id)
+
+    def close(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+
+def _exit_code(value: str | None) -> int | None:
+    """Slurm's ``ExitCode=rc:signal`` → a shell-style code (128 + signal when killed)."""
+    if not value:
+        return None
+    rc, _, sig = value.partition(":")
+    try:
+        rc_i, sig_i = int(rc), int(sig or 0)
+    except ValueError:
+        return None
+    return 128 + sig_i if sig_i else rc_i
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

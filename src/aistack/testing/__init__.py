@@ -1,0 +1,1 @@
+"""Real servers and fakes for tests, shipped with the product (PostgreSQL, Slurm, Ray, S3)."""

@@ -1,0 +1,370 @@
+"""A private one-node Slurm cluster (munged + slurmctld + slurmd) for tests and demos.
+
+Uses Debian's packages (``slurm-wlm``, ``munge``; scripts/ci/install-servers.sh installs
+them). Everything lives in one temporary directory: a fresh munge key and socket, the
+``slurm.conf`` written at run time (``SlurmctldHost``/``NodeName`` = ``hostname -s`` with
+``NodeAddr=127.0.0.1``, CPUs and RealMemory from ``slurmd -C``, free ports, no accounting),
+state, spool, logs and pid files. Nothing under /etc, /run or /var is touched, and the
+daemons run in the foreground as our children so ``stop()`` ends exactly them, by PID.
+
+Fake GPUs: ``gpus=N`` declares ``Gres=gpu:N`` on the node with a gres.conf entry without
+device files, so ``--gres=gpu:N`` requests are scheduled and counted like real ones.
+
+Clients (sbatch, squeue, scontrol, scancel) find the cluster through ``SLURM_CONF``:
+``cluster.env()`` returns it, and :class:`aistack.executors.slurm.SlurmExecutor` takes it
+as ``slurm_conf=cluster.conf_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aistack.errors import BackendError, NotSupportedError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install them with scripts/ci/install-servers.sh (apt-get install -y slurm-wlm munge)"
+)
+_DAEMONS = ("munged", "slurmctld", "slurmd")
+_CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
+
+
+def slurm_unavailable_reason() -> str | None:
+    """None when a private Slurm cluster can be started here, else why not (with the fix)."""
+    missing = [n for n in _DAEMONS + _CLIENTS if _which(n) is None]
+    if missing:
+        return f"Slurm/munge programs missing ({', '.join(missing)}): {INSTALL_HINT}"
+    if os.geteuid() != 0:
+        return "a private Slurm cluster needs root (slurmd starts jobs as their users)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def node_hardware() -> dict[str, int]:
+    """CPUs and RealMemory (MB) as ``slurmd -C`` reports them for this machine."""
+    slurmd = _which("slurmd")
+    if slurmd is None:
+        raise NotSupportedError(f"slurmd not found: {INSTALL_HINT}")
+    out = subprocess.run(
+        [slurmd, "-C"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    hw = {"CPUs": os.cpu_count() or 1, "RealMemory": 1024}
+    for tok in out.split():
+        k, _, v = tok.partition("=")
+        if k in ("CPUs", "RealMemory") and v.isdigit():
+            hw[k] = int(v)
+    return hw
+
+
+def render_slurm_conf(
+    *,
+    base: Path,
+    host: str,
+    cpus: int,
+    memory_mb: int,
+    gpus: int,
+    ctld_port: int,
+    slurmd_port: int,
+    munge_socket: Path,
+    partition: str = "debug",
+    kill_wait_s: int = 5,
+) -> str:
+    gres = f" Gres=gpu:{gpus}" if gpus else ""
+    return "\n".join(
+        [
+            "# written by aistack.testing.slurm for a private test cluster",
+            "ClusterName=aistack",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldPort={ctld_port}",
+            f"SlurmdPort={slurmd_port}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={munge_socket}",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={base / 'state'}",
+            f"SlurmdSpoolDir={base / 'spool'}",
+            f"SlurmctldPidFile={base / 'slurmctld.pid'}",
+            f"SlurmdPidFile={base / 'slurmd.pid'}",
+            f"SlurmctldLogFile={base / 'slurmctld.log'}",
+            f"SlurmdLogFile={base / 'slurmd.log'}",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "SchedulerType=sched/backfill",
+            "SchedulerParameters=sched_interval=2",
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/none",
+            "MpiDefault=none",
+            "ReturnToService=2",
+            "MinJobAge=300",
+            f"KillWait={kill_wait_s}",
+            "InactiveLimit=0",
+            "SlurmctldTimeout=30",
+            "SlurmdTimeout=60",
+            "GresTypes=gpu",
+            f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb}{gres} State=UNKNOWN",
+            f"PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+    )
+
+
+@dataclass(kw_only=True)
+class SlurmCluster:
+    """A running private Slurm cluster; ``stop()`` ends its daemons by PID."""
+
+    base_dir: Path
+    host: str
+    partition: str
+    gpus: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopped: bool = False
+
+    @property
+    def conf_path(self) -> Path:
+        return self.base_dir / "slurm.conf"
+
+    def env(self) -> dict[str, str]:
+        """Environment for Slurm client commands talking to this cluster."""
+        return {**os.environ, "SLURM_CONF": str(self.conf_path)}
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            list(args), capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
+        )
+        if check and res.returncode != 0:
+            raise BackendError(
+                f"{' '.join(args)} failed: {res.stderr.strip() or res.stdout.strip()}"
+            )
+        return res
+
+    def logs(self) -> str:
+        out = []
+        for name in (
+            "munge/munged.log",
+            "slurmctld.log",
+            "slurmd.log",
+            "slurmd.stdout",
+            "slurmctld.stdout",
+        ):
+            p = self.base_dir / name
+            if p.exists():
+                out.append(
+                    f"--- {name} (last lines)\n"
+                    + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+                )
+        return "\n".join(out)
+
+    def wait_node_idle(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        state = ""
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise BackendError(
+                        f"{name} exited with {p.returncode} while starting\n{self.logs()}"
+                    )
+            res = self.run("sinfo", "-h", "-N", "-o", "%t", check=False)
+            state = res.stdout.strip()
+            if state and all(s.rstrip("*") in ("idle", "mix", "alloc") for s in state.split()):
+                return
+            time.sleep(0.3)
+        raise BackendError(
+            f"Slurm node not ready after {timeout_s:.0f} s (state {state!r})\n{self.logs()}"
+        )
+
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop slurmd, slurmctld and munged (SIGTERM, then SIGKILL) and remove the dir."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for name in ("slurmd", "slurmctld", "munged"):
+            p = self.procs.get(name)
+            if p is None or p.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait(timeout=5)
+        if remove:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> SlurmCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_slurm(
+    *, gpus: int = 2, partition: str = "debug", memory_mb: int | None = None, kill_wait_s: int = 5
+) -> SlurmCluster:
+    """Start munged, slurmctld and slurmd with a config written now; wait until the node is idle.
+
+    About 2-4 s. Raises NotSupportedError when Slurm or munge is missing (with the install
+    command), BackendError with the daemons' log tails when they do not come up.
+    """
+    reason = slurm_unavailable_reason()
+    if reason:
+        raise NotSupportedError(reason)
+    import pwd
+
+    base = Path(tempfile.mkdtemp(prefix="aistack-slurm-"))
+    os.chmod(base, 0o755)
+    cluster = SlurmCluster(
+        base_dir=base, host=socket.gethostname().split(".")[0], partition=partition, gpus=gpus
+    )
+    try:
+        _start(cluster, pwd.getpwnam("munge"), memory_mb=memory_mb, kill_wait_s=kill_wait_s)
+    except BaseException:
+        cluster.stop(remove=False)
+        logs = cluster.logs()
+        shutil.rmtree(base, ignore_errors=True)
+        log.error("Slurm did not start:\n%s", logs)
+        raise
+    return cluster
+
+
+def _start(
+    cluster: SlurmCluster, munge_pw: Any, *, memory_mb: int | None, kill_wait_s: int
+) -> None:
+    base = cluster.base_dir
+    mdir = base / "munge"
+    mdir.mkdir(mode=0o700)
+    key = mdir / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    os.chmod(key, 0o600)
+    for p in (mdir, key):
+        os.chown(p, munge_pw.pw_uid, munge_pw.pw_gid)
+    sock = mdir / "munge.socket"
+    # munged: as the munge user, in the foreground, everything in our directory
+    cluster.procs["munged"] = subprocess.Popen(
+        [
+            str(_which("munged")),
+            "--foreground",
+            f"--socket={sock}",
+            f"--key-file={key}",
+            f"--pid-file={mdir / 'munged.pid'}",
+            f"--seed-file={mdir / 'munged.seed'}",
+            f"--log-file={mdir / 'munged.log'}",
+            "--force",
+        ],
+        user=munge_pw.pw_uid,
+        group=munge_pw.pw_gid,
+        extra_groups=[],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(base / "munged.stderr", "wb"),  # noqa: SIM115 - owned by the child
+        start_new_session=True,
+        cwd="/",
+    )
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if cluster.procs["munged"].poll() is not None or time.monotonic() > deadline:
+            err = (base / "munged.stderr").read_text(errors="replace")
+            raise BackendError(f"munged did not start: {err.strip()}")
+        time.sleep(0.05)
+    # the munge socket dir is 0700 munge-owned; root clients can still reach it
+    os.chmod(mdir, 0o711)
+
+    hw = node_hardware()
+    for d in ("state", "spool"):
+        (base / d).mkdir()
+    conf = render_slurm_conf(
+        base=base,
+        host=cluster.host,
+        cpus=hw["CPUs"],
+        memory_mb=memory_mb or hw["RealMemory"],
+        gpus=cluster.gpus,
+        ctld_port=_free_port(),
+        slurmd_port=_free_port(),
+        munge_socket=sock,
+        partition=cluster.partition,
+        kill_wait_s=kill_wait_s,
+    )
+    cluster.conf_path.write_text(conf)
+    # Slurm drops GPUs without device files: give each fake GPU a file of its own
+    gres_lines = []
+    if cluster.gpus:
+        (base / "dev").mkdir()
+        for i in range(cluster.gpus):
+            (base / "dev" / f"fakegpu{i}").touch()
+        files = (
+            f"{base / 'dev'}/fakegpu[0-{cluster.gpus - 1}]"
+            if cluster.gpus > 1
+            else f"{base / 'dev'}/fakegpu0"
+        )
+        gres_lines.append(f"NodeName={cluster.host} Name=gpu File={files}")
+    (base / "gres.conf").write_text("AutoDetect=off\n" + "\n".join(gres_lines) + "\n")
+    env = cluster.env()
+    for name, args in (
+        ("slurmctld", [str(_which("slurmctld")), "-D", "-i", "-f", str(cluster.conf_path)]),
+        ("slurmd", [str(_which("slurmd")), "-D", "-f", str(cluster.conf_path)]),
+    ):
+        cluster.procs[name] = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(base / f"{name}.stdout", "wb"),  # noqa: SIM115 - owned by the child
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(base),
+        )
+        if name == "slurmctld":
+            _wait_ctld(cluster)
+    cluster.wait_node_idle()
+    log.info("Slurm cluster up in %s (node %s, %d fake GPUs)", base, cluster.host, cluster.gpus)
+
+
+def _wait_ctld(cluster: SlurmCluster, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        p = cluster.procs["slurmctld"]
+        if p.poll() is not None:
+            raise BackendError(f"slurmctld exited with {p.returncode}\n{cluster.logs()}")
+        if cluster.run("scontrol", "ping", check=False).stdout.count("UP"):
+            return
+        time.sleep(0.2)
+    raise BackendError(f"slurmctld did not answer within {timeout_s:.0f} s\n{cluster.logs()}")
+
+
+@contextlib.contextmanager
+def slurm_cluster(**kwargs: Any) -> Iterator[SlurmCluster]:
+    cluster = start_slurm(**kwargs)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

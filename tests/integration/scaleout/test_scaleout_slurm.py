@@ -1,0 +1,136 @@
+"""The Slurm executor against real Slurm daemons (munged, slurmctld, slurmd) on this machine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aistack.executors.base import ExecStatus, LaunchRequest
+from aistack.executors.slurm import SlurmExecutor
+from aistack.scheduler.types import Allocation, NodeAlloc
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
+
+
+def _wait(ex: SlurmExecutor, handle: str, pred, timeout_s: float = 60) -> ExecStatus:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = ex.poll(handle)
+        if pred(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def ex(slurm) -> SlurmExecutor:  # type: ignore[no-untyped-def]
+    executor = SlurmExecutor(slurm_conf=slurm.conf_path)
+    yield executor
+    executor.close()
+
+
+def _req(ex: SlurmExecutor, tmp_path: Path, name: str, command: str, **kw: object) -> LaunchRequest:
+    node = ex.inventory()[0]
+    alloc = kw.pop("allocation", None) or Allocation(
+        nodes={node.name: NodeAlloc(gpus=(0,), cpus=(0,), memory_mb=256)}
+    )
+    return LaunchRequest(
+        job_id=name,
+        attempt=1,
+        command=command,
+        allocation=alloc,
+        job_dir=tmp_path / name,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_inventory_shows_the_node_and_fake_gpus(ex: SlurmExecutor, slurm) -> None:  # type: ignore[no-untyped-def]
+    nodes = ex.inventory()
+    assert [n.name for n in nodes] == [slurm.host]
+    assert len(nodes[0].gpus) == 2 and nodes[0].cpus >= 1 and nodes[0].memory_mb > 0
+    assert nodes[0].labels["partitions"] == "debug"
+
+
+def test_job_runs_and_its_output_comes_back(ex: SlurmExecutor, tmp_path: Path) -> None:
+    req = _req(
+        ex,
+        tmp_path,
+        "hello",
+        "echo hello from $SLURM_JOB_ID rank=$AISTACK_RANK; echo $GREETING",
+        env={"GREETING": "hi there"},
+    )
+    handle = ex.launch(req)
+    assert handle.startswith("slurm:")
+    st = _wait(ex, handle, lambda s: s.final)
+    assert st.state == "succeeded" and st.exit_code == 0, st
+    text = req.log_path.read_text()
+    slurm_id = handle.split(":")[1]
+    assert f"hello from {slurm_id} rank=0" in text and "hi there" in text
+    script = (req.job_dir / "job.sbatch").read_text()
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --mem=256M" in script
+
+
+def test_failure_keeps_the_exit_code(ex: SlurmExecutor, tmp_path: Path) -> None:
+    handle = ex.launch(_req(ex, tmp_path, "fail", "echo oops >&2; exit 3"))
+    st = _wait(ex, handle, lambda s: s.final)
+    assert (st.state, st.exit_code) == ("failed", 3)
+
+
+def test_distributed_ranks_get_their_env(ex: SlurmExecutor, tmp_path: Path) -> None:
+    node = ex.inventory()[0]
+    req = _req(
+        ex,
+        tmp_path,
+        "ddp-env",
+        "echo RANKINFO $RANK/$WORLD_SIZE local=$LOCAL_RANK master=$MASTER_ADDR:$MASTER_PORT",
+        allocation=Allocation(
+            nodes={node.name: NodeAlloc(gpus=(0, 1), cpus=(0, 1), memory_mb=256)}
+        ),
+        distributed="torch",
+    )
+    handle = ex.launch(req)
+    st = _wait(ex, handle, lambda s: s.final)
+    assert st.state == "succeeded", (st, req.log_path.read_text())
+    lines = sorted(
+        x.split("RANKINFO ", 1)[1] for x in req.log_path.read_text().splitlines() if "RANKINFO" in x
+    )
+    port = [
+        x for x in (req.job_dir / "job.sbatch").read_text().splitlines() if "MASTER_PORT=" in x
+    ][0].split("=")[1]
+    assert lines == [
+        f"0/2 local=0 master={node.name}:{port}",
+        f"1/2 local=1 master={node.name}:{port}",
+    ]
+
+
+def test_pending_reason_then_cancel_running_and_pending(ex: SlurmExecutor, tmp_path: Path) -> None:
+    node = ex.inventory()[0]
+    everything = Allocation(
+        nodes={node.name: NodeAlloc(gpus=(0, 1), cpus=tuple(range(node.cpus)), memory_mb=256)}
+    )
+    h1 = ex.launch(
+        _req(
+            ex,
+            tmp_path,
+            "long",
+            "trap 'echo got TERM; exit 143' TERM; echo started; sleep 300 & wait",
+            allocation=everything,
+        )
+    )
+    h2 = ex.launch(_req(ex, tmp_path, "waiting", "echo should not run", allocation=everything))
+    st1 = _wait(ex, h1, lambda s: s.state == "running")
+    assert st1.state == "running"
+    st2 = ex.poll(h2)
+    assert st2.state == "starting"
+    assert st2.reason is not None and "waiting for resources" in st2.reason
+    ex.cancel(h2, grace_s=5)
+    assert _wait(ex, h2, lambda s: s.final, 20).state == "cancelled"
+    time.sleep(0.5)  # let the trap be installed
+    t0 = time.monotonic()
+    ex.cancel(h1, grace_s=5)
+    st1 = _wait(ex, h1, lambda s: s.final, 30)
+    assert st1.state == "cancelled", st1
+    assert time.monotonic() - t0 < 20
+    assert "got TERM" in (tmp_path / "long" / "output.log").read_text()
+    assert not (tmp_path / "waiting" / "output.log").exists()

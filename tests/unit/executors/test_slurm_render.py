@@ -1,0 +1,325 @@
+"""Slurm executor without Slurm: rendered sbatch scripts (golden files), state and reason
+mapping, parsing of scontrol output, and poll/cancel against a scripted fake of the Slurm
+commands. Regenerate the golden files with ``AISTACK_UPDATE_GOLDEN=1``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aistack.errors import ValidationError
+from aistack.executors.base import LaunchRequest
+from aistack.executors.slurm import (
+    STATE_MAP,
+    SlurmExecutor,
+    _exit_code,
+    format_time_limit,
+    parse_gres_gpus,
+    parse_kv,
+    readable_reason,
+    render_sbatch,
+)
+from aistack.scheduler.types import Allocation, NodeAlloc
+
+GOLDEN = Path(__file__).parent / "golden"
+JOB_DIR = Path("/shared/aistack/jobs/j-42/1")
+
+
+def _req(**kw: object) -> LaunchRequest:
+    base: dict[str, object] = dict(
+        job_id="j-42",
+        attempt=1,
+        command="python train.py",
+        allocation=Allocation(nodes={"node1": NodeAlloc(cpus=(0, 1), memory_mb=2048)}),
+        job_dir=JOB_DIR,
+    )
+    base.update(kw)
+    return LaunchRequest(**base)  # type: ignore[arg-type]
+
+
+CASES: dict[str, tuple[LaunchRequest, dict[str, object]]] = {
+    "cpu_single": (_req(), {}),
+    "torch_2x2gpu": (
+        _req(
+            name="gpt small",
+            command="python train.py --lr 3e-4 --tag 'run one'",
+            allocation=Allocation(
+                nodes={
+                    "gpu01": NodeAlloc(gpus=(0, 1), cpus=(0, 1, 2, 3), memory_mb=16384),
+                    "gpu02": NodeAlloc(gpus=(2, 3), cpus=(4, 5, 6, 7), memory_mb=16384),
+                }
+            ),
+            env={"WANDB_MODE": "offline", "MSG": "it's $HOME"},
+            max_runtime_s=25 * 3600 + 1,
+            distributed="torch",
+        ),
+        {"partition": "gpu", "account": "ml-team"},
+    ),
+    "jax_unpinned": (
+        _req(
+            job_id="j-7",
+            attempt=3,
+            allocation=Allocation(
+                nodes={
+                    "a": NodeAlloc(gpus=(0,), cpus=(0, 1), memory_mb=0),
+                    "b": NodeAlloc(gpus=(0,), cpus=(0, 1), memory_mb=0),
+                }
+            ),
+            distributed="jax",
+            max_runtime_s=90,
+            workdir="/home/u/project",
+        ),
+        {"pin_nodes": False, "extra_args": ("--exclusive",)},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_script_matches_golden(case: str) -> None:
+    req, kw = CASES[case]
+    script = render_sbatch(req, **kw).script  # type: ignore[arg-type]
+    path = GOLDEN / f"sbatch_{case}.sh"
+    if os.environ.get("AISTACK_UPDATE_GOLDEN") == "1":
+        path.write_text(script)
+    assert script == path.read_text(), f"rendered script differs from {path}"
+
+
+def test_rendered_script_is_valid_bash() -> None:
+    for req, kw in CASES.values():
+        script = render_sbatch(req, **kw).script  # type: ignore[arg-type]
+        res = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+
+
+def test_plan_numbers() -> None:
+    req, kw = CASES["torch_2x2gpu"]
+    plan = render_sbatch(req, **kw)  # type: ignore[arg-type]
+    assert (plan.nodes, plan.procs_per_node, plan.world_size) == (2, 2, 4)
+    assert (plan.cpus_per_task, plan.gpus_per_node, plan.memory_mb) == (2, 2, 16384)
+    assert 20000 <= plan.master_port < 40000
+    # deterministic: same job attempt → same port; another attempt → (almost surely) another
+    assert render_sbatch(req).master_port == plan.master_port
+
+
+def _fake_slurm_bin(tmp_path: Path) -> Path:
+    """srun/scontrol stand-ins that run the tasks locally, to execute a rendered script."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(
+        "#!/bin/bash\n# scontrol show hostnames LIST\necho \"$3\" | tr ',' '\\n'\n"
+    )
+    (bin_dir / "srun").write_text(
+        "#!/bin/bash\n"
+        "# fake srun: parse --nodes/--ntasks-per-node, run each task locally in order\n"
+        'for a in "$@"; do case $a in --nodes=*) N=${a#*=};; --ntasks-per-node=*) P=${a#*=};; esac; done\n'
+        "while [[ $1 == --* ]]; do shift; done\n"
+        "rc=0\n"
+        "for ((n = 0; n < N; n++)); do for ((l = 0; l < P; l++)); do\n"
+        '  SLURM_NODEID=$n SLURM_LOCALID=$l SLURM_PROCID=$((n * P + l)) "$@" || rc=$?\n'
+        "done; done\n"
+        "exit $rc\n"
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def test_rendered_script_gives_each_rank_its_env(tmp_path: Path) -> None:
+    req = _req(
+        command=f"{sys.executable} -c \"import os; print('R', os.environ['RANK'], os.environ['LOCAL_RANK'], os.environ['MASTER_ADDR'], os.environ['WORLD_SIZE'], os.environ['MSG'])\"",
+        allocation=Allocation(
+            nodes={
+                "n1": NodeAlloc(gpus=(0, 1), cpus=(0, 1)),
+                "n2": NodeAlloc(gpus=(0, 1), cpus=(0, 1)),
+            }
+        ),
+        job_dir=tmp_path / "job",
+        env={"MSG": "a b'c"},
+        distributed="torch",
+    )
+    req.job_dir.mkdir()
+    script = render_sbatch(req).script
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "hostA,hostB",
+    }
+    res = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    lines = sorted(line for line in res.stdout.splitlines() if line.startswith("R "))
+    assert lines == [
+        "R 0 0 hostA 4 a b'c",
+        "R 1 1 hostA 4 a b'c",
+        "R 2 0 hostA 4 a b'c",
+        "R 3 1 hostA 4 a b'c",
+    ]
+    assert (req.job_dir / "exit_code").read_text().strip() == "0"
+
+
+def test_rendered_script_records_failure(tmp_path: Path) -> None:
+    req = _req(command="exit 7", job_dir=tmp_path / "job")
+    req.job_dir.mkdir()
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
+    res = subprocess.run(
+        ["bash", "-c", render_sbatch(req).script], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 7
+    assert (req.job_dir / "exit_code").read_text().strip() == "7"
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"env": {"1BAD": "x"}}, "env"),
+        ({"env": {"A-B": "x"}}, "env"),
+        ({"command": "  "}, "command"),
+        ({"job_dir": Path("/tmp/has space/1")}, "job directory"),
+        ({"workdir": "/a b"}, "workdir"),
+        ({"procs_per_node": 0}, "procs_per_node"),
+        ({"max_runtime_s": -5.0}, "max_runtime"),
+    ],
+)
+def test_bad_requests_name_the_field(kw: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        render_sbatch(_req(**kw))
+    assert str(exc.value).startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1, "00:01:00"),
+        (60, "00:01:00"),
+        (61.2, "00:01:02"),
+        (3600, "01:00:00"),
+        (90061, "1-01:01:01"),
+    ],
+)
+def test_format_time_limit(seconds: float, text: str) -> None:
+    assert format_time_limit(seconds) == text
+
+
+@given(st.floats(min_value=0.001, max_value=1e7))
+def test_time_limit_never_shorter_than_asked(seconds: float) -> None:
+    text = format_time_limit(seconds)
+    days, _, hms = text.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    total = int(days or 0) * 86400 + h * 3600 + m * 60 + s
+    assert total >= seconds and total >= 60 and total - max(seconds, 60) < 1
+
+
+def test_reasons_and_states() -> None:
+    assert readable_reason("Resources").startswith("waiting for resources")
+    assert "higher-priority" in (readable_reason("Priority") or "")
+    assert readable_reason("(ReqNodeNotAvail)") == "a requested node is down, drained or reserved"
+    assert readable_reason("None") is None
+    assert readable_reason("SomethingNew") == "SomethingNew"
+    assert STATE_MAP["NODE_FAIL"] == "lost" and STATE_MAP["PREEMPTED"] == "lost"
+    assert STATE_MAP["TIMEOUT"] == "timeout" and STATE_MAP["COMPLETING"] == "running"
+    assert set(STATE_MAP.values()) <= {
+        "starting",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "timeout",
+        "lost",
+    }
+
+
+def test_parsers() -> None:
+    assert parse_gres_gpus("gpu:a100:4(S:0-1),shard:8") == (4, "a100")
+    assert parse_gres_gpus("gpu:2") == (2, None)
+    assert parse_gres_gpus("(null)") == (0, None)
+    kv = parse_kv(
+        "JobId=5 JobName=x JobState=PENDING Reason=Resources ExitCode=0:0 NodeList=(null)"
+    )
+    assert (
+        kv["JobState"] == "PENDING" and kv["Reason"] == "Resources" and kv["NodeList"] == "(null)"
+    )
+    assert _exit_code("3:0") == 3 and _exit_code("0:15") == 143 and _exit_code(None) is None
+    assert SlurmExecutor.parse_handle("slurm:12:/x/y:z") == ("12", Path("/x/y:z"))
+    with pytest.raises(ValidationError):
+        SlurmExecutor.parse_handle("ray:12:/x")
+
+
+class _FakeSlurm(SlurmExecutor):
+    """Answers scontrol/scancel from a dict instead of a real slurmctld."""
+
+    def __init__(self, jobs: dict[str, str]) -> None:
+        super().__init__()
+        self.jobs = jobs
+        self.calls: list[tuple[str, ...]] = []
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        if args[:3] == ("scontrol", "show", "job"):
+            line = self.jobs.get(args[-1])
+            if line is None:
+                return subprocess.CompletedProcess(
+                    args, 1, "", "slurm_load_jobs error: Invalid job id specified"
+                )
+            return subprocess.CompletedProcess(args, 0, line + "\n", "")
+        if args[0] == "sacct":
+            return subprocess.CompletedProcess(args, 1, "", "Slurm accounting storage is disabled")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+
+def test_poll_maps_scontrol(tmp_path: Path) -> None:
+    ex = _FakeSlurm(
+        {
+            "1": "JobId=1 JobState=PENDING Reason=Priority ExitCode=0:0 NodeList=(null)",
+            "2": "JobId=2 JobState=RUNNING Reason=None ExitCode=0:0 NodeList=n1 BatchHost=n1",
+            "3": "JobId=3 JobState=FAILED Reason=NonZeroExitCode ExitCode=2:0 NodeList=n1",
+            "4": "JobId=4 JobState=NODE_FAIL Reason=NodeFail ExitCode=0:0 NodeList=n1",
+            "5": "JobId=5 JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15 NodeList=n1",
+        }
+    )
+    p1 = ex.poll(f"slurm:1:{tmp_path}")
+    assert (p1.state, p1.exit_code) == ("starting", None)
+    assert p1.reason is not None and "higher-priority" in p1.reason
+    p2 = ex.poll(f"slurm:2:{tmp_path}")
+    assert (p2.state, p2.node) == ("running", "n1")
+    p3 = ex.poll(f"slurm:3:{tmp_path}")
+    assert (p3.state, p3.exit_code) == ("failed", 2)
+    p4 = ex.poll(f"slurm:4:{tmp_path}")
+    assert p4.state == "lost" and "NODE_FAIL" in (p4.reason or "")
+    assert ex.poll(f"slurm:5:{tmp_path}").state == "timeout"
+
+
+def test_poll_after_slurm_forgot_the_job(tmp_path: Path) -> None:
+    ex = _FakeSlurm({})
+    assert ex.poll(f"slurm:9:{tmp_path}").state == "lost"
+    (tmp_path / "exit_code").write_text("0\n")
+    assert ex.poll(f"slurm:9:{tmp_path}").state == "succeeded"
+    (tmp_path / "exit_code").write_text("4\n")
+    st_ = ex.poll(f"slurm:9:{tmp_path}")
+    assert (st_.state, st_.exit_code) == ("failed", 4)
+
+
+def test_cancel_pending_and_running(tmp_path: Path) -> None:
+    ex = _FakeSlurm(
+        {
+            "1": "JobId=1 JobState=PENDING Reason=Resources ExitCode=0:0",
+            "2": "JobId=2 JobState=RUNNING Reason=None ExitCode=0:0",
+        }
+    )
+    ex.cancel(f"slurm:1:{tmp_path / 'a'}", grace_s=5)
+    assert ("scancel", "1") in ex.calls
+    ex.cancel(f"slurm:2:{tmp_path / 'b'}", grace_s=30)
+    assert ("scancel", "--signal=TERM", "2") in ex.calls
+    ex.close()  # the SIGKILL timer is cancelled, not fired
+    ex.jobs["2"] = "JobId=2 JobState=FAILED Reason=RaisedSignal ExitCode=0:15"
+    st_ = ex.poll(f"slurm:2:{tmp_path / 'b'}")
+    assert st_.state == "cancelled"  # the SIGTERM killed it, but the user asked for it
