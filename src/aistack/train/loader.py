@@ -128,7 +128,8 @@ class ShardLoader:
             raise ValidationError(f"batch_size: must be ≥ 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValidationError(f"rank: {rank} is outside 0..{world_size - 1}")
-        self.paths = [_cache_remote(p) if _is_remote(p) else p for p in expand_paths(data)]
+        self.sources = expand_paths(data)
+        self.paths = [_cache_remote(p) if _is_remote(p) else p for p in self.sources]
         self.shards: list[Shard] = [open_shard(p) for p in self.paths]
         self.seq_len = int(seq_len)
         self.batch_size = int(batch_size)
@@ -155,7 +156,10 @@ class ShardLoader:
         vocabs = {s.vocab_size for s in self.shards if s.vocab_size}
         self.vocab_size: int | None = max(vocabs) if vocabs else None
         self.fingerprint = hashlib.sha256(
-            "|".join(f"{Path(s.path).name}:{s.n_tokens}" for s in self.shards).encode()
+            "|".join(
+                f"{src.rstrip('/').rsplit('/', 1)[-1]}:{s.n_tokens}"
+                for src, s in zip(self.sources, self.shards, strict=True)
+            ).encode()
         ).hexdigest()[:16]
 
     # ------------------------------------------------------------------ order

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aistack.errors import ValidationError
+from aistack.launch import build_rank_envs, run_gang
+
+PY = sys.executable
+
+
+def _ranks(n: int = 2):
+    return build_rank_envs("torch", ["127.0.0.1"], n, 29999, "t")
+
+
+def test_all_ranks_run_with_their_env_and_prefixed_log(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    code = "import os; print('hello', os.environ['RANK'], os.environ['WORLD_SIZE'])"
+    pids: list[int] = []
+    res = run_gang(_ranks(3), [PY, "-c", code], log, on_start=pids.extend)
+    assert res.exit_code == 0 and res.failed_rank is None
+    assert res.rank_exit_codes == [0, 0, 0]
+    assert len(pids) == 3 and len(set(pids)) == 3
+    lines = sorted(log.read_text().splitlines())
+    assert lines == ["[rank 0] hello 0 3", "[rank 1] hello 1 3", "[rank 2] hello 2 3"]
+
+
+def test_ranks_share_one_new_process_group(tmp_path: Path) -> None:
+    code = "import os; print(os.getpgid(0))"
+    buf = io.StringIO()
+    res = run_gang(_ranks(2), [PY, "-c", code], buf)
+    assert res.exit_code == 0
+    pgids = {line.split()[-1] for line in buf.getvalue().splitlines()}
+    assert len(pgids) == 1
+    assert int(pgids.pop()) != os.getpgid(0)
+
+
+def test_failing_rank_stops_the_others_and_reports_its_error(tmp_path: Path) -> None:
+    code = (
+        "import os, sys, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    print('working', flush=True)\n"
+        "    sys.stderr.write('ValueError: bad shard 17\\n'); sys.exit(3)\n"
+        "time.sleep(60)\n"
+    )
+    t0 = time.monotonic()
+    res = run_gang(_ranks(3), [PY, "-c", code], tmp_path / "log", grace_s=5)
+    assert time.monotonic() - t0 < 30
+    assert res.exit_code == 3
+    assert res.failed_rank == 1
+    assert "rank 1 exited with code 3" in res.message
+    assert "ValueError: bad shard 17" in res.message
+    assert res.rank_exit_codes[0] == 128 + signal.SIGTERM
+    assert res.rank_exit_codes[2] == 128 + signal.SIGTERM
+
+
+def test_rank_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "if os.environ['RANK'] == '0':\n"
+        "    time.sleep(0.3); sys.exit(1)\n"
+        "time.sleep(60)\n"
+    )
+    t0 = time.monotonic()
+    res = run_gang(_ranks(2), [PY, "-c", code], None, grace_s=0.5)
+    assert time.monotonic() - t0 < 20
+    assert res.failed_rank == 0 and res.exit_code == 1
+    assert res.rank_exit_codes[1] == 128 + signal.SIGKILL
+
+
+def test_sigterm_and_sigusr1_are_forwarded_to_every_rank(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "got = []\n"
+        "signal.signal(signal.SIGUSR1, lambda s, f: got.append('USR1'))\n"
+        "signal.signal(signal.SIGTERM, lambda s, f: got.append('TERM'))\n"
+        "print('ready', flush=True)\n"
+        "while 'TERM' not in got: time.sleep(0.01)\n"
+        "print('saw', ','.join(got), flush=True)\n"
+        "sys.exit(143)\n"
+    )
+    log = tmp_path / "log"
+
+    def on_start(pids: list[int]) -> None:
+        def send() -> None:
+            deadline = time.monotonic() + 20
+            while log.read_text().count("ready") < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=send, daemon=True).start()
+
+    before = signal.getsignal(signal.SIGTERM)
+    res = run_gang(_ranks(2), [PY, "-c", code], log, on_start=on_start)
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+    assert res.signals_forwarded == ["SIGUSR1", "SIGTERM"]
+    assert res.exit_code == 143
+    assert "after SIGUSR1, SIGTERM was forwarded" in res.message
+    text = log.read_text()
+    assert "[rank 0] saw USR1,TERM" in text and "[rank 1] saw USR1,TERM" in text
+
+
+def test_string_command_runs_in_shell(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    res = run_gang(_ranks(1), "echo rank=$RANK && exit 0", buf)
+    assert res.exit_code == 0
+    assert buf.getvalue() == b"[rank 0] rank=0\n"
+
+
+def test_missing_program_fails_cleanly(tmp_path: Path) -> None:
+    res = run_gang(_ranks(2), ["/nonexistent/prog"], tmp_path / "log")
+    assert res.exit_code == 127 and res.failed_rank == 0
+    assert "could not start" in res.message
+
+
+@pytest.mark.parametrize("cmd", ["", "   ", []])
+def test_empty_command_is_a_validation_error(cmd) -> None:
+    with pytest.raises(ValidationError, match="command"):
+        run_gang(_ranks(1), cmd, None)
+
+
+def test_no_ranks_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="ranks"):
+        run_gang([], ["true"], None)

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aistack.errors import ValidationError
+from aistack.train.loader import ShardLoader
+from aistack.train.shards import open_shard, write_token_shard
+
+
+def _make_shards(root: Path, sizes=(1000, 777, 1500), vocab=50_000) -> list[Path]:
+    paths = []
+    base = 0
+    for i, n in enumerate(sizes):
+        toks = (np.arange(base, base + n) % vocab).astype(np.int64)  # globally unique positions
+        docs = np.array_split(toks, 5)
+        paths.append(write_token_shard(root / f"s{i:02d}.tok", docs, vocab))
+        base += n
+    return paths
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    _make_shards(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def test_shard_roundtrip_uint16_and_uint32(tmp_path: Path) -> None:
+    docs = [[1, 2, 3], [], [4, 5]]
+    sh = open_shard(write_token_shard(tmp_path / "a.tok", docs, 100))
+    assert sh.tokens.dtype == np.uint16 and sh.vocab_size == 100
+    assert sh.tokens.tolist() == [1, 2, 3, 4, 5]
+    assert sh.doc_offsets.tolist() == [0, 3, 3, 5]
+    big = open_shard(write_token_shard(tmp_path / "b.tok", [[70_000, 1]], 100_000))
+    assert big.tokens.dtype == np.uint32 and big.tokens.tolist() == [70_000, 1]
+
+
+def test_shard_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="docs"):
+        write_token_shard(tmp_path / "x.tok", [[5, 200]], 100)
+    (tmp_path / "junk.bin").write_bytes(b"not a shard at all, sorry")
+    with pytest.raises(ValidationError, match="data"):
+        open_shard(tmp_path / "junk.bin")
+    with pytest.raises(ValidationError, match="does not exist"):
+        open_shard(tmp_path / "missing.tok")
+    good = write_token_shard(tmp_path / "t.tok", [list(range(50))], 100)
+    good.write_bytes(good.read_bytes()[:80])
+    with pytest.raises(ValidationError, match="truncated"):
+        open_shard(good)
+
+
+def test_windows_are_contiguous_token_runs_and_targets_shifted(shards: Path) -> None:
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=1, as_torch=False)
+    x, y = ld.next_batch()
+    assert x.shape == (4, 16) and y.shape == (4, 16) and x.dtype == np.int64
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+    # tokens are consecutive integers inside a shard: every window is a run
+    assert np.all(np.diff(np.concatenate([x, y[:, -1:]], axis=1), axis=1) == 1)
+    # windows start at multiples of seq_len within their shard
+    firsts = [1000 * 0, 1000, 1777]
+    for row in x:
+        shard_base = max(b for b in firsts if b <= row[0])
+        assert (row[0] - shard_base) % 16 == 0
+
+
+def test_ranks_get_disjoint_slices_covering_the_epoch(shards: Path) -> None:
+    world = 3
+    loaders = [
+        ShardLoader(
+            str(shards), seq_len=16, batch_size=2, seed=7, rank=r, world_size=world, as_torch=False
+        )
+        for r in range(world)
+    ]
+    n = loaders[0].batches_per_epoch
+    assert all(ld.batches_per_epoch == n for ld in loaders)
+    seen: list[int] = []
+    for ld in loaders:
+        for _ in range(n):
+            seen.extend(ld.next_batch()[0][:, 0].tolist())
+    assert len(seen) == len(set(seen))  # no window twice in an epoch
+    assert len(seen) == n * 2 * world
+    assert len(seen) > 0.9 * loaders[0].n_windows
+
+
+def test_same_seed_same_order_other_seed_other_order(shards: Path) -> None:
+    a = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=3, as_torch=False)
+    b = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=3, as_torch=False)
+    c = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=4, as_torch=False)
+    xa, xb, xc = a.next_batch()[0], b.next_batch()[0], c.next_batch()[0]
+    assert np.array_equal(xa, xb)
+    assert not np.array_equal(xa, xc)
+
+
+def test_epochs_roll_over_with_a_new_order(shards: Path) -> None:
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=0, as_torch=False)
+    first = [ld.next_batch()[0][:, 0].tolist() for _ in range(ld.batches_per_epoch)]
+    second = [ld.next_batch()[0][:, 0].tolist() for _ in range(ld.batches_per_epoch)]
+    assert ld.epoch == 1
+    a, b = sum(first, []), sum(second, [])
+    assert len(a) == len(set(a)) == len(b) == len(set(b))  # each epoch: no window twice
+    dropped = ld.n_windows - len(a)  # the remainder that does not fill a batch
+    assert len(set(a) & set(b)) >= len(a) - dropped
+    assert first != second
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(0, 120), world=st.integers(1, 3), seed=st.integers(0, 2**31))
+def test_resume_is_exact(tmp_path_factory, k: int, world: int, seed: int) -> None:
+    root = tmp_path_factory.getbasetemp() / "resume-data"
+    if not root.exists():
+        _make_shards(root)
+    rank = world - 1
+    kw = dict(seq_len=8, batch_size=3, seed=seed, rank=rank, world_size=world, as_torch=False)
+    ref = ShardLoader(str(root), **kw)
+    expected = [ref.next_batch()[0] for _ in range(k + 5)]
+    run = ShardLoader(str(root), **kw)
+    for _ in range(k):
+        run.next_batch()
+    state = run.state_dict()
+    resumed = ShardLoader(str(root), **kw)
+    resumed.load_state_dict(state)
+    got = [resumed.next_batch()[0] for _ in range(5)]
+    for e, g in zip(expected[k:], got, strict=True):
+        assert np.array_equal(e, g)
+
+
+def test_resume_refuses_other_data_or_layout(shards: Path, tmp_path: Path) -> None:
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4, as_torch=False)
+    ld.next_batch()
+    state = ld.state_dict()
+    other = ShardLoader(str(shards), seq_len=16, batch_size=2, as_torch=False)
+    with pytest.raises(ValidationError, match="batch_size"):
+        other.load_state_dict(state)
+    _make_shards(tmp_path / "other", sizes=(900, 900))
+    with pytest.raises(ValidationError, match="fingerprint"):
+        ShardLoader(str(tmp_path / "other"), seq_len=16, batch_size=4).load_state_dict(state)
+
+
+def test_torch_batches(shards: Path) -> None:
+    torch = pytest.importorskip("torch")
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4)
+    x, y = next(iter(ld))
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.int64 and x.shape == (4, 16)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_path_forms_and_errors(shards: Path, tmp_path: Path) -> None:
+    files = sorted(str(p) for p in shards.iterdir())
+    a = ShardLoader(files, seq_len=16, batch_size=4, as_torch=False)
+    b = ShardLoader(str(shards / "*.tok"), seq_len=16, batch_size=4, as_torch=False)
+    assert a.fingerprint == b.fingerprint and a.n_tokens == 1000 + 777 + 1500
+    with pytest.raises(ValidationError, match="no shard files"):
+        ShardLoader(str(tmp_path / "nothing*.tok"), seq_len=16, batch_size=4)
+    with pytest.raises(ValidationError, match="cannot fill one batch"):
+        ShardLoader(files[:1], seq_len=500, batch_size=4)
+    with pytest.raises(ValidationError, match="rank"):
+        ShardLoader(files, seq_len=16, batch_size=4, rank=2, world_size=2)
+
+
+def test_remote_shards_are_cached_locally(aistack_home: Path, shards: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for p in sorted(shards.iterdir()):
+        fs.pipe(f"/bucket/shards/{p.name}", p.read_bytes())
+    local = ShardLoader(str(shards), seq_len=16, batch_size=4, as_torch=False)
+    remote = ShardLoader("memory://bucket/shards", seq_len=16, batch_size=4, as_torch=False)
+    assert remote.fingerprint == local.fingerprint
+    assert np.array_equal(remote.next_batch()[0], local.next_batch()[0])
+    assert any((aistack_home / "cache" / "shards").iterdir())
