@@ -414,6 +414,7 @@ def price_usage(
     gpu_hours_by_type: dict[str, float] = defaultdict(float)
     util_weighted: dict[str, float] = defaultdict(float)
     util_hours: dict[str, float] = defaultdict(float)
+    intervals: dict[str, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
 
     for i, r in enumerate(recs):
         h = _clip(r, since_, now_)
@@ -445,6 +446,9 @@ def price_usage(
                 util_weighted[acc_name or "?"] += r.gpu_util * gh
                 util_hours[acc_name or "?"] += gh
             gpu_hours_by_type[acc_name or "?"] += gh
+            intervals[acc_name or "?"].append(
+                (max(r.start, since_), min(r.end or now_, now_), r.gpus)
+            )
         for kind, key in (
             ("project", r.project),
             ("user", r.user),
@@ -499,7 +503,10 @@ def price_usage(
             "cloud vs on-prem comparison incomplete: some GPU types have no price in one of the sheets"
         )
 
-    rec_text, detail = _recommend(gpu_hours_by_type, util_weighted, util_hours, window_h, cat)
+    peaks = {k: _peak_concurrency(v) for k, v in intervals.items()}
+    rec_text, detail = _recommend(
+        gpu_hours_by_type, util_weighted, util_hours, peaks, window_h, cat
+    )
     return UsageReport(
         since=since_,
         until=now_,
@@ -520,10 +527,21 @@ def price_usage(
     )
 
 
+def _peak_concurrency(intervals: Sequence[tuple[dt.datetime, dt.datetime, int]]) -> int:
+    """Most GPUs allocated at the same time (sweep over start/end events; ends before starts)."""
+    events = sorted([(a, 1, g) for a, _, g in intervals] + [(b, 0, -g) for _, b, g in intervals])
+    cur = peak = 0
+    for _, _, delta in events:
+        cur += delta
+        peak = max(peak, cur)
+    return peak
+
+
 def _recommend(
     gpu_hours_by_type: Mapping[str, float],
     util_weighted: Mapping[str, float],
     util_hours: Mapping[str, float],
+    peaks: Mapping[str, int],
     window_h: float,
     cat: Catalog,
 ) -> tuple[str, dict[str, Any]]:
@@ -537,7 +555,9 @@ def _recommend(
     except NotFoundError as exc:
         return f"No buy-vs-rent advice for {acc_name}: {exc.message}.", {"gpu": acc_name}
     avg_busy = gh / window_h
-    n_servers = max(1, math.ceil(avg_busy / srv.gpus))
+    peak = max(peaks.get(acc_name, 0), math.ceil(avg_busy))
+    # own enough whole servers for the measured peak, so no job would have had to wait
+    n_servers = max(1, math.ceil(peak / srv.gpus))
     owned = n_servers * srv.gpus
     util = gh / (owned * window_h)
     cost = onprem_cost(srv, n_servers, cat)
@@ -554,6 +574,7 @@ def _recommend(
         "gpu_hours": gh,
         "window_days": days,
         "average_busy_gpus": avg_busy,
+        "peak_gpus": peak,
         "owned_gpus": owned,
         "server": srv.name,
         "servers": n_servers,

@@ -291,22 +291,26 @@ class Catalog:
 
     def _match_device_name(self, name: str) -> str | None:
         """Map an NVML/ROCm device name ('NVIDIA H100 80GB HBM3') to a catalog accelerator."""
-        n = _norm(name)
-        rules = [
-            ("h100pcie", "H100-PCIe"),
-            ("h100nvl", "H100-PCIe"),
-            ("h100", "H100-SXM"),
-            ("h800", "H800"),
-            ("h200", "H200"),
-            ("b200", "B200"),
-            ("mi300x", "MI300X"),
-            ("l40s", "L40S"),
-            ("v100", "V100-32GB"),
+        low = name.lower()
+        words = set(re.findall(r"[a-z0-9]+", low))
+
+        def has(tok: str) -> bool:
+            return tok in words
+
+        rules: list[tuple[bool, str]] = [
+            (has("h100") and ("pcie" in words or "nvl" in words), "H100-PCIe"),
+            (has("h100"), "H100-SXM"),
+            (has("h800"), "H800"),
+            (has("h200"), "H200"),
+            (has("b200"), "B200"),
+            (has("mi300x"), "MI300X"),
+            (has("l40s"), "L40S"),
+            (has("v100"), "V100-32GB"),
+            (has("a100") and ("40gb" in words or "40" in words), "A100-40GB"),
+            (has("a100"), "A100-80GB"),
         ]
-        if "a100" in n:
-            return "A100-40GB" if "40gb" in n and "A100-40GB" in self.accelerators else "A100-80GB"
-        for token, target in rules:
-            if token in n and target in self.accelerators:
+        for ok, target in rules:
+            if ok and target in self.accelerators:
                 return target
         return None
 

@@ -1,0 +1,140 @@
+"""TCO: the issue's worked example, break-even monotonic in utilization, missing prices."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aistack.errors import NotFoundError, ValidationError
+from aistack.planning.catalog import load_catalog
+from aistack.planning.tco import HOURS_PER_MONTH, breakeven_month, onprem_cost, plan_tco
+
+CAT = load_catalog(include_user=False)
+
+
+@pytest.mark.parametrize("server_price", [400_000, 450_000, 500_000])
+def test_worked_example_p5_vs_dgx_h200(server_price: float) -> None:
+    """p5.48xlarge at ~$84/h around the clock ~ $735k/year; a DGX H200 at $400-500k pays back in < 1 year."""
+    r = plan_tco(
+        gpus=8,
+        instance="p5.48xlarge",
+        server="dgx-h200",
+        cloud_usd_per_hour=84.0,
+        utilization=1.0,
+        horizon_months=12,
+        server_price_usd=server_price,
+        catalog=CAT,
+    )
+    od = r.scenario("cloud on-demand")
+    assert od.total_usd == pytest.approx(84 * 8760, rel=0.001)  # 735,840 USD/year
+    assert od.total_usd == pytest.approx(735_000, rel=0.01)
+    assert r.breakeven_month is not None and r.breakeven_month < 12
+    own = r.scenario("on-prem")
+    assert own.upfront_usd == server_price + 40_000 + 15_000  # server + network + storage per node
+    assert own.total_usd < od.total_usd
+    assert r.scenario("on-prem").breakeven_month_vs_on_demand == pytest.approx(
+        r.breakeven_month, rel=1e-6
+    )
+
+
+def test_onprem_cost_components_hand_computed() -> None:
+    c = onprem_cost(CAT.server("dgx-h200"), 2, CAT)
+    op = CAT.onprem
+    assert c.capex_usd == 2 * (
+        450_000 + op.network_usd_per_node.value + op.storage_usd_per_node.value
+    )
+    kw = 2 * 10.2
+    full_power = kw * op.pue.value * op.electricity_usd_per_kwh.value * HOURS_PER_MONTH
+    assert c.power_idle_usd_month + c.power_busy_usd_month == pytest.approx(full_power)
+    assert c.colocation_usd_month == pytest.approx(kw * op.colocation_usd_per_kw_month.value)
+    n = 12 * op.depreciation_years.value
+    i = op.cost_of_capital.value / 12
+    assert c.annuity_usd_month == pytest.approx(c.capex_usd * i / (1 - (1 + i) ** -n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0.05, 1.0),
+    st.floats(0.05, 1.0),
+    st.sampled_from(["p5.48xlarge", "a3-highgpu-8g", "lambda-8x-h100-sxm"]),
+)
+def test_breakeven_month_monotonic_in_utilization(u1: float, u2: float, inst: str) -> None:
+    lo, hi = sorted((u1, u2))
+    cost = onprem_cost(CAT.server("hgx-h100-oem"), 2, CAT)
+    p = CAT.instance(inst).gpu_hour_usd()
+    m_lo = breakeven_month(cost, cloud_usd_per_gpu_hour=p, gpus=16, utilization=lo)
+    m_hi = breakeven_month(cost, cloud_usd_per_gpu_hour=p, gpus=16, utilization=hi)
+    a = math.inf if m_lo is None else m_lo
+    b = math.inf if m_hi is None else m_hi
+    assert b <= a + 1e-9
+
+
+def test_breakeven_utilization_separates_buy_and_rent() -> None:
+    r = plan_tco(gpus=16, gpu="H100", server="hgx-h100-oem", horizon_months=48, catalog=CAT)
+    u = r.breakeven_utilization
+    assert u is not None and 0 < u < 1
+    above = plan_tco(
+        gpus=16,
+        gpu="H100",
+        server="hgx-h100-oem",
+        utilization=min(1.0, u + 0.05),
+        horizon_months=48,
+        catalog=CAT,
+    )
+    below = plan_tco(
+        gpus=16,
+        gpu="H100",
+        server="hgx-h100-oem",
+        utilization=u - 0.05,
+        horizon_months=48,
+        catalog=CAT,
+    )
+    # over exactly one depreciation life, owning wins above u and loses below it
+    assert above.scenario("on-prem").total_usd < above.scenario("cloud on-demand").total_usd
+    assert below.scenario("on-prem").total_usd > below.scenario("cloud on-demand").total_usd
+
+
+def test_scenarios_cumulative_and_costs_finite() -> None:
+    r = plan_tco(gpus=20, gpu="H100", utilization=0.6, horizon_months=60, catalog=CAT)
+    names = [s.name for s in r.scenarios]
+    assert (
+        names[:2] == ["on-prem", "cloud on-demand"] and "hybrid" in names and "cloud spot" in names
+    )
+    assert r.servers == 3  # 20 GPUs -> 3 x 8-GPU servers
+    onprem = r.scenario("on-prem")
+    # servers bought again after the 4-year depreciation life within a 5-year horizon
+    assert onprem.cumulative_usd[48] - onprem.cumulative_usd[47] > onprem.upfront_usd
+    for s in r.scenarios:
+        assert len(s.cumulative_usd) == 61
+        assert all(b >= a for a, b in zip(s.cumulative_usd, s.cumulative_usd[1:], strict=False))
+        assert math.isfinite(s.total_usd) and math.isfinite(s.cost_per_useful_gpu_hour)
+    assert r.hybrid_base_gpus == 8  # 12 GPUs of average load -> one whole server owned
+
+
+def test_missing_prices_are_reported_not_nan() -> None:
+    r = plan_tco(gpus=8, instance="p4de.24xlarge", catalog=CAT)  # on-demand only in the catalog
+    assert any("no spot price for p4de.24xlarge" in m for m in r.missing)
+    assert {s.name for s in r.scenarios} >= {"on-prem", "cloud on-demand"}
+    with pytest.raises(NotFoundError, match="no cloud instance with"):
+        plan_tco(gpus=8, gpu="V100", catalog=CAT)
+    with pytest.raises(NotFoundError, match="did you mean"):
+        plan_tco(gpus=8, instance="p5.48xlarg", catalog=CAT)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"gpus": 0, "gpu": "H100"}, "gpus"),
+        ({"gpus": 8, "gpu": "H100", "utilization": 0}, "utilization"),
+        ({"gpus": 8, "gpu": "H100", "utilization": 1.5}, "utilization"),
+        ({"gpus": 8, "gpu": "H100", "horizon_months": -1}, "horizon_months"),
+        ({"gpus": 8}, "give gpu"),
+        ({"gpus": 8, "gpu": "H100", "cloud_usd_per_hour": float("nan")}, "cloud_usd_per_hour"),
+    ],
+)
+def test_tco_bad_input(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValidationError, match=needle):
+        plan_tco(catalog=CAT, **kwargs)

@@ -1,0 +1,190 @@
+"""Cost of measured usage: hand-computed GPU-hours and money, budgets, buy-vs-rent sentence."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from aistack.errors import NotFoundError, ValidationError
+from aistack.planning.catalog import load_catalog
+from aistack.planning.usage import (
+    AllocationRecord,
+    PriceSheet,
+    parse_budgets,
+    parse_records,
+    price_usage,
+)
+
+CAT = load_catalog(include_user=False)
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SHEET = PriceSheet(name="test", gpu_hour_usd={"H100-SXM": 2.0, "A100-80GB": 1.0}, cpu_hour_usd=0.1)
+
+
+def rec(
+    job: str,
+    project: str,
+    user: str,
+    gpus: int,
+    hours: float,
+    *,
+    util: float | None = 50.0,
+    gpu_type: str | None = "H100",
+    start: dt.datetime | None = None,
+    cpus: int = 8,
+    end: bool = True,
+) -> AllocationRecord:
+    s = start or dt.datetime(2026, 11, 20, tzinfo=UTC)
+    return AllocationRecord(
+        job,
+        project,
+        user,
+        "node-1",
+        gpus,
+        gpu_type if gpus else None,
+        cpus,
+        s,
+        s + dt.timedelta(hours=hours) if end else None,
+        util if gpus else None,
+        30.0,
+    )
+
+
+def test_hand_computed_costs_and_split() -> None:
+    recs = [
+        rec("j1", "llm", "alice", 8, 10, util=50),  # 80 GPU-h x $2 = $160, useful 40
+        rec("j2", "llm", "bob", 2, 5, util=None),  # 10 GPU-h unmeasured, $20
+        rec("j3", "etl", "alice", 0, 5, cpus=4),  # CPU-only: 20 CPU-h x $0.1 = $2
+        rec(
+            "j4", "vision", "carol", 4, 10, util=25, gpu_type="NVIDIA A100-SXM4-80GB"
+        ),  # 40 x $1, useful 10
+    ]
+    r = price_usage(recs, sheet=SHEET, now=NOW, catalog=CAT)
+    assert r.total.gpu_hours == pytest.approx(130)
+    assert r.total.cost_usd == pytest.approx(160 + 20 + 2 + 40)
+    assert r.total.useful_gpu_hours == pytest.approx(50)
+    assert r.total.idle_gpu_hours == pytest.approx(70)
+    assert r.total.unmeasured_gpu_hours == pytest.approx(10)
+    assert r.total.jobs == 4
+    by_proj = {x.key: x for x in r.by_project}
+    assert by_proj["llm"].cost_usd == pytest.approx(180) and by_proj["llm"].jobs == 2
+    assert by_proj["etl"].cpu_hours == pytest.approx(20) and by_proj["etl"].gpu_hours == 0
+    by_user = {x.key: x for x in r.by_user}
+    assert by_user["alice"].cost_usd == pytest.approx(162)
+    assert {x.key for x in r.by_gpu_type} == {"H100-SXM", "A100-80GB", "cpu-only"}
+    assert r.by_job[0].key == "j1"  # sorted by cost
+
+
+def test_window_clips_running_and_early_allocations() -> None:
+    start = NOW - dt.timedelta(hours=10)
+    recs = [
+        rec("run", "p", "u", 1, 0, start=start, end=False, util=100)
+    ]  # still running: ends at now
+    r = price_usage(recs, sheet=SHEET, now=NOW, since=NOW - dt.timedelta(hours=4), catalog=CAT)
+    assert r.total.gpu_hours == pytest.approx(4)
+    assert r.window_hours == pytest.approx(4)
+
+
+def test_budgets_this_month() -> None:
+    recs = [
+        rec(
+            "old", "llm", "a", 8, 10, start=dt.datetime(2026, 10, 5, tzinfo=UTC)
+        ),  # last month: not counted
+        rec("new", "llm", "a", 8, 10, start=dt.datetime(2026, 11, 5, tzinfo=UTC)),  # $160
+        rec("v", "vision", "b", 1, 10, start=dt.datetime(2026, 11, 6, tzinfo=UTC)),  # $20
+    ]
+    r = price_usage(
+        recs,
+        sheet=SHEET,
+        now=NOW,
+        budgets={"llm": 150.0, "vision": 24.0, "idle": 10.0},
+        catalog=CAT,
+    )
+    b = {x.project: x for x in r.budgets}
+    assert b["llm"].spend_usd == pytest.approx(160) and b["llm"].status == "over"
+    assert b["vision"].used_fraction == pytest.approx(20 / 24) and b["vision"].status == "near"
+    assert b["idle"].spend_usd == 0 and b["idle"].status == "ok"
+    assert b["llm"].month == "2026-11"
+
+
+def test_recommendation_sentence_pays_back() -> None:
+    # 16 H100 busy 63% of 30 days
+    since = NOW - dt.timedelta(days=30)
+    hours = 0.63 * 30 * 24
+    recs = [rec(f"j{i}", "llm", "a", 8, hours, start=since, util=80) for i in range(2)]
+    r = price_usage(recs, now=NOW, since=since, catalog=CAT)
+    d = r.recommendation_detail
+    assert d["owned_gpus"] == 16 and d["fleet_utilization"] == pytest.approx(0.63)
+    assert d["payback_months"] is not None and 0 < d["payback_months"] < 48
+    assert r.recommendation.startswith("At your measured 63% utilization over 30 days")
+    assert f"pays back in {d['payback_months']:.1f} months" in r.recommendation
+    assert r.cloud_on_demand_usd == pytest.approx(
+        2 * 8 * hours * CAT.instance("p5.48xlarge").gpu_hour_usd()
+    )
+    assert r.onprem_usd is not None and r.onprem_usd < r.cloud_on_demand_usd
+
+
+def test_recommendation_rent_at_low_use() -> None:
+    since = NOW - dt.timedelta(days=30)
+    r = price_usage([rec("j", "p", "u", 1, 24, start=since)], now=NOW, since=since, catalog=CAT)
+    assert "renting stays cheaper" in r.recommendation
+
+
+def test_records_from_json_and_validation() -> None:
+    data = {
+        "allocations": [
+            {
+                "job_id": "1",
+                "project": "p",
+                "user": "u",
+                "node": "n",
+                "gpus": 1,
+                "gpu_type": "H100",
+                "cpus": 2,
+                "start": "2026-11-01T00:00:00Z",
+                "end": "2026-11-01T02:00:00Z",
+                "gpu_util": 40,
+                "cpu_util": None,
+            }
+        ],
+        "projects": [
+            {"name": "p", "gpu_quota": 8, "monthly_budget_usd": 1000},
+            {"name": "q", "gpu_quota": 1, "monthly_budget_usd": None},
+        ],
+    }
+    recs = parse_records(data)
+    assert recs[0].end - recs[0].start == dt.timedelta(hours=2) and recs[0].start.tzinfo is not None
+    assert parse_budgets(data) == {"p": 1000.0}
+    assert AllocationRecord.from_dict(recs[0].to_dict()) == recs[0]
+    bad = dict(data["allocations"][0])
+    for field, value, needle in [
+        ("gpus", -1, "gpus"),
+        ("gpu_util", 140, "gpu_util"),
+        ("start", "yesterday", "ISO 8601"),
+        ("end", "2026-10-01T00:00:00Z", "before start"),
+    ]:
+        with pytest.raises(ValidationError, match=needle):
+            AllocationRecord.from_dict({**bad, field: value}, index=0)
+    with pytest.raises(ValidationError, match="unknown field"):
+        AllocationRecord.from_dict({**bad, "gpu": 1})
+
+
+def test_unpriced_gpu_and_unknown_sheet_are_clear_errors() -> None:
+    with pytest.raises(NotFoundError, match="no price for B200"):
+        price_usage([rec("j", "p", "u", 1, 1, gpu_type="B200")], sheet=SHEET, now=NOW, catalog=CAT)
+    with pytest.raises(NotFoundError, match="did you mean"):
+        price_usage([rec("j", "p", "u", 1, 1, gpu_type="H1OO")], sheet=SHEET, now=NOW, catalog=CAT)
+    with pytest.raises(NotFoundError, match="did you mean aws"):
+        PriceSheet.named("awz", CAT)
+    with pytest.raises(ValidationError, match="gpu_type"):
+        price_usage([rec("j", "p", "u", 1, 1, gpu_type=None)], sheet=SHEET, now=NOW, catalog=CAT)
+
+
+def test_named_sheets() -> None:
+    assert (
+        PriceSheet.named("onprem", CAT).gpu_hour_usd["H100-SXM"]
+        < PriceSheet.named("on-demand", CAT).gpu_hour_usd["H100-SXM"]
+    )
+    assert PriceSheet.named("lambda", CAT).gpu_hour_usd["H100-SXM"] == pytest.approx(2.99)
+    assert PriceSheet.named("aws:spot", CAT).gpu_hour_usd["H100-SXM"] == pytest.approx(22.02 / 8)
