@@ -1,0 +1,83 @@
+"""``aistack data ...`` end to end on a temporary AISTACK_HOME (JSON output checked by value)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aistack.cli.data import app, fmt_bytes
+from aistack.errors import ConflictError, NotFoundError
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from aistack.settings import reset_settings_cache
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
+    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
+    reset_settings_cache()
+    yield tmp_path
+    reset_settings_cache()
+
+
+def run(*args: str) -> dict | list:  # type: ignore[type-arg]
+    r = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_data_commands(home: Path) -> None:
+    src = home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    v1 = run("add", "corpus", str(src), "-m", "first", "--tag", "raw")
+    assert (v1["ref"], v1["files"], v1["bytes"], v1["tags"]) == ("corpus@v1", 1, 5, ["raw"])
+    assert v1["seconds"] >= 0
+    (src / "b.txt").write_text("world!")
+    v2 = run("add", "corpus", str(src))
+    assert v2["ref"] == "corpus@v2" and v2["bytes_written"] == 6
+    [row] = run("ls")  # type: ignore[misc]
+    assert (row["name"], row["versions"], row["latest"]) == ("corpus", 2, "corpus@v2")
+    assert row["updated_at"] >= row["created_at"]
+    assert [x["ref"] for x in run("log", "corpus")] == ["corpus@v2", "corpus@v1"]  # type: ignore[index]
+    d = run("diff", "corpus@raw", "corpus@latest")
+    assert [c["path"] for c in d["added"]] == ["b.txt"] and d["bytes_added"] == 6  # type: ignore[index,call-overload]
+    got = run("get", "corpus@v2", str(home / "out"))
+    assert got["files"] == 2 and (home / "out" / "b.txt").read_text() == "world!"  # type: ignore[call-overload]
+    assert run("tag", "corpus@v2", "gold")["ref"] == "corpus@v2"  # type: ignore[call-overload]
+    g = run("lineage", "corpus@gold")
+    assert g["root"] == "dataset:corpus@v2" and g["edges"] == []  # type: ignore[call-overload]
+    gc = run("gc", "--dry-run", "--grace", "0")
+    assert gc["dry_run"] is True and gc["objects_deleted"] == 0 and gc["objects_total"] == 2  # type: ignore[call-overload]
+    rm = run("rm", "corpus@v2")
+    assert rm["deleted"] is True  # type: ignore[call-overload]
+    assert run("gc", "--grace", "0")["objects_deleted"] == 1  # type: ignore[call-overload]
+
+
+def test_human_output_has_units(home: Path) -> None:
+    src = home / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"x" * 2048)
+    r = CliRunner().invoke(app, ["add", "c", str(src)], catch_exceptions=False)
+    assert r.exit_code == 0
+    assert "c@v1" in r.output and "2.0 KiB" in r.output and " s" in r.output
+    r = CliRunner().invoke(app, ["gc", "--dry-run"], catch_exceptions=False)
+    assert "would delete 0 objects (0 B)" in r.output
+    assert fmt_bytes(3 * 1024**3) == "3.0 GiB"
+
+
+def test_errors_are_aistack_errors(home: Path) -> None:
+    with pytest.raises(NotFoundError, match="aistack data ls"):
+        CliRunner().invoke(app, ["get", "nope@v1", str(home / "o")], catch_exceptions=False)
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "d", str(src))
+    from aistack.storage import Datasets
+
+    Datasets.from_settings().add_reference("d@v1", "model", "m@v1")
+    with pytest.raises(ConflictError, match="model m@v1"):
+        CliRunner().invoke(app, ["rm", "d@v1"], catch_exceptions=False)
