@@ -1,0 +1,100 @@
+"""/plan: training and serving sizing, TCO, usage pricing and the catalog (pure functions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Catalog, load_catalog
+from aistack.server.deps import get_ctx
+from aistack.server.schemas.planning import (
+    ServePlanRequest,
+    TcoRequest,
+    TrainPlanRequest,
+    UsagePriceRequest,
+)
+
+router = APIRouter(tags=["planning"])
+
+
+def _catalog(ctx: Any = Depends(get_ctx)) -> Catalog:
+    """The shipped catalog plus the server's AISTACK_HOME/catalog/*.yaml overrides."""
+    home = getattr(getattr(ctx, "settings", None), "home", None)
+    return load_catalog(home=home)
+
+
+@router.post("/plan/train")
+def plan_train(req: TrainPlanRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
+    from aistack.planning.training import plan_training
+
+    return plan_training(**req.model_dump(), catalog=cat).to_dict()
+
+
+@router.post("/plan/serve")
+def plan_serve(req: ServePlanRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
+    from aistack.planning.inference import plan_serving
+
+    return plan_serving(**req.model_dump(), catalog=cat).to_dict()
+
+
+@router.post("/plan/tco")
+def plan_tco(req: TcoRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
+    from aistack.planning.tco import plan_tco as _plan_tco
+
+    return _plan_tco(**req.model_dump(), catalog=cat).to_dict()
+
+
+@router.post("/plan/usage")
+def plan_usage(req: UsagePriceRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
+    from aistack.planning.usage import parse_budgets, parse_records, price_usage
+
+    rep = price_usage(
+        parse_records(req.records),
+        sheet=req.sheet,
+        now=req.now,
+        since=req.since,
+        project=req.project,
+        budgets=parse_budgets(req.projects),
+        default_gpu_type=req.default_gpu_type,
+        catalog=cat,
+    )
+    return rep.to_dict()
+
+
+@router.get("/plan/catalog")
+def plan_catalog(
+    kind: str | None = Query(
+        default=None, description="accelerator | instance | server | onprem | efficiency | cpu"
+    ),
+    today: dt.date | None = Query(
+        default=None, description="date for the staleness check (default today, UTC)"
+    ),
+    cat: Catalog = Depends(_catalog),
+) -> dict[str, Any]:
+    kinds = ("accelerator", "instance", "server", "onprem", "efficiency", "cpu")
+    if kind is not None and kind not in kinds:
+        raise ValidationError(f"kind: unknown kind {kind!r}", hint=f"use one of {', '.join(kinds)}")
+    day = today or dt.datetime.now(dt.UTC).date()
+    stale = {(f.kind, f.name, f.field) for f in cat.stale(day)}
+    figs = [f for f in cat.figures() if kind is None or f.kind == kind]
+    return {
+        "today": day.isoformat(),
+        "figures": [
+            {
+                "kind": f.kind,
+                "name": f.name,
+                "field": f.field,
+                "value": f.value,
+                "unit": f.unit,
+                "source": f.source,
+                "as_of": f.as_of.isoformat(),
+                "origin": f.origin,
+                "stale": (f.kind, f.name, f.field) in stale,
+            }
+            for f in figs
+        ],
+        "stale_count": sum(1 for f in figs if (f.kind, f.name, f.field) in stale),
+    }
