@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -22,20 +23,31 @@ from aistack.errors import ValidationError, require
 log = logging.getLogger(__name__)
 
 Mode = Literal["quality", "fast"]
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
 MODES: tuple[str, ...] = ("quality", "fast")
 
 
 def decode_html(body: bytes, http_content_type: str | None = None) -> str:
-    """Bytes → str: charset from the HTTP header, else resiliparse's detector (meta tags,
-    BOM, byte statistics)."""
+    """Bytes → str: charset from the HTTP header, else from a <meta> tag, else UTF-8 if the
+    bytes are valid UTF-8, else resiliparse's detector (BOM, byte statistics)."""
     enc = None
     if http_content_type and "charset=" in http_content_type.lower():
         enc = http_content_type.lower().split("charset=", 1)[1].split(";")[0].strip(" \"'")
+    if not enc:
+        m = _META_CHARSET.search(body[:4096])
+        if m:
+            enc = m.group(1).decode("ascii", "replace")
     if enc:
         try:
             return body.decode(enc)
         except (LookupError, UnicodeDecodeError):
             pass
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
     encoding = require("resiliparse.parse.encoding", extra="webdata")
     return encoding.bytes_to_str(body, encoding.detect_encoding(body))
 

@@ -1,0 +1,87 @@
+"""Extraction modes, language ID, and `aistack webdata extract`."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aistack.errors import ValidationError
+from aistack.webdata.evaluation import generate_page, token_prf
+from aistack.webdata.extract import decode_html, detect_language, extract_text
+
+
+@pytest.mark.parametrize("mode", ["quality", "fast"])
+def test_extract_finds_main_text_and_drops_boilerplate(mode: str) -> None:
+    scores = []
+    for seed in range(5):
+        page = generate_page(seed)
+        text = extract_text(page.html, mode=mode)  # type: ignore[arg-type]
+        scores.append(token_prf(text, page.main_text)[2])
+        assert "cookie policy" not in text.lower()
+    assert min(scores) > 0.8
+
+
+def test_quality_mode_is_deterministic() -> None:
+    page = generate_page(11)
+    assert extract_text(page.html, mode="quality") == extract_text(page.html, mode="quality")
+
+
+def test_bad_mode() -> None:
+    with pytest.raises(ValidationError, match="extract.mode"):
+        extract_text("<p>x</p>", mode="slow")  # type: ignore[arg-type]
+
+
+def test_decode_charset() -> None:
+    assert (
+        decode_html("<p>café</p>".encode("latin-1"), "text/html; charset=ISO-8859-1")
+        == "<p>café</p>"
+    )
+    assert "café" in decode_html('<meta charset="utf-8"><p>café</p>'.encode())
+
+
+def test_language_id() -> None:
+    lang, score = detect_language("This is an English sentence about the weather in the mountains.")
+    assert lang == "en" and score > 0.9
+    lang, score = detect_language("Dies ist ein deutscher Satz über das Wetter in den Bergen.")
+    assert lang == "de" and 0 <= score <= 1
+    assert detect_language("   ") == ("und", 0.0)
+
+
+def test_token_prf() -> None:
+    assert token_prf("a b c", "a b c") == (1.0, 1.0, 1.0)
+    p, r, f = token_prf("a b", "a b c d")
+    assert (p, r) == (1.0, 0.5) and abs(f - 2 / 3) < 1e-9
+
+
+def test_cli_extract_files_and_directory(tmp_path: Path) -> None:
+    from aistack.cli.webdata import app
+
+    d = tmp_path / "pages"
+    d.mkdir()
+    (d / "a.html").write_text(generate_page(1).html)
+    (d / "b.html.gz").write_bytes(gzip.compress(generate_page(2).html.encode()))
+    (d / "notes.txt").write_text("ignored")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(
+        app, ["extract", str(d), "--mode", "fast", "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["files"] == 2
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in rows] == ["a.html", "b.html.gz"]
+    assert set(rows[0]) == {"path", "text", "lang", "lang_score"}
+    assert rows[1]["lang"] == "en" and rows[1]["lang_score"] > 0.9
+    assert token_prf(rows[1]["text"], generate_page(2).main_text)[2] > 0.8
+
+
+def test_cli_extract_errors(tmp_path: Path) -> None:
+    from aistack.cli.webdata import app
+
+    res = CliRunner().invoke(app, ["extract", str(tmp_path / "missing.html")])
+    assert isinstance(res.exception, ValidationError) and "does not exist" in str(res.exception)
+    res = CliRunner().invoke(app, ["extract", str(tmp_path), "--mode", "turbo"])
+    assert isinstance(res.exception, ValidationError) and "--mode" in str(res.exception)

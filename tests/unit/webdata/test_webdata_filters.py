@@ -1,0 +1,228 @@
+"""Each filter on crafted documents whose verdict follows from the published rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from aistack.errors import ValidationError
+from aistack.webdata.filters import (
+    C4Filter,
+    Document,
+    FineWebFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+    LanguageFilter,
+    PIIMasker,
+    UrlBlocklistFilter,
+    apply,
+)
+
+GOOD = (
+    "The history of the town goes back to the twelfth century, when a small group of farmers "
+    "settled near the river. Over the years the village grew into a market town with a church, "
+    "a school and a busy harbour. Many of the old houses that line the main street still have "
+    "their original timber frames. Visitors come to see the medieval bridge and to walk along "
+    "the canal that connects the town with the sea. Local people are proud of their heritage "
+    "and celebrate it with a festival every summer."
+)
+
+
+def doc(text: str, url: str | None = None) -> Document:
+    return Document(id="t", text=text, url=url)
+
+
+def verdict(f: object, text: str, url: str | None = None) -> tuple[bool, str | None]:
+    return apply(f, doc(text, url))  # type: ignore[arg-type]
+
+
+# ---- Gopher quality (Rae et al. 2021, A.1.1)
+
+
+def test_gopher_quality_keeps_ordinary_prose() -> None:
+    assert verdict(GopherQualityFilter(), GOOD) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("the cat and the dog " * 9, "gopher_short_doc"),  # 45 words < 50
+        (
+            "the and of to be " + " ".join(["antidisestablishmentarianism"] * 60),
+            "gopher_above_avg_word_length",
+        ),
+        ("the and of to " + " ".join(["a b c d e"] * 20), "gopher_below_avg_word_length"),
+        (GOOD + " #tag" * 20, "gopher_too_many_hashes"),
+        (GOOD + " ..." * 20, "gopher_too_many_ellipsis"),
+        (
+            "\n".join(f"- item number {i} of the list and the rest" for i in range(20)),
+            "gopher_too_many_bullets",
+        ),
+        (
+            "\n".join(f"this is the line number {i} and it trails off..." for i in range(10)),
+            "gopher_too_many_end_ellipsis",
+        ),
+        ("the and " + " ".join(["1234 5678 9012 3456"] * 20), "gopher_below_alpha_threshold"),
+        (
+            " ".join(["lorem ipsum dolor sit amet consectetur adipiscing elit sed"] * 8),
+            "gopher_not_enough_stop_words",
+        ),
+    ],
+)
+def test_gopher_quality_rules(text: str, reason: str) -> None:
+    assert verdict(GopherQualityFilter(), text) == (False, reason)
+
+
+def test_gopher_quality_thresholds_configurable() -> None:
+    short = "the cat and the dog " * 9
+    assert verdict(GopherQualityFilter(min_doc_words=40), short)[0] is True
+
+
+# ---- Gopher repetition (Table A1)
+
+
+def test_gopher_repetition_keeps_unique_text() -> None:
+    assert verdict(GopherRepetitionFilter(), GOOD) == (True, None)
+
+
+def test_gopher_repetition_duplicate_lines() -> None:
+    text = "\n".join(["the same line repeats here"] * 4 + [f"unique line {i}" for i in range(4)])
+    # 3 duplicate lines out of 8: 0.375 > 0.30
+    assert verdict(GopherRepetitionFilter(dup_para_frac=None, dup_para_char_frac=None), text) == (
+        False,
+        "dup_line_frac",
+    )
+
+
+def test_gopher_repetition_duplicate_paragraphs() -> None:
+    text = "\n\n".join(["a repeated paragraph of text"] * 3 + ["one", "two"])
+    # 2 duplicates of 5 paragraphs: 0.4 > 0.3
+    assert verdict(GopherRepetitionFilter(), text) == (False, "dup_para_frac")
+
+
+def test_gopher_repetition_top_ngram() -> None:
+    text = GOOD + " " + "big data " * 40
+    keep, reason = verdict(GopherRepetitionFilter(), text)
+    assert not keep and reason == "top_2_gram"
+
+
+def test_gopher_repetition_duplicate_ngrams() -> None:
+    # a long sentence repeated twice in one line: many duplicated 5..10-grams
+    sentence = " ".join(f"word{i}" for i in range(40))
+    text = sentence + " " + sentence
+    keep, reason = verdict(GopherRepetitionFilter(top_n_grams={}), text)
+    assert not keep and reason == "duplicated_5_n_grams"
+
+
+# ---- C4
+
+
+C4_GOOD = "\n".join(
+    [
+        "The river runs through the middle of the town.",
+        "It was used to power three mills in the past.",
+        "Today the mills are museums that anyone can visit.",
+        "Boats carry visitors from the harbour to the old bridge.",
+        "The trip takes about an hour and costs five pounds.",
+        "Menu",
+        "Please enable JavaScript to view the comments.",
+        "Read our privacy policy before you continue.",
+    ]
+)
+
+
+def test_c4_keeps_and_removes_lines() -> None:
+    d = doc(C4_GOOD)
+    assert apply(C4Filter(), d) == (True, None)
+    assert "Menu" not in d.text
+    assert "JavaScript" not in d.text and "privacy policy" not in d.text
+    assert d.text.count("\n") == 4  # the five good sentences remain
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (C4_GOOD + "\nLorem ipsum dolor sit amet is placeholder text.", "lorem_ipsum"),
+        (C4_GOOD + "\nThe function body is { return x; } in that case.", "curly_bracket"),
+        ("\n".join(C4_GOOD.splitlines()[:4]), "too_few_sentences"),
+    ],
+)
+def test_c4_drops_page(text: str, reason: str) -> None:
+    assert verdict(C4Filter(), text) == (False, reason)
+
+
+def test_c4_badwords_and_file(tmp_path: object) -> None:
+    assert verdict(C4Filter(badwords=["mills"]), C4_GOOD) == (False, "bad_words")
+    with pytest.raises(ValidationError, match="badwords_file"):
+        C4Filter(badwords_file="/nonexistent/words.txt")
+
+
+# ---- FineWeb
+
+
+def test_fineweb_keeps_prose() -> None:
+    text = "\n".join(s + "." for s in GOOD.split(". "))
+    assert verdict(FineWebFilter(), text) == (True, None)
+
+
+def test_fineweb_line_punct_ratio() -> None:
+    text = "\n".join(f"a navigation entry without punctuation number {i}" for i in range(10))
+    assert verdict(FineWebFilter(), text) == (False, "line_punct_ratio")
+
+
+def test_fineweb_short_lines() -> None:
+    text = "\n".join(["Home.", "About us.", "Contact.", "Shop.", GOOD])
+    assert verdict(FineWebFilter(), text) == (False, "short_line_ratio")
+
+
+def test_fineweb_char_duplicates() -> None:
+    line = "This exact sentence is repeated on the page more than once."
+    text = "\n".join([GOOD, line, line])
+    assert verdict(FineWebFilter(), text) == (False, "char_dup_ratio")
+
+
+def test_fineweb_list_ratio() -> None:
+    text = "\n".join(f"Item number {i} is listed here on this page." for i in range(30))
+    # 29 newlines / (30 × 10 words) ≈ 0.1 < 0.3 → keep; with a lower threshold → drop
+    assert verdict(FineWebFilter(), text)[0] is True
+    assert verdict(FineWebFilter(new_line_ratio=0.05), text) == (False, "list_ratio")
+
+
+# ---- language, URL block list, PII
+
+
+def test_language_filter() -> None:
+    f = LanguageFilter()
+    assert verdict(f, GOOD) == (True, None)
+    german = "Die Geschichte der Stadt reicht bis in das zwölfte Jahrhundert zurück, als sich Bauern am Fluss niederließen."
+    assert verdict(f, german) == (False, "other_language")
+    assert verdict(LanguageFilter(languages=["de"]), german) == (True, None)
+    d = doc("x")
+    d.metadata.update(lang="en", lang_score=0.5)
+    assert apply(f, d) == (False, "low_language_score")
+
+
+def test_url_blocklist(tmp_path: object) -> None:
+    f = UrlBlocklistFilter(domains=["bad.example"], substrings=["/casino/"])
+    assert verdict(f, GOOD, "https://www.bad.example/page") == (False, "blocked_domain")
+    assert verdict(f, GOOD, "https://notbad.example/page") == (True, None)
+    assert verdict(f, GOOD, "https://ok.example/casino/x") == (False, "blocked_url_substring")
+    assert verdict(f, GOOD, None) == (True, None)
+
+
+def test_pii_masking() -> None:
+    d = doc(
+        "Write to jane.doe@example.org or ping 8.8.8.8; the router is 192.168.1.1 and v1.2.3.4.5 is a version."
+    )
+    assert apply(PIIMasker(), d) == (True, None)
+    assert "jane.doe" not in d.text and "email@example.com" in d.text
+    assert "8.8.8.8" not in d.text and "0.0.0.0" in d.text
+    assert "192.168.1.1" in d.text  # private addresses are not personal data
+    assert "1.2.3.4.5" in d.text
+    assert d.metadata["pii"] == {"emails": 1, "ips": 1}
+
+
+def test_unknown_parameter_rejected() -> None:
+    from pydantic import ValidationError as PydanticError
+
+    with pytest.raises(PydanticError, match="min_doc_wrds"):
+        GopherQualityFilter(min_doc_wrds=3)

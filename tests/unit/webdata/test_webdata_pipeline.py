@@ -1,0 +1,205 @@
+"""End to end on the shared WARC samples: deterministic on 1 and 2 workers, resumable,
+edge cases counted, output registered as a dataset version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aistack.errors import ConflictError
+from aistack.webdata.pipeline import read_jsonl_gz, run_pipeline
+from aistack.webdata.shards import read_shard
+from aistack.webdata.spec import parse_spec
+
+WARC_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "warc"
+STEPS: list[Any] = [
+    {"extract": {"mode": "quality"}},
+    "language",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "fineweb",
+    "pii",
+    "dedup",
+    {"tokenize": {"vocab_size": 1024}},
+]
+
+
+def _spec(inputs: list[str], out: Path, steps: list[Any] = STEPS, **kw: Any) -> Any:
+    return parse_spec(
+        {"name": "t", "input": {"paths": inputs}, "output": str(out), "steps": steps, **kw}
+    )
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    files = {}
+    for sub in ("corpus", "dataset"):
+        for p in sorted((out / sub).iterdir()):
+            if p.name != "report.json" or sub == "dataset":
+                files[f"{sub}/{p.name}"] = p.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def two_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+    if not (WARC_DATA / "samples").is_dir():
+        pytest.skip(f"shared test data not found at {WARC_DATA}")
+    d = tmp_path_factory.mktemp("runs")
+    samples = str(WARC_DATA / "samples")
+    r1 = run_pipeline(_spec([samples], d / "w1"), workers=1)
+    r2 = run_pipeline(_spec([samples], d / "w2"), workers=2)
+    return d / "w1", d / "w2", r1, r2
+
+
+def test_same_bytes_and_counts_on_1_and_2_workers(two_runs: Any) -> None:
+    o1, o2, r1, r2 = two_runs
+    assert r1["counts"] == r2["counts"]
+    b1, b2 = _outputs(o1), _outputs(o2)
+    assert b1.keys() == b2.keys()
+    assert [k for k in b1 if b1[k] != b2[k]] == []
+    assert r1["run"]["workers"] == 1 and r2["run"]["workers"] == 2
+
+
+def test_report_counts_are_consistent(two_runs: Any) -> None:
+    o1, _, r1, _ = two_runs
+    c = r1["counts"]
+    assert c["files"] == 7
+    assert c["html_documents"] == 43  # 42 HTML responses + 1 WET conversion record
+    steps = c["steps"]
+    order = [
+        "extract",
+        "langid",
+        "language",
+        "gopher_repetition",
+        "gopher_quality",
+        "c4",
+        "fineweb",
+        "pii",
+        "dedup_hashing",
+        "dedup",
+    ]
+    assert list(steps)[: len(order) + 1] == ["read", *order]
+    # each step's input is the previous step's output, and drops add up per filter
+    for a, b in zip(order[1:], order[2:], strict=False):
+        assert steps[b]["in"] == steps[a]["out"]
+    for name in ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb"):
+        dropped = sum(v for k, v in c["drops"].items() if k.startswith(name + "/"))
+        assert steps[name]["in"] - steps[name]["out"] == dropped
+    assert c["documents_out"] == steps["dedup"]["out"] > 0
+    assert (
+        c["duplicates"]["exact_duplicates"] + c["duplicates"]["near_duplicates"]
+        == steps["dedup"]["in"] - steps["dedup"]["out"]
+    )
+    assert sum(c["languages"].values()) == steps["langid"]["in"]
+    # shards: one per input file, tokens add up, uint16 for a 1024 vocabulary
+    total = 0
+    n_docs = 0
+    for shard in sorted((o1 / "dataset").glob("shard-*.bin")):
+        tokens, offsets = read_shard(shard)
+        assert tokens.dtype == np.uint16
+        total += len(tokens)
+        n_docs += len(offsets) - 1
+    assert total == c["tokens"] > 0 and n_docs == c["documents_out"]
+    corpus = [r for p in sorted((o1 / "corpus").glob("*.jsonl.gz")) for r in read_jsonl_gz(p)]
+    assert len(corpus) == c["documents_out"]
+    assert all(r["lang"] == "en" and r["lang_score"] >= 0.65 for r in corpus)
+    saved = json.loads((o1 / "report.json").read_text())
+    assert saved["counts"] == c
+    assert "documents per step" in (o1 / "report.txt").read_text()
+    t = r1["timing"]
+    assert (
+        t["wall_seconds"]["total"] > 0 and t["steps"]["extract"]["docs"] == steps["extract"]["in"]
+    )
+
+
+def test_resume_skips_finished_tasks(two_runs: Any) -> None:
+    o1, _, r1, _ = two_runs
+    before = _outputs(o1)
+    spec = _spec(r1["files"][:0] or [str(Path(r1["files"][0]).parent)], o1)
+    again = run_pipeline(spec, workers=1)
+    assert again["run"]["resumed_tasks"] == {"process": 7, "encode": 7}
+    assert again["counts"] == r1["counts"]
+    # lose one task's result: only that one runs again, the output is unchanged
+    (o1 / ".tasks" / "process-00003.done").unlink()
+    (o1 / ".tasks" / "encode-00003.done").unlink()
+    (o1 / "corpus" / "00003.jsonl.gz").unlink()
+    third = run_pipeline(spec, workers=1)
+    assert third["run"]["resumed_tasks"] == {"process": 6, "encode": 6}
+    assert _outputs(o1) == before
+    with pytest.raises(ConflictError, match="different pipeline"):
+        run_pipeline(_spec([spec.input.paths[0]], o1, steps=STEPS[:3]), workers=1)
+
+
+def test_edge_cases_are_counted_not_fatal(tmp_path: Path, warc_data: Path) -> None:
+    from aistack.webdata.readers import ArchiveReader
+
+    files = sorted((warc_data / "edge-cases").iterdir())
+    expected = 0
+    for f in files:
+        r = ArchiveReader(f)
+        list(r.records())
+        expected += len(r.issues)
+    rep = run_pipeline(
+        _spec(
+            [str(warc_data / "edge-cases")],
+            tmp_path / "o",
+            steps=[{"extract": {"mode": "fast"}}, "dedup"],
+        )
+    )
+    assert rep["counts"]["unreadable_records"] == expected > 0
+    assert {u["file"] for u in rep["unreadable"]} >= {
+        str(warc_data / "edge-cases" / "clipped.warc.gz")
+    }
+    assert all({"file", "offset", "reason"} <= set(u) for u in rep["unreadable"])
+    assert rep["counts"]["html_documents"] > 0
+    assert "unreadable records" in (tmp_path / "o" / "report.txt").read_text()
+
+
+def test_register_step(tmp_path: Path, warc_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aistack.settings import reset_settings_cache
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    reset_settings_cache()
+    try:
+        steps = [
+            {"extract": {"mode": "fast"}},
+            "dedup",
+            {"tokenize": {"vocab_size": 512}},
+            {"register": {"name": "wd-test"}},
+        ]
+        rep = run_pipeline(
+            _spec([str(warc_data / "samples" / "sample-0000.warc.gz")], tmp_path / "o", steps=steps)
+        )
+        from aistack.storage import Datasets
+
+        v = Datasets.from_settings().resolve("wd-test")
+        assert v.version == 1 and v.files == 3  # shard, tokenizer.json, report.json
+        assert v.metadata["webdata_report"]["tokens"] == rep["counts"]["tokens"]
+        assert rep["registered"]["ref"] == "wd-test@v1"
+    finally:
+        reset_settings_cache()
+
+
+def test_cli_run_json(tmp_path: Path, warc_data: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        f"input: {{paths: ['{warc_data / 'samples' / 'whirlwind.warc.wet.gz'}']}}\n"
+        "output: out\nsteps: [{language: {languages: [an]}}, dedup]\n"
+    )
+    res = CliRunner().invoke(app, ["run", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["counts"]["html_documents"] == 1 and rep["counts"]["documents_out"] == 1
+    assert (tmp_path / "out" / "corpus" / "00000.jsonl.gz").exists()
+    res = CliRunner().invoke(app, ["run", str(p)])
+    assert res.exit_code == 0 and "documents per step" in res.stdout

@@ -1,0 +1,162 @@
+"""Readers: every edge-case file is read without crash or hang; unreadable parts reported."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+
+from aistack.webdata.readers import ArchiveReader, iter_html, iter_wet, parse_http_response
+
+EDGE_FILES = [
+    "bad.arc",
+    "clipped.warc.gz",
+    "example-bad-non-chunked.warc.gz",
+    "example-bad.warc.gz.bad",
+    "example-digest.warc",
+    "example-iana.org-chunked.warc",
+    "example-resource.warc.gz",
+    "example-space-in-target-uri.warc.gz",
+    "example-space-in-url.arc",
+    "example-trunc.warc",
+    "example-wget-bad-target-uri.warc.gz",
+    "example-wrong-chunks.warc.gz",
+    "example.arc",
+    "example.arc.gz",
+    "example.warc",
+    "example.warc.gz",
+    "post-test.warc.gz",
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", EDGE_FILES)
+def test_edge_case_file_never_crashes(warc_data: Path, name: str) -> None:
+    reader = ArchiveReader(warc_data / "edge-cases" / name)
+    recs = list(reader.records())
+    for issue in reader.issues:
+        assert issue.path.endswith(name)
+        assert issue.offset >= 0 and issue.reason
+    assert recs or reader.issues  # something is always said about a file
+
+
+# (file, records yielded, issues reported)
+EXPECTED = {
+    "example.warc": (6, 0),
+    "example.warc.gz": (6, 0),
+    "example.arc": (1, 0),
+    "example.arc.gz": (1, 0),
+    "example-trunc.warc": (4, 1),
+    "clipped.warc.gz": (0, 2),
+    "bad.arc": (0, 5),
+    "example-iana.org-chunked.warc": (3, 0),
+    "example-wrong-chunks.warc.gz": (2, 0),
+}
+
+
+@pytest.mark.parametrize(("name", "n_records", "n_issues"), [(k, *v) for k, v in EXPECTED.items()])
+def test_edge_case_counts(warc_data: Path, name: str, n_records: int, n_issues: int) -> None:
+    reader = ArchiveReader(warc_data / "edge-cases" / name)
+    assert len(list(reader.records())) == n_records
+    assert len(reader.issues) == n_issues, [i.to_dict() for i in reader.issues]
+
+
+def test_truncated_record_reported_with_offset(warc_data: Path) -> None:
+    reader = ArchiveReader(warc_data / "edge-cases" / "clipped.warc.gz")
+    list(reader.records())
+    first = reader.issues[0].to_dict()
+    assert first["offset"] == 0
+    assert "truncated" in str(first["reason"])
+    assert any("clipped" in i.reason for i in reader.issues)
+
+
+def test_http_body_decoded_gzip_and_chunked(warc_data: Path) -> None:
+    # example.warc stores a gzip Content-Encoding body; the iana file a chunked one
+    for name in ("example.warc", "example-iana.org-chunked.warc"):
+        pages = list(iter_html(warc_data / "edge-cases" / name))
+        assert len(pages) == 1
+        assert pages[0].http_status == 200
+        assert pages[0].body.lstrip().lower().startswith(b"<!doctype html")
+
+
+def test_target_uri_cleaned(warc_data: Path) -> None:
+    recs = list(
+        ArchiveReader(warc_data / "edge-cases" / "example-wget-bad-target-uri.warc.gz").records()
+    )
+    assert recs[1].url == "http://example.com/"
+    recs = list(
+        ArchiveReader(warc_data / "edge-cases" / "example-space-in-target-uri.warc.gz").records()
+    )
+    assert recs[1].url == "file:///example%20with%20spaces.png"
+
+
+def test_wet_records(warc_data: Path) -> None:
+    recs = list(iter_wet(warc_data / "samples" / "whirlwind.warc.wet.gz"))
+    assert len(recs) == 1
+    assert recs[0].record_type == "conversion" and recs[0].url and len(recs[0].body) > 100
+
+
+def test_not_an_archive_and_empty_file(tmp_path: Path) -> None:
+    p = tmp_path / "x.warc"
+    p.write_bytes(b"hello, I am not a WARC\n")
+    r = ArchiveReader(p)
+    assert list(r.records()) == []
+    assert "not a WARC or ARC" in r.issues[0].reason
+    e = tmp_path / "empty.warc"
+    e.write_bytes(b"")
+    r = ArchiveReader(e)
+    assert list(r.records()) == [] and len(r.issues) == 1
+    g = tmp_path / "junk.warc.gz"
+    g.write_bytes(b"\x1f\x8b\x08\x00garbage-garbage")
+    r = ArchiveReader(g)
+    assert list(r.records()) == [] and r.issues
+
+
+def _warc_record(body: bytes, rtype: str = "resource") -> bytes:
+    head = f"WARC/1.0\r\nWARC-Type: {rtype}\r\nWARC-Target-URI: http://x/\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body + b"\r\n\r\n"
+
+
+def test_resync_after_garbage_and_bad_length(tmp_path: Path) -> None:
+    data = (
+        _warc_record(b"<html>one</html>")
+        + b"garbage line\r\n"
+        + b"WARC/1.0\r\nWARC-Type: resource\r\nContent-Length: abc\r\n\r\n"
+        + _warc_record(b"<html>two</html>")
+    )
+    p = tmp_path / "mixed.warc"
+    p.write_bytes(data)
+    r = ArchiveReader(p)
+    bodies = [x.body for x in r.records()]
+    assert bodies == [b"<html>one</html>", b"<html>two</html>"]
+    assert [i.reason.split(" ")[0] for i in r.issues] == ["expected", "bad"]
+
+
+def test_zstd_and_per_record_gzip(tmp_path: Path) -> None:
+    raw = _warc_record(b"<html>a</html>") + _warc_record(b"<html>b</html>")
+    g = tmp_path / "x.warc.gz"
+    g.write_bytes(
+        gzip.compress(_warc_record(b"<html>a</html>"))
+        + gzip.compress(_warc_record(b"<html>b</html>"))
+    )
+    assert [r.body for r in ArchiveReader(g).records()] == [b"<html>a</html>", b"<html>b</html>"]
+    from fastwarc.stream_io import ZstdWriter
+
+    z = tmp_path / "x.warc.zst"
+    w = ZstdWriter(str(z))
+    w.write(raw)
+    w.close()
+    assert [r.body for r in ArchiveReader(z).records()] == [b"<html>a</html>", b"<html>b</html>"]
+
+
+def test_parse_http_response_deflate_and_bad_chunks() -> None:
+    body = b"<html>hello</html>"
+    blk = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n\r\n" + zlib.compress(body)
+    assert parse_http_response(blk)[2] == body
+    # claims chunked but is not: body kept as stored
+    blk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    status, headers, out = parse_http_response(blk)
+    assert (status, out) == (200, body)
+    assert headers["transfer-encoding"] == "chunked"

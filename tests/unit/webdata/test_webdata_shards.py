@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aistack.errors import ValidationError
+from aistack.webdata.shards import HEADER_SIZE, read_header, read_shard, token_dtype, write_shard
+
+
+def test_dtype_by_vocab() -> None:
+    assert token_dtype(50_000) == np.uint16
+    assert token_dtype(65_536) == np.uint16
+    assert token_dtype(65_537) == np.uint32
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 70_000), max_size=20), max_size=10),
+    st.sampled_from([70_001, 200_000]),
+)
+def test_roundtrip_uint32(docs: list[list[int]], vocab: int) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "s.bin"
+        info = write_shard(p, docs, vocab)
+        tokens, offsets = read_shard(p)
+        assert tokens.dtype == np.uint32
+        assert info["num_docs"] == len(docs) and len(offsets) == len(docs) + 1
+        for i, doc in enumerate(docs):
+            assert tokens[offsets[i] : offsets[i + 1]].tolist() == doc
+
+
+def test_roundtrip_uint16_layout(tmp_path: Path) -> None:
+    p = tmp_path / "s.bin"
+    write_shard(p, [[1, 2, 3], [], [65535]], 65536)
+    h = read_header(p)
+    assert (h["width"], h["num_tokens"], h["num_docs"], h["tokens_offset"]) == (
+        2,
+        4,
+        3,
+        HEADER_SIZE,
+    )
+    assert h["index_offset"] % 8 == 0
+    tokens, offsets = read_shard(p)
+    assert isinstance(tokens, np.memmap)
+    assert tokens.tolist() == [1, 2, 3, 65535]
+    assert offsets.tolist() == [0, 3, 3, 4]
+    raw = p.read_bytes()
+    assert raw[:8] == b"AISTOK\x00\x01"
+    assert np.frombuffer(raw[64:72], "<u2").tolist() == [1, 2, 3, 65535]
+
+
+def test_out_of_range_and_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        write_shard(tmp_path / "x.bin", [[5]], 5)
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a shard" * 10)
+    with pytest.raises(ValidationError, match="not an aistack token shard"):
+        read_shard(bad)
+    p = tmp_path / "t.bin"
+    write_shard(p, [[1, 2]], 100)
+    p.write_bytes(p.read_bytes()[:-8])  # clip the index
+    with pytest.raises(ValidationError, match="damaged"):
+        read_shard(p)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aistack.errors import ValidationError
+from aistack.webdata.spec import load_spec, parse_spec
+
+BASE = {"input": {"paths": ["x"]}, "output": "o"}
+
+
+def test_defaults_are_fineweb() -> None:
+    spec = parse_spec({**BASE, "steps": ["extract", "gopher_quality", "dedup"]})
+    kinds = [k for k, _ in spec.parsed_steps()]
+    assert kinds == ["extract", "gopher_quality", "dedup"]
+    mh = spec.step("dedup").minhash  # type: ignore[union-attr]
+    assert (mh.ngram, mh.num_hashes, mh.bands, mh.rows) == (5, 112, 14, 8)
+    assert spec.step("gopher_quality").min_doc_words == 50  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("steps", "needle"),
+    [
+        ([{"c4": {"min_num_sentencs": 3}}], "steps[0].c4.min_num_sentencs"),
+        (["dedup", "c4"], "steps[1]: c4 is out of order"),
+        (["tokenize", "tokenize"], "out of order"),
+        (["c4", "extract"], "extract must be the first step"),
+        (["nope"], "unknown step 'nope'"),
+        ([{"dedup": {"minhash": {"bands": 3}}}], "bands × rows"),
+        ([{"language": {"threshold": 2}}], "steps[0].language.threshold"),
+        ([{"c4": 1, "fineweb": 2}], "steps[0] must be one mapping"),
+    ],
+)
+def test_bad_steps_name_the_field(steps: list[object], needle: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_spec({**BASE, "steps": steps})
+    assert needle in str(exc.value)
+
+
+def test_top_level_typo() -> None:
+    with pytest.raises(ValidationError, match="outpt: Extra inputs"):
+        parse_spec({"input": {"paths": ["x"]}, "outpt": "o", "steps": ["c4"]})
+
+
+def test_load_spec_files(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="not found"):
+        load_spec(tmp_path / "none.yaml")
+    p = tmp_path / "p.yaml"
+    p.write_text("input: [oops")
+    with pytest.raises(ValidationError, match="not valid YAML"):
+        load_spec(p)
+    p.write_text("input: {paths: [a]}\noutput: out\nsteps: [extract]\n")
+    spec, base = load_spec(p, workers=3)
+    assert spec.workers == 3 and base == tmp_path.resolve()
+
+
+def test_example_pipeline_is_valid() -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "webdata" / "pipeline.yaml"
+    spec, _ = load_spec(example)
+    assert [k for k, _ in spec.parsed_steps()][-1] == "register"
