@@ -62,3 +62,9 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
             "last_pass_ms": round(ctx.loop.last_pass_s * 1000, 3) if ctx.loop else None,
         },
     }
+
+
+@router.get("/cluster/history")
+def history(ctx: ServerContext = Depends(get_ctx)) -> list[dict[str, Any]]:
+    """Cluster utilization samples of the last hour (one per monitor interval)."""
+    return list(ctx.loop.history) if ctx.loop is not None else []

@@ -1,4 +1,4 @@
-"""/usage: allocation records with measured utilization (priced by aistack.planning)."""
+"""/usage: allocation records with measured utilization; /cost/report prices them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aistack.server.db.models import AllocationRow, UsageSampleRow
+from aistack.server.db.models import UsageSampleRow
 from aistack.server.deps import get_db
+from aistack.server.services.usage import _iso, allocation_records, budgets
 
 router = APIRouter(tags=["usage"])
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.replace(tzinfo=dt.UTC).isoformat()
 
 
 @router.get("/usage/allocations")
@@ -24,27 +21,26 @@ def allocations(
     project: str | None = None, since: dt.datetime | None = None, job_id: str | None = None,
     db: Session = Depends(get_db),
 ) -> list[dict[str, Any]]:
-    """One record per allocation (job attempt × node): field names match
+    """One record per allocation (job attempt × node); field names match
     ``aistack.planning.usage.AllocationRecord``."""
-    q = select(AllocationRow).order_by(AllocationRow.id)
-    if project:
-        q = q.where(AllocationRow.project == project)
-    if job_id:
-        q = q.where(AllocationRow.job_id == job_id)
-    if since is not None:
-        s = since.astimezone(dt.UTC).replace(tzinfo=None) if since.tzinfo else since
-        q = q.where((AllocationRow.end.is_(None)) | (AllocationRow.end >= s))
-    return [{
-        "job_id": a.job_id, "project": a.project, "user": a.user, "node": a.node,
-        "gpus": len(a.gpus or []), "gpu_type": a.gpu_type, "cpus": len(a.cpus or []),
-        "start": _iso(a.start), "end": _iso(a.end),
-        "gpu_util": a.gpu_util_avg, "cpu_util": a.cpu_util_avg,
-        "attempt": a.attempt, "memory_mb": a.memory_mb, "rss_max_mb": a.rss_max_mb,
-        "gpu_mem_max_mb": a.gpu_mem_max_mb, "samples": a.samples,
-    } for a in db.execute(q).scalars()]
+    return allocation_records(db, project=project, since=since, job_id=job_id)
 
 
 @router.get("/usage/samples")
 def samples(job_id: str, limit: int = Query(default=2000, le=100000), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
     rows = db.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job_id).order_by(UsageSampleRow.t).limit(limit)).scalars()
     return [{"t": _iso(r.t), "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb} for r in rows]
+
+
+@router.get("/cost/report")
+def cost_report(
+    project: str | None = None, since: dt.datetime | None = None,
+    sheet: str | None = Query(default=None, description="price sheet, e.g. aws:on_demand or onprem"),
+    db: Session = Depends(get_db),
+) -> dict[str, Any]:
+    """Measured usage priced under a price sheet, with budgets and the buy-vs-rent advice."""
+    from aistack.planning.usage import FIELDS, parse_records, price_usage
+
+    rows = allocation_records(db, project=project, since=since)
+    recs = parse_records([{k: r[k] for k in FIELDS} for r in rows])
+    return price_usage(recs, sheet=sheet, since=since, project=project, budgets=budgets(db)).to_dict()

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,7 @@ class SchedulerLoop:
         self._nodes_at = 0.0
         self._last_monitor = 0.0
         self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
+        self.history: deque[dict[str, Any]] = deque(maxlen=1800)  # cluster samples for the dashboard
         self.last_pass_s = 0.0
         self.passes = 0
         self.errors = 0
@@ -349,6 +351,7 @@ class SchedulerLoop:
     # -- monitor -----------------------------------------------------------------------------------
     def monitor(self, s: Session) -> None:
         running = s.execute(select(Job).where(Job.state == "RUNNING")).scalars().all()
+        self._sample_cluster(running)
         for job in running:
             if not job.handle:
                 continue
@@ -369,6 +372,27 @@ class SchedulerLoop:
                     a.gpu_mem_max_mb = max(a.gpu_mem_max_mb or 0.0, u.gpu_mem_mb or 0.0)
                 a.rss_max_mb = max(a.rss_max_mb or 0.0, u.rss_mb)
                 a.samples = n + 1
+
+
+    def _sample_cluster(self, running: list[Job]) -> None:
+        nodes = self.nodes()
+        gpus = sum(len(n.gpus) for n in nodes)
+        cpus = sum(n.cpus for n in nodes)
+        g_alloc = sum(len(a.get("gpus", [])) for j in running for a in (j.allocation or {}).values())
+        c_alloc = sum(len(a.get("cpus", [])) for j in running for a in (j.allocation or {}).values())
+        sample: dict[str, Any] = {
+            "t": dt.datetime.now(dt.UTC).isoformat(), "running_jobs": len(running),
+            "gpus_allocated_percent": 100.0 * g_alloc / gpus if gpus else None,
+            "cpus_allocated_percent": 100.0 * c_alloc / cpus if cpus else None,
+        }
+        if self.executor.name == "local":
+            from aistack.compute.inventory import live_utilization
+
+            live = live_utilization()
+            g = [x["util_percent"] for x in live["gpus"] if x["util_percent"] is not None]
+            sample.update(cpu_percent=live["cpu_percent"], memory_used_mb=live["memory_used_mb"],
+                          memory_total_mb=live["memory_total_mb"], gpu_percent=sum(g) / len(g) if g else None)
+        self.history.append(sample)
 
 
 def _max_rt(spec: dict[str, Any]) -> float | None:

@@ -1,0 +1,45 @@
+"""The web dashboard, served by ``aistack up`` at /. Assets come from this package (no CDN):
+a small HTML shell, one stylesheet, and vanilla JavaScript that calls the REST API with the
+token kept in a cookie after log-in (``/login``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+HERE = Path(__file__).parent
+
+
+def mount(app: FastAPI, ctx: Any) -> None:
+    from aistack.server.auth import token_matches
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    index_html = (HERE / "templates" / "index.html").read_text()
+    login_html = (HERE / "templates" / "login.html").read_text()
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(index_html)
+
+    @app.get("/login", include_in_schema=False)
+    def login_page(error: str | None = None) -> HTMLResponse:
+        msg = '<p class="error" id="login-error">Wrong token: copy it from ~/.aistack/token.</p>' if error else ""
+        return HTMLResponse(login_html.replace("<!--ERROR-->", msg))
+
+    @app.post("/login", include_in_schema=False)
+    def login(token: str = Form(...)) -> Response:
+        if not token_matches(token.strip(), ctx.token):
+            return RedirectResponse("/login?error=1", status_code=303)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie("aistack_token", token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
+        return resp
+
+    @app.get("/logout", include_in_schema=False)
+    def logout(_request: Request) -> Response:
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie("aistack_token")
+        return resp

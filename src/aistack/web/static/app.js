@@ -1,0 +1,321 @@
+// aistack dashboard: hash-routed pages over the REST API (the token travels in a cookie).
+"use strict";
+const API = "/api/v1";
+const $ = sel => document.querySelector(sel);
+const esc = s => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+let timers = [];
+
+async function api(path, opts) {
+  opts = opts || {};
+  const r = await fetch(API + path, {
+    method: opts.method || "GET",
+    headers: opts.body ? { "content-type": "application/json" } : {},
+    body: opts.body ? JSON.stringify(opts.body) : undefined,
+    credentials: "same-origin",
+  });
+  if (r.status === 401) { location.href = "/login"; throw new Error("unauthorized"); }
+  const data = r.headers.get("content-type", "").includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    const err = new Error((data && data.message) ? data.message + (data.hint ? ` (${data.hint})` : "") : `HTTP ${r.status}`);
+    err.status = r.status; err.data = data;
+    throw err;
+  }
+  return data;
+}
+
+function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
+function fmtTime(t) { if (!t) return "-"; const d = new Date(t.endsWith("Z") || t.includes("+") ? t : t + "Z"); return d.toLocaleString(); }
+function ago(t) {
+  if (!t) return "-";
+  const d = new Date(t.endsWith("Z") || t.includes("+") ? t : t + "Z");
+  let s = (Date.now() - d.getTime()) / 1000; const fut = s < 0; s = Math.abs(s);
+  const txt = s < 60 ? `${s.toFixed(0)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : s < 86400 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86400).toFixed(1)} d`;
+  return fut ? `in ${txt}` : `${txt} ago`;
+}
+function bytes(n) { if (n === null || n === undefined) return "-"; const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; while (n >= 1024 && i < 4) { n /= 1024; i++; } return `${n.toFixed(i ? 1 : 0)} ${u[i]}`; }
+function usd(v) { return v === null || v === undefined || !isFinite(v) ? "-" : "$" + Number(v).toLocaleString(undefined, { maximumFractionDigits: 2 }); }
+function stateCell(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
+function table(cols, rows, rowAttrs) {
+  return `<table><thead><tr>${cols.map(c => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>` +
+    (rows.length ? rows.map((r, i) => `<tr ${rowAttrs ? rowAttrs(i) : ""}>${r.map(c => `<td>${c}</td>`).join("")}</tr>`).join("") : `<tr><td colspan="${cols.length}" class="muted">none</td></tr>`) +
+    "</tbody></table>";
+}
+function unavailable(e) { return `<p class="muted">${e.status === 404 ? "not available on this server" : esc(e.message)}</p>`; }
+
+// ---------------------------------------------------------------- cluster
+async function pageCluster(main) {
+  main.innerHTML = `<h2>Cluster</h2><div class="kpis" id="kpis"></div>
+    <div class="grid"><div class="card"><h3>Utilization over time</h3><div id="util"></div></div>
+    <div class="card"><h3>Allocation</h3><div id="alloc"></div></div></div>
+    <div class="card" style="margin-top:14px"><h3>Nodes and devices</h3><div id="nodes"></div></div>`;
+  every(3000, async () => {
+    const [c, jobs, hist] = await Promise.all([api("/cluster"), api("/jobs?all=false"), api("/cluster/history").catch(() => [])]);
+    const t = c.totals;
+    const q = jobs.filter(j => j.state === "QUEUED").length, r = jobs.filter(j => j.state === "RUNNING").length;
+    $("#kpis").innerHTML = [
+      [`${t.gpus_allocated}/${t.gpus}`, "GPUs allocated"], [`${t.cpus_allocated}/${t.cpus}`, "CPUs allocated"],
+      [r, "jobs running"], [q, "jobs queued"], [c.executor, "executor"], [c.scheduler.policy || "-", "scheduling policy"],
+    ].map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
+    const rows = [];
+    c.nodes.forEach(n => {
+      rows.push([esc(n.name), `${n.cpus} CPUs`, "", `${(n.memory_mb / 1024).toFixed(1)} GiB`, esc(Object.values(n.cpu_jobs).filter((v, i, a) => a.indexOf(v) === i).join(", ") || "-"), n.cpu_percent !== null && n.cpu_percent !== undefined ? `${n.cpu_percent.toFixed(0)} %` : "-"]);
+      n.gpus.forEach(g => rows.push(["", `GPU ${g.index}`, esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(g.job)}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
+    });
+    $("#nodes").innerHTML = table(["node", "device", "model", "memory", "allocated to", "utilization"], rows);
+    barChart($("#alloc"), [
+      { label: "GPUs used", value: t.gpus_allocated }, { label: "GPUs free", value: t.gpus - t.gpus_allocated },
+      { label: "CPUs used", value: t.cpus_allocated }, { label: "CPUs free", value: t.cpus - t.cpus_allocated },
+    ], { yLabel: "devices" });
+    if (hist.length) {
+      const x = h => new Date(h.t).getTime() / 1000;
+      lineChart($("#util"), [
+        { name: "CPU %", points: hist.map(h => [x(h), h.cpu_percent]) },
+        { name: "memory %", points: hist.map(h => [x(h), 100 * h.memory_used_mb / h.memory_total_mb]) },
+        { name: "GPU %", points: hist.map(h => [x(h), h.gpu_percent]) },
+        { name: "allocated CPUs %", points: hist.map(h => [x(h), h.cpus_allocated_percent]) },
+      ], { yLabel: "percent", yMax: 100, xFormat: v => new Date(v * 1000).toLocaleTimeString() });
+    } else $("#util").innerHTML = '<p class="muted">collecting samples…</p>';
+  });
+}
+
+// ---------------------------------------------------------------- jobs
+async function pageJobs(main) {
+  main.innerHTML = `<h2>Jobs</h2>
+    <div class="card"><h3>Submit a job</h3>
+    <form class="inline" id="submit-form">
+      <label>name<input name="name" value="my-job"></label>
+      <label>project<input name="project" value="default"></label>
+      <label style="grid-column: span 2">command<input name="command" id="submit-command" placeholder="python train.py" required></label>
+      <label>GPUs<input name="gpus" type="number" min="0" value="0"></label>
+      <label>CPUs<input name="cpus" type="number" min="1" value="1"></label>
+      <label>memory<input name="memory" placeholder="e.g. 4GB"></label>
+      <label>priority<input name="priority" type="number" value="0"></label>
+      <label>max runtime<input name="max_runtime" placeholder="e.g. 30m"></label>
+      <label>retries<input name="retries" type="number" min="0" value="0"></label>
+      <button type="submit" id="submit-btn">Submit</button>
+    </form><p id="submit-result"></p></div>
+    <div class="card" style="margin-top:14px"><h3>Queue and history</h3><div id="jobs"></div></div>`;
+  $("#submit-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const spec = { name: f.get("name"), project: f.get("project"), command: f.get("command"), priority: +f.get("priority"), retries: +f.get("retries"),
+      resources: { gpus: +f.get("gpus"), cpus: +f.get("cpus") } };
+    if (f.get("memory")) spec.resources.memory = f.get("memory");
+    if (f.get("max_runtime")) spec.max_runtime = f.get("max_runtime");
+    try {
+      const j = await api("/jobs", { method: "POST", body: spec });
+      $("#submit-result").innerHTML = `<span class="ok">submitted <a href="#/jobs/${esc(j.id)}" id="submitted-link">${esc(j.id)}</a></span>`;
+    } catch (e) { $("#submit-result").innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+  });
+  every(2000, async () => {
+    const jobs = await api("/jobs?limit=200");
+    $("#jobs").innerHTML = table(["id", "name", "project", "state", "resources", "submitted", "pending reason / result", "est. start"],
+      jobs.map(j => [`<a href="#/jobs/${esc(j.id)}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
+        `${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`, ago(j.submitted_at),
+        esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
+        j.estimated_start ? ago(j.estimated_start) : "-"]),
+      i => `class="click job-row" onclick="location.hash='#/jobs/${esc(jobs[i].id)}'"`);
+  });
+}
+
+async function pageJob(main, id) {
+  main.innerHTML = `<h2>Job <code>${esc(id)}</code></h2><div class="kpis" id="kpis"></div>
+    <div class="grid"><div class="card"><h3>Details</h3><div id="details"></div><p><button class="danger" id="cancel-btn">Cancel</button> <span id="cancel-result"></span></p></div>
+    <div class="card"><h3>Resource use</h3><div id="usage"></div></div></div>
+    <div class="card" style="margin-top:14px"><h3>Logs (live)</h3><pre class="log" id="logs"></pre></div>
+    <div class="card" style="margin-top:14px"><h3>Events</h3><div id="events"></div></div>`;
+  let offset = 0, attempt = null;
+  $("#cancel-btn").onclick = async () => {
+    try { const j = await api(`/jobs/${id}/cancel`, { method: "POST" }); $("#cancel-result").textContent = j.state; }
+    catch (e) { $("#cancel-result").innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+  };
+  every(1500, async () => {
+    const j = await api(`/jobs/${id}`);
+    $("#kpis").innerHTML = [[stateCell(j.state), "state"], [j.exit_code ?? "-", "exit code"], [j.attempt, "attempt"], [ago(j.started_at), "started"]]
+      .map(([v, l]) => `<div class="kpi"><b>${v}</b><span>${esc(l)}</span></div>`).join("");
+    $("#details").innerHTML = table(["field", "value"], [
+      ["name", esc(j.name)], ["project / user", esc(j.project + " / " + j.user)], ["command", `<code>${esc(j.command)}</code>`],
+      ["resources", esc(JSON.stringify(j.resources))], ["devices", esc(JSON.stringify(j.devices || {}))],
+      ["pending reason", esc(j.pending_reason || "-")], ["estimated start", j.estimated_start ? fmtTime(j.estimated_start) : "-"],
+      ["failure reason", esc(j.failure_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(j.mlflow_run_id)}">${esc(j.mlflow_run_id)}</a>` : "-"],
+      ["submitted / finished", esc(fmtTime(j.submitted_at) + " / " + fmtTime(j.finished_at))],
+    ]);
+    if (attempt !== null && attempt !== j.attempt) { offset = 0; $("#logs").textContent = ""; }
+    attempt = j.attempt;
+    const chunk = await api(`/jobs/${id}/logs?offset=${offset}`);
+    if (chunk.text) { $("#logs").textContent += chunk.text; $("#logs").scrollTop = 1e9; }
+    offset = chunk.next_offset;
+    const ev = await api(`/jobs/${id}/events`);
+    $("#events").innerHTML = table(["time", "event", "message"], ev.map(e => [fmtTime(e.t), esc(e.kind), esc(e.message)]));
+    const s = await api(`/usage/samples?job_id=${id}`);
+    if (s.length) {
+      const x = r => new Date(r.t + "Z").getTime() / 1000;
+      lineChart($("#usage"), [{ name: "CPU %", points: s.map(r => [x(r), r.cpu_percent]) }, { name: "RSS MB", points: s.map(r => [x(r), r.rss_mb]) },
+        { name: "GPU %", points: s.map(r => [x(r), r.gpu_util]) }], { xFormat: v => new Date(v * 1000).toLocaleTimeString() });
+    } else $("#usage").innerHTML = '<p class="muted">no samples yet</p>';
+  });
+}
+
+// ---------------------------------------------------------------- datasets
+async function pageDatasets(main, name) {
+  main.innerHTML = `<h2>Datasets</h2><div class="grid"><div class="card"><h3>Datasets</h3><div id="list"></div></div>
+    <div class="card"><h3 id="detail-title">Versions</h3><div id="versions"><p class="muted">pick a dataset</p></div></div></div>
+    <div class="card" style="margin-top:14px"><h3>Diff</h3><form class="inline" id="diff-form"><label>from<input name="a" value="1"></label><label>to<input name="b" value="latest"></label><button>Diff</button></form><div id="diff"></div></div>
+    <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"><p class="muted">pick a version</p></div></div>`;
+  try {
+    const ds = await api("/datasets");
+    $("#list").innerHTML = table(["name", "versions", "latest", "updated"], ds.map(d => [`<a href="#/datasets/${esc(d.name)}">${esc(d.name)}</a>`, d.versions, esc(d.latest), ago(d.updated_at || d.created_at)]));
+  } catch (e) { $("#list").innerHTML = unavailable(e); return; }
+  if (!name) return;
+  const d = await api(`/datasets/${encodeURIComponent(name)}`);
+  $("#detail-title").textContent = `Versions of ${name}`;
+  $("#versions").innerHTML = table(["version", "files", "size", "tags", "message", "created"], d.versions.map(v =>
+    [`<a href="#" class="lineage-link" data-v="${v.version}">v${v.version}</a>`, v.files, bytes(v.bytes), esc(v.tags.join(", ")), esc(v.message || ""), ago(v.created_at)]));
+  const showLineage = async v => {
+    const g = await api(`/datasets/${encodeURIComponent(name)}/versions/${v}/lineage`);
+    dagChart($("#lineage"), g.nodes.map(n => ({ id: n.id, label: n.name, kind: n.kind })), g.edges.map(e => [e.src, e.dst]));
+  };
+  document.querySelectorAll(".lineage-link").forEach(a => a.onclick = ev => { ev.preventDefault(); showLineage(a.dataset.v); });
+  if (d.versions.length) showLineage(d.versions[d.versions.length - 1].version);
+  $("#diff-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    try {
+      const r = await api(`/datasets/${encodeURIComponent(name)}/diff?a=${encodeURIComponent(f.get("a"))}&b=${encodeURIComponent(f.get("b"))}`);
+      const rows = [...r.added.map(x => ["added", esc(x.path), bytes(x.new_size)]), ...r.removed.map(x => ["removed", esc(x.path), bytes(x.old_size)]), ...r.changed.map(x => ["changed", esc(x.path), `${bytes(x.old_size)} → ${bytes(x.new_size)}`])];
+      $("#diff").innerHTML = `<p>${esc(r.a)} → ${esc(r.b)}: +${bytes(r.bytes_added)}, −${bytes(r.bytes_removed)}, ~${bytes(r.bytes_changed)}; ${r.unchanged} files unchanged</p>` + table(["change", "path", "size"], rows);
+    } catch (e) { $("#diff").innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+  };
+}
+
+// ---------------------------------------------------------------- models
+async function pageModels(main, name) {
+  main.innerHTML = `<h2>Models</h2><div class="grid"><div class="card"><h3>Registry</h3><div id="list"></div></div>
+    <div class="card"><h3 id="mtitle">Versions</h3><div id="versions"><p class="muted">pick a model</p></div></div></div>
+    <div class="card" style="margin-top:14px"><h3>Promote (with a gate)</h3>
+    <form class="inline" id="promote-form"><label>version<input name="version" type="number" min="1" value="1"></label><label>to alias<input name="to" value="production"></label>
+    <label style="grid-column: span 2">require (comma separated)<input name="require" placeholder="val_loss<3.2"></label><button id="promote-btn">Promote</button></form>
+    <div id="promote-result"></div></div>
+    <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"></div></div>`;
+  try {
+    const ms = await api("/models");
+    $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(m.name)}">${esc(m.name)}</a>`, m.latest_version ?? "-", esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
+  } catch (e) { $("#list").innerHTML = unavailable(e); return; }
+  if (!name) { $("#promote-form").style.display = "none"; return; }
+  const m = await api(`/models/${encodeURIComponent(name)}`);
+  $("#mtitle").textContent = `Versions of ${name}`;
+  $("#versions").innerHTML = table(["version", "aliases", "run", "created"], m.versions.map(v => [`v${v.version}`, esc(v.aliases.join(", ")),
+    v.run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(v.run_id)}">${esc(v.run_id.slice(0, 12))}</a>` : "-", v.created_ms ? new Date(v.created_ms).toLocaleString() : "-"]));
+  if (m.versions.length) {
+    const latest = Math.max(...m.versions.map(v => v.version));
+    document.querySelector("#promote-form [name=version]").value = latest;
+    try {
+      const l = await api(`/models/${encodeURIComponent(name)}/versions/${latest}/lineage`);
+      const nodes = [{ id: "model", label: `${name} v${latest}`, kind: "model" }], edges = [];
+      if (l.run) { nodes.push({ id: "run", label: "run " + (l.run.run_id || "").slice(0, 10), kind: "run" }); edges.push(["run", "model"]); }
+      if (l.job) { nodes.push({ id: "job", label: "job " + (l.job.job_id || l.job.id || ""), kind: "job" }); edges.push(["job", "run"]); }
+      (l.datasets || []).forEach((d, i) => { nodes.push({ id: "d" + i, label: d.ref || d.name || JSON.stringify(d), kind: "dataset" }); edges.push(["d" + i, l.job ? "job" : "run"]); });
+      dagChart($("#lineage"), nodes, edges);
+    } catch (e) { $("#lineage").innerHTML = unavailable(e); }
+  }
+  $("#promote-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const require = (f.get("require") || "").split(",").map(s => s.trim()).filter(Boolean);
+    try {
+      const r = await api(`/models/${encodeURIComponent(name)}/promote`, { method: "POST", body: { version: +f.get("version"), to: f.get("to"), require } });
+      $("#promote-result").innerHTML = `<p class="ok" id="promote-ok">promoted v${r.version} to ${esc(r.alias)}</p>` + table(["condition", "actual", "passed"], r.checks.map(c => [esc(c.condition), c.actual ?? "-", c.passed ? "yes" : "no"]));
+    } catch (e) { $("#promote-result").innerHTML = `<p class="error" id="promote-refused">refused: ${esc(e.message)}</p>`; }
+  };
+}
+
+// ---------------------------------------------------------------- services
+async function pageServices(main, name) {
+  main.innerHTML = `<h2>Services</h2><div class="card"><div id="list"></div></div><div id="detail"></div>`;
+  every(3000, async () => {
+    let svcs;
+    try { svcs = await api("/services"); } catch (e) { $("#list").innerHTML = unavailable(e); return; }
+    $("#list").innerHTML = table(["name", "model", "replicas", "QPS", "p50", "p99", "errors"], svcs.map(s => [`<a href="#/services/${esc(s.name)}">${esc(s.name)}</a>`,
+      esc(s.model || s.model_uri || ""), esc(`${s.replicas_ready ?? s.ready ?? "?"}/${s.replicas ?? s.desired ?? "?"} (min ${s.min_replicas ?? s.min ?? "?"}, max ${s.max_replicas ?? s.max ?? "?"})`),
+      (s.qps ?? 0).toFixed ? (s.qps ?? 0).toFixed(2) + " req/s" : "-", s.p50_ms != null ? s.p50_ms.toFixed(1) + " ms" : "-", s.p99_ms != null ? s.p99_ms.toFixed(1) + " ms" : "-", s.errors ?? 0]));
+    if (!name) return;
+    try {
+      const s = await api(`/services/${encodeURIComponent(name)}`);
+      const reps = s.replicas_detail || s.replica_list || [];
+      const dec = s.decisions || s.autoscaler_decisions || [];
+      $("#detail").innerHTML = `<div class="grid" style="margin-top:14px"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "url", "in flight"], reps.map(r => [esc(r.id || r.job_id || ""), esc(r.state || ""), esc(r.url || ""), r.in_flight ?? "-"]))}</div>
+        <div class="card"><h3>Autoscaler decisions</h3>${table(["time", "from → to", "reason"], dec.slice(-20).reverse().map(d => [esc(d.t ? new Date(d.t * 1000).toLocaleTimeString() : ""), `${d.from ?? d.current ?? "?"} → ${d.to ?? d.desired ?? "?"}`, esc(d.reason || "")]))}</div></div>`;
+    } catch (e) { $("#detail").innerHTML = unavailable(e); }
+  });
+}
+
+// ---------------------------------------------------------------- costs
+async function pageCosts(main) {
+  main.innerHTML = `<h2>Costs</h2><div class="kpis" id="kpis"></div>
+    <div class="grid"><div class="card"><h3>Spend by project (cloud on-demand prices)</h3><div id="byproj"></div></div>
+    <div class="card"><h3>Cloud vs on-premises for this usage</h3><div id="compare"></div></div></div>
+    <div class="card" style="margin-top:14px"><h3>Projects: usage and budgets</h3><div id="projects"></div></div>
+    <div class="card" style="margin-top:14px"><h3>Break-even: buy vs rent (8 × H100, cumulative cost)</h3><div id="breakeven"></div><p id="advice" class="muted"></p></div>`;
+  try {
+    const r = await api("/cost/report");
+    const t = r.total || {};
+    $("#kpis").innerHTML = [[(t.gpu_hours ?? 0).toFixed(3) + " GPU-h", "GPU time", "gpu"], [(t.cpu_hours ?? 0).toFixed(3) + " CPU-h", "CPU time", "cpu"],
+      [usd(r.cloud_on_demand_usd ?? t.cost_usd), "cost at cloud on-demand prices", "cloud"], [usd(r.onprem_usd), "cost on-premises", "onprem"]]
+      .map(([v, l, id]) => `<div class="kpi"><b id="cost-${id}">${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
+    const projects = r.by_project || [];
+    barChart($("#byproj"), projects.map(p => ({ label: p.key, value: p.cost_usd || 0 })), { yLabel: "USD" });
+    barChart($("#compare"), [{ label: "cloud", value: r.cloud_on_demand_usd || 0 }, { label: "on-prem", value: r.onprem_usd || 0 }], { yLabel: "USD" });
+    $("#projects").innerHTML = table(["project", "jobs", "GPU-h", "CPU-h", "useful GPU-h", "idle GPU-h", "cost", "budget", "month spend", "status"], projects.map(p => {
+      const b = (r.budgets || []).find(x => x.project === p.key);
+      return [esc(p.key), p.jobs, p.gpu_hours.toFixed(3), p.cpu_hours.toFixed(3), p.useful_gpu_hours.toFixed(3), p.idle_gpu_hours.toFixed(3), usd(p.cost_usd),
+        b ? usd(b.monthly_budget_usd) : "-", b ? usd(b.spend_usd) : "-", b ? esc(b.status) : "-"];
+    }));
+    $("#advice").textContent = (r.recommendation || "") + (r.notes && r.notes.length ? " " + r.notes.join(" ") : "");
+  } catch (e) { $("#kpis").innerHTML = unavailable(e); }
+  try {
+    const tco = await api("/plan/tco", { method: "POST", body: { gpu: "H100", gpus: 8, utilization: 0.7, months: 36 } });
+    const sc = tco.scenarios || [];
+    lineChart($("#breakeven"), sc.map(s => ({ name: s.name, points: (s.cumulative_usd || s.cumulative || []).map((v, i) => [i, v]) })), { yLabel: "USD", xFormat: v => `month ${v.toFixed(0)}` });
+    if (tco.breakeven_month !== undefined) $("#advice").textContent += ` Break-even vs on-demand: month ${tco.breakeven_month ?? "never"}.`;
+  } catch (e) { $("#breakeven").innerHTML = unavailable(e); }
+}
+
+// ---------------------------------------------------------------- planner
+async function pagePlanner(main) {
+  main.innerHTML = `<h2>Planner</h2><div class="grid">
+    <div class="card"><h3>Train</h3><form class="inline" id="f-train"><label>parameters<input name="params" value="7e9"></label><label>active params (MoE)<input name="active_params"></label>
+      <label>tokens<input name="tokens" value="2e12"></label><label>GPU<input name="gpu" value="H100"></label><label>GPUs<input name="gpus" value="512"></label><label>or days<input name="days"></label><button>Plan</button></form><div id="r-train"></div></div>
+    <div class="card"><h3>Serve</h3><form class="inline" id="f-serve"><label>parameters<input name="params" value="70e9"></label><label>GPU<input name="gpu" value="H100"></label>
+      <label>context<input name="context" value="8192"></label><label>concurrency<input name="concurrency" value="32"></label><label>precision<input name="precision" value="bf16"></label><button>Plan</button></form><div id="r-serve"></div></div>
+    <div class="card"><h3>TCO</h3><form class="inline" id="f-tco"><label>GPU<input name="gpu" value="H100"></label><label>GPUs<input name="gpus" value="8"></label>
+      <label>utilization<input name="utilization" value="0.7"></label><label>months<input name="months" value="36"></label><button>Plan</button></form><div id="r-tco"></div><div id="c-tco"></div></div></div>`;
+  const num = v => (v === "" || v === null) ? undefined : (isNaN(+v) ? v : +v);
+  const bind = (form, path, out, after) => $(form).onsubmit = async ev => {
+    ev.preventDefault();
+    const body = {};
+    for (const [k, v] of new FormData(ev.target).entries()) { const x = num(v); if (x !== undefined) body[k] = x; }
+    try {
+      const r = await api(path, { method: "POST", body });
+      $(out).innerHTML = table(["quantity", "value"], Object.entries(r).filter(([k, v]) => typeof v !== "object").map(([k, v]) => [esc(k), esc(typeof v === "number" ? fmtNum(v) : v)]));
+      if (after) after(r);
+    } catch (e) { $(out).innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+  };
+  bind("#f-train", "/plan/train", "#r-train");
+  bind("#f-serve", "/plan/serve", "#r-serve");
+  bind("#f-tco", "/plan/tco", "#r-tco", r => lineChart($("#c-tco"), (r.scenarios || []).map(s => ({ name: s.name, points: (s.cumulative_usd || s.cumulative || []).map((v, i) => [i, v]) })), { yLabel: "USD", xFormat: v => `month ${v.toFixed(0)}` }));
+}
+
+// ---------------------------------------------------------------- router
+const PAGES = { cluster: pageCluster, jobs: pageJobs, datasets: pageDatasets, models: pageModels, services: pageServices, costs: pageCosts, planner: pagePlanner };
+async function route() {
+  timers.forEach(clearInterval); timers = [];
+  const [page, arg] = (location.hash.replace(/^#\/?/, "") || "cluster").split("/");
+  document.querySelectorAll("nav a[data-page]").forEach(a => a.classList.toggle("active", a.dataset.page === page));
+  const main = $("#main");
+  try {
+    if (page === "jobs" && arg) await pageJob(main, decodeURIComponent(arg));
+    else await (PAGES[page] || pageCluster)(main, arg ? decodeURIComponent(arg) : undefined);
+  } catch (e) { main.innerHTML += `<p class="error">${esc(e.message)}</p>`; }
+}
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,118 @@
+// Small SVG charts (no external library): line charts, bar charts and a layered DAG for lineage.
+"use strict";
+const COLORS = ["#4fb3ff", "#3fb950", "#d29922", "#f85149", "#c297ff", "#56d4dd", "#ff9bce"];
+const NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function niceMax(v) {
+  if (!isFinite(v) || v <= 0) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function fmtNum(v) {
+  if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
+  if (Math.abs(v) >= 1e3) return (v / 1e3).toFixed(1) + "k";
+  return Math.abs(v) < 10 ? v.toFixed(2).replace(/\.?0+$/, "") : v.toFixed(0);
+}
+
+// series: [{name, points: [[x, y], ...]}]; opts: {yLabel, xFormat(x) -> str, yMax}
+function lineChart(container, series, opts) {
+  opts = opts || {};
+  const W = 600, H = 220, L = 52, R = 10, T = 10, B = 28;
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const xs = series.flatMap(s => s.points.map(p => p[0]));
+  const ys = series.flatMap(s => s.points.map(p => p[1])).filter(v => v !== null && isFinite(v));
+  if (!xs.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
+  const yMax = opts.yMax || niceMax(Math.max(...ys, 0));
+  const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
+  const sy = y => T + (1 - y / yMax) * (H - T - B);
+  for (let i = 0; i <= 4; i++) {
+    const y = yMax * i / 4;
+    svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), stroke: "#2a333d" }));
+    svg.appendChild(svgEl("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end" }, fmtNum(y)));
+  }
+  const xf = opts.xFormat || (x => fmtNum(x));
+  for (let i = 0; i <= 4; i++) {
+    const x = x0 + (x1 - x0) * i / 4;
+    svg.appendChild(svgEl("text", { x: sx(x), y: H - 8, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, xf(x)));
+  }
+  if (opts.yLabel) svg.appendChild(svgEl("text", { x: 4, y: 12 }, opts.yLabel));
+  series.forEach((s, i) => {
+    const pts = s.points.filter(p => p[1] !== null && isFinite(p[1]));
+    if (!pts.length) return;
+    const d = pts.map((p, j) => (j ? "L" : "M") + sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ");
+    svg.appendChild(svgEl("path", { d, fill: "none", stroke: s.color || COLORS[i % COLORS.length], "stroke-width": 2 }));
+  });
+  container.innerHTML = "";
+  container.appendChild(svg);
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  legend.innerHTML = series.map((s, i) => `<span><i style="background:${s.color || COLORS[i % COLORS.length]}"></i>${s.name}</span>`).join("");
+  container.appendChild(legend);
+}
+
+// bars: [{label, value, color?}]
+function barChart(container, bars, opts) {
+  opts = opts || {};
+  const W = 600, H = 220, L = 52, R = 10, T = 10, B = 40;
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  if (!bars.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
+  const yMax = niceMax(Math.max(...bars.map(b => b.value), 0));
+  const bw = (W - L - R) / bars.length;
+  for (let i = 0; i <= 4; i++) {
+    const y = yMax * i / 4, py = T + (1 - y / yMax) * (H - T - B);
+    svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: py, y2: py, stroke: "#2a333d" }));
+    svg.appendChild(svgEl("text", { x: L - 6, y: py + 4, "text-anchor": "end" }, fmtNum(y)));
+  }
+  bars.forEach((b, i) => {
+    const h = (b.value / yMax) * (H - T - B);
+    svg.appendChild(svgEl("rect", { x: L + i * bw + bw * 0.15, y: T + (H - T - B) - h, width: bw * 0.7, height: h, fill: b.color || COLORS[i % COLORS.length] }));
+    svg.appendChild(svgEl("text", { x: L + i * bw + bw / 2, y: H - 22, "text-anchor": "middle" }, b.label));
+    svg.appendChild(svgEl("text", { x: L + i * bw + bw / 2, y: H - 8, "text-anchor": "middle" }, fmtNum(b.value) + (opts.unit || "")));
+  });
+  if (opts.yLabel) svg.appendChild(svgEl("text", { x: 4, y: 12 }, opts.yLabel));
+  container.innerHTML = "";
+  container.appendChild(svg);
+}
+
+// nodes: [{id, label, kind}], edges: [[from, to]] — drawn left to right by depth.
+function dagChart(container, nodes, edges) {
+  const depth = {};
+  const incoming = {};
+  nodes.forEach(n => { depth[n.id] = 0; incoming[n.id] = []; });
+  edges.forEach(([a, b]) => { if (incoming[b]) incoming[b].push(a); });
+  for (let it = 0; it < nodes.length; it++) {
+    edges.forEach(([a, b]) => { if (depth[a] !== undefined && depth[b] !== undefined && depth[b] < depth[a] + 1) depth[b] = depth[a] + 1; });
+  }
+  const cols = {};
+  nodes.forEach(n => { (cols[depth[n.id]] = cols[depth[n.id]] || []).push(n); });
+  const ncol = Object.keys(cols).length || 1;
+  const maxRows = Math.max(1, ...Object.values(cols).map(c => c.length));
+  const W = Math.max(600, ncol * 220), H = Math.max(120, maxRows * 60 + 20);
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, style: `height:${H}px` });
+  const pos = {};
+  Object.entries(cols).forEach(([d, list]) => {
+    list.forEach((n, i) => { pos[n.id] = [20 + d * 210, 20 + i * 60]; });
+  });
+  edges.forEach(([a, b]) => {
+    if (!pos[a] || !pos[b]) return;
+    svg.appendChild(svgEl("line", { x1: pos[a][0] + 180, y1: pos[a][1] + 18, x2: pos[b][0], y2: pos[b][1] + 18, stroke: "#8b98a5" }));
+  });
+  const kindColor = { dataset: "#3fb950", job: "#4fb3ff", run: "#d29922", model: "#c297ff" };
+  nodes.forEach(n => {
+    const [x, y] = pos[n.id];
+    svg.appendChild(svgEl("rect", { x, y, width: 180, height: 36, rx: 6, fill: "#0b0f13", stroke: kindColor[n.kind] || "#8b98a5" }));
+    svg.appendChild(svgEl("text", { x: x + 8, y: y + 22, style: "fill:#e6e6e6" }, (n.label || n.id).slice(0, 26)));
+  });
+  container.innerHTML = "";
+  container.appendChild(svg);
+}
