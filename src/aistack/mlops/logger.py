@@ -92,6 +92,10 @@ class BufferedMetricsLogger:
         self.max_backoff_s = float(max_backoff_s)
         self.close_timeout_s = float(close_timeout_s)
         self._spool_dir = Path(spool_dir) if spool_dir else None
+        # import now: at interpreter exit a first import of mlflow fails (it registers atexit)
+        from mlflow.entities import Metric
+
+        self._metric_cls = Metric
         self._client = client if client is not None else mlflow_client(tracking_uri)
         self._buf: deque[_Point] = deque()
         self._cond = threading.Condition()
@@ -247,9 +251,8 @@ class BufferedMetricsLogger:
                 self._cond.notify_all()
 
     def _send(self, chunk: list[_Point]) -> None:
-        from mlflow.entities import Metric
-
-        metrics = [Metric(k, v, ts, st) for k, v, ts, st in chunk]
+        metric = self._metric_cls
+        metrics = [metric(k, v, ts, st) for k, v, ts, st in chunk]
         self._client.log_batch(self.run_id, metrics=metrics)
 
     def _spool(self, points: list[_Point]) -> Path:

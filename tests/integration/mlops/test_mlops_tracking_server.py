@@ -183,6 +183,31 @@ def test_buffered_logger_10000_points_none_lost(env):
     assert elapsed < 120
 
 
+def test_buffered_logger_flushes_at_exit_to_real_server(env):
+    """A job script that logs and exits without close(): every point reaches the server."""
+    import os
+    import sys
+
+    import mlflow
+
+    c = mlflow.MlflowClient()
+    rid = c.create_run(c.create_experiment("atexit")).info.run_id
+    script = (
+        "from aistack.mlops.logger import BufferedMetricsLogger\n"
+        "ml = BufferedMetricsLogger(flush_every=10**9, flush_interval_s=3600)\n"
+        "for i in range(2500):\n"
+        "    ml.log('m', i, step=i)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "MLFLOW_RUN_ID": rid},
+        check=True,
+        timeout=120,
+    )
+    assert sorted(m.step for m in c.get_metric_history(rid, "m")) == list(range(2500))
+
+
+@pytest.mark.slow
 def test_buffered_logger_survives_server_restart(tmp_path, monkeypatch):
     """Points logged while the server is down are retried and arrive after it comes back."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
