@@ -327,7 +327,12 @@ def _run_tasks(
             if addr:
                 ray.init(address=addr)
             else:
-                ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1")
+                ray.init(
+                    address="local",
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                )
         remote = ray.remote(num_cpus=1, max_retries=2)(fn)
         refs = [remote.remote(*a) for a in args]
         index = {r: i for i, r in enumerate(refs)}
