@@ -75,3 +75,31 @@ def test_objects_survive_and_layout_is_content_addressed(
     # a second client (new process state) sees the same version through the same catalog
     ds2 = Datasets.connect(f"sqlite:///{tmp_path / 'db'}", url)
     assert ds2.open(v.ref).cat("README.md") == b"# demo dataset\n"
+
+
+def test_kill_9_mid_upload_to_s3(seaweed: SeaweedServer, tmp_path: Path) -> None:
+    from aistack.errors import NotFoundError
+    from aistack.storage.contract import big_source, kill_mid_upload
+
+    env = seaweed.env()
+    db = f"sqlite:///{tmp_path / 'db'}"
+    url = f"s3://{BUCKET}/killed-{uuid.uuid4().hex[:8]}"
+    src = big_source(tmp_path)
+    assert kill_mid_upload(db, url, src, tmp_path, env=env) > 0
+    import os
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        ds = Datasets.connect(db, url)
+        with pytest.raises(NotFoundError):
+            ds.resolve("killed")
+        v = ds.add("killed", src)
+        assert v.version == 1 and v.bytes_written is not None and v.bytes_written < v.bytes
+        ds.verify(v.ref)
+    finally:
+        for k, val in old.items():
+            if val is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = val
