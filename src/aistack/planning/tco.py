@@ -328,7 +328,7 @@ def plan_tco(
                 f"{inst.name} {label} for all {gpus} GPUs around the clock",
                 {},
                 gpus * HOURS_PER_MONTH * inst.gpu_hour_usd(tier),
-            )  # type: ignore[arg-type]
+            )
         else:
             missing.append(f"no {tier} price for {inst.name} ({inst.provider}) in the catalog")
     if "spot" in inst.prices:

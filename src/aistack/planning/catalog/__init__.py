@@ -490,8 +490,8 @@ def load_catalog(
     if include_user:
         d = user_catalog_dir(home)
         if d.is_dir():
-            for p in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
-                texts.append((p.read_text(encoding="utf-8"), str(p)))
+            for up in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+                texts.append((up.read_text(encoding="utf-8"), str(up)))
     for p in paths:
         path = Path(p)
         if not path.is_file():
