@@ -192,31 +192,41 @@ def test_cli_deploy_survives_cli_exit_and_bad_input_via_router(home: Path) -> No
     assert big.status_code == 413
     assert httpx.post(url + "/v1/completions", json={"prompt": "ok"}).status_code == 200
 
-    ls = json.loads(_cli("ls", "--json").stdout)
+    from typer.testing import CliRunner
+
+    from aistack.cli.main import app
+
+    def cli(*args: str):
+        return CliRunner().invoke(app, ["serve", *args])
+
+    ls = json.loads(cli("ls", "--json").stdout)
     assert [s["name"] for s in ls] == ["cli"]
-    status = json.loads(_cli("status", "cli", "--json").stdout)
+    status = json.loads(cli("status", "cli", "--json").stdout)
     assert status["metrics"]["client_errors_total"] >= 2
     assert status["metrics"]["errors_total"] == 0
-    logs = json.loads(_cli("logs", "cli", "--json").stdout)
+    logs = json.loads(cli("logs", "cli", "--json").stdout)
     assert "controller" in logs and "r1" in logs
-    text = _cli("status", "cli").stdout
+    text = cli("status", "cli").stdout
     assert "req/s" in text and "ms" in text
 
-    again = _cli("deploy", "builtin:echo", "--name", "cli")
-    assert again.returncode == 2 and "already running" in again.stderr
-    unknown = _cli("deploy", "builtin:nope")
-    assert unknown.returncode == 2 and "built-in models" in unknown.stderr
-    bad_bounds = _cli("deploy", "builtin:echo", "--name", "x", "--min", "3", "--max", "1")
-    assert bad_bounds.returncode == 2 and "--min" in bad_bounds.stderr
+    again = cli("deploy", "builtin:echo", "--name", "cli")
+    assert isinstance(again.exception, ConflictError) and "already running" in str(again.exception)
+    unknown = cli("deploy", "builtin:nope")
+    assert isinstance(unknown.exception, NotFoundError) and "built-in models" in str(
+        unknown.exception
+    )
+    bad_bounds = cli("deploy", "builtin:echo", "--name", "x", "--min", "3", "--max", "1")
+    assert "--min" in str(bad_bounds.exception)
+    assert not (home / "services" / "x" / "controller.json").exists()
 
     pid = status["controller_pid"]
-    out = _cli("delete", "cli", "--json")
-    assert out.returncode == 0, out.stderr
+    out = cli("delete", "cli", "--json")
+    assert out.exit_code == 0, out.stdout
     assert json.loads(out.stdout)["deleted"] is True
     wait_for(lambda: not manager._pid_alive(pid), 10, "controller exit")
     for r in status["replicas"]:
         assert not manager._pid_alive(int(r["handle"]))
-    assert json.loads(_cli("ls", "--json").stdout) == []
+    assert json.loads(cli("ls", "--json").stdout) == []
 
 
 @pytest.mark.torch
