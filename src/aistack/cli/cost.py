@@ -75,6 +75,9 @@ def report(
     gpu: str = typer.Option(None, "--gpu", help="GPU type for records that do not name one"),
     now: str = typer.Option(None, "--now", help="end of the window (default: now, UTC)"),
     catalog: list[Path] = typer.Option(None, "--catalog", help="extra catalog YAML file(s)"),
+    strict: bool = typer.Option(
+        False, "--strict", help="fail on a GPU type the price sheet cannot price"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
     """GPU/CPU-hours and cost per project, user and job; spend vs monthly budget; buy-vs-rent advice."""
@@ -110,6 +113,7 @@ def report(
         project=project,
         budgets=budget_map,
         default_gpu_type=gpu,
+        strict=strict,
         catalog=load_catalog([str(p) for p in (catalog or [])]),
     )
     if as_json:

@@ -387,8 +387,14 @@ def price_usage(
     budgets: Mapping[str, float] | None = None,
     default_gpu_type: str | None = None,
     catalog: Catalog | None = None,
+    strict: bool = False,
 ) -> UsageReport:
-    """Price allocation records under ``sheet`` (default: cloud on-demand) for [since, now]."""
+    """Price allocation records under ``sheet`` (default: cloud on-demand) for [since, now].
+
+    A GPU allocation whose type is missing, unknown to the catalog or absent from the sheet is an
+    error with ``strict=True``; otherwise its GPU-hours are counted at no cost and listed in
+    ``notes`` (with how to fix it), so one odd record does not hide the whole report.
+    """
     cat = catalog or default_catalog()
     now_ = _aware(now, "now") or dt.datetime.now(UTC)
     recs = [r for r in records if project is None or r.project == project]
@@ -415,6 +421,8 @@ def price_usage(
     util_weighted: dict[str, float] = defaultdict(float)
     util_hours: dict[str, float] = defaultdict(float)
     intervals: dict[str, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
+    unpriced: dict[str, float] = {}
+    unpriced_why: dict[str, str] = {}
 
     for i, r in enumerate(recs):
         h = _clip(r, since_, now_)
@@ -425,12 +433,20 @@ def price_usage(
         acc_name = None
         if r.gpus > 0:
             gtype = r.gpu_type or default_gpu_type
-            if gtype is None:
-                raise ValidationError(
-                    f"records[{i}].gpu_type: job {r.job_id} used {r.gpus} GPUs of unknown type",
-                    hint="record the GPU type, or pass default_gpu_type (--gpu) to price such records",
-                )
-            acc_name, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
+            try:
+                if gtype is None:
+                    raise ValidationError(
+                        f"records[{i}].gpu_type: job {r.job_id} used {r.gpus} GPUs of unknown type",
+                        hint="record the GPU type, or pass default_gpu_type (--gpu) to price such records",
+                    )
+                acc_name, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
+            except (ValidationError, NotFoundError) as exc:
+                if strict:
+                    raise
+                key = gtype or "unknown GPU"
+                unpriced[key] = unpriced.get(key, 0.0) + gh
+                unpriced_why.setdefault(key, str(exc))
+                acc_name, p = f"{key} (unpriced)", 0.0
             cost = gh * p
             rate = cost / h  # USD per hour of this allocation
         else:
@@ -495,6 +511,9 @@ def price_usage(
             )
         )
 
+    for key, hours in sorted(unpriced.items()):
+        notes.append(f"{hours:,.1f} GPU-hours of {key} not priced: {unpriced_why[key]}")
+        gpu_hours_by_type.pop(f"{key} (unpriced)", None)
     cloud_sheet = PriceSheet.cloud(cat)
     cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_)
     onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_)

@@ -172,13 +172,41 @@ def test_records_from_json_and_validation() -> None:
 
 def test_unpriced_gpu_and_unknown_sheet_are_clear_errors() -> None:
     with pytest.raises(NotFoundError, match="no price for B200"):
-        price_usage([rec("j", "p", "u", 1, 1, gpu_type="B200")], sheet=SHEET, now=NOW, catalog=CAT)
+        price_usage(
+            [rec("j", "p", "u", 1, 1, gpu_type="B200")],
+            sheet=SHEET,
+            now=NOW,
+            catalog=CAT,
+            strict=True,
+        )
     with pytest.raises(NotFoundError, match="did you mean"):
-        price_usage([rec("j", "p", "u", 1, 1, gpu_type="H1OO")], sheet=SHEET, now=NOW, catalog=CAT)
+        price_usage(
+            [rec("j", "p", "u", 1, 1, gpu_type="H1OO")],
+            sheet=SHEET,
+            now=NOW,
+            catalog=CAT,
+            strict=True,
+        )
     with pytest.raises(NotFoundError, match="did you mean aws"):
         PriceSheet.named("awz", CAT)
     with pytest.raises(ValidationError, match="gpu_type"):
-        price_usage([rec("j", "p", "u", 1, 1, gpu_type=None)], sheet=SHEET, now=NOW, catalog=CAT)
+        price_usage(
+            [rec("j", "p", "u", 1, 1, gpu_type=None)],
+            sheet=SHEET,
+            now=NOW,
+            catalog=CAT,
+            strict=True,
+        )
+
+
+def test_unpriced_records_are_counted_and_explained_when_not_strict() -> None:
+    recs = [rec("a", "p", "u", 2, 10, gpu_type="B200"), rec("b", "p", "u", 1, 10)]
+    r = price_usage(recs, sheet=SHEET, now=NOW, catalog=CAT)
+    assert r.total.gpu_hours == pytest.approx(30)
+    assert r.total.cost_usd == pytest.approx(20)  # only the H100 hours are priced
+    assert any(
+        "20.0 GPU-hours of B200 not priced" in n and "no price for B200" in n for n in r.notes
+    )
 
 
 def test_named_sheets() -> None:
