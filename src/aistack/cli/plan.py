@@ -88,6 +88,11 @@ def train(
     tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
     pp: int = typer.Option(1, "--pp", help="pipeline-parallel degree"),
     batch_tokens: str = typer.Option("4194304", "--batch-tokens", help="global batch in tokens"),
+    max_batch_tokens: str = typer.Option(
+        "16777216",
+        "--max-batch-tokens",
+        help="largest useful global batch (bounds the GPUs one run can use)",
+    ),
     checkpoint_seconds: float = typer.Option(
         60.0, "--checkpoint-seconds", help="time allowed to write a checkpoint"
     ),
@@ -117,6 +122,7 @@ def train(
         tp=tp,
         pp=pp,
         batch_tokens=int(bt or 0),
+        max_batch_tokens=int(parse_count(max_batch_tokens, "--max-batch-tokens") or 0),
         checkpoint_seconds=checkpoint_seconds,
         catalog=_catalog(catalog),
     )

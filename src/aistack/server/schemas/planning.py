@@ -34,6 +34,7 @@ class TrainPlanRequest(_Req):
     pp: int = Field(default=1, gt=0)
     micro_batch: int = Field(default=1, gt=0)
     batch_tokens: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_batch_tokens: int = Field(default=16 * 1024 * 1024, gt=0)
     checkpoint_seconds: float = Field(default=60.0, gt=0)
 
 
