@@ -43,7 +43,7 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
         ax.set_xlabel("month")
         ax.set_ylabel("cumulative cost (USD)")
         ax.yaxis.set_major_formatter(
-            FuncFormatter(lambda v, _: f"${v / 1e6:.1f}M" if abs(v) >= 1e6 else f"${v / 1e3:.0f}k")
+            FuncFormatter(lambda v, _: f"${v / 1e6:.2f}M" if abs(v) >= 1e6 else f"${v / 1e3:.0f}k")
         )
         ax.set_title(f"{result.gpus} x {result.gpu} at {result.utilization:.0%} utilization")
         ax.grid(alpha=0.3)
