@@ -103,6 +103,23 @@ def make_server(tmp_path: Path, **env_extra: str) -> ServerProc:
 
 
 @pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Start servers with extra environment: ``server_factory(AISTACK_EXECUTOR="memory")``."""
+    started: list[ServerProc] = []
+
+    def factory(**env: str) -> ServerProc:
+        srv = make_server(tmp_path / f"s{len(started)}", **env)
+        srv.start(timeout=120)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+        _kill_leftover_supervisors(srv.home)
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProc]:
     srv = make_server(tmp_path)
     srv.start()

@@ -25,6 +25,10 @@ def mount(app: FastAPI, ctx: Any) -> None:
     def index() -> HTMLResponse:
         return HTMLResponse(index_html)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/login", include_in_schema=False)
     def login_page(error: str | None = None) -> HTMLResponse:
         msg = '<p class="error" id="login-error">Wrong token: copy it from ~/.aistack/token.</p>' if error else ""

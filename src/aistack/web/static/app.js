@@ -33,7 +33,7 @@ function ago(t) {
   return fut ? `in ${txt}` : `${txt} ago`;
 }
 function bytes(n) { if (n === null || n === undefined) return "-"; const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; while (n >= 1024 && i < 4) { n /= 1024; i++; } return `${n.toFixed(i ? 1 : 0)} ${u[i]}`; }
-function usd(v) { return v === null || v === undefined || !isFinite(v) ? "-" : "$" + Number(v).toLocaleString(undefined, { maximumFractionDigits: 2 }); }
+function usd(v) { if (v === null || v === undefined || !isFinite(v)) return "-"; v = Number(v); return "$" + (v !== 0 && Math.abs(v) < 0.01 ? v.toPrecision(2) : v.toLocaleString(undefined, { maximumFractionDigits: 2 })); }
 function stateCell(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
 function table(cols, rows, rowAttrs) {
   return `<table><thead><tr>${cols.map(c => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>` +
@@ -197,6 +197,7 @@ async function pageModels(main, name) {
     <label style="grid-column: span 2">require (comma separated)<input name="require" placeholder="val_loss<3.2"></label><button id="promote-btn">Promote</button></form>
     <div id="promote-result"></div></div>
     <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"></div></div>`;
+  $("#promote-form").onsubmit = ev => ev.preventDefault();  // bound for real once the model is loaded
   try {
     const ms = await api("/models");
     $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(m.name)}">${esc(m.name)}</a>`, m.latest_version ?? "-", esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
@@ -273,10 +274,10 @@ async function pageCosts(main) {
     $("#advice").textContent = (r.recommendation || "") + (r.notes && r.notes.length ? " " + r.notes.join(" ") : "");
   } catch (e) { $("#kpis").innerHTML = unavailable(e); }
   try {
-    const tco = await api("/plan/tco", { method: "POST", body: { gpu: "H100", gpus: 8, utilization: 0.7, months: 36 } });
+    const tco = await api("/plan/tco", { method: "POST", body: { gpu: "H100", gpus: 8, utilization: 0.7, horizon_months: 36 } });
     const sc = tco.scenarios || [];
     lineChart($("#breakeven"), sc.map(s => ({ name: s.name, points: (s.cumulative_usd || s.cumulative || []).map((v, i) => [i, v]) })), { yLabel: "USD", xFormat: v => `month ${v.toFixed(0)}` });
-    if (tco.breakeven_month !== undefined) $("#advice").textContent += ` Break-even vs on-demand: month ${tco.breakeven_month ?? "never"}.`;
+    if (tco.breakeven_month !== undefined) $("#advice").textContent += ` Buying 8 × ${tco.gpu} (${tco.server}) vs renting ${tco.instance} on demand at 70 % utilization breaks even at month ${tco.breakeven_month != null ? tco.breakeven_month.toFixed(1) : "never"}; buying wins above ${(100 * tco.breakeven_utilization).toFixed(0)} % utilization.`;
   } catch (e) { $("#breakeven").innerHTML = unavailable(e); }
 }
 
@@ -288,7 +289,7 @@ async function pagePlanner(main) {
     <div class="card"><h3>Serve</h3><form class="inline" id="f-serve"><label>parameters<input name="params" value="70e9"></label><label>GPU<input name="gpu" value="H100"></label>
       <label>context<input name="context" value="8192"></label><label>concurrency<input name="concurrency" value="32"></label><label>precision<input name="precision" value="bf16"></label><button>Plan</button></form><div id="r-serve"></div></div>
     <div class="card"><h3>TCO</h3><form class="inline" id="f-tco"><label>GPU<input name="gpu" value="H100"></label><label>GPUs<input name="gpus" value="8"></label>
-      <label>utilization<input name="utilization" value="0.7"></label><label>months<input name="months" value="36"></label><button>Plan</button></form><div id="r-tco"></div><div id="c-tco"></div></div></div>`;
+      <label>utilization<input name="utilization" value="0.7"></label><label>months<input name="horizon_months" value="36"></label><button>Plan</button></form><div id="r-tco"></div><div id="c-tco"></div></div></div>`;
   const num = v => (v === "" || v === null) ? undefined : (isNaN(+v) ? v : +v);
   const bind = (form, path, out, after) => $(form).onsubmit = async ev => {
     ev.preventDefault();

@@ -20,6 +20,7 @@ function niceMax(v) {
 function fmtNum(v) {
   if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (Math.abs(v) >= 1e3) return (v / 1e3).toFixed(1) + "k";
+  if (v !== 0 && Math.abs(v) < 0.01) return v.toPrecision(2);
   return Math.abs(v) < 10 ? v.toFixed(2).replace(/\.?0+$/, "") : v.toFixed(0);
 }
 
@@ -27,7 +28,7 @@ function fmtNum(v) {
 function lineChart(container, series, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = 10, B = 28;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, });
   const xs = series.flatMap(s => s.points.map(p => p[0]));
   const ys = series.flatMap(s => s.points.map(p => p[1])).filter(v => v !== null && isFinite(v));
   if (!xs.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
@@ -64,7 +65,7 @@ function lineChart(container, series, opts) {
 function barChart(container, bars, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = 10, B = 40;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, });
   if (!bars.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
   const yMax = niceMax(Math.max(...bars.map(b => b.value), 0));
   const bw = (W - L - R) / bars.length;
