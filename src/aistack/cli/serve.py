@@ -240,28 +240,13 @@ def update(
     """Rolling update to another model version, with no failed request."""
     from aistack.serving import manager
 
-    target = _target_ref(manager.status(name), to)
+    target = manager.target_ref(manager.status(name), to)
     st = manager.update(name, target, wait_s=wait_s or None)
     if as_json:
         _out(st)
         return
     ro = st.get("rollout") or {}
     _console().print(f"{name}: {ro.get('state')} — {ro.get('message')}")
-
-
-def _target_ref(st: dict[str, Any], to: str) -> str:
-    """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given."""
-    if any(to.startswith(p) for p in ("models:/", "runs:/", "builtin:", "/", "file:")) or "@" in to:
-        return to
-    uri = str(st.get("model_uri") or "")
-    base = (
-        uri[len("models:/") :].split("/")[0].split("@")[0] if uri.startswith("models:/") else None
-    )
-    if to.startswith(":") and base:
-        return f"{base}{to}"
-    if base and ":" not in to:
-        return f"{base}@{to}"
-    return to
 
 
 @app.command("scale")

@@ -138,7 +138,7 @@ class ProcessLauncher:
         threading.Thread(target=_kill_later, daemon=True, name=f"stop-{handle}").start()
 
 
-_JOB_RUNNING = {"QUEUED", "PENDING", "STARTING", "RUNNING", "PREEMPTED", "SUSPENDED"}
+_JOB_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST"}
 
 
 class JobLauncher:
@@ -180,6 +180,8 @@ class JobLauncher:
             },
             "priority": priority,
             "retries": 0,
+            "kind": "service",
+            "preemptible": False,
         }
         job = self.client.submit(spec)
         return str(job["id"])
@@ -187,15 +189,16 @@ class JobLauncher:
     def status(self, handle: str) -> LaunchStatus:
         job = self.client.get_job(handle)
         state = str(job.get("state", "")).upper()
-        host = job.get("node_address") or job.get("node") or None
+        host = job.get("node_address") or None
         if state in ("QUEUED", "PENDING"):
             return LaunchStatus(state="pending", reason=job.get("pending_reason"), host=host)
-        if state in _JOB_RUNNING:
+        if state not in _JOB_FINAL:
             return LaunchStatus(state="running", host=host)
+        why = job.get("failure_reason") or job.get("reason")
         return LaunchStatus(
             state="exited",
             exit_code=job.get("exit_code"),
-            reason=f"job {state.lower()}" + (f": {job['reason']}" if job.get("reason") else ""),
+            reason=f"job {job.get('id', handle)} {state.lower()}" + (f": {why}" if why else ""),
         )
 
     def stop(self, handle: str, grace_s: float = 10.0) -> None:

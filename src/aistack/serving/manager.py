@@ -352,6 +352,16 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                     stopped += 1
                 except (ProcessLookupError, PermissionError):
                     pass
+    if final.get("launcher") == "jobs":
+        for r in final.get("replicas", []):
+            if r.get("handle") and r.get("state") not in ("stopped", "failed"):
+                try:
+                    from aistack.client import Client
+
+                    Client().cancel(r["handle"])
+                    stopped += 1
+                except Exception:  # already finished, or the server is gone
+                    pass
     graveyard = services_dir() / ".deleted"
     graveyard.mkdir(exist_ok=True)
     dest = graveyard / f"{name}-{int(time.time())}"
@@ -370,11 +380,32 @@ def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str,
             continue
         lines = f.read_text(errors="replace").splitlines()
         out[f.stem] = lines[-tail:] if tail > 0 else lines
+    for r in _replica_handles(name):
+        # replicas run as aistack jobs: their output is the job's log on the server
+        if r["id"] not in out and (not replica or r["id"] == replica):
+            try:
+                from aistack.client import Client
+
+                text = Client().logs(r["handle"]).get("text", "")
+                lines = text.splitlines()
+                out[r["id"]] = lines[-tail:] if tail > 0 else lines
+            except Exception as exc:  # the server may be gone; say so instead of failing
+                out[r["id"]] = [f"(log of job {r['handle']} unavailable: {exc})"]
     if replica and not out:
         raise NotFoundError(
             f"service {name!r} has no replica {replica!r}", hint="see serve status for replica ids"
         )
     return out
+
+
+def _replica_handles(name: str) -> list[dict[str, Any]]:
+    try:
+        st = json.loads((service_dir(name) / "state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if st.get("launcher") != "jobs":
+        return []
+    return [r for r in st.get("replicas", []) if r.get("handle")]
 
 
 def _num(stem: str) -> int:

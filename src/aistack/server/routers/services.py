@@ -1,0 +1,103 @@
+"""/services: deploy registered models as autoscaled endpoints (aistack.serving).
+
+The logic lives in :mod:`aistack.serving.manager` (shared with ``aistack serve``); each
+service runs its own controller process, so these calls return without waiting for
+replicas (poll ``GET /services/{name}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, status
+
+from aistack.server.schemas.services import (
+    ServiceCreate,
+    ServiceDeleted,
+    ServiceLogs,
+    ServicePublic,
+    ServiceScale,
+    ServiceSummary,
+    ServiceUpdate,
+)
+
+router = APIRouter(tags=["services"])
+
+
+def _public(st: dict[str, Any]) -> ServicePublic:
+    keep = set(ServicePublic.model_fields)
+    data = {k: v for k, v in st.items() if k in keep}
+    data["autoscaler"] = data.get("autoscaler") or {}
+    return ServicePublic(**data)
+
+
+@router.get("/services", response_model=list[ServiceSummary])
+def list_services() -> list[ServiceSummary]:
+    from aistack.serving import manager
+
+    return [ServiceSummary(**s) for s in manager.list_services()]
+
+
+@router.post("/services", response_model=ServicePublic, status_code=status.HTTP_201_CREATED)
+def deploy(body: ServiceCreate) -> ServicePublic:
+    from aistack.serving import manager
+
+    st = manager.deploy(
+        body.model,
+        name=body.name,
+        min_replicas=body.min_replicas,
+        max_replicas=body.max_replicas,
+        gpus=body.gpus,
+        cpus=body.cpus,
+        memory=body.memory,
+        priority=body.priority,
+        launcher=body.launcher,
+        max_batch_size=body.max_batch_size,
+        max_wait_ms=body.max_wait_ms,
+        target_inflight=body.target_inflight,
+        downscale_cooldown_s=body.cooldown_s,
+        project=body.project,
+        wait_ready_s=None,
+    )
+    return _public(st)
+
+
+@router.get("/services/{name}", response_model=ServicePublic)
+def get_service(name: str) -> ServicePublic:
+    from aistack.serving import manager
+
+    return _public(manager.status(name))
+
+
+@router.post("/services/{name}/update", response_model=ServicePublic)
+def update_service(name: str, body: ServiceUpdate) -> ServicePublic:
+    """Start a rolling update; the rollout's progress is in ``rollout`` of GET /services/{name}."""
+    from aistack.serving import manager
+
+    target = manager.target_ref(manager.status(name), body.to)
+    return _public(manager.update(name, target, wait_s=None))
+
+
+@router.post("/services/{name}/scale", response_model=dict[str, Any])
+def scale_service(name: str, body: ServiceScale) -> dict[str, Any]:
+    from aistack.serving import manager
+
+    return manager.scale(name, min_replicas=body.min_replicas, max_replicas=body.max_replicas)
+
+
+@router.delete("/services/{name}", response_model=ServiceDeleted)
+def delete_service(name: str) -> ServiceDeleted:
+    from aistack.serving import manager
+
+    return ServiceDeleted(**manager.delete(name))
+
+
+@router.get("/services/{name}/logs", response_model=ServiceLogs)
+def service_logs(
+    name: str,
+    replica: str | None = Query(default=None, description="one replica id, e.g. r2"),
+    tail: int = Query(default=100, ge=0, le=100_000),
+) -> ServiceLogs:
+    from aistack.serving import manager
+
+    return ServiceLogs(name=name, logs=manager.logs(name, replica=replica, tail=tail))
