@@ -61,12 +61,15 @@ class AllocationRecord:
     cpu_util: float | None  # mean percent over the allocation
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, index: int | None = None) -> AllocationRecord:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, index: int | None = None, allow_extra: bool = True
+    ) -> AllocationRecord:
+        """Parse one record; the server may add fields (attempt, memory...), ignored unless ``allow_extra=False``."""
         where = f"records[{index}]" if index is not None else "record"
         if not isinstance(data, Mapping):
             raise ValidationError(f"{where}: expected an object with fields {', '.join(FIELDS)}")
         unknown = set(data) - set(FIELDS)
-        if unknown:
+        if unknown and not allow_extra:
             raise ValidationError(
                 f"{where}: unknown field(s) {', '.join(sorted(unknown))}",
                 hint=f"fields are {', '.join(FIELDS)}",

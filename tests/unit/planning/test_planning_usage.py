@@ -167,7 +167,8 @@ def test_records_from_json_and_validation() -> None:
         with pytest.raises(ValidationError, match=needle):
             AllocationRecord.from_dict({**bad, field: value}, index=0)
     with pytest.raises(ValidationError, match="unknown field"):
-        AllocationRecord.from_dict({**bad, "gpu": 1})
+        AllocationRecord.from_dict({**bad, "gpu": 1}, allow_extra=False)
+    assert AllocationRecord.from_dict({**bad, "attempt": 2}) == recs[0]  # server extras are ignored
 
 
 def test_unpriced_gpu_and_unknown_sheet_are_clear_errors() -> None:
