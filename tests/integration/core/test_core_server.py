@@ -120,3 +120,28 @@ def test_restart_after_kill9_loses_nothing(server) -> None:  # type: ignore[no-u
     assert c.wait(running["id"], timeout=30)["state"] == "SUCCEEDED"
     assert "survived" in c.logs(running["id"])["text"]
     assert c.wait(queued["id"], timeout=30)["state"] == "SUCCEEDED"
+
+
+def test_job_inputs_record_lineage(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from aistack.errors import NotFoundError
+    from aistack.settings import Settings
+    from aistack.storage import Datasets
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("hello")
+    ds = Datasets.from_settings(Settings(home=server.home))
+    v = ds.add("corpus", str(data), message="first")
+    c = server.client()
+    with pytest.raises(NotFoundError):
+        c.submit({"command": "true", "inputs": ["corpus@v9"]})
+    job = c.submit({"command": "test -n \"$AISTACK_JOB_ID\"", "inputs": [v.ref]})
+    assert c.wait(job["id"], timeout=30)["state"] == "SUCCEEDED"
+    graph = ds.lineage(v.ref)
+    ids = {n["id"] for n in graph["nodes"]}
+    assert any(job["id"] in i for i in ids), graph
+    refs = ds.references(v.ref)
+    assert any(r["kind"] == "job" and r["id"] == job["id"] for r in refs)
+    assert os.path.isdir(server.home)

@@ -22,8 +22,10 @@ router = APIRouter(tags=["jobs"])
 def submit(body: dict[str, Any] = Body(...), db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)) -> JobPublic:
     spec = parse_spec(body, source="request body")
     nodes = ctx.loop.nodes() if ctx.loop is not None else ctx.executor.inventory()
-    job = svc.submit_job(db, spec, nodes=nodes, datasets=ctx.datasets() if spec.inputs else None)
+    datasets = ctx.datasets() if spec.inputs else None
+    job = svc.submit_job(db, spec, nodes=nodes, datasets=datasets)
     db.commit()
+    svc.link_inputs(datasets, job)
     if ctx.loop is not None:
         ctx.loop.wake()
     from aistack.server.metrics import JOBS_SUBMITTED

@@ -69,11 +69,19 @@ def submit_job(
     session.add(job)
     session.flush()
     add_event(session, job_id, "submitted", f"queued with priority {spec.priority}")
-    if spec.inputs and datasets is not None:
-        for ref in spec.inputs:
-            datasets.add_reference(ref, "job", job_id)
-        datasets.record_lineage(inputs=list(spec.inputs), job_id=job_id, outputs=[])
     return job
+
+
+def link_inputs(datasets: Any, job: Job) -> None:
+    """Reference the job's input dataset versions (gc keeps them) and record lineage.
+    Call after the job is committed: the catalog may share the SQLite file, and SQLite has one
+    writer at a time."""
+    inputs = list((job.spec or {}).get("inputs") or [])
+    if not inputs or datasets is None:
+        return
+    for ref in inputs:
+        datasets.add_reference(ref, "job", job.id)
+    datasets.record_lineage(inputs=inputs, job_id=job.id, outputs=[])
 
 
 def _default_user() -> str:
