@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     schedule_interval_s: float = 0.2
     monitor_interval_s: float = 2.0
     cancel_grace_s: float = 10.0
+    # a job (re)started less than this long ago is not preempted (anti-thrashing)
+    preempt_protect_s: float = 60.0
     # scheduling policy name (see aistack.scheduler.policies)
     policy: str = "default"
     # local executor: how many CPU slots this node offers (default: all cores)

@@ -42,7 +42,6 @@ from aistack.settings import Settings
 
 log = logging.getLogger(__name__)
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0  # fair-share decay (Slurm's PriorityDecayHalfLife default)
-PREEMPT_PROTECT_S = 60.0  # a (re)started job may not be preempted for this long
 
 
 def _epoch(t: dt.datetime | None) -> float:
@@ -86,6 +85,7 @@ class SchedulerLoop:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
+        self._teach_policy()
         self._thread = threading.Thread(target=self._run, name="aistack-scheduler", daemon=True)
         self._thread.start()
 
@@ -94,6 +94,21 @@ class SchedulerLoop:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+
+    def _teach_policy(self, limit: int = 20_000) -> None:
+        """Replay finished jobs' runtimes into a learning policy (the default learns the
+        service distribution per job size from what finished)."""
+        observe = getattr(self.policy, "observe", None)
+        if observe is None:
+            return
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Job).where(Job.state.in_(("SUCCEEDED", "FAILED", "TIMEOUT")), Job.started_at.is_not(None))
+                .order_by(Job.seq.desc()).limit(limit)
+            ).scalars().all()
+            for j in reversed(rows):
+                if j.finished_at and j.started_at:
+                    observe((j.finished_at - j.started_at).total_seconds(), _job_gpus(j))
 
     def wake(self) -> None:
         self._wake.set()
@@ -200,6 +215,9 @@ class SchedulerLoop:
                 job.state, job.finished_at = "FAILED", now
                 job.failure_reason = reason if st.state != "lost" else f"lost: {reason}"
                 add_event(s, job.id, st.state, job.failure_reason)
+        observe = getattr(self.policy, "observe", None)
+        if observe is not None and job.state in ("SUCCEEDED", "FAILED", "TIMEOUT") and job.started_at:
+            observe((now - job.started_at).total_seconds(), _job_gpus(job))
         if self.on_finish is not None:
             try:
                 self.on_finish(job, st)
@@ -338,7 +356,7 @@ class SchedulerLoop:
         job.allocation = alloc.to_dict()
         job.state, job.started_at = "RUNNING", now
         job.pending_reason, job.estimated_start = None, None
-        job.protected_until = _from_epoch(time.time() + PREEMPT_PROTECT_S)
+        job.protected_until = _from_epoch(time.time() + self.settings.preempt_protect_s)
         gpu_types = {n.name: n.gpu_type for n in self.nodes()}
         for node, a in alloc.nodes.items():
             s.add(AllocationRow(
@@ -393,6 +411,11 @@ class SchedulerLoop:
             sample.update(cpu_percent=live["cpu_percent"], memory_used_mb=live["memory_used_mb"],
                           memory_total_mb=live["memory_total_mb"], gpu_percent=sum(g) / len(g) if g else None)
         self.history.append(sample)
+
+
+def _job_gpus(j: Job) -> int:
+    r = (j.spec or {}).get("resources") or {}
+    return int(r.get("gpus", 0) or 0) * int(r.get("nodes", 1) or 1)
 
 
 def _max_rt(spec: dict[str, Any]) -> float | None:
