@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/mlflow"
 _MOUNTED: dict[str, Any] = {}
+_STATE: dict[str, Any] = {}
 
 
 def backend_store_uri(settings: Settings) -> str:
@@ -148,16 +150,92 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     return wrapped
 
 
-def mount_mlflow(app: fastapi.FastAPI, settings: Settings) -> None:
+class _BackgroundMlflow:
+    """ASGI app that loads MLflow in a thread and forwards to it once loaded.
+
+    Importing MLflow's server takes ~5 s of CPU on a quiet 2-core machine (far more on a
+    busy one); loading it in the background lets the aistack server answer at once. A
+    request to /mlflow that arrives during the load waits for it (up to ``wait_s``) instead of
+    failing; if loading failed, it gets 503 with the reason.
+    """
+
+    def __init__(self, settings: Settings, *, wait_s: float = 300.0) -> None:
+        self.wait_s = wait_s
+        self.app: Any = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.started = time.perf_counter()
+        self.thread = threading.Thread(
+            target=self._load, args=(settings,), name="aistack-mlflow-load", daemon=True
+        )
+        self.thread.start()
+
+    def _load(self, settings: Settings) -> None:
+        try:
+            self.app = create_mlflow_asgi(settings)
+        except BaseException as exc:  # noqa: BLE001 - reported on every request
+            self.error = exc
+            log.error("MLflow could not start: %s", exc)
+        finally:
+            self.ready.set()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        if not self.ready.is_set():
+            import asyncio
+
+            deadline = time.monotonic() + self.wait_s
+            while not self.ready.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        if self.app is not None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        from starlette.responses import JSONResponse
+
+        msg = (
+            f"MLflow failed to start: {self.error}"
+            if self.error is not None
+            else f"MLflow is still starting after {self.wait_s:.0f} s"
+        )
+        await JSONResponse(
+            {"code": "backend_error", "message": msg, "hint": "see the server log", "details": {}},
+            status_code=503,
+        )(scope, receive, send)
+
+
+def mount_mlflow(app: fastapi.FastAPI, settings: Settings, *, background: bool = True) -> None:
     """Embed MLflow (UI + REST + proxied artifacts) in ``app`` under ``/mlflow``.
 
-    Call it after every other route is added. Honors ``settings.mlflow_enabled``.
+    Call it after every other route is added. Honors ``settings.mlflow_enabled``. With
+    ``background`` (the default) MLflow loads in a thread and the call returns at once;
+    :func:`mlflow_status` tells whether it is ready.
     """
     if not settings.mlflow_enabled:
         log.info("MLflow disabled (AISTACK_MLFLOW_ENABLED=false)")
         return
-    asgi = create_mlflow_asgi(settings)
+    asgi: Any
+    if background:
+        asgi = _BackgroundMlflow(settings)
+        _STATE["loader"] = asgi
+    else:
+        asgi = create_mlflow_asgi(settings)
     app.mount(PREFIX, asgi, name="mlflow")
+
+
+def mlflow_status() -> dict[str, Any]:
+    """``{"state": "off"|"starting"|"ready"|"failed", "error": str|None, "init_s": float|None}``."""
+    loader = _STATE.get("loader")
+    if loader is not None and not loader.ready.is_set():
+        return {"state": "starting", "error": None, "init_s": None}
+    if loader is not None and loader.error is not None:
+        return {"state": "failed", "error": str(loader.error), "init_s": None}
+    if _MOUNTED:
+        return {"state": "ready", "error": None, "init_s": _MOUNTED.get("init_s")}
+    return {"state": "off", "error": None, "init_s": None}
 
 
 def _mlflow_version() -> str:
@@ -194,8 +272,8 @@ def create_app(settings: Settings, *, token: str | None = None) -> fastapi.FastA
             return await call_next(request)
 
     @app.get("/healthz")
-    def _health() -> dict[str, str]:
-        return {"status": "ok"}
+    def _health() -> dict[str, Any]:
+        return {"status": "ok", "mlflow": mlflow_status()}
 
     mount_mlflow(app, settings)
     return app

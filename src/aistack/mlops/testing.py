@@ -43,7 +43,8 @@ class TrackingServer:
         self.startup_timeout_s = startup_timeout_s
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s: float | None = None
+        self.startup_s: float | None = None  # until /mlflow/health answers (tracking ready)
+        self.api_ready_s: float | None = None  # until /healthz answers (server accepting)
         self.log_path = self.home / "mlflow-server.log"
 
     @property
@@ -70,6 +71,7 @@ class TrackingServer:
         if self.token:
             cmd += ["--token", self.token]
         t0 = time.perf_counter()
+        self.api_ready_s = self.startup_s = None
         logf = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
@@ -80,10 +82,15 @@ class TrackingServer:
                     f"tracking server exited with {self.proc.returncode}: {self._log_tail()}"
                 )
             try:
-                r = httpx.get(f"{self.tracking_uri}/health", headers=self.headers(), timeout=1.0)
+                if self.api_ready_s is None:
+                    httpx.get(f"{self.url}/healthz", timeout=1.0).raise_for_status()
+                    self.api_ready_s = time.perf_counter() - t0
+                r = httpx.get(f"{self.tracking_uri}/health", headers=self.headers(), timeout=60)
                 if r.status_code == 200:
                     self.startup_s = time.perf_counter() - t0
                     return self
+                if r.status_code == 503:
+                    raise BackendError(f"tracking server failed: {r.text}")
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)

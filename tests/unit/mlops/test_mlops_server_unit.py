@@ -1,0 +1,42 @@
+"""The background MLflow loader answers 503 with the reason when MLflow cannot start."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+from fastapi import FastAPI  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from aistack.mlops import server  # noqa: E402
+from aistack.settings import Settings  # noqa: E402
+
+
+def test_failed_start_is_a_503_with_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    loader = server._BackgroundMlflow(Settings(home=blocker / "home"), wait_s=30)
+    loader.thread.join(timeout=30)
+    assert loader.ready.is_set() and loader.error is not None
+    app = FastAPI()
+    app.mount("/mlflow", loader)
+    with TestClient(app) as tc:
+        r = tc.get("/mlflow/health")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["code"] == "backend_error"
+    assert body["message"].startswith("MLflow failed to start:")
+    assert "file" in body["message"]
+
+
+def test_status_off_when_not_mounted(monkeypatch):
+    monkeypatch.setattr(server, "_STATE", {})
+    monkeypatch.setattr(server, "_MOUNTED", {})
+    assert server.mlflow_status() == {"state": "off", "error": None, "init_s": None}
+
+
+def test_disabled_setting_mounts_nothing(tmp_path):
+    app = FastAPI()
+    server.mount_mlflow(app, Settings(home=tmp_path, mlflow_enabled=False))
+    assert [r for r in app.routes if getattr(r, "path", "") == "/mlflow"] == []
