@@ -189,3 +189,41 @@ def token_prf(predicted: str, expected: str) -> tuple[float, float, float]:
     rec = overlap / sum(g.values()) if g else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     return prec, rec, f1
+
+
+def repeat_corpus(sources: list[str], out_dir: str, *, n_docs: int, n_files: int = 8) -> list[str]:
+    """Benchmark input: the HTML pages of ``sources`` (WARC/ARC files) written again and again
+    into ``n_files`` gzip WARC files until ``n_docs`` pages exist (URLs get ``?copy=N``).
+    Returns the file paths."""
+    from pathlib import Path
+
+    from aistack.webdata.crawler import WarcWriter
+    from aistack.webdata.readers import iter_html
+
+    pages = []
+    for s in sources:
+        for rec in iter_html(s):
+            ct = rec.http_headers.get("content-type") or "text/html"
+            block = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {len(rec.body)}\r\n\r\n".encode()
+                + rec.body
+            )
+            pages.append((rec.url or "http://unknown/", block))
+    if not pages:
+        raise ValueError("no HTML pages in the sources")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = [WarcWriter(out / f"bench-{i:03d}.warc.gz") for i in range(n_files)]
+    for k in range(n_docs):
+        url, block = pages[k % len(pages)]
+        sep = "&" if "?" in url else "?"
+        writers[k % n_files].write(
+            "response",
+            f"{url}{sep}copy={k // len(pages)}",
+            block,
+            content_type="application/http; msgtype=response",
+            date="2024-01-01T00:00:00Z",
+        )
+    for w in writers:
+        w.close()
+    return [str(w.path) for w in writers]

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from aistack.errors import ValidationError
@@ -194,26 +194,61 @@ def _find_duplicates(items: list[str]) -> tuple[int, int]:
     return dup_n, dup_chars
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
-    grams = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    if not grams:
-        return 0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count
+class _NGrams:
+    """Word n-gram keys of one document as uint64 arrays (polynomial hash of per-document
+    word ids), so repetition statistics cost numpy passes instead of string joins."""
 
+    _M = np.uint64(0x9E3779B97F4A7C15)
 
-def _dup_ngram_chars(words: list[str], n: int) -> int:
-    seen: set[str] = set()
-    repeated = idx = 0
-    while idx < len(words) - n + 1:
-        gram = "".join(words[idx : idx + n])
-        if gram in seen:
-            repeated += len(gram)
-            idx += n
-        else:
-            seen.add(gram)
-            idx += 1
-    return repeated
+    def __init__(self, words: list[str]) -> None:
+        ids: dict[str, int] = {}
+        self.ids = np.fromiter(
+            (ids.setdefault(w, len(ids) + 1) for w in words), dtype=np.uint64, count=len(words)
+        )
+        self.wlen = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        self.cum = np.concatenate(([0], np.cumsum(self.wlen)))
+        self._keys: dict[int, np.ndarray] = {1: self.ids}
+
+    def keys(self, n: int) -> np.ndarray:
+        if n not in self._keys:
+            prev = self.keys(n - 1)
+            with np.errstate(over="ignore"):
+                self._keys[n] = prev[:-1] * self._M + self.ids[n - 1 :]
+        return self._keys[n]
+
+    def chars(self, n: int) -> np.ndarray:
+        """Characters of each n-gram without separators."""
+        return self.cum[n:] - self.cum[:-n]
+
+    def top_chars(self, n: int) -> int:
+        """len(" ".join(most common n-gram)) × its count (ties: the first seen, as Counter)."""
+        k = self.keys(n)
+        if len(k) == 0:
+            return 0
+        _, first, counts = np.unique(k, return_index=True, return_counts=True)
+        best = counts.max()
+        i = int(first[counts == best].min())
+        return (int(self.chars(n)[i]) + n - 1) * int(best)
+
+    def dup_chars(self, n: int) -> int:
+        """Characters in n-grams repeating an earlier one, skipping n words after each (the
+        greedy scan of the Gopher reference implementation)."""
+        k = self.keys(n)
+        if len(k) == 0 or len(np.unique(k)) == len(k):
+            return 0
+        keys = k.tolist()
+        lens = self.chars(n).tolist()
+        seen: set[int] = set()
+        rep = idx = 0
+        while idx < len(keys):
+            key = keys[idx]
+            if key in seen:
+                rep += lens[idx]
+                idx += n
+            else:
+                seen.add(key)
+                idx += 1
+        return rep
 
 
 class GopherRepetitionParams(Params):
@@ -255,12 +290,12 @@ class GopherRepetitionFilter(Filter):
             return False, "dup_line_frac"
         if p.dup_line_char_frac is not None and c_dup / len(text) > p.dup_line_char_frac:
             return False, "dup_line_char_frac"
-        words = split_words(text)
+        grams = _NGrams(split_words(text))
         for n, frac in sorted(p.top_n_grams.items()):
-            if _top_ngram_chars(words, n) / len(text) > frac:
+            if grams.top_chars(n) / len(text) > frac:
                 return False, f"top_{n}_gram"
         for n, frac in sorted(p.dup_n_grams.items()):
-            if _dup_ngram_chars(words, n) / len(text) > frac:
+            if grams.dup_chars(n) / len(text) > frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
 

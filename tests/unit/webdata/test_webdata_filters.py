@@ -226,3 +226,47 @@ def test_unknown_parameter_rejected() -> None:
 
     with pytest.raises(PydanticError, match="min_doc_wrds"):
         GopherQualityFilter(min_doc_wrds=3)
+
+
+# ---- the vectorised repetition statistics equal the string-based reference (datatrove's)
+
+
+def _top_ref(words: list[str], n: int) -> int:
+    from collections import Counter
+
+    grams = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0
+    g, c = grams.most_common(1)[0]
+    return len(g) * c
+
+
+def _dup_ref(words: list[str], n: int) -> int:
+    seen: set[str] = set()
+    rep = idx = 0
+    while idx < len(words) - n + 1:
+        g = "".join(words[idx : idx + n])
+        if g in seen:
+            rep += len(g)
+            idx += n
+        else:
+            seen.add(g)
+            idx += 1
+    return rep
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "bb", "the", "cat", "sat", "on", "mat"]), max_size=80),
+    st.integers(2, 10),
+)
+def test_ngram_stats_match_reference(words: list[str], n: int) -> None:
+    from aistack.webdata.filters import _NGrams
+
+    g = _NGrams(words)
+    assert g.top_chars(n) == _top_ref(words, n)
+    assert g.dup_chars(n) == _dup_ref(words, n)
