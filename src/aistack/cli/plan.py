@@ -291,3 +291,61 @@ def catalog_cmd(
         )
     else:
         typer.echo(render_catalog(cat, today=day, kind=kind), nl=False)
+
+
+@app.command("hybrid")
+def hybrid(
+    trace: Path = typer.Option(
+        None, "--trace", help="job trace CSV: submission_time (s), duration (s), num_gpu"
+    ),
+    records: Path = typer.Option(
+        None, "--records", help="allocation records JSON (as `aistack cost report` reads)"
+    ),
+    gpu: str = typer.Option(None, "--gpu", help="accelerator to price the demand on, e.g. H100"),
+    server: str = typer.Option(None, "--server", help="on-prem server, e.g. hgx-h100-oem"),
+    instance: str = typer.Option(None, "--instance", help="cloud instance for the overflow"),
+    step_minutes: float = typer.Option(
+        60.0, "--step-minutes", help="resolution of the demand profile"
+    ),
+    catalog: list[Path] = CatalogOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replay a measured demand against every fleet size: own N servers, rent the overflow; the cheapest wins."""
+    import json as _json
+
+    from aistack.planning.report import render_hybrid
+    from aistack.planning.whatif import demand_profile, hybrid_sweep, read_trace_csv
+
+    if (trace is None) == (records is None):
+        raise ValidationError(
+            "give exactly one of --trace or --records", hint="e.g. --trace cluster.csv --gpu H100"
+        )
+    if trace is not None:
+        intervals = read_trace_csv(str(trace))
+    else:
+        from aistack.planning.usage import parse_records
+
+        try:
+            data = _json.loads(Path(records).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValidationError(f"--records: cannot read {str(records)!r}: {exc}") from exc
+        recs = parse_records(data)
+        now = dt.datetime.now(dt.UTC)
+        intervals = [(r.start.timestamp(), (r.end or now).timestamp(), r.gpus) for r in recs]
+        if gpu is None and server is None and instance is None:
+            types = {r.gpu_type for r in recs if r.gpus and r.gpu_type}
+            gpu = next(iter(types)) if len(types) == 1 else None
+    step_s = step_minutes * 60.0
+    prof = demand_profile(intervals, step_s=step_s)
+    sweep = hybrid_sweep(
+        prof,
+        step_h=step_s / 3600.0,
+        gpu=gpu,
+        server=server,
+        instance=instance,
+        catalog=_catalog(catalog),
+    )
+    if as_json:
+        print_json(sweep.to_dict())
+    else:
+        typer.echo(render_hybrid(sweep), nl=False)

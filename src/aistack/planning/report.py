@@ -15,6 +15,7 @@ from aistack.planning.inference import ServePlan
 from aistack.planning.tco import TcoResult
 from aistack.planning.training import TrainPlan
 from aistack.planning.usage import UsageReport, UsageRow
+from aistack.planning.whatif import HybridSweep
 
 
 def table(
@@ -313,4 +314,41 @@ def render_catalog(cat: Catalog, *, today: dt.date, kind: str | None = None) -> 
             f"  {f.kind} {f.name} {f.field}: as of {f.as_of.isoformat()} ({f.age_days(today):,} days old)"
             for f in stale
         ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- what-if: own N, burst the rest ---------------------------------------------------------
+def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
+    opts = s.options
+    if len(opts) > max_rows:  # keep the ends, the best and its neighbours
+        i = opts.index(s.best)
+        keep = sorted(
+            {0, 1, len(opts) - 1, *range(max(0, i - 3), min(len(opts), i + 4))}
+            | set(range(0, len(opts), max(1, len(opts) // (max_rows - 7))))
+        )
+        opts = [opts[k] for k in keep]
+    rows = [
+        [
+            str(o.servers),
+            str(o.owned_gpus),
+            pct(o.owned_utilization) if o.servers else "-",
+            f"{o.burst_gpu_hours / s.span_hours * 730:,.0f}",
+            usd(o.cost_usd_per_month),
+            "<- cheapest" if o == s.best else "",
+        ]
+        for o in opts
+    ]
+    lines = [
+        f"Own vs burst: {s.span_hours / 24:,.1f} days of demand, {s.demand_gpu_hours:,.0f} GPU-hours "
+        f"(mean {s.mean_gpus:,.1f}, peak {s.peak_gpus:,.0f} GPUs); own {s.server}, burst {s.instance} at "
+        f"{usd(s.cloud_usd_per_gpu_hour)}/GPU-h",
+        "",
+        table(
+            ["servers", "owned GPUs", "owned busy", "burst GPU-h/month", "cost/month", ""],
+            rows,
+            right=(0, 1, 2, 3, 4),
+        ),
+        "",
+        s.sentence(),
+    ]
     return "\n".join(lines) + "\n"

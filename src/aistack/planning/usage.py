@@ -529,6 +529,10 @@ def price_usage(
     rec_text, detail = _recommend(
         gpu_hours_by_type, util_weighted, util_hours, peaks, window_h, cat
     )
+    if detail.get("server"):
+        rec_text, detail = _add_hybrid(
+            rec_text, detail, intervals[detail["gpu"]], since_, now_, cat
+        )
     return UsageReport(
         since=since_,
         until=now_,
@@ -547,6 +551,34 @@ def price_usage(
         recommendation_detail=detail,
         notes=notes,
     )
+
+
+def _add_hybrid(
+    text: str,
+    detail: dict[str, Any],
+    intervals: Sequence[tuple[dt.datetime, dt.datetime, int]],
+    since: dt.datetime,
+    until: dt.datetime,
+    cat: Catalog,
+) -> tuple[str, dict[str, Any]]:
+    """Replay the measured hourly demand against every fleet size (own some, burst the rest)."""
+    from aistack.planning.whatif import demand_profile, hybrid_sweep
+
+    ivs = [(x.timestamp(), y.timestamp(), g) for x, y, g in intervals]
+    prof = demand_profile(ivs, origin=since.timestamp(), end=until.timestamp())
+    try:
+        sweep = hybrid_sweep(
+            prof, server=detail["server"], instance=detail["instance"], catalog=cat
+        )
+    except (ValidationError, NotFoundError):
+        return text, detail
+    detail = {
+        **detail,
+        "hybrid_best_owned_gpus": sweep.best.owned_gpus,
+        "hybrid_best_usd_per_month": sweep.best.cost_usd_per_month,
+        "all_cloud_usd_per_month": sweep.all_cloud.cost_usd_per_month,
+    }
+    return f"{text} {sweep.sentence()}", detail
 
 
 def _peak_concurrency(intervals: Sequence[tuple[dt.datetime, dt.datetime, int]]) -> int:

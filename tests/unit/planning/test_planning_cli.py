@@ -182,3 +182,17 @@ def test_main_prints_error_without_traceback(aistack_home: Path) -> None:
     )
     assert out.returncode == 2
     assert "no number of H100-SXM GPUs can finish" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_plan_hybrid_from_trace(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text(
+        "job_id,submission_time,duration,num_gpu\n"
+        + "".join(f"j{i},{i * 3600},{3600 * 20},8\n" for i in range(200))
+    )
+    res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["best"]["cost_usd"] <= d["all_cloud"]["cost_usd"] and d["peak_gpus"] > 0
+    res = runner.invoke(plan_app, ["hybrid", "--gpu", "H100"])
+    assert isinstance(res.exception, ValidationError) and "--trace" in str(res.exception)

@@ -1,0 +1,222 @@
+"""What-if: how many GPUs to own for a measured demand profile, bursting the rest to the cloud.
+
+The flat-utilization hybrid in :mod:`aistack.planning.tco` assumes a steady base load. Real
+demand moves: this module replays a demand profile (GPUs wanted per time step, from allocation
+records or a job trace) against every fleet size in whole servers: the owned GPUs serve what they
+can, the overflow is rented on-demand; the cheapest fleet is the answer.
+
+Costs per fleet size over the profile's span: owned servers at their amortized monthly cost
+(annuity over the depreciation life at the cost of capital, plus power at the measured
+utilization, hosting and staff) + overflow GPU-hours at the cloud price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, default_catalog
+from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
+
+
+def demand_profile(
+    intervals: Iterable[tuple[float, float, int]],
+    *,
+    step_s: float = 3600.0,
+    origin: float | None = None,
+    end: float | None = None,
+) -> list[float]:
+    """Mean GPUs in use per step from (start_s, end_s, gpus) intervals.
+
+    The profile runs from ``origin`` (default: the earliest start) to ``end`` (default: the
+    latest end); intervals are clipped to that span, idle steps are zeros.
+    """
+    if not (isinstance(step_s, int | float) and math.isfinite(step_s) and step_s > 0):
+        raise ValidationError(f"step_s: must be a positive number of seconds, got {step_s!r}")
+    ivs = [(float(a), float(b), int(g)) for a, b, g in intervals if g > 0 and b > a]
+    if not ivs and (origin is None or end is None):
+        return []
+    t0 = min(a for a, _, _ in ivs) if origin is None else float(origin)
+    t1 = max(b for _, b, _ in ivs) if end is None else float(end)
+    if t1 <= t0:
+        return []
+    ivs = [(max(a, t0), min(b, t1), g) for a, b, g in ivs if b > t0 and a < t1]
+    n = max(1, math.ceil((t1 - t0) / step_s))
+    # difference array of GPU-seconds per step, exact for partial steps
+    busy = [0.0] * (n + 1)
+    for a, b, g in ivs:
+        a -= t0
+        b -= t0
+        i, j = int(a // step_s), int(b // step_s)
+        if i == j:
+            busy[i] += g * (b - a)
+            continue
+        busy[i] += g * ((i + 1) * step_s - a)
+        for k in range(i + 1, j):
+            busy[k] += g * step_s
+        if j < len(busy):
+            busy[j] += g * (b - j * step_s)
+    return [x / step_s for x in busy[:n]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetOption:
+    servers: int
+    owned_gpus: int
+    owned_utilization: float  # share of owned GPU-hours that served demand
+    burst_gpu_hours: float
+    cost_usd: float  # over the profile's span
+    cost_usd_per_month: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class HybridSweep:
+    gpu: str
+    server: str
+    instance: str
+    cloud_usd_per_gpu_hour: float
+    span_hours: float
+    demand_gpu_hours: float
+    peak_gpus: float
+    mean_gpus: float
+    options: list[FleetOption]
+    best: FleetOption
+    all_cloud: FleetOption
+    own_peak: FleetOption
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def sentence(self) -> str:
+        b, c = self.best, self.all_cloud
+        if b.servers == 0:
+            return (
+                f"For this demand (mean {self.mean_gpus:,.1f}, peak {self.peak_gpus:,.0f} GPUs) renting everything is cheapest: "
+                f"${c.cost_usd_per_month:,.0f} a month on {self.instance}."
+            )
+        save = c.cost_usd_per_month - b.cost_usd_per_month
+        burst_month = b.burst_gpu_hours / self.span_hours * HOURS_PER_MONTH
+        rent = (
+            f"rents {burst_month:,.0f} GPU-hours a month on {self.instance}"
+            if burst_month >= 0.5
+            else "rents nothing"
+        )
+        return (
+            f"For this demand (mean {self.mean_gpus:,.1f}, peak {self.peak_gpus:,.0f} GPUs) the cheapest mix owns "
+            f"{b.owned_gpus} {self.gpu} ({b.servers} x {self.server}, {b.owned_utilization:.0%} busy) and {rent}: "
+            f"${b.cost_usd_per_month:,.0f} a month, ${save:,.0f} less than renting everything on {self.instance}."
+        )
+
+
+def hybrid_sweep(
+    profile: Sequence[float],
+    *,
+    step_h: float = 1.0,
+    gpu: str | None = None,
+    server: str | None = None,
+    instance: str | None = None,
+    tier: PriceTier = "on_demand",
+    catalog: Catalog | None = None,
+) -> HybridSweep:
+    """Cost of owning 0, 1, 2, ... servers (up to the peak) with the overflow rented, over ``profile``."""
+    cat = catalog or default_catalog()
+    if not profile or not any(x > 0 for x in profile):
+        raise ValidationError(
+            "profile: no GPU demand to plan for",
+            hint="give allocation records or a trace with GPU jobs",
+        )
+    if any((not math.isfinite(x)) or x < 0 for x in profile):
+        raise ValidationError("profile: GPU counts must be finite and >= 0")
+    if not (step_h > 0 and math.isfinite(step_h)):
+        raise ValidationError(f"step_h: must be positive, got {step_h!r}")
+    if gpu is None and server is None and instance is None:
+        raise ValidationError("give gpu, server or instance", hint="e.g. --gpu H100")
+    acc_name = cat.accelerator(gpu).name if gpu else None
+    srv: Server = (
+        cat.server(server)
+        if server
+        else cat.default_server(acc_name or cat.instance(str(instance)).accelerator)
+    )
+    inst: Instance = (
+        cat.instance(instance)
+        if instance
+        else cat.default_instance(acc_name or srv.accelerator, tier)
+    )
+    price = inst.gpu_hour_usd(tier)
+    span_h = len(profile) * step_h
+    demand = sum(profile) * step_h
+    peak = max(profile)
+    months = span_h / HOURS_PER_MONTH
+    options: list[FleetOption] = []
+    for n in range(0, math.ceil(peak / srv.gpus) + 1):
+        owned = n * srv.gpus
+        served = sum(min(x, owned) for x in profile) * step_h
+        burst = demand - served
+        if n == 0:
+            own_cost, util = 0.0, 0.0
+        else:
+            util = served / (owned * span_h)
+            own_cost = onprem_cost(srv, n, cat).amortized_month(util) * months
+        total = own_cost + burst * price
+        options.append(
+            FleetOption(
+                servers=n,
+                owned_gpus=owned,
+                owned_utilization=util,
+                burst_gpu_hours=burst,
+                cost_usd=total,
+                cost_usd_per_month=total / months,
+            )
+        )
+    best = min(options, key=lambda o: (o.cost_usd, o.servers))
+    return HybridSweep(
+        gpu=cat.accelerator(srv.accelerator).name,
+        server=srv.name,
+        instance=inst.name,
+        cloud_usd_per_gpu_hour=price,
+        span_hours=span_h,
+        demand_gpu_hours=demand,
+        peak_gpus=peak,
+        mean_gpus=demand / span_h,
+        options=options,
+        best=best,
+        all_cloud=options[0],
+        own_peak=options[-1],
+    )
+
+
+def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[float, float, int]]:
+    """A job trace CSV with ``submission_time`` (s), ``duration`` (s) and ``num_gpu`` columns (ITP/Philly style)."""
+    import csv
+
+    out: list[tuple[float, float, int]] = []
+    try:
+        f = open(path, newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ValidationError(
+            f"trace: cannot read {path!r}: {exc.strerror}", hint="pass a CSV file path"
+        ) from exc
+    with f:
+        reader = csv.DictReader(f)
+        need = {"submission_time", "duration", gpu_column}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise ValidationError(
+                f"trace: {path!r} needs columns {', '.join(sorted(need))}, has {', '.join(reader.fieldnames or [])}",
+                hint="columns: job_id, submission_time (s), duration (s), num_gpu",
+            )
+        for i, row in enumerate(reader, start=2):
+            try:
+                t, d, g = (
+                    float(row["submission_time"]),
+                    float(row["duration"]),
+                    int(float(row[gpu_column])),
+                )
+            except (TypeError, ValueError) as exc:
+                raise ValidationError(f"trace: {path!r} line {i}: not a number ({exc})") from exc
+            if d < 0 or g < 0:
+                raise ValidationError(f"trace: {path!r} line {i}: negative duration or GPU count")
+            out.append((t, t + d, g))
+    return out
