@@ -99,3 +99,17 @@ def test_bad_input_is_4xx_with_field(client: TestClient) -> None:
         "/api/v1/plan/train", json={"params": 405e9, "tokens": 15e12, "gpu": "H100", "days": 0.5}
     )
     assert r.status_code == 422 and "fastest possible" in r.json()["message"]
+
+
+def test_hybrid(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/plan/hybrid", json={"profile": [16.0] * 360 + [8.0] * 360, "gpu": "H100"}
+    )
+    assert r.status_code == 200, r.text
+    assert [o["servers"] for o in r.json()["options"]] == [0, 1, 2]
+    r = client.post(
+        "/api/v1/plan/hybrid", json={"intervals": [[0, 7200, 8]], "step_minutes": 30, "gpu": "H100"}
+    )
+    assert r.status_code == 200 and r.json()["demand_gpu_hours"] == 16
+    r = client.post("/api/v1/plan/hybrid", json={"gpu": "H100"})
+    assert r.status_code == 422 and "profile or intervals" in r.json()["message"]

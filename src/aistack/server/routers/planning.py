@@ -11,6 +11,7 @@ from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, load_catalog
 from aistack.server.deps import get_ctx
 from aistack.server.schemas.planning import (
+    HybridRequest,
     ServePlanRequest,
     TcoRequest,
     TrainPlanRequest,
@@ -45,6 +46,31 @@ def plan_tco(req: TcoRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any
     from aistack.planning.tco import plan_tco as _plan_tco
 
     return _plan_tco(**req.model_dump(), catalog=cat).to_dict()
+
+
+@router.post("/plan/hybrid")
+def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
+    from aistack.planning.whatif import demand_profile, hybrid_sweep
+
+    if (req.profile is None) == (req.intervals is None):
+        raise ValidationError(
+            "give exactly one of profile or intervals",
+            hint="profile: GPUs per step; intervals: [start_s, end_s, gpus]",
+        )
+    step_s = req.step_minutes * 60.0
+    prof = (
+        req.profile
+        if req.profile is not None
+        else demand_profile(req.intervals or [], step_s=step_s)
+    )
+    return hybrid_sweep(
+        prof,
+        step_h=step_s / 3600.0,
+        gpu=req.gpu,
+        server=req.server,
+        instance=req.instance,
+        catalog=cat,
+    ).to_dict()
 
 
 @router.post("/plan/usage")

@@ -77,3 +77,16 @@ class UsagePriceRequest(_Req):
     now: dt.datetime | None = None
     project: str | None = None
     default_gpu_type: str | None = None
+
+
+class HybridRequest(_Req):
+    """Own N servers, burst the rest: give a demand profile (GPUs per step) or job intervals."""
+
+    profile: list[float] | None = Field(default=None, description="GPUs wanted per step")
+    intervals: list[tuple[float, float, int]] | None = Field(
+        default=None, description="[start_s, end_s, gpus] per job"
+    )
+    step_minutes: float = Field(default=60.0, gt=0)
+    gpu: str | None = None
+    server: str | None = None
+    instance: str | None = None
