@@ -13,8 +13,9 @@ batches (the remainder of an epoch is dropped). Batch ``b`` of rank ``r`` is det
 by ``(seed, epoch, b, r)`` alone, so the position is two integers and resume is exact:
 :meth:`ShardLoader.state_dict` / :meth:`ShardLoader.load_state_dict`.
 
-Hot path: per batch one vectorized gather per shard the batch touches
-(``tokens[starts[:, None] + arange(seq_len + 1)]``), no Python per sample.
+Hot path: per batch one vectorized row gather per shard the batch touches, from a strided
+view whose row ``k`` is window ``k`` (``view[window_ids]``: a memcpy per window in C), then
+one conversion to int64; no Python per sample.
 
 Remote shards (``s3://…`` or any fsspec URL) are copied once into
 ``$AISTACK_HOME/cache/shards/`` and memory-mapped from there.
@@ -148,7 +149,16 @@ class ShardLoader:
                 f"of {self.batch_size} per rank for {self.world_size} ranks",
                 hint="add data, or lower seq_len / micro_batch_size",
             )
-        self._arange = np.arange(self.seq_len + 1, dtype=np.int64)
+        # a strided view per shard: row k = tokens[k*seq_len : k*seq_len + seq_len + 1]
+        self._views = [
+            np.lib.stride_tricks.as_strided(
+                s.tokens,
+                shape=(int(n), self.seq_len + 1),
+                strides=(self.seq_len * s.tokens.itemsize, s.tokens.itemsize),
+                writeable=False,
+            )
+            for s, n in zip(self.shards, counts, strict=True)
+        ]
         self.epoch = 0
         self.batch = 0
         self._perm: np.ndarray | None = None
@@ -182,13 +192,23 @@ class ShardLoader:
         return perm[j + self.rank]
 
     def gather(self, ids: np.ndarray) -> np.ndarray:
-        """Tokens of the given windows, ``[len(ids), seq_len + 1]`` int64 (vectorized)."""
+        """Tokens of the given windows, ``[len(ids), seq_len + 1]`` int64 (vectorized).
+
+        Rows come back in ascending window id (shard, then position) order: the order of
+        samples inside a batch does not change the batch, and it turns the per-shard gather
+        into contiguous slices and the reads into forward passes over each file.
+        """
+        ids = np.sort(ids)
+        if len(self._views) == 1:
+            return self._views[0][ids].astype(np.int64)
         shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
-        starts = (ids - self._cum[shard_idx]) * self.seq_len
+        local = ids - self._cum[shard_idx]
         out = np.empty((ids.shape[0], self.seq_len + 1), dtype=np.int64)
-        for s in np.unique(shard_idx):  # one gather per shard touched, not per sample
-            mask = shard_idx == s
-            out[mask] = self.shards[int(s)].tokens[starts[mask, None] + self._arange]
+        present = np.flatnonzero(np.bincount(shard_idx, minlength=len(self._views)))
+        bounds = np.searchsorted(shard_idx, present, side="left").tolist() + [ids.shape[0]]
+        for k, s in enumerate(present.tolist()):  # one row gather per shard touched
+            a, b = bounds[k], bounds[k + 1]
+            out[a:b] = self._views[s][local[a:b]]
         return out
 
     # ------------------------------------------------------------------ batches
