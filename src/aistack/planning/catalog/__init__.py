@@ -356,7 +356,7 @@ class Catalog:
         cands.sort(key=lambda i: (order.get(i.provider, 9), i.name))
         if not cands:
             raise NotFoundError(
-                f"no cloud instance with {acc.name} and a {tier.replace('_', '-')} price in the catalog",
+                f"no {tier.replace('_', '-')} price for any cloud instance with {acc.name} in the catalog",
                 hint="pass --instance NAME, or add an instance with that price in AISTACK_HOME/catalog/<file>.yaml",
             )
         return cands[0]
