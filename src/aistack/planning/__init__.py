@@ -9,16 +9,20 @@ from aistack.planning.inference import ServePlan, plan_serving
 from aistack.planning.tco import TcoResult, plan_tco
 from aistack.planning.training import TrainPlan, plan_training
 from aistack.planning.usage import AllocationRecord, PriceSheet, UsageReport, price_usage
+from aistack.planning.whatif import HybridSweep, demand_profile, hybrid_sweep
 
 __all__ = [
     "AllocationRecord",
     "Catalog",
+    "HybridSweep",
     "PriceSheet",
     "ServePlan",
     "TcoResult",
     "TrainPlan",
     "UsageReport",
     "default_catalog",
+    "demand_profile",
+    "hybrid_sweep",
     "load_catalog",
     "plan_serving",
     "plan_tco",

@@ -103,3 +103,10 @@ def test_bad_user_file_names_the_field(tmp_path: Path) -> None:
         load_catalog([typo], include_user=False)
     with pytest.raises(NotFoundError, match="no such file"):
         load_catalog([tmp_path / "missing.yaml"], include_user=False)
+
+
+def test_package_all_sorted_and_importable() -> None:
+    import aistack.planning as planning
+
+    assert planning.__all__ == sorted(planning.__all__)
+    assert all(hasattr(planning, name) for name in planning.__all__)
