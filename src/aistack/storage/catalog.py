@@ -224,7 +224,9 @@ class Catalog:
             if did is not None:
                 return did
             res = conn.execute(datasets.insert().values(name=name, created_at=utcnow()))
-            return int(res.inserted_primary_key[0])
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
 
         return self.retry(_create)
 
@@ -263,7 +265,9 @@ class Catalog:
             )
             for t in tag_names:
                 self._set_tag(conn, did, t, v)
-            return {"id": int(res.inserted_primary_key[0]), "version": v, "created_at": now}
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return {"id": int(pk[0]), "version": v, "created_at": now}
 
         return self.retry(_insert)
 

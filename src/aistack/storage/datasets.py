@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aistack.errors import (
     ConflictError,
@@ -381,7 +381,7 @@ class Datasets:
         assert row is not None
         return self._version(row, self.catalog.tags_of(r.name).get(row["version"], []))
 
-    def _not_found(self, name: str, what: str, *, deleted: bool = False) -> None:
+    def _not_found(self, name: str, what: str, *, deleted: bool = False) -> NoReturn:
         if not self.catalog.exists(name):
             known = self.catalog.names()
             hint = "run `aistack data ls` to list datasets" + (
@@ -552,9 +552,13 @@ class Datasets:
                     drain(self._pool_size() * 4)
                     continue
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                self._get_chunked(
-                    pool, v, e, target, lambda n, base=done: progress and progress(base + n, total)
-                )
+                base = done
+
+                def file_progress(n: int, base: int = base) -> None:
+                    if progress:
+                        progress(base + n, total)
+
+                self._get_chunked(pool, v, e, target, file_progress)
                 done += e.size
                 copied += 1
                 if progress:

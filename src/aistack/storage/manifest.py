@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from aistack.errors import IntegrityError
 from aistack.storage.objects import ObjectStore
@@ -27,7 +28,7 @@ class FileEntry:
     chunk_sizes: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _schema():  # type: ignore[no-untyped-def]
+def _schema() -> Any:
     import pyarrow as pa
 
     return pa.schema(

@@ -22,7 +22,7 @@ class ReadOnlyError(NotSupportedError, PermissionError):
     """Raised on any attempt to change a dataset version (versions are immutable)."""
 
 
-class VersionFileSystem(AbstractFileSystem):
+class VersionFileSystem(AbstractFileSystem):  # type: ignore[misc]
     protocol = "aistack-dataset"
     cachable = False
     root_marker = ""
@@ -48,7 +48,7 @@ class VersionFileSystem(AbstractFileSystem):
         return f"<VersionFileSystem {self.version.ref} ({len(self._files)} files)>"
 
     @classmethod
-    def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
+    def _strip_protocol(cls, path: str) -> str:
         path = str(path)
         if path.startswith(cls.protocol + "://"):
             path = path[len(cls.protocol) + 3 :]
@@ -169,6 +169,6 @@ class VersionFileSystem(AbstractFileSystem):
         return b"".join(out)
 
 
-class VersionFile(AbstractBufferedFile):
+class VersionFile(AbstractBufferedFile):  # type: ignore[misc]
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.read_range(self.path, start, end)  # type: ignore[no-any-return]
