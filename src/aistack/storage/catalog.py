@@ -117,6 +117,7 @@ T = TypeVar("T")
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+_SCHEMA_READY: set[int] = set()  # id() of engines whose tables were checked in this process
 
 
 def utcnow() -> dt.datetime:
@@ -165,6 +166,7 @@ def dispose_engines() -> None:
     with _ENGINES_LOCK:
         for eng in _ENGINES.values():
             eng.dispose()
+            _SCHEMA_READY.discard(id(eng))
         _ENGINES.clear()
 
 
@@ -187,9 +189,12 @@ class Catalog:
 
     def ensure_schema(self) -> None:
         """Create missing tables (the server uses Alembic; the CLI may run before it)."""
+        if id(self.engine) in _SCHEMA_READY:
+            return
         for attempt in range(10):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                _SCHEMA_READY.add(id(self.engine))
                 return
             except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
                 # another process created the same table between check and create
