@@ -363,3 +363,23 @@ def test_models_router(env, tmp_path):
         lin = tc.get("/api/v1/models/api-model/versions/1/lineage").json()
         assert lin["job"]["id"] == "job-api"
         assert tc.get("/api/v1/models/missing").status_code == 404
+
+
+def test_register_logged_model_and_load_by_alias(env):
+    """MLflow 3 models (log_model(name=...)) register by name and load as models:/NAME@alias."""
+    import mlflow
+    import mlflow.pyfunc
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    mlflow.set_tracking_uri(env.tracking_uri)
+    with mlflow.start_run() as run:
+        mlflow.log_metric("val_loss", 1.0)
+        info = mlflow.pyfunc.log_model(name="echo", python_model=Echo(), pip_requirements=[])
+    mv = registry.register_from_run(run.info.run_id, "echo-model", "echo")
+    assert mv["source"] == f"models:/{info.model_id}"
+    registry.promote("echo-model", mv["version"], "production", ["val_loss<2"])
+    model = mlflow.pyfunc.load_model("models:/echo-model@production")
+    assert list(model.predict([1, 2, 3])) == [1, 2, 3]
