@@ -150,3 +150,36 @@ class Client:
     def allocations(self, *, project: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"project": project, "since": since}.items() if v}
         return self.request("GET", "/usage/allocations", params=params)  # type: ignore[no-any-return]
+
+    # -- planning and cost -------------------------------------------------------------------------
+    def plan_train(self, **kw: Any) -> dict[str, Any]:
+        """POST /plan/train: FLOPs, GPU-hours, GPUs or days, memory per GPU (see `aistack plan train`)."""
+        return self.request("POST", "/plan/train", json=kw)  # type: ignore[no-any-return]
+
+    def plan_serve(self, **kw: Any) -> dict[str, Any]:
+        return self.request("POST", "/plan/serve", json=kw)  # type: ignore[no-any-return]
+
+    def plan_tco(self, **kw: Any) -> dict[str, Any]:
+        return self.request("POST", "/plan/tco", json=kw)  # type: ignore[no-any-return]
+
+    def plan_catalog(self, kind: str | None = None) -> dict[str, Any]:
+        return self.request("GET", "/plan/catalog", params={"kind": kind} if kind else None)  # type: ignore[no-any-return]
+
+    def cost_report(self, *, project: str | None = None, since: str | None = None, sheet: str | None = None) -> dict[str, Any]:
+        """GET /cost/report: measured usage priced under a price sheet, budgets, buy-vs-rent advice."""
+        params = {k: v for k, v in {"project": project, "since": since, "sheet": sheet}.items() if v}
+        return self.request("GET", "/cost/report", params=params)  # type: ignore[no-any-return]
+
+    # -- datasets and models (read-only views; writes go through the libraries) -------------------
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/datasets")  # type: ignore[no-any-return]
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/datasets/{name}")  # type: ignore[no-any-return]
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/models")  # type: ignore[no-any-return]
+
+    def promote(self, name: str, version: int, to: str, require: list[str] | None = None) -> dict[str, Any]:
+        body = {"version": version, "to": to, "require": require or []}
+        return self.request("POST", f"/models/{name}/promote", json=body)  # type: ignore[no-any-return]

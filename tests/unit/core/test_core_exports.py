@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import aistack
+
+
+def test_all_sorted_and_complete() -> None:
+    assert aistack.__all__ == sorted(aistack.__all__)
+    public = {n for n in vars(aistack) if not n.startswith("_")} - {
+        "client", "errors", "settings", "spec", "compute", "scheduler", "executors", "storage",
+        "planning", "server", "cli", "web", "launch", "webdata", "train", "mlops", "serving",
+    }
+    assert public == set(aistack.__all__)
+    for name in aistack.__all__:
+        assert getattr(aistack, name) is not None
+
+
+def test_layers_do_not_import_the_server_cli_or_web() -> None:
+    import pathlib
+    import re
+
+    src = pathlib.Path(aistack.__file__).parent
+    bad = []
+    for layer in ("compute", "scheduler", "executors", "launch", "storage", "webdata", "train", "mlops", "serving", "planning"):
+        for f in (src / layer).rglob("*.py"):
+            for line in f.read_text().splitlines():
+                if re.match(r"^\s*(from|import)\s+aistack\.(server|cli|web)\b", line):
+                    bad.append(f"{f.relative_to(src)}: {line.strip()}")
+    assert bad == []
