@@ -48,12 +48,21 @@ def main() -> None:
             steps = ",".join(f"{c}:{seconds}" for c in levels)
             loadgen(direct_url, "2:1", body)
             loadgen(router_url, "2:1", body)
+            import psutil
+
             direct = loadgen(direct_url, steps, body)
+            rproc = psutil.Process(router.proc.pid)
+            c0 = sum(rproc.cpu_times()[:2])
             routed = loadgen(router_url, steps, body)
+            router_cpu_s = sum(rproc.cpu_times()[:2]) - c0
+            n_routed = sum(s["requests"] for s in routed)
         finally:
             if router:
                 router.stop()
             rep.stop()
+    print(
+        f"router CPU time: {1000 * router_cpu_s / max(1, n_routed):.2f} ms per request ({n_routed} requests)"
+    )
     rows = []
     for i, c in enumerate(levels):
         d, r = direct[i], routed[i]
@@ -85,7 +94,12 @@ def main() -> None:
             "failed (requests)",
         ],
         rows,
-        {"quick": args.quick, "direct": direct, "router": routed},
+        {
+            "quick": args.quick,
+            "direct": direct,
+            "router": routed,
+            "router_cpu_ms_per_request": round(1000 * router_cpu_s / max(1, n_routed), 3),
+        },
     )
 
 

@@ -75,6 +75,7 @@ class Router:
         request_timeout_s: float = 60.0,
         max_body_bytes: int = 1_048_576,
         wait_for_replica_s: float = 10.0,
+        upstream: Any = None,
     ) -> None:
         self.service = service
         self.endpoints: dict[str, Endpoint] = {}
@@ -85,7 +86,7 @@ class Router:
         self.metrics = RequestMetrics(prefix="aistack_serve", labels={"service": service})
         self.waiting = 0  # requests waiting for any replica
         self._changed: asyncio.Event | None = None
-        self._client: Any = None
+        self._upstream: Any = upstream
         self.on_replica_error: Callable[[Endpoint, str], Awaitable[None] | None] | None = None
 
     # ---- membership
@@ -143,25 +144,27 @@ class Router:
             self.waiting -= 1
 
     async def start(self) -> None:
-        import httpx
+        from aistack.serving.upstream import UpstreamPool
 
         self._changed = asyncio.Event()
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.request_timeout_s, connect=2.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        )
+        if self._upstream is None:
+            self._upstream = UpstreamPool(read_timeout_s=self.request_timeout_s)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        if self._upstream is not None and hasattr(self._upstream, "close"):
+            await self._upstream.close()
 
     # ---- proxy
     async def forward(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, bytes, dict[str, str]]:
-        import httpx
+        from aistack.serving.upstream import UpstreamConnectError, UpstreamDropped, UpstreamTimeout
 
+        if self._changed is None:
+            self._changed = asyncio.Event()
         idempotent = is_idempotent(method, path, headers)
+        fwd_headers = [(k, v) for k, v in headers.items() if k.lower() not in _HOP_HEADERS]
+        target = path + (f"?{query}" if query else "")
         tried: set[str] = set()
         last_err = "no replica answered"
         attempts = 1 + self.max_retries
@@ -187,37 +190,34 @@ class Router:
             if attempt > 0:
                 self.metrics.retries_total += 1
             ep.outstanding += 1
-            sent = False
             try:
-                url = ep.url + path + (f"?{query}" if query else "")
-                req = self._client.build_request(method, url, headers=headers, content=body)
-                sent = True
-                resp = await self._client.send(req)
-                content = resp.content
-                if resp.status_code in (502, 503) and idempotent and attempt + 1 < attempts:
-                    last_err = f"replica {ep.id} answered {resp.status_code}"
+                status, resp_headers, content = await self._upstream.request(
+                    ep.url, method, target, fwd_headers, body
+                )
+                if status in (502, 503) and idempotent and attempt + 1 < attempts:
+                    last_err = f"replica {ep.id} answered {status}"
                     await self._replica_failed(ep, last_err)
                     continue
                 ep.served += 1
                 out_headers = {
                     k: v
-                    for k, v in resp.headers.items()
-                    if k.lower() not in _HOP_HEADERS and k.lower() != "content-encoding"
+                    for k, v in resp_headers
+                    if k.lower() not in _HOP_HEADERS and k.lower() not in ("date", "server")
                 }
-                return resp.status_code, content, out_headers
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last_err = f"replica {ep.id} refused the connection: {exc!r}"
+                return status, content, out_headers
+            except UpstreamConnectError as exc:
+                last_err = f"replica {ep.id} refused the connection: {exc}"
                 await self._replica_failed(ep, last_err)
                 continue  # never reached the replica: safe to retry
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                last_err = f"replica {ep.id} dropped the request: {exc!r}"
+            except UpstreamDropped as exc:
+                last_err = f"replica {ep.id} dropped the request: {exc}"
                 await self._replica_failed(ep, last_err)
-                if idempotent or not sent:
+                if idempotent:
                     continue
                 raise HTTPProblem(
                     502, f"{last_err}; the request is not idempotent so it was not retried"
                 ) from None
-            except httpx.TimeoutException:
+            except UpstreamTimeout:
                 raise HTTPProblem(
                     504, f"replica {ep.id} did not answer within {self.request_timeout_s:g} s"
                 ) from None

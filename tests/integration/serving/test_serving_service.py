@@ -153,15 +153,17 @@ def test_autoscaler_scales_up_under_load_and_back_down(home: Path) -> None:
     with Load(st["url"], {"prompt": "x", "max_tokens": 1}, workers=8) as load:
         wait_for(lambda: manager.status("auto")["ready_replicas"] >= 2, 60, "scale up")
     assert set(load.codes) == {200}, load.errors[:3]
-    s = wait_for(
-        lambda: (lambda s: s if s["desired_replicas"] == 1 else None)(manager.status("auto")),
-        40,
-        "scale down",
-    )
+
+    def scaled_down():
+        s = manager.status("auto")
+        drained = any(e["message"].endswith("drained, stopping") for e in s["events"])
+        return s if s["desired_replicas"] == 1 and s["ready_replicas"] == 1 and drained else None
+
+    s = wait_for(scaled_down, 40, "scale down with a drained replica")
     actions = [d["action"] for d in s["autoscaler"]["decisions"]]
     assert "up" in actions and "down" in actions
     assert any("requests in flight" in d["reason"] for d in s["autoscaler"]["decisions"])
-    assert any(e["message"].endswith("drained, stopping") for e in s["events"])
+    assert any("draining: autoscaler" in e["message"] for e in s["events"])
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

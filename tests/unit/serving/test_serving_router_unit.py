@@ -1,14 +1,14 @@
-"""Router logic with in-process fake replicas (httpx.MockTransport): balancing and retries."""
+"""Router logic with a fake upstream: balancing, retries and what is safe to retry."""
 
 from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from aistack.serving.http import HTTPProblem
 from aistack.serving.router import Endpoint, Router, is_idempotent
+from aistack.serving.upstream import UpstreamConnectError, UpstreamDropped
 
 
 def test_least_outstanding_pick() -> None:
@@ -28,10 +28,19 @@ def test_idempotency_rules() -> None:
     assert is_idempotent("POST", "/admin/reset", {"idempotency-key": "k1"})
 
 
+class _Fake:
+    """Stands in for UpstreamPool: calls handler(host) → status or raises."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+
+    async def request(self, base_url, method, target, headers, body):
+        status = self.handler(base_url.split("//")[1])
+        return status, [("content-type", "application/json")], b"{}"
+
+
 def _router_with(handler) -> Router:
-    r = Router(service="t", max_retries=2, wait_for_replica_s=0.2)
-    r._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    r._changed = asyncio.Event()
+    r = Router(service="t", max_retries=2, wait_for_replica_s=0.2, upstream=_Fake(handler))
     r.add(Endpoint(id="a", url="http://a"))
     r.add(Endpoint(id="b", url="http://b"))
     return r
@@ -40,11 +49,11 @@ def _router_with(handler) -> Router:
 def test_connection_refused_is_retried_on_another_replica() -> None:
     seen: list[str] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req.url.host)
-        if req.url.host == "a":
-            raise httpx.ConnectError("refused", request=req)
-        return httpx.Response(200, json={"ok": True})
+    def handler(host: str) -> int:
+        seen.append(host)
+        if host == "a":
+            raise UpstreamConnectError("refused")
+        return 200
 
     async def main() -> None:
         r = _router_with(handler)
@@ -59,10 +68,10 @@ def test_connection_refused_is_retried_on_another_replica() -> None:
 
 
 def test_dropped_idempotent_request_is_retried_but_not_a_non_idempotent_one() -> None:
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.host == "a":
-            raise httpx.RemoteProtocolError("Server disconnected", request=req)
-        return httpx.Response(200, json={"ok": True})
+    def handler(host: str) -> int:
+        if host == "a":
+            raise UpstreamDropped("Server disconnected")
+        return 200
 
     async def main() -> None:
         r = _router_with(handler)
@@ -80,8 +89,8 @@ def test_dropped_idempotent_request_is_retried_but_not_a_non_idempotent_one() ->
 
 
 def test_503_from_replica_is_retried_and_no_replica_is_503() -> None:
-    def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(503 if req.url.host == "a" else 200, json={})
+    def handler(host: str) -> int:
+        return 503 if host == "a" else 200
 
     async def main() -> None:
         r = _router_with(handler)
@@ -101,9 +110,9 @@ def test_503_from_replica_is_retried_and_no_replica_is_503() -> None:
 def test_every_replica_down_gives_502_after_bounded_attempts() -> None:
     calls = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        calls.append(req.url.host)
-        raise httpx.ConnectError("refused", request=req)
+    def handler(host: str) -> int:
+        calls.append(host)
+        raise UpstreamConnectError("refused")
 
     async def main() -> None:
         r = _router_with(handler)

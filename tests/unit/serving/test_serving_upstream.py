@@ -1,0 +1,108 @@
+"""The router's HTTP/1.1 hop against small asyncio servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from aistack.serving.upstream import (
+    UpstreamConnectError,
+    UpstreamDropped,
+    UpstreamPool,
+    UpstreamTimeout,
+)
+
+
+async def _serve(handler):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await reader.readexactly(length) if length else b""
+
+
+def test_keep_alive_reuse_chunked_body_and_stale_connection() -> None:
+    connections = []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        n = 0
+        while True:
+            try:
+                body = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            n += 1
+            if body == b"chunked":
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                )
+            else:
+                writer.write(
+                    b"HTTP/1.1 201 Created\r\ncontent-length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+            await writer.drain()
+            if body == b"then-close":
+                writer.close()
+                break
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        pool = UpstreamPool()
+        assert await pool.request(url, "POST", "/x", [], b"hello") == (
+            201,
+            [("content-length", "5")],
+            b"hello",
+        )
+        status, headers, body = await pool.request(url, "POST", "/x", [], b"chunked")
+        assert (status, body) == (200, b"abcde")
+        assert len(connections) == 1  # the connection was kept alive and reused
+        await pool.request(url, "POST", "/x", [], b"then-close")
+        await asyncio.sleep(0.05)
+        # the pooled connection was closed by the server: a fresh one is used transparently
+        assert (await pool.request(url, "POST", "/x", [], b"again"))[2] == b"again"
+        await pool.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_refused_dropped_and_timeout() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+
+    async def drop(reader, writer):
+        await _read_request(reader)
+        writer.close()  # the replica dies after reading the request
+
+    async def slow(reader, writer):
+        await _read_request(reader)
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        pool = UpstreamPool(read_timeout_s=0.2)
+        with pytest.raises(UpstreamConnectError):
+            await pool.request(f"http://127.0.0.1:{closed_port}", "GET", "/", [], b"")
+        server, url = await _serve(drop)
+        with pytest.raises(UpstreamDropped):
+            await pool.request(url, "POST", "/v1/completions", [], b"{}")
+        server.close()
+        server2, url2 = await _serve(slow)
+        with pytest.raises(UpstreamTimeout):
+            await pool.request(url2, "GET", "/", [], b"")
+        server2.close()
+
+    asyncio.run(main())
