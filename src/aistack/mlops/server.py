@@ -80,6 +80,12 @@ def server_env(settings: Settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
+    # S3-compatible object stores: MLflow's S3 artifact repository reads its own variable
+    endpoint = os.environ.get("AISTACK_S3_ENDPOINT_URL")
+    if endpoint and from_const["_MLFLOW_SERVER_ARTIFACT_DESTINATION"].startswith("s3://"):
+        from_const.setdefault(
+            "MLFLOW_S3_ENDPOINT_URL", os.environ.get("MLFLOW_S3_ENDPOINT_URL") or endpoint
+        )
     return from_const
 
 

@@ -60,13 +60,10 @@ class TrackingServer:
 
     def start(self) -> TrackingServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "AISTACK_HOME": str(self.home),
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            **self.extra_env,
-        }
-        env.pop("AISTACK_STORAGE_URL", None)
+        env = {k: v for k, v in os.environ.items() if k != "AISTACK_STORAGE_URL"}
+        env.update(
+            {"AISTACK_HOME": str(self.home), "MLFLOW_DISABLE_TELEMETRY": "true", **self.extra_env}
+        )
         cmd = [sys.executable, "-m", "aistack.mlops.server", "--port", str(self.port)]
         if self.token:
             cmd += ["--token", self.token]

@@ -121,3 +121,11 @@ def test_artifacts_destination_follows_storage_url(tmp_path, monkeypatch):
     assert Path(mem) == tmp_path.resolve() / "mlflow-artifacts"
     monkeypatch.setenv("AISTACK_MLFLOW_BACKEND_URI", "postgresql+psycopg://u@h/db")
     assert backend_store_uri(Settings(home=tmp_path)) == "postgresql+psycopg://u@h/db"
+
+
+def test_s3_endpoint_passed_to_mlflow(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AISTACK_S3_ENDPOINT_URL", "http://127.0.0.1:8333")
+    env = server_env(Settings(home=tmp_path, storage_url="s3://b/p"))
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    assert "MLFLOW_S3_ENDPOINT_URL" not in server_env(Settings(home=tmp_path))
