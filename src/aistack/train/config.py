@@ -24,6 +24,9 @@ class TrainConfig(BaseModel):
     data: list[str] = Field(..., min_length=1, description="shard files, directories or globs")
     # model
     vocab_size: int | None = Field(None, ge=2, description="default: from the shard headers")
+    eos_id: int | None = Field(
+        None, ge=0, description="append this id after every document (webdata shards: 0)"
+    )
     seq_len: int = Field(256, ge=2)
     n_layer: int = Field(4, ge=1)
     n_head: int = Field(4, ge=1)

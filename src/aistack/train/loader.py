@@ -4,7 +4,9 @@ rank, exact resume.
 Windows: shard ``i`` with ``n_i`` tokens holds ``(n_i - 1) // seq_len`` windows of
 ``seq_len + 1`` tokens starting at multiples of ``seq_len`` (inputs are the first
 ``seq_len`` tokens, targets the last ``seq_len``). Windows never cross shards; they do
-cross document boundaries (documents end with the tokenizer's end-of-text id).
+cross document boundaries. Shards store documents back to back without a separator (the web
+data format); with ``eos_id`` the loader serves every document followed by that id (e.g.
+the tokenizer's ``<|endoftext|>``) — a virtual stream, gathered vectorized, nothing rewritten.
 
 Order: epoch ``e`` visits all windows in ``numpy.random.default_rng([seed, e])``
 permutation order; rank ``r`` of ``w`` takes every ``w``-th window starting at ``r``, so
@@ -122,6 +124,7 @@ class ShardLoader:
         world_size: int = 1,
         as_torch: bool = True,
         pin_memory: bool = False,
+        eos_id: int | None = None,
     ) -> None:
         if seq_len < 1:
             raise ValidationError(f"seq_len: must be ≥ 1, got {seq_len}")
@@ -139,7 +142,19 @@ class ShardLoader:
         self.world_size = int(world_size)
         self.as_torch = as_torch
         self.pin_memory = pin_memory
-        counts = np.array([max(0, (s.n_tokens - 1) // self.seq_len) for s in self.shards], np.int64)
+        self.eos_id = None if eos_id is None else int(eos_id)
+        # with eos_id: the stream each shard offers is every document followed by eos_id
+        self._eos_pos: list[np.ndarray] = []
+        if self.eos_id is not None:
+            for s in self.shards:
+                offs = np.asarray(s.doc_offsets, dtype=np.int64)
+                self._eos_pos.append(offs[1:] + np.arange(len(offs) - 1, dtype=np.int64))
+        lengths = [
+            s.n_tokens + (len(s.doc_offsets) - 1 if self.eos_id is not None else 0)
+            for s in self.shards
+        ]
+        counts = np.array([max(0, (n - 1) // self.seq_len) for n in lengths], np.int64)
+        self._arange = np.arange(self.seq_len + 1, dtype=np.int64)
         self._cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_windows = int(self._cum[-1])
         self.batches_per_epoch = self.n_windows // self.world_size // self.batch_size
@@ -199,6 +214,8 @@ class ShardLoader:
         into contiguous slices and the reads into forward passes over each file.
         """
         ids = np.sort(ids)
+        if self.eos_id is not None:
+            return self._gather_with_eos(ids)
         if len(self._views) == 1:
             return self._views[0][ids].astype(np.int64)
         shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
@@ -209,6 +226,28 @@ class ShardLoader:
         for k, s in enumerate(present.tolist()):  # one row gather per shard touched
             a, b = bounds[k], bounds[k + 1]
             out[a:b] = self._views[s][local[a:b]]
+        return out
+
+    def _gather_with_eos(self, ids: np.ndarray) -> np.ndarray:
+        """Windows over the virtual stream 'doc, EOS, doc, EOS, …' (vectorized per shard):
+        virtual position p holds EOS when p is an EOS position, else token p - (EOS before p)."""
+        assert self.eos_id is not None
+        shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
+        local = ids - self._cum[shard_idx]
+        out = np.empty((ids.shape[0], self.seq_len + 1), dtype=np.int64)
+        present = np.flatnonzero(np.bincount(shard_idx, minlength=len(self._views)))
+        bounds = np.searchsorted(shard_idx, present, side="left").tolist() + [ids.shape[0]]
+        for k, s in enumerate(present.tolist()):
+            a, b = bounds[k], bounds[k + 1]
+            eos = self._eos_pos[s]
+            pos = local[a:b, None] * self.seq_len + self._arange
+            before = np.searchsorted(eos, pos, side="left")
+            is_eos = np.zeros(pos.shape, dtype=bool)
+            inside = before < eos.shape[0]
+            is_eos[inside] = eos[before[inside]] == pos[inside]
+            real = np.minimum(pos - before, self.shards[s].n_tokens - 1)
+            toks = self.shards[s].tokens[real]
+            out[a:b] = np.where(is_eos, self.eos_id, toks)
         return out
 
     # ------------------------------------------------------------------ batches
@@ -243,12 +282,14 @@ class ShardLoader:
             "batch_size": self.batch_size,
             "world_size": self.world_size,
             "fingerprint": self.fingerprint,
+            "eos_id": self.eos_id,
             "batches_yielded": self.epoch * self.batches_per_epoch + self.batch,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` left off; refuses a different data layout."""
-        for key in ("seed", "seq_len", "batch_size", "world_size", "fingerprint"):
+        state.setdefault("eos_id", None)
+        for key in ("seed", "seq_len", "batch_size", "world_size", "fingerprint", "eos_id"):
             have, want = getattr(self, key), state.get(key)
             if have != want:
                 raise ValidationError(

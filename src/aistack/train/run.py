@@ -198,6 +198,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         rank=rank,
         world_size=world,
         pin_memory=use_cuda,
+        eos_id=cfg.eos_id,
     )
     vocab = cfg.vocab_size or loader.vocab_size
     if not vocab:

@@ -1,8 +1,9 @@
 """Token shard files: the layout the loader memory-maps.
 
-The web-data pipeline writes shards with ``aistack.webdata.shards.write_shard``; when that
-module exists the loader reads its files through its ``read_shard(path) -> (tokens memmap,
-doc_offsets)``. This module defines aistack's own shard format (used by the trainer's tests
+The web-data pipeline writes shards with ``aistack.webdata.shards.write_shard`` (magic
+``AISTOK\x00\x01``, the same layout idea with explicit offsets in the header); the loader
+reads those files through its ``read_shard(path) -> (tokens memmap, doc_offsets)`` and
+``read_header`` (vocab size). This module defines aistack's own shard format (used by the trainer's tests
 and benchmarks, and read here without any dependency on the web-data package), and
 :func:`open_shard`, which recognizes this format by its magic bytes and hands any other
 file to the web-data reader.
@@ -137,13 +138,6 @@ def open_shard(path: str | os.PathLike[str]) -> Shard:
         )
     tokens, doc_offsets = wd.read_shard(path)
     vocab = None
-    for attr in ("vocab_size", "header"):
-        meta = getattr(tokens, attr, None)
-        if isinstance(meta, int):
-            vocab = meta
-    if hasattr(wd, "shard_info"):
-        try:
-            vocab = int(wd.shard_info(path).get("vocab_size"))  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - optional metadata only
-            pass
+    if hasattr(wd, "read_header"):
+        vocab = int(wd.read_header(path)["vocab_size"])
     return Shard(path=path, tokens=tokens, doc_offsets=np.asarray(doc_offsets), vocab_size=vocab)

@@ -172,3 +172,30 @@ def test_remote_shards_are_cached_locally(aistack_home: Path, shards: Path) -> N
     assert remote.fingerprint == local.fingerprint
     assert np.array_equal(remote.next_batch()[0], local.next_batch()[0])
     assert any((aistack_home / "cache" / "shards").iterdir())
+
+
+def test_eos_between_documents_virtual_stream(tmp_path: Path) -> None:
+    docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
+    write_token_shard(tmp_path / "e.tok", docs, 100)
+    ld = ShardLoader(str(tmp_path / "e.tok"), seq_len=3, batch_size=1, eos_id=0, as_torch=False)
+    stream = [1, 2, 3, 0, 4, 5, 0, 6, 7, 8, 9, 0, 10, 0]
+    assert ld.n_windows == (len(stream) - 1) // 3
+    got = sorted(ld.gather(np.arange(ld.n_windows)).tolist())
+    want = sorted(stream[k * 3 : k * 3 + 4] for k in range(ld.n_windows))
+    assert got == want
+    plain = ShardLoader(str(tmp_path / "e.tok"), seq_len=3, batch_size=1, as_torch=False)
+    with pytest.raises(ValidationError, match="eos_id"):
+        ld.load_state_dict(plain.state_dict() | {"fingerprint": ld.fingerprint})
+
+
+def test_reads_webdata_pipeline_shards(tmp_path: Path) -> None:
+    wd = pytest.importorskip("aistack.webdata.shards")
+    docs = [list(range(i, i + 40)) for i in range(0, 400, 40)]
+    wd.write_shard(tmp_path / "w.bin", docs, 1000)
+    sh = open_shard(tmp_path / "w.bin")
+    assert sh.vocab_size == 1000 and sh.n_tokens == 400
+    assert sh.doc_offsets.tolist() == list(range(0, 401, 40))
+    ld = ShardLoader(str(tmp_path / "w.bin"), seq_len=10, batch_size=2, as_torch=False)
+    x, y = ld.next_batch()
+    assert np.all(np.diff(x, axis=1) == 1) and np.array_equal(x[:, 1:], y[:, :-1])
+    assert ld.vocab_size == 1000
