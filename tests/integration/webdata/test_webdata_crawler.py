@@ -133,3 +133,31 @@ def test_crawler_rejects_bad_seed(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="not an http"):
         CrawlConfig(seeds=["ftp://x"], out_dir=tmp_path)
+
+
+def test_cli_crawl_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+
+    with _Server() as srv:
+        res = CliRunner().invoke(
+            app,
+            [
+                "crawl",
+                srv.url,
+                "--out",
+                str(tmp_path),
+                "--max-pages",
+                "2",
+                "--delay",
+                "0.05",
+                "--json",
+            ],
+        )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["pages"] == 2 and Path(summary["warc"]).parent == tmp_path
+    assert summary["user_agent"].startswith("aistack-crawler/")

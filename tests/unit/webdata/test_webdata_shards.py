@@ -67,3 +67,25 @@ def test_out_of_range_and_bad_file(tmp_path: Path) -> None:
     p.write_bytes(p.read_bytes()[:-8])  # clip the index
     with pytest.raises(ValidationError, match="damaged"):
         read_shard(p)
+
+
+def test_cli_shard_info(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+
+    p = tmp_path / "s.bin"
+    write_shard(p, [[1, 2], [3]], 1000)
+    res = CliRunner().invoke(app, ["shard-info", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert (info["num_tokens"], info["num_docs"], info["width"], info["vocab_size"]) == (
+        3,
+        2,
+        2,
+        1000,
+    )
+    res = CliRunner().invoke(app, ["shard-info", str(p)])
+    assert "uint16 ids" in res.stdout and "3 tokens" in res.stdout
