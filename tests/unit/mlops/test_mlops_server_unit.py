@@ -40,3 +40,20 @@ def test_disabled_setting_mounts_nothing(tmp_path):
     app = FastAPI()
     server.mount_mlflow(app, Settings(home=tmp_path, mlflow_enabled=False))
     assert [r for r in app.routes if getattr(r, "path", "") == "/mlflow"] == []
+
+
+def test_package_exports_sorted_and_mlflow_not_imported():
+    import subprocess
+    import sys
+
+    import aistack.mlops as m
+
+    assert m.__all__ == sorted(m.__all__)
+    assert all(hasattr(m, name) for name in m.__all__)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, aistack.mlops; print('mlflow' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
