@@ -44,15 +44,20 @@ async def run(
     max_requests: int = 100_000,
     timeout_s: float = 60.0,
 ) -> dict[str, Any]:
-    import httpx
+    from urllib.parse import urlsplit
+
+    from aistack.serving.upstream import UpstreamError, UpstreamPool
 
     records: list[tuple[float, float, int, int]] = []  # start, latency, status, step
     t0 = time.perf_counter()
     sent = 0
-    limits = httpx.Limits(
-        max_connections=max(c for c, _ in steps) + 4, max_keepalive_connections=256
-    )
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+    u = urlsplit(url)
+    base, target = f"{u.scheme}://{u.netloc}", (u.path or "/") + (f"?{u.query}" if u.query else "")
+    # the same lean keep-alive client as the router, so the load generator's own CPU use
+    # (it shares the machine) stays small
+    client = UpstreamPool(read_timeout_s=timeout_s, max_idle=max(c for c, _ in steps) + 4)
+    headers = [("content-type", "application/json")]
+    try:
         for si, (conc, dur) in enumerate(steps):
             end = time.perf_counter() + dur
 
@@ -62,11 +67,8 @@ async def run(
                     sent += 1
                     start = time.perf_counter()
                     try:
-                        r = await client.post(
-                            url, content=body, headers={"content-type": "application/json"}
-                        )
-                        status = r.status_code
-                    except httpx.HTTPError:
+                        status = (await client.request(base, "POST", target, headers, body))[0]
+                    except UpstreamError:
                         status = -1
                     records.append((start - t0, time.perf_counter() - start, status, si))
 
@@ -74,6 +76,8 @@ async def run(
                 await asyncio.sleep(dur)
             else:
                 await asyncio.gather(*(worker() for _ in range(conc)))
+    finally:
+        await client.close()
     summary = []
     for si, (conc, dur) in enumerate(steps):
         rows = [r for r in records if r[3] == si]

@@ -169,8 +169,8 @@ def deploy(
     spec = spec.model_copy(update={"model_uri": resolved.uri})
     d.mkdir(parents=True, exist_ok=True)
     (d / "logs").mkdir(exist_ok=True)
-    for stale in ("state.json", "controller.json"):
-        (d / stale).unlink(missing_ok=True)
+    # state.json stays: a controller started over a dead one adopts its running replicas
+    (d / "controller.json").unlink(missing_ok=True)
     (d / "spec.json").write_text(spec.model_dump_json(indent=2))
     log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     try:

@@ -250,3 +250,24 @@ def test_rolling_update_tiny_gpt_zero_failed_requests(home: Path) -> None:
     assert after != before
     live = [r for r in manager.status("gpt")["replicas"] if r["state"] in ("ready", "starting")]
     assert {r["model"] for r in live} == {"builtin:tiny-gpt?dim=64&seed=1"}
+
+
+def test_controller_killed_then_redeployed_adopts_running_replicas(home: Path) -> None:
+    st = manager.deploy(
+        "builtin:echo", name="adopt", min_replicas=1, max_replicas=1, wait_ready_s=60
+    )
+    rep = next(r for r in st["replicas"] if r["state"] == "ready")
+    time.sleep(0.6)  # one tick writes state.json with the ready replica
+    os.kill(st["controller_pid"], signal.SIGKILL)
+    wait_for(lambda: not manager._pid_alive(st["controller_pid"]), 10, "controller death")
+    down = manager.status("adopt")
+    assert down["status"] == "controller down" and down["ready_replicas"] == 0
+    assert manager._pid_alive(int(rep["handle"]))  # the replica outlived its controller
+    again = manager.deploy(
+        "builtin:echo", name="adopt", min_replicas=1, max_replicas=1, wait_ready_s=60
+    )
+    ready = [r for r in again["replicas"] if r["state"] == "ready"]
+    assert [r["handle"] for r in ready] == [rep["handle"]]  # adopted, not restarted
+    assert any("adopted running replica" in e["message"] for e in again["events"])
+    r = httpx.post(again["url"] + "/v1/completions", json={"prompt": "ok", "max_tokens": 2})
+    assert r.status_code == 200
