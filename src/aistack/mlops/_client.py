@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -127,8 +128,12 @@ def translate(exc: BaseException, what: str) -> AistackError:
         return ValidationError(f"{what}: {msg}")
     name = type(exc).__name__
     if "Connection" in name or "MaxRetry" in name or "Timeout" in name or _is_conn(exc):
+        host = re.search(r"HTTPS?ConnectionPool\(host='([^']+)', port=(\d+)\)", msg)
+        errno = re.search(r"\[Errno -?\d+\] [^\"')]+", msg)
+        where = f" at {host[1]}:{host[2]}" if host else ""
+        why = errno[0] if errno else msg[:300]
         return ConnectionFailed(
-            f"{what}: cannot reach the tracking server ({msg})",
+            f"{what}: cannot reach the tracking server{where} ({why})",
             hint="start it with `aistack up` or set MLFLOW_TRACKING_URI",
         )
     return BackendError(f"{what}: {msg}")
