@@ -178,6 +178,8 @@ class ShardLoader:
         self.batch = 0
         self._perm: np.ndarray | None = None
         self._perm_epoch = -1
+        self._plan_epoch = -1
+        self._plan_cache: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
         vocabs = {s.vocab_size for s in self.shards if s.vocab_size}
         self.vocab_size: int | None = max(vocabs) if vocabs else None
         self.fingerprint = hashlib.sha256(
@@ -199,6 +201,19 @@ class ShardLoader:
             self._perm_epoch = epoch
         assert self._perm is not None
         return self._perm
+
+    def _plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's whole epoch at once: [batches, batch_size] shard index and window
+        index inside the shard, each batch sorted (vectorized, once per epoch)."""
+        if self._plan_epoch != epoch:
+            perm = self._permutation(epoch)
+            n = self.batches_per_epoch * self.batch_size
+            ids = perm[self.rank : self.rank + n * self.world_size : self.world_size]
+            ids = np.sort(ids.reshape(self.batches_per_epoch, self.batch_size), axis=1)
+            shard = (np.searchsorted(self._cum, ids, side="right") - 1).astype(np.int32)
+            self._plan_cache = (shard, ids - self._cum[shard])
+            self._plan_epoch = epoch
+        return self._plan_cache
 
     def window_ids(self, epoch: int, batch: int) -> np.ndarray:
         """Global window ids of one batch of this rank."""
@@ -255,7 +270,18 @@ class ShardLoader:
         if self.batch >= self.batches_per_epoch:
             self.epoch += 1
             self.batch = 0
-        window = self.gather(self.window_ids(self.epoch, self.batch))
+        if self.eos_id is None:
+            shard, local = self._plan(self.epoch)
+            sh, lo = shard[self.batch], local[self.batch]
+            if sh[0] == sh[-1]:  # the whole batch in one shard: one gather
+                window = self._views[sh[0]][lo].astype(np.int64)
+            else:
+                window = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int64)
+                cuts = [0, *(np.flatnonzero(sh[1:] != sh[:-1]) + 1).tolist(), self.batch_size]
+                for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+                    window[a:b] = self._views[sh[a]][lo[a:b]]
+        else:
+            window = self.gather(self.window_ids(self.epoch, self.batch))
         self.batch += 1
         if not self.as_torch:
             return window[:, :-1], window[:, 1:]
