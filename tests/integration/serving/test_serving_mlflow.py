@@ -137,3 +137,43 @@ def test_pyfunc_invocations_batching_and_rolling_update(registry: str, home: Pat
     assert s["model_uri"] == "models:/scaler/2"
     r = httpx.post(url, json={"dataframe_records": [{"x": 3}]})
     assert r.json()["predictions"] == [{"y": 30.0}]
+
+
+@pytest.mark.torch
+def test_reference_gpt_from_the_registry_answers_openai_completions(
+    registry: str, home: Path, tmp_path: Path
+) -> None:
+    """aistack.train's GPT, logged with its tokenizer as a pyfunc, served at /v1/completions."""
+    torch = pytest.importorskip("torch")
+    tokenizers = pytest.importorskip("tokenizers")
+    train_model = pytest.importorskip("aistack.train.model")
+    export = pytest.importorskip("aistack.train.export")
+    import mlflow
+
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel()
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"])
+    tok.train_from_iterator(["the cluster serves models", "hello world of gpus"] * 50, trainer)
+    tok_path = tmp_path / "tokenizer.json"
+    tok.save(str(tok_path))
+    torch.manual_seed(0)
+    cfg = train_model.GPTConfig(
+        vocab_size=tok.get_vocab_size(), seq_len=64, n_layer=1, n_head=2, n_embd=32
+    )
+    gpt = train_model.GPT(cfg).eval()
+    with mlflow.start_run():
+        uri = export.log_model(gpt, cfg, tokenizer=str(tok_path))
+    mlflow.register_model(uri, "refgpt")
+
+    st = manager.deploy("refgpt:1", min_replicas=1, max_replicas=1, wait_ready_s=180)
+    body = {"prompt": ["hello world", "the cluster"], "max_tokens": 5, "temperature": 0}
+    r = httpx.post(st["url"] + "/v1/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    texts = [c["text"] for c in r.json()["choices"]]
+    expected = []
+    for p in body["prompt"]:
+        ids = tok.encode(p).ids
+        out = gpt.generate(torch.tensor([ids]), 5, temperature=0.0)
+        expected.append(tok.decode(out[0, len(ids) :].tolist()))
+    assert texts == expected
