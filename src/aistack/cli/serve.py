@@ -63,8 +63,11 @@ def deploy(
     ] = None,
     launcher: Annotated[
         str,
-        typer.Option("--launcher", help="process (local processes) or jobs (aistack scheduler)"),
-    ] = "process",
+        typer.Option(
+            "--launcher",
+            help="auto (jobs when an aistack server is up, else local processes), process, jobs",
+        ),
+    ] = "auto",
     port: Annotated[int, typer.Option("--port", help="router port (0 = any free port)")] = 0,
     max_batch_size: Annotated[
         int, typer.Option("--max-batch-size", help="dynamic batching: requests per model call")
@@ -89,8 +92,8 @@ def deploy(
     from aistack.errors import ValidationError
     from aistack.serving import manager
 
-    if launcher not in ("process", "jobs"):
-        raise ValidationError(f"--launcher: {launcher!r} is not one of process, jobs")
+    if launcher not in ("auto", "process", "jobs"):
+        raise ValidationError(f"--launcher: {launcher!r} is not one of auto, process, jobs")
     st = manager.deploy(
         model,
         name=name,

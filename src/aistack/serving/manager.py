@@ -111,7 +111,7 @@ def deploy(
     cpus: int = 1,
     memory: str | None = None,
     priority: int | None = None,
-    launcher: str = "process",
+    launcher: str = "auto",
     port: int = 0,
     max_batch_size: int = 16,
     max_wait_ms: float = 5.0,
@@ -131,6 +131,13 @@ def deploy(
     from aistack.serving.models import resolve_model
 
     svc_name = name or service_name_for(model)
+    launcher = choose_launcher(launcher)
+    if gpus > 0 and launcher == "process":
+        raise ValidationError(
+            f"--gpus {gpus}: local-process replicas cannot be given GPUs",
+            hint="start the aistack server (`aistack up --detach`) so the scheduler places "
+            "replicas as jobs, or pass --launcher jobs",
+        )
     try:
         fields: dict[str, Any] = {
             "name": svc_name,
@@ -202,6 +209,25 @@ def deploy(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
         )
     return status(spec.name)
+
+
+def choose_launcher(launcher: str) -> str:
+    """``auto``: replicas become aistack jobs when a server is configured (AISTACK_URL, or
+    ``aistack up`` recorded one in the home dir), else local processes."""
+    if launcher in ("process", "jobs"):
+        return launcher
+    if launcher != "auto":
+        raise ValidationError(f"launcher: {launcher!r} is not one of auto, process, jobs")
+    s = get_settings()
+    if not (s.url or s.server_file.exists()):
+        return "process"
+    try:
+        from aistack.client import Client
+
+        Client(timeout=2.0).health()
+        return "jobs"
+    except Exception:  # recorded but not answering: stay local
+        return "process"
 
 
 def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:

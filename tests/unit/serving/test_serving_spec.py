@@ -74,3 +74,16 @@ def test_load_failures_raise_model_load_error() -> None:
     with pytest.raises(ModelLoadError, match="fail=load"):
         load_model("builtin:echo?fail=load")
     assert load_model("builtin:echo?fail=health").healthy is False
+
+
+def test_launcher_choice_and_gpus_need_the_scheduler(aistack_home) -> None:
+    from aistack.serving import manager
+
+    assert manager.choose_launcher("auto") == "process"  # no server configured
+    assert manager.choose_launcher("jobs") == "jobs"
+    with pytest.raises(ValidationError, match="not one of"):
+        manager.choose_launcher("k8s")
+    with pytest.raises(ValidationError, match="--gpus 1") as exc:
+        manager.deploy("builtin:echo", gpus=1, launcher="process")
+    assert "aistack up" in str(exc.value)
+    assert not (aistack_home / "services" / "echo").exists()

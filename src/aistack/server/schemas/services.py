@@ -20,7 +20,7 @@ class ServiceCreate(BaseModel):
     cpus: int = Field(default=1, ge=1)
     memory: str | None = None
     priority: int | None = None
-    launcher: Literal["process", "jobs"] = "process"
+    launcher: Literal["auto", "process", "jobs"] = "auto"
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
     target_inflight: float = Field(default=4.0, gt=0)
