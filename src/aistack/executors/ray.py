@@ -249,6 +249,7 @@ class _JobCoordinator:
         if spec.get("label_selectors"):
             kw["bundle_label_selector"] = spec["label_selectors"]
         self._pg = placement_group(bundles, **kw)
+        waited = 0
         while True:
             ready, _ = ray.wait([self._pg.ready()], timeout=0.5)
             if ready:
@@ -256,6 +257,19 @@ class _JobCoordinator:
             if self._cancel is not None:
                 self._set(state="cancelled", reason="cancelled while waiting for Ray to place it")
                 return
+            waited += 1
+            if spec.get("label_selectors") and waited % 10 == 0:
+                alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+                gone = [
+                    sel["ray.io/node-id"]
+                    for sel in spec["label_selectors"]
+                    if sel["ray.io/node-id"] not in alive
+                ]
+                if gone:
+                    self._set(
+                        state="lost", reason=f"Ray node {gone[0][:12]} it was placed on is gone"
+                    )
+                    return
         self._set(reason="starting processes")
         agent_cls = ray.remote(_NodeAgent)
         for i, b in enumerate(bundles):
@@ -298,6 +312,18 @@ class _JobCoordinator:
         self._set(state="running", reason=None, started_at=time.time())
         self._supervise(started, infos)
 
+    def _dead_agents(self, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The agents (with their node info) that no longer answer."""
+        import ray
+
+        dead = []
+        for a, info in zip(self._agents, infos, strict=True):
+            try:
+                ray.get(a.info.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - any failure to answer counts as dead
+                dead.append(info)
+        return dead
+
     def _supervise(self, started: float, infos: list[dict[str, Any]]) -> None:
         import ray
 
@@ -308,12 +334,19 @@ class _JobCoordinator:
         while True:
             try:
                 results = ray.get([a.poll.remote() for a in self._agents], timeout=60)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-                dead = _dead_node(exc, infos)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                dead = self._dead_agents(infos)
                 for a in self._agents:
                     with contextlib.suppress(Exception):
                         a.stop.remote(0.0, signal.SIGKILL)
-                self._set(state="lost", reason=f"lost a Ray node ({dead}) while the job ran")
+                where = (
+                    ", ".join(f"node {i['node_id'][:12]} at {i['ip']}" for i in dead) or "a node"
+                )
+                self._set(
+                    state="lost",
+                    reason=f"lost a Ray node ({where}) while the job ran",
+                    lost_nodes=[i["node_id"] for i in dead],
+                )
                 return
             except ray.exceptions.GetTimeoutError:
                 self._set(state="lost", reason="the node agents stopped answering for 60 s")
@@ -349,14 +382,6 @@ class _JobCoordinator:
                 self._set(state=state, reason=reason, exit_code=code)
                 return
             time.sleep(0.3)
-
-
-def _dead_node(exc: Exception, infos: list[dict[str, Any]]) -> str:
-    text = str(exc)
-    for i in infos:
-        if i["node_id"] in text:
-            return f"node {i['node_id'][:12]} at {i['ip']}"
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int, dict[str, str]]]:
@@ -456,6 +481,13 @@ class RayExecutor(Executor):
         self.pin_nodes = pin_nodes
         self.runtime_env = runtime_env
         self.call_timeout_s = call_timeout_s
+        # nodes a job lost recently: Ray may still list them as alive for a while
+        self._dead_nodes: dict[str, float] = {}
+
+    def _known_dead(self) -> set[str]:
+        now = time.time()
+        self._dead_nodes = {n: t for n, t in self._dead_nodes.items() if now - t < 600}
+        return set(self._dead_nodes)
 
     # -- connection ------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -487,8 +519,9 @@ class RayExecutor(Executor):
     def inventory(self) -> list[Node]:
         ray = self._ray()
         out: list[Node] = []
+        dead = self._known_dead()
         for n in ray.nodes():
-            if not n.get("Alive"):
+            if not n.get("Alive") or n["NodeID"] in dead:
                 continue
             res: dict[str, float] = n.get("Resources", {})
             node_id = n["NodeID"]
@@ -575,6 +608,21 @@ class RayExecutor(Executor):
     def launch(self, req: LaunchRequest) -> str:
         spec = self.plan(req)
         ray = self._ray()
+        if spec["label_selectors"]:
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")} - self._known_dead()
+            gone = [
+                s["ray.io/node-id"]
+                for s in spec["label_selectors"]
+                if s["ray.io/node-id"] not in alive
+            ]
+            if gone:
+                # the scheduler's inventory is stale (a node died): let Ray place the gang
+                log.warning(
+                    "job %s: Ray node %s is gone; letting Ray place the job",
+                    req.job_id,
+                    gone[0][:12],
+                )
+                spec["label_selectors"] = None
         req.job_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("ray_final.json", "ray_log_offset"):
             (req.job_dir / stale).unlink(missing_ok=True)
@@ -595,10 +643,8 @@ class RayExecutor(Executor):
             ),
             None,
         )
-        if head:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=head, soft=True)
+        if head:  # the coordinator lives on the head node: it dies only with the cluster
+            opts["resources"] = {"node:__internal_head__": 0.001}
         try:
             ray.remote(_JobCoordinator).options(**opts).remote(spec)
         except ValueError as exc:  # name taken: this attempt was already launched
@@ -702,6 +748,8 @@ class RayExecutor(Executor):
         status = ExecStatus(
             state=st["state"], exit_code=st.get("exit_code"), reason=st.get("reason"), node=node
         )
+        for n in st.get("lost_nodes") or []:
+            self._dead_nodes[n] = time.time()
         if status.final:
             with contextlib.suppress(Exception):
                 ray.get(coord.cleanup.remote(), timeout=self.call_timeout_s)

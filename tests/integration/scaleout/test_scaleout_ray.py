@@ -113,18 +113,82 @@ def test_failure_and_cancel(ex, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert st2.state == "cancelled", st2
 
 
-def test_removed_node_makes_the_job_lost(ex, ray_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    # runs last in this module: it takes a node away
-    req = LaunchRequest(
-        job_id="lost",
-        attempt=1,
-        command="echo up; sleep 300",
-        allocation=_two_node_alloc(ex),
-        job_dir=tmp_path / "lost",
+def test_removed_node_job_is_lost_then_requeued_and_completes(
+    ex, ray_cluster, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Runs last in this module (it takes nodes away). Through the server's scheduling loop:
+    a 2-node gang runs, one of its nodes dies → the executor reports "lost" → the job is
+    requeued and its next attempt completes on the nodes that are left."""
+    from sqlalchemy import select
+
+    from aistack.scheduler import get_policy
+    from aistack.server.db.models import Job, JobEvent
+    from aistack.server.db.session import make_engine, migrate, session_factory
+    from aistack.server.services.jobs import submit_job
+    from aistack.server.services.scheduling import SchedulerLoop
+    from aistack.settings import Settings
+
+    ray_cluster.add_node(cpus=2, gpus=2, memory_mb=2048)  # 3 nodes: one can die, two remain
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    settings = Settings(home=tmp_path / "home", database_url=url, executor="ray")
+    settings.ensure_home()
+    loop = SchedulerLoop(
+        settings=settings, sessions=sessions, executor=ex, policy=get_policy("default")
     )
-    handle = ex.launch(req)
-    assert _wait(ex, handle, lambda s: s.state == "running" or s.final).state == "running"
-    ray_cluster.remove_node(1)
-    st = _wait(ex, handle, lambda s: s.final, 120)
-    assert st.state == "lost", st
-    assert "lost a Ray node" in (st.reason or "") or "coordinator" in (st.reason or "")
+    with sessions() as s:
+        job = submit_job(
+            s,
+            {
+                "name": "gang",
+                "command": 'echo "attempt $AISTACK_ATTEMPT rank $AISTACK_RANK node $AISTACK_RAY_NODE_ID"; [ "$AISTACK_ATTEMPT" -ge 1 ] || sleep 300',
+                "resources": {"gpus": 1, "cpus": 1, "nodes": 2, "memory": "256MB"},
+                "retries": 1,
+            },
+            nodes=ex.inventory(),
+        )
+        s.commit()
+        job_id = job.id
+
+    def state() -> Job:
+        with sessions() as s:
+            return s.get(Job, job_id)  # type: ignore[return-value]
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        loop.run_once()
+        j = state()
+        if j.state == "RUNNING" and ex.poll(j.handle).state == "running":
+            break
+        time.sleep(0.5)
+    j = state()
+    assert j.state == "RUNNING", (j.state, j.pending_reason, j.failure_reason)
+    head = ray_cluster.node_ids()[0]
+    victim_id = next(n for n in j.allocation if n != head)
+    ray_cluster.remove_node(ray_cluster.node_ids().index(victim_id))
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        loop.run_once()
+        if state().state in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"):
+            break
+        time.sleep(0.5)
+    j = state()
+    with sessions() as s:
+        events = [
+            (e.kind, e.message)
+            for e in s.execute(select(JobEvent).where(JobEvent.job_id == job_id)).scalars()
+        ]
+    assert j.state == "SUCCEEDED", (j.state, j.failure_reason, events)
+    assert j.attempt == 1
+    retry = [m for k, m in events if k == "retry"]
+    assert retry and "lost" in retry[0], events
+    # the second attempt ran on the two nodes that are left (the log names each rank's node)
+    from aistack.server.services.jobs import attempt_dir
+
+    log_text = (attempt_dir(settings.jobs_dir, job_id, 1) / "output.log").read_text()
+    ran_on = {line.rsplit(" ", 1)[1] for line in log_text.splitlines() if "attempt 1 rank" in line}
+    assert len(ran_on) == 2 and victim_id not in ran_on, log_text
+    engine.dispose()
