@@ -11,7 +11,10 @@ exponential backoff (capped at ``max_backoff_s``). ``flush()`` waits until every
 before it was accepted by the server; ``close()`` (also called by the context manager and at
 interpreter exit) flushes, and if the server stays unreachable for ``close_timeout_s`` it
 writes the unsent points to a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``) that
-:func:`replay_spool` sends later, and raises BackendError naming that file.
+:func:`replay_spool` sends later, and raises BackendError naming that file. A batch the server
+refuses for good (e.g. the run was deleted) goes to a spool file at once (``.rejected`` counts
+its points, ``.spooled`` lists the files) so the rest keeps flowing. Metric names are checked
+against MLflow's rules at ``log()`` time, so a bad name is a ValidationError in the caller.
 
 Example::
 
@@ -96,6 +99,9 @@ class BufferedMetricsLogger:
         from mlflow.entities import Metric
 
         self._metric_cls = Metric
+        self._valid_keys: set[str] = set()
+        self.rejected = 0  # points the server refused as invalid (spooled, not dropped)
+        self.spooled: list[Path] = []
         self._client = client if client is not None else mlflow_client(tracking_uri)
         self._buf: deque[_Point] = deque()
         self._cond = threading.Condition()
@@ -123,6 +129,8 @@ class BufferedMetricsLogger:
     ) -> None:
         """Queue one point (``timestamp`` in ms since the epoch, default now; ``step`` 0)."""
         point = _point(key, value, step, timestamp)
+        if key not in self._valid_keys:
+            self._check_key(key)
         with self._cond:
             self._append([point])
 
@@ -132,6 +140,9 @@ class BufferedMetricsLogger:
         """Queue several metrics at one step and one timestamp."""
         ts = int(time.time() * 1000) if timestamp is None else timestamp
         points = [_point(k, v, step, ts) for k, v in metrics.items()]
+        for k in metrics:
+            if k not in self._valid_keys:
+                self._check_key(k)
         with self._cond:
             self._append(points)
 
@@ -195,6 +206,25 @@ class BufferedMetricsLogger:
         self.close()
 
     # ---------------------------------------------------------------- internals
+    def _check_key(self, key: str) -> None:
+        """MLflow's own metric-name rules, checked once per key at log() time (a bad key would
+        otherwise be refused by the server later, in the background)."""
+        try:
+            from mlflow.utils.validation import _validate_metric_name
+        except ImportError:  # pragma: no cover - private MLflow API moved
+            self._valid_keys.add(key)
+            return
+        if len(key) > 250:
+            raise ValidationError(f"key {key[:40]!r}...: longer than 250 characters")
+        try:
+            _validate_metric_name(key)
+        except Exception as exc:
+            raise ValidationError(
+                f"key {key!r}: not a valid MLflow metric name",
+                hint="use letters, digits, '_', '-', '.', ' ', ':' and '/', no '..' or leading '/'",
+            ) from exc
+        self._valid_keys.add(key)
+
     def _append(self, points: list[_Point]) -> None:
         if self._closed or self._closing:
             raise ValidationError("the metrics logger is closed", hint="create a new one")
@@ -229,7 +259,19 @@ class BufferedMetricsLogger:
                 chunk = [self._buf.popleft() for _ in range(min(BATCH_LIMIT, len(self._buf)))]
             try:
                 self._send(chunk)
-            except Exception as exc:  # keep the chunk, retry with backoff
+            except Exception as exc:
+                if _is_permanent(exc):
+                    # the server refuses these points for good (e.g. the run was deleted):
+                    # keep them in a spool file rather than retrying forever
+                    path = self._spool(chunk)
+                    with self._cond:
+                        self.spooled.append(path)
+                        self.rejected += len(chunk)
+                        self._sent += len(chunk)
+                        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                        self._cond.notify_all()
+                    continue
+                # transient: keep the chunk, retry with backoff
                 with self._cond:
                     self._buf.extendleft(reversed(chunk))
                     self.retries += 1
@@ -268,6 +310,12 @@ class BufferedMetricsLogger:
                 f.write(json.dumps({"key": k, "value": v, "timestamp": ts, "step": st}) + "\n")
         log.error("spooled %d unsent metric points to %s", len(points), path)
         return path
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """A refusal that a retry cannot fix (MLflow's INVALID_PARAMETER_VALUE and the like)."""
+    code = getattr(exc, "error_code", None)
+    return code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST")
 
 
 def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _Point:

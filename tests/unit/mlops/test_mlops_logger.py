@@ -168,3 +168,39 @@ for i in range(3000):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert rows == [["m", float(i), i] for i in range(3000)]
+
+
+def test_invalid_metric_name_is_refused_at_log_time():
+    ml = BufferedMetricsLogger(run_id="run1", client=RecordingClient())
+    with pytest.raises(ValidationError, match="not a valid MLflow metric name"):
+        ml.log("loss/../x", 1.0)
+    with pytest.raises(ValidationError, match="not a valid MLflow metric name"):
+        ml.log_many({"ok": 1.0, "/abs": 2.0})
+    ml.log("train/loss", 1.0)
+    ml.close()
+
+
+class RefusingClient(RecordingClient):
+    """Refuses batches containing a poisoned value for good (like a deleted run)."""
+
+    def log_batch(self, run_id, metrics):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        if any(m.value < 0 for m in metrics):
+            raise MlflowException("run is deleted", error_code=INVALID_PARAMETER_VALUE)
+        super().log_batch(run_id, metrics)
+
+
+def test_permanently_refused_batch_is_spooled_and_the_rest_flows(tmp_path):
+    client = RefusingClient()
+    ml = BufferedMetricsLogger(
+        run_id="run1", client=client, flush_every=10, flush_interval_s=0.01, spool_dir=tmp_path
+    )
+    ml.log_many({f"m{i}": -1.0 for i in range(10)})
+    ml.flush(timeout_s=30)
+    ml.log_many({f"m{i}": 1.0 for i in range(10)})
+    ml.close()
+    assert ml.rejected == 10 and len(client.points()) == 10
+    (spool,) = ml.spooled
+    assert [json.loads(x)["value"] for x in spool.read_text().splitlines()] == [-1.0] * 10
