@@ -113,9 +113,10 @@ class QueuePolicy(Policy):
         backfill_depth: int = 500,
         estimate_depth: int = 256,
         default_runtime_s: float | None = None,
-        max_preempt_heads: int = 8,
+        max_preempt_heads: int = 4,
         preempt_min_wait_s: float = 0.0,
         min_run_s: float = 0.0,
+        promise_s: float = 900.0,
     ) -> None:
         if backfill_depth < 1:
             raise ValueError("backfill_depth must be >= 1")
@@ -126,6 +127,11 @@ class QueuePolicy(Policy):
         self.max_preempt_heads = max_preempt_heads
         self.preempt_min_wait_s = preempt_min_wait_s
         self.min_run_s = min_run_s
+        self.promise_s = promise_s
+        # jobs that preempted others: they go first until they start (the freed GPUs are
+        # theirs), or until the promise expires (caller's clock)
+        self._promised: dict[str, float] = {}
+        self._parts: dict[tuple[str, float], tuple[tuple[str, int, int, int], ...]] = {}
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
@@ -154,6 +160,8 @@ class QueuePolicy(Policy):
             return Decision()
         st = PassState(cluster)
         ordered = self.order(queue, cluster, now)
+        if self._promised:
+            ordered = self._promised_first(ordered, now)
         explain = self.explain
         quotas = cluster.gpu_quotas
         used: dict[str, int] = {}
@@ -173,6 +181,9 @@ class QueuePolicy(Policy):
         caps: dict[int, tuple[int, int, int]] | None = None
         unknown_end: list[str] = []
         pre_heads = 0
+        pctx: dict[str, Any] = {}
+        res_pending = False
+        fail_g = fail_c = 1 << 30  # smallest plain shape that failed to fit in this pass
         considered = 0
         preemptive = self.preemptive
         depth = self.backfill_depth
@@ -191,6 +202,8 @@ class QueuePolicy(Policy):
                     alloc = st.commit(job, ids)
                     starts.append(Start(job_id=job.id, allocation=alloc))
                     started_jobs.append((job, ids))
+                    if self._promised:
+                        self._promised.pop(job.id, None)
                     if quotas:
                         used[job.project] = used.get(job.project, 0) + tg
                     continue
@@ -201,7 +214,7 @@ class QueuePolicy(Policy):
                 waiting.append(job)
                 if preemptive and pre_heads < self.max_preempt_heads:
                     pre_heads += 1
-                    got = self._try_preempt(job, st, cluster, now, victims, preempts)
+                    got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx)
                     if got is not None:
                         kinds[job.id] = ("preempting", got)
                         reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
@@ -215,12 +228,14 @@ class QueuePolicy(Policy):
                 if not self.backfill:
                     kinds[job.id] = ("head",)
                     continue
-                if st.free_total > 0 or explain:
+                if explain:
                     shadow, rnodes, caps, unknown_end = self._reserve(
-                        job, st, cluster, now, started_jobs, victims
+                        job, st, cluster, now, started_jobs, victims, pctx
                     )
                     if shadow is not None and rnodes:
                         reservations[job.id] = (shadow, rnodes)
+                else:
+                    res_pending = True  # computed when a backfill candidate fits
                 kinds[job.id] = ("head",)
                 continue
             # ---- behind the head
@@ -238,12 +253,24 @@ class QueuePolicy(Policy):
                 kinds[job.id] = ("window",) if tg <= st.free_total else ("blocked",)
                 continue
             ids = None
-            if tg <= st.free_total:
-                ends = now + job.max_runtime_s if job.max_runtime_s is not None else INF
-                if shadow is not None and ends <= shadow:
-                    ids = st.find(job)
-                else:
-                    ids = st.find(job, caps=caps) if caps else st.find(job)
+            simple = job.nodes == 1 and job.gpu_type is None and not job.memory_mb
+            if tg <= st.free_total and not (simple and job.gpus >= fail_g and job.cpus >= fail_c):
+                ids = st.find(job)
+                if ids is None and simple:
+                    # a same-or-larger plain job cannot fit either in this pass
+                    if job.gpus <= fail_g and job.cpus <= fail_c:
+                        fail_g, fail_c = job.gpus, job.cpus
+                if ids is not None:
+                    if res_pending:
+                        res_pending = False
+                        shadow, rnodes, caps, unknown_end = self._reserve(
+                            head, st, cluster, now, started_jobs, victims, pctx
+                        )
+                        if shadow is not None and rnodes:
+                            reservations[head.id] = (shadow, rnodes)
+                    ends = now + job.max_runtime_s if job.max_runtime_s is not None else INF
+                    if caps and not (shadow is not None and ends <= shadow):
+                        ids = st.find(job, caps=caps)
                 if ids is not None:
                     alloc = st.commit(job, ids)
                     starts.append(Start(job_id=job.id, allocation=alloc, backfilled=True))
@@ -256,7 +283,7 @@ class QueuePolicy(Policy):
             waiting.append(job)
             if preemptive and pre_heads < self.max_preempt_heads:
                 pre_heads += 1
-                got = self._try_preempt(job, st, cluster, now, victims, preempts)
+                got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx)
                 if got is not None:
                     kinds[job.id] = ("preempting", got)
                     reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
@@ -291,6 +318,21 @@ class QueuePolicy(Policy):
             reservations=reservations,
         )
 
+    def _promised_first(self, ordered: Sequence[JobRequest], now: float) -> list[JobRequest]:
+        prom = self._promised
+        for jid in [j for j, t in prom.items() if t < now]:
+            del prom[jid]
+        if not prom:
+            return list(ordered)
+        first = [j for j in ordered if j.id in prom]
+        if len(first) < len(prom):  # started, cancelled or gone
+            present = {j.id for j in first}
+            for jid in [j for j in prom if j not in present]:
+                del prom[jid]
+        if not first:
+            return list(ordered)
+        return first + [j for j in ordered if j.id not in prom]
+
     # ------------------------------------------------------------ reservation
     def _release_events(
         self,
@@ -304,17 +346,30 @@ class QueuePolicy(Policy):
         ev: list[tuple[float, int, int, int, int]] = []
         unknown: list[str] = []
         index = st.index
+        cache = self._parts
+        if len(cache) > 200_000:
+            cache.clear()
         for r in cluster.running:
             if r.id in victims:
-                continue  # already being preempted; their capacity goes to the preemptor
-            if r.max_runtime_s is None:
+                e = now  # being preempted: released now (the preemptor's need is charged)
+            elif r.max_runtime_s is None:
                 unknown.append(r.id)
                 continue
-            e = max(now, r.start_time + r.max_runtime_s)
-            for name, a in r.allocation.nodes.items():
+            else:
+                e = r.start_time + r.max_runtime_s
+                if e < now:
+                    e = now
+            key = (r.id, r.start_time)
+            parts = cache.get(key)
+            if parts is None:
+                parts = cache[key] = tuple(
+                    (name, len(a.gpus), len(a.cpus), a.memory_mb)
+                    for name, a in r.allocation.nodes.items()
+                )
+            for name, g, c, m in parts:
                 i = index.get(name)
                 if i is not None:
-                    ev.append((e, i, len(a.gpus), len(a.cpus), a.memory_mb))
+                    ev.append((e, i, g, c, m))
         ev.sort()
         return ev, unknown
 
@@ -326,12 +381,17 @@ class QueuePolicy(Policy):
         now: float,
         started: list[tuple[JobRequest, list[int]]],
         victims: set[str],
+        pctx: dict[str, Any] | None = None,
     ) -> tuple[float | None, tuple[str, ...], dict[int, tuple[int, int, int]] | None, list[str]]:
         """Earliest time the head fits, its nodes, and per-node caps for later jobs."""
         ev, unknown = self._release_events(st, cluster, now, started, victims)
         free = st.free_counts()
         for i, n in enumerate(st.nodes):
             free[i][0] -= n.held
+        if pctx:
+            # preemptors take their victims' GPUs: charge what they need beyond `held`
+            for i, g in pctx.get("need", {}).items():
+                free[i][0] -= g
         for j, _ids in started:
             if j.max_runtime_s is None:
                 unknown.append(j.id)
@@ -349,6 +409,17 @@ class QueuePolicy(Policy):
             g, c, m = head.gpus, head.cpus, head.memory_mb
             t = head.gpu_type
             ok_nodes: set[int] = set()
+            if not single:
+                for i, (fg, fc, fm) in enumerate(free):
+                    n = nodes[i]
+                    if (
+                        fg >= g
+                        and (not c or fc >= c)
+                        and (not m or fm >= m)
+                        and n.schedulable
+                        and (t is None or n.gpu_type == t)
+                    ):
+                        ok_nodes.add(i)
             for e, i, dg, dc, dm in ev:
                 f = free[i]
                 f[0] += dg
@@ -426,66 +497,89 @@ class QueuePolicy(Policy):
         now: float,
         victims: set[str],
         out: list[Preempt],
+        ctx: dict[str, Any],
     ) -> tuple[list[str], list[int]] | None:
-        """Pick the cheapest set of outranked running jobs whose GPUs let `job` start."""
+        """Pick the cheapest set of outranked running jobs whose GPUs let `job` start.
+
+        ``ctx`` is per pass: the preemptible running jobs, ranked once (worst first), and
+        the shapes that already failed (a job ranked no better and no smaller fails too)."""
         if not cluster.running:
             return None
         w = self.rank(job, cluster, now)
-        index = st.index
-        per_node: dict[int, list[tuple[tuple[Any, ...], float, RunningJob]]] = {}
-        for r in cluster.running:
-            if r.id in victims or not r.preemptible or r.protected_until > now:
-                continue
-            if self.min_run_s and now - r.start_time < self.min_run_s:
-                continue
-            rk = self.running_rank(r, cluster, now)
-            if not w < rk:
-                continue
-            for name in r.allocation.nodes:
-                i = index.get(name)
-                if i is not None:
-                    per_node.setdefault(i, []).append((rk, r.start_time, r))
-        if not per_node:
-            return None
-        options: list[tuple[int, int, int, list[RunningJob]]] = []
-        g, c, m = job.gpus, job.cpus, job.memory_mb
-        for i, cands in per_node.items():
-            n = st.nodes[i]
-            if not n.schedulable or (job.gpu_type is not None and n.gpu_type != job.gpu_type):
-                continue
-            if n.gpus_total < g:
-                continue
-            fg, fc, fm = len(n.free_g) - n.held, len(n.free_c), n.free_m
+        for fw, fg, fn, ft in ctx.setdefault("failed", []):
+            if (
+                not w < fw
+                and job.gpus >= fg
+                and job.nodes >= fn
+                and (ft is None or ft == job.gpu_type)
+            ):
+                return None
+        cands = ctx.get("cands")
+        if cands is None:
+            cands = []
+            index = st.index
+            min_run = self.min_run_s
+            for r in cluster.running:
+                if not r.preemptible or r.protected_until > now:
+                    continue
+                if min_run and now - r.start_time < min_run:
+                    continue
+                parts = []
+                for name, a in r.allocation.nodes.items():
+                    i = index.get(name)
+                    if i is not None:
+                        parts.append((i, len(a.gpus), len(a.cpus), a.memory_mb))
+                cands.append((self.running_rank(r, cluster, now), r.start_time, r, parts))
             # worst-ranked first, then the most recently started (least work lost)
             cands.sort(key=lambda x: (x[0], x[1]), reverse=True)
-            chosen: list[RunningJob] = []
-            lost = 0
-            for _rk, _t, r in cands:
-                if fg >= g and (not c or fc >= c) and (not m or fm >= m):
-                    break
-                a = r.allocation.nodes[n.name]
-                fg += len(a.gpus)
-                fc += len(a.cpus)
-                fm += a.memory_mb
-                chosen.append(r)
-                lost += r.allocation.total_gpus
-            if fg >= g and (not c or fc >= c) and (not m or fm >= m) and chosen:
-                options.append((len(chosen), lost, i, chosen))
-        if len(options) < job.nodes:
+            ctx["cands"] = cands
+        g, c, m = job.gpus, job.cpus, job.memory_mb
+        # per node: accumulate victims (worst first) until the job fits there
+        acc: dict[int, list[Any]] = {}
+        done: list[tuple[int, int, int, list[RunningJob]]] = []
+        typ = job.gpu_type
+        nodes = st.nodes
+        for rk, _t, r, parts in cands:
+            if not w < rk:
+                break
+            if r.id in victims:
+                continue
+            for i, dg, dc, dm in parts:
+                n = nodes[i]
+                if not n.schedulable or n.gpus_total < g or (typ is not None and n.gpu_type != typ):
+                    continue
+                a = acc.get(i)
+                if a is None:
+                    a = acc[i] = [len(n.free_g) - n.held, len(n.free_c), n.free_m, [], 0, False]
+                if a[5]:
+                    continue
+                a[0] += dg
+                a[1] += dc
+                a[2] += dm
+                a[3].append(r)
+                a[4] += dg
+                if a[0] >= g and (not c or a[1] >= c) and (not m or a[2] >= m):
+                    a[5] = True
+                    done.append((len(a[3]), a[4], i, a[3]))
+        if len(done) < job.nodes:
+            ctx["failed"].append((w, g, job.nodes, typ))
             return None
-        options.sort(key=lambda o: (o[0], o[1], o[2]))
-        picked = options[: job.nodes]
+        done.sort(key=lambda o: (o[0], o[1], o[2]))
         names: list[str] = []
         node_ids: list[int] = []
-        for _nv, _lost, i, chosen in picked:
+        need = ctx.setdefault("need", {})
+        for _nv, _lost, i, chosen in done[: job.nodes]:
             node_ids.append(i)
+            before = st.nodes[i].held
             st.hold(i, job.gpus)
+            need[i] = need.get(i, 0) + job.gpus - (st.nodes[i].held - before)
             for r in chosen:
                 if r.id in victims:
                     continue
                 victims.add(r.id)
                 names.append(r.id)
                 out.append(Preempt(job_id=r.id, reason=self.preempt_reason(job, r), for_job=job.id))
+        self._promised[job.id] = now + self.promise_s
         return names, node_ids
 
     # ------------------------------------------------------------ explanations

@@ -17,24 +17,40 @@ las        Tiresias 2D-LAS: queues by attained GPU-seconds (discretized), FIFO i
            queue, preemption of jobs in lower queues
 srtf       oracle: shortest remaining time first, preemptive (simulation only)
 sjf        oracle: shortest job first, not preemptive (simulation only)
-default    multi-level LAS with aging (see DefaultPolicy), EASY backfill, priority
-           preemption — chosen from the evaluation in docs/scheduler.md
+default    priority, then a Gittins index learned from finished jobs with aging (see
+           DefaultPolicy), EASY backfill, preemption — chosen from the evaluation in
+           docs/scheduler.md
 =========  ===========================================================================
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from aistack.errors import ValidationError
 from aistack.scheduler.base import QueuePolicy
+from aistack.scheduler.gittins import GittinsTable
 from aistack.scheduler.types import ClusterState, JobRequest, RunningJob
+
+_GPUS: dict[str, int] = {}
+
+
+def _gpus(r: RunningJob) -> int:
+    """Total GPUs of a running job (cached by id: a job's gang size never changes)."""
+    g = _GPUS.get(r.id)
+    if g is None:
+        if len(_GPUS) > 200_000:
+            _GPUS.clear()
+        g = _GPUS[r.id] = max(1, sum(len(a.gpus) for a in r.allocation.nodes.values()))
+    return g
 
 
 def _attained_now(r: RunningJob, now: float) -> float:
-    return r.attained_service_s + max(0.0, now - r.start_time) * max(1, r.allocation.total_gpus)
+    return r.attained_service_s + max(0.0, now - r.start_time) * _gpus(r)
 
 
 class FifoPolicy(QueuePolicy):
@@ -152,6 +168,7 @@ class LasPolicy(QueuePolicy):
             raise ValueError("thresholds must be positive GPU-seconds")
         self.thresholds = th
         self.preemptive = preempt
+        self._cross: dict[tuple[str, float], tuple[float, ...]] = {}
 
     def level(self, attained: float) -> int:
         return bisect.bisect_right(self.thresholds, attained)
@@ -171,62 +188,165 @@ class LasPolicy(QueuePolicy):
         return f"it has attained more GPU service than job {job.id} (least-attained-service first)"
 
     def wakeup_after(self, cluster: ClusterState, now: float) -> float | None:
-        best: float | None = None
+        """The next threshold crossing of a running job, or the end of a protection."""
+        best = math.inf
         th = self.thresholds
+        cache = self._cross
+        if len(cache) > 100_000:
+            cache.clear()
         for r in cluster.running:
-            g = max(1, r.allocation.total_gpus)
-            a = _attained_now(r, now)
-            k = bisect.bisect_right(th, a)
-            if k < len(th):
-                t = now + (th[k] - a) / g
-                if best is None or t < best:
-                    best = t
-            if r.protected_until > now and (best is None or r.protected_until < best):
-                best = r.protected_until
-        return best
+            key = (r.id, r.start_time)
+            cr = cache.get(key)
+            if cr is None:
+                g = _gpus(r)
+                a0 = r.attained_service_s
+                cr = cache[key] = tuple(r.start_time + (x - a0) / g for x in th if x > a0)
+            for t in cr:
+                if t > now:
+                    if t < best:
+                        best = t
+                    break
+            p = r.protected_until
+            if now < p < best:
+                best = p
+        return None if best == math.inf else best
 
 
-class DefaultPolicy(LasPolicy):
-    """The default: multi-level LAS with aging, EASY backfill and preemption.
+def size_class(gpus: int) -> int:
+    """0: 1 GPU (or CPU only), 1: 2–4, 2: 5–8, 3: 9+ GPUs."""
+    return 0 if gpus <= 1 else 1 if gpus <= 4 else 2 if gpus <= 8 else 3
 
-    * Order: priority first; then each job sorts as if it had been submitted
-      ``aging × attained GPU-seconds / GPUs`` later (rounded down to its LAS level's
-      threshold): new jobs (no service yet) go in submit order, jobs that already ran a
-      lot yield to new ones, but only for a bounded time, so long and large jobs cannot
-      starve (a waiting job's position improves as the clock moves on).
-    * Preemption: a waiting job preempts running jobs of lower priority, or of equal
-      priority that sit in a lower LAS level (more attained service, geometric levels
-      ``base × factor^k`` GPU-seconds), and only once they passed ``protected_until``.
-    * Backfill with an EASY reservation for the head job; pending reasons and start
-      estimates from max_runtime like every policy.
+
+class DefaultPolicy(QueuePolicy):
+    """The default: priority, then a learned Gittins index with aging; EASY backfill;
+    preemption. Non-clairvoyant: it never reads a job's true duration.
+
+    * Order: priority first. Among equal priority, each job sorts as if submitted
+      ``τ · ln(G₀ / G(job))`` later, where G(job) is the Gittins index of its attained
+      GPU-seconds under the service distribution of *finished* jobs of its size class
+      (``observe()``), G₀ the index of a new job, and τ = ``aging_factor`` × mean
+      observed runtime. Jobs likely to finish soon go first; jobs unlikely to (large,
+      or long-running on a heavy tail) yield, but only for a bounded time: the key is a
+      virtual submit time, so every waiting job eventually reaches the head (no
+      starvation). With no history yet (fewer than ``min_samples`` finished jobs) this
+      is plain priority-then-submit order.
+    * Backfill behind the head job without delaying its reservation (from max_runtime).
+    * Preemption when a waiting job outranks a running one (higher priority, or a
+      better key as above), never before ``protected_until``.
     """
 
     name = "default"
+    preemptive = True
 
     def __init__(
         self,
         *,
-        base_s: float = 3600.0,
-        factor: float = 4.0,
-        levels: int = 6,
-        aging: float = 1.0,
-        thresholds: Sequence[float] | None = None,
+        aging_factor: float = 10.0,
+        aging_s: float | None = None,
+        min_samples: int = 50,
+        window: int = 20_000,
+        history: Sequence[tuple[float, int]] = (),
+        quantum_s: float = 300.0,
+        preempt: bool = True,
+        preempt_ratio: float = 1.0,
         **kw: Any,
     ) -> None:
-        if thresholds is None:
-            if base_s <= 0 or factor <= 1 or levels < 1:
-                raise ValueError("need base_s > 0, factor > 1 and levels >= 1")
-            thresholds = [base_s * factor**k for k in range(levels)]
-        super().__init__(thresholds=thresholds, **kw)
-        if aging < 0:
-            raise ValueError("aging must be >= 0")
-        self.aging = aging
-        self._floor = [0.0, *self.thresholds]
+        super().__init__(**kw)
+        if preempt_ratio < 1:
+            raise ValueError("preempt_ratio must be >= 1")
+        self._log_ratio = math.log(preempt_ratio)
+        if aging_factor < 0 or (aging_s is not None and aging_s < 0):
+            raise ValueError("aging_factor and aging_s must be >= 0")
+        if min_samples < 1 or window < min_samples:
+            raise ValueError("need 1 <= min_samples <= window")
+        self.aging_factor = aging_factor
+        self.aging_s = aging_s
+        self.min_samples = min_samples
+        self.window = window
+        self.quantum_s = quantum_s
+        self.preemptive = preempt
+        self.order_epoch = 0  # bumped when the learned order changes (callers re-sort)
+        self._samples: list[deque[float]] = [deque(maxlen=window) for _ in range(4)]
+        self._runtimes: deque[float] = deque(maxlen=window)
+        self._count = 0
+        self._next_refresh = min_samples
+        self._tables: list[GittinsTable | None] = [None] * 4
+        self._g0 = 1.0
+        self._tau = 0.0
+        for rt, g in history:
+            self.observe(rt, g)
 
+    # ------------------------------------------------------------ learning
+    def observe(self, runtime_s: float, gpus: int = 1) -> None:
+        """Record a finished job's runtime (seconds) and GPU count."""
+        if runtime_s < 0:
+            return
+        g = max(1, int(gpus))
+        self._samples[size_class(g)].append(runtime_s * g)
+        self._runtimes.append(runtime_s)
+        self._count += 1
+        if self._count >= self._next_refresh:
+            self._refresh()
+            self._next_refresh = self._count + min(self._count, 2000)
+
+    def _refresh(self) -> None:
+        pooled = [x for d in self._samples for x in d]
+        if len(pooled) < self.min_samples:
+            return
+        base = GittinsTable(pooled)
+        tables: list[GittinsTable | None] = []
+        for d in self._samples:
+            tables.append(GittinsTable(d) if len(d) >= self.min_samples else base)
+        self._tables = tables
+        self._g0 = max(1e-300, base(0.0))
+        mean_rt = sum(self._runtimes) / max(1, len(self._runtimes))
+        self._tau = self.aging_s if self.aging_s is not None else self.aging_factor * mean_rt
+        self.order_epoch += 1
+
+    def _vsubmit(self, submit: float, gpus: int, attained: float) -> float:
+        t = self._tables[size_class(gpus)]
+        if t is None or self._tau == 0:
+            return submit
+        gi = max(1e-300, t(attained))
+        return submit + self._tau * math.log(self._g0 / gi)
+
+    # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...]:
-        lvl = self.level(job.attained_service_s)
-        g = max(1, job.gpus * job.nodes)
-        return (-job.priority, job.submit_time + self.aging * self._floor[lvl] / g, job.id)
+        v = self._vsubmit(job.submit_time, job.gpus * job.nodes, job.attained_service_s)
+        return (-job.priority, v, job.id)
+
+    def _log_index(self, gpus: int, attained: float) -> float:
+        t = self._tables[size_class(gpus)]
+        return 0.0 if t is None else math.log(max(1e-300, t(attained)))
+
+    # preemption compares indices, not virtual submit times: a job preempts an equal-
+    # priority one only if its index is ``preempt_ratio`` times higher
+    def rank(self, job: JobRequest, cluster: ClusterState, now: float) -> tuple[Any, ...]:
+        li = self._log_index(job.gpus * job.nodes, job.attained_service_s)
+        return (-job.priority, -li + self._log_ratio)
+
+    def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
+        return (-job.priority, -self._log_index(_gpus(job), _attained_now(job, now)))
+
+    def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
+        if job.priority > victim.priority:
+            return super().preempt_reason(job, victim)
+        return (
+            f"job {job.id} is more likely to finish soon (learned from finished jobs) and "
+            f"{victim.id} has run past its protection time"
+        )
+
+    def wakeup_after(self, cluster: ClusterState, now: float) -> float | None:
+        if not cluster.running:
+            return None
+        best = math.inf
+        for r in cluster.running:
+            p = r.protected_until
+            if now < p < best:
+                best = p
+        if self._tables[0] is not None:
+            best = min(best, now + self.quantum_s)
+        return None if best == math.inf else best
 
 
 POLICIES: dict[str, type[QueuePolicy]] = {
@@ -266,7 +386,7 @@ class SrtfPolicy(QueuePolicy):
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
         if job.true_duration_s is None:
             return (-job.priority, float("inf"))
-        done = _attained_now(job, now) / max(1, job.allocation.total_gpus)
+        done = _attained_now(job, now) / _gpus(job)
         return (-job.priority, max(0.0, job.true_duration_s - done))
 
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
