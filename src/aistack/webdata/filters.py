@@ -66,13 +66,25 @@ class Filter(ABC):
 
 # --------------------------------------------------------------------------- text helpers
 
-_WORD_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]+", re.UNICODE)
+# close to spaCy's English tokenizer (which datatrove's filters use): URLs and e-mails stay
+# whole, contractions split ("do", "n't"), punctuation is one token per character except "...",
+# abbreviations such as "e.g." stay whole, hyphenated words split at the hyphen
+_WORD_RE = re.compile(
+    r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]"
+    r"|[\w.+-]+@[\w-]+\.[\w.-]*\w"
+    r"|\.\.\."
+    r"|\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b"
+    r"|\w+(?:[.’']\w+)*\.?(?<=\w\.\w\.)"
+    r"|\w+(?:[.’']\w+)*"
+    r"|[^\w\s]",
+    re.UNICODE,
+)
 PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~’‘“”«»„…–—•·¡¿、。，；：？！（）【】《》")
 TERMINAL_PUNCTUATION = (".", "!", "?", '"', "'", "”", "’", "…", "。", "！", "？", ":", ";")
 
 
 def split_words(text: str) -> list[str]:
-    """Words and punctuation runs (a small stand-in for spaCy's tokenizer, no model needed)."""
+    """Words and punctuation (a small stand-in for spaCy's tokenizer; no model needed)."""
     return _WORD_RE.findall(text)
 
 

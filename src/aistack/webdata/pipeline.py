@@ -11,7 +11,9 @@ tasks, so an interrupted run resumes)::
     tokenizer train a BPE on the kept documents (or load tokenizer_file) → dataset/tokenizer.json
     encode    one task per input file, in parallel: corpus/NNNNN.jsonl.gz and
               dataset/shard-NNNNN.bin (see aistack.webdata.shards)
-    report    report.json (``counts`` are deterministic; ``timing`` is not) and report.txt
+    report    report.json (``counts`` are deterministic; ``timing`` is not: per-step times are
+              CPU seconds of the worker process, so docs/s per core holds on shared cores)
+              and report.txt
     register  optional: dataset/ becomes a dataset version in aistack.storage
 
 Tasks are numbered by the sorted input file list, and every merge happens in task order, so
@@ -139,7 +141,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     docs: list[Document] = []
     st_read = stat("read")
     st_ext = stat("extract") if extract is not None else None
-    t_read0 = time.perf_counter()
+    t_read0 = time.process_time()
     t_extract = 0.0
     for i, rec in enumerate(reader.records()):
         records += 1
@@ -160,7 +162,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         html += 1
         if st_ext is None:
             continue
-        te = time.perf_counter()
+        te = time.process_time()
         st_ext.docs_in += 1
         try:
             text = extract_text(
@@ -171,7 +173,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
             log.info("extraction failed for %s: %s", rec.url, exc)
             text = ""
-        t_extract += time.perf_counter() - te
+        t_extract += time.process_time() - te
         if len(text) < max(extract.min_chars, 1):  # type: ignore[union-attr]
             drops["extract/no_text"] += 1
             continue
@@ -179,22 +181,22 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
     st_read.docs_in = records
     st_read.docs_out = html
-    st_read.seconds = time.perf_counter() - t_read0 - t_extract
+    st_read.seconds = time.process_time() - t_read0 - t_extract
     if st_ext is not None:
         st_ext.seconds = t_extract
 
     # language ID is always recorded (it feeds the report); the language step filters on it
     st_lang = stat("langid")
-    tl = time.perf_counter()
+    tl = time.process_time()
     for d in docs:
         d.metadata["lang"], d.metadata["lang_score"] = detect_language(d.text)
         langs[d.metadata["lang"]] += 1
     st_lang.docs_in = st_lang.docs_out = len(docs)
-    st_lang.seconds = time.perf_counter() - tl
+    st_lang.seconds = time.process_time() - tl
 
     for name, f in doc_steps:
         st = stat(name)
-        ts = time.perf_counter()
+        ts = time.process_time()
         kept: list[Document] = []
         for d in docs:
             st.docs_in += 1
@@ -206,7 +208,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
             if name == "pii" and "pii" in d.metadata:
                 pii.update(d.metadata["pii"])
         st.docs_out = len(kept)
-        st.seconds += time.perf_counter() - ts
+        st.seconds += time.process_time() - ts
         docs = kept
 
     dedup = spec.step("dedup")
@@ -214,7 +216,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     hashes = np.zeros((len(docs), 16), dtype=np.uint8)
     if dedup is not None:
         st = stat("dedup_hashing")
-        ts = time.perf_counter()
+        ts = time.process_time()
         hashes = np.frombuffer(b"".join(exact_hash(d.text) for d in docs), dtype=np.uint8).reshape(
             -1, 16
         )
@@ -231,7 +233,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
             )
             sigs = hasher.signatures([d.text for d in docs])
         st.docs_in = st.docs_out = len(docs)
-        st.seconds = time.perf_counter() - ts
+        st.seconds = time.process_time() - ts
 
     rows = [
         {
@@ -284,12 +286,12 @@ def encode_file(spec_json: str, task: int, out_dir: str) -> dict[str, Any]:
     tokens = 0
     tok_seconds = 0.0
     if spec.step("tokenize") is not None:
-        tt = time.perf_counter()
+        tt = time.process_time()
         tok = load_tokenizer(out / "dataset" / "tokenizer.json")
         ids = encode(tok, [r["text"] for r in rows])
         info = write_shard(out / "dataset" / f"shard-{task:05d}.bin", ids, tok.get_vocab_size())  # type: ignore[attr-defined]
         tokens = info["num_tokens"]
-        tok_seconds = time.perf_counter() - tt
+        tok_seconds = time.process_time() - tt
     result = {
         "task": task,
         "docs": len(rows),
