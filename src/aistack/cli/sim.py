@@ -1,0 +1,295 @@
+"""`aistack sim`: replay job traces through the scheduling policies.
+
+    aistack sim run --trace cluster02.csv --nodes 12 --gpus-per-node 8 \\
+        --policy default,fifo,easy,las,srtf [--json] [--plot jct.png]
+    aistack sim whatif --gpus-delta 8 --history jobs.json --nodes 4 --gpus-per-node 8
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aistack.errors import ValidationError
+
+app = typer.Typer(
+    help="Trace-driven scheduler simulation: compare policies, ask what-if questions.",
+    no_args_is_help=True,
+)
+
+ITP_HINT = "e.g. ../shared/data/traces/itp/cluster02.csv (job_id,submission_time,duration,num_gpu)"
+
+
+def _load(
+    trace: Path | None, history: Path | None, mapping: list[str], estimate: str, limit: int | None
+) -> tuple[list[Any], str, int]:
+    from aistack.scheduler.simulator import load_csv, load_history, with_estimates
+
+    if (trace is None) == (history is None):
+        raise ValidationError(
+            "pass exactly one of --trace FILE or --history FILE",
+            hint=f"--trace: a CSV trace ({ITP_HINT}); --history: `aistack jobs --json > FILE`",
+        )
+    skipped = 0
+    if history is not None:
+        jobs, skipped = load_history(history)
+        source = str(history)
+    else:
+        assert trace is not None
+        cols: dict[str, str] | None = None
+        if mapping:
+            cols = {}
+            for m in mapping:
+                if "=" not in m:
+                    raise ValidationError(
+                        f"--map: {m!r} is not field=column", hint="e.g. --map submit=start_time"
+                    )
+                k, v = m.split("=", 1)
+                cols[k.strip()] = v.strip()
+        if trace.suffix.lower() == ".json":
+            jobs, skipped = load_history(trace)
+        else:
+            jobs = load_csv(trace, cols, limit=limit)
+        source = str(trace)
+    if limit is not None:
+        jobs = jobs[:limit]
+    if not jobs:
+        raise ValidationError(f"{source}: no jobs to replay", hint="check the file and --map")
+    return with_estimates(jobs, estimate), source, skipped
+
+
+def _run_policies(jobs: list[Any], names: list[str], cfg: Any) -> list[Any]:
+    from aistack.scheduler import get_policy
+    from aistack.scheduler.simulator import simulate
+
+    out = []
+    for name in names:
+        pol = get_policy(name, explain=False)
+        out.append(simulate(jobs, pol, cfg))
+    return out
+
+
+def _h(seconds: float) -> str:
+    return f"{seconds / 3600:,.2f} h"
+
+
+def _plot(results: list[Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from aistack.scheduler.simulator.metrics import arrays
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        jct = np.sort(arrays(r)["jct"]) / 3600.0
+        y = np.arange(1, len(jct) + 1) / len(jct)
+        ax.step(jct, y, where="post", label=r.policy)
+    ax.set_xscale("log")
+    ax.set_xlabel("job completion time (hours, log scale)")
+    ax.set_ylabel("fraction of jobs")
+    ax.set_title("JCT CDF")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@app.command("run")
+def run(
+    trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
+    history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
+    nodes: int = typer.Option(..., "--nodes", help="number of nodes"),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node"),
+    policy: str = typer.Option("default,fifo,easy,las,srtf", "--policy", help="comma-separated"),
+    estimate: str = typer.Option(
+        "exact", "--estimate", help="max_runtime estimate when the trace has none: exact|none|K×"
+    ),
+    mapping: list[str] = typer.Option([], "--map", help="field=column for a generic CSV"),
+    limit: int | None = typer.Option(None, "--limit", help="replay only the first N jobs"),
+    preempt_cost: float = typer.Option(60.0, "--preempt-cost", help="checkpoint+restart, seconds"),
+    protect: float = typer.Option(600.0, "--protect", help="min run time before preemption, s"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    plot: Path | None = typer.Option(None, "--plot", help="write a JCT CDF plot (PNG)"),
+) -> None:
+    """Replay a trace under each policy and compare JCT, waits and utilization."""
+    from aistack.scheduler import policy_names
+    from aistack.scheduler.simulator import SimConfig
+
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    bad = [p for p in names if p not in policy_names()]
+    if bad or not names:
+        raise ValidationError(
+            f"--policy: unknown policy {', '.join(bad) or '(none)'}",
+            hint=f"choose from {', '.join(policy_names())}",
+        )
+    jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
+    cfg = SimConfig(
+        nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
+    )
+    results = _run_policies(jobs, names, cfg)
+    if plot is not None:
+        _plot(results, plot)
+    if json_out:
+        out = []
+        for r in results:
+            m = dict(r.metrics)
+            m["units"] = "seconds (times), fraction (utilization)"
+            out.append(m)
+        typer.echo(json.dumps(out, indent=2, default=float))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    m0 = results[0].metrics
+    t = Table(
+        title=f"{source}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
+        f"offered load {m0['offered_load']:.2f}"
+    )
+    for c in [
+        "policy",
+        "avg JCT",
+        "p50 JCT",
+        "p95 JCT",
+        "p99 JCT",
+        "avg wait",
+        "p99 wait",
+        "max wait",
+        "avg slowdown",
+        "utilization",
+        "preemptions",
+        "sim time",
+    ]:
+        t.add_column(c, justify="left" if c == "policy" else "right")
+    for r in results:
+        m = r.metrics
+        t.add_row(
+            r.policy,
+            _h(m["avg_jct"]),
+            _h(m["p50_jct"]),
+            _h(m["p95_jct"]),
+            _h(m["p99_jct"]),
+            _h(m["avg_wait"]),
+            _h(m["p99_wait"]),
+            _h(m["max_wait"]),
+            f"{m['avg_slowdown']:.2f}×",
+            f"{100 * m['utilization']:.1f} %",
+            f"{m['preemptions']:,}",
+            f"{r.wall_s:.1f} s",
+        )
+    t.add_row(
+        "lower bound",
+        _h(m0["lb_avg_jct"]),
+        "",
+        "",
+        "",
+        "0.00 h",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    )
+    con = Console()
+    con.print(t)
+    con.print(
+        f"makespan lower bound {_h(m0['lb_makespan_s'])}; "
+        + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results)
+    )
+    if skipped or m0["dropped"]:
+        con.print(
+            f"[yellow]{skipped} jobs without start/finish times skipped; {m0['dropped']} jobs "
+            f"larger than the cluster dropped[/yellow]"
+        )
+    if plot is not None:
+        con.print(f"wrote {plot}")
+
+
+@app.command("whatif")
+def whatif(
+    gpus_delta: int = typer.Option(..., "--gpus-delta", help="GPUs to add (negative: remove)"),
+    trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
+    history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
+    nodes: int = typer.Option(..., "--nodes", help="nodes today"),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node"),
+    policy: str = typer.Option("default", "--policy"),
+    estimate: str = typer.Option("exact", "--estimate"),
+    mapping: list[str] = typer.Option([], "--map"),
+    limit: int | None = typer.Option(None, "--limit"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay the job history with more or fewer GPUs and compare waits."""
+    from aistack.scheduler.simulator import SimConfig
+
+    if gpus_delta % gpus_per_node:
+        raise ValidationError(
+            f"--gpus-delta: {gpus_delta} is not a multiple of --gpus-per-node ({gpus_per_node})",
+            hint="the simulator adds or removes whole nodes",
+        )
+    new_nodes = nodes + gpus_delta // gpus_per_node
+    if new_nodes < 1:
+        raise ValidationError(
+            f"--gpus-delta: removing {-gpus_delta} GPUs leaves no node",
+            hint=f"at most {(nodes - 1) * gpus_per_node} GPUs can be removed",
+        )
+    jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
+    res = {}
+    for label, n in (("today", nodes), ("what-if", new_nodes)):
+        cfg = SimConfig(nodes=n, gpus_per_node=gpus_per_node)
+        res[label] = _run_policies(jobs, [policy], cfg)[0].metrics
+    a, b = res["today"], res["what-if"]
+    more = "more" if gpus_delta >= 0 else "fewer"
+    verb = "drops" if b["p95_wait"] <= a["p95_wait"] else "rises"
+    sentence = (
+        f"with {abs(gpus_delta)} {more} GPUs the p95 wait {verb} from {_h(a['p95_wait'])} "
+        f"to {_h(b['p95_wait'])}"
+    )
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "source": source,
+                    "policy": policy,
+                    "gpus_today": nodes * gpus_per_node,
+                    "gpus_whatif": new_nodes * gpus_per_node,
+                    "today": a,
+                    "whatif": b,
+                    "summary": sentence,
+                    "units": "seconds (times), fraction (utilization)",
+                },
+                indent=2,
+                default=float,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{source}: {len(jobs):,} jobs, policy {policy}")
+    for c in ["cluster", "GPUs", "avg JCT", "p95 wait", "p99 wait", "max wait", "utilization"]:
+        t.add_column(c)
+    for label, n in (("today", nodes), ("what-if", new_nodes)):
+        m = res[label]
+        t.add_row(
+            label,
+            f"{n * gpus_per_node} GPUs",
+            _h(m["avg_jct"]),
+            _h(m["p95_wait"]),
+            _h(m["p99_wait"]),
+            _h(m["max_wait"]),
+            f"{100 * m['utilization']:.1f} %",
+        )
+    con = Console()
+    con.print(t)
+    con.print(sentence)
+    if b.get("dropped", 0) and not math.isnan(b["dropped"]):
+        con.print(f"[yellow]{b['dropped']} jobs no longer fit the smaller cluster[/yellow]")
