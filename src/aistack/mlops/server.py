@@ -89,6 +89,18 @@ def server_env(settings: Settings) -> dict[str, str]:
     return from_const
 
 
+_SERVER_ONLY = ("_MLFLOW_SERVER_", "_MLFLOW_STATIC_PREFIX", "_MLFLOW_SGI_NAME")
+
+
+def strip_server_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the variables that configure the embedded MLflow *server*.
+
+    mount_mlflow() sets them in the server process; a job started from it should not inherit
+    them (an ``mlflow server`` or ``mlflow.server`` import inside the job would pick them up).
+    """
+    return {k: v for k, v in env.items() if not k.startswith(_SERVER_ONLY)}
+
+
 class _FullPathApp:
     """ASGI wrapper: give the mounted MLflow app the full path (``/mlflow/...``).
 

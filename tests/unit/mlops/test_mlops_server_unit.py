@@ -57,3 +57,17 @@ def test_package_exports_sorted_and_mlflow_not_imported():
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_strip_server_env():
+    env = {
+        "PATH": "/bin",
+        "_MLFLOW_SERVER_FILE_STORE": "sqlite:///x",
+        "_MLFLOW_STATIC_PREFIX": "/mlflow",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "MLFLOW_TRACKING_URI": "http://h/mlflow",
+    }
+    assert server.strip_server_env(env) == {
+        "PATH": "/bin",
+        "MLFLOW_TRACKING_URI": "http://h/mlflow",
+    }
