@@ -48,8 +48,8 @@ from aistack.executors.base import ExecStatus, Executor, LaunchRequest
 
 log = logging.getLogger(__name__)
 
-_HOST_TOKEN = "\x00AISTACK_HOST_{}\x00"
-_HOST_RE = re.compile("\x00AISTACK_HOST_(\\d+)\x00")
+_HOST_TOKEN = "__AISTACK_HOST_{}__"
+_HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 _STD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 _LOG_CHUNK = 4 * 2**20
 

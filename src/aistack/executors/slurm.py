@@ -42,8 +42,8 @@ from aistack.executors.base import ExecStatus, Executor, LaunchRequest
 log = logging.getLogger(__name__)
 
 _TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
-_HOST_TOKEN = "\x00AISTACK_HOST_{}\x00"
-_HOST_RE = re.compile("\x00AISTACK_HOST_(\\d+)\x00")
+_HOST_TOKEN = "__AISTACK_HOST_{}__"
+_HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
 

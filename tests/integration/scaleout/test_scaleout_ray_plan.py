@@ -95,3 +95,13 @@ def test_coordinator_log_buffer_hands_out_each_byte_once() -> None:
     assert c.read_log(off) == (b"three\n", 14)
     assert len(c._log) == 6  # acknowledged bytes were dropped
     assert c.read_log(4) == (b"three\n", 14)  # an old offset cannot rewind past what was dropped
+
+
+def test_tensorflow_worker_list_gets_the_real_ips() -> None:
+    import json
+
+    spec = RayExecutor().plan(_req(distributed="tensorflow", procs_per_node=1))
+    ranks = _rank_envs(spec, ["10.0.0.7", "10.0.0.8"], 4000)
+    configs = [json.loads(e["TF_CONFIG"]) for _, e in ranks]
+    assert all(c["cluster"]["worker"] == ["10.0.0.7:4000", "10.0.0.8:4000"] for c in configs)
+    assert [c["task"]["index"] for c in configs] == [0, 1]

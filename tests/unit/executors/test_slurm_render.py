@@ -323,3 +323,31 @@ def test_cancel_pending_and_running(tmp_path: Path) -> None:
     ex.jobs["2"] = "JobId=2 JobState=FAILED Reason=RaisedSignal ExitCode=0:15"
     st_ = ex.poll(f"slurm:2:{tmp_path / 'b'}")
     assert st_.state == "cancelled"  # the SIGTERM killed it, but the user asked for it
+
+
+def test_tensorflow_worker_list_is_filled_from_the_nodelist(tmp_path: Path) -> None:
+    req = _req(
+        command=f"{sys.executable} -c \"import os; print('TF', os.environ['TF_CONFIG'])\"",
+        allocation=Allocation(nodes={"n1": NodeAlloc(cpus=(0,)), "n2": NodeAlloc(cpus=(0,))}),
+        job_dir=tmp_path / "job",
+        distributed="tensorflow",
+    )
+    req.job_dir.mkdir()
+    plan = render_sbatch(req)
+    assert "__AISTACK_HOST_" not in plan.script.replace('"${AISTACK_HOST_', "")
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "hostA,hostB",
+    }
+    res = subprocess.run(
+        ["bash", "-c", plan.script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    import json
+
+    configs = [json.loads(line[3:]) for line in res.stdout.splitlines() if line.startswith("TF ")]
+    port = plan.master_port
+    assert [c["task"]["index"] for c in configs] == [0, 1]
+    assert all(c["cluster"]["worker"] == [f"hostA:{port}", f"hostB:{port}"] for c in configs)
