@@ -109,6 +109,7 @@ def main() -> None:
     from aistack.mlops.logger import BufferedMetricsLogger
     from aistack.mlops.testing import TrackingServer
 
+    load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-mlops-"))
     srv = TrackingServer(tmp / "home", token="bench-token")
     srv.start()
@@ -221,7 +222,9 @@ def main() -> None:
             "server_rss_after_mb": rss_after,
             "full_server": full,
             "goal_startup_s": 10,
+            "load_average_1m_at_start": load_start,
             "load_average_1m_at_end": load[0],
+            "cpu_count": os.cpu_count(),
             "quick": a.quick,
         },
     )
