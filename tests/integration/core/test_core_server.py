@@ -145,3 +145,25 @@ def test_job_inputs_record_lineage(server, tmp_path: Path) -> None:  # type: ign
     refs = ds.references(v.ref)
     assert any(r["kind"] == "job" and r["id"] == job["id"] for r in refs)
     assert os.path.isdir(server.home)
+
+
+def test_lost_supervisor_is_marked_and_retried(server) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import signal
+
+    c = server.client()
+    job = c.submit({"command": 'test "$AISTACK_ATTEMPT" = 1 || sleep 60', "retries": 1})
+    wait_state(c, job["id"], {"RUNNING"})
+    jdir = server.home / "jobs" / job["id"] / "0"
+    deadline = time.monotonic() + 10
+    while not (jdir / "status.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sup = json.loads((jdir / "supervisor.pid").read_text())["pid"]
+    pgid = json.loads((jdir / "status.json").read_text())["pgid"]
+    os.kill(sup, signal.SIGKILL)  # the machine "lost" the job's supervisor
+    os.killpg(pgid, signal.SIGKILL)
+    j = c.wait(job["id"], timeout=30)
+    assert j["state"] == "SUCCEEDED" and j["attempt"] == 1
+    ev = c.events(job["id"])
+    assert any(e["kind"] == "retry" and "supervisor process is gone" in e["message"] for e in ev), ev
