@@ -132,12 +132,21 @@ def test_one_signalled_rank_stops_every_rank_at_the_same_step(tmp_path: Path) ->
     assert state["step"] == 3 and len(state["rng"]) == 2 and state["world_size"] == 2
 
 
-def test_allreduce_benchmark_gloo_two_processes() -> None:
-    from aistack.launch.allreduce import run_allreduce
+def test_bench_allreduce_cli_gloo_two_processes(aistack_home: Path) -> None:
+    from typer.testing import CliRunner
 
-    res = run_allreduce(backend="gloo", nprocs=2, sizes=[1024, 1 << 20], iters=3, warmup=1)
-    assert res["nprocs"] == 2 and [r["size_bytes"] for r in res["rows"]] == [1024, 1 << 20]
+    from aistack.cli.bench import app
+
+    out = CliRunner().invoke(
+        app, ["allreduce", "--sizes", "1K,1M", "--iters", "3", "--warmup", "1", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.output)
+    assert res["nprocs"] == 2 and res["backend"] == "gloo"
+    assert [r["size_bytes"] for r in res["rows"]] == [1024, 1 << 20]
     for r in res["rows"]:
-        assert r["time_us"] > 0
+        assert r["iters"] == 3 and r["time_us"] > 0
         assert r["algbw_gbps"] == pytest.approx(r["size_bytes"] / (r["time_us"] * 1e-6) / 1e9)
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"])  # 2(n-1)/n = 1 for n=2
+    saved = json.loads((aistack_home / "bench" / "allreduce-gloo-2.json").read_text())
+    assert saved["rows"] == res["rows"]
