@@ -27,6 +27,24 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
 
 
+def url_to_fs(url: str) -> tuple[Any, str]:
+    """fsspec filesystem and path for ``url``; for ``s3://`` the endpoint and region come
+    from the same environment as aistack storage (AISTACK_S3_ENDPOINT_URL, AWS_*), and
+    listings are never cached (other processes write checkpoints too)."""
+    import fsspec
+
+    opts: dict[str, Any] = {}
+    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+        try:
+            from aistack.storage.backends import s3_options
+
+            opts.update(s3_options())
+        except ImportError:  # pragma: no cover - storage is part of aistack
+            pass
+        opts.update(skip_instance_cache=True, use_listings_cache=False)
+    return fsspec.core.url_to_fs(url, **opts)
+
+
 def run_checkpoint_url(run_name: str, objects_url: str | None = None) -> str:
     """``<settings.objects_url>/checkpoints/<run_name>`` (no trailing slash)."""
     if objects_url is None:
@@ -40,10 +58,8 @@ class CheckpointStore:
     """Save / find / load checkpoints of one run under ``url``."""
 
     def __init__(self, url: str, *, keep: int = 3) -> None:
-        import fsspec
-
         self.url = url.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs, self.root = url_to_fs(self.url)
         self.keep = max(1, int(keep))
 
     def _path(self, name: str) -> str:

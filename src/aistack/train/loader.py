@@ -48,13 +48,12 @@ def _is_remote(p: str) -> bool:
 
 
 def _cache_remote(url: str) -> str:
-    import fsspec
-
     from aistack.settings import get_settings
+    from aistack.train.checkpoint import url_to_fs
 
     cache = get_settings().home / "cache" / "shards"
     cache.mkdir(parents=True, exist_ok=True)
-    fs, fpath = fsspec.core.url_to_fs(url)
+    fs, fpath = url_to_fs(url)
     info = fs.info(fpath)
     key = hashlib.sha256(f"{url}|{info.get('size')}|{info.get('ETag', '')}".encode()).hexdigest()
     local = cache / f"{key[:24]}-{Path(fpath).name}"
@@ -72,9 +71,9 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
     for item in items:
         s = str(item)
         if _is_remote(s):
-            import fsspec
+            from aistack.train.checkpoint import url_to_fs
 
-            fs, fpath = fsspec.core.url_to_fs(s)
+            fs, fpath = url_to_fs(s)
             proto = s.split("://", 1)[0]
             if any(c in fpath for c in "*?["):
                 found = sorted(fs.glob(fpath))
