@@ -67,47 +67,6 @@ class AistackWarcReader(PipelineStep):  # type: ignore[misc,valid-type]
                 yield Document(text=html, id=f"{i:05d}/{j}", metadata={"url": rec.url})
 
 
-class CpuMeter:
-    """CPU seconds of this process and all its descendants (sampled every 50 ms with psutil,
-    so workers started by a forkserver count too). On shared cores CPU time, not wall
-    time, is the fair measure of docs/s per core."""
-
-    def __init__(self) -> None:
-        import threading
-
-        import psutil
-
-        self._psutil = psutil
-        self._seen: dict[tuple[int, float], float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> None:
-        me = self._psutil.Process()
-        for p in [me, *me.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                self._seen[(p.pid, p.create_time())] = t.user + t.system
-            except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
-                pass
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.05):
-            self._sample()
-
-    def __enter__(self) -> CpuMeter:
-        self._sample()
-        self._start = dict(self._seen)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        self.seconds = sum(v - self._start.get(k, 0.0) for k, v in self._seen.items())
-
-
 def _urls(folder: Path) -> set[str]:
     out = set()
     for p in glob.glob(str(folder / "**" / "*.jsonl.gz"), recursive=True):
@@ -145,6 +104,8 @@ def run_datatrove(
     cfg = MinhashConfig(hash_config=HashConfig(hash_fc="sha1", precision=64))
     n = len(files)
     d = tmp / "datatrove"
+    from aistack.webdata.evaluation import CpuMeter
+
     t0 = time.perf_counter()
     meter = CpuMeter().__enter__()
     LocalPipelineExecutor(
@@ -221,6 +182,8 @@ def run_aistack(
             ],
         }
     )
+    from aistack.webdata.evaluation import CpuMeter
+
     t0 = time.perf_counter()
     with CpuMeter() as meter:
         run_pipeline(spec, workers=workers)
