@@ -188,7 +188,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     _SIGNALS.clear()
-    signal_at = int(os.environ.get("AISTACK_TRAIN_SIGNAL_AT_STEP", "0") or 0)  # tests
+    # test hook: "N" sends SIGTERM to this process after step N, "N:USR1" sends SIGUSR1
+    hook = os.environ.get("AISTACK_TRAIN_SIGNAL_AT_STEP", "") or "0"
+    signal_at = int(hook.split(":")[0])
+    hook_sig = signal.SIGUSR1 if hook.upper().endswith(":USR1") else signal.SIGTERM
 
     loader = ShardLoader(
         cfg.data,
@@ -336,7 +339,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.zero_grad(set_to_none=True)
             step += 1
             if signal_at and step == signal_at:  # test hook: a real signal to this rank only
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), hook_sig)
             flags = torch.stack(
                 [
                     loss_acc.float(),

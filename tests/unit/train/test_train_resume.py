@@ -90,3 +90,13 @@ def test_resume_with_other_batch_size_is_refused(aistack_home: Path, tmp_path: P
     train(_cfg(tmp_path, "r", max_steps=2))
     with pytest.raises(ValidationError, match="batch_size"):
         train(_cfg(tmp_path, "r", max_steps=4, micro_batch_size=2))
+
+
+def test_sigusr1_checkpoints_and_keeps_training(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISTACK_TRAIN_SIGNAL_AT_STEP", "3:USR1")
+    res = train(_cfg(tmp_path, "usr1", max_steps=6, checkpoint_every=100))
+    assert res.stopped_by is None and res.step == 6 and res.exit_code == 0
+    ck = aistack_home / "objects" / "checkpoints" / "usr1"
+    assert sorted(p.name for p in ck.iterdir()) == ["step_00000003.pt", "step_00000006.pt"]
