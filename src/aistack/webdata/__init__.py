@@ -21,10 +21,10 @@ from aistack.webdata.shards import read_shard, write_shard
 from aistack.webdata.spec import PipelineSpec, load_spec, parse_spec
 
 __all__ = [
-    "FILTERS",
     "ArchiveReader",
     "CrawlConfig",
     "Document",
+    "FILTERS",
     "Filter",
     "MinHashConfig",
     "MinHasher",

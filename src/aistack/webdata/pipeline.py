@@ -161,6 +161,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
             continue
         html += 1
         if st_ext is None:
+            drops["read/html_without_extract_step"] += 1
             continue
         te = time.process_time()
         st_ext.docs_in += 1

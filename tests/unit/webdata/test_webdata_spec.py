@@ -59,3 +59,10 @@ def test_example_pipeline_is_valid() -> None:
     example = Path(__file__).resolve().parents[3] / "examples" / "webdata" / "pipeline.yaml"
     spec, _ = load_spec(example)
     assert [k for k, _ in spec.parsed_steps()][-1] == "register"
+
+
+def test_package_all_sorted_and_complete() -> None:
+    import aistack.webdata as wd
+
+    assert wd.__all__ == sorted(wd.__all__)
+    assert all(hasattr(wd, n) for n in wd.__all__)
