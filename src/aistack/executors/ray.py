@@ -44,7 +44,7 @@ from typing import Any
 
 from aistack.compute.resources import GpuDevice, Node
 from aistack.errors import BackendError, ConnectionFailed, ValidationError, require
-from aistack.executors.base import ExecStatus, Executor, LaunchRequest
+from aistack.executors.base import ExecStatus, Executor, LaunchRequest, UsageSample
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,42 @@ class _NodeAgent:
 
         threading.Thread(target=_stop, daemon=True).start()
 
+    def usage(self) -> dict[str, Any]:
+        """CPU percent (100 = one core) and RSS of this node's ranks and their children;
+        GPU utilization and memory of the GPUs Ray gave this agent (NVML, when present)."""
+        import psutil
+        import ray
+
+        cache: dict[int, Any] = self.__dict__.setdefault("_ps", {})
+        cpu, rss = 0.0, 0.0
+        for p in self._procs.values():
+            if not isinstance(p, subprocess.Popen) or p.poll() is not None:
+                continue
+            try:
+                root = cache.setdefault(p.pid, psutil.Process(p.pid))
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for q in procs:
+                q = cache.setdefault(q.pid, q)
+                try:
+                    cpu += q.cpu_percent(interval=None)
+                    rss += q.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+        out: dict[str, Any] = {
+            "cpu_percent": cpu,
+            "rss_mb": rss,
+            "gpu_util": None,
+            "gpu_mem_mb": None,
+        }
+        gpus = [int(g) for g in ray.get_gpu_ids() if str(g).isdigit()]
+        if gpus:
+            from aistack.compute.inventory import gpu_utilization
+
+            out["gpu_util"], out["gpu_mem_mb"] = gpu_utilization(gpus)
+        return out
+
     def signal(self, sig: int) -> None:
         for p in self._procs.values():
             if isinstance(p, subprocess.Popen) and p.poll() is None:
@@ -207,6 +243,24 @@ class _JobCoordinator:
     def signal(self, sig: int) -> None:
         for a in self._agents:
             a.signal.remote(sig)
+
+    def usage(self) -> dict[str, Any] | None:
+        import ray
+
+        if not self._agents:
+            return None
+        try:
+            parts = ray.get([a.usage.remote() for a in self._agents], timeout=10)
+        except Exception:  # noqa: BLE001 - usage is best effort
+            return None
+        utils = [p["gpu_util"] for p in parts if p.get("gpu_util") is not None]
+        mems = [p["gpu_mem_mb"] for p in parts if p.get("gpu_mem_mb") is not None]
+        return {
+            "cpu_percent": round(sum(p["cpu_percent"] for p in parts), 1),
+            "rss_mb": round(sum(p["rss_mb"] for p in parts), 1),
+            "gpu_util": sum(utils) / len(utils) if utils else None,
+            "gpu_mem_mb": sum(mems) if mems else None,
+        }
 
     def cleanup(self) -> None:
         import ray
@@ -778,6 +832,28 @@ class RayExecutor(Executor):
         if coord is None:
             raise BackendError(f"cannot signal {handle}: its Ray coordinator is gone")
         coord.signal.remote(int(sig))
+
+    def usage(self, handle: str) -> UsageSample | None:
+        """The gang's resource use summed over its nodes (None when not running)."""
+        job_dir = self._job_dir(handle)
+        if (job_dir / "ray_final.json").exists():
+            return None
+        coord = self._coordinator(job_dir)
+        if coord is None:
+            return None
+        try:
+            u = self._ray().get(coord.usage.remote(), timeout=self.call_timeout_s)
+        except Exception:  # noqa: BLE001 - usage is best effort
+            return None
+        if not u:
+            return None
+        return UsageSample(
+            t=time.time(),
+            cpu_percent=u["cpu_percent"],
+            rss_mb=u["rss_mb"],
+            gpu_util=u["gpu_util"],
+            gpu_mem_mb=u["gpu_mem_mb"],
+        )
 
     def job_nodes(self, handle: str) -> list[str]:
         """The Ray node ids the job's bundles landed on (rank 0's node first)."""

@@ -108,6 +108,8 @@ def test_failure_and_cancel(ex, tmp_path: Path) -> None:  # type: ignore[no-unty
         )
     )
     assert _wait(ex, h2, lambda s: s.state == "running" or s.final).state == "running"
+    u = ex.usage(h2)
+    assert u is not None and u.rss_mb > 0 and u.cpu_percent >= 0  # two shells + sleeps, summed
     ex.cancel(h2, grace_s=2)
     st2 = _wait(ex, h2, lambda s: s.final, 60)
     assert st2.state == "cancelled", st2
