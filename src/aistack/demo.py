@@ -158,6 +158,8 @@ def _print_report(report: Any) -> None:
         t.add_column(col)
     for name, s in report["steps"].items():
         reasons = {k.split("/", 1)[1]: v for k, v in drops.items() if k.startswith(name + "/") and v}
+        if name == "read":
+            reasons = {"WARC records that are not HTML responses (requests, robots.txt)": s.get("in", 0) - s.get("out", 0)}
         t.add_row(name, str(s.get("in", "")), str(s.get("out", "")), str(s.get("in", 0) - s.get("out", 0)),
                   ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
     console.print(t)
@@ -225,13 +227,13 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
     console.print(f"[green]✓[/green] d. service {SERVICE} at {url}")
     import httpx
 
-    body = {"model": SERVICE, "prompt": "The Python standard library", "max_tokens": 24, "temperature": 0}
+    body = {"model": SERVICE, "prompt": "The Python standard library", "max_tokens": 32, "temperature": 0.8}
     t0 = time.perf_counter()
     r = httpx.post(url + "/v1/completions", json=body, timeout=120)
     r.raise_for_status()
-    text = r.json()["choices"][0]["text"]
-    console.print(f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms): "
-                  f"[bold]{body['prompt']}[/bold]{text!r}")
+    text = " ".join(r.json()["choices"][0]["text"].split())  # pydoc pages are full of &nbsp;
+    console.print(f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms, a tiny model "
+                  f"trained for {TRAIN_STEPS} steps on CPU): [bold]{body['prompt']}[/bold] {text}")
 
 
 def step_cost(c: Client) -> None:
