@@ -134,7 +134,7 @@ def test_resync_after_garbage_and_bad_length(tmp_path: Path) -> None:
     assert [i.reason.split(" ")[0] for i in r.issues] == ["expected", "bad"]
 
 
-def test_zstd_and_per_record_gzip(tmp_path: Path) -> None:
+def test_zstd_lz4_and_per_record_gzip(tmp_path: Path) -> None:
     raw = _warc_record(b"<html>a</html>") + _warc_record(b"<html>b</html>")
     g = tmp_path / "x.warc.gz"
     g.write_bytes(
@@ -149,6 +149,13 @@ def test_zstd_and_per_record_gzip(tmp_path: Path) -> None:
     w.write(raw)
     w.close()
     assert [r.body for r in ArchiveReader(z).records()] == [b"<html>a</html>", b"<html>b</html>"]
+    from fastwarc.stream_io import Lz4Writer
+
+    lz = tmp_path / "x.warc.lz4"
+    w = Lz4Writer(str(lz))
+    w.write(raw)
+    w.close()
+    assert [r.body for r in ArchiveReader(lz).records()] == [b"<html>a</html>", b"<html>b</html>"]
 
 
 def test_parse_http_response_deflate_and_bad_chunks() -> None:
