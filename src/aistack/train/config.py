@@ -60,6 +60,9 @@ class TrainConfig(BaseModel):
     tokenizer: str | None = Field(None, description="tokenizer file bundled with the model")
     mlflow: bool = Field(True, description="log to MLflow when MLFLOW_TRACKING_URI is set")
     save_model: bool = Field(True, description="log the final model as an MLflow pyfunc")
+    register_as: str | None = Field(
+        None, description="also register the final model under this registry name"
+    )
 
     @property
     def tokens_per_step(self) -> int:

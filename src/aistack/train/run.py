@@ -148,8 +148,20 @@ class _MetricsSink:
         self._flush()
         if self.file is not None:
             self.file.close()
-        if self.mlflow is not None and end_run:
-            self.mlflow.end_run()
+        if self.mlflow is not None:  # a stopped run is KILLED until a re-run resumes it
+            self.mlflow.end_run(status="FINISHED" if end_run else "KILLED")
+
+
+def _register(run_id: str | None, name: str, model_uri: str) -> str:
+    """Register the logged model: through aistack.mlops (copies job/project/git tags onto
+    the version) when present, else plain mlflow.register_model."""
+    try:
+        from aistack.mlops.registry import register_from_run
+    except ImportError:
+        import mlflow
+
+        return str(mlflow.register_model(model_uri, name).version)
+    return str(register_from_run(str(run_id), name, "model")["version"])
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -399,7 +411,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         ):
             from aistack.train.export import log_model
 
-            log_model(model, gcfg, tokenizer=cfg.tokenizer, run_id=sink.run_id)
+            uri = log_model(model, gcfg, tokenizer=cfg.tokenizer, run_id=sink.run_id)
+            log.info("model logged to MLflow as %s", uri)
+            if cfg.register_as:
+                registered_version = _register(sink.run_id, cfg.register_as, uri)
+                log.info("registered %s version %s", cfg.register_as, registered_version)
     finally:
         if sink is not None:
             sink.close(end_run=stopped_by is None)

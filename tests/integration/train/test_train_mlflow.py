@@ -31,7 +31,7 @@ def test_trainer_logs_run_and_pyfunc_model(
 
     cfg = load_config(
         data=[str(tmp_path / "d.tok")], run_name="mlf", seq_len=8, n_layer=1, n_head=1,
-        n_embd=8, micro_batch_size=2, max_steps=6, checkpoint_every=100,
+        n_embd=8, micro_batch_size=2, max_steps=6, checkpoint_every=100, register_as="gpt-tiny",
     )  # fmt: skip
     res = train(cfg)
     assert res.mlflow_run_id
@@ -45,7 +45,10 @@ def test_trainer_logs_run_and_pyfunc_model(
     assert {m.step: m.value for m in hist}[6] == pytest.approx(res.last_loss)
     assert "tokens_per_s" in run.data.metrics
 
-    model = mlflow.pyfunc.load_model(f"runs:/{res.mlflow_run_id}/model")
+    versions = client.search_model_versions("name = 'gpt-tiny'")
+    assert [v.run_id for v in versions] == [res.mlflow_run_id]
+
+    model = mlflow.pyfunc.load_model(f"models:/gpt-tiny/{versions[0].version}")
     out = model.predict({"tokens": [[1, 2, 3]], "max_new_tokens": 4})
     assert len(out) == 1 and len(out[0]) == 7 and out[0][:3] == [1, 2, 3]
     assert all(0 <= t < 50 for t in out[0])
