@@ -115,6 +115,32 @@ def test_failure_and_cancel(ex, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert st2.state == "cancelled", st2
 
 
+def test_through_the_aistack_server(ray_cluster, server_factory) -> None:  # type: ignore[no-untyped-def]
+    """aistack server with AISTACK_EXECUTOR=ray: `aistack cluster` shows the Ray nodes, a
+    2-node job submitted through the API runs and its ranks' output comes back."""
+    srv = server_factory(AISTACK_EXECUTOR="ray", AISTACK_RAY_ADDRESS=ray_cluster.address)
+    c = srv.client()
+    text = str(c.cluster())
+    assert all(n in text for n in ray_cluster.node_ids())
+    job = c.submit(
+        {
+            "name": "ray-gang",
+            "command": "echo rank $AISTACK_RANK of $AISTACK_WORLD_SIZE on $AISTACK_RAY_NODE_ID",
+            "resources": {"nodes": 2, "gpus": 1, "cpus": 1, "memory": "128MB"},
+        }
+    )
+    j = c.wait(job["id"], timeout=180)
+    assert j["state"] == "SUCCEEDED", j
+    out = c.logs(job["id"])["text"]
+    ranks = sorted(
+        line.split("] ", 1)[1]
+        for line in out.splitlines()
+        if "rank " in line and " of 2 on " in line
+    )
+    assert [r.split()[1] for r in ranks] == ["0", "1"], out
+    assert {r.rsplit(" ", 1)[1] for r in ranks} == set(ray_cluster.node_ids())
+
+
 def test_removed_node_job_is_lost_then_requeued_and_completes(
     ex, ray_cluster, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

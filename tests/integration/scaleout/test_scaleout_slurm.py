@@ -134,3 +134,31 @@ def test_pending_reason_then_cancel_running_and_pending(ex: SlurmExecutor, tmp_p
     assert time.monotonic() - t0 < 20
     assert "got TERM" in (tmp_path / "long" / "output.log").read_text()
     assert not (tmp_path / "waiting" / "output.log").exists()
+
+
+def test_through_the_aistack_server_on_postgresql(slurm, server_factory, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The whole path: aistack server (AISTACK_EXECUTOR=slurm, metadata on PostgreSQL) →
+    scheduler → sbatch → Slurm runs it → state and output come back; cancel works."""
+    srv = server_factory(
+        AISTACK_EXECUTOR="slurm", SLURM_CONF=str(slurm.conf_path), AISTACK_DATABASE_URL=pg_url
+    )
+    c = srv.client()
+    nodes = c.cluster()
+    assert slurm.host in str(nodes)
+    job = c.submit(
+        {
+            "name": "via-server",
+            "command": "echo hi from slurm job $SLURM_JOB_ID",
+            "resources": {"gpus": 1, "memory": "128MB"},
+        }
+    )
+    j = c.wait(job["id"], timeout=90)
+    assert j["state"] == "SUCCEEDED" and j["exit_code"] == 0, j
+    assert "hi from slurm job " in c.logs(job["id"])["text"]
+    long = c.submit({"name": "to-cancel", "command": "echo started; sleep 300"})
+    deadline = time.monotonic() + 60
+    while c.get_job(long["id"])["state"] not in ("RUNNING",) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    c.cancel(long["id"])
+    j = c.wait(long["id"], timeout=60)
+    assert j["state"] == "CANCELLED", j
