@@ -61,6 +61,7 @@ class Replica:
     log_path: Path
     created_t: float = field(default_factory=time.time)
     ready_t: float | None = None
+    run_t: float | None = None  # when its process/job started running (not queued)
     stop_t: float | None = None
     drain_started: float | None = None
     health_failures: int = 0
@@ -234,6 +235,13 @@ class ServiceController:
                 continue
             if rep.state == "stopping":
                 continue
+            if st is not None and st.state == "pending":
+                rep.reason = f"queued by the scheduler: {st.reason or 'waiting for resources'}"
+                continue  # the ready timeout starts when the job runs
+            if rep.run_t is None:
+                rep.run_t = time.time()
+                if rep.state == "starting" and rep.reason and rep.reason.startswith("queued"):
+                    rep.reason = None
             if rep.url is None and rep.ready_file.exists():
                 try:
                     info = json.loads(rep.ready_file.read_text())
@@ -243,7 +251,7 @@ class ServiceController:
                     rep.url = f"http://{host}:{int(info['port'])}"
                 except (ValueError, KeyError, OSError):
                     pass
-            if rep.state == "starting" and time.time() - rep.created_t > self.spec.ready_timeout_s:
+            if rep.state == "starting" and time.time() - rep.run_t > self.spec.ready_timeout_s:
                 self._stop_replica(
                     rep, f"not ready after {self.spec.ready_timeout_s:g} s", final="failed"
                 )

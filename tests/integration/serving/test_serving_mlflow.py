@@ -108,8 +108,15 @@ def test_pyfunc_invocations_batching_and_rolling_update(registry: str, home: Pat
             )
         )
     assert [o["predictions"][0]["y"] for o in outs] == [2.0 * i for i in range(32)]
-    s = manager.status("scaler")
-    counts = s["metrics"]["batch_size_counts"]
+
+    def batch_counts():  # replicas report batch stats with each health check (every 0.5 s)
+        counts = manager.status("scaler")["metrics"]["batch_size_counts"]
+        return counts if sum(int(k) * v for k, v in counts.items()) >= 33 else None
+
+    deadline = time.monotonic() + 10
+    while (counts := batch_counts()) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counts, manager.status("scaler")["metrics"]
     assert max(int(k) for k in counts) > 1, counts  # concurrent requests shared model calls
 
     codes: list[int] = []
