@@ -9,8 +9,8 @@ Feed it load samples (``observe``) and ask for a decision (``decide(now, current
 * scale **up** fast: as soon as every recommendation of the last ``upscale_delay_s`` is above
   the current count (to the smallest of them, so one spike does not over-provision);
 * scale **down** slowly: only to the largest recommendation of the last
-  ``downscale_cooldown_s``, and no sooner than ``downscale_cooldown_s`` after the previous
-  change (Kubernetes' HPA calls this a stabilization window);
+  ``downscale_cooldown_s`` (Kubernetes' HPA calls this a stabilization window), and no sooner
+  than ``downscale_cooldown_s`` after a scale-up;
 * below ``min_replicas`` or above ``max_replicas`` is corrected at once.
 
 Every decision carries a human reason; those that change the count are kept in ``history``.
@@ -58,6 +58,7 @@ class Autoscaler:
         default_factory=lambda: collections.deque(maxlen=200)
     )
     last_change_t: float | None = None
+    last_up_t: float | None = None
     first_t: float | None = None
 
     def observe(self, sample: LoadSample) -> None:
@@ -130,9 +131,7 @@ class Autoscaler:
                 reason=f"{why}; waiting {cfg.upscale_delay_s:g} s of sustained load before scaling up",
             )
         if rec < current:
-            since_change = now - (
-                self.last_change_t if self.last_change_t is not None else self.first_t
-            )
+            since_change = now - (self.last_up_t if self.last_up_t is not None else self.first_t)
             window = [r for t, r in self.recommendations if t >= now - cfg.downscale_cooldown_s]
             target = max(window) if window else rec
             if since_change < cfg.downscale_cooldown_s:
@@ -168,4 +167,6 @@ class Autoscaler:
         )
         self.history.append(d)
         self.last_change_t = now
+        if action == "up":
+            self.last_up_t = now
         return d
