@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False
+    prefetch: int | None = Field(
+        None, ge=0, description="batches the loader prepares ahead (default: 2 on GPU, 0 on CPU)"
+    )
     peak_tflops: float | None = Field(None, gt=0, description="per device, overrides the table")
     # checkpoints / logging
     checkpoint_every: int = Field(100, ge=1)

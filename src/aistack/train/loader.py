@@ -25,6 +25,7 @@ Remote shards (``s3://…`` or any fsspec URL) are copied once into
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
@@ -109,7 +110,9 @@ class ShardLoader:
 
     Iterate it (endless: epochs roll over) or call :meth:`next_batch`. ``as_torch`` returns
     torch tensors (``pin_memory`` pins them for a fast ``.to("cuda", non_blocking=True)``);
-    otherwise numpy arrays.
+    otherwise numpy arrays. ``prefetch=N`` prepares up to N batches ahead in a background
+    thread (numpy's gather and conversion release the GIL, so this overlaps with the
+    training step); the saved position is always that of the batches handed out.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class ShardLoader:
         as_torch: bool = True,
         pin_memory: bool = False,
         eos_id: int | None = None,
+        prefetch: int = 0,
     ) -> None:
         if seq_len < 1:
             raise ValidationError(f"seq_len: must be ≥ 1, got {seq_len}")
@@ -141,6 +145,10 @@ class ShardLoader:
         self.world_size = int(world_size)
         self.as_torch = as_torch
         self.pin_memory = pin_memory
+        self.prefetch = max(0, int(prefetch))
+        self._worker: Any = None
+        self._queue: Any = None
+        self._stop: Any = None
         self.eos_id = None if eos_id is None else int(eos_id)
         # with eos_id: the stream each shard offers is every document followed by eos_id
         self._eos_pos: list[np.ndarray] = []
@@ -265,31 +273,95 @@ class ShardLoader:
         return out
 
     # ------------------------------------------------------------------ batches
-    def next_batch(self) -> tuple[Any, Any]:
-        if self.batch >= self.batches_per_epoch:
-            self.epoch += 1
-            self.batch = 0
-        if self.eos_id is None:
-            shard, local = self._plan(self.epoch)
-            sh, lo = shard[self.batch], local[self.batch]
-            if sh[0] == sh[-1]:  # the whole batch in one shard: one gather
-                window = self._views[sh[0]][lo].astype(np.int64)
-            else:
-                window = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int64)
-                cuts = [0, *(np.flatnonzero(sh[1:] != sh[:-1]) + 1).tolist(), self.batch_size]
-                for a, b in zip(cuts[:-1], cuts[1:], strict=False):
-                    window[a:b] = self._views[sh[a]][lo[a:b]]
-        else:
-            window = self.gather(self.window_ids(self.epoch, self.batch))
-        self.batch += 1
+    def _window(self, epoch: int, batch: int) -> np.ndarray:
+        """Batch ``batch`` of ``epoch`` for this rank: ``[batch_size, seq_len + 1]`` int64."""
+        if self.eos_id is not None:
+            return self.gather(self.window_ids(epoch, batch))
+        shard, local = self._plan(epoch)
+        sh, lo = shard[batch], local[batch]
+        if sh[0] == sh[-1]:  # the whole batch in one shard: one gather
+            return self._views[sh[0]][lo].astype(np.int64)
+        window = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int64)
+        cuts = [0, *(np.flatnonzero(sh[1:] != sh[:-1]) + 1).tolist(), self.batch_size]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+            window[a:b] = self._views[sh[a]][lo[a:b]]
+        return window
+
+    def _output(self, window: np.ndarray) -> Any:
         if not self.as_torch:
-            return window[:, :-1], window[:, 1:]
+            return window
         import torch
 
         t = torch.from_numpy(window)
-        if self.pin_memory:
-            t = t.pin_memory()
-        return t[:, :-1], t[:, 1:]
+        return t.pin_memory() if self.pin_memory else t
+
+    def _advance(self) -> tuple[int, int]:
+        if self.batch >= self.batches_per_epoch:
+            self.epoch += 1
+            self.batch = 0
+        pos = (self.epoch, self.batch)
+        self.batch += 1
+        return pos
+
+    def next_batch(self) -> tuple[Any, Any]:
+        if self.prefetch:
+            if self._worker is None:
+                self._start_worker()
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._stop_worker()
+                raise item
+            pos, out = item
+            assert pos == self._advance(), "prefetch out of step"
+        else:
+            out = self._output(self._window(*self._advance()))
+        return out[:, :-1], out[:, 1:]
+
+    # ------------------------------------------------------------------ prefetch
+    def _start_worker(self) -> None:
+        import queue
+        import threading
+
+        self._queue = queue.Queue(maxsize=self.prefetch)
+        self._stop = threading.Event()
+        epoch, batch = self.epoch, self.batch
+
+        def work(q: queue.Queue[Any], stop: threading.Event, epoch: int, batch: int) -> None:
+            try:
+                while not stop.is_set():
+                    if batch >= self.batches_per_epoch:
+                        epoch, batch = epoch + 1, 0
+                    item = ((epoch, batch), self._output(self._window(epoch, batch)))
+                    batch += 1
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                q.put(exc)
+
+        self._worker = threading.Thread(
+            target=work, args=(self._queue, self._stop, epoch, batch), daemon=True,
+            name="aistack-loader-prefetch",
+        )  # fmt: skip
+        self._worker.start()
+
+    def _stop_worker(self) -> None:
+        if self._worker is None:
+            return
+        self._stop.set()
+        while self._worker.is_alive():
+            with contextlib.suppress(Exception):
+                while True:
+                    self._queue.get_nowait()
+            self._worker.join(timeout=0.05)
+        self._worker = None
+
+    def close(self) -> None:
+        """Stop the prefetch thread (if any)."""
+        self._stop_worker()
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         while True:
@@ -322,5 +394,6 @@ class ShardLoader:
                     hint="resume with the same data, seq_len, micro_batch_size, seed and number "
                     "of processes, or start a new run name",
                 )
+        self._stop_worker()  # batches read ahead belong to the old position
         self.epoch = int(state["epoch"])
         self.batch = int(state["batch"])

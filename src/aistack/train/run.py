@@ -214,6 +214,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         world_size=world,
         pin_memory=use_cuda,
         eos_id=cfg.eos_id,
+        prefetch=cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0),
     )
     vocab = cfg.vocab_size or loader.vocab_size
     if not vocab:
@@ -417,6 +418,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 registered_version = _register(sink.run_id, cfg.register_as, uri)
                 log.info("registered %s version %s", cfg.register_as, registered_version)
     finally:
+        loader.close()
         if sink is not None:
             sink.close(end_run=stopped_by is None)
         for s, h in old.items():

@@ -199,3 +199,23 @@ def test_reads_webdata_pipeline_shards(tmp_path: Path) -> None:
     x, y = ld.next_batch()
     assert np.all(np.diff(x, axis=1) == 1) and np.array_equal(x[:, 1:], y[:, :-1])
     assert ld.vocab_size == 1000
+
+
+def test_prefetch_gives_the_same_batches_and_positions(shards: Path) -> None:
+    kw = dict(seq_len=16, batch_size=4, seed=5, as_torch=False)
+    plain = ShardLoader(str(shards), **kw)
+    ahead = ShardLoader(str(shards), prefetch=3, **kw)
+    n = plain.batches_per_epoch + 7  # across an epoch boundary
+    for _ in range(n):
+        assert np.array_equal(plain.next_batch()[0], ahead.next_batch()[0])
+    assert ahead.state_dict() == plain.state_dict()  # position = batches handed out
+    state = plain.state_dict()
+    expected = [plain.next_batch()[0] for _ in range(4)]
+    rewound = ahead  # its thread has read ahead; loading a state must discard that
+    for _ in range(2):
+        rewound.next_batch()
+    rewound.load_state_dict(state)
+    got = [rewound.next_batch()[0] for _ in range(4)]
+    assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
+    rewound.close()
+    assert rewound._worker is None
