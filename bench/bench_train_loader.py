@@ -152,9 +152,11 @@ def main() -> None:
     seq_len, batch = a.seq_len, a.batch
     vocab = 50_304
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
-        paths = make_shards(Path(tmp), n_shards, per_shard, vocab)
+        paths = make_shards(Path(tmp) / "many", n_shards, per_shard, vocab)
         total = n_shards * per_shard
+        one = make_shards(Path(tmp) / "one", 1, total, vocab)  # same tokens count, one file
         raw_read(paths)  # warm the page cache
+        raw_read(one)
         rows = []
         results = {}
         for name, fn in (
@@ -164,8 +166,12 @@ def main() -> None:
             ),
             ("(info) byte copy, no tensor", lambda: raw_read(paths)),
             (
-                "ShardLoader, random windows",
+                f"ShardLoader, random windows, {n_shards} shards",
                 lambda: aistack_loader(paths, seq_len, batch, total),
+            ),
+            (
+                "ShardLoader, random windows, 1 shard",
+                lambda: aistack_loader(one, seq_len, batch, total),
             ),
             (
                 "naive Dataset+DataLoader",
@@ -186,13 +192,14 @@ def main() -> None:
             r.append(100.0 * results[r[0]] / raw)
             r.append(100.0 * r[2] * 1e6 / raw)
         report(
-            "train_loader",
-            f"Token loader throughput ({n_shards} shards × {per_shard:,} uint16 tokens, "
+            f"train_loader_b{batch}_t{seq_len}{'_quick' if a.quick else ''}",
+            f"Token loader throughput ({n_shards} shards × {per_shard:,} uint16 tokens, or 1 shard of the same; "
             f"seq_len {seq_len}, batch {batch}; 5 passes)",
             ["method", "tokens/pass", "1st pass Mtok/s", "best Mtok/s", "best % raw", "1st % raw"],
             rows,
             {
                 "goal": "ShardLoader >= 80% of raw",
+                "note": "% columns relative to the raw baseline's best pass",
                 "quick": a.quick,
                 "seq_len": seq_len,
                 "batch": batch,
