@@ -149,7 +149,10 @@ def promote_cmd(
     c = _console()
     for ch in res.checks:
         c.print(f"  [green]✓[/green] {ch.reason}")
-    prev = f" (was v{res.previous_version})" if res.previous_version else ""
+    if res.previous_version == res.version:
+        prev = " (already there)"
+    else:
+        prev = f" (was v{res.previous_version})" if res.previous_version else ""
     c.print(f"[bold]{res.name}[/bold]@{res.alias} → v{res.version}{prev}")
 
 
