@@ -372,9 +372,9 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     h.robots_state = "ready"
                     rp = RobotFileParser()
                     if res.error or res.status is None or res.status >= 500:
-                        rp.disallow_all = True  # RFC 9309 §2.3.1.4: unreachable → disallow all
+                        rp.disallow_all = True  # type: ignore[attr-defined]  # RFC 9309 §2.3.1.4: unreachable → disallow all
                     elif res.status >= 400:
-                        rp.allow_all = True
+                        rp.allow_all = True  # type: ignore[attr-defined]
                     else:
                         text = res.body.decode("utf-8", "replace")
                         rp.parse(text.splitlines())

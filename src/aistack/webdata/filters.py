@@ -46,7 +46,7 @@ class Document:
 Verdict = bool | tuple[bool, str]
 
 
-class Params(BaseModel):
+class FilterParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -54,9 +54,9 @@ class Filter(ABC):
     """A pipeline step that keeps or drops a document (and may rewrite its text)."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[Params]]
+    Params: ClassVar[type[FilterParams]]
 
-    def __init__(self, params: Params | None = None, **kw: Any) -> None:
+    def __init__(self, params: FilterParams | None = None, **kw: Any) -> None:
         self.p = params if params is not None else self.Params(**kw)
 
     @abstractmethod
@@ -95,7 +95,7 @@ def _is_symbol(word: str) -> bool:
 # --------------------------------------------------------------------------- language
 
 
-class LanguageParams(Params):
+class LanguageParams(FilterParams):
     languages: list[str] = Field(default_factory=lambda: ["en"])
     threshold: float = Field(0.65, ge=0.0, le=1.0)
 
@@ -124,7 +124,7 @@ class LanguageFilter(Filter):
 # --------------------------------------------------------------------------- Gopher quality
 
 
-class GopherQualityParams(Params):
+class GopherQualityParams(FilterParams):
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100_000
     min_avg_word_length: float | None = 3
@@ -263,7 +263,7 @@ class _NGrams:
         return rep
 
 
-class GopherRepetitionParams(Params):
+class GopherRepetitionParams(FilterParams):
     dup_line_frac: float | None = 0.30
     dup_para_frac: float | None = 0.30
     dup_line_char_frac: float | None = 0.20
@@ -327,7 +327,7 @@ POLICY_SUBSTRINGS = (
 )
 
 
-class C4Params(Params):
+class C4Params(FilterParams):
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = 5
@@ -353,7 +353,7 @@ class C4Filter(Filter):
     name = "c4"
     Params = C4Params
 
-    def __init__(self, params: Params | None = None, **kw: Any) -> None:
+    def __init__(self, params: FilterParams | None = None, **kw: Any) -> None:
         super().__init__(params, **kw)
         p: C4Params = self.p  # type: ignore[assignment]
         words = {w.lower() for w in p.badwords}
@@ -406,7 +406,7 @@ class C4Filter(Filter):
 # --------------------------------------------------------------------------- FineWeb
 
 
-class FineWebParams(Params):
+class FineWebParams(FilterParams):
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
     short_line_thr: float = 0.67
@@ -445,7 +445,7 @@ class FineWebFilter(Filter):
 # --------------------------------------------------------------------------- URL block list
 
 
-class UrlBlocklistParams(Params):
+class UrlBlocklistParams(FilterParams):
     domains: list[str] = Field(default_factory=list)
     substrings: list[str] = Field(default_factory=list)
     domains_file: str | None = None
@@ -459,7 +459,7 @@ class UrlBlocklistFilter(Filter):
     name = "url_blocklist"
     Params = UrlBlocklistParams
 
-    def __init__(self, params: Params | None = None, **kw: Any) -> None:
+    def __init__(self, params: FilterParams | None = None, **kw: Any) -> None:
         super().__init__(params, **kw)
         p: UrlBlocklistParams = self.p  # type: ignore[assignment]
         doms = {d.lower().strip(".") for d in p.domains}
@@ -512,7 +512,7 @@ def _public_ip(ip: str) -> bool:
     return addr.is_global
 
 
-class PIIParams(Params):
+class PIIParams(FilterParams):
     emails: bool = True
     ips: bool = True
     email_replacement: str = "email@example.com"

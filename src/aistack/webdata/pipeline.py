@@ -131,8 +131,8 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
             stats[name] = _StepStat(name=name)
         return stats[name]
 
-    extract = next((p for k, p in steps if k == "extract"), None)
-    doc_steps = [(k, FILTERS[k](p)) for k, p in steps if k in FILTERS]
+    extract: Any = next((p for k, p in steps if k == "extract"), None)
+    doc_steps = [(k, FILTERS[k](p)) for k, p in steps if k in FILTERS]  # type: ignore[arg-type]
     fmt = spec.input.format
     t0 = time.perf_counter()
     reader = ArchiveReader(path)
@@ -411,7 +411,8 @@ def run_pipeline(
     resumed = {"process": 0, "encode": 0}
 
     # ---- stage 1
-    todo, proc_results = [], {}
+    todo: list[tuple[Any, ...]] = []
+    proc_results: dict[int, dict[str, Any]] = {}
     for i, f in enumerate(files):
         d = state / f"process-{i:05d}.done"
         if d.exists():
@@ -444,7 +445,8 @@ def run_pipeline(
     wall_train = time.perf_counter() - t3
 
     # ---- encode
-    todo, enc_results = [], {}
+    todo = []
+    enc_results: dict[int, dict[str, Any]] = {}
     for i in range(len(files)):
         d = state / f"encode-{i:05d}.done"
         if d.exists():
@@ -648,7 +650,7 @@ def _timing(
     workers: int,
     report: dict[str, Any],
 ) -> dict[str, Any]:
-    per_step: dict[str, dict[str, float]] = {}
+    per_step: dict[str, dict[str, Any]] = {}
     for p in procs:
         for name, s in p["steps"].items():
             cur = per_step.setdefault(name, {"docs": 0, "cpu_seconds": 0.0})

@@ -66,7 +66,7 @@ class MinHashStep(_M):
 
 class DedupStep(_M):
     exact: bool = True
-    minhash: MinHashStep | None = Field(default_factory=MinHashStep)
+    minhash: MinHashStep | None = Field(default_factory=lambda: MinHashStep.model_validate({}))
 
 
 class TokenizeStep(_M):
