@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aistack.errors import AistackError, ValidationError
+from aistack.errors import ValidationError
 from aistack.scheduler.base import Policy, SortedQueue
+from aistack.scheduler.check import InvariantViolation
 from aistack.scheduler.policies import FairSharePolicy
 from aistack.scheduler.simulator.trace import TraceJob
 from aistack.scheduler.types import (
@@ -36,13 +37,6 @@ from aistack.scheduler.types import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class InvariantViolation(AistackError):
-    """The simulator (or a policy) broke an invariant: a bug, never a user error."""
-
-    code = "invariant"
-    status = 500
 
 
 @dataclass(kw_only=True)
