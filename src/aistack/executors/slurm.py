@@ -280,6 +280,25 @@ def render_sbatch(
     )
 
 
+_UNAVAILABLE = (
+    "DOWN",
+    "DRAIN",
+    "FAIL",
+    "NOT_RESPONDING",
+    "FUTURE",
+    "POWERED_DOWN",
+    "POWER_DOWN",
+    "MAINT",
+    "REBOOT",
+)
+
+
+def node_available(state: str) -> bool:
+    """Whether a node in this Slurm state (``IDLE``, ``MIXED+DRAIN``, ``DOWN*``…) takes jobs."""
+    flags = state.upper().replace("*", "+NOT_RESPONDING").split("+")
+    return bool(state) and not any(f.startswith(_UNAVAILABLE) for f in flags)
+
+
 def parse_kv(line: str) -> dict[str, str]:
     """``scontrol show -o`` output (``Key=Value Key=Value …``) → dict."""
     return {m.group(1): m.group(2) for m in _KV.finditer(line)}
@@ -315,11 +334,13 @@ class SlurmExecutor(Executor):
         pin_nodes: bool = True,
         extra_sbatch_args: tuple[str, ...] = (),
         command_timeout_s: float = 30.0,
+        include_unavailable: bool = False,
     ) -> None:
         self.partition = partition
         self.account = account
         self.slurm_conf = str(slurm_conf) if slurm_conf else None
         self.pin_nodes = pin_nodes
+        self.include_unavailable = include_unavailable
         self.extra_sbatch_args = tuple(extra_sbatch_args)
         self.command_timeout_s = command_timeout_s
         self._timers: list[threading.Timer] = []
@@ -374,6 +395,9 @@ class SlurmExecutor(Executor):
                 continue
             parts = [p for p in kv.get("Partitions", "").split(",") if p]
             if self.partition and self.partition not in parts:
+                continue
+            if not self.include_unavailable and not node_available(kv.get("State", "")):
+                log.info("Slurm node %s is %s: not offered to the scheduler", name, kv.get("State"))
                 continue
             ngpu, gtype = parse_gres_gpus(kv.get("Gres", ""))
             gpus = tuple(

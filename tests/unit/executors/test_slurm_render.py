@@ -351,3 +351,41 @@ def test_tensorflow_worker_list_is_filled_from_the_nodelist(tmp_path: Path) -> N
     port = plan.master_port
     assert [c["task"]["index"] for c in configs] == [0, 1]
     assert all(c["cluster"]["worker"] == [f"hostA:{port}", f"hostB:{port}"] for c in configs)
+
+
+def test_inventory_parses_nodes_and_leaves_out_unavailable_ones() -> None:
+    from aistack.executors.slurm import node_available
+
+    class _Inv(_FakeSlurm):
+        def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            out = "\n".join(
+                [
+                    "NodeName=g1 Arch=x86_64 CPUTot=64 RealMemory=512000 Gres=gpu:a100:8(S:0-1) State=MIXED Partitions=gpu,all NodeAddr=10.0.0.1",
+                    "NodeName=g2 CPUTot=64 RealMemory=512000 Gres=gpu:a100:8 State=IDLE+DRAIN Partitions=gpu NodeAddr=10.0.0.2",
+                    "NodeName=c1 CPUTot=32 RealMemory=128000 Gres=(null) State=IDLE Partitions=cpu NodeAddr=10.0.0.3",
+                ]
+            )
+            return subprocess.CompletedProcess(args, 0, out, "")
+
+    nodes = _Inv({}).inventory()
+    assert [n.name for n in nodes] == ["g1", "c1"]
+    g1 = nodes[0]
+    assert (g1.cpus, g1.memory_mb, len(g1.gpus), g1.gpu_type, g1.address) == (
+        64,
+        512000,
+        8,
+        "a100",
+        "10.0.0.1",
+    )
+    assert g1.labels == {"slurm_state": "MIXED", "partitions": "gpu,all"}
+    gpu_only = _Inv({})
+    gpu_only.partition = "gpu"
+    gpu_only.include_unavailable = True
+    assert [n.name for n in gpu_only.inventory()] == ["g1", "g2"]
+    assert node_available("IDLE") and node_available("MIXED") and node_available("ALLOCATED")
+    assert (
+        not node_available("DOWN*")
+        and not node_available("IDLE*")
+        and not node_available("MIXED+DRAIN")
+    )
+    assert not node_available("")
