@@ -9,7 +9,8 @@ import pytest
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
-from aistack.executors.ray import RayExecutor, _JobCoordinator, _rank_envs
+from aistack.executors.ray import RayExecutor
+from aistack.executors.ray_actors import JobCoordinator, rank_envs
 from aistack.scheduler.types import Allocation, NodeAlloc
 
 N1 = "a" * 56
@@ -67,21 +68,21 @@ def test_bad_input_is_rejected_with_the_field() -> None:
 
 def test_rank_envs_use_rank0_node_ip_even_when_nodes_share_an_ip() -> None:
     spec = RayExecutor().plan(_req())
-    ranks = _rank_envs(spec, ["10.0.0.5", "10.0.0.5"], 29500)
+    ranks = rank_envs(spec, ["10.0.0.5", "10.0.0.5"], 29500)
     assert [r for r, _ in ranks] == [0, 1, 2, 3]
     envs = [e for _, e in ranks]
     assert {e["MASTER_ADDR"] for e in envs} == {"10.0.0.5"}
     assert [e["NODE_RANK"] for e in envs] == ["0", "0", "1", "1"]
     assert [e["LOCAL_RANK"] for e in envs] == ["0", "1", "0", "1"]
     assert all(e["WORLD_SIZE"] == "4" and e["MASTER_PORT"] == "29500" for e in envs)
-    ranks2 = _rank_envs(spec, ["10.0.0.7", "10.0.0.8"], 1234)
+    ranks2 = rank_envs(spec, ["10.0.0.7", "10.0.0.8"], 1234)
     assert {e["MASTER_ADDR"] for _, e in ranks2} == {"10.0.0.7"}
-    plain = _rank_envs({**spec, "distributed": None, "procs_per_node": 1}, ["h1", "h2"], 1)
+    plain = rank_envs({**spec, "distributed": None, "procs_per_node": 1}, ["h1", "h2"], 1)
     assert [e["AISTACK_RANK"] for _, e in plain] == ["0", "1"]
 
 
 def test_coordinator_log_buffer_hands_out_each_byte_once() -> None:
-    c = _JobCoordinator.__new__(_JobCoordinator)
+    c = JobCoordinator.__new__(JobCoordinator)
     c.__dict__.update(_log=bytearray(), _log_base=0)
     import threading
 
@@ -101,7 +102,7 @@ def test_tensorflow_worker_list_gets_the_real_ips() -> None:
     import json
 
     spec = RayExecutor().plan(_req(distributed="tensorflow", procs_per_node=1))
-    ranks = _rank_envs(spec, ["10.0.0.7", "10.0.0.8"], 4000)
+    ranks = rank_envs(spec, ["10.0.0.7", "10.0.0.8"], 4000)
     configs = [json.loads(e["TF_CONFIG"]) for _, e in ranks]
     assert all(c["cluster"]["worker"] == ["10.0.0.7:4000", "10.0.0.8:4000"] for c in configs)
     assert [c["task"]["index"] for c in configs] == [0, 1]

@@ -1,0 +1,443 @@
+"""The actors behind :class:`aistack.executors.ray.RayExecutor` (plain classes, wrapped with
+``ray.remote`` where they are started, so importing this module does not import Ray).
+
+* :class:`JobCoordinator`: one detached actor per job attempt: places the gang (placement
+  group), starts a :class:`NodeAgent` in each bundle, builds the rank environments and
+  supervises the ranks (gang failure, max_runtime, cancel, lost node), buffering the output.
+* :class:`NodeAgent`: one per bundle: runs its node's ranks as subprocesses (own process
+  groups) and buffers their output, prefixed ``[rank N]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HOST_TOKEN = "__AISTACK_HOST_{}__"
+HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
+LOG_CHUNK = 4 * 2**20
+
+
+class NodeAgent:
+    """Runs one node's ranks as subprocesses and buffers their output."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {
+            "node_id": ctx.get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+            "hostname": socket.gethostname(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "pid": os.getpid(),
+        }
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            return int(s.getsockname()[1])
+
+    def start(
+        self, command: str, workdir: str | None, ranks: list[tuple[int, dict[str, str]]]
+    ) -> list[int]:
+        pids = []
+        for rank, env in ranks:
+            try:
+                p = subprocess.Popen(
+                    ["/bin/sh", "-c", command],
+                    cwd=workdir or None,
+                    env={**os.environ, **env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                with self._lock:
+                    self._buf += (
+                        f"[rank {rank}] aistack: cannot start the command: {exc}\n".encode()
+                    )
+                self._procs[rank] = _Failed(127)  # type: ignore[assignment]
+                continue
+            self._procs[rank] = p
+            pids.append(p.pid)
+            t = threading.Thread(target=self._pump, args=(rank, p), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return pids
+
+    def _pump(self, rank: int, p: subprocess.Popen[bytes]) -> None:
+        assert p.stdout is not None
+        prefix = f"[rank {rank}] ".encode()
+        for line in iter(p.stdout.readline, b""):
+            with self._lock:
+                self._buf += prefix + (line if line.endswith(b"\n") else line + b"\n")
+
+    def poll(self) -> tuple[dict[int, int | None], bytes]:
+        codes = {r: p.poll() for r, p in self._procs.items()}
+        if all(c is not None for c in codes.values()):
+            for t in self._threads:
+                t.join(timeout=2)
+        with self._lock:
+            data = bytes(self._buf[:LOG_CHUNK])
+            del self._buf[: len(data)]
+        return {r: (128 - c if c is not None and c < 0 else c) for r, c in codes.items()}, data
+
+    def stop(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
+        def _stop() -> None:
+            for p in self._procs.values():
+                if isinstance(p, subprocess.Popen) and p.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(p.pid, sig)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and any(
+                isinstance(p, subprocess.Popen) and p.poll() is None for p in self._procs.values()
+            ):
+                time.sleep(0.1)
+            for p in self._procs.values():
+                if isinstance(p, subprocess.Popen) and p.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(p.pid, signal.SIGKILL)
+
+        threading.Thread(target=_stop, daemon=True).start()
+
+    def usage(self) -> dict[str, Any]:
+        """CPU percent (100 = one core) and RSS of this node's ranks and their children;
+        GPU utilization and memory of the GPUs Ray gave this agent (NVML, when present)."""
+        import psutil
+        import ray
+
+        cache: dict[int, Any] = self.__dict__.setdefault("_ps", {})
+        cpu, rss = 0.0, 0.0
+        for p in self._procs.values():
+            if not isinstance(p, subprocess.Popen) or p.poll() is not None:
+                continue
+            try:
+                root = cache.setdefault(p.pid, psutil.Process(p.pid))
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for q in procs:
+                q = cache.setdefault(q.pid, q)
+                try:
+                    cpu += q.cpu_percent(interval=None)
+                    rss += q.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+        out: dict[str, Any] = {
+            "cpu_percent": cpu,
+            "rss_mb": rss,
+            "gpu_util": None,
+            "gpu_mem_mb": None,
+        }
+        gpus = [int(g) for g in ray.get_gpu_ids() if str(g).isdigit()]
+        if gpus:
+            from aistack.compute.inventory import gpu_utilization
+
+            out["gpu_util"], out["gpu_mem_mb"] = gpu_utilization(gpus)
+        return out
+
+    def signal(self, sig: int) -> None:
+        for p in self._procs.values():
+            if isinstance(p, subprocess.Popen) and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, sig)
+
+
+class _Failed:
+    """Stands in for a process that could not be started."""
+
+    def __init__(self, code: int) -> None:
+        self.returncode = code
+        self.pid = -1
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+class JobCoordinator:
+    """Places the gang, starts the agents and ranks, supervises them (module docstring)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+        self._status: dict[str, Any] = {
+            "state": "starting",
+            "reason": f"waiting for Ray to place {len(spec['bundles'])} bundle(s)",
+            "exit_code": None,
+            "nodes": [],
+            "ips": [],
+        }
+        self._log = bytearray()
+        self._log_base = 0  # offset of _log[0] in the job's whole output
+        self._cancel: float | None = None
+        self._agents: list[Any] = []
+        self._pg: Any = None
+        self._thread = threading.Thread(target=self._run_safe, daemon=True)
+        self._thread.start()
+
+    # called by the executor
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._status)
+
+    def read_log(self, offset: int) -> tuple[bytes, int]:
+        with self._lock:
+            if offset > self._log_base:
+                drop = min(offset - self._log_base, len(self._log))
+                del self._log[:drop]
+                self._log_base += drop
+            start = max(0, offset - self._log_base)
+            data = bytes(self._log[start : start + LOG_CHUNK])
+            return data, self._log_base + start + len(data)
+
+    def cancel(self, grace_s: float) -> None:
+        self._cancel = float(grace_s)
+
+    def signal(self, sig: int) -> None:
+        for a in self._agents:
+            a.signal.remote(sig)
+
+    def usage(self) -> dict[str, Any] | None:
+        import ray
+
+        if not self._agents:
+            return None
+        try:
+            parts = ray.get([a.usage.remote() for a in self._agents], timeout=10)
+        except Exception:  # noqa: BLE001 - usage is best effort
+            return None
+        utils = [p["gpu_util"] for p in parts if p.get("gpu_util") is not None]
+        mems = [p["gpu_mem_mb"] for p in parts if p.get("gpu_mem_mb") is not None]
+        return {
+            "cpu_percent": round(sum(p["cpu_percent"] for p in parts), 1),
+            "rss_mb": round(sum(p["rss_mb"] for p in parts), 1),
+            "gpu_util": sum(utils) / len(utils) if utils else None,
+            "gpu_mem_mb": sum(mems) if mems else None,
+        }
+
+    def cleanup(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for a in self._agents:
+            with contextlib.suppress(Exception):
+                ray.kill(a)
+        if self._pg is not None:
+            with contextlib.suppress(Exception):
+                remove_placement_group(self._pg)
+
+    # the supervisor loop
+    def _set(self, **kw: Any) -> None:
+        with self._lock:
+            if self._status["state"] in ("succeeded", "failed", "cancelled", "timeout", "lost"):
+                return
+            self._status.update(kw)
+
+    def _append(self, data: bytes) -> None:
+        if data:
+            with self._lock:
+                self._log += data
+
+    def _run_safe(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - reported through status()
+            log.exception("coordinator of %s failed", self.spec.get("job_id"))
+            self._set(state="failed", reason=f"aistack's Ray coordinator failed: {exc!r}")
+
+    def _run(self) -> None:
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        spec = self.spec
+        bundles = spec["bundles"]
+        kw: dict[str, Any] = {"strategy": spec["strategy"], "name": spec["pg_name"]}
+        if spec.get("label_selectors"):
+            kw["bundle_label_selector"] = spec["label_selectors"]
+        self._pg = placement_group(bundles, **kw)
+        waited = 0
+        while True:
+            ready, _ = ray.wait([self._pg.ready()], timeout=0.5)
+            if ready:
+                break
+            if self._cancel is not None:
+                self._set(state="cancelled", reason="cancelled while waiting for Ray to place it")
+                return
+            waited += 1
+            if spec.get("label_selectors") and waited % 10 == 0:
+                alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+                gone = [
+                    sel["ray.io/node-id"]
+                    for sel in spec["label_selectors"]
+                    if sel["ray.io/node-id"] not in alive
+                ]
+                if gone:
+                    self._set(
+                        state="lost", reason=f"Ray node {gone[0][:12]} it was placed on is gone"
+                    )
+                    return
+        self._set(reason="starting processes")
+        agent_cls = ray.remote(NodeAgent)
+        for i, b in enumerate(bundles):
+            self._agents.append(
+                agent_cls.options(
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=self._pg, placement_group_bundle_index=i
+                    ),
+                    num_cpus=b.get("CPU", 0),
+                    num_gpus=b.get("GPU", 0),
+                    memory=b.get("memory"),
+                    max_concurrency=4,
+                    max_restarts=0,
+                    name=f"{spec['pg_name']}-node{i}",
+                ).remote()
+            )
+        try:
+            infos = ray.get([a.info.remote() for a in self._agents], timeout=300)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            self._set(state="lost", reason=f"a node agent did not start: {exc}")
+            return
+        ips = [i["ip"] for i in infos]
+        self._set(nodes=[i["node_id"] for i in infos], ips=ips)
+        port = int(ray.get(self._agents[0].free_port.remote(), timeout=60))
+        ranks = rank_envs(spec, ips, port)
+        per_node: list[list[tuple[int, dict[str, str]]]] = [[] for _ in bundles]
+        ppn = spec["procs_per_node"]
+        for rank, env in ranks:
+            node = rank // ppn
+            env = {**spec["env"], **env, "AISTACK_RAY_NODE_ID": infos[node]["node_id"]}
+            per_node[node].append((rank, env))
+        ray.get(
+            [
+                a.start.remote(spec["command"], spec.get("workdir"), per_node[i])
+                for i, a in enumerate(self._agents)
+            ],
+            timeout=120,
+        )
+        started = time.monotonic()
+        self._set(state="running", reason=None, started_at=time.time())
+        self._supervise(started, infos)
+
+    def _dead_agents(self, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The agents (with their node info) that no longer answer."""
+        import ray
+
+        dead = []
+        for a, info in zip(self._agents, infos, strict=True):
+            try:
+                ray.get(a.info.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - any failure to answer counts as dead
+                dead.append(info)
+        return dead
+
+    def _supervise(self, started: float, infos: list[dict[str, Any]]) -> None:
+        import ray
+
+        spec = self.spec
+        max_rt = spec.get("max_runtime_s")
+        stopping: tuple[str, str, int | None] | None = None  # (final state, reason, exit code)
+        stop_sent_at: float | None = None
+        while True:
+            try:
+                results = ray.get([a.poll.remote() for a in self._agents], timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                dead = self._dead_agents(infos)
+                for a in self._agents:
+                    with contextlib.suppress(Exception):
+                        a.stop.remote(0.0, signal.SIGKILL)
+                where = (
+                    ", ".join(f"node {i['node_id'][:12]} at {i['ip']}" for i in dead) or "a node"
+                )
+                self._set(
+                    state="lost",
+                    reason=f"lost a Ray node ({where}) while the job ran",
+                    lost_nodes=[i["node_id"] for i in dead],
+                )
+                return
+            except ray.exceptions.GetTimeoutError:
+                self._set(state="lost", reason="the node agents stopped answering for 60 s")
+                return
+            codes: dict[int, int | None] = {}
+            for c, data in results:
+                codes.update(c)
+                self._append(data)
+            done = all(v is not None for v in codes.values())
+            if stopping is None:
+                failed = sorted((r, v) for r, v in codes.items() if v not in (None, 0))
+                if failed:
+                    rank, code = failed[0]
+                    stopping = ("failed", f"rank {rank} exited with code {code}", code)
+                elif self._cancel is not None:
+                    stopping = ("cancelled", "cancelled through aistack", None)
+                elif max_rt and time.monotonic() - started > max_rt:
+                    stopping = ("timeout", f"ran past max_runtime ({max_rt:.0f} s)", None)
+                elif done:
+                    self._set(state="succeeded", exit_code=0, reason=None)
+                    return
+                if stopping is not None and not done:
+                    grace = self._cancel if self._cancel is not None else spec.get("grace_s", 10.0)
+                    for a in self._agents:
+                        a.stop.remote(grace)
+                    stop_sent_at = time.monotonic()
+            if stopping is not None and (
+                done or (stop_sent_at and time.monotonic() - stop_sent_at > 120)
+            ):
+                state, reason, code = stopping
+                if code is None and state == "failed":
+                    code = 1
+                self._set(state=state, reason=reason, exit_code=code)
+                return
+            time.sleep(0.3)
+
+
+def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int, dict[str, str]]]:
+    """(rank, env) for every process of the job; ``ips[i]`` is the node of bundle ``i``."""
+    nodes, ppn = len(ips), spec["procs_per_node"]
+    if not spec.get("distributed"):
+        return [
+            (
+                r,
+                {
+                    "AISTACK_JOB_ID": spec["job_id"],
+                    "AISTACK_RANK": str(r),
+                    "AISTACK_WORLD_SIZE": str(nodes * ppn),
+                },
+            )
+            for r in range(nodes * ppn)
+        ]
+    from aistack.launch import build_rank_envs
+
+    # placeholders keep hosts unique even when several Ray nodes share one IP
+    hosts = [HOST_TOKEN.format(i) for i in range(nodes)]
+    specs = build_rank_envs(
+        spec["distributed"],
+        hosts,
+        ppn,
+        port,
+        spec["job_id"],
+        threads_per_proc=spec.get("threads_per_proc"),
+    )
+
+    def fill(v: str) -> str:
+        return HOST_RE.sub(lambda m: ips[int(m.group(1))], v)
+
+    return [(s.rank, {k: fill(v) for k, v in s.env.items()}) for s in specs]
