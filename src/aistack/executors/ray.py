@@ -10,7 +10,8 @@ One job attempt becomes:
 * a detached **coordinator actor** (``aistack-job-<job>-<attempt>``, no CPU, on the head
   node when possible) that waits for the placement group, starts one **node agent actor**
   in each bundle, builds the rank environments with :func:`aistack.launch.build_rank_envs`
-  (MASTER_ADDR = the IP of the node holding bundle 0) and supervises the gang: the first
+  (MASTER_ADDR = the IP of the node holding bundle 0) and supervises the gang (both actors
+  live in :mod:`aistack.executors.ray_actors`): the first
   rank that fails stops the others; ``max_runtime_s`` is enforced; a dead agent (its node
   died) ends the job as ``lost`` so the server requeues it;
 * each agent starts its node's ranks as subprocesses (own process group, the job's env plus
