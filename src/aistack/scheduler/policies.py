@@ -98,8 +98,8 @@ class FairSharePolicy(QueuePolicy):
     """Slurm's fair-share factor F = 2^(−U/S) per project: U the project's share of the
     decayed usage (``ClusterState.usage``), S its normalised share (``ClusterState.shares``,
     default 1 each). Order: priority, then F (under-served projects first), then submit.
-    With ``preempt=True`` a job of an under-share project (U < S) may preempt jobs of
-    over-share projects (U > S)."""
+    With ``preempt=True`` a job of a project under its share (U < 0.8·S) may preempt jobs
+    of projects over it (U > 1.25·S); the gap is hysteresis against flip-flopping."""
 
     name = "fairshare"
 
@@ -108,6 +108,7 @@ class FairSharePolicy(QueuePolicy):
         self.preemptive = preempt
         self._f: dict[str, float] = {}
         self._over: dict[str, bool] = {}
+        self._under: dict[str, bool] = {}
 
     def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
         return None  # depends on usage: sorted every pass
@@ -120,11 +121,14 @@ class FairSharePolicy(QueuePolicy):
         u_tot = sum(max(0.0, cluster.usage.get(p, 0.0)) for p in projects)
         self._f.clear()
         self._over.clear()
+        self._under.clear()
         for p in projects:
             s = shares[p] / s_tot
             u = (max(0.0, cluster.usage.get(p, 0.0)) / u_tot) if u_tot > 0 else 0.0
             self._f[p] = 2.0 ** (-(u / s)) if s > 0 else 0.0
-            self._over[p] = u > s
+            # hysteresis, so preemption does not flip-flop as usage moves around the share
+            self._over[p] = u > 1.25 * s
+            self._under[p] = u < 0.8 * s
 
     def order(
         self, queue: Sequence[JobRequest], cluster: ClusterState, now: float
@@ -136,11 +140,11 @@ class FairSharePolicy(QueuePolicy):
         )
 
     def rank(self, job: JobRequest, cluster: ClusterState, now: float) -> tuple[Any, ...]:
-        return (-job.priority, 1 if self._over.get(job.project, False) else 0)
+        return (-job.priority, 0 if self._under.get(job.project, False) else 2)
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
-        # an over-share project's job ranks below an under-share one of equal priority
-        return (-job.priority, 2 if self._over.get(job.project, False) else 0)
+        # a job of a project well over its share ranks below one of a project well under
+        return (-job.priority, 1 if self._over.get(job.project, False) else 0)
 
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
         if job.priority > victim.priority:
