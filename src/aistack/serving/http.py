@@ -92,7 +92,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_app(app: Any, sock: socket.socket, *, log_level: str = "warning") -> None:
+def serve_app(
+    app: Any, sock: socket.socket, *, log_level: str = "warning", keep_alive_s: float = 75.0
+) -> None:
     """Run an ASGI app with uvicorn (one worker, uvloop/httptools when installed)."""
     import uvicorn
 
@@ -105,6 +107,8 @@ def serve_app(app: Any, sock: socket.socket, *, log_level: str = "warning") -> N
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # longer than the router's idle pool timeout, as load balancers require of backends
+        timeout_keep_alive=int(keep_alive_s),
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

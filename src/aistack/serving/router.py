@@ -95,7 +95,9 @@ class Router:
         self.notify()
 
     def remove(self, ep_id: str) -> None:
-        self.endpoints.pop(ep_id, None)
+        ep = self.endpoints.pop(ep_id, None)
+        if ep is not None and hasattr(self._upstream, "forget"):
+            self._upstream.forget(ep.url)
         self.notify()
 
     def set_rotation(self, ep_id: str, on: bool) -> None:
@@ -148,7 +150,9 @@ class Router:
 
         self._changed = asyncio.Event()
         if self._upstream is None:
-            self._upstream = UpstreamPool(read_timeout_s=self.request_timeout_s)
+            self._upstream = UpstreamPool(
+                read_timeout_s=self.request_timeout_s, idle_timeout_s=30.0
+            )
 
     async def close(self) -> None:
         if self._upstream is not None and hasattr(self._upstream, "close"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -60,13 +61,22 @@ class _Response:
 
 class UpstreamPool:
     def __init__(
-        self, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 60.0, max_idle: int = 64
+        self,
+        *,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 60.0,
+        max_idle: int = 64,
+        idle_timeout_s: float = 4.0,
     ) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.max_idle = max_idle
+        # below the server's keep-alive timeout (uvicorn: 5 s by default; aistack replicas: 75 s)
+        # so a pooled connection is not reused just as the server closes it
+        self.idle_timeout_s = idle_timeout_s
         self._idle: dict[
-            tuple[str, int], collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+            tuple[str, int],
+            collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]],
         ] = {}
 
     async def _connect(
@@ -94,10 +104,11 @@ class UpstreamPool:
         ]
         head += [f"{k}: {v}" for k, v in headers]
         payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        for _attempt in range(2):
+        for attempt in range(2):
             pool = self._idle.setdefault(key, collections.deque())
-            reused = bool(pool)
-            reader, writer = pool.pop() if reused else await self._connect(host, port)
+            conn = self._take(pool) if attempt == 0 else None
+            reused = conn is not None
+            reader, writer = conn if conn is not None else await self._connect(host, port)
             resp = _Response()
             parser = httptools.HttpResponseParser(resp)
             resp.parser = parser
@@ -120,24 +131,48 @@ class UpstreamPool:
             except (OSError, httptools.HttpParserError) as exc:
                 writer.close()
                 if reused and not got_bytes:
-                    continue  # a kept-alive connection the replica had closed: use a fresh one
+                    self._drop(key)  # the replica closed kept-alive connections: start afresh
+                    continue
                 raise UpstreamDropped(f"{base_url} dropped the request: {exc!r}") from None
             if not resp.done:
                 writer.close()
                 if reused and not got_bytes:
+                    self._drop(key)
                     continue
                 raise UpstreamDropped(f"{base_url} closed the connection before answering")
             resp.status = parser.get_status_code()
             if resp.keep_alive and len(pool) < self.max_idle:
-                pool.append((reader, writer))
+                pool.append((reader, writer, time.monotonic()))
             else:
                 writer.close()
             return resp.status, resp.headers, b"".join(resp.body)
-        raise UpstreamDropped(f"{base_url} closed kept-alive connections twice")
+        raise UpstreamDropped(f"{base_url} closed the connection before answering")
+
+    def _take(
+        self, pool: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The most recently used idle connection that is still fresh, or None."""
+        now = time.monotonic()
+        while pool:
+            reader, writer, since = pool.pop()
+            if (
+                now - since < self.idle_timeout_s
+                and not reader.at_eof()
+                and not writer.is_closing()
+            ):
+                return reader, writer
+            writer.close()
+        return None
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        for _, w, _ in self._idle.pop(key, ()):
+            w.close()
+
+    def forget(self, base_url: str) -> None:
+        """Close the idle connections to a replica that left the service."""
+        u = urlsplit(base_url)
+        self._drop((u.hostname or "127.0.0.1", u.port or 80))
 
     async def close(self) -> None:
-        for pool in self._idle.values():
-            while pool:
-                _, w = pool.pop()
-                w.close()
-        self._idle.clear()
+        for key in list(self._idle):
+            self._drop(key)

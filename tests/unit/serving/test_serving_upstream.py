@@ -106,3 +106,43 @@ def test_refused_dropped_and_timeout() -> None:
         server2.close()
 
     asyncio.run(main())
+
+
+def test_many_stale_pooled_connections_are_all_dropped_and_idle_ones_expire() -> None:
+    writers = []
+
+    async def handler(reader, writer):
+        writers.append(writer)
+        while True:
+            try:
+                body = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        pool = UpstreamPool(idle_timeout_s=30)
+        await asyncio.gather(*(pool.request(url, "POST", "/", [], b"x") for _ in range(3)))
+        assert len(writers) == 3
+        for w in writers:  # the server's keep-alive timeout closes every idle connection
+            w.close()
+        await asyncio.sleep(0.05)
+        assert (await pool.request(url, "POST", "/", [], b"after"))[2] == b"after"
+        short = UpstreamPool(idle_timeout_s=0.05)
+        await short.request(url, "POST", "/", [], b"a")
+        n = len(writers)
+        await asyncio.sleep(0.1)
+        await short.request(url, "POST", "/", [], b"b")
+        assert len(writers) == n + 1  # the idle connection expired: a new one was opened
+        await pool.close()
+        await short.close()
+        server.close()
+
+    asyncio.run(main())
