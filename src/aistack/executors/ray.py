@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from aistack.executors.ray_actors import LOG_CHUNK, JobCoordinator
 log = logging.getLogger(__name__)
 
 _STD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+_INIT_LOCK = threading.Lock()
 
 
 # --- the executor -------------------------------------------------------------------------------
@@ -124,28 +126,34 @@ class RayExecutor(Executor):
     # -- connection ------------------------------------------------------------------------
     def _ray(self) -> Any:
         ray = require("ray", extra="ray")
-        if not ray.is_initialized():
-            kw: dict[str, Any] = dict(
-                address=self.address,
-                namespace=self.namespace,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                ignore_reinit_error=True,
-            )
-            if self.runtime_env:
-                kw["runtime_env"] = self.runtime_env
-            try:
-                if _is_loopback(self.address):
-                    with loopback_bootstrap():
-                        ray.init(_node_ip_address="127.0.0.1", **kw)
-                else:
-                    ray.init(**kw)
-            except (ConnectionError, RuntimeError) as exc:
-                raise ConnectionFailed(
-                    f"cannot connect to the Ray cluster at {self.address!r}: {exc}",
-                    hint="start one with `ray start --head` or set AISTACK_RAY_ADDRESS=host:port",
-                ) from exc
+        if ray.is_initialized():
+            return ray
+        with _INIT_LOCK:  # the API and the scheduling loop may connect at the same moment
+            if not ray.is_initialized():
+                self._connect(ray)
         return ray
+
+    def _connect(self, ray: Any) -> None:
+        kw: dict[str, Any] = dict(
+            address=self.address,
+            namespace=self.namespace,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            ignore_reinit_error=True,
+        )
+        if self.runtime_env:
+            kw["runtime_env"] = self.runtime_env
+        try:
+            if _is_loopback(self.address):
+                with loopback_bootstrap():
+                    ray.init(_node_ip_address="127.0.0.1", **kw)
+            else:
+                ray.init(**kw)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ConnectionFailed(
+                f"cannot connect to the Ray cluster at {self.address!r}: {exc}",
+                hint="start one with `ray start --head` or set AISTACK_RAY_ADDRESS=host:port",
+            ) from exc
 
     # -- contract ---------------------------------------------------------------------------
     def inventory(self) -> list[Node]:

@@ -140,6 +140,27 @@ def test_through_the_aistack_server(ray_cluster, server_factory) -> None:  # typ
     assert [r.split()[1] for r in ranks] == ["0", "1"], out
     assert {r.rsplit(" ", 1)[1] for r in ranks} == set(ray_cluster.node_ids())
 
+    # kill -9 of the server mid-job: the detached coordinator keeps the gang running and the
+    # restarted server re-adopts it from the handle in the DB
+    job = c.submit(
+        {
+            "name": "survivor",
+            "command": "echo begin; sleep 8; echo end",
+            "resources": {"nodes": 2, "gpus": 1},
+        }
+    )
+    deadline = time.monotonic() + 120
+    while c.get_job(job["id"])["state"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    time.sleep(1.0)
+    srv.kill9()
+    srv.start(timeout=120)
+    c = srv.client()
+    j = c.wait(job["id"], timeout=120)
+    assert j["state"] == "SUCCEEDED" and j["attempt"] == 0, j
+    text = c.logs(job["id"])["text"]
+    assert text.count("end") == 2 and text.count("begin") == 2, text
+
 
 def test_removed_node_job_is_lost_then_requeued_and_completes(
     ex, ray_cluster, tmp_path: Path

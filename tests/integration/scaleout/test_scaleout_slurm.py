@@ -162,3 +162,22 @@ def test_through_the_aistack_server_on_postgresql(slurm, server_factory, pg_url:
     c.cancel(long["id"])
     j = c.wait(long["id"], timeout=60)
     assert j["state"] == "CANCELLED", j
+
+
+def test_server_killed_mid_job_readopts_the_slurm_job(slurm, server_factory) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of the aistack server while a Slurm job runs: the job keeps running under Slurm,
+    and the restarted server finds it again through its durable handle."""
+    srv = server_factory(AISTACK_EXECUTOR="slurm", SLURM_CONF=str(slurm.conf_path))
+    c = srv.client()
+    job = c.submit({"name": "survivor", "command": "echo begin; sleep 6; echo end"})
+    deadline = time.monotonic() + 60
+    while c.get_job(job["id"])["state"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert c.get_job(job["id"])["state"] == "RUNNING"
+    srv.kill9()
+    srv.start(timeout=120)
+    c = srv.client()
+    j = c.wait(job["id"], timeout=90)
+    assert j["state"] == "SUCCEEDED" and j["attempt"] == 0, j
+    text = c.logs(job["id"])["text"]
+    assert "begin" in text and "end" in text
