@@ -45,6 +45,7 @@ def test_bad_refs_name_the_problem(bad: str) -> None:
     assert err.value.hint
 
 
+@settings(deadline=None)
 @given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", fullmatch=True), st.integers(1, 10**6))
 def test_ref_roundtrip(name: str, v: int) -> None:
     r = parse_ref(f"{name}@v{v}")
@@ -76,7 +77,7 @@ def test_check_relpath_refuses_escapes(bad: str) -> None:
         check_relpath(bad)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "..", ".", "", "/", "c.txt", "\\"]), min_size=1, max_size=6)
 )
