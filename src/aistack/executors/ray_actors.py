@@ -401,10 +401,10 @@ class JobCoordinator:
             if stopping is not None and (
                 done or (stop_sent_at and time.monotonic() - stop_sent_at > 120)
             ):
-                state, reason, code = stopping
-                if code is None and state == "failed":
-                    code = 1
-                self._set(state=state, reason=reason, exit_code=code)
+                state, reason, final_code = stopping
+                if final_code is None and state == "failed":
+                    final_code = 1
+                self._set(state=state, reason=reason, exit_code=final_code)
                 return
             time.sleep(0.3)
 

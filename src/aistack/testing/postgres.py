@@ -273,9 +273,14 @@ def start_postgres(
         opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     last_err: Exception | None = None
     for attempt in range(3):
-        p = port if port is not None else free_port()
+        pg_port = port if port is not None else free_port()
         server = PostgresServer(
-            base_dir=base, bin_dir=bin_dir, port=p, user=user, password=password, run_as=run_as
+            base_dir=base,
+            bin_dir=bin_dir,
+            port=pg_port,
+            user=user,
+            password=password,
+            run_as=run_as,
         )
         res = _run(
             [
@@ -289,7 +294,7 @@ def start_postgres(
                 "-t",
                 "60",
                 "-o",
-                " ".join(opts + ["-p", str(p)]),
+                " ".join(opts + ["-p", str(pg_port)]),
             ],
             run_as,
             check=False,
@@ -297,7 +302,10 @@ def start_postgres(
         )
         if res.returncode == 0:
             log.info(
-                "PostgreSQL started on 127.0.0.1:%d in %.1f s (%s)", p, time.monotonic() - t0, base
+                "PostgreSQL started on 127.0.0.1:%d in %.1f s (%s)",
+                pg_port,
+                time.monotonic() - t0,
+                base,
             )
             return server
         tail = (
@@ -305,7 +313,7 @@ def start_postgres(
             if server.log_file.exists()
             else res.stderr
         )
-        last_err = BackendError(f"PostgreSQL did not start on port {p}: {tail.strip()}")
+        last_err = BackendError(f"PostgreSQL did not start on port {pg_port}: {tail.strip()}")
         if port is not None or "could not bind" not in tail:
             break
         log.warning("port %d taken, retrying (attempt %d)", p, attempt + 1)
