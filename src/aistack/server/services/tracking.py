@@ -42,6 +42,13 @@ def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] 
                 inputs=list(spec.get("inputs") or []), params={"command": (spec.get("command") or "")[:250]},
                 token=ctx.token,
             )
+            if spec.get("inputs"):
+                ds = ctx.datasets()
+                if ds is not None:
+                    try:  # lineage: dataset version → job → run (→ model version, by the registry)
+                        ds.record_edge(f"job:{job.id}", f"run:{job.mlflow_run_id}")
+                    except Exception:  # noqa: BLE001
+                        log.warning("could not record lineage job %s → run %s", job.id, job.mlflow_run_id)
         env["MLFLOW_RUN_ID"] = job.mlflow_run_id
         env["MLFLOW_EXPERIMENT_NAME"] = job.project
         return env
