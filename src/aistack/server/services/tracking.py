@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +16,17 @@ from aistack.server.context import ServerContext
 from aistack.server.db.models import Job, UsageSampleRow
 
 log = logging.getLogger(__name__)
+_BG = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aistack-lineage")
+
+
+def _record_edge(ctx: ServerContext, src: str, dst: str) -> None:
+    ds = ctx.datasets()
+    if ds is None:
+        return
+    try:
+        ds.record_edge(src, dst)
+    except Exception:  # noqa: BLE001
+        log.warning("could not record lineage %s → %s", src, dst)
 
 
 def tracking_uri(ctx: ServerContext) -> str:
@@ -43,12 +55,9 @@ def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] 
                 token=ctx.token,
             )
             if spec.get("inputs"):
-                ds = ctx.datasets()
-                if ds is not None:
-                    try:  # lineage: dataset version → job → run (→ model version, by the registry)
-                        ds.record_edge(f"job:{job.id}", f"run:{job.mlflow_run_id}")
-                    except Exception:  # noqa: BLE001
-                        log.warning("could not record lineage job %s → run %s", job.id, job.mlflow_run_id)
+                # lineage: dataset version → job → run (→ model version, by the registry); in the
+                # background, since the scheduling pass holds the SQLite write lock until it commits
+                _BG.submit(_record_edge, ctx, f"job:{job.id}", f"run:{job.mlflow_run_id}")
         env["MLFLOW_RUN_ID"] = job.mlflow_run_id
         env["MLFLOW_EXPERIMENT_NAME"] = job.project
         return env
