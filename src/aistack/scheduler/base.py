@@ -560,19 +560,19 @@ class QueuePolicy(Policy):
                 n = nodes[i]
                 if not n.schedulable or n.gpus_total < g or (typ is not None and n.gpu_type != typ):
                     continue
-                a = acc.get(i)
-                if a is None:
-                    a = acc[i] = [len(n.free_g) - n.held, len(n.free_c), n.free_m, [], 0, False]
-                if a[5]:
+                slot = acc.get(i)
+                if slot is None:
+                    slot = acc[i] = [len(n.free_g) - n.held, len(n.free_c), n.free_m, [], 0, False]
+                if slot[5]:
                     continue
-                a[0] += dg
-                a[1] += dc
-                a[2] += dm
-                a[3].append(r)
-                a[4] += dg
-                if a[0] >= g and (not c or a[1] >= c) and (not m or a[2] >= m):
-                    a[5] = True
-                    done.append((len(a[3]), a[4], i, a[3]))
+                slot[0] += dg
+                slot[1] += dc
+                slot[2] += dm
+                slot[3].append(r)
+                slot[4] += dg
+                if slot[0] >= g and (not c or slot[1] >= c) and (not m or slot[2] >= m):
+                    slot[5] = True
+                    done.append((len(slot[3]), slot[4], i, slot[3]))
         if len(done) < job.nodes:
             ctx["failed"].append((w, g, job.nodes, typ))
             return None
@@ -772,10 +772,10 @@ class QueuePolicy(Policy):
             ]
             heap.append((max(now, r.start_time + r.max_runtime_s), seq, parts))
             seq += 1
-        for j, ids in started:
+        for j, sids in started:
             if j.max_runtime_s is None:
                 continue
-            parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in ids]
+            parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in sids]
             heap.append((now + j.max_runtime_s, seq, parts))
             seq += 1
         heapq.heapify(heap)
@@ -788,6 +788,7 @@ class QueuePolicy(Policy):
             known = [j.max_runtime_s for j in waiting if j.max_runtime_s is not None]
             known += [r.max_runtime_s for r in cluster.running if r.max_runtime_s is not None]
             dflt = sum(known) / len(known) if known else None
+        ids: list[int] | None = None
         for job in waiting[: self.estimate_depth]:
             ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
             while ids is None and heap:

@@ -72,10 +72,10 @@ def validate_decision(
             raise InvariantViolation(f"{j.id}: project {j.project} over its quota {q}")
     running = {r.id: r for r in cluster.running}
     for p in decision.preemptions:
-        r = running.get(p.job_id)
-        if r is None:
+        victim = running.get(p.job_id)
+        if victim is None:
             raise InvariantViolation(f"preempted {p.job_id}, which is not running")
-        if not r.preemptible or r.protected_until > now:
+        if not victim.preemptible or victim.protected_until > now:
             raise InvariantViolation(f"preempted {p.job_id}, which is protected")
     if require_pending:
         for j in queue:

@@ -372,7 +372,8 @@ def _resort(
     policy: Policy, queue: list[JobRequest], keys: list[Any], key_of: dict[str, Any]
 ) -> None:
     """The policy's learned order changed: recompute every key and sort once."""
-    pairs = sorted(((policy.order_key(q), q) for q in queue), key=lambda x: x[0])
+    pairs: list[tuple[Any, JobRequest]] = [(policy.order_key(q), q) for q in queue]
+    pairs.sort(key=lambda x: x[0])
     queue[:] = [q for _, q in pairs]
     keys[:] = [k for k, _ in pairs]
     key_of.clear()

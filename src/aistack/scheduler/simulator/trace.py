@@ -44,12 +44,13 @@ def _num(value: Any, *, field: str, row: int, path: str) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        x = _iso(value)
-        if x is None:
+        iso = _iso(value)
+        if iso is None:
             raise ValidationError(
                 f"{path}, row {row}: column for {field!r} has {value!r}, not a number",
                 hint="use seconds (or ISO-8601 times for submit), or fix the column mapping",
             ) from None
+        x = iso
     if math.isnan(x) or math.isinf(x):
         raise ValidationError(
             f"{path}, row {row}: {field} is {value!r}", hint="use a finite number"
