@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aistack.serving.autoscaler import Autoscaler, LoadSample
+from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
 from aistack.serving.launcher import JobLauncher, ProcessLauncher, ReplicaLauncher
 from aistack.serving.router import Endpoint, Router, health_check
 from aistack.serving.spec import ServiceSpec
@@ -110,6 +110,7 @@ class ServiceController:
         self.desired = spec.autoscale.min_replicas
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=300)
         self.rollout: dict[str, Any] | None = None
+        self.last_decision: ScaleDecision | None = None
         self._rollout_task: asyncio.Task[None] | None = None
         self._seq = 0
         self._consecutive_start_failures = 0
@@ -201,6 +202,10 @@ class ServiceController:
             rep.state = "unhealthy"
             rep.reason = why
 
+    def _outstanding(self, rid: str) -> int:
+        ep = self.router.endpoints.get(rid)
+        return ep.outstanding if ep is not None else 0
+
     def active(self, model_uri: str | None = None) -> list[Replica]:
         return [
             r
@@ -260,7 +265,9 @@ class ServiceController:
                 continue
             if rep.url is not None:
                 checks.append(rep)
-        results = await asyncio.gather(*(health_check(self._client, r.url, 2.0) for r in checks))
+        results = await asyncio.gather(
+            *(health_check(self._client, str(r.url), 2.0) for r in checks)
+        )
         for rep, (ok, body, err) in zip(checks, results, strict=True):
             if body:
                 rep.health = body
@@ -274,7 +281,7 @@ class ServiceController:
                     rep.ready_t = time.time()
                     rep.reason = None
                     self._consecutive_start_failures = 0
-                    self.router.add(Endpoint(id=rep.id, url=rep.url))
+                    self.router.add(Endpoint(id=rep.id, url=str(rep.url)))
                     self.event(
                         "replica",
                         f"replica {rep.id} ready after {rep.ready_t - rep.created_t:.1f} s",
@@ -364,14 +371,7 @@ class ServiceController:
             elif current > self.desired:
                 extra = sorted(
                     self.active(self.spec.model_uri),
-                    key=lambda r: (
-                        r.state != "starting",
-                        (
-                            self.router.endpoints.get(r.id).outstanding
-                            if self.router.endpoints.get(r.id)
-                            else 0
-                        ),
-                    ),
+                    key=lambda r: (r.state != "starting", self._outstanding(r.id)),
                 )[: current - self.desired]
                 for rep in extra:
                     self._drain(rep, f"autoscaler: {self.desired} replicas wanted")
@@ -514,9 +514,7 @@ class ServiceController:
                 for r in sorted(visible, key=lambda r: int(r.id[1:]))
             ],
             "autoscaler": {
-                "last": getattr(self, "last_decision", None).as_dict()
-                if getattr(self, "last_decision", None)
-                else None,
+                "last": self.last_decision.as_dict() if self.last_decision else None,
                 "decisions": [d.as_dict() for d in self.autoscaler.history][-20:],
             },
             "rollout": self.rollout,
@@ -649,17 +647,20 @@ def build_app(ctl: ServiceController, token: str) -> Any:
         return JSONResponse(json.loads(json.dumps(ctl.status(), default=str)))
 
     async def metrics(request: Request) -> Any:
-        return PlainTextResponse(
-            ctl.router.prometheus(
-                {
-                    "replicas_ready": float(
-                        sum(1 for r in ctl.replicas.values() if r.state == "ready")
-                    ),
-                    "replicas_desired": float(ctl.desired),
-                }
-            ),
-            media_type="text/plain; version=0.0.4",
+        from aistack.serving.metrics import batch_size_prometheus
+
+        st = ctl.status()
+        text = ctl.router.prometheus(
+            {
+                "replicas_ready": float(st["ready_replicas"]),
+                "replicas_desired": float(ctl.desired),
+                "qps": round(float(st["metrics"]["qps"]), 3),
+            }
         )
+        text += batch_size_prometheus(
+            "aistack_serve", {"service": ctl.spec.name}, st["metrics"]["batch_size_counts"]
+        )
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def update(request: Request) -> Any:
         if not authorized(request):

@@ -181,9 +181,10 @@ class Router:
             except NoReplica:
                 if tried:
                     # every replica was tried: allow a second go on the least busy one
-                    ep = self.pick(set())
-                    if ep is None:
+                    again = self.pick(set())
+                    if again is None:
                         break
+                    ep = again
                 else:
                     raise HTTPProblem(
                         503,

@@ -29,7 +29,7 @@ def _build(cfg: TinyGPTConfig) -> Any:
     nn = torch.nn
     F = torch.nn.functional
 
-    class Block(nn.Module):
+    class Block(nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.ln1 = nn.LayerNorm(cfg.d_model)
@@ -56,7 +56,7 @@ def _build(cfg: TinyGPTConfig) -> Any:
             x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
             return x + self.mlp(self.ln2(x)), (k, v)
 
-    class GPT(nn.Module):
+    class GPT(nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.tok = nn.Embedding(cfg.vocab, cfg.d_model)

@@ -106,6 +106,12 @@ def test_sigkill_replica_mid_load_no_failed_request_and_replacement(home: Path) 
     metrics = httpx.get(url + "/metrics").text
     assert 'aistack_serve_requests_total{service="echo",code="200"}' in metrics
     assert "aistack_serve_retries_total" in metrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fams = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert fams["aistack_serve_replicas_ready"].samples[0].value == 2
+    assert fams["aistack_serve_batch_size"].samples  # batch sizes gathered from the replicas
+    assert "aistack_serve_qps" in fams
 
 
 def test_failed_update_keeps_old_version_serving(home: Path) -> None:
