@@ -39,6 +39,7 @@ from aistack.serving.models import LoadedModel, ModelLoadError, load_model
 log = logging.getLogger(__name__)
 
 EXIT_LOAD_FAILED = 3
+MAX_PROMPTS = 256  # per request; more go in more requests (they are batched anyway)
 
 
 class CompletionRequest(BaseModel):
@@ -231,6 +232,13 @@ class ReplicaServer:
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:
                 raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
+            if len(prompts) > MAX_PROMPTS:
+                raise HTTPProblem(
+                    400,
+                    f"prompt: {len(prompts)} prompts in one request; the limit is {MAX_PROMPTS}, "
+                    "split them over several requests",
+                    param="prompt",
+                )
             import asyncio
 
             texts = await asyncio.gather(

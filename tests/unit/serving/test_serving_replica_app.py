@@ -65,6 +65,7 @@ def test_streaming_is_server_sent_events(client: TestClient) -> None:
         (b'{"prompt": "x", "n": 2}', 400, "n"),
         (b'{"prompt": "x", "colour": "red"}', 400, "colour: unknown field"),
         (b'{"prompt": []}', 400, "at least one prompt"),
+        (('{"prompt": [' + ",".join(['"a"'] * 300) + "]}").encode(), 400, "the limit is 256"),
         (b'{"prompt": "\xff\xfe"}', 400, "not valid JSON"),
     ],
 )

@@ -87,3 +87,14 @@ def test_launcher_choice_and_gpus_need_the_scheduler(aistack_home) -> None:
         manager.deploy("builtin:echo", gpus=1, launcher="process")
     assert "aistack up" in str(exc.value)
     assert not (aistack_home / "services" / "echo").exists()
+
+
+def test_update_target_refs() -> None:
+    from aistack.serving.manager import target_ref
+
+    st = {"model_uri": "models:/iris/3"}
+    assert target_ref(st, "production") == "iris@production"
+    assert target_ref(st, ":4") == "iris:4"
+    assert target_ref(st, "other@staging") == "other@staging"
+    assert target_ref(st, "builtin:echo") == "builtin:echo"
+    assert target_ref({"model_uri": "builtin:echo"}, "builtin:tiny-gpt") == "builtin:tiny-gpt"
