@@ -182,7 +182,7 @@ def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         gpus = 0
     res: dict[str, Any] = {"gpus": gpus, "cpus": 2} if gpus else {"cpus": 2}
-    cmd = (f"python -m aistack.train.run --data '{data}/shard-*.bin' --tokenizer {data}/tokenizer.json --run-name demo-gpt-v{v.version}-$AISTACK_JOB_ID "
+    cmd = (f"python -m aistack.train.run --data '{data}/shard-*.bin' --tokenizer {data}/tokenizer.json --eos-id 0 --run-name demo-gpt-v{v.version}-$AISTACK_JOB_ID "
            f"--max-steps {TRAIN_STEPS} --seq-len 64 --n-layer 2 --n-head 4 --n-embd 128 "
            f"--micro-batch-size 8 --checkpoint-every 40 --log-every 10 --mlflow --save-model")
     return run_job(c, {
