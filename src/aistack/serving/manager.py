@@ -337,6 +337,21 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
     )
 
 
+def target_ref(st: dict[str, Any], to: str) -> str:
+    """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given."""
+    if any(to.startswith(p) for p in ("models:/", "runs:/", "builtin:", "/", "file:")) or "@" in to:
+        return to
+    uri = str(st.get("model_uri") or "")
+    base = (
+        uri[len("models:/") :].split("/")[0].split("@")[0] if uri.startswith("models:/") else None
+    )
+    if to.startswith(":") and base:
+        return f"{base}{to}"
+    if base and ":" not in to:
+        return f"{base}@{to}"
+    return to
+
+
 def scale(
     name: str, *, min_replicas: int | None = None, max_replicas: int | None = None
 ) -> dict[str, Any]:

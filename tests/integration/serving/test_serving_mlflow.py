@@ -134,8 +134,16 @@ def test_pyfunc_invocations_batching_and_rolling_update(registry: str, home: Pat
     threads = [threading.Thread(target=load) for _ in range(3)]
     for t in threads:
         t.start()
-    try:
-        s = manager.update("scaler", "scaler@production", wait_s=180)
+    try:  # the command: aistack serve update NAME --to production
+        import json
+
+        from typer.testing import CliRunner
+
+        from aistack.cli.main import app
+
+        res = CliRunner().invoke(app, ["serve", "update", "scaler", "--to", "production", "--json"])
+        assert res.exit_code == 0, (res.stdout, res.exception)
+        s = json.loads(res.stdout)
     finally:
         done.set()
         for t in threads:

@@ -217,6 +217,11 @@ def test_cli_deploy_survives_cli_exit_and_bad_input_via_router(home: Path) -> No
     text = cli("status", "cli").stdout
     assert "req/s" in text and "ms" in text
 
+    upd = cli("update", "cli", "--to", "builtin:echo?delay_ms=1", "--json")
+    assert upd.exit_code == 0, (upd.stdout, upd.exception)
+    assert json.loads(upd.stdout)["model_uri"] == "builtin:echo?delay_ms=1"
+    status = json.loads(cli("status", "cli", "--json").stdout)
+
     again = cli("deploy", "builtin:echo", "--name", "cli")
     assert isinstance(again.exception, ConflictError) and "already running" in str(again.exception)
     unknown = cli("deploy", "builtin:nope")
