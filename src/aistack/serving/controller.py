@@ -166,6 +166,8 @@ class ServiceController:
             if os.environ.get(key) and key not in env:
                 env[key] = os.environ[key]
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        if model_uri.startswith(("models:/", "runs:/")):
+            env.update(_registry_env())
         rep.handle = self.launcher.launch(
             name=f"serve-{self.spec.name}-{rid}",
             command=cmd,
@@ -606,6 +608,27 @@ class ServiceController:
         self.event("service", "service stopped")
         self.write_state()
         await self.router.close()
+
+
+def _registry_env() -> dict[str, str]:
+    """Where replicas load registered models from, with the token the aistack server wants."""
+    from aistack.serving.models import tracking_uri
+
+    env: dict[str, str] = {}
+    try:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri()
+    except Exception:  # no registry configured: the replica reports the load error itself
+        return env
+    if not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        try:
+            from aistack.mlops._client import resolve_token
+
+            token = resolve_token()
+            if token:
+                env["MLFLOW_TRACKING_TOKEN"] = token
+        except ImportError:
+            pass
+    return env
 
 
 def make_launcher(spec: ServiceSpec) -> ReplicaLauncher:

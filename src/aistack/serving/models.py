@@ -107,6 +107,15 @@ def resolve_model(ref: str) -> ResolvedModel:
 
 
 def _resolve_registry(uri: str) -> ResolvedModel:
+    try:  # the aistack server's /mlflow wants its bearer token
+        from aistack.mlops._client import auth_env, resolve_token
+    except ImportError:
+        return _resolve_registry_unauth(uri)
+    with auth_env(resolve_token()):
+        return _resolve_registry_unauth(uri)
+
+
+def _resolve_registry_unauth(uri: str) -> ResolvedModel:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     require("mlflow", extra="mlops")
     from mlflow.exceptions import MlflowException
