@@ -173,6 +173,7 @@ def alias_cmd(
 
     if delete == (version is not None):
         raise ValidationError("alias: pass exactly one of --version N or --delete")
+    result: dict[str, Any]
     if delete:
         delete_alias(name, alias, tracking_uri=tracking_uri)
         result = {"name": name, "alias": alias, "version": None}

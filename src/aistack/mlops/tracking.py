@@ -22,7 +22,7 @@ import logging
 import math
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from aistack.errors import ValidationError
@@ -188,7 +188,7 @@ def _param_value(v: Any) -> str:
     return s[:6000]
 
 
-def system_metric_entities(samples: list[Mapping[str, Any]], *, start_s: float) -> list[Any]:
+def system_metric_entities(samples: Sequence[Mapping[str, Any]], *, start_s: float) -> list[Any]:
     """Turn sampled job resource use into MLflow metrics.
 
     ``step`` is whole seconds since ``start_s`` (the run start), so samples sent in several
