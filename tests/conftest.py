@@ -119,9 +119,19 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
         _kill_leftover_supervisors(srv.home)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """Every server test runs on SQLite (the embedded default) and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    from aistack.testing.postgres import database_url_for
+
+    return database_url_for(request, tmp_path)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProc]:
-    srv = make_server(tmp_path)
+def server(tmp_path: Path, database_url: str | None) -> Iterator[ServerProc]:
+    srv = make_server(tmp_path, **({"AISTACK_DATABASE_URL": database_url} if database_url else {}))
     srv.start()
     yield srv
     srv.stop()

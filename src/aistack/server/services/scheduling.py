@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from aistack.compute.resources import Node
@@ -41,6 +41,7 @@ from aistack.server.services.jobs import add_event, attempt_dir
 from aistack.settings import Settings
 
 log = logging.getLogger(__name__)
+MAX_LOST_REQUEUES = 3  # a job lost by the machine is requeued this often before it fails
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0  # fair-share decay (Slurm's PriorityDecayHalfLife default)
 
 
@@ -172,6 +173,12 @@ class SchedulerLoop:
             if st.final:
                 self._finish(s, job, st)
 
+    @staticmethod
+    def _lost_requeues(s: Session, job: Job) -> int:
+        from aistack.server.db.models import JobEvent
+
+        return int(s.execute(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id, JobEvent.kind == "requeued")).scalar_one())
+
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
         now = utcnow()
         allocs = s.execute(select(AllocationRow).where(AllocationRow.job_id == job.id, AllocationRow.end.is_(None))).scalars().all()
@@ -201,7 +208,18 @@ class SchedulerLoop:
             job.state, job.finished_at = "TIMEOUT", now
             job.failure_reason = st.reason
             add_event(s, job.id, "timeout", st.reason or "")
-        else:  # failed or lost
+        elif st.state == "lost" and self._lost_requeues(s, job) < MAX_LOST_REQUEUES:
+            # the machine lost the job (node gone, supervisor killed): requeue it without using
+            # one of its retries, as Slurm requeues on node failure; the trainer resumes from its
+            # last checkpoint
+            self._nodes_at = 0.0  # refresh the inventory: the node may be gone
+            job.attempt += 1
+            job.state = "QUEUED"
+            job.handle, job.allocation, job.started_at = None, None, None
+            job.failure_reason = st.reason
+            job.pending_reason = f"requeued after the job was lost: {(st.reason or '')[:200]}"
+            add_event(s, job.id, "requeued", f"attempt {job.attempt - 1} lost: {st.reason}")
+        else:  # failed, or lost too often
             reason = st.reason or f"exit code {st.exit_code}"
             if job.retries_left > 0:
                 job.retries_left -= 1
@@ -345,6 +363,12 @@ class SchedulerLoop:
             name=job.name,
         )
         now = utcnow()
+        # claim the job: only one scheduling loop may start it (one server per DB is the
+        # supported set-up; this keeps a second one from starting a job twice)
+        claimed = s.execute(update(Job).where(Job.id == job.id, Job.state == "QUEUED").values(state="STARTING"))
+        if claimed.rowcount != 1:
+            s.expire(job)
+            return
         try:
             handle = self.executor.launch(req)
         except Exception as exc:  # noqa: BLE001
