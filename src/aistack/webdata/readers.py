@@ -72,17 +72,19 @@ class ArchiveError(Exception):
 
 
 class _GzipRaw(io.RawIOBase):
-    """Decompress a gzip file member by member; survives a clipped last member by reporting
-    it. ``error`` holds the reason when decompression stopped early."""
+    """Decompress a gzip file member by member; survives a clipped or corrupt member by
+    stopping there and recording why in ``error`` (with the compressed offset)."""
 
     def __init__(self, f: io.BufferedIOBase) -> None:
         self._f = f
         self._d = zlib.decompressobj(31)
-        self._pending = b""
+        self._in = b""  # compressed bytes read but not yet consumed
+        self._pending = bytearray()
         self._eof = False
+        self._member_started = False
         self.error: str | None = None
         self.error_offset = 0
-        self._in_pos = 0
+        self._in_pos = 0  # compressed bytes consumed
 
     def readable(self) -> bool:
         return True
@@ -92,17 +94,19 @@ class _GzipRaw(io.RawIOBase):
             self._fill()
         n = min(len(b), len(self._pending))
         b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        del self._pending[:n]
         return n
 
     def _fill(self) -> None:
-        data = self._d.unconsumed_tail or self._f.read(256 * 1024)
-        if not data:
-            if not self._d.eof and self._in_pos > 0 and not self._member_empty():
-                self.error = "gzip stream ends inside a compressed member (file clipped)"
-                self.error_offset = self._in_pos
-            self._eof = True
-            return
+        if not self._in:
+            self._in = self._f.read(256 * 1024)
+            if not self._in:
+                if self._member_started:
+                    self.error = "gzip stream ends inside a compressed member (file clipped)"
+                    self.error_offset = self._in_pos
+                self._eof = True
+                return
+        data = self._in
         try:
             out = self._d.decompress(data, 1 << 20)
         except zlib.error as exc:
@@ -110,33 +114,18 @@ class _GzipRaw(io.RawIOBase):
             self.error_offset = self._in_pos
             self._eof = True
             return
-        if not self._d.unconsumed_tail:
-            self._in_pos += len(data)
-        self._pending += out
+        self._member_started = True
         if self._d.eof:
             rest = self._d.unused_data
+            self._in_pos += len(data) - len(rest)
+            self._in = rest  # the start of the next member, if any
             self._d = zlib.decompressobj(31)
             self._member_started = False
-            if rest:
-                # feed the remainder as the start of the next member
-                self._f = _Prepend(rest, self._f)  # type: ignore[assignment]
         else:
-            self._member_started = True
-
-    def _member_empty(self) -> bool:
-        return not getattr(self, "_member_started", True)
-
-
-class _Prepend(io.RawIOBase):
-    def __init__(self, head: bytes, f: io.BufferedIOBase) -> None:
-        self._head = head
-        self._f = f
-
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
-        if self._head:
-            out, self._head = self._head, b""
-            return out
-        return self._f.read(n)
+            tail = self._d.unconsumed_tail
+            self._in_pos += len(data) - len(tail)
+            self._in = tail
+        self._pending += out
 
 
 class _FastwarcRaw(io.RawIOBase):

@@ -167,3 +167,16 @@ def test_parse_http_response_deflate_and_bad_chunks() -> None:
     status, headers, out = parse_http_response(blk)
     assert (status, out) == (200, body)
     assert headers["transfer-encoding"] == "chunked"
+
+
+def test_many_gzip_members(tmp_path: Path) -> None:
+    # one gzip member per record, thousands of them (a regression: the reader once nested a
+    # wrapper per member and hit Python's recursion limit after ~1,000 records)
+    p = tmp_path / "many.warc.gz"
+    with p.open("wb") as f:
+        for i in range(3000):
+            f.write(gzip.compress(_warc_record(f"<html>{i}</html>".encode())))
+    r = ArchiveReader(p)
+    bodies = [x.body for x in r.records()]
+    assert len(bodies) == 3000 and bodies[-1] == b"<html>2999</html>"
+    assert r.issues == []
