@@ -271,6 +271,22 @@ def scale(
     )
 
 
+@app.command("restart")
+def restart(
+    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+) -> None:
+    """Start a service's controller again after it died; running replicas are adopted."""
+    from aistack.serving import manager
+
+    st = manager.restart(name)
+    if as_json:
+        _out(st)
+        return
+    _console().print(
+        f"{name}: controller up at {st.get('url')}, {st.get('ready_replicas', 0)} replicas ready"
+    )
+
+
 @app.command("delete")
 def delete(
     name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False

@@ -179,31 +179,7 @@ def deploy(
     # state.json stays: a controller started over a dead one adopts its running replicas
     (d / "controller.json").unlink(missing_ok=True)
     (d / "spec.json").write_text(spec.model_dump_json(indent=2))
-    log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ},
-        )
-    finally:
-        log_file.close()
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConflictError(
-                f"the controller of {spec.name!r} exited at start (code {proc.returncode})",
-                hint=f"see {d / 'logs' / 'controller.log'}",
-            )
-        if _controller(spec.name) is not None:
-            break
-        time.sleep(0.1)
-    else:
-        raise ConnectionFailed(f"the controller of {spec.name!r} did not start within 30 s")
+    _spawn_controller(d, spec.name)
     if wait_ready_s:
         wait_ready(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
@@ -228,6 +204,54 @@ def choose_launcher(launcher: str) -> str:
         return "jobs"
     except Exception:  # recorded but not answering: stay local
         return "process"
+
+
+def _spawn_controller(d: Path, name: str) -> None:
+    """Start the controller of the service in ``d`` in its own session; wait until it listens."""
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    (d / "controller.json").unlink(missing_ok=True)
+    log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ},
+        )
+    finally:
+        log_file.close()
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConflictError(
+                f"the controller of {name!r} exited at start (code {proc.returncode})",
+                hint=f"see {d / 'logs' / 'controller.log'}",
+            )
+        if _controller(name) is not None:
+            return
+        time.sleep(0.1)
+    raise ConnectionFailed(f"the controller of {name!r} did not start within 30 s")
+
+
+def restart(name: str, *, wait_ready_s: float | None = 60.0) -> dict[str, Any]:
+    """Start the controller of a service whose controller died (kill -9, reboot of the
+    machine's processes); it adopts the replicas that still run. No-op when it is alive.
+    The server's monitoring loop can call this for every service in ``list_services()``
+    whose status is ``controller down``."""
+    d = service_dir(name)
+    if not (d / "spec.json").exists():
+        status(name)  # raises NotFoundError with the list of services
+    if _controller(name) is None:
+        _spawn_controller(d, name)
+    if wait_ready_s:
+        spec = ServiceSpec.model_validate_json((d / "spec.json").read_text())
+        wait_ready(
+            name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
+        )
+    return status(name)
 
 
 def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:

@@ -274,9 +274,7 @@ def test_controller_killed_then_redeployed_adopts_running_replicas(home: Path) -
     down = manager.status("adopt")
     assert down["status"] == "controller down" and down["ready_replicas"] == 0
     assert manager._pid_alive(int(rep["handle"]))  # the replica outlived its controller
-    again = manager.deploy(
-        "builtin:echo", name="adopt", min_replicas=1, max_replicas=1, wait_ready_s=60
-    )
+    again = manager.restart("adopt", wait_ready_s=60)
     ready = [r for r in again["replicas"] if r["state"] == "ready"]
     assert [r["handle"] for r in ready] == [rep["handle"]]  # adopted, not restarted
     assert any("adopted running replica" in e["message"] for e in again["events"])

@@ -85,6 +85,14 @@ def scale_service(name: str, body: ServiceScale) -> dict[str, Any]:
     return manager.scale(name, min_replicas=body.min_replicas, max_replicas=body.max_replicas)
 
 
+@router.post("/services/{name}/restart", response_model=ServicePublic)
+def restart_service(name: str) -> ServicePublic:
+    """Start the controller again if it died (its running replicas are adopted)."""
+    from aistack.serving import manager
+
+    return _public(manager.restart(name, wait_ready_s=None))
+
+
 @router.delete("/services/{name}", response_model=ServiceDeleted)
 def delete_service(name: str) -> ServiceDeleted:
     from aistack.serving import manager
