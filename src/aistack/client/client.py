@@ -183,3 +183,17 @@ class Client:
     def promote(self, name: str, version: int, to: str, require: list[str] | None = None) -> dict[str, Any]:
         body = {"version": version, "to": to, "require": require or []}
         return self.request("POST", f"/models/{name}/promote", json=body)  # type: ignore[no-any-return]
+
+    # -- services ------------------------------------------------------------------------------------
+    def services(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/services")  # type: ignore[no-any-return]
+
+    def service(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/services/{name}")  # type: ignore[no-any-return]
+
+    def deploy(self, model: str, **kw: Any) -> dict[str, Any]:
+        """POST /services: deploy ``model`` (NAME, NAME@alias, NAME:version) as an autoscaled service."""
+        return self.request("POST", "/services", json={"model": model, **kw}, timeout=600)  # type: ignore[no-any-return]
+
+    def delete_service(self, name: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/services/{name}")  # type: ignore[no-any-return]

@@ -181,11 +181,13 @@ def _make_loop(ctx: ServerContext) -> Any:
     from aistack.scheduler import get_policy
     from aistack.server.services.scheduling import SchedulerLoop
     from aistack.server.services.tracking import tracking_hooks
+    from aistack.server.services.watch import ServiceWatch
 
     job_env, on_finish = tracking_hooks(ctx)
     return SchedulerLoop(
         settings=ctx.settings, sessions=ctx.sessions, executor=ctx.executor,
         policy=get_policy(ctx.settings.policy), job_env=job_env, on_finish=on_finish,
+        monitors=[ServiceWatch()],
     )
 
 

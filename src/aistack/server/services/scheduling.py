@@ -65,6 +65,7 @@ class SchedulerLoop:
         policy: Any,
         job_env: Callable[[Job], dict[str, str]] | None = None,
         on_finish: Callable[[Job, ExecStatus], None] | None = None,
+        monitors: list[Callable[[], None]] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -72,6 +73,7 @@ class SchedulerLoop:
         self.policy = policy
         self.job_env = job_env
         self.on_finish = on_finish
+        self.monitors = list(monitors or [])
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,6 +155,11 @@ class SchedulerLoop:
                 self._last_monitor = time.monotonic()
                 self.monitor(s)
                 s.commit()
+                for check in self.monitors:
+                    try:
+                        check()
+                    except Exception:  # noqa: BLE001
+                        log.exception("monitor hook failed")
         self.last_pass_s = time.perf_counter() - t0
         self.passes += 1
         return decision
