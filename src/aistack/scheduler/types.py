@@ -13,6 +13,7 @@ Semantics shared by every policy and by the simulator:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,13 +46,13 @@ class Allocation:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, dict[str, object]] | None) -> Allocation:
+    def from_dict(cls, data: dict[str, dict[str, Any]] | None) -> Allocation:
         out: dict[str, NodeAlloc] = {}
         for n, a in (data or {}).items():
             out[n] = NodeAlloc(
-                gpus=tuple(int(x) for x in a.get("gpus", ()) or ()),  # type: ignore[union-attr]
-                cpus=tuple(int(x) for x in a.get("cpus", ()) or ()),  # type: ignore[union-attr]
-                memory_mb=int(a.get("memory_mb", 0) or 0),  # type: ignore[arg-type]
+                gpus=tuple(int(x) for x in a.get("gpus") or ()),
+                cpus=tuple(int(x) for x in a.get("cpus") or ()),
+                memory_mb=int(a.get("memory_mb") or 0),
             )
         return cls(nodes=out)
 
