@@ -2,7 +2,7 @@
 
 The trace is synthetic but ITP-like (80% 1-GPU jobs, up to 64-GPU gangs, log-normal
 runtimes with a heavy tail), one job every 300 s on average, on 25 nodes × 8 GPUs
-(offered load ≈ 0.7). Time is the process CPU time of one `simulate()` call (the shared
+(offered load 0.76). Time is the process CPU time of one `simulate()` call (the shared
 benchmark machine has other work running, so wall time is also shown).
 
     .venv/bin/python bench/bench_sim_speed.py [--quick] [--jobs 100000]

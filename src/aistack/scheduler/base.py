@@ -613,6 +613,7 @@ class QueuePolicy(Policy):
         blocks: dict[str | None, tuple[int, str | None]] = {}
         need_cache: dict[tuple[Any, ...], str] = {}
         pending: dict[str, Pending] = {}
+        win_txt = f"; beyond the backfill window (first {self.backfill_depth} jobs)"
         ahead = 0
         for job in ordered:
             k = kinds.get(job.id)
@@ -654,8 +655,12 @@ class QueuePolicy(Policy):
             need = need_cache.get(skey)
             if need is None:
                 need = need_cache[skey] = self._need_text(job, st, blocks)
-            ahead_txt = f"; {_plural(ahead, 'job')} ahead" if ahead else ""
-            if kind == "head":
+            ahead_txt = f"; {ahead} jobs ahead" if ahead > 1 else "; 1 job ahead" if ahead else ""
+            if kind == "window":
+                reason = need + win_txt + ahead_txt
+            elif kind == "blocked":
+                reason = need + ahead_txt
+            elif kind == "head":
                 if self.strict or not self.backfill:
                     tail = "first in line"
                 elif shadow is not None:
@@ -680,11 +685,6 @@ class QueuePolicy(Policy):
                     else ""
                 )
                 reason = f"fits now but would delay the reservation of job {h}{lim}{ahead_txt}"
-            elif kind == "window":
-                reason = (
-                    f"{need}; beyond the backfill window (first {self.backfill_depth} "
-                    f"jobs){ahead_txt}"
-                )
             else:
                 reason = f"{need}{ahead_txt}"
             pending[job.id] = _pending(job.id, reason, est.get(job.id))

@@ -36,16 +36,19 @@ from aistack.scheduler.base import QueuePolicy
 from aistack.scheduler.gittins import GittinsTable
 from aistack.scheduler.types import ClusterState, JobRequest, RunningJob
 
-_GPUS: dict[str, int] = {}
+_GPUS: dict[str, tuple[object, int]] = {}
 
 
 def _gpus(r: RunningJob) -> int:
-    """Total GPUs of a running job (cached by id: a job's gang size never changes)."""
-    g = _GPUS.get(r.id)
-    if g is None:
-        if len(_GPUS) > 200_000:
-            _GPUS.clear()
-        g = _GPUS[r.id] = max(1, sum(len(a.gpus) for a in r.allocation.nodes.values()))
+    """Total GPUs of a running job (cached per job id, checked against the very same
+    Allocation object, so a reused id with another allocation is recomputed)."""
+    hit = _GPUS.get(r.id)
+    if hit is not None and hit[0] is r.allocation:
+        return hit[1]
+    if len(_GPUS) > 200_000:
+        _GPUS.clear()
+    g = max(1, sum(len(a.gpus) for a in r.allocation.nodes.values()))
+    _GPUS[r.id] = (r.allocation, g)
     return g
 
 
