@@ -726,7 +726,7 @@ class QueuePolicy(Policy):
                 and len(n.free_g) - n.held >= job.gpus
                 and (job.gpu_type is None or n.gpu_type == job.gpu_type)
             )
-            return f"{shape}; {k} node{'s' if k != 1 else ''} have that many free"
+            return f"{shape}; {k} node{'s have' if k != 1 else ' has'} that many free"
         if size >= job.gpus:
             return f"{shape}; {size} GPUs free on node {node} but CPUs or memory are short"
         return f"{shape}; largest free block is {size} (node {node})"

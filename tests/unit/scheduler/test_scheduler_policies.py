@@ -96,7 +96,7 @@ def test_gang_all_or_nothing(name: str) -> None:
     cluster = ClusterState(nodes=(node("n0", 4, [0, 1, 2, 3]), node("n1", 4, [0, 1, 2])))
     d = run(name, [job("big", 4, nodes=2)], cluster)
     assert d.starts == ()
-    assert "needs 4 GPUs on each of 2 nodes; 1 node have that many free" in d.pending["big"].reason
+    assert "needs 4 GPUs on each of 2 nodes; 1 node has that many free" in d.pending["big"].reason
     cluster2 = ClusterState(nodes=(node("n0"), node("n1")))
     d2 = run(name, [job("big", 4, nodes=2)], cluster2)
     assert started(d2) == ["big"]

@@ -90,7 +90,7 @@ def test_fifo_on_one_gpu_jobs_matches_the_kiefer_wolfowitz_recursion(rows) -> No
     res = simulate(tr, get_policy("fifo", explain=False), SimConfig(nodes=1, gpus_per_node=3))
     free = [0.0] * 3
     expect = []
-    for j in sorted(tr, key=lambda x: (x.submit, x.id)):
+    for j in sorted(tr, key=lambda x: x.submit):  # stable, like the simulator
         f = heapq.heappop(free)
         s = max(f, j.submit)
         expect.append(s)
