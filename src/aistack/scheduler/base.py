@@ -166,6 +166,17 @@ class QueuePolicy(Policy):
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
         return f"job {job.id} (priority {job.priority}) outranks it (priority {victim.priority})"
 
+    def wakeup_after(self, cluster: ClusterState, now: float) -> float | None:
+        """Preemptive policies: the next end of a running job's protection."""
+        if not self.preemptive:
+            return None
+        best = INF
+        for r in cluster.running:
+            p = r.protected_until
+            if now < p < best:
+                best = p
+        return None if best == INF else best
+
     # ------------------------------------------------------------ the pass
     def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Decision:
         if not queue:
