@@ -143,6 +143,8 @@ class QueuePolicy(Policy):
         # jobs that preempted others: they go first until they start (the freed GPUs are
         # theirs), or until the promise expires (caller's clock)
         self._promised: dict[str, float] = {}
+        # victims asked for and not gone yet: victim id → (preempting job id, expiry)
+        self._inflight: dict[str, tuple[str, float]] = {}
         self._parts: dict[tuple[str, float], tuple[tuple[str, int, int, int], ...]] = {}
 
     # ------------------------------------------------------------ policy hooks
@@ -206,6 +208,19 @@ class QueuePolicy(Policy):
         pre_heads = 0
         pctx: dict[str, Any] = {}
         res_pending = False
+        waiting_for: dict[str, list[RunningJob]] = {}
+        if self._inflight:
+            # preemptions decided in earlier passes whose victims still run (the caller
+            # is waiting for their grace period): not asked again, their GPUs stay
+            # promised to the preemptor
+            live = {r.id: r for r in cluster.running}
+            for vid in list(self._inflight):
+                for_job, exp = self._inflight[vid]
+                if vid not in live or exp < now:
+                    del self._inflight[vid]
+                else:
+                    waiting_for.setdefault(for_job, []).append(live[vid])
+                    victims.add(vid)
         fail_g = fail_c = 1 << 30  # smallest plain shape that failed to fit in this pass
         considered = 0
         preemptive = self.preemptive
@@ -235,6 +250,12 @@ class QueuePolicy(Policy):
                     continue
                 head = job
                 waiting.append(job)
+                if job.id in waiting_for:
+                    got = ([], self._hold_victims(job, waiting_for[job.id], st, pctx))
+                    kinds[job.id] = ("preempting", got)
+                    reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                    head = None
+                    continue
                 if preemptive and pre_heads < self.max_preempt_heads:
                     pre_heads += 1
                     got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx)
@@ -304,6 +325,11 @@ class QueuePolicy(Policy):
                         self._charge_caps(caps, job, ids, ends, shadow)
                     continue
             waiting.append(job)
+            if job.id in waiting_for:
+                got = ([], self._hold_victims(job, waiting_for[job.id], st, pctx))
+                kinds[job.id] = ("preempting", got)
+                reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                continue
             if preemptive and pre_heads < self.max_preempt_heads:
                 pre_heads += 1
                 got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx)
@@ -602,8 +628,27 @@ class QueuePolicy(Policy):
                 victims.add(r.id)
                 names.append(r.id)
                 out.append(Preempt(job_id=r.id, reason=self.preempt_reason(job, r), for_job=job.id))
+                self._inflight[r.id] = (job.id, now + self.promise_s)
         self._promised[job.id] = now + self.promise_s
         return names, node_ids
+
+    @staticmethod
+    def _hold_victims(
+        job: JobRequest, vics: list[RunningJob], st: PassState, pctx: dict[str, Any]
+    ) -> list[int]:
+        """Keep the free GPUs on the nodes of `job`'s in-flight victims for it."""
+        need = pctx.setdefault("need", {})
+        node_ids: list[int] = []
+        for r in vics:
+            for name in r.allocation.nodes:
+                i = st.index.get(name)
+                if i is None or i in node_ids:
+                    continue
+                node_ids.append(i)
+                before = st.nodes[i].held
+                st.hold(i, job.gpus)
+                need[i] = need.get(i, 0) + job.gpus - (st.nodes[i].held - before)
+        return node_ids
 
     # ------------------------------------------------------------ explanations
     def _explain(

@@ -305,6 +305,26 @@ def test_promised_job_starts_first_after_preemption() -> None:
     assert started(d2) == ["hi"]
 
 
+def test_victims_in_their_grace_period_are_not_preempted_twice() -> None:
+    pol = get_policy("priority")
+    nodes = (node("n0", 2, [1]),)
+    cl = ClusterState(nodes=nodes, running=(running("low", "n0", (0,)),))
+    q = [job("hi", 2, t=5.0, priority=3), job("small", 1, t=6.0)]
+    d = pol.schedule(q, cl, 10.0)
+    validate_decision(q, cl, d, 10.0)
+    assert [p.job_id for p in d.preemptions] == ["low"] and d.starts == ()
+    # 0.2 s later the victim still runs (checkpointing): no second Preempt, the free GPU
+    # stays with the preemptor, and the reason says what it waits for
+    d2 = pol.schedule(q, cl, 10.2)
+    validate_decision(q, cl, d2, 10.2)
+    assert d2.preemptions == () and d2.starts == ()
+    assert d2.pending["hi"].reason.endswith("waiting for preempted jobs to release their GPUs")
+    assert d2.pending["hi"].estimated_start == 10.2
+    # the victim is gone: the preemptor starts
+    d3 = pol.schedule(q, ClusterState(nodes=(node("n0", 2),)), 12.0)
+    assert started(d3) == ["hi"]
+
+
 # ---------------------------------------------------------------- LAS, SRTF, SJF, fair share
 
 
