@@ -106,7 +106,9 @@ def _plot(results: list[Any], path: Path) -> None:
 @app.command("run")
 def run(
     trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
-    history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
+    history: Path | None = typer.Option(
+        None, "--history", help="`aistack jobs --json` export (default: fetched from the server)"
+    ),
     nodes: int = typer.Option(..., "--nodes", help="number of nodes"),
     gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node"),
     policy: str = typer.Option("default,fifo,easy,las,srtf", "--policy", help="comma-separated"),
@@ -218,7 +220,9 @@ def run(
 def whatif(
     gpus_delta: int = typer.Option(..., "--gpus-delta", help="GPUs to add (negative: remove)"),
     trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
-    history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
+    history: Path | None = typer.Option(
+        None, "--history", help="`aistack jobs --json` export (default: fetched from the server)"
+    ),
     nodes: int = typer.Option(..., "--nodes", help="nodes today"),
     gpus_per_node: int = typer.Option(8, "--gpus-per-node"),
     policy: str = typer.Option("default", "--policy"),
@@ -241,6 +245,17 @@ def whatif(
             f"--gpus-delta: removing {-gpus_delta} GPUs leaves no node",
             hint=f"at most {(nodes - 1) * gpus_per_node} GPUs can be removed",
         )
+    if trace is None and history is None:
+        # the platform's own job history, from the running server
+        import json as _json
+        import tempfile
+
+        from aistack.client import Client
+
+        rows = Client().list_jobs(all=True, limit=10000)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            _json.dump(rows, fh, default=str)
+        history = Path(fh.name)
     jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
     res = {}
     for label, n in (("today", nodes), ("what-if", new_nodes)):

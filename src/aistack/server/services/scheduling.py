@@ -106,7 +106,7 @@ class SchedulerLoop:
             return
         with self.sessions() as s:
             rows = s.execute(
-                select(Job).where(Job.state.in_(("SUCCEEDED", "FAILED", "TIMEOUT")), Job.started_at.is_not(None))
+                select(Job).where(Job.state == "SUCCEEDED", Job.started_at.is_not(None))
                 .order_by(Job.seq.desc()).limit(limit)
             ).scalars().all()
             for j in reversed(rows):
@@ -241,7 +241,7 @@ class SchedulerLoop:
                 job.failure_reason = reason if st.state != "lost" else f"lost: {reason}"
                 add_event(s, job.id, st.state, job.failure_reason)
         observe = getattr(self.policy, "observe", None)
-        if observe is not None and job.state in ("SUCCEEDED", "FAILED", "TIMEOUT") and job.started_at:
+        if observe is not None and job.state == "SUCCEEDED" and job.started_at:
             observe((now - job.started_at).total_seconds(), _job_gpus(job))
         if self.on_finish is not None:
             try:
