@@ -213,7 +213,7 @@ async function pageModels(main, name) {
     try {
       const l = await api(`/models/${encodeURIComponent(name)}/versions/${latest}/lineage`);
       const nodes = [{ id: "model", label: `${name} v${latest}`, kind: "model" }], edges = [];
-      if (l.run) { nodes.push({ id: "run", label: "run " + (l.run.run_id || "").slice(0, 10), kind: "run" }); edges.push(["run", "model"]); }
+      if (l.run) { nodes.push({ id: "run", label: "run " + (l.run.id || l.run.run_id || "").slice(0, 10) + (l.run.metrics && l.run.metrics.loss !== undefined ? ` (loss ${Number(l.run.metrics.loss).toFixed(2)})` : ""), kind: "run" }); edges.push(["run", "model"]); }
       if (l.job) { nodes.push({ id: "job", label: "job " + (l.job.job_id || l.job.id || ""), kind: "job" }); edges.push(["job", "run"]); }
       (l.datasets || []).forEach((d, i) => { nodes.push({ id: "d" + i, label: d.ref || d.name || JSON.stringify(d), kind: "dataset" }); edges.push(["d" + i, l.job ? "job" : "run"]); });
       dagChart($("#lineage"), nodes, edges);
@@ -233,19 +233,28 @@ async function pageModels(main, name) {
 // ---------------------------------------------------------------- services
 async function pageServices(main, name) {
   main.innerHTML = `<h2>Services</h2><div class="card"><div id="list"></div></div><div id="detail"></div>`;
+  const ms = v => v === null || v === undefined ? "-" : Number(v).toFixed(1) + " ms";
   every(3000, async () => {
     let svcs;
     try { svcs = await api("/services"); } catch (e) { $("#list").innerHTML = unavailable(e); return; }
-    $("#list").innerHTML = table(["name", "model", "replicas", "QPS", "p50", "p99", "errors"], svcs.map(s => [`<a href="#/services/${esc(s.name)}">${esc(s.name)}</a>`,
-      esc(s.model || s.model_uri || ""), esc(`${s.replicas_ready ?? s.ready ?? "?"}/${s.replicas ?? s.desired ?? "?"} (min ${s.min_replicas ?? s.min ?? "?"}, max ${s.max_replicas ?? s.max ?? "?"})`),
-      (s.qps ?? 0).toFixed ? (s.qps ?? 0).toFixed(2) + " req/s" : "-", s.p50_ms != null ? s.p50_ms.toFixed(1) + " ms" : "-", s.p99_ms != null ? s.p99_ms.toFixed(1) + " ms" : "-", s.errors ?? 0]));
+    $("#list").innerHTML = table(["name", "model", "status", "replicas ready / desired", "QPS", "p99", "URL"], svcs.map(s => [`<a href="#/services/${esc(s.name)}">${esc(s.name)}</a>`,
+      esc(`${s.model} (${s.model_uri || ""})`), esc(s.status), `${s.ready_replicas ?? "?"} / ${s.desired_replicas ?? "?"}`,
+      (s.qps ?? 0).toFixed(2) + " req/s", ms(s.p99_ms), esc(s.url || "")]));
     if (!name) return;
     try {
       const s = await api(`/services/${encodeURIComponent(name)}`);
-      const reps = s.replicas_detail || s.replica_list || [];
-      const dec = s.decisions || s.autoscaler_decisions || [];
-      $("#detail").innerHTML = `<div class="grid" style="margin-top:14px"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "url", "in flight"], reps.map(r => [esc(r.id || r.job_id || ""), esc(r.state || ""), esc(r.url || ""), r.in_flight ?? "-"]))}</div>
-        <div class="card"><h3>Autoscaler decisions</h3>${table(["time", "from → to", "reason"], dec.slice(-20).reverse().map(d => [esc(d.t ? new Date(d.t * 1000).toLocaleTimeString() : ""), `${d.from ?? d.current ?? "?"} → ${d.to ?? d.desired ?? "?"}`, esc(d.reason || "")]))}</div></div>`;
+      const m = s.metrics || {};
+      const a = s.autoscaler || {};
+      const dec = [...(a.decisions || [])];
+      if (a.last) dec.push(a.last);
+      $("#detail").innerHTML = `<div class="kpis" style="margin-top:14px">${[[`${s.ready_replicas}/${s.desired_replicas}`, `replicas (min ${s.min_replicas}, max ${s.max_replicas})`],
+        [(m.qps ?? 0).toFixed(2) + " req/s", "QPS"], [ms(m.p50_ms), "p50 latency"], [ms(m.p99_ms), "p99 latency"], [m.errors_total ?? 0, "errors"],
+        [(m.mean_batch_size ?? 0).toFixed(2), "mean batch size"], [m.requests_total ?? 0, "requests"]]
+        .map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("")}</div>
+        <div class="grid"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "model", "URL", "in flight", "served", "batch size (mean)"], (s.replicas || []).map(r => [esc(r.id), esc(r.state), esc(r.model), esc(r.url || ""), r.outstanding ?? 0, r.served ?? 0,
+          r.batches && r.batches.completions ? r.batches.completions.mean_batch_size.toFixed(2) : "-"]))}</div>
+        <div class="card"><h3>Autoscaler decisions</h3>${table(["from → to", "action", "reason"], dec.slice(-15).reverse().map(d => [`${d.current} → ${d.desired}`, esc(d.action || ""), esc(d.reason || "")]))}</div></div>
+        <div class="card" style="margin-top:14px"><h3>Events</h3>${table(["time", "kind", "message"], (s.events || []).slice(-20).reverse().map(e => [new Date(e.t * 1000).toLocaleTimeString(), esc(e.kind), esc(e.message)]))}</div>`;
     } catch (e) { $("#detail").innerHTML = unavailable(e); }
   });
 }
