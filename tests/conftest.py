@@ -17,6 +17,13 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# MLflow clients retry failed requests with exponential backoff for minutes by default: in tests a
+# failure should show at once, not hang the run
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 
 def free_port() -> int:
     with socket.socket() as s:
