@@ -26,7 +26,7 @@ demo: $(STAMP)
 ## make test: the whole suite (unit, integration with real servers, e2e)
 test: $(STAMP)
 	@bash scripts/ci/install-servers.sh
-	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests/unit tests/integration tests/e2e; rc=$$?; \
+	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 --durations=25 tests/unit tests/integration tests/e2e; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; exit $$rc
 
 ## make test-fast: unit tests only
