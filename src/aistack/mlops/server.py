@@ -145,6 +145,13 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     os.environ.update(env)
     t0 = time.perf_counter()
     try:
+        from aistack.mlops._schema import seed_sqlite
+
+        if seed_sqlite(key):
+            log.info("seeded %s from the pre-migrated MLflow schema", key)
+    except Exception as exc:  # noqa: BLE001 - MLflow then creates the schema itself
+        log.warning("could not seed the MLflow schema (%s); MLflow will migrate", exc)
+    try:
         from mlflow.server import handlers
         from mlflow.server.fastapi_app import create_fastapi_app
 
