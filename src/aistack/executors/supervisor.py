@@ -91,7 +91,9 @@ class Supervisor:
     def start(self) -> None:
         cfg = self.cfg
         env = os.environ.copy()
-        for k in [k for k in env if k.startswith("AISTACK_SUPERVISOR")]:
+        # the server's own settings are not the job's: the embedded MLflow server's variables,
+        # and the server's own MLflow client settings (the job gets its own run's)
+        for k in [k for k in env if k.startswith(("AISTACK_SUPERVISOR", "_MLFLOW_", "MLFLOW_"))]:
             env.pop(k)
         # jobs see the Python environment aistack runs in first (its venv's python, torchrun...)
         bindir = os.path.dirname(sys.executable)

@@ -153,7 +153,15 @@ def create_app(settings: Settings | None = None, *, start_loop: bool = True, ctx
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": _version(), "executor": ctx.executor.name, "uptime_s": round(time.time() - ctx.started_at, 1)}
+        out: dict[str, Any] = {"status": "ok", "version": _version(), "executor": ctx.executor.name, "uptime_s": round(time.time() - ctx.started_at, 1)}
+        if ctx.extras.get("mlflow"):
+            try:
+                from aistack.mlops.server import mlflow_status
+
+                out["mlflow"] = mlflow_status()
+            except Exception:  # noqa: BLE001
+                out["mlflow"] = {"state": "unknown"}
+        return out
 
     @app.get("/metrics", include_in_schema=False)
     def prom() -> Response:

@@ -52,7 +52,7 @@ def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] 
             job.mlflow_run_id = tracking.create_job_run(
                 uri, job_id=job.id, name=job.name, project=job.project, user=job.user,
                 inputs=list(spec.get("inputs") or []), params={"command": (spec.get("command") or "")[:250]},
-                token=ctx.token,
+                token=ctx.token, code_dir=spec.get("workdir"),
             )
             if spec.get("inputs"):
                 # lineage: dataset version → job → run (→ model version, by the registry); in the
