@@ -20,8 +20,9 @@ def test_codes_are_unique() -> None:
     seen: dict[str, type] = {}
 
     def walk(c: type) -> None:
-        assert c.code not in seen or seen[c.code] is c, c  # type: ignore[attr-defined]
-        seen[c.code] = c  # type: ignore[attr-defined]
+        if c.__module__ == "aistack.errors":  # the tree itself; other layers may subclass it
+            assert c.code not in seen or seen[c.code] is c, c  # type: ignore[attr-defined]
+            seen[c.code] = c  # type: ignore[attr-defined]
         for s in c.__subclasses__():
             walk(s)
 
