@@ -232,8 +232,10 @@ def test_removed_node_job_is_lost_then_requeued_and_completes(
         ]
     assert j.state == "SUCCEEDED", (j.state, j.failure_reason, events)
     assert j.attempt == 1
-    retry = [m for k, m in events if k == "retry"]
-    assert retry and "lost" in retry[0], events
+    # a job lost with its node is requeued without spending one of its retries
+    requeued = [m for k, m in events if k == "requeued"]
+    assert requeued and "lost" in requeued[0], events
+    assert j.retries_left == 1
     # the second attempt ran on the two nodes that are left (the log names each rank's node)
     from aistack.server.services.jobs import attempt_dir
 

@@ -79,6 +79,7 @@ class SchedulerLoop:
         self._thread: threading.Thread | None = None
         self._nodes: list[Node] = []
         self._nodes_at = 0.0
+        self._nodes_lock = threading.Lock()
         self._last_monitor = 0.0
         self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
         self.history: deque[dict[str, Any]] = deque(maxlen=1800)  # cluster samples for the dashboard
@@ -130,19 +131,31 @@ class SchedulerLoop:
 
     # -- one pass ----------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        now = time.monotonic()
-        if not self._nodes or now - self._nodes_at > 30:
+        """The executor's inventory, refreshed every 30 s (the API and the loop both ask)."""
+        with self._nodes_lock:
+            now = time.monotonic()
+            if self._nodes and now - self._nodes_at <= 30:
+                return self._nodes
             self._nodes = self.executor.inventory()
             self._nodes_at = now
-            with self.sessions() as s:
-                for n in self._nodes:
-                    row = s.get(NodeRow, n.name) or NodeRow(name=n.name, executor=self.executor.name, cpus=n.cpus, memory_mb=n.memory_mb)
-                    row.executor, row.address, row.cpus, row.memory_mb = self.executor.name, n.address, n.cpus, n.memory_mb
-                    row.gpus = [{"index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb} for g in n.gpus]
-                    row.last_seen = utcnow()
-                    s.merge(row)
-                s.commit()
-        return self._nodes
+            try:
+                self._store_nodes(self._nodes)
+            except Exception:  # noqa: BLE001 - the inventory is a cache of the executor's view
+                log.warning("could not store the node inventory", exc_info=True)
+            return self._nodes
+
+    def _store_nodes(self, nodes: list[Node]) -> None:
+        with self.sessions() as s:
+            for n in nodes:
+                row = s.get(NodeRow, n.name)
+                if row is None:
+                    row = NodeRow(name=n.name, executor=self.executor.name, cpus=n.cpus, memory_mb=n.memory_mb)
+                    s.add(row)
+                row.executor, row.address, row.cpus, row.memory_mb = self.executor.name, n.address, n.cpus, n.memory_mb
+                row.gpus = [{"index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb} for g in n.gpus]
+                row.last_seen = utcnow()
+                s.flush()
+            s.commit()
 
     def run_once(self) -> Decision | None:
         t0 = time.perf_counter()
