@@ -267,28 +267,7 @@ def catalog_cmd(
         raise ValidationError(f"--today: not a date: {today!r}", hint="YYYY-MM-DD") from exc
     cat = _catalog(catalog)
     if as_json:
-        figs = [f for f in cat.figures() if kind is None or f.kind == kind]
-        stale = {(f.kind, f.name, f.field) for f in cat.stale(day)}
-        print_json(
-            {
-                "today": day.isoformat(),
-                "figures": [
-                    {
-                        "kind": f.kind,
-                        "name": f.name,
-                        "field": f.field,
-                        "value": f.value,
-                        "unit": f.unit,
-                        "source": f.source,
-                        "as_of": f.as_of.isoformat(),
-                        "origin": f.origin,
-                        "stale": (f.kind, f.name, f.field) in stale,
-                    }
-                    for f in figs
-                ],
-                "stale_count": sum(1 for f in figs if (f.kind, f.name, f.field) in stale),
-            }
-        )
+        print_json(cat.figures_report(day, kind))
     else:
         typer.echo(render_catalog(cat, today=day, kind=kind), nl=False)
 

@@ -8,6 +8,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from aistack.server.context import ServerContext
+from aistack.server.db.session import session_scope
 
 
 def get_ctx(request: Request) -> ServerContext:
@@ -16,12 +17,5 @@ def get_ctx(request: Request) -> ServerContext:
 
 def get_db(request: Request) -> Iterator[Session]:
     ctx: ServerContext = request.app.state.ctx
-    s = ctx.sessions()
-    try:
+    with session_scope(ctx.sessions) as s:
         yield s
-        s.commit()
-    except BaseException:
-        s.rollback()
-        raise
-    finally:
-        s.close()

@@ -437,6 +437,30 @@ class Catalog:
             add("onprem", "onprem", fname, f.value, unit, f.source, f.as_of)
         return rows
 
+    def figures_report(self, today: dt.date, kind: str | None = None) -> dict[str, Any]:
+        """Every figure (optionally of one kind) with its source and date, flagged when stale:
+        what ``aistack plan catalog --json`` prints and ``GET /plan/catalog`` returns."""
+        stale = {(f.kind, f.name, f.field) for f in self.stale(today)}
+        figs = [f for f in self.figures() if kind is None or f.kind == kind]
+        return {
+            "today": today.isoformat(),
+            "figures": [
+                {
+                    "kind": f.kind,
+                    "name": f.name,
+                    "field": f.field,
+                    "value": f.value,
+                    "unit": f.unit,
+                    "source": f.source,
+                    "as_of": f.as_of.isoformat(),
+                    "origin": f.origin,
+                    "stale": (f.kind, f.name, f.field) in stale,
+                }
+                for f in figs
+            ],
+            "stale_count": sum(1 for f in figs if (f.kind, f.name, f.field) in stale),
+        }
+
     def stale(self, today: dt.date, *, max_age_days: int = STALE_AFTER_DAYS) -> list[FigureRow]:
         """Prices (instance, server, CPU) older than ``max_age_days`` on ``today``."""
         return [r for r in self.figures() if r.is_price() and r.age_days(today) > max_age_days]

@@ -104,23 +104,4 @@ def plan_catalog(
     if kind is not None and kind not in kinds:
         raise ValidationError(f"kind: unknown kind {kind!r}", hint=f"use one of {', '.join(kinds)}")
     day = today or dt.datetime.now(dt.UTC).date()
-    stale = {(f.kind, f.name, f.field) for f in cat.stale(day)}
-    figs = [f for f in cat.figures() if kind is None or f.kind == kind]
-    return {
-        "today": day.isoformat(),
-        "figures": [
-            {
-                "kind": f.kind,
-                "name": f.name,
-                "field": f.field,
-                "value": f.value,
-                "unit": f.unit,
-                "source": f.source,
-                "as_of": f.as_of.isoformat(),
-                "origin": f.origin,
-                "stale": (f.kind, f.name, f.field) in stale,
-            }
-            for f in figs
-        ],
-        "stale_count": sum(1 for f in figs if (f.kind, f.name, f.field) in stale),
-    }
+    return cat.figures_report(day, kind)
