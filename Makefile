@@ -12,9 +12,9 @@ SHARED ?= $(abspath ../shared)
 # and installed first (the CPU build on this machine's disk; an unpinned torch pulls GBs of CUDA).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip wheel
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev]'
+	$(BIN)/pip install -qq --upgrade pip wheel
+	$(BIN)/pip install -qq torch==2.13.0
+	$(BIN)/pip install -qq -e '.[all,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
