@@ -251,6 +251,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     start = 0
     resumed_from: int | None = None
     mlflow_run_id: str | None = None
+    carried_loss: float | None = None  # the last logged loss of the run we resume
     state = store.load() if cfg.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -261,6 +262,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             _set_rng_state(torch, rngs[rank])
         start = resumed_from = int(state["step"])
         mlflow_run_id = state.get("mlflow_run_id")
+        carried_loss = state.get("last_loss")
         if rank == 0:
             log.info("resumed %s from step %d (%s)", cfg.run_name, start, store.url)
     del state
@@ -313,6 +315,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     "gpt_config": gcfg.to_dict(),
                     "world_size": world,
                     "mlflow_run_id": sink.run_id if sink else None,
+                    "last_loss": losses[-1] if losses else carried_loss,
                 },
             )
         if distributed:
@@ -324,6 +327,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     stopped_by: str | None = None
     tps = mfu = None
     step = start
+    if sink is not None and carried_loss is not None and start >= cfg.max_steps:
+        # resumed at the end (a re-run of a finished job): the run still gets its final loss,
+        # so promotion gates on `loss` can read it
+        sink.log(start, {"loss": float(carried_loss)})
     try:
         train_model.train()
         while step < cfg.max_steps:
