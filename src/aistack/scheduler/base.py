@@ -251,9 +251,12 @@ class QueuePolicy(Policy):
                 head = job
                 waiting.append(job)
                 if job.id in waiting_for:
-                    got = ([], self._hold_victims(job, waiting_for[job.id], st, pctx))
-                    kinds[job.id] = ("preempting", got)
-                    reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                    held: tuple[list[str], list[int]] = (
+                        [],
+                        self._hold_victims(job, waiting_for[job.id], st, pctx),
+                    )
+                    kinds[job.id] = ("preempting", held)
+                    reservations[job.id] = (now, tuple(st.nodes[i].name for i in held[1]))
                     head = None
                     continue
                 if preemptive and pre_heads < self.max_preempt_heads:
