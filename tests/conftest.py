@@ -158,3 +158,27 @@ def _kill_leftover_supervisors(home: Path) -> None:
                 p.kill()
         except (psutil.Error, OSError):
             continue
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals() -> Iterator[None]:
+    """mlflow.set_tracking_uri() changes a module global *and* os.environ; undo it after each
+    test so one test's tracking server does not leak into the next."""
+    import sys
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        try:
+            mlflow.set_tracking_uri(None)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            mlflow.set_registry_uri(None)
+        except Exception:  # noqa: BLE001
+            pass
+    for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if k not in saved:
+            del os.environ[k]
+    os.environ.update(saved)
