@@ -14,9 +14,11 @@ if ! have slurmctld /usr/sbin/slurmctld; then need+=(slurm-wlm); fi
 if ! have slurmd /usr/sbin/slurmd; then need+=(slurmd); fi
 if ! have sbatch /usr/bin/sbatch; then need+=(slurm-client); fi
 if ! have munged /usr/sbin/munged; then need+=(munge); fi
+# Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
+if ! have chromium /usr/bin/chromium; then need+=(chromium); fi
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install-servers: postgresql, slurm and munge already installed"
+    echo "install-servers: postgresql, slurm, munge and chromium already installed"
     exit 0
 fi
 
