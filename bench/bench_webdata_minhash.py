@@ -182,10 +182,19 @@ def main() -> None:
     methods = [
         ("LSH 14×8 candidate pairs (FineWeb)", cand),
         ("LSH 14×8 candidates, signature J ≥ 0.8", est_ok(cand, 0.8)),
+        ("LSH 14×8 candidates, signature J ≥ 0.82", est_ok(cand, 0.82)),
         ("clusters, union-find (FineWeb)", cluster_pairs(MinHashConfig())),
         (
             "clusters, union-find, signature J ≥ 0.8",
             cluster_pairs(MinHashConfig(verify_threshold=0.8)),
+        ),
+        (
+            "clusters, union-find, signature J ≥ 0.82",
+            cluster_pairs(MinHashConfig(verify_threshold=0.82)),
+        ),
+        (
+            "clusters, union-find, signature J ≥ 0.85",
+            cluster_pairs(MinHashConfig(verify_threshold=0.85)),
         ),
     ]
     for label, reported in methods:
