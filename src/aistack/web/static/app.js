@@ -265,7 +265,8 @@ async function pageCosts(main) {
     <div class="grid"><div class="card"><h3>Spend by project (cloud on-demand prices)</h3><div id="byproj"></div></div>
     <div class="card"><h3>Cloud vs on-premises for this usage</h3><div id="compare"></div></div></div>
     <div class="card" style="margin-top:14px"><h3>Projects: usage and budgets</h3><div id="projects"></div></div>
-    <div class="card" style="margin-top:14px"><h3>Break-even: buy vs rent (8 × H100, cumulative cost)</h3><div id="breakeven"></div><p id="advice" class="muted"></p></div>`;
+    <div class="card" style="margin-top:14px"><h3>Users</h3><div id="users"></div></div>
+    <div class="card" style="margin-top:14px"><h3>Break-even: buy vs rent (8 × H100, cumulative cost)</h3><div id="breakeven"></div><p id="advice" class="muted"></p><p id="advice-tco" class="muted"></p></div>`;
   try {
     const r = await api("/cost/report");
     const t = r.total || {};
@@ -280,13 +281,15 @@ async function pageCosts(main) {
       return [esc(p.key), p.jobs, p.gpu_hours.toFixed(3), p.cpu_hours.toFixed(3), p.useful_gpu_hours.toFixed(3), p.idle_gpu_hours.toFixed(3), usd(p.cost_usd),
         b ? usd(b.monthly_budget_usd) : "-", b ? usd(b.spend_usd) : "-", b ? esc(b.status) : "-"];
     }));
+    $("#users").innerHTML = table(["user", "jobs", "GPU-h", "CPU-h", "useful GPU-h", "idle GPU-h", "cost"], (r.by_user || []).map(u =>
+      [esc(u.key), u.jobs, u.gpu_hours.toFixed(3), u.cpu_hours.toFixed(3), u.useful_gpu_hours.toFixed(3), u.idle_gpu_hours.toFixed(3), usd(u.cost_usd)]));
     $("#advice").textContent = (r.recommendation || "") + (r.notes && r.notes.length ? " " + r.notes.join(" ") : "");
   } catch (e) { $("#kpis").innerHTML = unavailable(e); }
   try {
     const tco = await api("/plan/tco", { method: "POST", body: { gpu: "H100", gpus: 8, utilization: 0.7, horizon_months: 36 } });
     const sc = tco.scenarios || [];
     lineChart($("#breakeven"), sc.map(s => ({ name: s.name, points: (s.cumulative_usd || s.cumulative || []).map((v, i) => [i, v]) })), { yLabel: "USD", xFormat: v => `month ${v.toFixed(0)}` });
-    if (tco.breakeven_month !== undefined) $("#advice").textContent += ` Buying 8 × ${tco.gpu} (${tco.server}) vs renting ${tco.instance} on demand at 70 % utilization breaks even at month ${tco.breakeven_month != null ? tco.breakeven_month.toFixed(1) : "never"}; buying wins above ${(100 * tco.breakeven_utilization).toFixed(0)} % utilization.`;
+    if (tco.breakeven_month !== undefined) $("#advice-tco").textContent = `Buying 8 × ${tco.gpu} (${tco.server}) vs renting ${tco.instance} on demand at 70 % utilization breaks even at month ${tco.breakeven_month != null ? tco.breakeven_month.toFixed(1) : "never"}; buying wins above ${(100 * tco.breakeven_utilization).toFixed(0)} % utilization.`;
   } catch (e) { $("#breakeven").innerHTML = unavailable(e); }
 }
 
