@@ -29,6 +29,27 @@ def _record_edge(ctx: ServerContext, src: str, dst: str) -> None:
         log.warning("could not record lineage %s → %s", src, dst)
 
 
+def _close_run(ctx: ServerContext, job_id: str, run_id: str, status: str) -> None:
+    """Log the job's sampled system metrics into its MLflow run and end the run."""
+    import datetime as dt
+
+    from aistack.mlops import tracking
+
+    uri = tracking_uri(ctx)
+    try:
+        with ctx.sessions() as s:
+            rows = s.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job_id).order_by(UsageSampleRow.t)).scalars().all()
+            samples: list[dict[str, Any]] = [{
+                "t": (r.t if r.t.tzinfo else r.t.replace(tzinfo=dt.UTC)).timestamp(),
+                "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb,
+            } for r in rows]
+        if samples:
+            tracking.log_system_metrics(uri, run_id, samples, token=ctx.token)
+        tracking.end_job_run(uri, run_id, status, token=ctx.token)
+    except Exception:  # noqa: BLE001
+        log.exception("could not close MLflow run %s of job %s", run_id, job_id)
+
+
 def tracking_uri(ctx: ServerContext) -> str:
     s = ctx.settings
     return f"http://{s.host if s.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{s.port}/mlflow"
@@ -65,16 +86,8 @@ def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] 
     def on_finish(job: Job, st: ExecStatus) -> None:
         if not job.mlflow_run_id or job.state == "QUEUED":
             return
-        uri = tracking_uri(ctx)
-        with ctx.sessions() as s:
-            rows = s.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job.id).order_by(UsageSampleRow.t)).scalars().all()
-            samples: list[dict[str, Any]] = [{
-                "t": r.t.timestamp() if r.t.tzinfo else r.t.replace(tzinfo=__import__("datetime").UTC).timestamp(),
-                "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb,
-            } for r in rows]
-        if samples:
-            tracking.log_system_metrics(uri, job.mlflow_run_id, samples, token=ctx.token)
         status = {"SUCCEEDED": "FINISHED", "CANCELLED": "KILLED"}.get(job.state, "FAILED")
-        tracking.end_job_run(uri, job.mlflow_run_id, status, token=ctx.token)
+        # HTTP calls to MLflow off the scheduling pass (it must not wait on them)
+        _BG.submit(_close_run, ctx, job.id, job.mlflow_run_id, status)
 
     return job_env, on_finish
