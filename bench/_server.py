@@ -53,15 +53,10 @@ class BenchServer:
         return Client(self.url, self.token)
 
     def __exit__(self, *exc: object) -> None:
-        import psutil
+        from aistack.testing.procs import kill_processes_of_home
 
         if self.proc:
             self.proc.terminate()
             self.proc.wait(20)
-        for p in psutil.process_iter():
-            try:
-                if p.environ().get("AISTACK_HOME") == str(self.home) and p.pid != os.getpid():
-                    p.kill()
-            except (psutil.Error, OSError):
-                pass
+        kill_processes_of_home(self.home)
         self.tmp.cleanup()

@@ -147,17 +147,9 @@ def server(tmp_path: Path, database_url: str | None) -> Iterator[ServerProc]:
 
 def _kill_leftover_supervisors(home: Path) -> None:
     """Kill every process started for this server's home (supervisors and their jobs)."""
-    import psutil
+    from aistack.testing.procs import kill_processes_of_home
 
-    me = os.getpid()
-    for p in psutil.process_iter():
-        if p.pid == me:
-            continue
-        try:
-            if p.environ().get("AISTACK_HOME") == str(home):
-                p.kill()
-        except (psutil.Error, OSError):
-            continue
+    kill_processes_of_home(home)
 
 
 @pytest.fixture(autouse=True)

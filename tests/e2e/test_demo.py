@@ -41,11 +41,6 @@ def test_demo_twice(tmp_path: Path) -> None:
     finally:
         subprocess.run([sys.executable, "-m", "aistack", "serve", "delete", "demo-gpt"], env=env, capture_output=True, timeout=60)
         subprocess.run([sys.executable, "-m", "aistack", "down"], env=env, capture_output=True, timeout=60)
-        import psutil
+        from aistack.testing.procs import kill_processes_of_home
 
-        for p in psutil.process_iter():
-            try:
-                if p.environ().get("AISTACK_HOME") == str(home) and p.pid != os.getpid():
-                    p.kill()
-            except (psutil.Error, OSError):
-                pass
+        kill_processes_of_home(home)
