@@ -204,6 +204,10 @@ def run_gang(
                 th.start()
                 threads.append(th)
 
+        # Reap only once every rank has started: rank 0 leads the process group, and a fast
+        # rank 0 reaped early would take the group with it (the next setpgid fails with EPERM).
+        for spec, p in zip(ranks, procs, strict=True):
+
             def _waiter(proc: subprocess.Popen[bytes] = p, rank: int = spec.rank) -> None:
                 exits.put((rank, proc.wait()))
 
