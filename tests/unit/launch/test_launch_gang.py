@@ -32,6 +32,14 @@ def test_all_ranks_run_with_their_env_and_prefixed_log(tmp_path: Path) -> None:
     assert lines == ["[rank 0] hello 0 3", "[rank 1] hello 1 3", "[rank 2] hello 2 3"]
 
 
+def test_instantly_exiting_ranks_all_start() -> None:
+    # rank 0 leads the process group; reaping it before the last rank joined made setpgid fail
+    for _ in range(3):
+        res = run_gang(_ranks(16), ["/bin/true"], None)
+        assert res.exit_code == 0, res.message
+        assert res.rank_exit_codes == [0] * 16
+
+
 def test_ranks_share_one_new_process_group(tmp_path: Path) -> None:
     code = "import os; print(os.getpgid(0))"
     buf = io.StringIO()
