@@ -9,8 +9,10 @@ from aistack.webdata.crawler import CrawlConfig, crawl
 from aistack.webdata.dedup import (
     MinHashConfig,
     MinHasher,
+    ShingleSets,
     exact_hash,
     lsh_clusters,
+    minhash_dedup,
     near_duplicates,
 )
 from aistack.webdata.extract import detect_language, extract_files, extract_text
@@ -31,6 +33,7 @@ __all__ = [
     "PipelineSpec",
     "ReadIssue",
     "Record",
+    "ShingleSets",
     "crawl",
     "detect_language",
     "exact_hash",
@@ -38,6 +41,7 @@ __all__ = [
     "extract_text",
     "load_spec",
     "lsh_clusters",
+    "minhash_dedup",
     "near_duplicates",
     "parse_spec",
     "read_shard",

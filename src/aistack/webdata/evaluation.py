@@ -15,6 +15,7 @@ import html
 import random
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _SUBJECTS = [
@@ -268,3 +269,43 @@ class CpuMeter:
         self._thread.join()
         self._sample()
         self.seconds = sum(v - self._start.get(k, 0.0) for k, v in self._seen.items())
+
+
+def dedup_decision_quality(
+    groups: Sequence[int], similar: Iterable[tuple[int, int]], removed: Sequence[bool]
+) -> dict[str, float | int]:
+    """Score near-duplicate drop decisions against exact similarity (benchmarks).
+
+    ``groups[i]``: document i's group (documents with the same shingle set share one);
+    ``similar``: the pairs of distinct groups whose exact Jaccard is at or above the
+    threshold (documents of one group are duplicates of each other); ``removed``: the
+    decisions, in input order.
+
+    * a dropped document is *justified* if it is similar to a document that was kept;
+    * a kept document is *missed* if it is similar to an earlier kept document;
+    * precision = justified / dropped, recall = justified / (justified + missed).
+    """
+    nbrs: dict[int, set[int]] = {}
+    for a, b in similar:
+        nbrs.setdefault(a, set()).add(b)
+        nbrs.setdefault(b, set()).add(a)
+    first_kept: dict[int, int] = {}
+    for i, (g, rm) in enumerate(zip(groups, removed, strict=True)):
+        if not rm and g not in first_kept:
+            first_kept[g] = i
+    dropped = justified = missed = 0
+    for i, (g, rm) in enumerate(zip(groups, removed, strict=True)):
+        near = [first_kept[h] for h in (g, *nbrs.get(g, ())) if h in first_kept]
+        if rm:
+            dropped += 1
+            justified += bool(near)
+        elif any(k < i for k in near):
+            missed += 1
+    return {
+        "docs": len(groups),
+        "dropped": dropped,
+        "dropped_justified": justified,
+        "kept_missed": missed,
+        "precision": justified / dropped if dropped else 1.0,
+        "recall": justified / (justified + missed) if justified + missed else 1.0,
+    }

@@ -215,6 +215,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     dedup = spec.step("dedup")
     sigs = np.zeros((len(docs), 0), dtype=np.uint32)
     hashes = np.zeros((len(docs), 16), dtype=np.uint8)
+    arrays: dict[str, np.ndarray] = {}
     if dedup is not None:
         st = stat("dedup_hashing")
         ts = time.process_time()
@@ -232,7 +233,12 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
                     seed=mh.seed,
                 )
             )
-            sigs = hasher.signatures([d.text for d in docs])
+            if mh.verify:  # the driver verifies candidate pairs on the shingle sets
+                sigs, sets = hasher.signatures_and_sets([d.text for d in docs])
+                arrays["shingles"] = sets.values
+                arrays["shingle_offsets"] = sets.offsets
+            else:
+                sigs = hasher.signatures([d.text for d in docs])
         st.docs_in = st.docs_out = len(docs)
         st.seconds = time.process_time() - ts
 
@@ -249,7 +255,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     stage = out / "stage1"
     _atomic_write(stage / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
     buf = io.BytesIO()
-    np.savez(buf, hashes=hashes, sigs=sigs)
+    np.savez(buf, hashes=hashes, sigs=sigs, **arrays)
     _atomic_write(stage / f"{task:05d}.npz", buf.getvalue())
     result = {
         "task": task,
@@ -496,17 +502,19 @@ def run_pipeline(
 
 
 def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
-    from aistack.webdata.dedup import MinHashConfig, exact_duplicates, lsh_clusters
+    from aistack.webdata.dedup import MinHashConfig, ShingleSets, exact_duplicates, minhash_dedup
 
     done = out / ".tasks" / "dedup.done"
     if done.exists():
         return json.loads(done.read_text())
-    hashes, sigs, sizes = [], [], []
+    hashes, sigs, sizes, sets = [], [], [], []
     for i in range(n_tasks):
         z = np.load(out / "stage1" / f"{i:05d}.npz")
         hashes.append(z["hashes"])
         sigs.append(z["sigs"])
         sizes.append(len(z["hashes"]))
+        if "shingles" in z:
+            sets.append(ShingleSets(values=z["shingles"], offsets=z["shingle_offsets"]))
     all_h = np.concatenate(hashes) if hashes else np.zeros((0, 16), np.uint8)
     n = len(all_h)
     removed = np.zeros(n, dtype=bool)
@@ -514,7 +522,7 @@ def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
     if dedup_spec.exact:
         removed = exact_duplicates([bytes(h) for h in all_h])
         exact_n = int(removed.sum())
-    near_n = clusters = 0
+    near_n = clusters = checked = 0
     if dedup_spec.minhash is not None and n:
         mh = dedup_spec.minhash
         cfg = MinHashConfig(
@@ -523,14 +531,20 @@ def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
             bands=mh.bands,
             rows=mh.rows,
             seed=mh.seed,
-            verify_threshold=mh.verify_threshold,
+            verify=mh.verify,
+            threshold=mh.threshold,
         )
         all_s = np.concatenate(sigs)
         live = np.flatnonzero(~removed)
-        roots = lsh_clusters(all_s[live], cfg)
-        dup = roots != np.arange(len(live))
+        live_sets = None
+        if cfg.verify:
+            assert len(sets) == n_tasks, "stage 1 keeps shingle sets when verify is on"
+            live_sets = ShingleSets.concat(sets).take(live)
+        res = minhash_dedup(all_s[live], cfg, live_sets)
+        dup = res.removed
         near_n = int(dup.sum())
-        clusters = int(len(set(roots[dup].tolist())))
+        clusters = int(len(set(res.match[dup].tolist())))
+        checked = res.checked
         removed[live[dup]] = True
     start = 0
     for i, size in enumerate(sizes):
@@ -543,6 +557,7 @@ def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
         "exact_duplicates": exact_n,
         "near_duplicates": near_n,
         "near_duplicate_clusters": clusters,
+        "minhash_pairs_checked": checked,
         "docs_out": int(n - removed.sum()),
     }
     _done(done, stats)

@@ -17,7 +17,7 @@ Example (``examples/webdata/pipeline.yaml``)::
       - fineweb: {}
       - url_blocklist: {domains: [example.com]}
       - pii: {}
-      - dedup: {exact: true, minhash: {ngram: 5, num_hashes: 112, bands: 14, rows: 8}}
+      - dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8, threshold: 0.8}}
       - tokenize: {vocab_size: 8192}
       - register: {name: sample-corpus}
 
@@ -53,7 +53,12 @@ class MinHashStep(_M):
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
     seed: int = 1
-    verify_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    verify: bool = Field(
+        True,
+        description="check LSH candidates by exact Jaccard, drop only docs similar to a kept "
+        "doc (false: FineWeb's unverified union-find clusters)",
+    )
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard of a duplicate pair")
 
     @model_validator(mode="after")
     def _check(self) -> MinHashStep:

@@ -14,10 +14,12 @@ from aistack.errors import ValidationError
 from aistack.webdata.dedup import (
     MinHashConfig,
     MinHasher,
+    ShingleSets,
     exact_duplicates,
     exact_hash,
     jaccard,
     lsh_clusters,
+    minhash_dedup,
     near_duplicates,
     normalize,
 )
@@ -83,18 +85,82 @@ def test_short_docs_and_empty_never_cluster_with_each_other() -> None:
     assert roots.tolist() == [0, 1, 2, 2]
 
 
-def test_verify_threshold_removes_weak_candidates() -> None:
+def test_threshold_removes_weak_candidates() -> None:
     rng = random.Random(4)
     a = make_doc(rng, 300)
     b = edit(rng, a, 0.007)
-    sigs = MinHasher().signatures([a, b])
-    assert near_duplicates(sigs, MinHashConfig(verify_threshold=0.0)).tolist() == [False, True]
-    assert near_duplicates(sigs, MinHashConfig(verify_threshold=1.0)).tolist() == [False, False]
+    sigs, sets = MinHasher().signatures_and_sets([a, b])
+    low, high = MinHashConfig(threshold=0.01), MinHashConfig(threshold=1.0)
+    for shingles in (None, sets):  # estimated from signatures / exact on the shingle sets
+        assert near_duplicates(sigs, low, shingles).tolist() == [False, True]
+        assert near_duplicates(sigs, high, shingles).tolist() == [False, False]
+
+
+def _chain(rng: random.Random) -> list[str]:
+    """A, B, C with J(A,B) ≈ J(B,C) ≈ 0.85 but J(A,C) ≈ 0.7: B edits A's first half, C edits
+    B's second half."""
+    a = make_doc(rng, 400).split()
+    b = list(a)
+    for i in range(5, 200, 40):
+        b[i] = rng.choice(VOCAB)
+    c = list(b)
+    for i in range(205, 400, 40):
+        c[i] = rng.choice(VOCAB)
+    return [" ".join(a), " ".join(b), " ".join(c)]
+
+
+def test_verified_greedy_does_not_chain_unverified_does() -> None:
+    docs = _chain(random.Random(5))
+    assert jaccard(docs[0], docs[1]) > 0.8 and jaccard(docs[1], docs[2]) > 0.8
+    assert jaccard(docs[0], docs[2]) < 0.8
+    sigs, sets = MinHasher().signatures_and_sets(docs)
+    res = minhash_dedup(sigs, MinHashConfig(), sets)
+    # B duplicates A (dropped, matched to A); C is similar only to the dropped B: kept
+    assert res.removed.tolist() == [False, True, False]
+    assert res.match.tolist() == [-1, 0, -1]
+    # B is checked against A; C only against A if they share a bucket (B is not kept)
+    assert 1 <= res.checked <= 2
+    fineweb = minhash_dedup(sigs, MinHashConfig(verify=False))
+    assert fineweb.removed.tolist() == [False, True, True]  # transitive chain A–B–C
+    assert fineweb.match.tolist() == [-1, 0, 0]
+    assert lsh_clusters(sigs).tolist() == [0, 0, 0]
+
+
+def test_exact_verification_uses_shingle_sets() -> None:
+    rng = random.Random(6)
+    docs = [make_doc(rng, rng.randint(0, 300)) for _ in range(30)] + ["", "x y"]
+    sigs, sets = MinHasher().signatures_and_sets(docs)
+    assert len(sets) == len(docs)
+    for i, j in [(0, 1), (3, 3), (5, 9), (30, 31), (31, 31)]:
+        if docs[i] and docs[j]:
+            assert sets.jaccard(i, j) == pytest.approx(jaccard(docs[i], docs[j]))
+    # take / concat keep each document's set
+    idx = np.array([7, 2, 31, 30])
+    sub = sets.take(idx)
+    for k, i in enumerate(idx.tolist()):
+        assert sub.get(k).tolist() == sets.get(i).tolist()
+    both = ShingleSets.concat([sets.take(np.arange(10)), sets.take(np.arange(10, 32))])
+    assert both.values.tolist() == sets.values.tolist()
+    assert both.offsets.tolist() == sets.offsets.tolist()
+    with pytest.raises(ValidationError, match="shingle sets"):
+        minhash_dedup(sigs, MinHashConfig(), sub)
+
+
+def test_exact_copies_drop_all_but_first_verified() -> None:
+    rng = random.Random(8)
+    a, b = make_doc(rng), make_doc(rng)
+    docs = [a, b, a, "", a, b, ""]
+    sigs, sets = MinHasher().signatures_and_sets(docs)
+    res = minhash_dedup(sigs, MinHashConfig(), sets)
+    assert res.removed.tolist() == [False, False, True, False, True, True, False]
+    assert res.match.tolist() == [-1, -1, 0, -1, 0, 1, -1]
 
 
 def test_config_must_multiply() -> None:
     with pytest.raises(ValidationError, match="bands × rows"):
         MinHashConfig(num_hashes=100, bands=14, rows=8)
+    with pytest.raises(ValidationError, match="threshold"):
+        MinHashConfig(threshold=0.0)
 
 
 def test_exact_dedup_normalised() -> None:

@@ -203,3 +203,64 @@ def test_cli_run_json(tmp_path: Path, warc_data: Path) -> None:
     assert (tmp_path / "out" / "corpus" / "00000.jsonl.gz").exists()
     res = CliRunner().invoke(app, ["run", str(p)])
     assert res.exit_code == 0 and "documents per step" in res.stdout
+
+
+def _wet(path: Path, texts: dict[str, str]) -> str:
+    from aistack.webdata.crawler import WarcWriter
+
+    w = WarcWriter(path)
+    for url, text in texts.items():
+        w.write("conversion", url, text.encode(), content_type="text/plain")
+    w.close()
+    return str(path)
+
+
+def test_minhash_verify_on_and_off(tmp_path: Path) -> None:
+    """A, B, C: B edits A's first half, C edits B's second half (J(A,B), J(B,C) > 0.8 >
+    J(A,C)). Verified (default): B is dropped as A's duplicate, C is kept. verify: false
+    (FineWeb): the chain A–B–C is one cluster and C goes too. Same bytes on 1 and 2 workers."""
+    import random
+    import string
+
+    from aistack.webdata.dedup import jaccard
+
+    rng = random.Random(5)
+    vocab = ["".join(rng.choice(string.ascii_lowercase) for _ in range(7)) for _ in range(5000)]
+    a = [rng.choice(vocab) for _ in range(400)]
+    b = list(a)
+    for i in range(5, 200, 40):
+        b[i] = rng.choice(vocab)
+    c = list(b)
+    for i in range(205, 400, 40):
+        c[i] = rng.choice(vocab)
+    d = [rng.choice(vocab) for _ in range(300)]
+    ta, tb, tc, td = (" ".join(x) for x in (a, b, c, d))
+    assert jaccard(ta, tb) > 0.8 and jaccard(tb, tc) > 0.8 and jaccard(ta, tc) < 0.8
+    inputs = [
+        _wet(tmp_path / "in" / "0.warc.gz", {"http://a/": ta, "http://d/": td}),
+        _wet(tmp_path / "in" / "1.warc.gz", {"http://b/": tb, "http://c/": tc}),
+    ]
+
+    def run(name: str, verify: bool, workers: int) -> tuple[list[str], dict[str, Any]]:
+        steps = [{"dedup": {"exact": False, "minhash": {"verify": verify}}}]
+        rep = run_pipeline(_spec(inputs, tmp_path / name, steps=steps), workers=workers)
+        urls = [
+            r["url"]
+            for p in sorted((tmp_path / name / "corpus").glob("*.jsonl.gz"))
+            for r in read_jsonl_gz(p)
+        ]
+        return urls, rep
+
+    urls, rep = run("v1", True, 1)
+    assert urls == ["http://a/", "http://d/", "http://c/"]
+    dup = rep["counts"]["duplicates"]
+    assert dup["near_duplicates"] == 1 and dup["near_duplicate_clusters"] == 1
+    assert dup["minhash_pairs_checked"] >= 1
+    assert run("v2", True, 2)[0] == urls
+    assert _outputs(tmp_path / "v1") == _outputs(tmp_path / "v2")
+    urls, rep = run("f1", False, 1)
+    assert urls == ["http://a/", "http://d/"]
+    assert rep["counts"]["duplicates"]["near_duplicates"] == 2
+    assert rep["counts"]["duplicates"]["minhash_pairs_checked"] == 0
+    assert run("f2", False, 2)[0] == urls
+    assert _outputs(tmp_path / "f1") == _outputs(tmp_path / "f2")

@@ -16,6 +16,9 @@ def test_defaults_are_fineweb() -> None:
     assert kinds == ["extract", "gopher_quality", "dedup"]
     mh = spec.step("dedup").minhash  # type: ignore[union-attr]
     assert (mh.ngram, mh.num_hashes, mh.bands, mh.rows) == (5, 112, 14, 8)
+    assert (mh.verify, mh.threshold) == (True, 0.8)  # FineWeb's LSH, candidates checked
+    off = parse_spec({**BASE, "steps": [{"dedup": {"minhash": {"verify": False}}}]})
+    assert off.step("dedup").minhash.verify is False  # type: ignore[union-attr]
     assert spec.step("gopher_quality").min_doc_words == 50  # type: ignore[union-attr]
 
 
@@ -28,6 +31,8 @@ def test_defaults_are_fineweb() -> None:
         (["c4", "extract"], "extract must be the first step"),
         (["nope"], "unknown step 'nope'"),
         ([{"dedup": {"minhash": {"bands": 3}}}], "bands × rows"),
+        ([{"dedup": {"minhash": {"threshold": 0}}}], "steps[0].dedup.minhash.threshold"),
+        ([{"dedup": {"minhash": {"verify_threshold": 0.8}}}], "minhash.verify_threshold"),
         ([{"language": {"threshold": 2}}], "steps[0].language.threshold"),
         ([{"c4": 1, "fineweb": 2}], "steps[0] must be one mapping"),
     ],
