@@ -10,8 +10,17 @@ dedup. datatrove runs trafilatura in a sandbox process with a per-page timeout (
 s; raised to 60 s here so that no page is lost to it). datatrove's English word/sentence splitting needs spaCy (``pip install spacy``; no
 model download: it uses ``spacy.blank``) and its MinHash needs ``xxhash``.
 
-Drop decisions are compared document by document (keyed by URL): after the filters and after
-dedup.
+Drop decisions are compared document by document (keyed by URL and occurrence: a few sample
+pages share a URL): after the filters and after
+dedup. aistack's MinHash default checks LSH candidates by exact Jaccard ≥ 0.8 and keeps
+greedily (``verify: true``); datatrove's MinHash, like FineWeb, drops every connected
+component of LSH candidates but one. So the dedup decisions are shown three ways: aistack's
+default (timed), aistack's ``verify: false`` (FineWeb-faithful, the same stage-1 signatures
+re-clustered after the run, not timed) and datatrove, and each is scored against the exact
+Jaccard of the kept documents' word 5-gram sets
+(``aistack.webdata.evaluation.dedup_decision_quality``: a drop is justified when the dropped
+document has J ≥ 0.8 with a kept one; a kept document is missed when it has J ≥ 0.8 with an
+earlier kept one).
 
     .venv/bin/python bench/bench_webdata_datatrove.py [--quick] [--docs N] [--workers N]
 
@@ -67,18 +76,37 @@ class AistackWarcReader(PipelineStep):  # type: ignore[misc,valid-type]
                 yield Document(text=html, id=f"{i:05d}/{j}", metadata={"url": rec.url})
 
 
-def _urls(folder: Path) -> set[str]:
-    out = set()
-    for p in glob.glob(str(folder / "**" / "*.jsonl.gz"), recursive=True):
+def _rows(folder: Path) -> list[tuple[str, str, str]]:
+    """(id, url, text) of a datatrove JsonlWriter output folder, in task order."""
+    out = []
+    for p in sorted(glob.glob(str(folder / "*.jsonl.gz"))):
         with gzip.open(p, "rt") as f:
             for line in f:
-                out.add(json.loads(line)["metadata"]["url"])
+                r = json.loads(line)
+                out.append((r["id"], r["metadata"]["url"], r["text"]))
     return out
+
+
+def _keyed(
+    filtered: list[tuple[str, str, str]], final_ids: set[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Documents keyed by ``url#n`` (the n-th page with that URL after the filters, in input
+    order: a few sample pages share a URL) → text, and the keys kept after dedup."""
+    seen: dict[str, int] = {}
+    texts: dict[str, str] = {}
+    final = set()
+    for doc_id, url, text in filtered:
+        key = f"{url}#{seen.get(url, 0)}"
+        seen[url] = seen.get(url, 0) + 1
+        texts[key] = text
+        if doc_id in final_ids:
+            final.add(key)
+    return texts, final
 
 
 def run_datatrove(
     files: list[str], tmp: Path, workers: int
-) -> tuple[float, float, set[str], set[str]]:
+) -> tuple[float, float, dict[str, str], set[str]]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (
         MinhashDedupBuckets,
@@ -157,12 +185,18 @@ def run_datatrove(
     ).run()
     meter.__exit__()
     wall = time.perf_counter() - t0
-    return wall, meter.seconds, _urls(d / "filtered"), _urls(d / "final")
+    texts, final = _keyed(_rows(d / "filtered"), {r[0] for r in _rows(d / "final")})
+    return wall, meter.seconds, texts, final
 
 
 def run_aistack(
     files: list[str], tmp: Path, workers: int
-) -> tuple[float, float, set[str], set[str]]:
+) -> tuple[float, float, dict[str, str], set[str], set[str]]:
+    """Timed run with aistack's defaults; returns (wall, CPU, url → text after the filters,
+    final URLs, final URLs with ``verify: false`` on the same signatures)."""
+    import numpy as np
+
+    from aistack.webdata.dedup import MinHashConfig, minhash_dedup
     from aistack.webdata.pipeline import read_jsonl_gz, run_pipeline
     from aistack.webdata.spec import parse_spec
 
@@ -188,13 +222,49 @@ def run_aistack(
     with CpuMeter() as meter:
         run_pipeline(spec, workers=workers)
     wall = time.perf_counter() - t0
-    filtered = {
-        r["url"] for p in sorted((out / "stage1").glob("*.jsonl.gz")) for r in read_jsonl_gz(p)
+    stage1 = sorted((out / "stage1").glob("*.jsonl.gz"))
+    rows = [(r["id"], r["url"], r["text"]) for p in stage1 for r in read_jsonl_gz(p)]
+    final_ids = {
+        r["id"] for p in sorted((out / "corpus").glob("*.jsonl.gz")) for r in read_jsonl_gz(p)
     }
-    final = {
-        r["url"] for p in sorted((out / "corpus").glob("*.jsonl.gz")) for r in read_jsonl_gz(p)
-    }
-    return wall, meter.seconds, filtered, final
+    filtered, final = _keyed(rows, final_ids)
+    sigs = np.concatenate([np.load(p.with_suffix("").with_suffix(".npz"))["sigs"] for p in stage1])
+    off = minhash_dedup(sigs, MinHashConfig(verify=False)).removed
+    _, final_unverified = _keyed(rows, {r[0] for r, rm in zip(rows, off, strict=True) if not rm})
+    return wall, meter.seconds, filtered, final, final_unverified
+
+
+def score_dedup(
+    texts: dict[str, str], kept: set[str], order: list[str], threshold: float = 0.8
+) -> dict[str, float | int]:
+    """Decision quality of one system's dedup on its own documents after the filters
+    (``texts``), against exact Jaccard of normalised word 5-gram sets. Documents with the
+    same set form one group; Jaccard is computed between all pairs of distinct groups."""
+    from itertools import combinations
+
+    from aistack.webdata.dedup import normalize
+    from aistack.webdata.evaluation import dedup_decision_quality
+
+    urls = [u for u in order if u in texts] + sorted(set(texts) - set(order))
+    group_of: dict[frozenset[tuple[str, ...]], int] = {}
+    groups = []
+    for u in urls:
+        w = normalize(texts[u]).split()
+        grams = (
+            frozenset(tuple(w[i : i + 5]) for i in range(len(w) - 4))
+            if len(w) >= 5
+            else frozenset([tuple(w)])
+        )
+        groups.append(group_of.setdefault(grams, len(group_of)))
+    sets = list(group_of)
+    similar = [
+        (a, b)
+        for a, b in combinations(range(len(sets)), 2)
+        if min(len(sets[a]), len(sets[b])) >= threshold * max(len(sets[a]), len(sets[b]))
+        and len(sets[a] & sets[b]) >= threshold * len(sets[a] | sets[b])
+    ]
+    q = dedup_decision_quality(groups, similar, [u not in kept for u in urls])
+    return {**q, "distinct_texts": len(sets), "similar_text_pairs": len(similar)}
 
 
 def main() -> None:
@@ -220,20 +290,37 @@ def main() -> None:
     )
     files = repeat_corpus(sources, str(tmp / "in"), n_docs=n_docs, n_files=8)
 
-    a_wall, a_cpu, a_filt, a_final = run_aistack(files, tmp, args.workers)
-    d_wall, d_cpu, d_filt, d_final = run_datatrove(files, tmp, args.workers)
+    a_wall, a_cpu, a_docs, a_final, a_final_off = run_aistack(files, tmp, args.workers)
+    d_wall, d_cpu, d_docs, d_final = run_datatrove(files, tmp, args.workers)
+    a_filt, d_filt = set(a_docs), set(d_docs)
 
     def agree(a: set[str], b: set[str]) -> float:
         return len(a & b) / max(1, len(a | b))
 
+    order = list(a_docs)
+    q_default = score_dedup(a_docs, a_final, order)
+    q_off = score_dedup(a_docs, a_final_off, order)
+    q_dt = score_dedup(d_docs, d_final, order)
     rows = [
         [
-            "aistack",
+            "aistack (MinHash verify: true, default)",
             round(a_wall, 1),
             round(a_cpu, 1),
             round(n_docs / a_cpu, 2),
             len(a_filt),
             len(a_final),
+            f"{q_default['dropped_justified']}/{q_default['dropped']}",
+            q_default["kept_missed"],
+        ],
+        [
+            "aistack, MinHash verify: false (same run's signatures)",
+            "-",
+            "-",
+            "-",
+            len(a_filt),
+            len(a_final_off),
+            f"{q_off['dropped_justified']}/{q_off['dropped']}",
+            q_off["kept_missed"],
         ],
         [
             "datatrove 0.10.1",
@@ -242,8 +329,11 @@ def main() -> None:
             round(n_docs / d_cpu, 2),
             len(d_filt),
             len(d_final),
+            f"{q_dt['dropped_justified']}/{q_dt['dropped']}",
+            q_dt["kept_missed"],
         ],
     ]
+    text_diff = sum(a_docs[u] != d_docs[u] for u in a_filt & d_filt)
     extra = {
         "docs": n_docs,
         "workers": args.workers,
@@ -254,13 +344,21 @@ def main() -> None:
         "kept_by_datatrove_only": sorted(d_filt - a_filt)[:50],
         "n_kept_by_aistack_only": len(a_filt - d_filt),
         "n_kept_by_datatrove_only": len(d_filt - a_filt),
+        "texts_differing_after_filters": text_diff,
         "final_agreement_jaccard": agree(a_final, d_final),
+        "final_agreement_jaccard_verify_false": agree(a_final_off, d_final),
+        "dedup_quality_exact_j08": {
+            "aistack_default": q_default,
+            "aistack_verify_false": q_off,
+            "datatrove": q_dt,
+        },
     }
     report(
         "webdata_datatrove",
         f"aistack vs datatrove, same pipeline, {n_docs:,} HTML docs, {args.workers} workers: "
         f"{d_cpu / a_cpu:.2f}× less CPU per doc; kept sets after filters agree on "
-        f"{100 * agree(a_filt, d_filt):.1f} % (Jaccard of URL sets)",
+        f"{100 * agree(a_filt, d_filt):.1f} %, after dedup on {100 * agree(a_final, d_final):.1f} %"
+        " (Jaccard of URL sets)",
         [
             "system",
             "wall s",
@@ -268,6 +366,8 @@ def main() -> None:
             "docs per CPU-second (docs/s per core)",
             "docs kept after filters",
             "docs after MinHash dedup",
+            "drops with a kept exact J ≥ 0.8 duplicate / drops",
+            "kept docs with J ≥ 0.8 to an earlier kept doc",
         ],
         rows,
         extra,

@@ -4,19 +4,27 @@ Same parameters on both sides: word 5-grams of the same normalised text, 112 has
 datasketch is driven the fast way (``MinHash.update_batch`` with all shingles of a document).
 
 Dedup quality: a generated near-duplicate set — base documents, and edited copies with a
-controlled number of replaced words, so true Jaccard similarities spread over 0.3–1.0 — is
-clustered with LSH (14 bands × 8 rows, FineWeb) and every pair the method reports is
-compared with the exact Jaccard similarity of the 5-gram sets:
+controlled number of replaced words, so true Jaccard similarities spread over 0.3–1.0 — goes
+through LSH (14 bands × 8 rows, FineWeb) and every pair a method reports is compared with the
+exact Jaccard similarity of the 5-gram sets (Python sets of word tuples, not the hashes):
 
-* recall = share of pairs with exact J ≥ 0.8 that the method puts in one cluster;
+* recall = share of pairs with exact J ≥ 0.8 that the method reports;
 * precision = share of reported pairs whose exact J ≥ 0.8 (strict), and whose exact J ≥ 0.7
   (14 × 8 bands put the S-curve's midpoint near J ≈ 0.75, so pairs at 0.7–0.8 are found on
   purpose).
 
-Reported pairs are measured two ways: the LSH candidate pairs (two documents share a bucket)
-and the pairs inside the final clusters (union-find is transitive, so two edited copies of one
-original share a cluster even when they differ more from each other), each with and without
-a check of the signature-estimated Jaccard (``verify_threshold``).
+Reported pairs are measured two ways: the LSH candidate pairs (two documents share a bucket),
+raw or checked (signature-estimated Jaccard, or exact Jaccard of the shingle-hash sets), and
+the pairs inside the final clusters: union-find over the (checked) candidate edges, which is
+transitive (two edited copies of one original share a cluster even when they differ more
+from each other), or aistack's default (``verify: true``): greedy in input order, a document
+is dropped only when its exact Jaccard with an already kept document is ≥ 0.8, and its
+cluster is that kept document.
+
+The clustering methods make drop decisions, which are scored too
+(``aistack.webdata.evaluation.dedup_decision_quality``): a dropped document is justified if
+it has exact J ≥ 0.8 with a kept document; a kept document is missed if it has exact
+J ≥ 0.8 with an earlier kept one.
 
     .venv/bin/python bench/bench_webdata_minhash.py [--quick]
 
@@ -83,7 +91,14 @@ def main() -> None:
     args = ap.parse_args()
     from datasketch import MinHash
 
-    from aistack.webdata.dedup import MinHashConfig, MinHasher, lsh_clusters, normalize
+    from aistack.webdata.dedup import (
+        MinHashConfig,
+        MinHasher,
+        lsh_clusters,
+        minhash_dedup,
+        normalize,
+    )
+    from aistack.webdata.evaluation import dedup_decision_quality
 
     n_docs = 2000 if args.quick else 20000
     docs = make_docs(n_docs, 400)
@@ -147,7 +162,9 @@ def main() -> None:
             true_pairs_08.add((a, b))
         if j >= 0.7:
             true_pairs_07.add((a, b))
-    sigs = mh.signatures(nd)
+    sigs, hsets = mh.signatures_and_sets(nd)
+    first_with: dict[frozenset[int], int] = {}
+    groups = [first_with.setdefault(frozenset(x), i) for i, x in enumerate(sets)]
     qual_rows = []
     extra: dict[str, object] = {
         "signatures_per_s": ours,
@@ -171,45 +188,83 @@ def main() -> None:
     def est_ok(pairs: set[tuple[int, int]], t: float) -> set[tuple[int, int]]:
         return {(a, b) for a, b in pairs if float(np.mean(sigs[a] == sigs[b])) >= t}
 
-    def cluster_pairs(cfg: MinHashConfig) -> set[tuple[int, int]]:
-        roots = lsh_clusters(sigs, cfg)
+    def exact_ok(pairs: set[tuple[int, int]], t: float) -> set[tuple[int, int]]:
+        return {(a, b) for a, b in pairs if hsets.jaccard(a, b) >= t}
+
+    def pairs_of(roots: list[int]) -> set[tuple[int, int]]:
         groups: dict[int, list[int]] = {}
-        for i, r in enumerate(roots.tolist()):
+        for i, r in enumerate(roots):
             groups.setdefault(r, []).append(i)
         return {p for g in groups.values() for p in combinations(sorted(g), 2)}
 
+    def union_find(edges: set[tuple[int, int]]) -> list[int]:
+        parent = list(range(len(nd)))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for a, b in sorted(edges):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        return [find(i) for i in range(len(nd))]
+
+    def greedy(cfg: MinHashConfig, exact: bool) -> list[int]:
+        res = minhash_dedup(sigs, cfg, hsets if exact else None)
+        return [int(m) if m >= 0 else i for i, m in enumerate(res.match.tolist())]
+
     cand = candidates(MinHashConfig())
-    methods = [
+    uf_fineweb = lsh_clusters(sigs, MinHashConfig(verify=False)).tolist()
+    assert uf_fineweb == union_find(cand)  # the bench's union-find is the shipped one
+    pair_methods = [
         ("LSH 14×8 candidate pairs (FineWeb)", cand),
         ("LSH 14×8 candidates, signature J ≥ 0.8", est_ok(cand, 0.8)),
         ("LSH 14×8 candidates, signature J ≥ 0.82", est_ok(cand, 0.82)),
-        ("clusters, union-find (FineWeb)", cluster_pairs(MinHashConfig())),
-        (
-            "clusters, union-find, signature J ≥ 0.8",
-            cluster_pairs(MinHashConfig(verify_threshold=0.8)),
-        ),
-        (
-            "clusters, union-find, signature J ≥ 0.82",
-            cluster_pairs(MinHashConfig(verify_threshold=0.82)),
-        ),
-        (
-            "clusters, union-find, signature J ≥ 0.85",
-            cluster_pairs(MinHashConfig(verify_threshold=0.85)),
-        ),
+        ("LSH 14×8 candidates, exact J ≥ 0.8", exact_ok(cand, 0.8)),
     ]
-    for label, reported in methods:
+    cluster_methods = [
+        ("clusters, union-find (FineWeb, verify: false)", uf_fineweb),
+        ("clusters, union-find, signature J ≥ 0.82", union_find(est_ok(cand, 0.82))),
+        ("clusters, union-find, exact J ≥ 0.8", union_find(exact_ok(cand, 0.8))),
+        (
+            "clusters, greedy keep, signature J ≥ 0.8 (no shingle sets)",
+            greedy(MinHashConfig(), exact=False),
+        ),
+        ("clusters, greedy keep, exact J ≥ 0.8 (aistack default)", greedy(MinHashConfig(), True)),
+    ]
+    rows_in: list[tuple[str, set[tuple[int, int]], list[int] | None]] = [
+        (label, pairs, None) for label, pairs in pair_methods
+    ] + [(label, pairs_of(roots), roots) for label, roots in cluster_methods]
+    g_similar = {(groups[a], groups[b]) for a, b in true_pairs_08 if groups[a] != groups[b]}
+    for label, reported, roots in rows_in:
         recall = len(reported & true_pairs_08) / max(1, len(true_pairs_08))
         prec08 = len(reported & true_pairs_08) / max(1, len(reported))
         prec07 = len(reported & true_pairs_07) / max(1, len(reported))
-        qual_rows.append(
-            [label, len(reported), round(recall, 4), round(prec08, 4), round(prec07, 4)]
-        )
-        extra[label] = {
+        row: list[object] = [
+            label,
+            len(reported),
+            round(recall, 4),
+            round(prec08, 4),
+            round(prec07, 4),
+        ]
+        entry: dict[str, object] = {
             "reported_pairs": len(reported),
             "recall_j08": recall,
             "precision_j08": prec08,
             "precision_j07": prec07,
         }
+        if roots is not None:
+            removed = [r != i for i, r in enumerate(roots)]
+            q = dedup_decision_quality(groups, g_similar, removed)
+            entry["decisions"] = q
+            row += [q["dropped"], round(float(q["precision"]), 4), round(float(q["recall"]), 4)]
+        else:
+            row += ["-", "-", "-"]
+        qual_rows.append(row)
+        extra[label] = entry
 
     report(
         "webdata_minhash",
@@ -227,11 +282,13 @@ def main() -> None:
             "recall (J ≥ 0.8)",
             "precision (J ≥ 0.8)",
             "precision (J ≥ 0.7)",
+            "docs dropped",
+            "drops with a kept J ≥ 0.8 partner (share)",
+            "drop recall (share of J ≥ 0.8 duplicates dropped)",
         ],
         qual_rows,
         extra,
     )
-    _ = np
 
 
 if __name__ == "__main__":
