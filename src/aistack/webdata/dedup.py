@@ -403,13 +403,13 @@ def minhash_dedup(
         def similar(i: int, j: int) -> bool:
             a, b = sizes[i], sizes[j]
             # J ≤ min/max of the set sizes: most dissimilar pairs stop here
-            if min(a, b) < t * max(a, b):
+            if a == 0 or b == 0 or min(a, b) / max(a, b) < t:
                 return False
             return shingles.jaccard(i, j) >= t
     else:
 
         def similar(i: int, j: int) -> bool:
-            return int(np.count_nonzero(signatures[i] == signatures[j])) >= t * k
+            return int(np.count_nonzero(signatures[i] == signatures[j])) / k >= t
 
     kept_in: dict[int, list[int]] = {}
     checked = 0

@@ -4,10 +4,12 @@ Stages (each task writes its result atomically and a ``.done`` file; a re-run sk
 tasks, so an interrupted run resumes)::
 
     process   one task per input file, in parallel: read → extract → language → filters
-              → pii; writes the kept documents plus their exact hashes and MinHash
-              signatures (stage1/NNNNN.*)
-    dedup     in the driver, across all files: exact duplicates, then MinHash LSH clusters
-              (one kept per cluster, the first in input order) → dedup/NNNNN.npy masks
+              → pii; writes the kept documents plus their exact hashes, MinHash
+              signatures and (verify on) shingle-hash sets (stage1/NNNNN.*)
+    dedup     in the driver, across all files: exact duplicates, then MinHash LSH
+              candidates, checked by exact Jaccard and kept greedily in input order (or
+              FineWeb's union-find clusters, ``verify: false``; see aistack.webdata.dedup)
+              → dedup/NNNNN.npy masks
     tokenizer train a BPE on the kept documents (or load tokenizer_file) → dataset/tokenizer.json
     encode    one task per input file, in parallel: corpus/NNNNN.jsonl.gz and
               dataset/shard-NNNNN.bin (see aistack.webdata.shards)

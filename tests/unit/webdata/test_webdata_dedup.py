@@ -185,3 +185,22 @@ def test_shingle_words_follow_normalize(text: str) -> None:
     # Jaccard ground truth of the benchmark uses
     mh = MinHasher()
     assert (mh.signatures([text])[0] == mh.signatures([normalize(text)])[0]).all()
+
+
+def test_dedup_decision_quality_counts() -> None:
+    from aistack.webdata.evaluation import dedup_decision_quality
+
+    # docs 0..5; groups: 0 and 3 identical (group 0); group 1 ~ group 2 (J ≥ 0.8); 4, 5 alone
+    groups = [0, 1, 2, 0, 4, 5]
+    similar = [(1, 2)]
+    # ideal: drop 2 (dup of kept 1) and 3 (copy of kept 0)
+    q = dedup_decision_quality(groups, similar, [False, False, True, True, False, False])
+    assert (q["dropped"], q["dropped_justified"], q["kept_missed"]) == (2, 2, 0)
+    assert q["precision"] == q["recall"] == 1.0
+    # keeps the copy (missed), drops a distinct doc (unjustified) and a doc whose only
+    # similar doc was dropped as well (unjustified)
+    q = dedup_decision_quality(groups, similar, [False, True, True, False, True, False])
+    assert (q["dropped"], q["dropped_justified"], q["kept_missed"]) == (3, 0, 1)
+    assert q["precision"] == 0.0 and q["recall"] == 0.0
+    q = dedup_decision_quality([], [], [])
+    assert q["precision"] == q["recall"] == 1.0
