@@ -168,6 +168,13 @@ class QueuePolicy(Policy):
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
         return f"job {job.id} (priority {job.priority}) outranks it (priority {victim.priority})"
 
+    def firm_reservation(self, head: JobRequest, now: float) -> bool:
+        """Preemptive policies: True if jobs behind ``head`` may not preempt running jobs
+        on the nodes of its reservation in this pass, so that preemptors (whose end the
+        reservation did not plan for) cannot push it back. Backfill within the
+        reservation and preemption on other nodes go on as usual."""
+        return False
+
     def wakeup_after(self, cluster: ClusterState, now: float) -> float | None:
         """Preemptive policies: the next end of a running job's protection."""
         if not self.preemptive:
@@ -206,6 +213,8 @@ class QueuePolicy(Policy):
         caps: dict[int, tuple[int, int, int]] | None = None
         unknown_end: list[str] = []
         pre_heads = 0
+        firm = False  # the head's reservation may not be pushed back by preemptions
+        avoid: set[int] | None = None  # then: nodes that preemptors behind it may not use
         pctx: dict[str, Any] = {}
         res_pending = False
         waiting_for: dict[str, list[RunningJob]] = {}
@@ -267,6 +276,7 @@ class QueuePolicy(Policy):
                         reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
                         head = None  # its capacity is held; the next blocked job is head
                         continue
+                firm = preemptive and self.firm_reservation(job, now)
                 if self.strict:
                     kinds[job.id] = ("head",)
                     if not explain:
@@ -275,12 +285,14 @@ class QueuePolicy(Policy):
                 if not self.backfill:
                     kinds[job.id] = ("head",)
                     continue
-                if explain:
+                if explain or firm:
                     shadow, rnodes, caps, unknown_end = self._reserve(
                         job, st, cluster, now, started_jobs, victims, pctx
                     )
                     if shadow is not None and rnodes:
                         reservations[job.id] = (shadow, rnodes)
+                    if firm:
+                        avoid = set(caps or ())
                 else:
                     res_pending = True  # computed when a backfill candidate fits
                 kinds[job.id] = ("head",)
@@ -335,7 +347,7 @@ class QueuePolicy(Policy):
                 continue
             if preemptive and pre_heads < self.max_preempt_heads:
                 pre_heads += 1
-                got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx)
+                got = self._try_preempt(job, st, cluster, now, victims, preempts, pctx, avoid)
                 if got is not None:
                     kinds[job.id] = ("preempting", got)
                     reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
@@ -550,15 +562,18 @@ class QueuePolicy(Policy):
         victims: set[str],
         out: list[Preempt],
         ctx: dict[str, Any],
+        avoid: set[int] | None = None,
     ) -> tuple[list[str], list[int]] | None:
         """Pick the cheapest set of outranked running jobs whose GPUs let `job` start.
 
         ``ctx`` is per pass: the preemptible running jobs, ranked once (worst first), and
-        the shapes that already failed (a job ranked no better and no smaller fails too)."""
+        the shapes that already failed (a job ranked no better and no smaller fails too).
+        ``avoid``: node indices the job may not take (a firm reservation's nodes)."""
         if not cluster.running:
             return None
         w = self.rank(job, cluster, now)
-        for fw, fg, fn, ft in ctx.setdefault("failed", []):
+        failed_key = "failed" if not avoid else "failed_avoid"
+        for fw, fg, fn, ft in ctx.setdefault(failed_key, []):
             if (
                 not w < fw
                 and job.gpus >= fg
@@ -600,6 +615,8 @@ class QueuePolicy(Policy):
                 n = nodes[i]
                 if not n.schedulable or n.gpus_total < g or (typ is not None and n.gpu_type != typ):
                     continue
+                if avoid and i in avoid:
+                    continue
                 slot = acc.get(i)
                 if slot is None:
                     slot = acc[i] = [len(n.free_g) - n.held, len(n.free_c), n.free_m, [], 0, False]
@@ -614,7 +631,7 @@ class QueuePolicy(Policy):
                     slot[5] = True
                     done.append((len(slot[3]), slot[4], i, slot[3]))
         if len(done) < job.nodes:
-            ctx["failed"].append((w, g, job.nodes, typ))
+            ctx[failed_key].append((w, g, job.nodes, typ))
             return None
         done.sort(key=lambda o: (o[0], o[1], o[2]))
         names: list[str] = []

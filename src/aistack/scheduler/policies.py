@@ -234,9 +234,17 @@ class DefaultPolicy(QueuePolicy):
       (``observe()``), G₀ the index of a new job, and τ = ``aging_factor`` × mean
       observed runtime. Jobs likely to finish soon go first; jobs unlikely to (large,
       or long-running on a heavy tail) yield, but only for a bounded time: the key is a
-      virtual submit time, so every waiting job eventually reaches the head (no
-      starvation). With no history yet (fewer than ``min_samples`` finished jobs) this
-      is plain priority-then-submit order.
+      virtual submit time, so every waiting job eventually reaches the head. With no
+      history yet (fewer than ``min_samples`` finished jobs) this is plain
+      priority-then-submit order.
+    * Optional wait bound (``max_wait_factor`` or ``max_wait_s``; off by default, see
+      docs/scheduler.md for what it costs): W = ``max_wait_factor`` × mean observed
+      runtime (or ``max_wait_s``). A job's virtual submit time is never later than the
+      moment its wait (time without progress since submit) reaches W; a head job that
+      has waited W gets a firm EASY reservation (jobs behind it do not preempt on its
+      reserved nodes, so preemptors cannot push it back); and a job that had waited W when
+      it started cannot be preempted by jobs of its priority that had not. This is the
+      knob for sites where large gangs must not wait much longer than under FIFO.
     * Backfill behind the head job without delaying its reservation (from max_runtime).
     * Preemption when a waiting job outranks a running one (higher priority, or a
       better key as above), never before ``protected_until``.
@@ -256,9 +264,15 @@ class DefaultPolicy(QueuePolicy):
         quantum_s: float = 300.0,
         preempt: bool = True,
         preempt_ratio: float = 1.0,
+        max_wait_factor: float | None = None,
+        max_wait_s: float | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if (max_wait_factor is not None and max_wait_factor <= 0) or (
+            max_wait_s is not None and max_wait_s <= 0
+        ):
+            raise ValueError("max_wait_factor and max_wait_s must be > 0 (or None: no bound)")
         if preempt_ratio < 1:
             raise ValueError("preempt_ratio must be >= 1")
         self._log_ratio = math.log(preempt_ratio)
@@ -271,6 +285,9 @@ class DefaultPolicy(QueuePolicy):
         self.min_samples = min_samples
         self.window = window
         self.quantum_s = quantum_s
+        self.max_wait_factor = max_wait_factor
+        self.max_wait_s = max_wait_s
+        self._wmax = math.inf  # the wait bound W (s); inf: none (or nothing learned yet)
         self.preemptive = preempt
         self.order_epoch = 0  # bumped when the learned order changes (callers re-sort)
         self._samples: list[deque[float]] = [deque(maxlen=window) for _ in range(4)]
@@ -308,6 +325,10 @@ class DefaultPolicy(QueuePolicy):
         self._g0 = max(1e-300, base(0.0))
         mean_rt = sum(self._runtimes) / max(1, len(self._runtimes))
         self._tau = self.aging_s if self.aging_s is not None else self.aging_factor * mean_rt
+        if self.max_wait_s is not None:
+            self._wmax = self.max_wait_s
+        elif self.max_wait_factor is not None:
+            self._wmax = self.max_wait_factor * mean_rt
         self.order_epoch += 1
 
     def _vsubmit(self, submit: float, gpus: int, attained: float) -> float:
@@ -315,7 +336,13 @@ class DefaultPolicy(QueuePolicy):
         if t is None or self._tau == 0:
             return submit
         gi = max(1e-300, t(attained))
-        return submit + self._tau * math.log(self._g0 / gi)
+        v = submit + self._tau * math.log(self._g0 / gi)
+        # never later than the moment its wait reaches the bound W (inf: no bound)
+        return min(v, submit + attained / max(1, gpus) + self._wmax)
+
+    def _waited(self, submit: float, gpus: int, attained: float, at: float) -> bool:
+        """Had the job waited (time without progress since submit) at least W at ``at``?"""
+        return at - submit - attained / max(1, gpus) >= self._wmax
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...]:
@@ -333,7 +360,18 @@ class DefaultPolicy(QueuePolicy):
         return (-job.priority, -li + self._log_ratio)
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
-        return (-job.priority, -self._log_index(_gpus(job), _attained_now(job, now)))
+        g = _gpus(job)
+        if self._wmax < math.inf and self._waited(
+            job.submit_time, g, job.attained_service_s, job.start_time
+        ):
+            # it had waited W when it started: no job of its priority outranks it
+            return (-job.priority, -math.inf)
+        return (-job.priority, -self._log_index(g, _attained_now(job, now)))
+
+    def firm_reservation(self, head: JobRequest, now: float) -> bool:
+        return self._wmax < math.inf and self._waited(
+            head.submit_time, head.gpus * head.nodes, head.attained_service_s, now
+        )
 
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
         if job.priority > victim.priority:

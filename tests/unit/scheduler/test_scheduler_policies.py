@@ -411,6 +411,63 @@ def test_default_learns_from_history() -> None:
     assert started(d3) == ["a"]
 
 
+def test_default_wait_bound() -> None:
+    # heavy tail, as above: a new job preempts a job that has run 20 h ...
+    hist = [(600.0, 1)] * 90 + [(360_000.0, 1)] * 10
+    r = running("old", "n0", (0,), start=0.0, submit_time=0.0)
+    cl = ClusterState(nodes=(node("n0", 1, []),), running=(r,))
+    now = 72_000.0
+    pol = get_policy("default", history=hist, max_wait_s=3600.0)
+    d = pol.schedule([job("new", 1, t=now)], cl, now)
+    assert [p.job_id for p in d.preemptions] == ["old"]
+    # ... but not one that had waited the bound (1 h) before it started
+    r2 = running("old", "n0", (0,), start=3600.0, submit_time=0.0)
+    cl2 = ClusterState(nodes=(node("n0", 1, []),), running=(r2,))
+    pol = get_policy("default", history=hist, max_wait_s=3600.0)
+    d = pol.schedule([job("new", 1, t=now)], cl2, now)
+    assert d.preemptions == ()
+    # without the bound (the default) it would be preempted
+    d = get_policy("default", history=hist).schedule([job("new", 1, t=now)], cl2, now)
+    assert [p.job_id for p in d.preemptions] == ["old"]
+    # a head job that has waited W gets a firm reservation: no job behind it preempts on
+    # the reserved node (n1, free first; `small` could preempt the old job r1 there,
+    # which would push big's start back)
+    cl4 = ClusterState(
+        nodes=(node("n0", 2, []), node("n1", 2, [])),
+        running=(
+            running("r0", "n0", (0, 1), preemptible=False, max_runtime_s=2e6),
+            running("r1", "n1", (0,), max_runtime_s=1e6),
+            running("r2", "n1", (1,), preemptible=False, max_runtime_s=1e6),
+        ),
+    )
+    q = [job("big", 2, t=0.0), job("small", 1, t=now)]
+    d = get_policy("default", history=hist).schedule(q, cl4, now)
+    assert [p.job_id for p in d.preemptions] == ["r1"]  # no bound: small preempts
+    pol = get_policy("default", history=hist, max_wait_s=3600.0)
+    assert [j.id for j in sorted(q, key=pol.order_key)] == ["big", "small"]
+    d = pol.schedule(q, cl4, now)
+    validate_decision(q, cl4, d, now)
+    assert d.preemptions == () and d.starts == ()
+    assert get_policy("default", history=hist, max_wait_s=3600.0, explain=True).schedule(
+        q, cl4, now
+    ).reservations["big"] == (1e6, ("n1",))
+    # preemption on nodes outside the reservation goes on (reserved: n0, free first now)
+    cl5 = ClusterState(
+        nodes=cl4.nodes,
+        running=(
+            running("r0", "n0", (0, 1), preemptible=False, max_runtime_s=1e6),
+            running("r1", "n1", (0,), max_runtime_s=2e6),
+            running("r2", "n1", (1,), preemptible=False, max_runtime_s=2e6),
+        ),
+    )
+    pol = get_policy("default", history=hist, max_wait_s=3600.0)
+    d = pol.schedule(q, cl5, now)
+    validate_decision(q, cl5, d, now)
+    assert [p.job_id for p in d.preemptions] == ["r1"]
+    with pytest.raises(ValidationError, match="max_wait"):
+        get_policy("default", max_wait_factor=0)
+
+
 # ---------------------------------------------------------------- reasons and estimates
 
 
