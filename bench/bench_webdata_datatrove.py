@@ -20,7 +20,9 @@ re-clustered after the run, not timed) and datatrove, and each is scored against
 Jaccard of the kept documents' word 5-gram sets
 (``aistack.webdata.evaluation.dedup_decision_quality``: a drop is justified when the dropped
 document has J ≥ 0.8 with a kept one; a kept document is missed when it has J ≥ 0.8 with an
-earlier kept one).
+earlier kept one). The texts after the filters are not byte-identical for pages with IP
+addresses (``texts_differing_after_filters``): datatrove's PIIFormatter replaces each IP by a
+random one, aistack's by a fixed one.
 
     .venv/bin/python bench/bench_webdata_datatrove.py [--quick] [--docs N] [--workers N]
 
