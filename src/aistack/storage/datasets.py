@@ -41,7 +41,7 @@ from aistack.errors import (
 from aistack.settings import Settings, get_settings
 from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
-from aistack.storage.hashing import chunk_list_hash, cut
+from aistack.storage.hashing import chunk_list_hash, cut_offsets
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore
 from aistack.storage.paths import check_relpath, inside, safe_dest
@@ -309,6 +309,7 @@ class Datasets:
         written = 0
         window: deque[Future[tuple[int, int, str, int, int]]] = deque()
         limit = self._pool_size() * 4
+        fresh: list[list[str]] = [[] for _ in sources]  # objects this add wrote, per file
 
         def put_small(i: int, src: _SourceFile) -> tuple[int, int, str, int, int]:
             with open(src.path, "rb") as f:
@@ -316,10 +317,16 @@ class Datasets:
             oid, w = store.put(data)
             return i, 0, oid, len(data), w
 
-        def put_chunk(i: int, j: int, view: memoryview) -> tuple[int, int, str, int, int]:
-            oid, w = store.put(view)
-            n = len(view)
-            view.release()
+        def put_chunk(
+            i: int, j: int, fd: int, buf: Any, off: int, n: int
+        ) -> tuple[int, int, str, int, int]:
+            view = memoryview(buf)[off : off + n]
+            try:
+                oid, w = store.put_range(fd, off, view)
+            finally:
+                view.release()
+            if w:
+                fresh[i].append(oid)
             return i, j, oid, n, w
 
         def drain(keep: int) -> None:
@@ -339,11 +346,15 @@ class Datasets:
                         window.append(pool.submit(put_small, i, src))
                         drain(limit)
                         continue
+                    params = store.chunk_policy.for_size(src.size)
                     with open(src.path, "rb") as f, _mapped(f) as buf:
-                        for j, view in enumerate(cut(buf, store.chunk_params)):
-                            window.append(pool.submit(put_chunk, i, j, view))
+                        fd = f.fileno()
+                        before = os.fstat(fd)
+                        for j, (off, n) in enumerate(cut_offsets(buf, params)):
+                            window.append(pool.submit(put_chunk, i, j, fd, buf, off, n))
                             drain(limit)
                         drain(0)  # the mapping must outlive its views
+                        self._check_unchanged(src, before, os.fstat(fd), fresh[i])
                 drain(0)
             except BaseException:
                 for fut in window:
@@ -358,6 +369,26 @@ class Datasets:
                 FileEntry(path=src.rel, size=sum(sizes), hash=fhash, chunks=ids, chunk_sizes=sizes)
             )
         return entries, written
+
+    def _check_unchanged(
+        self, src: _SourceFile, before: os.stat_result, after: os.stat_result, written: list[str]
+    ) -> None:
+        """Refuse a file that changed while it was chunked: an object may then hold other bytes
+        than the ones its name was hashed from. Such objects are found and removed."""
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and (
+            after.st_size == src.size
+        ):
+            return
+        for oid in written:
+            try:
+                self.store.get(oid)
+            except IntegrityError:
+                self.store.delete(oid)
+        raise ConflictError(
+            f"{src.rel} changed while it was being added",
+            hint="add it again once nothing is writing to it",
+            path=src.rel,
+        )
 
     # -- resolve / list ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> DatasetVersion:
@@ -576,34 +607,53 @@ class Datasets:
         target: str,
         progress: Callable[[int], Any],
     ) -> None:
-        if chunk_list_hash(self.store.algo, list(e.chunks)) != e.hash:
+        if (
+            chunk_list_hash(self.store.algo, list(e.chunks)) != e.hash
+            or len(e.chunk_sizes) != len(e.chunks)
+            or sum(e.chunk_sizes) != e.size
+        ):
             raise IntegrityError(
                 f"manifest entry for {v.ref}:{e.path} is inconsistent", file=e.path
             )
         ctx = f"{v.ref}:{e.path}"
         tmp = f"{target}.aistack-tmp-{os.getpid()}-{threading.get_ident()}"
-        window: deque[Future[bytes]] = deque()
+        window: deque[tuple[Future[int], int]] = deque()
         ahead = max(4, self._pool_size() * 2)
-        it: Iterator[str] = iter(e.chunks)
+        offsets = [0]
+        for size in e.chunk_sizes[:-1]:
+            offsets.append(offsets[-1] + size)
         n = 0
+
+        def land(fut: Future[int], want: int) -> None:
+            nonlocal n
+            got = fut.result()
+            if got != want:
+                raise IntegrityError(
+                    f"a chunk of {ctx} has {got} bytes, the manifest says {want}", file=e.path
+                )
+            n += got
+            progress(n)
+
+        # each chunk is verified, then copied to its own offset: chunks land in any order
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
-            with open(tmp, "wb") as f:
-                for oid in it:
-                    window.append(pool.submit(self.store.get, oid, context=ctx))
+            try:
+                for oid, off, size in zip(e.chunks, offsets, e.chunk_sizes, strict=True):
+                    fut = pool.submit(self.store.copy_into, oid, fd, off, context=ctx)
+                    window.append((fut, size))
                     if len(window) >= ahead:
-                        data = window.popleft().result()
-                        f.write(data)
-                        n += len(data)
-                        progress(n)
+                        land(*window.popleft())
                 while window:
-                    data = window.popleft().result()
-                    f.write(data)
-                    n += len(data)
-                    progress(n)
+                    land(*window.popleft())
+            finally:
+                for fut, _ in window:
+                    fut.cancel()
+                for fut, _ in window:  # none may still write into fd once it is closed
+                    with contextlib.suppress(BaseException):
+                        fut.result()
+                os.close(fd)
             os.replace(tmp, target)
         finally:
-            for fut in window:
-                fut.cancel()
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 

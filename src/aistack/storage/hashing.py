@@ -12,16 +12,25 @@ files are cut by FastCDC 2020 (gear hash, normalized chunking) into chunks of ``
 re-add uploads about the changed bytes plus one or two chunks. Without ``pyfastcdc`` the chunker
 falls back to fixed-size chunks (correct, but an insertion then shifts every later chunk).
 
+Large files (``ChunkPolicy.large_from`` bytes and up, 256 MiB for new stores) are cut into bigger
+chunks (1-16 MiB around 4 MiB): a 2 GiB file is ~420 objects instead of ~1,700. Each object is a
+file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1-1 ms, which was the
+largest single cost of adding a big file. A 1 % change of such a file rewrites ~2-3x the changed
+bytes instead of ~1.6x. Stores created before this policy have no ``large_chunks`` entry in their
+configuration and keep one chunk size for every file, so their re-adds still deduplicate.
+
 The hash of a chunked file is the hash of ``"aistack-chunks-v1\\n"`` followed by its chunk ids, one
 per line (a Merkle list): strong, and it costs no second pass over the bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from aistack.errors import MissingDependency, ValidationError
@@ -86,6 +95,44 @@ class ChunkParams:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChunkPolicy:
+    """Chunk sizes by file size: ``large`` applies to files of ``large_from`` bytes and up."""
+
+    small: ChunkParams = field(default_factory=ChunkParams)
+    large: ChunkParams | None = None
+    large_from: int = 0
+
+    def for_size(self, size: int) -> ChunkParams:
+        if self.large is not None and size >= self.large_from:
+            return self.large
+        return self.small
+
+    @classmethod
+    def default(cls) -> ChunkPolicy:
+        """The policy of a new store."""
+        return cls(
+            small=ChunkParams(),
+            large=ChunkParams(min_size=1024 * 1024, avg_size=4 * 1024 * 1024, max_size=16 << 20),
+            large_from=256 * 1024 * 1024,
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        """``chunks`` (read by every client) and, when set, ``large_chunks``."""
+        out: dict[str, Any] = {"chunks": self.small.to_dict()}
+        if self.large is not None:
+            out["large_chunks"] = {**self.large.to_dict(), "from_size": self.large_from}
+        return out
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ChunkPolicy:
+        small = ChunkParams.from_dict(cfg["chunks"])
+        big = cfg.get("large_chunks")
+        if big is None:
+            return cls(small=small)
+        return cls(small=small, large=ChunkParams.from_dict(big), large_from=int(big["from_size"]))
+
+
 def _have_pyfastcdc() -> bool:
     try:
         import pyfastcdc  # noqa: F401
@@ -101,15 +148,44 @@ def cut(buf: bytes | bytearray | memoryview, params: ChunkParams) -> Iterator[me
     if n <= params.min_size:
         yield mv
         return
-    try:
-        import pyfastcdc
-    except ImportError:
+    for off, length in cut_offsets(mv, params):
+        yield mv[off : off + length]
+
+
+def cut_offsets(
+    buf: bytes | bytearray | memoryview, params: ChunkParams
+) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of the chunks :func:`cut` yields (the same boundaries).
+
+    The cutting runs without the GIL, so a caller can hash and write earlier chunks in other
+    threads meanwhile. No view of ``buf`` is kept once a pair is yielded.
+    """
+    n = len(buf)
+    if n <= params.min_size:
+        yield 0, n
+        return
+    if not _have_pyfastcdc():
         log.warning("pyfastcdc is not installed: fixed-size chunks (pip install pyfastcdc)")
         for off in range(0, n, params.avg_size):
-            yield mv[off : off + params.avg_size]
+            yield off, min(params.avg_size, n - off)
         return
-    cdc = pyfastcdc.FastCDC(
+    mv = memoryview(buf)
+    it = _fastcdc(params).cut_buf(mv)
+    try:
+        for c in it:
+            off, length = c.offset, c.length
+            del c  # the chunk holds a view of buf
+            yield off, length
+    finally:
+        del it
+        with contextlib.suppress(BufferError):
+            mv.release()  # so that the caller can close a mapping of buf
+
+
+@lru_cache(maxsize=8)
+def _fastcdc(params: ChunkParams) -> Any:
+    import pyfastcdc
+
+    return pyfastcdc.FastCDC(
         params.avg_size, min_size=params.min_size, max_size=params.max_size, normalized_chunking=1
     )
-    for c in cdc.cut_buf(mv):
-        yield mv[c.offset : c.offset + c.length]

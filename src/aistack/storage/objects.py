@@ -8,7 +8,8 @@ same root; this module never lists or deletes outside its own prefixes)::
     cas/tmp/<uuid>                  local backend only: objects being written (renamed when done)
 
 Writes are atomic: on a local directory an object is written under ``cas/tmp`` and renamed into
-place (``os.replace``); on S3 a PUT (or a completed multipart upload) is atomic by itself; the
+place (``os.replace``); a chunk of a local source file is copied by the kernel
+(``copy_file_range``, after its bytes were hashed) instead of through a Python buffer; on S3 a PUT (or a completed multipart upload) is atomic by itself; the
 memory fake stores whole values. Every read is hashed and compared with the object's name: a
 mismatch or a missing object raises :class:`~aistack.errors.IntegrityError` naming the object and
 the dataset file it belongs to.
@@ -20,6 +21,7 @@ import contextlib
 import errno
 import json
 import logging
+import mmap
 import os
 import time
 import uuid
@@ -27,9 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from aistack.errors import BackendError, IntegrityError
+from aistack.errors import BackendError, ConflictError, IntegrityError
 from aistack.storage.backends import Backend
-from aistack.storage.hashing import ChunkParams, default_algorithm, hasher_factory
+from aistack.storage.hashing import ChunkPolicy, default_algorithm, hasher_factory
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class ObjectStore:
         self._made_dirs: set[str] = set()
         cfg = self._load_or_init_config()
         self.algo: str = cfg["hash"]
-        self.chunk_params = ChunkParams.from_dict(cfg["chunks"])
+        self.chunk_policy = ChunkPolicy.from_config(cfg)
+        self.chunk_params = self.chunk_policy.small  # files up to min_size are one object
         self._hasher = hasher_factory(self.algo)
 
     # -- layout ---------------------------------------------------------------------------
@@ -75,14 +78,14 @@ class ObjectStore:
             try:
                 cfg = json.loads(raw)
                 cfg["hash"]
-                ChunkParams.from_dict(cfg["chunks"])
+                ChunkPolicy.from_config(cfg)
                 return dict(cfg)
             except (ValueError, KeyError, TypeError) as exc:
                 raise IntegrityError(
                     f"the store configuration {path} is unreadable: {exc}",
                     hint="restore it from a backup or point AISTACK_STORAGE_URL at another root",
                 ) from exc
-        cfg = {"hash": default_algorithm(), "chunks": ChunkParams().to_dict(), "version": 1}
+        cfg = {"hash": default_algorithm(), **ChunkPolicy.default().to_config(), "version": 1}
         self._write_atomic(path, json.dumps(cfg, indent=2).encode())
         log.info("initialised object store at %s (hash %s)", self.backend.url, cfg["hash"])
         return cfg
@@ -116,6 +119,25 @@ class ObjectStore:
         self._write_atomic(key, data)
         return oid, len(data)
 
+    def put_range(self, src_fd: int, offset: int, view: memoryview) -> tuple[str, int]:
+        """Store one chunk of an open local file: ``view`` holds its bytes at ``offset``.
+
+        Returns ``(oid, bytes_written)`` like :meth:`put`. The id is the hash of ``view``; on a
+        local store the object is then filled by ``copy_file_range`` from ``src_fd`` (a kernel
+        copy, no user-space write). If the source no longer has the bytes there (it shrank) this
+        raises ConflictError; a caller that may race with writers checks the file afterwards.
+        """
+        oid = self.hash_bytes(view)
+        if not self.backend.is_local:
+            return self.put(view, oid)
+        key = self.key(oid)
+        if os.path.exists(key):
+            with contextlib.suppress(OSError):
+                os.utime(key)
+            return oid, 0
+        self._write_local(key, view, src=(src_fd, offset))
+        return oid, len(view)
+
     def _write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
         if not self.backend.is_local:
             try:
@@ -123,6 +145,16 @@ class ObjectStore:
             except OSError as exc:
                 raise BackendError(f"could not write {key} to {self.backend.url}: {exc}") from exc
             return
+        self._write_local(key, data)
+
+    def _write_local(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        src: tuple[int, int] | None = None,
+    ) -> None:
+        """Write ``data`` (or copy it from ``src`` = (fd, offset)) to a temp file, rename it."""
         parent = os.path.dirname(key)
         tmpdir = self.backend.path(PREFIX, TMP)
         for d in (parent, tmpdir):
@@ -131,14 +163,22 @@ class ObjectStore:
                 self._made_dirs.add(d)
         tmp = os.path.join(tmpdir, uuid.uuid4().hex)
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o444)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            try:
+                if src is None:
+                    _pwrite_all(fd, memoryview(data), 0)
+                else:
+                    _copy_range(src[0], src[1], fd, 0, memoryview(data))
+                os.fchmod(fd, 0o444)  # read-only whatever the umask
+            finally:
+                os.close(fd)
             os.replace(tmp, key)
-        except OSError as exc:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise BackendError(f"could not write {key}: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise BackendError(f"could not write {key}: {exc}") from exc
+            raise
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, oid: str, *, context: str = "") -> bytes:
@@ -172,6 +212,37 @@ class ObjectStore:
                 object=oid,
                 file=context,
             )
+
+    def copy_into(self, oid: str, dst_fd: int, dst_offset: int, *, context: str = "") -> int:
+        """Write the verified bytes of ``oid`` into ``dst_fd`` at ``dst_offset``; returns their size.
+
+        On a local store the object is hashed through a read-only mapping and then copied by the
+        kernel (``copy_file_range``), so its bytes never pass through a Python buffer.
+        """
+        if not self.backend.is_local:
+            data = self.get(oid, context=context)
+            _pwrite_all(dst_fd, memoryview(data), dst_offset)
+            return len(data)
+        key = self.key(oid)
+        try:
+            fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return len(self.get(oid, context=context))  # raises the "missing" IntegrityError
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                self.verify(oid, b"", context=context)
+                return 0
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
+                view = memoryview(m)
+                try:
+                    self.verify(oid, view, context=context)
+                    _copy_range(fd, 0, dst_fd, dst_offset, view)
+                finally:
+                    view.release()
+            return size
+        finally:
+            os.close(fd)
 
     def materialize(self, oid: str, dest: str, *, link: str = "auto", context: str = "") -> str:
         """Put object ``oid`` at local path ``dest`` (replacing it atomically).
@@ -265,6 +336,41 @@ def _mtime(info: dict[str, Any]) -> float | None:
         except (TypeError, ValueError):
             continue
     return None
+
+
+_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def _copy_range(
+    src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, data: memoryview
+) -> None:
+    """Put the ``len(data)`` bytes of ``src_fd`` at ``src_offset`` (equal to ``data``) into
+    ``dst_fd`` at ``dst_offset``: by ``copy_file_range`` where the kernel can, else from ``data``."""
+    n = len(data)
+    done = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < n:
+                k = os.copy_file_range(
+                    src_fd, dst_fd, n - done, src_offset + done, dst_offset + done
+                )
+                if k == 0:
+                    raise ConflictError(
+                        "the source file got shorter while it was being copied",
+                        hint="add it again once nothing is writing to it",
+                    )
+                done += k
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_COPY_RANGE:
+                raise
+    _pwrite_all(dst_fd, data[done:], dst_offset + done)
 
 
 def _reflink_or_link(src: str, dst: str, *, allow_hardlink: bool) -> str | None:
