@@ -21,6 +21,9 @@ from each other), or aistack's default (``verify: true``): greedy in input order
 is dropped only when its exact Jaccard with an already kept document is ≥ 0.8, and its
 cluster is that kept document.
 
+datatrove's MinHash dedup (same parameters; its own text normalisation and sha1 shingle
+hashes; union-find clusters, as FineWeb) runs on the same set when it is installed.
+
 The clustering methods make drop decisions, which are scored too
 (``aistack.webdata.evaluation.dedup_decision_quality``): a dropped document is justified if
 it has exact J ≥ 0.8 with a kept document; a kept document is missed if it has exact
@@ -83,6 +86,94 @@ def shingle_sets(docs: list[str], n: int = 5) -> list[set[int]]:
         w = normalize(d).split()
         out.append({hash(tuple(w[i : i + n])) for i in range(len(w) - n + 1)})
     return out
+
+
+def datatrove_dedup(docs: list[str]) -> tuple[list[bool], list[int]] | None:
+    """datatrove 0.10.1's MinHash dedup (same parameters as bench_webdata_datatrove.py:
+    5-grams, 14 buckets × 8 hashes, sha1 shingle hashes) on ``docs`` in one task: (removed
+    per document, cluster id per document, -1 outside any cluster). None without datatrove."""
+    try:
+        from datatrove.data import Document
+        from datatrove.executor import LocalPipelineExecutor
+        from datatrove.pipeline.base import PipelineStep
+        from datatrove.pipeline.dedup import (
+            MinhashDedupBuckets,
+            MinhashDedupCluster,
+            MinhashDedupFilter,
+            MinhashDedupSignature,
+        )
+        from datatrove.pipeline.dedup.minhash import MinhashConfig as DTConfig
+        from datatrove.pipeline.writers import JsonlWriter
+        from datatrove.utils.hashing import HashConfig
+    except ImportError:
+        return None
+    import gzip
+    import json
+    import logging
+    import tempfile
+
+    logging.getLogger("datatrove").setLevel(logging.WARNING)
+    try:
+        from loguru import logger
+
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
+    except ImportError:
+        pass
+
+    class ListReader(PipelineStep):  # type: ignore[misc]
+        name = "list reader"
+        type = "📖 - READER"
+
+        def run(self, data, rank: int = 0, world_size: int = 1):  # noqa: ANN001, ANN201
+            for i, text in enumerate(docs):
+                yield Document(text=text, id=str(i))
+
+    cfg = DTConfig(hash_config=HashConfig(hash_fc="sha1", precision=64))
+    d = Path(tempfile.mkdtemp(prefix="bench-minhash-dt-"))
+
+    def run(pipeline: list[object], tasks: int = 1, name: str = "x") -> None:
+        LocalPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(d / f"logs-{name}")
+        ).run()
+
+    run([ListReader(), MinhashDedupSignature(str(d / "sigs"), config=cfg)], name="sig")
+    run(
+        [MinhashDedupBuckets(str(d / "sigs"), str(d / "buckets"), config=cfg)],
+        tasks=cfg.num_buckets,
+        name="buckets",
+    )
+    run(
+        [
+            MinhashDedupCluster(
+                str(d / "buckets"), str(d / "remove"), config=cfg, save_cluster_id=True
+            )
+        ],
+        name="cluster",
+    )
+    run(
+        [
+            ListReader(),
+            MinhashDedupFilter(
+                str(d / "remove"),
+                load_cluster_ids=True,
+                exclusion_writer=JsonlWriter(str(d / "removed")),
+            ),
+            JsonlWriter(str(d / "kept")),
+        ],
+        name="filter",
+    )
+    removed = [True] * len(docs)
+    cluster = [-1] * len(docs)
+    for sub, rm in (("kept", False), ("removed", True)):
+        for f in sorted((d / sub).glob("*.jsonl.gz")):
+            with gzip.open(f, "rt") as fh:
+                for line in fh:
+                    r = json.loads(line)
+                    i = int(r["id"])
+                    removed[i] = rm
+                    cluster[i] = int(r["metadata"].get("minhash_cluster_id", -1))
+    return removed, cluster
 
 
 def main() -> None:
@@ -235,11 +326,19 @@ def main() -> None:
         ),
         ("clusters, greedy keep, exact J ≥ 0.8 (aistack default)", greedy(MinHashConfig(), True)),
     ]
-    rows_in: list[tuple[str, set[tuple[int, int]], list[int] | None]] = [
+    rows_in: list[tuple[str, set[tuple[int, int]], list[bool] | None]] = [
         (label, pairs, None) for label, pairs in pair_methods
-    ] + [(label, pairs_of(roots), roots) for label, roots in cluster_methods]
+    ] + [
+        (label, pairs_of(roots), [r != i for i, r in enumerate(roots)])
+        for label, roots in cluster_methods
+    ]
+    dt = datatrove_dedup(nd)
+    if dt is not None:
+        dt_removed, dt_cluster = dt
+        labels = [c if c >= 0 else -2 - i for i, c in enumerate(dt_cluster)]
+        rows_in.append(("clusters, datatrove 0.10.1 MinHash (14×8)", pairs_of(labels), dt_removed))
     g_similar = {(groups[a], groups[b]) for a, b in true_pairs_08 if groups[a] != groups[b]}
-    for label, reported, roots in rows_in:
+    for label, reported, removed in rows_in:
         recall = len(reported & true_pairs_08) / max(1, len(true_pairs_08))
         prec08 = len(reported & true_pairs_08) / max(1, len(reported))
         prec07 = len(reported & true_pairs_07) / max(1, len(reported))
@@ -256,8 +355,7 @@ def main() -> None:
             "precision_j08": prec08,
             "precision_j07": prec07,
         }
-        if roots is not None:
-            removed = [r != i for i, r in enumerate(roots)]
+        if removed is not None:
             q = dedup_decision_quality(groups, g_similar, removed)
             entry["decisions"] = q
             row += [q["dropped"], round(float(q["precision"]), 4), round(float(q["recall"]), 4)]
