@@ -1,0 +1,177 @@
+"""Large files: the chunk-size tier in the store config, kernel copies on add/get, and the guards
+around them (a source that changes during add, a platform without copy_file_range)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aistack.errors import ConflictError, IntegrityError
+from aistack.storage import Datasets
+from aistack.storage.contract import corrupt_object
+from aistack.storage.datasets import _SourceFile
+from aistack.storage.hashing import ChunkParams, ChunkPolicy
+from aistack.storage.objects import PREFIX
+
+MiB = 1024 * 1024
+SMALL = ChunkParams()  # 256 KiB / 1 MiB / 4 MiB
+LARGE = ChunkParams(min_size=64 * 1024, avg_size=256 * 1024, max_size=1024 * 1024)
+
+
+def connect(tmp_path: Path, config: dict[str, Any] | None = None) -> Datasets:
+    store = tmp_path / "objects"
+    if config is not None:
+        (store / PREFIX).mkdir(parents=True)
+        (store / PREFIX / "config.json").write_text(json.dumps(config))
+    return Datasets.connect(f"sqlite:///{tmp_path / 'db.sqlite'}", str(store))
+
+
+def tiered(tmp_path: Path, from_size: int = 2 * MiB) -> Datasets:
+    """A store whose large-file tier starts at ``from_size`` with small chunks (fast tests)."""
+    policy = ChunkPolicy(small=SMALL, large=LARGE, large_from=from_size)
+    return connect(tmp_path, {"hash": "blake3", **policy.to_config(), "version": 1})
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_policy_picks_chunk_sizes_by_file_size() -> None:
+    p = ChunkPolicy(small=SMALL, large=LARGE, large_from=2 * MiB)
+    assert p.for_size(2 * MiB - 1) == SMALL
+    assert p.for_size(2 * MiB) == LARGE
+    assert ChunkPolicy.from_config(p.to_config()) == p
+    assert ChunkPolicy(small=SMALL).for_size(10**12) == SMALL
+
+
+def test_new_store_records_the_large_tier(tmp_path: Path) -> None:
+    ds = connect(tmp_path)
+    ds.store  # noqa: B018 - opens lazily and writes the config
+    cfg = json.loads((tmp_path / "objects" / PREFIX / "config.json").read_text())
+    assert cfg["chunks"] == SMALL.to_dict()  # what older clients read
+    assert cfg["large_chunks"]["from_size"] == 256 * MiB
+    assert ds.store.chunk_policy == ChunkPolicy.default()
+    assert ds.store.chunk_policy.for_size(2048 * MiB).avg_size == 4 * MiB
+
+
+def test_store_without_a_tier_keeps_one_chunk_size(tmp_path: Path) -> None:
+    """A store created before the tier existed chunks every file as before (dedup kept)."""
+    ds = connect(tmp_path, {"hash": "blake3", "chunks": SMALL.to_dict(), "version": 1})
+    assert ds.store.chunk_policy.large is None
+    assert ds.store.chunk_policy.for_size(100 * 2**30) == SMALL
+    assert ds.store.chunk_params == SMALL
+
+
+def test_large_tier_roundtrip_and_dedup(tmp_path: Path) -> None:
+    ds = tiered(tmp_path)
+    rnd = random.Random(7)
+    big = bytearray(rnd.randbytes(3 * MiB))  # >= from_size: LARGE chunks
+    mid = rnd.randbytes(3 * MiB // 2)  # below: SMALL chunks
+    src = tmp_path / "src"
+    write(src / "big.bin", bytes(big))
+    write(src / "mid.bin", mid)
+    v1 = ds.add("d", src)
+    entries = {e.path: e for e in ds.files(v1)}
+    assert max(entries["big.bin"].chunk_sizes) <= LARGE.max_size
+    assert len(entries["big.bin"].chunks) >= 4
+    assert min(entries["mid.bin"].chunk_sizes[:-1]) >= SMALL.min_size
+    out = tmp_path / "out"
+    res = ds.get(v1.ref, out)
+    assert (out / "big.bin").read_bytes() == bytes(big)
+    assert (out / "mid.bin").read_bytes() == mid
+    assert res.copied == 2  # chunked files are reassembled
+    assert not list((tmp_path / "objects" / PREFIX / "tmp").iterdir())
+
+    big[MiB : MiB + 1000] = rnd.randbytes(1000)  # a small change rewrites one or two chunks
+    write(src / "big.bin", bytes(big))
+    v2 = ds.add("d", src)
+    assert v2.bytes_written is not None and 0 < v2.bytes_written <= 2 * LARGE.max_size
+    ds.get(v2.ref, tmp_path / "out2")
+    assert (tmp_path / "out2" / "big.bin").read_bytes() == bytes(big)
+
+
+def test_objects_are_read_only_whatever_the_umask(tmp_path: Path) -> None:
+    ds = tiered(tmp_path)
+    old = os.umask(0o077)
+    try:
+        v = ds.add("d", write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB)))
+    finally:
+        os.umask(old)
+    for oid in ds.files(v)[0].chunks:
+        assert os.stat(ds.store.key(oid)).st_mode & 0o777 == 0o444
+
+
+def test_without_copy_file_range_the_bytes_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(*_a: Any, **_k: Any) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    ds = tiered(tmp_path)
+    data = os.urandom(3 * MiB)
+    v = ds.add("d", write(tmp_path / "src" / "big.bin", data))
+    ds.get(v.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_source_that_shrinks_during_the_copy_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "copy_file_range", lambda *_a, **_k: 0)  # EOF: the file got shorter
+    ds = tiered(tmp_path)
+    with pytest.raises(ConflictError, match="got shorter"):
+        ds.add("d", write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB)))
+    assert not ds.ls()
+    assert not list((tmp_path / "objects" / PREFIX / "tmp").iterdir())
+
+
+def test_source_that_changes_during_add_is_refused(tmp_path: Path) -> None:
+    ds = tiered(tmp_path)
+    path = write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB))
+    touched = []
+
+    def append_once(done: int, total: int) -> None:
+        if not touched:
+            touched.append(done)
+            with open(path, "ab") as f:
+                f.write(b"more")
+
+    with pytest.raises(ConflictError, match="big.bin changed while it was being added") as ei:
+        ds.add("d", path, progress=append_once)
+    assert "add it again" in str(ei.value.hint)
+    assert touched and not ds.ls()
+
+
+def test_changed_source_check_removes_objects_with_wrong_bytes(tmp_path: Path) -> None:
+    ds = tiered(tmp_path)
+    path = write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB))
+    v = ds.add("d", path)
+    bad, good = ds.files(v)[0].chunks[:2]
+    corrupt_object(ds, bad)
+    st = os.stat(path)
+    src = _SourceFile(rel="big.bin", path=str(path), size=st.st_size + 1)  # "it grew"
+    with pytest.raises(ConflictError):
+        ds._check_unchanged(src, st, st, [bad, good])
+    assert not ds.store.exists(bad)
+    assert ds.store.exists(good)
+
+
+def test_corrupted_chunk_fails_get_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    ds = tiered(tmp_path)
+    v = ds.add("d", write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB)))
+    oid = ds.files(v)[0].chunks[2]
+    corrupt_object(ds, oid)
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError) as ei:
+        ds.get(v.ref, out)
+    assert oid in str(ei.value) and "big.bin" in str(ei.value)
+    assert os.listdir(out) == []
