@@ -246,7 +246,9 @@ class ShingleSets:
     def from_shingles(cls, sh: np.ndarray, offsets: np.ndarray) -> ShingleSets:
         n = len(offsets) - 1
         doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
-        keys = np.unique((doc << _U64(32)) | sh.astype(np.uint64))
+        keys = np.sort((doc << _U64(32)) | sh.astype(np.uint64))
+        # sort + mask: several times faster than np.unique on uint64 here
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
         d = (keys >> _U64(32)).astype(np.int64)
         off = np.searchsorted(d, np.arange(n + 1), side="left").astype(np.int64)
         return cls(values=(keys & _U64(0xFFFFFFFF)).astype(np.uint32), offsets=off)
