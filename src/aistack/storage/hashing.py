@@ -13,11 +13,13 @@ re-add uploads about the changed bytes plus one or two chunks. Without ``pyfastc
 falls back to fixed-size chunks (correct, but an insertion then shifts every later chunk).
 
 Large files (``ChunkPolicy.large_from`` bytes and up, 256 MiB for new stores) are cut into bigger
-chunks (1-16 MiB around 4 MiB): a 2 GiB file is ~420 objects instead of ~1,700. Each object is a
+chunks (2-16 MiB around 4 MiB): a 2 GiB file is ~390 objects instead of ~1,700. Each object is a
 file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1-1 ms, which was the
-largest single cost of adding a big file. A 1 % change of such a file rewrites ~2-3x the changed
-bytes instead of ~1.6x. Stores created before this policy have no ``large_chunks`` entry in their
-configuration and keep one chunk size for every file, so their re-adds still deduplicate.
+largest single cost of adding a big file; the 2 MiB minimum also halves the bytes the gear hash
+scans. Measured on a 2 GiB file with 4 changed regions (20.5 MiB): a re-add writes 45.7 MiB
+(1/4/16 MiB chunks: the same; 3/4/16: 63.4 MiB; 0.25/1/4: 33.5 MiB). Stores created before this
+policy have no ``large_chunks`` entry in their configuration and keep one chunk size for every
+file, so their re-adds still deduplicate.
 
 The hash of a chunked file is the hash of ``"aistack-chunks-v1\\n"`` followed by its chunk ids, one
 per line (a Merkle list): strong, and it costs no second pass over the bytes.
@@ -113,7 +115,7 @@ class ChunkPolicy:
         """The policy of a new store."""
         return cls(
             small=ChunkParams(),
-            large=ChunkParams(min_size=1024 * 1024, avg_size=4 * 1024 * 1024, max_size=16 << 20),
+            large=ChunkParams(min_size=2 << 20, avg_size=4 << 20, max_size=16 << 20),
             large_from=256 * 1024 * 1024,
         )
 
@@ -170,16 +172,52 @@ def cut_offsets(
             yield off, min(params.avg_size, n - off)
         return
     mv = memoryview(buf)
-    it = _fastcdc(params).cut_buf(mv)
     try:
-        for c in it:
-            off, length = c.offset, c.length
-            del c  # the chunk holds a view of buf
-            yield off, length
+        skip = max(0, params.min_size - _FASTCDC_MAX_MIN)
+        if skip:
+            yield from _cut_skipping(mv, params, skip)
+            return
+        it = _fastcdc(params).cut_buf(mv)
+        try:
+            for c in it:
+                off, length = c.offset, c.length
+                del c  # the chunk holds a view of buf
+                yield off, length
+        finally:
+            del it
     finally:
-        del it
         with contextlib.suppress(BufferError):
             mv.release()  # so that the caller can close a mapping of buf
+
+
+_FASTCDC_MAX_MIN = 1024 * 1024  # pyfastcdc refuses a larger min_size
+
+
+def _cut_skipping(mv: memoryview, params: ChunkParams, skip: int) -> Iterator[tuple[int, int]]:
+    """Chunks with ``min_size`` above pyfastcdc's 1 MiB bound: after each boundary the first
+    ``skip`` bytes are not scanned, and FastCDC (``min_size - skip``, ``avg_size - skip``,
+    ``max_size - skip``) cuts the rest. Still content-defined (a boundary depends only on the
+    bytes after the previous one); the gear hash runs over fewer bytes, so cutting costs less."""
+    sub = ChunkParams(
+        min_size=params.min_size - skip,
+        avg_size=params.avg_size - skip,
+        max_size=params.max_size - skip,
+    )
+    cdc = _fastcdc(sub)
+    n = len(mv)
+    pos = 0
+    while pos < n:
+        if n - pos <= params.min_size:
+            yield pos, n - pos
+            return
+        window = mv[pos + skip :]
+        it = cdc.cut_buf(window)
+        c = next(it)
+        length = skip + c.length
+        del c, it
+        window.release()
+        yield pos, length
+        pos += length
 
 
 @lru_cache(maxsize=8)

@@ -16,7 +16,7 @@ from aistack.errors import ConflictError, IntegrityError
 from aistack.storage import Datasets
 from aistack.storage.contract import corrupt_object
 from aistack.storage.datasets import _SourceFile
-from aistack.storage.hashing import ChunkParams, ChunkPolicy
+from aistack.storage.hashing import ChunkParams, ChunkPolicy, cut, cut_offsets, digest
 from aistack.storage.objects import PREFIX
 
 MiB = 1024 * 1024
@@ -59,7 +59,9 @@ def test_new_store_records_the_large_tier(tmp_path: Path) -> None:
     assert cfg["chunks"] == SMALL.to_dict()  # what older clients read
     assert cfg["large_chunks"]["from_size"] == 256 * MiB
     assert ds.store.chunk_policy == ChunkPolicy.default()
-    assert ds.store.chunk_policy.for_size(2048 * MiB).avg_size == 4 * MiB
+    assert ds.store.chunk_policy.for_size(2048 * MiB) == ChunkParams(
+        min_size=2 * MiB, avg_size=4 * MiB, max_size=16 * MiB
+    )
 
 
 def test_store_without_a_tier_keeps_one_chunk_size(tmp_path: Path) -> None:
@@ -175,3 +177,27 @@ def test_corrupted_chunk_fails_get_and_leaves_no_temp_file(tmp_path: Path) -> No
         ds.get(v.ref, out)
     assert oid in str(ei.value) and "big.bin" in str(ei.value)
     assert os.listdir(out) == []
+
+
+# min_size above pyfastcdc's 1 MiB bound: the first min_size - 1 MiB bytes of a chunk are skipped
+SKIPPING = ChunkParams(min_size=1536 * 1024, avg_size=2 * MiB, max_size=4 * MiB)
+
+
+def test_skipping_chunker_covers_the_input_within_bounds() -> None:
+    data = random.Random(3).randbytes(40 * MiB + 12345)
+    spans = list(cut_offsets(data, SKIPPING))
+    assert spans[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:], strict=False))
+    assert sum(n for _, n in spans) == len(data)
+    assert all(SKIPPING.min_size <= n <= SKIPPING.max_size for _, n in spans[:-1])
+    assert b"".join(bytes(c) for c in cut(data, SKIPPING)) == data
+    assert list(cut_offsets(data, SKIPPING)) == spans  # deterministic
+
+
+def test_skipping_chunker_resynchronises_after_an_insert() -> None:
+    data = random.Random(4).randbytes(40 * MiB)
+    edited = data[: 20 * MiB] + b"INSERT" + data[20 * MiB :]
+    a = {digest("blake3", c) for c in cut(data, SKIPPING)}
+    b = {digest("blake3", c) for c in cut(edited, SKIPPING)}
+    assert len(b - a) <= 3  # only the chunks around the insert are new
+    assert len(a & b) >= len(a) - 4
