@@ -42,6 +42,7 @@ from aistack.train.shards import Shard, open_shard
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+CHUNK_BYTES = 1 << 20  # staged tokens gathered per pass (a chunk of whole batches)
 
 
 def _is_remote(p: str) -> bool:
@@ -144,6 +145,11 @@ class ShardLoader:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.as_torch = as_torch
+        self._from_numpy: Any = None
+        if as_torch:
+            from torch import from_numpy
+
+            self._from_numpy = from_numpy
         self.pin_memory = pin_memory
         self.prefetch = max(0, int(prefetch))
         self._worker: Any = None
@@ -171,22 +177,55 @@ class ShardLoader:
                 f"of {self.batch_size} per rank for {self.world_size} ranks",
                 hint="add data, or lower seq_len / micro_batch_size",
             )
+        # plain ndarray views of the memory maps (np.memmap's Python-level hooks cost per slice)
+        self._tokens = [np.asarray(s.tokens) for s in self.shards]
         # a strided view per shard: row k = tokens[k*seq_len : k*seq_len + seq_len + 1]
         self._views = [
             np.lib.stride_tricks.as_strided(
-                s.tokens,
+                t,
                 shape=(int(n), self.seq_len + 1),
-                strides=(self.seq_len * s.tokens.itemsize, s.tokens.itemsize),
+                strides=(self.seq_len * t.itemsize, t.itemsize),
                 writeable=False,
             )
-            for s, n in zip(self.shards, counts, strict=True)
+            for t, n in zip(self._tokens, counts, strict=True)
+            if self.eos_id is None  # with eos_id, windows come from the virtual stream
         ]
+        # the same windows as 1-d views of opaque (seq_len + 1)-token items: numpy gathers
+        # and scatters those with one memcpy per window instead of an element loop (2x faster)
+        self._stage_dtype = (
+            np.dtype(np.int64)
+            if self.eos_id is not None
+            else np.result_type(*(t.dtype for t in self._tokens))
+        )
+        self._item = np.dtype((np.void, (self.seq_len + 1) * self._stage_dtype.itemsize))
+        self._items: list[np.ndarray] | None = None
+        if self.eos_id is None and all(
+            t.dtype == self._stage_dtype and t.flags.c_contiguous for t in self._tokens
+        ):
+            self._items = [
+                np.ndarray(
+                    shape=(int(n),),
+                    dtype=self._item,
+                    buffer=t,
+                    strides=(self.seq_len * t.itemsize,),
+                )
+                if n
+                else np.empty(0, dtype=self._item)
+                for t, n in zip(self._tokens, counts, strict=True)
+            ]
         self.epoch = 0
         self.batch = 0
         self._perm: np.ndarray | None = None
         self._perm_epoch = -1
         self._plan_epoch = -1
-        self._plan_cache: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+        self._plan_ids = np.empty((0, self.batch_size), dtype=np.int64)
+        # batches are gathered a chunk at a time into a reused staging buffer of the shards'
+        # token dtype (about CHUNK_BYTES, small enough to stay in the CPU cache): the
+        # per-shard work is paid once per chunk, and each batch is one int64 conversion
+        batch_bytes = self.batch_size * (self.seq_len + 1) * self._stage_dtype.itemsize
+        self.chunk_batches = max(1, min(self.batches_per_epoch, CHUNK_BYTES // batch_bytes))
+        self._stage: np.ndarray | None = None
+        self._chunk: tuple[int, int, int, np.ndarray] | None = None
         vocabs = {s.vocab_size for s in self.shards if s.vocab_size}
         self.vocab_size: int | None = max(vocabs) if vocabs else None
         self.fingerprint = hashlib.sha256(
@@ -209,18 +248,16 @@ class ShardLoader:
         assert self._perm is not None
         return self._perm
 
-    def _plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's whole epoch at once: [batches, batch_size] shard index and window
-        index inside the shard, each batch sorted (vectorized, once per epoch)."""
+    def _plan(self, epoch: int) -> np.ndarray:
+        """This rank's whole epoch at once: ``[batches, batch_size]`` global window ids,
+        each batch sorted (vectorized, once per epoch)."""
         if self._plan_epoch != epoch:
             perm = self._permutation(epoch)
             n = self.batches_per_epoch * self.batch_size
             ids = perm[self.rank : self.rank + n * self.world_size : self.world_size]
-            ids = np.sort(ids.reshape(self.batches_per_epoch, self.batch_size), axis=1)
-            shard = (np.searchsorted(self._cum, ids, side="right") - 1).astype(np.int32)
-            self._plan_cache = (shard, ids - self._cum[shard])
+            self._plan_ids = np.sort(ids.reshape(self.batches_per_epoch, self.batch_size), axis=1)
             self._plan_epoch = epoch
-        return self._plan_cache
+        return self._plan_ids
 
     def window_ids(self, epoch: int, batch: int) -> np.ndarray:
         """Global window ids of one batch of this rank."""
@@ -233,67 +270,86 @@ class ShardLoader:
 
         Rows come back in ascending window id (shard, then position) order: the order of
         samples inside a batch does not change the batch, and it turns the per-shard gather
-        into contiguous slices and the reads into forward passes over each file.
+        into forward passes over each file.
         """
-        ids = np.sort(ids)
-        if self.eos_id is not None:
-            return self._gather_with_eos(ids)
-        if len(self._views) == 1:
-            return self._views[0][ids].astype(np.int64)
-        shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
-        local = ids - self._cum[shard_idx]
-        out = np.empty((ids.shape[0], self.seq_len + 1), dtype=np.int64)
-        present = np.flatnonzero(np.bincount(shard_idx, minlength=len(self._views)))
-        bounds = np.searchsorted(shard_idx, present, side="left").tolist() + [ids.shape[0]]
-        for k, s in enumerate(present.tolist()):  # one row gather per shard touched
-            a, b = bounds[k], bounds[k + 1]
-            out[a:b] = self._views[s][local[a:b]]
-        return out
+        ids = np.sort(np.asarray(ids, dtype=np.int64).ravel())
+        if ids.size and (ids[0] < 0 or ids[-1] >= self.n_windows):
+            raise ValidationError(f"ids: window ids must lie in 0..{self.n_windows - 1}")
+        out = np.empty((ids.shape[0], self.seq_len + 1), dtype=self._stage_dtype)
+        self._gather_into(out, ids)
+        return out.astype(np.int64, copy=False)
 
-    def _gather_with_eos(self, ids: np.ndarray) -> np.ndarray:
-        """Windows over the virtual stream 'doc, EOS, doc, EOS, …' (vectorized per shard):
-        virtual position p holds EOS when p is an EOS position, else token p - (EOS before p)."""
-        assert self.eos_id is not None
-        shard_idx = np.searchsorted(self._cum, ids, side="right") - 1
-        local = ids - self._cum[shard_idx]
-        out = np.empty((ids.shape[0], self.seq_len + 1), dtype=np.int64)
-        present = np.flatnonzero(np.bincount(shard_idx, minlength=len(self._views)))
-        bounds = np.searchsorted(shard_idx, present, side="left").tolist() + [ids.shape[0]]
-        for k, s in enumerate(present.tolist()):
+    def _gather_into(self, out: np.ndarray, ids: np.ndarray) -> None:
+        """``out[i]`` = the tokens of window ``ids[i]``, for ids in any order; ``out`` is a
+        C-contiguous ``[len(ids), seq_len + 1]`` array of the staging dtype.
+
+        One vectorized pass per shard touched: the rows of a shard are found with one
+        argsort of the ids (global ids are shard-major, so sorting groups them by shard and
+        orders each group by file position), then gathered from the shard's window view and
+        written straight into their rows of ``out``.
+        """
+        if ids.shape[0] == 0:
+            return
+        order = np.argsort(ids, kind="stable")
+        sids = ids[order]
+        first, last = (np.searchsorted(self._cum, sids[[0, -1]], side="right") - 1).tolist()
+        dest = out.view(self._item).reshape(-1) if self._items is not None else out
+        if first == last and not np.any(order[1:] < order[:-1]):  # one shard, in order
+            dest[...] = self._rows(first, sids - self._cum[first])
+            return
+        bounds = np.searchsorted(sids, self._cum[first : last + 2], side="left").tolist()
+        for k, s in enumerate(range(first, last + 1)):
             a, b = bounds[k], bounds[k + 1]
-            eos = self._eos_pos[s]
-            pos = local[a:b, None] * self.seq_len + self._arange
-            before = np.searchsorted(eos, pos, side="left")
-            is_eos = np.zeros(pos.shape, dtype=bool)
-            inside = before < eos.shape[0]
-            is_eos[inside] = eos[before[inside]] == pos[inside]
-            real = np.minimum(pos - before, self.shards[s].n_tokens - 1)
-            toks = self.shards[s].tokens[real]
-            out[a:b] = np.where(is_eos, self.eos_id, toks)
-        return out
+            if a < b:
+                dest[order[a:b]] = self._rows(s, sids[a:b] - self._cum[s])
+
+    def _rows(self, s: int, local: np.ndarray) -> np.ndarray:
+        """Windows ``local`` of shard ``s``: ``[len(local)]`` window items, else
+        ``[len(local), seq_len + 1]`` tokens (shard dtype, or int64 with ``eos_id``)."""
+        if self._items is not None:
+            return self._items[s][local]  # one memcpy per window, in C
+        if self.eos_id is None:
+            return self._views[s][local]
+        # the virtual stream 'doc, EOS, doc, EOS, …': virtual position p holds EOS when p is
+        # an EOS position, else token p - (EOS before p)
+        eos = self._eos_pos[s]
+        pos = local[:, None] * self.seq_len + self._arange
+        before = np.searchsorted(eos, pos, side="left")
+        is_eos = np.zeros(pos.shape, dtype=bool)
+        inside = before < eos.shape[0]
+        is_eos[inside] = eos[before[inside]] == pos[inside]
+        real = np.minimum(pos - before, self.shards[s].n_tokens - 1)
+        return np.where(is_eos, self.eos_id, self._tokens[s][real])
 
     # ------------------------------------------------------------------ batches
-    def _window(self, epoch: int, batch: int) -> np.ndarray:
-        """Batch ``batch`` of ``epoch`` for this rank: ``[batch_size, seq_len + 1]`` int64."""
-        if self.eos_id is not None:
-            return self.gather(self.window_ids(epoch, batch))
-        shard, local = self._plan(epoch)
-        sh, lo = shard[batch], local[batch]
-        if sh[0] == sh[-1]:  # the whole batch in one shard: one gather
-            return self._views[sh[0]][lo].astype(np.int64)
-        window = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int64)
-        cuts = [0, *(np.flatnonzero(sh[1:] != sh[:-1]) + 1).tolist(), self.batch_size]
-        for a, b in zip(cuts[:-1], cuts[1:], strict=False):
-            window[a:b] = self._views[sh[a]][lo[a:b]]
-        return window
+    def _chunk_at(self, epoch: int, batch: int) -> tuple[int, int, int, np.ndarray]:
+        """Batches ``batch`` .. ``batch + chunk_batches - 1`` of ``epoch`` (capped at the epoch
+        end), gathered in one pass into the reused staging buffer (the shards' token dtype;
+        rows ``[k * batch_size, (k + 1) * batch_size)`` are batch ``batch + k``)."""
+        end = min(batch + self.chunk_batches, self.batches_per_epoch)
+        ids = self._plan(epoch)[batch:end].reshape(-1)
+        if self._stage is None:
+            rows = self.chunk_batches * self.batch_size
+            self._stage = np.empty((rows, self.seq_len + 1), dtype=self._stage_dtype)
+        stage = self._stage[: ids.shape[0]]
+        self._gather_into(stage, ids)
+        return epoch, batch, end, stage
 
-    def _output(self, window: np.ndarray) -> Any:
+    def _batch(self, epoch: int, batch: int) -> tuple[Any, Any]:
+        """``(x, y)`` of batch ``batch`` of ``epoch`` for this rank: views of one fresh
+        ``[batch_size, seq_len + 1]`` int64 array (or tensor) converted from the chunk."""
+        c = self._chunk
+        if c is None or c[0] != epoch or not c[1] <= batch < c[2]:
+            c = self._chunk = self._chunk_at(epoch, batch)
+        i = (batch - c[1]) * self.batch_size
+        w = c[3][i : i + self.batch_size].astype(np.int64)  # a new array: the stage is reused
         if not self.as_torch:
-            return window
-        import torch
-
-        t = torch.from_numpy(window)
-        return t.pin_memory() if self.pin_memory else t
+            return w[:, :-1], w[:, 1:]
+        if self.pin_memory:
+            t = self._from_numpy(w).pin_memory()
+            return t[:, :-1], t[:, 1:]
+        # two from_numpy of numpy views cost less than slicing one tensor twice
+        return self._from_numpy(w[:, :-1]), self._from_numpy(w[:, 1:])
 
     def _advance(self) -> tuple[int, int]:
         if self.batch >= self.batches_per_epoch:
@@ -313,9 +369,8 @@ class ShardLoader:
                 raise item
             pos, out = item
             assert pos == self._advance(), "prefetch out of step"
-        else:
-            out = self._output(self._window(*self._advance()))
-        return out[:, :-1], out[:, 1:]
+            return out
+        return self._batch(*self._advance())
 
     # ------------------------------------------------------------------ prefetch
     def _start_worker(self) -> None:
@@ -331,7 +386,7 @@ class ShardLoader:
                 while not stop.is_set():
                     if batch >= self.batches_per_epoch:
                         epoch, batch = epoch + 1, 0
-                    item = ((epoch, batch), self._output(self._window(epoch, batch)))
+                    item = ((epoch, batch), self._batch(epoch, batch))
                     batch += 1
                     while not stop.is_set():
                         try:
