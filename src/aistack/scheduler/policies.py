@@ -337,7 +337,9 @@ class DefaultPolicy(QueuePolicy):
             return submit
         gi = max(1e-300, t(attained))
         v = submit + self._tau * math.log(self._g0 / gi)
-        # never later than the moment its wait reaches the bound W (inf: no bound)
+        if self._wmax == math.inf:
+            return v
+        # never later than the moment its wait reaches the bound W
         return min(v, submit + attained / max(1, gpus) + self._wmax)
 
     def _waited(self, submit: float, gpus: int, attained: float, at: float) -> bool:
@@ -361,12 +363,14 @@ class DefaultPolicy(QueuePolicy):
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
         g = _gpus(job)
-        if self._wmax < math.inf and self._waited(
-            job.submit_time, g, job.attained_service_s, job.start_time
-        ):
+        a = job.attained_service_s
+        if self._wmax < math.inf and self._waited(job.submit_time, g, a, job.start_time):
             # it had waited W when it started: no job of its priority outranks it
             return (-job.priority, -math.inf)
-        return (-job.priority, -self._log_index(g, _attained_now(job, now)))
+        ran = now - job.start_time  # hot path (every running job, every preemption pass):
+        if ran > 0:  # _attained_now inlined, one _gpus lookup
+            a += ran * g
+        return (-job.priority, -self._log_index(g, a))
 
     def firm_reservation(self, head: JobRequest, now: float) -> bool:
         return self._wmax < math.inf and self._waited(
