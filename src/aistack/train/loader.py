@@ -15,9 +15,12 @@ batches (the remainder of an epoch is dropped). Batch ``b`` of rank ``r`` is det
 by ``(seed, epoch, b, r)`` alone, so the position is two integers and resume is exact:
 :meth:`ShardLoader.state_dict` / :meth:`ShardLoader.load_state_dict`.
 
-Hot path: per batch one vectorized row gather per shard the batch touches, from a strided
-view whose row ``k`` is window ``k`` (``view[window_ids]``: a memcpy per window in C), then
-one conversion to int64; no Python per sample.
+Hot path: batches are prepared a chunk at a time (about ``CHUNK_BYTES`` of tokens, whole
+batches): one argsort of the chunk's window ids groups them by shard and file position, then
+per shard touched one vectorized gather from a view whose item ``k`` is window ``k`` as an
+opaque ``seq_len + 1``-token item (a memcpy per window in C) into its rows of a reused,
+cache-sized staging buffer; each batch is then one conversion to a fresh int64 array. No
+Python per sample, and the per-shard Python work is paid once per chunk, not per batch.
 
 Remote shards (``s3://…`` or any fsspec URL) are copied once into
 ``$AISTACK_HOME/cache/shards/`` and memory-mapped from there.

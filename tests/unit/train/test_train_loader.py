@@ -219,3 +219,61 @@ def test_prefetch_gives_the_same_batches_and_positions(shards: Path) -> None:
     assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
     rewound.close()
     assert rewound._worker is None
+
+
+def _epochs(ld: ShardLoader, n: int) -> list[np.ndarray]:
+    return [np.asarray(ld.next_batch()[0]).copy() for _ in range(n)]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 700, 10_000])
+def test_chunked_gather_gives_the_same_batches_as_batch_at_a_time(
+    shards: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    import aistack.train.loader as loader_mod
+
+    kw = dict(seq_len=16, batch_size=3, seed=11, rank=1, world_size=2, as_torch=False)
+    monkeypatch.setattr(loader_mod, "CHUNK_BYTES", 1)  # one batch per chunk: the reference
+    ref = ShardLoader(str(shards), **kw)
+    assert ref.chunk_batches == 1
+    n = 2 * ref.batches_per_epoch + 3  # across epoch boundaries
+    want = _epochs(ref, n)
+    monkeypatch.setattr(loader_mod, "CHUNK_BYTES", chunk_bytes)
+    ld = ShardLoader(str(shards), **kw)
+    assert np.array_equal(np.stack(_epochs(ld, n)), np.stack(want))
+    # resume in the middle of a chunk
+    mid = ShardLoader(str(shards), **kw)
+    _epochs(mid, 5)
+    again = ShardLoader(str(shards), **kw)
+    again.load_state_dict(mid.state_dict())
+    assert np.array_equal(np.stack(_epochs(again, n - 5)), np.stack(want[5:]))
+
+
+def test_batches_handed_out_do_not_share_the_reused_stage(shards: Path) -> None:
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=2, as_torch=False)
+    n = ld.batches_per_epoch + 2
+    held = [ld.next_batch() for _ in range(n)]  # kept while later chunks are gathered
+    fresh = ShardLoader(str(shards), seq_len=16, batch_size=4, seed=2, as_torch=False)
+    for x, y in held:
+        fx, fy = fresh.next_batch()
+        assert np.array_equal(x, fx) and np.array_equal(y, fy)
+    held[0][0][:] = -1  # writing to a batch changes nothing else
+    assert not np.array_equal(held[1][0], -np.ones_like(held[1][0]))
+
+
+def test_mixed_uint16_and_uint32_shards(tmp_path: Path) -> None:
+    write_token_shard(tmp_path / "a.tok", [list(range(0, 100))], 1000)  # uint16
+    write_token_shard(tmp_path / "b.tok", [list(range(70_000, 70_100))], 100_000)  # uint32
+    ld = ShardLoader(str(tmp_path), seq_len=9, batch_size=4, seed=0, as_torch=False)
+    rows = ld.gather(np.arange(ld.n_windows))
+    assert rows.dtype == np.int64 and rows.shape == (ld.n_windows, 10)
+    assert np.all(np.diff(rows, axis=1) == 1)  # contiguous runs, nothing wrapped at 2**16
+    assert rows[:, 0].tolist() == [*range(0, 99, 9), *range(70_000, 70_099, 9)]  # 11 each
+    x, y = ld.next_batch()
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_gather_refuses_ids_outside_the_windows(shards: Path) -> None:
+    ld = ShardLoader(str(shards), seq_len=16, batch_size=4, as_torch=False)
+    with pytest.raises(ValidationError, match="window ids"):
+        ld.gather(np.array([ld.n_windows]))
+    assert ld.gather(np.array([], dtype=np.int64)).shape == (0, 17)
