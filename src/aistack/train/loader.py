@@ -114,9 +114,11 @@ class ShardLoader:
 
     Iterate it (endless: epochs roll over) or call :meth:`next_batch`. ``as_torch`` returns
     torch tensors (``pin_memory`` pins them for a fast ``.to("cuda", non_blocking=True)``);
-    otherwise numpy arrays. ``prefetch=N`` prepares up to N batches ahead in a background
-    thread (numpy's gather and conversion release the GIL, so this overlaps with the
-    training step); the saved position is always that of the batches handed out.
+    otherwise numpy arrays. ``prefetch=N`` gathers at least N batches ahead (whole chunks) in
+    a background thread (numpy's gathers release the GIL, so this overlaps with the training
+    step; the int64 conversion happens in the caller); the saved position is always that of
+    the batches handed out. Each batch is a fresh array: keeping or changing one affects no
+    other.
     """
 
     def __init__(
@@ -325,16 +327,23 @@ class ShardLoader:
         return np.where(is_eos, self.eos_id, self._tokens[s][real])
 
     # ------------------------------------------------------------------ batches
-    def _chunk_at(self, epoch: int, batch: int) -> tuple[int, int, int, np.ndarray]:
+    def _chunk_at(
+        self, epoch: int, batch: int, *, fresh: bool = False
+    ) -> tuple[int, int, int, np.ndarray]:
         """Batches ``batch`` .. ``batch + chunk_batches - 1`` of ``epoch`` (capped at the epoch
-        end), gathered in one pass into the reused staging buffer (the shards' token dtype;
-        rows ``[k * batch_size, (k + 1) * batch_size)`` are batch ``batch + k``)."""
+        end), gathered in one pass into the reused staging buffer, or a new one with ``fresh``
+        (the shards' token dtype; rows ``[k * batch_size, (k + 1) * batch_size)`` are batch
+        ``batch + k``)."""
         end = min(batch + self.chunk_batches, self.batches_per_epoch)
         ids = self._plan(epoch)[batch:end].reshape(-1)
-        if self._stage is None:
-            rows = self.chunk_batches * self.batch_size
-            self._stage = np.empty((rows, self.seq_len + 1), dtype=self._stage_dtype)
-        stage = self._stage[: ids.shape[0]]
+        shape = (ids.shape[0], self.seq_len + 1)
+        if fresh:
+            stage = np.empty(shape, dtype=self._stage_dtype)
+        else:
+            if self._stage is None:
+                rows = self.chunk_batches * self.batch_size
+                self._stage = np.empty((rows, self.seq_len + 1), dtype=self._stage_dtype)
+            stage = self._stage[: ids.shape[0]]
         self._gather_into(stage, ids)
         return epoch, batch, end, stage
 
@@ -343,7 +352,12 @@ class ShardLoader:
         ``[batch_size, seq_len + 1]`` int64 array (or tensor) converted from the chunk."""
         c = self._chunk
         if c is None or c[0] != epoch or not c[1] <= batch < c[2]:
-            c = self._chunk = self._chunk_at(epoch, batch)
+            if self.prefetch:
+                c = self._next_chunk(epoch, batch)
+                assert c[0] == epoch and c[1] == batch, "prefetch out of step"
+            else:
+                c = self._chunk_at(epoch, batch)
+            self._chunk = c
         i = (batch - c[1]) * self.batch_size
         w = c[3][i : i + self.batch_size].astype(np.int64)  # a new array: the stage is reused
         if not self.as_torch:
@@ -363,34 +377,36 @@ class ShardLoader:
         return pos
 
     def next_batch(self) -> tuple[Any, Any]:
-        if self.prefetch:
-            if self._worker is None:
-                self._start_worker()
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._stop_worker()
-                raise item
-            pos, out = item
-            assert pos == self._advance(), "prefetch out of step"
-            return out
         return self._batch(*self._advance())
 
     # ------------------------------------------------------------------ prefetch
-    def _start_worker(self) -> None:
+    def _next_chunk(self, epoch: int, batch: int) -> tuple[int, int, int, np.ndarray]:
+        """The next chunk from the prefetch thread (started at ``epoch``, ``batch`` if it is
+        not running)."""
+        if self._worker is None:
+            self._start_worker(epoch, batch)
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._stop_worker()
+            raise item
+        return item
+
+    def _start_worker(self, epoch: int, batch: int) -> None:
         import queue
         import threading
 
-        self._queue = queue.Queue(maxsize=self.prefetch)
+        # whole chunks travel (one hand-over per chunk, not per batch); at least
+        # ``prefetch`` batches are ready ahead, as a whole number of chunks
+        self._queue = queue.Queue(maxsize=-(-self.prefetch // self.chunk_batches))
         self._stop = threading.Event()
-        epoch, batch = self.epoch, self.batch
 
         def work(q: queue.Queue[Any], stop: threading.Event, epoch: int, batch: int) -> None:
             try:
                 while not stop.is_set():
                     if batch >= self.batches_per_epoch:
                         epoch, batch = epoch + 1, 0
-                    item = ((epoch, batch), self._batch(epoch, batch))
-                    batch += 1
+                    item = self._chunk_at(epoch, batch, fresh=True)
+                    batch = item[2]
                     while not stop.is_set():
                         try:
                             q.put(item, timeout=0.1)
@@ -416,6 +432,7 @@ class ShardLoader:
                     self._queue.get_nowait()
             self._worker.join(timeout=0.05)
         self._worker = None
+        self._chunk = None  # the thread restarts at the position of the batches handed out
 
     def close(self) -> None:
         """Stop the prefetch thread (if any)."""
