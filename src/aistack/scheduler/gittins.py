@@ -19,13 +19,14 @@ O(grid²) per refresh, then an O(log grid) lookup per job.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable
 
 
 class GittinsTable:
     """Index G(a) on a geometric grid of ages a (GPU-seconds)."""
 
-    __slots__ = ("ages", "index")
+    __slots__ = ("ages", "index", "log_index")
 
     def __init__(
         self, samples: Iterable[float], *, grid_factor: float = 1.25, a0: float = 30.0
@@ -68,7 +69,14 @@ class GittinsTable:
             index.append(best if best > 0 else (index[-1] if index else 1e-12))
         self.ages = ages
         self.index = index
+        # ln G(a), looked up on the hot path (every running job in a preemption pass)
+        self.log_index = [math.log(max(1e-300, x)) for x in index]
 
     def __call__(self, attained: float) -> float:
         k = bisect.bisect_right(self.ages, attained) - 1
         return self.index[max(0, k)]
+
+    def log_at(self, attained: float) -> float:
+        """ln G(attained)."""
+        k = bisect.bisect_right(self.ages, attained) - 1
+        return self.log_index[k if k > 0 else 0]

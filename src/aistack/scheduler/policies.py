@@ -353,7 +353,7 @@ class DefaultPolicy(QueuePolicy):
 
     def _log_index(self, gpus: int, attained: float) -> float:
         t = self._tables[size_class(gpus)]
-        return 0.0 if t is None else math.log(max(1e-300, t(attained)))
+        return 0.0 if t is None else t.log_at(attained)
 
     # preemption compares indices, not virtual submit times: a job preempts an equal-
     # priority one only if its index is ``preempt_ratio`` times higher
@@ -367,10 +367,15 @@ class DefaultPolicy(QueuePolicy):
         if self._wmax < math.inf and self._waited(job.submit_time, g, a, job.start_time):
             # it had waited W when it started: no job of its priority outranks it
             return (-job.priority, -math.inf)
-        ran = now - job.start_time  # hot path (every running job, every preemption pass):
-        if ran > 0:  # _attained_now inlined, one _gpus lookup
+        # hot path (every running job in every preemption pass): _attained_now and
+        # _log_index inlined
+        ran = now - job.start_time
+        if ran > 0:
             a += ran * g
-        return (-job.priority, -self._log_index(g, a))
+        t = self._tables[0 if g <= 1 else 1 if g <= 4 else 2 if g <= 8 else 3]
+        if t is None:
+            return (-job.priority, -0.0)
+        return (-job.priority, -t.log_at(a))
 
     def firm_reservation(self, head: JobRequest, now: float) -> bool:
         return self._wmax < math.inf and self._waited(
