@@ -37,6 +37,7 @@ import glob
 import gzip
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -374,6 +375,7 @@ def main() -> None:
         rows,
         extra,
     )
+    shutil.rmtree(tmp, ignore_errors=True)  # ~130 MB for 10,000 documents
 
 
 if __name__ == "__main__":

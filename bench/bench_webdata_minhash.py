@@ -110,6 +110,7 @@ def datatrove_dedup(docs: list[str]) -> tuple[list[bool], list[int]] | None:
     import gzip
     import json
     import logging
+    import shutil
     import tempfile
 
     logging.getLogger("datatrove").setLevel(logging.WARNING)
@@ -137,42 +138,45 @@ def datatrove_dedup(docs: list[str]) -> tuple[list[bool], list[int]] | None:
             pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(d / f"logs-{name}")
         ).run()
 
-    run([ListReader(), MinhashDedupSignature(str(d / "sigs"), config=cfg)], name="sig")
-    run(
-        [MinhashDedupBuckets(str(d / "sigs"), str(d / "buckets"), config=cfg)],
-        tasks=cfg.num_buckets,
-        name="buckets",
-    )
-    run(
-        [
-            MinhashDedupCluster(
-                str(d / "buckets"), str(d / "remove"), config=cfg, save_cluster_id=True
-            )
-        ],
-        name="cluster",
-    )
-    run(
-        [
-            ListReader(),
-            MinhashDedupFilter(
-                str(d / "remove"),
-                load_cluster_ids=True,
-                exclusion_writer=JsonlWriter(str(d / "removed")),
-            ),
-            JsonlWriter(str(d / "kept")),
-        ],
-        name="filter",
-    )
-    removed = [True] * len(docs)
-    cluster = [-1] * len(docs)
-    for sub, rm in (("kept", False), ("removed", True)):
-        for f in sorted((d / sub).glob("*.jsonl.gz")):
-            with gzip.open(f, "rt") as fh:
-                for line in fh:
-                    r = json.loads(line)
-                    i = int(r["id"])
-                    removed[i] = rm
-                    cluster[i] = int(r["metadata"].get("minhash_cluster_id", -1))
+    try:
+        run([ListReader(), MinhashDedupSignature(str(d / "sigs"), config=cfg)], name="sig")
+        run(
+            [MinhashDedupBuckets(str(d / "sigs"), str(d / "buckets"), config=cfg)],
+            tasks=cfg.num_buckets,
+            name="buckets",
+        )
+        run(
+            [
+                MinhashDedupCluster(
+                    str(d / "buckets"), str(d / "remove"), config=cfg, save_cluster_id=True
+                )
+            ],
+            name="cluster",
+        )
+        run(
+            [
+                ListReader(),
+                MinhashDedupFilter(
+                    str(d / "remove"),
+                    load_cluster_ids=True,
+                    exclusion_writer=JsonlWriter(str(d / "removed")),
+                ),
+                JsonlWriter(str(d / "kept")),
+            ],
+            name="filter",
+        )
+        removed = [True] * len(docs)
+        cluster = [-1] * len(docs)
+        for sub, rm in (("kept", False), ("removed", True)):
+            for f in sorted((d / sub).glob("*.jsonl.gz")):
+                with gzip.open(f, "rt") as fh:
+                    for line in fh:
+                        r = json.loads(line)
+                        i = int(r["id"])
+                        removed[i] = rm
+                        cluster[i] = int(r["metadata"].get("minhash_cluster_id", -1))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
     return removed, cluster
 
 
