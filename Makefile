@@ -35,6 +35,7 @@ test-fast: $(STAMP)
 
 ## make bench: every benchmark in quick mode (tables printed, JSON in bench/results/)
 bench: $(STAMP)
+	$(BIN)/pip install -qq -e '.[all,dev,bench]'
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 lint: $(STAMP)
