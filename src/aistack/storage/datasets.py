@@ -43,7 +43,7 @@ from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.hashing import chunk_list_hash, cut_offsets
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore
+from aistack.storage.objects import ObjectStore, _pwrite_all
 from aistack.storage.paths import check_relpath, inside, safe_dest
 from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
 
@@ -617,40 +617,48 @@ class Datasets:
             )
         ctx = f"{v.ref}:{e.path}"
         tmp = f"{target}.aistack-tmp-{os.getpid()}-{threading.get_ident()}"
-        window: deque[tuple[Future[int], int]] = deque()
+        store = self.store
+        local = self.backend.is_local
+        window: deque[tuple[Future[int | bytes], str, int, int]] = deque()
         ahead = max(4, self._pool_size() * 2)
-        offsets = [0]
-        for size in e.chunk_sizes[:-1]:
-            offsets.append(offsets[-1] + size)
         n = 0
 
-        def land(fut: Future[int], want: int) -> None:
+        def fetch(oid: str) -> int | bytes:
+            # verified in the pool; local objects are then copied by the kernel, not held here
+            return store.check(oid, context=ctx) if local else store.get(oid, context=ctx)
+
+        def land(fut: Future[int | bytes], oid: str, off: int, want: int) -> None:
             nonlocal n
             got = fut.result()
-            if got != want:
+            size = got if isinstance(got, int) else len(got)
+            if size != want:
                 raise IntegrityError(
-                    f"a chunk of {ctx} has {got} bytes, the manifest says {want}", file=e.path
+                    f"a chunk of {ctx} has {size} bytes, the manifest says {want}",
+                    object=oid,
+                    file=e.path,
                 )
-            n += got
+            # one writer, in order: parallel writes into one file spin on its inode lock
+            if isinstance(got, int):
+                store.copy_into(oid, fd, off, context=ctx, checked=True)
+            else:
+                _pwrite_all(fd, memoryview(got), off)
+            n += size
             progress(n)
 
-        # each chunk is verified, then copied to its own offset: chunks land in any order
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
             try:
-                for oid, off, size in zip(e.chunks, offsets, e.chunk_sizes, strict=True):
-                    fut = pool.submit(self.store.copy_into, oid, fd, off, context=ctx)
-                    window.append((fut, size))
+                off = 0
+                for oid, size in zip(e.chunks, e.chunk_sizes, strict=True):
+                    window.append((pool.submit(fetch, oid), oid, off, size))
+                    off += size
                     if len(window) >= ahead:
                         land(*window.popleft())
                 while window:
                     land(*window.popleft())
             finally:
-                for fut, _ in window:
+                for fut, *_ in window:
                     fut.cancel()
-                for fut, _ in window:  # none may still write into fd once it is closed
-                    with contextlib.suppress(BaseException):
-                        fut.result()
                 os.close(fd)
             os.replace(tmp, target)
         finally:

@@ -213,34 +213,49 @@ class ObjectStore:
                 file=context,
             )
 
-    def copy_into(self, oid: str, dst_fd: int, dst_offset: int, *, context: str = "") -> int:
-        """Write the verified bytes of ``oid`` into ``dst_fd`` at ``dst_offset``; returns their size.
+    def check(self, oid: str, *, context: str = "") -> int:
+        """Verify object ``oid`` without keeping its bytes; returns its size.
 
-        On a local store the object is hashed through a read-only mapping and then copied by the
-        kernel (``copy_file_range``), so its bytes never pass through a Python buffer.
+        On a local store it is hashed through a read-only mapping (no copy into Python memory).
+        """
+        if not self.backend.is_local:
+            return len(self.get(oid, context=context))
+        try:
+            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return len(self.get(oid, context=context))  # raises the "missing" IntegrityError
+        try:
+            with _mapping(fd) as view:
+                self.verify(oid, view, context=context)
+                return len(view)
+        finally:
+            os.close(fd)
+
+    def copy_into(
+        self, oid: str, dst_fd: int, dst_offset: int, *, context: str = "", checked: bool = False
+    ) -> int:
+        """Write the bytes of ``oid`` into ``dst_fd`` at ``dst_offset``; returns their size.
+
+        The object is verified first unless the caller just did (``checked``, after
+        :meth:`check`; objects are read-only and never rewritten in place). On a local store the
+        kernel copies the bytes (``copy_file_range``), so they never pass through Python.
+        Writers into one destination should take turns: parallel writes into one file contend
+        on its inode lock, which the kernel spins on (measured: 5x the CPU on this machine).
         """
         if not self.backend.is_local:
             data = self.get(oid, context=context)
             _pwrite_all(dst_fd, memoryview(data), dst_offset)
             return len(data)
-        key = self.key(oid)
         try:
-            fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return len(self.get(oid, context=context))  # raises the "missing" IntegrityError
         try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                self.verify(oid, b"", context=context)
-                return 0
-            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
-                view = memoryview(m)
-                try:
+            with _mapping(fd) as view:
+                if not checked:
                     self.verify(oid, view, context=context)
-                    _copy_range(fd, 0, dst_fd, dst_offset, view)
-                finally:
-                    view.release()
-            return size
+                _copy_range(fd, 0, dst_fd, dst_offset, view)
+                return len(view)
         finally:
             os.close(fd)
 
@@ -336,6 +351,20 @@ def _mtime(info: dict[str, Any]) -> float | None:
         except (TypeError, ValueError):
             continue
     return None
+
+
+@contextlib.contextmanager
+def _mapping(fd: int) -> Iterator[memoryview]:
+    """A read-only view of the whole file ``fd`` (an empty view for an empty file)."""
+    if os.fstat(fd).st_size == 0:
+        yield memoryview(b"")
+        return
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
+        view = memoryview(m)
+        try:
+            yield view
+        finally:
+            view.release()
 
 
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
