@@ -17,6 +17,9 @@ SECTIONS = [
     ("bench_scheduler", "Scheduler"),
     ("scheduler_", "Scheduler"),
     ("sim_", "Scheduler simulator"),
+    # the per-policy ITP table (all slices × policies) is long: docs/scheduler.md shows it
+    ("bench_sim_itp_goals", "Scheduler simulator"),
+    ("bench_sim_speed", "Scheduler simulator"),
     ("executors_", "Executors (local, Ray, Slurm)"),
     ("storage_", "Storage"),
     ("webdata_", "Web data"),
@@ -38,11 +41,14 @@ def render() -> str:
     out: list[str] = []
     files = sorted((HERE / "results").glob("*.json"))
     done: set[Path] = set()
+    last_title = ""
     for prefix, title in SECTIONS:
         group = [f for f in files if f.name.startswith(prefix) and f not in done]
         if not group:
             continue
-        out.append(f"### {title}\n")
+        if title != last_title:
+            out.append(f"### {title}\n")
+            last_title = title
         for f in group:
             done.add(f)
             try:
