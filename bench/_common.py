@@ -43,14 +43,23 @@ def _gpus() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         return [x.strip() for x in out.stdout.splitlines() if x.strip()]
     except (OSError, subprocess.TimeoutExpired):
         return []
 
 
-def report(name: str, title: str, columns: list[str], rows: list[list[Any]], extra: dict[str, Any] | None = None) -> Path:
+def report(
+    name: str,
+    title: str,
+    columns: list[str],
+    rows: list[list[Any]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Print a rich table and write bench/results/<name>.json with the machine it ran on."""
     from rich.console import Console
     from rich.table import Table

@@ -23,15 +23,26 @@ class BenchServer:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AISTACK_")}
-        self.env.update({"AISTACK_HOME": str(self.home), "AISTACK_PORT": str(self.port), "AISTACK_MLFLOW_ENABLED": "false"})
+        self.env.update(
+            {
+                "AISTACK_HOME": str(self.home),
+                "AISTACK_PORT": str(self.port),
+                "AISTACK_MLFLOW_ENABLED": "false",
+            }
+        )
         self.env.update(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> BenchServer:
         log = (self.home / "server.log").open("ab")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "aistack", "up", "--port", str(self.port)],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aistack", "up", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         while True:
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:

@@ -49,8 +49,16 @@ def run(executor: str, total: int, clients: int) -> list[object]:
             t.join()
         wall = time.perf_counter() - t0
         stored = len(srv.client().list_jobs(limit=10000))
-    return [executor, per * clients, clients, round(per * clients / wall, 1), round(pct(lat, 50) * 1000, 2),
-            round(pct(lat, 99) * 1000, 2), errors[0], stored]
+    return [
+        executor,
+        per * clients,
+        clients,
+        round(per * clients / wall, 1),
+        round(pct(lat, 50) * 1000, 2),
+        round(pct(lat, 99) * 1000, 2),
+        errors[0],
+        stored,
+    ]
 
 
 def main() -> None:
@@ -62,8 +70,21 @@ def main() -> None:
     total = 200 if a.quick else a.jobs
     rows = [run("memory", total, a.clients)]
     rows.append(run("local", min(total, 200), a.clients))
-    report("core_api_throughput", f"API: job submissions from {a.clients} concurrent clients",
-           ["executor", "submissions", "clients", "throughput (req/s)", "p50 (ms)", "p99 (ms)", "errors", "jobs stored"], rows)
+    report(
+        "core_api_throughput",
+        f"API: job submissions from {a.clients} concurrent clients",
+        [
+            "executor",
+            "submissions",
+            "clients",
+            "throughput (req/s)",
+            "p50 (ms)",
+            "p99 (ms)",
+            "errors",
+            "jobs stored",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -48,12 +48,28 @@ def main() -> None:
             server_lat.append((r - s).total_seconds())
         startup = srv.startup_s
     rows = [
-        ["server (started_at − submitted_at)", n, round(pct(server_lat, 50), 4), round(pct(server_lat, 95), 4), round(statistics.mean(server_lat), 4)],
-        ["client (POST → sees RUNNING, 10 ms polls)", n, round(pct(client_lat, 50), 4), round(pct(client_lat, 95), 4), round(statistics.mean(client_lat), 4)],
+        [
+            "server (started_at − submitted_at)",
+            n,
+            round(pct(server_lat, 50), 4),
+            round(pct(server_lat, 95), 4),
+            round(statistics.mean(server_lat), 4),
+        ],
+        [
+            "client (POST → sees RUNNING, 10 ms polls)",
+            n,
+            round(pct(client_lat, 50), 4),
+            round(pct(client_lat, 95), 4),
+            round(statistics.mean(client_lat), 4),
+        ],
     ]
-    report("core_submit_latency", "submit → RUNNING latency, embedded default (goal p50 < 0.5 s)",
-           ["measured", "jobs", "p50 (s)", "p95 (s)", "mean (s)"], rows,
-           {"server_startup_s": round(startup, 2), "goal_p50_s": 0.5})
+    report(
+        "core_submit_latency",
+        "submit → RUNNING latency, embedded default (goal p50 < 0.5 s)",
+        ["measured", "jobs", "p50 (s)", "p95 (s)", "mean (s)"],
+        rows,
+        {"server_startup_s": round(startup, 2), "goal_p50_s": 0.5},
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ def render() -> str:
             if not isinstance(d, dict) or "columns" not in d or "rows" not in d:
                 continue
             m = d.get("machine", {})
-            out.append(f"**{d.get('title', f.stem)}** — `{f.name}`, {m.get('cpu_count', '?')} cores, "
-                       f"{m.get('memory_gb', '?')} GB, GPUs: {', '.join(m.get('gpus') or []) or 'none'}, {m.get('date', '')}\n")
+            out.append(
+                f"**{d.get('title', f.stem)}** — `{f.name}`, {m.get('cpu_count', '?')} cores, "
+                f"{m.get('memory_gb', '?')} GB, GPUs: {', '.join(m.get('gpus') or []) or 'none'}, {m.get('date', '')}\n"
+            )
             cols = [str(c) for c in d["columns"]]
             out.append("| " + " | ".join(cols) + " |")
             out.append("|" + "---|" * len(cols))
@@ -71,14 +73,18 @@ def render() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--write", type=Path, help="replace the section between the markers in this file")
+    ap.add_argument(
+        "--write", type=Path, help="replace the section between the markers in this file"
+    )
     a = ap.parse_args()
     text = render()
     if a.write:
         readme = a.write.read_text()
         block = f"{START}\n\n{text}\n{END}"
         if END in readme:
-            readme = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: block, readme, flags=re.S)
+            readme = re.sub(
+                re.escape(START) + ".*?" + re.escape(END), lambda _m: block, readme, flags=re.S
+            )
         else:
             readme = readme.replace(START, block)
         a.write.write_text(readme)

@@ -66,20 +66,36 @@ class ServerProc:
     def start(self, timeout: float = 60.0) -> None:
         log = (self.home / "server-test.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aistack", "up", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "aistack",
+                "up",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + (self.home / "server-test.log").read_text()[-3000:])
+                raise RuntimeError(
+                    "server exited:\n" + (self.home / "server-test.log").read_text()[-3000:]
+                )
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not start:\n" + (self.home / "server-test.log").read_text()[-3000:])
+        raise RuntimeError(
+            "server did not start:\n" + (self.home / "server-test.log").read_text()[-3000:]
+        )
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -101,10 +117,15 @@ def make_server(tmp_path: Path, **env_extra: str) -> ServerProc:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTACK_", "MLFLOW_"))}
-    env.update({
-        "AISTACK_HOME": str(home), "AISTACK_PORT": str(port), "AISTACK_CPUS": "2",
-        "AISTACK_MLFLOW_ENABLED": "false", "AISTACK_CANCEL_GRACE_S": "2",
-    })
+    env.update(
+        {
+            "AISTACK_HOME": str(home),
+            "AISTACK_PORT": str(port),
+            "AISTACK_CPUS": "2",
+            "AISTACK_MLFLOW_ENABLED": "false",
+            "AISTACK_CANCEL_GRACE_S": "2",
+        }
+    )
     env.update(env_extra)
     return ServerProc(url=f"http://127.0.0.1:{port}", home=home, port=port, env=env)
 

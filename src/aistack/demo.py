@@ -56,9 +56,13 @@ def ensure_server() -> Client:
         pass
     with console.status("starting the platform (aistack up --detach)…"):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "aistack", "up", "--detach"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "aistack", "up", "--detach"], check=True, capture_output=True
+        )
     c = Client()
-    console.print(f"[green]✓[/green] platform started at {c.url} in {time.perf_counter() - t0:.1f} s")
+    console.print(
+        f"[green]✓[/green] platform started at {c.url} in {time.perf_counter() - t0:.1f} s"
+    )
     return c
 
 
@@ -74,7 +78,9 @@ def run_job(c: Client, spec: dict[str, Any], title: str, *, timeout: float = 900
             tail = c.logs(job["id"])["text"].strip().splitlines()
             if tail and tail[-1] != last:
                 last = tail[-1]
-            st.update(f"{title}: job {job['id']} {j['state']} ({time.perf_counter() - t0:.0f} s) {last[-90:]}")
+            st.update(
+                f"{title}: job {job['id']} {j['state']} ({time.perf_counter() - t0:.0f} s) {last[-90:]}"
+            )
             if time.perf_counter() - t0 > timeout:
                 c.cancel(job["id"])
                 raise SystemExit(f"{title}: job {job['id']} took longer than {timeout:.0f} s")
@@ -82,7 +88,9 @@ def run_job(c: Client, spec: dict[str, Any], title: str, *, timeout: float = 900
     if j["state"] != "SUCCEEDED":
         console.print(c.logs(job["id"])["text"][-3000:])
         raise SystemExit(f"{title}: job {job['id']} {j['state']}: {j.get('failure_reason')}")
-    console.print(f"[green]✓[/green] {title}: job {job['id']} succeeded in {time.perf_counter() - t0:.1f} s")
+    console.print(
+        f"[green]✓[/green] {title}: job {job['id']} succeeded in {time.perf_counter() - t0:.1f} s"
+    )
     return j
 
 
@@ -93,7 +101,9 @@ def step_corpus(c: Client, work: Path) -> str:
     ds = Datasets.from_settings()
     try:
         v = ds.resolve(f"{CORPUS}@latest")
-        console.print(f"[green]✓[/green] a+b. reusing the corpus {v.ref} ({v.files} files, {v.bytes / 1e6:.2f} MB) — no re-crawl")
+        console.print(
+            f"[green]✓[/green] a+b. reusing the corpus {v.ref} ({v.files} files, {v.bytes / 1e6:.2f} MB) — no re-crawl"
+        )
         _print_report((v.metadata or {}).get("webdata_report"))
         return v.ref
     except NotFoundError:
@@ -101,27 +111,46 @@ def step_corpus(c: Client, work: Path) -> str:
     # a. crawl the Python documentation served by pydoc on 127.0.0.1
     port = _free_port()
     # pydoc's server quits when its stdin reaches EOF: keep a pipe open
-    pydoc = subprocess.Popen([sys.executable, "-m", "pydoc", "-n", "127.0.0.1", "-p", str(port)], stdin=subprocess.PIPE,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pydoc = subprocess.Popen(
+        [sys.executable, "-m", "pydoc", "-n", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/")
         warc = work / "warc"
-        run_job(c, {
-            "name": "demo-crawl", "project": "demo",
-            "command": (f"aistack webdata crawl http://127.0.0.1:{port}/ --out {warc} --max-pages 150 "
-                        f"--max-depth 3 --delay 0.02 --allowed-domain 127.0.0.1"),
-            "resources": {"cpus": 1}, "workdir": str(work),
-        }, "a. crawl pydoc's Python documentation into WARC")
+        run_job(
+            c,
+            {
+                "name": "demo-crawl",
+                "project": "demo",
+                "command": (
+                    f"aistack webdata crawl http://127.0.0.1:{port}/ --out {warc} --max-pages 150 "
+                    f"--max-depth 3 --delay 0.02 --allowed-domain 127.0.0.1"
+                ),
+                "resources": {"cpus": 1},
+                "workdir": str(work),
+            },
+            "a. crawl pydoc's Python documentation into WARC",
+        )
     finally:
         pydoc.terminate()
     # b. the web-data pipeline, registered as a dataset version
     pipeline = work / "pipeline.yaml"
     pipeline.write_text(PIPELINE.format(warc=work / "warc", out=work / "corpus", name=CORPUS))
-    run_job(c, {
-        "name": "demo-corpus", "project": "demo",
-        "command": f"aistack webdata run {pipeline} --workers 2 --fresh",
-        "resources": {"cpus": 2}, "workdir": str(work),
-    }, "b. extract → filter → dedup → tokenize → register")
+    run_job(
+        c,
+        {
+            "name": "demo-corpus",
+            "project": "demo",
+            "command": f"aistack webdata run {pipeline} --workers 2 --fresh",
+            "resources": {"cpus": 2},
+            "workdir": str(work),
+        },
+        "b. extract → filter → dedup → tokenize → register",
+    )
     v = ds.resolve(f"{CORPUS}@latest")
     console.print(f"    registered {v.ref}: {v.files} files, {v.bytes / 1e6:.2f} MB")
     _print_report((v.metadata or {}).get("webdata_report"))
@@ -157,15 +186,27 @@ def _print_report(report: Any) -> None:
     for col in ("step", "docs in", "docs out", "dropped", "reasons"):
         t.add_column(col)
     for name, s in report["steps"].items():
-        reasons = {k.split("/", 1)[1]: v for k, v in drops.items() if k.startswith(name + "/") and v}
+        reasons = {
+            k.split("/", 1)[1]: v for k, v in drops.items() if k.startswith(name + "/") and v
+        }
         if name == "read":
-            reasons = {"WARC records that are not HTML responses (requests, robots.txt)": s.get("in", 0) - s.get("out", 0)}
-        t.add_row(name, str(s.get("in", "")), str(s.get("out", "")), str(s.get("in", 0) - s.get("out", 0)),
-                  ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
+            reasons = {
+                "WARC records that are not HTML responses (requests, robots.txt)": s.get("in", 0)
+                - s.get("out", 0)
+            }
+        t.add_row(
+            name,
+            str(s.get("in", "")),
+            str(s.get("out", "")),
+            str(s.get("in", 0) - s.get("out", 0)),
+            ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])),
+        )
     console.print(t)
-    console.print(f"    {report.get('documents_out')} documents, {report.get('tokens')} tokens "
-                  f"(vocabulary {report.get('vocab_size')}, {report.get('shard_dtype')} shards); "
-                  f"languages {report.get('languages')}")
+    console.print(
+        f"    {report.get('documents_out')} documents, {report.get('tokens')} tokens "
+        f"(vocabulary {report.get('vocab_size')}, {report.get('shard_dtype')} shards); "
+        f"languages {report.get('languages')}"
+    )
 
 
 def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
@@ -182,14 +223,26 @@ def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         gpus = 0
     res: dict[str, Any] = {"gpus": gpus, "cpus": 2} if gpus else {"cpus": 2}
-    cmd = (f"python -m aistack.train.run --data '{data}/shard-*.bin' --tokenizer {data}/tokenizer.json --eos-id 0 --run-name demo-gpt-v{v.version}-$AISTACK_JOB_ID "
-           f"--max-steps {TRAIN_STEPS} --seq-len 64 --n-layer 2 --n-head 4 --n-embd 128 "
-           f"--micro-batch-size 8 --checkpoint-every 40 --log-every 10 --mlflow --save-model")
-    return run_job(c, {
-        "name": "demo-train", "project": "demo", "command": cmd, "distributed": "torch",
-        "procs_per_node": max(1, gpus) if gpus else 2, "resources": res, "inputs": [corpus_ref],
-        "workdir": str(work), "retries": 1,
-    }, f"c. train the reference GPT (DDP × {max(gpus, 2) if not gpus else gpus}, MLflow, checkpoints)")
+    cmd = (
+        f"python -m aistack.train.run --data '{data}/shard-*.bin' --tokenizer {data}/tokenizer.json --eos-id 0 --run-name demo-gpt-v{v.version}-$AISTACK_JOB_ID "
+        f"--max-steps {TRAIN_STEPS} --seq-len 64 --n-layer 2 --n-head 4 --n-embd 128 "
+        f"--micro-batch-size 8 --checkpoint-every 40 --log-every 10 --mlflow --save-model"
+    )
+    return run_job(
+        c,
+        {
+            "name": "demo-train",
+            "project": "demo",
+            "command": cmd,
+            "distributed": "torch",
+            "procs_per_node": max(1, gpus) if gpus else 2,
+            "resources": res,
+            "inputs": [corpus_ref],
+            "workdir": str(work),
+            "retries": 1,
+        },
+        f"c. train the reference GPT (DDP × {max(gpus, 2) if not gpus else gpus}, MLflow, checkpoints)",
+    )
 
 
 def step_register(c: Client, job: dict[str, Any]) -> dict[str, Any]:
@@ -197,9 +250,15 @@ def step_register(c: Client, job: dict[str, Any]) -> dict[str, Any]:
 
     run_id = job.get("mlflow_run_id")
     if not run_id:
-        raise SystemExit("the training job has no MLflow run (is MLflow embedded? see the server log)")
-    mv = registry.register_from_run(run_id, MODEL, "model", tracking_uri=c.url + "/mlflow", token=c.token)
-    console.print(f"[green]✓[/green] c. registered {MODEL} v{mv['version']} from run {run_id[:12]} (job {job['id']})")
+        raise SystemExit(
+            "the training job has no MLflow run (is MLflow embedded? see the server log)"
+        )
+    mv = registry.register_from_run(
+        run_id, MODEL, "model", tracking_uri=c.url + "/mlflow", token=c.token
+    )
+    console.print(
+        f"[green]✓[/green] c. registered {MODEL} v{mv['version']} from run {run_id[:12]} (job {job['id']})"
+    )
     return mv
 
 
@@ -208,10 +267,16 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
     from aistack.serving import manager
 
     uri = c.url + "/mlflow"
-    res = registry.promote(MODEL, int(mv["version"]), "production", [GATE], tracking_uri=uri, token=c.token)
-    console.print(f"[green]✓[/green] d. promoted {MODEL} v{mv['version']} to production through the gate {GATE!r}")
+    res = registry.promote(
+        MODEL, int(mv["version"]), "production", [GATE], tracking_uri=uri, token=c.token
+    )
+    console.print(
+        f"[green]✓[/green] d. promoted {MODEL} v{mv['version']} to production through the gate {GATE!r}"
+    )
     for chk in res.to_dict().get("checks", []):
-        console.print(f"    {chk['condition']}: actual {chk['actual']} → {'pass' if chk['passed'] else 'fail'}")
+        console.print(
+            f"    {chk['condition']}: actual {chk['actual']} → {'pass' if chk['passed'] else 'fail'}"
+        )
     # the service controller and its replicas load the model from the registry
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["MLFLOW_TRACKING_TOKEN"] = c.token or ""
@@ -221,19 +286,33 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
             st = manager.status(SERVICE)
             st = manager.update(SERVICE, f"{MODEL}@production")
         except Exception:  # noqa: BLE001 - not deployed yet
-            st = manager.deploy(f"{MODEL}@production", name=SERVICE, min_replicas=1, max_replicas=2,
-                                launcher="jobs", project="demo", wait_ready_s=300)
+            st = manager.deploy(
+                f"{MODEL}@production",
+                name=SERVICE,
+                min_replicas=1,
+                max_replicas=2,
+                launcher="jobs",
+                project="demo",
+                wait_ready_s=300,
+            )
     url = st["url"]
     console.print(f"[green]✓[/green] d. service {SERVICE} at {url}")
     import httpx
 
-    body = {"model": SERVICE, "prompt": "The Python standard library", "max_tokens": 32, "temperature": 0.8}
+    body = {
+        "model": SERVICE,
+        "prompt": "The Python standard library",
+        "max_tokens": 32,
+        "temperature": 0.8,
+    }
     t0 = time.perf_counter()
     r = httpx.post(url + "/v1/completions", json=body, timeout=120)
     r.raise_for_status()
     text = " ".join(r.json()["choices"][0]["text"].split())  # pydoc pages are full of &nbsp;
-    console.print(f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms, a tiny model "
-                  f"trained for {TRAIN_STEPS} steps on CPU): [bold]{body['prompt']}[/bold] {text}")
+    console.print(
+        f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms, a tiny model "
+        f"trained for {TRAIN_STEPS} steps on CPU): [bold]{body['prompt']}[/bold] {text}"
+    )
 
 
 def step_cost(c: Client) -> None:
@@ -242,11 +321,20 @@ def step_cost(c: Client) -> None:
     for col in ("job", "CPU-hours", "GPU-hours", "cost at cloud on-demand prices"):
         t.add_column(col)
     for r in rep.get("by_job", []):
-        t.add_row(r["key"], f"{r['cpu_hours']:.4f} h", f"{r['gpu_hours']:.4f} h", f"${r['cost_usd']:.5f}")
+        t.add_row(
+            r["key"], f"{r['cpu_hours']:.4f} h", f"{r['gpu_hours']:.4f} h", f"${r['cost_usd']:.5f}"
+        )
     tot = rep["total"]
-    t.add_row("[bold]total[/bold]", f"{tot['cpu_hours']:.4f} h", f"{tot['gpu_hours']:.4f} h", f"${tot['cost_usd']:.5f}")
+    t.add_row(
+        "[bold]total[/bold]",
+        f"{tot['cpu_hours']:.4f} h",
+        f"{tot['gpu_hours']:.4f} h",
+        f"${tot['cost_usd']:.5f}",
+    )
     console.print(t)
-    console.print(f"    cloud on-demand ${rep.get('cloud_on_demand_usd') or 0:.5f} vs on-premises ${rep.get('onprem_usd') or 0:.5f} for the same usage")
+    console.print(
+        f"    cloud on-demand ${rep.get('cloud_on_demand_usd') or 0:.5f} vs on-premises ${rep.get('onprem_usd') or 0:.5f} for the same usage"
+    )
     if rep.get("recommendation"):
         console.print(f"    {rep['recommendation']}")
 
@@ -282,7 +370,9 @@ def _wait_http(url: str, timeout: float = 20) -> None:
 def main() -> None:
     t0 = time.perf_counter()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    console.rule("[bold]aistack demo[/bold]: crawl → corpus → train → track → register → serve → cost")
+    console.rule(
+        "[bold]aistack demo[/bold]: crawl → corpus → train → track → register → serve → cost"
+    )
     settings = get_settings()
     work = settings.home / "demo"
     work.mkdir(parents=True, exist_ok=True)
@@ -290,18 +380,28 @@ def main() -> None:
     corpus = step_corpus(c, work)
     state_file = work / "state.json"
     state = _read_state(state_file)
-    if state.get("corpus") == corpus and state.get("model_version") and _model_exists(c, int(state["model_version"])):
+    if (
+        state.get("corpus") == corpus
+        and state.get("model_version")
+        and _model_exists(c, int(state["model_version"]))
+    ):
         mv = {"version": state["model_version"]}
-        console.print(f"[green]✓[/green] c. reusing {MODEL} v{mv['version']}, trained on {corpus} by job {state.get('job')} — no re-training")
+        console.print(
+            f"[green]✓[/green] c. reusing {MODEL} v{mv['version']}, trained on {corpus} by job {state.get('job')} — no re-training"
+        )
     else:
         job = step_train(c, work, corpus)
         mv = step_register(c, job)
-        state_file.write_text(json.dumps({"corpus": corpus, "job": job["id"], "model_version": mv["version"]}))
+        state_file.write_text(
+            json.dumps({"corpus": corpus, "job": job["id"], "model_version": mv["version"]})
+        )
     step_promote_serve(c, mv)
     step_cost(c)
     console.rule(f"done in {time.perf_counter() - t0:.0f} s")
-    console.print(f"dashboard: [bold]{c.url}/[/bold] (token: {settings.token_file}); MLflow: {c.url}/mlflow/ ; "
-                  f"stop everything with `.venv/bin/aistack serve delete {SERVICE}` and `.venv/bin/aistack down`")
+    console.print(
+        f"dashboard: [bold]{c.url}/[/bold] (token: {settings.token_file}); MLflow: {c.url}/mlflow/ ; "
+        f"stop everything with `.venv/bin/aistack serve delete {SERVICE}` and `.venv/bin/aistack down`"
+    )
 
 
 if __name__ == "__main__":

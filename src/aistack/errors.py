@@ -38,7 +38,12 @@ class AistackError(Exception):
         super().__init__(message if not hint else f"{message} ({hint})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "details": self.details,
+        }
 
 
 class UserError(AistackError):
@@ -120,7 +125,9 @@ def from_dict(data: dict[str, Any]) -> AistackError:
     """Rebuild an error sent by the server (the inverse of ``to_dict``)."""
     cls = _BY_CODE.get(str(data.get("code")), AistackError)
     err = cls.__new__(cls)
-    AistackError.__init__(err, str(data.get("message", "")), hint=data.get("hint"), **(data.get("details") or {}))
+    AistackError.__init__(
+        err, str(data.get("message", "")), hint=data.get("hint"), **(data.get("details") or {})
+    )
     return err
 
 

@@ -23,7 +23,9 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration_s(value: str | int | float | None, *, field_name: str = "max_runtime") -> float | None:
+def parse_duration_s(
+    value: str | int | float | None, *, field_name: str = "max_runtime"
+) -> float | None:
     """'90s', '30m', '2h', '1d' or seconds → seconds."""
     if value is None:
         return None
@@ -142,14 +144,18 @@ def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationErr
         else:
             msg = str(e["msg"]).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}")
-    return ValidationError(f"invalid job spec ({source}): " + "; ".join(problems), problems=problems)
+    return ValidationError(
+        f"invalid job spec ({source}): " + "; ".join(problems), problems=problems
+    )
 
 
 def parse_spec(data: dict[str, Any] | JobSpec, *, source: str = "spec") -> JobSpec:
     if isinstance(data, JobSpec):
         return data
     if not isinstance(data, dict):
-        raise ValidationError(f"invalid job spec ({source}): expected a mapping of keys, got {type(data).__name__}")
+        raise ValidationError(
+            f"invalid job spec ({source}): expected a mapping of keys, got {type(data).__name__}"
+        )
     try:
         return JobSpec.model_validate(data)
     except PydanticValidationError as err:
@@ -161,7 +167,9 @@ def parse_spec(data: dict[str, Any] | JobSpec, *, source: str = "spec") -> JobSp
 def load_spec_file(path: str | Path) -> JobSpec:
     p = Path(path)
     if not p.exists():
-        raise ValidationError(f"job file {str(p)!r} not found", hint="give the path of a YAML job spec")
+        raise ValidationError(
+            f"job file {str(p)!r} not found", hint="give the path of a YAML job spec"
+        )
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -175,7 +183,8 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
     if not nodes:
         return
     fits = [
-        n for n in nodes
+        n
+        for n in nodes
         if len(n.gpus) >= r.gpus
         and n.cpus >= r.cpus
         and (r.memory_mb <= n.memory_mb)
@@ -191,7 +200,9 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
             f"resources.gpus: asks for {r.gpus} GPUs per node but the largest node has {max_gpus}",
             hint="lower resources.gpus, or use resources.nodes to spread over several nodes",
         )
-    if r.gpu_type and not any((n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0 for n in nodes):
+    if r.gpu_type and not any(
+        (n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0 for n in nodes
+    ):
         types = sorted({n.gpu_type for n in nodes if n.gpu_type}) or ["none"]
         raise ValidationError(
             f"resources.gpu_type: no node has a {r.gpu_type!r} GPU (available: {', '.join(types)})",

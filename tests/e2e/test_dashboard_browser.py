@@ -30,7 +30,9 @@ def _register_model(srv, name: str, val_loss: float) -> None:  # type: ignore[no
             mlflow.log_text("weights", "model/weights.txt")
         from aistack.mlops.registry import register_from_run
 
-        register_from_run(run.info.run_id, name, "model", tracking_uri=srv.url + "/mlflow", token=srv.token)
+        register_from_run(
+            run.info.run_id, name, "model", tracking_uri=srv.url + "/mlflow", token=srv.token
+        )
     finally:
         os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
 
@@ -53,7 +55,9 @@ def test_dashboard_end_to_end(browser, mlflow_server, shots: Path) -> None:  # t
         page.goto(f"{srv.url}/#/{name}")
         page.wait_for_timeout(1200)
         assert page.locator("main h2").first.inner_text().lower().startswith(name[:4])
-        assert page.locator("main .error").count() == 0, page.locator("main .error").all_inner_texts()
+        assert page.locator("main .error").count() == 0, page.locator(
+            "main .error"
+        ).all_inner_texts()
         page.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
 
     # submit a job from the form and watch it finish, then read its logs
@@ -63,7 +67,10 @@ def test_dashboard_end_to_end(browser, mlflow_server, shots: Path) -> None:  # t
     page.wait_for_selector("#submitted-link")
     page.click("#submitted-link")
     page.wait_for_selector("#kpis .state.SUCCEEDED", timeout=60_000)
-    page.wait_for_function("document.querySelector('#logs').textContent.includes('hello-from-the-dashboard')", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#logs').textContent.includes('hello-from-the-dashboard')",
+        timeout=30_000,
+    )
     page.screenshot(path=str(shots / "dashboard-job.png"), full_page=True)
 
     # a gate that fails is refused with the reason; one that holds promotes

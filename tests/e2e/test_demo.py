@@ -15,7 +15,13 @@ pytestmark = pytest.mark.slow
 
 
 def _run(env: dict[str, str], timeout: float = 900) -> str:
-    p = subprocess.run([sys.executable, "-m", "aistack.demo"], env=env, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "aistack.demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
     return out
@@ -30,8 +36,16 @@ def test_demo_twice(tmp_path: Path) -> None:
     env.update({"AISTACK_HOME": str(home), "AISTACK_PORT": str(port), "COLUMNS": "200"})
     try:
         first = _run(env)
-        for step in ("a. crawl", "b. extract", "c. train", "c. registered demo-gpt v1", "d. promoted demo-gpt v1",
-                     "/v1/completions", "cost of what ran", "dashboard: http://127.0.0.1:"):
+        for step in (
+            "a. crawl",
+            "b. extract",
+            "c. train",
+            "c. registered demo-gpt v1",
+            "d. promoted demo-gpt v1",
+            "/v1/completions",
+            "cost of what ran",
+            "dashboard: http://127.0.0.1:",
+        ):
             assert step in first, (step, first[-3000:])
         assert "documents," in first and "tokens" in first
         second = _run(env)
@@ -39,8 +53,15 @@ def test_demo_twice(tmp_path: Path) -> None:
         assert "reusing demo-gpt v1" in second and "no re-training" in second
         assert "c. train the reference GPT" not in second
     finally:
-        subprocess.run([sys.executable, "-m", "aistack", "serve", "delete", "demo-gpt"], env=env, capture_output=True, timeout=60)
-        subprocess.run([sys.executable, "-m", "aistack", "down"], env=env, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "aistack", "serve", "delete", "demo-gpt"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "aistack", "down"], env=env, capture_output=True, timeout=60
+        )
         from aistack.testing.procs import kill_processes_of_home
 
         kill_processes_of_home(home)

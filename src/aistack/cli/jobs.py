@@ -21,8 +21,15 @@ from aistack.errors import ValidationError
 from aistack.settings import get_settings
 
 STATE_STYLE = {
-    "QUEUED": "yellow", "RUNNING": "cyan", "STARTING": "cyan", "SUCCEEDED": "green",
-    "FAILED": "red", "CANCELLED": "magenta", "TIMEOUT": "red", "CANCELLING": "magenta", "PREEMPTING": "magenta",
+    "QUEUED": "yellow",
+    "RUNNING": "cyan",
+    "STARTING": "cyan",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "magenta",
+    "TIMEOUT": "red",
+    "CANCELLING": "magenta",
+    "PREEMPTING": "magenta",
 }
 
 
@@ -30,8 +37,12 @@ STATE_STYLE = {
 def up(
     host: str = typer.Option(None, help="address to bind (default 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default 8765)"),
-    detach: bool = typer.Option(False, "--detach", "-d", help="run in the background; `aistack down` stops it"),
-    timeout: float = typer.Option(60.0, help="with --detach: seconds to wait for the server to answer"),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="run in the background; `aistack down` stops it"
+    ),
+    timeout: float = typer.Option(
+        60.0, help="with --detach: seconds to wait for the server to answer"
+    ),
 ) -> None:
     """Start the aistack server (API, scheduler, executor, MLflow, dashboard)."""
     settings = get_settings()
@@ -43,7 +54,10 @@ def up(
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "aistack", "up", "--host", host, "--port", str(port)],
-                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + timeout
@@ -51,7 +65,9 @@ def up(
 
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err_console.print(f"[red]the server exited (code {proc.returncode}); see {log_path}[/red]")
+                err_console.print(
+                    f"[red]the server exited (code {proc.returncode}); see {log_path}[/red]"
+                )
                 err_console.print(log_path.read_text()[-2000:])
                 raise typer.Exit(1)
             try:
@@ -61,13 +77,19 @@ def up(
                 pass
             time.sleep(0.2)
         else:
-            err_console.print(f"[red]the server did not answer within {timeout:g} s; see {log_path}[/red]")
+            err_console.print(
+                f"[red]the server did not answer within {timeout:g} s; see {log_path}[/red]"
+            )
             raise typer.Exit(1)
-        console.print(f"aistack server running at [bold]{url}[/bold] (pid {proc.pid}); dashboard: {url}/ ; stop with `aistack down`")
+        console.print(
+            f"aistack server running at [bold]{url}[/bold] (pid {proc.pid}); dashboard: {url}/ ; stop with `aistack down`"
+        )
         return
     from aistack.server.main import run
 
-    console.print(f"aistack server on http://{host}:{port} (token in {settings.token_file}); Ctrl-C to stop")
+    console.print(
+        f"aistack server on http://{host}:{port} (token in {settings.token_file}); Ctrl-C to stop"
+    )
     run(settings, host, port)
 
 
@@ -110,14 +132,26 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     counts: dict[str, int] = {}
     for j in jobs:
         counts[j["state"]] = counts.get(j["state"], 0) + 1
-    data = {"server": c.url, "health": h, "active_jobs": counts, "cluster": cl["totals"], "executor": cl["executor"]}
+    data = {
+        "server": c.url,
+        "health": h,
+        "active_jobs": counts,
+        "cluster": cl["totals"],
+        "executor": cl["executor"],
+    }
     if as_json:
         print_json(data)
         return
-    console.print(f"server {c.url}: {h['status']} (version {h['version']}, executor {h['executor']}, up {fmt_duration(h['uptime_s'])})")
+    console.print(
+        f"server {c.url}: {h['status']} (version {h['version']}, executor {h['executor']}, up {fmt_duration(h['uptime_s'])})"
+    )
     t = cl["totals"]
-    console.print(f"GPUs {t['gpus_allocated']}/{t['gpus']} allocated, CPUs {t['cpus_allocated']}/{t['cpus']} allocated")
-    console.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none active"))
+    console.print(
+        f"GPUs {t['gpus_allocated']}/{t['gpus']} allocated, CPUs {t['cpus_allocated']}/{t['cpus']} allocated"
+    )
+    console.print(
+        "jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none active")
+    )
 
 
 def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> dict[str, Any]:
@@ -128,14 +162,20 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
 
         p = Path(file)
         if not p.exists():
-            raise ValidationError(f"job file {file!r} not found", hint="give the path of a YAML job spec, or use --cmd")
+            raise ValidationError(
+                f"job file {file!r} not found",
+                hint="give the path of a YAML job spec, or use --cmd",
+            )
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ValidationError(f"{file}: a job spec is a YAML mapping (key: value lines)")
     elif cmd:
         data = {"command": cmd}
     else:
-        raise ValidationError("nothing to submit", hint="aistack submit job.yaml, or aistack submit --cmd 'python train.py'")
+        raise ValidationError(
+            "nothing to submit",
+            hint="aistack submit job.yaml, or aistack submit --cmd 'python train.py'",
+        )
     res = dict(data.get("resources") or {})
     for k in ("gpus", "cpus", "memory", "nodes", "gpu_type"):
         if opts.get(k) is not None:
@@ -164,19 +204,40 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
 def submit(
     file: str = typer.Argument(None, help="job spec (YAML)"),
     cmd: str = typer.Option(None, "--cmd", "-c", help="a command line instead of a file"),
-    name: str = typer.Option(None), project: str = typer.Option(None),
-    gpus: int = typer.Option(None), cpus: int = typer.Option(None), memory: str = typer.Option(None),
-    nodes: int = typer.Option(None), gpu_type: str = typer.Option(None),
-    priority: int = typer.Option(None), max_runtime: str = typer.Option(None), retries: int = typer.Option(None),
+    name: str = typer.Option(None),
+    project: str = typer.Option(None),
+    gpus: int = typer.Option(None),
+    cpus: int = typer.Option(None),
+    memory: str = typer.Option(None),
+    nodes: int = typer.Option(None),
+    gpu_type: str = typer.Option(None),
+    priority: int = typer.Option(None),
+    max_runtime: str = typer.Option(None),
+    retries: int = typer.Option(None),
     distributed: str = typer.Option(None, help="torch | jax | tensorflow | mxnet"),
     env: list[str] = typer.Option(None, "--env", "-e", help="KEY=VALUE (repeatable)"),
     workdir: str = typer.Option(None, help="default: the current directory"),
-    wait_: bool = typer.Option(False, "--wait", help="block until the job ends; exit 0 only if it succeeded"),
+    wait_: bool = typer.Option(
+        False, "--wait", help="block until the job ends; exit 0 only if it succeeded"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Submit a job; prints its id."""
-    opts = dict(name=name, project=project, gpus=gpus, cpus=cpus, memory=memory, nodes=nodes, gpu_type=gpu_type,
-                priority=priority, max_runtime=max_runtime, retries=retries, distributed=distributed, env=env, workdir=workdir)
+    opts = dict(
+        name=name,
+        project=project,
+        gpus=gpus,
+        cpus=cpus,
+        memory=memory,
+        nodes=nodes,
+        gpu_type=gpu_type,
+        priority=priority,
+        max_runtime=max_runtime,
+        retries=retries,
+        distributed=distributed,
+        env=env,
+        workdir=workdir,
+    )
     data = _spec_from_args(file, cmd, opts)
     c = client()
     job = c.submit(data)
@@ -191,23 +252,37 @@ def submit(
 def _job_row(j: dict[str, Any]) -> list[str]:
     style = STATE_STYLE.get(j["state"], "")
     res = j.get("resources") or {}
-    req = f"{res.get('gpus', 0)}G/{res.get('cpus', 1)}C" + (f"×{res['nodes']}" if res.get("nodes", 1) > 1 else "")
+    req = f"{res.get('gpus', 0)}G/{res.get('cpus', 1)}C" + (
+        f"×{res['nodes']}" if res.get("nodes", 1) > 1 else ""
+    )
     if j["state"] == "QUEUED":
-        info = (j.get("pending_reason") or "") + (f" (est. start {ago(j['estimated_start'])})" if j.get("estimated_start") else "")
+        info = (j.get("pending_reason") or "") + (
+            f" (est. start {ago(j['estimated_start'])})" if j.get("estimated_start") else ""
+        )
     elif j["state"] in ("FAILED", "TIMEOUT", "CANCELLED"):
         info = f"exit {j['exit_code']}: {j.get('failure_reason') or ''}"
     elif j.get("devices"):
         info = "; ".join(f"{n}: gpus {v['gpus']} cpus {v['cpus']}" for n, v in j["devices"].items())
     else:
         info = ""
-    return [j["id"], j["name"], j["project"], f"[{style}]{j['state']}[/{style}]", req, ago(j["submitted_at"]), info[:120]]
+    return [
+        j["id"],
+        j["name"],
+        j["project"],
+        f"[{style}]{j['state']}[/{style}]",
+        req,
+        ago(j["submitted_at"]),
+        info[:120],
+    ]
 
 
 @app.command("jobs")
 def jobs_cmd(
     all_: bool = typer.Option(False, "--all", "-a", help="include finished jobs"),
-    project: str = typer.Option(None), state: list[str] = typer.Option(None, "--state"),
-    limit: int = typer.Option(50), as_json: bool = typer.Option(False, "--json"),
+    project: str = typer.Option(None),
+    state: list[str] = typer.Option(None, "--state"),
+    limit: int = typer.Option(50),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List jobs with their pending reasons (active ones unless --all)."""
     rows = client().list_jobs(all=all_, project=project, state=state, limit=limit)
@@ -229,14 +304,21 @@ def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = 
         err_console.print(str(exc))
         raise typer.Exit(124) from None
     if not quiet:
-        reason = f" ({job['failure_reason']})" if job.get("failure_reason") and job["state"] != "SUCCEEDED" else ""
+        reason = (
+            f" ({job['failure_reason']})"
+            if job.get("failure_reason") and job["state"] != "SUCCEEDED"
+            else ""
+        )
         err_console.print(f"job {job['id']} {job['state']} exit code {job['exit_code']}{reason}")
     raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
 
 
 @app.command()
-def wait(job_id: str, timeout: float = typer.Option(None, help="seconds; exit 124 when it passes"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def wait(
+    job_id: str,
+    timeout: float = typer.Option(None, help="seconds; exit 124 when it passes"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Block until the job ends. Exit code 0 only for SUCCEEDED."""
     c = client()
     if as_json:
@@ -251,8 +333,11 @@ def wait(job_id: str, timeout: float = typer.Option(None, help="seconds; exit 12
 
 
 @app.command()
-def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"),
-         attempt: int = typer.Option(None, help="an earlier attempt (retries)")) -> None:
+def logs(
+    job_id: str,
+    follow: bool = typer.Option(False, "--follow", "-f"),
+    attempt: int = typer.Option(None, help="an earlier attempt (retries)"),
+) -> None:
     """Print a job's output (stdout and stderr)."""
     c = client()
     if follow:
@@ -293,15 +378,35 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
         t.add_column(col)
     for n in data["nodes"]:
         cpu_pct = f"{n['cpu_percent']:.0f} %" if n.get("cpu_percent") is not None else "-"
-        mem_used = f"{n['memory_used_mb'] / 1024:.1f}/{n['memory_mb'] / 1024:.1f} GiB used" if n.get("memory_used_mb") is not None else f"{n['memory_mb'] / 1024:.1f} GiB"
+        mem_used = (
+            f"{n['memory_used_mb'] / 1024:.1f}/{n['memory_mb'] / 1024:.1f} GiB used"
+            if n.get("memory_used_mb") is not None
+            else f"{n['memory_mb'] / 1024:.1f} GiB"
+        )
         jobs = sorted(set(n["cpu_jobs"].values()))
-        t.add_row(n["name"], f"{n['cpus']} CPUs", "", mem_used, f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}", cpu_pct)
+        t.add_row(
+            n["name"],
+            f"{n['cpus']} CPUs",
+            "",
+            mem_used,
+            f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}",
+            cpu_pct,
+        )
         for g in n["gpus"]:
             util = f"{g['util_percent']:.0f} %" if g.get("util_percent") is not None else "-"
-            t.add_row("", f"GPU {g['index']}", g["name"], f"{g['memory_mb'] / 1024:.0f} GiB", g["job"] or "-", util)
+            t.add_row(
+                "",
+                f"GPU {g['index']}",
+                g["name"],
+                f"{g['memory_mb'] / 1024:.0f} GiB",
+                g["job"] or "-",
+                util,
+            )
     console.print(t)
     tot = data["totals"]
-    console.print(f"GPUs allocated {tot['gpus_allocated']}/{tot['gpus']}, CPUs allocated {tot['cpus_allocated']}/{tot['cpus']}; last scheduling pass {data['scheduler']['last_pass_ms']} ms")
+    console.print(
+        f"GPUs allocated {tot['gpus_allocated']}/{tot['gpus']}, CPUs allocated {tot['cpus_allocated']}/{tot['cpus']}; last scheduling pass {data['scheduler']['last_pass_ms']} ms"
+    )
 
 
 @app.command()

@@ -20,17 +20,27 @@ def ls(as_json: bool = typer.Option(False, "--json")) -> None:
     for c in ("project", "GPU quota", "share", "monthly budget"):
         t.add_column(c)
     for p in rows:
-        t.add_row(p["name"], "unlimited" if p["gpu_quota"] is None else f"{p['gpu_quota']} GPUs", f"{p['share']:g}",
-                  "-" if p["monthly_budget_usd"] is None else f"${p['monthly_budget_usd']:,.2f}")
+        t.add_row(
+            p["name"],
+            "unlimited" if p["gpu_quota"] is None else f"{p['gpu_quota']} GPUs",
+            f"{p['share']:g}",
+            "-" if p["monthly_budget_usd"] is None else f"${p['monthly_budget_usd']:,.2f}",
+        )
     console.print(t)
 
 
 @app.command("set")
-def set_(name: str, gpu_quota: int = typer.Option(None, help="max GPUs at once"),
-         budget: float = typer.Option(None, help="monthly budget in USD"),
-         share: float = typer.Option(1.0, help="fair-share weight"), as_json: bool = typer.Option(False, "--json")) -> None:
+def set_(
+    name: str,
+    gpu_quota: int = typer.Option(None, help="max GPUs at once"),
+    budget: float = typer.Option(None, help="monthly budget in USD"),
+    share: float = typer.Option(1.0, help="fair-share weight"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     p = client().set_project(name, gpu_quota=gpu_quota, monthly_budget_usd=budget, share=share)
     if as_json:
         print_json(p)
     else:
-        console.print(f"project {p['name']}: quota {p['gpu_quota']} GPUs, share {p['share']}, budget {p['monthly_budget_usd']} USD/month")
+        console.print(
+            f"project {p['name']}: quota {p['gpu_quota']} GPUs, share {p['share']}, budget {p['monthly_budget_usd']} USD/month"
+        )

@@ -33,8 +33,14 @@ def discover_url(settings: Settings) -> str:
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        settings: Settings | None = None,
+    ) -> None:
         from aistack.server.auth import read_token  # small module, no server import cost
 
         self.settings = settings or get_settings()
@@ -86,7 +92,14 @@ class Client:
         body = parse_spec(spec).model_dump(mode="json", exclude_defaults=True)
         return self.request("POST", "/jobs", json=body)  # type: ignore[no-any-return]
 
-    def list_jobs(self, *, state: list[str] | None = None, project: str | None = None, all: bool = True, limit: int = 500) -> list[dict[str, Any]]:
+    def list_jobs(
+        self,
+        *,
+        state: list[str] | None = None,
+        project: str | None = None,
+        all: bool = True,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"all": all, "limit": limit}
         if state:
             params["state"] = state
@@ -125,7 +138,9 @@ class Client:
                     offset, attempt = 0, job["attempt"]
                 time.sleep(poll_s)
 
-    def wait(self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.2
+    ) -> dict[str, Any]:
         """Block until the job reaches a final state; returns the job. TimeoutError after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -140,14 +155,23 @@ class Client:
     def cluster(self) -> dict[str, Any]:
         return self.request("GET", "/cluster")  # type: ignore[no-any-return]
 
-    def set_project(self, name: str, *, gpu_quota: int | None = None, monthly_budget_usd: float | None = None, share: float = 1.0) -> dict[str, Any]:
+    def set_project(
+        self,
+        name: str,
+        *,
+        gpu_quota: int | None = None,
+        monthly_budget_usd: float | None = None,
+        share: float = 1.0,
+    ) -> dict[str, Any]:
         body = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
         return self.request("PUT", f"/projects/{name}", json=body)  # type: ignore[no-any-return]
 
     def projects(self) -> list[dict[str, Any]]:
         return self.request("GET", "/projects")  # type: ignore[no-any-return]
 
-    def allocations(self, *, project: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def allocations(
+        self, *, project: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"project": project, "since": since}.items() if v}
         return self.request("GET", "/usage/allocations", params=params)  # type: ignore[no-any-return]
 
@@ -165,9 +189,13 @@ class Client:
     def plan_catalog(self, kind: str | None = None) -> dict[str, Any]:
         return self.request("GET", "/plan/catalog", params={"kind": kind} if kind else None)  # type: ignore[no-any-return]
 
-    def cost_report(self, *, project: str | None = None, since: str | None = None, sheet: str | None = None) -> dict[str, Any]:
+    def cost_report(
+        self, *, project: str | None = None, since: str | None = None, sheet: str | None = None
+    ) -> dict[str, Any]:
         """GET /cost/report: measured usage priced under a price sheet, budgets, buy-vs-rent advice."""
-        params = {k: v for k, v in {"project": project, "since": since, "sheet": sheet}.items() if v}
+        params = {
+            k: v for k, v in {"project": project, "since": since, "sheet": sheet}.items() if v
+        }
         return self.request("GET", "/cost/report", params=params)  # type: ignore[no-any-return]
 
     # -- datasets and models (read-only views; writes go through the libraries) -------------------
@@ -180,7 +208,9 @@ class Client:
     def models(self) -> list[dict[str, Any]]:
         return self.request("GET", "/models")  # type: ignore[no-any-return]
 
-    def promote(self, name: str, version: int, to: str, require: list[str] | None = None) -> dict[str, Any]:
+    def promote(
+        self, name: str, version: int, to: str, require: list[str] | None = None
+    ) -> dict[str, Any]:
         body = {"version": version, "to": to, "require": require or []}
         return self.request("POST", f"/models/{name}/promote", json=body)  # type: ignore[no-any-return]
 

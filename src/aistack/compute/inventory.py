@@ -46,12 +46,14 @@ def detect_gpus() -> list[GpuDevice]:
         name = nv.nvmlDeviceGetName(h)
         uuid = nv.nvmlDeviceGetUUID(h)
         mem = nv.nvmlDeviceGetMemoryInfo(h).total
-        out.append(GpuDevice(
-            index=i,
-            uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
-            name=name.decode() if isinstance(name, bytes) else str(name),
-            memory_mb=int(mem // 2**20),
-        ))
+        out.append(
+            GpuDevice(
+                index=i,
+                uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                name=name.decode() if isinstance(name, bytes) else str(name),
+                memory_mb=int(mem // 2**20),
+            )
+        )
     return out
 
 

@@ -10,10 +10,22 @@ from aistack.errors import ValidationError
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNIT_MB = {
     "b": 1 / (1024 * 1024),
-    "k": 1 / 1024, "kb": 1 / 1024, "ki": 1 / 1024, "kib": 1 / 1024,
-    "m": 1, "mb": 1, "mi": 1, "mib": 1,
-    "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024,
-    "t": 1024 * 1024, "tb": 1024 * 1024, "ti": 1024 * 1024, "tib": 1024 * 1024,
+    "k": 1 / 1024,
+    "kb": 1 / 1024,
+    "ki": 1 / 1024,
+    "kib": 1 / 1024,
+    "m": 1,
+    "mb": 1,
+    "mi": 1,
+    "mib": 1,
+    "g": 1024,
+    "gb": 1024,
+    "gi": 1024,
+    "gib": 1024,
+    "t": 1024 * 1024,
+    "tb": 1024 * 1024,
+    "ti": 1024 * 1024,
+    "tib": 1024 * 1024,
 }
 
 
@@ -22,10 +34,14 @@ def parse_memory_mb(value: str | int | float | None, *, field_name: str = "memor
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValidationError(f"{field_name}: expected a size such as '16GB' or '512MB', got {value!r}")
+        raise ValidationError(
+            f"{field_name}: expected a size such as '16GB' or '512MB', got {value!r}"
+        )
     if isinstance(value, int | float):
         if value <= 0:
-            raise ValidationError(f"{field_name}: must be positive, got {value!r}", hint="e.g. memory: 16GB")
+            raise ValidationError(
+                f"{field_name}: must be positive, got {value!r}", hint="e.g. memory: 16GB"
+            )
         return int(value)
     m = _MEM_RE.match(str(value))
     if not m:

@@ -32,4 +32,6 @@ def get_executor(settings: Settings) -> Executor:
         return SlurmExecutor(partition=settings.slurm_partition)  # type: ignore[call-arg]
     from aistack.errors import ValidationError
 
-    raise ValidationError(f"AISTACK_EXECUTOR={kind!r} is not known", hint="use local, ray, slurm or memory")
+    raise ValidationError(
+        f"AISTACK_EXECUTOR={kind!r} is not known", hint="use local, ray, slurm or memory"
+    )

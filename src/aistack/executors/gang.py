@@ -23,15 +23,26 @@ def main() -> int:
 
     gpus = [int(g) for g in cfg.get("gpus") or []]
     hosts = cfg.get("hosts") or ["127.0.0.1"]
-    procs = int(cfg.get("procs_per_node") or (len(gpus) if gpus else max(1, len(cfg.get("cpus") or [1]))))
+    procs = int(
+        cfg.get("procs_per_node") or (len(gpus) if gpus else max(1, len(cfg.get("cpus") or [1])))
+    )
     ranks = build_rank_envs(
-        cfg["distributed"], hosts, procs, free_port(), cfg["job_id"],
+        cfg["distributed"],
+        hosts,
+        procs,
+        free_port(),
+        cfg["job_id"],
         gpus_per_host=[gpus] if gpus else None,
     )
     result = run_gang(ranks, cfg["command"], sys.stdout.buffer, cwd=cfg.get("workdir") or None)
-    write_json_atomic(job_dir / "gang_result.json", {
-        "exit_code": result.exit_code, "failed_rank": result.failed_rank, "message": result.message,
-    })
+    write_json_atomic(
+        job_dir / "gang_result.json",
+        {
+            "exit_code": result.exit_code,
+            "failed_rank": result.failed_rank,
+            "message": result.message,
+        },
+    )
     return int(result.exit_code)
 
 

@@ -39,7 +39,9 @@ class LocalExecutor(Executor):
     def launch(self, req: LaunchRequest) -> str:
         d = req.job_dir
         d.mkdir(parents=True, exist_ok=True)
-        alloc = req.allocation.nodes.get(self._node.name) or next(iter(req.allocation.nodes.values()), None)
+        alloc = req.allocation.nodes.get(self._node.name) or next(
+            iter(req.allocation.nodes.values()), None
+        )
         cfg = {
             "job_id": req.job_id,
             "attempt": req.attempt,
@@ -59,15 +61,21 @@ class LocalExecutor(Executor):
         sup_log = (d / "supervisor.log").open("ab")
         proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "aistack.executors.supervisor", str(d)],
-            stdin=subprocess.DEVNULL, stdout=sup_log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=sup_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
         sup_log.close()
         try:
             ctime = psutil.Process(proc.pid).create_time()
         except psutil.Error:
             ctime = time.time()
-        write_json_atomic(d / "supervisor.pid", {"pid": proc.pid, "create_time": ctime, "launched_at": time.time()})
+        write_json_atomic(
+            d / "supervisor.pid",
+            {"pid": proc.pid, "create_time": ctime, "launched_at": time.time()},
+        )
         self._children[str(d)] = proc
         return str(d)
 
@@ -97,17 +105,28 @@ class LocalExecutor(Executor):
         d = Path(handle)
         ex = _read(d / "exit.json")
         if ex is not None:
-            return ExecStatus(state=ex["state"], exit_code=ex.get("exit_code"), reason=ex.get("reason"), node=self._node.name)
+            return ExecStatus(
+                state=ex["state"],
+                exit_code=ex.get("exit_code"),
+                reason=ex.get("reason"),
+                node=self._node.name,
+            )
         sup, info = self._supervisor(handle)
         st = _read(d / "status.json")
         if sup is not None:
             return ExecStatus(
                 state="running" if st else "starting",
-                pid=(st or {}).get("pid"), node=self._node.name,  # type: ignore[arg-type]
+                pid=(st or {}).get("pid"),
+                node=self._node.name,  # type: ignore[arg-type]
             )
         ex = _read(d / "exit.json")  # it may have finished between the two reads
         if ex is not None:
-            return ExecStatus(state=ex["state"], exit_code=ex.get("exit_code"), reason=ex.get("reason"), node=self._node.name)
+            return ExecStatus(
+                state=ex["state"],
+                exit_code=ex.get("exit_code"),
+                reason=ex.get("reason"),
+                node=self._node.name,
+            )
         if not info and time.time() - _mtime(d) < START_GRACE_S:
             return ExecStatus(state="starting", node=self._node.name)
         # the supervisor is gone without an exit record: the job's processes may still be there
@@ -116,7 +135,11 @@ class LocalExecutor(Executor):
                 os.killpg(int(st["pgid"]), signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        return ExecStatus(state="lost", reason="the job's supervisor process is gone (machine restart or kill -9)", node=self._node.name)
+        return ExecStatus(
+            state="lost",
+            reason="the job's supervisor process is gone (machine restart or kill -9)",
+            node=self._node.name,
+        )
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         self._stop(handle, grace_s, "cancel", None)
@@ -126,7 +149,10 @@ class LocalExecutor(Executor):
 
     def _stop(self, handle: str, grace_s: float, kind: str, reason: str | None) -> None:
         d = Path(handle)
-        write_json_atomic(d / "cancel.json", {"grace_s": grace_s, "kind": kind, "reason": reason, "t": time.time()})
+        write_json_atomic(
+            d / "cancel.json",
+            {"grace_s": grace_s, "kind": kind, "reason": reason, "t": time.time()},
+        )
         sup, _ = self._supervisor(handle)
         if sup is not None:
             try:
@@ -150,8 +176,11 @@ class LocalExecutor(Executor):
         except ValueError:
             return None
         return UsageSample(
-            t=float(u["t"]), cpu_percent=float(u.get("cpu_percent", 0)), rss_mb=float(u.get("rss_mb", 0)),
-            gpu_util=u.get("gpu_util"), gpu_mem_mb=u.get("gpu_mem_mb"),
+            t=float(u["t"]),
+            cpu_percent=float(u.get("cpu_percent", 0)),
+            rss_mb=float(u.get("rss_mb", 0)),
+            gpu_util=u.get("gpu_util"),
+            gpu_mem_mb=u.get("gpu_mem_mb"),
         )
 
 

@@ -14,11 +14,18 @@ from aistack.executors.base import ExecStatus, Executor, LaunchRequest
 class MemoryExecutor(Executor):
     name = "memory"
 
-    def __init__(self, nodes: list[Node] | None = None, *, gpus_per_node: int = 4, n_nodes: int = 1) -> None:
+    def __init__(
+        self, nodes: list[Node] | None = None, *, gpus_per_node: int = 4, n_nodes: int = 1
+    ) -> None:
         self._nodes = nodes or [
             Node(
-                name=f"mem{i}", cpus=8, memory_mb=64 * 1024,
-                gpus=tuple(GpuDevice(index=g, uuid=f"GPU-mem{i}-{g}", name="FakeGPU", memory_mb=80 * 1024) for g in range(gpus_per_node)),
+                name=f"mem{i}",
+                cpus=8,
+                memory_mb=64 * 1024,
+                gpus=tuple(
+                    GpuDevice(index=g, uuid=f"GPU-mem{i}-{g}", name="FakeGPU", memory_mb=80 * 1024)
+                    for g in range(gpus_per_node)
+                ),
             )
             for i in range(n_nodes)
         ]
@@ -42,16 +49,26 @@ class MemoryExecutor(Executor):
     def poll(self, handle: str) -> ExecStatus:
         j = self._jobs.get(handle)
         if j is None:
-            return ExecStatus(state="lost", reason="unknown to the in-memory executor (server restarted)")
+            return ExecStatus(
+                state="lost", reason="unknown to the in-memory executor (server restarted)"
+            )
         if j["stopped"]:
             return ExecStatus(state=str(j["stopped"]), exit_code=-15, reason=str(j["stopped"]))  # type: ignore[arg-type]
         elapsed = time.time() - float(j["start"])  # type: ignore[arg-type]
-        if j["max_runtime"] and elapsed > float(j["max_runtime"]) and float(j["duration"]) > float(j["max_runtime"]):  # type: ignore[arg-type]
+        if (
+            j["max_runtime"]
+            and elapsed > float(j["max_runtime"])
+            and float(j["duration"]) > float(j["max_runtime"])
+        ):  # type: ignore[arg-type]
             return ExecStatus(state="timeout", exit_code=-15, reason="exceeded max_runtime")
         if elapsed < float(j["duration"]):  # type: ignore[arg-type]
             return ExecStatus(state="running")
         code = int(j["exit"])  # type: ignore[arg-type]
-        return ExecStatus(state="succeeded" if code == 0 else "failed", exit_code=code, reason=None if code == 0 else f"exit code {code}")
+        return ExecStatus(
+            state="succeeded" if code == 0 else "failed",
+            exit_code=code,
+            reason=None if code == 0 else f"exit code {code}",
+        )
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         if handle in self._jobs:

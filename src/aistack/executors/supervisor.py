@@ -126,14 +126,26 @@ class Supervisor:
             self.finish("failed", 1, f"working directory {cwd!r} does not exist")
             return
         self.proc = subprocess.Popen(  # noqa: S603
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=cwd, env=env, start_new_session=True, preexec_fn=_pre,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_pre,
         )
         self.pgid = self.proc.pid
-        write_json_atomic(self.dir / "status.json", {
-            "state": "running", "pid": self.proc.pid, "pgid": self.pgid,
-            "supervisor_pid": os.getpid(), "started_at": time.time(),
-        })
+        write_json_atomic(
+            self.dir / "status.json",
+            {
+                "state": "running",
+                "pid": self.proc.pid,
+                "pgid": self.pgid,
+                "supervisor_pid": os.getpid(),
+                "started_at": time.time(),
+            },
+        )
         self.loop()
 
     def loop(self) -> None:
@@ -163,7 +175,10 @@ class Supervisor:
                     kind = req.get("kind", "cancel")
                     reason_state = (
                         "preempted" if kind == "preempt" else "cancelled",
-                        str(req.get("reason") or ("preempted" if kind == "preempt" else "cancelled by user")),
+                        str(
+                            req.get("reason")
+                            or ("preempted" if kind == "preempt" else "cancelled by user")
+                        ),
                     )
                     self._killpg(stop_sig)
                     term_deadline = now + grace
@@ -192,13 +207,23 @@ class Supervisor:
             self.finish("succeeded", 0, None)
         else:
             gang = _read_json(self.dir / "gang_result.json")
-            reason = gang.get("message") if gang and gang.get("message") else _failure_reason(rc, log_path, cfg["command"])
+            reason = (
+                gang.get("message")
+                if gang and gang.get("message")
+                else _failure_reason(rc, log_path, cfg["command"])
+            )
             self.finish("failed", rc, reason)
 
     def finish(self, state: str, rc: int | None, reason: str | None) -> None:
-        write_json_atomic(self.dir / "exit.json", {
-            "state": state, "exit_code": rc, "reason": reason, "finished_at": time.time(),
-        })
+        write_json_atomic(
+            self.dir / "exit.json",
+            {
+                "state": state,
+                "exit_code": rc,
+                "reason": reason,
+                "finished_at": time.time(),
+            },
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -245,7 +270,9 @@ def main() -> None:
     try:
         sup.start()
     except Exception as exc:  # noqa: BLE001 - a supervisor must always leave exit.json behind
-        sup.finish("failed", None, f"supervisor could not start the job: {type(exc).__name__}: {exc}")
+        sup.finish(
+            "failed", None, f"supervisor could not start the job: {type(exc).__name__}: {exc}"
+        )
         raise
 
 

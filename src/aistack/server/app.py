@@ -44,12 +44,18 @@ class AuthMiddleware:
         if not _is_open(path):
             given = _token_from_scope(scope)
             if not token_matches(given, self.token):
-                if path == "/" or (not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)):
+                if path == "/" or (
+                    not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)
+                ):
                     resp: Response = Response(status_code=303, headers={"location": "/login"})
                 else:
                     resp = JSONResponse(
-                        {"code": "unauthorized", "message": "missing or wrong API token",
-                         "hint": "send 'Authorization: Bearer <token>' (the token is in ~/.aistack/token)", "details": {}},
+                        {
+                            "code": "unauthorized",
+                            "message": "missing or wrong API token",
+                            "hint": "send 'Authorization: Bearer <token>' (the token is in ~/.aistack/token)",
+                            "details": {},
+                        },
                         status_code=401,
                     )
                 await resp(scope, receive, send)
@@ -69,7 +75,9 @@ class AuthMiddleware:
                 from aistack.server.metrics import HTTP_LATENCY
 
                 route = scope.get("route")
-                HTTP_LATENCY.labels(scope["method"], getattr(route, "path", "other"), str(status["code"])).observe(time.perf_counter() - t0)
+                HTTP_LATENCY.labels(
+                    scope["method"], getattr(route, "path", "other"), str(status["code"])
+                ).observe(time.perf_counter() - t0)
 
 
 def _is_open(path: str) -> bool:
@@ -106,12 +114,18 @@ def build_context(settings: Settings) -> ServerContext:
     engine = make_engine(settings.db_url)
     migrate(engine)
     return ServerContext(
-        settings=settings, engine=engine, sessions=session_factory(engine),
-        executor=get_executor(settings), token=load_or_create_token(settings), started_at=time.time(),
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        executor=get_executor(settings),
+        token=load_or_create_token(settings),
+        started_at=time.time(),
     )
 
 
-def create_app(settings: Settings | None = None, *, start_loop: bool = True, ctx: ServerContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, start_loop: bool = True, ctx: ServerContext | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     ctx = ctx or build_context(settings)
 
@@ -126,8 +140,12 @@ def create_app(settings: Settings | None = None, *, start_loop: bool = True, ctx
             ctx.executor.close()
 
     app = FastAPI(
-        title="aistack", version=_version(), lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
+        title="aistack",
+        version=_version(),
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
     )
     app.state.ctx = ctx
     ctx.loop = _make_loop(ctx)
@@ -145,15 +163,27 @@ def create_app(settings: Settings | None = None, *, start_loop: bool = True, ctx
         problems = []
         for e in exc.errors():
             loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-            problems.append(f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}")
+            problems.append(
+                f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}"
+            )
         return JSONResponse(
-            {"code": "invalid", "message": "invalid request: " + "; ".join(problems), "hint": None, "details": {"problems": problems}},
+            {
+                "code": "invalid",
+                "message": "invalid request: " + "; ".join(problems),
+                "hint": None,
+                "details": {"problems": problems},
+            },
             status_code=422,
         )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "version": _version(), "executor": ctx.executor.name, "uptime_s": round(time.time() - ctx.started_at, 1)}
+        out: dict[str, Any] = {
+            "status": "ok",
+            "version": _version(),
+            "executor": ctx.executor.name,
+            "uptime_s": round(time.time() - ctx.started_at, 1),
+        }
         if ctx.extras.get("mlflow"):
             try:
                 from aistack.mlops.server import mlflow_status
@@ -193,8 +223,12 @@ def _make_loop(ctx: ServerContext) -> Any:
 
     job_env, on_finish = tracking_hooks(ctx)
     return SchedulerLoop(
-        settings=ctx.settings, sessions=ctx.sessions, executor=ctx.executor,
-        policy=get_policy(ctx.settings.policy), job_env=job_env, on_finish=on_finish,
+        settings=ctx.settings,
+        sessions=ctx.sessions,
+        executor=ctx.executor,
+        policy=get_policy(ctx.settings.policy),
+        job_env=job_env,
+        on_finish=on_finish,
         monitors=[ServiceWatch()],
     )
 

@@ -27,14 +27,29 @@ def run(settings: Settings, host: str, port: int, *, log_level: str = "warning")
     from aistack.server.app import create_app
 
     if not port_free(host, port):
-        raise ConflictError(f"port {port} on {host} is in use", hint="stop the other server (`aistack down`) or pass --port")
-    logging.basicConfig(level=logging.INFO if settings.debug else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        raise ConflictError(
+            f"port {port} on {host} is in use",
+            hint="stop the other server (`aistack down`) or pass --port",
+        )
+    logging.basicConfig(
+        level=logging.INFO if settings.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    settings.server_file.write_text(json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port}))
+    settings.server_file.write_text(
+        json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port})
+    )
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     finally:
         try:
             info = json.loads(settings.server_file.read_text())

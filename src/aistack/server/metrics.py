@@ -9,10 +9,15 @@ from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-JOBS_SUBMITTED = Counter("aistack_jobs_submitted_total", "Jobs submitted", ["project"], registry=REGISTRY)
+JOBS_SUBMITTED = Counter(
+    "aistack_jobs_submitted_total", "Jobs submitted", ["project"], registry=REGISTRY
+)
 HTTP_LATENCY = Histogram(
-    "aistack_http_request_duration_seconds", "HTTP request latency (s)", ["method", "route", "status"],
-    registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    "aistack_http_request_duration_seconds",
+    "HTTP request latency (s)",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
 
@@ -32,9 +37,19 @@ class StateCollector:
         yield g
         loop = self.ctx.loop
         if loop is not None:
-            yield GaugeMetricFamily("aistack_scheduler_last_pass_seconds", "Duration of the last scheduling pass (s)", value=loop.last_pass_s)
-            yield GaugeMetricFamily("aistack_scheduler_passes", "Scheduling passes since start", value=loop.passes)
-            yield GaugeMetricFamily("aistack_scheduler_errors", "Failed scheduling passes since start", value=loop.errors)
+            yield GaugeMetricFamily(
+                "aistack_scheduler_last_pass_seconds",
+                "Duration of the last scheduling pass (s)",
+                value=loop.last_pass_s,
+            )
+            yield GaugeMetricFamily(
+                "aistack_scheduler_passes", "Scheduling passes since start", value=loop.passes
+            )
+            yield GaugeMetricFamily(
+                "aistack_scheduler_errors",
+                "Failed scheduling passes since start",
+                value=loop.errors,
+            )
 
 
 def install(ctx: Any) -> None:

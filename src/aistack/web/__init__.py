@@ -31,7 +31,11 @@ def mount(app: FastAPI, ctx: Any) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login_page(error: str | None = None) -> HTMLResponse:
-        msg = '<p class="error" id="login-error">Wrong token: copy it from ~/.aistack/token.</p>' if error else ""
+        msg = (
+            '<p class="error" id="login-error">Wrong token: copy it from ~/.aistack/token.</p>'
+            if error
+            else ""
+        )
         return HTMLResponse(login_html.replace("<!--ERROR-->", msg))
 
     @app.post("/login", include_in_schema=False)
@@ -39,7 +43,9 @@ def mount(app: FastAPI, ctx: Any) -> None:
         if not token_matches(token.strip(), ctx.token):
             return RedirectResponse("/login?error=1", status_code=303)
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie("aistack_token", token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
+        resp.set_cookie(
+            "aistack_token", token.strip(), httponly=True, samesite="strict", max_age=30 * 86400
+        )
         return resp
 
     @app.get("/logout", include_in_schema=False)

@@ -18,12 +18,22 @@ def test_priority_preempts_and_victim_resumes(server_factory, tmp_path: Path) ->
     c = srv.client()
     work = tmp_path / "work"
     work.mkdir()
-    low = c.submit({"name": "low", "script": VICTIM, "priority": 0, "resources": {"cpus": 2}, "workdir": str(work)})
+    low = c.submit(
+        {
+            "name": "low",
+            "script": VICTIM,
+            "priority": 0,
+            "resources": {"cpus": 2},
+            "workdir": str(work),
+        }
+    )
     deadline = time.monotonic() + 30
     while c.get_job(low["id"])["state"] != "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
-    high = c.submit({"name": "high", "command": "echo urgent", "priority": 10, "resources": {"cpus": 1}})
+    high = c.submit(
+        {"name": "high", "command": "echo urgent", "priority": 10, "resources": {"cpus": 1}}
+    )
     assert c.wait(high["id"], timeout=60)["state"] == "SUCCEEDED"
     j = c.wait(low["id"], timeout=60)
     assert j["state"] == "SUCCEEDED"

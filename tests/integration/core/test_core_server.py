@@ -25,7 +25,13 @@ def wait_state(c: Any, jid: str, states: set[str], timeout: float = 30.0) -> dic
 
 def test_submit_runs_and_logs(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c = server.client()
-    job = c.submit({"name": "hello", "command": "echo hello-$AISTACK_JOB_ID; echo err >&2; sleep 0.5", "workdir": str(tmp_path)})
+    job = c.submit(
+        {
+            "name": "hello",
+            "command": "echo hello-$AISTACK_JOB_ID; echo err >&2; sleep 0.5",
+            "workdir": str(tmp_path),
+        }
+    )
     assert job["state"] == "QUEUED"
     j = wait_state(c, job["id"], {"RUNNING", "SUCCEEDED"})
     assert j["devices"] and len(next(iter(j["devices"].values()))["cpus"]) == 1
@@ -41,7 +47,9 @@ def test_submit_runs_and_logs(server, tmp_path: Path) -> None:  # type: ignore[n
 
 def test_cancel_timeout_retry_and_not_found(server) -> None:  # type: ignore[no-untyped-def]
     c = server.client()
-    long = c.submit({"command": "trap 'echo stopping; exit 0' TERM; echo ready; while true; do sleep 0.1; done"})
+    long = c.submit(
+        {"command": "trap 'echo stopping; exit 0' TERM; echo ready; while true; do sleep 0.1; done"}
+    )
     wait_state(c, long["id"], {"RUNNING"})
     deadline = time.monotonic() + 30
     while "ready" not in c.logs(long["id"])["text"] and time.monotonic() < deadline:
@@ -105,7 +113,9 @@ def test_restart_after_kill9_loses_nothing(server) -> None:  # type: ignore[no-u
     done = c.submit({"command": "echo finished-before; exit 3"})
     c.wait(done["id"], timeout=30)
     running = c.submit({"command": "sleep 3; echo survived", "resources": {"cpus": 1}})
-    finishes_while_down = c.submit({"command": "sleep 1; echo while-down", "resources": {"cpus": 1}})
+    finishes_while_down = c.submit(
+        {"command": "sleep 1; echo while-down", "resources": {"cpus": 1}}
+    )
     wait_state(c, running["id"], {"RUNNING"})
     wait_state(c, finishes_while_down["id"], {"RUNNING"})
     queued = c.submit({"command": "echo queued-ran", "resources": {"cpus": 2}})
@@ -116,7 +126,11 @@ def test_restart_after_kill9_loses_nothing(server) -> None:  # type: ignore[no-u
     server.start()
     c = server.client()
     j = c.get_job(done["id"])
-    assert j["state"] == "FAILED" and j["exit_code"] == 3 and "finished-before" in c.logs(done["id"])["text"]
+    assert (
+        j["state"] == "FAILED"
+        and j["exit_code"] == 3
+        and "finished-before" in c.logs(done["id"])["text"]
+    )
     assert c.get_job(running["id"])["state"] in ("RUNNING", "SUCCEEDED")  # re-adopted, not lost
     assert c.wait(finishes_while_down["id"], timeout=30)["state"] == "SUCCEEDED"
     assert c.wait(running["id"], timeout=30)["state"] == "SUCCEEDED"
@@ -134,12 +148,14 @@ def test_job_inputs_record_lineage(server, tmp_path: Path) -> None:  # type: ign
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("hello")
-    ds = Datasets.from_settings(Settings(home=server.home, database_url=server.env.get("AISTACK_DATABASE_URL")))
+    ds = Datasets.from_settings(
+        Settings(home=server.home, database_url=server.env.get("AISTACK_DATABASE_URL"))
+    )
     v = ds.add("corpus", str(data), message="first")
     c = server.client()
     with pytest.raises(NotFoundError):
         c.submit({"command": "true", "inputs": ["corpus@v9"]})
-    job = c.submit({"command": "test -n \"$AISTACK_JOB_ID\"", "inputs": [v.ref]})
+    job = c.submit({"command": 'test -n "$AISTACK_JOB_ID"', "inputs": [v.ref]})
     assert c.wait(job["id"], timeout=30)["state"] == "SUCCEEDED"
     graph = ds.lineage(v.ref)
     ids = {n["id"] for n in graph["nodes"]}
@@ -169,5 +185,7 @@ def test_lost_supervisor_is_marked_and_requeued(server) -> None:  # type: ignore
     assert j["state"] == "SUCCEEDED" and j["attempt"] == 1
     ev = c.events(job["id"])
     # lost by the machine: requeued without using a retry
-    assert any(e["kind"] == "requeued" and "supervisor process is gone" in e["message"] for e in ev), ev
+    assert any(
+        e["kind"] == "requeued" and "supervisor process is gone" in e["message"] for e in ev
+    ), ev
     assert j["retries_left"] == 0

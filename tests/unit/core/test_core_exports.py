@@ -8,7 +8,11 @@ def test_all_sorted_and_complete() -> None:
     import types
 
     # names defined by the package itself (submodules imported elsewhere become attributes too)
-    public = {n for n, v in vars(aistack).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    public = {
+        n
+        for n, v in vars(aistack).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
     assert public == set(aistack.__all__)
     for name in aistack.__all__:
         assert getattr(aistack, name) is not None
@@ -20,7 +24,18 @@ def test_layers_do_not_import_the_server_cli_or_web() -> None:
 
     src = pathlib.Path(aistack.__file__).parent
     bad = []
-    for layer in ("compute", "scheduler", "executors", "launch", "storage", "webdata", "train", "mlops", "serving", "planning"):
+    for layer in (
+        "compute",
+        "scheduler",
+        "executors",
+        "launch",
+        "storage",
+        "webdata",
+        "train",
+        "mlops",
+        "serving",
+        "planning",
+    ):
         for f in (src / layer).rglob("*.py"):
             for line in f.read_text().splitlines():
                 if re.match(r"^\s*(from|import)\s+aistack\.(server|cli|web)\b", line):

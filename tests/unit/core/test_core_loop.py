@@ -23,7 +23,12 @@ def loop(tmp_path: Path) -> SchedulerLoop:
     engine = make_engine(settings.db_url)
     migrate(engine)
     ex = MemoryExecutor(gpus_per_node=4, n_nodes=2)
-    return SchedulerLoop(settings=settings, sessions=session_factory(engine), executor=ex, policy=get_policy("default"))
+    return SchedulerLoop(
+        settings=settings,
+        sessions=session_factory(engine),
+        executor=ex,
+        policy=get_policy("default"),
+    )
 
 
 def submit(loop: SchedulerLoop, **spec) -> str:  # type: ignore[no-untyped-def]
@@ -53,7 +58,9 @@ def test_gang_all_or_nothing_and_pending_reason(loop: SchedulerLoop) -> None:
 
 
 def test_packing_fewest_nodes(loop: SchedulerLoop) -> None:
-    ids = [submit(loop, resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"}) for _ in range(4)]
+    ids = [
+        submit(loop, resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"}) for _ in range(4)
+    ]
     loop.run_once()
     nodes = {next(iter(state(loop, j).allocation or {})) for j in ids}
     assert len(nodes) == 1  # four 1-GPU jobs packed on one 4-GPU node
@@ -63,8 +70,12 @@ def test_quota_blocks_with_reason(loop: SchedulerLoop) -> None:
     with loop.sessions() as s:
         s.add(Project(name="research", gpu_quota=2))
         s.commit()
-    a = submit(loop, project="research", resources={"gpus": 2}, env={"AISTACK_FAKE_DURATION_S": "60"})
-    b = submit(loop, project="research", resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    a = submit(
+        loop, project="research", resources={"gpus": 2}, env={"AISTACK_FAKE_DURATION_S": "60"}
+    )
+    b = submit(
+        loop, project="research", resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"}
+    )
     c = submit(loop, project="other", resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"})
     loop.run_once()
     assert state(loop, a).state == "RUNNING"

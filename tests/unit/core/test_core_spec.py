@@ -39,7 +39,9 @@ def test_unknown_key_names_the_key(tmp_path) -> None:  # type: ignore[no-untyped
 
 def test_several_problems_reported_at_once() -> None:
     with pytest.raises(ValidationError) as ei:
-        parse_spec({"command": "x", "resources": {"cpus": 0, "memory": "lots"}, "max_runtime": "abc"})
+        parse_spec(
+            {"command": "x", "resources": {"cpus": 0, "memory": "lots"}, "max_runtime": "abc"}
+        )
     msg = str(ei.value)
     assert "resources.cpus" in msg and "resources.memory" in msg and "max_runtime" in msg
 
@@ -62,17 +64,35 @@ def test_bad_names_and_env() -> None:
 
 
 NODES = [
-    Node(name="a", cpus=8, memory_mb=32768, gpus=tuple(GpuDevice(index=i, uuid=f"u{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4))),
-    Node(name="b", cpus=8, memory_mb=32768, gpus=tuple(GpuDevice(index=i, uuid=f"v{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4))),
+    Node(
+        name="a",
+        cpus=8,
+        memory_mb=32768,
+        gpus=tuple(
+            GpuDevice(index=i, uuid=f"u{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4)
+        ),
+    ),
+    Node(
+        name="b",
+        cpus=8,
+        memory_mb=32768,
+        gpus=tuple(
+            GpuDevice(index=i, uuid=f"v{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4)
+        ),
+    ),
 ]
 
 
 def test_feasibility_messages() -> None:
     check_feasible(parse_spec({"command": "x", "resources": {"gpus": 4, "nodes": 2}}), NODES)
-    with pytest.raises(ValidationError, match="asks for 8 GPUs per node but the largest node has 4"):
+    with pytest.raises(
+        ValidationError, match="asks for 8 GPUs per node but the largest node has 4"
+    ):
         check_feasible(parse_spec({"command": "x", "resources": {"gpus": 8}}), NODES)
     with pytest.raises(ValidationError, match="no node has a 'A100' GPU"):
-        check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": "A100"}}), NODES)
+        check_feasible(
+            parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": "A100"}}), NODES
+        )
     with pytest.raises(ValidationError, match="resources.memory"):
         check_feasible(parse_spec({"command": "x", "resources": {"memory": "64GB"}}), NODES)
     with pytest.raises(ValidationError, match="resources.nodes: asks for 3 nodes"):

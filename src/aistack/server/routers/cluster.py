@@ -36,24 +36,44 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
         live = live_utilization()
     out_nodes = []
     for n in nodes:
-        gpus = [{
-            "index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb,
-            "job": holders.get((n.name, "gpu", g.index)),
-            "util_percent": next((x["util_percent"] for x in live.get("gpus", []) if x["index"] == g.index), None),
-        } for g in n.gpus]
-        cpus_alloc = {c: holders[(n.name, "cpu", c)] for c in range(n.cpus) if (n.name, "cpu", c) in holders}
-        out_nodes.append({
-            "name": n.name, "address": n.address, "executor": ctx.executor.name,
-            "cpus": n.cpus, "cpus_allocated": len(cpus_alloc), "cpu_jobs": cpus_alloc,
-            "memory_mb": n.memory_mb, "memory_allocated_mb": mem_used.get(n.name, 0),
-            "gpus": gpus, "gpus_allocated": sum(1 for g in gpus if g["job"]),
-            "cpu_percent": live.get("cpu_percent"), "memory_used_mb": live.get("memory_used_mb"),
-        })
+        gpus = [
+            {
+                "index": g.index,
+                "uuid": g.uuid,
+                "name": g.name,
+                "memory_mb": g.memory_mb,
+                "job": holders.get((n.name, "gpu", g.index)),
+                "util_percent": next(
+                    (x["util_percent"] for x in live.get("gpus", []) if x["index"] == g.index), None
+                ),
+            }
+            for g in n.gpus
+        ]
+        cpus_alloc = {
+            c: holders[(n.name, "cpu", c)] for c in range(n.cpus) if (n.name, "cpu", c) in holders
+        }
+        out_nodes.append(
+            {
+                "name": n.name,
+                "address": n.address,
+                "executor": ctx.executor.name,
+                "cpus": n.cpus,
+                "cpus_allocated": len(cpus_alloc),
+                "cpu_jobs": cpus_alloc,
+                "memory_mb": n.memory_mb,
+                "memory_allocated_mb": mem_used.get(n.name, 0),
+                "gpus": gpus,
+                "gpus_allocated": sum(1 for g in gpus if g["job"]),
+                "cpu_percent": live.get("cpu_percent"),
+                "memory_used_mb": live.get("memory_used_mb"),
+            }
+        )
     return {
         "executor": ctx.executor.name,
         "nodes": out_nodes,
         "totals": {
-            "gpus": sum(len(n.gpus) for n in nodes), "cpus": sum(n.cpus for n in nodes),
+            "gpus": sum(len(n.gpus) for n in nodes),
+            "cpus": sum(n.cpus for n in nodes),
             "gpus_allocated": sum(x["gpus_allocated"] for x in out_nodes),
             "cpus_allocated": sum(x["cpus_allocated"] for x in out_nodes),
         },

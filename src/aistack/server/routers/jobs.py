@@ -19,7 +19,11 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.post("/jobs", response_model=JobPublic, status_code=201)
-def submit(body: dict[str, Any] = Body(...), db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)) -> JobPublic:
+def submit(
+    body: dict[str, Any] = Body(...),
+    db: Session = Depends(get_db),
+    ctx: ServerContext = Depends(get_ctx),
+) -> JobPublic:
     spec = parse_spec(body, source="request body")
     nodes = ctx.loop.nodes() if ctx.loop is not None else ctx.executor.inventory()
     datasets = ctx.datasets() if spec.inputs else None
@@ -36,10 +40,16 @@ def submit(body: dict[str, Any] = Body(...), db: Session = Depends(get_db), ctx:
 
 @router.get("/jobs", response_model=list[JobPublic])
 def list_jobs(
-    state: list[str] | None = Query(default=None), project: str | None = None,
-    all: bool = True, limit: int = Query(default=500, ge=1, le=10000), db: Session = Depends(get_db),
+    state: list[str] | None = Query(default=None),
+    project: str | None = None,
+    all: bool = True,
+    limit: int = Query(default=500, ge=1, le=10000),
+    db: Session = Depends(get_db),
 ) -> list[JobPublic]:
-    return [svc.to_public(j) for j in svc.list_jobs(db, states=state, project=project, include_finished=all, limit=limit)]
+    return [
+        svc.to_public(j)
+        for j in svc.list_jobs(db, states=state, project=project, include_finished=all, limit=limit)
+    ]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
@@ -48,7 +58,9 @@ def get_job(job_id: str, db: Session = Depends(get_db)) -> JobPublic:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
-def cancel(job_id: str, db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)) -> JobPublic:
+def cancel(
+    job_id: str, db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
+) -> JobPublic:
     job = svc.request_cancel(db, svc.get_job(db, job_id), ctx.executor, ctx.settings.cancel_grace_s)
     db.commit()
     if ctx.loop is not None:
@@ -57,13 +69,22 @@ def cancel(job_id: str, db: Session = Depends(get_db), ctx: ServerContext = Depe
 
 
 @router.get("/jobs/{job_id}/logs", response_model=LogChunk)
-def logs(job_id: str, offset: int = Query(default=0, ge=0), attempt: int | None = None,
-         db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)) -> LogChunk:
-    return svc.read_logs(ctx.settings.jobs_dir, svc.get_job(db, job_id), offset=offset, attempt=attempt)
+def logs(
+    job_id: str,
+    offset: int = Query(default=0, ge=0),
+    attempt: int | None = None,
+    db: Session = Depends(get_db),
+    ctx: ServerContext = Depends(get_ctx),
+) -> LogChunk:
+    return svc.read_logs(
+        ctx.settings.jobs_dir, svc.get_job(db, job_id), offset=offset, attempt=attempt
+    )
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[JobEventPublic])
 def events(job_id: str, db: Session = Depends(get_db)) -> list[JobEventPublic]:
     job = svc.get_job(db, job_id)
-    rows = db.execute(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)).scalars()
+    rows = db.execute(
+        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+    ).scalars()
     return [JobEventPublic(t=r.t, kind=r.kind, message=r.message) for r in rows]

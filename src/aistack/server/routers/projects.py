@@ -17,7 +17,9 @@ router = APIRouter(tags=["projects"])
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gpu_quota: int | None = Field(default=None, ge=0, description="max GPUs held at once; null = unlimited")
+    gpu_quota: int | None = Field(
+        default=None, ge=0, description="max GPUs held at once; null = unlimited"
+    )
     monthly_budget_usd: float | None = Field(default=None, ge=0)
     share: float = Field(default=1.0, gt=0, description="fair-share weight")
 
@@ -30,7 +32,9 @@ class ProjectPublic(BaseModel):
 
 
 def _pub(p: Project) -> ProjectPublic:
-    return ProjectPublic(name=p.name, gpu_quota=p.gpu_quota, monthly_budget_usd=p.monthly_budget_usd, share=p.share)
+    return ProjectPublic(
+        name=p.name, gpu_quota=p.gpu_quota, monthly_budget_usd=p.monthly_budget_usd, share=p.share
+    )
 
 
 @router.get("/projects", response_model=list[ProjectPublic])
@@ -42,7 +46,9 @@ def list_projects(db: Session = Depends(get_db)) -> list[ProjectPublic]:
 def get_project(name: str, db: Session = Depends(get_db)) -> ProjectPublic:
     p = db.get(Project, name)
     if p is None:
-        raise NotFoundError(f"project {name!r} has no settings", hint="set them with PUT /api/v1/projects/NAME")
+        raise NotFoundError(
+            f"project {name!r} has no settings", hint="set them with PUT /api/v1/projects/NAME"
+        )
     return _pub(p)
 
 

@@ -18,7 +18,9 @@ router = APIRouter(tags=["usage"])
 
 @router.get("/usage/allocations")
 def allocations(
-    project: str | None = None, since: dt.datetime | None = None, job_id: str | None = None,
+    project: str | None = None,
+    since: dt.datetime | None = None,
+    job_id: str | None = None,
     db: Session = Depends(get_db),
 ) -> list[dict[str, Any]]:
     """One record per allocation (job attempt × node); field names match
@@ -27,15 +29,34 @@ def allocations(
 
 
 @router.get("/usage/samples")
-def samples(job_id: str, limit: int = Query(default=2000, le=100000), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
-    rows = db.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job_id).order_by(UsageSampleRow.t).limit(limit)).scalars()
-    return [{"t": _iso(r.t), "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb} for r in rows]
+def samples(
+    job_id: str, limit: int = Query(default=2000, le=100000), db: Session = Depends(get_db)
+) -> list[dict[str, Any]]:
+    rows = db.execute(
+        select(UsageSampleRow)
+        .where(UsageSampleRow.job_id == job_id)
+        .order_by(UsageSampleRow.t)
+        .limit(limit)
+    ).scalars()
+    return [
+        {
+            "t": _iso(r.t),
+            "cpu_percent": r.cpu_percent,
+            "rss_mb": r.rss_mb,
+            "gpu_util": r.gpu_util,
+            "gpu_mem_mb": r.gpu_mem_mb,
+        }
+        for r in rows
+    ]
 
 
 @router.get("/cost/report")
 def cost_report(
-    project: str | None = None, since: dt.datetime | None = None,
-    sheet: str | None = Query(default=None, description="price sheet, e.g. aws:on_demand or onprem"),
+    project: str | None = None,
+    since: dt.datetime | None = None,
+    sheet: str | None = Query(
+        default=None, description="price sheet, e.g. aws:on_demand or onprem"
+    ),
     db: Session = Depends(get_db),
 ) -> dict[str, Any]:
     """Measured usage priced under a price sheet, with budgets and the buy-vs-rent advice."""
@@ -43,4 +64,6 @@ def cost_report(
 
     rows = allocation_records(db, project=project, since=since)
     recs = parse_records([{k: r[k] for k in FIELDS} for r in rows])
-    return price_usage(recs, sheet=sheet, since=since, project=project, budgets=budgets(db)).to_dict()
+    return price_usage(
+        recs, sheet=sheet, since=since, project=project, budgets=budgets(db)
+    ).to_dict()

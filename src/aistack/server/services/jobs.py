@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 
 def _next_seq(session: Session) -> int:
     row = session.execute(
-        update(Counter).where(Counter.name == "job").values(value=Counter.value + 1).returning(Counter.value)
+        update(Counter)
+        .where(Counter.name == "job")
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
     ).scalar_one_or_none()
     if row is None:
         session.add(Counter(name="job", value=1))
@@ -60,10 +63,18 @@ def submit_job(
             datasets.resolve(ref)  # NotFoundError with a hint for unknown refs
     seq = _next_seq(session)
     job = Job(
-        id=job_id, seq=seq, name=spec.name, project=spec.project,
-        user=spec.user or user or _default_user(), kind=spec.kind,
-        spec=spec.model_dump(mode="json"), state="QUEUED", priority=spec.priority,
-        retries_left=spec.retries, attempt=0, submitted_at=utcnow(),
+        id=job_id,
+        seq=seq,
+        name=spec.name,
+        project=spec.project,
+        user=spec.user or user or _default_user(),
+        kind=spec.kind,
+        spec=spec.model_dump(mode="json"),
+        state="QUEUED",
+        priority=spec.priority,
+        retries_left=spec.retries,
+        attempt=0,
+        submitted_at=utcnow(),
         pending_reason="waiting for the scheduler",
     )
     session.add(job)
@@ -95,7 +106,9 @@ def get_job(session: Session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         # allow unique prefixes, as git does
-        rows = session.execute(select(Job).where(Job.id.like(f"{job_id}%")).limit(2)).scalars().all()
+        rows = (
+            session.execute(select(Job).where(Job.id.like(f"{job_id}%")).limit(2)).scalars().all()
+        )
         if len(rows) == 1:
             return rows[0]
         raise NotFoundError(f"job {job_id!r} not found", hint="list jobs with `aistack jobs --all`")
@@ -103,8 +116,12 @@ def get_job(session: Session, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, *, states: list[str] | None = None, project: str | None = None,
-    include_finished: bool = True, limit: int = 500,
+    session: Session,
+    *,
+    states: list[str] | None = None,
+    project: str | None = None,
+    include_finished: bool = True,
+    limit: int = 500,
 ) -> list[Job]:
     q = select(Job)
     if states:
@@ -144,7 +161,14 @@ def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
     return jobs_dir / job_id / str(attempt)
 
 
-def read_logs(jobs_dir: Path, job: Job, *, offset: int = 0, attempt: int | None = None, max_bytes: int = 1 << 20) -> LogChunk:
+def read_logs(
+    jobs_dir: Path,
+    job: Job,
+    *,
+    offset: int = 0,
+    attempt: int | None = None,
+    max_bytes: int = 1 << 20,
+) -> LogChunk:
     att = job.attempt if attempt is None else attempt
     path = attempt_dir(jobs_dir, job.id, att) / "output.log"
     text, nxt = "", offset
@@ -154,22 +178,42 @@ def read_logs(jobs_dir: Path, job: Job, *, offset: int = 0, attempt: int | None 
             data = f.read(max_bytes)
         nxt = offset + len(data)
         text = data.decode("utf-8", "replace")
-    return LogChunk(job_id=job.id, attempt=att, offset=offset, next_offset=nxt, text=text, final=job.state in FINAL_STATES)
+    return LogChunk(
+        job_id=job.id,
+        attempt=att,
+        offset=offset,
+        next_offset=nxt,
+        text=text,
+        final=job.state in FINAL_STATES,
+    )
 
 
 def to_public(job: Job) -> JobPublic:
     spec = job.spec or {}
     alloc = job.allocation or None
     return JobPublic(
-        id=job.id, name=job.name, project=job.project, user=job.user, kind=job.kind, state=job.state,
-        priority=job.priority, pending_reason=job.pending_reason if job.state == "QUEUED" else None,
+        id=job.id,
+        name=job.name,
+        project=job.project,
+        user=job.user,
+        kind=job.kind,
+        state=job.state,
+        priority=job.priority,
+        pending_reason=job.pending_reason if job.state == "QUEUED" else None,
         estimated_start=_utc(job.estimated_start) if job.state == "QUEUED" else None,
-        exit_code=job.exit_code, failure_reason=job.failure_reason, attempt=job.attempt,
-        retries_left=job.retries_left, devices=alloc, node=next(iter(alloc), None) if alloc else None,
-        resources=spec.get("resources", {}), command=spec.get("command") or spec.get("script") or "",
-        mlflow_run_id=job.mlflow_run_id, preempt_count=job.preempt_count,
+        exit_code=job.exit_code,
+        failure_reason=job.failure_reason,
+        attempt=job.attempt,
+        retries_left=job.retries_left,
+        devices=alloc,
+        node=next(iter(alloc), None) if alloc else None,
+        resources=spec.get("resources", {}),
+        command=spec.get("command") or spec.get("script") or "",
+        mlflow_run_id=job.mlflow_run_id,
+        preempt_count=job.preempt_count,
         attained_service_s=round(job.attained_service_s, 3),
-        submitted_at=_utc(job.submitted_at), started_at=_utc(job.started_at),
+        submitted_at=_utc(job.submitted_at),
+        started_at=_utc(job.started_at),
         finished_at=_utc(job.finished_at),
     )
 

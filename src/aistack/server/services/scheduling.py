@@ -82,7 +82,9 @@ class SchedulerLoop:
         self._nodes_lock = threading.Lock()
         self._last_monitor = 0.0
         self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
-        self.history: deque[dict[str, Any]] = deque(maxlen=1800)  # cluster samples for the dashboard
+        self.history: deque[dict[str, Any]] = deque(
+            maxlen=1800
+        )  # cluster samples for the dashboard
         self.last_pass_s = 0.0
         self.passes = 0
         self.errors = 0
@@ -106,10 +108,16 @@ class SchedulerLoop:
         if observe is None:
             return
         with self.sessions() as s:
-            rows = s.execute(
-                select(Job).where(Job.state == "SUCCEEDED", Job.started_at.is_not(None))
-                .order_by(Job.seq.desc()).limit(limit)
-            ).scalars().all()
+            rows = (
+                s.execute(
+                    select(Job)
+                    .where(Job.state == "SUCCEEDED", Job.started_at.is_not(None))
+                    .order_by(Job.seq.desc())
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
             for j in reversed(rows):
                 if j.finished_at and j.started_at:
                     observe((j.finished_at - j.started_at).total_seconds(), _job_gpus(j))
@@ -149,10 +157,20 @@ class SchedulerLoop:
             for n in nodes:
                 row = s.get(NodeRow, n.name)
                 if row is None:
-                    row = NodeRow(name=n.name, executor=self.executor.name, cpus=n.cpus, memory_mb=n.memory_mb)
+                    row = NodeRow(
+                        name=n.name, executor=self.executor.name, cpus=n.cpus, memory_mb=n.memory_mb
+                    )
                     s.add(row)
-                row.executor, row.address, row.cpus, row.memory_mb = self.executor.name, n.address, n.cpus, n.memory_mb
-                row.gpus = [{"index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb} for g in n.gpus]
+                row.executor, row.address, row.cpus, row.memory_mb = (
+                    self.executor.name,
+                    n.address,
+                    n.cpus,
+                    n.memory_mb,
+                )
+                row.gpus = [
+                    {"index": g.index, "uuid": g.uuid, "name": g.name, "memory_mb": g.memory_mb}
+                    for g in n.gpus
+                ]
                 row.last_seen = utcnow()
                 s.flush()
             s.commit()
@@ -197,17 +215,36 @@ class SchedulerLoop:
     def _lost_requeues(s: Session, job: Job) -> int:
         from aistack.server.db.models import JobEvent
 
-        return int(s.execute(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id, JobEvent.kind == "requeued")).scalar_one())
+        return int(
+            s.execute(
+                select(func.count())
+                .select_from(JobEvent)
+                .where(JobEvent.job_id == job.id, JobEvent.kind == "requeued")
+            ).scalar_one()
+        )
 
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
         now = utcnow()
-        allocs = s.execute(select(AllocationRow).where(AllocationRow.job_id == job.id, AllocationRow.end.is_(None))).scalars().all()
+        allocs = (
+            s.execute(
+                select(AllocationRow).where(
+                    AllocationRow.job_id == job.id, AllocationRow.end.is_(None)
+                )
+            )
+            .scalars()
+            .all()
+        )
         for a in allocs:
             a.end = now
-        units = max(1, (job.allocation and sum(len(v.get("gpus", [])) for v in job.allocation.values())) or 0)
+        units = max(
+            1,
+            (job.allocation and sum(len(v.get("gpus", [])) for v in job.allocation.values())) or 0,
+        )
         if job.started_at:
             job.attained_service_s += max(0.0, (now - job.started_at).total_seconds()) * units
-        preempted = st.state == "preempted" or (job.preempt_requested and st.state in ("cancelled", "failed"))
+        preempted = st.state == "preempted" or (
+            job.preempt_requested and st.state in ("cancelled", "failed")
+        )
         job.exit_code = st.exit_code
         if preempted and not job.cancel_requested:
             job.state = "QUEUED"
@@ -216,7 +253,12 @@ class SchedulerLoop:
             job.attempt += 1
             job.handle, job.allocation, job.started_at = None, None, None
             job.pending_reason = "requeued after preemption"
-            add_event(s, job.id, "preempted", st.reason or "preempted; requeued with its attained service kept")
+            add_event(
+                s,
+                job.id,
+                "preempted",
+                st.reason or "preempted; requeued with its attained service kept",
+            )
         elif st.state == "succeeded":
             job.state, job.finished_at = "SUCCEEDED", now
             add_event(s, job.id, "succeeded", "exit code 0")
@@ -247,7 +289,9 @@ class SchedulerLoop:
                 job.state = "QUEUED"
                 job.handle, job.allocation, job.started_at = None, None, None
                 job.failure_reason = reason
-                job.pending_reason = f"retrying ({job.retries_left} retries left) after: {reason[:200]}"
+                job.pending_reason = (
+                    f"retrying ({job.retries_left} retries left) after: {reason[:200]}"
+                )
                 add_event(s, job.id, "retry", f"attempt {job.attempt - 1} {st.state}: {reason}")
             else:
                 job.state, job.finished_at = "FAILED", now
@@ -277,27 +321,47 @@ class SchedulerLoop:
                 used_cpus.setdefault(node, set()).update(a.cpus)
                 used_mem[node] = used_mem.get(node, 0) + a.memory_mb
             spec = j.spec or {}
-            running.append(RunningJob(
-                id=j.id, project=j.project, user=j.user, priority=j.priority, allocation=alloc,
-                start_time=_epoch(j.started_at), submit_time=_epoch(j.submitted_at),
-                max_runtime_s=_max_rt(spec), attained_service_s=j.attained_service_s,
-                preemptible=bool(spec.get("preemptible", True)) and j.state == "RUNNING",
-                protected_until=_epoch(j.protected_until),
-            ))
+            running.append(
+                RunningJob(
+                    id=j.id,
+                    project=j.project,
+                    user=j.user,
+                    priority=j.priority,
+                    allocation=alloc,
+                    start_time=_epoch(j.started_at),
+                    submit_time=_epoch(j.submitted_at),
+                    max_runtime_s=_max_rt(spec),
+                    attained_service_s=j.attained_service_s,
+                    preemptible=bool(spec.get("preemptible", True)) and j.state == "RUNNING",
+                    protected_until=_epoch(j.protected_until),
+                )
+            )
         states = []
         for n in nodes:
             g_all = tuple(g.index for g in n.gpus)
             c_all = tuple(range(n.cpus))
-            states.append(NodeState(
-                name=n.name, gpu_type=n.gpu_type, gpus_total=g_all,
-                gpus_free=frozenset(set(g_all) - used_gpus.get(n.name, set())),
-                cpus_total=c_all, cpus_free=frozenset(set(c_all) - used_cpus.get(n.name, set())),
-                memory_total_mb=n.memory_mb, memory_free_mb=max(0, n.memory_mb - used_mem.get(n.name, 0)),
-            ))
+            states.append(
+                NodeState(
+                    name=n.name,
+                    gpu_type=n.gpu_type,
+                    gpus_total=g_all,
+                    gpus_free=frozenset(set(g_all) - used_gpus.get(n.name, set())),
+                    cpus_total=c_all,
+                    cpus_free=frozenset(set(c_all) - used_cpus.get(n.name, set())),
+                    memory_total_mb=n.memory_mb,
+                    memory_free_mb=max(0, n.memory_mb - used_mem.get(n.name, 0)),
+                )
+            )
         projects = s.execute(select(Project)).scalars().all()
         quotas = {p.name: int(p.gpu_quota) for p in projects if p.gpu_quota is not None}
         shares = {p.name: float(p.share) for p in projects}
-        return ClusterState(nodes=tuple(states), running=tuple(running), gpu_quotas=quotas, usage=self._usage(s, now), shares=shares)
+        return ClusterState(
+            nodes=tuple(states),
+            running=tuple(running),
+            gpu_quotas=quotas,
+            usage=self._usage(s, now),
+            shares=shares,
+        )
 
     def _usage(self, s: Session, now: float) -> dict[str, float]:
         """Decayed GPU-seconds (CPU-seconds for CPU-only jobs) per project and per user."""
@@ -305,7 +369,15 @@ class SchedulerLoop:
         if now - at < 30:
             return cached
         since = _from_epoch(now - 4 * USAGE_HALF_LIFE_S)
-        rows = s.execute(select(AllocationRow).where((AllocationRow.end.is_(None)) | (AllocationRow.end > since))).scalars().all()
+        rows = (
+            s.execute(
+                select(AllocationRow).where(
+                    (AllocationRow.end.is_(None)) | (AllocationRow.end > since)
+                )
+            )
+            .scalars()
+            .all()
+        )
         out: dict[str, float] = {}
         for a in rows:
             end = _epoch(a.end) if a.end else now
@@ -319,7 +391,9 @@ class SchedulerLoop:
         return out
 
     def schedule(self, s: Session) -> Decision | None:
-        queued = s.execute(select(Job).where(Job.state == "QUEUED").order_by(Job.seq)).scalars().all()
+        queued = (
+            s.execute(select(Job).where(Job.state == "QUEUED").order_by(Job.seq)).scalars().all()
+        )
         if not queued and not self.policy_needs_idle_pass():
             return None
         now = time.time()
@@ -349,7 +423,11 @@ class SchedulerLoop:
             est = _from_epoch(p.estimated_start) if p.estimated_start else None
             if job.pending_reason != p.reason:
                 job.pending_reason = p.reason
-            if est is None or job.estimated_start is None or abs((est - job.estimated_start).total_seconds()) > 1:
+            if (
+                est is None
+                or job.estimated_start is None
+                or abs((est - job.estimated_start).total_seconds()) > 1
+            ):
                 job.estimated_start = est
         return decision
 
@@ -360,8 +438,11 @@ class SchedulerLoop:
         spec = job.spec or {}
         d = attempt_dir(self.settings.jobs_dir, job.id, job.attempt)
         env = {
-            "AISTACK_JOB_ID": job.id, "AISTACK_JOB_NAME": job.name, "AISTACK_PROJECT": job.project,
-            "AISTACK_USER": job.user, "AISTACK_ATTEMPT": str(job.attempt),
+            "AISTACK_JOB_ID": job.id,
+            "AISTACK_JOB_NAME": job.name,
+            "AISTACK_PROJECT": job.project,
+            "AISTACK_USER": job.user,
+            "AISTACK_ATTEMPT": str(job.attempt),
             "AISTACK_GRACE_S": str(self.settings.cancel_grace_s),
             "AISTACK_HOME": str(self.settings.home),
         }
@@ -376,16 +457,25 @@ class SchedulerLoop:
                 log.exception("job env hook failed for %s", job.id)
         env.update(spec.get("env") or {})
         req = LaunchRequest(
-            job_id=job.id, attempt=job.attempt, command=spec.get("command") or spec.get("script") or "",
-            allocation=alloc, job_dir=d, workdir=spec.get("workdir"), env=env,
-            max_runtime_s=_max_rt(spec), distributed=spec.get("distributed"),
-            procs_per_node=spec.get("procs_per_node"), stop_signal=spec.get("stop_signal", "SIGTERM"),
+            job_id=job.id,
+            attempt=job.attempt,
+            command=spec.get("command") or spec.get("script") or "",
+            allocation=alloc,
+            job_dir=d,
+            workdir=spec.get("workdir"),
+            env=env,
+            max_runtime_s=_max_rt(spec),
+            distributed=spec.get("distributed"),
+            procs_per_node=spec.get("procs_per_node"),
+            stop_signal=spec.get("stop_signal", "SIGTERM"),
             name=job.name,
         )
         now = utcnow()
         # claim the job: only one scheduling loop may start it (one server per DB is the
         # supported set-up; this keeps a second one from starting a job twice)
-        claimed = s.execute(update(Job).where(Job.id == job.id, Job.state == "QUEUED").values(state="STARTING"))
+        claimed = s.execute(
+            update(Job).where(Job.id == job.id, Job.state == "QUEUED").values(state="STARTING")
+        )
         if claimed.rowcount != 1:
             s.expire(job)
             return
@@ -403,12 +493,27 @@ class SchedulerLoop:
         job.protected_until = _from_epoch(time.time() + self.settings.preempt_protect_s)
         gpu_types = {n.name: n.gpu_type for n in self.nodes()}
         for node, a in alloc.nodes.items():
-            s.add(AllocationRow(
-                job_id=job.id, attempt=job.attempt, project=job.project, user=job.user, node=node,
-                gpus=list(a.gpus), gpu_type=gpu_types.get(node) if a.gpus else None, cpus=list(a.cpus),
-                memory_mb=a.memory_mb, start=now,
-            ))
-        add_event(s, job.id, "started", f"attempt {job.attempt} on {', '.join(alloc.nodes) or '-'}" + (" (backfilled)" if backfilled else ""))
+            s.add(
+                AllocationRow(
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    project=job.project,
+                    user=job.user,
+                    node=node,
+                    gpus=list(a.gpus),
+                    gpu_type=gpu_types.get(node) if a.gpus else None,
+                    cpus=list(a.cpus),
+                    memory_mb=a.memory_mb,
+                    start=now,
+                )
+            )
+        add_event(
+            s,
+            job.id,
+            "started",
+            f"attempt {job.attempt} on {', '.join(alloc.nodes) or '-'}"
+            + (" (backfilled)" if backfilled else ""),
+        )
 
     # -- monitor -----------------------------------------------------------------------------------
     def monitor(self, s: Session) -> None:
@@ -423,27 +528,51 @@ class SchedulerLoop:
                 continue
             if u is None:
                 continue
-            allocs = s.execute(select(AllocationRow).where(AllocationRow.job_id == job.id, AllocationRow.end.is_(None))).scalars().all()
+            allocs = (
+                s.execute(
+                    select(AllocationRow).where(
+                        AllocationRow.job_id == job.id, AllocationRow.end.is_(None)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for a in allocs:
                 t = _from_epoch(u.t)
-                s.add(UsageSampleRow(allocation_id=a.id, job_id=job.id, t=t, cpu_percent=u.cpu_percent, rss_mb=u.rss_mb, gpu_util=u.gpu_util, gpu_mem_mb=u.gpu_mem_mb))
+                s.add(
+                    UsageSampleRow(
+                        allocation_id=a.id,
+                        job_id=job.id,
+                        t=t,
+                        cpu_percent=u.cpu_percent,
+                        rss_mb=u.rss_mb,
+                        gpu_util=u.gpu_util,
+                        gpu_mem_mb=u.gpu_mem_mb,
+                    )
+                )
                 n = a.samples
-                a.cpu_util_avg = ((a.cpu_util_avg or 0.0) * n + u.cpu_percent / max(1, len(a.cpus or []) or 1)) / (n + 1)
+                a.cpu_util_avg = (
+                    (a.cpu_util_avg or 0.0) * n + u.cpu_percent / max(1, len(a.cpus or []) or 1)
+                ) / (n + 1)
                 if u.gpu_util is not None:
                     a.gpu_util_avg = ((a.gpu_util_avg or 0.0) * n + u.gpu_util) / (n + 1)
                     a.gpu_mem_max_mb = max(a.gpu_mem_max_mb or 0.0, u.gpu_mem_mb or 0.0)
                 a.rss_max_mb = max(a.rss_max_mb or 0.0, u.rss_mb)
                 a.samples = n + 1
 
-
     def _sample_cluster(self, running: list[Job]) -> None:
         nodes = self.nodes()
         gpus = sum(len(n.gpus) for n in nodes)
         cpus = sum(n.cpus for n in nodes)
-        g_alloc = sum(len(a.get("gpus", [])) for j in running for a in (j.allocation or {}).values())
-        c_alloc = sum(len(a.get("cpus", [])) for j in running for a in (j.allocation or {}).values())
+        g_alloc = sum(
+            len(a.get("gpus", [])) for j in running for a in (j.allocation or {}).values()
+        )
+        c_alloc = sum(
+            len(a.get("cpus", [])) for j in running for a in (j.allocation or {}).values()
+        )
         sample: dict[str, Any] = {
-            "t": dt.datetime.now(dt.UTC).isoformat(), "running_jobs": len(running),
+            "t": dt.datetime.now(dt.UTC).isoformat(),
+            "running_jobs": len(running),
             "gpus_allocated_percent": 100.0 * g_alloc / gpus if gpus else None,
             "cpus_allocated_percent": 100.0 * c_alloc / cpus if cpus else None,
         }
@@ -452,8 +581,12 @@ class SchedulerLoop:
 
             live = live_utilization()
             g = [x["util_percent"] for x in live["gpus"] if x["util_percent"] is not None]
-            sample.update(cpu_percent=live["cpu_percent"], memory_used_mb=live["memory_used_mb"],
-                          memory_total_mb=live["memory_total_mb"], gpu_percent=sum(g) / len(g) if g else None)
+            sample.update(
+                cpu_percent=live["cpu_percent"],
+                memory_used_mb=live["memory_used_mb"],
+                memory_total_mb=live["memory_total_mb"],
+                gpu_percent=sum(g) / len(g) if g else None,
+            )
         self.history.append(sample)
 
 
@@ -477,9 +610,17 @@ def _request(j: Job) -> JobRequest:
     from aistack.compute.resources import parse_memory_mb
 
     return JobRequest(
-        id=j.id, project=j.project, user=j.user, priority=j.priority,
-        submit_time=_epoch(j.submitted_at), gpus=int(r.get("gpus", 0) or 0), gpu_type=r.get("gpu_type"),
-        cpus=int(r.get("cpus", 1) or 1), memory_mb=parse_memory_mb(r.get("memory")) or 0,
-        nodes=int(r.get("nodes", 1) or 1), max_runtime_s=_max_rt(spec),
-        attained_service_s=j.attained_service_s, preemptible=bool(spec.get("preemptible", True)),
+        id=j.id,
+        project=j.project,
+        user=j.user,
+        priority=j.priority,
+        submit_time=_epoch(j.submitted_at),
+        gpus=int(r.get("gpus", 0) or 0),
+        gpu_type=r.get("gpu_type"),
+        cpus=int(r.get("cpus", 1) or 1),
+        memory_mb=parse_memory_mb(r.get("memory")) or 0,
+        nodes=int(r.get("nodes", 1) or 1),
+        max_runtime_s=_max_rt(spec),
+        attained_service_s=j.attained_service_s,
+        preemptible=bool(spec.get("preemptible", True)),
     )

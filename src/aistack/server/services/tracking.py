@@ -38,11 +38,25 @@ def _close_run(ctx: ServerContext, job_id: str, run_id: str, status: str) -> Non
     uri = tracking_uri(ctx)
     try:
         with ctx.sessions() as s:
-            rows = s.execute(select(UsageSampleRow).where(UsageSampleRow.job_id == job_id).order_by(UsageSampleRow.t)).scalars().all()
-            samples: list[dict[str, Any]] = [{
-                "t": (r.t if r.t.tzinfo else r.t.replace(tzinfo=dt.UTC)).timestamp(),
-                "cpu_percent": r.cpu_percent, "rss_mb": r.rss_mb, "gpu_util": r.gpu_util, "gpu_mem_mb": r.gpu_mem_mb,
-            } for r in rows]
+            rows = (
+                s.execute(
+                    select(UsageSampleRow)
+                    .where(UsageSampleRow.job_id == job_id)
+                    .order_by(UsageSampleRow.t)
+                )
+                .scalars()
+                .all()
+            )
+            samples: list[dict[str, Any]] = [
+                {
+                    "t": (r.t if r.t.tzinfo else r.t.replace(tzinfo=dt.UTC)).timestamp(),
+                    "cpu_percent": r.cpu_percent,
+                    "rss_mb": r.rss_mb,
+                    "gpu_util": r.gpu_util,
+                    "gpu_mem_mb": r.gpu_mem_mb,
+                }
+                for r in rows
+            ]
         if samples:
             tracking.log_system_metrics(uri, run_id, samples, token=ctx.token)
         tracking.end_job_run(uri, run_id, status, token=ctx.token)
@@ -55,7 +69,9 @@ def tracking_uri(ctx: ServerContext) -> str:
     return f"http://{s.host if s.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{s.port}/mlflow"
 
 
-def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] | None, Callable[[Job, ExecStatus], None] | None]:
+def tracking_hooks(
+    ctx: ServerContext,
+) -> tuple[Callable[[Job], dict[str, str]] | None, Callable[[Job, ExecStatus], None] | None]:
     if not ctx.settings.mlflow_enabled:
         return None, None
     try:
@@ -67,13 +83,23 @@ def tracking_hooks(ctx: ServerContext) -> tuple[Callable[[Job], dict[str, str]] 
         if not ctx.extras.get("mlflow"):
             return {}
         uri = tracking_uri(ctx)
-        env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_TOKEN": ctx.token, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_TRACKING_TOKEN": ctx.token,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
         if not job.mlflow_run_id:
             spec = job.spec or {}
             job.mlflow_run_id = tracking.create_job_run(
-                uri, job_id=job.id, name=job.name, project=job.project, user=job.user,
-                inputs=list(spec.get("inputs") or []), params={"command": (spec.get("command") or "")[:250]},
-                token=ctx.token, code_dir=spec.get("workdir"),
+                uri,
+                job_id=job.id,
+                name=job.name,
+                project=job.project,
+                user=job.user,
+                inputs=list(spec.get("inputs") or []),
+                params={"command": (spec.get("command") or "")[:250]},
+                token=ctx.token,
+                code_dir=spec.get("workdir"),
             )
             if spec.get("inputs"):
                 # lineage: dataset version → job → run (→ model version, by the registry); in the

@@ -16,7 +16,11 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def allocation_records(
-    db: Session, *, project: str | None = None, since: dt.datetime | None = None, job_id: str | None = None,
+    db: Session,
+    *,
+    project: str | None = None,
+    since: dt.datetime | None = None,
+    job_id: str | None = None,
 ) -> list[dict[str, Any]]:
     q = select(AllocationRow).order_by(AllocationRow.id)
     if project:
@@ -26,15 +30,32 @@ def allocation_records(
     if since is not None:
         s = since.astimezone(dt.UTC).replace(tzinfo=None) if since.tzinfo else since
         q = q.where((AllocationRow.end.is_(None)) | (AllocationRow.end >= s))
-    return [{
-        "job_id": a.job_id, "project": a.project, "user": a.user, "node": a.node,
-        "gpus": len(a.gpus or []), "gpu_type": a.gpu_type, "cpus": len(a.cpus or []),
-        "start": _iso(a.start), "end": _iso(a.end),
-        "gpu_util": a.gpu_util_avg, "cpu_util": a.cpu_util_avg,
-        "attempt": a.attempt, "memory_mb": a.memory_mb, "rss_max_mb": a.rss_max_mb,
-        "gpu_mem_max_mb": a.gpu_mem_max_mb, "samples": a.samples,
-    } for a in db.execute(q).scalars()]
+    return [
+        {
+            "job_id": a.job_id,
+            "project": a.project,
+            "user": a.user,
+            "node": a.node,
+            "gpus": len(a.gpus or []),
+            "gpu_type": a.gpu_type,
+            "cpus": len(a.cpus or []),
+            "start": _iso(a.start),
+            "end": _iso(a.end),
+            "gpu_util": a.gpu_util_avg,
+            "cpu_util": a.cpu_util_avg,
+            "attempt": a.attempt,
+            "memory_mb": a.memory_mb,
+            "rss_max_mb": a.rss_max_mb,
+            "gpu_mem_max_mb": a.gpu_mem_max_mb,
+            "samples": a.samples,
+        }
+        for a in db.execute(q).scalars()
+    ]
 
 
 def budgets(db: Session) -> dict[str, float]:
-    return {p.name: float(p.monthly_budget_usd) for p in db.execute(select(Project)).scalars() if p.monthly_budget_usd is not None}
+    return {
+        p.name: float(p.monthly_budget_usd)
+        for p in db.execute(select(Project)).scalars()
+        if p.monthly_budget_usd is not None
+    }
