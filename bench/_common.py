@@ -89,3 +89,17 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
+
+
+def quiet_datatrove() -> None:
+    """datatrove logs every task at INFO through logging and loguru: warnings only."""
+    import logging
+    import sys
+
+    logging.getLogger("datatrove").setLevel(logging.WARNING)
+    try:
+        from loguru import logger
+    except ImportError:
+        return
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")

@@ -36,7 +36,6 @@ import argparse
 import glob
 import gzip
 import json
-import logging
 import shutil
 import sys
 import tempfile
@@ -44,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import quiet_datatrove, report  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warc" / "samples"
 
@@ -276,14 +275,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    logging.getLogger("datatrove").setLevel(logging.WARNING)
-    try:
-        from loguru import logger
-
-        logger.remove()
-        logger.add(sys.stderr, level="WARNING")
-    except ImportError:
-        pass
+    quiet_datatrove()
     from aistack.webdata.evaluation import repeat_corpus
 
     n_docs = args.docs or (400 if args.quick else 10_000)

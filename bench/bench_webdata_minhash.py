@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import quiet_datatrove, report  # noqa: E402
 
 
 def make_docs(n: int, words: int, seed: int = 0) -> list[str]:
@@ -109,18 +109,10 @@ def datatrove_dedup(docs: list[str]) -> tuple[list[bool], list[int]] | None:
         return None
     import gzip
     import json
-    import logging
     import shutil
     import tempfile
 
-    logging.getLogger("datatrove").setLevel(logging.WARNING)
-    try:
-        from loguru import logger
-
-        logger.remove()
-        logger.add(sys.stderr, level="WARNING")
-    except ImportError:
-        pass
+    quiet_datatrove()
 
     class ListReader(PipelineStep):  # type: ignore[misc]
         name = "list reader"
