@@ -9,6 +9,7 @@ AISTACK_STORAGE_URL    object store root (file://, s3://, memory://)  $HOME/obje
 AISTACK_EXECUTOR       local | ray | slurm | memory           local
 AISTACK_URL            the server the CLI/SDK talks to         from $HOME/server.json
 AISTACK_HOST/PORT      where ``aistack up`` binds              127.0.0.1:8765
+AISTACK_POLICY         scheduling policy (+ _OPTIONS, JSON)    default
 =====================  =====================================  ==============================
 """
 
@@ -39,8 +40,10 @@ class Settings(BaseSettings):
     cancel_grace_s: float = 10.0
     # a job (re)started less than this long ago is not preempted (anti-thrashing)
     preempt_protect_s: float = 60.0
-    # scheduling policy name (see aistack.scheduler.policies)
+    # scheduling policy name (see aistack.scheduler.policies) and its options, e.g.
+    # AISTACK_POLICY_OPTIONS='{"max_wait_factor": 20}' (JSON; unknown options are refused at start)
     policy: str = "default"
+    policy_options: dict[str, float | int | bool | str] = Field(default_factory=dict)
     # local executor: how many CPU slots this node offers (default: all cores)
     cpus: int | None = None
     # ray / slurm
@@ -76,9 +79,38 @@ class Settings(BaseSettings):
         return self.home
 
 
+def load_settings() -> Settings:
+    """``Settings()`` from the environment; a bad AISTACK_* value is a ValidationError that
+    names the variable instead of a pydantic traceback."""
+    import pydantic
+    from pydantic_settings import SettingsError
+
+    from aistack.errors import ValidationError
+
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        bad = "; ".join(
+            f"AISTACK_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValidationError(
+            f"bad setting: {bad}", hint="fix or unset that environment variable"
+        ) from None
+    except SettingsError as exc:
+        import re
+
+        m = re.search(r'field "(\w+)"', str(exc))
+        var = f"AISTACK_{m.group(1).upper()}" if m else "an AISTACK_* variable"
+        raise ValidationError(
+            f"bad setting: {var} could not be parsed (it takes JSON)",
+            hint="fix or unset it, e.g. AISTACK_POLICY_OPTIONS='{\"max_wait_factor\": 20}'",
+        ) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 def reset_settings_cache() -> None:

@@ -62,14 +62,49 @@ def _load(
     return with_estimates(jobs, estimate), source, skipped
 
 
-def _run_policies(jobs: list[Any], names: list[str], cfg: Any) -> list[Any]:
+def _parse_options(specs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``POLICY.KEY=VALUE`` (repeatable) → options per policy; values are JSON (20, true,
+    "x") or plain strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        head, sep, raw = spec.partition("=")
+        pol, dot, key = head.strip().partition(".")
+        if not sep or not dot or not pol or not key:
+            raise ValidationError(
+                f"--option: {spec!r} is not POLICY.KEY=VALUE",
+                hint="e.g. --option default.max_wait_factor=20",
+            )
+        if pol not in names:
+            raise ValidationError(
+                f"--option: policy {pol!r} is not in --policy ({', '.join(names)})",
+                hint=f"add it: --policy {','.join([*names, pol])}",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw.strip()
+        out.setdefault(pol, {})[key.strip()] = value
+    return out
+
+
+def _run_policies(
+    jobs: list[Any], names: list[str], cfg: Any, options: dict[str, dict[str, Any]] | None = None
+) -> list[Any]:
+    import dataclasses
+
     from aistack.scheduler import get_policy
     from aistack.scheduler.simulator import simulate
 
     out = []
     for name in names:
-        pol = get_policy(name, explain=False)
-        out.append(simulate(jobs, pol, cfg))
+        opts = (options or {}).get(name, {})
+        pol = get_policy(name, explain=False, **opts)
+        r = simulate(jobs, pol, cfg)
+        if opts:  # label the row with its options so two runs of one policy stay apart
+            label = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
+            name_opts = f"{r.policy}({label})"
+            r = dataclasses.replace(r, policy=name_opts, metrics={**r.metrics, "policy": name_opts})
+        out.append(r)
     return out
 
 
@@ -116,6 +151,9 @@ def run(
         "exact", "--estimate", help="max_runtime estimate when the trace has none: exact|none|K×"
     ),
     mapping: list[str] = typer.Option([], "--map", help="field=column for a generic CSV"),
+    option: list[str] = typer.Option(
+        [], "--option", help="POLICY.KEY=VALUE policy option, e.g. default.max_wait_factor=20"
+    ),
     limit: int | None = typer.Option(None, "--limit", help="replay only the first N jobs"),
     preempt_cost: float = typer.Option(60.0, "--preempt-cost", help="checkpoint+restart, seconds"),
     protect: float = typer.Option(600.0, "--protect", help="min run time before preemption, s"),
@@ -133,11 +171,12 @@ def run(
             f"--policy: unknown policy {', '.join(bad) or '(none)'}",
             hint=f"choose from {', '.join(policy_names())}",
         )
+    options = _parse_options(option, names)
     jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
     cfg = SimConfig(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
-    results = _run_policies(jobs, names, cfg)
+    results = _run_policies(jobs, names, cfg, options)
     if plot is not None:
         _plot(results, plot)
     if json_out:

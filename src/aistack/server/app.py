@@ -226,7 +226,7 @@ def _make_loop(ctx: ServerContext) -> Any:
         settings=ctx.settings,
         sessions=ctx.sessions,
         executor=ctx.executor,
-        policy=get_policy(ctx.settings.policy),
+        policy=get_policy(ctx.settings.policy, **ctx.settings.policy_options),
         job_env=job_env,
         on_finish=on_finish,
         monitors=[ServiceWatch()],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from aistack import errors
 
 
@@ -28,3 +30,18 @@ def test_codes_are_unique() -> None:
 
     walk(errors.AistackError)
     assert len(seen) >= 10
+
+
+def test_bad_environment_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aistack.errors import ValidationError
+    from aistack.settings import load_settings
+
+    monkeypatch.setenv("AISTACK_PORT", "abc")
+    with pytest.raises(ValidationError, match="AISTACK_PORT"):
+        load_settings()
+    monkeypatch.delenv("AISTACK_PORT")
+    monkeypatch.setenv("AISTACK_POLICY_OPTIONS", "not json")
+    with pytest.raises(ValidationError, match="AISTACK_POLICY_OPTIONS could not be parsed"):
+        load_settings()
+    monkeypatch.setenv("AISTACK_POLICY_OPTIONS", '{"max_wait_factor": 20}')
+    assert load_settings().policy_options == {"max_wait_factor": 20}

@@ -308,3 +308,36 @@ def test_cli_sim_whatif_and_errors(small_trace: Path) -> None:
     assert isinstance(r.exception, ValidationError) and "--trace FILE or --history FILE" in str(
         r.exception
     )
+
+
+def test_cli_sim_policy_options(small_trace: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli.sim import app
+
+    base = ["run", "--trace", str(small_trace), "--nodes", "2", "--json"]
+    r = CliRunner().invoke(
+        app, [*base, "--policy", "default,fifo", "--option", "default.max_wait_factor=20"]
+    )
+    assert r.exit_code == 0, r.output
+    assert [d["policy"] for d in json.loads(r.output)] == ["default(max_wait_factor=20)", "fifo"]
+    r = CliRunner().invoke(app, [*base, "--policy", "fifo", "--option", "fifo.max_wait_factor=2"])
+    assert isinstance(r.exception, ValidationError) and "unknown option" in str(r.exception)
+    r = CliRunner().invoke(app, [*base, "--policy", "fifo", "--option", "default.x=1"])
+    assert isinstance(r.exception, ValidationError) and "not in --policy" in str(r.exception)
+    r = CliRunner().invoke(app, [*base, "--policy", "default", "--option", "max_wait_factor=2"])
+    assert isinstance(r.exception, ValidationError) and "POLICY.KEY=VALUE" in str(r.exception)
+
+
+def test_policy_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aistack.scheduler import get_policy
+    from aistack.settings import Settings
+
+    monkeypatch.setenv("AISTACK_POLICY_OPTIONS", '{"max_wait_factor": 20}')
+    s = Settings()
+    assert s.policy_options == {"max_wait_factor": 20}
+    pol = get_policy(s.policy, **s.policy_options)
+    assert pol.name == "default" and getattr(pol, "max_wait_factor", None) == 20
+    monkeypatch.setenv("AISTACK_POLICY_OPTIONS", '{"max_wait_factor": -1}')
+    with pytest.raises(ValidationError, match="max_wait_factor"):
+        get_policy("default", **Settings().policy_options)
