@@ -220,16 +220,9 @@ class ObjectStore:
         """
         if not self.backend.is_local:
             return len(self.get(oid, context=context))
-        try:
-            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return len(self.get(oid, context=context))  # raises the "missing" IntegrityError
-        try:
-            with _mapping(fd) as view:
-                self.verify(oid, view, context=context)
-                return len(view)
-        finally:
-            os.close(fd)
+        with self._local_view(oid, context=context) as (_fd, view):
+            self.verify(oid, view, context=context)
+            return len(view)
 
     def copy_into(
         self, oid: str, dst_fd: int, dst_offset: int, *, context: str = "", checked: bool = False
@@ -246,16 +239,24 @@ class ObjectStore:
             data = self.get(oid, context=context)
             _pwrite_all(dst_fd, memoryview(data), dst_offset)
             return len(data)
+        with self._local_view(oid, context=context) as (fd, view):
+            if not checked:
+                self.verify(oid, view, context=context)
+            _copy_range(fd, 0, dst_fd, dst_offset, view)
+            return len(view)
+
+    @contextlib.contextmanager
+    def _local_view(self, oid: str, *, context: str) -> Iterator[tuple[int, memoryview]]:
+        """``(fd, read-only mapping)`` of local object ``oid``; a missing object raises the
+        IntegrityError of :meth:`get` that names it."""
         try:
             fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return len(self.get(oid, context=context))  # raises the "missing" IntegrityError
+            self.get(oid, context=context)  # raises "missing"; returns if it just appeared
+            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
         try:
             with _mapping(fd) as view:
-                if not checked:
-                    self.verify(oid, view, context=context)
-                _copy_range(fd, 0, dst_fd, dst_offset, view)
-                return len(view)
+                yield fd, view
         finally:
             os.close(fd)
 

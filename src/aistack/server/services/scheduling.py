@@ -51,6 +51,14 @@ def _epoch(t: dt.datetime | None) -> float:
     return t.replace(tzinfo=dt.UTC).timestamp() if t.tzinfo is None else t.timestamp()
 
 
+def _open_allocations(s: Session, job_id: str) -> list[AllocationRow]:
+    """The allocation rows of ``job_id`` that have not ended (one per node it runs on)."""
+    rows = s.execute(
+        select(AllocationRow).where(AllocationRow.job_id == job_id, AllocationRow.end.is_(None))
+    )
+    return list(rows.scalars().all())
+
+
 def _from_epoch(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
 
@@ -225,15 +233,7 @@ class SchedulerLoop:
 
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
         now = utcnow()
-        allocs = (
-            s.execute(
-                select(AllocationRow).where(
-                    AllocationRow.job_id == job.id, AllocationRow.end.is_(None)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        allocs = _open_allocations(s, job.id)
         for a in allocs:
             a.end = now
         units = max(
@@ -528,15 +528,7 @@ class SchedulerLoop:
                 continue
             if u is None:
                 continue
-            allocs = (
-                s.execute(
-                    select(AllocationRow).where(
-                        AllocationRow.job_id == job.id, AllocationRow.end.is_(None)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            allocs = _open_allocations(s, job.id)
             for a in allocs:
                 t = _from_epoch(u.t)
                 s.add(
