@@ -372,7 +372,7 @@ class DefaultPolicy(QueuePolicy):
         ran = now - job.start_time
         if ran > 0:
             a += ran * g
-        t = self._tables[0 if g <= 1 else 1 if g <= 4 else 2 if g <= 8 else 3]
+        t = self._tables[size_class(g)]
         if t is None:
             return (-job.priority, -0.0)
         return (-job.priority, -t.log_at(a))

@@ -43,7 +43,7 @@ from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.hashing import chunk_list_hash, cut_offsets
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore, _pwrite_all
+from aistack.storage.objects import ObjectStore, pwrite_all
 from aistack.storage.paths import check_relpath, inside, safe_dest
 from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
 
@@ -641,7 +641,7 @@ class Datasets:
             if isinstance(got, int):
                 store.copy_into(oid, fd, off, context=ctx, checked=True)
             else:
-                _pwrite_all(fd, memoryview(got), off)
+                pwrite_all(fd, memoryview(got), off)
             n += size
             progress(n)
 

@@ -166,7 +166,7 @@ class ObjectStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             try:
                 if src is None:
-                    _pwrite_all(fd, memoryview(data), 0)
+                    pwrite_all(fd, memoryview(data), 0)
                 else:
                     _copy_range(src[0], src[1], fd, 0, memoryview(data))
                 os.fchmod(fd, 0o444)  # read-only whatever the umask
@@ -237,7 +237,7 @@ class ObjectStore:
         """
         if not self.backend.is_local:
             data = self.get(oid, context=context)
-            _pwrite_all(dst_fd, memoryview(data), dst_offset)
+            pwrite_all(dst_fd, memoryview(data), dst_offset)
             return len(data)
         with self._local_view(oid, context=context) as (fd, view):
             if not checked:
@@ -371,7 +371,7 @@ def _mapping(fd: int) -> Iterator[memoryview]:
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
         done += os.pwrite(fd, data[done:], offset + done)
@@ -400,7 +400,7 @@ def _copy_range(
         except OSError as exc:
             if exc.errno not in _NO_COPY_RANGE:
                 raise
-    _pwrite_all(dst_fd, data[done:], dst_offset + done)
+    pwrite_all(dst_fd, data[done:], dst_offset + done)
 
 
 def _reflink_or_link(src: str, dst: str, *, allow_hardlink: bool) -> str | None:
