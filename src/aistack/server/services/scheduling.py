@@ -543,9 +543,10 @@ class SchedulerLoop:
                     )
                 )
                 n = a.samples
-                a.cpu_util_avg = (
-                    (a.cpu_util_avg or 0.0) * n + u.cpu_percent / max(1, len(a.cpus or []) or 1)
-                ) / (n + 1)
+                # percent of the allocation's cores; a job's processes can briefly use more
+                # (children off the affinity mask, sampling jitter): the allocation is 100 % used
+                used = min(100.0, u.cpu_percent / max(1, len(a.cpus or [])))
+                a.cpu_util_avg = ((a.cpu_util_avg or 0.0) * n + used) / (n + 1)
                 if u.gpu_util is not None:
                     a.gpu_util_avg = ((a.gpu_util_avg or 0.0) * n + u.gpu_util) / (n + 1)
                     a.gpu_mem_max_mb = max(a.gpu_mem_max_mb or 0.0, u.gpu_mem_mb or 0.0)

@@ -42,7 +42,8 @@ def allocation_records(
             "start": _iso(a.start),
             "end": _iso(a.end),
             "gpu_util": a.gpu_util_avg,
-            "cpu_util": a.cpu_util_avg,
+            # rows written before the per-sample cap could average slightly above 100 %
+            "cpu_util": None if a.cpu_util_avg is None else min(100.0, a.cpu_util_avg),
             "attempt": a.attempt,
             "memory_mb": a.memory_mb,
             "rss_max_mb": a.rss_max_mb,
