@@ -28,12 +28,18 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from aistack.errors import ValidationError
 from aistack.scheduler.base import QueuePolicy
 from aistack.scheduler.gittins import GittinsTable
+from aistack.scheduler.siblings import (
+    GroupKey,
+    group_key_of,
+    mixture_log_index,
+    quantile_points,
+)
 from aistack.scheduler.types import ClusterState, JobRequest, RunningJob
 
 _GPUS: dict[str, tuple[object, int]] = {}
@@ -245,6 +251,14 @@ class DefaultPolicy(QueuePolicy):
       reserved nodes, so preemptors cannot push it back); and a job that had waited W when
       it started cannot be preempted by jobs of its priority that had not. This is the
       knob for sites where large gangs must not wait much longer than under FIFO.
+    * Optional sibling learning (``siblings="burst"`` for traces without users,
+      ``"named"`` for user/project/GPUs, or any function of the ``JobRequest``; off by
+      default, see docs/scheduler.md for what it gained and cost): a job whose group has
+      finished members is indexed under a mixture of the group's finished runtimes
+      (weight k/(k + ``sibling_prior``) for k of them, the last ``sibling_window``) and
+      its size class's distribution. The policy learns a group's runtimes only from
+      ``observe(runtime_s, gpus, job_id=...)`` of jobs it has seen queued: never from a
+      waiting or running job's true duration.
     * Backfill behind the head job without delaying its reservation (from max_runtime).
     * Preemption when a waiting job outranks a running one (higher priority, or a
       better key as above), never before ``protected_until``.
@@ -266,9 +280,25 @@ class DefaultPolicy(QueuePolicy):
         preempt_ratio: float = 1.0,
         max_wait_factor: float | None = None,
         max_wait_s: float | None = None,
+        siblings: str | GroupKey | None = None,
+        sibling_gap_s: float = 60.0,
+        sibling_prior: float = 2.0,
+        sibling_window: int = 16,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if sibling_prior <= 0 or sibling_window < 1:
+            raise ValueError("sibling_prior must be > 0 and sibling_window >= 1")
+        self._key = group_key_of(siblings, sibling_gap_s)
+        self.sibling_prior = sibling_prior
+        self.sibling_window = sibling_window
+        self._grp: dict[str, Hashable] = {}  # job id → group (jobs seen, not finished)
+        self._members: dict[Hashable, set[str]] = {}  # group → ids in _grp
+        self._gruns: dict[Hashable, deque[float]] = {}  # group → finished runtimes (s)
+        self._gsorted: dict[Hashable, list[float]] = {}
+        self._gcache: dict[Hashable, dict[tuple[int, int], float]] = {}  # → ln G
+        self._qpts: list[list[float]] = [[] for _ in range(4)]
+        self._rekey: set[str] = set()
         if (max_wait_factor is not None and max_wait_factor <= 0) or (
             max_wait_s is not None and max_wait_s <= 0
         ):
@@ -296,15 +326,20 @@ class DefaultPolicy(QueuePolicy):
         self._next_refresh = min_samples
         self._tables: list[GittinsTable | None] = [None] * 4
         self._g0 = 1.0
+        self._log_g0 = 0.0
         self._tau = 0.0
         for rt, g in history:
             self.observe(rt, g)
 
     # ------------------------------------------------------------ learning
-    def observe(self, runtime_s: float, gpus: int = 1) -> None:
-        """Record a finished job's runtime (seconds) and GPU count."""
+    def observe(self, runtime_s: float, gpus: int = 1, job_id: str | None = None) -> None:
+        """Record a finished job's runtime (seconds) and GPU count. With ``job_id`` (a
+        job this policy saw queued) and sibling learning on, its runtime also informs
+        the index of its group's other jobs."""
         if runtime_s < 0:
             return
+        if job_id is not None and self._key is not None:
+            self._observe_sibling(job_id, runtime_s)
         g = max(1, int(gpus))
         self._samples[size_class(g)].append(runtime_s * g)
         self._runtimes.append(runtime_s)
@@ -322,7 +357,14 @@ class DefaultPolicy(QueuePolicy):
         for d in self._samples:
             tables.append(GittinsTable(d) if len(d) >= self.min_samples else base)
         self._tables = tables
+        if self._key is not None:
+            bq = quantile_points(pooled, 64)
+            self._qpts = [
+                quantile_points(d, 64) if len(d) >= self.min_samples else bq for d in self._samples
+            ]
+            self._gcache.clear()
         self._g0 = max(1e-300, base(0.0))
+        self._log_g0 = math.log(self._g0)
         mean_rt = sum(self._runtimes) / max(1, len(self._runtimes))
         self._tau = self.aging_s if self.aging_s is not None else self.aging_factor * mean_rt
         if self.max_wait_s is not None:
@@ -331,12 +373,96 @@ class DefaultPolicy(QueuePolicy):
             self._wmax = self.max_wait_factor * mean_rt
         self.order_epoch += 1
 
-    def _vsubmit(self, submit: float, gpus: int, attained: float) -> float:
+    # ------------------------------------------------------------ siblings
+    def _group(self, job: JobRequest) -> Hashable | None:
+        """The job's group, memoised by id at first sight (a key may be stateful)."""
+        jid = job.id
+        g = self._grp.get(jid)
+        if g is None and self._key is not None:
+            g = self._key(job)
+            if g is not None:
+                if len(self._grp) >= 500_000:  # jobs seen but never finished (cancelled)
+                    for old in list(self._grp)[:50_000]:
+                        self._members.get(self._grp.pop(old), set()).discard(old)
+                self._grp[jid] = g
+                self._members.setdefault(g, set()).add(jid)
+        return g
+
+    def _observe_sibling(self, job_id: str, runtime_s: float) -> None:
+        g = self._grp.pop(job_id, None)
+        if g is None:
+            return
+        mem = self._members.get(g)
+        if mem is not None:
+            mem.discard(job_id)
+            self._rekey.update(mem)
+            if not mem:
+                del self._members[g]
+        runs = self._gruns.get(g)
+        if runs is None:
+            if len(self._gruns) >= 200_000:  # forget the oldest groups
+                for old in list(self._gruns)[:20_000]:
+                    del self._gruns[old]
+                    self._gsorted.pop(old, None)
+                    self._gcache.pop(old, None)
+            runs = self._gruns[g] = deque(maxlen=self.sibling_window)
+        runs.append(runtime_s)
+        self._gsorted[g] = sorted(runs)
+        self._gcache.pop(g, None)
+
+    def take_rekeyed(self) -> set[str]:
+        """Ids of jobs whose order key may have changed because a sibling finished since
+        the last call (the simulator re-inserts them in its sorted queue)."""
+        out = self._rekey
+        self._rekey = set()
+        return out
+
+    def _sibling_log_index(self, jid: str, gpus: int, attained: float) -> float | None:
+        """ln G(attained) of job ``jid`` under the mixture of its size class and its
+        group's finished runtimes; None if it has no finished siblings (or no table yet).
+        Cached per group, GPU count and age on the class table's grid."""
+        g = self._grp.get(jid)
+        if g is None:
+            return None
+        runs = self._gsorted.get(g)
+        c = size_class(gpus)
+        t = self._tables[c]
+        if runs is None or t is None:
+            return None
+        ages = t.ages
+        k = bisect.bisect_right(ages, attained) - 1
+        if k < 0:
+            k = 0
+        cache = self._gcache.get(g)
+        if cache is None:
+            cache = self._gcache[g] = {}
+        li = cache.get((gpus, k))
+        if li is None:
+            n = len(runs)
+            li = cache[(gpus, k)] = mixture_log_index(
+                self._qpts[c], [x * gpus for x in runs], n / (n + self.sibling_prior), ages[k]
+            )
+        return li
+
+    def _job_log_index(self, jid: str, gpus: int, attained: float) -> float:
+        """ln G(attained) of job ``jid`` (siblings' mixture where it has any)."""
+        if self._gsorted:
+            li = self._sibling_log_index(jid, gpus, attained)
+            if li is not None:
+                return li
+        t = self._tables[size_class(gpus)]
+        return 0.0 if t is None else t.log_at(attained)
+
+    def _vsubmit(self, submit: float, gpus: int, attained: float, jid: str = "") -> float:
         t = self._tables[size_class(gpus)]
         if t is None or self._tau == 0:
             return submit
-        gi = max(1e-300, t(attained))
-        v = submit + self._tau * math.log(self._g0 / gi)
+        li = self._sibling_log_index(jid, gpus, attained) if self._gsorted else None
+        if li is None:
+            gi = max(1e-300, t(attained))
+            v = submit + self._tau * math.log(self._g0 / gi)
+        else:
+            v = submit + self._tau * (self._log_g0 - li)
         if self._wmax == math.inf:
             return v
         # never later than the moment its wait reaches the bound W
@@ -348,17 +474,17 @@ class DefaultPolicy(QueuePolicy):
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...]:
-        v = self._vsubmit(job.submit_time, job.gpus * job.nodes, job.attained_service_s)
+        if self._key is not None:
+            self._group(job)
+        v = self._vsubmit(job.submit_time, job.gpus * job.nodes, job.attained_service_s, job.id)
         return (-job.priority, v, job.id)
-
-    def _log_index(self, gpus: int, attained: float) -> float:
-        t = self._tables[size_class(gpus)]
-        return 0.0 if t is None else t.log_at(attained)
 
     # preemption compares indices, not virtual submit times: a job preempts an equal-
     # priority one only if its index is ``preempt_ratio`` times higher
     def rank(self, job: JobRequest, cluster: ClusterState, now: float) -> tuple[Any, ...]:
-        li = self._log_index(job.gpus * job.nodes, job.attained_service_s)
+        if self._key is not None:
+            self._group(job)
+        li = self._job_log_index(job.id, job.gpus * job.nodes, job.attained_service_s)
         return (-job.priority, -li + self._log_ratio)
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
@@ -372,6 +498,8 @@ class DefaultPolicy(QueuePolicy):
         ran = now - job.start_time
         if ran > 0:
             a += ran * g
+        if self._gsorted:
+            return (-job.priority, -self._job_log_index(job.id, g, a))
         t = self._tables[size_class(g)]
         if t is None:
             return (-job.priority, -0.0)

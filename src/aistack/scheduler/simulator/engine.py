@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import inspect
 import logging
 import math
 import time
@@ -136,8 +137,15 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
     # queue
     probe = None
     if n:
+        # probe for a static order key (a policy that memoises by job id sees it as "probe")
         probe = policy.order_key(
-            JobRequest(id=ids[0], gpus=gpn_l[0], nodes=nn_l[0], true_duration_s=jobs[0].duration)
+            JobRequest(
+                id="probe",
+                gpus=gpn_l[0],
+                nodes=nn_l[0],
+                submit_time=-math.inf,
+                true_duration_s=jobs[0].duration,
+            )
         )
     presorted = probe is not None
     queue: list[JobRequest] = SortedQueue(policy) if presorted else []
@@ -223,6 +231,10 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
     preemptive = policy.preemptive
     inf = math.inf
     observe = getattr(policy, "observe", None)
+    # policies that learn from siblings are told which job finished, and say which
+    # queued jobs' keys that changed (re-inserted below instead of re-sorting the queue)
+    observe_id = observe is not None and "job_id" in inspect.signature(observe).parameters
+    take_rekeyed = getattr(policy, "take_rekeyed", None) if presorted else None
     policy_epoch = getattr(policy, "order_epoch", 0)
 
     while True:
@@ -239,11 +251,19 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
                 continue
             release(i, tf)
             finish[i] = tf
-            if observe is not None:
+            if observe_id:
+                observe(jobs[i].duration, alloc_l[i], job_id=ids[i])  # type: ignore[misc]
+            elif observe is not None:
                 observe(jobs[i].duration, alloc_l[i])
         if observe is not None and presorted and policy_epoch != getattr(policy, "order_epoch", 0):
             policy_epoch = getattr(policy, "order_epoch", 0)
             _resort(policy, queue, keys, key_of)
+            if take_rekeyed is not None:
+                take_rekeyed()
+        elif take_rekeyed is not None:
+            re = take_rekeyed()
+            if re:
+                _rekey(policy, queue, keys, key_of, re)
         while arr < n and jobs[arr].submit <= t:
             enqueue(make_req(arr))
             arr += 1
@@ -366,6 +386,32 @@ def _remove(
         for jid in started:
             key_of.pop(jid, None)
         keys[:] = [key_of[q.id] for q in keep]
+
+
+def _rekey(
+    policy: Policy,
+    queue: list[JobRequest],
+    keys: list[Any],
+    key_of: dict[str, Any],
+    ids: set[str],
+) -> None:
+    """Re-insert the queued jobs among ``ids`` under their new order keys (sorted ids, so
+    the result does not depend on set order)."""
+    moved = [jid for jid in sorted(ids) if jid in key_of]
+    if len(moved) > 64:
+        _resort(policy, queue, keys, key_of)
+        return
+    for jid in moved:
+        k = key_of[jid]
+        pos = bisect.bisect_left(keys, k)
+        req = queue[pos]
+        del keys[pos]
+        del queue[pos]
+        k2 = policy.order_key(req)
+        pos = bisect.bisect_right(keys, k2)
+        keys.insert(pos, k2)
+        queue.insert(pos, req)
+        key_of[jid] = k2
 
 
 def _resort(
