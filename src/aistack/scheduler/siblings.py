@@ -87,38 +87,57 @@ def quantile_points(samples: Sequence[float], m: int) -> list[float]:
     return [s[min(n - 1, int((i + 0.5) * n / m))] for i in range(m)]
 
 
+def _grid(a0: float = 30.0, factor: float = 1.25, top: float = 1e13) -> list[float]:
+    out = []
+    a = a0
+    while a < top:
+        out.append(a)
+        a *= factor  # repeated products, as GittinsTable builds its grid (same floats)
+    return out
+
+
+_GRID = _grid()
+
+
 def mixture_log_index(base: Sequence[float], group: Sequence[float], w: float, age: float) -> float:
     """ln of the Gittins index at ``age`` of the mixture: weight ``1 − w`` spread evenly on
     the sorted ``base`` points, weight ``w`` spread evenly on the sorted ``group`` points.
 
-    G(a) = sup_b P(a < S ≤ b) / E[min(S, b) − a; S > a]; for a discrete distribution the
-    sup is attained at a support point, so one sweep over the points above ``a`` is exact.
+    G(a) = sup_b P(a < S ≤ b) / E[min(S, b) − a; S > a], with b on the same geometric
+    grid (plus the largest point) as :class:`~aistack.scheduler.gittins.GittinsTable`,
+    so that with ``w = 0`` and the class samples as ``base`` it is the table's index:
+    a job with siblings is not favoured by a finer sup than a job without.
     """
     i = bisect.bisect_right(base, age)
     j = bisect.bisect_right(group, age)
-    wb = (1.0 - w) / len(base) if base else 0.0
-    wg = w / len(group) if group else 0.0
-    alive = (len(base) - i) * wb + (len(group) - j) * wg
+    nb, ng = len(base), len(group)
+    wb = (1.0 - w) / nb if nb else 0.0
+    wg = w / ng if ng else 0.0
+    alive = (nb - i) * wb + (ng - j) * wg
     if alive <= 0:
         return -700.0
-    nb, ng = len(base), len(group)
+    top = max(base[-1] if nb else 0.0, group[-1] if ng else 0.0)
+    k = bisect.bisect_right(_GRID, age)
     done = 0.0  # weight of points in (age, b]
     spent = 0.0  # Σ weight × (point − age) over those points
     best = 0.0
-    while i < nb or j < ng:
-        if j >= ng or (i < nb and base[i] <= group[j]):
-            x, wt = base[i], wb
+    while True:
+        b = _GRID[k] if k < len(_GRID) and _GRID[k] < top else top
+        k += 1
+        while i < nb and base[i] <= b:
+            done += wb
+            spent += wb * (base[i] - age)
             i += 1
-        else:
-            x, wt = group[j], wg
+        while j < ng and group[j] <= b:
+            done += wg
+            spent += wg * (group[j] - age)
             j += 1
-        if wt <= 0:
-            continue
-        done += wt
-        spent += wt * (x - age)
-        cost = spent + (alive - done) * (x - age)
-        if cost > 0:
-            r = done / cost
-            if r > best:
-                best = r
+        if done > 0:
+            cost = spent + (alive - done) * (b - age)
+            if cost > 0:
+                r = done / cost
+                if r > best:
+                    best = r
+        if b >= top:
+            break
     return math.log(best) if best > 0 else -700.0
