@@ -174,9 +174,8 @@ def map_side_by_side(files: Sequence[tuple[str, int]]) -> tuple[np.ndarray, list
         return None
     buf = (ctypes.c_ubyte * total).from_address(base)
     weakref.finalize(buf, munmap, got_base, reserved)  # numpy views keep ``buf`` alive
-    return np.frombuffer(buf, dtype=np.uint8), [
-        a + off for a, (_, off) in zip(starts, files, strict=True)
-    ]
+    region = np.frombuffer(memoryview(buf).cast("B"), dtype=np.uint8)
+    return region, [a + off for a, (_, off) in zip(starts, files, strict=True)]
 
 
 class ShardLoader:
