@@ -86,14 +86,19 @@ def test_finished_siblings_reorder_the_queue() -> None:
     d = pol.schedule(rest, cl, 2000.0)
     validate_decision(rest, cl, d, 2000.0)
     assert [s.job_id for s in d.starts] == ["s2"]
-    # without siblings (the default) and without job ids nothing changes: FIFO-like
-    plain = get_policy("default", history=HIST)
-    plain.observe(300.0, 1)
+    # without sibling learning, or without job ids, nothing changes: FIFO-like
+    plain = get_policy("default", history=HIST, siblings=None)
+    plain.observe(300.0, 1, job_id="s1")
     assert [j.id for j in sorted(rest, key=plain.order_key)] == ["l2", "s2"]
+    no_ids = get_policy("default", history=HIST)
+    no_ids.observe(300.0, 1)
+    assert [j.id for j in sorted(rest, key=no_ids.order_key)] == ["l2", "s2"]
 
 
-def test_a_waiting_sibling_of_short_jobs_preempts() -> None:
-    pol = get_policy("default", history=HIST, siblings="burst", sibling_gap_s=60.0)
+def test_a_waiting_sibling_of_short_jobs_preempts_if_asked() -> None:
+    pol = get_policy(
+        "default", history=HIST, siblings="burst", sibling_gap_s=60.0, sibling_preempt=True
+    )
     old = RunningJob(
         id="old",
         allocation=Allocation(nodes={"n0": NodeAlloc(gpus=(0,))}),
@@ -110,6 +115,13 @@ def test_a_waiting_sibling_of_short_jobs_preempts() -> None:
     d = pol.schedule([w], cl, 3600.0)
     validate_decision([w], cl, d, 3600.0)
     assert [p.job_id for p in d.preemptions] == ["old"]
+    # by default sibling knowledge orders the queue but does not preempt
+    pol = get_policy("default", history=HIST)
+    for j in (job("w0", 2990.0), job("w1", 2995.0), w):
+        pol.order_key(j)
+    pol.observe(120.0, 1, job_id="w0")
+    pol.observe(150.0, 1, job_id="w1")
+    assert pol.schedule([w], cl, 3600.0).preemptions == ()
 
 
 def test_never_reads_true_durations() -> None:
