@@ -7,8 +7,8 @@ sizes giving offered loads of about 0.5, 0.7 and 0.9. Every policy side by side 
 lower bounds, and the default's goals: avg JCT ≤ 1.6× SRTF and ≤ 0.8× EASY, p99 JCT
 ≤ 1.25× EASY, plus the p99 JCT of each GPU-size class against EASY's (large gangs must
 not starve). ``default-w20`` is the default with its optional wait bound
-(max_wait_factor=20), the other end of the avg-vs-gang-tail trade-off; ``default-nosib``
-is the default without sibling learning (siblings=None).
+(max_wait_factor=20), the other end of the avg-vs-gang-tail trade-off; ``default-sib``
+is the default with its optional sibling learning (siblings="burst").
 
 Estimates: the traces have no user estimates, so max_runtime = true duration ("exact"),
 which only reservations and backfill use. The default never reads true durations; it
@@ -53,10 +53,10 @@ HELDOUT = ["01", "03", "04", "05", "06", "07", "08", "10"]
 # cluster05 almost all, so 2-GPU nodes let the node count hit the target loads closely
 GPN = {"09": 2, "05": 2}
 # the default with its optional wait bound (docs/scheduler.md): the other trade-off point;
-# and without sibling learning (the default before it), for comparison
+# and with sibling learning (opt-in, docs/scheduler.md), for comparison
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-w20": ("default", {"max_wait_factor": 20}),
-    "default-nosib": ("default", {"siblings": None}),
+    "default-sib": ("default", {"siblings": "burst"}),
 }
 CLASSES = ["1 GPU", "2-4 GPUs", "5-8 GPUs", "9+ GPUs"]
 SHORT = {"1 GPU": "1", "2-4 GPUs": "2-4", "5-8 GPUs": "5-8", "9+ GPUs": "9+"}
@@ -145,9 +145,7 @@ def main() -> None:
     ap.add_argument("--set", default="all", choices=["tune", "heldout", "all"])
     ap.add_argument("--clusters", default=None, help="overrides --set, e.g. 02,09")
     ap.add_argument("--loads", default="0.5,0.7,0.9")
-    ap.add_argument(
-        "--policies", default="default,fifo,easy,las,srtf,sjf,default-w20,default-nosib"
-    )
+    ap.add_argument("--policies", default="default,fifo,easy,las,srtf,sjf,default-w20,default-sib")
     ap.add_argument("--default-opts", default="{}", help="JSON options for the default policy")
     ap.add_argument("--jobs", type=int, default=2, help="simulations in parallel (processes)")
     ap.add_argument("--out", default="bench_sim_itp", help="result name (bench/results/NAME.json)")

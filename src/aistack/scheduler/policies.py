@@ -251,9 +251,11 @@ class DefaultPolicy(QueuePolicy):
       reserved nodes, so preemptors cannot push it back); and a job that had waited W when
       it started cannot be preempted by jobs of its priority that had not. This is the
       knob for sites where large gangs must not wait much longer than under FIFO.
-    * Sibling learning (``siblings``: ``"burst"``, the default — same GPU count, each
-      submitted within ``sibling_gap_s`` (60 s) of the previous one; ``"named"`` — user,
-      project and GPUs; any function of the ``JobRequest``; ``None`` or ``"off"``): in
+    * Optional sibling learning (off by default: it lowered the average JCT but lengthened
+      the large gangs' p99 on the tuning cluster, docs/scheduler.md). ``siblings``:
+      ``"burst"`` — same GPU count, each submitted within ``sibling_gap_s`` (60 s) of the
+      previous one; ``"named"`` — user, project and GPUs; any function of the
+      ``JobRequest``; ``None`` or ``"off"`` (the default). In
       the *order*, a job whose group has finished members is indexed under a mixture of
       the group's finished runtimes (weight k/(k + ``sibling_prior``) for k of them, the
       last ``sibling_window``) and its size class's distribution. Preemption compares the
@@ -282,7 +284,7 @@ class DefaultPolicy(QueuePolicy):
         preempt_ratio: float = 1.0,
         max_wait_factor: float | None = None,
         max_wait_s: float | None = None,
-        siblings: str | GroupKey | None = "burst",
+        siblings: str | GroupKey | None = None,
         sibling_gap_s: float = 60.0,
         sibling_prior: float = 2.0,
         sibling_window: int = 16,

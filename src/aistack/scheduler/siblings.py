@@ -4,10 +4,10 @@ Clusters see groups of similar jobs — hyper-parameter sweeps, retries, the sam
 re-submitted — whose runtimes are correlated. On the ITP tuning traces (clusters 02 and
 09), a job's runtime has a rank correlation of about 0.6–0.8 with the median runtime of
 the siblings that finished while it could still have been waiting (docs/scheduler.md).
-The default policy uses that (``siblings="burst"`` by default; docs/scheduler.md has
-the evaluation): for a job whose group has finished members, the service distribution in
-the Gittins index that orders the queue is a mixture of the group's finished runtimes and
-its size class's distribution.
+The default policy can use that (``siblings="burst"``; off by default, docs/scheduler.md
+has the evaluation): for a job whose group has finished members, the service distribution
+in the Gittins index that orders the queue is a mixture of the group's finished runtimes
+and its size class's distribution.
 
 A *group key* is a pluggable function of the job as the scheduler sees it at decision
 time (a ``JobRequest``): never its true duration.

@@ -86,11 +86,11 @@ def test_finished_siblings_reorder_the_queue() -> None:
     d = pol.schedule(rest, cl, 2000.0)
     validate_decision(rest, cl, d, 2000.0)
     assert [s.job_id for s in d.starts] == ["s2"]
-    # without sibling learning, or without job ids, nothing changes: FIFO-like
-    plain = get_policy("default", history=HIST, siblings=None)
+    # without sibling learning (the default), or without job ids, nothing changes
+    plain = get_policy("default", history=HIST)
     plain.observe(300.0, 1, job_id="s1")
     assert [j.id for j in sorted(rest, key=plain.order_key)] == ["l2", "s2"]
-    no_ids = get_policy("default", history=HIST)
+    no_ids = get_policy("default", history=HIST, siblings="burst")
     no_ids.observe(300.0, 1)
     assert [j.id for j in sorted(rest, key=no_ids.order_key)] == ["l2", "s2"]
 
@@ -115,8 +115,8 @@ def test_a_waiting_sibling_of_short_jobs_preempts_if_asked() -> None:
     d = pol.schedule([w], cl, 3600.0)
     validate_decision([w], cl, d, 3600.0)
     assert [p.job_id for p in d.preemptions] == ["old"]
-    # by default sibling knowledge orders the queue but does not preempt
-    pol = get_policy("default", history=HIST)
+    # by default (sibling_preempt=False) sibling knowledge orders the queue, no more
+    pol = get_policy("default", history=HIST, siblings="burst")
     for j in (job("w0", 2990.0), job("w1", 2995.0), w):
         pol.order_key(j)
     pol.observe(120.0, 1, job_id="w0")
