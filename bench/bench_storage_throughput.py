@@ -123,11 +123,48 @@ def hash_rows(buf_mib: int = 256) -> list[list[Any]]:
     except ImportError:
         pass
     try:
-        from aistack.storage.hashing import ChunkParams, cut
+        from aistack.storage.hashing import (
+            ChunkParams,
+            ChunkPolicy,
+            cut,
+            cut_offsets,
+            cut_offsets_parallel,
+        )
 
         dt, n = timed(lambda: sum(1 for _ in cut(data, ChunkParams())))
         rows.append(
             ["hash", f"FastCDC ({n} chunks)", "chunk", 1, buf_mib, dt, buf_mib / dt, None, None]
+        )
+        large = ChunkPolicy.default().large
+        assert large is not None
+        dt, n = timed(lambda: sum(1 for _ in cut_offsets(data, large)))
+        rows.append(
+            [
+                "hash",
+                f"FastCDC large tier ({n} chunks)",
+                "chunk",
+                1,
+                buf_mib,
+                dt,
+                buf_mib / dt,
+                None,
+                None,
+            ]
+        )
+        seg = max(buf_mib // 4, 1) * MiB
+        dt, n = timed(lambda: sum(1 for _ in cut_offsets_parallel(data, large, segment=seg)))
+        rows.append(
+            [
+                "hash",
+                f"FastCDC large tier, parallel ({os.cpu_count()} threads, {n} chunks)",
+                "chunk",
+                1,
+                buf_mib,
+                dt,
+                buf_mib / dt,
+                None,
+                None,
+            ]
         )
     except ImportError:
         pass

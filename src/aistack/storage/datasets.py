@@ -41,7 +41,7 @@ from aistack.errors import (
 from aistack.settings import Settings, get_settings
 from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
-from aistack.storage.hashing import chunk_list_hash, cut_offsets
+from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, pwrite_all
 from aistack.storage.paths import check_relpath, inside, safe_dest
@@ -350,9 +350,13 @@ class Datasets:
                     with open(src.path, "rb") as f, _mapped(f) as buf:
                         fd = f.fileno()
                         before = os.fstat(fd)
-                        for j, (off, n) in enumerate(cut_offsets(buf, params)):
-                            window.append(pool.submit(put_chunk, i, j, fd, buf, off, n))
-                            drain(limit)
+                        # boundaries found by chunker threads, exactly the serial ones; closed
+                        # before the mapping (its threads read it)
+                        spans = cut_offsets_parallel(buf, params)
+                        with contextlib.closing(spans):
+                            for j, (off, n) in enumerate(spans):
+                                window.append(pool.submit(put_chunk, i, j, fd, buf, off, n))
+                                drain(limit)
                         drain(0)  # the mapping must outlive its views
                         self._check_unchanged(src, before, os.fstat(fd), fresh[i])
                 drain(0)

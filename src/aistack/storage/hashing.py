@@ -21,6 +21,15 @@ scans. Measured on a 2 GiB file with 4 changed regions (20.5 MiB): a re-add writ
 policy have no ``large_chunks`` entry in their configuration and keep one chunk size for every
 file, so their re-adds still deduplicate.
 
+Big buffers are chunked in parallel (:func:`cut_offsets_parallel`): segments are cut by threads as
+if a chunker started at each, and stitched where the real chain of boundaries meets a segment's
+own, so the boundaries are exactly the serial ones (a re-add still deduplicates against versions
+chunked serially). Measured on a page-cached 2 GiB file with the large tier: serial 0.56-0.59 s,
+2 threads 0.29-0.41 s (the latter including mapping the pages). On the 2-core project machine a
+whole add is CPU-bound (chunking ~0.6, BLAKE3 ~0.5-0.6, kernel copies into ~400 new files
+~1.0-1.2 CPU-s), so there it did not change the time of an add (6 alternating runs: 1.33 s median
+against 1.32 s serial); it lifts the 3 GB/s ceiling of one chunker where cores are spare.
+
 The hash of a chunked file is the hash of ``"aistack-chunks-v1\\n"`` followed by its chunk ids, one
 per line (a Merkle list): strong, and it costs no second pass over the bytes.
 """
@@ -33,7 +42,7 @@ import logging
 import mmap
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -314,7 +323,7 @@ def cut_offsets_parallel(
     *,
     threads: int | None = None,
     segment: int | None = None,
-) -> Iterator[tuple[int, int]]:
+) -> Generator[tuple[int, int], None, None]:
     """The chunks of :func:`cut_offsets` (exactly the same boundaries), found by ``threads``
     chunkers working on segments of ``buf`` at once.
 
