@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
@@ -27,12 +28,19 @@ from aistack.scheduler.simulator import (
     with_estimates,
 )  # noqa: E402
 
+# the default with its optional sibling learning (docs/scheduler.md)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default-sib": ("default", {"siblings": "burst"})
+}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10,000 jobs instead of 100,000")
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--policies", default="fifo,easy,sjf,fairshare,priority,las,srtf,default")
+    ap.add_argument(
+        "--policies", default="fifo,easy,sjf,fairshare,priority,las,srtf,default,default-sib"
+    )
     args = ap.parse_args()
     n = args.jobs or (10_000 if args.quick else 100_000)
     trace = with_estimates(synthetic_mix(n, seed=1, mean_gap_s=300.0))
@@ -41,7 +49,8 @@ def main() -> None:
     rows = []
     for p in args.policies.split(","):
         w0, c0 = time.perf_counter(), time.process_time()
-        r = simulate(trace, get_policy(p, explain=False), cfg)
+        name, opts = VARIANTS.get(p, (p, {}))
+        r = simulate(trace, get_policy(name, explain=False, **opts), cfg)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         m = r.metrics
         rows.append(
