@@ -7,7 +7,8 @@ Cases (full mode; --quick uses 128 MiB and 1,000 files):
 
 Rows: add/get through the Python API against a fresh local store (throughput and % of cp's),
 the CLI (`aistack data add`, one process, like `dvc`) beside `dvc add` + `dvc push` to a local
-remote, and raw hash/chunker speed (BLAKE3, SHA-256, FastCDC) on a 256 MiB buffer.
+remote, and raw hash/chunker speed (BLAKE3, SHA-256, FastCDC with the small and the large-file
+chunk sizes, the latter serial and in parallel segments) on a 256 MiB buffer.
 Goal (issue #3): add of the large file >= 70 % of cp's throughput. Timings only; no asserts.
 
 Fairness: the sources are read from the page cache by every tool (an untimed `cp -r` of each case
