@@ -400,6 +400,12 @@ def main() -> None:
             "mode": "quick" if args.quick else "full",
             "reps": reps,
             "samples_s": samples,
+            # cp and add of one rep run back to back: their ratio is less exposed to a burst
+            # of load from other jobs than the ratio of the two medians (the "% of cp" column)
+            "large_add_pct_of_cp_per_rep": [
+                round(100.0 * c / a, 1)
+                for c, a in zip(samples["large/cp"], samples["large/add"], strict=True)
+            ],
             "load_average_after": os.getloadavg(),
             "chunk_policy": chunk_policy,
             "note": "API rows: median of `reps` runs alternating cp, add, get, get --copy, each "
