@@ -299,7 +299,9 @@ class SchedulerLoop:
                 add_event(s, job.id, st.state, job.failure_reason)
         observe = getattr(self.policy, "observe", None)
         if observe is not None and job.state == "SUCCEEDED" and job.started_at:
-            observe((now - job.started_at).total_seconds(), _job_gpus(job))
+            # with the job's id, a policy that learns from sibling jobs (the default with
+            # ``siblings="named"``) also re-ranks the finished job's waiting siblings
+            observe((now - job.started_at).total_seconds(), _job_gpus(job), job_id=job.id)
         if self.on_finish is not None:
             try:
                 self.on_finish(job, st)
