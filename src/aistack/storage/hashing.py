@@ -18,8 +18,8 @@ file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1
 largest single cost of adding a big file; the 2 MiB minimum also halves the bytes the gear hash
 scans. Measured on a 2 GiB file with 4 changed regions (20.5 MiB): a re-add writes 45.7 MiB
 (1/4/16 MiB chunks: the same; 3/4/16: 63.4 MiB; 0.25/1/4: 33.5 MiB); it depends on where the
-chunks of the (random) file fall around the edits: the benchmark's re-add wrote 63.4, 73.3 and
-43.5 MiB in three full runs (``bench/bench_storage_throughput.py``, new random file each run). Stores created before this
+chunks of the (random) file fall around the edits: the benchmark's re-add wrote 43.5 to 73.3 MiB
+in four full runs (``bench/bench_storage_throughput.py``, a new random file each run). Stores created before this
 policy have no ``large_chunks`` entry in their configuration and keep one chunk size for every
 file, so their re-adds still deduplicate.
 
