@@ -114,6 +114,10 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
 def hash_rows(buf_mib: int = 256) -> list[list[Any]]:
     data = os.urandom(buf_mib * MiB)
     rows = []
+
+    def row(op: str, label: str, dt: float) -> list[Any]:
+        return ["hash", label, op, 1, buf_mib, dt, buf_mib / dt, None, None]
+
     dt, _ = timed(lambda: hashlib.sha256(data).digest())
     rows.append(["hash", "sha256 (hashlib)", "hash", 1, buf_mib, dt, buf_mib / dt, None, None])
     try:
@@ -139,34 +143,11 @@ def hash_rows(buf_mib: int = 256) -> list[list[Any]]:
         large = ChunkPolicy.default().large
         assert large is not None
         dt, n = timed(lambda: sum(1 for _ in cut_offsets(data, large)))
-        rows.append(
-            [
-                "hash",
-                f"FastCDC large tier ({n} chunks)",
-                "chunk",
-                1,
-                buf_mib,
-                dt,
-                buf_mib / dt,
-                None,
-                None,
-            ]
-        )
+        rows.append(row("chunk", f"FastCDC large tier ({n} chunks)", dt))
         seg = max(buf_mib // 4, 1) * MiB
         dt, n = timed(lambda: sum(1 for _ in cut_offsets_parallel(data, large, segment=seg)))
-        rows.append(
-            [
-                "hash",
-                f"FastCDC large tier, parallel ({os.cpu_count()} threads, {n} chunks)",
-                "chunk",
-                1,
-                buf_mib,
-                dt,
-                buf_mib / dt,
-                None,
-                None,
-            ]
-        )
+        label = f"FastCDC large tier, parallel ({os.cpu_count()} threads, {n} chunks)"
+        rows.append(row("chunk", label, dt))
     except ImportError:
         pass
     return rows
