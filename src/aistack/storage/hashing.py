@@ -107,9 +107,36 @@ class ChunkParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChunkParams:
-        return cls(
+        """Sizes as a store's configuration records them; refused (ValidationError) where
+        the chunker could not cut with them, so a hand-edited configuration fails when the
+        store opens, naming the size, not in the middle of an add."""
+        p = cls(
             min_size=int(d["min_size"]), avg_size=int(d["avg_size"]), max_size=int(d["max_size"])
         )
+        p.check()
+        return p
+
+    def check(self) -> None:
+        """``min ≤ avg ≤ max`` and, past the bytes skipped after each cut (``min_size`` above
+        1 MiB), the ranges FastCDC (pyfastcdc) accepts."""
+        if not 0 < self.min_size <= self.avg_size <= self.max_size:
+            raise ValidationError(
+                f"chunk sizes: need 0 < min_size ≤ avg_size ≤ max_size, got {self.to_dict()}",
+                hint="restore the store's cas/config.json, or use e.g. 2/4/16 MiB",
+            )
+        skip = max(0, self.min_size - _FASTCDC_MAX_MIN)
+        for name, value, low, high in (
+            ("min_size", self.min_size - skip, 64, 1 << 20),
+            ("avg_size", self.avg_size - skip, 256, 4 << 20),
+            ("max_size", self.max_size - skip, 1024, 16 << 20),
+        ):
+            if not low <= value <= high:
+                raise ValidationError(
+                    f"chunk sizes {self.to_dict()}: {name} − {skip} skipped bytes = {value} B is "
+                    f"outside FastCDC's range {low}..{high} B",
+                    hint="avg_size may exceed min_size by at most 3 MiB and max_size by at most "
+                    "15 MiB (e.g. 2/4/16 MiB)",
+                )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from aistack.errors import BackendError, ConflictError, IntegrityError
+from aistack.errors import BackendError, ConflictError, IntegrityError, ValidationError
 from aistack.storage.backends import Backend
 from aistack.storage.hashing import ChunkPolicy, default_algorithm, hasher_factory
 
@@ -80,7 +80,7 @@ class ObjectStore:
                 cfg["hash"]
                 ChunkPolicy.from_config(cfg)
                 return dict(cfg)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
                 raise IntegrityError(
                     f"the store configuration {path} is unreadable: {exc}",
                     hint="restore it from a backup or point AISTACK_STORAGE_URL at another root",

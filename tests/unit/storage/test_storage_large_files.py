@@ -201,3 +201,29 @@ def test_skipping_chunker_resynchronises_after_an_insert() -> None:
     b = {digest("blake3", c) for c in cut(edited, SKIPPING)}
     assert len(b - a) <= 3  # only the chunks around the insert are new
     assert len(a & b) >= len(a) - 4
+
+
+@pytest.mark.parametrize(
+    ("sizes", "needle"),
+    [
+        ((4 * MiB, 8 * MiB, 32 * MiB), "avg_size"),  # avg 5 MiB past the 3 MiB skip
+        ((6 * MiB, 8 * MiB, 32 * MiB), "max_size"),  # max 27 MiB past the 5 MiB skip
+        ((2 * MiB, 1 * MiB, 16 * MiB), "min_size ≤ avg_size"),
+    ],
+)
+def test_store_config_with_chunk_sizes_fastcdc_refuses_fails_at_open(
+    tmp_path: Path, sizes: tuple[int, int, int], needle: str
+) -> None:
+    lo, avg, hi = sizes
+    cfg = {
+        "hash": "blake3",
+        "chunks": SMALL.to_dict(),
+        "large_chunks": {"min_size": lo, "avg_size": avg, "max_size": hi, "from_size": 2 * MiB},
+        "version": 1,
+    }
+    ds = connect(tmp_path, cfg)
+    with pytest.raises(IntegrityError, match="config") as err:
+        ds.store  # noqa: B018 - opens lazily
+    assert needle in str(err.value)
+    saved = json.loads((tmp_path / "objects" / PREFIX / "config.json").read_text())
+    assert saved == cfg  # nothing rewritten
