@@ -173,7 +173,10 @@ def map_side_by_side(files: Sequence[tuple[str, int]]) -> tuple[np.ndarray, list
         log.debug("shards cannot be mapped side by side (%s): gathering per shard", exc)
         return None
     buf = (ctypes.c_ubyte * total).from_address(base)
-    weakref.finalize(buf, munmap, got_base, reserved)  # numpy views keep ``buf`` alive
+    unmap = weakref.finalize(buf, munmap, got_base, reserved)  # numpy views keep ``buf`` alive
+    # not at interpreter exit: a daemon prefetch thread may still be copying from the range
+    # (numpy releases the GIL), and the process's exit unmaps everything anyway
+    unmap.atexit = False
     region = np.frombuffer(memoryview(buf).cast("B"), dtype=np.uint8)
     return region, [a + off for a, (_, off) in zip(starts, files, strict=True)]
 
