@@ -124,7 +124,7 @@ class ChunkParams:
                 f"chunk sizes: need 0 < min_size ≤ avg_size ≤ max_size, got {self.to_dict()}",
                 hint="restore the store's cas/config.json, or use e.g. 2/4/16 MiB",
             )
-        skip = max(0, self.min_size - _FASTCDC_MAX_MIN)
+        skip = _skip_for(self)
         for name, value, low, high in (
             ("min_size", self.min_size - skip, 64, 1 << 20),
             ("avg_size", self.avg_size - skip, 256, 4 << 20),
@@ -215,7 +215,7 @@ def cut_offsets(
         return
     mv = memoryview(buf)
     try:
-        skip = max(0, params.min_size - _FASTCDC_MAX_MIN)
+        skip = _skip_for(params)
         if skip:
             yield from _cut_skipping(mv, params, skip)
             return
@@ -240,24 +240,11 @@ def _cut_skipping(mv: memoryview, params: ChunkParams, skip: int) -> Iterator[tu
     ``skip`` bytes are not scanned, and FastCDC (``min_size - skip``, ``avg_size - skip``,
     ``max_size - skip``) cuts the rest. Still content-defined (a boundary depends only on the
     bytes after the previous one); the gear hash runs over fewer bytes, so cutting costs less."""
-    sub = ChunkParams(
-        min_size=params.min_size - skip,
-        avg_size=params.avg_size - skip,
-        max_size=params.max_size - skip,
-    )
-    cdc = _fastcdc(sub)
+    cdc = _fastcdc(_sub_params(params, skip))
     n = len(mv)
     pos = 0
     while pos < n:
-        if n - pos <= params.min_size:
-            yield pos, n - pos
-            return
-        window = mv[pos + skip :]
-        it = cdc.cut_buf(window)
-        c = next(it)
-        length = skip + c.length
-        del c, it
-        window.release()
+        length = _next_length(mv, pos, params, skip, cdc)
         yield pos, length
         pos += length
 
