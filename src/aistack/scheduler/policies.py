@@ -456,6 +456,10 @@ class DefaultPolicy(QueuePolicy):
             li = self._sibling_log_index(jid, gpus, attained)
             if li is not None:
                 return li
+        return self._log_index(gpus, attained)
+
+    def _log_index(self, gpus: int, attained: float) -> float:
+        """ln G(attained) of the job's size class (0 before a table exists)."""
         t = self._tables[size_class(gpus)]
         return 0.0 if t is None else t.log_at(attained)
 
@@ -490,11 +494,8 @@ class DefaultPolicy(QueuePolicy):
     def rank(self, job: JobRequest, cluster: ClusterState, now: float) -> tuple[Any, ...]:
         if self._key is not None:
             self._group(job)
-        if self.sibling_preempt:
-            li = self._job_log_index(job.id, job.gpus * job.nodes, job.attained_service_s)
-        else:
-            t = self._tables[size_class(job.gpus * job.nodes)]
-            li = 0.0 if t is None else t.log_at(job.attained_service_s)
+        g, a = job.gpus * job.nodes, job.attained_service_s
+        li = self._job_log_index(job.id, g, a) if self.sibling_preempt else self._log_index(g, a)
         return (-job.priority, -li + self._log_ratio)
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
