@@ -63,24 +63,15 @@ def test_bad_names_and_env() -> None:
         parse_spec({"command": "x", "distributed": "horovod"})
 
 
-NODES = [
-    Node(
-        name="a",
-        cpus=8,
-        memory_mb=32768,
-        gpus=tuple(
-            GpuDevice(index=i, uuid=f"u{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4)
-        ),
-    ),
-    Node(
-        name="b",
-        cpus=8,
-        memory_mb=32768,
-        gpus=tuple(
-            GpuDevice(index=i, uuid=f"v{i}", name="NVIDIA H100", memory_mb=81920) for i in range(4)
-        ),
-    ),
-]
+def _h100_node(name: str, uuid_prefix: str) -> Node:
+    gpus = tuple(
+        GpuDevice(index=i, uuid=f"{uuid_prefix}{i}", name="NVIDIA H100", memory_mb=81920)
+        for i in range(4)
+    )
+    return Node(name=name, cpus=8, memory_mb=32768, gpus=gpus)
+
+
+NODES = [_h100_node("a", "u"), _h100_node("b", "v")]
 
 
 def test_feasibility_messages() -> None:
