@@ -26,11 +26,11 @@ file, so their re-adds still deduplicate.
 Big buffers are chunked in parallel (:func:`cut_offsets_parallel`): segments are cut by threads as
 if a chunker started at each, and stitched where the real chain of boundaries meets a segment's
 own, so the boundaries are exactly the serial ones (a re-add still deduplicates against versions
-chunked serially). Measured on a page-cached 2 GiB file with the large tier: serial 0.56-0.59 s,
-2 threads 0.29-0.41 s (the latter including mapping the pages). On the 2-core project machine a
-whole add is CPU-bound (chunking ~0.6, BLAKE3 ~0.5-0.6, kernel copies into ~400 new files
-~1.0-1.2 CPU-s), so there it did not change the time of an add (6 alternating runs: 1.33 s median
-against 1.32 s serial); it lifts the 3 GB/s ceiling of one chunker where cores are spare.
+chunked serially). On the 2-core project machine it gains nothing measurable: the bench's
+chunker rows (256 MiB buffer, large tier, 2 threads) gave 4,795 MiB/s parallel against 4,893 MiB/s
+serial, and a whole add is CPU-bound there anyway (chunking, BLAKE3 and the kernel copies into
+~400 new files share the two cores). It is kept because it is exact and removes the one-chunker
+ceiling where cores are spare; that gain is not measured here.
 
 The hash of a chunked file is the hash of ``"aistack-chunks-v1\\n"`` followed by its chunk ids, one
 per line (a Merkle list): strong, and it costs no second pass over the bytes.
@@ -308,9 +308,8 @@ _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14
 
 def _populator(buf: Any) -> Callable[[int, int], None] | None:
     """For an ``mmap``: a function that maps a range of it in one call (``MADV_POPULATE_READ``)
-    instead of a page fault every 16 pages while the chunker and the hashers read it. Measured
-    on a page-cached 2 GiB file: hashing it through a populated mapping took 0.75 CPU-s against
-    0.78-0.89 CPU-s through faults. Best effort: older kernels refuse the advice, which is then
+    instead of a page fault every 16 pages while the chunker and the hashers read it (a profile,
+    not a bench figure, put the saving at a few percent of hashing's CPU time). Best effort: older kernels refuse the advice, which is then
     skipped."""
     madvise = getattr(buf, "madvise", None)
     if madvise is None or not sys.platform.startswith("linux"):
