@@ -145,7 +145,7 @@ def map_side_by_side(files: Sequence[tuple[str, int]]) -> tuple[np.ndarray, list
     munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     # each file starts on a huge-page boundary, as the kernel places a file mapping of its
     # own: the page cache's large folios are then mapped with one TLB entry per 2 MiB
-    # instead of 512 (measured: without it the gather ran ~20 % slower than from np.memmap)
+    # instead of 512 (seen in /proc/self/smaps: FilePmdMapped is 0 without the alignment)
     align = _HUGE_PAGE
     sizes = [os.path.getsize(path) for path, _ in files]
     starts, total = [], 0
