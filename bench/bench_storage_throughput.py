@@ -13,8 +13,14 @@ Goal (issue #3): add of the large file >= 70 % of cp's throughput. Timings only;
 
 Fairness: the sources are read from the page cache by every tool (an untimed `cp -r` of each case
 runs first), every timed operation starts after `sync` (so no tool pays for the dirty pages the
-previous one left), and the API rows are the median of `--reps` runs alternating cp, add, get and
-get --copy.
+previous one left), and the API rows are the median of `--reps` runs of cp, add, get and
+get --copy (cp and add swap places every other run).
+
+Memory: on the project's VM the time of a large copy depends on which memory its new page-cache
+pages land on (2 GiB with `cp`: 0.5 s in most runs, 1.2-3.7 s in others, the extra time all
+kernel memcpy); the more memory the previous operations left in use, the slower. So each
+operation's copy is deleted before the next one starts, and the per-run samples are in the JSON
+(`samples`) beside the medians.
 
     .venv/bin/python bench/bench_storage_throughput.py [--quick] [--dir DIR] [--no-dvc]
 """
@@ -209,16 +215,20 @@ def main() -> None:
                         lambda: ds.get(f"bench-{case}@v1", work / f"getc-{case}", link="copy")
                     )[0],
                 }
-                for op, fn in ops.items():
+                order = list(ops) if rep % 2 == 0 else ["add", "cp", "get", "get-copy"]
+                for op in order:
                     os.sync()  # start clean: no writeback of the previous operation's pages
-                    dt = fn()
+                    dt = ops[op]()
                     samples.setdefault(f"{case}/{op}", []).append(round(dt, 4))
+                    # each copy is removed before the next timed operation, so every one
+                    # starts with the same memory in use (see "Memory" above)
+                    for d in (f"cp-{case}", f"get-{case}", f"getc-{case}"):
+                        shutil.rmtree(work / d, ignore_errors=True)
                 v = ds.resolve(f"bench-{case}@v1")
                 written = du(store / "cas")
                 g = ds.get(v.ref, work / f"get-{case}")
                 linked, copied = g.linked, g.copied
-                for d in (f"cp-{case}", f"get-{case}", f"getc-{case}"):
-                    shutil.rmtree(work / d, ignore_errors=True)
+                shutil.rmtree(work / f"get-{case}", ignore_errors=True)
                 if rep < reps - 1:
                     shutil.rmtree(store, ignore_errors=True)
             med = {op: statistics.median(samples[f"{case}/{op}"][-reps:]) for op in ops}
@@ -389,8 +399,9 @@ def main() -> None:
             ],
             "load_average_after": os.getloadavg(),
             "chunk_policy": chunk_policy,
-            "note": "API rows: median of `reps` runs alternating cp, add, get, get --copy, each "
-            "after `sync`, sources in the page cache; CLI and DVC rows: one run each, including "
+            "note": "API rows: median of `reps` runs of cp, add, get, get --copy (cp and add swap "
+            "places every other run), each after `sync` with the previous operation's copy "
+            "deleted, sources in the page cache; CLI and DVC rows: one run each, including "
             "process start-up; bytes written = growth of the store/remote",
             "goal": "large-file add >= 70% of cp throughput",
         },

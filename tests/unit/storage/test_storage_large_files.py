@@ -17,7 +17,7 @@ from aistack.storage import Datasets
 from aistack.storage.contract import corrupt_object
 from aistack.storage.datasets import _SourceFile
 from aistack.storage.hashing import ChunkParams, ChunkPolicy, cut, cut_offsets, digest
-from aistack.storage.objects import PREFIX
+from aistack.storage.objects import PREALLOCATE_FROM, PREFIX
 
 MiB = 1024 * 1024
 SMALL = ChunkParams()  # 256 KiB / 1 MiB / 4 MiB
@@ -122,6 +122,36 @@ def test_without_copy_file_range_the_bytes_are_written(
     data = os.urandom(3 * MiB)
     v = ds.add("d", write(tmp_path / "src" / "big.bin", data))
     ds.get(v.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_objects_are_preallocated_and_a_filesystem_without_it_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = os.posix_fallocate
+
+    def spy(fd: int, off: int, n: int) -> None:
+        calls.append(n)
+        real(fd, off, n)
+
+    monkeypatch.setattr(os, "posix_fallocate", spy)
+    ds = tiered(tmp_path / "a", from_size=10**12)  # small tier: 1 MiB average chunks
+    data = os.urandom(8 * MiB)
+    v = ds.add("d", write(tmp_path / "src" / "big.bin", data))
+    sizes = next(iter(ds.files(v))).chunk_sizes
+    assert sorted(calls) == sorted(n for n in sizes if n >= PREALLOCATE_FROM)
+    assert calls  # some chunks of 1 MiB and up were preallocated to exactly their size
+    for oid, n in zip(next(iter(ds.files(v))).chunks, sizes, strict=True):
+        assert os.path.getsize(ds.store.key(oid)) == n
+
+    def unsupported(*_a: Any) -> None:
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    ds2 = tiered(tmp_path / "b", from_size=10**12)
+    v2 = ds2.add("d", tmp_path / "src")
+    ds2.get(v2.ref, tmp_path / "out")
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
 
 
