@@ -9,7 +9,9 @@ same root; this module never lists or deletes outside its own prefixes)::
 
 Writes are atomic: on a local directory an object is written under ``cas/tmp`` and renamed into
 place (``os.replace``); a chunk of a local source file is copied by the kernel
-(``copy_file_range``, after its bytes were hashed) instead of through a Python buffer; on S3 a PUT (or a completed multipart upload) is atomic by itself; the
+(``copy_file_range``, after its bytes were hashed) instead of through a Python buffer, into
+blocks reserved beforehand (``posix_fallocate``, objects of 1 MiB and up); on S3 a PUT (or a
+completed multipart upload) is atomic by itself; the
 memory fake stores whole values. Every read is hashed and compared with the object's name: a
 mismatch or a missing object raises :class:`~aistack.errors.IntegrityError` naming the object and
 the dataset file it belongs to.
