@@ -13,7 +13,6 @@ Shipped with the product so a third-party backend can run it too. Needs pytest.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import random
@@ -30,8 +29,6 @@ import pytest
 
 from aistack.errors import ConflictError, IntegrityError, NotFoundError, ValidationError
 from aistack.storage.datasets import Datasets
-from aistack.storage.hashing import ChunkParams, ChunkPolicy, default_algorithm
-from aistack.storage.objects import PREFIX
 from aistack.storage.vfs import ReadOnlyError
 
 
@@ -61,43 +58,9 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return out
 
 
-def packed_datasets(
-    tmp_path: Path, from_size: int = 2 * 1024 * 1024, pack_max: int = 4 * 1024 * 1024
-) -> Datasets:
-    """Datasets on a new local store that packs files of ``from_size`` bytes and up (its
-    large-file tier, with small chunks so that tests stay fast) into packs of ``pack_max``."""
-    store = tmp_path / "objects"
-    (store / PREFIX).mkdir(parents=True)
-    policy = ChunkPolicy(
-        small=ChunkParams(),
-        large=ChunkParams(min_size=64 * 1024, avg_size=256 * 1024, max_size=1024 * 1024),
-        large_from=from_size,
-    )
-    cfg = {
-        "hash": default_algorithm(),
-        **policy.to_config(),
-        "packs": {"max_size": pack_max},
-        "version": 1,
-    }
-    (store / PREFIX / "config.json").write_text(json.dumps(cfg))
-    return Datasets.connect(f"sqlite:///{tmp_path / 'aistack.db'}", str(store))
-
-
 def corrupt_object(ds: Datasets, oid: str) -> None:
-    """Flip one byte of a stored object in place (through the backend; in its pack when the
-    object is packed)."""
+    """Flip one byte of a stored object in place (through the backend)."""
     key = ds.store.key(oid)
-    if ds.backend.is_local and not os.path.exists(key):
-        loc = ds.store.locate_packed(oid)
-        assert loc is not None, f"object {oid} is neither loose nor packed"
-        path, offset, size = loc
-        os.chmod(path, 0o644)
-        with open(path, "r+b") as f:
-            f.seek(offset + size // 2)
-            b = f.read(1)
-            f.seek(offset + size // 2)
-            f.write(bytes([b[0] ^ 0x01]))
-        return
     fs = ds.backend.fs
     data = bytearray(fs.cat_file(key))
     data[len(data) // 2] ^= 0x01

@@ -43,7 +43,7 @@ from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore, PackWriter, pwrite_all
+from aistack.storage.objects import ObjectStore, pwrite_all
 from aistack.storage.paths import check_relpath, inside, safe_dest
 from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
 
@@ -307,10 +307,7 @@ class Datasets:
         chunks: list[dict[int, tuple[str, int]]] = [{} for _ in sources]
         done = 0
         written = 0
-        # (result, the pack the chunk goes to or None, its source offset)
-        window: deque[tuple[Future[tuple[int, int, str, int, int]], PackWriter | None, int]] = (
-            deque()
-        )
+        window: deque[Future[tuple[int, int, str, int, int]]] = deque()
         limit = self._pool_size() * 4
         fresh: list[list[str]] = [[] for _ in sources]  # objects this add wrote, per file
 
@@ -332,70 +329,39 @@ class Datasets:
                 fresh[i].append(oid)
             return i, j, oid, n, w
 
-        def hash_chunk(
-            i: int, j: int, buf: Any, off: int, n: int
-        ) -> tuple[int, int, str, int, int]:
-            view = memoryview(buf)[off : off + n]
-            try:
-                return i, j, store.hash_bytes(view), n, 0
-            finally:
-                view.release()
-
         def drain(keep: int) -> None:
             nonlocal done, written
             while len(window) > keep:
-                fut, pack, off = window.popleft()
-                i, j, oid, n, w = fut.result()
-                if pack is not None:  # hashed; new chunks are appended to the pack in order
-                    w = pack.add(oid, off, n)
+                i, j, oid, n, w = window.popleft().result()
                 chunks[i][j] = (oid, n)
                 done += n
                 written += w
                 if progress:
                     progress(done, total)
 
-        with (
-            ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-add") as pool,
-            ThreadPoolExecutor(1, thread_name_prefix="aistack-pack") as copier,
-        ):
+        with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-add") as pool:
             try:
                 for i, src in enumerate(sources):
                     if src.size <= small:
-                        window.append((pool.submit(put_small, i, src), None, 0))
+                        window.append(pool.submit(put_small, i, src))
                         drain(limit)
                         continue
                     params = store.chunk_policy.for_size(src.size)
-                    packed = store.packs_from is not None and src.size >= store.packs_from
                     with open(src.path, "rb") as f, _mapped(f) as buf:
                         fd = f.fileno()
                         before = os.fstat(fd)
-                        pack = store.pack_writer(fd, buf, src.size, copier) if packed else None
-                        try:
-                            # boundaries found by chunker threads, exactly the serial ones;
-                            # closed before the mapping (its threads read it)
-                            spans = cut_offsets_parallel(buf, params)
-                            with contextlib.closing(spans):
-                                for j, (off, n) in enumerate(spans):
-                                    if pack is None:
-                                        fut = pool.submit(put_chunk, i, j, fd, buf, off, n)
-                                    else:
-                                        fut = pool.submit(hash_chunk, i, j, buf, off, n)
-                                    window.append((fut, pack, off))
-                                    drain(limit)
-                            drain(0)  # the mapping must outlive its views
-                            if pack is not None:
-                                pack.finish()  # every copy done before the source is checked
-                            ours = fresh[i] if pack is None else pack.published
-                            self._check_unchanged(src, before, os.fstat(fd), ours)
-                            if pack is not None:
-                                pack.publish()
-                        except BaseException:
-                            if pack is not None:
-                                pack.abort()  # nothing of it becomes visible
-                            raise
+                        # boundaries found by chunker threads, exactly the serial ones; closed
+                        # before the mapping (its threads read it)
+                        spans = cut_offsets_parallel(buf, params)
+                        with contextlib.closing(spans):
+                            for j, (off, n) in enumerate(spans):
+                                window.append(pool.submit(put_chunk, i, j, fd, buf, off, n))
+                                drain(limit)
+                        drain(0)  # the mapping must outlive its views
+                        self._check_unchanged(src, before, os.fstat(fd), fresh[i])
                 drain(0)
             except BaseException:
-                for fut, _, _ in window:
+                for fut in window:
                     fut.cancel()
                 raise
         entries: list[FileEntry] = []
@@ -816,7 +782,6 @@ class Datasets:
         now = time.time()
         total = deleted = young = 0
         freed = 0
-        dead: list[str] = []
         for obj in self.store.iter_objects():
             total += 1
             if obj.oid in live:
@@ -826,9 +791,8 @@ class Datasets:
                 continue
             deleted += 1
             freed += obj.size
-            dead.append(obj.oid)
-        if not dry_run:
-            self.store.delete_many(dead)  # a pack with live objects: those are kept (loose)
+            if not dry_run:
+                self.store.delete(obj.oid)
         all_m = self.catalog.all_manifests()
         mdel = 0
         for mid in self.manifests.ids():

@@ -147,11 +147,6 @@ class ChunkPolicy:
     large: ChunkParams | None = None
     large_from: int = 0
 
-    @property
-    def max_chunk(self) -> int:
-        """The largest chunk any tier cuts."""
-        return max(self.small.max_size, self.large.max_size if self.large else 0)
-
     def for_size(self, size: int) -> ChunkParams:
         if self.large is not None and size >= self.large_from:
             return self.large

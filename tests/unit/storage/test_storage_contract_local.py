@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aistack.storage import Datasets
-from aistack.storage.contract import StorageContract, packed_datasets
+from aistack.storage.contract import StorageContract
 
 
 class TestLocalContract(StorageContract):
@@ -35,12 +35,3 @@ class TestMemoryContract(StorageContract):
         name = f"aistack-test-{uuid.uuid4().hex[:12]}"
         yield Datasets.connect(f"sqlite:///{tmp_path / 'aistack.db'}", f"memory://{name}")
         MemoryFileSystem().rm(f"/{name}", recursive=True)
-
-
-class TestPackedLocalContract(StorageContract):
-    """The same contract on a local store that packs files of 2 MiB and more (the store's
-    large-file tier starts there), so every chunked file of the suite goes through packs."""
-
-    @pytest.fixture
-    def ds(self, tmp_path: Path) -> Datasets:
-        return packed_datasets(tmp_path)
