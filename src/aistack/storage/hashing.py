@@ -13,14 +13,16 @@ re-add uploads about the changed bytes plus one or two chunks. Without ``pyfastc
 falls back to fixed-size chunks (correct, but an insertion then shifts every later chunk).
 
 Large files (``ChunkPolicy.large_from`` bytes and up, 256 MiB for new stores) are cut into bigger
-chunks (2-16 MiB around 4 MiB): a 2 GiB file is ~390 objects instead of ~1,700. Each object is a
-file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1-1 ms, which was the
-largest single cost of adding a big file; the 2 MiB minimum also halves the bytes the gear hash
-scans. Measured on a 2 GiB file with 4 changed regions (20.5 MiB): a re-add writes 45.7 MiB
-(1/4/16 MiB chunks: the same; 3/4/16: 63.4 MiB; 0.25/1/4: 33.5 MiB); it depends on where the
-chunks of the (random) file fall around the edits: the benchmark's re-add wrote 43.5 to 73.3 MiB
-in four full runs (``bench/bench_storage_throughput.py``, a new random file each run). Stores created before this
-policy have no ``large_chunks`` entry in their configuration and keep one chunk size for every
+chunks (3.5-16 MiB, ~5 MiB on average): a 2 GiB file is ~400 objects instead of ~1,700. Each
+object is a file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1-1 ms,
+which was the largest single cost of adding a big file. The gear hash only looks for a cut after
+the minimum, so a minimum close to the average leaves it less to scan: on 512 MiB of random bytes
+3.5/4/16 MiB chunked at 10,566 MiB/s against 4,412 MiB/s for 2/4/16 (3/4/16: 7,816), and a 2 GiB
+add took 1.005 s against 1.157 s (median of 6 alternating runs; a second run: 1.068 s against
+1.157 s). The price is a little dedup: 4
+edits of 1.3 MiB re-wrote 42.5 MiB instead of 27.8 MiB (3/4/16: 40.3 MiB). Stores keep the sizes
+recorded in their configuration (stores made with 2/4/16 keep it; stores created before the tier
+existed have no ``large_chunks`` entry and keep one chunk size for every
 file, so their re-adds still deduplicate.
 
 Big buffers are chunked in parallel (:func:`cut_offsets_parallel`): segments are cut by threads as
@@ -157,7 +159,7 @@ class ChunkPolicy:
         """The policy of a new store."""
         return cls(
             small=ChunkParams(),
-            large=ChunkParams(min_size=2 << 20, avg_size=4 << 20, max_size=16 << 20),
+            large=ChunkParams(min_size=7 << 19, avg_size=4 << 20, max_size=16 << 20),
             large_from=256 * 1024 * 1024,
         )
 

@@ -60,7 +60,7 @@ def test_new_store_records_the_large_tier(tmp_path: Path) -> None:
     assert cfg["large_chunks"]["from_size"] == 256 * MiB
     assert ds.store.chunk_policy == ChunkPolicy.default()
     assert ds.store.chunk_policy.for_size(2048 * MiB) == ChunkParams(
-        min_size=2 * MiB, avg_size=4 * MiB, max_size=16 * MiB
+        min_size=7 * MiB // 2, avg_size=4 * MiB, max_size=16 * MiB
     )
 
 
