@@ -20,9 +20,9 @@ Memory: on the project's VM the time of a large copy depends on which memory its
 pages land on (2 GiB with `cp`: 0.5 s in most runs, 1.2-3.7 s in others, the extra time all
 kernel memcpy); the more memory the previous operations left in use, the slower. So each
 operation's copy is deleted before the next one starts, and the per-run samples are in the JSON
-(`samples`) beside the medians.
+(`samples_s`) beside the medians.
 
-    .venv/bin/python bench/bench_storage_throughput.py [--quick] [--dir DIR] [--no-dvc]
+    .venv/bin/python bench/bench_storage_throughput.py [--quick] [--reps N] [--dir DIR] [--no-dvc]
 """
 
 from __future__ import annotations
