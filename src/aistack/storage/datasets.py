@@ -43,7 +43,7 @@ from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore, pwrite_all
+from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
 from aistack.storage.paths import check_relpath, inside, safe_dest
 from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
 
@@ -650,6 +650,7 @@ class Datasets:
             progress(n)
 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        preallocate(fd, e.size)  # blocks reserved up front, as for objects (see preallocate)
         try:
             try:
                 off = 0

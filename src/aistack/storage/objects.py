@@ -168,7 +168,7 @@ class ObjectStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             try:
                 if len(data) >= PREALLOCATE_FROM:
-                    _preallocate(fd, len(data))
+                    preallocate(fd, len(data))
                 if src is None:
                     pwrite_all(fd, memoryview(data), 0)
                 else:
@@ -379,12 +379,14 @@ PREALLOCATE_FROM = 1 << 20
 """Objects of this size and up get their disk blocks reserved before they are written."""
 
 
-def _preallocate(fd: int, n: int) -> None:
+def preallocate(fd: int, n: int) -> None:
     """Reserve ``n`` bytes of disk for ``fd`` before writing them, where the filesystem can.
     On the project machine's ext4 a 2 GiB add was faster with it in 6 runs of 6 (median
     1.174 s vs 1.256 s, alternating; kernel copies into allocated blocks skip delayed
-    allocation). A filesystem that cannot preallocate just writes."""
-    if hasattr(os, "posix_fallocate"):
+    allocation), and a 2 GiB get (destination preallocated) in 9 of 12 (medians 1.048 and
+    1.052 s vs 1.438 and 1.109 s in two runs). A filesystem that cannot preallocate just
+    writes."""
+    if n > 0 and hasattr(os, "posix_fallocate"):
         with contextlib.suppress(OSError):
             os.posix_fallocate(fd, 0, n)
 
