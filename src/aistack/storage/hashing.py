@@ -16,11 +16,11 @@ Large files (``ChunkPolicy.large_from`` bytes and up, 256 MiB for new stores) ar
 chunks (3.5-16 MiB, ~5 MiB on average): a 2 GiB file is ~400 objects instead of ~1,700. Each
 object is a file create (or an S3 PUT), and on the project machine's ext4 a create costs 0.1-1 ms,
 which was the largest single cost of adding a big file. The gear hash only looks for a cut after
-the minimum, so a minimum close to the average leaves it less to scan: on 512 MiB of random bytes
-3.5/4/16 MiB chunked at 10,566 MiB/s against 4,412 MiB/s for 2/4/16 (3/4/16: 7,816), and a 2 GiB
-add took 1.005 s against 1.157 s (median of 6 alternating runs; a second run: 1.068 s against
-1.157 s). The price is a little dedup: 4
-edits of 1.3 MiB re-wrote 42.5 MiB instead of 27.8 MiB (3/4/16: 40.3 MiB). Stores keep the sizes
+the minimum, so a minimum close to the average leaves it less to scan: the bench's chunker row
+(``bench/bench_storage_throughput.py``, 256 MiB) went from 4,893 MiB/s with 2/4/16 MiB chunks to
+10,366 MiB/s with 3.5/4/16. An ad-hoc A/B script (not a bench run) put a 2 GiB add at 1.005 s
+against 1.157 s and 1.068 s against 1.157 s (medians of 6 alternating runs), and found the price
+in dedup: 4 edits of 1.3 MiB in 512 MiB re-wrote 42.5 MiB instead of 27.8 MiB. Stores keep the sizes
 recorded in their configuration (stores made with 2/4/16 keep it; stores created before the tier
 existed have no ``large_chunks`` entry and keep one chunk size for every
 file, so their re-adds still deduplicate.

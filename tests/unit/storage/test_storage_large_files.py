@@ -139,10 +139,11 @@ def test_objects_are_preallocated_and_a_filesystem_without_it_still_works(
     ds = tiered(tmp_path / "a", from_size=10**12)  # small tier: 1 MiB average chunks
     data = os.urandom(8 * MiB)
     v = ds.add("d", write(tmp_path / "src" / "big.bin", data))
-    sizes = next(iter(ds.files(v))).chunk_sizes
+    entry = next(iter(ds.files(v)))
+    sizes = entry.chunk_sizes
     assert sorted(calls) == sorted(n for n in sizes if n >= PREALLOCATE_FROM)
     assert calls  # some chunks of 1 MiB and up were preallocated to exactly their size
-    for oid, n in zip(next(iter(ds.files(v))).chunks, sizes, strict=True):
+    for oid, n in zip(entry.chunks, sizes, strict=True):
         assert os.path.getsize(ds.store.key(oid)) == n
 
     def unsupported(*_a: Any) -> None:
