@@ -64,6 +64,16 @@ def _controller(name: str) -> dict[str, Any] | None:
     return info if _pid_alive(int(info.get("pid", 0))) else None
 
 
+def _starting(name: str) -> bool:
+    """Whether a controller of ``name`` was spawned and has not yet written controller.json
+    (``controller.starting`` holds its pid while the spawner waits for it)."""
+    try:
+        pid = int((service_dir(name) / "controller.starting").read_text())
+    except (OSError, ValueError):
+        return False
+    return _pid_alive(pid)
+
+
 def _get(url: str, timeout: float = 5.0) -> dict[str, Any]:
     import httpx
 
@@ -207,33 +217,43 @@ def choose_launcher(launcher: str) -> str:
 
 
 def _spawn_controller(d: Path, name: str) -> None:
-    """Start the controller of the service in ``d`` in its own session; wait until it listens."""
+    """Start the controller of the service in ``d`` in its own session; wait until it listens.
+
+    Until the controller writes controller.json, ``controller.starting`` holds a live pid (this
+    process's, then the child's), so the service does not look "controller down" meanwhile:
+    the server's watch would otherwise start a second controller beside this one."""
     (d / "logs").mkdir(parents=True, exist_ok=True)
-    (d / "controller.json").unlink(missing_ok=True)
-    log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - handed to the child
+    starting = d / "controller.starting"
+    starting.write_text(str(os.getpid()))
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ},
-        )
-    finally:
-        log_file.close()
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConflictError(
-                f"the controller of {name!r} exited at start (code {proc.returncode})",
-                hint=f"see {d / 'logs' / 'controller.log'}",
+        (d / "controller.json").unlink(missing_ok=True)
+        log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - for the child
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ},
             )
-        if _controller(name) is not None:
-            return
-        time.sleep(0.1)
-    raise ConnectionFailed(f"the controller of {name!r} did not start within 30 s")
+        finally:
+            log_file.close()
+        starting.write_text(str(proc.pid))
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ConflictError(
+                    f"the controller of {name!r} exited at start (code {proc.returncode})",
+                    hint=f"see {d / 'logs' / 'controller.log'}",
+                )
+            if _controller(name) is not None:
+                return
+            time.sleep(0.1)
+        raise ConnectionFailed(f"the controller of {name!r} did not start within 30 s")
+    finally:
+        starting.unlink(missing_ok=True)
 
 
 def restart(name: str, *, wait_ready_s: float | None = 60.0) -> dict[str, Any]:
@@ -244,7 +264,7 @@ def restart(name: str, *, wait_ready_s: float | None = 60.0) -> dict[str, Any]:
     d = service_dir(name)
     if not (d / "spec.json").exists():
         status(name)  # raises NotFoundError with the list of services
-    if _controller(name) is None:
+    if _controller(name) is None and not _starting(name):
         _spawn_controller(d, name)
     if wait_ready_s:
         spec = ServiceSpec.model_validate_json((d / "spec.json").read_text())
@@ -320,7 +340,7 @@ def status(name: str) -> dict[str, Any]:
             "model_uri": spec.get("model_uri"),
             "replicas": [],
         }
-    st["status"] = "controller down" if ctl is None else "starting"
+    st["status"] = "controller down" if ctl is None and not _starting(name) else "starting"
     st["ready_replicas"] = 0 if ctl is None else st.get("ready_replicas", 0)
     return st
 

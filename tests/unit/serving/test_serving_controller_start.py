@@ -1,0 +1,75 @@
+"""A controller that is being started is not "controller down": the server's service watch must
+not start a second one beside it (two controllers of one service fought over its state file and
+left the demo waiting for a ready replica)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aistack.serving import manager
+
+
+def _service(name: str) -> Path:
+    d = manager.service_dir(name)
+    d.mkdir(parents=True)
+    (d / "spec.json").write_text(json.dumps({"name": name, "model": "m"}))
+    return d
+
+
+def test_starting_controller_is_not_down_and_not_restarted(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _service("svc")
+    spawned: list[str] = []
+    monkeypatch.setattr(manager, "_spawn_controller", lambda _d, name: spawned.append(name))
+
+    assert manager.status("svc")["status"] == "controller down"  # nothing running, no marker
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (d / "controller.starting").write_text(str(child.pid))
+        assert manager.status("svc")["status"] == "starting"
+        assert [s["status"] for s in manager.list_services()] == ["starting"]
+        manager.restart("svc", wait_ready_s=None)
+        assert spawned == []  # the watch's restart leaves the starting controller alone
+    finally:
+        child.kill()
+        child.wait()
+    # the spawner died without cleaning up: a dead pid in the marker does not count
+    assert manager.status("svc")["status"] == "controller down"
+    manager.restart("svc", wait_ready_s=None)
+    assert spawned == ["svc"]
+
+
+def test_spawn_keeps_the_marker_only_while_waiting(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _service("svc")
+    procs: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def sleeper(_args: object, **kw: object) -> subprocess.Popen[bytes]:
+        procs.append(real_popen([sys.executable, "-c", "import time; time.sleep(30)"]))
+        return procs[-1]
+
+    seen: list[str] = []
+
+    def fake_controller(name: str) -> dict[str, object] | None:
+        seen.append((d / "controller.starting").read_text())
+        return {"pid": procs[-1].pid, "url": "http://127.0.0.1:1"}
+
+    monkeypatch.setattr(manager.subprocess, "Popen", sleeper)
+    monkeypatch.setattr(manager, "_controller", fake_controller)
+    try:
+        manager._spawn_controller(d, "svc")
+        assert seen == [str(procs[0].pid)]  # the child's pid while the spawner waited
+        assert not (d / "controller.starting").exists()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
