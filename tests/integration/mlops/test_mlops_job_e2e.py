@@ -32,9 +32,13 @@ JOB = textwrap.dedent(
     d = tempfile.mkdtemp()
     open(d + "/w.bin", "w").write("weights")
     mlflow.log_artifacts(d, "model")
-    x = 0
-    for i in range(2_000_000):  # some CPU time for the system-metric sampler
-        x += i
+    import time
+    x, t0 = 0, time.monotonic()
+    # busy for longer than the supervisor's sampling (1 s) plus the server's monitor pass (2 s),
+    # whatever the machine's speed: a fixed loop count ended before the first sample on a
+    # fast run, and the run then had no system metrics
+    while time.monotonic() - t0 < 4.0:
+        x += 1
     """
 )
 
