@@ -56,6 +56,7 @@ def main() -> None:
 
     os.makedirs(args.out, exist_ok=True)
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f"{args.out}/rank{rank}.pt")
+    dist.barrier()  # every rank done with the group before any tears it down
     dist.destroy_process_group()
 
 
