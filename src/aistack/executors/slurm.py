@@ -15,8 +15,9 @@ The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`
 then ``sacct`` when accounting is configured, then the files in the job directory.
 ``cancel`` sends SIGTERM to the job's tasks (``scancel --signal=TERM``: the steps, not the
 batch shell, so the shell records the tasks' exit) and ``scancel``s the whole job after
-``grace_s``; a cancel marker in the job directory makes the final state CANCELLED even
-when the tasks exited on the SIGTERM first. A pending job is cancelled at once.
+``grace_s``; a cancel marker in the job directory makes the final state CANCELLED whatever
+the tasks exit with (a SIGTERM handler that exits 0 included), as the local executor does.
+A pending job is cancelled at once; a job already over is left as it ended.
 
 The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
 the aistack server, as Slurm users expect for ``--output``.
@@ -491,7 +492,7 @@ class SlurmExecutor(Executor):
         node = None if node in (None, "(null)", "") else node
         if state == "starting" and slurm_state == "PENDING":
             reason = reason or "queued in Slurm"
-        if cancel_requested and state in ("failed", "cancelled"):
+        if cancel_requested and state in ("succeeded", "failed", "cancelled"):
             return ExecStatus(
                 state="cancelled",
                 exit_code=exit_code,
@@ -532,14 +533,16 @@ class SlurmExecutor(Executor):
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         job_id, job_dir = self.parse_handle(handle)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "cancel_requested").write_text("1\n")
         info = self.job_info(job_id)
         state = (info or {}).get("JobState", "")
+        if STATE_MAP.get(state) not in ("running", "starting"):
+            return  # already over (or unknown to Slurm): its final state stays what it was
+        # a live job cancelled through aistack ends as cancelled, whatever its tasks exit with
+        # (as with the local executor): a SIGTERM handler that exits 0 is still a cancel
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "cancel_requested").write_text("1\n")
         if state in ("PENDING", "CONFIGURING", "REQUEUED") or grace_s <= 0:
             self._run("scancel", job_id, check=False)
-            return
-        if STATE_MAP.get(state) not in ("running", "starting"):
             return
         self._run("scancel", "--signal=TERM", job_id, check=False)
         timer = threading.Timer(grace_s, self._hard_cancel, args=(job_id,))

@@ -126,13 +126,19 @@ def test_pending_reason_then_cancel_running_and_pending(ex: SlurmExecutor, tmp_p
     assert st2.reason is not None and "waiting for resources" in st2.reason
     ex.cancel(h2, grace_s=5)
     assert _wait(ex, h2, lambda s: s.final, 20).state == "cancelled"
-    time.sleep(0.5)  # let the trap be installed
+    log = tmp_path / "long" / "output.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "started" not in (
+        log.read_text() if log.exists() else ""
+    ):
+        time.sleep(0.1)  # the trap is set once the task printed "started" (RUNNING comes earlier)
+    assert "started" in log.read_text()
     t0 = time.monotonic()
     ex.cancel(h1, grace_s=5)
     st1 = _wait(ex, h1, lambda s: s.final, 30)
     assert st1.state == "cancelled", st1
     assert time.monotonic() - t0 < 20
-    assert "got TERM" in (tmp_path / "long" / "output.log").read_text()
+    assert "got TERM" in log.read_text()
     assert not (tmp_path / "waiting" / "output.log").exists()
 
 

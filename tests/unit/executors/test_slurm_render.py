@@ -325,6 +325,26 @@ def test_cancel_pending_and_running(tmp_path: Path) -> None:
     assert st_.state == "cancelled"  # the SIGTERM killed it, but the user asked for it
 
 
+def test_cancelled_job_whose_handler_exits_0_is_cancelled(tmp_path: Path) -> None:
+    """A SIGTERM handler that exits 0 (checkpoint and leave) still ends a cancelled job as
+    cancelled — CI once saw COMPLETED/0 here and the executor called it succeeded."""
+    ex = _FakeSlurm({"2": "JobId=2 JobState=RUNNING Reason=None ExitCode=0:0"})
+    ex.cancel(f"slurm:2:{tmp_path}", grace_s=30)
+    ex.close()
+    ex.jobs["2"] = "JobId=2 JobState=COMPLETED Reason=None ExitCode=0:0"
+    (tmp_path / "exit_code").write_text("0\n")
+    st_ = ex.poll(f"slurm:2:{tmp_path}")
+    assert (st_.state, st_.exit_code) == ("cancelled", 0)
+
+
+def test_cancel_of_a_finished_job_leaves_its_state(tmp_path: Path) -> None:
+    ex = _FakeSlurm({"3": "JobId=3 JobState=COMPLETED Reason=None ExitCode=0:0"})
+    ex.cancel(f"slurm:3:{tmp_path}", grace_s=5)
+    assert not any(c[0] == "scancel" for c in ex.calls)
+    assert not (tmp_path / "cancel_requested").exists()
+    assert ex.poll(f"slurm:3:{tmp_path}").state == "succeeded"
+
+
 def test_tensorflow_worker_list_is_filled_from_the_nodelist(tmp_path: Path) -> None:
     req = _req(
         command=f"{sys.executable} -c \"import os; print('TF', os.environ['TF_CONFIG'])\"",
