@@ -100,6 +100,14 @@ class Executor(abc.ABC):
     def usage(self, handle: str) -> UsageSample | None:  # noqa: B027 - optional
         return None
 
+    def usage_since(self, handle: str, after_t: float | None) -> list[UsageSample]:
+        """Samples taken after ``after_t`` (epoch seconds; None: all still kept), oldest first.
+        The server calls it while the job runs and once more when it has ended, so a job
+        shorter than the server's monitor interval still has its samples. Default: the
+        latest sample, if newer."""
+        u = self.usage(handle)
+        return [u] if u is not None and (after_t is None or u.t > after_t) else []
+
     def signal(self, handle: str, sig: int) -> None:  # noqa: B027 - optional
         from aistack.errors import NotSupportedError
 

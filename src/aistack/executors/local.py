@@ -168,20 +168,39 @@ class LocalExecutor(Executor):
     def usage(self, handle: str) -> UsageSample | None:
         from aistack.executors.supervisor import tail_lines
 
-        lines = tail_lines(Path(handle) / "usage.jsonl", 1, 2048)
-        if not lines:
-            return None
+        # the last line may be half written: the newest whole one of the last few
+        samples = _usage_samples(tail_lines(Path(handle) / "usage.jsonl", 3, 2048))
+        return samples[-1] if samples else None
+
+    def usage_since(self, handle: str, after_t: float | None) -> list[UsageSample]:
+        from aistack.executors.supervisor import tail_lines
+
+        # the supervisor writes one line (~100 bytes) a second: the last 1,000 are ~100 kB
+        lines = tail_lines(Path(handle) / "usage.jsonl", USAGE_BACKLOG, USAGE_BACKLOG * 256)
+        return [u for u in _usage_samples(lines) if after_t is None or u.t > after_t]
+
+
+USAGE_BACKLOG = 1000  # samples read back at most per call (the server reads every few s)
+
+
+def _usage_samples(lines: list[str]) -> list[UsageSample]:
+    """usage.jsonl lines → samples (a line cut by a concurrent write is skipped)."""
+    out = []
+    for line in lines:
         try:
-            u = json.loads(lines[-1])
-        except ValueError:
-            return None
-        return UsageSample(
-            t=float(u["t"]),
-            cpu_percent=float(u.get("cpu_percent", 0)),
-            rss_mb=float(u.get("rss_mb", 0)),
-            gpu_util=u.get("gpu_util"),
-            gpu_mem_mb=u.get("gpu_mem_mb"),
-        )
+            u = json.loads(line)
+            out.append(
+                UsageSample(
+                    t=float(u["t"]),
+                    cpu_percent=float(u.get("cpu_percent", 0)),
+                    rss_mb=float(u.get("rss_mb", 0)),
+                    gpu_util=u.get("gpu_util"),
+                    gpu_mem_mb=u.get("gpu_mem_mb"),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _read(path: Path) -> dict | None:  # type: ignore[type-arg]

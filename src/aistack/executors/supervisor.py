@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 
 SAMPLE_INTERVAL_S = 1.0
+FIRST_SAMPLE_S = 0.25  # the first usage sample, after the start (then every SAMPLE_INTERVAL_S)
 TICK_S = 0.05
 
 
@@ -157,9 +158,12 @@ class Supervisor:
         stop_sig = getattr(signal, cfg.get("stop_signal", "SIGTERM"), signal.SIGTERM)
         term_deadline: float | None = None
         reason_state: tuple[str, str] | None = None
-        next_sample = t0
+        next_sample = t0 + FIRST_SAMPLE_S
         usage = (self.dir / "usage.jsonl").open("a")
         ps_root = psutil.Process(self.proc.pid)
+        # psutil's first cpu_percent of a process is 0.0 by definition: prime the counters now
+        # and write the first sample soon after, so a job of a second still has a real one
+        _sample(ps_root, [])
         while True:
             rc = self.proc.poll()
             now = time.time()

@@ -2,7 +2,8 @@
 
 Each service is a directory ``$AISTACK_HOME/services/<name>/`` holding ``spec.json`` (what was
 deployed), ``controller.json`` (pid and URL of its controller process), ``state.json`` (the
-latest status, written every tick), ``token`` (admin token), ``logs/``. The controller runs
+latest status, written every tick), ``token`` (admin token), ``controller.env.json`` (the
+deploying process's environment, owner-only: a restarted controller gets it back), ``logs/``. The controller runs
 in its own session, so a deployed service outlives the CLI that started it.
 """
 
@@ -189,7 +190,7 @@ def deploy(
     # state.json stays: a controller started over a dead one adopts its running replicas
     (d / "controller.json").unlink(missing_ok=True)
     (d / "spec.json").write_text(spec.model_dump_json(indent=2))
-    _spawn_controller(d, spec.name)
+    _spawn_controller(d, spec.name, env=_record_env(d))
     if wait_ready_s:
         wait_ready(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
@@ -216,8 +217,37 @@ def choose_launcher(launcher: str) -> str:
         return "process"
 
 
-def _spawn_controller(d: Path, name: str) -> None:
+ENV_FILE = "controller.env.json"
+
+
+def _record_env(d: Path) -> dict[str, str]:
+    """The deploying process's environment, kept (owner-only, it may hold credentials) so that
+    a controller restarted later — by the server's watch, whose environment is not the
+    user's — starts with the same MLFLOW_TRACKING_URI, AWS_* and the rest."""
+    env = dict(os.environ)
+    tmp = d / (ENV_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(env, fh)
+    tmp.replace(d / ENV_FILE)
+    return env
+
+
+def _recorded_env(d: Path) -> dict[str, str]:
+    """This process's environment with the deployer's recorded one over it (its values win)."""
+    try:
+        saved = json.loads((d / ENV_FILE).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
+    return {**os.environ, **{str(k): str(v) for k, v in saved.items()}}
+
+
+def _spawn_controller(d: Path, name: str, env: dict[str, str] | None = None) -> None:
     """Start the controller of the service in ``d`` in its own session; wait until it listens.
+    ``env``: the controller's environment (default: the one recorded at deploy, over this
+    process's).
 
     Until the controller writes controller.json, ``controller.starting`` holds a live pid (this
     process's, then the child's), so the service does not look "controller down" meanwhile:
@@ -236,7 +266,7 @@ def _spawn_controller(d: Path, name: str) -> None:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={**os.environ},
+                env=env if env is not None else _recorded_env(d),
             )
         finally:
             log_file.close()

@@ -73,3 +73,32 @@ def test_spawn_keeps_the_marker_only_while_waiting(
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_restarted_controller_gets_the_deployers_environment(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's watch restarts a dead controller from the server's own environment; the
+    controller (and its replicas) must still see what the deploying shell had, e.g. the
+    MLflow tracking URI that resolves a ``models:/`` model."""
+    import os
+    import stat
+
+    d = _service("svc")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    manager._record_env(d)
+    assert stat.S_IMODE((d / manager.ENV_FILE).stat().st_mode) == 0o600
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("ONLY_IN_SERVER", "1")
+    envs: list[dict[str, str]] = []
+    real_popen = subprocess.Popen
+
+    def capture(_args: object, **kw: object) -> subprocess.Popen[bytes]:
+        envs.append(kw["env"])  # type: ignore[arg-type]
+        return real_popen([sys.executable, "-c", "pass"])
+
+    monkeypatch.setattr(manager.subprocess, "Popen", capture)
+    with pytest.raises(Exception, match="exited at start"):
+        manager.restart("svc", wait_ready_s=None)  # the stand-in child exits at once
+    assert envs[0]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    assert envs[0]["ONLY_IN_SERVER"] == "1" and envs[0]["PATH"] == os.environ["PATH"]

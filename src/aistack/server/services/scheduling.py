@@ -90,6 +90,7 @@ class SchedulerLoop:
         self._nodes_lock = threading.Lock()
         self._last_monitor = 0.0
         self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
+        self._last_sample_t: dict[str, float] = {}  # job id -> newest stored usage sample
         self.history: deque[dict[str, Any]] = deque(
             maxlen=1800
         )  # cluster samples for the dashboard
@@ -232,6 +233,8 @@ class SchedulerLoop:
         )
 
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
+        self._record_usage(s, job)  # the samples since the last monitor pass, while still open
+        self._last_sample_t.pop(job.id, None)
         now = utcnow()
         allocs = _open_allocations(s, job.id)
         for a in allocs:
@@ -522,15 +525,29 @@ class SchedulerLoop:
         running = s.execute(select(Job).where(Job.state == "RUNNING")).scalars().all()
         self._sample_cluster(running)
         for job in running:
-            if not job.handle:
-                continue
-            try:
-                u = self.executor.usage(job.handle)
-            except Exception:  # noqa: BLE001
-                continue
-            if u is None:
-                continue
-            allocs = _open_allocations(s, job.id)
+            self._record_usage(s, job)
+
+    def _record_usage(self, s: Session, job: Job) -> None:
+        """Store the job's usage samples taken since the last stored one (all of them, not only
+        the latest: a job shorter than the monitor interval keeps its samples too)."""
+        if not job.handle:
+            return
+        after = self._last_sample_t.get(job.id)
+        if after is None:
+            last = s.execute(
+                select(func.max(UsageSampleRow.t)).where(UsageSampleRow.job_id == job.id)
+            ).scalar_one_or_none()
+            # stored times are whole microseconds: step past the stored sample itself
+            after = _epoch(last) + 1e-5 if last is not None else None
+        try:
+            samples = self.executor.usage_since(job.handle, after)
+        except Exception:  # noqa: BLE001
+            return
+        if not samples:
+            return
+        self._last_sample_t[job.id] = max(u.t for u in samples)
+        allocs = _open_allocations(s, job.id)
+        for u in samples:
             for a in allocs:
                 t = _from_epoch(u.t)
                 s.add(
