@@ -206,8 +206,16 @@ def test_prefetch_gives_the_same_batches_and_positions(shards: Path) -> None:
     plain = ShardLoader(str(shards), **kw)
     ahead = ShardLoader(str(shards), prefetch=3, **kw)
     n = plain.batches_per_epoch + 7  # across an epoch boundary
+    prev = None
     for _ in range(n):
-        assert np.array_equal(plain.next_batch()[0], ahead.next_batch()[0])
+        want_x, want_y = plain.next_batch()
+        got_x, got_y = ahead.next_batch()
+        assert got_x.dtype == np.int64 and np.array_equal(want_x, got_x)
+        assert np.array_equal(want_y, got_y)
+        if prev is not None:  # the worker converts whole chunks: batches still share nothing
+            assert not np.shares_memory(prev, got_x)
+        prev = got_x
+        got_x[...] = -1  # the caller may write into its batch (masking): no other batch sees it
     assert ahead.state_dict() == plain.state_dict()  # position = batches handed out
     state = plain.state_dict()
     expected = [plain.next_batch()[0] for _ in range(4)]
