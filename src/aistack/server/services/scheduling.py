@@ -90,7 +90,8 @@ class SchedulerLoop:
         self._nodes_lock = threading.Lock()
         self._last_monitor = 0.0
         self._usage_cache: tuple[float, dict[str, float]] = (0.0, {})
-        self._last_sample_t: dict[str, float] = {}  # job id -> newest stored usage sample
+        # job id -> time of its newest stored usage sample (None: none yet)
+        self._last_sample_t: dict[str, float | None] = {}
         self.history: deque[dict[str, Any]] = deque(
             maxlen=1800
         )  # cluster samples for the dashboard
@@ -532,13 +533,15 @@ class SchedulerLoop:
         the latest: a job shorter than the monitor interval keeps its samples too)."""
         if not job.handle:
             return
-        after = self._last_sample_t.get(job.id)
-        if after is None:
+        if job.id in self._last_sample_t:
+            after = self._last_sample_t[job.id]
+        else:  # first look since this server started: the newest stored sample, once
             last = s.execute(
                 select(func.max(UsageSampleRow.t)).where(UsageSampleRow.job_id == job.id)
             ).scalar_one_or_none()
             # stored times are whole microseconds: step past the stored sample itself
             after = _epoch(last) + 1e-5 if last is not None else None
+            self._last_sample_t[job.id] = after
         try:
             samples = self.executor.usage_since(job.handle, after)
         except Exception:  # noqa: BLE001
