@@ -15,7 +15,10 @@ while the caller takes batches: it uses a second core, so it is not the goal's c
 its point is the last column, the caller's own CPU time per batch (``time.thread_time``),
 which is what a training step pays for its data.
 
-    .venv/bin/python bench/bench_train_loader.py [--quick]
+    .venv/bin/python bench/bench_train_loader.py [--quick] [--seq-len 2048 --batch 8]
+
+(``--seq-len``/``--batch`` write ``train_loader_b<batch>_t<seq_len>.json``: longer windows at
+the same tokens per batch pay the random-access latency of each window once for more bytes.)
 """
 
 from __future__ import annotations
