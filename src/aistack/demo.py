@@ -205,7 +205,8 @@ def _print_report(report: Any) -> None:
     console.print(
         f"    {report.get('documents_out')} documents, {report.get('tokens')} tokens "
         f"(vocabulary {report.get('vocab_size')}, {report.get('shard_dtype')} shards); "
-        f"languages {report.get('languages')}"
+        "languages identified (pages): "
+        + (", ".join(f"{k} {v:,}" for k, v in (report.get("languages") or {}).items()) or "-")
     )
 
 
