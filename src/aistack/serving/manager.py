@@ -3,8 +3,8 @@
 Each service is a directory ``$AISTACK_HOME/services/<name>/`` holding ``spec.json`` (what was
 deployed), ``controller.json`` (pid and URL of its controller process), ``state.json`` (the
 latest status, written every tick), ``token`` (admin token), ``controller.env.json`` (the
-deploying process's environment, owner-only: a restarted controller gets it back), ``logs/``. The controller runs
-in its own session, so a deployed service outlives the CLI that started it.
+deploying process's environment, owner-only: a restarted controller gets it back), ``logs/``.
+The controller runs in its own session, so a deployed service outlives the CLI that started it.
 """
 
 from __future__ import annotations

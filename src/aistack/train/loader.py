@@ -492,8 +492,8 @@ class ShardLoader:
             c = self._chunk_for(self.epoch, batch)
         i = (batch - c[1]) * self.batch_size
         w = c[3][i : i + self.batch_size]
-        if w.dtype != np.int64:  # a new array: a stage may be reused (prefetch: converted)
-            w = w.astype(np.int64)
+        if not self.prefetch:  # a new array: the staging buffer may be reused
+            w = w.astype(np.int64)  # (prefetch chunks are fresh int64 arrays, used as they are)
         if not self.as_torch:
             return w[:, :-1], w[:, 1:]
         if self.pin_memory:

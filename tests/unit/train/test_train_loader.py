@@ -188,6 +188,20 @@ def test_eos_between_documents_virtual_stream(tmp_path: Path) -> None:
         ld.load_state_dict(plain.state_dict() | {"fingerprint": ld.fingerprint})
 
 
+def test_eos_batches_are_fresh_arrays(tmp_path: Path) -> None:
+    """With eos_id the staging buffer is int64 and reused chunk after chunk: a batch handed
+    out must still be a copy, not a view the next chunk overwrites."""
+    docs = [list(range(1 + 50 * d, 40 + 50 * d)) for d in range(40)]
+    write_token_shard(tmp_path / "e.tok", docs, 5000)
+    ld = ShardLoader(str(tmp_path / "e.tok"), seq_len=8, batch_size=2, eos_id=0, as_torch=False)
+    n = 2 * ld.batches_per_epoch  # several chunks, across an epoch boundary
+    kept = [ld.next_batch()[0] for _ in range(n)]
+    copies = [x.copy() for x in kept]
+    ld.next_batch()
+    assert all(np.array_equal(k, c) for k, c in zip(kept, copies, strict=True))
+    assert not any(np.shares_memory(a, b) for a, b in zip(kept, kept[1:], strict=False))
+
+
 def test_reads_webdata_pipeline_shards(tmp_path: Path) -> None:
     wd = pytest.importorskip("aistack.webdata.shards")
     docs = [list(range(i, i + 40)) for i in range(0, 400, 40)]
