@@ -132,11 +132,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_loop:
+            if not ctx.lease.held:  # `aistack up` took it before binding (a clear CLI error)
+                ctx.lease.acquire()
+            ctx.lease.start()
             ctx.loop.start()
         try:
             yield
         finally:
             ctx.loop.stop()
+            if start_loop:
+                ctx.lease.stop(release=True)
             ctx.executor.close()
 
     app = FastAPI(
@@ -148,6 +153,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.ctx = ctx
+    if ctx.lease is None:
+        from aistack.server.services.lease import ServerLease
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        ctx.lease = ServerLease(ctx.sessions, url=f"http://{host}:{settings.port}")
     ctx.loop = _make_loop(ctx)
     from aistack.server import metrics
 
@@ -230,6 +240,7 @@ def _make_loop(ctx: ServerContext) -> Any:
         job_env=job_env,
         on_finish=on_finish,
         monitors=[ServiceWatch()],
+        lease=ctx.lease,
     )
 
 

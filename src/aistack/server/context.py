@@ -23,6 +23,7 @@ class ServerContext:
     executor: Executor
     token: str
     loop: Any = None  # SchedulerLoop
+    lease: Any = None  # ServerLease: this server schedules against the DB alone
     started_at: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
     _datasets: Any = None

@@ -37,6 +37,12 @@ def run(settings: Settings, host: str, port: int, *, log_level: str = "warning")
     )
     settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings)
+    ctx = app.state.ctx
+    try:
+        ctx.lease.acquire()  # refuse here, before binding, if another server uses this DB
+    except ConflictError:
+        ctx.executor.close()
+        raise
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     settings.server_file.write_text(
         json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port})
@@ -51,6 +57,7 @@ def run(settings: Settings, host: str, port: int, *, log_level: str = "warning")
             timeout_graceful_shutdown=5,
         )
     finally:
+        ctx.lease.stop(release=True)  # also when uvicorn could not start
         try:
             info = json.loads(settings.server_file.read_text())
             if info.get("pid") == os.getpid():

@@ -150,3 +150,17 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerLeaseRow(Base):
+    """The one server that schedules against this DB (see ``server/services/lease.py``)."""
+
+    __tablename__ = "server_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one row
+    owner: Mapped[str] = mapped_column(String(128))  # host:pid:random, unique per server run
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(512), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

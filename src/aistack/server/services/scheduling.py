@@ -74,6 +74,7 @@ class SchedulerLoop:
         job_env: Callable[[Job], dict[str, str]] | None = None,
         on_finish: Callable[[Job, ExecStatus], None] | None = None,
         monitors: list[Callable[[], None]] | None = None,
+        lease: Any = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -82,6 +83,8 @@ class SchedulerLoop:
         self.job_env = job_env
         self.on_finish = on_finish
         self.monitors = list(monitors or [])
+        # the DB's server lease (services/lease.py): no pass runs while another server holds it
+        self.lease = lease
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,6 +144,8 @@ class SchedulerLoop:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self.lease is not None and not self.lease.held:
+                continue
             try:
                 self.run_once()
             except Exception:  # noqa: BLE001 - the loop must survive one bad pass
