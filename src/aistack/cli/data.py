@@ -13,7 +13,7 @@ import typer
 from aistack.cli._common import ago, console, err_console, print_json
 
 app = typer.Typer(
-    help="Versioned datasets: add, ls, log, diff, get, tag, lineage, gc.",
+    help="Versioned datasets: add, ls, log, diff, get, tag, rm, verify, lineage, gc.",
     no_args_is_help=True,
 )
 
@@ -21,8 +21,22 @@ JSON_OPT = typer.Option(False, "--json", help="print JSON instead of a table")
 
 
 def _datasets() -> Any:
+    from aistack.errors import ValidationError
+    from aistack.settings import get_settings
     from aistack.storage import Datasets
 
+    url = get_settings().objects_url
+    if url.startswith("memory://"):
+        # every CLI command is a new process: what one adds would be gone for the next, while
+        # the catalog (a file) would still list it
+        raise ValidationError(
+            f"AISTACK_STORAGE_URL={url} keeps objects only inside one process, and each "
+            "`aistack data` command is a new process: nothing it added would be there for the "
+            "next one",
+            hint="use a directory, file:///dir or s3://bucket/prefix (memory:// is for tests "
+            "and the Python API within one process)",
+            field="storage_url",
+        )
     return Datasets.from_settings()
 
 
@@ -31,7 +45,8 @@ def fmt_bytes(n: int | float | None) -> str:
         return "-"
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+        # the next unit once the rounded figure would read 1,024.0 (1,048,575 B: "1.0 MiB")
+        if unit == "TiB" or (abs(n) < 1024 if unit == "B" else round(abs(n), 1) < 1024):
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
@@ -175,25 +190,50 @@ def diff(
 @app.command()
 def get(
     ref: str = typer.Argument(..., help="version to fetch, e.g. corpus@v3 or corpus@latest"),
-    dest: Path = typer.Argument(..., help="directory to write the files into"),
+    dest: Path = typer.Argument(
+        ...,
+        help="directory to write the files into (files it holds that the version lacks are "
+        "left alone; files already holding the version's bytes are kept)",
+    ),
     copy: bool = typer.Option(
-        False, "--copy", help="always write independent copies (default: links on a local store)"
+        False, "--copy", help="always write independent, writable copies (same as --link copy)"
+    ),
+    link: str = typer.Option(
+        "auto",
+        "--link",
+        help="auto: reflinks where the filesystem has them, else read-only hard links to the "
+        "store's objects (copies when run as root, whom file modes do not stop); hardlink: "
+        "hard links also as root (never edit such a file in place: it is the stored object); "
+        "copy: copies",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        "-f",
+        help="replace files in DEST that are in the way (other bytes, symlinks, a file where "
+        "the version has a directory); without it nothing is written when one is",
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Materialize a version under DEST (verified; hard links or reflinks on a local store)."""
+    """Materialize a version under DEST (verified; reflinks or read-only hard links on a local store)."""
     ds = _datasets()
     t0 = time.perf_counter()
     with _progress(f"get {ref}", not as_json) as cb:
-        r = ds.get(ref, dest, link="copy" if copy else "auto", progress=cb)
+        r = ds.get(ref, dest, link="copy" if copy else link, force=force, progress=cb)
     dt_s = time.perf_counter() - t0
     if as_json:
         print_json({**r.to_dict(), "seconds": round(dt_s, 3)})
         return
+    kept = f", {r.unchanged:,} already there" if r.unchanged else ""
     console.print(
         f"[green]{r.version.ref}[/green] → {r.dest}: {r.files:,} files, {fmt_bytes(r.bytes)} "
-        f"({r.linked:,} linked, {r.copied:,} copied) in {dt_s:.2f} s"
+        f"({r.linked:,} linked, {r.copied:,} copied{kept}) in {dt_s:.2f} s"
     )
+    if r.linked and link == "hardlink":
+        err_console.print(
+            f"[yellow]note:[/yellow] {r.linked:,} file(s) may be hard links to the store's "
+            "objects: writing to one in place changes the stored version (copy it first)"
+        )
 
 
 @app.command()
@@ -248,21 +288,64 @@ def lineage(
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="only report what would be deleted"),
     grace: float = typer.Option(
-        3600.0, "--grace", min=0, help="keep unreferenced objects younger than this (s)"
+        3600.0,
+        "--grace",
+        min=0,
+        help="keep unreferenced objects and manifests younger than this (s); below 300 s "
+        "needs --force",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="allow a grace below 300 s (when no `data add` is running)"
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Delete stored objects that no live dataset version uses (referenced ones are kept)."""
+    if grace < MIN_SAFE_GRACE_S and not force and not dry_run:
+        from aistack.errors import ValidationError
+
+        raise ValidationError(
+            f"--grace {grace:g} s: an add running now could lose the objects it just wrote "
+            f"(they are not referenced until it finishes)",
+            hint=f"use --grace {MIN_SAFE_GRACE_S} or more, or --force if no `aistack data add` "
+            "is running against this store",
+            field="grace",
+        )
     r = _datasets().gc(dry_run=dry_run, grace_s=grace)
     if as_json:
         print_json(r.to_dict())
         return
     verb = "would delete" if dry_run else "deleted"
     console.print(
-        f"{verb} {r.objects_deleted:,} objects ({fmt_bytes(r.bytes_deleted)}) and "
-        f"{r.manifests_deleted:,} manifests; kept {r.objects_live:,} live objects and "
-        f"{r.objects_young:,} younger than {grace:,.0f} s; {r.protected_versions:,} referenced "
-        f"versions protected"
+        f"{verb} {_n(r.objects_deleted, 'object')} ({fmt_bytes(r.bytes_deleted)}) and "
+        f"{_n(r.manifests_deleted, 'manifest')}; kept {_n(r.objects_live, 'live object')} and "
+        f"{r.objects_young:,} younger than {grace:,.0f} s; "
+        f"{_n(r.protected_versions, 'referenced version')} protected"
+    )
+
+
+MIN_SAFE_GRACE_S = 300
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k:,} {noun}{'' if k == 1 else 's'}"
+
+
+@app.command()
+def verify(
+    ref: str = typer.Argument(..., help="version to check, e.g. corpus@v3"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Read every stored byte of a version and check it against its hash (exit 1 if damaged)."""
+    ds = _datasets()
+    v = ds.resolve(ref)
+    t0 = time.perf_counter()
+    n = ds.verify(v.ref)  # raises IntegrityError naming the object and the file
+    dt_s = time.perf_counter() - t0
+    if as_json:
+        print_json({"ref": v.ref, "files": v.files, "bytes": n, "ok": True, "seconds": dt_s})
+        return
+    console.print(
+        f"[green]{v.ref}[/green]: {v.files:,} files, {fmt_bytes(n)} verified in {dt_s:.2f} s"
     )
 
 

@@ -472,6 +472,12 @@ class Catalog:
             )
             return {r[0] for r in conn.execute(q)}
 
+    def referenced_version_count(self) -> int:
+        """How many (not deleted) versions a job, run or model references."""
+        with self.engine.connect() as conn:
+            q = sa.select(sa.func.count(sa.distinct(references.c.version_id)))
+            return int(conn.execute(q).scalar() or 0)
+
     # -- lineage ----------------------------------------------------------------------------------
     def add_edges(self, edges: list[tuple[str, str]]) -> int:
         def _do(conn: Connection) -> int:

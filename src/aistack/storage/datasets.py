@@ -25,6 +25,7 @@ import os
 import stat
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aistack.errors import (
+    AistackError,
+    BackendError,
     ConflictError,
     IntegrityError,
     NotFoundError,
@@ -44,7 +47,7 @@ from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
-from aistack.storage.paths import check_relpath, inside, safe_dest
+from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
 from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
 
 log = logging.getLogger(__name__)
@@ -164,6 +167,7 @@ class GetResult:
     bytes: int
     linked: int
     copied: int
+    unchanged: int = 0  # already in dest with the right bytes: left as they were
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +177,7 @@ class GetResult:
             "bytes": self.bytes,
             "linked": self.linked,
             "copied": self.copied,
+            "unchanged": self.unchanged,
         }
 
 
@@ -412,7 +417,7 @@ class Datasets:
         else:
             row = self.catalog.latest_row(r.name)
             if row is None:
-                self._not_found(r.name, "any version")
+                self._not_found(r.name, "versions left (all were deleted)")
         assert row is not None
         return self._version(row, self.catalog.tags_of(r.name).get(row["version"], []))
 
@@ -424,8 +429,11 @@ class Datasets:
             )
             raise NotFoundError(f"dataset {name!r} does not exist", hint=hint, name=name)
         if deleted:
+            live = [f"v{r['version']}" for r in reversed(self.catalog.version_rows(name))]
             raise NotFoundError(
-                f"{name}: {what} was deleted", hint=f"run `aistack data log {name}`"
+                f"{name}: {what} was deleted",
+                hint=f"versions left: {', '.join(live) if live else 'none'} "
+                f"(`aistack data log {name}`)",
             )
         rows = self.catalog.version_rows(name)
         tags = sorted({t for ts in self.catalog.tags_of(name).values() for t in ts})
@@ -522,13 +530,22 @@ class Datasets:
         dest: str | os.PathLike[str],
         *,
         link: str = "auto",
+        force: bool = False,
         progress: Progress | None = None,
     ) -> GetResult:
         """Materialize version ``ref`` under ``dest`` (created if missing).
 
-        ``link``: "auto" (reflink, else hard link, else copy: on a local store, single-object
-        files share the store's read-only bytes), "copy" (always independent, writable copies).
-        Every object is verified before it is written or linked.
+        ``link``: "auto" (on a local store, a reflink where the filesystem has them; else a hard
+        link to the store's read-only object, except as root, where file modes do not stop a
+        write, so a copy), "hardlink" (hard links also as root: such a file *is* the stored
+        object, and writing to it in place would change every version that holds those bytes
+        — never edit it, copy it first), "copy" (independent, writable copies).
+
+        Files already in ``dest`` with the version's bytes are kept as they are. A file with
+        other bytes, a symlink, or a file where the version has a directory (or the reverse)
+        is a conflict: nothing is written and ConflictError lists them, unless ``force``
+        (they are replaced; a non-empty directory never is). Files in ``dest`` that the version
+        does not have are left alone. Every object is verified before it is written or linked.
         """
         if link not in ("auto", "hardlink", "copy"):
             raise ValidationError(
@@ -543,9 +560,14 @@ class Datasets:
                 hint="give a new or existing directory",
                 field="dest",
             )
+        if link == "auto" and hasattr(os, "geteuid") and os.geteuid() == 0:
+            link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
+        # check everything before writing anything
+        todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force)
         os.makedirs(dest_s, exist_ok=True)
-        targets = [safe_dest(dest_s, e.path) for e in entries]  # refuse before writing anything
-        total = sum(e.size for e in entries)
+        for path, is_dir in clear:  # only with force
+            os.rmdir(path) if is_dir else os.unlink(path)
+        total = sum(e.size for e, _ in todo)
         done = 0
         linked = copied = 0
         store = self.store
@@ -554,7 +576,7 @@ class Datasets:
         def one(e: FileEntry, target: str) -> tuple[int, str]:
             parent = os.path.dirname(target)
             if parent not in made:
-                os.makedirs(parent, exist_ok=True)
+                _makedirs(parent)
                 made.add(parent)
             if len(e.chunks) == 1:
                 if e.hash != e.chunks[0]:
@@ -566,42 +588,124 @@ class Datasets:
                 )
             return e.size, "copy"
 
-        with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-get") as pool:
-            window: deque[Future[tuple[int, str]]] = deque()
+        try:
+            with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-get") as pool:
+                window: deque[Future[tuple[int, str]]] = deque()
 
-            def drain(keep: int) -> None:
-                nonlocal done, linked, copied
-                while len(window) > keep:
-                    n, method = window.popleft().result()
-                    done += n
-                    if method == "copy":
+                def drain(keep: int) -> None:
+                    nonlocal done, linked, copied
+                    while len(window) > keep:
+                        n, method = window.popleft().result()
+                        done += n
+                        if method == "copy":
+                            copied += 1
+                        else:
+                            linked += 1
+                        if progress:
+                            progress(done, total)
+
+                try:
+                    for e, target in todo:
+                        if len(e.chunks) == 1:
+                            window.append(pool.submit(one, e, target))
+                            drain(self._pool_size() * 4)
+                            continue
+                        _makedirs(os.path.dirname(target))
+                        base = done
+
+                        def file_progress(n: int, base: int = base) -> None:
+                            if progress:
+                                progress(base + n, total)
+
+                        self._get_chunked(pool, v, e, target, file_progress)
+                        done += e.size
                         copied += 1
-                    else:
-                        linked += 1
-                    if progress:
-                        progress(done, total)
-
-            for e, target in zip(entries, targets, strict=True):
-                if len(e.chunks) == 1:
-                    window.append(pool.submit(one, e, target))
-                    drain(self._pool_size() * 4)
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                base = done
-
-                def file_progress(n: int, base: int = base) -> None:
-                    if progress:
-                        progress(base + n, total)
-
-                self._get_chunked(pool, v, e, target, file_progress)
-                done += e.size
-                copied += 1
-                if progress:
-                    progress(done, total)
-            drain(0)
+                        if progress:
+                            progress(done, total)
+                    drain(0)
+                except BaseException:
+                    for fut in window:
+                        fut.cancel()
+                    raise
+        except (AistackError, OSError) as exc:
+            raise _partial_get_error(exc, v, dest_s, linked + copied, len(todo)) from exc
         return GetResult(
-            version=v, dest=dest_s, files=len(entries), bytes=total, linked=linked, copied=copied
+            version=v,
+            dest=dest_s,
+            files=len(entries),
+            bytes=sum(e.size for e in entries),
+            linked=linked,
+            copied=copied,
+            unchanged=unchanged,
         )
+
+    def _plan_get(
+        self, v: DatasetVersion, dest: str, entries: list[FileEntry], *, force: bool
+    ) -> tuple[list[tuple[FileEntry, str]], int, list[tuple[str, bool]]]:
+        """What a get must write: ``(entries to write with their targets, files already
+        there with the right bytes, paths to clear first (force only; (path, is_dir)))``.
+        Raises ConflictError listing what is in the way (without force), ValidationError
+        for a path that escapes ``dest``. Changes nothing on disk."""
+        todo: list[tuple[FileEntry, str]] = []
+        unchanged = 0
+        conflicts: list[str] = []
+        clear: dict[str, bool] = {}
+        for e in entries:
+            target = safe_dest(dest, e.path)
+            blocker = blocking_ancestor(dest, e.path)
+            if blocker is not None:
+                conflicts.append(f"{blocker} (a file; the version has a directory there)")
+                clear[os.path.join(dest, *blocker.split("/"))] = False
+            elif os.path.islink(target):
+                conflicts.append(f"{e.path} (a symlink)")  # replaced by the file, not followed
+            elif os.path.isdir(target):
+                if os.listdir(target):
+                    raise ConflictError(
+                        f"{dest}: {e.path} is a non-empty directory; in {v.ref} it is a file",
+                        hint="move that directory away, or get into an empty directory",
+                        path=e.path,
+                    )
+                conflicts.append(f"{e.path} (an empty directory; the version has a file there)")
+                clear[target] = True
+            elif os.path.exists(target):
+                if self._has_bytes(target, e):
+                    unchanged += 1
+                    continue
+                conflicts.append(f"{e.path} (other bytes)")
+            todo.append((e, target))
+        if conflicts and not force:
+            shown = ", ".join(conflicts[:5]) + (
+                f" and {len(conflicts) - 5:,} more" if len(conflicts) > 5 else ""
+            )
+            raise ConflictError(
+                f"{len(conflicts):,} path(s) in {dest} are in the way of {v.ref}: {shown}; "
+                "nothing was written",
+                hint="pass --force (force=True) to replace them, or get into an empty directory",
+                paths=conflicts[:100],
+            )
+        return todo, unchanged, list(clear.items())
+
+    def _has_bytes(self, path: str, e: FileEntry) -> bool:
+        """Whether the local file ``path`` holds exactly the bytes of manifest entry ``e``
+        (hashed at the entry's own chunk boundaries)."""
+        try:
+            if os.stat(path).st_size != e.size:
+                return False
+            if e.size == 0:
+                return self.store.hash_bytes(b"") == e.hash
+            with open(path, "rb") as f, _mapped(f) as buf:
+                mv = memoryview(buf)
+                try:
+                    off = 0
+                    for oid, n in zip(e.chunks, e.chunk_sizes, strict=True):
+                        if self.store.hash_bytes(mv[off : off + n]) != oid:
+                            return False
+                        off += n
+                finally:
+                    mv.release()
+            return True
+        except (OSError, ValueError):
+            return False
 
     def _get_chunked(
         self,
@@ -620,7 +724,8 @@ class Datasets:
                 f"manifest entry for {v.ref}:{e.path} is inconsistent", file=e.path
             )
         ctx = f"{v.ref}:{e.path}"
-        tmp = f"{target}.aistack-tmp-{os.getpid()}-{threading.get_ident()}"
+        # a short name beside the target (the target's own name may be near NAME_MAX)
+        tmp = os.path.join(os.path.dirname(target), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
         store = self.store
         local = self.backend.is_local
         window: deque[tuple[Future[int | bytes], str, int, int]] = deque()
@@ -775,7 +880,7 @@ class Datasets:
         ``manifests/`` under the store root are touched.
         """
         live_m = self.catalog.live_manifests()
-        protected = len(self.catalog.referenced_manifests())
+        protected = self.catalog.referenced_version_count()
         live: set[str] = set()
         for mid in live_m:
             for e in self.manifests.get(mid):  # raises on a damaged manifest: then delete nothing
@@ -794,12 +899,15 @@ class Datasets:
             freed += obj.size
             if not dry_run:
                 self.store.delete(obj.oid)
-        all_m = self.catalog.all_manifests()
+        # read again: a version added meanwhile may reuse a manifest that was not live above
+        # (identical data added again after a delete); its add refreshed the manifest's mtime,
+        # and every manifest that is not live gets the grace period, as objects do
+        live_m = live_m | self.catalog.live_manifests()
         mdel = 0
         for mid in self.manifests.ids():
             if mid in live_m:
                 continue
-            if mid not in all_m and self._young_manifest(mid, now, grace_s):
+            if self._young_manifest(mid, now, grace_s):
                 continue
             mdel += 1
             if not dry_run:
@@ -862,7 +970,7 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         raise ValidationError(f"{p} is neither a file nor a directory", field="path")
     root = os.path.realpath(p)
     out: list[_SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+    for dirpath, dirnames, filenames in _walk(p):
         for d in list(dirnames):
             full = os.path.join(dirpath, d)
             if os.path.islink(full):
@@ -876,6 +984,15 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         for fn in filenames:
             full = os.path.join(dirpath, fn)
             rel = Path(os.path.relpath(full, p)).as_posix()
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(
+                    f"refusing {rel.encode('utf-8', 'backslashreplace').decode()!r}: its name is "
+                    "not valid UTF-8 (manifests store names as UTF-8)",
+                    hint="rename the file, e.g. with `convmv -f latin1 -t utf8`",
+                    path=rel.encode("utf-8", "backslashreplace").decode(),
+                ) from None
             check_relpath(rel)
             if os.path.islink(full):
                 if not inside(root, full):
@@ -900,6 +1017,62 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         raise ValidationError(f"{p} contains no files", hint="add files to it first", field="path")
     out.sort(key=lambda s: s.rel)
     return out
+
+
+def _makedirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)`` without recursion (it recurses once per missing
+    level: a version 1,000 directories deep raised RecursionError)."""
+    missing: list[str] = []
+    p = path
+    while p and not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d)
+
+
+def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=False)`` without recursion (Python 3.11's recurses per level,
+    so a tree deeper than ~1,000 directories raised RecursionError). Top-down; symlinks to
+    directories are listed in ``dirnames`` and not entered."""
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        with os.scandir(d) as it:
+            for entry in it:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(entry.name)
+        yield d, dirs, files
+        for name in reversed(dirs):
+            full = os.path.join(d, name)
+            if not os.path.islink(full):
+                stack.append(full)
+
+
+def _partial_get_error(
+    exc: AistackError | OSError, v: DatasetVersion, dest: str, written: int, todo: int
+) -> AistackError:
+    """The error of a get that failed part way, saying how much of ``dest`` it wrote."""
+    left = (
+        f"; {written:,} of the {todo:,} files to write were written to {dest} before it "
+        "(the others are missing or as they were)"
+    )
+    if isinstance(exc, AistackError):
+        return type(exc)(exc.message + left, hint=exc.hint, **exc.details)
+    return BackendError(
+        f"could not write {v.ref} into {dest}: {exc}{left}",
+        hint="check the destination's permissions and free space",
+        path=getattr(exc, "filename", None),
+    )
 
 
 @contextlib.contextmanager

@@ -8,7 +8,9 @@ verified on every read.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +107,17 @@ class ManifestStore:
         data = encode(entries)
         mid = self.objects.hash_bytes(data)
         key = self.key(mid)
-        fs = self.backend.fs
-        if not fs.exists(key):
-            if self.backend.is_local:
-                fs.makedirs(self.backend.path(PREFIX, self.objects.algo), exist_ok=True)
-            self.objects._write_atomic(key, data)
+        if self.backend.is_local:
+            if os.path.exists(key):
+                # a version about to reuse it: refresh its mtime, so a concurrent gc (which
+                # spares young manifests) keeps it
+                with contextlib.suppress(OSError):
+                    os.utime(key)
+                return mid
+            os.makedirs(self.backend.path(PREFIX, self.objects.algo), exist_ok=True)
+        # (on object storage written again: small, and its new modification time is what
+        # protects it from a concurrent gc)
+        self.objects._write_atomic(key, data)
         return mid
 
     def get(self, mid: str) -> list[FileEntry]:

@@ -111,10 +111,7 @@ class ObjectStore:
             oid = self.hash_bytes(data)
         key = self.key(oid)
         if self.backend.is_local:
-            if os.path.exists(key):
-                # refresh mtime so a concurrent gc (which spares young objects) keeps it
-                with contextlib.suppress(OSError):
-                    os.utime(key)
+            if self._keep_existing(key, oid):
                 return oid, 0
         elif self.fs.exists(key):
             return oid, 0
@@ -133,12 +130,34 @@ class ObjectStore:
         if not self.backend.is_local:
             return self.put(view, oid)
         key = self.key(oid)
-        if os.path.exists(key):
-            with contextlib.suppress(OSError):
-                os.utime(key)
+        if self._keep_existing(key, oid):
             return oid, 0
         self._write_local(key, view, src=(src_fd, offset))
         return oid, len(view)
+
+    def _keep_existing(self, key: str, oid: str) -> bool:
+        """Whether local object ``oid`` is already stored intact (then its mtime is refreshed,
+        so a concurrent gc, which spares young objects, keeps it).
+
+        An object that a ``get`` hard-linked out (link count > 1), or whose read-only mode was
+        lifted (a chmod of a hard-linked copy changes the object too), may have been written
+        through that link: it is verified, and a damaged one is reported False so the caller
+        writes it again from the bytes in hand (a new file replaces it; the damaged inode
+        stays with the outside link) — so adding the data again repairs the store.
+        """
+        try:
+            st = os.stat(key)
+        except FileNotFoundError:
+            return False
+        if st.st_nlink > 1 or st.st_mode & 0o222:
+            try:
+                self.check(oid)
+            except IntegrityError as exc:
+                log.warning("stored object %s was damaged (%s); writing it again", oid, exc)
+                return False
+        with contextlib.suppress(OSError):
+            os.utime(key)
+        return True
 
     def _write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
         if not self.backend.is_local:
@@ -267,11 +286,13 @@ class ObjectStore:
     def materialize(self, oid: str, dest: str, *, link: str = "auto", context: str = "") -> str:
         """Put object ``oid`` at local path ``dest`` (replacing it atomically).
 
-        On a local store ``link="auto"`` tries a reflink, then a hard link (the object is
-        read-only, so the linked file is too), then a copy; the object is verified first.
-        Returns the method used: "reflink", "hardlink" or "copy".
+        On a local store ``link="auto"`` or ``"hardlink"`` tries a reflink, then a hard link
+        (the object is read-only, so the linked file is too), then a copy;
+        ``"reflink-or-copy"`` never hard-links; ``"copy"`` always copies. The object is
+        verified first. Returns the method used: "reflink", "hardlink" or "copy".
         """
-        tmp = f"{dest}.aistack-tmp-{uuid.uuid4().hex[:8]}"
+        # a short name beside dest: dest's own name may be near NAME_MAX
+        tmp = os.path.join(os.path.dirname(dest), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
         try:
             if self.backend.is_local and link != "copy":
                 key = self.key(oid)

@@ -41,7 +41,10 @@ def inside(root: str | Path, candidate: str | Path) -> bool:
 
 
 def safe_dest(dest_root: str | Path, rel: str) -> str:
-    """The local path for ``rel`` under ``dest_root``; refuses symlinks that lead outside."""
+    """The local path for ``rel`` under ``dest_root``; refuses symlinks that lead outside.
+
+    Only checks: nothing is changed on disk (a refused get leaves the destination as it was).
+    """
     check_relpath(rel, what="file name in the manifest")
     target = os.path.join(os.fspath(dest_root), *rel.split("/"))
     parent = os.path.dirname(target)
@@ -51,6 +54,18 @@ def safe_dest(dest_root: str | Path, rel: str) -> str:
             hint="remove the symlink or choose an empty destination directory",
             path=rel,
         )
-    if os.path.islink(target):
-        os.unlink(target)  # replaced by the real file, never written through
     return target
+
+
+def blocking_ancestor(dest_root: str | Path, rel: str) -> str | None:
+    """The first parent directory of ``rel`` under ``dest_root`` that exists but is not a
+    directory (a file where the version has a directory), as a relative path, or None."""
+    parts = rel.split("/")[:-1]
+    here = os.fspath(dest_root)
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        if not os.path.lexists(here):
+            return None
+        if not os.path.isdir(here):
+            return "/".join(parts[: i + 1])
+    return None

@@ -10,7 +10,8 @@ from aistack.errors import ValidationError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TAG_RE = NAME_RE
-VERSION_RE = re.compile(r"^v?(\d+)$")
+VERSION_RE = re.compile(r"^[vV]?(\d+)$")  # V3 too: a tag named like that would shadow v3
+MAX_VERSION = 2**63 - 1  # the catalog's integer column
 REFERENCE_KINDS = ("job", "model", "run")
 NODE_KINDS = ("dataset", "job", "run", "model")
 
@@ -59,16 +60,24 @@ def parse_ref(ref: str) -> Ref:
             "dataset reference is empty", hint="write NAME, NAME@v3 or NAME@TAG", field="ref"
         )
     ref = ref.strip()
-    name, _, sel = ref.partition("@")
+    name, at, sel = ref.partition("@")
     check_name(name)
-    if not sel or sel == "latest":
+    if at and not sel:
+        raise ValidationError(
+            f"dataset reference {ref!r} names no version after '@'",
+            hint=f"write {name}, {name}@latest, {name}@v3 or {name}@TAG",
+            field="ref",
+        )
+    if sel == "latest" or not at:
         return Ref(name=name)
     m = VERSION_RE.match(sel)
     if m:
         v = int(m.group(1))
-        if v < 1:
+        if v < 1 or v > MAX_VERSION:
             raise ValidationError(
-                f"version {sel!r} in {ref!r} is invalid", hint="versions start at v1", field="ref"
+                f"version {sel!r} in {ref!r} is invalid",
+                hint="versions start at v1 (see `aistack data log NAME`)",
+                field="ref",
             )
         return Ref(name=name, version=v)
     if not TAG_RE.match(sel):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aistack.errors import IntegrityError, NotSupportedError, ValidationError
+from aistack.errors import ConflictError, IntegrityError, NotSupportedError, ValidationError
 from aistack.storage import Datasets, parse_ref
 from aistack.storage.backends import split_url
 from aistack.storage.hashing import ChunkParams, chunk_list_hash, cut, digest
@@ -35,11 +35,13 @@ def test_parse_ref(ref: str, version: int | None, tag: str | None) -> None:
     assert (r.name, r.version, r.tag) == ("a", version, tag)
 
 
-@pytest.mark.parametrize("bad", ["", "@v1", "a/b@v1", "../x", "a@v0", "a@bad tag", "a@", "-a"])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "@v1", "a/b@v1", "../x", "a@v0", "a@bad tag", "a@", "a@ ", "-a", "a@v" + "9" * 20],
+)
 def test_bad_refs_name_the_problem(bad: str) -> None:
-    if bad == "a@":
-        assert parse_ref(bad).version is None  # "a@" means latest
-        return
+    # "a@" names nothing (it used to mean latest); a version past the catalog's 64-bit
+    # integers is refused here, not by the database (an OverflowError, HTTP 500)
     with pytest.raises(ValidationError) as err:
         parse_ref(bad)
     assert err.value.hint
@@ -185,7 +187,7 @@ def test_get_links_on_local_store_and_copy_is_independent(tmp_path: Path) -> Non
     src.mkdir()
     (src / "f.txt").write_text("shared bytes")
     v = ds.add("l", src)
-    r = ds.get(v.ref, tmp_path / "linked")
+    r = ds.get(v.ref, tmp_path / "linked", link="hardlink")  # "auto" copies as root
     st_ = os.stat(tmp_path / "linked" / "f.txt")
     assert r.linked == 1 and r.copied == 0
     assert st_.st_nlink >= 2  # shares the store's inode (or a reflink where supported)
@@ -195,9 +197,14 @@ def test_get_links_on_local_store_and_copy_is_independent(tmp_path: Path) -> Non
     p = tmp_path / "copied" / "f.txt"
     p.write_text("edited")  # a copy can be edited without touching the store
     ds.verify(v.ref)
-    # re-getting over an existing destination replaces files
-    ds.get(v.ref, tmp_path / "copied", link="copy")
-    assert p.read_text() == "shared bytes"
+    # re-getting over an edited file is refused (nothing written) unless forced
+    with pytest.raises(ConflictError, match=r"1 path\(s\) in .* f.txt \(other bytes\)"):
+        ds.get(v.ref, tmp_path / "copied", link="copy")
+    assert p.read_text() == "edited"
+    r3 = ds.get(v.ref, tmp_path / "copied", link="copy", force=True)
+    assert p.read_text() == "shared bytes" and r3.copied == 1
+    r4 = ds.get(v.ref, tmp_path / "copied", link="copy")  # already there: nothing to write
+    assert (r4.copied, r4.linked, r4.unchanged) == (0, 0, 1)
     with pytest.raises(ValidationError, match="link"):
         ds.get(v.ref, tmp_path / "x", link="symlink")
 

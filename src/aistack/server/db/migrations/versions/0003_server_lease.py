@@ -1,7 +1,7 @@
 """server lease: one scheduling server per metadata DB
 
 Revision ID: 0003_server_lease
-Revises: 0002_storage
+Revises: 0001_core
 Create Date: 2026-11-29
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_server_lease"
-down_revision = "0002_storage"
+down_revision = "0001_core"
 branch_labels = None
 depends_on = None
 
