@@ -195,3 +195,37 @@ def _isolate_mlflow_globals() -> Iterator[None]:
         if k not in saved:
             del os.environ[k]
     os.environ.update(saved)
+
+
+@dataclass
+class InProcessApi:
+    """The real app in this process: ``http`` is a TestClient that sends the token, ``client``
+    an ``aistack.Client`` that talks to it, ``ctx`` the server context."""
+
+    http: object
+    client: object
+    ctx: object
+
+
+@pytest.fixture
+def api(aistack_home: Path) -> Iterator[InProcessApi]:
+    """The server app in process (memory executor: one node with 4 fake GPUs and 8 CPUs; no
+    scheduling loop, no MLflow): for API and CLI tests without a server process."""
+    from fastapi.testclient import TestClient
+
+    from aistack.client import Client
+    from aistack.server.app import create_app
+    from aistack.settings import Settings
+
+    settings = Settings(home=aistack_home, executor="memory", mlflow_enabled=False)
+    app = create_app(settings, start_loop=False)
+    ctx = app.state.ctx
+    http = TestClient(app, raise_server_exceptions=False)
+    http.headers["Authorization"] = f"Bearer {ctx.token}"
+    client = Client("http://testserver", ctx.token, settings=settings)
+    client._http.close()
+    client._http = http
+    yield InProcessApi(http=http, client=client, ctx=ctx)
+    http.close()
+    ctx.executor.close()
+    ctx.engine.dispose()

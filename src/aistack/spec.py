@@ -6,6 +6,7 @@ at submit time (``check_feasible``: more GPUs than any node has, an unknown GPU 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,17 @@ Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 365 * 86400.0
+NAME_HINT = (
+    "use letters, digits, '.', '_' or '-' (max 63 characters, starting with a letter or digit)"
+)
+# integer fields are stored in 32-bit DB columns (PostgreSQL INTEGER): keep them in range
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def valid_name(value: str) -> bool:
+    """A job or project name: letters, digits, '.', '_' or '-', at most 63 characters."""
+    return bool(_NAME_RE.match(value))
 
 
 def parse_duration_s(
@@ -41,8 +53,16 @@ def parse_duration_s(
                 hint="use seconds or a unit: 90s, 30m, 2h, 1d",
             )
         seconds = float(m.group(1)) * _DURATION_S[m.group(2) or "s"]
-    if seconds <= 0:
-        raise ValidationError(f"{field_name}: must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValidationError(
+            f"{field_name}: must be a finite positive duration, got {value!r}",
+            hint="use seconds or a unit: 90s, 30m, 2h, 1d",
+        )
+    if seconds > MAX_DURATION_S:
+        raise ValidationError(
+            f"{field_name}: {value!r} is longer than 365 days",
+            hint="check the unit (90s, 30m, 2h, 1d), or leave it out for no limit",
+        )
     return seconds
 
 
@@ -53,11 +73,11 @@ class _Strict(BaseModel):
 class Resources(_Strict):
     """Per-node resources; a job gets ``nodes`` × these, all at once."""
 
-    gpus: int = Field(default=0, ge=0, description="GPUs per node")
+    gpus: int = Field(default=0, ge=0, le=1_000_000, description="GPUs per node")
     gpu_type: str | None = Field(default=None, description="e.g. H100; None = any")
-    cpus: int = Field(default=1, ge=1, description="CPU cores per node")
+    cpus: int = Field(default=1, ge=1, le=1_000_000, description="CPU cores per node")
     memory: str | int | None = Field(default=None, description="e.g. 16GB; per node")
-    nodes: int = Field(default=1, ge=1)
+    nodes: int = Field(default=1, ge=1, le=1_000_000)
 
     @field_validator("memory")
     @classmethod
@@ -82,11 +102,11 @@ class JobSpec(_Strict):
     workdir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    priority: int = 0
+    priority: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
     max_runtime: str | int | float | None = None
     retries: int = Field(default=0, ge=0, le=100)
     distributed: Framework | None = None
-    procs_per_node: int | None = Field(default=None, ge=1)
+    procs_per_node: int | None = Field(default=None, ge=1, le=1_000_000)
     inputs: list[str] = Field(default_factory=list, description="dataset versions, NAME@vN")
     preemptible: bool = True
     stop_signal: Literal["SIGTERM", "SIGINT", "SIGUSR1"] = "SIGTERM"
@@ -95,10 +115,8 @@ class JobSpec(_Strict):
     @field_validator("name", "project")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not a valid name: use letters, digits, '.', '_' or '-' (max 63 characters)"
-            )
+        if not valid_name(v):
+            raise ValueError(f"{v!r} is not a valid name: {NAME_HINT}")
         return v
 
     @field_validator("max_runtime")
@@ -115,12 +133,12 @@ class JobSpec(_Strict):
     def _env_ok(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-                raise ValueError(f"env: {k!r} is not a valid environment variable name")
+                raise ValueError(f"{k!r} is not a valid environment variable name")
         return {k: str(x) for k, x in v.items()}
 
     @model_validator(mode="after")
     def _command_or_script(self) -> JobSpec:
-        if bool(self.command) == bool(self.script):
+        if bool((self.command or "").strip()) == bool((self.script or "").strip()):
             raise ValueError("give exactly one of `command` or `script`")
         return self
 
@@ -130,7 +148,7 @@ class JobSpec(_Strict):
 
     @property
     def shell_command(self) -> str:
-        return self.command if self.command else str(self.script)
+        return self.command if (self.command or "").strip() else str(self.script)
 
 
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:

@@ -17,8 +17,9 @@ from rich.table import Table
 
 from aistack.cli._common import ago, client, console, err_console, fmt_duration, print_json
 from aistack.cli.main import app
-from aistack.errors import ValidationError
+from aistack.errors import UserError, ValidationError
 from aistack.settings import get_settings
+from aistack.spec import parse_spec
 
 STATE_STYLE = {
     "QUEUED": "yellow",
@@ -50,6 +51,7 @@ def up(
     port = port or settings.port
     settings.ensure_home()
     if detach:
+        _refuse_if_taken(settings, host, port)
         log_path = settings.home / "server.log"
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(  # noqa: S603
@@ -71,7 +73,11 @@ def up(
                 err_console.print(log_path.read_text()[-2000:])
                 raise typer.Exit(1)
             try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                # the answer must come from our child: another server may hold the port
+                if (
+                    httpx.get(url + "/healthz", timeout=1).status_code == 200
+                    and _recorded_pid(settings) == proc.pid
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -91,6 +97,62 @@ def up(
         f"aistack server on http://{host}:{port} (token in {settings.token_file}); Ctrl-C to stop"
     )
     run(settings, host, port)
+
+
+def _recorded_server(settings: Any) -> dict[str, Any]:
+    try:
+        info = json.loads(settings.server_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _recorded_pid(settings: Any) -> int | None:
+    try:
+        return int(_recorded_server(settings).get("pid") or 0) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    if not url:
+        return False
+    try:
+        return httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _refuse_if_taken(settings: Any, host: str, port: int) -> None:
+    """Before spawning a detached server: one already runs for this home (its recorded pid is
+    alive and its URL answers), or the port is taken (a server of another home, anything)."""
+    from aistack.errors import ConflictError
+    from aistack.server.main import port_free
+
+    info = _recorded_server(settings)
+    pid = _recorded_pid(settings)
+    if pid is not None and _pid_alive(pid) and _answers(str(info.get("url") or "")):
+        raise ConflictError(
+            f"an aistack server already runs for {settings.home} (pid {pid}, {info.get('url')})",
+            hint="use it, or stop it first with `aistack down`",
+        )
+    if not port_free(host, port):
+        raise ConflictError(
+            f"port {port} on {host} is in use (by another aistack server or another program)",
+            hint="stop that server (`aistack down` with its AISTACK_HOME) or pass --port",
+        )
 
 
 @app.command()
@@ -166,7 +228,13 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
                 f"job file {file!r} not found",
                 hint="give the path of a YAML job spec, or use --cmd",
             )
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValidationError(
+                f"{file}: not valid YAML: {' '.join(str(exc).split())}",
+                hint="a job spec is YAML key: value lines; quote values that contain ': ' or '['",
+            ) from None
         if not isinstance(data, dict):
             raise ValidationError(f"{file}: a job spec is a YAML mapping (key: value lines)")
     elif cmd:
@@ -176,12 +244,19 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
             "nothing to submit",
             hint="aistack submit job.yaml, or aistack submit --cmd 'python train.py'",
         )
-    res = dict(data.get("resources") or {})
-    for k in ("gpus", "cpus", "memory", "nodes", "gpu_type"):
-        if opts.get(k) is not None:
-            res[k] = opts[k]
-    if res:
-        data["resources"] = res
+    flags = {
+        k: opts[k]
+        for k in ("gpus", "cpus", "memory", "nodes", "gpu_type")
+        if opts.get(k) is not None
+    }
+    res = data.get("resources")
+    if res is not None and not isinstance(res, dict):
+        raise ValidationError(
+            f"{file}: resources: expected a mapping such as {{gpus: 1, cpus: 4}}, got {res!r}",
+            hint="write resources: {gpus: 1, cpus: 4} or one key per indented line",
+        )
+    if flags:
+        data["resources"] = {**(res or {}), **flags}
     for k in ("name", "project", "priority", "max_runtime", "retries", "distributed"):
         if opts.get(k) is not None:
             data[k] = opts[k]
@@ -239,8 +314,9 @@ def submit(
         workdir=workdir,
     )
     data = _spec_from_args(file, cmd, opts)
+    spec = parse_spec(data, source=file or "--cmd")  # errors name the file, not "(spec)"
     c = client()
-    job = c.submit(data)
+    job = c.submit(spec)
     if as_json:
         print_json(job)
     else:
@@ -260,7 +336,8 @@ def _job_row(j: dict[str, Any]) -> list[str]:
             f" (est. start {ago(j['estimated_start'])})" if j.get("estimated_start") else ""
         )
     elif j["state"] in ("FAILED", "TIMEOUT", "CANCELLED"):
-        info = f"exit {j['exit_code']}: {j.get('failure_reason') or ''}"
+        code = "" if j.get("exit_code") is None else f"exit {j['exit_code']}: "
+        info = code + (j.get("failure_reason") or "")
     elif j.get("devices"):
         info = "; ".join(f"{n}: gpus {v['gpus']} cpus {v['cpus']}" for n, v in j["devices"].items())
     else:
@@ -272,7 +349,7 @@ def _job_row(j: dict[str, Any]) -> list[str]:
         f"[{style}]{j['state']}[/{style}]",
         req,
         ago(j["submitted_at"]),
-        info[:120],
+        info,  # the column folds; the end of a pending reason says what to do
     ]
 
 
@@ -309,7 +386,8 @@ def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = 
             if job.get("failure_reason") and job["state"] != "SUCCEEDED"
             else ""
         )
-        err_console.print(f"job {job['id']} {job['state']} exit code {job['exit_code']}{reason}")
+        code = "" if job.get("exit_code") is None else f" exit code {job['exit_code']}"
+        err_console.print(f"job {job['id']} {job['state']}{code}{reason}")
     raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
 
 
@@ -358,12 +436,24 @@ def logs(
 def cancel(job_ids: list[str], as_json: bool = typer.Option(False, "--json")) -> None:
     """Cancel jobs (SIGTERM, then SIGKILL after the grace period)."""
     c = client()
-    out = [c.cancel(j) for j in job_ids]
+    out: list[dict[str, Any]] = []
+    failed = 0
+    for jid in job_ids:  # like scancel: one bad id does not hide what happened to the others
+        try:
+            out.append(c.cancel(jid))
+        except UserError as exc:
+            failed += 1
+            out.append({"id": jid, "error": exc.code, "message": str(exc)})
     if as_json:
         print_json(out)
     else:
         for j in out:
-            console.print(f"{j['id']}: {j['state']}")
+            if "error" in j:
+                err_console.print(f"[red]{j['id']}: {j['message']}[/red]")
+            else:
+                console.print(f"{j['id']}: {j['state']}")
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,32 @@ ITP_HINT = "e.g. ../shared/data/traces/itp/cluster02.csv (job_id,submission_time
 
 
 def _load(
-    trace: Path | None, history: Path | None, mapping: list[str], estimate: str, limit: int | None
+    trace: Path | None,
+    history: Path | None,
+    mapping: list[str],
+    estimate: str,
+    limit: int | None,
+    *,
+    server_rows: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Any], str, int]:
-    from aistack.scheduler.simulator import load_csv, load_history, with_estimates
+    from aistack.scheduler.simulator import (
+        history_from_rows,
+        load_csv,
+        load_history,
+        with_estimates,
+    )
 
+    if limit is not None and limit < 1:
+        raise ValidationError(f"--limit: must be at least 1, got {limit}")
+    if server_rows is not None:
+        jobs, skipped = history_from_rows(server_rows, source="server history")
+        if not jobs:
+            raise ValidationError(
+                f"the server has no finished jobs yet ({skipped} queued or running); "
+                "nothing to replay",
+                hint="run some jobs first, or pass --trace FILE or --history FILE",
+            )
+        return with_estimates(jobs[:limit], estimate), "server history", skipped
     if (trace is None) == (history is None):
         raise ValidationError(
             "pass exactly one of --trace FILE or --history FILE",
@@ -108,6 +130,34 @@ def _run_policies(
     return out
 
 
+def _check_simulated(metrics: dict[str, Any], source: str, total: int, cluster: str = "") -> None:
+    """A run where every job was dropped (0 GPUs, or larger than the cluster) has no metrics."""
+    if metrics.get("jobs", 0) == 0:
+        where = f" of {cluster}" if cluster else ""
+        raise ValidationError(
+            f"{source}: no job to simulate: all {metrics.get('dropped', 0)} jobs were dropped "
+            f"(they use no GPU, or more than the {total} GPUs{where})",
+            hint="the simulator replays GPU jobs; check --nodes/--gpus-per-node and the trace",
+        )
+
+
+def _check_plot_path(path: Path) -> None:
+    """Fail before a long simulation, not after it, when the plot cannot be written."""
+    if path.is_dir():
+        raise ValidationError(
+            f"--plot: {path} is a directory", hint="give a file name, e.g. jct.png"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(
+            f"--plot: cannot create the folder {path.parent} ({exc.strerror})",
+            hint="choose a writable path",
+        ) from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValidationError(f"--plot: cannot write {path}", hint="choose a writable path")
+
+
 def _h(seconds: float) -> str:
     return f"{seconds / 3600:,.2f} h"
 
@@ -141,9 +191,7 @@ def _plot(results: list[Any], path: Path) -> None:
 @app.command("run")
 def run(
     trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
-    history: Path | None = typer.Option(
-        None, "--history", help="`aistack jobs --json` export (default: fetched from the server)"
-    ),
+    history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
     nodes: int = typer.Option(..., "--nodes", help="number of nodes"),
     gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node"),
     policy: str = typer.Option("default,fifo,easy,las,srtf", "--policy", help="comma-separated"),
@@ -172,13 +220,22 @@ def run(
             hint=f"choose from {', '.join(policy_names())}",
         )
     options = _parse_options(option, names)
+    if plot is not None:
+        _check_plot_path(plot)
     jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
     cfg = SimConfig(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
     results = _run_policies(jobs, names, cfg, options)
+    _check_simulated(results[0].metrics, source, cfg.total_gpus)
     if plot is not None:
-        _plot(results, plot)
+        try:
+            _plot(results, plot)
+        except OSError as exc:
+            raise ValidationError(
+                f"--plot: cannot write {plot} ({exc.strerror or exc})",
+                hint="choose a writable path",
+            ) from None
     if json_out:
         out = []
         for r in results:
@@ -247,9 +304,10 @@ def run(
         + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results)
     )
     if skipped or m0["dropped"]:
+        zero = sum(1 for j in jobs if j.gpus <= 0)
         con.print(
-            f"[yellow]{skipped} jobs without start/finish times skipped; {m0['dropped']} jobs "
-            f"larger than the cluster dropped[/yellow]"
+            f"[yellow]{skipped} jobs without start/finish times skipped; {zero} CPU-only jobs "
+            f"skipped; {m0['dropped'] - zero} jobs larger than the cluster dropped[/yellow]"
         )
     if plot is not None:
         con.print(f"wrote {plot}")
@@ -273,6 +331,11 @@ def whatif(
     """Replay the job history with more or fewer GPUs and compare waits."""
     from aistack.scheduler.simulator import SimConfig
 
+    if nodes < 1 or gpus_per_node < 1:
+        raise ValidationError(
+            f"--{'nodes' if nodes < 1 else 'gpus-per-node'}: must be at least 1",
+            hint="e.g. --nodes 4 --gpus-per-node 8",
+        )
     if gpus_delta % gpus_per_node:
         raise ValidationError(
             f"--gpus-delta: {gpus_delta} is not a multiple of --gpus-per-node ({gpus_per_node})",
@@ -284,23 +347,20 @@ def whatif(
             f"--gpus-delta: removing {-gpus_delta} GPUs leaves no node",
             hint=f"at most {(nodes - 1) * gpus_per_node} GPUs can be removed",
         )
+    server_rows = None
     if trace is None and history is None:
         # the platform's own job history, from the running server
-        import json as _json
-        import tempfile
-
         from aistack.client import Client
 
-        rows = Client().list_jobs(all=True, limit=10000)
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            _json.dump(rows, fh, default=str)
-        history = Path(fh.name)
-    jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
+        server_rows = Client().list_jobs(all=True, limit=10000)
+    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, server_rows=server_rows)
     res = {}
     for label, n in (("today", nodes), ("what-if", new_nodes)):
         cfg = SimConfig(nodes=n, gpus_per_node=gpus_per_node)
         res[label] = _run_policies(jobs, [policy], cfg)[0].metrics
+        _check_simulated(res[label], source, cfg.total_gpus, f"the {label} cluster")
     a, b = res["today"], res["what-if"]
+    cpu_only = sum(1 for j in jobs if j.gpus <= 0)
     more = "more" if gpus_delta >= 0 else "fewer"
     verb = "drops" if b["p95_wait"] <= a["p95_wait"] else "rises"
     sentence = (
@@ -328,7 +388,7 @@ def whatif(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{source}: {len(jobs):,} jobs, policy {policy}")
+    t = Table(title=f"{source}: {a['jobs']:,} GPU jobs, policy {policy}")
     for c in ["cluster", "GPUs", "avg JCT", "p95 wait", "p99 wait", "max wait", "utilization"]:
         t.add_column(c)
     for label, n in (("today", nodes), ("what-if", new_nodes)):
@@ -345,5 +405,17 @@ def whatif(
     con = Console()
     con.print(t)
     con.print(sentence)
-    if b.get("dropped", 0) and not math.isnan(b["dropped"]):
-        con.print(f"[yellow]{b['dropped']} jobs no longer fit the smaller cluster[/yellow]")
+    if cpu_only:
+        con.print(
+            f"[yellow]{cpu_only} CPU-only jobs skipped (the simulator replays GPU jobs)[/yellow]"
+        )
+    big_today, big_whatif = a["dropped"] - cpu_only, b["dropped"] - cpu_only
+    if big_whatif > big_today:
+        con.print(
+            f"[yellow]{big_whatif - big_today} jobs no longer fit the smaller cluster[/yellow]"
+        )
+    elif big_today:
+        con.print(
+            f"[yellow]{big_today} jobs larger than today's cluster dropped "
+            f"({big_today - big_whatif} of them fit the what-if cluster)[/yellow]"
+        )

@@ -7,7 +7,9 @@ dir's ``token`` file.
 
 from __future__ import annotations
 
+import enum
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,20 @@ from typing import Any
 
 import httpx
 
-from aistack.errors import AistackError, ConnectionFailed, from_dict
+from aistack.errors import AistackError, ConnectionFailed, ValidationError, from_dict
 from aistack.settings import Settings, get_settings
 from aistack.spec import JobSpec, load_spec_file, parse_spec
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"}
+
+
+class _Unset(enum.Enum):
+    """Marks an argument that was not given (``None`` means "clear the value")."""
+
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
 
 
 def discover_url(settings: Settings) -> str:
@@ -159,11 +170,17 @@ class Client:
         self,
         name: str,
         *,
-        gpu_quota: int | None = None,
-        monthly_budget_usd: float | None = None,
-        share: float = 1.0,
+        gpu_quota: int | None | _Unset = UNSET,
+        monthly_budget_usd: float | None | _Unset = UNSET,
+        share: float | None | _Unset = UNSET,
     ) -> dict[str, Any]:
-        body = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
+        """Change only the settings given; the others keep their value. ``None`` clears a
+        quota (unlimited GPUs) or a budget; ``share=None`` resets the weight to 1."""
+        given = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
+        body = {k: v for k, v in given.items() if v is not UNSET}
+        for k, v in body.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValidationError(f"{k}: must be a finite number, got {v!r}")
         return self.request("PUT", f"/projects/{name}", json=body)  # type: ignore[no-any-return]
 
     def projects(self) -> list[dict[str, Any]]:

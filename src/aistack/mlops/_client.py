@@ -65,8 +65,13 @@ def resolve_token(token: str | None = None) -> str | None:
 @contextlib.contextmanager
 def auth_env(token: str | None) -> Iterator[None]:
     """MLflow's REST client reads its bearer token from $MLFLOW_TRACKING_TOKEN at each request;
-    set it for the duration of the block (serialized: the environment is process-wide)."""
-    if not token or os.environ.get("MLFLOW_TRACKING_TOKEN") == token:
+    set it for the duration of the block (serialized: the environment is process-wide).
+
+    The lock is taken even when the variable already holds ``token``: it may hold it only
+    because another thread's block set it, and that block restores the old value when it ends,
+    possibly while this block's request is still in flight (a job then started without its
+    MLflow run: "missing or wrong API token")."""
+    if not token:
         yield
         return
     with _ENV_LOCK:

@@ -701,7 +701,7 @@ class QueuePolicy(Policy):
                 _, u, q = k
                 if tg > q:
                     reason = (
-                        f"needs {tg} GPUs but project {job.project}'s GPU quota is {q}; "
+                        f"needs {_plural(tg, 'GPU')} but project {job.project}'s GPU quota is {q}; "
                         f"ask an admin to raise the quota or request at most {q} GPUs"
                     )
                 else:
@@ -771,7 +771,7 @@ class QueuePolicy(Policy):
     def _shape(job: JobRequest) -> str:
         typ = f" {job.gpu_type}" if job.gpu_type else ""
         if job.gpus == 0:
-            return f"needs {job.cpus} CPUs" + (
+            return f"needs {_plural(job.cpus, 'CPU')}" + (
                 f" on each of {job.nodes} nodes" if job.nodes > 1 else " on one node"
             )
         if job.nodes > 1:
@@ -787,7 +787,7 @@ class QueuePolicy(Policy):
         shape = self._shape(job)
         if job.gpus == 0:
             best = max((len(n.free_c) for n in st.nodes if n.schedulable), default=0)
-            return f"{shape}; largest free block is {best} CPUs"
+            return f"{shape}; largest free block is {_plural(best, 'CPU')}"
         b = blocks.get(job.gpu_type)
         if b is None:
             b = blocks[job.gpu_type] = st.largest_block(job.gpu_type)

@@ -88,3 +88,20 @@ def test_feasibility_messages() -> None:
         check_feasible(parse_spec({"command": "x", "resources": {"memory": "64GB"}}), NODES)
     with pytest.raises(ValidationError, match="resources.nodes: asks for 3 nodes"):
         check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1, "nodes": 3}}), NODES)
+
+
+def test_spec_messages_name_the_field_once_and_refuse_blank_commands() -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_spec({"command": "true", "env": {"1BAD": "x"}})
+    assert "env: '1BAD' is not a valid environment variable name" in str(ei.value)
+    assert "env: env:" not in str(ei.value)
+    with pytest.raises(ValidationError, match="exactly one of `command` or `script`"):
+        parse_spec({"command": "   "})
+    assert parse_spec({"command": " ", "script": "echo hi"}).shell_command == "echo hi"
+
+
+def test_max_runtime_must_be_finite_and_at_most_a_year() -> None:
+    for bad in (float("nan"), float("inf"), 1e308, "400d"):
+        with pytest.raises(ValidationError, match="max_runtime"):
+            parse_duration_s(bad)
+    assert parse_duration_s("365d") == 365 * 86400

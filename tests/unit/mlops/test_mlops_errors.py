@@ -65,6 +65,42 @@ def test_auth_env_restores(monkeypatch):
     assert "MLFLOW_TRACKING_TOKEN" not in os.environ
 
 
+def test_auth_env_keeps_the_token_while_another_thread_ends_its_block(monkeypatch):
+    """The scheduler creates a job's run (thread A) while the lineage pool ends another job's
+    run (thread B), both with the server token. A must not rely on the variable B set: B's
+    block removes it when it ends, possibly in the middle of A's request."""
+    import os
+    import threading
+
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    b_inside, b_may_leave, a_inside, b_left = (threading.Event() for _ in range(4))
+    seen: list[str | None] = []
+
+    def thread_b() -> None:
+        with auth_env("tok"):
+            b_inside.set()
+            b_may_leave.wait(10)
+        b_left.set()
+
+    def thread_a() -> None:
+        with auth_env("tok"):
+            a_inside.set()
+            b_left.wait(0.5)  # A's request is in flight while B's block ends (if B could end)
+            seen.append(os.environ.get("MLFLOW_TRACKING_TOKEN"))
+
+    tb = threading.Thread(target=thread_b)
+    tb.start()
+    assert b_inside.wait(10)
+    ta = threading.Thread(target=thread_a)
+    ta.start()
+    a_inside.wait(0.5)  # before the fix A entered at once, on the variable B had set
+    b_may_leave.set()
+    tb.join(10)
+    ta.join(10)
+    assert seen == ["tok"]
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+
+
 def test_resolve_tracking_uri(monkeypatch, tmp_path):
     from aistack.settings import reset_settings_cache
 

@@ -511,3 +511,18 @@ def test_every_waiting_job_gets_a_reason_in_a_long_queue() -> None:
         "fits now but would delay the reservation of job head"
     )
     assert "beyond the backfill window (first 500 jobs); 550 jobs ahead" in d.pending["k549"].reason
+
+
+def test_pending_reasons_use_singular_for_one() -> None:
+    cluster = ClusterState(nodes=(node("n0", 2, cpus=1),), gpu_quotas={"Q": 0})
+    q = [
+        job("hog", 0, t=0, cpus=1),
+        job("cpu", 0, t=1, cpus=1),
+        job("g1", 1, t=2, project="Q"),
+    ]
+    d = run("easy", q, cluster)
+    assert started(d) == ["hog"]
+    assert d.pending["cpu"].reason.startswith(
+        "needs 1 CPU on one node; largest free block is 0 CPUs"
+    )
+    assert "needs 1 GPU but project Q's GPU quota is 0" in d.pending["g1"].reason

@@ -21,6 +21,7 @@ from aistack.scheduler.simulator.metrics import compute_metrics, jain
 from aistack.scheduler.simulator.queueing import erlang_c, mmc_mean_wait
 from aistack.scheduler.simulator.trace import (
     TraceJob,
+    history_from_rows,
     load_csv,
     load_history,
     load_itp,
@@ -38,6 +39,7 @@ __all__ = [
     "check_invariants",
     "compute_metrics",
     "erlang_c",
+    "history_from_rows",
     "jain",
     "load_csv",
     "load_history",

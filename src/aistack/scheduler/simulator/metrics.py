@@ -74,8 +74,8 @@ def arrays(res: SimResult) -> dict[str, np.ndarray]:
 
 
 def compute_metrics(res: SimResult) -> dict[str, Any]:
-    if not res.jobs:
-        return {"jobs": 0, "policy": res.policy}
+    if not res.jobs:  # every job was dropped (0 GPUs or larger than the cluster)
+        return {"jobs": 0, "policy": res.policy, "dropped": len(res.dropped)}
     a = arrays(res)
     total = res.config.total_gpus
     t0 = float(a["submit"].min())

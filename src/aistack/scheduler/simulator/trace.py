@@ -91,7 +91,7 @@ def load_csv(
                 f"trace column mapping: {need!r} is required", hint="e.g. --map submit=start_s"
             )
     out: list[TraceJob] = []
-    with p.open(newline="") as fh:
+    with p.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in cols.values() if c not in header]
@@ -155,7 +155,7 @@ def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
         )
     rows: list[Mapping[str, Any]]
     if p.suffix.lower() == ".csv":
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     else:
         try:
@@ -168,6 +168,14 @@ def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
         rows = data.get("jobs", []) if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise ValidationError(f"history {p.name}: expected a list of jobs")
+    return history_from_rows(rows, source=f"history {p.name}")
+
+
+def history_from_rows(
+    rows: Iterable[Mapping[str, Any]], *, source: str = "history"
+) -> tuple[list[TraceJob], int]:
+    """Job records (``aistack jobs --json`` rows, or ``Client.list_jobs()``) → (trace,
+    skipped): jobs that never ran or are still running are skipped."""
     out: list[TraceJob] = []
     skipped = 0
     for i, r in enumerate(rows):
@@ -183,7 +191,7 @@ def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
             g = int(gpus or 0) * max(1, int(nodes or 1))
         except (TypeError, ValueError):
             raise ValidationError(
-                f"history {p.name}, job {i}: resources.gpus/nodes must be integers"
+                f"{source}, job {i}: resources.gpus/nodes must be integers"
             ) from None
         mr = _get(r, "max_runtime_s") or _get(r, "max_runtime")
         out.append(
@@ -221,6 +229,11 @@ def with_estimates(trace: Iterable[TraceJob], mode: str | float = "exact") -> li
                     f"estimate: {mode!r} is not exact, none or a number",
                     hint="e.g. --estimate exact or --estimate 2",
                 ) from None
+            if not math.isfinite(k) or k <= 0:
+                raise ValidationError(
+                    f"estimate: the factor must be a finite number > 0, got {mode!r}",
+                    hint="e.g. --estimate 2 (users ask for twice the runtime they use)",
+                )
             out.append(replace(j, max_runtime=j.duration * k))
     return out
 

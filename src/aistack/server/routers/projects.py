@@ -7,21 +7,33 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aistack.errors import NotFoundError
+from aistack.errors import NotFoundError, ValidationError
 from aistack.server.db.models import Project
 from aistack.server.deps import get_db
+from aistack.spec import NAME_HINT, valid_name
 
 router = APIRouter(tags=["projects"])
 
+MAX_GPU_QUOTA = 1_000_000
+MAX_BUDGET_USD = 1e12
+MAX_SHARE = 1e6
+
 
 class ProjectUpdate(BaseModel):
+    """A partial update: only the fields present in the body change. ``null`` clears a quota
+    (unlimited GPUs) or a budget (none); ``share: null`` resets the weight to 1."""
+
     model_config = ConfigDict(extra="forbid")
 
     gpu_quota: int | None = Field(
-        default=None, ge=0, description="max GPUs held at once; null = unlimited"
+        default=None, ge=0, le=MAX_GPU_QUOTA, description="max GPUs held at once; null = unlimited"
     )
-    monthly_budget_usd: float | None = Field(default=None, ge=0)
-    share: float = Field(default=1.0, gt=0, description="fair-share weight")
+    monthly_budget_usd: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False
+    )
+    share: float | None = Field(
+        default=None, gt=0, le=MAX_SHARE, allow_inf_nan=False, description="fair-share weight"
+    )
 
 
 class ProjectPublic(BaseModel):
@@ -33,7 +45,10 @@ class ProjectPublic(BaseModel):
 
 def _pub(p: Project) -> ProjectPublic:
     return ProjectPublic(
-        name=p.name, gpu_quota=p.gpu_quota, monthly_budget_usd=p.monthly_budget_usd, share=p.share
+        name=p.name,
+        gpu_quota=p.gpu_quota,
+        monthly_budget_usd=p.monthly_budget_usd,
+        share=1.0 if p.share is None else p.share,
     )
 
 
@@ -54,8 +69,15 @@ def get_project(name: str, db: Session = Depends(get_db)) -> ProjectPublic:
 
 @router.put("/projects/{name}", response_model=ProjectPublic)
 def put_project(name: str, body: ProjectUpdate, db: Session = Depends(get_db)) -> ProjectPublic:
-    p = db.get(Project, name) or Project(name=name)
-    p.gpu_quota, p.monthly_budget_usd, p.share = body.gpu_quota, body.monthly_budget_usd, body.share
-    db.merge(p)
+    if not valid_name(name):
+        # the same rule as a job spec's `project:`, else no job could ever use this project
+        raise ValidationError(f"project: {name!r} is not a valid name", hint=NAME_HINT)
+    p = db.get(Project, name)
+    if p is None:
+        p = Project(name=name, gpu_quota=None, monthly_budget_usd=None, share=1.0)
+        db.add(p)
+    for field in body.model_fields_set:  # a partial update: untouched fields keep their value
+        value = getattr(body, field)
+        setattr(p, field, 1.0 if field == "share" and value is None else value)
     db.commit()
-    return _pub(db.get(Project, name))  # type: ignore[arg-type]
+    return _pub(p)

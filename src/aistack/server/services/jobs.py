@@ -125,7 +125,14 @@ def list_jobs(
 ) -> list[Job]:
     q = select(Job)
     if states:
-        q = q.where(Job.state.in_([s.upper() for s in states]))
+        wanted = [s.strip().upper() for s in states]
+        unknown = [s for s, w in zip(states, wanted, strict=True) if w not in ALL_STATES]
+        if unknown:
+            raise ValidationError(
+                f"state: unknown state {', '.join(repr(s) for s in unknown)}",
+                hint="use one of " + ", ".join(sorted(ALL_STATES)),
+            )
+        q = q.where(Job.state.in_(wanted))
     elif not include_finished:
         q = q.where(Job.state.not_in(FINAL_STATES))
     if project:
@@ -157,6 +164,9 @@ def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) ->
     return job
 
 
+ALL_STATES = frozenset({"QUEUED"}) | ACTIVE_STATES | FINAL_STATES
+
+
 def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
     return jobs_dir / job_id / str(attempt)
 
@@ -170,12 +180,22 @@ def read_logs(
     max_bytes: int = 1 << 20,
 ) -> LogChunk:
     att = job.attempt if attempt is None else attempt
+    if not 0 <= att <= job.attempt:
+        raise ValidationError(
+            f"attempt: job {job.id} has attempts 0..{job.attempt}, not {att}",
+            hint="leave out --attempt for the latest one",
+        )
     path = attempt_dir(jobs_dir, job.id, att) / "output.log"
     text, nxt = "", offset
+    final = job.state in FINAL_STATES
     if path.exists():
         with path.open("rb") as f:
             f.seek(offset)
             data = f.read(max_bytes)
+        if len(data) == max_bytes or not final:
+            # a chunk (or a file still being written) may end inside a character: leave its
+            # first bytes to the next read instead of decoding half of it to U+FFFD
+            data = _whole_utf8(data)
         nxt = offset + len(data)
         text = data.decode("utf-8", "replace")
     return LogChunk(
@@ -184,8 +204,19 @@ def read_logs(
         offset=offset,
         next_offset=nxt,
         text=text,
-        final=job.state in FINAL_STATES,
+        final=final,
     )
+
+
+def _whole_utf8(data: bytes) -> bytes:
+    """``data`` without an incomplete UTF-8 sequence at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        b = data[-back]
+        if b & 0xC0 == 0x80:  # a continuation byte: look further back for the lead byte
+            continue
+        need = 2 if b & 0xE0 == 0xC0 else 3 if b & 0xF0 == 0xE0 else 4 if b & 0xF8 == 0xF0 else 1
+        return data if back >= need else data[:-back]
+    return data
 
 
 def to_public(job: Job) -> JobPublic:
