@@ -32,9 +32,10 @@ OPEN_PATHS = ("/healthz", "/login", "/static/", "/favicon.ico")
 class AuthMiddleware:
     """Pure ASGI middleware: token check (header or cookie) and request latency metrics."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, token_file: str = "~/.aistack/token") -> None:
         self.app = app
         self.token = token
+        self.token_file = token_file
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,7 +54,8 @@ class AuthMiddleware:
                         {
                             "code": "unauthorized",
                             "message": "missing or wrong API token",
-                            "hint": "send 'Authorization: Bearer <token>' (the token is in ~/.aistack/token)",
+                            "hint": "send 'Authorization: Bearer <token>' (the token is in "
+                            f"{self.token_file} on the server's host)",
                             "details": {},
                         },
                         status_code=401,
@@ -221,7 +223,7 @@ def create_app(
     _mount_dashboard(app, ctx)
     if settings.mlflow_enabled:
         _mount_mlflow(app, ctx)
-    app.add_middleware(AuthMiddleware, token=ctx.token)
+    app.add_middleware(AuthMiddleware, token=ctx.token, token_file=str(ctx.settings.token_file))
     return app
 
 

@@ -4,6 +4,7 @@ token kept in a cookie after log-in (``/login``)."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def mount(app: FastAPI, ctx: Any) -> None:
     @app.get("/login", include_in_schema=False)
     def login_page(error: str | None = None) -> HTMLResponse:
         msg = (
-            '<p class="error" id="login-error">Wrong token: copy it from ~/.aistack/token.</p>'
+            '<p class="error" id="login-error">Wrong token: copy it from '
+            + html.escape(str(ctx.settings.token_file))
+            + " on the server's host.</p>"
             if error
             else ""
         )

@@ -92,6 +92,7 @@ def test_waits_with_reason_then_starts(server) -> None:  # type: ignore[no-untyp
 def test_bad_input(server) -> None:  # type: ignore[no-untyped-def]
     r = httpx.post(server.url + "/api/v1/jobs", json={"command": "x"})
     assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert str(server.home / "token") in r.json()["hint"]  # this server's home, not ~/.aistack
     assert httpx.get(server.url + "/healthz").status_code == 200
     from aistack.client import Client
 
