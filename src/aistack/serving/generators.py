@@ -2,37 +2,79 @@
 
 ``TextGenerator`` is the protocol; ``EchoGenerator`` is a fake (no torch) shipped for tests and
 demos; ``aistack.serving.tinygpt.TinyGPT`` is a small byte-level GPT in torch.
+
+Streaming: a generator whose ``generate`` takes an ``on_text`` keyword calls
+``on_text(i, piece)`` as the text of prompt ``i`` grows (one decoded step at a time, from the
+thread that runs the model); the pieces of a prompt joined are its returned completion. A
+generator without it (a user's pyfunc ``generate``) is still served: a streamed request then
+gets its completion in one piece when it is done.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+OnText = Callable[[int, str], None]
 
 
 @runtime_checkable
 class TextGenerator(Protocol):
     def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
-        """Continue each prompt by at most ``max_tokens`` tokens; one completion per prompt."""
+        """Continue each prompt by at most ``max_tokens`` tokens; one completion per prompt
+        (optionally with an ``on_text`` keyword: see the module docstring)."""
         ...
+
+
+def streams(generator: object) -> bool:
+    """Whether ``generator.generate`` takes ``on_text`` (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(generator.generate).parameters  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "on_text" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
 
 
 class EchoGenerator:
     """Fake model: the completion is the prompt reversed, cut to ``max_tokens`` characters.
 
     ``delay_ms`` is a fixed cost per model call plus ``per_item_ms`` per prompt (a batch of n
-    costs ``delay_ms + n * per_item_ms``), which makes batching measurable without torch.
+    costs ``delay_ms + n * per_item_ms``), which makes batching measurable without torch;
+    ``token_ms`` is the time of each decoding step (one character of every completion), which
+    makes streaming observable.
     """
 
-    def __init__(self, *, delay_ms: float = 0.0, per_item_ms: float = 0.0) -> None:
+    def __init__(
+        self, *, delay_ms: float = 0.0, per_item_ms: float = 0.0, token_ms: float = 0.0
+    ) -> None:
         self.delay_ms = delay_ms
         self.per_item_ms = per_item_ms
+        self.token_ms = token_ms
 
-    def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        temperature: float,
+        on_text: OnText | None = None,
+    ) -> list[str]:
         cost = self.delay_ms + self.per_item_ms * len(prompts)
         if cost > 0:
             time.sleep(cost / 1000.0)
-        return [p[::-1][:max_tokens] for p in prompts]
+        outs = [p[::-1][:max_tokens] for p in prompts]
+        if on_text is not None or self.token_ms > 0:
+            for step in range(max((len(o) for o in outs), default=0)):
+                if self.token_ms > 0:
+                    time.sleep(self.token_ms / 1000.0)
+                if on_text is not None:
+                    for i, o in enumerate(outs):
+                        if step < len(o):
+                            on_text(i, o[step])
+        return outs
 
     def predict(self, records: list[dict]) -> list[dict]:
         cost = self.delay_ms + self.per_item_ms * len(records)

@@ -191,7 +191,9 @@ def _load_builtin(uri: str) -> LoadedModel:
     healthy = opts.get("fail") != "health"
     if name == "echo":
         gen = EchoGenerator(
-            delay_ms=float(opts.get("delay_ms", 0)), per_item_ms=float(opts.get("per_item_ms", 0))
+            delay_ms=float(opts.get("delay_ms", 0)),
+            per_item_ms=float(opts.get("per_item_ms", 0)),
+            token_ms=float(opts.get("token_ms", 0)),
         )
 
         def predict_batch(chunks: list[Any]) -> list[Any]:

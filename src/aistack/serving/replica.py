@@ -4,8 +4,12 @@
 
 Endpoints:
 
-* ``POST /v1/completions`` — OpenAI completions API (text models); ``stream`` answers in the
-  server-sent-events shape OpenAI clients read, with the whole completion in one chunk.
+* ``POST /v1/completions`` — OpenAI completions API (text models); ``stream`` answers with
+  server-sent events as OpenAI does: a chunk per decoded piece of each choice as the model
+  produces it (text that may begin a ``stop`` sequence is held back until it is clear), the
+  finish reason on each choice's last chunk, ``usage`` in a last chunk when
+  ``stream_options.include_usage``, then ``[DONE]``. A model whose ``generate`` cannot stream
+  sends each completion in one chunk.
 * ``POST /invocations`` — MLflow scoring protocol (``dataframe_split``, ``dataframe_records``,
   ``instances``, ``inputs``) for pyfunc models.
 * ``GET /health`` — 200 when the model is loaded and healthy, with batching stats.
@@ -25,6 +29,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
+from aistack.serving.generators import streams
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
@@ -76,6 +82,133 @@ def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+class _StreamedChoice:
+    """One choice of a streamed completion: what may be sent so far, given ``stop``."""
+
+    def __init__(self, stop: str | list[str] | None) -> None:
+        self.stop = stop
+        self.stops = [s for s in ([stop] if isinstance(stop, str) else (stop or [])) if s]
+        self.text = ""  # everything the model produced so far
+        self.sent = 0  # characters of it already sent
+        self.finished = False
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """New text to send, and whether a stop sequence ended the choice."""
+        self.text += piece
+        final, stopped = _apply_stop(self.text, self.stops)
+        if stopped:
+            return self._take(len(final)), True
+        # hold back a tail that may be the start of a stop sequence
+        hold = max(
+            (k for s in self.stops for k in range(1, len(s)) if self.text.endswith(s[:k])),
+            default=0,
+        )
+        return self._take(len(self.text) - hold), False
+
+    def finish(self, completion: str) -> tuple[str, bool]:
+        """The rest to send once the model returned ``completion``, and whether it stopped."""
+        final, stopped = _apply_stop(completion, self.stops)
+        if not final.startswith(self.text[: self.sent]):  # the pieces did not add up to it
+            return "", stopped
+        self.text = completion
+        return self._take(len(final)), stopped
+
+    def _take(self, upto: int) -> str:
+        out = self.text[self.sent : upto] if upto > self.sent else ""
+        self.sent = max(self.sent, upto)
+        return out
+
+
+async def _stream_events(
+    server: ReplicaServer,
+    req: CompletionRequest,
+    prompts: list[str],
+    cid: str,
+    created: int,
+    model_name: str,
+) -> AsyncIterator[str]:
+    """The server-sent events of a streamed completion (see the module docstring)."""
+    import asyncio
+
+    assert server.gen_batcher is not None
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
+
+    def sink_for(i: int) -> Any:
+        def sink(piece: str) -> None:  # the model's thread
+            loop.call_soon_threadsafe(queue.put_nowait, ("piece", i, piece))
+
+        return sink
+
+    async def run(i: int, prompt: str) -> None:
+        try:
+            item = (prompt, req.max_tokens, req.temperature, sink_for(i))
+            queue.put_nowait(("done", i, await server.gen_batcher.submit(item)))  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - reported in the stream
+            queue.put_nowait(("error", i, exc))
+
+    def event(i: int, text: str, finish: str | None) -> str:
+        choice = {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+        chunk = {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model_name,
+            "choices": [choice],
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    tasks = [asyncio.create_task(run(i, p)) for i, p in enumerate(prompts)]
+    states = [_StreamedChoice(req.stop) for _ in prompts]
+    try:
+        if req.echo:
+            for i, p in enumerate(prompts):
+                yield event(i, p, None)
+        left = len(prompts)
+        while left:
+            kind, i, val = await queue.get()
+            st = states[i]
+            if st.finished:
+                continue
+            if kind == "piece":
+                text, stopped = st.feed(val)
+                if stopped:
+                    st.finished, left = True, left - 1
+                    yield event(i, text, "stop")
+                elif text:
+                    yield event(i, text, None)
+            elif kind == "done":
+                text, stopped = st.finish(val)
+                st.finished, left = True, left - 1
+                yield event(i, text, "stop" if stopped else "length")
+            else:  # the model failed: the status line (200) is long gone, so say it here
+                log.warning("streamed completion failed: %s", val)
+                err = {"message": f"the model failed: {val}", "type": "server_error"}
+                yield f"data: {json.dumps({'error': err})}\n\n"
+                return
+        if (req.stream_options or {}).get("include_usage"):
+            prompt_tokens = sum(len(p) for p in prompts)
+            completion_tokens = sum(len(_apply_stop(st.text, st.stops)[0]) for st in states)
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+            chunk = {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model_name,
+                "choices": [],
+                "usage": usage,
+            }
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:  # also when the client went away: queued prompts are not computed for nobody
+        for t in tasks:
+            t.cancel()
+
+
 class ReplicaServer:
     def __init__(
         self,
@@ -105,18 +238,30 @@ class ReplicaServer:
             else None
         )
         self.started = time.time()
+        self._streams = model.generator is not None and streams(model.generator)
 
     # ---- batch functions (run in the batcher's worker thread)
-    def _generate_batch(self, items: list[tuple[str, int, float]]) -> list[Any]:
-        assert self.model.generator is not None
+    def _generate_batch(self, items: list[tuple[Any, ...]]) -> list[Any]:
+        """Items are ``(prompt, max_tokens, temperature)`` or, streamed, ``(…, sink)`` where
+        ``sink(piece)`` takes the prompt's text as it is decoded (thread-safe)."""
+        gen = self.model.generator
+        assert gen is not None
         groups: dict[tuple[int, float], list[int]] = {}
-        for i, (_, max_tokens, temperature) in enumerate(items):
-            groups.setdefault((max_tokens, temperature), []).append(i)
+        for i, item in enumerate(items):
+            groups.setdefault((item[1], item[2]), []).append(i)
         out: list[Any] = [None] * len(items)
         for (max_tokens, temperature), idx in groups.items():
-            texts = self.model.generator.generate(
-                [items[i][0] for i in idx], max_tokens, temperature
-            )
+            sinks = [items[i][3] if len(items[i]) > 3 else None for i in idx]
+            prompts = [items[i][0] for i in idx]
+            if any(sinks) and self._streams:
+
+                def on_text(j: int, piece: str, sinks: list[Any] = sinks) -> None:
+                    if sinks[j] is not None:
+                        sinks[j](piece)
+
+                texts = gen.generate(prompts, max_tokens, temperature, on_text=on_text)  # type: ignore[call-arg]
+            else:
+                texts = gen.generate(prompts, max_tokens, temperature)
             for i, t in zip(idx, texts, strict=True):
                 out[i] = t
         return out
@@ -241,6 +386,15 @@ class ReplicaServer:
                 )
             import asyncio
 
+            cid = f"cmpl-{uuid.uuid4().hex[:24]}"
+            created = int(time.time())
+            model_name = req.model or server.model.uri
+            if req.stream:
+                return StreamingResponse(
+                    _stream_events(server, req, prompts, cid, created, model_name),
+                    media_type="text/event-stream",
+                    headers={"cache-control": "no-cache"},
+                )
             texts = await asyncio.gather(
                 *(server.gen_batcher.submit((p, req.max_tokens, req.temperature)) for p in prompts)
             )
@@ -257,25 +411,7 @@ class ReplicaServer:
                         "finish_reason": "stop" if stopped else "length",
                     }
                 )
-            cid = f"cmpl-{uuid.uuid4().hex[:24]}"
-            created = int(time.time())
-            model_name = req.model or server.model.uri
             prompt_tokens = sum(len(p) for p in prompts)
-            if req.stream:
-
-                async def events():  # type: ignore[no-untyped-def]
-                    for c in choices:
-                        chunk = {
-                            "id": cid,
-                            "object": "text_completion",
-                            "created": created,
-                            "model": model_name,
-                            "choices": [c],
-                        }
-                        yield f"data: {json.dumps(chunk)}\n\n"
-                    yield "data: [DONE]\n\n"
-
-                return StreamingResponse(events(), media_type="text/event-stream")
             return JSONResponse(
                 {
                     "id": cid,

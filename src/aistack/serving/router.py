@@ -5,6 +5,11 @@ fail and drain). Standalone, over a fixed list of replicas::
 
     python -m aistack.serving.router --replica http://127.0.0.1:9001 --replica http://127.0.0.1:9002 --port 9000
 
+Streaming: a request whose JSON body asks for ``"stream": true`` is relayed as the replica
+sends it (server-sent events, chunk by chunk) instead of being buffered whole; it is retried
+only while no byte of the answer has come back (connection refused), and a replica that dies
+mid-stream ends the stream there (a consumer sees no ``[DONE]``).
+
 Retries: a request that never reached a replica (connection refused) is retried on another
 replica whatever its kind; a request that failed after it was sent (the replica died, or
 answered 502/503) is retried only when it is idempotent: GET/HEAD, a POST to an inference
@@ -16,6 +21,7 @@ at once; the health checks bring it back.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -62,6 +68,18 @@ def is_idempotent(method: str, path: str, headers: Any) -> bool:
     return method == "POST" and path in IDEMPOTENT_PATHS
 
 
+def wants_stream(method: str, body: bytes) -> bool:
+    """Whether a request asks for a streamed answer (a JSON body with ``"stream": true``);
+    the body is parsed only when it mentions "stream" at all."""
+    if method != "POST" or b'"stream"' not in body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
+
+
 class NoReplica(Exception):
     pass
 
@@ -87,6 +105,7 @@ class Router:
         self.waiting = 0  # requests waiting for any replica
         self._changed: asyncio.Event | None = None
         self._upstream: Any = upstream
+        self._stream_client: Any = None  # httpx.AsyncClient for streamed requests, made on use
         self.on_replica_error: Callable[[Endpoint, str], Awaitable[None] | None] | None = None
 
     # ---- membership
@@ -157,6 +176,98 @@ class Router:
     async def close(self) -> None:
         if self._upstream is not None and hasattr(self._upstream, "close"):
             await self._upstream.close()
+        if self._stream_client is not None:
+            await self._stream_client.aclose()
+            self._stream_client = None
+
+    # ---- streamed proxy (server-sent events pass through as they come)
+    async def forward_stream(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Any:
+        """Relay one streamed request: a Starlette response whose body is the replica's, chunk
+        by chunk. The replica is picked as for :meth:`forward`; it counts as outstanding until
+        the stream ends."""
+        import httpx
+        from starlette.responses import Response, StreamingResponse
+
+        if self._stream_client is None:
+            self._stream_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.request_timeout_s, connect=2.0)
+            )
+        fwd_headers = [(k, v) for k, v in headers.items() if k.lower() not in _HOP_HEADERS]
+        target = path + (f"?{query}" if query else "")
+        tried: set[str] = set()
+        deadline = time.monotonic() + self.wait_for_replica_s
+        last_err = "no replica answered"
+        for attempt in range(1 + self.max_retries):
+            try:
+                ep = await self._wait_pick(
+                    tried, deadline if attempt == 0 else time.monotonic() + 2.0
+                )
+            except NoReplica:
+                if tried:
+                    break
+                raise HTTPProblem(
+                    503,
+                    f"service {self.service!r} has no ready replica (waited "
+                    f"{self.wait_for_replica_s:g} s); check `aistack serve status`",
+                ) from None
+            tried.add(ep.id)
+            if attempt > 0:
+                self.metrics.retries_total += 1
+            ep.outstanding += 1
+            req = self._stream_client.build_request(
+                method, ep.url + target, headers=fwd_headers, content=body
+            )
+            try:
+                resp = await self._stream_client.send(req, stream=True)
+            except httpx.ConnectError as exc:
+                ep.outstanding -= 1
+                self.notify()
+                last_err = f"replica {ep.id} refused the connection: {exc}"
+                await self._replica_failed(ep, last_err)
+                continue  # never reached the replica: safe to retry
+            except httpx.TimeoutException:
+                ep.outstanding -= 1
+                self.notify()
+                raise HTTPProblem(
+                    504, f"replica {ep.id} did not answer within {self.request_timeout_s:g} s"
+                ) from None
+            except httpx.HTTPError as exc:
+                ep.outstanding -= 1
+                self.notify()
+                last_err = f"replica {ep.id} dropped the request: {exc}"
+                await self._replica_failed(ep, last_err)
+                raise HTTPProblem(502, last_err) from None
+            out_headers = {
+                k: v
+                for k, v in resp.headers.items()
+                if k.lower() not in _HOP_HEADERS and k.lower() not in ("date", "server")
+            }
+            if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                try:  # an error answer (400 …): pass it on whole
+                    content = await resp.aread()
+                finally:
+                    await resp.aclose()
+                    ep.outstanding -= 1
+                    ep.served += 1
+                    self.notify()
+                return Response(content, status_code=resp.status_code, headers=out_headers)
+
+            async def relay(resp: Any = resp, ep: Endpoint = ep) -> Any:
+                try:
+                    async for chunk in resp.aiter_raw():
+                        yield chunk
+                except httpx.HTTPError as exc:  # the replica died mid-stream: end it here
+                    log.warning("%s: stream from %s broke: %s", self.service, ep.id, exc)
+                finally:
+                    await resp.aclose()
+                    ep.outstanding -= 1
+                    ep.served += 1
+                    self.notify()
+
+            return StreamingResponse(relay(), status_code=resp.status_code, headers=out_headers)
+        raise HTTPProblem(502, f"all attempts failed; last: {last_err}")
 
     # ---- proxy
     async def forward(
@@ -261,10 +372,15 @@ class Router:
                 headers = {
                     k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
                 }
-                status, content, out_headers = await self.forward(
-                    request.method, request.url.path, request.url.query, headers, body
-                )
-                resp = Response(content, status_code=status, headers=out_headers)
+                if wants_stream(request.method, body):
+                    resp = await self.forward_stream(
+                        request.method, request.url.path, request.url.query, headers, body
+                    )
+                else:
+                    status, content, out_headers = await self.forward(
+                        request.method, request.url.path, request.url.query, headers, body
+                    )
+                    resp = Response(content, status_code=status, headers=out_headers)
             except HTTPProblem as exc:
                 resp = exc.response()
             except Exception as exc:  # a router bug must not look like a hang

@@ -8,6 +8,8 @@ one call per prompt.
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +102,15 @@ class TinyGPT:
         self.torch = require("torch", extra="train")
         self.model = _build(self.cfg)
 
-    def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        """Bytes decoded as UTF-8; with ``on_text``, each step's new text per prompt as it is
+        decoded (a character split over steps comes once complete)."""
         torch = self.torch
         if not prompts:
             return []
@@ -116,6 +126,7 @@ class TinyGPT:
             valid[i, width - len(e) :] = True
         gen = torch.Generator().manual_seed(self.cfg.seed)
         out: list[list[int]] = [[] for _ in prompts]
+        decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in prompts]
         with torch.inference_mode():
             caches = None
             step_in = idx
@@ -129,6 +140,15 @@ class TinyGPT:
                     nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
                 for i, tok in enumerate(nxt.tolist()):
                     out[i].append(tok)
+                    if on_text is not None:
+                        piece = decoders[i].decode(bytes([tok]))
+                        if piece:
+                            on_text(i, piece)
                 step_in = nxt[:, None]
                 valid = torch.cat([valid, torch.ones(len(prompts), 1, dtype=torch.bool)], dim=1)
+        if on_text is not None:
+            for i, d in enumerate(decoders):
+                tail = d.decode(b"", final=True)  # an unfinished character at the end
+                if tail:
+                    on_text(i, tail)
         return [bytes(o).decode("utf-8", errors="replace") for o in out]

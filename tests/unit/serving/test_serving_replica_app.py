@@ -43,13 +43,76 @@ def test_completion_list_of_prompts_stop_and_echo(client: TestClient) -> None:
     assert [c["finish_reason"] for c in choices] == ["length", "stop"]
 
 
-def test_streaming_is_server_sent_events(client: TestClient) -> None:
-    r = client.post("/v1/completions", json={"prompt": "hey", "max_tokens": 8, "stream": True})
+def _events(client: TestClient, body: dict) -> list[dict]:  # type: ignore[type-arg]
+    r = client.post("/v1/completions", json={**body, "stream": True})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     events = [line[len("data: ") :] for line in r.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    assert json.loads(events[0])["choices"][0]["text"] == "yeh"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_streaming_is_server_sent_events_a_piece_per_step(client: TestClient) -> None:
+    chunks = _events(client, {"prompt": "hey", "max_tokens": 8})
+    texts = [c["choices"][0]["text"] for c in chunks]
+    assert texts[:3] == ["y", "e", "h"] and "".join(texts) == "yeh"
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "length"]
+    assert len({c["id"] for c in chunks}) == 1
+
+
+def test_streaming_several_prompts_echo_stop_and_usage(client: TestClient) -> None:
+    chunks = _events(
+        client,
+        {
+            "prompt": ["abc", "xyz"],
+            "max_tokens": 5,
+            "stop": "y",
+            "echo": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    usage = chunks[-1]
+    assert usage["choices"] == []
+    assert usage["usage"] == {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}
+    text: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str] = {}
+    for c in chunks[:-1]:
+        [ch] = c["choices"]
+        text[ch["index"]] += ch["text"]
+        if ch["finish_reason"]:
+            finish[ch["index"]] = ch["finish_reason"]
+    # the same texts and reasons as without streaming
+    assert text == {0: "abccba", 1: "xyzz"} and finish == {0: "length", 1: "stop"}
+
+
+def test_a_model_that_cannot_stream_sends_its_completion_in_one_piece() -> None:
+    from aistack.serving.generators import streams
+
+    class Plain:  # a user's pyfunc generate without on_text
+        def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+            return [p.upper()[:max_tokens] for p in prompts]
+
+    assert not streams(Plain())
+    server = ReplicaServer(LoadedModel(uri="m", generator=Plain()), name="p")
+    with TestClient(server.app()) as c:
+        chunks = _events(c, {"prompt": "hello", "max_tokens": 3})
+    assert [ch["choices"][0]["text"] for ch in chunks] == ["HEL"]
+    assert chunks[0]["choices"][0]["finish_reason"] == "length"
+
+
+def test_model_error_mid_stream_is_an_error_event() -> None:
+    class Broken:
+        def generate(self, prompts, max_tokens, temperature, on_text=None):  # type: ignore[no-untyped-def]
+            on_text(0, "par")
+            raise RuntimeError("out of memory")
+
+    server = ReplicaServer(LoadedModel(uri="m", generator=Broken()), name="b")
+    with TestClient(server.app()) as c:
+        r = c.post("/v1/completions", json={"prompt": "x", "stream": True})
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert events[0]["choices"][0]["text"] == "par"
+    assert "out of memory" in events[-1]["error"]["message"]
+    assert "[DONE]" not in r.text
 
 
 @pytest.mark.parametrize(

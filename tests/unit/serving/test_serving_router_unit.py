@@ -122,3 +122,21 @@ def test_every_replica_down_gives_502_after_bounded_attempts() -> None:
 
     asyncio.run(main())
     assert 1 <= len(calls) <= 3
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "want"),
+    [
+        ("POST", b'{"prompt": "x", "stream": true}', True),
+        ("POST", b'{"prompt": "x", "stream": false}', False),
+        ("POST", b'{"prompt": "x"}', False),
+        ("POST", b'{"prompt": "say \\"stream\\": true"}', False),  # only the key counts
+        ("POST", b'{"stream": true', False),  # not JSON: the replica answers 400 as usual
+        ("GET", b'{"stream": true}', False),
+        ("POST", b'[{"stream": true}]', False),
+    ],
+)
+def test_which_requests_are_relayed_as_streams(method: str, body: bytes, want: bool) -> None:
+    from aistack.serving.router import wants_stream
+
+    assert wants_stream(method, body) is want

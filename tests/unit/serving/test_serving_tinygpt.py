@@ -54,3 +54,27 @@ def test_reference_gpt_adapter_groups_by_length() -> None:
     single = [gen.generate([p], 4, 0.0)[0] for p in prompts]
     assert batched == single
     assert all(len(t) == 4 for t in batched)
+
+
+def test_streamed_pieces_join_to_the_completion() -> None:
+    g = TinyGPT(TinyGPTConfig(n_layer=1, d_model=32, n_head=2))
+    prompts = ["hello", "the quick brown fox"]
+    pieces: list[list[str]] = [[], []]
+    out = g.generate(prompts, 24, 1.0, on_text=lambda i, p: pieces[i].append(p))
+    assert ["".join(p) for p in pieces] == out == g.generate(prompts, 24, 1.0)
+    assert all(len(p) > 1 for p in pieces)  # many pieces, not one at the end
+
+
+def test_incremental_utf8_decoding_equals_one_shot() -> None:
+    """Random bytes (split characters, invalid sequences, a character cut at the end) decode
+    the same one byte at a time as at once: what a stream sends is what a call returns."""
+    import codecs
+    import random
+
+    rng = random.Random(0)
+    alphabet = list(range(256)) + list("é€𝄞ab".encode())
+    for _ in range(300):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        d = codecs.getincrementaldecoder("utf-8")("replace")
+        streamed = "".join(d.decode(bytes([b])) for b in data) + d.decode(b"", final=True)
+        assert streamed == data.decode("utf-8", errors="replace"), data
