@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 OnText = Callable[[int, str], None]
 
@@ -88,24 +88,50 @@ class ReferenceGPTGenerator:
 
     The reference GPT has no padding mask, so a batch is split into groups of prompts with the
     same token length; each group runs as one batched ``GPT.generate`` call. Only the new
-    tokens are decoded (the OpenAI completions API returns the continuation).
+    tokens are decoded (the OpenAI completions API returns the continuation). Streamed
+    (``on_text``), a group is generated one token per ``GPT.generate`` call (the model keeps
+    no cache, so it is the same computation) and the text decoded so far is reported as it
+    grows; a trailing U+FFFD (a character whose bytes are not all there yet) waits.
     """
 
     def __init__(self, model: object, tokenizer: object) -> None:
         self.model = model
         self.tokenizer = tokenizer
 
-    def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        temperature: float,
+        on_text: OnText | None = None,
+    ) -> list[str]:
         import torch
 
-        ids = [self.tokenizer.encode(p).ids or [0] for p in prompts]  # type: ignore[attr-defined]
+        model: Any = self.model
+        tok: Any = self.tokenizer
+        ids = [tok.encode(p).ids or [0] for p in prompts]
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(ids):
             groups.setdefault(len(t), []).append(i)
         out = [""] * len(prompts)
+        sent = [""] * len(prompts)  # streamed so far
+
+        def report(i: int, text: str) -> None:
+            if on_text is not None and text.startswith(sent[i]) and len(text) > len(sent[i]):
+                on_text(i, text[len(sent[i]) :])
+                sent[i] = text
+
         for length, idx in groups.items():
             batch = torch.tensor([ids[i] for i in idx], dtype=torch.long)
-            gen = self.model.generate(batch, max_tokens, temperature=temperature)  # type: ignore[attr-defined]
+            if on_text is None:
+                gen = model.generate(batch, max_tokens, temperature=temperature)
+            else:
+                gen = batch
+                for _ in range(max_tokens):
+                    gen = model.generate(gen, 1, temperature=temperature)
+                    for row, i in enumerate(idx):
+                        report(i, tok.decode(gen[row, length:].tolist()).rstrip("\ufffd"))
             for row, i in enumerate(idx):
-                out[i] = self.tokenizer.decode(gen[row, length:].tolist())  # type: ignore[attr-defined]
+                out[i] = tok.decode(gen[row, length:].tolist())
+                report(i, out[i])
         return out

@@ -78,3 +78,19 @@ def test_incremental_utf8_decoding_equals_one_shot() -> None:
         d = codecs.getincrementaldecoder("utf-8")("replace")
         streamed = "".join(d.decode(bytes([b])) for b in data) + d.decode(b"", final=True)
         assert streamed == data.decode("utf-8", errors="replace"), data
+
+
+def test_reference_gpt_adapter_streams_a_piece_per_token() -> None:
+    model_mod = pytest.importorskip("aistack.train.model")
+    torch.manual_seed(0)
+    gpt = model_mod.GPT(
+        model_mod.GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_embd=32)
+    )
+    gpt.eval()
+    gen = ReferenceGPTGenerator(gpt, _Tok())
+    prompts = ["abc", "hello", "xyz"]
+    pieces: dict[int, list[str]] = {0: [], 1: [], 2: []}
+    out = gen.generate(prompts, 5, 0.0, on_text=lambda i, p: pieces[i].append(p))
+    assert out == gen.generate(prompts, 5, 0.0)  # greedy: the same as one call
+    assert [len(pieces[i]) for i in range(3)] == [5, 5, 5]
+    assert ["".join(pieces[i]) for i in range(3)] == out
