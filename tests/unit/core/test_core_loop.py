@@ -101,3 +101,21 @@ def test_finish_retry_and_allocation_records(loop: SchedulerLoop) -> None:
         rows = s.query(AllocationRow).filter(AllocationRow.job_id == bad).all()
         assert len(rows) == 2 and all(r.end is not None for r in rows)
         assert [r.attempt for r in rows] == [0, 1]
+
+
+def test_a_failing_tracking_hook_starts_the_job_and_says_so(loop: SchedulerLoop) -> None:
+    from sqlalchemy import select
+
+    from aistack.server.db.models import JobEvent
+
+    def broken(job: Job) -> dict[str, str]:
+        raise RuntimeError("MLflow answered 401: missing or wrong API token")
+
+    loop.job_env = broken
+    jid = submit(loop, env={"AISTACK_FAKE_DURATION_S": "60"})
+    loop.run_once()
+    assert state(loop, jid).state == "RUNNING"  # tracking is not a reason to hold a job
+    with loop.sessions() as s:
+        events = s.execute(select(JobEvent).where(JobEvent.job_id == jid)).scalars().all()
+    [w] = [e for e in events if e.kind == "warning"]
+    assert "starts without an MLflow run" in w.message and "401" in w.message

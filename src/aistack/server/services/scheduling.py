@@ -464,8 +464,15 @@ class SchedulerLoop:
         if self.job_env is not None:
             try:
                 env.update(self.job_env(job))
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - tracking must not keep a job from running
                 log.exception("job env hook failed for %s", job.id)
+                add_event(
+                    s,
+                    job.id,
+                    "warning",
+                    f"attempt {job.attempt} starts without an MLflow run (tracking failed: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
+                )
         env.update(spec.get("env") or {})
         req = LaunchRequest(
             job_id=job.id,
