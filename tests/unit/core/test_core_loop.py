@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from aistack.executors.memory import MemoryExecutor
 from aistack.scheduler import get_policy
@@ -119,3 +120,49 @@ def test_a_failing_tracking_hook_starts_the_job_and_says_so(loop: SchedulerLoop)
         events = s.execute(select(JobEvent).where(JobEvent.job_id == jid)).scalars().all()
     [w] = [e for e in events if e.kind == "warning"]
     assert "starts without an MLflow run" in w.message and "401" in w.message
+
+
+def test_cancel_with_a_stale_queued_view_cancels_the_started_job(loop: SchedulerLoop) -> None:
+    """The API read the job while QUEUED; the scheduler started it before the cancel was
+    written. The cancel must reach the running job, not mark it 'cancelled while queued' and
+    leave its processes running."""
+    from aistack.server.services.jobs import request_cancel
+
+    jid = submit(loop, env={"AISTACK_FAKE_DURATION_S": "60"})
+    api = loop.sessions()
+    stale = api.get(Job, jid)
+    assert stale is not None and stale.state == "QUEUED"
+    loop.run_once()  # started meanwhile, by the scheduler's own session
+    assert state(loop, jid).state == "RUNNING"
+    job = request_cancel(api, stale, loop.executor, 1.0)
+    api.commit()
+    assert job.state == "CANCELLING" and job.failure_reason is None
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "CANCELLED" and j.failure_reason != "cancelled by user while queued"
+    api.close()
+
+
+def test_starting_a_job_does_not_refresh_the_inventory_inside_its_transaction(
+    loop: SchedulerLoop,
+) -> None:
+    """A refresh stores the nodes through another session; on SQLite that waited 30 s for the
+    write lock the starting pass holds (the server stalled, 'database is locked')."""
+    real = loop.nodes
+    calls = {"n": 0}
+
+    def nodes_then_expire():  # type: ignore[no-untyped-def]
+        out = real()
+        calls["n"] += 1
+        loop._nodes_at = -1e9  # the 30 s cache runs out right after the pass read it
+        return out
+
+    loop.nodes = nodes_then_expire  # type: ignore[method-assign]
+    jid = submit(loop, resources={"gpus": 1}, env={"AISTACK_FAKE_DURATION_S": "60"})
+    t0 = time.monotonic()
+    loop.run_once()
+    assert time.monotonic() - t0 < 10
+    assert state(loop, jid).state == "RUNNING"
+    with loop.sessions() as s:
+        [row] = s.execute(select(AllocationRow).where(AllocationRow.job_id == jid)).scalars()
+        assert row.gpus and row.gpu_type is not None

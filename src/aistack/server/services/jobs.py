@@ -150,12 +150,24 @@ def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) ->
     if job.state in FINAL_STATES:
         raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
     if job.state == "QUEUED":
-        job.state = "CANCELLED"
-        job.finished_at = utcnow()
-        job.pending_reason = None
-        job.failure_reason = "cancelled by user while queued"
-        add_event(session, job.id, "cancelled", "cancelled while queued")
-        return job
+        # only while it is still queued: the scheduler may have claimed and launched it since
+        # this session read it (then it is cancelled below, as a running job)
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.state == "QUEUED")
+            .values(
+                state="CANCELLED",
+                finished_at=utcnow(),
+                pending_reason=None,
+                failure_reason="cancelled by user while queued",
+            )
+        )
+        session.refresh(job)
+        if getattr(res, "rowcount", 0) == 1:
+            add_event(session, job.id, "cancelled", "cancelled while queued")
+            return job
+        if job.state in FINAL_STATES:
+            raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
     job.cancel_requested = True
     if job.state in ACTIVE_STATES and job.handle:
         job.state = "CANCELLING"

@@ -225,6 +225,16 @@ class SchedulerLoop:
                 job.state = "RUNNING"
             if st.final:
                 self._finish(s, job, st)
+            elif job.cancel_requested and job.state in ("STARTING", "RUNNING"):
+                # asked while it was being started (no handle yet to signal): signal it now
+                job.state = "CANCELLING"
+                grace = self.settings.cancel_grace_s
+                add_event(s, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace:g} s")
+                try:
+                    self.executor.cancel(job.handle, grace)
+                except Exception as exc:  # noqa: BLE001 - tried again next pass
+                    job.state = "RUNNING"
+                    log.warning("cancel of job %s failed: %s", job.id, exc)
 
     @staticmethod
     def _lost_requeues(s: Session, job: Job) -> int:
@@ -509,7 +519,11 @@ class SchedulerLoop:
         job.state, job.started_at = "RUNNING", now
         job.pending_reason, job.estimated_start = None, None
         job.protected_until = _from_epoch(time.time() + self.settings.preempt_protect_s)
-        gpu_types = {n.name: n.gpu_type for n in self.nodes()}
+        # the inventory this pass scheduled on, not a refresh: a refresh stores the nodes
+        # through another session, which on SQLite waits (30 s) for the write lock this
+        # session holds since its claim above
+        with self._nodes_lock:
+            gpu_types = {n.name: n.gpu_type for n in self._nodes}
         for node, a in alloc.nodes.items():
             s.add(
                 AllocationRow(
