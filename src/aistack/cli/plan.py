@@ -43,6 +43,9 @@ def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
     return load_catalog([str(p) for p in (paths or [])])
 
 
+SHORT_SPAN_DAYS = 28  # plan hybrid warns below this: the sweep extrapolates to a month
+
+
 def parse_fraction(value: str, field: str) -> float:
     s = value.strip()
     try:
@@ -52,8 +55,12 @@ def parse_fraction(value: str, field: str) -> float:
             f"{field}: cannot read {value!r}",
             hint="a fraction such as 0.6 or a percent such as 60%",
         ) from exc
-    if v > 1 and not s.endswith("%"):
-        v = v / 100  # "60" means 60%
+    # a bare number is a fraction: "1.5" was silently read as 1.5 % (and "1" as 100 %)
+    if not (0 < v <= 1):
+        raise ValidationError(
+            f"{field}: must be above 0 and at most 1 (100%), got {s}",
+            hint="write a fraction or a percent: 0.6 or 60%",
+        )
     return v
 
 
@@ -314,6 +321,11 @@ def hybrid(
         if gpu is None and server is None and instance is None:
             types = {r.gpu_type for r in recs if r.gpus and r.gpu_type}
             gpu = next(iter(types)) if len(types) == 1 else None
+    if not (step_minutes > 0):
+        raise ValidationError(
+            f"--step-minutes: must be a positive number of minutes, got {step_minutes:g}",
+            hint="e.g. --step-minutes 60",
+        )
     step_s = step_minutes * 60.0
     prof = demand_profile(intervals, step_s=step_s)
     sweep = hybrid_sweep(
@@ -328,3 +340,10 @@ def hybrid(
         print_json(sweep.to_dict())
     else:
         typer.echo(render_hybrid(sweep), nl=False)
+        if sweep.span_hours < SHORT_SPAN_DAYS * 24:
+            # the costs are scaled to a month and the recommendation is a multi-year purchase
+            typer.echo(
+                f"warning: the demand covers only {sweep.span_hours / 24:.1f} days (first start "
+                f"to last end); it is scaled to a month as if it repeated. Base a purchase on a "
+                f"trace of at least {SHORT_SPAN_DAYS} days."
+            )

@@ -192,6 +192,11 @@ def status(
             str(r.get("reason") or ""),
         )
     c.print(t)
+    if st.get("failed"):
+        c.print(
+            f"[red]failed:[/red] {st['failed']} (fix the cause, then `aistack serve scale "
+            f"{st['name']} --min N` retries, or serve delete and deploy again)"
+        )
     ro = st.get("rollout")
     if ro:
         c.print(

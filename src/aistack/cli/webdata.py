@@ -40,16 +40,45 @@ def extract(
             f"--mode must be one of {', '.join(MODES)}, got {mode!r}",
             hint="use --mode quality or --mode fast",
         )
+    for p in paths:
+        if not p.exists():
+            raise ValidationError(
+                f"path {str(p)!r} does not exist", hint="pass HTML files or directories"
+            )
+    tmp: Path | None = None
+    if out:
+        if out.is_dir():
+            raise ValidationError(
+                f"--out: {out} is a folder", hint="pass a file name, e.g. --out texts.jsonl"
+            )
+        if not out.parent.is_dir():
+            raise ValidationError(
+                f"--out: folder {out.parent} does not exist",
+                hint=f"create it first (mkdir -p {out.parent}) or write somewhere else",
+            )
+        # written next to the target and renamed at the end: an error leaves FILE as it was
+        tmp = out.with_name(out.name + ".tmp")
     n = chars = 0
-    fh = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        fh = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise ValidationError(
+            f"--out: cannot write {out}: {exc.strerror or exc}", hint="write somewhere else"
+        ) from None
+    ok = False
     try:
         for row in extract_files(list(paths), mode=mode):  # type: ignore[arg-type]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
             chars += len(str(row["text"]))
+        ok = True
     finally:
-        if out:
+        if tmp and out:
             fh.close()
+            if ok:
+                tmp.replace(out)
+            else:
+                tmp.unlink(missing_ok=True)
     if out:
         summary = {"files": n, "characters": chars, "out": str(out), "mode": mode}
         if as_json:
@@ -65,7 +94,12 @@ def run(
         None, "--workers", "-w", min=1, help="worker processes (default: from the YAML)"
     ),
     executor: str | None = typer.Option(None, "--executor", help="local (processes) or ray"),
-    fresh: bool = typer.Option(False, "--fresh", help="delete the output folder first (no resume)"),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        help="delete an earlier run's results in the output folder first (no resume); "
+        "only what the pipeline wrote is deleted",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt."""
@@ -166,7 +200,7 @@ def shard_info(
     """Show a token shard's header: dtype, vocabulary, tokens, documents."""
     from aistack.webdata.shards import read_header
 
-    h = read_header(path)
+    h = read_header(path)  # a missing, unreadable or truncated file is a ValidationError
     h["bytes"] = path.stat().st_size
     if as_json:
         sys.stdout.write(json.dumps(h) + "\n")

@@ -60,6 +60,16 @@ def months(m: float | None) -> str:
     return "never (within the server life)" if m is None else f"{m:.1f} months"
 
 
+def breakeven(m: float | None, horizon: int, life: int) -> str:
+    """A TCO break-even month: searched over the first server life, so it can lie past the
+    horizon ("9.2 months (after the 1-month horizon)"), and "never" means within that life."""
+    if m is None:
+        return f"never (within the {life}-month server life)" if life else months(None)
+    if m > horizon:
+        return f"{m:.1f} months (after the {horizon}-month horizon)"
+    return f"{m:.1f} months"
+
+
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
@@ -173,7 +183,9 @@ def render_tco(r: TcoResult) -> str:
             usd(s.monthly_usd),
             usd(s.total_usd),
             f"{usd(s.cost_per_useful_gpu_hour)}/GPU-h",
-            "-" if s.upfront_usd == 0 else months(s.breakeven_month_vs_on_demand),
+            "-"
+            if s.upfront_usd == 0
+            else breakeven(s.breakeven_month_vs_on_demand, r.horizon_months, r.server_life_months),
         ]
         for s in r.scenarios
     ]
@@ -196,7 +208,8 @@ def render_tco(r: TcoResult) -> str:
         ),
         "",
         f"on-demand: {usd(r.on_demand_usd_per_gpu_hour)}/GPU-h; owned (amortized, at 100% use): {usd(r.onprem_usd_per_gpu_hour_amortized)}/GPU-h",
-        f"break-even month (buy vs on-demand): {months(r.breakeven_month)}",
+        "break-even month (buy vs on-demand): "
+        + breakeven(r.breakeven_month, r.horizon_months, r.server_life_months),
         "buying beats on-demand above "
         + (
             f"{r.breakeven_utilization:.0%} utilization"

@@ -5,13 +5,24 @@ The team needs ``gpus`` GPUs at peak and uses them ``utilization`` of the time o
 
 * on-premises: buy whole servers up front (server + network + storage per node), then pay
   every month for power (idle share + busy share, times PUE), colocation per provisioned kW,
-  staff, and the cost of the capital tied up (capex · rate / 12). Servers are bought again
-  when they reach their depreciation age within the horizon.
+  staff, and the cost of the capital tied up (capex · rate / 12). The first fleet is charged
+  in full whatever the horizon (no resale value is assumed). Servers are bought again when they
+  reach their depreciation age within the horizon; such a refresh keeps serving after the
+  horizon, so it is charged only for the share of its life inside the horizon (straight line:
+  capex · months used / depreciation months). Without that, one month past the server life
+  bought a whole second fleet and flipped the ranking.
 * cloud on-demand and spot: pay only for the GPU-hours used (spot plus a rework overhead
-  for preemptions); committed: pay for all ``gpus`` around the clock at the committed rate.
+  for preemptions).
+* committed (1 or 3 years): whole instances (⌈gpus / GPUs per instance⌉) around the clock at
+  the committed rate, for whole terms: a horizon shorter than the term (or not a multiple of
+  it) still pays the rest of the last term, added at the end of the horizon.
 * hybrid: own whole servers for the steady base load, burst the rest on on-demand.
 
-Break-even month: when the cumulative on-premises cost falls below cumulative on-demand.
+Break-even month: the first month when the cumulative on-premises cost (purchase + running
+costs) falls to or below cumulative on-demand, looked for over the first server life even when
+the horizon is shorter (the report then says "after the N-month horizon"); None: never within
+the server life. For a fleet the size of the need this is capex / (on-demand per month −
+running cost per month) (:func:`breakeven_month`).
 Break-even utilization: where the amortized monthly on-premises cost (annuity over the
 depreciation years at the cost of capital, plus running costs) equals on-demand.
 """
@@ -121,6 +132,7 @@ class TcoResult:
     scenarios: list[Scenario]
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    server_life_months: int = 0  # the depreciation life break-even months are looked for in
 
     def scenario(self, name: str) -> Scenario:
         for s in self.scenarios:
@@ -209,6 +221,11 @@ def plan_tco(
     if int(gpus) != gpus:
         raise ValidationError(f"gpus: must be a whole number, got {gpus!r}")
     _check("horizon_months", horizon_months, "e.g. --months 36")
+    if int(horizon_months) != horizon_months:
+        raise ValidationError(
+            f"horizon_months: must be a whole number of months, got {horizon_months!r}",
+            hint="e.g. --months 36",
+        )
     _check("cloud_usd_per_hour", cloud_usd_per_hour, "USD per instance-hour, e.g. 84")
     _check("server_price_usd", server_price_usd, "USD per server, e.g. 450000")
     if (
@@ -286,12 +303,27 @@ def plan_tco(
     used_hours_month = gpus * utilization * HOURS_PER_MONTH
     useful_total = used_hours_month * horizon
     dep = own.depreciation_months
-    refresh = {m: own.capex_usd for m in range(0, horizon + 1, dep) if m < horizon or m == 0}
+    # break-even months are looked for over the first server life even past a short horizon
+    life = max(horizon, dep)
+    life_cum: dict[str, list[float]] = {}
+
+    def purchases(capex: float) -> dict[int, float]:
+        """The first fleet in full at month 0; refreshes (month dep, 2·dep, … inside the
+        horizon) pro rata for the months of their life inside the horizon."""
+        out = {0: capex}
+        for m in range(dep, horizon, dep):
+            out[m] = capex * min(1.0, (horizon - m) / dep)
+        return out
+
+    refresh = purchases(own.capex_usd)
 
     scen: list[Scenario] = []
 
     def add(name: str, desc: str, upfront_at: dict[int, float], monthly: float) -> None:
         cum = _cumulative(upfront_at, monthly, horizon)
+        life_cum[name] = _cumulative(
+            {m: v for m, v in upfront_at.items() if m < horizon or m == 0}, monthly, life
+        )
         total = cum[-1]
         scen.append(
             Scenario(
@@ -318,17 +350,27 @@ def plan_tco(
         {},
         used_hours_month * od,
     )
-    for tier, label in (
-        ("committed_1y", "1-year commitment"),
-        ("committed_3y", "3-year commitment"),
+    n_inst = math.ceil(gpus / inst.gpus)
+    for tier, label, term in (
+        ("committed_1y", "1-year commitment", 12),
+        ("committed_3y", "3-year commitment", 36),
     ):
         if tier in inst.prices:
+            monthly = n_inst * inst.gpus * HOURS_PER_MONTH * inst.gpu_hour_usd(tier)
+            paid = math.ceil(horizon / term) * term  # a commitment is bought for whole terms
+            unexpired = (paid - horizon) * monthly
             add(
                 f"cloud {label}",
-                f"{inst.name} {label} for all {gpus} GPUs around the clock",
-                {},
-                gpus * HOURS_PER_MONTH * inst.gpu_hour_usd(tier),
+                f"{n_inst} x {inst.name} ({n_inst * inst.gpus} GPUs) {label} around the clock"
+                + (f", {paid} months paid" if unexpired else ""),
+                {horizon: unexpired} if unexpired else {},
+                monthly,
             )
+            if unexpired:
+                notes.append(
+                    f"{label}: {paid} months must be paid ({usd_text(unexpired)} for the "
+                    f"{paid - horizon} months after the {horizon}-month horizon, in its total)"
+                )
         else:
             missing.append(f"no {tier} price for {inst.name} ({inst.provider}) in the catalog")
     if "spot" in inst.prices:
@@ -350,12 +392,16 @@ def plan_tco(
                 f"hybrid_base_gpus: must be a whole number >= 0, got {hybrid_base_gpus!r}"
             )
         base_servers = math.ceil(hybrid_base_gpus / srv.gpus)
+        if hybrid_base_gpus > gpus:
+            notes.append(
+                f"hybrid: the base of {hybrid_base_gpus} GPUs is more than the {gpus} needed"
+            )
     base_gpus = base_servers * srv.gpus
     if base_servers > 0:
         base = onprem_cost(srv, base_servers, cat, server_price_usd=server_price_usd)
         served = min(used_hours_month, base_gpus * HOURS_PER_MONTH)
         burst = used_hours_month - served
-        b_refresh = {m: base.capex_usd for m in range(0, horizon + 1, dep) if m < horizon or m == 0}
+        b_refresh = purchases(base.capex_usd)
         add(
             "hybrid",
             f"own {base_servers} x {srv.name} ({base_gpus} GPUs) for the base load, burst {inst.name} on-demand",
@@ -368,20 +414,20 @@ def plan_tco(
             "nothing to own for a base load (pass hybrid_base_gpus to force one)"
         )
 
-    od_cum = next(s for s in scen if s.name == "cloud on-demand").cumulative_usd
+    od_cum = life_cum["cloud on-demand"]
     scen = [
         s
         if s.upfront_usd == 0
         else Scenario(
-            **{**asdict(s), "breakeven_month_vs_on_demand": _crossing(s.cumulative_usd, od_cum)}
+            **{
+                **asdict(s),
+                "breakeven_month_vs_on_demand": _crossing(life_cum[s.name], od_cum),
+            }
         )
         for s in scen
     ]
-    be_month = (
-        breakeven_month(own, cloud_usd_per_gpu_hour=od, gpus=gpus, utilization=utilization)
-        if own.gpus == gpus
-        else next(s for s in scen if s.name == "on-prem").breakeven_month_vs_on_demand
-    )
+    # one definition for the table and the summary (the crossing of the cumulative curves)
+    be_month = next(s for s in scen if s.name == "on-prem").breakeven_month_vs_on_demand
     be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od, gpus=gpus)
     if own.gpus != gpus:
         notes.append(f"on-prem rounds up to whole servers: {own.gpus} GPUs owned for {gpus} needed")
@@ -401,4 +447,9 @@ def plan_tco(
         scenarios=scen,
         missing=missing,
         notes=notes,
+        server_life_months=dep,
     )
+
+
+def usd_text(x: float) -> str:
+    return f"${x:,.0f}"

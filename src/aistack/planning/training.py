@@ -69,6 +69,9 @@ def infer_shape(
     The aspect ratio h/L ≈ 100–130 holds for GPT-3, LLaMA 1/2/3 (e.g. 8192/80, 16384/126).
     """
     _positive("params", params, hint="e.g. --params 7e9")
+    # before any arithmetic: --layers 0 was a ZeroDivisionError, --layers -3 a math domain error
+    for name, v in (("layers", layers), ("hidden", hidden), ("heads", heads)):
+        _positive(name, v, hint=f"--{name} must be a positive integer")
     inferred = layers is None or hidden is None
     if hidden is None and layers is not None:
         hidden = int(round(math.sqrt(params / (12 * layers)) / 128) * 128) or 128
@@ -263,6 +266,11 @@ def plan_training(
     _positive("checkpoint_seconds", checkpoint_seconds, hint="time allowed to write one checkpoint")
     _positive("tp", tp, hint="tensor-parallel degree >= 1")
     _positive("pp", pp, hint="pipeline-parallel degree >= 1")
+    if zero_stage not in (0, 1, 2, 3):  # checked before the sizing tables index by it
+        raise ValidationError(
+            f"zero_stage: must be 0, 1, 2 or 3, got {zero_stage!r}",
+            hint="--zero-stage 3 shards everything",
+        )
     for name, v in (("mfu", mfu), ("goodput", goodput)):
         if v is not None and not (0 < v <= 1):
             raise ValidationError(
@@ -304,6 +312,25 @@ def plan_training(
     if seq_len is None:
         notes.append(
             f"memory and step time assume a {DEFAULT_SEQ_LEN}-token context (pass --seq-len)"
+        )
+    # geometries that cannot exist: a pipeline stage needs at least one layer, a model-parallel
+    # group must fit in the GPUs given, and a step holds at least one whole sequence
+    if pp > shape.layers:
+        raise ValidationError(
+            f"pp: {pp} pipeline stages for a model of {shape.layers} layers",
+            hint=f"--pp must be at most the number of layers ({shape.layers}; at most "
+            f"{min(shape.layers, MAX_PIPELINE_STAGES)} is useful)",
+        )
+    if gpus is not None and tp * pp > gpus:
+        raise ValidationError(
+            f"tp x pp: a model replica needs {tp} x {pp} = {tp * pp} GPUs but --gpus is {int(gpus)}",
+            hint="lower --tp/--pp or raise --gpus",
+        )
+    if batch_tokens < mem_seq:
+        raise ValidationError(
+            f"batch_tokens: a global batch of {batch_tokens:,} tokens is smaller than one "
+            f"{mem_seq:,}-token sequence",
+            hint=f"raise --batch-tokens to at least {mem_seq:,} (e.g. 4194304) or lower --seq-len",
         )
     mp = tp * pp
     cap = acc.memory_gb * GB * USABLE_MEMORY_FRACTION - CONTEXT_OVERHEAD_GB * GB

@@ -21,6 +21,8 @@ from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, default_catalog
 from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
 
+MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats of ~80 MB
+
 
 def demand_profile(
     intervals: Iterable[tuple[float, float, int]],
@@ -44,9 +46,18 @@ def demand_profile(
     if t1 <= t0:
         return []
     ivs = [(max(a, t0), min(b, t1), g) for a, b, g in ivs if b > t0 and a < t1]
-    n = max(1, math.ceil((t1 - t0) / step_s))
-    # difference array of GPU-seconds per step, exact for partial steps
+    steps = (t1 - t0) / step_s
+    if steps > MAX_PROFILE_STEPS:
+        raise ValidationError(
+            f"the demand spans {(t1 - t0) / 86400:,.1f} days: at {step_s / 60:g}-minute steps "
+            f"that is {steps:,.0f} steps (at most {MAX_PROFILE_STEPS:,})",
+            hint="raise --step-minutes, or check the trace for a job with an absurd duration",
+        )
+    n = max(1, math.ceil(steps))
+    # GPU-seconds per step, exact for partial steps: the partial first and last steps of each
+    # interval directly, its whole steps through a difference array (O(1) per interval)
     busy = [0.0] * (n + 1)
+    whole = [0.0] * (n + 2)
     for a, b, g in ivs:
         a -= t0
         b -= t0
@@ -55,10 +66,15 @@ def demand_profile(
             busy[i] += g * (b - a)
             continue
         busy[i] += g * ((i + 1) * step_s - a)
-        for k in range(i + 1, j):
-            busy[k] += g * step_s
+        if j > i + 1:
+            whole[i + 1] += g * step_s
+            whole[j] -= g * step_s
         if j < len(busy):
             busy[j] += g * (b - j * step_s)
+    run = 0.0
+    for k in range(n):
+        run += whole[k]
+        busy[k] += run
     return [x / step_s for x in busy[:n]]
 
 

@@ -13,7 +13,13 @@ reads ``spec.json``, serves the router on the service port, and runs the control
   rotation, finish their in-flight requests) before they are stopped;
 * rolling update: start one new-version replica, wait until it is ready, drain one old one,
   repeat; a new replica that fails to load or to pass its health check stops the rollout and
-  the old version keeps serving.
+  the old version keeps serving;
+* crash loop: replica starts that fail in a row are retried, from the third with a growing
+  delay (2, 4, 8 … 60 s, as Kubernetes' CrashLoopBackOff); after ``spec.max_start_failures`` of them while no
+  replica is ready, or at once when the scheduler refuses the replica's resources for good (a
+  ``ValidationError`` at submit), the service is *failed*: it stops starting replicas and
+  ``serve status`` shows the reason. A replica that becomes ready, a successful
+  ``serve update`` or ``serve scale`` clears it.
 
 State for ``serve status`` is written to ``state.json`` every tick and served on
 ``GET /-/status``. Admin calls (``/-/update``, ``/-/shutdown``) need the service token.
@@ -115,6 +121,8 @@ class ServiceController:
         self._seq = 0
         self._consecutive_start_failures = 0
         self._next_start_t = 0.0
+        self.failed: str | None = None  # why the service gave up starting replicas
+        self._last_tick_error: str | None = None
         self._client: Any = None
         self._stopping = False
         self.started_t = time.time()
@@ -238,7 +246,7 @@ class ServiceController:
                     self.router.remove(rep.id)
                     self.event("replica", f"replica {rep.id} failed: {rep.reason}", replica=rep.id)
                     if was == "starting":
-                        self._start_failed()
+                        self._start_failed(rep.reason)
                 continue
             if rep.state == "stopping":
                 continue
@@ -263,7 +271,7 @@ class ServiceController:
                     rep, f"not ready after {self.spec.ready_timeout_s:g} s", final="failed"
                 )
                 self.event("replica", f"replica {rep.id} failed: not ready in time", replica=rep.id)
-                self._start_failed()
+                self._start_failed(rep.reason)
                 continue
             if rep.url is not None:
                 checks.append(rep)
@@ -283,6 +291,10 @@ class ServiceController:
                     rep.ready_t = time.time()
                     rep.reason = None
                     self._consecutive_start_failures = 0
+                    self._next_start_t = 0.0
+                    if self.failed is not None:
+                        self.event("service", f"replica {rep.id} ready: service no longer failed")
+                        self.failed = None
                     self.router.add(Endpoint(id=rep.id, url=str(rep.url)))
                     self.event(
                         "replica",
@@ -306,7 +318,7 @@ class ServiceController:
                         self.event(
                             "replica", f"replica {rep.id} failed its health check", replica=rep.id
                         )
-                        self._start_failed()
+                        self._start_failed(rep.reason)
                 continue
             rep.health_failures += 1
             rep.reason = err
@@ -367,9 +379,10 @@ class ServiceController:
                 self.desired = decision.desired
             self.last_decision = decision
             # 4. reconcile
-            if current < self.desired and now >= self._next_start_t:
+            if current < self.desired and now >= self._next_start_t and self.failed is None:
                 for _ in range(self.desired - current):
-                    self._new_replica(self.spec.model_uri)
+                    if not self._try_new_replica():
+                        break
             elif current > self.desired:
                 extra = sorted(
                     self.active(self.spec.model_uri),
@@ -386,15 +399,54 @@ class ServiceController:
                     if any(r.state == "ready" for r in self.active(self.spec.model_uri)):
                         self._drain(rep, "old model version")
 
-    def _start_failed(self) -> None:
+    def _try_new_replica(self) -> bool:
+        """Start one replica of the current model; a launcher error is a failed start, not a
+        crashed tick. A ``ValidationError`` (the scheduler says the request can never fit, or
+        is malformed) will not go away by retrying: the service fails at once."""
+        from aistack.errors import ValidationError
+
+        try:
+            self._new_replica(self.spec.model_uri)
+        except ValidationError as exc:
+            self._fail_service(f"the replica cannot be scheduled: {exc}")
+            return False
+        except Exception as exc:  # the server is down, a network error: retry with backoff
+            log.warning("could not start a replica: %s", exc)
+            self.event("replica", f"could not start a replica: {exc}")
+            self._start_failed(f"could not start a replica: {exc}")
+            return False
+        return True
+
+    def _fail_service(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
+            self.event("service", f"service failed: {reason}")
+            log.error("service %s failed: %s", self.spec.name, reason)
+
+    def _start_failed(self, reason: str | None = None) -> None:
+        """Count a replica start that failed; back off, and give up after
+        ``spec.max_start_failures`` in a row while no replica is ready."""
         self._consecutive_start_failures += 1
-        if self._consecutive_start_failures >= 3:
-            delay = min(60.0, 2.0 ** (self._consecutive_start_failures - 2))
-            self._next_start_t = time.monotonic() + delay
-            self.event(
-                "replica",
-                f"{self._consecutive_start_failures} replica starts failed in a row; next try in {delay:.0f} s",
+        n = self._consecutive_start_failures
+        if n >= self.spec.max_start_failures and not any(
+            r.state == "ready" for r in self.replicas.values()
+        ):
+            self._fail_service(
+                f"{n} replica starts failed in a row, none ready; last: {reason or 'unknown'}"
             )
+            return
+        if n >= 3:
+            delay = min(60.0, 2.0 ** (n - 2))
+            self._next_start_t = time.monotonic() + delay
+            self.event("replica", f"{n} replica starts failed in a row; next try in {delay:.0f} s")
+
+    def clear_failure(self, why: str) -> None:
+        """Start replicas again (after ``serve scale`` or an update)."""
+        if self.failed is not None:
+            self.event("service", f"retrying after failure ({why})")
+        self.failed = None
+        self._consecutive_start_failures = 0
+        self._next_start_t = 0.0
 
     # ------------------------------------------------------------------ rollout
     def start_rollout(self, model_uri: str, model_ref: str) -> dict[str, Any]:
@@ -438,7 +490,18 @@ class ServiceController:
         self.rollout["total"] = total
         try:
             for i in range(total):
-                rep = self._new_replica(new_uri, for_rollout=True)
+                try:
+                    rep = self._new_replica(new_uri, for_rollout=True)
+                except Exception as exc:  # noqa: BLE001 - reported as the rollout's outcome
+                    self.rollout.update(
+                        state="failed",
+                        message=f"could not start a replica of {new_uri}: {exc}; "
+                        f"{old_uri} keeps serving",
+                    )
+                    self.event("rollout", f"rollout to {new_uri} stopped: {exc}")
+                    for r in self.active(new_uri):
+                        self._stop_replica(r, "rollout failed")
+                    return
                 self.rollout["message"] = f"step {i + 1}/{total}: waiting for {rep.id}"
                 while rep.state == "starting":
                     await asyncio.sleep(0.1)
@@ -469,6 +532,7 @@ class ServiceController:
                 self._drain(r, f"rolled to {new_uri}")
             self.spec = self.spec.model_copy(update={"model_uri": new_uri, "model": ref})
             save_spec(self.dir, self.spec)
+            self.clear_failure(f"rolled to {new_uri}")
             self.rollout.update(state="succeeded", message=f"{total} replicas on {new_uri}")
             self.event("rollout", f"rollout to {new_uri} done")
         except asyncio.CancelledError:
@@ -502,6 +566,7 @@ class ServiceController:
             "launcher": self.launcher.name,
             "uptime_s": round(time.time() - self.started_t, 1),
             "desired_replicas": self.desired,
+            "failed": self.failed,
             "ready_replicas": sum(1 for r in self.replicas.values() if r.state == "ready"),
             "min_replicas": self.spec.autoscale.min_replicas,
             "max_replicas": self.spec.autoscale.max_replicas,
@@ -575,8 +640,14 @@ class ServiceController:
                 try:
                     await self.tick()
                     self.write_state()
-                except Exception:  # the loop must survive a bad tick
-                    log.exception("control loop tick failed")
+                    self._last_tick_error = None
+                except Exception as exc:  # the loop must survive a bad tick
+                    # the traceback once; the same error again is one line, not a log flood
+                    if repr(exc) != self._last_tick_error:
+                        log.exception("control loop tick failed")
+                    else:
+                        log.warning("control loop tick failed again: %r", exc)
+                    self._last_tick_error = repr(exc)
                 await asyncio.sleep(self.spec.health_interval_s)
         finally:
             await self._client.aclose()
@@ -715,6 +786,7 @@ def build_app(ctl: ServiceController, token: str) -> Any:
         ctl.spec = ctl.spec.model_copy(update={"autoscale": cfg})
         ctl.autoscaler.cfg = cfg
         save_spec(ctl.dir, ctl.spec)
+        ctl.clear_failure("serve scale")
         ctl.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
         return JSONResponse(ctl.spec.autoscale.model_dump())
 

@@ -155,7 +155,8 @@ def deploy(
             "model": model,
             "model_uri": "pending",
             "project": project,
-            "resources": ReplicaResources(gpus=gpus, cpus=cpus, memory=memory),
+            # a dict, not ReplicaResources(...): errors then name resources.memory, not memory
+            "resources": {"gpus": gpus, "cpus": cpus, "memory": memory},
             "autoscale": AutoscaleConfig(
                 min_replicas=min_replicas,
                 max_replicas=max_replicas,
@@ -176,26 +177,126 @@ def deploy(
     except PydanticValidationError as exc:
         e = exc.errors()[0]
         loc = ".".join(str(x) for x in e["loc"]) or "spec"
-        raise ValidationError(f"{loc}: {e['msg']}") from None
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        raise ValidationError(f"{loc}: {msg}") from None
     d = service_dir(spec.name)
     if _controller(spec.name) is not None:
         raise ConflictError(
             f"service {spec.name!r} is already running",
             hint=f"use `aistack serve update {spec.name} --to ...` or delete it first",
         )
+    if spec.launcher == "jobs":
+        check_resources_fit(spec.resources)
+    if spec.port:
+        _check_port_free(spec.host, spec.port)
     resolved = resolve_model(model)
     spec = spec.model_copy(update={"model_uri": resolved.uri})
+    new_dir = not (d / "spec.json").exists()
     d.mkdir(parents=True, exist_ok=True)
     (d / "logs").mkdir(exist_ok=True)
     # state.json stays: a controller started over a dead one adopts its running replicas
     (d / "controller.json").unlink(missing_ok=True)
     (d / "spec.json").write_text(spec.model_dump_json(indent=2))
-    _spawn_controller(d, spec.name, env=_record_env(d))
+    try:
+        _spawn_controller(d, spec.name, env=_record_env(d))
+    except ConflictError as exc:
+        if not new_dir:
+            raise
+        # nothing of this service ran: do not leave a "controller down" service behind for
+        # the server's watch to restart again and again; its log is kept with the deleted ones
+        tail = _log_tail(d / "logs" / "controller.log")
+        dest = _bury(d)
+        raise ConflictError(
+            f"{exc.message}" + (f": {tail}" if tail else ""),
+            hint=f"nothing was deployed; the controller log is kept at {dest / 'logs'}",
+        ) from None
     if wait_ready_s:
         wait_ready(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
         )
     return status(spec.name)
+
+
+def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -> None:
+    """Refuse replica resources that no node of the cluster can ever hold, with the message
+    ``aistack submit`` gives (:func:`aistack.spec.check_feasible`). ``nodes``: the cluster's
+    nodes (default: asked from the server; when it cannot be asked, the check is left to the
+    scheduler, and a refusal there fails the service with the same message)."""
+    from aistack.compute.resources import GpuDevice, Node
+    from aistack.spec import JobSpec, check_feasible
+
+    if nodes is None:
+        try:
+            from aistack.client import Client
+
+            cluster = Client(timeout=5.0).cluster()
+        except Exception:  # no answer: the scheduler checks at submit
+            return
+        nodes = [
+            Node(
+                name=str(n.get("name", "?")),
+                cpus=int(n.get("cpus", 0)),
+                memory_mb=int(n.get("memory_mb", 0)),
+                gpus=tuple(
+                    GpuDevice(
+                        index=int(g.get("index", i)),
+                        uuid=str(g.get("uuid", "")),
+                        name=str(g.get("name", "")),
+                        memory_mb=int(g.get("memory_mb", 0)),
+                    )
+                    for i, g in enumerate(n.get("gpus") or [])
+                ),
+            )
+            for n in cluster.get("nodes") or []
+        ]
+    job = JobSpec.model_validate(
+        {
+            "name": "replica",
+            "command": "true",
+            "resources": {k: v for k, v in res.model_dump().items() if v is not None},
+        }
+    )
+    try:
+        check_feasible(job, nodes)
+    except ValidationError as exc:
+        flag = {"gpus": "--gpus", "cpus": "--cpus", "memory": "--memory"}
+        field = exc.message.split(":", 1)[0].removeprefix("resources.")
+        largest = exc.message.rsplit("but ", 1)[-1]
+        raise ValidationError(
+            f"{exc.message} (each replica is one job on one node)",
+            hint=f"lower {flag.get(field, 'the replica resources')} ({largest})",
+        ) from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ValidationError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})",
+                hint="pick another port, or leave --port out to get a free one",
+            ) from None
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _bury(d: Path) -> Path:
+    """Move a service directory to ``services/.deleted/`` (kept, out of the way)."""
+    graveyard = services_dir() / ".deleted"
+    graveyard.mkdir(exist_ok=True)
+    dest = graveyard / f"{d.name}-{int(time.time())}"
+    shutil.move(str(d), dest)
+    return dest
 
 
 def choose_launcher(launcher: str) -> str:
@@ -311,9 +412,23 @@ def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
         st = status(name)
         if st.get("ready_replicas", 0) >= replicas:
             return st
+        if st.get("failed"):
+            raise ConflictError(
+                f"service {name!r} failed: {st['failed']}",
+                hint=f"see aistack serve logs {name}; fix the model or resources, then "
+                f"aistack serve delete {name} and deploy again",
+            )
         time.sleep(0.2)
     failed = [r for r in st.get("replicas", []) if r.get("state") == "failed"]
-    why = f"; last failure: {failed[-1]['reason']} (log {failed[-1]['log']})" if failed else ""
+    why = ""
+    if failed:
+        last = failed[-1]
+        where = (
+            f"aistack serve logs {name} --replica {last['id']}"
+            if st.get("launcher") == "jobs" or not Path(str(last.get("log"))).exists()
+            else f"log {last['log']}"
+        )
+        why = f"; last failure: {last['reason']} ({where})"
     raise ConflictError(
         f"service {name!r}: {st.get('ready_replicas', 0)} of {replicas} replicas ready after {timeout_s:g} s{why}",
         hint=f"aistack serve logs {name}",
@@ -376,6 +491,8 @@ def status(name: str) -> dict[str, Any]:
 
 
 def _summary_state(st: dict[str, Any]) -> str:
+    if st.get("failed"):
+        return "failed"
     ro = st.get("rollout") or {}
     if ro.get("state") == "running":
         return "updating"
@@ -477,10 +594,7 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                     stopped += 1
                 except Exception:  # already finished, or the server is gone
                     pass
-    graveyard = services_dir() / ".deleted"
-    graveyard.mkdir(exist_ok=True)
-    dest = graveyard / f"{name}-{int(time.time())}"
-    shutil.move(str(d), dest)
+    dest = _bury(d)
     return {"name": name, "deleted": True, "orphans_stopped": stopped, "kept_at": str(dest)}
 
 

@@ -67,6 +67,23 @@ class ReplicaResources(_Strict):
     cpus: int = Field(default=1, ge=1)
     memory: str | None = None
 
+    @field_validator("memory")
+    @classmethod
+    def _memory_valid(cls, v: str | None) -> str | None:
+        from aistack.compute.resources import parse_memory_mb
+
+        try:
+            parse_memory_mb(v, field_name="memory")
+        except ValidationError as exc:
+            raise ValueError(str(exc).removeprefix("memory: ")) from None
+        return v
+
+    @property
+    def memory_mb(self) -> int:
+        from aistack.compute.resources import parse_memory_mb
+
+        return parse_memory_mb(self.memory, field_name="resources.memory") or 0
+
 
 class ServiceSpec(_Strict):
     """A service as stored in ``$AISTACK_HOME/services/<name>/spec.json``."""
@@ -87,6 +104,13 @@ class ServiceSpec(_Strict):
     ready_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=0.5, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
+    max_start_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="replica starts that fail in a row (with backoff) while none is ready "
+        "before the service is marked failed and stops starting replicas",
+    )
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")

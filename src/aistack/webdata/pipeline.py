@@ -376,6 +376,68 @@ def _run_tasks(
     return [r for r in results if r is not None]
 
 
+# What run_pipeline writes in its output folder; --fresh deletes these and nothing else.
+OUTPUT_ENTRIES = (
+    "stage1",
+    "dedup",
+    "corpus",
+    "dataset",
+    ".tasks",
+    "report.json",
+    "report.txt",
+)
+MARKER = Path(".tasks") / "spec.json"
+
+
+def _is_pipeline_output(out: Path) -> bool:
+    """True when ``out`` holds the marker a run writes first (``.tasks/spec.json``, a JSON
+    object with a ``fingerprint``)."""
+    try:
+        data = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "fingerprint" in data
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    p, folder = p.resolve(), folder.resolve()
+    return p == folder or folder in p.parents
+
+
+def _clear_output(out: Path, *, protect: list[Path]) -> None:
+    """``--fresh``: delete what an earlier run of the pipeline wrote in ``out``.
+
+    Only the entries in :data:`OUTPUT_ENTRIES` are deleted, and only when ``out`` carries the
+    marker a run writes (``.tasks/spec.json``): other files in ``out`` (the pipeline YAML, notes,
+    a user's own ``dataset/`` folder) are never touched. A folder that has such entries but no
+    marker is refused, and so is a deletion that would remove an input file or the pipeline
+    file's folder (``protect``).
+    """
+    if not out.exists():
+        return
+    present = [out / n for n in OUTPUT_ENTRIES if (out / n).exists() or (out / n).is_symlink()]
+    if not present:
+        return  # nothing of ours to delete (an empty or unrelated folder): start there
+    if not _is_pipeline_output(out):
+        raise ConflictError(
+            f"output {out} is not an aistack pipeline output (no {MARKER}); "
+            "refusing to delete anything in it",
+            hint="point output: at a new or empty folder, or delete the old results yourself",
+        )
+    for p in present:
+        for q in protect:
+            if not p.is_symlink() and _inside(q, p):
+                raise ConflictError(
+                    f"--fresh would delete {p}, which holds {q}",
+                    hint="move the inputs and the pipeline file out of the output folder",
+                )
+    for p in present:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
     data = spec.model_dump(exclude={"workers", "executor"})
     data["files"] = [str(f.resolve()) for f in files]
@@ -402,8 +464,13 @@ def run_pipeline(
     files = expand_inputs(spec.input.paths, base)
     fp = _spec_fingerprint(spec, files)
     state = out / ".tasks"
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(
+            f"output: {out} is a file, not a folder",
+            hint="point output: at a new or empty folder (the pipeline writes several files there)",
+        )
+    if fresh:
+        _clear_output(out, protect=[*files, base])
     if (state / "spec.json").exists():
         old = json.loads((state / "spec.json").read_text()).get("fingerprint")
         if old != fp:
@@ -411,8 +478,14 @@ def run_pipeline(
                 f"output {out} holds a run of a different pipeline or input",
                 hint="use another output folder, or --fresh to start over",
             )
-    for sub in ("stage1", "dedup", "corpus", "dataset", ".tasks"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("stage1", "dedup", "corpus", "dataset", ".tasks"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(
+            f"output: cannot create folders in {out}: {exc.strerror or exc}",
+            hint="point output: at a folder you can write (a file of that name is in the way?)",
+        ) from None
     _done(state / "spec.json", {"fingerprint": fp, "spec": spec.model_dump()})
     spec_json = spec.model_dump_json()
     t_start = time.perf_counter()

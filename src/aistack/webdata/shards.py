@@ -22,6 +22,7 @@ token is inserted between documents: a loader adds its own EOS from the index.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,8 +92,22 @@ def write_shard(
 
 
 def read_header(path: str | Path) -> dict[str, int]:
-    with open(path, "rb") as f:
-        raw = f.read(HEADER_SIZE)
+    """The header of a shard, checked against the file's size (a truncated shard is an error)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_SIZE)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise ValidationError(
+            f"{path}: no such file", hint="pass the path of a shard-NNNNN.bin file"
+        ) from None
+    except IsADirectoryError:
+        raise ValidationError(
+            f"{path} is a folder, not a token shard",
+            hint="pass one shard file, e.g. out/dataset/shard-00000.bin",
+        ) from None
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
         raise ValidationError(
             f"{path} is not an aistack token shard (bad magic)",
@@ -101,6 +116,13 @@ def read_header(path: str | Path) -> dict[str, int]:
     _m, version, width, vocab, ntok, ndocs, tok_off, idx_off, _r = HEADER.unpack(raw)
     if version != VERSION or width not in (2, 4):
         raise ValidationError(f"{path}: unsupported shard version {version} / width {width}")
+    end = idx_off + 8 * (ndocs + 1)
+    if tok_off + width * ntok > idx_off or end > size:
+        raise ValidationError(
+            f"{path} is truncated or damaged: the header says the index ends at {end:,} bytes "
+            f"(tokens end at {tok_off + width * ntok:,}), the file has {size:,}",
+            hint="write the shard again (aistack webdata run --fresh)",
+        )
     return {
         "version": version,
         "width": width,

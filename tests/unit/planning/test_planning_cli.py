@@ -196,3 +196,97 @@ def test_plan_hybrid_from_trace(tmp_path: Path) -> None:
     assert d["best"]["cost_usd"] <= d["all_cloud"]["cost_usd"] and d["peak_gpus"] > 0
     res = runner.invoke(plan_app, ["hybrid", "--gpu", "H100"])
     assert isinstance(res.exception, ValidationError) and "--trace" in str(res.exception)
+
+
+@pytest.mark.parametrize("value", ["1.5", "2", "150%", "0", "-0.3"])
+def test_tco_utilization_above_100_percent_is_an_error(value: str) -> None:
+    """QA #3: '1.5' used to mean 1.5 % (and '2' 2 %), while '1' meant 100 %."""
+    res = runner.invoke(
+        plan_app, ["tco", "--gpus", "8", "--gpu", "H100", "--utilization", value, "--json"]
+    )
+    assert isinstance(res.exception, ValidationError), res.output
+    assert "--utilization" in str(res.exception) and "60%" in (res.exception.hint or "")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1.0), ("0.6", 0.6), ("60%", 0.6)])
+def test_tco_utilization_fraction_or_percent(value: str, expected: float) -> None:
+    res = runner.invoke(
+        plan_app, ["tco", "--gpus", "8", "--gpu", "H100", "--utilization", value, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["utilization"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "--params", "7B", "--gpu", "H100", "--layers", "0"], "layers"),
+        (["serve", "--params", "7B", "--gpu", "H100", "--hidden", "0"], "hidden"),
+        (["serve", "--params", "7B", "--gpu", "H100", "--layers", "-3"], "layers"),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "8"]
+            + ["--layers", "0"],
+            "layers",
+        ),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "64"]
+            + ["--zero-stage", "5"],
+            "zero_stage",
+        ),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "64"]
+            + ["--zero-stage", "-1"],
+            "zero_stage",
+        ),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "64"]
+            + ["--pp", "1000"],
+            "pp",
+        ),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "8"]
+            + ["--tp", "8", "--pp", "2"],
+            "tp x pp",
+        ),
+        (
+            ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "64"]
+            + ["--batch-tokens", "100", "--seq-len", "4096"],
+            "batch_tokens",
+        ),
+    ],
+)
+def test_plan_bad_shapes_are_validation_errors(args: list[str], needle: str) -> None:
+    """QA #10/#15: tracebacks (ZeroDivisionError, KeyError) or plans for impossible geometries."""
+    res = runner.invoke(plan_app, args)
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert str(res.exception).startswith(needle)
+
+
+def test_plan_hybrid_one_long_job_is_refused_not_hung(tmp_path: Path) -> None:
+    """QA #9: one job of 1e12 s allocated 277 M steps and hung (or ran out of memory)."""
+    f = tmp_path / "t6.csv"
+    f.write_text("job_id,submission_time,duration,num_gpu\nx,0,1e12,8\n")
+    res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
+    assert isinstance(res.exception, ValidationError), res.output
+    assert "steps" in str(res.exception) and "--step-minutes" in (res.exception.hint or "")
+    res = runner.invoke(
+        plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100", "--step-minutes", "-5"]
+    )
+    assert isinstance(res.exception, ValidationError)
+    assert str(res.exception).startswith("--step-minutes")
+
+
+def test_plan_hybrid_warns_on_a_short_trace(tmp_path: Path) -> None:
+    """QA #8: a 1-hour sample was extrapolated to a month and a purchase recommended silently."""
+    f = tmp_path / "t3.csv"
+    f.write_text("job_id,submission_time,duration,num_gpu\nx,0,3600,8\n")
+    res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
+    assert res.exit_code == 0, res.output
+    assert "warning: the demand covers only 0.0 days" in res.stdout
+
+
+def test_demand_profile_matches_step_by_step() -> None:
+    from aistack.planning.whatif import demand_profile
+
+    prof = demand_profile([(0, 3 * 3600 + 1800, 8), (1800, 7200, 2)], step_s=3600)
+    assert prof == pytest.approx([9.0, 10.0, 8.0, 4.0])

@@ -105,8 +105,10 @@ def test_scenarios_cumulative_and_costs_finite() -> None:
     )
     assert r.servers == 3  # 20 GPUs -> 3 x 8-GPU servers
     onprem = r.scenario("on-prem")
-    # servers bought again after the 4-year depreciation life within a 5-year horizon
-    assert onprem.cumulative_usd[48] - onprem.cumulative_usd[47] > onprem.upfront_usd
+    # servers bought again after the 4-year depreciation life within a 5-year horizon; the
+    # refresh serves 12 of its 48 months inside the horizon and is charged that share
+    step = onprem.cumulative_usd[48] - onprem.cumulative_usd[47]
+    assert step == pytest.approx(onprem.upfront_usd * 12 / 48 + onprem.monthly_usd)
     for s in r.scenarios:
         assert len(s.cumulative_usd) == 61
         assert all(b >= a for a, b in zip(s.cumulative_usd, s.cumulative_usd[1:], strict=False))
@@ -138,3 +140,61 @@ def test_missing_prices_are_reported_not_nan() -> None:
 def test_tco_bad_input(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValidationError, match=needle):
         plan_tco(catalog=CAT, **kwargs)
+
+
+def test_commitment_is_paid_for_its_whole_term() -> None:
+    """QA #4: a 3-year reservation over 6 months was billed 6 months and called the cheapest."""
+    r = plan_tco(gpus=8, instance="p4d.24xlarge", server="dgx-a100", horizon_months=6, catalog=CAT)
+    c3 = r.scenario("cloud 3-year commitment")
+    assert c3.total_usd == pytest.approx(36 * c3.monthly_usd)
+    assert r.scenario("cloud 1-year commitment").total_usd == pytest.approx(
+        12 * r.scenario("cloud 1-year commitment").monthly_usd
+    )
+    cheapest = min(r.scenarios, key=lambda s: s.total_usd)
+    assert cheapest.name != "cloud 3-year commitment"
+    assert any("36 months must be paid" in n for n in r.notes)
+    # over whole terms nothing changes
+    r36 = plan_tco(gpus=8, gpu="H100", horizon_months=36, catalog=CAT)
+    c = r36.scenario("cloud 3-year commitment")
+    assert c.total_usd == pytest.approx(36 * c.monthly_usd)
+
+
+def test_commitment_buys_whole_instances() -> None:
+    """QA #4: 12 GPUs on 8-GPU instances were priced as 1.5 instances."""
+    r = plan_tco(gpus=12, gpu="H100", utilization=0.3, horizon_months=36, catalog=CAT)
+    from aistack.planning.catalog import default_catalog
+
+    inst = (CAT or default_catalog()).instance(r.instance)
+    c1 = r.scenario("cloud 1-year commitment")
+    assert c1.monthly_usd == pytest.approx(
+        2 * inst.gpus * HOURS_PER_MONTH * inst.gpu_hour_usd("committed_1y")
+    )
+
+
+def test_one_month_past_the_server_life_does_not_buy_a_whole_fleet() -> None:
+    """QA #6: month 49 added a full second fleet (+$434k for one month) and flipped the ranking."""
+    r48 = plan_tco(gpus=8, gpu="H100", horizon_months=48, catalog=CAT)
+    r49 = plan_tco(gpus=8, gpu="H100", horizon_months=49, catalog=CAT)
+    o48, o49 = r48.scenario("on-prem"), r49.scenario("on-prem")
+    step = o49.total_usd - o48.total_usd
+    assert step == pytest.approx(o49.monthly_usd + o49.upfront_usd / 48)
+    assert min(r48.scenarios, key=lambda s: s.total_usd).name == "on-prem"
+    assert min(r49.scenarios, key=lambda s: s.total_usd).name == "on-prem"
+
+
+def test_breakeven_one_definition_past_the_horizon() -> None:
+    """QA #5: the table said "never (within the server life)" while the summary said 9.2."""
+    from aistack.planning.report import render_tco
+
+    kw = dict(instance="p5.48xlarge", server="dgx-h200", cloud_usd_per_hour=84, catalog=CAT)
+    r1 = plan_tco(gpus=8, horizon_months=1, **kw)  # type: ignore[arg-type]
+    r12 = plan_tco(gpus=8, horizon_months=12, **kw)  # type: ignore[arg-type]
+    assert r1.breakeven_month == pytest.approx(r12.breakeven_month)
+    assert r1.scenario("on-prem").breakeven_month_vs_on_demand == pytest.approx(r1.breakeven_month)
+    text = render_tco(r1)
+    assert "never" not in text
+    assert f"{r1.breakeven_month:.1f} months (after the 1-month horizon)" in text
+    # 12 GPUs (16 owned): table and summary agree too
+    r = plan_tco(gpus=12, horizon_months=1, **kw)  # type: ignore[arg-type]
+    assert r.breakeven_month == r.scenario("on-prem").breakeven_month_vs_on_demand
+    assert r.breakeven_month is not None

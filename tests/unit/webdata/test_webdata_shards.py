@@ -89,3 +89,25 @@ def test_cli_shard_info(tmp_path: Path) -> None:
     )
     res = CliRunner().invoke(app, ["shard-info", str(p)])
     assert "uint16 ids" in res.stdout and "3 tokens" in res.stdout
+
+
+def test_read_header_rejects_a_truncated_shard(tmp_path: Path) -> None:
+    """QA #13: the first 100 bytes of a shard used to pass shard-info as a valid shard."""
+    p = tmp_path / "s.bin"
+    write_shard(p, [[1, 2, 3] * 20, [4, 5]], 300)
+    full = p.read_bytes()
+    assert read_header(p)["num_docs"] == 2
+    t = tmp_path / "trunc.bin"
+    t.write_bytes(full[:100])
+    with pytest.raises(ValidationError, match=r"truncated .* the file has 100"):
+        read_header(t)
+    t.write_bytes(full[:-1])
+    with pytest.raises(ValidationError, match="truncated"):
+        read_shard(t)
+
+
+def test_read_header_missing_or_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="no such file"):
+        read_header(tmp_path / "nope.bin")
+    with pytest.raises(ValidationError, match="is a folder"):
+        read_header(tmp_path)
