@@ -234,10 +234,19 @@ def _usage_rows(rows: Sequence[UsageRow]) -> list[list[str]]:
             f"{r.useful_gpu_hours:,.1f}",
             f"{r.idle_gpu_hours:,.1f}",
             f"{r.unmeasured_gpu_hours:,.1f}",
-            usd(r.cost_usd),
+            _cost_cell(r),
         ]
         for r in rows
     ]
+
+
+def _cost_cell(r: UsageRow) -> str:
+    """The row's cost; GPU-hours without a price are not $0: say so."""
+    if r.unpriced_gpu_hours <= 0:
+        return usd(r.cost_usd)
+    if r.unpriced_gpu_hours >= r.gpu_hours and r.cost_usd == 0:
+        return "unpriced"
+    return f"{usd(r.cost_usd)} + unpriced"
 
 
 _USAGE_COLS = [
@@ -250,6 +259,24 @@ _USAGE_COLS = [
     "unmeasured GPU-h",
     "cost",
 ]
+
+
+def _cloud_vs_owned(r: UsageReport) -> str:
+    """The same GPU-hours on cloud on-demand, and on owned servers: at full use (the amortized
+    rate) and, where the window gives a fleet, what owning it for the window costs at the
+    utilization measured."""
+    line = (
+        f"same usage on cloud on-demand: {usd(r.cloud_on_demand_usd)}; on owned servers kept "
+        f"100% busy (amortized rate): {usd(r.onprem_usd)}"
+    )
+    d = r.recommendation_detail
+    if d.get("onprem_fleet_window_usd") is not None:
+        line += (
+            f"; owning the {d['servers']} x {d['server']} its peak needs for these "
+            f"{d['window_days']:,.1f} days, at the measured {d['fleet_utilization']:.0%} "
+            f"utilization: {usd(d['onprem_fleet_window_usd'])}"
+        )
+    return line
 
 
 def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
@@ -271,7 +298,7 @@ def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
         "",
         table(cols(f"job (top {top_jobs} by cost)"), _usage_rows(r.by_job[:top_jobs]), right=right),
         "",
-        f"same usage on cloud on-demand: {usd(r.cloud_on_demand_usd)}; on owned servers (amortized): {usd(r.onprem_usd)}",
+        _cloud_vs_owned(r),
     ]
     if r.budgets:
         lines += [

@@ -299,6 +299,7 @@ class UsageRow:
     idle_gpu_hours: float = 0.0
     unmeasured_gpu_hours: float = 0.0
     cost_usd: float = 0.0
+    unpriced_gpu_hours: float = 0.0  # GPU-hours of types without a price (not in cost_usd)
 
     @property
     def useful_fraction(self) -> float | None:
@@ -329,7 +330,7 @@ class UsageReport:
     by_job: list[UsageRow]
     by_gpu_type: list[UsageRow]
     cloud_on_demand_usd: float | None
-    onprem_usd: float | None
+    onprem_usd: float | None  # the GPU-hours at the amortized rate of servers kept 100 % busy
     budgets: list[BudgetRow]
     recommendation: str
     recommendation_detail: dict[str, Any]
@@ -434,6 +435,7 @@ def price_usage(
         gh = h * r.gpus
         ch = h * r.cpus
         acc_name = None
+        unpriced_gh = 0.0
         if r.gpus > 0:
             gtype = r.gpu_type or default_gpu_type
             try:
@@ -450,6 +452,7 @@ def price_usage(
                 unpriced[key] = unpriced.get(key, 0.0) + gh
                 unpriced_why.setdefault(key, str(exc))
                 acc_name, p = f"{key} (unpriced)", 0.0
+                unpriced_gh = gh
             cost = gh * p
             rate = cost / h  # USD per hour of this allocation
         else:
@@ -486,6 +489,7 @@ def price_usage(
                 tgt.idle_gpu_hours += idle
                 tgt.unmeasured_gpu_hours += unmeasured
                 tgt.cost_usd += cost
+                tgt.unpriced_gpu_hours += unpriced_gh
         mh = _clip(r, max(month_start, since_), now_) if now_ > month_start else 0.0
         month_spend[r.project] += mh * rate
 
@@ -527,7 +531,13 @@ def price_usage(
 
     peaks = {k: _peak_concurrency(v) for k, v in intervals.items()}
     rec_text, detail = _recommend(
-        gpu_hours_by_type, util_weighted, util_hours, peaks, window_h, cat
+        gpu_hours_by_type,
+        util_weighted,
+        util_hours,
+        peaks,
+        window_h,
+        cat,
+        unpriced_hours=sum(unpriced.values()),
     )
     if detail.get("server"):
         rec_text, detail = _add_hybrid(
@@ -598,8 +608,15 @@ def _recommend(
     peaks: Mapping[str, int],
     window_h: float,
     cat: Catalog,
+    unpriced_hours: float = 0.0,
 ) -> tuple[str, dict[str, Any]]:
     if not gpu_hours_by_type or window_h <= 0:
+        if unpriced_hours:
+            return (
+                f"No buy-vs-rent advice: the {unpriced_hours:,.1f} GPU-hours in the window are of "
+                "GPU types the catalog has no price for (see the notes).",
+                {},
+            )
         return "No GPU usage in the window: nothing to buy.", {}
     acc_name, gh = max(gpu_hours_by_type.items(), key=lambda kv: kv[1])
     days = window_h / 24.0
@@ -641,6 +658,9 @@ def _recommend(
         "breakeven_utilization": be_util,
         "cloud_usd_per_month": gh / window_h * HOURS_PER_MONTH * od,
         "onprem_opex_usd_per_month": cost.opex_month(util),
+        # what owning that fleet for the window costs (capex as an annuity + running costs at
+        # the fleet's utilization), to set beside the same GPU-hours on cloud
+        "onprem_fleet_window_usd": cost.amortized_month(util) * window_h / HOURS_PER_MONTH,
     }
     head = f"At your measured {util:.0%} utilization over {days:,.0f} days ({gh:,.0f} GPU-hours of {acc_name})"
     tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"

@@ -217,3 +217,44 @@ def test_named_sheets() -> None:
     )
     assert PriceSheet.named("lambda", CAT).gpu_hour_usd["H100-SXM"] == pytest.approx(2.99)
     assert PriceSheet.named("aws:spot", CAT).gpu_hour_usd["H100-SXM"] == pytest.approx(22.02 / 8)
+
+
+def test_owned_servers_are_priced_at_the_measured_utilization_too() -> None:
+    """The amortized rate assumes servers kept 100 % busy; a window used 7 % of the time costs
+    far more to own than that rate says, and the report must say both."""
+    from aistack.planning.report import render_usage
+    from aistack.planning.tco import HOURS_PER_MONTH
+
+    recs = [
+        rec("j1", "research", "alice", 8, 24, start=dt.datetime(2026, 11, 1, tzinfo=UTC)),
+        rec("j3", "research", "alice", 4, 12, start=dt.datetime(2026, 11, 10, tzinfo=UTC)),
+    ]
+    now = dt.datetime(2026, 11, 20, tzinfo=UTC)
+    r = price_usage(recs, now=now, since=dt.datetime(2026, 11, 1, tzinfo=UTC), catalog=CAT)
+    d = r.recommendation_detail
+    assert d["servers"] == 1 and d["fleet_utilization"] == pytest.approx(240 / (8 * 19 * 24))
+    fleet = d["onprem_fleet_window_usd"]
+    assert r.onprem_usd is not None and fleet > 5 * r.onprem_usd  # 7 % busy: owning costs more
+    monthly = fleet * HOURS_PER_MONTH / (19 * 24)
+    assert monthly > d["onprem_opex_usd_per_month"]  # capex annuity on top of running costs
+    text = render_usage(r)
+    assert "kept 100% busy (amortized rate)" in text
+    assert "at the measured 7% utilization: $" in text
+
+
+def test_unpriced_gpu_hours_are_not_shown_as_zero_dollars() -> None:
+    from aistack.planning.report import render_usage
+
+    r = price_usage(
+        [rec("j1", "p", "u", 8, 24, gpu_type="RTX4090")],
+        sheet=SHEET,
+        now=NOW,
+        since=NOW - dt.timedelta(days=10),
+        catalog=CAT,
+    )
+    assert r.total.unpriced_gpu_hours == pytest.approx(192) and r.total.cost_usd == 0
+    text = render_usage(r)
+    assert "No GPU usage" not in text
+    assert "192.0 GPU-hours in the window are of GPU types the catalog has no price for" in text
+    rows = [line for line in text.splitlines() if line.startswith(("p ", "j1 "))]
+    assert rows and all(line.rstrip().endswith("unpriced") for line in rows)
