@@ -135,6 +135,9 @@ class LocalExecutor(Executor):
                 os.killpg(int(st["pgid"]), signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        from aistack.executors.supervisor import kill_gang_groups
+
+        kill_gang_groups(d)
         return ExecStatus(
             state="lost",
             reason="the job's supervisor process is gone (machine restart or kill -9)",

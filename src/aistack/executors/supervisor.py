@@ -87,6 +87,10 @@ class Supervisor:
             os.killpg(self.pgid, sig)
         except ProcessLookupError:
             pass
+        if sig == signal.SIGKILL:
+            # a distributed job's ranks run in their own process group(s), which the gang
+            # runner records in gang.json (it forwards the stop signal to them itself)
+            kill_gang_groups(self.dir)
 
     # -- the run ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -228,6 +232,15 @@ class Supervisor:
                 "finished_at": time.time(),
             },
         )
+
+
+def kill_gang_groups(job_dir: Path) -> None:
+    """SIGKILL the process groups listed in ``job_dir/gang.json`` (see executors/gang.py)."""
+    for pgid in (_read_json(job_dir / "gang.json") or {}).get("pgids") or []:
+        try:
+            os.killpg(int(pgid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError, TypeError):
+            pass
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

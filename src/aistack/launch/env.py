@@ -90,6 +90,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on: its CPU affinity (a job's pinned cores), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _validate(
     hosts: list[str], procs_per_host: int, master_port: int, gpus_per_host: list[list[int]] | None
 ) -> None:
@@ -156,8 +164,8 @@ def build_rank_envs(
 
     ``base_env`` is copied into every rank first; the framework variables override it,
     except ``OMP_NUM_THREADS`` which a user value keeps. ``threads_per_proc`` sets
-    ``OMP_NUM_THREADS`` (default: this machine's cores divided by ``procs_per_host``, at
-    least 1).
+    ``OMP_NUM_THREADS`` (default: the cores this process may run on — its CPU affinity, i.e.
+    a job's pinned cores — divided by ``procs_per_host``, at least 1).
     """
     fw = normalize_framework(framework)
     _validate(hosts, procs_per_host, master_port, gpus_per_host)
@@ -165,7 +173,7 @@ def build_rank_envs(
     world = nnodes * procs_per_host
     master = hosts[0]
     isolate = (fw != "torch") if isolate_gpus is None else bool(isolate_gpus)
-    threads = threads_per_proc or max(1, (os.cpu_count() or 1) // procs_per_host)
+    threads = threads_per_proc or max(1, usable_cpus() // procs_per_host)
     tf_workers = [f"{h}:{master_port + lr}" for h in hosts for lr in range(procs_per_host)]
 
     ranks: list[RankSpec] = []

@@ -10,8 +10,13 @@
 * the first rank that exits with a non-zero status fails the gang: the others get SIGTERM,
   then SIGKILL after ``grace_s``; the result carries that rank's exit code and the last lines
   of its stderr;
-* SIGTERM and SIGUSR1 received by the calling process (when it runs in the main thread) are
-  forwarded to every rank, so a preemption notice reaches the trainers, which checkpoint.
+* SIGTERM, SIGINT and SIGUSR1 received by the calling process (when it runs in the main
+  thread) are forwarded to the ranks' whole process group, so a preemption notice reaches the
+  trainers, which checkpoint; after SIGTERM/SIGINT they get ``grace_s`` before SIGKILL;
+* while a stop is in progress the gang waits for the whole group, not only the processes it
+  started: a rank started as ``sh -c CMD`` whose shell dies at once keeps its real process
+  (the trainer writing its checkpoint) until that exits or the grace period ends. String
+  commands run under bash, which execs a single command: the trainer is the rank itself.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from aistack.launch.env import RankSpec
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 20
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # forwarded signals that start the grace period
+SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
 
 
 @dataclass(kw_only=True)
@@ -124,6 +131,30 @@ def _signal_group(pgid: int | None, procs: list[subprocess.Popen[bytes]], sig: i
                 p.send_signal(sig)
 
 
+def _group_alive(pgid: int | None) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies waiting for a reaper
+    other than us do not count)."""
+    if pgid is None:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return True
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
+
+
 def run_gang(
     ranks: list[RankSpec],
     command: list[str] | str,
@@ -131,12 +162,14 @@ def run_gang(
     cwd: str | os.PathLike[str] | None = None,
     on_start: Callable[[list[int]], None] | None = None,
     *,
-    grace_s: float = 10.0,
+    grace_s: float | Callable[[], float] = 10.0,
     env: dict[str, str] | None = None,
 ) -> GangResult:
     """Run ``command`` once per rank on this machine and wait for the gang (module docstring).
 
-    ``command`` is an argv list, or a string run by ``/bin/sh -c``. Each process gets
+    ``command`` is an argv list, or a string run by ``bash -c`` (``/bin/sh`` without bash).
+    ``grace_s`` (or a callable returning it, read when the stop begins) is how long the ranks
+    have between SIGTERM and SIGKILL. Each process gets
     ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env``. ``log_file`` is a
     path (appended to), an open file (text or binary), or None to discard output.
     ``on_start(pids)`` is called once every rank has started, pids ordered by rank.
@@ -146,7 +179,7 @@ def run_gang(
     if isinstance(command, str):
         if not command.strip():
             raise ValidationError("command: empty command", hint="e.g. 'python train.py'")
-        argv = ["/bin/sh", "-c", command]
+        argv = [SHELL, "-c", command]
     else:
         argv = [str(a) for a in command]
         if not argv:
@@ -161,9 +194,16 @@ def run_gang(
     forwarded: list[str] = []
     pgid: int | None = None
     started = time.monotonic()
+    deadline: float | None = None  # SIGKILL time once a stop (failure or signal) is under way
+
+    def _grace() -> float:
+        return float(grace_s() if callable(grace_s) else grace_s)
 
     def _forward(signum: int, _frame: Any) -> None:
+        nonlocal deadline
         forwarded.append(signal.Signals(signum).name)
+        if signum in STOP_SIGNALS and deadline is None:
+            deadline = time.monotonic() + _grace()
         _signal_group(pgid, procs, signum)
 
     old_handlers: dict[int, Any] = {}
@@ -217,15 +257,20 @@ def run_gang(
 
         codes: dict[int, int] = {}
         failed: int | None = None
-        deadline: float | None = None
         killed = False
-        while len(codes) < len(procs):
+        while True:
+            if len(codes) == len(procs):
+                # every rank process is reaped; what else runs in the group (a trainer under a
+                # shell that died of the SIGTERM) keeps its grace period to checkpoint
+                # (a normal end, deadline None: leftovers are killed below)
+                if deadline is None or killed or not _group_alive(pgid):
+                    break
             try:
                 rank, rc = exits.get(timeout=0.1)
             except queue.Empty:
                 if deadline is not None and not killed and time.monotonic() > deadline:
                     log.warning(
-                        "gang: ranks still alive %.1f s after SIGTERM; sending SIGKILL", grace_s
+                        "gang: ranks still alive %.1f s after SIGTERM; sending SIGKILL", _grace()
                     )
                     _signal_group(pgid, procs, signal.SIGKILL)
                     killed = True
@@ -238,7 +283,8 @@ def run_gang(
                         "gang: rank %d exited with %s; stopping the other ranks", rank, _code(rc)
                     )
                     _signal_group(pgid, procs, signal.SIGTERM)
-                    deadline = time.monotonic() + grace_s
+                    if deadline is None:
+                        deadline = time.monotonic() + _grace()
         # whatever the ranks left running in their group goes too
         _signal_group(pgid, [], signal.SIGKILL)
         for th in threads:

@@ -10,11 +10,14 @@ It never drops a point: a chunk that fails stays at the head of the buffer and i
 exponential backoff (capped at ``max_backoff_s``). ``flush()`` waits until everything logged
 before it was accepted by the server; ``close()`` (also called by the context manager and at
 interpreter exit) flushes, and if the server stays unreachable for ``close_timeout_s`` it
-writes the unsent points to a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``) that
-:func:`replay_spool` sends later, and raises BackendError naming that file. A batch the server
-refuses for good (e.g. the run was deleted) goes to a spool file at once (``.rejected`` counts
-its points, ``.spooled`` lists the files) so the rest keeps flowing. Metric names are checked
-against MLflow's rules at ``log()`` time, so a bad name is a ValidationError in the caller.
+writes the unsent points — the buffer and the chunk still being sent — to a spool file (JSON
+lines in ``<AISTACK_HOME>/mlflow-spool/``) that :func:`replay_spool` sends later, and raises
+BackendError naming that file. A batch the server refuses for good (e.g. the run was
+deleted) is split to find the points it refuses; only those go to a spool file (``.rejected``
+counts them, ``.spooled`` lists the files) so the rest keeps flowing. Metric names, values,
+steps and timestamps are checked at ``log()`` time (names against MLflow's rules, steps and
+timestamps within int64), so a point the server could never accept is a ValidationError in
+the caller rather than a batch that fails in the background.
 
 Example::
 
@@ -104,6 +107,7 @@ class BufferedMetricsLogger:
         self.spooled: list[Path] = []
         self._client = client if client is not None else mlflow_client(tracking_uri)
         self._buf: deque[_Point] = deque()
+        self._inflight: list[_Point] = []  # the chunk the thread is sending (close spools it)
         self._cond = threading.Condition()
         self._logged = 0  # points accepted by log()
         self._sent = 0  # points acknowledged by the server (in order)
@@ -176,13 +180,14 @@ class BufferedMetricsLogger:
             self._cond.notify_all()
         self._thread.join(timeout=self.close_timeout_s)
         with self._cond:
-            self._closed = True
-            left = list(self._buf)
+            self._closed = True  # from now on the thread drops what it fails to send
+            left = list(self._inflight) + list(self._buf)
             self._buf.clear()
             self._cond.notify_all()
         _OPEN.discard(self)
         if left:
             path = self._spool(left)
+            self.spooled.append(path)
             raise BackendError(
                 f"{len(left)} metric points could not be sent to run {self.run_id} "
                 f"(last error: {self.last_error}); saved to {path}",
@@ -257,25 +262,19 @@ class BufferedMetricsLogger:
                         return
                     continue
                 chunk = [self._buf.popleft() for _ in range(min(BATCH_LIMIT, len(self._buf)))]
+                self._inflight = chunk
+            refused: list[tuple[_Point, BaseException]] = []
             try:
-                self._send(chunk)
+                self._send_isolating(chunk, refused)
             except Exception as exc:
-                if _is_permanent(exc):
-                    # the server refuses these points for good (e.g. the run was deleted):
-                    # keep them in a spool file rather than retrying forever
-                    path = self._spool(chunk)
-                    with self._cond:
-                        self.spooled.append(path)
-                        self.rejected += len(chunk)
-                        self._sent += len(chunk)
-                        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                        self._cond.notify_all()
-                    continue
-                # transient: keep the chunk, retry with backoff
+                # transient: keep the chunk, retry with backoff (unless close() spooled it)
                 with self._cond:
+                    self._inflight = []
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    if self._closed:
+                        return
                     self._buf.extendleft(reversed(chunk))
                     self.retries += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 backoff = min(self.max_backoff_s, max(0.05, backoff * 2 or 0.1))
                 log.warning(
                     "metrics batch of %d points failed (%s); retrying in %.1f s",
@@ -285,12 +284,39 @@ class BufferedMetricsLogger:
                 )
                 continue
             backoff = 0.0
+            if refused:
+                # the server refuses these points for good (e.g. the run was deleted): keep
+                # them in a spool file rather than retrying forever
+                exc = refused[-1][1]
+                path = self._spool([pt for pt, _ in refused])
+                with self._cond:
+                    self.spooled.append(path)
+                    self.rejected += len(refused)
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             with self._cond:
+                self._inflight = []
                 self._sent += len(chunk)
                 self.requests += 1
                 if not self._buf:
                     self._flush_wanted = False
                 self._cond.notify_all()
+
+    def _send_isolating(
+        self, chunk: list[_Point], refused: list[tuple[_Point, BaseException]]
+    ) -> None:
+        """Send ``chunk``; when the server refuses it for good, split it to send the points it
+        accepts and collect the ones it refuses in ``refused``. Transient errors propagate."""
+        try:
+            self._send(chunk)
+        except Exception as exc:
+            if not _is_permanent(exc):
+                raise
+            if len(chunk) == 1:
+                refused.append((chunk[0], exc))
+                return
+            mid = len(chunk) // 2
+            self._send_isolating(chunk[:mid], refused)
+            self._send_isolating(chunk[mid:], refused)
 
     def _send(self, chunk: list[_Point]) -> None:
         metric = self._metric_cls
@@ -313,9 +339,31 @@ class BufferedMetricsLogger:
 
 
 def _is_permanent(exc: BaseException) -> bool:
-    """A refusal that a retry cannot fix (MLflow's INVALID_PARAMETER_VALUE and the like)."""
+    """A refusal that a retry cannot fix (MLflow's INVALID_PARAMETER_VALUE and the like), or
+    a point the client cannot even encode (ValueError / TypeError raised locally; network
+    errors are OSError / MlflowException, never these)."""
     code = getattr(exc, "error_code", None)
-    return code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST")
+    if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"):
+        return True
+    return isinstance(exc, ValueError | TypeError) and not isinstance(exc, OSError)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(name: str, key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(f"{name} of {key!r}: must be an integer, got {value!r}")
+    try:
+        out = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"{name} of {key!r}: must be an integer, got {value!r}") from None
+    if not INT64_MIN <= out <= INT64_MAX:
+        raise ValidationError(
+            f"{name} of {key!r}: {out} is outside MLflow's 64-bit range",
+            hint=f"use a {name} between -2**63 and 2**63-1",
+        )
+    return out
 
 
 def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _Point:
@@ -326,9 +374,12 @@ def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _
             value = float(value)  # numpy and torch scalars
         except (TypeError, ValueError):
             raise ValidationError(f"value of {key!r}: must be a number, got {value!r}") from None
-    v = float(value)
-    ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
-    return (key, v, ts, 0 if step is None else int(step))
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValidationError(f"value of {key!r}: {value!r} does not fit a double") from None
+    ts = int(time.time() * 1000) if timestamp is None else _int64("timestamp", key, timestamp)
+    return (key, v, ts, 0 if step is None else _int64("step", key, step))
 
 
 def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) -> int:

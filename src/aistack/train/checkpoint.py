@@ -9,7 +9,10 @@ Layout under ``<objects_url>/checkpoints/<run-name>/``::
 A checkpoint is first written as ``.step_XXXXXXXX.pt.<pid>.tmp`` and then renamed (on S3
 the object appears in one PUT, so a reader never sees half a file either); the latest
 checkpoint is the highest step number among complete ``step_*.pt`` files, so a crash while
-writing leaves the previous one in place. Older checkpoints beyond ``keep`` are deleted.
+writing leaves the previous one in place. Older checkpoints beyond ``keep`` are deleted (never
+the one just written). A latest checkpoint that cannot be read (truncated, corrupt) is skipped
+with a warning and the next older one is loaded. :meth:`CheckpointStore.archive` moves a run's
+checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with it).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import io
 import logging
 import os
 import re
+import time
 from typing import Any
 
-from aistack.errors import BackendError
+from aistack.errors import BackendError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,15 @@ def url_to_fs(url: str) -> tuple[Any, str]:
         except ImportError:  # pragma: no cover - storage is part of aistack
             pass
         opts.update(skip_instance_cache=True, use_listings_cache=False)
-    return fsspec.core.url_to_fs(url, **opts)
+    try:
+        return fsspec.core.url_to_fs(url, **opts)
+    except (ValueError, ImportError) as exc:
+        raise ValidationError(
+            f"checkpoint_url: {url!r} cannot be opened: {exc}",
+            hint="use a local directory or a URL such as s3://bucket/path "
+            "(its fsspec package installed)",
+            field="checkpoint_url",
+        ) from None
 
 
 def run_checkpoint_url(run_name: str, objects_url: str | None = None) -> str:
@@ -61,6 +73,33 @@ class CheckpointStore:
         self.url = url.rstrip("/")
         self.fs, self.root = url_to_fs(self.url)
         self.keep = max(1, int(keep))
+
+    def check_writable(self) -> None:
+        """Create the directory and write a probe file, so that a bad location is an error
+        before training starts rather than at the first checkpoint."""
+        probe = self._path(f".probe.{os.getpid()}.tmp")
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            with self.fs.open(probe, "wb") as fh:
+                fh.write(b"ok")
+            self.fs.rm(probe)
+        except (OSError, ValueError) as exc:
+            raise ValidationError(
+                f"checkpoint_url: cannot write checkpoints to {self.url}: {exc}",
+                hint="fix --checkpoint-url (a writable directory or bucket path)",
+                field="checkpoint_url",
+            ) from None
+
+    def archive(self) -> str | None:
+        """Move this run's checkpoints into ``previous-<UTC time>/`` (None when it has none)."""
+        steps = self.steps()
+        if not steps:
+            return None
+        dest = self._path(f"previous-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        self.fs.makedirs(dest, exist_ok=True)
+        for step in steps:
+            self.fs.mv(self.path_for(step), f"{dest}/{os.path.basename(self.path_for(step))}")
+        return dest
 
     def _path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
@@ -102,23 +141,56 @@ class CheckpointStore:
         except OSError as exc:
             raise BackendError(f"cannot write checkpoint {final}: {exc}") from exc
         log.info("checkpoint step %d saved to %s (%.1f MB)", step, final, len(data) / 1e6)
-        self._prune()
+        self._prune(step)
         return final
 
-    def _prune(self) -> None:
-        for old in self.steps()[: -self.keep]:
+    def _prune(self, just_saved: int) -> None:
+        """Keep ``just_saved`` and the ``keep - 1`` newest others."""
+        others = [s for s in self.steps() if s != just_saved]
+        for old in others[: max(0, len(others) - (self.keep - 1))]:
             try:
                 self.fs.rm(self.path_for(old))
             except OSError as exc:  # pragma: no cover - best effort
                 log.warning("could not delete old checkpoint step %d: %s", old, exc)
 
-    def load(self, step: int | None = None) -> dict[str, Any] | None:
-        """The checkpoint at ``step`` (default: latest), or None when the run has none."""
+    def _read(self, step: int) -> dict[str, Any]:
         import torch
 
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return None
         with self.fs.open(self.path_for(step), "rb") as fh:
             data = fh.read()
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "step" not in state:
+            raise ValueError("not a trainer checkpoint (no 'step')")
+        return state  # type: ignore[no-any-return]
+
+    def load(self, step: int | None = None) -> dict[str, Any] | None:
+        """The checkpoint at ``step``, or None when the run has none.
+
+        Without ``step``: the latest one that can be read; a truncated or corrupt file is
+        skipped with a warning naming it. BackendError when none can be read.
+        """
+        if step is not None:
+            return self._read(step)
+        steps = self.steps()
+        bad: list[str] = []
+        for s in reversed(steps):
+            try:
+                state = self._read(s)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file: try the older one
+                bad.append(f"{self.path_for(s)} ({type(exc).__name__}: {exc})"[:300])
+                log.warning(
+                    "checkpoint %s cannot be read (%s: %s); trying the previous one",
+                    self.path_for(s),
+                    type(exc).__name__,
+                    exc,
+                )
+                continue
+            if bad:
+                log.warning("resuming from step %d instead of the unreadable newer checkpoint", s)
+            return state
+        if bad:
+            raise BackendError(
+                "no checkpoint of this run can be read: " + "; ".join(bad),
+                hint="delete the bad files, or start over with --no-resume or a new --run-name",
+            )
+        return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.errors import ValidationError
@@ -20,7 +21,12 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_name: str = Field("gpt", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    run_name: str = Field(
+        "gpt",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="names the checkpoints to resume (default: job-<AISTACK_JOB_ID> in an "
+        "aistack job, else 'gpt')",
+    )
     data: list[str] = Field(..., min_length=1, description="shard files, directories or globs")
     # model
     vocab_size: int | None = Field(None, ge=2, description="default: from the shard headers")
@@ -67,9 +73,23 @@ class TrainConfig(BaseModel):
         None, description="also register the final model under this registry name"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_run_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("run_name") is None:
+            data = {**data, "run_name": default_run_name()}
+        return data
+
     @property
     def tokens_per_step(self) -> int:
         return self.micro_batch_size * self.grad_accum * self.seq_len
+
+
+def default_run_name() -> str:
+    """``job-<AISTACK_JOB_ID>`` inside an aistack job (its retries and preemptions resume it,
+    other jobs do not), else ``gpt``."""
+    job = re.sub(r"[^A-Za-z0-9._-]", "-", os.environ.get("AISTACK_JOB_ID", "").strip())
+    return f"job-{job}" if job else "gpt"
 
 
 def _raise(exc: PydanticValidationError) -> typing.NoReturn:

@@ -9,10 +9,17 @@
 * Checkpoints every ``checkpoint_every`` steps, at the end, and when the process receives
   SIGTERM (checkpoint, then exit 143) or SIGUSR1 (checkpoint, keep training) — all ranks
   agree on the stop step through the per-step all-reduce, so one signalled rank is enough.
-* On start it resumes from the run's latest checkpoint: model, optimizer, loader position
-  and every rank's RNG state, so the loss curve continues as if never interrupted.
+* On start it resumes from the run's latest readable checkpoint: model, optimizer, loader
+  position and every rank's RNG state, so the loss curve continues as if never interrupted
+  (steps logged before, since that checkpoint, are not logged twice). A checkpoint of another
+  model shape or loader layout is refused with the field that differs. ``--no-resume`` moves
+  the run's checkpoints into ``previous-<time>/`` and starts a new lineage. The run name
+  defaults to ``job-<AISTACK_JOB_ID>`` in an aistack job.
+* Checked before the first step: the tokenizer file, that the checkpoint location is
+  writable, and that ``eos_id`` and the data's token ids fit ``vocab_size``.
 * With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
-  the model as an MLflow pyfunc (see :mod:`aistack.train.export`).
+  the model as an MLflow pyfunc (see :mod:`aistack.train.export`). The run ends FINISHED,
+  KILLED when stopped by SIGTERM (a re-run resumes it), FAILED when the trainer raised.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import AistackError, require
+from aistack.errors import AistackError, BackendError, ValidationError, require
 from aistack.train.config import TrainConfig, parse_args
 
 log = logging.getLogger(__name__)
@@ -91,12 +98,15 @@ def _set_rng_state(torch: Any, st: dict[str, Any]) -> None:
 class _MetricsSink:
     """Rank 0's metrics: a JSON-lines file and/or MLflow (buffered)."""
 
-    def __init__(self, cfg: TrainConfig, resume_run_id: str | None) -> None:
+    def __init__(self, cfg: TrainConfig, resume_run_id: str | None, start: int = 0) -> None:
+        if cfg.metrics_file and start:
+            _truncate_metrics_file(cfg.metrics_file, start)
         self.file = open(cfg.metrics_file, "a") if cfg.metrics_file else None  # noqa: SIM115
         self.mlflow: Any = None
         self.run_id: str | None = None
         self._logger: Any = None
         self._pending: list[Any] = []
+        self._logged_upto = -1  # steps the MLflow run already has (a resume from an older ckpt)
         if cfg.mlflow and os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             self.mlflow = require("mlflow", extra="mlops")
@@ -107,6 +117,8 @@ class _MetricsSink:
                 else self.mlflow.start_run(run_name=cfg.run_name)
             )
             self.run_id = run.info.run_id
+            if start and run_id:
+                self._logged_upto = _last_logged_step(self.mlflow, self.run_id)
             if not resume_run_id:
                 params = cfg.model_dump(exclude={"data"})
                 params["data"] = ",".join(cfg.data)[:500]
@@ -118,13 +130,13 @@ class _MetricsSink:
             except ImportError:
                 self._logger = None
 
-    def log(self, step: int, metrics: dict[str, float | None]) -> None:
+    def log(self, step: int, metrics: dict[str, float | None], *, to_file: bool = True) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
-        if self.file is not None:
+        if self.file is not None and to_file:
             self.file.write(json.dumps({"step": step, **clean}) + "\n")
             self.file.flush()
-        if self.mlflow is None:
-            return
+        if self.mlflow is None or step <= self._logged_upto:
+            return  # the run has this step already (logged before the crash we resume from)
         if self._logger is not None:
             self._logger.log_many(clean, step=step)
             return
@@ -142,14 +154,105 @@ class _MetricsSink:
                 client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
             self._pending = []
 
-    def close(self, *, end_run: bool) -> None:
-        if self._logger is not None:
-            self._logger.close()
-        self._flush()
-        if self.file is not None:
-            self.file.close()
-        if self.mlflow is not None:  # a stopped run is KILLED until a re-run resumes it
-            self.mlflow.end_run(status="FINISHED" if end_run else "KILLED")
+    def close(self, *, status: str) -> None:
+        """Flush and end the MLflow run with ``status``: FINISHED, KILLED (stopped by a signal,
+        a re-run resumes it) or FAILED (the trainer raised)."""
+        try:
+            if self._logger is not None:
+                try:
+                    self._logger.close()
+                except BackendError as exc:  # spooled, not lost: say so and end the run
+                    log.error("metrics: %s (%s)", exc, exc.hint)
+            self._flush()
+        finally:
+            if self.file is not None:
+                self.file.close()
+            if self.mlflow is not None:
+                self.mlflow.end_run(status=status)
+
+
+def _truncate_metrics_file(path: str, start: int) -> None:
+    """Keep the lines of steps ``<= start``: the steps after the checkpoint we resume from
+    are trained (and written) again."""
+    try:
+        with open(path) as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return
+    keep = []
+    for line in lines:
+        try:
+            if int(json.loads(line)["step"]) > start:
+                continue
+        except (ValueError, KeyError, TypeError):
+            pass
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.writelines(keep)
+        os.replace(tmp, path)
+
+
+def _last_logged_step(mlflow: Any, run_id: str) -> int:
+    """The highest step of ``loss`` the run has (-1 when none or unknown)."""
+    try:
+        hist = mlflow.tracking.MlflowClient().get_metric_history(run_id, "loss")
+    except Exception as exc:  # noqa: BLE001 - only used to avoid duplicates
+        log.debug("could not read the run's loss history: %s", exc)
+        return -1
+    return max((int(m.step) for m in hist), default=-1)
+
+
+_SHAPE_KEYS = ("vocab_size", "seq_len", "n_layer", "n_head", "n_embd", "bias")
+_OPTIM_KEYS = ("lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip")
+
+
+def _check_resume(state: dict[str, Any], gcfg_dict: dict[str, Any], loader: Any) -> None:
+    """Refuse a checkpoint of another model shape or loader layout before loading it."""
+    have = state.get("gpt_config") or {}
+    for key in _SHAPE_KEYS:
+        if key in have and have[key] != gcfg_dict[key]:
+            raise ValidationError(
+                f"{key}: the checkpoint's model has {have[key]!r}, this run has {gcfg_dict[key]!r}",
+                hint="resume with the same model settings, or start a new run name "
+                "(--run-name) or --no-resume",
+                field=key,
+            )
+    loader_state = state.get("loader")
+    if loader_state is not None:
+        loader.load_state_dict(loader_state)  # refuses another layout, naming the field
+
+
+def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
+    """The model's vocabulary size; refuses ids the embedding could not hold."""
+    vocab = cfg.vocab_size or loader.vocab_size
+    if not vocab:
+        raise ValidationError("vocab_size: not in the shard headers", hint="set vocab_size")
+    if cfg.vocab_size and loader.vocab_size and cfg.vocab_size < loader.vocab_size:
+        raise ValidationError(
+            f"vocab_size: {cfg.vocab_size} is smaller than the data's vocabulary "
+            f"({loader.vocab_size}, from the shard headers)",
+            hint=f"set --vocab-size to at least {loader.vocab_size}, or leave it unset",
+            field="vocab_size",
+        )
+    if cfg.eos_id is not None and cfg.eos_id >= vocab:
+        raise ValidationError(
+            f"eos_id: {cfg.eos_id} is not below vocab_size {vocab}",
+            hint=f"use the tokenizer's end-of-text id (below {vocab}), or set --vocab-size "
+            f"to at least {cfg.eos_id + 1}",
+            field="eos_id",
+        )
+    return int(vocab)
+
+
+def _check_tokenizer(cfg: TrainConfig) -> None:
+    if cfg.tokenizer and "://" not in cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
+        raise ValidationError(
+            f"tokenizer: {cfg.tokenizer} does not exist",
+            hint="fix the path or drop --tokenizer",
+            field="tokenizer",
+        )
 
 
 def _register(run_id: str | None, name: str, model_uri: str) -> str:
@@ -166,6 +269,7 @@ def _register(run_id: str | None, name: str, model_uri: str) -> str:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training as configured; returns when done or stopped by a signal."""
+    _check_tokenizer(cfg)
     torch = require("torch", extra="train")
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -216,11 +320,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         eos_id=cfg.eos_id,
         prefetch=cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0),
     )
-    vocab = cfg.vocab_size or loader.vocab_size
-    if not vocab:
-        from aistack.errors import ValidationError
-
-        raise ValidationError("vocab_size: not in the shard headers", hint="set vocab_size")
+    vocab = _check_tokens(cfg, loader)
     gcfg = GPTConfig(
         vocab_size=vocab,
         seq_len=cfg.seq_len,
@@ -248,15 +348,22 @@ def train(cfg: TrainConfig) -> TrainResult:
     store = CheckpointStore(
         cfg.checkpoint_url or run_checkpoint_url(cfg.run_name), keep=cfg.keep_checkpoints
     )
+    store.check_writable()
+    if not cfg.resume and rank == 0:
+        moved = store.archive()
+        if moved:
+            log.warning(
+                "--no-resume: the earlier checkpoints of %s were moved to %s", cfg.run_name, moved
+            )
     start = 0
     resumed_from: int | None = None
     mlflow_run_id: str | None = None
     carried_loss: float | None = None  # the last logged loss of the run we resume
     state = store.load() if cfg.resume else None
     if state is not None:
+        _check_resume(state, gcfg.to_dict(), loader)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        loader.load_state_dict(state["loader"])
         rngs = state.get("rng") or []
         if len(rngs) == world:
             _set_rng_state(torch, rngs[rank])
@@ -265,6 +372,22 @@ def train(cfg: TrainConfig) -> TrainResult:
         carried_loss = state.get("last_loss")
         if rank == 0:
             log.info("resumed %s from step %d (%s)", cfg.run_name, start, store.url)
+            old_cfg = state.get("config") or {}
+            changed = [k for k in _OPTIM_KEYS if k in old_cfg and old_cfg[k] != getattr(cfg, k)]
+            if changed:
+                log.warning(
+                    "resumed with other settings than the checkpoint's: %s (the optimizer "
+                    "state is the checkpoint's; use a new --run-name to start over)",
+                    ", ".join(f"{k} {old_cfg[k]!r} -> {getattr(cfg, k)!r}" for k in changed),
+                )
+            if start >= cfg.max_steps:
+                log.warning(
+                    "run %s is already at step %d (max_steps %d): nothing to train; use a new "
+                    "--run-name or --no-resume to train again",
+                    cfg.run_name,
+                    start,
+                    cfg.max_steps,
+                )
     del state
     if resumed_from is None:  # same weights on every rank above; per-rank dropout RNG below
         torch.manual_seed(cfg.seed * 1000 + rank)
@@ -282,7 +405,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if distributed:
         train_model = DDP(train_model, device_ids=[local_rank] if use_cuda else None)
 
-    sink = _MetricsSink(cfg, mlflow_run_id) if rank == 0 else None
+    sink = _MetricsSink(cfg, mlflow_run_id, start) if rank == 0 else None
     if rank == 0:
         log.info(
             "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",
@@ -330,7 +453,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if sink is not None and carried_loss is not None and start >= cfg.max_steps:
         # resumed at the end (a re-run of a finished job): the run still gets its final loss,
         # so promotion gates on `loss` can read it
-        sink.log(start, {"loss": float(carried_loss)})
+        sink.log(start, {"loss": float(carried_loss)}, to_file=False)
+    end_status = "FAILED"  # unless the body below completes
     try:
         train_model.train()
         while step < cfg.max_steps:
@@ -424,10 +548,15 @@ def train(cfg: TrainConfig) -> TrainResult:
             if cfg.register_as:
                 registered_version = _register(sink.run_id, cfg.register_as, uri)
                 log.info("registered %s version %s", cfg.register_as, registered_version)
+        # a stopped run is KILLED until a re-run resumes it
+        end_status = "FINISHED" if stopped_by is None else "KILLED"
+    except KeyboardInterrupt:
+        end_status = "KILLED"
+        raise
     finally:
         loader.close()
         if sink is not None:
-            sink.close(end_run=stopped_by is None)
+            sink.close(status=end_status)
         for s, h in old.items():
             signal.signal(s, h)
         if distributed and dist.is_initialized():

@@ -136,3 +136,13 @@ def test_free_port_is_bindable() -> None:
     assert 1 <= port <= 65535
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_default_threads_are_the_pinned_cores_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a job pinned to 2 of 64 cores: 2 ranks get 1 thread each, not 32 (oversubscription)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {4, 5}, raising=False)
+    ranks = build_rank_envs("torch", ["h"], 2, 1234, "j")
+    assert [r.env["OMP_NUM_THREADS"] for r in ranks] == ["1", "1"]
+    one = build_rank_envs("jax", ["h"], 1, 1234, "j")
+    assert one[0].env["OMP_NUM_THREADS"] == "2"

@@ -140,3 +140,90 @@ def test_empty_command_is_a_validation_error(cmd) -> None:
 def test_no_ranks_is_a_validation_error() -> None:
     with pytest.raises(ValidationError, match="ranks"):
         run_gang([], ["true"], None)
+
+
+# a rank that checkpoints on SIGTERM: 1 s of "saving", then a file, then exit 143
+CHECKPOINTING_RANK = (
+    "import os, signal, sys, time\n"
+    "out = sys.argv[1]\n"
+    "def term(s, f):\n"
+    "    time.sleep(1.0)\n"
+    "    open(os.path.join(out, 'rank%s.saved' % os.environ['RANK']), 'w').write('ok')\n"
+    "    print('checkpoint saved', flush=True)\n"
+    "    sys.exit(143)\n"
+    "signal.signal(signal.SIGTERM, term)\n"
+    "print('ready', os.getpid(), os.getpgid(0), flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _sigterm_when_ready(log: Path, n: int):
+    def on_start(_pids: list[int]) -> None:
+        def send() -> None:
+            deadline = time.monotonic() + 20
+            while log.read_text().count("ready") < n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=send, daemon=True).start()
+
+    return on_start
+
+
+@pytest.mark.parametrize("wrap", ["{cmd}", "{cmd}; exit $?"], ids=["plain", "compound"])
+def test_forwarded_sigterm_lets_ranks_under_a_shell_checkpoint(tmp_path: Path, wrap: str) -> None:
+    # a string command runs under a shell: the SIGTERM reaches the whole group, the shell may
+    # die at once, and the real rank process still gets its grace period (it was SIGKILLed)
+    script = tmp_path / "rank.py"
+    script.write_text(CHECKPOINTING_RANK)
+    log = tmp_path / "log"
+    cmd = wrap.format(cmd=f"{PY} {script} {tmp_path}")
+    res = run_gang(_ranks(2), cmd, log, on_start=_sigterm_when_ready(log, 2), grace_s=20)
+    text = log.read_text()
+    assert (tmp_path / "rank0.saved").exists() and (tmp_path / "rank1.saved").exists(), text
+    assert text.count("checkpoint saved") == 2
+    assert res.signals_forwarded == ["SIGTERM"]
+    assert res.exit_code == 143
+
+
+def test_plain_string_command_is_execed_so_the_rank_is_the_program(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    pids: list[int] = []
+    res = run_gang(_ranks(1), f"{PY} -c 'import os; print(os.getpid())'", buf, on_start=pids.extend)
+    assert res.exit_code == 0
+    assert buf.getvalue().split()[-1] == str(pids[0])
+
+
+def test_forwarded_sigterm_kills_after_the_grace_period(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    log = tmp_path / "log"
+    t0 = time.monotonic()
+    res = run_gang(
+        _ranks(2), f'{PY} -c "{code}"; true', log, on_start=_sigterm_when_ready(log, 2), grace_s=0.5
+    )
+    assert time.monotonic() - t0 < 20
+    assert res.signals_forwarded == ["SIGTERM"]
+    assert res.exit_code != 0
+
+
+def test_grace_can_be_read_when_the_stop_begins(tmp_path: Path) -> None:
+    script = tmp_path / "rank.py"
+    script.write_text(CHECKPOINTING_RANK)
+    log = tmp_path / "log"
+    asked: list[int] = []
+
+    def grace() -> float:
+        asked.append(1)
+        return 20.0
+
+    res = run_gang(
+        _ranks(1), f"{PY} {script} {tmp_path}; exit $?", log,
+        on_start=_sigterm_when_ready(log, 1), grace_s=grace,
+    )  # fmt: skip
+    assert asked and (tmp_path / "rank0.saved").exists()
+    assert res.exit_code == 143

@@ -204,3 +204,96 @@ def test_permanently_refused_batch_is_spooled_and_the_rest_flows(tmp_path):
     assert ml.rejected == 10 and len(client.points()) == 10
     (spool,) = ml.spooled
     assert [json.loads(x)["value"] for x in spool.read_text().splitlines()] == [-1.0] * 10
+
+
+class SlowDownClient(RecordingClient):
+    """Every call takes ``delay`` seconds and then fails (a server that times out)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def log_batch(self, run_id, metrics):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        raise ConnectionError("server down")
+
+
+def test_close_spools_the_chunk_in_flight(tmp_path):
+    # close() times out while the thread is still sending: that chunk is spooled too, and the
+    # thread does not put it back afterwards
+    client = SlowDownClient(delay=1.5)
+    ml = BufferedMetricsLogger(
+        run_id="run1", client=client, close_timeout_s=0.5, flush_interval_s=0.05, spool_dir=tmp_path
+    )
+    for i in range(10):
+        ml.log("loss", float(i), step=i)
+    deadline = time.monotonic() + 10
+    while client.calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(BackendError, match="10 metric points could not be sent"):
+        ml.close()
+    (spool,) = tmp_path.glob("run1-*.jsonl")
+    assert ml.spooled == [spool]
+    steps = [json.loads(x)["step"] for x in spool.read_text().splitlines()]
+    assert steps == list(range(10))
+    time.sleep(1.5)  # the send in flight fails now: nothing is requeued, the thread ends
+    ml._thread.join(timeout=5)
+    assert not ml._thread.is_alive()
+    assert len(ml._buf) == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "timestamp", "match"),
+    [
+        (2**63, None, "step of 'x': 9223372036854775808 is outside"),
+        (-(2**63) - 1, None, "step of 'x'"),
+        (1, 2**63, "timestamp of 'x'"),
+        ("ten", None, "step of 'x': must be an integer"),
+    ],
+)
+def test_steps_and_timestamps_outside_int64_are_refused_at_log_time(step, timestamp, match):
+    client = RecordingClient()
+    ml = BufferedMetricsLogger(run_id="run1", client=client, flush_interval_s=0.01)
+    with pytest.raises(ValidationError, match=match):
+        ml.log("x", 1.0, step=step, timestamp=timestamp)
+    with pytest.raises(ValidationError, match="step"):
+        ml.log_many({"x": 1.0, "y": 2.0}, step=step if timestamp is None else 2**64)
+    ml.log("good", 10.0, step=2**63 - 1)
+    ml.log("neg", 1.0, step=-(2**63))
+    ml.close()
+    assert client.points() == [("good", 10.0, 2**63 - 1), ("neg", 1.0, -(2**63))]
+
+
+class EncodingClient(RecordingClient):
+    """Raises ValueError (as protobuf does for a value it cannot encode) for value 13."""
+
+    def log_batch(self, run_id, metrics):
+        if any(m.value == 13.0 for m in metrics):
+            with self.lock:
+                self.calls += 1
+            raise ValueError("Value out of range: 13")
+        super().log_batch(run_id, metrics)
+
+
+def test_a_point_the_client_cannot_encode_does_not_poison_the_batch(tmp_path):
+    client = EncodingClient()
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=client,
+        flush_interval_s=0.01,
+        close_timeout_s=5,
+        max_backoff_s=0.01,
+        spool_dir=tmp_path,
+    )
+    ml.log("good", 10.0, step=10)
+    ml.log("bad", 13.0, step=11)
+    ml.log("good", 12.0, step=12)
+    t0 = time.monotonic()
+    ml.close()  # no retry loop: returns at once
+    assert time.monotonic() - t0 < 4
+    assert client.points() == [("good", 10.0, 10), ("good", 12.0, 12)]
+    assert ml.rejected == 1 and ml.retries == 0
+    (spool,) = ml.spooled
+    assert [json.loads(x)["value"] for x in spool.read_text().splitlines()] == [13.0]

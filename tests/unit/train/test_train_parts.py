@@ -99,3 +99,18 @@ def test_checkpoint_store_on_fsspec_memory() -> None:
 def test_default_checkpoint_url_under_objects(aistack_home: Path) -> None:
     assert run_checkpoint_url("r1") == f"{aistack_home / 'objects'}/checkpoints/r1"
     assert run_checkpoint_url("r1", "s3://b/objects/") == "s3://b/objects/checkpoints/r1"
+
+
+def test_checkpoint_store_prune_keeps_the_one_just_written(tmp_path: Path) -> None:
+    # newer steps of another lineage (or an unreadable latest one) must not make the
+    # checkpoint just written the "oldest" to prune
+    store = CheckpointStore(str(tmp_path / "ck"), keep=2)
+    for step in (10, 20):
+        store.save(step, {"step": step})
+    path = store.save(5, {"step": 5})
+    assert Path(path).exists()
+    assert store.steps() == [5, 20]
+    one = CheckpointStore(str(tmp_path / "ck1"), keep=1)
+    one.save(8, {"step": 8})
+    one.save(3, {"step": 3})
+    assert one.steps() == [3]

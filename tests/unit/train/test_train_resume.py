@@ -100,3 +100,115 @@ def test_sigusr1_checkpoints_and_keeps_training(
     assert res.stopped_by is None and res.step == 6 and res.exit_code == 0
     ck = aistack_home / "objects" / "checkpoints" / "usr1"
     assert sorted(p.name for p in ck.iterdir()) == ["step_00000003.pt", "step_00000006.pt"]
+
+
+def _ckpt_dir(home: Path, name: str) -> Path:
+    return home / "objects" / "checkpoints" / name
+
+
+def test_no_resume_starts_a_new_lineage(aistack_home: Path, tmp_path: Path) -> None:
+    train(_cfg(tmp_path, "r1", max_steps=6, checkpoint_every=2))
+    ck = _ckpt_dir(aistack_home, "r1")
+    assert sorted(p.name for p in ck.glob("step_*.pt")) == [
+        "step_00000002.pt",
+        "step_00000004.pt",
+        "step_00000006.pt",
+    ]
+    fresh = train(_cfg(tmp_path, "r1", resume=False, max_steps=1, checkpoint_every=1))
+    assert fresh.resumed_from is None
+    assert Path(fresh.checkpoint).exists()  # not pruned as the oldest of the old lineage
+    assert [p.name for p in ck.glob("step_*.pt")] == ["step_00000001.pt"]
+    (old,) = ck.glob("previous-*")  # the old lineage is kept aside, not deleted
+    assert len(list(old.glob("step_*.pt"))) == 3
+    nxt = train(_cfg(tmp_path, "r1", max_steps=2))
+    assert nxt.resumed_from == 1  # the new lineage, not the old run's step 6
+
+
+def test_default_run_name_is_the_job_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AISTACK_JOB_ID", raising=False)
+    assert load_config(data=["d"]).run_name == "gpt"
+    monkeypatch.setenv("AISTACK_JOB_ID", "73bf8b0a7671")
+    assert load_config(data=["d"]).run_name == "job-73bf8b0a7671"
+    assert load_config(data=["d"], run_name="mine").run_name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"seq_len": 32}, "seq_len: the checkpoint's model has 16, this run has 32"),
+        ({"n_embd": 32}, "n_embd: the checkpoint's model has 16, this run has 32"),
+        ({"n_layer": 2}, "n_layer"),
+        ({"vocab_size": 80}, "vocab_size: the checkpoint's model has 64, this run has 80"),
+    ],
+)
+def test_resume_with_another_model_shape_names_the_field(
+    aistack_home: Path, tmp_path: Path, change: dict, match: str
+) -> None:
+    from aistack.errors import ValidationError
+
+    train(_cfg(tmp_path, "shape", max_steps=2))
+    with pytest.raises(ValidationError, match=match) as ei:
+        train(_cfg(tmp_path, "shape", max_steps=4, **change))
+    assert "--run-name" in str(ei.value)
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous(
+    aistack_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aistack.errors import BackendError
+
+    train(_cfg(tmp_path, "bad", max_steps=4, checkpoint_every=2))
+    ck = _ckpt_dir(aistack_home, "bad")
+    latest = ck / "step_00000004.pt"
+    latest.write_bytes(latest.read_bytes()[:5000])  # truncated
+    res = train(_cfg(tmp_path, "bad", max_steps=5))
+    assert res.resumed_from == 2 and res.step == 5
+    assert "step_00000004.pt cannot be read" in caplog.text
+    for p in ck.glob("step_*.pt"):
+        p.write_bytes(b"")  # all of them empty now
+    with pytest.raises(BackendError, match="no checkpoint of this run can be read") as ei:
+        train(_cfg(tmp_path, "bad", max_steps=6))
+    assert "--no-resume" in str(ei.value)
+
+
+def test_eos_and_vocab_outside_the_model_are_refused_before_training(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    from aistack.errors import ValidationError
+
+    # the shards' header vocabulary is 64
+    with pytest.raises(ValidationError, match="eos_id: 64 is not below vocab_size 64"):
+        train(_cfg(tmp_path, "e1", eos_id=64))
+    with pytest.raises(ValidationError, match="vocab_size: 10 is smaller than the data's"):
+        train(_cfg(tmp_path, "e2", vocab_size=10))
+    assert not _ckpt_dir(aistack_home, "e1").exists()
+    assert not (tmp_path / "e1.jsonl").exists()  # not a single step
+    ok = train(_cfg(tmp_path, "e3", eos_id=64, vocab_size=65, max_steps=2))
+    assert ok.step == 2
+
+
+def test_bad_tokenizer_and_checkpoint_url_are_refused_before_training(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    from aistack.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="tokenizer: /nope/tok.json does not exist"):
+        train(_cfg(tmp_path, "t1", tokenizer="/nope/tok.json"))
+    with pytest.raises(ValidationError, match="checkpoint_url: cannot write checkpoints"):
+        train(_cfg(tmp_path, "t2", checkpoint_url="/proc/nope/ck"))
+    with pytest.raises(ValidationError, match="checkpoint_url: 's3x://bucket/x' cannot be opened"):
+        train(_cfg(tmp_path, "t3", checkpoint_url="s3x://bucket/x"))
+    for name in ("t1", "t2", "t3"):
+        assert not (tmp_path / f"{name}.jsonl").exists()
+
+
+def test_resume_from_an_older_checkpoint_logs_no_step_twice(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    train(_cfg(tmp_path, "dup", max_steps=5, checkpoint_every=2))
+    # a crash after step 5 was logged but before its checkpoint
+    (_ckpt_dir(aistack_home, "dup") / "step_00000005.pt").unlink()
+    res = train(_cfg(tmp_path, "dup", max_steps=6, checkpoint_every=2))
+    assert res.resumed_from == 4
+    steps = [json.loads(x)["step"] for x in (tmp_path / "dup.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -1,0 +1,78 @@
+"""The trainer's MLflow run status and metrics (a local SQLite tracking store, no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aistack.train.shards import write_token_shard
+
+pytest.importorskip("torch")
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture
+def tracking(aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    write_token_shard(tmp_path / "d.tok", [rng.integers(0, 50, 5000)], 50)
+    return uri
+
+
+def _cfg(tmp_path: Path, name: str, **kw):
+    from aistack.train.config import load_config
+
+    base = dict(
+        data=[str(tmp_path / "d.tok")], run_name=name, seq_len=8, n_layer=1, n_head=1,
+        n_embd=8, micro_batch_size=2, max_steps=6, checkpoint_every=2, save_model=False,
+    )  # fmt: skip
+    return load_config(**(base | kw))
+
+
+def _latest_run(uri: str):
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs(["0"], max_results=1, order_by=["attributes.start_time DESC"])
+    return client, run
+
+
+def test_a_trainer_that_crashes_marks_its_run_failed(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.train import run as run_mod
+
+    real = run_mod.lr_at
+
+    def boom(step, cfg):
+        if step == 3:
+            raise IndexError("index out of range in self")
+        return real(step, cfg)
+
+    monkeypatch.setattr(run_mod, "lr_at", boom)
+    with pytest.raises(IndexError):
+        run_mod.train(_cfg(tmp_path, "crash"))
+    _client, run = _latest_run(tracking)
+    assert run.info.status == "FAILED"
+
+
+def test_resume_from_an_older_checkpoint_logs_each_step_once(
+    tracking: str, aistack_home: Path, tmp_path: Path
+) -> None:
+    from aistack.train.run import train
+
+    first = train(_cfg(tmp_path, "dup", max_steps=5))
+    assert first.mlflow_run_id
+    # a crash after step 5 was logged but before its checkpoint
+    (aistack_home / "objects" / "checkpoints" / "dup" / "step_00000005.pt").unlink()
+    second = train(_cfg(tmp_path, "dup", max_steps=6))
+    assert second.resumed_from == 4 and second.mlflow_run_id == first.mlflow_run_id
+    train(_cfg(tmp_path, "dup", max_steps=6))  # a re-run of the finished run
+    client = mlflow.tracking.MlflowClient(tracking)
+    hist = client.get_metric_history(first.mlflow_run_id, "loss")
+    assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5, 6]
+    assert client.get_run(first.mlflow_run_id).info.status == "FINISHED"
