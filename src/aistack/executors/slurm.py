@@ -433,7 +433,11 @@ class SlurmExecutor(Executor):
         plan = self.render(req)
         req.job_dir.mkdir(parents=True, exist_ok=True)
         script = req.job_dir / "job.sbatch"
-        script.write_text(plan.script)
+        # owner-only: the script exports the job's environment, tokens included
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(plan.script)
+        os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
         for stale in ("exit_code", "cancel_requested"):
             (req.job_dir / stale).unlink(missing_ok=True)
         res = self._run("sbatch", "--parsable", str(script))
