@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+
 log = logging.getLogger(__name__)
 
 HOST_TOKEN = "__AISTACK_HOST_{}__"
@@ -61,7 +63,9 @@ class NodeAgent:
         for rank, env in ranks:
             try:
                 p = subprocess.Popen(
-                    ["/bin/sh", "-c", command],
+                    # bash execs a single command: the rank is the program, which gets the
+                    # stop signal itself (dash would die of it and leave the program behind)
+                    [SHELL, "-c", command],
                     cwd=workdir or None,
                     env={**os.environ, **env},
                     stdin=subprocess.DEVNULL,
@@ -107,14 +111,29 @@ class NodeAgent:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(p.pid, sig)
             deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline and any(
-                isinstance(p, subprocess.Popen) and p.poll() is None for p in self._procs.values()
-            ):
+            groups = [p.pid for p in self._procs.values() if isinstance(p, subprocess.Popen)]
+
+            def alive(pgid: int) -> bool:
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    return False
+                except PermissionError:
+                    return True
+                return True
+
+            # wait for every rank's whole group (a program under a shell that died of the
+            # signal is still checkpointing), not only the processes started here
+            while time.monotonic() < deadline:
+                for p in self._procs.values():
+                    if isinstance(p, subprocess.Popen):
+                        p.poll()  # reap: a zombie leader would keep its group 'alive'
+                if not any(alive(g) for g in groups):
+                    break
                 time.sleep(0.1)
-            for p in self._procs.values():
-                if isinstance(p, subprocess.Popen) and p.poll() is None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(p.pid, signal.SIGKILL)
+            for g in groups:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(g, signal.SIGKILL)
 
         threading.Thread(target=_stop, daemon=True).start()
 

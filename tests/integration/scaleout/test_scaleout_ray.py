@@ -115,6 +115,52 @@ def test_failure_and_cancel(ex, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert st2.state == "cancelled", st2
 
 
+IGNORES_TERM = (
+    "import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "open(sys.argv[1] + '/pid' + os.environ['AISTACK_RANK'], 'w').write(str(os.getpid())); "
+    "time.sleep(300)"
+)
+
+
+def test_cancel_leaves_no_rank_program_behind(ex, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A rank's shell dies of the SIGTERM while its program ignores it: the program must not
+    outlive the cancel (it was left running, holding its GPU, once the shell was gone)."""
+    import os
+
+    out = tmp_path / "pids"
+    out.mkdir()
+    h = ex.launch(
+        LaunchRequest(
+            job_id="orphan",
+            attempt=1,
+            command=f'{sys.executable} -c "{IGNORES_TERM}" {out}; echo after',
+            allocation=_two_node_alloc(ex),
+            job_dir=tmp_path / "orphan",
+        )
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("pid*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = [int(p.read_text()) for p in out.glob("pid*")]
+    assert len(pids) == 2
+    ex.cancel(h, grace_s=1)
+    st = _wait(ex, h, lambda s: s.final, 60)
+    assert st.state == "cancelled", st
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"rank programs still running after the cancel: {alive}"
+
+
 def test_through_the_aistack_server(ray_cluster, server_factory) -> None:  # type: ignore[no-untyped-def]
     """aistack server with AISTACK_EXECUTOR=ray: `aistack cluster` shows the Ray nodes, a
     2-node job submitted through the API runs and its ranks' output comes back."""
