@@ -16,9 +16,11 @@ if ! have sbatch /usr/bin/sbatch; then need+=(slurm-client); fi
 if ! have munged /usr/sbin/munged; then need+=(munge); fi
 # Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
 if ! have chromium /usr/bin/chromium; then need+=(chromium); fi
+# Node runs the dashboard's JavaScript against a stub DOM (tests/unit/web)
+if ! have node /usr/bin/node; then need+=(nodejs); fi
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install-servers: postgresql, slurm, munge and chromium already installed"
+    echo "install-servers: postgresql, slurm, munge, chromium and node already installed"
     exit 0
 fi
 

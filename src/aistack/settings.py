@@ -74,8 +74,11 @@ class Settings(BaseSettings):
         return self.home / "server.json"
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        """Create the home dir and ``jobs/`` owner-only (0700): they hold the API token, and job
+        directories whose files may carry it. An existing dir keeps its mode here; the server
+        tightens a group/world-accessible home at start (``aistack.server.app``)."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.home
 
 

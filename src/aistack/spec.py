@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.compute.resources import Node, parse_memory_mb
@@ -28,6 +35,9 @@ NAME_HINT = (
 )
 # integer fields are stored in 32-bit DB columns (PostgreSQL INTEGER): keep them in range
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# the command runs as one argument of `bash -c`, and Linux caps one argument (or one NAME=value
+# of the environment) at MAX_ARG_STRLEN = 128 KiB, its terminating NUL included
+MAX_ARG_BYTES = 128 * 1024 - 1
 
 
 def valid_name(value: str) -> bool:
@@ -134,7 +144,18 @@ class JobSpec(_Strict):
         for k in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
                 raise ValueError(f"{k!r} is not a valid environment variable name")
-        return {k: str(x) for k, x in v.items()}
+        out = {k: str(x) for k, x in v.items()}
+        for k, x in out.items():
+            _check_arg(x, f"the value of {k}", extra=len(k.encode()) + 1)
+        return out
+
+    @field_validator("command", "script", "workdir")
+    @classmethod
+    def _arg_ok(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            tip = "; put a long script in a file and run that file"
+            _check_arg(v, f"the {info.field_name}", tip="" if info.field_name == "workdir" else tip)
+        return v
 
     @model_validator(mode="after")
     def _command_or_script(self) -> JobSpec:
@@ -149,6 +170,19 @@ class JobSpec(_Strict):
     @property
     def shell_command(self) -> str:
         return self.command if (self.command or "").strip() else str(self.script)
+
+
+def _check_arg(value: str, what: str, *, extra: int = 0, tip: str = "") -> None:
+    """Refuse at submit what the OS would refuse at start: a NUL byte, or a string longer
+    than one exec() argument may be."""
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    size = len(value.encode("utf-8", "surrogatepass")) + extra
+    if size > MAX_ARG_BYTES:
+        raise ValueError(
+            f"{what} is {size} bytes, more than the {MAX_ARG_BYTES} one process argument "
+            f"may hold{tip}"
+        )
 
 
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:

@@ -11,17 +11,42 @@ import enum
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
-from aistack.errors import AistackError, ConnectionFailed, ValidationError, from_dict
+from aistack.errors import (
+    AistackError,
+    AuthError,
+    ConflictError,
+    ConnectionFailed,
+    NotFoundError,
+    ValidationError,
+    from_dict,
+)
 from aistack.settings import Settings, get_settings
 from aistack.spec import JobSpec, load_spec_file, parse_spec
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"}
+# requests that can be sent twice without changing the outcome: retried once when a pooled
+# keep-alive connection turns out to be closed by the server
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT"})
+# how long wait() and follow_logs() keep trying while the server is down (e.g. a restart)
+RECONNECT_S = 60.0
+# an error without aistack's {code, ...} body (a proxy, FastAPI's own 404/405): by status
+_BY_STATUS: dict[int, type[AistackError]] = {
+    400: ValidationError,
+    401: AuthError,
+    404: NotFoundError,
+    405: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+}
+_T = TypeVar("_T")
 
 
 class _Unset(enum.Enum):
@@ -57,20 +82,56 @@ class Client:
         self.settings = settings or get_settings()
         self.url = (url or discover_url(self.settings)).rstrip("/")
         self.token = token or read_token(self.settings)
+        url_from = "url" if url else "AISTACK_URL" if self.settings.url else "the server address"
+        if not self.url.lower().startswith(("http://", "https://")):
+            raise ValidationError(
+                f"{url_from}: {self.url!r} is not an http(s) URL",
+                hint="set AISTACK_URL to e.g. http://127.0.0.1:8765",
+            )
+        if self.token is not None and not (self.token.isascii() and self.token.isprintable()):
+            raise ValidationError(
+                "the API token has characters an HTTP header cannot carry (non-ASCII or control)",
+                hint=f"check AISTACK_TOKEN, or the token file {self.settings.token_file}",
+            )
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        try:
+            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise ValidationError(
+                f"{url_from}: {self.url!r} is not a valid URL: {exc}",
+                hint="set AISTACK_URL to e.g. http://127.0.0.1:8765",
+            ) from None
 
     # -- plumbing ----------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kw: Any) -> Any:
+        """Call the API (``path`` relative to /api/v1 unless it starts with /api/, /healthz,
+        /metrics or /mlflow). Path parameters must already be quoted (``_seg``). Raises the
+        aistack error the server sent; ConnectionFailed when the server cannot be reached."""
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
+        method = method.upper()
         try:
-            r = self._http.request(method, path, **kw)
+            try:
+                r = self._http.request(method, path, **kw)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # most often a kept-alive connection the server had closed: the pool drops it,
+                # so the retry opens a fresh one. Only for requests that are safe to repeat.
+                if method not in IDEMPOTENT:
+                    raise
+                r = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise ConnectionFailed(
                 f"cannot reach the aistack server at {self.url}: {exc}",
                 hint="start it with `aistack up --detach`, or set AISTACK_URL",
             ) from None
+        except httpx.InvalidURL as exc:
+            raise ValidationError(f"bad request URL {path!r}: {exc}") from None
+        if 300 <= r.status_code < 400:
+            raise AistackError(
+                f"HTTP {r.status_code}: {method} {path} was redirected to "
+                f"{r.headers.get('location', '?')!r}; the aistack API does not redirect",
+                hint=f"check that AISTACK_URL ({self.url}) is the aistack server itself",
+            )
         if r.status_code >= 400:
             try:
                 data = r.json()
@@ -78,11 +139,36 @@ class Client:
                 data = {"code": "error", "message": r.text[:500]}
             if isinstance(data, dict) and "code" in data:
                 raise from_dict(data)
-            err = AistackError(f"HTTP {r.status_code}: {str(data)[:500]}")
-            raise err
+            raise _BY_STATUS.get(r.status_code, AistackError)(
+                f"HTTP {r.status_code}: {str(data)[:500]}"
+            )
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
+
+    def _reconnecting(
+        self, call: Callable[[], _T], what: str, *, reconnect_s: float, poll_s: float
+    ) -> _T:
+        """``call()``, retried with backoff while the server cannot be reached (a restart),
+        for at most ``reconnect_s``; then a ConnectionFailed that says for how long."""
+        t0 = time.monotonic()
+        delay = max(0.05, poll_s)
+        while True:
+            try:
+                return call()
+            except ConnectionFailed as exc:
+                if reconnect_s <= 0:
+                    raise
+                left = reconnect_s - (time.monotonic() - t0)
+                if left <= 0:
+                    raise ConnectionFailed(
+                        f"lost the aistack server at {self.url} while {what} and it did not "
+                        f"come back within {reconnect_s:g} s: {exc.message}",
+                        hint="check it with `aistack status`; the job itself may still be "
+                        "running (the server re-adopts jobs when it restarts)",
+                    ) from None
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
         self._http.close()
@@ -119,24 +205,42 @@ class Client:
         return self.request("GET", "/jobs", params=params)  # type: ignore[no-any-return]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id)}")  # type: ignore[no-any-return]
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+        return self.request("POST", f"/jobs/{_seg(job_id)}/cancel")  # type: ignore[no-any-return]
 
     def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"offset": offset}
         if attempt is not None:
             params["attempt"] = attempt
-        return self.request("GET", f"/jobs/{job_id}/logs", params=params)  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id)}/logs", params=params)  # type: ignore[no-any-return]
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/jobs/{job_id}/events")  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id)}/events")  # type: ignore[no-any-return]
 
-    def follow_logs(self, job_id: str, *, poll_s: float = 0.3) -> Iterator[str]:
+    def follow_logs(
+        self, job_id: str, *, poll_s: float = 0.3, reconnect_s: float = RECONNECT_S
+    ) -> Iterator[str]:
+        """Yield the job's output as it is written, until the job is final. Rides out a server
+        restart: once the server has answered, keeps trying for ``reconnect_s`` before raising
+        ConnectionFailed."""
         offset, attempt = 0, None
+        reached = False  # a server that never answered is not waited for
+
+        def again(call: Callable[[], _T]) -> _T:
+            nonlocal reached
+            out = self._reconnecting(
+                call,
+                f"following job {job_id}",
+                reconnect_s=reconnect_s if reached else 0.0,
+                poll_s=poll_s,
+            )
+            reached = True
+            return out
+
         while True:
-            chunk = self.logs(job_id, offset=offset, attempt=attempt)
+            chunk = again(partial(self.logs, job_id, offset=offset, attempt=attempt))
             attempt = chunk["attempt"]
             if chunk["text"]:
                 yield chunk["text"]
@@ -144,18 +248,34 @@ class Client:
             if chunk["final"] and not chunk["text"]:
                 return
             if not chunk["text"]:
-                job = self.get_job(job_id)
+                job = again(lambda: self.get_job(job_id))
                 if job["attempt"] != attempt and job["state"] != "QUEUED":
                     offset, attempt = 0, job["attempt"]
                 time.sleep(poll_s)
 
     def wait(
-        self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.2
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        poll_s: float = 0.2,
+        reconnect_s: float = RECONNECT_S,
     ) -> dict[str, Any]:
-        """Block until the job reaches a final state; returns the job. TimeoutError after ``timeout``."""
+        """Block until the job reaches a final state; returns the job. TimeoutError after
+        ``timeout``. Rides out a server restart: once the server has answered, keeps trying
+        for ``reconnect_s`` (or until ``timeout``) before raising ConnectionFailed."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        grace = 0.0  # a server that never answered is not waited for
         while True:
-            job = self.get_job(job_id)
+            if deadline is not None:
+                grace = min(grace, max(0.0, deadline - time.monotonic()))
+            job = self._reconnecting(
+                lambda: self.get_job(job_id),
+                f"waiting for job {job_id}",
+                reconnect_s=grace,
+                poll_s=poll_s,
+            )
+            grace = reconnect_s
             if job["state"] in FINAL_STATES:
                 return job
             if deadline is not None and time.monotonic() > deadline:
@@ -181,7 +301,7 @@ class Client:
         for k, v in body.items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValidationError(f"{k}: must be a finite number, got {v!r}")
-        return self.request("PUT", f"/projects/{name}", json=body)  # type: ignore[no-any-return]
+        return self.request("PUT", f"/projects/{_seg(name)}", json=body)  # type: ignore[no-any-return]
 
     def projects(self) -> list[dict[str, Any]]:
         return self.request("GET", "/projects")  # type: ignore[no-any-return]
@@ -220,7 +340,7 @@ class Client:
         return self.request("GET", "/datasets")  # type: ignore[no-any-return]
 
     def dataset(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/datasets/{name}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/datasets/{_seg(name)}")  # type: ignore[no-any-return]
 
     def models(self) -> list[dict[str, Any]]:
         return self.request("GET", "/models")  # type: ignore[no-any-return]
@@ -229,18 +349,28 @@ class Client:
         self, name: str, version: int, to: str, require: list[str] | None = None
     ) -> dict[str, Any]:
         body = {"version": version, "to": to, "require": require or []}
-        return self.request("POST", f"/models/{name}/promote", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", f"/models/{_seg(name)}/promote", json=body)  # type: ignore[no-any-return]
 
     # -- services ------------------------------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
         return self.request("GET", "/services")  # type: ignore[no-any-return]
 
     def service(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/services/{name}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/services/{_seg(name)}")  # type: ignore[no-any-return]
 
     def deploy(self, model: str, **kw: Any) -> dict[str, Any]:
         """POST /services: deploy ``model`` (NAME, NAME@alias, NAME:version) as an autoscaled service."""
         return self.request("POST", "/services", json={"model": model, **kw}, timeout=600)  # type: ignore[no-any-return]
 
     def delete_service(self, name: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/services/{name}")  # type: ignore[no-any-return]
+        return self.request("DELETE", f"/services/{_seg(name)}")  # type: ignore[no-any-return]
+
+
+def _seg(value: object) -> str:
+    """One URL path segment: percent-encoded (``/``, ``?``, ``%``, ``#`` included), so a name
+    or id cannot reach another endpoint; ``.`` and ``..`` are encoded too."""
+    text = str(value)
+    if not text:
+        raise ValidationError("an empty name or id", hint="give the job id or the name")
+    seg = quote(text, safe="")
+    return seg.replace(".", "%2E") if seg in (".", "..") else seg

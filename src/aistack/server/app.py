@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aistack.errors import AistackError
 from aistack.server.auth import load_or_create_token, token_matches
@@ -27,6 +31,8 @@ from aistack.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 OPEN_PATHS = ("/healthz", "/login", "/static/", "/favicon.ico")
+_DOCS_HINT = f"the API is described at {API_PREFIX}/docs"
+_CODES = {400: "invalid", 401: "unauthorized", 409: "conflict", 413: "too_large", 422: "invalid"}
 
 
 class AuthMiddleware:
@@ -63,15 +69,32 @@ class AuthMiddleware:
                 await resp(scope, receive, send)
                 return
         t0 = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
 
         async def _send(msg: dict[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
+                status["started"] = True
             await send(msg)
 
         try:
             await self.app(scope, receive, _send)
+        except Exception:
+            if status["started"]:
+                raise
+            # an unexpected error: the {code,message,hint,details} shape instead of a plain-text
+            # 500, and (not re-raised) the server keeps the client's keep-alive connection
+            log.exception("unhandled error in %s %s", scope.get("method"), path)
+            status["code"] = 500
+            await JSONResponse(
+                {
+                    "code": "internal",
+                    "message": "internal server error",
+                    "hint": "this is a bug in aistack; the server log has the traceback",
+                    "details": {},
+                },
+                status_code=500,
+            )(scope, receive, send)
         finally:
             if path.startswith(API_PREFIX):
                 from aistack.server.metrics import HTTP_LATENCY
@@ -108,11 +131,41 @@ def _token_from_scope(scope: dict[str, Any]) -> str | None:
     return cookie
 
 
+def secure_home(home: Path) -> bool:
+    """Make an existing home dir owned by this user owner-only (0700) if other users can enter
+    or read it: it holds the API token and job files that carry it. Logs what it changed;
+    returns True when it did."""
+    try:
+        st = home.stat()
+    except OSError:
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077 or not hasattr(os, "getuid") or st.st_uid != os.getuid():
+        return False
+    try:
+        home.chmod(0o700)
+    except OSError as exc:
+        log.warning(
+            "%s is accessible to other users (mode %o) and could not be made 0700: %s",
+            home,
+            mode,
+            exc,
+        )
+        return False
+    log.warning(
+        "%s was accessible to other users (mode %o): changed it to 0700 (it holds the API token)",
+        home,
+        mode,
+    )
+    return True
+
+
 def build_context(settings: Settings) -> ServerContext:
     from aistack.executors import get_executor
     from aistack.server.db.session import make_engine, migrate, session_factory
 
     settings.ensure_home()
+    secure_home(settings.home)
     engine = make_engine(settings.db_url)
     migrate(engine)
     return ServerContext(
@@ -169,6 +222,21 @@ def create_app(
     @app.exception_handler(AistackError)
     async def _aistack_error(_req: Request, exc: AistackError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(req: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own answers (unknown path, wrong method, unparsable body) in the same shape
+        code, message, hint = {
+            404: ("not_found", f"no such endpoint: {req.method} {req.url.path}", _DOCS_HINT),
+            405: ("not_found", f"{req.method} is not allowed on {req.url.path}", _DOCS_HINT),
+        }.get(exc.status_code, (_CODES.get(exc.status_code, "error"), str(exc.detail), None))
+        if exc.status_code < 400:
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            {"code": code, "message": message, "hint": hint, "details": {}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:

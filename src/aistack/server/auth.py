@@ -37,4 +37,14 @@ def read_token(settings: Settings) -> str | None:
 
 
 def token_matches(given: str | None, expected: str) -> bool:
-    return bool(given) and hmac.compare_digest(str(given), expected)
+    """Constant-time comparison of the bytes: a token with non-ASCII characters (from a header,
+    cookie or form) is simply wrong, not an error."""
+    if not given:
+        return False
+    try:
+        return hmac.compare_digest(
+            str(given).encode("utf-8", "surrogateescape"),
+            expected.encode("utf-8", "surrogateescape"),
+        )
+    except (TypeError, ValueError, UnicodeError):
+        return False

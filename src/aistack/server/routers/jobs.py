@@ -71,7 +71,7 @@ def cancel(
 @router.get("/jobs/{job_id}/logs", response_model=LogChunk)
 def logs(
     job_id: str,
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=2**62),
     attempt: int | None = None,
     db: Session = Depends(get_db),
     ctx: ServerContext = Depends(get_ctx),
@@ -87,4 +87,4 @@ def events(job_id: str, db: Session = Depends(get_db)) -> list[JobEventPublic]:
     rows = db.execute(
         select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
     ).scalars()
-    return [JobEventPublic(t=r.t, kind=r.kind, message=r.message) for r in rows]
+    return [JobEventPublic(t=svc._utc(r.t), kind=r.kind, message=r.message) for r in rows]

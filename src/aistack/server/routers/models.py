@@ -6,7 +6,7 @@ calls need no HTTP round trip to itself.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from aistack.server.context import ServerContext
 from aistack.server.deps import get_ctx
@@ -53,7 +53,11 @@ def promote(
 
 
 @router.get("/models/{name}/versions/{version}/lineage", response_model=LineagePublic)
-def lineage(name: str, version: int, ctx: ServerContext = Depends(get_ctx)) -> LineagePublic:
+def lineage(
+    name: str,
+    version: int = Path(ge=1, le=2**63 - 1),
+    ctx: ServerContext = Depends(get_ctx),
+) -> LineagePublic:
     from aistack.mlops import registry
 
     return LineagePublic(**registry.lineage(name, version, tracking_uri=_uri(ctx)))

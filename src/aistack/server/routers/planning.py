@@ -77,8 +77,15 @@ def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[st
 def plan_usage(req: UsagePriceRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
     from aistack.planning.usage import parse_budgets, parse_records, price_usage
 
+    try:
+        records = parse_records(req.records)
+    except OverflowError:
+        raise ValidationError(
+            "records: a start or end time is out of range once converted to UTC",
+            hint="times must fall within years 1 to 9999 in UTC",
+        ) from None
     rep = price_usage(
-        parse_records(req.records),
+        records,
         sheet=req.sheet,
         now=req.now,
         since=req.since,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from aistack.server.db.models import UsageSampleRow
 from aistack.server.deps import get_db
+from aistack.server.schemas import UtcTime
 from aistack.server.services.usage import _iso, allocation_records, budgets
 
 router = APIRouter(tags=["usage"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["usage"])
 @router.get("/usage/allocations")
 def allocations(
     project: str | None = None,
-    since: dt.datetime | None = None,
+    since: UtcTime | None = None,
     job_id: str | None = None,
     db: Session = Depends(get_db),
 ) -> list[dict[str, Any]]:
@@ -30,7 +30,7 @@ def allocations(
 
 @router.get("/usage/samples")
 def samples(
-    job_id: str, limit: int = Query(default=2000, le=100000), db: Session = Depends(get_db)
+    job_id: str, limit: int = Query(default=2000, ge=1, le=100000), db: Session = Depends(get_db)
 ) -> list[dict[str, Any]]:
     rows = db.execute(
         select(UsageSampleRow)
@@ -53,7 +53,7 @@ def samples(
 @router.get("/cost/report")
 def cost_report(
     project: str | None = None,
-    since: dt.datetime | None = None,
+    since: UtcTime | None = None,
     sheet: str | None = Query(
         default=None, description="price sheet, e.g. aws:on_demand or onprem"
     ),

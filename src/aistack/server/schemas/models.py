@@ -35,7 +35,7 @@ class ModelDetail(BaseModel):
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="version number to promote")
+    version: int = Field(ge=1, le=2**63 - 1, description="version number to promote")
     to: str = Field(min_length=1, max_length=255, description="alias, e.g. production")
     require: list[str] = Field(
         default_factory=list,

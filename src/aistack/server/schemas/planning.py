@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from aistack.server.schemas import UtcTime
 
 
 class _Req(BaseModel):
@@ -73,8 +74,8 @@ class UsagePriceRequest(_Req):
     records: list[dict[str, Any]]
     projects: list[dict[str, Any]] | None = None
     sheet: str = "on-demand"
-    since: dt.datetime | None = None
-    now: dt.datetime | None = None
+    since: UtcTime | None = None
+    now: UtcTime | None = None
     project: str | None = None
     default_gpu_type: str | None = None
 

@@ -16,15 +16,16 @@ class ServiceCreate(BaseModel):
     name: str | None = Field(default=None, description="service name (default: from the model)")
     min_replicas: int = Field(default=1, ge=0, le=256)
     max_replicas: int = Field(default=4, ge=1, le=256)
-    gpus: int = Field(default=0, ge=0)
-    cpus: int = Field(default=1, ge=1)
+    # the same bounds as a job's resources (aistack.spec.Resources): a replica is a job
+    gpus: int = Field(default=0, ge=0, le=1_000_000)
+    cpus: int = Field(default=1, ge=1, le=1_000_000)
     memory: str | None = None
-    priority: int | None = None
+    priority: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     launcher: Literal["auto", "process", "jobs"] = "auto"
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
-    target_inflight: float = Field(default=4.0, gt=0)
-    cooldown_s: float = Field(default=30.0, ge=0)
+    target_inflight: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     project: str = "default"
 
 

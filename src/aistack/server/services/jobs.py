@@ -103,14 +103,23 @@ def _default_user() -> str:
 
 
 def get_job(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        # allow unique prefixes, as git does
+    job = session.get(Job, job_id) if job_id else None
+    if job is None and job_id:
+        # allow unique prefixes, as git does; the id is a literal prefix (% and _ escaped)
+        pattern = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = (
-            session.execute(select(Job).where(Job.id.like(f"{job_id}%")).limit(2)).scalars().all()
+            session.execute(select(Job).where(Job.id.like(pattern, escape="\\")).limit(2))
+            .scalars()
+            .all()
         )
         if len(rows) == 1:
             return rows[0]
+        if len(rows) > 1:
+            raise ValidationError(
+                f"job_id: the prefix {job_id!r} is ambiguous: it matches several jobs",
+                hint="give more characters of the id",
+            )
+    if job is None:
         raise NotFoundError(f"job {job_id!r} not found", hint="list jobs with `aistack jobs --all`")
     return job
 
@@ -202,8 +211,11 @@ def read_logs(
     final = job.state in FINAL_STATES
     if path.exists():
         with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read(max_bytes)
+            if offset > f.seek(0, 2):
+                data = b""  # past the end (a huge offset): an empty chunk, not an error
+            else:
+                f.seek(offset)
+                data = f.read(max_bytes)
         if len(data) == max_bytes or not final:
             # a chunk (or a file still being written) may end inside a character: leave its
             # first bytes to the next read instead of decoding half of it to U+FFFD

@@ -24,10 +24,12 @@ async function api(path, opts) {
 }
 
 function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
-function fmtTime(t) { if (!t) return "-"; const d = new Date(t.endsWith("Z") || t.includes("+") ? t : t + "Z"); return d.toLocaleString(); }
+// API times are UTC: with "Z" or an offset ("+00:00"), or naive (older rows): read naive as UTC
+function parseTime(t) { return new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(t) ? t : t + "Z"); }
+function fmtTime(t) { if (!t) return "-"; return parseTime(t).toLocaleString(); }
 function ago(t) {
   if (!t) return "-";
-  const d = new Date(t.endsWith("Z") || t.includes("+") ? t : t + "Z");
+  const d = parseTime(t);
   let s = (Date.now() - d.getTime()) / 1000; const fut = s < 0; s = Math.abs(s);
   const txt = s < 60 ? `${s.toFixed(0)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : s < 86400 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86400).toFixed(1)} d`;
   return fut ? `in ${txt}` : `${txt} ago`;
@@ -119,6 +121,7 @@ async function pageJobs(main) {
 }
 
 async function pageJob(main, id) {
+  const jid = encodeURIComponent(id);  // from the URL: never let it change the API path
   main.innerHTML = `<h2>Job <code>${esc(id)}</code></h2><div class="kpis" id="kpis"></div>
     <div class="grid"><div class="card"><h3>Details</h3><div id="details"></div><p><button class="danger" id="cancel-btn">Cancel</button> <span id="cancel-result"></span></p></div>
     <div class="card"><h3>Resource use</h3><div id="usage"></div></div></div>
@@ -126,11 +129,12 @@ async function pageJob(main, id) {
     <div class="card" style="margin-top:14px"><h3>Events</h3><div id="events"></div></div>`;
   let offset = 0, attempt = null;
   $("#cancel-btn").onclick = async () => {
-    try { const j = await api(`/jobs/${id}/cancel`, { method: "POST" }); $("#cancel-result").textContent = j.state; }
+    try { const j = await api(`/jobs/${jid}/cancel`, { method: "POST" }); $("#cancel-result").textContent = j.state; }
     catch (e) { $("#cancel-result").innerHTML = `<span class="error">${esc(e.message)}</span>`; }
   };
   every(1500, async () => {
-    const j = await api(`/jobs/${id}`);
+    const j = await api(`/jobs/${jid}`);
+    $("#cancel-btn").hidden = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"].includes(j.state);
     $("#kpis").innerHTML = [[stateCell(j.state), "state"], [j.exit_code ?? "-", "exit code"], [j.attempt, "attempt"], [ago(j.started_at), "started"]]
       .map(([v, l]) => `<div class="kpi"><b>${v}</b><span>${esc(l)}</span></div>`).join("");
     $("#details").innerHTML = table(["field", "value"], [
@@ -142,14 +146,14 @@ async function pageJob(main, id) {
     ]);
     if (attempt !== null && attempt !== j.attempt) { offset = 0; $("#logs").textContent = ""; }
     attempt = j.attempt;
-    const chunk = await api(`/jobs/${id}/logs?offset=${offset}`);
+    const chunk = await api(`/jobs/${jid}/logs?offset=${offset}`);
     if (chunk.text) { $("#logs").textContent += chunk.text; $("#logs").scrollTop = 1e9; }
     offset = chunk.next_offset;
-    const ev = await api(`/jobs/${id}/events`);
+    const ev = await api(`/jobs/${jid}/events`);
     $("#events").innerHTML = table(["time", "event", "message"], ev.map(e => [fmtTime(e.t), esc(e.kind), esc(e.message)]));
-    const s = await api(`/usage/samples?job_id=${id}`);
+    const s = await api(`/usage/samples?job_id=${jid}`);
     if (s.length) {
-      const x = r => new Date(r.t + "Z").getTime() / 1000;
+      const x = r => parseTime(r.t).getTime() / 1000;
       lineChart($("#usage"), [{ name: "CPU %", points: s.map(r => [x(r), r.cpu_percent]) }, { name: "RSS MB", points: s.map(r => [x(r), r.rss_mb]) },
         { name: "GPU %", points: s.map(r => [x(r), r.gpu_util]) }], { xFormat: v => new Date(v * 1000).toLocaleTimeString() });
     } else $("#usage").innerHTML = '<p class="muted">no samples yet</p>';

@@ -57,7 +57,7 @@ function lineChart(container, series, opts) {
   container.appendChild(svg);
   const legend = document.createElement("div");
   legend.className = "legend";
-  legend.innerHTML = series.map((s, i) => `<span><i style="background:${s.color || COLORS[i % COLORS.length]}"></i>${s.name}</span>`).join("");
+  legend.innerHTML = series.map((s, i) => `<span><i style="background:${s.color || COLORS[i % COLORS.length]}"></i>${String(s.name).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)}</span>`).join("");
   container.appendChild(legend);
 }
 
