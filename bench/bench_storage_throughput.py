@@ -5,7 +5,10 @@ Cases (full mode; --quick uses 128 MiB and 1,000 files):
   small   20,000 files of 1-16 KiB random bytes
   1%      the large file with 1% of its bytes changed (4 regions of 0.25%), added again
 
-Rows: add/get through the Python API against a fresh local store (throughput and % of cp's),
+Rows: add/get through the Python API against a fresh local store (throughput and % of cp's;
+`get` is the default link mode — reflinks, else read-only hard links, but copies when run as
+root, whom file modes do not stop — `get --copy` always copies, `get --link hardlink` always
+links),
 the CLI (`aistack data add`, one process, like `dvc`) beside `dvc add` + `dvc push` to a local
 remote, and raw hash/chunker speed (BLAKE3, SHA-256, FastCDC with the small and the large-file
 chunk sizes, the latter serial and in parallel segments) on a 256 MiB buffer.
@@ -13,8 +16,8 @@ Goal (issue #3): add of the large file >= 70 % of cp's throughput. Timings only;
 
 Fairness: the sources are read from the page cache by every tool (an untimed `cp -r` of each case
 runs first), every timed operation starts after `sync` (so no tool pays for the dirty pages the
-previous one left), and the API rows are the median of `--reps` runs of cp, add, get and
-get --copy (cp and add swap places every other run).
+previous one left), and the API rows are the median of `--reps` runs of cp, add, get,
+get --copy and get --link hardlink (cp and add swap places every other run).
 
 Memory: on the project's VM the time of a large copy depends on which memory its new page-cache
 pages land on (2 GiB with `cp`: 0.5 s in most runs, 1.2-3.7 s in others, the extra time all
@@ -214,6 +217,9 @@ def main() -> None:
                     "get-copy": lambda ds=ds, case=case: timed(
                         lambda: ds.get(f"bench-{case}@v1", work / f"getc-{case}", link="copy")
                     )[0],
+                    "get-link": lambda ds=ds, case=case: timed(
+                        lambda: ds.get(f"bench-{case}@v1", work / f"getl-{case}", link="hardlink")
+                    )[0],
                 }
                 order = list(ops)
                 if rep % 2:  # cp and add swap places every other run
@@ -224,7 +230,7 @@ def main() -> None:
                     samples.setdefault(f"{case}/{op}", []).append(round(dt, 4))
                     # each copy is removed before the next timed operation, so every one
                     # starts with the same memory in use (see "Memory" above)
-                    for d in (f"cp-{case}", f"get-{case}", f"getc-{case}"):
+                    for d in (f"cp-{case}", f"get-{case}", f"getc-{case}", f"getl-{case}"):
                         shutil.rmtree(work / d, ignore_errors=True)
                 v = ds.resolve(f"bench-{case}@v1")
                 written = du(store / "cas")
@@ -240,6 +246,7 @@ def main() -> None:
                 ("add", "aistack (API)", written),
                 ("get", f"aistack (API) {linked} linked/{copied} copied", None),
                 ("get-copy", "aistack (API) --copy", None),
+                ("get-link", "aistack (API) --link hardlink", None),
             ):
                 t = med[op]
                 rows.append([case, tool, op, files, mb, t, mb / t, 100.0 * cp_s / t, w])
