@@ -56,6 +56,10 @@ class ObjectStore:
         self.backend = backend
         self.fs = backend.fs
         self._made_dirs: set[str] = set()
+        # whether this store's filesystem clones files (FICLONE); None until first tried. One
+        # refusal (ext4: EOPNOTSUPP) stops the attempts: each costs an open, a create and an
+        # unlink per file
+        self._can_reflink: bool | None = None
         cfg = self._load_or_init_config()
         self.algo: str = cfg["hash"]
         self.chunk_policy = ChunkPolicy.from_config(cfg)
@@ -288,21 +292,25 @@ class ObjectStore:
 
         On a local store ``link="auto"`` or ``"hardlink"`` tries a reflink, then a hard link
         (the object is read-only, so the linked file is too), then a copy;
-        ``"reflink-or-copy"`` never hard-links; ``"copy"`` always copies. The object is
-        verified first. Returns the method used: "reflink", "hardlink" or "copy".
+        ``"reflink-or-copy"`` never hard-links; ``"copy"`` always copies. The object is read
+        and verified once, first. Returns the method used: "reflink", "hardlink" or "copy".
         """
         # a short name beside dest: dest's own name may be near NAME_MAX
         tmp = os.path.join(os.path.dirname(dest), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
         try:
+            data = self.get(oid, context=context)  # verified before it is shared or copied
             if self.backend.is_local and link != "copy":
                 key = self.key(oid)
-                data = self.get(oid, context=context)  # verify before sharing the bytes
-                del data
-                method = _reflink_or_link(key, tmp, allow_hardlink=link in ("auto", "hardlink"))
-                if method:
+                if self._can_reflink is not False:
+                    ok = _reflink(key, tmp)
+                    if ok is not None:
+                        self._can_reflink = ok
+                    if ok:
+                        os.replace(tmp, dest)
+                        return "reflink"
+                if link in ("auto", "hardlink") and _hardlink(key, tmp):
                     os.replace(tmp, dest)
-                    return method
-            data = self.get(oid, context=context)
+                    return "hardlink"
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, dest)
@@ -444,21 +452,31 @@ def _copy_range(
     pwrite_all(dst_fd, data[done:], dst_offset + done)
 
 
-def _reflink_or_link(src: str, dst: str, *, allow_hardlink: bool) -> str | None:
+_NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS)
+
+
+def _reflink(src: str, dst: str) -> bool | None:
+    """Clone ``src`` to a new ``dst`` (FICLONE). True when cloned; False when this filesystem
+    cannot clone (no point trying again); None for another failure (try a link or a copy)."""
     try:
         import fcntl
-
+    except ImportError:
+        return False
+    try:
         with open(src, "rb") as fs_, open(dst, "wb") as fd:
             fcntl.ioctl(fd.fileno(), _FICLONE, fs_.fileno())
-        return "reflink"
-    except (OSError, ImportError):
+        return True
+    except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(dst)
-    if allow_hardlink:
-        try:
-            os.link(src, dst)
-            return "hardlink"
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-    return None
+        return False if exc.errno in _NO_REFLINK else None
+
+
+def _hardlink(src: str, dst: str) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+    return False
