@@ -114,16 +114,6 @@ def _recorded_pid(settings: Any) -> int | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _answers(url: str) -> bool:
     import httpx
 
@@ -143,7 +133,9 @@ def _refuse_if_taken(settings: Any, host: str, port: int) -> None:
 
     info = _recorded_server(settings)
     pid = _recorded_pid(settings)
-    if pid is not None and _pid_alive(pid) and _answers(str(info.get("url") or "")):
+    from aistack.server.services.lease import pid_alive
+
+    if pid is not None and pid_alive(pid) and _answers(str(info.get("url") or "")):
         raise ConflictError(
             f"an aistack server already runs for {settings.home} (pid {pid}, {info.get('url')})",
             hint="use it, or stop it first with `aistack down`",
