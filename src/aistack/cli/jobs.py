@@ -93,10 +93,13 @@ def up(
         return
     from aistack.server.main import run
 
-    console.print(
-        f"aistack server on http://{host}:{port} (token in {settings.token_file}); Ctrl-C to stop"
-    )
-    run(settings, host, port)
+    def announce() -> None:  # after the checks: a refused start prints only its error
+        console.print(
+            f"aistack server on http://{host}:{port} (token in {settings.token_file}); "
+            "Ctrl-C to stop"
+        )
+
+    run(settings, host, port, announce=announce)
 
 
 def _recorded_server(settings: Any) -> dict[str, Any]:

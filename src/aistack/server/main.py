@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 from aistack.settings import Settings
 
@@ -20,7 +21,16 @@ def port_free(host: str, port: int) -> bool:
             return False
 
 
-def run(settings: Settings, host: str, port: int, *, log_level: str = "warning") -> None:
+def run(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    announce: Callable[[], None] | None = None,
+) -> None:
+    """Serve until stopped. ``announce`` is called once the checks passed (port free, this
+    server holds the DB's lease), just before the socket is bound."""
     import uvicorn
 
     from aistack.errors import ConflictError
@@ -44,6 +54,8 @@ def run(settings: Settings, host: str, port: int, *, log_level: str = "warning")
         ctx.executor.close()
         raise
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if announce is not None:
+        announce()
     settings.server_file.write_text(
         json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port})
     )
