@@ -202,6 +202,7 @@ class _SourceFile:
     rel: str
     path: str
     size: int
+    executable: bool = False
 
 
 class Datasets:
@@ -375,7 +376,14 @@ class Datasets:
             sizes = tuple(parts[j][1] for j in range(len(parts)))
             fhash = ids[0] if len(ids) == 1 else chunk_list_hash(store.algo, list(ids))
             entries.append(
-                FileEntry(path=src.rel, size=sum(sizes), hash=fhash, chunks=ids, chunk_sizes=sizes)
+                FileEntry(
+                    path=src.rel,
+                    size=sum(sizes),
+                    hash=fhash,
+                    chunks=ids,
+                    chunk_sizes=sizes,
+                    executable=src.executable,
+                )
             )
         return entries, written
 
@@ -503,7 +511,7 @@ class Datasets:
         changed = tuple(
             FileChange(path=p, old_size=fa[p].size, new_size=fb[p].size)
             for p in both
-            if fa[p].hash != fb[p].hash
+            if fa[p].hash != fb[p].hash or fa[p].executable != fb[p].executable
         )
         return DatasetDiff(
             a=va.ref,
@@ -564,6 +572,7 @@ class Datasets:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
         # check everything before writing anything
         todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force)
+        umask = _current_umask()
         os.makedirs(dest_s, exist_ok=True)
         for path, is_dir in clear:  # only with force
             os.rmdir(path) if is_dir else os.unlink(path)
@@ -583,9 +592,15 @@ class Datasets:
                     raise IntegrityError(
                         f"manifest entry for {e.path} is inconsistent", file=e.path
                     )
-                return e.size, store.materialize(
-                    e.chunks[0], target, link=link, context=f"{v.ref}:{e.path}"
+                # an executable gets its own inode: its mode is set below, and a hard link
+                # would set it on the store's object (and every file linked to it)
+                lk = "reflink-or-copy" if e.executable and link != "copy" else link
+                method = store.materialize(
+                    e.chunks[0], target, link=lk, context=f"{v.ref}:{e.path}"
                 )
+                if e.executable:
+                    _make_executable(target, umask)
+                return e.size, method
             return e.size, "copy"
 
         try:
@@ -618,6 +633,8 @@ class Datasets:
                                 progress(base + n, total)
 
                         self._get_chunked(pool, v, e, target, file_progress)
+                        if e.executable:
+                            _make_executable(target, umask)
                         done += e.size
                         copied += 1
                         if progress:
@@ -670,6 +687,9 @@ class Datasets:
             elif os.path.exists(target):
                 if self._has_bytes(target, e):
                     unchanged += 1
+                    st = os.stat(target)
+                    if e.executable and not st.st_mode & stat.S_IXUSR and st.st_nlink == 1:
+                        _make_executable(target, _current_umask())  # the bytes were right
                     continue
                 conflicts.append(f"{e.path} (other bytes)")
             todo.append((e, target))
@@ -963,7 +983,10 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         st = os.stat(p)
         return [
             _SourceFile(
-                rel=check_relpath(os.path.basename(os.path.abspath(p))), path=p, size=st.st_size
+                rel=check_relpath(os.path.basename(os.path.abspath(p))),
+                path=p,
+                size=st.st_size,
+                executable=bool(st.st_mode & stat.S_IXUSR),
             )
         ]
     if not os.path.isdir(p):
@@ -1012,11 +1035,37 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
                     hint="remove sockets, pipes and devices",
                     path=rel,
                 )
-            out.append(_SourceFile(rel=rel, path=full, size=st.st_size))
+            out.append(
+                _SourceFile(
+                    rel=rel,
+                    path=full,
+                    size=st.st_size,
+                    executable=bool(st.st_mode & stat.S_IXUSR),
+                )
+            )
     if not out:
         raise ValidationError(f"{p} contains no files", hint="add files to it first", field="path")
     out.sort(key=lambda s: s.rel)
     return out
+
+
+def _current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` sets it: a thread creating
+    a file meanwhile would get the wrong one); Linux shows it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _make_executable(path: str, umask: int) -> None:
+    """Add the execute bits where the file has read bits, as the umask allows (``chmod +x``)."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    os.chmod(path, mode | ((mode & 0o444) >> 2 & ~umask))
 
 
 def _makedirs(path: str) -> None:

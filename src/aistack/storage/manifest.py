@@ -28,20 +28,22 @@ class FileEntry:
     hash: str
     chunks: tuple[str, ...] = field(default_factory=tuple)
     chunk_sizes: tuple[int, ...] = field(default_factory=tuple)
+    executable: bool = False  # the owner's execute bit, restored by a get
 
 
-def _schema() -> Any:
+def _schema(with_exec: bool = False) -> Any:
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("size", pa.int64()),
-            ("hash", pa.string()),
-            ("chunks", pa.list_(pa.string())),
-            ("chunk_sizes", pa.list_(pa.int64())),
-        ]
-    )
+    cols = [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("hash", pa.string()),
+        ("chunks", pa.list_(pa.string())),
+        ("chunk_sizes", pa.list_(pa.int64())),
+    ]
+    if with_exec:
+        cols.append(("executable", pa.bool_()))
+    return pa.schema(cols)
 
 
 def encode(entries: list[FileEntry]) -> bytes:
@@ -49,16 +51,19 @@ def encode(entries: list[FileEntry]) -> bytes:
     import pyarrow.parquet as pq
 
     entries = sorted(entries, key=lambda e: e.path)
-    table = pa.table(
-        {
-            "path": [e.path for e in entries],
-            "size": [e.size for e in entries],
-            "hash": [e.hash for e in entries],
-            "chunks": [list(e.chunks) for e in entries],
-            "chunk_sizes": [list(e.chunk_sizes) for e in entries],
-        },
-        schema=_schema(),
-    )
+    # the column only when a file is executable: manifests of other data keep the bytes (and
+    # so the ids) they had before it existed, and identical data still shares one manifest
+    with_exec = any(e.executable for e in entries)
+    cols: dict[str, Any] = {
+        "path": [e.path for e in entries],
+        "size": [e.size for e in entries],
+        "hash": [e.hash for e in entries],
+        "chunks": [list(e.chunks) for e in entries],
+        "chunk_sizes": [list(e.chunk_sizes) for e in entries],
+    }
+    if with_exec:
+        cols["executable"] = [e.executable for e in entries]
+    table = pa.table(cols, schema=_schema(with_exec))
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
@@ -71,6 +76,7 @@ def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
     try:
         table = pq.read_table(io.BytesIO(data))
         cols = table.to_pydict()
+        execs = cols.get("executable") or [False] * len(cols["path"])
         out = [
             FileEntry(
                 path=check_relpath(p, what="file name in the manifest"),
@@ -78,13 +84,15 @@ def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
                 hash=h,
                 chunks=tuple(c),
                 chunk_sizes=tuple(int(x) for x in cs),
+                executable=bool(x),
             )
-            for p, s, h, c, cs in zip(
+            for p, s, h, c, cs, x in zip(
                 cols["path"],
                 cols["size"],
                 cols["hash"],
                 cols["chunks"],
                 cols["chunk_sizes"],
+                execs,
                 strict=True,
             )
         ]

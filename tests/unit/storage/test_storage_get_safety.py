@@ -270,3 +270,31 @@ def test_a_filesystem_that_cannot_clone_is_asked_once(tmp_path: Path, monkeypatc
     monkeypatch.setattr(ds.store, "get", counting_get)
     r = ds.get(v.ref, tmp_path / "out", link="hardlink")
     assert r.linked == 5 and calls == {"reflink": 1, "get": 5}
+
+
+def test_the_execute_bit_comes_back(tmp_path: Path) -> None:
+    """As DVC keeps `isexec`: a script added executable is executable after a get, whatever
+    the link mode (an executable never shares the store's inode: its mode would change the
+    object's); data without executables keeps the manifest bytes it had before."""
+    import stat as st_
+
+    from aistack.storage.manifest import encode
+
+    ds = _ds(tmp_path)
+    src = _src(tmp_path, {"run.sh": "#!/bin/sh\necho hi\n", "data.txt": "x"})
+    os.chmod(src / "run.sh", 0o755)
+    v1 = ds.add("x", src)
+    for link in ("auto", "hardlink", "copy"):
+        out = tmp_path / f"out-{link}"
+        ds.get(v1.ref, out, link=link)
+        assert os.access(out / "run.sh", os.X_OK), link
+        assert not os.stat(out / "data.txt").st_mode & st_.S_IXUSR
+        assert os.stat(out / "run.sh").st_nlink == 1
+    obj = ds.store.key([e for e in ds.files(v1) if e.path == "run.sh"][0].chunks[0])
+    assert not os.stat(obj).st_mode & 0o222 and not os.stat(obj).st_mode & st_.S_IXUSR
+    os.chmod(src / "run.sh", 0o644)
+    v2 = ds.add("x", src)
+    d = ds.diff(v1.ref, v2.ref)
+    assert [c.path for c in d.changed] == ["run.sh"]  # the mode changed, not the bytes
+    plain = [e for e in ds.files(v2)]
+    assert b"executable" not in encode(plain)
