@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from aistack.compute.resources import Node, parse_memory_mb
+from aistack.compute.resources import Node, memory_size_field, parse_memory_mb
 from aistack.errors import ValidationError
 
 Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
@@ -92,11 +92,7 @@ class Resources(_Strict):
     @field_validator("memory")
     @classmethod
     def _memory_valid(cls, v: str | int | None) -> str | int | None:
-        try:
-            parse_memory_mb(v, field_name="memory")
-        except ValidationError as exc:
-            raise ValueError(str(exc).removeprefix("memory: ")) from None
-        return v
+        return memory_size_field(v)  # type: ignore[no-any-return]
 
     @property
     def memory_mb(self) -> int:
@@ -169,7 +165,7 @@ class JobSpec(_Strict):
 
     @property
     def shell_command(self) -> str:
-        return self.command if (self.command or "").strip() else str(self.script)
+        return self.command if self.command and self.command.strip() else str(self.script)
 
 
 def _check_arg(value: str, what: str, *, extra: int = 0, tip: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aistack.errors import ValidationError
 
@@ -27,6 +28,16 @@ _UNIT_MB = {
     "ti": 1024 * 1024,
     "tib": 1024 * 1024,
 }
+
+
+def memory_size_field(value: Any) -> Any:
+    """Body of a pydantic ``memory`` field validator (job specs, service replicas): ``value``
+    unchanged when :func:`parse_memory_mb` reads it, else ValueError with its message."""
+    try:
+        parse_memory_mb(value, field_name="memory")
+    except ValidationError as exc:
+        raise ValueError(str(exc).removeprefix("memory: ")) from None
+    return value
 
 
 def parse_memory_mb(value: str | int | float | None, *, field_name: str = "memory") -> int | None:

@@ -70,13 +70,9 @@ class ReplicaResources(_Strict):
     @field_validator("memory")
     @classmethod
     def _memory_valid(cls, v: str | None) -> str | None:
-        from aistack.compute.resources import parse_memory_mb
+        from aistack.compute.resources import memory_size_field
 
-        try:
-            parse_memory_mb(v, field_name="memory")
-        except ValidationError as exc:
-            raise ValueError(str(exc).removeprefix("memory: ")) from None
-        return v
+        return memory_size_field(v)  # type: ignore[no-any-return]
 
     @property
     def memory_mb(self) -> int:

@@ -571,8 +571,8 @@ class Datasets:
         if link == "auto" and hasattr(os, "geteuid") and os.geteuid() == 0:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
         # check everything before writing anything
-        todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force)
         umask = _current_umask()
+        todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force, umask=umask)
         os.makedirs(dest_s, exist_ok=True)
         for path, is_dir in clear:  # only with force
             os.rmdir(path) if is_dir else os.unlink(path)
@@ -657,7 +657,7 @@ class Datasets:
         )
 
     def _plan_get(
-        self, v: DatasetVersion, dest: str, entries: list[FileEntry], *, force: bool
+        self, v: DatasetVersion, dest: str, entries: list[FileEntry], *, force: bool, umask: int
     ) -> tuple[list[tuple[FileEntry, str]], int, list[tuple[str, bool]]]:
         """What a get must write: ``(entries to write with their targets, files already
         there with the right bytes, paths to clear first (force only; (path, is_dir)))``.
@@ -689,7 +689,7 @@ class Datasets:
                     unchanged += 1
                     st = os.stat(target)
                     if e.executable and not st.st_mode & stat.S_IXUSR and st.st_nlink == 1:
-                        _make_executable(target, _current_umask())  # the bytes were right
+                        _make_executable(target, umask)  # the bytes were right
                     continue
                 conflicts.append(f"{e.path} (other bytes)")
             todo.append((e, target))

@@ -12,18 +12,6 @@ from aistack.cli.data import app, fmt_bytes
 from aistack.errors import ConflictError, NotFoundError
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from aistack.settings import reset_settings_cache
-
-    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
-    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    reset_settings_cache()
-
-
 def run(*args: str) -> dict | list:  # type: ignore[type-arg]
     r = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -197,39 +197,27 @@ def test_gc_counts_referenced_versions_not_manifests(tmp_path: Path) -> None:
     assert ds.gc(dry_run=True).protected_versions == 3
 
 
-@pytest.fixture
-def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from aistack.settings import reset_settings_cache
-
-    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
-    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    reset_settings_cache()
-
-
-def test_cli_refuses_a_memory_store(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_a_memory_store(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from aistack.cli.data import app
     from aistack.settings import reset_settings_cache
 
     monkeypatch.setenv("AISTACK_STORAGE_URL", "memory://qa")
     reset_settings_cache()
-    src = _src(cli_home, {"a.txt": "x"})
+    src = _src(home, {"a.txt": "x"})
     with pytest.raises(ValidationError, match="each `aistack data` command is a new process"):
         CliRunner().invoke(app, ["add", "mem", str(src)], catch_exceptions=False)
 
 
-def test_cli_verify_and_get_force(cli_home: Path) -> None:
+def test_cli_verify_and_get_force(home: Path) -> None:
     from aistack.cli.data import app
 
-    src = _src(cli_home, {"a.txt": "hello"})
+    src = _src(home, {"a.txt": "hello"})
     run = CliRunner().invoke
     assert run(app, ["add", "v", str(src)], catch_exceptions=False).exit_code == 0
     r = run(app, ["verify", "v@v1", "--json"], catch_exceptions=False)
     out = json.loads(r.stdout)
     assert (out["ref"], out["files"], out["bytes"], out["ok"]) == ("v@v1", 1, 5, True)
-    dest = cli_home / "out"
+    dest = home / "out"
     dest.mkdir()
     (dest / "a.txt").write_text("mine")
     with pytest.raises(ConflictError):
