@@ -89,16 +89,30 @@ def add(
     path: Path = typer.Argument(..., help="file or directory to store as a new version"),
     message: str | None = typer.Option(None, "--message", "-m", help="what changed"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="tag the new version (repeatable)"),
+    always_new: bool = typer.Option(
+        False, "--always-new", help="make a new version even when nothing changed since the last"
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Store PATH as a new immutable version of NAME."""
+    """Store PATH as a new immutable version of NAME (none when it equals the newest)."""
     ds = _datasets()
     t0 = time.perf_counter()
     with _progress(f"add {name}", not as_json) as cb:
-        v = ds.add(name, path, message=message, tags=tuple(tag), progress=cb)
+        v = ds.add(
+            name, path, message=message, tags=tuple(tag), progress=cb, if_changed=not always_new
+        )
     dt_s = time.perf_counter() - t0
     if as_json:
         print_json({**v.to_dict(), "seconds": round(dt_s, 3)})
+        return
+    if v.unchanged:
+        console.print(
+            f"[yellow]{v.ref} unchanged[/yellow]: {v.files:,} files, {fmt_bytes(v.bytes)} are the "
+            f"same as the newest version, so no new version was made"
+            + (f"; tagged {', '.join(tag)}" if tag else "")
+            + ("; the message was not recorded" if message else "")
+            + " (--always-new makes one anyway)"
+        )
         return
     console.print(
         f"[green]{v.ref}[/green]: {v.files:,} files, {fmt_bytes(v.bytes)} "

@@ -353,20 +353,34 @@ def jobs_cmd(
     all_: bool = typer.Option(False, "--all", "-a", help="include finished jobs"),
     project: str = typer.Option(None),
     state: list[str] = typer.Option(None, "--state"),
-    limit: int = typer.Option(50),
+    limit: int = typer.Option(50, min=1, max=10000, help="at most this many, newest first"),
+    before: str = typer.Option(None, help="a job id: list the jobs submitted before it"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List jobs with their pending reasons (active ones unless --all)."""
-    rows = client().list_jobs(all=all_, project=project, state=state, limit=limit)
+    # one more than asked, to know whether there is a next page
+    rows = client().list_jobs(
+        all=all_, project=project, state=state, limit=min(limit + 1, 10000), before=before
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
     if as_json:
         print_json(rows)
         return
-    t = Table(title=f"jobs ({len(rows)})")
+    t = Table(title=f"jobs ({len(rows)}{' newest; more exist' if more else ''})")
     for col in ("id", "name", "project", "state", "req", "submitted", "details / pending reason"):
         t.add_column(col, overflow="fold")
     for j in rows:
         t.add_row(*_job_row(j))
     console.print(t)
+    if more:
+        flags = "".join(
+            [" --all" if all_ else "", f" --project {project}" if project else ""]
+            + [f" --state {s}" for s in state or []]
+        )
+        err_console.print(
+            f"next page: aistack jobs{flags} --limit {limit} --before {rows[-1]['id']}"
+        )
 
 
 def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = False) -> None:

@@ -196,13 +196,37 @@ class Client:
         project: str | None = None,
         all: bool = True,
         limit: int = 500,
+        before: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit``; ``before`` (a job id, usually the last of the
+        previous page) gives the next page. :meth:`iter_jobs` walks every page."""
         params: dict[str, Any] = {"all": all, "limit": limit}
         if state:
             params["state"] = state
         if project:
             params["project"] = project
+        if before:
+            params["before"] = before
         return self.request("GET", "/jobs", params=params)  # type: ignore[no-any-return]
+
+    def iter_jobs(
+        self,
+        *,
+        state: list[str] | None = None,
+        project: str | None = None,
+        all: bool = True,
+        page_size: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching job, newest first, fetched a page at a time."""
+        before: str | None = None
+        while True:
+            page = self.list_jobs(
+                state=state, project=project, all=all, limit=page_size, before=before
+            )
+            yield from page
+            if len(page) < page_size:
+                return
+            before = page[-1]["id"]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/jobs/{_seg(job_id)}")  # type: ignore[no-any-return]

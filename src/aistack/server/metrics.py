@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -42,10 +42,11 @@ class StateCollector:
                 "Duration of the last scheduling pass (s)",
                 value=loop.last_pass_s,
             )
-            yield GaugeMetricFamily(
+            # counters (exposed as *_total): they only grow while the server runs
+            yield CounterMetricFamily(
                 "aistack_scheduler_passes", "Scheduling passes since start", value=loop.passes
             )
-            yield GaugeMetricFamily(
+            yield CounterMetricFamily(
                 "aistack_scheduler_errors",
                 "Failed scheduling passes since start",
                 value=loop.errors,

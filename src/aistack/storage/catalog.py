@@ -246,10 +246,36 @@ class Catalog:
         message: str | None,
         meta: dict[str, Any] | None,
         tag_names: tuple[str, ...] = (),
+        reuse_same: bool = False,
     ) -> dict[str, Any]:
+        """Insert the next version; with ``reuse_same``, when the newest live version already
+        has this manifest (same bytes, same paths), tag that one instead (``"reused": True``),
+        checked in the same transaction as the insert."""
         did = self.ensure_dataset(name)
 
         def _insert(conn: Connection) -> dict[str, Any]:
+            if reuse_same:
+                same = conn.execute(
+                    sa.select(
+                        versions.c.id,
+                        versions.c.version,
+                        versions.c.manifest,
+                        versions.c.hash_algo,
+                        versions.c.created_at,
+                    )
+                    .where(versions.c.dataset_id == did, versions.c.deleted_at.is_(None))
+                    .order_by(versions.c.version.desc())
+                    .limit(1)
+                ).first()
+                if same is not None and (same.manifest, same.hash_algo) == (manifest, hash_algo):
+                    for t in tag_names:
+                        self._set_tag(conn, did, t, int(same.version))
+                    return {
+                        "id": int(same.id),
+                        "version": int(same.version),
+                        "created_at": same.created_at,
+                        "reused": True,
+                    }
             cur = conn.execute(
                 sa.select(sa.func.max(versions.c.version)).where(versions.c.dataset_id == did)
             ).scalar()
@@ -272,7 +298,7 @@ class Catalog:
                 self._set_tag(conn, did, t, v)
             pk = res.inserted_primary_key
             assert pk is not None
-            return {"id": int(pk[0]), "version": v, "created_at": now}
+            return {"id": int(pk[0]), "version": v, "created_at": now, "reused": False}
 
         return self.retry(_insert)
 

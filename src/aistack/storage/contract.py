@@ -228,6 +228,23 @@ class StorageContract:
         assert sum(1 for _ in ds.store.iter_objects()) == n_objects
         assert v1.manifest == v2.manifest
 
+    def test_unchanged_re_add_makes_no_version_when_asked(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        make_tree(src)
+        v1 = ds.add("u", src, message="first")
+        same = ds.add("u", src, message="again", tags=["gold"], if_changed=True)
+        assert (same.version, same.unchanged, same.bytes_written) == (1, True, 0)
+        assert same.message == "first" and ds.resolve("u@gold").version == 1
+        assert [v.version for v in ds.log("u")] == [1]
+        assert ds.add("u", src).version == 2  # the default still records every add
+        (src / "README.md").write_text("changed")
+        v3 = ds.add("u", src, if_changed=True)
+        assert (v3.version, v3.unchanged) == (3, False) and v3.manifest != v1.manifest
+        ds.delete("u@v3")  # compared with the newest live version, not a deleted one
+        assert ds.add("u", src, if_changed=True).version == 4
+
     def test_small_change_in_large_file_rewrites_little(self, ds: Datasets, tmp_path: Path) -> None:
         src = tmp_path / "src"
         src.mkdir()

@@ -18,6 +18,7 @@ removed by gc after the grace period) and no version.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import mmap
@@ -73,6 +74,7 @@ class DatasetVersion:
     id: int = 0
     bytes_written: int | None = None  # set by add(): new bytes stored (dedup excluded)
     deleted: bool = False
+    unchanged: bool = False  # set by add(if_changed=True) when it made no new version
 
     @property
     def ref(self) -> str:
@@ -92,6 +94,7 @@ class DatasetVersion:
             "manifest": self.manifest,
             "hash_algo": self.hash_algo,
             "bytes_written": self.bytes_written,
+            "unchanged": self.unchanged,
         }
 
 
@@ -258,8 +261,13 @@ class Datasets:
         tags: tuple[str, ...] | list[str] = (),
         metadata: dict[str, Any] | None = None,
         progress: Progress | None = None,
+        if_changed: bool = False,
     ) -> DatasetVersion:
-        """Store the files under ``path`` as a new immutable version of ``name``."""
+        """Store the files under ``path`` as a new immutable version of ``name``.
+
+        With ``if_changed``, data identical to the newest version (same paths, bytes and modes)
+        makes no new version: that version is returned (``unchanged=True``), given ``tags``,
+        and keeps its own message and metadata, as ``dvc add`` of unchanged data does."""
         check_name(name)
         tag_names = tuple(check_tag(t) for t in tags)
         if metadata is not None and not isinstance(metadata, dict):
@@ -280,7 +288,12 @@ class Datasets:
             message=message,
             meta=meta,
             tag_names=tag_names,
+            reuse_same=if_changed,
         )
+        if row["reused"]:
+            same = self.resolve(f"{name}@v{row['version']}")
+            log.info("%s: unchanged since v%d; no new version", name, same.version)
+            return dataclasses.replace(same, bytes_written=written, unchanged=True)
         log.info(
             "added %s@v%d: %d files, %d bytes (%d new) in %.2f s",
             name,

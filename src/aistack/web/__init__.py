@@ -42,12 +42,20 @@ def mount(app: FastAPI, ctx: Any) -> None:
         return HTMLResponse(login_html.replace("<!--ERROR-->", msg))
 
     @app.post("/login", include_in_schema=False)
-    def login(token: str = Form(...)) -> Response:
+    def login(request: Request, token: str = Form(...)) -> Response:
         if not token_matches(token.strip(), ctx.token):
             return RedirectResponse("/login?error=1", status_code=303)
         resp = RedirectResponse("/", status_code=303)
+        # Secure when the browser came over HTTPS (directly or through a TLS proxy); plain HTTP
+        # on 127.0.0.1, the default, could not send a Secure cookie back at all
+        proto = request.headers.get("x-forwarded-proto", request.url.scheme)
         resp.set_cookie(
-            "aistack_token", token.strip(), httponly=True, samesite="strict", max_age=30 * 86400
+            "aistack_token",
+            token.strip(),
+            httponly=True,
+            samesite="strict",
+            max_age=30 * 86400,
+            secure=proto.split(",")[0].strip().lower() == "https",
         )
         return resp
 

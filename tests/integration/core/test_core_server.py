@@ -107,6 +107,9 @@ def test_bad_input(server) -> None:  # type: ignore[no-untyped-def]
         c.submit({"command": "x", "resources": {"cpus": 64}})
     r = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {server.token}"})
     assert r.status_code == 200 and "aistack_jobs" in r.text
+    # counts since start are counters (rate() works on them), not gauges
+    assert "# TYPE aistack_scheduler_passes_total counter" in r.text
+    assert "aistack_scheduler_passes_total " in r.text
 
 
 def test_restart_after_kill9_loses_nothing(server) -> None:  # type: ignore[no-untyped-def]

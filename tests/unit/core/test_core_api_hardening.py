@@ -283,3 +283,18 @@ def test_huge_numbers_are_422_not_502(api, method: str, path: str, body, field: 
     )
     assert r.status_code == 422, r.text
     assert field in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "secure"), [({}, False), ({"X-Forwarded-Proto": "https"}, True)]
+)
+def test_the_login_cookie_is_secure_behind_https(api, headers, secure) -> None:  # type: ignore[no-untyped-def]
+    r = api.http.post(
+        "/login",
+        data={"token": api.ctx.token},
+        headers=headers,
+        follow_redirects=False,
+    )
+    cookie = r.headers["set-cookie"].lower()
+    assert r.status_code == 303 and "httponly" in cookie and "samesite=strict" in cookie
+    assert ("; secure" in cookie) is secure

@@ -92,3 +92,17 @@ def test_logs_of_an_attempt_that_does_not_exist(api) -> None:  # type: ignore[no
         r = api.http.get(f"/api/v1/jobs/{jid}/logs", params={"attempt": bad})
         assert r.status_code == 422, r.text
         assert f"job {jid} has attempts 0..0" in r.json()["message"]
+
+
+def test_jobs_page_on_with_before_and_never_repeat_a_job(api) -> None:  # type: ignore[no-untyped-def]
+    ids = [api.http.post("/api/v1/jobs", json={"command": "x"}).json()["id"] for _ in range(7)]
+    newest_first = ids[::-1]
+    page1 = [j["id"] for j in api.http.get("/api/v1/jobs", params={"limit": 3}).json()]
+    assert page1 == newest_first[:3]
+    # a job submitted between two pages does not shift the next page
+    api.http.post("/api/v1/jobs", json={"command": "x"})
+    page2 = api.http.get("/api/v1/jobs", params={"limit": 3, "before": page1[-1]}).json()
+    assert [j["id"] for j in page2] == newest_first[3:6]
+    assert [j["id"] for j in api.client.iter_jobs(page_size=2)][1:] == newest_first
+    r = api.http.get("/api/v1/jobs", params={"before": "nope"})
+    assert r.status_code == 404 and "nope" in r.json()["message"]

@@ -50,6 +50,20 @@ def test_data_commands(home: Path) -> None:
     assert run("gc", "--grace", "0", "--force")["objects_deleted"] == 1  # type: ignore[call-overload]
 
 
+def test_unchanged_re_add_says_so_and_makes_no_version(home: Path) -> None:
+    src = home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    run("add", "c", str(src), "-m", "first")
+    again = run("add", "c", str(src), "--tag", "gold")
+    assert (again["ref"], again["unchanged"], again["message"]) == ("c@v1", True, "first")
+    r = CliRunner().invoke(app, ["add", "c", str(src), "-m", "x"], catch_exceptions=False)
+    assert r.exit_code == 0 and "c@v1 unchanged" in r.output and "--always-new" in r.output
+    assert run("add", "c", str(src), "--always-new")["ref"] == "c@v2"
+    assert [x["ref"] for x in run("log", "c")] == ["c@v2", "c@v1"]  # type: ignore[index]
+    assert run("tag", "c@gold", "x")["ref"] == "c@v1"  # type: ignore[call-overload]
+
+
 def test_human_output_has_units(home: Path) -> None:
     src = home / "src"
     src.mkdir()

@@ -44,12 +44,13 @@ def list_jobs(
     project: str | None = None,
     all: bool = True,
     limit: int = Query(default=500, ge=1, le=10000),
+    before: str | None = Query(default=None, description="a job id: the page after it"),
     db: Session = Depends(get_db),
 ) -> list[JobPublic]:
-    return [
-        svc.to_public(j)
-        for j in svc.list_jobs(db, states=state, project=project, include_finished=all, limit=limit)
-    ]
+    jobs = svc.list_jobs(
+        db, states=state, project=project, include_finished=all, limit=limit, before=before
+    )
+    return [svc.to_public(j) for j in jobs]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)

@@ -33,6 +33,7 @@ class DatasetVersionPublic(_Out):
     manifest: str
     hash_algo: str
     bytes_written: int | None = None
+    unchanged: bool = False
 
 
 class DatasetDetail(_Out):

@@ -131,8 +131,13 @@ def list_jobs(
     project: str | None = None,
     include_finished: bool = True,
     limit: int = 500,
+    before: str | None = None,
 ) -> list[Job]:
+    """Newest first. ``before`` (a job id) pages on: only jobs submitted before that one, so a
+    page never repeats or skips a job when new ones are submitted between two calls."""
     q = select(Job)
+    if before:
+        q = q.where(Job.seq < get_job(session, before).seq)
     if states:
         wanted = [s.strip().upper() for s in states]
         unknown = [s for s, w in zip(states, wanted, strict=True) if w not in ALL_STATES]
