@@ -59,8 +59,10 @@ def report(
     columns: list[str],
     rows: list[list[Any]],
     extra: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
 ) -> Path:
-    """Print a rich table and write bench/results/<name>.json with the machine it ran on."""
+    """Print a rich table and write bench/results/<name>.json (or ``out_dir``/<name>.json)
+    with the machine it ran on."""
     from rich.console import Console
     from rich.table import Table
 
@@ -70,8 +72,9 @@ def report(
     for r in rows:
         table.add_row(*[_fmt(v) for v in r])
     Console().print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    out = out_dir or RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     payload = {
         "benchmark": name,
         "title": title,

@@ -463,10 +463,13 @@ def train(cfg: TrainConfig) -> TrainResult:
             for g in opt.param_groups:
                 g["lr"] = lr
             loss_acc = torch.zeros((), device=device)
+            data_s = 0.0  # host time spent getting batches: the loader keeps up when it is ~0
             for micro in range(cfg.grad_accum):
+                td = time.perf_counter()
                 x, y = loader.next_batch()
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
+                data_s += time.perf_counter() - td
                 sync_ctx = (
                     train_model.no_sync()
                     if distributed and micro < cfg.grad_accum - 1
@@ -507,6 +510,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         "lr": lr,
                         "tokens_per_s": tps,
                         "step_time_s": dt,
+                        "data_wait_s": data_s,
                         "mfu": mfu,
                     },
                 )

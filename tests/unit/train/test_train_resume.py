@@ -62,6 +62,9 @@ def test_sigterm_checkpoint_and_resume_continue_the_same_curve(
     assert ref.step == 12 and ref.stopped_by is None and ref.resumed_from is None
     assert ref.checkpoint.endswith("checkpoints/ref/step_00000012.pt")
     assert ref.losses[-1] < ref.losses[0]  # it learns
+    recs = [json.loads(x) for x in (tmp_path / "ref.jsonl").read_text().splitlines()]
+    # host time getting batches, a part of each step's time (how a GPU run sees a slow loader)
+    assert all(0 < r["data_wait_s"] < r["step_time_s"] for r in recs)
 
     monkeypatch.setenv("AISTACK_TRAIN_SIGNAL_AT_STEP", "7")  # the trainer SIGTERMs itself
     first = train(_cfg(tmp_path, "cut"))
