@@ -98,7 +98,9 @@ def report(
         if project:
             params["project"] = project
         if since_t:
-            params["since"] = since_t.isoformat()
+            # budgets are for the calendar month: fetch from its first day when --since is later
+            month_start = now_t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            params["since"] = min(since_t, month_start).isoformat()
         c = client()
         recs = parse_records(c.request("GET", "/usage/allocations", params=params))
         if budgets is None:

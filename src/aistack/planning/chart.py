@@ -30,11 +30,23 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
                 label=s.name,
                 linewidth=2 if s.name in ("on-prem", "cloud on-demand") else 1.3,
             )
-        if result.breakeven_month is not None:
-            ax.axvline(result.breakeven_month, color="grey", linestyle=":", linewidth=1)
+        be = result.breakeven_month
+        if be is not None and be > result.horizon_months:
+            # past the horizon the curves stop short of it: say so instead of a line off the plot
+            ax.text(
+                0.99,
+                0.02,
+                f"break-even {be:.1f} mo (after the {result.horizon_months}-month horizon)",
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=8,
+                color="grey",
+            )
+        elif be is not None:
+            ax.axvline(be, color="grey", linestyle=":", linewidth=1)
             ax.annotate(
-                f"break-even {result.breakeven_month:.1f} mo",
-                (result.breakeven_month, 0),
+                f"break-even {be:.1f} mo",
+                (be, 0),
                 xytext=(4, 8),
                 textcoords="offset points",
                 fontsize=8,
@@ -43,7 +55,11 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
         ax.set_xlabel("month")
         ax.set_ylabel("cumulative cost (USD)")
         ax.yaxis.set_major_formatter(
-            FuncFormatter(lambda v, _: f"${v / 1e6:.2f}M" if abs(v) >= 1e6 else f"${v / 1e3:.0f}k")
+            FuncFormatter(
+                lambda v, _: (
+                    f"${v / 1e6:.2f}M" if abs(v) >= 1e6 else (f"${v / 1e3:.0f}k" if v else "$0")
+                )
+            )
         )
         ax.set_title(f"{result.gpus} x {result.gpu} at {result.utilization:.0%} utilization")
         ax.grid(alpha=0.3)

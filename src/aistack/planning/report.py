@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aistack.planning.catalog import Catalog, FigureRow
 from aistack.planning.inference import ServePlan
 from aistack.planning.tco import TcoResult
-from aistack.planning.training import TrainPlan
+from aistack.planning.training import TrainPlan, duration_text
 from aistack.planning.usage import UsageReport, UsageRow
 from aistack.planning.whatif import HybridSweep
 
@@ -62,8 +62,11 @@ def months(m: float | None) -> str:
 
 def breakeven(m: float | None, horizon: int, life: int) -> str:
     """A TCO break-even month: searched over the first server life, so it can lie past the
-    horizon ("9.2 months (after the 1-month horizon)"), and "never" means within that life."""
+    horizon ("9.2 months (after the 1-month horizon)"), and "never" means within that life —
+    or within the horizon when it is the longer (refreshed fleets included)."""
     if m is None:
+        if life and horizon > life:
+            return f"never (within the {horizon}-month horizon)"
         return f"never (within the {life}-month server life)" if life else months(None)
     if m > horizon:
         return f"{m:.1f} months (after the {horizon}-month horizon)"
@@ -96,7 +99,7 @@ def render_train(p: TrainPlan) -> str:
                 ],
                 ["GPU-hours", f"{p.gpu_hours:,.0f} GPU-h"],
                 ["GPUs", f"{p.gpus:,} ({src})"],
-                ["wall clock", f"{p.days:,.1f} days"],
+                ["wall clock", duration_text(p.days)],
                 [
                     "memory per GPU",
                     f"{p.memory_per_gpu_gb:,.1f} GB of {p.gpu_memory_gb:g} GB (ZeRO-{p.zero_stage}, recompute {'on' if p.recompute else 'off'}, TP {p.tp} x PP {p.pp})",
@@ -191,7 +194,8 @@ def render_tco(r: TcoResult) -> str:
     ]
     cheapest = min(r.scenarios, key=lambda s: s.total_usd)
     lines = [
-        f"TCO: {r.gpus} x {r.gpu} at {r.utilization:.0%} utilization over {r.horizon_months} months "
+        f"TCO: {r.gpus} x {r.gpu} at {r.utilization:.0%} utilization over {r.horizon_months} "
+        f"month{'' if r.horizon_months == 1 else 's'} "
         f"(cloud: {r.instance}, on-prem: {r.servers} x {r.server})",
         "",
         table(
@@ -286,7 +290,8 @@ def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
     right = (1, 2, 3, 4, 5, 6, 7)
     lines = [
         f"Usage {r.since.isoformat(timespec='minutes')} .. {r.until.isoformat(timespec='minutes')} "
-        f"({r.window_hours / 24:,.1f} days, {r.records} allocations), priced under {r.sheet!r}",
+        f"({r.window_hours / 24:,.1f} days, {r.records} allocation{'' if r.records == 1 else 's'}), "
+        f"priced under {r.sheet!r}",
         "",
         table(
             cols("project"), _usage_rows(r.by_project) + [_usage_rows([r.total])[0]], right=right
@@ -331,7 +336,8 @@ def render_catalog(cat: Catalog, *, today: dt.date, kind: str | None = None) -> 
     rows = []
     for f in figs:
         old = f.is_price() and f.age_days(today) > 365
-        value = f"{f.value:,.4g}" if f.value < 1000 else f"{f.value:,.0f}"
+        # every digit the source gave: 4 significant digits showed $113.93/h as 113.9
+        value = f"{f.value:,.10g}"
         rows.append(
             [
                 f.kind,
@@ -391,4 +397,5 @@ def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
         "",
         s.sentence(),
     ]
+    lines += [f"note: {n}" for n in s.notes]
     return "\n".join(lines) + "\n"

@@ -180,9 +180,16 @@ def breakeven_month(
 def breakeven_utilization(
     cost: OnPremCost, *, cloud_usd_per_gpu_hour: float, gpus: int
 ) -> float | None:
-    """Utilization above which owning (amortized) beats on-demand; None if it never does (<= 100%)."""
+    """Utilization above which owning (amortized) beats on-demand; None if it never does (<= 100%).
+
+    ``utilization`` is of the ``gpus`` needed, as in :func:`plan_tco`: the owned fleet (whole
+    servers, ``cost.gpus`` >= ``gpus``) is then busy ``utilization · gpus / cost.gpus`` of the
+    time, and draws busy power only for that share."""
     fixed = cost.amortized_month(0.0)
-    per_util = gpus * HOURS_PER_MONTH * cloud_usd_per_gpu_hour - cost.power_busy_usd_month
+    per_util = (
+        gpus * HOURS_PER_MONTH * cloud_usd_per_gpu_hour
+        - cost.power_busy_usd_month * gpus / cost.gpus
+    )
     if per_util <= 0:
         return None
     u = fixed / per_util
@@ -407,6 +414,10 @@ def plan_tco(
             f"own {base_servers} x {srv.name} ({base_gpus} GPUs) for the base load, burst {inst.name} on-demand",
             b_refresh,
             base.opex_month(served / (base_gpus * HOURS_PER_MONTH)) + burst * od,
+        )
+    elif hybrid_base_gpus is not None:
+        notes.append(
+            "hybrid: a base of 0 GPUs owns nothing: the hybrid is the same as cloud on-demand"
         )
     else:
         notes.append(

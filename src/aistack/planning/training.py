@@ -216,6 +216,16 @@ def _fit_min_gpus(
     return dp * mp
 
 
+def duration_text(days: float) -> str:
+    """A wall-clock time with a unit that keeps its digits: '29.8 days', '19.2 hours', '3.5 minutes'
+    (a 7B run on 100,000 GPUs printed '0.0 days')."""
+    if days >= 1:
+        return f"{days:,.1f} days"
+    if days * 24 >= 1:
+        return f"{days * 24:,.1f} hours"
+    return f"{days * 1440:,.2g} minutes"
+
+
 def _round_to_nodes(n: int) -> int:
     if n <= GPUS_PER_NODE:
         # 1, 2, 4 or 8 GPUs on one node
@@ -358,7 +368,7 @@ def plan_training(
             )
         if n_gpus > max_useful:
             notes.append(
-                f"{n_gpus} GPUs exceed the {max_useful:,} that can share one step; the extra GPUs would idle"
+                f"{n_gpus:,} GPUs exceed the {max_useful:,} that can share one step; the extra GPUs would idle"
             )
     elif days is not None:
         exact = math.ceil(gpu_hours / (days * 24.0))
@@ -368,7 +378,7 @@ def plan_training(
                 f"days: no number of {acc.name} GPUs can finish in {days:g} days: it needs {exact:,} GPUs, but at most "
                 f"{max_useful:,} can work on one run (global batch <= {max_batch_tokens:,} tokens = {max_seqs:,} sequences "
                 f"of {mem_seq:,} tokens, each split over at most {max_mp} GPUs: tensor {MAX_TENSOR_PARALLEL} x pipeline "
-                f"{min(shape.layers, MAX_PIPELINE_STAGES)}); the fastest possible is {fastest:,.1f} days",
+                f"{min(shape.layers, MAX_PIPELINE_STAGES)}); the fastest possible is {duration_text(fastest)}",
                 hint="allow more days, a faster accelerator (--gpu), fewer tokens, or a larger --max-batch-tokens",
             )
         n_gpus = _round_to_nodes(exact)
@@ -386,9 +396,18 @@ def plan_training(
         n_gpus = _round_to_nodes(min_fit)
         gpus_from = "memory"
         notes.append(f"no --gpus or --days: using the fewest GPUs that hold the model ({n_gpus})")
-    wall_days = gpu_hours / n_gpus / 24.0
+    # GPUs past the most that can share a step idle: they add no speed
+    wall_days = gpu_hours / min(n_gpus, max_useful) / 24.0
 
     dp = max(1, n_gpus // mp)
+    seqs = batch_tokens // mem_seq
+    if dp * micro_batch > seqs:
+        notes.append(
+            f"{dp:,} data-parallel replicas (TP {tp} x PP {pp}) need at least {dp * micro_batch:,} "
+            f"sequences per step, but a batch of {batch_tokens:,} tokens holds {seqs:,} of "
+            f"{mem_seq:,} tokens: raise --batch-tokens to at least "
+            f"{dp * micro_batch * mem_seq:,} or --tp/--pp"
+        )
     mem_states = model_state_bytes(params, zero_stage=zero_stage, dp=dp, mp=mp)
     options: list[MemoryOption] = []
     for stage in (0, 1, 2, 3):

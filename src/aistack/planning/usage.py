@@ -27,6 +27,9 @@ from aistack.planning.tco import (
     breakeven_utilization,
     onprem_cost,
 )
+from aistack.planning.training import duration_text
+
+SHORT_WINDOW_DAYS = 28  # as `plan hybrid`: advice from less usage than this carries a warning
 
 UTC = dt.UTC
 FIELDS = (
@@ -323,7 +326,7 @@ class UsageReport:
     until: dt.datetime
     window_hours: float
     sheet: str
-    records: int
+    records: int  # allocations that overlap the window
     total: UsageRow
     by_project: list[UsageRow]
     by_user: list[UsageRow]
@@ -366,13 +369,18 @@ def _cost_under(
     cat: Catalog,
     since: dt.datetime,
     until: dt.datetime,
+    default_gpu_type: str | None = None,
 ) -> float | None:
     total = 0.0
     for i, r in enumerate(records):
         h = _clip(r, since, until)
+        if h <= 0:  # outside the window: costs nothing, needs no price
+            continue
         if r.gpus > 0:
             try:
-                _, p = sheet.gpu_price(r.gpu_type or "", cat, where=f"records[{i}]")
+                # the same type the report priced it as (--gpu for records that name none)
+                gtype = r.gpu_type or default_gpu_type or ""
+                _, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
             except NotFoundError:
                 return None
             total += h * r.gpus * p
@@ -408,7 +416,15 @@ def price_usage(
     notes: list[str] = []
     if project is not None and not recs:
         notes.append(f"no allocations for project {project!r}")
-    since_ = _aware(since, "since") or (min((r.start for r in recs), default=now_))
+    # the default window starts at the first allocation that started by now: one that starts
+    # later (a --now in the past, a clock ahead) made the error blame a --since never given
+    since_ = _aware(since, "since") or min((r.start for r in recs if r.start <= now_), default=now_)
+    future = sum(1 for r in recs if r.start > now_)
+    if future:
+        notes.append(
+            f"{future} allocation(s) start after the end of the window ({now_.isoformat()}): "
+            "not counted (pass a later --now)"
+        )
     if since_ > now_:
         raise ValidationError(
             f"since ({since_.isoformat()}) is after now ({now_.isoformat()})",
@@ -428,9 +444,13 @@ def price_usage(
     unpriced: dict[str, float] = {}
     unpriced_why: dict[str, str] = {}
 
+    in_window = 0
     for i, r in enumerate(recs):
         h = _clip(r, since_, now_)
-        if h <= 0:
+        # a budget is for the calendar month: its spend counts from the first of the month
+        # whatever the window is (--since 2026-11-15 showed a project over its budget as 40 %)
+        mh = _clip(r, month_start, now_)
+        if h <= 0 and mh <= 0:
             continue
         gh = h * r.gpus
         ch = h * r.cpus
@@ -449,15 +469,19 @@ def price_usage(
                 if strict:
                     raise
                 key = gtype or "unknown GPU"
-                unpriced[key] = unpriced.get(key, 0.0) + gh
-                unpriced_why.setdefault(key, str(exc))
+                if h > 0:
+                    unpriced[key] = unpriced.get(key, 0.0) + gh
+                    unpriced_why.setdefault(key, str(exc))
                 acc_name, p = f"{key} (unpriced)", 0.0
                 unpriced_gh = gh
-            cost = gh * p
-            rate = cost / h  # USD per hour of this allocation
+            rate = r.gpus * p  # USD per hour of this allocation
         else:
-            cost = ch * sheet.cpu_hour_usd
-            rate = cost / h
+            rate = r.cpus * sheet.cpu_hour_usd
+        cost = h * rate
+        month_spend[r.project] += mh * rate
+        if h <= 0:  # in this month but before the window: only its budget spend counts
+            continue
+        in_window += 1
         useful = idle = unmeasured = 0.0
         if gh > 0:
             if r.gpu_util is None:
@@ -490,8 +514,6 @@ def price_usage(
                 tgt.unmeasured_gpu_hours += unmeasured
                 tgt.cost_usd += cost
                 tgt.unpriced_gpu_hours += unpriced_gh
-        mh = _clip(r, max(month_start, since_), now_) if now_ > month_start else 0.0
-        month_spend[r.project] += mh * rate
 
     def rows(kind: str) -> list[UsageRow]:
         return sorted(groups[kind].values(), key=lambda x: (-x.cost_usd, x.key))
@@ -522,8 +544,8 @@ def price_usage(
         notes.append(f"{hours:,.1f} GPU-hours of {key} not priced: {unpriced_why[key]}")
         gpu_hours_by_type.pop(f"{key} (unpriced)", None)
     cloud_sheet = PriceSheet.cloud(cat)
-    cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_)
-    onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_)
+    cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_, default_gpu_type)
+    onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_, default_gpu_type)
     if cloud_cost is None or onprem_cost_ is None:
         notes.append(
             "cloud vs on-prem comparison incomplete: some GPU types have no price in one of the sheets"
@@ -543,12 +565,18 @@ def price_usage(
         rec_text, detail = _add_hybrid(
             rec_text, detail, intervals[detail["gpu"]], since_, now_, cat
         )
+        if window_h < SHORT_WINDOW_DAYS * 24:
+            # a multi-year purchase from hours of usage, scaled to months as if it repeated
+            rec_text += (
+                f" This rests on only {duration_text(window_h / 24)} of usage, scaled up as if it "
+                f"repeated: base a purchase on at least {SHORT_WINDOW_DAYS} days (--since)."
+            )
     return UsageReport(
         since=since_,
         until=now_,
         window_hours=window_h,
         sheet=sheet.name,
-        records=len(recs),
+        records=in_window,
         total=total,
         by_project=rows("project"),
         by_user=rows("user"),
@@ -662,7 +690,10 @@ def _recommend(
         # the fleet's utilization), to set beside the same GPU-hours on cloud
         "onprem_fleet_window_usd": cost.amortized_month(util) * window_h / HOURS_PER_MONTH,
     }
-    head = f"At your measured {util:.0%} utilization over {days:,.0f} days ({gh:,.0f} GPU-hours of {acc_name})"
+    span = f"{days:,.0f} days" if days >= 1 else duration_text(days)  # not "over 0 days"
+    head = (
+        f"At your measured {util:.0%} utilization over {span} ({gh:,.0f} GPU-hours of {acc_name})"
+    )
     tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"
     if measured is not None:
         tail += f"; inside jobs the GPUs were busy {measured:.0f}% of the time"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import ValidationError
@@ -102,6 +102,7 @@ class HybridSweep:
     best: FleetOption
     all_cloud: FleetOption
     own_peak: FleetOption
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +163,16 @@ def hybrid_sweep(
         else cat.default_instance(acc_name or srv.accelerator, tier)
     )
     price = inst.gpu_hour_usd(tier)
+    notes: list[str] = []
+    srv_acc, inst_acc = (
+        cat.accelerator(srv.accelerator).name,
+        cat.accelerator(inst.accelerator).name,
+    )
+    if srv_acc != inst_acc:
+        notes.append(
+            f"comparing unlike GPUs: the server {srv.name} has {srv_acc}, the cloud instance "
+            f"{inst.name} {inst_acc}"
+        )
     span_h = len(profile) * step_h
     demand = sum(profile) * step_h
     peak = max(profile)
@@ -201,6 +212,7 @@ def hybrid_sweep(
         best=best,
         all_cloud=options[0],
         own_peak=options[-1],
+        notes=notes,
     )
 
 

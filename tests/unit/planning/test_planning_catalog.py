@@ -110,3 +110,40 @@ def test_package_all_sorted_and_importable() -> None:
 
     assert planning.__all__ == sorted(planning.__all__)
     assert all(hasattr(planning, name) for name in planning.__all__)
+
+
+def test_override_origin_is_per_field(tmp_path: Path) -> None:
+    """A file giving only the on-demand tier and one on-prem figure: the listing marked the
+    shipped committed/spot tiers as coming from that file, and the on-prem figure as builtin."""
+    from aistack.planning.report import render_catalog
+
+    f = tmp_path / "ours.yaml"
+    f.write_text(
+        "instances:\n"
+        "  - name: p5.48xlarge\n    provider: aws\n    accelerator: H100\n    gpus: 8\n    vcpus: 192\n    memory_gb: 2048\n"
+        "    prices:\n      on_demand: {usd_per_hour: 84.0, source: 'our AWS bill', as_of: 2026-11-01}\n"
+        "onprem:\n  electricity_usd_per_kwh: {value: 0.21, source: 'our contract', as_of: 2026-06-01}\n"
+    )
+    cat = load_catalog([f], include_user=False)
+    origin = {(r.kind, r.name, r.field): r.origin for r in cat.figures()}
+    assert origin[("instance", "p5.48xlarge", "on_demand")] == str(f)
+    assert origin[("instance", "p5.48xlarge", "spot")] == "builtin"
+    assert origin[("onprem", "onprem", "electricity_usd_per_kwh")] == str(f)
+    assert origin[("onprem", "onprem", "pue")] == "builtin"
+    rep = cat.figures_report(dt.date(2026, 11, 28), "onprem")
+    assert [x["origin"] for x in rep["figures"] if x["field"] == "electricity_usd_per_kwh"] == [
+        str(f)
+    ]
+    text = render_catalog(cat, today=dt.date(2026, 11, 28), kind="instance")
+    spot = next(line for line in text.splitlines() if "p5.48xlarge" in line and " spot " in line)
+    assert "[from" not in spot
+
+
+def test_catalog_listing_keeps_every_digit_and_the_network_bandwidth() -> None:
+    from aistack.planning.report import render_catalog
+
+    cat = load_catalog(include_user=False)
+    text = render_catalog(cat, today=dt.date(2026, 11, 28))
+    assert "113.93 USD/h" in text  # p6-b200.48xlarge: 4 significant digits showed 113.9
+    assert "1,307.4 TFLOP/s" in text  # MI300X BF16
+    assert any(r.field == "network_gbs" for r in cat.figures())  # used by the all-reduce

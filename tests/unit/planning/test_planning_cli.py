@@ -290,3 +290,37 @@ def test_demand_profile_matches_step_by_step() -> None:
 
     prof = demand_profile([(0, 3 * 3600 + 1800, 8), (1800, 7200, 2)], step_s=3600)
     assert prof == pytest.approx([9.0, 10.0, 8.0, 4.0])
+
+
+def test_cost_report_asks_the_server_for_the_whole_month_for_budgets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--since later than the first of the month fetched only the window's allocations, so the
+    month's budget spend was understated (a project over its budget read 'ok')."""
+    import aistack.cli.cost as cost_mod
+
+    early = {
+        "job_id": "early", "project": "llm", "user": "a", "node": "n", "gpus": 8,
+        "gpu_type": "H100", "cpus": 8, "start": "2026-11-02T00:00:00Z",
+        "end": "2026-11-04T00:00:00Z", "gpu_util": 50.0, "cpu_util": 10.0,
+    }  # fmt: skip
+    asked: list[dict[str, str]] = []
+
+    class FakeClient:
+        def request(self, method: str, path: str, params: dict[str, str] | None = None) -> object:
+            if path == "/projects":
+                return [{"name": "llm", "monthly_budget_usd": 1000.0}]
+            asked.append(dict(params or {}))
+            since = (params or {}).get("since", "")
+            return [early] if since <= early["end"] else []
+
+    monkeypatch.setattr(cost_mod, "client", lambda: FakeClient())
+    res = runner.invoke(
+        cost_app, ["report", "--since", "2026-11-20", "--now", "2026-11-28T00:00:00Z", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert asked[0]["since"].startswith("2026-11-01T00:00:00")
+    d = json.loads(res.stdout)
+    assert d["total"]["gpu_hours"] == 0 and d["records"] == 0  # nothing in the window
+    (b,) = d["budgets"]
+    assert b["spend_usd"] == pytest.approx(384 * 6.88) and b["status"] == "over"

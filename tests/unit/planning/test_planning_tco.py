@@ -198,3 +198,78 @@ def test_breakeven_one_definition_past_the_horizon() -> None:
     r = plan_tco(gpus=12, horizon_months=1, **kw)  # type: ignore[arg-type]
     assert r.breakeven_month == r.scenario("on-prem").breakeven_month_vs_on_demand
     assert r.breakeven_month is not None
+
+
+def test_breakeven_utilization_for_a_part_used_server() -> None:
+    """3 GPUs needed, one 8-GPU server owned: at utilization u the server is busy u·3/8 of the
+    time, so it draws busy power for that share only. The break-even read 91 % instead of 88 %."""
+    r = plan_tco(gpus=3, gpu="H100", utilization=0.5, catalog=CAT)
+    own = onprem_cost(CAT.server(r.server), 1, CAT)
+    u = r.breakeven_utilization
+    assert u is not None
+    owning = own.amortized_month(u * 3 / 8)
+    renting = 3 * u * HOURS_PER_MONTH * r.on_demand_usd_per_gpu_hour
+    assert owning == pytest.approx(renting)
+
+
+def test_hybrid_base_of_zero_is_not_explained_as_a_small_load() -> None:
+    r = plan_tco(gpus=8, gpu="L40S", hybrid_base_gpus=0, catalog=CAT)
+    assert not any("under one" in n for n in r.notes)
+    assert any("base of 0 GPUs" in n for n in r.notes)
+
+
+def test_never_breaks_even_names_the_span_searched() -> None:
+    """Over a 120-month horizon (refreshes included) 'never' is within the horizon, not within
+    the 48-month server life."""
+    from aistack.planning.report import render_tco
+
+    r = plan_tco(gpus=8, gpu="H100", utilization=0.3, horizon_months=120, catalog=CAT)
+    assert r.breakeven_month is None
+    text = render_tco(r)
+    assert "never (within the 120-month horizon)" in text and "server life" not in text
+    short = plan_tco(gpus=8, gpu="H100", utilization=0.3, horizon_months=12, catalog=CAT)
+    assert "never (within the 48-month server life)" in render_tco(short)
+    assert "over 1 month (" in render_tco(plan_tco(gpus=8, gpu="H100", horizon_months=1))
+
+
+@pytest.mark.parametrize(
+    ("figure", "value", "needle"),
+    [("depreciation_years", 0.01, "at least one month"), ("idle_power_fraction", 1.5, "[0, 1]")],
+)
+def test_onprem_figures_that_break_the_maths_are_refused(
+    tmp_path, figure: str, value: float, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    """depreciation_years 0.01 rounded to a 0-month life: a ZeroDivisionError traceback."""
+    f = tmp_path / "c.yaml"
+    f.write_text(f'onprem:\n  {figure}: {{value: {value}, source: "x", as_of: 2026-01-01}}\n')
+    with pytest.raises(ValidationError, match=figure) as e:
+        load_catalog([f], include_user=False)
+    assert needle in str(e.value)
+
+
+def test_chart_does_not_draw_a_breakeven_line_past_the_horizon(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The line sat at month 12.6 on a 1-month chart, the curves stopping at month 1."""
+    import matplotlib.axes
+
+    from aistack.planning.chart import tco_chart_png
+
+    lines: list[float] = []
+    texts: list[str] = []
+    orig_line, orig_text = matplotlib.axes.Axes.axvline, matplotlib.axes.Axes.text
+
+    def axvline(self, x=0, *a, **k):  # type: ignore[no-untyped-def]
+        lines.append(x)
+        return orig_line(self, x, *a, **k)
+
+    def text(self, x, y, s, *a, **k):  # type: ignore[no-untyped-def]
+        texts.append(s)
+        return orig_text(self, x, y, s, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", axvline)
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", text)
+    r = plan_tco(gpus=8, gpu="H100", horizon_months=1, catalog=CAT)
+    tco_chart_png(r, tmp_path / "c.png")
+    assert lines == [] and any("after the 1-month horizon" in t for t in texts)
+    r36 = plan_tco(gpus=8, gpu="H100", horizon_months=36, catalog=CAT)
+    tco_chart_png(r36, tmp_path / "d.png")
+    assert lines == [pytest.approx(r36.breakeven_month)]

@@ -173,3 +173,38 @@ def test_calibration_within_10_percent_of_published_runs() -> None:
         assert abs(err) <= 0.10, (
             f"{r['name']}: predicted {p.gpu_hours:,.0f} GPU-h, reported {r['reported_gpu_hours']} ({err:+.1%})"
         )
+
+
+def test_short_runs_print_hours_or_minutes_not_zero_days() -> None:
+    """A 7B run on 100,000 GPUs printed 'wall clock 0.0 days'; the fastest possible time in the
+    impossible-deadline error read '0.0 days' too."""
+    from aistack.planning.report import render_train
+
+    p = plan_training(params=7e9, tokens=1e12, gpu="H100", gpus=100_000)
+    text = render_train(p)
+    assert "0.0 days" not in text
+    assert f"{p.days * 1440:,.2g} minutes" in text
+    day = plan_training(params=7e9, tokens=1e12, gpu="H100", gpus=2048)
+    assert f"{day.days * 24:,.1f} hours" in render_train(day)
+    with pytest.raises(ValidationError) as e:
+        plan_training(params=7e9, tokens=1e12, gpu="H100", days=1e-9)
+    assert "fastest possible is 0.0 days" not in str(e.value) and "minutes" in str(e.value)
+
+
+def test_gpus_past_the_useful_maximum_do_not_shorten_the_run() -> None:
+    """The planner notes that GPUs past the most that can share a step would idle, so they must
+    not count in the wall-clock time."""
+    p = plan_training(params=7e9, tokens=1e12, gpu="H100", gpus=2_000_000)
+    assert p.max_useful_gpus < 2_000_000
+    assert p.days == pytest.approx(p.gpu_hours / p.max_useful_gpus / 24)
+    assert any("2,000,000 GPUs exceed" in n for n in p.notes)
+
+
+def test_more_replicas_than_sequences_in_a_batch_is_noted() -> None:
+    """1,080 data-parallel replicas cannot share a 4M-token batch of 512 8k sequences."""
+    p = plan_training(params=70e9, tokens=2e12, gpu="H100", days=30, seq_len=8192)
+    assert any(
+        "data-parallel replicas" in n and "raise --batch-tokens to at least" in n for n in p.notes
+    )
+    ok = plan_training(params=70e9, tokens=2e12, gpu="H100", gpus=512, seq_len=8192)
+    assert not any("data-parallel replicas" in n for n in ok.notes)

@@ -258,3 +258,69 @@ def test_unpriced_gpu_hours_are_not_shown_as_zero_dollars() -> None:
     assert "192.0 GPU-hours in the window are of GPU types the catalog has no price for" in text
     rows = [line for line in text.splitlines() if line.startswith(("p ", "j1 "))]
     assert rows and all(line.rstrip().endswith("unpriced") for line in rows)
+
+
+def test_budget_spend_is_the_whole_month_whatever_the_window() -> None:
+    """--since later than the first of the month used to clip the budget spend to the window:
+    a project $160 into a $150 budget read 'ok' at $40."""
+    recs = [
+        rec("early", "llm", "a", 8, 10, start=dt.datetime(2026, 11, 5, tzinfo=UTC)),  # $160
+        rec("late", "llm", "a", 2, 10, start=dt.datetime(2026, 11, 25, tzinfo=UTC)),  # $40
+    ]
+    since = dt.datetime(2026, 11, 20, tzinfo=UTC)
+    r = price_usage(recs, sheet=SHEET, now=NOW, since=since, budgets={"llm": 150.0}, catalog=CAT)
+    assert r.total.cost_usd == pytest.approx(40)  # the window has only the late job
+    assert r.records == 1  # allocations in the window, not all those passed
+    (b,) = r.budgets
+    assert b.spend_usd == pytest.approx(200) and b.status == "over"
+
+
+def test_cloud_vs_owned_prices_records_with_the_default_gpu_type() -> None:
+    """default_gpu_type (--gpu) priced the report but not the cloud vs owned comparison,
+    which then read 'n/a' with a note that some GPU types had no price."""
+    recs = [rec("a", "p", "u", 8, 10, gpu_type=None), rec("b", "p", "u", 8, 10)]
+    r = price_usage(recs, now=NOW, default_gpu_type="H100", catalog=CAT)
+    od = CAT.instance("p5.48xlarge").gpu_hour_usd()
+    assert r.total.cost_usd == pytest.approx(160 * od)
+    assert r.cloud_on_demand_usd == pytest.approx(160 * od)
+    assert r.onprem_usd is not None and r.onprem_usd > 0
+    assert not any("incomplete" in n for n in r.notes)
+
+
+def test_records_outside_the_window_do_not_make_the_comparison_incomplete() -> None:
+    old = rec("old", "p", "u", 8, 10, gpu_type="RTX4090", start=dt.datetime(2026, 9, 1, tzinfo=UTC))
+    r = price_usage(
+        [old, rec("b", "p", "u", 8, 10)], now=NOW, since=NOW - dt.timedelta(days=30), catalog=CAT
+    )
+    assert r.cloud_on_demand_usd is not None and r.cloud_on_demand_usd > 0
+    assert not any("incomplete" in n for n in r.notes)
+
+
+def test_allocations_after_now_do_not_blame_a_since_never_given() -> None:
+    """With no since, the window started at the first record; records after --now raised
+    'since (...) is after now (...) (pick an earlier --since)'."""
+    later = dt.datetime(2026, 12, 5, tzinfo=UTC)
+    r = price_usage([rec("x", "p", "u", 8, 10, start=later)], sheet=SHEET, now=NOW, catalog=CAT)
+    assert r.total.gpu_hours == 0 and r.records == 0
+    assert any("start after the end of the window" in n for n in r.notes)
+    both = price_usage(
+        [rec("a", "p", "u", 1, 10), rec("x", "p", "u", 8, 10, start=later)],
+        sheet=SHEET,
+        now=NOW,
+        catalog=CAT,
+    )
+    assert (
+        both.total.gpu_hours == pytest.approx(10) and both.since == rec("a", "p", "u", 1, 1).start
+    )
+
+
+def test_advice_from_a_short_window_says_so() -> None:
+    """Six hours of usage read 'over 0 days' and recommended a $428,000 purchase without a word
+    on how little data it rested on (plan hybrid warns under 28 days)."""
+    since = NOW - dt.timedelta(hours=6)
+    r = price_usage([rec("j", "p", "u", 8, 6, start=since)], now=NOW, since=since, catalog=CAT)
+    assert "over 6.0 hours" in r.recommendation and "0 days" not in r.recommendation
+    assert "only 6.0 hours of usage" in r.recommendation and "at least 28 days" in r.recommendation
+    month = NOW - dt.timedelta(days=30)
+    long = price_usage([rec("j", "p", "u", 8, 300, start=month)], now=NOW, since=month, catalog=CAT)
+    assert "at least 28 days" not in long.recommendation

@@ -96,3 +96,14 @@ def test_itp_trace_sweep() -> None:
     assert s.demand_gpu_hours == pytest.approx(sum((b - a) * g for a, b, g in ivs) / 3600)
     assert s.best.cost_usd <= min(s.all_cloud.cost_usd, s.own_peak.cost_usd)
     assert 0 < s.best.owned_gpus < s.own_peak.owned_gpus
+
+
+def test_unlike_gpus_between_server_and_instance_are_noted() -> None:
+    """Owning H100 servers against renting A100s was compared silently (plan tco notes it)."""
+    from aistack.planning.report import render_hybrid
+
+    prof = [8.0] * 24 * 30
+    s = hybrid_sweep(prof, server="hgx-h100-oem", instance="lambda-8x-a100-80gb")
+    assert any("unlike GPUs" in n and "A100-80GB" in n for n in s.notes)
+    assert "note: comparing unlike GPUs" in render_hybrid(s)
+    assert hybrid_sweep(prof, gpu="H100").notes == []

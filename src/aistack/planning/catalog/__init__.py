@@ -149,8 +149,16 @@ class OnPremInputs(_Model):
     @field_validator("depreciation_years")
     @classmethod
     def _dep_positive(cls, v: Figure) -> Figure:
-        if v.value <= 0:
-            raise ValueError("depreciation_years must be > 0")
+        # costs are by month: a life under half a month rounded to 0 months (ZeroDivisionError)
+        if round(v.value * 12) < 1:
+            raise ValueError("depreciation_years must be at least one month (0.083 years)")
+        return v
+
+    @field_validator("idle_power_fraction")
+    @classmethod
+    def _idle_fraction(cls, v: Figure) -> Figure:
+        if v.value > 1:
+            raise ValueError("idle_power_fraction must be in [0, 1] (idle draw / maximum draw)")
         return v
 
 
@@ -241,7 +249,7 @@ class Catalog:
         cpu_prices: dict[str, CpuPrice],
         servers: dict[str, Server],
         onprem: OnPremInputs,
-        origins: dict[tuple[str, str], str],
+        origins: dict[tuple[str, ...], str],
     ) -> None:
         self.efficiency = efficiency
         self.accelerators = accelerators
@@ -390,7 +398,10 @@ class Catalog:
                     unit=unit,
                     source=source,
                     as_of=as_of,
-                    origin=self.origins.get((kind, name), "builtin"),
+                    # per field where a file gave only some (an instance's tiers, on-prem figures)
+                    origin=self.origins.get(
+                        (kind, name, field), self.origins.get((kind, name), "builtin")
+                    ),
                 )
             )
 
@@ -405,6 +416,7 @@ class Catalog:
             add("accelerator", a.name, "memory_bw_tbs", a.memory_bw_tbs, "TB/s", a.source, a.as_of)
             add("accelerator", a.name, "tdp_w", a.tdp_w, "W", a.source, a.as_of)
             add("accelerator", a.name, "nvlink_gbs", a.nvlink_gbs, "GB/s", a.source, a.as_of)
+            add("accelerator", a.name, "network_gbs", a.network_gbs, "GB/s", a.source, a.as_of)
         for i in self.instances.values():
             for tier, p in i.prices.items():
                 add("instance", i.name, tier, p.usd_per_hour, "USD/h", p.source, p.as_of)
@@ -531,7 +543,7 @@ def load_catalog(
     cpus: dict[str, CpuPrice] = {}
     srvs: dict[str, Server] = {}
     onprem: dict[str, Any] = {}
-    origins: dict[tuple[str, str], str] = {}
+    origins: dict[tuple[str, ...], str] = {}
     for text, origin in texts:
         f = _read_file(text, origin)
         src = "builtin" if origin.startswith("builtin:") else origin
@@ -542,6 +554,8 @@ def load_catalog(
             accs[a.name] = a
             origins[("accelerator", a.name)] = src
         for i in f.instances:
+            for tier in i.prices:  # the tiers this file gives (before merging)
+                origins[("instance", i.name, tier)] = src
             if i.name in insts and src != "builtin":
                 # a user file may give only some tiers: merge them over the shipped ones
                 merged = {**insts[i.name].prices, **i.prices}
@@ -557,6 +571,7 @@ def load_catalog(
         if f.onprem is not None:
             for k, v in f.onprem.model_dump(exclude_none=True).items():
                 onprem[k] = v
+                origins[("onprem", "onprem", k)] = src
     try:
         onprem_inputs = OnPremInputs.model_validate(onprem)
     except PydanticValidationError as exc:
