@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -45,6 +46,13 @@ def test_cost_report_prices_real_allocations_and_budgets(server, tmp_path: Path)
 
     only = json.loads(_cli(server, "cost", "report", "--project", "beta", "--json").stdout)
     assert {r["key"] for r in only["by_job"]} == {b["id"]}
+
+    # a window that starts after the jobs: the month's budget spend still counts them
+    after = dt.datetime.now(dt.UTC)
+    later = c.request("GET", "/cost/report", params={"since": after.isoformat()})
+    assert later["total"]["jobs"] == 0
+    if after.day > 1 or after.hour > 0:  # the jobs ran this month
+        assert {x["project"]: x["status"] for x in later["budgets"]}["alpha"] == "over"
 
     recent = json.loads(_cli(server, "cost", "report", "--since", "1d", "--json").stdout)
     assert recent["total"]["jobs"] == 2 and 23.9 < recent["window_hours"] <= 24.01

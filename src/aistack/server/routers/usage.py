@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -62,7 +63,11 @@ def cost_report(
     """Measured usage priced under a price sheet, with budgets and the buy-vs-rent advice."""
     from aistack.planning.usage import FIELDS, parse_records, price_usage
 
-    rows = allocation_records(db, project=project, since=since)
+    # budgets are per calendar month: their spend needs the records from its first day even
+    # when the window starts later (price_usage keeps the window for everything else)
+    month_start = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    fetch_from = min(since, month_start) if since is not None else None
+    rows = allocation_records(db, project=project, since=fetch_from)
     recs = parse_records([{k: r[k] for k in FIELDS} for r in rows])
     return price_usage(
         recs, sheet=sheet, since=since, project=project, budgets=budgets(db)
