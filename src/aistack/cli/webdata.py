@@ -138,9 +138,11 @@ def run(
         con.print(t)
     con.print(f"output: {report['run']['output']} (report.json, report.txt, dataset/)")
     if report.get("registered"):
-        con.print(
-            f"registered dataset version {report['registered'].get('ref', report['registered'])}"
-        )
+        ref = report["registered"].get("ref", report["registered"])
+        if report["run"]["resumed_tasks"].get("register"):
+            con.print(f"dataset version {ref} (registered by an earlier run of this output)")
+        else:
+            con.print(f"registered dataset version {ref}")
 
 
 @app.command()

@@ -28,10 +28,41 @@ _META_CHARSET = re.compile(
 )
 MODES: tuple[str, ...] = ("quality", "fast")
 
+# WHATWG Encoding Standard (what browsers do): these labels all mean windows-1252, whose
+# bytes 0x80-0x9F are punctuation (’ “ ” — €), not the C1 controls of Python's latin-1;
+# and a few legacy labels name a superset that pages labelled so are written in
+_WINDOWS_1252_LABELS = frozenset(
+    "ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 iso8859-1 "
+    "iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 latin-1 us-ascii windows-1252 x-cp1252".split()
+)
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "ms_kanji": "cp932",
+    "windows-31j": "cp932",
+}
+# windows-1252 as the WHATWG decodes it: latin-1, then 0x80-0x9F through cp1252 where it
+# defines a character (the five bytes it leaves undefined stay C1 controls); never fails
+_CP1252_C1 = {}
+for _b in range(0x80, 0xA0):
+    try:
+        _CP1252_C1[_b] = bytes([_b]).decode("cp1252")
+    except UnicodeDecodeError:
+        pass
+
 
 def decode_html(body: bytes, http_content_type: str | None = None) -> str:
     """Bytes → str: charset from the HTTP header, else from a <meta> tag, else UTF-8 if the
-    bytes are valid UTF-8, else resiliparse's detector (BOM, byte statistics)."""
+    bytes are valid UTF-8, else resiliparse's detector (BOM, byte statistics). Labels are
+    read as browsers do (WHATWG): iso-8859-1, ascii and their aliases mean windows-1252
+    (valid UTF-8 so labelled is taken as UTF-8), gb2312/euc-kr/shift_jis their supersets."""
     enc = None
     if http_content_type and "charset=" in http_content_type.lower():
         enc = http_content_type.lower().split("charset=", 1)[1].split(";")[0].strip(" \"'")
@@ -40,8 +71,16 @@ def decode_html(body: bytes, http_content_type: str | None = None) -> str:
         if m:
             enc = m.group(1).decode("ascii", "replace")
     if enc:
+        enc = enc.lower()
+        if enc in _WINDOWS_1252_LABELS:
+            # valid UTF-8 with non-ASCII bytes is UTF-8 mislabelled (cp1252 text is almost
+            # never valid UTF-8); anything else decodes as windows-1252
+            try:
+                return body.decode("utf-8")
+            except UnicodeDecodeError:
+                return body.decode("latin-1").translate(_CP1252_C1)
         try:
-            return body.decode(enc)
+            return body.decode(_SUPERSETS.get(enc, enc))
         except (LookupError, UnicodeDecodeError):
             pass
     try:
@@ -103,6 +142,11 @@ def extract_text(html: str, *, mode: Mode = "quality", url: str | None = None) -
 def _identifier() -> object:
     langid = require("py3langid.langid", extra="webdata")
     return langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
+
+
+def language_codes() -> frozenset[str]:
+    """The codes :func:`detect_language` can return ('und' for empty text)."""
+    return frozenset([*map(str, _identifier().nb_classes), "und"])  # type: ignore[attr-defined]
 
 
 def detect_language(text: str, *, max_chars: int = 10_000) -> tuple[str, float]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aistack.errors import ValidationError
 
@@ -99,6 +99,11 @@ class LanguageParams(FilterParams):
     languages: list[str] = Field(default_factory=lambda: ["en"])
     threshold: float = Field(0.65, ge=0.0, le=1.0)
 
+    @field_validator("languages")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [x.strip().lower() for x in v]  # the identifier's codes are lower case
+
 
 class LanguageFilter(Filter):
     """Keep documents whose language is in ``languages`` with score ≥ ``threshold``
@@ -106,6 +111,20 @@ class LanguageFilter(Filter):
 
     name = "language"
     Params = LanguageParams
+
+    def __init__(self, params: FilterParams | None = None, **kw: Any) -> None:
+        super().__init__(params, **kw)
+        from aistack.webdata.extract import language_codes
+
+        known = language_codes()
+        unknown = [x for x in self.p.languages if x not in known]  # type: ignore[attr-defined]
+        if unknown:
+            raise ValidationError(
+                f"language.languages: {', '.join(map(repr, unknown))}: not a code the language "
+                "identifier (py3langid) returns, so no document would pass",
+                hint=f"use ISO 639-1 codes such as en, de, fr, zh ({len(known)} known: "
+                "aistack.webdata.extract.language_codes())",
+            )
 
     def filter(self, doc: Document) -> Verdict:
         lang, score = doc.metadata.get("lang"), doc.metadata.get("lang_score")
@@ -497,8 +516,10 @@ _EMAIL = re.compile(
     r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b"
 )
+# not inside a longer dotted number (1.2.3.4.5), but a sentence's full stop may follow
 _IPV4 = re.compile(
-    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])"
+    r"(?<![\d.])(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)"
 )
 
 

@@ -150,6 +150,9 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         if rec.record_type == "conversion" and fmt in ("auto", "wet"):
             text = rec.body.decode("utf-8", "replace").strip()
             html += 1
+            if not text:  # WET files hold a record for pages without text too
+                drops["read/empty_text"] += 1
+                continue
             docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
             continue
         if fmt == "wet" or rec.record_type not in ("response", "resource"):
@@ -438,6 +441,66 @@ def _clear_output(out: Path, *, protect: list[Path]) -> None:
             p.unlink()
 
 
+# step parameters that name a file: relative to the pipeline file's folder, like input.paths
+FILE_PARAMS = {
+    "tokenize": ("tokenizer_file",),
+    "c4": ("badwords_file",),
+    "url_blocklist": ("domains_file",),
+}
+
+
+def _resolve_files(spec: PipelineSpec, base: Path) -> PipelineSpec:
+    """``spec`` with the file parameters of its steps made absolute against ``base`` (the
+    pipeline file's folder), so workers (any cwd, or a Ray node) read the files meant."""
+    steps: list[dict[str, Any]] = []
+    for item in spec.steps:
+        ((kind, params),) = item.items()
+        params = dict(params)
+        for key in FILE_PARAMS.get(kind, ()):
+            value = params.get(key)
+            if value:
+                path = Path(value).expanduser()
+                params[key] = str(path if path.is_absolute() else base / path)
+        steps.append({kind: params})
+    return spec.model_copy(update={"steps": steps})
+
+
+def _check_steps(spec: PipelineSpec) -> None:
+    """Build every filter once and check the files steps name, so a bad parameter is an
+    error before any input is read (not one per worker after the first file)."""
+    from aistack.webdata.filters import FILTERS
+
+    for kind, params in spec.parsed_steps():
+        if kind in FILTERS:
+            FILTERS[kind](params)  # type: ignore[arg-type]
+        elif kind == "tokenize" and params.tokenizer_file:  # type: ignore[attr-defined]
+            if not Path(params.tokenizer_file).is_file():  # type: ignore[attr-defined]
+                raise ValidationError(
+                    f"tokenize.tokenizer_file: {params.tokenizer_file} does not exist",  # type: ignore[attr-defined]
+                    hint="paths are relative to the pipeline file's folder; give a "
+                    "tokenizer.json (HF tokenizers format) or let the pipeline train one",
+                )
+
+
+def _check_output(out: Path) -> None:
+    """A run (or resume) writes only into a new folder, an earlier run's folder, or one where
+    the names it writes (:data:`OUTPUT_ENTRIES`) are free or empty folders: a user's own
+    ``report.txt`` or ``dataset/`` would be overwritten, or registered with the shards."""
+    if not out.is_dir() or _is_pipeline_output(out):
+        return
+    taken = []
+    for name in OUTPUT_ENTRIES:
+        p = out / name
+        if p.is_symlink() or p.is_file() or (p.is_dir() and any(p.iterdir())):
+            taken.append(name)
+    if taken:
+        raise ConflictError(
+            f"output {out} is not an aistack pipeline output (no {MARKER}) and already holds "
+            f"{', '.join(taken)}; refusing to write over it",
+            hint="point output: at a new or empty folder, or move those entries elsewhere",
+        )
+
+
 def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
     data = spec.model_dump(exclude={"workers", "executor"})
     data["files"] = [str(f.resolve()) for f in files]
@@ -458,11 +521,16 @@ def run_pipeline(
     workers = workers or spec.workers
     executor = executor or spec.executor
     if executor not in ("local", "ray"):
-        raise ValidationError(f"executor must be local or ray, got {executor!r}")
+        raise ValidationError(
+            f"executor must be local or ray, got {executor!r}",
+            hint="--executor local (processes on this machine) or --executor ray",
+        )
     out = Path(spec.output)
     out = out if out.is_absolute() else base / out
     files = expand_inputs(spec.input.paths, base)
     fp = _spec_fingerprint(spec, files)
+    spec_run = _resolve_files(spec, base)
+    _check_steps(spec_run)
     state = out / ".tasks"
     if out.exists() and not out.is_dir():
         raise ValidationError(
@@ -471,6 +539,8 @@ def run_pipeline(
         )
     if fresh:
         _clear_output(out, protect=[*files, base])
+    else:
+        _check_output(out)
     if (state / "spec.json").exists():
         old = json.loads((state / "spec.json").read_text()).get("fingerprint")
         if old != fp:
@@ -487,7 +557,7 @@ def run_pipeline(
             hint="point output: at a folder you can write (a file of that name is in the way?)",
         ) from None
     _done(state / "spec.json", {"fingerprint": fp, "spec": spec.model_dump()})
-    spec_json = spec.model_dump_json()
+    spec_json = spec_run.model_dump_json()
     t_start = time.perf_counter()
     resumed = {"process": 0, "encode": 0}
 
@@ -522,7 +592,22 @@ def run_pipeline(
     t3 = time.perf_counter()
     tok_info: dict[str, Any] = {}
     if tok_spec is not None:
-        tok_info = _tokenizer(out, len(files), tok_spec)
+        try:
+            tok_info = _tokenizer(out, len(files), spec_run.step("tokenize"))
+        except ValidationError as exc:
+            if not exc.message.startswith("tokenize: no documents left"):
+                raise
+            drops: Counter[str] = Counter()
+            for r in procs:
+                drops.update(r["drops"])
+            for k in ("exact_duplicates", "near_duplicates"):
+                drops[f"dedup/{k}"] += dedup_stats.get(k, 0)
+            why = ", ".join(f"{k} {v:,}" for k, v in drops.most_common(5) if v) or "none"
+            raise ValidationError(
+                f"{exc.message}: {sum(r['html'] for r in procs):,} pages read from "
+                f"{len(files):,} files, all dropped (docs per filter/reason: {why})",
+                hint=exc.hint,
+            ) from None
     wall_train = time.perf_counter() - t3
 
     # ---- encode
@@ -571,9 +656,39 @@ def run_pipeline(
 
     reg = spec.step("register")
     if reg is not None:
-        report["registered"] = register_output(out / "dataset", reg.name, reg.message, report)  # type: ignore[attr-defined]
+        reg_done = state / "register.done"
+        earlier = _registered_earlier(reg_done)
+        if earlier is not None:  # a finished run resumed: same dataset, no new version
+            report["registered"] = earlier
+            resumed["register"] = 1
+        else:
+            report["registered"] = register_output(
+                out / "dataset",
+                reg.name,  # type: ignore[attr-defined]
+                reg.message,  # type: ignore[attr-defined]
+                report,
+            )
+            _done(reg_done, report["registered"])
         (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return report
+
+
+def _registered_earlier(done: Path) -> dict[str, Any] | None:
+    """The dataset version an earlier run of this output registered, if it still exists with
+    the same manifest (deleted meanwhile: None, so the run registers again)."""
+    try:
+        old = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or not old.get("ref") or not old.get("manifest"):
+        return None
+    try:
+        from aistack.storage import Datasets  # type: ignore[attr-defined]
+
+        current = Datasets.from_settings().resolve(str(old["ref"]))
+    except Exception:  # noqa: BLE001 - gone, or another store: register again
+        return None
+    return old if getattr(current, "manifest", None) == old["manifest"] else None
 
 
 def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:

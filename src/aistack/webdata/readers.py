@@ -311,11 +311,14 @@ class ArchiveReader:
             except Exception as exc:  # noqa: BLE001 - a reader never crashes
                 self._issue(0, f"cannot read: {exc}")
                 return
+            err = getattr(inner, "error", None)
             if first.startswith(b"WARC/"):
                 yield from self._warc(stream)
             elif first.startswith(b"filedesc://"):
                 yield from self._arc(stream)
-            else:
+            elif not first and not err:
+                self._issue(0, "empty file: no records (0 bytes after decompression)")
+            elif first:  # (nothing decompressed: the decompressor's error below says why)
                 self._issue(0, f"not a WARC or ARC file (starts with {bytes(first[:12])!r})")
             err = getattr(inner, "error", None)
             if err:

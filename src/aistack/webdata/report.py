@@ -39,9 +39,10 @@ def tables(report: dict[str, Any]) -> list[Any]:
     d.add_column("docs", justify="right")
     for k, v in c["drops"].items():
         d.add_row(k, f"{v:,}")
-    if c.get("duplicates"):
-        for k, v in c["duplicates"].items():
-            d.add_row(f"dedup/{k}", f"{v:,}")
+    dup = c.get("duplicates") or {}
+    for k in ("exact_duplicates", "near_duplicates"):  # the other entries are not documents
+        if k in dup:
+            d.add_row(f"dedup/{k}", f"{dup[k]:,}")
 
     s = Table(title="summary")
     s.add_column("item")
@@ -51,6 +52,12 @@ def tables(report: dict[str, Any]) -> list[Any]:
     langs = ", ".join(f"{k} {v:,}" for k, v in list(c["languages"].items())[:8])
     s.add_row("languages (docs)", langs or "-")
     s.add_row("PII masked", ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()) or "0")
+    if "near_duplicate_clusters" in dup:
+        s.add_row(
+            "near-duplicate clusters",
+            f"{dup['near_duplicate_clusters']:,} clusters "
+            f"({dup.get('minhash_pairs_checked', 0):,} candidate pairs checked)",
+        )
     s.add_row("tokens", f"{c['tokens']:,} tokens")
     if c.get("vocab_size"):
         s.add_row("vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")

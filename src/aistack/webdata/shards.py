@@ -120,7 +120,7 @@ def read_header(path: str | Path) -> dict[str, int]:
     if tok_off + width * ntok > idx_off or end > size:
         raise ValidationError(
             f"{path} is truncated or damaged: the header says the index ends at {end:,} bytes "
-            f"(tokens end at {tok_off + width * ntok:,}), the file has {size:,}",
+            f"(tokens end at {tok_off + width * ntok:,}), the file has {size:,} bytes",
             hint="write the shard again (aistack webdata run --fresh)",
         )
     return {

@@ -155,7 +155,8 @@ class PipelineSpec(_M):
             except PydanticValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join(str(x) for x in err["loc"])
-                raise ValueError(f"steps[{i}].{kind}.{loc}: {err['msg']}") from None
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"steps[{i}].{kind}.{loc}: {msg}") from None
         return out
 
     def step(self, kind: str) -> BaseModel | None:
@@ -169,6 +170,11 @@ def load_spec(path: str | Path, **overrides: Any) -> tuple[PipelineSpec, Path]:
     """Read a pipeline YAML; relative paths in it are relative to the YAML file's folder.
     Returns (spec, base directory)."""
     p = Path(path)
+    if p.is_dir():
+        raise ValidationError(
+            f"pipeline file {str(p)!r} is a folder",
+            hint="pass the path of a pipeline YAML, e.g. examples/webdata/pipeline.yaml",
+        )
     if not p.is_file():
         raise ValidationError(
             f"pipeline file {str(p)!r} not found", hint="pass the path of a pipeline YAML"

@@ -43,6 +43,22 @@ def test_decode_charset() -> None:
     assert "café" in decode_html('<meta charset="utf-8"><p>café</p>'.encode())
 
 
+def test_decode_latin1_label_is_windows_1252() -> None:
+    """QA-2 #6: pages labelled iso-8859-1 (or ascii) are windows-1252 (WHATWG); Python's
+    latin-1 turned their ’ “ ” — € into C1 control characters."""
+    text = "<p>It’s “quoted” — café €5</p>"
+    cp1252 = text.encode("cp1252")
+    assert decode_html(cp1252, "text/html; charset=ISO-8859-1") == text
+    assert decode_html(b'<meta charset="latin1">' + cp1252)[23:] == text
+    # UTF-8 under a latin-1/ascii label is UTF-8, as it was for ascii before
+    assert decode_html(text.encode(), "text/html; charset=us-ascii") == text
+    assert decode_html(text.encode(), "text/html; charset=iso-8859-1") == text
+    assert (
+        decode_html("<p>똠방각하</p>".encode("cp949"), "text/html; charset=EUC-KR")
+        == "<p>똠방각하</p>"
+    )
+
+
 def test_language_id() -> None:
     lang, score = detect_language("This is an English sentence about the weather in the mountains.")
     assert lang == "en" and score > 0.9

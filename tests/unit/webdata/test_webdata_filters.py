@@ -270,3 +270,19 @@ def test_ngram_stats_match_reference(words: list[str], n: int) -> None:
     g = _NGrams(words)
     assert g.top_chars(n) == _top_ref(words, n)
     assert g.dup_chars(n) == _dup_ref(words, n)
+
+
+def test_pii_masks_an_ip_that_ends_a_sentence() -> None:
+    """QA-2 #7: the look-ahead refused any '.' after the address, so 'at 8.8.8.8.' leaked."""
+    d = doc("Our resolver is 8.8.8.8. Mail 93.184.216.34.\nv1.2.3.4.5 stays, 8.8.8.8.8 too.")
+    apply(PIIMasker(), d)
+    assert d.text == "Our resolver is 0.0.0.0. Mail 0.0.0.0.\nv1.2.3.4.5 stays, 8.8.8.8.8 too."
+    assert d.metadata["pii"] == {"emails": 0, "ips": 2}
+
+
+def test_language_codes_are_checked() -> None:
+    """QA-2 #8: 'EN' or 'eng' matched no document and every page was dropped silently."""
+    german = "Die Geschichte der Stadt reicht bis in das zwölfte Jahrhundert zurück, als sich Bauern am Fluss niederließen."
+    assert verdict(LanguageFilter(languages=["DE"]), german) == (True, None)
+    with pytest.raises(ValidationError, match="'eng'.*no document would pass"):
+        LanguageFilter(languages=["en", "eng"])

@@ -116,3 +116,52 @@ def test_shard_info_errors(tmp_path: Path) -> None:
     for arg, msg in ((tmp_path / "nope.bin", "no such file"), (tmp_path, "is a folder")):
         res = r.invoke(app, ["shard-info", str(arg)])
         assert isinstance(res.exception, ValidationError) and msg in str(res.exception)
+
+
+def test_step_files_are_relative_to_the_pipeline_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA-2 #1: domains_file / badwords_file / tokenizer_file were read relative to the cwd
+    (the example says paths are relative to the pipeline file), and a missing one failed in
+    every worker after reading input; now it fails before anything is written."""
+    proj = tmp_path / "proj"
+    inp = _wet(proj / "in" / "0.warc.gz")
+    (proj / "blocked.txt").write_text("a\n")
+    pipe = proj / "pipe.yaml"
+    pipe.write_text(
+        f"input: {{paths: ['{inp}']}}\noutput: out\n"
+        "workers: 2\nsteps: [{url_blocklist: {domains_file: blocked.txt}}]\n"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    spec, base = load_spec(pipe)
+    rep = run_pipeline(spec, base=base)
+    assert rep["counts"]["drops"] == {"url_blocklist/blocked_domain": 1}
+    pipe.write_text(
+        f"input: {{paths: ['{inp}']}}\noutput: out2\n"
+        "steps: [dedup, {tokenize: {tokenizer_file: tok.json}}]\n"
+    )
+    spec, base = load_spec(pipe)
+    with pytest.raises(ValidationError, match=str(proj / "tok.json")):
+        run_pipeline(spec, base=base)
+    assert not (proj / "out2").exists()
+
+
+def test_run_refuses_a_folder_that_is_not_a_pipeline_output(tmp_path: Path) -> None:
+    """QA-2 #2: without --fresh a run wrote into any folder: a user's report.txt was
+    overwritten and their dataset/ files were registered along with the shards."""
+    inp = _wet(tmp_path / "in" / "0.warc.gz")
+    out = tmp_path / "data"
+    (out / "dataset").mkdir(parents=True)
+    (out / "dataset" / "mine.bin").write_bytes(b"precious")
+    (out / "report.txt").write_text("my report")
+    with pytest.raises(ConflictError, match="not an aistack pipeline output") as ei:
+        run_pipeline(_spec([str(inp)], out))
+    assert "dataset, report.txt" in str(ei.value)
+    assert (out / "report.txt").read_text() == "my report"
+    assert sorted(p.name for p in out.rglob("*")) == ["dataset", "mine.bin", "report.txt"]
+    # empty folders of those names (made by hand, or by a run killed at once) are fine
+    empty = tmp_path / "empty"
+    (empty / "dataset").mkdir(parents=True)
+    assert run_pipeline(_spec([str(inp)], empty))["counts"]["documents_out"] == 1
+    assert run_pipeline(_spec([str(inp)], empty))["run"]["resumed_tasks"]["process"] == 1

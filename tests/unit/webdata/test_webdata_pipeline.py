@@ -264,3 +264,73 @@ def test_minhash_verify_on_and_off(tmp_path: Path) -> None:
     assert rep["counts"]["duplicates"]["minhash_pairs_checked"] == 0
     assert run("f2", False, 2)[0] == urls
     assert _outputs(tmp_path / "f1") == _outputs(tmp_path / "f2")
+
+
+def test_resumed_run_does_not_register_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA-2 #3: every re-run of a finished pipeline (all tasks resumed) added a new dataset
+    version with the same files (v2, v3, …); it now reports the version it registered,
+    and registers again only when that version is gone."""
+    from aistack.settings import reset_settings_cache
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    reset_settings_cache()
+    try:
+        inp = _wet(tmp_path / "in" / "0.warc.gz", {"http://a/": "one two three four five six"})
+        spec = _spec([inp], tmp_path / "o", steps=["dedup", {"register": {"name": "wd-again"}}])
+        first = run_pipeline(spec)
+        again = run_pipeline(spec)
+        assert first["registered"]["ref"] == again["registered"]["ref"] == "wd-again@v1"
+        assert again["run"]["resumed_tasks"] == {"process": 1, "encode": 1, "register": 1}
+        from aistack.storage import Datasets
+
+        ds = Datasets.from_settings()
+        assert [v.version for v in ds.log("wd-again")] == [1]
+        ds.delete("wd-again@v1")
+        third = run_pipeline(spec)
+        assert third["registered"]["ref"] == "wd-again@v2"
+        assert json.loads((tmp_path / "o" / "report.json").read_text())["registered"]["ref"] == (
+            "wd-again@v2"
+        )
+    finally:
+        reset_settings_cache()
+
+
+def test_empty_wet_record_is_dropped(tmp_path: Path) -> None:
+    """QA-2 #9: a WET conversion record without text (Common Crawl writes them for pages
+    with no text) became an empty document in the corpus and a 0-token shard entry."""
+    inp = _wet(tmp_path / "0.warc.gz", {"http://a/": "", "http://b/": "one two three four five"})
+    rep = run_pipeline(_spec([inp], tmp_path / "o", steps=["dedup"]))
+    assert rep["counts"]["documents_out"] == 1
+    assert rep["counts"]["drops"] == {"read/empty_text": 1}
+    assert [r["url"] for r in read_jsonl_gz(tmp_path / "o" / "corpus" / "00000.jsonl.gz")] == [
+        "http://b/"
+    ]
+
+
+def test_no_documents_left_says_which_filter_dropped_them(tmp_path: Path) -> None:
+    """QA-2 #11: 'no documents left to train a tokenizer on' gave no clue which step
+    dropped everything (the report is not written on that error)."""
+    from aistack.errors import ValidationError
+
+    text = "The history of the town goes back to the twelfth century, when farmers settled."
+    inp = _wet(tmp_path / "0.warc.gz", {"http://a/": text})
+    steps = [{"language": {"languages": ["de"]}}, "dedup", {"tokenize": {"vocab_size": 512}}]
+    with pytest.raises(ValidationError, match=r"1 pages read from 1 files, all dropped") as ei:
+        run_pipeline(_spec([inp], tmp_path / "o", steps=steps))
+    assert "language/other_language 1" in str(ei.value)
+
+
+def test_report_tables_count_documents_only(tmp_path: Path) -> None:
+    """QA-2 #4: 'drops per filter and reason' (column 'docs') listed candidate pairs checked
+    and clusters as if they were dropped documents."""
+    from aistack.webdata.report import render_text
+
+    inp = _wet(tmp_path / "0.warc.gz", {"http://a/": "one two three four five six"})
+    rep = run_pipeline(_spec([inp], tmp_path / "o", steps=["dedup"]))
+    text = render_text(rep)
+    drops = text.split("drops per filter and reason")[1].split("summary")[0]
+    assert "dedup/exact_duplicates" in drops and "dedup/near_duplicates" in drops
+    assert "pairs" not in drops and "clusters" not in drops
+    assert "0 clusters (0 candidate pairs checked)" in text

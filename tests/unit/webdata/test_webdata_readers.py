@@ -108,10 +108,13 @@ def test_not_an_archive_and_empty_file(tmp_path: Path) -> None:
     e.write_bytes(b"")
     r = ArchiveReader(e)
     assert list(r.records()) == [] and len(r.issues) == 1
+    assert r.issues[0].reason.startswith("empty file")
     g = tmp_path / "junk.warc.gz"
     g.write_bytes(b"\x1f\x8b\x08\x00garbage-garbage")
     r = ArchiveReader(g)
-    assert list(r.records()) == [] and r.issues
+    assert list(r.records()) == []
+    # QA-2 #5: one issue, the decompressor's; not also "not a WARC or ARC file (starts with b'')"
+    assert [i.reason.split(":")[0] for i in r.issues] == ["gzip data corrupt"]
 
 
 def _warc_record(body: bytes, rtype: str = "resource") -> bytes:

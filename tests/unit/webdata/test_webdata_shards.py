@@ -99,7 +99,7 @@ def test_read_header_rejects_a_truncated_shard(tmp_path: Path) -> None:
     assert read_header(p)["num_docs"] == 2
     t = tmp_path / "trunc.bin"
     t.write_bytes(full[:100])
-    with pytest.raises(ValidationError, match=r"truncated .* the file has 100"):
+    with pytest.raises(ValidationError, match=r"truncated .* the file has 100 bytes"):
         read_header(t)
     t.write_bytes(full[:-1])
     with pytest.raises(ValidationError, match="truncated"):

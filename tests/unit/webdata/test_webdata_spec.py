@@ -51,6 +51,8 @@ def test_top_level_typo() -> None:
 def test_load_spec_files(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="not found"):
         load_spec(tmp_path / "none.yaml")
+    with pytest.raises(ValidationError, match="is a folder"):  # QA-2: said "not found"
+        load_spec(tmp_path)
     p = tmp_path / "p.yaml"
     p.write_text("input: [oops")
     with pytest.raises(ValidationError, match="not valid YAML"):
@@ -71,3 +73,11 @@ def test_package_all_sorted_and_complete() -> None:
 
     assert wd.__all__ == sorted(wd.__all__)
     assert all(hasattr(wd, n) for n in wd.__all__)
+
+
+def test_step_validator_message_has_no_pydantic_prefix() -> None:
+    """QA-2 #10: 'steps[1].dedup.minhash: Value error, bands × rows …'."""
+    with pytest.raises(ValidationError) as exc:
+        parse_spec({**BASE, "steps": [{"dedup": {"minhash": {"bands": 10}}}]})
+    assert "steps[0].dedup.minhash: bands × rows must equal num_hashes" in str(exc.value)
+    assert "Value error" not in str(exc.value)
