@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -113,6 +114,11 @@ class _StepStat:
     seconds: float = 0.0
 
 
+def _input_stat(path: str | Path) -> dict[str, int]:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str, Any]:
     """Stage 1 for one input file (runs in a worker process or a Ray task)."""
     from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
@@ -120,6 +126,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     from aistack.webdata.filters import FILTERS, Document, apply
     from aistack.webdata.readers import ArchiveReader
 
+    input_stat = _input_stat(path)  # before reading: a file changed while read is seen later
     spec = PipelineSpec.model_validate_json(spec_json)
     steps = spec.parsed_steps()
     out = Path(out_dir)
@@ -265,6 +272,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     result = {
         "task": task,
         "file": str(path),
+        "input": input_stat,
         "records": records,
         "html": html,
         "kept": len(docs),
@@ -568,6 +576,13 @@ def run_pipeline(
         d = state / f"process-{i:05d}.done"
         if d.exists():
             proc_results[i] = json.loads(d.read_text())
+            then = proc_results[i].get("input")  # absent in runs made before it was recorded
+            if then is not None and then != _input_stat(f):
+                raise ConflictError(
+                    f"input {f} changed since the earlier run in {out} read it (size or "
+                    "modification time): resuming would keep results of the old content",
+                    hint="--fresh to process everything again, or another output folder",
+                )
             resumed["process"] += 1
         else:
             todo.append((spec_json, i, str(f), str(out)))

@@ -334,3 +334,18 @@ def test_report_tables_count_documents_only(tmp_path: Path) -> None:
     assert "dedup/exact_duplicates" in drops and "dedup/near_duplicates" in drops
     assert "pairs" not in drops and "clusters" not in drops
     assert "0 clusters (0 candidate pairs checked)" in text
+
+
+def test_an_input_changed_in_place_is_not_resumed(tmp_path: Path) -> None:
+    """A WARC rewritten with other content under the same name: resuming would have kept the
+    old file's documents; now the run stops and says to use --fresh."""
+    inp = _wet(tmp_path / "in" / "0.warc.gz", {"http://a/": "one two three four five six"})
+    spec = _spec([inp], tmp_path / "o", steps=["dedup"])
+    run_pipeline(spec)
+    assert run_pipeline(spec)["run"]["resumed_tasks"]["process"] == 1  # unchanged: resumed
+    _wet(tmp_path / "in" / "0.warc.gz", {"http://b/": "seven eight nine ten eleven twelve"})
+    with pytest.raises(ConflictError, match="changed since the earlier run") as exc:
+        run_pipeline(spec)
+    assert "--fresh" in exc.value.hint
+    fresh = run_pipeline(spec, fresh=True)
+    assert fresh["run"]["resumed_tasks"]["process"] == 0
