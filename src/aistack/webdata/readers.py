@@ -3,10 +3,11 @@
 
 A reader never crashes and never hangs on a damaged file: it yields every record it can
 read and reports each one it cannot as a :class:`ReadIssue` (file, offset, reason). Offsets
-are byte offsets in the *decompressed* stream (for a gzip file with one member per record,
-the compressed offset of the member is given as ``member_offset`` too). After a damaged
-record the reader resynchronises on the next ``WARC/`` line (uncompressed WARC) or stops at
-the damaged compressed member (a decompressor cannot resume mid-stream).
+are byte offsets in the *decompressed* stream, except for a damaged gzip member, which is
+reported at its compressed offset. After a damaged
+record the reader resynchronises on the next ``WARC/`` line; a corrupt gzip member is skipped
+whole and reading goes on at the next member (a file compressed as one long stream ends at the
+damage: a decompressor cannot resume mid-stream).
 
 Parsing is written here (not delegated to FastWARC's iterator) because the run report needs
 each unreadable record with its offset and reason, ARC has to be read too, and HTTP bodies
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_MEMBER = b"\x1f\x8b\x08"  # magic + deflate: where a member can start
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
@@ -72,19 +74,36 @@ class ArchiveError(Exception):
 
 
 class _GzipRaw(io.RawIOBase):
-    """Decompress a gzip file member by member; survives a clipped or corrupt member by
-    stopping there and recording why in ``error`` (with the compressed offset)."""
+    """Decompress a gzip file member by member, never crashing on damage.
+
+    Each member's output is held back until the member ends (up to ``HOLD`` bytes; a WARC.gz
+    has one member per record), so a corrupt member is dropped whole and reading goes on at the
+    next member's header: the records after it are read, and the stream the parser sees stays
+    aligned on record boundaries. A clipped last member gives out what it decompressed (the
+    parser reports the truncated record). A member longer than ``HOLD`` (a file compressed as
+    one stream) is streamed; damage there ends the stream. ``errors``: (compressed offset of the
+    member, reason) for each."""
+
+    HOLD = 32 << 20
 
     def __init__(self, f: io.BufferedIOBase) -> None:
         self._f = f
         self._d = zlib.decompressobj(31)
-        self._in = b""  # compressed bytes read but not yet consumed
+        self._in = b""  # compressed bytes read but not yet given to the decompressor
+        self._raw = bytearray()  # compressed bytes of the current member (while held back)
+        self._fed = 0  # compressed bytes of the current member consumed so far
+        self._start = 0  # compressed offset of the current member
+        self._out = bytearray()  # the current member's output, held back
+        self._holding = True
+        self._scan: bytearray | None = None  # bytes searched for the next member's header
+        self._scan_pos = 0
         self._pending = bytearray()
         self._eof = False
-        self._member_started = False
-        self.error: str | None = None
-        self.error_offset = 0
-        self._in_pos = 0  # compressed bytes consumed
+        self.errors: list[tuple[int, str]] = []
+
+    @property
+    def error(self) -> str | None:
+        return self.errors[0][1] if self.errors else None
 
     def readable(self) -> bool:
         return True
@@ -97,42 +116,88 @@ class _GzipRaw(io.RawIOBase):
         del self._pending[:n]
         return n
 
+    def _new_member(self, start: int) -> None:
+        self._d = zlib.decompressobj(31)
+        self._raw.clear()
+        self._out.clear()
+        self._fed = 0
+        self._start = start
+        self._holding = True
+
+    def _find_member(self) -> None:
+        """After a corrupt member: skip to the next gzip member header (or the end)."""
+        assert self._scan is not None
+        i = self._scan.find(_GZIP_MEMBER)
+        if i >= 0:
+            self._in = bytes(self._scan[i:])
+            self._new_member(self._scan_pos + i)
+            self._scan = None
+            return
+        more = self._f.read(256 * 1024)
+        if not more:
+            self._scan = None
+            self._eof = True
+            return
+        keep = len(_GZIP_MEMBER) - 1  # a header split across two reads
+        self._scan_pos += max(0, len(self._scan) - keep)
+        self._scan = bytearray(self._scan[-keep:]) + more
+
     def _fill(self) -> None:
+        if self._scan is not None:
+            self._find_member()
+            return
         if not self._in:
             self._in = self._f.read(256 * 1024)
             if not self._in:
-                if self._member_started:
-                    self.error = "gzip stream ends inside a compressed member (file clipped)"
-                    self.error_offset = self._in_pos
+                if self._fed:
+                    self._pending += self._out
+                    self._out.clear()
+                    self.errors.append(
+                        (self._start, "gzip stream ends inside a compressed member (file clipped)")
+                    )
                 self._eof = True
                 return
         data = self._in
         try:
             out = self._d.decompress(data, 1 << 20)
         except zlib.error as exc:
-            self.error = f"gzip data corrupt: {exc}"
-            self.error_offset = self._in_pos
-            self._eof = True
+            self.errors.append((self._start, f"gzip data corrupt: {exc}"))
+            if not self._holding:  # its output already went out: no realigning the stream
+                self._eof = True
+                return
+            # drop the member and look for the next one after its first byte
+            self._scan = bytearray(self._raw[1:]) + (data if self._raw else data[1:])
+            self._scan_pos = self._start + 1
+            self._in = b""
+            self._raw.clear()
+            self._out.clear()
             return
-        self._member_started = True
-        if self._d.eof:
-            rest = self._d.unused_data
-            self._in_pos += len(data) - len(rest)
-            self._in = rest  # the start of the next member, if any
-            self._d = zlib.decompressobj(31)
-            self._member_started = False
+        rest = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
+        used = len(data) - len(rest)
+        self._fed += used
+        self._in = rest
+        if self._d.eof:  # the member is whole (most often within this one call)
+            if self._out:
+                self._pending += self._out
+            self._pending += out
+            self._new_member(self._start + self._fed)
+        elif self._holding:
+            self._raw += data if used == len(data) else data[:used]
+            self._out += out
+            if len(self._out) > self.HOLD:  # one long stream: hand it out as it comes
+                self._pending += self._out
+                self._out.clear()
+                self._raw.clear()
+                self._holding = False
         else:
-            tail = self._d.unconsumed_tail
-            self._in_pos += len(data) - len(tail)
-            self._in = tail
-        self._pending += out
+            self._pending += out
 
 
 class _FastwarcRaw(io.RawIOBase):
     def __init__(self, reader: object) -> None:
         self._r = reader
         self.error: str | None = None
-        self.error_offset = 0
+        self.errors: list[tuple[int, str]] = []
 
     def readable(self) -> bool:
         return True
@@ -142,6 +207,7 @@ class _FastwarcRaw(io.RawIOBase):
             data = self._r.read(len(b))  # type: ignore[attr-defined]
         except OSError as exc:
             self.error = f"decompression failed: {exc}"
+            self.errors = [(0, self.error)]
             return 0
         b[: len(data)] = data
         return len(data)
@@ -320,9 +386,8 @@ class ArchiveReader:
                 self._issue(0, "empty file: no records (0 bytes after decompression)")
             elif first:  # (nothing decompressed: the decompressor's error below says why)
                 self._issue(0, f"not a WARC or ARC file (starts with {bytes(first[:12])!r})")
-            err = getattr(inner, "error", None)
-            if err:
-                self._issue(getattr(inner, "error_offset", 0), err)
+            for offset, why in getattr(inner, "errors", ()):
+                self._issue(offset, why)
 
     # ---- WARC
     def _warc(self, stream: io.BufferedReader) -> Iterator[Record]:

@@ -183,3 +183,24 @@ def test_many_gzip_members(tmp_path: Path) -> None:
     bodies = [x.body for x in r.records()]
     assert len(bodies) == 3000 and bodies[-1] == b"<html>2999</html>"
     assert r.issues == []
+
+
+@pytest.mark.parametrize("damage", ["deflate", "crc", "header"])
+def test_a_corrupt_gzip_member_loses_only_its_record(tmp_path: Path, damage: str) -> None:
+    """One gzip member per record, the middle one damaged: the records after it are read
+    (they used to be lost with it), and the damage is one issue at the member's offset."""
+    members = [gzip.compress(_warc_record(f"<html>{i}</html>".encode() * 50)) for i in range(3)]
+    bad = bytearray(members[1])
+    if damage == "deflate":
+        bad[len(bad) // 2] ^= 0xFF
+    elif damage == "crc":
+        bad[-6] ^= 0xFF  # the CRC-32 in the trailer
+    else:
+        bad[0] = 0x00  # no longer a gzip header
+    p = tmp_path / "three.warc.gz"
+    p.write_bytes(members[0] + bytes(bad) + members[2])
+    r = ArchiveReader(p)
+    bodies = [x.body for x in r.records()]
+    assert bodies == [b"<html>0</html>" * 50, b"<html>2</html>" * 50]
+    assert len(r.issues) == 1 and r.issues[0].offset == len(members[0])
+    assert r.issues[0].reason.startswith("gzip data corrupt")
