@@ -53,6 +53,7 @@ ReplicaState = Literal[
 ACTIVE = ("starting", "ready", "unhealthy")
 HEALTH_FAILURES_TO_REPLACE = 3
 UNHEALTHY_503_TO_FAIL = 5
+TICK_ERROR_LOG_EVERY_S = 60.0  # a tick that keeps failing the same way is logged this often
 TOKEN_HEADER = "x-aistack-service-token"
 
 
@@ -123,6 +124,8 @@ class ServiceController:
         self._next_start_t = 0.0
         self.failed: str | None = None  # why the service gave up starting replicas
         self._last_tick_error: str | None = None
+        self._tick_error_repeats = 0
+        self._tick_error_logged_t = 0.0
         self._client: Any = None
         self._stopping = False
         self.started_t = time.time()
@@ -642,11 +645,22 @@ class ServiceController:
                     self.write_state()
                     self._last_tick_error = None
                 except Exception as exc:  # the loop must survive a bad tick
-                    # the traceback once; the same error again is one line, not a log flood
+                    # the traceback once; the same error again is one line a minute at most
+                    # (the aistack server down for an hour was 7,200 lines), not a log flood
                     if repr(exc) != self._last_tick_error:
                         log.exception("control loop tick failed")
+                        self._tick_error_repeats, self._tick_error_logged_t = 0, time.monotonic()
                     else:
-                        log.warning("control loop tick failed again: %r", exc)
+                        self._tick_error_repeats += 1
+                        if time.monotonic() - self._tick_error_logged_t >= TICK_ERROR_LOG_EVERY_S:
+                            log.warning(
+                                "control loop tick failed again (%d times since the last "
+                                "report): %r",
+                                self._tick_error_repeats,
+                                exc,
+                            )
+                            self._tick_error_repeats = 0
+                            self._tick_error_logged_t = time.monotonic()
                     self._last_tick_error = repr(exc)
                 await asyncio.sleep(self.spec.health_interval_s)
         finally:
@@ -782,7 +796,10 @@ def build_app(ctl: ServiceController, token: str) -> Any:
         except HTTPProblem as exc:
             return exc.response()
         except PydanticValidationError as exc:
-            return HTTPProblem(400, str(exc.errors()[0]["msg"])).response()
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
         ctl.spec = ctl.spec.model_copy(update={"autoscale": cfg})
         ctl.autoscaler.cfg = cfg
         save_spec(ctl.dir, ctl.spec)
@@ -808,10 +825,34 @@ def build_app(ctl: ServiceController, token: str) -> Any:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def bind_service_socket(spec: ServiceSpec, service_dir: Path) -> Any:
+    """The router's listening socket: ``spec.port``, or — with port 0 — the port an earlier
+    controller of this service used (from ``state.json``), so that a restarted controller keeps
+    the service's URL; any free port when that one is taken."""
+    from urllib.parse import urlsplit
+
+    from aistack.serving.http import bind_socket
+
+    if spec.port:
+        return bind_socket(spec.host, spec.port)
+    try:
+        port = urlsplit(json.loads((service_dir / "state.json").read_text())["url"]).port or 0
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        port = 0
+    if port:
+        try:
+            return bind_socket(spec.host, port)
+        except OSError as exc:
+            log.warning(
+                "port %d of the previous controller is taken (%s): using another", port, exc
+            )
+    return bind_socket(spec.host, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from aistack.serving.http import bind_socket, serve_app
+    from aistack.serving.http import serve_app
 
     ap = argparse.ArgumentParser(prog="python -m aistack.serving.controller")
     ap.add_argument("--dir", required=True, help="the service directory (holds spec.json)")
@@ -828,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         token_file.chmod(0o600)
     token = token_file.read_text().strip()
     try:
-        sock = bind_socket(spec.host, spec.port)
+        sock = bind_service_socket(spec, service_dir)
     except OSError as exc:
         log.error("cannot bind %s:%s: %s", spec.host, spec.port, exc)
         return 2

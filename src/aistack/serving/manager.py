@@ -21,6 +21,7 @@ from typing import Any
 
 from aistack.errors import ConflictError, ConnectionFailed, NotFoundError, ValidationError
 from aistack.serving.spec import (
+    _SERVICE_NAME_RE,
     AutoscaleConfig,
     BatchingConfig,
     ReplicaResources,
@@ -39,6 +40,10 @@ def services_dir() -> Path:
 
 
 def service_dir(name: str) -> Path:
+    if not _SERVICE_NAME_RE.match(name):  # never a path out of services/ (.., .deleted/x)
+        raise NotFoundError(
+            f"no service named {name!r}", hint="service names are lowercase letters, digits, '-'"
+        )
     return services_dir() / name
 
 
@@ -141,6 +146,7 @@ def deploy(
 
     from aistack.serving.models import resolve_model
 
+    _check_wait(wait_ready_s)
     svc_name = name or service_name_for(model)
     launcher = choose_launcher(launcher)
     if gpus > 0 and launcher == "process":
@@ -215,6 +221,16 @@ def deploy(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
         )
     return status(spec.name)
+
+
+def _check_wait(wait_s: float | None) -> None:
+    """A negative wait is refused before anything starts (it used to deploy the service, then
+    report it not ready "after -1 s")."""
+    if wait_s is not None and wait_s < 0:
+        raise ValidationError(
+            f"--wait {wait_s:g}: the wait is in seconds and cannot be negative",
+            hint="pass 0 to return at once without waiting",
+        )
 
 
 def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -> None:
@@ -506,6 +522,7 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
     """Roll the service to another model version; with ``wait_s``, wait for the outcome."""
     from aistack.serving.models import resolve_model
 
+    _check_wait(wait_s)
     status(name)  # NotFoundError first
     resolved = resolve_model(model)
     _post(name, "/-/update", {"model_uri": resolved.uri, "model": model})
@@ -546,6 +563,7 @@ def target_ref(st: dict[str, Any], to: str) -> str:
 def scale(
     name: str, *, min_replicas: int | None = None, max_replicas: int | None = None
 ) -> dict[str, Any]:
+    status(name)  # NotFoundError for a service that does not exist, not "no controller"
     body = {
         k: v
         for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas))
@@ -555,9 +573,30 @@ def scale(
 
 
 def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
-    """Stop the controller and every replica; the directory moves to services/.deleted/."""
+    """Stop the controller and every replica; the directory moves to services/.deleted/.
+
+    Replicas that are aistack jobs can only be cancelled through the aistack server: while it
+    does not answer, nothing is stopped (the jobs would run on, unseen, after the service is
+    gone) and ConnectionFailed says to start it."""
     st = status(name)
     d = service_dir(name)
+    live_jobs = [
+        r
+        for r in st.get("replicas", [])
+        if r.get("handle") and r.get("state") not in ("stopped", "failed")
+    ]
+    if st.get("launcher") == "jobs" and live_jobs:
+        try:
+            from aistack.client import Client
+
+            Client(timeout=5.0).health()
+        except Exception as exc:  # noqa: BLE001 - any failure means the jobs cannot be cancelled
+            raise ConnectionFailed(
+                f"cannot delete {name!r}: its {len(live_jobs)} replica(s) are aistack jobs "
+                f"({', '.join(str(r['handle']) for r in live_jobs)}) and the aistack server "
+                f"does not answer ({exc})",
+                hint=f"start it (`aistack up --detach`), then aistack serve delete {name}",
+            ) from None
     ctl = _controller(name)
     if ctl is not None:
         try:
@@ -599,7 +638,11 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
 
 
 def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str, list[str]]:
-    """The last ``tail`` lines of the controller log and of each replica log."""
+    """The last ``tail`` lines of the controller log and of each replica log (0: all)."""
+    if tail < 0:
+        raise ValidationError(
+            f"--tail {tail}: give a number of lines, or 0 for all of them", hint="e.g. --tail 100"
+        )
     status(name)
     logs_dir = service_dir(name) / "logs"
     out: dict[str, list[str]] = {}

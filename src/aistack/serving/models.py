@@ -151,6 +151,15 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
             )
         return ResolvedModel(uri=f"models:/{name}/{version}", name=name, version=version)
     except MlflowException as exc:  # registry unreachable or similar
+        if any(s in str(exc.message) for s in _UNREACHABLE):
+            from aistack.errors import ConnectionFailed
+
+            raise ConnectionFailed(
+                f"model: cannot resolve {uri!r}: the model registry at {tracking_uri()} "
+                "does not answer",
+                hint="start the aistack server (`aistack up --detach`), or point "
+                "MLFLOW_TRACKING_URI at a running registry",
+            ) from None
         raise NotFoundError(f"model: cannot resolve {uri!r}: {exc.message}") from None
     except (OSError, ConnectionError) as exc:
         from aistack.errors import ConnectionFailed
@@ -158,6 +167,14 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
         raise ConnectionFailed(
             f"model registry at {tracking_uri()} cannot be reached: {exc}"
         ) from None
+
+
+# what MLflow's REST client says when nothing answers at the tracking URI
+_UNREACHABLE = (
+    "Max retries exceeded",
+    "Failed to establish a new connection",
+    "Connection refused",
+)
 
 
 def _registered(client: Any, name: str) -> Any:

@@ -454,7 +454,26 @@ class ReplicaServer:
             Route("/v1/completions", timed(completions), methods=["POST"]),
             Route("/invocations", timed(invocations), methods=["POST"]),
         ]
-        return Starlette(routes=routes, lifespan=lifespan)
+        served = ", ".join(f"{sorted(r.methods - {'HEAD'})[0]} {r.path}" for r in routes)
+
+        async def no_route(request: Request, exc: Exception) -> Response:
+            """404/405 in the OpenAI error shape (JSON), naming what is served."""
+            code = int(getattr(exc, "status_code", 404))
+            what = f"{request.method} {request.url.path}"
+            if request.url.path.rstrip("/") == "/v1/chat/completions":
+                msg = (
+                    f"{what}: chat completions are not served; send the conversation as a "
+                    "prompt to POST /v1/completions"
+                )
+            elif code == 405:
+                msg = f"{what}: method not allowed; this replica serves {served}"
+            else:
+                msg = f"{what}: no such endpoint; this replica serves {served}"
+            return HTTPProblem(code, msg).response()
+
+        return Starlette(
+            routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route}
+        )
 
 
 def _parse_invocation(data: dict[str, Any]) -> Any:

@@ -8,7 +8,8 @@ fail and drain). Standalone, over a fixed list of replicas::
 Streaming: a request whose JSON body asks for ``"stream": true`` is relayed as the replica
 sends it (server-sent events, chunk by chunk) instead of being buffered whole; it is retried
 only while no byte of the answer has come back (connection refused), and a replica that dies
-mid-stream ends the stream there (a consumer sees no ``[DONE]``).
+mid-stream ends the stream there with an ``error`` event (a consumer sees no ``[DONE]``; the
+request counts as a 502). A stream's latency in the metrics is the time to its last byte.
 
 Retries: a request that never reached a replica (connection refused) is retried on another
 replica whatever its kind; a request that failed after it was sent (the replica died, or
@@ -182,11 +183,18 @@ class Router:
 
     # ---- streamed proxy (server-sent events pass through as they come)
     async def forward_stream(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        on_end: Callable[[int], None] | None = None,
     ) -> Any:
         """Relay one streamed request: a Starlette response whose body is the replica's, chunk
         by chunk. The replica is picked as for :meth:`forward`; it counts as outstanding until
-        the stream ends."""
+        the stream ends. ``on_end(status)`` is called when a relayed event stream ends (502
+        when the replica broke it, which the client is told in a last ``error`` event)."""
         import httpx
         from starlette.responses import Response, StreamingResponse
 
@@ -255,16 +263,29 @@ class Router:
                 return Response(content, status_code=resp.status_code, headers=out_headers)
 
             async def relay(resp: Any = resp, ep: Endpoint = ep) -> Any:
+                status = resp.status_code
                 try:
                     async for chunk in resp.aiter_raw():
                         yield chunk
                 except httpx.HTTPError as exc:  # the replica died mid-stream: end it here
                     log.warning("%s: stream from %s broke: %s", self.service, ep.id, exc)
+                    status = 502
+                    # the 200 status line is long gone: say it in the stream, as the replica
+                    # does when its model fails (OpenAI clients raise on an "error" event)
+                    err = {
+                        "message": f"replica {ep.id} broke the stream off: {exc}; "
+                        "the completion is incomplete, send the request again",
+                        "type": "server_error",
+                        "code": 502,
+                    }
+                    yield f"data: {json.dumps({'error': err})}\n\n".encode()
                 finally:
                     await resp.aclose()
                     ep.outstanding -= 1
                     ep.served += 1
                     self.notify()
+                    if on_end is not None:
+                        on_end(status)
 
             return StreamingResponse(relay(), status_code=resp.status_code, headers=out_headers)
         raise HTTPProblem(502, f"all attempts failed; last: {last_err}")
@@ -363,7 +384,7 @@ class Router:
     def asgi_handler(self) -> Callable[[Any], Awaitable[Any]]:
         """A Starlette endpoint that proxies any request through the router."""
         from starlette.requests import Request
-        from starlette.responses import Response
+        from starlette.responses import Response, StreamingResponse
 
         async def handle(request: Request) -> Response:
             t0 = time.perf_counter()
@@ -373,9 +394,15 @@ class Router:
                     k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
                 }
                 if wants_stream(request.method, body):
+
+                    def on_end(status: int) -> None:  # the latency of a stream is all of it
+                        self.metrics.observe(status, time.perf_counter() - t0)
+
                     resp = await self.forward_stream(
-                        request.method, request.url.path, request.url.query, headers, body
+                        request.method, request.url.path, request.url.query, headers, body, on_end
                     )
+                    if isinstance(resp, StreamingResponse):
+                        return resp  # observed by on_end when the stream ends
                 else:
                     status, content, out_headers = await self.forward(
                         request.method, request.url.path, request.url.query, headers, body

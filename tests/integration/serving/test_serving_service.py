@@ -278,5 +278,6 @@ def test_controller_killed_then_redeployed_adopts_running_replicas(home: Path) -
     ready = [r for r in again["replicas"] if r["state"] == "ready"]
     assert [r["handle"] for r in ready] == [rep["handle"]]  # adopted, not restarted
     assert any("adopted running replica" in e["message"] for e in again["events"])
+    assert again["url"] == st["url"]  # clients keep the service's URL
     r = httpx.post(again["url"] + "/v1/completions", json={"prompt": "ok", "max_tokens": 2})
     assert r.status_code == 200

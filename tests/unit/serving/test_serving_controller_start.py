@@ -102,3 +102,26 @@ def test_restarted_controller_gets_the_deployers_environment(
         manager.restart("svc", wait_ready_s=None)  # the stand-in child exits at once
     assert envs[0]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
     assert envs[0]["ONLY_IN_SERVER"] == "1" and envs[0]["PATH"] == os.environ["PATH"]
+
+
+def test_restarted_controller_keeps_the_service_url(tmp_path: Path) -> None:
+    """A controller restarted (by `serve restart` or the server's watch) listens where the one
+    before it did: clients keep their URL. A port taken meanwhile falls back to a free one."""
+    from aistack.serving.controller import bind_service_socket
+    from aistack.serving.spec import ServiceSpec
+
+    spec = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo")
+    first = bind_service_socket(spec, tmp_path)  # nothing ran before: any free port
+    port = first.getsockname()[1]
+    (tmp_path / "state.json").write_text(json.dumps({"url": f"http://127.0.0.1:{port}"}))
+    first.close()  # the old controller died
+    again = bind_service_socket(spec, tmp_path)
+    try:
+        assert again.getsockname()[1] == port
+        other = bind_service_socket(spec, tmp_path)  # the port is taken now
+        assert other.getsockname()[1] not in (0, port)
+        other.close()
+    finally:
+        again.close()
+    (tmp_path / "state.json").write_text(json.dumps({"url": None}))
+    bind_service_socket(spec, tmp_path).close()

@@ -249,3 +249,17 @@ def test_text_endpoint_on_predict_only_model_is_404() -> None:
         r = c.post("/v1/completions", json={"prompt": "x"})
         assert r.status_code == 404
         assert "/invocations" in r.json()["error"]["message"]
+
+
+def test_unknown_path_and_method_are_json_errors_naming_the_endpoints(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 404  # was a text/plain "Not Found" an OpenAI client cannot read
+    err = r.json()["error"]
+    assert "chat completions are not served" in err["message"]
+    assert "POST /v1/completions" in err["message"]
+    r = client.get("/v2/nothing")
+    assert r.status_code == 404
+    assert "POST /invocations" in r.json()["error"]["message"]
+    r = client.get("/v1/completions")
+    assert r.status_code == 405
+    assert r.json()["error"]["message"].startswith("GET /v1/completions: method not allowed")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import pytest
 
 from aistack.serving.http import HTTPProblem
@@ -140,3 +142,61 @@ def test_which_requests_are_relayed_as_streams(method: str, body: bytes, want: b
     from aistack.serving.router import wants_stream
 
     assert wants_stream(method, body) is want
+
+
+class _SlowStream(httpx.AsyncByteStream):
+    """An upstream event stream: one event, a pause, then the end or a broken connection."""
+
+    def __init__(self, pause_s: float, breaks: bool) -> None:
+        self.pause_s, self.breaks = pause_s, breaks
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b'data: {"choices": [{"text": "a"}]}\n\n'
+        await asyncio.sleep(self.pause_s)
+        if self.breaks:
+            raise httpx.ReadError("connection reset by peer")
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _streaming_router(breaks: bool) -> tuple[Router, object]:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=_SlowStream(0.3, breaks),
+        )
+
+    r = Router(service="t", wait_for_replica_s=0.2)
+    r._stream_client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    r.add(Endpoint(id="a", url="http://a"))
+    app = Starlette(routes=[Route("/{path:path}", r.asgi_handler(), methods=["POST"])])
+    return r, app
+
+
+@pytest.mark.parametrize("breaks", [False, True])
+def test_stream_latency_is_to_the_last_byte_and_a_broken_stream_says_so(breaks: bool) -> None:
+    from starlette.testclient import TestClient
+
+    r, app = _streaming_router(breaks)
+    with TestClient(app) as client:
+        resp = client.post("/v1/completions", json={"prompt": "x", "stream": True})
+    assert resp.status_code == 200
+    events = [line[6:] for line in resp.text.splitlines() if line.startswith("data: ")]
+    assert events[0].startswith('{"choices"')
+    code = "502" if breaks else "200"
+    assert dict(r.metrics.requests_total) == {code: 1}
+    assert r.metrics.latency_sum_s >= 0.3  # the whole stream, not the time to its headers
+    assert r.endpoints["a"].outstanding == 0
+    if breaks:
+        assert "[DONE]" not in events
+        err = json.loads(events[-1])["error"]
+        assert "replica a broke the stream off" in err["message"] and err["code"] == 502
+        assert r.metrics.summary()["errors_total"] == 1
+    else:
+        assert events[-1] == "[DONE]"

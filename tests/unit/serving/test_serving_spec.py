@@ -65,6 +65,26 @@ def test_resolve_builtin_and_unknown() -> None:
         resolve_model("builtin:nope")
 
 
+def test_unreachable_registry_is_a_connection_error_saying_what_to_start(
+    aistack_home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from aistack.errors import ConnectionFailed
+
+    pytest.importorskip("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(
+        ConnectionFailed, match="registry at http://127.0.0.1:.* does not answer"
+    ) as ei:
+        resolve_model("iris")  # was NotFoundError with MLflow's urllib3 text
+    assert "aistack up" in (ei.value.hint or "")
+
+
 def test_resolve_path_without_mlmodel(tmp_path) -> None:
     with pytest.raises(NotFoundError, match="no MLmodel file"):
         resolve_model(str(tmp_path))
