@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -218,9 +218,16 @@ class ReplicaServer:
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
         max_body_bytes: int = 1_048_576,
+        served_names: Iterable[str] = (),
     ) -> None:
         self.model = model
         self.name = name
+        # what a request's "model" may say (as vLLM, an unknown name is a 404): the model's
+        # pinned URI, its registry name, and what the service gave (its name, the reference)
+        self.served_names = [model.uri, *served_names]
+        if model.uri.startswith("models:/"):
+            self.served_names.append(model.uri.removeprefix("models:/").split("/")[0])
+        self.served_names = list(dict.fromkeys(n for n in self.served_names if n))
         self.max_body_bytes = max_body_bytes
         self.metrics = RequestMetrics(prefix="aistack_replica", labels={"replica": name})
         self.gen_batcher = (
@@ -360,7 +367,10 @@ class ReplicaServer:
             return JSONResponse(
                 {
                     "object": "list",
-                    "data": [{"id": server.model.uri, "object": "model", "owned_by": "aistack"}],
+                    "data": [
+                        {"id": n, "object": "model", "owned_by": "aistack"}
+                        for n in server.served_names
+                    ],
                 }
             )
 
@@ -374,6 +384,14 @@ class ReplicaServer:
                 req = CompletionRequest.model_validate(data)
             except PydanticValidationError as exc:
                 raise pydantic_problem(exc) from None
+            if req.model and req.model not in server.served_names:
+                raise HTTPProblem(
+                    404,
+                    f"model: {req.model!r} is not served here; this endpoint serves "
+                    + ", ".join(repr(n) for n in server.served_names)
+                    + " (or leave model out)",
+                    param="model",
+                )
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:
                 raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
@@ -582,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_body_bytes=args.max_body_bytes,
+        served_names=[os.environ.get("AISTACK_SERVE_SERVICE", ""), args.model],
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -23,7 +23,8 @@ def client() -> Iterator[TestClient]:
 
 def test_completion_openai_shape(client: TestClient) -> None:
     r = client.post(
-        "/v1/completions", json={"model": "m", "prompt": "hello", "max_tokens": 3, "temperature": 0}
+        "/v1/completions",
+        json={"model": "builtin:echo", "prompt": "hello", "max_tokens": 3, "temperature": 0},
     )
     assert r.status_code == 200
     body = r.json()
@@ -263,3 +264,19 @@ def test_unknown_path_and_method_are_json_errors_naming_the_endpoints(client: Te
     r = client.get("/v1/completions")
     assert r.status_code == 405
     assert r.json()["error"]["message"].startswith("GET /v1/completions: method not allowed")
+
+
+def test_an_unknown_model_name_is_404_and_the_served_names_are_listed() -> None:
+    server = ReplicaServer(
+        load_model("builtin:echo"), name="t", served_names=["my-svc", "builtin:echo", ""]
+    )
+    with TestClient(server.app()) as c:
+        ids = [m["id"] for m in c.get("/v1/models").json()["data"]]
+        assert ids == ["builtin:echo", "my-svc"]
+        for name in ids:
+            body = {"model": name, "prompt": "ab", "max_tokens": 1}
+            assert c.post("/v1/completions", json=body).status_code == 200
+        r = c.post("/v1/completions", json={"model": "gpt-4", "prompt": "ab", "stream": True})
+        assert r.status_code == 404 and r.json()["error"]["param"] == "model"
+        assert "'gpt-4' is not served here" in r.json()["error"]["message"]
+        assert "'my-svc'" in r.json()["error"]["message"]
