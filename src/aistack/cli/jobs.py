@@ -177,6 +177,14 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
         os.kill(pid, signal.SIGKILL)
     settings.server_file.unlink(missing_ok=True)
     console.print(f"stopped the aistack server (pid {pid})")
+    from aistack.serving.manager import running_services
+
+    live = running_services()
+    if live:  # like jobs, services keep running; say so rather than leave them unnoticed
+        console.print(
+            f"{len(live)} service(s) keep running: {', '.join(live)} "
+            "(`aistack serve delete NAME` stops one)"
+        )
 
 
 @app.command()

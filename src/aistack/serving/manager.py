@@ -70,6 +70,15 @@ def _controller(name: str) -> dict[str, Any] | None:
     return info if _pid_alive(int(info.get("pid", 0))) else None
 
 
+def running_services() -> list[str]:
+    """Names of the services whose controller process is alive (they outlive the server)."""
+    names = []
+    for d in sorted(services_dir().iterdir()):
+        if d.is_dir() and _SERVICE_NAME_RE.match(d.name) and _controller(d.name) is not None:
+            names.append(d.name)
+    return names
+
+
 def _starting(name: str) -> bool:
     """Whether a controller of ``name`` was spawned and has not yet written controller.json
     (``controller.starting`` holds its pid while the spawner waits for it)."""

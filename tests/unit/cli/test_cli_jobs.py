@@ -186,3 +186,30 @@ def test_jobs_list_says_how_to_get_the_next_page(cli) -> None:  # type: ignore[n
     )
     res = runner.invoke(app, ["jobs", "--limit", "2", "--before", ids[1], "--json"])
     assert [j["id"] for j in json.loads(res.stdout)] == [ids[0]]
+
+
+def test_down_says_which_services_keep_running(aistack_home: Path) -> None:
+    import subprocess
+
+    from aistack.settings import get_settings
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(["sleep", "30"])
+    controller = subprocess.Popen(["sleep", "30"])
+    try:
+        settings.server_file.write_text(json.dumps({"pid": server.pid}))
+        for name, pid in (("live-svc", controller.pid), ("gone-svc", 2**22 + 7)):
+            d = settings.home / "services" / name
+            d.mkdir(parents=True)
+            (d / "spec.json").write_text(json.dumps({"name": name, "model": "builtin:echo"}))
+            (d / "controller.json").write_text(json.dumps({"pid": pid}))
+        res = runner.invoke(app, ["down", "--timeout", "1"])
+        assert res.exit_code == 0, res.output
+        assert "stopped the aistack server" in res.output
+        assert "1 service(s) keep running: live-svc" in " ".join(res.output.split())
+        assert "gone-svc" not in res.output
+    finally:
+        for p in (server, controller):
+            p.kill()
+            p.wait()
