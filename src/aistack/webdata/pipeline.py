@@ -24,6 +24,7 @@ the output bytes and counts are the same on 1 worker, N workers or Ray.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -524,7 +525,10 @@ def run_pipeline(
     fresh: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a pipeline; returns the report (also written to output/report.json)."""
+    """Run (or resume) a pipeline; returns the report (also written to output/report.json).
+
+    One run at a time per output folder: a second one is refused while the first holds the
+    folder's lock (two runs would rename each other's files away and mix their results)."""
     base = base or Path.cwd()
     workers = workers or spec.workers
     executor = executor or spec.executor
@@ -536,15 +540,53 @@ def run_pipeline(
     out = Path(spec.output)
     out = out if out.is_absolute() else base / out
     files = expand_inputs(spec.input.paths, base)
-    fp = _spec_fingerprint(spec, files)
     spec_run = _resolve_files(spec, base)
-    _check_steps(spec_run)
-    state = out / ".tasks"
+    _check_steps(spec_run)  # all before the output folder is made: bad input writes nothing
     if out.exists() and not out.is_dir():
         raise ValidationError(
             f"output: {out} is a file, not a folder",
             hint="point output: at a new or empty folder (the pipeline writes several files there)",
         )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as exc:
+        raise ValidationError(
+            f"output: cannot create folders in {out}: {exc.strerror or exc}",
+            hint="point output: at a folder you can write (a file of that name is in the way?)",
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(
+                f"output {out} is in use: another pipeline run is writing there",
+                hint="wait for it to end, or use another output folder",
+            ) from None
+        return _run_pipeline(
+            spec, spec_run, out, files, base=base, workers=workers, executor=executor,
+            fresh=fresh, progress=progress,
+        )  # fmt: skip
+    finally:
+        os.close(fd)  # (closing releases the lock)
+
+
+def _run_pipeline(
+    spec: PipelineSpec,
+    spec_run: PipelineSpec,
+    out: Path,
+    files: list[Path],
+    *,
+    base: Path,
+    workers: int,
+    executor: str,
+    fresh: bool,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """The run itself, with the output folder locked (``spec_run``: ``spec`` with its step
+    files made absolute)."""
+    fp = _spec_fingerprint(spec, files)
+    state = out / ".tasks"
     if fresh:
         _clear_output(out, protect=[*files, base])
     else:

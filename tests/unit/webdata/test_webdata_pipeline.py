@@ -349,3 +349,23 @@ def test_an_input_changed_in_place_is_not_resumed(tmp_path: Path) -> None:
     assert "--fresh" in exc.value.hint
     fresh = run_pipeline(spec, fresh=True)
     assert fresh["run"]["resumed_tasks"]["process"] == 0
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import os
+
+    inp = _wet(tmp_path / "in" / "0.warc.gz", {"http://a/": "one two three four five six"})
+    spec = _spec([inp], tmp_path / "o", steps=["dedup"])
+    (tmp_path / "o").mkdir()
+    fd = os.open(tmp_path / "o", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a run in progress holds
+        with pytest.raises(ConflictError, match="another pipeline run is writing there"):
+            run_pipeline(spec)
+        assert list((tmp_path / "o").iterdir()) == []  # nothing written
+    finally:
+        os.close(fd)
+    assert run_pipeline(spec)["counts"]["documents_out"] == 1
