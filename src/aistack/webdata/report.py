@@ -49,7 +49,9 @@ def tables(report: dict[str, Any]) -> list[Any]:
     s.add_column("value", justify="right")
     s.add_row("input files", f"{c['files']:,}")
     s.add_row("unreadable records", f"{c['unreadable_records']:,}")
-    langs = ", ".join(f"{k} {v:,}" for k, v in list(c["languages"].items())[:8])
+    # the most documents first, also for a report read back from report.json (sorted keys)
+    top = sorted(c["languages"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+    langs = ", ".join(f"{k} {v:,}" for k, v in top)
     s.add_row("languages (docs)", langs or "-")
     s.add_row("PII masked", ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()) or "0")
     if "near_duplicate_clusters" in dup:

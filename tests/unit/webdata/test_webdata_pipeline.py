@@ -369,3 +369,18 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
     finally:
         os.close(fd)
     assert run_pipeline(spec)["counts"]["documents_out"] == 1
+
+
+def test_report_read_back_from_json_lists_the_top_languages_first(two_runs: Any) -> None:
+    from aistack.webdata.report import render_text
+
+    o1, _, r1, _ = two_runs
+    saved = json.loads((o1 / "report.json").read_text())
+    assert list(saved["counts"]["steps"]) == list(r1["counts"]["steps"])  # pipeline order
+    langs = saved["counts"]["languages"]
+    top = max(langs, key=lambda k: langs[k])
+    line = next(ln for ln in render_text(saved).splitlines() if "languages (docs)" in ln)
+    assert line.split("languages (docs)")[1].replace("│", " ").split()[0] == top
+    # the dataset's copy keeps sorted keys (its bytes are part of the version's id)
+    counts = json.loads((o1 / "dataset" / "report.json").read_text())["counts"]
+    assert render_text({**saved, "counts": counts}).count("languages (docs)") == 1
