@@ -70,7 +70,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _done(path: Path, payload: dict[str, Any]) -> None:
-    _atomic_write(path, json.dumps(payload, sort_keys=True).encode())
+    # keys in their own order: a resumed run reports its steps in the pipeline's order
+    _atomic_write(path, json.dumps(payload).encode())
 
 
 def expand_inputs(paths: list[str], base: Path) -> list[Path]:
