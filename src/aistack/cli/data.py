@@ -192,7 +192,13 @@ def diff(
         for c in items:
             size = fmt_bytes(c.new_size if c.new_size is not None else c.old_size)
             if sign == "~":
-                size = f"{fmt_bytes(c.old_size)} → {fmt_bytes(c.new_size)}"
+                size = (
+                    f"{fmt_bytes(c.old_size)} → {fmt_bytes(c.new_size)}"
+                    if c.content
+                    else f"{fmt_bytes(c.new_size)}, same bytes"
+                )
+                if c.mode:
+                    size += f", mode {c.mode}"
             console.print(f"[{color}]{sign} {c.path}[/{color}] ({size})")
     console.print(
         f"{len(d.added)} added ({fmt_bytes(d.bytes_added)}), {len(d.removed)} removed "

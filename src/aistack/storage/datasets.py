@@ -121,9 +121,17 @@ class FileChange:
     path: str
     old_size: int | None
     new_size: int | None
+    mode: str | None = None  # changed files: "+x" / "-x" when the execute bit changed
+    content: bool = True  # changed files: whether the bytes changed (False: the mode only)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "old_size": self.old_size, "new_size": self.new_size}
+        return {
+            "path": self.path,
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+            "mode": self.mode,
+            "content": self.content,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -522,7 +530,15 @@ class Datasets:
         )
         both = sorted(fa.keys() & fb.keys())
         changed = tuple(
-            FileChange(path=p, old_size=fa[p].size, new_size=fb[p].size)
+            FileChange(
+                path=p,
+                old_size=fa[p].size,
+                new_size=fb[p].size,
+                mode=None
+                if fa[p].executable == fb[p].executable
+                else ("+x" if fb[p].executable else "-x"),
+                content=fa[p].hash != fb[p].hash,
+            )
             for p in both
             if fa[p].hash != fb[p].hash or fa[p].executable != fb[p].executable
         )
@@ -701,8 +717,13 @@ class Datasets:
                 if self._has_bytes(target, e):
                     unchanged += 1
                     st = os.stat(target)
-                    if e.executable and not st.st_mode & stat.S_IXUSR and st.st_nlink == 1:
-                        _make_executable(target, umask)  # the bytes were right
+                    # the bytes were right; the mode follows the version, as a git checkout
+                    # (never on a file with other links: it may be the store's object)
+                    if st.st_nlink == 1 and bool(st.st_mode & stat.S_IXUSR) != e.executable:
+                        if e.executable:
+                            _make_executable(target, umask)
+                        else:
+                            os.chmod(target, stat.S_IMODE(st.st_mode) & ~0o111)
                     continue
                 conflicts.append(f"{e.path} (other bytes)")
             todo.append((e, target))

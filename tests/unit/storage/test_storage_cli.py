@@ -87,3 +87,18 @@ def test_errors_are_aistack_errors(home: Path) -> None:
     Datasets.from_settings().add_reference("d@v1", "model", "m@v1")
     with pytest.raises(ConflictError, match="model m@v1"):
         CliRunner().invoke(app, ["rm", "d@v1"], catch_exceptions=False)
+
+
+def test_diff_says_when_only_the_mode_changed(home: Path) -> None:
+    import os
+
+    src = home / "src"
+    src.mkdir()
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    run("add", "m", str(src))
+    os.chmod(src / "run.sh", 0o755)
+    run("add", "m", str(src))
+    r = CliRunner().invoke(app, ["diff", "m@v1", "m@v2"], catch_exceptions=False)
+    assert "~ run.sh (10 B, same bytes, mode +x)" in r.output
+    [c] = run("diff", "m@v1", "m@v2")["changed"]  # type: ignore[call-overload]
+    assert (c["mode"], c["content"]) == ("+x", False)

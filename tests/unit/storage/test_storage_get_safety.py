@@ -284,5 +284,23 @@ def test_the_execute_bit_comes_back(tmp_path: Path) -> None:
     v2 = ds.add("x", src)
     d = ds.diff(v1.ref, v2.ref)
     assert [c.path for c in d.changed] == ["run.sh"]  # the mode changed, not the bytes
+    assert (d.changed[0].mode, d.changed[0].content) == ("-x", False)
     plain = [e for e in ds.files(v2)]
     assert b"executable" not in encode(plain)
+
+
+def test_get_over_the_same_bytes_sets_the_versions_mode_both_ways(tmp_path: Path) -> None:
+    """A file DEST already holds with the version's bytes is kept, and its execute bit now
+    follows the version both ways (it was only ever added, never removed)."""
+    ds = _ds(tmp_path)
+    src = _src(tmp_path, {"run.sh": "#!/bin/sh\n"})
+    os.chmod(src / "run.sh", 0o755)
+    exe = ds.add("m", src)
+    os.chmod(src / "run.sh", 0o644)
+    plain = ds.add("m", src)
+    out = tmp_path / "d"
+    ds.get(exe.ref, out, link="copy")
+    assert os.access(out / "run.sh", os.X_OK)
+    r = ds.get(plain.ref, out, link="copy")
+    assert r.unchanged == 1 and not os.stat(out / "run.sh").st_mode & 0o111
+    assert ds.get(exe.ref, out, link="copy").unchanged == 1 and os.access(out / "run.sh", os.X_OK)

@@ -65,6 +65,8 @@ class FileChangePublic(_Out):
     path: str
     old_size: int | None
     new_size: int | None
+    mode: str | None = None
+    content: bool = True
 
 
 class DatasetDiffPublic(_Out):
