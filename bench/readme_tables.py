@@ -60,7 +60,7 @@ def render() -> str:
             m = d.get("machine", {})
             out.append(
                 f"**{d.get('title', f.stem)}** — `{f.name}`, {m.get('cpu_count', '?')} cores, "
-                f"{m.get('memory_gb', '?')} GB, GPUs: {', '.join(m.get('gpus') or []) or 'none'}, {m.get('date', '')}\n"
+                f"{m.get('memory_gb', '?')} GiB, GPUs: {', '.join(m.get('gpus') or []) or 'none'}, {m.get('date', '')}\n"
             )
             cols = [str(c) for c in d["columns"]]
             out.append("| " + " | ".join(cols) + " |")
