@@ -53,6 +53,7 @@ def up(
     if detach:
         _refuse_if_taken(settings, host, port)
         log_path = settings.home / "server.log"
+        log_start = log_path.stat().st_size if log_path.exists() else 0  # this start's lines
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "aistack", "up", "--host", host, "--port", str(port)],
@@ -70,7 +71,9 @@ def up(
                 err_console.print(
                     f"[red]the server exited (code {proc.returncode}); see {log_path}[/red]"
                 )
-                err_console.print(log_path.read_text()[-2000:])
+                with log_path.open("rb") as f:
+                    f.seek(log_start)
+                    err_console.print(f.read()[-4000:].decode("utf-8", "replace"))
                 raise typer.Exit(1)
             try:
                 # the answer must come from our child: another server may hold the port

@@ -118,8 +118,20 @@ def deploy(
     _console().print(
         f"service [bold]{st['name']}[/bold] serving {st['model_uri']} at {st['url']} "
         f"({st.get('ready_replicas', 0)}/{st.get('desired_replicas', 0)} replicas ready)\n"
-        f'  curl {st["url"]}/v1/completions -d \'{{"prompt": "Hello", "max_tokens": 16}}\''
+        + try_it(st)
     )
+
+
+def try_it(st: dict[str, Any]) -> str:
+    """A curl line for the endpoint the model has: completions for a text model,
+    /invocations for the others (known once a replica is ready; completions till then)."""
+    endpoints = {k for r in st.get("replicas") or [] for k in (r.get("batches") or {})}
+    if endpoints and "completions" not in endpoints:
+        return (
+            f"  curl {st['url']}/invocations -H 'content-type: application/json' "
+            "-d '{\"inputs\": ...}'  (not a text model: no /v1/completions)"
+        )
+    return f'  curl {st["url"]}/v1/completions -d \'{{"prompt": "Hello", "max_tokens": 16}}\''
 
 
 @app.command("ls")

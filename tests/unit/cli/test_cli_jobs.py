@@ -169,6 +169,22 @@ def test_up_detach_ignores_an_answer_from_another_server(fake_spawn, aistack_hom
     assert "server running" not in res.stdout
 
 
+def test_up_detach_failure_shows_only_this_starts_log(fake_spawn, aistack_home: Path) -> None:  # type: ignore[no-untyped-def]
+    aistack_home.mkdir(parents=True, exist_ok=True)
+    (aistack_home / "server.log").write_text("an old start's error: EARLIER\n")
+
+    def popen(*_a: Any, stdout: Any = None, **_kw: Any) -> _FakeChild:
+        stdout.write(b"this start: bad policy option 'bogus'\n")
+        stdout.flush()
+        return _FakeChild(0)
+
+    fake_spawn(0)
+    jobs_cli.subprocess.Popen = popen  # type: ignore[assignment]  # (undone by monkeypatch)
+    res = runner.invoke(app, ["up", "--detach", "--port", str(_port())])
+    assert res.exit_code == 1
+    assert "bad policy option 'bogus'" in res.stderr and "EARLIER" not in res.stderr
+
+
 def test_up_detach_reports_its_own_child(fake_spawn) -> None:  # type: ignore[no-untyped-def]
     fake_spawn(100, record=True)
     res = runner.invoke(app, ["up", "--detach", "--port", str(_port())])

@@ -132,3 +132,14 @@ def test_a_tick_that_keeps_failing_is_not_a_log_flood(
         asyncio.run(go())
     lines = [r for r in caplog.records if "tick failed" in r.getMessage()]
     assert len(lines) == 1  # the first, with its traceback; repeats at most once a minute
+
+
+def test_the_deploy_hint_names_the_endpoint_the_model_has() -> None:
+    from aistack.cli.serve import try_it
+
+    st = {"url": "http://127.0.0.1:1", "replicas": []}
+    assert "/v1/completions" in try_it(st)  # not known yet: a text model is the usual case
+    st["replicas"] = [{"batches": {"invocations": {}}}]
+    assert "/invocations" in try_it(st) and "not a text model" in try_it(st)
+    st["replicas"] = [{"batches": {"completions": {}, "invocations": {}}}]
+    assert "/v1/completions" in try_it(st)
