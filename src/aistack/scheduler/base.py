@@ -132,6 +132,10 @@ class QueuePolicy(Policy):
     ) -> None:
         if backfill_depth < 1:
             raise ValueError("backfill_depth must be >= 1")
+        if estimate_depth < 0 or max_preempt_heads < 0:
+            raise ValueError("estimate_depth and max_preempt_heads must be >= 0")
+        if default_runtime_s is not None and not default_runtime_s > 0:
+            raise ValueError("default_runtime_s must be > 0 (or None: the mean max_runtime)")
         self.explain = explain
         self.backfill_depth = backfill_depth
         self.estimate_depth = estimate_depth
@@ -217,6 +221,12 @@ class QueuePolicy(Policy):
         avoid: set[int] | None = None  # then: nodes that preemptors behind it may not use
         pctx: dict[str, Any] = {}
         res_pending = False
+        # explain mode computes the head's reservation at once (for its reason); jobs
+        # behind the head that preempt change what it is based on, so it is computed
+        # again where a lazy pass (explain=False) would first compute it: the decisions
+        # do not depend on explain
+        res_stale = False
+        backfilling = False  # a job behind the head fitted (a lazy pass reserves there)
         waiting_for: dict[str, list[RunningJob]] = {}
         if self._inflight:
             # preemptions decided in earlier passes whose victims still run (the caller
@@ -320,13 +330,15 @@ class QueuePolicy(Policy):
                     if job.gpus <= fail_g and job.cpus <= fail_c:
                         fail_g, fail_c = job.gpus, job.cpus
                 if ids is not None:
-                    if res_pending:
-                        res_pending = False
+                    if res_pending or res_stale:
+                        res_pending = res_stale = False
                         shadow, rnodes, caps, unknown_end = self._reserve(
                             head, st, cluster, now, started_jobs, victims, pctx
                         )
+                        reservations.pop(head.id, None)
                         if shadow is not None and rnodes:
                             reservations[head.id] = (shadow, rnodes)
+                    backfilling = True
                     ends = now + job.max_runtime_s if job.max_runtime_s is not None else INF
                     if caps and not (shadow is not None and ends <= shadow):
                         ids = st.find(job, caps=caps)
@@ -344,6 +356,7 @@ class QueuePolicy(Policy):
                 got = ([], self._hold_victims(job, waiting_for[job.id], st, pctx))
                 kinds[job.id] = ("preempting", got)
                 reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                res_stale = explain and not firm and not backfilling
                 continue
             if preemptive and pre_heads < self.max_preempt_heads:
                 pre_heads += 1
@@ -351,6 +364,7 @@ class QueuePolicy(Policy):
                 if got is not None:
                     kinds[job.id] = ("preempting", got)
                     reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                    res_stale = explain and not firm and not backfilling
                     continue
             if explain:
                 if tg <= st.free_total and st.find(job) is not None:
@@ -361,6 +375,15 @@ class QueuePolicy(Policy):
                 break
 
         pending: dict[str, Pending] = {}
+        if res_stale and head is not None:
+            # no job behind the head fitted: the reason states the reservation as it is
+            # after this pass's preemptions (decisions are already taken)
+            shadow, rnodes, caps, unknown_end = self._reserve(
+                head, st, cluster, now, started_jobs, victims, pctx
+            )
+            reservations.pop(head.id, None)
+            if shadow is not None and rnodes:
+                reservations[head.id] = (shadow, rnodes)
         if explain:
             pending = self._explain(
                 ordered,
@@ -374,6 +397,7 @@ class QueuePolicy(Policy):
                 head,
                 shadow,
                 unknown_end,
+                pctx.get("need"),
             )
         return Decision(
             starts=tuple(starts),
@@ -684,8 +708,9 @@ class QueuePolicy(Policy):
         head: JobRequest | None,
         shadow: float | None,
         unknown_end: list[str],
+        need_of: dict[int, int] | None = None,
     ) -> dict[str, Pending]:
-        est = self._estimates(waiting, st, cluster, now, started, victims)
+        est = self._estimates(waiting, st, cluster, now, started, victims, kinds, need_of)
         blocks: dict[str | None, tuple[int, str | None]] = {}
         need_cache: dict[tuple[Any, ...], str] = {}
         pending: dict[str, Pending] = {}
@@ -705,7 +730,9 @@ class QueuePolicy(Policy):
                         f"ask an admin to raise the quota or request at most {q} GPUs"
                     )
                 else:
-                    reason = f"project {job.project} at its GPU quota ({u}/{q} GPUs in use)"
+                    # lowered below what the project runs: "over", not "at"
+                    where = "over" if u > q else "at"
+                    reason = f"project {job.project} {where} its GPU quota ({u}/{q} GPUs in use)"
                 pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
                 continue
             if kind == "never":
@@ -775,7 +802,8 @@ class QueuePolicy(Policy):
                 f" on each of {job.nodes} nodes" if job.nodes > 1 else " on one node"
             )
         if job.nodes > 1:
-            return f"needs {job.gpus}{typ} GPUs on each of {job.nodes} nodes"
+            gpus = "GPU" if job.gpus == 1 else "GPUs"
+            return f"needs {job.gpus}{typ} {gpus} on each of {job.nodes} nodes"
         return f"needs {job.gpus}{typ} GPU{'s' if job.gpus != 1 else ''} on one node"
 
     def _need_text(
@@ -816,16 +844,30 @@ class QueuePolicy(Policy):
         now: float,
         started: list[tuple[JobRequest, list[int]]],
         victims: set[str],
+        kinds: dict[str, tuple[Any, ...]] | None = None,
+        need_of: dict[int, int] | None = None,
     ) -> dict[str, float | None]:
         """Estimated start of each waiting job: the queue replayed in order on the free
         capacity as running jobs reach max_runtime (first ``estimate_depth`` jobs), then a
-        fluid estimate (GPU-seconds ahead / GPUs) for the rest."""
+        fluid estimate (GPU-seconds ahead / GPUs) for the rest. A job that preempts
+        starts now on the GPUs its victims free (held for it, as in the reservation)."""
         out: dict[str, float | None] = {}
         if not waiting:
             return out
         free = st.free_counts()
         for i, n in enumerate(st.nodes):
             free[i][0] -= n.held
+        for i, g in (need_of or {}).items():
+            free[i][0] -= g
+        preempting: list[tuple[JobRequest, list[int]]] = []
+        if kinds:
+            for j in waiting:
+                k = kinds.get(j.id)
+                if k is not None and k[0] == "preempting":
+                    preempting.append((j, k[1][1]))
+            if preempting:
+                gone = {id(j) for j, _ in preempting}
+                waiting = [j for j in waiting if id(j) not in gone]
         heap: list[tuple[float, int, list[tuple[int, int, int, int]]]] = []
         seq = 0
         index = st.index
@@ -854,6 +896,14 @@ class QueuePolicy(Policy):
             parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in sids]
             heap.append((now + j.max_runtime_s, seq, parts))
             seq += 1
+        for j, sids in preempting:  # their GPUs are charged above; CPUs/memory here
+            parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in sids]
+            for i, _g, c, m in parts:
+                free[i][1] -= c
+                free[i][2] -= m
+            if j.max_runtime_s is not None:
+                heap.append((now + j.max_runtime_s, seq, parts))
+                seq += 1
         heapq.heapify(heap)
         t = now
         nodes = st.nodes

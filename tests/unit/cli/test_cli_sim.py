@@ -94,7 +94,9 @@ def test_whatif_smaller_cluster_counts_only_new_misfits(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     out = " ".join(res.stdout.split())
-    assert "1 jobs no longer fit the smaller cluster" in out  # c (16 GPUs); not d (0 GPUs)
+    assert "1 job no longer fits the smaller cluster" in out  # c (16 GPUs); not d (0 GPUs)
+    # the p95 comparison is between runs of different jobs: the sentence says so
+    assert "(the smaller cluster's run leaves out 1 job that fits only the larger one)" in out
     assert "1 CPU-only jobs skipped" in out
 
 
@@ -167,3 +169,40 @@ def test_json_history_still_replays(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["jobs"] == 2
+
+
+def test_option_explain_and_bad_depths(tmp_path: Path) -> None:
+    """--option fifo.explain=true crashed (explain passed twice); a negative
+    estimate_depth was accepted and cut the queue's estimates short."""
+    t = tmp_path / "one.csv"
+    t.write_text(HEADER + "a,5,100,1\nb,6,50,1\n")
+    base = ["run", "--trace", str(t), "--nodes", "1", "--gpus-per-node", "1", "--json"]
+    res = runner.invoke(sim.app, [*base, "--policy", "fifo", "--option", "fifo.explain=true"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["avg_jct"] == (100 + 149) / 2
+    for opt in ("easy.estimate_depth=-1", "easy.max_preempt_heads=-1", "easy.default_runtime_s=0"):
+        res = runner.invoke(sim.app, [*base, "--policy", "easy", "--option", opt])
+        assert "must be" in _error(res), opt
+
+
+def test_plot_keeps_zero_length_jobs_on_the_log_axis(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A log axis drops JCT 0: a trace of zero-length jobs gave an empty CDF plot."""
+    import matplotlib.axes
+
+    drawn: list[Any] = []
+    real = matplotlib.axes.Axes.step
+
+    def spy(self: Any, x: Any, y: Any, *a: Any, **kw: Any) -> Any:
+        drawn.append(list(x))
+        return real(self, x, y, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "step", spy)
+    t = tmp_path / "zero.csv"
+    t.write_text(HEADER + "a,0,0,1\nb,0,0,1\n")
+    png = tmp_path / "jct.png"
+    res = runner.invoke(
+        sim.app, ["run", "--trace", str(t), "--nodes", "1", "--policy", "fifo", "--plot", str(png)]
+    )
+    assert res.exit_code == 0, res.output
+    assert png.stat().st_size > 0
+    assert drawn == [[1 / 3600, 1 / 3600]]

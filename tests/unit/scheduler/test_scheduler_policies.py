@@ -526,3 +526,46 @@ def test_pending_reasons_use_singular_for_one() -> None:
         "needs 1 CPU on one node; largest free block is 0 CPUs"
     )
     assert "needs 1 GPU but project Q's GPU quota is 0" in d.pending["g1"].reason
+
+
+def test_explain_does_not_change_decisions_when_a_job_behind_the_head_preempts() -> None:
+    """The server (explain=True) and the simulator (explain=False) must decide alike. The
+    head's reservation was computed before a job behind it preempted: it still counted on
+    the victim's node at the victim's max_runtime (t=50), though the preemptor takes that
+    node; so the server refused a backfill (ends at 80) that the simulator started. The
+    head's estimate must not count on that node either."""
+    cluster = ClusterState(
+        nodes=(node("n0", 1, []), node("n1", 1, [], typ="A"), node("n2", 1, []), node("n3", 1)),
+        running=(
+            running("r0", "n0", (0,), max_runtime_s=100.0, preemptible=False),
+            running("r1", "n1", (0,), max_runtime_s=50.0),
+            running("r2", "n2", (0,), max_runtime_s=5000.0, preemptible=False),
+        ),
+    )
+    queue = [
+        job("head", 1, nodes=2, priority=5),
+        job("preemptor", 1, t=1, priority=3, gpu_type="A"),
+        job("short", 1, t=2, priority=1, max_runtime_s=80.0),
+    ]
+    out = {}
+    for explain in (True, False):
+        d = get_policy("priority", aging_per_hour=0, explain=explain).schedule(queue, cluster, 0)
+        validate_decision(queue, cluster, d, 0.0, require_pending=explain)
+        out[explain] = (started(d), [p.job_id for p in d.preemptions], d.reservations["head"])
+        if explain:
+            assert d.pending["head"].estimated_start == 100.0
+            assert "reserved to start in 1.7 min" in d.pending["head"].reason
+    assert out[True] == out[False] == (["short"], ["r1"], (100.0, ("n0", "n3")))
+
+
+def test_reason_says_over_quota_when_the_quota_was_lowered_and_counts_one_gpu() -> None:
+    """An admin lowered project X's quota to 2 while it runs 4 GPUs: 'over', not 'at'.
+    A 1-GPU-per-node gang reads '1 GPU on each of 2 nodes', not '1 GPUs'."""
+    cluster = ClusterState(
+        nodes=(node("n0", 4, []), node("n1", 1, [])),
+        running=(running("r", "n0", (0, 1, 2, 3), project="X"), running("s", "n1", (0,))),
+        gpu_quotas={"X": 2},
+    )
+    d = run("easy", [job("x1", 1, project="X"), job("g", 1, t=1, nodes=2)], cluster)
+    assert d.pending["x1"].reason == "project X over its GPU quota (4/2 GPUs in use)"
+    assert d.pending["g"].reason.startswith("needs 1 GPU on each of 2 nodes; ")

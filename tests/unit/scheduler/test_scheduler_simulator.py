@@ -18,6 +18,7 @@ from aistack.scheduler.simulator import (
     SimConfig,
     TraceJob,
     erlang_c,
+    history_from_rows,
     load_csv,
     load_history,
     load_itp,
@@ -218,6 +219,40 @@ def test_history_from_jobs_json(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValidationError, match="not valid JSON"):
         load_history(tmp_path / "broken.json")
+
+
+def test_history_counts_the_runs_before_a_preemption() -> None:
+    """The server keeps started_at of the last run only; a job preempted once (or retried)
+    ran before it too: its attained_service_s (GPU-seconds over all runs) is the runtime."""
+    rows = [
+        {  # 4 GPUs: 65 s before its preemption + 90 s after = 620 GPU-s
+            "id": "pre",
+            "submitted_at": "2026-01-01T00:00:00Z",
+            "started_at": "2026-01-01T00:01:30Z",
+            "finished_at": "2026-01-01T00:03:00Z",
+            "resources": {"gpus": 4, "nodes": 1},
+            "preempt_count": 1,
+            "attained_service_s": 620.0,
+        },
+        {  # CPU-only: attained in seconds
+            "id": "cpu",
+            "submitted_at": "2026-01-01T00:00:00Z",
+            "started_at": "2026-01-01T00:00:10Z",
+            "finished_at": "2026-01-01T00:00:20Z",
+            "resources": {"gpus": 0},
+            "attained_service_s": "30",
+        },
+        {  # never preempted: the same as finish - start
+            "id": "plain",
+            "submitted_at": "2026-01-01T00:00:00Z",
+            "started_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:01:00Z",
+            "resources": {"gpus": 2},
+            "attained_service_s": 119.99,
+        },
+    ]
+    jobs, _ = history_from_rows(rows)
+    assert {j.id: j.duration for j in jobs} == {"pre": 155.0, "cpu": 30.0, "plain": 60.0}
 
 
 def test_estimate_modes() -> None:

@@ -146,8 +146,8 @@ def _get(d: Mapping[str, Any], dotted: str) -> Any:
 def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
     """The platform's own job history, as exported by ``aistack jobs --json`` (a JSON list,
     or {"jobs": [...]}) or a CSV with the same fields (id, submitted_at, started_at,
-    finished_at as ISO times; resources.gpus, resources.nodes). Jobs that never ran or are
-    still running are skipped; returns (trace, skipped)."""
+    finished_at as ISO times; resources.gpus, resources.nodes; attained_service_s). Jobs
+    that never ran or are still running are skipped; returns (trace, skipped)."""
     p = Path(path)
     if not p.exists():
         raise ValidationError(
@@ -194,11 +194,20 @@ def history_from_rows(
                 f"{source}, job {i}: resources.gpus/nodes must be integers"
             ) from None
         mr = _get(r, "max_runtime_s") or _get(r, "max_runtime")
+        # started_at is the last (re)start: a job that was preempted or retried also ran
+        # before it; attained_service_s (GPU-seconds, seconds for CPU-only jobs) has every run
+        dur = fin - st
+        try:
+            att = float(_get(r, "attained_service_s") or 0)
+        except (TypeError, ValueError):
+            att = 0.0
+        if math.isfinite(att) and att > 0:
+            dur = max(dur, att / max(1, g))
         out.append(
             TraceJob(
                 id=str(_get(r, "id") or f"job{i}"),
                 submit=sub,
-                duration=fin - st,
+                duration=dur,
                 gpus=g,
                 user=str(_get(r, "user") or "default"),
                 project=str(_get(r, "project") or "default"),
