@@ -395,6 +395,6 @@ def _seg(value: object) -> str:
     or id cannot reach another endpoint; ``.`` and ``..`` are encoded too."""
     text = str(value)
     if not text:
-        raise ValidationError("an empty name or id", hint="give the job id or the name")
+        raise ValidationError("an empty name or id", hint="give a non-empty name or id")
     seg = quote(text, safe="")
     return seg.replace(".", "%2E") if seg in (".", "..") else seg

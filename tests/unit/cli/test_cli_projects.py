@@ -79,3 +79,18 @@ def test_api_rejects_nan_inf_huge_and_bad_names(api) -> None:  # type: ignore[no
     r = put("/api/v1/projects/bad name!", json={"gpu_quota": 1})
     assert r.status_code == 422 and "not a valid name" in r.json()["message"]
     assert api.http.get("/api/v1/projects").json() == []  # nothing stored by the refused calls
+
+
+def test_projects_that_only_have_jobs_are_listed_with_the_defaults(api) -> None:  # type: ignore[no-untyped-def]
+    api.http.post("/api/v1/jobs", json={"command": "x", "project": "alpha"})
+    api.http.put("/api/v1/projects/beta", json={"gpu_quota": 2})
+    rows = {p["name"]: p for p in api.http.get("/api/v1/projects").json()}
+    assert list(rows) == ["alpha", "beta"]
+    assert rows["alpha"] == {
+        "name": "alpha",
+        "gpu_quota": None,
+        "monthly_budget_usd": None,
+        "share": 1.0,
+    }
+    assert api.http.get("/api/v1/projects/alpha").json()["share"] == 1.0
+    assert api.http.get("/api/v1/projects/nope").status_code == 404

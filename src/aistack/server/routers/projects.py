@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aistack.errors import NotFoundError, ValidationError
-from aistack.server.db.models import Project
+from aistack.server.db.models import Job, Project
 from aistack.server.deps import get_db
 from aistack.spec import NAME_HINT, valid_name
 
@@ -52,14 +52,25 @@ def _pub(p: Project) -> ProjectPublic:
     )
 
 
+def _defaults(name: str) -> Project:
+    """A project that has jobs but no settings: no quota, no budget, share 1."""
+    return Project(name=name, gpu_quota=None, monthly_budget_usd=None, share=1.0)
+
+
 @router.get("/projects", response_model=list[ProjectPublic])
 def list_projects(db: Session = Depends(get_db)) -> list[ProjectPublic]:
-    return [_pub(p) for p in db.execute(select(Project).order_by(Project.name)).scalars()]
+    """Projects with settings, and those that only have jobs (with the defaults)."""
+    rows = {p.name: p for p in db.execute(select(Project)).scalars()}
+    for (name,) in db.execute(select(Job.project).distinct()):
+        rows.setdefault(name, _defaults(name))
+    return [_pub(rows[n]) for n in sorted(rows)]
 
 
 @router.get("/projects/{name}", response_model=ProjectPublic)
 def get_project(name: str, db: Session = Depends(get_db)) -> ProjectPublic:
     p = db.get(Project, name)
+    if p is None and db.execute(select(Job.id).where(Job.project == name).limit(1)).first():
+        p = _defaults(name)
     if p is None:
         raise NotFoundError(
             f"project {name!r} has no settings", hint="set them with PUT /api/v1/projects/NAME"
