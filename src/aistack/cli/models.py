@@ -66,7 +66,8 @@ def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
         t.add_column(c)
     for m in models:
         aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(m["aliases"].items())) or "-"
-        t.add_row(m["name"], f"v{m['latest_version']}", aliases, _when(m["updated_ms"]))
+        latest = f"v{m['latest_version']}" if m["latest_version"] else "-"  # no versions yet
+        t.add_row(m["name"], latest, aliases, _when(m["updated_ms"]))
     _console().print(t)
 
 

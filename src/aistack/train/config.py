@@ -19,7 +19,7 @@ from aistack.errors import ValidationError
 class TrainConfig(BaseModel):
     """Everything the reference trainer reads. Unknown keys are an error naming the key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     run_name: str = Field(
         "gpt",
@@ -47,8 +47,8 @@ class TrainConfig(BaseModel):
     min_lr: float = Field(3e-5, ge=0)
     warmup_steps: int = Field(10, ge=0)
     weight_decay: float = Field(0.1, ge=0)
-    beta1: float = 0.9
-    beta2: float = 0.95
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float = Field(1.0, ge=0)
     seed: int = 0
     # runtime
@@ -80,6 +80,15 @@ class TrainConfig(BaseModel):
             data = {**data, "run_name": default_run_name()}
         return data
 
+    @model_validator(mode="after")
+    def _min_lr_below_lr(self) -> TrainConfig:
+        if self.min_lr > self.lr:
+            raise ValueError(
+                f"min_lr {self.min_lr} is above lr {self.lr} (the cosine decay would raise the "
+                "learning rate)"
+            )
+        return self
+
     @property
     def tokens_per_step(self) -> int:
         return self.micro_batch_size * self.grad_accum * self.seq_len
@@ -95,7 +104,7 @@ def default_run_name() -> str:
 def _raise(exc: PydanticValidationError) -> typing.NoReturn:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
-    msg = first.get("msg", "invalid")
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         allowed = ", ".join(sorted(TrainConfig.model_fields))
         raise ValidationError(f"{loc}: unknown key", hint=f"known keys: {allowed}") from None

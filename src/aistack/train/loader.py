@@ -39,14 +39,14 @@ import logging
 import os
 import sys
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aistack.errors import ValidationError
-from aistack.train.shards import Shard, open_shard
+from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, open_shard
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,30 @@ def _cache_remote(url: str) -> str:
     return str(local)
 
 
+def _head(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(8)
+
+
+def _fs_head(fs: Any) -> Callable[[str], bytes]:
+    return lambda f: bytes(fs.cat_file(f, start=0, end=8))
+
+
+def _shard_files(files: list[str], head: Callable[[str], bytes]) -> list[str]:
+    """The token shards among a directory's files: a pipeline's ``dataset/`` folder also
+    holds ``tokenizer.json`` and ``report.json``, which are skipped (by their first bytes)."""
+    keep: list[str] = []
+    skipped: list[str] = []
+    for f in files:
+        (keep if head(f).startswith(SHARD_MAGIC_PREFIX) else skipped).append(f)
+    if skipped:
+        log.info("data: skipped %d files that are not token shards: %s", len(skipped), skipped[:5])
+    return keep
+
+
 def expand_paths(data: str | Sequence[str]) -> list[str]:
-    """Files, directories (every file inside, sorted), globs and fsspec URLs → file list."""
+    """Files, directories (every token shard inside, sorted; other files such as a
+    pipeline's ``tokenizer.json`` are skipped), globs and fsspec URLs → file list."""
     items = [data] if isinstance(data, str | os.PathLike) else list(data)
     out: list[str] = []
     for item in items:
@@ -89,7 +111,7 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             if any(c in fpath for c in "*?["):
                 found = sorted(fs.glob(fpath))
             elif fs.isdir(fpath):
-                found = sorted(fs.find(fpath))
+                found = _shard_files(sorted(fs.find(fpath)), _fs_head(fs))
             else:
                 found = [fpath]
             out.extend(f"{proto}://{f}" for f in found)
@@ -98,13 +120,10 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
         if any(c in s for c in "*?["):
             out.extend(sorted(glob.glob(s)))
         elif os.path.isdir(s):
-            out.extend(
-                sorted(
-                    str(p)
-                    for p in Path(s).rglob("*")
-                    if p.is_file() and not p.name.endswith(".tmp")
-                )
+            files = sorted(
+                str(p) for p in Path(s).rglob("*") if p.is_file() and not p.name.endswith(".tmp")
             )
+            out.extend(_shard_files(files, _head))
         else:
             out.append(s)
     if not out:
@@ -446,6 +465,8 @@ class ShardLoader:
         is_eos = np.zeros(pos.shape, dtype=bool)
         inside = before < eos.shape[0]
         is_eos[inside] = eos[before[inside]] == pos[inside]
+        if not self.shards[s].n_tokens:  # only empty documents: the stream is all EOS
+            return np.full(pos.shape, self.eos_id, dtype=np.int64)
         real = np.minimum(pos - before, self.shards[s].n_tokens - 1)
         return np.where(is_eos, self.eos_id, self._tokens[s][real])
 

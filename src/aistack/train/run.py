@@ -101,28 +101,39 @@ class _MetricsSink:
     def __init__(self, cfg: TrainConfig, resume_run_id: str | None, start: int = 0) -> None:
         if cfg.metrics_file and start:
             _truncate_metrics_file(cfg.metrics_file, start)
-        self.file = open(cfg.metrics_file, "a") if cfg.metrics_file else None  # noqa: SIM115
+        self.file = _open_metrics_file(cfg.metrics_file) if cfg.metrics_file else None
         self.mlflow: Any = None
         self.run_id: str | None = None
         self._logger: Any = None
         self._pending: list[Any] = []
         self._logged_upto = -1  # steps the MLflow run already has (a resume from an older ckpt)
+        self.was_finished = False  # the run we resume had ended FINISHED (model logged)
         if cfg.mlflow and os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             self.mlflow = require("mlflow", extra="mlops")
+            from aistack.mlops._client import mlflow_errors
+
             run_id = os.environ.get("MLFLOW_RUN_ID") or resume_run_id
-            run = (
-                self.mlflow.start_run(run_id=run_id)
-                if run_id
-                else self.mlflow.start_run(run_name=cfg.run_name)
-            )
+            with mlflow_errors("start the MLflow run"):
+                if run_id:
+                    status = self.mlflow.tracking.MlflowClient().get_run(run_id).info.status
+                    self.was_finished = status == "FINISHED"
+                    run = self.mlflow.start_run(run_id=run_id)
+                else:
+                    run = self.mlflow.start_run(run_name=cfg.run_name)
             self.run_id = run.info.run_id
-            if start and run_id:
-                self._logged_upto = _last_logged_step(self.mlflow, self.run_id)
-            if not resume_run_id:
-                params = cfg.model_dump(exclude={"data"})
-                params["data"] = ",".join(cfg.data)[:500]
-                self.mlflow.log_params({k: str(v) for k, v in params.items()})
+            try:
+                with mlflow_errors(f"log the parameters of MLflow run {self.run_id}"):
+                    if start and run_id:
+                        self._logged_upto = _last_logged_step(self.mlflow, self.run_id)
+                    if not resume_run_id:
+                        params = cfg.model_dump(exclude={"data"})
+                        params["data"] = ",".join(cfg.data)[:500]
+                        self.mlflow.log_params({k: str(v) for k, v in params.items()})
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.mlflow.end_run(status="FAILED")
+                raise
             try:
                 from aistack.mlops.logger import BufferedMetricsLogger
 
@@ -169,6 +180,19 @@ class _MetricsSink:
                 self.file.close()
             if self.mlflow is not None:
                 self.mlflow.end_run(status=status)
+
+
+def _open_metrics_file(path: str) -> Any:
+    """Open the JSON-lines metrics file for appending (its folder created)."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return open(path, "a")  # noqa: SIM115 - closed by _MetricsSink.close
+    except OSError as exc:
+        raise ValidationError(
+            f"metrics_file: cannot write {path}: {exc.strerror or exc}",
+            hint="fix --metrics-file (a writable path)",
+            field="metrics_file",
+        ) from None
 
 
 def _truncate_metrics_file(path: str, start: int) -> None:
@@ -283,6 +307,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda and not 0 <= local_rank < torch.cuda.device_count():
+        raise ValidationError(
+            f"device: cuda asked for, but this process sees {torch.cuda.device_count()} CUDA "
+            f"GPU(s) (LOCAL_RANK {local_rank})",
+            hint="check CUDA_VISIBLE_DEVICES and the driver, or use --device cpu",
+            field="device",
+        )
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
@@ -487,11 +518,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             step += 1
             if signal_at and step == signal_at:  # test hook: a real signal to this rank only
                 os.kill(os.getpid(), hook_sig)
+            sigs = list(_SIGNALS)  # signals that arrive after this count at the next step
             flags = torch.stack(
                 [
                     loss_acc.float(),
-                    torch.tensor(float(bool(_SIGNALS)), device=device),
-                    torch.tensor(float(signal.SIGTERM in _SIGNALS), device=device),
+                    torch.tensor(float(bool(sigs)), device=device),
+                    torch.tensor(float(signal.SIGTERM in sigs), device=device),
                 ]
             )
             if distributed:
@@ -530,7 +562,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             if step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps:
                 last_ckpt = save(step)
                 if want_ckpt and not stop_term:
-                    _SIGNALS.clear()  # SIGUSR1: checkpoint taken, keep going
+                    # SIGUSR1: checkpoint taken, keep going; a SIGTERM that came during the
+                    # checkpoint stays for the next step
+                    del _SIGNALS[: len(sigs)]
                     if rank == 0:
                         log.info("SIGUSR1: checkpoint at step %d, continuing", step)
             if stop_term:
@@ -544,6 +578,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             and sink is not None
             and sink.mlflow is not None
             and cfg.save_model
+            # a re-run of a finished run: its model is logged (and registered) already
+            and not (start >= cfg.max_steps and sink.was_finished)
         ):
             from aistack.train.export import log_model
 
@@ -569,7 +605,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         step=step,
         resumed_from=resumed_from,
         stopped_by=stopped_by,
-        last_loss=losses[-1] if losses else None,
+        last_loss=losses[-1] if losses else carried_loss,
         checkpoint=last_ckpt,
         tokens_per_s=tps,
         mfu=mfu,

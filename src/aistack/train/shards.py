@@ -35,6 +35,7 @@ import numpy as np
 from aistack.errors import ValidationError
 
 MAGIC = b"AISTOK1\0"
+SHARD_MAGIC_PREFIX = b"AISTOK"  # this format and the web-data one (b"AISTOK\x00\x01")
 VERSION = 1
 HEADER = struct.Struct("<8sIIQQQ24x")
 assert HEADER.size == 64

@@ -361,3 +361,37 @@ def test_side_by_side_mapping_is_released_with_the_loader(tmp_path: Path) -> Non
     gc.collect()
     assert mapped() == 0  # a batch handed out is a copy: it keeps no mapping alive
     assert x.shape == (4, 16)
+
+
+def test_eos_over_a_shard_of_only_empty_documents(tmp_path: Path) -> None:
+    """Empty documents still carry their EOS: a shard of nothing but empty documents is a
+    stream of EOS ids (it used to index its empty token array)."""
+    write_token_shard(tmp_path / "a.tok", [[]] * 10, 100)
+    write_token_shard(tmp_path / "b.tok", [[5, 6, 7, 8, 9, 10]], 100)
+    ld = ShardLoader(str(tmp_path), seq_len=4, batch_size=1, eos_id=99, as_torch=False)
+    assert ld.n_windows == 2 + 1
+    rows = ld.gather(np.arange(ld.n_windows)).tolist()
+    assert rows == [[99] * 5, [99] * 5, [5, 6, 7, 8, 9]]
+
+
+def test_a_pipeline_dataset_folder_is_read_without_its_tokenizer_and_report(
+    tmp_path: Path,
+) -> None:
+    """The web-data pipeline's dataset/ folder holds tokenizer.json and report.json beside
+    the shards: a directory reads the shards in it and skips the other files."""
+    wd = pytest.importorskip("aistack.webdata.shards")
+    ds = tmp_path / "out" / "dataset"
+    ds.mkdir(parents=True)
+    wd.write_shard(ds / "shard-00000.bin", [list(range(40))], 1000)
+    write_token_shard(ds / "shard-00001.tok", [list(range(40, 80))], 1000)
+    (ds / "tokenizer.json").write_text('{"model": {}}')
+    (ds / "report.json").write_text("{}")
+    ld = ShardLoader(str(ds), seq_len=9, batch_size=2, as_torch=False)
+    assert [Path(p).name for p in ld.sources] == ["shard-00000.bin", "shard-00001.tok"]
+    assert ld.n_tokens == 80
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "report.json").write_text("{}")
+    with pytest.raises(ValidationError, match="no shard files"):
+        ShardLoader(str(tmp_path / "meta"), seq_len=9, batch_size=2)
+    with pytest.raises(ValidationError, match="not an aistack token shard"):
+        ShardLoader([str(ds / "report.json")], seq_len=9, batch_size=2)  # named: an error

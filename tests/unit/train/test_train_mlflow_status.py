@@ -76,3 +76,37 @@ def test_resume_from_an_older_checkpoint_logs_each_step_once(
     hist = client.get_metric_history(first.mlflow_run_id, "loss")
     assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5, 6]
     assert client.get_run(first.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_a_re_run_of_a_finished_run_logs_and_registers_no_second_model(
+    tracking: str, tmp_path: Path
+) -> None:
+    from aistack.train.run import train
+
+    first = train(_cfg(tmp_path, "once", max_steps=2, save_model=True, register_as="once"))
+    again = train(_cfg(tmp_path, "once", max_steps=2, save_model=True, register_as="once"))
+    assert again.resumed_from == 2 and again.mlflow_run_id == first.mlflow_run_id
+    client = mlflow.tracking.MlflowClient(tracking)
+    run = client.get_run(first.mlflow_run_id)
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{first.mlflow_run_id}'",
+    )
+    assert len(models) == 1
+    assert [v.version for v in client.search_model_versions("name = 'once'")] == [1]
+    assert run.info.status == "FINISHED"
+
+
+def test_an_unreachable_tracking_server_is_a_clear_error(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.errors import ConnectionFailed
+    from aistack.train.run import train
+
+    rng = np.random.default_rng(0)
+    write_token_shard(tmp_path / "d.tok", [rng.integers(0, 50, 5000)], 50)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/mlflow")  # discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    with pytest.raises(ConnectionFailed, match="start the MLflow run: cannot reach the tracking"):
+        train(_cfg(tmp_path, "down"))

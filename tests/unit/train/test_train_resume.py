@@ -215,3 +215,70 @@ def test_resume_from_an_older_checkpoint_logs_no_step_twice(
     assert res.resumed_from == 4
     steps = [json.loads(x)["step"] for x in (tmp_path / "dup.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigterm_during_a_sigusr1_checkpoint_still_stops(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM that arrives while the SIGUSR1 checkpoint is being written is not lost."""
+    import os
+
+    from aistack.train.checkpoint import CheckpointStore
+
+    real_save = CheckpointStore.save
+
+    def save(self, step, state):  # type: ignore[no-untyped-def]
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. the job is cancelled meanwhile
+        return real_save(self, step, state)
+
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    monkeypatch.setenv("AISTACK_TRAIN_SIGNAL_AT_STEP", "3:USR1")
+    res = train(_cfg(tmp_path, "usr1term", max_steps=8, checkpoint_every=100))
+    assert res.stopped_by == "SIGTERM" and res.step == 4 and res.exit_code == 143
+    ck = _ckpt_dir(aistack_home, "usr1term")
+    assert sorted(p.name for p in ck.glob("step_*.pt")) == ["step_00000003.pt", "step_00000004.pt"]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"beta1": 1.5}, "beta1: Input should be less than 1"),
+        ({"beta2": -0.1}, "beta2: Input should be greater than or equal to 0"),
+        ({"lr": float("inf")}, "lr: Input should be a finite number"),
+        ({"min_lr": 1e-2, "lr": 1e-3}, "min_lr 0.01 is above lr 0.001"),
+    ],
+)
+def test_bad_optimizer_settings_are_config_errors(change: dict, match: str) -> None:
+    from aistack.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        load_config(data=["d"], **change)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(aistack_home: Path, tmp_path: Path) -> None:
+    from aistack.errors import ValidationError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ValidationError, match="device: cuda asked for, but this process sees 0"):
+        train(_cfg(tmp_path, "nocuda", device="cuda"))
+
+
+def test_metrics_file_folder_is_created_and_an_unwritable_one_is_refused(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    from aistack.errors import ValidationError
+
+    res = train(_cfg(tmp_path, "mf", max_steps=2, metrics_file=str(tmp_path / "new" / "m.jsonl")))
+    assert res.step == 2 and len((tmp_path / "new" / "m.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ValidationError, match="metrics_file: cannot write /proc/nope/m.jsonl"):
+        train(_cfg(tmp_path, "mf2", max_steps=2, metrics_file="/proc/nope/m.jsonl"))
+
+
+def test_a_re_run_of_a_finished_run_reports_its_last_loss(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    first = train(_cfg(tmp_path, "again", max_steps=3))
+    again = train(_cfg(tmp_path, "again", max_steps=3))
+    assert again.resumed_from == 3 and again.last_loss == first.last_loss
