@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 HOST_TOKEN = "__AISTACK_HOST_{}__"
 HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 LOG_CHUNK = 4 * 2**20
+MAX_LINE_BYTES = 64 * 1024
 
 
 class NodeAgent:
@@ -90,7 +91,9 @@ class NodeAgent:
     def _pump(self, rank: int, p: subprocess.Popen[bytes]) -> None:
         assert p.stdout is not None
         prefix = f"[rank {rank}] ".encode()
-        for line in iter(p.stdout.readline, b""):
+        # a line longer than MAX_LINE_BYTES comes in parts (each prefixed), so a rank that
+        # writes hundreds of MB without a newline is not held whole in the agent's memory
+        for line in iter(lambda: p.stdout.readline(MAX_LINE_BYTES), b""):  # type: ignore[union-attr]
             with self._lock:
                 self._buf += prefix + (line if line.endswith(b"\n") else line + b"\n")
 

@@ -261,6 +261,7 @@ def render_sbatch(
         nodelist=nodelist,
         log_path=str(req.log_path),
         workdir=workdir,
+        workdir_q=shlex.quote(workdir),
         extra_args=list(extra_args),
         job_dir_q=shlex.quote(str(req.job_dir)),
         user_env=[(k, shlex.quote(str(v))) for k, v in sorted(req.env.items())],
@@ -438,7 +439,7 @@ class SlurmExecutor(Executor):
         with os.fdopen(fd, "w") as f:
             f.write(plan.script)
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
-        for stale in ("exit_code", "cancel_requested"):
+        for stale in ("exit_code", "cancel_requested", "error"):
             (req.job_dir / stale).unlink(missing_ok=True)
         res = self._run("sbatch", "--parsable", str(script))
         job_id = res.stdout.strip().split(";")[0]
@@ -508,8 +509,8 @@ class SlurmExecutor(Executor):
             if file_code is not None:
                 exit_code = file_code
                 state = "succeeded" if file_code == 0 else "failed"
-        if state == "failed" and not reason:
-            reason = f"exited with code {exit_code}"
+        if state == "failed":
+            reason = _read_error(job_dir) or reason or f"exited with code {exit_code}"
         if state == "lost":
             reason = f"Slurm reports {slurm_state}" + (f": {reason}" if reason else "")
         if state == "timeout":
@@ -528,7 +529,7 @@ class SlurmExecutor(Executor):
             return ExecStatus(
                 state="succeeded" if code == 0 else "failed",
                 exit_code=code,
-                reason=None if code == 0 else f"exited with code {code}",
+                reason=None if code == 0 else _read_error(job_dir) or f"exited with code {code}",
             )
         return ExecStatus(
             state="lost",
@@ -585,6 +586,15 @@ def _exit_code(value: str | None) -> int | None:
     except ValueError:
         return None
     return 128 + sig_i if sig_i else rc_i
+
+
+def _read_error(job_dir: Path) -> str | None:
+    """What the batch script wrote to ``<job_dir>/error`` before running nothing (e.g. a
+    missing working directory), or None."""
+    try:
+        return (job_dir / "error").read_text(errors="replace").strip()[:500] or None
+    except OSError:
+        return None
 
 
 def _read_int(path: Path) -> int | None:

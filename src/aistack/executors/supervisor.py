@@ -9,7 +9,10 @@ of Slurm's slurmstepd). It owns the job's process group and, in JOB_DIR:
 * stops the job on SIGTERM (cancel / preemption: ``cancel.json`` says which) or when
   ``max_runtime_s`` passes: the job's stop signal, a grace period, then SIGKILL;
 * forwards SIGUSR1 to the job (ask it to checkpoint);
-* writes ``exit.json`` atomically when the job ends: state, exit code, reason.
+* writes ``exit.json`` atomically when the job ends: state, exit code, reason;
+* is the job's child subreaper (Linux): a process the job daemonizes (``setsid``, a double
+  fork) leaves the job's process group but stays the supervisor's descendant, and is killed
+  with the rest when the job ends, as cgroup process tracking does under Slurm.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ class Supervisor:
             # a distributed job's ranks run in their own process group(s), which the gang
             # runner records in gang.json (it forwards the stop signal to them itself)
             kill_gang_groups(self.dir)
+            # and whatever left the groups (setsid, daemons) is still our descendant
+            _kill_descendants()
 
     # -- the run ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,6 +208,7 @@ class Supervisor:
                 term_deadline = float("inf")
             if now >= next_sample:
                 next_sample = now + SAMPLE_INTERVAL_S
+                _reap_orphans(self.proc.pid)
                 sample = _sample(ps_root, cfg.get("gpus") or [])
                 if sample:
                     usage.write(json.dumps(sample) + "\n")
@@ -247,6 +253,64 @@ def kill_gang_groups(job_dir: Path) -> None:
             pass
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process its children instead of init's (Linux
+    ``prctl(PR_SET_CHILD_SUBREAPER)``); False where that is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+# a process started with this in its environment (a service controller that `aistack serve
+# deploy` started inside a job) is meant to outlive the job: it and its children are spared
+OUTLIVES_JOB_ENV = "AISTACK_OUTLIVES_JOB"
+
+
+def _kill_descendants() -> None:
+    try:
+        procs = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    spared: set[int] = set()
+    for p in procs:
+        try:
+            if p.environ().get(OUTLIVES_JOB_ENV) == "1":
+                spared.add(p.pid)
+        except psutil.Error:
+            continue
+    for p in procs:
+        try:
+            if p.pid in spared or any(a.pid in spared for a in p.parents()):
+                continue
+            p.kill()
+        except psutil.Error:
+            continue
+
+
+def _reap_orphans(keep: int) -> None:
+    """Wait for exited children other than the job's main process (daemons the job started
+    that ended: as their subreaper we must, or they stay zombies until we exit)."""
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for p in children:
+        if p.pid == keep:
+            continue
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(p.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -288,6 +352,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, sup._on_term)
     signal.signal(signal.SIGUSR1, sup._on_usr1)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    become_subreaper()
     try:
         sup.start()
     except Exception as exc:  # noqa: BLE001 - a supervisor must always leave exit.json behind

@@ -6,10 +6,12 @@
 * every rank is its own process; all ranks share one new process group (the first rank
   leads it), so stopping the group also stops whatever the ranks started (data-loader
   workers, shells);
-* stdout and stderr of all ranks go to one log, each line prefixed ``[rank N]``;
+* stdout and stderr of all ranks go to one log, each line prefixed ``[rank N]`` (a line
+  longer than ``MAX_LINE_BYTES`` is cut into parts, each prefixed: a rank that writes
+  hundreds of MB without a newline does not make the runner hold them in memory);
 * the first rank that exits with a non-zero status fails the gang: the others get SIGTERM,
   then SIGKILL after ``grace_s``; the result carries that rank's exit code and the last lines
-  of its stderr;
+  of its stderr (at most ``TAIL_CHARS`` characters);
 * SIGTERM, SIGINT and SIGUSR1 received by the calling process (when it runs in the main
   thread) are forwarded to the ranks' whole process group, so a preemption notice reaches the
   trainers, which checkpoint; after SIGTERM/SIGINT they get ``grace_s`` before SIGKILL;
@@ -42,6 +44,8 @@ from aistack.launch.env import RankSpec
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 20
+TAIL_CHARS = 2000  # of the failing rank's stderr quoted in GangResult.message
+MAX_LINE_BYTES = 64 * 1024  # a longer output line is written in parts of this size
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # forwarded signals that start the grace period
 SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
@@ -113,10 +117,10 @@ class _LogSink:
 def _pump(
     stream: IO[bytes], prefix: bytes, sink: _LogSink, tail: collections.deque[str] | None
 ) -> None:
-    for line in iter(stream.readline, b""):
+    for line in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
         sink.write(prefix, line)
         if tail is not None:
-            tail.append(line.decode("utf-8", "replace").rstrip("\n"))
+            tail.append(line[-TAIL_CHARS:].decode("utf-8", "replace").rstrip("\n"))
     stream.close()
 
 
@@ -321,7 +325,10 @@ def run_gang(
     if forwarded:
         msg += f" after {', '.join(forwarded)} was forwarded to the gang"
     if lines:
-        msg += ":\n" + "\n".join(lines)
+        quoted = "\n".join(lines)
+        if len(quoted) > TAIL_CHARS:
+            quoted = "…" + quoted[-TAIL_CHARS:]
+        msg += ":\n" + quoted
     return GangResult(
         exit_code=code,
         failed_rank=failed,

@@ -370,6 +370,9 @@ def _recorded_env(d: Path) -> dict[str, str]:
     return {**os.environ, **{str(k): str(v) for k, v in saved.items()}}
 
 
+OUTLIVES_JOB_ENV = "AISTACK_OUTLIVES_JOB"  # (aistack.executors.supervisor spares it)
+
+
 def _spawn_controller(d: Path, name: str, env: dict[str, str] | None = None) -> None:
     """Start the controller of the service in ``d`` in its own session; wait until it listens.
     ``env``: the controller's environment (default: the one recorded at deploy, over this
@@ -392,7 +395,9 @@ def _spawn_controller(d: Path, name: str, env: dict[str, str] | None = None) -> 
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env=env if env is not None else _recorded_env(d),
+                # a controller started inside a job outlives it (the job's supervisor ends
+                # the other processes a job leaves behind)
+                env={**(env if env is not None else _recorded_env(d)), OUTLIVES_JOB_ENV: "1"},
             )
         finally:
             log_file.close()

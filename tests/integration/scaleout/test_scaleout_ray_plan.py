@@ -106,3 +106,23 @@ def test_tensorflow_worker_list_gets_the_real_ips() -> None:
     configs = [json.loads(e["TF_CONFIG"]) for _, e in ranks]
     assert all(c["cluster"]["worker"] == ["10.0.0.7:4000", "10.0.0.8:4000"] for c in configs)
     assert [c["task"]["index"] for c in configs] == [0, 1]
+
+
+def test_node_agent_reads_a_huge_line_in_parts() -> None:
+    import time
+
+    from aistack.executors.ray_actors import MAX_LINE_BYTES, NodeAgent
+
+    agent = NodeAgent()
+    agent.start("head -c 1000000 /dev/zero | tr '\\0' x; exit 4", None, [(0, {})])
+    data, codes = b"", {0: None}
+    deadline = time.monotonic() + 30
+    while codes[0] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        codes, chunk = agent.poll()  # once the rank is over, poll waits for its output
+        data += chunk
+    assert codes == {0: 4}
+    lines = data.splitlines()
+    assert data.count(b"x") == 1_000_000
+    assert len(lines) >= 1_000_000 // MAX_LINE_BYTES
+    assert all(ln.startswith(b"[rank 0] ") and len(ln) <= MAX_LINE_BYTES + 9 for ln in lines)

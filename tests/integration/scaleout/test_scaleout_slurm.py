@@ -187,3 +187,10 @@ def test_server_killed_mid_job_readopts_the_slurm_job(slurm, server_factory) -> 
     assert j["state"] == "SUCCEEDED" and j["attempt"] == 0, j
     text = c.logs(job["id"])["text"]
     assert "begin" in text and "end" in text
+
+
+def test_missing_workdir_fails_instead_of_running_in_tmp(ex: SlurmExecutor, tmp_path: Path) -> None:
+    handle = ex.launch(_req(ex, tmp_path, "nowd", "pwd", workdir=str(tmp_path / "gone")))
+    st = _wait(ex, handle, lambda s: s.final)
+    assert (st.state, st.exit_code) == ("failed", 1), st
+    assert "does not exist" in (st.reason or "")

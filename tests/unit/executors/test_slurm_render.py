@@ -178,6 +178,32 @@ def test_rendered_script_records_failure(tmp_path: Path) -> None:
     assert (req.job_dir / "exit_code").read_text().strip() == "7"
 
 
+def test_missing_workdir_fails_instead_of_running_in_tmp(tmp_path: Path) -> None:
+    """Slurm runs a job whose --chdir is missing in /tmp (slurmstepd: "going to /tmp
+    instead"); the script fails as the local executor does, and poll says why."""
+    req = _req(command="echo ran in $PWD", job_dir=tmp_path / "job", workdir=str(tmp_path / "gone"))
+    req.job_dir.mkdir()
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
+    res = subprocess.run(
+        ["bash", "-c", render_sbatch(req).script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 1 and "ran in" not in res.stdout
+    assert "does not exist" in res.stderr
+    assert (req.job_dir / "exit_code").read_text().strip() == "1"
+    ex = _FakeSlurm(
+        {"3": "JobId=3 JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0 NodeList=n1"}
+    )
+    st_ = ex.poll(f"slurm:3:{req.job_dir}")
+    assert st_.state == "failed" and st_.reason is not None
+    assert f"the working directory {tmp_path / 'gone'} does not exist" in st_.reason
+    assert ex.poll(f"slurm:4:{req.job_dir}").reason == st_.reason  # after Slurm forgot it
+
+
 @pytest.mark.parametrize(
     ("kw", "field"),
     [

@@ -227,3 +227,25 @@ def test_grace_can_be_read_when_the_stop_begins(tmp_path: Path) -> None:
     )  # fmt: skip
     assert asked and (tmp_path / "rank0.saved").exists()
     assert res.exit_code == 143
+
+
+def test_a_huge_line_is_cut_into_parts_and_the_message_stays_short(tmp_path: Path) -> None:
+    from aistack.launch.gang import MAX_LINE_BYTES, TAIL_CHARS
+
+    # 3 MB on stderr without a newline, then a failure: the runner reads it in parts (not
+    # one 3 MB line in memory) and quotes only the end of it in the message (the job record)
+    code = (
+        "import os, sys\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    sys.stderr.write('x' * 3_000_000); sys.stderr.flush(); sys.exit(3)\n"
+    )
+    log = tmp_path / "log"
+    res = run_gang(_ranks(2), [PY, "-c", code], log, grace_s=5)
+    assert res.exit_code == 3 and res.failed_rank == 1
+    assert len(res.message) <= TAIL_CHARS + 100
+    assert res.message.startswith("rank 1 exited with code 3:\n") and res.message.endswith("xxx")
+    data = log.read_bytes()
+    assert data.count(b"x") == 3_000_000
+    lines = data.splitlines()
+    assert len(lines) >= 3_000_000 // MAX_LINE_BYTES
+    assert all(ln.startswith(b"[rank 1] ") and len(ln) <= MAX_LINE_BYTES + 9 for ln in lines)

@@ -17,6 +17,16 @@ export AISTACK_JOB_DIR=/shared/aistack/jobs/j-42/1
 AISTACK_COMMAND='python train.py'
 export AISTACK_COMMAND
 
+# Slurm runs a job whose --chdir is missing in /tmp: fail instead, as the local executor does
+aistack_wd=/home/u/project
+if ! cd "$aistack_wd"; then
+    aistack_err="the working directory $aistack_wd does not exist on $(hostname)"
+    printf 'aistack: %s\n' "$aistack_err" >&2
+    printf '%s\n' "$aistack_err" > "$AISTACK_JOB_DIR/error"
+    printf '1\n' > "$AISTACK_JOB_DIR/exit_code"
+    exit 1
+fi
+
 # the allocation's hosts in Slurm's order; rank 0 runs on AISTACK_HOST_0
 aistack_i=0
 for aistack_h in $(scontrol show hostnames "$SLURM_JOB_NODELIST"); do

@@ -1,0 +1,118 @@
+"""The local executor's supervisor and the processes a job leaves behind."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aistack.executors.base import ExecStatus, LaunchRequest
+from aistack.executors.local import LocalExecutor
+from aistack.scheduler.types import Allocation, NodeAlloc
+
+PY = sys.executable
+
+# forks a daemon that leaves the job's session and process group (setsid), writes its pid
+# and sleeps; the job's main process ends at once
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork():\n"
+    "    os._exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork():\n"
+    "    os._exit(0)\n"
+    "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
+    "time.sleep(120)\n"
+)
+
+
+def _wait_final(ex: LocalExecutor, handle: str, timeout: float = 30) -> ExecStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = ex.poll(handle)
+        if st.final:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"job did not end: {ex.poll(handle)}")
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper is Linux only")
+@pytest.mark.parametrize("distributed", [None, "torch"])
+def test_a_daemon_that_left_the_process_group_ends_with_the_job(
+    tmp_path: Path, distributed: str | None
+) -> None:
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    pid_file = tmp_path / "daemon.pid"
+    ex = LocalExecutor()
+    node = ex.inventory()[0].name
+    cmd = f"{PY} {script} {pid_file}{'.$RANK' if distributed else ''}; sleep 0.5"
+    handle = ex.launch(
+        LaunchRequest(
+            job_id="d1",
+            attempt=0,
+            command=cmd,
+            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
+            job_dir=tmp_path / "job",
+            distributed=distributed,
+            procs_per_node=1 if distributed else None,
+        )
+    )
+    pid = 0
+    try:
+        st = _wait_final(ex, handle)
+        assert st.state == "succeeded", st
+        pid = int(Path(f"{pid_file}{'.0' if distributed else ''}").read_text())
+        assert _gone(pid), "the job's daemon outlived the job"
+    finally:
+        if pid and psutil.pid_exists(pid):
+            psutil.Process(pid).kill()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper is Linux only")
+def test_a_daemon_marked_to_outlive_the_job_is_spared(tmp_path: Path) -> None:
+    """`aistack serve deploy` inside a job starts a service controller that must keep
+    running after the job (its environment carries AISTACK_OUTLIVES_JOB=1)."""
+    from aistack.executors.supervisor import OUTLIVES_JOB_ENV
+    from aistack.serving.manager import OUTLIVES_JOB_ENV as SERVING_MARK
+
+    assert SERVING_MARK == OUTLIVES_JOB_ENV
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    pid_file = tmp_path / "daemon.pid"
+    ex = LocalExecutor()
+    node = ex.inventory()[0].name
+    handle = ex.launch(
+        LaunchRequest(
+            job_id="d2",
+            attempt=0,
+            command=f"{OUTLIVES_JOB_ENV}=1 {PY} {script} {pid_file}; sleep 0.5",
+            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
+            job_dir=tmp_path / "job",
+        )
+    )
+    pid = 0
+    try:
+        assert _wait_final(ex, handle).state == "succeeded"
+        pid = int(pid_file.read_text())
+        time.sleep(1.5)  # past the supervisor's end
+        assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        if pid and psutil.pid_exists(pid):
+            psutil.Process(pid).kill()
