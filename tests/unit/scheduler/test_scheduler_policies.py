@@ -293,6 +293,40 @@ def test_preemption_picks_fewest_victims() -> None:
     assert [p.job_id for p in d.preemptions] == ["c"]
 
 
+def test_a_gang_preempts_only_where_its_nodes_are_not_free() -> None:
+    """gang_free_nodes=True: a 2-node gang with one node free and one held by an outranked
+    job preempts that one job (by default only nodes with victims count, so it waits); with
+    both nodes busy it preempts both, and beside a node free enough it preempts only where
+    it must."""
+    gang = [job("gang", 1, nodes=2, priority=5)]
+    low = running("low", "n1", (0,), priority=0)
+    one_free = ClusterState(nodes=(node("n0", 1), node("n1", 1, [])), running=(low,))
+    d = run("priority", gang, one_free, now=100.0, aging_per_hour=0.0)
+    assert d.preemptions == () and d.starts == ()  # the default rule (measured, kept)
+    opts = {"aging_per_hour": 0.0, "gang_free_nodes": True}
+    d = run("priority", gang, one_free, now=100.0, **opts)
+    assert [p.job_id for p in d.preemptions] == ["low"]
+    assert "preempting low" in d.pending["gang"].reason
+    # the next pass, the victim gone: the gang starts on both nodes
+    d2 = run("priority", gang, ClusterState(nodes=(node("n0", 1), node("n1", 1))), now=101.0)
+    assert started(d2) == ["gang"]
+    busy = ClusterState(
+        nodes=(node("n0", 1, []), node("n1", 1, [])),
+        running=(running("a", "n0", (0,), priority=0), running("b", "n1", (0,), priority=0)),
+    )
+    d = run("priority", gang, busy, now=100.0, **opts)
+    assert sorted(p.job_id for p in d.preemptions) == ["a", "b"]
+    # a free node beside a node that is free enough already (its job need not go)
+    roomy = ClusterState(
+        nodes=(node("n0", 2, [1]), node("n1", 1, [])),
+        running=(running("c", "n0", (0,), priority=0), running("d", "n1", (0,), priority=0)),
+    )
+    d = run("priority", gang, roomy, now=100.0, **opts)
+    assert [p.job_id for p in d.preemptions] == ["d"]
+    d = run("default", gang, one_free, now=100.0, gang_free_nodes=True)
+    assert [p.job_id for p in d.preemptions] == ["low"]  # an option of every queue policy
+
+
 def test_promised_job_starts_first_after_preemption() -> None:
     pol = get_policy("priority")
     nodes = (node("n0", 1, []),)
@@ -534,16 +568,24 @@ def test_explain_does_not_change_decisions_when_a_job_behind_the_head_preempts()
     the victim's node at the victim's max_runtime (t=50), though the preemptor takes that
     node; so the server refused a backfill (ends at 80) that the simulator started. The
     head's estimate must not count on that node either."""
+    # (n3 has one GPU free, too few for the head's 2 per node: the head cannot start or
+    # preempt now, as a gang takes free nodes beside its victims' nodes)
     cluster = ClusterState(
-        nodes=(node("n0", 1, []), node("n1", 1, [], typ="A"), node("n2", 1, []), node("n3", 1)),
+        nodes=(
+            node("n0", 2, []),
+            node("n1", 2, [], typ="A"),
+            node("n2", 2, []),
+            node("n3", 2, [1]),
+        ),
         running=(
-            running("r0", "n0", (0,), max_runtime_s=100.0, preemptible=False),
-            running("r1", "n1", (0,), max_runtime_s=50.0),
-            running("r2", "n2", (0,), max_runtime_s=5000.0, preemptible=False),
+            running("r0", "n0", (0, 1), max_runtime_s=100.0, preemptible=False),
+            running("r1", "n1", (0, 1), max_runtime_s=50.0),
+            running("r2", "n2", (0, 1), max_runtime_s=5000.0, preemptible=False),
+            running("r3", "n3", (0,), max_runtime_s=60.0, preemptible=False),
         ),
     )
     queue = [
-        job("head", 1, nodes=2, priority=5),
+        job("head", 2, nodes=2, priority=5),
         job("preemptor", 1, t=1, priority=3, gpu_type="A"),
         job("short", 1, t=2, priority=1, max_runtime_s=80.0),
     ]
