@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def kill_processes_of_home(home: str | Path) -> int:
@@ -22,3 +23,17 @@ def kill_processes_of_home(home: str | Path) -> int:
         except (psutil.Error, OSError):
             continue
     return n
+
+
+def wait_final(executor: Any, handle: str, timeout: float = 60.0) -> Any:
+    """Poll ``executor`` until the job ``handle`` is final; its last status. AssertionError
+    (with the status) when ``timeout`` seconds pass first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = executor.poll(handle)
+        if st.final:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"job did not end within {timeout:g} s: {executor.poll(handle)}")

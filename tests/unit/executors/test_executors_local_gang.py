@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from aistack.executors.base import ExecStatus, LaunchRequest
+from aistack.executors.base import LaunchRequest
 from aistack.executors.local import LocalExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import wait_final
 
 PY = sys.executable
 
@@ -53,16 +54,6 @@ def _launch(
     )
 
 
-def _wait_final(ex: LocalExecutor, handle: str, timeout: float = 60) -> ExecStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = ex.poll(handle)
-        if st.final:
-            return st
-        time.sleep(0.1)
-    pytest.fail(f"job did not end: {ex.poll(handle)}")
-
-
 def test_cancel_of_a_distributed_job_lets_every_rank_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "rank.py").write_text(RANK)
     ex = LocalExecutor(cpus=2)
@@ -74,7 +65,7 @@ def test_cancel_of_a_distributed_job_lets_every_rank_checkpoint(tmp_path: Path) 
             break
         time.sleep(0.05)
     ex.cancel(handle, grace_s=20)
-    st = _wait_final(ex, handle)
+    st = wait_final(ex, handle, 60)
     text = log.read_text()
     assert st.state == "cancelled"
     assert (tmp_path / "rank0.saved").exists() and (tmp_path / "rank1.saved").exists(), text
@@ -87,7 +78,7 @@ def test_rank_threads_are_the_share_of_the_pinned_cores(tmp_path: Path) -> None:
     (tmp_path / "rank.py").write_text(RANK)
     ex = LocalExecutor(cpus=2)
     handle = _launch(tmp_path, ex, f"python {tmp_path / 'rank.py'} {tmp_path} done", (0,), 1)
-    st = _wait_final(ex, handle)
+    st = wait_final(ex, handle, 60)
     assert st.state == "succeeded", (tmp_path / "job" / "output.log").read_text()
     assert (tmp_path / "omp0").read_text() == "1"  # 1 pinned core, not the machine's 2
 
@@ -107,7 +98,7 @@ def test_mxnet_without_mxnet_fails_with_a_clear_message(tmp_path: Path) -> None:
             distributed="mxnet",
         )
     )
-    st = _wait_final(ex, handle)
+    st = wait_final(ex, handle, 60)
     assert st.state == "failed"
     assert "cannot import mxnet" in (st.reason or "")
 
@@ -145,7 +136,7 @@ def test_mxnet_starts_the_scheduler_and_server_roles(tmp_path: Path) -> None:
             env={"PYTHONPATH": str(tmp_path / "fake"), "ROLES": str(roles)},
         )
     )
-    st = _wait_final(ex, handle)
+    st = wait_final(ex, handle, 60)
     text = (tmp_path / "job" / "output.log").read_text()
     assert st.state == "succeeded", text
     port = (roles / "scheduler").read_text()

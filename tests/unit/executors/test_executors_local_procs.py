@@ -9,9 +9,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aistack.executors.base import ExecStatus, LaunchRequest
+from aistack.executors.base import LaunchRequest
 from aistack.executors.local import LocalExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import wait_final
 
 PY = sys.executable
 
@@ -28,16 +29,6 @@ DAEMON = (
     "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
     "time.sleep(120)\n"
 )
-
-
-def _wait_final(ex: LocalExecutor, handle: str, timeout: float = 30) -> ExecStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = ex.poll(handle)
-        if st.final:
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"job did not end: {ex.poll(handle)}")
 
 
 def _gone(pid: int, timeout: float = 10) -> bool:
@@ -76,7 +67,7 @@ def test_a_daemon_that_left_the_process_group_ends_with_the_job(
     )
     pid = 0
     try:
-        st = _wait_final(ex, handle)
+        st = wait_final(ex, handle, 30)
         assert st.state == "succeeded", st
         pid = int(Path(f"{pid_file}{'.0' if distributed else ''}").read_text())
         assert _gone(pid), "the job's daemon outlived the job"
@@ -109,7 +100,7 @@ def test_a_daemon_marked_to_outlive_the_job_is_spared(tmp_path: Path) -> None:
     )
     pid = 0
     try:
-        assert _wait_final(ex, handle).state == "succeeded"
+        assert wait_final(ex, handle, 30).state == "succeeded"
         pid = int(pid_file.read_text())
         time.sleep(1.5)  # past the supervisor's end
         assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
