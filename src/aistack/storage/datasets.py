@@ -350,6 +350,9 @@ class Datasets:
             view = memoryview(buf)[off : off + n]
             try:
                 oid, w = store.put_range(fd, off, view)
+            except ConflictError as exc:  # the source shrank: say which of the files
+                rel = sources[i].rel
+                raise ConflictError(f"{rel}: {exc.message}", hint=exc.hint, path=rel) from exc
             finally:
                 view.release()
             if w:
@@ -602,9 +605,6 @@ class Datasets:
         # check everything before writing anything
         umask = _current_umask()
         todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force, umask=umask)
-        os.makedirs(dest_s, exist_ok=True)
-        for path, is_dir in clear:  # only with force
-            os.rmdir(path) if is_dir else os.unlink(path)
         total = sum(e.size for e, _ in todo)
         done = 0
         linked = copied = 0
@@ -633,6 +633,11 @@ class Datasets:
             return e.size, "copy"
 
         try:
+            # inside the try: a destination under a file, on a read-only or full filesystem
+            # is a BackendError with a hint, not a traceback
+            os.makedirs(dest_s, exist_ok=True)
+            for path, is_dir in clear:  # only with force
+                os.rmdir(path) if is_dir else os.unlink(path)
             with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-get") as pool:
                 window: deque[Future[tuple[int, str]]] = deque()
 
@@ -1017,7 +1022,7 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         st = os.stat(p)
         return [
             _SourceFile(
-                rel=check_relpath(os.path.basename(os.path.abspath(p))),
+                rel=check_relpath(_utf8_name(os.path.basename(os.path.abspath(p)))),
                 path=p,
                 size=st.st_size,
                 executable=bool(st.st_mode & stat.S_IXUSR),
@@ -1040,16 +1045,7 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
                 )
         for fn in filenames:
             full = os.path.join(dirpath, fn)
-            rel = Path(os.path.relpath(full, p)).as_posix()
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError(
-                    f"refusing {rel.encode('utf-8', 'backslashreplace').decode()!r}: its name is "
-                    "not valid UTF-8 (manifests store names as UTF-8)",
-                    hint="rename the file, e.g. with `convmv -f latin1 -t utf8`",
-                    path=rel.encode("utf-8", "backslashreplace").decode(),
-                ) from None
+            rel = _utf8_name(Path(os.path.relpath(full, p)).as_posix())
             check_relpath(rel)
             if os.path.islink(full):
                 if not inside(root, full):
@@ -1081,6 +1077,21 @@ def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
         raise ValidationError(f"{p} contains no files", hint="add files to it first", field="path")
     out.sort(key=lambda s: s.rel)
     return out
+
+
+def _utf8_name(rel: str) -> str:
+    """``rel`` if it encodes as UTF-8 (manifests store names so), else a ValidationError
+    before anything is stored."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"refusing {rel.encode('utf-8', 'backslashreplace').decode()!r}: its name is "
+            "not valid UTF-8 (manifests store names as UTF-8)",
+            hint="rename the file, e.g. with `convmv -f latin1 -t utf8`",
+            path=rel.encode("utf-8", "backslashreplace").decode(),
+        ) from None
+    return rel
 
 
 def _current_umask() -> int:

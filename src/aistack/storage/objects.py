@@ -117,7 +117,7 @@ class ObjectStore:
         if self.backend.is_local:
             if self._keep_existing(key, oid):
                 return oid, 0
-        elif self.fs.exists(key):
+        elif self._keep_existing_remote(key, data):
             return oid, 0
         self._write_atomic(key, data)
         return oid, len(data)
@@ -163,6 +163,28 @@ class ObjectStore:
             os.utime(key)
         return True
 
+    def _keep_existing_remote(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        """Whether object ``key`` is already stored (S3, memory); an old one gets a new
+        modification time first, as :meth:`_keep_existing` gives a local one: a gc running
+        meanwhile read the live set before this add's version existed, and spares only young
+        unreferenced objects (an object of a deleted version, added again, was lost)."""
+        try:
+            info = self.fs.info(key)
+        except FileNotFoundError:
+            return False
+        m = _mtime(info)
+        if m is not None and time.time() - m < REFRESH_AFTER_S:
+            return True
+        if self.backend.scheme == "s3":
+            try:
+                # a copy onto itself (server side, no upload) gives it a new LastModified
+                self.fs.setxattr(key, aistack_reused=str(int(time.time())))
+                return True
+            except OSError as exc:
+                log.debug("could not refresh %s in place (%s); writing it again", key, exc)
+        self._write_atomic(key, data)
+        return True
+
     def _write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
         if not self.backend.is_local:
             try:
@@ -204,7 +226,11 @@ class ObjectStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if isinstance(exc, OSError):
-                raise BackendError(f"could not write {key}: {exc}") from exc
+                raise BackendError(
+                    f"could not write {key}: {exc}",
+                    hint="check the free space and permissions of the store "
+                    "(`aistack data gc` frees what no version uses)",
+                ) from exc
             raise
 
     # -- reads ------------------------------------------------------------------------------
@@ -393,15 +419,24 @@ def _mapping(fd: int) -> Iterator[memoryview]:
     if os.fstat(fd).st_size == 0:
         yield memoryview(b"")
         return
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
-        view = memoryview(m)
+    m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    view = memoryview(m)
+    try:
+        yield view
+    finally:
+        view.release()
         try:
-            yield view
-        finally:
-            view.release()
+            m.close()
+        except BufferError:  # a slice is still alive (only after an error); let GC free it
+            pass
 
 
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+
+
+REFRESH_AFTER_S = 60.0
+"""A stored object (S3, memory) older than this that an add uses again gets a new modification
+time, so a concurrent gc (grace 300 s and up unless forced) keeps it."""
 
 
 PREALLOCATE_FROM = 1 << 20
@@ -423,7 +458,10 @@ def preallocate(fd: int, n: int) -> None:
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
-        done += os.pwrite(fd, data[done:], offset + done)
+        # each slice released at once, also when the write fails (a disk full): a live slice
+        # of a mapping keeps it from closing (BufferError, hiding the OSError)
+        with data[done:] as rest:
+            done += os.pwrite(fd, rest, offset + done)
 
 
 def _copy_range(
@@ -449,7 +487,8 @@ def _copy_range(
         except OSError as exc:
             if exc.errno not in _NO_COPY_RANGE:
                 raise
-    pwrite_all(dst_fd, data[done:], dst_offset + done)
+    with data[done:] as rest:
+        pwrite_all(dst_fd, rest, dst_offset + done)
 
 
 _NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS)

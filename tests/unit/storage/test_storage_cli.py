@@ -102,3 +102,18 @@ def test_diff_says_when_only_the_mode_changed(home: Path) -> None:
     assert "~ run.sh (10 B, same bytes, mode +x)" in r.output
     [c] = run("diff", "m@v1", "m@v2")["changed"]  # type: ignore[call-overload]
     assert (c["mode"], c["content"]) == ("+x", False)
+
+
+def test_get_into_a_path_under_a_file_is_an_aistack_error(home: Path) -> None:
+    # os.makedirs of DEST ran before the error handling: a raw NotADirectoryError traceback
+    from aistack.errors import BackendError
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "d", str(src))
+    blocker = home / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackendError, match="could not write d@v1 into") as ei:
+        CliRunner().invoke(app, ["get", "d@v1", str(blocker / "out")], catch_exceptions=False)
+    assert "permissions" in (ei.value.hint or "")
+    assert blocker.read_text() == "not a directory"

@@ -304,3 +304,18 @@ def test_get_over_the_same_bytes_sets_the_versions_mode_both_ways(tmp_path: Path
     r = ds.get(plain.ref, out, link="copy")
     assert r.unchanged == 1 and not os.stat(out / "run.sh").st_mode & 0o111
     assert ds.get(exe.ref, out, link="copy").unchanged == 1 and os.access(out / "run.sh", os.X_OK)
+
+
+def test_non_utf8_name_of_a_single_file_is_refused_before_anything_is_stored(
+    tmp_path: Path,
+) -> None:
+    # `data add NAME FILE` with such a name died in the manifest encoder (UnicodeEncodeError
+    # traceback) after the bytes were uploaded
+    ds = _ds(tmp_path)
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
+    with open(bad, "wb") as f:
+        f.write(b"x" * 100)
+    with pytest.raises(ValidationError, match="not valid UTF-8") as ei:
+        ds.add("w", os.fsdecode(bad))
+    assert "rename" in (ei.value.hint or "")
+    assert list(ds.store.iter_objects()) == []

@@ -125,6 +125,31 @@ def test_without_copy_file_range_the_bytes_are_written(
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
 
 
+def test_get_onto_a_full_disk_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a failed write left a slice of the object's mapping alive: closing the mapping raised
+    # BufferError ("cannot close exported pointers exist"), a traceback hiding the ENOSPC
+    from aistack.errors import BackendError
+
+    ds = tiered(tmp_path)
+    data = os.urandom(3 * MiB)
+    v = ds.add("d", write(tmp_path / "src" / "big.bin", data))
+
+    def cross_device(*_a: Any, **_k: Any) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    def full(*_a: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(BackendError, match="No space left on device") as ei:
+        ds.get(v.ref, tmp_path / "out")
+    assert "free space" in (ei.value.hint or "")
+    assert not (tmp_path / "out" / "big.bin").exists()
+    monkeypatch.undo()
+    assert ds.verify(v.ref) == len(data)
+
+
 def test_objects_are_preallocated_and_a_filesystem_without_it_still_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,8 +186,9 @@ def test_source_that_shrinks_during_the_copy_is_refused(
 ) -> None:
     monkeypatch.setattr(os, "copy_file_range", lambda *_a, **_k: 0)  # EOF: the file got shorter
     ds = tiered(tmp_path)
-    with pytest.raises(ConflictError, match="got shorter"):
+    with pytest.raises(ConflictError, match="big.bin: the source file got shorter") as ei:
         ds.add("d", write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB)))
+    assert ei.value.details.get("path") == "big.bin"  # which of many files
     assert not ds.ls()
     assert not list((tmp_path / "objects" / PREFIX / "tmp").iterdir())
 
