@@ -48,6 +48,11 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        if scope.get("method") == "HEAD":
+            # HEAD is GET without the body (RFC 9110; uptime checks send it): FastAPI routes
+            # only declare GET, which made every HEAD a 405
+            scope = {**scope, "method": "GET", "aistack.head": True}
+            send = _without_body(send)
         if not _is_open(path):
             given = _token_from_scope(scope)
             if not token_matches(given, self.token):
@@ -103,6 +108,15 @@ class AuthMiddleware:
                 HTTP_LATENCY.labels(
                     scope["method"], getattr(route, "path", "other"), str(status["code"])
                 ).observe(time.perf_counter() - t0)
+
+
+def _without_body(send: Any) -> Any:
+    async def _send(msg: dict[str, Any]) -> None:
+        if msg["type"] == "http.response.body":
+            msg = {**msg, "body": b""}
+        await send(msg)
+
+    return _send
 
 
 def _is_open(path: str) -> bool:
@@ -227,8 +241,8 @@ def create_app(
     async def _http_error(req: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI's own answers (unknown path, wrong method, unparsable body) in the same shape
         code, message, hint = {
-            404: ("not_found", f"no such endpoint: {req.method} {req.url.path}", _DOCS_HINT),
-            405: ("not_found", f"{req.method} is not allowed on {req.url.path}", _DOCS_HINT),
+            404: ("not_found", f"no such endpoint: {_method(req)} {req.url.path}", _DOCS_HINT),
+            405: ("not_found", f"{_method(req)} is not allowed on {req.url.path}", _DOCS_HINT),
         }.get(exc.status_code, (_CODES.get(exc.status_code, "error"), str(exc.detail), None))
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
@@ -241,16 +255,26 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
+        hint = _DOCS_HINT
         for e in exc.errors():
             loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-            problems.append(
-                f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}"
-            )
+            if e["type"] == "json_invalid":
+                # loc is ("body", <character offset>): say so instead of "1: JSON decode error"
+                where = e["loc"][-1] if len(e["loc"]) > 1 else "?"
+                err = (e.get("ctx") or {}).get("error") or e["msg"]
+                problems.append(f"body: not valid JSON at character {where}: {err}")
+                hint = "send a JSON object with 'Content-Type: application/json'"
+            elif e["type"] == "extra_forbidden":
+                problems.append(f"unknown key {loc!r}")
+            else:
+                problems.append(f"{loc}: {e['msg']}")
+                if e["loc"] == ("body",) and e["type"] in ("dict_type", "missing"):
+                    hint = "send a JSON object with 'Content-Type: application/json'"
         return JSONResponse(
             {
                 "code": "invalid",
                 "message": "invalid request: " + "; ".join(problems),
-                "hint": None,
+                "hint": hint,
                 "details": {"problems": problems},
             },
             status_code=422,
@@ -293,6 +317,10 @@ def create_app(
         _mount_mlflow(app, ctx)
     app.add_middleware(AuthMiddleware, token=ctx.token, token_file=str(ctx.settings.token_file))
     return app
+
+
+def _method(req: Request) -> str:
+    return "HEAD" if req.scope.get("aistack.head") else req.method
 
 
 def _make_loop(ctx: ServerContext) -> Any:

@@ -298,3 +298,67 @@ def test_the_login_cookie_is_secure_behind_https(api, headers, secure) -> None: 
     cookie = r.headers["set-cookie"].lower()
     assert r.status_code == 303 and "httponly" in cookie and "samesite=strict" in cookie
     assert ("; secure" in cookie) is secure
+
+
+# -- HTTP semantics ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/jobs", "/api/v1/cluster", "/metrics", "/"])
+def test_head_is_get_without_a_body(api, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Uptime checks send HEAD; FastAPI routes only declared GET, so every HEAD was a 405."""
+    get = api.http.get(path)
+    r = api.http.head(path)
+    assert r.status_code == get.status_code == 200, (path, r.status_code, r.text)
+    assert r.content == b""
+    assert r.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_keeps_auth_and_names_head_in_a_405(api) -> None:  # type: ignore[no-untyped-def]
+    saved = api.http.headers.pop("Authorization")
+    try:
+        assert api.http.head("/api/v1/jobs").status_code == 401
+    finally:
+        api.http.headers["Authorization"] = saved
+    r = api.http.head("/api/v1/jobs/x/cancel")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = api.http.request("HEAD", "/api/v1/nope")
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("content", "ctype", "want"),
+    [
+        (b"{not json", "application/json", "body: not valid JSON at character 1: Expecting"),
+        (b'{"command": "x"}', "text/plain", "body: Input should be a valid dictionary"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_says_how_to_send_it(api, content, ctype, want) -> None:  # type: ignore[no-untyped-def]
+    r = api.http.post("/api/v1/jobs", content=content, headers={"content-type": ctype})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert want in body["message"], body
+    assert "Content-Type: application/json" in body["hint"]
+
+
+def test_every_validation_error_has_a_hint(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.http.get("/api/v1/jobs", params={"limit": "abc"})
+    assert r.status_code == 422 and r.json()["hint"] == "the API is described at /api/v1/docs"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"profile": [1e300]}', "profile.0"),
+        ('{"profile": [2000000]}', "profile.0"),
+        ('{"profile": [NaN]}', "profile.0"),
+        ('{"intervals": [[0, 3600, 100000000]]}', "intervals.0.2"),
+        ('{"intervals": [[0, Infinity, 1]]}', "intervals.0.1"),
+        ('{"profile": [1], "step_minutes": Infinity}', "step_minutes"),
+    ],
+)
+def test_hybrid_demand_beyond_any_cluster_is_422(api, body: str, field: str) -> None:  # type: ignore[no-untyped-def]
+    """The sweep tries every fleet size up to the peak: a profile of [1e300] kept the request
+    (and the server's memory) growing for ever."""
+    r = api.http.post(
+        "/api/v1/plan/hybrid", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert field in r.json()["message"], r.json()

@@ -166,3 +166,78 @@ def test_starting_a_job_does_not_refresh_the_inventory_inside_its_transaction(
     with loop.sessions() as s:
         [row] = s.execute(select(AllocationRow).where(AllocationRow.job_id == jid)).scalars()
         assert row.gpus and row.gpu_type is not None
+
+
+def test_cancel_with_a_stale_running_view_of_a_requeued_job_cancels_it(
+    loop: SchedulerLoop,
+) -> None:
+    """The API read the job while RUNNING; the loop found it lost and requeued it before the
+    cancel was written. The cancel wrote CANCELLING over the requeue (no handle, nothing to
+    signal): the job stayed CANCELLING for ever. It must end CANCELLED."""
+    from aistack.server.services.jobs import request_cancel
+
+    jid = submit(loop, env={"AISTACK_FAKE_DURATION_S": "60"})
+    loop.run_once()
+    api = loop.sessions()
+    stale = api.get(Job, jid)
+    assert stale is not None and stale.state == "RUNNING" and stale.handle
+    loop.executor._jobs.pop(stale.handle)  # type: ignore[attr-defined]  # the supervisor is gone
+    with loop.sessions() as s:  # only the reconcile step: the job is requeued, not restarted
+        loop.reconcile(s)
+        s.commit()
+    assert state(loop, jid).state == "QUEUED"
+    job = request_cancel(api, stale, loop.executor, 1.0)
+    api.commit()
+    api.close()
+    assert job.state == "CANCELLED"
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "CANCELLED" and j.finished_at is not None and j.attempt == 1
+
+
+def test_a_job_the_loop_requeues_from_a_stale_read_after_a_cancel_is_not_restarted(
+    loop: SchedulerLoop,
+) -> None:
+    """The loop read the job RUNNING (not cancel-requested); the cancel was committed and its
+    signal killed the supervisor; the loop's stale read took that for a lost job and requeued
+    it. The cancel stands: the loop cancels it instead of starting it again."""
+    from aistack.server.db.models import JobEvent
+    from aistack.server.services.jobs import request_cancel
+
+    jid = submit(loop, env={"AISTACK_FAKE_DURATION_S": "60"})
+    loop.run_once()
+    with loop.sessions() as s:
+        stale = s.get(Job, jid)  # the loop's view, before the cancel
+        assert stale is not None and not stale.cancel_requested
+        handle = stale.handle
+        with loop.sessions() as api:
+            request_cancel(api, api.get(Job, jid), loop.executor, 1.0)
+            api.commit()
+        loop.executor._jobs.pop(handle)  # type: ignore[attr-defined]  # died without an exit record
+        loop.reconcile(s)  # requeues it from its stale view, then finds the cancel
+        s.commit()
+    loop._nodes_at = -1e9  # the pass refreshes the inventory: not while it holds the write lock
+    t0 = time.monotonic()
+    loop.run_once()
+    assert time.monotonic() - t0 < 10
+    j = state(loop, jid)
+    assert j.state == "CANCELLED" and j.attempt == 1
+    with loop.sessions() as s:
+        kinds = [
+            e.kind for e in s.execute(select(JobEvent).where(JobEvent.job_id == jid)).scalars()
+        ]
+    assert kinds.count("started") == 1, kinds
+
+
+def test_a_cancelling_job_without_a_process_is_finished(loop: SchedulerLoop) -> None:
+    """Such a job (CANCELLING, no handle) was left by the cancel/requeue race in existing DBs:
+    the loop skipped it for ever."""
+    jid = submit(loop)
+    with loop.sessions() as s:
+        job = s.get(Job, jid)
+        assert job is not None
+        job.state, job.cancel_requested, job.attempt = "CANCELLING", True, 1
+        s.commit()
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "CANCELLED" and j.finished_at is not None

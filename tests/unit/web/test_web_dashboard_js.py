@@ -99,3 +99,64 @@ def test_the_usage_chart_reads_times_with_an_offset(tmp_path: Path) -> None:
 
 def test_the_cancel_button_is_hidden_for_a_finished_job(tmp_path: Path) -> None:
     assert _run("abc", tmp_path)["cancelHidden"] is True
+
+
+ROUTE_HARNESS = r"""
+const fs = require("fs"), vm = require("vm");
+const els = {}, calls = [];
+const el = () => ({ innerHTML: "", textContent: "", hidden: false, style: {}, scrollTop: 0,
+                    value: "", classList: { toggle() {} } });
+const ctx = {
+  console,
+  location: { hash: process.argv[3], href: "" },
+  window: { addEventListener() {} },
+  document: { querySelector: s => (els[s] = els[s] || el()), querySelectorAll: () => [] },
+  setInterval: () => 0, clearInterval() {}, setTimeout,
+  fetch: async (url, opts) => {
+    calls.push(url);
+    const body = url === "/api/v1/models" ? [{ name: "50%off a", latest_version: 1, aliases: {} }]
+      : url === "/api/v1/datasets" ? [{ name: "d%1", versions: 1, latest: "v1" }]
+      : { name: "x", versions: [] };
+    return { status: 200, ok: true, headers: { get: () => "application/json" },
+             json: async () => body, text: async () => "" };
+  },
+  lineChart() {}, barChart() {}, dagChart() {},
+};
+vm.createContext(ctx);
+vm.runInContext(fs.readFileSync(process.argv[2], "utf8"), ctx);
+setTimeout(() => console.log(JSON.stringify({ calls, list: els["#list"] && els["#list"].innerHTML,
+                                              main: els["#main"].innerHTML })), 100);
+"""
+
+
+@pytest.mark.parametrize(
+    ("hash_", "api_call", "link"),
+    [
+        ("#/models", None, 'href="#/models/50%25off%20a"'),
+        ("#/models/50%25off%20a", "/api/v1/models/50%25off%20a", None),
+        ("#/models/50%", "/api/v1/models/50%25", None),  # malformed: kept, not a URIError
+        ("#/datasets", None, 'href="#/datasets/d%251"'),
+    ],
+)
+def test_names_with_percent_signs_link_to_their_own_page(
+    tmp_path: Path, hash_: str, api_call: str | None, link: str | None
+) -> None:
+    """An MLflow model may be called '50%off a': its link was '#/models/50%off a', which the
+    router's decodeURIComponent could not read (URIError) or read as another name."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    harness = tmp_path / "route.js"
+    harness.write_text(ROUTE_HARNESS)
+    out = subprocess.run(
+        [NODE, str(harness), str(APP_JS), hash_],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "URI malformed" not in data["main"], data
+    if api_call is not None:
+        assert api_call in data["calls"], data
+    if link is not None:
+        assert link in data["list"], data

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aistack.server.schemas import UtcTime
+
+MAX_DEMAND_GPUS = 1_000_000  # as a job spec's resources.gpus
 
 
 class _Req(BaseModel):
@@ -83,11 +85,22 @@ class UsagePriceRequest(_Req):
 class HybridRequest(_Req):
     """Own N servers, burst the rest: give a demand profile (GPUs per step) or job intervals."""
 
-    profile: list[float] | None = Field(default=None, description="GPUs wanted per step")
-    intervals: list[tuple[float, float, int]] | None = Field(
-        default=None, description="[start_s, end_s, gpus] per job"
+    # GPUs at most as a job spec may ask for: the sweep tries every fleet size up to the peak
+    # (a profile of [1e300] kept a server thread busy, and growing, for ever)
+    profile: list[Annotated[float, Field(ge=0, le=MAX_DEMAND_GPUS, allow_inf_nan=False)]] | None = (
+        Field(default=None, description="GPUs wanted per step")
     )
-    step_minutes: float = Field(default=60.0, gt=0)
+    intervals: (
+        list[
+            tuple[
+                Annotated[float, Field(allow_inf_nan=False)],
+                Annotated[float, Field(allow_inf_nan=False)],
+                Annotated[int, Field(ge=0, le=MAX_DEMAND_GPUS)],
+            ]
+        ]
+        | None
+    ) = Field(default=None, description="[start_s, end_s, gpus] per job")
+    step_minutes: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     gpu: str | None = None
     server: str | None = None
     instance: str | None = None

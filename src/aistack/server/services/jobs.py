@@ -161,33 +161,46 @@ def count_by_state(session: Session) -> dict[str, int]:
 
 
 def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) -> Job:
-    if job.state in FINAL_STATES:
-        raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
-    if job.state == "QUEUED":
-        # only while it is still queued: the scheduler may have claimed and launched it since
-        # this session read it (then it is cancelled below, as a running job)
-        res = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.state == "QUEUED")
-            .values(
-                state="CANCELLED",
-                finished_at=utcnow(),
-                pending_reason=None,
-                failure_reason="cancelled by user while queued",
-            )
-        )
-        session.refresh(job)
-        if getattr(res, "rowcount", 0) == 1:
-            add_event(session, job.id, "cancelled", "cancelled while queued")
-            return job
+    # every write is conditional on the state (and attempt) this session read: the scheduling
+    # loop may have started, requeued or finished the job since; then decide again on a fresh
+    # read (an unconditional write put a requeued job back to CANCELLING with no process to
+    # signal: it stayed CANCELLING for ever)
+    for _ in range(10):
         if job.state in FINAL_STATES:
             raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
-    job.cancel_requested = True
-    if job.state in ACTIVE_STATES and job.handle:
-        job.state = "CANCELLING"
-        add_event(session, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace_s:g} s")
-        executor.cancel(job.handle, grace_s)
-    return job
+        if job.state == "QUEUED":
+            res = session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.state == "QUEUED")
+                .values(
+                    state="CANCELLED",
+                    finished_at=utcnow(),
+                    pending_reason=None,
+                    failure_reason="cancelled by user while queued",
+                )
+            )
+            session.refresh(job)
+            if getattr(res, "rowcount", 0) == 1:
+                add_event(session, job.id, "cancelled", "cancelled while queued")
+                return job
+            continue
+        handle = job.handle
+        signal = job.state in ACTIVE_STATES and bool(handle)
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.state == job.state, Job.attempt == job.attempt)
+            .values(cancel_requested=True, **({"state": "CANCELLING"} if signal else {}))
+        )
+        session.refresh(job)
+        if getattr(res, "rowcount", 0) != 1:
+            continue
+        if signal:
+            add_event(session, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace_s:g} s")
+            executor.cancel(handle, grace_s)
+        return job
+    raise ConflictError(
+        f"job {job.id} changed state while it was being cancelled", hint="try the cancel again"
+    )
 
 
 ALL_STATES = frozenset({"QUEUED"}) | ACTIVE_STATES | FINAL_STATES

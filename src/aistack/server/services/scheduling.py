@@ -215,6 +215,12 @@ class SchedulerLoop:
         active = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().all()
         for job in active:
             if not job.handle:
+                if job.state == "CANCELLING":
+                    # left by a cancel that overwrote a requeue (before that race was closed):
+                    # no process to signal or wait for
+                    job.state, job.finished_at = "CANCELLED", utcnow()
+                    job.failure_reason = "cancelled by user"
+                    add_event(s, job.id, "cancelled", "cancelled by user (no process was left)")
                 continue
             try:
                 st = self.executor.poll(job.handle)
@@ -235,6 +241,24 @@ class SchedulerLoop:
                 except Exception as exc:  # noqa: BLE001 - tried again next pass
                     job.state = "RUNNING"
                     log.warning("cancel of job %s failed: %s", job.id, exc)
+        # cancelled while this loop requeued it from a stale read (lost, retry, preempted): the
+        # cancel stands, the job is not started again. Here, not in schedule(): this pass's
+        # transaction is committed before schedule() refreshes the inventory in another session
+        requeued = select(Job.id).where(Job.state == "QUEUED", Job.cancel_requested.is_(True))
+        for jid in s.execute(requeued).scalars().all():
+            done = s.execute(
+                update(Job)
+                .where(Job.id == jid, Job.state == "QUEUED")
+                .values(
+                    state="CANCELLED",
+                    finished_at=utcnow(),
+                    pending_reason=None,
+                    estimated_start=None,
+                    failure_reason="cancelled by user",
+                )
+            )
+            if getattr(done, "rowcount", 0) == 1:
+                add_event(s, jid, "cancelled", "cancelled by user (it was requeued meanwhile)")
 
     @staticmethod
     def _lost_requeues(s: Session, job: Job) -> int:
@@ -415,6 +439,7 @@ class SchedulerLoop:
         queued = (
             s.execute(select(Job).where(Job.state == "QUEUED").order_by(Job.seq)).scalars().all()
         )
+        queued = [j for j in queued if not j.cancel_requested]  # reconcile cancels them
         if not queued and not self.policy_needs_idle_pass():
             return None
         now = time.time()

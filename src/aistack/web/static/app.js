@@ -168,7 +168,7 @@ async function pageDatasets(main, name) {
     <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"><p class="muted">pick a version</p></div></div>`;
   try {
     const ds = await api("/datasets");
-    $("#list").innerHTML = table(["name", "versions", "latest", "updated"], ds.map(d => [`<a href="#/datasets/${esc(d.name)}">${esc(d.name)}</a>`, d.versions, esc(d.latest), ago(d.updated_at || d.created_at)]));
+    $("#list").innerHTML = table(["name", "versions", "latest", "updated"], ds.map(d => [`<a href="#/datasets/${esc(encodeURIComponent(d.name))}">${esc(d.name)}</a>`, d.versions, esc(d.latest), ago(d.updated_at || d.created_at)]));
   } catch (e) { $("#list").innerHTML = unavailable(e); return; }
   if (!name) return;
   const d = await api(`/datasets/${encodeURIComponent(name)}`);
@@ -204,7 +204,7 @@ async function pageModels(main, name) {
   $("#promote-form").onsubmit = ev => ev.preventDefault();  // bound for real once the model is loaded
   try {
     const ms = await api("/models");
-    $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(m.name)}">${esc(m.name)}</a>`, m.latest_version ?? "-", esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
+    $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(encodeURIComponent(m.name))}">${esc(m.name)}</a>`, m.latest_version ?? "-", esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
   } catch (e) { $("#list").innerHTML = unavailable(e); return; }
   if (!name) { $("#promote-form").style.display = "none"; return; }
   const m = await api(`/models/${encodeURIComponent(name)}`);
@@ -241,7 +241,7 @@ async function pageServices(main, name) {
   every(3000, async () => {
     let svcs;
     try { svcs = await api("/services"); } catch (e) { $("#list").innerHTML = unavailable(e); return; }
-    $("#list").innerHTML = table(["name", "model", "status", "replicas ready / desired", "QPS", "p99", "URL"], svcs.map(s => [`<a href="#/services/${esc(s.name)}">${esc(s.name)}</a>`,
+    $("#list").innerHTML = table(["name", "model", "status", "replicas ready / desired", "QPS", "p99", "URL"], svcs.map(s => [`<a href="#/services/${esc(encodeURIComponent(s.name))}">${esc(s.name)}</a>`,
       esc(`${s.model} (${s.model_uri || ""})`), esc(s.status), `${s.ready_replicas ?? "?"} / ${s.desired_replicas ?? "?"}`,
       (s.qps ?? 0).toFixed(2) + " req/s", ms(s.p99_ms), esc(s.url || "")]));
     if (!name) return;
@@ -329,9 +329,11 @@ async function route() {
   const [page, arg] = (location.hash.replace(/^#\/?/, "") || "cluster").split("/");
   document.querySelectorAll("nav a[data-page]").forEach(a => a.classList.toggle("active", a.dataset.page === page));
   const main = $("#main");
+  // names in links are encoded (an MLflow model may be called "50%"): a malformed one is kept as is
+  const name = arg ? (() => { try { return decodeURIComponent(arg); } catch (e) { return arg; } })() : undefined;
   try {
-    if (page === "jobs" && arg) await pageJob(main, decodeURIComponent(arg));
-    else await (PAGES[page] || pageCluster)(main, arg ? decodeURIComponent(arg) : undefined);
+    if (page === "jobs" && arg) await pageJob(main, name);
+    else await (PAGES[page] || pageCluster)(main, name);
   } catch (e) { main.innerHTML += `<p class="error">${esc(e.message)}</p>`; }
 }
 window.addEventListener("hashchange", route);
