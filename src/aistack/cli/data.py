@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from aistack.cli._common import ago, console, err_console, print_json
+from aistack.errors import AistackError
 
 app = typer.Typer(
     help="Versioned datasets: add, ls, log, diff, get, tag, rm, verify, lineage, gc.",
@@ -276,11 +277,22 @@ def lineage(
 ) -> None:
     """Where a version came from and what was made from it (jobs, datasets, runs, models)."""
     g = _datasets().lineage(ref)
+    note = ""
+    if any(n["kind"] == "run" for n in g["nodes"]):
+        # run → model version comes from the MLflow registry (the server's /mlflow)
+        from aistack.mlops.lineage import with_model_versions
+
+        try:
+            g = with_model_versions(g)
+        except AistackError as exc:
+            note = f"(model versions made by these runs not shown: {exc})"
     if as_json:
         print_json(g)
         return
     from rich.tree import Tree
 
+    if note:
+        err_console.print(note)
     ups: dict[str, list[str]] = {}
     downs: dict[str, list[str]] = {}
     for e in g["edges"]:

@@ -121,5 +121,18 @@ def test_job_run_through_aistack_up(tmp_path):
         )
         assert lin["job"]["id"] == job_id
         assert [(d["name"], d["version"]) for d in lin["datasets"]] == [("corpus", "v1")]
+        # and forward: dataset → job → run → model version, in the CLI and the API
+        fwd = json.loads(_cli(env, "data", "lineage", "corpus@v1", "--json").stdout)
+        edges = {(e["src"], e["dst"]) for e in fwd["edges"]}
+        assert ("dataset:corpus@v1", f"job:{job_id}") in edges
+        assert (f"job:{job_id}", f"run:{rid}") in edges
+        assert (f"run:{rid}", "model:e2e-model@v1") in edges
+        import httpx
+
+        api = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/datasets/corpus/versions/1/lineage",
+            headers={"Authorization": f"Bearer {(home / 'token').read_text().strip()}"},
+        ).json()
+        assert {"src": f"run:{rid}", "dst": "model:e2e-model@v1"} in api["edges"]
     finally:
         _cli(env, "down", check=False)

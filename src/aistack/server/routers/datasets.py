@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -22,6 +23,8 @@ from aistack.server.schemas.datasets import (
     DatasetVersionPublic,
     ReferencePublic,
 )
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["datasets"])
 
@@ -93,4 +96,14 @@ def diff_versions(
 def version_lineage(
     name: str, version: str, ctx: ServerContext = Depends(get_ctx)
 ) -> DatasetLineage:
-    return DatasetLineage(**_ds(ctx).lineage(_ref(name, version)))
+    g = _ds(ctx).lineage(_ref(name, version))
+    if ctx.settings.mlflow_enabled:
+        # the last hop, run → model version, is the registry's (it holds each version's run)
+        from aistack.mlops.lineage import with_model_versions
+        from aistack.mlops.server import backend_store_uri
+
+        try:
+            g = with_model_versions(g, tracking_uri=backend_store_uri(ctx.settings))
+        except Exception as exc:  # noqa: BLE001 - the catalog's part still answers
+            log.warning("lineage of %s@%s: model versions not read: %s", name, version, exc)
+    return DatasetLineage(**g)
