@@ -159,8 +159,11 @@ def test_job_inputs_record_lineage(server, tmp_path: Path) -> None:  # type: ign
     c = server.client()
     with pytest.raises(NotFoundError):
         c.submit({"command": "true", "inputs": ["corpus@v9"]})
-    job = c.submit({"command": 'test -n "$AISTACK_JOB_ID"', "inputs": [v.ref]})
-    assert c.wait(job["id"], timeout=30)["state"] == "SUCCEEDED"
+    # `latest` is pinned at submit, and the job is told which version to read
+    check = 'test "$AISTACK_INPUTS" = corpus@v1 && test "$AISTACK_INPUT_CORPUS" = corpus@v1'
+    job = c.submit({"command": check, "inputs": ["corpus@latest"]})
+    assert c.get_job(job["id"])["id"] == job["id"]
+    assert c.wait(job["id"], timeout=30)["state"] == "SUCCEEDED", c.logs(job["id"])
     graph = ds.lineage(v.ref)
     ids = {n["id"] for n in graph["nodes"]}
     assert any(job["id"] in i for i in ids), graph

@@ -106,3 +106,14 @@ def test_jobs_page_on_with_before_and_never_repeat_a_job(api) -> None:  # type: 
     assert [j["id"] for j in api.client.iter_jobs(page_size=2)][1:] == newest_first
     r = api.http.get("/api/v1/jobs", params={"before": "nope"})
     assert r.status_code == 404 and "nope" in r.json()["message"]
+
+
+def test_input_env_names_each_dataset() -> None:
+    from aistack.server.services.scheduling import input_env
+
+    assert input_env([]) == {}
+    assert input_env(["corpus@v3", "web-2024.clean@v1"]) == {
+        "AISTACK_INPUTS": "corpus@v3,web-2024.clean@v1",
+        "AISTACK_INPUT_CORPUS": "corpus@v3",
+        "AISTACK_INPUT_WEB_2024_CLEAN": "web-2024.clean@v1",
+    }

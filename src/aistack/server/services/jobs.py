@@ -59,8 +59,10 @@ def submit_job(
                 "inputs: dataset versions were given but the storage layer is not available",
                 hint="install aistack with its default dependencies, or remove `inputs`",
             )
-        for ref in spec.inputs:
-            datasets.resolve(ref)  # NotFoundError with a hint for unknown refs
+        # pinned now (NotFoundError with a hint for unknown refs): `corpus@latest` is the version
+        # that was latest at submit, the one lineage records and the job is told to read
+        pinned = [datasets.resolve(ref).ref for ref in spec.inputs]
+        spec = spec.model_copy(update={"inputs": pinned})
     seq = _next_seq(session)
     job = Job(
         id=job_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -61,6 +62,20 @@ def _open_allocations(s: Session, job_id: str) -> list[AllocationRow]:
 
 def _from_epoch(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+def input_env(inputs: list[str]) -> dict[str, str]:
+    """What a job is told of its ``inputs:`` (pinned at submit): ``AISTACK_INPUTS`` (the refs,
+    comma-separated) and ``AISTACK_INPUT_<NAME>`` per dataset (``corpus@v3``; the name in capitals,
+    other characters as ``_``), to read with ``aistack data get "$AISTACK_INPUT_CORPUS" DIR`` or
+    ``Datasets.open(ref)``."""
+    if not inputs:
+        return {}
+    env = {"AISTACK_INPUTS": ",".join(inputs)}
+    for ref in inputs:
+        name = ref.split("@", 1)[0]
+        env["AISTACK_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()] = ref
+    return env
 
 
 class SchedulerLoop:
@@ -492,6 +507,7 @@ class SchedulerLoop:
             "AISTACK_GRACE_S": str(self.settings.cancel_grace_s),
             "AISTACK_HOME": str(self.settings.home),
         }
+        env.update(input_env(spec.get("inputs") or []))
         if self.settings.storage_url:
             env["AISTACK_STORAGE_URL"] = self.settings.storage_url
         if self.settings.database_url:
