@@ -125,6 +125,19 @@ class JobSpec(_Strict):
             raise ValueError(f"{v!r} is not a valid name: {NAME_HINT}")
         return v
 
+    @field_validator("user")
+    @classmethod
+    def _user_ok(cls, v: str | None) -> str | None:
+        # a login or an e-mail address: stored in a 64-character column, shown in tables
+        if v is None:
+            return v
+        if not v.strip() or len(v) > 64 or any(not c.isprintable() or c.isspace() for c in v):
+            raise ValueError(
+                f"{v[:80]!r} is not a valid user: 1 to 64 printable characters without spaces "
+                "(a login or an e-mail address); leave it out to use the submitting login"
+            )
+        return v
+
     @field_validator("max_runtime")
     @classmethod
     def _runtime_ok(cls, v: Any) -> Any:
@@ -244,8 +257,15 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
     max_cpus = max(n.cpus for n in nodes)
     max_mem = max(n.memory_mb for n in nodes)
     if r.gpus > max_gpus:
+        gpus = f"{r.gpus} GPU{'s' if r.gpus != 1 else ''}"
+        if max_gpus == 0:
+            raise ValidationError(
+                f"resources.gpus: asks for {gpus} per node but this cluster has no GPUs",
+                hint="remove resources.gpus to run on CPUs, or submit to a server whose nodes "
+                "have GPUs (`aistack cluster` lists them)",
+            )
         raise ValidationError(
-            f"resources.gpus: asks for {r.gpus} GPUs per node but the largest node has {max_gpus}",
+            f"resources.gpus: asks for {gpus} per node but the largest node has {max_gpus}",
             hint="lower resources.gpus, or use resources.nodes to spread over several nodes",
         )
     if r.gpu_type and not any(

@@ -380,7 +380,10 @@ def jobs_cmd(
         return
     t = Table(title=f"jobs ({len(rows)}{' newest; more exist' if more else ''})")
     for col in ("id", "name", "project", "state", "req", "submitted", "details / pending reason"):
-        t.add_column(col, overflow="fold")
+        # an id is copied into other commands: never folded or cut
+        t.add_column(
+            col, overflow="fold", no_wrap=col == "id", min_width=12 if col == "id" else None
+        )
     for j in rows:
         t.add_row(*_job_row(j))
     console.print(t)

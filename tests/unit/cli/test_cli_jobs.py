@@ -192,14 +192,17 @@ def test_up_detach_reports_its_own_child(fake_spawn) -> None:  # type: ignore[no
     assert f"(pid {_FakeChild.pid})" in res.stdout
 
 
-def test_jobs_list_says_how_to_get_the_next_page(cli) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_list_says_how_to_get_the_next_page(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     ids = [cli.client.submit({"command": "x"})["id"] for _ in range(3)]
+    monkeypatch.setattr(jobs_cli.console, "width", 60)  # a narrow terminal
     res = runner.invoke(app, ["jobs", "--limit", "2"])
     assert res.exit_code == 0, res.output
     assert (
         f"--limit 2 --before {ids[1]}" in res.output
         and ids[0] not in res.output.split("next page")[0]
     )
+    table = res.output.split("next page")[0]
+    assert ids[2] in table and ids[1] in table  # whole, not folded over two lines
     res = runner.invoke(app, ["jobs", "--limit", "2", "--before", ids[1], "--json"])
     assert [j["id"] for j in json.loads(res.stdout)] == [ids[0]]
 

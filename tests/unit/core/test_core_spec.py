@@ -105,3 +105,19 @@ def test_max_runtime_must_be_finite_and_at_most_a_year() -> None:
         with pytest.raises(ValidationError, match="max_runtime"):
             parse_duration_s(bad)
     assert parse_duration_s("365d") == 365 * 86400
+
+
+@pytest.mark.parametrize("user", ["\u0000", "a b", "x" * 65, " ", "tab\tuser"])
+def test_a_user_that_cannot_be_stored_or_shown_is_refused(user: str) -> None:
+    with pytest.raises(ValidationError, match="user"):
+        parse_spec({"command": "x", "user": user})
+    assert parse_spec({"command": "x", "user": "alice@example.com"}).user == "alice@example.com"
+
+
+def test_gpus_on_a_cluster_without_gpus_says_so() -> None:
+    cpu_only = [Node(name="n0", cpus=8, memory_mb=16_000)]
+    with pytest.raises(
+        ValidationError, match="asks for 1 GPU per node but this cluster has no GPUs"
+    ) as e:
+        check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1}}), cpu_only)
+    assert "remove resources.gpus" in (e.value.hint or "")

@@ -144,7 +144,7 @@ def test_deploy_refuses_impossible_requests_up_front(
     with pytest.raises(ValidationError, match="resources.memory: cannot read '4XB' as a size"):
         manager.deploy("builtin:echo", name="b10", memory="4XB", launcher="process")
     with pytest.raises(
-        ValidationError, match="asks for 1 GPUs per node but the largest node has 0"
+        ValidationError, match="asks for 1 GPU per node but this cluster has no GPUs"
     ):
         manager.deploy("builtin:echo", name="b8", gpus=1, launcher="jobs")
     with pytest.raises(ValidationError, match="asks for 64 CPUs per node"):

@@ -36,6 +36,9 @@ class JobPublic(BaseModel):
     node: str | None = None
     resources: dict[str, Any]
     command: str
+    inputs: list[str] = []  # dataset versions, pinned at submit
+    workdir: str | None = None
+    distributed: str | None = None
     mlflow_run_id: str | None = None
     preempt_count: int = 0
     attained_service_s: float = 0.0
