@@ -20,7 +20,7 @@ import psutil
 from aistack.compute.inventory import local_node
 from aistack.compute.resources import Node
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest, UsageSample
-from aistack.executors.supervisor import write_json_atomic
+from aistack.executors.supervisor import READY_FILE, write_json_atomic
 
 log = logging.getLogger(__name__)
 START_GRACE_S = 10.0  # a supervisor that has not written status.json yet is "starting"
@@ -157,7 +157,9 @@ class LocalExecutor(Executor):
             {"grace_s": grace_s, "kind": kind, "reason": reason, "t": time.time()},
         )
         sup, _ = self._supervisor(handle)
-        if sup is not None:
+        # a supervisor still importing has no SIGTERM handler (the signal would kill it and the
+        # job would look lost): it reads cancel.json when it starts instead
+        if sup is not None and (d / READY_FILE).exists():
             try:
                 sup.send_signal(signal.SIGTERM)
             except psutil.Error:

@@ -104,6 +104,14 @@ class Supervisor:
     # -- the run ----------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
+        if self.stop_requested or (self.dir / "cancel.json").exists():
+            # stopped before the job began (the executor did not signal a supervisor that had
+            # no handler yet: it only wrote cancel.json): nothing to start
+            req = _read_json(self.dir / "cancel.json") or {}
+            kind = req.get("kind", "cancel")
+            state = "preempted" if kind == "preempt" else "cancelled"
+            self.finish(state, None, str(req.get("reason") or f"{state} before it started"))
+            return
         env = os.environ.copy()
         # the server's own settings are not the job's: the embedded MLflow server's variables,
         # and the server's own MLflow client settings (the job gets its own run's)
@@ -254,6 +262,7 @@ def kill_gang_groups(job_dir: Path) -> None:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+READY_FILE = "supervisor.ready"  # written once the supervisor handles SIGTERM
 
 
 def become_subreaper() -> bool:
@@ -353,6 +362,9 @@ def main() -> None:
     signal.signal(signal.SIGUSR1, sup._on_usr1)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     become_subreaper()
+    # from here a SIGTERM is handled: the executor may signal (before, it only writes
+    # cancel.json, which start() reads, since the default action would kill this process)
+    write_json_atomic(job_dir / READY_FILE, {"pid": os.getpid()})
     try:
         sup.start()
     except Exception as exc:  # noqa: BLE001 - a supervisor must always leave exit.json behind

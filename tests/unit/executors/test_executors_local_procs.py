@@ -107,3 +107,25 @@ def test_a_daemon_marked_to_outlive_the_job_is_spared(tmp_path: Path) -> None:
     finally:
         if pid and psutil.pid_exists(pid):
             psutil.Process(pid).kill()
+
+
+def test_a_cancel_right_after_launch_cancels_instead_of_losing_the_job(tmp_path: Path) -> None:
+    """A cancel while the supervisor was still importing killed it (no SIGTERM handler yet):
+    the job looked lost and was requeued, and its process could be left running. Now the
+    executor signals only a ready supervisor, and one that starts late reads cancel.json."""
+    ex = LocalExecutor()
+    node = ex.inventory()[0].name
+    marker = tmp_path / "ran"
+    handle = ex.launch(
+        LaunchRequest(
+            job_id="c1",
+            attempt=0,
+            command=f"touch {marker}; sleep 30",
+            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
+            job_dir=tmp_path / "job",
+        )
+    )
+    ex.cancel(handle, grace_s=1.0)  # at once: the supervisor is still starting
+    st = wait_final(ex, handle, 30)
+    assert st.state == "cancelled", st
+    assert not marker.exists()  # the job never began
