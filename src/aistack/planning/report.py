@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from aistack.planning.catalog import Catalog, FigureRow
 from aistack.planning.inference import ServePlan
+from aistack.planning.numfmt import fixed, money
 from aistack.planning.tco import TcoResult
 from aistack.planning.training import TrainPlan, duration_text
 from aistack.planning.usage import UsageReport, UsageRow
@@ -47,9 +48,8 @@ def sci(x: float) -> str:
 def usd(x: float | None) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
-    if x == 0:
-        return "$0"
-    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
+    # below $1 with 3 significant figures: a $0.001 budget and $0.00238 spent read "$0.00"
+    return f"${money(x)}"
 
 
 def num(x: float, digits: int = 1) -> str:
@@ -82,6 +82,11 @@ def render_train(p: TrainPlan) -> str:
     src = {"given": "given", "deadline": "to meet the deadline", "memory": "fewest that fit"}[
         p.gpus_from
     ]
+    # a communication-bound run: its time beside the compute-bound one (the note says why)
+    comm = p.days_comm_bound > p.days
+    bound = " communication-bound (see the note)"
+    comm_h = f" compute-bound; {p.gpu_hours_comm_bound:,.0f} GPU-h{bound}" if comm else ""
+    comm_d = f" compute-bound; {duration_text(p.days_comm_bound)}{bound}" if comm else ""
     lines = [
         f"Training plan: {sci(p.params)} parameters ({sci(p.params_active)} active), {sci(p.tokens)} tokens on {p.gpu} ({p.precision})",
         "",
@@ -97,9 +102,9 @@ def render_train(p: TrainPlan) -> str:
                     "efficiency",
                     f"MFU {p.mfu:.0%} x goodput {p.goodput:.0%} of {p.peak_tflops_per_gpu:,.0f} TFLOP/s = {p.effective_tflops_per_gpu:,.0f} TFLOP/s per GPU",
                 ],
-                ["GPU-hours", f"{p.gpu_hours:,.0f} GPU-h"],
+                ["GPU-hours", f"{p.gpu_hours:,.0f} GPU-h{comm_h}"],
                 ["GPUs", f"{p.gpus:,} ({src})"],
-                ["wall clock", duration_text(p.days)],
+                ["wall clock", f"{duration_text(p.days)}{comm_d}"],
                 [
                     "memory per GPU",
                     f"{p.memory_per_gpu_gb:,.1f} GB of {p.gpu_memory_gb:g} GB (ZeRO-{p.zero_stage}, recompute {'on' if p.recompute else 'off'}, TP {p.tp} x PP {p.pp})",
@@ -233,11 +238,13 @@ def _usage_rows(rows: Sequence[UsageRow]) -> list[list[str]]:
         [
             r.key,
             str(r.jobs),
-            f"{r.gpu_hours:,.1f}",
-            f"{r.cpu_hours:,.1f}",
-            f"{r.useful_gpu_hours:,.1f}",
-            f"{r.idle_gpu_hours:,.1f}",
-            f"{r.unmeasured_gpu_hours:,.1f}",
+            # 3 significant figures for small values: one decimal showed 0.107 and 0.046 CPU-h
+            # as 0.1 and 0.0 over a total of 0.2
+            fixed(r.gpu_hours),
+            fixed(r.cpu_hours),
+            fixed(r.useful_gpu_hours),
+            fixed(r.idle_gpu_hours),
+            fixed(r.unmeasured_gpu_hours),
             _cost_cell(r),
         ]
         for r in rows
@@ -277,7 +284,7 @@ def _cloud_vs_owned(r: UsageReport) -> str:
     if d.get("onprem_fleet_window_usd") is not None:
         line += (
             f"; owning the {d['servers']} x {d['server']} its peak needs for these "
-            f"{d['window_days']:,.1f} days, at the measured {d['fleet_utilization']:.0%} "
+            f"{duration_text(d['window_days'])}, at the measured {d['fleet_utilization']:.0%} "
             f"utilization: {usd(d['onprem_fleet_window_usd'])}"
         )
     return line
@@ -290,7 +297,7 @@ def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
     right = (1, 2, 3, 4, 5, 6, 7)
     lines = [
         f"Usage {r.since.isoformat(timespec='minutes')} .. {r.until.isoformat(timespec='minutes')} "
-        f"({r.window_hours / 24:,.1f} days, {r.records} allocation{'' if r.records == 1 else 's'}), "
+        f"({duration_text(r.window_hours / 24)}, {r.records} allocation{'' if r.records == 1 else 's'}), "
         f"priced under {r.sheet!r}",
         "",
         table(

@@ -14,7 +14,11 @@ Formulas (see docs/planning.md for sources and calibration):
   s·b·h·(34 + 5·a·s/h)/t bytes; the 5·a·s/h softmax term is dropped with FlashAttention;
   with full recomputation only the layer input (2·s·b·h/t bytes) is kept, plus one layer's
   working set.
-* Ring all-reduce: 2·(p−1)/p · bytes / bandwidth.
+* Ring all-reduce: 2·(p−1)/p · bytes / bandwidth. ``gpu_hours`` and ``days`` are
+  compute-bound (the all-reduce hidden under the backward pass); when the all-reduce is longer
+  than a step's compute, ``gpu_hours_comm_bound`` and ``days_comm_bound`` give the time with
+  each step taking max(compute, all-reduce) — the all-reduce still overlapped, but now the
+  longer of the two.
 """
 
 from __future__ import annotations
@@ -173,9 +177,9 @@ class TrainPlan:
     mfu: float
     goodput: float
     effective_tflops_per_gpu: float
-    gpu_hours: float
+    gpu_hours: float  # compute-bound: FLOPs / effective throughput
     gpus: int
-    days: float
+    days: float  # compute-bound wall clock
     gpus_from: str  # "given" | "deadline" | "memory"
     zero_stage: int
     recompute: bool
@@ -190,6 +194,10 @@ class TrainPlan:
     step_seconds: float
     allreduce_seconds_per_step: float
     allreduce_link: str
+    # with each step taking max(compute, all-reduce): equal to gpu_hours/days unless the
+    # all-reduce is longer than a step's compute (it cannot be hidden, so it sets the pace)
+    gpu_hours_comm_bound: float
+    days_comm_bound: float
     checkpoint_gb: float
     checkpoint_seconds: float
     checkpoint_write_gbs: float
@@ -437,7 +445,31 @@ def plan_training(
     bw = acc.nvlink_gbs if intra else acc.network_gbs
     ar = ring_allreduce_seconds(grad_bytes, dp, bw)
     link = f"{'NVLink/intra-node' if intra else 'network'} {bw:g} GB/s per GPU"
-    if ar > step_s:
+    # the compute each step actually gets (GPUs past max_useful idle, as in wall_days)
+    step_wall = wall_days * 86400.0 / steps
+    comm_bound = ar > step_wall
+    # the all-reduce overlaps the backward pass at best, so a step lasts at least as long as it:
+    # the wall clock of a communication-bound run is steps x max(compute, all-reduce)
+    days_comm = wall_days * max(1.0, ar / step_wall) if comm_bound else wall_days
+    gpu_hours_comm = gpu_hours * (days_comm / wall_days) if comm_bound else gpu_hours
+    if comm_bound:
+        notes.append(
+            f"the gradient all-reduce ({ar:.2f} s) is longer than a step's compute ({step_s:.2f} s), "
+            f"so the run is communication-bound: {duration_text(days_comm)} and "
+            f"{gpu_hours_comm:,.0f} GPU-h, not {duration_text(wall_days)} and {gpu_hours:,.0f} GPU-h. "
+            f"This assumes the all-reduce overlaps the backward pass (ZeRO/FSDP bucketing), so a "
+            f"step takes max(compute, all-reduce) = {ar:.2f} s; with no overlap (compute + "
+            f"all-reduce = {step_wall + ar:.2f} s) it takes "
+            f"{duration_text(wall_days * (step_wall + ar) / step_wall)}. "
+            "Use a larger batch (fewer all-reduces) or a faster network"
+        )
+        if gpus_from == "deadline" and days is not None and days_comm > days:
+            notes.append(
+                f"bound by the all-reduce, the run misses the {days:g}-day deadline "
+                f"({duration_text(days_comm)}); more GPUs do not shorten the all-reduce: "
+                "raise --batch-tokens (fewer steps) or use a faster network"
+            )
+    elif ar > step_s:  # only the GPUs past max_useful make the compute look shorter
         notes.append(
             f"the gradient all-reduce ({ar:.2f} s) is longer than a step's compute ({step_s:.2f} s): "
             "use a larger batch, ZeRO/FSDP overlap, or a faster network"
@@ -475,6 +507,8 @@ def plan_training(
         step_seconds=step_s,
         allreduce_seconds_per_step=ar,
         allreduce_link=link,
+        gpu_hours_comm_bound=gpu_hours_comm,
+        days_comm_bound=days_comm,
         checkpoint_gb=ckpt_gb,
         checkpoint_seconds=checkpoint_seconds,
         checkpoint_write_gbs=ckpt_gb / checkpoint_seconds,

@@ -21,6 +21,7 @@ from typing import Any
 
 from aistack.errors import NotFoundError, ValidationError
 from aistack.planning.catalog import Catalog, PriceTier, default_catalog
+from aistack.planning.numfmt import fixed
 from aistack.planning.tco import (
     HOURS_PER_MONTH,
     breakeven_month,
@@ -541,7 +542,7 @@ def price_usage(
         )
 
     for key, hours in sorted(unpriced.items()):
-        notes.append(f"{hours:,.1f} GPU-hours of {key} not priced: {unpriced_why[key]}")
+        notes.append(f"{fixed(hours)} GPU-hours of {key} not priced: {unpriced_why[key]}")
         gpu_hours_by_type.pop(f"{key} (unpriced)", None)
     cloud_sheet = PriceSheet.cloud(cat)
     cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_, default_gpu_type)
@@ -641,7 +642,7 @@ def _recommend(
     if not gpu_hours_by_type or window_h <= 0:
         if unpriced_hours:
             return (
-                f"No buy-vs-rent advice: the {unpriced_hours:,.1f} GPU-hours in the window are of "
+                f"No buy-vs-rent advice: the {fixed(unpriced_hours)} GPU-hours in the window are of "
                 "GPU types the catalog has no price for (see the notes).",
                 {},
             )
@@ -691,9 +692,7 @@ def _recommend(
         "onprem_fleet_window_usd": cost.amortized_month(util) * window_h / HOURS_PER_MONTH,
     }
     span = f"{days:,.0f} days" if days >= 1 else duration_text(days)  # not "over 0 days"
-    head = (
-        f"At your measured {util:.0%} utilization over {span} ({gh:,.0f} GPU-hours of {acc_name})"
-    )
+    head = f"At your measured {util:.0%} utilization over {span} ({fixed(gh, 0)} GPU-hours of {acc_name})"
     tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"
     if measured is not None:
         tail += f"; inside jobs the GPUs were busy {measured:.0f}% of the time"

@@ -19,6 +19,7 @@ from typing import Any
 
 from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, default_catalog
+from aistack.planning.numfmt import fixed
 from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
 
 MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats of ~80 MB
@@ -107,11 +108,20 @@ class HybridSweep:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _demand_text(self) -> str:
+        """'mean 8.0, peak 12 GPUs'; below one GPU with 3 significant figures (an hour's
+        demand of 0.075 GPUs read 'mean 0.1, peak 0 GPUs')."""
+
+        def gpus(x: float, digits: int) -> str:
+            return f"{x:,.{digits}f}" if x == 0 or abs(x) >= 1 else fixed(x, digits)
+
+        return f"mean {gpus(self.mean_gpus, 1)}, peak {gpus(self.peak_gpus, 0)} GPUs"
+
     def sentence(self) -> str:
         b, c = self.best, self.all_cloud
         if b.servers == 0:
             return (
-                f"For this demand (mean {self.mean_gpus:,.1f}, peak {self.peak_gpus:,.0f} GPUs) renting everything is cheapest: "
+                f"For this demand ({self._demand_text()}) renting everything is cheapest: "
                 f"${c.cost_usd_per_month:,.0f} a month on {self.instance}."
             )
         save = c.cost_usd_per_month - b.cost_usd_per_month
@@ -122,7 +132,7 @@ class HybridSweep:
             else "rents nothing"
         )
         return (
-            f"For this demand (mean {self.mean_gpus:,.1f}, peak {self.peak_gpus:,.0f} GPUs) the cheapest mix owns "
+            f"For this demand ({self._demand_text()}) the cheapest mix owns "
             f"{b.owned_gpus} {self.gpu} ({b.servers} x {self.server}, {b.owned_utilization:.0%} busy) and {rent}: "
             f"${b.cost_usd_per_month:,.0f} a month, ${save:,.0f} less than renting everything on {self.instance}."
         )

@@ -324,3 +324,51 @@ def test_cost_report_asks_the_server_for_the_whole_month_for_budgets(
     assert d["total"]["gpu_hours"] == 0 and d["records"] == 0  # nothing in the window
     (b,) = d["budgets"]
     assert b["spend_usd"] == pytest.approx(384 * 6.88) and b["status"] == "over"
+
+
+def test_plan_train_shows_the_communication_bound_wall_clock() -> None:
+    res = runner.invoke(
+        plan_app,
+        ["train", "--params", "70e9", "--tokens", "2e12", "--gpu", "H100", "--gpus", "1024"],
+    )
+    assert res.exit_code == 0, res.output
+    wall = next(ln for ln in res.stdout.splitlines() if ln.startswith("wall clock"))
+    assert "27.3 days compute-bound" in wall and "30.9 days communication-bound" in wall
+
+
+def test_cost_report_small_values_are_not_rounded_to_zero(tmp_path: Path) -> None:
+    recs = [
+        {
+            "job_id": str(i),
+            "project": proj,
+            "user": "ann",
+            "node": "n1",
+            "gpus": gpus,
+            "gpu_type": "H100" if gpus else None,
+            "cpus": 1,
+            "start": "2026-11-28T12:00:00Z",
+            "end": end,
+            "gpu_util": 50.0 if gpus else None,
+            "cpu_util": 20.0,
+        }
+        for i, (proj, gpus, end) in enumerate(
+            [("default", 1, "2026-11-28T12:02:00Z"), ("research", 0, "2026-11-28T12:06:00Z")]
+        )
+    ]
+    f = tmp_path / "usage.json"
+    f.write_text(
+        json.dumps(
+            {
+                "allocations": recs,
+                "projects": [{"name": "default", "gpu_quota": 1, "monthly_budget_usd": 0.001}],
+            }
+        )
+    )
+    res = runner.invoke(cost_app, ["report", "--records", str(f), "--now", "2026-11-28T12:06:00Z"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "(6 minutes, 2 allocations)" in out
+    total = next(ln for ln in out.splitlines() if ln.startswith("total "))
+    assert total.split()[2:4] == ["0.0333", "0.133"]  # GPU-h, CPU-h (one decimal: 0.0, 0.1)
+    budget = next(ln for ln in out.splitlines() if ln.startswith("default  2026-11"))
+    assert "$0.001" in budget and "$0.00 " not in budget

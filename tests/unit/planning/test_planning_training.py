@@ -208,3 +208,47 @@ def test_more_replicas_than_sequences_in_a_batch_is_noted() -> None:
     )
     ok = plan_training(params=70e9, tokens=2e12, gpu="H100", gpus=512, seq_len=8192)
     assert not any("data-parallel replicas" in n for n in ok.notes)
+
+
+def test_comm_bound_run_shows_its_wall_clock_and_gpu_hours() -> None:
+    """70B on 1,024 H100: the all-reduce (5.59 s) is longer than a step's compute (4.94 s), yet the
+    wall clock (27.3 days) and GPU-hours used compute only, with no communication-bound time."""
+    from aistack.planning.report import render_train
+    from aistack.planning.training import duration_text
+
+    p = plan_training(params=70e9, tokens=2e12, gpu="H100", gpus=1024)
+    assert p.allreduce_seconds_per_step > p.step_seconds
+    # compute-bound figures unchanged (the calibrated ones the accuracy benchmark compares)
+    assert p.gpu_hours == pytest.approx(
+        6 * 70e9 * 2e12 / (p.effective_tflops_per_gpu * 1e12) / 3600
+    )
+    assert p.days == pytest.approx(p.gpu_hours / 1024 / 24)
+    # communication-bound: every step takes max(compute, all-reduce)
+    assert p.days_comm_bound == pytest.approx(p.steps * p.allreduce_seconds_per_step / 86400)
+    assert p.gpu_hours_comm_bound == pytest.approx(p.days_comm_bound * 24 * 1024)
+    assert p.days_comm_bound > p.days * 1.1
+    text = render_train(p)
+    wall = next(ln for ln in text.splitlines() if ln.startswith("wall clock"))
+    assert duration_text(p.days) in wall and duration_text(p.days_comm_bound) in wall
+    assert "30.9 days" in wall and "27.3 days" in wall
+    hours = next(ln for ln in text.splitlines() if ln.startswith("GPU-hours"))
+    assert f"{p.gpu_hours_comm_bound:,.0f} GPU-h" in hours
+    assert "max(compute, all-reduce)" in text  # the assumption is stated
+    d = p.to_dict()
+    assert d["days_comm_bound"] == p.days_comm_bound
+    assert d["gpu_hours_comm_bound"] == p.gpu_hours_comm_bound
+
+
+def test_comm_bound_deadline_miss_is_noted_and_hidden_allreduce_changes_nothing() -> None:
+    p = plan_training(
+        params=70e9, tokens=2e12, gpu="H100", days=30, seq_len=8192, layers=80, hidden=8192
+    )
+    assert p.days <= 30 < p.days_comm_bound
+    assert any("misses the 30-day deadline" in n for n in p.notes)
+    # a step's compute longer than the all-reduce: the all-reduce hides under it
+    q = plan_training(params=70e9, tokens=2e12, gpu="H100", gpus=64)
+    assert q.allreduce_seconds_per_step < q.step_seconds
+    assert (q.days_comm_bound, q.gpu_hours_comm_bound) == (q.days, q.gpu_hours)
+    from aistack.planning.report import render_train
+
+    assert "communication-bound" not in render_train(q)

@@ -324,3 +324,73 @@ def test_advice_from_a_short_window_says_so() -> None:
     month = NOW - dt.timedelta(days=30)
     long = price_usage([rec("j", "p", "u", 8, 300, start=month)], now=NOW, since=month, catalog=CAT)
     assert "at least 28 days" not in long.recommendation
+
+
+def _cells(text: str, first: str) -> list[str]:
+    """The cells of the table row that starts with ``first`` (two or more spaces apart)."""
+    import re
+
+    for line in text.splitlines():
+        if line.startswith(first + " "):
+            return re.split(r"\s{2,}", line.strip())
+    raise AssertionError(f"no row {first!r} in:\n{text}")
+
+
+def test_small_usage_keeps_significant_digits_and_adds_up() -> None:
+    """A 6-minute window printed 0.0 GPU-h, CPU-h 0.1 + 0.0 = 0.2, '$0.00', '(0.0 days, ...)' and a
+    $0.001 budget as '$0.00 budget, $0.00 spent'."""
+    from aistack.planning.report import render_usage
+
+    t0 = NOW - dt.timedelta(minutes=6)
+    m = dt.timedelta(minutes=1)
+    recs = [
+        AllocationRecord("j0", "default", "ann", "n1", 1, "H100", 2, t0, t0 + 2 * m, 50.0, 20.0),
+        AllocationRecord("j1", "default", "ann", "n1", 0, None, 1, t0, t0 + 4.42 * m, None, 20.0),
+        AllocationRecord("j2", "research", "bo", "n1", 0, None, 1, t0, t0 + 2.76 * m, None, 20.0),
+    ]
+    r = price_usage(recs, now=NOW, since=t0, budgets={"default": 0.001}, catalog=CAT)
+    text = render_usage(r)
+    # the window: minutes, not "0.0 days"
+    assert "(6 minutes, 3 allocations)" in text and "0.0 days" not in text
+    cols = ["project", "jobs", "GPU-h", "CPU-h"]
+    d, rs, tot = (_cells(text, k) for k in ("default", "research", "total"))
+    cpu = cols.index("CPU-h")
+    # 2 CPUs x 2 min + 1 CPU x 4.42 min = 0.140; 2.76 min = 0.0460 (one decimal: 0.1 + 0.0 = 0.2)
+    assert [d[cpu], rs[cpu]] == ["0.140", "0.0460"] and tot[cpu] == "0.186"
+    assert float(d[cpu]) + float(rs[cpu]) == pytest.approx(float(tot[cpu]), abs=0.001)
+    gpu = cols.index("GPU-h")
+    assert d[gpu] == "0.0333" and tot[gpu] == "0.0333"  # 2 GPU-minutes, not 0.0
+    # money: no cell reads $0.00, and the costs add up to the total
+    costs = [float(row[-1].lstrip("$")) for row in (d, rs)]
+    assert all(c > 0 for c in costs)
+    assert sum(costs) == pytest.approx(float(tot[-1].lstrip("$")), rel=0.01)
+    assert "$0.00 " not in text and not text.count("$0.00\n")
+    # the budget row: a $0.001 budget and what was spent, both non-zero
+    b = _cells(text, "default  2026-11")
+    assert b[2] == "$0.001" and float(b[3].lstrip("$")) > 0.001 and b[-1] == "over"
+    # the advice: the GPU-hours it rests on, not "0 GPU-hours"
+    assert "(0.0333 GPU-hours of H100-SXM)" in r.recommendation
+    assert "peak 0 GPUs" not in text
+
+
+def test_fixed_and_money_keep_three_significant_figures() -> None:
+    from aistack.planning.numfmt import fixed, money
+    from aistack.planning.report import usd
+
+    # large values as they always were
+    assert [fixed(4320), fixed(37.4), fixed(0)] == ["4,320.0", "37.4", "0.0"]
+    assert [usd(39_919.4), usd(9.9), usd(0)] == ["$39,919", "$9.90", "$0"]
+    # small ones keep 3 significant figures instead of rounding to zero
+    assert [fixed(0.107), fixed(0.046), fixed(0.0417), fixed(5)] == [
+        "0.107",
+        "0.0460",
+        "0.0417",
+        "5.00",
+    ]
+    assert [usd(0.001), usd(0.00238), usd(0.5), usd(0.344)] == [
+        "$0.001",
+        "$0.00238",
+        "$0.50",
+        "$0.344",
+    ]
+    assert money(-0.004) == "-0.004" and usd(None) == "n/a"
