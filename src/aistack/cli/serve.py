@@ -7,6 +7,9 @@ session, started by ``serve deploy``; it keeps running after the CLI exits.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -40,6 +43,64 @@ def _console() -> Any:
 
 def _ms(v: Any) -> str:
     return f"{float(v or 0):.1f} ms"
+
+
+# spec fields (as the manager and the controller name them in errors) → the flags that set them
+_FLAGS = {
+    "min_replicas": "--min",
+    "max_replicas": "--max",
+    "target_inflight": "--target-inflight",
+    "downscale_cooldown_s": "--cooldown",
+    "max_batch_size": "--max-batch-size",
+    "max_wait_ms": "--max-wait-ms",
+    "gpus": "--gpus",
+    "cpus": "--cpus",
+    "memory": "--memory",
+    "priority": "--priority",
+    "port": "--port",
+    "name": "--name",
+    "project": "--project",
+    "launcher": "--launcher",
+}
+# field names that are never plain words: renamed wherever an error message has them
+_FIELD_WORDS = re.compile(
+    r"\b(?:(?:autoscale|batching|resources)\.)?"
+    r"(min_replicas|max_replicas|target_inflight|downscale_cooldown_s|max_batch_size|max_wait_ms)\b"
+    r"|\bresources\.(gpus|cpus|memory)\b"
+)
+
+
+def _flag_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def flag_message(message: str, values: dict[str, Any] | None = None) -> str:
+    """An error about spec fields (``max_replicas: Input should be …``) told in the flags
+    of the command (``--max 0: Input should be …``); ``values``: what each field was given."""
+    values = values or {}
+    message = message.removeprefix("spec: ")
+    loc, sep, rest = message.partition(": ")
+    section, _, field = loc.rpartition(".")
+    if sep and section in ("", "autoscale", "batching", "resources") and field in _FLAGS:
+        given = values.get(field)
+        head = _FLAGS[field] + (f" {_flag_value(given)}" if given is not None else "")
+        message = f"{head}: {rest}"
+    message = _FIELD_WORDS.sub(lambda m: _FLAGS[m.group(1) or m.group(2)], message)
+    # "--min (3) is above --max (2)" → "--min 3 is above --max 2"
+    return re.sub(r"(--[a-z-]+) \(([^()]*)\)", r"\1 \2", message)
+
+
+@contextmanager
+def _flag_errors(values: dict[str, Any]) -> Iterator[None]:
+    """Re-raise a ValidationError from the manager (or the controller) naming CLI flags."""
+    from aistack.errors import ValidationError
+
+    try:
+        yield
+    except ValidationError as exc:
+        raise ValidationError(
+            flag_message(exc.message, values), hint=exc.hint, **exc.details
+        ) from None
 
 
 @app.command("deploy")
@@ -94,24 +155,28 @@ def deploy(
 
     if launcher not in ("auto", "process", "jobs"):
         raise ValidationError(f"--launcher: {launcher!r} is not one of auto, process, jobs")
-    st = manager.deploy(
-        model,
-        name=name,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        gpus=gpus,
-        cpus=cpus,
-        memory=memory,
-        priority=priority,
-        launcher=launcher,
-        port=port,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        target_inflight=target_inflight,
-        downscale_cooldown_s=cooldown_s,
-        project=project,
-        wait_ready_s=wait_s or None,
-    )
+    given: dict[str, Any] = {
+        "name": name,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "gpus": gpus,
+        "cpus": cpus,
+        "memory": memory,
+        "priority": priority,
+        "port": port,
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms,
+        "target_inflight": target_inflight,
+        "downscale_cooldown_s": cooldown_s,
+    }
+    with _flag_errors(given):
+        st = manager.deploy(
+            model,
+            launcher=launcher,
+            project=project,
+            wait_ready_s=wait_s or None,
+            **given,
+        )
     if as_json:
         _out(st)
         return
@@ -218,7 +283,18 @@ def status(
     if auto.get("last"):
         c.print(f"autoscaler now: {auto['last']['reason']}")
     for d in (auto.get("decisions") or [])[-10:]:
-        c.print(f"  [dim]{d['action']:>4}[/dim] {d['reason']}")
+        c.print(f"  [dim]{_clock(d.get('time'))} {d['action']:>4}[/dim] {d['reason']}")
+
+
+def _clock(iso: Any) -> str:
+    """HH:MM:SS in local time of an ISO 8601 time; blanks when there is none (a state file
+    written before decisions had a wall-clock time)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(iso)).astimezone().strftime("%H:%M:%S")
+    except (TypeError, ValueError):
+        return " " * 8
 
 
 @app.command("logs")
@@ -279,7 +355,8 @@ def scale(
     """Change the autoscaler's bounds."""
     from aistack.serving import manager
 
-    out = manager.scale(name, min_replicas=min_replicas, max_replicas=max_replicas)
+    with _flag_errors({"min_replicas": min_replicas, "max_replicas": max_replicas}):
+        out = manager.scale(name, min_replicas=min_replicas, max_replicas=max_replicas)
     if as_json:
         _out(out)
         return

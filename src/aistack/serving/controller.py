@@ -76,6 +76,8 @@ class Replica:
     reason: str | None = None
     health: dict[str, Any] = field(default_factory=dict)
     for_rollout: bool = False
+    # requests served through router endpoints since removed (a stopped replica keeps its count)
+    served: int = 0
 
     def public(self, ep: Endpoint | None) -> dict[str, Any]:
         batches = (self.health.get("batches") or {}) if self.health else {}
@@ -86,7 +88,7 @@ class Replica:
             "url": self.url,
             "handle": self.handle,
             "outstanding": ep.outstanding if ep else 0,
-            "served": ep.served if ep else 0,
+            "served": self.served + (ep.served if ep else 0),
             "reason": self.reason,
             "created": self.created_t,
             "ready_after_s": round(self.ready_t - self.created_t, 3) if self.ready_t else None,
@@ -191,8 +193,15 @@ class ServiceController:
         self.event("replica", f"replica {rid} starting ({model_uri})", replica=rid)
         return rep
 
-    def _stop_replica(self, rep: Replica, reason: str, *, final: ReplicaState = "stopping") -> None:
+    def _unroute(self, rep: Replica) -> None:
+        """Take the replica out of the router, keeping the count of requests it served."""
+        ep = self.router.endpoints.get(rep.id)
+        if ep is not None:
+            rep.served += ep.served
         self.router.remove(rep.id)
+
+    def _stop_replica(self, rep: Replica, reason: str, *, final: ReplicaState = "stopping") -> None:
+        self._unroute(rep)
         if rep.handle is not None and rep.state not in ("stopped", "failed"):
             self.launcher.stop(rep.handle, grace_s=10.0)
         rep.state = final
@@ -238,7 +247,7 @@ class ServiceController:
             if st is not None and st.state == "exited":
                 if rep.state in ("stopping", "draining"):
                     rep.state = "stopped"
-                    self.router.remove(rep.id)
+                    self._unroute(rep)
                     self.event("replica", f"replica {rep.id} stopped", replica=rep.id)
                 else:
                     was = rep.state
@@ -246,7 +255,7 @@ class ServiceController:
                     rep.reason = f"process ended ({st.reason})" + (
                         " while loading" if was == "starting" else ""
                     )
-                    self.router.remove(rep.id)
+                    self._unroute(rep)
                     self.event("replica", f"replica {rep.id} failed: {rep.reason}", replica=rep.id)
                     if was == "starting":
                         self._start_failed(rep.reason)
@@ -584,8 +593,8 @@ class ServiceController:
                 for r in sorted(visible, key=lambda r: int(r.id[1:]))
             ],
             "autoscaler": {
-                "last": self.last_decision.as_dict() if self.last_decision else None,
-                "decisions": [d.as_dict() for d in self.autoscaler.history][-20:],
+                "last": _wall_clock(self.last_decision) if self.last_decision else None,
+                "decisions": [_wall_clock(d) for d in self.autoscaler.history][-20:],
             },
             "rollout": self.rollout,
             "events": list(self.events)[-50:],
@@ -618,6 +627,7 @@ class ServiceController:
                 model_uri=r["model"],
                 handle=r["handle"],
                 url=r.get("url"),
+                served=int(r.get("served") or 0),
                 ready_file=self.dir / "replicas" / f"{r['id']}.json",
                 log_path=Path(r["log"]),
             )
@@ -693,6 +703,18 @@ class ServiceController:
         self.event("service", "service stopped")
         self.write_state()
         await self.router.close()
+
+
+def _wall_clock(d: ScaleDecision) -> dict[str, Any]:
+    """A decision for ``serve status``: the autoscaler runs on the monotonic clock; ``t`` is
+    made a Unix time (seconds) and ``time`` the same in ISO 8601 (UTC)."""
+    import datetime as dt
+
+    out = d.as_dict()
+    t = d.t + (time.time() - time.monotonic())
+    out["t"] = round(t, 3)
+    out["time"] = dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds")
+    return out
 
 
 def _registry_env() -> dict[str, str]:

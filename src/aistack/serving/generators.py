@@ -8,6 +8,11 @@ Streaming: a generator whose ``generate`` takes an ``on_text`` keyword calls
 thread that runs the model); the pieces of a prompt joined are its returned completion. A
 generator without it (a user's pyfunc ``generate``) is still served: a streamed request then
 gets its completion in one piece when it is done.
+
+Token counts (the ``usage`` of a completion): a generator may return its completions as
+:class:`GeneratedText` (a ``str`` that also carries how many tokens the model produced) and
+may have a ``count_tokens(text) -> int`` method (its tokenizer's length of ``text``). Where it
+has neither, a character counts as a token (see :func:`completion_tokens`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,45 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 OnText = Callable[[int, str], None]
+
+
+class GeneratedText(str):
+    """A completion as a ``str``, with ``tokens``: how many tokens the model generated for it."""
+
+    tokens: int
+
+    def __new__(cls, text: str, tokens: int) -> GeneratedText:
+        obj = super().__new__(cls, text)
+        obj.tokens = int(tokens)
+        return obj
+
+    def __reduce__(self) -> Any:  # pickles (and copies) keep the count
+        return (GeneratedText, (str(self), self.tokens))
+
+
+def count_tokens(generator: object, text: str) -> int:
+    """``text``'s length in the generator's tokens (``generator.count_tokens``); a character
+    per token for a generator that cannot say (or fails to)."""
+    counter = getattr(generator, "count_tokens", None)
+    if callable(counter):
+        try:
+            return max(0, int(counter(text)))
+        except Exception:  # noqa: BLE001 - a user model's counter must not fail a request
+            pass
+    return len(text)
+
+
+def completion_tokens(
+    generator: object, raw: str, final: str, stopped: bool, max_tokens: int
+) -> int:
+    """Tokens of one choice: ``raw`` is what the model returned, ``final`` what is sent (cut at
+    a stop sequence when ``stopped``). Never above ``max_tokens``, nor above what the model
+    says it generated (a re-encoded text may tokenize longer than the tokens it came from)."""
+    generated = getattr(raw, "tokens", None)
+    if isinstance(generated, int) and not stopped and final == raw:
+        return max(0, min(generated, max_tokens))
+    limit = max_tokens if not isinstance(generated, int) else min(generated, max_tokens)
+    return max(0, min(count_tokens(generator, final), limit))
 
 
 @runtime_checkable
@@ -76,6 +120,10 @@ class EchoGenerator:
                             on_text(i, o[step])
         return outs
 
+    def count_tokens(self, text: str) -> int:
+        """A character is a token."""
+        return len(text)
+
     def predict(self, records: list[dict]) -> list[dict]:
         cost = self.delay_ms + self.per_item_ms * len(records)
         if cost > 0:
@@ -105,11 +153,13 @@ class ReferenceGPTGenerator:
         temperature: float,
         on_text: OnText | None = None,
     ) -> list[str]:
+        """Completions as :class:`GeneratedText` (with the number of new tokens)."""
         import torch
 
         model: Any = self.model
         tok: Any = self.tokenizer
         ids = [tok.encode(p).ids or [0] for p in prompts]
+        n_new = [0] * len(prompts)
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(ids):
             groups.setdefault(len(t), []).append(i)
@@ -132,6 +182,12 @@ class ReferenceGPTGenerator:
                     for row, i in enumerate(idx):
                         report(i, tok.decode(gen[row, length:].tolist()).rstrip("\ufffd"))
             for row, i in enumerate(idx):
-                out[i] = tok.decode(gen[row, length:].tolist())
+                new = gen[row, length:].tolist()
+                out[i] = tok.decode(new)
+                n_new[i] = len(new)
                 report(i, out[i])
-        return out
+        return [GeneratedText(t, n) for t, n in zip(out, n_new, strict=True)]
+
+    def count_tokens(self, text: str) -> int:
+        tok: Any = self.tokenizer
+        return len(tok.encode(text).ids)

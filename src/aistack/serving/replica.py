@@ -9,7 +9,9 @@ Endpoints:
   produces it (text that may begin a ``stop`` sequence is held back until it is clear), the
   finish reason on each choice's last chunk, ``usage`` in a last chunk when
   ``stream_options.include_usage``, then ``[DONE]``. A model whose ``generate`` cannot stream
-  sends each completion in one chunk.
+  sends each completion in one chunk. ``usage`` is in the model's tokens (its ``count_tokens``
+  and the counts its completions carry, see :mod:`aistack.serving.generators`; a character
+  per token for a model that gives neither), at most ``max_tokens`` per choice.
 * ``POST /invocations`` — MLflow scoring protocol (``dataframe_split``, ``dataframe_records``,
   ``instances``, ``inputs``) for pyfunc models.
 * ``GET /health`` — 200 when the model is loaded and healthy, with batching stats.
@@ -37,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
-from aistack.serving.generators import streams
+from aistack.serving.generators import completion_tokens, count_tokens, streams
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
@@ -80,6 +82,26 @@ def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
     stops = [stop] if isinstance(stop, str) else (stop or [])
     cut = min((text.find(s) for s in stops if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _usage(
+    generator: object,
+    prompts: list[str],
+    choices: list[tuple[str, str, bool]],
+    max_tokens: int,
+) -> dict[str, int]:
+    """OpenAI ``usage`` in the model's tokens. ``choices``: per prompt, what the model returned,
+    the text sent (cut at a stop sequence) and whether a stop sequence cut it."""
+    prompt_tokens = sum(count_tokens(generator, p) for p in prompts)
+    completion = sum(
+        completion_tokens(generator, raw, final, stopped, max_tokens)
+        for raw, final, stopped in choices
+    )
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
 
 
 class _StreamedChoice:
@@ -187,13 +209,9 @@ async def _stream_events(
                 yield f"data: {json.dumps({'error': err})}\n\n"
                 return
         if (req.stream_options or {}).get("include_usage"):
-            prompt_tokens = sum(len(p) for p in prompts)
-            completion_tokens = sum(len(_apply_stop(st.text, st.stops)[0]) for st in states)
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
+            gen = server.model.generator
+            choices = [(st.text, *_apply_stop(st.text, st.stops)) for st in states]
+            usage = _usage(gen, prompts, choices, req.max_tokens)
             chunk = {
                 "id": cid,
                 "object": "text_completion",
@@ -417,10 +435,10 @@ class ReplicaServer:
                 *(server.gen_batcher.submit((p, req.max_tokens, req.temperature)) for p in prompts)
             )
             choices = []
-            completion_tokens = 0
-            for i, (p, t) in enumerate(zip(prompts, texts, strict=True)):
-                t, stopped = _apply_stop(t, req.stop)
-                completion_tokens += len(t)
+            counted: list[tuple[str, str, bool]] = []
+            for i, (p, raw) in enumerate(zip(prompts, texts, strict=True)):
+                t, stopped = _apply_stop(raw, req.stop)
+                counted.append((raw, t, stopped))
                 choices.append(
                     {
                         "text": (p + t) if req.echo else t,
@@ -429,7 +447,6 @@ class ReplicaServer:
                         "finish_reason": "stop" if stopped else "length",
                     }
                 )
-            prompt_tokens = sum(len(p) for p in prompts)
             return JSONResponse(
                 {
                     "id": cid,
@@ -437,11 +454,7 @@ class ReplicaServer:
                     "created": created,
                     "model": model_name,
                     "choices": choices,
-                    "usage": {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": completion_tokens,
-                        "total_tokens": prompt_tokens + completion_tokens,
-                    },
+                    "usage": _usage(server.model.generator, prompts, counted, req.max_tokens),
                 }
             )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aistack.errors import require
+from aistack.serving.generators import GeneratedText
 
 
 @dataclass(kw_only=True)
@@ -109,7 +110,8 @@ class TinyGPT:
         temperature: float,
         on_text: Callable[[int, str], None] | None = None,
     ) -> list[str]:
-        """Bytes decoded as UTF-8; with ``on_text``, each step's new text per prompt as it is
+        """Bytes decoded as UTF-8 (as :class:`GeneratedText`: ``tokens`` is the number of bytes
+        generated, which the decoded text may not re-encode to); with ``on_text``, each step's new text per prompt as it is
         decoded (a character split over steps comes once complete)."""
         torch = self.torch
         if not prompts:
@@ -151,4 +153,8 @@ class TinyGPT:
                 tail = d.decode(b"", final=True)  # an unfinished character at the end
                 if tail:
                     on_text(i, tail)
-        return [bytes(o).decode("utf-8", errors="replace") for o in out]
+        return [GeneratedText(bytes(o).decode("utf-8", errors="replace"), len(o)) for o in out]
+
+    def count_tokens(self, text: str) -> int:
+        """Byte-level: a token per UTF-8 byte."""
+        return len(text.encode("utf-8"))

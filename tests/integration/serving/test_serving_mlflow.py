@@ -192,3 +192,10 @@ def test_reference_gpt_from_the_registry_answers_openai_completions(
         out = gpt.generate(torch.tensor([ids]), 5, temperature=0.0)
         expected.append(tok.decode(out[0, len(ids) :].tolist()))
     assert texts == expected
+    # usage is in the tokenizer's tokens (it counted characters: 5 BPE tokens are ~20 of them)
+    prompt_tokens = sum(len(tok.encode(p).ids) for p in body["prompt"])
+    assert r.json()["usage"] == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 2 * 5,
+        "total_tokens": prompt_tokens + 10,
+    }
