@@ -133,7 +133,7 @@ def promote_cmd(
         list[str] | None,
         typer.Option(
             "--require",
-            help="condition on the run's metrics, e.g. 'val_loss<3.2' (repeatable)",
+            help="condition on the run's logged metrics, e.g. 'loss<3.2' (repeatable)",
         ),
     ] = None,
     tracking_uri: TrackingUri = None,

@@ -41,7 +41,7 @@ _COND = re.compile(
     r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 CONDITION_SYNTAX = (
-    "write METRIC OP NUMBER, e.g. 'val_loss<3.2' or 'accuracy>=0.9' (OP: <, <=, >, >=, ==, !=)"
+    "write METRIC OP NUMBER, e.g. 'loss<3.2' or 'accuracy>=0.9' (OP: <, <=, >, >=, ==, !=)"
 )
 
 
@@ -129,6 +129,37 @@ def check_conditions(conditions: list[Condition], metrics: dict[str, float]) -> 
     return out
 
 
+def refusal_hint(
+    conditions: list[Condition], checks: list[CheckResult], metrics: dict[str, float]
+) -> str:
+    """What to do about failed checks: a metric the run did not log needs a condition on one
+    it did log (named, with an example); only a logged metric that fails means a better model."""
+    by_text = {c.text: c for c in conditions}
+    missing = [ch for ch in checks if not ch.passed and ch.actual is None]
+    failing = [ch for ch in checks if not ch.passed and ch.actual is not None]
+    hints = []
+    if missing:
+        names = ", ".join(repr(ch.metric) for ch in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        if metrics:
+            example_metric = "loss" if "loss" in metrics else sorted(metrics)[0]
+            cond = by_text.get(missing[0].condition)
+            op = cond.op if cond else "<"
+            threshold = f"{cond.threshold:g}" if cond else "…"
+            hints.append(
+                f"{names} {verb} not logged by the run (it logged: {', '.join(sorted(metrics))})"
+                f': require one of those, e.g. --require "{example_metric}{op}{threshold}"'
+            )
+        else:
+            hints.append(
+                f"{names} {verb} not logged by the run, which logged no metrics: log them "
+                "(mlflow.log_metric) in the training code, or promote without --require"
+            )
+    if failing:
+        hints.append("train a better model or change --require")
+    return "; ".join(hints)
+
+
 # ------------------------------------------------------------------------- client helpers
 def _client(tracking_uri: str | None) -> Any:
     return mlflow_client(tracking_uri)
@@ -144,16 +175,62 @@ def _version_int(version: int | str, field: str = "version") -> int:
     return v
 
 
+def _missing(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+def _no_such_model(client: Any, name: str) -> NotFoundError:
+    """'there is no model named X', listing the registered models (as `aistack models ls`)."""
+    try:
+        names = sorted(rm.name for rm in client.search_registered_models(max_results=1000))
+    except Exception:  # noqa: BLE001 - the listing is a courtesy
+        names = None
+    if names is None:
+        known = ""
+    elif not names:
+        known = " (no models are registered yet)"
+    else:
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+        known = f" (registered models: {', '.join(names[:20])}{more})"
+    return NotFoundError(
+        f"there is no model named {name!r}{known}",
+        hint="list models with `aistack models ls`; register one with "
+        "`aistack models register --run RUN_ID --name NAME`",
+        name=name,
+        models=names,
+    )
+
+
+def _model_exists(client: Any, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except Exception as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
 def _get_version(client: Any, name: str, version: int) -> Any:
     try:
         return client.get_model_version(name, str(version))
     except Exception as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFoundError(
-                f"model {name!r} has no version {version}",
-                hint=f"list versions with `aistack models show {name}`",
-            ) from exc
-        raise
+        if not _missing(exc):
+            raise
+        if not _model_exists(client, name):
+            raise _no_such_model(client, name) from exc
+        try:
+            found = sorted(
+                int(v.version)
+                for v in client.search_model_versions(f"name = '{_quote(name)}'", max_results=10000)
+            )
+        except Exception:  # noqa: BLE001 - the listing is a courtesy
+            found = None
+        known = "" if found is None else f" (versions: {', '.join(map(str, found)) or 'none'})"
+        raise NotFoundError(
+            f"model {name!r} has no version {version}{known}",
+            hint=f"list versions with `aistack models show {name}`",
+        ) from exc
 
 
 def _version_dict(mv: Any) -> dict[str, Any]:
@@ -280,10 +357,8 @@ def _aliases(client: Any, name: str) -> dict[str, int]:
     try:
         rm = client.get_registered_model(name)
     except Exception as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFoundError(
-                f"no registered model named {name!r}", hint="list models with `aistack models ls`"
-            ) from exc
+        if _missing(exc):
+            raise _no_such_model(client, name) from exc
         raise
     return {a: int(v) for a, v in (rm.aliases or {}).items()}
 
@@ -323,7 +398,7 @@ def promote(
             raise ConflictError(
                 f"refused to promote {name} v{v} to {to_alias!r}: "
                 + "; ".join(c.reason for c in failed),
-                hint="train a better model or change --require",
+                hint=refusal_hint(conditions, checks, metrics),
                 checks=[dataclasses.asdict(c) for c in checks],
             )
         previous = _aliases(client, name).get(to_alias)

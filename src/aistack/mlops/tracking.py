@@ -8,6 +8,8 @@ job's environment (see :func:`job_env`), so user code calling ``mlflow.log_*`` (
 Tags written on every job run::
 
     aistack.job_id, aistack.project, aistack.inputs   the job and its dataset versions
+    aistack.command                                   the job's full command (the ``command``
+                                                      param shows its first 250 characters)
     mlflow.user, mlflow.runName                       shown by the MLflow UI
     mlflow.source.git.commit, aistack.git_commit      when the job's code is in a git checkout
 
@@ -34,6 +36,10 @@ TAG_JOB_ID = "aistack.job_id"
 TAG_PROJECT = "aistack.project"
 TAG_INPUTS = "aistack.inputs"
 TAG_GIT_COMMIT = "aistack.git_commit"
+TAG_COMMAND = "aistack.command"
+COMMAND_PARAM_CHARS = 250  # the ``command`` param, a readable column in the runs table
+TAG_VALUE_CHARS = 8000  # MLflow's limit on a tag value
+PARAM_VALUE_CHARS = 6000  # MLflow's limit on a param value
 TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 DATASET_SOURCE_TYPE = "aistack"
 BATCH_LIMIT = 1000  # MLflow's per-request limit on metrics in log_batch
@@ -135,10 +141,14 @@ def create_job_run(
     token: str | None = None,
     code_dir: str | None = None,
     commit: str | None = None,
+    command: str | None = None,
 ) -> str:
     """Open the MLflow run of a job (experiment = project) and return its run id.
 
     ``code_dir``: the job's working directory, used to find the git commit (or pass ``commit``).
+    ``command`` (or ``params["command"]``): the job's command, kept whole in the
+    ``aistack.command`` tag; the ``command`` param holds its first 250 characters, ending
+    with "…" when cut. Other param values longer than MLflow's 6,000 characters end with "…".
     """
     from mlflow.entities import Param
 
@@ -146,6 +156,9 @@ def create_job_run(
         if not value or not str(value).strip():
             raise ValidationError(f"{field}: must not be empty", hint=f"pass the job's {field}")
     datasets = dataset_entities(inputs or [])
+    params = dict(params or {})
+    if command is None and "command" in params:
+        command = str(params.pop("command") or "")
     commit = commit or (git_commit(code_dir) if code_dir else None)
     tags = {
         TAG_JOB_ID: str(job_id),
@@ -156,6 +169,9 @@ def create_job_run(
         "mlflow.source.type": "JOB",
         "mlflow.source.name": f"aistack job {job_id}",
     }
+    if command:
+        tags[TAG_COMMAND] = shorten(command, TAG_VALUE_CHARS)
+        params["command"] = shorten(command, COMMAND_PARAM_CHARS)
     if commit:
         tags[TAG_MLFLOW_GIT_COMMIT] = commit
         tags[TAG_GIT_COMMIT] = commit
@@ -174,7 +190,7 @@ def create_job_run(
             exp_id = exp.experiment_id
         run = client.create_run(exp_id, run_name=name or str(job_id), tags=tags)
         run_id = run.info.run_id
-        plist = [Param(str(k), _param_value(v)) for k, v in (params or {}).items()]
+        plist = [Param(str(k), _param_value(v)) for k, v in params.items()]
         for i in range(0, len(plist), 100):  # MLflow limit: 100 params per batch
             client.log_batch(run_id, params=plist[i : i + 100])
         if datasets:
@@ -183,9 +199,15 @@ def create_job_run(
     return str(run_id)
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its start ending with "…" (so a
+    reader sees it was cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _param_value(v: Any) -> str:
     s = v if isinstance(v, str) else _json(v) if isinstance(v, dict | list) else str(v)
-    return s[:6000]
+    return shorten(s, PARAM_VALUE_CHARS)
 
 
 def system_metric_entities(samples: Sequence[Mapping[str, Any]], *, start_s: float) -> list[Any]:

@@ -98,7 +98,13 @@ def _set_rng_state(torch: Any, st: dict[str, Any]) -> None:
 class _MetricsSink:
     """Rank 0's metrics: a JSON-lines file and/or MLflow (buffered)."""
 
-    def __init__(self, cfg: TrainConfig, resume_run_id: str | None, start: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume_run_id: str | None,
+        start: int = 0,
+        resolved: dict[str, Any] | None = None,
+    ) -> None:
         if cfg.metrics_file and start:
             _truncate_metrics_file(cfg.metrics_file, start)
         self.file = _open_metrics_file(cfg.metrics_file) if cfg.metrics_file else None
@@ -127,9 +133,7 @@ class _MetricsSink:
                     if start and run_id:
                         self._logged_upto = _last_logged_step(self.mlflow, self.run_id)
                     if not resume_run_id:
-                        params = cfg.model_dump(exclude={"data"})
-                        params["data"] = ",".join(cfg.data)[:500]
-                        self.mlflow.log_params({k: str(v) for k, v in params.items()})
+                        self.mlflow.log_params(run_params(cfg, resolved))
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.mlflow.end_run(status="FAILED")
@@ -180,6 +184,19 @@ class _MetricsSink:
                 self.file.close()
             if self.mlflow is not None:
                 self.mlflow.end_run(status=status)
+
+
+def run_params(cfg: TrainConfig, resolved: dict[str, Any] | None = None) -> dict[str, str]:
+    """The MLflow parameters of a run: the config, with the settings left unset (None) and
+    resolved at run time (``vocab_size`` from the shard headers, ``prefetch``,
+    ``checkpoint_url``, ``peak_tflops``) replaced by the values the run actually used.
+    ``data`` is the comma-joined shard list (at most 500 characters)."""
+    params: dict[str, Any] = cfg.model_dump(exclude={"data"})
+    for key, value in (resolved or {}).items():
+        if params.get(key) is None and value is not None:
+            params[key] = value
+    params["data"] = ",".join(cfg.data)[:500]
+    return {k: str(v) for k, v in params.items()}
 
 
 def _open_metrics_file(path: str) -> Any:
@@ -340,6 +357,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     signal_at = int(hook.split(":")[0])
     hook_sig = signal.SIGUSR1 if hook.upper().endswith(":USR1") else signal.SIGTERM
 
+    loader_prefetch = cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0)
     loader = ShardLoader(
         cfg.data,
         seq_len=cfg.seq_len,
@@ -349,7 +367,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         world_size=world,
         pin_memory=use_cuda,
         eos_id=cfg.eos_id,
-        prefetch=cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0),
+        prefetch=loader_prefetch,
     )
     vocab = _check_tokens(cfg, loader)
     gcfg = GPTConfig(
@@ -436,7 +454,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     if distributed:
         train_model = DDP(train_model, device_ids=[local_rank] if use_cuda else None)
 
-    sink = _MetricsSink(cfg, mlflow_run_id, start) if rank == 0 else None
+    resolved = {
+        "vocab_size": vocab,
+        "eos_id": loader.eos_id,
+        "prefetch": loader_prefetch,
+        "checkpoint_url": store.url,
+        "peak_tflops": peak / 1e12 if peak else None,
+    }
+    sink = _MetricsSink(cfg, mlflow_run_id, start, resolved) if rank == 0 else None
     if rank == 0:
         log.info(
             "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",

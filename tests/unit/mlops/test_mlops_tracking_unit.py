@@ -94,6 +94,61 @@ def test_create_job_run_validates_before_contacting_server():
         )
 
 
+LONG_COMMAND = (
+    "python -m aistack.train.run --data /data/webtext/shard_*.tok --run-name gpt-small "
+    "--seq-len 256 --n-layer 4 --n-head 4 --n-embd 256 --micro-batch-size 16 --grad-accum 2 "
+    "--max-steps 200 --lr 3e-4 --min-lr 3e-5 --warmup-steps 5 --checkpoint-every 50 "
+    "--log-every 5 --register-as gpt-small --tokenizer /data/webtext/tokenizer.json"
+)
+
+
+@pytest.mark.parametrize("how", ["command", "params"])
+def test_create_job_run_keeps_the_whole_command(tmp_path, monkeypatch, how):
+    """The `command` param is cut at 250 characters, visibly ("…"); the aistack.command tag
+    has all of it."""
+    import mlflow
+
+    assert len(LONG_COMMAND) > 300
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kw = {"command": LONG_COMMAND} if how == "command" else {"params": {"command": LONG_COMMAND}}
+    rid = tracking.create_job_run(
+        uri, job_id="j1", name="n", project="p", user="u", inputs=[], **kw
+    )
+    data = mlflow.tracking.MlflowClient(uri).get_run(rid).data
+    assert data.tags[tracking.TAG_COMMAND] == LONG_COMMAND
+    param = data.params["command"]
+    assert len(param) == 250 and param.endswith("…")
+    assert LONG_COMMAND.startswith(param[:-1])
+
+
+def test_create_job_run_short_command_and_long_params(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rid = tracking.create_job_run(
+        uri,
+        job_id="j2",
+        name="n",
+        project="p",
+        user="u",
+        inputs=[],
+        params={"lr": 0.1, "notes": "x" * 7000},
+        command="python train.py",
+    )
+    data = mlflow.tracking.MlflowClient(uri).get_run(rid).data
+    assert data.params["command"] == "python train.py"  # short: not cut, no "…"
+    assert data.tags[tracking.TAG_COMMAND] == "python train.py"
+    assert data.params["lr"] == "0.1"
+    assert len(data.params["notes"]) == 6000 and data.params["notes"].endswith("…")
+
+
+def test_shorten():
+    assert tracking.shorten("abc", 3) == "abc"
+    assert tracking.shorten("abcd", 3) == "ab…"
+
+
 def test_git_commit(tmp_path):
     assert tracking.git_commit(str(tmp_path)) is None
 

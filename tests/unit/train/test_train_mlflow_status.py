@@ -110,3 +110,31 @@ def test_an_unreachable_tracking_server_is_a_clear_error(
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     with pytest.raises(ConnectionFailed, match="start the MLflow run: cannot reach the tracking"):
         train(_cfg(tmp_path, "down"))
+
+
+def test_params_log_the_values_resolved_at_run_time(tracking: str, tmp_path: Path) -> None:
+    """vocab_size (from the shard headers), prefetch and checkpoint_url are unset (None) in the
+    config: the run's parameters say what the trainer used, not 'None'."""
+    from aistack.train.run import train
+
+    res = train(_cfg(tmp_path, "params", max_steps=2, device="cpu"))
+    params = mlflow.tracking.MlflowClient(tracking).get_run(res.mlflow_run_id).data.params
+    assert params["vocab_size"] == "50"  # the shard header's vocabulary
+    assert params["prefetch"] == "0"  # the CPU default
+    assert params["checkpoint_url"].endswith("/checkpoints/params")
+    assert params["run_name"] == "params"
+    assert params["eos_id"] == "None"  # unset means no end-of-text id: nothing resolved
+    assert params["seq_len"] == "8" and params["data"] == str(tmp_path / "d.tok")
+
+
+def test_params_keep_explicit_settings(tmp_path: Path) -> None:
+    from aistack.train.run import run_params
+
+    cfg = _cfg(tmp_path, "explicit", vocab_size=64, eos_id=0, prefetch=3)
+    p = run_params(cfg, {"vocab_size": 50, "eos_id": 0, "prefetch": 0, "peak_tflops": None})
+    assert (p["vocab_size"], p["eos_id"], p["prefetch"], p["peak_tflops"]) == (
+        "64",
+        "0",
+        "3",
+        "None",
+    )

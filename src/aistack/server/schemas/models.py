@@ -39,7 +39,7 @@ class PromoteRequest(BaseModel):
     to: str = Field(min_length=1, max_length=255, description="alias, e.g. production")
     require: list[str] = Field(
         default_factory=list,
-        description="conditions on the run's metrics, e.g. 'val_loss<3.2'",
+        description="conditions on the run's metrics, e.g. 'loss<3.2'",
     )
 
 

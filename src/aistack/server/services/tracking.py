@@ -97,7 +97,7 @@ def tracking_hooks(
                 project=job.project,
                 user=job.user,
                 inputs=list(spec.get("inputs") or []),
-                params={"command": (spec.get("command") or "")[:250]},
+                command=spec.get("command") or spec.get("script") or "",
                 token=ctx.token,
                 code_dir=spec.get("workdir"),
             )
