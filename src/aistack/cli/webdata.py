@@ -209,5 +209,6 @@ def shard_info(
         return
     _console().print(
         f"{path}: {h['num_tokens']:,} tokens in {h['num_docs']:,} documents, "
-        f"uint{8 * h['width']} ids, vocabulary {h['vocab_size']:,} ids, {h['bytes']:,} bytes"
+        f"uint{8 * h['width']} ids, vocabulary {h['vocab_size']:,} ids, {h['bytes']:,} bytes",
+        soft_wrap=True,  # one line, also in a narrow terminal (a long path wrapped it)
     )

@@ -12,9 +12,12 @@ tasks, so an interrupted run resumes)::
               → dedup/NNNNN.npy masks
     tokenizer train a BPE on the kept documents (or load tokenizer_file) → dataset/tokenizer.json
     encode    one task per input file, in parallel: corpus/NNNNN.jsonl.gz and
-              dataset/shard-NNNNN.bin (see aistack.webdata.shards)
-    report    report.json (``counts`` are deterministic; ``timing`` is not: per-step times are
-              CPU seconds of the worker process, so docs/s per core holds on shared cores)
+              dataset/shard-NNNNN.bin (see aistack.webdata.shards); a file that kept no
+              document gets no shard (``counts.shards`` says how many there are)
+    report    report.json (``counts`` are deterministic and describe the whole output;
+              ``timing`` is not: per-step times are CPU seconds of the worker process, so
+              docs/s per core holds on shared cores, and every rate counts only the tasks
+              this run ran, resumed ones not: a run that resumed all says ``nothing_to_do``)
               and report.txt
     register  optional: dataset/ becomes a dataset version in aistack.storage
 
@@ -148,7 +151,8 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
     t0 = time.perf_counter()
     reader = ArchiveReader(path)
     records = 0
-    html = 0
+    html = 0  # HTML pages: the extract step's input
+    texts = 0  # WET text records with text: documents that skip extract (langid's other input)
     docs: list[Document] = []
     st_read = stat("read")
     st_ext = stat("extract") if extract is not None else None
@@ -158,10 +162,10 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         records += 1
         if rec.record_type == "conversion" and fmt in ("auto", "wet"):
             text = rec.body.decode("utf-8", "replace").strip()
-            html += 1
             if not text:  # WET files hold a record for pages without text too
                 drops["read/empty_text"] += 1
                 continue
+            texts += 1
             docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
             continue
         if fmt == "wet" or rec.record_type not in ("response", "resource"):
@@ -195,7 +199,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         st_ext.docs_out += 1
         docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
     st_read.docs_in = records
-    st_read.docs_out = html
+    st_read.docs_out = html + texts  # the documents read emits: HTML pages and WET texts
     st_read.seconds = time.process_time() - t_read0 - t_extract
     if st_ext is not None:
         st_ext.seconds = t_extract
@@ -277,6 +281,7 @@ def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str
         "input": input_stat,
         "records": records,
         "html": html,
+        "texts": texts,
         "kept": len(docs),
         "steps": {
             k: {"in": v.docs_in, "out": v.docs_out, "seconds": v.seconds} for k, v in stats.items()
@@ -307,13 +312,16 @@ def encode_file(spec_json: str, task: int, out_dir: str) -> dict[str, Any]:
     _atomic_write(out / "corpus" / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
     tokens = 0
     tok_seconds = 0.0
-    if spec.step("tokenize") is not None:
+    shard_path = out / "dataset" / f"shard-{task:05d}.bin"
+    if spec.step("tokenize") is not None and rows:
         tt = time.process_time()
         tok = load_tokenizer(out / "dataset" / "tokenizer.json")
         ids = encode(tok, [r["text"] for r in rows])
-        info = write_shard(out / "dataset" / f"shard-{task:05d}.bin", ids, tok.get_vocab_size())  # type: ignore[attr-defined]
+        info = write_shard(shard_path, ids, tok.get_vocab_size())  # type: ignore[attr-defined]
         tokens = info["num_tokens"]
         tok_seconds = time.process_time() - tt
+    else:  # no documents, no shard: a header-only file would join the dataset
+        shard_path.unlink(missing_ok=True)
     result = {
         "task": task,
         "docs": len(rows),
@@ -630,9 +638,10 @@ def _run_pipeline(
         else:
             todo.append((spec_json, i, str(f), str(out)))
     t1 = time.perf_counter()
-    for r in _run_tasks(
+    ran_procs = _run_tasks(
         process_file, todo, workers=workers, executor=executor, stage="process", progress=progress
-    ):
+    )
+    for r in ran_procs:
         proc_results[r["task"]] = r
     wall_process = time.perf_counter() - t1
     procs = [proc_results[i] for i in range(len(files))]
@@ -662,8 +671,9 @@ def _run_pipeline(
                 drops[f"dedup/{k}"] += dedup_stats.get(k, 0)
             why = ", ".join(f"{k} {v:,}" for k, v in drops.most_common(5) if v) or "none"
             raise ValidationError(
-                f"{exc.message}: {sum(r['html'] for r in procs):,} pages read from "
-                f"{len(files):,} files, all dropped (docs per filter/reason: {why})",
+                f"{exc.message}: {sum(r['html'] + r.get('texts', 0) for r in procs):,} "
+                f"pages read from {len(files):,} files, all dropped (docs per filter/reason: "
+                f"{why})",
                 hint=exc.hint,
             ) from None
     wall_train = time.perf_counter() - t3
@@ -679,17 +689,22 @@ def _run_pipeline(
         else:
             todo.append((spec_json, i, str(out)))
     t4 = time.perf_counter()
-    for r in _run_tasks(
+    ran_encs = _run_tasks(
         encode_file, todo, workers=workers, executor=executor, stage="encode", progress=progress
-    ):
+    )
+    for r in ran_encs:
         enc_results[r["task"]] = r
     wall_encode = time.perf_counter() - t4
     encs = [enc_results[i] for i in range(len(files))]
+    for i, e in enumerate(encs):
+        if not e["docs"]:  # header-only shards (written by earlier versions) join no dataset
+            (out / "dataset" / f"shard-{i:05d}.bin").unlink(missing_ok=True)
 
     report = _build_report(spec, files, procs, encs, dedup_stats, tok_info)
     report["timing"] = _timing(
-        procs,
-        encs,
+        ran_procs,
+        ran_encs,
+        resumed,
         wall_process,
         wall_dedup,
         wall_train,
@@ -718,6 +733,13 @@ def _run_pipeline(
     if reg is not None:
         reg_done = state / "register.done"
         earlier = _registered_earlier(reg_done)
+        if spec.step("tokenize") is not None and not report["counts"]["shards"]:
+            raise ValidationError(
+                f"register: no token shards in {out / 'dataset'} (no input file kept a "
+                "document); nothing to register",
+                hint="loosen the filters (report.txt lists the drops per filter), or remove "
+                "the register step",
+            )
         if earlier is not None:  # a finished run resumed: same dataset, no new version
             report["registered"] = earlier
             resumed["register"] = 1
@@ -882,7 +904,8 @@ def _build_report(
     counts = {
         "files": len(files),
         "records": sum(p["records"] for p in procs),
-        "html_documents": sum(p["html"] for p in procs),
+        "html_documents": sum(p["html"] for p in procs),  # pages that go to extract
+        "text_documents": sum(p.get("texts", 0) for p in procs),  # WET texts: to langid
         "documents_out": docs_out,
         "steps": steps,
         "drops": dict(sorted(drops.items())),
@@ -890,6 +913,8 @@ def _build_report(
         "pii_masked": dict(sorted(pii.items())),
         "duplicates": {k: v for k, v in dedup.items() if k not in ("docs_in", "docs_out")},
         "tokens": tokens,
+        # one shard per input file that kept documents (no header-only shards)
+        "shards": sum(1 for e in encs if e["docs"]) if spec.step("tokenize") is not None else 0,
         "vocab_size": tok.get("vocab_size"),
         "shard_dtype": (
             None if not tok else ("uint16" if tok["vocab_size"] <= 65536 else "uint32")
@@ -904,9 +929,14 @@ def _build_report(
     }
 
 
+# below this wall time a rate is noise (or a division by ~0): it is not reported
+MIN_RATE_SECONDS = 0.01
+
+
 def _timing(
     procs: list[dict[str, Any]],
     encs: list[dict[str, Any]],
+    resumed: dict[str, int],
     w_proc: float,
     w_dedup: float,
     w_train: float,
@@ -915,17 +945,31 @@ def _timing(
     workers: int,
     report: dict[str, Any],
 ) -> dict[str, Any]:
+    """Times and rates of THIS run: ``procs`` and ``encs`` are the results of the tasks it ran
+    (resumed tasks did their work in an earlier run, so they count in no rate). With nothing
+    to run, ``nothing_to_do`` says so and every rate is None."""
     per_step: dict[str, dict[str, Any]] = {}
     for p in procs:
         for name, s in p["steps"].items():
             cur = per_step.setdefault(name, {"docs": 0, "cpu_seconds": 0.0})
             cur["docs"] += s["in"]
             cur["cpu_seconds"] += s["seconds"]
-    tok_s = sum(e["tokenize_seconds"] for e in encs)
-    per_step["tokenize"] = {"docs": report["counts"]["documents_out"], "cpu_seconds": tok_s}
+    if encs:
+        per_step["tokenize"] = {
+            "docs": sum(e["docs"] for e in encs),
+            "cpu_seconds": sum(e["tokenize_seconds"] for e in encs),
+        }
     for v in per_step.values():
-        v["docs_per_s_per_core"] = (v["docs"] / v["cpu_seconds"]) if v["cpu_seconds"] > 0 else None
-    html = report["counts"]["html_documents"]
+        v["docs_per_s_per_core"] = (
+            (v["docs"] / v["cpu_seconds"]) if v["docs"] and v["cpu_seconds"] > 0 else None
+        )
+    docs = sum(p["html"] + p.get("texts", 0) for p in procs)
+    tokens = sum(e["tokens"] for e in encs)
+    measurable = total >= MIN_RATE_SECONDS
+
+    def rate(n: int, per: int = 1) -> float | None:
+        return n / total / per if n and measurable else None
+
     return {
         "wall_seconds": {
             "process": w_proc,
@@ -934,10 +978,18 @@ def _timing(
             "encode": w_enc,
             "total": total,
         },
+        "this_run": {
+            "process_tasks": len(procs),
+            "encode_tasks": len(encs),
+            "resumed_tasks": resumed["process"] + resumed["encode"],
+            "documents": docs,
+            "tokens": tokens,
+        },
+        "nothing_to_do": not procs and not encs,
         "steps": per_step,
-        "docs_per_s": html / total if total > 0 else None,
-        "docs_per_s_per_worker": html / total / workers if total > 0 else None,
-        "tokens_per_s": report["counts"]["tokens"] / total if total > 0 else None,
+        "docs_per_s": rate(docs),
+        "docs_per_s_per_worker": rate(docs, workers),
+        "tokens_per_s": rate(tokens),
     }
 
 

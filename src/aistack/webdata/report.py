@@ -15,16 +15,27 @@ def tables(report: dict[str, Any]) -> list[Any]:
     t = Table(title=f"webdata run {report['name']}: documents per step")
     for col in ("step", "docs in", "docs out", "dropped", "docs/s per core"):
         t.add_column(col, justify="left" if col == "step" else "right")
+    texts = c.get("text_documents", 0)
     t.add_row(
-        "read (records → HTML pages)",
+        "read (records → HTML + WET)" if texts else "read (records → HTML pages)",
         f"{c['records']:,}",
-        f"{c['html_documents']:,}",
+        f"{c['html_documents'] + texts:,}",
         "",
         _rate(step_t.get("read")),
+    )
+    text_row = (  # WET text records skip extract: langid's input is extract's output + these
+        "WET texts (skip extract)",
+        "",
+        f"{texts:,}",
+        "",
+        "",
     )
     for name, s in c["steps"].items():
         if name == "read":
             continue
+        if name == "langid" and texts:
+            t.add_row(*text_row)
+            texts = 0
         t.add_row(
             name,
             f"{s['in']:,}",
@@ -32,6 +43,8 @@ def tables(report: dict[str, Any]) -> list[Any]:
             f"{s['in'] - s['out']:,}",
             _rate(step_t.get(name)),
         )
+    if texts:
+        t.add_row(*text_row)
     t.add_row("output", "", f"{c['documents_out']:,} docs", "", "")
 
     d = Table(title="drops per filter and reason")
@@ -61,16 +74,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
             f"({dup.get('minhash_pairs_checked', 0):,} candidate pairs checked)",
         )
     s.add_row("tokens", f"{c['tokens']:,} tokens")
+    if "shards" in c and c.get("vocab_size"):
+        s.add_row("token shards", f"{c['shards']:,} (input files that kept documents)")
     if c.get("vocab_size"):
         s.add_row("vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
     if timing:
         w = timing["wall_seconds"]
         s.add_row("wall time", f"{w['total']:.2f} s")
-        if timing.get("docs_per_s"):
-            s.add_row(
-                "throughput",
-                f"{timing['docs_per_s']:.1f} docs/s, {timing['tokens_per_s']:,.0f} tokens/s",
-            )
+        s.add_row("throughput (this run)", throughput(timing))
     out = [t, d, s]
     if report.get("unreadable"):
         u = Table(title="unreadable records")
@@ -80,6 +91,30 @@ def tables(report: dict[str, Any]) -> list[Any]:
             u.add_row(str(x["file"]), f"{x['offset']:,}", str(x["reason"]))
         out.append(u)
     return out
+
+
+def throughput(timing: dict[str, Any]) -> str:
+    """This run's rates; a run that resumed every task says so instead (a rate over work an
+    earlier run did, divided by a ~0 wall time, would be nonsense)."""
+    run = timing.get("this_run") or {}
+    if timing.get("nothing_to_do"):
+        n = run.get("resumed_tasks", 0)
+        return f"nothing to do: all {n:,} tasks resumed" if n else "nothing to do"
+    parts = []
+    if timing.get("docs_per_s"):
+        parts.append(f"{timing['docs_per_s']:,.1f} docs/s")
+    if timing.get("tokens_per_s"):
+        parts.append(f"{timing['tokens_per_s']:,.0f} tokens/s")
+    if not parts:
+        total = (timing.get("wall_seconds") or {}).get("total", 0.0)
+        units = {"documents": "docs", "tokens": "tokens"}
+        work = [f"{run[k]:,} {u}" for k, u in units.items() if run.get(k)]
+        if not work:
+            return "-"
+        return f"{', '.join(work)} in {total:.2f} s (too short for a rate)"
+    done = [f"{run[k]:,} {k.split('_')[0]}" for k in ("process_tasks", "encode_tasks") if k in run]
+    extra = f" (tasks run: {', '.join(done)})" if run.get("resumed_tasks") and done else ""
+    return ", ".join(parts) + extra
 
 
 def _rate(s: dict[str, Any] | None) -> str:

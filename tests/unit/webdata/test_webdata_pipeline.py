@@ -4,6 +4,7 @@ edge cases counted, output registered as a dataset version."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def test_report_counts_are_consistent(two_runs: Any) -> None:
     o1, _, r1, _ = two_runs
     c = r1["counts"]
     assert c["files"] == 7
-    assert c["html_documents"] == 43  # 42 HTML responses + 1 WET conversion record
+    assert c["html_documents"] == 42  # HTML responses: extract's input
+    assert c["text_documents"] == 1  # a WET conversion record: skips extract, to langid
     steps = c["steps"]
     order = [
         "extract",
@@ -88,6 +90,10 @@ def test_report_counts_are_consistent(two_runs: Any) -> None:
     # each step's input is the previous step's output, and drops add up per filter
     for a, b in zip(order[1:], order[2:], strict=False):
         assert steps[b]["in"] == steps[a]["out"]
+    # read emits the HTML pages (to extract) and the WET texts (straight to langid)
+    assert steps["read"]["out"] == c["html_documents"] + c["text_documents"]
+    assert steps["extract"]["in"] == c["html_documents"]
+    assert steps["langid"]["in"] == steps["extract"]["out"] + c["text_documents"]
     for name in ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb"):
         dropped = sum(v for k, v in c["drops"].items() if k.startswith(name + "/"))
         assert steps[name]["in"] - steps[name]["out"] == dropped
@@ -97,15 +103,19 @@ def test_report_counts_are_consistent(two_runs: Any) -> None:
         == steps["dedup"]["in"] - steps["dedup"]["out"]
     )
     assert sum(c["languages"].values()) == steps["langid"]["in"]
-    # shards: one per input file, tokens add up, uint16 for a 1024 vocabulary
+    # shards: one per input file that kept documents (no header-only ones), tokens add
+    # up, uint16 for a 1024 vocabulary
     total = 0
     n_docs = 0
-    for shard in sorted((o1 / "dataset").glob("shard-*.bin")):
+    shards = sorted((o1 / "dataset").glob("shard-*.bin"))
+    for shard in shards:
         tokens, offsets = read_shard(shard)
         assert tokens.dtype == np.uint16
+        assert len(offsets) - 1 > 0, f"{shard.name} holds no documents"
         total += len(tokens)
         n_docs += len(offsets) - 1
     assert total == c["tokens"] > 0 and n_docs == c["documents_out"]
+    assert len(shards) == c["shards"] < c["files"]  # some sample files keep no document
     corpus = [r for p in sorted((o1 / "corpus").glob("*.jsonl.gz")) for r in read_jsonl_gz(p)]
     assert len(corpus) == c["documents_out"]
     assert all(r["lang"] == "en" and r["lang_score"] >= 0.65 for r in corpus)
@@ -199,7 +209,8 @@ def test_cli_run_json(tmp_path: Path, warc_data: Path) -> None:
     res = CliRunner().invoke(app, ["run", str(p), "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
-    assert rep["counts"]["html_documents"] == 1 and rep["counts"]["documents_out"] == 1
+    assert rep["counts"]["html_documents"] == 0  # a WET file: text records, no HTML
+    assert rep["counts"]["text_documents"] == 1 and rep["counts"]["documents_out"] == 1
     assert (tmp_path / "out" / "corpus" / "00000.jsonl.gz").exists()
     res = CliRunner().invoke(app, ["run", str(p)])
     assert res.exit_code == 0 and "documents per step" in res.stdout
@@ -384,3 +395,160 @@ def test_report_read_back_from_json_lists_the_top_languages_first(two_runs: Any)
     # the dataset's copy keeps sorted keys (its bytes are part of the version's id)
     counts = json.loads((o1 / "dataset" / "report.json").read_text())["counts"]
     assert render_text({**saved, "counts": counts}).count("languages (docs)") == 1
+
+
+def _table_row(text: str, label: str) -> list[str]:
+    """The cells of the report table row starting with ``label`` (rich's box characters)."""
+    line = next(ln for ln in text.splitlines() if ln.strip("│┃ ").startswith(label))
+    return [c.strip() for c in line.strip().strip("│┃").split("│")]
+
+
+def test_step_table_adds_up(two_runs: Any) -> None:
+    """QA-3 #3: 'read (records → HTML pages) 149 → 43', 'extract 42 → 42', 'langid 43 in':
+    the WET conversion record was counted as an HTML page although it skips extract, so a
+    document appeared from nowhere. The table now shows the WET texts in their own row."""
+    from aistack.webdata.report import render_text
+
+    _, _, r1, _ = two_runs
+    text = render_text(r1)
+    num = lambda cell: int(cell.replace(",", ""))  # noqa: E731
+    read = _table_row(text, "read (records")
+    extract = _table_row(text, "extract")
+    wet = _table_row(text, "WET texts")
+    langid = _table_row(text, "langid")
+    assert num(read[2]) == num(extract[1]) + num(wet[2])  # read's docs go one way or the other
+    assert num(extract[2]) + num(wet[2]) == num(langid[1])  # and meet again at langid
+    assert (num(extract[1]), num(wet[2]), num(langid[1])) == (42, 1, 43)
+
+
+def test_no_empty_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA-3 #2: a file whose documents were all dropped got a header-only shard (72 bytes)
+    in dataset/, registered with the dataset. Now it gets none: not on the first run, not
+    on a resumed one, and one written by an earlier version is removed."""
+    from aistack.settings import reset_settings_cache
+    from aistack.storage import Datasets
+    from aistack.train.loader import expand_paths
+    from aistack.webdata.report import render_text
+    from aistack.webdata.shards import write_shard
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    reset_settings_cache()
+    try:
+        text = "The history of the town goes back to the twelfth century, when farmers settled."
+        inputs = [
+            _wet(tmp_path / "in" / "0.warc.gz", {"http://a/": ""}),  # no text: nothing kept
+            _wet(tmp_path / "in" / "1.warc.gz", {"http://b/": text}),
+            _wet(tmp_path / "in" / "2.warc.gz", {"http://c/": ""}),
+        ]
+        steps = ["dedup", {"tokenize": {"vocab_size": 300}}, {"register": {"name": "wd-e"}}]
+        spec = _spec(inputs, tmp_path / "o", steps=steps)
+        dataset = tmp_path / "o" / "dataset"
+        rep = run_pipeline(spec, workers=2)
+        assert sorted(p.name for p in dataset.glob("shard-*")) == ["shard-00001.bin"]
+        assert rep["counts"]["shards"] == 1 and rep["counts"]["documents_out"] == 1
+        assert "token shards" in render_text(rep)
+        assert Datasets.from_settings().resolve("wd-e").files == 3  # shard, tokenizer, report
+        assert expand_paths(str(dataset)) == [str(dataset / "shard-00001.bin")]
+        one = _outputs(tmp_path / "o")
+        rep1 = run_pipeline(_spec(inputs, tmp_path / "o1", steps=steps[:2]), workers=1)
+        assert rep1["counts"] == rep["counts"]
+        assert {k: v for k, v in _outputs(tmp_path / "o1").items() if "report" not in k} == {
+            k: v for k, v in one.items() if "report" not in k
+        }
+        # an output written by an earlier version: header-only shards are not kept on resume
+        write_shard(dataset / "shard-00002.bin", [], 300)
+        again = run_pipeline(spec)
+        assert again["run"]["resumed_tasks"] == {"process": 3, "encode": 3, "register": 1}
+        assert sorted(p.name for p in dataset.glob("shard-*")) == ["shard-00001.bin"]
+        assert _outputs(tmp_path / "o") == one
+        # an encode task run again (its .done lost) writes no shard either
+        (tmp_path / "o" / ".tasks" / "encode-00000.done").unlink()
+        run_pipeline(spec)
+        assert _outputs(tmp_path / "o") == one
+    finally:
+        reset_settings_cache()
+
+
+def test_rerun_of_a_finished_pipeline_reports_no_throughput(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA-3 #1: re-running a finished pipeline (every task resumed) reported 'wall time
+    0.00 s, throughput 9645.2 docs/s, 3,608,210 tokens/s': the earlier run's documents over
+    this run's ~0 s. Rates count only this run's work; with none, the report says so."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+    from aistack.webdata.report import render_text
+
+    texts = [
+        "The history of the town goes back to the twelfth century, when farmers settled.",
+        "A river runs through the valley and the old mill still grinds flour every autumn.",
+    ]
+    inputs = [
+        _wet(tmp_path / "in" / f"{i}.warc.gz", {f"http://{i}/": t}) for i, t in enumerate(texts)
+    ]
+    steps = ["dedup", {"tokenize": {"vocab_size": 300}}]
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        json.dumps(
+            {"name": "t", "input": {"paths": inputs}, "output": str(tmp_path / "o"), "steps": steps}
+        )
+    )
+    monkeypatch.setattr("aistack.webdata.pipeline.MIN_RATE_SECONDS", 0.0)  # tiny runs are fast
+    first = run_pipeline(_spec(inputs, tmp_path / "o", steps=steps))
+    t = first["timing"]
+    assert not t["nothing_to_do"] and t["this_run"]["documents"] == 2
+    assert t["tokens_per_s"] == pytest.approx(
+        first["counts"]["tokens"] / t["wall_seconds"]["total"]
+    )
+
+    again = run_pipeline(_spec(inputs, tmp_path / "o", steps=steps))
+    t = again["timing"]
+    assert again["run"]["resumed_tasks"] == {"process": 2, "encode": 2}
+    assert t["nothing_to_do"] is True
+    assert t["this_run"] == {
+        "process_tasks": 0,
+        "encode_tasks": 0,
+        "resumed_tasks": 4,
+        "documents": 0,
+        "tokens": 0,
+    }
+    assert t["docs_per_s"] is t["docs_per_s_per_worker"] is t["tokens_per_s"] is None
+    assert all(v["docs_per_s_per_core"] is None for v in t["steps"].values())
+    assert again["counts"] == first["counts"]  # the counts still describe the whole output
+    for out in (
+        render_text(again),
+        (tmp_path / "o" / "report.txt").read_text(),
+        render_text(json.loads((tmp_path / "o" / "report.json").read_text())),
+        CliRunner().invoke(app, ["run", str(p)], env={"COLUMNS": "200"}).stdout,
+    ):
+        assert "nothing to do: all 4 tasks resumed" in out
+        assert not re.search(r"\d docs/s", out) and "tokens/s" not in out
+
+    # one task lost: the rates count that task's documents and tokens only
+    (tmp_path / "o" / ".tasks" / "process-00001.done").unlink()
+    (tmp_path / "o" / ".tasks" / "encode-00001.done").unlink()
+    third = run_pipeline(_spec(inputs, tmp_path / "o", steps=steps))
+    t = third["timing"]
+    assert t["this_run"]["documents"] == 1 and t["this_run"]["process_tasks"] == 1
+    shard1 = read_shard(tmp_path / "o" / "dataset" / "shard-00001.bin")[0]
+    assert t["this_run"]["tokens"] == len(shard1) < third["counts"]["tokens"]
+    assert t["docs_per_s"] == pytest.approx(1 / t["wall_seconds"]["total"])
+    assert "nothing to do" not in render_text(third)
+
+
+def test_a_run_too_short_to_time_gives_no_rate() -> None:
+    """Work done in less than MIN_RATE_SECONDS: the counts, not a rate over ~0 s."""
+    from aistack.webdata.pipeline import _timing
+    from aistack.webdata.report import throughput
+
+    proc = {"html": 3, "texts": 1, "steps": {"read": {"in": 9, "out": 4, "seconds": 0.0}}}
+    enc = {"docs": 4, "tokens": 500, "tokenize_seconds": 0.0}
+    report = {"counts": {"documents_out": 4, "tokens": 500}}
+    resumed = {"process": 0, "encode": 0}
+    t = _timing([proc], [enc], resumed, 0, 0, 0, 0, 1e-9, 1, report)
+    assert t["docs_per_s"] is t["tokens_per_s"] is None and not t["nothing_to_do"]
+    assert throughput(t) == "4 docs, 500 tokens in 0.00 s (too short for a rate)"
+    t = _timing([proc], [enc], resumed, 0, 0, 0, 0, 2.0, 1, report)
+    assert (t["docs_per_s"], t["tokens_per_s"]) == (2.0, 250.0)
+    assert throughput(t) == "2.0 docs/s, 250 tokens/s"
