@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from aistack.storage import Datasets
 class _Ctx:
     def __init__(self, ds: Datasets | None) -> None:
         self._ds = ds
+        # what the routers read of the server's settings: no MLflow beside the catalog here
+        self.settings = SimpleNamespace(mlflow_enabled=False)
 
     def datasets(self) -> Any:
         return self._ds
