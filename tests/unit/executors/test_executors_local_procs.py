@@ -43,6 +43,26 @@ def _gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
+def _launch(
+    tmp_path: Path, job_id: str, command: str, distributed: str | None = None
+) -> tuple[LocalExecutor, str]:
+    """One job on one CPU of this machine's node, with the local executor."""
+    ex = LocalExecutor()
+    node = ex.inventory()[0].name
+    handle = ex.launch(
+        LaunchRequest(
+            job_id=job_id,
+            attempt=0,
+            command=command,
+            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
+            job_dir=tmp_path / "job",
+            distributed=distributed,
+            procs_per_node=1 if distributed else None,
+        )
+    )
+    return ex, handle
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="child subreaper is Linux only")
 @pytest.mark.parametrize("distributed", [None, "torch"])
 def test_a_daemon_that_left_the_process_group_ends_with_the_job(
@@ -51,20 +71,8 @@ def test_a_daemon_that_left_the_process_group_ends_with_the_job(
     script = tmp_path / "daemon.py"
     script.write_text(DAEMON)
     pid_file = tmp_path / "daemon.pid"
-    ex = LocalExecutor()
-    node = ex.inventory()[0].name
     cmd = f"{PY} {script} {pid_file}{'.$RANK' if distributed else ''}; sleep 0.5"
-    handle = ex.launch(
-        LaunchRequest(
-            job_id="d1",
-            attempt=0,
-            command=cmd,
-            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
-            job_dir=tmp_path / "job",
-            distributed=distributed,
-            procs_per_node=1 if distributed else None,
-        )
-    )
+    ex, handle = _launch(tmp_path, "d1", cmd, distributed)
     pid = 0
     try:
         st = wait_final(ex, handle, 30)
@@ -87,16 +95,8 @@ def test_a_daemon_marked_to_outlive_the_job_is_spared(tmp_path: Path) -> None:
     script = tmp_path / "daemon.py"
     script.write_text(DAEMON)
     pid_file = tmp_path / "daemon.pid"
-    ex = LocalExecutor()
-    node = ex.inventory()[0].name
-    handle = ex.launch(
-        LaunchRequest(
-            job_id="d2",
-            attempt=0,
-            command=f"{OUTLIVES_JOB_ENV}=1 {PY} {script} {pid_file}; sleep 0.5",
-            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
-            job_dir=tmp_path / "job",
-        )
+    ex, handle = _launch(
+        tmp_path, "d2", f"{OUTLIVES_JOB_ENV}=1 {PY} {script} {pid_file}; sleep 0.5"
     )
     pid = 0
     try:
@@ -113,18 +113,8 @@ def test_a_cancel_right_after_launch_cancels_instead_of_losing_the_job(tmp_path:
     """A cancel while the supervisor was still importing killed it (no SIGTERM handler yet):
     the job looked lost and was requeued, and its process could be left running. Now the
     executor signals only a ready supervisor, and one that starts late reads cancel.json."""
-    ex = LocalExecutor()
-    node = ex.inventory()[0].name
     marker = tmp_path / "ran"
-    handle = ex.launch(
-        LaunchRequest(
-            job_id="c1",
-            attempt=0,
-            command=f"touch {marker}; sleep 30",
-            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
-            job_dir=tmp_path / "job",
-        )
-    )
+    ex, handle = _launch(tmp_path, "c1", f"touch {marker}; sleep 30")
     ex.cancel(handle, grace_s=1.0)  # at once: the supervisor is still starting
     st = wait_final(ex, handle, 30)
     assert st.state == "cancelled", st
