@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,19 +61,24 @@ vm.runInContext(`
 """
 
 
-def _run(job_id: str, tmp_path: Path) -> dict[str, object]:
+def _node(script: str, arg: str, tmp_path: Path) -> dict[str, Any]:
+    """Run a harness script with node over the dashboard's app.js; its last JSON line."""
     if NODE is None:
         pytest.skip("node is not installed")
     harness = tmp_path / "harness.js"
-    harness.write_text(HARNESS)
+    harness.write_text(script)
     out = subprocess.run(
-        [NODE, str(harness), str(APP_JS), job_id],
+        [NODE, str(harness), str(APP_JS), arg],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _run(job_id: str, tmp_path: Path) -> dict[str, object]:
+    data = _node(HARNESS, job_id, tmp_path)
     assert "error" not in data, data
     return data
 
@@ -143,18 +149,7 @@ def test_names_with_percent_signs_link_to_their_own_page(
 ) -> None:
     """An MLflow model may be called '50%off a': its link was '#/models/50%off a', which the
     router's decodeURIComponent could not read (URIError) or read as another name."""
-    if NODE is None:
-        pytest.skip("node is not installed")
-    harness = tmp_path / "route.js"
-    harness.write_text(ROUTE_HARNESS)
-    out = subprocess.run(
-        [NODE, str(harness), str(APP_JS), hash_],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data = _node(ROUTE_HARNESS, hash_, tmp_path)
     assert "URI malformed" not in data["main"], data
     if api_call is not None:
         assert api_call in data["calls"], data
