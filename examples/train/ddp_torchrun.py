@@ -42,6 +42,20 @@ def main() -> None:
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
 
     gen = torch.Generator().manual_seed(1000 + rank)  # each rank its own data
+    try:
+        train(args, ddp, opt, gen, device, rank)
+    except BaseException:
+        # tear the group down before the interpreter does: a gloo thread still running at
+        # exit can make the process abort (SIGABRT) instead of exiting with the error
+        dist.destroy_process_group()
+        raise
+    os.makedirs(args.out, exist_ok=True)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f"{args.out}/rank{rank}.pt")
+    dist.barrier()  # every rank done with the group before any tears it down
+    dist.destroy_process_group()
+
+
+def train(args, ddp, opt, gen, device, rank) -> None:  # type: ignore[no-untyped-def]
     for step in range(args.steps):
         x = torch.randn(32, 16, generator=gen).to(device)
         y = x.sum(dim=1, keepdim=True)
@@ -53,11 +67,6 @@ def main() -> None:
             raise RuntimeError(f"rank {rank} failed on purpose at step {step}")
         if rank == 0 and step % 5 == 0:
             print(f"step {step} loss {loss.item():.4f}", flush=True)
-
-    os.makedirs(args.out, exist_ok=True)
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f"{args.out}/rank{rank}.pt")
-    dist.barrier()  # every rank done with the group before any tears it down
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def test_unmodified_torchrun_script_ranks_agree(tmp_path: Path) -> None:
 def test_rank_that_raises_fails_the_gang_with_its_message(tmp_path: Path) -> None:
     cmd = [sys.executable, str(EXAMPLE), "--out", str(tmp_path / "o"), "--fail-rank", "1"]
     res = run_gang(_ranks(), cmd, tmp_path / "log", grace_s=5)
-    assert res.exit_code == 1
+    # 1, the Python error; once in CI torch's gloo teardown then aborted the process (134,
+    # SIGABRT, "terminate called without an active exception"), which the gang reports as it
+    # happened: either way the job fails with rank 1 and its traceback
+    assert res.exit_code in (1, 134), res
     assert res.failed_rank == 1
     assert "RuntimeError: rank 1 failed on purpose at step 0" in res.message
     assert not (tmp_path / "o" / "rank0.pt").exists()
