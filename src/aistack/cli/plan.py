@@ -300,6 +300,7 @@ def hybrid(
     import json as _json
 
     from aistack.planning.report import render_hybrid
+    from aistack.planning.training import duration_text
     from aistack.planning.whatif import demand_profile, hybrid_sweep, read_trace_csv
 
     if (trace is None) == (records is None):
@@ -343,7 +344,7 @@ def hybrid(
         if sweep.span_hours < SHORT_SPAN_DAYS * 24:
             # the costs are scaled to a month and the recommendation is a multi-year purchase
             typer.echo(
-                f"warning: the demand covers only {sweep.span_hours / 24:.1f} days (first start "
+                f"warning: the demand covers only {duration_text(sweep.span_hours / 24)} (first start "
                 f"to last end); it is scaled to a month as if it repeated. Base a purchase on a "
                 f"trace of at least {SHORT_SPAN_DAYS} days."
             )

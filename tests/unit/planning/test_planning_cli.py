@@ -282,7 +282,7 @@ def test_plan_hybrid_warns_on_a_short_trace(tmp_path: Path) -> None:
     f.write_text("job_id,submission_time,duration,num_gpu\nx,0,3600,8\n")
     res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
     assert res.exit_code == 0, res.output
-    assert "warning: the demand covers only 0.0 days" in res.stdout
+    assert "warning: the demand covers only 1.0 hours" in res.stdout  # not "0.0 days"
 
 
 def test_demand_profile_matches_step_by_step() -> None:
