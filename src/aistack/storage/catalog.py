@@ -438,7 +438,10 @@ class Catalog:
                 who = ", ".join(f"{k} {i}" for k, i in refs)
                 raise ConflictError(
                     f"{label} cannot be deleted: it is referenced by {who}",
-                    hint="remove the references first (Datasets.remove_reference) or keep it",
+                    hint=f"it is kept so that what was made from it can be reproduced "
+                    f"(`aistack data lineage {label}` shows what); to delete it anyway, drop "
+                    f"the references first with the Python API: "
+                    f"Datasets.remove_reference({label!r}, KIND, ID)",
                 )
             conn.execute(
                 versions.update().where(versions.c.id == version_id).values(deleted_at=utcnow())

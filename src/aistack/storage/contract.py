@@ -350,8 +350,11 @@ class StorageContract:
         v2 = ds.add("r", src)
         pinned = ds.add_reference("r@latest", "job", "job-42")
         assert pinned.ref == "r@v2"  # references pin the concrete version
-        with pytest.raises(ConflictError, match="job job-42"):
+        with pytest.raises(ConflictError, match="job job-42") as refused:
             ds.delete("r@v2")
+        # the hint says why it is kept and how to delete it anyway, callable as written
+        assert "aistack data lineage r@v2" in (refused.value.hint or "")
+        assert "Datasets.remove_reference('r@v2', KIND, ID)" in (refused.value.hint or "")
         report = ds.gc(dry_run=False, grace_s=0)
         assert report.objects_deleted == 0
         ds.get("r@v2", tmp_path / "o2")  # still complete
