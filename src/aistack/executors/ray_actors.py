@@ -113,17 +113,10 @@ class NodeAgent:
                 if isinstance(p, subprocess.Popen) and p.poll() is None:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(p.pid, sig)
+            from aistack.launch.gang import group_alive
+
             deadline = time.monotonic() + grace_s
             groups = [p.pid for p in self._procs.values() if isinstance(p, subprocess.Popen)]
-
-            def alive(pgid: int) -> bool:
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    return False
-                except PermissionError:
-                    return True
-                return True
 
             # wait for every rank's whole group (a program under a shell that died of the
             # signal is still checkpointing), not only the processes started here
@@ -131,7 +124,7 @@ class NodeAgent:
                 for p in self._procs.values():
                     if isinstance(p, subprocess.Popen):
                         p.poll()  # reap: a zombie leader would keep its group 'alive'
-                if not any(alive(g) for g in groups):
+                if not any(group_alive(g) for g in groups):
                     break
                 time.sleep(0.1)
             for g in groups:

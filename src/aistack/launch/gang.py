@@ -135,7 +135,7 @@ def _signal_group(pgid: int | None, procs: list[subprocess.Popen[bytes]], sig: i
                 p.send_signal(sig)
 
 
-def _group_alive(pgid: int | None) -> bool:
+def group_alive(pgid: int | None) -> bool:
     """Whether a process of group ``pgid`` is still running (zombies waiting for a reaper
     other than us do not count)."""
     if pgid is None:
@@ -267,7 +267,7 @@ def run_gang(
                 # every rank process is reaped; what else runs in the group (a trainer under a
                 # shell that died of the SIGTERM) keeps its grace period to checkpoint
                 # (a normal end, deadline None: leftovers are killed below)
-                if deadline is None or killed or not _group_alive(pgid):
+                if deadline is None or killed or not group_alive(pgid):
                     break
             try:
                 rank, rc = exits.get(timeout=0.1)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import ConflictError, ConnectionFailed, NotFoundError, ValidationError
+from aistack.executors.supervisor import OUTLIVES_JOB_ENV  # spared when a job that ran us ends
 from aistack.serving.spec import (
     _SERVICE_NAME_RE,
     AutoscaleConfig,
@@ -368,9 +369,6 @@ def _recorded_env(d: Path) -> dict[str, str]:
     if not isinstance(saved, dict):
         saved = {}
     return {**os.environ, **{str(k): str(v) for k, v in saved.items()}}
-
-
-OUTLIVES_JOB_ENV = "AISTACK_OUTLIVES_JOB"  # (aistack.executors.supervisor spares it)
 
 
 def _spawn_controller(d: Path, name: str, env: dict[str, str] | None = None) -> None:

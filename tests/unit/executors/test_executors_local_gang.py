@@ -38,7 +38,14 @@ time.sleep(60)
 
 
 def _launch(
-    tmp_path: Path, ex: LocalExecutor, command: str, cpus: tuple[int, ...], procs: int
+    tmp_path: Path,
+    ex: LocalExecutor,
+    command: str,
+    cpus: tuple[int, ...],
+    procs: int | None,
+    *,
+    distributed: str = "torch",
+    env: dict[str, str] | None = None,
 ) -> str:
     node = ex.inventory()[0].name
     return ex.launch(
@@ -48,8 +55,9 @@ def _launch(
             command=command,
             allocation=Allocation(nodes={node: NodeAlloc(cpus=cpus)}),
             job_dir=tmp_path / "job",
-            distributed="torch",
+            distributed=distributed,
             procs_per_node=procs,
+            env=env or {},
         )
     )
 
@@ -87,17 +95,7 @@ def test_mxnet_without_mxnet_fails_with_a_clear_message(tmp_path: Path) -> None:
     if importlib.util.find_spec("mxnet") is not None:
         pytest.skip("mxnet is installed")
     ex = LocalExecutor(cpus=2)
-    node = ex.inventory()[0].name
-    handle = ex.launch(
-        LaunchRequest(
-            job_id="j2",
-            attempt=0,
-            command="true",
-            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
-            job_dir=tmp_path / "job",
-            distributed="mxnet",
-        )
-    )
+    handle = _launch(tmp_path, ex, "true", (0,), None, distributed="mxnet")
     st = wait_final(ex, handle, 60)
     assert st.state == "failed"
     assert "cannot import mxnet" in (st.reason or "")
@@ -124,17 +122,9 @@ def test_mxnet_starts_the_scheduler_and_server_roles(tmp_path: Path) -> None:
     )
     (tmp_path / "w.py").write_text(wait)
     ex = LocalExecutor(cpus=2)
-    node = ex.inventory()[0].name
-    handle = ex.launch(
-        LaunchRequest(
-            job_id="j3",
-            attempt=0,
-            command=f"python {tmp_path / 'w.py'}",
-            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0, 1))}),
-            job_dir=tmp_path / "job",
-            distributed="mxnet",
-            env={"PYTHONPATH": str(tmp_path / "fake"), "ROLES": str(roles)},
-        )
+    env = {"PYTHONPATH": str(tmp_path / "fake"), "ROLES": str(roles)}
+    handle = _launch(
+        tmp_path, ex, f"python {tmp_path / 'w.py'}", (0, 1), None, distributed="mxnet", env=env
     )
     st = wait_final(ex, handle, 60)
     text = (tmp_path / "job" / "output.log").read_text()
