@@ -667,5 +667,42 @@ def main(argv: list[str] | None = None) -> int:
     return result.exit_code
 
 
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """``main`` as a process: a rank of a distributed run leaves through ``os._exit``.
+
+    After a clean run, torch's gloo backend can still abort the process while the interpreter
+    tears down its C++ objects (SIGABRT, "terminate called without an active exception"; seen
+    twice in CI, once on a rank that had finished all its steps). The job would then fail with
+    exit code 134 although its work was done. So a distributed rank runs the atexit handlers,
+    flushes its logs and output, and exits with its code without that teardown. A single
+    process exits normally.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") <= 1:
+        raise SystemExit(main(argv))
+    try:
+        code = main(argv)
+    except SystemExit:
+        raise  # argument errors: before any process group exists
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # the traceback, as Python would print it, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_and_exit()
