@@ -36,12 +36,18 @@ SCRIPT = textwrap.dedent(
 def _run(outcome: str, world: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "WORLD_SIZE": world, "PYTHONPATH": ":".join(sys.path)}
     return subprocess.run(
-        [sys.executable, "-c", SCRIPT, outcome], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", SCRIPT, outcome],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
 @pytest.mark.parametrize("outcome,code", [("0", 0), ("143", 143), ("2", 2)])
-def test_distributed_rank_exits_with_its_code_after_atexit_and_flush(outcome: str, code: int) -> None:
+def test_distributed_rank_exits_with_its_code_after_atexit_and_flush(
+    outcome: str, code: int
+) -> None:
     res = _run(outcome, "2")
     assert res.returncode == code, res.stderr
     assert res.stdout.splitlines() == ["summary line", "atexit ran"]
