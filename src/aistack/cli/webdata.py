@@ -23,6 +23,33 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr)
 
 
+# exit status when the command finished but some input files were bad (each is reported, the
+# rest is written); 2 stays an error that stopped the command (see aistack.cli.main)
+EXIT_BAD_FILES = 1
+_SKIP_BAD_HELP = (
+    "exit 0 even when some input files are damaged or unreadable (they are still reported; "
+    f"without this flag the exit status is {EXIT_BAD_FILES})"
+)
+
+
+def _report_bad(bad: list[dict[str, Any]], total: int, skip_bad: bool) -> None:
+    """Say which input files were bad (stderr) and end with exit status 1 unless
+    ``--skip-bad``: a script sees that the output is incomplete."""
+    if not bad:
+        return
+    err = _console(stderr=True)
+    for b in bad:
+        err.print(f"bad input file {b['file']}: {b['reason']}", soft_wrap=True, markup=False)
+    if skip_bad:
+        err.print(f"{len(bad):,} of {total:,} input files were bad; skipped (--skip-bad)")
+        return
+    err.print(
+        f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
+        f"written. Exit status {EXIT_BAD_FILES}; --skip-bad accepts this (exit 0)"
+    )
+    raise typer.Exit(EXIT_BAD_FILES)
+
+
 @app.command()
 def extract(
     paths: list[Path] = typer.Argument(..., help="HTML files (plain or .gz) or directories"),
@@ -31,8 +58,13 @@ def extract(
     ),
     out: Path | None = typer.Option(None, "--out", help="write JSON lines here (default: stdout)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary (with --out)"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_BAD_HELP),
 ) -> None:
-    """Extract the main text of HTML files: one JSON line {path, text, lang, lang_score} each."""
+    """Extract the main text of HTML files: one JSON line {path, text, lang, lang_score} each.
+
+    A file that cannot be read (e.g. a damaged .gz) does not stop the others: each bad file
+    is named with the reason (stderr, and "bad_files" in the --json summary), the rest is
+    written, and the exit status is 1 unless --skip-bad."""
     from aistack.webdata.extract import MODES, extract_files
 
     if mode not in MODES:
@@ -59,6 +91,11 @@ def extract(
         # written next to the target and renamed at the end: an error leaves FILE as it was
         tmp = out.with_name(out.name + ".tmp")
     n = chars = 0
+    bad: list[dict[str, Any]] = []
+
+    def on_error(path: Path, reason: str) -> None:
+        bad.append({"file": str(path), "reason": reason})
+
     try:
         fh = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout  # noqa: SIM115
     except OSError as exc:
@@ -67,7 +104,7 @@ def extract(
         ) from None
     ok = False
     try:
-        for row in extract_files(list(paths), mode=mode):  # type: ignore[arg-type]
+        for row in extract_files(list(paths), mode=mode, on_error=on_error):  # type: ignore[arg-type]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
             chars += len(str(row["text"]))
@@ -80,11 +117,18 @@ def extract(
             else:
                 tmp.unlink(missing_ok=True)
     if out:
-        summary = {"files": n, "characters": chars, "out": str(out), "mode": mode}
+        summary = {
+            "files": n,
+            "characters": chars,
+            "out": str(out),
+            "mode": mode,
+            "bad_files": bad,
+        }
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}")
+    _report_bad(bad, n + len(bad), skip_bad)
 
 
 @app.command()
@@ -101,8 +145,14 @@ def run(
         "only what the pipeline wrote is deleted",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_BAD_HELP),
 ) -> None:
-    """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt."""
+    """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt.
+
+    A damaged or unreadable input file does not stop the run: it is listed with the reason
+    (report "bad_files", report.txt, stderr), what could be read from it is kept, and the
+    exit status is 1 unless --skip-bad. Records cut short by the end of a file are counted
+    (counts.truncated_records / truncated_bytes)."""
     from aistack.webdata.pipeline import run_pipeline
     from aistack.webdata.report import tables
     from aistack.webdata.spec import load_spec
@@ -111,6 +161,7 @@ def run(
     if as_json:
         report = run_pipeline(spec, base=base, workers=workers, executor=executor, fresh=fresh)
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _report_bad(report.get("bad_files") or [], report["counts"]["files"], skip_bad)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -143,6 +194,7 @@ def run(
             con.print(f"dataset version {ref} (registered by an earlier run of this output)")
         else:
             con.print(f"registered dataset version {ref}")
+    _report_bad(report.get("bad_files") or [], report["counts"]["files"], skip_bad)
 
 
 @app.command()

@@ -13,7 +13,11 @@ permutation order; rank ``r`` of ``w`` takes every ``w``-th window starting at `
 ranks never share a window within an epoch and all ranks have the same number of
 batches (the remainder of an epoch is dropped). Batch ``b`` of rank ``r`` is determined
 by ``(seed, epoch, b, r)`` alone, so the position is two integers and resume is exact:
-:meth:`ShardLoader.state_dict` / :meth:`ShardLoader.load_state_dict`.
+:meth:`ShardLoader.state_dict` / :meth:`ShardLoader.load_state_dict`. The state also holds a
+content hash per shard (:func:`aistack.train.shards.content_hash`: header fields, document
+offsets and sampled token blocks; computed once per loader, at the first save or load of a
+state, never per batch), so a resume over shards whose contents changed under the same names
+and token counts is refused instead of training on other data.
 
 Hot path: batches are prepared a chunk at a time (about ``CHUNK_BYTES`` of tokens, whole
 batches) by ONE vectorized gather: the shards' token bytes are memory-mapped side by side in
@@ -46,11 +50,11 @@ from typing import Any
 import numpy as np
 
 from aistack.errors import ValidationError
-from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, open_shard
+from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, content_hash, open_shard
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: adds "shard_hashes" (a state of version 1 loads, with a warning)
 CHUNK_BYTES = 1 << 20  # staged tokens gathered per pass (a chunk of whole batches)
 
 
@@ -590,6 +594,15 @@ class ShardLoader:
             yield self.next_batch()
 
     # ------------------------------------------------------------------ resume
+    _shard_hashes: list[str] | None = None  # content_hash per shard, computed once
+
+    def shard_hashes(self) -> list[str]:
+        """:func:`~aistack.train.shards.content_hash` of each shard, in order (computed at the
+        first call: a few pages read per shard)."""
+        if self._shard_hashes is None:
+            self._shard_hashes = [content_hash(s) for s in self.shards]
+        return self._shard_hashes
+
     def state_dict(self) -> dict[str, Any]:
         """Position and what it depends on (the same on every rank)."""
         return {
@@ -603,10 +616,14 @@ class ShardLoader:
             "fingerprint": self.fingerprint,
             "eos_id": self.eos_id,
             "batches_yielded": self.epoch * self.batches_per_epoch + self.batch,
+            "shard_hashes": list(self.shard_hashes()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly where ``state`` left off; refuses a different data layout."""
+        """Continue exactly where ``state`` left off; refuses a different data layout, and
+        shards whose contents changed (same names and token counts, other content hash). A
+        state without content hashes (written before they were recorded) loads with a
+        warning."""
         state.setdefault("eos_id", None)
         for key in ("seed", "seq_len", "batch_size", "world_size", "fingerprint", "eos_id"):
             have, want = getattr(self, key), state.get(key)
@@ -616,6 +633,37 @@ class ShardLoader:
                     hint="resume with the same data, seq_len, micro_batch_size, seed and number "
                     "of processes, or start a new run name",
                 )
+        self._check_contents(state.get("shard_hashes"))
         self._stop_worker()  # batches read ahead belong to the old position
         self.epoch = int(state["epoch"])
         self.batch = int(state["batch"])
+
+    def _check_contents(self, want: Any) -> None:
+        if want is None:
+            log.warning(
+                "the checkpoint's loader state has no shard content hashes (written by an "
+                "older aistack): resuming without checking that the %d shards still hold the "
+                "same data (names and token counts match)",
+                len(self.shards),
+            )
+            return
+        have = self.shard_hashes()
+        names = [src.rstrip("/").rsplit("/", 1)[-1] for src in self.sources]
+        if not isinstance(want, list) or len(want) != len(have):
+            raise ValidationError(
+                f"data: the checkpoint's loader state has content hashes for "
+                f"{len(want) if isinstance(want, list) else '?'} shards, this run has "
+                f"{len(have)} shards",
+                hint="resume with the data the run was started on, or start a new run name",
+            )
+        changed = [n for n, a, b in zip(names, have, want, strict=True) if a != b]
+        if changed:
+            shown = ", ".join(changed[:5]) + (
+                f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            )
+            raise ValidationError(
+                f"data: {len(changed)} of {len(have)} shards changed since the checkpoint was "
+                f"written (same file names and token counts, other contents): {shown}",
+                hint="resume with the shards the run was started on (a re-tokenized dataset is "
+                "other data), or start a new run name (--run-name) or --no-resume",
+            )

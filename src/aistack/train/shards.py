@@ -20,10 +20,16 @@ Format ``AISTOK1`` (little-endian)::
           64   n_tokens tokens (uint16/uint32), documents back to back
           ...  zero padding to a multiple of 8
           ...  (n_docs + 1) int64 document offsets into the token array (first 0, last n_tokens)
+
+:func:`open_shard` refuses a shard whose document offsets break that rule (not starting at 0,
+not ending at the token count, or falling anywhere): a damaged or hand-made file must not
+make a loader read past its tokens. The check is one vectorized pass over the offsets (never
+over the tokens), so opening stays cheap for big shards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -91,6 +97,54 @@ def write_token_shard(
     return path
 
 
+RETOKENIZE_HINT = (
+    "the shard is damaged or was not written by aistack: tokenize the data again "
+    "(aistack webdata run --fresh, or aistack.train.shards.write_token_shard)"
+)
+
+
+def check_doc_offsets(path: str, offsets: np.ndarray, n_tokens: int) -> np.ndarray:
+    """``offsets`` as int64 after checking them: ``n_docs + 1`` values from 0 to ``n_tokens``
+    that never fall (empty documents are allowed). Raises :class:`ValidationError` naming
+    the file and the first offset that breaks the rule."""
+    raw = np.asarray(offsets)
+    if raw.ndim != 1 or raw.shape[0] < 1:
+        raise ValidationError(
+            f"data: {path}: the document index is empty (it needs at least one offset, 0)",
+            hint=RETOKENIZE_HINT,
+        )
+    if raw.dtype == np.uint64 and raw.shape[0] and int(raw.max()) > np.iinfo(np.int64).max:
+        i = int(np.argmax(raw > np.iinfo(np.int64).max))
+        raise ValidationError(
+            f"data: {path}: document offset {i} is {int(raw[i]):,}, past the "
+            f"{n_tokens:,} tokens of the shard",
+            hint=RETOKENIZE_HINT,
+        )
+    offs = raw.astype(np.int64, copy=False)
+    first, last = int(offs[0]), int(offs[-1])
+    if first != 0:
+        raise ValidationError(
+            f"data: {path}: the document offsets start at {first:,}, not 0",
+            hint=RETOKENIZE_HINT,
+        )
+    if last != n_tokens:
+        raise ValidationError(
+            f"data: {path}: the last document offset is {last:,}, but the shard holds "
+            f"{n_tokens:,} tokens (the offsets must end at the token count)",
+            hint=RETOKENIZE_HINT,
+        )
+    falls = offs[1:] < offs[:-1]
+    if falls.any():
+        i = int(np.argmax(falls)) + 1
+        raise ValidationError(
+            f"data: {path}: the document offsets are not monotonic: offset {i} is "
+            f"{int(offs[i]):,}, below offset {i - 1} ({int(offs[i - 1]):,})",
+            hint=RETOKENIZE_HINT,
+        )
+    # from 0, never falling, ending at n_tokens: every offset lies in 0..n_tokens
+    return offs
+
+
 def _read_aistok(path: str) -> Shard:
     with open(path, "rb") as fh:
         head = fh.read(HEADER.size)
@@ -116,7 +170,35 @@ def _read_aistok(path: str) -> Shard:
     offsets = np.array(
         np.memmap(path, dtype=np.int64, mode="r", offset=off_start, shape=(n_docs + 1,))
     )
+    offsets = check_doc_offsets(path, offsets, int(n_tokens))
     return Shard(path=path, tokens=tokens, doc_offsets=offsets, vocab_size=int(vocab))
+
+
+# the content check of a loader checkpoint: token blocks sampled per shard, and their size
+CONTENT_BLOCKS = 16
+CONTENT_BLOCK_TOKENS = 512
+
+
+def content_hash(shard: Shard) -> str:
+    """A cheap fingerprint of a shard's contents (16 hex digits): its token width, token and
+    document counts, vocabulary, every document offset, and :data:`CONTENT_BLOCKS` blocks of
+    :data:`CONTENT_BLOCK_TOKENS` tokens spread evenly over the token array (the first and the
+    last included). It reads a few pages of the tokens, never all of them: a change that
+    leaves every sampled block and the index alone goes unseen, one that re-tokenizes or
+    reorders the data does not. The same tokens and documents give the same hash in either
+    shard format."""
+    h = hashlib.sha256(b"aistack-shard-content-1|")
+    tokens = shard.tokens
+    n = int(tokens.shape[0])
+    offsets = np.ascontiguousarray(shard.doc_offsets, dtype="<i8")
+    h.update(f"{tokens.dtype.str}|{n}|{offsets.shape[0] - 1}|{shard.vocab_size}|".encode())
+    h.update(memoryview(offsets).cast("B"))
+    if n:
+        block = CONTENT_BLOCK_TOKENS
+        starts = np.linspace(0, max(n - block, 0), CONTENT_BLOCKS).astype(np.int64)
+        for a in np.unique(starts).tolist():
+            h.update(np.ascontiguousarray(tokens[a : a + block]).tobytes())
+    return h.hexdigest()[:16]
 
 
 def open_shard(path: str | os.PathLike[str]) -> Shard:
@@ -138,7 +220,9 @@ def open_shard(path: str | os.PathLike[str]) -> Shard:
             hint="write shards with aistack.train.shards.write_token_shard or the webdata pipeline",
         )
     tokens, doc_offsets = wd.read_shard(path)
+    # (the web-data reader checks its index too; checked here as well, whatever it returns)
+    offsets = check_doc_offsets(path, np.asarray(doc_offsets), int(tokens.shape[0]))
     vocab = None
     if hasattr(wd, "read_header"):
         vocab = int(wd.read_header(path)["vocab_size"])
-    return Shard(path=path, tokens=tokens, doc_offsets=np.asarray(doc_offsets), vocab_size=vocab)
+    return Shard(path=path, tokens=tokens, doc_offsets=offsets, vocab_size=vocab)

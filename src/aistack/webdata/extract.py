@@ -13,12 +13,13 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from aistack.errors import ValidationError, require
+from aistack.errors import AistackError, ValidationError, require
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,16 @@ def iter_html_files(paths: list[str | Path]) -> Iterator[Path]:
 
 
 def read_html_file(path: Path) -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationError(
+            f"{path}: cannot read it: {exc.strerror or exc}", hint="check the file"
+        ) from exc
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # bad header / clipped / corrupt data
             raise ValidationError(
                 f"{path}: not a readable gzip file ({exc})", hint="re-compress or unzip it"
             ) from exc
@@ -192,10 +198,29 @@ def read_html_file(path: Path) -> str:
 
 
 def extract_files(
-    paths: list[str | Path], *, mode: Mode = "quality"
+    paths: list[str | Path],
+    *,
+    mode: Mode = "quality",
+    on_error: Callable[[Path, str], None] | None = None,
 ) -> Iterator[dict[str, object]]:
-    """One ``{"path", "text", "lang", "lang_score"}`` per HTML file."""
+    """One ``{"path", "text", "lang", "lang_score"}`` per HTML file.
+
+    A file that cannot be read or extracted raises :class:`ValidationError`; with
+    ``on_error``, ``on_error(path, reason)`` is called instead and the other files go on."""
     for f in iter_html_files(paths):
-        text = extract_text(read_html_file(f), mode=mode)
+        try:
+            text = extract_text(read_html_file(f), mode=mode)
+        except ValidationError as exc:  # this file: unreadable
+            if on_error is None:
+                raise
+            on_error(f, exc.message.removeprefix(f"{f}: "))
+            continue
+        except AistackError:
+            raise  # a missing extra or the like: not this file's fault, and says the fix
+        except Exception as exc:  # noqa: BLE001 - a parser failing on one page
+            if on_error is None:
+                raise
+            on_error(f, f"extraction failed: {type(exc).__name__}: {exc}")
+            continue
         lang, score = detect_language(text)
         yield {"path": str(f), "text": text, "lang": lang, "lang_score": score}

@@ -15,6 +15,10 @@ tasks, so an interrupted run resumes)::
               dataset/shard-NNNNN.bin (see aistack.webdata.shards); a file that kept no
               document gets no shard (``counts.shards`` says how many there are)
     report    report.json (``counts`` are deterministic and describe the whole output;
+              ``bad_files`` lists each input file that is damaged, unreadable or cut short,
+              with the reason: the run goes on with the other files, and keeps what it read
+              from a damaged one; ``counts.truncated_records`` / ``truncated_bytes`` count
+              the records cut short by the end of their file (dropped) and their bytes;
               ``timing`` is not: per-step times are CPU seconds of the worker process, so
               docs/s per core holds on shared cores, and every rate counts only the tasks
               this run ran, resumed ones not: a run that resumed all says ``nothing_to_do``)
@@ -119,8 +123,11 @@ class _StepStat:
     seconds: float = 0.0
 
 
-def _input_stat(path: str | Path) -> dict[str, int]:
-    st = os.stat(path)
+def _input_stat(path: str | Path) -> dict[str, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:  # gone since the listing: the reader reports it as a bad file
+        return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
@@ -670,10 +677,18 @@ def _run_pipeline(
             for k in ("exact_duplicates", "near_duplicates"):
                 drops[f"dedup/{k}"] += dedup_stats.get(k, 0)
             why = ", ".join(f"{k} {v:,}" for k, v in drops.most_common(5) if v) or "none"
+            bad = _bad_files(procs)
+            bad_txt = ""
+            if bad:
+                first = bad[0]
+                bad_txt = (
+                    f"; {len(bad):,} of the files are damaged or unreadable (first: "
+                    f"{first['file']}: {first['reason']})"
+                )
             raise ValidationError(
                 f"{exc.message}: {sum(r['html'] + r.get('texts', 0) for r in procs):,} "
                 f"pages read from {len(files):,} files, all dropped (docs per filter/reason: "
-                f"{why})",
+                f"{why}){bad_txt}",
                 hint=exc.hint,
             ) from None
     wall_train = time.perf_counter() - t3
@@ -897,6 +912,8 @@ def _build_report(
         unreadable.extend(p["unreadable"])
     if dedup:
         steps["dedup"] = {"in": dedup["docs_in"], "out": dedup["docs_out"]}
+    truncated = [u for u in unreadable if u.get("kind") == "truncated"]
+    bad = _bad_files(procs)
     docs_out = sum(e["docs"] for e in encs)
     tokens = sum(e["tokens"] for e in encs)
     if spec.step("tokenize") is not None:
@@ -920,13 +937,33 @@ def _build_report(
             None if not tok else ("uint16" if tok["vocab_size"] <= 65536 else "uint32")
         ),
         "unreadable_records": len(unreadable),
+        # records cut short by the end of their file (dropped) and the bytes of them present
+        "truncated_records": len(truncated),
+        "truncated_bytes": sum(int(u.get("bytes_present") or 0) for u in truncated),
+        "bad_files": len(bad),
     }
     return {
         "name": spec.name,
         "counts": counts,
         "unreadable": unreadable,
+        "bad_files": bad,
         "files": [str(f) for f in files],
     }
+
+
+def _bad_files(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The input files that are damaged or unreadable as a whole (read issues of kind
+    ``file``) or end inside a record (kind ``truncated``: the file is incomplete), in input
+    order: ``{"file", "reason", "records"}``; ``records``: what was still read from it (that
+    is in the output)."""
+    out = []
+    for p in procs:
+        reasons = [
+            str(u["reason"]) for u in p["unreadable"] if u.get("kind") in ("file", "truncated")
+        ]
+        if reasons:
+            out.append({"file": p["file"], "reason": "; ".join(reasons), "records": p["records"]})
+    return out
 
 
 # below this wall time a rate is noise (or a division by ~0): it is not reported

@@ -2,7 +2,12 @@
 (one member per record or one stream), zstd and lz4 (through FastWARC's stream readers).
 
 A reader never crashes and never hangs on a damaged file: it yields every record it can
-read and reports each one it cannot as a :class:`ReadIssue` (file, offset, reason). Offsets
+read and reports each one it cannot as a :class:`ReadIssue` (file, offset, reason, kind). The
+kind says what was lost: ``record`` (one malformed record, reading went on), ``truncated`` (a
+record cut short by the end of the file, with the bytes present and, where the header said,
+the bytes expected) or ``file`` (the file itself is damaged or unreadable: it cannot be opened,
+is empty or not an archive, or its decompression failed; the records before the damage, and
+for a damaged gzip member the ones after it, are still yielded). Offsets
 are byte offsets in the *decompressed* stream, except for a damaged gzip member, which is
 reported at its compressed offset. After a damaged
 record the reader resynchronises on the next ``WARC/`` line; a corrupt gzip member is skipped
@@ -54,20 +59,52 @@ class Record:
         return ct.split(";")[0].strip().lower()
 
 
+# ReadIssue.kind
+RECORD = "record"  # one record unreadable; reading went on
+# a record cut short by the end of the file, or of its readable part where a decompression
+# error ended the stream (then a FILE issue says why); the record is dropped
+TRUNCATED = "truncated"
+FILE = "file"  # the file is damaged or unreadable as a whole (see the module docstring)
+
+
 @dataclass(kw_only=True, slots=True)
 class ReadIssue:
-    """A record (or a part of a file) that could not be read."""
+    """A record (or a part of a file) that could not be read. ``kind``: :data:`RECORD`,
+    :data:`TRUNCATED` (``bytes_present``: the bytes of the record the file holds, all dropped;
+    ``bytes_expected``: its full size where the header said) or :data:`FILE`."""
 
     path: str
     offset: int
     reason: str
+    kind: str = RECORD
+    bytes_present: int | None = None
+    bytes_expected: int | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"file": self.path, "offset": self.offset, "reason": self.reason}
+        d: dict[str, object] = {
+            "file": self.path,
+            "offset": self.offset,
+            "reason": self.reason,
+            "kind": self.kind,
+        }
+        if self.kind == TRUNCATED:
+            d["bytes_present"] = self.bytes_present
+            d["bytes_expected"] = self.bytes_expected
+        return d
 
 
 class ArchiveError(Exception):
     """Raised inside the parser for a damaged record; turned into a ReadIssue."""
+
+
+class TruncatedRecord(ArchiveError):
+    """The file ends inside a record: ``present`` bytes of it were read (of the part being
+    read when the end came: the header block, or the block), ``expected`` of that part."""
+
+    def __init__(self, message: str, *, present: int, expected: int | None = None) -> None:
+        super().__init__(message)
+        self.present = present
+        self.expected = expected
 
 
 # --------------------------------------------------------------------------- streams
@@ -260,7 +297,9 @@ def _read_header_block(stream: io.BufferedReader) -> list[bytes]:
     while True:
         line = stream.readline(MAX_HEADER_BYTES)
         if not line:
-            raise ArchiveError("end of file inside a header block (record truncated)")
+            raise TruncatedRecord(
+                "end of file inside a header block (record truncated)", present=total
+            )
         total += len(line)
         if total > MAX_HEADER_BYTES:
             raise ArchiveError("header block longer than 64 KiB")
@@ -344,7 +383,11 @@ def _read_exact(stream: io.BufferedReader, n: int) -> bytes:
         raise ArchiveError(f"Content-Length {n} exceeds the {MAX_RECORD_BYTES} byte limit")
     data = stream.read(n)
     if len(data) < n:
-        raise ArchiveError(f"record truncated: Content-Length {n}, only {len(data)} bytes present")
+        raise TruncatedRecord(
+            f"record truncated: Content-Length {n}, only {len(data)} bytes present",
+            present=len(data),
+            expected=n,
+        )
     return data
 
 
@@ -360,34 +403,72 @@ class ArchiveReader:
         self.types = types
         self.issues: list[ReadIssue] = []
         self.count = 0
+        self._at = 0
 
-    def _issue(self, offset: int, reason: str) -> None:
-        self.issues.append(ReadIssue(path=self.path, offset=offset, reason=reason))
-        log.info("unreadable record in %s at %d: %s", self.path, offset, reason)
+    def _issue(
+        self,
+        offset: int,
+        reason: str,
+        *,
+        kind: str = RECORD,
+        present: int | None = None,
+        expected: int | None = None,
+    ) -> None:
+        self.issues.append(
+            ReadIssue(
+                path=self.path,
+                offset=offset,
+                reason=reason,
+                kind=kind,
+                bytes_present=present,
+                bytes_expected=expected,
+            )
+        )
+        log.info("unreadable %s in %s at %d: %s", kind, self.path, offset, reason)
+
+    @property
+    def failed(self) -> bool:
+        """True when the file itself is damaged or unreadable (an issue of kind ``file``) or
+        ends inside a record (``truncated``: the file is incomplete)."""
+        return any(i.kind in (FILE, TRUNCATED) for i in self.issues)
 
     def records(self) -> Iterator[Record]:
+        from aistack.errors import AistackError
+
+        self._at = 0  # offset of the record being read (for an error that stops reading)
         try:
             stream, inner = open_archive(self.path)
         except OSError as exc:
-            self._issue(0, f"cannot open: {exc}")
+            self._issue(0, f"cannot open: {exc}", kind=FILE)
             return
         with stream:
             try:
                 first = stream.peek(16)[:16]
             except Exception as exc:  # noqa: BLE001 - a reader never crashes
-                self._issue(0, f"cannot read: {exc}")
+                self._issue(0, f"cannot read: {exc}", kind=FILE)
                 return
             err = getattr(inner, "error", None)
-            if first.startswith(b"WARC/"):
-                yield from self._warc(stream)
-            elif first.startswith(b"filedesc://"):
-                yield from self._arc(stream)
-            elif not first and not err:
-                self._issue(0, "empty file: no records (0 bytes after decompression)")
-            elif first:  # (nothing decompressed: the decompressor's error below says why)
-                self._issue(0, f"not a WARC or ARC file (starts with {bytes(first[:12])!r})")
+            try:
+                if first.startswith(b"WARC/"):
+                    yield from self._warc(stream)
+                elif first.startswith(b"filedesc://"):
+                    yield from self._arc(stream)
+                elif not first and not err:
+                    self._issue(
+                        0, "empty file: no records (0 bytes after decompression)", kind=FILE
+                    )
+                elif first:  # (nothing decompressed: the decompressor's error below says why)
+                    self._issue(
+                        0,
+                        f"not a WARC or ARC file (starts with {bytes(first[:12])!r})",
+                        kind=FILE,
+                    )
+            except AistackError:
+                raise  # a missing extra or the like: not this file's fault, and says the fix
+            except Exception as exc:  # noqa: BLE001 - e.g. an I/O error: end this file only
+                self._issue(self._at, f"reading stopped: {type(exc).__name__}: {exc}", kind=FILE)
             for offset, why in getattr(inner, "errors", ()):
-                self._issue(offset, why)
+                self._issue(offset, why, kind=FILE)
 
     # ---- WARC
     def _warc(self, stream: io.BufferedReader) -> Iterator[Record]:
@@ -399,17 +480,30 @@ class ArchiveReader:
             if line.strip() == b"":
                 pos += len(line)
                 continue
-            start = pos
+            start = self._at = pos
             pos += len(line)
+            if (
+                not line.endswith(b"\n")
+                and len(line) < MAX_HEADER_BYTES
+                and b"WARC/".startswith(line[:5])
+            ):
+                # the file ends inside the version line of its last record
+                self._issue(
+                    start, "end of file inside a WARC/ version line (record truncated)",
+                    kind=TRUNCATED, present=len(line),
+                )  # fmt: skip
+                return
             if not line.startswith(b"WARC/"):
                 self._issue(start, f"expected a WARC/ version line, found {line[:40]!r}")
                 pos = self._resync(stream, pos)
                 if pos < 0:
                     return
                 continue
+            head = 0  # bytes of the header block read
             try:
                 lines = _read_header_block(stream)
-                pos += sum(len(x) for x in lines) + 2
+                head = sum(len(x) for x in lines) + 2
+                pos += head
                 headers = _parse_headers(lines)
                 if "content-length" not in headers:
                     raise ArchiveError("missing Content-Length header")
@@ -421,6 +515,13 @@ class ArchiveReader:
                     raise ArchiveError(f"negative Content-Length {n}")
                 block = _read_exact(stream, n)
                 pos += n
+            except TruncatedRecord as exc:  # the file ends inside this record: the last one
+                before = len(line) + head
+                self._issue(
+                    start, str(exc), kind=TRUNCATED, present=before + exc.present,
+                    expected=None if exc.expected is None else before + exc.expected,
+                )  # fmt: skip
+                return
             except ArchiveError as exc:
                 self._issue(start, str(exc))
                 pos = self._resync(stream, pos)
@@ -428,7 +529,7 @@ class ArchiveReader:
                     return
                 continue
             except Exception as exc:  # noqa: BLE001 - never crash on bad input
-                self._issue(start, f"unreadable: {exc}")
+                self._issue(start, f"unreadable: {exc}", kind=FILE)
                 return
             rtype = headers.get("warc-type", "unknown").lower()
             if self.types is not None and rtype not in self.types:
@@ -483,7 +584,7 @@ class ArchiveReader:
             line = stream.readline(MAX_HEADER_BYTES)
             if not line:
                 return
-            start = pos
+            start = self._at = pos
             pos += len(line)
             if not line.strip():
                 continue
@@ -502,6 +603,12 @@ class ArchiveReader:
                 continue
             try:
                 block = _read_exact(stream, n)
+            except TruncatedRecord as exc:
+                self._issue(
+                    start, str(exc), kind=TRUNCATED, present=len(line) + exc.present,
+                    expected=None if exc.expected is None else len(line) + exc.expected,
+                )  # fmt: skip
+                return
             except ArchiveError as exc:
                 self._issue(start, str(exc))
                 return

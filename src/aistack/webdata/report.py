@@ -61,7 +61,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
     s.add_column("item")
     s.add_column("value", justify="right")
     s.add_row("input files", f"{c['files']:,}")
+    if "bad_files" in c:  # (absent in reports written before it was counted)
+        s.add_row("bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
     s.add_row("unreadable records", f"{c['unreadable_records']:,}")
+    if "truncated_records" in c:
+        s.add_row(
+            "truncated records (file ends inside; dropped)",
+            f"{c['truncated_records']:,} ({c['truncated_bytes']:,} bytes)",
+        )
     # the most documents first, also for a report read back from report.json (sorted keys)
     top = sorted(c["languages"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
     langs = ", ".join(f"{k} {v:,}" for k, v in top)
@@ -83,10 +90,23 @@ def tables(report: dict[str, Any]) -> list[Any]:
         s.add_row("wall time", f"{w['total']:.2f} s")
         s.add_row("throughput (this run)", throughput(timing))
     out = [t, d, s]
+    if report.get("bad_files"):
+        b = Table(title="bad input files (the run went on with the others)")
+        for col in ("file", "records read", "reason"):
+            b.add_column(
+                col,
+                justify="right" if col == "records read" else "left",
+                no_wrap=col == "file",  # whole, so that a file name can be searched for
+                overflow="fold",  # (never "…": a name cut short names no file)
+            )
+        for x in report["bad_files"]:
+            b.add_row(str(x["file"]), f"{x['records']:,}", str(x["reason"]))
+        out.append(b)
     if report.get("unreadable"):
-        u = Table(title="unreadable records")
+        n = len(report["unreadable"])
+        u = Table(title="unreadable records" + (f" (first 50 of {n:,})" if n > 50 else ""))
         for col in ("file", "offset (bytes)", "reason"):
-            u.add_column(col)
+            u.add_column(col, overflow="fold")  # (a long path wraps, instead of "…")
         for x in report["unreadable"][:50]:
             u.add_row(str(x["file"]), f"{x['offset']:,}", str(x["reason"]))
         out.append(u)

@@ -145,6 +145,41 @@ def read_shard(path: str | Path) -> tuple[np.memmap, np.ndarray]:
     else:
         tokens = np.zeros(0, dtype=dtype)  # type: ignore[assignment]
     offsets = np.fromfile(path, dtype="<u8", count=h["num_docs"] + 1, offset=h["index_offset"])
-    if len(offsets) != h["num_docs"] + 1 or (len(offsets) and int(offsets[-1]) != h["num_tokens"]):
-        raise ValidationError(f"{path}: document index is damaged (file truncated?)")
+    if len(offsets) != h["num_docs"] + 1:
+        raise ValidationError(
+            f"{path}: document index is damaged (file truncated?)", hint=_REWRITE_HINT
+        )
+    _check_index(path, offsets, h["num_tokens"])
     return tokens, offsets  # type: ignore[return-value]
+
+
+_REWRITE_HINT = (
+    "the shard is damaged or was not written by aistack: tokenize again "
+    "(aistack webdata run --fresh)"
+)
+
+
+def _check_index(path: str | Path, offsets: np.ndarray, num_tokens: int) -> None:
+    """Document offsets must run from 0 to ``num_tokens`` and never fall (one vectorized pass
+    over the index, none over the tokens): a reader trusting them must not read past the
+    tokens."""
+    first, last = int(offsets[0]), int(offsets[-1])
+    if first != 0:
+        raise ValidationError(
+            f"{path}: document index is damaged: it starts at {first:,}, not 0",
+            hint=_REWRITE_HINT,
+        )
+    if last != num_tokens:
+        raise ValidationError(
+            f"{path}: document index is damaged: the last offset is {last:,}, the shard "
+            f"holds {num_tokens:,} tokens",
+            hint=_REWRITE_HINT,
+        )
+    falls = offsets[1:] < offsets[:-1]  # (uint64: from 0, never falling, ≤ num_tokens)
+    if falls.any():
+        i = int(np.argmax(falls)) + 1
+        raise ValidationError(
+            f"{path}: document index is damaged: offsets are not monotonic (offset {i} is "
+            f"{int(offsets[i]):,}, below offset {i - 1}: {int(offsets[i - 1]):,})",
+            hint=_REWRITE_HINT,
+        )

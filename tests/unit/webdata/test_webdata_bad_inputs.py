@@ -1,0 +1,299 @@
+"""Bad input files: a damaged, unreadable or cut-short file is reported (name, reason) and
+the other files go on; records cut short by the end of a file are counted with their bytes;
+the CLI's exit status says so unless --skip-bad."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aistack.errors import ValidationError
+from aistack.webdata import readers
+from aistack.webdata.evaluation import generate_page
+from aistack.webdata.pipeline import read_jsonl_gz, run_pipeline
+from aistack.webdata.readers import ArchiveReader
+from aistack.webdata.spec import parse_spec
+
+
+def _record(body: bytes, url: str = "http://x/") -> bytes:
+    head = (
+        f"WARC/1.0\r\nWARC-Type: resource\r\nWARC-Target-URI: {url}\r\n"
+        f"Content-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body + b"\r\n\r\n"
+
+
+def _spec(inputs: list[str], out: Path, steps: list[Any] | None = None) -> Any:
+    steps = steps if steps is not None else [{"extract": {"mode": "fast"}}, "dedup"]
+    return parse_spec({"name": "t", "input": {"paths": inputs}, "output": str(out), "steps": steps})
+
+
+def _wet(path: Path, texts: dict[str, str]) -> Path:
+    from aistack.webdata.crawler import WarcWriter
+
+    w = WarcWriter(path)
+    for url, text in texts.items():
+        w.write("conversion", url, text.encode(), content_type="text/plain")
+    w.close()
+    return path
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def test_a_record_cut_by_the_end_of_the_file_is_reported_with_its_bytes(tmp_path: Path) -> None:
+    recs = [_record(f"<html>{i}</html>".encode() * 40) for i in range(3)]
+    data = b"".join(recs)
+    third = len(recs[0]) + len(recs[1])
+    whole = len(recs[2]) - 4  # the record without the two CRLFs that end it
+    p = tmp_path / "cut.warc"
+    # inside the last record's block
+    p.write_bytes(data[: third + 150])
+    r = ArchiveReader(p)
+    assert len(list(r.records())) == 2
+    [issue] = r.issues
+    assert (issue.kind, issue.offset) == ("truncated", third)
+    assert (issue.bytes_present, issue.bytes_expected) == (150, whole)
+    assert issue.to_dict()["bytes_present"] == 150 and r.failed
+    # inside its header block: the size is unknown
+    p.write_bytes(data[: third + 30])
+    r = ArchiveReader(p)
+    assert len(list(r.records())) == 2
+    assert [(i.kind, i.bytes_present, i.bytes_expected) for i in r.issues] == [
+        ("truncated", 30, None)
+    ]
+    # inside its version line ("WA"): used to be "expected a WARC/ version line"
+    p.write_bytes(data[: third + 2])
+    r = ArchiveReader(p)
+    assert len(list(r.records())) == 2
+    assert [(i.kind, i.offset, i.bytes_present) for i in r.issues] == [("truncated", third, 2)]
+    assert "version line" in r.issues[0].reason
+
+
+def test_issue_kinds_say_what_was_lost(tmp_path: Path) -> None:
+    good = tmp_path / "good.warc"
+    good.write_bytes(_record(b"<html>a</html>"))
+    r = ArchiveReader(good)
+    assert len(list(r.records())) == 1 and r.issues == [] and not r.failed
+    # one malformed record among good ones: a record issue, the file is not bad
+    mixed = tmp_path / "mixed.warc"
+    mixed.write_bytes(
+        _record(b"<html>a</html>")
+        + b"WARC/1.0\r\nWARC-Type: resource\r\nContent-Length: abc\r\n\r\n"
+        + _record(b"<html>b</html>")
+    )
+    r = ArchiveReader(mixed)
+    assert len(list(r.records())) == 2
+    assert [i.kind for i in r.issues] == ["record"] and not r.failed
+    for name, data, reason in (
+        ("junk.warc.gz", b"\x1f\x8b\x08\x00garbage-garbage", "gzip data corrupt"),
+        ("text.warc", b"hello, I am not a WARC\n", "not a WARC or ARC file"),
+        ("empty.warc.gz", b"", "empty file"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        r = ArchiveReader(tmp_path / name)
+        assert list(r.records()) == []
+        assert [(i.kind, i.reason.split(" (")[0].split(":")[0]) for i in r.issues] == [
+            ("file", reason)
+        ]
+        assert r.failed and r.issues[0].to_dict()["kind"] == "file"
+
+
+def test_clipped_gzip_edge_case_counts_its_truncated_record(warc_data: Path) -> None:
+    r = ArchiveReader(warc_data / "edge-cases" / "clipped.warc.gz")
+    assert list(r.records()) == []
+    assert [i.kind for i in r.issues] == ["truncated", "file"]
+    t = r.issues[0]
+    # Content-Length 88275, 75207 bytes of the block present, after the same header bytes
+    assert t.bytes_expected is not None and t.bytes_present is not None
+    assert t.bytes_expected - t.bytes_present == 88275 - 75207
+    assert 75207 < t.bytes_present < 75207 + 2048
+
+
+def test_arc_record_cut_by_the_end_of_the_file(warc_data: Path, tmp_path: Path) -> None:
+    raw = (warc_data / "edge-cases" / "example.arc").read_bytes()
+    p = tmp_path / "cut.arc"
+    p.write_bytes(raw[:1000])
+    r = ArchiveReader(p)
+    assert list(r.records()) == []
+    [issue] = r.issues
+    assert issue.kind == "truncated" and issue.bytes_present == 1000 - issue.offset
+    assert issue.bytes_expected is not None and issue.bytes_expected > issue.bytes_present
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path: Path, warc_data: Path) -> Path:
+    """A folder of real WARC/WET files (symlinked from the shared data) and bad ones."""
+    d = tmp_path / "in"
+    d.mkdir()
+    sample = warc_data / "samples" / "sample-0000.warc.gz"
+    os.symlink(sample, d / "a-good.warc.gz")
+    raw = (warc_data / "samples" / "sample-0001.warc.gz").read_bytes()
+    (d / "b-clipped.warc.gz").write_bytes(raw[: len(raw) // 2])
+    (d / "c-garbage.warc.gz").write_bytes(b"\x1f\x8b\x08\x00" + os.urandom(64))
+    (d / "d-empty.warc.gz").write_bytes(b"")
+    (d / "e-notgzip.warc.gz").write_bytes(b"<html>saved with the wrong name</html>\n")
+    os.symlink(warc_data / "samples" / "whirlwind.warc.wet.gz", d / "f-good.warc.wet.gz")
+    return d
+
+
+def test_pipeline_goes_on_past_bad_files_and_names_each(mixed_inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    rep = run_pipeline(_spec([str(mixed_inputs)], out), workers=1)
+    c = rep["counts"]
+    assert c["files"] == 6 and c["bad_files"] == 4
+    bad = {Path(b["file"]).name: b for b in rep["bad_files"]}
+    assert list(bad) == ["b-clipped.warc.gz", "c-garbage.warc.gz", "d-empty.warc.gz",
+                         "e-notgzip.warc.gz"]  # fmt: skip
+    assert "record truncated" in bad["b-clipped.warc.gz"]["reason"]
+    assert "file clipped" in bad["b-clipped.warc.gz"]["reason"]
+    assert bad["c-garbage.warc.gz"]["reason"].startswith("gzip data corrupt")
+    assert bad["d-empty.warc.gz"]["reason"].startswith("empty file")
+    assert bad["e-notgzip.warc.gz"]["reason"].startswith("not a WARC or ARC file")
+    assert [bad[n]["records"] for n in list(bad)[1:]] == [0, 0, 0]
+    # what the clipped file held before the cut is read and kept
+    assert bad["b-clipped.warc.gz"]["records"] > 0
+    assert read_jsonl_gz(out / "corpus" / "00001.jsonl.gz")
+    # the good files after the bad ones were processed
+    assert read_jsonl_gz(out / "corpus" / "00000.jsonl.gz")
+    assert [r["url"] for r in read_jsonl_gz(out / "corpus" / "00005.jsonl.gz")]
+    # the clipped file's last record: counted, with its bytes
+    [t] = [u for u in rep["unreadable"] if u["kind"] == "truncated"]
+    assert c["truncated_records"] == 1 and c["truncated_bytes"] == t["bytes_present"] > 0
+    assert Path(t["file"]).name == "b-clipped.warc.gz"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["bad_files"] == rep["bad_files"]
+    assert on_disk["counts"]["truncated_records"] == 1
+    text = (out / "report.txt").read_text()
+    assert "bad input files" in text and "truncated records" in text
+    assert all(name in text for name in bad)
+
+
+class _FailingRaw(io.RawIOBase):
+    """A file whose reads fail after ``ok`` bytes (a disk or network error mid-file)."""
+
+    def __init__(self, data: bytes, ok: int) -> None:
+        self._data, self._ok, self._pos = data, ok, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._pos >= self._ok:
+            raise OSError(5, "Input/output error")
+        n = min(len(b), self._ok - self._pos)
+        b[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def test_a_read_error_mid_file_stops_that_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to stop the whole run (the exception left the worker): now the file is a bad
+    file with the reason, its records before the error are kept, the next file is read."""
+    d = tmp_path / "in"
+    d.mkdir()
+    texts = {f"http://a/{i}": generate_page(10 + i).main_text for i in range(6)}
+    _wet(d / "0.warc.gz", texts)
+    _wet(d / "1.warc.gz", {"http://b/": "another page with enough words in it to keep"})
+    plain = gzip.decompress((d / "0.warc.gz").read_bytes())
+    real_open = readers.open_archive
+
+    def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
+        if Path(path).name == "0.warc.gz":  # decompressed, then failing after 3 records
+            cut = plain.rindex(b"WARC/", 0, plain.index(b"http://a/3"))
+            return io.BufferedReader(_FailingRaw(plain, cut), 64), None
+        return real_open(path)
+
+    monkeypatch.setattr(readers, "open_archive", open_archive)
+    rep = run_pipeline(_spec([str(d)], tmp_path / "o", steps=["dedup"]), workers=1)
+    [bad] = rep["bad_files"]
+    assert Path(bad["file"]).name == "0.warc.gz"
+    assert bad["reason"].startswith("reading stopped: OSError")
+    assert "Input/output error" in bad["reason"]
+    kept = [r["url"] for r in read_jsonl_gz(tmp_path / "o" / "corpus" / "00000.jsonl.gz")]
+    assert kept == ["http://a/0", "http://a/1", "http://a/2"]
+    assert [r["url"] for r in read_jsonl_gz(tmp_path / "o" / "corpus" / "00001.jsonl.gz")] == [
+        "http://b/"
+    ]
+    assert rep["counts"]["bad_files"] == 1 and rep["counts"]["documents_out"] == 4
+
+
+def test_cli_run_exit_status_names_bad_files(tmp_path: Path) -> None:
+    from aistack.cli.webdata import app
+
+    d = tmp_path / "in"
+    d.mkdir()
+    _wet(d / "a.warc.gz", {"http://a/": "one two three four five six seven"})
+    (d / "b.warc.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x07" * 40)
+    p = tmp_path / "p.yaml"
+    p.write_text("input: {paths: [in]}\noutput: out\nsteps: [dedup]\n")
+    res = CliRunner().invoke(app, ["run", str(p), "--json"])
+    assert res.exit_code == 1, res.output  # (the run ended; bad files: 1, not 0)
+    rep = json.loads(res.stdout)
+    assert [Path(b["file"]).name for b in rep["bad_files"]] == ["b.warc.gz"]
+    assert rep["counts"]["documents_out"] == 1  # the good file's document is written
+    assert f"bad input file {d / 'b.warc.gz'}: gzip data corrupt" in res.stderr
+    assert "--skip-bad" in res.stderr
+    res = CliRunner().invoke(app, ["run", str(p), "--skip-bad"])  # resumes the same output
+    assert res.exit_code == 0, res.output
+    assert "bad input file" in res.stderr and "skipped (--skip-bad)" in res.stderr
+    assert "bad input files" in res.stdout  # the summary table
+    assert read_jsonl_gz(tmp_path / "out" / "corpus" / "00000.jsonl.gz")[0]["url"] == "http://a/"
+
+
+# --------------------------------------------------------------------------- extract CLI
+
+
+def test_cli_extract_goes_on_past_bad_gz_files(tmp_path: Path) -> None:
+    from aistack.cli.webdata import app
+    from aistack.webdata.extract import extract_files
+
+    d = tmp_path / "pages"
+    d.mkdir()
+    (d / "a.html").write_text(generate_page(1).html)
+    good_gz = gzip.compress(generate_page(2).html.encode())
+    corrupt = bytearray(good_gz)
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 8] = b"\xff" * 8
+    (d / "b.html.gz").write_bytes(bytes(corrupt))  # bad deflate data (zlib.error)
+    (d / "c.html.gz").write_bytes(good_gz[: len(good_gz) // 2])  # clipped (EOFError)
+    (d / "d.html.gz").write_bytes(good_gz)
+    out = tmp_path / "texts.jsonl"
+    r = CliRunner()
+    res = r.invoke(app, ["extract", str(d), "--mode", "fast", "--out", str(out), "--json"])
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert summary["files"] == 2
+    assert [(Path(b["file"]).name, b["reason"].split(" (")[0]) for b in summary["bad_files"]] == [
+        ("b.html.gz", "not a readable gzip file"),
+        ("c.html.gz", "not a readable gzip file"),
+    ]
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [Path(x["path"]).name for x in rows] == ["a.html", "d.html.gz"]
+    assert f"bad input file {d / 'b.html.gz'}" in res.stderr
+    assert f"bad input file {d / 'c.html.gz'}" in res.stderr
+    assert "2 of 4 input files were bad" in res.stderr
+    res = r.invoke(app, ["extract", str(d), "--mode", "fast", "--out", str(out), "--skip-bad"])
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) == 2
+    # to stdout (no --out): the good rows are printed, the exit status still says it
+    res = r.invoke(app, ["extract", str(d), "--mode", "fast"])
+    assert res.exit_code == 1
+    assert [Path(json.loads(x)["path"]).name for x in res.stdout.splitlines()] == [
+        "a.html",
+        "d.html.gz",
+    ]
+    # the library call without on_error still raises on the first bad file
+    with pytest.raises(ValidationError, match="b.html.gz: not a readable gzip file"):
+        list(extract_files([d], mode="fast"))
