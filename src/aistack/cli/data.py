@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from aistack.cli._common import ago, console, err_console, print_json
 from aistack.errors import AistackError
 
 app = typer.Typer(
-    help="Versioned datasets: add, ls, log, diff, get, tag, rm, verify, lineage, gc.",
+    help="Versioned datasets: add, ls, log, diff, get, tag, rm, unref, verify, lineage, gc.",
     no_args_is_help=True,
 )
 
@@ -259,16 +260,66 @@ def get(
 
 @app.command()
 def tag(
-    ref: str = typer.Argument(..., help="version, e.g. corpus@v3"),
+    ref: str = typer.Argument(
+        ..., help="version, e.g. corpus@v3 (with --delete: the dataset, e.g. corpus)"
+    ),
     tag_name: str = typer.Argument(..., metavar="TAG", help="tag name (moves if it exists)"),
+    delete: bool = typer.Option(
+        False,
+        "--delete",
+        "-d",
+        help="delete TAG instead (as `git tag -d`): only the name goes, no version or data",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Point TAG at a version (then use NAME@TAG anywhere a version is expected)."""
+    """Point TAG at a version (then use NAME@TAG anywhere a version is expected); -d deletes it."""
+    if delete:
+        was = _datasets().untag(ref, tag_name)
+        if as_json:
+            print_json({"name": was.name, "tag": tag_name, "was": was.ref, "deleted": True})
+            return
+        gone = " (a deleted version)" if was.deleted else ""
+        console.print(f"deleted tag {was.name}@{tag_name} (was {was.ref}{gone})")
+        return
     v = _datasets().tag(ref, tag_name)
     if as_json:
         print_json(v.to_dict())
         return
     console.print(f"{v.name}@{tag_name} → [green]{v.ref}[/green]")
+
+
+@app.command()
+def unref(
+    ref: str = typer.Argument(..., help="version, e.g. corpus@v3"),
+    by: list[str] = typer.Option(
+        [],
+        "--by",
+        help="the reference to drop, KIND:ID (job:42, run:ID, model:gpt@v3); repeatable",
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Drop a job's, run's or model's reference to a version, so `data rm` can delete it.
+
+    The lineage stays. Without --by, nothing is dropped and the error lists the references."""
+    from aistack.storage.refs import parse_referrer
+
+    pairs = list(dict.fromkeys(parse_referrer(b) for b in by))
+    v, left = _datasets().remove_references(ref, pairs)  # no --by: lists them in the error
+    if as_json:
+        print_json(
+            {
+                "ref": v.ref,
+                "removed": [{"kind": k, "id": i} for k, i in pairs],
+                "references": left,
+            }
+        )
+        return
+    console.print(escape(f"dropped {', '.join(f'{k}:{i}' for k, i in pairs)} from {v.ref}"))
+    if left:
+        still = ", ".join(f"{r['kind']}:{r['id']}" for r in left)
+        console.print(escape(f"still referenced by {still}"))
+    elif not v.deleted:
+        console.print(f"nothing references {v.ref} now: `aistack data rm {v.ref}` deletes it")
 
 
 @app.command()
@@ -293,6 +344,15 @@ def lineage(
 
     if note:
         err_console.print(note)
+    gone = {n["id"]: n["deleted_at"] for n in g["nodes"] if n.get("deleted_at")}
+
+    def label(n: str, bold: bool = False) -> str:
+        text = f"[bold]{escape(n)}[/bold]" if bold else escape(n)
+        if n in gone:
+            when = gone[n].replace("T", " ").split(".")[0].split("+")[0]
+            text += f" [red](deleted {when} UTC, {ago(gone[n])})[/red]"
+        return text
+
     ups: dict[str, list[str]] = {}
     downs: dict[str, list[str]] = {}
     for e in g["edges"]:
@@ -303,12 +363,12 @@ def lineage(
         for m in sorted(links.get(n, [])):
             if m in seen:
                 continue
-            grow(tree.add(m), m, links, seen | {m})
+            grow(tree.add(label(m)), m, links, seen | {m})
 
     root = g["root"]
-    up = Tree(f"[bold]{root}[/bold] ← made from")
+    up = Tree(f"{label(root, bold=True)} ← made from")
     grow(up, root, ups, {root})
-    down = Tree(f"[bold]{root}[/bold] → used by")
+    down = Tree(f"{label(root, bold=True)} → used by")
     grow(down, root, downs, {root})
     console.print(up)
     console.print(down)

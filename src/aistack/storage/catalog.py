@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from aistack.errors import BackendError, ConflictError
+from aistack.errors import BackendError, ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,23 @@ class Catalog:
 
         return self.retry(_do)
 
+    def remove_tag(self, name: str, tag: str) -> int | None:
+        """Delete ``tag`` of ``name``; the version it pointed to, or None when there was no such
+        tag. Versions and their data are untouched."""
+
+        def _do(conn: Connection) -> int | None:
+            did = self.dataset_id(conn, name)
+            if did is None:
+                return None
+            where = sa.and_(tags.c.dataset_id == did, tags.c.tag == tag)
+            old = conn.execute(sa.select(tags.c.version).where(where)).scalar()
+            if old is None:
+                return None
+            conn.execute(tags.delete().where(where))
+            return int(old)
+
+        return self.retry(_do)
+
     def tag_version(self, name: str, tag: str) -> int | None:
         with self.engine.connect() as conn:
             q = (
@@ -418,6 +436,26 @@ class Catalog:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def deleted_at_of(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], dt.datetime]:
+        """``{(name, version): deleted_at}`` for those of ``pairs`` that were deleted."""
+        if not pairs:
+            return {}
+        q = (
+            sa.select(datasets.c.name, versions.c.version, versions.c.deleted_at)
+            .select_from(versions.join(datasets, versions.c.dataset_id == datasets.c.id))
+            .where(
+                versions.c.deleted_at.is_not(None),
+                datasets.c.name.in_({n for n, _ in pairs}),
+                versions.c.version.in_({v for _, v in pairs}),
+            )
+        )
+        with self.engine.connect() as conn:
+            return {
+                (r.name, int(r.version)): r.deleted_at
+                for r in conn.execute(q)
+                if (r.name, int(r.version)) in pairs
+            }
+
     def live_manifests(self) -> set[str]:
         with self.engine.connect() as conn:
             q = sa.select(versions.c.manifest).where(versions.c.deleted_at.is_(None)).distinct()
@@ -436,12 +474,13 @@ class Catalog:
             ).all()
             if refs:
                 who = ", ".join(f"{k} {i}" for k, i in refs)
+                by = " ".join(f"--by {shlex.quote(f'{k}:{i}')}" for k, i in refs)
                 raise ConflictError(
                     f"{label} cannot be deleted: it is referenced by {who}",
                     hint=f"it is kept so that what was made from it can be reproduced "
                     f"(`aistack data lineage {label}` shows what); to delete it anyway, drop "
-                    f"the references first with the Python API: "
-                    f"Datasets.remove_reference({label!r}, KIND, ID)",
+                    f"the references first: `aistack data unref {label} {by}` (Python: "
+                    f"Datasets.remove_reference({label!r}, KIND, ID))",
                 )
             conn.execute(
                 versions.update().where(versions.c.id == version_id).values(deleted_at=utcnow())
@@ -480,6 +519,49 @@ class Catalog:
                 )
             )
             return bool(res.rowcount)
+
+        return self.retry(_do)
+
+    def remove_references(
+        self, version_id: int, label: str, refs: list[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """Delete all of ``refs`` (``(kind, id)`` pairs) of one version in one transaction, or
+        none: NotFoundError naming the version's references when one of them is not there.
+        Returns the references left."""
+
+        def _do(conn: Connection) -> list[dict[str, Any]]:
+            have = {
+                (r.kind, r.ref_id): r
+                for r in conn.execute(
+                    sa.select(references.c.kind, references.c.ref_id, references.c.created_at)
+                    .where(references.c.version_id == version_id)
+                    .order_by(references.c.kind, references.c.ref_id)
+                )
+            }
+            missing = [f"{k}:{i}" for k, i in dict.fromkeys(refs) if (k, i) not in have]
+            if missing:
+                listed = ", ".join(f"{k}:{i}" for k, i in have)
+                raise NotFoundError(
+                    f"{label} has no reference {', '.join(missing)}",
+                    hint=f"its references: {listed}; give one of them to --by"
+                    if have
+                    else f"it has no references, so none keeps `aistack data rm {label}` from "
+                    "deleting it",
+                    ref=label,
+                )
+            for k, i in dict.fromkeys(refs):
+                conn.execute(
+                    references.delete().where(
+                        references.c.version_id == version_id,
+                        references.c.kind == k,
+                        references.c.ref_id == i,
+                    )
+                )
+            return [
+                {"kind": k, "ref_id": i, "created_at": r.created_at}
+                for (k, i), r in have.items()
+                if (k, i) not in set(refs)
+            ]
 
         return self.retry(_do)
 

@@ -13,6 +13,7 @@ Shipped with the product so a third-party backend can run it too. Needs pytest.
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing as mp
 import os
 import random
@@ -453,6 +454,133 @@ class StorageContract:
         up = ds.lineage("raw@v1")
         assert {(e["src"], e["dst"]) for e in up["edges"]} >= {("dataset:raw@v1", "job:job-1")}
         assert ("dataset:raw@v1", "job:job-1") in {(e["src"], e["dst"]) for e in g["edges"]}
+        assert {n["id"]: n["deleted_at"] for n in g["nodes"]}["dataset:raw@v1"] is None
+
+    def test_lineage_of_a_deleted_version_is_kept_and_marked(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("raw", f)
+        f.write_text("y")
+        ds.add("tokens", f)
+        ds.record_lineage(["raw@v1"], "job-1", ["tokens@v1"])
+        ds.tag("raw@v1", "first")
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        ds.delete("raw@v1")
+        for ref in ("raw@v1", "raw@first"):  # a tag still naming the deleted version
+            g = ds.lineage(ref)
+            assert g["root"] == "dataset:raw@v1"
+            assert {(e["src"], e["dst"]) for e in g["edges"]} == {
+                ("dataset:raw@v1", "job:job-1"),
+                ("job:job-1", "dataset:tokens@v1"),
+            }
+            when = {n["id"]: n["deleted_at"] for n in g["nodes"]}
+            assert dt.datetime.fromisoformat(when["dataset:raw@v1"]) >= before
+            assert when["job:job-1"] is None and when["dataset:tokens@v1"] is None
+        # seen from downstream, the deleted input is marked as well
+        down = {n["id"]: n["deleted_at"] for n in ds.lineage("tokens@v1")["nodes"]}
+        assert down["dataset:raw@v1"] == when["dataset:raw@v1"]
+        # only lineage looks at deleted versions: the data is not served, latest names none
+        with pytest.raises(NotFoundError, match="was deleted"):
+            ds.resolve("raw@v1")
+        with pytest.raises(NotFoundError, match="all were deleted"):
+            ds.lineage("raw")
+        with pytest.raises(NotFoundError, match="no version v9"):
+            ds.lineage("raw@v9")
+        with pytest.raises(NotFoundError, match="was deleted"):
+            ds.record_lineage(["raw@v1"], "job-2", [])
+
+    # -- tags and references: removal ---------------------------------------------------------------
+    def test_tag_can_be_deleted_and_no_data_goes(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "src"
+        files = make_tree(src, big=1000)
+        ds.add("d", src, tags=("gold",))
+        (src / "new.txt").write_text("new")
+        ds.add("d", src, tags=("best", "rc"))
+        was = ds.untag("d", "gold")
+        assert (was.ref, was.tags, was.deleted) == ("d@v1", (), False)
+        assert [(v.version, v.tags) for v in ds.log("d")] == [(2, ("best", "rc")), (1, ())]
+        with pytest.raises(NotFoundError, match="no tag 'gold'") as gone:
+            ds.resolve("d@gold")
+        # deleting a missing tag names the tags there are, and changes nothing
+        with pytest.raises(NotFoundError, match="dataset 'd' has no tag 'gold'") as again:
+            ds.untag("d", "gold")
+        assert again.value.hint == "its tags: best (v2), rc (v2)"
+        assert "gold" not in (gone.value.hint or "")
+        # with NAME@VERSION the tag must point there: a mistaken version deletes nothing
+        with pytest.raises(ConflictError, match="points at d@v2, not d@v1") as wrong:
+            ds.untag("d@v1", "best")
+        assert "aistack data tag d best --delete" in (wrong.value.hint or "")
+        assert ds.resolve("d@best").version == 2
+        assert ds.untag("d@v2", "best").tags == ("rc",)
+        assert ds.untag("d@rc", "rc").ref == "d@v2"
+        with pytest.raises(NotFoundError) as none_left:
+            ds.untag("d", "rc")
+        assert none_left.value.hint == "d has no tags"
+        with pytest.raises(ValidationError, match="'latest' always names the newest"):
+            ds.untag("d", "latest")
+        with pytest.raises(ValidationError, match="it names a version") as ver:
+            ds.untag("d", "v1")
+        assert "aistack data rm d@vN" in (ver.value.hint or "")
+        with pytest.raises(ValidationError, match="invalid tag"):
+            ds.untag("d", "no/slash")
+        with pytest.raises(NotFoundError, match="dataset 'nope' does not exist"):
+            ds.untag("nope", "gold")
+        # versions and bytes are all still there
+        assert [v.version for v in ds.log("d")] == [2, 1]
+        assert ds.gc(dry_run=True, grace_s=0).objects_deleted == 0
+        ds.get("d@v1", tmp_path / "o1")
+        assert read_tree(tmp_path / "o1") == files
+
+    def test_tag_of_a_deleted_version_can_be_deleted(self, ds: Datasets, tmp_path: Path) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("d", f, tags=("old",))
+        f.write_text("y")
+        ds.add("d", f)
+        ds.delete("d@v1")
+        with pytest.raises(NotFoundError, match="was deleted"):
+            ds.resolve("d@old")
+        was = ds.untag("d", "old")
+        assert (was.ref, was.deleted) == ("d@v1", True)
+        with pytest.raises(NotFoundError, match="no tag 'old'"):
+            ds.resolve("d@old")
+
+    def test_references_are_dropped_all_or_none(self, ds: Datasets, tmp_path: Path) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("r", f)
+        ds.add_reference("r@v1", "job", "j1")
+        ds.add_reference("r@v1", "model", "m@v1")
+        with pytest.raises(ConflictError, match="job j1, model m@v1") as refused:
+            ds.delete("r@v1")
+        hint = refused.value.hint or ""
+        assert "`aistack data unref r@v1 --by job:j1 --by model:m@v1`" in hint
+        # one missing: nothing is dropped, and the error lists what there is
+        with pytest.raises(NotFoundError, match="r@v1 has no reference job:nope") as missing:
+            ds.remove_references("r@v1", [("job", "j1"), ("job", "nope")])
+        assert "its references: job:j1, model:m@v1" in (missing.value.hint or "")
+        assert [(r["kind"], r["id"]) for r in ds.references("r@v1")] == [
+            ("job", "j1"),
+            ("model", "m@v1"),
+        ]
+        with pytest.raises(ValidationError, match="no reference of r@v1") as empty:
+            ds.remove_references("r@v1", [])
+        assert "job:j1, model:m@v1" in (empty.value.hint or "")
+        with pytest.raises(ValidationError, match="kind"):
+            ds.remove_references("r@v1", [("cluster", "x")])
+        v, left = ds.remove_references("r@latest", [("job", "j1")])
+        assert v.ref == "r@v1" and [(r["kind"], r["id"]) for r in left] == [("model", "m@v1")]
+        with pytest.raises(ConflictError, match="referenced by model m@v1"):
+            ds.delete("r@v1")
+        v, left = ds.remove_references("r@v1", [("model", "m@v1")])
+        assert left == [] and ds.references("r@v1") == []
+        with pytest.raises(NotFoundError) as nothing:
+            ds.remove_references("r@v1", [("model", "m@v1")])
+        assert "it has no references" in (nothing.value.hint or "")
+        assert ds.delete("r@v1").ref == "r@v1"
+        assert ds.lineage("r@v1")["root"] == "dataset:r@v1"
 
     # -- faults --------------------------------------------------------------------------------------------
     def test_interrupted_add_leaves_no_version(self, ds: Datasets, tmp_path: Path) -> None:

@@ -49,7 +49,15 @@ from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
 from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
-from aistack.storage.refs import check_kind, check_name, check_tag, node, parse_ref, split_node
+from aistack.storage.refs import (
+    VERSION_RE,
+    check_kind,
+    check_name,
+    check_tag,
+    node,
+    parse_ref,
+    split_node,
+)
 
 log = logging.getLogger(__name__)
 
@@ -434,17 +442,22 @@ class Datasets:
     # -- resolve / list ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> DatasetVersion:
         """The concrete version a reference names; NotFoundError with a hint otherwise."""
+        return self._resolve(ref)
+
+    def _resolve(self, ref: str, *, allow_deleted: bool = False) -> DatasetVersion:
+        """``resolve``; with ``allow_deleted``, an explicit version or a tag may name a deleted
+        version (``deleted=True``): its catalog row, lineage and references outlive its data."""
         r = parse_ref(ref)
         if r.version is not None:
             row = self.catalog.version_row(r.name, r.version)
-            if row is None or row["deleted_at"] is not None:
+            if row is None or (row["deleted_at"] is not None and not allow_deleted):
                 self._not_found(r.name, f"version v{r.version}", deleted=row is not None)
         elif r.tag is not None:
             v = self.catalog.tag_version(r.name, r.tag)
             if v is None:
                 self._not_found(r.name, f"tag {r.tag!r}")
             row = self.catalog.version_row(r.name, v)
-            if row is None or row["deleted_at"] is not None:
+            if row is None or (row["deleted_at"] is not None and not allow_deleted):
                 self._not_found(r.name, f"version v{v} (tag {r.tag!r})", deleted=True)
         else:
             row = self.catalog.latest_row(r.name)
@@ -562,6 +575,56 @@ class Datasets:
         if old is not None and old != v.version:
             log.info("moved tag %s of %s from v%d to v%d", tag, v.name, old, v.version)
         return self.resolve(v.ref)
+
+    def untag(self, ref: str, tag: str) -> DatasetVersion:
+        """Delete ``tag`` of the dataset ``ref`` names (``NAME``, or ``NAME@vN`` / ``NAME@TAG``:
+        then the tag must point at that version); returns the version it pointed to (which may
+        be a deleted one). Only the name goes: no version and no data is deleted."""
+        r = parse_ref(ref)
+        name = r.name
+        if tag == "latest" or (isinstance(tag, str) and VERSION_RE.match(tag)):
+            raise ValidationError(
+                f"{tag!r} is not a tag that can be deleted: "
+                + (
+                    "'latest' always names the newest version"
+                    if tag == "latest"
+                    else "it names a version"
+                ),
+                hint=f"tags of {name} are listed by `aistack data log {name}`; a version is "
+                f"deleted with `aistack data rm {name}@vN`",
+                field="tag",
+            )
+        check_tag(tag)
+        if not self.catalog.exists(name):
+            self._not_found(name, f"tag {tag!r}")
+        pointed = self.catalog.tag_version(name, tag)
+        if pointed is None:
+            self._no_tag(name, tag)
+        if r.version is not None or r.tag is not None:
+            want = self._resolve(ref, allow_deleted=True)
+            if want.version != pointed:
+                raise ConflictError(
+                    f"tag {tag!r} of {name} points at {name}@v{pointed}, not {want.ref}; "
+                    "nothing was deleted",
+                    hint=f"to delete it anyway: `aistack data tag {name} {tag} --delete`",
+                    name=name,
+                )
+        old = self.catalog.remove_tag(name, tag)
+        if old is None:  # deleted meanwhile by someone else
+            self._no_tag(name, tag)
+        log.info("deleted tag %s of %s (was v%d)", tag, name, old)
+        row = self.catalog.version_row(name, old)
+        assert row is not None  # version rows are never removed
+        return self._version(row, self.catalog.tags_of(name).get(old, []))
+
+    def _no_tag(self, name: str, tag: str) -> NoReturn:
+        have = self.catalog.tags_of(name)
+        listed = ", ".join(f"{t} (v{v})" for v, ts in sorted(have.items()) for t in ts)
+        raise NotFoundError(
+            f"dataset {name!r} has no tag {tag!r}",
+            hint=f"its tags: {listed}" if listed else f"{name} has no tags",
+            name=name,
+        )
 
     # -- get / open ---------------------------------------------------------------------------
     def get(
@@ -855,6 +918,33 @@ class Datasets:
         v = self.resolve(ref)
         return self.catalog.remove_reference(v.id, kind, id)
 
+    def remove_references(
+        self, ref: str, refs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
+    ) -> tuple[DatasetVersion, list[dict[str, Any]]]:
+        """Drop all of ``refs`` (``(kind, id)`` pairs) from the version ``ref`` names, or none of
+        them: NotFoundError listing the version's references when one is not there. Returns the
+        version and the references left. Lineage is kept; the version can then be deleted."""
+        for kind, ident in refs:
+            check_kind(kind)
+            node(kind, ident)
+        v = self._resolve(ref, allow_deleted=True)
+        if not refs:
+            have = self.catalog.references_of(v.id)
+            listed = ", ".join(f"{r['kind']}:{r['ref_id']}" for r in have)
+            raise ValidationError(
+                f"no reference of {v.ref} to drop was given",
+                hint=f"name one with --by KIND:ID; its references: {listed}"
+                if have
+                else f"{v.ref} has no references, so none keeps `aistack data rm {v.ref}` from "
+                "deleting it",
+                field="by",
+            )
+        left = self.catalog.remove_references(v.id, v.ref, list(refs))
+        return v, [
+            {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}
+            for r in left
+        ]
+
     def references(self, ref: str) -> list[dict[str, Any]]:
         v = self.resolve(ref)
         return [
@@ -902,8 +992,10 @@ class Datasets:
         return node("dataset", self.resolve(ident).ref) if kind == "dataset" else node(kind, ident)
 
     def lineage(self, ref: str) -> dict[str, Any]:
-        """Upstream and downstream graph of a version: ``{"root", "nodes", "edges"}``."""
-        v = self.resolve(ref)
+        """Upstream and downstream graph of a version: ``{"root", "nodes", "edges"}``. A deleted
+        version has one too (name it as ``NAME@vN``); each node's ``deleted_at`` (ISO time) says
+        whether it is a dataset version that was deleted (None otherwise)."""
+        v = self._resolve(ref, allow_deleted=True)
         root = node("dataset", v.ref)
         edges: set[tuple[str, str]] = set()
         for direction in ("up", "down"):
@@ -924,9 +1016,26 @@ class Datasets:
                 seen |= nxt
                 frontier = nxt
         nodes = sorted({root} | {n for e in edges for n in e})
+        gone = self.catalog.deleted_at_of(
+            {p for p in (_dataset_node_version(n) for n in nodes) if p is not None}
+        )
+
+        def deleted_at(n: str) -> str | None:
+            p = _dataset_node_version(n)
+            t = aware(gone.get(p)) if p is not None else None
+            return t.isoformat() if t is not None else None
+
         return {
             "root": root,
-            "nodes": [{"id": n, "kind": split_node(n)[0], "name": split_node(n)[1]} for n in nodes],
+            "nodes": [
+                {
+                    "id": n,
+                    "kind": split_node(n)[0],
+                    "name": split_node(n)[1],
+                    "deleted_at": deleted_at(n),
+                }
+                for n in nodes
+            ],
             "edges": [{"src": s, "dst": d} for s, d in sorted(edges)],
         }
 
@@ -1009,6 +1118,15 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
+
+
+def _dataset_node_version(n: str) -> tuple[str, int] | None:
+    """``("corpus", 3)`` for the lineage node ``dataset:corpus@v3``; None for other nodes."""
+    kind, ident = split_node(n)
+    name, _, sel = ident.rpartition("@v")
+    if kind != "dataset" or not name or not sel.isdigit():
+        return None
+    return name, int(sel)
 
 
 def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:

@@ -99,6 +99,21 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def parse_referrer(spec: str) -> tuple[str, str]:
+    """``"job:42"`` → ``("job", "42")``: who references a version, as ``aistack data unref
+    NAME@vN --by KIND:ID`` takes it (``model:gpt@v3`` keeps its ``@``)."""
+    kind, sep, ident = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not ident or kind not in REFERENCE_KINDS:
+        what = f"unknown kind {kind!r}" if sep and kind not in REFERENCE_KINDS else "no KIND:ID"
+        raise ValidationError(
+            f"invalid reference {spec!r}: {what}",
+            hint=f"write KIND:ID with KIND one of {', '.join(REFERENCE_KINDS)}, e.g. job:42 or "
+            "model:gpt@v3",
+            field="by",
+        )
+    return kind, ident
+
+
 def node(kind: str, ident: str) -> str:
     if kind not in NODE_KINDS:
         raise ValidationError(

@@ -103,3 +103,34 @@ def test_catalog_unavailable_is_a_clear_error() -> None:
     r = TestClient(_app(None)).get("/api/v1/datasets")
     assert r.status_code == 502
     assert "not available" in r.json()["message"]
+
+
+def _datasets(client: TestClient) -> Datasets:
+    return client.app.state.ctx._ds  # type: ignore[attr-defined,no-any-return]
+
+
+def test_lineage_of_a_deleted_version(client: TestClient) -> None:
+    _datasets(client).delete("corpus@v2")
+    r = client.get("/api/v1/datasets/corpus/versions/v2/lineage")
+    assert r.status_code == 200, r.text
+    g = r.json()
+    assert g["root"] == "dataset:corpus@v2"
+    assert {(e["src"], e["dst"]) for e in g["edges"]} == {
+        ("dataset:corpus@v1", "job:job-7"),
+        ("job:job-7", "dataset:corpus@v2"),
+    }
+    marks = {n["id"]: n["deleted_at"] for n in g["nodes"]}
+    assert marks["dataset:corpus@v1"] is None and marks["job:job-7"] is None
+    assert marks["dataset:corpus@v2"] is not None  # ISO time of the deletion
+    assert marks["dataset:corpus@v2"][:4].isdigit() and "T" in marks["dataset:corpus@v2"]
+    # its data is not served
+    r = client.get("/api/v1/datasets/corpus/versions/v2")
+    assert r.status_code == 404 and "was deleted" in r.json()["message"]
+
+
+def test_deleted_tag_leaves_the_detail(client: TestClient) -> None:
+    assert _datasets(client).untag("corpus", "raw").ref == "corpus@v1"
+    body = client.get("/api/v1/datasets/corpus").json()
+    assert body["tags"] == {} and [v["version"] for v in body["versions"]] == [2, 1]
+    r = client.get("/api/v1/datasets/corpus/versions/raw")
+    assert r.status_code == 404 and "no tag 'raw'" in r.json()["message"]

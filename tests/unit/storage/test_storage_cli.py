@@ -117,3 +117,169 @@ def test_get_into_a_path_under_a_file_is_an_aistack_error(home: Path) -> None:
         CliRunner().invoke(app, ["get", "d@v1", str(blocker / "out")], catch_exceptions=False)
     assert "permissions" in (ei.value.hint or "")
     assert blocker.read_text() == "not a directory"
+
+
+def aistack(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    """``aistack data ARGS`` through the real entry point: (exit code, stdout, stderr), each
+    with its whitespace collapsed (rich wraps long lines)."""
+    import sys
+
+    from aistack.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(sys, "argv", ["aistack", "data", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        main()
+    out = capsys.readouterr()
+    code = ended.value.code
+    return int(code or 0), " ".join(out.out.split()), " ".join(out.err.split())
+
+
+def test_tag_delete(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    run("add", "corpus", str(src), "--tag", "gold")
+    (src / "b.txt").write_text("world")
+    run("add", "corpus", str(src), "--tag", "best")
+    code, out, err = aistack(capsys, monkeypatch, "tag", "corpus", "gold", "--delete")
+    assert (code, out, err) == (0, "deleted tag corpus@gold (was corpus@v1)", "")
+    assert [(x["ref"], x["tags"]) for x in run("log", "corpus")] == [  # type: ignore[index]
+        ("corpus@v2", ["best"]),
+        ("corpus@v1", []),
+    ]
+    got = run("get", "corpus@v1", str(home / "out"))  # the version and its bytes stay
+    assert got["files"] == 1 and (home / "out" / "a.txt").read_text() == "hello"  # type: ignore[call-overload]
+    # a missing tag: exit 2, the tags there are, nothing changed
+    code, out, err = aistack(capsys, monkeypatch, "tag", "corpus", "gold", "-d")
+    assert code == 2 and out == ""
+    assert "dataset 'corpus' has no tag 'gold' (its tags: best (v2))" in err
+    # NAME@VERSION that the tag does not point at: refused, the tag stays
+    code, _, err = aistack(capsys, monkeypatch, "tag", "corpus@v1", "best", "-d")
+    assert code == 2
+    assert "tag 'best' of corpus points at corpus@v2, not corpus@v1; nothing was deleted" in err
+    assert "aistack data tag corpus best --delete" in err
+    code, _, err = aistack(capsys, monkeypatch, "tag", "corpus", "latest", "-d")
+    assert code == 2 and "'latest' always names the newest version" in err
+    code, _, err = aistack(capsys, monkeypatch, "tag", "corpus", "v2", "-d")
+    assert code == 2 and "it names a version" in err and "aistack data rm corpus@vN" in err
+    code, _, err = aistack(capsys, monkeypatch, "tag", "nope", "best", "-d")
+    assert code == 2 and "dataset 'nope' does not exist" in err and "known: corpus" in err
+    assert run("tag", "corpus@v2", "best", "--delete") == {
+        "name": "corpus",
+        "tag": "best",
+        "was": "corpus@v2",
+        "deleted": True,
+    }
+    assert [x["tags"] for x in run("log", "corpus")] == [[], []]  # type: ignore[index]
+    assert [x["ref"] for x in run("log", "corpus")] == ["corpus@v2", "corpus@v1"]  # type: ignore[index]
+
+
+def test_unref_then_rm(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "d", str(src))
+    ds = Datasets.from_settings()
+    ds.add_reference("d@v1", "job", "j1")
+    ds.add_reference("d@v1", "model", "m@v1")
+    code, _, err = aistack(capsys, monkeypatch, "rm", "d@v1")
+    assert code == 2 and "d@v1 cannot be deleted: it is referenced by job j1, model m@v1" in err
+    cmd = "aistack data unref d@v1 --by job:j1 --by model:m@v1"
+    assert f"drop the references first: `{cmd}`" in err
+    # a reference that is not there: exit 2, the ones there are listed, none dropped
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:j1", "--by", "job:x")
+    assert code == 2
+    assert "d@v1 has no reference job:x (its references: job:j1, model:m@v1;" in err
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v1")
+    assert code == 2 and "no reference of d@v1 to drop was given" in err
+    assert "name one with --by KIND:ID; its references: job:j1, model:m@v1" in err
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "jobs:j1")
+    assert code == 2 and "invalid reference 'jobs:j1': unknown kind 'jobs'" in err
+    assert "job, model, run" in err
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "j1")
+    assert code == 2 and "invalid reference 'j1': no KIND:ID" in err
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v9", "--by", "job:j1")
+    assert code == 2 and "dataset 'd' has no version v9" in err
+    assert [(r["kind"], r["id"]) for r in ds.references("d@v1")] == [
+        ("job", "j1"),
+        ("model", "m@v1"),
+    ]
+    code, out, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:j1")
+    assert (code, err) == (0, "")
+    assert out == "dropped job:j1 from d@v1 still referenced by model:m@v1"
+    assert run("unref", "d@v1", "--by", "model:m@v1") == {
+        "ref": "d@v1",
+        "removed": [{"kind": "model", "id": "m@v1"}],
+        "references": [],
+    }
+    code, out, _ = aistack(capsys, monkeypatch, "rm", "d@v1")
+    assert code == 0 and out.startswith("deleted d@v1")
+
+
+def test_unref_command_from_the_rm_hint_works_as_written(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    import shlex
+
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "d", str(src))
+    ds = Datasets.from_settings()
+    ds.add_reference("d@v1", "run", "abc def")  # an id that needs quoting
+    ds.add_reference("d@v1", "job", "j1")
+    code, _, err = aistack(capsys, monkeypatch, "rm", "d@v1")
+    assert code == 2
+    [cmd] = re.findall(r"`(aistack data unref [^`]*)`", err)
+    argv = shlex.split(cmd)
+    assert argv[:4] == ["aistack", "data", "unref", "d@v1"]
+    code, out, _ = aistack(capsys, monkeypatch, *argv[2:])
+    assert code == 0 and out == (
+        "dropped job:j1, run:abc def from d@v1 "
+        "nothing references d@v1 now: `aistack data rm d@v1` deletes it"
+    )
+    code, _, _ = aistack(capsys, monkeypatch, "rm", "d@v1")
+    assert code == 0
+
+
+def test_lineage_of_a_deleted_version(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "raw", str(src))
+    src.write_text("y")
+    run("add", "tokens", str(src))
+    ds = Datasets.from_settings()
+    ds.record_lineage(["raw@v1"], "job-1", ["tokens@v1"])
+    code, _, _ = aistack(capsys, monkeypatch, "rm", "raw@v1")
+    assert code == 0
+    deleted_at = ds.catalog.version_row("raw", 1)["deleted_at"]  # type: ignore[index]
+    when = deleted_at.strftime("%Y-%m-%d %H:%M:%S")
+    code, out, err = aistack(capsys, monkeypatch, "lineage", "raw@v1")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"dataset:raw@v1 (deleted {when} UTC, ")
+    assert "→ used by └── job:job-1 └── dataset:tokens@v1" in out
+    code, out, _ = aistack(capsys, monkeypatch, "lineage", "tokens@v1")
+    assert code == 0 and f"dataset:raw@v1 (deleted {when} UTC, " in out
+    assert out.startswith("dataset:tokens@v1 ← made from")  # the live root is not marked
+    g = run("lineage", "raw@v1")
+    nodes = {n["id"]: n["deleted_at"] for n in g["nodes"]}  # type: ignore[call-overload]
+    assert nodes["dataset:raw@v1"].startswith(deleted_at.isoformat())
+    assert nodes["dataset:tokens@v1"] is None and nodes["job:job-1"] is None
+    code, _, err = aistack(capsys, monkeypatch, "get", "raw@v1", str(home / "o"))
+    assert code == 2 and "raw: version v1 was deleted" in err  # only lineage shows it

@@ -96,6 +96,7 @@ def diff_versions(
 def version_lineage(
     name: str, version: str, ctx: ServerContext = Depends(get_ctx)
 ) -> DatasetLineage:
+    # a deleted version's lineage too (NAME@vN), its nodes marked with deleted_at
     g = _ds(ctx).lineage(_ref(name, version))
     if ctx.settings.mlflow_enabled:
         # the last hop, run → model version, is the registry's (it holds each version's run)

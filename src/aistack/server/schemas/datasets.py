@@ -85,6 +85,7 @@ class LineageNode(_Out):
     id: str
     kind: str
     name: str
+    deleted_at: str | None = None  # ISO time: a deleted dataset version (its lineage stays)
 
 
 class LineageEdge(_Out):
