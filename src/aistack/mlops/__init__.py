@@ -6,8 +6,10 @@ module                      what
 ==========================  ================================================================
 ``mlops.server``            ``mount_mlflow(app, settings)``: MLflow under /mlflow (same process)
 ``mlops.tracking``          ``create_job_run`` / ``log_system_metrics`` / ``end_job_run``
-``mlops.logger``            ``BufferedMetricsLogger``: batched, retrying, flushes at exit
-``mlops.registry``          ``register_from_run``, aliases, ``promote`` (gates), ``lineage``
+``mlops.logger``            ``BufferedMetricsLogger``: batched, retrying, bounded flush, spool
+``mlops.registry``          ``register_from_run``, aliases, ``promote`` (gates), ``lineage``;
+                            listings read every page of MLflow's searches
+``mlops.quiet``             ``quiet_mlflow()``: no artifact progress bars, no known-noise warnings
 ``mlops.testing``           ``TrackingServer``: a real embedded server in a subprocess
 ==========================  ================================================================
 

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aistack.errors import (
@@ -91,11 +91,41 @@ def mlflow_client(tracking_uri: str | None = None) -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # library code prints nothing: MLflow would print "View run at ..." on run end
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from aistack.mlops.quiet import quiet_mlflow
+
+    quiet_mlflow()  # no progress bars, none of MLflow's known-noise warnings in job logs
     require("mlflow", extra="mlops")
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def paged(search: Callable[..., Any], *args: Any, page_size: int, **kwargs: Any) -> Iterator[Any]:
+    """Every result of an MLflow search, page after page.
+
+    MLflow's ``search_*`` calls return one page (a ``PagedList``) of at most ``max_results``
+    items and, when there are more, a ``token`` to pass back as ``page_token``; reading only the
+    first page silently misses the rest. ``search`` is e.g. ``client.search_registered_models``;
+    ``page_size`` is its ``max_results`` (at most the store's limit: 1,000 registered models,
+    200,000 model versions, 50,000 runs or experiments).
+    """
+    if page_size < 1:
+        raise ValueError(f"page_size must be >= 1, got {page_size}")
+    token: str | None = None
+    seen: set[str] = set()
+    while True:
+        page = search(*args, max_results=page_size, page_token=token, **kwargs)
+        yield from page
+        token = getattr(page, "token", None) or None
+        if token is None:
+            return
+        if token in seen:  # a store that hands back a token it already gave: stop, not loop
+            raise BackendError(
+                f"{getattr(search, '__name__', 'search')}: the tracking server returned the "
+                f"page token {token!r} twice"
+            )
+        seen.add(token)
 
 
 @contextlib.contextmanager

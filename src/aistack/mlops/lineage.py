@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_token
+from aistack.mlops.registry import model_versions
 
 
 def model_versions_of_runs(
@@ -25,7 +26,7 @@ def model_versions_of_runs(
     with auth_env(resolve_token(token)), mlflow_errors("model versions of runs"):
         for rid in ids:
             quoted = rid.replace("'", "\\'")
-            for mv in client.search_model_versions(f"run_id = '{quoted}'", max_results=1000):
+            for mv in model_versions(client, f"run_id = '{quoted}'"):
                 out.setdefault(rid, []).append((mv.name, int(mv.version)))
     return {k: sorted(v) for k, v in out.items()}
 

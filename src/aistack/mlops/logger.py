@@ -8,13 +8,19 @@ per-request limit), every ``flush_every`` points or ``flush_interval_s`` seconds
 
 It never drops a point: a chunk that fails stays at the head of the buffer and is retried with
 exponential backoff (capped at ``max_backoff_s``). ``flush()`` waits until everything logged
-before it was accepted by the server; ``close()`` (also called by the context manager and at
-interpreter exit) flushes, and if the server stays unreachable for ``close_timeout_s`` it
-writes the unsent points — the buffer and the chunk still being sent — to a spool file (JSON
-lines in ``<AISTACK_HOME>/mlflow-spool/``) that :func:`replay_spool` sends later, and raises
-BackendError naming that file. A batch the server refuses for good (e.g. the run was
-deleted) is split to find the points it refuses; only those go to a spool file (``.rejected``
-counts them, ``.spooled`` lists the files) so the rest keeps flowing. Metric names, values,
+before it was accepted by the server, at most ``flush_timeout_s`` (then BackendError says how
+many points are pending; they stay buffered and retried); ``close()`` (also called by the
+context manager and at interpreter exit) flushes, and if the server stays unreachable for
+``close_timeout_s`` it writes the unsent points — the buffer and the chunk still being sent — to
+a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``) that :func:`replay_spool` sends
+later, and raises BackendError naming that file. A batch the server refuses for good (e.g. the
+run was deleted) is split to find the points it refuses; only those go to a spool file
+(``.rejected`` counts them, ``.spooled`` lists the files) so the rest keeps flowing.
+
+A spool file that cannot be written (directory not writable, disk full) loses nothing either:
+the points stay in memory (:meth:`BufferedMetricsLogger.unsent` returns them), the next
+``log()``/``flush()`` raises BackendError saying how many points and which file, and ``close()``
+tries the spool again (and raises the same way if it still cannot write it). Metric names, values,
 steps and timestamps are checked at ``log()`` time (names against MLflow's rules, steps and
 timestamps within int64), so a point the server could never accept is a ValidationError in
 the caller rather than a batch that fails in the background.
@@ -29,6 +35,8 @@ Example::
 from __future__ import annotations
 
 import atexit
+import contextlib
+import itertools
 import json
 import logging
 import os
@@ -45,6 +53,7 @@ from aistack.mlops._client import mlflow_client
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 1000
+_SEQ = itertools.count()  # spool files written in the same millisecond get distinct names
 _OPEN: weakref.WeakSet[BufferedMetricsLogger] = weakref.WeakSet()
 _Point = tuple[str, float, int, int]  # key, value, timestamp ms, step
 
@@ -86,17 +95,21 @@ class BufferedMetricsLogger:
         client: Any = None,
         max_backoff_s: float = 30.0,
         close_timeout_s: float = 300.0,
+        flush_timeout_s: float = 300.0,
         spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if flush_every < 1:
             raise ValidationError(f"flush_every: must be >= 1, got {flush_every}")
         if not flush_interval_s > 0:
             raise ValidationError(f"flush_interval_s: must be > 0, got {flush_interval_s}")
+        if not flush_timeout_s > 0:
+            raise ValidationError(f"flush_timeout_s: must be > 0, got {flush_timeout_s}")
         self.run_id = _resolve_run_id(run_id)
         self.flush_every = int(flush_every)
         self.flush_interval_s = float(flush_interval_s)
         self.max_backoff_s = float(max_backoff_s)
         self.close_timeout_s = float(close_timeout_s)
+        self.flush_timeout_s = float(flush_timeout_s)
         self._spool_dir = Path(spool_dir) if spool_dir else None
         # import now: at interpreter exit a first import of mlflow fails (it registers atexit)
         from mlflow.entities import Metric
@@ -108,6 +121,12 @@ class BufferedMetricsLogger:
         self._client = client if client is not None else mlflow_client(tracking_uri)
         self._buf: deque[_Point] = deque()
         self._inflight: list[_Point] = []  # the chunk the thread is sending (close spools it)
+        # refused points whose spool file could not be written, and unsent points close()
+        # could not spool: kept here (never dropped) until a spool write succeeds
+        self._unspooled: list[_Point] = []
+        self._unsaved: list[_Point] = []
+        self._error: BackendError | None = None  # raised once by the next log() / flush()
+        self._dead: BackendError | None = None  # the sending thread stopped (raised each time)
         self._cond = threading.Condition()
         self._logged = 0  # points accepted by log()
         self._sent = 0  # points acknowledged by the server (in order)
@@ -136,6 +155,7 @@ class BufferedMetricsLogger:
         if key not in self._valid_keys:
             self._check_key(key)
         with self._cond:
+            self._raise_pending()
             self._append([point])
 
     def log_many(
@@ -148,51 +168,105 @@ class BufferedMetricsLogger:
             if k not in self._valid_keys:
                 self._check_key(k)
         with self._cond:
+            self._raise_pending()
             self._append(points)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Block until every point logged so far has been accepted by the server."""
+        """Block until every point logged so far has been accepted by the server, at most
+        ``timeout_s`` (default ``flush_timeout_s``); on timeout raise BackendError saying how
+        many points are pending (they stay buffered and are retried)."""
+        timeout = self.flush_timeout_s if timeout_s is None else float(timeout_s)
         with self._cond:
             target = self._logged
             if self._closed:
+                kept = len(self._unspooled) + len(self._unsaved)
+                if kept:
+                    raise BackendError(
+                        f"the metrics logger of run {self.run_id} is closed with {kept} points "
+                        f"it could not write to a spool file (last error: {self.last_error})",
+                        hint="logger.unsent() returns them; close() tries the spool again",
+                    )
                 if self._sent < target:
                     raise BackendError(f"{target - self._sent} points were spooled, not sent")
                 return
+            self._raise_pending()
             self._flush_wanted = True
             self._cond.notify_all()
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            deadline = time.monotonic() + timeout
             while self._sent < target:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                self._raise_pending()
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise BackendError(
-                        f"flush timed out after {timeout_s} s with {target - self._sent} points "
-                        f"unsent (last error: {self.last_error})",
-                        hint="the points stay buffered and are retried; check the tracking server",
+                        f"flush timed out after {timeout:g} s: {target - self._sent} metric points "
+                        f"of run {self.run_id} are still pending, buffered in memory and retried "
+                        f"in the background (last error: {self.last_error})",
+                        hint="check the tracking server; close() writes what is still unsent to a "
+                        f"spool file in {self._spool_target()} (send it later with replay_spool)",
+                        pending=target - self._sent,
                     )
-                self._cond.wait(timeout=left if left is not None else 1.0)
+                self._cond.wait(timeout=min(left, 1.0))
+            self._raise_pending()  # the points waited for include some that could not be saved
 
     def close(self) -> None:
-        """Flush and stop the background thread. Idempotent."""
+        """Flush (at most ``close_timeout_s``) and stop the background thread; write what could
+        not be sent to a spool file. Idempotent; called again after a spool write failed, it
+        tries the spool again."""
         with self._cond:
-            if self._closed:
+            if self._closed and not (self._unspooled or self._unsaved):
                 return
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout=self.close_timeout_s)
         with self._cond:
             self._closed = True  # from now on the thread drops what it fails to send
-            left = list(self._inflight) + list(self._buf)
+            refused, self._unspooled = self._unspooled, []
+            left = self._unsaved + list(self._inflight) + list(self._buf)
+            self._unsaved = []
             self._buf.clear()
             self._cond.notify_all()
-        _OPEN.discard(self)
+        failed: list[BackendError] = []
+        if refused:  # refused for good: a file of their own, apart from the unsent ones
+            try:
+                self.spooled.append(self._spool(refused))
+            except BackendError as exc:
+                with self._cond:
+                    self._unspooled = refused
+                failed.append(exc)
+        path = None
         if left:
-            path = self._spool(left)
-            self.spooled.append(path)
+            try:
+                path = self._spool(left)
+                self.spooled.append(path)
+            except BackendError as exc:
+                with self._cond:
+                    self._unsaved = left
+                failed.append(exc)
+        if failed:
+            kept = len(self._unspooled) + len(self._unsaved)
+            raise BackendError(
+                f"{kept} metric points of run {self.run_id} were neither sent nor saved: "
+                + "; ".join(e.message for e in failed)
+                + f" (last send error: {self.last_error}); they are kept in memory",
+                hint="make the spool directory writable (spool_dir=..., default "
+                "AISTACK_HOME/mlflow-spool) and call close() again; logger.unsent() returns them",
+                pending=kept,
+            )
+        _OPEN.discard(self)
+        if path is not None:
             raise BackendError(
                 f"{len(left)} metric points could not be sent to run {self.run_id} "
                 f"(last error: {self.last_error}); saved to {path}",
                 hint=f"send them later with aistack.mlops.logger.replay_spool({str(path)!r})",
             )
+
+    def unsent(self) -> list[dict[str, Any]]:
+        """The points neither accepted by the server nor written to a spool file (buffered, in
+        flight, or kept in memory after a spool write failed), as ``{"key", "value",
+        "timestamp", "step"}`` dicts — the lines of a spool file."""
+        with self._cond:
+            pts = self._unspooled + self._unsaved + list(self._inflight) + list(self._buf)
+        return [{"key": k, "value": v, "timestamp": ts, "step": st} for k, v, ts, st in pts]
 
     @property
     def pending(self) -> int:
@@ -230,6 +304,15 @@ class BufferedMetricsLogger:
             ) from exc
         self._valid_keys.add(key)
 
+    def _raise_pending(self) -> None:
+        """Raise (with the lock held) what went wrong in the background: a spool file that could
+        not be written (once), or the sending thread having stopped (every time)."""
+        if self._dead is not None:
+            raise self._dead
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
     def _append(self, points: list[_Point]) -> None:
         if self._closed or self._closing:
             raise ValidationError("the metrics logger is closed", hint="create a new one")
@@ -239,6 +322,25 @@ class BufferedMetricsLogger:
             self._cond.notify_all()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug or MemoryError: say so instead of hanging flush()
+            with self._cond:
+                if not self._closed:  # (after close() it is in close()'s spool file already)
+                    # what it held goes back to the buffer: close() spools it
+                    self._buf.extendleft(reversed(self._inflight))
+                self._inflight = []
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._dead = BackendError(
+                    f"the metrics sender of run {self.run_id} stopped ({self.last_error}); "
+                    f"{self._logged - self._sent} points are pending",
+                    hint="close() writes them to a spool file; send it later with replay_spool",
+                    pending=self._logged - self._sent,
+                )
+                self._cond.notify_all()
+            log.error("metrics logger for run %s: %s", self.run_id, self._dead.message)
+
+    def _loop(self) -> None:
         backoff = 0.0
         while True:
             with self._cond:
@@ -284,16 +386,40 @@ class BufferedMetricsLogger:
                 )
                 continue
             backoff = 0.0
+            path: Path | None = None
+            spool_error: BackendError | None = None
             if refused:
+                with self._cond:
+                    if self._closed:  # close() gave up waiting and spooled this chunk already
+                        self._inflight = []
+                        return
                 # the server refuses these points for good (e.g. the run was deleted): keep
                 # them in a spool file rather than retrying forever
-                exc = refused[-1][1]
-                path = self._spool([pt for pt, _ in refused])
-                with self._cond:
-                    self.spooled.append(path)
+                try:
+                    path = self._spool([pt for pt, _ in refused])
+                except BackendError as exc:
+                    spool_error = exc
+            with self._cond:
+                if refused:
+                    exc = refused[-1][1]
                     self.rejected += len(refused)
                     self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            with self._cond:
+                    if path is not None:
+                        self.spooled.append(path)
+                    elif spool_error is not None:
+                        # keep them (never drop); the next log() / flush() says so
+                        self._unspooled.extend(pt for pt, _ in refused)
+                        self._error = BackendError(
+                            f"the tracking server refused {len(refused)} metric points of run "
+                            f"{self.run_id} for good ({self.last_error}) and "
+                            f"{spool_error.message}; {len(self._unspooled)} such points are kept "
+                            "in memory",
+                            hint="make the spool directory writable (spool_dir=..., default "
+                            "AISTACK_HOME/mlflow-spool): close() writes them there; "
+                            "logger.unsent() returns them",
+                            pending=len(self._unspooled),
+                        )
+                        log.error("%s", self._error.message)
                 self._inflight = []
                 self._sent += len(chunk)
                 self.requests += 1
@@ -323,17 +449,37 @@ class BufferedMetricsLogger:
         metrics = [metric(k, v, ts, st) for k, v, ts, st in chunk]
         self._client.log_batch(self.run_id, metrics=metrics)
 
-    def _spool(self, points: list[_Point]) -> Path:
-        d = self._spool_dir
-        if d is None:
-            from aistack.settings import get_settings
+    def _spool_target(self) -> Path:
+        if self._spool_dir is not None:
+            return self._spool_dir
+        from aistack.settings import get_settings
 
-            d = get_settings().home / "mlflow-spool"
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{self.run_id}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
-        with path.open("w") as f:
-            for k, v, ts, st in points:
-                f.write(json.dumps({"key": k, "value": v, "timestamp": ts, "step": st}) + "\n")
+        return get_settings().home / "mlflow-spool"
+
+    def _spool(self, points: list[_Point]) -> Path:
+        """Write ``points`` to a new spool file (written whole or not at all); a failure is a
+        BackendError naming the file and the reason."""
+        try:
+            d = self._spool_target()
+            path = d / f"{self.run_id}-{os.getpid()}-{int(time.time() * 1000)}-{next(_SEQ)}.jsonl"
+        except Exception as exc:  # noqa: BLE001 - e.g. settings that do not load
+            raise BackendError(
+                f"could not choose a spool file for {len(points)} points ({exc})"
+            ) from exc
+        part = path.with_name(path.name + ".part")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with part.open("x") as f:
+                for k, v, ts, st in points:
+                    f.write(json.dumps({"key": k, "value": v, "timestamp": ts, "step": st}) + "\n")
+            os.replace(part, path)
+        except Exception as exc:  # OSError (read-only, full disk) and anything the write raises
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise BackendError(
+                f"could not write {len(points)} metric points to the spool file {path} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         log.error("spooled %d unsent metric points to %s", len(points), path)
         return path
 

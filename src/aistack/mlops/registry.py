@@ -20,12 +20,19 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aistack.errors import ConflictError, NotFoundError, ValidationError
-from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_token
+from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, paged, resolve_token
 from aistack.mlops.tracking import TAG_GIT_COMMIT, TAG_INPUTS, TAG_JOB_ID, TAG_PROJECT, parse_input
+
+# page sizes of MLflow's listings (each listing reads every page; these are per request)
+REGISTERED_MODELS_PAGE = 1000  # MLflow's limit per search_registered_models request
+MODEL_VERSIONS_PAGE = 10_000  # (its limit: 200,000)
+LOGGED_MODELS_PAGE = 100  # MLflow's default
+# a stable order, so that offset-based pages neither skip nor repeat a version
+VERSION_ORDER = ["name ASC", "version_number DESC"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -182,7 +189,7 @@ def _missing(exc: BaseException) -> bool:
 def _no_such_model(client: Any, name: str) -> NotFoundError:
     """'there is no model named X', listing the registered models (as `aistack models ls`)."""
     try:
-        names = sorted(rm.name for rm in client.search_registered_models(max_results=1000))
+        names = sorted(rm.name for rm in _registered_models(client))
     except Exception:  # noqa: BLE001 - the listing is a courtesy
         names = None
     if names is None:
@@ -221,8 +228,7 @@ def _get_version(client: Any, name: str, version: int) -> Any:
             raise _no_such_model(client, name) from exc
         try:
             found = sorted(
-                int(v.version)
-                for v in client.search_model_versions(f"name = '{_quote(name)}'", max_results=10000)
+                int(v.version) for v in model_versions(client, f"name = '{_quote(name)}'")
             )
         except Exception:  # noqa: BLE001 - the listing is a courtesy
             found = None
@@ -231,6 +237,21 @@ def _get_version(client: Any, name: str, version: int) -> Any:
             f"model {name!r} has no version {version}{known}",
             hint=f"list versions with `aistack models show {name}`",
         ) from exc
+
+
+def _registered_models(client: Any, page_size: int | None = None) -> Iterator[Any]:
+    """Every registered model (all pages of ``search_registered_models``)."""
+    return paged(client.search_registered_models, page_size=page_size or REGISTERED_MODELS_PAGE)
+
+
+def model_versions(client: Any, filter_string: str) -> Iterator[Any]:
+    """Every model version matching ``filter_string`` (all pages of ``search_model_versions``)."""
+    return paged(
+        client.search_model_versions,
+        filter_string,
+        order_by=VERSION_ORDER,
+        page_size=MODEL_VERSIONS_PAGE,
+    )
 
 
 def _version_dict(mv: Any) -> dict[str, Any]:
@@ -303,9 +324,13 @@ def _find_model_source(client: Any, run: Any, artifact_path: str) -> tuple[str, 
     run_id = run.info.run_id
     # MLflow 3: log_model(name=...) creates a LoggedModel linked to the run
     try:
-        models = client.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"source_run_id = '{run_id}'",
+        models = list(
+            paged(
+                client.search_logged_models,
+                experiment_ids=[run.info.experiment_id],
+                filter_string=f"source_run_id = '{run_id}'",
+                page_size=LOGGED_MODELS_PAGE,
+            )
         )
     except Exception:  # noqa: BLE001 - stores without logged models
         models = []
@@ -414,13 +439,20 @@ def promote(
 
 
 def list_models(
-    *, tracking_uri: str | None = None, token: str | None = None, max_results: int = 1000
+    *, tracking_uri: str | None = None, token: str | None = None, page_size: int | None = None
 ) -> list[dict[str, Any]]:
-    """Registered models with their latest version and aliases."""
+    """Every registered model with its latest version and aliases, sorted by name.
+
+    MLflow answers a search one page at a time; this reads every page (``page_size`` models per
+    request, default and most 1,000)."""
+    if page_size is not None and not 1 <= page_size <= REGISTERED_MODELS_PAGE:
+        raise ValidationError(
+            f"page_size: must be between 1 and {REGISTERED_MODELS_PAGE}, got {page_size}"
+        )
     client = _client(tracking_uri)
     out = []
     with auth_env(resolve_token(token)), mlflow_errors("list registered models"):
-        for rm in client.search_registered_models(max_results=max_results):
+        for rm in _registered_models(client, page_size):
             versions = [int(v.version) for v in (rm.latest_versions or [])]
             out.append(
                 {
@@ -442,7 +474,7 @@ def show_model(
     with auth_env(resolve_token(token)), mlflow_errors(f"show model {name!r}"):
         aliases = _aliases(client, name)
         rm = client.get_registered_model(name)
-        versions = client.search_model_versions(f"name = '{_quote(name)}'", max_results=10000)
+        versions = list(model_versions(client, f"name = '{_quote(name)}'"))
     vs = sorted((_version_dict(v) for v in versions), key=lambda d: -d["version"])
     by_version: dict[int, list[str]] = {}
     for a, v in aliases.items():

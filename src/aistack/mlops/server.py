@@ -143,6 +143,9 @@ def create_mlflow_asgi(settings: Settings) -> Any:
         )
     Path(settings.home).mkdir(parents=True, exist_ok=True)
     os.environ.update(env)
+    from aistack.mlops.quiet import quiet_mlflow
+
+    quiet_mlflow()  # e.g. the SQL store's "noload is deprecated" warning at start-up
     t0 = time.perf_counter()
     try:
         from aistack.mlops._schema import seed_sqlite

@@ -290,10 +290,14 @@ def end_job_run(
 
 def job_env(tracking_uri: str, run_id: str, token: str | None = None) -> dict[str, str]:
     """Environment variables that route a job's ``mlflow.log_*`` calls into its run."""
+    from aistack.mlops.quiet import PROGRESS_BAR_ENV
+
     env = {
         "MLFLOW_TRACKING_URI": resolve_tracking_uri(tracking_uri),
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # no tqdm bars in the job log for each model logged or artifact downloaded
+        PROGRESS_BAR_ENV: "false",
     }
     if token:
         env["MLFLOW_TRACKING_TOKEN"] = token

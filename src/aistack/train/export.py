@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import ValidationError, require
+from aistack.mlops.quiet import quiet_mlflow, without_mlflow_noise
 
 
 def save_model_dir(
@@ -68,50 +69,59 @@ except ImportError:  # pragma: no cover - mlflow is optional
     _Base = object  # type: ignore[assignment,misc]
 
 
-class GPTPyfunc(_Base):  # type: ignore[misc,valid-type]
-    """MLflow pyfunc wrapper: greedy (temperature 0) or sampled generation."""
+# MLflow warns "Add type hints to the `predict` method" when a PythonModel subclass is defined;
+# the hints are left out on purpose (see predict), so that warning is held back (only that one)
+with without_mlflow_noise():
 
-    def load_context(self, context):  # type: ignore[no-untyped-def]
-        self.model, self.cfg, self.tokenizer = load_model_dir(context.artifacts["model_dir"])
+    class GPTPyfunc(_Base):  # type: ignore[misc,valid-type]
+        """MLflow pyfunc wrapper: greedy (temperature 0) or sampled generation."""
 
-    # no type hints here: MLflow would read them as a (wrong) input schema
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        import torch
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            self.model, self.cfg, self.tokenizer = load_model_dir(context.artifacts["model_dir"])
 
-        data = model_input
-        if hasattr(data, "to_dict") and not isinstance(data, dict):  # pandas DataFrame
-            data = {k: list(v.values()) for k, v in data.to_dict().items()}
-        params = {**(params or {})}
-        for key in ("max_new_tokens", "temperature", "top_k"):
-            if isinstance(data, dict) and key in data:
-                v = data[key]
-                params[key] = v[0] if isinstance(v, list) else v
-        n_new = int(params.get("max_new_tokens", 32))
-        temperature = float(params.get("temperature", 0.0))
-        top_k = params.get("top_k")
-        if isinstance(data, dict) and "prompt" in data:
-            if self.tokenizer is None:
-                raise ValidationError("prompt: this model has no tokenizer", hint="send 'tokens'")
-            prompts = data["prompt"] if isinstance(data["prompt"], list) else [data["prompt"]]
-            outs = []
-            for text in prompts:
-                ids = self.tokenizer.encode(str(text)).ids or [0]
-                gen = self.model.generate(
-                    torch.tensor([ids]), n_new, temperature=temperature, top_k=top_k
-                )
-                outs.append(self.tokenizer.decode(gen[0].tolist()))
-            return outs
-        if isinstance(data, dict) and "tokens" in data:
-            return [
-                self.model.generate(
-                    torch.tensor([list(map(int, t))]), n_new, temperature=temperature, top_k=top_k
-                )[0].tolist()
-                for t in data["tokens"]
-            ]
-        raise ValidationError(
-            "model_input: expected a 'prompt' or a 'tokens' column",
-            hint="e.g. {'prompt': ['Hello']}",
-        )
+        # no type hints here: MLflow would read them as a (wrong) input schema
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import torch
+
+            data = model_input
+            if hasattr(data, "to_dict") and not isinstance(data, dict):  # pandas DataFrame
+                data = {k: list(v.values()) for k, v in data.to_dict().items()}
+            params = {**(params or {})}
+            for key in ("max_new_tokens", "temperature", "top_k"):
+                if isinstance(data, dict) and key in data:
+                    v = data[key]
+                    params[key] = v[0] if isinstance(v, list) else v
+            n_new = int(params.get("max_new_tokens", 32))
+            temperature = float(params.get("temperature", 0.0))
+            top_k = params.get("top_k")
+            if isinstance(data, dict) and "prompt" in data:
+                if self.tokenizer is None:
+                    raise ValidationError(
+                        "prompt: this model has no tokenizer", hint="send 'tokens'"
+                    )
+                prompts = data["prompt"] if isinstance(data["prompt"], list) else [data["prompt"]]
+                outs = []
+                for text in prompts:
+                    ids = self.tokenizer.encode(str(text)).ids or [0]
+                    gen = self.model.generate(
+                        torch.tensor([ids]), n_new, temperature=temperature, top_k=top_k
+                    )
+                    outs.append(self.tokenizer.decode(gen[0].tolist()))
+                return outs
+            if isinstance(data, dict) and "tokens" in data:
+                return [
+                    self.model.generate(
+                        torch.tensor([list(map(int, t))]),
+                        n_new,
+                        temperature=temperature,
+                        top_k=top_k,
+                    )[0].tolist()
+                    for t in data["tokens"]
+                ]
+            raise ValidationError(
+                "model_input: expected a 'prompt' or a 'tokens' column",
+                hint="e.g. {'prompt': ['Hello']}",
+            )
 
 
 def log_model(
@@ -124,6 +134,7 @@ def log_model(
 ) -> str:
     """Log the model into the active (or given) MLflow run; returns the model URI."""
     mlflow = require("mlflow", extra="mlops")
+    quiet_mlflow()  # pyfunc.log_model copies the artifacts with a progress bar
     with tempfile.TemporaryDirectory(prefix="aistack-model-") as tmp:
         mdir = save_model_dir(model, gpt_config, Path(tmp) / "gpt", tokenizer=tokenizer)
         ctx = (

@@ -383,3 +383,26 @@ def test_register_logged_model_and_load_by_alias(env):
     registry.promote("echo-model", mv["version"], "production", ["val_loss<2"])
     model = mlflow.pyfunc.load_model("models:/echo-model@production")
     assert list(model.predict([1, 2, 3])) == [1, 2, 3]
+
+
+def test_listings_read_every_page_through_the_server(env, tmp_path, monkeypatch):
+    """Page tokens through MLflow's REST API: 2 models or versions a page, every one listed."""
+    import mlflow
+
+    c = mlflow.MlflowClient(env.tracking_uri)
+    mine = [f"paged-{i}" for i in range(5)]
+    for n in mine:
+        c.create_registered_model(n)
+    everything = sorted(rm.name for rm in c.search_registered_models(max_results=1000))
+    assert set(mine) <= set(everything)
+    listed = [m["name"] for m in registry.list_models(page_size=2)]
+    assert listed == everything
+
+    rid = _job_run(env, tmp_path, job_id="job-paged")
+    for _ in range(3):
+        registry.register_from_run(rid, "paged-0", "model")
+    monkeypatch.setattr(registry, "MODEL_VERSIONS_PAGE", 2)
+    assert [v["version"] for v in registry.show_model("paged-0")["versions"]] == [3, 2, 1]
+    from aistack.mlops.lineage import model_versions_of_runs
+
+    assert model_versions_of_runs([rid]) == {rid: [("paged-0", 1), ("paged-0", 2), ("paged-0", 3)]}

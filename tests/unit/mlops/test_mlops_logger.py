@@ -297,3 +297,183 @@ def test_a_point_the_client_cannot_encode_does_not_poison_the_batch(tmp_path):
     assert ml.rejected == 1 and ml.retries == 0
     (spool,) = ml.spooled
     assert [json.loads(x)["value"] for x in spool.read_text().splitlines()] == [13.0]
+
+
+# ------------------------------------------------------------- bounded flush, spool failures
+def _wait_for(cond, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cond()
+
+
+class _FullDisk:
+    """Stands in for the logger's ``json`` module: the 2nd line of a spool file fails to be
+    written, as on a full disk (the 1st was written: a partial file must not be left behind)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def dumps(self, obj):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise OSError(28, "No space left on device")
+        return json.dumps(obj)
+
+
+@pytest.mark.parametrize("how", ["not-a-directory", "disk-full"])
+def test_a_spool_write_failure_is_an_error_on_the_next_flush_not_a_hang(tmp_path, monkeypatch, how):
+    from aistack.mlops import logger as logger_mod
+
+    if how == "not-a-directory":
+        (tmp_path / "blocker").write_text("a file where the spool directory should be")
+        spool_dir = tmp_path / "blocker" / "spool"
+        reason = "NotADirectoryError"
+    else:
+        spool_dir = tmp_path / "spool"
+        monkeypatch.setattr(logger_mod, "json", _FullDisk())
+        reason = "No space left on device"
+    client = RefusingClient()
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=client,
+        flush_interval_s=0.01,
+        flush_timeout_s=20,
+        close_timeout_s=5,
+        spool_dir=spool_dir,
+    )
+    # a, b, c are refused for good (to be spooled), ok is accepted
+    ml.log_many({"a": -1.0, "b": -2.0, "c": -3.0, "ok": 1.0}, step=4)
+    with pytest.raises(BackendError) as ei:
+        ml.flush()  # the old code waited here forever: the sending thread had died
+    msg = ei.value.message
+    assert "flush timed out" not in msg  # it said what happened, not that time ran out
+    assert "refused 3 metric points of run run1" in msg
+    assert f"could not write 3 metric points to the spool file {spool_dir}/run1-" in msg
+    assert reason in msg and "3 such points are kept in memory" in msg
+    assert ei.value.details == {"pending": 3}
+    # nothing was dropped: the refused points are in memory, the good one reached the server
+    assert sorted((p["key"], p["value"], p["step"]) for p in ml.unsent()) == [
+        ("a", -1.0, 4),
+        ("b", -2.0, 4),
+        ("c", -3.0, 4),
+    ]
+    assert client.points() == [("ok", 1.0, 4)]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]  # no partial file
+    # the error is raised once; the sender still runs
+    ml.log("ok", 2.0, step=5)
+    ml.flush(timeout_s=20)
+    assert client.points() == [("ok", 1.0, 4), ("ok", 2.0, 5)]
+    # close() tries the spool again; while it still fails the points stay in memory
+    with pytest.raises(BackendError) as ei:
+        ml.close()
+    assert ei.value.message.startswith("3 metric points of run run1 were neither sent nor saved")
+    assert "call close() again" in ei.value.hint
+    assert len(ml.unsent()) == 3 and ml.spooled == []
+    with pytest.raises(BackendError, match="closed with 3 points it could not write"):
+        ml.flush()
+    # once the spool location works, close() again writes them
+    if how == "not-a-directory":
+        (tmp_path / "blocker").unlink()
+    else:
+        monkeypatch.setattr(logger_mod, "json", json)
+    ml.close()
+    (spool,) = ml.spooled
+    rows = [json.loads(x) for x in spool.read_text().splitlines()]
+    assert [(r["key"], r["value"], r["step"]) for r in rows] == [
+        ("a", -1.0, 4),
+        ("b", -2.0, 4),
+        ("c", -3.0, 4),
+    ]
+    assert ml.unsent() == []
+    ml.close()  # idempotent again
+
+
+def test_a_log_after_a_spool_failure_raises_and_does_not_queue_its_point(tmp_path):
+    (tmp_path / "blocker").write_text("")
+    client = RefusingClient()
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=client,
+        flush_interval_s=0.01,
+        close_timeout_s=5,
+        spool_dir=tmp_path / "blocker" / "spool",
+    )
+    ml.log("bad", -1.0, step=1)
+    _wait_for(lambda: ml.rejected == 1)
+    with pytest.raises(BackendError, match="could not write 1 metric points to the spool file"):
+        ml.log("x", 5.0, step=2)  # raised: this point was not queued
+    ml.log_many({"y": 6.0}, step=3)
+    ml.flush(timeout_s=20)
+    assert client.points() == [("y", 6.0, 3)]
+    assert [(p["key"], p["step"]) for p in ml.unsent()] == [("bad", 1)]
+    with pytest.raises(BackendError, match="1 metric points of run run1 were neither sent"):
+        ml.close()
+
+
+def test_flush_times_out_by_default_and_says_how_many_points_are_pending(tmp_path):
+    client = RecordingClient(fail_rate=1.0)
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=client,
+        flush_interval_s=0.01,
+        max_backoff_s=0.01,
+        flush_timeout_s=0.3,
+        close_timeout_s=0.3,
+        spool_dir=tmp_path,
+    )
+    for i in range(7):
+        ml.log("loss", float(i), step=i)
+    with pytest.raises(BackendError) as ei:
+        ml.flush()  # no timeout given: flush_timeout_s applies (the old flush() waited forever)
+    err = ei.value
+    assert err.message.startswith(
+        "flush timed out after 0.3 s: 7 metric points of run run1 are still pending, buffered in "
+        "memory and retried in the background (last error: ConnectionError: server unavailable)"
+    )
+    assert f"spool file in {tmp_path}" in err.hint
+    assert err.details == {"pending": 7}
+    assert [p["step"] for p in ml.unsent()] == list(range(7))
+    with pytest.raises(BackendError, match="7 metric points could not be sent"):
+        ml.close()
+    (spool,) = ml.spooled
+    assert [json.loads(x)["step"] for x in spool.read_text().splitlines()] == list(range(7))
+
+
+class _Crash(BaseException):
+    """Not an Exception: escapes the sender's retry handling (like a bug or MemoryError)."""
+
+
+class CrashingClient(RecordingClient):
+    def log_batch(self, run_id, metrics):
+        raise _Crash("sender bug")
+
+
+def test_a_crashed_sender_is_an_error_on_flush_and_log_and_close_spools_everything(tmp_path):
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=CrashingClient(),
+        flush_interval_s=0.01,
+        flush_timeout_s=60,
+        close_timeout_s=5,
+        spool_dir=tmp_path,
+    )
+    for i in range(5):
+        ml.log("loss", float(i), step=i)
+    with pytest.raises(BackendError) as ei:
+        ml.flush()
+    assert ei.value.message == (
+        "the metrics sender of run run1 stopped (_Crash: sender bug); 5 points are pending"
+    )
+    with pytest.raises(BackendError, match="the metrics sender of run run1 stopped"):
+        ml.log("loss", 9.0, step=9)
+    assert [p["step"] for p in ml.unsent()] == list(range(5))  # the chunk in flight is back
+    with pytest.raises(BackendError, match="5 metric points could not be sent"):
+        ml.close()
+    (spool,) = ml.spooled
+    assert [json.loads(x)["step"] for x in spool.read_text().splitlines()] == list(range(5))
+
+
+def test_flush_timeout_setting_is_checked():
+    with pytest.raises(ValidationError, match="flush_timeout_s: must be > 0, got 0"):
+        BufferedMetricsLogger(run_id="r", client=RecordingClient(), flush_timeout_s=0)

@@ -83,6 +83,7 @@ def test_job_env():
         "MLFLOW_RUN_ID": "r1",
         "MLFLOW_TRACKING_TOKEN": "tk",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     assert "MLFLOW_TRACKING_TOKEN" not in tracking.job_env("http://h:1/mlflow", "r1")
 
