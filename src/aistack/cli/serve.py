@@ -53,6 +53,7 @@ _FLAGS = {
     "downscale_cooldown_s": "--cooldown",
     "max_batch_size": "--max-batch-size",
     "max_wait_ms": "--max-wait-ms",
+    "max_queued_requests": "--max-queued",
     "gpus": "--gpus",
     "cpus": "--cpus",
     "memory": "--memory",
@@ -65,7 +66,8 @@ _FLAGS = {
 # field names that are never plain words: renamed wherever an error message has them
 _FIELD_WORDS = re.compile(
     r"\b(?:(?:autoscale|batching|resources)\.)?"
-    r"(min_replicas|max_replicas|target_inflight|downscale_cooldown_s|max_batch_size|max_wait_ms)\b"
+    r"(min_replicas|max_replicas|target_inflight|downscale_cooldown_s|max_batch_size|max_wait_ms"
+    r"|max_queued_requests)\b"
     r"|\bresources\.(gpus|cpus|memory)\b"
 )
 
@@ -143,6 +145,14 @@ def deploy(
         float,
         typer.Option("--cooldown", help="autoscaler: seconds of low load before scaling down"),
     ] = 30.0,
+    max_queued: Annotated[
+        int | None,
+        typer.Option(
+            "--max-queued",
+            help="requests that may queue beyond what the replicas work on (default 100); "
+            "more are answered 429 with Retry-After",
+        ),
+    ] = None,
     project: Annotated[str, typer.Option("--project")] = "default",
     wait_s: Annotated[
         float, typer.Option("--wait", help="seconds to wait for --min replicas (0 = do not wait)")
@@ -168,6 +178,7 @@ def deploy(
         "max_wait_ms": max_wait_ms,
         "target_inflight": target_inflight,
         "downscale_cooldown_s": cooldown_s,
+        "max_queued_requests": max_queued,
     }
     with _flag_errors(given):
         st = manager.deploy(

@@ -231,8 +231,11 @@ class Client:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/jobs/{_seg(job_id)}")  # type: ignore[no-any-return]
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/jobs/{_seg(job_id)}/cancel")  # type: ignore[no-any-return]
+    def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Stop a job; ``reason`` (optional) becomes its failure_reason ("cancelled by user"
+        without one)."""
+        body = {"json": {"reason": reason}} if reason else {}
+        return self.request("POST", f"/jobs/{_seg(job_id)}/cancel", **body)  # type: ignore[no-any-return]
 
     def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"offset": offset}

@@ -2,11 +2,11 @@
 
 Pieces (each usable alone):
 
-* :mod:`aistack.serving.replica` — the model server (OpenAI ``/v1/completions``, MLflow
-  ``/invocations``, ``/health``, ``/metrics``) with dynamic batching
-  (:mod:`aistack.serving.batching`).
+* :mod:`aistack.serving.replica` — the model server (OpenAI ``/v1/completions`` and
+  ``/v1/chat/completions`` (:mod:`aistack.serving.chat`), MLflow ``/invocations``, ``/health``,
+  ``/metrics``) with dynamic batching (:mod:`aistack.serving.batching`).
 * :mod:`aistack.serving.router` — least-outstanding-requests balancing, health checks, retries
-  of idempotent requests, Prometheus metrics.
+  of idempotent requests, admission control (429 beyond a bounded queue), Prometheus metrics.
 * :mod:`aistack.serving.autoscaler` — pure scaling policy with recorded reasons.
 * :mod:`aistack.serving.controller` — one process per service: router + replica lifecycle +
   autoscaling + rolling updates.

@@ -9,8 +9,12 @@ reads ``spec.json``, serves the router on the service port, and runs the control
   ``/health`` answers 200, then *ready* (in rotation);
 * health-check ready replicas; a replica that exits, or fails 3 checks in a row, leaves the
   rotation and is replaced (the router already retried its idempotent in-flight requests);
-* autoscale (:mod:`aistack.serving.autoscaler`): extra replicas are *drained* (out of
-  rotation, finish their in-flight requests) before they are stopped;
+* autoscale (:mod:`aistack.serving.autoscaler`) on the router's load (requests in flight plus
+  those just refused by admission control, ``spec.max_queued_requests``): extra replicas are
+  *drained* (out of rotation, finish their in-flight requests) before they are stopped;
+* a replica is stopped with a reason that says what happened ("scaled down by the autoscaler of
+  service NAME (3 → 2 replicas)", "replaced by rollout of service NAME to version N"): its
+  ``reason`` in ``serve status`` and, for a replica job, its end reason in ``aistack jobs``;
 * rolling update: start one new-version replica, wait until it is ready, drain one old one,
   repeat; a new replica that fails to load or to pass its health check stops the rollout and
   the old version keeps serving;
@@ -112,6 +116,8 @@ class ServiceController:
             wait_for_replica_s=max(10.0, spec.ready_timeout_s)
             if spec.autoscale.min_replicas == 0
             else 10.0,
+            replica_capacity=spec.batching.max_batch_size,
+            max_queued=spec.max_queued_requests,
         )
         self.router.on_replica_error = self._on_replica_error
         self.autoscaler = Autoscaler(cfg=spec.autoscale)
@@ -203,14 +209,36 @@ class ServiceController:
     def _stop_replica(self, rep: Replica, reason: str, *, final: ReplicaState = "stopping") -> None:
         self._unroute(rep)
         if rep.handle is not None and rep.state not in ("stopped", "failed"):
-            self.launcher.stop(rep.handle, grace_s=10.0)
+            self.launcher.stop(rep.handle, grace_s=10.0, reason=self._stop_reason(reason))
         rep.state = final
         rep.stop_t = time.time()
         rep.reason = reason
 
+    def _stop_reason(self, reason: str) -> str:
+        """Why a replica is stopped, for where its process is listed (a replica job's end
+        reason in ``aistack jobs``): it names the service."""
+        if f"service {self.spec.name}" in reason:
+            return reason
+        return f"stopped by service {self.spec.name}: {reason}"
+
+    def _scaled_down(self, current: int, desired: int) -> str:
+        return (
+            f"scaled down by the autoscaler of service {self.spec.name} "
+            f"({current} → {desired} replicas)"
+        )
+
+    def _replaced(self, new_uri: str) -> str:
+        return f"replaced by rollout of service {self.spec.name} to {version_label(new_uri)}"
+
+    def _rollout_failed(self, new_uri: str, old_uri: str) -> str:
+        return (
+            f"rollout of service {self.spec.name} to {version_label(new_uri)} failed; "
+            f"{version_label(old_uri)} keeps serving"
+        )
+
     def _drain(self, rep: Replica, reason: str) -> None:
         if rep.state == "starting":
-            self._stop_replica(rep, f"not needed: {reason}")
+            self._stop_replica(rep, reason)
             return
         rep.state = "draining"
         rep.drain_started = time.monotonic()
@@ -378,7 +406,7 @@ class ServiceController:
         self.autoscaler.observe(
             LoadSample(
                 t=now,
-                inflight=float(self.router.inflight),
+                inflight=self.router.load,  # in flight + recently refused (429)
                 queue_delay_ms=(sum(delays) / len(delays)) if delays else 0.0,
             )
         )
@@ -401,7 +429,7 @@ class ServiceController:
                     key=lambda r: (r.state != "starting", self._outstanding(r.id)),
                 )[: current - self.desired]
                 for rep in extra:
-                    self._drain(rep, f"autoscaler: {self.desired} replicas wanted")
+                    self._drain(rep, self._scaled_down(current, self.desired))
             # replicas of an older version left over (e.g. adopted after a restart)
             for rep in self.active():
                 if (
@@ -409,7 +437,7 @@ class ServiceController:
                     and len(self.active(self.spec.model_uri)) >= self.desired
                 ):
                     if any(r.state == "ready" for r in self.active(self.spec.model_uri)):
-                        self._drain(rep, "old model version")
+                        self._drain(rep, self._replaced(self.spec.model_uri))
 
     def _try_new_replica(self) -> bool:
         """Start one replica of the current model; a launcher error is a failed start, not a
@@ -511,8 +539,9 @@ class ServiceController:
                         f"{old_uri} keeps serving",
                     )
                     self.event("rollout", f"rollout to {new_uri} stopped: {exc}")
+                    failed = self._rollout_failed(new_uri, old_uri)
                     for r in self.active(new_uri):
-                        self._stop_replica(r, "rollout failed")
+                        self._stop_replica(r, failed)
                     return
                 self.rollout["message"] = f"step {i + 1}/{total}: waiting for {rep.id}"
                 while rep.state == "starting":
@@ -523,8 +552,9 @@ class ServiceController:
                         message=f"new replica {rep.id} did not become ready: {rep.reason}; {old_uri} keeps serving",
                     )
                     self.event("rollout", f"rollout to {new_uri} stopped: {rep.reason}")
+                    failed = self._rollout_failed(new_uri, old_uri)
                     for r in self.active(new_uri):
-                        self._stop_replica(r, "rollout failed")
+                        self._stop_replica(r, failed)
                     return
                 old = [r for r in self.active(old_uri)]
                 old.sort(
@@ -538,10 +568,10 @@ class ServiceController:
                     )
                 )
                 if old:
-                    self._drain(old[0], f"replaced by {rep.id} ({new_uri})")
+                    self._drain(old[0], self._replaced(new_uri))
                 self.rollout["done"] = i + 1
             for r in self.active(old_uri):
-                self._drain(r, f"rolled to {new_uri}")
+                self._drain(r, self._replaced(new_uri))
             self.spec = self.spec.model_copy(update={"model_uri": new_uri, "model": ref})
             save_spec(self.dir, self.spec)
             self.clear_failure(f"rolled to {new_uri}")
@@ -583,8 +613,11 @@ class ServiceController:
             "min_replicas": self.spec.autoscale.min_replicas,
             "max_replicas": self.spec.autoscale.max_replicas,
             "inflight": self.router.inflight,
+            "queued": self.router.queued,
+            "max_queued_requests": self.spec.max_queued_requests,
             "metrics": {
                 **m,
+                "rejected_total": self.router.rejected_total,
                 "mean_batch_size": round(mean_batch, 3),
                 "batch_size_counts": dict(sorted(batch_counts.items(), key=lambda kv: int(kv[0]))),
             },
@@ -688,7 +721,7 @@ class ServiceController:
             await asyncio.sleep(0.05)
         for rep in self.replicas.values():
             if rep.state not in ("stopped", "failed"):
-                self._stop_replica(rep, "service deleted")
+                self._stop_replica(rep, f"service {self.spec.name} deleted")
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             if all(
@@ -703,6 +736,15 @@ class ServiceController:
         self.event("service", "service stopped")
         self.write_state()
         await self.router.close()
+
+
+def version_label(uri: str) -> str:
+    """``models:/iris/3`` → ``version 3``; any other model URI as it is."""
+    if uri.startswith("models:/"):
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        if version.isdigit():
+            return f"version {version}"
+    return uri
 
 
 def _wall_clock(d: ScaleDecision) -> dict[str, Any]:

@@ -14,13 +14,20 @@ class HTTPProblem(Exception):
     """An error answered to the client (4xx/5xx) in the OpenAI error shape."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, kind: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        kind: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        self.headers = headers or {}
 
     def response(self) -> JSONResponse:
         return JSONResponse(
@@ -33,6 +40,7 @@ class HTTPProblem(Exception):
                 }
             },
             status_code=self.status,
+            headers=self.headers or None,
         )
 
 

@@ -8,7 +8,9 @@
 
 Contract: ``launch`` returns a handle string at once; ``status`` never blocks for long and
 reports ``running`` (includes queued/starting) or ``exited`` with an exit code and reason;
-``stop`` returns at once (SIGTERM now, SIGKILL after ``grace_s``).
+``stop`` returns at once (SIGTERM now, SIGKILL after ``grace_s``); its ``reason`` says why in
+words a user reads where the replica is listed (for a job: its failure_reason in ``aistack
+jobs`` and the API, instead of "cancelled by user").
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ReplicaLauncher(Protocol):
 
     def status(self, handle: str) -> LaunchStatus: ...
 
-    def stop(self, handle: str, grace_s: float = 10.0) -> None: ...
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None: ...
 
 
 class ProcessLauncher:
@@ -116,12 +118,13 @@ class ProcessLauncher:
             pass
         return LaunchStatus(state="running", host="127.0.0.1")
 
-    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
         try:
             pid = int(handle)
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, ValueError, PermissionError):
             return
+        log.info("stopping replica process %s: %s", handle, reason or "stopped")
 
         def _kill_later() -> None:
             deadline = time.monotonic() + grace_s
@@ -201,8 +204,16 @@ class JobLauncher:
             reason=f"job {job.get('id', handle)} {state.lower()}" + (f": {why}" if why else ""),
         )
 
-    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        from aistack.errors import ValidationError
+
+        # the API keeps at most 500 printable characters of a reason
+        why = " ".join((reason or "").split())
+        why = (why[:499] + "…") if len(why) > 500 else why
         try:
-            self.client.cancel(handle)
+            try:
+                self.client.cancel(handle, reason=why or None)
+            except ValidationError:  # a reason the server refused must not keep the job running
+                self.client.cancel(handle)
         except Exception as exc:  # already finished or gone: nothing to stop
             log.info("cancel of replica job %s: %s", handle, exc)

@@ -143,6 +143,7 @@ def deploy(
     max_wait_ms: float = 5.0,
     target_inflight: float = 4.0,
     downscale_cooldown_s: float = 30.0,
+    max_queued_requests: int | None = None,
     project: str = "default",
     env: dict[str, str] | None = None,
     wait_ready_s: float | None = 120.0,
@@ -151,6 +152,7 @@ def deploy(
     """Validate, resolve the model, write the spec, start the controller; returns its status.
 
     ``wait_ready_s``: wait until ``min_replicas`` replicas are ready (None: return at once).
+    ``max_queued_requests``: admission control (see :class:`ServiceSpec`; None: its default).
     """
     from pydantic import ValidationError as PydanticValidationError
 
@@ -187,6 +189,8 @@ def deploy(
         }
         if priority is not None:
             fields["priority"] = priority
+        if max_queued_requests is not None:
+            fields["max_queued_requests"] = max_queued_requests
         spec = ServiceSpec.model_validate(
             {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in fields.items()}
         )
@@ -641,7 +645,7 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                 try:
                     from aistack.client import Client
 
-                    Client().cancel(r["handle"])
+                    Client().cancel(r["handle"], reason=f"service {name} deleted")
                     stopped += 1
                 except Exception:  # already finished, or the server is gone
                     pass

@@ -2,6 +2,12 @@
 
 Latency quantiles are computed over a sliding window (default 60 s) so ``serve status``
 shows current p50/p99 and QPS rather than all-time figures.
+
+Latency is that of the requests that were answered: error answers (4xx, 5xx) are left out of
+the quantiles and of the latency summary's ``_sum``/``_count`` (a burst of fast 400s or 429s
+would otherwise pull p50 down and make an overloaded service look fast) and are counted apart:
+``requests_total`` by code, ``errors_window`` (5xx) and ``client_errors_window`` (4xx) in the
+summary. QPS counts every answer.
 """
 
 from __future__ import annotations
@@ -30,20 +36,22 @@ class RequestMetrics:
     clock: Any = time.monotonic
     requests_total: collections.Counter[str] = field(default_factory=collections.Counter)
     retries_total: int = 0
-    latency_sum_s: float = 0.0
+    latency_sum_s: float = 0.0  # of answered (status < 400) requests only
     latency_count: int = 0
-    _recent: collections.deque[tuple[float, float, bool]] = field(
+    # (time, latency, status) of each answer in the window
+    _recent: collections.deque[tuple[float, float, int]] = field(
         default_factory=lambda: collections.deque(maxlen=100_000)
     )
 
     def observe(self, status: int, latency_s: float) -> None:
         now = self.clock()
         self.requests_total[str(status)] += 1
-        self.latency_sum_s += latency_s
-        self.latency_count += 1
-        self._recent.append((now, latency_s, status >= 500))
+        if status < 400:
+            self.latency_sum_s += latency_s
+            self.latency_count += 1
+        self._recent.append((now, latency_s, status))
 
-    def _window(self) -> list[tuple[float, float, bool]]:
+    def _window(self) -> list[tuple[float, float, int]]:
         cutoff = self.clock() - self.window_s
         while self._recent and self._recent[0][0] < cutoff:
             self._recent.popleft()
@@ -55,13 +63,14 @@ class RequestMetrics:
             cutoff = self.clock() - window_s
             rows = [r for r in rows if r[0] >= cutoff]
         span = window_s or self.window_s
-        lat = [r[1] for r in rows]
+        lat = [r[1] for r in rows if r[2] < 400]
         errors_total = sum(v for k, v in self.requests_total.items() if k.startswith("5"))
         return {
             "qps": len(rows) / span if span else 0.0,
             "p50_ms": quantile(lat, 0.50) * 1000.0,
             "p99_ms": quantile(lat, 0.99) * 1000.0,
-            "errors_window": sum(1 for r in rows if r[2]),
+            "errors_window": sum(1 for r in rows if r[2] >= 500),
+            "client_errors_window": sum(1 for r in rows if 400 <= r[2] < 500),
             "requests_total": sum(self.requests_total.values()),
             "errors_total": errors_total,
             "client_errors_total": sum(
@@ -85,10 +94,11 @@ class RequestMetrics:
             f"# HELP {p}_retries_total Requests retried on another replica.",
             f"# TYPE {p}_retries_total counter",
             f"{p}_retries_total{{{lbl}}} {self.retries_total}",
-            f"# HELP {p}_request_duration_seconds Request latency (quantiles over the last {self.window_s:g} s).",
+            f"# HELP {p}_request_duration_seconds Latency of answered requests (status below 400; "
+            f"errors are in {p}_requests_total by code), quantiles over the last {self.window_s:g} s.",
             f"# TYPE {p}_request_duration_seconds summary",
         ]
-        lat = [r[1] for r in self._window()]
+        lat = [r[1] for r in self._window() if r[2] < 400]
         for q in (0.5, 0.9, 0.99):
             lines.append(
                 f'{p}_request_duration_seconds{{{lbl}{sep}quantile="{q}"}} {quantile(lat, q):.6f}'

@@ -12,6 +12,11 @@ Endpoints:
   sends each completion in one chunk. ``usage`` is in the model's tokens (its ``count_tokens``
   and the counts its completions carry, see :mod:`aistack.serving.generators`; a character
   per token for a model that gives neither), at most ``max_tokens`` per choice.
+* ``POST /v1/chat/completions`` — OpenAI chat completions on the same text models: the
+  messages become one prompt through the model's ``apply_chat_template`` or a plain documented
+  template (:mod:`aistack.serving.chat`); the answer is ``choices[0].message`` with ``usage``;
+  ``stream`` sends ``chat.completion.chunk`` events (a first one with the role, then content
+  deltas, the finish reason in a last one with an empty delta), as OpenAI does.
 * ``POST /invocations`` — MLflow scoring protocol (``dataframe_split``, ``dataframe_records``,
   ``instances``, ``inputs``) for pyfunc models.
 * ``GET /health`` — 200 when the model is loaded and healthy, with batching stats.
@@ -32,13 +37,15 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
+from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest
 from aistack.serving.generators import completion_tokens, count_tokens, streams
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
@@ -57,7 +64,7 @@ class CompletionRequest(BaseModel):
 
     prompt: str | list[str]
     model: str | None = None
-    max_tokens: int = Field(default=16, ge=1, le=200)
+    max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1)
@@ -141,14 +148,59 @@ class _StreamedChoice:
         return out
 
 
-async def _stream_events(
-    server: ReplicaServer,
-    req: CompletionRequest,
-    prompts: list[str],
-    cid: str,
-    created: int,
-    model_name: str,
-) -> AsyncIterator[str]:
+@dataclass(kw_only=True)
+class _Streamed:
+    """What a streamed answer needs of its request (text or chat completion)."""
+
+    kind: Literal["text", "chat"]
+    prompts: list[str]
+    max_tokens: int
+    temperature: float
+    stop: str | list[str] | None
+    echo: bool = False
+    include_usage: bool = False
+    id: str
+    created: int
+    model: str
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
+        obj = "text_completion" if self.kind == "text" else "chat.completion.chunk"
+        body = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    def start(self, i: int) -> list[str]:
+        if self.kind == "chat":  # OpenAI's first chunk of a choice carries the role
+            delta = {"role": "assistant", "content": ""}
+            return [self.chunk([_chat_delta(i, delta, None)])]
+        if self.echo:
+            return [self.chunk([_text_choice(i, self.prompts[i], None)])]
+        return []
+
+    def piece(self, i: int, text: str, finish: str | None) -> list[str]:
+        if self.kind == "text":
+            return [self.chunk([_text_choice(i, text, finish)])]
+        out = [self.chunk([_chat_delta(i, {"content": text}, None)])] if text else []
+        if finish is not None:  # the finish reason comes with an empty delta, as OpenAI's
+            out.append(self.chunk([_chat_delta(i, {}, finish)]))
+        return out
+
+
+def _text_choice(i: int, text: str, finish: str | None) -> dict[str, Any]:
+    return {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+
+
+def _chat_delta(i: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+async def _stream_events(server: ReplicaServer, req: _Streamed) -> AsyncIterator[str]:
     """The server-sent events of a streamed completion (see the module docstring)."""
     import asyncio
 
@@ -169,23 +221,13 @@ async def _stream_events(
         except Exception as exc:  # noqa: BLE001 - reported in the stream
             queue.put_nowait(("error", i, exc))
 
-    def event(i: int, text: str, finish: str | None) -> str:
-        choice = {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
-        chunk = {
-            "id": cid,
-            "object": "text_completion",
-            "created": created,
-            "model": model_name,
-            "choices": [choice],
-        }
-        return f"data: {json.dumps(chunk)}\n\n"
-
+    prompts = req.prompts
     tasks = [asyncio.create_task(run(i, p)) for i, p in enumerate(prompts)]
     states = [_StreamedChoice(req.stop) for _ in prompts]
     try:
-        if req.echo:
-            for i, p in enumerate(prompts):
-                yield event(i, p, None)
+        for i in range(len(prompts)):
+            for e in req.start(i):
+                yield e
         left = len(prompts)
         while left:
             kind, i, val = await queue.get()
@@ -196,31 +238,25 @@ async def _stream_events(
                 text, stopped = st.feed(val)
                 if stopped:
                     st.finished, left = True, left - 1
-                    yield event(i, text, "stop")
+                    for e in req.piece(i, text, "stop"):
+                        yield e
                 elif text:
-                    yield event(i, text, None)
+                    for e in req.piece(i, text, None):
+                        yield e
             elif kind == "done":
                 text, stopped = st.finish(val)
                 st.finished, left = True, left - 1
-                yield event(i, text, "stop" if stopped else "length")
+                for e in req.piece(i, text, "stop" if stopped else "length"):
+                    yield e
             else:  # the model failed: the status line (200) is long gone, so say it here
                 log.warning("streamed completion failed: %s", val)
                 err = {"message": f"the model failed: {val}", "type": "server_error"}
                 yield f"data: {json.dumps({'error': err})}\n\n"
                 return
-        if (req.stream_options or {}).get("include_usage"):
+        if req.include_usage:
             gen = server.model.generator
             choices = [(st.text, *_apply_stop(st.text, st.stops)) for st in states]
-            usage = _usage(gen, prompts, choices, req.max_tokens)
-            chunk = {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model_name,
-                "choices": [],
-                "usage": usage,
-            }
-            yield f"data: {json.dumps(chunk)}\n\n"
+            yield req.chunk([], usage=_usage(gen, prompts, choices, req.max_tokens))
         yield "data: [DONE]\n\n"
     finally:  # also when the client went away: queued prompts are not computed for nobody
         for t in tasks:
@@ -392,6 +428,80 @@ class ReplicaServer:
                 }
             )
 
+        def check_model(name: str | None) -> None:
+            """As vLLM: a request naming a model this replica does not serve is a 404."""
+            if name and name not in server.served_names:
+                raise HTTPProblem(
+                    404,
+                    f"model: {name!r} is not served here; this endpoint serves "
+                    + ", ".join(repr(n) for n in server.served_names)
+                    + " (or leave model out)",
+                    param="model",
+                )
+
+        async def chat_completions(request: Request) -> Response:
+            from aistack.serving.chat import parse_messages, render_prompt
+
+            if server.gen_batcher is None:
+                raise HTTPProblem(
+                    404, f"model {server.model.uri} is not a text model; use POST /invocations"
+                )
+            data = await read_json_object(request, server.max_body_bytes)
+            try:
+                req = ChatCompletionRequest.model_validate(data)
+            except PydanticValidationError as exc:
+                raise pydantic_problem(exc) from None
+            problem = req.unsupported()
+            if problem is not None:
+                raise problem
+            check_model(req.model)
+            prompt, template_stops = render_prompt(
+                parse_messages(req.messages), server.model.generator
+            )
+            stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+            stops += template_stops
+            cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+            created = int(time.time())
+            model_name = req.model or server.model.uri
+            max_tokens = req.max_new_tokens
+            if req.stream:
+                streamed = _Streamed(
+                    kind="chat",
+                    prompts=[prompt],
+                    max_tokens=max_tokens,
+                    temperature=req.temperature,
+                    stop=stops,
+                    include_usage=bool((req.stream_options or {}).get("include_usage")),
+                    id=cid,
+                    created=created,
+                    model=model_name,
+                )
+                return StreamingResponse(
+                    _stream_events(server, streamed),
+                    media_type="text/event-stream",
+                    headers={"cache-control": "no-cache"},
+                )
+            raw = await server.gen_batcher.submit((prompt, max_tokens, req.temperature))
+            text, stopped = _apply_stop(raw, stops)
+            usage = _usage(server.model.generator, [prompt], [(raw, text, stopped)], max_tokens)
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model_name,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop" if stopped else "length",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
         async def completions(request: Request) -> Response:
             if server.gen_batcher is None:
                 raise HTTPProblem(
@@ -402,14 +512,7 @@ class ReplicaServer:
                 req = CompletionRequest.model_validate(data)
             except PydanticValidationError as exc:
                 raise pydantic_problem(exc) from None
-            if req.model and req.model not in server.served_names:
-                raise HTTPProblem(
-                    404,
-                    f"model: {req.model!r} is not served here; this endpoint serves "
-                    + ", ".join(repr(n) for n in server.served_names)
-                    + " (or leave model out)",
-                    param="model",
-                )
+            check_model(req.model)
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:
                 raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
@@ -426,8 +529,20 @@ class ReplicaServer:
             created = int(time.time())
             model_name = req.model or server.model.uri
             if req.stream:
+                streamed = _Streamed(
+                    kind="text",
+                    prompts=prompts,
+                    max_tokens=req.max_tokens,
+                    temperature=req.temperature,
+                    stop=req.stop,
+                    echo=req.echo,
+                    include_usage=bool((req.stream_options or {}).get("include_usage")),
+                    id=cid,
+                    created=created,
+                    model=model_name,
+                )
                 return StreamingResponse(
-                    _stream_events(server, req, prompts, cid, created, model_name),
+                    _stream_events(server, streamed),
                     media_type="text/event-stream",
                     headers={"cache-control": "no-cache"},
                 )
@@ -483,6 +598,7 @@ class ReplicaServer:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/completions", timed(completions), methods=["POST"]),
+            Route("/v1/chat/completions", timed(chat_completions), methods=["POST"]),
             Route("/invocations", timed(invocations), methods=["POST"]),
         ]
         served = ", ".join(f"{sorted(r.methods - {'HEAD'})[0]} {r.path}" for r in routes)
@@ -491,12 +607,7 @@ class ReplicaServer:
             """404/405 in the OpenAI error shape (JSON), naming what is served."""
             code = int(getattr(exc, "status_code", 404))
             what = f"{request.method} {request.url.path}"
-            if request.url.path.rstrip("/") == "/v1/chat/completions":
-                msg = (
-                    f"{what}: chat completions are not served; send the conversation as a "
-                    "prompt to POST /v1/completions"
-                )
-            elif code == 405:
+            if code == 405:
                 msg = f"{what}: method not allowed; this replica serves {served}"
             else:
                 msg = f"{what}: no such endpoint; this replica serves {served}"

@@ -14,14 +14,24 @@ request counts as a 502). A stream's latency in the metrics is the time to its l
 Retries: a request that never reached a replica (connection refused) is retried on another
 replica whatever its kind; a request that failed after it was sent (the replica died, or
 answered 502/503) is retried only when it is idempotent: GET/HEAD, a POST to an inference
-path (``/v1/completions``, ``/invocations`` — inference has no side effects), or any request
+path (``/v1/completions``, ``/v1/chat/completions``, ``/invocations`` — inference has no side
+effects), or any request
 carrying an ``Idempotency-Key`` header. A replica that fails a request leaves the rotation
 at once; the health checks bring it back.
+
+Admission control (``max_queued`` with ``replica_capacity``): a replica in rotation works on
+up to ``replica_capacity`` requests at once (its batch size); requests beyond that, and those
+waiting for any replica, are *queued*. A POST that arrives while no replica has room and
+``max_queued`` requests are already queued is answered 429 at once (OpenAI error JSON, a
+``Retry-After`` header) instead of waiting into a timeout. Rejected requests still count as load
+for the autoscaler: :attr:`Router.load` is the requests in flight plus those rejected within
+the last ``Retry-After`` seconds (each one is expected back then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -35,7 +45,14 @@ from aistack.serving.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENT_PATHS = ("/v1/completions", "/invocations", "/v1/models", "/health")
+IDEMPOTENT_PATHS = (
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/invocations",
+    "/v1/models",
+    "/health",
+)
+RETRY_AFTER_S = 1  # what a 429 asks the client to wait (whole seconds, as HTTP wants)
 _HOP_HEADERS = {
     "host",
     "content-length",
@@ -95,8 +112,15 @@ class Router:
         max_body_bytes: int = 1_048_576,
         wait_for_replica_s: float = 10.0,
         upstream: Any = None,
+        replica_capacity: int | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.service = service
+        # admission control (see the module docstring); None: requests are never refused
+        self.replica_capacity = replica_capacity
+        self.max_queued = max_queued
+        self.rejected_total = 0
+        self._rejected_t: collections.deque[float] = collections.deque(maxlen=100_000)
         self.endpoints: dict[str, Endpoint] = {}
         self.max_retries = max_retries
         self.request_timeout_s = request_timeout_s
@@ -133,6 +157,55 @@ class Router:
     @property
     def inflight(self) -> int:
         return self.waiting + sum(e.outstanding for e in self.endpoints.values())
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a replica, plus those beyond ``replica_capacity`` at replicas
+        in rotation (they wait in the replica's batcher)."""
+        cap = self.replica_capacity
+        if cap is None:
+            return self.waiting
+        return self.waiting + sum(
+            max(0, e.outstanding - cap) for e in self.endpoints.values() if e.in_rotation
+        )
+
+    @property
+    def load(self) -> float:
+        """What the autoscaler should see: requests in flight plus those refused (429) within
+        the last ``RETRY_AFTER_S`` seconds, which their clients are expected to send again."""
+        cutoff = time.monotonic() - RETRY_AFTER_S
+        while self._rejected_t and self._rejected_t[0] < cutoff:
+            self._rejected_t.popleft()
+        return float(self.inflight + len(self._rejected_t))
+
+    def admit(self) -> None:
+        """Raise HTTPProblem(429) when a new request would queue beyond ``max_queued``."""
+        if self.max_queued is None:
+            return
+        cap = self.replica_capacity
+        if cap is not None and any(
+            e.in_rotation and e.outstanding < cap for e in self.endpoints.values()
+        ):
+            return  # a replica has room: the request does not queue
+        queued = self.queued
+        if queued < self.max_queued:
+            return
+        self.rejected_total += 1
+        self._rejected_t.append(time.monotonic())
+        live = sum(1 for e in self.endpoints.values() if e.in_rotation)
+        busy = (
+            f"its {live} ready replica(s) are busy with {cap} requests each"
+            if live and cap is not None
+            else "no replica is ready yet"
+        )
+        raise HTTPProblem(
+            429,
+            f"service {self.service!r} is over capacity: {busy} and {queued} requests are "
+            f"queued (max_queued_requests {self.max_queued}); retry after {RETRY_AFTER_S} s "
+            "(the autoscaler counts this request as load)",
+            kind="rate_limit_exceeded",
+            headers={"retry-after": str(RETRY_AFTER_S)},
+        )
 
     def pick(self, exclude: set[str]) -> Endpoint | None:
         """Least outstanding requests among replicas in rotation; ties broken at random."""
@@ -376,6 +449,7 @@ class Router:
     def prometheus(self, gauges: dict[str, float] | None = None) -> str:
         g = {
             "inflight_requests": float(self.inflight),
+            "queued_requests": float(self.queued),
             "replicas_in_rotation": float(sum(1 for e in self.endpoints.values() if e.in_rotation)),
         }
         g.update(gauges or {})
@@ -393,6 +467,8 @@ class Router:
                 headers = {
                     k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
                 }
+                if request.method == "POST":  # inference; GETs (models, health) are cheap
+                    self.admit()
                 if wants_stream(request.method, body):
 
                     def on_end(status: int) -> None:  # the latency of a stream is all of it

@@ -96,6 +96,15 @@ class ServiceSpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="router port; 0 = pick a free one")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_queued_requests: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="admission control: requests that may wait beyond what the ready replicas "
+        "work on at once (batching.max_batch_size each), or for a first replica; one more is "
+        "answered 429 with Retry-After at once instead of timing out (the autoscaler still "
+        "counts it as load); 0: no queue",
+    )
     request_timeout_s: float = Field(default=60.0, gt=0)
     ready_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=0.5, gt=0)

@@ -169,7 +169,63 @@ def test_autoscaler_scales_up_under_load_and_back_down(home: Path) -> None:
     actions = [d["action"] for d in s["autoscaler"]["decisions"]]
     assert "up" in actions and "down" in actions
     assert any("requests in flight" in d["reason"] for d in s["autoscaler"]["decisions"])
-    assert any("draining: autoscaler" in e["message"] for e in s["events"])
+    assert any(
+        "draining: scaled down by the autoscaler of service auto (" in e["message"]
+        for e in s["events"]
+    )
+
+
+def test_requests_beyond_the_queue_are_429_at_once_and_stay_out_of_the_latency(
+    home: Path,
+) -> None:
+    """One replica working on one request at a time (1 s each), two may queue: of six sent
+    together three are served and three refused at once (they waited into a 504 before)."""
+    st = manager.deploy(
+        "builtin:echo?delay_ms=1000",
+        name="full",
+        min_replicas=1,
+        max_replicas=1,
+        max_batch_size=1,
+        max_queued_requests=2,
+        wait_ready_s=60,
+    )
+    url = st["url"] + "/v1/completions"
+    results: list[tuple[float, int, str | None, dict]] = []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+
+    def send() -> None:
+        r = httpx.post(url, json={"prompt": "abc", "max_tokens": 2}, timeout=30)
+        with lock:
+            results.append(
+                (time.monotonic() - t0, r.status_code, r.headers.get("retry-after"), r.json())
+            )
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    codes = sorted(code for _, code, _, _ in results)
+    assert codes == [200, 200, 200, 429, 429, 429], results
+    refused = [r for r in results if r[1] == 429]
+    served = [r for r in results if r[1] == 200]
+    assert all(retry == "1" for _, _, retry, _ in refused)
+    for _, _, _, body in refused:
+        assert body["error"]["type"] == "rate_limit_exceeded"
+        assert "max_queued_requests 2" in body["error"]["message"]
+    # refused while the first request was still being served, not after waiting in line
+    assert max(t for t, *_ in refused) < min(t for t, *_ in served)
+    assert [b["choices"][0]["text"] for *_, b in served] == ["cb"] * 3
+
+    m = manager.status("full")["metrics"]
+    assert m["rejected_total"] == 3 and m["client_errors_window"] == 3
+    assert m["requests_total"] == 6 and m["errors_total"] == 0
+    # p50 is that of the served requests (each took 1 s of the model or more), not of the 429s
+    assert m["p50_ms"] >= 1000.0, m
+    text = httpx.get(st["url"] + "/metrics").text
+    assert 'aistack_serve_requests_total{service="full",code="429"} 3' in text
+    assert 'aistack_serve_request_duration_seconds_count{service="full"} 3' in text
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -135,3 +135,45 @@ def test_streamed_bad_request_is_a_plain_400_through_the_router(router_url: str)
         router_url + "/v1/completions", json={"prompt": "x", "stream": True, "n": 3}, timeout=30
     )
     assert r.status_code == 400 and "n" in r.json()["error"]["message"]
+
+
+def test_chat_completions_through_the_router_whole_and_streamed(router_url: str) -> None:
+    """OpenAI chat completions on a real replica process, through the router."""
+    messages = [{"role": "user", "content": "ping"}]
+    prompt = "User: ping\nAssistant:"  # the default chat template (aistack.serving.chat)
+    r = httpx.post(
+        router_url + "/v1/chat/completions",
+        json={"messages": messages, "max_tokens": 6},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": prompt[::-1][:6],
+        "refusal": None,
+    }
+    assert body["usage"]["prompt_tokens"] == len(prompt)
+    out = []
+    with httpx.stream(
+        "POST",
+        router_url + "/v1/chat/completions",
+        json={"messages": messages, "max_tokens": 6, "stream": True},
+        timeout=30,
+    ) as s:
+        assert s.status_code == 200
+        assert s.headers["content-type"].startswith("text/event-stream")
+        out = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+    assert out[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in out[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == prompt[::-1][:6]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    bad = httpx.post(
+        router_url + "/v1/chat/completions",
+        json={"model": "nope", "messages": messages},
+        timeout=30,
+    )
+    assert bad.status_code == 404 and bad.json()["error"]["param"] == "model"

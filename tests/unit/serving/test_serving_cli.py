@@ -45,7 +45,7 @@ class _Launcher:
     def status(self, handle: str) -> LaunchStatus:
         return LaunchStatus(state="exited", exit_code=0, reason="exit code 0")
 
-    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
         pass
 
 

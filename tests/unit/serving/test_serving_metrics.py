@@ -35,7 +35,8 @@ def test_summary_window_and_prometheus_text_parses() -> None:
     assert s["errors_total"] == 1
     assert abs(s["qps"] - 1.0) < 1e-9
     assert abs(s["p50_ms"] - 10.0) < 1e-6
-    assert abs(s["p99_ms"] - 500.0) < 1e-6
+    assert abs(s["p99_ms"] - 10.0) < 1e-6  # the 503 is an error, not a latency
+    assert s["errors_window"] == 1
     now[0] = 200.0  # window passed: latency gone, totals kept
     assert m.summary()["qps"] == 0.0
     assert m.summary()["requests_total"] == 10
@@ -56,3 +57,39 @@ def test_summary_window_and_prometheus_text_parses() -> None:
         if s.name.endswith("_bucket")
     }
     assert buckets["1"] == 2 and buckets["4"] == 2 and buckets["8"] == 5 and buckets["+Inf"] == 5
+
+
+def test_error_answers_stay_out_of_the_latency_percentiles_and_are_counted_apart() -> None:
+    """A burst of fast 4xx answers (bad input, 429 when over capacity) made an overloaded
+    service look fast: p50 fell to the 4xx answers' sub-millisecond time."""
+    now = [0.0]
+    m = RequestMetrics(labels={"service": "s"}, window_s=60, clock=lambda: now[0])
+    for _ in range(10):
+        m.observe(200, 0.200)
+    for _ in range(30):
+        m.observe(429, 0.0005)
+    for _ in range(5):
+        m.observe(400, 0.001)
+    m.observe(504, 60.0)
+    s = m.summary()
+    assert s["p50_ms"] == 200.0 and s["p99_ms"] == 200.0
+    assert s["client_errors_window"] == 35 and s["errors_window"] == 1
+    assert s["client_errors_total"] == 35 and s["errors_total"] == 1
+    assert s["requests_total"] == 46
+    assert abs(s["qps"] - 46 / 60) < 1e-9  # every answer is a request served
+    fams = {f.name: f for f in text_string_to_metric_families(m.prometheus())}
+    dur = {
+        (x.name, x.labels.get("quantile")): x.value
+        for x in fams["aistack_serve_request_duration_seconds"].samples
+    }
+    assert dur[("aistack_serve_request_duration_seconds", "0.5")] == 0.2
+    assert dur[("aistack_serve_request_duration_seconds", "0.99")] == 0.2
+    # the summary's count and sum are those of the answered requests (as its quantiles)
+    assert dur[("aistack_serve_request_duration_seconds_count", None)] == 10
+    assert abs(dur[("aistack_serve_request_duration_seconds_sum", None)] - 2.0) < 1e-6
+    codes = {
+        x.labels["code"]: x.value
+        for x in fams["aistack_serve_requests"].samples
+        if "code" in x.labels
+    }
+    assert codes == {"200": 10.0, "400": 5.0, "429": 30.0, "504": 1.0}

@@ -253,11 +253,12 @@ def test_text_endpoint_on_predict_only_model_is_404() -> None:
 
 
 def test_unknown_path_and_method_are_json_errors_naming_the_endpoints(client: TestClient) -> None:
-    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    r = client.post("/v1/embeddings", json={"input": "hi"})
     assert r.status_code == 404  # was a text/plain "Not Found" an OpenAI client cannot read
     err = r.json()["error"]
-    assert "chat completions are not served" in err["message"]
+    assert err["message"].startswith("POST /v1/embeddings: no such endpoint")
     assert "POST /v1/completions" in err["message"]
+    assert "POST /v1/chat/completions" in err["message"]
     r = client.get("/v2/nothing")
     assert r.status_code == 404
     assert "POST /invocations" in r.json()["error"]["message"]

@@ -191,7 +191,10 @@ def test_stream_latency_is_to_the_last_byte_and_a_broken_stream_says_so(breaks: 
     assert events[0].startswith('{"choices"')
     code = "502" if breaks else "200"
     assert dict(r.metrics.requests_total) == {code: 1}
-    assert r.metrics.latency_sum_s >= 0.3  # the whole stream, not the time to its headers
+    if breaks:  # an error answer: counted, but not a latency
+        assert r.metrics.latency_count == 0
+    else:
+        assert r.metrics.latency_sum_s >= 0.3  # the whole stream, not the time to its headers
     assert r.endpoints["a"].outstanding == 0
     if breaks:
         assert "[DONE]" not in events
@@ -200,3 +203,84 @@ def test_stream_latency_is_to_the_last_byte_and_a_broken_stream_says_so(breaks: 
         assert r.metrics.summary()["errors_total"] == 1
     else:
         assert events[-1] == "[DONE]"
+
+
+class _Gated:
+    """An upstream whose POSTs wait until ``gate`` is set (replicas busy), GETs answer at once."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def request(self, base_url, method, target, headers, body):  # type: ignore[no-untyped-def]
+        if method == "POST":
+            await self.gate.wait()
+        return 200, [("content-type", "application/json")], b"{}"
+
+
+def test_requests_beyond_the_bounded_queue_are_429_at_once_with_retry_after() -> None:
+    """Requests beyond capacity used to wait for a replica until the 60 s timeout (504)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    up = _Gated()
+    r = Router(service="t", upstream=up, replica_capacity=2, max_queued=3)
+    r.add(Endpoint(id="a", url="http://a"))
+    app = Starlette(routes=[Route("/{path:path}", r.asgi_handler(), methods=["GET", "POST"])])
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            held = [asyncio.create_task(c.post("/v1/completions", json={})) for _ in range(5)]
+            for _ in range(200):
+                if r.inflight == 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert r.inflight == 5 and r.queued == 3  # 2 at the replica, 3 waiting behind
+            over = await asyncio.wait_for(c.post("/v1/chat/completions", json={}), 2.0)
+            assert over.status_code == 429
+            assert over.headers["retry-after"] == "1"
+            err = over.json()["error"]
+            assert err["code"] == 429 and err["type"] == "rate_limit_exceeded"
+            assert "over capacity" in err["message"]
+            assert "3 requests are queued (max_queued_requests 3)" in err["message"]
+            assert r.rejected_total == 1
+            assert r.load == 6.0  # the refused request still counts for the autoscaler
+            # cheap GETs are not refused
+            assert (await c.get("/v1/models")).status_code == 200
+            up.gate.set()
+            assert [(await t).status_code for t in held] == [200] * 5
+            # room again: admitted
+            assert (await c.post("/v1/completions", json={})).status_code == 200
+
+    asyncio.run(main())
+    assert dict(r.metrics.requests_total) == {"200": 7, "429": 1}
+    assert r.metrics.latency_count == 7  # the 429 is not a latency
+    fams = r.prometheus()
+    assert 'aistack_serve_queued_requests{service="t"} 0.0' in fams
+
+
+def test_queue_counts_waiting_for_a_replica_and_refusals_age_out() -> None:
+    r = Router(service="t", replica_capacity=4, max_queued=0)  # 0: no queue at all
+    with pytest.raises(HTTPProblem) as exc:
+        r.admit()  # no replica yet, and nothing may wait for one
+    assert exc.value.status == 429 and "no replica is ready yet" in exc.value.message
+    r.add(Endpoint(id="a", url="http://a", outstanding=3))
+    r.admit()  # the replica has room for one more
+    r.endpoints["a"].outstanding = 4
+    with pytest.raises(HTTPProblem) as exc:
+        r.admit()
+    assert "its 1 ready replica(s) are busy with 4 requests each" in exc.value.message
+    r.endpoints["a"].in_rotation = False  # a draining replica's requests are not queued
+    assert r.queued == 0
+
+    r2 = Router(service="z", replica_capacity=4, max_queued=1)
+    r2.admit()  # nothing queued yet: admitted, it will wait for a replica
+    r2.waiting = 1
+    with pytest.raises(HTTPProblem):
+        r2.admit()
+    assert r2.rejected_total == 1 and r2.load == 2.0
+    r2._rejected_t[0] -= 5.0  # older than Retry-After: no longer load
+    assert r2.load == 1.0
+    unbounded = Router(service="u")  # the standalone router refuses nothing
+    unbounded.waiting = 10_000
+    unbounded.admit()

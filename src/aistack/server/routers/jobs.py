@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from aistack.server.context import ServerContext
 from aistack.server.db.models import JobEvent
 from aistack.server.deps import get_ctx, get_db
-from aistack.server.schemas.jobs import JobEventPublic, JobPublic, LogChunk
+from aistack.server.schemas.jobs import JobCancel, JobEventPublic, JobPublic, LogChunk
 from aistack.server.services import jobs as svc
 from aistack.spec import parse_spec
 
@@ -60,9 +60,18 @@ def get_job(job_id: str, db: Session = Depends(get_db)) -> JobPublic:
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
 def cancel(
-    job_id: str, db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
+    job_id: str,
+    body: JobCancel | None = Body(default=None),
+    db: Session = Depends(get_db),
+    ctx: ServerContext = Depends(get_ctx),
 ) -> JobPublic:
-    job = svc.request_cancel(db, svc.get_job(db, job_id), ctx.executor, ctx.settings.cancel_grace_s)
+    job = svc.request_cancel(
+        db,
+        svc.get_job(db, job_id),
+        ctx.executor,
+        ctx.settings.cancel_grace_s,
+        reason=body.reason if body is not None else None,
+    )
     db.commit()
     if ctx.loop is not None:
         ctx.loop.wake()

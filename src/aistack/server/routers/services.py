@@ -56,6 +56,7 @@ def deploy(body: ServiceCreate) -> ServicePublic:
         max_wait_ms=body.max_wait_ms,
         target_inflight=body.target_inflight,
         downscale_cooldown_s=body.cooldown_s,
+        max_queued_requests=body.max_queued_requests,
         project=body.project,
         wait_ready_s=None,
     )

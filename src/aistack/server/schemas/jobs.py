@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aistack.spec import JobSpec
 
@@ -45,6 +45,22 @@ class JobPublic(BaseModel):
     submitted_at: dt.datetime
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+
+
+class JobCancel(BaseModel):
+    """Optional body of POST /jobs/{id}/cancel: why the job is stopped (shown as its
+    ``failure_reason``; without one it is "cancelled by user")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is not None and not v.isprintable():
+            raise ValueError("control characters cannot be shown in the jobs table; remove them")
+        return v
 
 
 class JobEventPublic(BaseModel):

@@ -26,6 +26,9 @@ class ServiceCreate(BaseModel):
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
     target_inflight: float = Field(default=4.0, gt=0, allow_inf_nan=False)
     cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    max_queued_requests: int | None = Field(
+        default=None, ge=0, le=1_000_000, description="admission control (default 100)"
+    )
     project: str = "default"
 
 

@@ -162,7 +162,12 @@ def count_by_state(session: Session) -> dict[str, int]:
     return {s: int(n) for s, n in rows}
 
 
-def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) -> Job:
+def request_cancel(
+    session: Session, job: Job, executor: Any, grace_s: float, *, reason: str | None = None
+) -> Job:
+    """``reason``: why the job is stopped, kept as its failure_reason (a service's controller
+    says "scaled down by the autoscaler …"); without one it ends "cancelled by user". A second
+    cancel keeps the first one's reason."""
     # every write is conditional on the state (and attempt) this session read: the scheduling
     # loop may have started, requeued or finished the job since; then decide again on a fresh
     # read (an unconditional write put a requeued job back to CANCELLING with no process to
@@ -178,26 +183,38 @@ def request_cancel(session: Session, job: Job, executor: Any, grace_s: float) ->
                     state="CANCELLED",
                     finished_at=utcnow(),
                     pending_reason=None,
-                    failure_reason="cancelled by user while queued",
+                    failure_reason=reason or "cancelled by user while queued",
                 )
             )
             session.refresh(job)
             if getattr(res, "rowcount", 0) == 1:
-                add_event(session, job.id, "cancelled", "cancelled while queued")
+                add_event(
+                    session,
+                    job.id,
+                    "cancelled",
+                    "cancelled while queued" + (f": {reason}" if reason else ""),
+                )
                 return job
             continue
         handle = job.handle
         signal = job.state in ACTIVE_STATES and bool(handle)
+        # the reason the job will end with (_finish keeps it): this cancel's, or the first one's
+        why = {} if job.cancel_requested else {"failure_reason": reason}
         res = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state == job.state, Job.attempt == job.attempt)
-            .values(cancel_requested=True, **({"state": "CANCELLING"} if signal else {}))
+            .values(cancel_requested=True, **why, **({"state": "CANCELLING"} if signal else {}))
         )
         session.refresh(job)
         if getattr(res, "rowcount", 0) != 1:
             continue
         if signal:
-            add_event(session, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace_s:g} s")
+            add_event(
+                session,
+                job.id,
+                "cancelling",
+                f"SIGTERM, then SIGKILL after {grace_s:g} s" + (f" ({reason})" if reason else ""),
+            )
             executor.cancel(handle, grace_s)
         return job
     raise ConflictError(

@@ -234,8 +234,8 @@ class SchedulerLoop:
                     # left by a cancel that overwrote a requeue (before that race was closed):
                     # no process to signal or wait for
                     job.state, job.finished_at = "CANCELLED", utcnow()
-                    job.failure_reason = "cancelled by user"
-                    add_event(s, job.id, "cancelled", "cancelled by user (no process was left)")
+                    job.failure_reason = job.failure_reason or "cancelled by user"
+                    add_event(s, job.id, "cancelled", f"{job.failure_reason} (no process was left)")
                 continue
             try:
                 st = self.executor.poll(job.handle)
@@ -322,7 +322,9 @@ class SchedulerLoop:
             add_event(s, job.id, "succeeded", "exit code 0")
         elif st.state == "cancelled" or job.cancel_requested:
             job.state, job.finished_at = "CANCELLED", now
-            job.failure_reason = st.reason or "cancelled by user"
+            # the reason given with the cancel (request_cancel keeps it) before the executor's
+            asked = job.failure_reason if job.cancel_requested else None
+            job.failure_reason = asked or st.reason or "cancelled by user"
             add_event(s, job.id, "cancelled", job.failure_reason)
         elif st.state == "timeout":
             job.state, job.finished_at = "TIMEOUT", now

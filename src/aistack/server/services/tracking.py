@@ -1,6 +1,11 @@
 """Wires jobs to MLflow (when the mlops extra and the embedded tracking server are there): each
 job gets its own MLflow run (MLFLOW_TRACKING_URI / MLFLOW_RUN_ID in its environment) and, when
-it ends, its sampled system metrics and final status."""
+it ends, its sampled system metrics and final status.
+
+Service jobs (``kind: service``, the replicas of a model service) get no run: a replica serves
+a registered model version, it is not an experiment, and every replica stopped by the
+autoscaler or a rollout would leave a KILLED run behind. They get the tracking URI and token
+only, to load the model from the registry."""
 
 from __future__ import annotations
 
@@ -88,6 +93,8 @@ def tracking_hooks(
             "MLFLOW_TRACKING_TOKEN": ctx.token,
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
+        if job.kind == "service":
+            return env  # no run (see the module docstring)
         if not job.mlflow_run_id:
             spec = job.spec or {}
             job.mlflow_run_id = tracking.create_job_run(

@@ -1,0 +1,227 @@
+"""Chat completions on text models: the request (``ChatCompletionRequest``) and messages → one
+prompt, for ``POST /v1/chat/completions``.
+
+A model that knows its own chat format says so: a generator with an
+``apply_chat_template(messages) -> str`` method (the name Hugging Face tokenizers use) gets the
+messages as ``[{"role": ..., "content": ...}]`` (content as text) and returns the prompt, ending
+where the assistant's answer begins. Every other model gets the default template, a
+plain transcript a base model can continue::
+
+    System: You are terse.
+    User: Hello
+    Assistant: Hi.
+    User: Name a prime.
+    Assistant:
+
+one line per message (``system`` and ``developer`` are both ``System``), then ``Assistant:``;
+the answer is the model's continuation as it comes (a base model usually begins it with a
+space). With this template the completion also stops at ``"\\nUser:"`` (the model starting the
+user's next turn), as if it were one of the request's ``stop`` sequences.
+
+Only what a text model can do is accepted: ``system``, ``developer``, ``user`` and
+``assistant`` messages whose content is a string or a list of ``{"type": "text"}`` parts.
+Anything else is a 400 that names the field (``messages.1.content.0.type``), as the rest of the
+request's fields are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aistack.serving.http import HTTPProblem
+
+MAX_TOKENS = 200  # per completion (/v1/completions has the same bound)
+ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
+DEFAULT_STOPS = ("\nUser:",)
+# message fields OpenAI defines that a text-only server cannot honour (a 400 naming them)
+_UNSUPPORTED_MESSAGE_FIELDS = {
+    "tool_calls": "tool calls are not supported by this server (no tool calling)",
+    "function_call": "function calls are not supported by this server (no tool calling)",
+    "audio": "audio is not supported by this server (text only)",
+    "tool_call_id": "tool messages are not supported by this server (no tool calling)",
+}
+_MESSAGE_FIELDS = {"role", "content", "name", "refusal"}
+
+
+def parse_messages(raw: list[Any]) -> list[dict[str, str]]:
+    """Validate OpenAI chat ``messages``; ``[{"role", "content"}]`` with text content.
+    Raises HTTPProblem(400) naming the first bad field."""
+    if not raw:
+        raise HTTPProblem(400, "messages: give at least one message", param="messages")
+    out: list[dict[str, str]] = []
+    for i, m in enumerate(raw):
+        where = f"messages.{i}"
+        if not isinstance(m, dict):
+            raise HTTPProblem(
+                400,
+                f"{where}: expected an object with 'role' and 'content', got {type(m).__name__}",
+                param=where,
+            )
+        for key in m:
+            if key in _UNSUPPORTED_MESSAGE_FIELDS and m[key] is not None:
+                raise HTTPProblem(
+                    400,
+                    f"{where}.{key}: {_UNSUPPORTED_MESSAGE_FIELDS[key]}",
+                    param=f"{where}.{key}",
+                )
+            if key not in _MESSAGE_FIELDS and key not in _UNSUPPORTED_MESSAGE_FIELDS:
+                raise HTTPProblem(
+                    400, f"{where}.{key}: unknown field; remove it", param=f"{where}.{key}"
+                )
+        role = m.get("role")
+        if role is None:
+            raise HTTPProblem(400, f"{where}.role: field required", param=f"{where}.role")
+        if role not in ROLES:
+            why = (
+                "tool calling is not supported by this server"
+                if role in ("tool", "function")
+                else "unknown role"
+            )
+            raise HTTPProblem(
+                400,
+                f"{where}.role: {role!r}: {why}; use one of " + ", ".join(ROLES),
+                param=f"{where}.role",
+            )
+        out.append({"role": role, "content": _content(m.get("content"), role, where)})
+    return out
+
+
+def _content(content: Any, role: str, where: str) -> str:
+    if content is None:
+        if role == "assistant":  # an assistant turn that only refused, say
+            return ""
+        raise HTTPProblem(400, f"{where}.content: field required", param=f"{where}.content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise HTTPProblem(
+            400,
+            f"{where}.content: expected a string or a list of text parts, "
+            f"got {type(content).__name__}",
+            param=f"{where}.content",
+        )
+    texts = []
+    for j, part in enumerate(content):
+        at = f"{where}.content.{j}"
+        if not isinstance(part, dict):
+            raise HTTPProblem(
+                400, f"{at}: expected a part like {{'type': 'text', 'text': ...}}", param=at
+            )
+        kind = part.get("type")
+        if kind != "text":
+            raise HTTPProblem(
+                400,
+                f"{at}.type: only 'text' parts are supported by this server, not {kind!r}",
+                param=f"{at}.type",
+            )
+        extra = sorted(set(part) - {"type", "text"})
+        if extra:
+            raise HTTPProblem(
+                400, f"{at}.{extra[0]}: unknown field; remove it", param=f"{at}.{extra[0]}"
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise HTTPProblem(400, f"{at}.text: expected a string", param=f"{at}.text")
+        texts.append(text)
+    return "".join(texts)
+
+
+def render_prompt(messages: list[dict[str, str]], generator: object) -> tuple[str, list[str]]:
+    """The prompt for ``messages`` and the stop sequences the template adds (see the module
+    docstring): the model's own ``apply_chat_template`` when it has one, else the default."""
+    own = getattr(generator, "apply_chat_template", None)
+    if callable(own):
+        try:
+            prompt = own(messages)
+        except Exception as exc:  # noqa: BLE001 - the model's template refused the messages
+            raise HTTPProblem(
+                400, f"messages: the model's chat template refused them: {exc}", param="messages"
+            ) from None
+        if not isinstance(prompt, str):
+            raise HTTPProblem(
+                500, f"the model's apply_chat_template returned {type(prompt).__name__}, not str"
+            )
+        return prompt, []
+    lines = [f"{ROLES[m['role']]}: {m['content']}\n" for m in messages]
+    return "".join(lines) + "Assistant:", list(DEFAULT_STOPS)
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI chat completions request. The fields OpenAI defines are accepted; those a text
+    model cannot honour (tools, non-text output, log probabilities) are refused by name when
+    set; others are unknown fields. ``max_completion_tokens`` (or the older ``max_tokens``)
+    defaults to 16, as ``/v1/completions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Any]
+    model: str | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    # defined by OpenAI, refused when set (see unsupported())
+    tools: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: Any = None
+    functions: Any = None
+    function_call: Any = None
+    response_format: Any = None
+    modalities: Any = None
+    audio: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.max_completion_tokens or self.max_tokens or 16
+
+    def unsupported(self) -> HTTPProblem | None:
+        """A 400 for the first field set to something a text model cannot do."""
+        no_tools = "tool calling is not supported by this server"
+        checks: list[tuple[str, bool, str]] = [
+            ("tools", bool(self.tools), no_tools),
+            ("functions", bool(self.functions), no_tools),
+            ("tool_choice", self.tool_choice not in (None, "none"), no_tools),
+            ("function_call", self.function_call not in (None, "none"), no_tools),
+            ("parallel_tool_calls", bool(self.parallel_tool_calls), no_tools),
+            (
+                "response_format",
+                self.response_format not in (None, {"type": "text"}),
+                "only text answers are supported (no JSON mode or schema)",
+            ),
+            (
+                "modalities",
+                self.modalities not in (None, ["text"]),
+                "only text answers are supported",
+            ),
+            ("audio", self.audio is not None, "only text answers are supported"),
+            ("prediction", self.prediction is not None, "predicted outputs are not supported"),
+            ("web_search_options", self.web_search_options is not None, "no web search here"),
+            ("logprobs", self.logprobs, "log probabilities are not supported by this server"),
+            (
+                "top_logprobs",
+                bool(self.top_logprobs),
+                "log probabilities are not supported by this server",
+            ),
+        ]
+        for name, bad, why in checks:
+            if bad:
+                return HTTPProblem(400, f"{name}: {why}; leave it out", param=name)
+        return None

@@ -1,0 +1,214 @@
+"""Why a replica was stopped reaches where its process is listed: the controller tells the
+launcher (for replica jobs: the job's end reason in ``aistack jobs`` and the API, which said
+"cancelled by user" for replicas the autoscaler or a rollout stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aistack.serving.controller import Replica, ServiceController, version_label
+from aistack.serving.launcher import JobLauncher, LaunchStatus
+from aistack.serving.spec import ServiceSpec
+
+
+class _Launcher:
+    """Replica processes that run until stopped; records why each one was stopped."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.stopped: dict[str, str | None] = {}
+
+    def launch(self, *, name: str, **_kw: Any) -> str:
+        self.launched.append(name)
+        return f"h{len(self.launched)}"
+
+    def status(self, handle: str) -> LaunchStatus:
+        return LaunchStatus(state="exited" if handle in self.stopped else "running")
+
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        self.stopped[handle] = reason
+
+
+def _ready(ctl: ServiceController, rid: str, handle: str, uri: str) -> None:
+    # a ready replica without a URL: the tick does not health-check it, it stays ready
+    ctl.replicas[rid] = Replica(
+        id=rid,
+        model_uri=uri,
+        handle=handle,
+        state="ready",
+        ready_file=ctl.dir / f"{rid}.json",
+        log_path=ctl.dir / f"{rid}.log",
+    )
+
+
+def test_scale_down_and_rollout_stop_replicas_with_what_happened(tmp_path: Path) -> None:
+    spec = ServiceSpec.model_validate(
+        {
+            "name": "svc",
+            "model": "builtin:echo",
+            "model_uri": "builtin:echo",
+            "autoscale": {
+                "min_replicas": 2,
+                "max_replicas": 3,
+                "downscale_cooldown_s": 0,
+                "upscale_delay_s": 0,
+            },
+        }
+    )
+    launcher = _Launcher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    for i in (1, 2, 3):
+        _ready(ctl, f"r{i}", f"old{i}", "builtin:echo")
+    ctl._seq = 3
+    ctl.desired = 3
+
+    async def go() -> None:
+        await ctl.tick()  # no load: 3 → 2, one replica drained
+        await ctl.tick()  # drained (idle): stopped
+        assert list(launcher.stopped.values()) == [
+            "scaled down by the autoscaler of service svc (3 → 2 replicas)"
+        ]
+        [gone] = [r for r in ctl.replicas.values() if r.state == "stopping"]
+        assert gone.reason == "scaled down by the autoscaler of service svc (3 → 2 replicas)"
+        launcher.stopped.clear()
+
+        ctl.start_rollout("builtin:echo?seed=1", "builtin:echo?seed=1")
+        for _ in range(200):  # the new replicas start; the fake ones are ready at once
+            for r in ctl.replicas.values():
+                if r.state == "starting":
+                    r.state = "ready"
+            if ctl.rollout and ctl.rollout["state"] != "running":
+                break
+            await asyncio.sleep(0.01)
+        assert ctl.rollout is not None and ctl.rollout["state"] == "succeeded"
+        await ctl.tick()
+
+    asyncio.run(go())
+    why = "replaced by rollout of service svc to builtin:echo?seed=1"
+    assert launcher.stopped == {"old2": why, "old3": why}
+    assert {r.id: r.reason for r in ctl.replicas.values() if r.state == "stopping"} == {
+        "r1": "scaled down by the autoscaler of service svc (3 → 2 replicas)",
+        "r2": why,
+        "r3": why,
+    }
+
+
+def test_a_failed_rollout_and_deleting_the_service_say_so(tmp_path: Path) -> None:
+    spec = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo")
+    launcher = _Launcher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    _ready(ctl, "r1", "old1", "builtin:echo")
+    ctl._seq = 1
+
+    async def go() -> None:
+        ctl.start_rollout("builtin:echo?seed=2", "builtin:echo?seed=2")
+        for _ in range(200):
+            new = [r for r in ctl.replicas.values() if r.for_rollout]
+            if new:
+                break
+            await asyncio.sleep(0.01)
+        ctl._stop_replica(new[0], "not ready after 120 s", final="failed")
+        for _ in range(200):
+            if ctl.rollout and ctl.rollout["state"] != "running":
+                break
+            await asyncio.sleep(0.01)
+        assert ctl.rollout is not None and ctl.rollout["state"] == "failed"
+        await ctl.router.start()
+        await ctl.shutdown(grace_s=0.5)
+
+    asyncio.run(go())
+    assert launcher.stopped == {
+        # a replica stopped for its own reasons: the reason, and which service stopped it
+        "h1": "stopped by service svc: not ready after 120 s",
+        "old1": "service svc deleted",
+    }
+
+
+def test_version_label_and_the_job_launcher_passes_the_reason_on() -> None:
+    assert version_label("models:/iris/4") == "version 4"
+    assert version_label("builtin:echo") == "builtin:echo"
+
+    class Client:
+        def __init__(self) -> None:
+            self.cancels: list[tuple[str, str | None]] = []
+
+        def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+            self.cancels.append((job_id, reason))
+            return {}
+
+    c = Client()
+    JobLauncher(client=c).stop("j1", reason="scaled down by the autoscaler of service s (2 → 1)")
+    assert c.cancels == [("j1", "scaled down by the autoscaler of service s (2 → 1)")]
+    # what the API refuses (over 500 characters, control characters) is made to fit
+    JobLauncher(client=c).stop("j2", reason="stopped by service s: " + "x\n" * 400)
+    assert c.cancels[-1][1] is not None and len(c.cancels[-1][1]) == 500
+    assert c.cancels[-1][1].isprintable() and c.cancels[-1][1].endswith("…")
+
+    class Strict(Client):  # a server that refuses the reason: the replica is stopped all the same
+        def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+            if reason:
+                from aistack.errors import ValidationError
+
+                raise ValidationError("reason: refused")
+            return super().cancel(job_id, reason)
+
+    strict = Strict()
+    JobLauncher(client=strict).stop("j3", reason="service s deleted")
+    assert strict.cancels == [("j3", None)]
+
+
+def test_a_replica_job_ends_with_the_reason_it_was_cancelled_with(api: Any) -> None:
+    """Through the real API and scheduling loop (in process, in-memory executor)."""
+    launcher = JobLauncher(client=api.client)
+    loop = api.ctx.loop
+
+    def submit(name: str) -> str:
+        return launcher.launch(
+            name=name,
+            command=["python", "-c", "pass"],
+            env={"AISTACK_FAKE_DURATION_S": "600"},
+            resources={"cpus": 1},
+            priority=100,
+            log_path=Path("unused.log"),
+        )
+
+    running, plain = submit("serve-svc-r1"), submit("x")
+    loop.run_once()  # started
+    loop.run_once()  # seen running
+    assert {api.client.get_job(j)["state"] for j in (running, plain)} == {"RUNNING"}
+    why = "scaled down by the autoscaler of service svc (3 → 2 replicas)"
+    launcher.stop(running, reason=why)
+    launcher.stop(running, reason="service svc deleted")  # a second cancel keeps the first reason
+    api.client.cancel(plain)
+    assert api.client.get_job(running)["state"] == "CANCELLING"
+    loop.run_once()
+    job = api.client.get_job(running)
+    assert job["state"] == "CANCELLED" and job["failure_reason"] == why
+    assert job["kind"] == "service"
+    # without a reason: the executor's words, as before (the in-memory one says "cancelled")
+    assert api.client.get_job(plain)["failure_reason"] == "cancelled"
+    events = [(e["kind"], e["message"]) for e in api.client.events(running)]
+    assert ("cancelled", why) in events, events
+    assert any(k == "cancelling" and m.endswith(f"({why})") for k, m in events), events
+    # a replica job cancelled before it ran says why as well
+    queued = submit("serve-svc-r3")
+    launcher.stop(queued, reason="service svc deleted")
+    job = api.client.get_job(queued)
+    assert job["state"] == "CANCELLED" and job["failure_reason"] == "service svc deleted"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [({"reason": ""}, "reason"), ({"reason": "a\nb"}, "control characters"), ({"why": "x"}, "why")],
+)
+def test_a_bad_cancel_reason_is_refused(api: Any, body: dict[str, str], needle: str) -> None:
+    job = api.client.submit({"name": "j", "command": "true"})
+    r = api.http.post(f"/api/v1/jobs/{job['id']}/cancel", json=body)
+    assert r.status_code == 422 and needle in r.text
+    assert api.client.get_job(job["id"])["state"] == "QUEUED"
