@@ -139,7 +139,10 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
             )
         name, version = rest.split("/", 1)
         _registered(client, name)
-        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        from aistack.mlops.registry import model_versions
+
+        # every page (MLflow's search returns one page of at most max_results)
+        versions = sorted(int(v.version) for v in model_versions(client, f"name='{name}'"))
         if version == "latest":
             if not versions:
                 raise NotFoundError(f"model: {name!r} has no versions", hint="register one first")
@@ -183,10 +186,12 @@ def _registered(client: Any, name: str) -> Any:
     try:
         return client.get_registered_model(name)
     except MlflowException:
-        names = sorted(m.name for m in client.search_registered_models(max_results=50))
+        page = client.search_registered_models(max_results=50)
+        names = sorted(m.name for m in page)
+        more = ", … (`aistack models ls` lists all)" if getattr(page, "token", None) else ""
         raise NotFoundError(
             f"model: no registered model named {name!r}",
-            hint=f"registered models: {', '.join(names) or 'none'}",
+            hint=f"registered models: {', '.join(names) or 'none'}{more}",
         ) from None
 
 
@@ -246,6 +251,9 @@ def _as_records(chunk: Any) -> list[Any]:
 def _load_pyfunc(uri: str) -> LoadedModel:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow = require("mlflow", extra="mlops")
+    from aistack.mlops.quiet import quiet_mlflow
+
+    quiet_mlflow()  # no download progress bars in the replica's log
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:

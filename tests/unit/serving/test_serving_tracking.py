@@ -66,6 +66,9 @@ def test_service_jobs_get_the_registry_but_no_run(monkeypatch: pytest.MonkeyPatc
     # ... but has no run of its own
     assert "MLFLOW_RUN_ID" not in env and replica.mlflow_run_id is None
     assert job_env(batch)["MLFLOW_RUN_ID"] == "run-b1" and batch.mlflow_run_id == "run-b1"
+    # no MLflow download/upload progress bars in either job's log
+    assert env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert job_env(batch)["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
     assert opened == ["b1"]
 
     replica.state = batch.state = "CANCELLED"  # stopped by the autoscaler / cancelled

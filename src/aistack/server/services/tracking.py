@@ -85,6 +85,8 @@ def tracking_hooks(
         return None, None
 
     def job_env(job: Job) -> dict[str, str]:
+        from aistack.mlops.quiet import PROGRESS_BAR_ENV
+
         if not ctx.extras.get("mlflow"):
             return {}
         uri = tracking_uri(ctx)
@@ -92,6 +94,8 @@ def tracking_hooks(
             "MLFLOW_TRACKING_URI": uri,
             "MLFLOW_TRACKING_TOKEN": ctx.token,
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # no tqdm bars in the job log per artifact; the job spec's env can turn them on
+            PROGRESS_BAR_ENV: "false",
         }
         if job.kind == "service":
             return env  # no run (see the module docstring)
