@@ -15,7 +15,9 @@ One job attempt becomes:
   rank that fails stops the others; ``max_runtime_s`` is enforced; a dead agent (its node
   died) ends the job as ``lost`` so the server requeues it;
 * each agent starts its node's ranks as subprocesses (own process group, the job's env plus
-  the rank env, CUDA_VISIBLE_DEVICES as Ray assigned) and keeps their output.
+  the rank env, CUDA_VISIBLE_DEVICES as Ray assigned) and keeps their output. A reaper
+  process per agent (:mod:`aistack.executors.rank_reaper`) ends the ranks when their agent
+  dies, however it dies, so a lost node leaves no training processes behind.
 
 Logs are pulled by :meth:`RayExecutor.poll` from the coordinator (which pulls them from the
 agents) and appended to ``LaunchRequest.log_path``, so no shared filesystem is needed. The
@@ -24,6 +26,28 @@ coordinator is detached: it survives a server restart; the handle (``ray:<job_di
 status to ``ray_final.json`` and then removes the coordinator, its agents and the placement
 group.
 
+**The cluster can go away; the server stays.** This process never connects to Ray itself:
+the Ray driver runs in a child process (:mod:`aistack.executors.ray_connection` and
+:mod:`aistack.executors.ray_driver`), because Ray ends a driver process whose cluster is gone
+for ``RAY_gcs_rpc_server_reconnect_timeout_s`` and a driver's calls hang until then. Every call
+has a timeout; while the cluster is unreachable:
+
+* :meth:`RayExecutor.unavailable_reason` says which cluster, since when, and how to fix it;
+  :meth:`~RayExecutor.inventory` offers no nodes, so new jobs stay queued;
+* calls fail at once instead of waiting: :meth:`~RayExecutor.poll` reports a job's last known
+  state with that reason; after ``lost_after_s`` (default 90 s, longer than the 60 s after
+  which Ray's own raylets and workers give up on a dead GCS) the job is ``lost``, which the
+  server requeues; a job launched meanwhile is ``lost`` at once (not started), and a cancel
+  is kept and sent when the cluster answers again;
+* the link retries in the background; when the cluster answers again (same address, e.g.
+  restarted) a fresh driver connects, coordinators of jobs given up meanwhile are removed,
+  and queued jobs run.
+
+Settings (constructor arguments; the server takes them from the environment):
+``AISTACK_RAY_LOST_AFTER_S``, ``AISTACK_RAY_HEALTH_INTERVAL_S`` (how often the link is
+checked, default 5 s) and ``AISTACK_RAY_RETRY_INTERVAL_S`` (reconnect attempts, default 5 s,
+backing off to 60 s while connecting fails).
+
 aistack must be importable on the Ray nodes (install it in the cluster's image, or pass a
 ``runtime_env`` to :class:`RayExecutor`).
 """
@@ -31,6 +55,7 @@ aistack must be importable on the Ray nodes (install it in the cluster's image, 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -41,50 +66,37 @@ from pathlib import Path
 from typing import Any
 
 from aistack.compute.resources import GpuDevice, Node
-from aistack.errors import BackendError, ConnectionFailed, ValidationError, require
+from aistack.errors import BackendError, ConnectionFailed, MissingDependency, ValidationError
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest, UsageSample
-from aistack.executors.ray_actors import LOG_CHUNK, JobCoordinator
+from aistack.executors.ray_connection import RayConnection
+from aistack.executors.ray_driver import loopback_bootstrap
+
+__all__ = ["RayExecutor", "loopback_bootstrap"]
 
 log = logging.getLogger(__name__)
 
 _STD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
-_INIT_LOCK = threading.Lock()
+_FINAL = ("succeeded", "failed", "cancelled", "timeout", "lost")
 
 
-# --- the executor -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def loopback_bootstrap() -> Any:
-    """Keep 127.0.0.1 as 127.0.0.1 while connecting to a cluster bound to loopback.
-
-    ``ray.init(address="127.0.0.1:port")`` rewrites a loopback address to the machine's
-    outward IP, which a cluster bound to 127.0.0.1 (tests, a laptop) does not listen on.
-    """
-    from ray._private import services
-
-    orig = services.resolve_ip_for_localhost
-
-    def _keep(host: str) -> str:
-        return "127.0.0.1" if host in ("localhost", "127.0.0.1") else orig(host)
-
-    services.resolve_ip_for_localhost = _keep
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
     try:
-        yield
-    finally:
-        services.resolve_ip_for_localhost = orig
-
-
-def _is_loopback(address: str | None) -> bool:
-    return bool(address) and str(address).split(":")[0] in ("127.0.0.1", "localhost")
+        return float(raw)
+    except ValueError:
+        raise ValidationError(
+            f"{name}={raw!r} is not a number of seconds", hint=f"e.g. {name}={default:g}"
+        ) from None
 
 
 class RayExecutor(Executor):
     """Run aistack jobs on a Ray cluster (see the module docstring).
 
     ``address``: ``"auto"`` (the cluster this machine belongs to), ``"host:port"`` of the
-    GCS, or ``"ray://host:10001"`` (Ray client). When this process is already connected to
-    Ray (``ray.is_initialized()``) that connection is used.
+    GCS, or ``"ray://host:10001"`` (Ray client). The connection is made on first use, by a
+    driver process of its own (also when this process is connected to Ray itself).
     """
 
     name = "ray"
@@ -98,6 +110,10 @@ class RayExecutor(Executor):
         pin_nodes: bool = True,
         runtime_env: dict[str, Any] | None = None,
         call_timeout_s: float = 30.0,
+        lost_after_s: float | None = None,
+        health_interval_s: float | None = None,
+        retry_interval_s: float | None = None,
+        connect_timeout_s: float = 60.0,
     ) -> None:
         if strategy is not None and strategy not in (
             "PACK",
@@ -109,14 +125,36 @@ class RayExecutor(Executor):
                 f"strategy: {strategy!r} is not a Ray placement strategy",
                 hint="use PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, or leave it unset",
             )
-        self.address = address
+        self.address = address or "auto"
         self.namespace = namespace
         self.strategy = strategy
         self.pin_nodes = pin_nodes
         self.runtime_env = runtime_env
         self.call_timeout_s = call_timeout_s
+        self.lost_after_s = (
+            lost_after_s
+            if lost_after_s is not None
+            else _env_float("AISTACK_RAY_LOST_AFTER_S", 90.0)
+        )
+        self.health_interval_s = (
+            health_interval_s
+            if health_interval_s is not None
+            else _env_float("AISTACK_RAY_HEALTH_INTERVAL_S", 5.0)
+        )
+        self.retry_interval_s = (
+            retry_interval_s
+            if retry_interval_s is not None
+            else _env_float("AISTACK_RAY_RETRY_INTERVAL_S", 5.0)
+        )
+        self.connect_timeout_s = connect_timeout_s
+        self._link: RayConnection | None = None
+        self._link_lock = threading.Lock()
         # nodes a job lost recently: Ray may still list them as alive for a while
         self._dead_nodes: dict[str, float] = {}
+        # coordinators of jobs given up while the cluster was unreachable: removed once it
+        # answers again, so a job requeued meanwhile does not run twice
+        self._to_reap: dict[str, str] = {}
+        self._last_state: dict[str, str] = {}  # handle -> last state Ray reported
 
     def _known_dead(self) -> set[str]:
         now = time.time()
@@ -124,46 +162,60 @@ class RayExecutor(Executor):
         return set(self._dead_nodes)
 
     # -- connection ------------------------------------------------------------------------
-    def _ray(self) -> Any:
-        ray = require("ray", extra="ray")
-        if ray.is_initialized():
-            return ray
-        with _INIT_LOCK:  # the API and the scheduling loop may connect at the same moment
-            if not ray.is_initialized():
-                self._connect(ray)
-        return ray
+    @property
+    def link(self) -> RayConnection:
+        """The connection to the cluster (made on first use)."""
+        with self._link_lock:
+            if self._link is None:
+                if importlib.util.find_spec("ray") is None:
+                    raise MissingDependency("ray", extra="ray")
+                self._link = RayConnection(
+                    self.address,
+                    namespace=self.namespace,
+                    runtime_env=self.runtime_env,
+                    health_interval_s=self.health_interval_s,
+                    health_timeout_s=max(5.0, 2 * self.health_interval_s),
+                    retry_interval_s=self.retry_interval_s,
+                    connect_timeout_s=self.connect_timeout_s,
+                    on_reconnect=self._reap_leftovers,
+                )
+            return self._link
 
-    def _connect(self, ray: Any) -> None:
-        kw: dict[str, Any] = dict(
-            address=self.address,
-            namespace=self.namespace,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            ignore_reinit_error=True,
-        )
-        if self.runtime_env:
-            kw["runtime_env"] = self.runtime_env
-        try:
-            if _is_loopback(self.address):
-                with loopback_bootstrap():
-                    ray.init(_node_ip_address="127.0.0.1", **kw)
-            else:
-                ray.init(**kw)
-        except (ConnectionError, RuntimeError) as exc:
-            raise ConnectionFailed(
-                f"cannot connect to the Ray cluster at {self.address!r}: {exc}",
-                hint="start one with `ray start --head` or set AISTACK_RAY_ADDRESS=host:port",
-            ) from exc
+    def _call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        # the driver's own Ray timeouts come first; this one covers a hung driver
+        return self.link.call(method, *args, timeout=(timeout or self.call_timeout_s) + 5.0)
+
+    def unavailable_reason(self) -> str | None:
+        """Why the cluster cannot be used now (which, since when, how to fix it), or None.
+        The scheduler shows it as the pending reason of queued jobs."""
+        return self._link.unavailable_reason() if self._link is not None else None
+
+    def _reap_leftovers(self) -> None:
+        for name, ns in list(self._to_reap.items()):
+            try:
+                if self._call("finish", name, ns, self.call_timeout_s):
+                    log.warning(
+                        "removed Ray coordinator %s of a job given up during an outage", name
+                    )
+            except ConnectionFailed:
+                return
+            except BackendError as exc:
+                log.warning("could not remove Ray coordinator %s: %s", name, exc)
+            self._to_reap.pop(name, None)
 
     # -- contract ---------------------------------------------------------------------------
     def inventory(self) -> list[Node]:
-        ray = self._ray()
+        try:
+            raw = self._call("nodes")
+        except ConnectionFailed as exc:
+            log.debug("no Ray nodes: %s", exc)
+            return []
         out: list[Node] = []
         dead = self._known_dead()
-        for n in ray.nodes():
+        for n in raw:
             if not n.get("Alive") or n["NodeID"] in dead:
                 continue
-            res: dict[str, float] = n.get("Resources", {})
+            res: dict[str, float] = n.get("Resources") or {}
             node_id = n["NodeID"]
             acc = next((k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")), None)
             ngpu = int(res.get("GPU", 0))
@@ -176,7 +228,7 @@ class RayExecutor(Executor):
             }
             labels = {
                 "ray_node_id": node_id,
-                "hostname": str(n.get("NodeManagerHostname", "")),
+                "hostname": str(n.get("NodeManagerHostname") or ""),
                 "head": "true" if "node:__internal_head__" in res else "false",
             }
             if custom:
@@ -197,7 +249,7 @@ class RayExecutor(Executor):
                         )
                         for i in range(ngpu)
                     ),
-                    address=str(n.get("NodeManagerAddress", "")),
+                    address=str(n.get("NodeManagerAddress") or ""),
                     labels=labels,
                 )
             )
@@ -247,50 +299,10 @@ class RayExecutor(Executor):
 
     def launch(self, req: LaunchRequest) -> str:
         spec = self.plan(req)
-        ray = self._ray()
-        if spec["label_selectors"]:
-            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")} - self._known_dead()
-            gone = [
-                s["ray.io/node-id"]
-                for s in spec["label_selectors"]
-                if s["ray.io/node-id"] not in alive
-            ]
-            if gone:
-                # the scheduler's inventory is stale (a node died): let Ray place the gang
-                log.warning(
-                    "job %s: Ray node %s is gone; letting Ray place the job",
-                    req.job_id,
-                    gone[0][:12],
-                )
-                spec["label_selectors"] = None
         req.job_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("ray_final.json", "ray_log_offset"):
+        for stale in ("ray_final.json", "ray_log_offset", "ray_cancel.json"):
             (req.job_dir / stale).unlink(missing_ok=True)
         name = f"aistack-job-{req.job_id}-{req.attempt}"
-        opts: dict[str, Any] = dict(
-            name=name,
-            namespace=self.namespace,
-            lifetime="detached",
-            num_cpus=0,
-            max_concurrency=8,
-            max_restarts=0,
-        )
-        head = next(
-            (
-                n["NodeID"]
-                for n in ray.nodes()
-                if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})
-            ),
-            None,
-        )
-        if head:  # the coordinator lives on the head node: it dies only with the cluster
-            opts["resources"] = {"node:__internal_head__": 0.001}
-        try:
-            ray.remote(JobCoordinator).options(**opts).remote(spec)
-        except ValueError as exc:  # name taken: this attempt was already launched
-            raise BackendError(
-                f"job {req.job_id} attempt {req.attempt} is already running on Ray: {exc}"
-            ) from exc
         meta = {
             "coordinator": name,
             "namespace": self.namespace,
@@ -298,6 +310,26 @@ class RayExecutor(Executor):
             "attempt": req.attempt,
         }
         (req.job_dir / "ray.json").write_text(json.dumps(meta))
+        handle = f"ray:{req.job_dir}"
+        try:
+            res = self._call("launch", spec, name, sorted(self._known_dead()))
+        except ConnectionFailed as exc:
+            # not started: lost at once, so the server requeues it (a failure would not be)
+            self._finish(req.job_dir, ExecStatus(state="lost", reason=f"not started: {exc}"))
+            return handle
+        except BackendError as exc:
+            if "already running" in str(exc):
+                raise
+            # no answer: it may have started after all; remove it once Ray answers again
+            self._to_reap[name] = self.namespace
+            self._finish(req.job_dir, ExecStatus(state="lost", reason=f"not started: {exc}"))
+            return handle
+        if res.get("unpinned"):
+            log.warning(
+                "job %s: Ray node %s is gone; letting Ray place the job",
+                req.job_id,
+                str(res["unpinned"])[:12],
+            )
         log.info(
             "job %s attempt %s → Ray coordinator %s (%s)",
             req.job_id,
@@ -305,7 +337,7 @@ class RayExecutor(Executor):
             name,
             spec["strategy"],
         )
-        return f"ray:{req.job_dir}"
+        return handle
 
     @staticmethod
     def _job_dir(handle: str) -> Path:
@@ -315,18 +347,26 @@ class RayExecutor(Executor):
             )
         return Path(handle[4:])
 
-    def _coordinator(self, job_dir: Path) -> Any | None:
-        ray = self._ray()
+    def _meta(self, job_dir: Path) -> tuple[str, str] | None:
+        """(coordinator name, namespace) of the job in ``job_dir``."""
         try:
             meta = json.loads((job_dir / "ray.json").read_text())
+            return str(meta["coordinator"]), str(meta.get("namespace") or self.namespace)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    @staticmethod
+    def _final(job_dir: Path) -> ExecStatus | None:
+        try:
+            d = json.loads((job_dir / "ray_final.json").read_text())
         except (OSError, ValueError):
             return None
-        try:
-            return ray.get_actor(
-                meta["coordinator"], namespace=meta.get("namespace", self.namespace)
-            )
-        except ValueError:
-            return None
+        return ExecStatus(
+            state=d["state"],
+            exit_code=d.get("exit_code"),
+            reason=d.get("reason"),
+            node=d.get("node"),
+        )
 
     def _finish(self, job_dir: Path, st: ExecStatus) -> ExecStatus:
         data = {"state": st.state, "exit_code": st.exit_code, "reason": st.reason, "node": st.node}
@@ -335,38 +375,53 @@ class RayExecutor(Executor):
         os.replace(tmp, job_dir / "ray_final.json")
         return st
 
-    def _pull_logs(self, coord: Any, job_dir: Path, log_path: Path) -> None:
-        ray = self._ray()
+    def _unreachable(self, handle: str, job_dir: Path, name: str, ns: str) -> ExecStatus:
+        """A job's status while its cluster cannot be reached: its last known state, then
+        ``lost`` once the cluster has been away for ``lost_after_s``."""
+        link = self.link
+        reason = link.unavailable_reason() or f"the Ray cluster at {self.address} is unreachable"
+        down = link.down_for() or 0.0
+        if down >= self.lost_after_s:
+            self._to_reap[name] = ns
+            self._last_state.pop(handle, None)
+            return self._finish(
+                job_dir,
+                ExecStatus(
+                    state="lost",
+                    reason=f"{reason}; given up after {self.lost_after_s:g} s without its cluster",
+                ),
+            )
+        last = self._last_state.get(handle, "starting")
+        return ExecStatus(state=last, reason=reason)  # type: ignore[arg-type]
+
+    def poll(self, handle: str) -> ExecStatus:
+        job_dir = self._job_dir(handle)
+        final = self._final(job_dir)
+        if final is not None:
+            return final
+        meta = self._meta(job_dir)
+        if meta is None:
+            return self._finish(
+                job_dir,
+                ExecStatus(state="lost", reason="its Ray coordinator is unknown (no ray.json)"),
+            )
+        name, ns = meta
         off_file = job_dir / "ray_log_offset"
         try:
             offset = int(off_file.read_text())
         except (OSError, ValueError):
             offset = 0
-        for _ in range(64):
-            data, nxt = ray.get(coord.read_log.remote(offset), timeout=self.call_timeout_s)
-            if data:
-                with log_path.open("ab") as fh:
-                    fh.write(data)
-            if nxt != offset:
-                off_file.write_text(str(nxt))
-            if len(data) < LOG_CHUNK:
-                return
-            offset = nxt
-
-    def poll(self, handle: str) -> ExecStatus:
-        job_dir = self._job_dir(handle)
-        final = job_dir / "ray_final.json"
-        if final.exists():
-            d = json.loads(final.read_text())
+        try:
+            res = self._call("poll_job", name, ns, offset, self.call_timeout_s)
+        except ConnectionFailed:
+            return self._unreachable(handle, job_dir, name, ns)
+        except BackendError:
             return ExecStatus(
-                state=d["state"],
-                exit_code=d.get("exit_code"),
-                reason=d.get("reason"),
-                node=d.get("node"),
+                state=self._last_state.get(handle, "starting"),  # type: ignore[arg-type]
+                reason="the Ray coordinator is slow to answer",
             )
-        ray = self._ray()
-        coord = self._coordinator(job_dir)
-        if coord is None:
+        if res.get("gone"):
+            self._last_state.pop(handle, None)
             return self._finish(
                 job_dir,
                 ExecStatus(
@@ -374,16 +429,22 @@ class RayExecutor(Executor):
                     reason="its Ray coordinator is gone (its node died or the Ray cluster restarted)",
                 ),
             )
-        log_path = job_dir / "output.log"
-        try:
-            st = ray.get(coord.status.remote(), timeout=self.call_timeout_s)
-            self._pull_logs(coord, job_dir, log_path)
-        except ray.exceptions.RayActorError as exc:
+        if res.get("died"):
+            self._last_state.pop(handle, None)
             return self._finish(
-                job_dir, ExecStatus(state="lost", reason=f"its Ray coordinator died: {exc}")
+                job_dir, ExecStatus(state="lost", reason=f"its Ray coordinator died: {res['died']}")
             )
-        except ray.exceptions.GetTimeoutError:
-            return ExecStatus(state="running", reason="the Ray coordinator is slow to answer")
+        if res.get("slow"):
+            return ExecStatus(
+                state=self._last_state.get(handle, "starting"),  # type: ignore[arg-type]
+                reason="the Ray coordinator is slow to answer",
+            )
+        if res["log"]:
+            with (job_dir / "output.log").open("ab") as fh:
+                fh.write(res["log"])
+        if res["offset"] != offset:
+            off_file.write_text(str(res["offset"]))
+        st = res["status"]
         node = ",".join(n[:12] for n in st.get("nodes") or []) or None
         status = ExecStatus(
             state=st["state"], exit_code=st.get("exit_code"), reason=st.get("reason"), node=node
@@ -391,45 +452,64 @@ class RayExecutor(Executor):
         for n in st.get("lost_nodes") or []:
             self._dead_nodes[n] = time.time()
         if status.final:
-            with contextlib.suppress(Exception):
-                ray.get(coord.cleanup.remote(), timeout=self.call_timeout_s)
-            with contextlib.suppress(Exception):
-                ray.kill(coord)
+            self._last_state.pop(handle, None)
+            with contextlib.suppress(BackendError):
+                self._call("finish", name, ns, self.call_timeout_s)
             return self._finish(job_dir, status)
+        self._last_state[handle] = status.state
+        self._send_kept_cancel(job_dir, name, ns)
         return status
+
+    def _send_kept_cancel(self, job_dir: Path, name: str, ns: str) -> None:
+        """Send a cancel asked for while the cluster was unreachable."""
+        kept = job_dir / "ray_cancel.json"
+        if not kept.exists():
+            return
+        try:
+            grace = float(json.loads(kept.read_text())["grace_s"])
+            self._call("cancel", name, ns, grace)
+        except (OSError, ValueError, KeyError, BackendError) as exc:
+            log.warning("could not send the kept cancel of %s: %s", name, exc)
+            return
+        kept.unlink(missing_ok=True)
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         job_dir = self._job_dir(handle)
         if (job_dir / "ray_final.json").exists():
             return
-        coord = self._coordinator(job_dir)
-        if coord is None:
+        meta = self._meta(job_dir)
+        found = False
+        if meta is not None:
+            try:
+                found = bool(self._call("cancel", *meta, grace_s))
+            except BackendError as exc:  # unreachable or no answer: sent when Ray answers
+                log.warning("cancel of %s kept for later: %s", handle, exc)
+                (job_dir / "ray_cancel.json").write_text(json.dumps({"grace_s": grace_s}))
+                return
+        if not found:
             self._finish(
                 job_dir,
                 ExecStatus(
                     state="cancelled", reason="cancelled; its Ray coordinator was already gone"
                 ),
             )
-            return
-        coord.cancel.remote(grace_s)
 
     def signal(self, handle: str, sig: int) -> None:
-        coord = self._coordinator(self._job_dir(handle))
-        if coord is None:
+        meta = self._meta(self._job_dir(handle))
+        if meta is None or not self._call("signal", *meta, int(sig)):
             raise BackendError(f"cannot signal {handle}: its Ray coordinator is gone")
-        coord.signal.remote(int(sig))
 
     def usage(self, handle: str) -> UsageSample | None:
         """The gang's resource use summed over its nodes (None when not running)."""
         job_dir = self._job_dir(handle)
         if (job_dir / "ray_final.json").exists():
             return None
-        coord = self._coordinator(job_dir)
-        if coord is None:
+        meta = self._meta(job_dir)
+        if meta is None:
             return None
         try:
-            u = self._ray().get(coord.usage.remote(), timeout=self.call_timeout_s)
-        except Exception:  # noqa: BLE001 - usage is best effort
+            u = self._call("usage", *meta, self.call_timeout_s)
+        except BackendError:  # usage is best effort
             return None
         if not u:
             return None
@@ -443,9 +523,16 @@ class RayExecutor(Executor):
 
     def job_nodes(self, handle: str) -> list[str]:
         """The Ray node ids the job's bundles landed on (rank 0's node first)."""
-        coord = self._coordinator(self._job_dir(handle))
-        if coord is None:
+        meta = self._meta(self._job_dir(handle))
+        if meta is None:
             return []
-        return list(
-            self._ray().get(coord.status.remote(), timeout=self.call_timeout_s).get("nodes") or []
-        )
+        try:
+            return list(self._call("job_nodes", *meta, self.call_timeout_s))
+        except ConnectionFailed:
+            return []
+
+    def close(self) -> None:
+        with self._link_lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()

@@ -5,7 +5,10 @@
   group), starts a :class:`NodeAgent` in each bundle, builds the rank environments and
   supervises the ranks (gang failure, max_runtime, cancel, lost node), buffering the output.
 * :class:`NodeAgent`: one per bundle: runs its node's ranks as subprocesses (own process
-  groups) and buffers their output, prefixed ``[rank N]``.
+  groups) and buffers their output, prefixed ``[rank N]``. Before its first rank it starts a
+  reaper (:mod:`aistack.executors.rank_reaper`) that ends the ranks when the agent dies in
+  any way (``ray.kill``, ``ray stop`` on the node, its raylet gone), so a lost node leaves no
+  training processes behind.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from typing import Any
+
+from aistack.executors.rank_reaper import TOKEN_ENV
 
 SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
 
@@ -39,6 +46,36 @@ class NodeAgent:
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._token = uuid.uuid4().hex  # in every rank's environment: the reaper finds them
+        self._reaper: Any = None  # the write end of the reaper's stdin
+        self._released: set[int] = set()  # rank groups the reaper no longer needs to watch
+
+    def _start_reaper(self, grace_s: float) -> None:
+        """Start the reaper that ends this agent's ranks when the agent dies (module
+        docstring of :mod:`aistack.executors.rank_reaper`)."""
+        from aistack.executors import rank_reaper
+
+        try:
+            p = subprocess.Popen(
+                [sys.executable, "-s", rank_reaper.__file__, self._token, f"{grace_s:g}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            p.wait(timeout=30)  # the first process exits once the reaper has forked
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("no rank reaper (ranks may outlive this agent): %s", exc)
+            return
+        self._reaper = p.stdin
+
+    def _tell_reaper(self, line: str) -> None:
+        if self._reaper is None:
+            return
+        try:
+            self._reaper.write(line.encode() + b"\n")
+            self._reaper.flush()
+        except (OSError, ValueError):
+            self._reaper = None
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -58,8 +95,14 @@ class NodeAgent:
             return int(s.getsockname()[1])
 
     def start(
-        self, command: str, workdir: str | None, ranks: list[tuple[int, dict[str, str]]]
+        self,
+        command: str,
+        workdir: str | None,
+        ranks: list[tuple[int, dict[str, str]]],
+        grace_s: float = 10.0,
     ) -> list[int]:
+        if self._reaper is None:
+            self._start_reaper(grace_s)
         pids = []
         for rank, env in ranks:
             try:
@@ -68,7 +111,7 @@ class NodeAgent:
                     # stop signal itself (dash would die of it and leave the program behind)
                     [SHELL, "-c", command],
                     cwd=workdir or None,
-                    env={**os.environ, **env},
+                    env={**os.environ, **env, TOKEN_ENV: self._token},
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -82,6 +125,7 @@ class NodeAgent:
                 self._procs[rank] = _Failed(127)  # type: ignore[assignment]
                 continue
             self._procs[rank] = p
+            self._tell_reaper(f"+{p.pid}")
             pids.append(p.pid)
             t = threading.Thread(target=self._pump, args=(rank, p), daemon=True)
             t.start()
@@ -102,6 +146,14 @@ class NodeAgent:
         if all(c is not None for c in codes.values()):
             for t in self._threads:
                 t.join(timeout=2)
+        for r, c in codes.items():
+            pid = self._procs[r].pid
+            if c is not None and pid > 0 and pid not in self._released:
+                from aistack.launch.gang import group_alive
+
+                if not group_alive(pid):  # an empty group's id may be reused: forget it
+                    self._released.add(pid)
+                    self._tell_reaper(f"-{pid}")
         with self._lock:
             data = bytes(self._buf[:LOG_CHUNK])
             del self._buf[: len(data)]
@@ -343,7 +395,9 @@ class JobCoordinator:
             per_node[node].append((rank, env))
         ray.get(
             [
-                a.start.remote(spec["command"], spec.get("workdir"), per_node[i])
+                a.start.remote(
+                    spec["command"], spec.get("workdir"), per_node[i], spec.get("grace_s", 10.0)
+                )
                 for i, a in enumerate(self._agents)
             ],
             timeout=120,

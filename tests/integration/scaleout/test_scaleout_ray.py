@@ -38,7 +38,9 @@ def _wait(ex, handle: str, pred, timeout_s: float = 180) -> ExecStatus:  # type:
 def ex(ray_cluster):  # type: ignore[no-untyped-def]
     from aistack.executors.ray import RayExecutor
 
-    return RayExecutor(address=ray_cluster.address)
+    e = RayExecutor(address=ray_cluster.address)
+    yield e
+    e.close()  # its Ray driver process, before the cluster goes
 
 
 def _two_node_alloc(ex) -> Allocation:  # type: ignore[no-untyped-def]

@@ -459,6 +459,15 @@ class SchedulerLoop:
         queued = [j for j in queued if not j.cancel_requested]  # reconcile cancels them
         if not queued and not self.policy_needs_idle_pass():
             return None
+        # an executor whose cluster cannot be reached (Ray) says why and how to fix it: that,
+        # not "no node can ever hold it", is why the queue waits
+        unavailable = getattr(self.executor, "unavailable_reason", None)
+        why = unavailable() if callable(unavailable) else None
+        if why:
+            for j in queued:
+                if j.pending_reason != why:
+                    j.pending_reason, j.estimated_start = why, None
+            return None
         now = time.time()
         cluster = self.cluster_state(s, now)
         by_id = {j.id: j for j in queued}

@@ -1,0 +1,294 @@
+"""aistack's Ray driver: the one process that talks to the Ray cluster for a
+:class:`aistack.executors.ray.RayExecutor`.
+
+It runs as a child of the aistack server (``python -m aistack.executors.ray_driver FD``),
+never inside it: a Ray driver whose cluster has gone away hangs in its next call to the GCS
+and is ended by Ray itself after ``RAY_gcs_rpc_server_reconnect_timeout_s`` (60 s), and that
+must not take the server along. :mod:`aistack.executors.ray_connection` starts it, talks to it
+over the socket ``FD`` (``multiprocessing.connection`` messages), and kills and restarts it.
+
+Protocol: the parent sends ``{"address", "namespace", "runtime_env"}``; the driver connects
+(``ray.init``) and answers ``("hello", True, {"gcs_address", "pid"})`` or
+``("hello", False, error)``. Then each request ``(id, method, args)`` runs in a thread of
+its own and is answered ``(id, True, result)`` or ``(id, False, (kind, message))``; results
+are plain data (no Ray objects cross the pipe). The driver exits when the socket closes or
+its parent process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# what the parent may call (methods of _Driver)
+METHODS = frozenset(
+    {"ping", "nodes", "launch", "poll_job", "finish", "cancel", "signal", "usage", "job_nodes"}
+)
+LOG_CHUNKS_RUNNING = 4  # log chunks (LOG_CHUNK each) pulled per poll while the job runs
+LOG_CHUNKS_FINAL = 64  # and once it has ended, before its coordinator is removed
+
+
+@contextlib.contextmanager
+def loopback_bootstrap() -> Any:
+    """Keep 127.0.0.1 as 127.0.0.1 while connecting to a cluster bound to loopback.
+
+    ``ray.init(address="127.0.0.1:port")`` rewrites a loopback address to the machine's
+    outward IP, which a cluster bound to 127.0.0.1 (tests, a laptop) does not listen on.
+    """
+    from ray._private import services
+
+    orig = services.resolve_ip_for_localhost
+
+    def _keep(host: str) -> str:
+        return "127.0.0.1" if host in ("localhost", "127.0.0.1") else orig(host)
+
+    services.resolve_ip_for_localhost = _keep
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = orig
+
+
+def is_loopback(address: str | None) -> bool:
+    return bool(address) and str(address).split(":")[0] in ("127.0.0.1", "localhost")
+
+
+class _Driver:
+    """The Ray calls of the executor, run in the driver process."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.namespace = cfg.get("namespace") or "aistack"
+
+    def connect(self) -> dict[str, Any]:
+        import ray
+
+        kw: dict[str, Any] = dict(
+            address=self.cfg.get("address"),
+            namespace=self.namespace,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        if self.cfg.get("runtime_env"):
+            kw["runtime_env"] = self.cfg["runtime_env"]
+        if is_loopback(self.cfg.get("address")):
+            with loopback_bootstrap():
+                ray.init(_node_ip_address="127.0.0.1", **kw)
+        else:
+            ray.init(**kw)
+        gcs = None
+        with contextlib.suppress(Exception):
+            gcs = ray.get_runtime_context().gcs_address
+        return {"gcs_address": gcs, "pid": os.getpid()}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _actor(self, name: str, namespace: str | None) -> Any | None:
+        import ray
+
+        try:
+            return ray.get_actor(name, namespace=namespace or self.namespace)
+        except ValueError:
+            return None
+
+    # -- methods the parent calls ------------------------------------------------------------
+    def ping(self) -> bool:
+        """One round trip to the GCS."""
+        try:
+            from ray.experimental.internal_kv import _internal_kv_exists
+
+            _internal_kv_exists(b"aistack-ping")
+        except ImportError:  # pragma: no cover - older or newer Ray
+            import ray
+
+            ray.nodes()
+        return True
+
+    def nodes(self) -> list[dict[str, Any]]:
+        import ray
+
+        keep = ("NodeID", "Alive", "Resources", "NodeManagerHostname", "NodeManagerAddress")
+        return [{k: n.get(k) for k in keep} for n in ray.nodes()]
+
+    def launch(self, spec: dict[str, Any], name: str, dead: list[str]) -> dict[str, Any]:
+        """Create the job's detached coordinator; returns what was changed in ``spec``."""
+        import ray
+
+        from aistack.errors import BackendError
+        from aistack.executors.ray_actors import JobCoordinator
+
+        nodes = ray.nodes()
+        unpinned = None
+        if spec.get("label_selectors"):
+            alive = {n["NodeID"] for n in nodes if n.get("Alive")} - set(dead)
+            gone = [
+                s["ray.io/node-id"]
+                for s in spec["label_selectors"]
+                if s["ray.io/node-id"] not in alive
+            ]
+            if gone:
+                # the scheduler's inventory is stale (a node died): let Ray place the gang
+                unpinned = gone[0]
+                spec = {**spec, "label_selectors": None}
+        opts: dict[str, Any] = dict(
+            name=name,
+            namespace=self.namespace,
+            lifetime="detached",
+            num_cpus=0,
+            max_concurrency=8,
+            max_restarts=0,
+        )
+        head = any(
+            n.get("Alive") and "node:__internal_head__" in (n.get("Resources") or {}) for n in nodes
+        )
+        if head:  # the coordinator lives on the head node: it dies only with the cluster
+            opts["resources"] = {"node:__internal_head__": 0.001}
+        try:
+            ray.remote(JobCoordinator).options(**opts).remote(spec)
+        except ValueError as exc:  # name taken: this attempt was already launched
+            raise BackendError(
+                f"job {spec['job_id']} attempt {spec['attempt']} is already running on Ray: {exc}"
+            ) from exc
+        return {"unpinned": unpinned}
+
+    def poll_job(self, name: str, namespace: str | None, offset: int, timeout: float) -> dict:
+        """The coordinator's status and the job's output from ``offset`` on:
+        ``{"gone"}``, ``{"died": msg}``, ``{"slow"}`` or ``{"status", "log", "offset"}``."""
+        import ray
+
+        from aistack.executors.ray_actors import LOG_CHUNK
+
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return {"gone": True}
+        parts: list[bytes] = []
+        try:
+            st = ray.get(coord.status.remote(), timeout=timeout)
+            final = st.get("state") in ("succeeded", "failed", "cancelled", "timeout", "lost")
+            for _ in range(LOG_CHUNKS_FINAL if final else LOG_CHUNKS_RUNNING):
+                data, nxt = ray.get(coord.read_log.remote(offset), timeout=timeout)
+                parts.append(data)
+                offset = nxt
+                if len(data) < LOG_CHUNK:
+                    break
+        except ray.exceptions.RayActorError as exc:
+            return {"died": str(exc)}
+        except ray.exceptions.GetTimeoutError:
+            return {"slow": True}
+        return {"status": st, "log": b"".join(parts), "offset": offset}
+
+    def finish(self, name: str, namespace: str | None, timeout: float) -> bool:
+        """Remove a coordinator with its agents and placement group (False: none found)."""
+        import ray
+
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return False
+        with contextlib.suppress(Exception):
+            ray.get(coord.cleanup.remote(), timeout=timeout)
+        with contextlib.suppress(Exception):
+            ray.kill(coord)
+        return True
+
+    def cancel(self, name: str, namespace: str | None, grace_s: float) -> bool:
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return False
+        coord.cancel.remote(grace_s)
+        return True
+
+    def signal(self, name: str, namespace: str | None, sig: int) -> bool:
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return False
+        coord.signal.remote(int(sig))
+        return True
+
+    def usage(self, name: str, namespace: str | None, timeout: float) -> dict | None:
+        import ray
+
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return None
+        try:
+            return ray.get(coord.usage.remote(), timeout=timeout)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - usage is best effort
+            return None
+
+    def job_nodes(self, name: str, namespace: str | None, timeout: float) -> list[str]:
+        import ray
+
+        coord = self._actor(name, namespace)
+        if coord is None:
+            return []
+        return list(ray.get(coord.status.remote(), timeout=timeout).get("nodes") or [])
+
+
+# -- the process --------------------------------------------------------------------------------
+
+
+def _watch_parent(ppid: int) -> None:
+    """Exit as soon as the process that started us is gone (kill -9 of the server)."""
+    while True:
+        if os.getppid() != ppid:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def serve(conn: Any, ppid: int) -> None:
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    cfg = conn.recv()
+    driver = _Driver(cfg)
+    try:
+        info = driver.connect()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("hello", False, f"{type(exc).__name__}: {exc}"))
+        os._exit(3)
+    conn.send(("hello", True, info))
+    send_lock = threading.Lock()
+
+    def handle(req_id: int, method: str, args: tuple[Any, ...]) -> None:
+        try:
+            if method not in METHODS:
+                raise ValueError(f"unknown method {method!r}")
+            reply = (req_id, True, getattr(driver, method)(*args))
+        except Exception as exc:  # noqa: BLE001 - sent back as data
+            reply = (req_id, False, (type(exc).__name__, str(exc)))
+        try:
+            with send_lock:
+                conn.send(reply)
+        except (OSError, ValueError):
+            os._exit(0)
+
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aistack-ray-call")
+    while True:
+        try:
+            req_id, method, args = conn.recv()
+        except (EOFError, OSError):
+            break
+        pool.submit(handle, req_id, method, args)
+    # the parent closed the socket: disconnect (detached coordinators keep running)
+    threading.Timer(5.0, os._exit, args=(0,)).start()
+    with contextlib.suppress(Exception):
+        import ray
+
+        ray.shutdown()
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    from multiprocessing.connection import Connection
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    serve(Connection(int(argv[1])), os.getppid())
+
+
+if __name__ == "__main__":
+    main(sys.argv)
