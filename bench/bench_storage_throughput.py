@@ -21,7 +21,9 @@ get --copy and get --link hardlink (cp and add swap places every other run).
 
 Memory: on the project's VM the time of a large copy depends on which memory its new page-cache
 pages land on (2 GiB with `cp`: 0.5 s in most runs, 1.2-3.7 s in others, the extra time all
-kernel memcpy); the more memory the previous operations left in use, the slower. So each
+kernel memcpy); the more memory the previous operations left in use, the slower. The VM has
+free page reporting on (dmesg "Free page reporting enabled", page_reporting_order=11): freed
+guest memory goes back to the host and faults there when it is touched again. So each
 operation's copy is deleted before the next one starts, and the per-run samples are in the JSON
 (`samples_s`) beside the medians.
 
