@@ -423,10 +423,14 @@ class Datasets:
         self, src: _SourceFile, before: os.stat_result, after: os.stat_result, written: list[str]
     ) -> None:
         """Refuse a file that changed while it was chunked: an object may then hold other bytes
-        than the ones its name was hashed from. Such objects are found and removed."""
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and (
-            after.st_size == src.size
-        ):
+        than the ones its name was hashed from. Such objects are found and removed. The change
+        time is compared too: a writer can put the old mtime back (``touch -r``, ``os.utime``),
+        never the ctime."""
+
+        def key(st: os.stat_result) -> tuple[int, int, int]:
+            return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+        if key(before) == key(after) and after.st_size == src.size:
             return
         for oid in written:
             try:

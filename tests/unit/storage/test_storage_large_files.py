@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,29 @@ def test_source_that_changes_during_add_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConflictError, match="big.bin changed while it was being added") as ei:
         ds.add("d", path, progress=append_once)
     assert "add it again" in str(ei.value.hint)
+    assert touched and not ds.ls()
+
+
+def test_source_rewritten_in_place_with_its_mtime_put_back_is_refused(tmp_path: Path) -> None:
+    """Same size, same mtime (restored with os.utime, as `touch -r` does): the ctime still
+    changes, and the add is refused."""
+    ds = tiered(tmp_path)
+    path = write(tmp_path / "src" / "big.bin", os.urandom(3 * MiB))
+    st0 = os.stat(path)
+    touched = []
+
+    def rewrite_once(done: int, total: int) -> None:
+        if not touched:
+            touched.append(done)
+            time.sleep(0.01)  # a ctime tick later
+            with open(path, "r+b") as f:
+                f.write(b"\0" * 4096)  # bytes that were hashed may now differ
+            os.utime(path, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+
+    with pytest.raises(ConflictError, match="big.bin changed while it was being added"):
+        ds.add("d", path, progress=rewrite_once)
+    st1 = os.stat(path)
+    assert (st1.st_size, st1.st_mtime_ns) == (st0.st_size, st0.st_mtime_ns)  # only ctime moved
     assert touched and not ds.ls()
 
 
