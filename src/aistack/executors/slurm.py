@@ -10,6 +10,22 @@ so MASTER_ADDR is the first node Slurm actually gave) and runs the command. Outp
 tasks goes to ``LaunchRequest.log_path`` (``--label`` prefixes task numbers when there are
 several); the batch script writes the exit code to ``<job_dir>/exit_code``.
 
+A failed gang names its first failing rank, as the local and Ray executors do ("rank 1
+exited with code 7:" and that rank's last output lines). Slurm alone cannot say it: the
+job's ExitCode is the batch script's, i.e. srun's, which is the highest task code (143
+from the ranks that ``--kill-on-bad-exit`` stopped); srun's own ``task 1: Exited with
+exit code 7`` lines are free text mixed into the job's output, not a format Slurm
+promises; and per-step codes need accounting (``sacct``), which many clusters (and the
+test cluster) lack. So each task runs the command under a small rank wrapper rendered
+into the script: it waits for the command (trapping the step's signals, which reach the
+command itself, so that a cancel or a preemption notice does not end the wrapper first)
+and, if the command failed, creates ``<job_dir>/failed_rank`` with ``RANK CODE
+WORLD_SIZE`` under bash's noclobber (an ``O_EXCL`` create: atomic on local filesystems
+and NFSv3 or later), so only the first rank to fail writes it; the ranks stopped
+afterwards find it there. ``poll`` turns it into the reason and reports that rank's code
+as the job's exit code. It depends on no Slurm version or plug-in, and survives a server
+restart like ``exit_code``.
+
 The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`` asks
 ``scontrol show job`` (which works without accounting, for ``MinJobAge`` after the end),
 then ``sacct`` when accounting is configured, then the files in the job directory.
@@ -439,7 +455,7 @@ class SlurmExecutor(Executor):
         with os.fdopen(fd, "w") as f:
             f.write(plan.script)
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
-        for stale in ("exit_code", "cancel_requested", "error"):
+        for stale in ("exit_code", "cancel_requested", "error", "failed_rank"):
             (req.job_dir / stale).unlink(missing_ok=True)
         res = self._run("sbatch", "--parsable", str(script))
         job_id = res.stdout.strip().split(";")[0]
@@ -510,7 +526,15 @@ class SlurmExecutor(Executor):
                 exit_code = file_code
                 state = "succeeded" if file_code == 0 else "failed"
         if state == "failed":
-            reason = _read_error(job_dir) or reason or f"exited with code {exit_code}"
+            error = _read_error(job_dir)
+            failure = None if error else _rank_failure(job_dir)
+            if failure is not None:
+                exit_code, message = failure
+                # Slurm's own word on it (out of memory) first, then which rank it hit
+                oom = slurm_state == "OUT_OF_MEMORY" and reason
+                reason = f"{reason}: {message}" if oom else message
+            else:
+                reason = error or reason or f"exited with code {exit_code}"
         if state == "lost":
             reason = f"Slurm reports {slurm_state}" + (f": {reason}" if reason else "")
         if state == "timeout":
@@ -526,11 +550,15 @@ class SlurmExecutor(Executor):
         if cancel_requested:
             return ExecStatus(state="cancelled", exit_code=code, reason="cancelled through aistack")
         if code is not None:
-            return ExecStatus(
-                state="succeeded" if code == 0 else "failed",
-                exit_code=code,
-                reason=None if code == 0 else _read_error(job_dir) or f"exited with code {code}",
-            )
+            if code == 0:
+                return ExecStatus(state="succeeded", exit_code=0)
+            error = _read_error(job_dir)
+            failure = None if error else _rank_failure(job_dir)
+            if failure is not None:
+                code, reason = failure
+            else:
+                reason = error or f"exited with code {code}"
+            return ExecStatus(state="failed", exit_code=code, reason=reason)
         return ExecStatus(
             state="lost",
             reason=f"Slurm no longer knows job {job_id} and it left no exit code in {job_dir}",
@@ -595,6 +623,66 @@ def _read_error(job_dir: Path) -> str | None:
         return (job_dir / "error").read_text(errors="replace").strip()[:500] or None
     except OSError:
         return None
+
+
+_LABEL = re.compile(r"^\s*(\d+): ")  # srun --label: "1: text" (padded when many tasks)
+_SLURM_MSG = re.compile(r"^(srun|slurmstepd)[\w.-]*: ")  # Slurm's own lines in the log
+_LOG_TAIL_BYTES = 256 * 1024  # of output.log searched for the failing rank's last lines
+
+
+def _rank_failure(job_dir: Path) -> tuple[int, str] | None:
+    """(exit code, reason) of the first rank that failed, from ``<job_dir>/failed_rank``
+    (written by the rank wrapper of the sbatch script), or None when no rank recorded one.
+
+    The reason is worded as :func:`aistack.launch.run_gang` words it — "rank 1 exited with
+    code 7" or "rank 1 killed by SIGKILL", then that rank's last output lines (stdout and
+    stderr: Slurm merges them into one log) — and without the rank for a one-task job."""
+    import signal
+
+    from aistack.launch.gang import TAIL_CHARS, TAIL_LINES
+
+    try:
+        fields = (job_dir / "failed_rank").read_text().split()
+        rank, code, world = (int(f) for f in fields[:3])
+    except (OSError, ValueError):
+        return None
+    if code == 0:
+        return None
+    how = (
+        f"killed by {signal.Signals(code - 128).name}"
+        if code > 128 and code - 128 in {s.value for s in signal.Signals}
+        else f"exited with code {code}"
+    )
+    msg = f"rank {rank} {how}" if world > 1 else how
+    lines = _rank_lines(job_dir / "output.log", rank if world > 1 else None, TAIL_LINES)
+    if lines:
+        quoted = "\n".join(lines)
+        if len(quoted) > TAIL_CHARS:
+            quoted = "…" + quoted[-TAIL_CHARS:]
+        msg += ":\n" + quoted
+    return code, msg
+
+
+def _rank_lines(log_path: Path, rank: int | None, n: int) -> list[str]:
+    """The last ``n`` non-empty lines one rank wrote to the job's log (``rank`` None: a
+    one-task job, whose lines carry no label), without srun's own messages."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    out: list[str] = []
+    for line in text.splitlines():
+        if rank is not None:
+            m = _LABEL.match(line)
+            if not m or int(m.group(1)) != rank:
+                continue
+            line = line[m.end() :]
+        if line.strip() and not _SLURM_MSG.match(line):
+            out.append(line)
+    return out[-n:]
 
 
 def _read_int(path: Path) -> int | None:

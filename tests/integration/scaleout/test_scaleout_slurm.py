@@ -194,3 +194,53 @@ def test_missing_workdir_fails_instead_of_running_in_tmp(ex: SlurmExecutor, tmp_
     st = _wait(ex, handle, lambda s: s.final)
     assert (st.state, st.exit_code) == ("failed", 1), st
     assert "does not exist" in (st.reason or "")
+
+
+def test_failed_gang_names_the_failing_rank(ex: SlurmExecutor, tmp_path: Path) -> None:
+    """A 2-task gang whose rank 1 exits 7: srun stops rank 0 (SIGTERM, 143) and exits 143,
+    Slurm says FAILED/NonZeroExitCode with ExitCode 143; the executor names rank 1, its code
+    and its last output lines, as the local and Ray executors do."""
+    node = ex.inventory()[0]
+    req = _req(
+        ex,
+        tmp_path,
+        "gang-fail",
+        'echo "hello from $RANK"; if [ "$RANK" = 1 ]; then echo "boom on rank 1" >&2; '
+        "exit 7; fi; sleep 60",
+        allocation=Allocation(
+            nodes={node.name: NodeAlloc(gpus=(0, 1), cpus=(0, 1), memory_mb=256)}
+        ),
+        distributed="torch",
+    )
+    t0 = time.monotonic()
+    handle = ex.launch(req)
+    st = _wait(ex, handle, lambda s: s.final)
+    log = req.log_path.read_text()
+    assert (st.state, st.exit_code) == ("failed", 7), (st, log)
+    assert st.reason == "rank 1 exited with code 7:\nhello from 1\nboom on rank 1", (st, log)
+    assert time.monotonic() - t0 < 50  # rank 0 was stopped, not left to sleep 60 s
+
+
+def test_preemption_notice_reaches_the_command_not_the_rank_wrapper(
+    ex: SlurmExecutor, tmp_path: Path
+) -> None:
+    """SIGUSR1 to the job (a preemption notice) reaches the command, which checkpoints and
+    exits 0; the rank wrapper around it waits instead of dying of the signal first."""
+    import signal
+
+    req = _req(
+        ex,
+        tmp_path,
+        "usr1",
+        "trap 'echo got USR1; exit 0' USR1; echo started; sleep 60 & wait",
+    )
+    handle = ex.launch(req)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "started" not in (
+        req.log_path.read_text() if req.log_path.exists() else ""
+    ):
+        time.sleep(0.1)
+    ex.signal(handle, signal.SIGUSR1)
+    st = _wait(ex, handle, lambda s: s.final, 40)
+    assert (st.state, st.exit_code) == ("succeeded", 0), (st, req.log_path.read_text())
+    assert "got USR1" in req.log_path.read_text()

@@ -178,6 +178,101 @@ def test_rendered_script_records_failure(tmp_path: Path) -> None:
     assert (req.job_dir / "exit_code").read_text().strip() == "7"
 
 
+def test_rendered_script_records_the_first_failing_rank(tmp_path: Path) -> None:
+    """The rank wrapper records the first rank that fails; later failures (the ranks srun
+    stops after it) leave the record alone, and a rank that succeeds writes nothing."""
+    req = _req(
+        command='case $RANK in 0) echo ok;; 1) echo "boom on rank 1" >&2; exit 7;; *) exit 9;; esac',
+        allocation=Allocation(
+            nodes={
+                "n1": NodeAlloc(gpus=(0, 1), cpus=(0, 1)),
+                "n2": NodeAlloc(gpus=(0, 1), cpus=(0, 1)),
+            }
+        ),
+        job_dir=tmp_path / "job",
+        distributed="torch",
+    )
+    req.job_dir.mkdir()
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "hostA,hostB",
+    }
+    res = subprocess.run(
+        ["bash", "-c", render_sbatch(req).script], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 9  # the fake srun returns the last failure, as srun may
+    assert "boom on rank 1" in res.stderr and "cannot overwrite" not in res.stderr
+    assert (req.job_dir / "failed_rank").read_text() == "1 7 4\n"
+    assert (req.job_dir / "exit_code").read_text().strip() == "9"
+
+
+def _failed_gang_dir(tmp_path: Path, record: str, log: str) -> Path:
+    job_dir = tmp_path / "job"
+    job_dir.mkdir(exist_ok=True)
+    (job_dir / "failed_rank").write_text(record)
+    (job_dir / "exit_code").write_text("143\n")
+    (job_dir / "output.log").write_text(log)
+    return job_dir
+
+
+_GANG_LOG = """\
+0: hello from 0
+1: hello from 1
+1: step 1 of 3
+1: boom on rank 1
+srun: error: vm: task 1: Exited with exit code 7
+srun: launch/slurm: _step_signal: Terminating StepId=1.0
+0: slurmstepd-vm: error: *** STEP 1.0 ON vm CANCELLED AT 2026-11-29T14:56:39 ***
+srun: error: vm: task 0: Terminated
+"""
+
+
+def test_poll_names_the_first_failing_rank(tmp_path: Path) -> None:
+    """srun exits 143 (the highest task code: rank 0 stopped by SIGTERM) and Slurm says
+    NonZeroExitCode; poll reports rank 1's code and names it with its last lines, as the
+    local executor's gang does."""
+    job_dir = _failed_gang_dir(tmp_path, "1 7 2\n", _GANG_LOG)
+    ex = _FakeSlurm(
+        {"3": "JobId=3 JobState=FAILED Reason=NonZeroExitCode ExitCode=143:0 NodeList=vm"}
+    )
+    st_ = ex.poll(f"slurm:3:{job_dir}")
+    want = "rank 1 exited with code 7:\nhello from 1\nstep 1 of 3\nboom on rank 1"
+    assert (st_.state, st_.exit_code, st_.reason) == ("failed", 7, want)
+    forgotten = ex.poll(f"slurm:4:{job_dir}")  # Slurm no longer knows it: the files say it
+    assert (forgotten.state, forgotten.exit_code, forgotten.reason) == ("failed", 7, want)
+
+
+def test_poll_words_signals_and_one_task_jobs(tmp_path: Path) -> None:
+    ex = _FakeSlurm(
+        {
+            "3": "JobId=3 JobState=FAILED Reason=RaisedSignal ExitCode=0:9 NodeList=vm",
+            "5": "JobId=5 JobState=OUT_OF_MEMORY Reason=OutOfMemory ExitCode=0:125 NodeList=vm",
+        }
+    )
+    job_dir = _failed_gang_dir(tmp_path, "1 137 2\n", "0: a\n1: b\n")
+    st_ = ex.poll(f"slurm:3:{job_dir}")
+    assert (st_.exit_code, st_.reason) == (137, "rank 1 killed by SIGKILL:\nb")
+    oom = ex.poll(f"slurm:5:{job_dir}")
+    assert oom.state == "failed" and oom.reason == (
+        "it ran out of memory (raise memory in the job spec): rank 1 killed by SIGKILL:\nb"
+    )
+    # one task: no --label, no rank in the reason; srun's own lines are left out
+    job_dir = _failed_gang_dir(
+        tmp_path, "0 3 1\n", "working\noops\nsrun: error: vm: task 0: Exited with exit code 3\n"
+    )
+    st_ = ex.poll(f"slurm:4:{job_dir}")
+    assert (st_.state, st_.exit_code, st_.reason) == (
+        "failed",
+        3,
+        "exited with code 3:\nworking\noops",
+    )
+    # a record that cannot be read leaves the old wording
+    (job_dir / "failed_rank").write_text("")
+    assert ex.poll(f"slurm:4:{job_dir}").reason == "exited with code 143"
+
+
 def test_missing_workdir_fails_instead_of_running_in_tmp(tmp_path: Path) -> None:
     """Slurm runs a job whose --chdir is missing in /tmp (slurmstepd: "going to /tmp
     instead"); the script fails as the local executor does, and poll says why."""

@@ -56,8 +56,24 @@ aistack_rank_env() {
 }
 export -f aistack_rank_env
 
+# one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
+# $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
+# Signals to the step (cancel, --kill-on-bad-exit, preemption notices) reach the command
+# itself; this shell only waits for it, so it traps them instead of dying first.
+aistack_rank() {
+    aistack_rank_env "$1"
+    trap : HUP INT QUIT TERM USR1 USR2 ALRM
+    /bin/bash -c "$AISTACK_COMMAND"
+    aistack_rank_rc=$?
+    if [ "$aistack_rank_rc" -ne 0 ]; then
+        (set -C; printf '%s %s %s\n' "$1" "$aistack_rank_rc" 2 > "$AISTACK_JOB_DIR/failed_rank") 2>/dev/null
+    fi
+    exit "$aistack_rank_rc"
+}
+export -f aistack_rank
+
 srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --distribution=block --label \
-    /bin/bash -c 'aistack_rank_env $((SLURM_NODEID * 1 + SLURM_LOCALID)) && exec /bin/bash -c "$AISTACK_COMMAND"'
+    /bin/bash -c 'aistack_rank $((SLURM_NODEID * 1 + SLURM_LOCALID))'
 aistack_rc=$?
 printf '%s\n' "$aistack_rc" > "$AISTACK_JOB_DIR/exit_code"
 exit "$aistack_rc"
