@@ -259,6 +259,7 @@ def status(
         f"last 10 s: {float(m.get('qps') or 0):.1f} req/s, p50 {_ms(m.get('p50_ms'))}, p99 {_ms(m.get('p99_ms'))}, "
         f"{m.get('errors_window', 0)} errors; total {m.get('requests_total', 0)} requests, "
         f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
+        f"{_admission(st)}\n"
         f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
         + (
             ", ".join(f"{k}×{v}" for k, v in (m.get("batch_size_counts") or {}).items())
@@ -295,6 +296,17 @@ def status(
         c.print(f"autoscaler now: {auto['last']['reason']}")
     for d in (auto.get("decisions") or [])[-10:]:
         c.print(f"  [dim]{_clock(d.get('time'))} {d['action']:>4}[/dim] {d['reason']}")
+
+
+def _admission(st: dict[str, Any]) -> str:
+    """The admission-control line of ``serve status``: queued and refused requests."""
+    m = st.get("metrics") or {}
+    cap = st.get("max_queued_requests")
+    limit = "no queue" if cap == 0 else f"max {cap}" if cap is not None else "no limit"
+    return (
+        f"queued {st.get('queued', 0)} requests ({limit}); "
+        f"refused {m.get('rejected_total', 0)} requests (429) since start"
+    )
 
 
 def _clock(iso: Any) -> str:

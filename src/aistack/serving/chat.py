@@ -150,8 +150,8 @@ def render_prompt(messages: list[dict[str, str]], generator: object) -> tuple[st
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI chat completions request. The fields OpenAI defines are accepted; those a text
-    model cannot honour (tools, non-text output, log probabilities) are refused by name when
-    set; others are unknown fields. ``max_completion_tokens`` (or the older ``max_tokens``)
+    model cannot honour (tools, non-text output, log probabilities, nucleus sampling,
+    penalties, token biases) are refused by name when set; others are unknown fields. ``max_completion_tokens`` (or the older ``max_tokens``)
     defaults to 16, as ``/v1/completions``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -214,6 +214,10 @@ class ChatCompletionRequest(BaseModel):
             ("audio", self.audio is not None, "only text answers are supported"),
             ("prediction", self.prediction is not None, "predicted outputs are not supported"),
             ("web_search_options", self.web_search_options is not None, "no web search here"),
+            ("logit_bias", bool(self.logit_bias), "token biases are not supported"),
+            ("top_p", self.top_p != 1.0, "nucleus sampling is not supported (use temperature)"),
+            ("presence_penalty", self.presence_penalty != 0.0, "penalties are not supported"),
+            ("frequency_penalty", self.frequency_penalty != 0.0, "penalties are not supported"),
             ("logprobs", self.logprobs, "log probabilities are not supported by this server"),
             (
                 "top_logprobs",

@@ -7,7 +7,9 @@ Latency is that of the requests that were answered: error answers (4xx, 5xx) are
 the quantiles and of the latency summary's ``_sum``/``_count`` (a burst of fast 400s or 429s
 would otherwise pull p50 down and make an overloaded service look fast) and are counted apart:
 ``requests_total`` by code, ``errors_window`` (5xx) and ``client_errors_window`` (4xx) in the
-summary. QPS counts every answer.
+summary. QPS counts every answer, divided by the time the window actually covers: its length,
+or less while the metrics are younger than that (a restarted router or replica has not been up
+for a whole window; at least 1 s is counted, so a first request is not a spike).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class RequestMetrics:
     _recent: collections.deque[tuple[float, float, int]] = field(
         default_factory=lambda: collections.deque(maxlen=100_000)
     )
+    started: float | None = None  # clock() when counting began (None: at construction)
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
 
     def observe(self, status: int, latency_s: float) -> None:
         now = self.clock()
@@ -63,10 +70,13 @@ class RequestMetrics:
             cutoff = self.clock() - window_s
             rows = [r for r in rows if r[0] >= cutoff]
         span = window_s or self.window_s
+        # the part of the window these metrics existed for (not yet all of it after a restart)
+        up = self.clock() - (self.started if self.started is not None else 0.0)
+        covered = min(span, max(1.0, up))
         lat = [r[1] for r in rows if r[2] < 400]
         errors_total = sum(v for k, v in self.requests_total.items() if k.startswith("5"))
         return {
-            "qps": len(rows) / span if span else 0.0,
+            "qps": len(rows) / covered if covered else 0.0,
             "p50_ms": quantile(lat, 0.50) * 1000.0,
             "p99_ms": quantile(lat, 0.99) * 1000.0,
             "errors_window": sum(1 for r in rows if r[2] >= 500),
@@ -78,6 +88,13 @@ class RequestMetrics:
             ),
             "retries_total": self.retries_total,
         }
+
+    def mean_latency_s(self, window_s: float) -> float | None:
+        """Mean latency of the requests answered (status < 400) in the last ``window_s``
+        seconds; None when there were none."""
+        cutoff = self.clock() - window_s
+        lat = [r[1] for r in self._recent if r[0] >= cutoff and r[2] < 400]
+        return sum(lat) / len(lat) if lat else None
 
     def prometheus(self, gauges: dict[str, float] | None = None, extra: str = "") -> str:
         """Render counters, a latency summary and the given gauges as Prometheus text."""

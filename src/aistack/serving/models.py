@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,12 +108,55 @@ def resolve_model(ref: str) -> ResolvedModel:
     return _resolve_registry(uri)
 
 
+# MLflow's HTTP settings while a deploy resolves its model (see _fail_fast): its defaults retry a
+# refused connection with exponential backoff for about 12 s per call (minutes uncapped)
+RESOLVE_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 1,  # the first retry has no backoff: a blip is absorbed
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 10,  # seconds per request; a registry lookup is small
+}
+
+
+@contextmanager
+def _fail_fast() -> Iterator[None]:
+    """Set MLflow's request retries, backoff and timeout (read from the environment at each
+    request) to :data:`RESOLVE_HTTP_ENV` for the block, or to what the environment already
+    says when that is lower, so that a registry that does not answer is reported in about a
+    second rather than after MLflow's retries. Only the deploy-time resolution uses it;
+    replicas and tracking keep their patient settings. The environment is process-wide: the
+    block holds the lock that MLflow calls made through ``aistack.mlops`` take."""
+    try:
+        from aistack.mlops._client import _ENV_LOCK as lock
+    except ImportError:
+        lock = _LOCK
+    with lock:
+        old = {k: os.environ.get(k) for k in RESOLVE_HTTP_ENV}
+        for key, bound in RESOLVE_HTTP_ENV.items():
+            try:
+                value = min(bound, int(old[key] or bound))
+            except ValueError:
+                value = bound
+            os.environ[key] = str(max(value, 0 if key.endswith("RETRIES") else 1))
+        try:
+            yield
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+_LOCK = threading.RLock()
+
+
 def _resolve_registry(uri: str) -> ResolvedModel:
     try:  # the aistack server's /mlflow wants its bearer token
         from aistack.mlops._client import auth_env, resolve_token
     except ImportError:
-        return _resolve_registry_unauth(uri)
-    with auth_env(resolve_token()):
+        with _fail_fast():
+            return _resolve_registry_unauth(uri)
+    with auth_env(resolve_token()), _fail_fast():
         return _resolve_registry_unauth(uri)
 
 
@@ -185,7 +230,9 @@ def _registered(client: Any, name: str) -> Any:
 
     try:
         return client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if any(s in str(exc.message) for s in _UNREACHABLE):
+            raise  # nothing answers: listing the models would only wait for that again
         page = client.search_registered_models(max_results=50)
         names = sorted(m.name for m in page)
         more = ", … (`aistack models ls` lists all)" if getattr(page, "token", None) else ""

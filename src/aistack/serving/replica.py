@@ -11,7 +11,9 @@ Endpoints:
   ``stream_options.include_usage``, then ``[DONE]``. A model whose ``generate`` cannot stream
   sends each completion in one chunk. ``usage`` is in the model's tokens (its ``count_tokens``
   and the counts its completions carry, see :mod:`aistack.serving.generators`; a character
-  per token for a model that gives neither), at most ``max_tokens`` per choice.
+  per token for a model that gives neither), at most ``max_tokens`` per choice. Fields the
+  models cannot honour (``logprobs``, ``best_of``, ``suffix``, ``logit_bias``, ``top_p``,
+  penalties, ``n`` above 1) are a 400 naming the field, never silently ignored.
 * ``POST /v1/chat/completions`` — OpenAI chat completions on the same text models: the
   messages become one prompt through the model's ``apply_chat_template`` or a plain documented
   template (:mod:`aistack.serving.chat`); the answer is ``choices[0].message`` with ``usage``;
@@ -58,7 +60,9 @@ MAX_PROMPTS = 256  # per request; more go in more requests (they are batched any
 
 
 class CompletionRequest(BaseModel):
-    """OpenAI completions request; the fields OpenAI defines are accepted, others are not."""
+    """OpenAI completions request. The fields OpenAI defines are accepted; those this server
+    cannot honour are refused by name when set to anything but their no-op value (see
+    :meth:`unsupported`), as ``/v1/chat/completions`` does; others are unknown fields."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +84,30 @@ class CompletionRequest(BaseModel):
     seed: int | None = None
     suffix: str | None = None
     stream_options: dict[str, Any] | None = None
+
+    def unsupported(self) -> HTTPProblem | None:
+        """A 400 for the first field set to something the models here cannot do: they return
+        text only (no log probabilities, so no ``best_of`` ranking either), sample with
+        ``temperature`` alone (no nucleus sampling, penalties or token biases) and continue a
+        prompt (no insertion before a ``suffix``). ``n`` above 1 is refused by validation."""
+        no_logprobs = "log probabilities are not supported by this server"
+        checks: list[tuple[str, bool, str]] = [
+            ("logprobs", self.logprobs is not None, no_logprobs),
+            (
+                "best_of",
+                self.best_of not in (None, self.n),
+                f"picking the best of several completions needs log probabilities ({no_logprobs})",
+            ),
+            ("suffix", bool(self.suffix), "insertion (text after the completion) is not supported"),
+            ("logit_bias", bool(self.logit_bias), "token biases are not supported"),
+            ("top_p", self.top_p != 1.0, "nucleus sampling is not supported (use temperature)"),
+            ("presence_penalty", self.presence_penalty != 0.0, "penalties are not supported"),
+            ("frequency_penalty", self.frequency_penalty != 0.0, "penalties are not supported"),
+        ]
+        for name, bad, why in checks:
+            if bad:
+                return HTTPProblem(400, f"{name}: {why}; leave it out", param=name)
+        return None
 
 
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -512,6 +540,9 @@ class ReplicaServer:
                 req = CompletionRequest.model_validate(data)
             except PydanticValidationError as exc:
                 raise pydantic_problem(exc) from None
+            problem = req.unsupported()
+            if problem is not None:
+                raise problem
             check_model(req.model)
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:

@@ -23,9 +23,10 @@ Admission control (``max_queued`` with ``replica_capacity``): a replica in rotat
 up to ``replica_capacity`` requests at once (its batch size); requests beyond that, and those
 waiting for any replica, are *queued*. A POST that arrives while no replica has room and
 ``max_queued`` requests are already queued is answered 429 at once (OpenAI error JSON, a
-``Retry-After`` header) instead of waiting into a timeout. Rejected requests still count as load
-for the autoscaler: :attr:`Router.load` is the requests in flight plus those rejected within
-the last ``Retry-After`` seconds (each one is expected back then).
+``Retry-After`` header, see :meth:`Router.retry_after_s`) instead of waiting into a timeout.
+Rejected requests still count as load for the autoscaler: :attr:`Router.load` is the requests
+in flight plus those rejected and not yet past the ``Retry-After`` they were given (each one is
+expected back then).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -52,7 +54,9 @@ IDEMPOTENT_PATHS = (
     "/v1/models",
     "/health",
 )
-RETRY_AFTER_S = 1  # what a 429 asks the client to wait (whole seconds, as HTTP wants)
+RETRY_AFTER_S = 1  # the least a 429 asks the client to wait (whole seconds, as HTTP wants)
+MAX_RETRY_AFTER_S = 30  # and the most
+LATENCY_WINDOW_S = 10.0  # the recent answers whose mean latency estimates the wait
 _HOP_HEADERS = {
     "host",
     "content-length",
@@ -120,7 +124,9 @@ class Router:
         self.replica_capacity = replica_capacity
         self.max_queued = max_queued
         self.rejected_total = 0
+        # when each refused request is expected back (monotonic time of its Retry-After)
         self._rejected_t: collections.deque[float] = collections.deque(maxlen=100_000)
+        self._latency_cache: tuple[float, float | None] = (-1e18, None)
         self.endpoints: dict[str, Endpoint] = {}
         self.max_retries = max_retries
         self.request_timeout_s = request_timeout_s
@@ -171,12 +177,39 @@ class Router:
 
     @property
     def load(self) -> float:
-        """What the autoscaler should see: requests in flight plus those refused (429) within
-        the last ``RETRY_AFTER_S`` seconds, which their clients are expected to send again."""
-        cutoff = time.monotonic() - RETRY_AFTER_S
-        while self._rejected_t and self._rejected_t[0] < cutoff:
+        """What the autoscaler should see: requests in flight plus those refused (429) whose
+        ``Retry-After`` has not passed yet: their clients are expected to send them again."""
+        now = time.monotonic()
+        while self._rejected_t and self._rejected_t[0] < now:
             self._rejected_t.popleft()
-        return float(self.inflight + len(self._rejected_t))
+        return float(self.inflight + sum(1 for t in self._rejected_t if t >= now))
+
+    def retry_after_s(self) -> int:
+        """What a 429 asks the client to wait, in whole seconds: the time the queue ahead of it
+        needs to drain at the service's measured pace,
+
+            ceil(L × (Q + 1) / S), bounded to [RETRY_AFTER_S, MAX_RETRY_AFTER_S] = [1, 30] s
+
+        L: mean latency of the requests answered (status < 400) in the last
+        ``LATENCY_WINDOW_S`` (10) seconds; Q: requests queued now (:attr:`queued`); S: requests
+        worked on at once, ``replica_capacity`` × the replicas in rotation (one replica's worth
+        while none is ready, and 1 when the capacity is unknown). Each of the S slots finishes a
+        request every L seconds, so the Q queued ones and this one are through in about
+        L × (Q + 1) / S. With no answered request to measure (a service that just started),
+        it is ``RETRY_AFTER_S``. L is recomputed at most once a second (refusals come in
+        bursts)."""
+        now = time.monotonic()
+        at, lat = self._latency_cache
+        if now - at >= 1.0:
+            lat = self.metrics.mean_latency_s(LATENCY_WINDOW_S)
+            self._latency_cache = (now, lat)
+        if lat is None:
+            return RETRY_AFTER_S
+        cap = self.replica_capacity or 1
+        live = sum(1 for e in self.endpoints.values() if e.in_rotation)
+        slots = cap * max(1, live)
+        wait = math.ceil(lat * (self.queued + 1) / slots)
+        return max(RETRY_AFTER_S, min(MAX_RETRY_AFTER_S, wait))
 
     def admit(self) -> None:
         """Raise HTTPProblem(429) when a new request would queue beyond ``max_queued``."""
@@ -191,7 +224,8 @@ class Router:
         if queued < self.max_queued:
             return
         self.rejected_total += 1
-        self._rejected_t.append(time.monotonic())
+        retry = self.retry_after_s()
+        self._rejected_t.append(time.monotonic() + retry)
         live = sum(1 for e in self.endpoints.values() if e.in_rotation)
         busy = (
             f"its {live} ready replica(s) are busy with {cap} requests each"
@@ -201,10 +235,10 @@ class Router:
         raise HTTPProblem(
             429,
             f"service {self.service!r} is over capacity: {busy} and {queued} requests are "
-            f"queued (max_queued_requests {self.max_queued}); retry after {RETRY_AFTER_S} s "
+            f"queued (max_queued_requests {self.max_queued}); retry after {retry} s "
             "(the autoscaler counts this request as load)",
             kind="rate_limit_exceeded",
-            headers={"retry-after": str(RETRY_AFTER_S)},
+            headers={"retry-after": str(retry)},
         )
 
     def pick(self, exclude: set[str]) -> Endpoint | None:

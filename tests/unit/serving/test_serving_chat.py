@@ -238,6 +238,11 @@ def test_streamed_chat_stopped_by_the_template_never_sends_the_next_turn() -> No
             "only text answers",
         ),
         ({"messages": MESSAGES, "logprobs": True}, "logprobs", "log probabilities"),
+        # accepted and silently ignored before
+        ({"messages": MESSAGES, "top_p": 0.5}, "top_p", "nucleus sampling"),
+        ({"messages": MESSAGES, "presence_penalty": 1}, "presence_penalty", "penalties"),
+        ({"messages": MESSAGES, "frequency_penalty": 1}, "frequency_penalty", "penalties"),
+        ({"messages": MESSAGES, "logit_bias": {"1": 5}}, "logit_bias", "token biases"),
     ],
 )
 def test_bad_chat_input_is_400_naming_the_field(
@@ -256,6 +261,9 @@ def test_bad_chat_input_is_400_naming_the_field(
         "tool_choice": "none",
         "response_format": {"type": "text"},
         "logprobs": False,
+        "top_p": 1,
+        "logit_bias": {},
+        "presence_penalty": 0,
         "user": "u1",
         "seed": 3,
     }

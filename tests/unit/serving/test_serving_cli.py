@@ -198,3 +198,21 @@ def test_status_of_an_old_state_file_without_decision_times(
     res = runner.invoke(serve_cli.app, ["status", "svc"])
     assert res.exit_code == 0, res.output
     assert "up scale up" in res.output
+
+
+def test_status_text_shows_queued_and_refused_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """They were only in --json (queued, max_queued_requests, metrics.rejected_total)."""
+    st = {
+        "name": "svc",
+        "replicas": [],
+        "queued": 7,
+        "max_queued_requests": 100,
+        "metrics": {"rejected_total": 42},
+    }
+    monkeypatch.setattr(manager, "status", lambda name: st)
+    res = runner.invoke(serve_cli.app, ["status", "svc"])
+    assert res.exit_code == 0, res.output
+    assert "queued 7 requests (max 100); refused 42 requests (429) since start" in res.output
+    st.update(queued=0, max_queued_requests=0, metrics={})
+    res = runner.invoke(serve_cli.app, ["status", "svc"])
+    assert "queued 0 requests (no queue); refused 0 requests (429) since start" in res.output

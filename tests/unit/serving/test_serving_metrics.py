@@ -26,7 +26,8 @@ def test_quantile_is_an_element_and_monotonic(vals: list[float], q: float) -> No
 
 def test_summary_window_and_prometheus_text_parses() -> None:
     now = [100.0]
-    m = RequestMetrics(labels={"service": "s"}, window_s=10, clock=lambda: now[0])
+    # up for longer than the window (see the next test for a young one)
+    m = RequestMetrics(labels={"service": "s"}, window_s=10, clock=lambda: now[0], started=0.0)
     for _ in range(9):
         m.observe(200, 0.010)
     m.observe(503, 0.500)
@@ -63,7 +64,7 @@ def test_error_answers_stay_out_of_the_latency_percentiles_and_are_counted_apart
     """A burst of fast 4xx answers (bad input, 429 when over capacity) made an overloaded
     service look fast: p50 fell to the 4xx answers' sub-millisecond time."""
     now = [0.0]
-    m = RequestMetrics(labels={"service": "s"}, window_s=60, clock=lambda: now[0])
+    m = RequestMetrics(labels={"service": "s"}, window_s=60, clock=lambda: now[0], started=-600.0)
     for _ in range(10):
         m.observe(200, 0.200)
     for _ in range(30):
@@ -93,3 +94,35 @@ def test_error_answers_stay_out_of_the_latency_percentiles_and_are_counted_apart
         if "code" in x.labels
     }
     assert codes == {"200": 10.0, "400": 5.0, "429": 30.0, "504": 1.0}
+
+
+def test_qps_right_after_a_restart_divides_by_the_time_up_not_the_whole_window() -> None:
+    """A router restarted 2 s ago that answered 20 requests since serves 10 req/s; dividing by
+    the full 10 s window said 2 req/s (and the 60 s window 0.33 req/s)."""
+    now = [500.0]
+    m = RequestMetrics(window_s=60, clock=lambda: now[0])  # counting starts now
+    now[0] = 502.0
+    for _ in range(20):
+        m.observe(200, 0.01)
+    assert m.summary(window_s=10.0)["qps"] == 2.0 * 5  # 20 requests / 2 s up
+    assert m.summary()["qps"] == 10.0  # the 60 s window, too
+    now[0] = 520.0  # up 20 s: the 10 s window is whole again, the 60 s one not yet
+    assert m.summary(window_s=10.0)["qps"] == 0.0
+    assert m.summary()["qps"] == 1.0  # 20 / 20 s
+    now[0] = 560.0  # up 60 s: divided by the window (was so all along once up that long)
+    assert abs(m.summary()["qps"] - 20 / 60) < 1e-9
+    young = RequestMetrics(window_s=10, clock=lambda: 700.0)
+    young.observe(200, 0.01)  # a first request the instant it started: 1 s is the least
+    assert young.summary()["qps"] == 1.0
+
+
+def test_mean_latency_of_answered_requests_in_a_window() -> None:
+    now = [10.0]
+    m = RequestMetrics(clock=lambda: now[0])
+    assert m.mean_latency_s(10.0) is None
+    m.observe(200, 0.2)
+    m.observe(200, 0.4)
+    m.observe(429, 0.001)  # refusals are not latency
+    assert abs((m.mean_latency_s(10.0) or 0) - 0.3) < 1e-9
+    now[0] = 30.0
+    assert m.mean_latency_s(10.0) is None

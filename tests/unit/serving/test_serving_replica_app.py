@@ -281,3 +281,39 @@ def test_an_unknown_model_name_is_404_and_the_served_names_are_listed() -> None:
         assert r.status_code == 404 and r.json()["error"]["param"] == "model"
         assert "'gpt-4' is not served here" in r.json()["error"]["message"]
         assert "'my-svc'" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("logprobs", 0, "log probabilities are not supported"),  # was answered with null
+        ("logprobs", 3, "log probabilities are not supported"),
+        ("best_of", 3, "best of several completions needs log probabilities"),
+        ("suffix", "};", "insertion"),
+        ("logit_bias", {"50256": -100}, "token biases"),
+        ("top_p", 0.5, "nucleus sampling"),
+        ("presence_penalty", 0.5, "penalties"),
+        ("frequency_penalty", -1.0, "penalties"),
+    ],
+)
+def test_fields_the_model_cannot_honour_are_refused_by_name(
+    client: TestClient, field: str, value: object, needle: str
+) -> None:
+    for stream in (False, True):
+        r = client.post("/v1/completions", json={"prompt": "abc", "stream": stream, field: value})
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["param"] == field and err["type"] == "invalid_request_error"
+        assert err["message"].startswith(f"{field}: ") and needle in err["message"]
+    # their no-op values are accepted, and the answer has no (null) log probabilities to hide
+    noop = {
+        "logprobs": None,
+        "best_of": 1,
+        "suffix": "",
+        "logit_bias": {},
+        "top_p": 1.0,
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+    }
+    r = client.post("/v1/completions", json={"prompt": "abc", "max_tokens": 2, **noop})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "cb"

@@ -284,3 +284,38 @@ def test_queue_counts_waiting_for_a_replica_and_refusals_age_out() -> None:
     unbounded = Router(service="u")  # the standalone router refuses nothing
     unbounded.waiting = 10_000
     unbounded.admit()
+
+
+def test_retry_after_is_the_measured_time_to_drain_the_queue_bounded() -> None:
+    """Retry-After was always 1 s, however long the queue ahead took at the measured pace."""
+    r = Router(service="t", replica_capacity=2, max_queued=3)
+    r.add(Endpoint(id="a", url="http://a", outstanding=5))  # 2 worked on, 3 queued
+    assert r.retry_after_s() == 1  # nothing answered yet: nothing to measure, the least
+    r._latency_cache = (-1e18, None)  # (recomputed at most once a second)
+    for lat in (1.5, 2.5):
+        r.metrics.observe(200, lat)  # mean 2 s
+    r.metrics.observe(429, 0.001)  # refusals are no latency
+    with pytest.raises(HTTPProblem) as exc:
+        r.admit()
+    # ceil(L 2 s × (Q 3 + 1) / S 2 slots) = 4 s
+    assert exc.value.status == 429 and exc.value.headers == {"retry-after": "4"}
+    assert "retry after 4 s" in exc.value.message
+    assert r.load == 6.0  # 5 in flight + the refused one, expected back in 4 s
+    r._rejected_t[0] -= 3.5  # 0.5 s left of its 4 s: still load
+    assert r.load == 6.0
+    r._rejected_t[0] -= 1.0  # past its Retry-After: no longer load
+    assert r.load == 5.0
+
+    r.add(Endpoint(id="b", url="http://b", outstanding=2))  # a second replica: 4 slots
+    r._latency_cache = (-1e18, None)
+    assert r.retry_after_s() == 2  # ceil(2 × 4 / 4)
+    r.endpoints["b"].in_rotation = False  # out of rotation: not a slot
+    r._latency_cache = (-1e18, None)
+    assert r.retry_after_s() == 4
+    r.metrics.observe(200, 300.0)  # very slow answers: bounded above
+    r._latency_cache = (-1e18, None)
+    assert r.retry_after_s() == 30
+    fast = Router(service="f", replica_capacity=8, max_queued=1)
+    fast.add(Endpoint(id="a", url="http://a", outstanding=9))
+    fast.metrics.observe(200, 0.05)
+    assert fast.retry_after_s() == 1  # ceil(0.05 × 2 / 8) = 1: never 0

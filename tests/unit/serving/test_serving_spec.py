@@ -85,6 +85,38 @@ def test_unreachable_registry_is_a_connection_error_saying_what_to_start(
     assert "aistack up" in (ei.value.hint or "")
 
 
+def test_a_down_registry_is_reported_fast_at_deploy_time(
+    aistack_home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the retries `aistack serve` sets (2, MLflow's backoff factor 2) resolving against
+    a closed port took about 12 s (two MLflow calls, each retried with backoff)."""
+    import os
+    import socket
+    import time
+
+    from aistack.errors import ConnectionFailed
+
+    pytest.importorskip("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionFailed) as ei:
+        resolve_model("iris@production")
+    took = time.monotonic() - t0
+    assert took < 5.0, f"took {took:.1f} s"
+    assert f"registry at http://127.0.0.1:{port} does not answer" in ei.value.message
+    assert "aistack up" in (ei.value.hint or "")
+    # the patient settings are back for everything else (replicas, tracking)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "2"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+
+
 def test_resolve_path_without_mlmodel(tmp_path) -> None:
     with pytest.raises(NotFoundError, match="no MLmodel file"):
         resolve_model(str(tmp_path))
