@@ -30,11 +30,19 @@ _SKIP_BAD_HELP = (
     "exit 0 even when some input files are damaged or unreadable (they are still reported; "
     f"without this flag the exit status is {EXIT_BAD_FILES})"
 )
+_RUN_SKIP_BAD_HELP = (
+    "accept damaged or unreadable input files: exit 0 and run the register step (the "
+    "dataset version lists them in its metadata); without this flag the exit status is "
+    f"{EXIT_BAD_FILES} and nothing is registered. They are reported either way"
+)
 
 
-def _report_bad(bad: list[dict[str, Any]], total: int, skip_bad: bool) -> None:
+def _report_bad(
+    bad: list[dict[str, Any]], total: int, skip_bad: bool, *, not_registered: bool = False
+) -> None:
     """Say which input files were bad (stderr) and end with exit status 1 unless
-    ``--skip-bad``: a script sees that the output is incomplete."""
+    ``--skip-bad``: a script sees that the output is incomplete (and, with a register step,
+    that no dataset version was registered: ``not_registered``)."""
     if not bad:
         return
     err = _console(stderr=True)
@@ -43,10 +51,18 @@ def _report_bad(bad: list[dict[str, Any]], total: int, skip_bad: bool) -> None:
     if skip_bad:
         err.print(f"{len(bad):,} of {total:,} input files were bad; skipped (--skip-bad)")
         return
-    err.print(
-        f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
-        f"written. Exit status {EXIT_BAD_FILES}; --skip-bad accepts this (exit 0)"
-    )
+    if not_registered:
+        err.print(
+            f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
+            "written, but the dataset was NOT registered (it is incomplete). Exit status "
+            f"{EXIT_BAD_FILES}; run again with --skip-bad to register it as it is (the run "
+            "resumes, nothing is read again)"
+        )
+    else:
+        err.print(
+            f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
+            f"written. Exit status {EXIT_BAD_FILES}; --skip-bad accepts this (exit 0)"
+        )
     raise typer.Exit(EXIT_BAD_FILES)
 
 
@@ -145,13 +161,15 @@ def run(
         "only what the pipeline wrote is deleted",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help=_SKIP_BAD_HELP),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=_RUN_SKIP_BAD_HELP),
 ) -> None:
     """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt.
 
     A damaged or unreadable input file does not stop the run: it is listed with the reason
     (report "bad_files", report.txt, stderr), what could be read from it is kept, and the
-    exit status is 1 unless --skip-bad. Records cut short by the end of a file are counted
+    exit status is 1 unless --skip-bad. Without --skip-bad the register step registers
+    nothing then (report "register_skipped"); running again with --skip-bad resumes the output
+    and registers it. Records cut short by the end of a file are counted
     (counts.truncated_records / truncated_bytes)."""
     from aistack.webdata.pipeline import run_pipeline
     from aistack.webdata.report import tables
@@ -159,9 +177,16 @@ def run(
 
     spec, base = load_spec(pipeline)
     if as_json:
-        report = run_pipeline(spec, base=base, workers=workers, executor=executor, fresh=fresh)
+        report = run_pipeline(
+            spec, base=base, workers=workers, executor=executor, fresh=fresh, skip_bad=skip_bad
+        )
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        _report_bad(report.get("bad_files") or [], report["counts"]["files"], skip_bad)
+        _report_bad(
+            report.get("bad_files") or [],
+            report["counts"]["files"],
+            skip_bad,
+            not_registered="register_skipped" in report,
+        )
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -183,7 +208,13 @@ def run(
             prog.update(ids[stage], completed=done)
 
         report = run_pipeline(
-            spec, base=base, workers=workers, executor=executor, fresh=fresh, progress=cb
+            spec,
+            base=base,
+            workers=workers,
+            executor=executor,
+            fresh=fresh,
+            progress=cb,
+            skip_bad=skip_bad,
         )
     for t in tables(report):
         con.print(t)
@@ -194,7 +225,14 @@ def run(
             con.print(f"dataset version {ref} (registered by an earlier run of this output)")
         else:
             con.print(f"registered dataset version {ref}")
-    _report_bad(report.get("bad_files") or [], report["counts"]["files"], skip_bad)
+    elif report.get("register_skipped"):
+        con.print(f"dataset not registered: {report['register_skipped']['reason']}")
+    _report_bad(
+        report.get("bad_files") or [],
+        report["counts"]["files"],
+        skip_bad,
+        not_registered="register_skipped" in report,
+    )
 
 
 @app.command()

@@ -23,7 +23,14 @@ tasks, so an interrupted run resumes)::
               docs/s per core holds on shared cores, and every rate counts only the tasks
               this run ran, resumed ones not: a run that resumed all says ``nothing_to_do``)
               and report.txt
-    register  optional: dataset/ becomes a dataset version in aistack.storage
+    register  optional: dataset/ becomes a dataset version in aistack.storage, unless some
+              input files were bad and ``skip_bad`` is off (the CLI's ``--skip-bad``): then
+              nothing is registered (``registered: null``, ``register_skipped`` says why and
+              how: re-run with ``--skip-bad``, which resumes this output and registers without
+              reading anything again). A version registered with bad files skipped carries
+              them in its metadata (``webdata_bad_files``) and its message. As DVC does not
+              commit an output whose stage failed, an incomplete dataset is not published
+              unless asked for.
 
 Tasks are numbered by the sorted input file list, and every merge happens in task order, so
 the output bytes and counts are the same on 1 worker, N workers or Ray.
@@ -540,8 +547,12 @@ def run_pipeline(
     executor: str | None = None,
     fresh: bool = False,
     progress: Progress | None = None,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a pipeline; returns the report (also written to output/report.json).
+
+    ``skip_bad``: register the dataset even when some input files were bad (listed in the
+    report's ``bad_files``); without it such a run registers nothing (``register_skipped``).
 
     One run at a time per output folder: a second one is refused while the first holds the
     folder's lock (two runs would rename each other's files away and mix their results)."""
@@ -581,7 +592,7 @@ def run_pipeline(
             ) from None
         return _run_pipeline(
             spec, spec_run, out, files, base=base, workers=workers, executor=executor,
-            fresh=fresh, progress=progress,
+            fresh=fresh, progress=progress, skip_bad=skip_bad,
         )  # fmt: skip
     finally:
         os.close(fd)  # (closing releases the lock)
@@ -598,6 +609,7 @@ def _run_pipeline(
     executor: str,
     fresh: bool,
     progress: Progress | None,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """The run itself, with the output folder locked (``spec_run``: ``spec`` with its step
     files made absolute)."""
@@ -755,9 +767,20 @@ def _run_pipeline(
                 hint="loosen the filters (report.txt lists the drops per filter), or remove "
                 "the register step",
             )
+        bad = report["bad_files"]
         if earlier is not None:  # a finished run resumed: same dataset, no new version
             report["registered"] = earlier
             resumed["register"] = 1
+        elif bad and not skip_bad:
+            report["registered"] = None
+            report["register_skipped"] = {
+                "reason": f"{len(bad):,} of {len(files):,} input files were bad (bad_files): "
+                "the dataset is incomplete, so it was not registered",
+                "hint": "re-run with --skip-bad (skip_bad=True) to register it as it is (the "
+                "run resumes; nothing is read again), or fix or remove the bad files and "
+                "re-run with --fresh",
+            }
+            log.warning("register: %s", report["register_skipped"]["reason"])
         else:
             report["registered"] = register_output(
                 out / "dataset",
@@ -1043,12 +1066,13 @@ def register_output(
             hint="remove the register step or install the storage layer",
         ) from exc
     ds = Datasets.from_settings()
-    version = ds.add(
-        name,
-        str(path),
-        message=message or f"webdata pipeline {report['name']}",
-        metadata={"webdata_report": report["counts"]},
-    )
+    metadata: dict[str, Any] = {"webdata_report": report["counts"]}
+    message = message or f"webdata pipeline {report['name']}"
+    bad = report.get("bad_files") or []
+    if bad:  # registered with --skip-bad: the version says which inputs are missing from it
+        metadata["webdata_bad_files"] = [{"file": b["file"], "reason": b["reason"]} for b in bad]
+        message += f" ({len(bad):,} bad input files skipped)"
+    version = ds.add(name, str(path), message=message, metadata=metadata)
     to_dict = getattr(version, "to_dict", None)
     if callable(to_dict):
         return dict(to_dict())

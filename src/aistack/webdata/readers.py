@@ -12,7 +12,8 @@ are byte offsets in the *decompressed* stream, except for a damaged gzip member,
 reported at its compressed offset. After a damaged
 record the reader resynchronises on the next ``WARC/`` line; a corrupt gzip member is skipped
 whole and reading goes on at the next member (a file compressed as one long stream ends at the
-damage: a decompressor cannot resume mid-stream).
+damage: a decompressor cannot resume mid-stream). A zstd or lz4 file cut short (or damaged) gives
+every byte decoded before the cut: the records before it are yielded, the one cut is reported.
 
 Parsing is written here (not delegated to FastWARC's iterator) because the run report needs
 each unreadable record with its offset and reason, ARC has to be read too, and HTTP bodies
@@ -231,8 +232,24 @@ class _GzipRaw(io.RawIOBase):
 
 
 class _FastwarcRaw(io.RawIOBase):
-    def __init__(self, reader: object) -> None:
-        self._r = reader
+    """A zstd or lz4 file decoded by a FastWARC stream reader, keeping what precedes damage.
+
+    FastWARC's ``read(n)`` raises ``OSError`` (for a cut zstd frame: "incomplete frame") when
+    its input ends or breaks before it has ``n`` bytes, and the bytes it decoded in that call
+    are lost with the exception. So reads are at most ``CHUNK`` bytes, and after a failure the
+    file is opened again, the bytes already handed out are skipped, and the rest is read one
+    byte at a time up to the failure (fewer than ``CHUNK`` bytes: that call's output): the
+    parser gets every byte the decompressor can produce and reports the record cut there. What
+    cannot be produced: a zstd block is decoded whole (up to 128 KiB of output), so the records
+    in a block cut short are lost with it. ``errors``: (decompressed offset, reason)."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, open_reader: Callable[[], object]) -> None:
+        self._open = open_reader
+        self._r = open_reader()
+        self._pos = 0  # decompressed bytes handed out
+        self._tail = b""  # bytes recovered after a failure, still to hand out
         self.error: str | None = None
         self.errors: list[tuple[int, str]] = []
 
@@ -240,14 +257,47 @@ class _FastwarcRaw(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        try:
-            data = self._r.read(len(b))  # type: ignore[attr-defined]
-        except OSError as exc:
-            self.error = f"decompression failed: {exc}"
-            self.errors = [(0, self.error)]
-            return 0
+        if self.error is None:
+            want = min(len(b), self.CHUNK)
+            try:
+                data = self._r.read(want)  # type: ignore[attr-defined]
+            except OSError as exc:
+                self.error = f"decompression failed: {exc}"
+                self._tail = self._recover(want)
+                self.errors = [(self._pos + len(self._tail), self.error)]
+            else:
+                self._pos += len(data)
+                b[: len(data)] = data
+                return len(data)
+        data, self._tail = self._tail[: len(b)], self._tail[len(b) :]
+        self._pos += len(data)
         b[: len(data)] = data
         return len(data)
+
+    def _recover(self, limit: int) -> bytes:
+        """The bytes after ``self._pos`` that decode before the failure (at most ``limit``)."""
+        out = bytearray()
+        r: object | None = None
+        try:
+            r = self._open()
+            done = 0
+            while done < self._pos:  # skip what was handed out (decoded again, not kept)
+                piece = r.read(min(self.CHUNK, self._pos - done))  # type: ignore[attr-defined]
+                if not piece:
+                    return b""
+                done += len(piece)
+            while len(out) < limit:
+                one = r.read(1)  # type: ignore[attr-defined]
+                if not one:
+                    break
+                out += one
+        except OSError:
+            pass
+        finally:
+            close = getattr(r, "close", None)
+            if callable(close):
+                close()
+        return bytes(out)
 
 
 def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
@@ -264,7 +314,7 @@ def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
         sio = require("fastwarc.stream_io", extra="webdata")
         cls = sio.ZstdReader if magic == _ZSTD_MAGIC else sio.Lz4Reader
         raw_f.close()
-        inner = _FastwarcRaw(cls(str(path), fsspec_args=False))
+        inner = _FastwarcRaw(lambda: cls(str(path), fsspec_args=False))
     if inner is None:
         return io.BufferedReader(raw_f, 1 << 20), None  # type: ignore[arg-type]
     return io.BufferedReader(inner, 1 << 20), inner  # type: ignore[arg-type]

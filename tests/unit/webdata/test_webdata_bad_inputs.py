@@ -297,3 +297,84 @@ def test_cli_extract_goes_on_past_bad_gz_files(tmp_path: Path) -> None:
     # the library call without on_error still raises on the first bad file
     with pytest.raises(ValidationError, match="b.html.gz: not a readable gzip file"):
         list(extract_files([d], mode="fast"))
+
+
+# --------------------------------------------------------------------------- register
+
+
+def _dataset_exists(name: str) -> bool:
+    from aistack.errors import NotFoundError
+    from aistack.storage import Datasets
+
+    try:
+        return bool(Datasets.from_settings().log(name))
+    except NotFoundError:
+        return False
+
+
+def test_bad_files_are_not_registered_unless_skip_bad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review #1: with a bad input file the register step still registered a dataset version,
+    and the exit status 1 came after it. Now, as DVC does not commit an output whose stage
+    failed: no version without --skip-bad (exit 1, the report says why and how); with
+    --skip-bad (a resumed run: nothing is read again) a version that lists the bad files."""
+    from aistack.cli.webdata import app
+    from aistack.settings import reset_settings_cache
+    from aistack.storage import Datasets
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    reset_settings_cache()
+    try:
+        d = tmp_path / "in"
+        d.mkdir()
+        _wet(d / "a.warc.gz", {"http://a/": "one two three four five six seven"})
+        (d / "b.warc.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x07" * 40)
+        p = tmp_path / "p.yaml"
+        p.write_text(
+            "input: {paths: [in]}\noutput: out\nsteps: [dedup, {register: {name: wd-bad}}]\n"
+        )
+        res = CliRunner().invoke(app, ["run", str(p), "--json"])
+        assert res.exit_code == 1, res.output
+        rep = json.loads(res.stdout)
+        assert rep["registered"] is None
+        assert rep["register_skipped"]["reason"].startswith("1 of 2 input files were bad")
+        assert "--skip-bad" in rep["register_skipped"]["hint"]
+        on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+        assert (
+            on_disk["registered"] is None and on_disk["register_skipped"] == rep["register_skipped"]
+        )
+        assert "NOT registered" in res.stderr and "--skip-bad to register" in res.stderr
+        assert not _dataset_exists("wd-bad")
+        assert not (tmp_path / "out" / ".tasks" / "register.done").exists()
+        # the human-readable run says it too
+        res = CliRunner().invoke(app, ["run", str(p)])
+        assert res.exit_code == 1 and "dataset not registered: 1 of 2 input files" in res.stdout
+        assert not _dataset_exists("wd-bad")
+        # --skip-bad: the same output resumed, registered, marked, exit 0
+        res = CliRunner().invoke(app, ["run", str(p), "--json", "--skip-bad"])
+        assert res.exit_code == 0, res.output
+        rep = json.loads(res.stdout)
+        assert rep["registered"]["ref"] == "wd-bad@v1" and "register_skipped" not in rep
+        assert rep["run"]["resumed_tasks"] == {"process": 2, "encode": 2}
+        v = Datasets.from_settings().resolve("wd-bad")
+        assert v.version == 1
+        assert v.metadata["webdata_bad_files"] == [
+            {"file": str(d / "b.warc.gz"), "reason": rep["bad_files"][0]["reason"]}
+        ]
+        assert v.metadata["webdata_report"]["bad_files"] == 1
+        assert v.message == "webdata pipeline corpus (1 bad input files skipped)"
+        assert json.loads((tmp_path / "out" / "report.json").read_text())["registered"]["ref"] == (
+            "wd-bad@v1"
+        )
+        # a run without bad files registers as before, with no mark
+        (d / "b.warc.gz").unlink()
+        p.write_text(
+            "input: {paths: [in]}\noutput: out2\nsteps: [dedup, {register: {name: wd-good}}]\n"
+        )
+        res = CliRunner().invoke(app, ["run", str(p), "--json"])
+        assert res.exit_code == 0, res.output
+        v = Datasets.from_settings().resolve("wd-good")
+        assert "webdata_bad_files" not in v.metadata and v.message == "webdata pipeline corpus"
+    finally:
+        reset_settings_cache()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aistack.errors import ValidationError
@@ -286,3 +288,96 @@ def test_language_codes_are_checked() -> None:
     assert verdict(LanguageFilter(languages=["DE"]), german) == (True, None)
     with pytest.raises(ValidationError, match="'eng'.*no document would pass"):
         LanguageFilter(languages=["en", "eng"])
+
+
+# ---- Gopher repetition on huge pages: a bounded cost (review #2)
+
+
+def _unique_text(chars: int, seed: int = 0) -> str:
+    """Paragraphs of random words from a 50,000-word vocabulary: no repetition rule fires."""
+    import random
+
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choices(letters, k=rng.randint(3, 9))) for _ in range(50_000)]
+    paras: list[str] = []
+    size = 0
+    while size < chars:
+        p = " ".join(rng.choices(vocab, k=rng.randint(40, 120))) + "."
+        paras.append(p)
+        size += len(p) + 2
+    return "\n\n".join(paras)
+
+
+def test_gopher_repetition_on_an_11_mb_page_costs_little() -> None:
+    """It took ~18 CPU-s (no size cap, as in datatrove): the statistics now look at the first
+    max_chars (1,000,000) characters. The bound is generous (~0.3 CPU-s measured)."""
+    import time
+
+    text = _unique_text(11_000_000)
+    assert len(text) > 11_000_000
+    t0 = time.process_time()
+    result = verdict(GopherRepetitionFilter(), text)
+    cpu = time.process_time() - t0
+    assert result == (True, None)
+    assert cpu < 3.0, f"{cpu:.1f} CPU-s for an 11 MB page"
+    # a huge page repeating one line is still dropped (within the cap, and fast)
+    t0 = time.process_time()
+    result = verdict(GopherRepetitionFilter(), "the same line of text again\n" * 400_000)
+    assert result == (False, "dup_line_frac") and time.process_time() - t0 < 3.0
+
+
+def test_gopher_repetition_cap_judges_the_head_of_the_page() -> None:
+    head = _unique_text(5_000, seed=1)
+    tail = "\n".join(["this line repeats over and over"] * 400)  # repeated lines after the cap
+    text = head + "\n\n" + tail
+    # the cut falls at the last line break before the limit: the head alone is judged
+    cap = len(head) + 10
+    assert verdict(GopherRepetitionFilter(max_chars=cap), text) == (True, None)
+    assert verdict(GopherRepetitionFilter(max_chars=None), text) == (False, "dup_line_frac")
+    assert verdict(GopherRepetitionFilter(), text) == (False, "dup_line_frac")  # < 1,000,000
+    from aistack.webdata.filters import _head
+
+    assert _head(text, cap) == head + "\n"  # (cut at the line break)
+    assert _head("one two three four", 9) == "one two"
+    assert _head("x" * 20, 8) == "x" * 8
+    from pydantic import ValidationError as PydanticError
+
+    with pytest.raises(PydanticError, match="max_chars"):
+        GopherRepetitionFilter(max_chars=0)
+
+
+def test_gopher_repetition_cap_changes_no_decision_on_the_shared_samples(warc_data: Path) -> None:
+    """Every page of the shared WARC samples (quality and fast extraction, and the WET text)
+    gets the same verdict and reason with the default cap as with none: the same kept and
+    dropped sets (the samples' longest text is ~72,000 characters)."""
+    from aistack.webdata.extract import decode_html, extract_text
+    from aistack.webdata.readers import ArchiveReader
+
+    texts: dict[str, str] = {}
+    for f in sorted((warc_data / "samples").iterdir()):
+        for i, rec in enumerate(ArchiveReader(f).records()):
+            if rec.record_type == "conversion":
+                texts[f"{f.name}/{i}"] = rec.body.decode("utf-8", "replace").strip()
+                continue
+            if rec.record_type not in ("response", "resource") or rec.http_status not in (
+                None,
+                200,
+            ):
+                continue
+            if rec.content_type not in ("text/html", "application/xhtml+xml"):
+                continue
+            html = decode_html(rec.body, rec.http_headers.get("content-type"))
+            for mode in ("quality", "fast"):
+                try:
+                    texts[f"{f.name}/{i}/{mode}"] = extract_text(html, mode=mode, url=rec.url)
+                except Exception:  # noqa: BLE001 - as the pipeline: a page that fails is skipped
+                    continue
+    texts = {k: v for k, v in texts.items() if v}
+    capped, uncapped = GopherRepetitionFilter(), GopherRepetitionFilter(max_chars=None)
+    with_cap = {k: verdict(capped, t) for k, t in texts.items()}
+    without = {k: verdict(uncapped, t) for k, t in texts.items()}
+    assert with_cap == without
+    kept = sorted(k for k, v in with_cap.items() if v[0])
+    dropped = sorted(k for k, v in with_cap.items() if not v[0])
+    assert len(texts) == 85 and (len(kept), len(dropped)) == (76, 9)

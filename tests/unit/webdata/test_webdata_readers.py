@@ -204,3 +204,60 @@ def test_a_corrupt_gzip_member_loses_only_its_record(tmp_path: Path, damage: str
     assert bodies == [b"<html>0</html>" * 50, b"<html>2</html>" * 50]
     assert len(r.issues) == 1 and r.issues[0].offset == len(members[0])
     assert r.issues[0].reason.startswith("gzip data corrupt")
+
+
+def _decodable_prefix(path: Path, reader_cls: type) -> bytes:
+    """What the decompressor can produce from a damaged file: read one byte at a time (no
+    read can lose bytes) until it fails."""
+    r = reader_cls(str(path), fsspec_args=False)
+    out = bytearray()
+    try:
+        while one := r.read(1):
+            out += one
+    except OSError:
+        pass
+    return bytes(out)
+
+
+@pytest.mark.parametrize("cut", ["last byte", "middle"])
+def test_a_cut_zstd_file_yields_the_records_before_the_cut(tmp_path: Path, cut: str) -> None:
+    """Review #3: a .zst file whose one frame was cut short yielded no record at all (FastWARC
+    drops what a failing read(n) had decoded, and the reader asked for 1 MiB at a time); now
+    every record the decompressor can produce is read, as for gzip, and the cut is reported.
+    (zstd decodes whole blocks of up to 128 KiB: the records are ~38 KiB, so a cut in the
+    middle leaves whole blocks before it.)"""
+    import random
+
+    from fastwarc.stream_io import ZstdReader, ZstdWriter
+
+    rng = random.Random(7)
+    bodies = [
+        ("<html>" + " ".join(str(rng.random()) for _ in range(2000)) + "</html>").encode()
+        for _ in range(20)
+    ]
+    recs = [_warc_record(b) for b in bodies]
+    whole = tmp_path / "whole.warc.zst"
+    w = ZstdWriter(str(whole))
+    w.write(b"".join(recs))
+    w.close()
+    data = whole.read_bytes()
+    p = tmp_path / "cut.warc.zst"
+    p.write_bytes(data[: len(data) - 1] if cut == "last byte" else data[: len(data) // 2])
+    prefix = _decodable_prefix(p, ZstdReader)
+    ends = [sum(len(r) for r in recs[: i + 1]) for i in range(len(recs))]
+    n_whole = sum(1 for e in ends if e - 4 <= len(prefix))  # (the CRLFs after a record: optional)
+    r = ArchiveReader(p)
+    got = [x.body for x in r.records()]
+    assert got == bodies[:n_whole]
+    if cut == "last byte":
+        assert n_whole == 20
+    else:  # some records before the cut, and the one cut counted with its bytes
+        assert 0 < n_whole < 20
+        t = r.issues[0]
+        assert (t.kind, t.offset) == ("truncated", ends[n_whole - 1])
+        assert t.bytes_expected == len(recs[n_whole]) - 4  # header + block, without the CRLFs
+        assert t.offset + (t.bytes_present or 0) == len(prefix)
+    f = r.issues[-1]
+    assert f.kind == "file" and f.reason.startswith("decompression failed")
+    assert f.offset == len(prefix)  # every byte the decompressor produced reached the parser
+    assert r.failed
