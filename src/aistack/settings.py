@@ -11,6 +11,10 @@ AISTACK_URL            the server the CLI/SDK talks to         from $HOME/server
 AISTACK_HOST/PORT      where ``aistack up`` binds              127.0.0.1:8765
 AISTACK_POLICY         scheduling policy (+ _OPTIONS, JSON)    default
 =====================  =====================================  ==============================
+
+AISTACK_MAX_REQUEST_BYTES (default 16 MiB) and AISTACK_MAX_MLFLOW_REQUEST_BYTES (under /mlflow,
+where one artifact file is one request; default 16 GiB): the largest request body the server
+reads; a larger one is answered 413.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ class Settings(BaseSettings):
     slurm_partition: str | None = None
     # mlflow embedded under /mlflow
     mlflow_enabled: bool = True
+    # largest request body the server reads (bytes; larger ones get 413): the API's JSON bodies
+    # (job specs, deploys, /plan inputs) and, under /mlflow, one artifact file per PUT, which
+    # the embedded MLflow holds in memory while it stores it
+    max_request_bytes: int = Field(default=16 * 2**20, gt=0)
+    max_mlflow_request_bytes: int = Field(default=16 * 2**30, gt=0)
     debug: bool = False
 
     @property

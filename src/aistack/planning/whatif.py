@@ -23,6 +23,11 @@ from aistack.planning.numfmt import fixed
 from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
 
 MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats of ~80 MB
+# The sweep prices every fleet size from 0 to the peak, each over every step: its work is
+# (peak / GPUs per server + 1) x steps. Both the API and the CLI go through hybrid_sweep, so
+# these caps (checked by check_sweep_size) hold for both.
+MAX_DEMAND_GPUS = 1_000_000  # as a job spec's resources.gpus; [1e300] once hung the server
+MAX_SWEEP_CASES = 100_000_000  # fleet sizes x steps: ~15 s on one busy core
 
 
 def demand_profile(
@@ -77,6 +82,31 @@ def demand_profile(
         run += whole[k]
         busy[k] += run
     return [x / step_s for x in busy[:n]]
+
+
+def check_sweep_size(*, peak: float, steps: int, gpus_per_server: int) -> None:
+    """Refuse a sweep that would run for minutes or for ever: a peak demand over
+    MAX_DEMAND_GPUS, or more than MAX_SWEEP_CASES (fleet sizes x steps) to price. The errors
+    say the cap and how to get under it."""
+    if peak > MAX_DEMAND_GPUS:
+        raise ValidationError(
+            f"profile: the peak demand is {f'{peak:,.0f}' if peak < 1e12 else f'{peak:.3g}'} "
+            f"GPUs, over the cap of "
+            f"{MAX_DEMAND_GPUS:,} GPUs (the sweep tries every fleet size up to the peak)",
+            hint="check the trace or records for a job with an absurd GPU count "
+            "(num_gpu, gpus); jobs running at once add up",
+        )
+    fleets = math.ceil(peak / gpus_per_server) + 1
+    cases = fleets * steps
+    if cases > MAX_SWEEP_CASES:
+        raise ValidationError(
+            f"profile: the sweep would price {fleets:,} fleet sizes (0 to {fleets - 1:,} servers "
+            f"of {gpus_per_server} GPUs) over {steps:,} steps: {cases:,} cases, over the cap "
+            f"of {MAX_SWEEP_CASES:,}",
+            hint=f"use fewer steps: raise --step-minutes (step_minutes in the API; at most "
+            f"{max(1, MAX_SWEEP_CASES // fleets):,} steps for this peak), or give a shorter "
+            "trace, or a server with more GPUs (--server)",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +202,7 @@ def hybrid_sweep(
         if instance
         else cat.default_instance(acc_name or srv.accelerator, tier)
     )
+    check_sweep_size(peak=max(profile), steps=len(profile), gpus_per_server=srv.gpus)
     price = inst.gpu_hour_usd(tier)
     notes: list[str] = []
     srv_acc, inst_acc = (
@@ -252,9 +283,16 @@ def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[floa
                     float(row["duration"]),
                     int(float(row[gpu_column])),
                 )
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # int(float("inf"))
                 raise ValidationError(f"trace: {path!r} line {i}: not a number ({exc})") from exc
             if d < 0 or g < 0:
                 raise ValidationError(f"trace: {path!r} line {i}: negative duration or GPU count")
+            if g > MAX_DEMAND_GPUS:
+                raise ValidationError(
+                    f"trace: {path!r} line {i}: {gpu_column} is "
+                    f"{f'{g:,}' if g < 10**12 else f'{g:.3g}'}, over the cap of "
+                    f"{MAX_DEMAND_GPUS:,} GPUs",
+                    hint="fix or drop that job: no job asks for more GPUs than a job spec may",
+                )
             out.append((t, t + d, g))
     return out

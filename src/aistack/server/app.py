@@ -4,6 +4,8 @@
 scheduling loop, the REST API under /api/v1 (routers listed in ``routers.ROUTERS``), /healthz,
 /metrics, the dashboard at / and, when the mlops extra is installed, MLflow under /mlflow.
 Every path except /healthz, the dashboard's static files and its login page needs the token.
+Request bodies are limited (AISTACK_MAX_REQUEST_BYTES; AISTACK_MAX_MLFLOW_REQUEST_BYTES under
+/mlflow): see ``body_limit``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aistack.errors import AistackError
 from aistack.server.auth import load_or_create_token, token_matches
+from aistack.server.body_limit import BodyLimitMiddleware
 from aistack.server.context import ServerContext
 from aistack.settings import Settings, get_settings
 
@@ -315,6 +318,12 @@ def create_app(
     _mount_dashboard(app, ctx)
     if settings.mlflow_enabled:
         _mount_mlflow(app, ctx)
+    # inside the auth check (added first): a caller without the token gets 401, body unread
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        max_mlflow_bytes=settings.max_mlflow_request_bytes,
+    )
     app.add_middleware(AuthMiddleware, token=ctx.token, token_file=str(ctx.settings.token_file))
     return app
 

@@ -6,9 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aistack.planning.whatif import MAX_DEMAND_GPUS  # one cap for the API and the CLI
 from aistack.server.schemas import UtcTime
-
-MAX_DEMAND_GPUS = 1_000_000  # as a job spec's resources.gpus
 
 
 class _Req(BaseModel):
