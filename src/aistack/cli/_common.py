@@ -13,6 +13,15 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def print_error(exc: BaseException) -> None:
+    """``error: MESSAGE (HINT)`` on stderr as one logical line: rich inserts no line breaks at
+    the terminal width (the terminal wraps it instead), so a command quoted in the hint is
+    copied whole, and brackets in it are printed as they are, not read as markup."""
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -10,9 +10,22 @@ from typing import Any
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from aistack.cli._common import ago, console, err_console, print_json
 from aistack.errors import AistackError
+
+
+class _Command(TyperCommand):
+    """Usage lines with arguments as ``REF TAG``: typer writes a required argument as
+    ``{name}``, which reads like shell brace syntax (every command here uses this class)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [
+            p[1:-1] if p.startswith("{") and p.endswith("}") else p
+            for p in super().collect_usage_pieces(ctx)
+        ]
+
 
 app = typer.Typer(
     help="Versioned datasets: add, ls, log, diff, get, tag, rm, unref, verify, lineage, gc.",
@@ -85,10 +98,12 @@ def _progress(label: str, enabled: bool) -> Iterator[Any]:
         yield cb
 
 
-@app.command()
+@app.command(cls=_Command)
 def add(
-    name: str = typer.Argument(..., help="dataset name (letters, digits, . _ -)"),
-    path: Path = typer.Argument(..., help="file or directory to store as a new version"),
+    name: str = typer.Argument(..., metavar="NAME", help="dataset name (letters, digits, . _ -)"),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="file or directory to store as a new version"
+    ),
     message: str | None = typer.Option(None, "--message", "-m", help="what changed"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="tag the new version (repeatable)"),
     always_new: bool = typer.Option(
@@ -123,7 +138,7 @@ def add(
     )
 
 
-@app.command("ls")
+@app.command("ls", cls=_Command)
 def ls_(as_json: bool = JSON_OPT) -> None:
     """List datasets."""
     ds = _datasets()
@@ -150,8 +165,10 @@ def ls_(as_json: bool = JSON_OPT) -> None:
     console.print(t if rows else "no datasets yet: `aistack data add NAME PATH`")
 
 
-@app.command()
-def log(name: str = typer.Argument(..., help="dataset name"), as_json: bool = JSON_OPT) -> None:
+@app.command(cls=_Command)
+def log(
+    name: str = typer.Argument(..., metavar="NAME", help="dataset name"), as_json: bool = JSON_OPT
+) -> None:
     """Versions of NAME, newest first."""
     rows = _datasets().log(name)
     if as_json:
@@ -174,10 +191,10 @@ def log(name: str = typer.Argument(..., help="dataset name"), as_json: bool = JS
     console.print(t)
 
 
-@app.command()
+@app.command(cls=_Command)
 def diff(
-    a: str = typer.Argument(..., help="old version, e.g. corpus@v1"),
-    b: str = typer.Argument(..., help="new version, e.g. corpus@v2"),
+    a: str = typer.Argument(..., metavar="A", help="old version, e.g. corpus@v1"),
+    b: str = typer.Argument(..., metavar="B", help="new version, e.g. corpus@v2"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Files added, removed and changed between two versions (with bytes)."""
@@ -209,11 +226,14 @@ def diff(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def get(
-    ref: str = typer.Argument(..., help="version to fetch, e.g. corpus@v3 or corpus@latest"),
+    ref: str = typer.Argument(
+        ..., metavar="REF", help="version to fetch, e.g. corpus@v3 or corpus@latest"
+    ),
     dest: Path = typer.Argument(
         ...,
+        metavar="DEST",
         help="directory to write the files into (files it holds that the version lacks are "
         "left alone; files already holding the version's bytes are kept)",
     ),
@@ -258,10 +278,10 @@ def get(
         )
 
 
-@app.command()
+@app.command(cls=_Command)
 def tag(
     ref: str = typer.Argument(
-        ..., help="version, e.g. corpus@v3 (with --delete: the dataset, e.g. corpus)"
+        ..., metavar="REF", help="version, e.g. corpus@v3 (with --delete: the dataset, e.g. corpus)"
     ),
     tag_name: str = typer.Argument(..., metavar="TAG", help="tag name (moves if it exists)"),
     delete: bool = typer.Option(
@@ -288,9 +308,9 @@ def tag(
     console.print(f"{v.name}@{tag_name} → [green]{v.ref}[/green]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def unref(
-    ref: str = typer.Argument(..., help="version, e.g. corpus@v3"),
+    ref: str = typer.Argument(..., metavar="REF", help="explicit version, e.g. corpus@v3"),
     by: list[str] = typer.Option(
         [],
         "--by",
@@ -300,7 +320,8 @@ def unref(
 ) -> None:
     """Drop a job's, run's or model's reference to a version, so `data rm` can delete it.
 
-    The lineage stays. Without --by, nothing is dropped and the error lists the references."""
+    REF is an explicit version (NAME@vN), as for `data rm`. The lineage stays. Without --by,
+    nothing is dropped and the error lists the references."""
     from aistack.storage.refs import parse_referrer
 
     pairs = list(dict.fromkeys(parse_referrer(b) for b in by))
@@ -319,12 +340,16 @@ def unref(
         still = ", ".join(f"{r['kind']}:{r['id']}" for r in left)
         console.print(escape(f"still referenced by {still}"))
     elif not v.deleted:
-        console.print(f"nothing references {v.ref} now: `aistack data rm {v.ref}` deletes it")
+        console.print(
+            f"nothing references {v.ref} now: `aistack data rm {v.ref}` deletes it",
+            soft_wrap=True,
+        )
 
 
-@app.command()
+@app.command(cls=_Command)
 def lineage(
-    ref: str = typer.Argument(..., help="version, e.g. corpus@v3"), as_json: bool = JSON_OPT
+    ref: str = typer.Argument(..., metavar="REF", help="version, e.g. corpus@v3"),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Where a version came from and what was made from it (jobs, datasets, runs, models)."""
     g = _datasets().lineage(ref)
@@ -366,17 +391,19 @@ def lineage(
             grow(tree.add(label(m)), m, links, seen | {m})
 
     root = g["root"]
-    up = Tree(f"{label(root, bold=True)} ← made from")
-    grow(up, root, ups, {root})
-    down = Tree(f"{label(root, bold=True)} → used by")
-    grow(down, root, downs, {root})
-    console.print(up)
-    console.print(down)
     if not g["edges"]:
-        console.print("no lineage recorded yet (jobs with `inputs:` record it)")
+        console.print(label(root, bold=True))
+        console.print("no lineage recorded yet (jobs with `inputs:` record it)", soft_wrap=True)
+        return
+    # a side with nothing on it is left out, rather than printed as an empty heading
+    for heading, links in (("← made from", ups), ("→ used by", downs)):
+        if links.get(root):
+            tree = Tree(f"{label(root, bold=True)} {heading}")
+            grow(tree, root, links, {root})
+            console.print(tree)
 
 
-@app.command()
+@app.command(cls=_Command)
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="only report what would be deleted"),
     grace: float = typer.Option(
@@ -422,9 +449,9 @@ def _n(k: int, noun: str) -> str:
     return f"{k:,} {noun}{'' if k == 1 else 's'}"
 
 
-@app.command()
+@app.command(cls=_Command)
 def verify(
-    ref: str = typer.Argument(..., help="version to check, e.g. corpus@v3"),
+    ref: str = typer.Argument(..., metavar="REF", help="version to check, e.g. corpus@v3"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Read every stored byte of a version and check it against its hash (exit 1 if damaged)."""
@@ -441,9 +468,9 @@ def verify(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def rm(
-    ref: str = typer.Argument(..., help="version to delete, e.g. corpus@v2"),
+    ref: str = typer.Argument(..., metavar="REF", help="version to delete, e.g. corpus@v2"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Delete a version (refused while a job, run or model references it); then `data gc`."""

@@ -49,9 +49,9 @@ def main() -> None:
     except AistackError as exc:
         if os.environ.get("AISTACK_DEBUG") == "1":
             raise
-        from rich.console import Console
+        from aistack.cli._common import print_error
 
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        print_error(exc)  # one logical line: a command quoted in the hint copies whole
         sys.exit(2)
 
 

@@ -480,7 +480,7 @@ class Catalog:
                     hint=f"it is kept so that what was made from it can be reproduced "
                     f"(`aistack data lineage {label}` shows what); to delete it anyway, drop "
                     f"the references first: `aistack data unref {label} {by}` (Python: "
-                    f"Datasets.remove_reference({label!r}, KIND, ID))",
+                    f"Datasets.remove_reference({label!r}, {refs[0][0]!r}, {refs[0][1]!r}))",
                 )
             conn.execute(
                 versions.update().where(versions.c.id == version_id).values(deleted_at=utcnow())

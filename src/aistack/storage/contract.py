@@ -355,7 +355,7 @@ class StorageContract:
             ds.delete("r@v2")
         # the hint says why it is kept and how to delete it anyway, callable as written
         assert "aistack data lineage r@v2" in (refused.value.hint or "")
-        assert "Datasets.remove_reference('r@v2', KIND, ID)" in (refused.value.hint or "")
+        assert "Datasets.remove_reference('r@v2', 'job', 'job-42')" in (refused.value.hint or "")
         report = ds.gc(dry_run=False, grace_s=0)
         assert report.objects_deleted == 0
         ds.get("r@v2", tmp_path / "o2")  # still complete
@@ -513,6 +513,14 @@ class StorageContract:
             ds.untag("d@v1", "best")
         assert "aistack data tag d best --delete" in (wrong.value.hint or "")
         assert ds.resolve("d@best").version == 2
+        # NAME@latest names a version as NAME@vN does: here v2, while silver is on v1
+        ds.tag("d@v1", "silver")
+        with pytest.raises(ConflictError) as not_latest:
+            ds.untag("d@latest", "silver")
+        assert str(not_latest.value).startswith(
+            "tag 'silver' of d points at d@v1, not d@v2; nothing was deleted"
+        )
+        assert ds.untag("d@v1", "silver").ref == "d@v1"
         assert ds.untag("d@v2", "best").tags == ("rc",)
         assert ds.untag("d@rc", "rc").ref == "d@v2"
         with pytest.raises(NotFoundError) as none_left:
@@ -570,7 +578,13 @@ class StorageContract:
         assert "job:j1, model:m@v1" in (empty.value.hint or "")
         with pytest.raises(ValidationError, match="kind"):
             ds.remove_references("r@v1", [("cluster", "x")])
-        v, left = ds.remove_references("r@latest", [("job", "j1")])
+        # as delete: an explicit version, never NAME, NAME@latest or a tag (they may move)
+        for loose in ("r", "r@latest"):
+            with pytest.raises(ValidationError, match="needs an explicit version") as loose_ref:
+                ds.remove_references(loose, [("job", "j1")])
+            assert loose_ref.value.hint == "write r@vN"
+        assert len(ds.references("r@v1")) == 2
+        v, left = ds.remove_references("r@v1", [("job", "j1")])
         assert v.ref == "r@v1" and [(r["kind"], r["id"]) for r in left] == [("model", "m@v1")]
         with pytest.raises(ConflictError, match="referenced by model m@v1"):
             ds.delete("r@v1")
@@ -581,6 +595,13 @@ class StorageContract:
         assert "it has no references" in (nothing.value.hint or "")
         assert ds.delete("r@v1").ref == "r@v1"
         assert ds.lineage("r@v1")["root"] == "dataset:r@v1"
+        # on a deleted version the error says so, and does not offer to delete it again
+        with pytest.raises(NotFoundError) as gone:
+            ds.remove_references("r@v1", [("job", "j1")])
+        assert str(gone.value) == (
+            "r@v1 is already deleted and has no reference job:j1 "
+            "(no references are left on it: nothing to drop)"
+        )
 
     # -- faults --------------------------------------------------------------------------------------------
     def test_interrupted_add_leaves_no_version(self, ds: Datasets, tmp_path: Path) -> None:

@@ -604,7 +604,8 @@ class Datasets:
         pointed = self.catalog.tag_version(name, tag)
         if pointed is None:
             self._no_tag(name, tag)
-        if r.version is not None or r.tag is not None:
+        if r.version is not None or r.tag is not None or _names_latest(ref):
+            # NAME@latest names a version as NAME@vN does: the tag must point at it
             want = self._resolve(ref, allow_deleted=True)
             if want.version != pointed:
                 raise ConflictError(
@@ -931,18 +932,40 @@ class Datasets:
         for kind, ident in refs:
             check_kind(kind)
             node(kind, ident)
+        want = parse_ref(ref)
+        if want.version is None:
+            # as `delete`: a reference is pinned to one version, and NAME or NAME@TAG may name
+            # another one by the time this runs
+            raise ValidationError(
+                f"dropping a reference needs an explicit version, not {ref!r}",
+                hint=f"write {want.name}@vN",
+                field="ref",
+            )
         v = self._resolve(ref, allow_deleted=True)
+        have = self.catalog.references_of(v.id)
+        listed = ", ".join(f"{r['kind']}:{r['ref_id']}" for r in have)
         if not refs:
-            have = self.catalog.references_of(v.id)
-            listed = ", ".join(f"{r['kind']}:{r['ref_id']}" for r in have)
             raise ValidationError(
                 f"no reference of {v.ref} to drop was given",
                 hint=f"name one with --by KIND:ID; its references: {listed}"
                 if have
+                else f"{v.ref} is already deleted and has no references"
+                if v.deleted
                 else f"{v.ref} has no references, so none keeps `aistack data rm {v.ref}` from "
                 "deleting it",
                 field="by",
             )
+        if v.deleted:
+            there = {(r["kind"], r["ref_id"]) for r in have}
+            missing = [f"{k}:{i}" for k, i in dict.fromkeys(refs) if (k, i) not in there]
+            if missing:  # the catalog's own message would offer `data rm` for it
+                raise NotFoundError(
+                    f"{v.ref} is already deleted and has no reference {', '.join(missing)}",
+                    hint=f"its references: {listed}; give one of them to --by"
+                    if have
+                    else "no references are left on it: nothing to drop",
+                    ref=v.ref,
+                )
         left = self.catalog.remove_references(v.id, v.ref, list(refs))
         return v, [
             {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}
@@ -1122,6 +1145,11 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
+
+
+def _names_latest(ref: str) -> bool:
+    """``NAME@latest`` (which ``parse_ref`` reads as plain ``NAME``)."""
+    return ref.strip().partition("@")[2] == "latest"
 
 
 def _dataset_node_version(n: str) -> tuple[str, int] | None:

@@ -283,3 +283,163 @@ def test_lineage_of_a_deleted_version(
     assert nodes["dataset:tokens@v1"] is None and nodes["job:job-1"] is None
     code, _, err = aistack(capsys, monkeypatch, "get", "raw@v1", str(home / "o"))
     assert code == 2 and "raw: version v1 was deleted" in err  # only lineage shows it
+
+
+def test_tag_delete_at_latest_is_an_explicit_version(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ds@latest silver -d` deleted silver (on v1) although latest is v2
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "ds", str(src), "--tag", "silver")
+    src.write_text("y")
+    run("add", "ds", str(src))
+    code, out, err = aistack(capsys, monkeypatch, "tag", "ds@latest", "silver", "-d")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: tag 'silver' of ds points at ds@v1, not ds@v2; nothing was deleted (to delete "
+        "it anyway: `aistack data tag ds silver --delete`)"
+    )
+    assert [(x["ref"], x["tags"]) for x in run("log", "ds")] == [  # type: ignore[index]
+        ("ds@v2", []),
+        ("ds@v1", ["silver"]),
+    ]
+    run("tag", "ds@latest", "gold")
+    code, out, _ = aistack(capsys, monkeypatch, "tag", "ds@latest", "gold", "-d")
+    assert (code, out) == (0, "deleted tag ds@gold (was ds@v2)")
+
+
+def test_unref_needs_an_explicit_version(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "ds", str(src), "--tag", "gold")
+    ds = Datasets.from_settings()
+    ds.add_reference("ds@v1", "job", "X")
+    for loose in ("ds", "ds@latest", "ds@gold"):
+        code, out, err = aistack(capsys, monkeypatch, "unref", loose, "--by", "job:X")
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: dropping a reference needs an explicit version, not {loose!r} (write ds@vN)"
+        )
+    assert [(r["kind"], r["id"]) for r in ds.references("ds@v1")] == [("job", "X")]
+    code, out, _ = aistack(capsys, monkeypatch, "unref", "ds@v1", "--by", "job:X")
+    assert code == 0 and out.startswith("dropped job:X from ds@v1")
+
+
+def test_unref_of_a_deleted_version_says_it_is_deleted(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "ds", str(src))
+    src.write_text("y")
+    run("add", "ds", str(src))
+    assert aistack(capsys, monkeypatch, "rm", "ds@v1")[0] == 0
+    code, out, err = aistack(capsys, monkeypatch, "unref", "ds@v1", "--by", "job:X")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: ds@v1 is already deleted and has no reference job:X (no references are left "
+        "on it: nothing to drop)"
+    )
+    code, out, err = aistack(capsys, monkeypatch, "unref", "ds@v1")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: no reference of ds@v1 to drop was given (ds@v1 is already deleted and has no "
+        "references)"
+    )
+    # a live version without references still points at `data rm`
+    code, _, err = aistack(capsys, monkeypatch, "unref", "ds@v2", "--by", "job:X")
+    assert code == 2 and "none keeps `aistack data rm ds@v2` from deleting it" in err
+
+
+def test_references_left_on_a_deleted_version_can_still_be_dropped(home: Path) -> None:
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "ds", str(src))
+    ds = Datasets.from_settings()
+    ds.delete("ds@v1")
+    v = ds.catalog.version_row("ds", 1)
+    assert v is not None
+    ds.catalog.add_reference(int(v["id"]), "job", "late")  # e.g. recorded in a race with rm
+    assert run("unref", "ds@v1", "--by", "job:late") == {
+        "ref": "ds@v1",
+        "removed": [{"kind": "job", "id": "late"}],
+        "references": [],
+    }
+
+
+def test_lineage_leaves_out_an_empty_side(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "raw", str(src))
+    src.write_text("y")
+    run("add", "tokens", str(src))
+    run("add", "alone", str(src))
+    Datasets.from_settings().record_lineage(["raw@v1"], "job-1", ["tokens@v1"])
+    code, out, err = aistack(capsys, monkeypatch, "lineage", "raw@v1")
+    assert (code, err) == (0, "")
+    assert out == "dataset:raw@v1 → used by └── job:job-1 └── dataset:tokens@v1"
+    code, out, _ = aistack(capsys, monkeypatch, "lineage", "tokens@v1")
+    assert out == "dataset:tokens@v1 ← made from └── job:job-1 └── dataset:raw@v1"
+    code, out, _ = aistack(capsys, monkeypatch, "lineage", "alone@v1")
+    assert out == ("dataset:alone@v1 no lineage recorded yet (jobs with `inputs:` record it)")
+
+
+def test_usage_lines_name_arguments_plainly() -> None:
+    from aistack.cli.main import app as main_app
+
+    want = {
+        "add": "NAME PATH",
+        "log": "NAME",
+        "diff": "A B",
+        "get": "REF DEST",
+        "tag": "REF TAG",
+        "unref": "REF",
+        "lineage": "REF",
+        "verify": "REF",
+        "rm": "REF",
+        "ls": "",
+        "gc": "",
+    }
+    for cmd, args in want.items():
+        r = CliRunner().invoke(
+            main_app, ["data", cmd, "--help"], prog_name="aistack", env={"COLUMNS": "200"}
+        )
+        assert r.exit_code == 0, r.output
+        [usage] = [line.strip() for line in r.output.splitlines() if "Usage:" in line]
+        assert usage == f"Usage: aistack data {cmd} [OPTIONS] {args}".rstrip()
+    r = CliRunner().invoke(main_app, ["data", "tag", "ds@v1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "Missing argument 'TAG'" in r.output
+
+
+def test_unref_hint_keeps_the_rm_command_on_one_line(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from aistack.cli.main import main
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "a-rather-long-dataset-name", str(src))
+    Datasets.from_settings().add_reference("a-rather-long-dataset-name@v1", "job", "j1")
+    monkeypatch.setenv("COLUMNS", "30")
+    argv = ["aistack", "data", "unref", "a-rather-long-dataset-name@v1", "--by", "job:j1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert "`aistack data rm a-rather-long-dataset-name@v1` deletes it" in lines[-1]
