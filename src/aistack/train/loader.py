@@ -54,7 +54,9 @@ from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, content_hash, open_s
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 2  # 2: adds "shard_hashes" (a state of version 1 loads, with a warning)
+# 2: adds "shard_hashes" (a state of version 1 loads, with a warning); the optional "shards"
+# ([name, n_tokens] per shard, read only to explain a refused resume) needs no new version
+STATE_VERSION = 2
 CHUNK_BYTES = 1 << 20  # staged tokens gathered per pass (a chunk of whole batches)
 
 
@@ -88,21 +90,74 @@ def _fs_head(fs: Any) -> Callable[[str], bytes]:
     return lambda f: bytes(fs.cat_file(f, start=0, end=8))
 
 
-def _shard_files(files: list[str], head: Callable[[str], bytes]) -> list[str]:
-    """The token shards among a directory's files: a pipeline's ``dataset/`` folder also
-    holds ``tokenizer.json`` and ``report.json``, which are skipped (by their first bytes)."""
+# the names aistack gives token shards: the web-data pipeline's ``shard-NNNNN.bin`` and the
+# ``.tok`` files of :func:`aistack.train.shards.write_token_shard`'s users (tests, benchmarks)
+SHARD_SUFFIXES = (".bin", ".tok")
+# files the web-data pipeline writes beside its shards in ``dataset/``: skipped quietly
+PIPELINE_FILES = frozenset({"tokenizer.json", "report.json"})
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def _shown(names: Sequence[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _shard_files(files: list[str], head: Callable[[str], bytes], where: str = "") -> list[str]:
+    """The token shards among a directory's files (told by their first bytes): a pipeline's
+    ``dataset/`` folder also holds ``tokenizer.json`` and ``report.json``, which are skipped,
+    and any other file that is not a shard is skipped with a warning. A file named like a
+    shard (``*.bin``, ``*.tok``) that is not one is refused: it is almost surely a damaged
+    or half-copied shard, and training on the rest would quietly drop its data. A directory
+    with files but no shard among them is refused too."""
     keep: list[str] = []
     skipped: list[str] = []
     for f in files:
-        (keep if head(f).startswith(SHARD_MAGIC_PREFIX) else skipped).append(f)
-    if skipped:
-        log.info("data: skipped %d files that are not token shards: %s", len(skipped), skipped[:5])
+        raw = head(f)
+        if raw.startswith(SHARD_MAGIC_PREFIX):
+            keep.append(f)
+            continue
+        name = f.rstrip("/").rsplit("/", 1)[-1]
+        if name.lower().endswith(SHARD_SUFFIXES):
+            what = "is empty" if not raw else "has no token shard header (AISTOK)"
+            raise ValidationError(
+                f"data: {f} is named like a token shard but {what}: it looks damaged or "
+                "incompletely copied",
+                hint="write the shard again (aistack webdata run --fresh, or "
+                "aistack.train.shards.write_token_shard), or move it out of the folder, or "
+                f"name the shards to use with a glob (e.g. '{where or '<dir>'}/shard-*.bin') or "
+                "a list of files",
+            )
+        skipped.append(f)
+    quiet = [f for f in skipped if f.rstrip("/").rsplit("/", 1)[-1] in PIPELINE_FILES]
+    loud = [f for f in skipped if f not in quiet]
+    if not keep and files:
+        raise ValidationError(
+            f"data: no shard files in {where or 'the folder'}: none of its {_files(len(files))} "
+            f"is a token shard ({_shown(files)})",
+            hint="point --data at the folder of the shards (e.g. a pipeline's out/dataset), "
+            "or give shard files or a glob such as 'shards/*.bin'",
+        )
+    if quiet:
+        log.info("data: skipped the web-data pipeline's metadata: %s", _shown(quiet))
+    if loud:
+        log.warning(
+            "data: skipped %s: %s",
+            "1 file that is not a token shard"
+            if len(loud) == 1
+            else f"{len(loud)} files that are not token shards",
+            _shown(loud),
+        )
     return keep
 
 
 def expand_paths(data: str | Sequence[str]) -> list[str]:
     """Files, directories (every token shard inside, sorted; other files such as a
-    pipeline's ``tokenizer.json`` are skipped), globs and fsspec URLs → file list."""
+    pipeline's ``tokenizer.json`` are skipped, a damaged ``*.bin`` / ``*.tok`` is refused),
+    globs and fsspec URLs → file list."""
     items = [data] if isinstance(data, str | os.PathLike) else list(data)
     out: list[str] = []
     for item in items:
@@ -115,7 +170,8 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             if any(c in fpath for c in "*?["):
                 found = sorted(fs.glob(fpath))
             elif fs.isdir(fpath):
-                found = _shard_files(sorted(fs.find(fpath)), _fs_head(fs))
+                files = [f for f in sorted(fs.find(fpath)) if not f.endswith(".tmp")]
+                found = _shard_files(files, _fs_head(fs), s)
             else:
                 found = [fpath]
             out.extend(f"{proto}://{f}" for f in found)
@@ -127,7 +183,7 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             files = sorted(
                 str(p) for p in Path(s).rglob("*") if p.is_file() and not p.name.endswith(".tmp")
             )
-            out.extend(_shard_files(files, _head))
+            out.extend(_shard_files(files, _head, s.rstrip("/")))
         else:
             out.append(s)
     if not out:
@@ -617,7 +673,62 @@ class ShardLoader:
             "eos_id": self.eos_id,
             "batches_yielded": self.epoch * self.batches_per_epoch + self.batch,
             "shard_hashes": list(self.shard_hashes()),
+            # what the fingerprint is made of, so a refused resume can say which shards differ
+            "shards": self._shard_list(),
         }
+
+    def _shard_list(self) -> list[list[Any]]:
+        """``[name, n_tokens]`` per shard, in order (the fingerprint's inputs)."""
+        return [
+            [src.rstrip("/").rsplit("/", 1)[-1], s.n_tokens]
+            for src, s in zip(self.sources, self.shards, strict=True)
+        ]
+
+    def _fingerprint_error(self, state: dict[str, Any]) -> ValidationError:
+        """The error for a checkpoint whose shard list (names, token counts) is not this
+        run's: which shards differ when the state records them (states since the list was
+        recorded), else the two fingerprints."""
+        hint = (
+            "resume with the shards the run was started on, or start a new run: another "
+            "--run-name, or --no-resume (moves this run's checkpoints aside)"
+        )
+        want = state.get("shards")
+        try:
+            theirs = [(str(n), int(t)) for n, t in want] if want is not None else None
+        except (TypeError, ValueError):
+            theirs = None
+        if not theirs:
+            return ValidationError(
+                f"fingerprint: the checkpoint's loader has {state.get('fingerprint')!r}, this "
+                f"run has {self.fingerprint!r}: the shard names or token counts differ (this "
+                f"checkpoint does not record its shard list; this run has {len(self.shards)} "
+                f"shards: {_shown([n for n, _ in self._shard_list()])})",
+                hint=hint,
+            )
+        ours = [(str(n), int(t)) for n, t in self._shard_list()]
+        have, had = dict(ours), dict(theirs)
+        parts = []
+        gone = [n for n, _ in theirs if n not in have]
+        new = [n for n, _ in ours if n not in had]
+        if gone:
+            parts.append(f"only in the checkpoint: {_shown(gone)}")
+        if new:
+            parts.append(f"only in this run: {_shown(new)}")
+        resized = [
+            f"{n} ({had[n]:,} tokens, now {t:,})" for n, t in ours if n in had and had[n] != t
+        ]
+        if resized:
+            parts.append(f"other token count: {_shown(resized)}")
+        if not parts:
+            parts.append("the same shards in another order")
+        lists = (
+            f"checkpoint: {_shown([n for n, _ in theirs], 8)}; "
+            f"this run: {_shown([n for n, _ in ours], 8)}"
+        )
+        return ValidationError(
+            f"data: the shards differ from the checkpoint's ({'; '.join(parts)}) — {lists}",
+            hint=hint,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` left off; refuses a different data layout, and
@@ -627,11 +738,13 @@ class ShardLoader:
         state.setdefault("eos_id", None)
         for key in ("seed", "seq_len", "batch_size", "world_size", "fingerprint", "eos_id"):
             have, want = getattr(self, key), state.get(key)
+            if have != want and key == "fingerprint":
+                raise self._fingerprint_error(state)
             if have != want:
                 raise ValidationError(
                     f"{key}: the checkpoint's loader has {want!r}, this run has {have!r}",
                     hint="resume with the same data, seq_len, micro_batch_size, seed and number "
-                    "of processes, or start a new run name",
+                    "of processes, or start a new run: another --run-name, or --no-resume",
                 )
         self._check_contents(state.get("shard_hashes"))
         self._stop_worker()  # batches read ahead belong to the old position

@@ -16,7 +16,9 @@
   the run's checkpoints into ``previous-<time>/`` and starts a new lineage. The run name
   defaults to ``job-<AISTACK_JOB_ID>`` in an aistack job.
 * Checked before the first step: the tokenizer file, that the checkpoint location is
-  writable, and that ``eos_id`` and the data's token ids fit ``vocab_size``.
+  writable, and that ``eos_id`` and the shard headers' vocabularies fit ``vocab_size``; and
+  on the host, every batch before it goes to the device: a token id the embedding cannot
+  hold is a clear error naming its shard (not a torch IndexError or device-side assert).
 * With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
   the model as an MLflow pyfunc (see :mod:`aistack.train.export`). The run ends FINISHED,
   KILLED when stopped by SIGTERM (a re-run resumes it), FAILED when the trainer raised.
@@ -271,9 +273,16 @@ def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
     if not vocab:
         raise ValidationError("vocab_size: not in the shard headers", hint="set vocab_size")
     if cfg.vocab_size and loader.vocab_size and cfg.vocab_size < loader.vocab_size:
+        over = [
+            os.path.basename(src)
+            for src, s in zip(loader.sources, loader.shards, strict=True)
+            if (s.vocab_size or 0) > cfg.vocab_size
+        ]
+        shown = ", ".join(over[:5]) + (f" and {len(over) - 5} more" if len(over) > 5 else "")
         raise ValidationError(
             f"vocab_size: {cfg.vocab_size} is smaller than the data's vocabulary "
-            f"({loader.vocab_size}, from the shard headers)",
+            f"({loader.vocab_size}, from the shard headers; {len(over)} of "
+            f"{len(loader.shards)} shards say more than {cfg.vocab_size}: {shown})",
             hint=f"set --vocab-size to at least {loader.vocab_size}, or leave it unset",
             field="vocab_size",
         )
@@ -285,6 +294,41 @@ def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
             field="eos_id",
         )
     return int(vocab)
+
+
+def _bad_ids_error(x: Any, y: Any, vocab: int, loader: Any, step: int) -> ValidationError:
+    """The error for a batch holding a token id the model cannot embed (id ≥ ``vocab``),
+    naming the shard(s) it came from. Only called once such an id is seen: it gathers the
+    batch's windows again to find them (the loader's position is right after that batch)."""
+    hi = max(int(x.max()), int(y[:, -1].max()))
+    where = "the data (" + ", ".join(str(d) for d in loader.sources[:3]) + ")"
+    header = ""
+    try:
+        epoch, batch = loader.epoch, loader.batch - 1
+        ids = np.sort(np.asarray(loader.window_ids(epoch, batch)))
+        rows = loader.gather(ids)
+        bad = ids[rows.max(axis=1) >= vocab]
+        which = sorted(set((np.searchsorted(loader._cum, bad, side="right") - 1).tolist()))
+        if which:
+            names = [str(loader.sources[i]) for i in which]
+            where = ("shard " if len(names) == 1 else "shards ") + ", ".join(names[:5])
+            if len(names) > 5:
+                where += f" and {len(names) - 5} more"
+            vocabs = sorted({loader.shards[i].vocab_size for i in which} - {None})
+            if vocabs:
+                said = ", ".join(str(v) for v in vocabs)
+                header = f" (header vocab_size {said})"
+    except Exception as exc:  # noqa: BLE001 - the data paths are named instead
+        log.debug("could not find the shard of the bad batch: %s", exc)
+    return ValidationError(
+        f"data: token id {hi:,} in the batch of step {step} is not below the model's "
+        f"vocab_size {vocab:,} (the embedding has ids 0..{vocab - 1:,}); it comes from "
+        f"{where}{header}",
+        hint="the shards hold ids the model cannot embed: tokenize the data again with the "
+        "tokenizer the run uses (aistack webdata run --fresh), or, if the ids are right, set "
+        f"--vocab-size to at least {hi + 1:,}",
+        field="vocab_size",
+    )
 
 
 def _check_tokenizer(cfg: TrainConfig) -> None:
@@ -523,6 +567,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             for micro in range(cfg.grad_accum):
                 td = time.perf_counter()
                 x, y = loader.next_batch()
+                # on the host, before the device sees them: an id past the embedding would be
+                # an IndexError on CPU and a device-side assert (a dead process) on GPU. x and
+                # the last column of y are every token of the batch (a few µs per micro-batch)
+                if max(int(x.max()), int(y[:, -1].max())) >= vocab:
+                    raise _bad_ids_error(x, y, vocab, loader, step + 1)
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
                 data_s += time.perf_counter() - td

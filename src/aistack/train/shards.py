@@ -202,7 +202,20 @@ def content_hash(shard: Shard) -> str:
 
 
 def open_shard(path: str | os.PathLike[str]) -> Shard:
-    """Open a shard: ``AISTOK1`` files here, anything else through the web-data reader."""
+    """Open a shard: ``AISTOK1`` files here, anything else through the web-data reader. A
+    header whose vocab_size is 0 is refused (no writer of either format allows it, and the
+    loader could not check the shard's ids against the model's vocabulary)."""
+    shard = _open_shard(path)
+    if shard.vocab_size == 0:
+        raise ValidationError(
+            f"data: {shard.path}: the header's vocab_size is 0 (a shard's ids must lie below "
+            "its vocab_size)",
+            hint=RETOKENIZE_HINT,
+        )
+    return shard
+
+
+def _open_shard(path: str | os.PathLike[str]) -> Shard:
     path = str(path)
     if not os.path.exists(path):
         raise ValidationError(f"data: shard {path} does not exist", hint="check the data paths")

@@ -136,7 +136,7 @@ def test_resume_refuses_other_data_or_layout(shards: Path, tmp_path: Path) -> No
     with pytest.raises(ValidationError, match="batch_size"):
         other.load_state_dict(state)
     _make_shards(tmp_path / "other", sizes=(900, 900))
-    with pytest.raises(ValidationError, match="fingerprint"):
+    with pytest.raises(ValidationError, match=r"the shards differ from the checkpoint's \("):
         ShardLoader(str(tmp_path / "other"), seq_len=16, batch_size=4).load_state_dict(state)
 
 
