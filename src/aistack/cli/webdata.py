@@ -37,6 +37,10 @@ _RUN_SKIP_BAD_HELP = (
 )
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _report_bad(
     bad: list[dict[str, Any]], total: int, skip_bad: bool, *, not_registered: bool = False
 ) -> None:
@@ -66,9 +70,39 @@ def _report_bad(
     raise typer.Exit(EXIT_BAD_FILES)
 
 
+def _report_unreadable(report: dict[str, Any]) -> None:
+    """One line on stderr when records were skipped (unreadable or cut short): how many, in
+    how many files, and where the report lists them. (Damaged files are named by
+    _report_bad.)"""
+    skipped = [u for u in report.get("unreadable") or [] if u.get("kind") != "file"]
+    if not skipped:
+        return
+    cut = sum(1 for u in skipped if u.get("kind") == "truncated")
+    files = len({u.get("file") for u in skipped})
+    out = report.get("run", {}).get("output", "the output folder")
+    what = _plural(len(skipped), "record") + " could not be read"
+    if cut:
+        what += f" ({cut:,} of them truncated by the end of the file)"
+    status = (
+        "the files that end inside a record are bad input files (below)"
+        if cut
+        else "skipped records do not change the exit status"
+    )
+    _console(stderr=True).print(
+        f"{what}, in {_plural(files, 'file')}; skipped. Each is listed in {out}/report.txt "
+        f'and under "unreadable" in {out}/report.json; {status}',
+        soft_wrap=True,
+        markup=False,
+    )
+
+
 @app.command()
 def extract(
-    paths: list[Path] = typer.Argument(..., help="HTML files (plain or .gz) or directories"),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="HTML files (.html, .htm, .xhtml, plain or .gz) or directories of them; WARC, "
+        "ARC and WET files go through `aistack webdata run`",
+    ),
     mode: str = typer.Option(
         "quality", "--mode", help="quality (trafilatura) or fast (resiliparse)"
     ),
@@ -78,10 +112,10 @@ def extract(
 ) -> None:
     """Extract the main text of HTML files: one JSON line {path, text, lang, lang_score} each.
 
-    A file that cannot be read (e.g. a damaged .gz) does not stop the others: each bad file
-    is named with the reason (stderr, and "bad_files" in the --json summary), the rest is
-    written, and the exit status is 1 unless --skip-bad."""
-    from aistack.webdata.extract import MODES, extract_files
+    Only HTML is read here: web archives (WARC, ARC, WET) go through a pipeline, `aistack webdata run`. In a directory, the other files are skipped and counted (stderr, and "ignored_files" in the --json summary); a web archive named directly is a bad file.
+
+    A file that cannot be read (e.g. a damaged .gz) does not stop the others: each bad file is named with the reason (stderr, and "bad_files" in the --json summary), the rest is written, and the exit status is 1 unless --skip-bad. When nothing was extracted the exit status is not 0: 2 when no HTML file was found, 1 when every one was bad (also with --skip-bad)."""
+    from aistack.webdata.extract import ARCHIVE_HINT, MODES, extract_files, is_archive_name
 
     if mode not in MODES:
         raise ValidationError(
@@ -108,6 +142,7 @@ def extract(
         tmp = out.with_name(out.name + ".tmp")
     n = chars = 0
     bad: list[dict[str, Any]] = []
+    ignored: list[Path] = []
 
     def on_error(path: Path, reason: str) -> None:
         bad.append({"file": str(path), "reason": reason})
@@ -120,10 +155,32 @@ def extract(
         ) from None
     ok = False
     try:
-        for row in extract_files(list(paths), mode=mode, on_error=on_error):  # type: ignore[arg-type]
+        rows = extract_files(list(paths), mode=mode, on_error=on_error, ignored=ignored)  # type: ignore[arg-type]
+        for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
             chars += len(str(row["text"]))
+        found = n + len(bad)
+        where = ", ".join(str(p) for p in paths)
+        note = ""
+        if ignored:
+            why = (
+                ARCHIVE_HINT
+                if any(is_archive_name(f) for f in ignored)
+                else "extract reads .html, .htm and .xhtml files and their .gz"
+            )
+            note = f" ({_plural(len(ignored), 'other file')} ignored: {why})"
+        if found == 0:  # an error: FILE (--out) is left as it was
+            raise ValidationError(
+                f"{_plural(0, 'HTML file')} in {where}{note}",
+                hint="pass .html, .htm or .xhtml files (or their .gz), or folders of them; "
+                "for WARC/ARC/WET files write a pipeline (examples/webdata/pipeline.yaml) "
+                "and run `aistack webdata run PIPELINE.yaml`",
+            )
+        if note:
+            _console(stderr=True).print(
+                f"{_plural(found, 'HTML file')} in {where}{note}", soft_wrap=True, markup=False
+            )
         ok = True
     finally:
         if tmp and out:
@@ -139,12 +196,23 @@ def extract(
             "out": str(out),
             "mode": mode,
             "bad_files": bad,
+            "ignored_files": len(ignored),
         }
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}")
     _report_bad(bad, n + len(bad), skip_bad)
+    if n == 0:  # every HTML file was bad (--skip-bad): still not a success
+        _console(stderr=True).print(
+            "nothing was extracted: "
+            + (
+                "the input file was bad"
+                if len(bad) == 1
+                else f"all {len(bad):,} input files were bad"
+            )
+        )
+        raise typer.Exit(EXIT_BAD_FILES)
 
 
 @app.command()
@@ -165,12 +233,9 @@ def run(
 ) -> None:
     """Run (or resume) a pipeline; writes shards, corpus, report.json and report.txt.
 
-    A damaged or unreadable input file does not stop the run: it is listed with the reason
-    (report "bad_files", report.txt, stderr), what could be read from it is kept, and the
-    exit status is 1 unless --skip-bad. Without --skip-bad the register step registers
-    nothing then (report "register_skipped"); running again with --skip-bad resumes the output
-    and registers it. Records cut short by the end of a file are counted
-    (counts.truncated_records / truncated_bytes)."""
+    A damaged or unreadable input file does not stop the run: it is listed with the reason (report "bad_files", report.txt, stderr), what could be read from it is kept, and the exit status is 1 unless --skip-bad. Without --skip-bad the register step registers nothing then (report "register_skipped"); running again with --skip-bad resumes the output and registers it.
+
+    A record that cannot be read is skipped and the run goes on: one line on stderr counts them (and their files), and report.txt and report.json ("unreadable") list each with its offset. Skipped records alone leave the exit status 0; a record cut short by the end of its file makes that file bad (exit 1 unless --skip-bad), and is counted with the bytes read and dropped and the bytes missing (counts.truncated_records, truncated_bytes, truncated_missing_bytes)."""
     from aistack.webdata.pipeline import run_pipeline
     from aistack.webdata.report import tables
     from aistack.webdata.spec import load_spec
@@ -181,6 +246,7 @@ def run(
             spec, base=base, workers=workers, executor=executor, fresh=fresh, skip_bad=skip_bad
         )
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _report_unreadable(report)
         _report_bad(
             report.get("bad_files") or [],
             report["counts"]["files"],
@@ -227,6 +293,7 @@ def run(
             con.print(f"registered dataset version {ref}")
     elif report.get("register_skipped"):
         con.print(f"dataset not registered: {report['register_skipped']['reason']}")
+    _report_unreadable(report)
     _report_bad(
         report.get("bad_files") or [],
         report["counts"]["files"],

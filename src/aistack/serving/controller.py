@@ -13,7 +13,8 @@ reads ``spec.json``, serves the router on the service port, and runs the control
   those just refused by admission control, ``spec.max_queued_requests``): extra replicas are
   *drained* (out of rotation, finish their in-flight requests) before they are stopped;
 * a replica is stopped with a reason that says what happened ("scaled down by the autoscaler of
-  service NAME (3 → 2 replicas)", "replaced by rollout of service NAME to version N"): its
+  service NAME (3 → 2 replicas)", "scaled down by `serve scale` of service NAME (max 2 → 1)"
+  when a lowered ``--max`` removed it, "replaced by rollout of service NAME to version N"): its
   ``reason`` in ``serve status`` and, for a replica job, its end reason in ``aistack jobs``;
 * rolling update: start one new-version replica, wait until it is ready, drain one old one,
   repeat; a new replica that fails to load or to pass its health check stops the rollout and
@@ -131,6 +132,9 @@ class ServiceController:
         self._consecutive_start_failures = 0
         self._next_start_t = 0.0
         self.failed: str | None = None  # why the service gave up starting replicas
+        # (old, new) maximum of the last `serve scale` that lowered --max: replicas it removes
+        # are stopped with that reason, not as an autoscaler decision
+        self.manual_max: tuple[int, int] | None = None
         self._last_tick_error: str | None = None
         self._tick_error_repeats = 0
         self._tick_error_logged_t = 0.0
@@ -222,6 +226,14 @@ class ServiceController:
         return f"stopped by service {self.spec.name}: {reason}"
 
     def _scaled_down(self, current: int, desired: int) -> str:
+        cap = self.autoscaler.cfg.max_replicas
+        if self.manual_max is not None and self.manual_max[1] == cap and desired == cap:
+            # the autoscaler only lowers the count to the maximum when it was above it: the
+            # maximum was lowered by hand
+            return (
+                f"scaled down by `serve scale` of service {self.spec.name} "
+                f"(max {self.manual_max[0]} → {cap})"
+            )
         return (
             f"scaled down by the autoscaler of service {self.spec.name} "
             f"({current} → {desired} replicas)"
@@ -864,6 +876,11 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             loc = ".".join(str(x) for x in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
             return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
+        old_max = ctl.spec.autoscale.max_replicas
+        if cfg.max_replicas < old_max:
+            ctl.manual_max = (old_max, cfg.max_replicas)
+        elif cfg.max_replicas > old_max:
+            ctl.manual_max = None
         ctl.spec = ctl.spec.model_copy(update={"autoscale": cfg})
         ctl.autoscaler.cfg = cfg
         save_spec(ctl.dir, ctl.spec)

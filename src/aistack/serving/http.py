@@ -78,16 +78,24 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
+MAX_LISTED_PROBLEMS = 5
+
+
 def pydantic_problem(exc: Any) -> HTTPProblem:
-    """Turn a pydantic ValidationError into a 400 naming the first bad field."""
-    errs = exc.errors()
-    first = errs[0] if errs else {"loc": (), "msg": str(exc)}
-    param = ".".join(str(p) for p in first.get("loc", ()))
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown field; remove it"
-    more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
-    return HTTPProblem(400, f"{param}: {msg}{more}", param=param or None)
+    """Turn a pydantic ValidationError into a 400 listing the bad fields (the first
+    ``MAX_LISTED_PROBLEMS`` of them, "; "-separated; ``param`` names the first)."""
+    errs = exc.errors() or [{"loc": (), "msg": str(exc)}]
+    parts = []
+    for err in errs[:MAX_LISTED_PROBLEMS]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field (remove it)"
+        parts.append(f"{loc}: {msg}" if loc else str(msg))
+    rest = len(errs) - MAX_LISTED_PROBLEMS
+    more = f" (and {rest} more problem{'s' if rest != 1 else ''})" if rest > 0 else ""
+    param = ".".join(str(p) for p in errs[0].get("loc", ()))
+    return HTTPProblem(400, "; ".join(parts) + more, param=param or None)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

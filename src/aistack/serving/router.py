@@ -228,14 +228,15 @@ class Router:
         self._rejected_t.append(time.monotonic() + retry)
         live = sum(1 for e in self.endpoints.values() if e.in_rotation)
         busy = (
-            f"its {live} ready replica(s) are busy with {cap} requests each"
+            f"its {live} ready replica{'s are' if live != 1 else ' is'} busy with {cap} "
+            f"request{'s' if cap != 1 else ''}{' each' if live != 1 else ''}"
             if live and cap is not None
             else "no replica is ready yet"
         )
         raise HTTPProblem(
             429,
-            f"service {self.service!r} is over capacity: {busy} and {queued} requests are "
-            f"queued (max_queued_requests {self.max_queued}); retry after {retry} s "
+            f"service {self.service!r} is over capacity: {busy} and {queued} "
+            f"request{'s are' if queued != 1 else ' is'} queued (max_queued_requests {self.max_queued}); retry after {retry} s "
             "(the autoscaler counts this request as load)",
             kind="rate_limit_exceeded",
             headers={"retry-after": str(retry)},

@@ -162,16 +162,36 @@ def detect_language(text: str, *, max_chars: int = 10_000) -> tuple[str, float]:
 # --------------------------------------------------------------------------- files
 
 
-def iter_html_files(paths: list[str | Path]) -> Iterator[Path]:
+HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz", ".xhtml.gz")
+# web archives: input of ``aistack webdata run`` (a pipeline), not of ``webdata extract``
+ARCHIVE_SUFFIXES = (
+    ".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz",
+    ".warc.wet.gz", ".warc.wat.gz",
+)  # fmt: skip
+ARCHIVE_HINT = "WARC/ARC/WET input goes through `aistack webdata run`"
+
+
+def is_archive_name(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def iter_html_files(
+    paths: list[str | Path], *, ignored: list[Path] | None = None
+) -> Iterator[Path]:
     """Every HTML file named or inside a named directory (``.html``, ``.htm``, ``.xhtml`` and
-    their ``.gz``), sorted, for ``aistack webdata extract``."""
-    suffixes = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz", ".xhtml.gz")
+    their ``.gz``), sorted, for ``aistack webdata extract``. The other files found in a
+    directory are skipped; with ``ignored``, they are appended to it. A file named directly is
+    always yielded (:func:`read_html_file` refuses one that is a web archive)."""
     for p in paths:
         path = Path(p)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
-                if f.is_file() and f.name.lower().endswith(suffixes):
+                if not f.is_file():
+                    continue
+                if f.name.lower().endswith(HTML_SUFFIXES):
                     yield f
+                elif ignored is not None:
+                    ignored.append(f)
         elif path.is_file():
             yield path
         else:
@@ -180,7 +200,27 @@ def iter_html_files(paths: list[str | Path]) -> Iterator[Path]:
             )
 
 
+def _archive_kind(head: bytes) -> str | None:
+    """ "WARC" or "ARC" when ``head`` (a file's first bytes, decompressed) starts a web
+    archive record; None otherwise."""
+    if head.startswith(b"WARC/"):
+        return "WARC"
+    if head.startswith(b"filedesc://"):
+        return "ARC"
+    return None
+
+
+def _not_html(path: Path, what: str) -> ValidationError:
+    return ValidationError(
+        f"{path}: {what} file, not HTML ({ARCHIVE_HINT})",
+        hint=f"run it through a pipeline: aistack webdata run PIPELINE.yaml (input: {path})",
+    )
+
+
 def read_html_file(path: Path) -> str:
+    """The decoded HTML of a file (gzip-compressed or not). A web archive (WARC, ARC or WET,
+    plain or gzip-compressed, found by its first bytes) is refused with a ValidationError
+    rather than read as one empty page."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -188,12 +228,22 @@ def read_html_file(path: Path) -> str:
             f"{path}: cannot read it: {exc.strerror or exc}", hint="check the file"
         ) from exc
     if data[:2] == b"\x1f\x8b":
+        try:  # the first bytes of the first member: a gzip-compressed web archive?
+            head = zlib.decompressobj(wbits=31).decompress(data[:65536], 64)
+        except zlib.error:
+            head = b""
+        kind = _archive_kind(head)
+        if kind is not None:
+            raise _not_html(path, f"a gzip-compressed {kind}")
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:  # bad header / clipped / corrupt data
             raise ValidationError(
                 f"{path}: not a readable gzip file ({exc})", hint="re-compress or unzip it"
             ) from exc
+    kind = _archive_kind(data[:64])
+    if kind is not None:
+        raise _not_html(path, "an ARC" if kind == "ARC" else "a WARC")
     return decode_html(data)
 
 
@@ -202,12 +252,15 @@ def extract_files(
     *,
     mode: Mode = "quality",
     on_error: Callable[[Path, str], None] | None = None,
+    ignored: list[Path] | None = None,
 ) -> Iterator[dict[str, object]]:
     """One ``{"path", "text", "lang", "lang_score"}`` per HTML file.
 
-    A file that cannot be read or extracted raises :class:`ValidationError`; with
-    ``on_error``, ``on_error(path, reason)`` is called instead and the other files go on."""
-    for f in iter_html_files(paths):
+    A file that cannot be read or extracted (a web archive among them) raises
+    :class:`ValidationError`; with ``on_error``, ``on_error(path, reason)`` is called instead
+    and the other files go on. The non-HTML files skipped in directories are appended to
+    ``ignored`` when it is given."""
+    for f in iter_html_files(paths, ignored=ignored):
         try:
             text = extract_text(read_html_file(f), mode=mode)
         except ValidationError as exc:  # this file: unreadable

@@ -17,8 +17,14 @@ tasks, so an interrupted run resumes)::
     report    report.json (``counts`` are deterministic and describe the whole output;
               ``bad_files`` lists each input file that is damaged, unreadable or cut short,
               with the reason: the run goes on with the other files, and keeps what it read
-              from a damaged one; ``counts.truncated_records`` / ``truncated_bytes`` count
-              the records cut short by the end of their file (dropped) and their bytes;
+              from a damaged one; ``counts.truncated_records`` counts the records cut short
+              by the end of their file (dropped), ``truncated_bytes`` the bytes of them
+              the files hold (read and dropped) and ``truncated_missing_bytes`` the bytes
+              missing, of the lengths their headers gave (a record cut inside its header
+              gave none: ``truncated_unknown_length`` counts those); each entry of
+              ``unreadable`` has an ``offset`` in bytes and ``offset_in``: ``file`` (in the
+              file as stored) or ``decompressed`` (in a compressed file's decompressed
+              stream);
               ``timing`` is not: per-step times are CPU seconds of the worker process, so
               docs/s per core holds on shared cores, and every rate counts only the tasks
               this run ran, resumed ones not: a run that resumed all says ``nothing_to_do``)
@@ -960,9 +966,16 @@ def _build_report(
             None if not tok else ("uint16" if tok["vocab_size"] <= 65536 else "uint32")
         ),
         "unreadable_records": len(unreadable),
-        # records cut short by the end of their file (dropped) and the bytes of them present
+        # records cut short by the end of their file (dropped); the bytes of them the files
+        # hold (read and dropped); the bytes missing, of the lengths their headers gave
         "truncated_records": len(truncated),
         "truncated_bytes": sum(int(u.get("bytes_present") or 0) for u in truncated),
+        "truncated_missing_bytes": sum(
+            int(u["bytes_expected"]) - int(u.get("bytes_present") or 0)
+            for u in truncated
+            if u.get("bytes_expected") is not None
+        ),
+        "truncated_unknown_length": sum(1 for u in truncated if u.get("bytes_expected") is None),
         "bad_files": len(bad),
     }
     return {

@@ -9,7 +9,9 @@ the bytes expected) or ``file`` (the file itself is damaged or unreadable: it ca
 is empty or not an archive, or its decompression failed; the records before the damage, and
 for a damaged gzip member the ones after it, are still yielded). Offsets
 are byte offsets in the *decompressed* stream, except for a damaged gzip member, which is
-reported at its compressed offset. After a damaged
+reported at its compressed offset: each issue's ``offset_in`` says which (``file``: in the
+file as stored, also for an uncompressed file; ``decompressed``: in the decompressed stream
+of a compressed file). After a damaged
 record the reader resynchronises on the next ``WARC/`` line; a corrupt gzip member is skipped
 whole and reading goes on at the next member (a file compressed as one long stream ends at the
 damage: a decompressor cannot resume mid-stream). A zstd or lz4 file cut short (or damaged) gives
@@ -66,13 +68,18 @@ RECORD = "record"  # one record unreadable; reading went on
 # error ended the stream (then a FILE issue says why); the record is dropped
 TRUNCATED = "truncated"
 FILE = "file"  # the file is damaged or unreadable as a whole (see the module docstring)
+# ReadIssue.offset_in
+IN_FILE = "file"  # a byte offset in the file as stored (an uncompressed file; a gzip member)
+IN_DECOMPRESSED = "decompressed"  # a byte offset in a compressed file's decompressed stream
 
 
 @dataclass(kw_only=True, slots=True)
 class ReadIssue:
     """A record (or a part of a file) that could not be read. ``kind``: :data:`RECORD`,
     :data:`TRUNCATED` (``bytes_present``: the bytes of the record the file holds, all dropped;
-    ``bytes_expected``: its full size where the header said) or :data:`FILE`."""
+    ``bytes_expected``: its full size where the header said) or :data:`FILE`. ``offset_in``:
+    :data:`IN_FILE` (a byte offset in the file as stored) or :data:`IN_DECOMPRESSED` (in the
+    decompressed stream of a compressed file)."""
 
     path: str
     offset: int
@@ -80,6 +87,7 @@ class ReadIssue:
     kind: str = RECORD
     bytes_present: int | None = None
     bytes_expected: int | None = None
+    offset_in: str = "file"
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -87,6 +95,7 @@ class ReadIssue:
             "offset": self.offset,
             "reason": self.reason,
             "kind": self.kind,
+            "offset_in": self.offset_in,
         }
         if self.kind == TRUNCATED:
             d["bytes_present"] = self.bytes_present
@@ -454,6 +463,7 @@ class ArchiveReader:
         self.issues: list[ReadIssue] = []
         self.count = 0
         self._at = 0
+        self._compressed = False  # (set by records(): offsets are then decompressed ones)
 
     def _issue(
         self,
@@ -463,7 +473,10 @@ class ArchiveReader:
         kind: str = RECORD,
         present: int | None = None,
         expected: int | None = None,
+        offset_in: str | None = None,
     ) -> None:
+        if offset_in is None:
+            offset_in = IN_DECOMPRESSED if self._compressed else IN_FILE
         self.issues.append(
             ReadIssue(
                 path=self.path,
@@ -472,6 +485,7 @@ class ArchiveReader:
                 kind=kind,
                 bytes_present=present,
                 bytes_expected=expected,
+                offset_in=offset_in,
             )
         )
         log.info("unreadable %s in %s at %d: %s", kind, self.path, offset, reason)
@@ -491,6 +505,7 @@ class ArchiveReader:
         except OSError as exc:
             self._issue(0, f"cannot open: {exc}", kind=FILE)
             return
+        self._compressed = inner is not None
         with stream:
             try:
                 first = stream.peek(16)[:16]
@@ -517,8 +532,10 @@ class ArchiveReader:
                 raise  # a missing extra or the like: not this file's fault, and says the fix
             except Exception as exc:  # noqa: BLE001 - e.g. an I/O error: end this file only
                 self._issue(self._at, f"reading stopped: {type(exc).__name__}: {exc}", kind=FILE)
+            # a gzip member's damage is at its compressed offset; zstd/lz4: decompressed
+            where = IN_FILE if isinstance(inner, _GzipRaw) else None
             for offset, why in getattr(inner, "errors", ()):
-                self._issue(offset, why, kind=FILE)
+                self._issue(offset, why, kind=FILE, offset_in=where)
 
     # ---- WARC
     def _warc(self, stream: io.BufferedReader) -> Iterator[Record]:

@@ -65,10 +65,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
         s.add_row("bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
     s.add_row("unreadable records", f"{c['unreadable_records']:,}")
     if "truncated_records" in c:
-        s.add_row(
-            "truncated records (file ends inside; dropped)",
-            f"{c['truncated_records']:,} ({c['truncated_bytes']:,} bytes)",
-        )
+        s.add_row("truncated records (file ends inside; dropped)", truncated_summary(c))
     # the most documents first, also for a report read back from report.json (sorted keys)
     top = sorted(c["languages"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
     langs = ", ".join(f"{k} {v:,}" for k, v in top)
@@ -108,9 +105,31 @@ def tables(report: dict[str, Any]) -> list[Any]:
         for col in ("file", "offset (bytes)", "reason"):
             u.add_column(col, overflow="fold")  # (a long path wraps, instead of "…")
         for x in report["unreadable"][:50]:
-            u.add_row(str(x["file"]), f"{x['offset']:,}", str(x["reason"]))
+            u.add_row(str(x["file"]), offset_text(x), str(x["reason"]))
         out.append(u)
     return out
+
+
+def truncated_summary(c: dict[str, Any]) -> str:
+    """'N (B bytes read and dropped; M bytes missing)': ``truncated_bytes`` are the bytes of
+    the cut records the files hold, not the bytes lost past the end of the file."""
+    n = c["truncated_records"]
+    text = f"{n:,} ({c['truncated_bytes']:,} bytes read and dropped"
+    if "truncated_missing_bytes" in c:  # (absent in reports written before it was counted)
+        text += f"; {c['truncated_missing_bytes']:,} bytes missing"
+        unknown = c.get("truncated_unknown_length") or 0
+        if unknown:
+            text += f", {unknown:,} of the records with no length (cut inside the header)"
+    return text + ")"
+
+
+def offset_text(x: dict[str, Any]) -> str:
+    """An unreadable record's offset, saying where it counts from (``offset_in``)."""
+    where = {
+        "file": "in the file",
+        "decompressed": "in the decompressed stream",
+    }.get(str(x.get("offset_in")), "")
+    return f"{x['offset']:,} ({where})" if where else f"{x['offset']:,}"
 
 
 def throughput(timing: dict[str, Any]) -> str:

@@ -109,7 +109,7 @@ def test_replica_jobs_say_why_they_stopped_and_leave_no_mlflow_runs(
     c.request("POST", "/services/rs/scale", json={"min_replicas": 1, "max_replicas": 1})
     gone = _wait(lambda: [j for h in first if (j := job_final(h))], 60, "a scaled-down job")
     assert [(j["state"], j["failure_reason"]) for j in gone] == [
-        ("CANCELLED", "scaled down by the autoscaler of service rs (2 → 1 replicas)")
+        ("CANCELLED", "scaled down by `serve scale` of service rs (max 2 → 1)")
     ]
     (kept,) = first - {gone[0]["id"]}
 

@@ -288,3 +288,30 @@ def test_unknown_model_is_404_and_non_text_models_say_where_to_go(client: TestCl
 
 def test_chat_requests_are_retried_by_the_router_as_other_inference() -> None:
     assert is_idempotent("POST", "/v1/chat/completions", {})
+
+
+def test_every_bad_field_is_listed_not_only_the_first(client: TestClient) -> None:
+    """'messages: Field required (and 1 more problems)' hid the second problem."""
+    r = client.post("/v1/chat/completions", json={"temperature": 9})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["message"] == (
+        "messages: Field required; temperature: Input should be less than or equal to 2"
+    )
+    assert err["param"] == "messages"
+    r = client.post("/v1/completions", json={"max_tokens": "many"})
+    assert r.json()["error"]["message"] == (
+        "prompt: Field required; max_tokens: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    )
+    # at most 5 are listed; the rest are counted, singular or plural
+    body = {"prompt": "x", **{k: 1 for k in "abcdef"}}
+    msg = client.post("/v1/completions", json=body).json()["error"]["message"]
+    assert msg == (
+        "a: unknown field (remove it); b: unknown field (remove it); c: unknown field "
+        "(remove it); d: unknown field (remove it); e: unknown field (remove it) "
+        "(and 1 more problem)"
+    )
+    body["g"] = 1
+    msg = client.post("/v1/completions", json=body).json()["error"]["message"]
+    assert msg.endswith("e: unknown field (remove it) (and 2 more problems)")

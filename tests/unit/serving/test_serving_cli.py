@@ -216,3 +216,28 @@ def test_status_text_shows_queued_and_refused_requests(monkeypatch: pytest.Monke
     st.update(queued=0, max_queued_requests=0, metrics={})
     res = runner.invoke(serve_cli.app, ["status", "svc"])
     assert "queued 0 requests (no queue); refused 0 requests (429) since start" in res.output
+
+
+def test_status_text_counts_the_windows_client_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'0 errors' was printed while 23 requests were refused (429) in the window."""
+    st = {
+        "name": "svc",
+        "replicas": [],
+        "metrics": {
+            "qps": 3.0,
+            "errors_window": 0,
+            "client_errors_window": 23,
+            "requests_total": 107,
+            "errors_total": 0,
+            "client_errors_total": 84,
+        },
+    }
+    monkeypatch.setattr(manager, "status", lambda name: st)
+    res = runner.invoke(serve_cli.app, ["status", "svc"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert (
+        "0 server errors (5xx), 23 client errors (4xx, incl. 429 refused); "
+        "total 107 requests, 0 5xx, 84 4xx" in text
+    )
+    assert " 0 errors;" not in text

@@ -269,7 +269,21 @@ def test_queue_counts_waiting_for_a_replica_and_refusals_age_out() -> None:
     r.endpoints["a"].outstanding = 4
     with pytest.raises(HTTPProblem) as exc:
         r.admit()
-    assert "its 1 ready replica(s) are busy with 4 requests each" in exc.value.message
+    assert "its 1 ready replica is busy with 4 requests and 0 requests are queued" in (
+        exc.value.message
+    )
+    r.add(Endpoint(id="b", url="http://b", outstanding=4))
+    with pytest.raises(HTTPProblem) as exc:
+        r.admit()
+    assert "its 2 ready replicas are busy with 4 requests each" in exc.value.message
+    one = Router(service="o", replica_capacity=1, max_queued=1)
+    one.add(Endpoint(id="a", url="http://a", outstanding=1))
+    one.waiting = 1
+    with pytest.raises(HTTPProblem) as exc:
+        one.admit()
+    assert "its 1 ready replica is busy with 1 request and 1 request is queued" in (
+        exc.value.message
+    )
     r.endpoints["a"].in_rotation = False  # a draining replica's requests are not queued
     assert r.queued == 0
 

@@ -212,3 +212,37 @@ def test_a_bad_cancel_reason_is_refused(api: Any, body: dict[str, str], needle: 
     r = api.http.post(f"/api/v1/jobs/{job['id']}/cancel", json=body)
     assert r.status_code == 422 and needle in r.text
     assert api.client.get_job(job["id"])["state"] == "QUEUED"
+
+
+def test_a_lowered_max_stops_replicas_as_serve_scale_not_the_autoscaler(tmp_path: Path) -> None:
+    """`serve scale NAME --max 1` stopped a replica 'scaled down by the autoscaler'."""
+    from starlette.testclient import TestClient
+
+    from aistack.serving.controller import TOKEN_HEADER, build_app
+
+    spec = ServiceSpec.model_validate(
+        {
+            "name": "svc",
+            "model": "builtin:echo",
+            "model_uri": "builtin:echo",
+            "autoscale": {"min_replicas": 1, "max_replicas": 2, "downscale_cooldown_s": 3600},
+        }
+    )
+    launcher = _Launcher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    for i in (1, 2):
+        _ready(ctl, f"r{i}", f"h{i}", "builtin:echo")
+    ctl._seq = 2
+    ctl.desired = 2
+    client = TestClient(build_app(ctl, "tok"))
+    res = client.post("/-/scale", json={"max_replicas": 1}, headers={TOKEN_HEADER: "tok"})
+    assert res.status_code == 200, res.text
+
+    async def go() -> None:
+        await ctl.tick()  # above the new maximum: 2 → 1 at once (no cooldown)
+        await ctl.tick()  # drained (idle): stopped
+
+    asyncio.run(go())
+    why = "scaled down by `serve scale` of service svc (max 2 → 1)"
+    assert list(launcher.stopped.values()) == [why]
+    assert [r.reason for r in ctl.replicas.values() if r.state == "stopping"] == [why]

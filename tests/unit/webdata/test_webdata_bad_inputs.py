@@ -378,3 +378,70 @@ def test_bad_files_are_not_registered_unless_skip_bad(
         assert "webdata_bad_files" not in v.metadata and v.message == "webdata pipeline corpus"
     finally:
         reset_settings_cache()
+
+
+# --------------------------------------------------------------------------- skipped records
+
+
+_BAD_RECORD = b"WARC/1.0\r\nWARC-Type: resource\r\nContent-Length: abc\r\n\r\n"
+
+
+def test_cli_run_says_on_stderr_when_records_were_skipped(tmp_path: Path) -> None:
+    """A file with an unreadable record (not a bad file): exit 0 and nothing on stderr; the
+    damage showed only in the report's table."""
+    from aistack.cli.webdata import app
+
+    d = tmp_path / "in"
+    d.mkdir()
+    page = generate_page(1).html.encode()
+    (d / "a.warc").write_bytes(
+        _record(page, "http://a/") + _BAD_RECORD + _record(page, "http://b/")
+    )
+    (d / "b.warc.gz").write_bytes(
+        gzip.compress(_record(page, "http://c/")) + gzip.compress(_BAD_RECORD)
+    )
+    p = tmp_path / "p.yaml"
+    p.write_text("input: {paths: [in]}\noutput: out\nsteps: [{extract: {mode: fast}}]\n")
+    out = tmp_path / "out"
+    for args in (["--json"], []):
+        res = CliRunner().invoke(app, ["run", str(p), "--fresh", *args])
+        assert res.exit_code == 0, res.output
+        line = " ".join(res.stderr.split())
+        assert line == (
+            f"2 records could not be read, in 2 files; skipped. Each is listed in {out}/report.txt "
+            f'and under "unreadable" in {out}/report.json; skipped records do not change the exit '
+            "status"
+        )
+    rep = json.loads((out / "report.json").read_text())
+    # P8: which offset is which: the plain file's, the gzip file's decompressed stream
+    assert [(Path(u["file"]).name, u["offset"], u["offset_in"]) for u in rep["unreadable"]] == [
+        ("a.warc", len(_record(page, "http://a/")), "file"),
+        ("b.warc.gz", len(_record(page, "http://c/")), "decompressed"),
+    ]
+    text = (out / "report.txt").read_text()
+    assert f"{len(_record(page, 'http://a/')):,} (in the file)" in text
+    assert f"{len(_record(page, 'http://c/')):,} (in the decompressed" in text
+    assert "stream)" in text
+
+
+def test_truncated_records_count_bytes_read_and_missing(tmp_path: Path) -> None:
+    """'truncated records … (N bytes)' counted the bytes present, and the README says 'the
+    bytes lost': label them exactly, and count the missing ones too."""
+    from aistack.webdata.report import render_text, truncated_summary
+
+    recs = [_record(generate_page(i).html.encode(), f"http://x/{i}") for i in range(2)]
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "cut.warc").write_bytes(recs[0] + recs[1][:300])
+    (d / "cut-head.warc").write_bytes(recs[0] + recs[1][:30])  # inside the header: no length
+    rep = run_pipeline(_spec([str(d)], tmp_path / "o"), workers=1, skip_bad=True)
+    c = rep["counts"]
+    whole = len(recs[1]) - 4  # without the two CRLFs that end the record
+    assert (c["truncated_records"], c["truncated_bytes"]) == (2, 330)
+    assert (c["truncated_missing_bytes"], c["truncated_unknown_length"]) == (whole - 300, 1)
+    assert truncated_summary(c) == (
+        f"2 (330 bytes read and dropped; {whole - 300:,} bytes missing, 1 of the records with "
+        "no length (cut inside the header))"
+    )
+    text = render_text(rep)  # (the table wraps the cell)
+    assert "2 (330 bytes read and dropped;" in text and f"{whole - 300:,} bytes missing" in text

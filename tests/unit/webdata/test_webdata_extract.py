@@ -101,3 +101,83 @@ def test_cli_extract_errors(tmp_path: Path) -> None:
     assert isinstance(res.exception, ValidationError) and "does not exist" in str(res.exception)
     res = CliRunner().invoke(app, ["extract", str(tmp_path), "--mode", "turbo"])
     assert isinstance(res.exception, ValidationError) and "--mode" in str(res.exception)
+
+
+def test_cli_extract_says_what_it_ignored_and_where_warc_input_goes(tmp_path: Path) -> None:
+    """A folder of WARC files gave 'extracted 0 files (0 characters)', exit 0; a WARC named
+    directly was read as HTML (one record with empty text)."""
+    from aistack.cli.webdata import app
+
+    d = tmp_path / "crawl"
+    d.mkdir()
+    warc = b"WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 0\r\n\r\n\r\n\r\n"
+    (d / "a.warc").write_bytes(warc)
+    (d / "b.warc.gz").write_bytes(gzip.compress(warc))
+    (d / "c.arc").write_bytes(b"filedesc://c.arc 0.0.0.0 20080430204825 text/plain 10\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier\n")
+    r = CliRunner()
+    res = r.invoke(app, ["extract", str(d), "--mode", "fast", "--out", str(out)])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ValidationError)
+    assert res.exception.message == (
+        f"0 HTML files in {d} (3 other files ignored: WARC/ARC/WET input goes through "
+        "`aistack webdata run`)"
+    )
+    assert out.read_text() == "earlier\n"  # left as it was
+    # some HTML beside them: extracted, and the others are counted on stderr
+    (d / "p.html").write_text(generate_page(1).html)
+    res = r.invoke(app, ["extract", str(d), "--mode", "fast", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["files"], summary["ignored_files"]) == (1, 3)
+    assert (
+        f"1 HTML file in {d} (3 other files ignored: WARC/ARC/WET input goes through "
+        "`aistack webdata run`)" in res.stderr
+    )
+    # named directly: a bad file with the reason, not an empty-text record
+    for name, what in [
+        ("a.warc", "a WARC"),
+        ("b.warc.gz", "a gzip-compressed WARC"),
+        ("c.arc", "an ARC"),
+    ]:
+        res = r.invoke(
+            app, ["extract", str(d / name), "--mode", "fast", "--json", "--out", str(out)]
+        )
+        assert res.exit_code == 1, res.output
+        [b] = json.loads(res.stdout)["bad_files"]
+        assert (
+            b["reason"]
+            == f"{what} file, not HTML (WARC/ARC/WET input goes through `aistack webdata run`)"
+        )
+        assert json.loads(res.stdout)["files"] == 0
+        assert out.read_text() == ""
+        # every file bad: not a success even with --skip-bad
+        res = r.invoke(app, ["extract", str(d / name), "--mode", "fast", "--skip-bad"])
+        assert res.exit_code == 1 and res.stdout == ""
+        assert "nothing was extracted: the input file was bad" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "sentence"),
+    [
+        (
+            "run",
+            "A damaged or unreadable input file does not stop the run: it is listed with the "
+            'reason (report "bad_files", report.txt, stderr), what could be read from it is kept, '
+            "and the exit status is 1 unless --skip-bad.",
+        ),
+        (
+            "extract",
+            "A file that cannot be read (e.g. a damaged .gz) does not stop the others: each bad "
+            'file is named with the reason (stderr, and "bad_files" in the --json summary), the '
+            "rest is written, and the exit status is 1 unless --skip-bad.",
+        ),
+    ],
+)
+def test_help_paragraphs_are_not_broken_mid_sentence(command: str, sentence: str) -> None:
+    from aistack.cli.webdata import app
+
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+    assert res.exit_code == 0, res.output
+    assert sentence in res.output  # on one line in a wide terminal: no hard line breaks
