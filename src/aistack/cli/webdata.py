@@ -246,13 +246,7 @@ def run(
             spec, base=base, workers=workers, executor=executor, fresh=fresh, skip_bad=skip_bad
         )
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        _report_unreadable(report)
-        _report_bad(
-            report.get("bad_files") or [],
-            report["counts"]["files"],
-            skip_bad,
-            not_registered="register_skipped" in report,
-        )
+        _report_problems(report, skip_bad)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -293,6 +287,12 @@ def run(
             con.print(f"registered dataset version {ref}")
     elif report.get("register_skipped"):
         con.print(f"dataset not registered: {report['register_skipped']['reason']}")
+    _report_problems(report, skip_bad)
+
+
+def _report_problems(report: dict[str, Any], skip_bad: bool) -> None:
+    """On stderr, after a run: the records skipped, then the bad files (with the exit status
+    that follows from them)."""
     _report_unreadable(report)
     _report_bad(
         report.get("bad_files") or [],
