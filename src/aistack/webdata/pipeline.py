@@ -758,9 +758,9 @@ def _run_pipeline(
     (out / "dataset" / "report.json").write_text(
         json.dumps({"counts": report["counts"]}, indent=2, sort_keys=True)
     )
-    from aistack.webdata.report import render_text
+    from aistack.webdata.report import bad_files_count, render_text
 
-    (out / "report.txt").write_text(render_text(report))
+    (out / "report.txt").write_text(render_text(report))  # (again after the register step)
 
     reg = spec.step("register")
     if reg is not None:
@@ -780,8 +780,8 @@ def _run_pipeline(
         elif bad and not skip_bad:
             report["registered"] = None
             report["register_skipped"] = {
-                "reason": f"{len(bad):,} of {len(files):,} input files were bad (bad_files): "
-                "the dataset is incomplete, so it was not registered",
+                "reason": f"{bad_files_count(len(bad), len(files))} (bad_files): the "
+                "dataset is incomplete, so it was not registered",
                 "hint": "re-run with --skip-bad (skip_bad=True) to register it as it is (the "
                 "run resumes; nothing is read again), or fix or remove the bad files and "
                 "re-run with --fresh",
@@ -796,6 +796,7 @@ def _run_pipeline(
             )
             _done(reg_done, report["registered"])
         (out / "report.json").write_text(json.dumps(report, indent=2))
+        (out / "report.txt").write_text(render_text(report))  # (says what report.json says)
     return report
 
 

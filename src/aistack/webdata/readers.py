@@ -240,6 +240,155 @@ class _GzipRaw(io.RawIOBase):
             self._pending += out
 
 
+_LZ4_HISTORY = 64 * 1024  # an lz4 match reaches back at most this far
+
+
+@dataclass(slots=True)
+class _Lz4Cut:
+    """Where an lz4 file is incomplete (found by walking its frame layout, not decoding it).
+    ``data``: the bytes present of the block cut short (None when the cut is elsewhere: in
+    a header, a size field, the end mark or a checksum); ``stored``: that block is stored
+    uncompressed; ``linked``: its matches may reach into the previous block's output;
+    ``dict_id``: the frame needs an external dictionary (its data cannot be decoded here)."""
+
+    reason: str
+    data: bytes | None = None
+    stored: bool = False
+    linked: bool = False
+    dict_id: bool = False
+
+
+def _lz4_cut(path: str | Path) -> _Lz4Cut | None:
+    """The first place where ``path`` (lz4 frames) ends early, or None when every frame is
+    complete. FastWARC's reader takes a file that ends inside a block size field or inside a
+    frame's end mark or checksum as ending there, without an error, and fails on a block cut
+    short with "failed to fill whole buffer"; this says which it was."""
+    import os
+
+    with open(path, "rb") as f:
+        n = os.fstat(f.fileno()).st_size
+
+        def at(pos: int, k: int) -> bytes:  # (seeks past block data: never reads it all)
+            f.seek(pos)
+            return f.read(k)
+
+        return _lz4_walk(n, at)
+
+
+def _lz4_walk(n: int, at: Callable[[int, int], bytes]) -> _Lz4Cut | None:
+    import struct
+
+    p, frame = 0, 0
+    while p < n:
+        frame += 1
+        start = p
+        if n - p < 4:
+            return _Lz4Cut(f"file ends inside the magic number of lz4 frame {frame} (byte {p})")
+        magic = struct.unpack_from("<I", at(p, 4))[0]
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: magic, size, data
+            if n - p < 8:
+                return _Lz4Cut(f"file ends inside skippable lz4 frame {frame} (byte {p})")
+            p += 8 + struct.unpack_from("<I", at(p + 4, 4))[0]
+            if p > n:
+                return _Lz4Cut(f"file ends inside skippable lz4 frame {frame} (byte {start})")
+            continue
+        if magic != 0x184D2204:
+            return None  # not a frame FastWARC reads (it says so itself): nothing to add
+        if n - p < 7:
+            return _Lz4Cut(f"file ends inside the header of lz4 frame {frame} (byte {p})")
+        flg = at(p + 4, 1)[0]
+        p += 7 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0)
+        if p > n:
+            return _Lz4Cut(f"file ends inside the header of lz4 frame {frame} (byte {start})")
+        block = 0
+        while True:
+            if n - p < 4:
+                return _Lz4Cut(
+                    f"file ends at byte {n} inside lz4 frame {frame} after {block:,} complete "
+                    f"block{'' if block == 1 else 's'}, before its next block header or end mark (lz4 frame cut short)"
+                )
+            size = struct.unpack_from("<I", at(p, 4))[0]
+            p += 4
+            if size == 0:  # the end mark
+                break
+            block += 1
+            length = size & 0x7FFFFFFF
+            if p + length > n:
+                return _Lz4Cut(
+                    f"file ends inside block {block:,} of lz4 frame {frame} (byte {p - 4}): "
+                    f"{length:,} bytes of block data expected, only {n - p:,} present "
+                    "(lz4 frame cut short)",
+                    data=at(p, n - p),
+                    stored=bool(size >> 31),
+                    linked=not flg & 0x20,
+                    dict_id=bool(flg & 0x01),
+                )
+            p += length + (4 if flg & 0x10 else 0)  # (+ the block checksum)
+            if p > n:
+                return _Lz4Cut(
+                    f"file ends inside the checksum of block {block:,} of lz4 frame {frame} "
+                    "(lz4 frame cut short)"
+                )
+        if flg & 0x04:  # the content checksum
+            if n - p < 4:
+                return _Lz4Cut(
+                    f"file ends inside the content checksum of lz4 frame {frame} "
+                    "(lz4 frame cut short; all its blocks are complete)"
+                )
+            p += 4
+    return None
+
+
+def _lz4_block_prefix(src: bytes, history: bytes) -> bytes:
+    """Decode the start of an lz4 block whose end is missing: every byte its sequences give
+    before the cut (literals up to the cut; a match only when its offset and whole length are
+    present), so the output is exactly a prefix of what the whole block decodes to.
+    ``history``: the output before this block (for matches that reach into it)."""
+    out = bytearray(history)
+    base = len(out)
+    i, n = 0, len(src)
+    while i < n:
+        token = src[i]
+        i += 1
+        lit = token >> 4
+        if lit == 15:
+            while True:
+                if i >= n:
+                    return bytes(out[base:])
+                b = src[i]
+                i += 1
+                lit += b
+                if b != 255:
+                    break
+        take = src[i : i + lit]
+        out += take
+        i += len(take)
+        if len(take) < lit or i + 2 > n:
+            break
+        off = src[i] | (src[i + 1] << 8)
+        i += 2
+        ml = token & 15
+        if ml == 15:
+            while True:
+                if i >= n:
+                    return bytes(out[base:])
+                b = src[i]
+                i += 1
+                ml += b
+                if b != 255:
+                    break
+        ml += 4
+        if off == 0 or off > len(out):
+            break  # corrupt: stop at what is certain
+        start = len(out) - off
+        if off >= ml:
+            out += out[start : start + ml]
+        else:  # overlapping: the pattern repeats
+            for k in range(ml):
+                out.append(out[start + k])
+    return bytes(out[base:])
+
+
 class _FastwarcRaw(io.RawIOBase):
     """A zstd or lz4 file decoded by a FastWARC stream reader, keeping what precedes damage.
 
@@ -250,12 +399,21 @@ class _FastwarcRaw(io.RawIOBase):
     byte at a time up to the failure (fewer than ``CHUNK`` bytes: that call's output): the
     parser gets every byte the decompressor can produce and reports the record cut there. What
     cannot be produced: a zstd block is decoded whole (up to 128 KiB of output), so the records
-    in a block cut short are lost with it. ``errors``: (decompressed offset, reason)."""
+    in a block cut short are lost with it. ``errors``: (decompressed offset, reason).
+
+    ``lz4_path``: the file is lz4, whose frames are checked when the decoder stops: FastWARC
+    ends without an error where a file ends inside a block size field, an end mark or a
+    checksum (see :func:`_lz4_cut`), and decodes only whole blocks (up to 4 MiB of output:
+    a file written in one call is one block), so the start of a block cut short is decoded
+    here (:func:`_lz4_block_prefix`) and its complete records are yielded too."""
 
     CHUNK = 64 * 1024
 
-    def __init__(self, open_reader: Callable[[], object]) -> None:
+    def __init__(
+        self, open_reader: Callable[[], object], *, lz4_path: str | Path | None = None
+    ) -> None:
         self._open = open_reader
+        self._lz4 = lz4_path
         self._r = open_reader()
         self._pos = 0  # decompressed bytes handed out
         self._tail = b""  # bytes recovered after a failure, still to hand out
@@ -272,9 +430,15 @@ class _FastwarcRaw(io.RawIOBase):
                 data = self._r.read(want)  # type: ignore[attr-defined]
             except OSError as exc:
                 self.error = f"decompression failed: {exc}"
-                self._tail = self._recover(want)
+                self._tail = self._recover(want, exc)
                 self.errors = [(self._pos + len(self._tail), self.error)]
             else:
+                if not data and self._lz4 is not None and want:
+                    cut = _lz4_cut(self._lz4)  # (the decoder ended: did the file?)
+                    if cut is not None:
+                        self.error = cut.reason
+                        self.errors = [(self._pos, cut.reason)]
+                    self._lz4 = None  # (checked once)
                 self._pos += len(data)
                 b[: len(data)] = data
                 return len(data)
@@ -283,9 +447,11 @@ class _FastwarcRaw(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
-    def _recover(self, limit: int) -> bytes:
-        """The bytes after ``self._pos`` that decode before the failure (at most ``limit``)."""
+    def _recover(self, limit: int, exc: OSError) -> bytes:
+        """The bytes after ``self._pos`` that decode before the failure (at most ``limit``;
+        for lz4, plus the start of a block cut short)."""
         out = bytearray()
+        history = b""  # the last output before the failure (lz4: what a match may reach)
         r: object | None = None
         try:
             r = self._open()
@@ -295,6 +461,7 @@ class _FastwarcRaw(io.RawIOBase):
                 if not piece:
                     return b""
                 done += len(piece)
+                history = (history + piece)[-_LZ4_HISTORY:]
             while len(out) < limit:
                 one = r.read(1)  # type: ignore[attr-defined]
                 if not one:
@@ -306,7 +473,28 @@ class _FastwarcRaw(io.RawIOBase):
             close = getattr(r, "close", None)
             if callable(close):
                 close()
+        if self._lz4 is not None:
+            out += self._lz4_partial(exc, (history + bytes(out))[-_LZ4_HISTORY:])
         return bytes(out)
+
+    def _lz4_partial(self, exc: OSError, history: bytes) -> bytes:
+        """After FastWARC failed on an lz4 file: say where the file is cut (in
+        ``self.error``), and decode the start of the block cut short when that is where the
+        decoder stopped (its "failed to fill whole buffer": it read the block's data, short;
+        other errors are damage inside a block, and then the decoder stopped before it)."""
+        path, self._lz4 = self._lz4, None
+        try:
+            cut = _lz4_cut(path)  # type: ignore[arg-type]
+        except OSError:
+            return b""
+        if cut is None:
+            return b""
+        self.error = f"{self.error} ({cut.reason})"
+        if cut.data is None or cut.dict_id or "fill whole buffer" not in str(exc):
+            return b""
+        if cut.stored:
+            return cut.data
+        return _lz4_block_prefix(cut.data, history if cut.linked else b"")
 
 
 def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
@@ -323,7 +511,10 @@ def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
         sio = require("fastwarc.stream_io", extra="webdata")
         cls = sio.ZstdReader if magic == _ZSTD_MAGIC else sio.Lz4Reader
         raw_f.close()
-        inner = _FastwarcRaw(lambda: cls(str(path), fsspec_args=False))
+        inner = _FastwarcRaw(
+            lambda: cls(str(path), fsspec_args=False),
+            lz4_path=path if magic == _LZ4_MAGIC else None,
+        )
     if inner is None:
         return io.BufferedReader(raw_f, 1 << 20), None  # type: ignore[arg-type]
     return io.BufferedReader(inner, 1 << 20), inner  # type: ignore[arg-type]

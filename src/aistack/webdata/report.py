@@ -82,6 +82,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
         s.add_row("token shards", f"{c['shards']:,} (input files that kept documents)")
     if c.get("vocab_size"):
         s.add_row("vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
+    if "registered" in report:  # (only with a register step; report.txt is written after it)
+        reg = report["registered"]
+        skipped = report.get("register_skipped")
+        if reg:
+            ref = reg.get("ref") or f"{reg.get('name')} version {reg.get('version')}"
+            s.add_row("registered", f"dataset version {ref}")
+        elif skipped:
+            s.add_row("registered", f"NO: {skipped['reason']}; {skipped['hint']}")
     if timing:
         w = timing["wall_seconds"]
         s.add_row("wall time", f"{w['total']:.2f} s")
@@ -108,6 +116,32 @@ def tables(report: dict[str, Any]) -> list[Any]:
             u.add_row(str(x["file"]), offset_text(x), str(x["reason"]))
         out.append(u)
     return out
+
+
+def bad_files_count(n_bad: int, total: int) -> str:
+    """``"2 of 5 input files were bad"``; ``"the only input file was bad"`` and ``"all 3 input
+    files were bad"`` where no file was good."""
+    if n_bad == total == 1:
+        return "the only input file was bad"
+    if n_bad == total:
+        return f"all {n_bad:,} input files were bad"
+    return f"{n_bad:,} of {total:,} input files were bad"
+
+
+def bad_files_summary(bad: list[dict[str, Any]], total: int) -> str:
+    """What happened to a run with bad input files (``bad``: the report's ``bad_files``): the
+    others were processed, or, where every file was bad, what was read of them (a file cut
+    short still gives the records before the cut)."""
+    head = bad_files_count(len(bad), total)
+    if len(bad) < total:
+        return f"{head}; the others were processed and written"
+    n = sum(int(b.get("records") or 0) for b in bad)
+    if n:
+        return (
+            f"{head}; only the {n:,} record{'' if n == 1 else 's'} read before the damage "
+            f"{'was' if n == 1 else 'were'} processed and written"
+        )
+    return f"{head}; nothing was read from {'it' if total == 1 else 'them'}, nothing processed"
 
 
 def truncated_summary(c: dict[str, Any]) -> str:

@@ -445,3 +445,111 @@ def test_truncated_records_count_bytes_read_and_missing(tmp_path: Path) -> None:
     )
     text = render_text(rep)  # (the table wraps the cell)
     assert "2 (330 bytes read and dropped;" in text and f"{whole - 300:,} bytes missing" in text
+
+
+def _txt_row(txt: str, item: str) -> str | None:
+    """The value of the summary row ``item`` in report.txt, its wrapped lines joined."""
+    lines = iter(txt.splitlines())
+    for line in lines:
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] == item:
+            parts = [cells[1]]
+            for more in lines:
+                cells = [c.strip() for c in more.split("│")[1:-1]]
+                if len(cells) != 2 or cells[0]:
+                    break
+                parts.append(cells[1])
+            return " ".join(parts)
+    return None
+
+
+def test_report_txt_says_what_the_register_step_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report.txt was written before the register step: with registration skipped for bad
+    files (report.json's ``register_skipped``) it did not say so, nor which version a run
+    registered. Now it is written again after the step and agrees with report.json."""
+    from aistack.cli.webdata import app
+    from aistack.settings import reset_settings_cache
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    reset_settings_cache()
+    try:
+        d = tmp_path / "in"
+        d.mkdir()
+        _wet(d / "a.warc.gz", {"http://a/": "one two three four five six seven"})
+        (d / "b.warc.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x07" * 40)
+        p = tmp_path / "p.yaml"
+        p.write_text(
+            "input: {paths: [in]}\noutput: out\nsteps: [dedup, {register: {name: wd-txt}}]\n"
+        )
+        res = CliRunner().invoke(app, ["run", str(p), "--json"])
+        assert res.exit_code == 1, res.output
+        rep = json.loads((tmp_path / "out" / "report.json").read_text())
+        skipped = rep["register_skipped"]
+        txt = (tmp_path / "out" / "report.txt").read_text()
+        assert skipped["reason"].startswith("1 of 2 input files were bad")
+        assert _txt_row(txt, "registered") == f"NO: {skipped['reason']}; {skipped['hint']}"
+        res = CliRunner().invoke(app, ["run", str(p), "--json", "--skip-bad"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["registered"]["ref"] == "wd-txt@v1"
+        txt = (tmp_path / "out" / "report.txt").read_text()
+        assert _txt_row(txt, "registered") == "dataset version wd-txt@v1"
+    finally:
+        reset_settings_cache()
+
+
+@pytest.mark.parametrize(
+    ("bad", "total", "want"),
+    [
+        ([{"records": 0}], 2, "1 of 2 input files were bad; the others were processed and written"),
+        ([{"records": 0}], 1, "the only input file was bad; nothing was read from it, nothing "
+         "processed"),
+        ([{"records": 9}], 1, "the only input file was bad; only the 9 records read before the "
+         "damage were processed and written"),
+        ([{"records": 1}, {"records": 0}], 2, "all 2 input files were bad; only the 1 record "
+         "read before the damage was processed and written"),
+        ([{"records": 0}] * 3, 3, "all 3 input files were bad; nothing was read from them, "
+         "nothing processed"),
+    ],
+)  # fmt: skip
+def test_bad_files_summary_words_the_case_where_no_file_was_good(
+    bad: list[dict[str, Any]], total: int, want: str
+) -> None:
+    from aistack.webdata.report import bad_files_summary
+
+    assert bad_files_summary(bad, total) == want
+
+
+def test_a_run_whose_only_input_file_is_bad_does_not_say_the_others_were_processed(
+    tmp_path: Path,
+) -> None:
+    """ "1 of 1 input files were bad; the others were processed and written": there were no
+    others. Now it says what was read of the only file (here: a cut lz4 WARC, whose records
+    before the cut were processed)."""
+    from fastwarc.stream_io import Lz4Writer
+
+    from aistack.cli.webdata import app
+
+    d = tmp_path / "in"
+    d.mkdir()
+    full = tmp_path / "full.warc.lz4"
+    w = Lz4Writer(str(full))
+    w.write(b"".join(_record(generate_page(i).html.encode()) for i in range(3)))
+    w.close()
+    (d / "a.warc.lz4").write_bytes(full.read_bytes()[:-1])  # the end mark cut
+    p = tmp_path / "p.yaml"
+    p.write_text("input: {paths: [in]}\noutput: out\nsteps: [{extract: {mode: fast}}]\n")
+    res = CliRunner().invoke(app, ["run", str(p), "--json"])
+    assert res.exit_code == 1, res.output
+    rep = json.loads(res.stdout)
+    assert [(Path(b["file"]).name, b["records"]) for b in rep["bad_files"]] == [("a.warc.lz4", 3)]
+    assert "lz4 frame cut short" in rep["bad_files"][0]["reason"]
+    err = " ".join(res.stderr.split())
+    assert "the only input file was bad; only the 3 records read before the damage were " in err
+    assert "the others" not in err and "1 of 1" not in err
+    (d / "a.warc.lz4").write_bytes(b"\x1f\x8b\x08\x00" + b"\x07" * 40)  # nothing readable
+    res = CliRunner().invoke(app, ["run", str(p), "--json", "--fresh"])
+    assert res.exit_code == 1, res.output
+    err = " ".join(res.stderr.split())
+    assert "the only input file was bad; nothing was read from it, nothing processed." in err

@@ -261,3 +261,86 @@ def test_a_cut_zstd_file_yields_the_records_before_the_cut(tmp_path: Path, cut: 
     assert f.kind == "file" and f.reason.startswith("decompression failed")
     assert f.offset == len(prefix)  # every byte the decompressor produced reached the parser
     assert r.failed
+
+
+def _lz4_warc(tmp_path: Path, *, one_write: bool) -> tuple[list[bytes], list[bytes], bytes]:
+    """20 records (~38 KiB each) as an lz4 WARC written by FastWARC: in one write (one 4 MiB
+    block) or one write per record (64 KiB blocks). (bodies, records, file bytes)"""
+    import random
+
+    from fastwarc.stream_io import Lz4Writer
+
+    rng = random.Random(11)
+    bodies = [
+        ("<html>" + " ".join(str(rng.random()) for _ in range(2000)) + "</html>").encode()
+        for _ in range(20)
+    ]
+    recs = [_warc_record(b) for b in bodies]
+    whole = tmp_path / "whole.warc.lz4"
+    w = Lz4Writer(str(whole))
+    for part in [b"".join(recs)] if one_write else recs:
+        w.write(part)
+    w.close()
+    return bodies, recs, whole.read_bytes()
+
+
+@pytest.mark.parametrize("one_write", [True, False], ids=["one block", "64 KiB blocks"])
+@pytest.mark.parametrize("cut", ["last byte", "middle"])
+def test_a_cut_lz4_file_is_reported_and_yields_the_records_before_the_cut(
+    tmp_path: Path, cut: str, one_write: bool
+) -> None:
+    """An lz4 file cut at its last byte (inside the frame's end mark) was read as complete,
+    with no issue: FastWARC ends there without an error. Cut in the middle of a file written
+    in one call (one 4 MiB block) it yielded no record at all: FastWARC decodes whole blocks
+    only. Now the frame layout is checked when decoding stops (the cut is a ``file`` issue
+    that says where), and the start of the block cut short is decoded, so every record
+    complete before the cut is yielded and the one cut is reported with its bytes."""
+    bodies, recs, data = _lz4_warc(tmp_path, one_write=one_write)
+    p = tmp_path / "cut.warc.lz4"
+    p.write_bytes(data[: len(data) - 1] if cut == "last byte" else data[: len(data) // 2])
+    ends = [sum(len(r) for r in recs[: i + 1]) for i in range(len(recs))]
+    r = ArchiveReader(p)
+    got = [x.body for x in r.records()]
+    f = r.issues[-1]
+    assert f.kind == "file" and f.offset_in == "decompressed"
+    assert "lz4 frame cut short" in f.reason
+    assert r.failed
+    if cut == "last byte":  # every block is whole: all records, then the missing end mark
+        assert got == bodies
+        assert len(r.issues) == 1
+        assert f.offset == ends[-1]
+        assert f.reason.startswith(f"file ends at byte {len(data) - 1} inside lz4 frame 1")
+        return
+    # the compressed half holds more than half the records' bytes' worth of whole records
+    n_whole = len(got)
+    assert n_whole >= 8 and got == bodies[:n_whole]
+    t = r.issues[0]
+    assert (t.kind, t.offset) == ("truncated", ends[n_whole - 1])
+    assert t.bytes_expected == len(recs[n_whole]) - 4  # header + block, without the CRLFs
+    assert 0 < (t.bytes_present or 0) < t.bytes_expected
+    assert f.offset == t.offset + (t.bytes_present or 0)  # the parser got every decoded byte
+    assert f.reason.startswith("decompression failed: failed to fill whole buffer (file ends")
+    if one_write:  # nothing of it came from FastWARC: all from the start of the cut block
+        assert "inside block 1 of lz4 frame 1 (byte 7)" in f.reason
+
+
+def test_lz4_block_prefix_is_a_prefix_of_the_whole_block(tmp_path: Path) -> None:
+    """The start of a cut lz4 block decodes to exactly the start of the block's output, for
+    any cut; a match that reaches into the previous block's output (linked blocks) uses the
+    history; a match that repeats its own output (offset < length) is expanded."""
+    from aistack.webdata.readers import _lz4_block_prefix
+
+    bodies, recs, data = _lz4_warc(tmp_path, one_write=True)
+    raw = b"".join(recs)
+    block = data[11:-4]  # (magic, FLG, BD, HC; the block size; ...; the end mark)
+    assert _lz4_block_prefix(block, b"") == raw
+    for k in (0, 1, 17, 1000, len(block) // 3, len(block) - 5):
+        out = _lz4_block_prefix(block[:k], b"")
+        assert raw.startswith(out)
+        assert len(out) >= k // 2 or k < 100  # (most of what is present is decoded)
+    # token 0x24: 2 literals "ab", a match at offset 5 (3 bytes into the history "XYZ") of
+    # length 4 + 4 = 8 (longer than the offset: it repeats "XYZab"); then token 0x10: 1
+    # literal "z", the last sequence (no match)
+    seq = bytes([0x24]) + b"ab" + (5).to_bytes(2, "little") + bytes([0x10]) + b"z"
+    assert _lz4_block_prefix(seq, b"XYZ") == b"ab" + b"XYZabXYZ" + b"z"
+    assert _lz4_block_prefix(seq[:4], b"XYZ") == b"ab"  # offset cut: the match is not used
