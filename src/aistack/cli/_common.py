@@ -1,16 +1,31 @@
-"""Helpers shared by the CLI modules: JSON output, the console, the client."""
+"""Helpers shared by the CLI modules: JSON output, the console, the client, the command class."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from typing import Any
 
 from rich.console import Console
+from typer.core import TyperCommand
 
 console = Console()
 err_console = Console(stderr=True)
+
+_BRACED = re.compile(r"\{([^{}]+)\}((?:\.\.\.)?)")
+
+
+class _Command(TyperCommand):
+    """Usage lines with arguments as ``REF TAG`` / ``PATHS...``: typer writes a required
+    argument as ``{name}`` (``{name}...`` for several), which reads like shell brace syntax.
+    Every ``aistack`` command uses this class (``@app.command(cls=_Command)``) and gives its
+    arguments uppercase metavars (``typer.Argument(..., metavar="NAME")``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [m[1] + m[2] if (m := _BRACED.fullmatch(p)) else p for p in pieces]
 
 
 def print_error(exc: BaseException) -> None:

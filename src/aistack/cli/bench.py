@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from aistack.cli._common import _Command
+
 app = typer.Typer(help="Measure this machine (collective bandwidth, ...).", no_args_is_help=True)
 
 
@@ -15,7 +17,7 @@ def _group() -> None:
     """Benchmarks of this machine; results also go to $AISTACK_HOME/bench/."""
 
 
-@app.command("allreduce")
+@app.command("allreduce", cls=_Command)
 def allreduce(
     backend: Annotated[str, typer.Option(help="gloo (CPU) or nccl (GPU)")] = "gloo",
     nprocs: Annotated[int, typer.Option(help="processes on this machine")] = 2,

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from aistack.cli._common import client, print_json
+from aistack.cli._common import _Command, client, print_json
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -53,7 +53,7 @@ def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
-@app.command("report")
+@app.command("report", cls=_Command)
 def report(
     project: str = typer.Option(None, "--project", help="only this project"),
     since: str = typer.Option(

@@ -15,7 +15,15 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from aistack.cli._common import ago, client, console, err_console, fmt_duration, print_json
+from aistack.cli._common import (
+    _Command,
+    ago,
+    client,
+    console,
+    err_console,
+    fmt_duration,
+    print_json,
+)
 from aistack.cli.main import app
 from aistack.errors import UserError, ValidationError
 from aistack.settings import get_settings
@@ -34,7 +42,7 @@ STATE_STYLE = {
 }
 
 
-@app.command()
+@app.command(cls=_Command)
 def up(
     host: str = typer.Option(None, help="address to bind (default 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default 8765)"),
@@ -153,7 +161,7 @@ def _refuse_if_taken(settings: Any, host: str, port: int) -> None:
         )
 
 
-@app.command()
+@app.command(cls=_Command)
 def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKILL")) -> None:
     """Stop a server started with `aistack up --detach`. Running jobs keep running."""
     settings = get_settings()
@@ -190,7 +198,7 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
         )
 
 
-@app.command()
+@app.command(cls=_Command)
 def status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Server health, queue summary and cluster totals."""
     c = client()
@@ -281,9 +289,9 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
     return data
 
 
-@app.command()
+@app.command(cls=_Command)
 def submit(
-    file: str = typer.Argument(None, help="job spec (YAML)"),
+    file: str = typer.Argument(None, metavar="FILE", help="job spec (YAML)"),
     cmd: str = typer.Option(None, "--cmd", "-c", help="a command line instead of a file"),
     name: str = typer.Option(None),
     project: str = typer.Option(None),
@@ -359,7 +367,7 @@ def _job_row(j: dict[str, Any]) -> list[str]:
     ]
 
 
-@app.command("jobs")
+@app.command("jobs", cls=_Command)
 def jobs_cmd(
     all_: bool = typer.Option(False, "--all", "-a", help="include finished jobs"),
     project: str = typer.Option(None),
@@ -414,9 +422,9 @@ def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = 
     raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def wait(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB_ID"),
     timeout: float = typer.Option(None, help="seconds; exit 124 when it passes"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -433,9 +441,9 @@ def wait(
     _wait_and_exit(c, job_id, timeout)
 
 
-@app.command()
+@app.command(cls=_Command)
 def logs(
-    job_id: str,
+    job_id: str = typer.Argument(..., metavar="JOB_ID"),
     follow: bool = typer.Option(False, "--follow", "-f"),
     attempt: int = typer.Option(None, help="an earlier attempt (retries)"),
 ) -> None:
@@ -455,8 +463,11 @@ def logs(
         offset = chunk["next_offset"]
 
 
-@app.command()
-def cancel(job_ids: list[str], as_json: bool = typer.Option(False, "--json")) -> None:
+@app.command(cls=_Command)
+def cancel(
+    job_ids: list[str] = typer.Argument(..., metavar="JOB_ID"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Cancel jobs (SIGTERM, then SIGKILL after the grace period)."""
     c = client()
     out: list[dict[str, Any]] = []
@@ -479,7 +490,7 @@ def cancel(job_ids: list[str], as_json: bool = typer.Option(False, "--json")) ->
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=_Command)
 def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
     """Nodes, devices, allocations and live utilization."""
     data = client().cluster()
@@ -522,8 +533,11 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
     )
 
 
-@app.command()
-def events(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+@app.command(cls=_Command)
+def events(
+    job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """A job's history: submitted, started, retries, preemptions, end."""
     rows = client().events(job_id)
     if as_json:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aistack.cli._common import _Command
+
 app = typer.Typer(
     help="Model registry: register versions from runs, aliases, promotion gates, lineage.",
     no_args_is_help=True,
@@ -50,7 +52,7 @@ def _console() -> Any:
     return Console()
 
 
-@app.command("ls")
+@app.command("ls", cls=_Command)
 def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
     """List registered models with their latest version and aliases."""
     from aistack.mlops.registry import list_models
@@ -71,9 +73,9 @@ def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
     _console().print(t)
 
 
-@app.command("show")
+@app.command("show", cls=_Command)
 def show(
-    name: Annotated[str, typer.Argument(help="registered model name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
     tracking_uri: TrackingUri = None,
     as_json: Json = False,
 ) -> None:
@@ -101,7 +103,7 @@ def show(
     _console().print(t)
 
 
-@app.command("register")
+@app.command("register", cls=_Command)
 def register(
     run: Annotated[str, typer.Option("--run", help="MLflow run id")],
     name: Annotated[str, typer.Option("--name", help="registered model name")],
@@ -124,9 +126,9 @@ def register(
     )
 
 
-@app.command("promote")
+@app.command("promote", cls=_Command)
 def promote_cmd(
-    name: Annotated[str, typer.Argument(help="registered model name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
     version: Annotated[int, typer.Option("--version", help="version number to promote")],
     to: Annotated[str, typer.Option("--to", help="alias to move, e.g. staging, production")],
     require: Annotated[
@@ -157,10 +159,10 @@ def promote_cmd(
     c.print(f"[bold]{res.name}[/bold]@{res.alias} → v{res.version}{prev}")
 
 
-@app.command("alias")
+@app.command("alias", cls=_Command)
 def alias_cmd(
-    name: Annotated[str, typer.Argument(help="registered model name")],
-    alias: Annotated[str, typer.Argument(help="alias, e.g. staging")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="alias, e.g. staging")],
     version: Annotated[
         int | None, typer.Option("--version", help="version to point the alias at")
     ] = None,
@@ -189,9 +191,9 @@ def alias_cmd(
     _console().print(f"[bold]{name}[/bold]@{alias} {target}")
 
 
-@app.command("lineage")
+@app.command("lineage", cls=_Command)
 def lineage_cmd(
-    name: Annotated[str, typer.Argument(help="registered model name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
     version: Annotated[int, typer.Option("--version", help="version number")],
     tracking_uri: TrackingUri = None,
     as_json: Json = False,

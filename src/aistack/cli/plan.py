@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from aistack.cli._common import print_json
+from aistack.cli._common import _Command, print_json
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -64,7 +64,7 @@ def parse_fraction(value: str, field: str) -> float:
     return v
 
 
-@app.command("train")
+@app.command("train", cls=_Command)
 def train(
     params: str = typer.Option(..., "--params", help="total parameters, e.g. 70e9 or 70B"),
     tokens: str = typer.Option(..., "--tokens", help="training tokens, e.g. 2e12 or 2T"),
@@ -139,7 +139,7 @@ def train(
         typer.echo(render_train(plan), nl=False)
 
 
-@app.command("serve")
+@app.command("serve", cls=_Command)
 def serve(
     params: str = typer.Option(..., "--params", help="total parameters, e.g. 70B"),
     gpu: str = typer.Option(..., "--gpu", help="accelerator name, e.g. H100"),
@@ -193,7 +193,7 @@ def serve(
         typer.echo(render_serve(plan), nl=False)
 
 
-@app.command("tco")
+@app.command("tco", cls=_Command)
 def tco(
     gpus: int = typer.Option(..., "--gpus", help="GPUs needed at peak"),
     gpu: str = typer.Option(
@@ -249,7 +249,7 @@ def tco(
             typer.echo(f"chart: {chart_path}")
 
 
-@app.command("catalog")
+@app.command("catalog", cls=_Command)
 def catalog_cmd(
     kind: str = typer.Option(
         None, "--kind", help="accelerator | instance | server | onprem | efficiency | cpu"
@@ -279,7 +279,7 @@ def catalog_cmd(
         typer.echo(render_catalog(cat, today=day, kind=kind), nl=False)
 
 
-@app.command("hybrid")
+@app.command("hybrid", cls=_Command)
 def hybrid(
     trace: Path = typer.Option(
         None, "--trace", help="job trace CSV: submission_time (s), duration (s), num_gpu"

@@ -7,12 +7,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from aistack.cli._common import client, console, print_json
+from aistack.cli._common import _Command, client, console, print_json
 
 app = typer.Typer(help="Project quotas, shares and budgets.", no_args_is_help=True)
 
 
-@app.command("ls")
+@app.command("ls", cls=_Command)
 def ls(as_json: bool = typer.Option(False, "--json")) -> None:
     rows = client().projects()
     if as_json:
@@ -31,9 +31,9 @@ def ls(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(t)
 
 
-@app.command("set")
+@app.command("set", cls=_Command)
 def set_(
-    name: str,
+    name: str = typer.Argument(..., metavar="NAME"),
     gpu_quota: int = typer.Option(None, help="max GPUs at once"),
     no_gpu_quota: bool = typer.Option(
         False, "--no-gpu-quota", help="remove the GPU quota (unlimited GPUs)"

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aistack.cli._common import _Command
+
 app = typer.Typer(
     help="Model serving: deploy, list, inspect, update and delete autoscaled endpoints.",
     no_args_is_help=True,
@@ -105,10 +107,13 @@ def _flag_errors(values: dict[str, Any]) -> Iterator[None]:
         ) from None
 
 
-@app.command("deploy")
+@app.command("deploy", cls=_Command)
 def deploy(
     model: Annotated[
-        str, typer.Argument(help="NAME, NAME@alias, NAME:version, models:/…, builtin:tiny-gpt")
+        str,
+        typer.Argument(
+            metavar="MODEL", help="NAME, NAME@alias, NAME:version, models:/…, builtin:tiny-gpt"
+        ),
     ],
     name: Annotated[
         str | None, typer.Option("--name", help="service name (default: the model name)")
@@ -210,7 +215,7 @@ def try_it(st: dict[str, Any]) -> str:
     return f'  curl {st["url"]}/v1/completions -d \'{{"prompt": "Hello", "max_tokens": 16}}\''
 
 
-@app.command("ls")
+@app.command("ls", cls=_Command)
 def ls(as_json: Json = False) -> None:
     """List services."""
     from aistack.serving import manager
@@ -237,9 +242,9 @@ def ls(as_json: Json = False) -> None:
     _console().print(t)
 
 
-@app.command("status")
+@app.command("status", cls=_Command)
 def status(
-    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")], as_json: Json = False
 ) -> None:
     """Replicas, QPS, p50/p99 latency, errors, batch sizes and autoscaler decisions."""
     from rich.table import Table
@@ -322,9 +327,9 @@ def _clock(iso: Any) -> str:
         return " " * 8
 
 
-@app.command("logs")
+@app.command("logs", cls=_Command)
 def logs(
-    name: Annotated[str, typer.Argument(help="service name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")],
     replica: Annotated[
         str | None, typer.Option("--replica", help="one replica id, e.g. r2")
     ] = None,
@@ -344,9 +349,9 @@ def logs(
             typer.echo(line)
 
 
-@app.command("update")
+@app.command("update", cls=_Command)
 def update(
-    name: Annotated[str, typer.Argument(help="service name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")],
     to: Annotated[
         str,
         typer.Option(
@@ -370,9 +375,9 @@ def update(
     _console().print(f"{name}: {ro.get('state')} — {ro.get('message')}")
 
 
-@app.command("scale")
+@app.command("scale", cls=_Command)
 def scale(
-    name: Annotated[str, typer.Argument(help="service name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")],
     min_replicas: Annotated[int | None, typer.Option("--min")] = None,
     max_replicas: Annotated[int | None, typer.Option("--max")] = None,
     as_json: Json = False,
@@ -390,9 +395,9 @@ def scale(
     )
 
 
-@app.command("restart")
+@app.command("restart", cls=_Command)
 def restart(
-    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")], as_json: Json = False
 ) -> None:
     """Start a service's controller again after it died; running replicas are adopted."""
     from aistack.serving import manager
@@ -406,9 +411,9 @@ def restart(
     )
 
 
-@app.command("delete")
+@app.command("delete", cls=_Command)
 def delete(
-    name: Annotated[str, typer.Argument(help="service name")], as_json: Json = False
+    name: Annotated[str, typer.Argument(metavar="NAME", help="service name")], as_json: Json = False
 ) -> None:
     """Stop the service: drain and stop every replica and the router."""
     from aistack.serving import manager

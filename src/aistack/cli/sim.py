@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from aistack.cli._common import _Command
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -191,7 +192,7 @@ def _plot(results: list[Any], path: Path) -> None:
     plt.close(fig)
 
 
-@app.command("run")
+@app.command("run", cls=_Command)
 def run(
     trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),
     history: Path | None = typer.Option(None, "--history", help="`aistack jobs --json` export"),
@@ -316,7 +317,7 @@ def run(
         con.print(f"wrote {plot}")
 
 
-@app.command("whatif")
+@app.command("whatif", cls=_Command)
 def whatif(
     gpus_delta: int = typer.Option(..., "--gpus-delta", help="GPUs to add (negative: remove)"),
     trace: Path | None = typer.Option(None, "--trace", help=f"CSV trace; {ITP_HINT}"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from aistack.cli._common import _Command
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -52,20 +53,22 @@ def _report_bad(
     err = _console(stderr=True)
     for b in bad:
         err.print(f"bad input file {b['file']}: {b['reason']}", soft_wrap=True, markup=False)
+    from aistack.webdata.report import bad_files_count, bad_files_summary
+
     if skip_bad:
-        err.print(f"{len(bad):,} of {total:,} input files were bad; skipped (--skip-bad)")
+        err.print(f"{bad_files_count(len(bad), total)}; skipped (--skip-bad)")
         return
     if not_registered:
         err.print(
-            f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
-            "written, but the dataset was NOT registered (it is incomplete). Exit status "
+            f"{bad_files_summary(bad, total)}, but the dataset was NOT registered (it is "
+            "incomplete). Exit status "
             f"{EXIT_BAD_FILES}; run again with --skip-bad to register it as it is (the run "
             "resumes, nothing is read again)"
         )
     else:
         err.print(
-            f"{len(bad):,} of {total:,} input files were bad; the others were processed and "
-            f"written. Exit status {EXIT_BAD_FILES}; --skip-bad accepts this (exit 0)"
+            f"{bad_files_summary(bad, total)}. Exit status {EXIT_BAD_FILES}; --skip-bad "
+            "accepts this (exit 0)"
         )
     raise typer.Exit(EXIT_BAD_FILES)
 
@@ -96,10 +99,11 @@ def _report_unreadable(report: dict[str, Any]) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def extract(
     paths: list[Path] = typer.Argument(
         ...,
+        metavar="PATH",
         help="HTML files (.html, .htm, .xhtml, plain or .gz) or directories of them; WARC, "
         "ARC and WET files go through `aistack webdata run`",
     ),
@@ -215,9 +219,11 @@ def extract(
         raise typer.Exit(EXIT_BAD_FILES)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
-    pipeline: Path = typer.Argument(..., help="pipeline YAML (see examples/webdata/pipeline.yaml)"),
+    pipeline: Path = typer.Argument(
+        ..., metavar="PIPELINE", help="pipeline YAML (see examples/webdata/pipeline.yaml)"
+    ),
     workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="worker processes (default: from the YAML)"
     ),
@@ -302,9 +308,9 @@ def _report_problems(report: dict[str, Any], skip_bad: bool) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def crawl(
-    seeds: list[str] = typer.Argument(..., help="seed URLs"),
+    seeds: list[str] = typer.Argument(..., metavar="URL", help="seed URLs"),
     out: Path = typer.Option(..., "--out", help="folder for the WARC files"),
     max_pages: int = typer.Option(100, "--max-pages", min=1, help="stop after this many pages"),
     max_depth: int = typer.Option(2, "--max-depth", min=0, help="links followed from a seed"),
@@ -351,9 +357,9 @@ def crawl(
     con.print(f"WARC: {summary['warc']}")
 
 
-@app.command("shard-info")
+@app.command("shard-info", cls=_Command)
 def shard_info(
-    path: Path = typer.Argument(..., help="a token shard (.bin)"),
+    path: Path = typer.Argument(..., metavar="PATH", help="a token shard (.bin)"),
     as_json: bool = typer.Option(False, "--json", help="print as JSON"),
 ) -> None:
     """Show a token shard's header: dtype, vocabulary, tokens, documents."""

@@ -26,9 +26,10 @@ request's fields are.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from aistack.serving.http import HTTPProblem
 
@@ -148,6 +149,19 @@ def render_prompt(messages: list[dict[str, str]], generator: object) -> tuple[st
     return "".join(lines) + "Assistant:", list(DEFAULT_STOPS)
 
 
+ONE_CHOICE = "only 1 choice per request is supported (n > 1 is not); send separate requests"
+
+
+def _one_choice(n: int) -> int:
+    if n > 1:  # a custom error: its text is the message as it is (no "Value error, " prefix)
+        raise PydanticCustomError("n_unsupported", ONE_CHOICE)
+    return n
+
+
+# ``n`` of /v1/chat/completions and /v1/completions: 1 (the default) is the only value served
+Choices = Annotated[int, Field(ge=1), AfterValidator(_one_choice)]
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI chat completions request. The fields OpenAI defines are accepted; those a text
     model cannot honour (tools, non-text output, log probabilities, nucleus sampling,
@@ -162,7 +176,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1)
+    n: Choices = 1
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
-from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest
+from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices
 from aistack.serving.generators import completion_tokens, count_tokens, streams
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
@@ -71,7 +71,7 @@ class CompletionRequest(BaseModel):
     max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1)
+    n: Choices = 1
     stream: bool = False
     stop: str | list[str] | None = None
     echo: bool = False
@@ -89,7 +89,8 @@ class CompletionRequest(BaseModel):
         """A 400 for the first field set to something the models here cannot do: they return
         text only (no log probabilities, so no ``best_of`` ranking either), sample with
         ``temperature`` alone (no nucleus sampling, penalties or token biases) and continue a
-        prompt (no insertion before a ``suffix``). ``n`` above 1 is refused by validation."""
+        prompt (no insertion before a ``suffix``). ``n`` above 1 is refused by validation
+        (:data:`~aistack.serving.chat.Choices`)."""
         no_logprobs = "log probabilities are not supported by this server"
         checks: list[tuple[str, bool, str]] = [
             ("logprobs", self.logprobs is not None, no_logprobs),

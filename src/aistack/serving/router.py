@@ -233,10 +233,15 @@ class Router:
             if live and cap is not None
             else "no replica is ready yet"
         )
+        queue = (
+            f"{queued} request{'s are' if queued != 1 else ' is'} queued"
+            if self.max_queued
+            else "queueing is off"
+        )
         raise HTTPProblem(
             429,
-            f"service {self.service!r} is over capacity: {busy} and {queued} "
-            f"request{'s are' if queued != 1 else ' is'} queued (max_queued_requests {self.max_queued}); retry after {retry} s "
+            f"service {self.service!r} is over capacity: {busy} and {queue} "
+            f"(max_queued_requests {self.max_queued}); retry after {retry} s "
             "(the autoscaler counts this request as load)",
             kind="rate_limit_exceeded",
             headers={"retry-after": str(retry)},

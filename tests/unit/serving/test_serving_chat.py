@@ -226,7 +226,7 @@ def test_streamed_chat_stopped_by_the_template_never_sends_the_next_turn() -> No
         ({"messages": MESSAGES, "max_completion_tokens": 0}, "max_completion_tokens", "greater"),
         ({"messages": MESSAGES, "max_tokens": 201}, "max_tokens", "200"),
         ({"messages": MESSAGES, "temperature": 9}, "temperature", "temperature"),
-        ({"messages": MESSAGES, "n": 2}, "n", "n: Input should be less than or equal to 1"),
+        ({"messages": MESSAGES, "n": 2}, "n", "n: only 1 choice per request is supported"),
         (
             {"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
             "tools",
@@ -288,6 +288,26 @@ def test_unknown_model_is_404_and_non_text_models_say_where_to_go(client: TestCl
 
 def test_chat_requests_are_retried_by_the_router_as_other_inference() -> None:
     assert is_idempotent("POST", "/v1/chat/completions", {})
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_n_above_one_says_only_one_choice_is_served(client: TestClient, n: int) -> None:
+    """It was pydantic's bare 'n: Input should be less than or equal to 1'."""
+    for stream in (False, True):
+        r = client.post(
+            "/v1/chat/completions", json={"messages": MESSAGES, "n": n, "stream": stream}
+        )
+        assert r.status_code == 400
+        err = r.json()["error"]
+        assert err["message"] == (
+            "n: only 1 choice per request is supported (n > 1 is not); send separate requests"
+        )
+        assert err["param"] == "n"
+    r = client.post("/v1/chat/completions", json={"messages": MESSAGES, "n": 0})
+    assert r.json()["error"]["message"] == "n: Input should be greater than or equal to 1"
+    assert (
+        client.post("/v1/chat/completions", json={"messages": MESSAGES, "n": 1}).status_code == 200
+    )
 
 
 def test_every_bad_field_is_listed_not_only_the_first(client: TestClient) -> None:

@@ -126,7 +126,7 @@ def test_model_error_mid_stream_is_an_error_event() -> None:
         (b'{"prompt": "x", "max_tokens": "many"}', 400, "max_tokens"),
         (b'{"prompt": "x", "max_tokens": -1}', 400, "max_tokens"),
         (b'{"prompt": "x", "temperature": 9}', 400, "temperature"),
-        (b'{"prompt": "x", "n": 2}', 400, "n"),
+        (b'{"prompt": "x", "n": 2}', 400, "n: only 1 choice per request is supported"),
         (b'{"prompt": "x", "colour": "red"}', 400, "colour: unknown field"),
         (b'{"prompt": []}', 400, "at least one prompt"),
         (('{"prompt": [' + ",".join(['"a"'] * 300) + "]}").encode(), 400, "the limit is 256"),
@@ -143,6 +143,14 @@ def test_bad_input_is_4xx_naming_the_field(
     assert err["type"] == "invalid_request_error"
     # the replica still serves afterwards
     assert client.post("/v1/completions", json={"prompt": "ok", "max_tokens": 2}).status_code == 200
+
+
+def test_completions_n_above_one_says_only_one_choice_is_served(client: TestClient) -> None:
+    r = client.post("/v1/completions", json={"prompt": "x", "n": 3})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == (
+        "n: only 1 choice per request is supported (n > 1 is not); send separate requests"
+    )
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:

@@ -259,6 +259,31 @@ def test_requests_beyond_the_bounded_queue_are_429_at_once_with_retry_after() ->
     assert 'aistack_serve_queued_requests{service="t"} 0.0' in fams
 
 
+def test_429_with_queueing_off_says_so_not_that_0_requests_are_queued() -> None:
+    r = Router(service="t", replica_capacity=4, max_queued=0)
+    r.add(Endpoint(id="a", url="http://a", outstanding=4))
+    with pytest.raises(HTTPProblem) as exc:
+        r.admit()
+    retry = exc.value.headers["retry-after"]
+    assert exc.value.message == (
+        "service 't' is over capacity: its 1 ready replica is busy with 4 requests and "
+        f"queueing is off (max_queued_requests 0); retry after {retry} s "
+        "(the autoscaler counts this request as load)"
+    )
+    empty = Router(service="e", replica_capacity=4, max_queued=0)
+    with pytest.raises(HTTPProblem) as exc:
+        empty.admit()
+    assert "no replica is ready yet and queueing is off (max_queued_requests 0)" in (
+        exc.value.message
+    )
+    queueing = Router(service="q", replica_capacity=4, max_queued=2)
+    queueing.add(Endpoint(id="a", url="http://a", outstanding=4))
+    queueing.waiting = 2
+    with pytest.raises(HTTPProblem) as exc:
+        queueing.admit()
+    assert "and 2 requests are queued (max_queued_requests 2)" in exc.value.message
+
+
 def test_queue_counts_waiting_for_a_replica_and_refusals_age_out() -> None:
     r = Router(service="t", replica_capacity=4, max_queued=0)  # 0: no queue at all
     with pytest.raises(HTTPProblem) as exc:
@@ -269,9 +294,7 @@ def test_queue_counts_waiting_for_a_replica_and_refusals_age_out() -> None:
     r.endpoints["a"].outstanding = 4
     with pytest.raises(HTTPProblem) as exc:
         r.admit()
-    assert "its 1 ready replica is busy with 4 requests and 0 requests are queued" in (
-        exc.value.message
-    )
+    assert "its 1 ready replica is busy with 4 requests and queueing is off" in exc.value.message
     r.add(Endpoint(id="b", url="http://b", outstanding=4))
     with pytest.raises(HTTPProblem) as exc:
         r.admit()
