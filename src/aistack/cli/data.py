@@ -10,22 +10,9 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from typer.core import TyperCommand
 
-from aistack.cli._common import ago, console, err_console, print_json
+from aistack.cli._common import _Command, ago, console, err_console, print_json
 from aistack.errors import AistackError
-
-
-class _Command(TyperCommand):
-    """Usage lines with arguments as ``REF TAG``: typer writes a required argument as
-    ``{name}``, which reads like shell brace syntax (every command here uses this class)."""
-
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return [
-            p[1:-1] if p.startswith("{") and p.endswith("}") else p
-            for p in super().collect_usage_pieces(ctx)
-        ]
-
 
 app = typer.Typer(
     help="Versioned datasets: add, ls, log, diff, get, tag, rm, unref, verify, lineage, gc.",
@@ -167,27 +154,51 @@ def ls_(as_json: bool = JSON_OPT) -> None:
 
 @app.command(cls=_Command)
 def log(
-    name: str = typer.Argument(..., metavar="NAME", help="dataset name"), as_json: bool = JSON_OPT
+    name: str = typer.Argument(..., metavar="NAME", help="dataset name"),
+    deleted: bool = typer.Option(
+        False,
+        "--deleted",
+        "--all",
+        "-a",
+        help="list deleted versions too, marked with when they were deleted (their numbers "
+        "are never reused; their lineage stays)",
+    ),
+    as_json: bool = JSON_OPT,
 ) -> None:
-    """Versions of NAME, newest first."""
-    rows = _datasets().log(name)
+    """Versions of NAME, newest first (--deleted: the deleted ones too)."""
+    rows = _datasets().log(name, deleted=deleted)
     if as_json:
-        print_json([v.to_dict() for v in rows])
+        print_json(
+            [
+                {
+                    **v.to_dict(),
+                    "deleted": v.deleted,
+                    "deleted_at": v.deleted_at.isoformat() if v.deleted_at else None,
+                }
+                for v in rows
+            ]
+        )
         return
     from rich.table import Table
 
     t = Table(title=f"{name}: versions")
     for c in ("version", "files", "size", "created", "tags", "message"):
         t.add_column(c)
+    if deleted:
+        t.add_column("deleted")
     for v in rows:
-        t.add_row(
+        cells = [
             f"v{v.version}",
             f"{v.files:,}",
             fmt_bytes(v.bytes),
             ago(v.created_at.isoformat()),
             ", ".join(v.tags) or "-",
-            v.message or "",
-        )
+            escape(v.message or ""),
+        ]
+        if deleted:
+            when = v.deleted_at.strftime("%Y-%m-%d %H:%M:%S UTC") if v.deleted_at else ""
+            cells.append(f"[red]deleted {when}[/red]" if v.deleted else "-")
+        t.add_row(*cells, style="dim" if v.deleted else None)
     console.print(t)
 
 
@@ -316,16 +327,27 @@ def unref(
         "--by",
         help="the reference to drop, KIND:ID (job:42, run:ID, model:gpt@v3); repeatable",
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        "-f",
+        help="drop a job's reference even while the server says the job has not finished "
+        "(then `data rm` and gc can delete data it still reads)",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Drop a job's, run's or model's reference to a version, so `data rm` can delete it.
 
     REF is an explicit version (NAME@vN), as for `data rm`. The lineage stays. Without --by,
-    nothing is dropped and the error lists the references."""
+    nothing is dropped and the error lists the references. A job's reference is kept while
+    the aistack server says the job is queued or running (--force drops it anyway); when the
+    server cannot be reached, it is dropped with a warning."""
     from aistack.storage.refs import parse_referrer
 
     pairs = list(dict.fromkeys(parse_referrer(b) for b in by))
-    v, left = _datasets().remove_references(ref, pairs)  # no --by: lists them in the error
+    v, left = _datasets().remove_references(  # no --by: lists them in the error
+        ref, pairs, check=None if force else _refuse_unfinished_jobs
+    )
     if as_json:
         print_json(
             {
@@ -342,6 +364,71 @@ def unref(
     elif not v.deleted:
         console.print(
             f"nothing references {v.ref} now: `aistack data rm {v.ref}` deletes it",
+            soft_wrap=True,
+        )
+
+
+def _refuse_unfinished_jobs(v: Any, pairs: list[tuple[str, str]]) -> None:
+    """``check`` of `data unref`: ConflictError when the server says a job whose reference
+    would be dropped has not finished (queued or running, it reads the version), as the
+    storage layer cannot know. Unknown to the server (404): not its job, dropped. Server not
+    reachable (or refusing): dropped, with a one-line warning."""
+    jobs = [i for k, i in pairs if k == "job"]
+    if not jobs:
+        return
+    import shlex
+
+    from aistack.cli import _common
+    from aistack.client.client import FINAL_STATES
+    from aistack.errors import ConflictError, ConnectionFailed, NotFoundError
+
+    unfinished: list[tuple[str, str]] = []
+    unchecked: dict[str, str] = {}
+    try:
+        c = _common.client()
+    except AistackError as exc:  # e.g. AISTACK_URL is not a URL
+        unchecked = dict.fromkeys(jobs, exc.message)
+    else:
+        try:
+            for i, job in enumerate(jobs):
+                try:
+                    state = str(c.get_job(job).get("state"))
+                except NotFoundError:
+                    continue  # not this server's job (or deleted): nothing here runs it
+                except ConnectionFailed as exc:  # the rest cannot be checked either
+                    unchecked.update(dict.fromkeys(jobs[i:], exc.message))
+                    break
+                except AistackError as exc:  # e.g. a wrong token
+                    unchecked[job] = exc.message
+                    continue
+                if state not in FINAL_STATES:
+                    unfinished.append((job, state))
+        finally:
+            c.close()
+    if unfinished:
+        who = ", ".join(f"job {j} is {s}" for j, s in unfinished)
+        ids = " ".join(shlex.quote(j) for j, _ in unfinished)
+        one = len(unfinished) == 1
+        its, it = ("its", "it") if one else ("their", "they")
+        raise ConflictError(
+            f"{who}: {its} reference{'' if one else 's'} to {v.ref} cannot be dropped, since "
+            f"`aistack data rm` and gc could then delete data {it} still read{'s' if one else ''}"
+            "; nothing was dropped",
+            hint=f"wait for {'it' if one else 'them'} to end "
+            f"(`aistack wait {shlex.quote(unfinished[0][0])}`), cancel {'it' if one else 'them'} "
+            f"(`aistack cancel {ids}`), or pass --force to drop {its} reference"
+            f"{'' if one else 's'} anyway",
+            ref=v.ref,
+        )
+    for reason in dict.fromkeys(unchecked.values()):
+        names = [j for j, r in unchecked.items() if r == reason]
+        what = f"job {names[0]} is" if len(names) == 1 else f"jobs {', '.join(names)} are"
+        err_console.print(
+            "[yellow]warning:[/yellow] "
+            + escape(
+                f"could not check whether {what} still running ({reason}); dropping the "
+                f"reference to {v.ref} anyway"
+            ),
             soft_wrap=True,
         )
 

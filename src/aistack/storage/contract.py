@@ -341,6 +341,57 @@ class StorageContract:
         assert ds.diff("df@v2", "df@v2").changed == ()
 
     # -- references, delete, gc -----------------------------------------------------------------------
+    def test_remove_reference_needs_an_explicit_version_as_remove_references(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        # the singular one took NAME, NAME@latest and NAME@TAG, which may name another version
+        # than the one the reference is pinned to by the time it runs
+        src = tmp_path / "src"
+        make_tree(src, big=100)
+        ds.add("r", src, tags=["gold"])
+        ds.add_reference("r@v1", "job", "j")
+        for loose in ("r", "r@latest", "r@gold"):
+            with pytest.raises(ValidationError) as one:
+                ds.remove_reference(loose, "job", "j")
+            with pytest.raises(ValidationError) as many:
+                ds.remove_references(loose, [("job", "j")])
+            want = (f"dropping a reference needs an explicit version, not {loose!r}", "write r@vN")
+            assert (one.value.message, one.value.hint) == want
+            assert (many.value.message, many.value.hint) == want
+        assert [(r["kind"], r["id"]) for r in ds.references("r@v1")] == [("job", "j")]
+        with pytest.raises(ValidationError, match="invalid reference kind 'jobs'"):
+            ds.remove_reference("r@v1", "jobs", "j")
+        assert ds.remove_reference("r@v1", "job", "j") is True
+        assert ds.remove_reference("r@v1", "job", "j") is False  # had none
+        # a deleted version's references can be dropped, as with remove_references
+        ds.delete("r@v1")
+        row = ds.catalog.version_row("r", 1)
+        assert row is not None
+        ds.catalog.add_reference(int(row["id"]), "job", "late")  # e.g. a race with delete
+        assert ds.remove_reference("r@v1", "job", "late") is True
+        assert ds.catalog.references_of(int(row["id"])) == []
+
+    def test_log_lists_deleted_versions_on_request(self, ds: Datasets, tmp_path: Path) -> None:
+        src = tmp_path / "f.txt"
+        for body in ("a", "bb", "ccc"):
+            src.write_text(body)
+            ds.add("l", src)
+        ds.delete("l@v2")
+        assert [(v.version, v.deleted, v.deleted_at) for v in ds.log("l")] == [
+            (3, False, None),
+            (1, False, None),
+        ]
+        got = ds.log("l", deleted=True)
+        assert [(v.version, v.bytes, v.deleted) for v in got] == [
+            (3, 3, False),
+            (2, 2, True),
+            (1, 1, False),
+        ]
+        row = ds.catalog.version_row("l", 2)
+        assert row is not None and row["deleted_at"] is not None
+        assert got[1].deleted_at == row["deleted_at"].replace(tzinfo=dt.UTC)
+        assert got[0].deleted_at is None and got[2].deleted_at is None
+
     def test_referenced_version_cannot_be_deleted_and_gc_keeps_it(
         self, ds: Datasets, tmp_path: Path
     ) -> None:

@@ -82,6 +82,7 @@ class DatasetVersion:
     id: int = 0
     bytes_written: int | None = None  # set by add(): new bytes stored (dedup excluded)
     deleted: bool = False
+    deleted_at: dt.datetime | None = None  # when a deleted version was deleted
     unchanged: bool = False  # set by add(if_changed=True) when it made no new version
 
     @property
@@ -482,7 +483,8 @@ class Datasets:
             raise NotFoundError(
                 f"{name}: {what} was deleted",
                 hint=f"versions left: {', '.join(live) if live else 'none'} "
-                f"(`aistack data log {name}`)",
+                f"(`aistack data log {name}`; `--deleted` lists the deleted ones too, and "
+                f"`aistack data lineage {name}@vN` still shows a deleted version's lineage)",
             )
         rows = self.catalog.version_rows(name)
         tags = sorted({t for ts in self.catalog.tags_of(name).values() for t in ts})
@@ -507,6 +509,7 @@ class Datasets:
             hash_algo=row["hash_algo"],
             id=int(row["id"]),
             deleted=row["deleted_at"] is not None,
+            deleted_at=aware(row["deleted_at"]),
         )
 
     def ls(self) -> list[DatasetSummary]:
@@ -521,15 +524,16 @@ class Datasets:
             for r in self.catalog.summaries()
         ]
 
-    def log(self, name: str) -> list[DatasetVersion]:
-        """Versions of ``name``, newest first."""
+    def log(self, name: str, *, deleted: bool = False) -> list[DatasetVersion]:
+        """Versions of ``name``, newest first; with ``deleted``, the deleted ones too (their
+        catalog rows stay: ``deleted=True`` and ``deleted_at``)."""
         check_name(name)
         if not self.catalog.exists(name):
             self._not_found(name, "versions")
         tags = self.catalog.tags_of(name)
         return [
             self._version(r, tags.get(int(r["version"]), []))
-            for r in self.catalog.version_rows(name)
+            for r in self.catalog.version_rows(name, include_deleted=deleted)
         ]
 
     def files(self, ref: str | DatasetVersion) -> list[FileEntry]:
@@ -919,29 +923,45 @@ class Datasets:
         return v
 
     def remove_reference(self, ref: str, kind: str, id: str) -> bool:  # noqa: A002
+        """Drop ``kind`` ``id``'s reference to the version ``ref`` names, an explicit
+        ``NAME@vN`` (a deleted one too) as for ``remove_references``; False when it had none."""
         check_kind(kind)
-        v = self.resolve(ref)
+        node(kind, id)
+        v = self._resolve(self._explicit_version(ref), allow_deleted=True)
         return self.catalog.remove_reference(v.id, kind, id)
 
-    def remove_references(
-        self, ref: str, refs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
-    ) -> tuple[DatasetVersion, list[dict[str, Any]]]:
-        """Drop all of ``refs`` (``(kind, id)`` pairs) from the version ``ref`` names, or none of
-        them: NotFoundError listing the version's references when one is not there. Returns the
-        version and the references left. Lineage is kept; the version can then be deleted."""
-        for kind, ident in refs:
-            check_kind(kind)
-            node(kind, ident)
+    @staticmethod
+    def _explicit_version(ref: str) -> str:
+        """``ref`` when it is ``NAME@vN``; else the ValidationError that dropping a reference
+        needs one: as for `delete`, a reference is pinned to one version, and NAME, NAME@latest
+        or NAME@TAG may name another one by the time the drop runs."""
         want = parse_ref(ref)
         if want.version is None:
-            # as `delete`: a reference is pinned to one version, and NAME or NAME@TAG may name
-            # another one by the time this runs
             raise ValidationError(
                 f"dropping a reference needs an explicit version, not {ref!r}",
                 hint=f"write {want.name}@vN",
                 field="ref",
             )
-        v = self._resolve(ref, allow_deleted=True)
+        return ref
+
+    def remove_references(
+        self,
+        ref: str,
+        refs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+        *,
+        check: Callable[[DatasetVersion, list[tuple[str, str]]], None] | None = None,
+    ) -> tuple[DatasetVersion, list[dict[str, Any]]]:
+        """Drop all of ``refs`` (``(kind, id)`` pairs) from the version ``ref`` names, or none of
+        them: NotFoundError listing the version's references when one is not there. Returns the
+        version and the references left. Lineage is kept; the version can then be deleted.
+
+        ``check(version, pairs)``, when given, is called before anything is dropped with those
+        of ``refs`` the version has (e.g. to refuse dropping a running job's reference, which
+        this layer cannot see); what it raises propagates and nothing is dropped."""
+        for kind, ident in refs:
+            check_kind(kind)
+            node(kind, ident)
+        v = self._resolve(self._explicit_version(ref), allow_deleted=True)
         have = self.catalog.references_of(v.id)
         listed = ", ".join(f"{r['kind']}:{r['ref_id']}" for r in have)
         if not refs:
@@ -966,6 +986,11 @@ class Datasets:
                     else "no references are left on it: nothing to drop",
                     ref=v.ref,
                 )
+        if check is not None:
+            there = {(r["kind"], r["ref_id"]) for r in have}
+            present = [p for p in dict.fromkeys(refs) if p in there]
+            if present:
+                check(v, present)
         left = self.catalog.remove_references(v.id, v.ref, list(refs))
         return v, [
             {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}

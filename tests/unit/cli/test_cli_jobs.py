@@ -194,7 +194,9 @@ def test_up_detach_reports_its_own_child(fake_spawn) -> None:  # type: ignore[no
 
 def test_jobs_list_says_how_to_get_the_next_page(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     ids = [cli.client.submit({"command": "x"})["id"] for _ in range(3)]
-    monkeypatch.setattr(jobs_cli.console, "width", 60)  # a narrow terminal
+    # a narrow terminal; _width (not the width property) so that undo puts back None, not a
+    # fixed width that would then hold for every later test sharing this console
+    monkeypatch.setattr(jobs_cli.console, "_width", 60)
     res = runner.invoke(app, ["jobs", "--limit", "2"])
     assert res.exit_code == 0, res.output
     assert (

@@ -62,9 +62,7 @@ def test_every_argument_has_an_uppercase_name_and_every_command_the_shared_class
     for cmd, ctx in _commands():
         if hasattr(cmd, "list_commands"):
             continue
-        # `aistack data` still has its own copy of the class (same behaviour); the lead
-        # switches data.py to the shared one, then this exception goes
-        if not isinstance(cmd, _Command) and not ctx.command_path.startswith("aistack data "):
+        if not isinstance(cmd, _Command):
             plain_class.append(ctx.command_path)
         for p in cmd.params:
             if p.param_type_name == "argument":

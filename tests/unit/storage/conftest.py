@@ -19,3 +19,38 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
     reset_settings_cache()
     yield tmp_path
     reset_settings_cache()
+
+
+class FakeServer:
+    """The aistack server as `aistack data unref` asks it (``aistack.cli._common.client()``):
+    ``jobs`` maps a job id to its state, or to the exception ``get_job`` raises; a job not in
+    it is unknown (404). ``asked`` lists the ids asked for."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, str | BaseException] = {}
+        self.asked: list[str] = []
+        self.closed = 0
+
+    def __call__(self) -> FakeServer:  # stands in for _common.client
+        return self
+
+    def get_job(self, job_id: str) -> dict[str, str]:
+        from aistack.errors import NotFoundError
+
+        self.asked.append(job_id)
+        got = self.jobs.get(job_id) or NotFoundError(f"job {job_id!r} not found")
+        if isinstance(got, BaseException):
+            raise got
+        return {"id": job_id, "state": got}
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.fixture(autouse=True)
+def aistack_server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    """No storage test asks a real server (one may run on this machine): `data unref` gets a
+    fake that knows no job unless the test sets ``aistack_server.jobs``."""
+    fake = FakeServer()
+    monkeypatch.setattr("aistack.cli._common.client", fake)
+    return fake

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -443,3 +445,192 @@ def test_unref_hint_keeps_the_rm_command_on_one_line(
     assert ended.value.code in (0, None)
     lines = capsys.readouterr().out.splitlines()
     assert "`aistack data rm a-rather-long-dataset-name@v1` deletes it" in lines[-1]
+
+
+def _referenced(home: Path, *refs: tuple[str, str]) -> Any:
+    """``d@v1`` with ``refs``; the Datasets it is in."""
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    src.write_text("x")
+    run("add", "d", str(src))
+    ds = Datasets.from_settings()
+    for kind, ident in refs:
+        ds.add_reference("d@v1", kind, ident)
+    return ds
+
+
+def _refs(ds: Any) -> list[tuple[str, str]]:
+    return [(r["kind"], r["id"]) for r in ds.references("d@v1")]
+
+
+@pytest.mark.parametrize("state", ["QUEUED", "STARTING", "RUNNING", "CANCELLING", "PREEMPTING"])
+def test_unref_keeps_the_reference_of_a_job_that_has_not_finished(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+    state: str,
+) -> None:
+    # the job reads d@v1: dropping its reference let `data rm` and gc delete its input
+    ds = _referenced(home, ("job", "j1"), ("model", "m@v1"))
+    aistack_server.jobs["j1"] = state
+    code, out, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:j1")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: job j1 is {state}: its reference to d@v1 cannot be dropped, since `aistack "
+        "data rm` and gc could then delete data it still reads; nothing was dropped (wait for "
+        "it to end (`aistack wait j1`), cancel it (`aistack cancel j1`), or pass --force to "
+        "drop its reference anyway)"
+    )
+    # all or nothing: the model's reference given with it stays too
+    code, _, err = aistack(
+        capsys, monkeypatch, "unref", "d@v1", "--by", "model:m@v1", "--by", "job:j1"
+    )
+    assert code == 2 and f"job j1 is {state}" in err
+    assert _refs(ds) == [("job", "j1"), ("model", "m@v1")]
+    assert aistack_server.asked == ["j1", "j1"] and aistack_server.closed == 2
+    code, out, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:j1", "--force")
+    assert (code, out, err) == (0, "dropped job:j1 from d@v1 still referenced by model:m@v1", "")
+    assert aistack_server.asked == ["j1", "j1"]  # --force: not asked
+    assert _refs(ds) == [("model", "m@v1")]
+
+
+def test_unref_names_every_unfinished_job(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+) -> None:
+    ds = _referenced(home, ("job", "a"), ("job", "b"), ("job", "c"))
+    aistack_server.jobs.update(a="RUNNING", b="SUCCEEDED", c="QUEUED")
+    code, _, err = aistack(
+        capsys, monkeypatch, "unref", "d@v1", "--by", "job:a", "--by", "job:b", "--by", "job:c"
+    )
+    assert code == 2
+    assert err.startswith(
+        "error: job a is RUNNING, job c is QUEUED: their references to d@v1 cannot be dropped"
+    )
+    assert "cancel them (`aistack cancel a c`)" in err
+    assert _refs(ds) == [("job", "a"), ("job", "b"), ("job", "c")]
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", None])
+def test_unref_drops_the_reference_of_a_finished_or_unknown_job(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+    state: str | None,
+) -> None:
+    ds = _referenced(home, ("job", "j1"))
+    if state:  # None: the server does not know the job (404)
+        aistack_server.jobs["j1"] = state
+    code, out, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:j1")
+    assert (code, err) == (0, "")
+    assert out == (
+        "dropped job:j1 from d@v1 nothing references d@v1 now: `aistack data rm d@v1` deletes it"
+    )
+    assert aistack_server.asked == ["j1"] and _refs(ds) == []
+
+
+def test_unref_warns_when_the_server_cannot_say(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+) -> None:
+    from aistack.errors import AuthError, ConnectionFailed
+
+    ds = _referenced(home, ("job", "a"), ("job", "b"), ("job", "c"))
+    down = ConnectionFailed(
+        "cannot reach the aistack server at http://127.0.0.1:8765: [Errno 111] refused",
+        hint="start it with `aistack up --detach`, or set AISTACK_URL",
+    )
+    aistack_server.jobs.update(a=AuthError("invalid token"), b=down)
+    code, out, err = aistack(
+        capsys, monkeypatch, "unref", "d@v1", "--by", "job:a", "--by", "job:b", "--by", "job:c"
+    )
+    assert code == 0
+    assert out.startswith("dropped job:a, job:b, job:c from d@v1")
+    assert aistack_server.asked == ["a", "b"]  # c not asked: the server is gone
+    assert err == (
+        "warning: could not check whether job a is still running (invalid token); dropping "
+        "the reference to d@v1 anyway "
+        "warning: could not check whether jobs b, c are still running (cannot reach the "
+        "aistack server at http://127.0.0.1:8765: [Errno 111] refused); dropping the "
+        "reference to d@v1 anyway"
+    )
+    assert _refs(ds) == []
+
+
+def test_unref_warns_on_one_line(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+) -> None:
+    import sys
+
+    from aistack.cli.main import main
+    from aistack.errors import ConnectionFailed
+
+    _referenced(home, ("job", "j1"))
+    aistack_server.jobs["j1"] = ConnectionFailed("cannot reach the aistack server at http://x")
+    monkeypatch.setenv("COLUMNS", "30")
+    monkeypatch.setattr(sys, "argv", ["aistack", "data", "unref", "d@v1", "--by", "job:j1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code in (0, None)
+    assert capsys.readouterr().err == (
+        "warning: could not check whether job j1 is still running (cannot reach the aistack "
+        "server at http://x); dropping the reference to d@v1 anyway\n"
+    )
+
+
+def test_unref_asks_the_server_only_about_job_references_the_version_has(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    aistack_server: Any,
+) -> None:
+    ds = _referenced(home, ("job", "j1"), ("run", "r1"))
+    aistack_server.jobs["x"] = "RUNNING"
+    code, _, err = aistack(capsys, monkeypatch, "unref", "d@v1", "--by", "job:x")
+    assert code == 2 and "d@v1 has no reference job:x (its references: job:j1, run:r1;" in err
+    left = run("unref", "d@v1", "--by", "run:r1")["references"]  # type: ignore[call-overload]
+    assert [(r["kind"], r["id"]) for r in left] == [("job", "j1")]
+    assert aistack_server.asked == []
+    assert _refs(ds) == [("job", "j1")]
+
+
+def test_log_deleted_lists_deleted_versions(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.storage import Datasets
+
+    src = home / "f.txt"
+    for body in ("a", "bb", "ccc"):
+        src.write_text(body)
+        run("add", "d", str(src))
+    assert aistack(capsys, monkeypatch, "rm", "d@v2")[0] == 0
+    deleted_at = Datasets.from_settings().catalog.version_row("d", 2)["deleted_at"]  # type: ignore[index]
+    assert [(x["ref"], x["deleted"], x["deleted_at"]) for x in run("log", "d")] == [  # type: ignore[index]
+        ("d@v3", False, None),
+        ("d@v1", False, None),
+    ]
+    for flag in ("--deleted", "--all", "-a"):
+        rows = run("log", "d", flag)
+        assert [(x["ref"], x["bytes"], x["deleted"], x["deleted_at"]) for x in rows] == [  # type: ignore[index]
+            ("d@v3", 3, False, None),
+            ("d@v2", 2, True, deleted_at.replace(tzinfo=dt.UTC).isoformat()),
+            ("d@v1", 1, False, None),
+        ]
+    code, out, err = aistack(capsys, monkeypatch, "log", "d", "--deleted")
+    assert (code, err) == (0, "")
+    when = deleted_at.strftime("%Y-%m-%d %H:%M:%S")
+    assert out.count(f"deleted {when} UTC") == 1
+    assert out.index("v3") < out.index("v2") < out.index(f"deleted {when}") < out.index("v1")
+    code, out, _ = aistack(capsys, monkeypatch, "log", "d")
+    assert code == 0 and "v2" not in out and "deleted" not in out
