@@ -74,16 +74,26 @@ def auth_env(token: str | None) -> Iterator[None]:
     if not token:
         yield
         return
+    with env_overrides({"MLFLOW_TRACKING_TOKEN": token}):
+        yield
+
+
+@contextlib.contextmanager
+def env_overrides(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables that MLflow reads at each request (token, retries,
+    timeouts) for the block, and put the old values back after it. The environment is
+    process-wide, so every such block holds one lock (re-entrant: blocks nest)."""
     with _ENV_LOCK:
-        old = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        old = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
         try:
             yield
         finally:
-            if old is None:
-                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-            else:
-                os.environ["MLFLOW_TRACKING_TOKEN"] = old
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def mlflow_client(tracking_uri: str | None = None) -> Any:

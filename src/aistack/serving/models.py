@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -123,39 +122,24 @@ def _fail_fast() -> Iterator[None]:
     request) to :data:`RESOLVE_HTTP_ENV` for the block, or to what the environment already
     says when that is lower, so that a registry that does not answer is reported in about a
     second rather than after MLflow's retries. Only the deploy-time resolution uses it;
-    replicas and tracking keep their patient settings. The environment is process-wide: the
-    block holds the lock that MLflow calls made through ``aistack.mlops`` take."""
-    try:
-        from aistack.mlops._client import _ENV_LOCK as lock
-    except ImportError:
-        lock = _LOCK
-    with lock:
-        old = {k: os.environ.get(k) for k in RESOLVE_HTTP_ENV}
-        for key, bound in RESOLVE_HTTP_ENV.items():
-            try:
-                value = min(bound, int(old[key] or bound))
-            except ValueError:
-                value = bound
-            os.environ[key] = str(max(value, 0 if key.endswith("RETRIES") else 1))
+    replicas and tracking keep their patient settings."""
+    from aistack.mlops._client import env_overrides
+
+    values = {}
+    for key, bound in RESOLVE_HTTP_ENV.items():
         try:
-            yield
-        finally:
-            for key, value in old.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-_LOCK = threading.RLock()
+            value = min(bound, int(os.environ.get(key) or bound))
+        except ValueError:
+            value = bound
+        values[key] = str(max(value, 0 if key.endswith("RETRIES") else 1))
+    with env_overrides(values):
+        yield
 
 
 def _resolve_registry(uri: str) -> ResolvedModel:
-    try:  # the aistack server's /mlflow wants its bearer token
-        from aistack.mlops._client import auth_env, resolve_token
-    except ImportError:
-        with _fail_fast():
-            return _resolve_registry_unauth(uri)
+    from aistack.mlops._client import auth_env, resolve_token
+
+    # the aistack server's /mlflow wants its bearer token
     with auth_env(resolve_token()), _fail_fast():
         return _resolve_registry_unauth(uri)
 

@@ -468,22 +468,35 @@ class ReplicaServer:
                     param="model",
                 )
 
-        async def chat_completions(request: Request) -> Response:
-            from aistack.serving.chat import parse_messages, render_prompt
-
+        async def text_request(request: Request, model: Any) -> Any:
+            """The validated body of a text endpoint (completions, chat): 404 for a model that
+            is not a text model, 400 naming the field for a bad or unsupported one."""
             if server.gen_batcher is None:
                 raise HTTPProblem(
                     404, f"model {server.model.uri} is not a text model; use POST /invocations"
                 )
             data = await read_json_object(request, server.max_body_bytes)
             try:
-                req = ChatCompletionRequest.model_validate(data)
+                req = model.model_validate(data)
             except PydanticValidationError as exc:
                 raise pydantic_problem(exc) from None
             problem = req.unsupported()
             if problem is not None:
                 raise problem
             check_model(req.model)
+            return req
+
+        def stream(streamed: _Streamed) -> StreamingResponse:
+            return StreamingResponse(
+                _stream_events(server, streamed),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+
+        async def chat_completions(request: Request) -> Response:
+            from aistack.serving.chat import parse_messages, render_prompt
+
+            req = await text_request(request, ChatCompletionRequest)
             prompt, template_stops = render_prompt(
                 parse_messages(req.messages), server.model.generator
             )
@@ -505,11 +518,7 @@ class ReplicaServer:
                     created=created,
                     model=model_name,
                 )
-                return StreamingResponse(
-                    _stream_events(server, streamed),
-                    media_type="text/event-stream",
-                    headers={"cache-control": "no-cache"},
-                )
+                return stream(streamed)
             raw = await server.gen_batcher.submit((prompt, max_tokens, req.temperature))
             text, stopped = _apply_stop(raw, stops)
             usage = _usage(server.model.generator, [prompt], [(raw, text, stopped)], max_tokens)
@@ -532,19 +541,7 @@ class ReplicaServer:
             )
 
         async def completions(request: Request) -> Response:
-            if server.gen_batcher is None:
-                raise HTTPProblem(
-                    404, f"model {server.model.uri} is not a text model; use POST /invocations"
-                )
-            data = await read_json_object(request, server.max_body_bytes)
-            try:
-                req = CompletionRequest.model_validate(data)
-            except PydanticValidationError as exc:
-                raise pydantic_problem(exc) from None
-            problem = req.unsupported()
-            if problem is not None:
-                raise problem
-            check_model(req.model)
+            req = await text_request(request, CompletionRequest)
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:
                 raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
@@ -573,11 +570,7 @@ class ReplicaServer:
                     created=created,
                     model=model_name,
                 )
-                return StreamingResponse(
-                    _stream_events(server, streamed),
-                    media_type="text/event-stream",
-                    headers={"cache-control": "no-cache"},
-                )
+                return stream(streamed)
             texts = await asyncio.gather(
                 *(server.gen_batcher.submit((p, req.max_tokens, req.temperature)) for p in prompts)
             )

@@ -608,7 +608,7 @@ class Datasets:
         pointed = self.catalog.tag_version(name, tag)
         if pointed is None:
             self._no_tag(name, tag)
-        if r.version is not None or r.tag is not None or _names_latest(ref):
+        if r.version is not None or r.tag is not None or r.latest:
             # NAME@latest names a version as NAME@vN does: the tag must point at it
             want = self._resolve(ref, allow_deleted=True)
             if want.version != pointed:
@@ -931,14 +931,14 @@ class Datasets:
         return self.catalog.remove_reference(v.id, kind, id)
 
     @staticmethod
-    def _explicit_version(ref: str) -> str:
-        """``ref`` when it is ``NAME@vN``; else the ValidationError that dropping a reference
-        needs one: as for `delete`, a reference is pinned to one version, and NAME, NAME@latest
-        or NAME@TAG may name another one by the time the drop runs."""
+    def _explicit_version(ref: str, action: str = "dropping a reference") -> str:
+        """``ref`` when it is ``NAME@vN``; else the ValidationError that ``action`` needs one: a
+        delete or a reference is pinned to one version, and NAME, NAME@latest or NAME@TAG may
+        name another one by the time it runs."""
         want = parse_ref(ref)
         if want.version is None:
             raise ValidationError(
-                f"dropping a reference needs an explicit version, not {ref!r}",
+                f"{action} needs an explicit version, not {ref!r}",
                 hint=f"write {want.name}@vN",
                 field="ref",
             )
@@ -1006,14 +1006,7 @@ class Datasets:
 
     def delete(self, ref: str) -> DatasetVersion:
         """Delete a version (its number is never reused); refused while it is referenced."""
-        r = parse_ref(ref)
-        if r.version is None:
-            raise ValidationError(
-                f"delete needs an explicit version, not {ref!r}",
-                hint=f"write {r.name}@vN",
-                field="ref",
-            )
-        v = self.resolve(ref)
+        v = self.resolve(self._explicit_version(ref, "delete"))
         self.catalog.delete_version(v.id, v.ref)
         return v
 
@@ -1170,11 +1163,6 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
-
-
-def _names_latest(ref: str) -> bool:
-    """``NAME@latest`` (which ``parse_ref`` reads as plain ``NAME``)."""
-    return ref.strip().partition("@")[2] == "latest"
 
 
 def _dataset_node_version(n: str) -> tuple[str, int] | None:

@@ -4,7 +4,7 @@ and lineage node ids (``dataset:name@v3``, ``job:ID``, ``run:ID``, ``model:NAME@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aistack.errors import ValidationError
 
@@ -47,6 +47,8 @@ class Ref:
     name: str
     version: int | None = None  # explicit number
     tag: str | None = None  # a tag name; None and version None means latest
+    # "@latest" was written (not a bare NAME): the same version, but named on purpose
+    latest: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if self.version is not None:
@@ -69,7 +71,7 @@ def parse_ref(ref: str) -> Ref:
             field="ref",
         )
     if sel == "latest" or not at:
-        return Ref(name=name)
+        return Ref(name=name, latest=bool(at))
     m = VERSION_RE.match(sel)
     if m:
         v = int(m.group(1))

@@ -460,6 +460,10 @@ class ShardLoader:
         j = (batch * self.batch_size + np.arange(self.batch_size, dtype=np.int64)) * self.world_size
         return perm[j + self.rank]
 
+    def shard_of(self, ids: np.ndarray) -> np.ndarray:
+        """Index (into ``sources``/``shards``) of the shard holding each global window id."""
+        return np.searchsorted(self._cum, np.asarray(ids, dtype=np.int64), side="right") - 1
+
     def gather(self, ids: np.ndarray) -> np.ndarray:
         """Tokens of the given windows, ``[len(ids), seq_len + 1]`` int64 (vectorized).
 

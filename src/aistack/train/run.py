@@ -308,7 +308,7 @@ def _bad_ids_error(x: Any, y: Any, vocab: int, loader: Any, step: int) -> Valida
         ids = np.sort(np.asarray(loader.window_ids(epoch, batch)))
         rows = loader.gather(ids)
         bad = ids[rows.max(axis=1) >= vocab]
-        which = sorted(set((np.searchsorted(loader._cum, bad, side="right") - 1).tolist()))
+        which = sorted(set(loader.shard_of(bad).tolist()))
         if which:
             names = [str(loader.sources[i]) for i in which]
             where = ("shard " if len(names) == 1 else "shards ") + ", ".join(names[:5])
