@@ -6,6 +6,8 @@ Cases (full mode; --quick uses 128 MiB and 1,000 files):
   1%      the large file with 1% of its bytes changed (4 regions of 0.25%), added again
 
 Rows: add/get through the Python API against a fresh local store (throughput and % of cp's;
+files from 1 GiB are cut in 14/16/28 MiB chunks; the same add on a store created before that
+tier, 3.5/4/16 MiB chunks, runs beside it in every rep, and both re-add the 1% change;
 `get` is the default link mode — reflinks, else read-only hard links, but copies when run as
 root, whom file modes do not stop — `get --copy` always copies, `get --link hardlink` always
 links),
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -99,6 +102,21 @@ def change_one_percent(path: Path, seed: int = 1) -> int:
     return changed
 
 
+def connect_before_huge_tier(db: Path, store: Path) -> Any:
+    """A store whose config has the policy of stores created before the 1 GiB tier (3.5/4/16
+    MiB chunks from 256 MiB up): the same add on it runs beside the default in the same run."""
+    from aistack.storage import Datasets
+    from aistack.storage.hashing import ChunkPolicy, default_algorithm
+    from aistack.storage.objects import PREFIX
+
+    d = ChunkPolicy.default()
+    old = ChunkPolicy(small=d.small, large=d.large, large_from=d.large_from)
+    (store / PREFIX).mkdir(parents=True)
+    cfg = {"hash": default_algorithm(), **old.to_config(), "version": 1}
+    (store / PREFIX / "config.json").write_text(json.dumps(cfg))
+    return Datasets.connect(f"sqlite:///{db}", str(store))
+
+
 def timed(fn: Any) -> tuple[float, Any]:
     t = time.perf_counter()
     out = fn()
@@ -155,6 +173,10 @@ def hash_rows(buf_mib: int = 256) -> list[list[Any]]:
         assert large is not None
         dt, n = timed(lambda: sum(1 for _ in cut_offsets(data, large)))
         rows.append(row("chunk", f"FastCDC large tier ({n} chunks)", dt))
+        huge = ChunkPolicy.default().huge
+        assert huge is not None
+        dt, n = timed(lambda: sum(1 for _ in cut_offsets(data, huge)))
+        rows.append(row("chunk", f"FastCDC huge tier ({n} chunks)", dt))
         seg = max(buf_mib // 4, 1) * MiB
         dt, n = timed(lambda: sum(1 for _ in cut_offsets_parallel(data, large, segment=seg)))
         label = f"FastCDC large tier, parallel ({os.cpu_count()} threads, {n} chunks)"
@@ -223,9 +245,18 @@ def main() -> None:
                         lambda: ds.get(f"bench-{case}@v1", work / f"getl-{case}", link="hardlink")
                     )[0],
                 }
+                store4 = work / f"objects4-{case}-{rep}"
+                if case == "large":
+                    ds4 = connect_before_huge_tier(work / f"{case}4-{rep}.db", store4)
+                    ops["add-4MiB"] = lambda ds4=ds4, src=src: timed(
+                        lambda: ds4.add("bench-large", src)
+                    )[0]
                 order = list(ops)
                 if rep % 2:  # cp and add swap places every other run
                     order[0], order[1] = order[1], order[0]
+                if case == "large":  # the 4 MiB add: right after add, or first
+                    order.remove("add-4MiB")
+                    order.insert(0 if rep % 2 else 2, "add-4MiB")
                 for op in order:
                     os.sync()  # start clean: no writeback of the previous operation's pages
                     dt = ops[op]()
@@ -236,16 +267,29 @@ def main() -> None:
                         shutil.rmtree(work / d, ignore_errors=True)
                 v = ds.resolve(f"bench-{case}@v1")
                 written = du(store / "cas")
+                written4 = du(store4 / "cas") if case == "large" else None
                 g = ds.get(v.ref, work / f"get-{case}")
                 linked, copied = g.linked, g.copied
                 shutil.rmtree(work / f"get-{case}", ignore_errors=True)
                 if rep < reps - 1:
                     shutil.rmtree(store, ignore_errors=True)
+                    shutil.rmtree(store4, ignore_errors=True)
             med = {op: statistics.median(samples[f"{case}/{op}"][-reps:]) for op in ops}
             cp_s = med["cp"]
             rows.append([case, "cp -r", "copy", files, mb, cp_s, mb / cp_s, 100.0, nbytes])
             for op, tool, w in (
                 ("add", "aistack (API)", written),
+                *(
+                    [
+                        (
+                            "add-4MiB",
+                            "aistack (API), 4 MiB chunks (store before the 1 GiB tier)",
+                            written4,
+                        )
+                    ]
+                    if case == "large"
+                    else []
+                ),
                 ("get", f"aistack (API) {linked} linked/{copied} copied", None),
                 ("get-copy", "aistack (API) --copy", None),
                 ("get-link", "aistack (API) --link hardlink", None),
@@ -254,6 +298,9 @@ def main() -> None:
                 rows.append([case, tool, op, files, mb, t, mb / t, 100.0 * cp_s / t, w])
         ds = Datasets.connect(
             f"sqlite:///{work / f'large-{reps - 1}.db'}", str(work / f"objects-large-{reps - 1}")
+        )
+        ds4 = Datasets.connect(
+            f"sqlite:///{work / f'large4-{reps - 1}.db'}", str(work / f"objects4-large-{reps - 1}")
         )
 
         # CLI vs DVC, each on a fresh store, same files
@@ -309,6 +356,20 @@ def main() -> None:
             [
                 "1%",
                 f"aistack (API) re-add, {changed / MiB:.1f} MiB changed",
+                "add",
+                1,
+                mb,
+                s,
+                mb / s,
+                None,
+                v.bytes_written,
+            ]
+        )
+        s, v = timed(lambda: ds4.add("bench-large", large_dir))
+        rows.append(
+            [
+                "1%",
+                "aistack (API) re-add, 4 MiB chunks (store before the 1 GiB tier)",
                 "add",
                 1,
                 mb,
@@ -407,6 +468,10 @@ def main() -> None:
             "large_add_pct_of_cp_per_rep": [
                 round(100.0 * c / a, 1)
                 for c, a in zip(samples["large/cp"], samples["large/add"], strict=True)
+            ],
+            "large_add_4mib_pct_of_cp_per_rep": [
+                round(100.0 * c / a, 1)
+                for c, a in zip(samples["large/cp"], samples["large/add-4MiB"], strict=True)
             ],
             "load_average_after": os.getloadavg(),
             "chunk_policy": chunk_policy,

@@ -465,8 +465,20 @@ class Catalog:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(sa.select(versions.c.manifest).distinct())}
 
+    def _lock_version(self, conn: Connection, version_id: int) -> Any:
+        """The version's row, locked for this transaction where the database can (PostgreSQL:
+        ``FOR UPDATE``; SQLite serialises writers, and a transaction whose reads went stale
+        fails its write and is retried): a reference and a delete of one version never
+        interleave."""
+        return conn.execute(
+            sa.select(versions.c.id, versions.c.deleted_at)
+            .where(versions.c.id == version_id)
+            .with_for_update()
+        ).first()
+
     def delete_version(self, version_id: int, label: str) -> None:
         def _do(conn: Connection) -> None:
+            self._lock_version(conn, version_id)
             refs = conn.execute(
                 sa.select(references.c.kind, references.c.ref_id).where(
                     references.c.version_id == version_id
@@ -489,8 +501,19 @@ class Catalog:
         self.retry(_do)
 
     # -- references -----------------------------------------------------------------------------
-    def add_reference(self, version_id: int, kind: str, ref_id: str) -> bool:
+    def add_reference(self, version_id: int, kind: str, ref_id: str, label: str = "") -> bool:
+        """Record the reference; ConflictError when the version was deleted meanwhile (it was
+        resolved before, in another transaction) — nothing is recorded then."""
+
         def _do(conn: Connection) -> bool:
+            row = self._lock_version(conn, version_id)
+            if row is None or row.deleted_at is not None:
+                what = label or f"version id {version_id}"
+                raise ConflictError(
+                    f"{what} was deleted while the reference of {kind} {ref_id} to it was "
+                    "being recorded",
+                    hint="add the data again (`aistack data add`) or use another version",
+                )
             found = conn.execute(
                 sa.select(references.c.id).where(
                     references.c.version_id == version_id,

@@ -919,7 +919,7 @@ class Datasets:
         check_kind(kind)
         node(kind, id)
         v = self.resolve(ref)
-        self.catalog.add_reference(v.id, kind, id)
+        self.catalog.add_reference(v.id, kind, id, label=v.ref)
         return v
 
     def remove_reference(self, ref: str, kind: str, id: str) -> bool:  # noqa: A002

@@ -143,40 +143,74 @@ class ChunkParams:
 
 @dataclass(frozen=True, kw_only=True)
 class ChunkPolicy:
-    """Chunk sizes by file size: ``large`` applies to files of ``large_from`` bytes and up."""
+    """Chunk sizes by file size: ``large`` applies to files of ``large_from`` bytes and up,
+    ``huge`` to files of ``huge_from`` bytes and up (checked first).
+
+    Bigger chunks for bigger files: a 1 % change still re-uploads about 1 % of a multi-GiB
+    file, while the number of objects (a file created, hashed, copied and renamed each) stays
+    in the hundreds. A store records its policy when it is created; a store whose
+    configuration predates a tier keeps chunking as before, so new versions still
+    deduplicate against the stored ones.
+    """
 
     small: ChunkParams = field(default_factory=ChunkParams)
     large: ChunkParams | None = None
     large_from: int = 0
+    huge: ChunkParams | None = None
+    huge_from: int = 0
 
     def for_size(self, size: int) -> ChunkParams:
+        if self.huge is not None and size >= self.huge_from:
+            return self.huge
         if self.large is not None and size >= self.large_from:
             return self.large
         return self.small
 
     @classmethod
     def default(cls) -> ChunkPolicy:
-        """The policy of a new store."""
+        """The policy of a new store: 256 KiB–4 MiB chunks, 3.5–16 MiB from 256 MiB, 14–28 MiB
+        from 1 GiB (a 2 GiB file is ~120 objects instead of ~420: in same-run A/B scripts on
+        the project machine its add took 0.80–0.91 s instead of 0.94–1.19 s, 1.6–1.8 instead
+        of 1.8–2.1 CPU-seconds)."""
         return cls(
             small=ChunkParams(),
             large=ChunkParams(min_size=7 << 19, avg_size=4 << 20, max_size=16 << 20),
             large_from=256 * 1024 * 1024,
+            huge=ChunkParams(min_size=14 << 20, avg_size=16 << 20, max_size=28 << 20),
+            huge_from=1024 * 1024 * 1024,
         )
 
     def to_config(self) -> dict[str, Any]:
-        """``chunks`` (read by every client) and, when set, ``large_chunks``."""
+        """``chunks`` (read by every client) and, when set, ``large_chunks`` and
+        ``huge_chunks`` (each with its ``from_size``)."""
         out: dict[str, Any] = {"chunks": self.small.to_dict()}
         if self.large is not None:
             out["large_chunks"] = {**self.large.to_dict(), "from_size": self.large_from}
+        if self.huge is not None:
+            out["huge_chunks"] = {**self.huge.to_dict(), "from_size": self.huge_from}
         return out
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ChunkPolicy:
         small = ChunkParams.from_dict(cfg["chunks"])
-        big = cfg.get("large_chunks")
-        if big is None:
-            return cls(small=small)
-        return cls(small=small, large=ChunkParams.from_dict(big), large_from=int(big["from_size"]))
+        tiers: dict[str, Any] = {}
+        for name in ("large", "huge"):
+            tier = cfg.get(f"{name}_chunks")
+            if tier is None:
+                continue
+            try:
+                start = int(tier["from_size"])
+            except (KeyError, TypeError, ValueError):
+                start = -1
+            if start < 1:
+                raise ValidationError(
+                    f"{name}_chunks: from_size must be a positive number of bytes, got "
+                    f"{tier.get('from_size') if isinstance(tier, dict) else tier!r}",
+                    hint="restore the store's cas/config.json",
+                )
+            tiers[name] = ChunkParams.from_dict(tier)
+            tiers[f"{name}_from"] = start
+        return cls(small=small, **tiers)
 
 
 def _have_pyfastcdc() -> bool:

@@ -60,8 +60,12 @@ def test_new_store_records_the_large_tier(tmp_path: Path) -> None:
     assert cfg["chunks"] == SMALL.to_dict()  # what older clients read
     assert cfg["large_chunks"]["from_size"] == 256 * MiB
     assert ds.store.chunk_policy == ChunkPolicy.default()
-    assert ds.store.chunk_policy.for_size(2048 * MiB) == ChunkParams(
+    assert ds.store.chunk_policy.for_size(1024 * MiB - 1) == ChunkParams(
         min_size=7 * MiB // 2, avg_size=4 * MiB, max_size=16 * MiB
+    )
+    assert cfg["huge_chunks"]["from_size"] == 1024 * MiB
+    assert ds.store.chunk_policy.for_size(2048 * MiB) == ChunkParams(
+        min_size=14 * MiB, avg_size=16 * MiB, max_size=28 * MiB
     )
 
 
@@ -71,6 +75,64 @@ def test_store_without_a_tier_keeps_one_chunk_size(tmp_path: Path) -> None:
     assert ds.store.chunk_policy.large is None
     assert ds.store.chunk_policy.for_size(100 * 2**30) == SMALL
     assert ds.store.chunk_params == SMALL
+
+
+def test_store_from_before_the_huge_tier_keeps_its_large_chunks(tmp_path: Path) -> None:
+    """A store whose config has the large tier only chunks a multi-GiB file as before, so a
+    new version of it still deduplicates against the stored ones."""
+    old = ChunkPolicy.default()
+    cfg = {"hash": "blake3", "chunks": SMALL.to_dict(), "version": 1}
+    cfg["large_chunks"] = {**old.large.to_dict(), "from_size": old.large_from}  # type: ignore[union-attr]
+    ds = connect(tmp_path, cfg)
+    assert ds.store.chunk_policy.huge is None
+    assert ds.store.chunk_policy.for_size(4096 * MiB) == old.large
+    saved = json.loads((tmp_path / "objects" / PREFIX / "config.json").read_text())
+    assert "huge_chunks" not in saved  # nothing rewritten
+
+
+HUGE = ChunkParams(min_size=3 * MiB // 2, avg_size=2 * MiB, max_size=4 * MiB)
+
+
+def test_huge_tier_cuts_the_biggest_files_in_bigger_chunks(tmp_path: Path) -> None:
+    policy = ChunkPolicy(small=SMALL, large=LARGE, large_from=2 * MiB, huge=HUGE, huge_from=8 * MiB)
+    assert policy.for_size(8 * MiB - 1) == LARGE
+    assert policy.for_size(8 * MiB) == HUGE
+    assert ChunkPolicy.from_config(policy.to_config()) == policy
+    ds = connect(tmp_path, {"hash": "blake3", **policy.to_config(), "version": 1})
+    rnd = random.Random(11)
+    huge = bytearray(rnd.randbytes(12 * MiB))
+    big = rnd.randbytes(3 * MiB)
+    src = tmp_path / "src"
+    write(src / "huge.bin", bytes(huge))
+    write(src / "big.bin", big)
+    v1 = ds.add("d", src)
+    entries = {e.path: e for e in ds.files(v1)}
+    assert min(entries["huge.bin"].chunk_sizes[:-1]) >= HUGE.min_size
+    assert max(entries["huge.bin"].chunk_sizes) <= HUGE.max_size
+    assert max(entries["big.bin"].chunk_sizes) <= LARGE.max_size < HUGE.min_size
+    ds.get(v1.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "huge.bin").read_bytes() == bytes(huge)
+    huge[5 * MiB : 5 * MiB + 1000] = rnd.randbytes(1000)  # rewrites one or two huge chunks
+    write(src / "huge.bin", bytes(huge))
+    v2 = ds.add("d", src)
+    assert v2.bytes_written is not None and 0 < v2.bytes_written <= 2 * HUGE.max_size
+    ds.get(v2.ref, tmp_path / "out2")
+    assert (tmp_path / "out2" / "huge.bin").read_bytes() == bytes(huge)
+
+
+@pytest.mark.parametrize("from_size", [0, -5, "x", None])
+def test_store_config_with_a_bad_tier_start_fails_at_open(tmp_path: Path, from_size: Any) -> None:
+    cfg = {
+        "hash": "blake3",
+        "chunks": SMALL.to_dict(),
+        "huge_chunks": {**HUGE.to_dict(), "from_size": from_size},
+        "version": 1,
+    }
+    ds = connect(tmp_path, cfg)
+    with pytest.raises(IntegrityError, match="huge_chunks: from_size must be a positive"):
+        ds.store  # noqa: B018 - opens lazily
+    saved = json.loads((tmp_path / "objects" / PREFIX / "config.json").read_text())
+    assert saved == cfg  # nothing rewritten
 
 
 def test_large_tier_roundtrip_and_dedup(tmp_path: Path) -> None:
