@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     cpus: int | None = None
     # ray / slurm
     ray_address: str | None = None
+    # Ray outages (aistack.executors.ray): a cluster unreachable this long fails its running
+    # jobs (requeued where their spec allows); how often the link is checked; reconnect attempts
+    ray_lost_after_s: float = Field(default=90.0, gt=0)
+    ray_health_interval_s: float = Field(default=5.0, gt=0)
+    ray_retry_interval_s: float = Field(default=5.0, gt=0)
     slurm_partition: str | None = None
     # mlflow embedded under /mlflow
     mlflow_enabled: bool = True

@@ -25,7 +25,12 @@ def get_executor(settings: Settings) -> Executor:
     if kind == "ray":
         from aistack.executors.ray import RayExecutor
 
-        return RayExecutor(address=settings.ray_address or "auto")  # type: ignore[call-arg]
+        return RayExecutor(  # type: ignore[call-arg]
+            address=settings.ray_address or "auto",
+            lost_after_s=settings.ray_lost_after_s,
+            health_interval_s=settings.ray_health_interval_s,
+            retry_interval_s=settings.ray_retry_interval_s,
+        )
     if kind == "slurm":
         from aistack.executors.slurm import SlurmExecutor
 

@@ -43,10 +43,11 @@ has a timeout; while the cluster is unreachable:
   restarted) a fresh driver connects, coordinators of jobs given up meanwhile are removed,
   and queued jobs run.
 
-Settings (constructor arguments; the server takes them from the environment):
-``AISTACK_RAY_LOST_AFTER_S``, ``AISTACK_RAY_HEALTH_INTERVAL_S`` (how often the link is
-checked, default 5 s) and ``AISTACK_RAY_RETRY_INTERVAL_S`` (reconnect attempts, default 5 s,
-backing off to 60 s while connecting fails).
+Settings (constructor arguments; the server passes its :class:`aistack.settings.Settings`, i.e.
+the environment): ``AISTACK_RAY_LOST_AFTER_S`` (default 90 s), ``AISTACK_RAY_HEALTH_INTERVAL_S``
+(how often the link is checked, default 5 s) and ``AISTACK_RAY_RETRY_INTERVAL_S`` (reconnect
+attempts, default 5 s, backing off to 60 s while connecting fails); a bad value fails the
+server's start with the variable's name.
 
 aistack must be importable on the Ray nodes (install it in the cluster's image, or pass a
 ``runtime_env`` to :class:`RayExecutor`).

@@ -163,3 +163,39 @@ def test_a_cluster_that_is_not_there_is_reported_without_waiting(tmp_path: Path)
             ex.signal(h, 10)
     finally:
         ex.close()
+
+
+def test_outage_settings_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AISTACK_RAY_* outage settings are part of Settings (validated at start) and reach the
+    executor the server builds."""
+    from aistack.executors import get_executor
+    from aistack.settings import load_settings
+
+    monkeypatch.setenv("AISTACK_EXECUTOR", "ray")
+    monkeypatch.setenv("AISTACK_RAY_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("AISTACK_RAY_LOST_AFTER_S", "7.5")
+    monkeypatch.setenv("AISTACK_RAY_HEALTH_INTERVAL_S", "0.5")
+    monkeypatch.setenv("AISTACK_RAY_RETRY_INTERVAL_S", "2")
+    ex = get_executor(load_settings())
+    assert isinstance(ex, RayExecutor)
+    assert (ex.address, ex.lost_after_s, ex.health_interval_s, ex.retry_interval_s) == (
+        "127.0.0.1:1",
+        7.5,
+        0.5,
+        2.0,
+    )
+    for env in ("AISTACK_RAY_LOST_AFTER_S", "AISTACK_RAY_HEALTH_INTERVAL_S"):
+        monkeypatch.delenv(env)
+    assert load_settings().ray_lost_after_s == 90.0  # the defaults
+    assert load_settings().ray_health_interval_s == 5.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_bad_outage_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from aistack.errors import ValidationError
+    from aistack.settings import load_settings
+
+    monkeypatch.setenv("AISTACK_RAY_LOST_AFTER_S", value)
+    with pytest.raises(ValidationError, match="AISTACK_RAY_LOST_AFTER_S") as err:
+        load_settings()
+    assert err.value.hint == "fix or unset that environment variable"
