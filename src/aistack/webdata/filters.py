@@ -92,6 +92,59 @@ def _is_symbol(word: str) -> bool:
     return all(ch in PUNCTUATION for ch in word)
 
 
+# characters of a page the statistics of gopher_quality, gopher_repetition, c4 and fineweb
+# look at (their ``max_chars``): about 170,000 words of prose, more than Gopher quality's
+# 100,000-word limit, so a longer page of prose is dropped as gopher_long_doc either way; an
+# extracted page can be far longer (11 MB seen), and each filter's cost grows with it
+PAGE_MAX_CHARS = 1_000_000
+
+
+def _head(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text`` at most, cut after the last line break in
+    the second half of them (else the last space; else at ``limit``), so no line or word is
+    cut."""
+    for sep in ("\n", " "):
+        cut = text.rfind(sep, limit // 2, limit + 1)
+        if cut > 0:
+            return text[:cut]
+    return text[:limit]
+
+
+_SPACE = re.compile(r"\s")
+WORDS_CHUNK_CHARS = 100_000  # characters split at a time by _words_until
+
+
+def _words_until(text: str, limit: int | None) -> tuple[list[str], list[str]] | None:
+    """``split_words(text)`` and the words of it that are not all punctuation, or None as
+    soon as there are more than ``limit`` of those: the text is split a chunk at a time,
+    each cut at a whitespace character (no word holds one, so the words are the same)."""
+    words: list[str] = []
+    non_symbol: list[str] = []
+    start = 0
+    while start < len(text):
+        end = start + WORDS_CHUNK_CHARS
+        if end < len(text):
+            m = _SPACE.search(text, end)
+            end = m.start() if m else len(text)
+        else:
+            end = len(text)
+        chunk = split_words(text[start:end])
+        words += chunk
+        non_symbol += [w for w in chunk if not _is_symbol(w)]
+        if limit is not None and len(non_symbol) > limit:
+            return None
+        start = end
+    return words, non_symbol
+
+
+def _capped(text: str, max_chars: int | None) -> str:
+    """``text``, or its head (``_head``) where it is longer than ``max_chars``: the part of a
+    page a filter judges. (Only ``len`` and a bounded ``rfind`` touch the whole text.)"""
+    if max_chars is not None and len(text) > max_chars:
+        return _head(text, max_chars)
+    return text
+
+
 # --------------------------------------------------------------------------- language
 
 
@@ -144,6 +197,7 @@ class LanguageFilter(Filter):
 
 
 class GopherQualityParams(FilterParams):
+    max_chars: int | None = Field(PAGE_MAX_CHARS, ge=1)
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100_000
     min_avg_word_length: float | None = 3
@@ -162,17 +216,31 @@ class GopherQualityFilter(Filter):
     """Gopher quality rules (Rae et al. 2021, App. A.1.1): 50–100,000 words, mean word length
     3–10 characters, symbol-to-word ratio ≤ 0.1 for '#' and for ellipses, ≤ 90 % of lines
     starting with a bullet, ≤ 30 % of lines ending with an ellipsis, ≥ 80 % of words with an
-    alphabetic character, at least 2 of the stop words the/be/to/of/and/that/have/with."""
+    alphabetic character, at least 2 of the stop words the/be/to/of/and/that/have/with.
+
+    Bounded cost: a page longer than ``max_chars`` (default 1,000,000 characters) is judged
+    on its first ``max_chars`` characters, cut at the last line break (or space) before the
+    limit (see ``GopherRepetitionFilter``). The words are split a chunk at a time, and a
+    page is dropped as ``gopher_long_doc`` as soon as more than ``max_doc_words`` are
+    counted (the page has at least as many), without splitting the rest: an 11 MB page of
+    prose took ~2 CPU-s, now the words of its first ~700,000 characters (also with
+    ``max_chars: null``, which judges all of every page). Pages up to the cap get the same
+    decision either way."""
 
     name = "gopher_quality"
     Params = GopherQualityParams
 
     def filter(self, doc: Document) -> Verdict:
         p: GopherQualityParams = self.p  # type: ignore[assignment]
-        text = doc.text
-        words = split_words(text)
+        text = _capped(doc.text, p.max_chars)
+        limit = p.max_doc_words
+        if limit is not None and p.min_doc_words is not None:
+            limit = max(limit, p.min_doc_words - 1)  # (past it: not short, so long)
+        split = _words_until(text, limit)
+        if split is None:
+            return False, "gopher_long_doc"
+        words, non_symbol = split
         n_words = len(words)
-        non_symbol = [w for w in words if not _is_symbol(w)]
         n = len(non_symbol)
         if p.min_doc_words is not None and n < p.min_doc_words:
             return False, "gopher_short_doc"
@@ -223,17 +291,6 @@ def _find_duplicates(items: list[str]) -> tuple[int, int]:
         else:
             seen.add(x)
     return dup_n, dup_chars
-
-
-def _head(text: str, limit: int) -> str:
-    """The first ``limit`` characters of ``text`` at most, cut after the last line break in
-    the second half of them (else the last space; else at ``limit``), so no line or word is
-    cut."""
-    for sep in ("\n", " "):
-        cut = text.rfind(sep, limit // 2, limit + 1)
-        if cut > 0:
-            return text[:cut]
-    return text[:limit]
 
 
 class _NGrams:
@@ -296,12 +353,11 @@ class _NGrams:
         return rep
 
 
-# characters of a page the repetition statistics look at (see GopherRepetitionFilter)
-REPETITION_MAX_CHARS = 1_000_000
+REPETITION_MAX_CHARS = PAGE_MAX_CHARS  # (the name before the other filters had a cap)
 
 
 class GopherRepetitionParams(FilterParams):
-    max_chars: int | None = Field(REPETITION_MAX_CHARS, ge=1)
+    max_chars: int | None = Field(PAGE_MAX_CHARS, ge=1)
     dup_line_frac: float | None = 0.30
     dup_para_frac: float | None = 0.30
     dup_line_char_frac: float | None = 0.20
@@ -335,8 +391,7 @@ class GopherRepetitionFilter(Filter):
         text = doc.text
         if not text:
             return False, "empty"
-        if p.max_chars is not None and len(text) > p.max_chars:
-            text = _head(text, p.max_chars)
+        text = _capped(text, p.max_chars)
         paras = self._para.split(text.strip())
         n_dup, c_dup = _find_duplicates(paras)
         if p.dup_para_frac is not None and n_dup / len(paras) > p.dup_para_frac:
@@ -375,6 +430,7 @@ POLICY_SUBSTRINGS = (
 
 
 class C4Params(FilterParams):
+    max_chars: int | None = Field(PAGE_MAX_CHARS, ge=1)
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = 5
@@ -395,7 +451,14 @@ class C4Filter(Filter):
     has < 5 sentences left (``min_num_sentences``, the tfds default), contains "lorem ipsum"
     or a curly bracket, or a word of the bad-words list (none bundled: set ``badwords`` or
     ``badwords_file``, e.g. the LDNOOBW list C4 used). Rewrites ``doc.text`` to the kept
-    lines."""
+    lines.
+
+    Bounded cost: a page longer than ``max_chars`` (default 1,000,000 characters) is judged
+    on its first ``max_chars`` characters, cut at the last line break (or space) before the
+    limit, and its text becomes the kept lines of that part (the rest is cut off, as Common
+    Crawl cuts a page's content at 1 MiB). An 11 MB page of short lines took ~8 CPU-s. Pages
+    up to the cap get the same decision and text either way; ``max_chars: null`` reads all
+    of every page."""
 
     name = "c4"
     Params = C4Params
@@ -418,7 +481,7 @@ class C4Filter(Filter):
         p: C4Params = self.p  # type: ignore[assignment]
         n_sent = 0
         kept: list[str] = []
-        for raw in doc.text.splitlines():
+        for raw in _capped(doc.text, p.max_chars).splitlines():
             line = raw.strip()
             words = line.split()
             if p.max_word_length != -1 and any(len(w) > p.max_word_length for w in words):
@@ -454,6 +517,7 @@ class C4Filter(Filter):
 
 
 class FineWebParams(FilterParams):
+    max_chars: int | None = Field(PAGE_MAX_CHARS, ge=1)
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
     short_line_thr: float = 0.67
@@ -465,14 +529,20 @@ class FineWebParams(FilterParams):
 class FineWebFilter(Filter):
     """FineWeb's own filters (Penedo et al. 2024 §3.4): drop if < 12 % of lines end with
     terminal punctuation, if > 67 % of lines are ≤ 30 characters, if > 1 % of characters
-    are in duplicated lines, or if newlines/words > 0.3 (list-like pages)."""
+    are in duplicated lines, or if newlines/words > 0.3 (list-like pages).
+
+    Bounded cost: a page longer than ``max_chars`` (default 1,000,000 characters) is judged
+    on its first ``max_chars`` characters, cut at the last line break (or space) before the
+    limit, and every ratio is taken of that part (an 11 MB page took ~2 CPU-s). Pages up to the cap get
+    the same decision either way; ``max_chars: null`` judges all of every page."""
 
     name = "fineweb"
     Params = FineWebParams
 
     def filter(self, doc: Document) -> Verdict:
         p: FineWebParams = self.p  # type: ignore[assignment]
-        lines = [ln for ln in doc.text.split("\n") if ln.strip()]
+        text = _capped(doc.text, p.max_chars)
+        lines = [ln for ln in text.split("\n") if ln.strip()]
         if not lines:
             return False, "empty"
         ratio = sum(ln.endswith(TERMINAL_PUNCTUATION) for ln in lines) / len(lines)
@@ -480,11 +550,11 @@ class FineWebFilter(Filter):
             return False, "line_punct_ratio"
         if sum(len(ln) <= p.short_line_length for ln in lines) / len(lines) > p.short_line_thr:
             return False, "short_line_ratio"
-        chars = len(doc.text.replace("\n", "")) or 1
+        chars = len(text.replace("\n", "")) or 1
         if _find_duplicates(lines)[1] / chars > p.char_duplicates_ratio:
             return False, "char_dup_ratio"
-        words = split_words(doc.text)
-        if words and doc.text.count("\n") / len(words) > p.new_line_ratio:
+        words = split_words(text)
+        if words and text.count("\n") / len(words) > p.new_line_ratio:
             return False, "list_ratio"
         return True
 

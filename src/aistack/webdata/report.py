@@ -96,7 +96,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
         s.add_row("throughput (this run)", throughput(timing))
     out = [t, d, s]
     if report.get("bad_files"):
-        b = Table(title="bad input files (the run went on with the others)")
+        b = Table(title=bad_files_title(report))
         for col in ("file", "records read", "reason"):
             b.add_column(
                 col,
@@ -116,6 +116,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
             u.add_row(str(x["file"]), offset_text(x), str(x["reason"]))
         out.append(u)
     return out
+
+
+def bad_files_title(report: dict[str, Any]) -> str:
+    """The bad-files table's title: ``"bad input files: "`` and ``bad_files_summary``, which
+    says the others were processed only where there were others."""
+    bad = report["bad_files"]
+    total = report["counts"].get("files") or len(report.get("files") or [])
+    return f"bad input files: {bad_files_summary(bad, max(total, len(bad)))}"
 
 
 def bad_files_count(n_bad: int, total: int) -> str:

@@ -553,3 +553,54 @@ def test_a_run_whose_only_input_file_is_bad_does_not_say_the_others_were_process
     assert res.exit_code == 1, res.output
     err = " ".join(res.stderr.split())
     assert "the only input file was bad; nothing was read from it, nothing processed." in err
+
+
+def _bad_files_title(txt: str) -> str:
+    """The bad-files table's title in report.txt (rich centres and wraps it above the
+    table's top border), its lines joined."""
+    lines = txt.splitlines()
+    top = next(i for i, ln in enumerate(lines) if "records read" in ln) - 1  # (its top border)
+    head = []
+    for ln in reversed(lines[:top]):
+        if not ln.strip() or ln.lstrip().startswith("└"):
+            break
+        head.append(ln.strip())
+    return " ".join(reversed(head))
+
+
+@pytest.mark.parametrize(
+    ("files", "want"),
+    [
+        (["bad"], "bad input files: the only input file was bad; nothing was read from it, "
+         "nothing processed"),
+        (["bad", "bad"], "bad input files: all 2 input files were bad; nothing was read from "
+         "them, nothing processed"),
+        (["bad", "good"], "bad input files: 1 of 2 input files were bad; the others were "
+         "processed and written"),
+    ],
+)  # fmt: skip
+def test_the_bad_files_table_title_says_the_others_went_on_only_where_there_were_others(
+    tmp_path: Path, files: list[str], want: str
+) -> None:
+    """Its title said "(the run went on with the others)" also where the only input file (or
+    every one) was bad: there were no others."""
+    from aistack.webdata.report import render_text
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i, kind in enumerate(files):
+        if kind == "bad":
+            (d / f"{i}.warc.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x07" * 40)
+        else:
+            _wet(d / f"{i}.warc.gz", {"http://a/": "one two three four five six seven"})
+    out = tmp_path / "o"
+    rep = run_pipeline(_spec([str(d)], out, steps=["dedup"]), workers=1, skip_bad=True)
+    assert rep["counts"]["bad_files"] == files.count("bad")
+    txt = (out / "report.txt").read_text()
+    assert _bad_files_title(txt) == want
+    assert "went on" not in txt
+    saved = json.loads((out / "report.json").read_text())
+    assert _bad_files_title(render_text(saved)) == want  # (as read back from report.json)
+    from aistack.webdata.report import bad_files_title
+
+    assert bad_files_title(rep) == want

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -293,6 +296,7 @@ def test_language_codes_are_checked() -> None:
 # ---- Gopher repetition on huge pages: a bounded cost (review #2)
 
 
+@functools.lru_cache(maxsize=2)  # (the 11 MB page: made once for the tests that use it)
 def _unique_text(chars: int, seed: int = 0) -> str:
     """Paragraphs of random words from a 50,000-word vocabulary: no repetition rule fires."""
     import random
@@ -347,10 +351,9 @@ def test_gopher_repetition_cap_judges_the_head_of_the_page() -> None:
         GopherRepetitionFilter(max_chars=0)
 
 
-def test_gopher_repetition_cap_changes_no_decision_on_the_shared_samples(warc_data: Path) -> None:
-    """Every page of the shared WARC samples (quality and fast extraction, and the WET text)
-    gets the same verdict and reason with the default cap as with none: the same kept and
-    dropped sets (the samples' longest text is ~72,000 characters)."""
+def _sample_texts(warc_data: Path) -> dict[str, str]:
+    """The text of every page of the shared WARC samples: quality and fast extraction of
+    each HTML page, and the WET texts (85; the longest ~72,000 characters)."""
     from aistack.webdata.extract import decode_html, extract_text
     from aistack.webdata.readers import ArchiveReader
 
@@ -373,7 +376,14 @@ def test_gopher_repetition_cap_changes_no_decision_on_the_shared_samples(warc_da
                     texts[f"{f.name}/{i}/{mode}"] = extract_text(html, mode=mode, url=rec.url)
                 except Exception:  # noqa: BLE001 - as the pipeline: a page that fails is skipped
                     continue
-    texts = {k: v for k, v in texts.items() if v}
+    return {k: v for k, v in texts.items() if v}
+
+
+def test_gopher_repetition_cap_changes_no_decision_on_the_shared_samples(warc_data: Path) -> None:
+    """Every page of the shared WARC samples (quality and fast extraction, and the WET text)
+    gets the same verdict and reason with the default cap as with none: the same kept and
+    dropped sets (the samples' longest text is ~72,000 characters)."""
+    texts = _sample_texts(warc_data)
     capped, uncapped = GopherRepetitionFilter(), GopherRepetitionFilter(max_chars=None)
     with_cap = {k: verdict(capped, t) for k, t in texts.items()}
     without = {k: verdict(uncapped, t) for k, t in texts.items()}
@@ -381,3 +391,191 @@ def test_gopher_repetition_cap_changes_no_decision_on_the_shared_samples(warc_da
     kept = sorted(k for k, v in with_cap.items() if v[0])
     dropped = sorted(k for k, v in with_cap.items() if not v[0])
     assert len(texts) == 85 and (len(kept), len(dropped)) == (76, 9)
+
+
+# ---- Gopher quality, C4 and FineWeb on huge pages: bounded work, the same decisions below
+# the cap (review: they split and scanned all of an 11 MB page)
+
+HUGE = 11_000_000
+CAPPED = (GopherQualityFilter, C4Filter, FineWebFilter)
+
+
+def _watched(text: str) -> tuple[str, list[str]]:
+    """``text`` as a str that records the name of each str method called on it (``len`` and
+    slicing are no method calls: not recorded; a regex reads it without a call either)."""
+    calls: list[str] = []
+
+    class Watched(str):
+        def __getattribute__(self, name: str) -> Any:
+            if not name.startswith("_"):
+                calls.append(name)
+            return super().__getattribute__(name)
+
+    return Watched(text), calls
+
+
+@pytest.fixture
+def split_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each text the filters give ``split_words`` (the words of a text: the
+    costly part of the Gopher rules)."""
+    from aistack.webdata import filters
+
+    sizes: list[int] = []
+    real = filters.split_words
+
+    def counting(text: str) -> list[str]:
+        sizes.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(filters, "split_words", counting)
+    return sizes
+
+
+HUGE_PAGES = {  # each page with the verdicts it had when judged whole (~2-8 CPU-s each)
+    "prose": (
+        lambda: _unique_text(HUGE),
+        {
+            "gopher_quality": (False, "gopher_long_doc"),
+            "c4": (True, None),
+            "fineweb": (True, None),
+        },
+    ),
+    "symbols": (
+        lambda: "-- \n" * (HUGE // 4),
+        {
+            "gopher_quality": (False, "gopher_short_doc"),
+            "c4": (False, "too_few_sentences"),
+            "fineweb": (False, "line_punct_ratio"),
+        },
+    ),
+    "blank_lines": (
+        lambda: "A line that ends well.\n" + "\n" * HUGE,
+        {
+            "gopher_quality": (False, "gopher_short_doc"),
+            "c4": (False, "too_few_sentences"),
+            "fineweb": (False, "short_line_ratio"),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("cls", CAPPED, ids=[c.name for c in CAPPED])
+@pytest.mark.parametrize("kind", list(HUGE_PAGES))
+def test_a_huge_page_is_judged_on_its_first_million_characters_only(
+    kind: str, cls: type[Any], split_sizes: list[int]
+) -> None:
+    """The filter measures the whole page and cuts its head (``rfind`` near the cap), and
+    splits no more than the head's max_chars (1,000,000) characters of it; the verdict is
+    the one the whole page got."""
+    make, want = HUGE_PAGES[kind]
+    page = make()
+    assert len(page) >= HUGE
+    text, calls = _watched(page)
+    d = Document(id="huge", text=text)
+    assert apply(cls(), d) == want[cls.name]
+    assert set(calls) <= {"rfind"}, sorted(set(calls))  # no split, no scan of the whole
+    assert sum(split_sizes) <= 1_000_000
+    if cls is C4Filter and want["c4"][0]:  # kept: the kept lines of the head
+        head = Document(id="head", text=page[: page.rfind("\n", 0, 1_000_001)])
+        assert apply(C4Filter(max_chars=None), head) == (True, None)
+        assert d.text == head.text and 500_000 < len(d.text) < 1_000_000
+
+
+def test_gopher_quality_stops_splitting_past_max_doc_words(split_sizes: list[int]) -> None:
+    """A page with more than max_doc_words (100,000) words is gopher_long_doc as soon as that
+    many are counted: ~700,000 characters of the 11 MB page are split, also without a cap."""
+    page = _unique_text(HUGE)
+    for f in (GopherQualityFilter(), GopherQualityFilter(max_chars=None)):
+        split_sizes.clear()
+        assert verdict(f, page) == (False, "gopher_long_doc")
+        assert 500_000 < sum(split_sizes) < 900_000
+    # a min_doc_words above max_doc_words is still checked first (short, as before)
+    f = GopherQualityFilter(max_chars=None, min_doc_words=150_000, max_doc_words=100_000)
+    assert verdict(f, _unique_text(1_000_000, seed=2)) == (False, "gopher_short_doc")
+    assert verdict(f, page) == (False, "gopher_long_doc")
+
+
+def test_words_are_split_the_same_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks are cut at whitespace, which no word holds: the same words, whatever the
+    chunk size (URLs, e-mails, "e.g.", contractions and punctuation runs included)."""
+    from aistack.webdata import filters
+    from aistack.webdata.filters import _words_until, split_words
+
+    tricky = (
+        "See e.g. the U.S. page\thttp://x.y/z?a=1. or mail a.b+c@d-e.org... it's\u00a0ok, "
+        "isn't it?! «Quote» 3.14 — x.y.\n\n  ## end ... … don't\u2028stop"
+    )
+    for text in (tricky, GOOD, _unique_text(3_000, seed=3)):
+        want = split_words(text)
+        for size in (1, 2, 3, 5, 8, 13, 40, 10_000):
+            monkeypatch.setattr(filters, "WORDS_CHUNK_CHARS", size)
+            split = _words_until(text, None)
+            assert split is not None and split[0] == want, size
+            assert split[1] == [w for w in want if not filters._is_symbol(w)]
+    monkeypatch.setattr(filters, "WORDS_CHUNK_CHARS", 7)
+    assert _words_until(GOOD, 10) is None and _words_until(GOOD, 1000) is not None
+
+
+@pytest.mark.parametrize(
+    ("cls", "tail", "reason"),
+    [
+        (GopherQualityFilter, "\n" + "#tag " * 200, "gopher_too_many_hashes"),
+        (C4Filter, "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", "lorem_ipsum"),
+        (FineWebFilter, "\na" * 50, "line_punct_ratio"),
+    ],
+)
+def test_quality_c4_fineweb_caps_judge_the_head_of_the_page(
+    cls: type[Any], tail: str, reason: str
+) -> None:
+    """Past max_chars the page is judged on its head (cut at the last line break); up to it,
+    and with no cap, on all of it."""
+    text = GOOD + tail
+    assert verdict(cls(max_chars=len(GOOD) + 1), text) == (True, None)
+    assert verdict(cls(max_chars=None), text) == (False, reason)
+    assert verdict(cls(max_chars=len(text)), text) == (False, reason)  # (not past the cap)
+    assert verdict(cls(), text) == (False, reason)  # < 1,000,000
+    d = doc(text)
+    apply(cls(max_chars=len(GOOD) + 1), d)
+    assert d.text == (GOOD if cls is C4Filter else text)  # (C4 keeps the head's lines)
+    from pydantic import ValidationError as PydanticError
+
+    with pytest.raises(PydanticError, match="max_chars"):
+        cls(max_chars=0)
+
+
+def test_caps_change_no_decision_on_the_shared_samples(
+    warc_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of the shared samples gets the verdict, reason (and C4 text) it got before
+    the caps (the counts below are those of the filters before them), with the default cap,
+    with none, and with the words split 500 characters at a time."""
+    from aistack.webdata import filters
+
+    texts = _sample_texts(warc_data)
+
+    def judge(f: Any) -> dict[str, tuple[bool, str | None, str]]:
+        out = {}
+        for k, t in texts.items():
+            d = doc(t)
+            keep, reason = apply(f, d)
+            out[k] = (keep, reason, d.text)
+        return out
+
+    before = {
+        "gopher_quality": {"gopher_below_alpha_threshold": 28, "gopher_short_doc": 3, "kept": 54},
+        "c4": {"kept": 71, "too_few_sentences": 14},
+        "fineweb": {
+            "char_dup_ratio": 11,
+            "kept": 57,
+            "line_punct_ratio": 15,
+            "short_line_ratio": 2,
+        },
+    }
+    for cls in CAPPED:
+        with_cap = judge(cls())
+        assert with_cap == judge(cls(max_chars=None)), cls.name
+        with monkeypatch.context() as m:
+            m.setattr(filters, "WORDS_CHUNK_CHARS", 500)
+            assert with_cap == judge(cls()), cls.name
+        counts = Counter(v[1] or "kept" for v in with_cap.values())
+        assert dict(counts) == before[cls.name], cls.name
