@@ -13,9 +13,13 @@ many points are pending; they stay buffered and retried); ``close()`` (also call
 context manager and at interpreter exit) flushes, and if the server stays unreachable for
 ``close_timeout_s`` it writes the unsent points — the buffer and the chunk still being sent — to
 a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``) that :func:`replay_spool` sends
-later, and raises BackendError naming that file. A batch the server refuses for good (e.g. the
-run was deleted) is split to find the points it refuses; only those go to a spool file
-(``.rejected`` counts them, ``.spooled`` lists the files) so the rest keeps flowing.
+later, and raises BackendError naming that file. The chunk still being sent may yet reach the
+server after close() gave up on it: its lines carry ``"in_flight": true``, and replay_spool
+sends those only when the run's metric history does not have them already (a point is the same
+point when key, value, timestamp and step are equal, MLflow's own identity), so each point is
+logged once. A batch the server refuses for good (e.g. the run was deleted) is split to find the
+points it refuses; only those go to a spool file (``.rejected`` counts them, ``.spooled`` lists
+the files) so the rest keeps flowing.
 
 A spool file that cannot be written (directory not writable, disk full) loses nothing either:
 the points stay in memory (:meth:`BufferedMetricsLogger.unsent` returns them), the next
@@ -39,7 +43,9 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -121,6 +127,9 @@ class BufferedMetricsLogger:
         self._client = client if client is not None else mlflow_client(tracking_uri)
         self._buf: deque[_Point] = deque()
         self._inflight: list[_Point] = []  # the chunk the thread is sending (close spools it)
+        # points of a chunk close() spooled while it was still being sent: that send may yet
+        # succeed, so their spool lines say "in_flight" (replay_spool skips them if sent)
+        self._unresolved: set[_Point] = set()
         # refused points whose spool file could not be written, and unsent points close()
         # could not spool: kept here (never dropped) until a spool write succeeds
         self._unspooled: list[_Point] = []
@@ -220,6 +229,7 @@ class BufferedMetricsLogger:
         self._thread.join(timeout=self.close_timeout_s)
         with self._cond:
             self._closed = True  # from now on the thread drops what it fails to send
+            self._unresolved.update(self._inflight)
             refused, self._unspooled = self._unspooled, []
             left = self._unsaved + list(self._inflight) + list(self._buf)
             self._unsaved = []
@@ -401,9 +411,9 @@ class BufferedMetricsLogger:
                     spool_error = exc
             with self._cond:
                 if refused:
-                    exc = refused[-1][1]
+                    why = refused[-1][1]
                     self.rejected += len(refused)
-                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    self.last_error = f"{type(why).__name__}: {why}"[:500]
                     if path is not None:
                         self.spooled.append(path)
                     elif spool_error is not None:
@@ -458,7 +468,10 @@ class BufferedMetricsLogger:
 
     def _spool(self, points: list[_Point]) -> Path:
         """Write ``points`` to a new spool file (written whole or not at all); a failure is a
-        BackendError naming the file and the reason."""
+        BackendError naming the file and the reason. Points of a chunk that was still being
+        sent when close() spooled it are marked ``"in_flight": true``."""
+        with self._cond:
+            unresolved = set(self._unresolved)
         try:
             d = self._spool_target()
             path = d / f"{self.run_id}-{os.getpid()}-{int(time.time() * 1000)}-{next(_SEQ)}.jsonl"
@@ -470,8 +483,12 @@ class BufferedMetricsLogger:
         try:
             d.mkdir(parents=True, exist_ok=True)
             with part.open("x") as f:
-                for k, v, ts, st in points:
-                    f.write(json.dumps({"key": k, "value": v, "timestamp": ts, "step": st}) + "\n")
+                for pt in points:
+                    k, v, ts, st = pt
+                    row: dict[str, Any] = {"key": k, "value": v, "timestamp": ts, "step": st}
+                    if pt in unresolved:
+                        row["in_flight"] = True
+                    f.write(json.dumps(row) + "\n")
             os.replace(part, path)
         except Exception as exc:  # OSError (read-only, full disk) and anything the write raises
             with contextlib.suppress(OSError):
@@ -531,8 +548,10 @@ def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _
 def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) -> int:
     """Send the points of a spool file written by :meth:`BufferedMetricsLogger.close`.
 
-    The file name starts with the run id. Returns the number of points sent; the file is
-    removed only after every point was accepted.
+    The file name starts with the run id. Lines marked ``"in_flight"`` (a chunk close() spooled
+    while it was still being sent) are sent only when the run's metric history lacks them: that
+    send may have reached the server after close() gave up on it, and each point is logged once.
+    Returns the number of points sent; the file is removed only after every point was accepted.
     """
     from mlflow.entities import Metric
 
@@ -540,6 +559,21 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
     run_id = p.name.split("-", 1)[0]
     points = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     client = mlflow_client(tracking_uri)
+    maybe_sent = {d["key"] for d in points if d.get("in_flight")}
+    if maybe_sent:
+        logged = {
+            _identity(m.key, m.value, m.timestamp, m.step)
+            for key in sorted(maybe_sent)
+            for m in client.get_metric_history(run_id, key)
+        }
+        points = [
+            d
+            for d in points
+            if not (
+                d.get("in_flight")
+                and _identity(d["key"], d["value"], d["timestamp"], d["step"]) in logged
+            )
+        ]
     for i in range(0, len(points), BATCH_LIMIT):
         chunk = points[i : i + BATCH_LIMIT]
         client.log_batch(
@@ -548,6 +582,19 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
         )
     p.unlink()
     return len(points)
+
+
+def _identity(key: str, value: float, timestamp: int, step: int) -> tuple[str, str, int, int]:
+    """A metric point as MLflow tells points apart: (key, value, timestamp, step). NaN equals
+    NaN here, and infinities equal the largest double (the SQL store keeps them so)."""
+    v = float(value) + 0.0  # -0.0 → 0.0 (equal to it, as in SQL)
+    if math.isnan(v):
+        text = "nan"
+    elif math.isinf(v) or abs(v) == sys.float_info.max:
+        text = "inf" if v > 0 else "-inf"
+    else:
+        text = repr(v)
+    return (key, text, int(timestamp), int(step))
 
 
 @atexit.register

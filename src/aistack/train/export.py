@@ -7,7 +7,9 @@ A model directory holds::
     tokenizer.json  the tokenizer file the data was made with (when the run had one)
 
 :func:`log_model` logs that directory as an MLflow pyfunc model named ``model`` in the run
-(artifact path ``model``), with :class:`GPTPyfunc` as its python model. Serving loads it with::
+(artifact path ``model``), with :class:`GPTPyfunc` as its python model, logged as code (MLflow's
+"models from code": a small file that builds it, :data:`MODEL_CODE`) rather than as a pickle.
+Serving loads it with::
 
     m = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")      # or "models:/NAME/VERSION"
     m.predict({"prompt": ["Hello"], "max_new_tokens": 20})      # → list of generated texts
@@ -143,13 +145,33 @@ def log_model(
             else _null()
         )
         with ctx:
+            # a models-from-code file, not a GPTPyfunc() object: MLflow cloudpickles an object
+            # (and warns that loading a pickle can run arbitrary code); the file is copied into
+            # the model and run at load time, so loading the model unpickles nothing
             info = mlflow.pyfunc.log_model(
                 name=name,
-                python_model=GPTPyfunc(),
+                python_model=_write_model_code(Path(tmp)),
                 artifacts={"model_dir": str(mdir)},
                 pip_requirements=["torch", "aistack"],
             )
     return str(info.model_uri)
+
+
+# the model as code (MLflow's "models from code"): what load_model runs to get the python model
+MODEL_CODE = """\
+# aistack's GPT as an MLflow pyfunc model: mlflow.pyfunc.load_model runs this file
+import mlflow
+
+from aistack.train.export import GPTPyfunc
+
+mlflow.models.set_model(GPTPyfunc())
+"""
+
+
+def _write_model_code(directory: Path) -> Path:
+    path = directory / "gpt_pyfunc.py"
+    path.write_text(MODEL_CODE)
+    return path
 
 
 class _null:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -477,3 +478,84 @@ def test_a_crashed_sender_is_an_error_on_flush_and_log_and_close_spools_everythi
 def test_flush_timeout_setting_is_checked():
     with pytest.raises(ValidationError, match="flush_timeout_s: must be > 0, got 0"):
         BufferedMetricsLogger(run_id="r", client=RecordingClient(), flush_timeout_s=0)
+
+
+class BlockingClient(RecordingClient):
+    """The first ``log_batch`` blocks until ``release`` is set, then succeeds (or fails when
+    ``fail_blocked``); ``get_metric_history`` answers from what was stored, like a server."""
+
+    def __init__(self, fail_blocked: bool = False) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.fail_blocked = fail_blocked
+
+    def log_batch(self, run_id, metrics):
+        if not self.started.is_set():
+            self.started.set()
+            assert self.release.wait(timeout=30)
+            if self.fail_blocked:
+                raise ConnectionError("the request timed out")
+        super().log_batch(run_id, metrics)
+
+    def get_metric_history(self, run_id, key):
+        assert run_id == "run1"
+        return [m for b in self.batches for m in b if m.key == key]
+
+
+def _same_point(key, value, timestamp, step) -> tuple:
+    return (key, "nan" if math.isnan(value) else value, timestamp, step)
+
+
+def _close_while_a_chunk_is_in_flight(client, tmp_path):
+    """10 points in flight (one NaN), 5 more buffered; close() gives up and spools all 15."""
+    ml = BufferedMetricsLogger(
+        run_id="run1",
+        client=client,
+        flush_every=10,
+        flush_interval_s=3600,
+        close_timeout_s=0.2,
+        spool_dir=tmp_path,
+    )
+    for i in range(10):
+        ml.log("loss", float("nan") if i == 3 else i / 10, step=i, timestamp=1000 + i)
+    assert client.started.wait(timeout=10)  # the thread is sending those 10 now
+    for i in range(10, 15):
+        ml.log("loss", i / 10, step=i, timestamp=1000 + i)
+    with pytest.raises(BackendError, match="15 metric points could not be sent"):
+        ml.close()
+    (spool,) = tmp_path.glob("run1-*.jsonl")
+    rows = [json.loads(x) for x in spool.read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(15))
+    client.release.set()  # the send close() gave up on ends now
+    ml._thread.join(timeout=10)
+    assert not ml._thread.is_alive()
+    return spool
+
+
+EXPECTED = [_same_point("loss", float("nan") if i == 3 else i / 10, 1000 + i, i) for i in range(15)]
+
+
+def test_a_chunk_sent_after_close_spooled_it_is_not_logged_twice_by_replay(tmp_path, monkeypatch):
+    from aistack.mlops import logger as logger_mod
+
+    client = BlockingClient()
+    spool = _close_while_a_chunk_is_in_flight(client, tmp_path)
+    assert len(client.points()) == 10  # the in-flight chunk reached the server after all
+    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
+    assert logger_mod.replay_spool(spool) == 5  # only the 5 points never sent
+    assert not spool.exists()
+    logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
+    assert sorted(logged, key=lambda p: p[3]) == EXPECTED  # each point exactly once
+
+
+def test_a_chunk_whose_send_fails_after_close_spooled_it_is_replayed(tmp_path, monkeypatch):
+    from aistack.mlops import logger as logger_mod
+
+    client = BlockingClient(fail_blocked=True)
+    spool = _close_while_a_chunk_is_in_flight(client, tmp_path)
+    assert client.points() == []  # nothing reached the server
+    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
+    assert logger_mod.replay_spool(spool) == 15  # none lost
+    logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
+    assert sorted(logged, key=lambda p: p[3]) == EXPECTED

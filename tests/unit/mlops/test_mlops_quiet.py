@@ -84,12 +84,65 @@ def test_logging_and_downloading_a_model_prints_none_of_mlflows_noise(tmp_path: 
     noise, others = err.split("=== other warnings", 1)
     assert "Add type hints" not in noise
     assert "noload" not in noise
+    assert "CloudPickle" not in noise  # the model is logged as code, not pickled
     assert "Downloading artifacts" not in noise and "it/s]" not in noise
     # everything else still shows
     assert "UserWarning: an unrelated UserWarning" in others
     assert "UserWarning: another MLflow warning" in others
     assert "UserWarning: Add type hints to the `predict` method (not from MLflow)" in others
     assert "DeprecationWarning: some other deprecation" in others
+
+
+LOAD = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+
+    tmp = Path(sys.argv[1])
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+    import mlflow
+    import torch
+    from aistack.train.export import log_model
+    from aistack.train.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=16, seq_len=8, n_layer=1, n_head=1, n_embd=8)
+    gpt = GPT(cfg).eval()
+    exp = mlflow.create_experiment("e", artifact_location=(tmp / "art").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        print("=== log model", file=sys.stderr, flush=True)
+        uri = log_model(gpt, cfg)
+        print("=== logged", file=sys.stderr, flush=True)
+    files = os.listdir(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp / "dl")))
+    print("files:", sorted(files))
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # loads without unpickling
+    got = mlflow.pyfunc.load_model(uri).predict({"tokens": [[1, 2, 3]], "max_new_tokens": 4})
+    with torch.no_grad():
+        want = gpt.generate(torch.tensor([[1, 2, 3]]), 4, temperature=0.0)[0].tolist()
+    print("predicted:", got, "direct:", [want])
+    """
+)
+
+
+def test_logged_model_is_not_pickled_and_predicts_like_the_trained_one(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    env = {**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
+    r = subprocess.run(
+        [sys.executable, "-c", LOAD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    # MLflow's "Passing a Python object as `python_model` ... CloudPickle" warning is not raised
+    logging_model = r.stderr.split("=== log model", 1)[1].split("=== logged", 1)[0]
+    assert "CloudPickle" not in logging_model and "python_model" not in logging_model
+    lines = dict(x.split(": ", 1) for x in r.stdout.splitlines() if ": " in x)
+    assert "python_model.pkl" not in lines["files"] and "gpt_pyfunc.py" in lines["files"]
+    got, want = lines["predicted"].split(" direct: ")
+    assert got == want and got.startswith("[[1, 2, 3, ")  # same greedy tokens as the GPT itself
 
 
 def _define_pythonmodel() -> type:
