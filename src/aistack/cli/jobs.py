@@ -352,6 +352,8 @@ def _job_row(j: dict[str, Any]) -> list[str]:
     elif j["state"] in ("FAILED", "TIMEOUT", "CANCELLED"):
         code = "" if j.get("exit_code") is None else f"exit {j['exit_code']}: "
         info = code + (j.get("failure_reason") or "")
+    elif j.get("stop_reason"):  # asked to stop: still stopping, or it exited 0 when stopped
+        info = f"stopped: {j['stop_reason']}"
     elif j.get("devices"):
         info = "; ".join(f"{n}: gpus {v['gpus']} cpus {v['cpus']}" for n, v in j["devices"].items())
     else:
@@ -412,11 +414,9 @@ def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = 
         err_console.print(str(exc))
         raise typer.Exit(124) from None
     if not quiet:
-        reason = (
-            f" ({job['failure_reason']})"
-            if job.get("failure_reason") and job["state"] != "SUCCEEDED"
-            else ""
-        )
+        why = job.get("failure_reason") if job["state"] != "SUCCEEDED" else None
+        why = why or job.get("stop_reason")
+        reason = f" ({why})" if why else ""
         code = "" if job.get("exit_code") is None else f" exit code {job['exit_code']}"
         err_console.print(f"job {job['id']} {job['state']}{code}{reason}")
     raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)

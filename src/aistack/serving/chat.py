@@ -160,6 +160,9 @@ def _one_choice(n: int) -> int:
 
 # ``n`` of /v1/chat/completions and /v1/completions: 1 (the default) is the only value served
 Choices = Annotated[int, Field(ge=1), AfterValidator(_one_choice)]
+# ``seed`` of both: the sample of a request with a seed depends on it alone (not on the other
+# requests of its batch); the bounds are those of a torch.Generator's seed
+Seed = Annotated[int | None, Field(ge=-(2**63), le=2**64 - 1)]
 
 
 class ChatCompletionRequest(BaseModel):
@@ -185,7 +188,7 @@ class ChatCompletionRequest(BaseModel):
     logit_bias: dict[str, float] | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
-    seed: int | None = None
+    seed: Seed = None
     user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None

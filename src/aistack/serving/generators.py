@@ -9,6 +9,14 @@ thread that runs the model); the pieces of a prompt joined are its returned comp
 generator without it (a user's pyfunc ``generate``) is still served: a streamed request then
 gets its completion in one piece when it is done.
 
+Seeds: a generator whose ``generate`` takes a ``seeds`` keyword gets, per prompt, the ``seed``
+of its request or ``None`` (``seeds[i]`` for ``prompts[i]``; the keyword is left out when no
+prompt of the call has one). A prompt with a seed is sampled from its own random generator
+seeded with it, so its completion depends on the seed, the prompt and the settings alone: the
+same with the same seed, whichever other prompts share the batch. Prompts without one are
+sampled as before. A model without the keyword cannot promise that: the server refuses a
+``seed`` with ``temperature`` above 0 for it (see :func:`takes_seeds`).
+
 Token counts (the ``usage`` of a completion): a generator may return its completions as
 :class:`GeneratedText` (a ``str`` that also carries how many tokens the model produced) and
 may have a ``count_tokens(text) -> int`` method (its tokenizer's length of ``text``). Where it
@@ -19,10 +27,11 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 OnText = Callable[[int, str], None]
+Seeds = Sequence[int | None]
 
 
 class GeneratedText(str):
@@ -68,7 +77,7 @@ def completion_tokens(
 class TextGenerator(Protocol):
     def generate(self, prompts: list[str], max_tokens: int, temperature: float) -> list[str]:
         """Continue each prompt by at most ``max_tokens`` tokens; one completion per prompt
-        (optionally with an ``on_text`` keyword: see the module docstring)."""
+        (optionally with ``on_text`` and ``seeds`` keywords: see the module docstring)."""
         ...
 
 
@@ -83,13 +92,27 @@ def streams(generator: object) -> bool:
     )
 
 
+def takes_seeds(generator: object) -> bool:
+    """Whether ``generator.generate`` takes ``seeds`` by name (``**kwargs`` is not enough: a
+    model that drops the keyword would silently sample unseeded)."""
+    try:
+        params = inspect.signature(generator.generate).parameters  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    p = params.get("seeds")
+    return p is not None and p.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
 class EchoGenerator:
     """Fake model: the completion is the prompt reversed, cut to ``max_tokens`` characters.
 
     ``delay_ms`` is a fixed cost per model call plus ``per_item_ms`` per prompt (a batch of n
     costs ``delay_ms + n * per_item_ms``), which makes batching measurable without torch;
     ``token_ms`` is the time of each decoding step (one character of every completion), which
-    makes streaming observable.
+    makes streaming observable. It does not sample: ``seeds`` are accepted and change nothing.
     """
 
     def __init__(
@@ -105,6 +128,7 @@ class EchoGenerator:
         max_tokens: int,
         temperature: float,
         on_text: OnText | None = None,
+        seeds: Seeds | None = None,
     ) -> list[str]:
         cost = self.delay_ms + self.per_item_ms * len(prompts)
         if cost > 0:
@@ -139,7 +163,9 @@ class ReferenceGPTGenerator:
     tokens are decoded (the OpenAI completions API returns the continuation). Streamed
     (``on_text``), a group is generated one token per ``GPT.generate`` call (the model keeps
     no cache, so it is the same computation) and the text decoded so far is reported as it
-    grows; a trailing U+FFFD (a character whose bytes are not all there yet) waits.
+    grows; a trailing U+FFFD (a character whose bytes are not all there yet) waits. A prompt
+    with a seed runs in a group of its own, with a ``torch.Generator`` seeded from it passed as
+    ``GPT.generate``'s ``generator`` (unseeded groups sample from torch's global generator).
     """
 
     def __init__(self, model: object, tokenizer: object) -> None:
@@ -152,6 +178,7 @@ class ReferenceGPTGenerator:
         max_tokens: int,
         temperature: float,
         on_text: OnText | None = None,
+        seeds: Seeds | None = None,
     ) -> list[str]:
         """Completions as :class:`GeneratedText` (with the number of new tokens)."""
         import torch
@@ -160,9 +187,11 @@ class ReferenceGPTGenerator:
         tok: Any = self.tokenizer
         ids = [tok.encode(p).ids or [0] for p in prompts]
         n_new = [0] * len(prompts)
-        groups: dict[int, list[int]] = {}
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        # prompts of one length run together; a seeded prompt alone, with its own generator
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, t in enumerate(ids):
-            groups.setdefault(len(t), []).append(i)
+            groups.setdefault((len(t), -1 if seeds[i] is None else i), []).append(i)
         out = [""] * len(prompts)
         sent = [""] * len(prompts)  # streamed so far
 
@@ -171,14 +200,18 @@ class ReferenceGPTGenerator:
                 on_text(i, text[len(sent[i]) :])
                 sent[i] = text
 
-        for length, idx in groups.items():
+        for (length, _), idx in groups.items():
             batch = torch.tensor([ids[i] for i in idx], dtype=torch.long)
+            seed = seeds[idx[0]]
+            kw: dict[str, Any] = {}
+            if seed is not None:
+                kw["generator"] = torch.Generator(device=batch.device).manual_seed(seed)
             if on_text is None:
-                gen = model.generate(batch, max_tokens, temperature=temperature)
+                gen = model.generate(batch, max_tokens, temperature=temperature, **kw)
             else:
                 gen = batch
-                for _ in range(max_tokens):
-                    gen = model.generate(gen, 1, temperature=temperature)
+                for _ in range(max_tokens):  # the same generator: the same draws as one call
+                    gen = model.generate(gen, 1, temperature=temperature, **kw)
                     for row, i in enumerate(idx):
                         report(i, tok.decode(gen[row, length:].tolist()).rstrip("\ufffd"))
             for row, i in enumerate(idx):

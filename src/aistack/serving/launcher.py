@@ -9,8 +9,9 @@
 Contract: ``launch`` returns a handle string at once; ``status`` never blocks for long and
 reports ``running`` (includes queued/starting) or ``exited`` with an exit code and reason;
 ``stop`` returns at once (SIGTERM now, SIGKILL after ``grace_s``); its ``reason`` says why in
-words a user reads where the replica is listed (for a job: its failure_reason in ``aistack
-jobs`` and the API, instead of "cancelled by user").
+words a user reads where the replica is listed (for a job: its stop_reason in the API, and
+its failure_reason in ``aistack jobs`` and the API once it is CANCELLED, instead of "cancelled
+by user").
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ class JobLauncher:
             return LaunchStatus(state="pending", reason=job.get("pending_reason"), host=host)
         if state not in _JOB_FINAL:
             return LaunchStatus(state="running", host=host)
-        why = job.get("failure_reason") or job.get("reason")
+        # a replica that exits 0 when stopped ends SUCCEEDED: why it stopped is its stop_reason
+        why = job.get("failure_reason") or job.get("stop_reason") or job.get("reason")
         return LaunchStatus(
             state="exited",
             exit_code=job.get("exit_code"),

@@ -121,8 +121,9 @@ def _fail_fast() -> Iterator[None]:
     """Set MLflow's request retries, backoff and timeout (read from the environment at each
     request) to :data:`RESOLVE_HTTP_ENV` for the block, or to what the environment already
     says when that is lower, so that a registry that does not answer is reported in about a
-    second rather than after MLflow's retries. Only the deploy-time resolution uses it;
-    replicas and tracking keep their patient settings."""
+    second rather than after MLflow's retries. The deploy-time resolution and a replica's
+    reachability check before its load (:func:`_check_reachable`) use it; the load itself
+    (downloads) and tracking keep their patient settings."""
     from aistack.mlops._client import env_overrides
 
     values = {}
@@ -285,6 +286,7 @@ def _load_pyfunc(uri: str) -> LoadedModel:
     from aistack.mlops.quiet import quiet_mlflow
 
     quiet_mlflow()  # no download progress bars in the replica's log
+    _check_reachable(uri)
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:
@@ -312,6 +314,46 @@ def _load_pyfunc(uri: str) -> LoadedModel:
             "flavor": "pyfunc",
             "loader_module": model.metadata.flavors.get("python_function", {}).get("loader_module"),
         },
+    )
+
+
+def _check_reachable(uri: str) -> None:
+    """ModelLoadError within seconds when the registry (``models:/``) or tracking server
+    (``runs:/``) that loading ``uri`` needs does not answer: MLflow's load retries a refused
+    connection with backoff for minutes first, while the replica counts as starting. One small
+    request with the deploy's settings (:func:`_fail_fast`) to the store the load will use;
+    only "nothing answers" is reported here, anything else (a missing version, a refused
+    token) is left to the load, which says what it is."""
+    scheme = uri.split(":", 1)[0]
+    if scheme not in ("models", "runs"):
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    where = mlflow.get_registry_uri() if scheme == "models" else mlflow.get_tracking_uri()
+    if not str(where).startswith(("http://", "https://")):
+        return  # a local store: nothing to wait for
+    client = MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=where)
+    what = "model registry" if scheme == "models" else "tracking server"
+    try:
+        with _fail_fast():
+            if scheme == "models":
+                client.search_registered_models(max_results=1)
+            else:
+                client.search_experiments(max_results=1)
+    except MlflowException as exc:
+        if not any(s in str(exc.message) for s in _UNREACHABLE):
+            return
+        detail = ""
+    except (OSError, ConnectionError) as exc:
+        detail = f" ({exc})"
+    else:
+        return
+    raise ModelLoadError(
+        f"cannot load {uri}: the {what} at {where} does not answer{detail}; start the "
+        "aistack server (`aistack up --detach`), or point MLFLOW_TRACKING_URI at a running "
+        "registry"
     )
 
 

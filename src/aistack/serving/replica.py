@@ -13,7 +13,11 @@ Endpoints:
   and the counts its completions carry, see :mod:`aistack.serving.generators`; a character
   per token for a model that gives neither), at most ``max_tokens`` per choice. Fields the
   models cannot honour (``logprobs``, ``best_of``, ``suffix``, ``logit_bias``, ``top_p``,
-  penalties, ``n`` above 1) are a 400 naming the field, never silently ignored.
+  penalties, ``n`` above 1) are a 400 naming the field, never silently ignored. ``seed``
+  (both endpoints) makes a sample (``temperature`` above 0) reproducible: each prompt with a
+  seed is sampled from its own generator seeded with it, so the same request with the same
+  seed gets the same text, alone or batched with others; a model whose ``generate`` takes no
+  ``seeds`` (:mod:`aistack.serving.generators`) answers such a request 400.
 * ``POST /v1/chat/completions`` — OpenAI chat completions on the same text models: the
   messages become one prompt through the model's ``apply_chat_template`` or a plain documented
   template (:mod:`aistack.serving.chat`); the answer is ``choices[0].message`` with ``usage``;
@@ -38,7 +42,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,8 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
-from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices
-from aistack.serving.generators import completion_tokens, count_tokens, streams
+from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, Seed
+from aistack.serving.generators import completion_tokens, count_tokens, streams, takes_seeds
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
@@ -81,7 +85,7 @@ class CompletionRequest(BaseModel):
     best_of: int | None = None
     logit_bias: dict[str, float] | None = None
     user: str | None = None
-    seed: int | None = None
+    seed: Seed = None
     suffix: str | None = None
     stream_options: dict[str, Any] | None = None
 
@@ -112,6 +116,18 @@ class CompletionRequest(BaseModel):
 
 
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+@dataclass(kw_only=True)
+class _GenItem:
+    """One prompt for the completions batcher; ``sink(piece)`` (streamed requests) takes its
+    text as it is decoded, from the model's thread."""
+
+    prompt: str
+    max_tokens: int
+    temperature: float
+    seed: int | None = None
+    sink: Callable[[str], None] | None = None
 
 
 def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
@@ -185,6 +201,7 @@ class _Streamed:
     prompts: list[str]
     max_tokens: int
     temperature: float
+    seed: int | None = None
     stop: str | list[str] | None
     echo: bool = False
     include_usage: bool = False
@@ -245,7 +262,13 @@ async def _stream_events(server: ReplicaServer, req: _Streamed) -> AsyncIterator
 
     async def run(i: int, prompt: str) -> None:
         try:
-            item = (prompt, req.max_tokens, req.temperature, sink_for(i))
+            item = _GenItem(
+                prompt=prompt,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                seed=req.seed,
+                sink=sink_for(i),
+            )
             queue.put_nowait(("done", i, await server.gen_batcher.submit(item)))  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - reported in the stream
             queue.put_nowait(("error", i, exc))
@@ -329,29 +352,34 @@ class ReplicaServer:
         )
         self.started = time.time()
         self._streams = model.generator is not None and streams(model.generator)
+        self._seeds = model.generator is not None and takes_seeds(model.generator)
 
     # ---- batch functions (run in the batcher's worker thread)
-    def _generate_batch(self, items: list[tuple[Any, ...]]) -> list[Any]:
-        """Items are ``(prompt, max_tokens, temperature)`` or, streamed, ``(…, sink)`` where
-        ``sink(piece)`` takes the prompt's text as it is decoded (thread-safe)."""
+    def _generate_batch(self, items: list[_GenItem]) -> list[Any]:
+        """One ``generate`` call per (max_tokens, temperature) of the batch; the prompts' seeds
+        go with them (``seeds``) when the model takes them and one has a seed."""
         gen = self.model.generator
         assert gen is not None
         groups: dict[tuple[int, float], list[int]] = {}
         for i, item in enumerate(items):
-            groups.setdefault((item[1], item[2]), []).append(i)
+            groups.setdefault((item.max_tokens, item.temperature), []).append(i)
         out: list[Any] = [None] * len(items)
         for (max_tokens, temperature), idx in groups.items():
-            sinks = [items[i][3] if len(items[i]) > 3 else None for i in idx]
-            prompts = [items[i][0] for i in idx]
+            sinks = [items[i].sink for i in idx]
+            prompts = [items[i].prompt for i in idx]
+            kw: dict[str, Any] = {}
+            seeds = [items[i].seed for i in idx]
+            if self._seeds and any(s is not None for s in seeds):
+                kw["seeds"] = seeds
             if any(sinks) and self._streams:
 
                 def on_text(j: int, piece: str, sinks: list[Any] = sinks) -> None:
-                    if sinks[j] is not None:
-                        sinks[j](piece)
+                    sink = sinks[j]
+                    if sink is not None:
+                        sink(piece)
 
-                texts = gen.generate(prompts, max_tokens, temperature, on_text=on_text)  # type: ignore[call-arg]
-            else:
-                texts = gen.generate(prompts, max_tokens, temperature)
+                kw["on_text"] = on_text
+            texts = gen.generate(prompts, max_tokens, temperature, **kw)
             for i, t in zip(idx, texts, strict=True):
                 out[i] = t
         return out
@@ -483,6 +511,14 @@ class ReplicaServer:
             problem = req.unsupported()
             if problem is not None:
                 raise problem
+            if req.seed is not None and req.temperature > 0 and not server._seeds:
+                raise HTTPProblem(
+                    400,
+                    "seed: this model's generate takes no seeds, so its samples cannot be "
+                    "reproduced; leave seed out, or set temperature to 0 (greedy, the same "
+                    "every time)",
+                    param="seed",
+                )
             check_model(req.model)
             return req
 
@@ -512,6 +548,7 @@ class ReplicaServer:
                     prompts=[prompt],
                     max_tokens=max_tokens,
                     temperature=req.temperature,
+                    seed=req.seed,
                     stop=stops,
                     include_usage=bool((req.stream_options or {}).get("include_usage")),
                     id=cid,
@@ -519,7 +556,14 @@ class ReplicaServer:
                     model=model_name,
                 )
                 return stream(streamed)
-            raw = await server.gen_batcher.submit((prompt, max_tokens, req.temperature))
+            raw = await server.gen_batcher.submit(
+                _GenItem(
+                    prompt=prompt,
+                    max_tokens=max_tokens,
+                    temperature=req.temperature,
+                    seed=req.seed,
+                )
+            )
             text, stopped = _apply_stop(raw, stops)
             usage = _usage(server.model.generator, [prompt], [(raw, text, stopped)], max_tokens)
             return JSONResponse(
@@ -563,6 +607,7 @@ class ReplicaServer:
                     prompts=prompts,
                     max_tokens=req.max_tokens,
                     temperature=req.temperature,
+                    seed=req.seed,
                     stop=req.stop,
                     echo=req.echo,
                     include_usage=bool((req.stream_options or {}).get("include_usage")),
@@ -572,7 +617,17 @@ class ReplicaServer:
                 )
                 return stream(streamed)
             texts = await asyncio.gather(
-                *(server.gen_batcher.submit((p, req.max_tokens, req.temperature)) for p in prompts)
+                *(
+                    server.gen_batcher.submit(
+                        _GenItem(
+                            prompt=p,
+                            max_tokens=req.max_tokens,
+                            temperature=req.temperature,
+                            seed=req.seed,
+                        )
+                    )
+                    for p in prompts
+                )
             )
             choices = []
             counted: list[tuple[str, str, bool]] = []

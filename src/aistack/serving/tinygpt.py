@@ -3,13 +3,15 @@
 It stands in for the reference GPT of ``aistack.train`` where that is not available, and is
 what the serving tests and benchmarks run. Weights are random but seeded, so greedy
 generation (temperature 0) is deterministic, and a batched call returns the same text as
-one call per prompt.
+one call per prompt. Sampling (temperature above 0) draws from a generator seeded with the
+model's ``seed``, shared by the prompts of a call; a prompt given its own seed (``seeds``)
+draws from a generator of its own, so it samples the same text alone or in any batch.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,20 @@ def _build(cfg: TinyGPTConfig) -> Any:
     return model
 
 
+def _sample(torch: Any, probs: Any, shared_gen: Any, shared: list[int], own: list[Any]) -> Any:
+    """One token per row of ``probs``: the rows in ``shared`` together from ``shared_gen``, each
+    other row from its own generator (``own[i]``), so what it draws depends on it alone."""
+    if len(shared) == probs.shape[0]:
+        return torch.multinomial(probs, 1, generator=shared_gen).squeeze(1)
+    nxt = torch.empty(probs.shape[0], dtype=torch.long)
+    if shared:
+        nxt[shared] = torch.multinomial(probs[shared], 1, generator=shared_gen).squeeze(1)
+    for i, g in enumerate(own):
+        if g is not None:
+            nxt[i] = torch.multinomial(probs[i], 1, generator=g)[0]
+    return nxt
+
+
 class TinyGPT:
     """``TextGenerator`` over a byte-level GPT."""
 
@@ -109,10 +125,12 @@ class TinyGPT:
         max_tokens: int,
         temperature: float,
         on_text: Callable[[int, str], None] | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Bytes decoded as UTF-8 (as :class:`GeneratedText`: ``tokens`` is the number of bytes
-        generated, which the decoded text may not re-encode to); with ``on_text``, each step's new text per prompt as it is
-        decoded (a character split over steps comes once complete)."""
+        generated, which the decoded text may not re-encode to); with ``on_text``, each step's
+        new text per prompt as it is decoded (a character split over steps comes once
+        complete). ``seeds[i]``, when not None, seeds the sampling of ``prompts[i]`` alone."""
         torch = self.torch
         if not prompts:
             return []
@@ -127,6 +145,10 @@ class TinyGPT:
             idx[i, width - len(e) :] = torch.tensor(e, dtype=torch.long)
             valid[i, width - len(e) :] = True
         gen = torch.Generator().manual_seed(self.cfg.seed)
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        own = [None if s is None else torch.Generator().manual_seed(s) for s in seeds or ()]
+        shared = [i for i in range(len(prompts)) if not own or own[i] is None]
         out: list[list[int]] = [[] for _ in prompts]
         decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in prompts]
         with torch.inference_mode():
@@ -139,7 +161,7 @@ class TinyGPT:
                     nxt = logits.argmax(dim=-1)
                 else:
                     probs = torch.softmax(logits / temperature, dim=-1)
-                    nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+                    nxt = _sample(torch, probs, gen, shared, own)
                 for i, tok in enumerate(nxt.tolist()):
                     out[i].append(tok)
                     if on_text is not None:

@@ -234,3 +234,27 @@ def test_down_says_which_services_keep_running(aistack_home: Path) -> None:
         for p in (server, controller):
             p.kill()
             p.wait()
+
+
+def test_job_row_shows_why_a_stopped_job_stopped() -> None:
+    """A job asked to stop that did not fail (still stopping, or exited 0 when stopped) shows
+    its stop reason; a failed or cancelled one its failure reason, as before."""
+    from aistack.cli.jobs import _job_row
+
+    base = {"id": "j1", "name": "r", "project": "p", "user": "u", "resources": {"cpus": 1}}
+    base["submitted_at"] = "2026-11-29T10:00:00+00:00"
+    stopped = {**base, "state": "SUCCEEDED", "exit_code": 0, "stop_reason": "scaled down"}
+    assert "stopped: scaled down" in _job_row(stopped)
+    stopping = {**base, "state": "CANCELLING", "stop_reason": "cancelled by user"}
+    assert "stopped: cancelled by user" in _job_row(stopping)
+    cancelled = {
+        **base,
+        "state": "CANCELLED",
+        "failure_reason": "rollout",
+        "stop_reason": "rollout",
+    }
+    assert "rollout" in _job_row(cancelled)
+    failed = {**base, "state": "FAILED", "exit_code": 3, "failure_reason": "boom"}
+    assert "exit 3: boom" in _job_row(failed)
+    plain = {**base, "state": "SUCCEEDED", "exit_code": 0}
+    assert not any("stopped" in str(c) for c in _job_row(plain))

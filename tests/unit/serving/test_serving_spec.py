@@ -150,3 +150,43 @@ def test_update_target_refs() -> None:
     assert target_ref(st, "other@staging") == "other@staging"
     assert target_ref(st, "builtin:echo") == "builtin:echo"
     assert target_ref({"model_uri": "builtin:echo"}, "builtin:tiny-gpt") == "builtin:tiny-gpt"
+
+
+@pytest.mark.parametrize("ref", ["models:/iris/1", "models:/iris@production", "runs:/abc/model"])
+def test_a_replica_fails_fast_when_the_registry_is_down(
+    aistack_home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ref: str
+) -> None:
+    """A replica's load retried a refused connection with MLflow's backoff (minutes with its
+    defaults; about 30 s with these) before it failed; now it fails within seconds, saying
+    what does not answer and what to start, and the replica exits with its load-failed code."""
+    import os
+    import socket
+    import time
+
+    from aistack.serving.replica import EXIT_LOAD_FAILED, main
+
+    pytest.importorskip("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(ModelLoadError) as ei:
+        load_model(ref)
+    took = time.monotonic() - t0
+    assert took < 10.0, f"took {took:.1f} s"
+    what = "model registry" if ref.startswith("models:") else "tracking server"
+    assert f"cannot load {ref}: the {what} at http://127.0.0.1:{port} does not answer" in str(
+        ei.value
+    )
+    assert "aistack up" in str(ei.value)
+    # the patient settings are back (the process keeps them for everything else)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    # the replica process: exit code 3 and the message on stderr
+    assert main(["--model", ref, "--port", "0"]) == EXIT_LOAD_FAILED
+    assert f"at http://127.0.0.1:{port} does not answer" in capsys.readouterr().err

@@ -246,3 +246,100 @@ def test_a_lowered_max_stops_replicas_as_serve_scale_not_the_autoscaler(tmp_path
     why = "scaled down by `serve scale` of service svc (max 2 → 1)"
     assert list(launcher.stopped.values()) == [why]
     assert [r.reason for r in ctl.replicas.values() if r.state == "stopping"] == [why]
+
+
+def _replica_job(api: Any, **spec: Any) -> str:
+    job = api.client.submit(
+        {
+            "name": "serve-svc-r1",
+            "command": "python -m aistack.serving.replica",
+            "env": {"AISTACK_FAKE_DURATION_S": "600"},
+            "resources": {"cpus": 1},
+            **spec,
+        }
+    )
+    loop = api.ctx.loop
+    loop.run_once()  # started
+    loop.run_once()  # seen running
+    assert api.client.get_job(job["id"])["state"] == "RUNNING"
+    return str(job["id"])
+
+
+def test_a_stopped_replica_job_that_exits_0_shows_why_as_its_stop_reason(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica answers SIGTERM by exiting 0: its job ends SUCCEEDED. The reason it was
+    stopped with was its failure_reason (a failure reason of a job that did not fail)."""
+    loop = api.ctx.loop
+    ex = loop.executor
+    launcher = JobLauncher(client=api.client)
+    stopped, plain = _replica_job(api), _replica_job(api)
+
+    def exits_0(handle: str, grace_s: float = 10.0) -> None:  # the process ends, exit code 0
+        ex._jobs[handle]["duration"] = 0
+
+    monkeypatch.setattr(ex, "cancel", exits_0)
+    why = "scaled down by the autoscaler of service svc (3 → 2 replicas)"
+    launcher.stop(stopped, reason=why)
+    api.client.cancel(plain)
+    job = api.client.get_job(stopped)
+    assert (job["state"], job["failure_reason"], job["stop_reason"]) == ("CANCELLING", None, why)
+    loop.run_once()
+    job = api.client.get_job(stopped)
+    assert (job["state"], job["exit_code"]) == ("SUCCEEDED", 0)
+    assert (job["failure_reason"], job["stop_reason"]) == (None, why)  # kept, as a stop reason
+    job = api.client.get_job(plain)
+    assert (job["state"], job["failure_reason"], job["stop_reason"]) == (
+        "SUCCEEDED",
+        None,
+        "cancelled by user",
+    )
+    # the list says the same, and the service's view of its replica says why it ended
+    listed = {j["id"]: j for j in api.http.get("/api/v1/jobs", params={"all": True}).json()}
+    assert (listed[stopped]["failure_reason"], listed[stopped]["stop_reason"]) == (None, why)
+    assert launcher.status(stopped).reason == f"job {stopped} succeeded: {why}"
+    # a job that failed shows its failure, and no stop reason
+    failed = api.client.submit(
+        {"name": "f", "command": "x", "env": {"AISTACK_FAKE_EXIT_CODE": "3"}}
+    )
+    loop.run_once()
+    loop.run_once()
+    job = api.client.get_job(failed["id"])
+    assert (job["state"], job["failure_reason"], job["stop_reason"]) == (
+        "FAILED",
+        "exit code 3",
+        None,
+    )
+
+
+@pytest.mark.parametrize("end", ["lost", "cancelled", "failed"])
+def test_a_cancel_racing_a_requeue_keeps_its_reason(api: Any, end: str) -> None:
+    """The loop read the replica job RUNNING; the cancel (with a reason) was committed and its
+    signal ended the process; from its stale read the loop requeued the job (lost: no exit
+    record; failed: a retry) or ended it with the executor's words. The job ends CANCELLED
+    with the cancel's reason, not "cancelled by user"."""
+    from aistack.server.db.models import Job
+
+    loop = api.ctx.loop
+    ex = loop.executor
+    jid = _replica_job(api, retries=1)
+    why = "service svc deleted"
+    with loop.sessions() as s:
+        stale = s.get(Job, jid)  # the loop's view, before the cancel
+        assert stale is not None and not stale.cancel_requested
+        handle = stale.handle
+        JobLauncher(client=api.client).stop(jid, reason=why)  # committed through the API
+        if end == "lost":  # died without an exit record
+            ex._jobs.pop(handle)
+        elif end == "failed":  # exited 1 on the signal: the loop would retry it
+            ex._jobs[handle].update(stopped=None, duration=0, exit=1)
+        loop.reconcile(s)
+        s.commit()
+    loop.run_once()
+    job = api.client.get_job(jid)
+    assert (job["state"], job["failure_reason"], job["stop_reason"]) == ("CANCELLED", why, why)
+    assert job["attempt"] == (0 if end == "cancelled" else 1)
+    events = [(e["kind"], e["message"]) for e in api.client.events(jid)]
+    assert [k for k, _ in events].count("started") == 1, events
+    want = why if end == "cancelled" else f"{why} (it was requeued meanwhile)"
+    assert ("cancelled", want) in events, events

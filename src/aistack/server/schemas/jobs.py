@@ -29,7 +29,11 @@ class JobPublic(BaseModel):
     pending_reason: str | None = None
     estimated_start: dt.datetime | None = None
     exit_code: int | None = None
+    # why the job failed, timed out or was cancelled
     failure_reason: str | None = None
+    # why the job was asked to stop (the reason given with its cancel, else "cancelled by
+    # user"), whatever it ended as: a job that exits 0 when stopped ends SUCCEEDED with it here
+    stop_reason: str | None = None
     attempt: int
     retries_left: int
     devices: dict[str, Any] | None = None
@@ -49,7 +53,8 @@ class JobPublic(BaseModel):
 
 class JobCancel(BaseModel):
     """Optional body of POST /jobs/{id}/cancel: why the job is stopped (shown as its
-    ``failure_reason``; without one it is "cancelled by user")."""
+    ``stop_reason``, and as its ``failure_reason`` once it is CANCELLED; without one it is
+    "cancelled by user")."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -165,9 +165,11 @@ def count_by_state(session: Session) -> dict[str, int]:
 def request_cancel(
     session: Session, job: Job, executor: Any, grace_s: float, *, reason: str | None = None
 ) -> Job:
-    """``reason``: why the job is stopped, kept as its failure_reason (a service's controller
-    says "scaled down by the autoscaler …"); without one it ends "cancelled by user". A second
-    cancel keeps the first one's reason."""
+    """``reason``: why the job is stopped (a service's controller says "scaled down by the
+    autoscaler …"); without one it ends "cancelled by user". Stored in the job's
+    ``failure_reason`` column; the API shows it as ``stop_reason`` (and, for a job that ends
+    CANCELLED, as its ``failure_reason`` too; see :func:`to_public`). A second cancel keeps
+    the first one's reason."""
     # every write is conditional on the state (and attempt) this session read: the scheduling
     # loop may have started, requeued or finished the job since; then decide again on a fresh
     # read (an unconditional write put a requeued job back to CANCELLING with no process to
@@ -176,6 +178,9 @@ def request_cancel(
         if job.state in FINAL_STATES:
             raise ConflictError(f"job {job.id} is already {job.state}", hint="nothing to cancel")
         if job.state == "QUEUED":
+            # cancelled before, then requeued from a stale read (the loop ends it): the first
+            # cancel's reason stands
+            first = job.failure_reason if job.cancel_requested else None
             res = session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.state == "QUEUED")
@@ -183,7 +188,7 @@ def request_cancel(
                     state="CANCELLED",
                     finished_at=utcnow(),
                     pending_reason=None,
-                    failure_reason=reason or "cancelled by user while queued",
+                    failure_reason=first or reason or "cancelled by user while queued",
                 )
             )
             session.refresh(job)
@@ -294,7 +299,7 @@ def to_public(job: Job) -> JobPublic:
         pending_reason=job.pending_reason if job.state == "QUEUED" else None,
         estimated_start=_utc(job.estimated_start) if job.state == "QUEUED" else None,
         exit_code=job.exit_code,
-        failure_reason=job.failure_reason,
+        **_reasons(job),
         attempt=job.attempt,
         retries_left=job.retries_left,
         devices=alloc,
@@ -311,6 +316,21 @@ def to_public(job: Job) -> JobPublic:
         started_at=_utc(job.started_at),
         finished_at=_utc(job.finished_at),
     )
+
+
+def _reasons(job: Job) -> dict[str, str | None]:
+    """``failure_reason`` and ``stop_reason`` as the API shows them. The column holds the
+    reason given with a cancel from the cancel on (request_cancel); a job that then did not
+    fail (it exited 0, or is still stopping) showed it as the failure reason of a job that did
+    not fail. Now: a cancelled job shows the reason as both (``failure_reason`` as before);
+    a job asked to stop that has not failed shows it as ``stop_reason`` alone; a job that
+    failed or timed out shows its failure."""
+    reason = job.failure_reason
+    if job.state == "CANCELLED":
+        return {"failure_reason": reason, "stop_reason": reason}
+    if job.cancel_requested and job.state not in ("FAILED", "TIMEOUT"):
+        return {"failure_reason": None, "stop_reason": reason or "cancelled by user"}
+    return {"failure_reason": reason, "stop_reason": None}
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:  # type: ignore[return]

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from aistack.compute.resources import Node
@@ -58,6 +58,15 @@ def _open_allocations(s: Session, job_id: str) -> list[AllocationRow]:
         select(AllocationRow).where(AllocationRow.job_id == job_id, AllocationRow.end.is_(None))
     )
     return list(rows.scalars().all())
+
+
+def _unless_cancelled(reason: str | None) -> Any:
+    """``failure_reason`` for a job the loop requeues or ends from a read without the cancel:
+    ``reason``, unless a cancel was committed since that read; then the cancel's (request_cancel
+    wrote it; None when it gave none). Decided in the UPDATE itself (the attribute is a SQL
+    expression until the flush), so no cancel can come in between: the loop used to overwrite
+    the cancel's reason, and the job ended "cancelled by user"."""
+    return case((Job.cancel_requested.is_(True), Job.failure_reason), else_=reason)
 
 
 def _from_epoch(t: float) -> dt.datetime:
@@ -259,8 +268,12 @@ class SchedulerLoop:
         # cancelled while this loop requeued it from a stale read (lost, retry, preempted): the
         # cancel stands, the job is not started again. Here, not in schedule(): this pass's
         # transaction is committed before schedule() refreshes the inventory in another session
-        requeued = select(Job.id).where(Job.state == "QUEUED", Job.cancel_requested.is_(True))
-        for jid in s.execute(requeued).scalars().all():
+        # The requeue kept the reason given with the cancel (see _unless_cancelled).
+        requeued = select(Job.id, Job.failure_reason).where(
+            Job.state == "QUEUED", Job.cancel_requested.is_(True)
+        )
+        for jid, asked in s.execute(requeued).all():
+            why = asked or "cancelled by user"
             done = s.execute(
                 update(Job)
                 .where(Job.id == jid, Job.state == "QUEUED")
@@ -269,11 +282,11 @@ class SchedulerLoop:
                     finished_at=utcnow(),
                     pending_reason=None,
                     estimated_start=None,
-                    failure_reason="cancelled by user",
+                    failure_reason=why,
                 )
             )
             if getattr(done, "rowcount", 0) == 1:
-                add_event(s, jid, "cancelled", "cancelled by user (it was requeued meanwhile)")
+                add_event(s, jid, "cancelled", f"{why} (it was requeued meanwhile)")
 
     @staticmethod
     def _lost_requeues(s: Session, job: Job) -> int:
@@ -323,8 +336,12 @@ class SchedulerLoop:
         elif st.state == "cancelled" or job.cancel_requested:
             job.state, job.finished_at = "CANCELLED", now
             # the reason given with the cancel (request_cancel keeps it) before the executor's
-            asked = job.failure_reason if job.cancel_requested else None
-            job.failure_reason = asked or st.reason or "cancelled by user"
+            if job.cancel_requested:
+                job.failure_reason = job.failure_reason or st.reason or "cancelled by user"
+            else:  # a cancel committed since this pass read the job may have given one
+                job.failure_reason = _unless_cancelled(st.reason or "cancelled by user")
+                s.flush()  # the value the row ends with (the attribute is reloaded)
+                job.failure_reason = job.failure_reason or st.reason or "cancelled by user"
             add_event(s, job.id, "cancelled", job.failure_reason)
         elif st.state == "timeout":
             job.state, job.finished_at = "TIMEOUT", now
@@ -338,7 +355,7 @@ class SchedulerLoop:
             job.attempt += 1
             job.state = "QUEUED"
             job.handle, job.allocation, job.started_at = None, None, None
-            job.failure_reason = st.reason
+            job.failure_reason = _unless_cancelled(st.reason)
             job.pending_reason = f"requeued after the job was lost: {(st.reason or '')[:200]}"
             add_event(s, job.id, "requeued", f"attempt {job.attempt - 1} lost: {st.reason}")
         else:  # failed, or lost too often
@@ -348,7 +365,7 @@ class SchedulerLoop:
                 job.attempt += 1
                 job.state = "QUEUED"
                 job.handle, job.allocation, job.started_at = None, None, None
-                job.failure_reason = reason
+                job.failure_reason = _unless_cancelled(reason)
                 job.pending_reason = (
                     f"retrying ({job.retries_left} retries left) after: {reason[:200]}"
                 )

@@ -114,7 +114,7 @@ async function pageJobs(main) {
     $("#jobs").innerHTML = table(["id", "name", "project", "state", "resources", "submitted", "pending reason / result", "est. start"],
       jobs.map(j => [`<a href="#/jobs/${esc(j.id)}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
         `${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`, ago(j.submitted_at),
-        esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
+        esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || j.stop_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
         j.estimated_start ? ago(j.estimated_start) : "-"]),
       i => `class="click job-row" onclick="location.hash='#/jobs/${esc(jobs[i].id)}'"`);
   });
@@ -141,7 +141,7 @@ async function pageJob(main, id) {
       ["name", esc(j.name)], ["project / user", esc(j.project + " / " + j.user)], ["command", `<code>${esc(j.command)}</code>`],
       ["resources", esc(JSON.stringify(j.resources))], ["devices", esc(JSON.stringify(j.devices || {}))],
       ["pending reason", esc(j.pending_reason || "-")], ["estimated start", j.estimated_start ? fmtTime(j.estimated_start) : "-"],
-      ["failure reason", esc(j.failure_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(j.mlflow_run_id)}">${esc(j.mlflow_run_id)}</a>` : "-"],
+      ["failure reason", esc(j.failure_reason || "-")], ["stop reason", esc(j.stop_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(j.mlflow_run_id)}">${esc(j.mlflow_run_id)}</a>` : "-"],
       ["submitted / finished", esc(fmtTime(j.submitted_at) + " / " + fmtTime(j.finished_at))],
     ]);
     if (attempt !== null && attempt !== j.attempt) { offset = 0; $("#logs").textContent = ""; }
