@@ -232,8 +232,8 @@ class Client:
         return self.request("GET", f"/jobs/{_seg(job_id)}")  # type: ignore[no-any-return]
 
     def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
-        """Stop a job; ``reason`` (optional) becomes its failure_reason ("cancelled by user"
-        without one)."""
+        """Stop a job; ``reason`` (optional) is shown as its ``stop_reason`` ("cancelled by user"
+        without one), and as its ``failure_reason`` too once it ends CANCELLED."""
         body = {"json": {"reason": reason}} if reason else {}
         return self.request("POST", f"/jobs/{_seg(job_id)}/cancel", **body)  # type: ignore[no-any-return]
 
