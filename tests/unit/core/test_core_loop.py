@@ -241,3 +241,32 @@ def test_a_cancelling_job_without_a_process_is_finished(loop: SchedulerLoop) -> 
     loop.run_once()
     j = state(loop, jid)
     assert j.state == "CANCELLED" and j.finished_at is not None
+
+
+def test_a_retried_job_that_succeeds_shows_no_failure_reason(loop: SchedulerLoop) -> None:
+    """The failure of an earlier attempt stays in the job's events; the job that then
+    succeeded has no failure reason (the API showed the first attempt's)."""
+    from aistack.server.db.models import JobEvent
+    from aistack.server.services.jobs import to_public
+
+    ex = loop.executor
+    launch = ex.launch
+
+    def second_attempt_succeeds(req):  # type: ignore[no-untyped-def]
+        if req.attempt >= 1:
+            req.env = {**req.env, "AISTACK_FAKE_EXIT_CODE": "0"}
+        return launch(req)
+
+    ex.launch = second_attempt_succeeds  # type: ignore[method-assign]
+    jid = submit(loop, retries=1, env={"AISTACK_FAKE_EXIT_CODE": "3"})
+    for _ in range(6):
+        loop.run_once()
+        time.sleep(0.01)
+    job = state(loop, jid)
+    assert (job.state, job.attempt, job.exit_code) == ("SUCCEEDED", 1, 0)
+    assert job.failure_reason is None
+    pub = to_public(job)
+    assert (pub.failure_reason, pub.stop_reason) == (None, None)
+    with loop.sessions() as s:
+        events = s.execute(select(JobEvent).where(JobEvent.job_id == jid)).scalars().all()
+        assert any("exit code 3" in (e.message or "") for e in events)  # kept in the events

@@ -332,6 +332,9 @@ class SchedulerLoop:
             )
         elif st.state == "succeeded":
             job.state, job.finished_at = "SUCCEEDED", now
+            # an earlier attempt's failure (kept in its events) is not this job's: cleared,
+            # unless the column holds the reason of a cancel (shown as the stop reason)
+            job.failure_reason = _unless_cancelled(None)
             add_event(s, job.id, "succeeded", "exit code 0")
         elif st.state == "cancelled" or job.cancel_requested:
             job.state, job.finished_at = "CANCELLED", now
