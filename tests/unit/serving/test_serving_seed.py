@@ -12,7 +12,6 @@ from starlette.testclient import TestClient
 
 torch = pytest.importorskip("torch")
 
-from aistack.serving.generators import ReferenceGPTGenerator  # noqa: E402
 from aistack.serving.models import LoadedModel, load_model  # noqa: E402
 from aistack.serving.replica import ReplicaServer  # noqa: E402
 from aistack.serving.tinygpt import TinyGPT, TinyGPTConfig  # noqa: E402
@@ -127,26 +126,10 @@ def test_without_a_seed_sampling_is_as_before() -> None:
         g.generate(prompts, 4, 1.0, seeds=[1])
 
 
-class _Tok:
-    class _Enc:
-        def __init__(self, ids: list[int]) -> None:
-            self.ids = ids
-
-    def encode(self, text: str) -> _Enc:
-        return self._Enc([ord(c) % 64 for c in text])
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(chr(48 + i) for i in ids)
-
-
-def test_reference_gpt_seeded_prompts_are_reproducible_in_any_batch() -> None:
-    model_mod = pytest.importorskip("aistack.train.model")
-    torch.manual_seed(0)
-    gpt = model_mod.GPT(
-        model_mod.GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_embd=32)
-    )
-    gpt.eval()
-    gen = ReferenceGPTGenerator(gpt, _Tok())
+def test_reference_gpt_seeded_prompts_are_reproducible_in_any_batch(
+    tiny_reference_gpt: Any,
+) -> None:
+    gen = tiny_reference_gpt
     from aistack.serving.generators import takes_seeds
 
     assert takes_seeds(gen)

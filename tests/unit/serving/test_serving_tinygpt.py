@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from aistack.serving.generators import ReferenceGPTGenerator, TextGenerator  # noqa: E402
+from aistack.serving.generators import TextGenerator  # noqa: E402
 from aistack.serving.tinygpt import TinyGPT, TinyGPTConfig  # noqa: E402
 
 
@@ -27,28 +29,8 @@ def test_seed_changes_weights_and_sampling_is_seeded() -> None:
         a.generate(["x"], 1000, 0.0)
 
 
-class _Tok:
-    """Character tokenizer with the two methods the adapter uses."""
-
-    class _Enc:
-        def __init__(self, ids: list[int]) -> None:
-            self.ids = ids
-
-    def encode(self, text: str) -> _Enc:
-        return self._Enc([ord(c) % 64 for c in text])
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(chr(48 + i) for i in ids)
-
-
-def test_reference_gpt_adapter_groups_by_length() -> None:
-    model_mod = pytest.importorskip("aistack.train.model")
-    torch.manual_seed(0)
-    gpt = model_mod.GPT(
-        model_mod.GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_embd=32)
-    )
-    gpt.eval()
-    gen = ReferenceGPTGenerator(gpt, _Tok())
+def test_reference_gpt_adapter_groups_by_length(tiny_reference_gpt: Any) -> None:
+    gen = tiny_reference_gpt
     prompts = ["abc", "hello", "xyz", "q"]
     batched = gen.generate(prompts, 4, 0.0)
     single = [gen.generate([p], 4, 0.0)[0] for p in prompts]
@@ -80,14 +62,8 @@ def test_incremental_utf8_decoding_equals_one_shot() -> None:
         assert streamed == data.decode("utf-8", errors="replace"), data
 
 
-def test_reference_gpt_adapter_streams_a_piece_per_token() -> None:
-    model_mod = pytest.importorskip("aistack.train.model")
-    torch.manual_seed(0)
-    gpt = model_mod.GPT(
-        model_mod.GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_embd=32)
-    )
-    gpt.eval()
-    gen = ReferenceGPTGenerator(gpt, _Tok())
+def test_reference_gpt_adapter_streams_a_piece_per_token(tiny_reference_gpt: Any) -> None:
+    gen = tiny_reference_gpt
     prompts = ["abc", "hello", "xyz"]
     pieces: dict[int, list[str]] = {0: [], 1: [], 2: []}
     out = gen.generate(prompts, 5, 0.0, on_text=lambda i, p: pieces[i].append(p))
