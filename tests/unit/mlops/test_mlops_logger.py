@@ -507,8 +507,9 @@ def _same_point(key, value, timestamp, step) -> tuple:
     return (key, "nan" if math.isnan(value) else value, timestamp, step)
 
 
-def _close_while_a_chunk_is_in_flight(client, tmp_path):
-    """10 points in flight (one NaN), 5 more buffered; close() gives up and spools all 15."""
+def _close_while_a_chunk_is_in_flight(client, tmp_path, release: bool = True):
+    """10 points in flight (one NaN), 5 more buffered; close() gives up and spools all 15
+    (then the send close() gave up on ends, unless ``release`` is False)."""
     ml = BufferedMetricsLogger(
         run_id="run1",
         client=client,
@@ -527,10 +528,11 @@ def _close_while_a_chunk_is_in_flight(client, tmp_path):
     (spool,) = tmp_path.glob("run1-*.jsonl")
     rows = [json.loads(x) for x in spool.read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(15))
-    client.release.set()  # the send close() gave up on ends now
-    ml._thread.join(timeout=10)
-    assert not ml._thread.is_alive()
-    return spool
+    if release:
+        client.release.set()  # the send close() gave up on ends now
+        ml._thread.join(timeout=10)
+        assert not ml._thread.is_alive()
+    return spool, ml
 
 
 EXPECTED = [_same_point("loss", float("nan") if i == 3 else i / 10, 1000 + i, i) for i in range(15)]
@@ -540,7 +542,7 @@ def test_a_chunk_sent_after_close_spooled_it_is_not_logged_twice_by_replay(tmp_p
     from aistack.mlops import logger as logger_mod
 
     client = BlockingClient()
-    spool = _close_while_a_chunk_is_in_flight(client, tmp_path)
+    spool, _ = _close_while_a_chunk_is_in_flight(client, tmp_path)
     assert len(client.points()) == 10  # the in-flight chunk reached the server after all
     monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
     assert logger_mod.replay_spool(spool) == 5  # only the 5 points never sent
@@ -553,9 +555,31 @@ def test_a_chunk_whose_send_fails_after_close_spooled_it_is_replayed(tmp_path, m
     from aistack.mlops import logger as logger_mod
 
     client = BlockingClient(fail_blocked=True)
-    spool = _close_while_a_chunk_is_in_flight(client, tmp_path)
+    spool, _ = _close_while_a_chunk_is_in_flight(client, tmp_path)
     assert client.points() == []  # nothing reached the server
     monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
     assert logger_mod.replay_spool(spool) == 15  # none lost
     logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
     assert sorted(logged, key=lambda p: p[3]) == EXPECTED
+
+
+def test_replay_waits_for_the_in_flight_send_close_gave_up_on(tmp_path, monkeypatch):
+    # replayed while that send still hangs, the history lacks its points: sending them now
+    # would log them twice when it lands, so replay refuses until it ended
+    from aistack.mlops import logger as logger_mod
+
+    client = BlockingClient()
+    spool, ml = _close_while_a_chunk_is_in_flight(client, tmp_path, release=False)
+    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
+    try:
+        with pytest.raises(BackendError, match="has not ended yet") as ei:
+            logger_mod.replay_spool(spool)
+        assert "replay from a new process" in ei.value.hint
+        assert client.points() == [] and spool.exists()
+    finally:
+        client.release.set()
+        ml._thread.join(timeout=10)
+    assert len(client.points()) == 10  # it landed
+    assert logger_mod.replay_spool(spool) == 5
+    logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
+    assert sorted(logged, key=lambda p: p[3]) == EXPECTED  # each point exactly once
