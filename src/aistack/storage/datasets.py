@@ -29,8 +29,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -45,7 +46,13 @@ from aistack.errors import (
 from aistack.settings import Settings, get_settings
 from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
-from aistack.storage.hashing import chunk_list_hash, cut_offsets_parallel
+from aistack.storage.hashing import (
+    ChunkParams,
+    chunk_list_hash,
+    cut_offsets_parallel,
+    read_chunks,
+    zero_chunks,
+)
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
 from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
@@ -58,6 +65,7 @@ from aistack.storage.refs import (
     parse_ref,
     split_node,
 )
+from aistack.storage.sources import SourceLease
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +292,13 @@ class Datasets:
 
         With ``if_changed``, data identical to the newest version (same paths, bytes and modes)
         makes no new version: that version is returned (``unchanged=True``), given ``tags``,
-        and keeps its own message and metadata, as ``dvc add`` of unchanged data does."""
+        and keeps its own message and metadata, as ``dvc add`` of unchanged data does.
+
+        A big file is read through a mapping under a read lease (:mod:`.sources`): another
+        process that opens it for writing or truncates it meanwhile waits until the add has
+        stopped reading it (milliseconds), and the add fails with ConflictError. Where no
+        lease can be had (a caller thread other than the main one, a file already open for
+        writing, NFS, ...) the file is read into buffers instead, into the same chunks."""
         check_name(name)
         tag_names = tuple(check_tag(t) for t in tags)
         if metadata is not None and not isinstance(metadata, dict):
@@ -353,20 +367,37 @@ class Datasets:
             oid, w = store.put(data)
             return i, 0, oid, len(data), w
 
+        local = self.backend.is_local
+
         def put_chunk(
-            i: int, j: int, fd: int, buf: Any, off: int, n: int
+            i: int, j: int, fd: int, buf: Any, off: int, n: int, lease: SourceLease
         ) -> tuple[int, int, str, int, int]:
+            if lease.broken:  # another process waits to shrink the file: read no more of it
+                raise CancelledError
             view = memoryview(buf)[off : off + n]
             try:
-                oid, w = store.put_range(fd, off, view)
+                if local:  # hashed from the mapping, copied by the kernel
+                    oid, w = store.put_range(fd, off, view)
+                else:  # the mapping is read once, at once, not after a slow request
+                    data = bytes(view)
+                    view.release()
+                    oid, w = store.put(data)
             except ConflictError as exc:  # the source shrank: say which of the files
-                rel = sources[i].rel
-                raise ConflictError(f"{rel}: {exc.message}", hint=exc.hint, path=rel) from exc
+                raise _named(exc, sources[i].rel) from exc
             finally:
                 view.release()
             if w:
                 fresh[i].append(oid)
             return i, j, oid, n, w
+
+        def put_read(i: int, j: int, view: memoryview) -> tuple[int, int, str, int, int]:
+            try:  # from the buffer read: the object holds exactly the bytes hashed
+                oid, w = store.put(view)
+                return i, j, oid, len(view), w
+            finally:
+                view.release()
+
+        lease: SourceLease | None = None  # of the file being mapped
 
         def drain(keep: int) -> None:
             nonlocal done, written
@@ -376,9 +407,28 @@ class Datasets:
                 done += n
                 written += w
                 if progress:
-                    progress(done, total)
+                    if lease is None:
+                        progress(done, total)
+                        continue
+                    lease.parked = True  # a lease break now stops the readers at once
+                    try:
+                        progress(done, total)
+                    finally:
+                        lease.parked = False
+
+        def settle() -> None:
+            """Cancel the puts not started; wait for the running ones."""
+            for fut in window:
+                fut.cancel()
+            wait(list(window))
 
         with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-add") as pool:
+
+            def submit(i: int, j: int, fd: int, buf: Any, off: int, n: int) -> None:
+                assert lease is not None
+                window.append(pool.submit(put_chunk, i, j, fd, buf, off, n, lease))
+                drain(limit)
+
             try:
                 for i, src in enumerate(sources):
                     if src.size <= small:
@@ -386,17 +436,24 @@ class Datasets:
                         drain(limit)
                         continue
                     params = store.chunk_policy.for_size(src.size)
-                    with open(src.path, "rb") as f, _mapped(f) as buf:
+                    with open(src.path, "rb") as f, SourceLease(f.fileno(), src.rel) as held:
                         fd = f.fileno()
                         before = os.fstat(fd)
-                        # boundaries found by chunker threads, exactly the serial ones; closed
-                        # before the mapping (its threads read it)
-                        spans = cut_offsets_parallel(buf, params)
-                        with contextlib.closing(spans):
-                            for j, (off, n) in enumerate(spans):
-                                window.append(pool.submit(put_chunk, i, j, fd, buf, off, n))
-                                drain(limit)
-                        drain(0)  # the mapping must outlive its views
+                        if held.held:
+                            lease = held
+                            try:
+                                self._put_mapped(held, f, params, partial(submit, i), drain, settle)
+                            finally:
+                                lease = None
+                        else:  # no lease: a mapping could SIGBUS, so read it into buffers
+                            try:
+                                for j, (_off, view) in enumerate(read_chunks(fd, src.size, params)):
+                                    window.append(pool.submit(put_read, i, j, view))
+                                    del view
+                                    drain(limit)
+                            except ConflictError as exc:
+                                raise _named(exc, src.rel) from exc
+                            drain(0)
                         self._check_unchanged(src, before, os.fstat(fd), fresh[i])
                 drain(0)
             except BaseException:
@@ -420,6 +477,50 @@ class Datasets:
             )
         return entries, written
 
+    @staticmethod
+    def _put_mapped(
+        lease: SourceLease,
+        f: Any,
+        params: ChunkParams,
+        submit: Callable[[int, int, Any, int, int], None],
+        drain: Callable[[int], None],
+        settle: Callable[[], None],
+    ) -> None:
+        """Chunk and store one source file through a mapping, under ``lease``.
+
+        ``submit(j, fd, buf, off, n)`` queues the store of chunk ``j``; ``drain(0)`` waits for
+        the queued ones; ``settle()`` cancels those not started and waits for the others. When
+        the lease breaks (another process wants to write or truncate the file) no new chunk is
+        read, the chunker threads and the puts in flight finish, and ConflictError says the
+        file changed; the caller releases the lease after that, so nothing reads the mapping
+        past a new end of the file (SIGBUS)."""
+        with _mapped(f) as buf:
+            fd = f.fileno()
+            # boundaries found by chunker threads, exactly the serial ones; closed before the
+            # mapping (its threads read it)
+            spans = cut_offsets_parallel(buf, params)
+
+            def stop() -> None:
+                spans.close()  # waits for the chunker threads
+                settle()
+
+            lease.stop = stop
+            try:
+                for j, (off, n) in enumerate(spans):
+                    submit(j, fd, buf, off, n)
+                    if lease.broken:  # before the chunker reads on
+                        break
+                drain(0)  # the mapping must outlive its views
+            except CancelledError as exc:  # stop() ran in the lease's signal handler
+                if not lease.broken:
+                    raise
+                raise _changed(lease.rel) from exc
+            finally:
+                stop()
+                lease.stop = None
+        if lease.broken:
+            raise _changed(lease.rel)
+
     def _check_unchanged(
         self, src: _SourceFile, before: os.stat_result, after: os.stat_result, written: list[str]
     ) -> None:
@@ -438,11 +539,7 @@ class Datasets:
                 self.store.get(oid)
             except IntegrityError:
                 self.store.delete(oid)
-        raise ConflictError(
-            f"{src.rel} changed while it was being added",
-            hint="add it again once nothing is writing to it",
-            path=src.rel,
-        )
+        raise _changed(src.rel)
 
     # -- resolve / list ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> DatasetVersion:
@@ -657,7 +754,9 @@ class Datasets:
         other bytes, a symlink, or a file where the version has a directory (or the reverse)
         is a conflict: nothing is written and ConflictError lists them, unless ``force``
         (they are replaced; a non-empty directory never is). Files in ``dest`` that the version
-        does not have are left alone. Every object is verified before it is written or linked.
+        does not have are left alone. Every object is verified before it is written or linked;
+        a chunk of zero bytes (its id is the hash of that many zeros) is not written at all,
+        so a sparse file comes back sparse.
         """
         if link not in ("auto", "hardlink", "copy"):
             raise ValidationError(
@@ -859,7 +958,10 @@ class Datasets:
         tmp = os.path.join(os.path.dirname(target), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
         store = self.store
         local = self.backend.is_local
-        window: deque[tuple[Future[int | bytes], str, int, int]] = deque()
+        # all-zero chunks are not written: the new file keeps a hole there (a sparse file or a
+        # VM image stays sparse); told from the ids, nothing is read
+        zero = zero_chunks(store.algo, e.chunks, e.chunk_sizes, self._zero_lengths())
+        window: deque[tuple[Future[int | bytes] | None, str, int, int]] = deque()
         ahead = max(4, self._pool_size() * 2)
         n = 0
 
@@ -867,8 +969,12 @@ class Datasets:
             # verified in the pool; local objects are then copied by the kernel, not held here
             return store.check(oid, context=ctx) if local else store.get(oid, context=ctx)
 
-        def land(fut: Future[int | bytes], oid: str, off: int, want: int) -> None:
+        def land(fut: Future[int | bytes] | None, oid: str, off: int, want: int) -> None:
             nonlocal n
+            if fut is None:  # zeros: a hole of the new file
+                n += want
+                progress(n)
+                return
             got = fut.result()
             size = got if isinstance(got, int) else len(got)
             if size != want:
@@ -886,25 +992,43 @@ class Datasets:
             progress(n)
 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        preallocate(fd, e.size)  # blocks reserved up front, as for objects (see preallocate)
+        # blocks reserved up front, as for objects (see preallocate); not for the holes
+        if any(zero):
+            off = 0
+            for is_zero, size in zip(zero, e.chunk_sizes, strict=True):
+                if not is_zero:
+                    preallocate(fd, size, off)
+                off += size
+        else:
+            preallocate(fd, e.size)
         try:
             try:
                 off = 0
-                for oid, size in zip(e.chunks, e.chunk_sizes, strict=True):
-                    window.append((pool.submit(fetch, oid), oid, off, size))
+                for oid, size, is_zero in zip(e.chunks, e.chunk_sizes, zero, strict=True):
+                    fut = None if is_zero else pool.submit(fetch, oid)
+                    window.append((fut, oid, off, size))
                     off += size
                     if len(window) >= ahead:
                         land(*window.popleft())
                 while window:
                     land(*window.popleft())
+                if any(zero):
+                    os.ftruncate(fd, e.size)  # the file's full size, holes included
             finally:
                 for fut, *_ in window:
-                    fut.cancel()
+                    if fut is not None:
+                        fut.cancel()
                 os.close(fd)
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+    def _zero_lengths(self) -> frozenset[int]:
+        """The lengths FastCDC gives the chunks of a run of zeros in this store: the
+        ``max_size`` of each tier."""
+        p = self.store.chunk_policy
+        return frozenset(t.max_size for t in (p.small, p.large, p.huge) if t is not None)
 
     def open(self, ref: str) -> Any:
         """A read-only fsspec filesystem over the files of ``ref`` (reads are verified)."""
@@ -1330,6 +1454,19 @@ def _partial_get_error(
         hint="check the destination's permissions and free space",
         path=getattr(exc, "filename", None),
     )
+
+
+def _changed(rel: str) -> ConflictError:
+    return ConflictError(
+        f"{rel} changed while it was being added",
+        hint="add it again once nothing is writing to it",
+        path=rel,
+    )
+
+
+def _named(exc: ConflictError, rel: str) -> ConflictError:
+    """``exc`` (about "the source file") naming source file ``rel``."""
+    return ConflictError(f"{rel}: {exc.message}", hint=exc.hint, path=rel)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from aistack.errors import MissingDependency, ValidationError
+from aistack.errors import ConflictError, MissingDependency, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -442,3 +442,102 @@ def _fastcdc(params: ChunkParams) -> Any:
     return pyfastcdc.FastCDC(
         params.avg_size, min_size=params.min_size, max_size=params.max_size, normalized_chunking=1
     )
+
+
+def read_chunks(
+    fd: int, size: int, params: ChunkParams, *, segment: int | None = None
+) -> Iterator[tuple[int, memoryview]]:
+    """The chunks of :func:`cut_offsets` over the first ``size`` bytes of file ``fd`` (exactly
+    the same boundaries), read with ``preadv`` into buffers of about ``segment`` bytes instead of
+    through a mapping: ``(offset, view of the chunk's bytes)``.
+
+    For a file that another process may shrink meanwhile: a mapping raises SIGBUS there, a read
+    just comes back short (then ConflictError). Each boundary is found by :func:`_next_length`
+    on a buffer that holds more than ``max_size`` bytes past it (or the rest of the file), so it
+    is the one a chunker over the whole file finds: a chunk's length depends only on its first
+    ``max_size`` bytes and on whether the file ends sooner. The bytes after the last boundary
+    of a buffer are copied into the next one (less than ``max_size`` + one chunk). A view stays
+    valid after the next chunk is read (a buffer is never reused), and pins its buffer until it
+    is released.
+    """
+    seg = max(segment or max(SEGMENT_MIN, 4 * params.max_size), params.max_size + 1)
+    fixed = not _have_pyfastcdc()
+    skip = _skip_for(params)
+    cdc = None if fixed else _fastcdc(_sub_params(params, skip))
+    buf = bytearray()
+    base = 0  # file offset of buf[0]
+    pos = 0  # file offset of the next chunk
+    while pos < size:
+        end = base + len(buf)
+        if end < size and end - pos <= params.max_size:
+            keep = len(buf) - (pos - base)
+            nbuf = bytearray(keep + min(seg, size - end))
+            nbuf[:keep] = memoryview(buf)[pos - base :]
+            _pread_into(fd, memoryview(nbuf)[keep:], end)
+            buf, base = nbuf, pos
+            continue
+        if size <= params.min_size:
+            length = size
+        elif fixed:
+            length = min(params.avg_size, size - pos)
+        else:
+            with memoryview(buf) as mv:
+                length = _next_length(mv, pos - base, params, skip, cdc)
+        yield pos, memoryview(buf)[pos - base : pos - base + length]
+        pos += length
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` with the bytes of ``fd`` at ``offset``; ConflictError if the file ends
+    first (it shrank since its size was read)."""
+    done = 0
+    with view:
+        while done < len(view):
+            with view[done:] as rest:
+                k = os.preadv(fd, [rest], offset + done)
+            if k == 0:
+                raise ConflictError(
+                    "the source file got shorter while it was being read",
+                    hint="add it again once nothing is writing to it",
+                )
+            done += k
+
+
+_ZERO_BLOCK = 1 << 20
+
+
+@lru_cache(maxsize=32)
+def zero_hash(algo: str, n: int) -> str:
+    """The id of ``n`` zero bytes (hashed 1 MiB at a time; cached per length)."""
+    h = hasher_factory(algo)()
+    block = memoryview(bytes(min(n, _ZERO_BLOCK)))
+    left = n
+    while left:
+        k = min(left, len(block))
+        h.update(block[:k])
+        left -= k
+    return str(h.hexdigest())
+
+
+def zero_chunks(
+    algo: str, chunks: tuple[str, ...], sizes: tuple[int, ...], likely: frozenset[int]
+) -> list[bool]:
+    """Which chunks of a file are all zero bytes, told from their ids alone (a chunk's id is
+    the hash of its bytes, so an id equal to the hash of as many zeros as the chunk's recorded
+    length means exactly those bytes; nothing is read).
+
+    Only lengths a zero chunk can plausibly have are hashed (each once per process): FastCDC
+    cuts a run of zeros into chunks of one length (``max_size``, given in ``likely``, or
+    another length that then repeats), and a file that ends in zeros has one zero chunk of
+    its own length last. Data of other shapes costs a lookup per chunk."""
+    seen: dict[int, int] = {}
+    for n in sizes:
+        seen[n] = seen.get(n, 0) + 1
+    cand = {n for n, c in seen.items() if c > 1 or n in likely}
+    out = [
+        n in cand and n > 0 and oid == zero_hash(algo, n)
+        for oid, n in zip(chunks, sizes, strict=True)
+    ]
+    if out and any(out) and not out[-1] and sizes[-1] > 0:
+        out[-1] = chunks[-1] == zero_hash(algo, sizes[-1])
+    return out
