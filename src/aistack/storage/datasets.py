@@ -399,13 +399,17 @@ class Datasets:
 
         lease: SourceLease | None = None  # of the file being mapped
 
+        stored: set[str] = set()  # objects this add wrote: two workers may write one at once
+
         def drain(keep: int) -> None:
             nonlocal done, written
             while len(window) > keep:
                 i, j, oid, n, w = window.popleft().result()
                 chunks[i][j] = (oid, n)
                 done += n
-                written += w
+                if w and oid not in stored:  # the store holds it once: counted once
+                    stored.add(oid)
+                    written += w
                 if progress:
                     if lease is None:
                         progress(done, total)

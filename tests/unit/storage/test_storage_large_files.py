@@ -370,3 +370,21 @@ def test_store_config_with_chunk_sizes_fastcdc_refuses_fails_at_open(
     assert needle in str(err.value)
     saved = json.loads((tmp_path / "objects" / PREFIX / "config.json").read_text())
     assert saved == cfg  # nothing rewritten
+
+
+def test_bytes_written_counts_an_object_once_when_workers_store_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """A run of zeros is cut into identical max-size chunks, stored by several workers at
+    once: the store ends with one object, and the add says it wrote it once."""
+    ds = tiered(tmp_path)
+    src = tmp_path / "src"
+    write(src / "zeros.bin", bytes(24 * MiB))
+    for k in range(12):  # identical small files, stored in parallel too
+        write(src / f"same-{k}.txt", b"x" * 1000)
+    v = ds.add("z", src)
+    entries = {e.path: e for e in ds.files(v)}
+    assert len(set(entries["zeros.bin"].chunks)) == 1 < len(entries["zeros.bin"].chunks)
+    objects = tmp_path / "objects" / PREFIX / "blake3"
+    stored = sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+    assert v.bytes_written == stored == LARGE.max_size + 1000
