@@ -169,9 +169,8 @@ class ChunkPolicy:
     @classmethod
     def default(cls) -> ChunkPolicy:
         """The policy of a new store: 256 KiB–4 MiB chunks, 3.5–16 MiB from 256 MiB, 14–28 MiB
-        from 1 GiB (a 2 GiB file is ~120 objects instead of ~420: in same-run A/B scripts on
-        the project machine its add took 0.80–0.91 s instead of 0.94–1.19 s, 1.6–1.8 instead
-        of 1.8–2.1 CPU-seconds)."""
+        from 1 GiB (a 2 GiB file is ~120 objects instead of ~420; bench_storage_throughput.py
+        adds it to a store with 4 MiB chunks beside the default in the same run)."""
         return cls(
             small=ChunkParams(),
             large=ChunkParams(min_size=7 << 19, avg_size=4 << 20, max_size=16 << 20),

@@ -222,9 +222,8 @@ class GopherQualityFilter(Filter):
     on its first ``max_chars`` characters, cut at the last line break (or space) before the
     limit (see ``GopherRepetitionFilter``). The words are split a chunk at a time, and a
     page is dropped as ``gopher_long_doc`` as soon as more than ``max_doc_words`` are
-    counted (the page has at least as many), without splitting the rest: an 11 MB page of
-    prose took ~2 CPU-s, now the words of its first ~700,000 characters (also with
-    ``max_chars: null``, which judges all of every page). Pages up to the cap get the same
+    counted (the page has at least as many), without splitting the rest (also with ``max_chars: null``, which judges all of every
+    page): on an 11 MB page of prose, the words of its first ~700,000 characters only. Pages up to the cap get the same
     decision either way."""
 
     name = "gopher_quality"
@@ -456,7 +455,7 @@ class C4Filter(Filter):
     Bounded cost: a page longer than ``max_chars`` (default 1,000,000 characters) is judged
     on its first ``max_chars`` characters, cut at the last line break (or space) before the
     limit, and its text becomes the kept lines of that part (the rest is cut off, as Common
-    Crawl cuts a page's content at 1 MiB). An 11 MB page of short lines took ~8 CPU-s. Pages
+    Crawl cuts a page's content at 1 MiB): the lines of an 11 MB page are not all split. Pages
     up to the cap get the same decision and text either way; ``max_chars: null`` reads all
     of every page."""
 
@@ -533,8 +532,8 @@ class FineWebFilter(Filter):
 
     Bounded cost: a page longer than ``max_chars`` (default 1,000,000 characters) is judged
     on its first ``max_chars`` characters, cut at the last line break (or space) before the
-    limit, and every ratio is taken of that part (an 11 MB page took ~2 CPU-s). Pages up to the cap get
-    the same decision either way; ``max_chars: null`` judges all of every page."""
+    limit, and every ratio is taken of that part. Pages up to the cap get the same decision
+    either way; ``max_chars: null`` judges all of every page."""
 
     name = "fineweb"
     Params = FineWebParams
