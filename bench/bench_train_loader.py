@@ -8,7 +8,9 @@ the same way the loader does (no shuffling; the files' headers are read before t
 starts). An informational row gives the bare byte-copy speed (no tensor; the reused
 buffer stays in CPU cache, so it is a memcpy ceiling, not a loader); another the loader's
 random-window gather alone (its uint16 chunks, before the int64 conversion): the part of
-its time that a sequential read does not have. Page cache warm for
+its time that a sequential read does not have; another the loader with its touch-ahead off
+(``ShardLoader.touch_ahead``: one token read at each window's first and last position, for
+all windows of a chunk at once, before the copies), to compare in the same run. Page cache warm for
 all. Goal: ShardLoader ≥ 80% of the raw baseline (single thread, as the raw read). The
 "(2 threads)" row is the loader with its prefetch thread gathering and converting ahead
 while the caller takes batches: it uses a second core, so it is not the goal's comparison;
@@ -94,17 +96,22 @@ _LOADERS: dict[tuple, object] = {}
 PASSES = 5
 
 
-def aistack_loader(paths, seq_len, batch, max_tokens, prefetch: int = 0) -> tuple[int, float]:
+def aistack_loader(
+    paths, seq_len, batch, max_tokens, prefetch: int = 0, touch: bool = True
+) -> tuple[int, float]:
     """One epoch of one long-lived loader (as in training: created once, then stepped); the
     first call's pass includes mapping the files' pages (reported separately). ``prefetch``:
-    the loader's background thread gathers ahead (the trainer's default on GPU is 2)."""
+    the loader's background thread gathers ahead (the trainer's default on GPU is 2).
+    ``touch=False``: the loader without its touch-ahead (``ShardLoader.touch_ahead``), to
+    compare in the same run."""
     from aistack.train.loader import ShardLoader
 
-    key = (tuple(map(str, paths)), seq_len, batch, prefetch)
+    key = (tuple(map(str, paths)), seq_len, batch, prefetch) + (() if touch else ("no-touch",))
     if key not in _LOADERS:
         _LOADERS[key] = ShardLoader(
             [str(p) for p in paths], seq_len=seq_len, batch_size=batch, seed=0, prefetch=prefetch
         )
+        _LOADERS[key].touch_ahead = touch
     ld = _LOADERS[key]
     steps = min(max_tokens // (seq_len * batch), ld.batches_per_epoch)
     n = 0
@@ -198,6 +205,10 @@ def main() -> None:
             (
                 f"ShardLoader, random windows, {n_shards} shards",
                 lambda: aistack_loader(paths, seq_len, batch, total),
+            ),
+            (
+                f"(info) ShardLoader without touch-ahead, {n_shards} shards",
+                lambda: aistack_loader(paths, seq_len, batch, total, touch=False),
             ),
             (
                 f"(info) ShardLoader gather only, {n_shards} shards (uint16, no tensor)",

@@ -25,8 +25,10 @@ one reserved address range (Linux: ``mmap`` with ``MAP_FIXED`` into a ``PROT_NON
 reservation; one shard needs nothing), and a view of that range whose item ``k`` is the
 ``seq_len + 1`` tokens starting at token ``k`` turns every window of every shard into one
 item, so numpy copies the chunk's windows in their final order with one memcpy per window
-(no sort, no scatter, no Python per shard). Each batch is then one conversion to a fresh
-int64 array. No Python per sample. Where the side-by-side mapping is not available (another
+(no sort, no scatter, no Python per shard). Before that copy, two vectorized reads of one
+token each at every window's first and last position (``ShardLoader.touch_ahead``) take the
+cache and TLB misses of all the chunk's windows at once, overlapped, instead of one window after
+the other inside the copies. Each batch is then one conversion to a fresh int64 array. No Python per sample. Where the side-by-side mapping is not available (another
 OS, shards of mixed token widths, ``eos_id``), a per-shard gather gives the same batches.
 
 Remote shards (``s3://…`` or any fsspec URL) are copied once into
@@ -273,6 +275,10 @@ class ShardLoader:
     (with ``prefetch``, a batch kept alive keeps its chunk's int64 array, ~4 MiB, alive).
     """
 
+    #: before a chunk's gather, read one token at each window's first and last position (all
+    #: windows at once, vectorized); False only to measure the gather without it (bench)
+    touch_ahead: bool = True
+
     def __init__(
         self,
         data: str | Sequence[str],
@@ -373,6 +379,7 @@ class ShardLoader:
         # every window of every shard as one item of one view (see the module docstring):
         # ``_flat[_flat_first[s] + k * seq_len]`` is window k of shard s
         self._flat: np.ndarray | None = None
+        self._flat_tokens: np.ndarray | None = None
         self._flat_first = np.zeros(len(self.shards), dtype=np.int64)
         if self._items is not None:
             self._flat_view()
@@ -428,6 +435,7 @@ class ShardLoader:
         if n < 1:
             return
         self._flat = np.ndarray(shape=(n,), dtype=self._item, buffer=flat, strides=(size,))
+        self._flat_tokens = flat[: flat.shape[0] - flat.shape[0] % size].view(self._stage_dtype)
         self._flat_first = np.asarray(first, dtype=np.int64) // size
 
     # ------------------------------------------------------------------ order
@@ -483,6 +491,14 @@ class ShardLoader:
         if self._flat is not None and ids.shape[0]:
             shard = np.searchsorted(self._cum, ids, side="right") - 1
             starts = self._flat_first[shard] + (ids - self._cum[shard]) * self.seq_len
+            if self.touch_ahead:
+                # one token at each window's first and last position, for all windows at once:
+                # these loads are independent, so the CPU overlaps their cache and TLB misses
+                # (a window spans at most two pages), which the copies below, one window after
+                # the other, would each wait for in turn
+                tok = self._flat_tokens
+                tok[starts]
+                tok[starts + self.seq_len]
             rows = self._flat[starts]  # one memcpy per window, in C
             return rows.view(self._stage_dtype).reshape(ids.shape[0], self.seq_len + 1)
         if stage is None:

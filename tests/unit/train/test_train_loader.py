@@ -315,7 +315,9 @@ def test_single_view_gather_equals_the_per_shard_gather(
     tmp_path_factory, sizes, wide, seq_len, batch, world, seed, chunk_bytes
 ) -> None:
     """The side-by-side mapping (one gather for all shards) gives exactly the batches of the
-    per-shard fallback, whatever the shard sizes (empty ones too), widths and layout."""
+    per-shard fallback, whatever the shard sizes (empty ones too), widths and layout; its
+    touch-ahead reads (first and last token of each window, up to the mapping's last token)
+    change nothing."""
     import aistack.train.loader as loader_mod
 
     root = tmp_path_factory.mktemp("flat")
@@ -337,8 +339,13 @@ def test_single_view_gather_equals_the_per_shard_gather(
             assert fast._flat is not None  # Linux: the single view is in use
             slow = ShardLoader(str(root), as_torch=False, **kw)
             slow._flat = None  # the per-shard fallback
+            untouched = ShardLoader(str(root), as_torch=False, **kw)
+            untouched.touch_ahead = False  # the single view without the touch-ahead reads
+            assert fast.touch_ahead
             n = 2 * fast.batches_per_epoch + 1
-            assert np.array_equal(np.stack(_epochs(fast, n)), np.stack(_epochs(slow, n)))
+            got = np.stack(_epochs(fast, n))
+            assert np.array_equal(got, np.stack(_epochs(slow, n)))
+            assert np.array_equal(got, np.stack(_epochs(untouched, n)))
             ids = np.arange(fast.n_windows)
             assert np.array_equal(fast.gather(ids), slow.gather(ids))
     finally:
