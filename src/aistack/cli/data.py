@@ -433,6 +433,10 @@ def _refuse_unfinished_jobs(v: Any, pairs: list[tuple[str, str]]) -> None:
         )
 
 
+# the nodes `data lineage` prints under one node; past it, a line says how many more there are
+LINEAGE_CHILDREN = 20
+
+
 @app.command(cls=_Command)
 def lineage(
     ref: str = typer.Argument(..., metavar="REF", help="version, e.g. corpus@v3"),
@@ -452,6 +456,8 @@ def lineage(
     if as_json:
         print_json(g)
         return
+    from collections import Counter
+
     from rich.tree import Tree
 
     if note:
@@ -472,10 +478,14 @@ def lineage(
         downs.setdefault(e["src"], []).append(e["dst"])
 
     def grow(tree: Any, n: str, links: dict[str, list[str]], seen: set[str]) -> None:
-        for m in sorted(links.get(n, [])):
-            if m in seen:
-                continue
+        shown = [m for m in sorted(links.get(n, [])) if m not in seen]
+        more = shown[LINEAGE_CHILDREN:] if len(shown) > LINEAGE_CHILDREN + 1 else []
+        for m in shown[: len(shown) - len(more)]:
             grow(tree.add(label(m)), m, links, seen | {m})
+        if more:  # (a web-data run reads thousands of files: they are not all printed)
+            kinds = Counter(m.partition(":")[0] for m in more)
+            what = ", ".join(f"{k:,} {kind}" for kind, k in sorted(kinds.items()))
+            tree.add(f"[dim]… {len(more):,} more ({escape(what)}); --json lists them all[/dim]")
 
     root = g["root"]
     if not g["edges"]:

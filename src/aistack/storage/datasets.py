@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import mmap
 import os
+import re
 import stat
 import threading
 import time
@@ -57,6 +58,7 @@ from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
 from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
 from aistack.storage.refs import (
+    NODE_KINDS,
     VERSION_RE,
     check_kind,
     check_name,
@@ -1151,18 +1153,33 @@ class Datasets:
 
     def record_edge(self, src: str, dst: str) -> None:
         """Add one lineage edge between nodes ``kind:id`` (e.g. ``job:42`` → ``run:abc``)."""
-        for n in (src, dst):
-            kind, ident = split_node(n)
-            if kind == "dataset":
-                ident = self.resolve(ident).ref
-            node(kind, ident)
-        s = self._canon(src)
-        d = self._canon(dst)
-        self.catalog.add_edges([(s, d)])
+        self.record_edges([(src, dst)])
+
+    def record_edges(self, edges: list[tuple[str, str]]) -> int:
+        """Add lineage edges between nodes ``kind:id`` in one transaction; returns how many
+        were new (an edge is stored once, so recording it again adds nothing).
+
+        Every node is checked first (a bad one records no edge): kinds are those of
+        :data:`LINEAGE_NODE_KINDS`; a ``dataset:`` node is pinned (``dataset:corpus@latest``
+        → ``dataset:corpus@v3``) and must name a live version."""
+        canon: dict[str, str] = {}
+        pairs: list[tuple[str, str]] = []
+        for src, dst in edges:
+            for n in (src, dst):
+                if n not in canon:
+                    canon[n] = self._canon(n)
+            pairs.append((canon[src], canon[dst]))
+        return self.catalog.add_edges(pairs) if pairs else 0
 
     def _canon(self, n: str) -> str:
+        if not isinstance(n, str):
+            raise ValidationError(
+                f"invalid lineage node {n!r}", hint="write KIND:ID, e.g. job:42", field="node"
+            )
         kind, ident = split_node(n)
-        return node("dataset", self.resolve(ident).ref) if kind == "dataset" else node(kind, ident)
+        if kind == "dataset":
+            return node("dataset", self.resolve(ident).ref)
+        return lineage_node(kind, ident)
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Upstream and downstream graph of a version: ``{"root", "nodes", "edges"}``. A deleted
@@ -1291,6 +1308,43 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
+
+
+# Lineage nodes that only the lineage graph knows (no reference or version behind them):
+# ``file:NAME@sha256:HEX`` an input file, named by its content digest (NAME, percent-encoded
+# printable ASCII, only makes it readable), and ``webdata:NAME@ID`` a web-data pipeline run
+# (aistack.webdata), between its input files and the dataset version it registered.
+LINEAGE_ONLY_KINDS = ("file", "webdata")
+LINEAGE_NODE_KINDS = (*NODE_KINDS, *LINEAGE_ONLY_KINDS)
+_PRINTABLE_ID = re.compile(r"[!-~]{1,380}")  # printable ASCII, no space (fits the catalog)
+_FILE_ID = re.compile(r"[!-~]+@[a-z0-9]{3,16}:[0-9a-f]{32,128}")
+
+
+def lineage_node(kind: str, ident: str) -> str:
+    """The node id ``kind:ident`` for a lineage edge: :func:`~aistack.storage.refs.node`'s
+    kinds plus :data:`LINEAGE_ONLY_KINDS`. A ``file`` id ends with its content digest
+    (``NAME@sha256:HEX``); ``file`` and ``webdata`` ids are printable ASCII without spaces."""
+    if kind not in LINEAGE_ONLY_KINDS:
+        if kind not in NODE_KINDS:
+            raise ValidationError(
+                f"invalid lineage node kind {kind!r}",
+                hint=f"use one of {', '.join(LINEAGE_NODE_KINDS)}",
+                field="kind",
+            )
+        return node(kind, ident)
+    if not isinstance(ident, str) or not _PRINTABLE_ID.fullmatch(ident):
+        raise ValidationError(
+            f"invalid {kind} id {ident!r}",
+            hint="give 1-380 printable ASCII characters without spaces (percent-encode others)",
+            field="id",
+        )
+    if kind == "file" and not _FILE_ID.fullmatch(ident):
+        raise ValidationError(
+            f"invalid file id {ident!r}: it names no content digest",
+            hint="write NAME@ALGO:HEX, e.g. crawl-00001.warc.gz@sha256:<64 hex digits>",
+            field="id",
+        )
+    return f"{kind}:{ident}"
 
 
 def _dataset_node_version(n: str) -> tuple[str, int] | None:
