@@ -7,6 +7,8 @@ module                      what
 ``mlops.server``            ``mount_mlflow(app, settings)``: MLflow under /mlflow (same process)
 ``mlops.tracking``          ``create_job_run`` / ``log_system_metrics`` / ``end_job_run``
 ``mlops.logger``            ``BufferedMetricsLogger``: batched, retrying, bounded flush, spool
+``mlops.spool``             spool files of unsent points; ``replay_spool`` (resumable, each
+                            point once: checked against the run's history)
 ``mlops.registry``          ``register_from_run``, aliases, ``promote`` (gates), ``lineage``;
                             listings read every page of MLflow's searches
 ``mlops.quiet``             ``quiet_mlflow()``: no artifact progress bars, no known-noise warnings

@@ -12,9 +12,11 @@ before it was accepted by the server, at most ``flush_timeout_s`` (then BackendE
 many points are pending; they stay buffered and retried); ``close()`` (also called by the
 context manager and at interpreter exit) flushes, and if the server stays unreachable for
 ``close_timeout_s`` it writes the unsent points — the buffer and the chunk still being sent — to
-a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``) that :func:`replay_spool` sends
-later (resumable: called again after it stopped part way, it sends only what the server did not
-accept), and raises BackendError naming that file. The chunk still being sent may yet reach the
+a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``; :mod:`aistack.mlops.spool` writes
+it) that :func:`~aistack.mlops.spool.replay_spool` (importable from here too) sends later
+(resumable: called again after it stopped part way, it sends only what the server did not
+accept, checking the run's history when it cannot tell), and raises BackendError naming that
+file. The chunk still being sent may yet reach the
 server after close() gave up on it: its lines carry ``"in_flight": true``, and replay_spool
 sends those only when the run's metric history does not have them already (a point is the same
 point when key, value, timestamp and step are equal, MLflow's own identity), so each point is
@@ -40,14 +42,8 @@ Example::
 from __future__ import annotations
 
 import atexit
-import contextlib
-import fcntl
-import itertools
-import json
 import logging
-import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -57,15 +53,12 @@ from typing import Any
 
 from aistack.errors import BackendError, ValidationError
 from aistack.mlops._client import mlflow_client
+from aistack.mlops.spool import BATCH_LIMIT, _Point, write_spool
+from aistack.mlops.spool import replay_spool as replay_spool  # its home before mlops.spool
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 1000
-_SEQ = itertools.count()  # spool files written in the same millisecond get distinct names
 _OPEN: weakref.WeakSet[BufferedMetricsLogger] = weakref.WeakSet()
-# spool files (real path) with "in_flight" lines -> the logger whose send of them may still land
-_SENDING: weakref.WeakValueDictionary[str, BufferedMetricsLogger] = weakref.WeakValueDictionary()
-_Point = tuple[str, float, int, int]  # key, value, timestamp ms, step
 
 
 def _resolve_run_id(run_id: str | None) -> str:
@@ -234,6 +227,7 @@ class BufferedMetricsLogger:
         with self._cond:
             self._closed = True  # from now on the thread drops what it fails to send
             self._unresolved.update(self._inflight)
+            flying = len(self._inflight)  # a send close() gives up on: it may still land
             refused, self._unspooled = self._unspooled, []
             left = self._unsaved + list(self._inflight) + list(self._buf)
             self._unsaved = []
@@ -271,7 +265,14 @@ class BufferedMetricsLogger:
             raise BackendError(
                 f"{len(left)} metric points could not be sent to run {self.run_id} "
                 f"(last error: {self.last_error}); saved to {path}",
-                hint=f"send them later with aistack.mlops.logger.replay_spool({str(path)!r})",
+                hint=f"send them later with aistack.mlops.logger.replay_spool({str(path)!r})"
+                + (
+                    f"; {flying} of them were still being sent and that request may yet land: "
+                    "replay_spool in this process waits for it, from another process replay only "
+                    "after this one has exited (or they may be logged twice)"
+                    if flying
+                    else ""
+                ),
             )
 
     def unsent(self) -> list[dict[str, Any]]:
@@ -478,33 +479,11 @@ class BufferedMetricsLogger:
             unresolved = set(self._unresolved)
         try:
             d = self._spool_target()
-            path = d / f"{self.run_id}-{os.getpid()}-{int(time.time() * 1000)}-{next(_SEQ)}.jsonl"
         except Exception as exc:  # noqa: BLE001 - e.g. settings that do not load
             raise BackendError(
                 f"could not choose a spool file for {len(points)} points ({exc})"
             ) from exc
-        part = path.with_name(path.name + ".part")
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            with part.open("x") as f:
-                for pt in points:
-                    k, v, ts, st = pt
-                    row: dict[str, Any] = {"key": k, "value": v, "timestamp": ts, "step": st}
-                    if pt in unresolved:
-                        row["in_flight"] = True
-                    f.write(json.dumps(row) + "\n")
-            os.replace(part, path)
-            if unresolved.intersection(points):  # replay_spool refuses until that send ended
-                _SENDING[os.path.realpath(path)] = self
-        except Exception as exc:  # OSError (read-only, full disk) and anything the write raises
-            with contextlib.suppress(OSError):
-                part.unlink()
-            raise BackendError(
-                f"could not write {len(points)} metric points to the spool file {path} "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
-        log.error("spooled %d unsent metric points to %s", len(points), path)
-        return path
+        return write_spool(d, self.run_id, points, unresolved, self._thread)
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -549,246 +528,6 @@ def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _
         raise ValidationError(f"value of {key!r}: {value!r} does not fit a double") from None
     ts = int(time.time() * 1000) if timestamp is None else _int64("timestamp", key, timestamp)
     return (key, v, ts, 0 if step is None else _int64("step", key, step))
-
-
-def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) -> int:
-    """Send the points of a spool file written by :meth:`BufferedMetricsLogger.close`; return
-    how many this call sent. The file name starts with the run id; the file is removed once every
-    point is on the server.
-
-    Resumable: around each chunk (at most 1,000 points) ``<spool>.progress`` (written atomically,
-    fsync'd) records how many lines are on the server and which are being sent. A replay that
-    stops part way raises BackendError and keeps the spool; called again, it sends only what was
-    not accepted. The lines of a send that did not answer (a timeout, or a crash between
-    "accepted" and "progress written") are sent again only when the run's metric history lacks
-    them, so that chunk is not logged twice either. An unreadable progress file, or one of other
-    spool content, is ignored with a warning and every line is checked against the history that
-    way (nothing lost); without one (a first replay, or deleted by hand) every line is sent. A
-    second replay of the file while one runs is refused (a file lock; where the file system has
-    no locks, do not start two).
-
-    Lines marked ``"in_flight"`` (a chunk close() spooled while it was still being sent) are sent
-    only when the history lacks them (same key, value, timestamp and step: MLflow's identity of a
-    point). That check is exact once that send has ended: in the process that wrote the spool,
-    replay_spool refuses (nothing sent) until it has; from another process, replay after the
-    writer exited or its send ended (at most MLFLOW_HTTP_REQUEST_TIMEOUT and its retries), or a
-    send that lands after the history was read is logged twice.
-    """
-    p = Path(path)
-    run_id = p.name.split("-", 1)[0]
-    writer = _SENDING.get(os.path.realpath(p))
-    if writer is not None and writer._thread.is_alive():
-        raise BackendError(
-            f"the send of the chunk that close() spooled as in flight to {p} has not ended yet "
-            "in this process; replaying now could log those points twice (nothing was sent)",
-            hint="call replay_spool again once that request returns or times out "
-            "(MLFLOW_HTTP_REQUEST_TIMEOUT), or replay from a new process after this one exited",
-        )
-    try:
-        f = p.open("rb")
-    except FileNotFoundError:
-        raise ValidationError(
-            f"{p}: no such spool file",
-            hint="pass a file that close() named (<run id>-....jsonl in "
-            "AISTACK_HOME/mlflow-spool); a spool file is removed once all of it was replayed",
-        ) from None
-    with f:
-        try:  # held by another replay of this file (released when closed, also by a crash)
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackendError(
-                f"{p} is being replayed by another call now (nothing was sent by this one)",
-                hint="wait for that replay to end; if it fails, call replay_spool again",
-            ) from None
-        except OSError:  # pragma: no cover - a file system without locks (documented)
-            pass
-        try:
-            same = os.path.samestat(os.fstat(f.fileno()), os.stat(p))
-        except FileNotFoundError:
-            same = False
-        if not same:  # a replay that held the lock until now sent all of it and removed it
-            log.info("%s was replayed meanwhile by another call", p)
-            return 0
-        return _replay_locked(p, run_id, f.read(), tracking_uri)
-
-
-def _replay_locked(p: Path, run_id: str, data: bytes, tracking_uri: str | None) -> int:
-    from mlflow.entities import Metric
-
-    try:
-        lines = data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            f"{p}: not a spool file (byte {exc.start} is not UTF-8); nothing was sent",
-            hint="pass a JSON-lines file that close() wrote",
-        ) from None
-    rows = [(i, _spool_row(p, i, line)) for i, line in enumerate(lines) if line.strip()]
-    prog = p.with_name(p.name + ".progress")
-    done, maybe_to = _read_progress(prog, p, len(data), len(lines))
-    todo = [(i, d) for i, d in rows if i >= done]
-    client = mlflow_client(tracking_uri)
-
-    def maybe_sent(i: int, d: dict[str, Any]) -> bool:
-        return bool(d.get("in_flight")) or i < maybe_to
-
-    keys = sorted({d["key"] for i, d in todo if maybe_sent(i, d)})
-    if keys:
-        try:
-            logged = {
-                _identity(m.key, m.value, m.timestamp, m.step)
-                for key in keys
-                for m in client.get_metric_history(run_id, key)
-            }
-        except Exception as exc:
-            raise BackendError(
-                f"could not read the metric history of run {run_id} to find which points of {p} "
-                f"are on the server already ({type(exc).__name__}: {exc}); nothing was sent, the "
-                "spool file is kept",
-                hint=f"call replay_spool({str(p)!r}) again when the tracking server answers",
-            ) from exc
-        todo = [
-            (i, d)
-            for i, d in todo
-            if not (
-                maybe_sent(i, d)
-                and _identity(d["key"], d["value"], d["timestamp"], d["step"]) in logged
-            )
-        ]
-    sent = 0
-    for start in range(0, len(todo), BATCH_LIMIT):
-        chunk = todo[start : start + BATCH_LIMIT]
-        last = start + BATCH_LIMIT >= len(todo)
-        end = len(lines) if last else chunk[-1][0] + 1  # lines on the server once it is accepted
-        # from here this chunk may be on the server (also if the request fails: a timeout)
-        _write_progress(prog, p, len(data), done, max(end, maybe_to))
-        try:
-            client.log_batch(
-                run_id,
-                metrics=[Metric(d["key"], d["value"], d["timestamp"], d["step"]) for _, d in chunk],
-            )
-        except Exception as exc:
-            left = len(todo) - sent
-            raise BackendError(
-                f"replay of {p} stopped: {sent} of {len(todo)} points were accepted by run "
-                f"{run_id}, {left} were not ({type(exc).__name__}: {exc}); the spool file is kept "
-                f"and {prog.name} records how far the replay got",
-                hint=f"call replay_spool({str(p)!r}) again when the tracking server answers: it "
-                "sends only the points not accepted yet (those of the failed request only if the "
-                "run's history lacks them)",
-                pending=left,
-            ) from exc
-        done = end
-        _write_progress(prog, p, len(data), done, maybe_to if maybe_to > done else None)
-        sent += len(chunk)
-    try:
-        p.unlink()
-    except OSError as exc:
-        raise BackendError(
-            f"all points of {p} are on the server but the file could not be removed ({exc})",
-            hint=f"delete it and {prog.name}; replaying it again would send nothing",
-        ) from exc
-    try:
-        prog.unlink(missing_ok=True)
-    except OSError as exc:  # the spool is gone: a stale progress file is only clutter
-        log.warning("could not remove %s (%s); delete it by hand", prog, exc)
-    return sent
-
-
-def _spool_row(p: Path, i: int, line: str) -> dict[str, Any]:
-    """One spool line as a metric point dict; a clear error naming the line when it is not."""
-    try:
-        d = json.loads(line)
-        row = {
-            "key": d["key"],
-            "value": float(d["value"]),
-            "timestamp": int(d["timestamp"]),
-            "step": int(d["step"]),
-        }
-        if not isinstance(row["key"], str) or not row["key"]:
-            raise ValueError(f"key {row['key']!r} is not a non-empty string")
-    except Exception as exc:  # noqa: BLE001 - JSON, a missing field, a wrong type
-        raise ValidationError(
-            f"{p}, line {i + 1}: not a metric point ({type(exc).__name__}: {exc}); nothing was "
-            "sent by this replay",
-            hint='a spool line is {"key": ..., "value": ..., "timestamp": ..., "step": ...}: fix '
-            "or delete that line and call replay_spool again",
-        ) from None
-    return {**row, "in_flight": True} if d.get("in_flight") else row
-
-
-def _read_progress(prog: Path, p: Path, size: int, n_lines: int) -> tuple[int, int]:
-    """``(done, maybe_to)``: spool lines before ``done`` are on the server; lines before
-    ``maybe_to`` may be (their send did not answer). (0, 0) without a progress file; an
-    unreadable one or one of another spool content is ignored with a warning and every line
-    counts as maybe sent (checked against the run's history: nothing lost, nothing twice)."""
-    try:
-        text = prog.read_text()
-    except FileNotFoundError:
-        return 0, 0
-    except OSError as exc:
-        why = f"{type(exc).__name__}: {exc}"
-    else:
-        try:
-            rec = json.loads(text)
-            done, to, nbytes = rec["done"], rec["sending_to"], rec["spool_bytes"]
-            if to is None:
-                to = done
-            if not (all(type(x) is int for x in (done, to, nbytes)) and 0 <= done <= to <= n_lines):
-                why = f"bad values {text.strip()[:200]!r}"
-            elif nbytes != size:
-                why = f"it was written for a {nbytes}-byte spool, this one has {size} bytes"
-            else:
-                return done, to
-        except (ValueError, KeyError, TypeError) as exc:
-            why = f"{type(exc).__name__}: {exc}"
-    log.warning(
-        "replay progress file %s is unreadable or does not match %s (%s): ignoring it and checking "
-        "all points against the run's metric history (those there already are not sent again)",
-        prog,
-        p,
-        why,
-    )
-    return 0, n_lines
-
-
-def _write_progress(prog: Path, p: Path, size: int, done: int, sending_to: int | None) -> None:
-    """Record replay progress atomically and durably (temp file, fsync, rename, fsync dir)."""
-    part = prog.with_name(prog.name + ".part")
-    rec = {"spool_bytes": size, "done": done, "sending_to": sending_to}
-    try:
-        with part.open("w") as f:
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(part, prog)
-        with contextlib.suppress(OSError):  # a directory fsync is not possible everywhere
-            fd = os.open(prog.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise BackendError(
-            f"could not record replay progress in {prog} ({type(exc).__name__}: {exc}); the "
-            f"next chunk was not sent, the spool file {p} is kept",
-            hint="make its directory writable (or copy the spool file, keeping its name, to a "
-            "writable directory and replay the copy) and call replay_spool again",
-        ) from exc
-
-
-def _identity(key: str, value: float, timestamp: int, step: int) -> tuple[str, str, int, int]:
-    """A metric point as MLflow tells points apart: (key, value, timestamp, step). NaN equals
-    NaN here, and infinities equal the largest double (the SQL store keeps them so)."""
-    v = float(value) + 0.0  # -0.0 → 0.0 (equal to it, as in SQL)
-    if math.isnan(v):
-        text = "nan"
-    elif math.isinf(v) or abs(v) == sys.float_info.max:
-        text = "inf" if v > 0 else "-inf"
-    else:
-        text = repr(v)
-    return (key, text, int(timestamp), int(step))
 
 
 @atexit.register

@@ -324,7 +324,7 @@ class _FullDisk:
 
 @pytest.mark.parametrize("how", ["not-a-directory", "disk-full"])
 def test_a_spool_write_failure_is_an_error_on_the_next_flush_not_a_hang(tmp_path, monkeypatch, how):
-    from aistack.mlops import logger as logger_mod
+    from aistack.mlops import spool as spool_mod
 
     if how == "not-a-directory":
         (tmp_path / "blocker").write_text("a file where the spool directory should be")
@@ -332,7 +332,7 @@ def test_a_spool_write_failure_is_an_error_on_the_next_flush_not_a_hang(tmp_path
         reason = "NotADirectoryError"
     else:
         spool_dir = tmp_path / "spool"
-        monkeypatch.setattr(logger_mod, "json", _FullDisk())
+        monkeypatch.setattr(spool_mod, "json", _FullDisk())
         reason = "No space left on device"
     client = RefusingClient()
     ml = BufferedMetricsLogger(
@@ -377,7 +377,7 @@ def test_a_spool_write_failure_is_an_error_on_the_next_flush_not_a_hang(tmp_path
     if how == "not-a-directory":
         (tmp_path / "blocker").unlink()
     else:
-        monkeypatch.setattr(logger_mod, "json", json)
+        monkeypatch.setattr(spool_mod, "json", json)
     ml.close()
     (spool,) = ml.spooled
     rows = [json.loads(x) for x in spool.read_text().splitlines()]
@@ -539,26 +539,26 @@ EXPECTED = [_same_point("loss", float("nan") if i == 3 else i / 10, 1000 + i, i)
 
 
 def test_a_chunk_sent_after_close_spooled_it_is_not_logged_twice_by_replay(tmp_path, monkeypatch):
-    from aistack.mlops import logger as logger_mod
+    from aistack.mlops import spool as spool_mod
 
     client = BlockingClient()
     spool, _ = _close_while_a_chunk_is_in_flight(client, tmp_path)
     assert len(client.points()) == 10  # the in-flight chunk reached the server after all
-    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
-    assert logger_mod.replay_spool(spool) == 5  # only the 5 points never sent
+    monkeypatch.setattr(spool_mod, "mlflow_client", lambda uri=None: client)
+    assert spool_mod.replay_spool(spool) == 5  # only the 5 points never sent
     assert not spool.exists()
     logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
     assert sorted(logged, key=lambda p: p[3]) == EXPECTED  # each point exactly once
 
 
 def test_a_chunk_whose_send_fails_after_close_spooled_it_is_replayed(tmp_path, monkeypatch):
-    from aistack.mlops import logger as logger_mod
+    from aistack.mlops import spool as spool_mod
 
     client = BlockingClient(fail_blocked=True)
     spool, _ = _close_while_a_chunk_is_in_flight(client, tmp_path)
     assert client.points() == []  # nothing reached the server
-    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
-    assert logger_mod.replay_spool(spool) == 15  # none lost
+    monkeypatch.setattr(spool_mod, "mlflow_client", lambda uri=None: client)
+    assert spool_mod.replay_spool(spool) == 15  # none lost
     logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
     assert sorted(logged, key=lambda p: p[3]) == EXPECTED
 
@@ -566,20 +566,20 @@ def test_a_chunk_whose_send_fails_after_close_spooled_it_is_replayed(tmp_path, m
 def test_replay_waits_for_the_in_flight_send_close_gave_up_on(tmp_path, monkeypatch):
     # replayed while that send still hangs, the history lacks its points: sending them now
     # would log them twice when it lands, so replay refuses until it ended
-    from aistack.mlops import logger as logger_mod
+    from aistack.mlops import spool as spool_mod
 
     client = BlockingClient()
     spool, ml = _close_while_a_chunk_is_in_flight(client, tmp_path, release=False)
-    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
+    monkeypatch.setattr(spool_mod, "mlflow_client", lambda uri=None: client)
     try:
         with pytest.raises(BackendError, match="has not ended yet") as ei:
-            logger_mod.replay_spool(spool)
+            spool_mod.replay_spool(spool)
         assert "replay from a new process" in ei.value.hint
         assert client.points() == [] and spool.exists()
     finally:
         client.release.set()
         ml._thread.join(timeout=10)
     assert len(client.points()) == 10  # it landed
-    assert logger_mod.replay_spool(spool) == 5
+    assert spool_mod.replay_spool(spool) == 5
     logged = [_same_point(m.key, m.value, m.timestamp, m.step) for b in client.batches for m in b]
     assert sorted(logged, key=lambda p: p[3]) == EXPECTED  # each point exactly once

@@ -5,14 +5,13 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-from collections import Counter
 
 import pytest
 
 pytest.importorskip("mlflow")
 
 from aistack.errors import BackendError, ValidationError  # noqa: E402
-from aistack.mlops import logger as logger_mod  # noqa: E402
+from aistack.mlops import spool as spool_mod  # noqa: E402
 
 
 class _Crash(BaseException):
@@ -68,7 +67,7 @@ def _spool(tmp_path, n: int = 2500):
 
 
 def _use(monkeypatch, client) -> None:
-    monkeypatch.setattr(logger_mod, "mlflow_client", lambda uri=None: client)
+    monkeypatch.setattr(spool_mod, "mlflow_client", lambda uri=None: client)
 
 
 def _first_replay_fails_on_chunk_2(tmp_path, monkeypatch, **kw):
@@ -81,7 +80,7 @@ def _first_replay_fails_on_chunk_2(tmp_path, monkeypatch, **kw):
 def test_a_replay_that_fails_part_way_resumes_where_it_stopped(tmp_path, monkeypatch):
     server, spool, expected = _first_replay_fails_on_chunk_2(tmp_path, monkeypatch)
     with pytest.raises(BackendError) as ei:
-        logger_mod.replay_spool(spool)
+        spool_mod.replay_spool(spool)
     err = ei.value
     assert "1000 of 2500 points were accepted" in err.message
     assert "spool file is kept" in err.message
@@ -93,7 +92,7 @@ def test_a_replay_that_fails_part_way_resumes_where_it_stopped(tmp_path, monkeyp
 
     again = Client(server)
     _use(monkeypatch, again)
-    assert logger_mod.replay_spool(spool) == 1500  # only what was not accepted
+    assert spool_mod.replay_spool(spool) == 1500  # only what was not accepted
     assert again.sizes == [1000, 500]
     assert sorted(server.points) == expected  # every point exactly once
     assert not spool.exists() and not progress.exists()
@@ -110,10 +109,10 @@ def test_a_chunk_accepted_before_progress_was_written_is_not_sent_twice(tmp_path
         tmp_path, monkeypatch, landed=True, exc=exc
     )
     with pytest.raises(BackendError if isinstance(exc, Exception) else _Crash):
-        logger_mod.replay_spool(spool)
+        spool_mod.replay_spool(spool)
     assert len(server.points) == 2000
     _use(monkeypatch, Client(server))
-    assert logger_mod.replay_spool(spool) == 500
+    assert spool_mod.replay_spool(spool) == 500
     assert sorted(server.points) == expected
     assert not spool.exists()
 
@@ -126,11 +125,11 @@ def test_a_chunk_accepted_before_progress_was_written_is_not_sent_twice(tmp_path
 def test_a_corrupt_progress_file_loses_nothing_and_says_so(tmp_path, monkeypatch, caplog, content):
     server, spool, expected = _first_replay_fails_on_chunk_2(tmp_path, monkeypatch)
     with pytest.raises(BackendError):
-        logger_mod.replay_spool(spool)
+        spool_mod.replay_spool(spool)
     spool.with_name(spool.name + ".progress").write_text(content)
     _use(monkeypatch, Client(server))
     with caplog.at_level(logging.WARNING, logger="aistack.mlops.logger"):
-        assert logger_mod.replay_spool(spool) == 1500
+        assert spool_mod.replay_spool(spool) == 1500
     assert sorted(server.points) == expected  # nothing lost, nothing twice (history checked)
     assert "ignoring it and checking all points" in caplog.text
 
@@ -138,27 +137,15 @@ def test_a_corrupt_progress_file_loses_nothing_and_says_so(tmp_path, monkeypatch
 def test_a_progress_file_of_other_spool_content_is_ignored(tmp_path, monkeypatch, caplog):
     server, spool, expected = _first_replay_fails_on_chunk_2(tmp_path, monkeypatch)
     with pytest.raises(BackendError):
-        logger_mod.replay_spool(spool)
+        spool_mod.replay_spool(spool)
     with spool.open("a") as f:  # edited by hand after the failed replay
         f.write(json.dumps({"key": "m0", "value": 1.5, "timestamp": 9, "step": 9999}) + "\n")
     expected = sorted([*expected, ("m0", 1.5, 9, 9999)])
     _use(monkeypatch, Client(server))
     with caplog.at_level(logging.WARNING, logger="aistack.mlops.logger"):
-        assert logger_mod.replay_spool(spool) == 1501
+        assert spool_mod.replay_spool(spool) == 1501
     assert sorted(server.points) == expected
     assert "written for a" in caplog.text
-
-
-def test_without_the_progress_file_a_replay_sends_everything_again(tmp_path, monkeypatch):
-    # a deleted progress file looks like a first replay: nothing is lost (duplicates possible)
-    server, spool, expected = _first_replay_fails_on_chunk_2(tmp_path, monkeypatch)
-    with pytest.raises(BackendError):
-        logger_mod.replay_spool(spool)
-    spool.with_name(spool.name + ".progress").unlink()
-    _use(monkeypatch, Client(server))
-    assert logger_mod.replay_spool(spool) == 2500
-    assert set(server.points) == set(expected)
-    assert Counter(Counter(server.points).values()) == {2: 1000, 1: 1500}
 
 
 def test_two_replays_of_one_file_at_once_are_refused(tmp_path, monkeypatch):
@@ -168,9 +155,9 @@ def test_two_replays_of_one_file_at_once_are_refused(tmp_path, monkeypatch):
     with spool.open("rb") as other:  # another replay holds the file
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(BackendError, match="being replayed by another call"):
-            logger_mod.replay_spool(spool)
+            spool_mod.replay_spool(spool)
     assert server.points == [] and spool.exists()
-    assert logger_mod.replay_spool(spool) == 10
+    assert spool_mod.replay_spool(spool) == 10
     assert sorted(server.points) == expected
 
 
@@ -182,7 +169,7 @@ def test_a_bad_spool_line_is_named_and_nothing_is_sent(tmp_path, monkeypatch):
     spool.write_text("\n".join(lines) + "\n")
     _use(monkeypatch, Client(server))
     with pytest.raises(ValidationError, match=r"line 4: not a metric point") as ei:
-        logger_mod.replay_spool(spool)
+        spool_mod.replay_spool(spool)
     assert "fix or delete that line" in ei.value.hint
     assert server.points == [] and spool.exists()
 
@@ -196,10 +183,10 @@ def test_progress_that_cannot_be_written_stops_before_sending(tmp_path, monkeypa
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(logger_mod.os, "fsync", no_fsync)
+        m.setattr(spool_mod.os, "fsync", no_fsync)
         with pytest.raises(BackendError, match="could not record replay progress") as ei:
-            logger_mod.replay_spool(spool)
+            spool_mod.replay_spool(spool)
     assert "replay the copy" in ei.value.hint
     assert server.points == [] and spool.exists()
-    assert logger_mod.replay_spool(spool) == 10
+    assert spool_mod.replay_spool(spool) == 10
     assert sorted(server.points) == expected
