@@ -442,7 +442,8 @@ def lineage(
     ref: str = typer.Argument(..., metavar="REF", help="version, e.g. corpus@v3"),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Where a version came from and what was made from it (jobs, datasets, runs, models)."""
+    """Where a version came from and what was made from it (jobs, datasets, runs, models, and
+    the web-data pipeline runs and input files behind a corpus)."""
     g = _datasets().lineage(ref)
     note = ""
     if any(n["kind"] == "run" for n in g["nodes"]):
@@ -490,7 +491,11 @@ def lineage(
     root = g["root"]
     if not g["edges"]:
         console.print(label(root, bold=True))
-        console.print("no lineage recorded yet (jobs with `inputs:` record it)", soft_wrap=True)
+        console.print(
+            "no lineage recorded yet (jobs with `inputs:` record it, and so does the register "
+            "step of `aistack webdata run`)",
+            soft_wrap=True,
+        )
         return
     # a side with nothing on it is left out, rather than printed as an empty heading
     for heading, links in (("← made from", ups), ("→ used by", downs)):

@@ -23,7 +23,6 @@ import datetime as dt
 import logging
 import mmap
 import os
-import re
 import stat
 import threading
 import time
@@ -57,12 +56,14 @@ from aistack.storage.hashing import (
 from aistack.storage.manifest import FileEntry, ManifestStore
 from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
 from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
-from aistack.storage.refs import (
-    NODE_KINDS,
+from aistack.storage.refs import (  # (the lineage kinds are also importable from here)
+    LINEAGE_NODE_KINDS,
+    LINEAGE_ONLY_KINDS,
     VERSION_RE,
     check_kind,
     check_name,
     check_tag,
+    lineage_node,
     node,
     parse_ref,
     split_node,
@@ -1310,43 +1311,6 @@ class Datasets:
         return n
 
 
-# Lineage nodes that only the lineage graph knows (no reference or version behind them):
-# ``file:NAME@sha256:HEX`` an input file, named by its content digest (NAME, percent-encoded
-# printable ASCII, only makes it readable), and ``webdata:NAME@ID`` a web-data pipeline run
-# (aistack.webdata), between its input files and the dataset version it registered.
-LINEAGE_ONLY_KINDS = ("file", "webdata")
-LINEAGE_NODE_KINDS = (*NODE_KINDS, *LINEAGE_ONLY_KINDS)
-_PRINTABLE_ID = re.compile(r"[!-~]{1,380}")  # printable ASCII, no space (fits the catalog)
-_FILE_ID = re.compile(r"[!-~]+@[a-z0-9]{3,16}:[0-9a-f]{32,128}")
-
-
-def lineage_node(kind: str, ident: str) -> str:
-    """The node id ``kind:ident`` for a lineage edge: :func:`~aistack.storage.refs.node`'s
-    kinds plus :data:`LINEAGE_ONLY_KINDS`. A ``file`` id ends with its content digest
-    (``NAME@sha256:HEX``); ``file`` and ``webdata`` ids are printable ASCII without spaces."""
-    if kind not in LINEAGE_ONLY_KINDS:
-        if kind not in NODE_KINDS:
-            raise ValidationError(
-                f"invalid lineage node kind {kind!r}",
-                hint=f"use one of {', '.join(LINEAGE_NODE_KINDS)}",
-                field="kind",
-            )
-        return node(kind, ident)
-    if not isinstance(ident, str) or not _PRINTABLE_ID.fullmatch(ident):
-        raise ValidationError(
-            f"invalid {kind} id {ident!r}",
-            hint="give 1-380 printable ASCII characters without spaces (percent-encode others)",
-            field="id",
-        )
-    if kind == "file" and not _FILE_ID.fullmatch(ident):
-        raise ValidationError(
-            f"invalid file id {ident!r}: it names no content digest",
-            hint="write NAME@ALGO:HEX, e.g. crawl-00001.warc.gz@sha256:<64 hex digits>",
-            field="id",
-        )
-    return f"{kind}:{ident}"
-
-
 def _dataset_node_version(n: str) -> tuple[str, int] | None:
     """``("corpus", 3)`` for the lineage node ``dataset:corpus@v3``; None for other nodes."""
     kind, ident = split_node(n)
@@ -1565,5 +1529,8 @@ __all__ = [
     "FileChange",
     "GcReport",
     "GetResult",
+    "LINEAGE_NODE_KINDS",
+    "LINEAGE_ONLY_KINDS",
     "Progress",
+    "lineage_node",
 ]

@@ -1,5 +1,17 @@
 """Dataset names, references (``name``, ``name@v3``, ``name@3``, ``name@latest``, ``name@tag``)
-and lineage node ids (``dataset:name@v3``, ``job:ID``, ``run:ID``, ``model:NAME@vN``)."""
+and lineage node ids ``KIND:ID``.
+
+Node kinds (:data:`LINEAGE_NODE_KINDS`):
+
+* :data:`NODE_KINDS`, things with a record of their own: ``dataset:NAME@vN`` (a dataset
+  version, always pinned), ``job:ID``, ``run:ID`` (a tracking run), ``model:NAME@vN``;
+* :data:`LINEAGE_ONLY_KINDS`, nodes only the lineage graph knows (no reference or version
+  behind them): ``file:NAME@sha256:HEX`` (an input file, named by its content digest; NAME,
+  percent-encoded printable ASCII, only makes it readable) and ``webdata:NAME@ID`` (a web-data
+  pipeline run, aistack.webdata, between its inputs and the dataset version it registered).
+
+:func:`node` builds an id of the first group, :func:`lineage_node` of either.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +26,10 @@ VERSION_RE = re.compile(r"^[vV]?(\d+)$")  # V3 too: a tag named like that would 
 MAX_VERSION = 2**63 - 1  # the catalog's integer column
 REFERENCE_KINDS = ("job", "model", "run")
 NODE_KINDS = ("dataset", "job", "run", "model")
+LINEAGE_ONLY_KINDS = ("file", "webdata")
+LINEAGE_NODE_KINDS = (*NODE_KINDS, *LINEAGE_ONLY_KINDS)
+_PRINTABLE_ID = re.compile(r"[!-~]{1,380}")  # printable ASCII, no space (fits the catalog)
+_FILE_ID = re.compile(r"[!-~]+@[a-z0-9]{3,16}:[0-9a-f]{32,128}")
 
 
 def check_name(name: str) -> str:
@@ -127,6 +143,33 @@ def node(kind: str, ident: str) -> str:
         raise ValidationError(
             f"invalid {kind} id {ident!r}",
             hint="give a non-empty id up to 380 characters",
+            field="id",
+        )
+    return f"{kind}:{ident}"
+
+
+def lineage_node(kind: str, ident: str) -> str:
+    """The node id ``kind:ident`` for a lineage edge: :func:`node`'s kinds plus
+    :data:`LINEAGE_ONLY_KINDS`. A ``file`` id ends with its content digest
+    (``NAME@sha256:HEX``); ``file`` and ``webdata`` ids are printable ASCII without spaces."""
+    if kind not in LINEAGE_ONLY_KINDS:
+        if kind not in NODE_KINDS:
+            raise ValidationError(
+                f"invalid lineage node kind {kind!r}",
+                hint=f"use one of {', '.join(LINEAGE_NODE_KINDS)}",
+                field="kind",
+            )
+        return node(kind, ident)
+    if not isinstance(ident, str) or not _PRINTABLE_ID.fullmatch(ident):
+        raise ValidationError(
+            f"invalid {kind} id {ident!r}",
+            hint="give 1-380 printable ASCII characters without spaces (percent-encode others)",
+            field="id",
+        )
+    if kind == "file" and not _FILE_ID.fullmatch(ident):
+        raise ValidationError(
+            f"invalid file id {ident!r}: it names no content digest",
+            hint="write NAME@ALGO:HEX, e.g. crawl-00001.warc.gz@sha256:<64 hex digits>",
             field="id",
         )
     return f"{kind}:{ident}"

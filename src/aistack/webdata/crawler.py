@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from aistack.errors import ValidationError
@@ -69,6 +69,16 @@ class CrawlConfig:
 # --------------------------------------------------------------------------- WARC writing
 
 
+def warc_filename(name: str) -> str:
+    """A file name as a WARC header value: percent-encoded as the lineage's file nodes name it
+    (:func:`aistack.webdata.pipeline.readable_id`, without its shortening), so it is printable
+    ASCII with no space or line break (``données 1.warc.gz`` → ``donn%C3%A9es%201.warc.gz``;
+    a name whose bytes are not UTF-8, which ``os.fsdecode`` gave surrogates for, keeps those
+    bytes as ``%XX``). A raw name could not be encoded, or a newline in it would end the
+    header and start another."""
+    return quote(name, safe="+,=", errors="surrogateescape") or "_"
+
+
 def _digest(data: bytes) -> str:
     return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode()  # noqa: S324 - WARC convention
 
@@ -87,7 +97,7 @@ class WarcWriter:
             None,
             info,
             content_type="application/warc-fields",
-            extra={"WARC-Filename": path.name},
+            extra={"WARC-Filename": warc_filename(path.name)},
         )
 
     def write(

@@ -42,6 +42,12 @@ tasks, so an interrupted run resumes)::
               ``dataset:NAME@vN`` (``aistack data lineage NAME@vN``; report.json's
               ``lineage`` lists the inputs with their paths). A resumed run records the same
               edges (stored once), so it also adds any an interrupted register left out.
+              Files read from a dataset version (``input.dataset``) have no node of their
+              own: the pinned version ``dataset:NAME@vN`` is the run's input node instead.
+
+Input dataset versions (``input.dataset``) are pinned when the run starts and their files
+put under ``input-datasets/NAME@vN/`` in the output folder before the process stage (hard
+links to the store's objects on a local store, see :func:`materialize_inputs`).
 
 Tasks are numbered by the sorted input file list, and every merge happens in task order, so
 the output bytes and counts are the same on 1 worker, N workers or Ray.
@@ -66,7 +72,7 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import ConflictError, ValidationError, require
+from aistack.errors import ConflictError, NotFoundError, ValidationError, require
 from aistack.webdata.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,143 @@ def expand_inputs(paths: list[str], base: Path) -> list[Path]:
     return out
 
 
+# --------------------------------------------------------------------------- input datasets
+
+INPUT_DATASETS = "input-datasets"  # the output's folder that holds input versions' files
+
+
+@dataclass(kw_only=True)
+class DatasetInput:
+    """A dataset version read as input: ``ref`` pinned (``NAME@vN``), and the files the
+    pipeline reads, as they will lie under ``folder`` (every file of the version but those
+    named ``.*``, which :func:`expand_inputs` skips in a folder too), sorted by path."""
+
+    ref: str
+    folder: Path
+    files: list[Path]
+
+
+def _datasets() -> Any:
+    try:
+        from aistack.storage import Datasets  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ValidationError(
+            "input.dataset needs aistack.storage, which could not be imported",
+            hint="install aistack with its default dependencies, or name local files in "
+            "input.paths",
+        ) from exc
+    return Datasets.from_settings()
+
+
+def resolve_dataset_inputs(refs: list[str], out: Path) -> list[DatasetInput]:
+    """Pin each reference of ``input.dataset`` to the version it names now (a version named
+    twice is read once) and list its files; writes nothing. A dataset or version that does
+    not exist is a NotFoundError that says which ones do."""
+    if not refs:
+        return []
+    ds = _datasets()
+    found: dict[str, DatasetInput] = {}
+    for ref in refs:
+        try:
+            v = ds.resolve(ref)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"input.dataset: {exc.message}", hint=exc.hint, **exc.details
+            ) from None
+        if v.ref in found:
+            continue
+        folder = out / INPUT_DATASETS / v.ref
+        paths = sorted(e.path for e in ds.files(v))
+        files = [folder / p for p in paths if not p.rpartition("/")[2].startswith(".")]
+        if not files:
+            raise ValidationError(
+                f"input.dataset: {v.ref} holds no files to read"
+                + (f" (only {len(paths):,} named '.*', which are skipped)" if paths else ""),
+                hint=f"name a version with WARC/ARC/WET files (`aistack data log {v.name}`)",
+            )
+        found[v.ref] = DatasetInput(ref=v.ref, folder=folder, files=files)
+    return list(found.values())
+
+
+def _stat_key(files: list[Path]) -> str | None:
+    """A digest of the files' (size, mtime, inode); None when one is missing."""
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            return None
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return h.hexdigest()
+
+
+def materialize_inputs(
+    datasets: list[DatasetInput],
+    pending: set[Path],
+    state: Path,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Put the files of each input dataset version under its ``folder`` (``Datasets.get``
+    with hard links), where the process tasks read them; returns what was done, one entry
+    per version (report.json's ``input_datasets``).
+
+    On a local store a file stored as one object is a hard link to it: nothing is copied,
+    and the version's bytes are read in place (never edit these files: they *are* the
+    store's objects; ``--fresh`` only unlinks them). A file the store cut into chunks is
+    assembled from them (the kernel copies the bytes); from a remote store every file is
+    downloaded. Every object is verified first.
+
+    A version none of whose files a process task still has to read (``pending``) is not put
+    there at all (a resumed run reads nothing again), nor one put there by an earlier run
+    whose files are still as it left them (``.tasks/input-datasets.done``)."""
+    if not datasets:
+        return []
+    marker = state / "input-datasets.done"
+    try:
+        earlier = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    earlier = earlier if isinstance(earlier, dict) else {}
+    total = sum(len(d.files) for d in datasets)
+    n = 0
+    if progress:
+        progress("input", 0, total)
+    ds: Any = None
+    done: list[dict[str, Any]] = []
+    for d in datasets:
+        entry: dict[str, Any] = {"ref": d.ref, "folder": str(d.folder), "files": len(d.files)}
+        before = earlier.get(d.ref)
+        if not pending.intersection(d.files):
+            entry["materialized"] = "not needed (every file of it was processed)"
+        elif isinstance(before, dict) and before.get("stat") == _stat_key(d.files):
+            entry["materialized"] = "by an earlier run"
+            entry.update({k: before[k] for k in ("linked", "copied") if k in before})
+        else:
+            ds = ds or _datasets()
+            # (force: the folder is the pipeline's; a file changed there is replaced)
+            got = ds.get(d.ref, d.folder, link="hardlink", force=True)
+            entry["materialized"] = "now"
+            entry.update(linked=got.linked, copied=got.copied, unchanged=got.unchanged)
+            earlier[d.ref] = {
+                "stat": _stat_key(d.files),
+                "linked": got.linked,
+                "copied": got.copied,
+            }
+            _done(marker, earlier)
+            log.info(
+                "input %s: %d files linked, %d copied, %d already there",
+                d.ref,
+                got.linked,
+                got.copied,
+                got.unchanged,
+            )
+        done.append(entry)
+        n += len(d.files)
+        if progress:
+            progress("input", n, total)
+    return done
+
+
 # --------------------------------------------------------------------------- process task
 
 
@@ -162,15 +305,20 @@ def file_sha256(path: str | Path) -> str | None:
     return h.hexdigest()
 
 
-def process_file(spec_json: str, task: int, path: str, out_dir: str) -> dict[str, Any]:
-    """Stage 1 for one input file (runs in a worker process or a Ray task)."""
+def process_file(
+    spec_json: str, task: int, path: str, out_dir: str, hash_input: bool = True
+) -> dict[str, Any]:
+    """Stage 1 for one input file (runs in a worker process or a Ray task). ``hash_input``:
+    take the file's SHA-256 (its lineage id); a file of an input dataset version needs none
+    (the version is its lineage node, and its manifest already holds the file's hash)."""
     from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
     from aistack.webdata.extract import decode_html, detect_language, extract_text
     from aistack.webdata.filters import FILTERS, Document, apply
     from aistack.webdata.readers import ArchiveReader
 
     input_stat = _input_stat(path)  # before reading: a file changed while read is seen later
-    digest = file_sha256(path)  # its lineage id (and the reader then reads it from the cache)
+    # its lineage id (and the reader then reads it from the cache)
+    digest = file_sha256(path) if hash_input else None
     spec = PipelineSpec.model_validate_json(spec_json)
     steps = spec.parsed_steps()
     out = Path(out_dir)
@@ -444,6 +592,7 @@ OUTPUT_ENTRIES = (
     "corpus",
     "dataset",
     ".tasks",
+    "input-datasets",
     "report.json",
     "report.txt",
 )
@@ -561,6 +710,8 @@ def _check_output(out: Path) -> None:
 
 def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
     data = spec.model_dump(exclude={"workers", "executor"})
+    if not data["input"]["dataset"]:  # (so an output made before it existed still resumes)
+        del data["input"]["dataset"]
     data["files"] = [str(f.resolve()) for f in files]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -592,7 +743,12 @@ def run_pipeline(
         )
     out = Path(spec.output)
     out = out if out.is_absolute() else base / out
-    files = expand_inputs(spec.input.paths, base)
+    files = expand_inputs(spec.input.paths, base) if spec.input.paths else []
+    datasets = resolve_dataset_inputs(spec.input.dataset, out)
+    if datasets:  # pinned: a resumed run reads the same versions, or is told they changed
+        pinned = [d.ref for d in datasets]
+        spec = spec.model_copy(update={"input": spec.input.model_copy(update={"dataset": pinned})})
+        files += [f for d in datasets for f in d.files]
     spec_run = _resolve_files(spec, base)
     _check_steps(spec_run)  # all before the output folder is made: bad input writes nothing
     if out.exists() and not out.is_dir():
@@ -618,7 +774,7 @@ def run_pipeline(
             ) from None
         return _run_pipeline(
             spec, spec_run, out, files, base=base, workers=workers, executor=executor,
-            fresh=fresh, progress=progress, skip_bad=skip_bad,
+            fresh=fresh, progress=progress, skip_bad=skip_bad, datasets=datasets,
         )  # fmt: skip
     finally:
         os.close(fd)  # (closing releases the lock)
@@ -636,13 +792,17 @@ def _run_pipeline(
     fresh: bool,
     progress: Progress | None,
     skip_bad: bool = False,
+    datasets: list[DatasetInput] | None = None,
 ) -> dict[str, Any]:
     """The run itself, with the output folder locked (``spec_run``: ``spec`` with its step
-    files made absolute)."""
+    files made absolute; ``datasets``: the input dataset versions, whose files are the last
+    of ``files``)."""
+    datasets = datasets or []
+    pinned_files = {f for d in datasets for f in d.files}
     fp = _spec_fingerprint(spec, files)
     state = out / ".tasks"
-    if fresh:
-        _clear_output(out, protect=[*files, base])
+    if fresh:  # (a dataset's files are linked or copied again: the store keeps them)
+        _clear_output(out, protect=[*(f for f in files if f not in pinned_files), base])
     else:
         _check_output(out)
     if (state / "spec.json").exists():
@@ -665,6 +825,10 @@ def _run_pipeline(
     t_start = time.perf_counter()
     resumed = {"process": 0, "encode": 0}
 
+    # ---- input dataset versions: their files, where a process task will read them
+    pending = {f for i, f in enumerate(files) if not (state / f"process-{i:05d}.done").exists()}
+    input_datasets = materialize_inputs(datasets, pending, state, progress)
+
     # ---- stage 1
     todo: list[tuple[Any, ...]] = []
     proc_results: dict[int, dict[str, Any]] = {}
@@ -673,7 +837,8 @@ def _run_pipeline(
         if d.exists():
             proc_results[i] = json.loads(d.read_text())
             then = proc_results[i].get("input")  # absent in runs made before it was recorded
-            if then is not None and then != _input_stat(f):
+            # (a dataset version's file cannot change; linked again, its mtime may)
+            if then is not None and f not in pinned_files and then != _input_stat(f):
                 raise ConflictError(
                     f"input {f} changed since the earlier run in {out} read it (size or "
                     "modification time): resuming would keep results of the old content",
@@ -681,7 +846,7 @@ def _run_pipeline(
                 )
             resumed["process"] += 1
         else:
-            todo.append((spec_json, i, str(f), str(out)))
+            todo.append((spec_json, i, str(f), str(out), f not in pinned_files))
     t1 = time.perf_counter()
     ran_procs = _run_tasks(
         process_file, todo, workers=workers, executor=executor, stage="process", progress=progress
@@ -772,6 +937,8 @@ def _run_pipeline(
         "resumed_tasks": resumed,
         "output": str(out),
     }
+    if input_datasets:
+        report["input_datasets"] = input_datasets
     # in the report's own order (steps as the pipeline runs them, languages by count); the
     # dataset's copy has sorted keys: its bytes are part of the dataset version's identity
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -809,7 +976,7 @@ def _run_pipeline(
             }
             log.warning("register: %s", report["register_skipped"]["reason"])
         else:
-            lineage = input_lineage(spec, fp, files, procs, state)
+            lineage = input_lineage(spec, fp, files, procs, state, datasets)
             report["registered"] = register_output(
                 out / "dataset",
                 reg.name,  # type: ignore[attr-defined]
@@ -821,7 +988,7 @@ def _run_pipeline(
         ref = (report["registered"] or {}).get("ref")
         if ref:  # also when resumed: an edge is stored once, and a missing one is added
             if lineage is None:
-                lineage = input_lineage(spec, fp, files, procs, state)
+                lineage = input_lineage(spec, fp, files, procs, state, datasets)
             report["lineage"] = record_input_lineage(str(ref), lineage)
         (out / "report.json").write_text(json.dumps(report, indent=2))
         (out / "report.txt").write_text(render_text(report))  # (says what report.json says)
@@ -1174,9 +1341,16 @@ def input_lineage(
     files: list[Path],
     procs: list[dict[str, Any]],
     state: Path,
+    datasets: list[DatasetInput] | None = None,
 ) -> dict[str, Any]:
     """The lineage of a run's output: ``{"run": node, "inputs": [{"file", "node"}],
-    "not_recorded": [{"file", "reason"}]}``.
+    "datasets": [{"ref", "node", "files"}], "not_recorded": [{"file", "reason"}]}``.
+
+    A file read from an input dataset version has no node of its own: the pinned version
+    (``dataset:NAME@vN``, in ``datasets``) is the input. It is the better identity: already
+    immutable and content-addressed (its manifest holds every file's hash), one node instead
+    of one per file, and one that joins the graph the version already has (the job or run
+    that made it; ``aistack data lineage NAME@vN`` then also shows what used it).
 
     ``run`` is ``webdata:NAME@ID``, one node between the input files and the dataset version
     (as a job node is), so thousands of inputs hang off one node; ID hashes the pipeline
@@ -1185,9 +1359,13 @@ def input_lineage(
     its process task; a task of an older run recorded none: the file is hashed now (read once)
     and the digest kept in the task's result. A file that could not be read at all gave the
     output nothing: it has no node (``not_recorded``)."""
+    datasets = datasets or []
+    pinned_files = {f for d in datasets for f in d.files}
     inputs: list[dict[str, str]] = []
     missing: list[dict[str, str]] = []
     for i, (f, p) in enumerate(zip(files, procs, strict=True)):
+        if f in pinned_files:
+            continue
         if "input_sha256" not in p:  # a task of a run made before digests were recorded
             p["input_sha256"] = file_sha256(f)
             _done(state / f"process-{i:05d}.done", p)
@@ -1196,19 +1374,22 @@ def input_lineage(
             inputs.append({"file": str(f), "node": file_node(f, digest)})
         else:
             missing.append({"file": str(f), "reason": "the file could not be read"})
-    key = json.dumps([fingerprint, [x["node"] for x in inputs]]).encode()
+    versions = [{"ref": d.ref, "node": f"dataset:{d.ref}", "files": len(d.files)} for d in datasets]
+    nodes = [x["node"] for x in inputs] + [v["node"] for v in versions]
+    key = json.dumps([fingerprint, nodes]).encode()
     run = f"webdata:{readable_id(spec.name, 64)}@{hashlib.sha256(key).hexdigest()[:16]}"
-    return {"run": run, "inputs": inputs, "not_recorded": missing}
+    return {"run": run, "inputs": inputs, "datasets": versions, "not_recorded": missing}
 
 
 def record_input_lineage(ref: str, lineage: dict[str, Any]) -> dict[str, Any]:
-    """Record ``file:… → webdata:… → dataset:REF`` in aistack.storage's lineage, in one
-    transaction (an edge is stored once: recording again adds nothing). Returns ``lineage``
-    with ``edges_added``."""
+    """Record ``file:… → webdata:… → dataset:REF`` (and ``dataset:INPUT@vN → webdata:…`` for
+    each input dataset version) in aistack.storage's lineage, in one transaction (an edge is
+    stored once: recording again adds nothing). Returns ``lineage`` with ``edges_added``."""
     from aistack.storage import Datasets  # type: ignore[attr-defined]
 
     run = lineage["run"]
     edges = [(x["node"], run) for x in lineage["inputs"]]
+    edges += [(v["node"], run) for v in lineage.get("datasets") or []]
     edges = list(dict.fromkeys(edges))  # two copies of one file are one node
     edges.append((run, f"dataset:{ref}"))
     added = Datasets.from_settings().record_edges(edges)

@@ -21,6 +21,20 @@ Example (``examples/webdata/pipeline.yaml``)::
       - tokenize: {vocab_size: 8192}
       - register: {name: sample-corpus}
 
+``input`` names local files and folders (``paths``), dataset versions (``dataset``), or
+both::
+
+    input:
+      dataset: raw-crawl@v3          # or a list; NAME, NAME@TAG or NAME@latest are pinned
+      format: auto                   # to the version they name when the run starts
+
+A dataset version is written as a job's ``inputs:`` are (``NAME@vN``; see
+``aistack data log NAME``). Its files are read through the output folder's
+``input-datasets/NAME@vN/``: on a local store a file kept as one object is a hard link to it
+(not copied), a larger one the store cut into chunks is assembled from them (see
+:func:`aistack.webdata.pipeline.materialize_inputs`). The registered version's lineage
+starts at ``dataset:NAME@vN`` rather than at one node per file.
+
 Steps run in the order listed. Document steps (``extract``, ``language`` and the filters)
 come first, then ``dedup``, ``tokenize`` and ``register`` (each at most once, in this order).
 """
@@ -87,8 +101,49 @@ class RegisterStep(_M):
 
 
 class InputSpec(_M):
-    paths: list[str] = Field(min_length=1)
+    paths: list[str] = Field(
+        default_factory=list, description="files or folders, relative to the pipeline file"
+    )
+    dataset: list[str] = Field(
+        default_factory=list,
+        description="dataset versions to read, NAME@vN (one or a list; NAME, NAME@TAG and "
+        "NAME@latest are pinned when the run starts), as in a job's inputs:",
+    )
     format: Literal["auto", "warc", "wet"] = "auto"
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _one_or_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("dataset")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        if not v:
+            return v
+        # (imported here: a spec without datasets does not load the storage layer)
+        from aistack.storage.refs import parse_ref
+
+        out = []
+        for ref in v:
+            try:
+                parse_ref(ref)
+            except ValidationError as exc:
+                raise ValueError(
+                    f"{exc.message}; write NAME@vN, e.g. raw-crawl@v3 (`aistack data ls` lists "
+                    "the datasets, `aistack data log NAME` their versions)"
+                ) from None
+            out.append(ref.strip())
+        return out
+
+    @model_validator(mode="after")
+    def _something(self) -> InputSpec:
+        if not self.paths and not self.dataset:
+            raise ValueError(
+                "give paths (local files or folders) or dataset (a dataset version, e.g. "
+                "dataset: raw-crawl@v3), or both"
+            )
+        return self
 
 
 class PipelineSpec(_M):

@@ -395,7 +395,10 @@ def test_lineage_leaves_out_an_empty_side(
     code, out, _ = aistack(capsys, monkeypatch, "lineage", "tokens@v1")
     assert out == "dataset:tokens@v1 ← made from └── job:job-1 └── dataset:raw@v1"
     code, out, _ = aistack(capsys, monkeypatch, "lineage", "alone@v1")
-    assert out == ("dataset:alone@v1 no lineage recorded yet (jobs with `inputs:` record it)")
+    assert out == (
+        "dataset:alone@v1 no lineage recorded yet (jobs with `inputs:` record it, and so does "
+        "the register step of `aistack webdata run`)"
+    )
 
 
 def test_usage_lines_name_arguments_plainly() -> None:

@@ -201,11 +201,10 @@ def test_odd_file_names_make_valid_nodes(home: Path) -> None:
         "L" * 240 + ".warc.gz": "L" * 78 + "..." + "L" * 70 + ".warc.gz",
     }
     texts = ["alpha beta gamma delta epsilon", "zeta eta theta iota kappa", "lambda mu nu xi"]
-    (home / "in").mkdir()
-    paths = []
-    for i, (n, t) in enumerate(zip(names, texts, strict=True)):
-        # (written under a plain name: WarcWriter puts the name in a WARC header)
-        paths.append(_warc(home / f"{i}.warc.gz", {f"http://{i}/": t}).rename(home / "in" / n))
+    paths = [
+        _warc(home / "in" / n, {f"http://{i}/": t})  # (its WARC-Filename is encoded too)
+        for i, (n, t) in enumerate(zip(names, texts, strict=True))
+    ]
     rep = run_pipeline(_spec([home / "in"], home / "out"))
     run = rep["lineage"]["run"]
     want = {(f"file:{names[p.name]}@sha256:{_sha(p)}", run) for p in paths}

@@ -85,14 +85,69 @@ function barChart(container, bars, opts) {
   container.appendChild(svg);
 }
 
-// nodes: [{id, label, kind}], edges: [[from, to]] — drawn left to right by depth.
+const DAG_LABEL = 26;  // characters that fit a 180 px box
+const DAG_FOLD = 8;    // more leaf nodes than this on one side of a node: DAG_KEEP shown, rest folded
+const DAG_KEEP = 5;
+const KIND_COLORS = { dataset: "#3fb950", job: "#4fb3ff", run: "#d29922", model: "#c297ff",
+                      file: "#56d4dd", webdata: "#ff9bce", more: "#8b98a5" };
+const PLURALS = { file: "files", dataset: "datasets", job: "jobs", run: "runs", model: "models", webdata: "web-data runs" };
+
+// A label that fits a box: a long hex digest (a file's sha256:…, a 32-hex run id) keeps its
+// first 8 digits; then a label still too long keeps its start and end around one "…".
+function dagLabel(text, max) {
+  max = max || DAG_LABEL;
+  const s = String(text).replace(/(?:[a-z0-9]{3,16}:)?([0-9a-f]{8})[0-9a-f]{24,}/g, "$1…");
+  if (s.length <= max) return s;
+  const tail = Math.ceil((max - 1) / 2);
+  return s.slice(0, max - 1 - tail) + "…" + s.slice(-tail);
+}
+
+// Many leaves of one kind on one side of a node (a web-data run reads thousands of files) are
+// folded: DAG_KEEP of them are shown and the others become one "… N more files" box. A leaf is
+// a node with that one edge only, so folding never cuts a path through the graph; dataset
+// versions are never folded (the version whose lineage is shown is one).
+function dagFold(nodes, edges) {
+  const byId = {}, deg = {};
+  nodes.forEach(n => { byId[n.id] = n; deg[n.id] = 0; });
+  edges.forEach(([a, b]) => { deg[a] = (deg[a] || 0) + 1; deg[b] = (deg[b] || 0) + 1; });
+  const groups = {};  // "in|out" + hub + kind -> leaf ids
+  edges.forEach(([a, b]) => {
+    for (const [leaf, hub, side] of [[a, b, "in"], [b, a, "out"]]) {
+      const n = byId[leaf];
+      if (deg[leaf] !== 1 || !n || n.kind === "dataset" || !byId[hub]) continue;
+      const key = JSON.stringify([side, hub, n.kind]);
+      (groups[key] = groups[key] || []).push(leaf);
+    }
+  });
+  const folded = new Set(), extraNodes = [], extraEdges = [];
+  Object.entries(groups).forEach(([key, list]) => {
+    if (list.length <= DAG_FOLD) return;
+    const [side, hub, kind] = JSON.parse(key);
+    const rest = list.sort().slice(DAG_KEEP);
+    rest.forEach(id => folded.add(id));
+    const what = PLURALS[kind] || `${kind} nodes`;
+    const id = `more:${side}:${kind}:${hub}`;
+    const names = rest.slice(0, 20).map(x => byId[x].label || x);
+    extraNodes.push({ id, kind: "more", label: `… ${rest.length.toLocaleString("en-US")} more ${what}`,
+                      title: `${rest.length} more ${what}:\n${names.join("\n")}${rest.length > 20 ? "\n…" : ""}` });
+    extraEdges.push(side === "out" ? [hub, id] : [id, hub]);
+  });
+  if (!folded.size) return [nodes, edges];
+  return [nodes.filter(n => !folded.has(n.id)).concat(extraNodes),
+          edges.filter(([a, b]) => !folded.has(a) && !folded.has(b)).concat(extraEdges)];
+}
+
+// nodes: [{id, label, kind, title?}], edges: [[from, to]] — drawn left to right by depth.
 function dagChart(container, nodes, edges) {
+  [nodes, edges] = dagFold(nodes, edges);
   const depth = {};
   const incoming = {};
   nodes.forEach(n => { depth[n.id] = 0; incoming[n.id] = []; });
   edges.forEach(([a, b]) => { if (incoming[b]) incoming[b].push(a); });
   for (let it = 0; it < nodes.length; it++) {
-    edges.forEach(([a, b]) => { if (depth[a] !== undefined && depth[b] !== undefined && depth[b] < depth[a] + 1) depth[b] = depth[a] + 1; });
+    let moved = false;
+    edges.forEach(([a, b]) => { if (depth[a] !== undefined && depth[b] !== undefined && depth[b] < depth[a] + 1) { depth[b] = depth[a] + 1; moved = true; } });
+    if (!moved) break;
   }
   const cols = {};
   nodes.forEach(n => { (cols[depth[n.id]] = cols[depth[n.id]] || []).push(n); });
@@ -108,11 +163,14 @@ function dagChart(container, nodes, edges) {
     if (!pos[a] || !pos[b]) return;
     svg.appendChild(svgEl("line", { x1: pos[a][0] + 180, y1: pos[a][1] + 18, x2: pos[b][0], y2: pos[b][1] + 18, stroke: "#8b98a5" }));
   });
-  const kindColor = { dataset: "#3fb950", job: "#4fb3ff", run: "#d29922", model: "#c297ff" };
   nodes.forEach(n => {
     const [x, y] = pos[n.id];
-    svg.appendChild(svgEl("rect", { x, y, width: 180, height: 36, rx: 6, fill: "#0b0f13", stroke: kindColor[n.kind] || "#8b98a5" }));
-    svg.appendChild(svgEl("text", { x: x + 8, y: y + 22, style: "fill:#e6e6e6" }, (n.label || n.id).slice(0, 26)));
+    const g = svgEl("g", { class: `dag-node dag-${n.kind}` });
+    g.appendChild(svgEl("title", {}, n.title || n.id));  // the full id on hover
+    g.appendChild(svgEl("rect", { x, y, width: 180, height: 36, rx: 6, fill: "#0b0f13", stroke: KIND_COLORS[n.kind] || "#8b98a5",
+                                  "stroke-dasharray": n.kind === "more" ? "4 3" : "none" }));
+    g.appendChild(svgEl("text", { x: x + 8, y: y + 22, style: "fill:#e6e6e6" }, dagLabel(n.label || n.id)));
+    svg.appendChild(g);
   });
   container.innerHTML = "";
   container.appendChild(svg);
