@@ -5,12 +5,23 @@ and answers in its own error shape).
 A body over the limit is answered 413 with the ``{code, message, hint, details}`` shape of
 :class:`aistack.errors.PayloadTooLargeError`, naming the limit and the setting that raises it:
 
-* a ``Content-Length`` over the limit is refused before the app runs: no byte of the body is
-  read;
+* a ``Content-Length`` over the limit is refused before the app runs;
 * a body without ``Content-Length`` (chunked) is counted as the app reads it; the read that
   passes the limit raises inside the app, whatever answer the app then makes (FastAPI turns it
   into a 400 "error parsing the body", MLflow's server into a 500) is dropped and the 413 sent
   instead.
+
+Before the 413 the rest of the body is read and discarded (a bounded "lingering close", as
+nginx does): most clients (``requests``, ``httpx``, MLflow's, curl for small bodies) send the
+whole body without waiting for an answer, and closing a connection with unread data makes the
+kernel reset it, so the client saw "Connection reset by peer" or a broken pipe instead of the
+413. It has to happen before answering: under uvicorn, ``receive()`` after a complete response
+returns ``http.disconnect`` and reads nothing. The drain discards at most
+:data:`DRAIN_MAX_BYTES`, for at most :data:`DRAIN_MAX_S`; a declared body larger than the
+bound is answered at once, without reading it, as is one sent with ``Expect: 100-continue``
+(the client waits for the answer and sends nothing; reading would make the server send
+``100 Continue`` and ask for the body). Past the bound the 413 goes out and the connection is
+closed: the client may then see a reset, and the server is unaffected.
 
 Paths under ``/mlflow`` get their own (larger) limit: MLflow's artifact uploads are one ``PUT``
 per file, and the embedded MLflow holds the whole body in memory while it stores it.
@@ -18,13 +29,23 @@ per file, and the embedded MLflow holds the whole body in memory while it stores
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import anyio
 from starlette.responses import JSONResponse
 
 from aistack.errors import PayloadTooLargeError
 
+log = logging.getLogger(__name__)
+
 MLFLOW_PREFIX = "/mlflow"
+# the most the server reads and throws away to answer a too-large body cleanly: 64 MiB takes
+# well under a second on a LAN (~0.1 s on loopback) and covers the usual mistake (a body a few
+# times over the 16 MiB API limit); larger ones are refused without reading them
+DRAIN_MAX_BYTES = 64 * 2**20
+# ... and for at most this long (a slow client is answered and cut off, as before)
+DRAIN_MAX_S = 5.0
 
 
 class _BodyTooLarge(Exception):
@@ -57,10 +78,20 @@ def too_large_error(limit: int, setting: str, declared: int | None) -> PayloadTo
 class BodyLimitMiddleware:
     """413 for a request body over ``max_bytes`` (``max_mlflow_bytes`` under /mlflow)."""
 
-    def __init__(self, app: Any, *, max_bytes: int, max_mlflow_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_bytes: int,
+        max_mlflow_bytes: int,
+        drain_max_bytes: int = DRAIN_MAX_BYTES,
+        drain_max_s: float = DRAIN_MAX_S,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_mlflow_bytes = max_mlflow_bytes
+        self.drain_max_bytes = drain_max_bytes
+        self.drain_max_s = drain_max_s
 
     def limit_for(self, path: str) -> tuple[int, str]:
         """(limit in bytes, the setting that sets it) for a request path."""
@@ -75,7 +106,9 @@ class BodyLimitMiddleware:
         limit, setting = self.limit_for(scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            # refused before the app runs: nothing of the body is read
+            # refused before the app runs; the body is read only to be thrown away
+            if declared <= self.drain_max_bytes and not _expects_100_continue(scope):
+                await self._drain(scope, receive)
             await _reply(scope, receive, send, too_large_error(limit, setting, declared))
             return
 
@@ -105,11 +138,33 @@ class BodyLimitMiddleware:
             if not state["over"] or state["app_started"]:
                 raise
         if state["over"] and not state["app_started"]:
+            await self._drain(scope, receive)
             await _reply(scope, receive, send, too_large_error(limit, setting, None))
+
+    async def _drain(self, scope: dict[str, Any], receive: Any) -> bool:
+        """Read and discard the rest of the body, within the bounds; True if it all came."""
+        drained = 0
+        with anyio.move_on_after(self.drain_max_s):
+            while True:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return False  # the client went away
+                drained += len(msg.get("body", b""))  # each chunk dropped as it comes
+                if not msg.get("more_body", False):
+                    return True
+                if drained > self.drain_max_bytes:
+                    break
+        log.info(
+            "a too-large body to %s was not read to its end (%d bytes discarded): answering "
+            "413 and closing the connection",
+            scope.get("path", ""),
+            drained,
+        )
+        return False
 
 
 async def _reply(scope: dict[str, Any], receive: Any, send: Any, err: PayloadTooLargeError) -> None:
-    # the rest of the body stays unread, so the connection cannot carry another request
+    # Connection: close, as the body may not have been read to its end (see ``_drain``)
     resp = JSONResponse(err.to_dict(), status_code=err.status, headers={"connection": "close"})
     await resp(scope, receive, send)
 
@@ -122,3 +177,9 @@ def _content_length(scope: dict[str, Any]) -> int | None:
             except ValueError:
                 return None  # the HTTP server refuses a malformed one; the reads are counted
     return None
+
+
+def _expects_100_continue(scope: dict[str, Any]) -> bool:
+    return any(
+        k == b"expect" and v.strip().lower() == b"100-continue" for k, v in scope.get("headers", [])
+    )

@@ -1,6 +1,8 @@
 """Request body size limit (AISTACK_MAX_REQUEST_BYTES; AISTACK_MAX_MLFLOW_REQUEST_BYTES under
-/mlflow): a body over the limit is 413 in the API's error shape, and is not read past the limit,
-whether it declares its size (Content-Length) or not (chunked)."""
+/mlflow): a body over the limit is 413 in the API's error shape, and the app reads no more of it
+than the limit, whether it declares its size (Content-Length) or not (chunked). The rest is read
+and discarded, within bounds, before the 413 (so the client is not reset: see
+test_core_body_limit_uvicorn.py), except with ``Expect: 100-continue``."""
 
 from __future__ import annotations
 
@@ -93,8 +95,10 @@ def test_a_chunked_body_over_the_limit_is_413(small: TestClient) -> None:
 
 def test_the_app_stops_reading_a_chunked_body_once_over_the_limit(small: TestClient) -> None:
     """Through the whole app (auth, FastAPI's body parsing, which answers a failed read with a
-    400 that is replaced): 512 + 512 bytes is at the limit, the third chunk passes it, and
-    nothing after it is read."""
+    400 that is replaced): 512 + 512 bytes is at the limit, the third chunk passes it, and the
+    app reads nothing after it; the middleware then discards the rest before the 413."""
+    from aistack.server import body_limit
+
     app = small.app
     token = app.state.ctx.token  # type: ignore[attr-defined]
     body = _job_body(100 * 512)
@@ -107,8 +111,19 @@ def test_the_app_stops_reading_a_chunked_body_once_over_the_limit(small: TestCli
         (b"content-type", b"application/json"),
         (b"transfer-encoding", b"chunked"),
     ]
-    read, sent = _run_asgi(app, headers, chunks, path="/api/v1/jobs")
-    assert len(read) == 3
+    passed_to_app: list[int] = []
+    original = body_limit.BodyLimitMiddleware._drain
+
+    async def drain(self, scope, receive):  # type: ignore[no-untyped-def]
+        passed_to_app.append(len(read))
+        return await original(self, scope, receive)
+
+    read: list[dict[str, Any]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(body_limit.BodyLimitMiddleware, "_drain", drain)
+        read, sent = _run_asgi(app, headers, chunks, path="/api/v1/jobs", read=read)
+    assert passed_to_app == [3]  # the app read up to the chunk that passed the limit
+    assert len(read) == 100  # the rest discarded, up to the end of the body
     starts = [m for m in sent if m["type"] == "http.response.start"]
     assert [m["status"] for m in starts] == [413]
     payload = json.loads(b"".join(m.get("body", b"") for m in sent if "body" in m))
@@ -148,10 +163,14 @@ def test_the_error_maps_back_to_payload_too_large(small: TestClient) -> None:
 
 
 def _run_asgi(  # type: ignore[no-untyped-def]
-    app: Any, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]], path: str = "/x"
+    app: Any,
+    headers: list[tuple[bytes, bytes]],
+    messages: list[dict[str, Any]],
+    path: str = "/x",
+    read: list[dict[str, Any]] | None = None,
 ):
     """Drive an ASGI app with ``messages`` as the body; returns (messages read, sent)."""
-    read: list[dict[str, Any]] = []
+    read = [] if read is None else read
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -180,7 +199,8 @@ def _run_asgi(  # type: ignore[no-untyped-def]
     return read, sent
 
 
-def test_the_middleware_does_not_read_a_declared_oversize_body() -> None:
+def test_the_middleware_discards_a_declared_oversize_body_before_the_413() -> None:
+    """Refused before the app runs; the body is read to its end and dropped, then the 413."""
     from aistack.server.body_limit import BodyLimitMiddleware
 
     calls = []
@@ -189,10 +209,74 @@ def test_the_middleware_does_not_read_a_declared_oversize_body() -> None:
         calls.append(scope["path"])
 
     mw = BodyLimitMiddleware(inner, max_bytes=10, max_mlflow_bytes=100)
-    body = [{"type": "http.request", "body": b"y" * 11, "more_body": False}]
-    read, sent = _run_asgi(mw, [(b"content-length", b"11")], body)
-    assert read == [] and calls == []  # refused before the app ran: not a byte read
+    body = [
+        {"type": "http.request", "body": b"y" * 6, "more_body": True},
+        {"type": "http.request", "body": b"y" * 6, "more_body": False},
+    ]
+    read, sent = _run_asgi(mw, [(b"content-length", b"12")], body)
+    assert calls == []
+    assert read == body  # both chunks drained, nothing read past the end of the body
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+def test_expect_100_continue_or_a_body_past_the_drain_bound_is_not_read() -> None:
+    """With ``Expect: 100-continue`` the client sends nothing until answered (and a read would
+    make uvicorn send ``100 Continue``); a declared body over ``drain_max_bytes`` is not worth
+    reading. Both get the 413 without a read."""
+    from aistack.server.body_limit import BodyLimitMiddleware
+
+    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+        raise AssertionError("the app must not run")
+
+    mw = BodyLimitMiddleware(inner, max_bytes=10, max_mlflow_bytes=100, drain_max_bytes=1000)
+    body = [{"type": "http.request", "body": b"y" * 11, "more_body": False}]
+    headers = [(b"content-length", b"11"), (b"expect", b"100-continue")]
+    read, sent = _run_asgi(mw, headers, body)
+    assert read == []
+    assert sent[0]["status"] == 413
+    read, sent = _run_asgi(mw, [(b"content-length", b"1001")], body)
+    assert read == []
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["details"]["content_length"] == 1001
+
+
+def test_the_drain_stops_at_its_byte_and_time_bounds() -> None:
+    """A chunked body that does not end: the middleware stops discarding once past
+    ``drain_max_bytes``; a client that stops sending is answered after ``drain_max_s``."""
+    from aistack.server.body_limit import BodyLimitMiddleware
+
+    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = BodyLimitMiddleware(inner, max_bytes=10, max_mlflow_bytes=100, drain_max_bytes=60)
+    chunk = {"type": "http.request", "body": b"y" * 6, "more_body": True}
+    read, sent = _run_asgi(mw, [], [chunk] * 1000)
+    # 2 reads by the app (12 > 10), then 11 more discarded (66 > 60)
+    assert len(read) == 2 + 11
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
+
+    stalled = {"n": 0}
+
+    async def receive_then_stall() -> dict[str, Any]:
+        stalled["n"] += 1
+        if stalled["n"] > 3:
+            await asyncio.sleep(3600)  # the client stops sending
+        return {"type": "http.request", "body": b"y" * 6, "more_body": True}
+
+    sent = []
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    mw = BodyLimitMiddleware(inner, max_bytes=10, max_mlflow_bytes=100, drain_max_s=0.2)
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": []}
+    asyncio.run(asyncio.wait_for(mw(scope, receive_then_stall, send), 60))
+    assert stalled["n"] == 4  # 2 by the app, 1 discarded, then the stalled one
+    assert sent[0]["status"] == 413
 
 
 def test_the_middleware_drops_the_apps_answer_to_the_failed_read() -> None:
@@ -214,7 +298,9 @@ def test_the_middleware_drops_the_apps_answer_to_the_failed_read() -> None:
     mw = BodyLimitMiddleware(inner, max_bytes=10, max_mlflow_bytes=100)
     chunk = {"type": "http.request", "body": b"y" * 6, "more_body": True}
     read, sent = _run_asgi(mw, [], [chunk] * 50)
-    assert len(read) == 2  # 6 + 6 > 10: the second read trips it, nothing more is read
+    # 6 + 6 > 10: the second read trips it; the 48 more chunks are discarded, then the end
+    # (``http.disconnect`` here, as the last chunk says more_body) stops the drain
+    assert len(read) == 51 and read[-1] == {"type": "http.disconnect"}
     assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
     read, sent = _run_asgi(mw, [], [{"type": "http.request", "body": b"y" * 10}])
     assert sent[0]["status"] == 200
