@@ -28,7 +28,8 @@ item, so numpy copies the chunk's windows in their final order with one memcpy p
 (no sort, no scatter, no Python per shard). Before that copy, two vectorized reads of one
 token each at every window's first and last position (``ShardLoader.touch_ahead``) take the
 cache and TLB misses of all the chunk's windows at once, overlapped, instead of one window after
-the other inside the copies. Each batch is then one conversion to a fresh int64 array. No Python per sample. Where the side-by-side mapping is not available (another
+the other inside the copies. The chunk is then converted to int64 in one call, and each
+batch is a view of its rows. No Python per sample. Where the side-by-side mapping is not available (another
 OS, shards of mixed token widths, ``eos_id``), a per-shard gather gives the same batches.
 
 Remote shards (``s3://…`` or any fsspec URL) are copied once into
@@ -271,8 +272,9 @@ class ShardLoader:
     a background thread that also converts them to int64 (numpy's gathers and casts release
     the GIL, so this overlaps with the training step, and the caller's share of a batch is a
     slice and a tensor view); the saved position is always that of the batches handed out.
-    Batches never share memory with each other: keeping or changing one affects no other
-    (with ``prefetch``, a batch kept alive keeps its chunk's int64 array, ~4 MiB, alive).
+    Batches never share memory with each other: keeping or changing one affects no other. A
+    batch is rows of its chunk's int64 array (converted in one call), so a batch kept alive
+    keeps that array (~4 MiB) alive.
     """
 
     #: before a chunk's gather, read one token at each window's first and last position (all
@@ -391,7 +393,7 @@ class ShardLoader:
         self._plan_ids = np.empty((0, self.batch_size), dtype=np.int64)
         # batches are gathered a chunk at a time (about CHUNK_BYTES of the shards' token
         # dtype, small enough to stay in the CPU cache): the Python work is paid once per
-        # chunk, and each batch is one int64 conversion. The per-shard fallback gathers into
+        # chunk (one gather, one int64 conversion), a batch is a view. The per-shard fallback gathers into
         # a reused staging buffer.
         batch_bytes = self.batch_size * (self.seq_len + 1) * self._stage_dtype.itemsize
         self.chunk_batches = max(1, min(self.batches_per_epoch, CHUNK_BYTES // batch_bytes))
@@ -574,15 +576,16 @@ class ShardLoader:
         if self.prefetch:
             c = self._next_chunk(epoch, batch)
             assert c[0] == epoch and c[1] == batch, "prefetch out of step"
-        else:
-            c = self._chunk_at(epoch, batch)
+        else:  # one int64 conversion for the whole chunk (a new array: the stage is reused)
+            e, b, end, rows = self._chunk_at(epoch, batch)
+            c = (e, b, end, rows.astype(np.int64))
         self._chunk = c
         return c
 
     def next_batch(self) -> tuple[Any, Any]:
-        """``(x, y)`` of the next batch for this rank: views of one fresh
-        ``[batch_size, seq_len + 1]`` int64 array (or tensor) converted from the chunk. The
-        per-batch path is kept to a few attribute reads (it runs once per training step)."""
+        """``(x, y)`` of the next batch for this rank: views of its ``[batch_size, seq_len + 1]``
+        rows of the chunk's int64 array (or tensors over them). The per-batch path is kept to a
+        few attribute reads and two views (it runs once per training step)."""
         batch = self.batch
         if batch >= self.batches_per_epoch:
             self.epoch += 1
@@ -592,9 +595,7 @@ class ShardLoader:
         if c is None or c[0] != self.epoch or not c[1] <= batch < c[2]:
             c = self._chunk_for(self.epoch, batch)
         i = (batch - c[1]) * self.batch_size
-        w = c[3][i : i + self.batch_size]
-        if not self.prefetch:  # a new array: the staging buffer may be reused
-            w = w.astype(np.int64)  # (prefetch chunks are fresh int64 arrays, used as they are)
+        w = c[3][i : i + self.batch_size]  # rows of the chunk's own int64 array
         if not self.as_torch:
             return w[:, :-1], w[:, 1:]
         if self.pin_memory:
@@ -630,8 +631,8 @@ class ShardLoader:
                     if batch >= self.batches_per_epoch:
                         epoch, batch = epoch + 1, 0
                     e, b, end, rows = self._chunk_at(epoch, batch, fresh=True)
-                    # the int64 conversion of the whole chunk happens here too: the training
-                    # thread only hands out views of it
+                    # the int64 conversion of the whole chunk happens here too (as in
+                    # _chunk_for): the training thread only hands out views of it
                     item = (e, b, end, rows.astype(np.int64))
                     batch = end
                     while not stop.is_set():
