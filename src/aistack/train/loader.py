@@ -393,8 +393,8 @@ class ShardLoader:
         self._plan_ids = np.empty((0, self.batch_size), dtype=np.int64)
         # batches are gathered a chunk at a time (about CHUNK_BYTES of the shards' token
         # dtype, small enough to stay in the CPU cache): the Python work is paid once per
-        # chunk (one gather, one int64 conversion), a batch is a view. The per-shard fallback gathers into
-        # a reused staging buffer.
+        # chunk (one gather, one int64 conversion), a batch is a view. The per-shard fallback
+        # gathers into a reused staging buffer.
         batch_bytes = self.batch_size * (self.seq_len + 1) * self._stage_dtype.itemsize
         self.chunk_batches = max(1, min(self.batches_per_epoch, CHUNK_BYTES // batch_bytes))
         self._stage: np.ndarray | None = None
