@@ -1046,9 +1046,11 @@ class Datasets:
 
     # -- references / delete ------------------------------------------------------------------
     def add_reference(self, ref: str, kind: str, id: str) -> DatasetVersion:  # noqa: A002
-        """Record that ``kind`` ``id`` uses ``ref``; returns the pinned concrete version."""
+        """Record that ``kind`` ``id`` uses ``ref``; returns the pinned concrete version.
+        Kinds: :data:`~aistack.storage.refs.REFERENCE_KINDS` (``webdata``: a web-data pipeline
+        run reading the version, its id printable ASCII as its lineage node's)."""
         check_kind(kind)
-        node(kind, id)
+        lineage_node(kind, id)
         v = self.resolve(ref)
         self.catalog.add_reference(v.id, kind, id, label=v.ref)
         return v
@@ -1057,7 +1059,7 @@ class Datasets:
         """Drop ``kind`` ``id``'s reference to the version ``ref`` names, an explicit
         ``NAME@vN`` (a deleted one too) as for ``remove_references``; False when it had none."""
         check_kind(kind)
-        node(kind, id)
+        lineage_node(kind, id)
         v = self._resolve(self._explicit_version(ref), allow_deleted=True)
         return self.catalog.remove_reference(v.id, kind, id)
 
@@ -1091,7 +1093,7 @@ class Datasets:
         this layer cannot see); what it raises propagates and nothing is dropped."""
         for kind, ident in refs:
             check_kind(kind)
-            node(kind, ident)
+            lineage_node(kind, ident)
         v = self._resolve(self._explicit_version(ref), allow_deleted=True)
         have = self.catalog.references_of(v.id)
         listed = ", ".join(f"{r['kind']}:{r['ref_id']}" for r in have)

@@ -11,6 +11,10 @@ Node kinds (:data:`LINEAGE_NODE_KINDS`):
   pipeline run, aistack.webdata, between its inputs and the dataset version it registered).
 
 :func:`node` builds an id of the first group, :func:`lineage_node` of either.
+
+Reference kinds (:data:`REFERENCE_KINDS`, who keeps a version from ``aistack data rm``):
+``job``, ``model``, ``run`` and ``webdata`` (a web-data pipeline run that reads the version,
+``webdata:NAME@ID``; see :func:`parse_referrer`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TAG_RE = NAME_RE
 VERSION_RE = re.compile(r"^[vV]?(\d+)$")  # V3 too: a tag named like that would shadow v3
 MAX_VERSION = 2**63 - 1  # the catalog's integer column
-REFERENCE_KINDS = ("job", "model", "run")
+# who can reference a version (``aistack data rm`` refuses to delete it while one does):
+# ``job:ID``, ``model:NAME@vN``, ``run:ID`` (a tracking run) and ``webdata:NAME@ID`` (a
+# web-data pipeline run reading it as input, aistack.webdata; printable ASCII, no spaces)
+REFERENCE_KINDS = ("job", "model", "run", "webdata")
 NODE_KINDS = ("dataset", "job", "run", "model")
 LINEAGE_ONLY_KINDS = ("file", "webdata")
 LINEAGE_NODE_KINDS = (*NODE_KINDS, *LINEAGE_ONLY_KINDS)
@@ -119,14 +126,15 @@ def check_kind(kind: str) -> str:
 
 def parse_referrer(spec: str) -> tuple[str, str]:
     """``"job:42"`` → ``("job", "42")``: who references a version, as ``aistack data unref
-    NAME@vN --by KIND:ID`` takes it (``model:gpt@v3`` keeps its ``@``)."""
+    NAME@vN --by KIND:ID`` takes it (``model:gpt@v3`` and ``webdata:corpus@3f2a…`` keep their
+    ``@``)."""
     kind, sep, ident = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not ident or kind not in REFERENCE_KINDS:
         what = f"unknown kind {kind!r}" if sep and kind not in REFERENCE_KINDS else "no KIND:ID"
         raise ValidationError(
             f"invalid reference {spec!r}: {what}",
-            hint=f"write KIND:ID with KIND one of {', '.join(REFERENCE_KINDS)}, e.g. job:42 or "
-            "model:gpt@v3",
+            hint=f"write KIND:ID with KIND one of {', '.join(REFERENCE_KINDS)}, e.g. job:42, "
+            "model:gpt@v3 or webdata:corpus@3f2a9c0d1e4b5a6c",
             field="by",
         )
     return kind, ident

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import heapq
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -61,17 +62,69 @@ class CrawlConfig:
                 raise ValidationError(
                     f"crawl: seed {s!r} is not an http(s) URL", hint="e.g. https://example.org/"
                 )
+            if _UNSAFE_URL.search(s):
+                raise ValidationError(
+                    f"crawl: seed {s!r} holds a space, line break or other control character",
+                    hint="percent-encode it (%20 for a space, %0A for a newline)",
+                    field="seeds",
+                )
         if self.max_pages < 1 or self.max_depth < 0 or self.delay_s < 0:
             raise ValidationError("crawl: max_pages ≥ 1, max_depth ≥ 0 and delay ≥ 0 are required")
+        if (
+            not isinstance(self.user_agent, str)
+            or not self.user_agent.strip()
+            or not _PRINTABLE.fullmatch(self.user_agent)
+        ):
+            # (it goes into every request's header and the WARC's warcinfo record as it is:
+            # a line break would end the header and start another one)
+            raise ValidationError(
+                f"crawl: user agent {self.user_agent!r} is empty or holds a line break, a "
+                "control character or a non-ASCII one",
+                hint="give --user-agent as printable ASCII on one line, e.g. "
+                f"'{DEFAULT_USER_AGENT}'",
+                field="user_agent",
+            )
         self.out_dir = Path(self.out_dir)
 
 
 # --------------------------------------------------------------------------- WARC writing
 
+_PRINTABLE = re.compile(r"[ -~]+")  # printable ASCII and space: an HTTP header value
+# what no WARC header value may hold: C0 controls (CR and LF end a header line), DEL, and the
+# other characters str.splitlines() breaks lines at (NEL, LINE/PARAGRAPH SEPARATOR)
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_UNSAFE_URL = re.compile("[\x00-\x20\x7f\x85\u2028\u2029]")  # and a space, in a URL
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with spaces, line breaks and other control characters percent-encoded (as a
+    browser sends an ``href`` written with them), so it fits a WARC header and a request
+    line; other characters are kept."""
+    return _UNSAFE_URL.sub(lambda m: quote(m.group(), safe=""), url)
+
+
+def _check_header(name: str, value: str, field: str) -> None:
+    """ValidationError naming ``field`` when a WARC header (name or value) could end its
+    line, or start another header, in the record."""
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        raise ValidationError(
+            f"WARC header name {name!r} is not an HTTP token",
+            hint="use letters, digits and -, e.g. WARC-IP-Address",
+            field=field,
+        )
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise ValidationError(
+            f"WARC header {name}: {value!r} holds a line break or another control character, "
+            "which would end the header and start another",
+            hint="percent-encode it (a URL: %0D%0A for a line break, see safe_url) or leave it out",
+            field=field,
+        )
+
 
 def warc_filename(name: str) -> str:
     """A file name as a WARC header value: percent-encoded as the lineage's file nodes name it
-    (:func:`aistack.webdata.pipeline.readable_id`, without its shortening), so it is printable
+    (:func:`aistack.webdata.lineage.readable_id`, without its shortening), so it is printable
     ASCII with no space or line break (``données 1.warc.gz`` → ``donn%C3%A9es%201.warc.gz``;
     a name whose bytes are not UTF-8, which ``os.fsdecode`` gave surrogates for, keeps those
     bytes as ``%XX``). A raw name could not be encoded, or a newline in it would end the
@@ -87,6 +140,13 @@ class WarcWriter:
     """Append gzip-per-record WARC/1.1 records to one file."""
 
     def __init__(self, path: Path, *, software: str = DEFAULT_USER_AGENT) -> None:
+        if not isinstance(software, str) or _CONTROL.search(software):
+            # (a line of the warcinfo record's fields: a line break would add a field)
+            raise ValidationError(
+                f"WARC software {software!r} holds a line break or another control character",
+                hint="give it on one line (e.g. the crawler's user agent)",
+                field="software",
+            )
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "ab")  # noqa: SIM115 - closed in close()
@@ -110,6 +170,10 @@ class WarcWriter:
         extra: dict[str, str] | None = None,
         date: str | None = None,
     ) -> str:
+        """Append one record; returns its WARC-Record-ID. A header value with a line break or
+        another control character (``url``, ``extra``'s values, ``content_type``…) is refused
+        (ValidationError naming it) before anything is written: it would end its header and
+        start another one (a URL found while crawling goes through :func:`safe_url`)."""
         rid = f"<urn:uuid:{uuid.uuid4()}>"
         headers = {
             "WARC-Type": rtype,
@@ -119,6 +183,14 @@ class WarcWriter:
         if url:
             headers["WARC-Target-URI"] = url
         headers.update(extra or {})
+        for what, name, value in (
+            ("rtype", "WARC-Type", rtype),
+            ("url", "WARC-Target-URI", url or ""),
+            ("date", "WARC-Date", headers["WARC-Date"]),
+            ("content_type", "Content-Type", content_type),
+            *((f"extra[{k!r}]", k, v) for k, v in (extra or {}).items()),
+        ):
+            _check_header(name, value, what)
         headers["WARC-Block-Digest"] = _digest(block)
         headers["Content-Type"] = content_type
         headers["Content-Length"] = str(len(block))
@@ -300,7 +372,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
     t0 = time.monotonic()
 
     def add(url: str, depth: int) -> None:
-        url = urldefrag(url)[0]
+        url = safe_url(urldefrag(url)[0])  # (a link with a space or control character in it)
         if url in seen or depth > cfg.max_depth:
             return
         if not in_scope(url):

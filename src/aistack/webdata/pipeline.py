@@ -45,9 +45,14 @@ tasks, so an interrupted run resumes)::
               Files read from a dataset version (``input.dataset``) have no node of their
               own: the pinned version ``dataset:NAME@vN`` is the run's input node instead.
 
-Input dataset versions (``input.dataset``) are pinned when the run starts and their files
-put under ``input-datasets/NAME@vN/`` in the output folder before the process stage (hard
-links to the store's objects on a local store, see :func:`materialize_inputs`).
+Input dataset versions (``input.dataset``) are pinned when the run starts, referenced by
+the run (``webdata:NAME@FP``, FP its fingerprint: ``aistack data rm`` and gc keep them, as
+they keep a job's inputs) and their files put under ``input-datasets/NAME@vN/`` in the
+output folder before the process stage (hard links to the store's objects on a local store,
+see :func:`aistack.webdata.lineage.materialize_inputs`). As a job's, the reference is kept
+after the run; a run that registers a corpus moves it to its lineage node
+``webdata:NAME@ID`` (report.json's ``input_references`` names it; ``aistack data unref
+NAME@vN --by webdata:...`` drops it).
 
 Tasks are numbered by the sorted input file list, and every merge happens in task order, so
 the output bytes and counts are the same on 1 worker, N workers or Ray.
@@ -72,8 +77,34 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import ConflictError, NotFoundError, ValidationError, require
+from aistack.errors import ConflictError, ValidationError, require
+
+# (names moved to lineage, output and registration stay importable from here)
+from aistack.webdata.lineage import (
+    INPUT_DATASETS,  # noqa: F401 - re-exported
+    DatasetInput,
+    file_node,  # noqa: F401 - re-exported
+    file_sha256,
+    input_lineage,
+    materialize_inputs,
+    move_references,
+    readable_id,  # noqa: F401 - re-exported
+    record_input_lineage,
+    reference_inputs,
+    resolve_dataset_inputs,
+    run_referrer,
+)
+from aistack.webdata.output import (
+    MARKER,  # noqa: F401 - re-exported
+    OUTPUT_ENTRIES,  # noqa: F401 - re-exported
+    check_output,
+    clear_output,
+)
+from aistack.webdata.registration import register_output
+from aistack.webdata.registration import registered_earlier as _registered_earlier
 from aistack.webdata.spec import PipelineSpec
+from aistack.webdata.taskfiles import atomic_write as _atomic_write
+from aistack.webdata.taskfiles import write_done as _done
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +123,6 @@ def _jsonl_gz_bytes(rows: list[dict[str, Any]]) -> bytes:
 def read_jsonl_gz(path: str | Path) -> list[dict[str, Any]]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def _done(path: Path, payload: dict[str, Any]) -> None:
-    # keys in their own order: a resumed run reports its steps in the pipeline's order
-    _atomic_write(path, json.dumps(payload).encode())
 
 
 def expand_inputs(paths: list[str], base: Path) -> list[Path]:
@@ -136,143 +156,6 @@ def expand_inputs(paths: list[str], base: Path) -> list[Path]:
     return out
 
 
-# --------------------------------------------------------------------------- input datasets
-
-INPUT_DATASETS = "input-datasets"  # the output's folder that holds input versions' files
-
-
-@dataclass(kw_only=True)
-class DatasetInput:
-    """A dataset version read as input: ``ref`` pinned (``NAME@vN``), and the files the
-    pipeline reads, as they will lie under ``folder`` (every file of the version but those
-    named ``.*``, which :func:`expand_inputs` skips in a folder too), sorted by path."""
-
-    ref: str
-    folder: Path
-    files: list[Path]
-
-
-def _datasets() -> Any:
-    try:
-        from aistack.storage import Datasets  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ValidationError(
-            "input.dataset needs aistack.storage, which could not be imported",
-            hint="install aistack with its default dependencies, or name local files in "
-            "input.paths",
-        ) from exc
-    return Datasets.from_settings()
-
-
-def resolve_dataset_inputs(refs: list[str], out: Path) -> list[DatasetInput]:
-    """Pin each reference of ``input.dataset`` to the version it names now (a version named
-    twice is read once) and list its files; writes nothing. A dataset or version that does
-    not exist is a NotFoundError that says which ones do."""
-    if not refs:
-        return []
-    ds = _datasets()
-    found: dict[str, DatasetInput] = {}
-    for ref in refs:
-        try:
-            v = ds.resolve(ref)
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"input.dataset: {exc.message}", hint=exc.hint, **exc.details
-            ) from None
-        if v.ref in found:
-            continue
-        folder = out / INPUT_DATASETS / v.ref
-        paths = sorted(e.path for e in ds.files(v))
-        files = [folder / p for p in paths if not p.rpartition("/")[2].startswith(".")]
-        if not files:
-            raise ValidationError(
-                f"input.dataset: {v.ref} holds no files to read"
-                + (f" (only {len(paths):,} named '.*', which are skipped)" if paths else ""),
-                hint=f"name a version with WARC/ARC/WET files (`aistack data log {v.name}`)",
-            )
-        found[v.ref] = DatasetInput(ref=v.ref, folder=folder, files=files)
-    return list(found.values())
-
-
-def _stat_key(files: list[Path]) -> str | None:
-    """A digest of the files' (size, mtime, inode); None when one is missing."""
-    h = hashlib.sha256()
-    for f in files:
-        try:
-            st = os.stat(f)
-        except OSError:
-            return None
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
-    return h.hexdigest()
-
-
-def materialize_inputs(
-    datasets: list[DatasetInput],
-    pending: set[Path],
-    state: Path,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Put the files of each input dataset version under its ``folder`` (``Datasets.get``
-    with hard links), where the process tasks read them; returns what was done, one entry
-    per version (report.json's ``input_datasets``).
-
-    On a local store a file stored as one object is a hard link to it: nothing is copied,
-    and the version's bytes are read in place (never edit these files: they *are* the
-    store's objects; ``--fresh`` only unlinks them). A file the store cut into chunks is
-    assembled from them (the kernel copies the bytes); from a remote store every file is
-    downloaded. Every object is verified first.
-
-    A version none of whose files a process task still has to read (``pending``) is not put
-    there at all (a resumed run reads nothing again), nor one put there by an earlier run
-    whose files are still as it left them (``.tasks/input-datasets.done``)."""
-    if not datasets:
-        return []
-    marker = state / "input-datasets.done"
-    try:
-        earlier = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        earlier = {}
-    earlier = earlier if isinstance(earlier, dict) else {}
-    total = sum(len(d.files) for d in datasets)
-    n = 0
-    if progress:
-        progress("input", 0, total)
-    ds: Any = None
-    done: list[dict[str, Any]] = []
-    for d in datasets:
-        entry: dict[str, Any] = {"ref": d.ref, "folder": str(d.folder), "files": len(d.files)}
-        before = earlier.get(d.ref)
-        if not pending.intersection(d.files):
-            entry["materialized"] = "not needed (every file of it was processed)"
-        elif isinstance(before, dict) and before.get("stat") == _stat_key(d.files):
-            entry["materialized"] = "by an earlier run"
-            entry.update({k: before[k] for k in ("linked", "copied") if k in before})
-        else:
-            ds = ds or _datasets()
-            # (force: the folder is the pipeline's; a file changed there is replaced)
-            got = ds.get(d.ref, d.folder, link="hardlink", force=True)
-            entry["materialized"] = "now"
-            entry.update(linked=got.linked, copied=got.copied, unchanged=got.unchanged)
-            earlier[d.ref] = {
-                "stat": _stat_key(d.files),
-                "linked": got.linked,
-                "copied": got.copied,
-            }
-            _done(marker, earlier)
-            log.info(
-                "input %s: %d files linked, %d copied, %d already there",
-                d.ref,
-                got.linked,
-                got.copied,
-                got.unchanged,
-            )
-        done.append(entry)
-        n += len(d.files)
-        if progress:
-            progress("input", n, total)
-    return done
-
-
 # --------------------------------------------------------------------------- process task
 
 
@@ -290,19 +173,6 @@ def _input_stat(path: str | Path) -> dict[str, int] | None:
     except OSError:  # gone since the listing: the reader reports it as a bad file
         return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def file_sha256(path: str | Path) -> str | None:
-    """The SHA-256 of a file's bytes (hex), or None when it cannot be read (the reader then
-    reports it as a bad file). About 1.7 GB/s: under 0.1 % of what processing it costs."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def process_file(
@@ -585,69 +455,6 @@ def _run_tasks(
     return [r for r in results if r is not None]
 
 
-# What run_pipeline writes in its output folder; --fresh deletes these and nothing else.
-OUTPUT_ENTRIES = (
-    "stage1",
-    "dedup",
-    "corpus",
-    "dataset",
-    ".tasks",
-    "input-datasets",
-    "report.json",
-    "report.txt",
-)
-MARKER = Path(".tasks") / "spec.json"
-
-
-def _is_pipeline_output(out: Path) -> bool:
-    """True when ``out`` holds the marker a run writes first (``.tasks/spec.json``, a JSON
-    object with a ``fingerprint``)."""
-    try:
-        data = json.loads((out / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "fingerprint" in data
-
-
-def _inside(p: Path, folder: Path) -> bool:
-    p, folder = p.resolve(), folder.resolve()
-    return p == folder or folder in p.parents
-
-
-def _clear_output(out: Path, *, protect: list[Path]) -> None:
-    """``--fresh``: delete what an earlier run of the pipeline wrote in ``out``.
-
-    Only the entries in :data:`OUTPUT_ENTRIES` are deleted, and only when ``out`` carries the
-    marker a run writes (``.tasks/spec.json``): other files in ``out`` (the pipeline YAML, notes,
-    a user's own ``dataset/`` folder) are never touched. A folder that has such entries but no
-    marker is refused, and so is a deletion that would remove an input file or the pipeline
-    file's folder (``protect``).
-    """
-    if not out.exists():
-        return
-    present = [out / n for n in OUTPUT_ENTRIES if (out / n).exists() or (out / n).is_symlink()]
-    if not present:
-        return  # nothing of ours to delete (an empty or unrelated folder): start there
-    if not _is_pipeline_output(out):
-        raise ConflictError(
-            f"output {out} is not an aistack pipeline output (no {MARKER}); "
-            "refusing to delete anything in it",
-            hint="point output: at a new or empty folder, or delete the old results yourself",
-        )
-    for p in present:
-        for q in protect:
-            if not p.is_symlink() and _inside(q, p):
-                raise ConflictError(
-                    f"--fresh would delete {p}, which holds {q}",
-                    hint="move the inputs and the pipeline file out of the output folder",
-                )
-    for p in present:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-
-
 # step parameters that name a file: relative to the pipeline file's folder, like input.paths
 FILE_PARAMS = {
     "tokenize": ("tokenizer_file",),
@@ -687,25 +494,6 @@ def _check_steps(spec: PipelineSpec) -> None:
                     hint="paths are relative to the pipeline file's folder; give a "
                     "tokenizer.json (HF tokenizers format) or let the pipeline train one",
                 )
-
-
-def _check_output(out: Path) -> None:
-    """A run (or resume) writes only into a new folder, an earlier run's folder, or one where
-    the names it writes (:data:`OUTPUT_ENTRIES`) are free or empty folders: a user's own
-    ``report.txt`` or ``dataset/`` would be overwritten, or registered with the shards."""
-    if not out.is_dir() or _is_pipeline_output(out):
-        return
-    taken = []
-    for name in OUTPUT_ENTRIES:
-        p = out / name
-        if p.is_symlink() or p.is_file() or (p.is_dir() and any(p.iterdir())):
-            taken.append(name)
-    if taken:
-        raise ConflictError(
-            f"output {out} is not an aistack pipeline output (no {MARKER}) and already holds "
-            f"{', '.join(taken)}; refusing to write over it",
-            hint="point output: at a new or empty folder, or move those entries elsewhere",
-        )
 
 
 def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
@@ -802,9 +590,9 @@ def _run_pipeline(
     fp = _spec_fingerprint(spec, files)
     state = out / ".tasks"
     if fresh:  # (a dataset's files are linked or copied again: the store keeps them)
-        _clear_output(out, protect=[*(f for f in files if f not in pinned_files), base])
+        clear_output(out, protect=[*(f for f in files if f not in pinned_files), base])
     else:
-        _check_output(out)
+        check_output(out)
     if (state / "spec.json").exists():
         old = json.loads((state / "spec.json").read_text()).get("fingerprint")
         if old != fp:
@@ -825,7 +613,10 @@ def _run_pipeline(
     t_start = time.perf_counter()
     resumed = {"process": 0, "encode": 0}
 
-    # ---- input dataset versions: their files, where a process task will read them
+    # ---- input dataset versions: referenced (kept from `data rm`), then their files put
+    # where a process task will read them
+    referrer = run_referrer(spec.name, fp)
+    input_refs = reference_inputs(datasets, referrer)
     pending = {f for i, f in enumerate(files) if not (state / f"process-{i:05d}.done").exists()}
     input_datasets = materialize_inputs(datasets, pending, state, progress)
 
@@ -939,6 +730,8 @@ def _run_pipeline(
     }
     if input_datasets:
         report["input_datasets"] = input_datasets
+    if input_refs:
+        report["input_references"] = input_refs
     # in the report's own order (steps as the pipeline runs them, languages by count); the
     # dataset's copy has sorted keys: its bytes are part of the dataset version's identity
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -990,27 +783,12 @@ def _run_pipeline(
             if lineage is None:
                 lineage = input_lineage(spec, fp, files, procs, state, datasets)
             report["lineage"] = record_input_lineage(str(ref), lineage)
+            if input_refs:  # (the reference names the node the lineage shows from now on)
+                move_references(datasets, referrer, lineage["run"].partition(":")[2])
+                input_refs["by"] = lineage["run"]
         (out / "report.json").write_text(json.dumps(report, indent=2))
         (out / "report.txt").write_text(render_text(report))  # (says what report.json says)
     return report
-
-
-def _registered_earlier(done: Path) -> dict[str, Any] | None:
-    """The dataset version an earlier run of this output registered, if it still exists with
-    the same manifest (deleted meanwhile: None, so the run registers again)."""
-    try:
-        old = json.loads(done.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or not old.get("ref") or not old.get("manifest"):
-        return None
-    try:
-        from aistack.storage import Datasets  # type: ignore[attr-defined]
-
-        current = Datasets.from_settings().resolve(str(old["ref"]))
-    except Exception:  # noqa: BLE001 - gone, or another store: register again
-        return None
-    return old if getattr(current, "manifest", None) == old["manifest"] else None
 
 
 def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
@@ -1260,137 +1038,3 @@ def _timing(
         "docs_per_s_per_worker": rate(docs, workers),
         "tokens_per_s": rate(tokens),
     }
-
-
-def register_output(
-    path: Path,
-    name: str,
-    message: str | None,
-    report: dict[str, Any],
-    *,
-    run_node: str | None = None,
-) -> dict[str, Any]:
-    """Register the dataset folder as a dataset version in aistack.storage (imported lazily,
-    so the pipeline runs without the storage layer). ``run_node``: the run's lineage node
-    (:func:`input_lineage`), kept in the version's metadata as ``webdata_run``."""
-    try:
-        from aistack.storage import Datasets  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ValidationError(
-            "register: aistack.storage.Datasets is not available in this installation",
-            hint="remove the register step or install the storage layer",
-        ) from exc
-    ds = Datasets.from_settings()
-    metadata: dict[str, Any] = {"webdata_report": report["counts"]}
-    if run_node:
-        metadata["webdata_run"] = run_node
-    message = message or f"webdata pipeline {report['name']}"
-    bad = report.get("bad_files") or []
-    if bad:  # registered with --skip-bad: the version says which inputs are missing from it
-        metadata["webdata_bad_files"] = [{"file": b["file"], "reason": b["reason"]} for b in bad]
-        message += f" ({len(bad):,} bad input files skipped)"
-    version = ds.add(name, str(path), message=message, metadata=metadata)
-    to_dict = getattr(version, "to_dict", None)
-    if callable(to_dict):
-        return dict(to_dict())
-    return {"name": name, "version": str(version)}
-
-
-# --------------------------------------------------------------------------- lineage
-
-# characters a lineage id keeps as they are; every other one is percent-encoded (as in URLs)
-_ID_SAFE = "+,="
-_ID_MAX = 160  # characters of a name kept in a node id (its ends; the digest identifies it)
-
-
-def readable_id(name: str, limit: int = _ID_MAX) -> str:
-    """``name`` as printable ASCII without spaces, for a lineage node id: percent-encoded
-    (``données 1.warc`` → ``donn%C3%A9es%201.warc``) and, past ``limit`` characters, its start
-    and end joined by ``...`` (an escape is never cut)."""
-    from urllib.parse import quote
-
-    # (a name os.fsdecode gave surrogates for, its bytes not being UTF-8: those bytes, as %XX)
-    parts = [quote(c, safe=_ID_SAFE, errors="surrogateescape") for c in name] or ["_"]
-    text = "".join(parts)
-    if len(text) <= limit:
-        return text
-    half = (limit - 3) // 2
-    head: list[str] = []
-    for c in parts:
-        if sum(map(len, head)) + len(c) > half:
-            break
-        head.append(c)
-    tail: list[str] = []
-    for c in reversed(parts):
-        if sum(map(len, tail)) + len(c) > half:
-            break
-        tail.append(c)
-    return "".join(head) + "..." + "".join(reversed(tail))
-
-
-def file_node(path: str | Path, sha256: str) -> str:
-    """The lineage node of an input file: ``file:NAME@sha256:HEX``. The digest of its bytes
-    is its identity, NAME (its file name) makes it readable: a copy of a crawl file under the
-    same name, wherever it lies, is the same node; another file of that name is another."""
-    return f"file:{readable_id(Path(path).name)}@sha256:{sha256}"
-
-
-def input_lineage(
-    spec: PipelineSpec,
-    fingerprint: str,
-    files: list[Path],
-    procs: list[dict[str, Any]],
-    state: Path,
-    datasets: list[DatasetInput] | None = None,
-) -> dict[str, Any]:
-    """The lineage of a run's output: ``{"run": node, "inputs": [{"file", "node"}],
-    "datasets": [{"ref", "node", "files"}], "not_recorded": [{"file", "reason"}]}``.
-
-    A file read from an input dataset version has no node of its own: the pinned version
-    (``dataset:NAME@vN``, in ``datasets``) is the input. It is the better identity: already
-    immutable and content-addressed (its manifest holds every file's hash), one node instead
-    of one per file, and one that joins the graph the version already has (the job or run
-    that made it; ``aistack data lineage NAME@vN`` then also shows what used it).
-
-    ``run`` is ``webdata:NAME@ID``, one node between the input files and the dataset version
-    (as a job node is), so thousands of inputs hang off one node; ID hashes the pipeline
-    (its fingerprint: spec and input paths) and the inputs' digests, so a resumed run names
-    the same node and a run over changed files another one. Each input's SHA-256 comes from
-    its process task; a task of an older run recorded none: the file is hashed now (read once)
-    and the digest kept in the task's result. A file that could not be read at all gave the
-    output nothing: it has no node (``not_recorded``)."""
-    datasets = datasets or []
-    pinned_files = {f for d in datasets for f in d.files}
-    inputs: list[dict[str, str]] = []
-    missing: list[dict[str, str]] = []
-    for i, (f, p) in enumerate(zip(files, procs, strict=True)):
-        if f in pinned_files:
-            continue
-        if "input_sha256" not in p:  # a task of a run made before digests were recorded
-            p["input_sha256"] = file_sha256(f)
-            _done(state / f"process-{i:05d}.done", p)
-        digest = p["input_sha256"]
-        if digest:
-            inputs.append({"file": str(f), "node": file_node(f, digest)})
-        else:
-            missing.append({"file": str(f), "reason": "the file could not be read"})
-    versions = [{"ref": d.ref, "node": f"dataset:{d.ref}", "files": len(d.files)} for d in datasets]
-    nodes = [x["node"] for x in inputs] + [v["node"] for v in versions]
-    key = json.dumps([fingerprint, nodes]).encode()
-    run = f"webdata:{readable_id(spec.name, 64)}@{hashlib.sha256(key).hexdigest()[:16]}"
-    return {"run": run, "inputs": inputs, "datasets": versions, "not_recorded": missing}
-
-
-def record_input_lineage(ref: str, lineage: dict[str, Any]) -> dict[str, Any]:
-    """Record ``file:… → webdata:… → dataset:REF`` (and ``dataset:INPUT@vN → webdata:…`` for
-    each input dataset version) in aistack.storage's lineage, in one transaction (an edge is
-    stored once: recording again adds nothing). Returns ``lineage`` with ``edges_added``."""
-    from aistack.storage import Datasets  # type: ignore[attr-defined]
-
-    run = lineage["run"]
-    edges = [(x["node"], run) for x in lineage["inputs"]]
-    edges += [(v["node"], run) for v in lineage.get("datasets") or []]
-    edges = list(dict.fromkeys(edges))  # two copies of one file are one node
-    edges.append((run, f"dataset:{ref}"))
-    added = Datasets.from_settings().record_edges(edges)
-    return {**lineage, "edges_added": added}

@@ -61,6 +61,8 @@ def tables(report: dict[str, Any]) -> list[Any]:
     s.add_column("item")
     s.add_column("value", justify="right")
     s.add_row("input files", f"{c['files']:,}")
+    for item, value in input_dataset_rows(report):
+        s.add_row(item, value)
     if "bad_files" in c:  # (absent in reports written before it was counted)
         s.add_row("bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
     s.add_row("unreadable records", f"{c['unreadable_records']:,}")
@@ -90,6 +92,8 @@ def tables(report: dict[str, Any]) -> list[Any]:
             s.add_row("registered", f"dataset version {ref}")
         elif skipped:
             s.add_row("registered", f"NO: {skipped['reason']}; {skipped['hint']}")
+    for item, value in lineage_rows(report):
+        s.add_row(item, value)
     if timing:
         w = timing["wall_seconds"]
         s.add_row("wall time", f"{w['total']:.2f} s")
@@ -116,6 +120,57 @@ def tables(report: dict[str, Any]) -> list[Any]:
             u.add_row(str(x["file"]), offset_text(x), str(x["reason"]))
         out.append(u)
     return out
+
+
+def input_dataset_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Summary rows for report.json's ``input_datasets`` (one per version read: its files and
+    how they were put in the output folder, linked or copied) and ``input_references`` (the
+    reference that keeps them from ``aistack data rm``)."""
+    rows = []
+    for d in report.get("input_datasets") or []:
+        n = int(d.get("files") or 0)
+        how = str(d.get("materialized") or "")
+        if "linked" in d or "copied" in d:
+            how += f": {int(d.get('linked') or 0):,} linked, {int(d.get('copied') or 0):,} copied"
+        rows.append((f"input dataset {d['ref']}", f"{n:,} file{'' if n == 1 else 's'} ({how})"))
+    refs = report.get("input_references")
+    if refs:
+        rows.append(
+            (
+                "input datasets referenced by",
+                f"{refs['by']} (`aistack data rm` keeps {', '.join(refs['versions'])}; "
+                f"`aistack data unref` drops it)",
+            )
+        )
+    return rows
+
+
+def lineage_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Summary rows for report.json's ``lineage`` (a registered run's): its run node, the
+    inputs recorded as its upstream nodes and those that could not be (with the first
+    reason)."""
+    lin = report.get("lineage")
+    if not lin or not lin.get("run"):
+        return []
+    files = len(lin.get("inputs") or [])
+    versions = [str(v["ref"]) for v in lin.get("datasets") or []]
+    parts = [f"{files:,} input file{'' if files == 1 else 's'}"] if files or not versions else []
+    if versions:
+        parts.append(f"dataset {', '.join(versions)}")
+    recorded = " and ".join(parts)
+    if "edges_added" in lin:
+        recorded += f" ({int(lin['edges_added']):,} new edges)"
+    rows = [("lineage run", str(lin["run"])), ("lineage inputs recorded", recorded)]
+    missing = lin.get("not_recorded") or []
+    if missing:
+        first = missing[0]
+        rows.append(
+            (
+                "lineage inputs not recorded",
+                f"{len(missing):,} (first: {first['file']}: {first['reason']})",
+            )
+        )
+    return rows
 
 
 def bad_files_title(report: dict[str, Any]) -> str:

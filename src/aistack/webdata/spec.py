@@ -32,8 +32,11 @@ A dataset version is written as a job's ``inputs:`` are (``NAME@vN``; see
 ``aistack data log NAME``). Its files are read through the output folder's
 ``input-datasets/NAME@vN/``: on a local store a file kept as one object is a hard link to it
 (not copied), a larger one the store cut into chunks is assembled from them (see
-:func:`aistack.webdata.pipeline.materialize_inputs`). The registered version's lineage
-starts at ``dataset:NAME@vN`` rather than at one node per file.
+:func:`aistack.webdata.lineage.materialize_inputs`). The registered version's lineage
+starts at ``dataset:NAME@vN`` rather than at one node per file. The run references the
+version (``webdata:…``, as a job does its ``inputs:``), so ``aistack data rm`` refuses to
+delete it under the run, and afterwards until the reference is dropped (``aistack data
+unref``).
 
 Steps run in the order listed. Document steps (``extract``, ``language`` and the filters)
 come first, then ``dedup``, ``tokenize`` and ``register`` (each at most once, in this order).
