@@ -501,6 +501,18 @@ class StorageContract:
         ds.add_reference("k@v1", "model", "gpt@v1")  # idempotent
         assert [(r["kind"], r["id"]) for r in ds.references("k@v1")] == [("model", "gpt@v1")]
 
+    def test_a_reference_id_longer_than_the_catalog_column_is_refused(
+        self, ds: Datasets, tmp_path: Path
+    ) -> None:
+        f = tmp_path / "f.txt"
+        f.write_text("x")
+        ds.add("k", f)
+        ds.add_reference("k@v1", "job", "j" * 256)  # the column's length: fits
+        with pytest.raises(ValidationError, match="at most 256") as exc:
+            ds.add_reference("k@v1", "job", "j" * 257)  # a lineage node allows 380
+        assert exc.value.details["field"] == "id"
+        assert [r["id"] for r in ds.references("k@v1")] == ["j" * 256]  # nothing else stored
+
     # -- lineage ------------------------------------------------------------------------------------------
     def test_lineage_graph(self, ds: Datasets, tmp_path: Path) -> None:
         f = tmp_path / "f.txt"

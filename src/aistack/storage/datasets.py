@@ -76,6 +76,7 @@ Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)``, called from the calling thread."""
 
 DEFAULT_GRACE_S = 3600.0
+REFERENCE_ID_MAX = 256  # characters of a reference's id (the catalog's storage_references.ref_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1051,6 +1052,13 @@ class Datasets:
         run reading the version, its id printable ASCII as its lineage node's)."""
         check_kind(kind)
         lineage_node(kind, id)
+        if len(id) > REFERENCE_ID_MAX:  # the catalog's column (PostgreSQL enforces it)
+            raise ValidationError(
+                f"{kind} id {id[:40]!r}… is {len(id)} characters; a reference id has at most "
+                f"{REFERENCE_ID_MAX}",
+                hint="use a shorter id (a lineage edge may carry up to 380 characters)",
+                field="id",
+            )
         v = self.resolve(ref)
         self.catalog.add_reference(v.id, kind, id, label=v.ref)
         return v
