@@ -14,10 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
-
-import httpx
 
 from aistack.errors import (
     AistackError,
@@ -30,6 +28,9 @@ from aistack.errors import (
 )
 from aistack.settings import Settings, get_settings
 from aistack.spec import JobSpec, load_spec_file, parse_spec
+
+if TYPE_CHECKING:
+    import httpx
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"}
 # requests that can be sent twice without changing the outcome: retried once when a pooled
@@ -93,9 +94,15 @@ class Client:
                 "the API token has characters an HTTP header cannot carry (non-ASCII or control)",
                 hint=f"check AISTACK_TOKEN, or the token file {self.settings.token_file}",
             )
+        # imported here, not with the module: ``import aistack`` (every CLI command, the
+        # local ``aistack data`` ones included) then does not pay for httpx
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+            self._http: httpx.Client = httpx.Client(
+                base_url=self.url, headers=headers, timeout=timeout
+            )
         except httpx.InvalidURL as exc:
             raise ValidationError(
                 f"{url_from}: {self.url!r} is not a valid URL: {exc}",
@@ -110,6 +117,8 @@ class Client:
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
         method = method.upper()
+        import httpx  # already imported by __init__: a dict lookup
+
         try:
             try:
                 r = self._http.request(method, path, **kw)

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aistack.errors import AistackError
 from aistack.server.auth import load_or_create_token, token_matches
-from aistack.server.body_limit import BodyLimitMiddleware
+from aistack.server.body_limit import BodyLimitMiddleware, drain_body, may_drain
 from aistack.server.context import ServerContext
 from aistack.settings import Settings, get_settings
 
@@ -59,6 +59,14 @@ class AuthMiddleware:
         if not _is_open(path):
             given = _token_from_scope(scope)
             if not token_matches(given, self.token):
+                # the body is read and thrown away first, within the bounds of the 413's drain:
+                # when the connection closes after the answer (a client that sent
+                # "Connection: close", as urllib does, or HTTP/1.0), unread data makes the
+                # kernel reset it and the client saw that instead of the 401. Past the bounds
+                # the answer goes out as before (a kept-alive connection: uvicorn reads the
+                # rest and drops it)
+                if may_drain(scope):
+                    await drain_body(scope, receive, answer="401")
                 if path == "/" or (
                     not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)
                 ):
@@ -318,7 +326,8 @@ def create_app(
     _mount_dashboard(app, ctx)
     if settings.mlflow_enabled:
         _mount_mlflow(app, ctx)
-    # inside the auth check (added first): a caller without the token gets 401, body unread
+    # inside the auth check (added first): a caller without the token gets 401, not 413 (its
+    # body is drained within the same bounds, see AuthMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,

@@ -16,12 +16,13 @@ nginx does): most clients (``requests``, ``httpx``, MLflow's, curl for small bod
 whole body without waiting for an answer, and closing a connection with unread data makes the
 kernel reset it, so the client saw "Connection reset by peer" or a broken pipe instead of the
 413. It has to happen before answering: under uvicorn, ``receive()`` after a complete response
-returns ``http.disconnect`` and reads nothing. The drain discards at most
-:data:`DRAIN_MAX_BYTES`, for at most :data:`DRAIN_MAX_S`; a declared body larger than the
-bound is answered at once, without reading it, as is one sent with ``Expect: 100-continue``
-(the client waits for the answer and sends nothing; reading would make the server send
-``100 Continue`` and ask for the body). Past the bound the 413 goes out and the connection is
-closed: the client may then see a reset, and the server is unaffected.
+returns ``http.disconnect`` and reads nothing. The drain (:func:`drain_body`; the auth check
+uses it too, before its 401) discards at most :data:`DRAIN_MAX_BYTES`, for at most
+:data:`DRAIN_MAX_S`; a declared body larger than the bound is answered at once, without
+reading it, as is one sent with ``Expect: 100-continue`` (the client waits for the answer and
+sends nothing; reading would make the server send ``100 Continue`` and ask for the body).
+Past the bound the 413 goes out and the connection is closed: the client may then see a reset,
+and the server is unaffected.
 
 Paths under ``/mlflow`` get their own (larger) limit: MLflow's artifact uploads are one ``PUT``
 per file, and the embedded MLflow holds the whole body in memory while it stores it.
@@ -107,7 +108,7 @@ class BodyLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             # refused before the app runs; the body is read only to be thrown away
-            if declared <= self.drain_max_bytes and not _expects_100_continue(scope):
+            if may_drain(scope, self.drain_max_bytes):
                 await self._drain(scope, receive)
             await _reply(scope, receive, send, too_large_error(limit, setting, declared))
             return
@@ -138,33 +139,70 @@ class BodyLimitMiddleware:
             if not state["over"] or state["app_started"]:
                 raise
         if state["over"] and not state["app_started"]:
+            # the app asked for the body, so the client is sending it (after ``100 Continue``
+            # if it asked for one): the rest is read whatever the headers say
             await self._drain(scope, receive)
             await _reply(scope, receive, send, too_large_error(limit, setting, None))
 
     async def _drain(self, scope: dict[str, Any], receive: Any) -> bool:
-        """Read and discard the rest of the body, within the bounds; True if it all came."""
-        drained = 0
-        with anyio.move_on_after(self.drain_max_s):
-            while True:
-                msg = await receive()
-                if msg["type"] != "http.request":
-                    return False  # the client went away
-                drained += len(msg.get("body", b""))  # each chunk dropped as it comes
-                if not msg.get("more_body", False):
-                    return True
-                if drained > self.drain_max_bytes:
-                    break
-        log.info(
-            "a too-large body to %s was not read to its end (%d bytes discarded): answering "
-            "413 and closing the connection",
-            scope.get("path", ""),
-            drained,
+        """Read and discard the rest of the body, within this middleware's bounds."""
+        return await drain_body(
+            scope, receive, max_bytes=self.drain_max_bytes, max_s=self.drain_max_s
         )
+
+
+def may_drain(scope: dict[str, Any], max_bytes: int = DRAIN_MAX_BYTES) -> bool:
+    """Whether a body nobody has read yet may be drained before an answer that does not need it.
+
+    Not with ``Expect: 100-continue`` (the client waits for the answer and sends nothing;
+    reading would make the server send ``100 Continue`` and ask for the body), nor for a
+    declared ``Content-Length`` over ``max_bytes`` (answered at once, without reading it).
+    """
+    if _expects_100_continue(scope):
         return False
+    declared = _content_length(scope)
+    return declared is None or declared <= max_bytes
+
+
+async def drain_body(
+    scope: dict[str, Any],
+    receive: Any,
+    *,
+    max_bytes: int = DRAIN_MAX_BYTES,
+    max_s: float = DRAIN_MAX_S,
+    answer: str = "413",
+) -> bool:
+    """Read and discard the rest of the request body, for an answer sent without reading it
+    (``answer``, named in the log): at most about ``max_bytes`` for at most ``max_s`` seconds.
+    True if it all came: the connection can then carry another request.
+
+    Call it before sending the answer: under uvicorn, ``receive()`` after a complete response
+    returns ``http.disconnect`` and reads nothing. Check :func:`may_drain` first when nothing
+    of the body has been read yet.
+    """
+    drained = 0
+    with anyio.move_on_after(max_s):
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return False  # the client went away
+            drained += len(msg.get("body", b""))  # each chunk dropped as it comes
+            if not msg.get("more_body", False):
+                return True
+            if drained > max_bytes:
+                break
+    log.info(
+        "a request body to %s was not read to its end (%d bytes discarded) before the %s "
+        "answer: the connection may be reset",
+        scope.get("path", ""),
+        drained,
+        answer,
+    )
+    return False
 
 
 async def _reply(scope: dict[str, Any], receive: Any, send: Any, err: PayloadTooLargeError) -> None:
-    # Connection: close, as the body may not have been read to its end (see ``_drain``)
+    # Connection: close, as the body may not have been read to its end (see ``drain_body``)
     resp = JSONResponse(err.to_dict(), status_code=err.status, headers={"connection": "close"})
     await resp(scope, receive, send)
 
