@@ -325,7 +325,8 @@ def unref(
     by: list[str] = typer.Option(
         [],
         "--by",
-        help="the reference to drop, KIND:ID (job:42, run:ID, model:gpt@v3); repeatable",
+        help="the reference to drop, KIND:ID (job:42, run:ID, model:gpt@v3, webdata:RUN); "
+        "repeatable",
     ),
     force: bool = typer.Option(
         False,
