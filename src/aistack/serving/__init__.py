@@ -10,6 +10,8 @@ Pieces (each usable alone):
 * :mod:`aistack.serving.autoscaler` — pure scaling policy with recorded reasons.
 * :mod:`aistack.serving.controller` — one process per service: router + replica lifecycle +
   autoscaling + rolling updates.
+* :mod:`aistack.serving.controller_app` — the controller's HTTP side: status, metrics and the
+  admin calls (update, scale, shutdown) on the service port.
 * :mod:`aistack.serving.manager` — deploy/list/status/update/delete/logs, used by the CLI
   (``aistack serve``) and the REST API (``/api/v1/services``).
 * :mod:`aistack.serving.launcher` — where replicas run: local processes or aistack jobs.

@@ -27,7 +27,8 @@ reads ``spec.json``, serves the router on the service port, and runs the control
   ``serve update`` or ``serve scale`` clears it.
 
 State for ``serve status`` is written to ``state.json`` every tick and served on
-``GET /-/status``. Admin calls (``/-/update``, ``/-/shutdown``) need the service token.
+``GET /-/status``; the HTTP app (admin calls ``/-/update``, ``/-/scale``, ``/-/shutdown``, which
+need the service token) is in :mod:`aistack.serving.controller_app`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,9 +46,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
+from aistack.serving.controller_app import TOKEN_HEADER as TOKEN_HEADER
+from aistack.serving.controller_app import bind_service_socket, build_app
 from aistack.serving.launcher import JobLauncher, ProcessLauncher, ReplicaLauncher
 from aistack.serving.router import Endpoint, Router, health_check
-from aistack.serving.spec import ServiceSpec
+from aistack.serving.spec import AutoscaleConfig, ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ ACTIVE = ("starting", "ready", "unhealthy")
 HEALTH_FAILURES_TO_REPLACE = 3
 UNHEALTHY_503_TO_FAIL = 5
 TICK_ERROR_LOG_EVERY_S = 60.0  # a tick that keeps failing the same way is logged this often
-TOKEN_HEADER = "x-aistack-service-token"
+KEEP_ENDED_ON_RESTART = 10  # stopped/failed replicas a restarted controller keeps listing
 
 
 @dataclass(kw_only=True)
@@ -96,6 +98,7 @@ class Replica:
             "served": self.served + (ep.served if ep else 0),
             "reason": self.reason,
             "created": self.created_t,
+            "stopped": self.stop_t,
             "ready_after_s": round(self.ready_t - self.created_t, 3) if self.ready_t else None,
             "batches": batches,
             "log": str(self.log_path),
@@ -500,6 +503,22 @@ class ServiceController:
         self._consecutive_start_failures = 0
         self._next_start_t = 0.0
 
+    def set_limits(self, cfg: AutoscaleConfig) -> None:
+        """New replica limits (``serve scale``): kept in ``spec.json``; a failed service tries
+        again. A lowered maximum is remembered, so that the replicas it removes are stopped as
+        `serve scale`'s doing, not the autoscaler's."""
+        old_max = self.spec.autoscale.max_replicas
+        if cfg.max_replicas < old_max:
+            self.manual_max = (old_max, cfg.max_replicas)
+        elif cfg.max_replicas > old_max:
+            self.manual_max = None
+        self.spec = self.spec.model_copy(update={"autoscale": cfg})
+        self.autoscaler.cfg = cfg
+        save_spec(self.dir, self.spec)
+        self.clear_failure("serve scale")
+        self.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
+        self.write_state()  # a controller restarted before the next tick knows it too
+
     # ------------------------------------------------------------------ rollout
     def start_rollout(self, model_uri: str, model_ref: str) -> dict[str, Any]:
         from aistack.errors import ConflictError
@@ -620,6 +639,10 @@ class ServiceController:
             "launcher": self.launcher.name,
             "uptime_s": round(time.time() - self.started_t, 1),
             "desired_replicas": self.desired,
+            # the maximum `serve scale` lowered last (kept over a restart of the controller)
+            "manual_max": (
+                {"from": self.manual_max[0], "to": self.manual_max[1]} if self.manual_max else None
+            ),
             "failed": self.failed,
             "ready_replicas": sum(1 for r in self.replicas.values() if r.state == "ready"),
             "min_replicas": self.spec.autoscale.min_replicas,
@@ -653,7 +676,12 @@ class ServiceController:
         tmp.replace(path)
 
     def adopt(self) -> None:
-        """Take over replicas of an earlier controller of this service that still run."""
+        """Take over from an earlier controller of this service (its ``state.json``): its
+        events, the replicas that still run (a draining one goes on draining, with the reason
+        it was drained for), the stopped and failed ones it listed (with why), how many
+        replicas it wanted (at most as many as are taken over) and a maximum lowered by
+        ``serve scale`` — so that the replicas a restart finds above the maximum are stopped
+        with the same words as without the restart."""
         path = self.dir / "state.json"
         if not path.exists():
             return
@@ -661,28 +689,74 @@ class ServiceController:
             old = json.loads(path.read_text())
         except ValueError:
             return
-        for r in old.get("replicas", []):
-            if r.get("state") not in ACTIVE or not r.get("handle"):
-                continue
-            st = self.launcher.status(r["handle"])
-            if st.state == "exited":
+        if not isinstance(old, dict):
+            return
+        events = old.get("events")
+        for e in events if isinstance(events, list) else []:
+            # what happened before the restart ("limits set to …" by `serve scale`) stays listed
+            if isinstance(e, dict) and isinstance(e.get("message"), str):
+                self.events.append(e)
+        running, ended = 0, []
+        listed = old.get("replicas")
+        for r in listed if isinstance(listed, list) else []:
+            try:
+                rid, state = str(r["id"]), r.get("state")
+                num = int(rid[1:])
+                served = int(r.get("served") or 0)
+                stop_t = float(r["stopped"]) if r.get("stopped") is not None else None
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # not written by a controller: left out
+            if rid in self.replicas:
                 continue
             rep = Replica(
-                id=r["id"],
-                model_uri=r["model"],
-                handle=r["handle"],
+                id=rid,
+                model_uri=r.get("model") or self.spec.model_uri,
+                handle=r.get("handle"),
                 url=r.get("url"),
-                served=int(r.get("served") or 0),
-                ready_file=self.dir / "replicas" / f"{r['id']}.json",
-                log_path=Path(r["log"]),
+                served=served,
+                ready_file=self.dir / "replicas" / f"{rid}.json",
+                log_path=Path(r.get("log") or self.dir / "logs" / f"{rid}.log"),
             )
-            self.replicas[rep.id] = rep
-            self._seq = max(self._seq, int(rep.id[1:]))
+            if state in ("stopped", "failed"):
+                # listed by `serve status` with why it ended: kept as it was, nothing runs
+                rep.state, rep.reason, rep.stop_t = state, r.get("reason"), stop_t
+                ended.append(rep)
+                self._seq = max(self._seq, num)
+                continue
+            if state not in (*ACTIVE, "draining", "stopping") or not rep.handle:
+                continue
+            if self.launcher.status(rep.handle).state == "exited":
+                continue
+            if state in ("draining", "stopping"):
+                # out of rotation already; stopped (with its reason) once drained
+                rep.state, rep.reason = "draining", r.get("reason")
+                rep.drain_started = time.monotonic()
+            else:
+                running += 1
+            self.replicas[rid] = rep
+            self._seq = max(self._seq, num)
             self.event(
                 "replica",
-                f"adopted running replica {rep.id} from the previous controller",
-                replica=rep.id,
+                f"adopted running replica {rid} from the previous controller",
+                replica=rid,
             )
+        # the latest of the ended ones (restarts do not pile them up in state.json)
+        for rep in sorted(ended, key=lambda r: -int(r.id[1:]))[:KEEP_ENDED_ON_RESTART]:
+            self.replicas.setdefault(rep.id, rep)
+        try:
+            desired = int(old.get("desired_replicas") or 0)
+        except (TypeError, ValueError):
+            desired = 0
+        self.desired = max(self.desired, min(desired, running))
+        manual = old.get("manual_max")
+        if not isinstance(manual, dict):
+            return
+        try:
+            before, after = int(manual["from"]), int(manual["to"])
+        except (TypeError, KeyError, ValueError):
+            return
+        if after == self.spec.autoscale.max_replicas and before > after:
+            self.manual_max = (before, after)
 
     async def run(self) -> None:
         import httpx
@@ -803,131 +877,6 @@ def save_spec(service_dir: Path, spec: ServiceSpec) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(spec.model_dump_json(indent=2))
     tmp.replace(path)
-
-
-def build_app(ctl: ServiceController, token: str) -> Any:
-    from contextlib import asynccontextmanager
-
-    from pydantic import ValidationError as PydanticValidationError
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse
-    from starlette.routing import Route
-
-    from aistack.errors import AistackError
-    from aistack.serving.http import HTTPProblem, read_json_object
-
-    @asynccontextmanager
-    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(ctl.run())
-        yield
-        await ctl.shutdown()
-        task.cancel()
-
-    def authorized(request: Request) -> bool:
-        return secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token)
-
-    async def status(request: Request) -> Any:
-        return JSONResponse(json.loads(json.dumps(ctl.status(), default=str)))
-
-    async def metrics(request: Request) -> Any:
-        from aistack.serving.metrics import batch_size_prometheus
-
-        st = ctl.status()
-        text = ctl.router.prometheus(
-            {
-                "replicas_ready": float(st["ready_replicas"]),
-                "replicas_desired": float(ctl.desired),
-                "qps": round(float(st["metrics"]["qps"]), 3),
-            }
-        )
-        text += batch_size_prometheus(
-            "aistack_serve", {"service": ctl.spec.name}, st["metrics"]["batch_size_counts"]
-        )
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
-
-    async def update(request: Request) -> Any:
-        if not authorized(request):
-            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
-        try:
-            data = await read_json_object(request, 65536)
-            uri = data.get("model_uri")
-            if not isinstance(uri, str) or not uri:
-                raise HTTPProblem(400, "model_uri: required string", param="model_uri")
-            return JSONResponse(ctl.start_rollout(uri, str(data.get("model") or uri)))
-        except HTTPProblem as exc:
-            return exc.response()
-        except AistackError as exc:
-            return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
-
-    async def scale(request: Request) -> Any:
-        if not authorized(request):
-            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
-        try:
-            data = await read_json_object(request, 65536)
-            cfg = ctl.spec.autoscale.model_copy(
-                update={k: v for k, v in data.items() if k in ("min_replicas", "max_replicas")}
-            )
-            cfg = type(cfg).model_validate(cfg.model_dump())
-        except HTTPProblem as exc:
-            return exc.response()
-        except PydanticValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
-        old_max = ctl.spec.autoscale.max_replicas
-        if cfg.max_replicas < old_max:
-            ctl.manual_max = (old_max, cfg.max_replicas)
-        elif cfg.max_replicas > old_max:
-            ctl.manual_max = None
-        ctl.spec = ctl.spec.model_copy(update={"autoscale": cfg})
-        ctl.autoscaler.cfg = cfg
-        save_spec(ctl.dir, ctl.spec)
-        ctl.clear_failure("serve scale")
-        ctl.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
-        return JSONResponse(ctl.spec.autoscale.model_dump())
-
-    async def shutdown(request: Request) -> Any:
-        if not authorized(request):
-            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
-        os.kill(os.getpid(), signal.SIGTERM)
-        return JSONResponse({"stopping": True})
-
-    proxy = ctl.router.asgi_handler()
-    routes = [
-        Route("/-/status", status, methods=["GET"]),
-        Route("/-/update", update, methods=["POST"]),
-        Route("/-/scale", scale, methods=["POST"]),
-        Route("/-/shutdown", shutdown, methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
-
-
-def bind_service_socket(spec: ServiceSpec, service_dir: Path) -> Any:
-    """The router's listening socket: ``spec.port``, or — with port 0 — the port an earlier
-    controller of this service used (from ``state.json``), so that a restarted controller keeps
-    the service's URL; any free port when that one is taken."""
-    from urllib.parse import urlsplit
-
-    from aistack.serving.http import bind_socket
-
-    if spec.port:
-        return bind_socket(spec.host, spec.port)
-    try:
-        port = urlsplit(json.loads((service_dir / "state.json").read_text())["url"]).port or 0
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        port = 0
-    if port:
-        try:
-            return bind_socket(spec.host, port)
-        except OSError as exc:
-            log.warning(
-                "port %d of the previous controller is taken (%s): using another", port, exc
-            )
-    return bind_socket(spec.host, 0)
 
 
 def main(argv: list[str] | None = None) -> int:

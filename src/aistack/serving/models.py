@@ -123,7 +123,7 @@ def _fail_fast() -> Iterator[None]:
     says when that is lower, so that a registry that does not answer is reported in about a
     second rather than after MLflow's retries. The deploy-time resolution and a replica's
     reachability check before its load (:func:`_check_reachable`) use it; the load itself
-    (downloads) and tracking keep their patient settings."""
+    (downloads) has its own (:func:`_download_settings`), tracking keeps the patient ones."""
     from aistack.mlops._client import env_overrides
 
     values = {}
@@ -288,8 +288,12 @@ def _load_pyfunc(uri: str) -> LoadedModel:
     quiet_mlflow()  # no download progress bars in the replica's log
     _check_reachable(uri)
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        with _download_settings():
+            model = mlflow.pyfunc.load_model(uri)
     except Exception as exc:
+        broke_off = _download_broke_off(uri, exc)
+        if broke_off is not None:
+            raise ModelLoadError(broke_off) from exc
         raise ModelLoadError(f"cannot load {uri}: {exc}") from exc
     generator: TextGenerator | None = None
     try:
@@ -355,6 +359,90 @@ def _check_reachable(uri: str) -> None:
         "aistack server (`aistack up --detach`), or point MLFLOW_TRACKING_URI at a running "
         "registry"
     )
+
+
+# MLflow's HTTP settings while a replica downloads its model: with MLflow's defaults (7 retries,
+# backoff factor 2) a registry that died mid-download kept the replica "starting" for about
+# 4 minutes per request before it failed; the controller starts a failed replica again anyway
+LOAD_HTTP_ENV = {
+    # at most (lower when the environment says so); the first retry has no backoff: a blip is
+    # absorbed, a registry that is gone is reported at once
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 1,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+}
+# seconds without a byte (per read, not per file) before a download is given up, unless
+# MLFLOW_HTTP_REQUEST_TIMEOUT is set: a registry serving a large model from a slow store, which
+# it fetches whole before it sends the first byte, may need a longer one
+LOAD_HTTP_TIMEOUT_S = 30
+
+
+@contextmanager
+def _download_settings() -> Iterator[None]:
+    """:data:`LOAD_HTTP_ENV` (or what the environment says when lower) and a request timeout
+    of :data:`LOAD_HTTP_TIMEOUT_S` unless ``MLFLOW_HTTP_REQUEST_TIMEOUT`` is set, for the
+    block; the environment's own values are back after it."""
+    from aistack.mlops._client import env_overrides
+
+    values = {}
+    for key, bound in LOAD_HTTP_ENV.items():
+        try:
+            value = min(bound, int(os.environ.get(key) or bound))
+        except ValueError:
+            value = bound
+        values[key] = str(max(value, 0))
+    if not os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        values["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(LOAD_HTTP_TIMEOUT_S)
+    with env_overrides(values):
+        yield
+
+
+# what MLflow's download says when the connection broke off, timed out, or nothing answered
+_BROKE_OFF = (
+    *_UNREACHABLE,
+    "Connection broken",
+    "IncompleteRead",
+    "Connection aborted",
+    "Connection reset",
+    "RemoteDisconnected",
+    "timed out",
+    "timeout exception",
+)
+
+
+def _download_broke_off(uri: str, exc: BaseException) -> str | None:
+    """The error to report when loading ``uri`` failed because the registry (``models:/``) or
+    tracking server (``runs:/``) serving its files stopped answering during the download
+    (died, dropped the connection, or sent nothing for the request timeout); None for any
+    other failure. It names the URL and what to do, instead of MLflow's list of per-file
+    urllib3 errors."""
+    text = str(exc)
+    if not any(s in text for s in _BROKE_OFF):
+        return None
+    scheme = uri.split(":", 1)[0]
+    if scheme not in ("models", "runs"):
+        return None
+    import mlflow
+
+    where = str(mlflow.get_registry_uri() if scheme == "models" else mlflow.get_tracking_uri())
+    if not where.startswith(("http://", "https://")):
+        return None
+    what = "model registry" if scheme == "models" else "tracking server"
+    fix = (
+        f"check that the {what} runs (`aistack up --detach` starts the aistack server's), or "
+        "point MLFLOW_TRACKING_URI at a running registry; the service starts the replica again"
+    )
+    if any(s in text for s in _UNREACHABLE):
+        how = "it stopped answering (connection refused)"
+    elif "timed out" in text or "timeout exception" in text:
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or str(LOAD_HTTP_TIMEOUT_S)
+        how = f"it sent nothing for {timeout} s"
+        fix += (
+            "; a registry that serves a large model from a slow store may need a longer "
+            f"MLFLOW_HTTP_REQUEST_TIMEOUT (seconds without data, {timeout} now)"
+        )
+    else:
+        how = "it closed the connection before the end of a file"
+    return f"cannot load {uri}: the download from the {what} at {where} broke off ({how}); {fix}"
 
 
 def _predict_chunks(model: Any, chunks: list[Any]) -> list[Any]:

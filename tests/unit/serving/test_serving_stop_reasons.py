@@ -5,6 +5,7 @@ launcher (for replica jobs: the job's end reason in ``aistack jobs`` and the API
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +344,122 @@ def test_a_cancel_racing_a_requeue_keeps_its_reason(api: Any, end: str) -> None:
     assert [k for k, _ in events].count("started") == 1, events
     want = why if end == "cancelled" else f"{why} (it was requeued meanwhile)"
     assert ("cancelled", want) in events, events
+
+
+def _scaled_service(tmp_path: Path) -> tuple[ServiceController, _Launcher]:
+    """3 ready replicas, then `serve scale svc --max 2` through the controller's app."""
+    from starlette.testclient import TestClient
+
+    from aistack.serving.controller import TOKEN_HEADER, build_app
+
+    spec = ServiceSpec.model_validate(
+        {
+            "name": "svc",
+            "model": "builtin:echo",
+            "model_uri": "builtin:echo",
+            "autoscale": {"min_replicas": 1, "max_replicas": 3, "downscale_cooldown_s": 3600},
+        }
+    )
+    launcher = _Launcher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    for i in (1, 2, 3):
+        _ready(ctl, f"r{i}", f"h{i}", "builtin:echo")
+    ctl._seq = 3
+    ctl.desired = 3
+    ctl.write_state()  # as the control loop does after every tick
+    res = TestClient(build_app(ctl, "tok")).post(
+        "/-/scale", json={"max_replicas": 2}, headers={TOKEN_HEADER: "tok"}
+    )
+    assert res.status_code == 200, res.text
+    return ctl, launcher
+
+
+def _restarted(tmp_path: Path, launcher: _Launcher) -> ServiceController:
+    """A new controller over the same service directory (the replicas' processes run on)."""
+    spec = ServiceSpec.model_validate_json((tmp_path / "spec.json").read_text())
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    ctl.adopt()
+    return ctl
+
+
+def test_a_restart_right_after_serve_scale_keeps_its_words(tmp_path: Path) -> None:
+    """The lowered maximum was only in the controller's memory: restarted before its next
+    tick, the controller stopped 2 of 3 replicas 'scaled down by the autoscaler (3 → 1)'."""
+    _, launcher = _scaled_service(tmp_path)
+    ctl = _restarted(tmp_path, launcher)
+    said = [e["message"] for e in ctl.status()["events"]]
+    assert said[-4:] == [
+        "limits set to min 1, max 2",
+        "adopted running replica r1 from the previous controller",
+        "adopted running replica r2 from the previous controller",
+        "adopted running replica r3 from the previous controller",
+    ]
+
+    async def go() -> None:
+        await ctl.tick()  # above the new maximum: 3 → 2
+        await ctl.tick()  # drained (idle): stopped
+
+    asyncio.run(go())
+    why = "scaled down by `serve scale` of service svc (max 3 → 2)"
+    assert list(launcher.stopped.values()) == [why]
+    assert ctl.desired == 2
+    assert sorted(r.id for r in ctl.active()) == ["r2", "r3"]
+    assert ctl.status()["manual_max"] == {"from": 3, "to": 2}
+
+
+def test_a_replica_drained_by_serve_scale_keeps_its_reason_over_restarts(tmp_path: Path) -> None:
+    """A replica draining when the controller restarted was left running, untracked, and its
+    'scaled down by `serve scale`' reason was gone from `serve status`."""
+    ctl, launcher = _scaled_service(tmp_path)
+    asyncio.run(ctl.tick())  # 3 → 2: r1 drains
+    ctl.write_state()
+    why = "scaled down by `serve scale` of service svc (max 3 → 2)"
+    assert {r["id"]: r["reason"] for r in ctl.status()["replicas"]}["r1"] == why
+
+    ctl = _restarted(tmp_path, launcher)
+    shown = {r["id"]: (r["state"], r["reason"]) for r in ctl.status()["replicas"]}
+    # the running ones are health-checked again before they take requests
+    assert shown == {"r1": ("draining", why), "r2": ("starting", None), "r3": ("starting", None)}
+    asyncio.run(ctl.tick())  # idle: stopped, with the reason it was drained for
+    assert launcher.stopped == {"h1": why}
+    assert ctl.desired == 2 and sorted(r.id for r in ctl.active()) == ["r2", "r3"]
+    asyncio.run(ctl.tick())  # its process ended
+    ctl.write_state()
+
+    ctl = _restarted(tmp_path, launcher)
+    shown = {r["id"]: (r["state"], r["reason"]) for r in ctl.status()["replicas"]}
+    assert shown == {"r1": ("stopped", why), "r2": ("starting", None), "r3": ("starting", None)}
+    assert ctl.status()["manual_max"] == {"from": 3, "to": 2}
+    asyncio.run(ctl.tick())
+    assert launcher.launched == [] and launcher.stopped == {"h1": why}  # nothing else changed
+    assert ctl._new_replica("builtin:echo").id == "r4"  # no id of the earlier controller reused
+
+
+def test_adopt_ignores_what_a_controller_did_not_write(tmp_path: Path) -> None:
+    spec = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo")
+    launcher = _Launcher()
+    for junk in (
+        "[1, 2]",
+        '{"replicas": 5, "desired_replicas": "x", "manual_max": [3, 2]}',
+        '{"replicas": [7, {"id": "rx"}, {"id": "r2", "state": "stopped", "stopped": "soon"}],'
+        ' "manual_max": {"from": "a", "to": 1}}',
+    ):
+        (tmp_path / "state.json").write_text(junk)
+        ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+        ctl.adopt()
+        assert (ctl.replicas, ctl.desired, ctl.manual_max) == ({}, 1, None)
+
+
+def test_a_restart_keeps_the_latest_ended_replicas_only(tmp_path: Path) -> None:
+    spec = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo")
+    ended = [
+        {"id": f"r{i}", "state": "failed", "reason": f"why {i}", "handle": f"h{i}"}
+        for i in range(1, 16)
+    ]
+    (tmp_path / "state.json").write_text(json.dumps({"replicas": ended}))
+    launcher = _Launcher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    ctl.adopt()
+    shown = [(r["id"], r["state"], r["reason"]) for r in ctl.status()["replicas"]]
+    assert shown == [(f"r{i}", "failed", f"why {i}") for i in range(6, 16)]
+    assert ctl._new_replica("builtin:echo").id == "r16"

@@ -1,0 +1,147 @@
+"""The HTTP side of a service controller (:mod:`aistack.serving.controller`).
+
+:func:`build_app` serves, on the service port, ``GET /-/status`` (what ``serve status`` shows),
+``GET /metrics`` (Prometheus), the admin calls ``POST /-/update`` (rolling update),
+``POST /-/scale`` (replica limits) and ``POST /-/shutdown`` (they need the service token in
+the :data:`TOKEN_HEADER` header), and hands every other path to the router.
+:func:`bind_service_socket` opens the port it listens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aistack.serving.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from aistack.serving.controller import ServiceController
+
+# under the controller's logger, where its log lines were before this module was split off
+log = logging.getLogger("aistack.serving.controller")
+
+TOKEN_HEADER = "x-aistack-service-token"
+
+
+def build_app(ctl: ServiceController, token: str) -> Any:
+    """The controller's HTTP app: the admin calls under ``/-/``, ``/metrics``, and the router
+    for everything else; its lifespan runs the control loop."""
+    from contextlib import asynccontextmanager
+
+    from pydantic import ValidationError as PydanticValidationError
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from aistack.errors import AistackError
+    from aistack.serving.http import HTTPProblem, read_json_object
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(ctl.run())
+        yield
+        await ctl.shutdown()
+        task.cancel()
+
+    def authorized(request: Request) -> bool:
+        return secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token)
+
+    async def status(request: Request) -> Any:
+        return JSONResponse(json.loads(json.dumps(ctl.status(), default=str)))
+
+    async def metrics(request: Request) -> Any:
+        from aistack.serving.metrics import batch_size_prometheus
+
+        st = ctl.status()
+        text = ctl.router.prometheus(
+            {
+                "replicas_ready": float(st["ready_replicas"]),
+                "replicas_desired": float(ctl.desired),
+                "qps": round(float(st["metrics"]["qps"]), 3),
+            }
+        )
+        text += batch_size_prometheus(
+            "aistack_serve", {"service": ctl.spec.name}, st["metrics"]["batch_size_counts"]
+        )
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    async def update(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        try:
+            data = await read_json_object(request, 65536)
+            uri = data.get("model_uri")
+            if not isinstance(uri, str) or not uri:
+                raise HTTPProblem(400, "model_uri: required string", param="model_uri")
+            return JSONResponse(ctl.start_rollout(uri, str(data.get("model") or uri)))
+        except HTTPProblem as exc:
+            return exc.response()
+        except AistackError as exc:
+            return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+
+    async def scale(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        try:
+            data = await read_json_object(request, 65536)
+            cfg = ctl.spec.autoscale.model_copy(
+                update={k: v for k, v in data.items() if k in ("min_replicas", "max_replicas")}
+            )
+            cfg = type(cfg).model_validate(cfg.model_dump())
+        except HTTPProblem as exc:
+            return exc.response()
+        except PydanticValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
+        ctl.set_limits(cfg)
+        return JSONResponse(ctl.spec.autoscale.model_dump())
+
+    async def shutdown(request: Request) -> Any:
+        if not authorized(request):
+            return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return JSONResponse({"stopping": True})
+
+    proxy = ctl.router.asgi_handler()
+    routes = [
+        Route("/-/status", status, methods=["GET"]),
+        Route("/-/update", update, methods=["POST"]),
+        Route("/-/scale", scale, methods=["POST"]),
+        Route("/-/shutdown", shutdown, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def bind_service_socket(spec: ServiceSpec, service_dir: Path) -> Any:
+    """The router's listening socket: ``spec.port``, or — with port 0 — the port an earlier
+    controller of this service used (from ``state.json``), so that a restarted controller keeps
+    the service's URL; any free port when that one is taken."""
+    from urllib.parse import urlsplit
+
+    from aistack.serving.http import bind_socket
+
+    if spec.port:
+        return bind_socket(spec.host, spec.port)
+    try:
+        port = urlsplit(json.loads((service_dir / "state.json").read_text())["url"]).port or 0
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        port = 0
+    if port:
+        try:
+            return bind_socket(spec.host, port)
+        except OSError as exc:
+            log.warning(
+                "port %d of the previous controller is taken (%s): using another", port, exc
+            )
+    return bind_socket(spec.host, 0)
