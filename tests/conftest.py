@@ -46,6 +46,20 @@ def aistack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     reset_settings_cache()
 
 
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``AISTACK_HOME`` = ``tmp_path / "home"`` with the default (local) store and catalog
+    (storage, web-data and ``aistack data`` CLI tests); yields ``tmp_path``."""
+    from aistack.settings import reset_settings_cache
+
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
+    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
+    reset_settings_cache()
+    yield tmp_path
+    reset_settings_cache()
+
+
 @dataclass
 class ServerProc:
     url: str

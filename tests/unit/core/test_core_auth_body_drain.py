@@ -13,72 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-LIMIT = 1024
+if TYPE_CHECKING:
+    from conftest import Live  # tests/unit/core/conftest.py
+
+LIMIT = 1024  # the live app's API body limit (conftest.LIVE_LIMIT)
 BODY = 4 * 2**20  # well past the socket buffers: the client is still sending when we answer
 TRIES = 3
 
 
-@dataclass
-class Live:
-    port: int
-    token: str
-
-
-@pytest.fixture(params=["h11", "httptools"])
-def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    """The app (1 KiB API limit) served by uvicorn in a thread."""
-    import uvicorn
-
-    if request.param == "httptools":
-        pytest.importorskip("httptools")
-    from aistack.server.app import create_app
-    from aistack.settings import Settings
-
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="memory",
-        mlflow_enabled=False,
-        max_request_bytes=LIMIT,
-        max_mlflow_request_bytes=4 * LIMIT,
-    )
-    app = create_app(settings, start_loop=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    config = uvicorn.Config(
-        app,
-        http=request.param,
-        loop="asyncio",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield Live(sock.getsockname()[1], app.state.ctx.token)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        app.state.ctx.executor.close()
-        app.state.ctx.engine.dispose()
+# ``live``: the app under a real uvicorn (tests/unit/core/conftest.py)
 
 
 def _request(path: str, headers: bytes, auth: bytes = b"") -> bytes:

@@ -15,77 +15,20 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
+if TYPE_CHECKING:
+    from conftest import Live  # tests/unit/core/conftest.py
 import requests
 
-LIMIT = 1024
+LIMIT = 1024  # the live app's API body limit (conftest.LIVE_LIMIT)
 BODY = 8 * 2**20  # well past the socket buffers: the client is still sending when we answer
 TRIES = 5
 REQUESTS_TRIES = 20  # a reset as ``requests`` sees it is a race (see the module docstring)
 
 
-@dataclass
-class Live:
-    url: str
-    port: int
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@pytest.fixture(params=["h11", "httptools"])
-def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    """The app (1 KiB API limit, 4 KiB /mlflow limit) served by uvicorn in a thread."""
-    import uvicorn
-
-    if request.param == "httptools":
-        pytest.importorskip("httptools")
-    from aistack.server.app import create_app
-    from aistack.settings import Settings
-
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="memory",
-        mlflow_enabled=False,
-        max_request_bytes=LIMIT,
-        max_mlflow_request_bytes=4 * LIMIT,
-    )
-    app = create_app(settings, start_loop=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        http=request.param,
-        loop="asyncio",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", port, app.state.ctx.token)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        app.state.ctx.executor.close()
-        app.state.ctx.engine.dispose()
+# ``live``: the app under a real uvicorn (tests/unit/core/conftest.py)
 
 
 def _assert_413(r: requests.Response, *, declared: int | None) -> None:

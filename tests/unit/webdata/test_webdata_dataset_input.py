@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,6 @@ TEXTS = [
     {"http://b/": "eight nine ten eleven twelve thirteen"},
     {"http://c/": "fourteen fifteen sixteen seventeen eighteen"},
 ]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from aistack.settings import reset_settings_cache
-
-    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
-    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    reset_settings_cache()
 
 
 def _warc(path: Path, texts: dict[str, str]) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,6 @@ TEXTS = [
     {"http://a/": "one two three four five six seven"},
     {"http://b/": "eight nine ten eleven twelve thirteen"},
 ]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from aistack.settings import reset_settings_cache
-
-    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
-    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    reset_settings_cache()
 
 
 def _add_raw(home: Path) -> str:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,6 @@ from aistack.webdata.spec import parse_spec
 
 STEPS: list[Any] = ["dedup", {"register": {"name": "wd-lin"}}]
 RUN_RE = re.compile(r"webdata:t@[0-9a-f]{16}")
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from aistack.settings import reset_settings_cache
-
-    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AISTACK_STORAGE_URL", raising=False)
-    monkeypatch.delenv("AISTACK_DATABASE_URL", raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    reset_settings_cache()
 
 
 def _warc(path: Path, texts: dict[str, str]) -> Path:
