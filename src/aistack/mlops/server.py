@@ -118,6 +118,75 @@ class _FullPathApp:
         await self.app(scope, receive, send)
 
 
+# the artifact file routes MLflow serves with native (streaming) ASGI endpoints, for its client
+# (``/api``) and its UI (``/ajax-api``); listing (no ``/<path>``) and DELETE stay in Flask
+ARTIFACT_FILE_ROUTES = (
+    "/api/2.0/mlflow-artifacts/artifacts/",
+    "/ajax-api/2.0/mlflow-artifacts/artifacts/",
+)
+
+
+def serves_natively(app: Any, method: str, path: str) -> bool:
+    """Whether MLflow's FastAPI ``app`` answers ``method path`` with a native route, i.e. one
+    placed before the catch-all mount of its Flask app (a full match: path and method)."""
+    from starlette.routing import Match, Mount
+
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    for route in app.router.routes:
+        if isinstance(route, Mount) and route.path == "":
+            return False  # the WSGI bridge: everything after it is Flask
+        if route.matches(dict(scope))[0] == Match.FULL:
+            return True
+    return False
+
+
+def serve_artifacts_natively(app: Any) -> bool:
+    """Serve artifact uploads and downloads through MLflow's native ASGI endpoints under
+    ``/mlflow``, in chunks, instead of through the WSGI bridge to Flask.
+
+    The bridge reads a whole request body into memory before Flask sees it (twice, briefly:
+    the chunks and their join; a 200 MB ``log_artifact`` raised the server's peak RSS by
+    ~400 MB). MLflow 3.17 has streaming endpoints for exactly these routes
+    (``mlflow.server.artifact_router``: ``PUT``/``GET`` of ``.../mlflow-artifacts/artifacts/
+    <path>``, same artifact repository, same ``validate_path_is_safe``, a temp file in the
+    destination directory renamed into place) but registers them without the static prefix,
+    so under ``/mlflow`` every request fell through to Flask. This adds them with the prefix,
+    ahead of the Flask mount (as MLflow does without a prefix). The aistack auth and body
+    limit middlewares wrap the whole mount, so they apply unchanged.
+
+    Returns whether the routes are served natively; without the router (another MLflow) Flask
+    keeps serving them, buffered.
+    """
+    probe = PREFIX + ARTIFACT_FILE_ROUTES[0] + "x"
+    if serves_natively(app, "PUT", probe):
+        return True  # a later MLflow may register them with the prefix itself
+    try:
+        from mlflow.server.artifact_router import artifact_router
+    except ImportError:
+        log.warning("MLflow has no native artifact routes: artifact uploads are buffered")
+        return False
+    from starlette.routing import Mount
+
+    routes = app.router.routes
+    at = next(
+        (i for i, r in enumerate(routes) if isinstance(r, Mount) and r.path == ""), len(routes)
+    )
+    before = len(routes)
+    app.include_router(artifact_router, prefix=PREFIX)
+    # before the catch-all Flask mount (the first match wins): every entry the include added
+    # (one per route, or one for the whole router in FastAPI releases that include lazily)
+    added = routes[before:]
+    del routes[before:]
+    routes[at:at] = added
+    changed = getattr(app.router, "_mark_routes_changed", None)
+    if callable(changed):  # FastAPI caches what it derives from its route list
+        changed()
+    ok = serves_natively(app, "PUT", probe) and serves_natively(app, "GET", probe)
+    if not ok:  # pragma: no cover - a FastAPI/MLflow change; Flask still serves them
+        log.warning("could not route MLflow artifact uploads natively: they are buffered")
+    return ok
+
+
 def create_mlflow_asgi(settings: Settings) -> Any:
     """Configure MLflow's server for ``settings`` and return its ASGI app (not yet mounted).
 
@@ -172,6 +241,7 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     import mlflow.server.fastapi_app as fa
 
     app = getattr(fa, "app", None) or create_fastapi_app()
+    serve_artifacts_natively(app)
     wrapped = _FullPathApp(app)
     _MOUNTED.update(key=key, app=wrapped, init_s=time.perf_counter() - t0)
     log.info("MLflow %s ready on %s in %.2f s", _mlflow_version(), key, _MOUNTED["init_s"])

@@ -25,7 +25,9 @@ Past the bound the 413 goes out and the connection is closed: the client may the
 and the server is unaffected.
 
 Paths under ``/mlflow`` get their own (larger) limit: MLflow's artifact uploads are one ``PUT``
-per file, and the embedded MLflow holds the whole body in memory while it stores it.
+per file (streamed to the artifact store, :func:`aistack.mlops.server.serve_artifacts_natively`),
+so that limit caps the size of one artifact file; MLflow's other requests still pass its WSGI
+bridge, which holds a body in memory.
 """
 
 from __future__ import annotations
