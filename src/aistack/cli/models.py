@@ -198,17 +198,20 @@ def lineage_cmd(
     tracking_uri: TrackingUri = None,
     as_json: Json = False,
 ) -> None:
-    """Where a model version came from: run, job, code commit and dataset versions."""
+    """Where a model version came from (run, job, code commit, dataset versions) and the
+    services deployed with it (whether each still serves it)."""
     from aistack.mlops.registry import lineage
 
     lin = lineage(name, version, tracking_uri=tracking_uri)
     if as_json:
         _out(lin)
         return
+    from rich.markup import escape
     from rich.tree import Tree
 
     m = lin["model"]
-    aliases = f" [{', '.join(m['aliases'])}]" if m["aliases"] else ""
+    # (escaped: rich would take "[production]" for markup and print nothing)
+    aliases = escape(f" [{', '.join(m['aliases'])}]") if m["aliases"] else ""
     tree = Tree(f"[bold]model[/bold] {m['name']} v{m['version']}{aliases} ({m['source']})")
     run = lin["run"]
     if run is None:
@@ -229,4 +232,24 @@ def lineage_cmd(
         ds = r.add(f"[bold]datasets[/bold] ({len(lin['datasets'])})")
         for d in lin["datasets"]:
             ds.add(f"{d['name']} version {d['version']} ({d['ref']})")
+    _served_by(tree, lin)
     _console().print(tree)
+
+
+def _served_by(tree: Any, lin: dict[str, Any]) -> None:
+    """The services the lineage says were deployed with the version, and what each serves
+    now: ``served by chat (serving), old (now serves models:/gpt/4)``."""
+    from rich.markup import escape
+
+    if "services" not in lin:
+        return
+    services = lin["services"]
+    if services is None:
+        why = lin.get("services_error") or "unknown error"
+        tree.add(escape(f"served by: unknown (the dataset catalog could not be read: {why})"))
+        return
+    if not services:
+        tree.add("served by: none (no service was deployed with this version)")
+        return
+    names = ", ".join(f"{s['name']} ({s['state']})" for s in services)
+    tree.add(f"[bold]served by[/bold] {escape(names)}")

@@ -6,7 +6,8 @@ version only when every condition holds, and otherwise refuses with each failing
 the value the run logged. This is the CI/CD step between training and serving.
 
 Lineage walks back from a model version to its run, the aistack job that produced it, the
-code (git commit) and the dataset versions (run inputs), see :func:`lineage`.
+code (git commit) and the dataset versions (run inputs), and forward to the services deployed
+with it (the lineage edges aistack.serving records), see :func:`lineage`.
 
 Every function takes ``tracking_uri`` (default: $MLFLOW_TRACKING_URI, else the aistack
 server's ``/mlflow``) and ``token`` (default: $MLFLOW_TRACKING_TOKEN, else the aistack token);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import operator
 import re
@@ -26,6 +28,8 @@ from typing import Any
 from aistack.errors import ConflictError, NotFoundError, ValidationError
 from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, paged, resolve_token
 from aistack.mlops.tracking import TAG_GIT_COMMIT, TAG_INPUTS, TAG_JOB_ID, TAG_PROJECT, parse_input
+
+log = logging.getLogger(__name__)
 
 # page sizes of MLflow's listings (each listing reads every page; these are per request)
 REGISTERED_MODELS_PAGE = 1000  # MLflow's limit per search_registered_models request
@@ -496,7 +500,13 @@ def _quote(s: str) -> str:
 def lineage(
     name: str, version: int | str, *, tracking_uri: str | None = None, token: str | None = None
 ) -> dict[str, Any]:
-    """Model version → run → job → code → datasets, as a dict."""
+    """Model version → run → job → code → datasets, and the services deployed with the version,
+    as a dict.
+
+    ``services``: from the lineage edges ``model:NAME@vN → service:SVC`` that a deploy or a
+    rollout records (aistack.serving.lineage), each with whether it still serves the version
+    (see :func:`aistack.serving.lineage.served_by`); None when the dataset catalog could not
+    be read, with ``services_error`` saying why."""
     v = _version_int(version)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"lineage of {name} v{v}"):
@@ -505,7 +515,14 @@ def lineage(
         aliases = _aliases(client, name)
         model["aliases"] = sorted(a for a, av in aliases.items() if av == v)
         if not mv.run_id:
-            return {"model": model, "run": None, "job": None, "code": None, "datasets": []}
+            return {
+                "model": model,
+                "run": None,
+                "job": None,
+                "code": None,
+                "datasets": [],
+                **_services(name, v),
+            }
         run = client.get_run(mv.run_id)
     tags = dict(run.data.tags)
     datasets = []
@@ -554,4 +571,18 @@ def lineage(
             "repo": tags.get("mlflow.source.git.repoURL"),
         },
         "datasets": datasets,
+        **_services(name, v),
     }
+
+
+def _services(name: str, version: int) -> dict[str, Any]:
+    """``{"services": [...], "services_error": None}``: the services deployed with the version
+    (:func:`aistack.serving.lineage.served_by`); a catalog that cannot be read leaves the rest
+    of the lineage standing (``services`` None, ``services_error`` why)."""
+    try:
+        from aistack.serving.lineage import served_by
+
+        return {"services": served_by(name, version), "services_error": None}
+    except Exception as exc:  # noqa: BLE001 - the registry's part still answers
+        log.warning("lineage of %s v%s: services not read: %s", name, version, exc)
+        return {"services": None, "services_error": str(getattr(exc, "message", None) or exc)}

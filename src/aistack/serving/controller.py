@@ -520,7 +520,12 @@ class ServiceController:
         self.write_state()  # a controller restarted before the next tick knows it too
 
     # ------------------------------------------------------------------ rollout
-    def start_rollout(self, model_uri: str, model_ref: str) -> dict[str, Any]:
+    def start_rollout(
+        self, model_uri: str, model_ref: str, *, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Roll every replica to ``model_uri``. When it succeeds, the lineage gets
+        ``model:NAME@vN → service:NAME`` (and ``run:RUN_ID → model:NAME@vN``), once per rollout
+        (:func:`aistack.serving.lineage.record_rollout`; best effort)."""
         from aistack.errors import ConflictError
 
         if self.rollout is not None and self.rollout.get("state") == "running":
@@ -551,10 +556,10 @@ class ServiceController:
             "total": max(1, self.desired),
         }
         self.event("rollout", f"rolling update {self.spec.model_uri} → {model_uri}")
-        self._rollout_task = asyncio.create_task(self._rollout(model_uri, model_ref))
+        self._rollout_task = asyncio.create_task(self._rollout(model_uri, model_ref, run_id))
         return self.rollout
 
-    async def _rollout(self, new_uri: str, ref: str) -> None:
+    async def _rollout(self, new_uri: str, ref: str, run_id: str | None = None) -> None:
         assert self.rollout is not None
         old_uri = self.spec.model_uri
         total = max(1, self.desired)
@@ -611,6 +616,10 @@ class ServiceController:
         except asyncio.CancelledError:
             self.rollout.update(state="failed", message="cancelled")
             raise
+        # (only a rollout that succeeded gets here; off the event loop: the catalog may be slow)
+        from aistack.serving.lineage import record_rollout
+
+        await asyncio.to_thread(record_rollout, self.spec.name, new_uri, run_id)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:

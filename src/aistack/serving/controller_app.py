@@ -80,7 +80,14 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             uri = data.get("model_uri")
             if not isinstance(uri, str) or not uri:
                 raise HTTPProblem(400, "model_uri: required string", param="model_uri")
-            return JSONResponse(ctl.start_rollout(uri, str(data.get("model") or uri)))
+            run_id = data.get("run_id")  # the version's source run, for the lineage
+            return JSONResponse(
+                ctl.start_rollout(
+                    uri,
+                    str(data.get("model") or uri),
+                    run_id=run_id if isinstance(run_id, str) and run_id else None,
+                )
+            )
         except HTTPProblem as exc:
             return exc.response()
         except AistackError as exc:

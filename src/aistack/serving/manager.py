@@ -156,6 +156,7 @@ def deploy(
     """
     from pydantic import ValidationError as PydanticValidationError
 
+    from aistack.serving.lineage import record_rollout
     from aistack.serving.models import resolve_model
 
     _check_wait(wait_ready_s)
@@ -230,6 +231,9 @@ def deploy(
             f"{exc.message}" + (f": {tail}" if tail else ""),
             hint=f"nothing was deployed; the controller log is kept at {dest / 'logs'}",
         ) from None
+    # lineage: model:NAME@vN → service:NAME, once the controller runs (best effort: a catalog
+    # that cannot be reached costs a warning, not the deploy; see aistack.serving.lineage)
+    record_rollout(spec.name, resolved.uri, resolved.run_id)
     if wait_ready_s:
         wait_ready(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
@@ -541,7 +545,9 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
     _check_wait(wait_s)
     status(name)  # NotFoundError first
     resolved = resolve_model(model)
-    _post(name, "/-/update", {"model_uri": resolved.uri, "model": model})
+    # the controller records the lineage edge once the rollout succeeded (run_id: the
+    # version's source run, for run → model; a controller of an older aistack ignores it)
+    _post(name, "/-/update", {"model_uri": resolved.uri, "model": model, "run_id": resolved.run_id})
     if not wait_s:
         return status(name)
     deadline = time.monotonic() + wait_s

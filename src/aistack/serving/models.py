@@ -35,6 +35,7 @@ class ResolvedModel:
     name: str
     version: str | None = None
     alias: str | None = None
+    run_id: str | None = None  # a registry version's source run (the lineage's run → model)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,14 +166,19 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
                     hint=f"aliases: {', '.join(aliases) or 'none'}; set one with the registry first",
                 ) from None
             return ResolvedModel(
-                uri=f"models:/{name}/{mv.version}", name=name, version=str(mv.version), alias=alias
+                uri=f"models:/{name}/{mv.version}",
+                name=name,
+                version=str(mv.version),
+                alias=alias,
+                run_id=getattr(mv, "run_id", None) or None,
             )
         name, version = rest.split("/", 1)
         _registered(client, name)
         from aistack.mlops.registry import model_versions
 
         # every page (MLflow's search returns one page of at most max_results)
-        versions = sorted(int(v.version) for v in model_versions(client, f"name='{name}'"))
+        found = {int(v.version): v for v in model_versions(client, f"name='{name}'")}
+        versions = sorted(found)
         if version == "latest":
             if not versions:
                 raise NotFoundError(f"model: {name!r} has no versions", hint="register one first")
@@ -182,7 +188,12 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
                 f"model: {name!r} has no version {version}",
                 hint=f"versions: {', '.join(map(str, versions)) or 'none'}",
             )
-        return ResolvedModel(uri=f"models:/{name}/{version}", name=name, version=version)
+        return ResolvedModel(
+            uri=f"models:/{name}/{version}",
+            name=name,
+            version=version,
+            run_id=getattr(found[int(version)], "run_id", None) or None,
+        )
     except MlflowException as exc:  # registry unreachable or similar
         if any(s in str(exc.message) for s in _UNREACHABLE):
             from aistack.errors import ConnectionFailed

@@ -8,7 +8,10 @@ Node kinds (:data:`LINEAGE_NODE_KINDS`):
 * :data:`LINEAGE_ONLY_KINDS`, nodes only the lineage graph knows (no reference or version
   behind them): ``file:NAME@sha256:HEX`` (an input file, named by its content digest; NAME,
   percent-encoded printable ASCII, only makes it readable) and ``webdata:NAME@ID`` (a web-data
-  pipeline run, aistack.webdata, between its inputs and the dataset version it registered).
+  pipeline run, aistack.webdata, between its inputs and the dataset version it registered)
+  and ``service:NAME`` (a model service of aistack.serving; ``model:NAME@vN → service:NAME``
+  means the service was deployed with, or rolled to, that model version: history, not
+  necessarily what it serves now).
 
 :func:`node` builds an id of the first group, :func:`lineage_node` of either.
 
@@ -33,7 +36,7 @@ MAX_VERSION = 2**63 - 1  # the catalog's integer column
 # web-data pipeline run reading it as input, aistack.webdata; printable ASCII, no spaces)
 REFERENCE_KINDS = ("job", "model", "run", "webdata")
 NODE_KINDS = ("dataset", "job", "run", "model")
-LINEAGE_ONLY_KINDS = ("file", "webdata")
+LINEAGE_ONLY_KINDS = ("file", "webdata", "service")
 LINEAGE_NODE_KINDS = (*NODE_KINDS, *LINEAGE_ONLY_KINDS)
 _PRINTABLE_ID = re.compile(r"[!-~]{1,380}")  # printable ASCII, no space (fits the catalog)
 _FILE_ID = re.compile(r"[!-~]+@[a-z0-9]{3,16}:[0-9a-f]{32,128}")
@@ -159,7 +162,8 @@ def node(kind: str, ident: str) -> str:
 def lineage_node(kind: str, ident: str) -> str:
     """The node id ``kind:ident`` for a lineage edge: :func:`node`'s kinds plus
     :data:`LINEAGE_ONLY_KINDS`. A ``file`` id ends with its content digest
-    (``NAME@sha256:HEX``); ``file`` and ``webdata`` ids are printable ASCII without spaces."""
+    (``NAME@sha256:HEX``); ``file``, ``webdata`` and ``service`` ids are printable ASCII
+    without spaces."""
     if kind not in LINEAGE_ONLY_KINDS:
         if kind not in NODE_KINDS:
             raise ValidationError(

@@ -1,5 +1,6 @@
-"""The lineage-only node kinds (``file``, ``webdata``) live in aistack.storage.refs, next to
-the kinds with a record of their own, and stay importable from aistack.storage.datasets."""
+"""The lineage-only node kinds (``file``, ``webdata``, ``service``) live in
+aistack.storage.refs, next to the kinds with a record of their own, and stay importable from
+aistack.storage.datasets."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def test_refs_holds_every_lineage_kind() -> None:
     from aistack.storage import datasets, refs
 
     assert refs.NODE_KINDS == ("dataset", "job", "run", "model")
-    assert refs.LINEAGE_ONLY_KINDS == ("file", "webdata")
+    assert refs.LINEAGE_ONLY_KINDS == ("file", "webdata", "service")
     assert refs.LINEAGE_NODE_KINDS == (*refs.NODE_KINDS, *refs.LINEAGE_ONLY_KINDS)
     # the same objects through datasets (as the web-data commit exported them)
     assert datasets.LINEAGE_ONLY_KINDS is refs.LINEAGE_ONLY_KINDS

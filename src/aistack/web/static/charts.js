@@ -89,8 +89,9 @@ const DAG_LABEL = 26;  // characters that fit a 180 px box
 const DAG_FOLD = 8;    // more leaf nodes than this on one side of a node: DAG_KEEP shown, rest folded
 const DAG_KEEP = 5;
 const KIND_COLORS = { dataset: "#3fb950", job: "#4fb3ff", run: "#d29922", model: "#c297ff",
-                      file: "#56d4dd", webdata: "#ff9bce", more: "#8b98a5" };
-const PLURALS = { file: "files", dataset: "datasets", job: "jobs", run: "runs", model: "models", webdata: "web-data runs" };
+                      file: "#56d4dd", webdata: "#ff9bce", service: "#f0883e", more: "#8b98a5" };
+const PLURALS = { file: "files", dataset: "datasets", job: "jobs", run: "runs", model: "models", webdata: "web-data runs",
+                  service: "services" };
 
 // A label that fits a box: a long hex digest (a file's sha256:…, a 32-hex run id) keeps its
 // first 8 digits; then a label still too long keeps its start and end around one "…".

@@ -1,0 +1,155 @@
+"""Which model version a service was deployed with, in aistack.storage's lineage graph.
+
+Each rollout of a registry model (``serve deploy``, and a ``serve update`` once it succeeded)
+records ``model:NAME@vN → service:SERVICE``, and, when the version was registered from a run,
+``run:ID → model:NAME@vN`` (the registry's link, which never changes for a version), so that the
+catalog holds the whole path dataset version → job → run → model version → service and
+``aistack data lineage corpus@v1`` walks it to the endpoint. :func:`record_rollout` writes them;
+the deploying process calls it for a deploy (:func:`aistack.serving.manager.deploy`), the
+controller for an update (only a rollout that succeeded; a failed one left the old version
+serving).
+
+An edge is history: "SERVICE was deployed with NAME vN". What a service serves now is in its
+``spec.json`` (the controller rewrites it when a rollout succeeds); :func:`served_by` tells both.
+
+Best effort: a catalog that cannot be reached (or does not answer within
+:data:`RECORD_TIMEOUT_S`) costs a logged warning, never the deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# how long a deploy waits for the catalog before it goes on without the edge (a PostgreSQL
+# host that drops packets would otherwise hold it for the TCP connect timeout, minutes)
+RECORD_TIMEOUT_S = 10.0
+# a pinned registry model, as resolve_model writes it
+_PINNED = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+def model_node(name: str, version: int | str) -> str:
+    """``model:NAME@vN``, spelled as aistack.mlops.lineage spells the versions runs made."""
+    from aistack.storage.refs import node
+
+    return node("model", f"{name}@v{int(version)}")
+
+
+def service_node(service: str) -> str:
+    from aistack.storage.refs import lineage_node
+
+    return lineage_node("service", service)
+
+
+def pinned_version(model_uri: str) -> tuple[str, int] | None:
+    """``models:/gpt/3`` → ``("gpt", 3)``; None for anything else (builtin, runs:/, a path)."""
+    m = _PINNED.match(model_uri or "")
+    return (m["name"], int(m["version"])) if m else None
+
+
+def rollout_edges(service: str, model_uri: str, run_id: str | None = None) -> list[tuple[str, str]]:
+    """The edges a rollout of ``service`` to ``model_uri`` records (none for a model that is
+    not a pinned registry version)."""
+    pinned = pinned_version(model_uri)
+    if pinned is None:
+        return []
+    mnode = model_node(*pinned)
+    edges = [(mnode, service_node(service))]
+    if run_id:
+        edges.insert(0, (f"run:{run_id}", mnode))
+    return edges
+
+
+def record_rollout(
+    service: str,
+    model_uri: str,
+    run_id: str | None = None,
+    *,
+    timeout_s: float = RECORD_TIMEOUT_S,
+) -> int | None:
+    """Record :func:`rollout_edges` in the catalog of this process's settings. Returns how many
+    edges were new, or None when nothing was recorded (not a registry model, or the catalog
+    failed or did not answer in ``timeout_s``: a warning says so). Never raises."""
+    try:
+        edges = rollout_edges(service, model_uri, run_id)
+    except Exception as exc:  # noqa: BLE001 - a name the catalog refuses: say so, deploy on
+        log.warning("lineage of service %s: %s not recorded: %s", service, model_uri, exc)
+        return None
+    if not edges:
+        return None
+    what = ", ".join(f"{s} → {d}" for s, d in edges)
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            from aistack.storage import Datasets
+
+            result["added"] = Datasets.from_settings().record_edges(edges)
+        except Exception as exc:  # noqa: BLE001 - best effort: the service is deployed
+            result["error"] = exc
+
+    t = threading.Thread(target=work, name=f"aistack-lineage-{service}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        log.warning(
+            "could not record lineage %s: the dataset catalog did not answer within %g s "
+            "(the service is deployed; `aistack models lineage` will not list it)",
+            what,
+            timeout_s,
+        )
+        return None
+    if "error" in result:
+        err = result["error"]
+        log.warning(
+            "could not record lineage %s: the dataset catalog failed: %s (the service is "
+            "deployed; `aistack models lineage` will not list it)",
+            what,
+            getattr(err, "message", None) or err,
+        )
+        return None
+    return int(result["added"])
+
+
+def served_by(name: str, version: int | str) -> list[dict[str, Any]]:
+    """The services deployed with model ``name`` version ``version`` (from the lineage edges),
+    each with what it serves now (its ``spec.json`` in this machine's $AISTACK_HOME/services):
+
+    ``{"name", "node", "serving", "state", "model_uri"}``: ``serving`` is True while the service
+    runs this version (its controller alive), ``state`` says it in words: ``serving``,
+    ``controller down`` (deployed with this version, its controller not running), ``now serves
+    URI`` (rolled to another model since), ``deleted`` (no such service here any more).
+    Raises what the catalog raises when it cannot be read."""
+    from aistack.storage import Datasets
+
+    mnode = model_node(name, version)
+    uri = f"models:/{name}/{int(version)}"
+    edges = Datasets.from_settings().catalog.edges_touching({mnode})
+    names = sorted(
+        {d.partition(":")[2] for s, d in edges if s == mnode and d.startswith("service:")}
+    )
+    return [_service_state(svc, uri) | {"node": f"service:{svc}"} for svc in names]
+
+
+def _service_state(svc: str, uri: str) -> dict[str, Any]:
+    from aistack.errors import NotFoundError
+    from aistack.serving import manager
+
+    out: dict[str, Any] = {"name": svc, "serving": False, "model_uri": None}
+    try:
+        d = manager.service_dir(svc)
+        spec = json.loads((d / "spec.json").read_text())
+    except (NotFoundError, OSError, ValueError):
+        return out | {"state": "deleted"}
+    current = spec.get("model_uri") if isinstance(spec, dict) else None
+    out["model_uri"] = current
+    if current != uri:
+        return out | {"state": f"now serves {current}"}
+    if manager._controller(svc) is None:
+        return out | {"state": "controller down"}
+    return out | {"serving": True, "state": "serving"}

@@ -1,0 +1,180 @@
+"""`aistack models lineage NAME --version N` names the services deployed with the version (the
+lineage edges ``model:NAME@vN → service:SVC`` a deploy records) and whether each still serves
+it (its spec.json and controller under $AISTACK_HOME/services)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def _registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``gpt`` v1 (from a run) and v2 (without one) in a local SQLite registry."""
+    from aistack.mlops import registry
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    rid = client.create_run(exp).info.run_id
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(b"\0" * 8)
+    client.log_artifacts(rid, str(d), "model")
+    client.set_terminated(rid, "FINISHED")
+    assert registry.register_from_run(rid, "gpt", "model", tracking_uri=uri)["version"] == 1
+    client.create_model_version("gpt", "file:///nowhere", await_creation_for=0)  # v2, no run
+    return uri
+
+
+def _service(name: str, model_uri: str, *, alive: bool) -> None:
+    from aistack.serving import manager
+
+    d = manager.service_dir(name)
+    d.mkdir(parents=True)
+    (d / "spec.json").write_text(json.dumps({"name": name, "model_uri": model_uri}))
+    if alive:  # a controller whose pid runs (this test's)
+        (d / "controller.json").write_text(json.dumps({"pid": os.getpid(), "url": "http://x"}))
+
+
+def _edges(*pairs: tuple[str, str]) -> None:
+    from aistack.storage import Datasets
+
+    Datasets.from_settings().record_edges(list(pairs))
+
+
+def test_lineage_lists_the_services_deployed_with_the_version(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.mlops import registry
+
+    uri = _registered(tmp_path, monkeypatch)
+    _edges(
+        ("model:gpt@v1", "service:chat"),
+        ("model:gpt@v1", "service:moved"),
+        ("model:gpt@v1", "service:stopped"),
+        ("model:gpt@v1", "service:gone"),
+        ("model:gpt@v2", "service:moved"),
+        ("model:gpt@v10", "service:other"),  # another version: not gpt v1's
+    )
+    _service("chat", "models:/gpt/1", alive=True)
+    _service("moved", "models:/gpt/2", alive=True)
+    _service("stopped", "models:/gpt/1", alive=False)
+
+    lin = registry.lineage("gpt", 1, tracking_uri=uri)
+    assert lin["services_error"] is None
+    assert lin["services"] == [
+        {
+            "name": "chat",
+            "node": "service:chat",
+            "serving": True,
+            "state": "serving",
+            "model_uri": "models:/gpt/1",
+        },
+        {
+            "name": "gone",
+            "node": "service:gone",
+            "serving": False,
+            "state": "deleted",
+            "model_uri": None,
+        },
+        {
+            "name": "moved",
+            "node": "service:moved",
+            "serving": False,
+            "state": "now serves models:/gpt/2",
+            "model_uri": "models:/gpt/2",
+        },
+        {
+            "name": "stopped",
+            "node": "service:stopped",
+            "serving": False,
+            "state": "controller down",
+            "model_uri": "models:/gpt/1",
+        },
+    ]
+    r = CliRunner().invoke(
+        app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri], env={"COLUMNS": "200"}
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        "served by chat (serving), gone (deleted), moved (now serves models:/gpt/2), "
+        "stopped (controller down)"
+    ) in " ".join(r.output.split())
+
+    # a version registered without a run has its services too
+    v2 = registry.lineage("gpt", 2, tracking_uri=uri)
+    assert v2["run"] is None
+    assert [(s["name"], s["state"]) for s in v2["services"]] == [("moved", "serving")]
+
+
+def test_a_version_no_service_was_deployed_with(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+
+    uri = _registered(tmp_path, monkeypatch)
+    r = CliRunner().invoke(
+        app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri], env={"COLUMNS": "200"}
+    )
+    assert r.exit_code == 0, r.output
+    assert "served by: none (no service was deployed with this version)" in r.output
+    r = CliRunner().invoke(
+        app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri, "--json"]
+    )
+    assert json.loads(r.output)["services"] == []
+
+
+def test_an_unreadable_catalog_leaves_the_rest_of_the_lineage(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.mlops import registry
+    from aistack.settings import reset_settings_cache
+
+    uri = _registered(tmp_path, monkeypatch)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("AISTACK_DATABASE_URL", f"sqlite:///{blocker / 'aistack.db'}")
+    reset_settings_cache()
+    lin = registry.lineage("gpt", 1, tracking_uri=uri)
+    assert lin["model"]["version"] == 1 and lin["run"] is not None
+    assert lin["services"] is None and "not-a-dir" in lin["services_error"]
+    r = CliRunner().invoke(
+        app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri], env={"COLUMNS": "300"}
+    )
+    assert r.exit_code == 0, r.output
+    assert "served by: unknown (the dataset catalog could not be read: " in " ".join(
+        r.output.split()
+    )
+
+
+def test_lineage_shows_the_versions_aliases(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aliases show: "[production]" was taken for rich markup and never printed."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.mlops import registry
+
+    uri = _registered(tmp_path, monkeypatch)
+    registry.set_alias("gpt", "production", 1, tracking_uri=uri)
+    registry.set_alias("gpt", "staging", 1, tracking_uri=uri)
+    r = CliRunner().invoke(
+        app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri], env={"COLUMNS": "200"}
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("model gpt v1 [production, staging] (runs:/")
