@@ -362,6 +362,8 @@ def test_models_router(env, tmp_path):
         assert r.status_code == 200 and r.json()["alias"] == "production"
         lin = tc.get("/api/v1/models/api-model/versions/1/lineage").json()
         assert lin["job"]["id"] == "job-api"
+        # the services deployed with it (lineage edges): none here, and the API says so
+        assert lin["services"] == [] and lin["services_error"] is None
         assert tc.get("/api/v1/models/missing").status_code == 404
 
 

@@ -67,3 +67,7 @@ class LineagePublic(BaseModel):
     job: dict | None
     code: dict | None
     datasets: list[dict]
+    # services deployed with this version (lineage edges) and whether each still serves it;
+    # None with ``services_error`` when the dataset catalog could not be read
+    services: list[dict] | None = None
+    services_error: str | None = None
