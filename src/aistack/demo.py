@@ -7,7 +7,7 @@ b. run the web-data pipeline on it (extract, language ID, quality filters, dedup
 c. train the reference GPT with DDP on 2 processes (CPU) or the local GPUs, tracked in MLflow,
    checkpointed, registered in the model registry — as an aistack job with the corpus as input;
 d. promote it through a gate, deploy it as a service, ask the OpenAI-compatible endpoint for a
-   completion;
+   completion, and print the lineage from the crawled WARC files to that endpoint;
 e. print the cost of what ran (CPU/GPU-hours, cloud vs on-premises) and the dashboard URL, and
    leave the platform running (``aistack down`` stops it).
 
@@ -316,6 +316,39 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
     )
 
 
+def step_lineage(c: Client, corpus: str) -> None:
+    """The corpus's lineage, upstream to the WARC files and downstream to the endpoint, as one
+    line per hop kind: files → web-data run → corpus → job → run → model version → service."""
+    name, _, version = corpus.partition("@")
+    g = c.request("GET", f"/datasets/{name}/versions/{version}/lineage")
+    edges = [(e["src"], e["dst"]) for e in g["edges"]]
+    up = {d: [s for s, d2 in edges if d2 == d] for _, d in edges}
+    down = {s: [d for s2, d in edges if s2 == s] for s, _ in edges}
+    root = g["root"]
+
+    def walk(start: str, nxt: dict[str, list[str]]) -> list[list[str]]:
+        """The nodes ``start`` reaches, by distance (hop 1, hop 2, …)."""
+        hops, seen, front = [], {start}, [start]
+        while front:
+            front = sorted({n for f in front for n in nxt.get(f, []) if n not in seen})
+            seen.update(front)
+            if front:
+                hops.append(front)
+        return hops
+
+    def shown(nodes: list[str]) -> str:
+        kinds = {n.partition(":")[0] for n in nodes}
+        if len(nodes) > 3:  # e.g. the WARC files
+            return f"{len(nodes)} {'/'.join(sorted(kinds))} nodes ({nodes[0]}, …)"
+        return ", ".join(nodes)
+
+    chain = [shown(h) for h in reversed(walk(root, up))] + [f"[bold]{root}[/bold]"]
+    chain += [shown(h) for h in walk(root, down)]
+    console.print("[green]✓[/green] d. lineage, from the crawl to the endpoint:")
+    for i, hop in enumerate(chain):
+        console.print(f"    {'→ ' if i else ''}{hop}", soft_wrap=True)
+
+
 def step_cost(c: Client) -> None:
     rep = c.request("GET", "/cost/report", params={"project": "demo"})
     t = Table(title="cost of what ran (project demo)")
@@ -397,6 +430,7 @@ def main() -> None:
             json.dumps({"corpus": corpus, "job": job["id"], "model_version": mv["version"]})
         )
     step_promote_serve(c, mv)
+    step_lineage(c, corpus)
     step_cost(c)
     console.rule(f"done in {time.perf_counter() - t0:.0f} s")
     console.print(

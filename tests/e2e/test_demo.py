@@ -48,6 +48,12 @@ def test_demo_twice(tmp_path: Path) -> None:
         ):
             assert step in first, (step, first[-3000:])
         assert "documents," in first and "tokens" in first
+        # lineage from the crawled WARC files to the endpoint, in order
+        lin = first[first.index("d. lineage") :]
+        hops = ["file", "webdata:", "dataset:demo-corpus@v1", "job:", "run:"]
+        hops += ["model:demo-gpt@v1", "service:demo-gpt"]
+        at = [lin.find(h) for h in hops]
+        assert -1 not in at and at == sorted(at), (hops, at, lin[:2000])
         second = _run(env)
         assert "reusing the corpus demo-corpus@v1" in second
         assert "reusing demo-gpt v1" in second and "no re-training" in second
