@@ -149,6 +149,10 @@ class RayConnection:
         self._monitor: threading.Thread | None = None
         self._started: float | None = None  # when the first connection attempt began
         self._target = host_port(self.address)
+        # the last connection attempt found the target listening but Ray did not answer there
+        # (ray.init failed or timed out): before a first success, most likely the other port
+        # of the cluster (fix_hint)
+        self._listening = False
         self._next_try = 0.0
         self._backoff = retry_interval_s
 
@@ -189,7 +193,25 @@ class RayConnection:
 
     def fix_hint(self) -> str:
         t = self._target
-        if self.address.startswith("ray://") and t:
+        client = self.address.startswith("ray://")
+        if t and self._listening and self.connects == 0:
+            # a GCS port given as ray://, or a Ray Client port without it
+            host, port = t
+            if client:
+                return (
+                    f"{host}:{port} accepts connections but no Ray Client server answered "
+                    f"there: use the port of the cluster's Ray Client server (10001 unless "
+                    "`ray start --head --ray-client-server-port` set another); if "
+                    f"{port} is the cluster's GCS port, drop ray:// "
+                    f"(AISTACK_RAY_ADDRESS={host}:{port})"
+                )
+            return (
+                f"{host}:{port} accepts connections but no Ray GCS answered there: use the "
+                "port of the cluster's GCS (`ray start --head --port`, 6379 by default); if "
+                f"{port} is the cluster's Ray Client server, write "
+                f"AISTACK_RAY_ADDRESS=ray://{host}:{port}"
+            )
+        if client and t:
             return (
                 f"start the cluster with its Ray Client server on port {t[1]} of {t[0]}, or "
                 "set AISTACK_RAY_ADDRESS to a running cluster"
@@ -307,6 +329,7 @@ class RayConnection:
         if self._target is not None:
             err = tcp_error(self._target, timeout=min(5.0, self.connect_timeout_s))
             if err:
+                self._listening = False
                 self._set_down(f"{self._target[0]}:{self._target[1]}: {err}")
                 self._next_try = time.monotonic() + self.retry_interval_s
                 return
@@ -319,6 +342,7 @@ class RayConnection:
                 start_new_session=True,  # a Ctrl-C of the server reaches the server only
             )
         except OSError as exc:
+            self._listening = False
             parent.close()
             child.close()
             self._set_down(f"cannot start aistack's Ray driver process: {exc}")
@@ -339,7 +363,9 @@ class RayConnection:
                 _, ok, info = conn.recv()
             else:
                 info = f"ray.init did not return within {self.connect_timeout_s:g} s"
+            self._listening = not ok and self._target is not None
         except (EOFError, OSError) as exc:
+            self._listening = False
             info = f"aistack's Ray driver process exited while connecting ({exc or 'EOF'})"
         if not ok or self._stop.is_set():
             self._end(proc, conn, graceful=False)
