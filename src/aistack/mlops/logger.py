@@ -268,8 +268,9 @@ class BufferedMetricsLogger:
                 hint=f"send them later with aistack.mlops.logger.replay_spool({str(path)!r})"
                 + (
                     f"; {flying} of them were still being sent and that request may yet land: "
-                    "replay_spool in this process waits for it, from another process replay only "
-                    "after this one has exited (or they may be logged twice)"
+                    "replay_spool in this process refuses (sends nothing) until that request has "
+                    "ended, from another process replay only after this one has exited (or they "
+                    "may be logged twice)"
                     if flying
                     else ""
                 ),

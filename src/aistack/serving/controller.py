@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aistack.errors import NotFoundError
 from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
 from aistack.serving.controller_app import TOKEN_HEADER as TOKEN_HEADER
 from aistack.serving.controller_app import bind_service_socket, build_app
@@ -732,9 +733,19 @@ class ServiceController:
                 ended.append(rep)
                 self._seq = max(self._seq, num)
                 continue
+            # its id is not given to a new replica (the adopted events may name it)
+            self._seq = max(self._seq, num)
             if state not in (*ACTIVE, "draining", "stopping") or not rep.handle:
                 continue
-            if self.launcher.status(rep.handle).state == "exited":
+            try:
+                gone = self.launcher.status(rep.handle).state == "exited"
+            except NotFoundError:  # its job was deleted meanwhile
+                gone = True
+            except Exception as exc:  # noqa: BLE001 - e.g. the aistack server is down
+                # kept (a replica left untracked would run on unstopped); the tick asks again
+                log.warning("could not check replica %s (%s): adopted as is", rid, exc)
+                gone = False
+            if gone:
                 continue
             if state in ("draining", "stopping"):
                 # out of rotation already; stopped (with its reason) once drained
@@ -743,7 +754,6 @@ class ServiceController:
             else:
                 running += 1
             self.replicas[rid] = rep
-            self._seq = max(self._seq, num)
             self.event(
                 "replica",
                 f"adopted running replica {rid} from the previous controller",

@@ -407,16 +407,15 @@ def _download_settings() -> Iterator[None]:
         yield
 
 
-# what MLflow's download says when the connection broke off, timed out, or nothing answered
+# what MLflow's download says when nothing listened, or the connection broke off (a timeout:
+# "timed out"); not "Max retries exceeded" alone, which 5xx answers also end with
+_REFUSED = ("Failed to establish a new connection", "Connection refused")
 _BROKE_OFF = (
-    *_UNREACHABLE,
     "Connection broken",
     "IncompleteRead",
     "Connection aborted",
     "Connection reset",
     "RemoteDisconnected",
-    "timed out",
-    "timeout exception",
 )
 
 
@@ -427,7 +426,11 @@ def _download_broke_off(uri: str, exc: BaseException) -> str | None:
     other failure. It names the URL and what to do, instead of MLflow's list of per-file
     urllib3 errors."""
     text = str(exc)
-    if not any(s in text for s in _BROKE_OFF):
+    # urllib3 words every error its retries gave up on "Max retries exceeded" (a read timeout,
+    # a reset, too many 5xx answers too): what happened is the cause it names
+    timed_out = "timed out" in text or "timeout exception" in text
+    refused = any(s in text for s in _REFUSED)
+    if not (timed_out or refused or any(s in text for s in _BROKE_OFF)):
         return None
     scheme = uri.split(":", 1)[0]
     if scheme not in ("models", "runs"):
@@ -442,9 +445,9 @@ def _download_broke_off(uri: str, exc: BaseException) -> str | None:
         f"check that the {what} runs (`aistack up --detach` starts the aistack server's), or "
         "point MLFLOW_TRACKING_URI at a running registry; the service starts the replica again"
     )
-    if any(s in text for s in _UNREACHABLE):
+    if refused:
         how = "it stopped answering (connection refused)"
-    elif "timed out" in text or "timeout exception" in text:
+    elif timed_out:
         timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or str(LOAD_HTTP_TIMEOUT_S)
         how = f"it sent nothing for {timeout} s"
         fix += (

@@ -769,6 +769,9 @@ class ShardLoader:
                 )
         self._check_contents(state.get("shard_hashes"))
         self._stop_worker()  # batches read ahead belong to the old position
+        # and the cached chunk too: its batches were handed out as views, which the caller
+        # may have changed in place (a rewind into it would serve them changed)
+        self._chunk = None
         self.epoch = int(state["epoch"])
         self.batch = int(state["batch"])
 
