@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aistack.errors import NotFoundError, ValidationError
+from aistack.errors import ConflictError, NotFoundError, ValidationError
 from aistack.webdata.taskfiles import write_done as _done
 
 if TYPE_CHECKING:
@@ -105,9 +105,10 @@ def reference_inputs(datasets: list[DatasetInput], ident: str) -> dict[str, Any]
     """Reference each input version as ``webdata:IDENT`` before the run reads it, so that
     ``aistack data rm`` (and so gc) refuses to delete it under the run, as it does a job's
     inputs. Taking it again (a resumed run) adds nothing. A version deleted since the run
-    pinned it is a ConflictError, and nothing has been read. Returns report.json's
-    ``input_references`` (``{"by": "webdata:IDENT", "versions": [...]}``), None without
-    input versions.
+    pinned it is a ConflictError, and nothing has been read: the references this call took
+    on the other versions are dropped again (none is left that no run names). Returns
+    report.json's ``input_references`` (``{"by": "webdata:IDENT", "versions": [...]}``), None
+    without input versions.
 
     As a job's, the reference outlives the run (what was made from the version can be made
     again): a run that registers a corpus moves it to its lineage node
@@ -115,8 +116,36 @@ def reference_inputs(datasets: list[DatasetInput], ident: str) -> dict[str, Any]
     if not datasets:
         return None
     ds = _datasets()
+    taken: list[str] = []  # the references this call added (a resumed run's were there)
     for d in datasets:
-        ds.add_reference(d.ref, REFERENCE_KIND, ident)
+        try:
+            had = any(
+                r["kind"] == REFERENCE_KIND and r["id"] == ident for r in ds.references(d.ref)
+            )
+            ds.add_reference(d.ref, REFERENCE_KIND, ident)
+        except Exception as exc:
+            # none is kept: the run stops here, and a reference nothing names any more would
+            # keep the other versions from `aistack data rm` for good
+            for ref in taken:
+                try:
+                    ds.remove_reference(ref, REFERENCE_KIND, ident)
+                except Exception as undo:  # noqa: BLE001 - the first error is the one to tell
+                    log.warning(
+                        "could not drop the reference %s:%s to %s (`aistack data unref %s "
+                        "--by %s:%s` drops it): %s",
+                        REFERENCE_KIND, ident, ref, ref, REFERENCE_KIND, ident, undo,
+                    )  # fmt: skip
+            if isinstance(exc, NotFoundError | ConflictError):
+                raise ConflictError(
+                    f"input.dataset: {d.ref} was deleted after this run pinned it "
+                    f"({getattr(exc, 'message', exc)}); nothing was read",
+                    hint="run again to pin the versions there are now, or name another "
+                    f"version (`aistack data log {d.ref.partition('@')[0]}` lists them)",
+                    ref=d.ref,
+                ) from None
+            raise
+        if not had:
+            taken.append(d.ref)
     return {"by": f"{REFERENCE_KIND}:{ident}", "versions": [d.ref for d in datasets]}
 
 

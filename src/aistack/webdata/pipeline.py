@@ -594,7 +594,24 @@ def _run_pipeline(
     else:
         check_output(out)
     if (state / "spec.json").exists():
-        old = json.loads((state / "spec.json").read_text()).get("fingerprint")
+        old_marker = json.loads((state / "spec.json").read_text())
+        old = old_marker.get("fingerprint")
+        old_input = (old_marker.get("spec") or {}).get("input") or {}
+        read = old_input.get("dataset") if isinstance(old_input, dict) else None
+        if (
+            old != fp
+            and datasets
+            and isinstance(read, list)
+            and read
+            and read != spec.input.dataset
+        ):
+            # (NAME or NAME@latest names a newer version now: the earlier run can still resume)
+            raise ConflictError(
+                f"output {out} holds a run of a different pipeline or input: it read "
+                f"{', '.join(read)}, and input.dataset now pins {', '.join(spec.input.dataset)}",
+                hint=f"to resume that run, write input.dataset: [{', '.join(read)}]; to start "
+                "over, --fresh (or use another output folder)",
+            )
         if old != fp:
             raise ConflictError(
                 f"output {out} holds a run of a different pipeline or input",
