@@ -758,7 +758,9 @@ class Datasets:
         object, and writing to it in place would change every version that holds those bytes
         — never edit it, copy it first), "copy" (independent, writable copies).
 
-        Files already in ``dest`` with the version's bytes are kept as they are. A file with
+        Files already in ``dest`` with the version's bytes are kept as they are (when the get
+        makes copies, not one with other hard links, e.g. an earlier get's link to the store's
+        object: it is replaced by a copy of its own). A file with
         other bytes, a symlink, or a file where the version has a directory (or the reverse)
         is a conflict: nothing is written and ConflictError lists them, unless ``force``
         (they are replaced; a non-empty directory never is). Files in ``dest`` that the version
@@ -783,7 +785,9 @@ class Datasets:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
         # check everything before writing anything
         umask = _current_umask()
-        todo, unchanged, clear = self._plan_get(v, dest_s, entries, force=force, umask=umask)
+        todo, unchanged, clear = self._plan_get(
+            v, dest_s, entries, force=force, umask=umask, copies=link in ("copy", "reflink-or-copy")
+        )
         total = sum(e.size for e, _ in todo)
         done = 0
         linked = copied = 0
@@ -870,12 +874,23 @@ class Datasets:
         )
 
     def _plan_get(
-        self, v: DatasetVersion, dest: str, entries: list[FileEntry], *, force: bool, umask: int
+        self,
+        v: DatasetVersion,
+        dest: str,
+        entries: list[FileEntry],
+        *,
+        force: bool,
+        umask: int,
+        copies: bool = False,
     ) -> tuple[list[tuple[FileEntry, str]], int, list[tuple[str, bool]]]:
         """What a get must write: ``(entries to write with their targets, files already
         there with the right bytes, paths to clear first (force only; (path, is_dir)))``.
-        Raises ConflictError listing what is in the way (without force), ValidationError
-        for a path that escapes ``dest``. Changes nothing on disk."""
+        With ``copies`` (the get makes copies), a file with the right bytes but other hard
+        links (an earlier get's link to the store's object, maybe) is written again as a copy
+        of its own (to a temporary name, renamed over it: nothing is written through the
+        link): the caller asked for files it may change. Raises ConflictError listing what
+        is in the way (without force), ValidationError for a path that escapes ``dest``.
+        Changes nothing on disk."""
         todo: list[tuple[FileEntry, str]] = []
         unchanged = 0
         conflicts: list[str] = []
@@ -899,8 +914,11 @@ class Datasets:
                 clear[target] = True
             elif os.path.exists(target):
                 if self._has_bytes(target, e):
-                    unchanged += 1
                     st = os.stat(target)
+                    if copies and st.st_nlink > 1:
+                        todo.append((e, target))  # replaced by a copy of its own
+                        continue
+                    unchanged += 1
                     # the bytes were right; the mode follows the version, as a git checkout
                     # (never on a file with other links: it may be the store's object)
                     if st.st_nlink == 1 and bool(st.st_mode & stat.S_IXUSR) != e.executable:

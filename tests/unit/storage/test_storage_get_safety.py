@@ -40,6 +40,28 @@ def test_default_get_as_root_copies_so_an_edit_cannot_reach_the_store(tmp_path: 
         assert r.linked == 1 and not os.access(tmp_path / "out" / "a.txt", os.W_OK)
 
 
+def test_a_copy_get_over_hard_links_of_an_earlier_get_makes_copies(tmp_path: Path) -> None:
+    """Files an earlier `get --link hardlink` left (the store's own objects, linked) hold the
+    right bytes, but a get asked for copies replaces them with files of their own: an edit of
+    one must not reach the store (as root, file modes do not stop it)."""
+    ds = _ds(tmp_path)
+    small = {"a.txt": "hello", "b/c.txt": "world"}
+    v = ds.add("d", _src(tmp_path, small))
+    out = tmp_path / "out"
+    first = ds.get(v.ref, out, link="hardlink")
+    assert first.linked == 2 and os.stat(out / "a.txt").st_nlink > 1
+    again = ds.get(v.ref, out, link="copy")
+    assert (again.copied, again.unchanged) == (2, 0)
+    for rel in small:
+        assert os.stat(out / rel).st_nlink == 1
+    os.chmod(out / "a.txt", 0o644)
+    with open(out / "a.txt", "a") as f:
+        f.write("EDITED")
+    assert ds.verify(v.ref) == 10  # every byte of the store's objects checks out
+    third = ds.get(v.ref, out, link="copy", force=True)  # copies now: c.txt is kept
+    assert (third.unchanged, third.copied) == (1, 1)  # a.txt (edited) is written again
+
+
 def test_adding_the_data_again_repairs_an_object_damaged_through_a_hard_link(
     tmp_path: Path,
 ) -> None:
