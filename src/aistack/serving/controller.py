@@ -49,7 +49,7 @@ from aistack.errors import NotFoundError
 from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
 from aistack.serving.controller_app import TOKEN_HEADER as TOKEN_HEADER
 from aistack.serving.controller_app import bind_service_socket, build_app
-from aistack.serving.launcher import JobLauncher, ProcessLauncher, ReplicaLauncher
+from aistack.serving.launcher import JobLauncher, LaunchStatus, ProcessLauncher, ReplicaLauncher
 from aistack.serving.router import Endpoint, Router, health_check
 from aistack.serving.spec import AutoscaleConfig, ServiceSpec
 
@@ -287,7 +287,15 @@ class ServiceController:
         for rep in list(self.replicas.values()):
             if rep.state in ("stopped", "failed"):
                 continue
-            st = self.launcher.status(rep.handle) if rep.handle else None
+            try:
+                st = self.launcher.status(rep.handle) if rep.handle else None
+            except NotFoundError:  # its job was deleted meanwhile: it does not run
+                st = LaunchStatus(state="exited", reason=f"its job {rep.handle} was deleted")
+            except Exception as exc:  # noqa: BLE001 - e.g. the aistack server is down
+                # unknown this tick: its state is kept, the other replicas are still looked
+                # after, and the next tick asks again
+                log.warning("could not check replica %s (%s): checked again next tick", rep.id, exc)
+                continue
             if st is not None and st.state == "exited":
                 if rep.state in ("stopping", "draining"):
                     rep.state = "stopped"
@@ -777,6 +785,16 @@ class ServiceController:
         if after == self.spec.autoscale.max_replicas and before > after:
             self.manual_max = (before, after)
 
+    def _has_exited(self, handle: str) -> bool:
+        """Whether a replica's process has ended (its job deleted: yes); False while the
+        launcher cannot be asked (it may still run)."""
+        try:
+            return self.launcher.status(handle).state == "exited"
+        except NotFoundError:
+            return True
+        except Exception:  # noqa: BLE001 - e.g. the aistack server is down
+            return False
+
     async def run(self) -> None:
         import httpx
 
@@ -829,10 +847,7 @@ class ServiceController:
                 self._stop_replica(rep, f"service {self.spec.name} deleted")
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            if all(
-                r.handle is None or self.launcher.status(r.handle).state == "exited"
-                for r in self.replicas.values()
-            ):
+            if all(r.handle is None or self._has_exited(r.handle) for r in self.replicas.values()):
                 break
             await asyncio.sleep(0.1)
         for rep in self.replicas.values():

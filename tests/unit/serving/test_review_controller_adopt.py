@@ -65,3 +65,54 @@ def test_the_ids_of_ended_replicas_are_not_reused(tmp_path: Path) -> None:
     assert ctl.replicas == {}
     assert [e["message"] for e in ctl.events] == ["replica r7 ready after 1.0 s"]
     assert ctl._seq == 7
+
+
+class _TickLauncher(_Launcher):
+    """As _Launcher, and it starts replicas (the tick may replace a failed one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launched: list[str] = []
+
+    def launch(self, *, name: str, **_kw: object) -> str:
+        self.launched.append(name)
+        return f"new{len(self.launched)}"
+
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        pass
+
+
+def test_a_tick_survives_a_launcher_that_cannot_answer(tmp_path: Path) -> None:
+    """A replica whose job was deleted is failed with that reason; one the launcher cannot be
+    asked about (server down) keeps its state; the others are still looked after. The tick
+    used to raise at the first of them, every tick, until the controller was restarted."""
+    import asyncio
+
+    from aistack.serving.controller import Replica
+
+    spec = ServiceSpec.model_validate(
+        {
+            "name": "svc",
+            "model": "builtin:echo",
+            "model_uri": "builtin:echo",
+            "autoscale": {"min_replicas": 3, "max_replicas": 3},
+        }
+    )
+    launcher = _TickLauncher()
+    ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
+    for rid, handle in (("r2", "h2"), ("r3", "h3"), ("r4", "h4")):
+        ctl.replicas[rid] = Replica(
+            id=rid,
+            model_uri="builtin:echo",
+            handle=handle,
+            state="ready",
+            ready_file=ctl.dir / f"{rid}.json",
+            log_path=ctl.dir / f"{rid}.log",
+        )
+    ctl._seq = 4
+    ctl.desired = 3
+    asyncio.run(ctl.tick())
+    states = {rid: (r.state, r.reason) for rid, r in ctl.replicas.items() if rid in "r2 r3 r4"}
+    assert states["r2"] == ("failed", "process ended (its job h2 was deleted)")
+    assert states["r3"][0] == "ready"  # unknown this tick: kept
+    assert states["r4"][0] == "failed"  # its process ended: seen although r2/r3 came first
