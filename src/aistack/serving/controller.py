@@ -515,18 +515,53 @@ class ServiceController:
     def set_limits(self, cfg: AutoscaleConfig) -> None:
         """New replica limits (``serve scale``): kept in ``spec.json``; a failed service tries
         again. A lowered maximum is remembered, so that the replicas it removes are stopped as
-        `serve scale`'s doing, not the autoscaler's."""
-        old_max = self.spec.autoscale.max_replicas
+        `serve scale`'s doing, not the autoscaler's.
+
+        The limits are saved before they apply: when ``spec.json`` or ``state.json`` cannot be
+        written, the old limits stay in force (in memory and on disk) and an ``AistackError``
+        (HTTP 500) says which file could not be written and why."""
+        from aistack.errors import AistackError
+
+        old_spec, old_cfg, old_manual = self.spec, self.autoscaler.cfg, self.manual_max
+        old_failure = (self.failed, self._consecutive_start_failures, self._next_start_t)
+        old_events = list(self.events)
+        new_spec = self.spec.model_copy(update={"autoscale": cfg})
+
+        def not_saved(path: Path, exc: OSError) -> AistackError:
+            was = old_spec.autoscale
+            return AistackError(
+                f"cannot save the new limits of service {self.spec.name!r} to {path}: "
+                f"{exc.strerror or exc}; the limits stay min {was.min_replicas}, "
+                f"max {was.max_replicas}",
+                hint=f"free disk space or make {self.dir} writable, then run serve scale again",
+            )
+
+        try:
+            save_spec(self.dir, new_spec)
+        except OSError as exc:
+            raise not_saved(self.dir / "spec.json", exc) from exc
+        old_max = old_spec.autoscale.max_replicas
         if cfg.max_replicas < old_max:
             self.manual_max = (old_max, cfg.max_replicas)
         elif cfg.max_replicas > old_max:
             self.manual_max = None
-        self.spec = self.spec.model_copy(update={"autoscale": cfg})
+        self.spec = new_spec
         self.autoscaler.cfg = cfg
-        save_spec(self.dir, self.spec)
         self.clear_failure("serve scale")
         self.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
-        self.write_state()  # a controller restarted before the next tick knows it too
+        try:
+            self.write_state()  # a controller restarted before the next tick knows it too
+        except OSError as exc:
+            # back to the old limits everywhere: memory, spec.json (state.json is unchanged)
+            self.spec, self.autoscaler.cfg, self.manual_max = old_spec, old_cfg, old_manual
+            self.failed, self._consecutive_start_failures, self._next_start_t = old_failure
+            self.events.clear()
+            self.events.extend(old_events)
+            try:
+                save_spec(self.dir, old_spec)
+            except OSError as again:
+                log.error("cannot restore %s: %s", self.dir / "spec.json", again)
+            raise not_saved(self.dir / "state.json", exc) from exc
 
     # ------------------------------------------------------------------ rollout
     def start_rollout(

@@ -109,7 +109,10 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             loc = ".".join(str(x) for x in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
             return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
-        ctl.set_limits(cfg)
+        try:
+            ctl.set_limits(cfg)
+        except AistackError as exc:  # e.g. the new limits could not be saved (kept: the old)
+            return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
         return JSONResponse(ctl.spec.autoscale.model_dump())
 
     async def shutdown(request: Request) -> Any:

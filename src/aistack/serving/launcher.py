@@ -12,6 +12,12 @@ reports ``running`` (includes queued/starting) or ``exited`` with an exit code a
 words a user reads where the replica is listed (for a job: its stop_reason in the API, and
 its failure_reason in ``aistack jobs`` and the API once it is CANCELLED, instead of "cancelled
 by user").
+
+A ``ProcessLauncher`` handle is ``PID@START``: the process id and when that process started
+(:func:`process_start`), so that a controller that adopts replicas after a restart never takes
+(or signals) an unrelated process that was given the PID of a replica that died. A handle of
+an older controller is the PID alone: it is taken for a replica only while that PID leads its
+own session and runs ``aistack.serving.replica`` (see :meth:`ProcessLauncher.status`).
 """
 
 from __future__ import annotations
@@ -57,6 +63,71 @@ class ReplicaLauncher(Protocol):
     def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None: ...
 
 
+# what an older controller's replicas run (their handle is the PID alone)
+_REPLICA_MODULE = "aistack.serving.replica"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as a string that stays the same for the whole life of
+    that process and differs for a later process given the same PID; None when there is no
+    such process (or it cannot be told).
+
+    On Linux: the start time in clock ticks after boot, from ``/proc/PID/stat`` (exact, and
+    unaffected by changes of the wall clock); elsewhere psutil's ``create_time``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            # the command name in parentheses may hold spaces and ")": split after the last one
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of proc(5): starttime
+    except (FileNotFoundError, ProcessLookupError):
+        if Path("/proc/self/stat").exists():
+            return None  # /proc works: the process is gone
+    except (OSError, IndexError, UnicodeDecodeError):
+        pass
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.3f}"
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def _parse_handle(handle: str) -> tuple[int, str | None]:
+    """``PID@START`` (or an older controller's ``PID``) → (pid, start); ValueError if neither."""
+    pid_s, sep, start = handle.partition("@")
+    pid = int(pid_s)
+    if pid <= 0 or (sep and not start):
+        raise ValueError(f"not a process handle: {handle!r}")
+    return pid, (start if sep else None)
+
+
+def handle_pid(handle: str) -> int:
+    """The PID in a ``ProcessLauncher`` handle (``PID@START``, or an older ``PID``); ValueError
+    if it is not one. To signal it, ask :meth:`ProcessLauncher.status` first, or call
+    :meth:`ProcessLauncher.stop`: the PID may belong to another process by now."""
+    return _parse_handle(handle)[0]
+
+
+def _looks_like_replica(pid: int) -> bool:
+    """For a PID-only handle: whether ``pid`` still looks like the replica an older controller
+    started (the leader of its own session, running the replica module)."""
+    try:
+        if os.getsid(pid) != pid:  # every replica was started in a session of its own
+            return False
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self/cmdline").exists()  # no /proc here: the session must do
+    except OSError:
+        return True  # another user's process: cannot tell, as before
+    return _REPLICA_MODULE.encode() in argv
+
+
 class ProcessLauncher:
     """Replicas as local processes (each in its own session, output to ``log_path``)."""
 
@@ -91,7 +162,8 @@ class ProcessLauncher:
                 start_new_session=True,
                 close_fds=True,
             )
-        handle = str(proc.pid)
+        start = process_start(proc.pid)
+        handle = f"{proc.pid}@{start}" if start else str(proc.pid)
         with self._lock:
             self._procs[handle] = proc
         log.info("started replica %s: pid %s", name, handle)
@@ -110,18 +182,32 @@ class ProcessLauncher:
                 else f"exit code {code}"
             )
             return LaunchStatus(state="exited", exit_code=code, reason=reason)
-        # a process started by an earlier controller: we can only see whether it lives
+        # a process started by an earlier controller: whether it lives, and is still that
+        # process (not a later one that was given its PID)
         try:
-            os.kill(int(handle), 0)
-        except (ProcessLookupError, ValueError):
+            pid, start = _parse_handle(handle)
+        except ValueError:
+            return LaunchStatus(state="exited", reason=f"not a process handle: {handle!r}")
+        now = process_start(pid)
+        if now is None:
             return LaunchStatus(state="exited", reason="process is gone")
-        except PermissionError:
-            pass
+        if start is not None and now != start:
+            return LaunchStatus(
+                state="exited", reason=f"process is gone (PID {pid} now belongs to another process)"
+            )
+        if start is None and not _looks_like_replica(pid):
+            return LaunchStatus(
+                state="exited",
+                reason=f"process is gone (PID {pid} now runs something other than a replica)",
+            )
         return LaunchStatus(state="running", host="127.0.0.1")
 
     def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        # never signal a PID that no longer belongs to the replica (see status)
+        if self.status(handle).state == "exited":
+            return
         try:
-            pid = int(handle)
+            pid, _ = _parse_handle(handle)
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, ValueError, PermissionError):
             return

@@ -21,6 +21,7 @@ from typing import Any
 
 from aistack.errors import ConflictError, ConnectionFailed, NotFoundError, ValidationError
 from aistack.executors.supervisor import OUTLIVES_JOB_ENV  # spared when a job that ran us ends
+from aistack.serving.controller_app import TOKEN_HEADER
 from aistack.serving.spec import (
     _SERVICE_NAME_RE,
     AutoscaleConfig,
@@ -30,8 +31,6 @@ from aistack.serving.spec import (
     service_name_for,
 )
 from aistack.settings import get_settings
-
-TOKEN_HEADER = "x-aistack-service-token"
 
 
 def services_dir() -> Path:
@@ -118,7 +117,12 @@ def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> 
         )
     except httpx.HTTPError as exc:
         raise ConnectionFailed(f"cannot reach the service controller of {name!r}: {exc}") from None
-    data = resp.json()
+    try:
+        data = resp.json()
+    except ValueError:  # not JSON (e.g. a plain 500 page): say what came back
+        data = {"error": {"message": f"HTTP {resp.status_code}: {resp.text[:300]}"}}
+    if not isinstance(data, dict):
+        data = {"error": {"message": f"HTTP {resp.status_code}: unexpected answer {data!r:.300}"}}
     if resp.status_code >= 400:
         err = data.get("error") or {}
         if "code" in err and isinstance(err.get("code"), str):
@@ -637,14 +641,15 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
         final = st
     stopped = 0
     if (final.get("launcher") or "process") == "process":
+        from aistack.serving.launcher import ProcessLauncher
+
+        procs = ProcessLauncher()  # it never signals a PID that now belongs to another process
         for r in final.get("replicas", []):
             handle = r.get("handle")
-            if handle and r.get("state") not in ("stopped", "failed") and _pid_alive(int(handle)):
-                try:
-                    os.killpg(int(handle), signal.SIGTERM)
+            if handle and r.get("state") not in ("stopped", "failed"):
+                if procs.status(str(handle)).state == "running":
+                    procs.stop(str(handle), grace_s=timeout_s, reason=f"service {name} deleted")
                     stopped += 1
-                except (ProcessLookupError, PermissionError):
-                    pass
     if final.get("launcher") == "jobs":
         for r in final.get("replicas", []):
             if r.get("handle") and r.get("state") not in ("stopped", "failed"):

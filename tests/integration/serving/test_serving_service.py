@@ -20,6 +20,7 @@ import pytest
 
 from aistack.errors import ConflictError, NotFoundError
 from aistack.serving import manager
+from aistack.serving.launcher import handle_pid
 
 
 def wait_for(pred, timeout: float, what: str):
@@ -85,7 +86,7 @@ def test_sigkill_replica_mid_load_no_failed_request_and_replacement(home: Path) 
     victim = next(r for r in st["replicas"] if r["state"] == "ready")
     with Load(url, {"prompt": "hello", "max_tokens": 4}, workers=6) as load:
         wait_for(lambda: len(load.codes) >= 40, 30, "load to start")
-        os.kill(int(victim["handle"]), signal.SIGKILL)
+        os.kill(handle_pid(victim["handle"]), signal.SIGKILL)
         n_at_kill = len(load.codes)
         wait_for(lambda: len(load.codes) >= n_at_kill + 100, 30, "load after the kill")
     assert load.codes and set(load.codes) == {200}, load.errors[:3]
@@ -294,7 +295,7 @@ def test_cli_deploy_survives_cli_exit_and_bad_input_via_router(home: Path) -> No
     assert json.loads(out.stdout)["deleted"] is True
     wait_for(lambda: not manager._pid_alive(pid), 10, "controller exit")
     for r in status["replicas"]:
-        assert not manager._pid_alive(int(r["handle"]))
+        assert not manager._pid_alive(handle_pid(r["handle"]))
     assert json.loads(cli("ls", "--json").stdout) == []
 
 
@@ -329,7 +330,7 @@ def test_controller_killed_then_redeployed_adopts_running_replicas(home: Path) -
     wait_for(lambda: not manager._pid_alive(st["controller_pid"]), 10, "controller death")
     down = manager.status("adopt")
     assert down["status"] == "controller down" and down["ready_replicas"] == 0
-    assert manager._pid_alive(int(rep["handle"]))  # the replica outlived its controller
+    assert manager._pid_alive(handle_pid(rep["handle"]))  # the replica outlived its controller
     again = manager.restart("adopt", wait_ready_s=60)
     ready = [r for r in again["replicas"] if r["state"] == "ready"]
     assert [r["handle"] for r in ready] == [rep["handle"]]  # adopted, not restarted
