@@ -145,8 +145,8 @@ def serve_artifacts_natively(app: Any) -> bool:
     ``/mlflow``, in chunks, instead of through the WSGI bridge to Flask.
 
     The bridge reads a whole request body into memory before Flask sees it (twice, briefly:
-    the chunks and their join; a 200 MB ``log_artifact`` raised the server's peak RSS by
-    ~400 MB). MLflow 3.17 has streaming endpoints for exactly these routes
+    the chunks and their join; a test bounds the server's memory growth during a large
+    upload). MLflow 3.17 has streaming endpoints for exactly these routes
     (``mlflow.server.artifact_router``: ``PUT``/``GET`` of ``.../mlflow-artifacts/artifacts/
     <path>``, same artifact repository, same ``validate_path_is_safe``, a temp file in the
     destination directory renamed into place) but registers them without the static prefix,

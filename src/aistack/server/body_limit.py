@@ -43,9 +43,9 @@ from aistack.errors import PayloadTooLargeError
 log = logging.getLogger(__name__)
 
 MLFLOW_PREFIX = "/mlflow"
-# the most the server reads and throws away to answer a too-large body cleanly: 64 MiB takes
-# well under a second on a LAN (~0.1 s on loopback) and covers the usual mistake (a body a few
-# times over the 16 MiB API limit); larger ones are refused without reading them
+# the most the server reads and throws away to answer a too-large body cleanly: it covers the
+# usual mistake (a body a few times over the 16 MiB API limit); larger ones are refused
+# without reading them
 DRAIN_MAX_BYTES = 64 * 2**20
 # ... and for at most this long (a slow client is answered and cut off, as before)
 DRAIN_MAX_S = 5.0

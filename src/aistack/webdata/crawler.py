@@ -19,6 +19,7 @@ import logging
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -129,7 +130,9 @@ def warc_filename(name: str) -> str:
     a name whose bytes are not UTF-8, which ``os.fsdecode`` gave surrogates for, keeps those
     bytes as ``%XX``). A raw name could not be encoded, or a newline in it would end the
     header and start another."""
-    return quote(name, safe="+,=", errors="surrogateescape") or "_"
+    from aistack.webdata.lineage import readable_id
+
+    return readable_id(name, limit=sys.maxsize)
 
 
 def _digest(data: bytes) -> str:

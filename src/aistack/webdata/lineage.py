@@ -242,15 +242,12 @@ def materialize_inputs(
 
 def file_sha256(path: str | Path) -> str | None:
     """The SHA-256 of a file's bytes (hex), or None when it cannot be read (the reader then
-    reports it as a bad file). About 1.7 GB/s: under 0.1 % of what processing it costs."""
-    h = hashlib.sha256()
+    reports it as a bad file)."""
     try:
         with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+            return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return None
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- lineage

@@ -179,8 +179,9 @@ def process_file(
     spec_json: str, task: int, path: str, out_dir: str, hash_input: bool = True
 ) -> dict[str, Any]:
     """Stage 1 for one input file (runs in a worker process or a Ray task). ``hash_input``:
-    take the file's SHA-256 (its lineage id); a file of an input dataset version needs none
-    (the version is its lineage node, and its manifest already holds the file's hash)."""
+    take the file's SHA-256 (its lineage id, recorded when the output is registered); a file of
+    an input dataset version needs none (the version is its lineage node, and its manifest
+    already holds the file's hash), nor does a run that registers nothing."""
     from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
     from aistack.webdata.extract import decode_html, detect_language, extract_text
     from aistack.webdata.filters import FILTERS, Document, apply
@@ -654,7 +655,8 @@ def _run_pipeline(
                 )
             resumed["process"] += 1
         else:
-            todo.append((spec_json, i, str(f), str(out), f not in pinned_files))
+            hash_input = f not in pinned_files and spec.step("register") is not None
+            todo.append((spec_json, i, str(f), str(out), hash_input))
     t1 = time.perf_counter()
     ran_procs = _run_tasks(
         process_file, todo, workers=workers, executor=executor, stage="process", progress=progress

@@ -24,6 +24,24 @@ class Live:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def send_raw(self, request: bytes) -> tuple[bytes, list[OSError]]:
+        """Send ``request`` (head and whole body) on a new connection, then read until the
+        server closes: (what came back, the socket errors met — a reset shows here as
+        ECONNRESET / EPIPE, whatever the timing)."""
+        errors: list[OSError] = []
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            try:
+                s.sendall(request)
+            except OSError as e:
+                errors.append(e)
+            data = b""
+            try:
+                while chunk := s.recv(65536):
+                    data += chunk
+            except OSError as e:
+                errors.append(e)
+        return data, errors
+
 
 @pytest.fixture(params=["h11", "httptools"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:

@@ -44,19 +44,7 @@ def _request(path: str, headers: bytes, auth: bytes = b"") -> bytes:
 def _send_and_read_to_end(live: Live, request: bytes) -> tuple[bytes, list[OSError]]:
     """Send the request with its whole body, then read until the server closes: (what came
     back, the socket errors met)."""
-    errors: list[OSError] = []
-    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
-        try:
-            s.sendall(request)
-        except OSError as e:
-            errors.append(e)
-        data = b""
-        try:
-            while chunk := s.recv(65536):
-                data += chunk
-        except OSError as e:
-            errors.append(e)
-    return data, errors
+    return live.send_raw(request)
 
 
 def _read_response(s: socket.socket) -> tuple[bytes, bytes]:

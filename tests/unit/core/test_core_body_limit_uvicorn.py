@@ -93,26 +93,14 @@ def _raw_post(live: Live, headers: bytes, body: bytes) -> tuple[bytes, list[OSEr
     """Send the request and the whole body, then read to the end: (what came back, the socket
     errors met). A connection closed with unread data is reset by the kernel: the send or a
     read then fails with ECONNRESET / EPIPE, whatever the timing."""
-    errors: list[OSError] = []
-    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
-        try:
-            s.sendall(
-                b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                + f"Authorization: Bearer {live.token}\r\n".encode()
-                + b"Content-Type: application/json\r\n"
-                + headers
-                + b"\r\n"
-                + body
-            )
-        except OSError as e:
-            errors.append(e)
-        data = b""
-        try:
-            while chunk := s.recv(65536):
-                data += chunk
-        except OSError as e:
-            errors.append(e)
-    return data, errors
+    return live.send_raw(
+        b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {live.token}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + headers
+        + b"\r\n"
+        + body
+    )
 
 
 def _assert_raw_413(raw: bytes, *, declared: int | None) -> None:
