@@ -72,7 +72,19 @@ def _loader_rate(data: Path, seq_len: int, batch: int, seconds: float = 3.0) -> 
     return n / (time.perf_counter() - t0)
 
 
-def _train(data: Path, work: Path, name: str, model: dict[str, int], steps: int, smoke: bool):  # type: ignore[no-untyped-def]
+class TrainFailed(RuntimeError):
+    """One size's trainer failed or ran past its time: the others still run and report."""
+
+
+def _train(  # type: ignore[no-untyped-def]
+    data: Path,
+    work: Path,
+    name: str,
+    model: dict[str, int],
+    steps: int,
+    smoke: bool,
+    timeout_s: float,
+):
     metrics = work / f"{name}.jsonl"
     cmd = [sys.executable, "-m", "aistack.train.run", "--data", str(data), "--run-name", name]
     for k, v in model.items():
@@ -86,10 +98,15 @@ def _train(data: Path, work: Path, name: str, model: dict[str, int], steps: int,
     env = {**os.environ, "AISTACK_HOME": str(work / "home"), "WORLD_SIZE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    try:
+        p = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, check=False, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as e:
+        raise TrainFailed(f"{name}: trainer still running after {timeout_s:.0f} s") from e
     wall = time.perf_counter() - t0
     if p.returncode != 0:
-        raise SystemExit(f"{name}: trainer exited {p.returncode}\n{p.stderr[-3000:]}")
+        raise TrainFailed(f"{name}: trainer exited {p.returncode}\n{p.stderr[-3000:]}")
     recs = [json.loads(line) for line in metrics.read_text().splitlines()]
     return recs[min(WARMUP, len(recs) - 1) :], wall, p.stderr
 
@@ -110,6 +127,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="steps per size (default 40 / 60)")
     ap.add_argument("--sizes", default="", help=f"comma-separated, of {', '.join(SIZES)}")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on the CPU")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per size's trainer")
     a = ap.parse_args()
     import torch
 
@@ -130,13 +148,20 @@ def main() -> None:
         names, steps = ["smoke"], a.steps or 15
     device = "cpu (smoke)" if smoke else torch.cuda.get_device_name(0)
     ngpus = 0 if smoke else torch.cuda.device_count()
-    rows, raw = [], {}
+    rows, raw, failed = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-train-gpu-") as tmp:
         work = Path(tmp)
         data = _shards(work / "shards", 2_000_000 if smoke else 40_000_000, VOCAB)
         for name in names:
             model = SMOKE if smoke else SIZES[name]
-            recs, wall, log_tail = _train(data, work, f"gpt-{name}", model, steps, smoke)
+            try:
+                recs, wall, log_tail = _train(
+                    data, work, f"gpt-{name}", model, steps, smoke, a.timeout
+                )
+            except TrainFailed as e:  # report it, keep the sizes that ran
+                print(e, file=sys.stderr)
+                failed[name] = str(e)[-3000:]
+                continue
             step_s = statistics.median(r["step_time_s"] for r in recs)
             tps = statistics.median(r["tokens_per_s"] for r in recs)
             mfus = [r["mfu"] for r in recs if r.get("mfu") is not None]
@@ -172,6 +197,7 @@ def main() -> None:
         "nccl_allreduce": nccl
         if nccl is not None
         else "not measured: needs 2 GPUs or more on one machine",
+        "failed": failed,
         "raw": raw,
     }
     report(
