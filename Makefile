@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SHARED ?= $(abspath ../shared)
 
-.PHONY: demo test test-fast bench lint install clean-venv servers
+.PHONY: demo test test-fast test-gpu bench lint install clean-venv servers
 
 # The environment: a virtualenv with everything the demo and the tests need. torch is pinned
 # and installed first (the CPU build on this machine's disk; an unpinned torch pulls GBs of CUDA).
@@ -32,6 +32,12 @@ test: $(STAMP)
 ## make test-fast: unit tests only
 test-fast: $(STAMP)
 	@set +e; $(BIN)/python -m pytest -q tests/unit; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+## make test-gpu: the GPU checks (tests/gpu: inventory, a job's GPU, NCCL gang, trainer resume);
+## where torch sees no CUDA device it says so and fails (nothing was tested)
+test-gpu: $(STAMP)
+	@set +e; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/gpu; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-gpu: torch sees no CUDA device here: no GPU test ran"; exit 1; fi; exit $$rc
 
 ## make bench: every benchmark in quick mode (tables printed, JSON in bench/results/)
 bench: $(STAMP)

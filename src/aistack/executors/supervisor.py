@@ -124,6 +124,9 @@ class Supervisor:
         env.update(cfg.get("env") or {})
         gpus = cfg.get("gpus") or []
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        # the indices are NVML's (PCI bus order); CUDA numbers devices fastest first unless
+        # told otherwise, so on a host of mixed GPUs a job would get another job's device
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"] or "void"
         cpus = [int(c) for c in cfg.get("cpus") or []]
         if cpus:
