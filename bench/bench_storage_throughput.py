@@ -201,6 +201,8 @@ def main() -> None:
 
     from aistack.storage import Datasets
 
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aistack-bench-storage-", dir=args.dir))
     rows: list[list[Any]] = []
     samples: dict[str, list[float]] = {}
@@ -305,7 +307,12 @@ def main() -> None:
 
         # CLI vs DVC, each on a fresh store, same files
         env = {"AISTACK_HOME": str(work / "cli-home"), "DVC_NO_ANALYTICS": "1"}
-        aistack = str(BIN / "aistack")
+        # the console script where pip installed one, else the module (a Python without it)
+        aistack = (
+            [str(BIN / "aistack")]
+            if (BIN / "aistack").exists()
+            else [sys.executable, "-m", "aistack"]
+        )
         dvc = str(BIN / "dvc")
         have_dvc = not args.no_dvc and Path(dvc).exists()
         if have_dvc:
@@ -315,7 +322,7 @@ def main() -> None:
         for case, (src, files, nbytes) in cases.items():
             mb = nbytes / MiB
             before = du(work / "cli-home")
-            s = run([aistack, "data", "add", f"cli-{case}", str(src), "--json"], env=env)
+            s = run([*aistack, "data", "add", f"cli-{case}", str(src), "--json"], env=env)
             rows.append(
                 [
                     case,
@@ -380,7 +387,7 @@ def main() -> None:
             ]
         )
         before = du(work / "cli-home")
-        s = run([aistack, "data", "add", "cli-large", str(large_dir), "--json"], env=env)
+        s = run([*aistack, "data", "add", "cli-large", str(large_dir), "--json"], env=env)
         rows.append(
             [
                 "1%",
