@@ -55,9 +55,7 @@ def _console() -> Any:
 @app.command("ls", cls=_Command)
 def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
     """List registered models with their latest version and aliases."""
-    from aistack.mlops.registry import list_models
-
-    models = list_models(tracking_uri=tracking_uri)
+    models = _list_models(tracking_uri)
     if as_json:
         _out(models)
         return
@@ -71,6 +69,21 @@ def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
         latest = f"v{m['latest_version']}" if m["latest_version"] else "-"  # no versions yet
         t.add_row(m["name"], latest, aliases, _when(m["updated_ms"]))
     _console().print(t)
+
+
+def _list_models(tracking_uri: str | None) -> list[dict[str, Any]]:
+    """From an http(s) tracking server through its REST API (the CLI does not import MLflow
+    just to list), else (a local store: sqlite:, file:, ...) through MLflow's client."""
+    from aistack.mlops import _rest
+    from aistack.mlops._client import resolve_token, resolve_tracking_uri
+    from aistack.mlops.registry import REGISTERED_MODELS_PAGE, list_models
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if _rest.usable(uri):
+        return _rest.list_registered_models(
+            uri, token=resolve_token(), page_size=REGISTERED_MODELS_PAGE
+        )
+    return list_models(tracking_uri=uri)
 
 
 @app.command("show", cls=_Command)

@@ -7,11 +7,12 @@ def test_all_sorted_and_complete() -> None:
     assert aistack.__all__ == sorted(aistack.__all__)
     import types
 
-    # names defined by the package itself (submodules imported elsewhere become attributes too)
+    # names defined by the package itself (submodules imported elsewhere become attributes too);
+    # dir() lists the lazily loaded ones (module __getattr__) before they are first read
     public = {
         n
-        for n, v in vars(aistack).items()
-        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+        for n in dir(aistack)
+        if not n.startswith("_") and not isinstance(getattr(aistack, n), types.ModuleType)
     }
     assert public == set(aistack.__all__)
     for name in aistack.__all__:
