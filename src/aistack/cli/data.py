@@ -332,8 +332,8 @@ def unref(
         False,
         "--force",
         "-f",
-        help="drop a job's reference even while the server says the job has not finished "
-        "(then `data rm` and gc can delete data it still reads)",
+        help="drop a reference even while its job has not finished or its web-data pipeline "
+        "run still runs (then `data rm` and gc can delete data it still reads)",
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -341,13 +341,14 @@ def unref(
 
     REF is an explicit version (NAME@vN), as for `data rm`. The lineage stays. Without --by,
     nothing is dropped and the error lists the references. A job's reference is kept while
-    the aistack server says the job is queued or running (--force drops it anyway); when the
-    server cannot be reached, it is dropped with a warning."""
+    the job is queued or running (as the metadata DB, or else the aistack server, says), and
+    a web-data pipeline run's while the run is running (--force drops them anyway); when
+    the server cannot be reached, it is dropped with a warning."""
     from aistack.storage.refs import parse_referrer
 
     pairs = list(dict.fromkeys(parse_referrer(b) for b in by))
     v, left = _datasets().remove_references(  # no --by: lists them in the error
-        ref, pairs, check=None if force else _refuse_unfinished_jobs
+        ref, pairs, check=None if force else _refuse_unfinished_jobs, force=force
     )
     if as_json:
         print_json(
@@ -371,9 +372,10 @@ def unref(
 
 def _refuse_unfinished_jobs(v: Any, pairs: list[tuple[str, str]]) -> None:
     """``check`` of `data unref`: ConflictError when the server says a job whose reference
-    would be dropped has not finished (queued or running, it reads the version), as the
-    storage layer cannot know. Unknown to the server (404): not its job, dropped. Server not
-    reachable (or refusing): dropped, with a one-line warning."""
+    would be dropped has not finished (queued or running, it reads the version). The storage
+    layer has refused already when the metadata DB's jobs table says so; the server is asked
+    too, as its jobs may be in another DB than this catalog. Unknown to the server (404): not
+    its job, dropped. Server not reachable (or refusing): dropped, with a one-line warning."""
     jobs = [i for k, i in pairs if k == "job"]
     if not jobs:
         return

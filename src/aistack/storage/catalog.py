@@ -588,6 +588,21 @@ class Catalog:
 
         return self.retry(_do)
 
+    def job_states(self, ids: list[str]) -> dict[str, str]:
+        """The state of each of ``ids`` in this DB's ``jobs`` table: the aistack server's, which
+        shares the metadata DB and whose jobs are the ones that take ``job`` references. A job
+        not there, or no such table (a store used without a server), is left out."""
+        if not ids:
+            return {}
+        jobs = sa.table("jobs", sa.column("id"), sa.column("state"))
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("jobs"):
+                return {}
+            rows = conn.execute(
+                sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(list(dict.fromkeys(ids))))
+            )
+            return {str(r.id): str(r.state) for r in rows}
+
     def references_of(self, version_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             q = (

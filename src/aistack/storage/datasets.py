@@ -240,10 +240,20 @@ class _SourceFile:
 class Datasets:
     """Versioned datasets on a content-addressed store plus a catalog in the metadata DB."""
 
-    def __init__(self, *, catalog: Catalog, store_url: str, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        store_url: str,
+        workers: int | None = None,
+        lease_dir: Path | None = None,
+    ) -> None:
         self.catalog = catalog
         self.store_url = store_url
         self._workers = workers
+        # where running holders of references keep their leases (aistack.storage.holds);
+        # None: <AISTACK_HOME>/leases
+        self.lease_dir = lease_dir
         self._store: ObjectStore | None = None
         self._manifests: ManifestStore | None = None
         self._lock = threading.Lock()
@@ -403,7 +413,7 @@ class Datasets:
 
         lease: SourceLease | None = None  # of the file being mapped
 
-        stored: set[str] = set()  # objects this add wrote: two workers may write one at once
+        stored: set[str] = set()  # objects this add wrote (the store writes each one once)
 
         def drain(keep: int) -> None:
             nonlocal done, written
@@ -1081,13 +1091,32 @@ class Datasets:
         self.catalog.add_reference(v.id, kind, id, label=v.ref)
         return v
 
-    def remove_reference(self, ref: str, kind: str, id: str) -> bool:  # noqa: A002
+    def remove_reference(
+        self,
+        ref: str,
+        kind: str,
+        id: str,  # noqa: A002
+        *,
+        force: bool = False,
+    ) -> bool:
         """Drop ``kind`` ``id``'s reference to the version ``ref`` names, an explicit
-        ``NAME@vN`` (a deleted one too) as for ``remove_references``; False when it had none."""
+        ``NAME@vN`` (a deleted one too) as for ``remove_references``; False when it had none.
+        Refused (ConflictError) while its holder still runs, unless ``force``, as there."""
         check_kind(kind)
         lineage_node(kind, id)
         v = self._resolve(self._explicit_version(ref), allow_deleted=True)
+        if not force and any(
+            (r["kind"], r["ref_id"]) == (kind, id) for r in self.catalog.references_of(v.id)
+        ):
+            self._refuse_held(v, [(kind, id)])
         return self.catalog.remove_reference(v.id, kind, id)
+
+    def _refuse_held(self, v: DatasetVersion, pairs: list[tuple[str, str]]) -> None:
+        """ConflictError when a holder of one of ``pairs`` still runs (:mod:`.holds`)."""
+        from aistack.storage.holds import refuse_held
+
+        states = self.catalog.job_states([i for k, i in pairs if k == "job"])
+        refuse_held(v.ref, pairs, states, self.lease_dir)
 
     @staticmethod
     def _explicit_version(ref: str, action: str = "dropping a reference") -> str:
@@ -1109,14 +1138,20 @@ class Datasets:
         refs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
         *,
         check: Callable[[DatasetVersion, list[tuple[str, str]]], None] | None = None,
+        force: bool = False,
     ) -> tuple[DatasetVersion, list[dict[str, Any]]]:
         """Drop all of ``refs`` (``(kind, id)`` pairs) from the version ``ref`` names, or none of
         them: NotFoundError listing the version's references when one is not there. Returns the
         version and the references left. Lineage is kept; the version can then be deleted.
 
-        ``check(version, pairs)``, when given, is called before anything is dropped with those
-        of ``refs`` the version has (e.g. to refuse dropping a running job's reference, which
-        this layer cannot see); what it raises propagates and nothing is dropped."""
+        A reference whose holder still runs is kept, and nothing is dropped (ConflictError
+        naming it): a job the ``jobs`` table of this DB (the aistack server's) says has not
+        finished, or a reference a live process holds a lease on (a web-data pipeline run);
+        see :mod:`aistack.storage.holds`. ``force=True`` drops them anyway.
+
+        ``check(version, pairs)``, when given, is called next with those of ``refs`` the version
+        has (e.g. to ask a server this layer cannot see); what it raises propagates and nothing
+        is dropped."""
         for kind, ident in refs:
             check_kind(kind)
             lineage_node(kind, ident)
@@ -1145,11 +1180,12 @@ class Datasets:
                     else "no references are left on it: nothing to drop",
                     ref=v.ref,
                 )
-        if check is not None:
-            there = {(r["kind"], r["ref_id"]) for r in have}
-            present = [p for p in dict.fromkeys(refs) if p in there]
-            if present:
-                check(v, present)
+        there = {(r["kind"], r["ref_id"]) for r in have}
+        present = [p for p in dict.fromkeys(refs) if p in there]
+        if present and not force:
+            self._refuse_held(v, present)
+        if present and check is not None:
+            check(v, present)
         left = self.catalog.remove_references(v.id, v.ref, list(refs))
         return v, [
             {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}

@@ -25,6 +25,7 @@ import json
 import logging
 import mmap
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,7 +51,8 @@ class ObjectInfo:
 
 
 class ObjectStore:
-    """Objects named by their hash. Thread-safe for concurrent ``put``/``get``."""
+    """Objects named by their hash. Thread-safe for concurrent ``put``/``get``; threads that
+    put the same new object at once write it once."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -60,6 +62,10 @@ class ObjectStore:
         # refusal (ext4: EOPNOTSUPP) stops the attempts: each costs an open, a create and an
         # unlink per file
         self._can_reflink: bool | None = None
+        # objects being written by a thread of this store now, each with the Event it sets when
+        # done: another thread putting the same bytes waits for it instead of writing them too
+        self._writing: dict[str, threading.Event] = {}
+        self._writing_lock = threading.Lock()
         cfg = self._load_or_init_config()
         self.algo: str = cfg["hash"]
         self.chunk_policy = ChunkPolicy.from_config(cfg)
@@ -114,13 +120,34 @@ class ObjectStore:
         if oid is None:
             oid = self.hash_bytes(data)
         key = self.key(oid)
-        if self.backend.is_local:
-            if self._keep_existing(key, oid):
+        with self._one_writer(oid):
+            if self.backend.is_local:
+                if self._keep_existing(key, oid):
+                    return oid, 0
+            elif self._keep_existing_remote(key, data):
                 return oid, 0
-        elif self._keep_existing_remote(key, data):
-            return oid, 0
-        self._write_atomic(key, data)
-        return oid, len(data)
+            self._write_atomic(key, data)
+            return oid, len(data)
+
+    @contextlib.contextmanager
+    def _one_writer(self, oid: str) -> Iterator[None]:
+        """Run the block as the only thread of this store storing ``oid``: a second thread
+        putting the same bytes (two files of one add, a chunk repeated in a file) waits for the
+        first one's block to end, then finds the object stored and writes nothing. The lock
+        only guards the map of objects in flight, never a write."""
+        while True:
+            with self._writing_lock:
+                done = self._writing.get(oid)
+                if done is None:
+                    done = self._writing[oid] = threading.Event()
+                    break
+            done.wait()  # then check again: the writer may have failed
+        try:
+            yield
+        finally:
+            with self._writing_lock:
+                del self._writing[oid]
+            done.set()
 
     def put_range(self, src_fd: int, offset: int, view: memoryview) -> tuple[str, int]:
         """Store one chunk of an open local file: ``view`` holds its bytes at ``offset``.
@@ -134,10 +161,11 @@ class ObjectStore:
         if not self.backend.is_local:
             return self.put(view, oid)
         key = self.key(oid)
-        if self._keep_existing(key, oid):
-            return oid, 0
-        self._write_local(key, view, src=(src_fd, offset))
-        return oid, len(view)
+        with self._one_writer(oid):
+            if self._keep_existing(key, oid):
+                return oid, 0
+            self._write_local(key, view, src=(src_fd, offset))
+            return oid, len(view)
 
     def _keep_existing(self, key: str, oid: str) -> bool:
         """Whether local object ``oid`` is already stored intact (then its mtime is refreshed,

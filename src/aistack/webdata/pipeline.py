@@ -60,6 +60,7 @@ the output bytes and counts are the same on 1 worker, N workers or Ray.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import hashlib
@@ -82,6 +83,7 @@ from aistack.errors import ConflictError, ValidationError, require
 # (names moved to lineage, output and registration stay importable from here)
 from aistack.webdata.lineage import (
     INPUT_DATASETS,  # noqa: F401 - re-exported
+    REFERENCE_KIND,
     DatasetInput,
     file_node,  # noqa: F401 - re-exported
     file_sha256,
@@ -561,10 +563,12 @@ def run_pipeline(
                 f"output {out} is in use: another pipeline run is writing there",
                 hint="wait for it to end, or use another output folder",
             ) from None
-        return _run_pipeline(
-            spec, spec_run, out, files, base=base, workers=workers, executor=executor,
-            fresh=fresh, progress=progress, skip_bad=skip_bad, datasets=datasets,
-        )  # fmt: skip
+        with contextlib.ExitStack() as held:  # (the leases on its references, if any)
+            return _run_pipeline(
+                spec, spec_run, out, files, base=base, workers=workers, executor=executor,
+                fresh=fresh, progress=progress, skip_bad=skip_bad, datasets=datasets,
+                held=held,
+            )  # fmt: skip
     finally:
         os.close(fd)  # (closing releases the lock)
 
@@ -582,10 +586,11 @@ def _run_pipeline(
     progress: Progress | None,
     skip_bad: bool = False,
     datasets: list[DatasetInput] | None = None,
+    held: contextlib.ExitStack[Any] | None = None,
 ) -> dict[str, Any]:
     """The run itself, with the output folder locked (``spec_run``: ``spec`` with its step
     files made absolute; ``datasets``: the input dataset versions, whose files are the last
-    of ``files``)."""
+    of ``files``; ``held``: holds the run's leases on its references until the run ends)."""
     datasets = datasets or []
     pinned_files = {f for d in datasets for f in d.files}
     fp = _spec_fingerprint(spec, files)
@@ -634,6 +639,10 @@ def _run_pipeline(
     # ---- input dataset versions: referenced (kept from `data rm`), then their files put
     # where a process task will read them
     referrer = run_referrer(spec.name, fp)
+    if datasets and held is not None:  # `data unref` keeps them while the run lives
+        from aistack.storage.holds import hold_reference
+
+        held.enter_context(hold_reference(REFERENCE_KIND, referrer))
     input_refs = reference_inputs(datasets, referrer)
     pending = {f for i, f in enumerate(files) if not (state / f"process-{i:05d}.done").exists()}
     input_datasets = materialize_inputs(datasets, pending, state, progress)
@@ -803,6 +812,12 @@ def _run_pipeline(
                 lineage = input_lineage(spec, fp, files, procs, state, datasets)
             report["lineage"] = record_input_lineage(str(ref), lineage)
             if input_refs:  # (the reference names the node the lineage shows from now on)
+                if held is not None:
+                    from aistack.storage.holds import hold_reference
+
+                    held.enter_context(
+                        hold_reference(REFERENCE_KIND, lineage["run"].partition(":")[2])
+                    )
                 move_references(datasets, referrer, lineage["run"].partition(":")[2])
                 input_refs["by"] = lineage["run"]
         (out / "report.json").write_text(json.dumps(report, indent=2))
