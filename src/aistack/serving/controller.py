@@ -27,8 +27,10 @@ reads ``spec.json``, serves the router on the service port, and runs the control
   ``serve update`` or ``serve scale`` clears it.
 
 State for ``serve status`` is written to ``state.json`` every tick and served on
-``GET /-/status``; the HTTP app (admin calls ``/-/update``, ``/-/scale``, ``/-/shutdown``, which
-need the service token) is in :mod:`aistack.serving.controller_app`.
+``GET /-/status``, and a restarted controller adopts the replicas it lists
+(:mod:`aistack.serving.controller_state`); the HTTP app (admin calls ``/-/update``,
+``/-/scale``, ``/-/shutdown``, which need the service token) is in
+:mod:`aistack.serving.controller_app`.
 """
 
 from __future__ import annotations
@@ -41,69 +43,24 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aistack.errors import NotFoundError
+from aistack.serving import controller_state
 from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
 from aistack.serving.controller_app import TOKEN_HEADER as TOKEN_HEADER
 from aistack.serving.controller_app import bind_service_socket, build_app
+from aistack.serving.controller_state import ACTIVE, Replica, ReplicaState
 from aistack.serving.launcher import JobLauncher, LaunchStatus, ProcessLauncher, ReplicaLauncher
 from aistack.serving.router import Endpoint, Router, health_check
 from aistack.serving.spec import AutoscaleConfig, ServiceSpec
 
 log = logging.getLogger(__name__)
 
-ReplicaState = Literal[
-    "starting", "ready", "unhealthy", "draining", "stopping", "stopped", "failed"
-]
-ACTIVE = ("starting", "ready", "unhealthy")
 HEALTH_FAILURES_TO_REPLACE = 3
 UNHEALTHY_503_TO_FAIL = 5
 TICK_ERROR_LOG_EVERY_S = 60.0  # a tick that keeps failing the same way is logged this often
-KEEP_ENDED_ON_RESTART = 10  # stopped/failed replicas a restarted controller keeps listing
-
-
-@dataclass(kw_only=True)
-class Replica:
-    id: str
-    model_uri: str
-    handle: str | None = None
-    state: ReplicaState = "starting"
-    url: str | None = None
-    ready_file: Path
-    log_path: Path
-    created_t: float = field(default_factory=time.time)
-    ready_t: float | None = None
-    run_t: float | None = None  # when its process/job started running (not queued)
-    stop_t: float | None = None
-    drain_started: float | None = None
-    health_failures: int = 0
-    unhealthy_503: int = 0
-    reason: str | None = None
-    health: dict[str, Any] = field(default_factory=dict)
-    for_rollout: bool = False
-    # requests served through router endpoints since removed (a stopped replica keeps its count)
-    served: int = 0
-
-    def public(self, ep: Endpoint | None) -> dict[str, Any]:
-        batches = (self.health.get("batches") or {}) if self.health else {}
-        return {
-            "id": self.id,
-            "model": self.model_uri,
-            "state": self.state,
-            "url": self.url,
-            "handle": self.handle,
-            "outstanding": ep.outstanding if ep else 0,
-            "served": self.served + (ep.served if ep else 0),
-            "reason": self.reason,
-            "created": self.created_t,
-            "stopped": self.stop_t,
-            "ready_after_s": round(self.ready_t - self.created_t, 3) if self.ready_t else None,
-            "batches": batches,
-            "log": str(self.log_path),
-        }
 
 
 class ServiceController:
@@ -568,7 +525,8 @@ class ServiceController:
         self, model_uri: str, model_ref: str, *, run_id: str | None = None
     ) -> dict[str, Any]:
         """Roll every replica to ``model_uri``. When it succeeds, the lineage gets
-        ``model:NAME@vN → service:NAME`` (and ``run:RUN_ID → model:NAME@vN``), once per rollout
+        ``model:NAME@vN → service:NAME`` (and ``run:RUN_ID → model:NAME@vN``), or for a run's
+        model (``runs:/RUN_ID/PATH``) ``run:RUN_ID → service:NAME``, once per rollout
         (:func:`aistack.serving.lineage.record_rollout`; best effort)."""
         from aistack.errors import ConflictError
 
@@ -667,158 +625,17 @@ class ServiceController:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
-        m = self.router.metrics.summary(window_s=10.0)
-        batch_counts: collections.Counter[str] = collections.Counter()
-        for r in self.replicas.values():
-            for stats in (r.health.get("batches") or {}).values() if r.health else []:
-                batch_counts.update(
-                    {k: int(v) for k, v in (stats.get("batch_size_counts") or {}).items()}
-                )
-        n_batches = sum(batch_counts.values())
-        mean_batch = (
-            sum(int(k) * v for k, v in batch_counts.items()) / n_batches if n_batches else 0.0
-        )
-        visible = [r for r in self.replicas.values() if r.state not in ("stopped",)]
-        visible += sorted(
-            [r for r in self.replicas.values() if r.state == "stopped"],
-            key=lambda r: -(r.stop_t or 0),
-        )[:5]
-        return {
-            "name": self.spec.name,
-            "model": self.spec.model,
-            "model_uri": self.spec.model_uri,
-            "url": self.url,
-            "controller_pid": os.getpid(),
-            "launcher": self.launcher.name,
-            "uptime_s": round(time.time() - self.started_t, 1),
-            "desired_replicas": self.desired,
-            # the maximum `serve scale` lowered last (kept over a restart of the controller)
-            "manual_max": (
-                {"from": self.manual_max[0], "to": self.manual_max[1]} if self.manual_max else None
-            ),
-            "failed": self.failed,
-            "ready_replicas": sum(1 for r in self.replicas.values() if r.state == "ready"),
-            "min_replicas": self.spec.autoscale.min_replicas,
-            "max_replicas": self.spec.autoscale.max_replicas,
-            "inflight": self.router.inflight,
-            "queued": self.router.queued,
-            "max_queued_requests": self.spec.max_queued_requests,
-            "metrics": {
-                **m,
-                "rejected_total": self.router.rejected_total,
-                "mean_batch_size": round(mean_batch, 3),
-                "batch_size_counts": dict(sorted(batch_counts.items(), key=lambda kv: int(kv[0]))),
-            },
-            "replicas": [
-                r.public(self.router.endpoints.get(r.id))
-                for r in sorted(visible, key=lambda r: int(r.id[1:]))
-            ],
-            "autoscaler": {
-                "last": _wall_clock(self.last_decision) if self.last_decision else None,
-                "decisions": [_wall_clock(d) for d in self.autoscaler.history][-20:],
-            },
-            "rollout": self.rollout,
-            "events": list(self.events)[-50:],
-            "spec": self.spec.model_dump(),
-        }
+        """What ``serve status`` shows (:func:`aistack.serving.controller_state.status`)."""
+        return controller_state.status(self)
 
     def write_state(self) -> None:
-        path = self.dir / "state.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), default=str))
-        tmp.replace(path)
+        """Write :meth:`status` to ``state.json`` (a restarted controller adopts it)."""
+        controller_state.write_state(self)
 
     def adopt(self) -> None:
-        """Take over from an earlier controller of this service (its ``state.json``): its
-        events, the replicas that still run (a draining one goes on draining, with the reason
-        it was drained for), the stopped and failed ones it listed (with why), how many
-        replicas it wanted (at most as many as are taken over) and a maximum lowered by
-        ``serve scale`` — so that the replicas a restart finds above the maximum are stopped
-        with the same words as without the restart."""
-        path = self.dir / "state.json"
-        if not path.exists():
-            return
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            return
-        if not isinstance(old, dict):
-            return
-        events = old.get("events")
-        for e in events if isinstance(events, list) else []:
-            # what happened before the restart ("limits set to …" by `serve scale`) stays listed
-            if isinstance(e, dict) and isinstance(e.get("message"), str):
-                self.events.append(e)
-        running, ended = 0, []
-        listed = old.get("replicas")
-        for r in listed if isinstance(listed, list) else []:
-            try:
-                rid, state = str(r["id"]), r.get("state")
-                num = int(rid[1:])
-                served = int(r.get("served") or 0)
-                stop_t = float(r["stopped"]) if r.get("stopped") is not None else None
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue  # not written by a controller: left out
-            if rid in self.replicas:
-                continue
-            rep = Replica(
-                id=rid,
-                model_uri=r.get("model") or self.spec.model_uri,
-                handle=r.get("handle"),
-                url=r.get("url"),
-                served=served,
-                ready_file=self.dir / "replicas" / f"{rid}.json",
-                log_path=Path(r.get("log") or self.dir / "logs" / f"{rid}.log"),
-            )
-            if state in ("stopped", "failed"):
-                # listed by `serve status` with why it ended: kept as it was, nothing runs
-                rep.state, rep.reason, rep.stop_t = state, r.get("reason"), stop_t
-                ended.append(rep)
-                self._seq = max(self._seq, num)
-                continue
-            # its id is not given to a new replica (the adopted events may name it)
-            self._seq = max(self._seq, num)
-            if state not in (*ACTIVE, "draining", "stopping") or not rep.handle:
-                continue
-            try:
-                gone = self.launcher.status(rep.handle).state == "exited"
-            except NotFoundError:  # its job was deleted meanwhile
-                gone = True
-            except Exception as exc:  # noqa: BLE001 - e.g. the aistack server is down
-                # kept (a replica left untracked would run on unstopped); the tick asks again
-                log.warning("could not check replica %s (%s): adopted as is", rid, exc)
-                gone = False
-            if gone:
-                continue
-            if state in ("draining", "stopping"):
-                # out of rotation already; stopped (with its reason) once drained
-                rep.state, rep.reason = "draining", r.get("reason")
-                rep.drain_started = time.monotonic()
-            else:
-                running += 1
-            self.replicas[rid] = rep
-            self.event(
-                "replica",
-                f"adopted running replica {rid} from the previous controller",
-                replica=rid,
-            )
-        # the latest of the ended ones (restarts do not pile them up in state.json)
-        for rep in sorted(ended, key=lambda r: -int(r.id[1:]))[:KEEP_ENDED_ON_RESTART]:
-            self.replicas.setdefault(rep.id, rep)
-        try:
-            desired = int(old.get("desired_replicas") or 0)
-        except (TypeError, ValueError):
-            desired = 0
-        self.desired = max(self.desired, min(desired, running))
-        manual = old.get("manual_max")
-        if not isinstance(manual, dict):
-            return
-        try:
-            before, after = int(manual["from"]), int(manual["to"])
-        except (TypeError, KeyError, ValueError):
-            return
-        if after == self.spec.autoscale.max_replicas and before > after:
-            self.manual_max = (before, after)
+        """Take over from an earlier controller of this service, from its ``state.json``
+        (:func:`aistack.serving.controller_state.adopt`)."""
+        controller_state.adopt(self)
 
     def _has_exited(self, handle: str) -> bool:
         """Whether a replica's process has ended (its job deleted: yes); False while the
@@ -900,18 +717,6 @@ def version_label(uri: str) -> str:
         if version.isdigit():
             return f"version {version}"
     return uri
-
-
-def _wall_clock(d: ScaleDecision) -> dict[str, Any]:
-    """A decision for ``serve status``: the autoscaler runs on the monotonic clock; ``t`` is
-    made a Unix time (seconds) and ``time`` the same in ISO 8601 (UTC)."""
-    import datetime as dt
-
-    out = d.as_dict()
-    t = d.t + (time.time() - time.monotonic())
-    out["t"] = round(t, 3)
-    out["time"] = dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds")
-    return out
 
 
 def _registry_env() -> dict[str, str]:

@@ -4,7 +4,9 @@ Each rollout of a registry model (``serve deploy``, and a ``serve update`` once 
 records ``model:NAME@vN → service:SERVICE``, and, when the version was registered from a run,
 ``run:ID → model:NAME@vN`` (the registry's link, which never changes for a version), so that the
 catalog holds the whole path dataset version → job → run → model version → service and
-``aistack data lineage corpus@v1`` walks it to the endpoint. :func:`record_rollout` writes them;
+``aistack data lineage corpus@v1`` walks it to the endpoint. A rollout of a run's model
+(``runs:/RUN_ID/PATH``, no registry version in between) records ``run:RUN_ID →
+service:SERVICE``: the same walk reaches the endpoint from the run. :func:`record_rollout` writes them;
 the deploying process calls it for a deploy (:func:`aistack.serving.manager.deploy`), the
 controller for an update (only a rollout that succeeded; a failed one left the old version
 serving).
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT_S = 10.0
 # a pinned registry model, as resolve_model writes it
 _PINNED = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+# a run's model, as MLflow spells it: runs:/RUN_ID/PATH (the path inside the run's artifacts)
+_RUN_MODEL = re.compile(r"^runs:/(?P<run>[^/]+)(?:/.*)?$")
 
 
 def model_node(name: str, version: int | str) -> str:
@@ -52,9 +56,19 @@ def pinned_version(model_uri: str) -> tuple[str, int] | None:
     return (m["name"], int(m["version"])) if m else None
 
 
+def run_of(model_uri: str) -> str | None:
+    """``runs:/abc/model`` → ``"abc"``; None for anything else (builtin, models:/, a path)."""
+    m = _RUN_MODEL.match(model_uri or "")
+    return m["run"] if m else None
+
+
 def rollout_edges(service: str, model_uri: str, run_id: str | None = None) -> list[tuple[str, str]]:
-    """The edges a rollout of ``service`` to ``model_uri`` records (none for a model that is
-    not a pinned registry version)."""
+    """The edges a rollout of ``service`` to ``model_uri`` records: ``run:ID → service`` for a
+    run's model (``runs:/ID/PATH``), ``model:NAME@vN → service`` (and ``run_id``'s ``run:ID →
+    model``) for a pinned registry version, none for anything else."""
+    run = run_of(model_uri)
+    if run is not None:
+        return [(f"run:{run}", service_node(service))]
     pinned = pinned_version(model_uri)
     if pinned is None:
         return []

@@ -235,8 +235,9 @@ def deploy(
             f"{exc.message}" + (f": {tail}" if tail else ""),
             hint=f"nothing was deployed; the controller log is kept at {dest / 'logs'}",
         ) from None
-    # lineage: model:NAME@vN → service:NAME, once the controller runs (best effort: a catalog
-    # that cannot be reached costs a warning, not the deploy; see aistack.serving.lineage)
+    # lineage: model:NAME@vN (or run:ID for runs:/ID/PATH) → service:NAME, once the controller
+    # runs (best effort: a catalog that cannot be reached costs a warning, not the deploy;
+    # see aistack.serving.lineage)
     record_rollout(spec.name, resolved.uri, resolved.run_id)
     if wait_ready_s:
         wait_ready(

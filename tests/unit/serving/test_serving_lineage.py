@@ -141,7 +141,7 @@ def test_rollout_edges_spell_the_nodes_as_the_registry_lineage_does() -> None:
     assert rollout_edges("chat", "models:/My.Model_2/12") == [
         ("model:My.Model_2@v12", "service:chat")
     ]
-    for uri in ("builtin:echo", "runs:/abc/model", "/tmp/m", "models:/gpt@production"):
+    for uri in ("builtin:echo", "/tmp/m", "models:/gpt@production"):
         assert pinned_version(uri) is None and rollout_edges("chat", uri) == []
 
 
