@@ -62,15 +62,18 @@ class AuthMiddleware:
                 # the body is read and thrown away first, within the bounds of the 413's drain:
                 # when the connection closes after the answer (a client that sent
                 # "Connection: close", as urllib does, or HTTP/1.0), unread data makes the
-                # kernel reset it and the client saw that instead of the 401. Past the bounds
-                # the answer goes out as before (a kept-alive connection: uvicorn reads the
-                # rest and drops it)
-                if may_drain(scope):
-                    await drain_body(scope, receive, answer="401")
+                # kernel reset it and the client saw that instead of the 401. A body not read
+                # to its end (past the bounds, or Expect: 100-continue) gets "Connection:
+                # close": uvicorn then closes after the answer, where on a kept-alive
+                # connection it would read and drop the rest, however much the caller sends
+                read_all = may_drain(scope) and await drain_body(scope, receive, answer="401")
+                headers = {} if read_all else {"connection": "close"}
                 if path == "/" or (
                     not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)
                 ):
-                    resp: Response = Response(status_code=303, headers={"location": "/login"})
+                    resp: Response = Response(
+                        status_code=303, headers={"location": "/login", **headers}
+                    )
                 else:
                     resp = JSONResponse(
                         {
@@ -81,6 +84,7 @@ class AuthMiddleware:
                             "details": {},
                         },
                         status_code=401,
+                        headers=headers,
                     )
                 await resp(scope, receive, send)
                 return

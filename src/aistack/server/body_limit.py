@@ -176,7 +176,10 @@ async def drain_body(
 ) -> bool:
     """Read and discard the rest of the request body, for an answer sent without reading it
     (``answer``, named in the log): at most about ``max_bytes`` for at most ``max_s`` seconds.
-    True if it all came: the connection can then carry another request.
+    True if it all came: the connection can then carry another request. Otherwise answer with
+    ``Connection: close`` (as the 413 always does): on a kept-alive connection uvicorn (both of
+    its HTTP parsers) would read and drop the rest of the body itself, without a bound; with
+    that header it closes the connection after the answer and reads nothing more.
 
     Call it before sending the answer: under uvicorn, ``receive()`` after a complete response
     returns ``http.disconnect`` and reads nothing. Check :func:`may_drain` first when nothing
