@@ -8,7 +8,19 @@ exports its rank environment from :func:`aistack.launch.build_rank_envs` (render
 script with host placeholders that the job fills from ``SLURM_JOB_NODELIST`` at run time,
 so MASTER_ADDR is the first node Slurm actually gave) and runs the command. Output of all
 tasks goes to ``LaunchRequest.log_path`` (``--label`` prefixes task numbers when there are
-several); the batch script writes the exit code to ``<job_dir>/exit_code``.
+several); the batch script writes the exit code to ``<job_dir>/exit_code``. As in the local
+executor's ``output.log``, a task's stderr goes into its stdout in the order written: the
+task merges them itself (``2>&1``), since srun carries the two streams apart and writes
+their lines out of order (a traceback ahead of the output printed before it).
+
+``max_runtime`` is enforced to the second, as the local executor does: Slurm's ``--time``
+counts whole minutes (75 s would be 2 minutes), so it is only the backstop, and a watchdog
+beside each task's command sends it the job's stop signal at max_runtime and SIGKILL
+``AISTACK_GRACE_S`` later (the cancel's grace period), after recording
+``<job_dir>/timed_out``: the job ends TIMEOUT, "exceeded max_runtime of 75 s", whatever
+the command exits with (a handler that checkpoints and exits 0 included). When max_runtime
+is a whole number of minutes, Slurm's own limit may act first (then its ``KillWait`` is
+the grace period); the state is TIMEOUT either way.
 
 A failed gang names its first failing rank, as the local and Ray executors do ("rank 1
 exited with code 7:" and that rank's last output lines). Slurm alone cannot say it: the
@@ -42,6 +54,7 @@ the aistack server, as Slurm users expect for ``--output``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shlex
@@ -175,6 +188,34 @@ def _quote(value: str) -> str:
     return "".join(parts)
 
 
+def _signal_name(name: str) -> str:
+    """'SIGTERM' → 'TERM' (for ``kill -s``), or a ValidationError for no such signal."""
+    import signal
+
+    bare = name.upper().removeprefix("SIG")
+    if bare not in {s.name.removeprefix("SIG") for s in signal.Signals}:
+        raise ValidationError(
+            f"stop_signal: {name!r} is not a signal", hint="e.g. stop_signal: SIGTERM"
+        )
+    return bare
+
+
+def _grace_s(env: dict[str, str]) -> float:
+    """The grace period between the stop signal and SIGKILL, as the local executor reads it
+    (``AISTACK_GRACE_S`` in the job's environment, which the server sets; 10 s without)."""
+    raw = env.get("AISTACK_GRACE_S", "10")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValidationError(
+            f"env: AISTACK_GRACE_S={raw!r} is not a number of seconds",
+            hint="e.g. AISTACK_GRACE_S=10, or leave it to the server",
+        )
+    return max(0.0, value)
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
 
@@ -232,6 +273,8 @@ def render_sbatch(
                 hint="use a path without spaces",
             )
     port = master_port_for(req.job_id, req.attempt)
+    stop_signal = _signal_name(req.stop_signal)
+    grace_s = _grace_s(req.env)
 
     common: list[tuple[str, str]] = []
     per_rank: list[tuple[int, list[tuple[str, str]]]] = []
@@ -272,6 +315,11 @@ def render_sbatch(
         memory_mb=memory_mb,
         gpus_per_node=gpus,
         time_limit=format_time_limit(req.max_runtime_s) if req.max_runtime_s else None,
+        max_runtime=f"{float(req.max_runtime_s):g}" if req.max_runtime_s else None,
+        max_runtime_ms=math.ceil(float(req.max_runtime_s or 0) * 1000),
+        stop_signal=stop_signal,
+        grace_s=f"{grace_s:g}",
+        grace_ms=math.ceil(grace_s * 1000),
         partition=partition,
         account=account,
         nodelist=nodelist,
@@ -455,7 +503,7 @@ class SlurmExecutor(Executor):
         with os.fdopen(fd, "w") as f:
             f.write(plan.script)
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
-        for stale in ("exit_code", "cancel_requested", "error", "failed_rank"):
+        for stale in ("exit_code", "cancel_requested", "error", "failed_rank", "timed_out"):
             (req.job_dir / stale).unlink(missing_ok=True)
         res = self._run("sbatch", "--parsable", str(script))
         job_id = res.stdout.strip().split(";")[0]
@@ -513,6 +561,16 @@ class SlurmExecutor(Executor):
         node = None if node in (None, "(null)", "") else node
         if state == "starting" and slurm_state == "PENDING":
             reason = reason or "queued in Slurm"
+        timed_out = _timeout_reason(job_dir)
+        if timed_out and state in ("succeeded", "failed", "cancelled", "timeout"):
+            # the watchdog stopped it at max_runtime: a timeout, whatever the command exited with
+            file_code = _read_int(job_dir / "exit_code")
+            return ExecStatus(
+                state="timeout",
+                exit_code=exit_code if file_code is None else file_code,
+                reason=timed_out,
+                node=node,
+            )
         if cancel_requested and state in ("succeeded", "failed", "cancelled"):
             return ExecStatus(
                 state="cancelled",
@@ -547,6 +605,9 @@ class SlurmExecutor(Executor):
 
     def _from_files(self, job_id: str, job_dir: Path, cancel_requested: bool) -> ExecStatus:
         code = _read_int(job_dir / "exit_code")
+        timed_out = _timeout_reason(job_dir)
+        if timed_out:
+            return ExecStatus(state="timeout", exit_code=code, reason=timed_out)
         if cancel_requested:
             return ExecStatus(state="cancelled", exit_code=code, reason="cancelled through aistack")
         if code is not None:
@@ -625,6 +686,16 @@ def _read_error(job_dir: Path) -> str | None:
         return None
 
 
+def _timeout_reason(job_dir: Path) -> str | None:
+    """The local executor's words for a job a rank's watchdog stopped at max_runtime
+    ("exceeded max_runtime of 75 s"; ``<job_dir>/timed_out`` holds max_runtime), or None."""
+    try:
+        seconds = float((job_dir / "timed_out").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return f"exceeded max_runtime of {seconds:g} s"
+
+
 _LABEL = re.compile(r"^\s*(\d+): ")  # srun --label: "1: text" (padded when many tasks)
 _SLURM_MSG = re.compile(r"^(srun|slurmstepd)[\w.-]*: ")  # Slurm's own lines in the log
 _LOG_TAIL_BYTES = 256 * 1024  # of output.log searched for the failing rank's last lines
@@ -636,7 +707,7 @@ def _rank_failure(job_dir: Path) -> tuple[int, str] | None:
 
     The reason is worded as :func:`aistack.launch.run_gang` words it — "rank 1 exited with
     code 7" or "rank 1 killed by SIGKILL", then that rank's last output lines (stdout and
-    stderr: Slurm merges them into one log) — and without the rank for a one-task job."""
+    stderr, merged in the order written) — and without the rank for a one-task job."""
     import signal
 
     from aistack.launch.gang import TAIL_CHARS, TAIL_LINES

@@ -244,3 +244,85 @@ def test_preemption_notice_reaches_the_command_not_the_rank_wrapper(
     st = _wait(ex, handle, lambda s: s.final, 40)
     assert (st.state, st.exit_code) == ("succeeded", 0), (st, req.log_path.read_text())
     assert "got USR1" in req.log_path.read_text()
+
+
+def _wait_for_output(req: LaunchRequest, text: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and text not in (
+        req.log_path.read_text() if req.log_path.exists() else ""
+    ):
+        time.sleep(0.1)
+
+
+def test_stderr_keeps_its_place_in_the_log(ex: SlurmExecutor, tmp_path: Path) -> None:
+    """A task's stderr is in the log where the local executor's output.log has it: srun
+    carried stdout and stderr apart and wrote "out1 out2 err1 err2" (a traceback ahead of
+    the lines printed before it), and the failure reason quoted them in that order."""
+    req = _req(ex, tmp_path, "order", "echo out1; echo err1 >&2; echo out2; echo err2 >&2; exit 3")
+    st = _wait(ex, ex.launch(req), lambda s: s.final)
+    log = req.log_path.read_text()
+    lines = [x for x in log.splitlines() if not x.startswith(("srun", "slurmstepd"))]
+    assert lines == ["out1", "err1", "out2", "err2"], log
+    assert (st.state, st.exit_code) == ("failed", 3)
+    assert st.reason == "exited with code 3:\nout1\nerr1\nout2\nerr2", (st, log)
+
+
+def test_max_runtime_is_enforced_to_the_second(ex: SlurmExecutor, tmp_path: Path) -> None:
+    """max_runtime 5 s is 1 minute of Slurm's --time: aistack's watchdog sends SIGTERM at
+    5 s; a preemption notice (SIGUSR1) before it does not stop the watchdog; the command's
+    handler exits 0 and the job is TIMEOUT, "exceeded max_runtime of 5 s"."""
+    import signal
+
+    req = _req(
+        ex,
+        tmp_path,
+        "to-the-second",
+        "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo started; "
+        "while :; do sleep 0.2; done",
+        max_runtime_s=5,
+        env={"AISTACK_GRACE_S": "20"},
+    )
+    t0 = time.monotonic()
+    handle = ex.launch(req)
+    _wait_for_output(req, "started")
+    ex.signal(handle, signal.SIGUSR1)
+    _wait_for_output(req, "got USR1", 10)
+    st = _wait(ex, handle, lambda s: s.final, 40)
+    took = time.monotonic() - t0
+    log = req.log_path.read_text()
+    assert (st.state, st.exit_code, st.reason) == (
+        "timeout",
+        0,
+        "exceeded max_runtime of 5 s",
+    ), (st, log)
+    assert "got USR1" in log and "got TERM" in log
+    assert 5 <= took < 40, took
+
+
+def test_max_runtime_kills_a_gang_after_the_grace_period(ex: SlurmExecutor, tmp_path: Path) -> None:
+    """Ranks that ignore SIGTERM are SIGKILLed once the grace period after max_runtime has
+    passed; the job is TIMEOUT, not a failure of the rank srun saw exit first."""
+    node = ex.inventory()[0]
+    req = _req(
+        ex,
+        tmp_path,
+        "stubborn",
+        "trap '' TERM; echo started $RANK; sleep 120; echo not killed",
+        allocation=Allocation(
+            nodes={node.name: NodeAlloc(gpus=(0, 1), cpus=(0, 1), memory_mb=256)}
+        ),
+        distributed="torch",
+        max_runtime_s=4,
+        env={"AISTACK_GRACE_S": "2"},
+    )
+    t0 = time.monotonic()
+    st = _wait(ex, ex.launch(req), lambda s: s.final, 50)
+    took = time.monotonic() - t0
+    log = req.log_path.read_text()
+    assert (st.state, st.exit_code, st.reason) == (
+        "timeout",
+        137,
+        "exceeded max_runtime of 4 s",
+    ), (st, log)
+    assert "started 0" in log and "started 1" in log and "not killed" not in log
+    assert 6 <= took < 40, took

@@ -203,7 +203,8 @@ def test_rendered_script_records_the_first_failing_rank(tmp_path: Path) -> None:
         ["bash", "-c", render_sbatch(req).script], capture_output=True, text=True, env=env
     )
     assert res.returncode == 9  # the fake srun returns the last failure, as srun may
-    assert "boom on rank 1" in res.stderr and "cannot overwrite" not in res.stderr
+    assert "boom on rank 1" in res.stdout  # a task's stderr goes into its stdout
+    assert "cannot overwrite" not in res.stdout + res.stderr
     assert (req.job_dir / "failed_rank").read_text() == "1 7 4\n"
     assert (req.job_dir / "exit_code").read_text().strip() == "9"
 

@@ -43,9 +43,12 @@ export -f aistack_rank_env
 
 # one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
 # $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
+# The command's stderr goes into its stdout: one stream, in the order written, as in the
+# local executor's output.log (srun carries two streams apart and reorders their lines).
 # Signals to the step (cancel, --kill-on-bad-exit, preemption notices) reach the command
 # itself; this shell only waits for it, so it traps them instead of dying first.
 aistack_rank() {
+    exec 2>&1
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
     /bin/bash -c "$AISTACK_COMMAND"

@@ -56,13 +56,73 @@ aistack_rank_env() {
 }
 export -f aistack_rank_env
 
+# max_runtime to the second (Slurm's --time above counts whole minutes: it is the backstop).
+# Each rank has a watchdog: when max_runtime has passed and the command still runs, it
+# records "timed_out" (unless a cancel came first) and stops the command as a cancel does:
+# SIGTERM to the command and its descendants, SIGKILL to what is left 10 s later.
+# It traps the step's signals (one that ends a sleep early does not end its wait), and ends
+# within a second of the rank's end, which it checks between sleeps of at most 1 s: the rank
+# never kills it, so once started, its stop signal and SIGKILL reach every process it found.
+aistack_ms() {
+    local t
+    t=$(date +%s%N)
+    case "$t" in ''|*[!0-9]*) printf '0\n' ;; *) printf '%s\n' "$((t / 1000000))" ;; esac
+}
+aistack_sleep_until() {
+    local now left
+    while kill -0 "$1" 2>/dev/null; do
+        now=$(aistack_ms)
+        if [ "$now" -eq 0 ]; then sleep 1; continue; fi
+        left=$(($2 - now))
+        [ "$left" -gt 0 ] || return 0
+        [ "$left" -le 1000 ] || left=1000
+        sleep "$((left / 1000)).$(printf '%03d' $((left % 1000)))"
+    done
+    return 1
+}
+aistack_children() {
+    cat /proc/"$1"/task/*/children 2>/dev/null || ps -o pid= --ppid "$1" 2>/dev/null
+}
+aistack_tree() {
+    local p
+    for p in "$@"; do
+        printf '%s\n' "$p"
+        aistack_tree $(aistack_children "$p")
+    done
+}
+aistack_command_pids() {
+    local c
+    for c in $(aistack_children "$1"); do
+        [ "$c" = "$2" ] || aistack_tree "$c"
+    done
+}
+aistack_watchdog() {
+    trap : HUP INT QUIT TERM USR1 USR2 ALRM
+    local me=$BASHPID pids
+    aistack_sleep_until "$1" "$(($(aistack_ms) + 90000))" || return 0
+    pids=$(aistack_command_pids "$1" "$me")
+    [ -n "$pids" ] || return 0
+    if [ ! -e "$AISTACK_JOB_DIR/cancel_requested" ]; then
+        (set -C; printf '%s\n' 90 > "$AISTACK_JOB_DIR/timed_out") 2>/dev/null
+    fi
+    kill -s TERM $pids 2>/dev/null
+    aistack_sleep_until "$1" "$(($(aistack_ms) + 10000))" || return 0
+    pids=$(aistack_command_pids "$1" "$me")
+    [ -z "$pids" ] || kill -s KILL $pids 2>/dev/null
+}
+export -f aistack_ms aistack_sleep_until aistack_children aistack_tree aistack_command_pids aistack_watchdog
+
 # one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
 # $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
+# The command's stderr goes into its stdout: one stream, in the order written, as in the
+# local executor's output.log (srun carries two streams apart and reorders their lines).
 # Signals to the step (cancel, --kill-on-bad-exit, preemption notices) reach the command
 # itself; this shell only waits for it, so it traps them instead of dying first.
 aistack_rank() {
+    exec 2>&1
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
+    aistack_watchdog "$$" </dev/null >/dev/null 2>&1 &
     /bin/bash -c "$AISTACK_COMMAND"
     aistack_rank_rc=$?
     if [ "$aistack_rank_rc" -ne 0 ]; then
