@@ -191,10 +191,14 @@ class RayConnection:
             "answers again"
         )
 
-    def fix_hint(self) -> str:
+    def fix_hint(self, *, listening: bool | None = None) -> str:
+        """How to fix the address; ``listening``: whether something accepted a connection at
+        it (default: what this connection's last attempt found)."""
         t = self._target
         client = self.address.startswith("ray://")
-        if t and self._listening and self.connects == 0:
+        if listening is None:
+            listening = self._listening
+        if t and listening and self.connects == 0:
             # a GCS port given as ray://, or a Ray Client port without it
             host, port = t
             if client:

@@ -55,14 +55,15 @@ after the run; a run that registers a corpus moves it to its lineage node
 NAME@vN --by webdata:...`` drops it).
 
 Tasks are numbered by the sorted input file list, and every merge happens in task order, so
-the output bytes and counts are the same on 1 worker, N workers or Ray.
+the output bytes and counts are the same on 1 worker, N workers or Ray. The process and encode
+tasks are in :mod:`aistack.webdata.tasks`; :mod:`aistack.webdata.executor` runs them (local
+processes or Ray, and which Ray cluster).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import hashlib
 import io
 import json
@@ -71,22 +72,21 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aistack.errors import ConflictError, ValidationError, require
+from aistack.errors import ConflictError, ValidationError
 
-# (names moved to lineage, output and registration stay importable from here)
+# (names moved to lineage, output, registration, executor and tasks stay importable from here)
+from aistack.webdata.executor import Progress, TaskRunner
 from aistack.webdata.lineage import (
     INPUT_DATASETS,  # noqa: F401 - re-exported
     REFERENCE_KIND,
     DatasetInput,
     file_node,  # noqa: F401 - re-exported
-    file_sha256,
+    file_sha256,  # noqa: F401 - re-exported
     input_lineage,
     materialize_inputs,
     move_references,
@@ -107,24 +107,16 @@ from aistack.webdata.registration import registered_earlier as _registered_earli
 from aistack.webdata.spec import PipelineSpec
 from aistack.webdata.taskfiles import atomic_write as _atomic_write
 from aistack.webdata.taskfiles import write_done as _done
+from aistack.webdata.tasks import (
+    encode_file,
+    input_stat,
+    process_file,
+    read_jsonl_gz,
+)
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 ARCHIVE_SUFFIXES = (".warc", ".arc", ".wet", ".gz", ".zst", ".lz4", ".warc.gz", ".arc.gz")
-
-
-def _jsonl_gz_bytes(rows: list[dict[str, Any]]) -> bytes:
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
-        for r in rows:
-            gz.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
-    return buf.getvalue()
-
-
-def read_jsonl_gz(path: str | Path) -> list[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def expand_inputs(paths: list[str], base: Path) -> list[Path]:
@@ -156,306 +148,6 @@ def expand_inputs(paths: list[str], base: Path) -> list[Path]:
             "input.paths: no files found", hint="point input.paths at WARC/ARC/WET files"
         )
     return out
-
-
-# --------------------------------------------------------------------------- process task
-
-
-@dataclass(kw_only=True)
-class _StepStat:
-    name: str
-    docs_in: int = 0
-    docs_out: int = 0
-    seconds: float = 0.0
-
-
-def _input_stat(path: str | Path) -> dict[str, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:  # gone since the listing: the reader reports it as a bad file
-        return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def process_file(
-    spec_json: str, task: int, path: str, out_dir: str, hash_input: bool = True
-) -> dict[str, Any]:
-    """Stage 1 for one input file (runs in a worker process or a Ray task). ``hash_input``:
-    take the file's SHA-256 (its lineage id, recorded when the output is registered); a file of
-    an input dataset version needs none (the version is its lineage node, and its manifest
-    already holds the file's hash), nor does a run that registers nothing."""
-    from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
-    from aistack.webdata.extract import decode_html, detect_language, extract_text
-    from aistack.webdata.filters import FILTERS, Document, apply
-    from aistack.webdata.readers import ArchiveReader
-
-    input_stat = _input_stat(path)  # before reading: a file changed while read is seen later
-    # its lineage id (and the reader then reads it from the cache)
-    digest = file_sha256(path) if hash_input else None
-    spec = PipelineSpec.model_validate_json(spec_json)
-    steps = spec.parsed_steps()
-    out = Path(out_dir)
-    stats: dict[str, _StepStat] = {}
-    drops: Counter[str] = Counter()
-    langs: Counter[str] = Counter()
-    pii: Counter[str] = Counter()
-
-    def stat(name: str) -> _StepStat:
-        if name not in stats:
-            stats[name] = _StepStat(name=name)
-        return stats[name]
-
-    extract: Any = next((p for k, p in steps if k == "extract"), None)
-    doc_steps = [(k, FILTERS[k](p)) for k, p in steps if k in FILTERS]  # type: ignore[arg-type]
-    fmt = spec.input.format
-    t0 = time.perf_counter()
-    reader = ArchiveReader(path)
-    records = 0
-    html = 0  # HTML pages: the extract step's input
-    texts = 0  # WET text records with text: documents that skip extract (langid's other input)
-    docs: list[Document] = []
-    st_read = stat("read")
-    st_ext = stat("extract") if extract is not None else None
-    t_read0 = time.process_time()
-    t_extract = 0.0
-    for i, rec in enumerate(reader.records()):
-        records += 1
-        if rec.record_type == "conversion" and fmt in ("auto", "wet"):
-            text = rec.body.decode("utf-8", "replace").strip()
-            if not text:  # WET files hold a record for pages without text too
-                drops["read/empty_text"] += 1
-                continue
-            texts += 1
-            docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
-            continue
-        if fmt == "wet" or rec.record_type not in ("response", "resource"):
-            continue
-        if rec.http_status is not None and rec.http_status != 200:
-            continue
-        ct = rec.content_type
-        if ct not in ("text/html", "application/xhtml+xml") and not (
-            not ct and rec.body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
-        ):
-            continue
-        html += 1
-        if st_ext is None:
-            drops["read/html_without_extract_step"] += 1
-            continue
-        te = time.process_time()
-        st_ext.docs_in += 1
-        try:
-            text = extract_text(
-                decode_html(rec.body, rec.http_headers.get("content-type")),
-                mode=extract.mode,
-                url=rec.url,  # type: ignore[union-attr]
-            )
-        except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
-            log.info("extraction failed for %s: %s", rec.url, exc)
-            text = ""
-        t_extract += time.process_time() - te
-        if len(text) < max(extract.min_chars, 1):  # type: ignore[union-attr]
-            drops["extract/no_text"] += 1
-            continue
-        st_ext.docs_out += 1
-        docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
-    st_read.docs_in = records
-    st_read.docs_out = html + texts  # the documents read emits: HTML pages and WET texts
-    st_read.seconds = time.process_time() - t_read0 - t_extract
-    if st_ext is not None:
-        st_ext.seconds = t_extract
-
-    # language ID is always recorded (it feeds the report); the language step filters on it
-    st_lang = stat("langid")
-    tl = time.process_time()
-    for d in docs:
-        d.metadata["lang"], d.metadata["lang_score"] = detect_language(d.text)
-        langs[d.metadata["lang"]] += 1
-    st_lang.docs_in = st_lang.docs_out = len(docs)
-    st_lang.seconds = time.process_time() - tl
-
-    for name, f in doc_steps:
-        st = stat(name)
-        ts = time.process_time()
-        kept: list[Document] = []
-        for d in docs:
-            st.docs_in += 1
-            keep, reason = apply(f, d)
-            if keep:
-                kept.append(d)
-            else:
-                drops[f"{name}/{reason}"] += 1
-            if name == "pii" and "pii" in d.metadata:
-                pii.update(d.metadata["pii"])
-        st.docs_out = len(kept)
-        st.seconds += time.process_time() - ts
-        docs = kept
-
-    dedup = spec.step("dedup")
-    sigs = np.zeros((len(docs), 0), dtype=np.uint32)
-    hashes = np.zeros((len(docs), 16), dtype=np.uint8)
-    arrays: dict[str, np.ndarray] = {}
-    if dedup is not None:
-        st = stat("dedup_hashing")
-        ts = time.process_time()
-        hashes = np.frombuffer(b"".join(exact_hash(d.text) for d in docs), dtype=np.uint8).reshape(
-            -1, 16
-        )
-        if dedup.minhash is not None:  # type: ignore[attr-defined]
-            mh = dedup.minhash  # type: ignore[attr-defined]
-            hasher = MinHasher(
-                MinHashConfig(
-                    ngram=mh.ngram,
-                    num_hashes=mh.num_hashes,
-                    bands=mh.bands,
-                    rows=mh.rows,
-                    seed=mh.seed,
-                )
-            )
-            if mh.verify:  # the driver verifies candidate pairs on the shingle sets
-                sigs, sets = hasher.signatures_and_sets([d.text for d in docs])
-                arrays["shingles"] = sets.values
-                arrays["shingle_offsets"] = sets.offsets
-            else:
-                sigs = hasher.signatures([d.text for d in docs])
-        st.docs_in = st.docs_out = len(docs)
-        st.seconds = time.process_time() - ts
-
-    rows = [
-        {
-            "id": d.id,
-            "url": d.url,
-            "text": d.text,
-            "lang": d.metadata.get("lang"),
-            "lang_score": d.metadata.get("lang_score"),
-        }
-        for d in docs
-    ]
-    stage = out / "stage1"
-    _atomic_write(stage / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
-    buf = io.BytesIO()
-    np.savez(buf, hashes=hashes, sigs=sigs, **arrays)
-    _atomic_write(stage / f"{task:05d}.npz", buf.getvalue())
-    result = {
-        "task": task,
-        "file": str(path),
-        "input": input_stat,
-        "input_sha256": digest,
-        "records": records,
-        "html": html,
-        "texts": texts,
-        "kept": len(docs),
-        "steps": {
-            k: {"in": v.docs_in, "out": v.docs_out, "seconds": v.seconds} for k, v in stats.items()
-        },
-        "drops": dict(drops),
-        "languages": dict(langs),
-        "pii": dict(pii),
-        "unreadable": [x.to_dict() for x in reader.issues],
-        "seconds": time.perf_counter() - t0,
-    }
-    _done(out / ".tasks" / f"process-{task:05d}.done", result)
-    return result
-
-
-def encode_file(spec_json: str, task: int, out_dir: str) -> dict[str, Any]:
-    """Encode stage for one task: final corpus JSONL and the token shard."""
-    from aistack.webdata.shards import write_shard
-    from aistack.webdata.tokenize import encode, load_tokenizer
-
-    spec = PipelineSpec.model_validate_json(spec_json)
-    out = Path(out_dir)
-    t0 = time.perf_counter()
-    rows = read_jsonl_gz(out / "stage1" / f"{task:05d}.jsonl.gz")
-    mask_path = out / "dedup" / f"{task:05d}.npy"
-    if mask_path.exists():
-        removed = np.load(mask_path)
-        rows = [r for r, rm in zip(rows, removed, strict=True) if not rm]
-    _atomic_write(out / "corpus" / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
-    tokens = 0
-    tok_seconds = 0.0
-    shard_path = out / "dataset" / f"shard-{task:05d}.bin"
-    if spec.step("tokenize") is not None and rows:
-        tt = time.process_time()
-        tok = load_tokenizer(out / "dataset" / "tokenizer.json")
-        ids = encode(tok, [r["text"] for r in rows])
-        info = write_shard(shard_path, ids, tok.get_vocab_size())  # type: ignore[attr-defined]
-        tokens = info["num_tokens"]
-        tok_seconds = time.process_time() - tt
-    else:  # no documents, no shard: a header-only file would join the dataset
-        shard_path.unlink(missing_ok=True)
-    result = {
-        "task": task,
-        "docs": len(rows),
-        "tokens": tokens,
-        "tokenize_seconds": tok_seconds,
-        "seconds": time.perf_counter() - t0,
-    }
-    _done(out / ".tasks" / f"encode-{task:05d}.done", result)
-    return result
-
-
-# --------------------------------------------------------------------------- driver
-
-
-def _run_tasks(
-    fn: Callable[..., dict[str, Any]],
-    args: list[tuple[Any, ...]],
-    *,
-    workers: int,
-    executor: str,
-    stage: str,
-    progress: Progress | None,
-) -> list[dict[str, Any]]:
-    results: list[dict[str, Any] | None] = [None] * len(args)
-    if progress:
-        progress(stage, 0, len(args))
-    if not args:
-        return []
-    if executor == "ray":
-        ray = require("ray", extra="ray")
-        if not ray.is_initialized():
-            from aistack.settings import get_settings
-
-            addr = get_settings().ray_address
-            if addr:
-                ray.init(address=addr)
-            else:
-                ray.init(
-                    address="local",
-                    num_cpus=workers,
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                )
-        remote = ray.remote(num_cpus=1, max_retries=2)(fn)
-        refs = [remote.remote(*a) for a in args]
-        index = {r: i for i, r in enumerate(refs)}
-        pending = list(refs)
-        done_n = 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for r in ready:
-                results[index[r]] = ray.get(r)
-                done_n += 1
-                if progress:
-                    progress(stage, done_n, len(args))
-    elif workers <= 1 or len(args) == 1:
-        for i, a in enumerate(args):
-            results[i] = fn(*a)
-            if progress:
-                progress(stage, i + 1, len(args))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(args)), mp_context=mp.get_context("spawn")
-        ) as pool:
-            futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
-            for n, fut in enumerate(as_completed(futs), 1):
-                results[futs[fut]] = fut.result()
-                if progress:
-                    progress(stage, n, len(args))
-    return [r for r in results if r is not None]
 
 
 # step parameters that name a file: relative to the pipeline file's folder, like input.paths
@@ -563,11 +255,11 @@ def run_pipeline(
                 f"output {out} is in use: another pipeline run is writing there",
                 hint="wait for it to end, or use another output folder",
             ) from None
-        with contextlib.ExitStack() as held:  # (the leases on its references, if any)
+        # (the leases on its references, if any; a Ray session the runner opened)
+        with contextlib.ExitStack() as held, TaskRunner(executor=executor, workers=workers) as tr:
             return _run_pipeline(
-                spec, spec_run, out, files, base=base, workers=workers, executor=executor,
-                fresh=fresh, progress=progress, skip_bad=skip_bad, datasets=datasets,
-                held=held,
+                spec, spec_run, out, files, base=base, runner=tr, fresh=fresh,
+                progress=progress, skip_bad=skip_bad, datasets=datasets, held=held,
             )  # fmt: skip
     finally:
         os.close(fd)  # (closing releases the lock)
@@ -580,8 +272,7 @@ def _run_pipeline(
     files: list[Path],
     *,
     base: Path,
-    workers: int,
-    executor: str,
+    runner: TaskRunner,
     fresh: bool,
     progress: Progress | None,
     skip_bad: bool = False,
@@ -590,7 +281,9 @@ def _run_pipeline(
 ) -> dict[str, Any]:
     """The run itself, with the output folder locked (``spec_run``: ``spec`` with its step
     files made absolute; ``datasets``: the input dataset versions, whose files are the last
-    of ``files``; ``held``: holds the run's leases on its references until the run ends)."""
+    of ``files``; ``held``: holds the run's leases on its references until the run ends;
+    ``runner`` runs the process and encode tasks)."""
+    workers, executor = runner.workers, runner.executor
     datasets = datasets or []
     pinned_files = {f for d in datasets for f in d.files}
     fp = _spec_fingerprint(spec, files)
@@ -656,7 +349,7 @@ def _run_pipeline(
             proc_results[i] = json.loads(d.read_text())
             then = proc_results[i].get("input")  # absent in runs made before it was recorded
             # (a dataset version's file cannot change; linked again, its mtime may)
-            if then is not None and f not in pinned_files and then != _input_stat(f):
+            if then is not None and f not in pinned_files and then != input_stat(f):
                 raise ConflictError(
                     f"input {f} changed since the earlier run in {out} read it (size or "
                     "modification time): resuming would keep results of the old content",
@@ -667,9 +360,7 @@ def _run_pipeline(
             hash_input = f not in pinned_files and spec.step("register") is not None
             todo.append((spec_json, i, str(f), str(out), hash_input))
     t1 = time.perf_counter()
-    ran_procs = _run_tasks(
-        process_file, todo, workers=workers, executor=executor, stage="process", progress=progress
-    )
+    ran_procs = runner.run(process_file, todo, stage="process", progress=progress)
     for r in ran_procs:
         proc_results[r["task"]] = r
     wall_process = time.perf_counter() - t1
@@ -726,9 +417,7 @@ def _run_pipeline(
         else:
             todo.append((spec_json, i, str(out)))
     t4 = time.perf_counter()
-    ran_encs = _run_tasks(
-        encode_file, todo, workers=workers, executor=executor, stage="encode", progress=progress
-    )
+    ran_encs = runner.run(encode_file, todo, stage="encode", progress=progress)
     for r in ran_encs:
         enc_results[r["task"]] = r
     wall_encode = time.perf_counter() - t4

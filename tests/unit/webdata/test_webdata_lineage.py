@@ -140,11 +140,11 @@ def test_skip_bad_rerun_registers_with_lineage_once(home: Path) -> None:
 def test_unreadable_input_gets_no_node(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file that could not be read at all gave the version nothing: no edge, and the report
     says so (``not_recorded``)."""
-    from aistack.webdata import pipeline
+    from aistack.webdata import tasks  # (the process task, which hashes the inputs)
 
     a, b = _two_inputs(home / "in")
-    real = pipeline.file_sha256
-    monkeypatch.setattr(pipeline, "file_sha256", lambda p: None if Path(p) == b else real(p))
+    real = tasks.file_sha256
+    monkeypatch.setattr(tasks, "file_sha256", lambda p: None if Path(p) == b else real(p))
     rep = run_pipeline(_spec([a, b], home / "out"))
     run = rep["lineage"]["run"]
     assert _edges("wd-lin@v1") == {
