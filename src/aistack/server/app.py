@@ -5,7 +5,7 @@ scheduling loop, the REST API under /api/v1 (routers listed in ``routers.ROUTERS
 /metrics, the dashboard at / and, when the mlops extra is installed, MLflow under /mlflow.
 Every path except /healthz, the dashboard's static files and its login page needs the token.
 Request bodies are limited (AISTACK_MAX_REQUEST_BYTES; AISTACK_MAX_MLFLOW_REQUEST_BYTES under
-/mlflow): see ``body_limit``.
+/mlflow): see ``body_limit``; an answer sent with the body unread closes the connection.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aistack.errors import AistackError
 from aistack.server.auth import load_or_create_token, token_matches
-from aistack.server.body_limit import BodyLimitMiddleware, drain_body, may_drain
+from aistack.server.body_limit import (
+    BodyLimitMiddleware,
+    CloseUnreadBodyMiddleware,
+    drain_body,
+    may_drain,
+)
 from aistack.server.context import ServerContext
 from aistack.settings import Settings, get_settings
 
@@ -338,6 +343,9 @@ def create_app(
         max_mlflow_bytes=settings.max_mlflow_request_bytes,
     )
     app.add_middleware(AuthMiddleware, token=ctx.token, token_file=str(ctx.settings.token_file))
+    # outermost: it sees every read of the body (the auth drain's, the limit's, the app's) and
+    # every answer; one that starts with the body unread says Connection: close
+    app.add_middleware(CloseUnreadBodyMiddleware)
     return app
 
 

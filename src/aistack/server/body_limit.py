@@ -24,6 +24,13 @@ sends nothing; reading would make the server send ``100 Continue`` and ask for t
 Past the bound the 413 goes out and the connection is closed: the client may then see a reset,
 and the server is unaffected.
 
+Any answer that starts before the app read the body to its end (a 404 or 405 made without
+reading it, a handler that takes no body) leaves the rest of it unread; on a kept-alive
+connection uvicorn then reads and drops that rest itself, however large (a chunked body has no
+end), and the limit here only counts what the app reads. :class:`CloseUnreadBodyMiddleware`
+(outside the others) adds ``Connection: close`` to such an answer, so uvicorn closes the
+connection after it instead; a request whose body was read, or that has none, keeps it.
+
 Paths under ``/mlflow`` get their own (larger) limit: MLflow's artifact uploads are one ``PUT``
 per file (streamed to the artifact store, :func:`aistack.mlops.server.serve_artifacts_natively`),
 so that limit caps the size of one artifact file; MLflow's other requests still pass its WSGI
@@ -153,6 +160,45 @@ class BodyLimitMiddleware:
         )
 
 
+class CloseUnreadBodyMiddleware:
+    """``Connection: close`` on an answer that starts while the request body is still unread.
+
+    Tracks, per HTTP request that declares a body (``Content-Length`` over 0, or
+    ``Transfer-Encoding``), whether it has been received to its end (the ``http.request``
+    message without ``more_body``, or all the declared bytes); if not when the response starts,
+    the answer says ``Connection: close`` (see the module docstring). Outermost, so it sees every
+    read of the body (the auth check's drain, the body limit's) and every answer.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not _declares_body(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        state = {"read": 0, "done": False}
+
+        async def receive_tracked() -> dict[str, Any]:
+            msg: dict[str, Any] = await receive()
+            if msg["type"] == "http.request":
+                state["read"] += len(msg.get("body", b""))
+                if not msg.get("more_body", False) or (
+                    declared is not None and state["read"] >= declared
+                ):
+                    state["done"] = True
+            return msg
+
+        async def send_closing(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start" and not state["done"]:
+                headers = [(k, v) for k, v in msg.get("headers", []) if k.lower() != b"connection"]
+                msg = {**msg, "headers": [*headers, (b"connection", b"close")]}
+            await send(msg)
+
+        await self.app(scope, receive_tracked, send_closing)
+
+
 def may_drain(scope: dict[str, Any], max_bytes: int = DRAIN_MAX_BYTES) -> bool:
     """Whether a body nobody has read yet may be drained before an answer that does not need it.
 
@@ -220,6 +266,15 @@ def _content_length(scope: dict[str, Any]) -> int | None:
             except ValueError:
                 return None  # the HTTP server refuses a malformed one; the reads are counted
     return None
+
+
+def _declares_body(scope: dict[str, Any]) -> bool:
+    """Whether the request has a body: ``Transfer-Encoding``, or a ``Content-Length`` other than
+    0 (a malformed one counts: it is not known to be empty)."""
+    names = {k for k, _ in scope.get("headers", [])}
+    if b"transfer-encoding" in names:
+        return True
+    return b"content-length" in names and _content_length(scope) != 0
 
 
 def _expects_100_continue(scope: dict[str, Any]) -> bool:
