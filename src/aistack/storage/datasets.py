@@ -13,49 +13,35 @@
 A version becomes visible only when its catalog row is committed, after every object and the
 manifest are stored: a killed ``add`` leaves unreferenced objects (reused by the next add, or
 removed by gc after the grace period) and no version.
+
+:class:`Datasets` is the facade; the machinery behind it lives in :mod:`.upload` (``add``),
+:mod:`.materialize` (``get``), :mod:`.diff`, :mod:`.lineage` and :mod:`.gc`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import mmap
 import os
-import stat
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
-from aistack.errors import (
-    AistackError,
-    BackendError,
-    ConflictError,
-    IntegrityError,
-    NotFoundError,
-    ValidationError,
-)
+from aistack.errors import ConflictError, NotFoundError, ValidationError
 from aistack.settings import Settings, get_settings
+from aistack.storage import materialize, upload
 from aistack.storage.backends import Backend, open_backend
 from aistack.storage.catalog import Catalog, aware, engine_for
-from aistack.storage.hashing import (
-    ChunkParams,
-    chunk_list_hash,
-    cut_offsets_parallel,
-    read_chunks,
-    zero_chunks,
-)
+from aistack.storage.diff import DatasetDiff, FileChange, diff_entries
+from aistack.storage.gc import GcReport, collect_garbage
+from aistack.storage.lineage import lineage_graph
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore, preallocate, pwrite_all
-from aistack.storage.paths import blocking_ancestor, check_relpath, inside, safe_dest
+from aistack.storage.objects import ObjectStore
 from aistack.storage.refs import (  # (the lineage kinds are also importable from here)
     LINEAGE_NODE_KINDS,
     LINEAGE_ONLY_KINDS,
@@ -68,7 +54,8 @@ from aistack.storage.refs import (  # (the lineage kinds are also importable fro
     parse_ref,
     split_node,
 )
-from aistack.storage.sources import SourceLease
+from aistack.storage.upload import SourceFile as _SourceFile
+from aistack.storage.upload import scan
 
 log = logging.getLogger(__name__)
 
@@ -138,60 +125,6 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FileChange:
-    path: str
-    old_size: int | None
-    new_size: int | None
-    mode: str | None = None  # changed files: "+x" / "-x" when the execute bit changed
-    content: bool = True  # changed files: whether the bytes changed (False: the mode only)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "old_size": self.old_size,
-            "new_size": self.new_size,
-            "mode": self.mode,
-            "content": self.content,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class DatasetDiff:
-    a: str
-    b: str
-    added: tuple[FileChange, ...]
-    removed: tuple[FileChange, ...]
-    changed: tuple[FileChange, ...]
-    unchanged: int
-
-    @property
-    def bytes_added(self) -> int:
-        return sum(c.new_size or 0 for c in self.added)
-
-    @property
-    def bytes_removed(self) -> int:
-        return sum(c.old_size or 0 for c in self.removed)
-
-    @property
-    def bytes_changed(self) -> int:
-        """Size of the changed files in ``b``."""
-        return sum(c.new_size or 0 for c in self.changed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "a": self.a,
-            "b": self.b,
-            "added": [c.to_dict() for c in self.added],
-            "removed": [c.to_dict() for c in self.removed],
-            "changed": [c.to_dict() for c in self.changed],
-            "unchanged": self.unchanged,
-            "bytes_added": self.bytes_added,
-            "bytes_removed": self.bytes_removed,
-            "bytes_changed": self.bytes_changed,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
 class GetResult:
     version: DatasetVersion
     dest: str
@@ -211,30 +144,6 @@ class GetResult:
             "copied": self.copied,
             "unchanged": self.unchanged,
         }
-
-
-@dataclass(frozen=True, kw_only=True)
-class GcReport:
-    dry_run: bool
-    objects_total: int
-    objects_live: int
-    objects_deleted: int
-    bytes_deleted: int
-    objects_young: int
-    manifests_deleted: int
-    temp_deleted: int
-    protected_versions: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _SourceFile:
-    rel: str
-    path: str
-    size: int
-    executable: bool = False
 
 
 class Datasets:
@@ -321,7 +230,9 @@ class Datasets:
         sources = scan(path)
         total = sum(s.size for s in sources)
         t0 = time.perf_counter()
-        entries, written = self._upload(sources, total, progress)
+        entries, written = upload.upload(
+            self.store, sources, total, progress, workers=self._pool_size()
+        )
         mid = self.manifests.put(entries)
         nbytes = sum(e.size for e in entries)
         row = self.catalog.add_version(
@@ -363,201 +274,11 @@ class Datasets:
             bytes_written=written,
         )
 
-    def _upload(
-        self, sources: list[_SourceFile], total: int, progress: Progress | None
-    ) -> tuple[list[FileEntry], int]:
-        store = self.store
-        small = store.chunk_params.min_size
-        chunks: list[dict[int, tuple[str, int]]] = [{} for _ in sources]
-        done = 0
-        written = 0
-        window: deque[Future[tuple[int, int, str, int, int]]] = deque()
-        limit = self._pool_size() * 4
-        fresh: list[list[str]] = [[] for _ in sources]  # objects this add wrote, per file
-
-        def put_small(i: int, src: _SourceFile) -> tuple[int, int, str, int, int]:
-            with open(src.path, "rb") as f:
-                data = f.read()
-            oid, w = store.put(data)
-            return i, 0, oid, len(data), w
-
-        local = self.backend.is_local
-
-        def put_chunk(
-            i: int, j: int, fd: int, buf: Any, off: int, n: int, lease: SourceLease
-        ) -> tuple[int, int, str, int, int]:
-            if lease.broken:  # another process waits to shrink the file: read no more of it
-                raise CancelledError
-            view = memoryview(buf)[off : off + n]
-            try:
-                if local:  # hashed from the mapping, copied by the kernel
-                    oid, w = store.put_range(fd, off, view)
-                else:  # the mapping is read once, at once, not after a slow request
-                    data = bytes(view)
-                    view.release()
-                    oid, w = store.put(data)
-            except ConflictError as exc:  # the source shrank: say which of the files
-                raise _named(exc, sources[i].rel) from exc
-            finally:
-                view.release()
-            if w:
-                fresh[i].append(oid)
-            return i, j, oid, n, w
-
-        def put_read(i: int, j: int, view: memoryview) -> tuple[int, int, str, int, int]:
-            try:  # from the buffer read: the object holds exactly the bytes hashed
-                oid, w = store.put(view)
-                return i, j, oid, len(view), w
-            finally:
-                view.release()
-
-        lease: SourceLease | None = None  # of the file being mapped
-
-        stored: set[str] = set()  # objects this add wrote (the store writes each one once)
-
-        def drain(keep: int) -> None:
-            nonlocal done, written
-            while len(window) > keep:
-                i, j, oid, n, w = window.popleft().result()
-                chunks[i][j] = (oid, n)
-                done += n
-                if w and oid not in stored:  # the store holds it once: counted once
-                    stored.add(oid)
-                    written += w
-                if progress:
-                    if lease is None:
-                        progress(done, total)
-                        continue
-                    lease.parked = True  # a lease break now stops the readers at once
-                    try:
-                        progress(done, total)
-                    finally:
-                        lease.parked = False
-
-        def settle() -> None:
-            """Cancel the puts not started; wait for the running ones."""
-            for fut in window:
-                fut.cancel()
-            wait(list(window))
-
-        with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-add") as pool:
-
-            def submit(i: int, j: int, fd: int, buf: Any, off: int, n: int) -> None:
-                assert lease is not None
-                window.append(pool.submit(put_chunk, i, j, fd, buf, off, n, lease))
-                drain(limit)
-
-            try:
-                for i, src in enumerate(sources):
-                    if src.size <= small:
-                        window.append(pool.submit(put_small, i, src))
-                        drain(limit)
-                        continue
-                    params = store.chunk_policy.for_size(src.size)
-                    with open(src.path, "rb") as f, SourceLease(f.fileno(), src.rel) as held:
-                        fd = f.fileno()
-                        before = os.fstat(fd)
-                        if held.held:
-                            lease = held
-                            try:
-                                self._put_mapped(held, f, params, partial(submit, i), drain, settle)
-                            finally:
-                                lease = None
-                        else:  # no lease: a mapping could SIGBUS, so read it into buffers
-                            try:
-                                for j, (_off, view) in enumerate(read_chunks(fd, src.size, params)):
-                                    window.append(pool.submit(put_read, i, j, view))
-                                    del view
-                                    drain(limit)
-                            except ConflictError as exc:
-                                raise _named(exc, src.rel) from exc
-                            drain(0)
-                        self._check_unchanged(src, before, os.fstat(fd), fresh[i])
-                drain(0)
-            except BaseException:
-                for fut in window:
-                    fut.cancel()
-                raise
-        entries: list[FileEntry] = []
-        for src, parts in zip(sources, chunks, strict=True):
-            ids = tuple(parts[j][0] for j in range(len(parts)))
-            sizes = tuple(parts[j][1] for j in range(len(parts)))
-            fhash = ids[0] if len(ids) == 1 else chunk_list_hash(store.algo, list(ids))
-            entries.append(
-                FileEntry(
-                    path=src.rel,
-                    size=sum(sizes),
-                    hash=fhash,
-                    chunks=ids,
-                    chunk_sizes=sizes,
-                    executable=src.executable,
-                )
-            )
-        return entries, written
-
-    @staticmethod
-    def _put_mapped(
-        lease: SourceLease,
-        f: Any,
-        params: ChunkParams,
-        submit: Callable[[int, int, Any, int, int], None],
-        drain: Callable[[int], None],
-        settle: Callable[[], None],
-    ) -> None:
-        """Chunk and store one source file through a mapping, under ``lease``.
-
-        ``submit(j, fd, buf, off, n)`` queues the store of chunk ``j``; ``drain(0)`` waits for
-        the queued ones; ``settle()`` cancels those not started and waits for the others. When
-        the lease breaks (another process wants to write or truncate the file) no new chunk is
-        read, the chunker threads and the puts in flight finish, and ConflictError says the
-        file changed; the caller releases the lease after that, so nothing reads the mapping
-        past a new end of the file (SIGBUS)."""
-        with _mapped(f) as buf:
-            fd = f.fileno()
-            # boundaries found by chunker threads, exactly the serial ones; closed before the
-            # mapping (its threads read it)
-            spans = cut_offsets_parallel(buf, params)
-
-            def stop() -> None:
-                spans.close()  # waits for the chunker threads
-                settle()
-
-            lease.stop = stop
-            try:
-                for j, (off, n) in enumerate(spans):
-                    submit(j, fd, buf, off, n)
-                    if lease.broken:  # before the chunker reads on
-                        break
-                drain(0)  # the mapping must outlive its views
-            except CancelledError as exc:  # stop() ran in the lease's signal handler
-                if not lease.broken:
-                    raise
-                raise _changed(lease.rel) from exc
-            finally:
-                stop()
-                lease.stop = None
-        if lease.broken:
-            raise _changed(lease.rel)
-
     def _check_unchanged(
         self, src: _SourceFile, before: os.stat_result, after: os.stat_result, written: list[str]
     ) -> None:
-        """Refuse a file that changed while it was chunked: an object may then hold other bytes
-        than the ones its name was hashed from. Such objects are found and removed. The change
-        time is compared too: a writer can put the old mtime back (``touch -r``, ``os.utime``),
-        never the ctime."""
-
-        def key(st: os.stat_result) -> tuple[int, int, int]:
-            return st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-        if key(before) == key(after) and after.st_size == src.size:
-            return
-        for oid in written:
-            try:
-                self.store.get(oid)
-            except IntegrityError:
-                self.store.delete(oid)
-        raise _changed(src.rel)
+        """:func:`.upload.check_unchanged` on this store."""
+        upload.check_unchanged(self.store, src, before, after, written)
 
     # -- resolve / list ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> DatasetVersion:
@@ -657,38 +378,7 @@ class Datasets:
 
     def diff(self, a: str, b: str) -> DatasetDiff:
         va, vb = self.resolve(a), self.resolve(b)
-        fa = {e.path: e for e in self.files(va)}
-        fb = {e.path: e for e in self.files(vb)}
-        added = tuple(
-            FileChange(path=p, old_size=None, new_size=fb[p].size)
-            for p in sorted(fb.keys() - fa.keys())
-        )
-        removed = tuple(
-            FileChange(path=p, old_size=fa[p].size, new_size=None)
-            for p in sorted(fa.keys() - fb.keys())
-        )
-        both = sorted(fa.keys() & fb.keys())
-        changed = tuple(
-            FileChange(
-                path=p,
-                old_size=fa[p].size,
-                new_size=fb[p].size,
-                mode=None
-                if fa[p].executable == fb[p].executable
-                else ("+x" if fb[p].executable else "-x"),
-                content=fa[p].hash != fb[p].hash,
-            )
-            for p in both
-            if fa[p].hash != fb[p].hash or fa[p].executable != fb[p].executable
-        )
-        return DatasetDiff(
-            a=va.ref,
-            b=vb.ref,
-            added=added,
-            removed=removed,
-            changed=changed,
-            unchanged=len(both) - len(changed),
-        )
+        return diff_entries(va.ref, self.files(va), vb.ref, self.files(vb))
 
     def tag(self, ref: str, tag: str) -> DatasetVersion:
         """Point ``tag`` at the version ``ref`` names (moving it if it exists)."""
@@ -793,86 +483,16 @@ class Datasets:
             )
         if link == "auto" and hasattr(os, "geteuid") and os.geteuid() == 0:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
-        # check everything before writing anything
-        umask = _current_umask()
-        todo, unchanged, clear = self._plan_get(
-            v, dest_s, entries, force=force, umask=umask, copies=link in ("copy", "reflink-or-copy")
+        linked, copied, unchanged = materialize.get_into(
+            self.store,
+            v,
+            entries,
+            dest_s,
+            link=link,
+            force=force,
+            progress=progress,
+            workers=self._pool_size(),
         )
-        total = sum(e.size for e, _ in todo)
-        done = 0
-        linked = copied = 0
-        store = self.store
-        made: set[str] = set()
-
-        def one(e: FileEntry, target: str) -> tuple[int, str]:
-            parent = os.path.dirname(target)
-            if parent not in made:
-                _makedirs(parent)
-                made.add(parent)
-            if len(e.chunks) == 1:
-                if e.hash != e.chunks[0]:
-                    raise IntegrityError(
-                        f"manifest entry for {e.path} is inconsistent", file=e.path
-                    )
-                # an executable gets its own inode: its mode is set below, and a hard link
-                # would set it on the store's object (and every file linked to it)
-                lk = "reflink-or-copy" if e.executable and link != "copy" else link
-                method = store.materialize(
-                    e.chunks[0], target, link=lk, context=f"{v.ref}:{e.path}"
-                )
-                if e.executable:
-                    _make_executable(target, umask)
-                return e.size, method
-            return e.size, "copy"
-
-        try:
-            # inside the try: a destination under a file, on a read-only or full filesystem
-            # is a BackendError with a hint, not a traceback
-            os.makedirs(dest_s, exist_ok=True)
-            for path, is_dir in clear:  # only with force
-                os.rmdir(path) if is_dir else os.unlink(path)
-            with ThreadPoolExecutor(self._pool_size(), thread_name_prefix="aistack-get") as pool:
-                window: deque[Future[tuple[int, str]]] = deque()
-
-                def drain(keep: int) -> None:
-                    nonlocal done, linked, copied
-                    while len(window) > keep:
-                        n, method = window.popleft().result()
-                        done += n
-                        if method == "copy":
-                            copied += 1
-                        else:
-                            linked += 1
-                        if progress:
-                            progress(done, total)
-
-                try:
-                    for e, target in todo:
-                        if len(e.chunks) == 1:
-                            window.append(pool.submit(one, e, target))
-                            drain(self._pool_size() * 4)
-                            continue
-                        _makedirs(os.path.dirname(target))
-                        base = done
-
-                        def file_progress(n: int, base: int = base) -> None:
-                            if progress:
-                                progress(base + n, total)
-
-                        self._get_chunked(pool, v, e, target, file_progress)
-                        if e.executable:
-                            _make_executable(target, umask)
-                        done += e.size
-                        copied += 1
-                        if progress:
-                            progress(done, total)
-                    drain(0)
-                except BaseException:
-                    for fut in window:
-                        fut.cancel()
-                    raise
-        except (AistackError, OSError) as exc:
-            raise _partial_get_error(exc, v, dest_s, linked + copied, len(todo)) from exc
         return GetResult(
             version=v,
             dest=dest_s,
@@ -883,96 +503,6 @@ class Datasets:
             unchanged=unchanged,
         )
 
-    def _plan_get(
-        self,
-        v: DatasetVersion,
-        dest: str,
-        entries: list[FileEntry],
-        *,
-        force: bool,
-        umask: int,
-        copies: bool = False,
-    ) -> tuple[list[tuple[FileEntry, str]], int, list[tuple[str, bool]]]:
-        """What a get must write: ``(entries to write with their targets, files already
-        there with the right bytes, paths to clear first (force only; (path, is_dir)))``.
-        With ``copies`` (the get makes copies), a file with the right bytes but other hard
-        links (an earlier get's link to the store's object, maybe) is written again as a copy
-        of its own (to a temporary name, renamed over it: nothing is written through the
-        link): the caller asked for files it may change. Raises ConflictError listing what
-        is in the way (without force), ValidationError for a path that escapes ``dest``.
-        Changes nothing on disk."""
-        todo: list[tuple[FileEntry, str]] = []
-        unchanged = 0
-        conflicts: list[str] = []
-        clear: dict[str, bool] = {}
-        for e in entries:
-            target = safe_dest(dest, e.path)
-            blocker = blocking_ancestor(dest, e.path)
-            if blocker is not None:
-                conflicts.append(f"{blocker} (a file; the version has a directory there)")
-                clear[os.path.join(dest, *blocker.split("/"))] = False
-            elif os.path.islink(target):
-                conflicts.append(f"{e.path} (a symlink)")  # replaced by the file, not followed
-            elif os.path.isdir(target):
-                if os.listdir(target):
-                    raise ConflictError(
-                        f"{dest}: {e.path} is a non-empty directory; in {v.ref} it is a file",
-                        hint="move that directory away, or get into an empty directory",
-                        path=e.path,
-                    )
-                conflicts.append(f"{e.path} (an empty directory; the version has a file there)")
-                clear[target] = True
-            elif os.path.exists(target):
-                if self._has_bytes(target, e):
-                    st = os.stat(target)
-                    if copies and st.st_nlink > 1:
-                        todo.append((e, target))  # replaced by a copy of its own
-                        continue
-                    unchanged += 1
-                    # the bytes were right; the mode follows the version, as a git checkout
-                    # (never on a file with other links: it may be the store's object)
-                    if st.st_nlink == 1 and bool(st.st_mode & stat.S_IXUSR) != e.executable:
-                        if e.executable:
-                            _make_executable(target, umask)
-                        else:
-                            os.chmod(target, stat.S_IMODE(st.st_mode) & ~0o111)
-                    continue
-                conflicts.append(f"{e.path} (other bytes)")
-            todo.append((e, target))
-        if conflicts and not force:
-            shown = ", ".join(conflicts[:5]) + (
-                f" and {len(conflicts) - 5:,} more" if len(conflicts) > 5 else ""
-            )
-            raise ConflictError(
-                f"{len(conflicts):,} path(s) in {dest} are in the way of {v.ref}: {shown}; "
-                "nothing was written",
-                hint="pass --force (force=True) to replace them, or get into an empty directory",
-                paths=conflicts[:100],
-            )
-        return todo, unchanged, list(clear.items())
-
-    def _has_bytes(self, path: str, e: FileEntry) -> bool:
-        """Whether the local file ``path`` holds exactly the bytes of manifest entry ``e``
-        (hashed at the entry's own chunk boundaries)."""
-        try:
-            if os.stat(path).st_size != e.size:
-                return False
-            if e.size == 0:
-                return self.store.hash_bytes(b"") == e.hash
-            with open(path, "rb") as f, _mapped(f) as buf:
-                mv = memoryview(buf)
-                try:
-                    off = 0
-                    for oid, n in zip(e.chunks, e.chunk_sizes, strict=True):
-                        if self.store.hash_bytes(mv[off : off + n]) != oid:
-                            return False
-                        off += n
-                finally:
-                    mv.release()
-            return True
-        except (OSError, ValueError):
-            return False
-
     def _get_chunked(
         self,
         pool: ThreadPoolExecutor,
@@ -981,90 +511,8 @@ class Datasets:
         target: str,
         progress: Callable[[int], Any],
     ) -> None:
-        if (
-            chunk_list_hash(self.store.algo, list(e.chunks)) != e.hash
-            or len(e.chunk_sizes) != len(e.chunks)
-            or sum(e.chunk_sizes) != e.size
-        ):
-            raise IntegrityError(
-                f"manifest entry for {v.ref}:{e.path} is inconsistent", file=e.path
-            )
-        ctx = f"{v.ref}:{e.path}"
-        # a short name beside the target (the target's own name may be near NAME_MAX)
-        tmp = os.path.join(os.path.dirname(target), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
-        store = self.store
-        local = self.backend.is_local
-        # all-zero chunks are not written: the new file keeps a hole there (a sparse file or a
-        # VM image stays sparse); told from the ids, nothing is read
-        zero = zero_chunks(store.algo, e.chunks, e.chunk_sizes, self._zero_lengths())
-        window: deque[tuple[Future[int | bytes] | None, str, int, int]] = deque()
-        ahead = max(4, self._pool_size() * 2)
-        n = 0
-
-        def fetch(oid: str) -> int | bytes:
-            # verified in the pool; local objects are then copied by the kernel, not held here
-            return store.check(oid, context=ctx) if local else store.get(oid, context=ctx)
-
-        def land(fut: Future[int | bytes] | None, oid: str, off: int, want: int) -> None:
-            nonlocal n
-            if fut is None:  # zeros: a hole of the new file
-                n += want
-                progress(n)
-                return
-            got = fut.result()
-            size = got if isinstance(got, int) else len(got)
-            if size != want:
-                raise IntegrityError(
-                    f"a chunk of {ctx} has {size} bytes, the manifest says {want}",
-                    object=oid,
-                    file=e.path,
-                )
-            # one writer, in order: parallel writes into one file spin on its inode lock
-            if isinstance(got, int):
-                store.copy_into(oid, fd, off, context=ctx, checked=True)
-            else:
-                pwrite_all(fd, memoryview(got), off)
-            n += size
-            progress(n)
-
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        # blocks reserved up front, as for objects (see preallocate); not for the holes
-        if any(zero):
-            off = 0
-            for is_zero, size in zip(zero, e.chunk_sizes, strict=True):
-                if not is_zero:
-                    preallocate(fd, size, off)
-                off += size
-        else:
-            preallocate(fd, e.size)
-        try:
-            try:
-                off = 0
-                for oid, size, is_zero in zip(e.chunks, e.chunk_sizes, zero, strict=True):
-                    fut = None if is_zero else pool.submit(fetch, oid)
-                    window.append((fut, oid, off, size))
-                    off += size
-                    if len(window) >= ahead:
-                        land(*window.popleft())
-                while window:
-                    land(*window.popleft())
-                if any(zero):
-                    os.ftruncate(fd, e.size)  # the file's full size, holes included
-            finally:
-                for fut, *_ in window:
-                    if fut is not None:
-                        fut.cancel()
-                os.close(fd)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-    def _zero_lengths(self) -> frozenset[int]:
-        """The lengths FastCDC gives the chunks of a run of zeros in this store: the
-        ``max_size`` of each tier."""
-        p = self.store.chunk_policy
-        return frozenset(t.max_size for t in (p.small, p.large, p.huge) if t is not None)
+        """:func:`.materialize.get_chunked` on this store."""
+        materialize.get_chunked(self.store, pool, v, e, target, progress, workers=self._pool_size())
 
     def open(self, ref: str) -> Any:
         """A read-only fsspec filesystem over the files of ``ref`` (reads are verified)."""
@@ -1251,48 +699,7 @@ class Datasets:
         version has one too (name it as ``NAME@vN``); each node's ``deleted_at`` (ISO time) says
         whether it is a dataset version that was deleted (None otherwise)."""
         v = self._resolve(ref, allow_deleted=True)
-        root = node("dataset", v.ref)
-        edges: set[tuple[str, str]] = set()
-        for direction in ("up", "down"):
-            frontier = {root}
-            seen = {root}
-            while frontier:
-                found = self.catalog.edges_touching(frontier)
-                nxt: set[str] = set()
-                for s, d in found:
-                    if direction == "up" and d in frontier:
-                        edges.add((s, d))
-                        if s not in seen:
-                            nxt.add(s)
-                    if direction == "down" and s in frontier:
-                        edges.add((s, d))
-                        if d not in seen:
-                            nxt.add(d)
-                seen |= nxt
-                frontier = nxt
-        nodes = sorted({root} | {n for e in edges for n in e})
-        gone = self.catalog.deleted_at_of(
-            {p for p in (_dataset_node_version(n) for n in nodes) if p is not None}
-        )
-
-        def deleted_at(n: str) -> str | None:
-            p = _dataset_node_version(n)
-            t = aware(gone.get(p)) if p is not None else None
-            return t.isoformat() if t is not None else None
-
-        return {
-            "root": root,
-            "nodes": [
-                {
-                    "id": n,
-                    "kind": split_node(n)[0],
-                    "name": split_node(n)[1],
-                    "deleted_at": deleted_at(n),
-                }
-                for n in nodes
-            ],
-            "edges": [{"src": s, "dst": d} for s, d in sorted(edges)],
-        }
+        return lineage_graph(self.catalog, node("dataset", v.ref))
 
     # -- gc ---------------------------------------------------------------------------------------
     def gc(self, dry_run: bool = True, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport:
@@ -1302,68 +709,9 @@ class Datasets:
         versions cannot be deleted, so their objects are always live. Only ``cas/`` and
         ``manifests/`` under the store root are touched.
         """
-        live_m = self.catalog.live_manifests()
-        protected = self.catalog.referenced_version_count()
-        live: set[str] = set()
-        for mid in live_m:
-            for e in self.manifests.get(mid):  # raises on a damaged manifest: then delete nothing
-                live.update(e.chunks)
-        now = time.time()
-        total = deleted = young = 0
-        freed = 0
-        for obj in self.store.iter_objects():
-            total += 1
-            if obj.oid in live:
-                continue
-            if obj.mtime is not None and now - obj.mtime < grace_s:
-                young += 1
-                continue
-            deleted += 1
-            freed += obj.size
-            if not dry_run:
-                self.store.delete(obj.oid)
-        # read again: a version added meanwhile may reuse a manifest that was not live above
-        # (identical data added again after a delete); its add refreshed the manifest's mtime,
-        # and every manifest that is not live gets the grace period, as objects do
-        live_m = live_m | self.catalog.live_manifests()
-        mdel = 0
-        for mid in self.manifests.ids():
-            if mid in live_m:
-                continue
-            if self._young_manifest(mid, now, grace_s):
-                continue
-            mdel += 1
-            if not dry_run:
-                self.manifests.delete(mid)
-        stale = self.store.stale_tmp(grace_s)
-        if not dry_run:
-            for p in stale:
-                with contextlib.suppress(OSError):
-                    os.unlink(p)
-        return GcReport(
-            dry_run=dry_run,
-            objects_total=total,
-            objects_live=total - deleted - young,
-            objects_deleted=deleted,
-            bytes_deleted=freed,
-            objects_young=young,
-            manifests_deleted=mdel,
-            temp_deleted=len(stale),
-            protected_versions=protected,
+        return collect_garbage(
+            self.catalog, self.store, self.manifests, dry_run=dry_run, grace_s=grace_s
         )
-
-    def _young_manifest(self, mid: str, now: float, grace_s: float) -> bool:
-        from aistack.storage.objects import _mtime
-
-        try:
-            info = self.backend.fs.info(self.manifests.key(mid))
-        except FileNotFoundError:
-            return False
-        if self.backend.is_local:
-            m: float | None = float(os.stat(self.manifests.key(mid)).st_mtime)
-        else:
-            m = _mtime(info)
-        return m is None or now - m < grace_s
 
     def verify(self, ref: str) -> int:
         """Read and verify every object of ``ref``; returns the bytes checked."""
@@ -1373,202 +721,6 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
-
-
-def _dataset_node_version(n: str) -> tuple[str, int] | None:
-    """``("corpus", 3)`` for the lineage node ``dataset:corpus@v3``; None for other nodes."""
-    kind, ident = split_node(n)
-    name, _, sel = ident.rpartition("@v")
-    if kind != "dataset" or not name or not sel.isdigit():
-        return None
-    return name, int(sel)
-
-
-def scan(path: str | os.PathLike[str]) -> list[_SourceFile]:
-    """Files under ``path`` (sorted), refusing anything that escapes it."""
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise ValidationError(
-            f"path {p} does not exist", hint="give an existing file or directory", field="path"
-        )
-    if os.path.isfile(p):
-        st = os.stat(p)
-        return [
-            _SourceFile(
-                rel=check_relpath(_utf8_name(os.path.basename(os.path.abspath(p)))),
-                path=p,
-                size=st.st_size,
-                executable=bool(st.st_mode & stat.S_IXUSR),
-            )
-        ]
-    if not os.path.isdir(p):
-        raise ValidationError(f"{p} is neither a file nor a directory", field="path")
-    root = os.path.realpath(p)
-    out: list[_SourceFile] = []
-    for dirpath, dirnames, filenames in _walk(p):
-        for d in list(dirnames):
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                rel = Path(os.path.relpath(full, p)).as_posix()
-                where = "outside the dataset root" if not inside(root, full) else "a directory"
-                raise ValidationError(
-                    f"refusing {rel!r}: it is a symlink to {where}",
-                    hint="replace it with a real directory or remove it",
-                    path=rel,
-                )
-        for fn in filenames:
-            full = os.path.join(dirpath, fn)
-            rel = _utf8_name(Path(os.path.relpath(full, p)).as_posix())
-            check_relpath(rel)
-            if os.path.islink(full):
-                if not inside(root, full):
-                    raise ValidationError(
-                        f"refusing {rel!r}: it is a symlink that points outside the dataset root "
-                        f"({os.readlink(full)})",
-                        hint="copy the target into the dataset directory or remove the link",
-                        path=rel,
-                    )
-            try:
-                st = os.stat(full)
-            except FileNotFoundError as exc:
-                raise ValidationError(f"refusing {rel!r}: broken symlink", path=rel) from exc
-            if not stat.S_ISREG(st.st_mode):
-                raise ValidationError(
-                    f"refusing {rel!r}: not a regular file",
-                    hint="remove sockets, pipes and devices",
-                    path=rel,
-                )
-            out.append(
-                _SourceFile(
-                    rel=rel,
-                    path=full,
-                    size=st.st_size,
-                    executable=bool(st.st_mode & stat.S_IXUSR),
-                )
-            )
-    if not out:
-        raise ValidationError(f"{p} contains no files", hint="add files to it first", field="path")
-    out.sort(key=lambda s: s.rel)
-    return out
-
-
-def _utf8_name(rel: str) -> str:
-    """``rel`` if it encodes as UTF-8 (manifests store names so), else a ValidationError
-    before anything is stored."""
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(
-            f"refusing {rel.encode('utf-8', 'backslashreplace').decode()!r}: its name is "
-            "not valid UTF-8 (manifests store names as UTF-8)",
-            hint="rename the file, e.g. with `convmv -f latin1 -t utf8`",
-            path=rel.encode("utf-8", "backslashreplace").decode(),
-        ) from None
-    return rel
-
-
-def _current_umask() -> int:
-    """This process's umask, read without changing it (``os.umask`` sets it: a thread creating
-    a file meanwhile would get the wrong one); Linux shows it in /proc/self/status."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _make_executable(path: str, umask: int) -> None:
-    """Add the execute bits where the file has read bits, as the umask allows (``chmod +x``)."""
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    os.chmod(path, mode | ((mode & 0o444) >> 2 & ~umask))
-
-
-def _makedirs(path: str) -> None:
-    """``os.makedirs(path, exist_ok=True)`` without recursion (it recurses once per missing
-    level: a version 1,000 directories deep raised RecursionError)."""
-    missing: list[str] = []
-    p = path
-    while p and not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d)
-
-
-def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``os.walk(top, followlinks=False)`` without recursion (Python 3.11's recurses per level,
-    so a tree deeper than ~1,000 directories raised RecursionError). Top-down; symlinks to
-    directories are listed in ``dirnames`` and not entered."""
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        dirs: list[str] = []
-        files: list[str] = []
-        with os.scandir(d) as it:
-            for entry in it:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                (dirs if is_dir else files).append(entry.name)
-        yield d, dirs, files
-        for name in reversed(dirs):
-            full = os.path.join(d, name)
-            if not os.path.islink(full):
-                stack.append(full)
-
-
-def _partial_get_error(
-    exc: AistackError | OSError, v: DatasetVersion, dest: str, written: int, todo: int
-) -> AistackError:
-    """The error of a get that failed part way, saying how much of ``dest`` it wrote."""
-    left = (
-        f"; {written:,} of the {todo:,} files to write were written to {dest} before it "
-        "(the others are missing or as they were)"
-    )
-    if isinstance(exc, AistackError):
-        return type(exc)(exc.message + left, hint=exc.hint, **exc.details)
-    return BackendError(
-        f"could not write {v.ref} into {dest}: {exc}{left}",
-        hint="check the destination's permissions and free space",
-        path=getattr(exc, "filename", None),
-    )
-
-
-def _changed(rel: str) -> ConflictError:
-    return ConflictError(
-        f"{rel} changed while it was being added",
-        hint="add it again once nothing is writing to it",
-        path=rel,
-    )
-
-
-def _named(exc: ConflictError, rel: str) -> ConflictError:
-    """``exc`` (about "the source file") naming source file ``rel``."""
-    return ConflictError(f"{rel}: {exc.message}", hint=exc.hint, path=rel)
-
-
-@contextlib.contextmanager
-def _mapped(f: Any) -> Iterator[Any]:
-    size = os.fstat(f.fileno()).st_size
-    if size == 0:
-        yield b""
-        return
-    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        yield m
-    finally:
-        try:
-            m.close()
-        except BufferError:  # a view is still alive (only after an error); let GC free it
-            pass
 
 
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:

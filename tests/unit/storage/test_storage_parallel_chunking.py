@@ -99,7 +99,7 @@ def test_parallel_add_dedups_against_a_serially_chunked_version(
 ) -> None:
     """A version stored by the serial chunker (an existing store) and the same file added again
     through the parallel chunker share every object: nothing new is written."""
-    import aistack.storage.datasets as datasets
+    import aistack.storage.upload as upload  # where the add pipeline chunks
 
     policy = ChunkPolicy(
         small=SMALL,
@@ -115,7 +115,7 @@ def test_parallel_add_dedups_against_a_serially_chunked_version(
     data = bytearray(random.Random(7).randbytes(72 * MiB + 3))
     src.write_bytes(data)
 
-    monkeypatch.setattr(datasets, "cut_offsets_parallel", lambda buf, p: cut_offsets(buf, p))
+    monkeypatch.setattr(upload, "cut_offsets_parallel", lambda buf, p: cut_offsets(buf, p))
     v1 = ds.add("d", src.parent)
     monkeypatch.undo()
     calls: list[int] = []
