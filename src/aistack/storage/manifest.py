@@ -74,7 +74,11 @@ def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        # one thread: with Arrow's CPU thread pool started, pyarrow (25.0.1 here) aborts the
+        # process at exit now and then ("terminate called without an active exception", exit
+        # 134, after all the work; apache/arrow#34314, #50482), and `aistack data diff` failed
+        # so; a manifest is small, the pool gains nothing
+        table = pq.read_table(io.BytesIO(data), use_threads=False)
         cols = table.to_pydict()
         execs = cols.get("executable") or [False] * len(cols["path"])
         out = [
