@@ -42,6 +42,63 @@ class Live:
                 errors.append(e)
         return data, errors
 
+    @staticmethod
+    def socket_slack(chunk: int) -> int:
+        """What the server's receive buffer and the client's send buffer may hold, unread, when the
+        server closes (from the TCP buffer settings), plus 8 chunks: the client may get that much
+        out beyond what the server read."""
+
+        def buffer_max(name: str) -> int:
+            try:
+                return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+            except (OSError, IndexError, ValueError):
+                return 32 * 2**20
+
+        return buffer_max("tcp_rmem") + buffer_max("tcp_wmem") + 8 * chunk
+
+    def stream(
+        self, head: bytes, chunk: bytes, cap: int
+    ) -> tuple[int, OSError | None, bytes, bool]:
+        """Send ``head``, then ``chunk`` again and again until the server stops taking it or
+        ``cap`` bytes of body went out, reading what comes back meanwhile: (bytes of body sent,
+        the error that stopped the sending, what came back, whether the server closed the
+        connection (FIN or reset) before the client did)."""
+        got: list[bytes] = []
+        closed = threading.Event()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=20) as s:
+
+            def read() -> None:
+                try:
+                    while data := s.recv(65536):
+                        got.append(data)
+                    closed.set()  # FIN
+                except ConnectionResetError:
+                    closed.set()
+                except OSError:
+                    pass  # our own close, or a timeout
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            sent = 0
+            error: OSError | None = None
+            try:
+                s.sendall(head)
+                while sent < cap:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                error = e
+            # a server that closed is seen at once; one that keeps the connection open would
+            # only be seen by the reader's timeout
+            closed.wait(10)
+            server_closed = closed.is_set()
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # ends the reader if it still waits
+            except OSError:
+                pass  # already closed
+            reader.join(10)
+        return sent, error, b"".join(got), server_closed
+
 
 @pytest.fixture(params=["h11", "httptools"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,23 +22,10 @@ import pytest
 from aistack.server.body_limit import DRAIN_MAX_BYTES
 
 if TYPE_CHECKING:
-    from conftest import Live  # tests/unit/core/conftest.py
+    from conftest import Live
 
 CHUNK = 2**20
 DECLARED = 2**30  # the Content-Length sent: far past the drain bound
-
-
-def _tcp_buffer_max(name: str) -> int:
-    try:
-        return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
-    except (OSError, IndexError, ValueError):
-        return 32 * 2**20
-
-
-# what sits in the server's receive buffer and the client's send buffer, unread, at the close
-SOCKET_SLACK = _tcp_buffer_max("tcp_rmem") + _tcp_buffer_max("tcp_wmem") + 8 * CHUNK
-# the client stops here whatever happens: well past what the server may read
-STREAM_CAP = DRAIN_MAX_BYTES + SOCKET_SLACK + 128 * CHUNK
 
 
 def _head(extra: bytes) -> bytes:
@@ -51,45 +36,8 @@ def _head(extra: bytes) -> bytes:
 
 
 def _stream(live: Live, head: bytes, chunk: bytes) -> tuple[int, OSError | None, bytes, bool]:
-    """Send ``head``, then ``chunk`` again and again until the server stops taking it or
-    ``STREAM_CAP`` is reached, reading what comes back meanwhile: (bytes of body sent, the
-    error that stopped the sending, what came back, whether the server closed the connection
-    (FIN or reset) before the client did)."""
-    got: list[bytes] = []
-    closed = threading.Event()
-    with socket.create_connection(("127.0.0.1", live.port), timeout=20) as s:
-
-        def read() -> None:
-            try:
-                while data := s.recv(65536):
-                    got.append(data)
-                closed.set()  # FIN
-            except ConnectionResetError:
-                closed.set()
-            except OSError:
-                pass  # our own close, or a timeout
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        sent = 0
-        error: OSError | None = None
-        try:
-            s.sendall(head)
-            while sent < STREAM_CAP:
-                s.sendall(chunk)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError) as e:
-            error = e
-        # a server that closed is seen at once; one that keeps the connection open would only
-        # be seen by the reader's timeout
-        closed.wait(10)
-        server_closed = closed.is_set()
-        try:
-            s.shutdown(socket.SHUT_RDWR)  # ends the reader if it still waits
-        except OSError:
-            pass  # already closed
-        reader.join(10)
-    return sent, error, b"".join(got), server_closed
+    # the client stops here whatever happens: well past what the server may read
+    return live.stream(head, chunk, DRAIN_MAX_BYTES + live.socket_slack(CHUNK) + 128 * CHUNK)
 
 
 def _assert_401_closing(raw: bytes) -> None:
@@ -156,7 +104,9 @@ def test_a_declared_body_past_the_drain_bound_cannot_be_pushed_into_the_server(
     sent, error, raw, server_closed = _stream(
         live, _head(auth + f"Content-Length: {DECLARED}\r\n".encode()), b" " * CHUNK
     )
-    assert sent < SOCKET_SLACK, f"the server read {sent:,} bytes of an unauthenticated body"
+    assert sent < live.socket_slack(CHUNK), (
+        f"the server read {sent:,} bytes of an unauthenticated body"
+    )
     assert error is not None
     assert server_closed
     _assert_401_or_cut(raw)
@@ -169,7 +119,7 @@ def test_an_endless_chunked_body_is_read_to_the_drain_bound_then_the_connection_
     connection closes; the server reads no more than the bound (it used to read on forever)."""
     chunk = b"%x\r\n" % CHUNK + b" " * CHUNK + b"\r\n"
     sent, error, raw, server_closed = _stream(live, _head(b"Transfer-Encoding: chunked\r\n"), chunk)
-    assert sent < DRAIN_MAX_BYTES + SOCKET_SLACK, f"the server read {sent:,} bytes"
+    assert sent < DRAIN_MAX_BYTES + live.socket_slack(CHUNK), f"the server read {sent:,} bytes"
     assert error is not None
     assert server_closed
     _assert_401_or_cut(raw)
@@ -185,7 +135,7 @@ def test_a_body_sent_after_expect_100_continue_cannot_be_pushed_into_the_server(
         _head(f"Content-Length: {DECLARED}\r\nExpect: 100-continue\r\n".encode()),
         b" " * CHUNK,
     )
-    assert sent < SOCKET_SLACK
+    assert sent < live.socket_slack(CHUNK)
     assert error is not None
     assert server_closed
     _assert_401_or_cut(raw)

@@ -18,34 +18,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Live  # tests/unit/core/conftest.py
+    from conftest import Live
 
 CHUNK = 2**20
 DECLARED = 2**30  # the Content-Length sent
 ROOMY = 4 * 2**30  # the body limit of the ``roomy`` server: DECLARED passes it
 # (path, status): no such route, and a GET-only route; neither reads the body
 UNREAD = [("/api/v1/no-such-route", 404), ("/api/v1/cluster", 405)]
-
-
-def _tcp_buffer_max(name: str) -> int:
-    try:
-        return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
-    except (OSError, IndexError, ValueError):
-        return 32 * 2**20
-
-
-# what sits in the server's receive buffer and the client's send buffer, unread, at the close
-SOCKET_SLACK = _tcp_buffer_max("tcp_rmem") + _tcp_buffer_max("tcp_wmem") + 8 * CHUNK
-# the client stops here whatever happens: well past what the server may read
-STREAM_CAP = SOCKET_SLACK + 128 * CHUNK
 
 
 @pytest.fixture
@@ -78,43 +63,8 @@ def _head(live: Live, path: str, extra: bytes) -> bytes:
 
 
 def _stream(live: Live, head: bytes, chunk: bytes) -> tuple[int, OSError | None, bytes, bool]:
-    """Send ``head``, then ``chunk`` again and again until the server stops taking it or
-    ``STREAM_CAP`` is reached, reading what comes back meanwhile: (bytes of body sent, the
-    error that stopped the sending, what came back, whether the server closed the connection
-    (FIN or reset) before the client did)."""
-    got: list[bytes] = []
-    closed = threading.Event()
-    with socket.create_connection(("127.0.0.1", live.port), timeout=20) as s:
-
-        def read() -> None:
-            try:
-                while data := s.recv(65536):
-                    got.append(data)
-                closed.set()  # FIN
-            except ConnectionResetError:
-                closed.set()
-            except OSError:
-                pass  # our own close, or a timeout
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        sent = 0
-        error: OSError | None = None
-        try:
-            s.sendall(head)
-            while sent < STREAM_CAP:
-                s.sendall(chunk)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError) as e:
-            error = e
-        closed.wait(10)  # a server that keeps the connection open is seen only here
-        server_closed = closed.is_set()
-        try:
-            s.shutdown(socket.SHUT_RDWR)  # ends the reader if it still waits
-        except OSError:
-            pass  # already closed
-        reader.join(10)
-    return sent, error, b"".join(got), server_closed
+    # the client stops here whatever happens: well past what the server may read
+    return live.stream(head, chunk, live.socket_slack(CHUNK) + 128 * CHUNK)
 
 
 def _assert_answer_or_cut(raw: bytes, status: int) -> None:
@@ -161,7 +111,9 @@ def test_a_declared_body_the_app_does_not_read_cannot_be_pushed_into_the_server(
     (uvicorn used to read all of it on the kept-alive connection)."""
     head = _head(roomy, path, f"Content-Length: {DECLARED}\r\n".encode())
     sent, error, raw, server_closed = _stream(roomy, head, b" " * CHUNK)
-    assert sent < SOCKET_SLACK, f"the server read {sent:,} bytes of a body nobody wanted"
+    assert sent < roomy.socket_slack(CHUNK), (
+        f"the server read {sent:,} bytes of a body nobody wanted"
+    )
     assert error is not None
     assert server_closed
     _assert_answer_or_cut(raw, status)
@@ -176,7 +128,9 @@ def test_an_endless_chunked_body_the_app_does_not_read_cannot_be_pushed_into_the
     sent, error, raw, server_closed = _stream(
         live, _head(live, path, b"Transfer-Encoding: chunked\r\n"), chunk
     )
-    assert sent < SOCKET_SLACK, f"the server read {sent:,} bytes of a body nobody wanted"
+    assert sent < live.socket_slack(CHUNK), (
+        f"the server read {sent:,} bytes of a body nobody wanted"
+    )
     assert error is not None
     assert server_closed
     _assert_answer_or_cut(raw, status)
