@@ -41,11 +41,14 @@ restart like ``exit_code``.
 The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`` asks
 ``scontrol show job`` (which works without accounting, for ``MinJobAge`` after the end),
 then ``sacct`` when accounting is configured, then the files in the job directory.
-``cancel`` sends SIGTERM to the job's tasks (``scancel --signal=TERM``: the steps, not the
-batch shell, so the shell records the tasks' exit) and ``scancel``s the whole job after
-``grace_s``; a cancel marker in the job directory makes the final state CANCELLED whatever
-the tasks exit with (a SIGTERM handler that exits 0 included), as the local executor does.
-A pending job is cancelled at once; a job already over is left as it ended.
+``cancel`` (and so a preemption) sends the job's stop signal to its tasks (``scancel
+--signal=USR1`` for SIGUSR1: the steps, not the batch shell, so the shell records the
+tasks' exit) and ``scancel``s the whole job after ``grace_s``. The stop signal is the one
+``launch`` recorded in ``<job_dir>/stop_signal`` (the handle leads there, so it survives a
+server restart); SIGTERM for a job launched before aistack recorded it. A cancel marker
+in the job directory makes the final state CANCELLED whatever the tasks exit with (a
+handler that checkpoints and exits 0 included), as the local executor does. A pending job
+is cancelled at once; a job already over is left as it ended.
 
 The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
 the aistack server, as Slurm users expect for ``--output``.
@@ -76,6 +79,7 @@ _HOST_TOKEN = "__AISTACK_HOST_{}__"
 _HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
+_STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
 
 # Slurm job state → aistack ExecState
 STATE_MAP: dict[str, str] = {
@@ -505,6 +509,8 @@ class SlurmExecutor(Executor):
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
         for stale in ("exit_code", "cancel_requested", "error", "failed_rank", "timed_out"):
             (req.job_dir / stale).unlink(missing_ok=True)
+        # what cancel() sends, which only gets the handle (render_sbatch checked the name)
+        (req.job_dir / _STOP_SIGNAL_FILE).write_text(_signal_name(req.stop_signal) + "\n")
         res = self._run("sbatch", "--parsable", str(script))
         job_id = res.stdout.strip().split(";")[0]
         if not job_id.isdigit():
@@ -632,13 +638,13 @@ class SlurmExecutor(Executor):
         if STATE_MAP.get(state) not in ("running", "starting"):
             return  # already over (or unknown to Slurm): its final state stays what it was
         # a live job cancelled through aistack ends as cancelled, whatever its tasks exit with
-        # (as with the local executor): a SIGTERM handler that exits 0 is still a cancel
+        # (as with the local executor): a stop-signal handler that exits 0 is still a cancel
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "cancel_requested").write_text("1\n")
         if state in ("PENDING", "CONFIGURING", "REQUEUED") or grace_s <= 0:
             self._run("scancel", job_id, check=False)
             return
-        self._run("scancel", "--signal=TERM", job_id, check=False)
+        self._run("scancel", f"--signal={_stop_signal(job_dir)}", job_id, check=False)
         timer = threading.Timer(grace_s, self._hard_cancel, args=(job_id,))
         timer.daemon = True
         timer.start()
@@ -675,6 +681,24 @@ def _exit_code(value: str | None) -> int | None:
     except ValueError:
         return None
     return 128 + sig_i if sig_i else rc_i
+
+
+def _stop_signal(job_dir: Path) -> str:
+    """The stop signal ``launch`` recorded for the job ('USR1'), for ``scancel --signal``;
+    'TERM' for a job launched before it was recorded, or when the record is unreadable."""
+    path = job_dir / _STOP_SIGNAL_FILE
+    try:
+        name = path.read_text().strip()
+    except FileNotFoundError:
+        return "TERM"
+    except OSError as exc:
+        log.warning("cannot read %s (%s): cancelling with SIGTERM", path, exc)
+        return "TERM"
+    try:
+        return _signal_name(name)
+    except ValidationError:
+        log.warning("%s holds %r, not a signal: cancelling with SIGTERM", path, name)
+        return "TERM"
 
 
 def _read_error(job_dir: Path) -> str | None:

@@ -326,3 +326,29 @@ def test_max_runtime_kills_a_gang_after_the_grace_period(ex: SlurmExecutor, tmp_
     ), (st, log)
     assert "started 0" in log and "started 1" in log and "not killed" not in log
     assert 6 <= took < 40, took
+
+
+def test_cancel_sends_the_jobs_stop_signal(ex: SlurmExecutor, tmp_path: Path) -> None:
+    """A job whose stop_signal is SIGUSR1 checkpoints on it: a cancel sends it USR1 (not
+    SIGTERM, which would kill this command), it writes its marker and exits 0, and the job
+    ends CANCELLED; cancelled by a second executor, which has only the handle."""
+    marker = tmp_path / "checkpointed"
+    req = _req(
+        ex,
+        tmp_path,
+        "usr1-stop",
+        f"trap 'echo saved > {marker}; echo got USR1; exit 0' USR1; echo started; sleep 300 & wait",
+        stop_signal="SIGUSR1",
+    )
+    handle = ex.launch(req)
+    _wait_for_output(req, "started")
+    other = SlurmExecutor(slurm_conf=ex.slurm_conf)
+    try:
+        other.cancel(handle, grace_s=30)
+        st = _wait(other, handle, lambda s: s.final, 25)
+    finally:
+        other.close()
+    log = req.log_path.read_text()
+    assert st.state == "cancelled", (st, log)
+    assert marker.read_text() == "saved\n", log
+    assert "got USR1" in log
