@@ -8,7 +8,7 @@ executor only makes it happen and reports back.
   it is stored in the DB). The job's processes keep running if the server dies.
 * ``poll(handle)`` returns the current ExecStatus; a final state is sticky.
 * ``cancel(handle, grace_s)`` returns at once; the job reaches CANCELLED through ``poll``
-  (SIGTERM, then SIGKILL after ``grace_s``).
+  (the job's ``stop_signal``, SIGTERM by default, then SIGKILL after ``grace_s``).
 * ``usage(handle)`` returns the latest sampled resource use, or None.
 * ``signal(handle, sig)`` (optional) forwards a signal, e.g. SIGUSR1 to checkpoint.
 """
