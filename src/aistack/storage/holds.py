@@ -152,7 +152,10 @@ def live_holder(kind: str, ident: str, directory: Path | None = None) -> dict[st
         if _held[path] > 0:
             return None  # this process holds it: it may drop its own reference
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:  # for writing: where flock is emulated by POSIX locks (NFS), LOCK_EX needs it
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError:  # not ours to read (another user's): it cannot be told dead, so it holds
