@@ -30,6 +30,7 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import logging
 import os
 import shlex
 import socket
@@ -41,6 +42,8 @@ from typing import Any
 
 from aistack.errors import BackendError, ConflictError
 
+log = logging.getLogger(__name__)
+
 try:
     import fcntl
 except ImportError:  # not POSIX: no leases (nothing is held, nothing blocks)
@@ -51,6 +54,8 @@ except ImportError:  # not POSIX: no leases (nothing is held, nothing blocks)
 JOB_FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"})
 
 LEASES = "leases"  # the folder under AISTACK_HOME
+# flock errors that mean "this filesystem has no locks", not "someone holds it"
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 # the lease files this process holds (a count each: they nest): it may drop their references
 _held: Counter[Path] = Counter()
@@ -84,6 +89,18 @@ def hold_reference(kind: str, ident: str, directory: Path | None = None) -> Iter
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = _open_locked(path)
     except OSError as exc:
+        if exc.errno in _NO_LOCKS:
+            # a filesystem without flock: run unprotected rather than not at all (a lease file
+            # left there would read as held for ever, so none is left)
+            log.warning(
+                "%s does not support file locks (%s): the reference %s:%s is not protected "
+                "from `data unref` while this runs",
+                d, exc, kind, ident,
+            )  # fmt: skip
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            yield path
+            return
         raise BackendError(
             f"could not take the lease {path} on the reference {kind}:{ident}: {exc}",
             hint=f"make {d} writable (it is under AISTACK_HOME)",

@@ -52,3 +52,24 @@ def test_a_live_holder_still_blocks_where_flock_is_nfs_like(
         assert path.exists()
     finally:
         os.close(fd)
+
+
+def test_a_filesystem_without_locks_runs_unprotected_and_leaves_no_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """flock failing with ENOLCK (a filesystem without locks) made every web-data run with
+    dataset inputs fail; now the run goes on without the lease, says so, and leaves no file
+    (one left there would read as held for ever)."""
+    import errno
+
+    from aistack.storage import holds
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(holds.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="aistack.storage.holds"):
+        with holds.hold_reference("webdata", "corpus@abc", tmp_path) as path:
+            assert not path.exists()
+    assert "does not support file locks" in caplog.text
+    assert list(tmp_path.iterdir()) == []
