@@ -159,6 +159,12 @@ def _get(http: Any, url: str, params: dict[str, Any], what: str) -> dict[str, An
                 f"({str(exc)[:300] or type(exc).__name__})",
                 hint="start it with `aistack up` or set MLFLOW_TRACKING_URI",
             ) from exc
+        except httpx.RequestError as exc:  # not transient: too many redirects, a bad encoding
+            raise BackendError(
+                f"{what}: {url}: {type(exc).__name__}: {str(exc)[:300]}",
+                hint="check MLFLOW_TRACKING_URI: it should be the MLflow server's address "
+                "(for aistack's: http://HOST:PORT/mlflow)",
+            ) from exc
         if resp.status_code in _TRANSIENT and attempt < retries:
             attempt = _sleep(attempt, backoff)
             continue
