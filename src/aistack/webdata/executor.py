@@ -62,7 +62,10 @@ class TaskRunner:
     def close(self) -> None:
         ray, self._ray = self._ray, None
         if ray is not None:
-            ray.shutdown()
+            try:
+                ray.shutdown()
+            except Exception as exc:  # noqa: BLE001 - the run's own error (if any) matters more
+                log.warning("ray.shutdown() after the run failed: %s", exc)
 
     def run(
         self,
@@ -114,7 +117,7 @@ class TaskRunner:
 
     def _connect(self) -> Any:
         ray = require("ray", extra="ray")
-        if self._ray is not None or ray.is_initialized():  # ours, or the caller's (left open)
+        if ray.is_initialized():  # ours (still up), or the caller's (left open)
             return ray
         from aistack.settings import get_settings
 

@@ -249,3 +249,34 @@ def test_the_moved_names_stay_importable_from_pipeline() -> None:
     assert pipeline.TaskRunner is executor.TaskRunner
     for name in ("process_file", "encode_file", "read_jsonl_gz"):
         assert getattr(pipeline, name) is getattr(tasks, name)
+
+
+def test_a_failing_shutdown_does_not_hide_the_run_and_a_lost_session_reconnects(
+    monkeypatch: pytest.MonkeyPatch, listening: int
+) -> None:
+    """``TaskRunner.close``: an error of ``ray.shutdown()`` is logged, not raised over the
+    run's own outcome; and a runner whose Ray session was shut down meanwhile connects again
+    to the configured address (it used to go on as if connected: ``ray.remote`` would then
+    start a private local Ray instead)."""
+    from aistack.settings import reset_settings_cache
+    from aistack.webdata.executor import TaskRunner
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("aistack.webdata.executor.connect_ray", lambda ray, a: ray.init(address=a))
+    monkeypatch.setenv("AISTACK_RAY_ADDRESS", f"127.0.0.1:{listening}")
+    reset_settings_cache()
+    try:
+        runner = TaskRunner(workers=1, executor="ray")
+        assert runner._connect() is fake
+        fake.shutdown()  # e.g. the caller's code shut Ray down between two stages
+        assert runner._connect() is fake and fake.is_initialized()
+        assert fake.calls.count(("init", f"127.0.0.1:{listening}")) == 2
+
+        def broken() -> None:
+            raise RuntimeError("shutdown failed")
+
+        fake.shutdown = broken  # type: ignore[method-assign]
+        runner.close()  # logs, does not raise
+    finally:
+        reset_settings_cache()
