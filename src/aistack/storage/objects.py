@@ -135,19 +135,22 @@ class ObjectStore:
         putting the same bytes (two files of one add, a chunk repeated in a file) waits for the
         first one's block to end, then finds the object stored and writes nothing. The lock
         only guards the map of objects in flight, never a write."""
-        while True:
-            with self._writing_lock:
-                done = self._writing.get(oid)
-                if done is None:
-                    done = self._writing[oid] = threading.Event()
-                    break
-            done.wait()  # then check again: the writer may have failed
-        try:
+        mine: threading.Event | None = None
+        try:  # (from before the entry is made: an interrupt then cannot leave it behind)
+            while True:
+                with self._writing_lock:
+                    done = self._writing.get(oid)
+                    if done is None:
+                        mine = self._writing[oid] = threading.Event()
+                        break
+                done.wait()  # then check again: the writer may have failed
             yield
         finally:
-            with self._writing_lock:
-                del self._writing[oid]
-            done.set()
+            if mine is not None:
+                with self._writing_lock:
+                    if self._writing.get(oid) is mine:
+                        del self._writing[oid]
+                mine.set()
 
     def put_range(self, src_fd: int, offset: int, view: memoryview) -> tuple[str, int]:
         """Store one chunk of an open local file: ``view`` holds its bytes at ``offset``.

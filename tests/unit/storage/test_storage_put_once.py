@@ -126,3 +126,33 @@ def test_an_add_of_identical_files_writes_their_object_once(
     assert writes[key] == 1 and sorted(objects.values()) == [1, 1]  # + other.txt
     assert v.bytes_written == len(body) + len(b"something else")
     assert [e.hash for e in ds.files(v)].count(ds.store.hash_bytes(body)) == 8
+
+
+def test_an_interrupt_while_registering_a_write_leaves_no_entry(tmp_path: Path) -> None:
+    """An interrupt (KeyboardInterrupt on the main thread) right after a put registered its
+    object as being written, before its write began, left the entry behind: every later put of
+    the same bytes in this process then waited for ever."""
+    store = ObjectStore(open_backend(str(tmp_path / "store")))
+    real = store._writing_lock
+
+    class InterruptOnce:
+        fired = False
+
+        def __enter__(self) -> None:
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+            if not InterruptOnce.fired and store._writing:
+                InterruptOnce.fired = True
+                raise KeyboardInterrupt
+
+    store._writing_lock = InterruptOnce()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        store.put(b"same bytes")
+    store._writing_lock = real
+    done: list[tuple[str, int]] = []
+    t = threading.Thread(target=lambda: done.append(store.put(b"same bytes")), daemon=True)
+    t.start()
+    t.join(5)
+    assert done and done[0][1] == len(b"same bytes"), "the second put hung on a stale entry"
