@@ -42,6 +42,12 @@ def loopback_bootstrap() -> Any:
 
     ``ray.init(address="127.0.0.1:port")`` rewrites a loopback address to the machine's
     outward IP, which a cluster bound to 127.0.0.1 (tests, a laptop) does not listen on.
+    Only the GCS address is kept: pass no ``_node_ip_address="127.0.0.1"`` along with it.
+    ``ray start --head --node-ip-address=127.0.0.1`` (and ``ray start --head``) registers its
+    raylet under the machine's outward IP (Ray rewrites that flag the same way), and a
+    driver that names 127.0.0.1 as its node waits for a raylet at 127.0.0.1 until
+    ``ray.init`` gives up. Without it Ray picks the raylet of this machine that the cluster
+    knows, at the address that raylet registered (127.0.0.1 for ``ray.cluster_utils``).
     """
     from ray._private import services
 
@@ -59,6 +65,37 @@ def loopback_bootstrap() -> Any:
 
 def is_loopback(address: str | None) -> bool:
     return bool(address) and str(address).split(":")[0] in ("127.0.0.1", "localhost")
+
+
+def token_auth_hint() -> str | None:
+    """What to do when ``ray.init`` on an explicit address may have failed for want of
+    Ray's token: this process holds a token but does not send it.
+
+    ``ray start`` turns token authentication on when a token exists (``~/.ray/auth_token``,
+    written by any ``ray.init()`` that started a local cluster), and a driver given an
+    explicit address sends it only with ``RAY_AUTH_MODE=token``; the GCS then refuses the
+    driver and ``ray.init`` says only that it failed to connect.
+    """
+    try:
+        from ray._raylet import (
+            AuthenticationMode,
+            AuthenticationTokenLoader,
+            get_authentication_mode,
+        )
+
+        if get_authentication_mode() == AuthenticationMode.TOKEN:
+            return None
+        if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+            return None
+    except Exception:  # noqa: BLE001 - an older or newer Ray: no hint
+        return None
+    mode = os.environ.get("RAY_AUTH_MODE")
+    now = f"RAY_AUTH_MODE={mode}" if mode else "RAY_AUTH_MODE is unset"
+    return (
+        "if the cluster uses token authentication (`ray start` turns it on when "
+        f"~/.ray/auth_token exists), set RAY_AUTH_MODE=token where aistack runs ({now}; "
+        "Ray sends its token to an explicit address only then)"
+    )
 
 
 class _Driver:
@@ -79,11 +116,19 @@ class _Driver:
         )
         if self.cfg.get("runtime_env"):
             kw["runtime_env"] = self.cfg["runtime_env"]
-        if is_loopback(self.cfg.get("address")):
-            with loopback_bootstrap():
-                ray.init(_node_ip_address="127.0.0.1", **kw)
-        else:
-            ray.init(**kw)
+        try:
+            if is_loopback(self.cfg.get("address")):
+                # the GCS address stays 127.0.0.1; the node is the local raylet, wherever it
+                # registered (see loopback_bootstrap)
+                with loopback_bootstrap():
+                    ray.init(**kw)
+            else:
+                ray.init(**kw)
+        except ConnectionError as exc:
+            hint = token_auth_hint()
+            if hint:
+                raise ConnectionError(f"{exc}; {hint}") from exc
+            raise
         gcs = None
         with contextlib.suppress(Exception):
             gcs = ray.get_runtime_context().gcs_address
