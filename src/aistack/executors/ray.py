@@ -295,6 +295,7 @@ class RayExecutor(Executor):
             "threads_per_proc": max(1, int(bundles[0]["CPU"]) // ppn),
             "max_runtime_s": req.max_runtime_s,
             "grace_s": float(req.env.get("AISTACK_GRACE_S", 10.0)),
+            "stop_signal": req.stop_signal,  # what a cancel, preemption or timeout sends
             "pg_name": f"aistack-{req.job_id}-{req.attempt}",
         }
 

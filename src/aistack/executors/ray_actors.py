@@ -239,6 +239,13 @@ class _Failed:
         return self.returncode
 
 
+def stop_signal(spec: dict[str, Any]) -> int:
+    """The signal that stops the job's ranks (cancel, preemption, max_runtime): the spec's
+    ``stop_signal`` (``"SIGUSR1"``), SIGTERM for a spec from before it was recorded."""
+    sig = getattr(signal, str(spec.get("stop_signal") or "SIGTERM"), None)
+    return int(sig) if isinstance(sig, signal.Signals) else int(signal.SIGTERM)
+
+
 class JobCoordinator:
     """Places the gang, starts the agents and ranks, supervises them (module docstring)."""
 
@@ -465,7 +472,7 @@ class JobCoordinator:
                 if stopping is not None and not done:
                     grace = self._cancel if self._cancel is not None else spec.get("grace_s", 10.0)
                     for a in self._agents:
-                        a.stop.remote(grace)
+                        a.stop.remote(grace, stop_signal(spec))
                     stop_sent_at = time.monotonic()
             if stopping is not None and (
                 done or (stop_sent_at and time.monotonic() - stop_sent_at > 120)

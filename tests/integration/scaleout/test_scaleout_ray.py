@@ -291,3 +291,53 @@ def test_removed_node_job_is_lost_then_requeued_and_completes(
     ran_on = {line.rsplit(" ", 1)[1] for line in log_text.splitlines() if "attempt 1 rank" in line}
     assert len(ran_on) == 2 and victim_id not in ran_on, log_text
     engine.dispose()
+
+
+SAVES_ON_USR1 = (
+    "import os, signal, sys, time\n"
+    "def save(sig, frame):\n"
+    "    open(sys.argv[1] + '/saved' + os.environ['AISTACK_RANK'], 'w').write(signal.Signals(sig).name)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGUSR1, save)\n"
+    "open(sys.argv[1] + '/ready' + os.environ['AISTACK_RANK'], 'w').close()\n"
+    "time.sleep(300)\n"
+)
+
+
+def test_cancel_sends_the_jobs_stop_signal(ex, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A job whose code checkpoints on SIGUSR1 (``stop_signal``) gets SIGUSR1 on cancel, on
+    every rank (the Ray executor sent SIGTERM whatever the job asked for)."""
+    alloc = _two_node_alloc(ex)
+    script = tmp_path / "saves.py"
+    script.write_text(SAVES_ON_USR1)
+    out = tmp_path / "out"
+    out.mkdir()
+    h = ex.launch(
+        LaunchRequest(
+            job_id="usr1",
+            attempt=1,
+            command=f"{sys.executable} {script} {out}",
+            allocation=alloc,
+            job_dir=tmp_path / "usr1",
+            stop_signal="SIGUSR1",
+        )
+    )
+    assert _wait(ex, h, lambda s: s.state == "running" or s.final).state == "running"
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("ready*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)  # both ranks have their handler
+    ex.cancel(h, grace_s=20)
+    st = _wait(ex, h, lambda s: s.final, 60)
+    assert st.state == "cancelled", st
+    assert sorted(p.name for p in out.glob("saved*")) == ["saved0", "saved1"]
+    assert {p.read_text() for p in out.glob("saved*")} == {"SIGUSR1"}
+
+
+def test_stop_signal_of_a_spec() -> None:
+    import signal
+
+    from aistack.executors.ray_actors import stop_signal
+
+    assert stop_signal({"stop_signal": "SIGUSR1"}) == signal.SIGUSR1
+    assert stop_signal({}) == signal.SIGTERM  # a spec from before it was recorded
+    assert stop_signal({"stop_signal": "NOPE"}) == signal.SIGTERM
