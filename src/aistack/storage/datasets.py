@@ -20,6 +20,7 @@ removed by gc after the grace period) and no version.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -553,11 +554,15 @@ class Datasets:
         check_kind(kind)
         lineage_node(kind, id)
         v = self._resolve(self._explicit_version(ref), allow_deleted=True)
-        if not force and any(
+        checked = not force and any(
             (r["kind"], r["ref_id"]) == (kind, id) for r in self.catalog.references_of(v.id)
-        ):
+        )
+        if checked:
             self._refuse_held(v, [(kind, id)])
-        return self.catalog.remove_reference(v.id, kind, id)
+        dropped = self.catalog.remove_reference(v.id, kind, id)
+        if checked and dropped:
+            self._restore_if_taken(v, [(kind, id)])
+        return dropped
 
     def _refuse_held(self, v: DatasetVersion, pairs: list[tuple[str, str]]) -> None:
         """ConflictError when a holder of one of ``pairs`` still runs (:mod:`.holds`)."""
@@ -565,6 +570,18 @@ class Datasets:
 
         states = self.catalog.job_states([i for k, i in pairs if k == "job"])
         refuse_held(v.ref, pairs, states, self.lease_dir)
+
+    def _restore_if_taken(self, v: DatasetVersion, pairs: list[tuple[str, str]]) -> None:
+        """After dropping ``pairs``: a holder that took its lease between the check and the
+        drop (a web-data run resuming: it found its reference still there, so it did not add
+        it again) gets the references back, and the caller the ConflictError it would have had."""
+        try:
+            self._refuse_held(v, pairs)
+        except ConflictError:
+            for kind, ident in pairs:
+                with contextlib.suppress(ConflictError):  # (the version deleted meanwhile)
+                    self.catalog.add_reference(v.id, kind, ident, label=v.ref)
+            raise
 
     @staticmethod
     def _explicit_version(ref: str, action: str = "dropping a reference") -> str:
@@ -635,6 +652,8 @@ class Datasets:
         if present and check is not None:
             check(v, present)
         left = self.catalog.remove_references(v.id, v.ref, list(refs))
+        if present and not force:
+            self._restore_if_taken(v, present)
         return v, [
             {"kind": r["kind"], "id": r["ref_id"], "created_at": aware(r["created_at"])}
             for r in left

@@ -288,3 +288,33 @@ def test_a_pipeline_run_holds_its_webdata_reference_while_it_runs(home: Path) ->
     assert list(holds.default_lease_dir().iterdir()) == []
     v, left = ds.remove_references("raw@v1", [("webdata", run)])
     assert left == []
+
+
+@pytest.mark.parametrize("api", ["remove_references", "remove_reference"])
+def test_a_holder_that_came_during_the_drop_gets_its_reference_back(
+    home: Path, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    """Check, then drop: a web-data run resuming in between took its lease and found its
+    reference still there (so it did not add it again), and the drop then took it away: the
+    run read a version `data rm` could delete. Now the check runs again after the drop, and a
+    holder found then gets the reference back; the caller gets the ConflictError."""
+    from aistack.storage import holds
+
+    ds = _referenced(home, ("webdata", "corpus@abc"))
+    real = holds.refuse_held
+    calls: list[int] = []
+
+    def arrives_after_first_check(label, pairs, states, directory=None):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) > 1:  # the run took its lease meanwhile
+            raise ConflictError(f"{label} is held by the running process 4242")
+        return real(label, pairs, states, directory)
+
+    monkeypatch.setattr(holds, "refuse_held", arrives_after_first_check)
+    with pytest.raises(ConflictError, match="4242"):
+        if api == "remove_references":
+            ds.remove_references("d@v1", [("webdata", "corpus@abc")])
+        else:
+            ds.remove_reference("d@v1", "webdata", "corpus@abc")
+    assert _refs(ds) == [("webdata", "corpus@abc")]
+    assert len(calls) == 2
