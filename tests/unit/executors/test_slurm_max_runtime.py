@@ -201,3 +201,25 @@ def test_the_python_in_the_job_is_unaffected(tmp_path: Path) -> None:
     req = _req(tmp_path, f'{sys.executable} -c "{code}"', max_runtime_s=30)
     res, _ = _run(tmp_path, req)
     assert (res.returncode, res.stdout) == (0, "True\n")
+
+
+def test_the_watchdog_clock_does_not_follow_the_date(tmp_path: Path) -> None:
+    """The watchdog measured max_runtime with `date +%s%N`: a change of the date (NTP step, a
+    clock set by hand) moved the deadline, and a `date` without %N stopped it. It reads the
+    time since boot (/proc/uptime) now; `date` is only the fallback."""
+    script = render_sbatch(_req(tmp_path, "true", max_runtime_s=5)).script
+    fn = script[script.index("aistack_ms() {") :]
+    fn = fn[: fn.index("\n}\n") + 3]
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    (bin_dir / "date").write_text("#!/bin/sh\necho 4102444800000000000\n")  # the year 2100
+    (bin_dir / "date").chmod(0o755)
+    out = subprocess.run(
+        ["bash", "-c", fn + "aistack_ms"],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        check=True,
+    ).stdout.strip()
+    uptime_ms = float(Path("/proc/uptime").read_text().split()[0]) * 1000
+    assert abs(int(out) - uptime_ms) < 5000, out

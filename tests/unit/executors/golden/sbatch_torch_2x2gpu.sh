@@ -101,7 +101,14 @@ export -f aistack_rank_env
 # within a second of the rank's end, which it checks between sleeps of at most 1 s: the rank
 # never kills it, so once started, its stop signal and SIGKILL reach every process it found.
 aistack_ms() {
-    local t
+    # milliseconds on a clock that a change of the date does not move (time since boot,
+    # /proc/uptime, in 10 ms steps); else the wall clock; 0 where neither can be read
+    local up rest t
+    if { read -r up rest < /proc/uptime; } 2>/dev/null; then
+        case "$up" in
+            *[0-9].[0-9][0-9]) printf '%s\n' "$(( ${up%.*} * 1000 + 10#${up#*.} * 10 ))"; return ;;
+        esac
+    fi
     t=$(date +%s%N)
     case "$t" in ''|*[!0-9]*) printf '0\n' ;; *) printf '%s\n' "$((t / 1000000))" ;; esac
 }
