@@ -450,8 +450,10 @@ class Datasets:
         link: str = "auto",
         force: bool = False,
         progress: Progress | None = None,
+        only: Callable[[FileEntry], bool] | None = None,
     ) -> GetResult:
-        """Materialize version ``ref`` under ``dest`` (created if missing).
+        """Materialize version ``ref`` under ``dest`` (created if missing); with ``only``,
+        just the files it accepts (``files`` and ``bytes`` of the result count those).
 
         ``link``: "auto" (on a local store, a reflink where the filesystem has them; else a hard
         link to the store's read-only object, except as root, where file modes do not stop a
@@ -475,6 +477,8 @@ class Datasets:
             )
         v = self.resolve(ref)
         entries = self.files(v)
+        if only is not None:
+            entries = [e for e in entries if only(e)]
         dest_s = os.fspath(dest)
         if os.path.exists(dest_s) and not os.path.isdir(dest_s):
             raise ValidationError(

@@ -3,8 +3,9 @@
 * Input dataset versions (``input.dataset``): pinned when the run starts
   (:func:`resolve_dataset_inputs`), referenced by the run for as long as a job's reference
   lasts (:func:`reference_inputs`; ``aistack data rm`` and gc keep them), and put under
-  ``input-datasets/NAME@vN/`` in the output folder before the process stage (hard links to
-  the store's objects on a local store, see :func:`materialize_inputs`).
+  ``input-datasets/NAME@vN/`` in the output folder before the process stage (on a local
+  store hard links to the store's objects, and for a file cut into chunks a reference the
+  readers open in the store, see :func:`materialize_inputs`).
 * Lineage of a registered corpus: ``file:NAME@sha256:HEX`` (each local input file, by the
   digest its process task took, :func:`file_sha256`) and ``dataset:NAME@vN`` (each input
   dataset version) → ``webdata:NAME@ID`` (the run, :func:`input_lineage`) →
@@ -20,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +187,12 @@ def materialize_inputs(
 
     On a local store a file stored as one object is a hard link to it: nothing is copied,
     and the version's bytes are read in place (never edit these files: they *are* the
-    store's objects; ``--fresh`` only unlinks them). A file the store cut into chunks is
-    assembled from them (the kernel copies the bytes); from a remote store every file is
-    downloaded. Every object is verified first.
+    store's objects; ``--fresh`` only unlinks them). A file the store cut into chunks (most
+    WARCs: every file over the chunker's minimum size) is not assembled either: in its place
+    lies a small *dataset file reference* (:func:`~aistack.webdata.readers.open_input`), and
+    the process task reads the file from the store's chunks (``Datasets.open``), each chunk
+    verified as it is read (``in_store`` counts them). From a remote store every file is
+    downloaded, every object verified first.
 
     A version none of whose files a process task still has to read (``pending``) is not put
     there at all (a resumed run reads nothing again), nor one put there by an earlier run
@@ -213,25 +218,22 @@ def materialize_inputs(
             entry["materialized"] = "not needed (every file of it was processed)"
         elif isinstance(before, dict) and before.get("stat") == _stat_key(d.files):
             entry["materialized"] = "by an earlier run"
-            entry.update({k: before[k] for k in ("linked", "copied") if k in before})
+            entry.update({k: before[k] for k in ("linked", "copied", "in_store") if k in before})
         else:
             ds = ds or _datasets()
-            # (force: the folder is the pipeline's; a file changed there is replaced)
-            got = ds.get(d.ref, d.folder, link="hardlink", force=True)
+            got = _put_version(ds, d)
             entry["materialized"] = "now"
-            entry.update(linked=got.linked, copied=got.copied, unchanged=got.unchanged)
-            earlier[d.ref] = {
-                "stat": _stat_key(d.files),
-                "linked": got.linked,
-                "copied": got.copied,
-            }
+            entry.update(got)
+            earlier[d.ref] = {"stat": _stat_key(d.files)}
+            earlier[d.ref].update({k: got[k] for k in ("linked", "copied", "in_store") if k in got})
             _done(marker, earlier)
             log.info(
-                "input %s: %d files linked, %d copied, %d already there",
+                "input %s: %d files linked, %d copied, %d read in the store, %d already there",
                 d.ref,
-                got.linked,
-                got.copied,
-                got.unchanged,
+                got["linked"],
+                got["copied"],
+                got.get("in_store", 0),
+                got["unchanged"],
             )
         done.append(entry)
         n += len(d.files)
@@ -240,12 +242,56 @@ def materialize_inputs(
     return done
 
 
+def _put_version(ds: Any, d: DatasetInput) -> dict[str, int]:
+    """Put the files of ``d``'s version under ``d.folder``: ``Datasets.get`` with hard links,
+    except that on a local store a file cut into chunks gets a dataset file reference in its
+    place (``in_store``; only when there are such files). Returns ``linked``, ``copied``,
+    ``unchanged`` (and ``in_store``)."""
+    if not ds.store.backend.is_local:
+        got = ds.get(d.ref, d.folder, link="hardlink", force=True)
+        return {"linked": got.linked, "copied": got.copied, "unchanged": got.unchanged}
+    from aistack.webdata.readers import dataset_file_reference
+    from aistack.webdata.taskfiles import atomic_write
+
+    v = ds.resolve(d.ref)
+    entries = ds.files(v)
+    chunked = [e for e in entries if len(e.chunks) > 1]
+    if not chunked:
+        # (force: the folder is the pipeline's; a file changed there is replaced)
+        got = ds.get(d.ref, d.folder, link="hardlink", force=True)
+        return {"linked": got.linked, "copied": got.copied, "unchanged": got.unchanged}
+    linked = copied = unchanged = 0
+    if len(chunked) < len(entries):
+        # the files kept as one object (force: the folder is the pipeline's, a file changed
+        # there is replaced)
+        got = ds.get(
+            v.ref, d.folder, link="hardlink", force=True, only=lambda e: len(e.chunks) <= 1
+        )
+        linked, copied, unchanged = got.linked, got.copied, got.unchanged
+    for e in chunked:
+        target = d.folder / e.path
+        body = dataset_file_reference(v.ref, e.path, e.size, e.hash)
+        try:
+            st = target.lstat()  # (an earlier run's copy of the file is not read)
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(body) and target.read_bytes() == body:
+                unchanged += 1
+                continue
+        except OSError:
+            pass
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # (a rename: an earlier run's copy or link there is replaced, never written into)
+        atomic_write(target, body)
+    return {"linked": linked, "copied": copied, "unchanged": unchanged, "in_store": len(chunked)}
+
+
 def file_sha256(path: str | Path) -> str | None:
     """The SHA-256 of a file's bytes (hex), or None when it cannot be read (the reader then
-    reports it as a bad file)."""
+    reports it as a bad file). A dataset file reference is hashed as the file it names."""
+    from aistack.webdata.readers import open_input
+
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        with open_input(path) as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()  # type: ignore[arg-type]
     except OSError:
         return None
 

@@ -20,11 +20,18 @@ every byte decoded before the cut: the records before it are yielded, the one cu
 Parsing is written here (not delegated to FastWARC's iterator) because the run report needs
 each unreadable record with its offset and reason, ARC has to be read too, and HTTP bodies
 need chunked / gzip / deflate transfer decoding with a fallback when they lie.
+
+Every input file is opened through :func:`open_input`: a plain file as itself, and a *dataset
+file reference* (a small file starting with :data:`DATASET_FILE_MAGIC`, which
+:func:`aistack.webdata.lineage.materialize_inputs` writes in place of a file a local store
+cut into chunks) as that file of the dataset version, read from the store's chunks
+(``Datasets.open``; each chunk verified as it is read), so it is never copied to disk.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import zlib
 from collections.abc import Callable, Iterator
@@ -115,6 +122,76 @@ class TruncatedRecord(ArchiveError):
         super().__init__(message)
         self.present = present
         self.expected = expected
+
+
+# --------------------------------------------------------------------------- opening
+
+# The first line of a dataset file reference; a JSON object follows:
+# {"ref": "NAME@vN", "path": "PATH IN THE VERSION", "size": BYTES, "hash": "ITS HASH"}
+DATASET_FILE_MAGIC = b"aistack-dataset-file/1\n"
+_REFERENCE_MAX = 64 * 1024  # bytes of a reference file read (a real one is far smaller)
+
+
+def dataset_file_reference(ref: str, path: str, size: int, hash: str) -> bytes:  # noqa: A002
+    """The bytes of a reference to the file ``path`` of the version ``ref`` (its manifest's
+    ``size`` and ``hash``, checked when it is opened): :func:`open_input` reads that file."""
+    body = {"ref": ref, "path": path, "size": size, "hash": hash}
+    return DATASET_FILE_MAGIC + json.dumps(body, sort_keys=True).encode() + b"\n"
+
+
+def read_dataset_file_reference(path: str | Path) -> dict[str, object] | None:
+    """The fields of the dataset file reference ``path`` is, or None for any other file.
+    OSError when it cannot be read, or starts as a reference but is not a valid one."""
+    with open(path, "rb") as f:
+        if f.read(len(DATASET_FILE_MAGIC)) != DATASET_FILE_MAGIC:
+            return None
+        body = f.read(_REFERENCE_MAX)
+    try:
+        d = json.loads(body)
+        if not (
+            isinstance(d, dict)
+            and all(isinstance(d.get(k), str) for k in ("ref", "path", "hash"))
+            and isinstance(d.get("size"), int)
+        ):
+            raise ValueError("needs ref, path and hash (strings) and size (an integer)")
+    except ValueError as exc:
+        raise OSError(
+            f"{path} is a damaged dataset file reference ({exc}); run the pipeline with "
+            "--fresh to put its input dataset files there again"
+        ) from None
+    return d
+
+
+def open_input(path: str | Path) -> io.IOBase:
+    """Open an input file for reading bytes: a plain file as itself; a dataset file reference
+    (see :data:`DATASET_FILE_MAGIC`) as the version's file it names, a seekable read-only
+    file over the store's chunks (nothing is copied; each chunk is verified as it is read).
+    OSError when the file, or the version's file a reference names, cannot be opened."""
+    d = read_dataset_file_reference(path)
+    if d is None:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    ref, inner = str(d["ref"]), str(d["path"])
+    try:
+        from aistack.storage import Datasets  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise OSError(
+            f"{path} refers to {ref}:{inner}, and aistack.storage cannot be imported: {exc}"
+        ) from None
+    from aistack.errors import AistackError
+
+    try:
+        fs = Datasets.from_settings().open(ref)
+        info = fs.info(inner)
+        if (info["size"], info["hash"]) != (d["size"], d["hash"]):
+            raise OSError(
+                f"{path} refers to {ref}:{inner} of {d['size']:,} bytes with hash "
+                f"{d['hash']}, and the store has {info['size']:,} bytes with hash "
+                f"{info['hash']}; run the pipeline with --fresh to put the files there again"
+            )
+        f: io.IOBase = fs.open(inner, "rb")
+    except (AistackError, FileNotFoundError) as exc:
+        raise OSError(f"{path} refers to {ref}:{inner}, which cannot be opened: {exc}") from None
+    return f
 
 
 # --------------------------------------------------------------------------- streams
@@ -263,10 +340,8 @@ def _lz4_cut(path: str | Path) -> _Lz4Cut | None:
     complete. FastWARC's reader takes a file that ends inside a block size field or inside a
     frame's end mark or checksum as ending there, without an error, and fails on a block cut
     short with "failed to fill whole buffer"; this says which it was."""
-    import os
-
-    with open(path, "rb") as f:
-        n = os.fstat(f.fileno()).st_size
+    with open_input(path) as f:
+        n = f.seek(0, io.SEEK_END)
 
         def at(pos: int, k: int) -> bytes:  # (seeks past block data: never reads it all)
             f.seek(pos)
@@ -499,7 +574,7 @@ class _FastwarcRaw(io.RawIOBase):
 
 def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
     """Open ``path`` as a decompressed byte stream (by magic bytes, not by name)."""
-    raw_f = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
+    raw_f = open_input(path)  # closed by the caller through the returned stream
     magic = raw_f.read(4)
     raw_f.seek(0)
     inner: object | None = None
@@ -511,8 +586,10 @@ def open_archive(path: str | Path) -> tuple[io.BufferedReader, object | None]:
         sio = require("fastwarc.stream_io", extra="webdata")
         cls = sio.ZstdReader if magic == _ZSTD_MAGIC else sio.Lz4Reader
         raw_f.close()
+        # (a dataset file reference: FastWARC reads the store's file through a file object)
+        byref = read_dataset_file_reference(path) is not None
         inner = _FastwarcRaw(
-            lambda: cls(str(path), fsspec_args=False),
+            lambda: cls(open_input(path) if byref else str(path), fsspec_args=False),
             lz4_path=path if magic == _LZ4_MAGIC else None,
         )
     if inner is None:

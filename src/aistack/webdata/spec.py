@@ -31,7 +31,8 @@ both::
 A dataset version is written as a job's ``inputs:`` are (``NAME@vN``; see
 ``aistack data log NAME``). Its files are read through the output folder's
 ``input-datasets/NAME@vN/``: on a local store a file kept as one object is a hard link to it
-(not copied), a larger one the store cut into chunks is assembled from them (see
+(not copied), and a larger one the store cut into chunks is a small reference that the
+readers open in the store, also not copied (see
 :func:`aistack.webdata.lineage.materialize_inputs`). The registered version's lineage
 starts at ``dataset:NAME@vN`` rather than at one node per file. The run references the
 version (``webdata:…``, as a job does its ``inputs:``), so ``aistack data rm`` refuses to
