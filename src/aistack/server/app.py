@@ -68,17 +68,14 @@ class AuthMiddleware:
                 # when the connection closes after the answer (a client that sent
                 # "Connection: close", as urllib does, or HTTP/1.0), unread data makes the
                 # kernel reset it and the client saw that instead of the 401. A body not read
-                # to its end (past the bounds, or Expect: 100-continue) gets "Connection:
-                # close": uvicorn then closes after the answer, where on a kept-alive
-                # connection it would read and drop the rest, however much the caller sends
-                read_all = may_drain(scope) and await drain_body(scope, receive, answer="401")
-                headers = {} if read_all else {"connection": "close"}
+                # to its end (past the bounds, or Expect: 100-continue) makes the answer say
+                # "Connection: close" (CloseUnreadBodyMiddleware, outside this one)
+                if may_drain(scope):
+                    await drain_body(scope, receive, answer="401")
                 if path == "/" or (
                     not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)
                 ):
-                    resp: Response = Response(
-                        status_code=303, headers={"location": "/login", **headers}
-                    )
+                    resp: Response = Response(status_code=303, headers={"location": "/login"})
                 else:
                     resp = JSONResponse(
                         {
@@ -89,7 +86,6 @@ class AuthMiddleware:
                             "details": {},
                         },
                         status_code=401,
-                        headers=headers,
                     )
                 await resp(scope, receive, send)
                 return
