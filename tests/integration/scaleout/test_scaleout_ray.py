@@ -22,6 +22,7 @@ dist.all_reduce(t)
 print(f"RESULT rank={r} world={dist.get_world_size()} node={os.environ['AISTACK_RAY_NODE_ID']} "
       f"master={os.environ['MASTER_ADDR']} sum={t.item():.0f} gpus={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
 dist.destroy_process_group()
+os._exit(0)  # not through gloo's interpreter teardown, which can abort (examples/train/ddp_torchrun.py)
 """
 
 
