@@ -11,7 +11,10 @@ random-window gather alone (its uint16 chunks, before the int64 conversion): the
 its time that a sequential read does not have; another the loader with its touch-ahead off
 (``ShardLoader.touch_ahead``: one token read at each window's first and last position, for
 all windows of a chunk at once, before the copies), to compare in the same run. Page cache warm for
-all. Goal: ShardLoader ≥ 80% of the raw baseline (single thread, as the raw read). The
+all. Another (info) row reads sequentially in blocks of a loader chunk and widens them with
+torch in one call, as the loader does: the sequential read with every trick of the loader's
+but the random windows. torch runs on one intra-op thread (``torch.set_num_threads(1)``) for
+every row. Goal: ShardLoader ≥ 80% of the raw baseline (single thread, as the raw read). The
 "(2 threads)" row is the loader with its prefetch thread gathering and converting ahead
 while the caller takes batches: it uses a second core, so it is not the goal's comparison;
 its point is the last column, the caller's own CPU time per batch (``time.thread_time``),
@@ -89,6 +92,33 @@ def raw_batches(paths: list[Path], seq_len: int, batch: int) -> tuple[int, float
                 w = buf.reshape(batch, seq_len + 1).astype(np.int64)
                 x, _y = from_numpy(w[:, :-1]), from_numpy(w[:, 1:])
                 n += x.numel()
+    return n, time.perf_counter() - t0
+
+
+def raw_blocks(paths: list[Path], seq_len: int, batch: int, k: int) -> tuple[int, float]:
+    """(info) The raw read with the loader's own conversion: sequential read() of ``k`` whole
+    [batch, seq_len + 1] blocks at a time (as many as one chunk of the single-thread loader),
+    widened to int64 by torch in one call, each batch two views — the sequential read given
+    every trick of the loader's but the random windows."""
+    from torch import from_numpy, int64
+
+    from aistack.train.shards import open_shard
+
+    per = batch * (seq_len + 1)
+    buf = np.empty(k * per, dtype=np.uint16)
+    mv = memoryview(buf).cast("B")
+    sizes = [open_shard(p).n_tokens for p in paths]
+    n = 0
+    t0 = time.perf_counter()
+    for p, ntok in zip(paths, sizes, strict=True):
+        with open(p, "rb", buffering=0) as fh:
+            fh.seek(64)
+            for _ in range(ntok // (k * per)):
+                fh.readinto(mv)
+                w = from_numpy(buf).to(int64).numpy().reshape(k * batch, seq_len + 1)
+                for i in range(0, k * batch, batch):
+                    x, _y = from_numpy(w[i : i + batch, :-1]), from_numpy(w[i : i + batch, 1:])
+                    n += x.numel()
     return n, time.perf_counter() - t0
 
 
@@ -187,6 +217,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=1024)
     a = ap.parse_args()
+    import torch
+
+    # single-thread rows are single-threaded: torch's int64 conversion (the loader's, and the
+    # chunk-block raw row's) would otherwise use its intra-op threads on large chunks
+    torch.set_num_threads(1)
     n_shards, per_shard = (4, 5_000_000) if a.quick else (8, 25_000_000)
     seq_len, batch = a.seq_len, a.batch
     vocab = 50_304
@@ -195,6 +230,11 @@ def main() -> None:
         total = n_shards * per_shard
         one = make_shards(Path(tmp) / "one", 1, total, vocab)  # same tokens count, one file
         raw_read(paths)  # warm the page cache
+        from aistack.train.loader import ShardLoader
+
+        probe = ShardLoader([str(p) for p in paths], seq_len=seq_len, batch_size=batch)
+        chunk_batches = probe.chunk_batches  # the single-thread loader's chunk, in batches
+        del probe
         raw_read(one)
         methods = [
             (
@@ -202,6 +242,10 @@ def main() -> None:
                 lambda: raw_batches(paths, seq_len, batch),
             ),
             ("(info) byte copy, no tensor", lambda: raw_read(paths)),
+            (
+                "(info) raw read in loader-chunk blocks, torch int64",
+                lambda: raw_blocks(paths, seq_len, batch, chunk_batches),
+            ),
             (
                 f"ShardLoader, random windows, {n_shards} shards",
                 lambda: aistack_loader(paths, seq_len, batch, total),

@@ -28,8 +28,8 @@ item, so numpy copies the chunk's windows in their final order with one memcpy p
 (no sort, no scatter, no Python per shard). Before that copy, two vectorized reads of one
 token each at every window's first and last position (``ShardLoader.touch_ahead``) take the
 cache and TLB misses of all the chunk's windows at once, overlapped, instead of one window after
-the other inside the copies. The chunk is then converted to int64 in one call, and each
-batch is a view of its rows. No Python per sample. Where the side-by-side mapping is not available (another
+the other inside the copies. The chunk is then converted to int64 in one call (torch's, when
+the loader delivers tensors), and each batch is a view of its rows. No Python per sample. Where the side-by-side mapping is not available (another
 OS, shards of mixed token widths, ``eos_id``), a per-shard gather gives the same batches.
 
 Remote shards (``s3://…`` or any fsspec URL) are copied once into
@@ -60,7 +60,13 @@ log = logging.getLogger(__name__)
 # 2: adds "shard_hashes" (a state of version 1 loads, with a warning); the optional "shards"
 # ([name, n_tokens] per shard, read only to explain a refused resume) needs no new version
 STATE_VERSION = 2
-CHUNK_BYTES = 1 << 20  # staged tokens gathered per pass (a chunk of whole batches)
+# staged tokens gathered per pass (a chunk of whole batches) by the prefetch thread (or without
+# torch); the calling thread, widening with torch, takes half as much: in the loader bench on a
+# 1 MiB-L2 core, 512 KiB chunks beat 1 MiB and 256 KiB ones with torch's conversion, while the
+# prefetch thread (numpy's) did better with 1 MiB (bench/bench_train_loader.py; README)
+CHUNK_BYTES = 1 << 20
+# token dtypes that ShardLoader widens to int64 with torch (when it delivers tensors)
+_TORCH_WIDENS = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32))
 
 
 def _is_remote(p: str) -> bool:
@@ -311,10 +317,12 @@ class ShardLoader:
         self.world_size = int(world_size)
         self.as_torch = as_torch
         self._from_numpy: Any = None
+        self._torch_int64: Any = None
         if as_torch:
-            from torch import from_numpy
+            import torch
 
-            self._from_numpy = from_numpy
+            self._from_numpy = torch.from_numpy
+            self._torch_int64 = torch.int64
         self.pin_memory = pin_memory
         self.prefetch = max(0, int(prefetch))
         self._worker: Any = None
@@ -396,7 +404,8 @@ class ShardLoader:
         # chunk (one gather, one int64 conversion), a batch is a view. The per-shard fallback
         # gathers into a reused staging buffer.
         batch_bytes = self.batch_size * (self.seq_len + 1) * self._stage_dtype.itemsize
-        self.chunk_batches = max(1, min(self.batches_per_epoch, CHUNK_BYTES // batch_bytes))
+        chunk = CHUNK_BYTES if self.prefetch or not as_torch else CHUNK_BYTES // 2
+        self.chunk_batches = max(1, min(self.batches_per_epoch, chunk // batch_bytes))
         self._stage: np.ndarray | None = None
         self._chunk: tuple[int, int, int, np.ndarray] | None = None
         vocabs = {s.vocab_size for s in self.shards if s.vocab_size}
@@ -578,9 +587,19 @@ class ShardLoader:
             assert c[0] == epoch and c[1] == batch, "prefetch out of step"
         else:  # one int64 conversion for the whole chunk (a new array: the stage is reused)
             e, b, end, rows = self._chunk_at(epoch, batch)
-            c = (e, b, end, rows.astype(np.int64))
+            c = (e, b, end, self._widen(rows))
         self._chunk = c
         return c
+
+    def _widen(self, rows: np.ndarray) -> np.ndarray:
+        """A chunk's tokens as a new int64 array, on the calling thread. With torch loaded,
+        torch's conversion does it (an int64 tensor seen as a numpy array, sharing its memory):
+        on chunks of this size it measured ~1.4x numpy's ``astype`` from uint16 on one thread.
+        The prefetch thread keeps numpy's: there torch's conversion measured slower and
+        uneven (it shares torch's intra-op threads with the training step)."""
+        if self._torch_int64 is not None and rows.dtype in _TORCH_WIDENS:
+            return self._from_numpy(rows).to(self._torch_int64).numpy()
+        return rows.astype(np.int64)
 
     def next_batch(self) -> tuple[Any, Any]:
         """``(x, y)`` of the next batch for this rank: views of its ``[batch_size, seq_len + 1]``
@@ -633,7 +652,7 @@ class ShardLoader:
                     e, b, end, rows = self._chunk_at(epoch, batch, fresh=True)
                     # the int64 conversion of the whole chunk happens here too (as in
                     # _chunk_for): the training thread only hands out views of it
-                    item = (e, b, end, rows.astype(np.int64))
+                    item = (e, b, end, rows.astype(np.int64))  # numpy: see _widen
                     batch = end
                     while not stop.is_set():
                         try:

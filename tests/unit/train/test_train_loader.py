@@ -402,3 +402,24 @@ def test_a_pipeline_dataset_folder_is_read_without_its_tokenizer_and_report(
         ShardLoader(str(tmp_path / "meta"), seq_len=9, batch_size=2)
     with pytest.raises(ValidationError, match="not an aistack token shard"):
         ShardLoader([str(ds / "report.json")], seq_len=9, batch_size=2)  # named: an error
+
+
+@pytest.mark.parametrize("vocab", [50_000, 100_000])  # uint16 (torch widens) and uint32 (numpy)
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_torch_tensors_hold_the_same_int64_tokens_as_numpy_batches(
+    tmp_path: Path, vocab: int, prefetch: int
+) -> None:
+    torch = pytest.importorskip("torch")
+    data = tmp_path / "d"
+    _make_shards(data, vocab=vocab)
+    kw = dict(seq_len=16, batch_size=3, seed=5, prefetch=prefetch)
+    ref = ShardLoader(str(data), as_torch=False, **kw)
+    ld = ShardLoader(str(data), **kw)
+    try:
+        for _ in range(ref.batches_per_epoch + 4):  # across an epoch boundary
+            (x, y), (xt, yt) = ref.next_batch(), ld.next_batch()
+            assert xt.dtype == yt.dtype == torch.int64
+            assert np.array_equal(xt.numpy(), x) and np.array_equal(yt.numpy(), y)
+    finally:
+        ref.close()
+        ld.close()
