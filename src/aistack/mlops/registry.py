@@ -504,9 +504,12 @@ def lineage(
     as a dict.
 
     ``services``: from the lineage edges ``model:NAME@vN → service:SVC`` that a deploy or a
-    rollout records (aistack.serving.lineage), each with whether it still serves the version
-    (see :func:`aistack.serving.lineage.served_by`); None when the dataset catalog could not
-    be read, with ``services_error`` saying why."""
+    rollout records (aistack.serving.lineage), and the services deployed straight from the
+    version's source run with the version's own model (``runs:/RUN_ID/PATH``, PATH the path
+    the version was registered from, see :func:`_run_model_path`; another path of the run is
+    another model), each with whether it still serves the version (see
+    :func:`aistack.serving.lineage.served_by`); None when the dataset catalog could not be
+    read, with ``services_error`` saying why."""
     v = _version_int(version)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"lineage of {name} v{v}"):
@@ -524,6 +527,7 @@ def lineage(
                 **_services(name, v),
             }
         run = client.get_run(mv.run_id)
+        model_path = _run_model_path(client, mv, run)
     tags = dict(run.data.tags)
     datasets = []
     for di in run.inputs.dataset_inputs if run.inputs else []:
@@ -571,18 +575,60 @@ def lineage(
             "repo": tags.get("mlflow.source.git.repoURL"),
         },
         "datasets": datasets,
-        **_services(name, v),
+        **_services(name, v, run.info.run_id, model_path),
     }
 
 
-def _services(name: str, version: int) -> dict[str, Any]:
+def _run_model_path(client: Any, mv: Any, run: Any) -> str | None:
+    """The path inside ``run`` (the version's source run) that ``runs:/RUN_ID/PATH`` loads the
+    version's model from, or None when the version's files are not the run's:
+
+    - source ``runs:/RUN_ID/PATH`` (:func:`register_from_run` of an artifact directory): PATH;
+    - source ``models:/m-…``, a logged model of the run (MLflow 3 ``log_model(name=...)``): its
+      name (MLflow resolves ``runs:/RUN_ID/NAME`` to the run's logged model NAME);
+    - source under the run's artifact URI (``mlflow.register_model`` of a full URI): the rest.
+
+    ``""`` is the run's root. Best effort: a logged model that cannot be read gives None."""
+    from aistack.serving.lineage import run_model, run_path
+
+    rid = run.info.run_id
+    source = mv.source or ""
+    if source.startswith("runs:/"):
+        rm = run_model(source)
+        return rm[1] if rm is not None and rm[0] == rid else None
+    if source.startswith("models:/"):
+        model_id = getattr(mv, "model_id", None) or source.removeprefix("models:/")
+        if "/" in model_id or "@" in model_id:  # models:/NAME/N, models:/NAME@alias
+            return None
+        try:
+            lm = client.get_logged_model(model_id)
+        except Exception as exc:  # noqa: BLE001 - the rest of the lineage still answers
+            log.warning(
+                "lineage of %s v%s: logged model %s not read: %s",
+                mv.name,
+                mv.version,
+                model_id,
+                exc,
+            )
+            return None
+        return lm.name if getattr(lm, "source_run_id", None) == rid else None
+    base = (run.info.artifact_uri or "").rstrip("/")
+    if base and (source == base or source.startswith(base + "/")):
+        return run_path(source[len(base) :])
+    return None
+
+
+def _services(
+    name: str, version: int, run_id: str | None = None, model_path: str | None = None
+) -> dict[str, Any]:
     """``{"services": [...], "services_error": None}``: the services deployed with the version
     (:func:`aistack.serving.lineage.served_by`); a catalog that cannot be read leaves the rest
     of the lineage standing (``services`` None, ``services_error`` why)."""
     try:
         from aistack.serving.lineage import served_by
 
-        return {"services": served_by(name, version), "services_error": None}
+        services = served_by(name, version, run_id=run_id, model_path=model_path)
+        return {"services": services, "services_error": None}
     except Exception as exc:  # noqa: BLE001 - the registry's part still answers
         log.warning("lineage of %s v%s: services not read: %s", name, version, exc)
         return {"services": None, "services_error": str(getattr(exc, "message", None) or exc)}

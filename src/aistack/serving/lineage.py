@@ -13,6 +13,8 @@ serving).
 
 An edge is history: "SERVICE was deployed with NAME vN". What a service serves now is in its
 ``spec.json`` (the controller rewrites it when a rollout succeeds); :func:`served_by` tells both.
+A service deployed from ``runs:/RUN_ID/PATH`` serves the same bytes as a version registered from
+that run and path, so :func:`served_by` lists it with the version too (see there for when).
 
 Best effort: a catalog that cannot be reached (or does not answer within
 :data:`RECORD_TIMEOUT_S`) costs a logged warning, never the deploy.
@@ -34,7 +36,7 @@ RECORD_TIMEOUT_S = 10.0
 # a pinned registry model, as resolve_model writes it
 _PINNED = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 # a run's model, as MLflow spells it: runs:/RUN_ID/PATH (the path inside the run's artifacts)
-_RUN_MODEL = re.compile(r"^runs:/(?P<run>[^/]+)(?:/.*)?$")
+_RUN_MODEL = re.compile(r"^runs:/(?P<run>[^/]+)(?:/(?P<path>.*))?$")
 
 
 def model_node(name: str, version: int | str) -> str:
@@ -60,6 +62,19 @@ def run_of(model_uri: str) -> str | None:
     """``runs:/abc/model`` → ``"abc"``; None for anything else (builtin, models:/, a path)."""
     m = _RUN_MODEL.match(model_uri or "")
     return m["run"] if m else None
+
+
+def run_path(path: str | None) -> str:
+    """A path inside a run's artifacts as one spelling: ``/model/`` and ``model//`` →
+    ``model``; ``""`` for the run's root."""
+    return "/".join(p for p in (path or "").split("/") if p)
+
+
+def run_model(model_uri: str) -> tuple[str, str] | None:
+    """``runs:/abc//model/`` → ``("abc", "model")`` (the path as :func:`run_path` spells it);
+    None for anything that is not a run's model."""
+    m = _RUN_MODEL.match(model_uri or "")
+    return (m["run"], run_path(m["path"])) if m else None
 
 
 def rollout_edges(service: str, model_uri: str, run_id: str | None = None) -> list[tuple[str, str]]:
@@ -130,7 +145,13 @@ def record_rollout(
     return int(result["added"])
 
 
-def served_by(name: str, version: int | str) -> list[dict[str, Any]]:
+def served_by(
+    name: str,
+    version: int | str,
+    *,
+    run_id: str | None = None,
+    model_path: str | None = None,
+) -> list[dict[str, Any]]:
     """The services deployed with model ``name`` version ``version`` (from the lineage edges),
     each with what it serves now (its ``spec.json`` in this machine's $AISTACK_HOME/services):
 
@@ -138,19 +159,53 @@ def served_by(name: str, version: int | str) -> list[dict[str, Any]]:
     runs this version (its controller alive), ``state`` says it in words: ``serving``,
     ``controller down`` (deployed with this version, its controller not running), ``now serves
     URI`` (rolled to another model since), ``deleted`` (no such service here any more).
+
+    ``run_id`` and ``model_path``: the version's source run and the path inside that run's
+    artifacts the version was registered from (``runs:/RUN_ID/MODEL_PATH``, or the name of the
+    run's logged model). With both, a service deployed straight from the run (edge ``run:RUN_ID
+    → service:SVC``) is listed too, and ``runs:/RUN_ID/MODEL_PATH`` counts as serving the
+    version (it is the same model), as ``models:/NAME/N`` does. Only the exact path matches
+    (``/model/`` and ``model`` are one path): a parent (``runs:/RUN_ID``) holds more than the
+    model and a child (``runs:/RUN_ID/model/data``) is part of it, and another path of the
+    same run is another model (a checkpoint, a second flavor). The run's edge does not say
+    which path was deployed, so such a service is listed only while its ``spec.json`` shows
+    ``runs:/RUN_ID/MODEL_PATH``; once it is deleted or rolled to another model it drops out
+    (a ``models:/`` deploy keeps its own edge and stays listed, as ``deleted`` or ``now serves
+    URI``). ``model_path`` None (the version's files are not in its run): nothing is matched by
+    run; ``""`` is the run's root (``runs:/RUN_ID``).
+
     Raises what the catalog raises when it cannot be read."""
     from aistack.storage import Datasets
 
     mnode = model_node(name, version)
-    uri = f"models:/{name}/{int(version)}"
-    edges = Datasets.from_settings().catalog.edges_touching({mnode})
-    names = sorted(
-        {d.partition(":")[2] for s, d in edges if s == mnode and d.startswith("service:")}
-    )
-    return [_service_state(svc, uri) | {"node": f"service:{svc}"} for svc in names]
+    uris = {f"models:/{name}/{int(version)}"}
+    path = run_path(model_path)
+    rnode = f"run:{run_id}" if run_id and model_path is not None else None
+    if rnode is not None:
+        uris.add(f"runs:/{run_id}/{path}")
+    nodes = {mnode} if rnode is None else {mnode, rnode}
+    edges = Datasets.from_settings().catalog.edges_touching(nodes)
+
+    def to_services(src: str | None) -> set[str]:
+        return {d.partition(":")[2] for s, d in edges if s == src and d.startswith("service:")}
+
+    by_model, by_run = to_services(mnode), to_services(rnode)
+    out = []
+    for svc in sorted(by_model | by_run):
+        st = _service_state(svc, uris)
+        if svc not in by_model and not _same_run_model(st["model_uri"], run_id, path):
+            continue  # deployed from the run, but (now) not with this version's path
+        out.append(st | {"node": f"service:{svc}"})
+    return out
 
 
-def _service_state(svc: str, uri: str) -> dict[str, Any]:
+def _same_run_model(uri: str | None, run_id: str | None, path: str) -> bool:
+    return run_model(uri or "") == (run_id, path)
+
+
+def _service_state(svc: str, uris: set[str]) -> dict[str, Any]:
+    """What ``svc`` serves now; ``serving`` when its spec names one of ``uris`` (the spellings
+    of the version) and its controller runs."""
     from aistack.errors import NotFoundError
     from aistack.serving import manager
 
@@ -162,8 +217,13 @@ def _service_state(svc: str, uri: str) -> dict[str, Any]:
         return out | {"state": "deleted"}
     current = spec.get("model_uri") if isinstance(spec, dict) else None
     out["model_uri"] = current
-    if current != uri:
+    if _spelled(current) not in {_spelled(u) for u in uris}:
         return out | {"state": f"now serves {current}"}
     if manager._controller(svc) is None:
         return out | {"state": "controller down"}
     return out | {"serving": True, "state": "serving"}
+
+
+def _spelled(uri: str | None) -> Any:
+    """One spelling of a model URI to compare: a run's model as ``(run, path)``."""
+    return run_model(uri or "") or uri
