@@ -163,22 +163,6 @@ def test_metrics_by_size_and_jain(tmp_path: Path) -> None:
         assert m[k] >= 0
 
 
-def test_bounded_slowdown_is_at_least_one() -> None:
-    # a 2 s job that starts at once counts 1 (not 2 / 10); one that waits 18 s behind a
-    # 20 s job counts (18 + 2) / 10 = 2; the 20 s job itself 1
-    tr = with_estimates(
-        [
-            TraceJob(id="long", submit=0, duration=20, gpus=8),
-            TraceJob(id="short", submit=2, duration=2, gpus=8),
-            TraceJob(id="alone", submit=1000, duration=2, gpus=1),
-        ]
-    )
-    res = simulate(tr, get_policy("fifo", explain=False), SimConfig(nodes=1, gpus_per_node=8))
-    m = res.metrics
-    assert m["avg_slowdown"] == pytest.approx((1 + 2 + 1) / 3)
-    assert m["by_size"]["1 GPU"]["avg_slowdown"] == pytest.approx(1.0)
-
-
 # ---------------------------------------------------------------- traces
 
 

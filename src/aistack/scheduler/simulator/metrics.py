@@ -2,8 +2,7 @@
 
 JCT = finish − submit; wait = JCT − runtime (all time a job was not making progress,
 including waits after preemptions and restart costs); first_wait = first start − submit;
-bounded slowdown = max(1, JCT / max(runtime, 10 s)) (Feitelson's: a job shorter than 10 s
-that starts at once counts 1, not less). Utilization = busy GPU-seconds / (GPUs × makespan).
+slowdown = JCT / max(runtime, 10 s). Utilization = busy GPU-seconds / (GPUs × makespan).
 Lower bounds: average JCT ≥ mean runtime; makespan ≥ max(latest submit + runtime,
 total GPU-seconds / GPUs) from the first submission.
 """
@@ -68,7 +67,7 @@ def arrays(res: SimResult) -> dict[str, np.ndarray]:
         "jct": jct,
         "wait": np.maximum(0.0, jct - dur),
         "first_wait": fs - sub,
-        "slowdown": np.maximum(1.0, jct / np.maximum(dur, 10.0)),
+        "slowdown": jct / np.maximum(dur, 10.0),
         "gpus": np.asarray([j.gpus for j in res.jobs], dtype=int),
         "alloc": np.asarray(res.alloc_gpus, dtype=float),
     }
