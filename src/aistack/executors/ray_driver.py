@@ -49,9 +49,17 @@ def loopback_bootstrap() -> Any:
     ``ray.init`` gives up. Without it Ray picks the raylet of this machine that the cluster
     knows, at the address that raylet registered (127.0.0.1 for ``ray.cluster_utils``).
     """
-    from ray._private import services
+    try:
+        from ray._private import services
 
-    orig = services.resolve_ip_for_localhost
+        orig = services.resolve_ip_for_localhost
+    except (ImportError, AttributeError) as exc:  # an older or newer Ray, or a stand-in
+        log.warning(
+            "cannot keep 127.0.0.1 for ray.init (%s): Ray may dial this machine's outward IP",
+            exc,
+        )
+        yield
+        return
 
     def _keep(host: str) -> str:
         return "127.0.0.1" if host in ("localhost", "127.0.0.1") else orig(host)

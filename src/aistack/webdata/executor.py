@@ -12,7 +12,9 @@ opened already (``ray.init()`` in a notebook or a test) is used and left open. W
 * ``host:port`` (the head's GCS) or ``auto`` (a cluster this machine belongs to): as a driver;
 * ``ray://host:port`` (the head's Ray Client server, 10001 unless ``ray start --head
   --ray-client-server-port`` set another): from outside the cluster, as the job executor
-  connects (docs/cluster.md).
+  connects (docs/cluster.md). A loopback GCS address (``127.0.0.1:port``, a cluster bound to
+  this machine's loopback only) stays loopback, as for the job executor
+  (:func:`aistack.executors.ray_driver.loopback_bootstrap`).
 
 The tasks read the input files and write to the output folder by path, so the Ray nodes must
 see both at the same paths as this machine (a shared filesystem). An address where nothing
@@ -141,6 +143,7 @@ def connect_ray(ray: Any, address: str) -> None:
     the address. Nothing listening at it fails at once, before Ray is asked (Ray itself would
     retry for a long while)."""
     from aistack.executors.ray_connection import RayConnection, host_port, tcp_error
+    from aistack.executors.ray_driver import is_loopback, loopback_bootstrap, token_auth_hint
 
     link = RayConnection(address)  # (not started: it only words the fix, as for jobs)
     target = host_port(address)
@@ -153,7 +156,15 @@ def connect_ray(ray: Any, address: str) -> None:
                 "instance on this machine",
             )
     try:
-        ray.init(address=address)
+        if is_loopback(address):
+            # keep 127.0.0.1: ray.init would dial the machine's outward IP instead, where a
+            # cluster bound to 127.0.0.1 does not listen, and retry there for many minutes
+            # (Ray has no overall timeout for ray.init); the check above is then of the very
+            # address Ray dials. As the job executor connects (see loopback_bootstrap)
+            with loopback_bootstrap():
+                ray.init(address=address)
+        else:
+            ray.init(address=address)
     except Exception as exc:  # noqa: BLE001 - any failure: not connected
         with contextlib.suppress(Exception):  # (a half-made session would block the next run)
             ray.shutdown()
@@ -163,6 +174,9 @@ def connect_ray(ray: Any, address: str) -> None:
             # client server or back), which the job executor's hint names; it records that
             # as it does after a failed attempt of its own
             hint = link.fix_hint(listening=target is not None)
+            auth = token_auth_hint()  # a GCS that refuses a driver without Ray's token
+            if auth:
+                hint = f"{auth}; otherwise {hint}"
         else:
             hint = (
                 "Ray answered there but could not start the session: see the reason (for "

@@ -2,11 +2,20 @@
 its Ray Client server (``AISTACK_RAY_ADDRESS=ray://127.0.0.1:PORT``, the way a login node
 reaches a cluster) and its GCS (``127.0.0.1:PORT``). Each run connects, gives the local
 executor's bytes and counts, and disconnects at its end, so a second run in the same process
-connects again."""
+connects again.
+
+And on a cluster whose GCS listens on 127.0.0.1 only (``ray.cluster_utils.Cluster`` with
+``node_ip_address="127.0.0.1"``, the scale-out tests' cluster): ``ray.init(address=
+"127.0.0.1:PORT")`` rewrites the address to the machine's outward IP, where nothing listens,
+and retries there for many minutes, so the pipeline hung; it now keeps the loopback address,
+as the job executor does (``loopback_bootstrap``). (``ray start --head
+--node-ip-address=127.0.0.1`` is not such a cluster: Ray 2.60's GCS then listens on every
+interface, so the rewritten address answers too.)"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -58,6 +67,9 @@ def ray_head() -> Iterator[dict[str, str]]:
         # run, and gRPC's fork handlers crash that child now and then ("Starting Ray client
         # server failed"; ray-project/ray#63202, as in tests/integration/scaleout/conftest.py)
         "GRPC_ENABLE_FORK_SUPPORT": "false",
+        # no token auth, whatever ~/.ray/auth_token a machine has (the driver side too:
+        # use_address); test_scaleout_ray_start.py tests token auth
+        "RAY_AUTH_MODE": "disabled",
     }
     log_path = Path(temp_dir) / "ray-start.log"
     with log_path.open("wb") as log:
@@ -127,6 +139,7 @@ def use_address(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     def use(address: str) -> None:
         monkeypatch.setenv("AISTACK_RAY_ADDRESS", address)
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the clusters here
         reset_settings_cache()
 
     yield use
@@ -150,3 +163,41 @@ def test_runs_on_the_cluster_and_disconnects_after_each_run(
         assert rep["run"]["executor"] == "ray"
         assert rep["counts"] == local["counts"] and rep["counts"]["shards"] == 2
         _same_output(tmp_path / "local", tmp_path / f"ray{i}")
+
+
+@pytest.fixture
+def loopback_cluster() -> Iterator[Any]:
+    """A one-node cluster bound to 127.0.0.1 (2 CPUs); this process is not connected to it."""
+    from aistack.testing.raycluster import ray_unavailable_reason, start_ray_cluster
+
+    reason = ray_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import ray
+
+    rc = start_ray_cluster(nodes=1, gpus_per_node=0, cpus_per_node=2)
+    ray.shutdown()  # (start_ray_cluster connects this process; the run must connect itself)
+    try:
+        yield rc
+    finally:
+        rc.shutdown()
+
+
+@pytest.mark.timeout(60)  # the old code hung in ray.init: fail by timing out, not hang the suite
+def test_runs_on_a_cluster_bound_to_loopback_only(
+    loopback_cluster: Any, use_address: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ray
+
+    address = loopback_cluster.address
+    assert address.startswith("127.0.0.1:"), address
+    local = run_pipeline(_spec(tmp_path / "local"), workers=1)
+    assert local["counts"]["shards"] == 2, local["counts"]
+    use_address(address)
+    with caplog.at_level(logging.INFO, logger="aistack.webdata.executor"):
+        rep = run_pipeline(_spec(tmp_path / "ray"), executor="ray", workers=2)
+    assert f"connected to the Ray cluster at {address}" in caplog.messages
+    assert not ray.is_initialized(), "the run left its Ray session open"
+    assert rep["run"]["executor"] == "ray"
+    assert rep["counts"] == local["counts"]
+    _same_output(tmp_path / "local", tmp_path / "ray")
