@@ -22,6 +22,20 @@ the command exits with (a handler that checkpoints and exits 0 included). When m
 is a whole number of minutes, Slurm's own limit may act first (then its ``KillWait`` is
 the grace period); the state is TIMEOUT either way.
 
+A command that fails on its own just before max_runtime is a failure, not a timeout: which
+came first is settled per rank by ``<job_dir>/rank_end/RANK``, created under noclobber by
+the first of the rank (when the command has exited: ``exit CODE``) and the watchdog (at
+max_runtime: ``max_runtime``). The watchdog acts only when it created it and the command
+has not exited then (a zombie that its rank has not reaped yet has exited); so there is no
+moment at which both a failure and a timeout get recorded. The stop signal and SIGKILL go
+to every process of the rank: the command's process tree and the processes whose
+environment holds the rank's ``AISTACK_RANK_TAG`` (set for the command, inherited by what
+it starts), so children that ignore the stop signal and outlive the command's main process
+(orphans, out of the tree) are killed after the grace period too; the rank waits for its
+watchdog, so the job ends only once nothing of it is left. (Slurm's process group is the
+step's, shared by the node's ranks, and its session holds slurmstepd: neither tells one
+rank's processes from another's.)
+
 A failed gang names its first failing rank, as the local and Ray executors do ("rank 1
 exited with code 7:" and that rank's last output lines). Slurm alone cannot say it: the
 job's ExitCode is the batch script's, i.e. srun's, which is the highest task code (143

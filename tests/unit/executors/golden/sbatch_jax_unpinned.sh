@@ -57,12 +57,21 @@ aistack_rank_env() {
 export -f aistack_rank_env
 
 # max_runtime to the second (Slurm's --time above counts whole minutes: it is the backstop).
-# Each rank has a watchdog: when max_runtime has passed and the command still runs, it
-# records "timed_out" (unless a cancel came first) and stops the command as a cancel does:
-# SIGTERM to the command and its descendants, SIGKILL to what is left 10 s later.
-# It traps the step's signals (one that ends a sleep early does not end its wait), and ends
-# within a second of the rank's end, which it checks between sleeps of at most 1 s: the rank
-# never kills it, so once started, its stop signal and SIGKILL reach every process it found.
+# Each rank has a watchdog. Which came first, the command's end or max_runtime, is settled
+# by $AISTACK_JOB_DIR/rank_end/RANK, created under noclobber (an O_EXCL create) by the side
+# that comes first: the rank once the command has exited ("exit CODE"), the watchdog at
+# max_runtime ("max_runtime"). A watchdog that came second does nothing. One that came first
+# and finds the command still running (not exited, reaped by its rank or not) records
+# "timed_out" (unless a cancel came first) and stops the rank as a cancel does:
+# SIGTERM to each of its processes, SIGKILL to what is left 10 s later.
+# The rank's processes are the command's process tree and every process whose environment
+# holds the rank's AISTACK_RANK_TAG (the command's, which what it starts inherits): those
+# that left the tree when their parent died are found too. (Slurm's process group is the
+# step's, shared by the node's ranks, and its session holds slurmstepd.)
+# A rank that came second waits for its watchdog, so it ends only once nothing of it is
+# left; one that came first ends its watchdog. The watchdog traps the step's signals (one
+# that ends a sleep early does not end its wait) and naps with a read that times out, so
+# that ending it leaves no sleep behind.
 aistack_ms() {
     # milliseconds on a clock that a change of the date does not move (time since boot,
     # /proc/uptime, in 10 ms steps); else the wall clock; 0 where neither can be read
@@ -75,15 +84,24 @@ aistack_ms() {
     t=$(date +%s%N)
     case "$t" in ''|*[!0-9]*) printf '0\n' ;; *) printf '%s\n' "$((t / 1000000))" ;; esac
 }
-aistack_sleep_until() {
-    local now left
-    while kill -0 "$1" 2>/dev/null; do
+aistack_nap() {
+    # $1 ms without a child process: a read of a pipe nobody writes to (sleep without one)
+    local s
+    printf -v s '%d.%03d' "$(($1 / 1000))" "$(($1 % 1000))"
+    if [ -n "${aistack_nap_fd:-}" ]; then read -r -t "$s" -u "$aistack_nap_fd"; else sleep "$s"; fi
+}
+aistack_until() {
+    # waits until $1 (aistack_ms) in naps of at most $2 ms while "${@:3}" succeeds: 0 at
+    # $1, 1 as soon as it fails
+    local end=$1 step=$2 now left
+    shift 2
+    while "$@"; do
         now=$(aistack_ms)
-        if [ "$now" -eq 0 ]; then sleep 1; continue; fi
-        left=$(($2 - now))
+        if [ "$now" -eq 0 ]; then aistack_nap "$step"; continue; fi
+        left=$((end - now))
         [ "$left" -gt 0 ] || return 0
-        [ "$left" -le 1000 ] || left=1000
-        sleep "$((left / 1000)).$(printf '%03d' $((left % 1000)))"
+        [ "$left" -le "$step" ] || left=$step
+        aistack_nap "$left"
     done
     return 1
 }
@@ -103,21 +121,72 @@ aistack_command_pids() {
         [ "$c" = "$2" ] || aistack_tree "$c"
     done
 }
+aistack_tagged() {
+    # the processes whose environment holds AISTACK_RANK_TAG=$1, in the tree or not
+    local f
+    for f in $(grep -lsxzF "AISTACK_RANK_TAG=$1" /proc/[0-9]*/environ); do
+        f=${f#/proc/}
+        printf '%s\n' "${f%/environ}"
+    done
+}
+aistack_live() {
+    # those of the processes $@ that have not exited (a zombie only waits to be reaped)
+    local p s
+    for p in "$@"; do
+        { read -r s < /proc/"$p"/stat; } 2>/dev/null || continue
+        s=${s##*) }
+        [ "${s%% *}" = Z ] || printf '%s\n' "$p"
+    done
+}
+aistack_command_runs() {
+    # whether the command of the rank $1 (its shell's child but the watchdog $2) has not exited
+    local c
+    for c in $(aistack_children "$1"); do
+        [ "$c" = "$2" ] || [ -z "$(aistack_live "$c")" ] || return 0
+    done
+    return 1
+}
+aistack_rank_pids() {
+    # the live processes of a rank: $1 its shell, $2 its watchdog, $3 its tag
+    aistack_live $(aistack_command_pids "$1" "$2") $(aistack_tagged "$3")
+}
+aistack_rank_runs() {
+    [ -n "$(aistack_rank_pids "$@")" ]
+}
+aistack_claim() {
+    # creates rank_end/$1 holding $2 unless it exists. 1: the other side created it first;
+    # 0: this call did, or none can (no directory): nothing to settle, each goes on as first
+    local f="$AISTACK_JOB_DIR/rank_end/$1" rc
+    set -C
+    { printf '%s\n' "$2" > "$f"; } 2>/dev/null
+    rc=$?
+    set +C
+    [ "$rc" -eq 0 ] || [ ! -e "$f" ]
+}
 aistack_watchdog() {
+    # $1 the rank's shell, $2 the rank, $3 the rank's tag
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
-    local me=$BASHPID pids
-    aistack_sleep_until "$1" "$(($(aistack_ms) + 90000))" || return 0
-    pids=$(aistack_command_pids "$1" "$me")
-    [ -n "$pids" ] || return 0
+    local me=$BASHPID pids i
+    exec {aistack_nap_fd}<> <(:) || aistack_nap_fd=
+    aistack_until "$(($(aistack_ms) + 90000))" 1000 kill -0 "$1" || return 0
+    aistack_claim "$2" max_runtime || return 0
+    aistack_command_runs "$1" "$me" || return 0
     if [ ! -e "$AISTACK_JOB_DIR/cancel_requested" ]; then
         (set -C; printf '%s\n' 90 > "$AISTACK_JOB_DIR/timed_out") 2>/dev/null
     fi
-    kill -s TERM $pids 2>/dev/null
-    aistack_sleep_until "$1" "$(($(aistack_ms) + 10000))" || return 0
-    pids=$(aistack_command_pids "$1" "$me")
-    [ -z "$pids" ] || kill -s KILL $pids 2>/dev/null
+    pids=$(aistack_rank_pids "$1" "$me" "$3")
+    [ -z "$pids" ] || kill -s TERM $pids 2>/dev/null
+    aistack_until "$(($(aistack_ms) + 10000))" 200 aistack_rank_runs "$1" "$me" "$3" || return 0
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$(aistack_rank_pids "$1" "$me" "$3")
+        [ -n "$pids" ] || return 0
+        kill -s KILL $pids 2>/dev/null
+        aistack_nap 100
+    done
 }
-export -f aistack_ms aistack_sleep_until aistack_children aistack_tree aistack_command_pids aistack_watchdog
+export -f aistack_ms aistack_nap aistack_until aistack_children aistack_tree aistack_command_pids
+export -f aistack_tagged aistack_live aistack_command_runs aistack_rank_pids aistack_rank_runs
+export -f aistack_claim aistack_watchdog
 
 # one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
 # $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
@@ -129,9 +198,16 @@ aistack_rank() {
     exec 2>&1
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
-    aistack_watchdog "$$" </dev/null >/dev/null 2>&1 &
-    /bin/bash -c "$AISTACK_COMMAND"
+    local tag="${SLURM_JOB_ID:-}.${SLURM_STEP_ID:-}.$1.$$" wd
+    aistack_watchdog "$$" "$1" "$tag" </dev/null >/dev/null 2>&1 &
+    wd=$!
+    AISTACK_RANK_TAG=$tag /bin/bash -c "$AISTACK_COMMAND"
     aistack_rank_rc=$?
+    # nothing forked since the command ended: its watchdog tells an exit from a running command
+    # (and no "Killed" of the watchdog in the log: the command's output is over)
+    exec 2>/dev/null
+    if aistack_claim "$1" "exit $aistack_rank_rc"; then kill -s KILL "$wd"; fi
+    while kill -0 "$wd" 2>/dev/null; do wait "$wd"; done
     if [ "$aistack_rank_rc" -ne 0 ]; then
         (set -C; printf '%s %s %s\n' "$1" "$aistack_rank_rc" 2 > "$AISTACK_JOB_DIR/failed_rank") 2>/dev/null
     fi
@@ -139,6 +215,8 @@ aistack_rank() {
 }
 export -f aistack_rank
 
+rm -rf "$AISTACK_JOB_DIR/rank_end"  # of an earlier run of the job (a requeue)
+mkdir -p "$AISTACK_JOB_DIR/rank_end"
 srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --distribution=block --label \
     /bin/bash -c 'aistack_rank $((SLURM_NODEID * 1 + SLURM_LOCALID))'
 aistack_rc=$?
