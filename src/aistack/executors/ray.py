@@ -95,8 +95,10 @@ def _env_float(name: str, default: float) -> float:
 class RayExecutor(Executor):
     """Run aistack jobs on a Ray cluster (see the module docstring).
 
-    ``address``: ``"auto"`` (the cluster this machine belongs to), ``"host:port"`` of the
-    GCS, or ``"ray://host:10001"`` (Ray client). The connection is made on first use, by a
+    ``address``: ``"auto"`` (the cluster this machine belongs to, looked up as Ray does on
+    each connection attempt: ``RAY_ADDRESS``, else the latest cluster started on this
+    machine; see :func:`aistack.executors.ray_driver.resolve_address`), ``"host:port"`` of
+    the GCS, or ``"ray://host:10001"`` (Ray client). The connection is made on first use, by a
     driver process of its own (also when this process is connected to Ray itself).
     """
 

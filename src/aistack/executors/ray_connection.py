@@ -330,11 +330,15 @@ class RayConnection:
             self._mark_down(gen, f"a ping through Ray failed: {exc}")
 
     def _try_connect(self) -> None:
-        if self._target is not None:
-            err = tcp_error(self._target, timeout=min(5.0, self.connect_timeout_s))
+        # `auto` is looked up again on each attempt, by the driver, which checks what it finds
+        # (a cluster restarted on another port); _target is then the GCS of the last
+        # connection, for health checks only
+        target = None if self.address == "auto" else self._target
+        if target is not None:
+            err = tcp_error(target, timeout=min(5.0, self.connect_timeout_s))
             if err:
                 self._listening = False
-                self._set_down(f"{self._target[0]}:{self._target[1]}: {err}")
+                self._set_down(f"{target[0]}:{target[1]}: {err}")
                 self._next_try = time.monotonic() + self.retry_interval_s
                 return
         parent, child = socket.socketpair()
@@ -387,7 +391,7 @@ class RayConnection:
         if closed:  # close() ran meanwhile
             self._end(proc, conn, graceful=True)
             return
-        if isinstance(info, dict) and self._target is None and info.get("gcs_address"):
+        if isinstance(info, dict) and host_port(self.address) is None and info.get("gcs_address"):
             self._target = host_port(str(info["gcs_address"]))
         self._backoff = self.retry_interval_s
         threading.Thread(

@@ -8,7 +8,8 @@ must not take the server along. :mod:`aistack.executors.ray_connection` starts i
 over the socket ``FD`` (``multiprocessing.connection`` messages), and kills and restarts it.
 
 Protocol: the parent sends ``{"address", "namespace", "runtime_env"}``; the driver connects
-(``ray.init``) and answers ``("hello", True, {"gcs_address", "pid"})`` or
+(``ray.init``; ``auto`` is looked up first and checked like an explicit address, see
+:func:`resolve_address`) and answers ``("hello", True, {"gcs_address", "pid"})`` or
 ``("hello", False, error)``. Then each request ``(id, method, args)`` runs in a thread of
 its own and is answered ``(id, True, result)`` or ``(id, False, (kind, message))``; results
 are plain data (no Ray objects cross the pipe). The driver exits when the socket closes or
@@ -26,6 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from aistack.errors import ConnectionFailed
+from aistack.executors.ray_connection import host_port, tcp_error
+
 log = logging.getLogger(__name__)
 
 # what the parent may call (methods of _Driver)
@@ -34,6 +38,7 @@ METHODS = frozenset(
 )
 LOG_CHUNKS_RUNNING = 4  # log chunks (LOG_CHUNK each) pulled per poll while the job runs
 LOG_CHUNKS_FINAL = 64  # and once it has ended, before its coordinator is removed
+AUTO_TCP_TIMEOUT_S = 5.0  # for the check that something listens where `auto` points
 
 
 @contextlib.contextmanager
@@ -73,6 +78,81 @@ def loopback_bootstrap() -> Any:
 
 def is_loopback(address: str | None) -> bool:
     return bool(address) and str(address).split(":")[0] in ("127.0.0.1", "localhost")
+
+
+AUTO_FIX = (
+    "start a cluster on this machine (`ray start --head`) or set "
+    "AISTACK_RAY_ADDRESS=host:port (the GCS of a running cluster; ray://host:port for its "
+    "Ray Client server)"
+)
+
+
+def resolve_address(address: str | None) -> str:
+    """The address Ray dials for ``address``: ``auto`` (or none) is the cluster Ray's own
+    lookup finds for ``ray.init(address="auto")`` (``get_ray_address_from_environment``):
+    ``RAY_ADDRESS`` when set, else the cluster Ray recorded as the latest started on this
+    machine (``ray_current_cluster`` in Ray's temporary directory, written by ``ray start``
+    and ``ray.cluster_utils``), else a raylet running here. Any other address is returned as
+    it is, without importing Ray.
+
+    Callers check that something listens at the result and keep it loopback
+    (:func:`loopback_bootstrap`) before ``ray.init``: ``auto`` that finds a cluster bound to
+    127.0.0.1 hangs ``ray.init`` as ``127.0.0.1:port`` does. ConnectionFailed, with how to
+    fix it, when ``auto`` finds no cluster. A Ray without this lookup: ``auto`` unchanged.
+    """
+    if address and address != "auto":
+        return address
+    try:
+        from ray._private import services
+
+        lookup = services.get_ray_address_from_environment
+    except (ImportError, AttributeError) as exc:  # an older or newer Ray, or a stand-in
+        log.warning("cannot look up the Ray cluster for `auto` (%s): not checked first", exc)
+        return "auto"
+    try:
+        found = lookup("auto", None)
+    except ConnectionError:
+        raise ConnectionFailed(
+            f"no Ray cluster found for the address `auto`: {_auto_sources()}",
+            hint=AUTO_FIX,
+        ) from None
+    if not found or found == "auto":  # (Ray raises instead; a newer Ray may not)
+        raise ConnectionFailed(
+            f"no Ray cluster found for the address `auto`: {_auto_sources()}", hint=AUTO_FIX
+        )
+    return str(found)
+
+
+def _auto_sources() -> str:
+    """Where Ray looked for ``auto`` and found nothing (for the error)."""
+    env = os.environ.get("RAY_ADDRESS")
+    said = "RAY_ADDRESS is unset" if not env else f"RAY_ADDRESS={env}"
+    record = "Ray's record of the latest cluster started on this machine"
+    with contextlib.suppress(Exception):
+        from ray._common.utils import get_ray_address_file
+
+        record = f"{record} ({get_ray_address_file(None)})"
+    return f"{said}, {record} names none, and no raylet runs on this machine"
+
+
+def describe(address: str, resolved: str) -> str:
+    """``address`` for messages, with what ``auto`` resolved to."""
+    return address if resolved == address else f"{address} ({resolved})"
+
+
+def init_ray(ray: Any, address: str, resolved: str, **kw: Any) -> None:
+    """``ray.init(address=address, **kw)`` for ``address`` resolved to ``resolved``
+    (:func:`resolve_address`), keeping a loopback GCS address loopback
+    (:func:`loopback_bootstrap`). ``auto`` is passed on as ``auto``: Ray resolves it the
+    same way, and for ``auto`` only it sends the token of this machine
+    (``~/.ray/auth_token``) unless ``RAY_AUTH_MODE`` says otherwise."""
+    if is_loopback(resolved):
+        # the GCS address stays 127.0.0.1; the node is the local raylet, wherever it
+        # registered (see loopback_bootstrap)
+        with loopback_bootstrap():
+            ray.init(address=address, **kw)
+    else:
+        ray.init(address=address, **kw)
 
 
 def token_auth_hint() -> str | None:
@@ -116,8 +196,22 @@ class _Driver:
     def connect(self) -> dict[str, Any]:
         import ray
 
+        address = self.cfg.get("address") or "auto"
+        try:
+            resolved = resolve_address(address)
+        except ConnectionFailed as exc:  # the parent adds how to fix (fix_hint)
+            raise ConnectionError(exc.message) from None
+        target = host_port(resolved) if resolved != address else None
+        if target is not None:
+            # the cluster `auto` found: the parent checked no address (it had none); nothing
+            # listening there fails now instead of hanging in ray.init
+            err = tcp_error(target, timeout=AUTO_TCP_TIMEOUT_S)
+            if err:
+                raise ConnectionError(
+                    f"the Ray cluster at {describe(address, resolved)} is unreachable "
+                    f"({target[0]}:{target[1]}: {err})"
+                )
         kw: dict[str, Any] = dict(
-            address=self.cfg.get("address"),
             namespace=self.namespace,
             log_to_driver=False,
             logging_level=logging.WARNING,
@@ -125,13 +219,7 @@ class _Driver:
         if self.cfg.get("runtime_env"):
             kw["runtime_env"] = self.cfg["runtime_env"]
         try:
-            if is_loopback(self.cfg.get("address")):
-                # the GCS address stays 127.0.0.1; the node is the local raylet, wherever it
-                # registered (see loopback_bootstrap)
-                with loopback_bootstrap():
-                    ray.init(**kw)
-            else:
-                ray.init(**kw)
+            init_ray(ray, address, resolved, **kw)
         except ConnectionError as exc:
             hint = token_auth_hint()
             if hint:

@@ -9,12 +9,14 @@ opened already (``ray.init()`` in a notebook or a test) is used and left open. W
 
 * ``AISTACK_RAY_ADDRESS`` unset: a private Ray instance on this machine (``workers`` CPUs),
   stopped at the end of the run;
-* ``host:port`` (the head's GCS) or ``auto`` (a cluster this machine belongs to): as a driver;
+* ``host:port`` (the head's GCS) or ``auto`` (the cluster Ray finds for ``ray.init(address=
+  "auto")``: ``RAY_ADDRESS``, else the latest one started on this machine): as a driver;
 * ``ray://host:port`` (the head's Ray Client server, 10001 unless ``ray start --head
   --ray-client-server-port`` set another): from outside the cluster, as the job executor
   connects (docs/cluster.md). A loopback GCS address (``127.0.0.1:port``, a cluster bound to
-  this machine's loopback only) stays loopback, as for the job executor
-  (:func:`aistack.executors.ray_driver.loopback_bootstrap`).
+  this machine's loopback only), also one that ``auto`` finds, stays loopback, as for the job
+  executor (:func:`aistack.executors.ray_driver.loopback_bootstrap`); ``auto`` that finds no
+  cluster fails at once.
 
 The tasks read the input files and write to the output folder by path, so the Ray nodes must
 see both at the same paths as this machine (a shared filesystem). An address where nothing
@@ -140,31 +142,35 @@ class TaskRunner:
 def connect_ray(ray: Any, address: str) -> None:
     """``ray.init`` on the cluster at ``address`` (``host:port``, ``auto`` or
     ``ray://host:port``) as this process's driver, or ConnectionFailed that says how to fix
-    the address. Nothing listening at it fails at once, before Ray is asked (Ray itself would
-    retry for a long while)."""
+    the address. ``auto`` is first looked up as Ray does (``RAY_ADDRESS``, else the latest
+    cluster started on this machine; :func:`aistack.executors.ray_driver.resolve_address`),
+    and finding none fails at once. Nothing listening at the address fails at once, before
+    Ray is asked (Ray itself would retry for a long while)."""
     from aistack.executors.ray_connection import RayConnection, host_port, tcp_error
-    from aistack.executors.ray_driver import is_loopback, loopback_bootstrap, token_auth_hint
+    from aistack.executors.ray_driver import describe, init_ray, resolve_address, token_auth_hint
 
-    link = RayConnection(address)  # (not started: it only words the fix, as for jobs)
-    target = host_port(address)
+    unset = "or unset it: --executor ray then starts a Ray instance on this machine"
+    try:
+        resolved = resolve_address(address)  # auto: the cluster Ray finds for it
+    except ConnectionFailed as exc:
+        raise ConnectionFailed(exc.message, hint=f"{exc.hint}; {unset}") from None
+    where = describe(address, resolved)
+    link = RayConnection(resolved)  # (not started: it only words the fix, as for jobs)
+    target = host_port(resolved)
     if target is not None:
         err = tcp_error(target, timeout=TCP_TIMEOUT_S)
         if err:
             raise ConnectionFailed(
-                f"the Ray cluster at {address} is unreachable ({target[0]}:{target[1]}: {err})",
-                hint=f"{link.fix_hint()}; or unset it: --executor ray then starts a Ray "
-                "instance on this machine",
+                f"the Ray cluster at {where} is unreachable ({target[0]}:{target[1]}: {err})",
+                hint=f"{link.fix_hint()}; {unset}",
             )
     try:
-        if is_loopback(address):
-            # keep 127.0.0.1: ray.init would dial the machine's outward IP instead, where a
-            # cluster bound to 127.0.0.1 does not listen, and retry there for many minutes
-            # (Ray has no overall timeout for ray.init); the check above is then of the very
-            # address Ray dials. As the job executor connects (see loopback_bootstrap)
-            with loopback_bootstrap():
-                ray.init(address=address)
-        else:
-            ray.init(address=address)
+        # a loopback GCS address (also one `auto` found) stays 127.0.0.1: ray.init would dial
+        # the machine's outward IP instead, where a cluster bound to 127.0.0.1 does not
+        # listen, and retry there for many minutes (Ray has no overall timeout for
+        # ray.init); the check above is then of the very address Ray dials. As the job
+        # executor connects (see loopback_bootstrap)
+        init_ray(ray, address, resolved)
     except Exception as exc:  # noqa: BLE001 - any failure: not connected
         with contextlib.suppress(Exception):  # (a half-made session would block the next run)
             ray.shutdown()
@@ -183,7 +189,7 @@ def connect_ray(ray: Any, address: str) -> None:
                 "ray://, ray_client_server_*.err in the head's session logs) and try again"
             )
         raise ConnectionFailed(
-            f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}",
+            f"cannot connect to the Ray cluster at {where}: {type(exc).__name__}: {exc}",
             hint=hint,
         ) from None
-    log.info("connected to the Ray cluster at %s", address)
+    log.info("connected to the Ray cluster at %s", where)

@@ -201,3 +201,45 @@ def test_runs_on_a_cluster_bound_to_loopback_only(
     assert rep["run"]["executor"] == "ray"
     assert rep["counts"] == local["counts"]
     _same_output(tmp_path / "local", tmp_path / "ray")
+
+
+@pytest.mark.timeout(60)  # the old code hung in ray.init: fail by timing out, not hang the suite
+@pytest.mark.parametrize("found_by", ["ray_current_cluster", "RAY_ADDRESS"])
+def test_auto_finds_a_cluster_bound_to_loopback_only(
+    loopback_cluster: Any,
+    use_address: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    found_by: str,
+) -> None:
+    """``AISTACK_RAY_ADDRESS=auto`` where Ray's lookup for ``auto`` finds the loopback cluster:
+    in Ray's record of the latest cluster started on this machine (``ray_current_cluster``,
+    which ``ray.cluster_utils`` writes for its head, here in a Ray temporary directory of the
+    test's own, ``RAY_TMPDIR``) or in ``RAY_ADDRESS``. ``ray.init(address="auto")`` rewrote the
+    127.0.0.1 it found to the machine's outward IP and hung; it now stays loopback."""
+    import ray
+    from ray._private.utils import read_ray_address, write_ray_address
+
+    address = loopback_cluster.address
+    assert address.startswith("127.0.0.1:"), address
+    local = run_pipeline(_spec(tmp_path / "local"), workers=1)
+    assert local["counts"]["shards"] == 2, local["counts"]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_tmp = tmp_path / "raytmp"
+    (ray_tmp / "ray").mkdir(parents=True)
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))  # (not the machine's /tmp/ray)
+    if found_by == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        assert read_ray_address() is None
+    else:
+        write_ray_address(address)  # as ray.cluster_utils records a head it starts
+        assert (ray_tmp / "ray" / "ray_current_cluster").read_text() == address
+    use_address("auto")
+    with caplog.at_level(logging.INFO, logger="aistack.webdata.executor"):
+        rep = run_pipeline(_spec(tmp_path / "ray"), executor="ray", workers=2)
+    assert f"connected to the Ray cluster at auto ({address})" in caplog.messages
+    assert not ray.is_initialized(), "the run left its Ray session open"
+    assert rep["run"]["executor"] == "ray"
+    assert rep["counts"] == local["counts"]
+    _same_output(tmp_path / "local", tmp_path / "ray")
