@@ -183,24 +183,33 @@ def loopback_cluster() -> Iterator[Any]:
         rc.shutdown()
 
 
+def _ray_run_gives_the_local_output(
+    tmp_path: Path, local: dict[str, Any], caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    """A run with ``--executor ray`` (the address set) connects to ``where`` (as the log names
+    it), disconnects, and gives the local run's counts and bytes."""
+    import ray
+
+    with caplog.at_level(logging.INFO, logger="aistack.webdata.executor"):
+        rep = run_pipeline(_spec(tmp_path / "ray"), executor="ray", workers=2)
+    assert f"connected to the Ray cluster at {where}" in caplog.messages
+    assert not ray.is_initialized(), "the run left its Ray session open"
+    assert rep["run"]["executor"] == "ray"
+    assert rep["counts"] == local["counts"]
+    _same_output(tmp_path / "local", tmp_path / "ray")
+
+
 @pytest.mark.timeout(60)  # the old code hung in ray.init: fail by timing out, not hang the suite
 def test_runs_on_a_cluster_bound_to_loopback_only(
     loopback_cluster: Any, use_address: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import ray
 
     address = loopback_cluster.address
     assert address.startswith("127.0.0.1:"), address
     local = run_pipeline(_spec(tmp_path / "local"), workers=1)
     assert local["counts"]["shards"] == 2, local["counts"]
     use_address(address)
-    with caplog.at_level(logging.INFO, logger="aistack.webdata.executor"):
-        rep = run_pipeline(_spec(tmp_path / "ray"), executor="ray", workers=2)
-    assert f"connected to the Ray cluster at {address}" in caplog.messages
-    assert not ray.is_initialized(), "the run left its Ray session open"
-    assert rep["run"]["executor"] == "ray"
-    assert rep["counts"] == local["counts"]
-    _same_output(tmp_path / "local", tmp_path / "ray")
+    _ray_run_gives_the_local_output(tmp_path, local, caplog, address)
 
 
 @pytest.mark.timeout(60)  # the old code hung in ray.init: fail by timing out, not hang the suite
@@ -218,7 +227,6 @@ def test_auto_finds_a_cluster_bound_to_loopback_only(
     which ``ray.cluster_utils`` writes for its head, here in a Ray temporary directory of the
     test's own, ``RAY_TMPDIR``) or in ``RAY_ADDRESS``. ``ray.init(address="auto")`` rewrote the
     127.0.0.1 it found to the machine's outward IP and hung; it now stays loopback."""
-    import ray
     from ray._private.utils import read_ray_address, write_ray_address
 
     address = loopback_cluster.address
@@ -236,10 +244,4 @@ def test_auto_finds_a_cluster_bound_to_loopback_only(
         write_ray_address(address)  # as ray.cluster_utils records a head it starts
         assert (ray_tmp / "ray" / "ray_current_cluster").read_text() == address
     use_address("auto")
-    with caplog.at_level(logging.INFO, logger="aistack.webdata.executor"):
-        rep = run_pipeline(_spec(tmp_path / "ray"), executor="ray", workers=2)
-    assert f"connected to the Ray cluster at auto ({address})" in caplog.messages
-    assert not ray.is_initialized(), "the run left its Ray session open"
-    assert rep["run"]["executor"] == "ray"
-    assert rep["counts"] == local["counts"]
-    _same_output(tmp_path / "local", tmp_path / "ray")
+    _ray_run_gives_the_local_output(tmp_path, local, caplog, f"auto ({address})")
