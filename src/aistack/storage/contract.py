@@ -133,7 +133,10 @@ def _child_add(db: str, store: str, src: str, barrier: Any, q: Any) -> None:
 
 
 def concurrent_process_adds(db: str, store: str, tmp_path: Path, n: int = 4) -> list[Any]:
-    ctx = mp.get_context("fork")
+    # spawn, not fork: the caller (a test process) may run threads (Ray, gRPC, torch), and a
+    # child forked while one of them held the allocator's lock can crash at its first malloc
+    # ("double free or corruption" in CI, the parent then waited for a result never sent)
+    ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(n)
     q = ctx.Queue()
     srcs = []

@@ -39,6 +39,15 @@ INPUTS = ("whirlwind.warc.gz", "whirlwind.warc.wet.gz")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
+@pytest.fixture(autouse=True)
+def _no_token_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Ray token authentication in this module, for the clusters it starts and for this
+    process as their driver alike, whatever ~/.ray/auth_token the machine has (an earlier
+    private Ray instance writes one; ``ray start`` and Ray's GCS then want it unless told
+    otherwise). test_scaleout_ray_start.py tests token authentication."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
@@ -67,9 +76,7 @@ def ray_head() -> Iterator[dict[str, str]]:
         # run, and gRPC's fork handlers crash that child now and then ("Starting Ray client
         # server failed"; ray-project/ray#63202, as in tests/integration/scaleout/conftest.py)
         "GRPC_ENABLE_FORK_SUPPORT": "false",
-        # no token auth, whatever ~/.ray/auth_token a machine has (the driver side too:
-        # use_address); test_scaleout_ray_start.py tests token auth
-        "RAY_AUTH_MODE": "disabled",
+        "RAY_AUTH_MODE": "disabled",  # (module-scoped: before _no_token_auth)
     }
     log_path = Path(temp_dir) / "ray-start.log"
     with log_path.open("wb") as log:
@@ -139,7 +146,6 @@ def use_address(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     def use(address: str) -> None:
         monkeypatch.setenv("AISTACK_RAY_ADDRESS", address)
-        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the clusters here
         reset_settings_cache()
 
     yield use
