@@ -598,7 +598,10 @@ class ShardLoader:
         The prefetch thread keeps numpy's: there torch's conversion measured slower and
         uneven (it shares torch's intra-op threads with the training step)."""
         if self._torch_int64 is not None and rows.dtype in _TORCH_WIDENS:
-            return self._from_numpy(rows).to(self._torch_int64).numpy()
+            try:
+                return self._from_numpy(rows).to(self._torch_int64).numpy()
+            except TypeError:  # a torch without that dtype (uint16 came in torch 2.3)
+                pass
         return rows.astype(np.int64)
 
     def next_batch(self) -> tuple[Any, Any]:
