@@ -36,6 +36,14 @@ watchdog, so the job ends only once nothing of it is left. (Slurm's process grou
 step's, shared by the node's ranks, and its session holds slurmstepd: neither tells one
 rank's processes from another's.)
 
+What a command leaves running ends with it, with or without max_runtime, as in the local
+executor: every rank runs its command with ``AISTACK_RANK_TAG`` set, and once the
+command's main process has exited on its own (success or failure), the rank sends the
+job's stop signal to the live processes that carry its tag (daemons, ``sleep 1000 &``),
+SIGKILL to what is left ``AISTACK_GRACE_S`` later, and then exits with the command's exit
+code. Left alone, they would keep the step's output open and the job RUNNING until
+Slurm's ``--time``. (A process that clears its environment is not found.)
+
 A failed gang names its first failing rank, as the local and Ray executors do ("rank 1
 exited with code 7:" and that rank's last output lines). Slurm alone cannot say it: the
 job's ExitCode is the batch script's, i.e. srun's, which is the highest task code (143

@@ -498,3 +498,31 @@ def test_a_command_that_failed_just_before_the_deadline_is_a_failure(
     assert (req.job_dir / "failed_rank").read_text() == "0 3 1\n"
     # the watchdog came first to the record, but the command had exited by then
     assert (req.job_dir / "rank_end" / "0").read_text() == "max_runtime\n"
+
+
+def test_what_a_command_left_running_ends_with_it_without_max_runtime(
+    ex: SlurmExecutor, tmp_path: Path, marker: str
+) -> None:
+    """A job without max_runtime whose command starts a child that ignores SIGTERM and exits
+    0. The child kept the step's output open, so the job stayed RUNNING until Slurm's own
+    time limit; now the rank ends it (SIGTERM, then SIGKILL after the 2 s grace period) once
+    the command has exited, and the job succeeds with the command's code."""
+    py = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('child up', flush=True); time.sleep(1000)"
+    )
+    command = (
+        f'{sys.executable} -c "{py}" {marker}-py & '
+        "for i in $(seq 50); do grep -q 'child up' \"$AISTACK_JOB_DIR/output.log\" && break; "
+        "sleep 0.1; done; "
+        "echo main done; exit 0"
+    )
+    req = _req(ex, tmp_path, "leftover-child", command, env={"AISTACK_GRACE_S": "2"})
+    t0 = time.monotonic()
+    st = _wait(ex, ex.launch(req), lambda s: s.final, timeout_s=15)
+    took = time.monotonic() - t0
+    log = req.log_path.read_text()
+    assert (st.state, st.exit_code) == ("succeeded", 0), (st, log)
+    assert "child up" in log and "main done" in log, log
+    assert _pgrep(marker) == [], log  # the child is gone, not left on the node
+    assert 2 <= took < 15, took  # it had its grace period after the SIGTERM it ignored

@@ -41,6 +41,90 @@ aistack_rank_env() {
 }
 export -f aistack_rank_env
 
+# Every rank runs its command with AISTACK_RANK_TAG=JOBID.STEP.RANK.PID in the environment
+# (the rank's shell does not hold it; what the command starts inherits it). Once the command's
+# main process has exited, what it left running (daemons, `sleep 1000 &`, children that ignore
+# SIGTERM) would keep the step's output open, and the job RUNNING until Slurm's
+# --time: the rank ends them as a cancel does, SIGTERM to each, SIGKILL to what is
+# left 10 s later, and only then exits, with the command's code. (Slurm's process
+# group is the step's, shared by the node's ranks, and its session holds slurmstepd: neither
+# tells one rank's processes from another's; the tag does.)
+aistack_ms() {
+    # milliseconds on a clock that a change of the date does not move (time since boot,
+    # /proc/uptime, in 10 ms steps); else the wall clock; 0 where neither can be read
+    local up rest t
+    if { read -r up rest < /proc/uptime; } 2>/dev/null; then
+        case "$up" in
+            *[0-9].[0-9][0-9]) printf '%s\n' "$(( ${up%.*} * 1000 + 10#${up#*.} * 10 ))"; return ;;
+        esac
+    fi
+    t=$(date +%s%N)
+    case "$t" in ''|*[!0-9]*) printf '0\n' ;; *) printf '%s\n' "$((t / 1000000))" ;; esac
+}
+aistack_nap() {
+    # $1 ms without a child process: a read of a pipe nobody writes to (sleep without one)
+    local s
+    printf -v s '%d.%03d' "$(($1 / 1000))" "$(($1 % 1000))"
+    if [ -n "${aistack_nap_fd:-}" ]; then read -r -t "$s" -u "$aistack_nap_fd"; else sleep "$s"; fi
+}
+aistack_until() {
+    # waits until $1 (aistack_ms) in naps of at most $2 ms while "${@:3}" succeeds: 0 at
+    # $1, 1 as soon as it fails
+    local end=$1 step=$2 now left
+    shift 2
+    while "$@"; do
+        now=$(aistack_ms)
+        if [ "$now" -eq 0 ]; then aistack_nap "$step"; continue; fi
+        left=$((end - now))
+        [ "$left" -gt 0 ] || return 0
+        [ "$left" -le "$step" ] || left=$step
+        aistack_nap "$left"
+    done
+    return 1
+}
+aistack_tagged() {
+    # the processes whose environment holds AISTACK_RANK_TAG=$1, in the tree or not
+    local f
+    for f in $(grep -lsxzF "AISTACK_RANK_TAG=$1" /proc/[0-9]*/environ); do
+        f=${f#/proc/}
+        printf '%s\n' "${f%/environ}"
+    done
+}
+aistack_live() {
+    # those of the processes $@ that have not exited (a zombie only waits to be reaped)
+    local p s
+    for p in "$@"; do
+        { read -r s < /proc/"$p"/stat; } 2>/dev/null || continue
+        s=${s##*) }
+        [ "${s%% *}" = Z ] || printf '%s\n' "$p"
+    done
+}
+aistack_leftovers() {
+    # the live processes tagged $1 (what a command that has exited left running)
+    aistack_live $(aistack_tagged "$1")
+}
+aistack_some() {
+    # whether "$@" lists a process
+    [ -n "$("$@")" ]
+}
+aistack_stop() {
+    # ends the processes that "$@" lists (asked again each time, so that what they start in
+    # the meantime is found too): SIGTERM to each, SIGKILL to what is left
+    # 10 s later (none once "$@" lists none)
+    local pids i
+    pids=$("$@")
+    [ -z "$pids" ] || kill -s TERM $pids 2>/dev/null
+    aistack_until "$(($(aistack_ms) + 10000))" 200 aistack_some "$@" || return 0
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$("$@")
+        [ -n "$pids" ] || return 0
+        kill -s KILL $pids 2>/dev/null
+        aistack_nap 100
+    done
+}
+export -f aistack_ms aistack_nap aistack_until aistack_tagged aistack_live aistack_leftovers
+export -f aistack_some aistack_stop
+
 # one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
 # $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
 # The command's stderr goes into its stdout: one stream, in the order written, as in the
@@ -51,11 +135,16 @@ aistack_rank() {
     exec 2>&1
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
-    /bin/bash -c "$AISTACK_COMMAND"
+    local tag="${SLURM_JOB_ID:-}.${SLURM_STEP_ID:-}.$1.$$"
+    AISTACK_RANK_TAG=$tag /bin/bash -c "$AISTACK_COMMAND"
     aistack_rank_rc=$?
+    exec 2>/dev/null
     if [ "$aistack_rank_rc" -ne 0 ]; then
         (set -C; printf '%s %s %s\n' "$1" "$aistack_rank_rc" 1 > "$AISTACK_JOB_DIR/failed_rank") 2>/dev/null
     fi
+    # what the command left running ends with it (the rank's code stays the command's)
+    exec {aistack_nap_fd}<> <(:) || aistack_nap_fd=
+    aistack_stop aistack_leftovers "$tag"
     exit "$aistack_rank_rc"
 }
 export -f aistack_rank

@@ -56,22 +56,14 @@ aistack_rank_env() {
 }
 export -f aistack_rank_env
 
-# max_runtime to the second (Slurm's --time above counts whole minutes: it is the backstop).
-# Each rank has a watchdog. Which came first, the command's end or max_runtime, is settled
-# by $AISTACK_JOB_DIR/rank_end/RANK, created under noclobber (an O_EXCL create) by the side
-# that comes first: the rank once the command has exited ("exit CODE"), the watchdog at
-# max_runtime ("max_runtime"). A watchdog that came second does nothing. One that came first
-# and finds the command still running (not exited, reaped by its rank or not) records
-# "timed_out" (unless a cancel came first) and stops the rank as a cancel does:
-# SIGTERM to each of its processes, SIGKILL to what is left 10 s later.
-# The rank's processes are the command's process tree and every process whose environment
-# holds the rank's AISTACK_RANK_TAG (the command's, which what it starts inherits): those
-# that left the tree when their parent died are found too. (Slurm's process group is the
-# step's, shared by the node's ranks, and its session holds slurmstepd.)
-# A rank that came second waits for its watchdog, so it ends only once nothing of it is
-# left; one that came first ends its watchdog. The watchdog traps the step's signals (one
-# that ends a sleep early does not end its wait) and naps with a read that times out, so
-# that ending it leaves no sleep behind.
+# Every rank runs its command with AISTACK_RANK_TAG=JOBID.STEP.RANK.PID in the environment
+# (the rank's shell does not hold it; what the command starts inherits it). Once the command's
+# main process has exited, what it left running (daemons, `sleep 1000 &`, children that ignore
+# SIGTERM) would keep the step's output open, and the job RUNNING until Slurm's
+# --time: the rank ends them as a cancel does, SIGTERM to each, SIGKILL to what is
+# left 10 s later, and only then exits, with the command's code. (Slurm's process
+# group is the step's, shared by the node's ranks, and its session holds slurmstepd: neither
+# tells one rank's processes from another's; the tag does.)
 aistack_ms() {
     # milliseconds on a clock that a change of the date does not move (time since boot,
     # /proc/uptime, in 10 ms steps); else the wall clock; 0 where neither can be read
@@ -105,22 +97,6 @@ aistack_until() {
     done
     return 1
 }
-aistack_children() {
-    cat /proc/"$1"/task/*/children 2>/dev/null || ps -o pid= --ppid "$1" 2>/dev/null
-}
-aistack_tree() {
-    local p
-    for p in "$@"; do
-        printf '%s\n' "$p"
-        aistack_tree $(aistack_children "$p")
-    done
-}
-aistack_command_pids() {
-    local c
-    for c in $(aistack_children "$1"); do
-        [ "$c" = "$2" ] || aistack_tree "$c"
-    done
-}
 aistack_tagged() {
     # the processes whose environment holds AISTACK_RANK_TAG=$1, in the tree or not
     local f
@@ -138,6 +114,63 @@ aistack_live() {
         [ "${s%% *}" = Z ] || printf '%s\n' "$p"
     done
 }
+aistack_leftovers() {
+    # the live processes tagged $1 (what a command that has exited left running)
+    aistack_live $(aistack_tagged "$1")
+}
+aistack_some() {
+    # whether "$@" lists a process
+    [ -n "$("$@")" ]
+}
+aistack_stop() {
+    # ends the processes that "$@" lists (asked again each time, so that what they start in
+    # the meantime is found too): SIGTERM to each, SIGKILL to what is left
+    # 10 s later (none once "$@" lists none)
+    local pids i
+    pids=$("$@")
+    [ -z "$pids" ] || kill -s TERM $pids 2>/dev/null
+    aistack_until "$(($(aistack_ms) + 10000))" 200 aistack_some "$@" || return 0
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$("$@")
+        [ -n "$pids" ] || return 0
+        kill -s KILL $pids 2>/dev/null
+        aistack_nap 100
+    done
+}
+export -f aistack_ms aistack_nap aistack_until aistack_tagged aistack_live aistack_leftovers
+export -f aistack_some aistack_stop
+
+# max_runtime to the second (Slurm's --time above counts whole minutes: it is the backstop).
+# Each rank has a watchdog. Which came first, the command's end or max_runtime, is settled
+# by $AISTACK_JOB_DIR/rank_end/RANK, created under noclobber (an O_EXCL create) by the side
+# that comes first: the rank once the command has exited ("exit CODE"), the watchdog at
+# max_runtime ("max_runtime"). A watchdog that came second does nothing. One that came first
+# and finds the command still running (not exited, reaped by its rank or not) records
+# "timed_out" (unless a cancel came first) and stops the rank as a cancel does:
+# SIGTERM to each of its processes, SIGKILL to what is left 10 s later.
+# The rank's processes are the command's process tree and every process whose environment
+# holds the rank's AISTACK_RANK_TAG: those that left the tree when their parent died are
+# found too.
+# A rank that came second waits for its watchdog, so it ends only once nothing of it is
+# left; one that came first ends its watchdog. The watchdog traps the step's signals (one
+# that ends a sleep early does not end its wait) and naps with a read that times out, so
+# that ending it leaves no sleep behind.
+aistack_children() {
+    cat /proc/"$1"/task/*/children 2>/dev/null || ps -o pid= --ppid "$1" 2>/dev/null
+}
+aistack_tree() {
+    local p
+    for p in "$@"; do
+        printf '%s\n' "$p"
+        aistack_tree $(aistack_children "$p")
+    done
+}
+aistack_command_pids() {
+    local c
+    for c in $(aistack_children "$1"); do
+        [ "$c" = "$2" ] || aistack_tree "$c"
+    done
+}
 aistack_command_runs() {
     # whether the command of the rank $1 (its shell's child but the watchdog $2) has not exited
     local c
@@ -149,9 +182,6 @@ aistack_command_runs() {
 aistack_rank_pids() {
     # the live processes of a rank: $1 its shell, $2 its watchdog, $3 its tag
     aistack_live $(aistack_command_pids "$1" "$2") $(aistack_tagged "$3")
-}
-aistack_rank_runs() {
-    [ -n "$(aistack_rank_pids "$@")" ]
 }
 aistack_claim() {
     # creates rank_end/$1 holding $2 unless it exists. 1: the other side created it first;
@@ -166,7 +196,7 @@ aistack_claim() {
 aistack_watchdog() {
     # $1 the rank's shell, $2 the rank, $3 the rank's tag
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
-    local me=$BASHPID pids i
+    local me=$BASHPID
     exec {aistack_nap_fd}<> <(:) || aistack_nap_fd=
     aistack_until "$(($(aistack_ms) + 90000))" 1000 kill -0 "$1" || return 0
     aistack_claim "$2" max_runtime || return 0
@@ -174,19 +204,10 @@ aistack_watchdog() {
     if [ ! -e "$AISTACK_JOB_DIR/cancel_requested" ]; then
         (set -C; printf '%s\n' 90 > "$AISTACK_JOB_DIR/timed_out") 2>/dev/null
     fi
-    pids=$(aistack_rank_pids "$1" "$me" "$3")
-    [ -z "$pids" ] || kill -s TERM $pids 2>/dev/null
-    aistack_until "$(($(aistack_ms) + 10000))" 200 aistack_rank_runs "$1" "$me" "$3" || return 0
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-        pids=$(aistack_rank_pids "$1" "$me" "$3")
-        [ -n "$pids" ] || return 0
-        kill -s KILL $pids 2>/dev/null
-        aistack_nap 100
-    done
+    aistack_stop aistack_rank_pids "$1" "$me" "$3"
 }
-export -f aistack_ms aistack_nap aistack_until aistack_children aistack_tree aistack_command_pids
-export -f aistack_tagged aistack_live aistack_command_runs aistack_rank_pids aistack_rank_runs
-export -f aistack_claim aistack_watchdog
+export -f aistack_children aistack_tree aistack_command_pids aistack_command_runs
+export -f aistack_rank_pids aistack_claim aistack_watchdog
 
 # one rank (an srun task): runs the command; if it fails, records "RANK CODE WORLD_SIZE" in
 # $AISTACK_JOB_DIR/failed_rank unless a rank failed before it (noclobber: an O_EXCL create).
@@ -198,7 +219,8 @@ aistack_rank() {
     exec 2>&1
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
-    local tag="${SLURM_JOB_ID:-}.${SLURM_STEP_ID:-}.$1.$$" wd
+    local tag="${SLURM_JOB_ID:-}.${SLURM_STEP_ID:-}.$1.$$"
+    local wd
     aistack_watchdog "$$" "$1" "$tag" </dev/null >/dev/null 2>&1 &
     wd=$!
     AISTACK_RANK_TAG=$tag /bin/bash -c "$AISTACK_COMMAND"
@@ -211,6 +233,9 @@ aistack_rank() {
     if [ "$aistack_rank_rc" -ne 0 ]; then
         (set -C; printf '%s %s %s\n' "$1" "$aistack_rank_rc" 2 > "$AISTACK_JOB_DIR/failed_rank") 2>/dev/null
     fi
+    # what the command left running ends with it (the rank's code stays the command's)
+    exec {aistack_nap_fd}<> <(:) || aistack_nap_fd=
+    aistack_stop aistack_leftovers "$tag"
     exit "$aistack_rank_rc"
 }
 export -f aistack_rank
