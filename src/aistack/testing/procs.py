@@ -25,6 +25,19 @@ def kill_processes_of_home(home: str | Path) -> int:
     return n
 
 
+def wait_until(pred: Any, timeout_s: float, every: float = 0.3) -> Any:
+    """Call ``pred()`` every ``every`` seconds until it returns something truthy or
+    ``timeout_s`` seconds have passed; its last value (falsy on a timeout)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(every)
+
+
 def wait_final(executor: Any, handle: str, timeout: float = 60.0) -> Any:
     """Poll ``executor`` until the job ``handle`` is final; its last status. AssertionError
     (with the status) when ``timeout`` seconds pass first."""

@@ -14,17 +14,13 @@ import pytest
 
 from aistack.executors.base import LaunchRequest
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
 def _wait(pred: Callable[[], Any], timeout_s: float, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)
+    return wait_until(pred, timeout_s, every)
 
 
 def _free_port() -> int:

@@ -27,6 +27,7 @@ import pytest
 
 from aistack.executors.base import LaunchRequest
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -100,12 +101,7 @@ def clusters() -> Iterator[Callable[[int], HelperCluster]]:
 
 
 def _wait(pred: Callable[[], Any], timeout_s: float, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)
+    return wait_until(pred, timeout_s, every)
 
 
 def _alive(pid: int) -> bool:

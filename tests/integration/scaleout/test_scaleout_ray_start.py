@@ -33,6 +33,7 @@ import pytest
 
 from aistack.executors.base import LaunchRequest
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -127,12 +128,7 @@ def ray_start() -> Iterator[Callable[..., RayStartCluster]]:
 
 
 def _wait(pred: Callable[[], Any], timeout_s: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)
+    return wait_until(pred, timeout_s, every)
 
 
 def _run_job(ex: Any, tmp_path: Path, job_id: str) -> None:
