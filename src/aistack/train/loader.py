@@ -61,9 +61,9 @@ log = logging.getLogger(__name__)
 # ([name, n_tokens] per shard, read only to explain a refused resume) needs no new version
 STATE_VERSION = 2
 # staged tokens gathered per pass (a chunk of whole batches) by the prefetch thread (or without
-# torch); the calling thread, widening with torch, takes half as much: in the loader bench on a
-# 1 MiB-L2 core, 512 KiB chunks beat 1 MiB and 256 KiB ones with torch's conversion, while the
-# prefetch thread (numpy's) did better with 1 MiB (bench/bench_train_loader.py; README)
+# torch); the calling thread, widening with torch, takes half as much. Both sizes were chosen
+# with ad-hoc scripts on a 1 MiB-L2 core (not bench runs); bench/bench_train_loader.py measures
+# the loader they give (README "Training loader")
 CHUNK_BYTES = 1 << 20
 # token dtypes that ShardLoader widens to int64 with torch (when it delivers tensors)
 _TORCH_WIDENS = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32))
@@ -594,9 +594,10 @@ class ShardLoader:
     def _widen(self, rows: np.ndarray) -> np.ndarray:
         """A chunk's tokens as a new int64 array, on the calling thread. With torch loaded,
         torch's conversion does it (an int64 tensor seen as a numpy array, sharing its memory):
-        on chunks of this size it measured ~1.4x numpy's ``astype`` from uint16 on one thread.
-        The prefetch thread keeps numpy's: there torch's conversion measured slower and
-        uneven (it shares torch's intra-op threads with the training step)."""
+        faster than numpy's ``astype`` from uint16 on chunks of this size on one thread, in an
+        ad-hoc script (the loader bench measures the whole loader). The prefetch thread keeps
+        numpy's: there torch's conversion was slower and uneven in the same kind of script (it
+        shares torch's intra-op threads with the training step)."""
         if self._torch_int64 is not None and rows.dtype in _TORCH_WIDENS:
             try:
                 return self._from_numpy(rows).to(self._torch_int64).numpy()
