@@ -8,7 +8,11 @@ lower bounds, and the default's goals: avg JCT ≤ 1.6× SRTF and ≤ 0.8× EASY
 ≤ 1.25× EASY, plus the p99 JCT of each GPU-size class against EASY's (large gangs must
 not starve). ``default-w20`` is the default with its optional wait bound
 (max_wait_factor=20), the other end of the avg-vs-gang-tail trade-off; ``default-sib``
-is the default with its optional sibling learning (siblings="burst").
+is the default with its optional sibling learning (siblings="burst"); ``default-probe``
+adds probes to that (sibling_hold=1.0: one job of a burst runs first, the others yield
+until one of the burst finishes). ``burst-oracle`` is a reference like SRTF that knows
+only each burst's mean runtime (same GPU count, submitted within 60 s of the previous
+one), not each job's: what learning a burst's runtime could reach at best.
 
 Estimates: the traces have no user estimates, so max_runtime = true duration ("exact"),
 which only reservations and backfill use. The default never reads true durations; it
@@ -37,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
 from aistack.scheduler import get_policy  # noqa: E402
+from aistack.scheduler.policies import SrtfPolicy, _attained_now, _gpus  # noqa: E402
+from aistack.scheduler.siblings import BurstKey  # noqa: E402
 from aistack.scheduler.simulator import (  # noqa: E402
     SimConfig,
     TraceJob,
@@ -45,6 +51,7 @@ from aistack.scheduler.simulator import (  # noqa: E402
     simulate,
     with_estimates,
 )
+from aistack.scheduler.types import JobRequest, RunningJob  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces" / "itp"
 TUNE = ["02", "09"]
@@ -57,9 +64,55 @@ GPN = {"09": 2, "05": 2}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-w20": ("default", {"max_wait_factor": 20}),
     "default-sib": ("default", {"siblings": "burst"}),
+    "default-probe": ("default", {"siblings": "burst", "sibling_hold": 1.0}),
 }
 CLASSES = ["1 GPU", "2-4 GPUs", "5-8 GPUs", "9+ GPUs"]
 SHORT = {"1 GPU": "1", "2-4 GPUs": "2-4", "5-8 GPUs": "5-8", "9+ GPUs": "9+"}
+
+
+class BurstOracle(SrtfPolicy):
+    """Simulation-only reference: SRTF on each job's *burst mean* runtime instead of its own.
+
+    ``means`` maps the simulator's job ids (``f"{i:07d}"`` in submit order) to the mean
+    true runtime of the job's burst (:class:`~aistack.scheduler.siblings.BurstKey`, 60 s)."""
+
+    name = "burst-oracle"
+
+    def __init__(self, means: dict[str, float], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.means = means
+
+    def _rem(self, job_id: str, attained_gpu_s: float, gpus: int) -> float:
+        return max(0.0, self.means[job_id] - attained_gpu_s / max(1, gpus))
+
+    def order_key(self, job: JobRequest) -> tuple[Any, ...]:
+        if job.id not in self.means:  # the simulator's probe for a static key
+            return (-job.priority, 0.0, job.submit_time, job.id)
+        r = self._rem(job.id, job.attained_service_s, job.gpus * job.nodes)
+        return (-job.priority, r, job.submit_time, job.id)
+
+    def rank(self, job: JobRequest, cluster: Any, now: float) -> tuple[Any, ...]:
+        return (-job.priority, self._rem(job.id, job.attained_service_s, job.gpus * job.nodes))
+
+    def running_rank(self, job: RunningJob, cluster: Any, now: float) -> tuple[Any, ...]:
+        return (-job.priority, self._rem(job.id, _attained_now(job, now), _gpus(job)))
+
+
+def burst_means(trace: list[TraceJob], nodes: int, gpn: int) -> dict[str, float]:
+    """Burst mean runtime per simulator job id (the simulator's order and drops)."""
+    key = BurstKey(60.0)
+    groups: list[Any] = []
+    kept: list[TraceJob] = []
+    for j in sorted(trace, key=lambda x: x.submit):
+        per, nn = (j.gpus, 1) if j.gpus <= gpn else (gpn, math.ceil(j.gpus / gpn))
+        if j.gpus <= 0 or nn > nodes:
+            continue  # dropped by the simulator too
+        kept.append(j)
+        groups.append(key(JobRequest(id=str(len(kept)), gpus=per, nodes=nn, submit_time=j.submit)))
+    runs: dict[Any, list[float]] = {}
+    for g, j in zip(groups, kept, strict=True):
+        runs.setdefault(g, []).append(j.duration)
+    return {f"{i:07d}": sum(runs[g]) / len(runs[g]) for i, g in enumerate(groups)}
 
 
 @lru_cache(maxsize=4)
@@ -77,7 +130,10 @@ def run_one(task: tuple[str, int, int, str, dict[str, Any]]) -> dict[str, Any]:
     cluster, nodes, gpn, policy, opts = task
     trace = trace_of(cluster)
     name, vopts = VARIANTS.get(policy, (policy, {}))
-    pol = get_policy(name, explain=False, **{**vopts, **opts})
+    if policy == "burst-oracle":
+        pol: Any = BurstOracle(burst_means(trace, nodes, gpn), explain=False)
+    else:
+        pol = get_policy(name, explain=False, **{**vopts, **opts})
     t0 = time.process_time()
     r = simulate(trace, pol, SimConfig(nodes=nodes, gpus_per_node=gpn))
     cpu = time.process_time() - t0
@@ -125,6 +181,11 @@ def goal_row(c: str, res: dict[str, dict[str, Any]], who: str = "default") -> di
         "met_p99_1_25": d["p99_jct"] <= 1.25 * e["p99_jct"],
         "met_class_p99_1_25": worst[1] <= 1.25,
         "oracle_met_easy_0_8": s["avg_jct"] <= 0.8 * e["avg_jct"],
+        **(
+            {"burst_oracle_vs_srtf_avg": res["burst-oracle"]["avg_jct"] / s["avg_jct"]}
+            if "burst-oracle" in res
+            else {}
+        ),
     }
 
 
@@ -145,7 +206,10 @@ def main() -> None:
     ap.add_argument("--set", default="all", choices=["tune", "heldout", "all"])
     ap.add_argument("--clusters", default=None, help="overrides --set, e.g. 02,09")
     ap.add_argument("--loads", default="0.5,0.7,0.9")
-    ap.add_argument("--policies", default="default,fifo,easy,las,srtf,sjf,default-w20,default-sib")
+    ap.add_argument(
+        "--policies",
+        default="default,fifo,easy,las,srtf,sjf,burst-oracle,default-w20,default-sib,default-probe",
+    )
     ap.add_argument("--default-opts", default="{}", help="JSON options for the default policy")
     ap.add_argument("--jobs", type=int, default=2, help="simulations in parallel (processes)")
     ap.add_argument("--out", default="bench_sim_itp", help="result name (bench/results/NAME.json)")
@@ -283,6 +347,7 @@ def main() -> None:
                 "default/EASY avg",
                 "default/EASY p99",
                 "SRTF/EASY avg",
+                "burst oracle/SRTF avg",
                 "p99 by size class, default/EASY",
                 "1.6× SRTF",
                 "0.8× EASY",
@@ -292,6 +357,10 @@ def main() -> None:
                 "W=20: /EASY avg",
                 "W=20: /EASY p99",
                 "W=20: worst class p99/EASY",
+                "probes: /SRTF avg",
+                "probes: /EASY avg",
+                "probes: /EASY p99",
+                "probes: worst class p99/EASY",
             ],
             [
                 [
@@ -302,12 +371,16 @@ def main() -> None:
                     round(g["default_vs_easy_avg"], 2),
                     round(g["default_vs_easy_p99"], 2),
                     round(g["srtf_vs_easy_avg"], 2),
+                    round(g["burst_oracle_vs_srtf_avg"], 2)
+                    if "burst_oracle_vs_srtf_avg" in g
+                    else "",
                     " ".join(f"{SHORT[k]}:{v:.2f}" for k, v in g["class_p99_vs_easy"].items()),
                     "met" if g["met_srtf_1_6"] else "MISSED",
                     "met" if g["met_easy_0_8"] else "MISSED",
                     "met" if g["met_p99_1_25"] else "MISSED",
                     "met" if g["met_class_p99_1_25"] else "MISSED",
                     *_variant_cells(g.get("default-w20")),
+                    *_variant_cells(g.get("default-probe")),
                 ]
                 for g in goals
             ],

@@ -263,6 +263,11 @@ class DefaultPolicy(QueuePolicy):
       times as often on cluster09 and raised its p99; docs/scheduler.md). The policy
       learns a group's runtimes only from ``observe(runtime_s, gpus, job_id=...)`` of
       jobs it has seen queued: never from a waiting or running job's true duration.
+    * Optional probes (``sibling_hold`` > 0, with ``siblings``; off by default, see
+      docs/scheduler.md, "Probes"): while nothing of a group has finished, its first
+      member keeps its place and the others yield (ln-index lowered by ``sibling_hold``)
+      until a member finishes and tells them how long the group runs. A probe that
+      leaves unfinished (cancelled, failed) is replaced at the next pass.
     * Backfill behind the head job without delaying its reservation (from max_runtime).
     * Preemption when a waiting job outranks a running one (higher priority, or a
       better key as above), never before ``protected_until``.
@@ -289,11 +294,21 @@ class DefaultPolicy(QueuePolicy):
         sibling_prior: float = 2.0,
         sibling_window: int = 16,
         sibling_preempt: bool = False,
+        sibling_hold: float = 0.0,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         if sibling_prior <= 0 or sibling_window < 1:
             raise ValueError("sibling_prior must be > 0 and sibling_window >= 1")
+        if sibling_hold < 0 or (sibling_hold > 0 and siblings in (None, "off")):
+            raise ValueError(
+                "sibling_hold must be >= 0 and needs sibling learning (e.g. siblings='burst')"
+            )
+        # probes: while nothing of a group has finished, its first member (the probe)
+        # keeps its place and the others yield by ``sibling_hold`` (ln of the index)
+        self.sibling_hold = sibling_hold
+        self._probe: dict[Hashable, str] = {}  # group without a finished member → probe id
+        self._next_probe_check = -math.inf
         self._key = group_key_of(siblings, sibling_gap_s)
         self.sibling_prior = sibling_prior
         self.sibling_window = sibling_window
@@ -392,6 +407,8 @@ class DefaultPolicy(QueuePolicy):
                         self._members.get(self._grp.pop(old), set()).discard(old)
                 self._grp[jid] = g
                 self._members.setdefault(g, set()).add(jid)
+                if self.sibling_hold and g not in self._gruns:
+                    self._probe.setdefault(g, jid)
         return g
 
     def _observe_sibling(self, job_id: str, runtime_s: float) -> None:
@@ -413,8 +430,32 @@ class DefaultPolicy(QueuePolicy):
                     self._gcache.pop(old, None)
             runs = self._gruns[g] = deque(maxlen=self.sibling_window)
         runs.append(runtime_s)
+        self._probe.pop(g, None)
         self._gsorted[g] = sorted(runs)
         self._gcache.pop(g, None)
+
+    def _check_probes(self, queue: Sequence[JobRequest], cluster: ClusterState) -> None:
+        """A probe that left without finishing (cancelled, failed: ``observe`` never
+        hears of it) is replaced by the group's earliest live member, whose siblings are
+        re-keyed; a group with no live member is forgotten."""
+        live = {j.id for j in queue}
+        live.update(r.id for r in cluster.running)
+        for g, pid in list(self._probe.items()):
+            if pid in live:
+                continue
+            mem = self._members.get(g, set())
+            alive = sorted(m for m in mem if m in live)
+            if alive:
+                self._probe[g] = alive[0]
+                self._rekey.update(alive)
+            else:
+                del self._probe[g]
+
+    def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Any:
+        if self._probe and now >= self._next_probe_check:
+            self._next_probe_check = now + self.quantum_s
+            self._check_probes(queue, cluster)
+        return super().schedule(queue, cluster, now)
 
     def take_rekeyed(self) -> set[str]:
         """Ids of jobs whose order key may have changed because a sibling finished since
@@ -433,7 +474,13 @@ class DefaultPolicy(QueuePolicy):
         runs = self._gsorted.get(g)
         c = size_class(gpus)
         t = self._tables[c]
-        if runs is None or t is None:
+        if t is None:
+            return None
+        if runs is None:
+            if self._probe and self._probe.get(g, jid) != jid:
+                # nothing of the group has finished: its probe keeps its place, the
+                # others yield until the probe (or any member) finishes
+                return t.log_at(attained) - self.sibling_hold
             return None
         ages = t.ages
         k = bisect.bisect_right(ages, attained) - 1
@@ -452,7 +499,7 @@ class DefaultPolicy(QueuePolicy):
 
     def _job_log_index(self, jid: str, gpus: int, attained: float) -> float:
         """ln G(attained) of job ``jid`` (siblings' mixture where it has any)."""
-        if self._gsorted:
+        if self._gsorted or self._probe:
             li = self._sibling_log_index(jid, gpus, attained)
             if li is not None:
                 return li
@@ -467,7 +514,7 @@ class DefaultPolicy(QueuePolicy):
         t = self._tables[size_class(gpus)]
         if t is None or self._tau == 0:
             return submit
-        li = self._sibling_log_index(jid, gpus, attained) if self._gsorted else None
+        li = self._sibling_log_index(jid, gpus, attained) if self._gsorted or self._probe else None
         if li is None:
             gi = max(1e-300, t(attained))
             v = submit + self._tau * math.log(self._g0 / gi)

@@ -173,3 +173,74 @@ def test_simulation_with_siblings_is_deterministic_and_checked() -> None:
     assert r1.finish == r2.finish  # invariants are checked inside simulate()
     off = simulate(trace, get_policy("default", explain=False), cfg)
     assert r1.metrics["avg_jct"] < off.metrics["avg_jct"]
+
+
+def test_probes_one_member_per_group_until_one_finishes() -> None:
+    # sibling_hold: while nothing of a burst has finished, its first member (the probe)
+    # keeps its place and the other members yield to later jobs
+    pol = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    q = [job("a1", 0.0), job("a2", 10.0), job("a3", 20.0), job("b1", 1000.0)]
+    assert [j.id for j in sorted(q, key=pol.order_key)] == ["a1", "b1", "a2", "a3"]
+    plain = get_policy("default", history=HIST, siblings="burst")
+    assert [j.id for j in sorted(q, key=plain.order_key)] == ["a1", "a2", "a3", "b1"]
+    # the probe ran 1 h, the shortest runtime in the history: its siblings go first now
+    pol.observe(3600.0, 1, job_id="a1")
+    assert pol.take_rekeyed() == {"a2", "a3"}
+    assert [j.id for j in sorted(q[1:], key=pol.order_key)] == ["a2", "a3", "b1"]
+
+
+def test_a_probe_that_leaves_without_finishing_is_replaced() -> None:
+    # a cancelled or failed probe is never observe()d: the next pass makes the group's
+    # earliest live member its probe, so the group is not held back for ever
+    pol = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    q = [job("a1", 0.0), job("a2", 10.0), job("a3", 20.0), job("b1", 1000.0)]
+    for j in q:
+        pol.order_key(j)
+    rest = q[1:]  # a1 was cancelled while queued
+    cl = ClusterState(nodes=(node("n0", 1, []),))
+    pol.schedule(rest, cl, 2000.0)
+    assert pol.take_rekeyed() == {"a2", "a3"}
+    assert [j.id for j in sorted(rest, key=pol.order_key)] == ["a2", "b1", "a3"]
+    # a running probe is live: nothing changes
+    pol2 = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    for j in q:
+        pol2.order_key(j)
+    a1 = RunningJob(
+        id="a1",
+        allocation=Allocation(nodes={"n0": NodeAlloc(gpus=(0,))}),
+        start_time=1500.0,
+        submit_time=0.0,
+    )
+    pol2.schedule(rest, ClusterState(nodes=(node("n0", 1, []),), running=(a1,)), 2000.0)
+    assert pol2.take_rekeyed() == set()
+    assert [j.id for j in sorted(rest, key=pol2.order_key)] == ["b1", "a2", "a3"]
+
+
+def test_sibling_hold_is_validated() -> None:
+    with pytest.raises(ValidationError, match="sibling_hold"):
+        get_policy("default", sibling_hold=1.0)  # needs siblings=...
+    with pytest.raises(ValidationError, match="sibling_hold"):
+        get_policy("default", siblings="burst", sibling_hold=-1.0)
+
+
+def test_simulation_with_probes_is_deterministic_and_checked() -> None:
+    # bursts of 6 jobs; each burst's jobs run alike (5 min or 2.5 h, by burst): the probe
+    # of a short burst tells its siblings to go first
+    trace = [
+        TraceJob(id=f"b{b}j{k}", submit=1200.0 * b + k, duration=300.0 if b % 3 else 9000.0, gpus=1)
+        for b in range(90)
+        for k in range(6)
+    ]
+    cfg = SimConfig(nodes=2, gpus_per_node=2)
+
+    def run(**kw: object) -> object:
+        return simulate(trace, get_policy("default", explain=False, **kw), cfg)
+
+    r1 = run(siblings="burst", sibling_hold=1.0)
+    r2 = run(siblings="burst", sibling_hold=1.0)
+    assert r1.finish == r2.finish  # type: ignore[attr-defined]
+    # here sibling learning alone gains nothing (a burst's jobs start before any of them
+    # finishes); with probes the average JCT drops (28.1 h against 30.1 h when written)
+    avg = r1.metrics["avg_jct"]  # type: ignore[attr-defined]
+    assert avg < 0.97 * run(siblings="burst").metrics["avg_jct"]  # type: ignore[attr-defined]
+    assert avg < 0.97 * run().metrics["avg_jct"]  # type: ignore[attr-defined]
