@@ -320,6 +320,9 @@ class DefaultPolicy(QueuePolicy):
         self._gcache: dict[Hashable, dict[tuple[int, int], float]] = {}  # → ln G
         self._qpts: list[list[float]] = [[] for _ in range(4)]
         self._rekey: set[str] = set()
+        # collected only once a caller keeps a sorted queue and asks (take_rekeyed): the
+        # server sorts every pass and never asks, so the set must not grow there
+        self._rekey_wanted = False
         if (max_wait_factor is not None and max_wait_factor <= 0) or (
             max_wait_s is not None and max_wait_s <= 0
         ):
@@ -418,7 +421,8 @@ class DefaultPolicy(QueuePolicy):
         mem = self._members.get(g)
         if mem is not None:
             mem.discard(job_id)
-            self._rekey.update(mem)
+            if self._rekey_wanted:
+                self._rekey.update(mem)
             if not mem:
                 del self._members[g]
         runs = self._gruns.get(g)
@@ -447,7 +451,8 @@ class DefaultPolicy(QueuePolicy):
             alive = sorted(m for m in mem if m in live)
             if alive:
                 self._probe[g] = alive[0]
-                self._rekey.update(alive)
+                if self._rekey_wanted:
+                    self._rekey.update(alive)
             else:
                 del self._probe[g]
 
@@ -458,8 +463,12 @@ class DefaultPolicy(QueuePolicy):
         return super().schedule(queue, cluster, now)
 
     def take_rekeyed(self) -> set[str]:
-        """Ids of jobs whose order key may have changed because a sibling finished since
-        the last call (the simulator re-inserts them in its sorted queue)."""
+        """Ids of jobs whose order key may have changed because a sibling finished (or a
+        probe was replaced) since the last call; the simulator re-inserts them in its
+        sorted queue. Collected only from the first call on: a caller that keeps a sorted
+        queue calls it once before its first event; one that sorts every pass (the server)
+        never calls it, and nothing accumulates."""
+        self._rekey_wanted = True
         out = self._rekey
         self._rekey = set()
         return out

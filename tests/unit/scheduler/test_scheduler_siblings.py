@@ -72,6 +72,7 @@ def test_mixture_index_matches_the_gittins_table() -> None:
 
 def test_finished_siblings_reorder_the_queue() -> None:
     pol = get_policy("default", history=HIST, siblings="burst", sibling_gap_s=60.0)
+    assert pol.take_rekeyed() == set()  # a caller that keeps a sorted queue asks from the start
     # two bursts: "l*" submitted first, "s*" later
     q = [job("l1", 0.0), job("l2", 10.0), job("s1", 1000.0), job("s2", 1010.0)]
     assert [j.id for j in sorted(q, key=pol.order_key)] == ["l1", "l2", "s1", "s2"]
@@ -179,6 +180,7 @@ def test_probes_one_member_per_group_until_one_finishes() -> None:
     # sibling_hold: while nothing of a burst has finished, its first member (the probe)
     # keeps its place and the other members yield to later jobs
     pol = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    pol.take_rekeyed()
     q = [job("a1", 0.0), job("a2", 10.0), job("a3", 20.0), job("b1", 1000.0)]
     assert [j.id for j in sorted(q, key=pol.order_key)] == ["a1", "b1", "a2", "a3"]
     plain = get_policy("default", history=HIST, siblings="burst")
@@ -193,6 +195,7 @@ def test_a_probe_that_leaves_without_finishing_is_replaced() -> None:
     # a cancelled or failed probe is never observe()d: the next pass makes the group's
     # earliest live member its probe, so the group is not held back for ever
     pol = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    pol.take_rekeyed()
     q = [job("a1", 0.0), job("a2", 10.0), job("a3", 20.0), job("b1", 1000.0)]
     for j in q:
         pol.order_key(j)
@@ -203,6 +206,7 @@ def test_a_probe_that_leaves_without_finishing_is_replaced() -> None:
     assert [j.id for j in sorted(rest, key=pol.order_key)] == ["a2", "b1", "a3"]
     # a running probe is live: nothing changes
     pol2 = get_policy("default", history=HIST, siblings="burst", sibling_hold=1.0)
+    pol2.take_rekeyed()
     for j in q:
         pol2.order_key(j)
     a1 = RunningJob(
@@ -244,3 +248,24 @@ def test_simulation_with_probes_is_deterministic_and_checked() -> None:
     avg = r1.metrics["avg_jct"]  # type: ignore[attr-defined]
     assert avg < 0.97 * run(siblings="burst").metrics["avg_jct"]  # type: ignore[attr-defined]
     assert avg < 0.97 * run().metrics["avg_jct"]  # type: ignore[attr-defined]
+
+
+def test_rekeyed_ids_are_kept_only_for_a_caller_that_asks() -> None:
+    # the server sorts its queue every pass and never calls take_rekeyed(): the policy
+    # must not keep every finished job's siblings for ever
+    pol = get_policy("default", history=HIST, siblings="named", sibling_hold=1.0)
+    queue = []
+    for k in range(200):
+        jobs = [job(f"u{k}j{i}", 60.0 * k + i, user=f"u{k}", project="p") for i in range(5)]
+        for j in jobs:
+            pol.order_key(j)
+        if k % 2:
+            pol.observe(600.0, 1, job_id=f"u{k}j0")  # a probe finished: siblings re-ranked
+        else:
+            queue += jobs[1:]  # a probe was cancelled: replaced at the next pass
+    cl = ClusterState(nodes=(node("n0", 1, []),))
+    pol.schedule(queue, cl, 100_000.0)
+    assert pol.order_key(queue[0]) < pol.order_key(queue[1])  # u0j1 is the probe now
+    assert pol.take_rekeyed() == set()
+    pol.observe(600.0, 1, job_id="u7j1")  # from the first call on they are collected
+    assert pol.take_rekeyed() == {"u7j2", "u7j3", "u7j4"}

@@ -235,6 +235,8 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
     # queued jobs' keys that changed (re-inserted below instead of re-sorting the queue)
     observe_id = observe is not None and "job_id" in inspect.signature(observe).parameters
     take_rekeyed = getattr(policy, "take_rekeyed", None) if presorted else None
+    if take_rekeyed is not None:
+        take_rekeyed()  # from now on the policy collects the ids whose keys change
     policy_epoch = getattr(policy, "order_epoch", 0)
 
     while True:
