@@ -46,7 +46,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src/aistack/scheduler src/aistack/planning src/aistack/storage
+	$(BIN)/mypy src/aistack
 
 clean-venv:
 	rm -rf $(VENV)

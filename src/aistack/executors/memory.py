@@ -55,11 +55,8 @@ class MemoryExecutor(Executor):
         if j["stopped"]:
             return ExecStatus(state=str(j["stopped"]), exit_code=-15, reason=str(j["stopped"]))  # type: ignore[arg-type]
         elapsed = time.time() - float(j["start"])  # type: ignore[arg-type]
-        if (
-            j["max_runtime"]
-            and elapsed > float(j["max_runtime"])
-            and float(j["duration"]) > float(j["max_runtime"])
-        ):  # type: ignore[arg-type]
+        max_rt = j["max_runtime"]
+        if max_rt and elapsed > float(max_rt) and float(j["duration"]) > float(max_rt):  # type: ignore[arg-type]
             return ExecStatus(state="timeout", exit_code=-15, reason="exceeded max_runtime")
         if elapsed < float(j["duration"]):  # type: ignore[arg-type]
             return ExecStatus(state="running")

@@ -165,7 +165,7 @@ def token_auth_hint() -> str | None:
     driver and ``ray.init`` says only that it failed to connect.
     """
     try:
-        from ray._raylet import (
+        from ray._raylet import (  # type: ignore[attr-defined]  # not in Ray's stubs
             AuthenticationMode,
             AuthenticationTokenLoader,
             get_authentication_mode,

@@ -236,12 +236,12 @@ class Supervisor:
             self.finish("succeeded", 0, None)
         else:
             gang = _read_json(self.dir / "gang_result.json")
-            reason = (
-                gang.get("message")
+            failure = (
+                str(gang["message"])
                 if gang and gang.get("message")
                 else _failure_reason(rc, log_path, cfg["command"])
             )
-            self.finish("failed", rc, reason)
+            self.finish("failed", rc, failure)
 
     def finish(self, state: str, rc: int | None, reason: str | None) -> None:
         write_json_atomic(

@@ -294,8 +294,8 @@ def run_gang(
         for th in threads:
             th.join(timeout=5)
     finally:
-        for sig, old in old_handlers.items():
-            signal.signal(sig, old)
+        for signum, old in old_handlers.items():
+            signal.signal(signum, old)
         for p in procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -533,6 +533,8 @@ class ReplicaServer:
             from aistack.serving.chat import parse_messages, render_prompt
 
             req = await text_request(request, ChatCompletionRequest)
+            gen = server.gen_batcher
+            assert gen is not None  # text_request answered 404 otherwise
             prompt, template_stops = render_prompt(
                 parse_messages(req.messages), server.model.generator
             )
@@ -556,7 +558,7 @@ class ReplicaServer:
                     model=model_name,
                 )
                 return stream(streamed)
-            raw = await server.gen_batcher.submit(
+            raw = await gen.submit(
                 _GenItem(
                     prompt=prompt,
                     max_tokens=max_tokens,
@@ -586,6 +588,8 @@ class ReplicaServer:
 
         async def completions(request: Request) -> Response:
             req = await text_request(request, CompletionRequest)
+            gen = server.gen_batcher
+            assert gen is not None  # text_request answered 404 otherwise
             prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
             if not prompts:
                 raise HTTPProblem(400, "prompt: give at least one prompt", param="prompt")
@@ -618,7 +622,7 @@ class ReplicaServer:
                 return stream(streamed)
             texts = await asyncio.gather(
                 *(
-                    server.gen_batcher.submit(
+                    gen.submit(
                         _GenItem(
                             prompt=p,
                             max_tokens=req.max_tokens,
@@ -681,7 +685,7 @@ class ReplicaServer:
             Route("/v1/chat/completions", timed(chat_completions), methods=["POST"]),
             Route("/invocations", timed(invocations), methods=["POST"]),
         ]
-        served = ", ".join(f"{sorted(r.methods - {'HEAD'})[0]} {r.path}" for r in routes)
+        served = ", ".join(f"{sorted((r.methods or set()) - {'HEAD'})[0]} {r.path}" for r in routes)
 
         async def no_route(request: Request, exc: Exception) -> Response:
             """404/405 in the OpenAI error shape (JSON), naming what is served."""

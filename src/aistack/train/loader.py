@@ -507,7 +507,7 @@ class ShardLoader:
                 # these loads are independent, so the CPU overlaps their cache and TLB misses
                 # (a window spans at most two pages), which the copies below, one window after
                 # the other, would each wait for in turn
-                tok = self._flat_tokens
+                tok: np.ndarray = self._flat_tokens  # type: ignore[assignment]  # set with _flat
                 tok[starts]
                 tok[starts + self.seq_len]
             rows = self._flat[starts]  # one memcpy per window, in C

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,7 @@ def content_hash(shard: Shard) -> str:
     n = int(tokens.shape[0])
     offsets = np.ascontiguousarray(shard.doc_offsets, dtype="<i8")
     h.update(f"{tokens.dtype.str}|{n}|{offsets.shape[0] - 1}|{shard.vocab_size}|".encode())
-    h.update(memoryview(offsets).cast("B"))
+    h.update(offsets.data.cast("B"))
     if n:
         block = CONTENT_BLOCK_TOKENS
         starts = np.linspace(0, max(n - block, 0), CONTENT_BLOCKS).astype(np.int64)
@@ -223,6 +224,7 @@ def _open_shard(path: str | os.PathLike[str]) -> Shard:
         magic = fh.read(len(MAGIC))
     if magic == MAGIC:
         return _read_aistok(path)
+    wd: Any
     try:
         from aistack.webdata import shards as wd  # written by the web-data pipeline
     except ImportError:

@@ -212,7 +212,7 @@ def process_file(
     stage = out / "stage1"
     _atomic_write(stage / f"{task:05d}.jsonl.gz", _jsonl_gz_bytes(rows))
     buf = io.BytesIO()
-    np.savez(buf, hashes=hashes, sigs=sigs, **arrays)
+    np.savez(buf, hashes=hashes, sigs=sigs, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool flag
     _atomic_write(stage / f"{task:05d}.npz", buf.getvalue())
     result = {
         "task": task,

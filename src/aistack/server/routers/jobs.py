@@ -97,4 +97,4 @@ def events(job_id: str, db: Session = Depends(get_db)) -> list[JobEventPublic]:
     rows = db.execute(
         select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
     ).scalars()
-    return [JobEventPublic(t=svc._utc(r.t), kind=r.kind, message=r.message) for r in rows]
+    return [JobEventPublic(t=svc._utc(r.t) or r.t, kind=r.kind, message=r.message) for r in rows]

@@ -312,7 +312,7 @@ def to_public(job: Job) -> JobPublic:
         mlflow_run_id=job.mlflow_run_id,
         preempt_count=job.preempt_count,
         attained_service_s=round(job.attained_service_s, 3),
-        submitted_at=_utc(job.submitted_at),
+        submitted_at=_utc(job.submitted_at) or job.submitted_at,  # stored NOT NULL
         started_at=_utc(job.started_at),
         finished_at=_utc(job.finished_at),
     )

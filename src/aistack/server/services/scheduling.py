@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -576,7 +576,7 @@ class SchedulerLoop:
         claimed = s.execute(
             update(Job).where(Job.id == job.id, Job.state == "QUEUED").values(state="STARTING")
         )
-        if claimed.rowcount != 1:
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
             s.expire(job)
             return
         try:
@@ -673,7 +673,7 @@ class SchedulerLoop:
                 a.rss_max_mb = max(a.rss_max_mb or 0.0, u.rss_mb)
                 a.samples = n + 1
 
-    def _sample_cluster(self, running: list[Job]) -> None:
+    def _sample_cluster(self, running: Sequence[Job]) -> None:
         nodes = self.nodes()
         gpus = sum(len(n.gpus) for n in nodes)
         cpus = sum(n.cpus for n in nodes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -34,7 +34,9 @@ def _record_edge(ctx: ServerContext, src: str, dst: str) -> None:
         log.warning("could not record lineage %s → %s", src, dst)
 
 
-def _close_run(ctx: ServerContext, job_id: str, run_id: str, status: str) -> None:
+def _close_run(
+    ctx: ServerContext, job_id: str, run_id: str, status: Literal["FINISHED", "FAILED", "KILLED"]
+) -> None:
     """Log the job's sampled system metrics into its MLflow run and end the run."""
     import datetime as dt
 
@@ -123,7 +125,13 @@ def tracking_hooks(
     def on_finish(job: Job, st: ExecStatus) -> None:
         if not job.mlflow_run_id or job.state == "QUEUED":
             return
-        status = {"SUCCEEDED": "FINISHED", "CANCELLED": "KILLED"}.get(job.state, "FAILED")
+        status: Literal["FINISHED", "FAILED", "KILLED"] = (
+            "FINISHED"
+            if job.state == "SUCCEEDED"
+            else "KILLED"
+            if job.state == "CANCELLED"
+            else "FAILED"
+        )
         # HTTP calls to MLflow off the scheduling pass (it must not wait on them)
         _BG.submit(_close_run, ctx, job.id, job.mlflow_run_id, status)
 
