@@ -253,8 +253,8 @@ class DefaultPolicy(QueuePolicy):
       knob for sites where large gangs must not wait much longer than under FIFO.
     * Optional sibling learning (off by default: it lowered the average JCT but lengthened
       the large gangs' p99 on the tuning cluster, docs/scheduler.md). ``siblings``:
-      ``"burst"`` — same GPU count, each submitted within ``sibling_gap_s`` (60 s) of the
-      previous one; ``"named"`` — user, project and GPUs; any function of the
+      ``"burst"`` — same user, project and GPU count, each submitted within
+      ``sibling_gap_s`` (60 s) of the previous such job; ``"named"`` — user, project and GPUs; any function of the
       ``JobRequest``; ``None`` or ``"off"`` (the default). In
       the *order*, a job whose group has finished members is indexed under a mixture of
       the group's finished runtimes (weight k/(k + ``sibling_prior``) for k of them, the

@@ -12,8 +12,9 @@ and its size class's distribution.
 A *group key* is a pluggable function of the job as the scheduler sees it at decision
 time (a ``JobRequest``): never its true duration.
 
-* :class:`BurstKey` — traces without users (ITP): jobs with the same GPU count submitted
-  within ``gap_s`` of the previous job of that GPU count form a burst.
+* :class:`BurstKey` — jobs of the same user and project with the same GPU count, each
+  submitted within ``gap_s`` of the previous such job, form a burst (on traces without
+  users, such as ITP, every job has the same user and project).
 * :func:`named_key` — where jobs carry user and project (the server, traces that have
   them): user, project and GPU count.
 
@@ -33,10 +34,11 @@ GroupKey = Callable[[JobRequest], Hashable | None]
 
 
 class BurstKey:
-    """Jobs of the same total GPU count, each submitted within ``gap_s`` seconds of the
-    previous one of that count, share a group ("a burst"). Stateful: call it once per job,
-    in submit order (the policy memoises by job id; the simulator enqueues in submit
-    order, and a job seen out of order only starts or joins a burst approximately)."""
+    """Jobs of the same user, project and total GPU count, each submitted within ``gap_s``
+    seconds of the previous such job, share a group ("a burst"): another user's job in
+    between does not split a burst, nor join it. Stateful: call it once per job, in submit
+    order (the policy memoises by job id; the simulator enqueues in submit order, and a
+    job seen out of order only starts or joins a burst approximately)."""
 
     __slots__ = ("_last", "_next", "gap_s")
 
@@ -44,11 +46,12 @@ class BurstKey:
         if gap_s < 0:
             raise ValueError("sibling gap must be >= 0 seconds")
         self.gap_s = gap_s
-        self._last: dict[int, tuple[float, int]] = {}  # GPUs → (last submit, burst id)
+        # (user, project, GPUs) → (last submit, burst id)
+        self._last: dict[tuple[str, str, int], tuple[float, int]] = {}
         self._next = 0
 
     def __call__(self, job: JobRequest) -> Hashable | None:
-        g = job.gpus * job.nodes
+        g = (job.user, job.project, job.gpus * job.nodes)
         t = job.submit_time
         last = self._last.get(g)
         if last is not None and abs(t - last[0]) <= self.gap_s:
@@ -58,7 +61,7 @@ class BurstKey:
             self._next += 1
         if last is None or t >= last[0]:
             self._last[g] = (t, gid)
-        return ("burst", g, gid)
+        return ("burst", *g, gid)
 
 
 def named_key(job: JobRequest) -> Hashable | None:

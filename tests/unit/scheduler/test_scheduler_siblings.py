@@ -49,6 +49,13 @@ def test_burst_key_groups_by_gpus_and_submit_gap() -> None:
     assert a == b == c  # each within 60 s of the previous one (chained)
     assert key(job("d", 100.0, gpus=2)) != a  # other GPU count
     assert key(job("e", 200.0)) != a  # 100 s after the last one: a new burst
+    # bursts are per user and project: another user's job in between neither joins nor
+    # splits one
+    u = BurstKey(gap_s=60.0)
+    b1 = u(job("b1", 0.0, user="bob", project="p"))
+    assert u(job("x1", 30.0, user="eve", project="p")) != b1
+    assert u(job("b2", 50.0, user="bob", project="p")) == b1
+    assert u(job("b3", 100.0, user="bob", project="q")) != b1  # other project
     assert named_key(job("x", 0.0)) is None
     assert named_key(job("x", 0.0, user="u", project="p")) == named_key(
         job("y", 9e9, user="u", project="p")
