@@ -270,3 +270,49 @@ def test_a_retried_job_that_succeeds_shows_no_failure_reason(loop: SchedulerLoop
     with loop.sessions() as s:
         events = s.execute(select(JobEvent).where(JobEvent.job_id == jid)).scalars().all()
         assert any("exit code 3" in (e.message or "") for e in events)  # kept in the events
+
+
+def test_sibling_probes_in_the_scheduling_loop(tmp_path: Path) -> None:
+    # the default with siblings="named" and probes, driven by the server's loop (queue in
+    # submit order, sorted every pass): the second GPU goes to another user's later job,
+    # not to the probe's sibling, and the probe's runtime reaches the policy with its id
+    history = [(3600.0 + 72.0 * i, 1) for i in range(100)]  # learned: jobs run 1–3 h
+    fast = {"AISTACK_FAKE_DURATION_S": "0.2"}
+    slow = {"AISTACK_FAKE_DURATION_S": "600"}
+
+    def make(home: Path, **opts) -> SchedulerLoop:  # type: ignore[no-untyped-def]
+        settings = Settings(home=home, executor="memory", mlflow_enabled=False)
+        settings.ensure_home()
+        engine = make_engine(settings.db_url)
+        migrate(engine)
+        return SchedulerLoop(
+            settings=settings,
+            sessions=session_factory(engine),
+            executor=MemoryExecutor(gpus_per_node=1, n_nodes=2),
+            policy=get_policy("default", history=history, siblings="named", **opts),
+        )
+
+    def sweep_then_bob(lp: SchedulerLoop, n: int) -> tuple[list[str], str]:
+        a = [submit(lp, resources={"gpus": 1}, project="sweep", env=fast) for _ in range(n)]
+        with lp.sessions() as s:
+            b = submit_job(s, {"command": "x", "resources": {"gpus": 1}, "env": slow}, user="bob")
+            s.commit()
+            return a, b.id
+
+    lp = make(tmp_path / "probes", sibling_hold=1.0)
+    a, b = sweep_then_bob(lp, 3)
+    lp.run_once()
+    running = {j for j in [*a, b] if state(lp, j).state == "RUNNING"}
+    assert running == {a[0], b}  # a[0] is the probe; a[1], a[2] wait for what it shows
+    time.sleep(0.3)
+    lp.run_once()  # a[0] finished: its siblings are ranked from its runtime, a[1] starts
+    assert state(lp, a[0]).state == "SUCCEEDED"
+    assert state(lp, a[1]).state == "RUNNING" and state(lp, a[2]).state == "QUEUED"
+    assert lp.policy._gsorted  # type: ignore[attr-defined]  # learned with the job's id
+    assert lp.policy.take_rekeyed() == set()  # type: ignore[attr-defined]  # nothing kept
+
+    # without probes the sweep's jobs take both GPUs in submit order
+    plain = make(tmp_path / "plain")
+    a, b = sweep_then_bob(plain, 2)
+    plain.run_once()
+    assert {j for j in [*a, b] if state(plain, j).state == "RUNNING"} == set(a)
