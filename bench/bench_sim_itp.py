@@ -22,6 +22,12 @@ learns the service distribution from jobs that already finished.
         [--clusters 02,09] [--loads 0.5,0.7,0.9] [--policies default,easy,srtf,default-w20]
         [--default-opts '{"aging_factor": 10}'] [--out NAME] [--quick]
 
+Another trace (any CSV; the same evaluation, reported as held out):
+
+    .venv/bin/python bench/bench_sim_itp.py --trace-file FILE --trace-label philly \
+        --map submit=submit_time,duration=duration,gpus=num_gpu,id=job_id \
+        --gpus-per-node 4 --out NAME
+
 Simulations run in a process pool (``--jobs``, 2 by default: the machine has 2 cores).
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +53,7 @@ from aistack.scheduler.siblings import BurstKey  # noqa: E402
 from aistack.scheduler.simulator import (  # noqa: E402
     SimConfig,
     TraceJob,
+    load_csv,
     load_itp,
     offered_load,
     simulate,
@@ -117,7 +125,17 @@ def burst_means(trace: list[TraceJob], nodes: int, gpn: int) -> dict[str, float]
 
 @lru_cache(maxsize=4)
 def trace_of(cluster: str) -> list[TraceJob]:
+    ext = json.loads(os.environ.get("AISTACK_BENCH_TRACE", "{}"))  # --trace-file (workers too)
+    if ext.get("label") == cluster:
+        return with_estimates(load_csv(ext["path"], ext["map"]))
     return with_estimates(load_itp(DATA / f"cluster{cluster}.csv"))
+
+
+def gpus_per_node(cluster: str) -> int:
+    ext = json.loads(os.environ.get("AISTACK_BENCH_TRACE", "{}"))
+    if ext.get("label") == cluster:
+        return int(ext["gpn"])
+    return GPN.get(cluster, 8)
 
 
 def size_for(trace: list[TraceJob], load: float, gpn: int) -> int:
@@ -213,8 +231,24 @@ def main() -> None:
     ap.add_argument("--default-opts", default="{}", help="JSON options for the default policy")
     ap.add_argument("--jobs", type=int, default=2, help="simulations in parallel (processes)")
     ap.add_argument("--out", default="bench_sim_itp", help="result name (bench/results/NAME.json)")
+    ap.add_argument("--trace-file", default=None, help="another CSV trace (held out)")
+    ap.add_argument("--trace-label", default="ext", help="its name in the tables")
+    ap.add_argument("--map", default=None, help="field=column,... for --trace-file")
+    ap.add_argument("--gpus-per-node", type=int, default=8, help="for --trace-file")
+    ap.add_argument("--trace-source", default="", help="where --trace-file came from (recorded)")
     args = ap.parse_args()
-    if not DATA.exists():
+    if args.trace_file:
+        mapping = dict(kv.split("=", 1) for kv in args.map.split(",")) if args.map else None
+        os.environ["AISTACK_BENCH_TRACE"] = json.dumps(
+            {
+                "label": args.trace_label,
+                "path": str(Path(args.trace_file).resolve()),
+                "map": mapping,
+                "gpn": args.gpus_per_node,
+            }
+        )
+        args.clusters = args.trace_label
+    elif not DATA.exists():
         sys.exit(f"ITP traces not found at {DATA} (../shared/data/traces/itp)")
     if args.quick:
         clusters, loads = ["02"], [0.7]
@@ -226,7 +260,7 @@ def main() -> None:
     dopts = json.loads(args.default_opts)
     tasks = []
     for c in clusters:
-        gpn = GPN.get(c, 8)
+        gpn = gpus_per_node(c)
         tr = trace_of(c)
         sizes = []
         for load in loads:
@@ -262,7 +296,7 @@ def main() -> None:
     for task, m in zip(tasks, detail, strict=True):
         by_slice.setdefault((task[0], task[1]), {})[task[3]] = m
     for (c, nodes), res in by_slice.items():
-        gpn = GPN.get(c, 8)
+        gpn = gpus_per_node(c)
         for p, m in res.items():
             rows.append(
                 [
@@ -304,6 +338,8 @@ def main() -> None:
                     g[v] = goal_row(c, res, v)
             goals.append(g)
     print(f"{len(tasks)} simulations in {wall:.0f} s wall ({args.jobs} processes)")
+    where = f"{args.trace_label} trace (held out)" if args.trace_file else "ITP traces"
+    goals_prefix = f"{where}: " if args.trace_file else ""
     meta = {
         "estimate": "exact",
         "preempt_cost_s": 60,
@@ -313,10 +349,20 @@ def main() -> None:
         "heldout_clusters": HELDOUT,
         "wall_s": wall,
         "processes": args.jobs,
+        **(
+            {
+                "external_trace": {
+                    **json.loads(os.environ["AISTACK_BENCH_TRACE"]),
+                    "source": args.trace_source,
+                }
+            }
+            if args.trace_file
+            else {}
+        ),
     }
     report(
         args.out,
-        "ITP traces: policies side by side (JCT and waits in hours)",
+        f"{where}: policies side by side (JCT and waits in hours)",
         [
             "cluster",
             "load",
@@ -337,7 +383,7 @@ def main() -> None:
     if goals:
         report(
             f"{args.out}_goals",
-            "default vs goals (≤1.6× SRTF avg, ≤0.8× EASY avg, p99 ≤1.25× EASY; "
+            f"{goals_prefix}default vs goals (≤1.6× SRTF avg, ≤0.8× EASY avg, p99 ≤1.25× EASY; "
             "per size class p99 / EASY's)",
             [
                 "cluster",

@@ -19,6 +19,7 @@ SECTIONS = [
     ("sim_", "Scheduler simulator"),
     # the per-policy ITP table (all slices × policies) is long: docs/scheduler.md shows it
     ("bench_sim_itp_goals", "Scheduler simulator"),
+    ("bench_sim_philly", "Scheduler simulator"),  # a trace from another cluster (held out)
     ("bench_sim_speed", "Scheduler simulator"),
     ("executors_", "Executors (local, Ray, Slurm)"),
     ("storage_", "Storage"),
