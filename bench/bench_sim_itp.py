@@ -116,7 +116,15 @@ def burst_means(trace: list[TraceJob], nodes: int, gpn: int) -> dict[str, float]
         if j.gpus <= 0 or nn > nodes:
             continue  # dropped by the simulator too
         kept.append(j)
-        groups.append(key(JobRequest(id=str(len(kept)), gpus=per, nodes=nn, submit_time=j.submit)))
+        req = JobRequest(
+            id=str(len(kept)),
+            gpus=per,
+            nodes=nn,
+            submit_time=j.submit,
+            user=j.user,
+            project=j.project,
+        )
+        groups.append(key(req))
     runs: dict[Any, list[float]] = {}
     for g, j in zip(groups, kept, strict=True):
         runs.setdefault(g, []).append(j.duration)
