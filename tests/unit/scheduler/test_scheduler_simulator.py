@@ -81,6 +81,28 @@ def test_invariants_hold_on_random_traces(rows, policy) -> None:
     assert res2.finish == res.finish and res2.preemptions == res.preemptions
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=traces, siblings=st.sampled_from(["burst", "named"]))
+def test_invariants_hold_with_sibling_learning_and_probes(rows, siblings) -> None:
+    # with a learned history the index tables exist from the first job, so sibling
+    # mixtures, held siblings, probe replacement and re-keying all run on short traces
+    history = [(30.0 + 9.0 * i, 1 + i % 3) for i in range(100)]
+
+    def policy():  # type: ignore[no-untyped-def]
+        return get_policy(
+            "default", explain=False, history=history, siblings=siblings, sibling_hold=1.0
+        )
+
+    tr = _trace(rows)
+    cfg = SimConfig(nodes=2, gpus_per_node=8, preempt_cost_s=30.0, protect_s=60.0)
+    res = simulate(tr, policy(), cfg)  # raises InvariantViolation
+    assert res.metrics["jobs"] == len(tr)
+    jct = np.array(res.finish) - np.array([j.submit for j in res.jobs])
+    assert (jct >= np.array([j.duration for j in res.jobs]) - 1e-6).all()
+    res2 = simulate(tr, policy(), cfg)
+    assert res2.finish == res.finish and res2.preemptions == res.preemptions
+
+
 @settings(max_examples=15, deadline=None)
 @given(rows=traces)
 def test_fifo_on_one_gpu_jobs_matches_the_kiefer_wolfowitz_recursion(rows) -> None:
