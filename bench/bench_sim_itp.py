@@ -59,6 +59,7 @@ from aistack.scheduler.simulator import (  # noqa: E402
     simulate,
     with_estimates,
 )
+from aistack.scheduler.simulator.engine import _shape  # noqa: E402  # the simulator's gang shape
 from aistack.scheduler.types import JobRequest, RunningJob  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces" / "itp"
@@ -112,7 +113,7 @@ def burst_means(trace: list[TraceJob], nodes: int, gpn: int) -> dict[str, float]
     groups: list[Any] = []
     kept: list[TraceJob] = []
     for j in sorted(trace, key=lambda x: x.submit):
-        per, nn = (j.gpus, 1) if j.gpus <= gpn else (gpn, math.ceil(j.gpus / gpn))
+        per, nn = _shape(j.gpus, gpn)
         if j.gpus <= 0 or nn > nodes:
             continue  # dropped by the simulator too
         kept.append(j)
@@ -132,18 +133,23 @@ def burst_means(trace: list[TraceJob], nodes: int, gpn: int) -> dict[str, float]
 
 
 @lru_cache(maxsize=4)
+def external(cluster: str) -> dict[str, Any] | None:
+    """The --trace-file settings if ``cluster`` is its label (set in the environment by main(),
+    so the pool's worker processes see them too)."""
+    ext = json.loads(os.environ.get("AISTACK_BENCH_TRACE", "{}"))
+    return ext if ext.get("label") == cluster else None
+
+
 def trace_of(cluster: str) -> list[TraceJob]:
-    ext = json.loads(os.environ.get("AISTACK_BENCH_TRACE", "{}"))  # --trace-file (workers too)
-    if ext.get("label") == cluster:
+    ext = external(cluster)
+    if ext is not None:
         return with_estimates(load_csv(ext["path"], ext["map"]))
     return with_estimates(load_itp(DATA / f"cluster{cluster}.csv"))
 
 
 def gpus_per_node(cluster: str) -> int:
-    ext = json.loads(os.environ.get("AISTACK_BENCH_TRACE", "{}"))
-    if ext.get("label") == cluster:
-        return int(ext["gpn"])
-    return GPN.get(cluster, 8)
+    ext = external(cluster)
+    return int(ext["gpn"]) if ext is not None else GPN.get(cluster, 8)
 
 
 def size_for(trace: list[TraceJob], load: float, gpn: int) -> int:
