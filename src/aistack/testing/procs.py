@@ -50,3 +50,15 @@ def wait_final(executor: Any, handle: str, timeout: float = 60.0) -> Any:
             return st
         time.sleep(0.1)
     raise AssertionError(f"job did not end within {timeout:g} s: {executor.poll(handle)}")
+
+
+def trapping_command(sig: str, on_signal: str, *, exit_code: int = 0, sleep_s: int = 300) -> str:
+    """A shell command that prints ``started`` and waits on a child: ``sig`` (e.g. ``USR1``)
+    runs ``on_signal`` and exits ``exit_code``. The child ignores ``sig`` and the trap kills it:
+    a signal sent to every process of a job (``scancel --signal``, a watchdog's ``kill`` of the
+    rank's processes) can reach the child first, and a child that died of it would end the
+    ``wait`` and the shell before the shell ran its trap."""
+    return (
+        f"trap '{on_signal}; kill -s KILL $! 2>/dev/null; exit {exit_code}' {sig}; echo started; "
+        f"(trap '' {sig}; exec sleep {sleep_s}) & wait"
+    )

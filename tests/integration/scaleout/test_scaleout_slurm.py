@@ -18,6 +18,7 @@ import pytest
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import trapping_command
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -137,7 +138,7 @@ def test_pending_reason_then_cancel_running_and_pending(ex: SlurmExecutor, tmp_p
             ex,
             tmp_path,
             "long",
-            "trap 'echo got TERM; exit 143' TERM; echo started; sleep 300 & wait",
+            trapping_command("TERM", "echo got TERM", exit_code=143),
             allocation=everything,
         )
     )
@@ -255,7 +256,7 @@ def test_preemption_notice_reaches_the_command_not_the_rank_wrapper(
         ex,
         tmp_path,
         "usr1",
-        "trap 'echo got USR1; exit 0' USR1; echo started; sleep 60 & wait",
+        trapping_command("USR1", "echo got USR1", sleep_s=60),
     )
     handle = ex.launch(req)
     deadline = time.monotonic() + 60
@@ -360,7 +361,7 @@ def test_cancel_sends_the_jobs_stop_signal(ex: SlurmExecutor, tmp_path: Path) ->
         ex,
         tmp_path,
         "usr1-stop",
-        f"trap 'echo saved > {marker}; echo got USR1; exit 0' USR1; echo started; sleep 300 & wait",
+        trapping_command("USR1", f"echo saved > {marker}; echo got USR1"),
         stop_signal="SIGUSR1",
     )
     handle = ex.launch(req)

@@ -18,6 +18,7 @@ from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor, render_sbatch
 from aistack.executors.supervisor import _failure_reason
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import trapping_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +110,7 @@ def test_max_runtime_stops_the_command_to_the_second(tmp_path: Path) -> None:
     words."""
     req = _req(
         tmp_path,
-        "trap 'echo got TERM; exit 0' TERM; echo started; sleep 20 & wait",
+        trapping_command("TERM", "echo got TERM", sleep_s=20),
         max_runtime_s=1.5,
         env={"AISTACK_GRACE_S": "5"},
     )
