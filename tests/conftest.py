@@ -243,3 +243,24 @@ def api(aistack_home: Path) -> Iterator[InProcessApi]:
     http.close()
     ctx.executor.close()
     ctx.engine.dispose()
+
+
+# what `sacct -X -a --parsable2 --format=JobID,User,Account,Submit,Start,End,AllocTRES,Timelimit`
+# prints (plus a step row, as without -X): '|'-separated, ISO times, TRES lists, Slurm durations
+_SACCT = """JobID|User|Account|Submit|Start|End|AllocTRES|Timelimit
+1001|alice|vision|2026-11-02T09:00:00|2026-11-02T09:00:05|2026-11-02T11:30:05|billing=8,cpu=8,gres/gpu=2,mem=64G,node=1|04:00:00
+1001.batch|||2026-11-02T09:00:05|2026-11-02T09:00:05|2026-11-02T11:30:05|cpu=8,gres/gpu=2,mem=64G,node=1|
+1002|bob|nlp|2026-11-02T09:10:00|2026-11-02T09:20:00|2026-11-03T10:20:00|billing=64,cpu=64,gres/gpu:a100=8,mem=512G,node=1|2-00:00:00
+1003|alice|vision|2026-11-02T09:15:00|Unknown|Unknown||01:00:00
+1004_1|carol|nlp|2026-11-02T09:30:00|2026-11-02T09:30:01|2026-11-02T09:45:31|billing=4,cpu=4,gres/gpu=1,mem=16G,node=1|30:00
+1005|dave|hpc|2026-11-02T10:00:00|2026-11-02T10:00:00|2026-11-02T10:05:00|billing=32,cpu=32,mem=128G,node=1|UNLIMITED
+1006|bob|nlp|2026-11-02T10:30:00|2026-11-02T10:30:00|Unknown|billing=16,cpu=16,gres/gpu=4,node=1|1-12:00:00
+"""
+
+
+@pytest.fixture
+def sacct_file(tmp_path: Path) -> Path:
+    """A Slurm cluster's job history as sacct writes it (see ``_SACCT``)."""
+    p = tmp_path / "sacct.txt"
+    p.write_text(_SACCT)
+    return p

@@ -23,6 +23,16 @@ app = typer.Typer(
 )
 
 ITP_HINT = "e.g. ../shared/data/traces/itp/cluster02.csv (job_id,submission_time,duration,num_gpu)"
+FORMAT_HELP = (
+    "column names of a known trace: itp (job_id,submission_time,duration,num_gpu) or slurm "
+    "(the output of `sacct -X -a --parsable2 "
+    "--format=JobID,User,Account,Submit,Start,End,AllocTRES,Timelimit`); --map overrides"
+)
+NO_TIMES = "jobs without start/finish times"
+
+
+def _skips(skipped: dict[str, int]) -> str:
+    return "; ".join(f"{n:,} {why} skipped" for why, n in skipped.items() if n)
 
 
 def _load(
@@ -32,34 +42,39 @@ def _load(
     estimate: str,
     limit: int | None,
     *,
+    fmt: str | None = None,
     server_rows: list[dict[str, Any]] | None = None,
-) -> tuple[list[Any], str, int]:
+) -> tuple[list[Any], str, dict[str, int]]:
+    """The jobs to replay, where they came from, and the rows skipped by reason."""
     from aistack.scheduler.simulator import (
         history_from_rows,
-        load_csv,
         load_history,
+        read_csv_trace,
         with_estimates,
     )
 
     if limit is not None and limit < 1:
         raise ValidationError(f"--limit: must be at least 1, got {limit}")
     if server_rows is not None:
-        jobs, skipped = history_from_rows(server_rows, source="server history")
+        jobs, n_skipped = history_from_rows(server_rows, source="server history")
         if not jobs:
             raise ValidationError(
-                f"the server has no finished jobs yet ({skipped} queued or running); "
+                f"the server has no finished jobs yet ({n_skipped} queued or running); "
                 "nothing to replay",
                 hint="run some jobs first, or pass --trace FILE or --history FILE",
             )
-        return with_estimates(jobs[:limit], estimate), "server history", skipped
+        return with_estimates(jobs[:limit], estimate), "server history", {NO_TIMES: n_skipped}
     if (trace is None) == (history is None):
         raise ValidationError(
             "pass exactly one of --trace FILE or --history FILE",
             hint=f"--trace: a CSV trace ({ITP_HINT}); --history: `aistack jobs --json > FILE`",
         )
-    skipped = 0
+    skipped: dict[str, int] = {}
+    if fmt is not None and trace is None:
+        raise ValidationError("--format: only with --trace FILE", hint="drop --format")
     if history is not None:
-        jobs, skipped = load_history(history)
+        jobs, n_skipped = load_history(history)
+        skipped[NO_TIMES] = n_skipped
         source = str(history)
     else:
         assert trace is not None
@@ -74,14 +89,18 @@ def _load(
                 k, v = m.split("=", 1)
                 cols[k.strip()] = v.strip()
         if trace.suffix.lower() == ".json":
-            jobs, skipped = load_history(trace)
+            jobs, n_skipped = load_history(trace)
+            skipped[NO_TIMES] = n_skipped
         else:
-            jobs = load_csv(trace, cols, limit=limit)
+            jobs, skipped = read_csv_trace(trace, cols, fmt=fmt, limit=limit)
         source = str(trace)
     if limit is not None:
         jobs = jobs[:limit]
     if not jobs:
-        raise ValidationError(f"{source}: no jobs to replay", hint="check the file and --map")
+        why = f" ({_skips(skipped)})" if any(skipped.values()) else ""
+        raise ValidationError(
+            f"{source}: no jobs to replay{why}", hint="check the file, --format and --map"
+        )
     return with_estimates(jobs, estimate), source, skipped
 
 
@@ -115,9 +134,13 @@ def _run_policies(
 ) -> list[Any]:
     import dataclasses
 
+    import logging
+
     from aistack.scheduler import get_policy
     from aistack.scheduler.simulator import simulate
 
+    # the commands report dropped jobs once, under their table, not once per policy
+    logging.getLogger("aistack.scheduler.simulator.engine").setLevel(logging.ERROR)
     out = []
     for name in names:
         opts = (options or {}).get(name, {})
@@ -203,6 +226,7 @@ def run(
         "exact", "--estimate", help="max_runtime estimate when the trace has none: exact|none|K×"
     ),
     mapping: list[str] = typer.Option([], "--map", help="field=column for a generic CSV"),
+    fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     option: list[str] = typer.Option(
         [], "--option", help="POLICY.KEY=VALUE policy option, e.g. default.max_wait_factor=20"
     ),
@@ -226,7 +250,7 @@ def run(
     options = _parse_options(option, names)
     if plot is not None:
         _check_plot_path(plot)
-    jobs, source, skipped = _load(trace, history, mapping, estimate, limit)
+    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, fmt=fmt)
     cfg = SimConfig(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
@@ -307,11 +331,11 @@ def run(
         f"makespan lower bound {_h(m0['lb_makespan_s'])}; "
         + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results)
     )
-    if skipped or m0["dropped"]:
+    if any(skipped.values()) or m0["dropped"]:
         zero = sum(1 for j in jobs if j.gpus <= 0)
         con.print(
-            f"[yellow]{skipped} jobs without start/finish times skipped; {zero} CPU-only jobs "
-            f"skipped; {m0['dropped'] - zero} jobs larger than the cluster dropped[/yellow]"
+            f"[yellow]{_skips({**skipped, 'CPU-only jobs': zero})}; "
+            f"{m0['dropped'] - zero} jobs larger than the cluster dropped[/yellow]"
         )
     if plot is not None:
         con.print(f"wrote {plot}")
@@ -329,6 +353,7 @@ def whatif(
     policy: str = typer.Option("default", "--policy"),
     estimate: str = typer.Option("exact", "--estimate"),
     mapping: list[str] = typer.Option([], "--map"),
+    fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     limit: int | None = typer.Option(None, "--limit"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -357,7 +382,9 @@ def whatif(
         from aistack.client import Client
 
         server_rows = Client().list_jobs(all=True, limit=10000)
-    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, server_rows=server_rows)
+    jobs, source, skipped = _load(
+        trace, history, mapping, estimate, limit, fmt=fmt, server_rows=server_rows
+    )
     res = {}
     for label, n in (("today", nodes), ("what-if", new_nodes)):
         cfg = SimConfig(nodes=n, gpus_per_node=gpus_per_node)
@@ -414,6 +441,8 @@ def whatif(
     con = Console()
     con.print(t)
     con.print(sentence)
+    if any(skipped.values()):
+        con.print(f"[yellow]{_skips(skipped)}[/yellow]")
     if cpu_only:
         con.print(
             f"[yellow]{cpu_only} CPU-only jobs skipped (the simulator replays GPU jobs)[/yellow]"

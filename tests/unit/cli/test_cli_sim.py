@@ -206,3 +206,23 @@ def test_plot_keeps_zero_length_jobs_on_the_log_axis(tmp_path: Path, monkeypatch
     assert res.exit_code == 0, res.output
     assert png.stat().st_size > 0
     assert drawn == [[1 / 3600, 1 / 3600]]
+
+
+def test_run_a_slurm_clusters_own_history(sacct_file: Path) -> None:
+    """`--format slurm` replays `sacct --parsable2` output; the skipped rows are counted."""
+    t = sacct_file
+    args = ["run", "--trace", str(t), "--format", "slurm", "--nodes", "1", "--policy", "fifo"]
+    res = runner.invoke(sim.app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    [m] = json.loads(res.stdout)
+    assert (m["jobs"], m["dropped"]) == (3, 1)  # 1001, 1002, 1004_1 run; 1005 has no GPU
+    out = runner.invoke(sim.app, args, env={"COLUMNS": "250"}).output
+    assert "1 job steps (sacct without -X) skipped; 2 jobs without a start or an end time" in out
+    assert "1 CPU-only jobs skipped" in out
+    # without --format the error names it; --format without --trace is refused
+    assert "--format slurm" in _error(runner.invoke(sim.app, args[:3] + args[5:]))
+    res = runner.invoke(
+        sim.app,
+        ["whatif", "--gpus-delta", "8", "--nodes", "1", "--format", "slurm", "--history", str(t)],
+    )
+    assert "--format: only with --trace" in _error(res)

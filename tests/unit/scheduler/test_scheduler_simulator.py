@@ -23,6 +23,7 @@ from aistack.scheduler.simulator import (
     load_history,
     load_itp,
     mmc_mean_wait,
+    read_csv_trace,
     simulate,
     synthetic_mix,
     synthetic_mmc,
@@ -398,3 +399,51 @@ def test_policy_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AISTACK_POLICY_OPTIONS", '{"max_wait_factor": -1}')
     with pytest.raises(ValidationError, match="max_wait_factor"):
         get_policy("default", **Settings().policy_options)
+
+
+def test_slurm_sacct_history_reads(sacct_file: Path, tmp_path: Path) -> None:
+    p = sacct_file
+    jobs, skipped = read_csv_trace(p, fmt="slurm")
+    t0 = jobs[0].submit
+    assert [
+        (j.id, j.submit - t0, j.duration, j.gpus, j.user, j.project, j.max_runtime) for j in jobs
+    ] == [
+        ("1001", 0.0, 9000.0, 2, "alice", "vision", 4 * 3600.0),
+        ("1002", 600.0, 25 * 3600.0, 8, "bob", "nlp", 2 * 86400.0),  # typed gres/gpu:a100
+        ("1004_1", 1800.0, 930.0, 1, "carol", "nlp", 1800.0),  # 30:00 is minutes:seconds
+        ("1005", 3600.0, 300.0, 0, "dave", "hpc", None),  # no GPU in its TRES; UNLIMITED
+    ]
+    # never started (1003) or still running (1006); the batch step of 1001
+    assert skipped == {"job steps (sacct without -X)": 1, "jobs without a start or an end time": 2}
+    # the user's own column for the runtime replaces the format's start and end
+    q = tmp_path / "elapsed.txt"
+    q.write_text("JobID|Submit|Elapsed|AllocTRES\n7|2026-11-02T09:00:00|1-02:03:04.5|gres/gpu=3\n")
+    [j] = load_csv(q, {"duration": "Elapsed"}, fmt="slurm")
+    assert j.duration == 86400 + 2 * 3600 + 3 * 60 + 4.5 and j.gpus == 3
+
+
+def test_trace_formats_errors_say_how_to_fix(sacct_file: Path, tmp_path: Path) -> None:
+    p = sacct_file
+    SACCT = p.read_text()  # noqa: N806
+    with pytest.raises(ValidationError, match="looks like sacct output: --format slurm"):
+        load_csv(p)
+    with pytest.raises(ValidationError, match="format 'pbs' is not known"):
+        load_csv(p, fmt="pbs")
+    with pytest.raises(ValidationError, match="map 'duration', or both 'start' and 'end'"):
+        load_csv(p, {"submit": "Submit", "start": "Start", "gpus": "AllocTRES"})
+    with pytest.raises(ValidationError, match="map 'duration', or both 'start' and 'end'"):
+        load_csv(
+            p, {"submit": "Submit", "start": "Start", "end": "End", "duration": "End", "gpus": "G"}
+        )
+    bad = tmp_path / "bad.txt"
+    bad.write_text(SACCT.replace("2026-11-02T11:30:05|billing=8", "2026-11-02T08:00:00|billing=8"))
+    with pytest.raises(ValidationError, match="row 2: negative gpus or duration \\(end before"):
+        load_csv(bad, fmt="slurm")
+    limit = tmp_path / "limit.txt"
+    limit.write_text(SACCT.replace("|04:00:00", "|four hours"))
+    with pytest.raises(ValidationError, match="row 2: column for 'max_runtime' has 'four hours'"):
+        load_csv(limit, fmt="slurm")
+    gpus = tmp_path / "gpus.csv"
+    gpus.write_text("job_id,submission_time,duration,num_gpu\na,0,10,1:30\n")
+    with pytest.raises(ValidationError, match="column for 'gpus' has '1:30'"):
+        load_csv(gpus)

@@ -20,23 +20,30 @@ from aistack.scheduler.simulator.engine import (
 from aistack.scheduler.simulator.metrics import compute_metrics, jain
 from aistack.scheduler.simulator.queueing import erlang_c, mmc_mean_wait
 from aistack.scheduler.simulator.trace import (
+    FORMATS,
+    SACCT_COMMAND,
     TraceJob,
+    columns_for,
     history_from_rows,
     load_csv,
     load_history,
     load_itp,
     offered_load,
+    read_csv_trace,
     synthetic_mix,
     synthetic_mmc,
     with_estimates,
 )
 
 __all__ = [
+    "FORMATS",
+    "SACCT_COMMAND",
     "InvariantViolation",
     "SimConfig",
     "SimResult",
     "TraceJob",
     "check_invariants",
+    "columns_for",
     "compute_metrics",
     "erlang_c",
     "history_from_rows",
@@ -46,6 +53,7 @@ __all__ = [
     "load_itp",
     "mmc_mean_wait",
     "offered_load",
+    "read_csv_trace",
     "simulate",
     "synthetic_mix",
     "synthetic_mmc",

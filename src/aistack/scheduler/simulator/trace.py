@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,41 @@ ITP_COLUMNS = {
     "duration": "duration",
     "gpus": "num_gpu",
 }
-FIELDS = ("id", "submit", "duration", "gpus", "user", "project", "priority", "max_runtime")
+# a Slurm cluster's own history: the allocations (-X) of all users (-a), '|'-separated
+SACCT_COMMAND = (
+    "sacct -X -a --parsable2 --starttime 2026-01-01 "
+    "--format=JobID,User,Account,Submit,Start,End,AllocTRES,Timelimit"
+)
+SLURM_COLUMNS = {
+    "id": "JobID",
+    "submit": "Submit",
+    "start": "Start",
+    "end": "End",
+    "gpus": "AllocTRES",
+    "user": "User",
+    "project": "Account",
+    "max_runtime": "Timelimit",
+}
+FORMATS: dict[str, dict[str, str]] = {"itp": ITP_COLUMNS, "slurm": SLURM_COLUMNS}
+FIELDS = (
+    "id",
+    "submit",
+    "duration",
+    "start",
+    "end",
+    "gpus",
+    "user",
+    "project",
+    "priority",
+    "max_runtime",
+)
+# what sacct prints for a time a job does not have (never started, still running)
+_NO_TIME = {"", "unknown", "none", "n/a"}
+# Slurm's time limits that are no estimate
+_NO_LIMIT = {"", "unlimited", "partition_limit", "invalid", "none"}
+# [days-]hours:minutes:seconds[.fraction] (sacct's Elapsed and Timelimit), minutes:seconds,
+# days-hours[:minutes] (sbatch --time)
+_CLOCK = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?(\.\d*)?")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,11 +79,15 @@ def _num(value: Any, *, field: str, row: int, path: str) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        iso = _iso(value)
+        if field in ("submit", "start", "end"):
+            iso = _iso(value)
+        else:
+            iso = _clock(value) if field in ("duration", "max_runtime") else None
         if iso is None:
             raise ValidationError(
                 f"{path}, row {row}: column for {field!r} has {value!r}, not a number",
-                hint="use seconds (or ISO-8601 times for submit), or fix the column mapping",
+                hint="use seconds ([days-]hh:mm:ss for durations, ISO-8601 times for submit, "
+                "start and end), or fix the column mapping",
             ) from None
         x = iso
     if math.isnan(x) or math.isinf(x):
@@ -70,48 +109,155 @@ def _iso(value: Any) -> float | None:
     return t.timestamp()
 
 
-def load_csv(
-    path: str | Path, mapping: Mapping[str, str] | None = None, *, limit: int | None = None
-) -> list[TraceJob]:
-    """Read a CSV trace. ``mapping``: our field (id, submit, duration, gpus, user, project,
-    priority, max_runtime) → the CSV column. Default: the ITP columns."""
+def _clock(value: Any) -> float | None:
+    """Seconds of a Slurm-style duration: ``[D-]HH:MM:SS[.f]``, ``MM:SS``, ``D-HH[:MM]``."""
+    m = _CLOCK.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        return None
+    days, a, b, c, frac = m.groups()
+    if days is None and b is None:  # a bare number is parsed by float(), not here
+        return None
+    if days is None and c is None:  # MM:SS
+        h, mi, sec = 0, int(a), int(b)
+    else:  # [D-]HH[:MM[:SS]]
+        h, mi, sec = int(a), int(b or 0), int(c or 0)
+    return (int(days or 0) * 24 + h) * 3600 + mi * 60 + sec + float(frac or 0.0)
+
+
+def _gpus(value: Any, *, row: int, path: str) -> int:
+    """A GPU count, or Slurm's TRES list (``cpu=8,gres/gpu=2,mem=32G,node=1``; typed
+    ``gres/gpu:a100=2`` entries are summed when the untyped one is absent)."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and "=" in text:
+        plain, typed = None, 0
+        for part in text.split(","):
+            key, _, n = part.strip().partition("=")
+            if key == "gres/gpu" or key.startswith("gres/gpu:"):
+                count = int(_num(n, field="gpus", row=row, path=path))
+                if key == "gres/gpu":
+                    plain = count
+                else:
+                    typed += count
+        return plain if plain is not None else typed
+    return int(_num(text, field="gpus", row=row, path=path))
+
+
+def _delimiter(header_line: str) -> str:
+    """The delimiter of a CSV-like header: ',' unless '|' (sacct --parsable2), tab or ';'
+    occurs more often."""
+    counts = {d: header_line.count(d) for d in (",", "|", "\t", ";")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def columns_for(fmt: str | None, mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The column mapping of a named trace format (``itp``, ``slurm``), updated by
+    ``mapping``; with no format, ``mapping`` alone (or the ITP columns without one)."""
+    if fmt is None:
+        return dict(ITP_COLUMNS if mapping is None else mapping)
+    if fmt not in FORMATS:
+        raise ValidationError(
+            f"trace format {fmt!r} is not known", hint=f"choose from {', '.join(FORMATS)}"
+        )
+    cols = dict(FORMATS[fmt])
+    mapping = dict(mapping or {})
+    if "duration" in mapping:  # the runtime from the user's column, not the format's
+        cols.pop("start", None)
+        cols.pop("end", None)
+    if "start" in mapping or "end" in mapping:
+        cols.pop("duration", None)
+    return {**cols, **mapping}
+
+
+def read_csv_trace(
+    path: str | Path,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    fmt: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[TraceJob], dict[str, int]]:
+    """Read a CSV trace (``,``; ``|`` as ``sacct --parsable2`` writes, tab or ``;`` are
+    recognised from the header). ``fmt``: a named column mapping (``itp``, ``slurm``: the
+    output of :data:`SACCT_COMMAND`); ``mapping``: our field → the CSV column (id, submit,
+    duration or start and end, gpus, user, project, priority, max_runtime). Returns the jobs
+    sorted by submit time and the rows skipped, by reason: jobs without a start or an end
+    time (never started, still running) and, for ``slurm``, job steps (``123.batch``)."""
     p = Path(path)
     if not p.exists():
         raise ValidationError(f"trace: file {str(p)!r} not found", hint="check --trace")
-    cols = dict(ITP_COLUMNS if mapping is None else mapping)
+    cols = columns_for(fmt, mapping)
     bad = sorted(set(cols) - set(FIELDS))
     if bad:
         raise ValidationError(
             f"trace column mapping: unknown field(s) {', '.join(bad)}",
             hint=f"map some of: {', '.join(FIELDS)}",
         )
-    for need in ("submit", "duration", "gpus"):
+    for need in ("submit", "gpus"):
         if need not in cols:
             raise ValidationError(
                 f"trace column mapping: {need!r} is required", hint="e.g. --map submit=start_s"
             )
+    span = "start" in cols or "end" in cols
+    if ("duration" in cols) == span or (span and not {"start", "end"} <= set(cols)):
+        raise ValidationError(
+            "trace column mapping: map 'duration', or both 'start' and 'end' (the runtime is "
+            "end - start), not both",
+            hint="e.g. --map duration=runtime_s, or --map start=Start --map end=End",
+        )
     out: list[TraceJob] = []
+    skipped: dict[str, int] = {}
     with p.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        first = fh.readline()
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=_delimiter(first))
         header = reader.fieldnames or []
+        if fmt is not None:  # a format's optional columns may be left out of the export
+            for k in ("id", "user", "project", "priority", "max_runtime"):
+                if k in cols and k not in (mapping or {}) and cols[k] not in header:
+                    del cols[k]
         missing = [c for c in cols.values() if c not in header]
         if missing:
             raise ValidationError(
                 f"trace {p.name}: column(s) {', '.join(missing)} not in the header "
                 f"({', '.join(header)})",
-                hint="pass a column mapping (--map field=column)",
+                hint="pass a column mapping (--map field=column) or --format"
+                + (
+                    " (this looks like sacct output: --format slurm)"
+                    if "JobID" in header and fmt != "slurm"
+                    else ""
+                ),
             )
         for n, row in enumerate(reader, start=2):
-            gpus = int(_num(row[cols["gpus"]], field="gpus", row=n, path=p.name))
-            dur = _num(row[cols["duration"]], field="duration", row=n, path=p.name)
+            job_id = str(row[cols["id"]]) if "id" in cols else f"job{n - 1}"
+            if fmt == "slurm" and "." in job_id:
+                skipped["job steps (sacct without -X)"] = (
+                    skipped.get("job steps (sacct without -X)", 0) + 1
+                )
+                continue
+            if span:
+                t0, t1 = (str(row[cols[k]] or "").strip() for k in ("start", "end"))
+                if t0.lower() in _NO_TIME or t1.lower() in _NO_TIME:
+                    reason = "jobs without a start or an end time"
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    continue
+                dur = _num(t1, field="end", row=n, path=p.name) - _num(
+                    t0, field="start", row=n, path=p.name
+                )
+            else:
+                dur = _num(row[cols["duration"]], field="duration", row=n, path=p.name)
+            gpus = _gpus(row[cols["gpus"]], row=n, path=p.name)
             if gpus < 0 or dur < 0:
                 raise ValidationError(
-                    f"{p.name}, row {n}: negative gpus or duration", hint="fix or drop the row"
+                    f"{p.name}, row {n}: negative gpus or duration"
+                    + (" (end before start)" if span and dur < 0 else ""),
+                    hint="fix or drop the row",
                 )
-            mr = row.get(cols.get("max_runtime", ""), "") if "max_runtime" in cols else ""
+            mr = (
+                str(row.get(cols.get("max_runtime", ""), "") or "") if "max_runtime" in cols else ""
+            )
             out.append(
                 TraceJob(
-                    id=str(row[cols["id"]]) if "id" in cols else f"job{n - 1}",
+                    id=job_id,
                     submit=_num(row[cols["submit"]], field="submit", row=n, path=p.name),
                     duration=dur,
                     gpus=gpus,
@@ -120,13 +266,27 @@ def load_csv(
                     priority=int(_num(row[cols["priority"]], field="priority", row=n, path=p.name))
                     if "priority" in cols
                     else 0,
-                    max_runtime=_num(mr, field="max_runtime", row=n, path=p.name) if mr else None,
+                    max_runtime=None
+                    if mr.strip().lower() in _NO_LIMIT
+                    else _num(mr, field="max_runtime", row=n, path=p.name),
                 )
             )
             if limit is not None and len(out) >= limit:
                 break
     out.sort(key=lambda j: (j.submit, j.id))
-    return out
+    return out, skipped
+
+
+def load_csv(
+    path: str | Path,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    fmt: str | None = None,
+    limit: int | None = None,
+) -> list[TraceJob]:
+    """Read a CSV trace (see :func:`read_csv_trace`); the jobs only. Default: the ITP
+    columns."""
+    return read_csv_trace(path, mapping, fmt=fmt, limit=limit)[0]
 
 
 def load_itp(path: str | Path, *, limit: int | None = None) -> list[TraceJob]:
