@@ -133,7 +133,6 @@ def _run_policies(
     jobs: list[Any], names: list[str], cfg: Any, options: dict[str, dict[str, Any]] | None = None
 ) -> list[Any]:
     import dataclasses
-
     import logging
 
     from aistack.scheduler import get_policy

@@ -43,11 +43,17 @@ def _plural(n: int, noun: str) -> str:
 
 
 def _report_bad(
-    bad: list[dict[str, Any]], total: int, skip_bad: bool, *, not_registered: bool = False
+    bad: list[dict[str, Any]],
+    total: int,
+    skip_bad: bool,
+    *,
+    not_registered: bool = False,
+    nothing_left: bool = False,
 ) -> None:
     """Say which input files were bad (stderr) and end with exit status 1 unless
     ``--skip-bad``: a script sees that the output is incomplete (and, with a register step,
-    that no dataset version was registered: ``not_registered``)."""
+    that no dataset version was registered: ``not_registered``). ``nothing_left``: every
+    input was bad, so --skip-bad would not make it a success either (the caller says so)."""
     if not bad:
         return
     err = _console(stderr=True)
@@ -65,6 +71,9 @@ def _report_bad(
             f"{EXIT_BAD_FILES}; run again with --skip-bad to register it as it is (the run "
             "resumes, nothing is read again)"
         )
+    elif nothing_left:
+        err.print(f"{bad_files_summary(bad, total)}. Exit status {EXIT_BAD_FILES}")
+        return
     else:
         err.print(
             f"{bad_files_summary(bad, total)}. Exit status {EXIT_BAD_FILES}; --skip-bad "
@@ -206,8 +215,8 @@ def extract(
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}")
-    _report_bad(bad, n + len(bad), skip_bad)
-    if n == 0:  # every HTML file was bad (--skip-bad): still not a success
+    _report_bad(bad, n + len(bad), skip_bad, nothing_left=n == 0)
+    if n == 0:  # every HTML file was bad: not a success, with --skip-bad or without
         _console(stderr=True).print(
             "nothing was extracted: "
             + (

@@ -152,6 +152,9 @@ def test_cli_extract_says_what_it_ignored_and_where_warc_input_goes(tmp_path: Pa
         )
         assert json.loads(res.stdout)["files"] == 0
         assert out.read_text() == ""
+        # no hint that --skip-bad would make this a success: it does not (below)
+        assert "--skip-bad" not in res.stderr, res.stderr
+        assert "nothing was extracted: the input file was bad" in res.stderr
         # every file bad: not a success even with --skip-bad
         res = r.invoke(app, ["extract", str(d / name), "--mode", "fast", "--skip-bad"])
         assert res.exit_code == 1 and res.stdout == ""
