@@ -28,13 +28,13 @@ the first of the rank (when the command has exited: ``exit CODE``) and the watch
 max_runtime: ``max_runtime``). The watchdog acts only when it created it and the command
 has not exited then (a zombie that its rank has not reaped yet has exited); so there is no
 moment at which both a failure and a timeout get recorded. The stop signal and SIGKILL go
-to every process of the rank: the command's process tree and the processes whose
+to every process of the rank: the command's process tree, the processes whose
 environment holds the rank's ``AISTACK_RANK_TAG`` (set for the command, inherited by what
-it starts), so children that ignore the stop signal and outlive the command's main process
-(orphans, out of the tree) are killed after the grace period too; the rank waits for its
-watchdog, so the job ends only once nothing of it is left. (Slurm's process group is the
-step's, shared by the node's ranks, and its session holds slurmstepd: neither tells one
-rank's processes from another's.)
+it starts) and those its subreaper adopted (below), so children that ignore the stop signal
+and outlive the command's main process (orphans, out of the tree) are killed after the
+grace period too; the rank waits for its watchdog, so the job ends only once nothing of it
+is left. (Slurm's process group is the step's, shared by the node's ranks, and its session
+holds slurmstepd: neither tells one rank's processes from another's.)
 
 What a command leaves running ends with it, with or without max_runtime, as in the local
 executor: every rank runs its command with ``AISTACK_RANK_TAG`` set, and once the
@@ -42,7 +42,21 @@ command's main process has exited on its own (success or failure), the rank send
 job's stop signal to the live processes that carry its tag (daemons, ``sleep 1000 &``),
 SIGKILL to what is left ``AISTACK_GRACE_S`` later, and then exits with the command's exit
 code. Left alone, they would keep the step's output open and the job RUNNING until
-Slurm's ``--time``. (A process that clears its environment is not found.)
+Slurm's ``--time``.
+
+A process that clears its environment (``env -i``) carries no tag, and one that also left
+the command's tree (a double fork, ``setsid``) used to escape both, reparented to init,
+and kept running (and holding its GPUs) after the job. So each task runs its rank's shell
+under a child subreaper where the node's ``python3`` can run one
+(:mod:`aistack.executors.rank_reaper`, which ``launch`` copies into the job directory as
+``rank_reaper.py``; ``--probe`` checks it first, and the rank runs as before where it
+cannot): what leaves the command's tree is reparented to the subreaper instead, and the
+rank's processes are also everything below the subreaper but the rank's shell and its
+tree (read from the parent pids in ``/proc/*/stat``), so the stop at max_runtime and the
+one after the command's exit find it too. The subreaper reaps what it adopted, SIGKILLs
+what is still below it once the rank's shell has exited, and exits as the shell did.
+The tag scan reads no ``/proc/PID/environ`` of a process with a thread in uninterruptible
+sleep (state ``D``): that read can block until the thread wakes, and the rank with it.
 
 A failed gang names its first failing rank, as the local and Ray executors do ("rank 1
 exited with code 7:" and that rank's last output lines). Slurm alone cannot say it: the
@@ -92,6 +106,7 @@ from pathlib import Path
 
 from aistack.compute.resources import GpuDevice, Node
 from aistack.errors import BackendError, ConnectionFailed, NotSupportedError, ValidationError
+from aistack.executors import rank_reaper
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest
 
 log = logging.getLogger(__name__)
@@ -102,6 +117,7 @@ _HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
+RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper
 
 # Slurm job state → aistack ExecState
 STATE_MAP: dict[str, str] = {
@@ -529,6 +545,8 @@ class SlurmExecutor(Executor):
         with os.fdopen(fd, "w") as f:
             f.write(plan.script)
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
+        # each rank's child subreaper, which the script runs from there (module docstring)
+        shutil.copyfile(rank_reaper.__file__, req.job_dir / RANK_REAPER_FILE)
         for stale in ("exit_code", "cancel_requested", "error", "failed_rank", "timed_out"):
             (req.job_dir / stale).unlink(missing_ok=True)
         # what cancel() sends, which only gets the handle (render_sbatch checked the name)

@@ -286,6 +286,8 @@ OUTLIVES_JOB_ENV = "AISTACK_OUTLIVES_JOB"
 
 
 def _kill_descendants() -> None:
+    from aistack.executors.rank_reaper import in_disk_sleep
+
     try:
         procs = psutil.Process().children(recursive=True)
     except psutil.Error:
@@ -293,7 +295,9 @@ def _kill_descendants() -> None:
     spared: set[int] = set()
     for p in procs:
         try:
-            if p.environ().get(OUTLIVES_JOB_ENV) == "1":
+            # the environment of a process with a thread in state D is not read (the read
+            # can block until it wakes, and the job's end with it): it is not spared
+            if not in_disk_sleep(p.pid) and p.environ().get(OUTLIVES_JOB_ENV) == "1":
                 spared.add(p.pid)
         except psutil.Error:
             continue

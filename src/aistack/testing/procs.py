@@ -9,12 +9,16 @@ from typing import Any
 
 def kill_processes_of_home(home: str | Path) -> int:
     """SIGKILL every process (server, supervisors, jobs, service controllers) whose environment
-    has ``AISTACK_HOME=home``, except this one. Returns how many were killed."""
+    has ``AISTACK_HOME=home``, except this one. Returns how many were killed. A process with
+    a thread in uninterruptible sleep (state D) is passed over: reading its environment can
+    block until that thread wakes."""
     import psutil
+
+    from aistack.executors.rank_reaper import in_disk_sleep
 
     me, target, n = os.getpid(), str(home), 0
     for p in psutil.process_iter():
-        if p.pid == me:
+        if p.pid == me or in_disk_sleep(p.pid):
             continue
         try:
             if p.environ().get("AISTACK_HOME") == target:
@@ -62,3 +66,49 @@ def trapping_command(sig: str, on_signal: str, *, exit_code: int = 0, sleep_s: i
         f"trap '{on_signal}; kill -s KILL $! 2>/dev/null; exit {exit_code}' {sig}; echo started; "
         f"(trap '' {sig}; exec sleep {sleep_s}) & wait"
     )
+
+
+def escaping_command(marker: str, then: str = "echo started") -> str:
+    """A shell command that leaves two processes behind that neither the job's tag nor its
+    process group or session finds: both clear their environment (``env -i``) and leave
+    the session (``setsid``); one daemonizes (a double fork: reparented at once), the other
+    is reparented once the command's main process exits. Each runs ``sleep 300`` under the
+    name ``MARKER-daemon`` / ``MARKER-setsid`` (see :func:`marked_pids`); once both are up
+    the command runs ``then``."""
+    return (
+        f"env -i setsid bash -c '(exec -a {marker}-daemon sleep 300 &); "
+        f"exec -a {marker}-setsid sleep 300' </dev/null >/dev/null 2>&1 & "
+        f"for i in $(seq 200); do [ \"$(pgrep -fc '^{marker}-')\" -ge 2 ] && break; "
+        f"sleep 0.05; done; {then}"
+    )
+
+
+def marked_pids(marker: str) -> list[int]:
+    """The live processes whose name (argv[0]) starts with ``marker`` (zombies excluded)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                argv0 = fh.read().split(b"\0", 1)[0]
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if argv0.startswith(marker.encode()) and stat[stat.rindex(b")") + 2 :][:1] != b"Z":
+            found.append(int(name))
+    return found
+
+
+def kill_marked(marker: str) -> list[int]:
+    """SIGKILL (by PID) the processes :func:`marked_pids` finds; the PIDs it found."""
+    import signal
+
+    pids = marked_pids(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return pids

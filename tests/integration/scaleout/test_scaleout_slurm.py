@@ -1,6 +1,7 @@
 """The Slurm executor against real Slurm daemons (munged, slurmctld, slurmd) on this machine;
 at the end, its max_runtime watchdog: what it leaves behind after the grace period, and which
-comes first when a command fails on its own at its deadline."""
+comes first when a command fails on its own at its deadline; and what a command leaves
+running, also once it cleared its environment and left the rank's process tree."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ import pytest
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
-from aistack.testing.procs import trapping_command
+from aistack.testing.procs import (
+    escaping_command,
+    kill_marked,
+    marked_pids,
+    trapping_command,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -527,3 +534,34 @@ def test_what_a_command_left_running_ends_with_it_without_max_runtime(
     assert "child up" in log and "main done" in log, log
     assert _pgrep(marker) == [], log  # the child is gone, not left on the node
     assert 2 <= took < 15, took  # it had its grace period after the SIGTERM it ignored
+
+
+@pytest.mark.parametrize("how", ["exits", "cancelled"])
+def test_a_leftover_that_cleared_its_environment_ends_with_the_job(
+    ex: SlurmExecutor, tmp_path: Path, how: str
+) -> None:
+    """The command leaves two sleeps that clear their environment (env -i: no
+    AISTACK_RANK_TAG) and leave its session (setsid), one daemonized (a double fork). They
+    were reparented to init, out of the step (proctrack/linuxproc follows the process tree)
+    and out of the rank's reach: they kept running after the job, holding its GPUs. Each
+    rank's shell runs under a child subreaper now, and they end with the job, whether its
+    command exits or the job is cancelled."""
+    mark = f"aistack-left-{uuid.uuid4().hex[:12]}"
+    then = "echo started; exit 0" if how == "exits" else "echo started; exec sleep 300"
+    req = _req(
+        ex, tmp_path, f"escape-{how}", escaping_command(mark, then), env={"AISTACK_GRACE_S": "2"}
+    )
+    try:
+        handle = ex.launch(req)
+        if how == "cancelled":
+            _wait_for_output(req, "started")
+            assert len(marked_pids(mark)) == 2, req.log_path.read_text()
+            ex.cancel(handle, grace_s=5)
+        st = _wait(ex, handle, lambda s: s.final, 60)
+        log = req.log_path.read_text()
+        assert st.state == ("succeeded" if how == "exits" else "cancelled"), (st, log)
+        assert "started" in log, log
+        wait_until(lambda: not marked_pids(mark), 5)
+        assert marked_pids(mark) == [], "a leftover without the rank's tag outlived the job"
+    finally:
+        kill_marked(mark)

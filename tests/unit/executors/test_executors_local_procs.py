@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -119,3 +120,61 @@ def test_a_cancel_right_after_launch_cancels_instead_of_losing_the_job(tmp_path:
     st = wait_final(ex, handle, 30)
     assert st.state == "cancelled", st
     assert not marker.exists()  # the job never began
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper is Linux only")
+@pytest.mark.parametrize("how", ["exits", "cancelled"])
+def test_a_leftover_that_cleared_its_environment_ends_with_the_job(
+    tmp_path: Path, how: str
+) -> None:
+    """Two sleeps the command leaves behind clear their environment (env -i) and leave its
+    session (setsid), one daemonized (a double fork): no tag, group or session finds them,
+    but they stay the supervisor's descendants (its child subreaper), and end with the job,
+    whether its command exits or it is cancelled."""
+    import uuid
+
+    from aistack.testing.procs import escaping_command, kill_marked, marked_pids, wait_until
+
+    marker = f"aistack-left-{uuid.uuid4().hex[:12]}"
+    then = "echo started; exit 0" if how == "exits" else "echo started; exec sleep 300"
+    ex, handle = _launch(tmp_path, "e1", escaping_command(marker, then))
+    try:
+        if how == "cancelled":
+            log = tmp_path / "job" / "output.log"
+            assert wait_until(lambda: log.exists() and "started" in log.read_text(), 30)
+            assert len(marked_pids(marker)) == 2
+            ex.cancel(handle, grace_s=1.0)
+        st = wait_final(ex, handle, 30)
+        assert st.state == ("succeeded" if how == "exits" else "cancelled"), st
+        wait_until(lambda: not marked_pids(marker), 5)
+        assert marked_pids(marker) == [], "a leftover without the job's tag outlived the job"
+    finally:
+        kill_marked(marker)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_the_supervisor_reads_no_environment_of_a_process_in_state_d(tmp_path: Path) -> None:
+    """At the job's end the supervisor reads each descendant's environment (a service
+    controller marked to outlive the job is spared): reading it from a process with a
+    thread in uninterruptible sleep (state D) can block until it wakes, and the job's end
+    with it. Such a process is killed without the read (here a sleep that the check says
+    is in D, in a process of its own, whose reader fails on that read)."""
+    code = (
+        "import subprocess, psutil\n"
+        "from aistack.executors import supervisor, rank_reaper\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "real = psutil.Process.environ\n"
+        "def environ(self):\n"
+        "    if self.pid == child.pid:\n"
+        "        raise AssertionError('read the environment of a process in state D')\n"
+        "    return real(self)\n"
+        "psutil.Process.environ = environ\n"
+        "rank_reaper.in_disk_sleep = lambda pid: int(pid) == child.pid\n"
+        "try:\n"
+        "    supervisor._kill_descendants()\n"
+        "finally:\n"
+        "    child.kill()\n"
+        "print(child.wait(10))\n"
+    )
+    res = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (0, "-9\n"), res.stderr[-2000:]

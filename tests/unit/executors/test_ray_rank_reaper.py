@@ -1,7 +1,9 @@
 """The Ray node agent's rank reaper, without Ray: a NodeAgent runs in a process of its own,
 starts two ranks, and that process is SIGKILLed (what ``ray.kill`` does to an actor). No
 rank, nor anything a rank started (in its process group or in a session of its own), may
-keep running; processes that are not the agent's are left alone."""
+keep running; processes that are not the agent's are left alone. Also its scan of /proc,
+which must not block on a process in state D, and its ``--subreaper`` mode, under which
+each rank of a Slurm job runs."""
 
 from __future__ import annotations
 
@@ -117,3 +119,89 @@ def test_reaper_stops_token_and_group_processes_only() -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
+
+
+def test_the_scan_skips_the_environment_of_a_process_in_state_d(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading /proc/PID/environ of a process in uninterruptible sleep (state D: one of its
+    threads holds or waits for the lock of its memory map) can block until it wakes, and
+    the reaper with it: the ranks of a dead agent kept running. The scan reads the state of
+    each thread first (/proc/PID/task/TID/stat does not block) and leaves the environment
+    of a process with a thread in D alone; its group still finds it. Here /proc is a copy
+    whose reader fails the test on that read."""
+    from aistack.executors import rank_reaper
+
+    token = "t" * 32
+    proc = tmp_path / "proc"
+    for pid, states, environ in (
+        (101, "S", f"{rank_reaper.TOKEN_ENV}={token}"),  # a rank
+        (102, "SD", f"{rank_reaper.TOKEN_ENV}={token}"),  # a rank with a thread in D
+        (103, "R", f"{rank_reaper.TOKEN_ENV}=other"),  # another agent's
+    ):
+        for i, state in enumerate(states):
+            task = proc / str(pid) / "task" / str(pid + 1000 * i)
+            task.mkdir(parents=True)
+            (task / "stat").write_text(f"{pid + 1000 * i} (a) b) {state} 1 {pid} {pid} 0\n")
+        (proc / str(pid) / "stat").write_text(f"{pid} (a) b) {states[0]} 1 {pid} {pid} 0\n")
+        (proc / str(pid) / "environ").write_bytes(f"A=1\0{environ}\0".encode())
+
+    def fake(path: object) -> str:
+        text = str(path)
+        if text == "/proc/102/environ":
+            raise AssertionError("read the environment of a process in state D: it can block")
+        return f"{tmp_path}{text}" if text.startswith("/proc") else text
+
+    real_open = open
+
+    class _Os:
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        def listdir(self, path: str) -> list[str]:
+            return os.listdir(fake(path))
+
+    monkeypatch.setattr(rank_reaper, "open", lambda p, *a: real_open(fake(p), *a), raising=False)
+    monkeypatch.setattr(rank_reaper, "os", _Os())
+    assert rank_reaper.targets(token, set()) == {101: 101}
+    assert rank_reaper.targets(token, {102}) == {101: 101, 102: 102}  # found by its group
+
+
+def _subreap(tmp_path: Path, command: str) -> subprocess.CompletedProcess[str]:
+    from aistack.executors import rank_reaper
+
+    argv = [sys.executable, "-I", "-S", rank_reaper.__file__, "--subreaper", "bash", "-c"]
+    return subprocess.run(
+        [*argv, command], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper: Linux only")
+def test_the_subreaper_runs_the_command_and_ends_what_it_left(tmp_path: Path) -> None:
+    """``rank_reaper.py --subreaper`` (each rank of a Slurm job runs under it) passes the
+    command's exit on (its code, or its signal), tells the command its pid (the rank's shell
+    looks below it), gives it the default signal dispositions (Python ignores SIGPIPE), and
+    SIGKILLs and reaps what the command left once it has exited (a daemon whose parent was
+    gone, reparented to the subreaper)."""
+    import uuid
+
+    from aistack.executors import rank_reaper
+    from aistack.testing.procs import kill_marked, marked_pids
+
+    probe = [sys.executable, "-I", "-S", rank_reaper.__file__, "--probe"]
+    assert subprocess.run(probe, timeout=30).returncode == 0
+    assert _subreap(tmp_path, "exit 7").returncode == 7
+    assert _subreap(tmp_path, "kill -s TERM $$").returncode == -signal.SIGTERM
+    res = _subreap(tmp_path, 'echo "$AISTACK_SUBREAPER $PPID"; grep SigIgn /proc/self/status')
+    first, ignored = res.stdout.splitlines()
+    assert first.split()[0] == first.split()[1], res
+    assert (
+        int(ignored.split()[1], 16) & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGTERM - 1)) == 0
+    )
+    marker = f"aistack-sr-{uuid.uuid4().hex[:12]}"
+    try:
+        res = _subreap(tmp_path, f"(exec -a {marker} sleep 300 &); exit 3")
+        assert res.returncode == 3, res
+        assert marked_pids(marker) == [], "the daemon outlived the subreaper"
+    finally:
+        kill_marked(marker)

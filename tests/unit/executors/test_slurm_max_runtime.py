@@ -1,24 +1,31 @@
 """The Slurm executor's own max_runtime (to the second; Slurm's --time counts whole minutes)
 and the order of a task's stdout and stderr in the log, without Slurm: rendered sbatch
 scripts run under a fake srun that starts the tasks on this machine, and poll reads the
-files they leave against a scripted fake of scontrol."""
+files they leave against a scripted fake of scontrol. Also what a command leaves running
+(ended with its rank, also once it cleared its environment and left the rank's process
+tree), and the rank's scan of /proc, which must not block on a process in state D."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from aistack.errors import ValidationError
+from aistack.executors import rank_reaper
 from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor, render_sbatch
 from aistack.executors.supervisor import _failure_reason
 from aistack.scheduler.types import Allocation, NodeAlloc
-from aistack.testing.procs import trapping_command
+from aistack.testing.procs import escaping_command, kill_marked, marked_pids, trapping_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,7 +63,9 @@ def _req(tmp_path: Path, command: str, **kw: object) -> LaunchRequest:
 
 def _run(tmp_path: Path, req: LaunchRequest) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the rendered script as the batch step would (stdout and stderr kept apart, to see
-    which stream the task's lines went to); returns it and how long it took."""
+    which stream the task's lines went to), with the files ``launch`` puts beside it;
+    returns it and how long it took."""
+    shutil.copyfile(rank_reaper.__file__, req.job_dir / "rank_reaper.py")  # as launch does
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, text in (("srun", _SRUN), ("scontrol", _SCONTROL)):
@@ -224,3 +233,94 @@ def test_the_watchdog_clock_does_not_follow_the_date(tmp_path: Path) -> None:
     ).stdout.strip()
     uptime_ms = float(Path("/proc/uptime").read_text().split()[0]) * 1000
     assert abs(int(out) - uptime_ms) < 5000, out
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A name unique to one test's leftovers; whatever still carries it afterwards is
+    killed by PID (so a failing run leaves no sleepers behind)."""
+    mark = f"aistack-left-{uuid.uuid4().hex[:12]}"
+    yield mark
+    kill_marked(mark)
+
+
+def _gone(marker: str, timeout_s: float = 5) -> list[int]:
+    """The processes named ``marker...`` still running after at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (left := marked_pids(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper, /proc: Linux only")
+@pytest.mark.parametrize("max_runtime_s", [None, 1.5])
+def test_a_leftover_that_cleared_its_environment_ends_with_the_rank(
+    tmp_path: Path, marker: str, max_runtime_s: float | None
+) -> None:
+    """The command leaves two sleeps that clear their environment (env -i: no
+    AISTACK_RANK_TAG) and leave its session (setsid), one of them daemonized (a double
+    fork). Neither the tag nor the rank's process tree found them (reparented to init):
+    they outlived the job, holding its GPUs. The rank's supervisor is their subreaper now,
+    and they end with the rank: when the command exits (the task's code stays the
+    command's), and when the watchdog stops it at max_runtime."""
+    then = "echo started; exec sleep 30" if max_runtime_s else "echo started; exit 3"
+    req = _req(
+        tmp_path,
+        escaping_command(marker, then),
+        max_runtime_s=max_runtime_s,
+        env={"AISTACK_GRACE_S": "1"},
+    )
+    res, took = _run(tmp_path, req)
+    assert res.stdout.splitlines()[:1] == ["started"], res  # then bash's "Terminated"
+    assert res.returncode == (143 if max_runtime_s else 3), res
+    assert _gone(marker) == [], "a leftover without the rank's tag outlived the job"
+    assert took < 15
+
+
+def _tagged_scan(tmp_path: Path) -> str:
+    """The rank's scan for its tag (aistack_tagged) from the rendered script, reading
+    ``tmp_path/proc`` instead of /proc."""
+    script = render_sbatch(_req(tmp_path, "true")).script
+    fn = script[script.index("aistack_tagged() {") :]
+    fn = fn[: fn.index("\n}\n") + 3]
+    return fn.replace("/proc/", f"{tmp_path}/proc/")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_the_tag_scan_skips_the_environment_of_a_process_in_state_d(tmp_path: Path) -> None:
+    """Reading /proc/PID/environ of a process in uninterruptible sleep (state D: one of its
+    threads holds or waits for the lock of its memory map) can block until it wakes, and
+    the rank's scan with it: the command's leftovers stayed, and the job RUNNING. The scan
+    reads the state of each thread first (/proc/PID/task/TID/stat does not block) and
+    leaves a process with a thread in D to its next pass. Here that environ is a named
+    pipe without a writer: reading it blocks for good, as a real one may."""
+    proc = tmp_path / "proc"
+    fifo = proc / "102" / "environ"
+    for pid, states, environ in (
+        (101, "S", b"AISTACK_RANK_TAG=7.0.0.99"),  # the rank's
+        (102, "SD", None),  # its second thread is in D: its environ blocks
+        (103, "R", b"AISTACK_RANK_TAG=8.0.0.1"),  # another rank's
+    ):
+        for i, state in enumerate(states):
+            task = proc / str(pid) / "task" / str(pid + 1000 * i)
+            task.mkdir(parents=True)
+            (task / "stat").write_text(f"{pid + 1000 * i} (a) b) {state} 1 {pid} {pid} 0\n")
+        (proc / str(pid) / "stat").write_text(f"{pid} (a) b) {states[0]} 1 {pid} {pid} 0\n")
+        if environ is None:
+            os.mkfifo(fifo)
+        else:
+            (proc / str(pid) / "environ").write_bytes(b"A=1\0" + environ + b"\0B=2\0")
+    try:
+        out = subprocess.run(
+            ["bash", "-c", _tagged_scan(tmp_path) + "aistack_tagged 7.0.0.99"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        pytest.fail("the scan blocked on the environment of a process in state D")
+    finally:
+        with contextlib.suppress(OSError):  # a reader blocked on the pipe: let it go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert out.split() == ["101"], out

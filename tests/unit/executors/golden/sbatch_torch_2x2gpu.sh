@@ -101,6 +101,11 @@ export -f aistack_rank_env
 # left 10 s later, and only then exits, with the command's code. (Slurm's process
 # group is the step's, shared by the node's ranks, and its session holds slurmstepd: neither
 # tells one rank's processes from another's; the tag does.)
+# A process that clears its environment (env -i) carries no tag: where python3 runs, each
+# rank's shell runs under a child subreaper (rank_reaper.py, put in the job directory by
+# aistack), so what leaves the command's tree (a double fork, setsid) is reparented to the
+# subreaper instead of init and found below it, tag or not; the subreaper reaps it and
+# SIGKILLs what is still below it when the rank's shell has exited.
 aistack_ms() {
     # milliseconds on a clock that a change of the date does not move (time since boot,
     # /proc/uptime, in 10 ms steps); else the wall clock; 0 where neither can be read
@@ -135,12 +140,49 @@ aistack_until() {
     return 1
 }
 aistack_tagged() {
-    # the processes whose environment holds AISTACK_RANK_TAG=$1, in the tree or not
-    local f
-    for f in $(grep -lsxzF "AISTACK_RANK_TAG=$1" /proc/[0-9]*/environ); do
+    # the processes whose environment holds AISTACK_RANK_TAG=$1, in the tree or not. Not one
+    # with a thread in uninterruptible sleep (state D): reading its environ can block until
+    # that thread wakes (it takes the lock of the memory map), so it waits for the next call
+    local d f s files=()
+    for d in /proc/[0-9]*; do
+        for f in "$d"/task/[0-9]*/stat; do
+            { read -r s < "$f"; } 2>/dev/null || continue
+            s=${s##*) }
+            [ "${s%% *}" != D ] || continue 2
+        done
+        files+=("$d/environ")
+    done
+    [ -n "${files[*]:-}" ] || return 0
+    for f in $(grep -lsxzF "AISTACK_RANK_TAG=$1" "${files[@]}"); do
         f=${f#/proc/}
         printf '%s\n' "${f%/environ}"
     done
+}
+aistack_below() {
+    # the processes below $1 (zombies too) but $2 and those below it, from the parent pid of
+    # each process (/proc/PID/stat)
+    local -A kids=()
+    local f s queue=() i=0
+    for f in /proc/[0-9]*/stat; do
+        { read -r s < "$f"; } 2>/dev/null || continue
+        s=${s##*) }
+        s=${s#* }
+        f=${f#/proc/}
+        kids[${s%% *}]+=" ${f%/stat}"
+    done
+    queue=(${kids[$1]:-})
+    while [ -n "${queue[i]:-}" ]; do
+        f=${queue[i]}
+        i=$((i + 1))
+        [ "$f" != "$2" ] || continue
+        printf '%s\n' "$f"
+        queue+=(${kids[$f]:-})
+    done
+}
+aistack_adopted() {
+    # what the rank's subreaper adopted: the processes below it but the rank's shell and its
+    # tree (none without a subreaper)
+    [ -z "${aistack_subreaper:-}" ] || aistack_below "$aistack_subreaper" "$$"
 }
 aistack_live() {
     # those of the processes $@ that have not exited (a zombie only waits to be reaped)
@@ -152,8 +194,9 @@ aistack_live() {
     done
 }
 aistack_leftovers() {
-    # the live processes tagged $1 (what a command that has exited left running)
-    aistack_live $(aistack_tagged "$1")
+    # the live processes tagged $1 or adopted by the rank's subreaper (what a command that has
+    # exited left running)
+    aistack_live $(aistack_tagged "$1") $(aistack_adopted)
 }
 aistack_some() {
     # whether "$@" lists a process
@@ -174,8 +217,8 @@ aistack_stop() {
         aistack_nap 100
     done
 }
-export -f aistack_ms aistack_nap aistack_until aistack_tagged aistack_live aistack_leftovers
-export -f aistack_some aistack_stop
+export -f aistack_ms aistack_nap aistack_until aistack_tagged aistack_below aistack_adopted
+export -f aistack_live aistack_leftovers aistack_some aistack_stop
 
 # max_runtime to the second (Slurm's --time above counts whole minutes: it is the backstop).
 # Each rank has a watchdog. Which came first, the command's end or max_runtime, is settled
@@ -185,9 +228,9 @@ export -f aistack_some aistack_stop
 # and finds the command still running (not exited, reaped by its rank or not) records
 # "timed_out" (unless a cancel came first) and stops the rank as a cancel does:
 # SIGTERM to each of its processes, SIGKILL to what is left 10 s later.
-# The rank's processes are the command's process tree and every process whose environment
-# holds the rank's AISTACK_RANK_TAG: those that left the tree when their parent died are
-# found too.
+# The rank's processes are the command's process tree, every process whose environment
+# holds the rank's AISTACK_RANK_TAG and what the rank's subreaper adopted: those that left
+# the tree when their parent died are found too.
 # A rank that came second waits for its watchdog, so it ends only once nothing of it is
 # left; one that came first ends its watchdog. The watchdog traps the step's signals (one
 # that ends a sleep early does not end its wait) and naps with a read that times out, so
@@ -218,7 +261,7 @@ aistack_command_runs() {
 }
 aistack_rank_pids() {
     # the live processes of a rank: $1 its shell, $2 its watchdog, $3 its tag
-    aistack_live $(aistack_command_pids "$1" "$2") $(aistack_tagged "$3")
+    aistack_live $(aistack_command_pids "$1" "$2") $(aistack_tagged "$3") $(aistack_adopted)
 }
 aistack_claim() {
     # creates rank_end/$1 holding $2 unless it exists. 1: the other side created it first;
@@ -254,6 +297,10 @@ export -f aistack_rank_pids aistack_claim aistack_watchdog
 # itself; this shell only waits for it, so it traps them instead of dying first.
 aistack_rank() {
     exec 2>&1
+    # the rank's subreaper, when its shell runs under one (aistack_task); not the command's
+    aistack_subreaper=
+    [ "${AISTACK_SUBREAPER:-}" != "$PPID" ] || aistack_subreaper=$PPID
+    unset AISTACK_SUBREAPER
     aistack_rank_env "$1"
     trap : HUP INT QUIT TERM USR1 USR2 ALRM
     local tag="${SLURM_JOB_ID:-}.${SLURM_STEP_ID:-}.$1.$$"
@@ -277,10 +324,22 @@ aistack_rank() {
 }
 export -f aistack_rank
 
+# one srun task: the rank $1, its shell under a child subreaper where python3 can run one here
+# (rank_reaper.py --probe), else as it is
+aistack_task() {
+    local reaper="$AISTACK_JOB_DIR/rank_reaper.py" py
+    py=$(command -v python3) || py=
+    if [ -n "$py" ] && [ -r "$reaper" ] && "$py" -I -S "$reaper" --probe </dev/null >/dev/null 2>&1; then
+        exec "$py" -I -S "$reaper" --subreaper /bin/bash -c 'aistack_rank "$1"' aistack_rank "$1"
+    fi
+    aistack_rank "$1"
+}
+export -f aistack_task
+
 rm -rf "$AISTACK_JOB_DIR/rank_end"  # of an earlier run of the job (a requeue)
 mkdir -p "$AISTACK_JOB_DIR/rank_end"
 srun --kill-on-bad-exit=1 --nodes=2 --ntasks=4 --ntasks-per-node=2 --distribution=block --label \
-    /bin/bash -c 'aistack_rank $((SLURM_NODEID * 2 + SLURM_LOCALID))'
+    /bin/bash -c 'aistack_task $((SLURM_NODEID * 2 + SLURM_LOCALID))'
 aistack_rc=$?
 printf '%s\n' "$aistack_rc" > "$AISTACK_JOB_DIR/exit_code"
 exit "$aistack_rc"
