@@ -172,6 +172,15 @@ def _check_plot_path(path: Path) -> None:
         raise ValidationError(
             f"--plot: {path} is a directory", hint="give a file name, e.g. jct.png"
         )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in kinds:
+        raise ValidationError(
+            f"--plot: cannot write a {path.suffix or 'suffix-less'} file {path.name}",
+            hint=f"end the name with one of {', '.join('.' + k for k in sorted(kinds))}, "
+            "e.g. jct.png",
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -64,4 +64,9 @@ def get_policy(name: str = "default", **options: Any) -> Policy:
     try:
         return cls(**options)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"policy {key}: {exc}", hint="check the option values") from exc
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
+        raise ValidationError(
+            f"policy {key}: {exc} (options: {given or 'none'})",
+            hint="check the option values: numbers and true/false without quotes, e.g. "
+            "--option default.max_wait_factor=20",
+        ) from exc

@@ -226,3 +226,36 @@ def test_run_a_slurm_clusters_own_history(sacct_file: Path) -> None:
         ["whatif", "--gpus-delta", "8", "--nodes", "1", "--format", "slurm", "--history", str(t)],
     )
     assert "--format: only with --trace" in _error(res)
+
+
+def test_bad_files_sizes_and_numbers_are_clear_errors(tmp_path: Path) -> None:
+    """A folder or a non-UTF-8 file as the trace, a cluster too large to set up (it hung), a
+    NaN cost, a plot suffix matplotlib cannot write (found only after the simulation), an
+    option of the wrong type: each a ValidationError that says what to change."""
+    t = tmp_path / "one.csv"
+    t.write_text(HEADER + "a,5,100,1\n")
+    nonutf = tmp_path / "latin1.csv"
+    nonutf.write_bytes(HEADER.encode() + "é,5,100,1\n".encode("latin-1"))
+    run = ["run", "--nodes", "1", "--policy", "fifo"]
+    cases: list[tuple[list[str], str]] = [
+        (["--trace", str(tmp_path)], "is a folder, not a file"),
+        (["--trace", str(nonutf)], "not UTF-8 text"),
+        (["--trace", str(t), "--nodes", "100000000"], "more than the simulator takes"),
+        (["--trace", str(t), "--gpus-per-node", "100000"], "gpus_per_node: must be 1 to 1024"),
+        (["--trace", str(t), "--preempt-cost", "nan"], "preempt_cost_s: must be a finite"),
+        (["--trace", str(t), "--protect", "-1"], "protect_s: must be a finite"),
+        (["--trace", str(t), "--plot", str(tmp_path / "out.txt")], "cannot write a .txt file"),
+    ]
+    for extra, want in cases:
+        assert want in _error(runner.invoke(sim.app, [*run, *extra])), extra
+    res = runner.invoke(
+        sim.app,
+        ["run", "--trace", str(t), "--nodes", "1", "--policy", "default"]
+        + ["--option", "default.max_wait_factor=abc"],
+    )
+    assert "max_wait_factor='abc'" in _error(res)
+    for bad in (tmp_path, nonutf):
+        res = runner.invoke(
+            sim.app, ["whatif", "--gpus-delta", "8", "--nodes", "1", "--history", str(bad)]
+        )
+        assert "is a folder" in _error(res) or "not UTF-8 text" in _error(res)

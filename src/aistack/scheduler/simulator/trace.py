@@ -150,6 +150,21 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
+def _check_file(p: Path, what: str, hint: str) -> None:
+    """A trace or history path that exists and is a file (not a folder)."""
+    if not p.exists():
+        raise ValidationError(f"{what}: file {str(p)!r} not found", hint=hint)
+    if p.is_dir():
+        raise ValidationError(f"{what}: {str(p)!r} is a folder, not a file", hint=hint)
+
+
+def _not_text(p: Path, what: str, exc: UnicodeDecodeError) -> ValidationError:
+    return ValidationError(
+        f"{what} {p.name}: not UTF-8 text (byte {exc.start}: {exc.reason})",
+        hint="give a CSV or JSON text file (UTF-8), e.g. re-export it",
+    )
+
+
 def columns_for(fmt: str | None, mapping: Mapping[str, str] | None = None) -> dict[str, str]:
     """The column mapping of a named trace format (``itp``, ``slurm``), updated by
     ``mapping``; with no format, ``mapping`` alone (or the ITP columns without one)."""
@@ -183,8 +198,16 @@ def read_csv_trace(
     sorted by submit time and the rows skipped, by reason: jobs without a start or an end
     time (never started, still running) and, for ``slurm``, job steps (``123.batch``)."""
     p = Path(path)
-    if not p.exists():
-        raise ValidationError(f"trace: file {str(p)!r} not found", hint="check --trace")
+    _check_file(p, "trace", "check --trace")
+    try:
+        return _read_csv_trace(p, mapping, fmt=fmt, limit=limit)
+    except UnicodeDecodeError as exc:
+        raise _not_text(p, "trace", exc) from None
+
+
+def _read_csv_trace(
+    p: Path, mapping: Mapping[str, str] | None, *, fmt: str | None, limit: int | None
+) -> tuple[list[TraceJob], dict[str, int]]:
     cols = columns_for(fmt, mapping)
     bad = sorted(set(cols) - set(FIELDS))
     if bad:
@@ -309,17 +332,19 @@ def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
     finished_at as ISO times; resources.gpus, resources.nodes; attained_service_s). Jobs
     that never ran or are still running are skipped; returns (trace, skipped)."""
     p = Path(path)
-    if not p.exists():
-        raise ValidationError(
-            f"history: file {str(p)!r} not found", hint="aistack jobs --json > FILE"
-        )
+    _check_file(p, "history", "aistack jobs --json > FILE")
     rows: list[Mapping[str, Any]]
     if p.suffix.lower() == ".csv":
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+        try:
+            with p.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+        except UnicodeDecodeError as exc:
+            raise _not_text(p, "history", exc) from None
     else:
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise _not_text(p, "history", exc) from None
         except json.JSONDecodeError as exc:
             raise ValidationError(
                 f"history {p.name}: not valid JSON ({exc.msg} at line {exc.lineno})",
