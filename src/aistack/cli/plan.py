@@ -214,7 +214,11 @@ def tco(
     server_price: float = typer.Option(
         None, "--server-price", help="override the server's USD price"
     ),
-    chart: Path = typer.Option(None, "--chart", help="write the cumulative-cost chart as PNG"),
+    chart: Path = typer.Option(
+        None,
+        "--chart",
+        help="write the cumulative-cost chart as PNG (missing parent folders are created)",
+    ),
     catalog: list[Path] = CatalogOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -222,6 +226,10 @@ def tco(
     from aistack.planning.report import render_tco
     from aistack.planning.tco import plan_tco
 
+    if chart is not None:  # before the plan: a bad path fails at once, not after the work
+        from aistack.planning.chart import check_chart_path
+
+        check_chart_path(chart)
     res = plan_tco(
         gpus=gpus,
         gpu=gpu,

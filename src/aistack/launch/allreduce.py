@@ -7,6 +7,25 @@ rank counts). The driver (:func:`run_allreduce`) starts ``nprocs`` worker proces
 machine through :func:`aistack.launch.build_rank_envs` and :func:`aistack.launch.run_gang`;
 rank 0 writes the result as JSON.
 
+Bounds, checked before any process starts (:func:`check_run`):
+
+* ``nprocs``: with gloo at most one process per CPU this process may run on (its affinity),
+  and at least 2 are always allowed (:func:`max_gloo_procs`): a gloo rank reduces on a CPU
+  core and runs its own transport thread, so ranks beyond the cores time-share them and the
+  result measures the scheduler, not the transport (and every rank also holds a torch
+  interpreter of ~250 MB). With nccl: one process per GPU.
+* memory: each rank holds the torch interpreter (``WORKER_BASE_BYTES``) plus
+  ``BUFFERS_PER_WORKER`` message buffers of the largest size (the current one, and the
+  previous size's while the next is allocated: measured peak with gloo); ``nprocs`` times
+  that must fit in the available memory (``psutil.virtual_memory().available``; nccl's
+  buffers are on the GPUs, whose free memory is not checked: asking for it would create a
+  CUDA context on each GPU in the driver).
+* ``iters`` ≥ 1 (or 0 / None: calibrated to ≈ ``budget_s`` per size), ``warmup`` ≥ 0.
+
+A worker started by :func:`run_allreduce` dies with it: it asks Linux for SIGKILL when its
+parent exits (``prctl(PR_SET_PDEATHSIG)``, see :func:`die_with_parent`), so a benchmark
+whose driver is killed (Ctrl-C twice, ``kill -9``, the OOM killer) leaves no orphans.
+
 Run a worker by hand: ``python -m aistack.launch.allreduce --out r.json --sizes 1K..64M``.
 """
 
@@ -20,11 +39,12 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aistack.errors import BackendError, ValidationError
-from aistack.launch.env import build_rank_envs, free_port
+from aistack.launch.env import build_rank_envs, free_port, usable_cpus
 from aistack.launch.gang import run_gang
 
 log = logging.getLogger(__name__)
@@ -32,6 +52,12 @@ log = logging.getLogger(__name__)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:I?B)?\s*$", re.IGNORECASE)
 BACKENDS = ("gloo", "nccl")
+MIN_GLOO_PROCS = 2  # always allowed: an all-reduce needs two ranks to measure anything
+WORKER_BASE_BYTES = 256 * 1024**2  # one rank's torch interpreter (measured ~226 MiB, torch 2.x)
+BUFFERS_PER_WORKER = 2  # message buffers a rank holds at its peak (module docstring)
+# the worker's parent pid, set by run_allreduce: the worker dies with that process
+PARENT_PID_ENV = "AISTACK_ALLREDUCE_PARENT_PID"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def parse_size(text: str, *, field: str = "sizes") -> int:
@@ -74,8 +100,119 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def approx_bytes(n: float) -> str:
+    """4.2 GiB, 512 MiB, 3 KiB (one decimal below 10 units)."""
+    for unit, div in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= div:
+            v = n / div
+            return f"{v:.1f} {unit}" if v < 10 else f"{v:,.0f} {unit}"
+    return f"{n:.0f} B"
+
+
 def bus_factor(nprocs: int) -> float:
     return 2.0 * (nprocs - 1) / nprocs if nprocs > 1 else 0.0
+
+
+def max_gloo_procs() -> int:
+    """The most gloo ranks one benchmark may start: one per usable CPU, at least 2."""
+    return max(MIN_GLOO_PROCS, usable_cpus())
+
+
+def _check_count(value: Any, field: str, *, lowest: int, meaning: str, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValidationError(f"{field}: must be {meaning}, got {value!r}", hint=hint, field=field)
+
+
+def check_run(
+    *, backend: str, nprocs: int, sizes: list[int], iters: int | None, warmup: int
+) -> None:
+    """Refuse a run that is meaningless or would not fit on this machine (module docstring),
+    before any process starts or anything is written."""
+    if backend not in BACKENDS:
+        raise ValidationError(
+            f"backend: unknown {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}"
+        )
+    _check_count(nprocs, "nprocs", lowest=1, meaning="an integer ≥ 1", hint="e.g. --nprocs 2")
+    if iters is not None:
+        _check_count(
+            iters,
+            "iters",
+            lowest=0,
+            meaning="an integer ≥ 1 (or 0 for automatic: ≈0.5 s per size)",
+            hint="e.g. --iters 20, or leave it out",
+        )
+    _check_count(warmup, "warmup", lowest=0, meaning="an integer ≥ 0", hint="e.g. --warmup 3")
+    if not sizes:
+        raise ValidationError("sizes: empty", hint="e.g. 1K..64M or 1K,1M")
+    if backend == "gloo":
+        cap = max_gloo_procs()
+        if nprocs > cap:
+            raise ValidationError(
+                f"nprocs: {nprocs} gloo processes on {usable_cpus()} usable CPU(s); at most "
+                f"{cap} (one per CPU, at least {MIN_GLOO_PROCS}: more would time-share the "
+                "cores and measure the scheduler, not the transport)",
+                hint=f"use --nprocs {cap} or fewer",
+                field="nprocs",
+            )
+    largest = max(sizes)
+    import psutil
+
+    available = psutil.virtual_memory().available
+    on_host = BUFFERS_PER_WORKER * largest if backend == "gloo" else 0
+    need = nprocs * (WORKER_BASE_BYTES + on_host)
+    if need > available:
+        per_proc = available // nprocs - WORKER_BASE_BYTES
+        fits = per_proc // BUFFERS_PER_WORKER if backend == "gloo" else 0
+        top = 1 << (int(fits).bit_length() - 1) if fits >= 4 else 0
+        hint = (
+            f"use sizes up to {human_bytes(top)} with {nprocs} processes, or fewer --nprocs"
+            if top and on_host
+            else "use fewer --nprocs, or free memory"
+        )
+        what = (
+            f"{BUFFERS_PER_WORKER} buffers of the largest size ({approx_bytes(largest)}) plus "
+            f"~{approx_bytes(WORKER_BASE_BYTES)} for torch"
+            if on_host
+            else f"~{approx_bytes(WORKER_BASE_BYTES)} for torch"
+        )
+        raise ValidationError(
+            f"sizes: {nprocs} processes each holding {what} need {approx_bytes(need)}, but only "
+            f"{approx_bytes(available)} of memory is available",
+            hint=hint,
+            field="sizes",
+        )
+    if backend == "nccl":
+        _check_gpus(nprocs)
+
+
+def _check_gpus(nprocs: int) -> None:
+    # one GPU per rank; their free memory is not asked for here: torch.cuda.mem_get_info would
+    # create a CUDA context on every GPU in this driver process for the whole run
+    import torch
+
+    n_gpu = torch.cuda.device_count()
+    if n_gpu < nprocs:
+        raise ValidationError(
+            f"backend: nccl needs one GPU per process ({nprocs}), this machine has {n_gpu}",
+            hint="use --backend gloo on CPU, or lower --nprocs",
+        )
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent exits; exit at once if the parent
+    ``parent_pid`` is already gone (it died before the request). No-op elsewhere."""
+    if not sys.platform.startswith("linux"):  # pragma: no cover - Linux only
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def run_allreduce(
@@ -93,27 +230,14 @@ def run_allreduce(
     Each row: ``size_bytes, count, iters, time_us, algbw_gbps, busbw_gbps`` (GB/s = 1e9 B/s,
     as nccl-tests prints). ``iters`` defaults to an amount that keeps each size ≈ 0.5 s.
     """
-    if backend not in BACKENDS:
-        raise ValidationError(
-            f"backend: unknown {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}"
-        )
-    if nprocs < 1:
-        raise ValidationError(f"nprocs: must be ≥ 1, got {nprocs}", hint="e.g. --nprocs 2")
     sizes = sizes or parse_sizes("1K..64M")
-    gpus = None
-    if backend == "nccl":
-        import torch
-
-        n_gpu = torch.cuda.device_count()
-        if n_gpu < nprocs:
-            raise ValidationError(
-                f"backend: nccl needs one GPU per process ({nprocs}), this machine has {n_gpu}",
-                hint="use --backend gloo on CPU, or lower --nprocs",
-            )
-        gpus = [list(range(nprocs))]
+    check_run(backend=backend, nprocs=nprocs, sizes=sizes, iters=iters, warmup=warmup)
+    gpus = [list(range(nprocs))] if backend == "nccl" else None
     ranks = build_rank_envs(
         "torch", ["127.0.0.1"], nprocs, free_port(), "allreduce", gpus_per_host=gpus
     )
+    for r in ranks:  # each worker dies with this process (die_with_parent)
+        r.env[PARENT_PID_ENV] = str(os.getpid())
     with tempfile.TemporaryDirectory(prefix="aistack-allreduce-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
@@ -139,13 +263,38 @@ def run_allreduce(
 
 def _worker(argv: list[str] | None = None) -> int:
     """One rank of the benchmark (started by run_allreduce, or by torchrun)."""
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
+
+    def at_least(lowest: int) -> Callable[[str], int]:
+        def conv(text: str) -> int:
+            try:
+                v = int(text)
+            except ValueError:
+                v = lowest - 1
+            if v < lowest:
+                raise argparse.ArgumentTypeError(f"must be an integer ≥ {lowest}, got {text!r}")
+            return v
+
+        return conv
+
+    def budget(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if not (v > 0 and v < float("inf")):
+            raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+        return v
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backend", default="gloo")
+    ap.add_argument("--backend", default="gloo", choices=BACKENDS)
     ap.add_argument("--out", required=True)
     ap.add_argument("--sizes", default="1K..64M")
-    ap.add_argument("--iters", type=int, default=0)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--budget-s", type=float, default=0.5)
+    ap.add_argument("--iters", type=at_least(0), default=0, help="0: calibrate to --budget-s")
+    ap.add_argument("--warmup", type=at_least(0), default=3)
+    ap.add_argument("--budget-s", type=budget, default=0.5)
     a = ap.parse_args(argv)
 
     import torch
@@ -154,8 +303,6 @@ def _worker(argv: list[str] | None = None) -> int:
     dist.init_process_group(backend=a.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     if a.backend == "nccl":
-        import os
-
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)

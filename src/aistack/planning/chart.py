@@ -1,11 +1,69 @@
-"""TCO chart: cumulative cost vs month per scenario, as PNG (matplotlib, Agg backend)."""
+"""TCO chart: cumulative cost vs month per scenario, as PNG (matplotlib, Agg backend).
+
+The path is checked before the plan is computed (:func:`check_chart_path`): it must end in
+``.png`` and must not be a folder; missing parent folders are created (as ``aistack sim run
+--plot`` does), and a path that cannot be written (a parent is a file, a read-only or special
+file system) is a ValidationError that names it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from aistack.errors import ValidationError
 from aistack.planning.tco import TcoResult
+
+_HINT = "choose another path, e.g. --chart tco.png"
+
+
+def check_chart_path(path: str | Path) -> Path:
+    """Fail before the plan is computed, not after, when the chart cannot be written to
+    ``path``; creates its missing parent folders (module docstring). Returns the path."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ValidationError(
+            f"--chart: {str(out)!r} must end in .png", hint="e.g. --chart tco.png"
+        )
+    if out.is_dir():
+        raise ValidationError(
+            f"--chart: {str(out)!r} is a folder",
+            hint=f"give a file name, e.g. --chart {out / 'tco.png'}",
+        )
+    missing: list[Path] = []
+    for parent in out.parents:
+        if parent.is_dir():
+            break
+        if os.path.lexists(parent):
+            raise ValidationError(
+                f"--chart: cannot write {str(out)!r}: {str(parent)!r} is a file, not a folder",
+                hint=_HINT,
+            )
+        missing.append(parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(
+            f"--chart: cannot create the folder {str(out.parent)!r} ({exc.strerror or exc})",
+            hint=_HINT,
+        ) from None
+    try:
+        if out.exists():
+            if not out.is_file() or not os.access(out, os.W_OK):
+                raise PermissionError(13, "not a writable file")
+        else:  # create and remove it: the only sure test on /proc, read-only mounts, ...
+            with open(out, "xb"):
+                pass
+            out.unlink()
+    except OSError as exc:
+        for folder in missing:  # the deepest first: leave nothing behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise ValidationError(
+            f"--chart: cannot write {str(out)!r} ({exc.strerror or exc})", hint=_HINT
+        ) from None
+    return out
 
 
 def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
@@ -16,10 +74,7 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    out = Path(path)
-    if out.suffix.lower() != ".png":
-        raise ValidationError(f"chart: {str(out)!r} must end in .png", hint="e.g. --chart tco.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_chart_path(path)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
         months = list(range(result.horizon_months + 1))
@@ -65,7 +120,12 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out, format="png")
+        try:
+            fig.savefig(out, format="png")
+        except OSError as exc:
+            raise ValidationError(
+                f"--chart: cannot write {str(out)!r} ({exc.strerror or exc})", hint=_HINT
+            ) from None
     finally:
         plt.close(fig)
     return out

@@ -258,41 +258,82 @@ def hybrid_sweep(
 
 
 def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[float, float, int]]:
-    """A job trace CSV with ``submission_time`` (s), ``duration`` (s) and ``num_gpu`` columns (ITP/Philly style)."""
+    """A job trace CSV with ``submission_time`` (s), ``duration`` (s) and ``num_gpu`` columns
+    (ITP/Philly style), UTF-8. A row with a missing, empty, non-numeric or non-finite value
+    (nan, inf) is an error naming its line and column: dropping it would understate the demand.
+    """
     import csv
 
     out: list[tuple[float, float, int]] = []
     try:
-        f = open(path, newline="")  # noqa: SIM115
+        f = open(path, newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise ValidationError(
             f"trace: cannot read {path!r}: {exc.strerror}", hint="pass a CSV file path"
         ) from exc
-    with f:
-        reader = csv.DictReader(f)
-        need = {"submission_time", "duration", gpu_column}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
+
+    def number(row: dict[str | Any, Any], line: int, col: str) -> float:
+        fix = (
+            "give a whole number of GPUs, or drop the row"
+            if col == gpu_column
+            else "give a number of seconds, or drop the row"
+        )
+        raw = row.get(col)
+        if raw is None:
             raise ValidationError(
-                f"trace: {path!r} needs columns {', '.join(sorted(need))}, has {', '.join(reader.fieldnames or [])}",
-                hint="columns: job_id, submission_time (s), duration (s), num_gpu",
+                f"trace: {path!r} line {line}: no {col} value: the row has fewer fields than "
+                "the header",
+                hint="give every row submission_time, duration and num_gpu, or drop the row",
             )
-        for i, row in enumerate(reader, start=2):
-            try:
-                t, d, g = (
-                    float(row["submission_time"]),
-                    float(row["duration"]),
-                    int(float(row[gpu_column])),
-                )
-            except (TypeError, ValueError, OverflowError) as exc:  # int(float("inf"))
-                raise ValidationError(f"trace: {path!r} line {i}: not a number ({exc})") from exc
-            if d < 0 or g < 0:
-                raise ValidationError(f"trace: {path!r} line {i}: negative duration or GPU count")
-            if g > MAX_DEMAND_GPUS:
+        text = str(raw).strip()
+        try:
+            v = float(text)
+        except ValueError:
+            raise ValidationError(
+                f"trace: {path!r} line {line}: {col} is "
+                f"{'empty' if not text else f'{text[:40]!r}, not a number'}",
+                hint=fix,
+            ) from None
+        if not math.isfinite(v):
+            raise ValidationError(
+                f"trace: {path!r} line {line}: {col} is {text!r}, not a finite number",
+                hint=fix,
+            )
+        return v
+
+    try:
+        with f:
+            reader = csv.DictReader(f)
+            need = {"submission_time", "duration", gpu_column}
+            if not reader.fieldnames or not need <= set(reader.fieldnames):
                 raise ValidationError(
-                    f"trace: {path!r} line {i}: {gpu_column} is "
-                    f"{f'{g:,}' if g < 10**12 else f'{g:.3g}'}, over the cap of "
-                    f"{MAX_DEMAND_GPUS:,} GPUs",
-                    hint="fix or drop that job: no job asks for more GPUs than a job spec may",
+                    f"trace: {path!r} needs columns {', '.join(sorted(need))}, has {', '.join(reader.fieldnames or [])}",
+                    hint="columns: job_id, submission_time (s), duration (s), num_gpu",
                 )
-            out.append((t, t + d, g))
+            for row in reader:
+                i = reader.line_num
+                t = number(row, i, "submission_time")
+                d = number(row, i, "duration")
+                g = int(number(row, i, gpu_column))
+                if d < 0 or g < 0:
+                    raise ValidationError(
+                        f"trace: {path!r} line {i}: negative duration or GPU count"
+                    )
+                if g > MAX_DEMAND_GPUS:
+                    raise ValidationError(
+                        f"trace: {path!r} line {i}: {gpu_column} is "
+                        f"{f'{g:,}' if g < 10**12 else f'{g:.3g}'}, over the cap of "
+                        f"{MAX_DEMAND_GPUS:,} GPUs",
+                        hint="fix or drop that job: no job asks for more GPUs than a job spec may",
+                    )
+                out.append((t, t + d, g))
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"trace: {path!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            hint="re-save it as UTF-8 with iconv -f latin1 -t utf-8",
+        ) from None
+    except csv.Error as exc:
+        raise ValidationError(
+            f"trace: {path!r} is not a readable CSV: {exc}", hint="one job per line"
+        ) from None
     return out

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aistack.errors import ValidationError
@@ -37,3 +39,135 @@ def test_bad_backend_and_nprocs() -> None:
         run_allreduce(backend="mpi")
     with pytest.raises(ValidationError, match="nprocs"):
         run_allreduce(nprocs=0)
+
+
+# ---- bounds checked before any worker starts (audit: 1000 workers OOM-killed the machine) ----
+
+
+@pytest.fixture
+def no_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two usable CPUs, and a gang runner that fails the test if anything would be started."""
+    import aistack.launch.allreduce as ar
+
+    def spawn(*_a: object, **_k: object) -> None:
+        raise AssertionError("run_allreduce started worker processes")
+
+    monkeypatch.setattr(ar, "run_gang", spawn)
+    monkeypatch.setattr(ar, "usable_cpus", lambda: 2, raising=False)
+
+
+@pytest.mark.usefixtures("no_spawn")
+def test_nprocs_above_the_cpu_bound_is_refused_before_any_worker_starts() -> None:
+    with pytest.raises(ValidationError, match=r"nprocs: 1000 gloo processes") as ei:
+        run_allreduce(nprocs=1000, sizes=[1024], iters=2)
+    assert "at most 2" in str(ei.value) and "--nprocs 2" in (ei.value.hint or "")
+    with pytest.raises(ValidationError, match="nprocs"):
+        run_allreduce(nprocs=3, sizes=[1024], iters=2)
+
+
+@pytest.mark.usefixtures("no_spawn")
+def test_sizes_that_do_not_fit_in_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=8 << 30))
+    with pytest.raises(ValidationError, match=r"^sizes: .*8\.0 GiB of memory") as ei:
+        run_allreduce(nprocs=2, sizes=parse_sizes("1K..512G"), iters=2)
+    assert "sizes up to 1 GiB" in (ei.value.hint or "")  # (4 GiB - 256 MiB) / 2 buffers
+
+
+@pytest.mark.usefixtures("no_spawn")
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"iters": -1}, "iters"),
+        ({"warmup": -1}, "warmup"),
+        ({"iters": 2, "nprocs": True}, "nprocs"),
+    ],
+)
+def test_negative_iters_or_warmup_are_refused(kwargs: dict[str, int], field: str) -> None:
+    with pytest.raises(ValidationError, match=f"^{field}: must be"):
+        run_allreduce(**{"sizes": [1024], **kwargs})  # type: ignore[arg-type]
+
+
+def test_worker_refuses_negative_iters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run by hand (python -m aistack.launch.allreduce) the worker checks its options too."""
+    from aistack.launch.allreduce import _worker
+
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    for bad in (["--iters", "-1"], ["--warmup", "-2"], ["--budget-s", "nan"]):
+        with pytest.raises(SystemExit) as ei:
+            _worker(["--out", "/dev/null", *bad])
+        assert ei.value.code == 2
+
+
+def test_worker_dies_with_its_parent(tmp_path: Path) -> None:
+    """A worker orphaned by a killed driver (kill -9, the OOM killer) used to wait for its
+    peers for ever; now the kernel kills it with its parent (PR_SET_PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    import psutil
+
+    from aistack.launch.env import free_port
+
+    # the driver starts one worker that waits for a rank 0 that never comes
+    driver = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        env = dict(os.environ, AISTACK_ALLREDUCE_PARENT_PID=str(os.getpid()),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT="{free_port()}", RANK="1",
+                   WORLD_SIZE="2", LOCAL_RANK="1", OMP_NUM_THREADS="1")
+        p = subprocess.Popen([sys.executable, "-m", "aistack.launch.allreduce", "--out",
+                              {str(tmp_path / "r.json")!r}, "--sizes", "1K"], env=env,
+                             stdin=subprocess.DEVNULL)
+        print(p.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    drv = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    worker_pid = None
+    try:
+        assert drv.stdout is not None
+        worker_pid = int(drv.stdout.readline())
+        worker = psutil.Process(worker_pid)
+        deadline = time.monotonic() + 60
+        while worker.memory_info().rss < 100 << 20:  # torch imported: well past the prctl
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.1)
+        drv.kill()
+        drv.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if worker.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the worker outlived its parent by 15 s")
+    finally:
+        if drv.poll() is None:
+            drv.kill()
+            drv.wait()
+        if worker_pid is not None:
+            try:
+                os.kill(worker_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.usefixtures("no_spawn")
+def test_nccl_needs_a_gpu_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValidationError, match="one GPU per process"):
+        run_allreduce(backend="nccl", nprocs=3, sizes=[1024], iters=2)

@@ -147,3 +147,39 @@ def test_catalog_listing_keeps_every_digit_and_the_network_bandwidth() -> None:
     assert "113.93 USD/h" in text  # p6-b200.48xlarge: 4 significant digits showed 113.9
     assert "1,307.4 TFLOP/s" in text  # MI300X BF16
     assert any(r.field == "network_gbs" for r in cat.figures())  # used by the all-reduce
+
+
+def test_unreadable_catalog_files_name_the_file(aistack_home: Path, tmp_path: Path) -> None:
+    """Audit: a non-UTF-8 file raised UnicodeDecodeError (a traceback in every plan and cost
+    command when it sat in AISTACK_HOME/catalog/), a folder was 'no such file'."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"accelerators: []\n# caf\xe9\n")
+    with pytest.raises(ValidationError, match=r"^--catalog: '.*latin\.yaml' is not UTF-8") as ei:
+        load_catalog([latin], include_user=False)
+    assert "UTF-8" in (ei.value.hint or "")
+    folder = tmp_path / "more.yaml"
+    folder.mkdir()
+    with pytest.raises(ValidationError, match=r"^--catalog: '.*more\.yaml' is a folder"):
+        load_catalog([folder], include_user=False)
+
+    d = aistack_home / "catalog"
+    d.mkdir(parents=True)
+    (d / "bad.yaml").write_bytes(latin.read_bytes())
+    with pytest.raises(ValidationError, match=r"^catalog file '.*bad\.yaml' is not UTF-8") as ei:
+        load_catalog()
+    assert str(d) in (ei.value.hint or "")  # move it out of the folder
+
+
+def test_a_folder_in_the_home_catalog_is_skipped_with_a_warning(
+    aistack_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = aistack_home / "catalog"
+    (d / "old.yaml").mkdir(parents=True)
+    (d / "mine.yaml").write_text(
+        "servers:\n  - {name: my-box, accelerator: H100, gpus: 8, price_usd: 420000, "
+        "power_kw: 10, source: quote, as_of: 2026-01-01}\n"
+    )
+    with caplog.at_level("WARNING", logger="aistack.planning.catalog"):
+        cat = load_catalog()
+    assert cat.server("my-box").price_usd == 420000
+    assert any("old.yaml" in r.getMessage() and "folder" in r.getMessage() for r in caplog.records)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from aistack.cli.cost import app as cost_app
@@ -372,3 +373,107 @@ def test_cost_report_small_values_are_not_rounded_to_zero(tmp_path: Path) -> Non
     assert total.split()[2:4] == ["0.0333", "0.133"]  # GPU-h, CPU-h (one decimal: 0.0, 0.1)
     budget = next(ln for ln in out.splitlines() if ln.startswith("default  2026-11"))
     assert "$0.001" in budget and "$0.00 " not in budget
+
+
+_COMMANDS = [
+    (plan_app, ["serve", "--params", "7B", "--gpu", "H100"]),
+    (plan_app, ["train", "--params", "7B", "--tokens", "1T", "--gpu", "H100", "--gpus", "8"]),
+    (plan_app, ["tco", "--gpus", "8", "--gpu", "H100"]),
+    (plan_app, ["catalog"]),
+    (cost_app, ["report", "--records", "RECORDS"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("app", "args"), _COMMANDS, ids=["serve", "train", "tco", "catalog", "cost-report"]
+)
+def test_non_utf8_or_folder_catalog_is_a_clear_error(
+    tmp_path: Path, aistack_home: Path, app: object, args: list[str]
+) -> None:
+    """Audit: UnicodeDecodeError tracebacks; a folder was reported as 'no such file'."""
+    records = tmp_path / "r.json"
+    records.write_text("[]")
+    args = [str(records) if a == "RECORDS" else a for a in args]
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"accelerators: []\n# caf\xe9\n")
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    for extra, needle in ((latin, "is not UTF-8"), (folder, "is a folder")):
+        res = runner.invoke(app, [*args, "--catalog", str(extra)])  # type: ignore[arg-type]
+        assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+        assert str(res.exception).startswith(f"--catalog: {str(extra)!r} {needle}")
+    # the same file in AISTACK_HOME/catalog/ is named, with how to fix it
+    (aistack_home / "catalog").mkdir(parents=True)
+    (aistack_home / "catalog" / "latin.yaml").write_bytes(latin.read_bytes())
+    res = runner.invoke(app, args)  # type: ignore[arg-type]
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert "latin.yaml' is not UTF-8" in str(res.exception)
+
+
+def _tco_chart(chart: Path | str) -> Result:
+    return runner.invoke(plan_app, ["tco", "--gpus", "8", "--gpu", "H100", "--chart", str(chart)])
+
+
+def test_tco_chart_paths_that_cannot_be_written_are_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: IsADirectoryError / FileNotFoundError / FileExistsError tracebacks, after the
+    plan was computed."""
+    import aistack.planning.tco as tco
+
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d1" / "a.txt").write_text("x")
+    computed: list[int] = []
+    real = tco.plan_tco
+    monkeypatch.setattr(tco, "plan_tco", lambda **k: computed.append(1) or real(**k))
+    cases = [
+        (tmp_path / "dir.png", "is a folder"),
+        ("/proc/x.png", "cannot write '/proc/x.png'"),
+        (tmp_path / "d1" / "a.txt" / "x.png", "a.txt' is a file, not a folder"),
+    ]
+    for chart, needle in cases:
+        res = _tco_chart(chart)
+        assert isinstance(res.exception, ValidationError), (chart, res.output, res.exception)
+        assert str(res.exception).startswith("--chart: ") and needle in str(res.exception)
+    assert computed == []  # refused before the plan was computed
+    assert sorted(p.name for p in (tmp_path / "d1").iterdir()) == ["a.txt"]
+
+
+def test_tco_chart_creates_missing_parent_folders_like_sim_plot(tmp_path: Path) -> None:
+    png = tmp_path / "new" / "sub" / "tco.png"
+    res = _tco_chart(png)
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [
+        ("b,100,nan,1", "line 3: duration is 'nan', not a finite number"),
+        ("b,100,inf,1", "line 3: duration is 'inf', not a finite number"),
+        ("b,100", "line 3: no duration value"),
+        ("b,100,60", "line 3: no num_gpu value"),
+        ("b,,60,1", "line 3: submission_time is empty"),
+        ("b,100,60,two", "line 3: num_gpu is 'two', not a number"),
+    ],
+    ids=["nan", "inf", "short-duration", "short-gpus", "empty", "text"],
+)
+def test_plan_hybrid_bad_trace_rows_name_the_line_and_field(
+    tmp_path: Path, row: str, needle: str
+) -> None:
+    """Audit: a nan duration was dropped without a word; a short row said
+    'float() argument must be ... not NoneType'."""
+    f = tmp_path / "t.csv"
+    f.write_text(f"job_id,submission_time,duration,num_gpu\na,0,3600,8\n{row}\n")
+    res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert str(res.exception).startswith(f"trace: {str(f)!r} {needle}"), str(res.exception)
+
+
+def test_plan_hybrid_non_utf8_trace_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_bytes(b"job_id,submission_time,duration,num_gpu\ncaf\xe9,0,3600,8\n")
+    res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert "is not UTF-8" in str(res.exception) and "UTF-8" in (res.exception.hint or "")

@@ -61,7 +61,7 @@ def test_a_job_over_the_demand_cap_is_refused_with_its_line(
     f = _trace(tmp_path, [(0, 3600, "inf")])
     res = runner.invoke(plan_app, ["hybrid", "--trace", str(f), "--gpu", "H100"])
     assert isinstance(res.exception, ValidationError), res.output
-    assert "line 2: not a number" in str(res.exception)
+    assert "line 2: num_gpu is 'inf', not a finite number" in str(res.exception)
 
 
 def test_jobs_under_the_cap_that_add_up_over_it_are_refused(

@@ -4,6 +4,12 @@ The figures live in YAML files beside this module (``accelerators.yaml``, ``inst
 ``onprem.yaml``); each carries a ``source`` and an ``as_of`` date. A user overrides or extends
 them with files of the same layout in ``AISTACK_HOME/catalog/*.yaml`` or with explicit paths
 (``--catalog PATH``): entries with the same name replace the shipped ones, new names are added.
+
+A file that cannot be read (not UTF-8 text, no permission) or does not hold a valid catalog is
+an error that names the file and says how to fix it, in ``AISTACK_HOME/catalog/`` as for
+``--catalog``: skipping it would price with the shipped figures instead of the user's without
+anyone noticing. A folder whose name ends in ``.yaml`` there holds no figures: it is skipped
+with a warning.
 """
 
 from __future__ import annotations
@@ -518,6 +524,23 @@ def user_catalog_dir(home: Path | None = None) -> Path:
     return Path(home) / "catalog"
 
 
+def _read_text(path: Path, what: str, fix: str) -> str:
+    """The file as UTF-8 text; an unreadable file is a ValidationError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start})",
+            hint=f"re-save it as UTF-8 with iconv -f latin1 -t utf-8, {fix}",
+        ) from None
+    except OSError as exc:
+        raise ValidationError(
+            f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})",
+            hint=f"check its permissions, {fix}",
+        ) from None
+
+
 def load_catalog(
     paths: Sequence[str | Path] = (), *, home: Path | None = None, include_user: bool = True
 ) -> Catalog:
@@ -527,15 +550,25 @@ def load_catalog(
         d = user_catalog_dir(home)
         if d.is_dir():
             for up in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
-                texts.append((up.read_text(encoding="utf-8"), str(up)))
+                if up.is_dir():
+                    log.warning("catalog: skipping %s: it is a folder, not a YAML file", up)
+                    continue
+                fix = f"or move it out of {d} (every *.yaml there is read)"
+                texts.append((_read_text(up, "catalog file", fix), str(up)))
     for p in paths:
         path = Path(p)
+        if path.is_dir():
+            raise ValidationError(
+                f"--catalog: {str(path)!r} is a folder, not a file",
+                hint="pass the path of a YAML catalog file (repeat --catalog for several); "
+                "files in AISTACK_HOME/catalog/ are read without --catalog",
+            )
         if not path.is_file():
             raise NotFoundError(
                 f"--catalog: no such file {str(path)!r}",
                 hint="pass the path of a YAML catalog file",
             )
-        texts.append((path.read_text(encoding="utf-8"), str(path)))
+        texts.append((_read_text(path, "--catalog:", "or pass another file"), str(path)))
 
     eff: dict[str, Efficiency] = {}
     accs: dict[str, Accelerator] = {}
