@@ -20,8 +20,12 @@ first rank::
 * end of file on stdin means the agent is gone: every process that carries
   ``AISTACK_RANK_TOKEN=TOKEN`` in its environment (the agent puts it in each rank's; read
   from ``/proc/PID/environ``, so a descendant that started a session of its own is found
-  too) and every process in a listed group gets SIGTERM, and SIGKILL after ``GRACE_S``
-  seconds; then the reaper exits.
+  too), every process in a listed group and every process below one of those (by the
+  parent pids in ``/proc/*/stat``: one that cleared its environment and left the group,
+  ``env -i setsid``, kept below the rank's subreaper, below) gets SIGTERM, and SIGKILL
+  after ``GRACE_S`` seconds (to the processes found just before, so what a subreaper
+  adopted is found while the subreaper, which ignores SIGTERM, still holds it); then the
+  reaper exits.
 
 A job that ends normally ends the same way (its agents are killed at clean-up), which also
 stops whatever a rank left running in the background.
@@ -50,6 +54,27 @@ The same file is the **child subreaper** that runs each rank of a Slurm job (see
 
 ``python3 rank_reaper.py --probe`` exits 0 where that works (the rank runs without it
 otherwise, as before).
+
+Each rank of a Ray node agent runs under a child subreaper too, in a mode of its own::
+
+    python -I -S rank_reaper.py --subreaper --strays --lc-ctype[=VALUE] /bin/bash -c CMD
+
+* the agent starts it in a session of its own (it leads the rank's process group, which the
+  agent signals) with the token in its environment; it forks at once, and its child is the
+  subreaper that runs the command: Ray SIGKILLs the direct children of a worker that ends
+  (``ray.kill`` of the agent), and the subreaper outlives that, with what it adopted, for
+  the reaper; the first process only waits for it and ends as it did;
+* both outlive every signal whose default would end them but SIGKILL and the ones a fault
+  raises (the stop signal, what ``signal`` forwards), keeping ignored what was ignored;
+* once the command has exited, the subreaper SIGKILLs only the *strays* (:func:`strays`):
+  the processes below the rank's group that are not in it and do not carry the token,
+  which nothing else would find once reparented to init. What is still in the group (a
+  program under a shell that died of the stop signal, still saving) is the agent's to
+  stop, with its grace period, and what carries the token the reaper's, as before; the
+  agent SIGKILLs the strays too before it SIGKILLs a group (the end of a stop's grace
+  period);
+* ``--lc-ctype`` (unset) or ``--lc-ctype=VALUE``: the command's ``LC_CTYPE``, which Python
+  itself sets where the locale is C (PEP 538), before this file runs.
 """
 
 from __future__ import annotations
@@ -66,6 +91,13 @@ PR_SET_CHILD_SUBREAPER = 36
 # the signals a Slurm step passes to every process of its ranks (a cancel, a preemption
 # notice, --kill-on-bad-exit): each rank's shell traps them, and so does its subreaper
 STEP_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM")
+# a Ray node agent sends its ranks' groups their stop signal and forwards any other one
+# (executor.signal): the subreaper of a Ray rank outlives every signal whose default would
+# end it, but SIGKILL and those a fault of its own raises
+AGENT_SIGNALS = (
+    *STEP_SIGNALS,
+    *("SIGSTKFLT", "SIGXCPU", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR"),
+)
 
 
 def _stat(path: str) -> list[bytes]:
@@ -103,9 +135,9 @@ def read_environ(pid: int | str) -> bytes | None:
         return b""
 
 
-def _proc_table() -> list[tuple[int, int, bytes | None]]:
-    """(pid, pgid, environ) of each live, non-zombie process readable in /proc; environ is
-    None for a process with a thread in state D, whose environment is not read."""
+def _proc_table() -> list[tuple[int, int, int, bytes | None]]:
+    """(pid, ppid, pgid, environ) of each live, non-zombie process readable in /proc;
+    environ is None for a process with a thread in state D, whose environment is not read."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -114,7 +146,7 @@ def _proc_table() -> list[tuple[int, int, bytes | None]]:
             fields = _stat(f"/proc/{name}/stat")
             if fields[0] in (b"Z", b"X"):
                 continue
-            out.append((int(name), int(fields[2]), read_environ(name)))
+            out.append((int(name), int(fields[1]), int(fields[2]), read_environ(name)))
         except (OSError, ValueError, IndexError):
             continue
     return out
@@ -141,8 +173,10 @@ def descendants(root: int) -> list[int]:
 
 
 def targets(token: str, groups: set[int]) -> dict[int, int]:
-    """pid -> process group of each process to stop: those carrying the token and the
-    members of ``groups`` (without /proc: the listed groups that still exist)."""
+    """pid -> process group of each process to stop: those carrying the token, the members
+    of ``groups``, and every process below one of those (a process that cleared its
+    environment and left the group, kept below a rank's subreaper or still below its
+    parent); without /proc: the listed groups that still exist."""
     if not os.path.isdir("/proc"):
         found = {}
         for g in groups:
@@ -152,11 +186,59 @@ def targets(token: str, groups: set[int]) -> dict[int, int]:
         return found
     me = os.getpid()
     needle = f"{TOKEN_ENV}={token}".encode()
-    return {
+    table = _proc_table()
+    found = {
         pid: pgid
-        for pid, pgid, env in _proc_table()
+        for pid, _, pgid, env in table
         if pid != me and (pgid in groups or (env is not None and needle in env.split(b"\0")))
     }
+    children: dict[int, list[tuple[int, int]]] = {}
+    for pid, ppid, pgid, _ in table:
+        children.setdefault(ppid, []).append((pid, pgid))
+    todo = list(found)
+    while todo:
+        for pid, pgid in children.get(todo.pop(), []):
+            if pid not in found and pid != me:
+                found[pid] = pgid
+                todo.append(pid)
+    return found
+
+
+def strays(group: int, token: str) -> list[int]:
+    """The processes below the members of process group ``group`` (a rank's) that are not in
+    it and do not carry ``token`` in their environment (zombies aside): those that neither a
+    signal to the group nor the reaper's token scan finds once the process they are below
+    is gone (``env -i setsid ...``, a double fork). One with a thread in state D is not
+    counted: its environment is not read now (:func:`read_environ`)."""
+    procs: dict[int, tuple[bytes, int, int]] = {}  # pid -> (state, ppid, pgid)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = _stat(f"/proc/{name}/stat")
+            procs[int(name)] = (fields[0], int(fields[1]), int(fields[2]))
+        except (OSError, ValueError, IndexError):
+            continue
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    needle = f"{TOKEN_ENV}={token}".encode()
+    out: list[int] = []
+    todo = [pid for pid, (_, _, pgid) in procs.items() if pgid == group]
+    seen = set(todo)
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            todo.append(pid)
+            state, _, pgid = procs[pid]
+            if pgid == group or state in (b"Z", b"X"):
+                continue
+            env = read_environ(pid)
+            if env is not None and needle not in env.split(b"\0"):
+                out.append(pid)
+    return out
 
 
 def _signal_all(found: dict[int, int], groups: set[int], sig: int) -> None:
@@ -227,47 +309,30 @@ def _reap_adopted() -> None:
             return
 
 
-def subreap(argv: list[str]) -> int:
-    """Run ``argv`` as the only child of this process made a child subreaper (module
-    docstring); returns the exit code to exit with when the child was not killed by a
-    signal (else this process ends by that signal). Where no subreaper can be made, it
-    execs ``argv`` in its place."""
-    for name in STEP_SIGNALS:
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            signal.signal(getattr(signal, name), _ignore)
-    if not become_subreaper():
-        _exec(argv)
-    env = dict(os.environ)
-    env[SUBREAPER_ENV] = str(os.getpid())
-    child = os.fork()
-    if child == 0:
-        try:
-            _exec(argv, env)
-        except OSError as exc:
-            print(f"aistack rank subreaper: cannot run {argv[0]}: {exc}", file=sys.stderr)
-        finally:
-            os._exit(127)
-    status = 0
+def _handled_signals(agent: bool) -> list[int]:
+    if not agent:
+        return [getattr(signal, n) for n in STEP_SIGNALS if hasattr(signal, n)]
+    sigs = [getattr(signal, n) for n in AGENT_SIGNALS if hasattr(signal, n)]
+    if hasattr(signal, "SIGRTMIN"):
+        sigs += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    # one ignored here stays ignored: the command inherits that, as it would without this
+    return [s for s in sigs if signal.getsignal(s) is not signal.SIG_IGN]
+
+
+def _wait_for(child: int) -> int:
+    """Wait for ``child`` (reaping any other child that exits meanwhile); its status."""
     while True:
         try:
             pid, st = os.waitpid(-1, 0)  # a step signal interrupts it: retried (PEP 475)
         except ChildProcessError:
-            break
+            return 0
         if pid == child:
-            status = st
-            break
-    # what is still below (the rank's shell stopped what it found, with its grace period):
-    # SIGKILL, and reap it
-    me = os.getpid()
-    for _ in range(50):
-        left = descendants(me)
-        if not left:
-            break
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-        _reap_adopted()
+            return st
+
+
+def _end_as(status: int) -> int:
+    """End as the wait status ``status`` says: by the same signal (this function does not
+    return then), else return the exit code to exit with."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         with contextlib.suppress(ImportError, OSError, ValueError):
@@ -276,16 +341,76 @@ def subreap(argv: list[str]) -> int:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         with contextlib.suppress(OSError, ValueError):
             signal.signal(sig, signal.SIG_DFL)
-        os.kill(me, sig)
+        os.kill(os.getpid(), sig)
         return 128 + sig
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+
+
+def subreap(argv: list[str], token: str | None = None) -> int:
+    """Run ``argv`` as the only child of this process made a child subreaper (module
+    docstring); returns the exit code to exit with when the child was not killed by a
+    signal (else this process ends by that signal). Where no subreaper can be made, it
+    execs ``argv`` in its place. With ``token`` (a Ray rank's, ``--strays``): the
+    subreaper is a child of this process, which only waits for it and ends as it did, and
+    what it kills once the command has exited is only the :func:`strays` of its group."""
+    for sig in _handled_signals(token is not None):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, _ignore)
+    if not become_subreaper():
+        _exec(argv)
+    if token is not None:
+        # Ray SIGKILLs the direct children of a worker that ends (the agent's): the
+        # subreaper is one level down, and outlives that with what it adopted
+        below = os.fork()
+        if below > 0:
+            return _end_as(_wait_for(below))
+        become_subreaper()  # not inherited by a fork
+    env = dict(os.environ)
+    if token is None:
+        env[SUBREAPER_ENV] = str(os.getpid())
+    child = os.fork()
+    if child == 0:
+        try:
+            _exec(argv, env)
+        except OSError as exc:
+            print(f"aistack rank subreaper: cannot run {argv[0]}: {exc}", file=sys.stderr)
+        finally:
+            os._exit(127)
+    status = _wait_for(child)
+    # what is still below (the rank's shell stopped what it found, with its grace period;
+    # a Ray rank's: only the strays, the rest is its agent's): SIGKILL, and reap it
+    me, group = os.getpid(), os.getpgrp()
+    for _ in range(50):
+        left = descendants(me) if token is None else strays(group, token)
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+        _reap_adopted()
+    _reap_adopted()
+    return _end_as(status)
 
 
 def main(argv: list[str]) -> int:
     if argv[1:2] == ["--probe"]:
         return 0 if become_subreaper() else 1
-    if argv[1:2] == ["--subreaper"] and argv[2:]:
-        return subreap(argv[2:])
+    if argv[1:2] == ["--subreaper"]:
+        rest = argv[2:]
+        strays = rest[:1] == ["--strays"]  # a Ray rank's (subreap's docstring)
+        if strays:
+            rest = rest[1:]
+        if rest and (rest[0] == "--lc-ctype" or rest[0].startswith("--lc-ctype=")):
+            # LC_CTYPE as the command is to get it: Python itself sets it where the locale
+            # is C (PEP 538), which the command would not have seen without this process
+            opt = rest.pop(0)
+            if "=" in opt:
+                os.environ["LC_CTYPE"] = opt.split("=", 1)[1]
+            else:
+                os.environ.pop("LC_CTYPE", None)
+        if rest:
+            return subreap(rest, os.environ.get(TOKEN_ENV, "")) if strays else subreap(rest)
     token, grace_s = argv[1], float(argv[2])
     if os.fork() > 0:  # the agent waits for this first process only
         os._exit(0)

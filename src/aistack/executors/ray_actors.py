@@ -8,7 +8,11 @@
   groups) and buffers their output, prefixed ``[rank N]``. Before its first rank it starts a
   reaper (:mod:`aistack.executors.rank_reaper`) that ends the ranks when the agent dies in
   any way (``ray.kill``, ``ray stop`` on the node, its raylet gone), so a lost node leaves no
-  training processes behind.
+  training processes behind. Each rank's command runs under a child subreaper
+  (``rank_reaper.py --subreaper --strays``, which leads the rank's group and ends as the
+  command did), so a process that clears its environment and leaves the group (``env -i
+  setsid``, a double fork) is kept below it instead of init: it is SIGKILLed when the
+  command has exited, at the end of a stop's grace period, or by the reaper.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 import uuid
 from typing import Any
 
-from aistack.executors.rank_reaper import TOKEN_ENV
+from aistack.executors.rank_reaper import TOKEN_ENV, strays
 
 SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
 
@@ -103,15 +107,22 @@ class NodeAgent:
     ) -> list[int]:
         if self._reaper is None:
             self._start_reaper(grace_s)
+        from aistack.executors import rank_reaper
+
+        # the rank's subreaper (module docstring): it leads the rank's group, outlives the
+        # signals sent to it, and ends as the command did
+        subreaper = [sys.executable, "-I", "-S", rank_reaper.__file__, "--subreaper", "--strays"]
         pids = []
         for rank, env in ranks:
+            full = {**os.environ, **env, TOKEN_ENV: self._token}
+            lc = "--lc-ctype" if full.get("LC_CTYPE") is None else f"--lc-ctype={full['LC_CTYPE']}"
             try:
                 p = subprocess.Popen(
                     # bash execs a single command: the rank is the program, which gets the
                     # stop signal itself (dash would die of it and leave the program behind)
-                    [SHELL, "-c", command],
+                    [*subreaper, lc, SHELL, "-c", command],
                     cwd=workdir or None,
-                    env={**os.environ, **env, TOKEN_ENV: self._token},
+                    env=full,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -159,12 +170,30 @@ class NodeAgent:
             del self._buf[: len(data)]
         return {r: (128 - c if c is not None and c < 0 else c) for r, c in codes.items()}, data
 
+    def _kill_strays(self, groups: list[int]) -> None:
+        """SIGKILL the strays (:func:`aistack.executors.rank_reaper.strays`) of these rank
+        groups, before their subreapers are SIGKILLed: they would be reparented to init."""
+        for g in groups:
+            for pid in strays(g, self._token):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _signal_ranks(self, sig: int) -> None:
+        """``sig`` to the group of each rank still running (its subreaper's)."""
+        live = [
+            p.pid
+            for p in self._procs.values()
+            if isinstance(p, subprocess.Popen) and p.poll() is None
+        ]
+        if sig == signal.SIGKILL:
+            self._kill_strays(live)
+        for g in live:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+
     def stop(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
         def _stop() -> None:
-            for p in self._procs.values():
-                if isinstance(p, subprocess.Popen) and p.poll() is None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(p.pid, sig)
+            self._signal_ranks(sig)
             from aistack.launch.gang import group_alive
 
             deadline = time.monotonic() + grace_s
@@ -179,6 +208,7 @@ class NodeAgent:
                 if not any(group_alive(g) for g in groups):
                     break
                 time.sleep(0.1)
+            self._kill_strays(groups)
             for g in groups:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(g, signal.SIGKILL)
@@ -222,10 +252,7 @@ class NodeAgent:
         return out
 
     def signal(self, sig: int) -> None:
-        for p in self._procs.values():
-            if isinstance(p, subprocess.Popen) and p.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(p.pid, sig)
+        self._signal_ranks(sig)
 
 
 class _Failed:

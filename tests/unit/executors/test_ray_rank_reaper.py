@@ -2,8 +2,9 @@
 starts two ranks, and that process is SIGKILLed (what ``ray.kill`` does to an actor). No
 rank, nor anything a rank started (in its process group or in a session of its own), may
 keep running; processes that are not the agent's are left alone. Also its scan of /proc,
-which must not block on a process in state D, and its ``--subreaper`` mode, under which
-each rank of a Slurm job runs."""
+which must not block on a process in state D, and which finds what is below the agent's
+processes; its ``--subreaper`` mode, under which each rank of a Slurm job runs, and its
+``--subreaper --strays`` mode, under which each rank of a Ray node agent runs."""
 
 from __future__ import annotations
 
@@ -205,3 +206,183 @@ def test_the_subreaper_runs_the_command_and_ends_what_it_left(tmp_path: Path) ->
         assert marked_pids(marker) == [], "the daemon outlived the subreaper"
     finally:
         kill_marked(marker)
+
+
+def _child_pid(p: subprocess.Popen[bytes]) -> int:
+    assert p.stdout is not None
+    return int(p.stdout.readline())
+
+
+def test_targets_include_what_is_below_a_token_holder_or_a_group_member() -> None:
+    """A process that cleared its environment and left its group (``env -i setsid``) has
+    neither the token nor a listed group: the reaper finds it below its parent (a rank's
+    process, or the rank's subreaper that adopted it). Not what is below a process that is
+    not the agent's."""
+    from aistack.executors.rank_reaper import TOKEN_ENV, targets
+
+    token = "t" * 32
+    # each starts a sleep with an empty environment in a session of its own, prints its pid
+    spawn = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen(['/bin/sleep', '300'], env={}, start_new_session=True); "
+        "print(c.pid, flush=True); time.sleep(300)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", spawn],
+        env={**os.environ, TOKEN_ENV: token},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    member = subprocess.Popen(
+        [sys.executable, "-c", spawn],
+        env={k: v for k, v in os.environ.items() if k != TOKEN_ENV},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", spawn],
+        env={**os.environ, TOKEN_ENV: "other"},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    procs = [holder, member, other]
+    kids: list[int] = []
+    try:
+        kids = [_child_pid(p) for p in procs]
+        found = targets(token, {member.pid})
+        assert {holder.pid, kids[0], member.pid, kids[1]} <= set(found), found
+        assert found[kids[0]] == kids[0] and found[kids[1]] == kids[1]  # their own groups
+        assert other.pid not in found and kids[2] not in found
+    finally:
+        for pid in kids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for p in procs:
+            p.kill()
+            p.wait(5)
+
+
+def _stray_status(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2 :][:1].decode()
+    return "gone"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper: Linux only")
+def test_the_subreaper_of_a_ray_rank_ends_its_strays_only(tmp_path: Path) -> None:
+    """``rank_reaper.py --subreaper --strays`` (each rank of a Ray node agent runs under it):
+    the process started is not the subreaper but its parent, which only waits for it (Ray
+    SIGKILLs the direct children of a worker that ends); both end as the command did. Once
+    the command has exited, the subreaper SIGKILLs the strays only, the processes that
+    neither the rank's group nor its token finds (``env -i setsid``, daemonized or not); a
+    process still in the group (the agent stops it) and one in a session of its own that
+    kept the token (the reaper finds it) are left alone. A signal ignored when it starts
+    stays ignored for the command; the others it ignores get their default back. The
+    command gets LC_CTYPE as the agent says (Python sets it where the locale is C)."""
+    import uuid
+
+    from aistack.executors import rank_reaper
+    from aistack.testing.procs import escaping_command, kill_marked, marked_pids
+
+    token = "t" * 32
+    argv = [sys.executable, "-I", "-S", rank_reaper.__file__, "--subreaper", "--strays", "bash"]
+
+    def run(command: str, *opts: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv[:-1], *opts, argv[-1], "-c", command],
+            env={**os.environ, rank_reaper.TOKEN_ENV: token, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+            start_new_session=True,  # as the agent starts it: it leads the rank's group
+            preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN),
+        )
+
+    assert run("exit 7").returncode == 7
+    assert run("kill -s TERM $$").returncode == -signal.SIGTERM
+    res = run(
+        'echo "$PPID $AISTACK_SUBREAPER"; ps -o ppid= -p $PPID; grep SigIgn /proc/self/status'
+    )
+    parent, grandparent, ignored = res.stdout.splitlines()
+    assert parent.split()[0] != grandparent.strip(), res  # the subreaper is not the root
+    assert len(parent.split()) == 1, res  # no AISTACK_SUBREAPER for a Ray rank
+    mask = int(ignored.split()[1], 16)
+    assert mask & (1 << (signal.SIGUSR2 - 1)), res  # ignored when it started: still
+    assert mask & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGTERM - 1)) == 0, res
+    c_locale = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    c_locale["LANG"] = "C"
+    show = 'echo "${LC_CTYPE-unset}"'
+    res = subprocess.run(
+        [*argv[:-1], "--lc-ctype", argv[-1], "-c", show],
+        env={**c_locale, rank_reaper.TOKEN_ENV: token},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.stdout == "unset\n", res  # not C.UTF-8
+    assert run(show, "--lc-ctype=C", LANG="C").stdout == "C\n"
+
+    marker = f"aistack-strays-{uuid.uuid4().hex[:12]}"
+    kept: list[int] = []
+    try:
+        res = run(
+            "sleep 300 >/dev/null 2>&1 & echo $!; setsid sleep 300 >/dev/null 2>&1 & echo $!; "
+            f"{escaping_command(marker)}; exit 3"
+        )
+        assert res.returncode == 3, res
+        kept = [int(x) for x in res.stdout.split()[:2]]
+        assert res.stdout.split()[2] == "started", res
+        assert marked_pids(marker) == [], "a stray outlived the subreaper"
+        assert [_stray_status(p) for p in kept] == ["S", "S"], res  # the agent's, the reaper's
+    finally:
+        kill_marked(marker)
+        for pid in kept:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper: Linux only")
+def test_the_reaper_ends_what_a_ray_ranks_subreaper_adopted(tmp_path: Path) -> None:
+    """Ray SIGKILLs the direct child of the agent (the subreaper's parent) as the agent dies;
+    the subreaper stays, with the strays it adopted below it, and the reaper stops them all,
+    also when they ignore SIGTERM (SIGKILL after the grace period: the strays are found
+    below the subreaper before it is killed)."""
+    import uuid
+
+    from aistack.executors import rank_reaper
+    from aistack.testing.procs import escaping_command, kill_marked, marked_pids
+
+    token = "t" * 32
+    marker = f"aistack-adopted-{uuid.uuid4().hex[:12]}"
+    command = "trap '' TERM; " + escaping_command(marker, "echo started; exec sleep 300")
+    top = subprocess.Popen(
+        [sys.executable, "-I", "-S", rank_reaper.__file__, "--subreaper", "--strays"]
+        + ["bash", "-c", command],
+        env={**os.environ, rank_reaper.TOKEN_ENV: token},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    left: list[int] = []
+    try:
+        assert top.stdout is not None and top.stdout.readline() == b"started\n"
+        assert len(marked_pids(marker)) == 2
+        below = rank_reaper.descendants(top.pid)
+        os.kill(top.pid, signal.SIGKILL)  # what Ray does to it
+        top.wait(5)
+        time.sleep(0.2)
+        assert len(below) == 4 and [_stray_status(p) for p in below] == ["S"] * 4, below
+        found = rank_reaper.targets(token, set())
+        assert set(below) <= set(found), (below, found)  # the strays are among them
+        assert rank_reaper.reap(token, set(), grace_s=0.5) >= len(below)
+        left = [p for p in below if _stray_status(p) not in ("gone", "Z")]
+        assert left == [], "what the subreaper adopted outlived the reaper"
+    finally:
+        kill_marked(marker)
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if top.poll() is None:
+            top.kill()

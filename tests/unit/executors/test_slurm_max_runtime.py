@@ -61,7 +61,9 @@ def _req(tmp_path: Path, command: str, **kw: object) -> LaunchRequest:
     return req
 
 
-def _run(tmp_path: Path, req: LaunchRequest) -> tuple[subprocess.CompletedProcess[str], float]:
+def _run(
+    tmp_path: Path, req: LaunchRequest, env_extra: dict[str, str | None] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the rendered script as the batch step would (stdout and stderr kept apart, to see
     which stream the task's lines went to), with the files ``launch`` puts beside it;
     returns it and how long it took."""
@@ -72,6 +74,10 @@ def _run(tmp_path: Path, req: LaunchRequest) -> tuple[subprocess.CompletedProces
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
+    for k, v in (env_extra or {}).items():  # None: not in the environment
+        env.pop(k, None)
+        if v is not None:
+            env[k] = v
     t0 = time.monotonic()
     res = subprocess.run(
         ["bash", "-c", render_sbatch(req).script],
@@ -275,6 +281,21 @@ def test_a_leftover_that_cleared_its_environment_ends_with_the_rank(
     assert res.returncode == (143 if max_runtime_s else 3), res
     assert _gone(marker) == [], "a leftover without the rank's tag outlived the job"
     assert took < 15
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreaper: Linux only")
+@pytest.mark.parametrize("lc_ctype", [None, "C"])
+def test_the_subreaper_leaves_the_commands_locale_as_it_was(
+    tmp_path: Path, lc_ctype: str | None
+) -> None:
+    """python3 sets LC_CTYPE=C.UTF-8 in its environment where the locale is C (PEP 538),
+    and the rank's subreaper is a python3: the command got an LC_CTYPE it was not given."""
+    req = _req(tmp_path, 'echo "ctype=${LC_CTYPE-unset}"')
+    res, _ = _run(
+        tmp_path, req, {"LC_ALL": None, "LANG": None, "LANGUAGE": None, "LC_CTYPE": lc_ctype}
+    )
+    assert res.returncode == 0, res
+    assert res.stdout.strip() == f"ctype={lc_ctype or 'unset'}", res
 
 
 def _tagged_scan(tmp_path: Path) -> str:

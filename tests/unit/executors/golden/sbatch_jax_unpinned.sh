@@ -293,7 +293,9 @@ aistack_task() {
     local reaper="$AISTACK_JOB_DIR/rank_reaper.py" py
     py=$(command -v python3) || py=
     if [ -n "$py" ] && [ -r "$reaper" ] && "$py" -I -S "$reaper" --probe </dev/null >/dev/null 2>&1; then
-        exec "$py" -I -S "$reaper" --subreaper /bin/bash -c 'aistack_rank "$1"' aistack_rank "$1"
+        # LC_CTYPE as the rank had it: python3 sets it where the locale is C (PEP 538)
+        exec "$py" -I -S "$reaper" --subreaper "--lc-ctype${LC_CTYPE+=$LC_CTYPE}" \
+            /bin/bash -c 'aistack_rank "$1"' aistack_rank "$1"
     fi
     aistack_rank "$1"
 }
