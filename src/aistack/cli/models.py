@@ -52,10 +52,61 @@ def _console() -> Any:
     return Console()
 
 
+_URI_HINT = (
+    "pass the tracking server's address, e.g. http://127.0.0.1:8000/mlflow as `aistack up` "
+    "serves it, or a database URI such as sqlite:///PATH/mlflow.db, with --tracking-uri or "
+    "$MLFLOW_TRACKING_URI"
+)
+
+
+def _uri(tracking_uri: str | None) -> str:
+    """The tracking URI the command uses, checked: one MLflow cannot open (``notaurl``,
+    ``foo://x``, ``sqlite:``) is a ValidationError that says what to pass, not MLflow's
+    traceback. An http(s) server is only asked by the command itself."""
+    from urllib.parse import urlsplit
+
+    from aistack.errors import AistackError, ValidationError
+    from aistack.mlops._client import mlflow_client, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    why = None
+    try:
+        parts = urlsplit(uri)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError as exc:  # e.g. an unclosed '[' in the host
+        scheme, host, why = "", None, f"cannot read it as a URL: {exc}"
+    if why is not None:
+        pass
+    elif scheme in ("http", "https"):
+        if host:
+            return uri
+        why = "the URL has no host"
+    else:
+        try:
+            mlflow_client(uri)
+        except AistackError:
+            raise
+        except Exception as exc:  # MlflowException, SQLAlchemy's ArgumentError, ...
+            text = " ".join(str(getattr(exc, "message", None) or exc).split())
+            if "filesystem tracking backend" in text:
+                folder = "a local folder, a file store MLflow no longer opens by default"
+                # a bare word or path (C: is a drive letter) was likely meant to be a URL
+                why = f"not a URL: it reads as {folder}" if len(scheme) <= 1 else folder
+            else:
+                why = (text.split(". ")[0] or type(exc).__name__)[:300]
+    if why is None:
+        return uri
+    raise ValidationError(
+        f"--tracking-uri {uri!r}: MLflow cannot open it as a tracking store ({why})",
+        hint=_URI_HINT,
+        field="tracking_uri",
+    )
+
+
 @app.command("ls", cls=_Command)
 def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
     """List registered models with their latest version and aliases."""
-    models = _list_models(tracking_uri)
+    models = _list_models(_uri(tracking_uri))
     if as_json:
         _out(models)
         return
@@ -95,7 +146,7 @@ def show(
     """A model's versions with their runs, aliases and creation time."""
     from aistack.mlops.registry import show_model
 
-    m = show_model(name, tracking_uri=tracking_uri)
+    m = show_model(name, tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(m)
         return
@@ -127,9 +178,22 @@ def register(
     as_json: Json = False,
 ) -> None:
     """Register the run's model (or artifact directory) as a new version of NAME."""
-    from aistack.mlops.registry import register_from_run
+    from aistack.mlops.registry import register_from_run, suggest_model_name, valid_model_name
 
-    mv = register_from_run(run, name, path, tracking_uri=tracking_uri)
+    mv = register_from_run(run, name, path, tracking_uri=_uri(tracking_uri))
+    if not valid_model_name(name):  # a model registered before names were checked
+        from rich.markup import escape
+
+        from aistack.cli._common import err_console
+
+        err_console.print(
+            escape(
+                f"warning: {name!r} is not a valid model name: `aistack serve deploy` cannot "
+                f"read it; register the run under a valid name too, e.g. `aistack models "
+                f"register --run {run} --name {suggest_model_name(name)}`"
+            ),
+            soft_wrap=True,
+        )
     if as_json:
         _out(mv)
         return
@@ -158,7 +222,7 @@ def promote_cmd(
     otherwise refuse (exit status 2) and say which condition failed."""
     from aistack.mlops.registry import promote
 
-    res = promote(name, version, to, list(require or []), tracking_uri=tracking_uri)
+    res = promote(name, version, to, list(require or []), tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(res.to_dict())
         return
@@ -189,6 +253,7 @@ def alias_cmd(
 
     if delete == (version is not None):
         raise ValidationError("alias: pass exactly one of --version N or --delete")
+    tracking_uri = _uri(tracking_uri)
     result: dict[str, Any]
     if delete:
         delete_alias(name, alias, tracking_uri=tracking_uri)
@@ -215,7 +280,7 @@ def lineage_cmd(
     services deployed with it (whether each still serves it)."""
     from aistack.mlops.registry import lineage
 
-    lin = lineage(name, version, tracking_uri=tracking_uri)
+    lin = lineage(name, version, tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(lin)
         return

@@ -289,10 +289,20 @@ def status(
         )
     c.print(t)
     if st.get("failed"):
-        c.print(
-            f"[red]failed:[/red] {st['failed']} (fix the cause, then `aistack serve scale "
-            f"{st['name']} --min N` retries, or serve delete and deploy again)"
-        )
+        from rich.markup import escape
+
+        if "invalid job spec" in str(st["failed"]):
+            # the spec itself (project, priority, ...) is wrong: no retry can change it
+            fix = (
+                f"the service's spec cannot be changed in place: `aistack serve delete "
+                f"{st['name']}`, then deploy again with the flag fixed"
+            )
+        else:
+            fix = (
+                f"fix the cause, then `aistack serve scale {st['name']} --min N` retries, or "
+                "serve delete and deploy again"
+            )
+        c.print(f"[red]failed:[/red] {escape(str(st['failed']))} ({escape(fix)})")
     ro = st.get("rollout")
     if ro:
         c.print(

@@ -147,6 +147,13 @@ def extract(
                 f"--out: {out} is a folder", hint="pass a file name, e.g. --out texts.jsonl"
             )
         if not out.parent.is_dir():
+            # a parent that is a file: no mkdir -p can make the folder
+            blocker = next((p for p in out.parents if p.exists()), None)
+            if blocker is not None and not blocker.is_dir():
+                raise ValidationError(
+                    f"--out: {blocker} is a file, not a folder, so {out} cannot be written",
+                    hint="write somewhere else, e.g. --out texts.jsonl",
+                )
             raise ValidationError(
                 f"--out: folder {out.parent} does not exist",
                 hint=f"create it first (mkdir -p {out.parent}) or write somewhere else",
@@ -337,7 +344,7 @@ def crawl(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Crawl politely from SEED URLs into WARC files (request + response records)."""
-    from aistack.webdata.crawler import CrawlConfig
+    from aistack.webdata.crawler import CrawlConfig, allowed_hosts, in_scope
     from aistack.webdata.crawler import crawl as do_crawl
 
     kw: dict[str, Any] = {}
@@ -354,16 +361,55 @@ def crawl(
         obey_robots=not ignore_robots,
         **kw,
     )
+    err = _console(stderr=True)
+    allowed = allowed_hosts(cfg)
+    for seed in cfg.seeds:  # (CrawlConfig refused the crawl when every seed is outside)
+        if not in_scope(seed, allowed):
+            err.print(
+                f"warning: seed {seed} is outside the allowed domains "
+                f"({', '.join(sorted(allowed))}): it is not crawled (add its domain with "
+                "--allowed-domain)",
+                soft_wrap=True,
+                markup=False,
+            )
     summary = do_crawl(cfg)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        return
-    con = _console()
-    con.print(
-        f"fetched {summary['pages']:,} pages ({summary['bytes']:,} bytes) in {summary['seconds']:.1f} s; "
-        f"{summary['robots_blocked']:,} URLs disallowed by robots.txt, {summary['errors']:,} errors"
-    )
-    con.print(f"WARC: {summary['warc']}")
+    else:
+        con = _console()
+        con.print(
+            f"fetched {summary['pages']:,} pages ({summary['bytes']:,} bytes) in "
+            f"{summary['seconds']:.1f} s; {summary['robots_blocked']:,} URLs disallowed by "
+            f"robots.txt, {summary['errors']:,} errors"
+        )
+        con.print(f"WARC: {summary['warc']}")
+    _report_crawl_problems(summary)
+
+
+def _report_crawl_problems(summary: dict[str, Any], shown: int = 5) -> None:
+    """On stderr: the fetch errors (the first ``shown``), the hosts whose robots.txt failed
+    (its URLs count as disallowed), and exit status 1 when nothing was fetched because every
+    request failed (a host that does not answer is not "disallowed by robots.txt")."""
+    err = _console(stderr=True)
+    failed = summary.get("failed") or []
+    for f in failed[:shown]:
+        err.print(f"fetch error: {f['url']}: {f['error']}", soft_wrap=True, markup=False)
+    more = summary["errors"] - min(len(failed), shown)
+    if more > 0:
+        err.print(f"… and {_plural(more, 'more fetch error')} (--json lists up to 100)")
+    for host, why in (summary.get("robots_unavailable") or {}).items():
+        err.print(
+            f"{host}: {why}; its URLs count as disallowed (RFC 9309: a robots.txt the server "
+            "fails to give means disallow all)",
+            soft_wrap=True,
+            markup=False,
+        )
+    if summary["pages"] == 0 and summary["errors"]:
+        err.print(
+            f"nothing was fetched: {_plural(summary['errors'], 'URL')} could not be fetched. "
+            f"Exit status {EXIT_BAD_FILES}"
+        )
+        raise typer.Exit(EXIT_BAD_FILES)
 
 
 @app.command("shard-info", cls=_Command)

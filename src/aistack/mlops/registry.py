@@ -54,6 +54,41 @@ _COND = re.compile(
 CONDITION_SYNTAX = (
     "write METRIC OP NUMBER, e.g. 'loss<3.2' or 'accuracy>=0.9' (OP: <, <=, >, >=, ==, !=)"
 )
+# A new registered model's name: the rule of dataset names (aistack.storage.refs.NAME_RE) and of
+# the names `aistack serve deploy` reads (aistack.serving.spec._MODEL_NAME_RE), where '@' is the
+# alias separator, ':' the version's and '/' a URI's. Models MLflow already holds under another
+# name keep working (only a new model is checked, see register_from_run).
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MODEL_NAME_HINT = (
+    "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit ('@' and ':' "
+    "would read as an alias or a version: `aistack serve deploy NAME@alias`, NAME:3)"
+)
+
+
+def valid_model_name(name: str) -> bool:
+    return isinstance(name, str) and bool(MODEL_NAME_RE.match(name))
+
+
+def suggest_model_name(name: str) -> str:
+    """``'bad name!'`` → ``'bad-name'``: a valid name close to ``name`` (for hints)."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:128]
+    return out or "my-model"
+
+
+def check_artifact_path(artifact_path: str) -> str:
+    """The path of a model inside a run, as ``register_from_run`` takes it: relative to the
+    run's artifact root; '..' (outside the run) is refused before the tracking server is asked
+    (it answered with a bare ``400 Client Error`` over HTTP)."""
+    path = (artifact_path or "").strip("/")
+    parts = path.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ValidationError(
+            f"path: {artifact_path!r} points outside the run's artifacts",
+            hint="pass the model's path inside the run, relative to its artifact root "
+            "(e.g. --path model, the name given to log_model)",
+            field="path",
+        )
+    return path
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -288,9 +323,30 @@ def register_from_run(
     """
     if not name or not name.strip():
         raise ValidationError("name: must not be empty", hint="pass --name MODEL_NAME")
-    artifact_path = (artifact_path or "").strip("/")
+    artifact_path = check_artifact_path(artifact_path)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"register run {run_id} as {name!r}"):
+        if not valid_model_name(name):
+            try:
+                stored = _model_exists(client, name)
+            except Exception as exc:
+                if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
+                    raise
+                stored = False  # a name MLflow itself refuses ('/', ':'): never stored
+            if not stored:
+                raise ValidationError(
+                    f"name: {name!r} is not a valid registered model name",
+                    hint=f"{MODEL_NAME_HINT}; e.g. --name {suggest_model_name(name)}",
+                    field="name",
+                )
+            # a model registered before names were checked: it keeps its versions and gets
+            # this one (`aistack serve deploy` cannot read its name: the caller says so)
+            log.warning(
+                "model %r has a name `aistack serve deploy` cannot read; register it under a "
+                "valid name too (e.g. %s)",
+                name,
+                suggest_model_name(name),
+            )
         try:
             run = client.get_run(run_id)
         except Exception as exc:

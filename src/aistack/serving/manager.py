@@ -10,6 +10,7 @@ The controller runs in its own session, so a deployed service outlives the CLI t
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -204,6 +205,7 @@ def deploy(
         loc = ".".join(str(x) for x in e["loc"]) or "spec"
         msg = str(e["msg"]).removeprefix("Value error, ")
         raise ValidationError(f"{loc}: {msg}") from None
+    check_replica_job(spec)
     d = service_dir(spec.name)
     if _controller(spec.name) is not None:
         raise ConflictError(
@@ -248,12 +250,58 @@ def deploy(
 
 def _check_wait(wait_s: float | None) -> None:
     """A negative wait is refused before anything starts (it used to deploy the service, then
-    report it not ready "after -1 s")."""
-    if wait_s is not None and wait_s < 0:
+    report it not ready "after -1 s"), and so is NaN or infinity (NaN did the same)."""
+    if wait_s is None:
+        return
+    if not math.isfinite(wait_s):
+        raise ValidationError(
+            f"--wait {wait_s:g}: the wait is a number of seconds",
+            hint="pass e.g. --wait 300, or 0 to return at once without waiting",
+        )
+    if wait_s < 0:
         raise ValidationError(
             f"--wait {wait_s:g}: the wait is in seconds and cannot be negative",
             hint="pass 0 to return at once without waiting",
         )
+
+
+def replica_job_spec(spec: ServiceSpec, replica: str = "r1") -> dict[str, Any]:
+    """The job spec of a replica as :class:`aistack.serving.launcher.JobLauncher` submits it
+    (the command aside: the controller writes it)."""
+    return {
+        "name": f"serve-{spec.name}-{replica}",
+        "project": spec.project,
+        "command": "true",
+        "env": dict(spec.env),
+        "resources": {
+            k: v
+            for k, v in spec.resources.model_dump().items()
+            if k in ("gpus", "cpus", "memory") and v is not None
+        },
+        "priority": spec.priority,
+        "retries": 0,
+        "kind": "service",
+        "preemptible": False,
+    }
+
+
+def check_replica_job(spec: ServiceSpec) -> None:
+    """Refuse, before anything is stored, a service whose replicas the scheduler would refuse
+    as jobs (a project that is not a valid name, a priority out of range, ...): the service
+    used to be deployed and then fail with ``invalid job spec: project: ...``, which no
+    ``serve scale`` can fix. Checked whatever the launcher: ``auto`` picks one by whether a
+    server answers, and the same flags must not work one day and fail the next."""
+    from aistack.spec import parse_spec
+
+    try:
+        parse_spec(replica_job_spec(spec), source=f"replica of service {spec.name}")
+    except ValidationError as exc:
+        problems = exc.details.get("problems") or [exc.message]
+        raise ValidationError(
+            "; ".join(str(p) for p in problems),
+            hint="each replica runs as an aistack job; fix the flag and deploy again, nothing "
+            "was deployed",
+        ) from None
 
 
 def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -> None:
@@ -471,8 +519,11 @@ def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
         )
         why = f"; last failure: {last['reason']} ({where})"
     raise ConflictError(
-        f"service {name!r}: {st.get('ready_replicas', 0)} of {replicas} replicas ready after {timeout_s:g} s{why}",
-        hint=f"aistack serve logs {name}",
+        f"service {name!r} is deployed and still starting: {st.get('ready_replicas', 0)} of "
+        f"{replicas} replicas ready after {timeout_s:g} s{why}",
+        hint=f"it keeps starting in the background: watch it with `aistack serve status {name}` "
+        f"or `aistack serve logs {name}`; remove it with `aistack serve delete {name}`",
+        deployed=True,
     )
 
 
@@ -568,18 +619,33 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
             return st
         time.sleep(0.2)
     raise ConflictError(
-        f"update of {name!r} still running after {wait_s:g} s", hint="see serve status"
+        f"update of {name!r} to {resolved.uri} still rolling out after {wait_s:g} s; it goes "
+        "on in the background",
+        hint=f"watch it with `aistack serve status {name}`",
     )
 
 
 def target_ref(st: dict[str, Any], to: str) -> str:
-    """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given."""
+    """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given.
+
+    ``:3`` of a service that serves no registered model (``builtin:``, ``runs:/``, a path)
+    is a ValidationError saying to name the model."""
     if any(to.startswith(p) for p in ("models:/", "runs:/", "builtin:", "/", "file:")) or "@" in to:
         return to
     uri = str(st.get("model_uri") or "")
     base = (
         uri[len("models:/") :].split("/")[0].split("@")[0] if uri.startswith("models:/") else None
     )
+    if to.startswith(":") and not base:
+        name = st.get("name") or "the service"
+        what = "a built-in model" if uri.startswith("builtin:") else uri or "no registered model"
+        raise ValidationError(
+            f"--to {to}: service {name!r} serves {what}"
+            + (f" ({uri})" if uri.startswith("builtin:") else "")
+            + f", not a registered model: a version alone ({to}) has no model to pick it from",
+            hint="name the model: --to NAME:VERSION or --to NAME@alias for a registered model "
+            "(`aistack models ls` lists them), or --to builtin:NAME",
+        )
     if to.startswith(":") and base:
         return f"{base}{to}"
     if base and ":" not in to:

@@ -2,8 +2,11 @@
 
 Polite by default: robots.txt is fetched first for every host and obeyed (RFC 9309: a 4xx
 robots.txt means "allow all", a 5xx or unreachable one means "disallow all"; its
-Crawl-delay raises the per-host delay); one request at a time per host with ``delay_s``
-between the end of one request and the start of the next; a descriptive User-Agent; limits on
+Crawl-delay raises the per-host delay). The summary tells the two "disallow all" apart: after
+a 5xx robots.txt the host's URLs count as disallowed (``robots_blocked``, the reason in
+``robots_unavailable``); a host that does not answer at all (connection refused, DNS, timeout)
+makes them fetch errors (``errors``, each listed in ``failed``). One request at a time per
+host with ``delay_s`` between the end of one request and the start of the next; a descriptive User-Agent; limits on
 pages, depth, domains and response size. Responses are stored byte for byte as received
 (status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
 """
@@ -34,6 +37,8 @@ from urllib.robotparser import RobotFileParser
 from aistack.errors import ValidationError
 
 log = logging.getLogger(__name__)
+
+MAX_LISTED = 100  # fetch errors listed one by one in the summary ("failed"); all are counted
 
 DEFAULT_USER_AGENT = (
     "aistack-crawler/0.1 (+https://github.com/aistack/aistack; polite; obeys robots.txt)"
@@ -71,6 +76,16 @@ class CrawlConfig:
                 )
         if self.max_pages < 1 or self.max_depth < 0 or self.delay_s < 0:
             raise ValidationError("crawl: max_pages ≥ 1, max_depth ≥ 0 and delay ≥ 0 are required")
+        allowed = allowed_hosts(self)
+        if not any(in_scope(s, allowed) for s in self.seeds):
+            seeds = ", ".join(sorted({urlsplit(s).hostname or s for s in self.seeds}))
+            raise ValidationError(
+                f"crawl: no seed is inside the allowed domains ({', '.join(sorted(allowed))}): "
+                f"nothing would be crawled (seed hosts: {seeds})",
+                hint="add the seeds' domains with --allowed-domain, or leave --allowed-domain "
+                "out to stay in the seeds' hosts",
+                field="allowed_domains",
+            )
         if (
             not isinstance(self.user_agent, str)
             or not self.user_agent.strip()
@@ -86,6 +101,42 @@ class CrawlConfig:
                 field="user_agent",
             )
         self.out_dir = Path(self.out_dir)
+        check_out_dir(self.out_dir)
+
+
+def allowed_hosts(cfg: CrawlConfig) -> set[str]:
+    """The domains the crawl stays in: ``allowed_domains``, else the seeds' hosts."""
+    return {d.lower().strip(".") for d in cfg.allowed_domains} or {
+        (urlsplit(s).hostname or "").lower() for s in cfg.seeds
+    }
+
+
+def in_scope(url: str, allowed: set[str]) -> bool:
+    """Whether ``url``'s host is one of ``allowed`` or a subdomain of one."""
+    host = (urlsplit(url).hostname or "").lower()
+    parts = host.split(".")
+    return any(".".join(parts[i:]) in allowed for i in range(len(parts)))
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before anything is fetched, a WARC folder that cannot be one: an existing file,
+    or a path under one (mkdir said FileExistsError / NotADirectoryError at the end of
+    setup, as a traceback)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValidationError(
+            f"--out: {out_dir} is a file, not a folder",
+            hint="pass a folder for the WARC files, e.g. --out crawl; it is created if missing",
+            field="out_dir",
+        )
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValidationError(
+                    f"--out: {parent} is a file, so folder {out_dir} cannot be created in it",
+                    hint="pass a folder for the WARC files outside it, e.g. --out crawl",
+                    field="out_dir",
+                )
+            break
 
 
 # --------------------------------------------------------------------------- WARC writing
@@ -347,21 +398,25 @@ class _Host:
         self.next_time = 0.0
         self.busy = False
         self.queue: deque[tuple[str, int]] = deque()
+        # why robots.txt could not be fetched at all (the host did not answer), else None
+        self.unreachable: str | None = None
 
 
 def crawl(cfg: CrawlConfig) -> dict[str, Any]:
     """Crawl and write ``<out_dir>/<prefix>-<UTC time>.warc.gz``; returns a summary."""
-    allowed = {d.lower().strip(".") for d in cfg.allowed_domains} or {
-        (urlsplit(s).hostname or "").lower() for s in cfg.seeds
-    }
-
-    def in_scope(url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        parts = host.split(".")
-        return any(".".join(parts[i:]) in allowed for i in range(len(parts)))
-
+    allowed = allowed_hosts(cfg)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-    writer = WarcWriter(cfg.out_dir / f"{cfg.warc_prefix}-{stamp}.warc.gz", software=cfg.user_agent)
+    check_out_dir(cfg.out_dir)
+    try:
+        writer = WarcWriter(
+            cfg.out_dir / f"{cfg.warc_prefix}-{stamp}.warc.gz", software=cfg.user_agent
+        )
+    except OSError as exc:
+        raise ValidationError(
+            f"--out: cannot write a WARC file in {cfg.out_dir}: {exc.strerror or exc}",
+            hint="pass a folder you can write to",
+            field="out_dir",
+        ) from None
     hosts: dict[str, _Host] = {}
     seen: set[str] = set()
     stats = {
@@ -372,13 +427,22 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "out_of_scope": 0,
         "requests": 0,
     }
+    failed: list[dict[str, str]] = []  # the first MAX_LISTED fetch errors: url, error
+    robots_unavailable: dict[str, str] = {}  # host → why its robots.txt is taken as disallow-all
+    seeds_out_of_scope = [s for s in cfg.seeds if not in_scope(s, allowed)]
     t0 = time.monotonic()
+
+    def fetch_error(url: str, error: str) -> None:
+        stats["errors"] += 1
+        if len(failed) < MAX_LISTED:
+            failed.append({"url": url, "error": error})
+        log.info("fetch failed %s: %s", url, error)
 
     def add(url: str, depth: int) -> None:
         url = safe_url(urldefrag(url)[0])  # (a link with a space or control character in it)
         if url in seen or depth > cfg.max_depth:
             return
-        if not in_scope(url):
+        if not in_scope(url, allowed):
             stats["out_of_scope"] += 1
             return
         seen.add(url)
@@ -423,6 +487,12 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     heapq.heappush(wake, h.next_time)
                     continue
                 url, depth = h.queue.popleft()
+                if h.unreachable is not None:
+                    # robots.txt could not be fetched at all (connection refused, DNS, a
+                    # timeout): RFC 9309 says disallow all, and the page would fail the same
+                    # way; it is a fetch error, not a page robots.txt disallows
+                    fetch_error(url, h.unreachable)
+                    continue
                 if h.robots is not None and not h.robots.can_fetch(cfg.user_agent, url):
                     stats["robots_blocked"] += 1
                     continue
@@ -456,8 +526,12 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 if kind == "robots":
                     h.robots_state = "ready"
                     rp = RobotFileParser()
-                    if res.error or res.status is None or res.status >= 500:
+                    if res.error or res.status is None:
                         rp.disallow_all = True  # type: ignore[attr-defined]  # RFC 9309 §2.3.1.4: unreachable → disallow all
+                        h.unreachable = f"robots.txt not fetched: {res.error or 'no response'}"
+                    elif res.status >= 500:
+                        rp.disallow_all = True  # type: ignore[attr-defined]  # RFC 9309 §2.3.1.4: unreachable → disallow all
+                        robots_unavailable[key] = f"robots.txt answered HTTP {res.status}"
                     elif res.status >= 400:
                         rp.allow_all = True  # type: ignore[attr-defined]
                     else:
@@ -470,8 +544,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
                 res.depth = fut.depth  # type: ignore[attr-defined]
                 if res.error or res.status is None:
-                    stats["errors"] += 1
-                    log.info("fetch failed %s: %s", res.url, res.error)
+                    fetch_error(res.url, res.error or "no response")
                     continue
                 extra = {"WARC-IP-Address": res.ip} if res.ip else {}
                 req_id = writer.write(
@@ -513,4 +586,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "records": writer.records,
         "seconds": time.monotonic() - t0,
         "user_agent": cfg.user_agent,
+        "failed": failed,
+        "robots_unavailable": robots_unavailable,
+        "seeds_out_of_scope": seeds_out_of_scope,
     }

@@ -103,6 +103,20 @@ class RegisterStep(_M):
     name: str = Field(min_length=1)
     message: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _dataset_name(cls, v: str) -> str:
+        # the dataset catalog's rule (aistack.storage.refs.check_name), checked when the spec
+        # is read: the whole pipeline used to run before the register step refused the name
+        from aistack.storage.refs import NAME_RE
+
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid dataset name: use 1-128 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        return v
+
 
 class InputSpec(_M):
     paths: list[str] = Field(
@@ -239,7 +253,21 @@ def load_spec(path: str | Path, **overrides: Any) -> tuple[PipelineSpec, Path]:
             f"pipeline file {str(p)!r} not found", hint="pass the path of a pipeline YAML"
         )
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"pipeline file {str(p)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start})",
+            hint="save it as UTF-8 (e.g. iconv -f latin1 -t utf-8), or check that it is the "
+            "pipeline YAML and not another file",
+        ) from None
+    except OSError as exc:
+        raise ValidationError(
+            f"pipeline file {str(p)!r} cannot be read: {exc.strerror or exc}",
+            hint="check its permissions",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValidationError(f"{p}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

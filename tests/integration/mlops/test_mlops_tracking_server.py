@@ -321,6 +321,26 @@ def test_cli_models(env, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["version"] == 1
 
 
+def test_cli_register_bad_name_and_path_over_http(env, tmp_path):
+    """Through the tracking server: `--path ../../etc` was "400 Client Error: BAD REQUEST for
+    url: ..."; `--name 'm@x'` registered a model `serve deploy` cannot name."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+
+    rid = _job_run(env, tmp_path, job_id="job-bad-input", val_loss=2.0)
+    runner = CliRunner()
+    r = runner.invoke(app, ["register", "--run", rid, "--name", "m-ok", "--path", "../../etc"])
+    assert isinstance(r.exception, ValidationError), r.output
+    assert str(r.exception).startswith("path: '../../etc' points outside the run's artifacts")
+    assert "Client Error" not in str(r.exception)
+    r = runner.invoke(app, ["register", "--run", rid, "--name", "m@x"])
+    assert isinstance(r.exception, ValidationError), r.output
+    assert "'m@x' is not a valid registered model name" in str(r.exception)
+    r = runner.invoke(app, ["ls", "--json"])
+    assert not {"m-ok", "m@x"} & {m["name"] for m in json.loads(r.stdout)}
+
+
 def test_models_router(env, tmp_path):
     """The /models router reads the same MLflow store directly (no HTTP to itself)."""
     from fastapi import FastAPI

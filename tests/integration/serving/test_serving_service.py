@@ -338,3 +338,16 @@ def test_controller_killed_then_redeployed_adopts_running_replicas(home: Path) -
     assert again["url"] == st["url"]  # clients keep the service's URL
     r = httpx.post(again["url"] + "/v1/completions", json={"prompt": "ok", "max_tokens": 2})
     assert r.status_code == 200
+
+
+def test_a_short_wait_says_the_service_is_deployed_and_keeps_starting(home: Path) -> None:
+    """`serve deploy ... --wait 0.5` said "0 of 1 replicas ready after 0.5 s" (exit 2) as if
+    nothing was deployed; a second deploy then said "already running"."""
+    with pytest.raises(ConflictError) as ei:
+        manager.deploy("builtin:echo?delay_ms=1", name="slow", wait_ready_s=0.01)
+    assert ei.value.message.startswith("service 'slow' is deployed and still starting: 0 of 1")
+    assert "`aistack serve status slow`" in (ei.value.hint or "")
+    assert "`aistack serve delete slow`" in (ei.value.hint or "")
+    # as the message says: it is there and keeps starting
+    assert [s["name"] for s in manager.list_services()] == ["slow"]
+    wait_for(lambda: manager.status("slow")["ready_replicas"] == 1, 60, "the replica")

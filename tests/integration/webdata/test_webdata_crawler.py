@@ -161,3 +161,96 @@ def test_cli_crawl_json(tmp_path: Path) -> None:
     summary = json.loads(res.stdout)
     assert summary["pages"] == 2 and Path(summary["warc"]).parent == tmp_path
     assert summary["user_agent"].startswith("aistack-crawler/")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # free again once closed: nothing listens there
+
+
+def test_an_unreachable_host_is_a_fetch_error_not_a_robots_disallow(tmp_path: Path) -> None:
+    """`crawl http://127.0.0.1:1/` said "1 URLs disallowed by robots.txt, 0 errors", exit 0:
+    the robots.txt that could not be fetched (connection refused) was taken for a disallow."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    summary = crawl(CrawlConfig(seeds=[url], out_dir=tmp_path / "c", delay_s=0.0))
+    assert (summary["pages"], summary["robots_blocked"], summary["errors"]) == (0, 0, 1)
+    assert summary["failed"][0]["url"] == url
+    assert "robots.txt not fetched" in summary["failed"][0]["error"]
+    assert "Connection refused" in summary["failed"][0]["error"]
+
+    res = CliRunner().invoke(app, ["crawl", url, "--out", str(tmp_path / "c"), "--delay", "0"])
+    assert res.exit_code == 1, res.output  # nothing was fetched: not a success
+    assert f"fetch error: {url}: robots.txt not fetched" in res.stderr
+    assert "0 URLs disallowed by robots.txt, 1 errors" in res.stdout
+    assert "nothing was fetched" in res.stderr
+    res = CliRunner().invoke(
+        app, ["crawl", url, "--out", str(tmp_path / "c"), "--delay", "0", "--json"]
+    )
+    assert res.exit_code == 1 and json.loads(res.stdout)["errors"] == 1
+
+
+def test_a_robots_txt_server_error_says_why_its_urls_are_disallowed(tmp_path: Path) -> None:
+    with _Server(robots=b"oops", robots_status=503) as srv:
+        summary = crawl(CrawlConfig(seeds=[srv.url], out_dir=tmp_path, delay_s=0.0))
+    assert (summary["pages"], summary["robots_blocked"], summary["errors"]) == (0, 1, 0)
+    assert list(summary["robots_unavailable"].values()) == ["robots.txt answered HTTP 503"]
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_out_that_is_a_file_or_under_one_is_refused_before_crawling(
+    tmp_path: Path, under: str
+) -> None:
+    """`--out d1/a.txt` (a file) was a FileExistsError traceback after setup."""
+    from aistack.errors import ValidationError
+
+    f = tmp_path / "d1" / "a.txt"
+    f.parent.mkdir()
+    f.write_text("keep\n")
+    out = f / under if under else f
+    with pytest.raises(ValidationError) as ei:
+        crawl(CrawlConfig(seeds=["http://127.0.0.1:9/"], out_dir=out))
+    assert f"--out: {f} is a file" in ei.value.message
+    assert "--out crawl" in (ei.value.hint or "")
+    assert f.read_text() == "keep\n"
+
+
+def test_allowed_domains_that_exclude_every_seed_are_refused(tmp_path: Path) -> None:
+    """--allowed-domain without the seed's domain crawled 0 pages, exit 0, with no word."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.webdata import app
+    from aistack.errors import ValidationError
+
+    with pytest.raises(ValidationError) as ei:
+        CrawlConfig(seeds=["http://127.0.0.1:9/"], out_dir=tmp_path, allowed_domains=["a.org"])
+    assert "no seed is inside the allowed domains (a.org)" in ei.value.message
+    assert "--allowed-domain" in (ei.value.hint or "")
+    with _Server() as srv:  # one seed outside: a warning, the other is crawled
+        res = CliRunner().invoke(
+            app,
+            [
+                "crawl",
+                srv.url,
+                "http://other.invalid/x",
+                "--out",
+                str(tmp_path),
+                "--allowed-domain",
+                "127.0.0.1",
+                "--max-pages",
+                "1",
+                "--delay",
+                "0",
+            ],
+        )
+    assert res.exit_code == 0, res.output
+    assert "warning: seed http://other.invalid/x is outside the allowed domains" in res.stderr
+    assert "fetched 1 pages" in res.stdout

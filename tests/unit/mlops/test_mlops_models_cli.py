@@ -144,3 +144,131 @@ def test_an_unknown_model_with_an_empty_registry(tmp_path: Path, monkeypatch) ->
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(NotFoundError, match=r"no model named 'nope' \(no models are registered"):
         registry.show_model("nope", tracking_uri=uri)
+
+
+def _run_with_model(tmp_path: Path, monkeypatch) -> tuple[str, str]:
+    """(tracking URI, run id) of a run that logged a model directory under ``model``."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    rid = client.create_run(exp).info.run_id
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(b"\0" * 8)
+    client.log_artifacts(rid, str(d), "model")
+    return uri, rid
+
+
+@pytest.mark.parametrize(
+    ("name", "suggested"), [("bad name!", "bad-name"), ("m@x", "m-x"), ("m:3", "m-3")]
+)
+def test_register_refuses_a_name_serve_deploy_cannot_read(
+    tmp_path: Path, monkeypatch, name: str, suggested: str
+) -> None:
+    """'m@x' was registered, and `serve deploy m@x` then looked for model 'm' (alias 'x')."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.errors import ValidationError
+
+    uri, rid = _run_with_model(tmp_path, monkeypatch)
+    r = CliRunner().invoke(app, ["register", "--run", rid, "--name", name, "--tracking-uri", uri])
+    err = r.exception
+    assert isinstance(err, ValidationError), r.output
+    assert err.message == f"name: {name!r} is not a valid registered model name"
+    assert "letters, digits, '.', '_' or '-'" in err.hint
+    assert err.hint.endswith(f"e.g. --name {suggested}")
+    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+    assert list(client.search_registered_models()) == []  # nothing was created
+
+
+def test_a_model_stored_under_an_old_name_still_gets_versions_with_a_warning(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Only new models are checked: one registered before the check keeps working (with a
+    warning that says how to move to a valid name)."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+
+    uri, rid = _run_with_model(tmp_path, monkeypatch)
+    mlflow.tracking.MlflowClient(uri, registry_uri=uri).create_registered_model("m@x")
+    r = CliRunner().invoke(
+        app, ["register", "--run", rid, "--name", "m@x", "--tracking-uri", uri, "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert '"version": 1' in r.stdout
+    assert "warning: 'm@x' is not a valid model name" in r.stderr
+    assert f"aistack models register --run {rid} --name m-x" in r.stderr
+
+
+def test_model_name_rule_is_the_one_serve_deploy_and_datasets_use() -> None:
+    from aistack.mlops.registry import MODEL_NAME_RE
+    from aistack.serving.spec import _MODEL_NAME_RE
+    from aistack.storage.refs import NAME_RE
+
+    assert MODEL_NAME_RE.pattern == _MODEL_NAME_RE.pattern == NAME_RE.pattern
+
+
+@pytest.mark.parametrize("path", ["../../etc", "model/../../x", ".."])
+def test_register_a_path_outside_the_run_is_refused_before_asking_the_server(
+    monkeypatch, path: str
+) -> None:
+    """Over HTTP the tracking server answered '400 Client Error: BAD REQUEST for url ...'; the
+    path is refused before any request (the server here does not even exist)."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.errors import ValidationError
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = "http://127.0.0.1:9/mlflow"  # the discard port: nothing listens
+    args = ["register", "--run", "r1", "--name", "gpt", "--path", path, "--tracking-uri", uri]
+    err = CliRunner().invoke(app, args).exception
+    assert isinstance(err, ValidationError), err
+    assert err.message == f"path: {path!r} points outside the run's artifacts"
+    assert "--path model" in err.hint
+
+
+_BAD_URIS = [
+    ("notaurl", "not a URL: it reads as a local folder"),
+    ("file:///nonexistent/mlruns", "a local folder, a file store"),
+    ("foo://x", "unsupported URI 'foo://x'"),
+    ("sqlite:", "Could not parse SQLAlchemy URL"),
+    ("http://", "the URL has no host"),
+]
+
+
+@pytest.mark.parametrize(
+    ("uri", "why", "argv"),
+    [
+        *((uri, why, ["ls"]) for uri, why in _BAD_URIS),
+        *(
+            ("notaurl", _BAD_URIS[0][1], argv)
+            for argv in (
+                ["show", "gpt"],
+                ["register", "--run", "r1", "--name", "gpt"],
+                ["promote", "gpt", "--version", "1", "--to", "prod"],
+                ["alias", "gpt", "prod", "--delete"],
+                ["lineage", "gpt", "--version", "1"],
+            )
+        ),
+    ],
+)
+def test_a_tracking_uri_mlflow_cannot_open_says_what_to_pass(
+    monkeypatch, uri: str, why: str, argv: list[str]
+) -> None:
+    """`models ls --tracking-uri notaurl` was MLflow's traceback (MlflowException)."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+    from aistack.errors import ValidationError
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    err = CliRunner().invoke(app, [*argv, "--tracking-uri", uri]).exception
+    assert isinstance(err, ValidationError), repr(err)
+    assert err.message.startswith(f"--tracking-uri {uri.rstrip('/')!r}: MLflow cannot open it")
+    assert why in err.message
+    assert "http://127.0.0.1:8000/mlflow" in err.hint and "sqlite:///" in err.hint

@@ -241,3 +241,25 @@ def test_status_text_counts_the_windows_client_errors(monkeypatch: pytest.Monkey
         "total 107 requests, 0 5xx, 84 4xx" in text
     )
     assert " 0 errors;" not in text
+
+
+def test_status_of_a_service_failed_by_its_job_spec_does_not_suggest_scale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service stored before deploy checked --project failed with "invalid job spec" and
+    `serve status` said `serve scale` retries: no scale changes the project."""
+    st = {
+        "name": "s2",
+        "replicas": [],
+        "failed": "replica r1 could not start: invalid job spec (spec): project: 'bad name' "
+        "is not a valid name",
+    }
+    monkeypatch.setattr(manager, "status", lambda name: st)
+    res = runner.invoke(serve_cli.app, ["status", "s2"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "serve scale" not in text
+    assert "`aistack serve delete s2`, then deploy again" in text
+    st["failed"] = "replica r1 exited 5 times in a row"
+    res = runner.invoke(serve_cli.app, ["status", "s2"], env={"COLUMNS": "300"})
+    assert "serve scale s2 --min N" in " ".join(res.output.split())

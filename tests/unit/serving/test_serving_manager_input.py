@@ -143,3 +143,117 @@ def test_the_deploy_hint_names_the_endpoint_the_model_has() -> None:
     assert "/invocations" in try_it(st) and "not a text model" in try_it(st)
     st["replicas"] = [{"batches": {"completions": {}, "invocations": {}}}]
     assert "/v1/completions" in try_it(st)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"project": "bad name"}, "project: 'bad name' is not a valid name: use letters"),
+        ({"project": "x" * 64}, "is not a valid name"),
+        ({"priority": 2**40}, "priority: Input should be less than or equal to 2147483647"),
+        ({"cpus": 2_000_000}, "resources.cpus: Input should be less than or equal to 1000000"),
+    ],
+)
+def test_a_replica_job_the_scheduler_would_refuse_is_refused_before_deploying(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], message: str
+) -> None:
+    """`serve deploy ... --project 'bad name'` exited 0; the service then failed with "invalid
+    job spec: project: 'bad name'" and a hint to `serve scale`, which cannot change it."""
+    spawned: list[str] = []
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
+    with pytest.raises(ValidationError) as ei:
+        manager.deploy("builtin:echo", name="s2", launcher="process", wait_ready_s=None, **kwargs)
+    assert message in ei.value.message
+    assert "nothing was deployed" in (ei.value.hint or "")
+    assert spawned == [] and manager.list_services() == []
+    assert not manager.service_dir("s2").exists()
+
+
+def test_cli_deploy_names_the_project_flag(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aistack.cli import serve as serve_cli
+
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: None)
+    args = ["deploy", "builtin:tiny-gpt", "--name", "s2", "--project", "bad name", "--wait", "0"]
+    res = CliRunner().invoke(serve_cli.app, args)
+    assert isinstance(res.exception, ValidationError), res.output
+    assert res.exception.message.startswith("--project: 'bad name' is not a valid name")
+    assert manager.list_services() == []
+
+
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_infinite_wait_is_refused_before_deploying(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch, wait: float
+) -> None:
+    """`--wait nan` deployed the service, then said it was not ready "after nan s"."""
+    spawned: list[str] = []
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
+    monkeypatch.setattr(manager, "wait_ready", lambda *a: pytest.fail(f"waited {a[2]} s"))
+    with pytest.raises(ValidationError, match=f"--wait {wait:g}: the wait is"):
+        manager.deploy("builtin:echo", name="w", launcher="process", wait_ready_s=wait)
+    assert spawned == [] and manager.list_services() == []
+    with pytest.raises(ValidationError, match=f"--wait {wait:g}"):
+        manager.update("w", "builtin:echo", wait_s=wait)
+
+
+def test_a_wait_that_runs_out_says_the_service_is_deployed_and_keeps_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It said "0 of 1 replicas ready after 0.5 s" as if nothing was deployed; a second deploy
+    then answered "already running"."""
+    from aistack.errors import ConflictError
+
+    monkeypatch.setattr(manager, "status", lambda name: {"ready_replicas": 0, "replicas": []})
+    with pytest.raises(ConflictError) as ei:
+        manager.wait_ready("s1", 1, 0.05)
+    assert ei.value.message == (
+        "service 's1' is deployed and still starting: 0 of 1 replicas ready after 0.05 s"
+    )
+    hint = ei.value.hint or ""
+    assert "keeps starting" in hint and "`aistack serve status s1`" in hint
+    assert "`aistack serve delete s1`" in hint
+
+
+@pytest.mark.parametrize("uri", ["builtin:tiny-gpt", "runs:/abc/model"])
+def test_update_to_a_bare_version_of_a_service_without_a_registered_model(
+    monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
+    """`serve update s1 --to :99` of a built-in service said "'' is not a valid registered model
+    name"."""
+    from typer.testing import CliRunner
+
+    from aistack.cli import serve as serve_cli
+
+    with pytest.raises(ValidationError) as ei:
+        manager.target_ref({"name": "s1", "model_uri": uri}, ":99")
+    assert "''" not in ei.value.message
+    assert ei.value.message.startswith("--to :99: service 's1' serves ")
+    assert "not a registered model" in ei.value.message
+    assert "--to NAME:VERSION" in (ei.value.hint or "")
+    if uri.startswith("builtin:"):
+        assert "a built-in model (builtin:tiny-gpt)" in ei.value.message
+
+    monkeypatch.setattr(manager, "status", lambda name: {"name": name, "model_uri": uri})
+    monkeypatch.setattr(manager, "update", lambda *a, **k: pytest.fail("nothing to roll to"))
+    res = CliRunner().invoke(serve_cli.app, ["update", "s1", "--to", ":99"])
+    assert isinstance(res.exception, ValidationError) and "--to :99" in str(res.exception)
+    # a registered model's service still takes a bare version
+    assert manager.target_ref({"model_uri": "models:/gpt/3"}, ":4") == "gpt:4"
+
+
+def test_the_api_refuses_a_bad_project_before_deploying(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /services goes through the same check (422, nothing stored)."""
+    from aistack.server.app import API_PREFIX
+
+    spawned: list[str] = []
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
+    body = {"model": "builtin:echo", "name": "s2", "project": "bad name", "launcher": "process"}
+    r = api.http.post(f"{API_PREFIX}/services", json=body)
+    assert r.status_code == 422, r.text
+    assert "project: 'bad name' is not a valid name" in r.json()["message"]
+    assert spawned == [] and manager.list_services() == []

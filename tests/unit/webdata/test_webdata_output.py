@@ -111,6 +111,24 @@ def test_extract_out_errors_and_keeps_the_old_file(tmp_path: Path) -> None:
     assert not (tmp_path / "keep.jsonl.tmp").exists()
 
 
+@pytest.mark.parametrize("under", ["x.jsonl", "sub/x.jsonl"])
+def test_extract_out_under_a_file_says_the_parent_is_a_file(tmp_path: Path, under: str) -> None:
+    """`--out d1/a.txt/x.jsonl` (d1/a.txt a file) said to `mkdir -p d1/a.txt`, which fails."""
+    html = tmp_path / "a.html"
+    html.write_text("<html><body><p>hello there</p></body></html>")
+    blocker = tmp_path / "d1" / "a.txt"
+    blocker.parent.mkdir()
+    blocker.write_text("keep\n")
+    res = CliRunner().invoke(app, ["extract", str(html), "--out", str(blocker / under)])
+    err = res.exception
+    assert isinstance(err, ValidationError), res.output
+    assert err.message == f"--out: {blocker} is a file, not a folder, so {blocker / under} " + (
+        "cannot be written"
+    )
+    assert "mkdir" not in str(err)
+    assert blocker.read_text() == "keep\n"
+
+
 def test_shard_info_errors(tmp_path: Path) -> None:
     r = CliRunner()
     for arg, msg in ((tmp_path / "nope.bin", "no such file"), (tmp_path, "is a folder")):

@@ -81,3 +81,30 @@ def test_step_validator_message_has_no_pydantic_prefix() -> None:
         parse_spec({**BASE, "steps": [{"dedup": {"minhash": {"bands": 10}}}]})
     assert "steps[0].dedup.minhash: bands × rows must equal num_hashes" in str(exc.value)
     assert "Value error" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["bad name!", "m@x", "-lead", "x" * 129])
+def test_register_name_is_checked_when_the_spec_is_read(tmp_path: Path, name: str) -> None:
+    """`register: {name: "bad name!"}` ran the whole pipeline, then the register step failed."""
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        f"input: {{paths: [a]}}\noutput: out\nsteps: [extract, {{register: {{name: '{name}'}}}}]\n"
+    )
+    with pytest.raises(ValidationError) as ei:
+        load_spec(p)
+    assert f"steps[1].register.name: {name!r} is not a valid dataset name" in ei.value.message
+    assert "letters, digits, '.', '_' or '-'" in ei.value.message
+    ok = parse_spec({**BASE, "steps": [{"register": {"name": "web-corpus_v2.1"}}]})
+    assert ok.step("register").name == "web-corpus_v2.1"  # type: ignore[union-attr]
+
+
+def test_a_spec_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """A Latin-1 spec was a UnicodeDecodeError traceback."""
+    p = tmp_path / "p.yaml"
+    p.write_bytes(
+        "name: caf\u00e9\ninput: {paths: [a]}\noutput: o\nsteps: [extract]\n".encode("latin-1")
+    )
+    with pytest.raises(ValidationError) as ei:
+        load_spec(p)
+    assert ei.value.message == f"pipeline file {str(p)!r} is not UTF-8 text (byte 0xe9 at offset 9)"
+    assert "save it as UTF-8" in (ei.value.hint or "")
