@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     executor: Literal["local", "ray", "slurm", "memory"] = "local"
     url: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = Field(default=8765, ge=1, le=65535)
     token: str | None = None
     # scheduling loop
     schedule_interval_s: float = 0.2
@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     max_mlflow_request_bytes: int = Field(default=16 * 2**30, gt=0)
     debug: bool = False
 
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_dir(cls, v: Path) -> Path:
+        # refused here, where the error names AISTACK_HOME, not as a FileExistsError from
+        # whichever command first creates something in it
+        p = v
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            where = "it" if p == v else f"its parent {p}"
+            raise ValueError(f"{v} is not a directory: {where} is a file")
+        return v
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'aistack.db'}"
@@ -91,9 +104,24 @@ class Settings(BaseSettings):
         """Create the home dir and ``jobs/`` owner-only (0700): they hold the API token, and job
         directories whose files may carry it. An existing dir keeps its mode here; the server
         tightens a group/world-accessible home at start (``aistack.server.app``)."""
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (self.home, self.jobs_dir):
+            if d.exists() and not d.is_dir():
+                raise _home_error(self.home, f"{d} exists and is not a directory")
+            try:
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:  # a parent is a file, no permission, read-only disk
+                raise _home_error(self.home, f"cannot create {d}: {exc.strerror or exc}") from None
         return self.home
+
+
+def _home_error(home: Path, problem: str) -> Exception:
+    from aistack.errors import ValidationError
+
+    return ValidationError(
+        f"the aistack home dir {home} (AISTACK_HOME) is unusable: {problem}",
+        hint="set AISTACK_HOME to a directory you can write (it is created if missing), "
+        "or move what is in the way",
+    )
 
 
 def load_settings() -> Settings:
@@ -108,7 +136,8 @@ def load_settings() -> Settings:
         return Settings()
     except pydantic.ValidationError as exc:
         bad = "; ".join(
-            f"AISTACK_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']}"
+            f"AISTACK_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: "
+            + str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors()
         )
         raise ValidationError(

@@ -194,12 +194,39 @@ def _check_arg(value: str, what: str, *, extra: int = 0, tip: str = "") -> None:
         )
 
 
+def _unknown_key(path: tuple[Any, ...]) -> str:
+    """What to do about an unknown key: a key of the other level (``gpus`` at the top, which
+    belongs under ``resources``), a close spelling, or remove it."""
+    import difflib
+
+    loc = ".".join(str(p) for p in path)
+    key = str(path[-1])
+    top, res = set(JobSpec.model_fields), set(Resources.model_fields)
+    if len(path) == 1 and key in res:
+        return f"unknown key {loc!r}: it belongs under resources (resources: {{{key}: ...}})"
+    if path[:1] == ("resources",) and len(path) == 2 and key in top:
+        return f"unknown key {loc!r}: {key} is a top-level key, not a resource"
+    here = top if len(path) == 1 else res if path[:1] == ("resources",) else set()
+    close = difflib.get_close_matches(key, sorted(here), n=1, cutoff=0.75)
+    if close:
+        return f"unknown key {loc!r}: did you mean {'.'.join([*map(str, path[:-1]), close[0]])!r}?"
+    if len(path) == 1:
+        close = difflib.get_close_matches(key, sorted(res), n=1, cutoff=0.75)
+        if close:
+            return f"unknown key {loc!r}: did you mean 'resources.{close[0]}'?"
+    return f"unknown key {loc!r}: remove it or check its spelling"
+
+
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:
     problems = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            problems.append(f"unknown key {loc!r}: remove it or check its spelling")
+            problems.append(_unknown_key(tuple(e["loc"])))
+        elif e["loc"] == ("env",) and e["type"] == "dict_type":
+            problems.append(
+                f"env: expected a mapping of NAME: value such as {{A: '1'}}, got {e['input']!r}"
+            )
         elif e["type"] == "missing":
             problems.append(f"{loc}: required")
         else:
@@ -225,17 +252,46 @@ def parse_spec(data: dict[str, Any] | JobSpec, *, source: str = "spec") -> JobSp
         raise
 
 
-def load_spec_file(path: str | Path) -> JobSpec:
+def read_spec_yaml(path: str | Path, *, alternative: str = "") -> dict[str, Any]:
+    """The mapping in a YAML job file; every way the file can be wrong (missing, a directory,
+    unreadable, not UTF-8, not YAML, not a mapping) is a ValidationError that names it.
+    ``alternative`` ends the hint of a missing file (e.g. "or use --cmd")."""
     p = Path(path)
+    alt = f", {alternative}" if alternative else ""
     if not p.exists():
         raise ValidationError(
-            f"job file {str(p)!r} not found", hint="give the path of a YAML job spec"
+            f"job file {str(p)!r} not found", hint=f"give the path of a YAML job spec{alt}"
+        )
+    if p.is_dir():
+        raise ValidationError(
+            f"job file {str(p)!r} is a directory", hint=f"give the path of a YAML job spec{alt}"
         )
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            hint="save the job spec as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise ValidationError(
+            f"{p}: cannot read the job file: {exc.strerror or exc}",
+            hint="check the path and its permissions",
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ValidationError(f"{p}: not valid YAML: {exc}") from None
-    return parse_spec(data, source=str(p))
+        raise ValidationError(
+            f"{p}: not valid YAML: {' '.join(str(exc).split())}",
+            hint="a job spec is YAML key: value lines; quote values that contain ': ' or '['",
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{p}: a job spec is a YAML mapping (key: value lines)")
+    return data
+
+
+def load_spec_file(path: str | Path) -> JobSpec:
+    return parse_spec(read_spec_yaml(path), source=str(path))
 
 
 def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -25,9 +24,9 @@ from aistack.cli._common import (
     print_json,
 )
 from aistack.cli.main import app
-from aistack.errors import UserError, ValidationError
+from aistack.errors import ConflictError, UserError, ValidationError
 from aistack.settings import get_settings
-from aistack.spec import parse_spec
+from aistack.spec import parse_spec, read_spec_yaml
 
 STATE_STYLE = {
     "QUEUED": "yellow",
@@ -55,8 +54,19 @@ def up(
 ) -> None:
     """Start the aistack server (API, scheduler, executor, MLflow, dashboard)."""
     settings = get_settings()
+    if port is not None and not 1 <= port <= 65535:
+        what = (
+            "0 would be any free port, but clients find the server by its fixed port"
+            if port == 0
+            else "not a TCP port"
+        )
+        raise ValidationError(
+            f"--port {port}: {what}",
+            hint=f"pass a port from 1 to 65535, or leave --port out for {settings.port}",
+        )
+    _check_seconds(timeout, "--timeout", positive=True)
     host = host or settings.host
-    port = port or settings.port
+    port = settings.port if port is None else port
     settings.ensure_home()
     if detach:
         _refuse_if_taken(settings, host, port)
@@ -95,7 +105,9 @@ def up(
             time.sleep(0.2)
         else:
             err_console.print(
-                f"[red]the server did not answer within {timeout:g} s; see {log_path}[/red]"
+                f"[red]the server (pid {proc.pid}) did not answer within {timeout:g} s; it "
+                f"may still be starting: see {log_path}; `aistack status` tells when it "
+                f"answers, `kill {proc.pid}` stops it[/red]"
             )
             raise typer.Exit(1)
         console.print(
@@ -122,10 +134,9 @@ def _recorded_server(settings: Any) -> dict[str, Any]:
 
 
 def _recorded_pid(settings: Any) -> int | None:
-    try:
-        return int(_recorded_server(settings).get("pid") or 0) or None
-    except (TypeError, ValueError):
-        return None
+    """The pid in server.json when it is a positive integer (what `aistack up` writes)."""
+    pid = _recorded_server(settings).get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
 
 
 def _answers(url: str) -> bool:
@@ -135,14 +146,25 @@ def _answers(url: str) -> bool:
         return False
     try:
         return httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL):
         return False
+
+
+def _check_seconds(value: float | None, flag: str, *, positive: bool = False) -> None:
+    """A duration option: a finite number of seconds, ≥ 0 (> 0 with ``positive``)."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValidationError(
+            f"{flag} {value:g}: expected a finite number of seconds "
+            f"{'greater than 0' if positive else '(0 or more)'}",
+            hint=f"e.g. {flag} 60",
+        )
 
 
 def _refuse_if_taken(settings: Any, host: str, port: int) -> None:
     """Before spawning a detached server: one already runs for this home (its recorded pid is
     alive and its URL answers), or the port is taken (a server of another home, anything)."""
-    from aistack.errors import ConflictError
     from aistack.server.main import port_free
 
     info = _recorded_server(settings)
@@ -161,32 +183,150 @@ def _refuse_if_taken(settings: Any, host: str, port: int) -> None:
         )
 
 
+def _recorded_port(info: dict[str, Any]) -> int | None:
+    port = info.get("port")
+    if isinstance(port, int) and not isinstance(port, bool):
+        return port
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(str(info.get("url") or "")).port
+    except ValueError:
+        return None
+
+
+def _holds_port(proc: Any, port: int | None) -> bool | None:
+    """Whether process ``proc`` listens on TCP ``port``; None when that cannot be seen (no
+    port recorded, or another user's process)."""
+    import psutil
+
+    if port is None:
+        return None
+    conns = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+    try:
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for c in conns(kind="inet")
+        )
+    except psutil.AccessDenied:
+        return None
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _looks_like_server(cmdline: list[str]) -> bool:
+    """``python -m aistack up ...`` (what `up --detach` starts) or ``.../bin/aistack up``."""
+    return "up" in cmdline and "aistack" in (os.path.basename(a) for a in cmdline)
+
+
+def _got(info: dict[str, Any]) -> str:
+    return f"pid: {json.dumps(info['pid'])}" if "pid" in info else "no pid"
+
+
+def _ended(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 @app.command(cls=_Command)
 def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKILL")) -> None:
-    """Stop a server started with `aistack up --detach`. Running jobs keep running."""
+    """Stop a server started with `aistack up --detach`. Running jobs keep running.
+
+    Signals only the recorded server (its URL answers, its pid holds the port)."""
+    # a record whose server is gone (nothing answers) is reported and removed, never signalled
+    import psutil
+
+    _check_seconds(timeout, "--timeout")
     settings = get_settings()
+    record = settings.server_file
+    if not record.exists():
+        console.print(f"no aistack server recorded in {settings.home}; nothing to stop")
+        return
     try:
-        info = json.loads(settings.server_file.read_text())
+        info = json.loads(record.read_text())
     except (OSError, ValueError):
-        console.print("no aistack server recorded in the home dir; nothing to stop")
+        info = None
+    if not isinstance(info, dict):
+        raise ValidationError(
+            f"the server record {record} is not readable (not a JSON object); nothing was stopped",
+            hint="if no aistack server runs for this home, remove that file (`aistack up` "
+            "writes a new one); otherwise stop the server where it runs (Ctrl-C)",
+        )
+    url = str(info.get("url") or "")
+    port = _recorded_port(info)
+    pid = _recorded_pid(settings)
+    if not _answers(url):  # never a signal: report, and drop the record when it is stale
+        where = url or "the recorded address (none)"
+        if pid is None:
+            why = f"{record} records no valid pid ({_got(info)})"
+        else:
+            try:
+                cmdline = psutil.Process(pid).cmdline()
+            except psutil.NoSuchProcess:  # a zombie too: it has exited
+                cmdline = []
+            except psutil.AccessDenied:
+                cmdline = None
+            if cmdline is None or _looks_like_server(cmdline):
+                raise ConflictError(
+                    f"the recorded server (pid {pid}) does not answer at {where}: nothing was "
+                    "stopped",
+                    hint="it may still be starting: try again in a moment; if it hangs, see "
+                    f"{settings.home / 'server.log'} and stop it with `kill {pid}`",
+                )
+            why = f"the recorded server (pid {pid}) is not running" + (
+                f" (pid {pid} is now another program, {' '.join(cmdline)[:60]!r}, left alone)"
+                if cmdline
+                else ""
+            )
+        record.unlink(missing_ok=True)
+        console.print(
+            f"{why} and nothing answers at {where}: no server to stop; removed the stale "
+            f"record {record}"
+        )
         return
-    pid = int(info.get("pid", 0))
+    # something answers at the recorded URL: signal the recorded pid only if it is that server
+    ss = f"`ss -ltnp 'sport = :{port}'`" if port else "`ss -ltnp`"
+    if pid is None:
+        raise ConflictError(
+            f"{record} records no valid pid ({_got(info)}), so the server answering at {url} "
+            "cannot be confirmed as this home's server: nothing was stopped",
+            hint=f"stop it where it runs (Ctrl-C), or find its pid ({ss}) and kill it",
+        )
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        settings.server_file.unlink(missing_ok=True)
-        console.print("the recorded server was not running")
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    settings.server_file.unlink(missing_ok=True)
+        proc = psutil.Process(pid)
+        proc.cmdline()  # (raises for a zombie)
+        holds = _holds_port(proc, port) if pid != os.getpid() else False
+    except psutil.NoSuchProcess:
+        holds, proc = False, None
+    if not holds or proc is None:
+        seen = (
+            "is not running"
+            if proc is None
+            else "cannot be inspected (another user's process?)"
+            if holds is None
+            else f"does not hold port {port}"
+        )
+        raise ConflictError(
+            f"a server answers at {url}, but the recorded pid {pid} {seen}: it cannot be "
+            "confirmed as this home's server, so nothing was stopped",
+            hint=f"stop the server where it runs (Ctrl-C), or find its pid ({ss}) and kill it; "
+            f"if it is not this home's server, remove {record}",
+        )
+    try:
+        proc.terminate()  # psutil: refused if the pid was reused since Process(pid)
+        deadline = time.monotonic() + timeout
+        while not _ended(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _ended(proc):
+            proc.kill()
+    except psutil.NoSuchProcess:
+        pass
+    if _recorded_pid(settings) == pid:  # the server removes its own record when it exits
+        record.unlink(missing_ok=True)
     console.print(f"stopped the aistack server (pid {pid})")
     from aistack.serving.manager import running_services
 
@@ -234,23 +374,7 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
     if file and cmd:
         raise ValidationError("give a job file or --cmd, not both")
     if file:
-        import yaml
-
-        p = Path(file)
-        if not p.exists():
-            raise ValidationError(
-                f"job file {file!r} not found",
-                hint="give the path of a YAML job spec, or use --cmd",
-            )
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValidationError(
-                f"{file}: not valid YAML: {' '.join(str(exc).split())}",
-                hint="a job spec is YAML key: value lines; quote values that contain ': ' or '['",
-            ) from None
-        if not isinstance(data, dict):
-            raise ValidationError(f"{file}: a job spec is a YAML mapping (key: value lines)")
+        data = read_spec_yaml(file, alternative="or use --cmd")
     elif cmd:
         data = {"command": cmd}
     else:
@@ -275,7 +399,14 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
         if opts.get(k) is not None:
             data[k] = opts[k]
     if opts.get("env"):
-        env = dict(data.get("env") or {})
+        env = data.get("env") or {}
+        if not isinstance(env, dict):
+            raise ValidationError(
+                f"{file}: env: expected a mapping such as {{A: '1'}}, got {env!r}",
+                hint="write env as NAME: value pairs (env: {A: '1'}, or one per indented "
+                "line); --env NAME=VALUE adds to them",
+            )
+        env = dict(env)
         for kv in opts["env"]:
             if "=" not in kv:
                 raise ValidationError(f"--env {kv!r}: expected KEY=VALUE")
@@ -429,6 +560,7 @@ def wait(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Block until the job ends. Exit code 0 only for SUCCEEDED."""
+    _check_seconds(timeout, "--timeout")
     c = client()
     if as_json:
         try:

@@ -57,7 +57,10 @@ def set_(
         changes["monthly_budget_usd"] = budget
     if share is not None:
         changes["share"] = share
-    p = client().set_project(name, **changes)
+    try:
+        p = client().set_project(name, **changes)
+    except ValidationError as exc:
+        raise _by_flag(exc, name, changes) from None
     if as_json:
         print_json(p)
     else:
@@ -68,3 +71,34 @@ def set_(
         console.print(
             f"project {p['name']}: quota {quota}, share {p['share']:g}, budget {budget_s}"
         )
+
+
+# the API's field → the option of `aistack projects set` that sets it, and an example value
+_FLAGS = {"gpu_quota": ("--gpu-quota", "4"), "monthly_budget_usd": ("--budget", "500")}
+_FLAGS["share"] = ("--share", "2")
+
+
+def _by_flag(exc: Any, name: str, changes: dict[str, Any]) -> Any:
+    """The API's (or the client's) error about a field, told in terms of this command's
+    options: ``--gpu-quota -1: must be ...``, not ``gpu_quota: Input should be ...`` and a
+    pointer to the API docs. Other errors (e.g. a bad project name) are returned as they are."""
+    import re
+
+    from aistack.errors import ValidationError
+
+    problems = exc.details.get("problems") or [exc.message]
+    pattern = re.compile(rf"^(?:invalid request: )?({'|'.join(_FLAGS)}): (.*)$")
+    named = [m for m in map(pattern.match, problems) if m]
+    if not named:
+        return exc
+    said = "; ".join(
+        f"{_FLAGS[m[1]][0]} {changes.get(m[1])!s}: "
+        + m[2].replace("Input should be", "must be").removesuffix(f", got {changes.get(m[1])}")
+        for m in named
+    )
+    flag, example = _FLAGS[named[0][1]]
+    return ValidationError(
+        said,
+        hint=f"e.g. `aistack projects set {name} {flag} {example}`; --no-gpu-quota and "
+        "--no-budget remove a limit",
+    )

@@ -238,22 +238,22 @@ class Client:
             before = page[-1]["id"]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/jobs/{_seg(job_id)}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}")  # type: ignore[no-any-return]
 
     def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
         """Stop a job; ``reason`` (optional) is shown as its ``stop_reason`` ("cancelled by user"
         without one), and as its ``failure_reason`` too once it ends CANCELLED."""
         body = {"json": {"reason": reason}} if reason else {}
-        return self.request("POST", f"/jobs/{_seg(job_id)}/cancel", **body)  # type: ignore[no-any-return]
+        return self.request("POST", f"/jobs/{_seg(job_id, 'job')}/cancel", **body)  # type: ignore[no-any-return]
 
     def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"offset": offset}
         if attempt is not None:
             params["attempt"] = attempt
-        return self.request("GET", f"/jobs/{_seg(job_id)}/logs", params=params)  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}/logs", params=params)  # type: ignore[no-any-return]
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/jobs/{_seg(job_id)}/events")  # type: ignore[no-any-return]
+        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}/events")  # type: ignore[no-any-return]
 
     def follow_logs(
         self, job_id: str, *, poll_s: float = 0.3, reconnect_s: float = RECONNECT_S
@@ -337,6 +337,10 @@ class Client:
         for k, v in body.items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValidationError(f"{k}: must be a finite number, got {v!r}")
+        if "/" in str(name):  # (the server decodes %2F before it routes: see _seg)
+            from aistack.spec import NAME_HINT
+
+            raise ValidationError(f"project: {name!r} is not a valid name", hint=NAME_HINT)
         return self.request("PUT", f"/projects/{_seg(name)}", json=body)  # type: ignore[no-any-return]
 
     def projects(self) -> list[dict[str, Any]]:
@@ -376,7 +380,7 @@ class Client:
         return self.request("GET", "/datasets")  # type: ignore[no-any-return]
 
     def dataset(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/datasets/{_seg(name)}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/datasets/{_seg(name, 'dataset')}")  # type: ignore[no-any-return]
 
     def models(self) -> list[dict[str, Any]]:
         return self.request("GET", "/models")  # type: ignore[no-any-return]
@@ -385,28 +389,37 @@ class Client:
         self, name: str, version: int, to: str, require: list[str] | None = None
     ) -> dict[str, Any]:
         body = {"version": version, "to": to, "require": require or []}
-        return self.request("POST", f"/models/{_seg(name)}/promote", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", f"/models/{_seg(name, 'model')}/promote", json=body)  # type: ignore[no-any-return]
 
     # -- services ------------------------------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
         return self.request("GET", "/services")  # type: ignore[no-any-return]
 
     def service(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/services/{_seg(name)}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/services/{_seg(name, 'service')}")  # type: ignore[no-any-return]
 
     def deploy(self, model: str, **kw: Any) -> dict[str, Any]:
         """POST /services: deploy ``model`` (NAME, NAME@alias, NAME:version) as an autoscaled service."""
         return self.request("POST", "/services", json={"model": model, **kw}, timeout=600)  # type: ignore[no-any-return]
 
     def delete_service(self, name: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/services/{_seg(name)}")  # type: ignore[no-any-return]
+        return self.request("DELETE", f"/services/{_seg(name, 'service')}")  # type: ignore[no-any-return]
 
 
-def _seg(value: object) -> str:
+def _seg(value: object, what: str | None = None) -> str:
     """One URL path segment: percent-encoded (``/``, ``?``, ``%``, ``#`` included), so a name
-    or id cannot reach another endpoint; ``.`` and ``..`` are encoded too."""
+    or id cannot reach another endpoint; ``.`` and ``..`` are encoded too.
+
+    No id or name has a ``/``, and one cannot be sent: the server decodes ``%2F`` before it
+    routes, so the request would miss its endpoint ("no such endpoint"). With ``what`` (e.g.
+    "job"), such a value is the NotFoundError the server gives an unknown one."""
     text = str(value)
     if not text:
         raise ValidationError("an empty name or id", hint="give a non-empty name or id")
+    if what is not None and "/" in text:
+        see = "; list jobs with `aistack jobs --all`" if what == "job" else ""
+        raise NotFoundError(
+            f"{what} {text!r} not found", hint=f"{what} ids and names never contain '/'{see}"
+        )
     seg = quote(text, safe="")
     return seg.replace(".", "%2E") if seg in (".", "..") else seg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -12,13 +13,47 @@ from aistack.settings import Settings
 
 
 def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """Whether ``aistack up`` could bind ``host:port`` (as uvicorn will: IPv6 when the host has
+    a ':'). False only when the port is in use; a host that does not resolve or is no address
+    of this machine, a privileged port, or a port out of range is a ValidationError."""
+    from aistack.errors import ValidationError
+
+    if isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValidationError(
+            f"port {port!r} is not a TCP port", hint="pass --port a number from 1 to 65535"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
-        except OSError:
-            return False
+        except socket.gaierror as exc:
+            raise ValidationError(
+                f"cannot bind {host}:{port}: the host {host!r} does not resolve to an "
+                f"{'IPv6' if family == socket.AF_INET6 else 'IPv4'} address ({exc.strerror})",
+                hint="pass --host an address of this machine, e.g. 127.0.0.1 (this machine "
+                "only) or 0.0.0.0 (every interface)",
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ValidationError(
+                    f"cannot bind {host}:{port}: {host} is not an address of this machine",
+                    hint="pass --host an address of this machine, e.g. 127.0.0.1 (this "
+                    "machine only) or 0.0.0.0 (every interface)",
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise ValidationError(
+                    f"cannot bind {host}:{port}: permission denied (ports below 1024 need "
+                    "privileges)",
+                    hint="pass --port 1024 or higher (the default is 8765)",
+                ) from None
+            raise ValidationError(
+                f"cannot bind {host}:{port}: {exc.strerror or exc}",
+                hint="check --host and --port",
+            ) from None
 
 
 def run(

@@ -3,6 +3,9 @@ bad input, and kill -9 of the server while jobs run."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aistack.errors import AuthError, ValidationError
+from aistack.errors import AuthError, NotFoundError, ValidationError
 
 
 def wait_state(c: Any, jid: str, states: set[str], timeout: float = 30.0) -> dict[str, Any]:
@@ -196,3 +199,57 @@ def test_lost_supervisor_is_marked_and_requeued(server) -> None:  # type: ignore
         e["kind"] == "requeued" and "supervisor process is gone" in e["message"] for e in ev
     ), ev
     assert j["retries_left"] == 0
+
+
+def test_ids_with_a_slash_or_a_literal_percent_2f_are_jobs_not_found(server) -> None:  # type: ignore[no-untyped-def]
+    """Through uvicorn, which decodes %2F before routing: 'a/b' cannot be routed, so the client
+    says it is not found (not "no such endpoint"); a literal 'a%2Fb' reaches its route."""
+    c = server.client()
+    for jid in ("a/b", "a%2Fb"):
+        with pytest.raises(NotFoundError) as exc:
+            c.logs(jid)
+        assert f"job {jid!r} not found" in str(exc.value)
+
+
+def _aistack(srv, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "aistack", *args],
+        env=srv.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # a down that signalled its own group would end only itself
+    )
+
+
+def test_down_stops_the_server_only_when_the_recorded_pid_is_it(server_factory) -> None:  # type: ignore[no-untyped-def]
+    srv = server_factory()
+    record = srv.home / "server.json"
+    info = json.loads(record.read_text())
+    assert info["pid"] == srv.proc.pid and info["port"] == srv.port
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        # a wrong pid in the record (e.g. the server crashed, restarted by hand, the pid was
+        # reused): the live server answers, but that pid does not hold its port
+        for pid in (sleeper.pid, -sleeper.pid, "abc", None):
+            bad = {**info, "pid": pid} if pid is not None else {"url": info["url"]}
+            record.write_text(json.dumps(bad))
+            res = _aistack(srv, "down", "--timeout", "5")
+            err = " ".join(res.stderr.split())
+            assert res.returncode == 2 and "nothing was stopped" in err, (pid, res)
+            assert "Traceback" not in err
+            assert json.loads(record.read_text()) == bad  # kept
+            assert sleeper.poll() is None and srv.proc.poll() is None
+            assert httpx.get(srv.url + "/healthz").status_code == 200
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    record.write_text(json.dumps(info))
+    res = _aistack(srv, "down", "--timeout", "20")
+    assert res.returncode == 0, res
+    assert f"stopped the aistack server (pid {srv.proc.pid})" in " ".join(res.stdout.split())
+    assert srv.proc.wait(30) is not None
+    assert not record.exists()
+    # nothing recorded now: nothing to stop
+    res = _aistack(srv, "down")
+    assert res.returncode == 0 and "nothing to stop" in res.stdout

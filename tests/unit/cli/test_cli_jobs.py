@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +230,15 @@ def test_down_says_which_services_keep_running(aistack_home: Path) -> None:
             d.mkdir(parents=True)
             (d / "spec.json").write_text(json.dumps({"name": name, "model": "builtin:echo"}))
             (d / "controller.json").write_text(json.dumps({"pid": pid}))
-        res = runner.invoke(app, ["down", "--timeout", "1"])
+        # the sleep stands in for the server: down signals only a pid confirmed as the server
+        # (its URL answers and that pid holds the port; see the tests below)
+        mp = pytest.MonkeyPatch()
+        mp.setattr(jobs_cli, "_answers", lambda _url: True)
+        mp.setattr(jobs_cli, "_holds_port", lambda _proc, _port: True)
+        try:
+            res = runner.invoke(app, ["down", "--timeout", "1"])
+        finally:
+            mp.undo()
         assert res.exit_code == 0, res.output
         assert "stopped the aistack server" in res.output
         assert "1 service(s) keep running: live-svc" in " ".join(res.output.split())
@@ -258,3 +271,271 @@ def test_job_row_shows_why_a_stopped_job_stopped() -> None:
     assert "exit 3: boom" in _job_row(failed)
     plain = {**base, "state": "SUCCEEDED", "exit_code": 0}
     assert not any("stopped" in str(c) for c in _job_row(plain))
+
+
+# -- down: only the recorded server, confirmed, is ever signalled ----------------------------------
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A harmless process in its own process group (pgid = pid): the stand-in for an unrelated
+    program that got a crashed server's pid."""
+    p = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield p
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def answering_url() -> Iterator[str]:
+    """Something that answers /healthz with 200 (another aistack server, as `down` sees it)."""
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _down(home: Path) -> subprocess.CompletedProcess[str]:
+    """`aistack down` in a process of its own session: a down that signalled pid 0 (its process
+    group) kills only itself, not the test run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISTACK_")}
+    env["AISTACK_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "aistack", "down", "--timeout", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+
+
+def _record(home: Path, **info: Any) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "server.json").write_text(json.dumps(info))
+    return home / "server.json"
+
+
+@pytest.mark.parametrize("pid", ["missing", "sleeper", "-sleeper", "abc", True])
+def test_down_with_a_stale_record_signals_nothing(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], pid: object
+) -> None:
+    """Nothing answers at the recorded URL: whatever the pid (none, an unrelated process that
+    got the crashed server's pid, a process group, not a number), nothing is signalled; the
+    stale record is reported and removed."""
+    port = _port()  # free: nothing answers there
+    info: dict[str, Any] = {"url": f"http://127.0.0.1:{port}", "port": port}
+    if pid != "missing":
+        info["pid"] = {"sleeper": sleeper.pid, "-sleeper": -sleeper.pid}.get(pid, pid)  # type: ignore[arg-type]
+    record = _record(tmp_path / "home", **info)
+    res = _down(tmp_path / "home")
+    assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+    out = " ".join(res.stdout.split())
+    assert "Traceback" not in res.stderr and "stopped the aistack server" not in out
+    assert f"nothing answers at http://127.0.0.1:{port}" in out, out
+    assert "removed the stale record" in out and not record.exists()
+    if pid == "sleeper":
+        assert f"pid {sleeper.pid} is now another program" in out and "sleep 60" in out
+    else:
+        assert "records no valid pid" in out
+    assert sleeper.poll() is None, "down signalled a process that is not the server"
+
+
+@pytest.mark.parametrize("pid", ["sleeper", "missing", "-sleeper", "gone"])
+def test_down_does_not_signal_a_pid_that_is_not_the_answering_server(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], answering_url: str, pid: str
+) -> None:
+    """A server answers at the recorded URL, but the recorded pid is not that server (it does
+    not hold the port, or is missing, negative, not running): refused, nothing signalled, and
+    the record kept (it may be the only note of where the server is)."""
+    port = int(answering_url.rsplit(":", 1)[1])
+    info: dict[str, Any] = {"url": answering_url, "port": port}
+    if pid != "missing":
+        info["pid"] = {"sleeper": sleeper.pid, "-sleeper": -sleeper.pid, "gone": 2**22 + 9}[pid]
+    record = _record(tmp_path / "home", **info)
+    res = _down(tmp_path / "home")
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in err and "nothing was stopped" in err, err
+    if pid == "sleeper":
+        assert f"the recorded pid {sleeper.pid} does not hold port {port}" in err
+    assert record.exists() and json.loads(record.read_text()) == info
+    assert sleeper.poll() is None, "down signalled a process that is not the server"
+
+
+def test_down_with_an_unreadable_record_is_a_clear_error(aistack_home: Path) -> None:
+    aistack_home.mkdir(parents=True)
+    record = aistack_home / "server.json"
+    record.write_text("{not json")
+    res = runner.invoke(app, ["down"])
+    assert "not readable" in _error(res) and record.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_down_timeout_must_be_a_finite_number(aistack_home: Path, value: str) -> None:
+    res = runner.invoke(app, ["down", "--timeout", value])
+    assert f"--timeout {value}: expected a finite number" in _error(res)
+
+
+# -- wait, up: numbers that mean something ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_wait_timeout_must_be_finite_and_not_negative(cli, value: str) -> None:  # type: ignore[no-untyped-def]
+    jid = cli.client.submit({"command": "sleep 20"})["id"]
+
+    def no_wait(*_a: Any, **_kw: Any) -> None:  # (nan: waited until the job ended)
+        raise AssertionError("wait() called with --timeout " + value)
+
+    cli.client.wait = no_wait
+    for extra in ([], ["--json"]):
+        res = runner.invoke(app, ["wait", jid, "--timeout", value, *extra])
+        msg = _error(res)
+        assert f"--timeout {value}: expected a finite number of seconds" in msg
+
+
+def test_wait_timeout_zero_checks_once(cli) -> None:  # type: ignore[no-untyped-def]
+    jid = cli.client.submit({"command": "sleep 20"})["id"]
+    res = runner.invoke(app, ["wait", jid, "--timeout", "0"])
+    assert res.exit_code == 124 and "still QUEUED after 0 s" in res.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0"])
+def test_up_detach_timeout_must_be_positive(fake_spawn, value: str) -> None:  # type: ignore[no-untyped-def]
+    fake_spawn(100, record=True)
+    res = runner.invoke(app, ["up", "--detach", "--port", str(_port()), "--timeout", value])
+    assert f"--timeout {value}: expected a finite number of seconds" in _error(res)
+    assert fake_spawn.spawned == []  # refused before a server was started
+
+
+def test_up_detach_timeout_says_the_server_may_still_start(fake_spawn) -> None:  # type: ignore[no-untyped-def]
+    fake_spawn(10**9)  # answers never come from this child: it does not record itself
+    res = runner.invoke(app, ["up", "--detach", "--port", str(_port()), "--timeout", "0.3"])
+    assert res.exit_code == 1
+    err = " ".join(res.stderr.split())
+    assert f"the server (pid {_FakeChild.pid}) did not answer within 0.3 s" in err
+    assert f"kill {_FakeChild.pid}" in err
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [("99999", "not a TCP port"), ("-1", "not a TCP port"), ("0", "0 would be any free port")],
+)
+@pytest.mark.parametrize("detach", [True, False])
+def test_up_refuses_a_port_out_of_range(
+    fake_spawn, monkeypatch: pytest.MonkeyPatch, port: str, expected: str, detach: bool
+) -> None:  # type: ignore[no-untyped-def]
+    fake_spawn(100, record=True)
+    served: list[int] = []  # the foreground server (a `--port 0` once served on 8765)
+    monkeypatch.setattr("aistack.server.main.run", lambda _s, _h, p, **_kw: served.append(p))
+    res = runner.invoke(app, ["up", "--port", port, *(["--detach"] if detach else [])])
+    msg = _error(res)
+    assert f"--port {port}: {expected}" in msg and "1 to 65535" in msg
+    assert fake_spawn.spawned == [] and served == []
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_up_on_an_unresolvable_host_is_not_a_port_in_use(fake_spawn, detach: bool) -> None:  # type: ignore[no-untyped-def]
+    fake_spawn(100, record=True)
+    res = runner.invoke(
+        app,
+        ["up", "--host", "nonexistent.invalid", "--port", str(_port())]
+        + (["--detach"] if detach else []),
+    )
+    msg = _error(res)
+    assert "'nonexistent.invalid' does not resolve" in msg and "in use" not in msg
+    assert "--host" in msg
+    assert fake_spawn.spawned == []
+
+
+def test_up_on_an_address_of_another_machine_is_not_a_port_in_use(fake_spawn) -> None:  # type: ignore[no-untyped-def]
+    fake_spawn(100, record=True)
+    res = runner.invoke(app, ["up", "--detach", "--host", "192.0.2.1", "--port", str(_port())])
+    msg = _error(res)  # 192.0.2.1: TEST-NET-1, never an address of this machine
+    assert "192.0.2.1 is not an address of this machine" in msg and "in use" not in msg
+
+
+@pytest.mark.parametrize("args", [["up", "--detach"], ["data", "ls"]])
+def test_aistack_home_that_is_a_file_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    from aistack.settings import reset_settings_cache
+
+    f = tmp_path / "not-a-dir"
+    f.write_text("keep me\n")
+    monkeypatch.setenv("AISTACK_HOME", str(f))
+    reset_settings_cache()
+    try:
+        res = runner.invoke(app, args)
+    finally:
+        reset_settings_cache()
+    msg = _error(res)
+    assert "AISTACK_HOME" in msg and "is not a directory" in msg
+    assert f.read_text() == "keep me\n"
+
+
+# -- submit: every bad file is a clear error -------------------------------------------------------
+
+
+def test_a_directory_or_a_non_utf8_job_file_is_a_clear_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "jobs"
+    d.mkdir()
+    assert "is a directory" in _error(runner.invoke(app, ["submit", str(d)]))
+    f = tmp_path / "latin1.yaml"
+    f.write_bytes("command: echo caf\u00e9\n".encode("latin-1"))
+    msg = _error(runner.invoke(app, ["submit", str(f)]))
+    assert "latin1.yaml: not UTF-8" in msg and "byte 0xe9" in msg
+    assert cli.client.list_jobs() == []
+
+
+@pytest.mark.parametrize("flags", [["--env", "B=2"], []])
+@pytest.mark.parametrize("env", ["[A=1]", "A=1", "5"])
+def test_env_that_is_not_a_mapping_is_a_clear_error(
+    cli, tmp_path: Path, env: str, flags: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "e1.yaml"
+    f.write_text(f"command: echo hi\nenv: {env}\n")
+    msg = _error(runner.invoke(app, ["submit", str(f), *flags]))
+    assert "e1.yaml" in msg and "env: expected a mapping" in msg and "{A: '1'}" in msg
+    assert cli.client.list_jobs() == []
+
+
+def test_env_flags_still_merge_into_the_files_env(tmp_path: Path) -> None:
+    f = tmp_path / "job.yaml"
+    f.write_text("command: echo hi\nenv: {A: '1', B: x}\n")
+    data = jobs_cli._spec_from_args(str(f), None, {"env": ["B=2", "C=3"]})
+    assert data["env"] == {"A": "1", "B": "2", "C": "3"}
+
+
+def test_a_resource_key_at_the_top_level_says_where_it_belongs(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "job.yaml"
+    f.write_text("command: echo hi\ngpus: 1\n")
+    msg = _error(runner.invoke(app, ["submit", str(f)]))
+    assert "unknown key 'gpus': it belongs under resources" in msg
+
+
+# -- ids that cannot be routed ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cmd", [["logs"], ["events"], ["wait"], ["logs", "--follow"]])
+def test_an_id_with_a_slash_is_a_job_not_found(cli, cmd: list[str]) -> None:  # type: ignore[no-untyped-def]
+    from aistack.errors import NotFoundError
+
+    res = runner.invoke(app, [*cmd, "a/b"])
+    msg = _error(res, NotFoundError)
+    assert "job 'a/b' not found" in msg and "no such endpoint" not in msg

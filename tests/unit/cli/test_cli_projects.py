@@ -55,14 +55,32 @@ def test_new_project_gets_defaults_and_text_output(cli) -> None:  # type: ignore
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["--share", "nan"], "share"),
-        (["--budget", "inf"], "monthly_budget_usd"),
+        (["--share", "nan"], "--share"),
+        (["--budget", "inf"], "--budget"),
     ],
 )
 def test_non_finite_numbers_are_clear_errors(cli, args: list[str], field: str) -> None:  # type: ignore[no-untyped-def]
     res = runner.invoke(app, ["set", "p7", *args])
     assert isinstance(res.exception, ValidationError), res.output
     assert field in str(res.exception) and "finite" in str(res.exception)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--gpu-quota", "-1"], "--gpu-quota -1: must be greater than or equal to 0"),
+        (["--gpu-quota", "99999999"], "--gpu-quota 99999999: must be less than or equal to"),
+        (["--budget", "-5"], "--budget -5.0: must be greater than or equal to 0"),
+        (["--share", "0"], "--share 0.0: must be greater than 0"),
+    ],
+)
+def test_bad_values_name_the_option_not_the_api_field(cli, args: list[str], said: str) -> None:  # type: ignore[no-untyped-def]
+    res = runner.invoke(app, ["set", "p1", *args])
+    assert isinstance(res.exception, ValidationError), res.output
+    msg = str(res.exception)
+    assert said in msg and f"`aistack projects set p1 {args[0]} " in msg
+    assert "/api/v1/docs" not in msg and "gpu_quota" not in msg and "budget_usd" not in msg
+    assert cli.http.get("/api/v1/projects").json() == []  # nothing stored
 
 
 def test_api_rejects_nan_inf_huge_and_bad_names(api) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aistack import errors
@@ -45,3 +47,32 @@ def test_bad_environment_setting_names_the_variable(monkeypatch: pytest.MonkeyPa
         load_settings()
     monkeypatch.setenv("AISTACK_POLICY_OPTIONS", '{"max_wait_factor": 20}')
     assert load_settings().policy_options == {"max_wait_factor": 20}
+
+
+def test_aistack_home_that_is_a_file_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aistack.errors import ValidationError
+    from aistack.settings import load_settings
+
+    f = tmp_path / "home-file"
+    f.write_text("")
+    for home, why in ((f, "it is a file"), (f / "sub", f"its parent {f} is a file")):
+        monkeypatch.setenv("AISTACK_HOME", str(home))
+        with pytest.raises(ValidationError) as ei:
+            load_settings()
+        assert f"AISTACK_HOME: {home} is not a directory: {why}" in str(ei.value)
+    monkeypatch.setenv("AISTACK_HOME", str(tmp_path / "new" / "home"))
+    assert load_settings().home == tmp_path / "new" / "home"  # a missing dir is created later
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_aistack_port_out_of_range_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    from aistack.errors import ValidationError
+    from aistack.settings import load_settings
+
+    monkeypatch.setenv("AISTACK_PORT", port)
+    with pytest.raises(ValidationError, match="AISTACK_PORT"):
+        load_settings()

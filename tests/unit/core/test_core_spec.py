@@ -37,6 +37,42 @@ def test_unknown_key_names_the_key(tmp_path) -> None:  # type: ignore[no-untyped
     assert str(f) in str(ei.value)
 
 
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ({"gpus": 1}, "unknown key 'gpus': it belongs under resources (resources: {gpus: ...})"),
+        ({"memory": "8GB"}, "unknown key 'memory': it belongs under resources"),
+        ({"gpu": 1}, "unknown key 'gpu': did you mean 'resources.gpus'?"),
+        ({"comand": "y"}, "unknown key 'comand': did you mean 'command'?"),
+        ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu': did you mean 'resources.gpus'?"),
+        ({"resources": {"priority": 1}}, "'resources.priority': priority is a top-level key"),
+        ({"bogus": 1}, "unknown key 'bogus': remove it or check its spelling"),
+    ],
+)
+def test_unknown_keys_say_where_they_belong(spec: dict, said: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValidationError) as ei:
+        parse_spec({"command": "x", **spec})
+    assert said in str(ei.value)
+
+
+def test_env_as_a_list_says_to_write_a_mapping() -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_spec({"command": "x", "env": ["A=1"]})
+    assert "env: expected a mapping of NAME: value such as {A: '1'}, got ['A=1']" in str(ei.value)
+
+
+def test_load_spec_file_refuses_a_directory_and_non_utf8_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationError, match="is a directory"):
+        load_spec_file(tmp_path)
+    f = tmp_path / "job.yaml"
+    f.write_bytes(b"command: echo \xff\n")
+    with pytest.raises(ValidationError, match="not UTF-8 text"):
+        load_spec_file(f)
+    f.write_text("- a list\n")
+    with pytest.raises(ValidationError, match="a job spec is a YAML mapping"):
+        load_spec_file(f)
+
+
 def test_several_problems_reported_at_once() -> None:
     with pytest.raises(ValidationError) as ei:
         parse_spec(

@@ -16,7 +16,9 @@ from aistack.settings import Settings  # noqa: E402
 def test_failed_start_is_a_503_with_the_reason(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    loader = server._BackgroundMlflow(Settings(home=blocker / "home"), wait_s=30)
+    # model_construct: Settings itself refuses a home under a file; here it must get as far
+    # as MLflow's start, which fails on it
+    loader = server._BackgroundMlflow(Settings.model_construct(home=blocker / "home"), wait_s=30)
     loader.thread.join(timeout=30)
     assert loader.ready.is_set() and loader.error is not None
     app = FastAPI()
