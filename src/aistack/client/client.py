@@ -300,6 +300,13 @@ class Client:
         """Block until the job reaches a final state; returns the job. TimeoutError after
         ``timeout``. Rides out a server restart: once the server has answered, keeps trying
         for ``reconnect_s`` (or until ``timeout``) before raising ConnectionFailed."""
+        if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+            # NaN compares false with every deadline: the wait never ended
+            raise ValidationError(
+                f"timeout: {timeout} is not a finite number of seconds >= 0",
+                hint="pass e.g. timeout=60, or None to wait until the job ends",
+                field="timeout",
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         grace = 0.0  # a server that never answered is not waited for
         while True:

@@ -247,6 +247,45 @@ def _no_such_model(client: Any, name: str) -> NotFoundError:
     )
 
 
+def _check_new_name(client: Any, name: str) -> None:
+    """A name that is not valid (:data:`MODEL_NAME_RE`) is refused unless MLflow already holds
+    a model of that name (registered before names were checked: it keeps getting versions,
+    with a warning)."""
+    if valid_model_name(name):
+        return
+    try:
+        stored = _model_exists(client, name)
+    except Exception as exc:
+        if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
+            raise
+        stored = False  # a name MLflow itself refuses ('/', ':'): never stored
+    if not stored:
+        raise ValidationError(
+            f"name: {name!r} is not a valid registered model name",
+            hint=f"{MODEL_NAME_HINT}; e.g. --name {suggest_model_name(name)}",
+            field="name",
+        )
+    # `aistack serve deploy` cannot read its name: the caller says so
+    log.warning(
+        "model %r has a name `aistack serve deploy` cannot read; register it under a "
+        "valid name too (e.g. %s)",
+        name,
+        suggest_model_name(name),
+    )
+
+
+def check_registered_name(
+    name: str, *, tracking_uri: str | None = None, token: str | None = None
+) -> None:
+    """Whether ``register_from_run`` would take ``name`` (asks the registry only for a name
+    that is not valid): for callers that register at the end of long work (training)."""
+    if valid_model_name(name):
+        return
+    client = _client(tracking_uri)
+    with auth_env(resolve_token(token)), mlflow_errors(f"look up model {name!r}"):
+        _check_new_name(client, name)
+
+
 def _model_exists(client: Any, name: str) -> bool:
     try:
         client.get_registered_model(name)
@@ -326,27 +365,7 @@ def register_from_run(
     artifact_path = check_artifact_path(artifact_path)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"register run {run_id} as {name!r}"):
-        if not valid_model_name(name):
-            try:
-                stored = _model_exists(client, name)
-            except Exception as exc:
-                if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
-                    raise
-                stored = False  # a name MLflow itself refuses ('/', ':'): never stored
-            if not stored:
-                raise ValidationError(
-                    f"name: {name!r} is not a valid registered model name",
-                    hint=f"{MODEL_NAME_HINT}; e.g. --name {suggest_model_name(name)}",
-                    field="name",
-                )
-            # a model registered before names were checked: it keeps its versions and gets
-            # this one (`aistack serve deploy` cannot read its name: the caller says so)
-            log.warning(
-                "model %r has a name `aistack serve deploy` cannot read; register it under a "
-                "valid name too (e.g. %s)",
-                name,
-                suggest_model_name(name),
-            )
+        _check_new_name(client, name)
         try:
             run = client.get_run(run_id)
         except Exception as exc:

@@ -340,6 +340,19 @@ def _check_tokenizer(cfg: TrainConfig) -> None:
         )
 
 
+def _check_register_as(cfg: TrainConfig) -> None:
+    """A ``register_as`` name the registry would refuse fails now, not after training."""
+    if not (cfg.register_as and cfg.mlflow and cfg.save_model):
+        return
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return  # nothing is logged, nothing registered
+    try:
+        from aistack.mlops.registry import check_registered_name
+    except ImportError:  # plain MLflow registers (see _register)
+        return
+    check_registered_name(cfg.register_as)
+
+
 def _register(run_id: str | None, name: str, model_uri: str) -> str:
     """Register the logged model: through aistack.mlops (copies job/project/git tags onto
     the version) when present, else plain mlflow.register_model."""
@@ -355,6 +368,7 @@ def _register(run_id: str | None, name: str, model_uri: str) -> str:
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training as configured; returns when done or stopped by a signal."""
     _check_tokenizer(cfg)
+    _check_register_as(cfg)
     torch = require("torch", extra="train")
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP

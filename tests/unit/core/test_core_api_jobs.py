@@ -117,3 +117,9 @@ def test_input_env_names_each_dataset() -> None:
         "AISTACK_INPUT_CORPUS": "corpus@v3",
         "AISTACK_INPUT_WEB_2024_CLEAN": "web-2024.clean@v1",
     }
+
+
+def test_a_resource_key_at_the_top_level_says_where_it_belongs_over_the_api(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.http.post("/api/v1/jobs", json={"command": "x", "gpus": 1})
+    assert r.status_code == 422, r.text
+    assert "it belongs under resources" in r.json()["message"], r.text

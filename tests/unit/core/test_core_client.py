@@ -264,3 +264,13 @@ def test_a_bad_url_is_a_validation_error(tmp_path: Path, url: str) -> None:
     with pytest.raises(ValidationError) as exc:
         Client(url, "tok", settings=Settings(home=tmp_path))
     assert "AISTACK_URL" in (exc.value.hint or "")
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0])
+def test_wait_with_a_timeout_that_is_no_duration_is_a_clear_error(
+    tmp_path: Path, timeout: float
+) -> None:
+    """``wait(timeout=nan)`` never ended: NaN compares false with the deadline."""
+    c = _mock_client(_flaky([_job("RUNNING")]), tmp_path)
+    with pytest.raises(ValidationError, match="timeout: .* is not a finite number"):
+        c.wait("abc", timeout=timeout, poll_s=0.01)

@@ -138,3 +138,20 @@ def test_params_keep_explicit_settings(tmp_path: Path) -> None:
         "3",
         "None",
     )
+
+
+def test_a_register_as_name_the_registry_refuses_fails_before_training(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--register-as 'm@x'` trained to the end and only then was refused: the check runs
+    first now, and nothing is trained or logged."""
+    from aistack.errors import ValidationError
+    from aistack.train import run as run_mod
+
+    def no_training(*_a: object, **_kw: object) -> None:
+        raise AssertionError("trained before checking register_as")
+
+    monkeypatch.setattr(run_mod, "lr_at", no_training)
+    with pytest.raises(ValidationError, match="'m@x' is not a valid registered model name"):
+        run_mod.train(_cfg(tmp_path, "bad-name", save_model=True, register_as="m@x"))
+    assert mlflow.tracking.MlflowClient(tracking).search_runs(["0"]) == []
