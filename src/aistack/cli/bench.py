@@ -108,19 +108,22 @@ def _check_result(result: dict[str, Any]) -> None:
     """A result that would mislead the planner (no rows, a non-positive or non-finite time)
     is an error and does not replace a stored one."""
     rows = result.get("rows") or []
-    for r in rows:
+
+    def usable(r: dict[str, Any]) -> bool:
         t, n = r.get("time_us"), r.get("iters")
-        if not (isinstance(n, int) and n >= 1 and isinstance(t, int | float)):
-            break
-        if not (math.isfinite(t) and t > 0):
-            break
-    else:
-        if rows:
-            return
-    raise BackendError(
-        "all-reduce benchmark returned an unusable result (no rows, or a row without a "
-        "positive time); the stored result was kept"
-    )
+        return (
+            isinstance(n, int)
+            and n >= 1
+            and isinstance(t, int | float)
+            and math.isfinite(t)
+            and t > 0
+        )
+
+    if not rows or not all(usable(r) for r in rows):
+        raise BackendError(
+            "all-reduce benchmark returned an unusable result (no rows, or a row without a "
+            "positive time); the stored result was kept"
+        )
 
 
 def _save(path: Path, result: dict[str, Any]) -> None:

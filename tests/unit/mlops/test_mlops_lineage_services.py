@@ -17,19 +17,12 @@ import pytest
 mlflow = pytest.importorskip("mlflow")
 
 
-def _registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def _registered(model_run: tuple[str, str]) -> str:
     """``gpt`` v1 (from a run) and v2 (without one) in a local SQLite registry."""
     from aistack.mlops import registry
 
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri, rid = model_run
     client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
-    exp = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
-    rid = client.create_run(exp).info.run_id
-    d = tmp_path / "model"
-    d.mkdir()
-    (d / "weights.bin").write_bytes(b"\0" * 8)
-    client.log_artifacts(rid, str(d), "model")
     client.set_terminated(rid, "FINISHED")
     assert registry.register_from_run(rid, "gpt", "model", tracking_uri=uri)["version"] == 1
     client.create_model_version("gpt", "file:///nowhere", await_creation_for=0)  # v2, no run
@@ -53,14 +46,17 @@ def _edges(*pairs: tuple[str, str]) -> None:
 
 
 def test_lineage_lists_the_services_deployed_with_the_version(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_run: tuple[str, str],
 ) -> None:
     from typer.testing import CliRunner
 
     from aistack.cli.models import app
     from aistack.mlops import registry
 
-    uri = _registered(tmp_path, monkeypatch)
+    uri = _registered(model_run)
     _edges(
         ("model:gpt@v1", "service:chat"),
         ("model:gpt@v1", "service:moved"),
@@ -121,13 +117,16 @@ def test_lineage_lists_the_services_deployed_with_the_version(
 
 
 def test_a_version_no_service_was_deployed_with(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_run: tuple[str, str],
 ) -> None:
     from typer.testing import CliRunner
 
     from aistack.cli.models import app
 
-    uri = _registered(tmp_path, monkeypatch)
+    uri = _registered(model_run)
     r = CliRunner().invoke(
         app, ["lineage", "gpt", "--version", "1", "--tracking-uri", uri], env={"COLUMNS": "200"}
     )
@@ -140,7 +139,10 @@ def test_a_version_no_service_was_deployed_with(
 
 
 def test_an_unreadable_catalog_leaves_the_rest_of_the_lineage(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_run: tuple[str, str],
 ) -> None:
     from typer.testing import CliRunner
 
@@ -148,7 +150,7 @@ def test_an_unreadable_catalog_leaves_the_rest_of_the_lineage(
     from aistack.mlops import registry
     from aistack.settings import reset_settings_cache
 
-    uri = _registered(tmp_path, monkeypatch)
+    uri = _registered(model_run)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     monkeypatch.setenv("AISTACK_DATABASE_URL", f"sqlite:///{blocker / 'aistack.db'}")
@@ -166,7 +168,10 @@ def test_an_unreadable_catalog_leaves_the_rest_of_the_lineage(
 
 
 def test_lineage_shows_the_versions_aliases(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_run: tuple[str, str],
 ) -> None:
     """The aliases show: "[production]" was taken for rich markup and never printed."""
     from typer.testing import CliRunner
@@ -174,7 +179,7 @@ def test_lineage_shows_the_versions_aliases(
     from aistack.cli.models import app
     from aistack.mlops import registry
 
-    uri = _registered(tmp_path, monkeypatch)
+    uri = _registered(model_run)
     registry.set_alias("gpt", "production", 1, tracking_uri=uri)
     registry.set_alias("gpt", "staging", 1, tracking_uri=uri)
     r = CliRunner().invoke(
@@ -219,7 +224,9 @@ def test_run_model_spells_a_runs_uri_one_way() -> None:
 
 
 def test_lineage_lists_services_deployed_from_the_versions_run_and_path(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from typer.testing import CliRunner
 
@@ -302,7 +309,9 @@ def test_lineage_lists_services_deployed_from_the_versions_run_and_path(
 
 
 def test_a_version_from_another_path_of_the_run_gets_its_own_services(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two versions from one run, two paths: each lists the runs:/ service of its own path."""
     from aistack.mlops import registry
@@ -324,7 +333,9 @@ def test_a_version_from_another_path_of_the_run_gets_its_own_services(
 
 
 def test_a_version_of_a_logged_model_matches_runs_uri_by_the_models_name(
-    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """MLflow 3: ``log_model(name="model")`` makes a logged model; the version's source is
     ``models:/m-…`` and ``runs:/RUN_ID/model`` loads that same model."""

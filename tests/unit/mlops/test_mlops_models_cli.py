@@ -146,25 +146,11 @@ def test_an_unknown_model_with_an_empty_registry(tmp_path: Path, monkeypatch) ->
         registry.show_model("nope", tracking_uri=uri)
 
 
-def _run_with_model(tmp_path: Path, monkeypatch) -> tuple[str, str]:
-    """(tracking URI, run id) of a run that logged a model directory under ``model``."""
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
-    exp = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
-    rid = client.create_run(exp).info.run_id
-    d = tmp_path / "model"
-    d.mkdir()
-    (d / "weights.bin").write_bytes(b"\0" * 8)
-    client.log_artifacts(rid, str(d), "model")
-    return uri, rid
-
-
 @pytest.mark.parametrize(
     ("name", "suggested"), [("bad name!", "bad-name"), ("m@x", "m-x"), ("m:3", "m-3")]
 )
 def test_register_refuses_a_name_serve_deploy_cannot_read(
-    tmp_path: Path, monkeypatch, name: str, suggested: str
+    tmp_path: Path, monkeypatch, model_run: tuple[str, str], name: str, suggested: str
 ) -> None:
     """'m@x' was registered, and `serve deploy m@x` then looked for model 'm' (alias 'x')."""
     from typer.testing import CliRunner
@@ -172,7 +158,7 @@ def test_register_refuses_a_name_serve_deploy_cannot_read(
     from aistack.cli.models import app
     from aistack.errors import ValidationError
 
-    uri, rid = _run_with_model(tmp_path, monkeypatch)
+    uri, rid = model_run
     r = CliRunner().invoke(app, ["register", "--run", rid, "--name", name, "--tracking-uri", uri])
     err = r.exception
     assert isinstance(err, ValidationError), r.output
@@ -184,7 +170,7 @@ def test_register_refuses_a_name_serve_deploy_cannot_read(
 
 
 def test_a_model_stored_under_an_old_name_still_gets_versions_with_a_warning(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, model_run: tuple[str, str]
 ) -> None:
     """Only new models are checked: one registered before the check keeps working (with a
     warning that says how to move to a valid name)."""
@@ -192,7 +178,7 @@ def test_a_model_stored_under_an_old_name_still_gets_versions_with_a_warning(
 
     from aistack.cli.models import app
 
-    uri, rid = _run_with_model(tmp_path, monkeypatch)
+    uri, rid = model_run
     mlflow.tracking.MlflowClient(uri, registry_uri=uri).create_registered_model("m@x")
     r = CliRunner().invoke(
         app, ["register", "--run", rid, "--name", "m@x", "--tracking-uri", uri, "--json"]
