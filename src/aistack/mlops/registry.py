@@ -28,7 +28,6 @@ from typing import Any
 from aistack.errors import ConflictError, NotFoundError, ValidationError
 from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, paged, resolve_token
 from aistack.mlops.tracking import TAG_GIT_COMMIT, TAG_INPUTS, TAG_JOB_ID, TAG_PROJECT, parse_input
-from aistack.storage.refs import NAME_RE
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,9 @@ CONDITION_SYNTAX = (
 # the names `aistack serve deploy` reads (aistack.serving.spec._MODEL_NAME_RE), where '@' is the
 # alias separator, ':' the version's and '/' a URI's. Models MLflow already holds under another
 # name keep working (only a new model is checked, see register_from_run).
-MODEL_NAME_RE = NAME_RE
+# (a copy: importing aistack.storage loads SQLAlchemy, which `aistack models ls` does not need;
+# tests/unit/mlops/test_mlops_models_cli.py checks that the patterns stay equal)
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MODEL_NAME_HINT = (
     "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit ('@' and ':' "
     "would read as an alias or a version: `aistack serve deploy NAME@alias`, NAME:3)"
