@@ -37,6 +37,9 @@ def allreduce(
         int, typer.Option(help="timed iterations per size, ≥ 1 (0 = auto, ≈0.5 s)")
     ] = 0,
     warmup: Annotated[int, typer.Option(help="untimed iterations per size, ≥ 0")] = 3,
+    timeout: Annotated[
+        float, typer.Option(help="seconds before a run still going is stopped (its processes too)")
+    ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """All-reduce algorithm and bus bandwidth per message size (as nccl-tests reports).
@@ -50,10 +53,22 @@ def allreduce(
     from aistack.settings import get_settings
 
     size_list = parse_sizes(sizes)
-    check_run(backend=backend, nprocs=nprocs, sizes=size_list, iters=iters, warmup=warmup)
+    check_run(
+        backend=backend,
+        nprocs=nprocs,
+        sizes=size_list,
+        iters=iters,
+        warmup=warmup,
+        timeout_s=timeout,
+    )
     saved = _result_path(get_settings().home / "bench", backend, nprocs)
     result = run_allreduce(
-        backend=backend, nprocs=nprocs, sizes=size_list, iters=iters or None, warmup=warmup
+        backend=backend,
+        nprocs=nprocs,
+        sizes=size_list,
+        iters=iters or None,
+        warmup=warmup,
+        timeout_s=timeout,
     )
     _check_result(result)
     _save(saved, result)

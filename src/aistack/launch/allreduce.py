@@ -21,10 +21,18 @@ Bounds, checked before any process starts (:func:`check_run`):
   buffers are on the GPUs, whose free memory is not checked: asking for it would create a
   CUDA context on each GPU in the driver).
 * ``iters`` ≥ 1 (or 0 / None: calibrated to ≈ ``budget_s`` per size), ``warmup`` ≥ 0.
+* ``timeout_s``: a positive, finite number of seconds (or None: no limit).
+
+A run still going after ``timeout_s`` (a hung rank would otherwise wait for gloo's own
+30-minute timeout) is stopped: its workers get SIGTERM, then SIGKILL after a short grace
+(``STOP_GRACE_S``), and :func:`run_allreduce` raises :class:`~aistack.errors.BackendError`.
 
 A worker started by :func:`run_allreduce` dies with it: it asks Linux for SIGKILL when its
 parent exits (``prctl(PR_SET_PDEATHSIG)``, see :func:`die_with_parent`), so a benchmark
 whose driver is killed (Ctrl-C twice, ``kill -9``, the OOM killer) leaves no orphans.
+The driver's scratch folder is ``$TMPDIR/aistack-allreduce-<driver pid>-*``; one left behind by
+a killed driver is removed by the next :func:`run_allreduce` of the same user once that pid
+is no longer running (:func:`remove_stale_dirs`).
 
 Run a worker by hand: ``python -m aistack.launch.allreduce --out r.json --sizes 1K..64M``.
 """
@@ -34,8 +42,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
+import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -57,6 +68,9 @@ WORKER_BASE_BYTES = 256 * 1024**2  # one rank's torch interpreter (measured ~226
 BUFFERS_PER_WORKER = 2  # message buffers a rank holds at its peak (module docstring)
 # the worker's parent pid, set by run_allreduce: the worker dies with that process
 PARENT_PID_ENV = "AISTACK_ALLREDUCE_PARENT_PID"
+STOP_GRACE_S = 5.0  # a timed-out run's workers: seconds between SIGTERM and SIGKILL
+TMP_PREFIX = "aistack-allreduce-"  # + "<driver pid>-": the driver's scratch folder
+_TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -124,13 +138,30 @@ def _check_count(value: Any, field: str, *, lowest: int, meaning: str, hint: str
 
 
 def check_run(
-    *, backend: str, nprocs: int, sizes: list[int], iters: int | None, warmup: int
+    *,
+    backend: str,
+    nprocs: int,
+    sizes: list[int],
+    iters: int | None,
+    warmup: int,
+    timeout_s: float | None = None,
 ) -> None:
     """Refuse a run that is meaningless or would not fit on this machine (module docstring),
     before any process starts or anything is written."""
     if backend not in BACKENDS:
         raise ValidationError(
             f"backend: unknown {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}"
+        )
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not math.isfinite(timeout_s)
+        or timeout_s <= 0
+    ):
+        raise ValidationError(
+            f"timeout_s: must be a positive, finite number of seconds, got {timeout_s!r}",
+            hint="e.g. --timeout 600",
+            field="timeout_s",
         )
     _check_count(nprocs, "nprocs", lowest=1, meaning="an integer ≥ 1", hint="e.g. --nprocs 2")
     if iters is not None:
@@ -215,6 +246,53 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` exists (a zombie counts); None for a number that is no pid."""
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError, OSError):
+        return None
+    return True
+
+
+def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the scratch folders ``aistack-allreduce-<pid>-*`` in ``root`` (default
+    :func:`tempfile.gettempdir`) that belong to this user and whose driver ``pid`` no longer
+    runs (left behind by a driver killed with ``kill -9``); returns those removed. A folder of a
+    running process, of another user, or not named so is kept; errors (a race with another
+    driver cleaning up, permissions) are ignored."""
+    folder = Path(root) if root is not None else Path(tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    uid = os.getuid()
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if not m:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+            continue
+        if _pid_alive(int(m.group(1))) is not False:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            log.info("allreduce: removed %s (its driver is gone)", entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def run_allreduce(
     *,
     backend: str = "gloo",
@@ -222,23 +300,28 @@ def run_allreduce(
     sizes: list[int] | None = None,
     iters: int | None = None,
     warmup: int = 3,
-    timeout_s: float = 600.0,
+    timeout_s: float | None = 600.0,
     log_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark with ``nprocs`` local processes; returns ``{"rows": [...], ...}``.
 
     Each row: ``size_bytes, count, iters, time_us, algbw_gbps, busbw_gbps`` (GB/s = 1e9 B/s,
     as nccl-tests prints). ``iters`` defaults to an amount that keeps each size ≈ 0.5 s.
+    A run still going after ``timeout_s`` seconds (None: no limit) is stopped and raises
+    :class:`~aistack.errors.BackendError`.
     """
     sizes = sizes or parse_sizes("1K..64M")
-    check_run(backend=backend, nprocs=nprocs, sizes=sizes, iters=iters, warmup=warmup)
+    check_run(
+        backend=backend, nprocs=nprocs, sizes=sizes, iters=iters, warmup=warmup, timeout_s=timeout_s
+    )
+    remove_stale_dirs()
     gpus = [list(range(nprocs))] if backend == "nccl" else None
     ranks = build_rank_envs(
         "torch", ["127.0.0.1"], nprocs, free_port(), "allreduce", gpus_per_host=gpus
     )
     for r in ranks:  # each worker dies with this process (die_with_parent)
         r.env[PARENT_PID_ENV] = str(os.getpid())
-    with tempfile.TemporaryDirectory(prefix="aistack-allreduce-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
             sys.executable,
@@ -255,7 +338,21 @@ def run_allreduce(
         ]
         if iters:
             cmd += ["--iters", str(iters)]
-        res = run_gang(ranks, cmd, log_file if log_file is not None else Path(tmp) / "log")
+        res = run_gang(
+            ranks,
+            cmd,
+            log_file if log_file is not None else Path(tmp) / "log",
+            grace_s=STOP_GRACE_S,
+            timeout_s=timeout_s,
+        )
+        if res.timed_out:
+            raise BackendError(
+                f"all-reduce benchmark timed out after {timeout_s:g} s; its {nprocs} worker "
+                "processes were stopped",
+                hint="measure fewer or smaller --sizes, or fewer --iters, or allow more time "
+                "with a larger --timeout (timeout_s)",
+                field="timeout_s",
+            )
         if res.exit_code != 0 or not out.exists():
             raise BackendError(f"all-reduce benchmark failed: {res.message}")
         return json.loads(out.read_text())

@@ -15,6 +15,12 @@
 * SIGTERM, SIGINT and SIGUSR1 received by the calling process (when it runs in the main
   thread) are forwarded to the ranks' whole process group, so a preemption notice reaches the
   trainers, which checkpoint; after SIGTERM/SIGINT they get ``grace_s`` before SIGKILL;
+* a SIGTERM/SIGINT that arrives while the ranks are being started stops the start: no further
+  rank is started, the ranks already running get the signal, and the result says how many
+  started (``rank_exit_codes`` is None for the others);
+* with ``timeout_s``, a gang still running that long after the start is stopped as a forwarded
+  SIGTERM stops it (SIGTERM to the group, SIGKILL after ``grace_s``); the result has
+  ``timed_out`` set and exit code ``TIMEOUT_EXIT_CODE`` (124, as ``timeout(1)`` reports);
 * while a stop is in progress the gang waits for the whole group, not only the processes it
   started: a rank started as ``sh -c CMD`` whose shell dies at once keeps its real process
   (the trainer writing its checkpoint) until that exits or the grace period ends. String
@@ -27,6 +33,7 @@ import collections
 import contextlib
 import io
 import logging
+import math
 import os
 import queue
 import signal
@@ -49,6 +56,7 @@ MAX_LINE_BYTES = 64 * 1024  # a longer output line is written in parts of this s
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # forwarded signals that start the grace period
 SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+TIMEOUT_EXIT_CODE = 124  # GangResult.exit_code of a gang stopped by its timeout_s
 
 
 @dataclass(kw_only=True)
@@ -58,6 +66,12 @@ class GangResult:
     A rank killed by signal ``S`` counts as exit code ``128 + S`` (as a shell reports it).
     ``failed_rank`` is the first rank that failed (None on success); ``message`` names it
     and quotes the last lines of its stderr.
+
+    ``timed_out``: the gang ran past ``timeout_s`` and was stopped (``exit_code`` is
+    ``TIMEOUT_EXIT_CODE``, the message starts ``gang timed out after N s``).
+    ``ranks_started`` < the number of ranks: a stop signal arrived while the ranks were being
+    started and the others were never started (their ``rank_exit_codes`` are None; the exit
+    code is the first failed rank's, else ``128 + signal``).
     """
 
     exit_code: int
@@ -66,6 +80,8 @@ class GangResult:
     rank_exit_codes: list[int | None] = field(default_factory=list)
     signals_forwarded: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    timed_out: bool = False
+    ranks_started: int = 0
 
 
 def _code(rc: int | None) -> int | None:
@@ -159,6 +175,27 @@ def group_alive(pgid: int | None) -> bool:
     return False
 
 
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _check_timeout(timeout_s: Any) -> float | None:
+    if timeout_s is None:
+        return None
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not math.isfinite(timeout_s)
+        or timeout_s <= 0
+    ):
+        raise ValidationError(
+            f"timeout_s: must be a positive, finite number of seconds, got {timeout_s!r}",
+            hint="e.g. timeout_s=600, or None for no limit",
+            field="timeout_s",
+        )
+    return float(timeout_s)
+
+
 def run_gang(
     ranks: list[RankSpec],
     command: list[str] | str,
@@ -168,6 +205,7 @@ def run_gang(
     *,
     grace_s: float | Callable[[], float] = 10.0,
     env: dict[str, str] | None = None,
+    timeout_s: float | None = None,
 ) -> GangResult:
     """Run ``command`` once per rank on this machine and wait for the gang (module docstring).
 
@@ -176,8 +214,12 @@ def run_gang(
     have between SIGTERM and SIGKILL. Each process gets
     ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env``. ``log_file`` is a
     path (appended to), an open file (text or binary), or None to discard output.
-    ``on_start(pids)`` is called once every rank has started, pids ordered by rank.
+    ``on_start(pids)`` is called once every rank has started, pids ordered by rank (not at
+    all when a stop signal ended the start early). ``timeout_s`` (None: no limit) stops a gang
+    still running that many seconds after the start: SIGTERM, SIGKILL after ``grace_s``,
+    ``GangResult.timed_out`` set.
     """
+    timeout = _check_timeout(timeout_s)
     if not ranks:
         raise ValidationError("ranks: need at least one rank", hint="use build_rank_envs(...)")
     if isinstance(command, str):
@@ -199,15 +241,21 @@ def run_gang(
     pgid: int | None = None
     started = time.monotonic()
     deadline: float | None = None  # SIGKILL time once a stop (failure or signal) is under way
+    timed_out = False
+    stop_signal: int | None = None  # the first SIGTERM/SIGINT received
+    stop_reached = 0  # how many ranks had started (and got the signal) when it arrived
 
     def _grace() -> float:
         return float(grace_s() if callable(grace_s) else grace_s)
 
     def _forward(signum: int, _frame: Any) -> None:
-        nonlocal deadline
+        nonlocal deadline, stop_signal, stop_reached
         forwarded.append(signal.Signals(signum).name)
-        if signum in STOP_SIGNALS and deadline is None:
-            deadline = time.monotonic() + _grace()
+        if signum in STOP_SIGNALS:
+            if stop_signal is None:
+                stop_signal, stop_reached = signum, len(procs)
+            if deadline is None:
+                deadline = time.monotonic() + _grace()
         _signal_group(pgid, procs, signum)
 
     old_handlers: dict[int, Any] = {}
@@ -216,6 +264,15 @@ def run_gang(
             old_handlers[sig] = signal.signal(sig, _forward)
     try:
         for spec in ranks:
+            if stop_signal is not None:
+                log.warning(
+                    "gang: %s received while starting the ranks; %d of %d started, "
+                    "starting no more",
+                    signal.Signals(stop_signal).name,
+                    len(procs),
+                    len(ranks),
+                )
+                break
             penv = {**parent_env, **spec.env}
             try:
                 p = subprocess.Popen(
@@ -236,10 +293,15 @@ def run_gang(
                     failed_rank=spec.rank,
                     message=f"rank {spec.rank} could not start {argv[0]!r}: {exc}",
                     rank_exit_codes=[None] * len(ranks),
+                    ranks_started=len(procs),
                 )
+            procs.append(p)  # before pgid: a stop signal from here on reaches p either way
             if pgid is None:
                 pgid = p.pid
-            procs.append(p)
+            if stop_signal is not None and stop_reached < len(procs):
+                # the signal arrived while p was being started: it may have missed p
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(stop_signal)
             prefix = f"[rank {spec.rank}] ".encode()
             tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
             tails[spec.rank] = tail
@@ -250,13 +312,14 @@ def run_gang(
 
         # Reap only once every rank has started: rank 0 leads the process group, and a fast
         # rank 0 reaped early would take the group with it (the next setpgid fails with EPERM).
-        for spec, p in zip(ranks, procs, strict=True):
+        # (after a stop signal during the start, only those started)
+        for spec, p in zip(ranks, procs, strict=False):
 
             def _waiter(proc: subprocess.Popen[bytes] = p, rank: int = spec.rank) -> None:
                 exits.put((rank, proc.wait()))
 
             threading.Thread(target=_waiter, daemon=True).start()
-        if on_start is not None:
+        if on_start is not None and len(procs) == len(ranks):
             on_start([p.pid for p in procs])
 
         codes: dict[int, int] = {}
@@ -269,6 +332,12 @@ def run_gang(
                 # (a normal end, deadline None: leftovers are killed below)
                 if deadline is None or killed or not group_alive(pgid):
                     break
+            if timeout is not None and deadline is None and time.monotonic() - started >= timeout:
+                # the same stop as a forwarded SIGTERM: the ranks get grace_s, then SIGKILL
+                log.warning("gang: still running after %s s; stopping it", _seconds(timeout))
+                timed_out = True
+                deadline = time.monotonic() + _grace()
+                _signal_group(pgid, procs, signal.SIGTERM)
             try:
                 rank, rc = exits.get(timeout=0.1)
             except queue.Empty:
@@ -305,16 +374,49 @@ def run_gang(
 
     rank_codes = [_code(codes.get(r.rank)) for r in ranks]
     duration = time.monotonic() - started
+    n_started = len(procs)
+    common: dict[str, Any] = {
+        "rank_exit_codes": rank_codes,
+        "signals_forwarded": forwarded,
+        "duration_s": duration,
+        "timed_out": timed_out,
+        "ranks_started": n_started,
+    }
+    if timed_out or n_started < len(ranks):
+        if timed_out:
+            head = f"gang timed out after {_seconds(timeout or 0.0)} s and was stopped"
+            code = TIMEOUT_EXIT_CODE
+        else:
+            stop = signal.Signals(stop_signal or signal.SIGTERM)
+            head = (
+                f"gang stopped by {stop.name} before all ranks started "
+                f"({n_started} of {len(ranks)} started)"
+            )
+            code = (_code(codes[failed]) or 1) if failed is not None else 128 + stop.value
+        if failed is not None:
+            head += "; " + _rank_message(failed, codes[failed], tails, [])
+        return GangResult(exit_code=code, failed_rank=failed, message=head, **common)
     if failed is None:
         return GangResult(
             exit_code=0,
             failed_rank=None,
             message=f"all {len(ranks)} ranks exited with 0",
-            rank_exit_codes=rank_codes,
-            signals_forwarded=forwarded,
-            duration_s=duration,
+            **common,
         )
-    code = _code(codes[failed]) or 1
+    return GangResult(
+        exit_code=_code(codes[failed]) or 1,
+        failed_rank=failed,
+        message=_rank_message(failed, codes[failed], tails, forwarded),
+        **common,
+    )
+
+
+def _rank_message(
+    failed: int, rc: int, tails: dict[int, collections.deque[str]], forwarded: list[str]
+) -> str:
+    """'rank N exited with code C' (or 'killed by SIG'), the signals forwarded before, and the
+    last lines of its stderr."""
+    code = _code(rc) or 1
     lines = list(tails.get(failed, ()))
     how = (
         f"killed by {signal.Signals(code - 128).name}"
@@ -329,11 +431,4 @@ def run_gang(
         if len(quoted) > TAIL_CHARS:
             quoted = "…" + quoted[-TAIL_CHARS:]
         msg += ":\n" + quoted
-    return GangResult(
-        exit_code=code,
-        failed_rank=failed,
-        message=msg,
-        rank_exit_codes=rank_codes,
-        signals_forwarded=forwarded,
-        duration_s=duration,
-    )
+    return msg
