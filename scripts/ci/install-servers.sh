@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers the integration tests start on 127.0.0.1 (Debian/Ubuntu packages):
-#   PostgreSQL (initdb, pg_ctl), Slurm (slurmctld, slurmd, sbatch/squeue/scancel) and munge.
+#   PostgreSQL (initdb, pg_ctl), Slurm (slurmctld, slurmd, sbatch/squeue/scancel) and munge,
+#   Slurm's accounting (slurmdbd, sacct, sacctmgr) with the MariaDB server it stores into.
 # Idempotent: returns at once when everything is already installed. Needs root (or sudo).
 # No daemon is enabled or started here: the tests start private ones and stop them after.
 set -euo pipefail
@@ -14,13 +15,15 @@ if ! have slurmctld /usr/sbin/slurmctld; then need+=(slurm-wlm); fi
 if ! have slurmd /usr/sbin/slurmd; then need+=(slurmd); fi
 if ! have sbatch /usr/bin/sbatch; then need+=(slurm-client); fi
 if ! have munged /usr/sbin/munged; then need+=(munge); fi
+if ! have slurmdbd /usr/sbin/slurmdbd; then need+=(slurmdbd); fi
+if ! have mariadbd /usr/sbin/mariadbd; then need+=(mariadb-server); fi
 # Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
 if ! have chromium /usr/bin/chromium; then need+=(chromium); fi
 # Node runs the dashboard's JavaScript against a stub DOM (tests/unit/web)
 if ! have node /usr/bin/node; then need+=(nodejs); fi
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install-servers: postgresql, slurm, munge, chromium and node already installed"
+    echo "install-servers: postgresql, slurm (with slurmdbd, mariadb), munge, chromium and node already installed"
     exit 0
 fi
 

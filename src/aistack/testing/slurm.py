@@ -13,6 +13,12 @@ device files, so ``--gres=gpu:N`` requests are scheduled and counted like real o
 Clients (sbatch, squeue, scontrol, scancel) find the cluster through ``SLURM_CONF``:
 ``cluster.env()`` returns it, and :class:`aistack.executors.slurm.SlurmExecutor` takes it
 as ``slurm_conf=cluster.conf_path``.
+
+Accounting (``accounting=True``): a private MariaDB server (``mariadb-install-db`` +
+``mariadbd`` on a free port of 127.0.0.1, its data in the same directory) and ``slurmdbd``
+in front of it, so ``sacct`` and ``sacctmgr`` work as on a production cluster; GPUs are
+accounted (``AccountingStorageTRES=gres/gpu``, so AllocTRES lists ``gres/gpu=N``). It needs
+Debian's ``slurmdbd`` and ``mariadb-server`` and adds a few seconds to the start.
 """
 
 from __future__ import annotations
@@ -38,8 +44,13 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = (
     "install them with scripts/ci/install-servers.sh (apt-get install -y slurm-wlm munge)"
 )
+ACCOUNTING_INSTALL_HINT = (
+    "install them with scripts/ci/install-servers.sh (apt-get install -y slurmdbd mariadb-server)"
+)
 _DAEMONS = ("munged", "slurmctld", "slurmd")
 _CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+_ACCOUNTING = ("mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "sacct", "sacctmgr")
+_STOP_ORDER = ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")
 
 
 def _which(name: str) -> str | None:
@@ -48,11 +59,17 @@ def _which(name: str) -> str | None:
     )
 
 
-def slurm_unavailable_reason() -> str | None:
-    """None when a private Slurm cluster can be started here, else why not (with the fix)."""
+def slurm_unavailable_reason(*, accounting: bool = False) -> str | None:
+    """None when a private Slurm cluster (with ``accounting``: and its slurmdbd + MariaDB)
+    can be started here, else why not (with the fix)."""
     missing = [n for n in _DAEMONS + _CLIENTS if _which(n) is None]
     if missing:
         return f"Slurm/munge programs missing ({', '.join(missing)}): {INSTALL_HINT}"
+    missing = [n for n in _ACCOUNTING if accounting and _which(n) is None]
+    if missing:
+        return (
+            f"Slurm accounting programs missing ({', '.join(missing)}): {ACCOUNTING_INSTALL_HINT}"
+        )
     if os.geteuid() != 0:
         return "a private Slurm cluster needs root (slurmd starts jobs as their users)"
     return None
@@ -92,8 +109,23 @@ def render_slurm_conf(
     munge_socket: Path,
     partition: str = "debug",
     kill_wait_s: int = 5,
+    dbd_port: int | None = None,
 ) -> str:
+    """slurm.conf for the private cluster; with ``dbd_port``, accounting through the slurmdbd
+    listening there (GPUs accounted as ``gres/gpu``)."""
     gres = f" Gres=gpu:{gpus}" if gpus else ""
+    accounting = (
+        [
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={dbd_port}",
+            "AccountingStorageTRES=gres/gpu",
+            # the munge socket for slurmdbd connections (AuthInfo covers only the cluster's)
+            f"AccountingStoragePass={munge_socket}",
+        ]
+        if dbd_port
+        else ["AccountingStorageType=accounting_storage/none"]
+    )
     return "\n".join(
         [
             "# written by aistack.testing.slurm for a private test cluster",
@@ -118,7 +150,7 @@ def render_slurm_conf(
             "SelectTypeParameters=CR_Core_Memory",
             "SchedulerType=sched/backfill",
             "SchedulerParameters=sched_interval=2",
-            "AccountingStorageType=accounting_storage/none",
+            *accounting,
             "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/none",
             "MpiDefault=none",
@@ -136,6 +168,34 @@ def render_slurm_conf(
     )
 
 
+def render_slurmdbd_conf(
+    *, base: Path, dbd_port: int, db_port: int, munge_socket: Path, db_password: str
+) -> str:
+    """slurmdbd.conf: slurmdbd on 127.0.0.1:``dbd_port``, its database the private MariaDB on
+    127.0.0.1:``db_port`` (user ``slurm``). slurmdbd reads it from SLURM_CONF's directory and
+    refuses it unless only its owner can read it (0600)."""
+    return "\n".join(
+        [
+            "# written by aistack.testing.slurm for a private test cluster",
+            "AuthType=auth/munge",
+            f"AuthInfo=socket={munge_socket}",
+            "DbdAddr=127.0.0.1",
+            "DbdHost=localhost",
+            f"DbdPort={dbd_port}",
+            "SlurmUser=root",
+            f"LogFile={base / 'slurmdbd.log'}",
+            f"PidFile={base / 'slurmdbd.pid'}",
+            "StorageType=accounting_storage/mysql",
+            "StorageHost=127.0.0.1",
+            f"StoragePort={db_port}",
+            "StorageUser=slurm",
+            f"StoragePass={db_password}",
+            "StorageLoc=slurm_acct_db",
+            "",
+        ]
+    )
+
+
 @dataclass(kw_only=True)
 class SlurmCluster:
     """A running private Slurm cluster; ``stop()`` ends its daemons by PID."""
@@ -144,6 +204,7 @@ class SlurmCluster:
     host: str
     partition: str
     gpus: int
+    accounting: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopped: bool = False
 
@@ -171,6 +232,9 @@ class SlurmCluster:
         out = []
         for name in (
             "munge/munged.log",
+            "mysql/error.log",
+            "slurmdbd.log",
+            "slurmdbd.stdout",
             "slurmctld.log",
             "slurmd.log",
             "slurmd.stdout",
@@ -202,12 +266,40 @@ class SlurmCluster:
             f"Slurm node not ready after {timeout_s:.0f} s (state {state!r})\n{self.logs()}"
         )
 
+    def sacct(self, *args: str, timeout: float = 30) -> str:
+        """``sacct ARGS`` against this cluster's accounting (``accounting=True``); its stdout."""
+        if not self.accounting:
+            raise NotSupportedError("this cluster has no accounting: start it with accounting=True")
+        return self.run("sacct", *args, timeout=timeout).stdout
+
+    def wait_accounted(self, job_ids: list[str], timeout_s: float = 60) -> None:
+        """Wait until slurmdbd has every job of ``job_ids`` with an end time (slurmctld sends
+        the records asynchronously, a few seconds after a job ends)."""
+        deadline = time.monotonic() + timeout_s
+        ended: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            out = self.sacct("-X", "-n", "-a", "--parsable2", "--format=JobID,End,State")
+            ended = {}
+            for line in out.splitlines():
+                jid, _, rest = line.partition("|")
+                end, _, state = rest.partition("|")
+                if end and end != "Unknown":
+                    ended[jid] = state
+            if all(j in ended for j in job_ids):
+                return
+            time.sleep(0.5)
+        missing = [j for j in job_ids if j not in ended]
+        raise BackendError(
+            f"jobs {', '.join(missing)} not accounted as ended after {timeout_s:.0f} s\n"
+            + self.logs()
+        )
+
     def stop(self, *, remove: bool = True) -> None:
-        """Stop slurmd, slurmctld and munged (SIGTERM, then SIGKILL) and remove the dir."""
+        """Stop the daemons (SIGTERM, then SIGKILL), slurmd first, and remove the dir."""
         if self._stopped:
             return
         self._stopped = True
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in _STOP_ORDER:
             p = self.procs.get(name)
             if p is None or p.poll() is not None:
                 continue
@@ -230,14 +322,21 @@ class SlurmCluster:
 
 
 def start_slurm(
-    *, gpus: int = 2, partition: str = "debug", memory_mb: int | None = None, kill_wait_s: int = 5
+    *,
+    gpus: int = 2,
+    partition: str = "debug",
+    memory_mb: int | None = None,
+    kill_wait_s: int = 5,
+    accounting: bool = False,
 ) -> SlurmCluster:
     """Start munged, slurmctld and slurmd with a config written now; wait until the node is idle.
+    With ``accounting``, also a private MariaDB and slurmdbd first (module docstring).
 
-    About 2-4 s. Raises NotSupportedError when Slurm or munge is missing (with the install
-    command), BackendError with the daemons' log tails when they do not come up.
+    About 2-4 s (accounting: a few more). Raises NotSupportedError when Slurm or munge (or,
+    with accounting, slurmdbd or MariaDB) is missing, with the install command; BackendError
+    with the daemons' log tails when they do not come up.
     """
-    reason = slurm_unavailable_reason()
+    reason = slurm_unavailable_reason(accounting=accounting)
     if reason:
         raise NotSupportedError(reason)
     import pwd
@@ -245,7 +344,11 @@ def start_slurm(
     base = Path(tempfile.mkdtemp(prefix="aistack-slurm-"))
     os.chmod(base, 0o755)
     cluster = SlurmCluster(
-        base_dir=base, host=socket.gethostname().split(".")[0], partition=partition, gpus=gpus
+        base_dir=base,
+        host=socket.gethostname().split(".")[0],
+        partition=partition,
+        gpus=gpus,
+        accounting=accounting,
     )
     try:
         _start(cluster, pwd.getpwnam("munge"), memory_mb=memory_mb, kill_wait_s=kill_wait_s)
@@ -303,6 +406,7 @@ def _start(
     hw = node_hardware()
     for d in ("state", "spool"):
         (base / d).mkdir()
+    dbd_port = _start_accounting(cluster, sock) if cluster.accounting else None
     conf = render_slurm_conf(
         base=base,
         host=cluster.host,
@@ -314,6 +418,7 @@ def _start(
         munge_socket=sock,
         partition=cluster.partition,
         kill_wait_s=kill_wait_s,
+        dbd_port=dbd_port,
     )
     cluster.conf_path.write_text(conf)
     # Slurm drops GPUs without device files: give each fake GPU a file of its own
@@ -347,6 +452,114 @@ def _start(
             _wait_ctld(cluster)
     cluster.wait_node_idle()
     log.info("Slurm cluster up in %s (node %s, %d fake GPUs)", base, cluster.host, cluster.gpus)
+
+
+def _spawn(cluster: SlurmCluster, name: str, args: list[str], env: dict[str, str]) -> None:
+    cluster.procs[name] = subprocess.Popen(
+        args,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=open(cluster.base_dir / f"{name}.stdout", "wb"),  # noqa: SIM115 - the child's
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(cluster.base_dir),
+    )
+
+
+def _wait_for(cluster: SlurmCluster, name: str, ready: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        p = cluster.procs[name]
+        if p.poll() is not None:
+            raise BackendError(f"{name} exited with {p.returncode}\n{cluster.logs()}")
+        if time.monotonic() > deadline:
+            raise BackendError(f"{name} not ready after {timeout_s:.0f} s\n{cluster.logs()}")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _start_accounting(cluster: SlurmCluster, munge_socket: Path) -> int:
+    """A private MariaDB (root only through its socket; user ``slurm`` with a random password
+    over TCP) and slurmdbd in front of it; returns slurmdbd's port."""
+    import secrets
+
+    base = cluster.base_dir
+    data, sock = base / "mysql" / "data", base / "mysql" / "mysqld.sock"
+    data.parent.mkdir()
+    res = subprocess.run(
+        [
+            str(_which("mariadb-install-db")),
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=root",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise BackendError(f"mariadb-install-db failed: {(res.stderr or res.stdout).strip()}")
+    db_port = _free_port()
+    env = cluster.env()
+    _spawn(
+        cluster,
+        "mariadbd",
+        [
+            str(_which("mariadbd")),
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=root",
+            "--bind-address=127.0.0.1",
+            f"--port={db_port}",
+            f"--socket={sock}",
+            f"--pid-file={base / 'mysql' / 'mysqld.pid'}",
+            f"--log-error={base / 'mysql' / 'error.log'}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+        ],
+        env,
+    )
+    _wait_for(cluster, "mariadbd", lambda: sock.exists() and _listening(db_port))
+    password = secrets.token_hex(12)
+    grants = "".join(
+        f"CREATE USER 'slurm'@'{h}' IDENTIFIED BY '{password}'; "
+        f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{h}'; "
+        for h in ("localhost", "127.0.0.1")
+    )
+    res = subprocess.run(
+        [str(_which("mariadb")), "--no-defaults", f"--socket={sock}", "-u", "root", "-e", grants],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise BackendError(f"creating the slurm database user failed: {res.stderr.strip()}")
+    dbd_port = _free_port()
+    conf = base / "slurmdbd.conf"
+    conf.write_text(
+        render_slurmdbd_conf(
+            base=base,
+            dbd_port=dbd_port,
+            db_port=db_port,
+            munge_socket=munge_socket,
+            db_password=password,
+        )
+    )
+    os.chmod(conf, 0o600)
+    _spawn(cluster, "slurmdbd", [str(_which("slurmdbd")), "-D"], env)
+    _wait_for(cluster, "slurmdbd", lambda: _listening(dbd_port))
+    return dbd_port
 
 
 def _wait_ctld(cluster: SlurmCluster, timeout_s: float = 30) -> None:
