@@ -124,7 +124,8 @@ def test_step_rows_without_dash_x_are_skipped(history: dict[str, Any]) -> None:
 
 def test_sim_run_replays_the_history(history: dict[str, Any]) -> None:
     """The CLI replays it on the same 1 node × 4 GPUs: the CPU-only job is dropped, the others
-    are simulated, and every policy's average JCT is at least the mean runtime."""
+    are simulated, every policy's average JCT is at least the mean runtime, and the accounts
+    are the projects Jain's fairness index is taken over."""
     runner = CliRunner()
     args = ["run", "--trace", str(history["file"]), "--format", "slurm", "--nodes", "1"]
     args += ["--gpus-per-node", "4", "--policy", "fifo,easy,default"]
@@ -138,6 +139,9 @@ def test_sim_run_replays_the_history(history: dict[str, Any]) -> None:
     for r in rows:
         assert (r["jobs"], r["dropped"]) == (3, 1), r
         assert r["avg_jct"] >= mean_runtime
+        # two accounts (projects), one user: fairness across the accounts only
+        assert 0.5 <= r["jain_projects"] <= 1.0
+        assert "jain_users" not in r
     text = runner.invoke(sim.app, args, env={"COLUMNS": "250"}).output
     assert f"2 {NO_TIMES}" in text
     assert "1 CPU-only jobs skipped" in text
