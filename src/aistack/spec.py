@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -76,6 +77,40 @@ def parse_duration_s(
     return seconds
 
 
+ENV_HINT = (
+    "environment values are strings: quote them in YAML (A: '1', DEBUG: 'true', EMPTY: ''; "
+    "unquoted, true/false/yes/no/on/off are booleans and ~ or nothing is null), and write a "
+    "list or a mapping as the one string the program parses (A: 'x,y')"
+)
+
+
+def env_value(value: Any) -> str:
+    """One value of an ``env`` mapping, read as docker compose reads it: a string as it is, a
+    number (``A: 1``, ``B: 0.5`` in YAML) as its text ("1", "0.5"). A boolean, null, list or
+    mapping is refused (ValueError, see :data:`ENV_HINT`): its text ("True", "None") is seldom
+    what was meant, and YAML makes ``DEBUG: yes`` a boolean without a word of warning."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        word = "true" if value else "false"
+        raise ValueError(f'{word} is a YAML boolean; quote it ("{word}") if you mean the string')
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        got = "null"
+    elif isinstance(value, list | tuple):
+        got = "a list"
+    elif isinstance(value, dict):
+        got = "a mapping"
+    else:
+        got = type(value).__name__
+    raise ValueError(f"must be a string, got {got}")
+
+
+# the value type of every env mapping a user writes (a job's, a service's)
+EnvValue = Annotated[str, BeforeValidator(env_value)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -106,7 +141,7 @@ class JobSpec(_Strict):
     command: str | None = None
     script: str | None = Field(default=None, description="a multi-line script run with bash")
     workdir: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     priority: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
     max_runtime: str | int | float | None = None
@@ -219,8 +254,11 @@ def _unknown_key(path: tuple[Any, ...]) -> str:
 
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:
     problems = []
+    hint = None
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if len(e["loc"]) == 2 and e["loc"][0] == "env" and e["type"] == "value_error":
+            hint = ENV_HINT  # a value env_value refused
         if e["type"] == "extra_forbidden":
             problems.append(_unknown_key(tuple(e["loc"])))
         elif e["loc"] == ("env",) and e["type"] == "dict_type":
@@ -233,7 +271,7 @@ def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationErr
             msg = str(e["msg"]).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}")
     return ValidationError(
-        f"invalid job spec ({source}): " + "; ".join(problems), problems=problems
+        f"invalid job spec ({source}): " + "; ".join(problems), hint=hint, problems=problems
     )
 
 

@@ -139,15 +139,28 @@ def _recorded_pid(settings: Any) -> int | None:
     return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
 
 
-def _answers(url: str) -> bool:
+def _health(url: str) -> dict[str, Any] | None:
+    """What ``url``'s /healthz answers with a 200 ({} when that is not a JSON object); None
+    when nothing answers there with a 200."""
     import httpx
 
     if not url:
-        return False
+        return None
     try:
-        return httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
+        r = httpx.get(url.rstrip("/") + "/healthz", timeout=2)
     except (httpx.HTTPError, httpx.InvalidURL):
-        return False
+        return None
+    if r.status_code != 200:
+        return None
+    try:
+        body = r.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _answers(url: str) -> bool:
+    return _health(url) is not None
 
 
 def _check_seconds(value: float | None, flag: str, *, positive: bool = False) -> None:
@@ -236,7 +249,7 @@ def _ended(proc: Any) -> bool:
 def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKILL")) -> None:
     """Stop a server started with `aistack up --detach`. Running jobs keep running.
 
-    Signals only the recorded server (its URL answers, its pid holds the port)."""
+    Signals only the recorded server (its URL answers with that pid, its pid holds the port)."""
     # a record whose server is gone (nothing answers) is reported and removed, never signalled
     import psutil
 
@@ -259,7 +272,8 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
     url = str(info.get("url") or "")
     port = _recorded_port(info)
     pid = _recorded_pid(settings)
-    if not _answers(url):  # never a signal: report, and drop the record when it is stale
+    health = _health(url)
+    if health is None:  # never a signal: report, and drop the record when it is stale
         where = url or "the recorded address (none)"
         if pid is None:
             why = f"{record} records no valid pid ({_got(info)})"
@@ -295,6 +309,15 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
             f"{record} records no valid pid ({_got(info)}), so the server answering at {url} "
             "cannot be confirmed as this home's server: nothing was stopped",
             hint=f"stop it where it runs (Ctrl-C), or find its pid ({ss}) and kill it",
+        )
+    # an aistack server says its pid (an older one does not: the checks below still apply)
+    served = health.get("pid")
+    if isinstance(served, int) and not isinstance(served, bool) and served != pid:
+        raise ConflictError(
+            f"a server answers at {url}, but it is pid {served}, not the recorded pid {pid}: "
+            "it cannot be confirmed as this home's server, so nothing was stopped",
+            hint=f"stop the server where it runs (Ctrl-C, or `kill {served}` on its host); "
+            f"if it is not this home's server, remove {record}",
         )
     try:
         proc = psutil.Process(pid)

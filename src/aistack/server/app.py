@@ -303,6 +303,8 @@ def create_app(
             "version": _version(),
             "executor": ctx.executor.name,
             "uptime_s": round(time.time() - ctx.started_at, 1),
+            # `aistack down` checks it against the pid in server.json before it signals
+            "pid": os.getpid(),
         }
         if ctx.extras.get("mlflow"):
             try:

@@ -204,7 +204,11 @@ def deploy(
         e = exc.errors()[0]
         loc = ".".join(str(x) for x in e["loc"]) or "spec"
         msg = str(e["msg"]).removeprefix("Value error, ")
-        raise ValidationError(f"{loc}: {msg}") from None
+        from aistack.spec import ENV_HINT
+
+        raise ValidationError(
+            f"{loc}: {msg}", hint=ENV_HINT if e["loc"][:1] == ("env",) else None
+        ) from None
     check_replica_job(spec)
     d = service_dir(spec.name)
     if _controller(spec.name) is not None:
@@ -628,25 +632,43 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
 def target_ref(st: dict[str, Any], to: str) -> str:
     """``production`` → ``<model>@production``; ``:3`` → ``<model>:3``; else as given.
 
-    ``:3`` of a service that serves no registered model (``builtin:``, ``runs:/``, a path)
-    is a ValidationError saying to name the model."""
-    if any(to.startswith(p) for p in ("models:/", "runs:/", "builtin:", "/", "file:")) or "@" in to:
+    ``:3`` or ``production`` of a service that serves no registered model (``builtin:``,
+    ``runs:/``, a path) is a ValidationError saying to name the model: there is no model to
+    take the version or alias of (a bare alias was looked up as a registered model of that
+    name, and its "not found" said nothing of the service)."""
+    passed = ("models:/", "runs:/", "builtin:", "/", "./", "../", "file:")
+    if any(to.startswith(p) for p in passed) or "@" in to:
         return to
     uri = str(st.get("model_uri") or "")
     base = (
         uri[len("models:/") :].split("/")[0].split("@")[0] if uri.startswith("models:/") else None
     )
-    if to.startswith(":") and not base:
+    if not base and (to.startswith(":") or ":" not in to):
         name = st.get("name") or "the service"
-        what = "a built-in model" if uri.startswith("builtin:") else uri or "no registered model"
+        builtin = uri.startswith("builtin:")
+        what = f"a built-in model ({uri})" if builtin else uri or "no registered model"
+        alone = f"a version alone ({to})" if to.startswith(":") else f"an alias alone ({to})"
+        if builtin:
+            from aistack.serving.models import BUILTINS
+
+            names = ", ".join(f"builtin:{b}" for b in BUILTINS)
+            hint = (
+                f"to change the built-in model: --to builtin:NAME ({names}); to serve a "
+                "registered model instead, name it: --to NAME:VERSION or --to NAME@alias "
+                "(`aistack models ls` lists them), or deploy it as a service of its own with "
+                "`aistack serve deploy NAME@alias`"
+            )
+        else:
+            hint = (
+                "name the model: --to NAME:VERSION or --to NAME@alias for a registered model "
+                "(`aistack models ls` lists them), or --to builtin:NAME"
+            )
         raise ValidationError(
-            f"--to {to}: service {name!r} serves {what}"
-            + (f" ({uri})" if uri.startswith("builtin:") else "")
-            + f", not a registered model: a version alone ({to}) has no model to pick it from",
-            hint="name the model: --to NAME:VERSION or --to NAME@alias for a registered model "
-            "(`aistack models ls` lists them), or --to builtin:NAME",
+            f"--to {to}: service {name!r} serves {what}, not a registered model, so {alone} "
+            "does not apply (there is no registered model to pick it from)",
+            hint=hint,
         )
-    if to.startswith(":") and base:
+    if to.startswith(":"):
         return f"{base}{to}"
     if base and ":" not in to:
         return f"{base}@{to}"

@@ -1,7 +1,10 @@
 """Resolve a model reference against the registry, and load it inside a replica.
 
 ``resolve_model(ref)`` runs at deploy/update time: it checks that the model version exists
-and pins aliases to a version (so every replica of a rollout loads the same bytes).
+and pins aliases to a version (so every replica of a rollout loads the same bytes). For a
+registered model or a run it first checks the tracking URI (:func:`check_tracking_uri`): a
+scheme MLflow cannot open, a store that is not there, or a server that does not answer is a
+clear error before MLflow is asked and before the deploy or update stores anything.
 ``load_model(uri)`` runs in the replica process.
 """
 
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aistack.errors import NotFoundError, ValidationError, require
 from aistack.serving.generators import EchoGenerator, ReferenceGPTGenerator, TextGenerator
@@ -73,6 +76,115 @@ def tracking_uri() -> str:
     )
 
 
+# what MLflow opens as a tracking and registry store (besides the schemes of its plugins)
+_FILE_SCHEMES = ("", "file")
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_HOSTED_SCHEMES = ("databricks", "databricks-uc", "uc")
+TRACKING_URI_FORMS = (
+    "http(s)://HOST:PORT[/PATH] of an MLflow server (`aistack up` serves one at "
+    "http://127.0.0.1:8765/mlflow), sqlite:///PATH/mlflow.db, postgresql://..., mysql://..., "
+    "mssql://..., databricks, or a local directory (file:///DIR)"
+)
+REACH_TIMEOUT_S = 2.0  # a TCP connect: a server that is up accepts in milliseconds
+
+
+def check_tracking_uri(*, timeout_s: float = REACH_TIMEOUT_S) -> str:
+    """The tracking URI models resolve against (:func:`tracking_uri`), checked without
+    MLflow: its scheme is one MLflow opens (else a ValidationError naming
+    MLFLOW_TRACKING_URI with the forms it takes), a local store exists (a directory; a
+    SQLite file, which MLflow would otherwise create empty), and an http(s) server accepts a
+    connection within ``timeout_s`` (else ConnectionFailed naming the URI). Returns it.
+
+    MLflow itself took ~1 s of retries to say a server is down, and showed a traceback for a
+    scheme it does not know. A server reached through a proxy (http_proxy, ...) is not
+    connected to here: MLflow's requests go through the proxy, and the check cannot."""
+    from_env = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = tracking_uri()
+    var = f"MLFLOW_TRACKING_URI={uri!r}" if from_env else f"the tracking URI {uri!r}"
+    if uri.lower() in _HOSTED_SCHEMES:  # "databricks" alone: its default profile
+        return uri
+
+    def invalid(
+        why: str, hint: str = f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}"
+    ) -> NoReturn:
+        raise ValidationError(f"{var}: {why}", hint=hint, field="MLFLOW_TRACKING_URI")
+
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        scheme = parts.scheme.lower()
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # an unclosed '[' in the host, a port that is not a number
+        invalid(f"cannot read it as a URI ({exc})")
+    if scheme in ("http", "https"):
+        if not host:
+            invalid("the URL has no host")
+        _check_reachable_server(uri, scheme, str(host), port, from_env, timeout_s)
+    elif scheme in _FILE_SCHEMES:
+        path = Path(urllib.parse.unquote(parts.path) if scheme else uri)
+        if not path.exists():
+            invalid(f"no such directory ({path})")
+        if not path.is_dir():
+            invalid(f"{path} is not a directory (a local MLflow store is one)")
+    elif scheme.split("+")[0] in _DB_SCHEMES:
+        if scheme.split("+")[0] == "sqlite":
+            db = uri.split("://", 1)[-1].split("?", 1)[0]
+            db = db[1:] if db.startswith("/") else db  # sqlite:////abs, sqlite:///relative
+            if db and db != ":memory:" and not Path(db).is_file():
+                invalid(
+                    f"{db} is a directory, not a database file"
+                    if Path(db).is_dir()
+                    else f"no database file at {db}",
+                    hint="point MLFLOW_TRACKING_URI at the registry's database (MLflow would "
+                    f"create an empty one there, without any model); it takes {TRACKING_URI_FORMS}",
+                )
+    elif scheme not in _HOSTED_SCHEMES and scheme not in _store_plugins():
+        invalid(f"{scheme!r} is not a scheme MLflow opens as a model registry")
+    return uri
+
+
+def _check_reachable_server(
+    uri: str, scheme: str, host: str, port: int | None, from_env: bool, timeout_s: float
+) -> None:
+    import socket
+    import urllib.request
+
+    from aistack.errors import ConnectionFailed
+
+    if scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return  # reached through the proxy: see check_tracking_uri
+    port = port or (443 if scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+        return
+    except socket.gaierror:
+        why = f"cannot resolve the host {host!r}"
+    except ConnectionRefusedError:
+        why = f"connection refused at {host}:{port}"
+    except TimeoutError:
+        why = f"no answer from {host}:{port} within {timeout_s:g} s"
+    except OSError as exc:
+        why = f"{host}:{port}: {exc.strerror or exc}"
+    if from_env:
+        raise ConnectionFailed(
+            f"the model registry at {uri} does not answer ({why}; from MLFLOW_TRACKING_URI)",
+            hint="start the server it names (`aistack up --detach` serves one at "
+            "http://127.0.0.1:8765/mlflow), or fix MLFLOW_TRACKING_URI",
+        )
+    raise ConnectionFailed(
+        f"the model registry at {uri} does not answer ({why}): MLFLOW_TRACKING_URI is not "
+        "set, and that is the aistack server's",
+        hint="start the aistack server (`aistack up --detach`), or set MLFLOW_TRACKING_URI to "
+        "a running registry",
+    )
+
+
+def _store_plugins() -> set[str]:
+    """The schemes MLflow plugins add (entry points ``mlflow.tracking_store``)."""
+    from importlib.metadata import entry_points
+
+    return {e.name.lower() for e in entry_points(group="mlflow.tracking_store")}
+
+
 def _registry_client() -> Any:
     try:
         from aistack.mlops._client import mlflow_client
@@ -87,6 +199,8 @@ def _registry_client() -> Any:
 def resolve_model(ref: str) -> ResolvedModel:
     """Check that ``ref`` names something loadable and pin it; NotFoundError if it does not."""
     kind, uri = parse_model_ref(ref)
+    if kind in ("registry", "run"):  # the replicas load it from the tracking server
+        check_tracking_uri()
     if kind == "builtin":
         name, _ = _builtin_options(uri)
         if name not in BUILTINS:
@@ -151,7 +265,15 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
     require("mlflow", extra="mlops")
     from mlflow.exceptions import MlflowException
 
-    client = _registry_client()
+    try:
+        client = _registry_client()
+    except MlflowException as exc:  # e.g. a file store, which MLflow opens only when asked
+        raise ValidationError(
+            f"MLFLOW_TRACKING_URI={tracking_uri()!r}: MLflow cannot open it as a model "
+            f"registry: {' '.join(str(exc.message).split())}",
+            hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
+            field="MLFLOW_TRACKING_URI",
+        ) from None
     rest = uri[len("models:/") :]
     try:
         if "@" in rest:

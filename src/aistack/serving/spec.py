@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aistack.errors import ValidationError
+from aistack.spec import EnvValue
 
 _SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -116,7 +117,7 @@ class ServiceSpec(_Strict):
         description="replica starts that fail in a row (with backoff) while none is ready "
         "before the service is marked failed and stops starting replicas",
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

@@ -116,6 +116,9 @@ class _FakeChild:
 class _Ok:
     status_code = 200
 
+    def json(self) -> dict[str, Any]:
+        return {"status": "ok"}
+
 
 @pytest.fixture
 def fake_spawn(aistack_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
@@ -233,7 +236,7 @@ def test_down_says_which_services_keep_running(aistack_home: Path) -> None:
         # the sleep stands in for the server: down signals only a pid confirmed as the server
         # (its URL answers and that pid holds the port; see the tests below)
         mp = pytest.MonkeyPatch()
-        mp.setattr(jobs_cli, "_answers", lambda _url: True)
+        mp.setattr(jobs_cli, "_health", lambda _url: {"status": "ok", "pid": server.pid})
         mp.setattr(jobs_cli, "_holds_port", lambda _proc, _port: True)
         try:
             res = runner.invoke(app, ["down", "--timeout", "1"])
@@ -288,11 +291,20 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.fixture
 def answering_url() -> Iterator[str]:
-    """Something that answers /healthz with 200 (another aistack server, as `down` sees it)."""
+    """Something that answers /healthz with 200 and no pid (another program, or an aistack
+    server of a version whose /healthz did not say its pid), as `down` sees it."""
+    yield from _answering(b'{"status": "ok"}')
 
+
+@pytest.fixture
+def answering_url_with_pid() -> Iterator[str]:
+    """An aistack server of this test's process: its /healthz says its pid, as the app does."""
+    yield from _answering(json.dumps({"status": "ok", "pid": os.getpid()}).encode())
+
+
+def _answering(body: bytes) -> Iterator[str]:
     class Ok(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b'{"status": "ok"}'
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -376,6 +388,48 @@ def test_down_does_not_signal_a_pid_that_is_not_the_answering_server(
         assert f"the recorded pid {sleeper.pid} does not hold port {port}" in err
     assert record.exists() and json.loads(record.read_text()) == info
     assert sleeper.poll() is None, "down signalled a process that is not the server"
+
+
+_HOLD_PORT = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.2", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(60)
+"""
+
+
+def test_down_does_not_signal_a_pid_that_is_not_the_pid_healthz_gives(
+    tmp_path: Path, answering_url_with_pid: str
+) -> None:
+    """The recorded pid holds the recorded port (on another address, 127.0.0.2) and a server
+    answers at the recorded URL, but that server's /healthz says it is another pid: it is not
+    the recorded server, so nothing is signalled (the port check alone let it through)."""
+    port = int(answering_url_with_pid.rsplit(":", 1)[1])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_PORT, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
+        info: dict[str, Any] = {"url": answering_url_with_pid, "port": port, "pid": holder.pid}
+        record = _record(tmp_path / "home", **info)
+        res = _down(tmp_path / "home")
+        err = " ".join(res.stderr.split())
+        assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+        assert (
+            f"a server answers at {answering_url_with_pid}, but it is pid {os.getpid()}, not "
+            f"the recorded pid {holder.pid}" in err
+        ), err
+        assert "nothing was stopped" in err and "Traceback" not in err
+        assert record.exists() and json.loads(record.read_text()) == info
+        assert holder.poll() is None, "down signalled a process that is not the server"
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_down_with_an_unreadable_record_is_a_clear_error(aistack_home: Path) -> None:
@@ -513,6 +567,23 @@ def test_env_that_is_not_a_mapping_is_a_clear_error(
     msg = _error(runner.invoke(app, ["submit", str(f), *flags]))
     assert "e1.yaml" in msg and "env: expected a mapping" in msg and "{A: '1'}" in msg
     assert cli.client.list_jobs() == []
+
+
+def test_env_numbers_in_a_job_file_are_submitted_as_text(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "job.yaml"
+    f.write_text("command: echo hi\nenv: {A: 1, B: 0.5}\n")
+    res = runner.invoke(app, ["submit", str(f), "--env", "C=3"])
+    assert res.exit_code == 0, res.output
+    from aistack.server.db.models import Job
+
+    (job,) = cli.client.list_jobs()
+    with cli.ctx.sessions() as s:
+        assert s.get(Job, job["id"]).spec["env"] == {"A": "1", "B": "0.5", "C": "3"}
+    f.write_text("command: echo hi\nenv: {A: 1, DEBUG: yes}\n")
+    msg = _error(runner.invoke(app, ["submit", str(f)]))
+    assert 'env.DEBUG: true is a YAML boolean; quote it ("true") if you mean the string' in msg
+    assert "job.yaml" in msg and "yes/no/on/off are booleans" in msg
+    assert len(cli.client.list_jobs()) == 1
 
 
 def test_env_flags_still_merge_into_the_files_env(tmp_path: Path) -> None:

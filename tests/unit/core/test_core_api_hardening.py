@@ -301,6 +301,21 @@ def test_the_login_cookie_is_secure_behind_https(api, headers, secure) -> None: 
 
 
 # -- HTTP semantics ----------------------------------------------------------------------------------
+def test_healthz_says_the_servers_pid(api) -> None:  # type: ignore[no-untyped-def]
+    """`aistack down` checks it against the pid in server.json before it signals; /healthz is
+    open, so no token is needed to read it."""
+    saved = api.http.headers.pop("Authorization")
+    try:
+        r = api.http.get("/healthz")
+    finally:
+        api.http.headers["Authorization"] = saved
+    assert r.status_code == 200, r.text
+    h = r.json()
+    assert h["pid"] == os.getpid()  # the app runs in this process
+    assert h["status"] == "ok" and h["executor"] == "memory"
+    assert {"version", "uptime_s"} <= set(h)
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/api/v1/jobs", "/api/v1/cluster", "/metrics", "/"])
 def test_head_is_get_without_a_body(api, path: str) -> None:  # type: ignore[no-untyped-def]
     """Uptime checks send HEAD; FastAPI routes only declared GET, so every HEAD was a 405."""

@@ -123,3 +123,20 @@ def test_a_resource_key_at_the_top_level_says_where_it_belongs_over_the_api(api)
     r = api.http.post("/api/v1/jobs", json={"command": "x", "gpus": 1})
     assert r.status_code == 422, r.text
     assert "it belongs under resources" in r.json()["message"], r.text
+
+
+def test_env_values_over_the_api_as_in_a_job_file(api) -> None:  # type: ignore[no-untyped-def]
+    """Numbers are their text, as docker compose has them; a boolean is refused naming the key
+    (it was pydantic's "Input should be a valid string" for both)."""
+    r = api.http.post("/api/v1/jobs", json={"command": "x", "env": {"A": 1, "B": 0.5}})
+    assert r.status_code == 201, r.text
+    with api.ctx.sessions() as s:
+        assert s.get(Job, r.json()["id"]).spec["env"] == {"A": "1", "B": "0.5"}
+    r = api.http.post("/api/v1/jobs", json={"command": "x", "env": {"A": 1, "DEBUG": True}})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["message"] == (
+        'invalid job spec (request body): env.DEBUG: true is a YAML boolean; quote it ("true") '
+        "if you mean the string"
+    )
+    assert "environment values are strings" in body["hint"]

@@ -61,6 +61,36 @@ def test_env_as_a_list_says_to_write_a_mapping() -> None:
     assert "env: expected a mapping of NAME: value such as {A: '1'}, got ['A=1']" in str(ei.value)
 
 
+def test_env_numbers_are_their_text_as_in_docker_compose(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "job.yaml"
+    f.write_text("command: echo hi\nenv: {A: 1, B: 0.5, C: -3, D: '07', E: text}\n")
+    assert load_spec_file(f).env == {"A": "1", "B": "0.5", "C": "-3", "D": "07", "E": "text"}
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("true", 'env.A: true is a YAML boolean; quote it ("true") if you mean the string'),
+        ("no", 'env.A: false is a YAML boolean; quote it ("false") if you mean the string'),
+        ("~", "env.A: must be a string, got null"),
+        ("", "env.A: must be a string, got null"),
+        ("[1, 2]", "env.A: must be a string, got a list"),
+        ("{x: 1}", "env.A: must be a string, got a mapping"),
+    ],
+)
+def test_env_booleans_nulls_lists_and_mappings_are_refused_naming_the_key(
+    tmp_path, value: str, said: str
+) -> None:  # type: ignore[no-untyped-def]
+    """pydantic said "env.A: Input should be a valid string" (and nothing for a number, which
+    it refused too); a boolean's text ("True") is seldom what was meant, so it is refused."""
+    f = tmp_path / "job.yaml"
+    f.write_text(f"command: echo hi\nenv:\n  B: 1\n  A: {value}\n")
+    with pytest.raises(ValidationError) as ei:
+        load_spec_file(f)
+    assert ei.value.message == f"invalid job spec ({f}): {said}"
+    assert "quote them in YAML (A: '1', DEBUG: 'true', EMPTY: ''" in (ei.value.hint or "")
+
+
 def test_load_spec_file_refuses_a_directory_and_non_utf8_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError, match="is a directory"):
         load_spec_file(tmp_path)

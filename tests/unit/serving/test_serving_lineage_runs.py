@@ -47,8 +47,11 @@ def test_rollout_edges_of_a_runs_model() -> None:
 
 
 def test_deploying_a_runs_model_records_run_to_service(
-    aistack_home: Path, no_controller: list[str]
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_controller: list[str]
 ) -> None:
+    # a deploy checks that the tracking store the run's model loads from is there
+    (tmp_path / "mlflow.db").touch()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     st = manager.deploy(f"runs:/{RID}/model", name="chat", launcher="process", wait_ready_s=None)
     assert no_controller == ["chat"] and st["model_uri"] == f"runs:/{RID}/model"
     assert _edges("service:chat", f"run:{RID}") == {(f"run:{RID}", "service:chat")}

@@ -244,6 +244,44 @@ def test_update_to_a_bare_version_of_a_service_without_a_registered_model(
     assert manager.target_ref({"model_uri": "models:/gpt/3"}, ":4") == "gpt:4"
 
 
+def test_update_of_a_builtin_service_to_an_alias_says_it_serves_a_builtin_model(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve update s1 --to production` of a built-in service looked up a registered model
+    named 'production' ("no registered model named 'production'", or a registry that does not
+    answer): now it says the service has no registered model to take an alias of, and what
+    to do; the API (POST /services/s1/update) answers the same."""
+    from typer.testing import CliRunner
+
+    from aistack.cli import serve as serve_cli
+
+    monkeypatch.setattr(manager, "status", lambda name: {"name": name, "model_uri": "builtin:echo"})
+    monkeypatch.setattr(manager, "update", lambda *a, **k: pytest.fail("nothing to roll to"))
+    res = CliRunner().invoke(serve_cli.app, ["update", "s1", "--to", "production"])
+    err = res.exception
+    assert isinstance(err, ValidationError), (err, res.output)
+    assert err.message == (
+        "--to production: service 's1' serves a built-in model (builtin:echo), not a "
+        "registered model, so an alias alone (production) does not apply (there is no "
+        "registered model to pick it from)"
+    )
+    hint = err.hint or ""
+    assert (
+        "to change the built-in model: --to builtin:NAME (builtin:echo, builtin:tiny-gpt)" in hint
+    )
+    assert "--to NAME:VERSION or --to NAME@alias" in hint
+    assert "`aistack serve deploy NAME@alias`" in hint
+    r = api.http.post("/api/v1/services/s1/update", json={"to": "production"})
+    assert r.status_code == 422, r.text
+    assert r.json()["message"] == err.message and r.json()["hint"] == hint
+    # what still goes through: another built-in, a named registered model, a model directory
+    st = {"name": "s1", "model_uri": "builtin:echo"}
+    assert manager.target_ref(st, "builtin:tiny-gpt") == "builtin:tiny-gpt"
+    assert manager.target_ref(st, "iris@production") == "iris@production"
+    assert manager.target_ref(st, "iris:3") == "iris:3"
+    assert manager.target_ref(st, "./model") == "./model"
+
+
 def test_the_api_refuses_a_bad_project_before_deploying(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,3 +295,112 @@ def test_the_api_refuses_a_bad_project_before_deploying(
     assert r.status_code == 422, r.text
     assert "project: 'bad name' is not a valid name" in r.json()["message"]
     assert spawned == [] and manager.list_services() == []
+
+
+# -- the tracking URI: checked before a deploy or an update stores anything ----------------------
+
+
+def _stored_service(name: str) -> tuple[Path, dict[str, bytes]]:
+    """A service as a deploy leaves it (spec, state) whose controller is down: what a failed
+    deploy over it, or a failed update of it, must leave as it was."""
+    d = manager.service_dir(name)
+    (d / "logs").mkdir(parents=True)
+    spec = {"name": name, "model": f"{name}@production", "model_uri": f"models:/{name}/1"}
+    (d / "spec.json").write_text(json.dumps(spec))
+    (d / "state.json").write_text(json.dumps({"name": name, "replicas": []}))
+    return d, _files(d)
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("notascheme://x", "'notascheme' is not a scheme MLflow opens as a model registry"),
+        ("{file}", "{file} is not a directory (a local MLflow store is one)"),
+        ("{tmp}/no-such-dir", "no such directory ({tmp}/no-such-dir)"),
+        ("sqlite:///{tmp}/none.db", "no database file at {tmp}/none.db"),
+    ],
+)
+def test_a_tracking_uri_mlflow_cannot_open_is_refused_before_anything_is_stored(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uri: str, why: str
+) -> None:
+    """`notascheme://x` was MLflow's traceback (UnsupportedModelRegistryStoreURIException), a
+    file or a missing directory MLflow's file-store error, a missing SQLite file an empty
+    registry MLflow created ("no registered model"): each is now a ValidationError naming
+    MLFLOW_TRACKING_URI with the forms it takes, for a deploy, an update and a run's model."""
+    from aistack.serving.models import resolve_model
+
+    (tmp_path / "a-file").write_text("x")
+    fill = {"file": str(tmp_path / "a-file"), "tmp": str(tmp_path)}
+    uri, why = uri.format(**fill), why.format(**fill)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: pytest.fail("spawned"))
+    d, before = _stored_service("iris")
+    calls = [
+        lambda: manager.deploy("iris@production", launcher="process", wait_ready_s=None),
+        lambda: manager.update("iris", "iris:2", wait_s=None),
+        lambda: resolve_model("runs:/abc/model"),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError) as ei:
+            call()
+        assert ei.value.message == f"MLFLOW_TRACKING_URI={uri!r}: {why}"
+        assert ei.value.details == {"field": "MLFLOW_TRACKING_URI"}
+        assert "sqlite:///PATH/mlflow.db" in (ei.value.hint or "")
+    assert _files(d) == before and not (d / "controller.json").exists()
+    assert [p.name for p in manager.services_dir().iterdir()] == ["iris"]
+    assert not (tmp_path / "none.db").exists()  # (no empty registry made either)
+
+
+def test_a_tracking_server_that_does_not_answer_is_refused_before_mlflow_is_asked(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed port on 127.0.0.1: a ConnectionFailed naming the URI and saying what to start or
+    fix, from a TCP connect, without MLflow's client (and its retries) and before anything is
+    stored."""
+    import socket
+    import time
+
+    from aistack.errors import ConnectionFailed
+    from aistack.serving import models
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    uri = f"http://127.0.0.1:{port}/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(models, "_registry_client", lambda: pytest.fail("MLflow was asked"))
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: pytest.fail("spawned"))
+    d, before = _stored_service("iris")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionFailed) as ei:
+        manager.deploy("iris@production", name="iris", launcher="process", wait_ready_s=None)
+    assert time.monotonic() - t0 < models.REACH_TIMEOUT_S
+    assert ei.value.message == (
+        f"the model registry at {uri} does not answer (connection refused at 127.0.0.1:{port}; "
+        "from MLFLOW_TRACKING_URI)"
+    )
+    assert ei.value.hint == (
+        "start the server it names (`aistack up --detach` serves one at "
+        "http://127.0.0.1:8765/mlflow), or fix MLFLOW_TRACKING_URI"
+    )
+    assert _files(d) == before and not (d / "controller.json").exists()
+
+
+def test_the_api_refuses_a_tracking_uri_mlflow_cannot_open(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /services goes through the same check: a 422 naming the variable, not a 500."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://x")
+    r = api.http.post("/api/v1/services", json={"model": "iris@production"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["message"] == (
+        "MLFLOW_TRACKING_URI='notascheme://x': 'notascheme' is not a scheme MLflow opens as a "
+        "model registry"
+    )
+    assert body["details"] == {"field": "MLFLOW_TRACKING_URI"}
+    assert manager.list_services() == []

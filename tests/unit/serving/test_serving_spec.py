@@ -54,6 +54,26 @@ def test_spec_rejects_bad_name_and_unknown_keys() -> None:
         ServiceSpec.model_validate({"name": "ok", "model": "x", "model_uri": "x", "replicas": 3})
 
 
+def test_a_services_env_reads_numbers_as_text_and_refuses_booleans(aistack_home) -> None:  # type: ignore[no-untyped-def]
+    """The rule of a job's env (docker compose's): 1 is "1"; a boolean is an error naming the
+    key, before anything is stored."""
+    from aistack.serving import manager
+
+    spec = ServiceSpec(name="s", model="x", model_uri="x", env={"A": 1, "B": 0.5, "C": "c"})
+    assert spec.env == {"A": "1", "B": "0.5", "C": "c"}
+    with pytest.raises(ValidationError) as ei:
+        manager.deploy(
+            "builtin:echo", launcher="process", env={"A": 1, "DEBUG": False}, wait_ready_s=None
+        )
+    assert ei.value.message == (
+        'env.DEBUG: false is a YAML boolean; quote it ("false") if you mean the string'
+    )
+    assert "environment values are strings" in (ei.value.hint or "")
+    with pytest.raises(ValidationError, match="env.A: must be a string, got a list"):
+        manager.deploy("builtin:echo", launcher="process", env={"A": [1]}, wait_ready_s=None)
+    assert not (aistack_home / "services" / "echo").exists()
+
+
 def test_autoscale_min_above_max() -> None:
     with pytest.raises(PydanticValidationError, match="lower --min"):
         AutoscaleConfig(min_replicas=5, max_replicas=2)
