@@ -27,9 +27,22 @@ and the server is unaffected.
 Any answer that starts before the app read the body to its end (a 404 or 405 made without
 reading it, a handler that takes no body) leaves the rest of it unread; on a kept-alive
 connection uvicorn then reads and drops that rest itself, however large (a chunked body has no
-end), and the limit here only counts what the app reads. :class:`CloseUnreadBodyMiddleware`
-(outside the others) adds ``Connection: close`` to such an answer, so uvicorn closes the
-connection after it instead; a request whose body was read, or that has none, keeps it.
+end), and the limit here only counts what the app reads. All of uvicorn's HTTP/1.1 protocols do
+so (``aistack up`` runs ``uvicorn.run`` with ``http="auto"``: httptools, which
+``uvicorn[standard]`` installs, else h11): httptools' ``on_body`` and ``on_message_complete``
+return at once once the response is complete while the parser goes on to the next request;
+h11's ``handle_events`` skips the ``Data`` events once ``our_state`` is ``DONE`` and, at the
+``EndOfMessage``, calls ``start_next_cycle``; the zttp protocol (only with ``http="zttp"``) drops
+the data the same way. :class:`CloseUnreadBodyMiddleware` (outside the others) adds
+``Connection: close`` to such an answer, so uvicorn closes the connection after it instead
+(httptools sets ``keep_alive = False`` on that header, h11's state becomes ``MUST_CLOSE``).
+Except when what is left is small and known: a ``Content-Length`` with no more than
+:data:`KEEPALIVE_UNREAD_MAX_BYTES` still unread (a JSON POST answered 404) keeps the connection,
+and uvicorn's dropping that much costs less than the client's new connection. A chunked body (no
+end known), a declared one with more left unread, and one sent with ``Expect: 100-continue``
+that nobody asked for (the client waits and sends nothing; on a kept connection its next
+request would be read as that body) still close. A request whose body was read, or that has
+none, keeps the connection.
 
 Paths under ``/mlflow`` get their own (larger) limit: MLflow's artifact uploads are one ``PUT``
 per file (streamed to the artifact store, :func:`aistack.mlops.server.serve_artifacts_natively`),
@@ -56,6 +69,9 @@ MLFLOW_PREFIX = "/mlflow"
 DRAIN_MAX_BYTES = 64 * 2**20
 # ... and for at most this long (a slow client is answered and cut off, as before)
 DRAIN_MAX_S = 5.0
+# an answer that starts with at most this much of a declared (``Content-Length``) body unread
+# keeps the connection (uvicorn reads and drops the rest); more, or a chunked body, closes it
+KEEPALIVE_UNREAD_MAX_BYTES = 64 * 2**10
 
 
 class _BodyTooLarge(Exception):
@@ -161,26 +177,38 @@ class BodyLimitMiddleware:
 
 
 class CloseUnreadBodyMiddleware:
-    """``Connection: close`` on an answer that starts while the request body is still unread.
+    """``Connection: close`` on an answer that starts while the request body is still unread,
+    unless what is left is small and known.
 
     Tracks, per HTTP request that declares a body (``Content-Length`` over 0, or
     ``Transfer-Encoding``), whether it has been received to its end (the ``http.request``
     message without ``more_body``, or all the declared bytes); if not when the response starts,
-    the answer says ``Connection: close`` (see the module docstring). Outermost, so it sees every
-    read of the body (the auth check's drain, the body limit's) and every answer.
+    the answer says ``Connection: close`` (see the module docstring), except for a request with a
+    valid ``Content-Length`` and no ``Transfer-Encoding`` of which at most
+    ``keepalive_unread_max_bytes`` are unread (and, with ``Expect: 100-continue``, whose body was
+    asked for, so the client sends it). Outermost, so it sees every read of the body (the auth
+    check's drain, the body limit's) and every answer.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, *, keepalive_unread_max_bytes: int = KEEPALIVE_UNREAD_MAX_BYTES
+    ) -> None:
         self.app = app
+        self.keepalive_unread_max_bytes = keepalive_unread_max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not _declares_body(scope):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        state = {"read": 0, "done": False}
+        # the size of what uvicorn would read after the answer is known only from a
+        # Content-Length (Transfer-Encoding overrides it)
+        known = None if any(k == b"transfer-encoding" for k, _ in scope["headers"]) else declared
+        expects_continue = _expects_100_continue(scope)
+        state = {"read": 0, "done": False, "asked": False}
 
         async def receive_tracked() -> dict[str, Any]:
+            state["asked"] = True  # uvicorn sends ``100 Continue`` (if expected) on this call
             msg: dict[str, Any] = await receive()
             if msg["type"] == "http.request":
                 state["read"] += len(msg.get("body", b""))
@@ -190,8 +218,15 @@ class CloseUnreadBodyMiddleware:
                     state["done"] = True
             return msg
 
+        def keeps_alive() -> bool:
+            if state["done"]:
+                return True
+            if known is None or (expects_continue and not state["asked"]):
+                return False
+            return known - state["read"] <= self.keepalive_unread_max_bytes
+
         async def send_closing(msg: dict[str, Any]) -> None:
-            if msg["type"] == "http.response.start" and not state["done"]:
+            if msg["type"] == "http.response.start" and not keeps_alive():
                 headers = [(k, v) for k, v in msg.get("headers", []) if k.lower() != b"connection"]
                 msg = {**msg, "headers": [*headers, (b"connection", b"close")]}
             await send(msg)

@@ -6,7 +6,9 @@ out on a kept-alive connection without ``Connection: close``; uvicorn then read 
 rest of the body itself, without a bound (a chunked body has no end; a declared one only the
 limit, 16 GiB under /mlflow by default), so a caller could make the server read as much as it
 liked. Now ``CloseUnreadBodyMiddleware`` adds ``Connection: close`` and uvicorn closes after
-the answer; a request whose body the handler read keeps its connection.
+the answer; a request whose body the handler read keeps its connection, and so does one with a
+``Content-Length`` of which at most ``KEEPALIVE_UNREAD_MAX_BYTES`` are left unread (uvicorn
+drops that much itself: test_core_unread_body_keepalive.py).
 
 What the client manages to send is an upper bound on what the server read: what the two
 kernels' socket buffers hold (from the TCP buffer settings), plus a few chunks (the approach of
@@ -137,15 +139,18 @@ def test_an_endless_chunked_body_the_app_does_not_read_cannot_be_pushed_into_the
 
 
 @pytest.mark.parametrize(("path", "status"), UNREAD)
-def test_a_small_unread_body_gets_the_whole_answer_then_the_close(
+def test_a_small_chunked_unread_body_gets_the_whole_answer_then_the_close(
     live: Live, path: str, status: int
 ) -> None:
-    """Sent in one piece (uvicorn has it all, so nothing is reset): the whole answer, in the
-    API's error shape, with ``Connection: close``, then the end of the connection (it used to
-    stay open)."""
+    """Chunked (its end is not known in advance, however small it turns out), sent in one piece
+    (uvicorn has it all, so nothing is reset): the whole answer, in the API's error shape, with
+    ``Connection: close``, then the end of the connection (it used to stay open). A small body
+    with a ``Content-Length`` keeps the connection instead (test_core_unread_body_keepalive.py).
+    """
     body = b'{"command": "echo hi"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     with socket.create_connection(("127.0.0.1", live.port), timeout=20) as s:
-        s.sendall(_head(live, path, b"Content-Length: %d\r\n" % len(body)) + body)
+        s.sendall(_head(live, path, b"Transfer-Encoding: chunked\r\n") + chunked)
         head, d = _read_response(s)
         assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
         assert b"connection: close" in head.lower(), head
@@ -184,9 +189,11 @@ def _run(
     bodies: list[tuple[bytes, bool]],
     reads: int,
     response_headers: list[tuple[bytes, bytes]] | None = None,
+    bound: int | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """Serve one request (``headers``; ``bodies``: its http.request messages, (body,
-    more_body)) to an app that reads ``reads`` messages, then answers: the answer's headers."""
+    more_body)) to an app that reads ``reads`` messages, then answers: the answer's headers.
+    ``bound``: the middleware's ``keepalive_unread_max_bytes`` (its default if None)."""
     from aistack.server.body_limit import CloseUnreadBodyMiddleware
 
     sent: list[dict[str, Any]] = []
@@ -208,42 +215,70 @@ def _run(
         await send({"type": "http.response.body", "body": b"ok"})
 
     scope = {"type": "http", "method": "POST", "path": "/x", "headers": headers}
-    asyncio.run(CloseUnreadBodyMiddleware(app)(scope, receive, send))
+    kwargs = {} if bound is None else {"keepalive_unread_max_bytes": bound}
+    asyncio.run(CloseUnreadBodyMiddleware(app, **kwargs)(scope, receive, send))
     assert sent[1] == {"type": "http.response.body", "body": b"ok"}
     return list(sent[0]["headers"])
 
 
 CLOSE = (b"connection", b"close")
 TYPE = (b"content-type", b"text/plain")
+CL4 = (b"content-length", b"4")
+CHUNKED = (b"transfer-encoding", b"chunked")
+EXPECT = (b"expect", b"100-continue")
 
 
 @pytest.mark.parametrize(
-    ("headers", "bodies", "reads", "closes"),
+    ("headers", "bodies", "reads", "bound", "closes"),
     [
         # no body declared: nothing to read
-        ([], [(b"", False)], 0, False),
-        ([(b"content-length", b"0")], [(b"", False)], 0, False),
+        ([], [(b"", False)], 0, None, False),
+        ([(b"content-length", b"0")], [(b"", False)], 0, None, False),
         # read to its end (the last message, or all the declared bytes)
-        ([(b"content-length", b"4")], [(b"ab", True), (b"cd", False)], 2, False),
-        ([(b"content-length", b"4")], [(b"abcd", True)], 1, False),
-        ([(b"transfer-encoding", b"chunked")], [(b"ab", True), (b"", False)], 2, False),
-        # not read, or not to its end
-        ([(b"content-length", b"4")], [(b"abcd", False)], 0, True),
-        ([(b"content-length", b"4")], [(b"ab", True), (b"cd", False)], 1, True),
-        ([(b"transfer-encoding", b"chunked")], [(b"ab", True), (b"", False)], 1, True),
-        ([(b"content-length", b"nope")], [(b"", False)], 0, True),
+        ([CL4], [(b"ab", True), (b"cd", False)], 2, None, False),
+        ([CL4], [(b"abcd", True)], 1, None, False),
+        ([CHUNKED], [(b"ab", True), (b"", False)], 2, None, False),
+        # a declared body with no more than the bound unread: kept (uvicorn drops the rest)
+        ([CL4], [(b"abcd", False)], 0, None, False),
+        ([CL4], [(b"ab", True), (b"cd", False)], 1, None, False),
+        ([CL4], [(b"abcd", False)], 0, 4, False),
+        ([CL4], [(b"ab", True), (b"cd", False)], 1, 2, False),
+        ([(b"content-length", b"65536")], [(b"", True)], 0, None, False),
+        # ... more than the bound unread: closed
+        ([CL4], [(b"abcd", False)], 0, 3, True),
+        ([CL4], [(b"ab", True), (b"cd", False)], 1, 1, True),
+        ([(b"content-length", b"65537")], [(b"", True)], 0, None, True),
+        # chunked (a Content-Length beside it does not count), or a malformed length: closed
+        ([CHUNKED], [(b"ab", True), (b"", False)], 1, None, True),
+        ([CHUNKED], [(b"ab", True), (b"", False)], 0, None, True),
+        ([CL4, CHUNKED], [(b"abcd", False)], 0, None, True),
+        ([(b"content-length", b"nope")], [(b"", False)], 0, None, True),
+        # Expect: 100-continue: closed while nobody asked for the body (the client sends
+        # nothing), kept once it was asked for (the client sends it, uvicorn drops the rest)
+        ([CL4, EXPECT], [(b"abcd", False)], 0, None, True),
+        ([CL4, EXPECT], [(b"ab", True), (b"cd", False)], 1, None, False),
     ],
 )
 def test_close_unread_body_middleware(
     headers: list[tuple[bytes, bytes]],
     bodies: list[tuple[bytes, bool]],
     reads: int,
+    bound: int | None,
     closes: bool,
 ) -> None:
-    got = _run(headers, bodies, reads, [TYPE])
+    got = _run(headers, bodies, reads, [TYPE], bound)
     assert got == ([TYPE, CLOSE] if closes else [TYPE])
 
 
+def test_close_unread_body_middleware_default_bound() -> None:
+    from aistack.server.body_limit import KEEPALIVE_UNREAD_MAX_BYTES
+
+    assert KEEPALIVE_UNREAD_MAX_BYTES == 64 * 2**10
+
+
 def test_close_unread_body_middleware_replaces_a_connection_header() -> None:
-    got = _run([(b"content-length", b"4")], [(b"abcd", False)], 0, [(b"Connection", b"keep-alive")])
+    got = _run([CHUNKED], [(b"ab", True), (b"", False)], 0, [(b"Connection", b"keep-alive")])
     assert got == [CLOSE]
+    # and leaves it alone when the connection is kept
+    got = _run([CL4], [(b"abcd", False)], 0, [(b"Connection", b"keep-alive")])
+    assert got == [(b"Connection", b"keep-alive")]
