@@ -214,8 +214,8 @@ def run_gang(
     have between SIGTERM and SIGKILL. Each process gets
     ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env``. ``log_file`` is a
     path (appended to), an open file (text or binary), or None to discard output.
-    ``on_start(pids)`` is called once every rank has started, pids ordered by rank (not at
-    all when a stop signal ended the start early). ``timeout_s`` (None: no limit) stops a gang
+    ``on_start(pids)`` is called once every rank has started, pids ordered by rank (when a
+    stop signal ended the start early: with the pids of the ranks that did start). ``timeout_s`` (None: no limit) stops a gang
     still running that many seconds after the start: SIGTERM, SIGKILL after ``grace_s``,
     ``GangResult.timed_out`` set.
     """
@@ -319,7 +319,9 @@ def run_gang(
                 exits.put((rank, proc.wait()))
 
             threading.Thread(target=_waiter, daemon=True).start()
-        if on_start is not None and len(procs) == len(ranks):
+        if on_start is not None and procs:
+            # (after a stop signal during the start: the ranks that did start, so the caller
+            # records their process group and can stop them)
             on_start([p.pid for p in procs])
 
         codes: dict[int, int] = {}
@@ -332,15 +334,21 @@ def run_gang(
                 # (a normal end, deadline None: leftovers are killed below)
                 if deadline is None or killed or not group_alive(pgid):
                     break
-            if timeout is not None and deadline is None and time.monotonic() - started >= timeout:
-                # the same stop as a forwarded SIGTERM: the ranks get grace_s, then SIGKILL
-                log.warning("gang: still running after %s s; stopping it", _seconds(timeout))
-                timed_out = True
-                deadline = time.monotonic() + _grace()
-                _signal_group(pgid, procs, signal.SIGTERM)
             try:
                 rank, rc = exits.get(timeout=0.1)
             except queue.Empty:
+                # (checked once the exits already queued are read: ranks that ended before the
+                # deadline, reaped late, e.g. after a slow on_start, did not time out)
+                if (
+                    timeout is not None
+                    and deadline is None
+                    and time.monotonic() - started >= timeout
+                ):
+                    # the same stop as a forwarded SIGTERM: the ranks get grace_s, then SIGKILL
+                    log.warning("gang: still running after %s s; stopping it", _seconds(timeout))
+                    timed_out = True
+                    deadline = time.monotonic() + _grace()
+                    _signal_group(pgid, procs, signal.SIGTERM)
                 if deadline is not None and not killed and time.monotonic() > deadline:
                     log.warning(
                         "gang: ranks still alive %.1f s after SIGTERM; sending SIGKILL", _grace()
@@ -349,7 +357,8 @@ def run_gang(
                     killed = True
                 continue
             codes[rank] = rc
-            if rc != 0 and failed is None:
+            # a rank ended by the timeout's own stop did not fail: failed_rank stays None
+            if rc != 0 and failed is None and not timed_out:
                 failed = rank
                 if len(codes) < len(procs):
                     log.info(

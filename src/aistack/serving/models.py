@@ -96,8 +96,9 @@ def check_tracking_uri(*, timeout_s: float = REACH_TIMEOUT_S) -> str:
     connection within ``timeout_s`` (else ConnectionFailed naming the URI). Returns it.
 
     MLflow itself took ~1 s of retries to say a server is down, and showed a traceback for a
-    scheme it does not know. A server reached through a proxy (http_proxy, ...) is not
-    connected to here: MLflow's requests go through the proxy, and the check cannot."""
+    scheme it does not know. A server reached through a proxy (http_proxy, https_proxy or
+    all_proxy, unless no_proxy names it) is not connected to here: MLflow's requests go
+    through the proxy, and the check cannot."""
     from_env = bool(os.environ.get("MLFLOW_TRACKING_URI"))
     uri = tracking_uri()
     var = f"MLFLOW_TRACKING_URI={uri!r}" if from_env else f"the tracking URI {uri!r}"
@@ -111,11 +112,17 @@ def check_tracking_uri(*, timeout_s: float = REACH_TIMEOUT_S) -> str:
 
     try:
         parts = urllib.parse.urlsplit(uri)
-        scheme = parts.scheme.lower()
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:  # an unclosed '[' in the host, a port that is not a number
+    except ValueError as exc:  # an unclosed '[' in the host
         invalid(f"cannot read it as a URI ({exc})")
+    scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
+        # only a URL has a host and port to read: databricks://SCOPE:PREFIX, or a database
+        # password with a '/' in it (SQLAlchemy reads it), has no port number where urllib
+        # looks for one
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:  # a port that is not a number
+            invalid(f"cannot read it as a URI ({exc})")
         if not host:
             invalid("the URL has no host")
         _check_reachable_server(uri, scheme, str(host), port, from_env, timeout_s)
@@ -150,7 +157,8 @@ def _check_reachable_server(
 
     from aistack.errors import ConnectionFailed
 
-    if scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+    proxies = urllib.request.getproxies()  # ALL_PROXY ("all") too: requests uses it
+    if (scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(host):
         return  # reached through the proxy: see check_tracking_uri
     port = port or (443 if scheme == "https" else 80)
     try:

@@ -275,12 +275,16 @@ class SlurmCluster:
     def wait_accounted(self, job_ids: list[str], timeout_s: float = 60) -> None:
         """Wait until slurmdbd has every job of ``job_ids`` with an end time (slurmctld sends
         the records asynchronously, a few seconds after a job ends)."""
+        if not self.accounting:
+            raise NotSupportedError("this cluster has no accounting: start it with accounting=True")
         deadline = time.monotonic() + timeout_s
         ended: dict[str, str] = {}
         while time.monotonic() < deadline:
-            out = self.sacct("-X", "-n", "-a", "--parsable2", "--format=JobID,End,State")
+            res = self.run(
+                "sacct", "-X", "-n", "-a", "--parsable2", "--format=JobID,End,State", check=False
+            )  # a transient slurmdbd error is retried like a record not there yet
             ended = {}
-            for line in out.splitlines():
+            for line in res.stdout.splitlines() if res.returncode == 0 else []:
                 jid, _, rest = line.partition("|")
                 end, _, state = rest.partition("|")
                 if end and end != "Unknown":
@@ -546,17 +550,17 @@ def _start_accounting(cluster: SlurmCluster, munge_socket: Path) -> int:
     if res.returncode != 0:
         raise BackendError(f"creating the slurm database user failed: {res.stderr.strip()}")
     dbd_port = _free_port()
-    conf = base / "slurmdbd.conf"
-    conf.write_text(
-        render_slurmdbd_conf(
-            base=base,
-            dbd_port=dbd_port,
-            db_port=db_port,
-            munge_socket=munge_socket,
-            db_password=password,
-        )
+    text = render_slurmdbd_conf(
+        base=base,
+        dbd_port=dbd_port,
+        db_port=db_port,
+        munge_socket=munge_socket,
+        db_password=password,
     )
-    os.chmod(conf, 0o600)
+    # it holds the database password: only its owner may read it, from the start
+    fd = os.open(base / "slurmdbd.conf", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     _spawn(cluster, "slurmdbd", [str(_which("slurmdbd")), "-D"], env)
     _wait_for(cluster, "slurmdbd", lambda: _listening(dbd_port))
     return dbd_port

@@ -32,6 +32,8 @@ def test_a_gang_past_its_timeout_is_stopped_and_reported(tmp_path: Path) -> None
     assert res.ranks_started == 2
     assert res.message.startswith("gang timed out after 1 s and was stopped"), res.message
     assert res.signals_forwarded == []
+    # the ranks our own stop ended did not fail: no rank is blamed
+    assert res.failed_rank is None and "rank" not in res.message, res.message
 
 
 def test_a_timed_out_rank_that_ignores_sigterm_is_killed_after_the_grace() -> None:
@@ -48,6 +50,16 @@ def test_a_gang_that_ends_before_its_timeout_is_not_touched() -> None:
     res = run_gang(_ranks(2), ["true"], None, timeout_s=30)
     assert res.exit_code == 0 and res.timed_out is False
     assert res.rank_exit_codes == [0, 0] and res.ranks_started == 2
+    assert res.message == "all 2 ranks exited with 0"
+
+
+def test_ranks_that_ended_before_the_timeout_are_not_reported_timed_out() -> None:
+    """The ranks exit at once; the supervision loop only starts after the deadline (a slow
+    on_start): their exits were queued before it, so the gang succeeded, not timed out (the
+    timeout was checked before the queued exits were read: exit 124, ranks [0, 0])."""
+    res = run_gang(_ranks(2), ["true"], None, on_start=lambda _pids: time.sleep(1.0), timeout_s=0.5)
+    assert res.timed_out is False, res
+    assert res.exit_code == 0 and res.rank_exit_codes == [0, 0]
     assert res.message == "all 2 ranks exited with 0"
 
 
@@ -93,7 +105,8 @@ def test_sigterm_while_starting_starts_no_further_rank(monkeypatch: pytest.Monke
     assert res.exit_code == 128 + signal.SIGTERM and res.failed_rank == 0
     assert res.timed_out is False
     assert res.message.startswith("gang stopped by SIGTERM before all ranks started (1 of 8")
-    assert started == []  # on_start is for a gang whose ranks all started
+    # the rank that did start is reported, so the caller records its process group
+    assert len(started) == 1 and len(started[0]) == 1
 
 
 def test_sigint_after_some_ranks_started_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:

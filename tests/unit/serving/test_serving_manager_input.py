@@ -404,3 +404,52 @@ def test_the_api_refuses_a_tracking_uri_mlflow_cannot_open(
     )
     assert body["details"] == {"field": "MLFLOW_TRACKING_URI"}
     assert manager.list_services() == []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "databricks://profile",
+        "databricks://my-scope:my-prefix",  # MLflow's secret scope and key prefix form
+        "databricks-uc://profile",
+        "postgresql+psycopg2://mlflow:secret@db.example:5432/mlflow",
+        "mysql://mlflow:pa/ss@127.0.0.1/mlflow",  # SQLAlchemy reads the password up to '@'
+        "postgresql://mlflow:p?ss@[::1]:5432/mlflow",
+    ],
+)
+def test_tracking_uris_mlflow_opens_are_not_refused(
+    monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
+    """A URI that is not a URL has no port for urllib to read: 'databricks://SCOPE:PREFIX'
+    was refused as "cannot read it as a URI (Port could not be cast to integer value as
+    'my-prefix')", and so was a database URI whose password has a '/' or '?' in it."""
+    from aistack.serving.models import check_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert check_tracking_uri() == uri
+
+
+def test_a_tracking_server_reached_through_all_proxy_is_not_connected_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """requests (so MLflow) sends through ALL_PROXY as through HTTP_PROXY: the server is not
+    reachable from here directly, and the check must not say it does not answer."""
+    import socket
+
+    from aistack.serving.models import check_tracking_uri
+
+    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    uri = f"http://127.0.0.1:{port}/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.example:3128")
+    assert check_tracking_uri() == uri
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # not through the proxy: connected to, refused
+    from aistack.errors import ConnectionFailed
+
+    with pytest.raises(ConnectionFailed, match="connection refused"):
+        check_tracking_uri()
