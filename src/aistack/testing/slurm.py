@@ -298,6 +298,18 @@ class SlurmCluster:
             + self.logs()
         )
 
+    def restart_controller(self, *, clear_state: bool = False) -> None:
+        """Stop slurmctld and start it again (``clear_state``: without its saved state, as
+        after a controller lost its disk, so it no longer knows any job; the accounting does)."""
+        p = self.procs["slurmctld"]
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        args = [str(_which("slurmctld")), "-D", "-c" if clear_state else "-i"]
+        _spawn(self, "slurmctld", [*args, "-f", str(self.conf_path)], self.env())
+        _wait_ctld(self)
+        self.wait_node_idle()
+
     def stop(self, *, remove: bool = True) -> None:
         """Stop the daemons (SIGTERM, then SIGKILL), slurmd first, and remove the dir."""
         if self._stopped:

@@ -1,4 +1,5 @@
-"""`aistack sim --format slurm` on a real Slurm cluster's own accounting.
+"""`aistack sim --format slurm` on a real Slurm cluster's own accounting; and the Slurm
+executor's last source of a job's end when slurmctld no longer knows the job (``sacct``).
 
 A private cluster with slurmdbd and MariaDB (``start_slurm(accounting=True)``) runs a few jobs
 with fake GPUs under two accounts; ``sacct`` exports them in the documented format
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +163,40 @@ def test_whatif_on_the_history(history: dict[str, Any]) -> None:
     assert before["jobs"] == after["jobs"] == 3
     assert after["avg_wait"] <= before["avg_wait"]
     assert after["avg_jct"] <= before["avg_jct"]
+
+
+def test_the_executor_asks_sacct_once_slurmctld_forgot_the_job(acct: Any, tmp_path: Path) -> None:
+    """A job cancelled from outside aistack (an admin's scancel) leaves no exit code in its
+    job directory; once slurmctld has lost its state (restarted without it), only the
+    accounting knows how it ended: the executor reads it from sacct, not "lost"."""
+    from aistack.executors.base import LaunchRequest
+    from aistack.executors.slurm import SlurmExecutor
+    from aistack.scheduler.types import Allocation, NodeAlloc
+
+    ex = SlurmExecutor(slurm_conf=acct.conf_path)
+    try:
+        node = ex.inventory()[0]
+        req = LaunchRequest(
+            job_id="admin-cancelled",
+            attempt=1,
+            command="sleep 120",
+            allocation=Allocation(nodes={node.name: NodeAlloc(gpus=(0,), cpus=(0,), memory_mb=64)}),
+            job_dir=tmp_path / "admin-cancelled",
+        )
+        handle = ex.launch(req)
+        job_id = handle.split(":")[1]
+        deadline = time.monotonic() + 60
+        while ex.poll(handle).state != "running":
+            assert time.monotonic() < deadline, ex.poll(handle)
+            time.sleep(0.3)
+        acct.run("scancel", job_id)
+        acct.wait_accounted([job_id])
+        before = ex.poll(handle)
+        assert before.state == "cancelled", before
+        acct.restart_controller(clear_state=True)
+        assert ex.job_info(job_id) is None  # slurmctld no longer knows it
+        after = ex.poll(handle)
+        assert after.state == "cancelled", after  # from sacct; the files alone say "lost"
+        assert not (req.job_dir / "exit_code").exists()
+    finally:
+        ex.close()
