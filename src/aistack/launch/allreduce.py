@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -56,7 +55,7 @@ from typing import Any
 
 from aistack.errors import BackendError, ValidationError
 from aistack.launch.env import build_rank_envs, free_port, usable_cpus
-from aistack.launch.gang import run_gang
+from aistack.launch.gang import check_timeout_s, run_gang
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +151,7 @@ def check_run(
         raise ValidationError(
             f"backend: unknown {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}"
         )
-    if timeout_s is not None and (
-        isinstance(timeout_s, bool)
-        or not isinstance(timeout_s, int | float)
-        or not math.isfinite(timeout_s)
-        or timeout_s <= 0
-    ):
-        raise ValidationError(
-            f"timeout_s: must be a positive, finite number of seconds, got {timeout_s!r}",
-            hint="e.g. --timeout 600",
-            field="timeout_s",
-        )
+    check_timeout_s(timeout_s, hint="e.g. --timeout 600")
     _check_count(nprocs, "nprocs", lowest=1, meaning="an integer ≥ 1", hint="e.g. --nprocs 2")
     if iters is not None:
         _check_count(

@@ -179,7 +179,11 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def _check_timeout(timeout_s: Any) -> float | None:
+def check_timeout_s(
+    timeout_s: Any, *, hint: str = "e.g. timeout_s=600, or None for no limit"
+) -> float | None:
+    """``timeout_s`` as seconds (None: no limit); a ValidationError unless it is a positive,
+    finite number."""
     if timeout_s is None:
         return None
     if (
@@ -190,7 +194,7 @@ def _check_timeout(timeout_s: Any) -> float | None:
     ):
         raise ValidationError(
             f"timeout_s: must be a positive, finite number of seconds, got {timeout_s!r}",
-            hint="e.g. timeout_s=600, or None for no limit",
+            hint=hint,
             field="timeout_s",
         )
     return float(timeout_s)
@@ -219,7 +223,7 @@ def run_gang(
     still running that many seconds after the start: SIGTERM, SIGKILL after ``grace_s``,
     ``GangResult.timed_out`` set.
     """
-    timeout = _check_timeout(timeout_s)
+    timeout = check_timeout_s(timeout_s)
     if not ranks:
         raise ValidationError("ranks: need at least one rank", hint="use build_rank_envs(...)")
     if isinstance(command, str):

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 LIVE_LIMIT = 1024  # the live app's API body limit (bytes); /mlflow gets 4 times as much
+ROOMY_LIMIT = 4 * 2**30  # the body limits of ``roomy``: the large declared bodies pass them
 
 
 @dataclass
@@ -146,3 +148,24 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
         sock.close()
         app.state.ctx.executor.close()
         app.state.ctx.engine.dispose()
+
+
+@pytest.fixture
+def _roomy_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Body limits of ``ROOMY_LIMIT`` for the app ``live`` builds after this took effect."""
+    import aistack.settings
+
+    settings_cls = aistack.settings.Settings
+
+    def settings(**kwargs: Any) -> aistack.settings.Settings:
+        kwargs.update(max_request_bytes=ROOMY_LIMIT, max_mlflow_request_bytes=ROOMY_LIMIT)
+        return settings_cls(**kwargs)
+
+    monkeypatch.setattr(aistack.settings, "Settings", settings)
+
+
+@pytest.fixture
+def roomy(_roomy_limits: None, live: Live) -> Live:
+    """``live`` with body limits of ``ROOMY_LIMIT`` (``live`` alone refuses more than
+    ``LIVE_LIMIT`` with a 413 before the app runs)."""
+    return live

@@ -30,29 +30,8 @@ if TYPE_CHECKING:
 
 CHUNK = 2**20
 DECLARED = 2**30  # the Content-Length sent
-ROOMY = 4 * 2**30  # the body limit of the ``roomy`` server: DECLARED passes it
 # (path, status): no such route, and a GET-only route; neither reads the body
 UNREAD = [("/api/v1/no-such-route", 404), ("/api/v1/cluster", 405)]
-
-
-@pytest.fixture
-def _roomy_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ``live`` fixture's app, with body limits (``ROOMY``) that a 1 GiB body passes."""
-    import aistack.settings
-
-    settings_cls = aistack.settings.Settings
-
-    def settings(**kwargs: Any) -> aistack.settings.Settings:
-        kwargs.update(max_request_bytes=ROOMY, max_mlflow_request_bytes=ROOMY)
-        return settings_cls(**kwargs)
-
-    monkeypatch.setattr(aistack.settings, "Settings", settings)
-
-
-@pytest.fixture
-def roomy(_roomy_limits: None, live: Live) -> Live:
-    """``live`` (tests/unit/core/conftest.py), built after ``_roomy_limits`` took effect."""
-    return live
 
 
 def _head(live: Live, path: str, extra: bytes) -> bytes:

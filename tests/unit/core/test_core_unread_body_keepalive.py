@@ -30,28 +30,6 @@ TIMEOUT = 10
 # (path, status): no such route, and a GET-only route; neither reads the body
 UNREAD = [("/api/v1/no-such-route", 404), ("/api/v1/cluster", 405)]
 BODY = b'{"command": "echo hi", "note": "a small JSON body"}'
-ROOMY = 4 * KEEPALIVE_UNREAD_MAX_BYTES  # the body limits of ``live`` here: the bound passes them
-
-
-@pytest.fixture
-def _roomy_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Body limits (``ROOMY``) for the ``live`` fixture's app that the bound passes (``live``
-    alone refuses more than 1 KiB with a 413 before the app runs)."""
-    import aistack.settings
-
-    settings_cls = aistack.settings.Settings
-
-    def settings(**kwargs: Any) -> aistack.settings.Settings:
-        kwargs.update(max_request_bytes=ROOMY, max_mlflow_request_bytes=ROOMY)
-        return settings_cls(**kwargs)
-
-    monkeypatch.setattr(aistack.settings, "Settings", settings)
-
-
-@pytest.fixture
-def roomy(_roomy_limits: None, live: Live) -> Live:
-    """``live`` (tests/unit/core/conftest.py), built after ``_roomy_limits`` took effect."""
-    return live
 
 
 def _head(live: Live, path: str, extra: bytes, method: str = "POST") -> bytes:
