@@ -33,6 +33,9 @@ from aistack.planning.training import duration_text
 SHORT_WINDOW_DAYS = 28  # as `plan hybrid`: advice from less usage than this carries a warning
 
 UTC = dt.UTC
+# GPUs or CPUs of one record: as a job spec's resources.gpus / cpus per node (a count of 1e300
+# priced a report, a 400-digit one overflowed the pricing)
+MAX_RECORD_DEVICES = 1_000_000
 FIELDS = (
     "job_id",
     "project",
@@ -107,8 +110,19 @@ class AllocationRecord:
 
         def _int(name: str) -> int:
             v = data.get(name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v or v < 0:
-                raise ValidationError(f"{where}.{name}: must be a whole number >= 0, got {v!r}")
+            # NaN and infinity checked before int(): they raised ValueError / OverflowError
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or (isinstance(v, float) and not math.isfinite(v))
+                or int(v) != v
+                or not 0 <= v <= MAX_RECORD_DEVICES
+            ):
+                raise ValidationError(
+                    f"{where}.{name}: must be a whole number from 0 to {MAX_RECORD_DEVICES:,}, "
+                    f"got {v!r}",
+                    hint="GPUs and CPUs of one allocation (one job attempt on one node)",
+                )
             return int(v)
 
         def _pct(name: str) -> float | None:

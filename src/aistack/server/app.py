@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +34,7 @@ from aistack.server.body_limit import (
     may_drain,
 )
 from aistack.server.context import ServerContext
+from aistack.server.deps import no_lone_surrogate_in_body, no_nul_in_params
 from aistack.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,11 @@ def create_app(
         except ModuleNotFoundError as exc:
             log.info("router %s not loaded: %s", name, exc)
             continue
-        app.include_router(mod.router, prefix=API_PREFIX)
+        app.include_router(
+            mod.router,
+            prefix=API_PREFIX,
+            dependencies=[Depends(no_nul_in_params), Depends(no_lone_surrogate_in_body)],
+        )
     _mount_dashboard(app, ctx)
     if settings.mlflow_enabled:
         _mount_mlflow(app, ctx)

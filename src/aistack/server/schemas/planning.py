@@ -58,9 +58,11 @@ class ServePlanRequest(_Req):
 
 class TcoRequest(_Req):
     gpus: int = Field(gt=0, description="GPUs needed at peak")
-    gpu: str | None = None
-    instance: str | None = None
-    server: str | None = None
+    # an empty name is refused here: the planner took "" for "not given" and blamed a name
+    # nobody gave ("unknown server 'None'")
+    gpu: str | None = Field(default=None, min_length=1)
+    instance: str | None = Field(default=None, min_length=1)
+    server: str | None = Field(default=None, min_length=1)
     utilization: float = Field(default=1.0, gt=0, le=1)
     horizon_months: int = Field(default=36, gt=0, le=240)
     hybrid_base_gpus: int | None = Field(default=None, ge=0)
@@ -100,6 +102,6 @@ class HybridRequest(_Req):
         | None
     ) = Field(default=None, description="[start_s, end_s, gpus] per job")
     step_minutes: float = Field(default=60.0, gt=0, allow_inf_nan=False)
-    gpu: str | None = None
-    server: str | None = None
-    instance: str | None = None
+    gpu: str | None = Field(default=None, min_length=1)  # "" as in TcoRequest
+    server: str | None = Field(default=None, min_length=1)
+    instance: str | None = Field(default=None, min_length=1)
