@@ -263,6 +263,14 @@ def create_app(
         }.get(exc.status_code, (_CODES.get(exc.status_code, "error"), str(exc.detail), None))
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's answer when the JSON decoder itself fails (e.g. a number of more than
+            # 4,300 digits: Python's int limit); its reason is server-side advice, not for here
+            message = "the body could not be read as JSON"
+            hint = (
+                "send one JSON document in UTF-8 with 'Content-Type: application/json'; numbers "
+                "have at most 4,300 digits"
+            )
         return JSONResponse(
             {"code": code, "message": message, "hint": hint, "details": {}},
             status_code=exc.status_code,

@@ -190,3 +190,16 @@ def test_a_surrogate_pair_escape_is_one_character(api) -> None:  # type: ignore[
     )
     assert r.status_code == 201, r.text
     assert r.json()["command"] == "echo \U0001f600"
+
+
+def test_a_body_the_json_decoder_refuses_says_how_to_fix_it(api) -> None:  # type: ignore[no-untyped-def]
+    """A number of more than 4,300 digits (Python's int limit) makes FastAPI answer a bare
+    "There was an error parsing the body" with no hint; now it says what to send."""
+    before = api.http.get("/api/v1/jobs").json()
+    body = '{"command": "echo hi", "priority": ' + "9" * 5000 + "}"
+    r = api.http.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert err["message"] == "the body could not be read as JSON"
+    assert "4,300 digits" in err["hint"] and "set_int_max_str_digits" not in r.text
+    assert api.http.get("/api/v1/jobs").json() == before
