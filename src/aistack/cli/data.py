@@ -231,9 +231,10 @@ def diff(
                     size += f", mode {c.mode}"
             console.print(f"[{color}]{sign} {c.path}[/{color}] ({size})")
     console.print(
-        f"{len(d.added)} added ({fmt_bytes(d.bytes_added)}), {len(d.removed)} removed "
-        f"({fmt_bytes(d.bytes_removed)}), {len(d.changed)} changed ({fmt_bytes(d.bytes_changed)}), "
-        f"{d.unchanged} unchanged"
+        f"{_n(len(d.added), 'file')} added ({fmt_bytes(d.bytes_added)}), "
+        f"{_n(len(d.removed), 'file')} removed ({fmt_bytes(d.bytes_removed)}), "
+        f"{_n(len(d.changed), 'file')} changed ({fmt_bytes(d.bytes_changed)}), "
+        f"{_n(d.unchanged, 'file')} unchanged"
     )
 
 
@@ -542,7 +543,7 @@ def gc(
     console.print(
         f"{verb} {_n(r.objects_deleted, 'object')} ({fmt_bytes(r.bytes_deleted)}) and "
         f"{_n(r.manifests_deleted, 'manifest')}; kept {_n(r.objects_live, 'live object')} and "
-        f"{r.objects_young:,} younger than {grace:,.0f} s; "
+        f"{_n(r.objects_young, 'object')} younger than {grace:,.0f} s; "
         f"{_n(r.protected_versions, 'referenced version')} protected"
     )
 

@@ -496,8 +496,8 @@ def submit(
 def _job_row(j: dict[str, Any]) -> list[str]:
     style = STATE_STYLE.get(j["state"], "")
     res = j.get("resources") or {}
-    req = f"{res.get('gpus', 0)}G/{res.get('cpus', 1)}C" + (
-        f"×{res['nodes']}" if res.get("nodes", 1) > 1 else ""
+    req = f"{res.get('gpus', 0)} GPU/{res.get('cpus', 1)} CPU" + (
+        f" ×{res['nodes']} nodes" if res.get("nodes", 1) > 1 else ""
     )
     if j["state"] == "QUEUED":
         info = (j.get("pending_reason") or "") + (

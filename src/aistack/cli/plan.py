@@ -250,6 +250,10 @@ def tco(
     if as_json:
         d = res.to_dict()
         d["chart"] = chart_path
+        d["units"] = (
+            "USD (*_usd, cumulative_usd; cost_per_useful_gpu_hour: USD per useful GPU-hour), "
+            "months (*_month*), fraction 0-1 (utilization, breakeven_utilization)"
+        )
         print_json(d)
     else:
         typer.echo(render_tco(res), nl=False)

@@ -268,13 +268,23 @@ def status(
         f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
         f"{_admission(st)}\n"
         f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
+        "(requests × batches) "
         + (
             ", ".join(f"{k}×{v}" for k, v in (m.get("batch_size_counts") or {}).items())
             or "none yet"
         )
     )
     t = Table(title="replicas")
-    for col in ("id", "state", "model", "url", "outstanding", "served", "ready after", "reason"):
+    for col in (
+        "id",
+        "state",
+        "model",
+        "url",
+        "outstanding requests",
+        "served requests",
+        "ready after",
+        "reason",
+    ):
         t.add_column(col)
     for r in st.get("replicas", []):
         t.add_row(

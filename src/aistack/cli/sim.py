@@ -286,7 +286,7 @@ def run(
     m0 = results[0].metrics
     t = Table(
         title=f"{source}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
-        f"offered load {m0['offered_load']:.2f}"
+        f"offered load {100 * m0['offered_load']:.0f} % of GPU capacity"
     )
     for c in [
         "policy",

@@ -863,7 +863,7 @@ class QueuePolicy(Policy):
             return f"{shape}; {k} node{'s have' if k != 1 else ' has'} that many free"
         if size >= job.gpus:
             return f"{shape}; {size} GPUs free on node {node} but CPUs or memory are short"
-        return f"{shape}; largest free block is {size} (node {node})"
+        return f"{shape}; largest free block is {_plural(size, 'GPU')} (node {node})"
 
     # ------------------------------------------------------------ start estimates
     def _estimates(

@@ -95,7 +95,7 @@ class Autoscaler:
             why = f"queue delay {delay:.1f} ms (avg), target {cfg.target_queue_delay_ms:g} ms"
         rec = max(cfg.min_replicas, min(cfg.max_replicas, raw))
         if rec != raw:
-            why += f"; {raw} clipped to [{cfg.min_replicas}, {cfg.max_replicas}]"
+            why += f"; {raw} replicas clipped to [{cfg.min_replicas}, {cfg.max_replicas}]"
         return rec, why
 
     def decide(self, now: float, current: int) -> ScaleDecision:
@@ -110,11 +110,19 @@ class Autoscaler:
 
         if current < cfg.min_replicas:
             return self._record(
-                now, current, cfg.min_replicas, "up", f"below the minimum of {cfg.min_replicas}"
+                now,
+                current,
+                cfg.min_replicas,
+                "up",
+                f"below the minimum of {_replicas(cfg.min_replicas)}",
             )
         if current > cfg.max_replicas:
             return self._record(
-                now, current, cfg.max_replicas, "down", f"above the maximum of {cfg.max_replicas}"
+                now,
+                current,
+                cfg.max_replicas,
+                "down",
+                f"above the maximum of {_replicas(cfg.max_replicas)}",
             )
 
         if rec > current:
@@ -163,10 +171,14 @@ class Autoscaler:
             current=current,
             desired=desired,
             action=action,
-            reason=f"scale {action} {current} → {desired}: {reason}",
+            reason=f"scale {action} {current} → {desired} replicas: {reason}",
         )
         self.history.append(d)
         self.last_change_t = now
         if action == "up":
             self.last_up_t = now
         return d
+
+
+def _replicas(n: int) -> str:
+    return f"{n} replica{'' if n == 1 else 's'}"

@@ -610,3 +610,15 @@ def test_an_id_with_a_slash_is_a_job_not_found(cli, cmd: list[str]) -> None:  # 
     res = runner.invoke(app, [*cmd, "a/b"])
     msg = _error(res, NotFoundError)
     assert "job 'a/b' not found" in msg and "no such endpoint" not in msg
+
+
+def test_job_row_request_names_its_units() -> None:
+    """The req column printed '2G/8C×2': G read as gigabytes (a job asks for memory too)."""
+    from aistack.cli.jobs import _job_row
+
+    job = {"id": "j1", "name": "r", "project": "p", "state": "QUEUED"}
+    job["submitted_at"] = "2026-11-29T10:00:00+00:00"
+    assert _job_row({**job, "resources": {"gpus": 2, "cpus": 8, "nodes": 2}})[4] == (
+        "2 GPU/8 CPU ×2 nodes"
+    )
+    assert _job_row({**job, "resources": {"cpus": 1}})[4] == "0 GPU/1 CPU"

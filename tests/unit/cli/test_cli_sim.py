@@ -259,3 +259,17 @@ def test_bad_files_sizes_and_numbers_are_clear_errors(tmp_path: Path) -> None:
             sim.app, ["whatif", "--gpus-delta", "8", "--nodes", "1", "--history", str(bad)]
         )
         assert "is a folder" in _error(res) or "not UTF-8 text" in _error(res)
+
+
+def test_run_title_gives_the_offered_load_a_unit(tmp_path: Path) -> None:
+    """The title printed 'offered load 0.50': a bare number (of what?). It is the GPU-seconds
+    asked for over the GPU-seconds the cluster has while jobs arrive: a percent of capacity."""
+    t = tmp_path / "two.csv"
+    t.write_text(HEADER + "a,0,100,4\nb,200,100,4\n")
+    res = runner.invoke(
+        sim.app,
+        ["run", "--trace", str(t), "--nodes", "1", "--gpus-per-node", "8", "--policy", "fifo"],
+    )
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.stdout.split())
+    assert "offered load 50 % of GPU capacity" in out

@@ -516,11 +516,11 @@ def test_pending_reason_text_and_estimates() -> None:
     q = [job("a", 4, t=0, max_runtime_s=300), job("b", 4, t=1, max_runtime_s=300)]
     d = run("easy", q, cluster, now=0.0)
     assert d.pending["a"].reason == (
-        "needs 4 GPUs on one node; largest free block is 2 (node n0); first in line, reserved to start in 10.0 min"
+        "needs 4 GPUs on one node; largest free block is 2 GPUs (node n0); first in line, reserved to start in 10.0 min"
     )
     assert (
         d.pending["b"].reason
-        == "needs 4 GPUs on one node; largest free block is 2 (node n0); 1 job ahead"
+        == "needs 4 GPUs on one node; largest free block is 2 GPUs (node n0); 1 job ahead"
     )
     assert d.pending["a"].estimated_start == 600.0
     assert d.pending["b"].estimated_start == 900.0  # after a on n0 (600+300) < n1 at 1200

@@ -113,3 +113,14 @@ def test_property_bounds_and_cooldown(
             last_up = d.t
         elif d.action == "down" and last_up is not None and "maximum" not in d.reason:
             assert d.t - last_up >= cooldown  # never down within the cooldown after an up
+
+
+def test_decision_reasons_count_replicas() -> None:
+    """`serve status` printed 'scale up 0 → 1: below the minimum of 1' and '0 clipped to
+    [1, 4]': bare numbers; they are replicas."""
+    _, a = run([100.0] * 3, CFG, start=0)
+    assert a.history[0].reason == "scale up 0 → 1 replicas: below the minimum of 1 replica"
+    _, a = run([0.0] * 3, CFG.model_copy(update={"max_replicas": 2}), start=5)
+    assert a.history[0].reason == "scale down 5 → 2 replicas: above the maximum of 2 replicas"
+    _, why = Autoscaler(cfg=CFG).recommend(0.0, 1)
+    assert why.endswith("; 0 replicas clipped to [1, 4]")
