@@ -114,6 +114,15 @@ class Client:
         """Call the API (``path`` relative to /api/v1 unless it starts with /api/, /healthz,
         /metrics or /mlflow). Path parameters must already be quoted (``_seg``). Raises the
         aistack error the server sent; ConnectionFailed when the server cannot be reached."""
+        for what, value in (("method", method), ("path", path)):
+            if not isinstance(value, str):
+                raise ValidationError(
+                    f"{what} must be a str, not {type(value).__name__} {value!r}",
+                    hint='e.g. request("GET", "/jobs")',
+                    field=what,
+                )
+        if "json" in kw:
+            _check_json(kw["json"])
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
         method = method.upper()
@@ -261,6 +270,9 @@ class Client:
         """Yield the job's output as it is written, until the job is final. Rides out a server
         restart: once the server has answered, keeps trying for ``reconnect_s`` before raising
         ConnectionFailed."""
+        _seg(job_id, "job")
+        _check_duration("poll_s", poll_s)
+        _check_duration("reconnect_s", reconnect_s, infinite=True)
         offset, attempt = 0, None
         reached = False  # a server that never answered is not waited for
 
@@ -300,13 +312,18 @@ class Client:
         """Block until the job reaches a final state; returns the job. TimeoutError after
         ``timeout``. Rides out a server restart: once the server has answered, keeps trying
         for ``reconnect_s`` (or until ``timeout``) before raising ConnectionFailed."""
-        if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+        if timeout is not None and not (
+            _is_number(timeout) and math.isfinite(timeout) and timeout >= 0
+        ):
             # NaN compares false with every deadline: the wait never ended
             raise ValidationError(
-                f"timeout: {timeout} is not a finite number of seconds >= 0",
+                f"timeout: {timeout!r} is not a finite number of seconds >= 0",
                 hint="pass e.g. timeout=60, or None to wait until the job ends",
                 field="timeout",
             )
+        _seg(job_id, "job")
+        _check_duration("poll_s", poll_s)
+        _check_duration("reconnect_s", reconnect_s, infinite=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         grace = 0.0  # a server that never answered is not waited for
         while True:
@@ -344,10 +361,12 @@ class Client:
         for k, v in body.items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValidationError(f"{k}: must be a finite number, got {v!r}")
-        if "/" in str(name):  # (the server decodes %2F before it routes: see _seg)
+        if not isinstance(name, str) or "/" in name:  # (the server decodes %2F: see _seg)
             from aistack.spec import NAME_HINT
 
-            raise ValidationError(f"project: {name!r} is not a valid name", hint=NAME_HINT)
+            raise ValidationError(
+                f"project: {name!r} is not a valid name", hint=NAME_HINT, field="project"
+            )
         return self.request("PUT", f"/projects/{_seg(name)}", json=body)  # type: ignore[no-any-return]
 
     def projects(self) -> list[dict[str, Any]]:
@@ -420,6 +439,13 @@ def _seg(value: object, what: str | None = None) -> str:
     No id or name has a ``/``, and one cannot be sent: the server decodes ``%2F`` before it
     routes, so the request would miss its endpoint ("no such endpoint"). With ``what`` (e.g.
     "job"), such a value is the NotFoundError the server gives an unknown one."""
+    if what is not None and not isinstance(value, str):
+        # str(None) would be sent as the name 'None' (and a PUT would create it)
+        raise ValidationError(
+            f"{what} id or name must be a str, not {type(value).__name__} {value!r}"[:300],
+            hint=f"pass the {what}'s id or name as a str",
+            field=what,
+        )
     text = str(value)
     if not text:
         raise ValidationError("an empty name or id", hint="give a non-empty name or id")
@@ -430,3 +456,47 @@ def _seg(value: object, what: str | None = None) -> str:
         )
     seg = quote(text, safe="")
     return seg.replace(".", "%2E") if seg in (".", "..") else seg
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_duration(what: str, value: object, *, infinite: bool = False) -> None:
+    """ValidationError naming ``what`` unless ``value`` is a number of seconds >= 0 (finite,
+    unless ``infinite``): NaN compares false with every deadline, and time.sleep refuses NaN,
+    negatives and inf with a bare ValueError/OverflowError."""
+    ok = _is_number(value) and value >= 0 and (infinite or math.isfinite(value))  # type: ignore[operator, arg-type]
+    if not ok:
+        raise ValidationError(
+            f"{what}: {value!r} is not a {'' if infinite else 'finite '}number of seconds >= 0",
+            hint=f"pass e.g. {what}=1.0",
+            field=what,
+        )
+
+
+def _check_json(body: object, where: str = "") -> None:
+    """ValidationError naming the field of a request body that JSON cannot carry (NaN, inf,
+    bytes, an object...): httpx's own ValueError/TypeError names none."""
+
+    def bad(why: str) -> ValidationError:
+        field = where or "body"
+        return ValidationError(
+            f"{field}: {why}",
+            hint="pass str, int, finite float, bool, None, lists and dicts",
+            field=field,
+        )
+
+    if isinstance(body, float):
+        if not math.isfinite(body):
+            raise bad(f"{body!r} is not a finite number (JSON has no NaN or infinity)")
+    elif isinstance(body, dict):
+        for k, v in body.items():
+            if not isinstance(k, str | int | float | bool) and k is not None:
+                raise bad(f"key {k!r} is not a str")
+            _check_json(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(body, list | tuple):
+        for i, v in enumerate(body):
+            _check_json(v, f"{where}[{i}]")
+    elif not isinstance(body, str | int | bool) and body is not None:
+        raise bad(f"a {type(body).__name__} is not JSON ({body!r:.80})")

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import threading
 import time
@@ -224,7 +225,22 @@ class Datasets:
         lease can be had (a caller thread other than the main one, a file already open for
         writing, NFS, ...) the file is read into buffers instead, into the same chunks."""
         check_name(name)
+        if not isinstance(tags, list | tuple | set | frozenset):
+            raise ValidationError(
+                f"tags must be a list of tag names, not {type(tags).__name__} {tags!r}",
+                hint="pass e.g. tags=['raw'] (a str would be split into letters)",
+                field="tags",
+            )
         tag_names = tuple(check_tag(t) for t in tags)
+        if message is not None and (not isinstance(message, str) or "\x00" in message):
+            raise ValidationError(
+                f"message must be text without NUL characters, not {message!r}"
+                if isinstance(message, str)
+                else f"message must be a str or None, not {type(message).__name__}",
+                hint="pass e.g. message='first crawl'",
+                field="message",
+            )
+        _check_callable(progress, "progress")
         if metadata is not None and not isinstance(metadata, dict):
             raise ValidationError("metadata must be a mapping", field="metadata")
         meta = _jsonable(metadata or {})
@@ -475,6 +491,18 @@ class Datasets:
             raise ValidationError(
                 f"invalid link mode {link!r}", hint="use auto, hardlink or copy", field="link"
             )
+        _check_callable(only, "only")
+        _check_callable(progress, "progress")
+        if (
+            not isinstance(dest, str | os.PathLike)
+            or not isinstance(os.fspath(dest), str)
+            or "\x00" in os.fspath(dest)
+        ):
+            raise ValidationError(
+                f"dest {dest!r} is not a directory path",
+                hint="give a directory as a str or pathlib.Path (no NUL characters)",
+                field="dest",
+            )
         v = self.resolve(ref)
         entries = self.files(v)
         if only is not None:
@@ -621,6 +649,7 @@ class Datasets:
         ``check(version, pairs)``, when given, is called next with those of ``refs`` the version
         has (e.g. to ask a server this layer cannot see); what it raises propagates and nothing
         is dropped."""
+        _check_pairs(refs, "refs", "(kind, id) pairs, e.g. [('job', '42')]")
         for kind, ident in refs:
             check_kind(kind)
             lineage_node(kind, ident)
@@ -681,6 +710,14 @@ class Datasets:
         self, inputs: list[str], job_id: str, outputs: list[str]
     ) -> list[tuple[str, str]]:
         """Record dataset version → job → dataset version edges (refs are pinned)."""
+        for what, refs in (("inputs", inputs), ("outputs", outputs)):
+            if not isinstance(refs, list | tuple):
+                raise ValidationError(
+                    f"{what} must be a list of dataset references, not {type(refs).__name__} "
+                    f"{refs!r}",
+                    hint=f"pass e.g. {what}=['corpus@v1'] (or [] for none)",
+                    field=what,
+                )
         jnode = node("job", job_id)
         edges = [(node("dataset", self.resolve(i).ref), jnode) for i in inputs]
         edges += [(jnode, node("dataset", self.resolve(o).ref)) for o in outputs]
@@ -698,6 +735,7 @@ class Datasets:
         Every node is checked first (a bad one records no edge): kinds are those of
         :data:`LINEAGE_NODE_KINDS`; a ``dataset:`` node is pinned (``dataset:corpus@latest``
         → ``dataset:corpus@v3``) and must name a live version."""
+        _check_pairs(edges, "edges", "(source, destination) pairs of KIND:ID nodes")
         canon: dict[str, str] = {}
         pairs: list[tuple[str, str]] = []
         for src, dst in edges:
@@ -732,6 +770,23 @@ class Datasets:
         versions cannot be deleted, so their objects are always live. Only ``cas/`` and
         ``manifests/`` under the store root are touched.
         """
+        if not isinstance(dry_run, bool):
+            raise ValidationError(
+                f"dry_run must be True or False, not {dry_run!r}",
+                hint="pass dry_run=True to only report, dry_run=False to delete",
+                field="dry_run",
+            )
+        if (
+            isinstance(grace_s, bool)
+            or not isinstance(grace_s, int | float)
+            or not (grace_s >= 0 and math.isfinite(grace_s))
+        ):
+            # NaN compares false with every age: objects an add is writing would go
+            raise ValidationError(
+                f"grace_s must be a finite number of seconds >= 0, not {grace_s!r}",
+                hint=f"pass e.g. grace_s={DEFAULT_GRACE_S:g} (objects younger are kept)",
+                field="grace_s",
+            )
         return collect_garbage(
             self.catalog, self.store, self.manifests, dry_run=dry_run, grace_s=grace_s
         )
@@ -746,11 +801,34 @@ class Datasets:
         return n
 
 
+def _check_callable(value: object, what: str) -> None:
+    if value is not None and not callable(value):
+        raise ValidationError(
+            f"{what} must be a function or None, not {type(value).__name__} {value!r}",
+            hint=f"pass a callable as {what}=..., or leave it out",
+            field=what,
+        )
+
+
+def _check_pairs(value: object, what: str, shape: str) -> None:
+    """ValidationError naming ``what`` unless ``value`` is a list or tuple of 2-item lists or
+    tuples (``for a, b in value`` would raise TypeError/ValueError, or split a str)."""
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 for p in value
+    ):
+        raise ValidationError(
+            f"{what} must be a list of {shape}, not {value!r}"[:300],
+            hint=f"pass e.g. {what}=[(a, b), ...]",
+            field=what,
+        )
+
+
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     import json
 
     try:
-        return dict(json.loads(json.dumps(meta)))
+        # allow_nan=False: NaN and Infinity are no JSON (PostgreSQL's JSON columns refuse them)
+        return dict(json.loads(json.dumps(meta, allow_nan=False)))
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"metadata is not JSON-serializable: {exc}",

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 from aistack.errors import ValidationError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# \Z, not $: "$" also matches before a final newline ("corpus\n" was a valid name)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 TAG_RE = NAME_RE
-VERSION_RE = re.compile(r"^[vV]?(\d+)$")  # V3 too: a tag named like that would shadow v3
+# V3 too: a tag named like that would shadow v3; ASCII digits only ("\d" takes "v١" as v1)
+VERSION_RE = re.compile(r"^[vV]?([0-9]+)\Z")
 MAX_VERSION = 2**63 - 1  # the catalog's integer column
 # who can reference a version (``aistack data rm`` refuses to delete it while one does):
 # ``job:ID``, ``model:NAME@vN``, ``run:ID`` (a tracking run) and ``webdata:NAME@ID`` (a
@@ -83,7 +85,13 @@ class Ref:
 
 
 def parse_ref(ref: str) -> Ref:
-    if not isinstance(ref, str) or not ref.strip():
+    if not isinstance(ref, str):
+        raise ValidationError(
+            f"dataset reference {ref!r} is not a string ({type(ref).__name__})",
+            hint="write NAME, NAME@v3 or NAME@TAG as a str",
+            field="ref",
+        )
+    if not ref.strip():
         raise ValidationError(
             "dataset reference is empty", hint="write NAME, NAME@v3 or NAME@TAG", field="ref"
         )
@@ -150,10 +158,10 @@ def node(kind: str, ident: str) -> str:
             hint=f"use one of {', '.join(NODE_KINDS)}",
             field="kind",
         )
-    if not ident or not isinstance(ident, str) or len(ident) > 380:
+    if not ident or not isinstance(ident, str) or len(ident) > 380 or not ident.isprintable():
         raise ValidationError(
             f"invalid {kind} id {ident!r}",
-            hint="give a non-empty id up to 380 characters",
+            hint="give a non-empty id up to 380 characters, without control characters",
             field="id",
         )
     return f"{kind}:{ident}"

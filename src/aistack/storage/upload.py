@@ -253,7 +253,19 @@ def check_unchanged(
 
 def scan(path: str | os.PathLike[str]) -> list[SourceFile]:
     """Files under ``path`` (sorted), refusing anything that escapes it."""
+    if not isinstance(path, str | os.PathLike) or not isinstance(os.fspath(path), str):
+        raise ValidationError(
+            f"path {path!r} is not a file or directory path ({type(path).__name__})",
+            hint="give the path of a file or directory as a str or pathlib.Path",
+            field="path",
+        )
     p = os.fspath(path)
+    if "\x00" in p:
+        raise ValidationError(
+            f"path {p!r} contains a NUL character",
+            hint="give the path of an existing file or directory",
+            field="path",
+        )
     if not os.path.exists(p):
         raise ValidationError(
             f"path {p} does not exist", hint="give an existing file or directory", field="path"
