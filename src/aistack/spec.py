@@ -27,7 +27,7 @@ from aistack.compute.resources import Node, memory_size_field, parse_memory_mb
 from aistack.errors import ValidationError
 
 Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: "$" takes "x\n"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_S = 365 * 86400.0
@@ -186,7 +186,7 @@ class JobSpec(_Strict):
     @classmethod
     def _env_ok(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", k):
                 raise ValueError(f"{k!r} is not a valid environment variable name")
         out = {k: str(x) for k, x in v.items()}
         for k, x in out.items():

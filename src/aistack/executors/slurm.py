@@ -114,7 +114,7 @@ log = logging.getLogger(__name__)
 _TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 _HOST_TOKEN = "__AISTACK_HOST_{}__"
 _HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
 RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper

@@ -60,7 +60,7 @@ CONDITION_SYNTAX = (
 # name keep working (only a new model is checked, see register_from_run).
 # (a copy: importing aistack.storage loads SQLAlchemy, which `aistack models ls` does not need;
 # tests/unit/mlops/test_mlops_models_cli.py checks that the patterns stay equal)
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 MODEL_NAME_HINT = (
     "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit ('@' and ':' "
     "would read as an alias or a version: `aistack serve deploy NAME@alias`, NAME:3)"

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from aistack.errors import ValidationError
 from aistack.spec import EnvValue
 
-_SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 # Replicas are scheduled above batch jobs (default batch priority is 0).
 DEFAULT_SERVING_PRIORITY = 100

@@ -187,3 +187,13 @@ def test_gpus_on_a_cluster_without_gpus_says_so() -> None:
     ) as e:
         check_feasible(parse_spec({"command": "x", "resources": {"gpus": 1}}), cpu_only)
     assert "remove resources.gpus" in (e.value.hint or "")
+
+
+def test_a_name_or_env_key_with_a_trailing_newline_is_refused() -> None:
+    """`$` also matches before a final newline: "train\\n" passed as a job or project name."""
+    with pytest.raises(ValidationError, match="not a valid name"):
+        parse_spec({"command": "x", "name": "train\n"})
+    with pytest.raises(ValidationError, match="not a valid name"):
+        parse_spec({"command": "x", "project": "vision\n"})
+    with pytest.raises(ValidationError, match="not a valid environment variable"):
+        parse_spec({"command": "x", "env": {"A\n": "v"}})

@@ -210,3 +210,14 @@ def test_a_replica_fails_fast_when_the_registry_is_down(
     # the replica process: exit code 3 and the message on stderr
     assert main(["--model", ref, "--port", "0"]) == EXIT_LOAD_FAILED
     assert f"at http://127.0.0.1:{port} does not answer" in capsys.readouterr().err
+
+
+def test_a_service_or_model_name_with_a_trailing_newline_is_refused() -> None:
+    """`$` also matches before a final newline: "chat\\n" passed as a service name."""
+    from aistack.mlops.registry import valid_model_name
+
+    with pytest.raises(PydanticValidationError, match="service name"):
+        ServiceSpec(name="chat\n", model="x", model_uri="x")
+    with pytest.raises(ValidationError):
+        parse_model_ref("gpt\n@production")
+    assert not valid_model_name("gpt\n") and valid_model_name("gpt")
