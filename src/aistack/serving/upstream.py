@@ -128,7 +128,12 @@ class UpstreamPool:
                 raise UpstreamTimeout(
                     f"{base_url} did not answer within {self.read_timeout_s:g} s"
                 ) from None
-            except (OSError, httptools.HttpParserError) as exc:
+            except (OSError, RuntimeError, httptools.HttpParserError) as exc:
+                # uvloop raises RuntimeError ("unable to perform operation on <TCPTransport
+                # closed=True ...>; the handler is closed") where asyncio raises OSError: a
+                # replica killed under load answered clients a 500 "router error"
+                if isinstance(exc, RuntimeError) and not writer.is_closing():
+                    raise
                 writer.close()
                 if reused and not got_bytes:
                     self._drop(key)  # the replica closed kept-alive connections: start afresh

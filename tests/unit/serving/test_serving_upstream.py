@@ -146,3 +146,60 @@ def test_many_stale_pooled_connections_are_all_dropped_and_idle_ones_expire() ->
         server.close()
 
     asyncio.run(main())
+
+
+class _ClosedTransportWriter:
+    """A writer whose transport the peer closed, as uvloop reports it: RuntimeError, not
+    OSError (seen when a replica was SIGKILLed under load: the client got a 500)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, _data: bytes) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True reading=False 0x1>; "
+            "the handler is closed"
+        )
+
+    async def drain(self) -> None:
+        return None
+
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_closed_transport_uvloop_style_is_a_dropped_connection() -> None:
+    """A pooled connection whose transport is closed is dropped and the request goes out on a
+    fresh one; a fresh connection that is closed is UpstreamDropped (the router retries an
+    idempotent request on another replica), never a bare RuntimeError."""
+
+    async def handler(reader, writer):
+        body = await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: " + str(len(body)).encode())
+        writer.write(b"\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        pool = UpstreamPool()
+        stale = _ClosedTransportWriter()
+        pool._take = lambda _pool: (asyncio.StreamReader(), stale)  # type: ignore[method-assign,assignment,return-value]
+        assert (await pool.request(url, "POST", "/x", [], b"hi"))[::2] == (200, b"hi")
+        assert stale.closed
+        fresh = _ClosedTransportWriter()
+
+        async def connect(_host: str, _port: int):  # type: ignore[no-untyped-def]
+            return asyncio.StreamReader(), fresh
+
+        pool._take = lambda _pool: None  # type: ignore[method-assign,assignment,return-value]
+        pool._connect = connect  # type: ignore[method-assign]
+        with pytest.raises(UpstreamDropped, match="handler is closed"):
+            await pool.request(url, "POST", "/x", [], b"hi")
+        assert fresh.closed
+        server.close()
+
+    asyncio.run(main())
