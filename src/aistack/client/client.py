@@ -312,14 +312,9 @@ class Client:
         """Block until the job reaches a final state; returns the job. TimeoutError after
         ``timeout``. Rides out a server restart: once the server has answered, keeps trying
         for ``reconnect_s`` (or until ``timeout``) before raising ConnectionFailed."""
-        if timeout is not None and not (
-            _is_number(timeout) and math.isfinite(timeout) and timeout >= 0
-        ):
-            # NaN compares false with every deadline: the wait never ended
-            raise ValidationError(
-                f"timeout: {timeout!r} is not a finite number of seconds >= 0",
-                hint="pass e.g. timeout=60, or None to wait until the job ends",
-                field="timeout",
+        if timeout is not None:  # (NaN compares false with every deadline: it never ended)
+            _check_duration(
+                "timeout", timeout, hint="pass e.g. timeout=60, or None to wait until the job ends"
             )
         _seg(job_id, "job")
         _check_duration("poll_s", poll_s)
@@ -462,7 +457,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_duration(what: str, value: object, *, infinite: bool = False) -> None:
+def _check_duration(
+    what: str, value: object, *, infinite: bool = False, hint: str | None = None
+) -> None:
     """ValidationError naming ``what`` unless ``value`` is a number of seconds >= 0 (finite,
     unless ``infinite``): NaN compares false with every deadline, and time.sleep refuses NaN,
     negatives and inf with a bare ValueError/OverflowError."""
@@ -470,7 +467,7 @@ def _check_duration(what: str, value: object, *, infinite: bool = False) -> None
     if not ok:
         raise ValidationError(
             f"{what}: {value!r} is not a {'' if infinite else 'finite '}number of seconds >= 0",
-            hint=f"pass e.g. {what}=1.0",
+            hint=hint or f"pass e.g. {what}=1.0",
             field=what,
         )
 

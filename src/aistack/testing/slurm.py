@@ -455,15 +455,7 @@ def _start(
         ("slurmctld", [str(_which("slurmctld")), "-D", "-i", "-f", str(cluster.conf_path)]),
         ("slurmd", [str(_which("slurmd")), "-D", "-f", str(cluster.conf_path)]),
     ):
-        cluster.procs[name] = subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=open(base / f"{name}.stdout", "wb"),  # noqa: SIM115 - owned by the child
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=str(base),
-        )
+        _spawn(cluster, name, args, env)
         if name == "slurmctld":
             _wait_ctld(cluster)
     cluster.wait_node_idle()
@@ -509,22 +501,15 @@ def _start_accounting(cluster: SlurmCluster, munge_socket: Path) -> int:
     base = cluster.base_dir
     data, sock = base / "mysql" / "data", base / "mysql" / "mysqld.sock"
     data.parent.mkdir()
-    res = subprocess.run(
-        [
-            str(_which("mariadb-install-db")),
-            "--no-defaults",
-            f"--datadir={data}",
-            "--user=root",
-            "--auth-root-authentication-method=socket",
-            "--skip-test-db",
-        ],
-        capture_output=True,
-        text=True,
+    cluster.run(
+        str(_which("mariadb-install-db")),
+        "--no-defaults",
+        f"--datadir={data}",
+        "--user=root",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
         timeout=120,
-        check=False,
     )
-    if res.returncode != 0:
-        raise BackendError(f"mariadb-install-db failed: {(res.stderr or res.stdout).strip()}")
     db_port = _free_port()
     env = cluster.env()
     _spawn(
@@ -552,15 +537,9 @@ def _start_accounting(cluster: SlurmCluster, munge_socket: Path) -> int:
         f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{h}'; "
         for h in ("localhost", "127.0.0.1")
     )
-    res = subprocess.run(
-        [str(_which("mariadb")), "--no-defaults", f"--socket={sock}", "-u", "root", "-e", grants],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    cluster.run(
+        str(_which("mariadb")), "--no-defaults", f"--socket={sock}", "-u", "root", "-e", grants
     )
-    if res.returncode != 0:
-        raise BackendError(f"creating the slurm database user failed: {res.stderr.strip()}")
     dbd_port = _free_port()
     text = render_slurmdbd_conf(
         base=base,
