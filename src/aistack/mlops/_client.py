@@ -22,6 +22,22 @@ from aistack.errors import (
 
 _ENV_LOCK = threading.RLock()
 
+# a URI's password: from the ':' after its user to the '@' its host follows. SQLAlchemy reads a
+# database URI's password up to that '@' ('/' and '?' in it included), urllib an http URL's up
+# to the last '@' before the host; either way all of it is hidden (an '@' in a path may hide a
+# little more: the message then shows less, never the password)
+_URI_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/\s]*):\S*?@(?=[^@/\s]*(?:[/\s]|$))"
+)
+
+
+def redact_uri(text: str) -> str:
+    """``text`` (a URI, or a message with URIs in it) with the password of each URI shown as
+    ``***``: ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``. For what errors and logs
+    show of a tracking or store URI (MLflow's messages name the request URL, credentials
+    included); what connects is the URI itself."""
+    return _URI_PASSWORD.sub(r"\g<head>:***@", text)
+
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """``tracking_uri``, else $MLFLOW_TRACKING_URI, else the aistack server's ``/mlflow``."""
@@ -151,7 +167,8 @@ def mlflow_errors(what: str) -> Iterator[None]:
 
 def translate(exc: BaseException, what: str) -> AistackError:
     code = getattr(exc, "error_code", "") or ""
-    msg = getattr(exc, "message", None) or str(exc)
+    # MLflow's own messages name the request URL, the tracking URI's password included
+    msg = redact_uri(str(getattr(exc, "message", None) or exc))
     status = _http_status(exc)
     body = getattr(exc, "json", None)
     if isinstance(body, dict) and body.get("code") and not body.get("error_code"):

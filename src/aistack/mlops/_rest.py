@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from aistack.errors import AistackError, BackendError, ConnectionFailed, ValidationError
-from aistack.mlops._client import translate
+from aistack.mlops._client import redact_uri, translate
 
 SEARCH_REGISTERED_MODELS = "/api/2.0/mlflow/registered-models/search"
 # MLflow's client retries these statuses (mlflow.utils.request_utils)
@@ -156,12 +156,12 @@ def _get(http: Any, url: str, params: dict[str, Any], what: str) -> dict[str, An
             port = u.port or (443 if u.scheme == "https" else 80)
             raise ConnectionFailed(
                 f"{what}: cannot reach the tracking server at {u.host}:{port} "
-                f"({str(exc)[:300] or type(exc).__name__})",
+                f"({redact_uri(str(exc))[:300] or type(exc).__name__})",
                 hint="start it with `aistack up` or set MLFLOW_TRACKING_URI",
             ) from exc
         except httpx.RequestError as exc:  # not transient: too many redirects, a bad encoding
             raise BackendError(
-                f"{what}: {url}: {type(exc).__name__}: {str(exc)[:300]}",
+                f"{what}: {redact_uri(url)}: {type(exc).__name__}: {redact_uri(str(exc))[:300]}",
                 hint="check MLFLOW_TRACKING_URI: it should be the MLflow server's address "
                 "(for aistack's: http://HOST:PORT/mlflow)",
             ) from exc
@@ -186,7 +186,7 @@ def _body(resp: Any, url: str, what: str) -> dict[str, Any]:
         return body
     if resp.status_code == 200:
         raise BackendError(
-            f"{what}: {url} answered 200 with a body that is not a JSON object "
+            f"{what}: {redact_uri(url)} answered 200 with a body that is not a JSON object "
             f"({resp.text[:200]!r}); is MLFLOW_TRACKING_URI an MLflow server?"
         )
     raise _error(resp.status_code, body, resp.text, url, what)
@@ -204,7 +204,7 @@ class _RestError(Exception):
         else:
             self.json = None
             self.error_code = ""
-            self.message = f"{url} failed with HTTP {status}: {text[:300]!r}"
+            self.message = f"{redact_uri(url)} failed with HTTP {status}: {text[:300]!r}"
         self.status = status
         super().__init__(self.message)
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import BackendError, ValidationError
-from aistack.mlops._client import mlflow_client
+from aistack.mlops._client import mlflow_client, redact_uri
 from aistack.mlops.spool import BATCH_LIMIT, _Point, write_spool
 from aistack.mlops.spool import replay_spool as replay_spool  # its home before mlops.spool
 
@@ -346,7 +346,7 @@ class BufferedMetricsLogger:
                     # what it held goes back to the buffer: close() spools it
                     self._buf.extendleft(reversed(self._inflight))
                 self._inflight = []
-                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.last_error = redact_uri(f"{type(exc).__name__}: {exc}")[:500]
                 self._dead = BackendError(
                     f"the metrics sender of run {self.run_id} stopped ({self.last_error}); "
                     f"{self._logged - self._sent} points are pending",
@@ -388,7 +388,8 @@ class BufferedMetricsLogger:
                 # transient: keep the chunk, retry with backoff (unless close() spooled it)
                 with self._cond:
                     self._inflight = []
-                    self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    # MLflow's message names the request URL, the URI's password included
+                    self.last_error = redact_uri(f"{type(exc).__name__}: {exc}")[:500]
                     if self._closed:
                         return
                     self._buf.extendleft(reversed(chunk))
@@ -419,7 +420,7 @@ class BufferedMetricsLogger:
                 if refused:
                     why = refused[-1][1]
                     self.rejected += len(refused)
-                    self.last_error = f"{type(why).__name__}: {why}"[:500]
+                    self.last_error = redact_uri(f"{type(why).__name__}: {why}")[:500]
                     if path is not None:
                         self.spooled.append(path)
                     elif spool_error is not None:

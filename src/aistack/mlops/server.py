@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aistack.errors import BackendError, ConflictError, require
+from aistack.mlops._client import redact_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     import fastapi
@@ -197,11 +198,12 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     require("mlflow", extra="mlops")
     env = server_env(settings)
     key = env["_MLFLOW_SERVER_FILE_STORE"]
+    shown = redact_uri(key)  # what messages and logs show: the store without its password
     if _MOUNTED:
         if _MOUNTED["key"] != key:
             raise ConflictError(
-                f"MLflow is already embedded in this process with store {_MOUNTED['key']}; "
-                f"cannot also serve {key}",
+                f"MLflow is already embedded in this process with store "
+                f"{redact_uri(_MOUNTED['key'])}; cannot also serve {shown}",
                 hint="run one aistack server per AISTACK_HOME",
             )
         return _MOUNTED["app"]
@@ -220,9 +222,11 @@ def create_mlflow_asgi(settings: Settings) -> Any:
         from aistack.mlops._schema import seed_sqlite
 
         if seed_sqlite(key):
-            log.info("seeded %s from the pre-migrated MLflow schema", key)
+            log.info("seeded %s from the pre-migrated MLflow schema", shown)
     except Exception as exc:  # noqa: BLE001 - MLflow then creates the schema itself
-        log.warning("could not seed the MLflow schema (%s); MLflow will migrate", exc)
+        log.warning(
+            "could not seed the MLflow schema (%s); MLflow will migrate", redact_uri(str(exc))
+        )
     try:
         from mlflow.server import handlers
         from mlflow.server.fastapi_app import create_fastapi_app
@@ -234,7 +238,7 @@ def create_mlflow_asgi(settings: Settings) -> Any:
         )
     except Exception as exc:  # MLflow raises many kinds; say which store failed
         raise BackendError(
-            f"could not start MLflow on {key}: {exc}",
+            redact_uri(f"could not start MLflow on {key}: {exc}"),
             hint="check AISTACK_HOME is writable (or AISTACK_MLFLOW_BACKEND_URI is reachable)",
         ) from exc
     # `mlflow.server.fastapi_app` builds a module-level app at import; reuse it.
@@ -244,7 +248,7 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     serve_artifacts_natively(app)
     wrapped = _FullPathApp(app)
     _MOUNTED.update(key=key, app=wrapped, init_s=time.perf_counter() - t0)
-    log.info("MLflow %s ready on %s in %.2f s", _mlflow_version(), key, _MOUNTED["init_s"])
+    log.info("MLflow %s ready on %s in %.2f s", _mlflow_version(), shown, _MOUNTED["init_s"])
     return wrapped
 
 

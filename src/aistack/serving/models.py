@@ -59,8 +59,17 @@ def _builtin_options(uri: str) -> tuple[str, dict[str, str]]:
     return name, opts
 
 
+def _shown(text: object) -> str:
+    """``text`` (a URI, or a message naming one) as errors show it: each URI's password as
+    ``***`` (:func:`aistack.mlops._client.redact_uri`)."""
+    from aistack.mlops._client import redact_uri
+
+    return redact_uri(str(text))
+
+
 def tracking_uri() -> str:
-    """The MLflow tracking/registry URI: $MLFLOW_TRACKING_URI, else the aistack server's."""
+    """The MLflow tracking/registry URI: $MLFLOW_TRACKING_URI, else the aistack server's.
+    Messages show it through :func:`_shown` (without its password)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
@@ -101,7 +110,8 @@ def check_tracking_uri(*, timeout_s: float = REACH_TIMEOUT_S) -> str:
     through the proxy, and the check cannot."""
     from_env = bool(os.environ.get("MLFLOW_TRACKING_URI"))
     uri = tracking_uri()
-    var = f"MLFLOW_TRACKING_URI={uri!r}" if from_env else f"the tracking URI {uri!r}"
+    shown = _shown(uri)  # what messages show: the URI without its password
+    var = f"MLFLOW_TRACKING_URI={shown!r}" if from_env else f"the tracking URI {shown!r}"
     if uri.lower() in _HOSTED_SCHEMES:  # "databricks" alone: its default profile
         return uri
 
@@ -122,6 +132,15 @@ def check_tracking_uri(*, timeout_s: float = REACH_TIMEOUT_S) -> str:
         try:
             host, port = parts.hostname, parts.port
         except ValueError as exc:  # a port that is not a number
+            if shown != uri and "@" not in parts.netloc:
+                # the "port" urllib read is the start of a password ('u:pa/ss@host'): its
+                # error would show it
+                invalid(
+                    "cannot read it as a URL: the password in it has a '/', '?' or '#', which "
+                    "ends a URL's host part",
+                    hint="percent-encode those characters in the password ('/' as %2F, '?' as "
+                    "%3F, '#' as %23)",
+                )
             invalid(f"cannot read it as a URI ({exc})")
         if not host:
             invalid("the URL has no host")
@@ -172,14 +191,15 @@ def _check_reachable_server(
         why = f"no answer from {host}:{port} within {timeout_s:g} s"
     except OSError as exc:
         why = f"{host}:{port}: {exc.strerror or exc}"
+    at = _shown(uri)  # without its password
     if from_env:
         raise ConnectionFailed(
-            f"the model registry at {uri} does not answer ({why}; from MLFLOW_TRACKING_URI)",
+            f"the model registry at {at} does not answer ({why}; from MLFLOW_TRACKING_URI)",
             hint="start the server it names (`aistack up --detach` serves one at "
             "http://127.0.0.1:8765/mlflow), or fix MLFLOW_TRACKING_URI",
         )
     raise ConnectionFailed(
-        f"the model registry at {uri} does not answer ({why}): MLFLOW_TRACKING_URI is not "
+        f"the model registry at {at} does not answer ({why}): MLFLOW_TRACKING_URI is not "
         "set, and that is the aistack server's",
         hint="start the aistack server (`aistack up --detach`), or set MLFLOW_TRACKING_URI to "
         "a running registry",
@@ -221,7 +241,7 @@ def resolve_model(ref: str) -> ResolvedModel:
         path = Path(uri.removeprefix("file://"))
         if not (path / "MLmodel").is_file():
             raise NotFoundError(
-                f"model: {uri!r} is not an MLflow model directory (no MLmodel file)",
+                f"model: {_shown(uri)!r} is not an MLflow model directory (no MLmodel file)",
                 hint="pass a directory written by mlflow.pyfunc.save_model",
             )
         return ResolvedModel(uri=str(path.resolve()), name=path.name)
@@ -277,8 +297,8 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
         client = _registry_client()
     except MlflowException as exc:  # e.g. a file store, which MLflow opens only when asked
         raise ValidationError(
-            f"MLFLOW_TRACKING_URI={tracking_uri()!r}: MLflow cannot open it as a model "
-            f"registry: {' '.join(str(exc.message).split())}",
+            f"MLFLOW_TRACKING_URI={_shown(tracking_uri())!r}: MLflow cannot open it as a model "
+            f"registry: {_shown(' '.join(str(exc.message).split()))}",
             hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
             field="MLFLOW_TRACKING_URI",
         ) from None
@@ -329,17 +349,17 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
             from aistack.errors import ConnectionFailed
 
             raise ConnectionFailed(
-                f"model: cannot resolve {uri!r}: the model registry at {tracking_uri()} "
-                "does not answer",
+                f"model: cannot resolve {uri!r}: the model registry at "
+                f"{_shown(tracking_uri())} does not answer",
                 hint="start the aistack server (`aistack up --detach`), or point "
                 "MLFLOW_TRACKING_URI at a running registry",
             ) from None
-        raise NotFoundError(f"model: cannot resolve {uri!r}: {exc.message}") from None
+        raise NotFoundError(f"model: cannot resolve {uri!r}: {_shown(exc.message)}") from None
     except (OSError, ConnectionError) as exc:
         from aistack.errors import ConnectionFailed
 
         raise ConnectionFailed(
-            f"model registry at {tracking_uri()} cannot be reached: {exc}"
+            f"model registry at {_shown(tracking_uri())} cannot be reached: {_shown(exc)}"
         ) from None
 
 
@@ -435,7 +455,7 @@ def _load_pyfunc(uri: str) -> LoadedModel:
         broke_off = _download_broke_off(uri, exc)
         if broke_off is not None:
             raise ModelLoadError(broke_off) from exc
-        raise ModelLoadError(f"cannot load {uri}: {exc}") from exc
+        raise ModelLoadError(_shown(f"cannot load {uri}: {exc}")) from exc
     generator: TextGenerator | None = None
     try:
         inner = model.unwrap_python_model()
@@ -496,9 +516,11 @@ def _check_reachable(uri: str) -> None:
     else:
         return
     raise ModelLoadError(
-        f"cannot load {uri}: the {what} at {where} does not answer{detail}; start the "
-        "aistack server (`aistack up --detach`), or point MLFLOW_TRACKING_URI at a running "
-        "registry"
+        _shown(
+            f"cannot load {uri}: the {what} at {where} does not answer{detail}; start the "
+            "aistack server (`aistack up --detach`), or point MLFLOW_TRACKING_URI at a running "
+            "registry"
+        )
     )
 
 
@@ -586,7 +608,9 @@ def _download_broke_off(uri: str, exc: BaseException) -> str | None:
         )
     else:
         how = "it closed the connection before the end of a file"
-    return f"cannot load {uri}: the download from the {what} at {where} broke off ({how}); {fix}"
+    return _shown(
+        f"cannot load {uri}: the download from the {what} at {where} broke off ({how}); {fix}"
+    )
 
 
 def _predict_chunks(model: Any, chunks: list[Any]) -> list[Any]:
