@@ -23,7 +23,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from aistack.errors import ConflictError, NotFoundError, ValidationError
 from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, paged, resolve_token
@@ -53,6 +53,13 @@ _COND = re.compile(
 )
 CONDITION_SYNTAX = (
     "write METRIC OP NUMBER, e.g. 'loss<3.2' or 'accuracy>=0.9' (OP: <, <=, >, >=, ==, !=)"
+)
+# a condition whose threshold is spelt as infinity or NaN (Python's float() reads these): refused
+# with its own reason, as a number too large for a float (1e400) is
+_NOT_FINITE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z0-9_.\-/: ]*?[A-Za-z0-9_.\-/:])\s*(?:<=|>=|==|!=|<|>)\s*"
+    r"(?P<value>[-+]?(?:inf(?:inity)?|nan))\s*$",
+    re.IGNORECASE,
 )
 # A new registered model's name: the rule of dataset names (aistack.storage.refs.NAME_RE) and of
 # the names `aistack serve deploy` reads (aistack.serving.spec._MODEL_NAME_RE), where '@' is the
@@ -135,11 +142,24 @@ def parse_condition(text: str, *, field: str = "require") -> Condition:
         raise ValidationError(f"{field}: expected a string, got {text!r}", hint=CONDITION_SYNTAX)
     m = _COND.match(text)
     if not m:
+        bad = _NOT_FINITE.match(text)
+        if bad:
+            _not_finite(field, text, bad["value"])
         raise ValidationError(
             f"{field}: {text!r} is not a condition", hint=CONDITION_SYNTAX, condition=text
         )
-    return Condition(
-        metric=m["metric"].strip(), op=m["op"], threshold=float(m["value"]), text=text.strip()
+    threshold = float(m["value"])
+    if not math.isfinite(threshold):  # '1e400' reads as infinity: 'loss<1e400' always held
+        _not_finite(field, text, m["value"])
+    return Condition(metric=m["metric"].strip(), op=m["op"], threshold=threshold, text=text.strip())
+
+
+def _not_finite(field: str, text: str, value: str) -> NoReturn:
+    raise ValidationError(
+        f"{field}: {text!r}: the threshold {value} is not a finite number (a condition against "
+        "infinity or NaN holds for every value or for none)",
+        hint="write a finite NUMBER, at most about 1.8e308 in size, e.g. 'loss<3.2'",
+        condition=text,
     )
 
 

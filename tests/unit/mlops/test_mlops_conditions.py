@@ -82,3 +82,50 @@ def test_roundtrip_and_semantics(metric, op, threshold, value):
     assert c == Condition(metric=metric, op=op, threshold=threshold, text=text)
     (r,) = check_conditions([c], {metric: value})
     assert r.passed == _OPS[op](float(value), float(threshold))
+
+
+_NOT_FINITE = (
+    "is not a finite number (a condition against infinity or NaN holds for every value or for none)"
+)
+_FINITE_HINT = "write a finite NUMBER, at most about 1.8e308 in size, e.g. 'loss<3.2'"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("loss<1e400", "1e400"),  # float() reads it as inf: "loss below infinity" always held
+        ("loss>-1e400", "-1e400"),
+        ("loss<inf", "inf"),
+        ("accuracy>=-Infinity", "-Infinity"),
+        ("loss != nan", "nan"),
+        ("loss<+INF", "+INF"),
+    ],
+)
+def test_parse_refuses_a_threshold_that_is_not_finite(text: str, value: str) -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_condition(text)
+    assert ei.value.message == f"require: {text!r}: the threshold {value} {_NOT_FINITE}"
+    assert ei.value.hint == _FINITE_HINT
+    assert ei.value.details == {"condition": text}
+
+
+def test_parse_conditions_names_the_index_of_a_threshold_that_is_not_finite() -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_conditions(["loss<3.2", "val_loss<1e400"])
+    assert ei.value.message == (f"require[1]: 'val_loss<1e400': the threshold 1e400 {_NOT_FINITE}")
+    # the largest finite thresholds still parse
+    assert parse_condition("loss<1.7e308").threshold == 1.7e308
+    assert parse_condition("loss>-1.7e308").threshold == -1.7e308
+
+
+def test_the_api_answers_a_threshold_that_is_not_finite_with_a_422(api) -> None:  # type: ignore[no-untyped-def]
+    """Refused before the registry is asked: a 422 naming the condition (the model 'x' does not
+    exist, which the registry would have answered with a 404)."""
+    r = api.http.post(
+        "/api/v1/models/x/promote",
+        json={"version": 1, "to": "production", "require": ["loss<1", "loss<1e400"]},
+    )
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["message"] == f"require[1]: 'loss<1e400': the threshold 1e400 {_NOT_FINITE}"
+    assert body["hint"] == _FINITE_HINT

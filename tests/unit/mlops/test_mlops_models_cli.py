@@ -258,3 +258,32 @@ def test_a_tracking_uri_mlflow_cannot_open_says_what_to_pass(
     assert err.message.startswith(f"--tracking-uri {uri.rstrip('/')!r}: MLflow cannot open it")
     assert why in err.message
     assert "http://127.0.0.1:8000/mlflow" in err.hint and "sqlite:///" in err.hint
+
+
+def test_promote_with_a_threshold_that_is_not_finite_is_a_clear_error_and_moves_nothing(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--require 'loss<1e400'` read the threshold as infinity ("loss below infinity": always
+    true) and promoted the version; now `aistack models promote` says which condition and what
+    to write (exit 2, one line on stderr, no traceback) and the alias is not set."""
+    import sys
+
+    from aistack.cli.main import main
+
+    uri = _registered(tmp_path, monkeypatch, loss=3.0)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("AISTACK_DEBUG", raising=False)
+    argv = ["aistack", "models", "promote", "gpt", "--version", "1", "--to", "production"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--require", "loss<1e400", "--tracking-uri", uri])
+    capsys.readouterr()  # (MLflow's store set-up)
+    with pytest.raises(SystemExit) as ei:
+        main()
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: require[0]: 'loss<1e400': the threshold 1e400 is not a finite number (a "
+        "condition against infinity or NaN holds for every value or for none) (write a finite "
+        "NUMBER, at most about 1.8e308 in size, e.g. 'loss<3.2')\n"
+    )
+    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+    assert client.get_registered_model("gpt").aliases == {}
