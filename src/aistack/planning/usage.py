@@ -13,6 +13,7 @@ CPUs and memory); a CPU-only allocation (gpus == 0) is charged per vCPU-hour.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +50,36 @@ FIELDS = (
     "gpu_util",
     "cpu_util",
 )
+
+
+MAX_JOB_NUMBER = 2**63 - 1  # a job id given as a JSON number (Slurm's are 32-bit)
+_EXAMPLES = {"project": "vision", "user": "alice", "node": "node-1"}
+
+
+def _got(v: Any) -> str:
+    """``v`` for a message, as JSON writes it with its kind: 'a list ["H100"]', 'null'."""
+    if v is None:
+        return "null"
+    try:
+        text = json.dumps(v, allow_nan=True)  # (ASCII: a lone surrogate cannot break the answer)
+    except (TypeError, ValueError):  # not a JSON value (a Python caller's), or an int too long
+        try:
+            text = ascii(v)
+        except ValueError:  # an int of more than 4,300 digits
+            text = "..."
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if isinstance(v, bool):
+        kind = "a boolean"
+    elif isinstance(v, int | float):
+        kind = "a number"
+    elif isinstance(v, Mapping):
+        kind = "an object"
+    elif isinstance(v, list | tuple):
+        kind = "a list"
+    else:
+        kind = f"a {type(v).__name__}"
+    return f"{kind} {text}"
 
 
 @dataclass(frozen=True)
@@ -140,16 +171,53 @@ class AllocationRecord:
                 )
             return float(v)
 
+        def _text(name: str) -> str:
+            # a JSON string: a list, an object, a number or null was stored as its Python text
+            # ("['H100']", "None"), which then named a project, a user or a GPU nobody has
+            v = data.get(name)
+            if not isinstance(v, str):
+                raise ValidationError(
+                    f"{where}.{name}: must be a string, got {_got(v)}",
+                    hint=f'e.g. "{name}": "{_EXAMPLES[name]}"',
+                )
+            return v
+
+        def _job_id() -> str:
+            v = data.get("job_id")
+            # Slurm exports (sacct --json) give job ids as JSON numbers: a whole number is its
+            # decimal text; anything else (a float, a bool, a list...) is refused
+            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_JOB_NUMBER:
+                return str(v)
+            if not isinstance(v, str):
+                raise ValidationError(
+                    f"{where}.job_id: must be a string or a whole number from 0 to "
+                    f"{MAX_JOB_NUMBER}, got {_got(v)}",
+                    hint='e.g. "job_id": "1042" or "job_id": 1042',
+                )
+            return v
+
+        def _gpu_type() -> str | None:
+            v = data.get("gpu_type")
+            if v is None or v == "":
+                return None
+            if not isinstance(v, str):
+                raise ValidationError(
+                    f"{where}.gpu_type: must be a string or null, got {_got(v)}",
+                    hint='one accelerator name of the catalog, e.g. "gpu_type": "H100" (null '
+                    "when unknown or for a CPU-only record)",
+                )
+            return v
+
         start = _time("start")
         if start is None:
             raise ValidationError(f"{where}.start: required")
         rec = cls(
-            job_id=str(data["job_id"]),
-            project=str(data["project"]),
-            user=str(data["user"]),
-            node=str(data["node"]),
+            job_id=_job_id(),
+            project=_text("project"),
+            user=_text("user"),
+            node=_text("node"),
             gpus=_int("gpus"),
-            gpu_type=(None if data.get("gpu_type") in (None, "") else str(data["gpu_type"])),
+            gpu_type=_gpu_type(),
             cpus=_int("cpus"),
             start=start,
             end=_time("end"),

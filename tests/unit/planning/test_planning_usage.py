@@ -394,3 +394,57 @@ def test_fixed_and_money_keep_three_significant_figures() -> None:
         "$0.344",
     ]
     assert money(-0.004) == "-0.004" and usd(None) == "n/a"
+
+
+_JSON_REC = {
+    "job_id": "1",
+    "project": "p",
+    "user": "u",
+    "node": "n",
+    "gpus": 1,
+    "gpu_type": "H100",
+    "cpus": 2,
+    "start": "2026-11-01T00:00:00Z",
+    "end": "2026-11-01T02:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "job_id",
+            7.0,
+            "must be a string or a whole number from 0 to 9223372036854775807, got a number 7.0",
+        ),
+        (
+            "job_id",
+            ("a",),
+            'must be a string or a whole number from 0 to 9223372036854775807, got a list ["a"]',
+        ),
+        ("gpu_type", ["H100"], 'must be a string or null, got a list ["H100"]'),
+        ("gpu_type", {"a": 1}, 'must be a string or null, got an object {"a": 1}'),
+        ("gpu_type", 1.5, "must be a string or null, got a number 1.5"),
+        ("project", None, "must be a string, got null"),
+        ("user", 1001, "must be a string, got a number 1001"),
+        ("node", dt.date(2026, 1, 1), "must be a string, got a date datetime.date(2026, 1, 1)"),
+    ],
+)
+def test_parse_records_refuses_text_fields_that_are_not_strings(
+    field: str, value: object, message: str
+) -> None:
+    """Called from Python, as the API and `aistack cost --records` call it: a value that is not
+    text was turned into its Python text ("['H100']", "None") and priced under it."""
+    with pytest.raises(ValidationError) as ei:
+        parse_records([_JSON_REC, {**_JSON_REC, field: value}])
+    assert ei.value.message == f"records[1].{field}: {message}"
+    with pytest.raises(ValidationError) as ei:
+        AllocationRecord.from_dict({**_JSON_REC, field: value})
+    assert ei.value.message == f"record.{field}: {message}"
+
+
+def test_parse_records_reads_a_whole_number_job_id_as_its_decimal_text() -> None:
+    (r,) = parse_records([{**_JSON_REC, "job_id": 4294967295, "gpu_type": None}])
+    assert r.job_id == "4294967295" and r.gpu_type is None
+    (r,) = parse_records([{**_JSON_REC, "gpu_type": ""}])  # "" stays "not recorded"
+    assert r.gpu_type is None and r.job_id == "1"
