@@ -15,9 +15,14 @@
 * SIGTERM, SIGINT and SIGUSR1 received by the calling process (when it runs in the main
   thread) are forwarded to the ranks' whole process group, so a preemption notice reaches the
   trainers, which checkpoint; after SIGTERM/SIGINT they get ``grace_s`` before SIGKILL;
+* every rank gets at most one stop signal (SIGTERM/SIGINT), then SIGKILL after ``grace_s``:
+  many trainers take a second SIGTERM for "quit now" and abandon their checkpoint. Once the
+  gang is stopping (a forwarded stop signal, a failed rank, the timeout), another stop signal
+  received is not forwarded, and a rank failing does not stop the others a second time;
 * a SIGTERM/SIGINT that arrives while the ranks are being started stops the start: no further
-  rank is started, the ranks already running get the signal, and the result says how many
-  started (``rank_exit_codes`` is None for the others);
+  rank is started, the ranks already running get the signal (once: one received inside the
+  start of a rank waits until that rank is recorded, then goes to the group), and the result
+  says how many started (``rank_exit_codes`` is None for the others);
 * with ``timeout_s``, a gang still running that long after the start is stopped as a forwarded
   SIGTERM stops it (SIGTERM to the group, SIGKILL after ``grace_s``); the result has
   ``timed_out`` set and exit code ``TIMEOUT_EXIT_CODE`` (124, as ``timeout(1)`` reports);
@@ -40,7 +45,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -247,20 +252,66 @@ def run_gang(
     deadline: float | None = None  # SIGKILL time once a stop (failure or signal) is under way
     timed_out = False
     stop_signal: int | None = None  # the first SIGTERM/SIGINT received
-    stop_reached = 0  # how many ranks had started (and got the signal) when it arrived
+    # Signals the handler received while the main thread held them (starting a rank, deciding
+    # a stop): forwarded by _release once it is done, so each reaches every rank exactly once.
+    pending: list[int] = []
+    held = False
 
     def _grace() -> float:
         return float(grace_s() if callable(grace_s) else grace_s)
 
-    def _forward(signum: int, _frame: Any) -> None:
-        nonlocal deadline, stop_signal, stop_reached
-        forwarded.append(signal.Signals(signum).name)
+    def _stop(sig: int) -> bool:
+        """Send the ranks the gang's one stop signal (SIGKILL follows after the grace period);
+        False when a stop is under way already: a second SIGTERM makes many trainers abandon
+        the checkpoint the first one started."""
+        nonlocal deadline
+        if deadline is not None:
+            return False
+        deadline = time.monotonic() + _grace()
+        _signal_group(pgid, procs, sig)
+        return True
+
+    def _deliver(signum: int) -> None:
+        nonlocal stop_signal
+        name = signal.Signals(signum).name
         if signum in STOP_SIGNALS:
             if stop_signal is None:
-                stop_signal, stop_reached = signum, len(procs)
-            if deadline is None:
-                deadline = time.monotonic() + _grace()
-        _signal_group(pgid, procs, signum)
+                stop_signal = signum
+            if not _stop(signum):
+                log.warning("gang: %s received while the ranks are stopping; not sent again", name)
+                return
+        else:
+            _signal_group(pgid, procs, signum)
+        forwarded.append(name)
+
+    def _release() -> None:
+        """Forward the signals received while held, then stop holding them."""
+        nonlocal held
+        while True:
+            held = True
+            while pending:
+                _deliver(pending.pop(0))
+            held = False
+            if not pending:  # (one that came between the last pop and held = False)
+                return
+
+    @contextlib.contextmanager
+    def _holding() -> Iterator[None]:
+        """Signals arriving in the block wait until it ends: it decides what the ranks are sent
+        from the state the handler changes (the ranks started, the deadline)."""
+        nonlocal held
+        held = True
+        try:
+            yield
+        finally:
+            _release()
+
+    def _forward(signum: int, _frame: Any) -> None:
+        # (a Python handler runs in the main thread between two bytecodes: inside Popen, say,
+        # after the rank's process exists but before run_gang has recorded it)
+        pending.append(signum)
+        if not held:
+            _release()
 
     old_handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -278,34 +329,34 @@ def run_gang(
                 )
                 break
             penv = {**parent_env, **spec.env}
-            try:
-                p = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=penv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    process_group=0 if pgid is None else pgid,
-                )
-            except OSError as exc:
-                _signal_group(pgid, procs, signal.SIGKILL)
-                for q in procs:
-                    q.wait()
-                return GangResult(
-                    exit_code=127,
-                    failed_rank=spec.rank,
-                    message=f"rank {spec.rank} could not start {argv[0]!r}: {exc}",
-                    rank_exit_codes=[None] * len(ranks),
-                    ranks_started=len(procs),
-                )
-            procs.append(p)  # before pgid: a stop signal from here on reaches p either way
-            if pgid is None:
-                pgid = p.pid
-            if stop_signal is not None and stop_reached < len(procs):
-                # the signal arrived while p was being started: it may have missed p
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(stop_signal)
+            # held until the rank is recorded: a stop signal that arrives meanwhile reaches it
+            # (and the others) once, whether its process existed yet or not
+            with _holding():
+                try:
+                    p = subprocess.Popen(
+                        argv,
+                        cwd=cwd,
+                        env=penv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        process_group=0 if pgid is None else pgid,
+                    )
+                except OSError as exc:
+                    pending.clear()  # (the ranks started are killed)
+                    _signal_group(pgid, procs, signal.SIGKILL)
+                    for q in procs:
+                        q.wait()
+                    return GangResult(
+                        exit_code=127,
+                        failed_rank=spec.rank,
+                        message=f"rank {spec.rank} could not start {argv[0]!r}: {exc}",
+                        rank_exit_codes=[None] * len(ranks),
+                        ranks_started=len(procs),
+                    )
+                procs.append(p)
+                if pgid is None:
+                    pgid = p.pid
             prefix = f"[rank {spec.rank}] ".encode()
             tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
             tails[spec.rank] = tail
@@ -343,16 +394,18 @@ def run_gang(
             except queue.Empty:
                 # (checked once the exits already queued are read: ranks that ended before the
                 # deadline, reaped late, e.g. after a slow on_start, did not time out)
-                if (
-                    timeout is not None
-                    and deadline is None
-                    and time.monotonic() - started >= timeout
-                ):
-                    # the same stop as a forwarded SIGTERM: the ranks get grace_s, then SIGKILL
-                    log.warning("gang: still running after %s s; stopping it", _seconds(timeout))
-                    timed_out = True
-                    deadline = time.monotonic() + _grace()
-                    _signal_group(pgid, procs, signal.SIGTERM)
+                with _holding():
+                    if (
+                        timeout is not None
+                        and deadline is None
+                        and time.monotonic() - started >= timeout
+                    ):
+                        # the same stop as a forwarded SIGTERM: grace_s, then SIGKILL
+                        log.warning(
+                            "gang: still running after %s s; stopping it", _seconds(timeout)
+                        )
+                        timed_out = True
+                        _stop(signal.SIGTERM)
                 if deadline is not None and not killed and time.monotonic() > deadline:
                     log.warning(
                         "gang: ranks still alive %.1f s after SIGTERM; sending SIGKILL", _grace()
@@ -364,13 +417,14 @@ def run_gang(
             # a rank ended by the timeout's own stop did not fail: failed_rank stays None
             if rc != 0 and failed is None and not timed_out:
                 failed = rank
-                if len(codes) < len(procs):
-                    log.info(
-                        "gang: rank %d exited with %s; stopping the other ranks", rank, _code(rc)
-                    )
-                    _signal_group(pgid, procs, signal.SIGTERM)
-                    if deadline is None:
-                        deadline = time.monotonic() + _grace()
+                # (not when a stop is under way: the others got its signal already)
+                with _holding():
+                    if len(codes) < len(procs) and _stop(signal.SIGTERM):
+                        log.info(
+                            "gang: rank %d exited with %s; stopped the other ranks",
+                            rank,
+                            _code(rc),
+                        )
         # whatever the ranks left running in their group goes too
         _signal_group(pgid, [], signal.SIGKILL)
         for th in threads:
