@@ -154,7 +154,14 @@ class QueuePolicy(Policy):
         self._promised: dict[str, float] = {}
         # victims asked for and not gone yet: victim id → (preempting job id, expiry)
         self._inflight: dict[str, tuple[str, float]] = {}
-        self._parts: dict[tuple[str, float], tuple[tuple[str, int, int, int], ...]] = {}
+        # per running job id: (its Allocation object, its (node, GPUs, CPUs, memory) parts),
+        # by node name, and by node index for the node list `_layout` (preemption search);
+        # an entry counts only for the very same Allocation object (held here, so its id
+        # cannot be reused): a job that restarts, or a caller that builds new objects each
+        # pass, gets its parts worked out again
+        self._parts: dict[str, tuple[Any, tuple[tuple[str, int, int, int], ...]]] = {}
+        self._iparts: dict[str, tuple[Any, list[tuple[int, int, int, int]]]] = {}
+        self._layout: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
@@ -173,6 +180,13 @@ class QueuePolicy(Policy):
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
         return (-job.priority,)
+
+    def running_ranks(
+        self, running: Sequence[RunningJob], cluster: ClusterState, now: float
+    ) -> list[tuple[Any, ...]]:
+        """``running_rank`` of each job (a policy may override it with a faster loop: it
+        runs over every preemptible job in every pass that tries to preempt)."""
+        return [self.running_rank(r, cluster, now) for r in running]
 
     def preempt_reason(self, job: JobRequest, victim: RunningJob) -> str:
         return f"job {job.id} (priority {job.priority}) outranks it (priority {victim.priority})"
@@ -439,9 +453,6 @@ class QueuePolicy(Policy):
         ev: list[tuple[float, int, int, int, int]] = []
         unknown: list[str] = []
         index = st.index
-        cache = self._parts
-        if len(cache) > 200_000:
-            cache.clear()
         for r in cluster.running:
             if r.id in victims:
                 e = now  # being preempted: released now (the preemptor's need is charged)
@@ -452,14 +463,7 @@ class QueuePolicy(Policy):
                 e = r.start_time + r.max_runtime_s
                 if e < now:
                     e = now
-            key = (r.id, r.start_time)
-            parts = cache.get(key)
-            if parts is None:
-                parts = cache[key] = tuple(
-                    (name, len(a.gpus), len(a.cpus), a.memory_mb)
-                    for name, a in r.allocation.nodes.items()
-                )
-            for name, g, c, m in parts:
+            for name, g, c, m in self._node_parts(r):
                 i = index.get(name)
                 if i is not None:
                     ev.append((e, i, g, c, m))
@@ -612,22 +616,38 @@ class QueuePolicy(Policy):
                 return None
         cands = ctx.get("cands")
         if cands is None:
-            cands = []
-            index = st.index
             min_run = self.min_run_s
-            for r in cluster.running:
-                if not r.preemptible or r.protected_until > now:
-                    continue
-                if min_run and now - r.start_time < min_run:
-                    continue
-                parts = []
-                for name, a in r.allocation.nodes.items():
-                    i = index.get(name)
-                    if i is not None:
-                        parts.append((i, len(a.gpus), len(a.cpus), a.memory_mb))
-                cands.append((self.running_rank(r, cluster, now), r.start_time, r, parts))
-            # worst-ranked first, then the most recently started (least work lost)
-            cands.sort(key=lambda x: (x[0], x[1]), reverse=True)
+            elig = [
+                r
+                for r in cluster.running
+                if r.preemptible
+                and r.protected_until <= now
+                and not (min_run and now - r.start_time < min_run)
+            ]
+            ranks = self.running_ranks(elig, cluster, now)
+            # parts on node indices, kept across passes while the node list is the same
+            layout = tuple(st.index)
+            if layout != self._layout or len(self._iparts) > 100_000:
+                self._layout = layout
+                self._iparts.clear()
+            iparts = self._iparts
+            index = st.index
+            cands = []
+            for seq, (r, rk) in enumerate(zip(elig, ranks, strict=True)):
+                hit = iparts.get(r.id)
+                if hit is None or hit[0] is not r.allocation:
+                    hit = iparts[r.id] = (
+                        r.allocation,
+                        [
+                            (index[name], g, c, m)
+                            for name, g, c, m in self._node_parts(r)
+                            if name in index
+                        ],
+                    )
+                cands.append((rk, r.start_time, -seq, r, hit[1]))
+            # worst-ranked first, then the most recently started (least work lost), then
+            # in the order of cluster.running (-seq: a stable sort's order for ties)
+            cands.sort(reverse=True)
             ctx["cands"] = cands
         g, c, m = job.gpus, job.cpus, job.memory_mb
         # per node: accumulate victims (worst first) until the job fits there
@@ -636,7 +656,7 @@ class QueuePolicy(Policy):
         gang_free = self.gang_free_nodes and job.nodes > 1
         typ = job.gpu_type
         nodes = st.nodes
-        for rk, _t, r, parts in cands:
+        for rk, _t, _seq, r, parts in cands:
             if not w < rk:
                 break
             if r.id in victims:
@@ -705,6 +725,22 @@ class QueuePolicy(Policy):
                 self._inflight[r.id] = (job.id, now + self.promise_s)
         self._promised[job.id] = now + self.promise_s
         return names, node_ids
+
+    def _node_parts(self, r: RunningJob) -> tuple[tuple[str, int, int, int], ...]:
+        """(node name, GPUs, CPUs, memory MB) of each node of a running job; worked out once
+        per Allocation object (once per run of the job in the simulator), not once per pass."""
+        hit = self._parts.get(r.id)
+        if hit is None or hit[0] is not r.allocation:
+            if len(self._parts) > 200_000:
+                self._parts.clear()
+            hit = self._parts[r.id] = (
+                r.allocation,
+                tuple(
+                    (name, len(a.gpus), len(a.cpus), a.memory_mb)
+                    for name, a in r.allocation.nodes.items()
+                ),
+            )
+        return hit[1]
 
     @staticmethod
     def _hold_victims(

@@ -25,8 +25,10 @@ class _Node:
     gpus_total: int
     cpus_total: int
     mem_total: int
-    free_g: set[int]
-    free_c: set[int]
+    # the NodeState's frozensets until the pass commits a start there (copy on write:
+    # building a pass copies nothing)
+    free_g: frozenset[int] | set[int]
+    free_c: frozenset[int] | set[int]
     free_m: int
     schedulable: bool
     held: int = 0  # GPUs held back for a job that preempts (not handed out in this pass)
@@ -38,35 +40,48 @@ class PassState:
     __slots__ = ("nodes", "index", "buckets", "max_g", "free_total", "gpus_total", "types")
 
     def __init__(self, cluster: ClusterState) -> None:
-        self.nodes: list[_Node] = []
-        self.index: dict[str, int] = {}
+        # hot path (every pass): positional _Node(...) and one loop over the nodes
+        nodes: list[_Node] = []
+        index: dict[str, int] = {}
         gmax = 0
-        for ns in cluster.nodes:
+        gtot = 0
+        free_total = 0
+        for i, ns in enumerate(cluster.nodes):
+            fg = ns.gpus_free
+            gt = len(ns.gpus_total)
             n = _Node(
-                name=ns.name,
-                gpu_type=ns.gpu_type,
-                gpus_total=len(ns.gpus_total),
-                cpus_total=len(ns.cpus_total),
-                mem_total=ns.memory_total_mb,
-                free_g=set(ns.gpus_free),
-                free_c=set(ns.cpus_free),
-                free_m=ns.memory_free_mb,
-                schedulable=ns.schedulable,
+                ns.name,
+                ns.gpu_type,
+                gt,
+                len(ns.cpus_total),
+                ns.memory_total_mb,
+                fg,
+                ns.cpus_free,
+                ns.memory_free_mb,
+                ns.schedulable,
             )
-            self.index[ns.name] = len(self.nodes)
-            self.nodes.append(n)
-            gmax = max(gmax, n.gpus_total, len(n.free_g))
+            index[ns.name] = i
+            nodes.append(n)
+            gtot += gt
+            k = len(fg)
+            if gt > gmax:
+                gmax = gt
+            if k > gmax:
+                gmax = k
+            if ns.schedulable:
+                free_total += k
+        self.nodes = nodes
+        self.index = index
         self.max_g = gmax
+        self.gpus_total = gtot
+        self.free_total = free_total
         # buckets[k]: schedulable nodes with k free GPUs (dict as an ordered set)
-        self.buckets: list[dict[int, None]] = [{} for _ in range(gmax + 1)]
-        self.free_total = 0
-        self.gpus_total = 0
-        self.types = {n.gpu_type for n in self.nodes}
-        for i, n in enumerate(self.nodes):
-            self.gpus_total += n.gpus_total
+        buckets: list[dict[int, None]] = [{} for _ in range(gmax + 1)]
+        for i, n in enumerate(nodes):
             if n.schedulable:
-                self.buckets[len(n.free_g)][i] = None
-                self.free_total += len(n.free_g)
+                buckets[len(n.free_g)][i] = None
+        self.buckets = buckets
+        self.types = {n.gpu_type for n in nodes}
 
     # ------------------------------------------------------------------ queries
     def largest_block(self, gpu_type: str | None = None) -> tuple[int, str | None]:
@@ -152,11 +167,11 @@ class PassState:
             gpus: tuple[int, ...] = ()
             if job.gpus:
                 gpus = tuple(sorted(n.free_g)[: job.gpus])
-                n.free_g.difference_update(gpus)
+                n.free_g = n.free_g.difference(gpus)
             cpus: tuple[int, ...] = ()
             if job.cpus and n.free_c:
                 cpus = tuple(sorted(n.free_c)[: job.cpus])
-                n.free_c.difference_update(cpus)
+                n.free_c = n.free_c.difference(cpus)
             n.free_m -= job.memory_mb
             self._move(i, before, len(n.free_g))
             out[n.name] = NodeAlloc(gpus=gpus, cpus=cpus, memory_mb=job.memory_mb)

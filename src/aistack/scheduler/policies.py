@@ -555,22 +555,40 @@ class DefaultPolicy(QueuePolicy):
         return (-job.priority, -li + self._log_ratio)
 
     def running_rank(self, job: RunningJob, cluster: ClusterState, now: float) -> tuple[Any, ...]:
-        g = _gpus(job)
-        a = job.attained_service_s
-        if self._wmax < math.inf and self._waited(job.submit_time, g, a, job.start_time):
-            # it had waited W when it started: no job of its priority outranks it
-            return (-job.priority, -math.inf)
-        # hot path (every running job in every preemption pass): _attained_now and
-        # _log_index inlined
-        ran = now - job.start_time
-        if ran > 0:
-            a += ran * g
-        if self._gsorted and self.sibling_preempt:
-            return (-job.priority, -self._job_log_index(job.id, g, a))
-        t = self._tables[size_class(g)]
-        if t is None:
-            return (-job.priority, -0.0)
-        return (-job.priority, -t.log_at(a))
+        return self.running_ranks((job,), cluster, now)[0]
+
+    def running_ranks(
+        self, running: Sequence[RunningJob], cluster: ClusterState, now: float
+    ) -> list[tuple[Any, ...]]:
+        # hot path (every preemptible running job in every pass that tries to preempt):
+        # _gpus, _attained_now, size_class and _log_index inlined in one loop
+        out: list[tuple[Any, ...]] = []
+        tables = self._tables
+        wbound = self._wmax < math.inf
+        sib = bool(self._gsorted) and self.sibling_preempt
+        cache = _GPUS
+        bisect_right = bisect.bisect_right
+        for r in running:
+            hit = cache.get(r.id)
+            g = hit[1] if hit is not None and hit[0] is r.allocation else _gpus(r)
+            a = r.attained_service_s
+            if wbound and self._waited(r.submit_time, g, a, r.start_time):
+                # it had waited W when it started: no job of its priority outranks it
+                out.append((-r.priority, -math.inf))
+                continue
+            ran = now - r.start_time
+            if ran > 0:
+                a += ran * g
+            if sib:
+                out.append((-r.priority, -self._job_log_index(r.id, g, a)))
+                continue
+            t = tables[0 if g <= 1 else 1 if g <= 4 else 2 if g <= 8 else 3]
+            if t is None:
+                out.append((-r.priority, -0.0))
+                continue
+            k = bisect_right(t.ages, a) - 1
+            out.append((-r.priority, -t.log_index[k if k > 0 else 0]))
+        return out
 
     def firm_reservation(self, head: JobRequest, now: float) -> bool:
         return self._wmax < math.inf and self._waited(

@@ -3,6 +3,8 @@ and EASY backfill never delays the head job's reservation."""
 
 from __future__ import annotations
 
+import copy
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,3 +157,30 @@ def test_backfill_never_delays_the_head_reservation(sc) -> None:
     for hid, (t, _nodes) in d.reservations.items():
         assert _fits_at(jobs[hid], t, cluster, d, queue), (hid, t)
         assert d.pending[hid].estimated_start == t
+
+
+def _without_caches(policy):
+    """A copy of the policy with the same state (promises, in-flight victims, learned
+    tables) but none of the per-job parts it keeps across passes."""
+    fresh = copy.deepcopy(policy)
+    fresh._parts.clear()
+    fresh._iparts.clear()
+    fresh._layout = ()
+    return fresh
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scs=st.lists(scenarios(), min_size=2, max_size=4),
+    policy=st.sampled_from(["default", "las", "priority", "fairshare", "srtf"]),
+    now=st.sampled_from([200.0, 1e6]),
+)
+def test_a_policy_reused_across_passes_decides_as_one_without_its_caches(scs, policy, now) -> None:
+    # the scenarios reuse running-job ids (r0, r1, …) with other allocations and nodes:
+    # what the policy kept from an earlier pass must not leak into a later one
+    pol = get_policy(policy)
+    for queue, cluster in scs:
+        expected = _without_caches(pol).schedule(queue, cluster, now)
+        got = pol.schedule(queue, cluster, now)
+        assert got == expected
+        validate_decision(queue, cluster, got, now)
