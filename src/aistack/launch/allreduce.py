@@ -30,9 +30,13 @@ A run still going after ``timeout_s`` (a hung rank would otherwise wait for gloo
 A worker started by :func:`run_allreduce` dies with it: it asks Linux for SIGKILL when its
 parent exits (``prctl(PR_SET_PDEATHSIG)``, see :func:`die_with_parent`), so a benchmark
 whose driver is killed (Ctrl-C twice, ``kill -9``, the OOM killer) leaves no orphans.
-The driver's scratch folder is ``$TMPDIR/aistack-allreduce-<driver pid>-*``; one left behind by
-a killed driver is removed by the next :func:`run_allreduce` of the same user once that pid
-is no longer running (:func:`remove_stale_dirs`).
+The driver's scratch folder is ``$TMPDIR/aistack-allreduce-<driver pid>-*``, and the driver holds
+an ``flock`` on its ``.lock`` file for as long as it runs (the folder is made under a hidden
+name, locked, then renamed, so a folder with that name never lacks its lock). One left behind
+by a killed driver is removed by the next :func:`run_allreduce` of the same user once nobody
+holds its lock; the kernel drops the lock of a process that dies, ``kill -9`` included, and the
+lock is seen from every PID namespace that shares the folder, where the pid is not
+(:func:`remove_stale_dirs`).
 
 Run a worker by hand: ``python -m aistack.launch.allreduce --out r.json --sizes 1K..64M``.
 """
@@ -40,6 +44,8 @@ Run a worker by hand: ``python -m aistack.launch.allreduce --out r.json --sizes 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -49,7 +55,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +76,7 @@ PARENT_PID_ENV = "AISTACK_ALLREDUCE_PARENT_PID"
 STOP_GRACE_S = 5.0  # a timed-out run's workers: seconds between SIGTERM and SIGKILL
 TMP_PREFIX = "aistack-allreduce-"  # + "<driver pid>-": the driver's scratch folder
 _TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
+LOCK_NAME = ".lock"  # in the scratch folder: flock-ed by its driver while it runs
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -250,12 +257,58 @@ def _pid_alive(pid: int) -> bool | None:
     return True
 
 
+def _lock_held(folder: str) -> bool | None:
+    """Whether the ``.lock`` in a scratch folder is held by a running driver; None when the
+    folder has no lock file (made by an aistack before the lock: the pid then decides)."""
+    try:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return True  # unreadable, a link: not ours to judge, kept
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # (releases the lock if we took it)
+    return False
+
+
+@contextlib.contextmanager
+def _scratch_dir() -> Iterator[Path]:
+    """This driver's scratch folder ``aistack-allreduce-<pid>-*`` with its ``.lock`` held until
+    the block ends, then removed. Made under a hidden name and renamed once locked, so
+    :func:`remove_stale_dirs` never sees it without the lock."""
+    base = Path(tempfile.gettempdir())
+    hidden = Path(tempfile.mkdtemp(prefix=f".{TMP_PREFIX}{os.getpid()}-", dir=base))
+    final = base / hidden.name[1:]
+    fd = -1
+    try:
+        fd = os.open(hidden / LOCK_NAME, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.path.lexists(final):  # (a random name taken: mkdtemp's names do not repeat)
+            raise FileExistsError(f"{final} exists")
+        os.rename(hidden, final)
+        try:
+            yield final
+        finally:
+            shutil.rmtree(final, ignore_errors=True)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(hidden, ignore_errors=True)
+
+
 def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
     """Remove the scratch folders ``aistack-allreduce-<pid>-*`` in ``root`` (default
-    :func:`tempfile.gettempdir`) that belong to this user and whose driver ``pid`` no longer
-    runs (left behind by a driver killed with ``kill -9``); returns those removed. A folder of a
-    running process, of another user, or not named so is kept; errors (a race with another
-    driver cleaning up, permissions) are ignored."""
+    :func:`tempfile.gettempdir`) that belong to this user and whose driver is gone (left behind
+    by a driver killed with ``kill -9``); returns those removed. A driver is gone when nobody
+    holds the folder's ``.lock``; for a folder without one (an older aistack made it), when
+    process ``pid`` no longer runs. A folder whose lock is held, of another user, or not named
+    so is kept; errors (a race with another driver cleaning up, permissions) are ignored."""
     folder = Path(root) if root is not None else Path(tempfile.gettempdir())
     removed: list[Path] = []
     try:
@@ -273,7 +326,8 @@ def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
             continue
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
             continue
-        if _pid_alive(int(m.group(1))) is not False:
+        held = _lock_held(entry.path)
+        if held or (held is None and _pid_alive(int(m.group(1))) is not False):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         if not os.path.lexists(entry.path):
@@ -310,8 +364,8 @@ def run_allreduce(
     )
     for r in ranks:  # each worker dies with this process (die_with_parent)
         r.env[PARENT_PID_ENV] = str(os.getpid())
-    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
-        out = Path(tmp) / "result.json"
+    with _scratch_dir() as tmp:
+        out = tmp / "result.json"
         cmd = [
             sys.executable,
             "-m",
@@ -330,7 +384,7 @@ def run_allreduce(
         res = run_gang(
             ranks,
             cmd,
-            log_file if log_file is not None else Path(tmp) / "log",
+            log_file if log_file is not None else tmp / "log",
             grace_s=STOP_GRACE_S,
             timeout_s=timeout_s,
         )

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -174,3 +175,83 @@ def test_a_failed_run_still_raises_the_gang_message(
     monkeypatch.setattr(ar, "run_gang", gang)
     with pytest.raises(BackendError, match=r"^all-reduce benchmark failed: rank 1 killed"):
         ar.run_allreduce(nprocs=2, sizes=[1024], iters=2)
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_folder_whose_lock_is_held_is_kept_whatever_its_pid_says(tmp_path: Path) -> None:
+    # a driver in another PID namespace sharing /tmp: its pid means nothing here (here, no
+    # process has it), but it holds the folder's lock and is running
+    from aistack.launch.allreduce import LOCK_NAME, remove_stale_dirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    busy = tmp_path / f"aistack-allreduce-{gone.pid}-otherns1"
+    busy.mkdir()
+    (busy / "result.json").write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(busy / LOCK_NAME)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert remove_stale_dirs(tmp_path) == []
+        assert (busy / "result.json").read_text() == "{}"
+    finally:
+        holder.kill()
+        holder.wait()
+    # its driver gone (the kernel drops the lock of a killed process): removed
+    assert remove_stale_dirs(tmp_path) == [busy]
+    assert not busy.exists()
+
+
+def test_a_folder_whose_lock_nobody_holds_is_removed_though_its_pid_runs(tmp_path: Path) -> None:
+    # the pid was reused by another process (or names a process of another namespace): the
+    # free lock says the driver is gone
+    from aistack.launch.allreduce import LOCK_NAME, remove_stale_dirs
+
+    left = tmp_path / f"aistack-allreduce-{os.getpid()}-reused01"
+    left.mkdir()
+    (left / LOCK_NAME).write_text("")
+    assert remove_stale_dirs(tmp_path) == [left]
+
+
+def test_the_drivers_scratch_folder_is_locked_while_it_runs(
+    tmpdir_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from aistack.launch.allreduce import remove_stale_dirs
+
+    seen: list[tuple[Path, bool]] = []
+
+    def gang(ranks: Any, cmd: list[str], log: Any, **kw: Any) -> GangResult:
+        out = _out_of(cmd)
+        fd = os.open(out.parent / ".lock", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = False
+        except BlockingIOError:
+            locked = True
+        finally:
+            os.close(fd)
+        seen.append((out.parent, locked))
+        # another driver's clean-up run now keeps it
+        assert remove_stale_dirs(tmpdir_root) == []
+        assert out.parent.is_dir()
+        out.write_text(json.dumps(RESULT))
+        return GangResult(exit_code=0, failed_rank=None, message="ok")
+
+    monkeypatch.setattr(ar, "run_gang", gang)
+    assert ar.run_allreduce(nprocs=2, sizes=[1024], iters=2) == RESULT
+    assert len(seen) == 1 and seen[0][1] is True
+    assert seen[0][0].name.startswith(f"aistack-allreduce-{os.getpid()}-")
+    assert list(tmpdir_root.iterdir()) == []  # nothing left, the hidden name included
