@@ -28,11 +28,27 @@ FORMAT_HELP = (
     "(the output of `sacct -X -a --parsable2 "
     "--format=JobID,User,Account,Submit,Start,End,AllocTRES,Timelimit`); --map overrides"
 )
+TZ_HELP = (
+    "time zone of the trace's times without an offset (sacct prints the local time of the "
+    "machine it ran on): an IANA name such as Europe/Berlin, UTC, or local; default: this "
+    "machine's zone (a --history export: UTC)"
+)
 NO_TIMES = "jobs without start/finish times"
 
 
 def _skips(skipped: dict[str, int]) -> str:
     return "; ".join(f"{n:,} {why} skipped" for why, n in skipped.items() if n)
+
+
+def _check_tz(tz: str | None) -> None:
+    """--tz names a zone that is known (before anything is read or fetched)."""
+    from aistack.scheduler.simulator.trace import time_zone
+
+    if tz is not None:
+        try:
+            time_zone(tz)
+        except ValidationError as exc:
+            raise ValidationError(f"--tz: {exc.message}", hint=exc.hint) from None
 
 
 def _load(
@@ -43,9 +59,12 @@ def _load(
     limit: int | None,
     *,
     fmt: str | None = None,
+    tz: str | None = None,
     server_rows: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Any], str, dict[str, int]]:
-    """The jobs to replay, where they came from, and the rows skipped by reason."""
+    """The jobs to replay, where they came from, and the rows skipped by reason. ``tz``: the
+    zone of naive ISO times (a CSV trace: this machine's zone by default, as sacct prints
+    them; the platform's history: UTC, as the server stores them)."""
     from aistack.scheduler.simulator import (
         history_from_rows,
         load_history,
@@ -55,8 +74,9 @@ def _load(
 
     if limit is not None and limit < 1:
         raise ValidationError(f"--limit: must be at least 1, got {limit}")
+    _check_tz(tz)
     if server_rows is not None:
-        jobs, n_skipped = history_from_rows(server_rows, source="server history")
+        jobs, n_skipped = history_from_rows(server_rows, source="server history", tz=tz or "UTC")
         if not jobs:
             raise ValidationError(
                 f"the server has no finished jobs yet ({n_skipped} queued or running); "
@@ -73,7 +93,7 @@ def _load(
     if fmt is not None and trace is None:
         raise ValidationError("--format: only with --trace FILE", hint="drop --format")
     if history is not None:
-        jobs, n_skipped = load_history(history)
+        jobs, n_skipped = load_history(history, tz=tz or "UTC")
         skipped[NO_TIMES] = n_skipped
         source = str(history)
     else:
@@ -89,10 +109,10 @@ def _load(
                 k, v = m.split("=", 1)
                 cols[k.strip()] = v.strip()
         if trace.suffix.lower() == ".json":
-            jobs, n_skipped = load_history(trace)
+            jobs, n_skipped = load_history(trace, tz=tz or "UTC")
             skipped[NO_TIMES] = n_skipped
         else:
-            jobs, skipped = read_csv_trace(trace, cols, fmt=fmt, limit=limit)
+            jobs, skipped = read_csv_trace(trace, cols, fmt=fmt, limit=limit, tz=tz)
         source = str(trace)
     if limit is not None:
         jobs = jobs[:limit]
@@ -235,6 +255,7 @@ def run(
     ),
     mapping: list[str] = typer.Option([], "--map", help="field=column for a generic CSV"),
     fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
+    tz: str | None = typer.Option(None, "--tz", metavar="ZONE", help=TZ_HELP),
     option: list[str] = typer.Option(
         [], "--option", help="POLICY.KEY=VALUE policy option, e.g. default.max_wait_factor=20"
     ),
@@ -258,7 +279,7 @@ def run(
     options = _parse_options(option, names)
     if plot is not None:
         _check_plot_path(plot)
-    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, fmt=fmt)
+    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, fmt=fmt, tz=tz)
     cfg = SimConfig(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
@@ -362,6 +383,7 @@ def whatif(
     estimate: str = typer.Option("exact", "--estimate"),
     mapping: list[str] = typer.Option([], "--map"),
     fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
+    tz: str | None = typer.Option(None, "--tz", metavar="ZONE", help=TZ_HELP),
     limit: int | None = typer.Option(None, "--limit"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -384,6 +406,7 @@ def whatif(
             f"--gpus-delta: removing {-gpus_delta} GPUs leaves no node",
             hint=f"at most {(nodes - 1) * gpus_per_node} GPUs can be removed",
         )
+    _check_tz(tz)
     server_rows = None
     if trace is None and history is None:
         # the platform's own job history, from the running server
@@ -391,7 +414,7 @@ def whatif(
 
         server_rows = Client().list_jobs(all=True, limit=10000)
     jobs, source, skipped = _load(
-        trace, history, mapping, estimate, limit, fmt=fmt, server_rows=server_rows
+        trace, history, mapping, estimate, limit, fmt=fmt, tz=tz, server_rows=server_rows
     )
     res = {}
     for label, n in (("today", nodes), ("what-if", new_nodes)):

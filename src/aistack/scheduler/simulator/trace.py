@@ -3,6 +3,13 @@ platform's own history (``aistack jobs --json`` output) and synthetic M/M/c trac
 
 A trace is a list of ``TraceJob`` sorted by submit time. ``gpus`` is the job's total GPU
 count; the simulator turns it into a gang (≤ G GPUs on one node, larger jobs whole nodes).
+
+Times are seconds, or ISO-8601 times. An ISO time with an offset (``+02:00``, ``Z``) keeps
+it; a naive one (``2026-03-29T01:30:00``, as ``sacct`` prints) is a wall-clock time in a zone:
+for CSV traces by default this machine's local zone (``sacct`` prints the local time of the
+machine it runs on), for the platform's own history UTC (what the server stores); ``tz``
+names another (see :func:`time_zone`). Only differences matter to the simulator, but across a
+daylight-saving change a wrong zone makes a job's runtime an hour off.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import math
 import random
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -75,12 +83,42 @@ class TraceJob:
     max_runtime: float | None = None  # the user's estimate, if the trace has one
 
 
-def _num(value: Any, *, field: str, row: int, path: str) -> float:
+# a time zone given as this name: the machine's local zone (what `sacct` prints in)
+LOCAL = "local"
+
+
+def time_zone(name: str | None) -> dt.tzinfo | None:
+    """The zone that naive ISO times are read in: an IANA name (``Europe/Berlin``; the zone
+    data of the system, or of the ``tzdata`` package), ``UTC`` (any case), or ``local`` /
+    ``None`` for this machine's local zone (returned as ``None``: Python's naive-datetime
+    conversion, which follows ``TZ`` and the system's zone). An unknown name is a
+    ``ValidationError``.
+
+    At a daylight-saving change a naive time is read with ``fold=0``, as Python's
+    ``datetime.timestamp()`` reads it: a time that occurs twice (the hour the clocks go back)
+    is its first occurrence (summer time); a time that does not exist (the hour skipped when
+    they go forward) is read with the offset before the change (Europe/Berlin 02:30 on the
+    last Sunday of March is 03:30 summer time)."""
+    if name is None or name.strip().lower() == LOCAL:
+        return None
+    key = name.strip()
+    if key.upper() == "UTC":
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(key)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        hint = "use an IANA name such as Europe/Berlin or UTC, or local (this machine's zone)"
+        if not zoneinfo.available_timezones():
+            hint += "; this machine has no time zone data: install tzdata (pip install tzdata)"
+        raise ValidationError(f"time zone {name!r} is not known", hint=hint) from None
+
+
+def _num(value: Any, *, field: str, row: int, path: str, tz: dt.tzinfo | None = dt.UTC) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
         if field in ("submit", "start", "end"):
-            iso = _iso(value)
+            iso = _iso(value, tz)
         else:
             iso = _clock(value) if field in ("duration", "max_runtime") else None
         if iso is None:
@@ -97,16 +135,20 @@ def _num(value: Any, *, field: str, row: int, path: str) -> float:
     return x
 
 
-def _iso(value: Any) -> float | None:
+def _iso(value: Any, tz: dt.tzinfo | None = dt.UTC) -> float | None:
+    """Epoch seconds of an ISO-8601 time, or None if ``value`` is none. A time with an offset
+    (or ``Z``) keeps it; a naive one is a wall-clock time in ``tz`` (``None``: this machine's
+    local zone, as ``datetime.timestamp()`` reads a naive time), with ``fold=0`` at a
+    daylight-saving change (see :func:`time_zone`)."""
     if not isinstance(value, str) or not value:
         return None
     try:
         t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if t.tzinfo is None and tz is not None:
+            t = t.replace(tzinfo=tz)
+        return t.timestamp()
+    except (ValueError, OverflowError, OSError):  # not ISO, or out of the platform's range
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.timestamp()
 
 
 def _clock(value: Any) -> float | None:
@@ -190,23 +232,36 @@ def read_csv_trace(
     *,
     fmt: str | None = None,
     limit: int | None = None,
+    tz: str | None = None,
 ) -> tuple[list[TraceJob], dict[str, int]]:
     """Read a CSV trace (``,``; ``|`` as ``sacct --parsable2`` writes, tab or ``;`` are
     recognised from the header). ``fmt``: a named column mapping (``itp``, ``slurm``: the
     output of :data:`SACCT_COMMAND`); ``mapping``: our field → the CSV column (id, submit,
     duration or start and end, gpus, user, project, priority, max_runtime). Returns the jobs
     sorted by submit time and the rows skipped, by reason: jobs without a start or an end
-    time (never started, still running) and, for ``slurm``, job steps (``123.batch``)."""
+    time (never started, still running) and, for ``slurm``, job steps (``123.batch``).
+
+    ``tz``: the zone naive ISO times (``sacct``'s Submit, Start, End) are in; default this
+    machine's local zone, in which ``sacct`` prints them when run here. Name the zone of the
+    machine the export was made on (``Europe/Berlin``, ``UTC``) when it is not this one; see
+    :func:`time_zone` (also for the hours of a daylight-saving change). Times with an offset
+    (``+02:00``, ``Z``) keep it; times in seconds are not changed."""
+    zone = time_zone(tz)
     p = Path(path)
     _check_file(p, "trace", "check --trace")
     try:
-        return _read_csv_trace(p, mapping, fmt=fmt, limit=limit)
+        return _read_csv_trace(p, mapping, fmt=fmt, limit=limit, tz=zone)
     except UnicodeDecodeError as exc:
         raise _not_text(p, "trace", exc) from None
 
 
 def _read_csv_trace(
-    p: Path, mapping: Mapping[str, str] | None, *, fmt: str | None, limit: int | None
+    p: Path,
+    mapping: Mapping[str, str] | None,
+    *,
+    fmt: str | None,
+    limit: int | None,
+    tz: dt.tzinfo | None,
 ) -> tuple[list[TraceJob], dict[str, int]]:
     cols = columns_for(fmt, mapping)
     bad = sorted(set(cols) - set(FIELDS))
@@ -263,8 +318,8 @@ def _read_csv_trace(
                     reason = "jobs without a start or an end time"
                     skipped[reason] = skipped.get(reason, 0) + 1
                     continue
-                dur = _num(t1, field="end", row=n, path=p.name) - _num(
-                    t0, field="start", row=n, path=p.name
+                dur = _num(t1, field="end", row=n, path=p.name, tz=tz) - _num(
+                    t0, field="start", row=n, path=p.name, tz=tz
                 )
             else:
                 dur = _num(row[cols["duration"]], field="duration", row=n, path=p.name)
@@ -281,7 +336,7 @@ def _read_csv_trace(
             out.append(
                 TraceJob(
                     id=job_id,
-                    submit=_num(row[cols["submit"]], field="submit", row=n, path=p.name),
+                    submit=_num(row[cols["submit"]], field="submit", row=n, path=p.name, tz=tz),
                     duration=dur,
                     gpus=gpus,
                     user=str(row[cols["user"]]) if "user" in cols else "default",
@@ -306,10 +361,11 @@ def load_csv(
     *,
     fmt: str | None = None,
     limit: int | None = None,
+    tz: str | None = None,
 ) -> list[TraceJob]:
     """Read a CSV trace (see :func:`read_csv_trace`); the jobs only. Default: the ITP
     columns."""
-    return read_csv_trace(path, mapping, fmt=fmt, limit=limit)[0]
+    return read_csv_trace(path, mapping, fmt=fmt, limit=limit, tz=tz)[0]
 
 
 def load_itp(path: str | Path, *, limit: int | None = None) -> list[TraceJob]:
@@ -326,11 +382,14 @@ def _get(d: Mapping[str, Any], dotted: str) -> Any:
     return cur
 
 
-def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
+def load_history(path: str | Path, *, tz: str | None = "UTC") -> tuple[list[TraceJob], int]:
     """The platform's own job history, as exported by ``aistack jobs --json`` (a JSON list,
     or {"jobs": [...]}) or a CSV with the same fields (id, submitted_at, started_at,
     finished_at as ISO times; resources.gpus, resources.nodes; attained_service_s). Jobs
-    that never ran or are still running are skipped; returns (trace, skipped)."""
+    that never ran or are still running are skipped; returns (trace, skipped). ``tz``: the
+    zone of naive times (the server writes UTC with its offset; default UTC; ``None`` or
+    ``local``: this machine's zone), see :func:`time_zone`."""
+    zone = time_zone(tz)
     p = Path(path)
     _check_file(p, "history", "aistack jobs --json > FILE")
     rows: list[Mapping[str, Any]]
@@ -353,20 +412,27 @@ def load_history(path: str | Path) -> tuple[list[TraceJob], int]:
         rows = data.get("jobs", []) if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise ValidationError(f"history {p.name}: expected a list of jobs")
-    return history_from_rows(rows, source=f"history {p.name}")
+    return _history(rows, f"history {p.name}", zone)
 
 
 def history_from_rows(
-    rows: Iterable[Mapping[str, Any]], *, source: str = "history"
+    rows: Iterable[Mapping[str, Any]], *, source: str = "history", tz: str | None = "UTC"
 ) -> tuple[list[TraceJob], int]:
     """Job records (``aistack jobs --json`` rows, or ``Client.list_jobs()``) → (trace,
-    skipped): jobs that never ran or are still running are skipped."""
+    skipped): jobs that never ran or are still running are skipped. ``tz``: the zone of
+    naive times, as for :func:`load_history` (default UTC)."""
+    return _history(rows, source, time_zone(tz))
+
+
+def _history(
+    rows: Iterable[Mapping[str, Any]], source: str, tz: dt.tzinfo | None
+) -> tuple[list[TraceJob], int]:
     out: list[TraceJob] = []
     skipped = 0
     for i, r in enumerate(rows):
-        sub = _iso(_get(r, "submitted_at"))
-        st = _iso(_get(r, "started_at"))
-        fin = _iso(_get(r, "finished_at"))
+        sub = _iso(_get(r, "submitted_at"), tz)
+        st = _iso(_get(r, "started_at"), tz)
+        fin = _iso(_get(r, "finished_at"), tz)
         if sub is None or st is None or fin is None or fin < st:
             skipped += 1
             continue
