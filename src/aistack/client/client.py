@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -121,8 +122,8 @@ class Client:
                     hint='e.g. request("GET", "/jobs")',
                     field=what,
                 )
-        if "json" in kw:
-            _check_json(kw["json"])
+        if "json" in kw:  # numpy and torch numbers as Python ones; NaN, bytes... refused
+            kw["json"] = _check_json(kw["json"])
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
         method = method.upper()
@@ -202,9 +203,10 @@ class Client:
         return self.request("GET", "/healthz")  # type: ignore[no-any-return]
 
     def submit(self, spec: JobSpec | dict[str, Any] | str | Path) -> dict[str, Any]:
-        if isinstance(spec, str | Path):
-            spec = load_spec_file(spec)
-        body = parse_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        data = load_spec_file(spec) if isinstance(spec, str | Path) else spec
+        if isinstance(data, dict):  # numpy and torch numbers (env values too) as Python ones
+            data = _plain_numbers(data)
+        body = parse_spec(data).model_dump(mode="json", exclude_defaults=True)
         return self.request("POST", "/jobs", json=body)  # type: ignore[no-any-return]
 
     def list_jobs(
@@ -472,28 +474,104 @@ def _check_duration(
         )
 
 
-def _check_json(body: object, where: str = "") -> None:
-    """ValidationError naming the field of a request body that JSON cannot carry (NaN, inf,
-    bytes, an object...): httpx's own ValueError/TypeError names none."""
+def _item(value: object) -> object:
+    """A numpy scalar (``numpy.float32(0.5)``, ``numpy.int64(3)``, ``numpy.bool_(True)``), a
+    0-d numpy array or a 0-d torch tensor as its Python value (``.item()``); any other value as
+    it is. ValueError (why, for the caller to name the field) for an array or tensor with
+    dimensions, or one whose value cannot be read (a tensor on the meta device).
+
+    Neither library is imported here: a value of theirs exists only once its module is
+    loaded, so ``sys.modules`` tells whether ``value`` can be one."""
+    kinds: list[type] = []
+    np = sys.modules.get("numpy")
+    if np is not None:
+        for name in ("generic", "ndarray"):
+            kind = getattr(np, name, None)
+            if isinstance(kind, type):
+                kinds.append(kind)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(getattr(torch, "Tensor", None), type):
+        kinds.append(torch.Tensor)
+    if not kinds or not isinstance(value, tuple(kinds)):
+        return value
+    lib = "torch" if torch is not None and isinstance(value, torch.Tensor) else "numpy"
+    shape = tuple(value.shape)  # type: ignore[attr-defined]
+    if shape:
+        raise ValueError(
+            f"a {lib}.{type(value).__name__} of shape {shape} is not one value: convert it "
+            "with .tolist() (a JSON list), or pass one element"
+        )
+    try:
+        plain = value.item()  # type: ignore[attr-defined]
+        if np is not None and isinstance(plain, np.floating):  # longdouble stays numpy's
+            plain = float(plain)
+    except Exception as exc:  # noqa: BLE001 - a tensor without data, an odd dtype
+        raise ValueError(
+            f"cannot read the value of a {lib}.{type(value).__name__} ({exc})"[:300]
+        ) from None
+    return plain
+
+
+def _plain_numbers(data: Any) -> Any:
+    """``data`` with the numpy and torch numbers in its dicts and lists as Python ones
+    (:func:`_item`); everything else, arrays included, as it is, for the caller's own checks."""
+    if isinstance(data, dict):
+        return {_plain_numbers(k): _plain_numbers(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_plain_numbers(v) for v in data]
+    try:
+        return _item(data)
+    except ValueError:
+        return data
+
+
+_ARRAY_HINT = (
+    "pass str, int, finite float, bool, None, lists and dicts; numpy and torch scalars are "
+    "sent as their value, arrays and tensors need .tolist()"
+)
+
+
+def _check_json(body: object, where: str = "") -> Any:
+    """``body`` as JSON carries it: a copy in which numpy scalars, 0-d numpy arrays and 0-d
+    torch tensors are their Python value (``.item()``), tuples lists. A ValidationError names
+    the field JSON cannot carry (NaN or inf, numpy's included; bytes; an object; an array
+    with dimensions): httpx's own ValueError/TypeError names none."""
 
     def bad(why: str) -> ValidationError:
         field = where or "body"
-        return ValidationError(
-            f"{field}: {why}",
-            hint="pass str, int, finite float, bool, None, lists and dicts",
-            field=field,
-        )
+        return ValidationError(f"{field}: {why}", hint=_ARRAY_HINT, field=field)
 
-    if isinstance(body, float):
+    if isinstance(body, bool | int | str) or body is None:
+        return body
+    if isinstance(body, float):  # numpy.float64 is one
         if not math.isfinite(body):
-            raise bad(f"{body!r} is not a finite number (JSON has no NaN or infinity)")
-    elif isinstance(body, dict):
+            raise bad(f"{float(body)!r} is not a finite number (JSON has no NaN or infinity)")
+        return float(body)
+    if isinstance(body, dict):
+        out: dict[Any, Any] = {}
         for k, v in body.items():
-            if not isinstance(k, str | int | float | bool) and k is not None:
-                raise bad(f"key {k!r} is not a str")
-            _check_json(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(body, list | tuple):
-        for i, v in enumerate(body):
-            _check_json(v, f"{where}[{i}]")
-    elif not isinstance(body, str | int | bool) and body is not None:
-        raise bad(f"a {type(body).__name__} is not JSON ({body!r:.80})")
+            key = _check_key(k, bad)
+            out[key] = _check_json(v, f"{where}.{key}" if where else str(key))
+        return out
+    if isinstance(body, list | tuple):
+        return [_check_json(v, f"{where}[{i}]") for i, v in enumerate(body)]
+    try:
+        plain = _item(body)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if plain is not body and (isinstance(plain, int | float | str) or plain is None):
+        return _check_json(plain, where)  # NaN refused as a Python one
+    raise bad(f"a {type(body).__name__} is not JSON ({body!r:.80})")
+
+
+def _check_key(key: object, bad: Callable[[str], ValidationError]) -> object:
+    """A dict key as JSON carries it (a str, or a number or bool json writes as text)."""
+    try:
+        plain = _item(key)
+    except ValueError:
+        plain = key
+    if isinstance(plain, float) and not math.isfinite(plain):
+        raise bad(f"key {plain!r} is not a finite number (JSON has no NaN or infinity)")
+    if not isinstance(plain, str | int | float) and plain is not None:
+        raise bad(f"key {key!r} is not a str")
+    return float(plain) if isinstance(plain, float) else plain
