@@ -25,18 +25,62 @@ _ENV_LOCK = threading.RLock()
 # a URI's password: from the ':' after its user to the '@' its host follows. SQLAlchemy reads a
 # database URI's password up to that '@' ('/' and '?' in it included), urllib an http URL's up
 # to the last '@' before the host; either way all of it is hidden (an '@' in a path may hide a
-# little more: the message then shows less, never the password)
+# little more: the message then shows less, never the password). The host may be empty
+# (mysql://u:pw@/db?unix_socket=..., sqlite://u:pw@/path): the '@' is then followed by the '/'.
+# The scheme starts after any character a scheme cannot have ('_' too: store_mysql://...).
 _URI_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/\s]*):\S*?@(?=[^@/\s]*(?:[/\s]|$))"
+    r"(?P<head>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^:/\s]*):\S*?@"
+    r"(?=[^@/\s]*(?:[/\s]|$))"
 )
+# a query (or fragment, or ';'-separated) parameter, for _secret_param to judge by its key. Its
+# value runs to the next '&', as SQLAlchemy and urllib read it (';', '#', '@' and quotes
+# included), or to whitespace; a quote that closes the URI ('...?password=pw': ...) ends it
+_URI_PARAM = re.compile(
+    r"(?<=[?&#;])(?P<key>[A-Za-z0-9_.\-]+)=(?P<value>(?:[^&\s'\"]|['\"](?![\s:,;.)\]}>]|$))+)"
+)
+# keys (lower case, without '_', '-', '.') whose value is a credential: libpq's password and
+# sslpassword, MySQL's passwd, ODBC's PWD, OAuth's access_token and client_secret, api_key,
+# pre-signed artifact URLs' X-Amz-Signature, X-Amz-Security-Token and Azure's sig
+_SECRET_ENDINGS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "accountkey",
+    "signature",
+)
+# tokens that only page through a listing (MLflow's page_token, S3's continuation-token)
+_PAGING_TOKENS = ("pagetoken", "nexttoken", "continuationtoken")
+# whole words only ('pass', 'db_pass', 'sig'; not 'bypass' or 'compass')
+_SECRET_WORD = re.compile(r"(?:.*[_.\-])?(?:pass|sig)", re.IGNORECASE)
+
+
+def _secret_param(key: str) -> bool:
+    """Whether a URI parameter named ``key`` carries a credential (see _SECRET_ENDINGS)."""
+    flat = re.sub(r"[_.\-]", "", key.lower())
+    if flat.endswith(_SECRET_ENDINGS) and not flat.endswith(_PAGING_TOKENS):
+        return True
+    return _SECRET_WORD.fullmatch(key) is not None
+
+
+def _hide_param(m: re.Match[str]) -> str:
+    return f"{m['key']}=***" if _secret_param(m["key"]) else m[0]
 
 
 def redact_uri(text: str) -> str:
-    """``text`` (a URI, or a message with URIs in it) with the password of each URI shown as
-    ``***``: ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``. For what errors and logs
-    show of a tracking or store URI (MLflow's messages name the request URL, credentials
-    included); what connects is the URI itself."""
-    return _URI_PASSWORD.sub(r"\g<head>:***@", text)
+    """``text`` (a URI, or a message with URIs in it) with the credentials of each URI shown as
+    ``***``: the password before its host (``postgresql://u:pw@h/db`` ->
+    ``postgresql://u:***@h/db``, an empty host too: ``mysql://u:***@/db``) and the value of
+    each parameter that carries one (``?user=u&password=***``, ``sslpassword``, ``pwd``,
+    ``passwd``, ``token``, ``access_token``, ``secret``, ``api_key``... in any case; the other
+    parameters are shown). For what errors and logs show of a tracking or store URI (MLflow's
+    messages name the request URL, credentials included); what connects is the URI itself."""
+    return _URI_PARAM.sub(_hide_param, _URI_PASSWORD.sub(r"\g<head>:***@", text))
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:

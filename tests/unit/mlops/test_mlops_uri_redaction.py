@@ -54,6 +54,106 @@ def test_redact_uri(text: str, shown: str) -> None:
     assert redact_uri(text) == shown
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # libpq and SQLAlchemy take the password from the query too
+        (
+            "postgresql://h/db?user=u&password=secret",
+            "postgresql://h/db?user=u&password=***",
+        ),
+        (
+            "postgresql://u@h/db?sslpassword=secret&sslmode=verify-full",
+            "postgresql://u@h/db?sslpassword=***&sslmode=verify-full",
+        ),
+        ("mysql+pymysql://u@h/db?passwd=secret", "mysql+pymysql://u@h/db?passwd=***"),
+        ("mssql+pyodbc://h/db?UID=u&PWD=secret", "mssql+pyodbc://h/db?UID=u&PWD=***"),
+        ("postgresql://h/db?Password=secret", "postgresql://h/db?Password=***"),
+        # tokens and keys in an http(s) URL
+        ("https://h/mlflow?token=secret", "https://h/mlflow?token=***"),
+        ("https://h/x?a=1&access_token=secret&b=2", "https://h/x?a=1&access_token=***&b=2"),
+        ("https://h/x?client_secret=secret", "https://h/x?client_secret=***"),
+        ("https://h/x?SECRET=secret", "https://h/x?SECRET=***"),
+        ("https://h/x?api_key=secret", "https://h/x?api_key=***"),
+        ("https://h/x?apiKey=secret&q=1", "https://h/x?apiKey=***&q=1"),
+        ("https://h/x?x-api-key=secret", "https://h/x?x-api-key=***"),
+        ("https://h/x?db_pass=secret", "https://h/x?db_pass=***"),
+        # pre-signed artifact URLs (S3, Azure SAS)
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Security-Token=tok"
+            "&X-Amz-Signature=abc",
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Security-Token=***"
+            "&X-Amz-Signature=***",
+        ),
+        (
+            "https://a.blob.core.windows.net/c?sv=2020&sig=abc%2B",
+            "https://a.blob.core.windows.net/c?sv=2020&sig=***",
+        ),
+        # with the userinfo password too, and in a message
+        (
+            "postgresql://u:pw@h/db?password=pw2&application_name=x",
+            "postgresql://u:***@h/db?password=***&application_name=x",
+        ),
+        (
+            "MLFLOW_TRACKING_URI='postgresql://h/db?user=u&password=secret': cannot open; see "
+            "https://h/x?token=t2.",
+            "MLFLOW_TRACKING_URI='postgresql://h/db?user=u&password=***': cannot open; see "
+            "https://h/x?token=***",
+        ),
+        # a closing parenthesis may be the password's: hidden with it
+        ("(https://h/x?token=secret)", "(https://h/x?token=***"),
+        # SQLAlchemy reads a query value up to the next '&': all of it is hidden
+        ("postgresql://h/db?password=a'b;c#d@e", "postgresql://h/db?password=***"),
+        # an empty value has nothing to hide
+        ("postgresql://h/db?password=&user=u", "postgresql://h/db?password=&user=u"),
+        # ordinary parameters are shown
+        (
+            "postgresql://u:***@h/db?sslmode=require&application_name=mlflow&sslkey=/k.pem",
+            "postgresql://u:***@h/db?sslmode=require&application_name=mlflow&sslkey=/k.pem",
+        ),
+        (
+            "http://h/api/2.0/mlflow/metrics/get-history?run_id=1&metric_key=loss"
+            "&page_token=abc&max_tokens=5&bypass=1",
+            "http://h/api/2.0/mlflow/metrics/get-history?run_id=1&metric_key=loss"
+            "&page_token=abc&max_tokens=5&bypass=1",
+        ),
+        ("token=abc is not a URI", "token=abc is not a URI"),
+    ],
+)
+def test_redact_uri_hides_secrets_in_the_query(text: str, shown: str) -> None:
+    from aistack.mlops._client import redact_uri
+
+    assert redact_uri(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # no host (a socket, or SQLite, which takes none): the password is still hidden
+        ("mysql://u:pw@/db", "mysql://u:***@/db"),
+        (
+            "mysql://u:pw@/db?unix_socket=/run/mysqld.sock",
+            "mysql://u:***@/db?unix_socket=/run/mysqld.sock",
+        ),
+        ("mysql://u:pw@", "mysql://u:***@"),
+        (
+            "postgresql://u:pw@/db?host=/var/run/postgresql",
+            "postgresql://u:***@/db?host=/var/run/postgresql",
+        ),
+        ("postgresql://u:pw@:5432/db", "postgresql://u:***@:5432/db"),
+        ("sqlite://user:pw@/path/mlflow.db", "sqlite://user:***@/path/mlflow.db"),
+        ("mysql://:pw@/db", "mysql://:***@/db"),
+        ("'mysql://u:pw@/db'", "'mysql://u:***@/db'"),
+        # a scheme right after a word character ('_')
+        ("store_mysql://u:pw@h/db", "store_mysql://u:***@h/db"),
+    ],
+)
+def test_redact_uri_without_a_host(text: str, shown: str) -> None:
+    from aistack.mlops._client import redact_uri
+
+    assert redact_uri(text) == shown
+
+
 URL = "http://user:secret@h:5000"
 API = f"API request to {URL}/api/2.0/mlflow/runs/get failed with exception"
 SHOWN_API = API.replace(URL, "http://user:***@h:5000")

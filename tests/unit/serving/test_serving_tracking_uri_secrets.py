@@ -212,3 +212,57 @@ def test_a_replica_check_of_a_registry_that_does_not_answer_hides_the_password(
         "not answer"
     ), str(ei.value)
     assert "secret" not in str(ei.value)
+
+
+QUERY_URIS = [
+    # libpq and SQLAlchemy take a password from the query as well
+    (
+        "postgresql://db.example/mlflow?user=u&password=secret",
+        "postgresql://db.example/mlflow?user=u&password=***",
+    ),
+    (
+        "postgresql://u@db.example/mlflow?sslmode=verify-full&sslpassword=secret",
+        "postgresql://u@db.example/mlflow?sslmode=verify-full&sslpassword=***",
+    ),
+    (
+        "mysql://u@/mlflow?passwd=secret&unix_socket=/s",
+        "mysql://u@/mlflow?passwd=***&unix_socket=/s",
+    ),
+]
+
+
+@pytest.mark.parametrize(("uri", "shown"), QUERY_URIS)
+def test_a_password_in_the_query_is_not_shown(
+    aistack_home: Path, monkeypatch: pytest.MonkeyPatch, uri: str, shown: str
+) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert models.check_tracking_uri() == uri  # what connects is the URI as given
+    exc = MlflowException(f"cannot connect to {uri}")
+
+    def client() -> Any:
+        raise exc
+
+    monkeypatch.setattr(models, "_registry_client", client)
+    with pytest.raises(ValidationError) as ei:
+        models.resolve_model("models:/iris/1")
+    assert ei.value.message == (
+        f"MLFLOW_TRACKING_URI={shown!r}: MLflow cannot open it as a model registry: "
+        f"cannot connect to {shown}"
+    )
+    _no_secret(ei.value)
+
+
+def test_a_scheme_mlflow_cannot_open_is_named_without_a_query_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://host/x?api_key=secret&region=eu")
+    with pytest.raises(ValidationError) as ei:
+        models.check_tracking_uri()
+    assert ei.value.message == (
+        "MLFLOW_TRACKING_URI='notascheme://host/x?api_key=***&region=eu': 'notascheme' is not a "
+        "scheme MLflow opens as a model registry"
+    )
+    _no_secret(ei.value)
