@@ -129,6 +129,18 @@ class Resources(_Strict):
     def _memory_valid(cls, v: str | int | None) -> str | int | None:
         return memory_size_field(v)  # type: ignore[no-any-return]
 
+    @field_validator("gpu_type")
+    @classmethod
+    def _gpu_type_valid(cls, v: str | None) -> str | None:
+        # the scheduler places a job only on nodes whose GPU type equals this string: an
+        # empty one (`--gpu-type "$UNSET"`) matched no node and the job was queued forever
+        if v is not None and not v.strip():
+            raise ValueError(
+                f"{v!r} is empty: leave gpu_type out to run on any GPU type, or give one "
+                "that `aistack cluster` lists (e.g. NVIDIA H100 80GB HBM3)"
+            )
+        return v
+
     @property
     def memory_mb(self) -> int:
         return parse_memory_mb(self.memory, field_name="resources.memory") or 0
@@ -343,7 +355,8 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
         if len(n.gpus) >= r.gpus
         and n.cpus >= r.cpus
         and (r.memory_mb <= n.memory_mb)
-        and (r.gpu_type is None or (n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0)
+        # the scheduler's test (aistack.scheduler.base): the node's GPU type, exactly
+        and (r.gpu_type is None or n.gpu_type == r.gpu_type)
     ]
     if len(fits) >= r.nodes:
         return
@@ -362,13 +375,17 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
             f"resources.gpus: asks for {gpus} per node but the largest node has {max_gpus}",
             hint="lower resources.gpus, or use resources.nodes to spread over several nodes",
         )
-    if r.gpu_type and not any(
-        (n.gpu_type or "").lower().find(r.gpu_type.lower()) >= 0 for n in nodes
-    ):
-        types = sorted({n.gpu_type for n in nodes if n.gpu_type}) or ["none"]
+    if r.gpu_type is not None and not any(n.gpu_type == r.gpu_type for n in nodes):
+        # a part of a type ("H100" for "NVIDIA H100 80GB HBM3") passed here and then matched
+        # no node in the scheduler, which compares whole names: the job was queued forever
+        types = sorted({n.gpu_type for n in nodes if n.gpu_type})
+        near = [t for t in types if r.gpu_type.lower() in t.lower()]
         raise ValidationError(
-            f"resources.gpu_type: no node has a {r.gpu_type!r} GPU (available: {', '.join(types)})",
-            hint="remove gpu_type or pick an available type",
+            f"resources.gpu_type: no node has a {r.gpu_type!r} GPU "
+            f"(available: {', '.join(repr(t) for t in types) or 'none'})",
+            hint=f"write the whole type as `aistack cluster` lists it, e.g. gpu_type: {near[0]!r}"
+            if near
+            else "remove gpu_type or pick an available type",
         )
     if r.cpus > max_cpus:
         raise ValidationError(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pathlib
 import re
 import sys
+import types
+import typing
 from typing import Any
 
 from rich.console import Console
@@ -23,9 +26,47 @@ class _Command(TyperCommand):
     Every ``aistack`` command uses this class (``@app.command(cls=_Command)``) and gives its
     arguments uppercase metavars (``typer.Argument(..., metavar="NAME")``)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if _is_path(getattr(getattr(param, "type_descriptor", None), "annotation", None)):
+                _refuse_empty_path(param)
+
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
         return [m[1] + m[2] if (m := _BRACED.fullmatch(p)) else p for p in pieces]
+
+
+def _is_path(annotation: Any) -> bool:
+    """``Path``, ``Path | None``, ``list[Path]``: a parameter that typer turns into a Path."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, pathlib.PurePath)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return any(_is_path(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _refuse_empty_path(param: Any) -> None:
+    """An empty path argument ("" from an unset shell variable) is an error: typer makes it
+    Path(""), which is the current folder, so `data add NAME ""` stored the whole folder and
+    `data get REF ""` or `webdata crawl --out ""` wrote into it."""
+    from aistack.errors import ValidationError
+
+    process = param.process_value
+    name = param.opts[0] if param.param_type_name == "option" else (param.metavar or param.name)
+
+    def process_value(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and v == "" for v in values):
+            raise ValidationError(
+                f"{name}: the path is empty",
+                hint="give a file or folder name (the current folder is .); an unset shell "
+                "variable expands to an empty argument",
+            )
+        return process(ctx, value)
+
+    param.process_value = process_value
 
 
 def print_error(exc: BaseException) -> None:

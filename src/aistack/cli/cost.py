@@ -43,7 +43,13 @@ def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None
     v = value.strip()
     if v[-1:] in ("d", "h") and v[:-1].replace(".", "", 1).isdigit():
         n = float(v[:-1])
-        return now - (dt.timedelta(days=n) if v.endswith("d") else dt.timedelta(hours=n))
+        try:
+            return now - (dt.timedelta(days=n) if v.endswith("d") else dt.timedelta(hours=n))
+        except OverflowError:  # e.g. 99999999999d: before year 1 (or too large a timedelta)
+            raise ValidationError(
+                f"{field}: {value!r} reaches back before the year 1",
+                hint="use a shorter span such as 30d or 12h, or a date such as 2026-11-01",
+            ) from None
     try:
         t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError as exc:

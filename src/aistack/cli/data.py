@@ -270,6 +270,13 @@ def get(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Materialize a version under DEST (verified; reflinks or read-only hard links on a local store)."""
+    if copy and link not in ("auto", "copy"):  # --link hardlink --copy silently copied
+        from aistack.errors import ValidationError
+
+        raise ValidationError(
+            f"--copy and --link {link} contradict each other (--copy is --link copy)",
+            hint="pass one of them",
+        )
     ds = _datasets()
     t0 = time.perf_counter()
     with _progress(f"get {ref}", not as_json) as cb:

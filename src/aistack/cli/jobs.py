@@ -21,6 +21,7 @@ from aistack.cli._common import (
     console,
     err_console,
     fmt_duration,
+    print_error,
     print_json,
 )
 from aistack.cli.main import app
@@ -436,6 +437,12 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
             k, v = kv.split("=", 1)
             env[k] = v
         data["env"] = env
+    if opts.get("workdir") is not None and not opts["workdir"].strip():
+        # "" was dropped: the job then ran in no chosen folder (not the current one)
+        raise ValidationError(
+            "--workdir: the folder is empty",
+            hint="give the folder the job runs in, or leave --workdir out for the current one",
+        )
     if opts.get("workdir") is None and "workdir" not in data:
         data["workdir"] = os.getcwd()
     elif opts.get("workdir"):
@@ -638,7 +645,7 @@ def cancel(
     else:
         for j in out:
             if "error" in j:
-                err_console.print(f"[red]{j['id']}: {j['message']}[/red]")
+                print_error(UserError(f"{j['id']}: {j['message']}"))  # escaped, one line
             else:
                 console.print(f"{j['id']}: {j['state']}")
     if failed:

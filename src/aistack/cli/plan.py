@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
     return load_catalog([str(p) for p in (paths or [])])
 
 
+MAX_MONTHS = 1200  # plan tco --months: 100 years
 SHORT_SPAN_DAYS = 28  # plan hybrid warns below this: the sweep extrapolates to a month
 
 
@@ -226,6 +228,11 @@ def tco(
     from aistack.planning.report import render_tco
     from aistack.planning.tco import plan_tco
 
+    if months > MAX_MONTHS:  # the plan is built month by month: 10**8 months never ended
+        raise ValidationError(
+            f"--months {months}: at most {MAX_MONTHS} months ({MAX_MONTHS // 12} years)",
+            hint="servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
+        )
     if chart is not None:  # before the plan: a bad path fails at once, not after the work
         from aistack.planning.chart import check_chart_path
 
@@ -281,7 +288,7 @@ def catalog_cmd(
             f"--kind: unknown kind {kind!r}", hint=f"use one of {', '.join(kinds)}"
         )
     try:
-        day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.UTC).date()
+        day = dt.date.fromisoformat(today) if today is not None else dt.datetime.now(dt.UTC).date()
     except ValueError as exc:
         raise ValidationError(f"--today: not a date: {today!r}", hint="YYYY-MM-DD") from exc
     cat = _catalog(catalog)
@@ -309,8 +316,6 @@ def hybrid(
     as_json: bool = JsonOpt,
 ) -> None:
     """Replay a measured demand against every fleet size: own N servers, rent the overflow; the cheapest wins."""
-    import json as _json
-
     from aistack.planning.report import render_hybrid
     from aistack.planning.training import duration_text
     from aistack.planning.whatif import demand_profile, hybrid_sweep, read_trace_csv
@@ -322,19 +327,17 @@ def hybrid(
     if trace is not None:
         intervals = read_trace_csv(str(trace))
     else:
+        from aistack.cli.cost import _read_json
         from aistack.planning.usage import parse_records
 
-        try:
-            data = _json.loads(Path(records).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValidationError(f"--records: cannot read {str(records)!r}: {exc}") from exc
+        data = _read_json(Path(records), "--records")  # the errors `cost report` gives
         recs = parse_records(data)
         now = dt.datetime.now(dt.UTC)
         intervals = [(r.start.timestamp(), (r.end or now).timestamp(), r.gpus) for r in recs]
         if gpu is None and server is None and instance is None:
             types = {r.gpu_type for r in recs if r.gpus and r.gpu_type}
             gpu = next(iter(types)) if len(types) == 1 else None
-    if not (step_minutes > 0):
+    if not (0 < step_minutes < math.inf):  # inf was refused later as "step_s: ... inf"
         raise ValidationError(
             f"--step-minutes: must be a positive number of minutes, got {step_minutes:g}",
             hint="e.g. --step-minutes 60",

@@ -124,6 +124,30 @@ def _load(
     return with_estimates(jobs, estimate), source, skipped
 
 
+class _NotFinite(Exception):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """json.loads reads NaN, Infinity and -Infinity as floats: a policy bound of NaN compares
+    false with everything, so it silently bounded nothing."""
+    raise _NotFinite(name)
+
+
+def _check_policies(policy: str) -> list[str]:
+    """The names in a comma-separated --policy, each a known policy (at least one)."""
+    from aistack.scheduler import policy_names
+
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    bad = [p for p in names if p not in policy_names()]
+    if bad or not names:
+        raise ValidationError(
+            f"--policy: unknown policy {', '.join(bad) or '(none)'}",
+            hint=f"choose from {', '.join(policy_names())}",
+        )
+    return names
+
+
 def _parse_options(specs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     """``POLICY.KEY=VALUE`` (repeatable) → options per policy; values are JSON (20, true,
     "x") or plain strings."""
@@ -142,7 +166,13 @@ def _parse_options(specs: list[str], names: list[str]) -> dict[str, dict[str, An
                 hint=f"add it: --policy {','.join([*names, pol])}",
             )
         try:
-            value: Any = json.loads(raw)
+            value: Any = json.loads(raw, parse_constant=_refuse_constant)
+        except _NotFinite:
+            raise ValidationError(
+                f"--option: {spec!r}: {raw.strip()} is not a finite number",
+                hint="give a number such as 20, or null where the option takes none "
+                "(e.g. --option default.max_wait_factor=null: no bound)",
+            ) from None
         except ValueError:
             value = raw.strip()
         out.setdefault(pol, {})[key.strip()] = value
@@ -266,16 +296,9 @@ def run(
     plot: Path | None = typer.Option(None, "--plot", help="write a JCT CDF plot (PNG)"),
 ) -> None:
     """Replay a trace under each policy and compare JCT, waits and utilization."""
-    from aistack.scheduler import policy_names
     from aistack.scheduler.simulator import SimConfig
 
-    names = [p.strip() for p in policy.split(",") if p.strip()]
-    bad = [p for p in names if p not in policy_names()]
-    if bad or not names:
-        raise ValidationError(
-            f"--policy: unknown policy {', '.join(bad) or '(none)'}",
-            hint=f"choose from {', '.join(policy_names())}",
-        )
+    names = _check_policies(policy)
     options = _parse_options(option, names)
     if plot is not None:
         _check_plot_path(plot)
@@ -406,6 +429,14 @@ def whatif(
             f"--gpus-delta: removing {-gpus_delta} GPUs leaves no node",
             hint=f"at most {(nodes - 1) * gpus_per_node} GPUs can be removed",
         )
+    # one policy: an empty --policy was read as the default one, and the table named none
+    names = _check_policies(policy)
+    if len(names) != 1:
+        raise ValidationError(
+            f"--policy: whatif compares two cluster sizes under one policy, got {policy!r}",
+            hint="pass one policy (e.g. --policy default); `aistack sim run` compares several",
+        )
+    policy = names[0]
     _check_tz(tz)
     server_rows = None
     if trace is None and history is None:

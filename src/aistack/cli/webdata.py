@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -158,6 +159,17 @@ def extract(
                 f"--out: folder {out.parent} does not exist",
                 hint=f"create it first (mkdir -p {out.parent}) or write somewhere else",
             )
+        if out.exists():  # the output would replace an input file: refuse, or it is lost
+            from aistack.webdata.extract import iter_html_files
+
+            for f in iter_html_files(list(paths)):
+                with contextlib.suppress(OSError):
+                    if f.samefile(out):
+                        raise ValidationError(
+                            f"--out: {out} is one of the input files: writing the JSON lines "
+                            "there would replace it",
+                            hint="write somewhere else, e.g. --out texts.jsonl",
+                        )
         # written next to the target and renamed at the end: an error leaves FILE as it was
         tmp = out.with_name(out.name + ".tmp")
     n = chars = 0
@@ -344,9 +356,25 @@ def crawl(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Crawl politely from SEED URLs into WARC files (request + response records)."""
+    import math
+    from urllib.parse import urlsplit
+
     from aistack.webdata.crawler import CrawlConfig, allowed_hosts, in_scope
     from aistack.webdata.crawler import crawl as do_crawl
 
+    if not math.isfinite(delay):  # (the option's min=0 lets inf through: sleep(inf) overflows)
+        raise ValidationError(
+            f"--delay {delay:g}: expected a finite number of seconds",
+            hint="e.g. --delay 1 (seconds between requests to one host)",
+        )
+    for seed in seeds:  # a malformed URL (an unclosed IPv6 bracket) is a ValueError in urlsplit
+        try:
+            urlsplit(seed).hostname  # noqa: B018 (parses the netloc: raises for a bad one)
+        except ValueError as exc:
+            raise ValidationError(
+                f"crawl: seed {seed!r} is not a valid URL ({exc})",
+                hint="e.g. https://example.org/ or http://[::1]:8080/",
+            ) from None
     kw: dict[str, Any] = {}
     if user_agent:
         kw["user_agent"] = user_agent
