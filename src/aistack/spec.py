@@ -23,7 +23,12 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from aistack.compute.resources import Node, memory_size_field, parse_memory_mb
+from aistack.compute.resources import (
+    Node,
+    gpu_type_matches,
+    memory_size_field,
+    parse_memory_mb,
+)
 from aistack.errors import ValidationError
 
 Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
@@ -132,12 +137,14 @@ class Resources(_Strict):
     @field_validator("gpu_type")
     @classmethod
     def _gpu_type_valid(cls, v: str | None) -> str | None:
-        # the scheduler places a job only on nodes whose GPU type equals this string: an
-        # empty one (`--gpu-type "$UNSET"`) matched no node and the job was queued forever
-        if v is not None and not v.strip():
+        # the scheduler places a job on nodes whose GPU type is this one or has all its words
+        # (compute.resources.gpu_type_matches): one without a word (`--gpu-type "$UNSET"`)
+        # matched no node and the job was queued forever
+        if v is not None and not re.search(r"[A-Za-z0-9]", v):
+            what = "is empty" if not v.strip() else "has no letter or digit"
             raise ValueError(
-                f"{v!r} is empty: leave gpu_type out to run on any GPU type, or give one "
-                "that `aistack cluster` lists (e.g. NVIDIA H100 80GB HBM3)"
+                f"{v!r} {what}: leave gpu_type out to run on any GPU type, or give one "
+                "that `aistack cluster` lists, or words of it (e.g. H100)"
             )
         return v
 
@@ -355,8 +362,8 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
         if len(n.gpus) >= r.gpus
         and n.cpus >= r.cpus
         and (r.memory_mb <= n.memory_mb)
-        # the scheduler's test (aistack.scheduler.base): the node's GPU type, exactly
-        and (r.gpu_type is None or n.gpu_type == r.gpu_type)
+        # the scheduler's test: the node's GPU type, or every word of it ("H100")
+        and gpu_type_matches(n.gpu_type, r.gpu_type)
     ]
     if len(fits) >= r.nodes:
         return
@@ -375,15 +382,16 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
             f"resources.gpus: asks for {gpus} per node but the largest node has {max_gpus}",
             hint="lower resources.gpus, or use resources.nodes to spread over several nodes",
         )
-    if r.gpu_type is not None and not any(n.gpu_type == r.gpu_type for n in nodes):
-        # a part of a type ("H100" for "NVIDIA H100 80GB HBM3") passed here and then matched
-        # no node in the scheduler, which compares whole names: the job was queued forever
+    if r.gpu_type is not None and not any(gpu_type_matches(n.gpu_type, r.gpu_type) for n in nodes):
+        # the scheduler's test too (a looser one here had let "fake" for "FakeGPU" through,
+        # and the job was queued forever)
         types = sorted({n.gpu_type for n in nodes if n.gpu_type})
         near = [t for t in types if r.gpu_type.lower() in t.lower()]
         raise ValidationError(
             f"resources.gpu_type: no node has a {r.gpu_type!r} GPU "
             f"(available: {', '.join(repr(t) for t in types) or 'none'})",
-            hint=f"write the whole type as `aistack cluster` lists it, e.g. gpu_type: {near[0]!r}"
+            hint=f"write the type as `aistack cluster` lists it, or whole words of it, e.g. "
+            f"gpu_type: {near[0]!r}"
             if near
             else "remove gpu_type or pick an available type",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,31 @@ class GpuDevice:
 class CpuInfo:
     count: int
     model: str = ""
+
+
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _gpu_words(name: str) -> frozenset[str]:
+    return frozenset(_WORDS.findall(name.lower()))
+
+
+def gpu_type_matches(have: str | None, want: str | None) -> bool:
+    """Whether a node whose GPUs are ``have`` (the name the driver reports, e.g. ``NVIDIA H100
+    80GB HBM3``) serves a job asking for GPU type ``want``: any node when ``want`` is None;
+    else the same name, or every word of ``want`` is a word of ``have`` (case and punctuation
+    aside): ``H100``, ``h100 80gb`` and ``A100-80GB`` match ``NVIDIA H100 80GB HBM3`` /
+    ``NVIDIA A100-SXM4-80GB``, but ``A10`` does not match an A100, nor ``fake`` ``FakeGPU``.
+    The scheduler and the submit check use this one test."""
+    if want is None:
+        return True
+    if have is None:
+        return False
+    if have == want:
+        return True
+    w = _gpu_words(want)
+    return bool(w) and w <= _gpu_words(have)
 
 
 @dataclass(frozen=True, kw_only=True)

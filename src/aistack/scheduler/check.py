@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aistack.compute.resources import gpu_type_matches
 from aistack.errors import AistackError
 from aistack.scheduler.types import ClusterState, Decision, JobRequest
 
@@ -53,7 +54,7 @@ def validate_decision(
             n = nodes.get(name)
             if n is None or not n.schedulable:
                 raise InvariantViolation(f"{j.id}: node {name} unknown or not schedulable")
-            if j.gpu_type is not None and n.gpu_type != j.gpu_type:
+            if not gpu_type_matches(n.gpu_type, j.gpu_type):
                 raise InvariantViolation(f"{j.id}: node {name} is {n.gpu_type}, asked {j.gpu_type}")
             if len(na.gpus) != j.gpus or len(set(na.gpus)) != j.gpus:
                 raise InvariantViolation(f"{j.id}: {len(na.gpus)} GPUs on {name}, asked {j.gpus}")

@@ -316,3 +316,36 @@ def test_sibling_probes_in_the_scheduling_loop(tmp_path: Path) -> None:
     a, b = sweep_then_bob(plain, 2)
     plain.run_once()
     assert {j for j in [*a, b] if state(plain, j).state == "RUNNING"} == set(a)
+
+
+def test_a_gpu_type_in_words_of_the_drivers_name_is_submitted_and_placed(tmp_path: Path) -> None:
+    # "H100" on nodes whose driver says "NVIDIA H100 80GB HBM3": the submit check accepted
+    # it (a part of the name) and the scheduler, comparing whole names, never placed it
+    from aistack.compute.resources import GpuDevice, Node
+
+    def node(name: str, gpu: str) -> Node:
+        gpus = tuple(
+            GpuDevice(index=g, uuid=f"GPU-{name}-{g}", name=gpu, memory_mb=80 * 1024)
+            for g in range(4)
+        )
+        return Node(name=name, cpus=8, memory_mb=64 * 1024, gpus=gpus)
+
+    settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
+    settings.ensure_home()
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    nodes = [node("a100", "NVIDIA A100-SXM4-80GB"), node("h100", "NVIDIA H100 80GB HBM3")]
+    loop = SchedulerLoop(
+        settings=settings,
+        sessions=session_factory(engine),
+        executor=MemoryExecutor(nodes),
+        policy=get_policy("default"),
+    )
+    dur = {"AISTACK_FAKE_DURATION_S": "60"}
+    h = submit(loop, resources={"gpus": 2, "gpu_type": "H100"}, env=dur)
+    a = submit(loop, resources={"gpus": 4, "gpu_type": "a100 80gb"}, env=dur)
+    loop.run_once()
+    assert state(loop, h).state == "RUNNING"
+    assert list(state(loop, h).allocation or {}) == ["h100"]
+    assert state(loop, a).state == "RUNNING"
+    assert list(state(loop, a).allocation or {}) == ["a100"]

@@ -197,3 +197,19 @@ def test_a_name_or_env_key_with_a_trailing_newline_is_refused() -> None:
         parse_spec({"command": "x", "project": "vision\n"})
     with pytest.raises(ValidationError, match="not a valid environment variable"):
         parse_spec({"command": "x", "env": {"A\n": "v"}})
+
+
+def test_gpu_type_is_checked_as_the_scheduler_places_it() -> None:
+    # words of the driver's name pass (the scheduler places them); a part of a word does not
+    for want in ("H100", "nvidia h100", "NVIDIA H100"):
+        check_feasible(
+            parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": want}}), NODES
+        )
+    with pytest.raises(ValidationError, match="no node has a 'H10' GPU") as ei:
+        check_feasible(
+            parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": "H10"}}), NODES
+        )
+    assert "'NVIDIA H100'" in (ei.value.hint or "")
+    for blank in ("", "  ", "-"):
+        with pytest.raises(ValidationError, match="resources.gpu_type"):
+            parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": blank}})

@@ -611,3 +611,44 @@ def test_reason_says_over_quota_when_the_quota_was_lowered_and_counts_one_gpu() 
     d = run("easy", [job("x1", 1, project="X"), job("g", 1, t=1, nodes=2)], cluster)
     assert d.pending["x1"].reason == "project X over its GPU quota (4/2 GPUs in use)"
     assert d.pending["g"].reason.startswith("needs 1 GPU on each of 2 nodes; ")
+
+
+def test_gpu_type_words_match_the_drivers_name() -> None:
+    # NVML names the GPU "NVIDIA H100 80GB HBM3"; users write "H100" (the spec's example):
+    # placed, where the scheduler compared whole names and queued such a job forever
+    cluster = ClusterState(
+        nodes=(
+            node("a100", 4, typ="NVIDIA A100-SXM4-80GB"),
+            node("a10", 4, typ="NVIDIA A10"),
+            node("h100", 4, typ="NVIDIA H100 80GB HBM3"),
+        )
+    )
+    for want, where in [
+        ("H100", "h100"),
+        ("h100 80gb", "h100"),
+        ("A100-80GB", "a100"),
+        ("A10", "a10"),  # a word, not a prefix: never the A100
+        ("NVIDIA A10", "a10"),
+        ("NVIDIA H100 80GB HBM3", "h100"),
+    ]:
+        d = run("easy", [job("j", 2, gpu_type=want)], cluster)
+        assert [list(s.allocation.nodes) for s in d.starts] == [[where]], want
+        validate_decision([job("j", 2, gpu_type=want)], cluster, d, 0.0)
+    for want in ("V100", "H10", "A100 40GB", "fake"):
+        d = run("easy", [job("j", 2, gpu_type=want)], cluster)
+        assert d.starts == () and "can ever hold it" in d.pending["j"].reason, want
+
+
+def test_gpu_type_matches() -> None:
+    from aistack.compute.resources import gpu_type_matches
+
+    assert gpu_type_matches("NVIDIA H100 80GB HBM3", None)
+    assert gpu_type_matches(None, None)
+    assert not gpu_type_matches(None, "H100")
+    assert gpu_type_matches("FakeGPU", "FakeGPU")
+    assert gpu_type_matches("FakeGPU", "fakegpu")
+    assert not gpu_type_matches("FakeGPU", "fake")
+    assert gpu_type_matches("Tesla V100-SXM2-16GB", "v100")
+    assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "A10")
+    assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "")
+    assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "--")
