@@ -515,7 +515,7 @@ class QueuePolicy(Policy):
                         and (not c or fc >= c)
                         and (not m or fm >= m)
                         and n.schedulable
-                        and gpu_type_matches(n.gpu_type, t)
+                        and (t is None or gpu_type_matches(n.gpu_type, t))
                     ):
                         ok_nodes.add(i)
             for e, i, dg, dc, dm in ev:
@@ -529,7 +529,7 @@ class QueuePolicy(Policy):
                     and (not c or f[1] >= c)
                     and (not m or f[2] >= m)
                     and n.schedulable
-                    and gpu_type_matches(n.gpu_type, t)
+                    and (t is None or gpu_type_matches(n.gpu_type, t))
                 ):
                     if single:
                         ids = [i]
@@ -547,7 +547,7 @@ class QueuePolicy(Policy):
                 if (
                     n.schedulable
                     and n.gpus_total >= head.gpus
-                    and gpu_type_matches(n.gpu_type, head.gpu_type)
+                    and (head.gpu_type is None or gpu_type_matches(n.gpu_type, head.gpu_type))
                     and n.cpus_total >= head.cpus
                 ):
                     caps[i] = (0, 0, 0)
@@ -664,7 +664,11 @@ class QueuePolicy(Policy):
                 continue
             for i, dg, dc, dm in parts:
                 n = nodes[i]
-                if not n.schedulable or n.gpus_total < g or not gpu_type_matches(n.gpu_type, typ):
+                if (
+                    not n.schedulable
+                    or n.gpus_total < g
+                    or (typ is not None and not gpu_type_matches(n.gpu_type, typ))
+                ):
                     continue
                 if avoid and i in avoid:
                     continue
@@ -695,7 +699,7 @@ class QueuePolicy(Policy):
             for i, n in enumerate(nodes):
                 if i in acc or (avoid and i in avoid) or not n.schedulable:
                     continue
-                if n.gpus_total < g or not gpu_type_matches(n.gpu_type, typ):
+                if n.gpus_total < g or (typ is not None and not gpu_type_matches(n.gpu_type, typ)):
                     continue
                 if (
                     len(n.free_g) - n.held >= g
@@ -895,7 +899,7 @@ class QueuePolicy(Policy):
                 for n in st.nodes
                 if n.schedulable
                 and len(n.free_g) - n.held >= job.gpus
-                and gpu_type_matches(n.gpu_type, job.gpu_type)
+                and (job.gpu_type is None or gpu_type_matches(n.gpu_type, job.gpu_type))
             )
             return f"{shape}; {k} node{'s have' if k != 1 else ' has'} that many free"
         if size >= job.gpus:

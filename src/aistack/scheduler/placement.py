@@ -90,7 +90,7 @@ class PassState:
         for k in range(self.max_g, -1, -1):
             for i in self.buckets[k]:
                 n = self.nodes[i]
-                if gpu_type_matches(n.gpu_type, gpu_type):
+                if gpu_type is None or gpu_type_matches(n.gpu_type, gpu_type):
                     return k - n.held, n.name
         return 0, None
 
@@ -100,7 +100,7 @@ class PassState:
         for n in self.nodes:
             if not n.schedulable:
                 continue
-            if not gpu_type_matches(n.gpu_type, job.gpu_type):
+            if job.gpu_type is not None and not gpu_type_matches(n.gpu_type, job.gpu_type):
                 continue
             if n.gpus_total < job.gpus or n.cpus_total < job.cpus:
                 continue
@@ -114,7 +114,7 @@ class PassState:
     def _node_ok(self, n: _Node, job: JobRequest, g_avail: int) -> bool:
         if g_avail < job.gpus:
             return False
-        if not gpu_type_matches(n.gpu_type, job.gpu_type):
+        if job.gpu_type is not None and not gpu_type_matches(n.gpu_type, job.gpu_type):
             return False
         if job.cpus and len(n.free_c) < job.cpus:
             return False
@@ -209,7 +209,7 @@ def fit_counts(
         if fg < g:
             continue
         n = nodes[i]
-        if not n.schedulable or not gpu_type_matches(n.gpu_type, t):
+        if not n.schedulable or (t is not None and not gpu_type_matches(n.gpu_type, t)):
             continue
         if c and fc < c:
             continue
