@@ -12,6 +12,9 @@ docs/scheduler.md; the trace-driven simulator is ``aistack.scheduler.simulator``
 from __future__ import annotations
 
 import inspect
+import math
+import types as _pytypes  # (`types` is this package's submodule)
+import typing
 from typing import Any
 
 from aistack.errors import ValidationError
@@ -31,6 +34,50 @@ __all__ = [
 
 def policy_names() -> list[str]:
     return sorted(POLICIES)
+
+
+def _option_types(cls: type) -> dict[str, Any]:
+    """The annotated type of each keyword option of ``cls``'s constructors (nearest first)."""
+    out: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: unchecked
+            continue
+        for name, hint in hints.items():
+            out.setdefault(name, hint)
+    return out
+
+
+def _bad_option_value(hint: Any, value: Any) -> str | None:
+    """Why ``value`` does not suit an option annotated ``hint`` (bool, int, float, or one of
+    them or None); None if it does, or the annotation is another kind (not checked here)."""
+    origin = typing.get_origin(hint)
+    if origin is None:
+        args = {hint}
+    elif origin is typing.Union or origin is _pytypes.UnionType:
+        args = set(typing.get_args(hint))
+    else:  # a Sequence[float], a Callable...
+        return None
+    optional = type(None) in args
+    args.discard(type(None))
+    if len(args) != 1 or next(iter(args)) not in (bool, int, float):
+        return None
+    kind = next(iter(args))
+    if value is None:
+        return None if optional else "needs a value"
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number" if kind is float else "must be a whole number"
+    if kind is int and not isinstance(value, int):
+        return "must be a whole number"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    return None
 
 
 def _options_of(cls: type) -> set[str]:
@@ -61,6 +108,15 @@ def get_policy(name: str = "default", **options: Any) -> Policy:
             f"policy {key}: unknown option(s) {', '.join(bad)}",
             hint=f"valid options: {', '.join(sorted(allowed))}",
         )
+    hints = _option_types(cls)
+    for opt, value in sorted(options.items()):
+        why = _bad_option_value(hints.get(opt), value)
+        if why:
+            raise ValidationError(
+                f"policy {key}: option {opt} {why}, got {value!r}",
+                hint="check the option values: numbers and true/false without quotes, e.g. "
+                "--option default.max_wait_factor=20",
+            )
     try:
         return cls(**options)
     except (TypeError, ValueError) as exc:

@@ -253,7 +253,7 @@ def test_bad_files_sizes_and_numbers_are_clear_errors(tmp_path: Path) -> None:
         ["run", "--trace", str(t), "--nodes", "1", "--policy", "default"]
         + ["--option", "default.max_wait_factor=abc"],
     )
-    assert "max_wait_factor='abc'" in _error(res)
+    assert "option max_wait_factor must be a number, got 'abc'" in _error(res)
     for bad in (tmp_path, nonutf):
         res = runner.invoke(
             sim.app, ["whatif", "--gpus-delta", "8", "--nodes", "1", "--history", str(bad)]

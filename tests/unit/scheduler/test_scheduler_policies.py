@@ -3,6 +3,8 @@ backfill, preemption, pending reasons and start estimates."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from aistack.errors import ValidationError
@@ -652,3 +654,31 @@ def test_gpu_type_matches() -> None:
     assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "A10")
     assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "")
     assert not gpu_type_matches("NVIDIA A100-SXM4-80GB", "--")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "why"),
+    [
+        ("default", {"max_wait_factor": "x"}, "option max_wait_factor must be a number, got 'x'"),
+        ("default", {"aging_factor": math.nan}, "option aging_factor must be a finite number"),
+        ("default", {"max_wait_factor": math.inf}, "option max_wait_factor must be a finite"),
+        ("default", {"aging_factor": True}, "option aging_factor must be a number, got True"),
+        ("default", {"aging_factor": None}, "option aging_factor needs a value"),
+        ("easy", {"backfill_depth": 2.5}, "option backfill_depth must be a whole number"),
+        ("las", {"explain": 1}, "option explain must be true or false, got 1"),
+    ],
+)
+def test_policy_option_values_of_the_wrong_kind_are_refused_naming_the_option(
+    name: str, options: dict[str, object], why: str
+) -> None:
+    # NaN was accepted (no wait bound: NaN compares false), True taken as 1, a text gave
+    # Python's "'<=' not supported between instances of 'str' and 'int'"
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name, **options)
+    assert str(ei.value).startswith(f"policy {name}: {why}")
+
+
+def test_policy_options_of_the_right_kind_are_taken() -> None:
+    assert get_policy("default", max_wait_factor=None, aging_s=5).name == "default"
+    assert get_policy("default", max_wait_factor=20.0, history=[(60.0, 1)] * 3)
+    assert get_policy("las", thresholds=[100.0, 1000.0]).name == "las"
