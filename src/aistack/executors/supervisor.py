@@ -147,8 +147,9 @@ class Supervisor:
             argv = ["/bin/bash", "-c", cfg["command"]]
         cwd = cfg.get("workdir") or None
         if cwd and not Path(cwd).is_dir():
-            log.write(f"aistack: working directory {cwd!r} does not exist\n".encode())
-            self.finish("failed", 1, f"working directory {cwd!r} does not exist")
+            why = "is not a folder" if os.path.exists(cwd) else "does not exist"
+            log.write(f"aistack: working directory {cwd!r} {why}\n".encode())
+            self.finish("failed", 1, f"working directory {cwd!r} {why}")
             return
         self.proc = subprocess.Popen(  # noqa: S603
             argv,

@@ -178,3 +178,30 @@ def test_the_supervisor_reads_no_environment_of_a_process_in_state_d(tmp_path: P
     )
     res = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
     assert (res.returncode, res.stdout) == (0, "-9\n"), res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["file", "missing"])
+def test_a_working_directory_that_is_no_folder_fails_saying_which(
+    tmp_path: Path, kind: str
+) -> None:
+    # a file given as workdir was reported as "does not exist", which sent users looking for
+    # a path that is there
+    wd = tmp_path / "wd"
+    if kind == "file":
+        wd.write_text("x")
+    ex = LocalExecutor()
+    node = ex.inventory()[0].name
+    handle = ex.launch(
+        LaunchRequest(
+            job_id=f"wd-{kind}",
+            attempt=0,
+            command=f"touch {tmp_path / 'ran'}",
+            allocation=Allocation(nodes={node: NodeAlloc(cpus=(0,))}),
+            job_dir=tmp_path / "job",
+            workdir=str(wd),
+        )
+    )
+    st = wait_final(ex, handle, 30)
+    why = "is not a folder" if kind == "file" else "does not exist"
+    assert st.state == "failed" and st.reason == f"working directory {str(wd)!r} {why}", st
+    assert not (tmp_path / "ran").exists()

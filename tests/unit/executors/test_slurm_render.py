@@ -531,3 +531,25 @@ def test_inventory_parses_nodes_and_leaves_out_unavailable_ones() -> None:
         and not node_available("MIXED+DRAIN")
     )
     assert not node_available("")
+
+
+def test_a_workdir_that_is_a_file_fails_saying_it_is_not_a_folder(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    wd.write_text("x")
+    req = _req(command="echo ran in $PWD", job_dir=tmp_path / "job", workdir=str(wd))
+    req.job_dir.mkdir()
+    bin_dir = _fake_slurm_bin(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
+    res = subprocess.run(
+        ["bash", "-c", render_sbatch(req).script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 1 and "ran in" not in res.stdout
+    assert (
+        (req.job_dir / "error")
+        .read_text()
+        .startswith(f"the working directory {wd} is not a folder on ")
+    )

@@ -26,7 +26,14 @@ export AISTACK_COMMAND
 # Slurm runs a job whose --chdir is missing in /tmp: fail instead, as the local executor does
 aistack_wd=/shared/aistack/jobs/j-42/1
 if ! cd "$aistack_wd"; then
-    aistack_err="the working directory $aistack_wd does not exist on $(hostname)"
+    if [ -d "$aistack_wd" ]; then
+        aistack_why="cannot be entered (permissions)"
+    elif [ -e "$aistack_wd" ]; then
+        aistack_why="is not a folder"
+    else
+        aistack_why="does not exist"
+    fi
+    aistack_err="the working directory $aistack_wd $aistack_why on $(hostname)"
     printf 'aistack: %s\n' "$aistack_err" >&2
     printf '%s\n' "$aistack_err" > "$AISTACK_JOB_DIR/error"
     printf '1\n' > "$AISTACK_JOB_DIR/exit_code"
