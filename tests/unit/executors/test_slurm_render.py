@@ -274,20 +274,25 @@ def test_poll_words_signals_and_one_task_jobs(tmp_path: Path) -> None:
     assert ex.poll(f"slurm:4:{job_dir}").reason == "exited with code 143"
 
 
-def test_missing_workdir_fails_instead_of_running_in_tmp(tmp_path: Path) -> None:
-    """Slurm runs a job whose --chdir is missing in /tmp (slurmstepd: "going to /tmp
-    instead"); the script fails as the local executor does, and poll says why."""
-    req = _req(command="echo ran in $PWD", job_dir=tmp_path / "job", workdir=str(tmp_path / "gone"))
+def _run_script(req: LaunchRequest, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the rendered sbatch script with bash, fake Slurm commands on PATH."""
     req.job_dir.mkdir()
     bin_dir = _fake_slurm_bin(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
-    res = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", render_sbatch(req).script],
         capture_output=True,
         text=True,
         env=env,
         cwd=tmp_path,
     )
+
+
+def test_missing_workdir_fails_instead_of_running_in_tmp(tmp_path: Path) -> None:
+    """Slurm runs a job whose --chdir is missing in /tmp (slurmstepd: "going to /tmp
+    instead"); the script fails as the local executor does, and poll says why."""
+    req = _req(command="echo ran in $PWD", job_dir=tmp_path / "job", workdir=str(tmp_path / "gone"))
+    res = _run_script(req, tmp_path)
     assert res.returncode == 1 and "ran in" not in res.stdout
     assert "does not exist" in res.stderr
     assert (req.job_dir / "exit_code").read_text().strip() == "1"
@@ -537,16 +542,7 @@ def test_a_workdir_that_is_a_file_fails_saying_it_is_not_a_folder(tmp_path: Path
     wd = tmp_path / "wd"
     wd.write_text("x")
     req = _req(command="echo ran in $PWD", job_dir=tmp_path / "job", workdir=str(wd))
-    req.job_dir.mkdir()
-    bin_dir = _fake_slurm_bin(tmp_path)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
-    res = subprocess.run(
-        ["bash", "-c", render_sbatch(req).script],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    res = _run_script(req, tmp_path)
     assert res.returncode == 1 and "ran in" not in res.stdout
     assert (
         (req.job_dir / "error")
