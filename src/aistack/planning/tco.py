@@ -39,6 +39,9 @@ from aistack.planning.catalog import Catalog, Instance, Price, Server, default_c
 
 HOURS_PER_MONTH = 730.0
 DEFAULT_SPOT_OVERHEAD = 0.10
+# The plan is built month by month (a cumulative cost per month and scenario): 10**8 months
+# never finished and held a server worker. 100 years, as `plan tco --months` allows.
+MAX_HORIZON_MONTHS = 1200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +235,13 @@ def plan_tco(
         raise ValidationError(
             f"horizon_months: must be a whole number of months, got {horizon_months!r}",
             hint="e.g. --months 36",
+        )
+    if horizon_months > MAX_HORIZON_MONTHS:
+        raise ValidationError(
+            f"horizon_months: at most {MAX_HORIZON_MONTHS} months "
+            f"({MAX_HORIZON_MONTHS // 12} years), got {horizon_months!r}",
+            hint="servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
+            field="horizon_months",
         )
     _check("cloud_usd_per_hour", cloud_usd_per_hour, "USD per instance-hour, e.g. 84")
     _check("server_price_usd", server_price_usd, "USD per server, e.g. 450000")

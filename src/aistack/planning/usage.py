@@ -683,13 +683,23 @@ def _add_hybrid(
     cat: Catalog,
 ) -> tuple[str, dict[str, Any]]:
     """Replay the measured hourly demand against every fleet size (own some, burst the rest)."""
-    from aistack.planning.whatif import demand_profile, hybrid_sweep
+    from aistack.planning.whatif import MAX_PROFILE_STEPS, demand_profile, hybrid_sweep
 
     ivs = [(x.timestamp(), y.timestamp(), g) for x, y, g in intervals]
-    prof = demand_profile(ivs, origin=since.timestamp(), end=until.timestamp())
+    # hourly steps; a window of more than MAX_PROFILE_STEPS hours (over 1,100 years: --since
+    # 739000d) in whole hours per step, as many as fit. The report has no step option: the
+    # profile's "too many steps" error told it to "raise --step-minutes".
+    hours = max(1, math.ceil(_hours(since, until) / MAX_PROFILE_STEPS))
     try:
+        prof = demand_profile(
+            ivs, step_s=3600.0 * hours, origin=since.timestamp(), end=until.timestamp()
+        )
         sweep = hybrid_sweep(
-            prof, server=detail["server"], instance=detail["instance"], catalog=cat
+            prof,
+            step_h=float(hours),
+            server=detail["server"],
+            instance=detail["instance"],
+            catalog=cat,
         )
     except (ValidationError, NotFoundError):
         return text, detail

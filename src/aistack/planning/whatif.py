@@ -28,6 +28,9 @@ MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats 
 # these caps (checked by check_sweep_size) hold for both.
 MAX_DEMAND_GPUS = 1_000_000  # as a job spec's resources.gpus; [1e300] once hung the server
 MAX_SWEEP_CASES = 100_000_000  # fleet sizes x steps: ~15 s on one busy core
+# how each interface sets the profile's step: the error of a too-long demand names them all
+# (the hint said "raise --step-minutes" to `cost report` and API callers, who have no such option)
+_STEP_OPTIONS = "--step-minutes of `aistack plan hybrid`, step_minutes in the API, step_s in Python"
 
 
 def demand_profile(
@@ -36,11 +39,15 @@ def demand_profile(
     step_s: float = 3600.0,
     origin: float | None = None,
     end: float | None = None,
+    step_option: str | None = None,
 ) -> list[float]:
     """Mean GPUs in use per step from (start_s, end_s, gpus) intervals.
 
     The profile runs from ``origin`` (default: the earliest start) to ``end`` (default: the
-    latest end); intervals are clipped to that span, idle steps are zeros.
+    latest end); intervals are clipped to that span, idle steps are zeros. A span of more than
+    MAX_PROFILE_STEPS steps is a ValidationError whose hint says to use longer steps:
+    ``step_option`` is how the caller's user sets them (e.g. ``"--step-minutes"``); None names
+    the step of the CLI, the REST API and this function.
     """
     if not (isinstance(step_s, int | float) and math.isfinite(step_s) and step_s > 0):
         raise ValidationError(f"step_s: must be a positive number of seconds, got {step_s!r}")
@@ -57,7 +64,8 @@ def demand_profile(
         raise ValidationError(
             f"the demand spans {(t1 - t0) / 86400:,.1f} days: at {step_s / 60:g}-minute steps "
             f"that is {steps:,.0f} steps (at most {MAX_PROFILE_STEPS:,})",
-            hint="raise --step-minutes, or check the trace for a job with an absurd duration",
+            hint=f"use longer steps ({step_option or _STEP_OPTIONS}), or check the trace or "
+            "records for a job with an absurd duration",
         )
     n = max(1, math.ceil(steps))
     # GPU-seconds per step, exact for partial steps: the partial first and last steps of each
@@ -266,7 +274,8 @@ def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[floa
 
     out: list[tuple[float, float, int]] = []
     try:
-        f = open(path, newline="", encoding="utf-8")  # noqa: SIM115
+        # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column name
+        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
     except OSError as exc:
         raise ValidationError(
             f"trace: cannot read {path!r}: {exc.strerror}", hint="pass a CSV file path"
@@ -305,7 +314,17 @@ def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[floa
         with f:
             reader = csv.DictReader(f)
             need = {"submission_time", "duration", gpu_column}
-            if not reader.fieldnames or not need <= set(reader.fieldnames):
+            header_hint = (
+                f"the first line names the columns, e.g. job_id,submission_time,duration,"
+                f"{gpu_column}; then one job per line"
+            )
+            if reader.fieldnames is None:  # (it said "needs columns ..., has " and nothing)
+                raise ValidationError(f"trace: {path!r} is empty: no header line", hint=header_hint)
+            if not any(c.strip() for c in reader.fieldnames):
+                raise ValidationError(
+                    f"trace: {path!r} has no header: line 1 names no columns", hint=header_hint
+                )
+            if not need <= set(reader.fieldnames):
                 raise ValidationError(
                     f"trace: {path!r} needs columns {', '.join(sorted(need))}, has {', '.join(reader.fieldnames or [])}",
                     hint="columns: job_id, submission_time (s), duration (s), num_gpu",

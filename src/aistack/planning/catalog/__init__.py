@@ -134,6 +134,9 @@ class Figure(_Model):
     as_of: dt.date
 
 
+MAX_DEPRECIATION_YEARS = 100  # as the TCO horizon (tco.MAX_HORIZON_MONTHS = 1200 months)
+
+
 class OnPremInputs(_Model):
     pue: Figure
     electricity_usd_per_kwh: Figure
@@ -155,6 +158,13 @@ class OnPremInputs(_Model):
     @field_validator("depreciation_years")
     @classmethod
     def _dep_positive(cls, v: Figure) -> Figure:
+        # break-even is looked for month by month over the server life: 1e9 years never
+        # finished (and .inf was an OverflowError in round)
+        if not v.value <= MAX_DEPRECIATION_YEARS:
+            raise ValueError(
+                f"depreciation_years must be at most {MAX_DEPRECIATION_YEARS} years, got "
+                f"{v.value:g} (servers are written off in 3 to 5 years)"
+            )
         # costs are by month: a life under half a month rounded to 0 months (ZeroDivisionError)
         if round(v.value * 12) < 1:
             raise ValueError("depreciation_years must be at least one month (0.083 years)")
