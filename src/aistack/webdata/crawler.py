@@ -14,11 +14,13 @@ pages, depth, domains and response size. Responses are stored byte for byte as r
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
 import heapq
 import logging
+import math
 import re
 import socket
 import ssl
@@ -64,7 +66,16 @@ class CrawlConfig:
         if not self.seeds:
             raise ValidationError("crawl: give at least one seed URL")
         for s in self.seeds:
-            if urlsplit(s).scheme not in ("http", "https") or not urlsplit(s).hostname:
+            try:  # .port parses the whole netloc: an unclosed IPv6 bracket, a port "abc"
+                parts = urlsplit(s)
+                parts.port  # noqa: B018
+            except ValueError as exc:  # (was a ValueError traceback in crawl() or fetch())
+                raise ValidationError(
+                    f"crawl: seed {s!r} is not a valid URL ({exc})",
+                    hint="e.g. https://example.org/ or http://[::1]:8080/",
+                    field="seeds",
+                ) from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValidationError(
                     f"crawl: seed {s!r} is not an http(s) URL", hint="e.g. https://example.org/"
                 )
@@ -74,8 +85,19 @@ class CrawlConfig:
                     hint="percent-encode it (%20 for a space, %0A for a newline)",
                     field="seeds",
                 )
-        if self.max_pages < 1 or self.max_depth < 0 or self.delay_s < 0:
-            raise ValidationError("crawl: max_pages ≥ 1, max_depth ≥ 0 and delay ≥ 0 are required")
+        # one field at a time, NaN and infinity included: max_pages=nan passed "< 1" and
+        # never stopped the crawl; delay_s=inf overflowed time.sleep after the first request
+        _check_count(self.max_pages, "max_pages", 1, "--max-pages 100")
+        _check_count(self.max_depth, "max_depth", 0, "--max-depth 2: links followed from a seed")
+        _check_count(self.concurrency, "concurrency", 1, "--concurrency 4: hosts fetched at once")
+        _check_count(self.max_response_bytes, "max_response_bytes", 1, "10485760: 10 MiB")
+        _check_seconds(self.delay_s, "delay_s", "--delay 1: seconds between requests to one host")
+        _check_seconds(self.timeout_s, "timeout_s", "timeout_s=15: seconds per request", zero=False)
+        self.max_pages, self.max_depth = int(self.max_pages), int(self.max_depth)
+        self.concurrency, self.max_response_bytes = (
+            int(self.concurrency),
+            int(self.max_response_bytes),
+        )
         allowed = allowed_hosts(self)
         if not any(in_scope(s, allowed) for s in self.seeds):
             seeds = ", ".join(sorted({urlsplit(s).hostname or s for s in self.seeds}))
@@ -102,6 +124,40 @@ class CrawlConfig:
             )
         self.out_dir = Path(self.out_dir)
         check_out_dir(self.out_dir)
+
+
+def _check_count(v: Any, name: str, least: int, example: str) -> None:
+    """A whole number >= ``least`` (a float such as 2.0 is one)."""
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or not math.isfinite(v)
+        or v != int(v)
+        or v < least
+    ):
+        raise ValidationError(
+            f"crawl: {name} must be a whole number >= {least}, got {v!r}",
+            hint=f"e.g. {example}",
+            field=name,
+        )
+
+
+def _check_seconds(v: Any, name: str, example: str, *, zero: bool = True) -> None:
+    """A duration in seconds: a finite number, >= 0 (> 0 without ``zero``). NaN passed the
+    ``< 0`` test, and infinity overflowed time.sleep / socket timeouts mid-crawl."""
+    ok = (
+        not isinstance(v, bool)
+        and isinstance(v, int | float)
+        and math.isfinite(v)
+        and (v >= 0 if zero else v > 0)
+    )
+    if not ok:
+        raise ValidationError(
+            f"crawl: {name} must be a finite number of seconds "
+            f"{'>= 0' if zero else '> 0'}, got {v!r}",
+            hint=f"e.g. {example}",
+            field=name,
+        )
 
 
 def allowed_hosts(cfg: CrawlConfig) -> set[str]:
@@ -339,7 +395,8 @@ def extract_links(base_url: str, html: bytes) -> tuple[list[str], bool]:
         )
         base = base_url
         for b in tree.css("base[href]"):
-            base = urljoin(base_url, b.attributes.get("href") or "")
+            with contextlib.suppress(ValueError):  # a malformed <base href>: the page's URL
+                base = urljoin(base_url, b.attributes.get("href") or "")
             break
         hrefs = [a.attributes.get("href") or "" for a in tree.css("a[href]")]
     except Exception:  # noqa: BLE001
@@ -349,8 +406,15 @@ def extract_links(base_url: str, html: bytes) -> tuple[list[str], bool]:
         h = h.strip()
         if not h or h.startswith(("javascript:", "mailto:", "tel:", "#")):
             continue
-        u = urldefrag(urljoin(base, h))[0]
-        if urlsplit(u).scheme in ("http", "https"):
+        try:  # (an unclosed IPv6 bracket, a port "abc" or 99999: a ValueError that ended
+            # the whole crawl, here or when the link was fetched)
+            u = urldefrag(urljoin(base, h))[0]
+            parts = urlsplit(u)
+            parts.port  # noqa: B018
+        except ValueError as exc:
+            log.info("link %r on %s skipped: not a valid URL (%s)", h, base_url, exc)
+            continue
+        if parts.scheme in ("http", "https"):
             links.append(u)
     return links, nofollow
 
@@ -378,6 +442,8 @@ def crawl_delay(robots_txt: str, user_agent: str) -> float:
                 try:
                     d = float(val)
                 except ValueError:
+                    continue
+                if not math.isfinite(d):  # "inf" overflowed time.sleep: not a delay
                     continue
                 for a in agents:
                     groups[a] = d
