@@ -14,10 +14,20 @@ A model reference as the user types it::
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import annotated_types
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from aistack.errors import ValidationError
 from aistack.spec import EnvValue
@@ -31,6 +41,51 @@ DEFAULT_SERVING_PRIORITY = 100
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _finite_floats(cls, v: Any, info: ValidationInfo) -> Any:
+        """Every float field refuses NaN and infinity, saying what it takes. Pydantic checked
+        the bounds alone: ``max_wait_ms: nan`` said "Input should be less than or equal to
+        10000" (NaN fails every comparison), and a field bounded only below (a timeout, a
+        delay, a target) took infinity."""
+        name = info.field_name
+        ann = cls.model_fields[name].annotation if name is not None else None
+        if name is None or float not in (ann, *get_args(ann)):
+            return v
+        x = v
+        if isinstance(v, str):
+            try:
+                x = float(v.strip())
+            except ValueError:
+                return v  # not a number at all: pydantic says so
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError(
+                f"must be a finite number{_takes(cls.model_fields[name], name)}, got {v!r}"
+            )
+        return v
+
+
+def _takes(f: FieldInfo, name: str) -> str:
+    """' of milliseconds from 0 to 10000': the unit (from the name) and the bounds of ``f``."""
+    lo: Any = None
+    hi: Any = None
+    above = False  # lo excluded (gt)
+    for m in f.metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, above = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+    unit = (
+        " of milliseconds" if name.endswith("_ms") else " of seconds" if name.endswith("_s") else ""
+    )
+    if lo is not None and hi is not None and not above:
+        return f"{unit} from {lo:g} to {hi:g}"
+    bounds = [f"{'>' if above else '>='} {lo:g}"] if lo is not None else []
+    bounds += [f"<= {hi:g}"] if hi is not None else []
+    return unit + "".join(f" {b}" if i == 0 else f" and {b}" for i, b in enumerate(bounds))
 
 
 class BatchingConfig(_Strict):
