@@ -44,7 +44,6 @@ def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
     return load_catalog([str(p) for p in (paths or [])])
 
 
-MAX_MONTHS = 1200  # plan tco --months: 100 years
 SHORT_SPAN_DAYS = 28  # plan hybrid warns below this: the sweep extrapolates to a month
 
 
@@ -226,11 +225,12 @@ def tco(
 ) -> None:
     """On-prem vs cloud (on-demand, committed, spot) vs hybrid: total cost, break-even month and utilization."""
     from aistack.planning.report import render_tco
-    from aistack.planning.tco import plan_tco
+    from aistack.planning.tco import MAX_HORIZON_MONTHS, plan_tco
 
-    if months > MAX_MONTHS:  # the plan is built month by month: 10**8 months never ended
+    if months > MAX_HORIZON_MONTHS:  # the plan is built month by month: 10**8 never ended
         raise ValidationError(
-            f"--months {months}: at most {MAX_MONTHS} months ({MAX_MONTHS // 12} years)",
+            f"--months {months}: at most {MAX_HORIZON_MONTHS} months "
+            f"({MAX_HORIZON_MONTHS // 12} years)",
             hint="servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
         )
     if chart is not None:  # before the plan: a bad path fails at once, not after the work

@@ -453,3 +453,24 @@ def test_a_tracking_server_reached_through_all_proxy_is_not_connected_to(
 
     with pytest.raises(ConnectionFailed, match="connection refused"):
         check_tracking_uri()
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", '"nan"'])
+def test_the_api_refuses_a_max_wait_that_is_not_finite(
+    api: Any, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    """A NaN max_wait_ms got "less than or equal to 10000" from the request schema."""
+    from aistack.server.app import API_PREFIX
+
+    spawned: list[str] = []
+    monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
+    body = '{"model": "builtin:echo", "name": "s3", "launcher": "process", "max_wait_ms": %s}'
+    r = api.http.post(
+        f"{API_PREFIX}/services",
+        content=body % raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    msg = r.json()["message"]
+    assert "max_wait_ms" in msg and "finite number" in msg and "10000" not in msg, msg
+    assert spawned == [] and manager.list_services() == []

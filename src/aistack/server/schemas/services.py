@@ -23,7 +23,7 @@ class ServiceCreate(BaseModel):
     priority: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     launcher: Literal["auto", "process", "jobs"] = "auto"
     max_batch_size: int = Field(default=16, ge=1, le=1024)
-    max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=10_000, allow_inf_nan=False)
     target_inflight: float = Field(default=4.0, gt=0, allow_inf_nan=False)
     cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     max_queued_requests: int | None = Field(
