@@ -540,6 +540,11 @@ def jobs_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List jobs with their pending reasons (active ones unless --all)."""
+    if before is not None and not before.strip():  # (an unset shell variable: was ignored)
+        raise ValidationError(
+            "--before: the job id is empty",
+            hint="give the id the last page ended with, or leave --before out for the newest",
+        )
     # one more than asked, to know whether there is a next page
     rows = client().list_jobs(
         all=all_, project=project, state=state, limit=min(limit + 1, 10000), before=before

@@ -138,7 +138,8 @@ def _check_policies(policy: str) -> list[str]:
     """The names in a comma-separated --policy, each a known policy (at least one)."""
     from aistack.scheduler import policy_names
 
-    names = [p.strip() for p in policy.split(",") if p.strip()]
+    # each once, in the order given (fifo,fifo ran and listed fifo twice)
+    names = list(dict.fromkeys(p.strip() for p in policy.split(",") if p.strip()))
     bad = [p for p in names if p not in policy_names()]
     if bad or not names:
         raise ValidationError(

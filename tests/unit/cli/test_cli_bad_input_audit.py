@@ -243,3 +243,17 @@ def test_cancel_errors_are_error_lines(cli) -> None:  # type: ignore[no-untyped-
     res = runner.invoke(app, ["cancel", "nosuch"])
     assert res.exit_code == 2
     assert res.stderr.startswith("error: nosuch: job 'nosuch' not found")
+
+
+def test_a_policy_named_twice_runs_once(trace: Path) -> None:
+    # fifo,fifo simulated fifo twice and listed it twice
+    args = ["sim", "run", "--trace", str(trace), "--nodes", "1", "--json"]
+    res = runner.invoke(app, [*args, "--policy", "fifo, easy,fifo"])
+    assert res.exit_code == 0, res.output
+    assert [r["policy"] for r in json.loads(res.stdout)] == ["fifo", "easy"]
+
+
+def test_jobs_before_an_empty_id_is_an_error(cli) -> None:  # type: ignore[no-untyped-def]
+    # "" (an unset shell variable) was ignored: the first page came back as if it were the next
+    msg = _error(runner.invoke(app, ["jobs", "--all", "--before", ""]))
+    assert msg.startswith("--before: the job id is empty")
