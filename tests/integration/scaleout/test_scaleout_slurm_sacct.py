@@ -191,7 +191,13 @@ def test_the_executor_asks_sacct_once_slurmctld_forgot_the_job(acct: Any, tmp_pa
             time.sleep(0.3)
         acct.run("scancel", job_id)
         acct.wait_accounted([job_id])
+        # the accounting has the end as soon as the job is cancelled; slurmctld says
+        # COMPLETING (the executor: running) until the job's processes are gone
         before = ex.poll(handle)
+        while before.state == "running":
+            assert time.monotonic() < deadline + 60, before
+            time.sleep(0.3)
+            before = ex.poll(handle)
         assert before.state == "cancelled", before
         acct.restart_controller(clear_state=True)
         assert ex.job_info(job_id) is None  # slurmctld no longer knows it
