@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,3 +16,38 @@ def warc_data() -> Path:
     if not (WARC_DATA / "samples").is_dir():
         pytest.skip(f"shared test data not found at {WARC_DATA} (see shared/data/README.md)")
     return WARC_DATA
+
+
+# (path, request headers) -> (HTTP status, HTML body)
+Responder = Callable[[str, Any], tuple[int, bytes]]
+
+
+@pytest.fixture
+def page_server() -> Iterator[Callable[[Responder], str]]:
+    """Start local HTTP servers on 127.0.0.1 whose GET answers come from a function of the path
+    and the request headers; each start returns the server's root URL. Stopped after the test."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(respond: Responder) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                status, body = respond(self.path, self.headers)
+                self.send_response(status)
+                if status == 200:
+                    self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

@@ -6,8 +6,6 @@ found while crawling is skipped, not a crash."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -122,41 +120,21 @@ def test_a_malformed_link_or_base_is_skipped() -> None:
     "href", ["http://[::1/", "http://127.0.0.1:abc/", "http://127.0.0.1:99999/"]
 )
 def test_a_page_with_a_malformed_link_does_not_end_the_crawl(
-    tmp_path: Path, href: str, obey_robots: bool
+    tmp_path: Path, page_server: Any, href: str, obey_robots: bool
 ) -> None:
     """One such link on a crawled page was a ValueError out of crawl(): nothing fetched after."""
     page = f'<html><body><a href="{href}">x</a><a href="/ok">ok</a></body></html>'.encode()
     paths: list[str] = []
 
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            paths.append(self.path)
-            if self.path == "/robots.txt":
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = page if self.path == "/" else b"<html>leaf</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str, _headers: Any) -> tuple[int, bytes]:
+        paths.append(path)
+        if path == "/robots.txt":
+            return 404, b""
+        return 200, page if path == "/" else b"<html>leaf</html>"
 
-        def log_message(self, *a: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-        summary = crawl(
-            CrawlConfig(
-                seeds=[url], out_dir=tmp_path, delay_s=0, obey_robots=obey_robots, max_depth=1
-            )
-        )
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    url = page_server(respond)
+    summary = crawl(
+        CrawlConfig(seeds=[url], out_dir=tmp_path, delay_s=0, obey_robots=obey_robots, max_depth=1)
+    )
     assert (summary["pages"], summary["errors"], summary["failed"]) == (2, 0, [])
     assert [p for p in paths if p != "/robots.txt"] == ["/", "/ok"]

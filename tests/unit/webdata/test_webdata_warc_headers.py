@@ -7,9 +7,8 @@ percent-encoded instead, so one odd ``href`` does not stop a crawl."""
 from __future__ import annotations
 
 import gzip
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,33 +99,20 @@ def test_safe_url() -> None:
     assert safe_url("http://a/é?q=1&r=%20") == "http://a/é?q=1&r=%20"  # the rest kept
 
 
-def test_a_crawl_encodes_an_odd_link_and_sends_the_agent_as_given(tmp_path: Path) -> None:
+def test_a_crawl_encodes_an_odd_link_and_sends_the_agent_as_given(
+    tmp_path: Path, page_server: Any
+) -> None:
     seen: list[tuple[str, str]] = []
     page = b'<!doctype html><html><body><a href="/x\x0by z.html">x</a></body></html>'
 
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append((self.path, self.headers.get("User-Agent", "")))
-            body = page if self.path == "/" else b"<!doctype html><html>leaf</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str, headers: Any) -> tuple[int, bytes]:
+        seen.append((path, headers.get("User-Agent", "")))
+        return 200, page if path == "/" else b"<!doctype html><html>leaf</html>"
 
-        def log_message(self, *a: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-        summary = crawl(
-            CrawlConfig(seeds=[url], out_dir=tmp_path, delay_s=0, obey_robots=False, max_depth=1)
-        )
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    url = page_server(respond)
+    summary = crawl(
+        CrawlConfig(seeds=[url], out_dir=tmp_path, delay_s=0, obey_robots=False, max_depth=1)
+    )
     assert summary["pages"] == 2 and summary["errors"] == 0
     assert seen == [("/", DEFAULT_USER_AGENT), ("/x%0By%20z.html", DEFAULT_USER_AGENT)]
     urls = [r.url for r in ArchiveReader(summary["warc"]).records() if r.record_type == "response"]
