@@ -38,7 +38,7 @@ class _Node:
 class PassState:
     """Free capacity of every node, updated as the pass commits starts."""
 
-    __slots__ = ("nodes", "index", "buckets", "max_g", "free_total", "gpus_total", "types")
+    __slots__ = ("nodes", "index", "buckets", "max_g", "free_total", "gpus_total")
 
     def __init__(self, cluster: ClusterState) -> None:
         # hot path (every pass): positional _Node(...) and one loop over the nodes
@@ -82,7 +82,6 @@ class PassState:
             if n.schedulable:
                 buckets[len(n.free_g)][i] = None
         self.buckets = buckets
-        self.types = {n.gpu_type for n in nodes}
 
     # ------------------------------------------------------------------ queries
     def largest_block(self, gpu_type: str | None = None) -> tuple[int, str | None]:
