@@ -78,6 +78,23 @@ def print_error(exc: BaseException) -> None:
     Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
 
 
+def read_json_file(path: pathlib.Path, what: str) -> Any:
+    """The JSON in ``path`` (a file option named ``what``, e.g. ``--records``), or a
+    ValidationError that names the option and says why: unreadable, or not JSON."""
+    from aistack.errors import ValidationError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(
+            f"{what}: cannot read {str(path)!r}: {exc.strerror}", hint="pass an existing JSON file"
+        ) from exc
+    except ValueError as exc:
+        raise ValidationError(
+            f"{what}: {str(path)!r} is not valid JSON: {exc}", hint="export it with --json"
+        ) from exc
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

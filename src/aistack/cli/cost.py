@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from aistack.cli._common import _Command, client, print_json
+from aistack.cli._common import _Command, client, print_json, read_json_file
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -21,19 +19,6 @@ app = typer.Typer(
 @app.callback()
 def _group() -> None:
     """Cost of measured usage: GPU-hours, money, budgets, buy-vs-rent advice."""
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValidationError(
-            f"{what}: cannot read {str(path)!r}: {exc.strerror}", hint="pass an existing JSON file"
-        ) from exc
-    except ValueError as exc:
-        raise ValidationError(
-            f"{what}: {str(path)!r} is not valid JSON: {exc}", hint="export it with --json"
-        ) from exc
 
 
 def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None:
@@ -95,7 +80,7 @@ def report(
     since_t = _time(since, "--since", now_t)
     budget_map: dict[str, float] = {}
     if records is not None:
-        data = _read_json(records, "--records")
+        data = read_json_file(records, "--records")
         recs = parse_records(data)
         if isinstance(data, dict) and "projects" in data:
             budget_map = parse_budgets(data["projects"])
@@ -112,7 +97,7 @@ def report(
         if budgets is None:
             budget_map = parse_budgets(c.request("GET", "/projects"))
     if budgets is not None:
-        budget_map = parse_budgets(_read_json(budgets, "--budgets"))
+        budget_map = parse_budgets(read_json_file(budgets, "--budgets"))
     rep = price_usage(
         recs,
         sheet=sheet,

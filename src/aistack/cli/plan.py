@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from aistack.cli._common import _Command, print_json
+from aistack.cli._common import _Command, print_json, read_json_file
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -327,10 +327,9 @@ def hybrid(
     if trace is not None:
         intervals = read_trace_csv(str(trace))
     else:
-        from aistack.cli.cost import _read_json
         from aistack.planning.usage import parse_records
 
-        data = _read_json(Path(records), "--records")  # the errors `cost report` gives
+        data = read_json_file(Path(records), "--records")  # the errors `cost report` gives
         recs = parse_records(data)
         now = dt.datetime.now(dt.UTC)
         intervals = [(r.start.timestamp(), (r.end or now).timestamp(), r.gpus) for r in recs]
