@@ -336,6 +336,15 @@ def _report_problems(report: dict[str, Any], skip_bad: bool) -> None:
     )
 
 
+# CrawlConfig's fields that `crawl` takes as options: its errors name the option instead
+_CRAWL_OPTIONS = {
+    "max_pages": "--max-pages",
+    "max_depth": "--max-depth",
+    "delay_s": "--delay",
+    "concurrency": "--concurrency",
+}
+
+
 @app.command(cls=_Command)
 def crawl(
     seeds: list[str] = typer.Argument(..., metavar="URL", help="seed URLs"),
@@ -356,39 +365,32 @@ def crawl(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Crawl politely from SEED URLs into WARC files (request + response records)."""
-    import math
-    from urllib.parse import urlsplit
-
     from aistack.webdata.crawler import CrawlConfig, allowed_hosts, in_scope
     from aistack.webdata.crawler import crawl as do_crawl
 
-    if not math.isfinite(delay):  # (the option's min=0 lets inf through: sleep(inf) overflows)
-        raise ValidationError(
-            f"--delay {delay:g}: expected a finite number of seconds",
-            hint="e.g. --delay 1 (seconds between requests to one host)",
-        )
-    for seed in seeds:  # a malformed URL (an unclosed IPv6 bracket) is a ValueError in urlsplit
-        try:
-            urlsplit(seed).hostname  # noqa: B018 (parses the netloc: raises for a bad one)
-        except ValueError as exc:
-            raise ValidationError(
-                f"crawl: seed {seed!r} is not a valid URL ({exc})",
-                hint="e.g. https://example.org/ or http://[::1]:8080/",
-            ) from None
     kw: dict[str, Any] = {}
     if user_agent:
         kw["user_agent"] = user_agent
-    cfg = CrawlConfig(
-        seeds=list(seeds),
-        out_dir=out,
-        max_pages=max_pages,
-        max_depth=max_depth,
-        delay_s=delay,
-        allowed_domains=list(allowed_domain),
-        concurrency=concurrency,
-        obey_robots=not ignore_robots,
-        **kw,
-    )
+    try:  # CrawlConfig checks every field (seeds, counts, a finite delay, the user agent)
+        cfg = CrawlConfig(
+            seeds=list(seeds),
+            out_dir=out,
+            max_pages=max_pages,
+            max_depth=max_depth,
+            delay_s=delay,
+            allowed_domains=list(allowed_domain),
+            concurrency=concurrency,
+            obey_robots=not ignore_robots,
+            **kw,
+        )
+    except ValidationError as exc:  # its field names, as this command's options
+        option = _CRAWL_OPTIONS.get(str(exc.details.get("field")))
+        prefix = f"crawl: {exc.details.get('field')} "
+        if option is None or not exc.message.startswith(prefix):
+            raise
+        raise ValidationError(
+            f"{option}: {exc.message.removeprefix(prefix)}", hint=exc.hint, field=option
+        ) from None
     err = _console(stderr=True)
     allowed = allowed_hosts(cfg)
     for seed in cfg.seeds:  # (CrawlConfig refused the crawl when every seed is outside)

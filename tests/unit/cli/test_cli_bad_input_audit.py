@@ -104,8 +104,8 @@ def test_extract_refuses_to_write_over_an_input_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--delay", "inf"], "--delay inf: expected a finite number of seconds"),
-        (["--delay", "1e999"], "--delay inf: expected a finite number of seconds"),
+        (["--delay", "inf"], "--delay: must be a finite number of seconds >= 0, got inf"),
+        (["--delay", "1e999"], "--delay: must be a finite number of seconds >= 0, got inf"),
     ],
 )
 def test_crawl_infinite_delay_is_an_error(tmp_path: Path, extra: list[str], expected: str) -> None:
