@@ -36,7 +36,11 @@ name, locked, then renamed, so a folder with that name never lacks its lock). On
 by a killed driver is removed by the next :func:`run_allreduce` of the same user once nobody
 holds its lock; the kernel drops the lock of a process that dies, ``kill -9`` included, and the
 lock is seen from every PID namespace that shares the folder, where the pid is not
-(:func:`remove_stale_dirs`).
+(:func:`remove_stale_dirs`). A hidden folder ``.aistack-allreduce-<pid>-*`` left by a driver
+killed before the rename (or before it took the lock) is removed too, once it is older than
+``HIDDEN_GRACE_S`` and nobody holds its lock; the clean-up holds that lock while it removes
+the folder, and a driver whose hidden folder was removed under it starts over with a new one
+(:func:`_sweep_hidden` explains why no live driver loses its folder).
 
 Run a worker by hand: ``python -m aistack.launch.allreduce --out r.json --sizes 1K..64M``.
 """
@@ -76,7 +80,12 @@ PARENT_PID_ENV = "AISTACK_ALLREDUCE_PARENT_PID"
 STOP_GRACE_S = 5.0  # a timed-out run's workers: seconds between SIGTERM and SIGKILL
 TMP_PREFIX = "aistack-allreduce-"  # + "<driver pid>-": the driver's scratch folder
 _TMP_RE = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
+_HIDDEN_RE = re.compile(r"\." + re.escape(TMP_PREFIX) + r"\d+-")  # made, not yet renamed
 LOCK_NAME = ".lock"  # in the scratch folder: flock-ed by its driver while it runs
+# a hidden folder younger than this is kept even when its lock is free: its driver may be
+# between mkdtemp and flock (microseconds, unless it is stopped or starved; _sweep_hidden)
+HIDDEN_GRACE_S = 60.0
+SCRATCH_ATTEMPTS = 5  # hidden folders _scratch_dir makes before it gives up (each swept)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -277,29 +286,111 @@ def _lock_held(folder: str) -> bool | None:
     return False
 
 
+def _lock_hidden(hidden: Path) -> int | None:
+    """Create and flock the ``.lock`` of this driver's new hidden folder; its fd, or None
+    when a clean-up removed the folder (or its lock file) first: the caller makes another.
+
+    The lock taken must be on the file the folder holds now: a clean-up that removed the
+    folder while this driver waited for the lock leaves it holding an unlinked file."""
+    path = hidden / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # the folder is gone
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        mine = os.fstat(fd)
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    if (mine.st_dev, mine.st_ino) != (now.st_dev, now.st_ino):
+        os.close(fd)
+        return None
+    return fd
+
+
 @contextlib.contextmanager
 def _scratch_dir() -> Iterator[Path]:
     """This driver's scratch folder ``aistack-allreduce-<pid>-*`` with its ``.lock`` held until
     the block ends, then removed. Made under a hidden name and renamed once locked, so
-    :func:`remove_stale_dirs` never sees it without the lock."""
+    :func:`remove_stale_dirs` never sees it without the lock. A hidden folder removed by a
+    clean-up before this driver locked it (:func:`_sweep_hidden`) is replaced by a new one."""
     base = Path(tempfile.gettempdir())
-    hidden = Path(tempfile.mkdtemp(prefix=f".{TMP_PREFIX}{os.getpid()}-", dir=base))
-    final = base / hidden.name[1:]
-    fd = -1
-    try:
-        fd = os.open(hidden / LOCK_NAME, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.path.lexists(final):  # (a random name taken: mkdtemp's names do not repeat)
-            raise FileExistsError(f"{final} exists")
-        os.rename(hidden, final)
+    for _ in range(SCRATCH_ATTEMPTS):
+        hidden = Path(tempfile.mkdtemp(prefix=f".{TMP_PREFIX}{os.getpid()}-", dir=base))
+        final = base / hidden.name[1:]
+        fd = -1
         try:
-            yield final
+            locked = _lock_hidden(hidden)
+            if locked is None:
+                log.info("allreduce: %s was removed before it was locked; making another", hidden)
+                continue
+            fd = locked
+            if os.path.lexists(final):  # (a random name taken: mkdtemp's names do not repeat)
+                raise FileExistsError(f"{final} exists")
+            # (holding the lock on the folder's own .lock: no clean-up removes it meanwhile)
+            os.rename(hidden, final)
+            try:
+                yield final
+            finally:
+                shutil.rmtree(final, ignore_errors=True)
+            return
         finally:
-            shutil.rmtree(final, ignore_errors=True)
+            if fd >= 0:
+                os.close(fd)
+            shutil.rmtree(hidden, ignore_errors=True)
+    raise BackendError(
+        f"all-reduce benchmark: its scratch folder in {base} was removed {SCRATCH_ATTEMPTS} "
+        "times before it could be locked",
+        hint="check what removes folders in the temporary directory (TMPDIR) while it runs",
+    )
+
+
+def _sweep_hidden(path: str, mtime: float) -> bool:
+    """Remove a hidden scratch folder ``.aistack-allreduce-<pid>-*`` whose driver was killed
+    between mkdtemp and the rename; whether it was removed.
+
+    Why no live driver loses its folder: a driver renames its hidden folder only while it
+    holds the flock of the ``.lock`` inside (:func:`_lock_hidden` checks that the file it
+    locked is still the folder's own). This clean-up removes a hidden folder only while *it*
+    holds that same lock (taken with LOCK_NB; it creates the file when the folder has none
+    yet, with O_CREAT and no O_EXCL, so the driver and the clean-up open the same file), so
+    the two never overlap:
+
+    * a driver that holds the lock (between flock and rename): LOCK_NB fails, the folder is
+      kept;
+    * a driver not yet holding it (between mkdtemp and flock): the grace period keeps a
+      folder younger than ``HIDDEN_GRACE_S`` (the driver's window is microseconds; creating
+      ``.lock`` refreshes the folder's mtime). One stalled longer waits in flock, or fails
+      to create ``.lock``; it then finds its folder or lock file gone and makes a new folder:
+      it never renames, nor writes into, a folder being removed;
+    * a driver that creates a new ``.lock`` after this clean-up unlinked the old one: the
+      folder is not empty, rmdir fails and the driver keeps a whole, locked folder.
+
+    The ``.lock`` of a killed driver is free (the kernel drops the flock of a dead process)."""
+    if time.time() - mtime < HIDDEN_GRACE_S:
+        return False  # its driver may be about to lock it; a future mtime (clock skew) too
+    try:
+        fd = os.open(
+            os.path.join(path, LOCK_NAME),
+            os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+    except OSError:  # gone already, a link, unwritable: not ours to judge
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its driver is about to rename it
+            return False
+        shutil.rmtree(path, ignore_errors=True)  # (the lock held throughout)
     finally:
-        if fd >= 0:
-            os.close(fd)
-        shutil.rmtree(hidden, ignore_errors=True)
+        os.close(fd)
+    return not os.path.lexists(path)
 
 
 def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
@@ -307,8 +398,11 @@ def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
     :func:`tempfile.gettempdir`) that belong to this user and whose driver is gone (left behind
     by a driver killed with ``kill -9``); returns those removed. A driver is gone when nobody
     holds the folder's ``.lock``; for a folder without one (an older aistack made it), when
-    process ``pid`` no longer runs. A folder whose lock is held, of another user, or not named
-    so is kept; errors (a race with another driver cleaning up, permissions) are ignored."""
+    process ``pid`` no longer runs. A hidden folder ``.aistack-allreduce-<pid>-*`` (a driver
+    killed before renaming it) is removed once nobody holds its lock and it is older than
+    ``HIDDEN_GRACE_S`` (:func:`_sweep_hidden`). A folder whose lock is held, of another user,
+    or not named so is kept; errors (a race with another driver cleaning up, permissions) are
+    ignored."""
     folder = Path(root) if root is not None else Path(tempfile.gettempdir())
     removed: list[Path] = []
     try:
@@ -318,13 +412,18 @@ def remove_stale_dirs(root: str | Path | None = None) -> list[Path]:
     uid = os.getuid()
     for entry in entries:
         m = _TMP_RE.match(entry.name)
-        if not m:
+        if not m and not _HIDDEN_RE.match(entry.name):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+            continue
+        if not m:  # hidden: its driver died between mkdtemp and the rename
+            if _sweep_hidden(entry.path, st.st_mtime):
+                log.info("allreduce: removed %s (its driver died before renaming it)", entry.path)
+                removed.append(Path(entry.path))
             continue
         held = _lock_held(entry.path)
         if held or (held is None and _pid_alive(int(m.group(1))) is not False):

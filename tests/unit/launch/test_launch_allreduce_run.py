@@ -255,3 +255,174 @@ def test_the_drivers_scratch_folder_is_locked_while_it_runs(
     assert len(seen) == 1 and seen[0][1] is True
     assert seen[0][0].name.startswith(f"aistack-allreduce-{os.getpid()}-")
     assert list(tmpdir_root.iterdir()) == []  # nothing left, the hidden name included
+
+
+# ---- hidden folders: a driver killed between mkdtemp and the rename -----------------------
+
+
+AN_HOUR = 3600.0  # older than the grace period of a hidden folder (HIDDEN_GRACE_S)
+
+
+def _backdate(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+def test_hidden_folders_of_drivers_killed_before_the_rename_are_removed(tmp_path: Path) -> None:
+    from aistack.launch.allreduce import LOCK_NAME, remove_stale_dirs
+
+    old = AN_HOUR
+    # killed between mkdtemp and creating the lock file: an empty folder
+    no_lock = tmp_path / f".aistack-allreduce-{os.getpid()}-nolock01"
+    no_lock.mkdir()
+    _backdate(no_lock, old)
+    # killed between creating the lock file and the rename (the kernel dropped its flock)
+    free_lock = tmp_path / f".aistack-allreduce-{os.getpid()}-freelk01"
+    free_lock.mkdir()
+    (free_lock / LOCK_NAME).write_text("")
+    _backdate(free_lock, old)
+    # a driver right after mkdtemp / after creating the lock file: kept, nothing created in it
+    fresh = tmp_path / f".aistack-allreduce-{os.getpid()}-fresh001"
+    fresh.mkdir()
+    fresh_lock = tmp_path / f".aistack-allreduce-{os.getpid()}-fresh002"
+    fresh_lock.mkdir()
+    (fresh_lock / LOCK_NAME).write_text("")
+    _backdate(fresh_lock, 1)
+    # old, but a link or a file with that name: not a folder of ours
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / f".aistack-allreduce-{os.getpid()}-link0001"
+    link.symlink_to(target)
+    a_file = tmp_path / f".aistack-allreduce-{os.getpid()}-file0001"
+    a_file.write_text("x")
+    other = tmp_path / ".aistack-allreduce-x-nopid001"  # not the name a driver makes
+    other.mkdir()
+    for p in (target, link, a_file, other):
+        _backdate(p, old)
+
+    assert sorted(remove_stale_dirs(tmp_path)) == sorted([no_lock, free_lock])
+    assert not os.path.lexists(no_lock) and not os.path.lexists(free_lock)
+    assert fresh.is_dir() and list(fresh.iterdir()) == []
+    assert [p.name for p in fresh_lock.iterdir()] == [LOCK_NAME]
+    assert link.is_symlink() and a_file.is_file() and other.is_dir() and target.is_dir()
+    assert remove_stale_dirs(tmp_path) == []
+
+
+def test_the_grace_period_is_shorter_than_an_hour_and_longer_than_a_driver_start() -> None:
+    assert 10 <= ar.HIDDEN_GRACE_S < AN_HOUR
+
+
+def test_a_hidden_folder_whose_lock_is_held_is_kept_however_old(tmp_path: Path) -> None:
+    # its driver holds the lock and is about to rename it (stopped there, say, by SIGSTOP)
+    from aistack.launch.allreduce import LOCK_NAME, remove_stale_dirs
+
+    busy = tmp_path / f".aistack-allreduce-{os.getpid()}-busy0001"
+    busy.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(busy / LOCK_NAME)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        _backdate(busy, AN_HOUR)
+        assert remove_stale_dirs(tmp_path) == []
+        assert [p.name for p in busy.iterdir()] == [LOCK_NAME]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert remove_stale_dirs(tmp_path) == [busy]  # its driver killed: removed
+
+
+def test_a_run_sweeps_a_hidden_leftover_and_leaves_nothing(
+    tmpdir_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left = tmpdir_root / ".aistack-allreduce-1-k2j3h4g5"
+    left.mkdir()
+    _backdate(left, AN_HOUR)
+
+    def gang(ranks: Any, cmd: list[str], log: Any, **kw: Any) -> GangResult:
+        _out_of(cmd).write_text(json.dumps(RESULT))
+        return GangResult(exit_code=0, failed_rank=None, message="ok")
+
+    monkeypatch.setattr(ar, "run_gang", gang)
+    assert ar.run_allreduce(nprocs=2, sizes=[1024], iters=2) == RESULT
+    assert list(tmpdir_root.iterdir()) == []
+
+
+def test_a_driver_whose_hidden_folder_is_swept_before_it_locks_it_makes_another(
+    tmpdir_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-up that holds the hidden folder's lock and removes it (the driver stalled past
+    the grace period between mkdtemp and flock): the driver waits for the lock, sees that its
+    folder is gone and starts over; it never renames a folder being removed."""
+    import fcntl
+    import shutil
+    import threading
+
+    real_mkdtemp = tempfile.mkdtemp
+    made: list[Path] = []
+
+    def mkdtemp(*a: Any, **kw: Any) -> str:
+        path = real_mkdtemp(*a, **kw)
+        made.append(Path(path))
+        if len(made) == 1:  # a clean-up takes this folder's lock first, then removes it
+            fd = os.open(os.path.join(path, ar.LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+
+            def sweep() -> None:
+                shutil.rmtree(path)
+                os.close(fd)
+
+            threading.Timer(0.3, sweep).start()
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    seen: list[Path] = []
+
+    def gang(ranks: Any, cmd: list[str], log: Any, **kw: Any) -> GangResult:
+        out = _out_of(cmd)
+        seen.append(out.parent)
+        out.write_text(json.dumps(RESULT))
+        return GangResult(exit_code=0, failed_rank=None, message="ok")
+
+    monkeypatch.setattr(ar, "run_gang", gang)
+    assert ar.run_allreduce(nprocs=2, sizes=[1024], iters=2) == RESULT
+    assert len(made) == 2 and not made[0].exists()
+    assert seen == [tmpdir_root / made[1].name[1:]]
+    assert list(tmpdir_root.iterdir()) == []
+
+
+def test_a_hidden_folder_removed_before_its_lock_file_is_made_is_replaced(
+    tmpdir_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_mkdtemp = tempfile.mkdtemp
+    made: list[str] = []
+    swept = {"next": 2}  # how many of the next folders a clean-up removes at once
+
+    def mkdtemp(*a: Any, **kw: Any) -> str:
+        path = real_mkdtemp(*a, **kw)
+        made.append(path)
+        if swept["next"] > 0:
+            swept["next"] -= 1
+            os.rmdir(path)  # swept between mkdtemp and creating the lock file
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+
+    def gang(ranks: Any, cmd: list[str], log: Any, **kw: Any) -> GangResult:
+        _out_of(cmd).write_text(json.dumps(RESULT))
+        return GangResult(exit_code=0, failed_rank=None, message="ok")
+
+    monkeypatch.setattr(ar, "run_gang", gang)
+    assert ar.run_allreduce(nprocs=2, sizes=[1024], iters=2) == RESULT
+    assert len(made) == 3
+    assert list(tmpdir_root.iterdir()) == []
+    # every one swept: an error that says what happened, not a FileNotFoundError traceback
+    made.clear()
+    swept["next"] = ar.SCRATCH_ATTEMPTS
+    with pytest.raises(BackendError, match=r"scratch folder in .* was removed 5 times") as ei:
+        ar.run_allreduce(nprocs=2, sizes=[1024], iters=2)
+    assert len(made) == ar.SCRATCH_ATTEMPTS
+    assert "TMPDIR" in (ei.value.hint or "")
+    assert list(tmpdir_root.iterdir()) == []
