@@ -124,6 +124,8 @@ class Client:
                 )
         if "json" in kw:  # numpy and torch numbers as Python ones; NaN, bytes... refused
             kw["json"] = _check_json(kw["json"])
+        if kw.get("params") is not None:  # the same for the query string
+            kw["params"] = _check_params(kw["params"])
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
         method = method.upper()
@@ -562,6 +564,50 @@ def _check_json(body: object, where: str = "") -> Any:
     if plain is not body and (isinstance(plain, int | float | str) or plain is None):
         return _check_json(plain, where)  # NaN refused as a Python one
     raise bad(f"a {type(body).__name__} is not JSON ({body!r:.80})")
+
+
+_PARAM_HINT = (
+    "pass str, int, finite float, bool or None (or a list of them); numpy and torch scalars "
+    "are sent as their value, arrays and tensors need .tolist()"
+)
+
+
+def _check_params(params: object) -> Any:
+    """Query parameters as the API reads them: a copy in which numpy scalars, 0-d numpy arrays
+    and 0-d torch tensors are their Python value (``.item()``) and bools ``true``/``false``
+    (``numpy.bool_(False)`` went as ``False``, a tensor as ``tensor(5)``). A ValidationError
+    names the parameter whose value a URL cannot carry: NaN or infinity, an array with
+    dimensions, bytes or another object (httpx sent their repr). A dict or a list of (name,
+    value) pairs is checked; anything else (a str, httpx.QueryParams) goes as it is."""
+    if isinstance(params, dict):
+        return {k: _check_param(str(k), v) for k, v in params.items()}
+    if isinstance(params, list | tuple) and all(
+        isinstance(p, list | tuple) and len(p) == 2 for p in params
+    ):
+        return [(k, _check_param(str(k), v)) for k, v in params]
+    return params
+
+
+def _check_param(name: str, value: object) -> Any:
+    if isinstance(value, list | tuple):
+        return [_check_param(name, v) for v in value]
+
+    def bad(why: str) -> ValidationError:
+        return ValidationError(f"{name}: {why}"[:300], hint=_PARAM_HINT, field=name)
+
+    try:
+        plain = _item(value)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    if isinstance(plain, float):
+        if not math.isfinite(plain):
+            raise bad(f"{float(plain)!r} is not a finite number")
+        return float(plain)
+    if isinstance(plain, int | str) or plain is None:
+        return plain
+    raise bad(f"a {type(value).__name__} is not a query parameter value ({value!r:.80})")
 
 
 def _check_key(key: object, bad: Callable[[str], ValidationError]) -> object:

@@ -1,4 +1,4 @@
-"""numpy and torch numbers in request bodies of ``aistack.Client``.
+"""numpy and torch numbers in request bodies and query parameters of ``aistack.Client``.
 
 Metrics computed with numpy or torch, GPU counts read from arrays: ``numpy.float32(0.5)``,
 ``numpy.int64(3)``, ``numpy.bool_(True)`` were refused before sending ("params: a float32 is
@@ -236,3 +236,64 @@ def test_python_values_json_cannot_carry_are_refused_as_before(
 ) -> None:
     with pytest.raises(ValidationError):
         call(_client(tmp_path, []))
+
+
+# -- query parameters -------------------------------------------------------------------------------
+def _query(req: httpx.Request) -> list[tuple[str, str]]:
+    return list(req.url.params.multi_items())
+
+
+def test_numpy_and_torch_query_parameters_are_sent_as_their_python_value(tmp_path: Path) -> None:
+    """``list_jobs(all=numpy.bool_(False))`` went as ``all=False`` and a 0-d tensor limit as
+    ``limit=tensor%285%29``: httpx writes what it does not know with str()."""
+    torch = pytest.importorskip("torch")
+    sent: list[httpx.Request] = []
+    c = _client(tmp_path, sent)
+    c.list_jobs(all=np.bool_(False), limit=np.int64(5), project=np.str_("team"))
+    c.list_jobs(all=torch.tensor(True), limit=torch.tensor(7))
+    c.logs("j1", offset=np.uint32(12), attempt=np.array(1))
+    c.request("GET", "/usage", params={"ratio": np.float32(0.5), "state": [np.str_("RUNNING")]})
+    c.request("GET", "/usage", params=[("n", np.int8(2)), ("ok", False), ("x", None)])
+    assert [_query(r) for r in sent] == [
+        [("all", "false"), ("limit", "5"), ("project", "team")],
+        [("all", "true"), ("limit", "7")],
+        [("offset", "12"), ("attempt", "1")],
+        [("ratio", "0.5"), ("state", "RUNNING")],
+        [("n", "2"), ("ok", "false"), ("x", "")],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "why"),
+    [
+        ({"limit": float("nan")}, "limit", "nan is not a finite number"),
+        ({"limit": np.float64("nan")}, "limit", "nan is not a finite number"),
+        ({"limit": np.float32("inf")}, "limit", "inf is not a finite number"),
+        ({"state": ["RUNNING", np.float16("nan")]}, "state", "nan is not a finite number"),
+        (
+            {"limit": np.array([1, 2])},
+            "limit",
+            "a numpy.ndarray of shape (2,) is not one value: convert it with .tolist() (a JSON "
+            "list), or pass one element",
+        ),
+        ({"since": b"1d"}, "since", "a bytes is not a query parameter value (b'1d')"),
+    ],
+)
+def test_a_query_parameter_a_url_cannot_carry_is_refused_naming_it(
+    tmp_path: Path, params: dict[str, Any], field: str, why: str
+) -> None:
+    """NaN went as ``limit=nan`` (the server's 422 names no fix), bytes as ``b%271d%27``."""
+    sent: list[httpx.Request] = []
+    with pytest.raises(ValidationError) as exc:
+        _client(tmp_path, sent).request("GET", "/jobs", params=params)
+    assert exc.value.message == f"{field}: {why}"
+    assert exc.value.details.get("field") == field
+    assert sent == []
+
+
+def test_list_jobs_with_a_nan_limit_is_refused_before_sending(tmp_path: Path) -> None:
+    sent: list[httpx.Request] = []
+    with pytest.raises(ValidationError) as exc:
+        _client(tmp_path, sent).list_jobs(limit=np.float64("nan"))
+    assert exc.value.details.get("field") == "limit"
+    assert sent == []
