@@ -132,33 +132,39 @@ def aware(t: dt.datetime | None) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+def create_db_engine(url: str, **pool: Any) -> Engine:
+    """A SQLAlchemy engine for a database URL, as the server and the catalog use it. SQLite: the
+    file's folder is made, WAL, ``synchronous=NORMAL``, a 30-s busy timeout and foreign keys on
+    every connection. PostgreSQL (``postgresql://`` is read with psycopg 3): ``pool`` (e.g.
+    ``pool_size``) and a pre-ping, so a connection the server dropped is replaced."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return eng
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return sa.create_engine(url, pool_pre_ping=True, **pool)
+
+
 def engine_for(url: str) -> Engine:
     """One engine per URL per process (SQLite: WAL and a busy timeout, as the server uses)."""
     with _ENGINES_LOCK:
         eng = _ENGINES.get(url)
         if eng is not None:
             return eng
-        if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            eng = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-            @event.listens_for(eng, "connect")
-            def _pragmas(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
-        else:
-            if url.startswith("postgresql://"):
-                url_ = "postgresql+psycopg://" + url[len("postgresql://") :]
-            else:
-                url_ = url
-            eng = sa.create_engine(url_, pool_pre_ping=True)
+        eng = create_db_engine(url)
         _ENGINES[url] = eng
         return eng
 
