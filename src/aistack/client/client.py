@@ -49,6 +49,12 @@ _BY_STATUS: dict[int, type[AistackError]] = {
     422: ValidationError,
 }
 _T = TypeVar("_T")
+# set_project: what each setting takes
+_PROJECT_HINTS = {
+    "gpu_quota": "pass a whole number of GPUs, or None for no limit",
+    "monthly_budget_usd": "pass US dollars a month, or None for no budget",
+    "share": "pass a weight > 0, or None to reset it to 1",
+}
 
 
 class _Unset(enum.Enum):
@@ -357,9 +363,17 @@ class Client:
         quota (unlimited GPUs) or a budget; ``share=None`` resets the weight to 1."""
         given = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
         body = {k: v for k, v in given.items() if v is not UNSET}
-        for k, v in body.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValidationError(f"{k}: must be a finite number, got {v!r}")
+        for k, v in body.items():  # (numpy's and torch's NaN too: the JSON check names no fix)
+            try:
+                plain = _item(v)
+            except ValueError:
+                continue  # an array: refused by the JSON check, naming the field
+            if isinstance(plain, float) and not math.isfinite(plain):
+                raise ValidationError(
+                    f"{k}: must be a finite number, got {float(plain)!r}",
+                    hint=_PROJECT_HINTS[k],
+                    field=k,
+                )
         if not isinstance(name, str) or "/" in name:  # (the server decodes %2F: see _seg)
             from aistack.spec import NAME_HINT
 

@@ -297,3 +297,22 @@ def test_list_jobs_with_a_nan_limit_is_refused_before_sending(tmp_path: Path) ->
         _client(tmp_path, sent).list_jobs(limit=np.float64("nan"))
     assert exc.value.details.get("field") == "limit"
     assert sent == []
+
+
+# -- set_project ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field", ["gpu_quota", "monthly_budget_usd", "share"])
+@pytest.mark.parametrize(
+    "value", [float("nan"), np.float64("nan"), np.float32("nan"), np.float64("inf")]
+)
+def test_set_project_with_a_number_that_is_not_finite_names_the_field(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    """``set_project("team", share=numpy.float64("nan"))`` said "share: must be a finite number,
+    got np.float64(nan)" without the field (and NaN as numpy's repr)."""
+    sent: list[httpx.Request] = []
+    with pytest.raises(ValidationError) as exc:
+        _client(tmp_path, sent).set_project("team", **{field: value})
+    assert exc.value.message == f"{field}: must be a finite number, got {float(value)!r}"
+    assert exc.value.details.get("field") == field
+    assert exc.value.hint and "None" in exc.value.hint
+    assert sent == []
