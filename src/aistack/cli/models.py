@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,38 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+def _given(what: str, hint: str) -> Callable[..., Any]:
+    """A parameter callback that refuses an empty or blank value (``""`` from an unset shell
+    variable) before the registry is asked, naming the argument as `_refuse_empty_path` names
+    a path: MLflow's own answer ("Missing value for required parameter 'name'", "Invalid value
+    "" for parameter 'run_id' supplied") said neither which argument nor what to pass."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if ctx.resilient_parsing or value is None or value.strip():
+            return value
+        from aistack.errors import ValidationError
+
+        name = param.opts[0] if param.param_type_name == "option" else (param.metavar or param.name)
+        raise ValidationError(
+            f"{name}: the {what} " + (f"{value!r} is only whitespace" if value else "is empty"),
+            hint=f"{hint}; an unset shell variable expands to an empty argument",
+            field=param.name,
+        )
+
+    return check
+
+
+ModelName = Annotated[
+    str,
+    typer.Argument(
+        metavar="NAME",
+        help="registered model name",
+        callback=_given(
+            "model name", "give a registered model's name; list them with `aistack models ls`"
+        ),
+    ),
+]
 TrackingUri = Annotated[
     str | None,
     typer.Option(
@@ -139,7 +172,7 @@ def _list_models(tracking_uri: str | None) -> list[dict[str, Any]]:
 
 @app.command("show", cls=_Command)
 def show(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
+    name: ModelName,
     tracking_uri: TrackingUri = None,
     as_json: Json = False,
 ) -> None:
@@ -169,10 +202,32 @@ def show(
 
 @app.command("register", cls=_Command)
 def register(
-    run: Annotated[str, typer.Option("--run", help="MLflow run id")],
-    name: Annotated[str, typer.Option("--name", help="registered model name")],
+    run: Annotated[
+        str,
+        typer.Option(
+            "--run",
+            help="MLflow run id",
+            callback=_given("run id", "copy the run id from the MLflow UI"),
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="registered model name",
+            callback=_given("model name", "give the name to register the model as, e.g. gpt"),
+        ),
+    ],
     path: Annotated[
-        str, typer.Option("--path", help="model name or artifact path inside the run")
+        str,
+        typer.Option(
+            "--path",
+            help="model name or artifact path inside the run",
+            callback=_given(
+                "path inside the run",
+                "give the model's path inside the run, e.g. model, the name given to log_model",
+            ),
+        ),
     ] = "model",
     tracking_uri: TrackingUri = None,
     as_json: Json = False,
@@ -205,9 +260,16 @@ def register(
 
 @app.command("promote", cls=_Command)
 def promote_cmd(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
+    name: ModelName,
     version: Annotated[int, typer.Option("--version", help="version number to promote")],
-    to: Annotated[str, typer.Option("--to", help="alias to move, e.g. staging, production")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="alias to move, e.g. staging, production",
+            callback=_given("alias", "give the alias to move, e.g. --to production"),
+        ),
+    ],
     require: Annotated[
         list[str] | None,
         typer.Option(
@@ -238,8 +300,15 @@ def promote_cmd(
 
 @app.command("alias", cls=_Command)
 def alias_cmd(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
-    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="alias, e.g. staging")],
+    name: ModelName,
+    alias: Annotated[
+        str,
+        typer.Argument(
+            metavar="ALIAS",
+            help="alias, e.g. staging",
+            callback=_given("alias", "give an alias, e.g. staging or production"),
+        ),
+    ],
     version: Annotated[
         int | None, typer.Option("--version", help="version to point the alias at")
     ] = None,
@@ -271,7 +340,7 @@ def alias_cmd(
 
 @app.command("lineage", cls=_Command)
 def lineage_cmd(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="registered model name")],
+    name: ModelName,
     version: Annotated[int, typer.Option("--version", help="version number")],
     tracking_uri: TrackingUri = None,
     as_json: Json = False,

@@ -243,6 +243,17 @@ def _version_int(version: int | str, field: str = "version") -> int:
     return v
 
 
+def _check_given(value: object, field: str, what: str, hint: str) -> None:
+    """An empty or blank name, alias or run id is refused naming it: MLflow answered "Missing
+    value for required parameter 'name'" / "Invalid value "" for parameter 'run_id'"."""
+    if isinstance(value, str) and not value.strip():
+        why = f"{value!r} is only whitespace" if value else "is empty"
+        raise ValidationError(f"{field}: the {what} {why}", hint=hint, field=field)
+
+
+_NAME_HINT = "give a registered model's name; list them with `aistack models ls`"
+
+
 def _missing(exc: BaseException) -> bool:
     return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
 
@@ -384,6 +395,7 @@ def register_from_run(
     """
     if not name or not name.strip():
         raise ValidationError("name: must not be empty", hint="pass --name MODEL_NAME")
+    _check_given(run_id, "run_id", "run id", "copy the run id from the MLflow UI")
     artifact_path = check_artifact_path(artifact_path)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"register run {run_id} as {name!r}"):
@@ -459,6 +471,8 @@ def set_alias(
     tracking_uri: str | None = None,
     token: str | None = None,
 ) -> None:
+    _check_given(name, "name", "model name", _NAME_HINT)
+    _check_given(alias, "alias", "alias", "give an alias, e.g. staging or production")
     v = _version_int(version)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"set alias {alias!r} on {name} v{v}"):
@@ -469,6 +483,8 @@ def set_alias(
 def delete_alias(
     name: str, alias: str, *, tracking_uri: str | None = None, token: str | None = None
 ) -> None:
+    _check_given(name, "name", "model name", _NAME_HINT)
+    _check_given(alias, "alias", "alias", "give an alias, e.g. staging or production")
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"delete alias {alias!r} of {name}"):
         aliases = _aliases(client, name)
@@ -503,6 +519,7 @@ def promote(
     Raises ValidationError for a malformed condition (before contacting the server) and
     ConflictError naming every failing condition (the alias is left unchanged).
     """
+    _check_given(name, "name", "model name", _NAME_HINT)
     conditions = parse_conditions(require)
     v = _version_int(version)
     if not to_alias or not to_alias.strip():
@@ -571,6 +588,7 @@ def show_model(
     name: str, *, tracking_uri: str | None = None, token: str | None = None
 ) -> dict[str, Any]:
     """A registered model with all its versions (newest first)."""
+    _check_given(name, "name", "model name", _NAME_HINT)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"show model {name!r}"):
         aliases = _aliases(client, name)
@@ -607,6 +625,7 @@ def lineage(
     another model), each with whether it still serves the version (see
     :func:`aistack.serving.lineage.served_by`); None when the dataset catalog could not be
     read, with ``services_error`` saying why."""
+    _check_given(name, "name", "model name", _NAME_HINT)
     v = _version_int(version)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"lineage of {name} v{v}"):

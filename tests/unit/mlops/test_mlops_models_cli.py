@@ -287,3 +287,121 @@ def test_promote_with_a_threshold_that_is_not_finite_is_a_clear_error_and_moves_
     )
     client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
     assert client.get_registered_model("gpt").aliases == {}
+
+
+_EMPTY_NAME = "give a registered model's name; list them with `aistack models ls`"
+_SHELL = "; an unset shell variable expands to an empty argument"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["show", ""], f"NAME: the model name is empty ({_EMPTY_NAME}{_SHELL})"),
+        (["show", " "], f"NAME: the model name ' ' is only whitespace ({_EMPTY_NAME}{_SHELL})"),
+        (
+            ["register", "--run", "", "--name", "gpt"],
+            f"--run: the run id is empty (copy the run id from the MLflow UI{_SHELL})",
+        ),
+        (
+            ["register", "--run", " ", "--name", "gpt"],
+            f"--run: the run id ' ' is only whitespace (copy the run id from the MLflow UI{_SHELL})",
+        ),
+        (
+            ["register", "--run", "abc", "--name", ""],
+            f"--name: the model name is empty (give the name to register the model as, e.g. "
+            f"gpt{_SHELL})",
+        ),
+        (
+            ["register", "--run", "abc", "--name", "gpt", "--path", ""],
+            "--path: the path inside the run is empty (give the model's path inside the run, "
+            f"e.g. model, the name given to log_model{_SHELL})",
+        ),
+        (
+            ["promote", "", "--version", "1", "--to", "production"],
+            f"NAME: the model name is empty ({_EMPTY_NAME}{_SHELL})",
+        ),
+        (
+            ["promote", "gpt", "--version", "1", "--to", " "],
+            f"--to: the alias ' ' is only whitespace (give the alias to move, e.g. --to "
+            f"production{_SHELL})",
+        ),
+        (
+            ["alias", "", "staging", "--version", "1"],
+            f"NAME: the model name is empty ({_EMPTY_NAME}{_SHELL})",
+        ),
+        (
+            ["alias", "gpt", "", "--delete"],
+            f"ALIAS: the alias is empty (give an alias, e.g. staging or production{_SHELL})",
+        ),
+        (
+            ["lineage", "\t", "--version", "1"],
+            f"NAME: the model name '\\t' is only whitespace ({_EMPTY_NAME}{_SHELL})",
+        ),
+    ],
+)
+def test_an_empty_name_run_or_alias_is_a_usage_error_naming_the_argument(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    """`models show ""` and `models register --run ""` printed MLflow's INVALID_PARAMETER_VALUE
+    text ("show model '': Missing value for required parameter 'name'.", "Invalid value "" for
+    parameter 'run_id' supplied."), after creating the tracking store; now one error line that
+    names the argument (exit 2), before the store is opened."""
+    import sys
+
+    from aistack.cli.main import main
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("AISTACK_DEBUG", raising=False)
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setattr(
+        sys, "argv", ["aistack", "models", *argv, "--tracking-uri", f"sqlite:///{db}"]
+    )
+    with pytest.raises(SystemExit) as ei:
+        main()
+    assert ei.value.code == 2
+    assert capsys.readouterr().err == f"error: {expected}\n"
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "why"),
+    [
+        (lambda r, uri: r.show_model("", tracking_uri=uri), "name", "the model name is empty"),
+        (
+            lambda r, uri: r.lineage(" ", 1, tracking_uri=uri),
+            "name",
+            "the model name ' ' is only whitespace",
+        ),
+        (
+            lambda r, uri: r.promote("", 1, "production", tracking_uri=uri),
+            "name",
+            "the model name is empty",
+        ),
+        (lambda r, uri: r.set_alias("gpt", "", 1, tracking_uri=uri), "alias", "the alias is empty"),
+        (
+            lambda r, uri: r.delete_alias("", "x", tracking_uri=uri),
+            "name",
+            "the model name is empty",
+        ),
+        (
+            lambda r, uri: r.register_from_run("", "gpt", tracking_uri=uri),
+            "run_id",
+            "the run id is empty",
+        ),
+    ],
+)
+def test_the_registry_api_refuses_an_empty_name_run_or_alias_naming_it(
+    tmp_path: Path, monkeypatch, call, field: str, why: str
+) -> None:
+    """The same through the Python API (and GET /models/%20 on the server)."""
+    from aistack.errors import ValidationError
+    from aistack.mlops import registry
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    db = tmp_path / "mlflow.db"
+    with pytest.raises(ValidationError) as ei:
+        call(registry, f"sqlite:///{db}")
+    assert ei.value.message == f"{field}: {why}"
+    assert ei.value.details.get("field") == field
+    assert not db.exists()
