@@ -5,16 +5,82 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from aistack.errors import AistackError
+
+# click's exceptions as typer raises them: typer 0.29 has its own copy of click (typer._click),
+# older typers use click itself; typer.BadParameter is the one in use either way
+_clickexc: Any = importlib.import_module(typer.BadParameter.__module__)
+
+
+@contextmanager
+def _usage_errors(resilient: bool) -> Iterator[None]:
+    """A usage error (a value outside an option's min=/max=, one that is not a number, an
+    unknown option or command, a missing argument) as the one ``error: MESSAGE (HINT)`` line
+    every other aistack error is, exit status 2, instead of typer's boxed usage panel. The
+    message is click's (it names the option); the hint says where the help is, and for a
+    missing argument gives the usage line. Help without arguments (no_args_is_help) and shell
+    completion (resilient parsing) are left to typer."""
+    try:
+        yield
+    except _clickexc.UsageError as exc:
+        if isinstance(exc, getattr(_clickexc, "NoArgsIsHelpError", ())):
+            raise
+        if resilient:
+            raise
+        from aistack.cli._common import print_error
+
+        hints = []
+        ctx = exc.ctx
+        if ctx is not None:
+            param = (
+                getattr(exc, "param", None) if isinstance(exc, _clickexc.MissingParameter) else None
+            )
+            if getattr(param, "param_type_name", None) == "argument":
+                hints.append(" ".join(ctx.get_usage().split()).replace("Usage:", "usage:", 1))
+            hints.append(f"see `{ctx.command_path} {ctx.help_option_names[0]}`")
+        message = exc.format_message()
+        if hints:
+            message = f"{message.rstrip('.')} ({'; '.join(hints)})"
+        print_error(_UsageError(message))
+        raise typer.Exit(exc.exit_code) from None
+
+
+class _UsageError(Exception):
+    """The text of a usage error, for print_error."""
+
+
+class _Group(TyperGroup):
+    """The ``aistack`` group: every command and sub-group runs inside its ``invoke``, so its
+    usage errors all pass through :func:`_usage_errors`."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: Sequence[str],
+        parent: Any = None,
+        **extra: Any,
+    ) -> Any:
+        with _usage_errors(bool(extra.get("resilient_parsing"))):
+            return super().make_context(info_name, list(args), parent=parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors(ctx.resilient_parsing):
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="aistack",
     help="aistack: the AI infrastructure stack in one pip install.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
 
 # (sub-command name, module under aistack.cli, attribute)

@@ -89,7 +89,11 @@ def test_help_prints_the_plain_usage_line(args: list[str], usage: str) -> None:
 
 
 def test_a_missing_argument_is_named_in_uppercase() -> None:
+    # (one error line with the usage in its hint, no longer typer's usage panel: see
+    # test_cli_usage_errors.py)
     r = CliRunner().invoke(app, ["serve", "status"], prog_name="aistack")
     assert r.exit_code == 2
-    assert "Usage: aistack serve status [OPTIONS] NAME" in r.output
-    assert "Missing argument 'NAME'" in r.output
+    assert r.stderr == (
+        "error: Missing argument 'NAME' (usage: aistack serve status [OPTIONS] NAME; see "
+        "`aistack serve status --help`)\n"
+    )
