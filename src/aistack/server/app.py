@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 OPEN_PATHS = ("/healthz", "/login", "/static/", "/favicon.ico")
 _DOCS_HINT = f"the API is described at {API_PREFIX}/docs"
+# a request body that is not a JSON object, as FastAPI reports it: for a free-form body (dict_type)
+# or a schema's (model_attributes_type), or none at all
+_NOT_AN_OBJECT = ("dict_type", "model_attributes_type", "missing")
 _CODES = {400: "invalid", 401: "unauthorized", 409: "conflict", 413: "too_large", 422: "invalid"}
 
 
@@ -271,6 +274,13 @@ def create_app(
                 "send one JSON document in UTF-8 with 'Content-Type: application/json'; numbers "
                 "have at most 4,300 digits"
             )
+            if isinstance(exc.__cause__, RecursionError):
+                # arrays or objects nested some thousand levels deep: the hint about digits
+                # was all it said
+                hint = (
+                    "its arrays or objects are nested too deeply for the JSON decoder; no request "
+                    "of this API nests more than a few levels"
+                )
         return JSONResponse(
             {"code": code, "message": message, "hint": hint, "details": {}},
             status_code=exc.status_code,
@@ -278,7 +288,7 @@ def create_app(
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(req: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         hint = _DOCS_HINT
         for e in exc.errors():
@@ -293,8 +303,11 @@ def create_app(
                 problems.append(f"unknown key {loc!r}")
             else:
                 problems.append(f"{loc}: {e['msg']}")
-                if e["loc"] == ("body",) and e["type"] in ("dict_type", "missing"):
+                if e["loc"] == ("body",) and e["type"] in _NOT_AN_OBJECT:
                     hint = "send a JSON object with 'Content-Type: application/json'"
+                    if isinstance(e.get("input"), bytes):  # not read as JSON: its content type
+                        sent = req.headers.get("content-type") or "no Content-Type"
+                        hint += f" (this body came with {sent})"
         return JSONResponse(
             {
                 "code": "invalid",

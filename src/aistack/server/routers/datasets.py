@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from aistack.errors import BackendError
+from aistack.errors import BackendError, ValidationError
 from aistack.server.context import ServerContext
 from aistack.server.deps import get_ctx
 from aistack.server.schemas.datasets import (
@@ -38,8 +38,30 @@ def _ds(ctx: ServerContext) -> Any:
     return ds
 
 
-def _ref(name: str, version: str) -> str:
+def _ref(name: str, version: str, param: str = "version") -> str:
+    """``NAME@VERSION``; a 422 that names the path or query parameter at fault (the storage
+    layer's message names the joined reference: "invalid dataset reference 'corpus@-1'")."""
+    from aistack.storage.refs import parse_ref
+
+    _check_name(name)
+    try:
+        parse_ref(f"{name}@{version}")
+    except ValidationError as exc:
+        raise _naming(param, exc) from None
     return f"{name}@{version}"
+
+
+def _check_name(name: str) -> None:
+    from aistack.storage.refs import check_name
+
+    try:
+        check_name(name)
+    except ValidationError as exc:
+        raise _naming("name", exc) from None
+
+
+def _naming(param: str, exc: ValidationError) -> ValidationError:
+    return ValidationError(f"{param}: {exc.message}", hint=exc.hint, field=param)
 
 
 @router.get("/datasets", response_model=list[DatasetSummary])
@@ -50,6 +72,7 @@ def list_datasets(ctx: ServerContext = Depends(get_ctx)) -> list[DatasetSummary]
 @router.get("/datasets/{name}", response_model=DatasetDetail)
 def get_dataset(name: str, ctx: ServerContext = Depends(get_ctx)) -> DatasetDetail:
     ds = _ds(ctx)
+    _check_name(name)
     versions = ds.log(name)
     tags = {t: v.version for v in versions for t in v.tags}
     return DatasetDetail(
@@ -88,7 +111,7 @@ def diff_versions(
     b: str = Query("latest", description="new version"),
     ctx: ServerContext = Depends(get_ctx),
 ) -> DatasetDiffPublic:
-    d = _ds(ctx).diff(_ref(name, a), _ref(name, b))
+    d = _ds(ctx).diff(_ref(name, a, "a"), _ref(name, b, "b"))
     return DatasetDiffPublic(**d.to_dict())
 
 

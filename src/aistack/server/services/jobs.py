@@ -20,6 +20,7 @@ from aistack.server.schemas.jobs import ACTIVE_STATES, FINAL_STATES, JobPublic, 
 from aistack.spec import JobSpec, check_feasible, parse_spec
 
 log = logging.getLogger(__name__)
+JOB_ID_MAX = 32  # the length of the jobs.id column (db.models.Job: String(32))
 
 
 def _next_seq(session: Session) -> int:
@@ -61,7 +62,18 @@ def submit_job(
             )
         # pinned now (NotFoundError with a hint for unknown refs): `corpus@latest` is the version
         # that was latest at submit, the one lineage records and the job is told to read
-        pinned = [datasets.resolve(ref).ref for ref in spec.inputs]
+        pinned = []
+        for i, ref in enumerate(spec.inputs):
+            try:
+                pinned.append(datasets.resolve(ref).ref)
+            except (ValidationError, NotFoundError) as exc:
+                # the storage layer's message names the reference, not where it was given
+                # ("dataset reference is empty"): say which of the inputs it is
+                raise type(exc)(
+                    f"inputs.{i}: {exc.message}",
+                    hint=exc.hint,
+                    **{**exc.details, "field": f"inputs.{i}"},
+                ) from None
         spec = spec.model_copy(update={"inputs": pinned})
     seq = _next_seq(session)
     job = Job(
@@ -104,7 +116,18 @@ def _default_user() -> str:
         return "default"
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, *, param: str = "job_id") -> Job:
+    """The job with this id, or the only one whose id starts with it. ``param``: the request
+    parameter that gave it, named by the error for an ambiguous prefix."""
+    if len(job_id) > JOB_ID_MAX:
+        # no id is that long; a LIKE pattern of over 50,000 bytes is an error in SQLite
+        # ("LIKE or GLOB pattern too complex": a 500), and the message would echo all of it
+        raise NotFoundError(
+            f"{param}: no job has an id of {len(job_id)} characters ({job_id[:40]!r}...)",
+            hint=f"job ids have at most {JOB_ID_MAX} characters; list jobs with "
+            "`aistack jobs --all`",
+            field=param,
+        )
     job = session.get(Job, job_id) if job_id else None
     if job is None and job_id:
         # allow unique prefixes, as git does; the id is a literal prefix (% and _ escaped)
@@ -118,8 +141,9 @@ def get_job(session: Session, job_id: str) -> Job:
             return rows[0]
         if len(rows) > 1:
             raise ValidationError(
-                f"job_id: the prefix {job_id!r} is ambiguous: it matches several jobs",
+                f"{param}: the prefix {job_id!r} is ambiguous: it matches several jobs",
                 hint="give more characters of the id",
+                field=param,
             )
     if job is None:
         raise NotFoundError(f"job {job_id!r} not found", hint="list jobs with `aistack jobs --all`")
@@ -139,7 +163,7 @@ def list_jobs(
     page never repeats or skips a job when new ones are submitted between two calls."""
     q = select(Job)
     if before:
-        q = q.where(Job.seq < get_job(session, before).seq)
+        q = q.where(Job.seq < get_job(session, before, param="before").seq)
     if states:
         wanted = [s.strip().upper() for s in states]
         unknown = [s for s, w in zip(states, wanted, strict=True) if w not in ALL_STATES]
