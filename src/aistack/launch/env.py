@@ -44,11 +44,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aistack.errors import ValidationError
 
 FRAMEWORKS: tuple[str, ...] = ("torch", "jax", "tensorflow", "mxnet")
+# the most processes one gang may have: well above the largest trainings (~100k ranks), and a
+# bound on the builder's time and memory (a million ranks took 10 s and 1.6 GB: a typo such
+# as procs_per_host=10**7 looked like a hang)
+MAX_WORLD_SIZE = 1 << 18
+# Linux refuses to start a process with one environment string ("NAME=value", its NUL
+# included) longer than MAX_ARG_STRLEN: TF_CONFIG lists every worker
+MAX_ENV_STRING_BYTES = 128 * 1024
 _ALIASES = {
     "torch": "torch",
     "pytorch": "torch",
@@ -83,11 +92,76 @@ def normalize_framework(framework: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port that is free on ``host`` (an address or name of this machine; IPv4 or
+    IPv6, ``""``: every interface) right now (the OS picks it)."""
+    hint = "use an address of this machine, e.g. '127.0.0.1'"
+    if not isinstance(host, str):
+        raise ValidationError(
+            f"host: must be a host name or address, got {host!r}", hint=hint, field="host"
+        )
+    try:
+        infos = socket.getaddrinfo(host or "0.0.0.0", 0, type=socket.SOCK_STREAM)
+        # IPv4 first: a name such as 'localhost' means 127.0.0.1, as it did before IPv6
+        family, kind, proto, _, addr = min(infos, key=lambda i: i[0] != socket.AF_INET)
+    except (OSError, UnicodeError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ValidationError(
+            f"host: cannot resolve {host!r} ({why})", hint=hint, field="host"
+        ) from None
+    with socket.socket(family, kind, proto) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, 0))
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise ValidationError(
+                f"host: cannot listen on {host!r} ({exc.strerror or exc}): not an address of "
+                "this machine",
+                hint=hint,
+                field="host",
+            ) from None
         return int(s.getsockname()[1])
+
+
+def check_env(env: Any, field: str) -> dict[str, str]:
+    """``env`` (None: empty) as a dict of environment variables, or a ValidationError naming
+    ``field`` and the variable. Names: non-empty text without ``=`` or NUL; values: text
+    without NUL, or a number (written as text, as before); None, True/False and other objects
+    are refused (``str(None)`` would have set ``"None"``)."""
+    if env is None:
+        return {}
+    hint = "e.g. {'NCCL_DEBUG': 'INFO'}; leave a variable out to keep it unset"
+    if not isinstance(env, Mapping):
+        raise ValidationError(
+            f"{field}: must be a mapping of variable names to values, got {type(env).__name__}",
+            hint=hint,
+            field=field,
+        )
+    out: dict[str, str] = {}
+    for k, v in env.items():
+        if not isinstance(k, str) or not k or "=" in k or "\0" in k:
+            raise ValidationError(
+                f"{field}: {k!r} is not an environment variable name",
+                hint="a name such as 'NCCL_DEBUG': not empty, without '=' or NUL",
+                field=field,
+            )
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str):
+            raise ValidationError(
+                f"{field}: {k} must be a string, got {v!r}",
+                hint="write the value as text, e.g. '1' or 'true'; leave the variable out to "
+                "keep it unset",
+                field=field,
+            )
+        if "\0" in v:
+            raise ValidationError(
+                f"{field}: the value of {k} contains a NUL character, which an environment "
+                "cannot hold",
+                hint="remove the NUL (\\0) from the value",
+                field=field,
+            )
+        out[k] = v
+    return out
 
 
 def usable_cpus() -> int:
@@ -101,7 +175,17 @@ def usable_cpus() -> int:
 def _validate(
     hosts: list[str], procs_per_host: int, master_port: int, gpus_per_host: list[list[int]] | None
 ) -> None:
-    if not hosts or not all(isinstance(h, str) and h.strip() for h in hosts):
+    if isinstance(hosts, str):  # (a str is a sequence of one-letter hosts)
+        raise ValidationError(
+            f"hosts: must be a list of host names, got the string {hosts!r}",
+            hint=f"e.g. hosts=[{hosts!r}]",
+            field="hosts",
+        )
+    if (
+        not isinstance(hosts, list | tuple)
+        or not hosts
+        or not all(isinstance(h, str) and h.strip() for h in hosts)
+    ):
         raise ValidationError(
             f"hosts: need at least one non-empty host name, got {hosts!r}",
             hint="e.g. hosts=['127.0.0.1']",
@@ -123,6 +207,14 @@ def _validate(
             hint="one process per GPU, or per CPU slot without GPUs",
             field="procs_per_host",
         )
+    if len(hosts) * procs_per_host > MAX_WORLD_SIZE:
+        raise ValidationError(
+            f"procs_per_host: {len(hosts)} host(s) × {procs_per_host} processes is "
+            f"{len(hosts) * procs_per_host:,} ranks, more than the {MAX_WORLD_SIZE:,} a gang "
+            "may have",
+            hint="one process per GPU, or per CPU slot without GPUs",
+            field="procs_per_host",
+        )
     if (
         isinstance(master_port, bool)
         or not isinstance(master_port, int)
@@ -134,18 +226,62 @@ def _validate(
             field="master_port",
         )
     if gpus_per_host is not None:
+        if isinstance(gpus_per_host, str) or not isinstance(gpus_per_host, list | tuple):
+            raise ValidationError(
+                f"gpus_per_host: must be one list of GPU indices per host, got {gpus_per_host!r}",
+                hint="e.g. gpus_per_host=[[0, 1]] for one host running 2 processes",
+                field="gpus_per_host",
+            )
         if len(gpus_per_host) != len(hosts):
             raise ValidationError(
                 f"gpus_per_host: one list per host expected ({len(hosts)}), got {len(gpus_per_host)}",
                 field="gpus_per_host",
             )
         for h, gpus in zip(hosts, gpus_per_host, strict=True):
+            if not isinstance(gpus, list | tuple) or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus
+            ):
+                raise ValidationError(
+                    f"gpus_per_host: host {h} has {gpus!r}, not a list of GPU indices "
+                    "(integers ≥ 0)",
+                    hint="e.g. gpus_per_host=[[0, 1]] for one host running 2 processes",
+                    field="gpus_per_host",
+                )
             if len(gpus) != procs_per_host:
                 raise ValidationError(
                     f"gpus_per_host: host {h} has {len(gpus)} GPUs for {procs_per_host} processes",
                     hint="give exactly one GPU index per process (procs_per_host = GPUs per host)",
                     field="gpus_per_host",
                 )
+
+
+def _check_tf(workers: list[str], master_port: int, procs_per_host: int) -> None:
+    """TensorFlow's workers listen on ``master_port + local_rank``: all of them must be ports,
+    and TF_CONFIG (every worker's address) must fit in one environment string."""
+    top = master_port + procs_per_host - 1
+    if top > 65535:
+        raise ValidationError(
+            f"master_port: tensorflow workers listen on master_port + local rank, "
+            f"{master_port}..{top} here, past the last TCP port 65535",
+            hint=f"use a master_port of at most {65536 - procs_per_host}, e.g. free_port()",
+            field="master_port",
+        )
+    longest = json.dumps(
+        {
+            "cluster": {"worker": workers},
+            "task": {"type": "worker", "index": len(workers) - 1},
+        },
+        separators=(",", ":"),
+    )
+    size = len(f"TF_CONFIG={longest}".encode()) + 1
+    if size > MAX_ENV_STRING_BYTES:
+        raise ValidationError(
+            f"procs_per_host: TF_CONFIG for {len(workers):,} tensorflow workers is {size:,} "
+            f"bytes, more than the {MAX_ENV_STRING_BYTES:,} Linux allows one environment "
+            "variable (no worker could start)",
+            hint="use fewer processes or hosts, or shorter host names",
+            field="procs_per_host",
+        )
 
 
 def build_rank_envs(
@@ -163,24 +299,40 @@ def build_rank_envs(
     """One :class:`RankSpec` per process, ordered by global rank (see the module docstring).
 
     ``base_env`` is copied into every rank first; the framework variables override it,
-    except ``OMP_NUM_THREADS`` which a user value keeps. ``threads_per_proc`` sets
+    except ``OMP_NUM_THREADS`` which a user value keeps (its values are text; numbers are
+    written as text, anything else is refused: :func:`check_env`). ``threads_per_proc`` sets
     ``OMP_NUM_THREADS`` (default: the cores this process may run on — its CPU affinity, i.e.
-    a job's pinned cores — divided by ``procs_per_host``, at least 1).
+    a job's pinned cores — divided by ``procs_per_host``, at least 1). At most
+    ``MAX_WORLD_SIZE`` ranks in all.
     """
     fw = normalize_framework(framework)
     _validate(hosts, procs_per_host, master_port, gpus_per_host)
+    base = check_env(base_env, "base_env")
+    if threads_per_proc is not None and (
+        isinstance(threads_per_proc, bool)
+        or not isinstance(threads_per_proc, int)
+        or threads_per_proc < 0
+    ):
+        raise ValidationError(
+            f"threads_per_proc: must be an integer ≥ 1 (or 0 / None: the usable cores shared "
+            f"between the processes), got {threads_per_proc!r}",
+            hint="e.g. threads_per_proc=4",
+            field="threads_per_proc",
+        )
     nnodes = len(hosts)
     world = nnodes * procs_per_host
     master = hosts[0]
     isolate = (fw != "torch") if isolate_gpus is None else bool(isolate_gpus)
     threads = threads_per_proc or max(1, usable_cpus() // procs_per_host)
     tf_workers = [f"{h}:{master_port + lr}" for h in hosts for lr in range(procs_per_host)]
+    if fw == "tensorflow":
+        _check_tf(tf_workers, master_port, procs_per_host)
 
     ranks: list[RankSpec] = []
     for node, host in enumerate(hosts):
         for local in range(procs_per_host):
             rank = node * procs_per_host + local
-            env: dict[str, str] = {str(k): str(v) for k, v in (base_env or {}).items()}
+            env: dict[str, str] = dict(base)
             env.setdefault("OMP_NUM_THREADS", str(threads))
             env["AISTACK_JOB_ID"] = str(job_id)
             env["AISTACK_RANK"] = str(rank)
@@ -252,7 +404,7 @@ def build_mxnet_ps_envs(
     ``python -c "import mxnet"`` (MXNet starts its role from DMLC_ROLE on import).
     """
     _validate(hosts, procs_per_host, master_port, None)
-    common = {str(k): str(v) for k, v in (base_env or {}).items()}
+    common = check_env(base_env, "base_env")
     common.update(
         DMLC_PS_ROOT_URI=hosts[0],
         DMLC_PS_ROOT_PORT=str(master_port),
