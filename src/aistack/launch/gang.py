@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aistack.errors import ValidationError
-from aistack.launch.env import RankSpec
+from aistack.launch.env import RankSpec, check_env
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # forwarded signals that start the grace period
 SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
 TIMEOUT_EXIT_CODE = 124  # GangResult.exit_code of a gang stopped by its timeout_s
+DEFAULT_GRACE_S = 10.0  # run_gang's grace_s; also used when a grace_s callable returns nonsense
 
 
 @dataclass(kw_only=True)
@@ -106,8 +107,19 @@ class _LogSink:
             self._fh: IO[Any] | None = None
         elif isinstance(target, str | os.PathLike):
             path = Path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                if os.path.isdir(path):
+                    why = "it is a folder"
+                raise ValidationError(
+                    f"log_file: cannot append to {str(path)!r}: {why}",
+                    hint="give the path of a file in a folder you can write to, or None to "
+                    "discard the output",
+                    field="log_file",
+                ) from None
             self._own = True
             self._binary = True
         else:
@@ -205,6 +217,152 @@ def check_timeout_s(
     return float(timeout_s)
 
 
+def _check_grace(value: Any) -> float | None:
+    """``value`` as a grace period in seconds, or None unless it is a finite number ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def _check_command(command: Any) -> list[str]:
+    """The argv a rank runs (a string runs under ``SHELL -c``), or a ValidationError."""
+    if isinstance(command, str):
+        if not command.strip():
+            raise ValidationError("command: empty command", hint="e.g. 'python train.py'")
+        if "\0" in command:
+            raise ValidationError(
+                "command: contains a NUL character, which no command line can hold",
+                hint="remove the NUL (\\0) from the command",
+                field="command",
+            )
+        return [SHELL, "-c", command]
+    if not isinstance(command, list | tuple):
+        raise ValidationError(
+            f"command: must be a list of arguments or a shell command string, got "
+            f"{type(command).__name__}",
+            hint="e.g. ['python', 'train.py'] or 'python train.py'",
+            field="command",
+        )
+    if not command:
+        raise ValidationError("command: empty command", hint="e.g. ['python', 'train.py']")
+    argv: list[str] = []
+    for i, a in enumerate(command):
+        if isinstance(a, bool) or not isinstance(a, str | os.PathLike | int | float):
+            raise ValidationError(
+                f"command: argument {i} is {a!r}, not text",
+                hint="give every argument as a string, e.g. ['python', 'train.py', '--epochs', "
+                "'3']",
+                field="command",
+            )
+        text = os.fspath(a) if isinstance(a, os.PathLike) else str(a)
+        if not isinstance(text, str):  # (a PathLike of bytes)
+            text = os.fsdecode(text)
+        if "\0" in text:
+            raise ValidationError(
+                f"command: argument {i} contains a NUL character, which no command line can hold",
+                hint="remove the NUL (\\0) from the argument",
+                field="command",
+            )
+        argv.append(text)
+    if not argv[0]:
+        raise ValidationError(
+            "command: the program (argument 0) is an empty string",
+            hint="e.g. ['python', 'train.py']",
+            field="command",
+        )
+    return argv
+
+
+def _check_ranks(ranks: Any) -> list[RankSpec]:
+    """The ranks sorted by rank, or a ValidationError (two ranks with the same number made the
+    gang wait forever for an exit it had already counted)."""
+    if isinstance(ranks, RankSpec):
+        raise ValidationError(
+            "ranks: must be a list of RankSpec, got one RankSpec",
+            hint="use [rank], or build_rank_envs(...)",
+            field="ranks",
+        )
+    try:
+        items = list(ranks or ())
+    except TypeError:
+        raise ValidationError(
+            f"ranks: must be a list of RankSpec, got {type(ranks).__name__}",
+            hint="use build_rank_envs(...)",
+            field="ranks",
+        ) from None
+    if not items:
+        raise ValidationError("ranks: need at least one rank", hint="use build_rank_envs(...)")
+    seen: set[int] = set()
+    for r in items:
+        if not isinstance(r, RankSpec):
+            raise ValidationError(
+                f"ranks: must be a list of RankSpec, got a {type(r).__name__} in it",
+                hint="use build_rank_envs(...)",
+                field="ranks",
+            )
+        if isinstance(r.rank, bool) or not isinstance(r.rank, int) or r.rank < 0:
+            raise ValidationError(
+                f"ranks: a rank number must be an integer ≥ 0, got {r.rank!r}",
+                hint="use build_rank_envs(...)",
+                field="ranks",
+            )
+        if r.rank in seen:
+            raise ValidationError(
+                f"ranks: rank {r.rank} appears twice",
+                hint="give each process its own rank number, as build_rank_envs(...) does",
+                field="ranks",
+            )
+        seen.add(r.rank)
+    return sorted(items, key=lambda r: r.rank)
+
+
+def _check_cwd(cwd: Any) -> str | None:
+    if cwd is None:
+        return None
+    if not isinstance(cwd, str | os.PathLike):
+        raise ValidationError(
+            f"cwd: must be a folder path, got {cwd!r}",
+            hint="e.g. cwd='/path/to/project', or None for the current folder",
+            field="cwd",
+        )
+    path = os.fsdecode(os.fspath(cwd))
+    if not path:
+        raise ValidationError(
+            "cwd: empty path",
+            hint="leave it out, or pass None, to run in the current folder",
+            field="cwd",
+        )
+    if not os.path.isdir(path):
+        why = "is not a folder" if os.path.exists(path) else "does not exist"
+        raise ValidationError(
+            f"cwd: working directory {path!r} {why}",
+            hint="give an existing folder, or None for the current folder",
+            field="cwd",
+        )
+    return path
+
+
+def _check_log_file(log_file: Any) -> None:
+    if log_file is None:
+        return
+    if isinstance(log_file, str | os.PathLike):
+        if not os.fspath(log_file):
+            raise ValidationError(
+                "log_file: empty path",
+                hint="give a file path, or None to discard the output",
+                field="log_file",
+            )
+        return
+    if not callable(getattr(log_file, "write", None)):
+        raise ValidationError(
+            f"log_file: must be a path, an open file or None, got {type(log_file).__name__}",
+            hint="e.g. log_file='gang.log', or sys.stdout",
+            field="log_file",
+        )
+
+
 def run_gang(
     ranks: list[RankSpec],
     command: list[str] | str,
@@ -212,36 +370,47 @@ def run_gang(
     cwd: str | os.PathLike[str] | None = None,
     on_start: Callable[[list[int]], None] | None = None,
     *,
-    grace_s: float | Callable[[], float] = 10.0,
+    grace_s: float | Callable[[], float] = DEFAULT_GRACE_S,
     env: dict[str, str] | None = None,
     timeout_s: float | None = None,
 ) -> GangResult:
     """Run ``command`` once per rank on this machine and wait for the gang (module docstring).
 
     ``command`` is an argv list, or a string run by ``bash -c`` (``/bin/sh`` without bash).
-    ``grace_s`` (or a callable returning it, read when the stop begins) is how long the ranks
-    have between SIGTERM and SIGKILL. Each process gets
-    ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env``. ``log_file`` is a
+    ``grace_s`` (a finite number ≥ 0, or a callable returning it, read when the stop begins:
+    a value that is not, ``DEFAULT_GRACE_S`` with a warning) is how long the ranks have between
+    SIGTERM and SIGKILL. Each process gets
+    ``os.environ`` (or ``env`` when given) updated with its ``RankSpec.env`` (values are text;
+    numbers are written as text: :func:`~aistack.launch.env.check_env`). ``cwd`` (None: the
+    current folder) must be an existing folder. ``log_file`` is a
     path (appended to), an open file (text or binary), or None to discard output.
+    Bad arguments raise :class:`~aistack.errors.ValidationError` before any rank starts;
+    rank numbers must be distinct.
     ``on_start(pids)`` is called once every rank has started, pids ordered by rank (when a
     stop signal ended the start early: with the pids of the ranks that did start). ``timeout_s`` (None: no limit) stops a gang
     still running that many seconds after the start: SIGTERM, SIGKILL after ``grace_s``,
     ``GangResult.timed_out`` set.
     """
     timeout = check_timeout_s(timeout_s)
-    if not ranks:
-        raise ValidationError("ranks: need at least one rank", hint="use build_rank_envs(...)")
-    if isinstance(command, str):
-        if not command.strip():
-            raise ValidationError("command: empty command", hint="e.g. 'python train.py'")
-        argv = [SHELL, "-c", command]
-    else:
-        argv = [str(a) for a in command]
-        if not argv:
-            raise ValidationError("command: empty command", hint="e.g. ['python', 'train.py']")
-    ranks = sorted(ranks, key=lambda r: r.rank)
+    ranks = _check_ranks(ranks)
+    argv = _check_command(command)
+    cwd = _check_cwd(cwd)
+    parent_env = dict(os.environ) if env is None else check_env(env, "env")
+    rank_envs = {r.rank: check_env(r.env, f"ranks[{r.rank}].env") for r in ranks}
+    if not callable(grace_s) and _check_grace(grace_s) is None:
+        raise ValidationError(
+            f"grace_s: must be a finite number of seconds ≥ 0, got {grace_s!r}",
+            hint=f"e.g. grace_s={DEFAULT_GRACE_S:g}",
+            field="grace_s",
+        )
+    if on_start is not None and not callable(on_start):
+        raise ValidationError(
+            f"on_start: must be a function taking the ranks' pids, got {on_start!r}",
+            hint="e.g. on_start=print, or None",
+            field="on_start",
+        )
+    _check_log_file(log_file)
     sink = _LogSink(log_file)
-    parent_env = dict(os.environ if env is None else env)
     procs: list[subprocess.Popen[bytes]] = []
     threads: list[threading.Thread] = []
     tails: dict[int, collections.deque[str]] = {}
@@ -258,7 +427,18 @@ def run_gang(
     held = False
 
     def _grace() -> float:
-        return float(grace_s() if callable(grace_s) else grace_s)
+        if not callable(grace_s):
+            return float(grace_s)
+        value = grace_s()
+        checked = _check_grace(value)
+        if checked is None:  # (NaN never reached the SIGKILL; a text failed the stop)
+            log.warning(
+                "gang: grace_s() returned %r, not a finite number of seconds ≥ 0; using %g s",
+                value,
+                DEFAULT_GRACE_S,
+            )
+            return DEFAULT_GRACE_S
+        return checked
 
     def _stop(sig: int) -> bool:
         """Send the ranks the gang's one stop signal (SIGKILL follows after the grace period);
@@ -328,7 +508,7 @@ def run_gang(
                     len(ranks),
                 )
                 break
-            penv = {**parent_env, **spec.env}
+            penv = {**parent_env, **rank_envs[spec.rank]}
             # held until the rank is recorded: a stop signal that arrives meanwhile reaches it
             # (and the others) once, whether its process existed yet or not
             with _holding():
