@@ -103,7 +103,12 @@ def parse_size(text: str, *, field: str = "sizes") -> int:
 
 
 def parse_sizes(spec: str, *, factor: int = 2) -> list[int]:
-    """'1K..64M' → 1K, 2K, 4K … 64M (×factor); '1K,1M' → those two sizes."""
+    """'1K..64M' → 1K, 2K, 4K … 64M (×factor, an integer ≥ 2); '1K,1M' → those two sizes."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        # (1 or 0 never reached the top of the range: parse_sizes looped forever)
+        raise ValidationError(
+            f"factor: must be an integer ≥ 2, got {factor!r}", hint="e.g. factor=2", field="factor"
+        )
     spec = str(spec).strip()
     if ".." in spec:
         lo_s, hi_s = spec.split("..", 1)
@@ -178,8 +183,22 @@ def check_run(
             hint="e.g. --iters 20, or leave it out",
         )
     _check_count(warmup, "warmup", lowest=0, meaning="an integer ≥ 0", hint="e.g. --warmup 3")
+    if isinstance(sizes, str):
+        raise ValidationError(
+            f"sizes: must be a list of sizes in bytes, got the string {sizes!r}",
+            hint=f"use parse_sizes({sizes!r})",
+            field="sizes",
+        )
     if not sizes:
         raise ValidationError("sizes: empty", hint="e.g. 1K..64M or 1K,1M")
+    for size in sizes:
+        # (a text failed below with a TypeError; 0 or -4 failed in every worker)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 4:
+            raise ValidationError(
+                f"sizes: {size!r} is not a message size in bytes (an integer ≥ 4: one float32)",
+                hint="e.g. sizes=[1024, 1048576], or parse_sizes('1K..64M')",
+                field="sizes",
+            )
     if backend == "gloo":
         cap = max_gloo_procs()
         if nprocs > cap:
@@ -448,11 +467,12 @@ def run_allreduce(
     """Run the benchmark with ``nprocs`` local processes; returns ``{"rows": [...], ...}``.
 
     Each row: ``size_bytes, count, iters, time_us, algbw_gbps, busbw_gbps`` (GB/s = 1e9 B/s,
-    as nccl-tests prints). ``iters`` defaults to an amount that keeps each size ≈ 0.5 s.
+    as nccl-tests prints). ``sizes`` defaults to 1K..64M. ``iters`` defaults to an amount that keeps each size ≈ 0.5 s.
     A run still going after ``timeout_s`` seconds (None: no limit) is stopped and raises
     :class:`~aistack.errors.BackendError`.
     """
-    sizes = sizes or parse_sizes("1K..64M")
+    if sizes is None:  # (an empty list is refused by check_run; it ran these sizes)
+        sizes = parse_sizes("1K..64M")
     check_run(
         backend=backend, nprocs=nprocs, sizes=sizes, iters=iters, warmup=warmup, timeout_s=timeout_s
     )

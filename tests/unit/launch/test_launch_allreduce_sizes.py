@@ -171,3 +171,41 @@ def test_nccl_needs_a_gpu_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValidationError, match="one GPU per process"):
         run_allreduce(backend="nccl", nprocs=3, sizes=[1024], iters=2)
+
+
+@pytest.mark.usefixtures("no_spawn")
+def test_an_empty_list_of_sizes_is_refused_not_replaced_by_the_default() -> None:
+    # sizes=[] ran the default 1K..64M (check_run's 'sizes: empty' was never reached)
+    with pytest.raises(ValidationError, match=r"^sizes: empty"):
+        run_allreduce(nprocs=2, sizes=[], iters=2)
+
+
+@pytest.mark.usefixtures("no_spawn")
+@pytest.mark.parametrize(
+    ("sizes", "says"),
+    [
+        (["1K"], "sizes: '1K' is not a message size in bytes"),
+        ([0], "sizes: 0 is not a message size in bytes"),
+        ([1024, -4], "sizes: -4 is not a message size in bytes"),
+        ([4.5], "sizes: 4.5 is not a message size in bytes"),
+        ([True], "sizes: True is not a message size in bytes"),
+        ("1K..64M", "sizes: must be a list of sizes in bytes, got the string '1K..64M'"),
+    ],
+)
+def test_sizes_that_are_not_byte_counts_are_refused_before_any_worker_starts(
+    sizes: object, says: str
+) -> None:
+    # a text was a TypeError in check_run; 0 and -4 failed inside every worker
+    with pytest.raises(ValidationError) as ei:
+        run_allreduce(nprocs=2, sizes=sizes, iters=2)  # type: ignore[arg-type]
+    assert ei.value.message.startswith(says)
+    assert ei.value.details == {"field": "sizes"}
+    assert "parse_sizes(" in (ei.value.hint or "")
+
+
+@pytest.mark.parametrize("factor", [1, 0, -2, 2.5, True])
+def test_a_range_factor_below_two_is_refused(factor: object) -> None:
+    # 1 and 0 never reached the top of the range: parse_sizes looped forever
+    with pytest.raises(ValidationError, match=r"^factor: must be an integer ≥ 2"):
+        parse_sizes("1K..64M", factor=factor)  # type: ignore[arg-type]
+    assert parse_sizes("1K..64K", factor=4) == [1024, 4096, 16384, 65536]
