@@ -24,6 +24,27 @@ from __future__ import annotations
 
 from typing import Any
 
+# the longest message an error answer carries: a message that quotes a 100 kB input is cut in
+# the middle (the field it names comes first, the value's end is kept)
+MAX_MESSAGE_CHARS = 2_000
+
+
+def short_repr(value: Any, limit: int = 100) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters: a longer one keeps its
+    start and says how long the whole is ("'xxxx…' (100,002 characters)")."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 1, 1)]}… ({len(text):,} characters)"
+
+
+def _clip(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    head, tail = MAX_MESSAGE_CHARS * 3 // 4, MAX_MESSAGE_CHARS // 4
+    cut = len(message) - head - tail
+    return f"{message[:head]} … ({cut:,} characters left out) … {message[-tail:]}"
+
 
 class AistackError(Exception):
     """Root of the aistack error tree."""
@@ -40,8 +61,8 @@ class AistackError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,
-            "message": self.message,
-            "hint": self.hint,
+            "message": _clip(self.message),
+            "hint": _clip(self.hint) if self.hint else self.hint,
             "details": self.details,
         }
 

@@ -29,7 +29,7 @@ from aistack.compute.resources import (
     memory_size_field,
     parse_memory_mb,
 )
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 
 Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: "$" takes "x\n"
@@ -65,7 +65,7 @@ def parse_duration_s(
         m = _DURATION_RE.match(str(value))
         if not m:
             raise ValidationError(
-                f"{field_name}: cannot read {value!r} as a duration",
+                f"{field_name}: cannot read {short_repr(value)} as a duration",
                 hint="use seconds or a unit: 90s, 30m, 2h, 1d",
             )
         seconds = float(m.group(1)) * _DURATION_S[m.group(2) or "s"]
@@ -271,10 +271,55 @@ def _unknown_key(path: tuple[Any, ...]) -> str:
     return f"unknown key {loc!r}: remove it or check its spelling"
 
 
+# pydantic's names of a union's members, last in an error's loc ("max_runtime.int")
+_UNION_MEMBERS = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+}
+# what a union field takes, in the words its documentation uses
+_UNION_FIELDS = {
+    "memory": "a size such as '16GB' or a number of megabytes",
+    "max_runtime": "a duration such as '2h' or a number of seconds",
+}
+
+
+def _merge_union_errors(errors: list[Any]) -> list[Any]:
+    """One error per field for a value that fits no member of a union: pydantic reports one
+    per member, under internal paths ("resources.memory.str: Input should be a valid string;
+    resources.memory.int: ..."). They become "resources.memory: expected text or a whole
+    number, got [1]". A member's own check (a bad size text) is kept as it is."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for e in errors:
+        loc = tuple(e["loc"])
+        if loc and loc[-1] in _UNION_MEMBERS and e["type"].endswith("_type"):
+            groups.setdefault(loc[:-1], []).append(e)
+    out, done = [], set()
+    for e in errors:
+        loc = tuple(e["loc"])
+        parent = loc[:-1]
+        if len(groups.get(parent, ())) < 2 or loc[-1] not in _UNION_MEMBERS:
+            out.append(e)
+            continue
+        if parent in done:
+            continue
+        done.add(parent)
+        members = [str(g["loc"][-1]) for g in groups[parent]]
+        if "int" in members and "float" in members:  # (a number covers a whole one)
+            members.remove("int")
+        kinds = _UNION_FIELDS.get(str(parent[-1]) if parent else "") or " or ".join(
+            _UNION_MEMBERS[m] for m in members
+        )
+        msg = f"expected {kinds}, got {short_repr(groups[parent][0]['input'])}"
+        out.append({"loc": parent, "type": "union_type", "msg": msg, "input": e["input"]})
+    return out
+
+
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:
     problems = []
     hint = None
-    for e in err.errors():
+    for e in _merge_union_errors(list(err.errors())):
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if len(e["loc"]) == 2 and e["loc"][0] == "env" and e["type"] == "value_error":
             hint = ENV_HINT  # a value env_value refused

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNIT_MB = {
@@ -58,7 +58,7 @@ def parse_memory_mb(value: str | int | float | None, *, field_name: str = "memor
     m = _MEM_RE.match(str(value))
     if not m:
         raise ValidationError(
-            f"{field_name}: cannot read {value!r} as a size",
+            f"{field_name}: cannot read {short_repr(value)} as a size",
             hint="use a number with a unit: 512MB, 16GB, 1TB (binary units KiB/MiB/GiB also work)",
         )
     num, unit = float(m.group(1)), (m.group(2) or "mb").lower()

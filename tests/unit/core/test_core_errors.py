@@ -76,3 +76,17 @@ def test_aistack_port_out_of_range_names_the_variable(
     monkeypatch.setenv("AISTACK_PORT", port)
     with pytest.raises(ValidationError, match="AISTACK_PORT"):
         load_settings()
+
+
+def test_an_error_answer_keeps_at_most_max_message_chars() -> None:
+    # an API error quoting a 100 kB input (an unknown project's name) came back whole
+    long = "x" * 100_000
+    d = errors.NotFoundError(f"no project named {long!r}", hint=f"not {long}").to_dict()
+    assert d["message"].startswith("no project named 'xxx") and d["message"].endswith("xxx'")
+    assert "(98,019 characters left out)" in d["message"]
+    assert len(d["message"]) < errors.MAX_MESSAGE_CHARS + 60
+    assert len(d["hint"]) < errors.MAX_MESSAGE_CHARS + 60
+    short = errors.ValidationError("memory: bad", hint="use 16GB").to_dict()
+    assert (short["message"], short["hint"]) == ("memory: bad", "use 16GB")
+    assert errors.short_repr("ab") == "'ab'"
+    assert errors.short_repr("a" * 200, 10) == "'aaaaaaaa… (202 characters)"

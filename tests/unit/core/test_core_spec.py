@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aistack.compute.resources import GpuDevice, Node, parse_memory_mb
@@ -213,3 +215,37 @@ def test_gpu_type_is_checked_as_the_scheduler_places_it() -> None:
     for blank in ("", "  ", "-"):
         with pytest.raises(ValidationError, match="resources.gpu_type"):
             parse_spec({"command": "x", "resources": {"gpus": 1, "gpu_type": blank}})
+
+
+# -- a value that fits no member of a union field: one problem, in the field's own words ------
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"command": "x", "resources": {"memory": [1]}},
+            "resources.memory: expected a size such as '16GB' or a number of megabytes, got [1]",
+        ),
+        (
+            {"command": "x", "max_runtime": {"a": 1}},
+            "max_runtime: expected a duration such as '2h' or a number of seconds, got {'a': 1}",
+        ),
+    ],
+)
+def test_a_value_of_no_union_member_is_one_problem_naming_the_field(
+    body: dict[str, Any], expected: str
+) -> None:
+    # was one problem per member under pydantic's paths: "resources.memory.str: Input should
+    # be a valid string; resources.memory.int: Input should be a valid integer"
+    with pytest.raises(ValidationError) as e:
+        parse_spec(body)
+    assert e.value.details["problems"] == [expected]
+    assert ".str" not in str(e.value) and ".int" not in str(e.value)
+
+
+def test_a_long_value_is_quoted_shortened_in_the_error() -> None:
+    # a 100 kB memory text came back whole in the message (and the API's answer)
+    with pytest.raises(ValidationError) as e:
+        parse_spec({"command": "x", "resources": {"memory": "x" * 100_000}})
+    msg = str(e.value)
+    assert len(msg) < 400 and "(100,002 characters)" in msg
+    assert msg.startswith("invalid job spec (spec): resources.memory: cannot read 'xxx")
