@@ -43,14 +43,19 @@ class TrainConfig(BaseModel):
     micro_batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: int = Field(100, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(
+        3e-4,
+        gt=0,
+        le=1.0,
+        description="peak AdamW learning rate (at most 1: each step moves a weight by about lr)",
+    )
     min_lr: float = Field(3e-5, ge=0)
     warmup_steps: int = Field(10, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float = Field(1.0, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="0 .. 2**32 - 1 (numpy's seed range)")
     # runtime
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -120,12 +125,33 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         p = Path(path)
         if not p.exists():
             raise ValidationError(f"config: {p} does not exist", hint="pass --config cfg.yaml")
+        if p.is_dir():
+            raise ValidationError(
+                f"config: {p} is a folder, not a YAML file", hint="pass --config cfg.yaml"
+            )
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ValidationError(
+                f"config: cannot read {p}: {exc.strerror or exc}",
+                hint="pass a readable YAML file as --config",
+            ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(
+                f"config: {p} is not a text file (not UTF-8)",
+                hint="pass the trainer's YAML config as --config",
+            ) from None
         except yaml.YAMLError as exc:
             raise ValidationError(f"config: {p} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ValidationError(f"config: {p} must hold a mapping of keys to values")
+        odd = [k for k in loaded if not isinstance(k, str)]
+        if odd:
+            allowed = ", ".join(sorted(TrainConfig.model_fields))
+            raise ValidationError(
+                f"config: {p} has a key that is not a name: {odd[0]!r}",
+                hint=f"known keys: {allowed}",
+            )
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(data.get("data"), str):

@@ -43,6 +43,7 @@ import ctypes
 import glob
 import hashlib
 import logging
+import numbers
 import os
 import sys
 import weakref
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, content_hash, open_shard
 
 log = logging.getLogger(__name__)
@@ -163,11 +164,31 @@ def _shard_files(files: list[str], head: Callable[[str], bytes], where: str = ""
     return keep
 
 
+def _local_dir_shards(s: str) -> list[str]:
+    files = sorted(
+        str(p) for p in Path(s).rglob("*") if p.is_file() and not p.name.endswith(".tmp")
+    )
+    return _shard_files(files, _head, s.rstrip("/"))
+
+
 def expand_paths(data: str | Sequence[str]) -> list[str]:
     """Files, directories (every token shard inside, sorted; other files such as a
     pipeline's ``tokenizer.json`` are skipped, a damaged ``*.bin`` / ``*.tok`` is refused),
-    globs and fsspec URLs → file list."""
-    items = [data] if isinstance(data, str | os.PathLike) else list(data)
+    globs (a folder they match is read as a folder) and fsspec URLs → file list."""
+    if isinstance(data, str | os.PathLike):
+        items: list[Any] = [data]
+    elif isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
+        items = list(data)
+    else:
+        items = [data]
+    bad = [x for x in items if not isinstance(x, str | os.PathLike)]
+    if bad or not items:
+        got = f"{short_repr(bad[0])} ({type(bad[0]).__name__})" if bad else "an empty list"
+        raise ValidationError(
+            f"data: expected a shard path, folder or glob (or a list of them), got {got}",
+            hint="give shard files, a directory of shards or a glob such as 'shards/*.bin'",
+            field="data",
+        )
     out: list[str] = []
     for item in items:
         s = str(item)
@@ -187,12 +208,10 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             continue
         s = s.removeprefix("file://")
         if any(c in s for c in "*?["):
-            out.extend(sorted(glob.glob(s)))
+            for match in sorted(glob.glob(s)):
+                out.extend(_local_dir_shards(match) if os.path.isdir(match) else [match])
         elif os.path.isdir(s):
-            files = sorted(
-                str(p) for p in Path(s).rglob("*") if p.is_file() and not p.name.endswith(".tmp")
-            )
-            out.extend(_shard_files(files, _head, s.rstrip("/")))
+            out.extend(_local_dir_shards(s))
         else:
             out.append(s)
     if not out:
@@ -201,6 +220,25 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             hint="give shard files, a directory of shards or a glob such as 'shards/*.bin'",
         )
     return out
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int after checking that it is a whole number ≥ ``minimum`` (numpy
+    integers count; bools, floats, text and None do not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValidationError(
+            f"{name}: expected a whole number ≥ {minimum}, got {short_repr(value)} "
+            f"({type(value).__name__})",
+            hint=f"pass {name} as an int",
+            field=name,
+        )
+    if value < minimum:
+        raise ValidationError(
+            f"{name}: must be ≥ {minimum}, got {value}",
+            hint=f"pass {name} as an int ≥ {minimum}",
+            field=name,
+        )
+    return int(value)
 
 
 _PROT_NONE, _PROT_READ = 0, 1
@@ -301,12 +339,16 @@ class ShardLoader:
         eos_id: int | None = None,
         prefetch: int = 0,
     ) -> None:
-        if seq_len < 1:
-            raise ValidationError(f"seq_len: must be ≥ 1, got {seq_len}")
-        if batch_size < 1:
-            raise ValidationError(f"batch_size: must be ≥ 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValidationError(f"rank: {rank} is outside 0..{world_size - 1}")
+        seq_len = _whole("seq_len", seq_len, 1)
+        batch_size = _whole("batch_size", batch_size, 1)
+        seed = _whole("seed", seed, 0)
+        world_size = _whole("world_size", world_size, 1)
+        rank = _whole("rank", rank, 0)
+        prefetch = _whole("prefetch", prefetch, 0)
+        if eos_id is not None:
+            eos_id = _whole("eos_id", eos_id, 0)
+        if not rank < world_size:
+            raise ValidationError(f"rank: {rank} is outside 0..{world_size - 1}", field="rank")
         self.sources = expand_paths(data)
         self.paths = [_cache_remote(p) if _is_remote(p) else p for p in self.sources]
         self.shards: list[Shard] = [open_shard(p) for p in self.paths]
@@ -324,7 +366,7 @@ class ShardLoader:
             self._from_numpy = torch.from_numpy
             self._torch_int64 = torch.int64
         self.pin_memory = pin_memory
-        self.prefetch = max(0, int(prefetch))
+        self.prefetch = prefetch
         self._worker: Any = None
         self._queue: Any = None
         self._stop: Any = None

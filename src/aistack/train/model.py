@@ -7,12 +7,17 @@ learned position embeddings and an output head tied to the token embedding (GPT-
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from aistack.errors import ValidationError, short_repr
+
+_MINIMUM = {"vocab_size": 1, "seq_len": 1, "n_layer": 1, "n_head": 1, "n_embd": 1}
 
 
 @dataclass(kw_only=True)
@@ -24,6 +29,37 @@ class GPTConfig:
     n_embd: int = 256
     dropout: float = 0.0
     bias: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse a shape torch could not build (a ZeroDivisionError, a negative dimension
+        deep inside torch), naming the field."""
+        for name, low in _MINIMUM.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValidationError(
+                    f"{name}: expected a whole number ≥ {low}, got {short_repr(value)}",
+                    hint=f"set {name} to a positive integer",
+                    field=name,
+                )
+            setattr(self, name, int(value))
+        if self.n_embd % self.n_head:
+            raise ValidationError(
+                f"n_embd: {self.n_embd} is not divisible by n_head {self.n_head}",
+                hint="pick n_embd as a multiple of n_head",
+                field="n_embd",
+            )
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0.0 <= float(d) < 1.0:
+            raise ValidationError(
+                f"dropout: expected a probability in [0, 1), got {short_repr(d)}",
+                hint="set dropout to 0.0 (off) or a fraction such as 0.1",
+                field="dropout",
+            )
+        self.dropout = float(d)
+        if not isinstance(self.bias, bool):
+            raise ValidationError(
+                f"bias: expected true or false, got {short_repr(self.bias)}", field="bias"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +103,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            from aistack.errors import ValidationError
-
+        if cfg.n_embd % cfg.n_head:  # a config changed after it was made
             raise ValidationError(
                 f"n_embd: {cfg.n_embd} is not divisible by n_head {cfg.n_head}",
                 hint="pick n_embd as a multiple of n_head",

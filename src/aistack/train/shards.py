@@ -30,6 +30,7 @@ over the tokens), so opening stays cheap for big shards.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -64,8 +65,18 @@ class Shard:
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 when every id fits (vocab ≤ 65,536), else uint32."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral):
+        raise ValidationError(
+            f"vocab_size: expected a whole number, got {vocab_size!r:.100}", field="vocab_size"
+        )
     if vocab_size < 1:
-        raise ValidationError(f"vocab_size: must be ≥ 1, got {vocab_size}")
+        raise ValidationError(f"vocab_size: must be ≥ 1, got {vocab_size}", field="vocab_size")
+    if vocab_size > 2**32:
+        raise ValidationError(
+            f"vocab_size: {vocab_size:,} is more than 4-byte token ids can hold (2**32)",
+            hint="use the tokenizer's vocabulary size",
+            field="vocab_size",
+        )
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
@@ -157,6 +168,12 @@ def _read_aistok(path: str) -> Shard:
             f"data: {path} has shard version {version} / {itemsize}-byte tokens",
             hint="this aistack reads version 1 with 2- or 4-byte tokens; rewrite the shard",
         )
+    if vocab > 2 ** (8 * itemsize):
+        raise ValidationError(
+            f"data: {path}: the header's vocab_size {vocab:,} does not fit its "
+            f"{itemsize}-byte tokens (at most {2 ** (8 * itemsize):,} ids)",
+            hint=RETOKENIZE_HINT,
+        )
     dtype = np.uint16 if itemsize == 2 else np.uint32
     tok_bytes = n_tokens * itemsize
     size = os.path.getsize(path)
@@ -220,8 +237,19 @@ def _open_shard(path: str | os.PathLike[str]) -> Shard:
     path = str(path)
     if not os.path.exists(path):
         raise ValidationError(f"data: shard {path} does not exist", hint="check the data paths")
-    with open(path, "rb") as fh:
-        magic = fh.read(len(MAGIC))
+    if os.path.isdir(path):
+        raise ValidationError(
+            f"data: {path} is a folder, not a token shard",
+            hint="give the folder itself as data (its shards are read), or shard files",
+        )
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(MAGIC))
+    except OSError as exc:
+        raise ValidationError(
+            f"data: cannot read shard {path}: {exc.strerror or exc}",
+            hint="check the file's permissions, or leave it out of the data paths",
+        ) from None
     if magic == MAGIC:
         return _read_aistok(path)
     wd: Any
