@@ -9,7 +9,8 @@ Layout under ``<objects_url>/checkpoints/<run-name>/``::
 A checkpoint is first written as ``.step_XXXXXXXX.pt.<pid>.tmp`` and then renamed (on S3
 the object appears in one PUT, so a reader never sees half a file either); the latest
 checkpoint is the highest step number among complete ``step_*.pt`` files, so a crash while
-writing leaves the previous one in place. Older checkpoints beyond ``keep`` are deleted (never
+writing leaves the previous one in place, and a write that fails (a full disk, Ctrl-C) removes
+its temporary file. Older checkpoints beyond ``keep`` are deleted (never
 the one just written). A latest checkpoint that cannot be read (truncated, corrupt) is skipped
 with a warning and the next older one is loaded. :meth:`CheckpointStore.archive` moves a run's
 checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with it).
@@ -17,14 +18,16 @@ checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import numbers
 import os
 import re
 import time
 from typing import Any
 
-from aistack.errors import BackendError, ValidationError
+from aistack.errors import BackendError, NotFoundError, ValidationError, short_repr
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +69,58 @@ def run_checkpoint_url(run_name: str, objects_url: str | None = None) -> str:
     return f"{str(objects_url).rstrip('/')}/checkpoints/{run_name}"
 
 
+def _step_number(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValidationError(
+            f"step: expected a whole number ≥ 0, got {short_repr(step)}",
+            hint="checkpoints are named by the number of optimizer steps done",
+            field="step",
+        )
+    return int(step)
+
+
+def _shown_steps(steps: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(s) for s in steps[-limit:])
+    return f"… {shown}" if len(steps) > limit else shown
+
+
 class CheckpointStore:
     """Save / find / load checkpoints of one run under ``url``."""
 
     def __init__(self, url: str, *, keep: int = 3) -> None:
-        self.url = url.rstrip("/")
+        if not isinstance(url, str | os.PathLike) or not str(url).strip():
+            raise ValidationError(
+                f"checkpoint_url: expected a directory or a URL, got {short_repr(url)}",
+                hint="pass a local directory or a URL such as s3://bucket/path",
+                field="checkpoint_url",
+            )
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
+            raise ValidationError(
+                f"keep: expected a whole number ≥ 1 of checkpoints to keep, got {short_repr(keep)}",
+                hint="pass keep=1 or more (--keep-checkpoints)",
+                field="keep",
+            )
+        self.url: str = str(url).rstrip("/")
+        self.fs: Any
+        self.root: str
         self.fs, self.root = url_to_fs(self.url)
-        self.keep = max(1, int(keep))
+        self.keep: int = int(keep)
 
     def check_writable(self) -> None:
         """Create the directory and write a probe file, so that a bad location is an error
         before training starts rather than at the first checkpoint."""
         probe = self._path(f".probe.{os.getpid()}.tmp")
+        try:
+            is_file = bool(self.fs.isfile(self.root))
+        except Exception:  # noqa: BLE001 - a store that cannot say: the probe below tells
+            is_file = False
+        if is_file:
+            raise ValidationError(
+                f"checkpoint_url: {self.url} is a file, not a folder",
+                hint="point --checkpoint-url at a folder (it is created when missing), "
+                "not at a checkpoint file",
+                field="checkpoint_url",
+            )
         try:
             self.fs.makedirs(self.root, exist_ok=True)
             with self.fs.open(probe, "wb") as fh:
@@ -119,8 +162,13 @@ class CheckpointStore:
         return self._path(f"step_{step:08d}.pt")
 
     def save(self, step: int, state: dict[str, Any]) -> str:
+        """Write ``state`` as the checkpoint of ``step`` (atomically). When the write fails
+        (disk full, no permission, interrupted) its temporary file is removed, the
+        checkpoints already there are left as they were, and a BackendError says which is the
+        latest one."""
         import torch
 
+        step = _step_number(step)
         buf = io.BytesIO()
         torch.save(state, buf)
         data = buf.getvalue()
@@ -138,8 +186,29 @@ class CheckpointStore:
                     except (OSError, io.UnsupportedOperation):
                         pass
             self.fs.mv(tmp, final)
-        except OSError as exc:
-            raise BackendError(f"cannot write checkpoint {final}: {exc}") from exc
+        except BaseException as exc:
+            # half a checkpoint must not stay behind (it can be most of a full disk)
+            with contextlib.suppress(Exception):
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            if not isinstance(exc, OSError):
+                raise
+            try:
+                kept = [s for s in self.steps() if s != step]
+            except Exception:  # noqa: BLE001 - only to word the hint
+                kept = []
+            left = (
+                f"the checkpoints already there are untouched (the newest: step {kept[-1]}, "
+                f"{self.path_for(kept[-1])})"
+                if kept
+                else "no earlier checkpoint of this run exists"
+            )
+            raise BackendError(
+                f"cannot write checkpoint {final}: {exc.strerror or exc} "
+                f"({len(data) / 1e6:.1f} MB); {left}",
+                hint="free space or fix the permissions of the checkpoint location "
+                "(--checkpoint-url), then re-run",
+            ) from exc
         log.info("checkpoint step %d saved to %s (%.1f MB)", step, final, len(data) / 1e6)
         self._prune(step)
         return final
@@ -163,6 +232,33 @@ class CheckpointStore:
             raise ValueError("not a trainer checkpoint (no 'step')")
         return state  # type: ignore[no-any-return]
 
+    def _read_one(self, step: int) -> dict[str, Any]:
+        """The checkpoint of ``step``: a clear error naming the file when it is missing or
+        cannot be read, with the steps that can be loaded instead."""
+        path = self.path_for(step)
+        try:
+            return self._read(step)
+        except FileNotFoundError:
+            steps = self.steps()
+            raise NotFoundError(
+                f"step: this run has no checkpoint of step {step} ({path})",
+                hint=f"its checkpoints: steps {_shown_steps(steps)}"
+                if steps
+                else f"{self.url} holds no checkpoint",
+                field="step",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
+            others = [s for s in self.steps() if s != step]
+            raise BackendError(
+                f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})"[:500],
+                hint=(
+                    f"load another step (this run also has steps {_shown_steps(others)}), or "
+                    "delete the damaged file"
+                    if others
+                    else "delete the damaged file, or start over with --no-resume"
+                ),
+            ) from None
+
     def load(self, step: int | None = None) -> dict[str, Any] | None:
         """The checkpoint at ``step``, or None when the run has none.
 
@@ -170,7 +266,7 @@ class CheckpointStore:
         skipped with a warning naming it. BackendError when none can be read.
         """
         if step is not None:
-            return self._read(step)
+            return self._read_one(_step_number(step))
         steps = self.steps()
         bad: list[str] = []
         for s in reversed(steps):

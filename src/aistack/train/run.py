@@ -19,6 +19,10 @@
   writable, and that ``eos_id`` and the shard headers' vocabularies fit ``vocab_size``; and
   on the host, every batch before it goes to the device: a token id the embedding cannot
   hold is a clear error naming its shard (not a torch IndexError or device-side assert).
+* A loss (or, at a checkpoint, weights) that is NaN/inf stops the run with an error naming
+  ``lr``: nothing of that step is saved, so the good checkpoints are neither replaced nor
+  pruned. A checkpoint that is not this trainer's (no model state, other parameter names) is
+  refused naming the file and the older checkpoint to resume from instead.
 * With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
   the model as an MLflow pyfunc (see :mod:`aistack.train.export`). The run ends FINISHED,
   KILLED when stopped by SIGTERM (a re-run resumes it), FAILED when the trainer raised.
@@ -40,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import AistackError, BackendError, ValidationError, require
+from aistack.errors import AistackError, BackendError, ValidationError, require, short_repr
 from aistack.train.config import TrainConfig, parse_args
 
 log = logging.getLogger(__name__)
@@ -267,6 +271,63 @@ def _check_resume(state: dict[str, Any], gcfg_dict: dict[str, Any], loader: Any)
         loader.load_state_dict(loader_state)  # refuses another layout, naming the field
 
 
+def _load_weights(state: dict[str, Any], model: Any, opt: Any, store: Any) -> None:
+    """Load the checkpoint's model and optimizer state: one that is not this trainer's (no
+    model or optimizer state, other parameter names or shapes) is a clear error naming the
+    file and the older checkpoints a re-run could use instead, not torch's KeyError or
+    RuntimeError."""
+    step = state.get("step")
+    try:
+        path = store.path_for(int(step))  # type: ignore[arg-type]
+        older = [s for s in store.steps() if s < int(step)]  # type: ignore[arg-type]
+    except (TypeError, ValueError, OSError):
+        path, older = f"{store.url} (step {step!r})", []
+    problem = None
+    for key in ("model", "optimizer"):
+        if not isinstance(state.get(key), dict):
+            problem = f"it holds no {key} state ('{key}' is {short_repr(state.get(key), 60)})"
+            break
+    if problem is None:
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:600]
+    if problem is None:
+        return
+    if older:
+        how = (
+            f"move {path} out of the folder to resume from step {older[-1]} (the newest "
+            "older checkpoint), or start a new run: another --run-name, or --no-resume"
+        )
+    else:
+        how = "start a new run: another --run-name, or --no-resume (moves it aside)"
+    raise ValidationError(
+        f"checkpoint: {path} is not a checkpoint of this model and trainer: {problem}",
+        hint=how,
+        field="checkpoint_url",
+    )
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValidationError(
+            f"{name}: the environment variable is {short_repr(raw)}, not a whole number "
+            f"≥ {minimum}",
+            hint="unset it for one process, or start the trainer with torchrun or an aistack "
+            "'distributed: torch' job",
+            field=name,
+        )
+    return value
+
+
 def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
     """The model's vocabulary size; refuses ids the embedding could not hold."""
     vocab = cfg.vocab_size or loader.vocab_size
@@ -331,6 +392,25 @@ def _bad_ids_error(x: Any, y: Any, vocab: int, loader: Any, step: int) -> Valida
     )
 
 
+def _diverged(
+    what: str, step: int, lr: float, cfg: TrainConfig, last_ckpt: str | None, start: int
+) -> ValidationError:
+    """The error that stops a run whose loss or weights became NaN/inf (nothing is saved)."""
+    if last_ckpt:
+        kept = f"the last checkpoint ({last_ckpt}) was written before; a re-run resumes from it"
+    elif start:
+        kept = f"the checkpoint of step {start} this run resumed from is kept"
+    else:
+        kept = "no checkpoint was written"
+    return ValidationError(
+        f"lr: training diverged at step {step}: {what} (lr {lr:.3g}); nothing of this step "
+        f"was saved, {kept}",
+        hint=f"lower --lr (now {cfg.lr:g}), raise --warmup-steps (now {cfg.warmup_steps}) or "
+        "set --grad-clip, or use a new --run-name to start over with other settings",
+        field="lr",
+    )
+
+
 def _check_tokenizer(cfg: TrainConfig) -> None:
     if cfg.tokenizer and "://" not in cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
         raise ValidationError(
@@ -378,9 +458,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     from aistack.train.loader import ShardLoader
     from aistack.train.model import GPT, GPTConfig, flops_per_token
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world = _env_int("WORLD_SIZE", 1, minimum=1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if rank >= world:
+        raise ValidationError(
+            f"RANK: {rank} is not below WORLD_SIZE {world}",
+            hint="start the trainer with torchrun or an aistack 'distributed: torch' job, "
+            "which set RANK, LOCAL_RANK and WORLD_SIZE",
+            field="RANK",
+        )
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if use_cuda and not 0 <= local_rank < torch.cuda.device_count():
         raise ValidationError(
@@ -439,7 +526,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
+    np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1
     model = GPT(gcfg).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -469,8 +556,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     state = store.load() if cfg.resume else None
     if state is not None:
         _check_resume(state, gcfg.to_dict(), loader)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        _load_weights(state, model, opt, store)
         rngs = state.get("rng") or []
         if len(rngs) == world:
             _set_rng_state(torch, rngs[rank])
@@ -532,6 +618,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         )
 
     def save(step_done: int) -> str | None:
+        # weights that are NaN/inf (an update from non-finite gradients) are never written:
+        # they would replace, and prune, the good checkpoints (the same on every rank)
+        if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
+            raise _diverged(
+                "the model's weights are not finite", step_done, lr_at(step_done - 1, cfg), cfg,
+                last_ckpt, start,
+            )  # fmt: skip
         rng = _rng_state(torch)
         rngs: list[Any] = [None] * world
         if distributed:
@@ -618,6 +711,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 dist.all_reduce(flags)
             vals = flags.tolist()
             loss_val = vals[0] / world
+            if not math.isfinite(loss_val):  # every rank sees the same all-reduced value
+                raise _diverged(f"the loss is {loss_val}", step, lr, cfg, last_ckpt, start)
             losses.append(loss_val)
             dt = time.perf_counter() - t0
             tps = cfg.tokens_per_step * world / dt
