@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from aistack.cli._common import _Command, print_json, read_json_file
-from aistack.errors import ValidationError
+from aistack.errors import NotFoundError, ValidationError
 
 app = typer.Typer(
     help="Size training and serving, compare cloud vs on-prem costs, list the catalog.",
@@ -38,10 +42,101 @@ def parse_count(value: str | None, field: str) -> float | None:
     return float(m.group(1)) * _SUFFIX[m.group(2).lower()]
 
 
+# The planners speak of their fields ("gpus: ...", hints and notes naming `tp`, `seq_len`):
+# each command says them as its options, as `webdata crawl` does with CrawlConfig's fields. A
+# field a command has no option for keeps its name.
+_COMMON_OPTIONS = {"gpu": "--gpu"}
+_TRAIN_OPTIONS = {
+    **_COMMON_OPTIONS,
+    "params": "--params",
+    "tokens": "--tokens",
+    "active_params": "--active-params",
+    "gpus": "--gpus",
+    "days": "--days",
+    "seq_len": "--seq-len",
+    "layers": "--layers",
+    "hidden": "--hidden",
+    "precision": "--precision",
+    "mfu": "--mfu",
+    "goodput": "--goodput",
+    "zero_stage": "--zero-stage",
+    "tp": "--tp",
+    "pp": "--pp",
+    "batch_tokens": "--batch-tokens",
+    "max_batch_tokens": "--max-batch-tokens",
+    "checkpoint_seconds": "--checkpoint-seconds",
+}
+_SERVE_OPTIONS = {
+    **_COMMON_OPTIONS,
+    "params": "--params",
+    "active_params": "--active-params",
+    "precision": "--precision",
+    "kv_precision": "--kv-precision",
+    "context": "--context",
+    "prompt": "--prompt",
+    "concurrency": "--concurrency",
+    "target_tokens_per_s": "--target-tps",
+    "layers": "--layers",
+    "hidden": "--hidden",
+    "kv_heads": "--kv-heads",
+    "head_dim": "--head-dim",
+}
+_TCO_OPTIONS = {
+    **_COMMON_OPTIONS,
+    "gpus": "--gpus",
+    "instance": "--instance",
+    "server": "--server",
+    "utilization": "--utilization",
+    "horizon_months": "--months",
+    "hybrid_base_gpus": "--hybrid-base-gpus",
+    "cloud_usd_per_hour": "--cloud-price",
+    "server_price_usd": "--server-price",
+    "path": "--chart",
+}
+_HYBRID_OPTIONS = {**_COMMON_OPTIONS, "instance": "--instance", "server": "--server"}
+_FIELD_REF = re.compile(r"`([a-z_]+)`")
+
+
+def as_options(text: str, options: dict[str, str]) -> str:
+    """``text`` with each `field` it names that ``options`` has written as its option."""
+    return _FIELD_REF.sub(lambda m: options.get(m[1], m[0]), text)
+
+
+@contextlib.contextmanager
+def options_for(options: dict[str, str]) -> Iterator[None]:
+    """A planner's error in this command's words: its "field: " prefix, the `fields` its
+    message and hint name and its ``field`` detail become the options (``gpus: must be at most
+    1,000,000`` -> ``--gpus: must be at most 1,000,000``)."""
+    try:
+        yield
+    except (ValidationError, NotFoundError) as exc:
+        field = str(exc.details.get("field"))
+        option = options.get(field)
+        message = as_options(exc.message, options)
+        if option is not None and message.startswith(f"{field}: "):
+            message = f"{option}: {message.removeprefix(f'{field}: ')}"
+        hint = as_options(exc.hint, options) if exc.hint else exc.hint
+        details = {**exc.details, "field": option} if option else exc.details
+        if (message, hint, details) == (exc.message, exc.hint, exc.details):
+            raise
+        raise type(exc)(message, hint=hint, **details) from None
+
+
+def _notes_as_options(plan: Any, options: dict[str, str]) -> Any:
+    """``plan`` (a frozen dataclass with ``notes``) with its notes in the command's words."""
+    return dataclasses.replace(plan, notes=[as_options(n, options) for n in plan.notes])
+
+
 def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
     from aistack.planning.catalog import load_catalog
 
-    return load_catalog([str(p) for p in (paths or [])])
+    try:
+        return load_catalog([str(p) for p in (paths or [])])
+    except (ValidationError, NotFoundError) as exc:  # "catalog file 'x' ...": one of `paths`
+        if exc.details.get("field") != "paths" or not exc.message.startswith("catalog file "):
+            raise
+        message = f"--catalog: {exc.message.removeprefix('catalog file ')}"
+        raise type(exc)(message, hint=exc.hint, field="--catalog") from None
 
 
 SHORT_SPAN_DAYS = 28  # plan hybrid warns below this: the sweep extrapolates to a month
@@ -112,28 +207,30 @@ def train(
     from aistack.planning.training import plan_training
 
     bt = parse_count(batch_tokens, "--batch-tokens")
-    plan = plan_training(
-        params=parse_count(params, "--params"),  # type: ignore[arg-type]
-        tokens=parse_count(tokens, "--tokens"),  # type: ignore[arg-type]
-        gpu=gpu,
-        active_params=parse_count(active_params, "--active-params"),
-        gpus=gpus,
-        days=days,
-        seq_len=seq_len,
-        layers=layers,
-        hidden=hidden,
-        precision=precision,
-        mfu=mfu,
-        goodput=goodput,
-        zero_stage=zero_stage,
-        recompute=recompute,
-        tp=tp,
-        pp=pp,
-        batch_tokens=int(bt or 0),
-        max_batch_tokens=int(parse_count(max_batch_tokens, "--max-batch-tokens") or 0),
-        checkpoint_seconds=checkpoint_seconds,
-        catalog=_catalog(catalog),
-    )
+    with options_for(_TRAIN_OPTIONS):
+        plan = plan_training(
+            params=parse_count(params, "--params"),  # type: ignore[arg-type]
+            tokens=parse_count(tokens, "--tokens"),  # type: ignore[arg-type]
+            gpu=gpu,
+            active_params=parse_count(active_params, "--active-params"),
+            gpus=gpus,
+            days=days,
+            seq_len=seq_len,
+            layers=layers,
+            hidden=hidden,
+            precision=precision,
+            mfu=mfu,
+            goodput=goodput,
+            zero_stage=zero_stage,
+            recompute=recompute,
+            tp=tp,
+            pp=pp,
+            batch_tokens=int(bt or 0),
+            max_batch_tokens=int(parse_count(max_batch_tokens, "--max-batch-tokens") or 0),
+            checkpoint_seconds=checkpoint_seconds,
+            catalog=_catalog(catalog),
+        )
+    plan = _notes_as_options(plan, _TRAIN_OPTIONS)
     if as_json:
         print_json(plan.to_dict())
     else:
@@ -172,22 +269,24 @@ def serve(
     from aistack.planning.inference import plan_serving
     from aistack.planning.report import render_serve
 
-    plan = plan_serving(
-        params=parse_count(params, "--params"),  # type: ignore[arg-type]
-        gpu=gpu,
-        active_params=parse_count(active_params, "--active-params"),
-        precision=precision,
-        kv_precision=kv_precision,
-        context=context,
-        prompt=prompt,
-        concurrency=concurrency,
-        target_tokens_per_s=target_tps,
-        layers=layers,
-        hidden=hidden,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        catalog=_catalog(catalog),
-    )
+    with options_for(_SERVE_OPTIONS):
+        plan = plan_serving(
+            params=parse_count(params, "--params"),  # type: ignore[arg-type]
+            gpu=gpu,
+            active_params=parse_count(active_params, "--active-params"),
+            precision=precision,
+            kv_precision=kv_precision,
+            context=context,
+            prompt=prompt,
+            concurrency=concurrency,
+            target_tokens_per_s=target_tps,
+            layers=layers,
+            hidden=hidden,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            catalog=_catalog(catalog),
+        )
+    plan = _notes_as_options(plan, _SERVE_OPTIONS)
     if as_json:
         print_json(plan.to_dict())
     else:
@@ -233,27 +332,29 @@ def tco(
             f"({MAX_HORIZON_MONTHS // 12} years)",
             hint="servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
         )
-    if chart is not None:  # before the plan: a bad path fails at once, not after the work
-        from aistack.planning.chart import check_chart_path
+    with options_for(_TCO_OPTIONS):
+        if chart is not None:  # before the plan: a bad path fails at once, not after the work
+            from aistack.planning.chart import check_chart_path
 
-        check_chart_path(chart)
-    res = plan_tco(
-        gpus=gpus,
-        gpu=gpu,
-        instance=instance,
-        server=server,
-        utilization=parse_fraction(utilization, "--utilization"),
-        horizon_months=months,
-        hybrid_base_gpus=hybrid_base_gpus,
-        cloud_usd_per_hour=cloud_price,
-        server_price_usd=server_price,
-        catalog=_catalog(catalog),
-    )
-    chart_path = None
-    if chart is not None:
-        from aistack.planning.chart import tco_chart_png
+            check_chart_path(chart)
+        res = plan_tco(
+            gpus=gpus,
+            gpu=gpu,
+            instance=instance,
+            server=server,
+            utilization=parse_fraction(utilization, "--utilization"),
+            horizon_months=months,
+            hybrid_base_gpus=hybrid_base_gpus,
+            cloud_usd_per_hour=cloud_price,
+            server_price_usd=server_price,
+            catalog=_catalog(catalog),
+        )
+        res = _notes_as_options(res, _TCO_OPTIONS)
+        chart_path = None
+        if chart is not None:
+            from aistack.planning.chart import tco_chart_png
 
-        chart_path = str(tco_chart_png(res, chart))
+            chart_path = str(tco_chart_png(res, chart))
     if as_json:
         d = res.to_dict()
         d["chart"] = chart_path
@@ -342,15 +443,16 @@ def hybrid(
             hint="e.g. --step-minutes 60",
         )
     step_s = step_minutes * 60.0
-    prof = demand_profile(intervals, step_s=step_s)
-    sweep = hybrid_sweep(
-        prof,
-        step_h=step_s / 3600.0,
-        gpu=gpu,
-        server=server,
-        instance=instance,
-        catalog=_catalog(catalog),
-    )
+    with options_for(_HYBRID_OPTIONS):
+        prof = demand_profile(intervals, step_s=step_s, step_option="--step-minutes")
+        sweep = hybrid_sweep(
+            prof,
+            step_h=step_s / 3600.0,
+            gpu=gpu,
+            server=server,
+            instance=instance,
+            catalog=_catalog(catalog),
+        )
     if as_json:
         print_json(sweep.to_dict())
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from aistack.errors import ValidationError
 from aistack.planning.tco import TcoResult
 
-_HINT = "choose another path, e.g. --chart tco.png"
+_HINT = "choose another path, e.g. tco.png"
 
 
 def check_chart_path(path: str | Path) -> Path:
@@ -24,12 +24,13 @@ def check_chart_path(path: str | Path) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise ValidationError(
-            f"--chart: {str(out)!r} must end in .png", hint="e.g. --chart tco.png"
+            f"path: {str(out)!r} must end in .png", hint="e.g. tco.png", field="path"
         )
     if out.is_dir():
         raise ValidationError(
-            f"--chart: {str(out)!r} is a folder",
-            hint=f"give a file name, e.g. --chart {out / 'tco.png'}",
+            f"path: {str(out)!r} is a folder",
+            hint=f"give a file name, e.g. {out / 'tco.png'}",
+            field="path",
         )
     missing: list[Path] = []
     for parent in out.parents:
@@ -37,16 +38,18 @@ def check_chart_path(path: str | Path) -> Path:
             break
         if os.path.lexists(parent):
             raise ValidationError(
-                f"--chart: cannot write {str(out)!r}: {str(parent)!r} is a file, not a folder",
+                f"path: cannot write {str(out)!r}: {str(parent)!r} is a file, not a folder",
                 hint=_HINT,
+                field="path",
             )
         missing.append(parent)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValidationError(
-            f"--chart: cannot create the folder {str(out.parent)!r} ({exc.strerror or exc})",
+            f"path: cannot create the folder {str(out.parent)!r} ({exc.strerror or exc})",
             hint=_HINT,
+            field="path",
         ) from None
     try:
         if out.exists():
@@ -61,7 +64,7 @@ def check_chart_path(path: str | Path) -> Path:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise ValidationError(
-            f"--chart: cannot write {str(out)!r} ({exc.strerror or exc})", hint=_HINT
+            f"path: cannot write {str(out)!r} ({exc.strerror or exc})", hint=_HINT, field="path"
         ) from None
     return out
 
@@ -124,7 +127,9 @@ def tco_chart_png(result: TcoResult, path: str | Path) -> Path:
             fig.savefig(out, format="png")
         except OSError as exc:
             raise ValidationError(
-                f"--chart: cannot write {str(out)!r} ({exc.strerror or exc})", hint=_HINT
+                f"path: cannot write {str(out)!r} ({exc.strerror or exc})",
+                hint=_HINT,
+                field="path",
             ) from None
     finally:
         plt.close(fig)

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import ValidationError
+from aistack.planning import limits
 from aistack.planning.catalog import Catalog, default_catalog
+from aistack.planning.limits import check_range, is_number
 from aistack.planning.training import GB, infer_shape
 
 BYTES_PER_VALUE = {
@@ -40,8 +42,11 @@ MAX_GPUS_PER_REPLICA = 8
 def _check_positive(name: str, v: float | int | None, hint: str) -> None:
     if v is None:
         return
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-        raise ValidationError(f"{name}: must be a positive number, got {v!r}", hint=hint)
+    if not is_number(v) or v <= 0:
+        shown = limits.number(v) if is_number(v) else repr(v)
+        raise ValidationError(
+            f"{name}: must be a positive number, got {shown}", hint=hint, field=name
+        )
 
 
 def _bytes_of(precision: str, field_name: str) -> float:
@@ -50,6 +55,7 @@ def _bytes_of(precision: str, field_name: str) -> float:
         raise ValidationError(
             f"{field_name}: unknown precision {precision!r}",
             hint=f"use one of {', '.join(BYTES_PER_VALUE)}",
+            field=field_name,
         )
     return BYTES_PER_VALUE[p]
 
@@ -114,35 +120,64 @@ def plan_serving(
 ) -> ServePlan:
     """Size one model's serving deployment."""
     cat = catalog or default_catalog()
-    _check_positive("params", params, "e.g. --params 70e9")
+    _check_positive("params", params, "total parameter count, e.g. 70e9")
     if params is None:
-        raise ValidationError("params: required", hint="e.g. --params 70e9")
-    _check_positive("active_params", active_params, "active parameters per token, <= --params")
-    _check_positive(
-        "context", context, "tokens per sequence (prompt + output), e.g. --context 8192"
+        raise ValidationError("params: required", hint="e.g. 70e9", field="params")
+    check_range(
+        "params",
+        params,
+        high=limits.MAX_PARAMS,
+        hint="the largest models have about 2e12 parameters; e.g. 70e9 for a 70B model",
     )
-    _check_positive("prompt", prompt, "prompt tokens, <= --context")
-    _check_positive(
-        "concurrency", concurrency, "sequences decoded at once per replica, e.g. --concurrency 32"
+    _check_positive("active_params", active_params, "active parameters per token, at most `params`")
+    _check_positive("context", context, "tokens per sequence (prompt + output), e.g. 8192")
+    check_range(
+        "context",
+        context,
+        high=limits.MAX_CONTEXT,
+        hint="the longest context windows are about 1e7 tokens; e.g. 8192",
+    )
+    _check_positive("prompt", prompt, "prompt tokens, at most `context`")
+    _check_positive("concurrency", concurrency, "sequences decoded at once per replica, e.g. 32")
+    check_range(
+        "concurrency",
+        concurrency,
+        high=limits.MAX_CONCURRENCY,
+        hint="sequences one replica decodes at once: vLLM's default is 256",
     )
     _check_positive(
+        "target_tokens_per_s", target_tokens_per_s, "aggregate output tokens/s, e.g. 5000"
+    )
+    check_range(
         "target_tokens_per_s",
         target_tokens_per_s,
-        "aggregate output tokens/s, e.g. --target-tps 5000",
+        high=limits.MAX_TOKENS_PER_S,
+        hint="aggregate output tokens/s: the busiest public APIs serve about 1e8",
     )
-    _check_positive("kv_heads", kv_heads, "key/value heads (GQA), e.g. --kv-heads 8")
+    _check_positive("kv_heads", kv_heads, "key/value heads (GQA), e.g. 8")
     _check_positive("head_dim", head_dim, "dimension per attention head, usually 128")
-    if int(concurrency) != concurrency or int(context) != context:
-        raise ValidationError("concurrency and context must be whole numbers")
+    check_range(
+        "head_dim",
+        head_dim,
+        low=limits.MIN_HEAD_DIM,
+        high=limits.MAX_HEAD_DIM,
+        hint="attention heads have 64 to 256 dimensions, usually 128",
+    )
+    for name, v in (("concurrency", concurrency), ("context", context)):
+        if int(v) != v:
+            raise ValidationError(f"{name}: must be a whole number, got {v!r}", field=name)
     if prompt is not None and prompt > context:
         raise ValidationError(
             f"prompt ({prompt}) cannot exceed context ({context})",
-            hint="context = prompt + output tokens",
+            hint="`context` = prompt + output tokens",
+            field="prompt",
         )
     n_active = active_params if active_params is not None else params
     if n_active > params:
         raise ValidationError(
-            "active_params cannot exceed params", hint="--active-params is per token for MoE models"
+            "active_params cannot exceed params",
+            hint="`active_params` is per token for MoE models",
+            field="active_params",
         )
     acc = cat.accelerator(gpu)
     wbytes = _bytes_of(precision, "precision")
@@ -150,6 +185,13 @@ def plan_serving(
     notes: list[str] = []
 
     shape = infer_shape(n_active, layers=layers, hidden=hidden)
+    if kv_heads is not None and kv_heads > shape.hidden:
+        raise ValidationError(
+            f"kv_heads: {limits.number(kv_heads)} key/value heads for a hidden size of {shape.hidden:,}",
+            hint="at most one KV head per dimension of the hidden size; models have 1 to 128 "
+            "(8 with GQA)",
+            field="kv_heads",
+        )
     if kv_heads is None:
         kv_heads = max(1, shape.hidden // head_dim)
         notes.append(
@@ -173,7 +215,8 @@ def plan_serving(
         raise ValidationError(
             f"one replica needs {need / GB:,.0f} GB (weights {weights / GB:,.0f} GB + KV cache {kv_total / GB:,.0f} GB), "
             f"more than {MAX_GPUS_PER_REPLICA} x {acc.name} ({MAX_GPUS_PER_REPLICA * cap / GB:,.0f} GB usable) in one node",
-            hint="lower --concurrency or --context, quantize (--precision fp8/int4), or pick a GPU with more memory",
+            hint="lower `concurrency` or `context`, quantize (`precision` fp8 or int4), or pick a "
+            "GPU with more memory",
         )
     # decode: read all weights (active experts only for MoE at large batch ~ all) + the KV cache
     kv_read = (

@@ -35,13 +35,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import ValidationError
+from aistack.planning import limits
 from aistack.planning.catalog import Catalog, Instance, Price, Server, default_catalog
+from aistack.planning.limits import check_range, is_number
 
 HOURS_PER_MONTH = 730.0
 DEFAULT_SPOT_OVERHEAD = 0.10
 # The plan is built month by month (a cumulative cost per month and scenario): 10**8 months
-# never finished and held a server worker. 100 years, as `plan tco --months` allows.
+# never finished and held a server worker. 100 years (also the CLI's cap on its months).
 MAX_HORIZON_MONTHS = 1200
+_GPUS_WHY = "the largest clusters hold about 200,000 GPUs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,8 +205,11 @@ def breakeven_utilization(
 def _check(name: str, v: float | int | None, hint: str) -> None:
     if v is None:
         return
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-        raise ValidationError(f"{name}: must be a positive number, got {v!r}", hint=hint)
+    if not is_number(v) or v <= 0:
+        shown = limits.number(v) if is_number(v) else repr(v)
+        raise ValidationError(
+            f"{name}: must be a positive number, got {shown}", hint=hint, field=name
+        )
 
 
 def plan_tco(
@@ -227,24 +233,38 @@ def plan_tco(
     instance-hour), ``server_price_usd`` the server's purchase price.
     """
     cat = catalog or default_catalog()
-    _check("gpus", gpus, "GPUs needed at peak, e.g. --gpus 16")
+    _check("gpus", gpus, "GPUs needed at peak, e.g. 16")
     if int(gpus) != gpus:
-        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}")
-    _check("horizon_months", horizon_months, "e.g. --months 36")
+        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}", field="gpus")
+    check_range("gpus", gpus, high=limits.MAX_GPUS, hint=_GPUS_WHY)
+    _check("horizon_months", horizon_months, "e.g. 36")
     if int(horizon_months) != horizon_months:
         raise ValidationError(
             f"horizon_months: must be a whole number of months, got {horizon_months!r}",
-            hint="e.g. --months 36",
+            hint="e.g. 36",
+            field="horizon_months",
         )
     if horizon_months > MAX_HORIZON_MONTHS:
         raise ValidationError(
             f"horizon_months: at most {MAX_HORIZON_MONTHS} months "
             f"({MAX_HORIZON_MONTHS // 12} years), got {horizon_months!r}",
-            hint="servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
+            hint="servers are written off in 3 to 5 years: e.g. 36 or 60",
             field="horizon_months",
         )
     _check("cloud_usd_per_hour", cloud_usd_per_hour, "USD per instance-hour, e.g. 84")
+    check_range(
+        "cloud_usd_per_hour",
+        cloud_usd_per_hour,
+        high=limits.MAX_USD_PER_HOUR,
+        hint="USD per instance-hour: 8-GPU instances cost up to about $100/h",
+    )
     _check("server_price_usd", server_price_usd, "USD per server, e.g. 450000")
+    check_range(
+        "server_price_usd",
+        server_price_usd,
+        high=limits.MAX_SERVER_USD,
+        hint="USD per server: $10,000 to about $4e6 (a GB200 NVL72 rack)",
+    )
     if (
         isinstance(utilization, bool)
         or not isinstance(utilization, int | float)
@@ -253,12 +273,28 @@ def plan_tco(
         raise ValidationError(
             f"utilization: must be in (0, 1], got {utilization!r}",
             hint="a fraction of the time the GPUs are busy, e.g. 0.6",
+            field="utilization",
         )
     if not (0 <= spot_overhead < 1):
-        raise ValidationError(f"spot_overhead: must be in [0, 1), got {spot_overhead!r}")
+        raise ValidationError(
+            f"spot_overhead: must be in [0, 1), got {spot_overhead!r}", field="spot_overhead"
+        )
+    if hybrid_base_gpus is not None:
+        if (
+            not is_number(hybrid_base_gpus)
+            or hybrid_base_gpus < 0
+            or int(hybrid_base_gpus) != hybrid_base_gpus
+        ):
+            raise ValidationError(
+                f"hybrid_base_gpus: must be a whole number >= 0, got {hybrid_base_gpus!r}",
+                field="hybrid_base_gpus",
+            )
+        check_range("hybrid_base_gpus", hybrid_base_gpus, high=limits.MAX_GPUS, hint=_GPUS_WHY)
     if gpu is None and instance is None and server is None:
         raise ValidationError(
-            "give gpu, instance or server", hint="e.g. --gpu H100 or --instance p5.48xlarge"
+            "give gpu, instance or server",
+            hint="e.g. `gpu` H100 or `instance` p5.48xlarge",
+            field="gpu",
         )
     gpus = int(gpus)
     horizon = int(horizon_months)
@@ -404,10 +440,6 @@ def plan_tco(
     if hybrid_base_gpus is None:
         base_servers = int((gpus * utilization) // srv.gpus)
     else:
-        if hybrid_base_gpus < 0 or int(hybrid_base_gpus) != hybrid_base_gpus:
-            raise ValidationError(
-                f"hybrid_base_gpus: must be a whole number >= 0, got {hybrid_base_gpus!r}"
-            )
         base_servers = math.ceil(hybrid_base_gpus / srv.gpus)
         if hybrid_base_gpus > gpus:
             notes.append(
@@ -432,7 +464,7 @@ def plan_tco(
     else:
         notes.append(
             f"hybrid: the average load ({gpus * utilization:.1f} GPUs) is under one {srv.gpus}-GPU server; "
-            "nothing to own for a base load (pass hybrid_base_gpus to force one)"
+            "nothing to own for a base load (give `hybrid_base_gpus` to force one)"
         )
 
     od_cum = life_cum["cloud on-demand"]

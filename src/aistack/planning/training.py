@@ -28,9 +28,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import ValidationError
+from aistack.planning import limits
 from aistack.planning.catalog import Accelerator, Catalog, default_catalog
+from aistack.planning.limits import check_range, is_number
 
 GB = 1e9
+_PARAMS_WHY = "the largest models have about 2e12 parameters; e.g. 70e9 for a 70B model"
+_LAYERS_WHY = "transformers have 1 to 1,000 layers (LLMs 32 to 126)"
+_SHAPE_HINTS = {
+    "layers": "transformer layers, e.g. 80",
+    "hidden": "the hidden size, e.g. 8192",
+    "heads": "attention heads, e.g. 64",
+}
+_GPUS_WHY = "the largest clusters hold about 200,000 GPUs"
+_CONTEXT_WHY = "the longest context windows are about 1e7 tokens; e.g. 8192"
+_HIDDEN_WHY = (
+    f"hidden sizes are {limits.MIN_HIDDEN} to {limits.MAX_HIDDEN:,} (70B models have 8,192)"
+)
 BYTES_PER_PARAM_STATES = 16  # 2 weights + 2 grads + 4 master + 4 m + 4 v
 BYTES_PER_PARAM_CHECKPOINT = 14  # 2 weights + 4 master + 8 Adam moments (no gradients)
 GPUS_PER_NODE = 8
@@ -47,14 +61,13 @@ def _positive(name: str, value: float | int | None, *, hint: str, allow_none: bo
     if value is None:
         if allow_none:
             return
-        raise ValidationError(f"{name}: required", hint=hint)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(f"{name}: must be a positive number, got {value!r}", hint=hint)
+        raise ValidationError(f"{name}: required", hint=hint, field=name)
+    if not is_number(value) or value <= 0:
+        raise ValidationError(
+            f"{name}: must be a positive number, got {limits.number(value) if is_number(value) else repr(value)}",
+            hint=hint,
+            field=name,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,10 +85,14 @@ def infer_shape(
 
     The aspect ratio h/L ≈ 100–130 holds for GPT-3, LLaMA 1/2/3 (e.g. 8192/80, 16384/126).
     """
-    _positive("params", params, hint="e.g. --params 7e9")
-    # before any arithmetic: --layers 0 was a ZeroDivisionError, --layers -3 a math domain error
+    _positive("params", params, hint="total parameter count, e.g. 7e9")
+    check_range("params", params, high=limits.MAX_PARAMS, hint=_PARAMS_WHY)
+    # before any arithmetic: layers 0 was a ZeroDivisionError, layers -3 a math domain error
     for name, v in (("layers", layers), ("hidden", hidden), ("heads", heads)):
-        _positive(name, v, hint=f"--{name} must be a positive integer")
+        _positive(name, v, hint=_SHAPE_HINTS[name])
+    check_range("layers", layers, high=limits.MAX_LAYERS, hint=_LAYERS_WHY)
+    check_range("hidden", hidden, low=limits.MIN_HIDDEN, high=limits.MAX_HIDDEN, hint=_HIDDEN_WHY)
+    given_layers, given_hidden = layers, hidden
     inferred = layers is None or hidden is None
     if hidden is None and layers is not None:
         hidden = int(round(math.sqrt(params / (12 * layers)) / 128) * 128) or 128
@@ -85,10 +102,33 @@ def infer_shape(
         layers_f = (params / (12 * 128 * 128)) ** (1 / 3)
         hidden = max(128, int(round(128 * layers_f / 128) * 128))
         layers = max(1, round(params / (12 * hidden * hidden)))
+    # one dimension given, the other follows from the parameter count: a shape no model has
+    # (hidden 64 for 7e9 parameters is 142 million layers) names the dimension given
+    if given_hidden is not None and given_layers is None and layers > limits.MAX_LAYERS:
+        raise ValidationError(
+            f"hidden: with a hidden size of {hidden:,}, a model of {params:.3g} parameters has "
+            f"{layers:,} layers (at most {limits.MAX_LAYERS:,})",
+            hint=f"give the model's real hidden size, or `layers` too; {_HIDDEN_WHY}",
+            field="hidden",
+        )
+    if given_layers is not None and given_hidden is None and hidden > limits.MAX_HIDDEN:
+        raise ValidationError(
+            f"layers: with {layers:,} layers, a model of {params:.3g} parameters has a hidden "
+            f"size of {hidden:,} (at most {limits.MAX_HIDDEN:,})",
+            hint=f"give the model's real number of layers, or `hidden` too; {_LAYERS_WHY}",
+            field="layers",
+        )
     if heads is None:
         heads = max(1, hidden // 128)
     for name, v in (("layers", layers), ("hidden", hidden), ("heads", heads)):
-        _positive(name, v, hint=f"--{name} must be a positive integer")
+        _positive(name, v, hint=_SHAPE_HINTS[name])
+    if heads > hidden:
+        raise ValidationError(
+            f"heads: {limits.number(heads)} attention heads for a hidden size of {hidden:,}",
+            hint="the hidden size is split among the heads: at most one head per dimension "
+            "(models use heads of 64 to 256 dimensions)",
+            field="heads",
+        )
     return ModelShape(layers=int(layers), hidden=int(hidden), heads=int(heads), inferred=inferred)
 
 
@@ -114,7 +154,8 @@ def model_state_bytes(params: float, *, zero_stage: int, dp: int, mp: int = 1) -
     if zero_stage not in (0, 1, 2, 3):
         raise ValidationError(
             f"zero_stage: must be 0, 1, 2 or 3, got {zero_stage!r}",
-            hint="--zero-stage 3 shards everything",
+            hint="stage 3 shards everything",
+            field="zero_stage",
         )
     _positive("dp", dp, hint="data-parallel degree >= 1")
     _positive("mp", mp, hint="model-parallel degree >= 1")
@@ -268,44 +309,84 @@ def plan_training(
 ) -> TrainPlan:
     """Size a training run. Give ``gpus`` (→ days) or ``days`` (→ gpus); neither → the fewest GPUs that fit."""
     cat = catalog or default_catalog()
-    _positive("params", params, hint="total parameter count, e.g. --params 70e9", allow_none=False)
-    _positive("tokens", tokens, hint="training tokens, e.g. --tokens 2e12", allow_none=False)
+    _positive("params", params, hint="total parameter count, e.g. 70e9", allow_none=False)
+    check_range("params", params, high=limits.MAX_PARAMS, hint=_PARAMS_WHY)
+    _positive("tokens", tokens, hint="training tokens, e.g. 2e12", allow_none=False)
+    check_range(
+        "tokens",
+        tokens,
+        high=limits.MAX_TOKENS,
+        hint="the largest runs train on 1.5e13 to 3.6e13 tokens; e.g. 2e12",
+    )
     _positive(
         "active_params",
         active_params,
-        hint="active parameters per token (mixture-of-experts), <= --params",
+        hint="active parameters per token (mixture-of-experts), at most `params`",
     )
-    _positive("gpus", gpus, hint="number of GPUs, e.g. --gpus 64")
-    _positive("days", days, hint="wall-clock deadline in days, e.g. --days 30")
-    _positive("seq_len", seq_len, hint="context length in tokens, e.g. --seq-len 8192")
+    _positive("gpus", gpus, hint="number of GPUs, e.g. 64")
+    check_range("gpus", gpus, high=limits.MAX_GPUS, hint=_GPUS_WHY)
+    _positive("days", days, hint="wall-clock deadline in days, e.g. 30")
+    check_range("days", days, high=limits.MAX_DAYS, hint="a deadline of at most 100 years")
+    _positive("seq_len", seq_len, hint="context length in tokens, e.g. 8192")
+    check_range("seq_len", seq_len, high=limits.MAX_CONTEXT, hint=_CONTEXT_WHY)
     _positive("micro_batch", micro_batch, hint="sequences per GPU per micro-step")
-    _positive("batch_tokens", batch_tokens, hint="global batch in tokens, e.g. 4194304")
-    _positive("max_batch_tokens", max_batch_tokens, hint="largest useful global batch in tokens")
+    check_range(
+        "micro_batch",
+        micro_batch,
+        high=limits.MAX_MICRO_BATCH,
+        hint="sequences per GPU per micro-step: 1 to a few hundred",
+    )
+    for name, v in (("batch_tokens", batch_tokens), ("max_batch_tokens", max_batch_tokens)):
+        _positive(name, v, hint="a global batch in tokens, e.g. 4194304")
+        check_range(
+            name,
+            v,
+            high=limits.MAX_BATCH_TOKENS,
+            hint="global batches are 1e6 to 1.6e7 tokens (Llama 3 405B: 16M)",
+        )
     _positive("checkpoint_seconds", checkpoint_seconds, hint="time allowed to write one checkpoint")
+    check_range(
+        "checkpoint_seconds",
+        checkpoint_seconds,
+        low=limits.MIN_CHECKPOINT_SECONDS,
+        high=limits.MAX_CHECKPOINT_SECONDS,
+        hint="seconds allowed to write one checkpoint: seconds to an hour, e.g. 60",
+    )
     _positive("tp", tp, hint="tensor-parallel degree >= 1")
     _positive("pp", pp, hint="pipeline-parallel degree >= 1")
+    for name, degree in (("tp", tp), ("pp", pp)):
+        check_range(name, degree, high=limits.MAX_GPUS, hint=_GPUS_WHY)
     if zero_stage not in (0, 1, 2, 3):  # checked before the sizing tables index by it
         raise ValidationError(
             f"zero_stage: must be 0, 1, 2 or 3, got {zero_stage!r}",
-            hint="--zero-stage 3 shards everything",
+            hint="stage 3 shards everything",
+            field="zero_stage",
         )
-    for name, v in (("mfu", mfu), ("goodput", goodput)):
-        if v is not None and not (0 < v <= 1):
+    for name, share in (("mfu", mfu), ("goodput", goodput)):
+        if share is not None and not (is_number(share) and 0 < share <= 1):
             raise ValidationError(
-                f"{name}: must be in (0, 1], got {v!r}", hint=f"e.g. --{name} 0.4"
+                f"{name}: must be in (0, 1], got {share!r}", hint="a fraction, e.g. 0.4", field=name
             )
+        check_range(
+            name,
+            share,
+            low=limits.MIN_EFFICIENCY,
+            hint="a fraction, e.g. 0.4 for 40 % (training runs reach 0.1 to 0.6)",
+        )
     if gpus is not None and days is not None:
         raise ValidationError(
             "give either gpus or days, not both",
-            hint="--gpus K computes days; --days T computes GPUs",
+            hint="`gpus` computes the days; `days` computes the GPUs",
+            field="gpus",
         )
     if gpus is not None and int(gpus) != gpus:
-        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}")
+        raise ValidationError(f"gpus: must be a whole number, got {gpus!r}", field="gpus")
     n_active = active_params if active_params is not None else params
     if n_active > params:
         raise ValidationError(
             f"active_params ({n_active:.3g}) cannot exceed params ({params:.3g})",
-            hint="--active-params is the parameters used per token in a mixture-of-experts model",
+            hint="`active_params` is the parameters used per token in a mixture-of-experts model",
+            field="active_params",
         )
     acc: Accelerator = cat.accelerator(gpu)
     eff = cat.efficiency_for(acc)
@@ -329,26 +410,30 @@ def plan_training(
     mem_seq = seq_len or DEFAULT_SEQ_LEN
     if seq_len is None:
         notes.append(
-            f"memory and step time assume a {DEFAULT_SEQ_LEN}-token context (pass --seq-len)"
+            f"memory and step time assume a {DEFAULT_SEQ_LEN}-token context (give `seq_len`)"
         )
     # geometries that cannot exist: a pipeline stage needs at least one layer, a model-parallel
     # group must fit in the GPUs given, and a step holds at least one whole sequence
     if pp > shape.layers:
         raise ValidationError(
             f"pp: {pp} pipeline stages for a model of {shape.layers} layers",
-            hint=f"--pp must be at most the number of layers ({shape.layers}; at most "
+            hint=f"`pp` must be at most the number of layers ({shape.layers}; at most "
             f"{min(shape.layers, MAX_PIPELINE_STAGES)} is useful)",
+            field="pp",
         )
     if gpus is not None and tp * pp > gpus:
         raise ValidationError(
-            f"tp x pp: a model replica needs {tp} x {pp} = {tp * pp} GPUs but --gpus is {int(gpus)}",
-            hint="lower --tp/--pp or raise --gpus",
+            f"tp x pp: a model replica needs {tp} x {pp} = {tp * pp} GPUs but `gpus` is "
+            f"{int(gpus)}",
+            hint="lower `tp` or `pp`, or raise `gpus`",
+            field="tp",
         )
     if batch_tokens < mem_seq:
         raise ValidationError(
             f"batch_tokens: a global batch of {batch_tokens:,} tokens is smaller than one "
             f"{mem_seq:,}-token sequence",
-            hint=f"raise --batch-tokens to at least {mem_seq:,} (e.g. 4194304) or lower --seq-len",
+            hint=f"raise `batch_tokens` to at least {mem_seq:,} (e.g. 4194304) or lower `seq_len`",
+            field="batch_tokens",
         )
     mp = tp * pp
     cap = acc.memory_gb * GB * USABLE_MEMORY_FRACTION - CONTEXT_OVERHEAD_GB * GB
@@ -387,7 +472,9 @@ def plan_training(
                 f"{max_useful:,} can work on one run (global batch <= {max_batch_tokens:,} tokens = {max_seqs:,} sequences "
                 f"of {mem_seq:,} tokens, each split over at most {max_mp} GPUs: tensor {MAX_TENSOR_PARALLEL} x pipeline "
                 f"{min(shape.layers, MAX_PIPELINE_STAGES)}); the fastest possible is {duration_text(fastest)}",
-                hint="allow more days, a faster accelerator (--gpu), fewer tokens, or a larger --max-batch-tokens",
+                hint="allow more days, a faster accelerator (`gpu`), fewer tokens, or a larger "
+                "`max_batch_tokens`",
+                field="days",
             )
         n_gpus = _round_to_nodes(exact)
         gpus_from = "deadline"
@@ -399,11 +486,13 @@ def plan_training(
             raise ValidationError(
                 f"the model ({params:.3g} parameters) does not fit on {acc.name} ({acc.memory_gb:g} GB) with ZeRO-{zero_stage} "
                 f"and tensor x pipeline = {mp}",
-                hint="use --zero-stage 3, larger --tp/--pp, or an accelerator with more memory",
+                hint="use `zero_stage` 3, a larger `tp` or `pp`, or an accelerator with more memory",
             )
         n_gpus = _round_to_nodes(min_fit)
         gpus_from = "memory"
-        notes.append(f"no --gpus or --days: using the fewest GPUs that hold the model ({n_gpus})")
+        notes.append(
+            f"no `gpus` or `days` given: using the fewest GPUs that hold the model ({n_gpus})"
+        )
     # GPUs past the most that can share a step idle: they add no speed
     wall_days = gpu_hours / min(n_gpus, max_useful) / 24.0
 
@@ -413,8 +502,8 @@ def plan_training(
         notes.append(
             f"{dp:,} data-parallel replicas (TP {tp} x PP {pp}) need at least {dp * micro_batch:,} "
             f"sequences per step, but a batch of {batch_tokens:,} tokens holds {seqs:,} of "
-            f"{mem_seq:,} tokens: raise --batch-tokens to at least "
-            f"{dp * micro_batch * mem_seq:,} or --tp/--pp"
+            f"{mem_seq:,} tokens: raise `batch_tokens` to at least "
+            f"{dp * micro_batch * mem_seq:,}, or `tp` or `pp`"
         )
     mem_states = model_state_bytes(params, zero_stage=zero_stage, dp=dp, mp=mp)
     options: list[MemoryOption] = []
@@ -467,7 +556,7 @@ def plan_training(
             notes.append(
                 f"bound by the all-reduce, the run misses the {days:g}-day deadline "
                 f"({duration_text(days_comm)}); more GPUs do not shorten the all-reduce: "
-                "raise --batch-tokens (fewer steps) or use a faster network"
+                "raise `batch_tokens` (fewer steps) or use a faster network"
             )
     elif ar > step_s:  # only the GPUs past max_useful make the compute look shorter
         notes.append(

@@ -305,7 +305,9 @@ class PriceSheet:
         if not prices:
             raise NotFoundError(
                 f"no {tier} GPU prices for provider {provider!r} in the catalog",
-                hint="choose another --sheet, or add instances with prices in AISTACK_HOME/catalog/<file>.yaml",
+                hint="choose another price sheet (`sheet`), or add instances with prices in "
+                "AISTACK_HOME/catalog/<file>.yaml",
+                field="sheet",
             )
         cpu = cat.cpu_price(provider or "aws")
         return cls(
@@ -369,7 +371,7 @@ class PriceSheet:
         if acc.name not in self.gpu_hour_usd:
             raise NotFoundError(
                 f"{where}: the price sheet {self.name!r} has no price for {acc.name}",
-                hint=f"it prices {', '.join(sorted(self.gpu_hour_usd))}; use another --sheet or add an instance/server with {acc.name} to the catalog",
+                hint=f"it prices {', '.join(sorted(self.gpu_hour_usd))}; use another price sheet (`sheet`) or add an instance/server with {acc.name} to the catalog",
             )
         return acc.name, self.gpu_hour_usd[acc.name]
 
@@ -506,12 +508,13 @@ def price_usage(
     if future:
         notes.append(
             f"{future} allocation(s) start after the end of the window ({now_.isoformat()}): "
-            "not counted (pass a later --now)"
+            "not counted (give a later end of the window, `now`)"
         )
     if since_ > now_:
         raise ValidationError(
             f"since ({since_.isoformat()}) is after now ({now_.isoformat()})",
-            hint="pick an earlier --since",
+            hint="give an earlier start of the window (`since`)",
+            field="since",
         )
     window_h = _hours(since_, now_)
 
@@ -545,7 +548,8 @@ def price_usage(
                 if gtype is None:
                     raise ValidationError(
                         f"records[{i}].gpu_type: job {r.job_id} used {r.gpus} GPUs of unknown type",
-                        hint="record the GPU type, or pass default_gpu_type (--gpu) to price such records",
+                        hint="record the GPU type, or give a GPU type for such records "
+                        "(`default_gpu_type`)",
                     )
                 acc_name, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
             except (ValidationError, NotFoundError) as exc:
@@ -652,7 +656,7 @@ def price_usage(
             # a multi-year purchase from hours of usage, scaled to months as if it repeated
             rec_text += (
                 f" This rests on only {duration_text(window_h / 24)} of usage, scaled up as if it "
-                f"repeated: base a purchase on at least {SHORT_WINDOW_DAYS} days (--since)."
+                f"repeated: base a purchase on at least {SHORT_WINDOW_DAYS} days (`since`)."
             )
     return UsageReport(
         since=since_,

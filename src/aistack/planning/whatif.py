@@ -111,9 +111,9 @@ def check_sweep_size(*, peak: float, steps: int, gpus_per_server: int) -> None:
             f"profile: the sweep would price {fleets:,} fleet sizes (0 to {fleets - 1:,} servers "
             f"of {gpus_per_server} GPUs) over {steps:,} steps: {cases:,} cases, over the cap "
             f"of {MAX_SWEEP_CASES:,}",
-            hint=f"use fewer steps: raise --step-minutes (step_minutes in the API; at most "
+            hint=f"use fewer steps: longer ones ({_STEP_OPTIONS}; at most "
             f"{max(1, MAX_SWEEP_CASES // fleets):,} steps for this peak), or give a shorter "
-            "trace, or a server with more GPUs (--server)",
+            "trace, or a server with more GPUs (`server`)",
         )
 
 
@@ -198,7 +198,7 @@ def hybrid_sweep(
     if not (step_h > 0 and math.isfinite(step_h)):
         raise ValidationError(f"step_h: must be positive, got {step_h!r}")
     if gpu is None and server is None and instance is None:
-        raise ValidationError("give gpu, server or instance", hint="e.g. --gpu H100")
+        raise ValidationError("give gpu, server or instance", hint="e.g. `gpu` H100", field="gpu")
     acc_name = cat.accelerator(gpu).name if gpu else None
     srv: Server = (
         cat.server(server)

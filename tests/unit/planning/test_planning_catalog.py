@@ -154,13 +154,16 @@ def test_unreadable_catalog_files_name_the_file(aistack_home: Path, tmp_path: Pa
     command when it sat in AISTACK_HOME/catalog/), a folder was 'no such file'."""
     latin = tmp_path / "latin.yaml"
     latin.write_bytes(b"accelerators: []\n# caf\xe9\n")
-    with pytest.raises(ValidationError, match=r"^--catalog: '.*latin\.yaml' is not UTF-8") as ei:
+    # load_catalog's own words (the paths it is given), not the CLI's --catalog: `plan` says
+    # --catalog (test_planning_cli), the REST API gives no paths
+    with pytest.raises(ValidationError, match=r"^catalog file '.*latin\.yaml' is not UTF-8") as ei:
         load_catalog([latin], include_user=False)
-    assert "UTF-8" in (ei.value.hint or "")
+    assert "UTF-8" in (ei.value.hint or "") and ei.value.details == {"field": "paths"}
     folder = tmp_path / "more.yaml"
     folder.mkdir()
-    with pytest.raises(ValidationError, match=r"^--catalog: '.*more\.yaml' is a folder"):
+    with pytest.raises(ValidationError, match=r"^catalog file '.*more\.yaml' is a folder") as ei:
         load_catalog([folder], include_user=False)
+    assert "--catalog" not in str(ei.value) and ei.value.details == {"field": "paths"}
 
     d = aistack_home / "catalog"
     d.mkdir(parents=True)

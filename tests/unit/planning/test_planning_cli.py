@@ -257,10 +257,13 @@ def test_tco_utilization_fraction_or_percent(value: str, expected: float) -> Non
     ],
 )
 def test_plan_bad_shapes_are_validation_errors(args: list[str], needle: str) -> None:
-    """QA #10/#15: tracebacks (ZeroDivisionError, KeyError) or plans for impossible geometries."""
+    """QA #10/#15: tracebacks (ZeroDivisionError, KeyError) or plans for impossible geometries.
+    The planner names its field (``layers: ...``); the command says it as its option."""
     res = runner.invoke(plan_app, args)
     assert isinstance(res.exception, ValidationError), (res.output, res.exception)
-    assert str(res.exception).startswith(needle)
+    option = needle if needle == "tp x pp" else "--" + needle.replace("_", "-")
+    assert str(res.exception).startswith(option)
+    assert res.exception.details["field"] == ("--tp" if needle == "tp x pp" else option)
 
 
 def test_plan_hybrid_one_long_job_is_refused_not_hung(tmp_path: Path) -> None:
@@ -401,7 +404,9 @@ def test_non_utf8_or_folder_catalog_is_a_clear_error(
     for extra, needle in ((latin, "is not UTF-8"), (folder, "is a folder")):
         res = runner.invoke(app, [*args, "--catalog", str(extra)])  # type: ignore[arg-type]
         assert isinstance(res.exception, ValidationError), (res.output, res.exception)
-        assert str(res.exception).startswith(f"--catalog: {str(extra)!r} {needle}")
+        # `plan` names its option; `cost report` (cli/cost.py) says load_catalog's words
+        said = "--catalog: " if app is plan_app else "catalog file "
+        assert str(res.exception).startswith(f"{said}{str(extra)!r} {needle}")
     # the same file in AISTACK_HOME/catalog/ is named, with how to fix it
     (aistack_home / "catalog").mkdir(parents=True)
     (aistack_home / "catalog" / "latin.yaml").write_bytes(latin.read_bytes())

@@ -88,7 +88,8 @@ def test_a_long_profile_with_a_large_peak_is_refused_with_how_to_get_under(
         "profile: the sweep would price 10,001 fleet sizes (0 to 10,000 servers of 8 GPUs) over "
         "525,600 steps: 5,256,525,600 cases, over the cap of 100,000,000" in err
     ), err
-    assert "raise --step-minutes" in err and "at most 9,999 steps for this peak" in err
+    assert "--step-minutes of `aistack plan hybrid`" in err
+    assert "at most 9,999 steps for this peak" in err and "more GPUs (--server)" in err
     # the way out the hint gives works: daily steps (365 of them) are well under the cap
     argv[-1] = "1440"
     res = runner.invoke(plan_app, [*argv[1:], "--json"])

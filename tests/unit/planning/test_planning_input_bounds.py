@@ -27,9 +27,7 @@ def test_plan_tco_refuses_a_horizon_over_100_years(months: int) -> None:
     with pytest.raises(ValidationError) as e:
         plan_tco(gpus=8, gpu="H100", horizon_months=months)
     assert e.value.message == f"horizon_months: at most 1200 months (100 years), got {months}"
-    assert (
-        e.value.hint == "servers are written off in 3 to 5 years: e.g. --months 36 or --months 60"
-    )
+    assert e.value.hint == "servers are written off in 3 to 5 years: e.g. 36 or 60"
     assert e.value.details == {"field": "horizon_months"}
 
 
@@ -54,7 +52,7 @@ def test_rest_plan_tco_turns_the_domain_bound_into_a_422(
     assert r.json() == {
         "code": "invalid",
         "message": "horizon_months: at most 12 months (1 years), got 24",
-        "hint": "servers are written off in 3 to 5 years: e.g. --months 36 or --months 60",
+        "hint": "servers are written off in 3 to 5 years: e.g. 36 or 60",
         "details": {"field": "horizon_months"},
     }
 

@@ -194,17 +194,20 @@ def test_short_runs_print_hours_or_minutes_not_zero_days() -> None:
 def test_gpus_past_the_useful_maximum_do_not_shorten_the_run() -> None:
     """The planner notes that GPUs past the most that can share a step would idle, so they must
     not count in the wall-clock time."""
-    p = plan_training(params=7e9, tokens=1e12, gpu="H100", gpus=2_000_000)
-    assert p.max_useful_gpus < 2_000_000
+    # (1,000,000 GPUs: the most a plan takes; a 4M-token batch of 4k sequences: 262,144 useful)
+    p = plan_training(
+        params=7e9, tokens=1e12, gpu="H100", gpus=1_000_000, max_batch_tokens=4 * 1024 * 1024
+    )
+    assert p.max_useful_gpus == 262_144
     assert p.days == pytest.approx(p.gpu_hours / p.max_useful_gpus / 24)
-    assert any("2,000,000 GPUs exceed" in n for n in p.notes)
+    assert any("1,000,000 GPUs exceed" in n for n in p.notes)
 
 
 def test_more_replicas_than_sequences_in_a_batch_is_noted() -> None:
     """1,080 data-parallel replicas cannot share a 4M-token batch of 512 8k sequences."""
     p = plan_training(params=70e9, tokens=2e12, gpu="H100", days=30, seq_len=8192)
     assert any(
-        "data-parallel replicas" in n and "raise --batch-tokens to at least" in n for n in p.notes
+        "data-parallel replicas" in n and "raise `batch_tokens` to at least" in n for n in p.notes
     )
     ok = plan_training(params=70e9, tokens=2e12, gpu="H100", gpus=512, seq_len=8192)
     assert not any("data-parallel replicas" in n for n in ok.notes)

@@ -3,11 +3,12 @@
 The figures live in YAML files beside this module (``accelerators.yaml``, ``instances.yaml``,
 ``onprem.yaml``); each carries a ``source`` and an ``as_of`` date. A user overrides or extends
 them with files of the same layout in ``AISTACK_HOME/catalog/*.yaml`` or with explicit paths
-(``--catalog PATH``): entries with the same name replace the shipped ones, new names are added.
+(``load_catalog(paths)``; the CLI's ``--catalog``): entries with the same name replace the
+shipped ones, new names are added.
 
 A file that cannot be read (not UTF-8 text, no permission) or does not hold a valid catalog is
-an error that names the file and says how to fix it, in ``AISTACK_HOME/catalog/`` as for
-``--catalog``: skipping it would price with the shipped figures instead of the user's without
+an error that names the file and says how to fix it, in ``AISTACK_HOME/catalog/`` as among
+the ``paths`` given: skipping it would price with the shipped figures instead of the user's without
 anyone noticing. A folder whose name ends in ``.yaml`` there holds no figures: it is skipped
 with a warning.
 """
@@ -73,11 +74,14 @@ class Accelerator(_Model):
             if self.fp8_tflops is None:
                 raise ValidationError(
                     f"precision: {self.name} has no FP8 tensor cores",
-                    hint="use --precision bf16, or pick an accelerator with FP8 (H100, H200, B200, MI300X, L40S)",
+                    hint="use bf16, or pick an accelerator with FP8 (H100, H200, B200, MI300X, L40S)",
+                    field="precision",
                 )
             return self.fp8_tflops
         raise ValidationError(
-            f"precision: unknown training precision {precision!r}", hint="use bf16, fp16 or fp8"
+            f"precision: unknown training precision {precision!r}",
+            hint="use bf16, fp16 or fp8",
+            field="precision",
         )
 
 
@@ -102,7 +106,8 @@ class Instance(_Model):
             have = ", ".join(sorted(self.prices)) or "none"
             raise NotFoundError(
                 f"no {tier} price for {self.name} ({self.provider}) in the catalog (it has: {have})",
-                hint="add one under prices: in AISTACK_HOME/catalog/<file>.yaml or a --catalog file, "
+                hint="add one under prices: in AISTACK_HOME/catalog/<file>.yaml or another catalog "
+                "file, "
                 "or choose another tier/instance (aistack plan catalog lists them)",
             )
         return self.prices[tier]
@@ -381,7 +386,9 @@ class Catalog:
         if not cands:
             raise NotFoundError(
                 f"no {tier.replace('_', '-')} price for any cloud instance with {acc.name} in the catalog",
-                hint="pass --instance NAME, or add an instance with that price in AISTACK_HOME/catalog/<file>.yaml",
+                hint="name an instance (`instance`), or add an instance with that price in "
+                "AISTACK_HOME/catalog/<file>.yaml",
+                field="instance",
             )
         return cands[0]
 
@@ -394,7 +401,9 @@ class Catalog:
         if not cands:
             raise NotFoundError(
                 f"no on-premises server with {acc.name} in the catalog",
-                hint="pass --server NAME, or add a servers: entry in AISTACK_HOME/catalog/<file>.yaml",
+                hint="name a server (`server`), or add a servers: entry in "
+                "AISTACK_HOME/catalog/<file>.yaml",
+                field="server",
             )
         return cands[0]
 
@@ -534,7 +543,7 @@ def user_catalog_dir(home: Path | None = None) -> Path:
     return Path(home) / "catalog"
 
 
-def _read_text(path: Path, what: str, fix: str) -> str:
+def _read_text(path: Path, what: str, fix: str, *, field: str | None = None) -> str:
     """The file as UTF-8 text; an unreadable file is a ValidationError naming it."""
     try:
         return path.read_text(encoding="utf-8")
@@ -543,11 +552,13 @@ def _read_text(path: Path, what: str, fix: str) -> str:
             f"{what} {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
             f"offset {exc.start})",
             hint=f"re-save it as UTF-8 with iconv -f latin1 -t utf-8, {fix}",
+            **({"field": field} if field else {}),
         ) from None
     except OSError as exc:
         raise ValidationError(
             f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})",
             hint=f"check its permissions, {fix}",
+            **({"field": field} if field else {}),
         ) from None
 
 
@@ -569,16 +580,19 @@ def load_catalog(
         path = Path(p)
         if path.is_dir():
             raise ValidationError(
-                f"--catalog: {str(path)!r} is a folder, not a file",
-                hint="pass the path of a YAML catalog file (repeat --catalog for several); "
-                "files in AISTACK_HOME/catalog/ are read without --catalog",
+                f"catalog file {str(path)!r} is a folder, not a file",
+                hint="give the path of a YAML catalog file (one per catalog); the files in "
+                "AISTACK_HOME/catalog/ are read without being given",
+                field="paths",
             )
         if not path.is_file():
             raise NotFoundError(
-                f"--catalog: no such file {str(path)!r}",
-                hint="pass the path of a YAML catalog file",
+                f"catalog file {str(path)!r}: no such file",
+                hint="give the path of a YAML catalog file",
+                field="paths",
             )
-        texts.append((_read_text(path, "--catalog:", "or pass another file"), str(path)))
+        fix = "or give another file"
+        texts.append((_read_text(path, "catalog file", fix, field="paths"), str(path)))
 
     eff: dict[str, Efficiency] = {}
     accs: dict[str, Accelerator] = {}
