@@ -82,7 +82,7 @@ class Autoscaler:
         cfg = self.cfg
         inflight, delay = self._metric(now)
         if cfg.metric == "inflight":
-            raw = math.ceil(inflight / cfg.target_inflight - 1e-9) if inflight > 0 else 0
+            raw = _ceil(inflight / cfg.target_inflight) if inflight > 0 else 0
             why = (
                 f"{inflight:.1f} requests in flight (avg over {cfg.metric_window_s:g} s), "
                 f"target {cfg.target_inflight:g} per replica"
@@ -91,7 +91,7 @@ class Autoscaler:
             if current == 0:
                 raw = 1 if inflight > 0 else 0
             else:
-                raw = math.ceil(current * delay / cfg.target_queue_delay_ms - 1e-9)
+                raw = _ceil(current * delay / cfg.target_queue_delay_ms)
             why = f"queue delay {delay:.1f} ms (avg), target {cfg.target_queue_delay_ms:g} ms"
         rec = max(cfg.min_replicas, min(cfg.max_replicas, raw))
         if rec != raw:
@@ -178,6 +178,20 @@ class Autoscaler:
         if action == "up":
             self.last_up_t = now
         return d
+
+
+# more replicas than any service may have (AutoscaleConfig.max_replicas ≤ 256): a ratio above
+# it is clipped to max_replicas like any other
+_MANY = 1_000_000
+
+
+def _ceil(ratio: float) -> int:
+    """``ceil(ratio)``, tolerant of float noise (4.0000000001 → 4), bounded: a target as small
+    as 1e-320 (which the config takes: it is > 0) made the ratio infinite, and math.ceil's
+    OverflowError crashed every control-loop tick."""
+    if not ratio < _MANY:  # inf, NaN, or just huge
+        return _MANY
+    return math.ceil(ratio - 1e-9)
 
 
 def _replicas(n: int) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+MAX_WAIT_MS = 10_000.0  # as BatchingConfig.max_wait_ms
+
 
 @dataclass(kw_only=True)
 class BatchStats:
@@ -50,11 +52,20 @@ class DynamicBatcher:
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
     ) -> None:
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+            raise ValueError(f"max_batch_size must be a whole number >= 1, got {max_batch_size!r}")
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
+        # a wait that is infinite held a lone request until the batch filled (forever, under
+        # light load); NaN and negative waits became 0 without a word
+        if not (isinstance(max_wait_ms, int | float) and 0 <= max_wait_ms <= MAX_WAIT_MS):
+            raise ValueError(
+                f"max_wait_ms must be a number of milliseconds from 0 to {MAX_WAIT_MS:g}, "
+                f"got {max_wait_ms!r}"
+            )
         self.fn = fn
         self.max_batch_size = max_batch_size
-        self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
+        self.max_wait_s = float(max_wait_ms) / 1000.0
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any], float]] | None = None
         self._task: asyncio.Task[None] | None = None

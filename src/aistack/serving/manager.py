@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +164,14 @@ def deploy(
     from aistack.serving.models import resolve_model
 
     _check_wait(wait_ready_s)
+    if name is not None and not name.strip():
+        # an empty --name used to deploy under the model's name (and collide with it)
+        raise ValidationError(
+            "name: the service name is empty",
+            hint="pass a name of lowercase letters, digits or '-', or leave --name out to "
+            "name the service after its model",
+            field="name",
+        )
     svc_name = name or service_name_for(model)
     launcher = choose_launcher(launcher)
     if gpus > 0 and launcher == "process":
@@ -382,12 +389,26 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 def _bury(d: Path) -> Path:
-    """Move a service directory to ``services/.deleted/`` (kept, out of the way)."""
+    """Move a service directory to ``services/.deleted/`` (kept, out of the way), under a name
+    no earlier deletion holds. NotFoundError when it is gone: another delete moved it first
+    (two deletes at once: the second was a FileNotFoundError, a 500)."""
     graveyard = services_dir() / ".deleted"
     graveyard.mkdir(exist_ok=True)
-    dest = graveyard / f"{d.name}-{int(time.time())}"
-    shutil.move(str(d), dest)
-    return dest
+    stem = f"{d.name}-{int(time.time())}"
+    for n in range(1000):
+        dest = graveyard / (stem if n == 0 else f"{stem}-{n}")
+        if dest.exists():  # a service of that name deleted within the same second
+            continue
+        try:
+            # not shutil.move: into a folder that exists it moved the service inside it
+            os.rename(d, dest)
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"no service named {d.name!r}: it was deleted meanwhile",
+                hint="nothing to do; `aistack serve ls` lists the services",
+            ) from None
+        return dest
+    raise ConflictError(f"cannot keep the folder of {d.name!r} in {graveyard}: too many names")
 
 
 def choose_launcher(launcher: str) -> str:
@@ -717,12 +738,12 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
         try:
             _post(name, "/-/shutdown", {})
         except (ConnectionFailed, ConflictError):
-            os.kill(int(ctl["pid"]), signal.SIGTERM)
+            _signal(int(ctl["pid"]), signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _pid_alive(int(ctl["pid"])):
             time.sleep(0.1)
         if _pid_alive(int(ctl["pid"])):
-            os.kill(int(ctl["pid"]), signal.SIGKILL)
+            _signal(int(ctl["pid"]), signal.SIGKILL)
     # replicas left behind by a dead controller (process launcher only)
     try:
         final = json.loads((d / "state.json").read_text())
@@ -751,6 +772,15 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                     pass
     dest = _bury(d)
     return {"name": name, "deleted": True, "orphans_stopped": stopped, "kept_at": str(dest)}
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal a controller that may have exited meanwhile (a delete running beside this one
+    stopped it): ProcessLookupError was a 500."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str, list[str]]:

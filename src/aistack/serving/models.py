@@ -59,6 +59,60 @@ def _builtin_options(uri: str) -> tuple[str, dict[str, str]]:
     return name, opts
 
 
+# the options of each built-in model (builtin:NAME?KEY=VALUE&...): (kind, low, high); "fail"
+# makes a replica fail on purpose (tests, demos)
+_BUILTIN_OPTIONS: dict[str, dict[str, tuple[str, float, float]]] = {
+    "echo": {
+        "delay_ms": ("ms", 0, 600_000),
+        "per_item_ms": ("ms", 0, 600_000),
+        "token_ms": ("ms", 0, 600_000),
+        "seed": ("int", 0, 2**63 - 1),  # changes nothing: it makes another URI of the same model
+    },
+    "tiny-gpt": {
+        "layers": ("int", 1, 64),
+        "dim": ("int", 1, 8192),
+        "heads": ("int", 1, 256),
+        "seed": ("int", 0, 2**63 - 1),
+    },
+}
+
+
+def check_builtin_options(uri: str) -> None:
+    """Refuse, at deploy or update time, options of a built-in model that its replicas could
+    not load with (``delay_ms=abc``, ``layers=-1``, ``dim`` not a multiple of ``heads``) or
+    would not read (a misspelt key): they used to be stored, then every replica start failed
+    with a ValueError until the service was marked failed."""
+    name, opts = _builtin_options(uri)
+    known = _BUILTIN_OPTIONS.get(name, {})
+    forms = ", ".join(f"{k}={'N' if v[0] == 'int' else 'MS'}" for k, v in known.items())
+
+    def bad(why: str) -> NoReturn:
+        raise ValidationError(
+            f"model: {uri!r}: {why}",
+            hint=f"builtin:{name} takes {forms}, and fail=load or fail=health",
+            field="model",
+        )
+
+    for key, raw in opts.items():
+        if key == "fail":
+            if raw not in ("load", "health"):
+                bad(f"fail={raw!r} is not load or health")
+            continue
+        if key not in known:
+            bad(f"unknown option {key!r}")
+        kind, lo, hi = known[key]
+        try:
+            value = float(raw) if kind == "ms" else int(raw)
+        except ValueError:
+            bad(f"{key}={raw!r} is not {'a number' if kind == 'ms' else 'a whole number'}")
+        if not (lo <= value <= hi):  # NaN too
+            bad(f"{key}={raw} is out of range ({lo:g} to {hi:g})")
+    if name == "tiny-gpt":
+        dim, heads = int(opts.get("dim", 128)), int(opts.get("heads", 4))
+        if dim % heads:
+            bad(f"dim={dim} is not a multiple of heads={heads}")
+
+
 def _shown(text: object) -> str:
     """``text`` (a URI, or a message naming one) as errors show it: each URI's password as
     ``***`` (:func:`aistack.mlops._client.redact_uri`)."""
@@ -230,24 +284,114 @@ def resolve_model(ref: str) -> ResolvedModel:
     if kind in ("registry", "run"):  # the replicas load it from the tracking server
         check_tracking_uri()
     if kind == "builtin":
-        name, _ = _builtin_options(uri)
+        name, opts = _builtin_options(uri)
         if name not in BUILTINS:
             raise NotFoundError(
                 f"model: unknown built-in model {name!r}",
                 hint=f"built-in models: {', '.join(BUILTINS)}",
             )
+        check_builtin_options(uri)
         return ResolvedModel(uri=uri, name=name)
     if kind == "path":
-        path = Path(uri.removeprefix("file://"))
-        if not (path / "MLmodel").is_file():
+        path = local_model_path(uri)
+        try:
+            found = (path / "MLmodel").is_file()
+        except (OSError, ValueError):  # a name too long, a folder it may not read, a NUL
+            found = False
+        if not found:
+            # one answer whatever the reason (no such path, a file, a folder without MLmodel,
+            # one it may not read): see local_model_path
             raise NotFoundError(
-                f"model: {_shown(uri)!r} is not an MLflow model directory (no MLmodel file)",
-                hint="pass a directory written by mlflow.pyfunc.save_model",
+                f"model: {_shown(uri)!r} is not an MLflow model directory (no MLmodel file "
+                "that can be read there, or no such directory)",
+                hint="pass a directory written by mlflow.pyfunc.save_model, or a registered "
+                "model (NAME@alias, NAME:VERSION)",
+                field="model",
             )
         return ResolvedModel(uri=str(path.resolve()), name=path.name)
     if kind == "run":
-        return ResolvedModel(uri=uri, name=uri)
+        return _resolve_run(uri)
     return _resolve_registry(uri)
+
+
+def local_model_path(uri: str) -> Path:
+    """The directory a path reference names: ``/abs``, ``./rel``, ``../rel`` as typed, and
+    ``file:`` URIs as MLflow reads them (``file:///abs``, ``file:/abs``,
+    ``file://localhost/abs``, percent-escapes decoded); a ``file:`` URI naming another host
+    is a ValidationError (``file:/abs`` was read as the relative path ``file:/abs``).
+
+    Local paths stay: on a single-machine platform a model saved with
+    ``mlflow.pyfunc.save_model`` is served without registering it, as ``mlflow models serve
+    -m PATH`` does. They are read on the machine that resolves them; the REST API
+    (``/services``) refuses relative ones, which would be read against the server's working
+    directory. A path that cannot be served gets one answer whatever the reason (missing, not
+    a directory, no MLmodel, unreadable, a name too long), so that the answer does not tell
+    which of the server's paths exist; only a readable MLflow model directory deploys. A caller
+    of the API holds the server's token, which already runs jobs as the server's user: this
+    keeps error answers plain rather than drawing a security boundary."""
+    if not uri.startswith("file:"):
+        return Path(uri)
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        raise ValidationError(
+            f"model: {_shown(uri)!r} names a file on the host {parts.netloc!r}",
+            hint="a file: URI names a directory of this machine: file:///ABSOLUTE/PATH",
+            field="model",
+        )
+    return Path(urllib.request.url2pathname(parts.path))
+
+
+def _resolve_run(uri: str) -> ResolvedModel:
+    """``runs:/RUN_ID[/PATH]``: the run must exist in the tracking store (a deploy of a run
+    that is not there used to be stored and then fail in every replica start)."""
+    from aistack.mlops._client import auth_env, resolve_token
+
+    run_id = uri[len("runs:/") :].split("/", 1)[0]
+    with auth_env(resolve_token()), _fail_fast():
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        require("mlflow", extra="mlops")
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client = _registry_client()
+        except MlflowException as exc:  # e.g. a file store, which MLflow opens only when asked
+            raise ValidationError(
+                f"MLFLOW_TRACKING_URI={_shown(tracking_uri())!r}: MLflow cannot open it as a "
+                f"tracking store: {_shown(' '.join(str(exc.message).split()))}",
+                hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
+                field="MLFLOW_TRACKING_URI",
+            ) from None
+        try:
+            client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                if not any(s in str(exc.message) for s in _UNREACHABLE):
+                    raise NotFoundError(
+                        f"model: cannot resolve {uri!r}: {_shown(exc.message)}", field="model"
+                    ) from None
+                from aistack.errors import ConnectionFailed
+
+                raise ConnectionFailed(
+                    f"model: cannot resolve {uri!r}: the tracking server at "
+                    f"{_shown(tracking_uri())} does not answer",
+                    hint="start the aistack server (`aistack up --detach`), or point "
+                    "MLFLOW_TRACKING_URI at a running tracking server",
+                ) from None
+            raise NotFoundError(
+                f"model: no run {run_id!r} in the tracking store at {_shown(tracking_uri())}",
+                hint="give the run id of a run that logged the model (runs:/RUN_ID/PATH; "
+                "`mlflow runs list` or the tracking UI lists them)",
+                field="model",
+            ) from None
+        except (OSError, ConnectionError) as exc:
+            from aistack.errors import ConnectionFailed
+
+            raise ConnectionFailed(
+                f"tracking server at {_shown(tracking_uri())} cannot be reached: {_shown(exc)}"
+            ) from None
+    return ResolvedModel(uri=uri, name=uri)
 
 
 # MLflow's HTTP settings while a deploy resolves its model (see _fail_fast): its defaults retry a

@@ -791,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.max_batch_size < 1:
         ap.error("--max-batch-size must be >= 1")
+    from aistack.serving.batching import MAX_WAIT_MS
+
+    if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # NaN too
+        ap.error(f"--max-wait-ms must be from 0 to {MAX_WAIT_MS:g} milliseconds")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, args.threads)))
     t0 = time.perf_counter()
     try:

@@ -34,6 +34,7 @@ from aistack.spec import EnvValue
 
 _SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}\Z")
 
 # Replicas are scheduled above batch jobs (default batch priority is 0).
 DEFAULT_SERVING_PRIORITY = 100
@@ -207,6 +208,16 @@ def parse_model_ref(ref: str) -> tuple[str, str]:
     if ref.startswith("builtin:"):
         return "builtin", ref
     if ref.startswith("runs:/"):
+        # MLflow's form: runs:/RUN_ID/PATH (PATH may be left out: the run's artifact root);
+        # runs:/ alone, or runs://x, used to be stored and then fail in every replica
+        run_id, _, path = ref[len("runs:/") :].partition("/")
+        if not _RUN_ID_RE.match(run_id) or ".." in path.split("/"):
+            raise ValidationError(
+                f"model: cannot read {ref!r} as a run's model",
+                hint="use runs:/RUN_ID/PATH, e.g. runs:/0123abcd/model (the run id as MLflow "
+                "shows it, then the model's path in the run's artifacts)",
+                field="model",
+            )
         return "run", ref
     if ref.startswith("models:/"):
         rest = ref[len("models:/") :]

@@ -46,15 +46,24 @@ def test_rollout_edges_of_a_runs_model() -> None:
         assert run_of(uri) is None
 
 
+def _a_run(uri: str) -> str:
+    """The id of a new run in the tracking store at ``uri`` (a deploy checks that the run
+    exists)."""
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+    return str(client.create_run(client.create_experiment("e")).info.run_id)
+
+
 def test_deploying_a_runs_model_records_run_to_service(
     aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_controller: list[str]
 ) -> None:
     # a deploy checks that the tracking store the run's model loads from is there
-    (tmp_path / "mlflow.db").touch()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    st = manager.deploy(f"runs:/{RID}/model", name="chat", launcher="process", wait_ready_s=None)
-    assert no_controller == ["chat"] and st["model_uri"] == f"runs:/{RID}/model"
-    assert _edges("service:chat", f"run:{RID}") == {(f"run:{RID}", "service:chat")}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    rid = _a_run(uri)
+    st = manager.deploy(f"runs:/{rid}/model", name="chat", launcher="process", wait_ready_s=None)
+    assert no_controller == ["chat"] and st["model_uri"] == f"runs:/{rid}/model"
+    assert _edges("service:chat", f"run:{rid}") == {(f"run:{rid}", "service:chat")}
 
 
 def test_data_lineage_reaches_a_service_deployed_from_a_run(
@@ -75,19 +84,20 @@ def test_data_lineage_reaches_a_service_deployed_from_a_run(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # (the registry's tables made now: MLflow logs their creation, not in the CLI's output)
     mlflow.tracking.MlflowClient(uri, registry_uri=uri).search_registered_models()
+    rid = _a_run(uri)
     src = tmp_path / "corpus.txt"
     src.write_text("tokens")
     ds = Datasets.from_settings()
     ds.add("corpus", src)
-    ds.record_edges([("dataset:corpus@v1", "job:7"), ("job:7", f"run:{RID}")])
-    manager.deploy(f"runs:/{RID}/model", name="chat", launcher="process", wait_ready_s=None)
+    ds.record_edges([("dataset:corpus@v1", "job:7"), ("job:7", f"run:{rid}")])
+    manager.deploy(f"runs:/{rid}/model", name="chat", launcher="process", wait_ready_s=None)
 
     r = CliRunner().invoke(app, ["lineage", "corpus@v1", "--json"], catch_exceptions=False)
     g = json.loads(r.output)
     assert sorted((e["src"], e["dst"]) for e in g["edges"]) == [
         ("dataset:corpus@v1", "job:7"),
-        ("job:7", f"run:{RID}"),
-        (f"run:{RID}", "service:chat"),
+        ("job:7", f"run:{rid}"),
+        (f"run:{rid}", "service:chat"),
     ]
     assert {n["id"]: n["kind"] for n in g["nodes"]}["service:chat"] == "service"
 

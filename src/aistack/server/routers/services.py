@@ -24,6 +24,30 @@ from aistack.server.schemas.services import (
 router = APIRouter(tags=["services"])
 
 
+def _server_side(ref: str, field: str) -> str:
+    """A model reference as the server reads it. A local path is read on the server's
+    machine, so a relative one (``./model``, ``../x``, ``file:model``) is refused: it would be
+    read against the server's working directory, which a client neither sees nor chooses
+    (``aistack serve deploy ./model`` reads it against the user's, in the CLI's process).
+    Absolute paths stay: see :func:`aistack.serving.models.local_model_path` for why, and for
+    the one answer every path that is not an MLflow model directory gets."""
+    from aistack.errors import ValidationError
+    from aistack.serving.models import local_model_path
+    from aistack.serving.spec import parse_model_ref
+
+    kind, uri = parse_model_ref(ref)
+    if kind == "path" and not local_model_path(uri).is_absolute():
+        raise ValidationError(
+            f"{field}: {ref!r} is a relative path, which the server would read against its own "
+            "working directory",
+            hint="give the model directory's absolute path on the server's machine "
+            "(/srv/models/iris or file:///srv/models/iris), or register the model and deploy "
+            "NAME@alias",
+            field=field,
+        )
+    return ref
+
+
 def _public(st: dict[str, Any]) -> ServicePublic:
     keep = set(ServicePublic.model_fields)
     data = {k: v for k, v in st.items() if k in keep}
@@ -43,7 +67,7 @@ def deploy(body: ServiceCreate) -> ServicePublic:
     from aistack.serving import manager
 
     st = manager.deploy(
-        body.model,
+        _server_side(body.model, "model"),
         name=body.name,
         min_replicas=body.min_replicas,
         max_replicas=body.max_replicas,
@@ -75,7 +99,7 @@ def update_service(name: str, body: ServiceUpdate) -> ServicePublic:
     """Start a rolling update; the rollout's progress is in ``rollout`` of GET /services/{name}."""
     from aistack.serving import manager
 
-    target = manager.target_ref(manager.status(name), body.to)
+    target = _server_side(manager.target_ref(manager.status(name), body.to), "to")
     return _public(manager.update(name, target, wait_s=None))
 
 
