@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import pathlib
@@ -9,10 +11,13 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from typer.core import TyperCommand
+
+from aistack.errors import NotFoundError, ValidationError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -81,8 +86,6 @@ def print_error(exc: BaseException) -> None:
 def read_json_file(path: pathlib.Path, what: str) -> Any:
     """The JSON in ``path`` (a file option named ``what``, e.g. ``--records``), or a
     ValidationError that names the option and says why: unreadable, or not JSON."""
-    from aistack.errors import ValidationError
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -93,6 +96,53 @@ def read_json_file(path: pathlib.Path, what: str) -> Any:
         raise ValidationError(
             f"{what}: {str(path)!r} is not valid JSON: {exc}", hint="export it with --json"
         ) from exc
+
+
+_FIELD_REF = re.compile(r"`([a-z_]+)`")
+
+
+def as_options(text: str, options: dict[str, str]) -> str:
+    """``text`` with each `field` it names that ``options`` has written as its option."""
+    return _FIELD_REF.sub(lambda m: options.get(m[1], m[0]), text)
+
+
+@contextlib.contextmanager
+def options_for(options: dict[str, str]) -> Iterator[None]:
+    """A planner's error in this command's words: its "field: " prefix, the `fields` its
+    message and hint name and its ``field`` detail become the options (``gpus: must be at most
+    1,000,000`` -> ``--gpus: must be at most 1,000,000``)."""
+    try:
+        yield
+    except (ValidationError, NotFoundError) as exc:
+        field = str(exc.details.get("field"))
+        option = options.get(field)
+        message = as_options(exc.message, options)
+        if option is not None and message.startswith(f"{field}: "):
+            message = f"{option}: {message.removeprefix(f'{field}: ')}"
+        hint = as_options(exc.hint, options) if exc.hint else exc.hint
+        details = {**exc.details, "field": option} if option else exc.details
+        if (message, hint, details) == (exc.message, exc.hint, exc.details):
+            raise
+        raise type(exc)(message, hint=hint, **details) from None
+
+
+def notes_as_options(plan: Any, options: dict[str, str]) -> Any:
+    """``plan`` (a frozen dataclass with ``notes``) with its notes in the command's words."""
+    return dataclasses.replace(plan, notes=[as_options(n, options) for n in plan.notes])
+
+
+def load_catalog_option(paths: list[pathlib.Path] | None):  # type: ignore[no-untyped-def]
+    """The price catalog with the ``--catalog`` files; an error about one of them names the
+    option ("--catalog: 'x.yaml' is a folder")."""
+    from aistack.planning.catalog import load_catalog
+
+    try:
+        return load_catalog([str(p) for p in (paths or [])])
+    except (ValidationError, NotFoundError) as exc:  # "catalog file 'x' ...": one of `paths`
+        if exc.details.get("field") != "paths" or not exc.message.startswith("catalog file "):
+            raise
+        message = f"--catalog: {exc.message.removeprefix('catalog file ')}"
+        raise type(exc)(message, hint=exc.hint, field="--catalog") from None
 
 
 def print_json(data: Any) -> None:

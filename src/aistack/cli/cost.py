@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 import typer
 
-from aistack.cli._common import _Command, client, print_json, read_json_file
+from aistack.cli._common import (
+    _Command,
+    as_options,
+    client,
+    load_catalog_option,
+    notes_as_options,
+    options_for,
+    print_json,
+    read_json_file,
+)
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -44,6 +54,17 @@ def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+# price_usage's arguments that `cost report` takes as options: its errors and notes name them
+_REPORT_OPTIONS = {
+    "sheet": "--sheet",
+    "now": "--now",
+    "since": "--since",
+    "project": "--project",
+    "default_gpu_type": "--gpu",
+    "strict": "--strict",
+}
+
+
 @app.command("report", cls=_Command)
 def report(
     project: str = typer.Option(None, "--project", help="only this project"),
@@ -72,7 +93,6 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
     """GPU/CPU-hours and cost per project, user and job; spend vs monthly budget; buy-vs-rent advice."""
-    from aistack.planning.catalog import load_catalog
     from aistack.planning.report import render_usage
     from aistack.planning.usage import parse_budgets, parse_records, price_usage
 
@@ -98,16 +118,21 @@ def report(
             budget_map = parse_budgets(c.request("GET", "/projects"))
     if budgets is not None:
         budget_map = parse_budgets(read_json_file(budgets, "--budgets"))
-    rep = price_usage(
-        recs,
-        sheet=sheet,
-        now=now_t,
-        since=since_t,
-        project=project,
-        budgets=budget_map,
-        default_gpu_type=gpu,
-        strict=strict,
-        catalog=load_catalog([str(p) for p in (catalog or [])]),
+    with options_for(_REPORT_OPTIONS):
+        rep = price_usage(
+            recs,
+            sheet=sheet,
+            now=now_t,
+            since=since_t,
+            project=project,
+            budgets=budget_map,
+            default_gpu_type=gpu,
+            strict=strict,
+            catalog=load_catalog_option(catalog),
+        )
+    rep = dataclasses.replace(
+        notes_as_options(rep, _REPORT_OPTIONS),
+        recommendation=as_options(rep.recommendation, _REPORT_OPTIONS),
     )
     if as_json:
         print_json(rep.to_dict())

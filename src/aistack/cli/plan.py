@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from aistack.cli._common import _Command, print_json, read_json_file
-from aistack.errors import NotFoundError, ValidationError
+from aistack.cli._common import (
+    _Command,
+    load_catalog_option,
+    notes_as_options,
+    options_for,
+    print_json,
+    read_json_file,
+)
+from aistack.errors import ValidationError
 
 app = typer.Typer(
     help="Size training and serving, compare cloud vs on-prem costs, list the catalog.",
@@ -94,51 +97,6 @@ _TCO_OPTIONS = {
     "path": "--chart",
 }
 _HYBRID_OPTIONS = {**_COMMON_OPTIONS, "instance": "--instance", "server": "--server"}
-_FIELD_REF = re.compile(r"`([a-z_]+)`")
-
-
-def as_options(text: str, options: dict[str, str]) -> str:
-    """``text`` with each `field` it names that ``options`` has written as its option."""
-    return _FIELD_REF.sub(lambda m: options.get(m[1], m[0]), text)
-
-
-@contextlib.contextmanager
-def options_for(options: dict[str, str]) -> Iterator[None]:
-    """A planner's error in this command's words: its "field: " prefix, the `fields` its
-    message and hint name and its ``field`` detail become the options (``gpus: must be at most
-    1,000,000`` -> ``--gpus: must be at most 1,000,000``)."""
-    try:
-        yield
-    except (ValidationError, NotFoundError) as exc:
-        field = str(exc.details.get("field"))
-        option = options.get(field)
-        message = as_options(exc.message, options)
-        if option is not None and message.startswith(f"{field}: "):
-            message = f"{option}: {message.removeprefix(f'{field}: ')}"
-        hint = as_options(exc.hint, options) if exc.hint else exc.hint
-        details = {**exc.details, "field": option} if option else exc.details
-        if (message, hint, details) == (exc.message, exc.hint, exc.details):
-            raise
-        raise type(exc)(message, hint=hint, **details) from None
-
-
-def _notes_as_options(plan: Any, options: dict[str, str]) -> Any:
-    """``plan`` (a frozen dataclass with ``notes``) with its notes in the command's words."""
-    return dataclasses.replace(plan, notes=[as_options(n, options) for n in plan.notes])
-
-
-def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
-    from aistack.planning.catalog import load_catalog
-
-    try:
-        return load_catalog([str(p) for p in (paths or [])])
-    except (ValidationError, NotFoundError) as exc:  # "catalog file 'x' ...": one of `paths`
-        if exc.details.get("field") != "paths" or not exc.message.startswith("catalog file "):
-            raise
-        message = f"--catalog: {exc.message.removeprefix('catalog file ')}"
-        raise type(exc)(message, hint=exc.hint, field="--catalog") from None
-
-
 SHORT_SPAN_DAYS = 28  # plan hybrid warns below this: the sweep extrapolates to a month
 
 
@@ -228,9 +186,9 @@ def train(
             batch_tokens=int(bt or 0),
             max_batch_tokens=int(parse_count(max_batch_tokens, "--max-batch-tokens") or 0),
             checkpoint_seconds=checkpoint_seconds,
-            catalog=_catalog(catalog),
+            catalog=load_catalog_option(catalog),
         )
-    plan = _notes_as_options(plan, _TRAIN_OPTIONS)
+    plan = notes_as_options(plan, _TRAIN_OPTIONS)
     if as_json:
         print_json(plan.to_dict())
     else:
@@ -284,9 +242,9 @@ def serve(
             hidden=hidden,
             kv_heads=kv_heads,
             head_dim=head_dim,
-            catalog=_catalog(catalog),
+            catalog=load_catalog_option(catalog),
         )
-    plan = _notes_as_options(plan, _SERVE_OPTIONS)
+    plan = notes_as_options(plan, _SERVE_OPTIONS)
     if as_json:
         print_json(plan.to_dict())
     else:
@@ -347,9 +305,9 @@ def tco(
             hybrid_base_gpus=hybrid_base_gpus,
             cloud_usd_per_hour=cloud_price,
             server_price_usd=server_price,
-            catalog=_catalog(catalog),
+            catalog=load_catalog_option(catalog),
         )
-        res = _notes_as_options(res, _TCO_OPTIONS)
+        res = notes_as_options(res, _TCO_OPTIONS)
         chart_path = None
         if chart is not None:
             from aistack.planning.chart import tco_chart_png
@@ -392,7 +350,7 @@ def catalog_cmd(
         day = dt.date.fromisoformat(today) if today is not None else dt.datetime.now(dt.UTC).date()
     except ValueError as exc:
         raise ValidationError(f"--today: not a date: {today!r}", hint="YYYY-MM-DD") from exc
-    cat = _catalog(catalog)
+    cat = load_catalog_option(catalog)
     if as_json:
         print_json(cat.figures_report(day, kind))
     else:
@@ -451,7 +409,7 @@ def hybrid(
             gpu=gpu,
             server=server,
             instance=instance,
-            catalog=_catalog(catalog),
+            catalog=load_catalog_option(catalog),
         )
     if as_json:
         print_json(sweep.to_dict())

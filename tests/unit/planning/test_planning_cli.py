@@ -404,9 +404,8 @@ def test_non_utf8_or_folder_catalog_is_a_clear_error(
     for extra, needle in ((latin, "is not UTF-8"), (folder, "is a folder")):
         res = runner.invoke(app, [*args, "--catalog", str(extra)])  # type: ignore[arg-type]
         assert isinstance(res.exception, ValidationError), (res.output, res.exception)
-        # `plan` names its option; `cost report` (cli/cost.py) says load_catalog's words
-        said = "--catalog: " if app is plan_app else "catalog file "
-        assert str(res.exception).startswith(f"{said}{str(extra)!r} {needle}")
+        # both name their option, not load_catalog's words ("catalog file 'x' ...")
+        assert str(res.exception).startswith(f"--catalog: {str(extra)!r} {needle}")
     # the same file in AISTACK_HOME/catalog/ is named, with how to fix it
     (aistack_home / "catalog").mkdir(parents=True)
     (aistack_home / "catalog" / "latin.yaml").write_bytes(latin.read_bytes())

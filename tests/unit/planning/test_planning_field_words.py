@@ -354,3 +354,43 @@ def test_realistic_inputs_still_plan(api: Any, route: str, body: dict[str, Any])
     r = api.http.post(f"/api/v1/plan/{route}", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["gpus"] >= 1
+
+
+# -- `aistack cost report` says price_usage's fields as its options, as `plan` does ---------------
+def _one_record(tmp_path: Path) -> Path:
+    import json
+
+    recs = [
+        {
+            "job_id": "j1",
+            "project": "p",
+            "user": "u",
+            "gpu_type": "H100",
+            "gpus": 8,
+            "cpus": 8,
+            "start": "2026-11-30T07:00:00+00:00",
+            "end": "2026-11-30T11:00:00+00:00",
+            "node": "n",
+        }
+    ]
+    path = tmp_path / "recs.json"
+    path.write_text(json.dumps(recs))
+    return path
+
+
+def test_cost_report_says_its_options_in_errors_and_advice(tmp_path: Path) -> None:
+    from aistack.cli.cost import app as cost_app
+
+    base = ["report", "--records", str(_one_record(tmp_path)), "--now", "2026-11-30T12:00:00Z"]
+    res = runner.invoke(cost_app, [*base, "--since", "2026-12-05"])
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert res.exception.hint == "give an earlier start of the window (--since)"
+    res = runner.invoke(cost_app, [*base, "--json"])
+    assert res.exit_code == 0, res.output
+    # (5 hours of usage: the advice says to base a purchase on a longer --since)
+    assert "at least 28 days (--since)." in res.output and "`since`" not in res.output
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    res = runner.invoke(cost_app, [*base, "--catalog", str(folder)])
+    assert isinstance(res.exception, ValidationError), (res.output, res.exception)
+    assert str(res.exception).startswith(f"--catalog: {str(folder)!r} is a folder")
