@@ -10,7 +10,10 @@ A checkpoint is first written as ``.step_XXXXXXXX.pt.<pid>.tmp`` and then rename
 the object appears in one PUT, so a reader never sees half a file either); the latest
 checkpoint is the highest step number among complete ``step_*.pt`` files, so a crash while
 writing leaves the previous one in place, and a write that fails (a full disk, Ctrl-C) removes
-its temporary file. Older checkpoints beyond ``keep`` are deleted (never
+its temporary file. On a local filesystem the folder is fsynced after the rename, so a
+completed checkpoint survives a power loss, and a temporary file that a killed writer left
+(SIGKILL, OOM killer, power loss) is removed when a store opens the folder: see
+:meth:`CheckpointStore.sweep_leftovers`. Older checkpoints beyond ``keep`` are deleted (never
 the one just written). A latest checkpoint that cannot be read (truncated, corrupt) is skipped
 with a warning and the next older one is loaded. :meth:`CheckpointStore.archive` moves a run's
 checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with it).
@@ -32,6 +35,13 @@ from aistack.errors import BackendError, NotFoundError, ValidationError, short_r
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
+# the temporary files this module writes: ``.step_XXXXXXXX.pt.<pid>.tmp`` and check_writable's
+# ``.probe.<pid>.tmp``
+_TMP_NAME = re.compile(r"^\.(?:step_\d{8,}\.pt|probe)\.(\d{1,10})\.tmp$")
+# how old (by mtime) a leftover temporary file must be before it is removed; see sweep_leftovers
+LEFTOVER_GRACE_S = 3600.0
+# temporary files this process is writing now (never swept, whatever their age)
+_WRITING: set[str] = set()
 
 
 def url_to_fs(url: str) -> tuple[Any, str]:
@@ -84,6 +94,36 @@ def _shown_steps(steps: list[int], limit: int = 8) -> str:
     return f"… {shown}" if len(steps) > limit else shown
 
 
+def _writer_alive(pid: int, path: str) -> bool:
+    """Whether the process that wrote the temporary file ``path`` (named with ``pid``) may
+    still be writing it."""
+    if pid == os.getpid():
+        return path in _WRITING
+    if pid <= 0:
+        return False  # no writer has such a pid (and os.kill(0, …) would mean our group)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's process), or cannot tell: keep the file
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    """fsync the folder ``path`` (its entries, e.g. a rename), where the OS allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # Windows cannot open a folder; nothing to sync there
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (and platforms) refuse fsync on a folder
+    finally:
+        os.close(fd)
+
+
 class CheckpointStore:
     """Save / find / load checkpoints of one run under ``url``."""
 
@@ -105,6 +145,61 @@ class CheckpointStore:
         self.root: str
         self.fs, self.root = url_to_fs(self.url)
         self.keep: int = int(keep)
+        self.sweep_leftovers()
+
+    @property
+    def is_local(self) -> bool:
+        """The checkpoints are on this machine's filesystem (not an object store)."""
+        protocol = getattr(self.fs, "protocol", ())
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return "file" in protocols or "local" in protocols
+
+    def sweep_leftovers(self, *, grace_s: float = LEFTOVER_GRACE_S) -> list[str]:
+        """Remove the temporary files (``.step_XXXXXXXX.pt.<pid>.tmp``, ``.probe.<pid>.tmp``)
+        of writers that died before they could clean up (SIGKILL, the OOM killer, a power
+        loss); returns the paths removed. Only on a local filesystem, best effort.
+
+        A file is removed only when both hold:
+
+        * its writer is gone: no process with its pid exists here (a pid that exists is
+          taken to be the writer, even if it is a reused pid: the file stays). A file with
+          this process's own pid is gone unless this process is writing it now (a restarted
+          container often has the same pid as the one that died);
+        * it was last modified more than ``grace_s`` (1 hour) ago. The folder can be shared
+          (NFS, a volume mounted into several containers): a writer in another PID namespace
+          or on another host has a pid that means nothing here and may look dead. A live
+          writer modifies its file as it writes and renames it as soon as it is complete
+          (seconds), so a file untouched for an hour is not being written by anyone.
+
+        Complete checkpoints (``step_*.pt``) are never touched."""
+        if not self.is_local:
+            return []  # an object store shows an object only when its upload is complete
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return []  # no folder yet, or not readable: nothing to sweep
+        removed: list[str] = []
+        now = time.time()
+        for name in names:
+            m = _TMP_NAME.match(name)
+            if m is None:
+                continue
+            path = self._path(name)
+            try:
+                if now - os.stat(path).st_mtime <= grace_s or _writer_alive(int(m.group(1)), path):
+                    continue
+                os.remove(path)
+            except OSError as exc:  # gone already (another rank swept it), or not ours
+                log.debug("leftover %s not removed: %s", path, exc)
+                continue
+            removed.append(path)
+        if removed:
+            log.warning(
+                "removed %d temporary file(s) of checkpoint writes that were killed: %s",
+                len(removed),
+                ", ".join(removed[:5]) + (" …" if len(removed) > 5 else ""),
+            )
+        return removed
 
     def check_writable(self) -> None:
         """Create the directory and write a probe file, so that a bad location is an error
@@ -176,6 +271,7 @@ class CheckpointStore:
         tmp = self._path(f".step_{step:08d}.pt.{os.getpid()}.tmp")
         try:
             self.fs.makedirs(self.root, exist_ok=True)
+            _WRITING.add(tmp)
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
                 if hasattr(fh, "flush"):
@@ -186,6 +282,10 @@ class CheckpointStore:
                     except (OSError, io.UnsupportedOperation):
                         pass
             self.fs.mv(tmp, final)
+            if self.is_local:
+                # the rename is an entry of the folder: until the folder is synced, a power
+                # loss can undo it (and the data of the new file is then nowhere)
+                _fsync_dir(self.root)
         except BaseException as exc:
             # half a checkpoint must not stay behind (it can be most of a full disk)
             with contextlib.suppress(Exception):
@@ -209,6 +309,8 @@ class CheckpointStore:
                 hint="free space or fix the permissions of the checkpoint location "
                 "(--checkpoint-url), then re-run",
             ) from exc
+        finally:
+            _WRITING.discard(tmp)
         log.info("checkpoint step %d saved to %s (%.1f MB)", step, final, len(data) / 1e6)
         self._prune(step)
         return final
