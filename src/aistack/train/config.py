@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.errors import ValidationError
@@ -84,6 +84,22 @@ class TrainConfig(BaseModel):
         if isinstance(data, dict) and data.get("run_name") is None:
             data = {**data, "run_name": default_run_name()}
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic's lax mode reads True/False as 1/0 for a number field: ``max_steps: true``
+        (or YAML's ``yes``) would train one step. A bool there is refused, naming the field;
+        numbers written as text ("100", which YAML or a caller may give) are still read."""
+        if isinstance(value, bool) and info.field_name is not None:
+            typ = _base_type(cls.model_fields[info.field_name].annotation)
+            if typ in (int, float):
+                what = "a whole number" if typ is int else "a number"
+                raise ValueError(
+                    f"expected {what}, got {value!r} (true/false is not a number: write the "
+                    "number itself)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _min_lr_below_lr(self) -> TrainConfig:

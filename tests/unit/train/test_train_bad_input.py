@@ -145,3 +145,33 @@ def test_gpt_config_refuses_shapes_torch_cannot_build(kw: dict[str, Any], match:
     with pytest.raises(ValidationError, match=match) as ei:
         GPT(GPTConfig(**(base | kw)))
     assert ei.value.details["field"] == next(iter(kw))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "what"),
+    [
+        ("max_steps", True, "a whole number"),
+        ("seed", False, "a whole number"),
+        ("vocab_size", True, "a whole number"),
+        ("prefetch", False, "a whole number"),
+        ("lr", True, "a number"),
+    ],
+)
+def test_a_bool_for_a_number_field_is_refused_naming_it(field: str, value: bool, what: str) -> None:
+    # pydantic's lax mode read True as 1 and False as 0: max_steps=True trained one step
+    with pytest.raises(ValidationError) as ei:
+        load_config(data=["d"], **{field: value})
+    assert ei.value.message.startswith(f"{field}: expected {what}, got {value!r} (true/false")
+
+
+def test_yaml_yes_for_a_count_is_refused_and_numbers_as_text_still_read(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("data: d\nmax_steps: yes\n")  # YAML 1.1: True
+    with pytest.raises(ValidationError, match="^max_steps: expected a whole number, got True"):
+        load_config(tmp_path / "cfg.yaml")
+    (tmp_path / "cfg.yaml").write_text("data: d\nmax_steps: '7'\nbias: yes\n")
+    cfg = load_config(tmp_path / "cfg.yaml")
+    assert (cfg.max_steps, cfg.bias) == (7, True)
+    from aistack.train.config import parse_args
+
+    cfg = parse_args(["--data", "d", "--max-steps", "5", "--lr", "1e-3", "--bias"])
+    assert (cfg.max_steps, cfg.lr, cfg.bias) == (5, 1e-3, True)
