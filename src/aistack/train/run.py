@@ -328,6 +328,34 @@ def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+SIGNAL_HOOK_ENV = "AISTACK_TRAIN_SIGNAL_AT_STEP"
+
+
+def _signal_hook() -> tuple[int, int]:
+    """The test hook ``AISTACK_TRAIN_SIGNAL_AT_STEP``: ``N`` sends SIGTERM to this process
+    after step N, ``N:USR1`` sends SIGUSR1, ``N:TERM`` SIGTERM; unset, empty or 0: none.
+    Anything else is an error naming the variable (it was int()'s ValueError)."""
+    raw = os.environ.get(SIGNAL_HOOK_ENV, "").strip()
+    if not raw:
+        return 0, signal.SIGTERM
+    at, _, name = raw.partition(":")
+    sigs = {"": signal.SIGTERM, "TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
+    sig_name = name.strip().upper().removeprefix("SIG")
+    try:
+        step = int(at.strip())
+    except ValueError:
+        step = -1
+    if step < 0 or sig_name not in sigs:
+        raise ValidationError(
+            f"{SIGNAL_HOOK_ENV}: the environment variable is {short_repr(raw)}, not a step "
+            "number ≥ 0, optionally followed by ':USR1' or ':TERM'",
+            hint=f"unset {SIGNAL_HOOK_ENV} (a test hook), or set it to e.g. 7 (SIGTERM after "
+            "step 7) or 3:USR1 (SIGUSR1 after step 3)",
+            field=SIGNAL_HOOK_ENV,
+        )
+    return step, sigs[sig_name]
+
+
 def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
     """The model's vocabulary size; refuses ids the embedding could not hold."""
     vocab = cfg.vocab_size or loader.vocab_size
@@ -461,6 +489,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     world = _env_int("WORLD_SIZE", 1, minimum=1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
+    signal_at, hook_sig = _signal_hook()
     if rank >= world:
         raise ValidationError(
             f"RANK: {rank} is not below WORLD_SIZE {world}",
@@ -497,10 +526,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     _SIGNALS.clear()
-    # test hook: "N" sends SIGTERM to this process after step N, "N:USR1" sends SIGUSR1
-    hook = os.environ.get("AISTACK_TRAIN_SIGNAL_AT_STEP", "") or "0"
-    signal_at = int(hook.split(":")[0])
-    hook_sig = signal.SIGUSR1 if hook.upper().endswith(":USR1") else signal.SIGTERM
 
     loader_prefetch = cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0)
     loader = ShardLoader(

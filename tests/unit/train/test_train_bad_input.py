@@ -175,3 +175,25 @@ def test_yaml_yes_for_a_count_is_refused_and_numbers_as_text_still_read(tmp_path
 
     cfg = parse_args(["--data", "d", "--max-steps", "5", "--lr", "1e-3", "--bias"])
     assert (cfg.max_steps, cfg.lr, cfg.bias) == (5, 1e-3, True)
+
+
+@pytest.mark.parametrize("value", ["abc", "3:KILL", "-2", "3.5"])
+def test_a_bad_signal_hook_variable_is_named(
+    aistack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from aistack.train.run import train
+
+    monkeypatch.setenv("AISTACK_TRAIN_SIGNAL_AT_STEP", value)  # 'abc' was int()'s ValueError
+    cfg = load_config(
+        data=[str(_shards(tmp_path))], run_name="hook", seq_len=8, n_layer=1, n_head=2,
+        n_embd=8, micro_batch_size=2, max_steps=2, mlflow=False, device="cpu",
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as ei:
+        train(cfg)
+    assert ei.value.message.startswith(
+        f"AISTACK_TRAIN_SIGNAL_AT_STEP: the environment variable is '{value}', not a step"
+    )
+    assert "unset AISTACK_TRAIN_SIGNAL_AT_STEP" in (ei.value.hint or "")
+    assert ei.value.details["field"] == "AISTACK_TRAIN_SIGNAL_AT_STEP"
+    # nothing was trained or written
+    assert not (aistack_home / "objects" / "checkpoints" / "hook").exists()
