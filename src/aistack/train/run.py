@@ -16,7 +16,9 @@
   the run's checkpoints into ``previous-<time>/`` and starts a new lineage. The run name
   defaults to ``job-<AISTACK_JOB_ID>`` in an aistack job.
 * Checked before the first step: the tokenizer file, that the checkpoint location is
-  writable, and that ``eos_id`` and the shard headers' vocabularies fit ``vocab_size``; and
+  writable, that ``eos_id`` and the shard headers' vocabularies fit ``vocab_size``, that the
+  shard headers agree on one vocabulary (or ``vocab_size`` is set), and that the
+  ``AISTACK_TRAIN_SIGNAL_AT_STEP`` test hook is well formed; and
   on the host, every batch before it goes to the device: a token id the embedding cannot
   hold is a clear error naming its shard (not a torch IndexError or device-side assert).
 * A loss (or, at a checkpoint, weights) that is NaN/inf stops the run with an error naming
@@ -375,6 +377,7 @@ def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
             hint=f"set --vocab-size to at least {loader.vocab_size}, or leave it unset",
             field="vocab_size",
         )
+    _check_one_vocabulary(cfg, loader)
     if cfg.eos_id is not None and cfg.eos_id >= vocab:
         raise ValidationError(
             f"eos_id: {cfg.eos_id} is not below vocab_size {vocab}",
@@ -383,6 +386,51 @@ def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
             field="eos_id",
         )
     return int(vocab)
+
+
+def _check_one_vocabulary(cfg: TrainConfig, loader: Any) -> None:
+    """Shards whose headers give different vocab sizes are refused unless ``vocab_size`` is
+    set; with it set, they are trained together with a warning.
+
+    Why refuse rather than warn: the web-data pipeline writes its tokenizer's vocabulary
+    size into each shard header, so two sizes almost always mean two tokenizers, and the same
+    id then stands for different text in different shards. A model trained on that mix is
+    quietly worse for both, and nothing later shows why; a warning is one line in the log of
+    a long (and costly) job. The one case where such shards belong together, a tokenizer
+    extended with added tokens (its old shards say the smaller size, and their ids mean the
+    same), is a deliberate choice its user makes by setting ``--vocab-size`` (at least the
+    largest header's, checked above)."""
+    by_vocab: dict[int, list[str]] = {}
+    for src, shard in zip(loader.sources, loader.shards, strict=True):
+        if shard.vocab_size:
+            by_vocab.setdefault(int(shard.vocab_size), []).append(str(src))
+    if len(by_vocab) < 2:
+        return
+    parts = []
+    for size, names in sorted(by_vocab.items())[:4]:
+        more = f" and {len(names) - 1} more shard(s)" if len(names) > 1 else ""
+        parts.append(f"{names[0]}{more} say {size:,}")
+    if len(by_vocab) > 4:
+        parts.append(f"{len(by_vocab) - 4} more sizes")
+    said = "; ".join(parts)
+    if cfg.vocab_size:
+        log.warning(
+            "data: the shard headers give %d vocabulary sizes (%s); training them as one "
+            "vocabulary of %d ids because vocab_size is set",
+            len(by_vocab),
+            said,
+            cfg.vocab_size,
+        )
+        return
+    largest = max(by_vocab)
+    raise ValidationError(
+        f"data: the shards were tokenized with different vocabularies: {said} (vocab_size "
+        "in their headers); the same token id would mean different text in different shards",
+        hint="tokenize all the data with one tokenizer (aistack webdata run --fresh), or leave "
+        "out the shards of the other one; if their ids do mean the same (a tokenizer extended "
+        f"with added tokens), set --vocab-size {largest} (or more) to train on them together",
+        field="data",
+    )
 
 
 def _bad_ids_error(x: Any, y: Any, vocab: int, loader: Any, step: int) -> ValidationError:

@@ -322,3 +322,54 @@ def test_the_trainer_resuming_over_a_renamed_shard_exits_2_naming_them(
 def test_header_struct_has_vocab_at_byte_16() -> None:
     # the helper above patches byte 16 of both formats
     assert HEADER.unpack(HEADER.pack(b"AISTOK1\0", 1, 2, 77, 0, 0))[3] == 77
+
+
+# ------------------------------------------------ shards of different vocabularies
+
+
+def test_shards_of_different_vocabularies_are_refused_naming_both(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from aistack.train.config import load_config
+    from aistack.train.run import train
+
+    data = tmp_path / "data"
+    _good(data, "a.tok", vocab=64)
+    _good(data, "b.tok", vocab=300)
+    _good(data, "c.tok", vocab=300)
+    cfg = dict(data=[str(data)], run_name="mix", seq_len=8, n_layer=1, n_head=2, n_embd=16)
+    cfg |= dict(micro_batch_size=2, max_steps=2, device="cpu", mlflow=False)
+    # the old trainer took the largest (300) and trained on the mix
+    with pytest.raises(ValidationError) as ei:
+        train(load_config(**cfg))
+    assert ei.value.message == (
+        f"data: the shards were tokenized with different vocabularies: {data / 'a.tok'} say "
+        f"64; {data / 'b.tok'} and 1 more shard(s) say 300 (vocab_size in their headers); the "
+        "same token id would mean different text in different shards"
+    )
+    assert ei.value.details["field"] == "data"
+    hint = ei.value.hint or ""
+    assert "tokenize all the data with one tokenizer" in hint and "--vocab-size 300" in hint
+    assert not (aistack_home / "objects" / "checkpoints" / "mix").exists()
+
+
+def test_shards_of_different_vocabularies_train_with_vocab_size_set_and_a_warning(
+    aistack_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("torch")
+    from aistack.train.config import load_config
+    from aistack.train.run import train
+
+    data = tmp_path / "data"
+    _good(data, "a.tok", vocab=64)
+    _good(data, "b.tok", vocab=300)
+    cfg = dict(data=[str(data)], run_name="ext", seq_len=8, n_layer=1, n_head=2, n_embd=16)
+    cfg |= dict(micro_batch_size=2, max_steps=2, device="cpu", mlflow=False, vocab_size=320)
+    with caplog.at_level(logging.WARNING, logger="aistack.train.run"):
+        assert train(load_config(**cfg)).step == 2
+    assert any(
+        "the shard headers give 2 vocabulary sizes" in r.getMessage()
+        and "as one vocabulary of 320 ids because vocab_size is set" in r.getMessage()
+        for r in caplog.records
+    )
