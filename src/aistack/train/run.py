@@ -24,7 +24,8 @@
 * A loss (or, at a checkpoint, weights) that is NaN/inf stops the run with an error naming
   ``lr``: nothing of that step is saved, so the good checkpoints are neither replaced nor
   pruned. A checkpoint that is not this trainer's (no model state, other parameter names) is
-  refused naming the file and the older checkpoint to resume from instead.
+  refused naming the file and the newest older checkpoint that loads (each is tried), or
+  saying that none does.
 * With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
   the model as an MLflow pyfunc (see :mod:`aistack.train.export`). The run ends FINISHED,
   KILLED when stopped by SIGTERM (a re-run resumes it), FAILED when the trainer raised.
@@ -47,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from aistack.errors import AistackError, BackendError, ValidationError, require, short_repr
+from aistack.train.checkpoint import _shown_steps
 from aistack.train.config import TrainConfig, parse_args
 
 log = logging.getLogger(__name__)
@@ -273,34 +275,87 @@ def _check_resume(state: dict[str, Any], gcfg_dict: dict[str, Any], loader: Any)
         loader.load_state_dict(loader_state)  # refuses another layout, naming the field
 
 
-def _load_weights(state: dict[str, Any], model: Any, opt: Any, store: Any) -> None:
+def _not_loadable(state: Any, model: Any, opt: Any, gcfg_dict: dict[str, Any] | None) -> str | None:
+    """Why ``state`` cannot be loaded into ``model`` and ``opt`` (None when it loads; it is
+    then loaded)."""
+    if not isinstance(state, dict):
+        return f"it is not a checkpoint ({short_repr(state, 60)})"
+    have = state.get("gpt_config")
+    if gcfg_dict is not None and isinstance(have, dict):
+        for key in _SHAPE_KEYS:
+            if key in have and have[key] != gcfg_dict[key]:
+                return f"its model has {key} {have[key]!r}, this run has {gcfg_dict[key]!r}"
+    for key in ("model", "optimizer"):
+        if not isinstance(state.get(key), dict):
+            return f"it holds no {key} state ('{key}' is {short_repr(state.get(key), 60)})"
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:600]
+    return None
+
+
+def _older_that_loads(
+    store: Any, older: list[int], model: Any, opt: Any, gcfg_dict: dict[str, Any] | None
+) -> tuple[int | None, list[int]]:
+    """The newest of the ``older`` steps whose checkpoint can be read and loaded into this
+    model (None when none can), and the steps tried before it that cannot. Only called on
+    the way to an error: it loads each candidate into ``model`` and ``opt``."""
+    skipped: list[int] = []
+    for step in reversed(older):
+        try:
+            state = store._read(step)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: not a step to name
+            log.debug("checkpoint of step %d cannot be read: %s", step, exc)
+            skipped.append(step)
+            continue
+        if _not_loadable(state, model, opt, gcfg_dict) is None:
+            return step, skipped
+        skipped.append(step)
+    return None, skipped
+
+
+def _load_weights(
+    state: dict[str, Any],
+    model: Any,
+    opt: Any,
+    store: Any,
+    gcfg_dict: dict[str, Any] | None = None,
+) -> None:
     """Load the checkpoint's model and optimizer state: one that is not this trainer's (no
     model or optimizer state, other parameter names or shapes) is a clear error naming the
-    file and the older checkpoints a re-run could use instead, not torch's KeyError or
-    RuntimeError."""
+    file, not torch's KeyError or RuntimeError. Its hint names the newest older checkpoint
+    that does load into this model (each is tried), or says that none does."""
     step = state.get("step")
     try:
         path = store.path_for(int(step))  # type: ignore[arg-type]
         older = [s for s in store.steps() if s < int(step)]  # type: ignore[arg-type]
     except (TypeError, ValueError, OSError):
         path, older = f"{store.url} (step {step!r})", []
-    problem = None
-    for key in ("model", "optimizer"):
-        if not isinstance(state.get(key), dict):
-            problem = f"it holds no {key} state ('{key}' is {short_repr(state.get(key), 60)})"
-            break
-    if problem is None:
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:600]
+    problem = _not_loadable(state, model, opt, None)
     if problem is None:
         return
-    if older:
+    good, bad = _older_that_loads(store, older, model, opt, gcfg_dict)
+    if good is not None:
+        also = ""
+        if len(bad) == 1:
+            also = f" (and the checkpoint of step {bad[0]}, which does not load either)"
+        elif bad:
+            also = (
+                f" (and the checkpoints of steps {_shown_steps(sorted(bad))}, which do not "
+                "load either)"
+            )
         how = (
-            f"move {path} out of the folder to resume from step {older[-1]} (the newest "
-            "older checkpoint), or start a new run: another --run-name, or --no-resume"
+            f"move {path}{also} out of the folder to resume from step {good} (the newest "
+            "older checkpoint that loads), or start a new run: another --run-name, or "
+            "--no-resume"
+        )
+    elif older:
+        how = (
+            f"none of the older checkpoints (steps {_shown_steps(older)}) loads into this "
+            "model either: start a new run: another --run-name, or --no-resume (moves them "
+            "aside)"
         )
     else:
         how = "start a new run: another --run-name, or --no-resume (moves it aside)"
@@ -629,7 +684,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     state = store.load() if cfg.resume else None
     if state is not None:
         _check_resume(state, gcfg.to_dict(), loader)
-        _load_weights(state, model, opt, store)
+        _load_weights(state, model, opt, store, gcfg.to_dict())
         rngs = state.get("rng") or []
         if len(rngs) == world:
             _set_rng_state(torch, rngs[rank])

@@ -205,3 +205,35 @@ def test_bad_distributed_environment_is_named(
     monkeypatch.setenv(name, value)  # WORLD_SIZE=two was a ValueError from int()
     with pytest.raises(ValidationError, match=f"^{name}: the environment variable is"):
         train(_cfg(tmp_path, "env"))
+
+
+def test_the_resume_hint_names_only_an_older_checkpoint_that_loads(
+    aistack_home: Path, tmp_path: Path
+) -> None:
+    train(_cfg(tmp_path, "hint", max_steps=3, keep_checkpoints=3))
+    ck = aistack_home / "objects" / "checkpoints" / "hint"
+    (ck / "step_00000003.pt").write_bytes(b"junk")  # damaged: cannot be read
+    torch.save({"step": 4}, ck / "step_00000004.pt")  # readable, of another program
+    with pytest.raises(ValidationError, match="step_00000004.pt is not a checkpoint") as ei:
+        train(_cfg(tmp_path, "hint", max_steps=5, keep_checkpoints=3))
+    hint = ei.value.hint or ""
+    # the old hint said 'to resume from step 3', the damaged file
+    assert "to resume from step 2 (the newest older checkpoint that loads)" in hint
+    assert "(and the checkpoint of step 3, which does not load either)" in hint
+    other = {"step": 2, "model": {"w": torch.zeros(2)}, "optimizer": {"state": {}}}
+    torch.save(other, ck / "step_00000002.pt")  # readable, another model's
+    with pytest.raises(ValidationError, match="step_00000004.pt is not a checkpoint") as ei:
+        train(_cfg(tmp_path, "hint", max_steps=5, keep_checkpoints=3))
+    hint = ei.value.hint or ""
+    assert "to resume from step 1 (the newest older checkpoint that loads)" in hint
+    assert "(and the checkpoints of steps 2, 3, which do not load either)" in hint
+    # none of the older ones loads: the hint says so and names no step to resume from
+    torch.save({"step": 1}, ck / "step_00000001.pt")
+    with pytest.raises(ValidationError, match="step_00000004.pt is not a checkpoint") as ei:
+        train(_cfg(tmp_path, "hint", max_steps=5, keep_checkpoints=3))
+    hint = ei.value.hint or ""
+    assert "none of the older checkpoints (steps 1, 2, 3) loads into this model" in hint
+    assert "resume from" not in hint
+    # nothing was removed or rewritten
+    assert _ckpts(aistack_home, "hint") == [f"step_0000000{i}.pt" for i in (1, 2, 3, 4)]
+    assert (ck / "step_00000003.pt").read_bytes() == b"junk"
