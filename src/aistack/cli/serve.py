@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aistack.cli._common import _Command
+from aistack.cli._common import _Command, as_options
 
 app = typer.Typer(
     help="Model serving: deploy, list, inspect, update and delete autoscaled endpoints.",
@@ -47,8 +47,14 @@ def _ms(v: Any) -> str:
     return f"{float(v or 0):.1f} ms"
 
 
-# spec fields (as the manager and the controller name them in errors) → the flags that set them
+# fields (as the manager and the controller name them in errors, the arguments of
+# aistack.serving.manager and the REST API's fields) → the flags that set them
 _FLAGS = {
+    "wait_ready_s": "--wait",
+    "wait_s": "--wait",
+    "to": "--to",
+    "tail": "--tail",
+    "replica": "--replica",
     "min_replicas": "--min",
     "max_replicas": "--max",
     "target_inflight": "--target-inflight",
@@ -80,13 +86,16 @@ def _flag_value(v: Any) -> str:
 
 def flag_message(message: str, values: dict[str, Any] | None = None) -> str:
     """An error about spec fields (``max_replicas: Input should be …``) told in the flags
-    of the command (``--max 0: Input should be …``); ``values``: what each field was given."""
+    of the command (``--max 0: Input should be …``); ``values``: what each field was given.
+    The fields it names in backticks become flags too ("pass `launcher` jobs" → "pass
+    --launcher jobs")."""
     values = values or {}
-    message = message.removeprefix("spec: ")
+    message = as_options(message, _FLAGS).removeprefix("spec: ")
     loc, sep, rest = message.partition(": ")
     section, _, field = loc.rpartition(".")
     if sep and section in ("", "autoscale", "batching", "resources") and field in _FLAGS:
         given = values.get(field)
+        given = None if given == "" else given  # "--name: the service name is empty"
         head = _FLAGS[field] + (f" {_flag_value(given)}" if given is not None else "")
         message = f"{head}: {rest}"
     message = _FIELD_WORDS.sub(lambda m: _FLAGS[m.group(1) or m.group(2)], message)
@@ -96,15 +105,21 @@ def flag_message(message: str, values: dict[str, Any] | None = None) -> str:
 
 @contextmanager
 def _flag_errors(values: dict[str, Any]) -> Iterator[None]:
-    """Re-raise a ValidationError from the manager (or the controller) naming CLI flags."""
-    from aistack.errors import ValidationError
+    """Re-raise an error of the manager (or the controller) naming CLI flags: its message
+    (:func:`flag_message`), its hint ("leave `port` out" → "leave --port out") and its
+    ``field`` detail."""
+    from aistack.errors import ConflictError, NotFoundError, ValidationError
 
     try:
         yield
-    except ValidationError as exc:
-        raise ValidationError(
-            flag_message(exc.message, values), hint=exc.hint, **exc.details
-        ) from None
+    except (ValidationError, NotFoundError, ConflictError) as exc:
+        message = flag_message(exc.message, values)
+        hint = as_options(exc.hint, _FLAGS) if exc.hint else exc.hint
+        field = exc.details.get("field")
+        details = {**exc.details, "field": _FLAGS[field]} if field in _FLAGS else exc.details
+        if (message, hint, details) == (exc.message, exc.hint, exc.details):
+            raise
+        raise type(exc)(message, hint=hint, **details) from None
 
 
 @app.command("deploy", cls=_Command)
@@ -185,7 +200,7 @@ def deploy(
         "downscale_cooldown_s": cooldown_s,
         "max_queued_requests": max_queued,
     }
-    with _flag_errors(given):
+    with _flag_errors({**given, "wait_ready_s": wait_s, "launcher": launcher}):
         st = manager.deploy(
             model,
             launcher=launcher,
@@ -359,7 +374,8 @@ def logs(
     """The controller log and each replica's log."""
     from aistack.serving import manager
 
-    out = manager.logs(name, replica=replica, tail=tail)
+    with _flag_errors({"tail": tail}):
+        out = manager.logs(name, replica=replica, tail=tail)
     if as_json:
         _out(out)
         return
@@ -386,8 +402,9 @@ def update(
     """Rolling update to another model version, with no failed request."""
     from aistack.serving import manager
 
-    target = manager.target_ref(manager.status(name), to)
-    st = manager.update(name, target, wait_s=wait_s or None)
+    with _flag_errors({"to": to, "wait_s": wait_s}):
+        target = manager.target_ref(manager.status(name), to)
+        st = manager.update(name, target, wait_s=wait_s or None)
     if as_json:
         _out(st)
         return

@@ -1,5 +1,9 @@
 """Service management used by the CLI (``aistack serve``) and the REST API (``/services``).
 
+Errors name what the caller set by its field (``gpus: ...``, other fields in backticks:
+"pass `launcher` jobs"), as the REST API and this module's functions take them; ``aistack
+serve`` says them as its options (``--gpus``, ``--launcher``).
+
 Each service is a directory ``$AISTACK_HOME/services/<name>/`` holding ``spec.json`` (what was
 deployed), ``controller.json`` (pid and URL of its controller process), ``state.json`` (the
 latest status, written every tick), ``token`` (admin token), ``controller.env.json`` (the
@@ -127,7 +131,10 @@ def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> 
         err = data.get("error") or {}
         if "code" in err and isinstance(err.get("code"), str):
             raise from_dict(err)
-        raise ValidationError(str(err.get("message") or data))
+        # the controller's own answers ({"message", "param"}): param is the field
+        param = err.get("param")
+        where = {"field": param} if isinstance(param, str) and param else {}
+        raise ValidationError(str(err.get("message") or data), **where)
     return data
 
 
@@ -163,12 +170,12 @@ def deploy(
     from aistack.serving.lineage import record_rollout
     from aistack.serving.models import resolve_model
 
-    _check_wait(wait_ready_s)
+    _check_wait(wait_ready_s, "wait_ready_s")
     if name is not None and not name.strip():
         # an empty --name used to deploy under the model's name (and collide with it)
         raise ValidationError(
             "name: the service name is empty",
-            hint="pass a name of lowercase letters, digits or '-', or leave --name out to "
+            hint="pass a name of lowercase letters, digits or '-', or leave `name` out to "
             "name the service after its model",
             field="name",
         )
@@ -176,9 +183,10 @@ def deploy(
     launcher = choose_launcher(launcher)
     if gpus > 0 and launcher == "process":
         raise ValidationError(
-            f"--gpus {gpus}: local-process replicas cannot be given GPUs",
+            "gpus: local-process replicas cannot be given GPUs",
             hint="start the aistack server (`aistack up --detach`) so the scheduler places "
-            "replicas as jobs, or pass --launcher jobs",
+            "replicas as jobs, or pass `launcher` jobs",
+            field="gpus",
         )
     try:
         fields: dict[str, Any] = {
@@ -213,15 +221,19 @@ def deploy(
         msg = str(e["msg"]).removeprefix("Value error, ")
         from aistack.spec import ENV_HINT
 
+        # the argument that was given: gpus, not resources.gpus
+        head = [str(x) for x in e["loc"] if x not in ("autoscale", "batching", "resources")]
+        where = {"field": head[0]} if head else {}
         raise ValidationError(
-            f"{loc}: {msg}", hint=ENV_HINT if e["loc"][:1] == ("env",) else None
+            f"{loc}: {msg}", hint=ENV_HINT if e["loc"][:1] == ("env",) else None, **where
         ) from None
     check_replica_job(spec)
     d = service_dir(spec.name)
     if _controller(spec.name) is not None:
         raise ConflictError(
             f"service {spec.name!r} is already running",
-            hint=f"use `aistack serve update {spec.name} --to ...` or delete it first",
+            hint=f"update {spec.name!r} to the new model instead (`to`), or delete it first",
+            field="name",
         )
     if spec.launcher == "jobs":
         check_resources_fit(spec.resources)
@@ -259,20 +271,23 @@ def deploy(
     return status(spec.name)
 
 
-def _check_wait(wait_s: float | None) -> None:
+def _check_wait(wait_s: float | None, field: str) -> None:
     """A negative wait is refused before anything starts (it used to deploy the service, then
-    report it not ready "after -1 s"), and so is NaN or infinity (NaN did the same)."""
+    report it not ready "after -1 s"), and so is NaN or infinity (NaN did the same).
+    ``field``: the argument that holds it (``wait_ready_s`` of deploy, ``wait_s`` of update)."""
     if wait_s is None:
         return
     if not math.isfinite(wait_s):
         raise ValidationError(
-            f"--wait {wait_s:g}: the wait is a number of seconds",
-            hint="pass e.g. --wait 300, or 0 to return at once without waiting",
+            f"{field}: the wait is a finite number of seconds",
+            hint=f"pass e.g. `{field}` 300, or 0 to return at once without waiting",
+            field=field,
         )
     if wait_s < 0:
         raise ValidationError(
-            f"--wait {wait_s:g}: the wait is in seconds and cannot be negative",
+            f"{field}: the wait is in seconds and cannot be negative",
             hint="pass 0 to return at once without waiting",
+            field=field,
         )
 
 
@@ -357,12 +372,13 @@ def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -
     try:
         check_feasible(job, nodes)
     except ValidationError as exc:
-        flag = {"gpus": "--gpus", "cpus": "--cpus", "memory": "--memory"}
         field = exc.message.split(":", 1)[0].removeprefix("resources.")
+        known = field in ("gpus", "cpus", "memory")
         largest = exc.message.rsplit("but ", 1)[-1]
         raise ValidationError(
             f"{exc.message} (each replica is one job on one node)",
-            hint=f"lower {flag.get(field, 'the replica resources')} ({largest})",
+            hint=f"lower {f'`{field}`' if known else 'the replica resources'} ({largest})",
+            **({"field": field} if known else {}),
         ) from None
 
 
@@ -375,8 +391,9 @@ def _check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             raise ValidationError(
-                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})",
-                hint="pick another port, or leave --port out to get a free one",
+                f"port: cannot listen on {host}:{port} ({exc.strerror or exc})",
+                hint="pick another port, or leave `port` out to get a free one",
+                field="port",
             ) from None
 
 
@@ -417,7 +434,9 @@ def choose_launcher(launcher: str) -> str:
     if launcher in ("process", "jobs"):
         return launcher
     if launcher != "auto":
-        raise ValidationError(f"launcher: {launcher!r} is not one of auto, process, jobs")
+        raise ValidationError(
+            f"launcher: {launcher!r} is not one of auto, process, jobs", field="launcher"
+        )
     s = get_settings()
     if not (s.url or s.server_file.exists()):
         return "process"
@@ -623,7 +642,7 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
     """Roll the service to another model version; with ``wait_s``, wait for the outcome."""
     from aistack.serving.models import resolve_model
 
-    _check_wait(wait_s)
+    _check_wait(wait_s, "wait_s")
     status(name)  # NotFoundError first
     resolved = resolve_model(model)
     # the controller records the lineage edge once the rollout succeeded (run_id: the
@@ -674,20 +693,21 @@ def target_ref(st: dict[str, Any], to: str) -> str:
 
             names = ", ".join(f"builtin:{b}" for b in BUILTINS)
             hint = (
-                f"to change the built-in model: --to builtin:NAME ({names}); to serve a "
-                "registered model instead, name it: --to NAME:VERSION or --to NAME@alias "
+                f"to change the built-in model: `to` builtin:NAME ({names}); to serve a "
+                "registered model instead, name it: `to` NAME:VERSION or `to` NAME@alias "
                 "(`aistack models ls` lists them), or deploy it as a service of its own with "
                 "`aistack serve deploy NAME@alias`"
             )
         else:
             hint = (
-                "name the model: --to NAME:VERSION or --to NAME@alias for a registered model "
-                "(`aistack models ls` lists them), or --to builtin:NAME"
+                "name the model: `to` NAME:VERSION or `to` NAME@alias for a registered model "
+                "(`aistack models ls` lists them), or `to` builtin:NAME"
             )
         raise ValidationError(
-            f"--to {to}: service {name!r} serves {what}, not a registered model, so {alone} "
+            f"to: service {name!r} serves {what}, not a registered model, so {alone} "
             "does not apply (there is no registered model to pick it from)",
             hint=hint,
+            field="to",
         )
     if to.startswith(":"):
         return f"{base}{to}"
@@ -787,7 +807,9 @@ def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str,
     """The last ``tail`` lines of the controller log and of each replica log (0: all)."""
     if tail < 0:
         raise ValidationError(
-            f"--tail {tail}: give a number of lines, or 0 for all of them", hint="e.g. --tail 100"
+            "tail: give a number of lines, or 0 for all of them",
+            hint="e.g. `tail` 100",
+            field="tail",
         )
     status(name)
     logs_dir = service_dir(name) / "logs"

@@ -114,7 +114,7 @@ class AutoscaleConfig(_Strict):
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas}); "
-                "lower --min or raise --max"
+                "lower `min_replicas` or raise `max_replicas`"
             )
         return self
 
@@ -181,7 +181,7 @@ class ServiceSpec(_Strict):
         if not _SERVICE_NAME_RE.match(v):
             raise ValueError(
                 f"service name {v!r} is not valid: use 1-40 lowercase letters, digits or '-', "
-                "starting with a letter or digit (pass --name)"
+                "starting with a letter or digit (set `name`)"
             )
         return v
 

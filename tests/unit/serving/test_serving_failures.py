@@ -123,7 +123,8 @@ def test_check_resources_fit_uses_the_submit_message() -> None:
         manager.check_resources_fit(ReplicaResources(gpus=2), [node])
     with pytest.raises(ValidationError, match="asks for 64 CPUs per node") as ei:
         manager.check_resources_fit(ReplicaResources(cpus=64), [node])
-    assert "--cpus" in (ei.value.hint or "")
+    assert ei.value.hint == "lower `cpus` (the largest node has 2)"  # the field, not --cpus
+    assert ei.value.details == {"field": "cpus"}
     with pytest.raises(ValidationError, match="resources.memory"):
         manager.check_resources_fit(ReplicaResources(memory="1TB"), [node])
 
@@ -153,8 +154,10 @@ def test_deploy_refuses_impossible_requests_up_front(
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        with pytest.raises(ValidationError, match=f"--port {busy}"):
+        with pytest.raises(ValidationError, match=f"port: cannot listen on 127.0.0.1:{busy}") as ei:
             manager.deploy("builtin:echo", name="b18", port=busy, launcher="process")
+        assert ei.value.details == {"field": "port"}
+        assert ei.value.hint == "pick another port, or leave `port` out to get a free one"
     assert spawned == []
     assert manager.list_services() == []  # nothing left behind to crash-loop
 

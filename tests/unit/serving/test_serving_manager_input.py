@@ -18,18 +18,21 @@ def test_negative_wait_is_refused_before_deploying(
 ) -> None:
     spawned: list[str] = []
     monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
-    with pytest.raises(ValidationError, match="--wait -1: the wait is in seconds"):
+    with pytest.raises(ValidationError, match="wait_ready_s: the wait is in seconds") as ei:
         manager.deploy("builtin:echo", name="w", launcher="process", wait_ready_s=-1)
+    assert ei.value.details == {"field": "wait_ready_s"}
     assert spawned == [] and manager.list_services() == []  # nothing was deployed
-    with pytest.raises(ValidationError, match="--wait -5"):
+    with pytest.raises(ValidationError, match="wait_s: the wait is in seconds") as ei:
         manager.update("w", "builtin:echo", wait_s=-5)
+    assert ei.value.details == {"field": "wait_s"}
 
 
 def test_scale_and_logs_of_an_unknown_service_are_not_found(aistack_home: Path) -> None:
     with pytest.raises(NotFoundError, match="no service named 'nope'"):
         manager.scale("nope", min_replicas=1)  # was a 409 "has no running controller"
-    with pytest.raises(ValidationError, match="--tail -3"):
+    with pytest.raises(ValidationError, match="tail: give a number of lines") as ei:
         manager.logs("nope", tail=-3)
+    assert ei.value.details == {"field": "tail"} and ei.value.hint == "e.g. `tail` 100"
 
 
 @pytest.mark.parametrize("name", ["..", ".deleted", "../other-home", "a/b", "UPPER"])
@@ -66,7 +69,7 @@ def test_scale_errors_name_the_field(tmp_path: Path) -> None:
     r = client.post("/-/scale", json={"min_replicas": 9}, headers=h)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == (
-        "min_replicas (9) is above max_replicas (4); lower --min or raise --max"
+        "min_replicas (9) is above max_replicas (4); lower `min_replicas` or raise `max_replicas`"
     )
     r = client.post("/-/scale", json={"min_replicas": 2, "max_replicas": 3}, headers=h)
     assert r.status_code == 200 and (r.json()["min_replicas"], r.json()["max_replicas"]) == (2, 3)
@@ -192,11 +195,12 @@ def test_nan_or_infinite_wait_is_refused_before_deploying(
     spawned: list[str] = []
     monkeypatch.setattr(manager, "_spawn_controller", lambda *a, **k: spawned.append("x"))
     monkeypatch.setattr(manager, "wait_ready", lambda *a: pytest.fail(f"waited {a[2]} s"))
-    with pytest.raises(ValidationError, match=f"--wait {wait:g}: the wait is"):
+    with pytest.raises(ValidationError, match="wait_ready_s: the wait is a finite number"):
         manager.deploy("builtin:echo", name="w", launcher="process", wait_ready_s=wait)
     assert spawned == [] and manager.list_services() == []
-    with pytest.raises(ValidationError, match=f"--wait {wait:g}"):
+    with pytest.raises(ValidationError, match="wait_s: the wait is a finite number") as ei:
         manager.update("w", "builtin:echo", wait_s=wait)
+    assert ei.value.hint == "pass e.g. `wait_s` 300, or 0 to return at once without waiting"
 
 
 def test_a_wait_that_runs_out_says_the_service_is_deployed_and_keeps_starting(
@@ -230,16 +234,21 @@ def test_update_to_a_bare_version_of_a_service_without_a_registered_model(
     with pytest.raises(ValidationError) as ei:
         manager.target_ref({"name": "s1", "model_uri": uri}, ":99")
     assert "''" not in ei.value.message
-    assert ei.value.message.startswith("--to :99: service 's1' serves ")
+    assert ei.value.message.startswith("to: service 's1' serves ")  # the field: API and SDK
+    assert "so a version alone (:99) does not apply" in ei.value.message
     assert "not a registered model" in ei.value.message
-    assert "--to NAME:VERSION" in (ei.value.hint or "")
+    assert "`to` NAME:VERSION" in (ei.value.hint or "") and "--" not in (ei.value.hint or "")
+    assert ei.value.details == {"field": "to"}
     if uri.startswith("builtin:"):
         assert "a built-in model (builtin:tiny-gpt)" in ei.value.message
 
     monkeypatch.setattr(manager, "status", lambda name: {"name": name, "model_uri": uri})
     monkeypatch.setattr(manager, "update", lambda *a, **k: pytest.fail("nothing to roll to"))
     res = CliRunner().invoke(serve_cli.app, ["update", "s1", "--to", ":99"])
-    assert isinstance(res.exception, ValidationError) and "--to :99" in str(res.exception)
+    assert isinstance(res.exception, ValidationError)
+    assert res.exception.message.startswith("--to :99: service 's1' serves ")  # the option
+    assert "--to NAME:VERSION" in (res.exception.hint or "")
+    assert res.exception.details == {"field": "--to"}
     # a registered model's service still takes a bare version
     assert manager.target_ref({"model_uri": "models:/gpt/3"}, ":4") == "gpt:4"
 
@@ -271,9 +280,13 @@ def test_update_of_a_builtin_service_to_an_alias_says_it_serves_a_builtin_model(
     )
     assert "--to NAME:VERSION or --to NAME@alias" in hint
     assert "`aistack serve deploy NAME@alias`" in hint
+    # the API names its field `to` where the CLI names --to, and says the rest the same
     r = api.http.post("/api/v1/services/s1/update", json={"to": "production"})
     assert r.status_code == 422, r.text
-    assert r.json()["message"] == err.message and r.json()["hint"] == hint
+    body = r.json()
+    assert body["message"] == "to" + err.message.removeprefix("--to production")
+    assert body["hint"] == hint.replace("--to", "`to`")
+    assert body["details"] == {"field": "to"} and "--" not in body["message"] + body["hint"]
     # what still goes through: another built-in, a named registered model, a model directory
     st = {"name": "s1", "model_uri": "builtin:echo"}
     assert manager.target_ref(st, "builtin:tiny-gpt") == "builtin:tiny-gpt"

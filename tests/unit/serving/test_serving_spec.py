@@ -75,7 +75,7 @@ def test_a_services_env_reads_numbers_as_text_and_refuses_booleans(aistack_home)
 
 
 def test_autoscale_min_above_max() -> None:
-    with pytest.raises(PydanticValidationError, match="lower --min"):
+    with pytest.raises(PydanticValidationError, match="lower `min_replicas` or raise `max_"):
         AutoscaleConfig(min_replicas=5, max_replicas=2)
 
 
@@ -155,9 +155,10 @@ def test_launcher_choice_and_gpus_need_the_scheduler(aistack_home) -> None:
     assert manager.choose_launcher("jobs") == "jobs"
     with pytest.raises(ValidationError, match="not one of"):
         manager.choose_launcher("k8s")
-    with pytest.raises(ValidationError, match="--gpus 1") as exc:
+    with pytest.raises(ValidationError, match="gpus: local-process replicas") as exc:
         manager.deploy("builtin:echo", gpus=1, launcher="process")
-    assert "aistack up" in str(exc.value)
+    assert "aistack up" in str(exc.value) and "pass `launcher` jobs" in str(exc.value)
+    assert exc.value.details == {"field": "gpus"}
     assert not (aistack_home / "services" / "echo").exists()
 
 
