@@ -477,8 +477,13 @@ class ServiceController:
         The limits are saved before they apply: when ``spec.json`` or ``state.json`` cannot be
         written, the old limits stay in force (in memory and on disk) and an ``AistackError``
         (HTTP 500) says which file could not be written and why."""
-        from aistack.errors import AistackError
+        from aistack.errors import AistackError, ConflictError
 
+        if self._stopping:
+            raise ConflictError(
+                f"service {self.spec.name!r} is being deleted",
+                hint="nothing was changed; the delete stops every replica",
+            )
         old_spec, old_cfg, old_manual = self.spec, self.autoscaler.cfg, self.manual_max
         old_failure = (self.failed, self._consecutive_start_failures, self._next_start_t)
         old_events = list(self.events)
@@ -530,6 +535,12 @@ class ServiceController:
         (:func:`aistack.serving.lineage.record_rollout`; best effort)."""
         from aistack.errors import ConflictError
 
+        if self._stopping:  # the service is being deleted: no new replica would be kept
+            raise ConflictError(
+                f"service {self.spec.name!r} is being deleted",
+                hint=f"nothing was changed; once the delete is done, deploy {self.spec.name!r} "
+                "again to serve it",
+            )
         if self.rollout is not None and self.rollout.get("state") == "running":
             raise ConflictError(
                 f"service {self.spec.name!r} is already rolling out {self.rollout['to']}",
@@ -608,16 +619,39 @@ class ServiceController:
                 if old:
                     self._drain(old[0], self._replaced(new_uri))
                 self.rollout["done"] = i + 1
+            new_spec = self.spec.model_copy(update={"model_uri": new_uri, "model": ref})
+            try:
+                save_spec(self.dir, new_spec)
+            except OSError as exc:
+                # the rollout fails and goes back: spec.json (and so a restarted controller)
+                # still says old_uri, and so does self.spec; the tick starts replicas of it and
+                # drains the new ones once they are ready. The rollout stayed "running" (every
+                # later update was refused as "already rolling out").
+                why = (
+                    f"cannot save {self.dir / 'spec.json'}: {exc.strerror or exc}; going back "
+                    f"to {old_uri} (the new replicas serve until it is ready again); free disk "
+                    "space, then update again"
+                )
+                log.error("rollout of service %s to %s: %s", self.spec.name, new_uri, why)
+                self.rollout.update(state="failed", message=why)
+                self.event("rollout", f"rollout to {new_uri} stopped: {why}")
+                return
             for r in self.active(old_uri):
                 self._drain(r, self._replaced(new_uri))
-            self.spec = self.spec.model_copy(update={"model_uri": new_uri, "model": ref})
-            save_spec(self.dir, self.spec)
+            self.spec = new_spec
             self.clear_failure(f"rolled to {new_uri}")
             self.rollout.update(state="succeeded", message=f"{total} replicas on {new_uri}")
             self.event("rollout", f"rollout to {new_uri} done")
         except asyncio.CancelledError:
             self.rollout.update(state="failed", message="cancelled")
             raise
+        except Exception as exc:  # noqa: BLE001 - a rollout that stays "running" blocks updates
+            log.exception("rollout of service %s to %s failed", self.spec.name, new_uri)
+            self.rollout.update(
+                state="failed", message=f"{type(exc).__name__}: {exc}; {old_uri} keeps serving"
+            )
+            self.event("rollout", f"rollout to {new_uri} stopped: {exc}")
+            return
         # (only a rollout that succeeded gets here; off the event loop: the catalog may be slow)
         from aistack.serving.lineage import record_rollout
 

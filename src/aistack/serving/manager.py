@@ -93,6 +93,25 @@ def _starting(name: str) -> bool:
     return _pid_alive(pid)
 
 
+DELETING = "deleting"  # in the service directory while a delete runs: the deleter's pid
+
+
+def _deleting(name: str) -> bool:
+    """Whether a delete of ``name`` is under way (its controller may be stopping or gone)."""
+    try:
+        pid = int((service_dir(name) / DELETING).read_text())
+    except (OSError, ValueError):
+        return False
+    return _pid_alive(pid)
+
+
+def _being_deleted(name: str) -> ConflictError:
+    return ConflictError(
+        f"service {name!r} is being deleted",
+        hint=f"nothing was changed; once the delete is done, deploy {name!r} again to serve it",
+    )
+
+
 def _get(url: str, timeout: float = 5.0) -> dict[str, Any]:
     import httpx
 
@@ -110,6 +129,8 @@ def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> 
 
     ctl = _controller(name)
     if ctl is None:
+        if _deleting(name):  # its controller stopped for the delete: no redeploy advice
+            raise _being_deleted(name)
         raise ConflictError(
             f"service {name!r} has no running controller",
             hint=f"redeploy it: aistack serve delete {name}, then serve deploy",
@@ -120,6 +141,8 @@ def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> 
             ctl["url"] + path, json=body, headers={TOKEN_HEADER: token}, timeout=timeout
         )
     except httpx.HTTPError as exc:
+        if _deleting(name):  # a stopping controller no longer answers
+            raise _being_deleted(name) from None
         raise ConnectionFailed(f"cannot reach the service controller of {name!r}: {exc}") from None
     try:
         data = resp.json()
@@ -246,20 +269,40 @@ def deploy(
     (d / "logs").mkdir(exist_ok=True)
     # state.json stays: a controller started over a dead one adopts its running replicas
     (d / "controller.json").unlink(missing_ok=True)
-    (d / "spec.json").write_text(spec.model_dump_json(indent=2))
+    (d / DELETING).unlink(missing_ok=True)  # left by a delete that was killed
+    # over a stopped service, its spec and environment are kept until the new controller runs:
+    # a controller that does not start leaves the service as it was (the new spec.json was
+    # written over the old one, which was lost). A controller that has not answered within 30 s
+    # (ConnectionFailed) may still come up with the new spec: that one is left in place.
+    kept = {} if new_dir else {f: _keep(d / f) for f in ("spec.json", ENV_FILE)}
     try:
+        _write_spec(d, spec)
         _spawn_controller(d, spec.name, env=_record_env(d))
-    except ConflictError as exc:
+    except (ConflictError, OSError) as exc:
+        why = (
+            exc.message
+            if isinstance(exc, ConflictError)
+            else f"cannot start the controller of {spec.name!r}: {exc}"
+        )
+        tail = _log_tail(d / "logs" / "controller.log")
+        why += f": {tail}" if tail else ""
         if not new_dir:
-            raise
+            _put_back(d, kept)
+            raise ConflictError(
+                why,
+                hint=f"nothing was changed: {spec.name!r} keeps the spec it had before; the "
+                f"controller log is {d / 'logs' / 'controller.log'}",
+            ) from None
         # nothing of this service ran: do not leave a "controller down" service behind for
         # the server's watch to restart again and again; its log is kept with the deleted ones
-        tail = _log_tail(d / "logs" / "controller.log")
         dest = _bury(d)
         raise ConflictError(
-            f"{exc.message}" + (f": {tail}" if tail else ""),
-            hint=f"nothing was deployed; the controller log is kept at {dest / 'logs'}",
+            why, hint=f"nothing was deployed; the controller log is kept at {dest / 'logs'}"
         ) from None
+    finally:
+        for prev in kept.values():
+            if prev is not None:
+                prev.unlink(missing_ok=True)
     # lineage: model:NAME@vN (or run:ID for runs:/ID/PATH) → service:NAME, once the controller
     # runs (best effort: a catalog that cannot be reached costs a warning, not the deploy;
     # see aistack.serving.lineage)
@@ -269,6 +312,39 @@ def deploy(
             spec.name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
         )
     return status(spec.name)
+
+
+def _write_spec(d: Path, spec: ServiceSpec) -> None:
+    """Write ``spec.json`` whole or not at all (a full disk leaves the old one)."""
+    tmp = d / "spec.json.tmp"
+    tmp.write_text(spec.model_dump_json(indent=2))
+    tmp.replace(d / "spec.json")
+
+
+def _keep(path: Path) -> Path | None:
+    """A second name for ``path``'s present content (``NAME.prev``), to put it back after
+    ``path`` is replaced (:func:`_put_back`); None when ``path`` does not exist. A hard link:
+    it needs no disk space and leaves no moment without ``path``."""
+    prev = path.with_name(path.name + ".prev")
+    prev.unlink(missing_ok=True)
+    try:
+        os.link(path, prev)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a file system without hard links
+        import shutil
+
+        shutil.copy2(path, prev)
+    return prev
+
+
+def _put_back(d: Path, kept: dict[str, Path | None]) -> None:
+    """The files of ``d`` as :func:`_keep` kept them; one that did not exist is removed."""
+    for name, prev in kept.items():
+        if prev is None:
+            (d / name).unlink(missing_ok=True)
+        else:
+            prev.replace(d / name)
 
 
 def _check_wait(wait_s: float | None, field: str) -> None:
@@ -753,6 +829,25 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                 f"does not answer ({exc})",
                 hint=f"start it (`aistack up --detach`), then aistack serve delete {name}",
             ) from None
+    # an update or scale meanwhile is told the service is being deleted, not that its
+    # controller is gone and it should be redeployed (see _post)
+    marker = d / DELETING
+    try:
+        marker.write_text(str(os.getpid()))
+    except FileNotFoundError:  # a delete beside this one moved the folder meanwhile
+        raise NotFoundError(
+            f"no service named {name!r}: it was deleted meanwhile",
+            hint="nothing to do; `aistack serve ls` lists the services",
+        ) from None
+    try:
+        return _stop_and_bury(name, d, st, timeout_s)
+    except BaseException:
+        marker.unlink(missing_ok=True)  # (moved with the folder when the delete got that far)
+        raise
+
+
+def _stop_and_bury(name: str, d: Path, st: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """The rest of :func:`delete`: stop the controller and the replicas, keep the folder."""
     ctl = _controller(name)
     if ctl is not None:
         try:
@@ -791,6 +886,7 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                 except Exception:  # already finished, or the server is gone
                     pass
     dest = _bury(d)
+    (dest / DELETING).unlink(missing_ok=True)  # the kept folder is as the service left it
     return {"name": name, "deleted": True, "orphans_stopped": stopped, "kept_at": str(dest)}
 
 
