@@ -829,6 +829,12 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     try:
         # allow_nan=False: NaN and Infinity are no JSON (PostgreSQL's JSON columns refuse them)
         return dict(json.loads(json.dumps(meta, allow_nan=False)))
+    except RecursionError:  # nested past the interpreter's limit
+        raise ValidationError(
+            "metadata is nested too deeply to store as JSON",
+            hint="flatten it: a few levels of dicts and lists",
+            field="metadata",
+        ) from None
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"metadata is not JSON-serializable: {exc}",

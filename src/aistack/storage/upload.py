@@ -8,6 +8,7 @@ had it is read into buffers instead, into the same chunks."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import stat
@@ -62,7 +63,7 @@ def upload(
     fresh: list[list[str]] = [[] for _ in sources]  # objects this add wrote, per file
 
     def put_small(i: int, src: SourceFile) -> tuple[int, int, str, int, int]:
-        with open(src.path, "rb") as f:
+        with _open_source(src) as f:
             data = f.read()
         oid, w = store.put(data)
         return i, 0, oid, len(data), w
@@ -140,7 +141,7 @@ def upload(
                     drain(limit)
                     continue
                 params = store.chunk_policy.for_size(src.size)
-                with open(src.path, "rb") as f, SourceLease(f.fileno(), src.rel) as held:
+                with _open_source(src) as f, SourceLease(f.fileno(), src.rel) as held:
                     fd = f.fileno()
                     before = os.fstat(fd)
                     if held.held:
@@ -309,8 +310,8 @@ def scan(path: str | os.PathLike[str]) -> list[SourceFile]:
                     )
             try:
                 st = os.stat(full)
-            except FileNotFoundError as exc:
-                raise ValidationError(f"refusing {rel!r}: broken symlink", path=rel) from exc
+            except OSError as exc:
+                raise _unreadable(rel, exc, link=os.path.islink(full)) from None
             if not stat.S_ISREG(st.st_mode):
                 raise ValidationError(
                     f"refusing {rel!r}: not a regular file",
@@ -355,18 +356,72 @@ def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
         d = stack.pop()
         dirs: list[str] = []
         files: list[str] = []
-        with os.scandir(d) as it:
-            for entry in it:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                (dirs if is_dir else files).append(entry.name)
+        try:
+            with os.scandir(d) as it:
+                for entry in it:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError as exc:  # unreadable, or removed since its parent was listed
+            rel = Path(os.path.relpath(d, top)).as_posix()
+            raise _unreadable(rel if rel != "." else top, exc, what="directory") from None
         yield d, dirs, files
         for name in reversed(dirs):
             full = os.path.join(d, name)
             if not os.path.islink(full):
                 stack.append(full)
+
+
+def _unreadable(rel: str, exc: OSError, *, what: str = "file", link: bool = False) -> Exception:
+    """The error for a source ``rel`` that :func:`scan` or :func:`upload` cannot read: a
+    ValidationError naming it (a symlink loop, a dangling symlink, no permission), or the
+    ConflictError of a file removed while the add ran."""
+    if exc.errno == errno.ELOOP:
+        return ValidationError(
+            f"refusing {rel!r}: it is a symlink loop (it leads back to itself)",
+            hint="remove the link, or point it at a file inside the dataset directory",
+            path=rel,
+        )
+    if isinstance(exc, FileNotFoundError):
+        if link:
+            return ValidationError(
+                f"refusing {rel!r}: broken symlink ({os.readlink(exc.filename)})"
+                if exc.filename and os.path.islink(exc.filename)
+                else f"refusing {rel!r}: broken symlink",
+                hint="remove the link or restore its target",
+                path=rel,
+            )
+        return ConflictError(
+            f"{rel} was removed while it was being added",
+            hint="add it again once nothing is changing the directory",
+            path=rel,
+        )
+    if isinstance(exc, PermissionError):
+        return ValidationError(
+            f"cannot read {what} {rel!r}: permission denied",
+            hint=f"give this user read access to it (chmod u+r{'x' if what == 'directory' else ''}), "
+            "or move it out of the directory being added",
+            path=rel,
+        )
+    return ValidationError(
+        f"cannot read {what} {rel!r}: {exc.strerror or exc}",
+        hint="fix or remove it, then add again",
+        path=rel,
+    )
+
+
+@contextlib.contextmanager
+def _open_source(src: SourceFile) -> Iterator[Any]:
+    """``open(src.path, "rb")``; a file that is gone or unreadable by now is the error of
+    :func:`_unreadable` naming it, not an OSError from a worker thread."""
+    try:
+        f = open(src.path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _unreadable(src.rel, exc) from None
+    with f:
+        yield f
 
 
 def _changed(rel: str) -> ConflictError:
