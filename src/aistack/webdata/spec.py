@@ -95,7 +95,7 @@ class DedupStep(_M):
 class TokenizeStep(_M):
     tokenizer_file: str | None = None
     vocab_size: int = Field(8192, ge=300, le=1 << 24)
-    min_frequency: int = Field(2, ge=1)
+    min_frequency: int = Field(2, ge=1, le=2**32 - 1)
     train_docs: int | None = Field(None, ge=1, description="train on the first N kept docs")
 
 
