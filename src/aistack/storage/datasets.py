@@ -514,6 +514,7 @@ class Datasets:
                 hint="give a new or existing directory",
                 field="dest",
             )
+        self._refuse_store_overlap(dest_s, entries)
         if link == "auto" and hasattr(os, "geteuid") and os.geteuid() == 0:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
         linked, copied, unchanged = materialize.get_into(
@@ -535,6 +536,39 @@ class Datasets:
             copied=copied,
             unchanged=unchanged,
         )
+
+    def _refuse_store_overlap(self, dest: str, entries: list[FileEntry]) -> None:
+        """ValidationError naming ``dest`` when a get would write into the store's own areas
+        (``cas/``, ``manifests/`` under a local store's root): a file of the version replacing
+        ``cas/config.json`` or an object (``force``) made the whole store unreadable, and even
+        new files there are taken for objects or manifests, and deleted by gc."""
+        if not self.backend.is_local:
+            return
+        from aistack.storage.manifest import PREFIX as MANIFESTS
+        from aistack.storage.objects import PREFIX as CAS
+        from aistack.storage.paths import inside
+
+        real = os.path.realpath(dest)
+        for area in (CAS, MANIFESTS):
+            guarded = os.path.realpath(self.backend.path(area))
+            if inside(guarded, real):
+                what = f"is inside the object store's {area}/ directory ({guarded})"
+            elif inside(real, guarded):  # dest holds the store: which files would land in it?
+                rel = Path(os.path.relpath(guarded, real)).as_posix()
+                hit = next((e.path for e in entries if (e.path + "/").startswith(rel + "/")), "")
+                if not hit:
+                    continue
+                what = (
+                    f"holds the object store: {hit!r} would be "
+                    f"written inside its {area}/ directory ({guarded})"
+                )
+            else:
+                continue
+            raise ValidationError(
+                f"destination {dest} {what}; that could replace stored objects",
+                hint=f"get into a directory outside {self.backend.root}",
+                field="dest",
+            )
 
     def _get_chunked(
         self,
