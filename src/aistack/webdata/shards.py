@@ -22,6 +22,7 @@ token is inserted between documents: a loader adds its own EOS from the index.
 
 from __future__ import annotations
 
+import numbers
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 
 MAGIC = b"AISTOK\x00\x01"
 VERSION = 1
@@ -38,56 +39,118 @@ HEADER_SIZE = 64
 assert HEADER.size == HEADER_SIZE
 
 
+# uint32 tokens hold ids below 2**32: a larger vocabulary's ids were cut to 32 bits unseen
+MAX_VOCAB_SIZE = 1 << 32
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 for vocabularies up to 65,536 ids, uint32 above."""
-    if vocab_size <= 0:
-        raise ValidationError(f"vocab_size must be positive, got {vocab_size}")
+    """uint16 for vocabularies up to 65,536 ids, uint32 above (up to 2**32)."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral):
+        raise ValidationError(
+            f"vocab_size must be a whole number, got {short_repr(vocab_size)}",
+            hint="pass the tokenizer's vocabulary size, e.g. tokenizer.get_vocab_size()",
+            field="vocab_size",
+        )
+    if not 0 < vocab_size <= MAX_VOCAB_SIZE:
+        raise ValidationError(
+            f"vocab_size must be between 1 and {MAX_VOCAB_SIZE:,} (uint32 token ids), got "
+            f"{int(vocab_size):,}",
+            hint="pass the tokenizer's vocabulary size, e.g. tokenizer.get_vocab_size()",
+            field="vocab_size",
+        )
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+def _py(x: object) -> object:
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _doc_ids(ids: object, i: int, vocab_size: int) -> np.ndarray:
+    """Document ``i``'s token ids as a 1-D integer array in [0, vocab_size)."""
+    try:
+        arr = np.asarray(ids)
+    except (ValueError, TypeError) as exc:  # (ragged nested lists)
+        raise ValidationError(
+            f"document {i}: its token ids are not a flat list of integers ({exc})",
+            hint="pass one list of token ids per document",
+            field=f"docs_token_ids[{i}]",
+        ) from None
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        what = f"a {arr.ndim}-D array" if arr.ndim != 1 else f"{arr.dtype} values"
+        raise ValidationError(
+            f"document {i}: token ids must be a flat list of integers, got {what} "
+            f"(e.g. {short_repr(_py(arr.flat[0]) if arr.size else ids, 40)})",
+            hint="pass one list of int token ids per document (floats were cut, bools and "
+            "nested lists read as ids)",
+            field=f"docs_token_ids[{i}]",
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= vocab_size):
+        raise ValidationError(
+            f"token id out of range [0, {vocab_size}) in document {i}",
+            hint="pass the tokenizer's real vocab_size",
+            field=f"docs_token_ids[{i}]",
+        )
+    return arr
 
 
 def write_shard(
     path: str | Path, docs_token_ids: Iterable[Sequence[int] | np.ndarray], vocab_size: int
 ) -> dict[str, int]:
     """Write one shard; returns {"num_tokens", "num_docs", "bytes"}. Written to a temporary
-    name and renamed, so a reader never sees half a shard."""
+    name, synced and renamed, so a reader never sees half a shard: a write that fails (a bad
+    document, a full disk, Ctrl-C) removes its temporary file and leaves an older shard at
+    ``path`` as it was."""
     dtype = token_dtype(vocab_size)
     path = Path(path)
+    if path.is_dir():
+        raise ValidationError(
+            f"{path} is a folder, not a shard file name",
+            hint="pass a file path such as out/shard-00000.bin",
+            field="path",
+        )
+    if not path.parent.is_dir():
+        raise ValidationError(
+            f"{path}: the folder {path.parent} does not exist (or is a file)",
+            hint="create the folder first",
+            field="path",
+        )
     tmp = path.with_name(path.name + ".tmp")
     offsets = [0]
-    with open(tmp, "wb") as f:
-        f.write(b"\0" * HEADER_SIZE)
-        total = 0
-        for ids in docs_token_ids:
-            arr = np.asarray(ids)
-            if arr.size:
-                if int(arr.min()) < 0 or int(arr.max()) >= vocab_size:
-                    raise ValidationError(
-                        f"token id out of range [0, {vocab_size}) in document {len(offsets) - 1}",
-                        hint="pass the tokenizer's real vocab_size",
-                    )
-                f.write(arr.astype(dtype, copy=False).tobytes())
-            total += int(arr.size)
-            offsets.append(total)
-        pad = (-f.tell()) % 8
-        f.write(b"\0" * pad)
-        index_offset = f.tell()
-        f.write(np.asarray(offsets, dtype="<u8").tobytes())
-        f.seek(0)
-        f.write(
-            HEADER.pack(
-                MAGIC,
-                VERSION,
-                dtype.itemsize,
-                vocab_size,
-                total,
-                len(offsets) - 1,
-                HEADER_SIZE,
-                index_offset,
-                0,
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * HEADER_SIZE)
+            total = 0
+            for ids in docs_token_ids:
+                arr = _doc_ids(ids, len(offsets) - 1, vocab_size)
+                if arr.size:
+                    f.write(arr.astype(dtype, copy=False).tobytes())
+                total += int(arr.size)
+                offsets.append(total)
+            pad = (-f.tell()) % 8
+            f.write(b"\0" * pad)
+            index_offset = f.tell()
+            f.write(np.asarray(offsets, dtype="<u8").tobytes())
+            f.seek(0)
+            f.write(
+                HEADER.pack(
+                    MAGIC,
+                    VERSION,
+                    dtype.itemsize,
+                    vocab_size,
+                    total,
+                    len(offsets) - 1,
+                    HEADER_SIZE,
+                    index_offset,
+                    0,
+                )
             )
-        )
-        size = index_offset + 8 * len(offsets)
-    tmp.replace(path)
+            size = index_offset + 8 * len(offsets)
+            f.flush()
+            os.fsync(f.fileno())  # (the data is on disk before the name says it is whole)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return {"num_tokens": total, "num_docs": len(offsets) - 1, "bytes": size}
 
 
