@@ -225,6 +225,9 @@ class Datasets:
         lease can be had (a caller thread other than the main one, a file already open for
         writing, NFS, ...) the file is read into buffers instead, into the same chunks."""
         check_name(name)
+        _check_bool(
+            if_changed, "if_changed", "True returns the newest version when nothing changed"
+        )
         if not isinstance(tags, list | tuple | set | frozenset):
             raise ValidationError(
                 f"tags must be a list of tag names, not {type(tags).__name__} {tags!r}",
@@ -381,6 +384,7 @@ class Datasets:
         """Versions of ``name``, newest first; with ``deleted``, the deleted ones too (their
         catalog rows stay: ``deleted=True`` and ``deleted_at``)."""
         check_name(name)
+        _check_bool(deleted, "deleted", "True lists the deleted versions too")
         if not self.catalog.exists(name):
             self._not_found(name, "versions")
         tags = self.catalog.tags_of(name)
@@ -493,6 +497,7 @@ class Datasets:
             )
         _check_callable(only, "only")
         _check_callable(progress, "progress")
+        _check_bool(force, "force", "True replaces files in dest that are in the way")
         if (
             not isinstance(dest, str | os.PathLike)
             or not isinstance(os.fspath(dest), str)
@@ -617,6 +622,7 @@ class Datasets:
         """Drop ``kind`` ``id``'s reference to the version ``ref`` names, an explicit
         ``NAME@vN`` (a deleted one too) as for ``remove_references``; False when it had none.
         Refused (ConflictError) while its holder still runs, unless ``force``, as there."""
+        _check_bool(force, "force", "True drops it even while its holder runs")
         check_kind(kind)
         lineage_node(kind, id)
         v = self._resolve(self._explicit_version(ref), allow_deleted=True)
@@ -684,6 +690,7 @@ class Datasets:
         has (e.g. to ask a server this layer cannot see); what it raises propagates and nothing
         is dropped."""
         _check_pairs(refs, "refs", "(kind, id) pairs, e.g. [('job', '42')]")
+        _check_bool(force, "force", "True drops them even while their holders run")
         for kind, ident in refs:
             check_kind(kind)
             lineage_node(kind, ident)
@@ -840,6 +847,17 @@ def _check_callable(value: object, what: str) -> None:
         raise ValidationError(
             f"{what} must be a function or None, not {type(value).__name__} {value!r}",
             hint=f"pass a callable as {what}=..., or leave it out",
+            field=what,
+        )
+
+
+def _check_bool(value: object, what: str, meaning: str) -> None:
+    """ValidationError naming ``what`` unless ``value`` is True or False: a flag given as
+    "no", "false" or 0/1 was read by its truth (``force="no"`` replaced the files in the way)."""
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"{what} must be True or False, not {type(value).__name__} {value!r}"[:300],
+            hint=f"pass {what}=True or {what}=False ({meaning})",
             field=what,
         )
 

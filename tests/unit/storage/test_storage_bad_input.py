@@ -199,3 +199,53 @@ def test_gc_with_a_dry_run_that_is_no_bool(ds: Datasets, src: Path, dry_run: Any
         ds.gc(dry_run=dry_run, grace_s=0)
     assert exc.value.details.get("field") == "dry_run"
     assert ds.store.exists(oid)
+
+
+# -- flags --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("force", ["no", "false", 0, 1, None])
+def test_get_with_a_force_that_is_no_bool_replaces_nothing(
+    ds: Datasets, src: Path, tmp_path: Path, force: Any
+) -> None:
+    """``force="no"`` is true: the files in the way were replaced."""
+    v = ds.add("corpus", src)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("my own edits")
+    with pytest.raises(ValidationError, match="force must be True or False") as exc:
+        ds.get(v.ref, out, force=force)
+    assert exc.value.details.get("field") == "force"
+    assert (out / "a.txt").read_text() == "my own edits"
+    assert not (out / "b.bin").exists()
+
+
+@pytest.mark.parametrize("if_changed", ["no", 1, None])
+def test_add_with_an_if_changed_that_is_no_bool(ds: Datasets, src: Path, if_changed: Any) -> None:
+    """``if_changed="no"`` made no new version (it returned v1 as unchanged)."""
+    ds.add("corpus", src)
+    with pytest.raises(ValidationError, match="if_changed") as exc:
+        ds.add("corpus", src, if_changed=if_changed)
+    assert exc.value.details.get("field") == "if_changed"
+    assert [v.ref for v in ds.log("corpus")] == ["corpus@v1"]
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_dropping_a_reference_with_a_force_that_is_no_bool_drops_nothing(
+    ds: Datasets, src: Path, many: bool
+) -> None:
+    """``force="no"`` dropped the reference without asking whether its holder still runs."""
+    v = ds.add("corpus", src)
+    ds.add_reference(v.ref, "job", "42")
+    with pytest.raises(ValidationError, match="force must be True or False") as exc:
+        if many:
+            ds.remove_references(v.ref, [("job", "42")], force="no")  # type: ignore[arg-type]
+        else:
+            ds.remove_reference(v.ref, "job", "42", force="no")  # type: ignore[arg-type]
+    assert exc.value.details.get("field") == "force"
+    assert [(r["kind"], r["id"]) for r in ds.references(v.ref)] == [("job", "42")]
+
+
+def test_log_with_a_deleted_that_is_no_bool(ds: Datasets, src: Path) -> None:
+    ds.add("corpus", src)
+    with pytest.raises(ValidationError, match="deleted") as exc:
+        ds.log("corpus", deleted="no")  # type: ignore[arg-type]
+    assert exc.value.details.get("field") == "deleted"
