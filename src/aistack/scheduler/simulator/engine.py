@@ -20,6 +20,7 @@ import heapq
 import inspect
 import logging
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,23 @@ class SimConfig:
     max_passes_per_event: int = 4
 
     def __post_init__(self) -> None:
+        for name, flag in (
+            ("nodes", "--nodes 8"),
+            ("gpus_per_node", "--gpus-per-node 8"),
+            ("max_passes_per_event", "max_passes_per_event=4"),
+        ):
+            v = getattr(self, name)
+            # a float (2.5, NaN) or text passed every check below, or failed with TypeError
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValidationError(
+                    f"{name}: must be a whole number, got {v!r}", hint=f"e.g. {flag}"
+                )
+        if self.max_passes_per_event < 1:
+            # 0 never scheduled anything: every job stayed queued
+            raise ValidationError(
+                f"max_passes_per_event: must be at least 1, got {self.max_passes_per_event}",
+                hint="e.g. max_passes_per_event=4 (the default)",
+            )
         if self.nodes < 1:
             raise ValidationError("nodes: must be at least 1", hint="--nodes 8")
         if self.nodes > MAX_NODES:
@@ -76,6 +94,17 @@ class SimConfig:
                     f"{name}: must be a finite number of seconds >= 0, got {v}",
                     hint=f"e.g. {flag} {60 if name == 'preempt_cost_s' else 600}",
                 )
+        h = self.usage_half_life_s
+        if (
+            isinstance(h, bool)
+            or not isinstance(h, numbers.Real)
+            or not (math.isfinite(h) and h > 0)
+        ):
+            # 0 divided by zero in fair share's decay, NaN turned every usage into NaN
+            raise ValidationError(
+                f"usage_half_life_s: must be a finite number of seconds > 0, got {h!r}",
+                hint="e.g. usage_half_life_s=604800 (a week, the default)",
+            )
 
     @property
     def total_gpus(self) -> int:
@@ -115,6 +144,7 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
     total = config.total_gpus
     jobs: list[TraceJob] = []
     dropped: list[str] = []
+    _check_trace(trace)
     for j in sorted(trace, key=lambda x: x.submit):
         gpn, nn = _shape(j.gpus, G)
         if j.gpus <= 0 or nn > config.nodes:
@@ -385,6 +415,42 @@ def simulate(trace: list[TraceJob], policy: Policy, config: SimConfig) -> SimRes
     res.wall_s = time.perf_counter() - t0
     res.metrics["sim_wall_s"] = res.wall_s
     return res
+
+
+def _bad_job_field(j: TraceJob) -> tuple[str, str] | None:
+    """(field, what is wrong) for a trace job the simulator cannot replay, or None."""
+    for name in ("gpus", "priority"):
+        v = getattr(j, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            return name, "must be a whole number"
+    for name in ("submit", "duration"):
+        v = getattr(j, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            return name, "must be a finite number of seconds"
+    if j.duration < 0:
+        return "duration", "must be >= 0"
+    mr = j.max_runtime
+    if mr is not None and (
+        isinstance(mr, bool) or not isinstance(mr, numbers.Real) or not (mr >= 0)
+    ):
+        return "max_runtime", "must be a number of seconds >= 0 (or None: no estimate)"
+    return None
+
+
+def _check_trace(trace: list[TraceJob]) -> None:
+    """Refuse a job the event loop cannot replay, naming it and the field: a NaN submit time
+    looped forever (NaN is never <= the clock), a NaN or infinite duration ended in 'simulation
+    ended with N running jobs', a negative one finished before it started, a float or text
+    GPU count was a TypeError, a NaN or negative max_runtime gave reservations in the past."""
+    for k, j in enumerate(trace):
+        bad = _bad_job_field(j)
+        if bad is not None:
+            field_, why = bad
+            raise ValidationError(
+                f"trace job {j.id!r} (#{k}): {field_} {why}, got {getattr(j, field_)!r}",
+                hint="fix or drop the job in the trace",
+                field=field_,
+            )
 
 
 def _remove(

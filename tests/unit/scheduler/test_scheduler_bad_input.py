@@ -1,0 +1,88 @@
+"""Bad input to the scheduler's Python API and the simulator: a clear error naming the field
+and how to fix it, never a traceback from deep inside, a hang or a silently wrong result."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aistack.errors import ValidationError
+from aistack.scheduler import get_policy
+from aistack.scheduler.simulator import SimConfig, TraceJob, simulate
+
+# ---------------------------------------------------------------- simulate()
+
+
+def _job(**kw: object) -> TraceJob:
+    return TraceJob(**{"id": "a", "submit": 0.0, "duration": 10.0, "gpus": 1, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        # NaN is never <= the virtual clock: the event loop spun forever
+        ({"submit": math.nan}, "submit must be a finite number of seconds, got nan"),
+        ({"submit": math.inf}, "submit must be a finite number of seconds, got inf"),
+        # 'simulation ended with 0 queued and 2 running jobs' (an InvariantViolation, a 500)
+        ({"duration": math.nan}, "duration must be a finite number of seconds, got nan"),
+        ({"duration": math.inf}, "duration must be a finite number of seconds, got inf"),
+        # ran, finishing before it started
+        ({"duration": -5.0}, "duration must be >= 0, got -5.0"),
+        # TypeError: 'float' object cannot be interpreted as an integer
+        ({"gpus": 1.5}, "gpus must be a whole number, got 1.5"),
+        ({"gpus": "2"}, "gpus must be a whole number, got '2'"),
+        # taken: NaN priorities made the queue's order undefined
+        ({"priority": math.nan}, "priority must be a whole number, got nan"),
+        # taken: reservations and backfill read a NaN or negative estimate
+        ({"max_runtime": math.nan}, "max_runtime must be a number of seconds >= 0"),
+        ({"max_runtime": -1.0}, "max_runtime must be a number of seconds >= 0"),
+    ],
+)
+def test_simulate_refuses_a_trace_job_it_cannot_replay_naming_it(
+    bad: dict[str, object], message: str
+) -> None:
+    trace = [_job(id="ok", max_runtime=10.0), _job(id="bad", **bad)]
+    with pytest.raises(ValidationError) as ei:
+        simulate(trace, get_policy("easy", explain=False), SimConfig(nodes=1, gpus_per_node=8))
+    assert str(ei.value).startswith(f"trace job 'bad' (#1): {message}")
+    assert ei.value.details["field"] in str(ei.value)
+
+
+def test_simulate_takes_numpy_numbers_zero_durations_and_no_estimate() -> None:
+    trace = [
+        _job(id="a", gpus=np.int64(2), submit=np.float64(1.0), max_runtime=None),
+        _job(id="b", duration=0.0, max_runtime=0.0),
+    ]
+    res = simulate(trace, get_policy("easy", explain=False), SimConfig(nodes=1, gpus_per_node=8))
+    assert res.metrics["jobs"] == 2 and res.dropped == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        # 2.5 nodes and NaN were taken; text was a TypeError from '<'
+        ({"nodes": 2.5}, "nodes: must be a whole number, got 2.5"),
+        ({"nodes": math.nan}, "nodes: must be a whole number, got nan"),
+        ({"nodes": "2"}, "nodes: must be a whole number, got '2'"),
+        ({"gpus_per_node": True}, "gpus_per_node: must be a whole number, got True"),
+        # 0 scheduled nothing: 'simulation ended with N queued' (an InvariantViolation)
+        ({"max_passes_per_event": 0}, "max_passes_per_event: must be at least 1, got 0"),
+        # 0 was a ZeroDivisionError in fair share's usage decay; NaN made all usage NaN
+        ({"usage_half_life_s": 0}, "usage_half_life_s: must be a finite number of seconds > 0"),
+        ({"usage_half_life_s": math.nan}, "usage_half_life_s: must be a finite number"),
+    ],
+)
+def test_sim_config_refuses_values_of_the_wrong_kind_naming_them(
+    bad: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError) as ei:
+        SimConfig(**{"nodes": 2, "gpus_per_node": 8, **bad})  # type: ignore[arg-type]
+    assert str(ei.value).startswith(message)
+
+
+def test_sim_config_takes_numpy_whole_numbers() -> None:
+    cfg = SimConfig(nodes=np.int64(2), gpus_per_node=np.int32(8))  # type: ignore[arg-type]
+    assert cfg.total_gpus == 16
