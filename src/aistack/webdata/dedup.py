@@ -37,12 +37,13 @@ Hashing is vectorised with numpy over all shingles of a batch of documents:
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 
 _U64 = np.uint64
 _P = 0x100000001B3  # FNV prime (odd)
@@ -69,7 +70,27 @@ def normalize(text: str) -> str:
 
 def exact_hash(text: str) -> bytes:
     """16-byte digest of the normalised text (exact duplicates up to case/punctuation)."""
-    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest()
+    _check_texts([text])
+    # (a lone surrogate is hashed as its 3 bytes: it was UnicodeEncodeError)
+    return hashlib.blake2b(
+        normalize(text).encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str | bytes):
+        raise ValidationError(
+            "texts is one string, not a list of documents (each character would be one)",
+            hint="pass a list: [text]",
+            field="texts",
+        )
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValidationError(
+                f"texts[{i}] is {type(t).__name__} {short_repr(t, 60)}, not text",
+                hint="pass str documents (decode bytes first, e.g. b.decode('utf-8', 'replace'))",
+                field=f"texts[{i}]",
+            )
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -96,6 +117,33 @@ class MinHashConfig:
     threshold: float = 0.8
 
     def __post_init__(self) -> None:
+        for name in ("ngram", "num_hashes", "bands", "rows", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValidationError(
+                    f"minhash.{name} must be a whole number, got {short_repr(value)}",
+                    hint="FineWeb uses ngram 5, num_hashes 112, bands 14, rows 8, seed 1",
+                    field=f"minhash.{name}",
+                )
+            # (num_hashes 0 = bands 0 × rows 8 compared nothing and dropped nothing; a negative
+            # pair multiplied to 112; a negative seed was numpy's ValueError)
+            if value < (0 if name == "seed" else 1):
+                raise ValidationError(
+                    f"minhash.{name} must be ≥ {0 if name == 'seed' else 1}, got {value}",
+                    hint="FineWeb uses ngram 5, num_hashes 112, bands 14, rows 8, seed 1",
+                    field=f"minhash.{name}",
+                )
+        if not isinstance(self.verify, bool):
+            raise ValidationError(
+                f"minhash.verify must be true or false, got {short_repr(self.verify)}",
+                field="minhash.verify",
+            )
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
+            raise ValidationError(
+                f"minhash.threshold must be a number in (0, 1], got {short_repr(self.threshold)}",
+                hint="the Jaccard similarity at which two documents are duplicates, e.g. 0.8",
+                field="minhash.threshold",
+            )
         if self.bands * self.rows != self.num_hashes:
             raise ValidationError(
                 f"minhash: bands × rows must equal num_hashes ({self.bands} × {self.rows} != "
@@ -108,6 +156,7 @@ class MinHashConfig:
             raise ValidationError(
                 f"minhash.threshold must be in (0, 1], got {self.threshold}",
                 hint="the Jaccard similarity at which two documents are duplicates, e.g. 0.8",
+                field="minhash.threshold",
             )
 
 
@@ -139,13 +188,16 @@ class MinHasher:
 
     def shingles(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(shingle hashes uint32, per-document start offsets into them; len = docs + 1)."""
+        _check_texts(texts)
         if len(texts) == 0:
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
         # lower case per document (C calls), then one byte lookup table maps ASCII
         # punctuation and whitespace to a space and digits to 0 (non-ASCII punctuation is
         # translated first, only for documents that have non-ASCII characters)
         encs = [
-            (t.lower() if t.isascii() else t.lower().translate(_TRANS_NON_ASCII)).encode("utf-8")
+            (t.lower() if t.isascii() else t.lower().translate(_TRANS_NON_ASCII)).encode(
+                "utf-8", "surrogatepass"
+            )  # (a lone surrogate hashes as its 3 bytes, as in exact_hash)
             for t in texts
         ]
         lens = np.fromiter(map(len, encs), dtype=np.int64, count=len(encs))
@@ -335,10 +387,25 @@ def _band_groups(signatures: np.ndarray, cfg: MinHashConfig) -> np.ndarray:
     return out
 
 
+def _check_signatures(signatures: object, cfg: MinHashConfig) -> np.ndarray:
+    """``signatures`` as a (documents, num_hashes) uint32 array, or an error that says what
+    they are (a numpy view or axis error from inside the banding, or bands read past)."""
+    sig = np.asarray(signatures)
+    if sig.ndim != 2 or sig.shape[1] != cfg.num_hashes or (sig.size and sig.dtype != np.uint32):
+        raise ValidationError(
+            f"minhash: signatures must be a (documents, {cfg.num_hashes}) uint32 array "
+            f"(num_hashes of the config), got shape {sig.shape} of {sig.dtype}",
+            hint="pass MinHasher(config).signatures(texts) with the same MinHashConfig",
+            field="signatures",
+        )
+    return sig
+
+
 def lsh_clusters(signatures: np.ndarray, config: MinHashConfig | None = None) -> np.ndarray:
     """FineWeb's clustering (no verification): cluster root (smallest member index) per
     document; every LSH candidate pair is an edge, clusters are connected components."""
     cfg = config or MinHashConfig()
+    signatures = _check_signatures(signatures, cfg)
     n = len(signatures)
     uf = _UnionFind(n)
     groups = _band_groups(signatures, cfg)
@@ -380,6 +447,7 @@ def minhash_dedup(
     estimated from the signatures. A document is dropped when it is verified-similar to an
     earlier kept document (the first such one, in input order, is its ``match``)."""
     cfg = config or MinHashConfig()
+    signatures = _check_signatures(signatures, cfg)
     n = len(signatures)
     if shingles is not None and len(shingles) != n:
         raise ValidationError(

@@ -70,7 +70,7 @@ class MinHashStep(_M):
     num_hashes: int = Field(112, ge=1)
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
-    seed: int = 1
+    seed: int = Field(1, ge=0)
     verify: bool = Field(
         True,
         description="check LSH candidates by exact Jaccard, drop only docs similar to a kept "
