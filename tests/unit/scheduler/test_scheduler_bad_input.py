@@ -3,14 +3,16 @@ and how to fix it, never a traceback from deep inside, a hang or a silently wron
 
 from __future__ import annotations
 
+import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aistack.errors import ValidationError
 from aistack.scheduler import get_policy
-from aistack.scheduler.simulator import SimConfig, TraceJob, simulate
+from aistack.scheduler.simulator import SimConfig, TraceJob, load_csv, load_itp, simulate
 
 # ---------------------------------------------------------------- simulate()
 
@@ -86,3 +88,73 @@ def test_sim_config_refuses_values_of_the_wrong_kind_naming_them(
 def test_sim_config_takes_numpy_whole_numbers() -> None:
     cfg = SimConfig(nodes=np.int64(2), gpus_per_node=np.int32(8))  # type: ignore[arg-type]
     assert cfg.total_gpus == 16
+
+
+# ---------------------------------------------------------------- trace readers
+
+ITP_HEADER = "job_id,submission_time,duration,num_gpu\n"
+
+
+def test_a_gzip_trace_is_read(tmp_path: Path) -> None:
+    # its bytes were 'not UTF-8 text (byte 1: invalid start byte)'
+    p = tmp_path / "t.csv.gz"
+    p.write_bytes(gzip.compress(("\ufeff" + ITP_HEADER + "b,5,1,2\r\na,0,10,1\r\n").encode()))
+    assert [(j.id, j.submit, j.duration, j.gpus) for j in load_itp(p)] == [
+        ("a", 0.0, 10.0, 1),
+        ("b", 5.0, 1.0, 2),
+    ]
+    bad = tmp_path / "cut.csv.gz"
+    bad.write_bytes(p.read_bytes()[:-12])
+    with pytest.raises(ValidationError, match="cut.csv.gz: a damaged gzip file"):
+        load_itp(bad)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "\r\n" + ITP_HEADER + "a,0,10,1\n"])
+def test_an_empty_trace_says_it_has_no_header(tmp_path: Path, text: str) -> None:
+    # was 'column(s) job_id, submission_time, duration, num_gpu not in the header ()'
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    with pytest.raises(ValidationError, match="t.csv: no header line"):
+        load_itp(p)
+
+
+def test_a_header_only_trace_is_an_empty_trace(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(ITP_HEADER)
+    assert load_itp(p) == []
+
+
+@pytest.mark.parametrize("value", ["1.5", "0.5", "gres/gpu=1.5"])
+def test_a_fractional_gpu_count_is_refused(tmp_path: Path, value: str) -> None:
+    # 1.5 was read as 1 GPU, 0.5 as a CPU-only job
+    p = tmp_path / "t.csv"
+    p.write_text(ITP_HEADER + f'a,0,10,"{value}"\n')
+    with pytest.raises(ValidationError, match=r"row 2: column for 'gpus' has .*not a whole number"):
+        load_itp(p)
+
+
+def test_whole_gpu_counts_written_as_numbers_are_read(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(ITP_HEADER + "a,0,10,2.0\nb,0,10,1e1\n")
+    assert [j.gpus for j in load_itp(p)] == [2, 10]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, True])
+def test_a_limit_below_one_is_refused(tmp_path: Path, limit: object) -> None:
+    # 0 and -1 read one job: the limit was checked after the first row
+    p = tmp_path / "t.csv"
+    p.write_text(ITP_HEADER + "a,0,10,1\nb,1,10,1\n")
+    with pytest.raises(ValidationError, match="limit: must be a whole number of jobs >= 1"):
+        load_itp(p, limit=limit)  # type: ignore[arg-type]
+    assert [j.id for j in load_itp(p, limit=1)] == ["a"]
+
+
+@pytest.mark.parametrize("column", [1, None, ""])
+def test_a_mapping_to_no_column_name_is_refused_naming_the_field(
+    tmp_path: Path, column: object
+) -> None:
+    # a number was a TypeError from str.join
+    p = tmp_path / "t.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(ValidationError, match="mapping: 'submit' maps to .*not a column name"):
+        load_csv(p, {"submit": column, "gpus": "b", "duration": "a"})  # type: ignore[dict-item]

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import json
 import math
 import random
 import re
+import zlib
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aistack.errors import ValidationError
 
@@ -175,13 +177,23 @@ def _gpus(value: Any, *, row: int, path: str) -> int:
         for part in text.split(","):
             key, _, n = part.strip().partition("=")
             if key == "gres/gpu" or key.startswith("gres/gpu:"):
-                count = int(_num(n, field="gpus", row=row, path=path))
+                count = _whole(_num(n, field="gpus", row=row, path=path), n, row=row, path=path)
                 if key == "gres/gpu":
                     plain = count
                 else:
                     typed += count
         return plain if plain is not None else typed
-    return int(_num(text, field="gpus", row=row, path=path))
+    return _whole(_num(text, field="gpus", row=row, path=path), value, row=row, path=path)
+
+
+def _whole(x: float, value: Any, *, row: int, path: str) -> int:
+    """A GPU count read as a number: 1.5 was cut to 1 (2.0 and 1e3 are whole: kept)."""
+    if not x.is_integer():
+        raise ValidationError(
+            f"{path}, row {row}: column for 'gpus' has {value!r}, not a whole number of GPUs",
+            hint="fix or drop the row, or fix the column mapping",
+        )
+    return int(x)
 
 
 def _delimiter(header_line: str) -> str:
@@ -247,12 +259,40 @@ def read_csv_trace(
     :func:`time_zone` (also for the hours of a daylight-saving change). Times with an offset
     (``+02:00``, ``Z``) keep it; times in seconds are not changed."""
     zone = time_zone(tz)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        # 0 and -1 read one job (the check came after the first row)
+        raise ValidationError(
+            f"limit: must be a whole number of jobs >= 1, got {limit!r}",
+            hint="e.g. --limit 1000, or leave it out to read every job",
+        )
+    for k, v in (mapping or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str) or not v:
+            # a number was a TypeError from str.join where the header was compared
+            raise ValidationError(
+                f"trace column mapping: {k!r} maps to {v!r}, not a column name",
+                hint="map a field to a column of the header, e.g. --map submit=start_s",
+            )
     p = Path(path)
     _check_file(p, "trace", "check --trace")
     try:
         return _read_csv_trace(p, mapping, fmt=fmt, limit=limit, tz=zone)
     except UnicodeDecodeError as exc:
         raise _not_text(p, "trace", exc) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValidationError(
+            f"trace {p.name}: a damaged gzip file ({exc})",
+            hint="re-compress it, or give the CSV uncompressed",
+        ) from None
+
+
+def _open_text(p: Path) -> IO[str]:
+    """A CSV file as text (UTF-8, a byte order mark dropped); a gzip file (``.csv.gz``, by
+    its first bytes) is read decompressed (its bytes were 'not UTF-8 text')."""
+    with p.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(p, "rt", newline="", encoding="utf-8-sig")
+    return p.open(newline="", encoding="utf-8-sig")
 
 
 def _read_csv_trace(
@@ -284,8 +324,14 @@ def _read_csv_trace(
         )
     out: list[TraceJob] = []
     skipped: dict[str, int] = {}
-    with p.open(newline="", encoding="utf-8-sig") as fh:
+    with _open_text(p) as fh:
         first = fh.readline()
+        if not first.strip():
+            raise ValidationError(
+                f"trace {p.name}: no header line (the file is empty or its first line is blank)",
+                hint="give a CSV whose first line names the columns, e.g. "
+                "job_id,submission_time,duration,num_gpu",
+            )
         fh.seek(0)
         reader = csv.DictReader(fh, delimiter=_delimiter(first))
         header = reader.fieldnames or []
