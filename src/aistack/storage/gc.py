@@ -11,7 +11,7 @@ from typing import Any
 
 from aistack.storage.catalog import Catalog
 from aistack.storage.manifest import ManifestStore
-from aistack.storage.objects import ObjectStore
+from aistack.storage.objects import ObjectInfo, ObjectStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +56,11 @@ def collect_garbage(
         if obj.mtime is not None and now - obj.mtime < grace_s:
             young += 1
             continue
+        # read again just before the delete: the listing may be old by now (S3 lists a whole
+        # store at once), and an add that reuses the object meanwhile gave it a new mtime
+        if not dry_run and _touched_since_listed(store, obj, now, grace_s):
+            young += 1
+            continue
         deleted += 1
         freed += obj.size
         if not dry_run:
@@ -89,6 +94,14 @@ def collect_garbage(
         temp_deleted=len(stale),
         protected_versions=protected,
     )
+
+
+def _touched_since_listed(store: ObjectStore, obj: ObjectInfo, now: float, grace_s: float) -> bool:
+    """Whether object ``obj`` got a new modification time since it was listed, or is young."""
+    m = store.mtime_of(obj.oid)
+    if m is None:  # gone already (another gc)
+        return False
+    return m != obj.mtime or now - m < grace_s
 
 
 def _young_manifest(

@@ -404,6 +404,17 @@ class ObjectStore:
                 oid=parts[0] + parts[1], size=int(info.get("size") or 0), mtime=_mtime(info)
             )
 
+    def mtime_of(self, oid: str) -> float | None:
+        """The modification time of object ``oid`` as :meth:`iter_objects` gives it (None
+        when it is not there)."""
+        key = self.key(oid)
+        try:
+            if self.backend.is_local:
+                return os.stat(key).st_mtime
+            return _mtime(self.fs.info(key))
+        except FileNotFoundError:
+            return None
+
     def delete(self, oid: str) -> None:
         key = self.key(oid)
         try:
