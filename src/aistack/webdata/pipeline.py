@@ -98,7 +98,7 @@ from aistack.webdata.lineage import (
 )
 from aistack.webdata.output import (
     MARKER,  # noqa: F401 - re-exported
-    OUTPUT_ENTRIES,  # noqa: F401 - re-exported
+    OUTPUT_ENTRIES,
     check_output,
     clear_output,
 )
@@ -119,15 +119,28 @@ log = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = (".warc", ".arc", ".wet", ".gz", ".zst", ".lz4", ".warc.gz", ".arc.gz")
 
 
-def expand_inputs(paths: list[str], base: Path) -> list[Path]:
-    """Every archive file named, or inside a named directory (sorted, no duplicates)."""
+def expand_inputs(paths: list[str], base: Path, *, output: Path | None = None) -> list[Path]:
+    """Every archive file named, or inside a named directory (sorted, no duplicates).
+
+    A folder's files under what a run writes in ``output`` (:data:`OUTPUT_ENTRIES`) are left
+    out: with the output folder inside (or equal to) an input folder, a re-run read the first
+    run's stage1/, dataset/ and .tasks/ files as inputs (refused as 'a different pipeline',
+    and --fresh refused to delete them as inputs)."""
+    skip = [(output / n).resolve() for n in OUTPUT_ENTRIES] if output is not None else []
+
+    def ours(f: Path) -> bool:
+        r = f.resolve()
+        return any(r == e or e in r.parents for e in skip)
+
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
         p = p if p.is_absolute() else (base / p)
         if p.is_dir():
             files.extend(
-                f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
+                f
+                for f in sorted(p.rglob("*"))
+                if f.is_file() and not f.name.startswith(".") and not ours(f)
             )
         elif p.is_file():
             files.append(p)
@@ -226,7 +239,7 @@ def run_pipeline(
         )
     out = Path(spec.output)
     out = out if out.is_absolute() else base / out
-    files = expand_inputs(spec.input.paths, base) if spec.input.paths else []
+    files = expand_inputs(spec.input.paths, base, output=out) if spec.input.paths else []
     datasets = resolve_dataset_inputs(spec.input.dataset, out)
     if datasets:  # pinned: a resumed run reads the same versions, or is told they changed
         pinned = [d.ref for d in datasets]
