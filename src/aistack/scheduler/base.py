@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aistack.compute.resources import gpu_type_matches
-from aistack.scheduler.placement import PassState, fit_counts
+from aistack.scheduler.placement import PassState, bad_shape, fit_counts
 from aistack.scheduler.types import (
     ClusterState,
     Decision,
@@ -807,9 +807,12 @@ class QueuePolicy(Policy):
                 pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
                 continue
             if kind == "never":
+                bad = bad_shape(job)
                 pending[job.id] = Pending(
                     job_id=job.id,
-                    reason=f"{self._shape(job)}: no node of this cluster can ever hold it; "
+                    reason=f"the request cannot be run: {bad}; resubmit it with a valid request"
+                    if bad is not None
+                    else f"{self._shape(job)}: no node of this cluster can ever hold it; "
                     "request fewer GPUs/CPUs per node or add nodes",
                     estimated_start=None,
                 )

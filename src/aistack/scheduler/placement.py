@@ -94,7 +94,10 @@ class PassState:
         return 0, None
 
     def fits_anywhere_ever(self, job: JobRequest) -> bool:
-        """Could the job ever run on this cluster, with everything free?"""
+        """Could the job ever run on this cluster, with everything free? Never for a job whose
+        shape is no request (``bad_shape``)."""
+        if bad_shape(job) is not None:
+            return False
         ok = 0
         for n in self.nodes:
             if not n.schedulable:
@@ -145,7 +148,7 @@ class PassState:
                             continue
                     if self._node_ok(n, job, avail):
                         cands.append((avail, i))
-            if len(cands) < need_nodes:
+            if len(cands) < need_nodes or _no_request(job):
                 return None
             cands.sort()
             return [i for _, i in cands[:need_nodes]]
@@ -155,7 +158,9 @@ class PassState:
                 if self._node_ok(n, job, k - n.held):
                     chosen.append(i)
                     if len(chosen) == need_nodes:
-                        return chosen
+                        # checked only here, once a node is found (hot path): nodes < 1
+                        # never gets here
+                        return None if _no_request(job) else chosen
         return None
 
     def commit(self, job: JobRequest, node_ids: Iterable[int]) -> Allocation:
@@ -195,6 +200,24 @@ class PassState:
         return [
             [len(n.free_g) if n.schedulable else 0, len(n.free_c), n.free_m] for n in self.nodes
         ]
+
+
+def _no_request(job: JobRequest) -> bool:
+    """A job ``bad_shape`` refuses, which must not be placed: gpus -1 took all the node's
+    GPUs but one (``sorted(free)[:-1]``), cpus -2 all its CPUs but two, memory_mb -5 added
+    memory, nodes 0 (with a reservation's caps) started on no node."""
+    return job.gpus < 0 or job.nodes < 1 or job.cpus < 0 or job.memory_mb < 0
+
+
+def bad_shape(job: JobRequest) -> str | None:
+    """What makes a job's request impossible (negative counts, no nodes), or None."""
+    if job.nodes < 1:
+        return f"nodes is {job.nodes}: a job runs on at least 1 node"
+    for name in ("gpus", "cpus", "memory_mb"):
+        v = getattr(job, name)
+        if v < 0:
+            return f"{name} is {v}: it must be 0 or more"
+    return None
 
 
 def fit_counts(

@@ -13,6 +13,7 @@ import pytest
 from aistack.errors import ValidationError
 from aistack.scheduler import get_policy
 from aistack.scheduler.simulator import SimConfig, TraceJob, load_csv, load_itp, simulate
+from aistack.scheduler.types import ClusterState, JobRequest, NodeState
 
 # ---------------------------------------------------------------- simulate()
 
@@ -158,3 +159,53 @@ def test_a_mapping_to_no_column_name_is_refused_naming_the_field(
     p.write_text("a,b\n1,2\n")
     with pytest.raises(ValidationError, match="mapping: 'submit' maps to .*not a column name"):
         load_csv(p, {"submit": column, "gpus": "b", "duration": "a"})  # type: ignore[dict-item]
+
+
+# ---------------------------------------------------------------- policies
+
+
+def _cluster() -> ClusterState:
+    return ClusterState(
+        nodes=tuple(
+            NodeState(
+                name=n,
+                gpus_total=tuple(range(8)),
+                gpus_free=frozenset(range(8)),
+                cpus_total=tuple(range(16)),
+                cpus_free=frozenset(range(16)),
+                memory_total_mb=1000,
+                memory_free_mb=1000,
+            )
+            for n in ("a", "b")
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["default", "fifo", "easy", "priority", "fairshare", "las", "srtf", "sjf"]
+)
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        # started holding 7 GPUs (sorted(free)[:-1])
+        ({"gpus": -1}, "gpus is -1: it must be 0 or more"),
+        # started holding 14 CPUs, or the node's free memory grew by 5 MB
+        ({"cpus": -2}, "cpus is -2: it must be 0 or more"),
+        ({"memory_mb": -5}, "memory_mb is -5: it must be 0 or more"),
+        # never started, and as the head of a strict FIFO queue blocked every job behind it
+        ({"nodes": 0}, "nodes is 0: a job runs on at least 1 node"),
+    ],
+)
+def test_a_job_with_an_impossible_request_never_starts_and_says_why(
+    name: str, bad: dict[str, int], why: str
+) -> None:
+    queue = [
+        JobRequest(id="bad", submit_time=0.0, true_duration_s=10.0, **bad),  # type: ignore[arg-type]
+        JobRequest(id="ok", gpus=2, submit_time=1.0, true_duration_s=10.0),
+    ]
+    d = get_policy(name).schedule(queue, _cluster(), now=5.0)
+    assert [s.job_id for s in d.starts] == ["ok"]
+    assert d.pending["bad"].reason == (
+        f"the request cannot be run: {why}; resubmit it with a valid request"
+    )
+    assert d.pending["bad"].estimated_start is None
