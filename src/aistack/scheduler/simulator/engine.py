@@ -442,7 +442,21 @@ def _check_trace(trace: list[TraceJob]) -> None:
     looped forever (NaN is never <= the clock), a NaN or infinite duration ended in 'simulation
     ended with N running jobs', a negative one finished before it started, a float or text
     GPU count was a TypeError, a NaN or negative max_runtime gave reservations in the past."""
+    inf = math.inf
     for k, j in enumerate(trace):
+        # fast path (every job of every simulate() call): the readers' float times and
+        # int counts; NaN fails the comparisons; anything else gets the full check
+        sub, dur, mr = j.submit, j.duration, j.max_runtime
+        if (
+            type(sub) is float
+            and type(dur) is float
+            and type(j.gpus) is int
+            and type(j.priority) is int
+            and -inf < sub < inf
+            and 0.0 <= dur < inf
+            and (mr is None or (type(mr) is float and mr >= 0.0))
+        ):
+            continue
         bad = _bad_job_field(j)
         if bad is not None:
             field_, why = bad
