@@ -589,6 +589,13 @@ def rm(
     """Delete a version (refused while a job, run or model references it); then `data gc`."""
     v = _datasets().delete(ref)
     if as_json:
-        print_json({**v.to_dict(), "deleted": True})
+        print_json({**v.to_dict(), "deleted": True, "lineage_kept": v.lineage_kept})
         return
-    console.print(f"deleted {v.ref} ({fmt_bytes(v.bytes)}); run `aistack data gc` to free space")
+    kept = ""
+    if v.lineage_kept:  # (the version's catalog row and its lineage edges stay)
+        edges = f"{v.lineage_kept:,} edge" + ("" if v.lineage_kept == 1 else "s")
+        kept = f"; its lineage is kept ({edges}): `aistack data lineage {v.ref}` still shows it"
+    console.print(
+        f"deleted {v.ref} ({fmt_bytes(v.bytes)}){kept}; run `aistack data gc` to free space",
+        soft_wrap=True,
+    )

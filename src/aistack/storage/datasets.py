@@ -85,6 +85,9 @@ class DatasetVersion:
     deleted: bool = False
     deleted_at: dt.datetime | None = None  # when a deleted version was deleted
     unchanged: bool = False  # set by add(if_changed=True) when it made no new version
+    # set by delete(): the lineage edges to and from the version, which it keeps (as it keeps
+    # its catalog row): `aistack data lineage NAME@vN` still shows them
+    lineage_kept: int = 0
 
     @property
     def ref(self) -> str:
@@ -741,10 +744,32 @@ class Datasets:
         ]
 
     def delete(self, ref: str) -> DatasetVersion:
-        """Delete a version (its number is never reused); refused while it is referenced."""
+        """Delete a version (its number is never reused); refused while it is referenced.
+
+        Returns the version as deleted (``deleted=True``, ``deleted_at``); its lineage is kept,
+        and ``lineage_kept`` says how many edges to and from it that is (``lineage(ref)``, with
+        the explicit ``NAME@vN``, still shows them). Its data stays until ``gc``."""
         v = self.resolve(self._explicit_version(ref, "delete"))
         self.catalog.delete_version(v.id, v.ref)
-        return v
+        # (no edge can be added to a deleted version: record_lineage pins live ones only)
+        kept = len(self.catalog.edges_touching({node("dataset", v.ref)}))
+        row = self.catalog.version_row(v.name, v.version)
+        gone = dataclasses.replace(
+            v,
+            deleted=True,
+            deleted_at=aware(row["deleted_at"]) if row is not None else None,
+            lineage_kept=kept,
+        )
+        if kept:
+            log.info(
+                "deleted %s; its lineage is kept (%s): `aistack data lineage %s` still shows it",
+                v.ref,
+                _edges(kept),
+                v.ref,
+            )
+        else:
+            log.info("deleted %s", v.ref)
+        return gone
 
     # -- lineage --------------------------------------------------------------------------------
     def record_lineage(
@@ -840,6 +865,10 @@ class Datasets:
             for oid in e.chunks:
                 n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
+
+
+def _edges(n: int) -> str:
+    return f"{n:,} edge" + ("" if n == 1 else "s")
 
 
 def _check_callable(value: object, what: str) -> None:
