@@ -10,6 +10,17 @@ It runs in one background thread of the server. Each pass:
 3. monitor (every ``monitor_interval_s``): store usage samples of running jobs.
 
 A submission wakes the loop at once (``wake()``), so submit → RUNNING does not wait a tick.
+
+One odd job does not stop the others. A queued job whose request cannot be built (a stored spec
+an upgrade no longer reads), that the policy raises on, or whose launch cannot be prepared stays
+QUEUED — not failed: the cause may be the server's (a policy bug an upgrade fixes), and Slurm, too,
+keeps a job it cannot run pending with a reason — with the pending reason "cannot be scheduled:
+<error>; cancel it and resubmit" and a warning event, and the pass schedules the rest. A job the
+policy raised on, or that could not be prepared, is left out for ``HOLD_RETRY_S``, then tried
+again. An error of the pass as a whole (the policy fails on an empty queue, the executor or the DB
+is down) is logged with its traceback once per distinct error, counted in /metrics
+(``aistack_scheduler_errors_total``), kept in ``last_error`` and written as every queued job's
+pending reason; the next pass tries again, and the first pass that works again is logged.
 """
 
 from __future__ import annotations
@@ -42,6 +53,9 @@ from aistack.server.services.jobs import add_event, attempt_dir
 from aistack.settings import Settings
 
 log = logging.getLogger(__name__)
+HOLD_RETRY_S = 600.0  # a job the policy raised on is left out this long, then tried again
+MAX_ISOLATION_CALLS = 64  # schedule() calls one pass may spend finding jobs the policy raises on
+REPEAT_LOG_S = 600.0  # a pass error already logged is logged again (one line) at most this often
 MAX_LOST_REQUEUES = 3  # a job lost by the machine is requeued this often before it fails
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0  # fair-share decay (Slurm's PriorityDecayHalfLife default)
 
@@ -71,6 +85,21 @@ def _unless_cancelled(reason: str | None) -> Any:
 
 def _from_epoch(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters of message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _signature(exc: BaseException) -> str:
+    """What makes two pass errors "the same" for logging: the type, where it was raised and the
+    message with its numbers blurred (a time or a count in it does not make a new error)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    return f"{type(exc).__qualname__}@{where}: {re.sub(r'[0-9]+', 'N', str(exc))[:300]}"
 
 
 def input_env(inputs: list[str]) -> dict[str, str]:
@@ -124,7 +153,16 @@ class SchedulerLoop:
         )  # cluster samples for the dashboard
         self.last_pass_s = 0.0
         self.passes = 0
-        self.errors = 0
+        self.errors = 0  # passes that failed as a whole (/metrics: aistack_scheduler_errors_total)
+        # the error of the last failed pass, None once a pass works again
+        self.last_error: str | None = None
+        self._failed_passes = 0  # failed passes in a row
+        self._failing_since = 0.0
+        self._logged_errors: set[str] = set()  # signatures logged since the last pass that worked
+        self._last_repeat_log = 0.0
+        # queued jobs left out of the policy's queue: job id -> (pending reason, since (monotonic))
+        self.held: dict[str, tuple[str, float]] = {}
+        self._warned: dict[str, str] = {}  # job id or node -> the error logged for it
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -157,7 +195,12 @@ class SchedulerLoop:
             )
             for j in reversed(rows):
                 if j.finished_at and j.started_at:
-                    observe((j.finished_at - j.started_at).total_seconds(), _job_gpus(j))
+                    try:
+                        gpus = _job_gpus(j)
+                    except Exception as exc:  # noqa: BLE001 - one odd stored job: not learned
+                        self._warn_once(j.id, "finished job %s is not learned from", exc)
+                        continue
+                    observe((j.finished_at - j.started_at).total_seconds(), gpus)
 
     def wake(self) -> None:
         self._wake.set()
@@ -172,9 +215,48 @@ class SchedulerLoop:
                 continue
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - the loop must survive one bad pass
-                self.errors += 1
-                log.exception("scheduling pass failed")
+            except Exception as exc:  # noqa: BLE001 - the loop must survive one bad pass
+                self._pass_failed(exc)
+
+    def _pass_failed(self, exc: BaseException) -> None:
+        """Count a failed pass and log it: with its traceback the first time this error is seen
+        since the last pass that worked, then one line at most every ``REPEAT_LOG_S`` (a pass runs
+        every ``schedule_interval_s``: a traceback each time would flood the log)."""
+        self.errors += 1
+        now = time.monotonic()
+        if self._failed_passes == 0:
+            self._failing_since = now
+        self._failed_passes += 1
+        self.last_error = _describe(exc)
+        key = _signature(exc)
+        if key not in self._logged_errors and len(self._logged_errors) < 32:
+            self._logged_errors.add(key)
+            self._last_repeat_log = now
+            log.error(
+                "scheduling pass failed (the loop tries again every pass; this error is "
+                "logged once): %s",
+                self.last_error,
+                exc_info=exc,
+            )
+        elif now - self._last_repeat_log >= REPEAT_LOG_S:
+            self._last_repeat_log = now
+            log.error(
+                "scheduling passes still fail: %d in a row over %.0f s, the last: %s",
+                self._failed_passes,
+                now - self._failing_since,
+                self.last_error,
+            )
+
+    def _pass_worked(self) -> None:
+        if self._failed_passes:
+            log.warning(
+                "scheduling passes work again after %d failed over %.0f s",
+                self._failed_passes,
+                time.monotonic() - self._failing_since,
+            )
+        self._failed_passes = 0
+        self.last_error = None
+        self._logged_errors.clear()
 
     # -- one pass ----------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -219,8 +301,16 @@ class SchedulerLoop:
         with self.sessions() as s:
             self.reconcile(s)
             s.commit()
-            decision = self.schedule(s)
-            s.commit()
+            try:
+                decision = self.schedule(s)
+                s.commit()
+            except Exception as exc:  # noqa: BLE001 - logged once, counted, shown; next pass retries
+                s.rollback()
+                decision = None
+                self._pass_failed(exc)
+                self._tell_queue(s)
+            else:
+                self._pass_worked()
             if time.monotonic() - self._last_monitor >= self.settings.monitor_interval_s:
                 self._last_monitor = time.monotonic()
                 self.monitor(s)
@@ -396,8 +486,21 @@ class SchedulerLoop:
         used_cpus: dict[str, set[int]] = {n.name: set() for n in nodes}
         used_mem: dict[str, int] = {n.name: 0 for n in nodes}
         running = []
+        # nodes not to place anything on: a running job's allocation there cannot be read (what
+        # is free on them is unknown), or their inventory cannot be read
+        blocked: dict[str, str] = {}
         for j in active:
-            alloc = Allocation.from_dict(j.allocation)
+            try:
+                alloc = Allocation.from_dict(j.allocation)
+            except Exception as exc:  # noqa: BLE001 - its nodes are left alone, not the cluster
+                if not isinstance(j.allocation, dict) or not j.allocation:
+                    raise  # nothing says where it runs: no placement is safe (a pass error)
+                self._warn_once(
+                    j.id, "job %s: its allocation cannot be read; its nodes get no new jobs", exc
+                )
+                for node in j.allocation:
+                    blocked[str(node)] = f"the allocation of job {j.id} cannot be read"
+                alloc = Allocation()
             for node, a in alloc.nodes.items():
                 used_gpus.setdefault(node, set()).update(a.gpus)
                 used_cpus.setdefault(node, set()).update(a.cpus)
@@ -420,10 +523,10 @@ class SchedulerLoop:
             )
         states = []
         for n in nodes:
-            g_all = tuple(g.index for g in n.gpus)
-            c_all = tuple(range(n.cpus))
-            states.append(
-                NodeState(
+            try:
+                g_all = tuple(g.index for g in n.gpus)
+                c_all = tuple(range(n.cpus))
+                state = NodeState(
                     name=n.name,
                     gpu_type=n.gpu_type,
                     gpus_total=g_all,
@@ -432,8 +535,14 @@ class SchedulerLoop:
                     cpus_free=frozenset(set(c_all) - used_cpus.get(n.name, set())),
                     memory_total_mb=n.memory_mb,
                     memory_free_mb=max(0, n.memory_mb - used_mem.get(n.name, 0)),
+                    schedulable=n.name not in blocked,
                 )
-            )
+            except Exception as exc:  # noqa: BLE001 - this node is left out, not the cluster
+                self._warn_once(
+                    f"node {n.name}", "node %s gets no jobs: its inventory cannot be read", exc
+                )
+                state = NodeState(name=str(n.name), schedulable=False)
+            states.append(state)
         projects = s.execute(select(Project)).scalars().all()
         quotas = {p.name: int(p.gpu_quota) for p in projects if p.gpu_quota is not None}
         shares = {p.name: float(p.share) for p in projects}
@@ -491,8 +600,8 @@ class SchedulerLoop:
         now = time.time()
         cluster = self.cluster_state(s, now)
         by_id = {j.id: j for j in queued}
-        queue = [_request(j) for j in queued]
-        decision = self.policy.schedule(queue, cluster, now)
+        queue = self._requests(s, queued)
+        decision = self._decide(s, queue, cluster, now, by_id)
         for st in decision.starts:
             job = by_id.get(st.job_id)
             if job is not None:
@@ -512,7 +621,10 @@ class SchedulerLoop:
             job = by_id.get(jid)
             if job is None or job.state != "QUEUED":
                 continue
-            est = _from_epoch(p.estimated_start) if p.estimated_start else None
+            try:
+                est = _from_epoch(p.estimated_start) if p.estimated_start else None
+            except (OverflowError, OSError, ValueError, TypeError):  # not a time on this clock
+                est = None
             if job.pending_reason != p.reason:
                 job.pending_reason = p.reason
             if (
@@ -526,50 +638,136 @@ class SchedulerLoop:
     def policy_needs_idle_pass(self) -> bool:
         return False
 
-    def _start(self, s: Session, job: Job, alloc: Allocation, *, backfilled: bool) -> None:
-        spec = job.spec or {}
-        d = attempt_dir(self.settings.jobs_dir, job.id, job.attempt)
-        env = {
-            "AISTACK_JOB_ID": job.id,
-            "AISTACK_JOB_NAME": job.name,
-            "AISTACK_PROJECT": job.project,
-            "AISTACK_USER": job.user,
-            "AISTACK_ATTEMPT": str(job.attempt),
-            "AISTACK_GRACE_S": str(self.settings.cancel_grace_s),
-            "AISTACK_HOME": str(self.settings.home),
-        }
-        env.update(input_env(spec.get("inputs") or []))
-        if self.settings.storage_url:
-            env["AISTACK_STORAGE_URL"] = self.settings.storage_url
-        if self.settings.database_url:
-            env["AISTACK_DATABASE_URL"] = self.settings.database_url
-        if self.job_env is not None:
+    # -- jobs that cannot be scheduled -------------------------------------------------------------
+    def _requests(self, s: Session, queued: Sequence[Job]) -> list[JobRequest]:
+        """The policy's queue: a request per queued job, less the jobs held back (see
+        ``_hold``) and those whose request cannot be built, which stay QUEUED with the reason."""
+        live = {j.id for j in queued}
+        for jid in [jid for jid in self.held if jid not in live]:  # started, cancelled, gone
+            del self.held[jid]
+        now = time.monotonic()
+        queue = []
+        for j in queued:
+            held = self.held.get(j.id)
+            if held is not None and now - held[1] < HOLD_RETRY_S:
+                self._show_held(s, j, held[0])
+                continue
             try:
-                env.update(self.job_env(job))
-            except Exception as exc:  # noqa: BLE001 - tracking must not keep a job from running
-                log.exception("job env hook failed for %s", job.id)
-                add_event(
-                    s,
-                    job.id,
-                    "warning",
-                    f"attempt {job.attempt} starts without an MLflow run (tracking failed: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
+                queue.append(_request(j))
+            except Exception as exc:  # noqa: BLE001 - this job's problem, not the others'
+                self._log_job_error(j.id, "its request cannot be built", exc)
+                self._show_held(
+                    s, j, f"cannot be scheduled: {_describe(exc)}; cancel it and resubmit"
                 )
-        env.update(spec.get("env") or {})
-        req = LaunchRequest(
-            job_id=job.id,
-            attempt=job.attempt,
-            command=spec.get("command") or spec.get("script") or "",
-            allocation=alloc,
-            job_dir=d,
-            workdir=spec.get("workdir"),
-            env=env,
-            max_runtime_s=_max_rt(spec),
-            distributed=spec.get("distributed"),
-            procs_per_node=spec.get("procs_per_node"),
-            stop_signal=spec.get("stop_signal", "SIGTERM"),
-            name=job.name,
+        return queue
+
+    def _decide(
+        self,
+        s: Session,
+        queue: list[JobRequest],
+        cluster: ClusterState,
+        now: float,
+        by_id: dict[str, Job],
+    ) -> Decision:
+        """``policy.schedule``. When it raises, the job whose addition to the queue makes it
+        raise is found by bisection (it works on a prefix of the queue, raises one job later),
+        held back, and the rest scheduled; when it raises on an empty queue too, does not raise
+        again (it failed once: the pass's error, not a job's), or after ``MAX_ISOLATION_CALLS``
+        calls, the pass fails with the first error. A policy that does not
+        raise is called once, with the whole queue, as before."""
+        first: Exception | None = None
+        calls = 0
+        while True:
+            try:
+                return self.policy.schedule(queue, cluster, now)  # type: ignore[no-any-return]
+            except Exception as exc:  # noqa: BLE001 - found out below: one job's, or the pass's
+                first = first or exc
+                err: Exception = exc
+            if not queue:
+                raise first
+            lo, hi = 0, len(queue)  # the policy works on queue[:lo], raises on queue[:hi]
+            try:
+                calls += 1
+                self.policy.schedule([], cluster, now)
+            except Exception:  # noqa: BLE001 - not any job's: the pass's, raised as that
+                raise first from None
+            reproduced = False
+            while hi - lo > 1:
+                if calls >= MAX_ISOLATION_CALLS:
+                    raise first
+                mid = (lo + hi) // 2
+                calls += 1
+                try:
+                    self.policy.schedule(queue[:mid], cluster, now)
+                    lo = mid
+                except Exception as exc:  # noqa: BLE001
+                    hi, err, reproduced = mid, exc, True
+            if not reproduced:  # is it the last job's, or did the policy fail once (the pass's)?
+                try:
+                    calls += 1
+                    self.policy.schedule(queue, cluster, now)
+                except Exception as exc:  # noqa: BLE001
+                    err = exc
+                else:
+                    raise first
+            bad = queue[hi - 1]
+            name = getattr(self.policy, "name", None) or type(self.policy).__name__
+            self._log_job_error(bad.id, f"the {name} policy raises on it", err)
+            self._hold(
+                s,
+                by_id[bad.id],
+                f"cannot be scheduled: the {name} policy fails on it ({_describe(err)}); "
+                "cancel it and resubmit",
+            )
+            queue = queue[: hi - 1] + queue[hi:]
+
+    def _hold(self, s: Session, job: Job, reason: str) -> None:
+        """Leave ``job`` out of the policy's queue for ``HOLD_RETRY_S``; it stays QUEUED."""
+        self.held[job.id] = (reason, time.monotonic())
+        self._show_held(s, job, reason)
+
+    def _show_held(self, s: Session, job: Job, reason: str) -> None:
+        if job.pending_reason != reason:
+            job.pending_reason, job.estimated_start = reason, None
+            add_event(s, job.id, "warning", reason)
+
+    def _log_job_error(self, jid: str, what: str, exc: BaseException) -> None:
+        self._warn_once(jid, "job %s is left queued: " + what.replace("%", "%%"), exc)
+
+    def _warn_once(self, key: str, message: str, exc: BaseException) -> None:
+        """Log ``message % key`` with the error and its traceback, once per key and error (it
+        is met again every pass)."""
+        text = _describe(exc)
+        if self._warned.get(key) == text:
+            return
+        if len(self._warned) >= 4096:  # oldest first: one of them is logged again, at worst
+            del self._warned[next(iter(self._warned))]
+        self._warned[key] = text
+        log.warning(message + ": %s", key, text, exc_info=exc)
+
+    def _tell_queue(self, s: Session) -> None:
+        """After a failed pass: every queued job's pending reason says the scheduler fails (its
+        old reason would say why it waited before), until a pass works again."""
+        why = (
+            f"the scheduler fails ({self.last_error}); it tries again every pass — an operator "
+            "can see the error in the server's log"
         )
+        try:
+            for j in s.execute(select(Job).where(Job.state == "QUEUED")).scalars():
+                if j.pending_reason != why and not j.cancel_requested:
+                    j.pending_reason, j.estimated_start = why, None
+            s.commit()
+        except Exception:  # noqa: BLE001 - the pass's error is logged; this is its echo
+            s.rollback()
+            log.debug("could not store the pending reasons of a failed pass", exc_info=True)
+
+    def _start(self, s: Session, job: Job, alloc: Allocation, *, backfilled: bool) -> None:
+        try:
+            req = self._launch_request(s, job, alloc)
+        except Exception as exc:  # noqa: BLE001 - this job's problem: the other starts go on
+            self._log_job_error(job.id, "its launch cannot be prepared", exc)
+            self._hold(s, job, f"cannot be started: {_describe(exc)}; cancel it and resubmit")
+            return
         now = utcnow()
         # claim the job: only one scheduling loop may start it (one server per DB is the
         # supported set-up; this keeps a second one from starting a job twice)
@@ -617,6 +815,58 @@ class SchedulerLoop:
             "started",
             f"attempt {job.attempt} on {', '.join(alloc.nodes) or '-'}"
             + (" (backfilled)" if backfilled else ""),
+        )
+
+    def _launch_request(self, s: Session, job: Job, alloc: Allocation) -> LaunchRequest:
+        spec = job.spec or {}
+        d = attempt_dir(self.settings.jobs_dir, job.id, job.attempt)
+        env = {
+            "AISTACK_JOB_ID": job.id,
+            "AISTACK_JOB_NAME": job.name,
+            "AISTACK_PROJECT": job.project,
+            "AISTACK_USER": job.user,
+            "AISTACK_ATTEMPT": str(job.attempt),
+            "AISTACK_GRACE_S": str(self.settings.cancel_grace_s),
+            "AISTACK_HOME": str(self.settings.home),
+        }
+        # what the stored spec says is read before the tracking hook runs: a spec that cannot be
+        # read holds the job back (see _start) without having made it an MLflow run
+        inputs = input_env(spec.get("inputs") or [])
+        user_env = dict(spec.get("env") or {})
+        fields: dict[str, Any] = dict(
+            command=spec.get("command") or spec.get("script") or "",
+            workdir=spec.get("workdir"),
+            max_runtime_s=_max_rt(spec),
+            distributed=spec.get("distributed"),
+            procs_per_node=spec.get("procs_per_node"),
+            stop_signal=spec.get("stop_signal", "SIGTERM"),
+        )
+        env.update(inputs)
+        if self.settings.storage_url:
+            env["AISTACK_STORAGE_URL"] = self.settings.storage_url
+        if self.settings.database_url:
+            env["AISTACK_DATABASE_URL"] = self.settings.database_url
+        if self.job_env is not None:
+            try:
+                env.update(self.job_env(job))
+            except Exception as exc:  # noqa: BLE001 - tracking must not keep a job from running
+                log.exception("job env hook failed for %s", job.id)
+                add_event(
+                    s,
+                    job.id,
+                    "warning",
+                    f"attempt {job.attempt} starts without an MLflow run (tracking failed: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
+                )
+        env.update(user_env)
+        return LaunchRequest(
+            job_id=job.id,
+            attempt=job.attempt,
+            allocation=alloc,
+            job_dir=d,
+            env=env,
+            name=job.name,
+            **fields,
         )
 
     # -- monitor -----------------------------------------------------------------------------------

@@ -1,0 +1,218 @@
+"""One odd job, or a failing pass, does not stop the scheduling loop for everyone (the memory
+executor, no processes)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from aistack.executors.memory import MemoryExecutor
+from aistack.scheduler import get_policy
+from aistack.scheduler.types import ClusterState, JobRequest
+from aistack.server.db.models import Job, JobEvent
+from aistack.server.db.session import make_engine, migrate, session_factory
+from aistack.server.services.jobs import submit_job
+from aistack.server.services.scheduling import SchedulerLoop
+from aistack.settings import Settings
+
+LONG = {"AISTACK_FAKE_DURATION_S": "60"}
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> SchedulerLoop:
+    settings = Settings(
+        home=tmp_path, executor="memory", mlflow_enabled=False, schedule_interval_s=0.01
+    )
+    settings.ensure_home()
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return SchedulerLoop(
+        settings=settings,
+        sessions=session_factory(engine),
+        executor=MemoryExecutor(gpus_per_node=4, n_nodes=2),
+        policy=get_policy("default"),
+    )
+
+
+def submit(loop: SchedulerLoop, **spec: Any) -> str:
+    spec.setdefault("command", "train")
+    spec.setdefault("env", dict(LONG))
+    with loop.sessions() as s:
+        job = submit_job(s, spec, nodes=loop.nodes())
+        s.commit()
+        return job.id
+
+
+def state(loop: SchedulerLoop, jid: str) -> Job:
+    with loop.sessions() as s:
+        job = s.get(Job, jid)
+        assert job is not None
+        return job
+
+
+def corrupt(loop: SchedulerLoop, jid: str, **columns: Any) -> None:
+    """Store ``columns`` in the job's row as an older server (or a hand edit) might have."""
+    with loop.sessions() as s:
+        job = s.get(Job, jid)
+        assert job is not None
+        for k, v in columns.items():
+            setattr(job, k, v)
+        s.commit()
+
+
+def events(loop: SchedulerLoop, jid: str, kind: str) -> list[str]:
+    with loop.sessions() as s:
+        rows = s.execute(select(JobEvent).where(JobEvent.job_id == jid, JobEvent.kind == kind))
+        return [e.message for e in rows.scalars()]
+
+
+class Raising:
+    """The default policy, raising when ``bad(queue)`` says so."""
+
+    name = "raising"
+
+    def __init__(self, bad: Any) -> None:
+        self.inner = get_policy("default")
+        self.bad = bad
+        self.calls = 0
+
+    def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Any:
+        self.calls += 1
+        if self.bad(queue):
+            raise RuntimeError(f"policy bug at call {self.calls}")
+        return self.inner.schedule(queue, cluster, now)
+
+
+def test_a_stored_spec_that_no_longer_reads_does_not_stop_the_others(
+    loop: SchedulerLoop,
+) -> None:
+    bad = submit(loop, resources={"gpus": 1})
+    good = submit(loop, resources={"gpus": 1})
+    spec = dict(state(loop, bad).spec or {})
+    corrupt(loop, bad, spec={**spec, "resources": {"gpus": "two"}})  # int('two'): ValueError
+    for _ in range(3):
+        loop.run_once()
+    assert state(loop, good).state == "RUNNING"
+    jb = state(loop, bad)
+    assert jb.state == "QUEUED"
+    assert jb.pending_reason == (
+        "cannot be scheduled: ValueError: invalid literal for int() with base 10: 'two'; "
+        "cancel it and resubmit"
+    )
+    assert events(loop, bad, "warning") == [jb.pending_reason]  # once, not every pass
+    assert loop.errors == 0 and loop.last_error is None
+    # fixed (or cancelled and resubmitted): it runs
+    corrupt(loop, bad, spec=spec)
+    loop.run_once()
+    assert state(loop, bad).state == "RUNNING"
+
+
+def test_a_spec_whose_launch_cannot_be_prepared_is_held_and_the_rest_start(
+    loop: SchedulerLoop,
+) -> None:
+    bad = submit(loop, resources={"gpus": 4})  # first in the queue, takes a whole node
+    good = [submit(loop, resources={"gpus": 4}) for _ in range(2)]
+    spec = dict(state(loop, bad).spec or {})
+    corrupt(loop, bad, spec={**spec, "env": ["not", "a", "mapping"]})
+    loop.run_once()
+    jb = state(loop, bad)
+    assert jb.state == "QUEUED" and jb.handle is None
+    assert (jb.pending_reason or "").startswith("cannot be started: ValueError: ")
+    assert (jb.pending_reason or "").endswith("; cancel it and resubmit")
+    assert [state(loop, j).state for j in good] == ["RUNNING", "QUEUED"]
+    loop.run_once()  # held back: the node it was given goes to the next job
+    assert [state(loop, j).state for j in good] == ["RUNNING", "RUNNING"]
+    assert state(loop, bad).state == "QUEUED"
+
+
+def test_a_job_the_policy_raises_on_is_held_and_the_rest_scheduled(
+    loop: SchedulerLoop,
+) -> None:
+    first = submit(loop, resources={"gpus": 1})
+    bad = submit(loop, resources={"gpus": 1})
+    last = submit(loop, resources={"gpus": 1})
+    policy = Raising(lambda queue: any(j.id == bad for j in queue))
+    loop.policy = policy
+    loop.run_once()
+    assert state(loop, first).state == "RUNNING" and state(loop, last).state == "RUNNING"
+    jb = state(loop, bad)
+    assert jb.state == "QUEUED"
+    assert (jb.pending_reason or "").startswith(
+        "cannot be scheduled: the raising policy fails on it (RuntimeError: policy bug at call"
+    )
+    assert loop.errors == 0 and loop.last_error is None
+    calls = policy.calls
+    loop.run_once()  # held: no search again
+    assert policy.calls == calls + 1
+    assert state(loop, bad).state == "QUEUED"
+
+
+def test_a_failing_pass_is_counted_shown_and_retried(loop: SchedulerLoop) -> None:
+    jid = submit(loop, resources={"gpus": 1})
+    failures = [1]
+
+    def once(queue: Sequence[JobRequest]) -> bool:
+        if failures:
+            failures.pop()
+            return True
+        return False
+
+    loop.policy = Raising(once)
+    assert loop.run_once() is None  # the pass failed; run_once did not raise
+    assert loop.errors == 1
+    assert loop.last_error == "RuntimeError: policy bug at call 1"
+    j = state(loop, jid)
+    assert j.state == "QUEUED"
+    assert (j.pending_reason or "").startswith(
+        "the scheduler fails (RuntimeError: policy bug at call 1); it tries again every pass"
+    )
+    loop.run_once()
+    assert state(loop, jid).state == "RUNNING"
+    assert loop.errors == 1 and loop.last_error is None
+
+
+def test_the_loop_thread_logs_a_failing_pass_once_and_schedules_when_it_works(
+    loop: SchedulerLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    jid = submit(loop, resources={"gpus": 1})
+    broken = [True]
+    loop.policy = Raising(lambda queue: broken[0])  # fails on any queue: the pass's fault
+    caplog.set_level(logging.INFO, logger="aistack.server.services.scheduling")
+    loop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while loop.errors < 5:
+            assert time.monotonic() < deadline, "the loop stopped running passes"
+            time.sleep(0.01)
+        broken[0] = False
+        while state(loop, jid).state != "RUNNING":
+            assert time.monotonic() < deadline, "the loop did not schedule once the policy worked"
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+    records = [r for r in caplog.records if r.name == "aistack.server.services.scheduling"]
+    tracebacks = [r for r in records if r.exc_info]
+    assert len(tracebacks) == 1  # not one per pass
+    assert "RuntimeError: policy bug at call 1" in tracebacks[0].getMessage()
+    assert any("work again after" in r.getMessage() for r in records)
+
+
+def test_a_running_job_whose_allocation_cannot_be_read_blocks_only_its_node(
+    loop: SchedulerLoop,
+) -> None:
+    running = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    node = next(iter(state(loop, running).allocation or {}))
+    corrupt(loop, running, allocation={node: {"gpus": ["zero"], "cpus": [0]}})
+    later = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    j = state(loop, later)
+    assert j.state == "RUNNING"
+    assert list(j.allocation or {}) != [node]  # not placed where the free GPUs are unknown
+    assert loop.errors == 0
