@@ -28,7 +28,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from aistack.storage.diff import DatasetDiff, FileChange, diff_entries
 from aistack.storage.gc import GcReport, collect_garbage
 from aistack.storage.lineage import lineage_graph
 from aistack.storage.manifest import FileEntry, ManifestStore
-from aistack.storage.objects import ObjectStore
+from aistack.storage.objects import MissingObjectError, ObjectStore
 from aistack.storage.refs import (  # (the lineage kinds are also importable from here)
     LINEAGE_NODE_KINDS,
     LINEAGE_ONLY_KINDS,
@@ -398,7 +398,34 @@ class Datasets:
 
     def files(self, ref: str | DatasetVersion) -> list[FileEntry]:
         v = ref if isinstance(ref, DatasetVersion) else self.resolve(ref)
-        return self.manifests.get(v.manifest)
+        with self._reading(v):
+            return self.manifests.get(v.manifest)
+
+    @contextlib.contextmanager
+    def _reading(self, v: DatasetVersion) -> Iterator[None]:
+        """Reads of ``v``'s manifest and objects: one that finds its data missing because
+        ``v`` was deleted and gc removed the data meanwhile (a deleted version's data is
+        not kept) is a ConflictError saying so, not 'the store lost data'; of a version
+        still live, the store did lose data, and the MissingObjectError says that."""
+        try:
+            yield
+        except MissingObjectError as exc:
+            row = self.catalog.version_row(v.name, v.version)
+            if row is None or row["deleted_at"] is None:
+                raise
+            when = aware(row["deleted_at"])
+            at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
+            live = [f"v{r['version']}" for r in reversed(self.catalog.version_rows(v.name))]
+            raise ConflictError(
+                f"{v.ref} was deleted{at} while it was being read, and `aistack data gc` "
+                f"removed its data: {exc.message}",
+                hint=f"no data was lost: the version was deleted on purpose (`aistack data rm`) "
+                f"and its data freed; read a version that is left "
+                f"({', '.join(live) if live else 'none'}; `aistack data log {v.name}`), or add "
+                "the data again from its source",
+                ref=v.ref,
+                **exc.details,
+            ) from exc
 
     def diff(self, a: str, b: str) -> DatasetDiff:
         va, vb = self.resolve(a), self.resolve(b)
@@ -525,16 +552,17 @@ class Datasets:
         self._refuse_store_overlap(dest_s, entries)
         if link == "auto" and hasattr(os, "geteuid") and os.geteuid() == 0:
             link = "reflink-or-copy"  # root writes through read-only modes: no shared inodes
-        linked, copied, unchanged = materialize.get_into(
-            self.store,
-            v,
-            entries,
-            dest_s,
-            link=link,
-            force=force,
-            progress=progress,
-            workers=self._pool_size(),
-        )
+        with self._reading(v):
+            linked, copied, unchanged = materialize.get_into(
+                self.store,
+                v,
+                entries,
+                dest_s,
+                link=link,
+                force=force,
+                progress=progress,
+                workers=self._pool_size(),
+            )
         return GetResult(
             version=v,
             dest=dest_s,
@@ -594,7 +622,9 @@ class Datasets:
         from aistack.storage.vfs import VersionFileSystem
 
         v = self.resolve(ref)
-        return VersionFileSystem(store=self.store, version=v, entries=self.files(v))
+        return VersionFileSystem(
+            store=self.store, version=v, entries=self.files(v), reading=lambda: self._reading(v)
+        )
 
     # -- references / delete ------------------------------------------------------------------
     def add_reference(self, ref: str, kind: str, id: str) -> DatasetVersion:  # noqa: A002
@@ -861,9 +891,10 @@ class Datasets:
         """Read and verify every object of ``ref``; returns the bytes checked."""
         v = self.resolve(ref)
         n = 0
-        for e in self.files(v):
-            for oid in e.chunks:
-                n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
+        with self._reading(v):
+            for e in self.files(v):
+                for oid in e.chunks:
+                    n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
         return n
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aistack.errors import IntegrityError
-from aistack.storage.objects import ObjectStore
+from aistack.storage.objects import MissingObjectError, ObjectStore
 from aistack.storage.paths import check_relpath
 
 PREFIX = "manifests"
@@ -137,7 +137,7 @@ class ManifestStore:
         try:
             data = self.backend.fs.cat_file(key)
         except FileNotFoundError as exc:
-            raise IntegrityError(
+            raise MissingObjectError(
                 f"manifest {mid} is missing from the store {self.backend.url}",
                 hint="the store lost data: re-add the dataset from its source",
                 object=mid,

@@ -14,7 +14,7 @@ blocks reserved beforehand (``posix_fallocate``, objects of 1 MiB and up); on S3
 completed multipart upload) is atomic by itself; the
 memory fake stores whole values. Every read is hashed and compared with the object's name: a
 mismatch or a missing object raises :class:`~aistack.errors.IntegrityError` naming the object and
-the dataset file it belongs to.
+the dataset file it belongs to (:class:`MissingObjectError` for a missing one).
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 PREFIX = "cas"
 TMP = "tmp"
 _FICLONE = 0x40049409  # linux/fs.h
+
+
+class MissingObjectError(IntegrityError):
+    """An object (or manifest) is not in the store. Of a live version, the store lost data; a
+    reader of a version that was deleted meanwhile tells that apart (``Datasets`` does: gc may
+    remove a deleted version's data while it is being read)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +282,7 @@ class ObjectStore:
             else:
                 data = self.fs.cat_file(key)
         except FileNotFoundError as exc:
-            raise IntegrityError(
+            raise MissingObjectError(
                 f"object {oid}{where} is missing from the store {self.backend.url}",
                 hint="the store lost data: re-add the dataset from its source",
                 object=oid,
@@ -332,7 +338,7 @@ class ObjectStore:
     @contextlib.contextmanager
     def _local_view(self, oid: str, *, context: str) -> Iterator[tuple[int, memoryview]]:
         """``(fd, read-only mapping)`` of local object ``oid``; a missing object raises the
-        IntegrityError of :meth:`get` that names it."""
+        MissingObjectError of :meth:`get` that names it."""
         try:
             fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -7,8 +7,11 @@ the chunks that cover it, each verified against its hash; nothing is copied to l
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -27,10 +30,21 @@ class VersionFileSystem(AbstractFileSystem):  # type: ignore[misc]
     cachable = False
     root_marker = ""
 
-    def __init__(self, *, store: ObjectStore, version: Any, entries: list[FileEntry], **kw: Any):
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        version: Any,
+        entries: list[FileEntry],
+        reading: Callable[[], AbstractContextManager[Any]] | None = None,
+        **kw: Any,
+    ):
+        """``reading``: a context manager around each object read (``Datasets.open`` passes
+        one that tells a version deleted and garbage-collected meanwhile from lost data)."""
         super().__init__(**kw)
         self.store = store
         self.version = version
+        self._reading = reading or contextlib.nullcontext
         self._files = {e.path: e for e in entries}
         self._children: dict[str, set[str]] = {"": set()}
         for p in self._files:
@@ -142,7 +156,8 @@ class VersionFileSystem(AbstractFileSystem):  # type: ignore[misc]
             if data is not None:
                 self._cache.move_to_end(oid)
                 return data
-        data = self.store.get(oid, context=context)
+        with self._reading():
+            data = self.store.get(oid, context=context)
         with self._cache_lock:
             self._cache[oid] = data
             while len(self._cache) > 4:
