@@ -18,6 +18,7 @@ from aistack.errors import (
     NotFoundError,
     ValidationError,
     require,
+    short_repr,
 )
 
 _ENV_LOCK = threading.RLock()
@@ -154,6 +155,31 @@ def env_overrides(values: dict[str, str]) -> Iterator[None]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+# MLflow's rule for a run id (mlflow.utils.validation._RUN_ID_REGEX; \Z: no trailing newline)
+_RUN_ID_RE = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}\Z")
+
+
+def check_run_id(run_id: object, field: str = "run_id") -> str:
+    """``run_id`` if it can be an MLflow run id, else a ValidationError naming ``field`` (MLflow
+    answered 'Invalid value "../x" for parameter 'run_id' supplied.', 'Run with id= not found'
+    or, for None, 'expected string or bytes-like object')."""
+    hint = "copy the run id from the MLflow UI (or the job's MLFLOW_RUN_ID)"
+    if not isinstance(run_id, str):
+        raise ValidationError(
+            f"{field}: expected a run id, got {short_repr(run_id)}", hint=hint, field=field
+        )
+    if not run_id.strip():
+        why = f"{run_id!r} is only whitespace" if run_id else "is empty"
+        raise ValidationError(f"{field}: the run id {why}", hint=hint, field=field)
+    if not _RUN_ID_RE.match(run_id):
+        raise ValidationError(
+            f"{field}: {short_repr(run_id)} is not an MLflow run id",
+            hint=f"a run id is letters, digits, '_' and '-' (aistack's runs: 32 hex digits); {hint}",
+            field=field,
+        )
+    return run_id
 
 
 def mlflow_client(tracking_uri: str | None = None) -> Any:

@@ -29,7 +29,7 @@ the points stay in memory (:meth:`BufferedMetricsLogger.unsent` returns them), t
 ``log()``/``flush()`` raises BackendError saying how many points and which file, and ``close()``
 tries the spool again (and raises the same way if it still cannot write it). Metric names, values,
 steps and timestamps are checked at ``log()`` time (names against MLflow's rules, steps and
-timestamps within int64), so a point the server could never accept is a ValidationError in
+timestamps whole numbers within int64, timestamps not before 1970), so a point the server could never accept is a ValidationError in
 the caller rather than a batch that fails in the background.
 
 Example::
@@ -43,16 +43,19 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import operator
 import os
 import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aistack.errors import BackendError, ValidationError
-from aistack.mlops._client import mlflow_client, redact_uri
+from aistack.errors import BackendError, ValidationError, short_repr
+from aistack.mlops._client import check_run_id, mlflow_client, redact_uri
 from aistack.mlops.spool import BATCH_LIMIT, _Point, write_spool
 from aistack.mlops.spool import replay_spool as replay_spool  # its home before mlops.spool
 
@@ -62,11 +65,11 @@ _OPEN: weakref.WeakSet[BufferedMetricsLogger] = weakref.WeakSet()
 
 
 def _resolve_run_id(run_id: str | None) -> str:
-    if run_id:
-        return run_id
+    if run_id is not None:
+        return check_run_id(run_id)
     env = os.environ.get("MLFLOW_RUN_ID")
     if env:
-        return env
+        return check_run_id(env, "MLFLOW_RUN_ID")
     try:
         import mlflow
 
@@ -101,18 +104,15 @@ class BufferedMetricsLogger:
         flush_timeout_s: float = 300.0,
         spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if flush_every < 1:
-            raise ValidationError(f"flush_every: must be >= 1, got {flush_every}")
-        if not flush_interval_s > 0:
-            raise ValidationError(f"flush_interval_s: must be > 0, got {flush_interval_s}")
-        if not flush_timeout_s > 0:
-            raise ValidationError(f"flush_timeout_s: must be > 0, got {flush_timeout_s}")
+        self.flush_every = _count("flush_every", flush_every)
+        # the sender waits these (Condition.wait): infinity overflowed and stopped it, NaN made
+        # it retry without pause, a negative backoff waited until the next log()
+        self.flush_interval_s = _seconds("flush_interval_s", flush_interval_s, finite=True)
+        self.max_backoff_s = _seconds("max_backoff_s", max_backoff_s, finite=True)
+        # infinity: wait as long as it takes (close() joined with it and raised OverflowError)
+        self.close_timeout_s = _seconds("close_timeout_s", close_timeout_s, zero=True)
+        self.flush_timeout_s = _seconds("flush_timeout_s", flush_timeout_s)
         self.run_id = _resolve_run_id(run_id)
-        self.flush_every = int(flush_every)
-        self.flush_interval_s = float(flush_interval_s)
-        self.max_backoff_s = float(max_backoff_s)
-        self.close_timeout_s = float(close_timeout_s)
-        self.flush_timeout_s = float(flush_timeout_s)
         self._spool_dir = Path(spool_dir) if spool_dir else None
         # import now: at interpreter exit a first import of mlflow fails (it registers atexit)
         from mlflow.entities import Metric
@@ -168,6 +168,12 @@ class BufferedMetricsLogger:
         self, metrics: dict[str, float], step: int | None = None, timestamp: int | None = None
     ) -> None:
         """Queue several metrics at one step and one timestamp."""
+        if not isinstance(metrics, Mapping):
+            raise ValidationError(
+                f"metrics: expected a dict of metric name to value, got {short_repr(metrics)}",
+                hint='e.g. log_many({"loss": 0.5, "lr": 3e-4}, step=10)',
+                field="metrics",
+            )
         ts = int(time.time() * 1000) if timestamp is None else timestamp
         points = [_point(k, v, step, ts) for k, v in metrics.items()]
         for k in metrics:
@@ -181,7 +187,12 @@ class BufferedMetricsLogger:
         """Block until every point logged so far has been accepted by the server, at most
         ``timeout_s`` (default ``flush_timeout_s``); on timeout raise BackendError saying how
         many points are pending (they stay buffered and are retried)."""
-        timeout = self.flush_timeout_s if timeout_s is None else float(timeout_s)
+        # NaN waited forever (never past the deadline), a negative one 'timed out'
+        timeout = (
+            self.flush_timeout_s
+            if timeout_s is None
+            else _seconds("timeout_s", timeout_s, zero=True)
+        )
         with self._cond:
             target = self._logged
             if self._closed:
@@ -223,7 +234,9 @@ class BufferedMetricsLogger:
                 return
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout=self.close_timeout_s)
+        self._thread.join(
+            timeout=None if math.isinf(self.close_timeout_s) else self.close_timeout_s
+        )
         with self._cond:
             self._closed = True  # from now on the thread drops what it fails to send
             self._unresolved.update(self._inflight)
@@ -499,35 +512,102 @@ def _is_permanent(exc: BaseException) -> bool:
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_WHOLE_HINT = {
+    "step": "use a whole number, e.g. the iteration count",
+    "timestamp": "use whole milliseconds since the epoch, e.g. int(time.time() * 1000)",
+}
 
 
 def _int64(name: str, key: str, value: Any) -> int:
+    """A step or timestamp as an int64; a fraction is refused (int() cut 2.7 to step 2, and
+    time.time()'s seconds to a point in January 1970), as a timestamp before 1970 is (MLflow
+    refuses those for good, so the point would end in a spool file nobody can replay)."""
+    bad = ValidationError(
+        f"{name} of {key!r}: must be an integer, got {short_repr(value)}",
+        hint=_WHOLE_HINT[name],
+        field=name,
+    )
     if isinstance(value, bool):
-        raise ValidationError(f"{name} of {key!r}: must be an integer, got {value!r}")
+        raise bad
     try:
-        out = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValidationError(f"{name} of {key!r}: must be an integer, got {value!r}") from None
+        out = operator.index(value)  # int, numpy integers
+    except TypeError:
+        try:
+            if isinstance(value, str):
+                out = int(value.strip())
+            else:
+                f = float(value)  # numpy / torch floats
+                if not f.is_integer():
+                    raise ValueError(value)
+                out = int(f)
+        except (TypeError, ValueError, OverflowError):
+            raise bad from None
     if not INT64_MIN <= out <= INT64_MAX:
         raise ValidationError(
             f"{name} of {key!r}: {out} is outside MLflow's 64-bit range",
             hint=f"use a {name} between -2**63 and 2**63-1",
+            field=name,
+        )
+    if name == "timestamp" and out < 0:
+        raise ValidationError(
+            f"timestamp of {key!r}: {out} is before 1970 (MLflow refuses negative timestamps)",
+            hint=_WHOLE_HINT[name],
+            field=name,
         )
     return out
 
 
+def _count(name: str, value: Any) -> int:
+    """A setting that is a whole number >= 1 (2.5 was cut to 2, True read as 1)."""
+    try:
+        out = operator.index(value) if not isinstance(value, bool | float) else None
+    except TypeError:
+        out = None
+    if out is None and isinstance(value, float) and value.is_integer():
+        out = int(value)
+    if out is None:
+        raise ValidationError(
+            f"{name}: must be a whole number >= 1, got {short_repr(value)}", field=name
+        )
+    if out < 1:
+        raise ValidationError(f"{name}: must be >= 1, got {out}", field=name)
+    return out
+
+
+def _seconds(name: str, value: Any, *, zero: bool = False, finite: bool = False) -> float:
+    """A duration in seconds: a number > 0 (>= 0 with ``zero``), not NaN, and finite when
+    ``finite``; text and bools are refused."""
+    try:
+        ok = not isinstance(value, bool | str) and (value >= 0 if zero else value > 0)
+        v = float(value) if ok else math.nan
+    except (TypeError, ValueError, OverflowError):
+        v = math.nan
+    if math.isnan(v) or (finite and math.isinf(v)):
+        raise ValidationError(
+            f"{name}: must be {'>= 0' if zero else '> 0'}, got {short_repr(value)}",
+            hint=f"a {'finite ' if finite else ''}number of seconds"
+            + ("" if finite else " (float('inf'): no limit)"),
+            field=name,
+        )
+    return v
+
+
 def _point(key: str, value: float, step: int | None, timestamp: int | None) -> _Point:
     if not isinstance(key, str) or not key:
-        raise ValidationError(f"key: must be a non-empty string, got {key!r}")
+        raise ValidationError(f"key: must be a non-empty string, got {short_repr(key)}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         try:
             value = float(value)  # numpy and torch scalars
         except (TypeError, ValueError):
-            raise ValidationError(f"value of {key!r}: must be a number, got {value!r}") from None
+            raise ValidationError(
+                f"value of {key!r}: must be a number, got {short_repr(value)}"
+            ) from None
     try:
         v = float(value)
     except OverflowError:
-        raise ValidationError(f"value of {key!r}: {value!r} does not fit a double") from None
+        raise ValidationError(
+            f"value of {key!r}: {short_repr(value)} does not fit a double"
+        ) from None
     ts = int(time.time() * 1000) if timestamp is None else _int64("timestamp", key, timestamp)
     return (key, v, ts, 0 if step is None else _int64("step", key, step))
 
