@@ -104,8 +104,21 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
+# Upper bounds of a MinHash config, far above any published setting (FineWeb: 5-grams, 112
+# hashes; Lee et al. 2022: 9,000 hashes; contamination checks: 13-grams) but below what exhausts
+# memory or time: each hash function costs 4 bytes per document in the signatures (64 KiB at
+# the bound) and a (num_hashes × 8192) uint32 matrix per chunk of shingles (512 MiB at the
+# bound); each word of an n-gram is one pass over every shingle. (num_hashes 10**9 asked for
+# 8 GB of hash coefficients before the first document.)
+MINHASH_NGRAM_MAX = 1024
+MINHASH_NUM_HASHES_MAX = 16384
+
+
 @dataclass(kw_only=True, frozen=True)
 class MinHashConfig:
+    """MinHash LSH settings; ``ngram`` (1 to :data:`MINHASH_NGRAM_MAX`) and ``num_hashes``
+    (1 to :data:`MINHASH_NUM_HASHES_MAX`, = ``bands × rows``) are bounded."""
+
     ngram: int = 5
     num_hashes: int = 112
     bands: int = 14
@@ -133,6 +146,14 @@ class MinHashConfig:
                     hint="FineWeb uses ngram 5, num_hashes 112, bands 14, rows 8, seed 1",
                     field=f"minhash.{name}",
                 )
+            top = _MINHASH_MAX.get(name)
+            if top is not None and int(value) > top:  # (memory and time grow with it)
+                raise ValidationError(
+                    f"minhash.{name} must be ≤ {top:,}, got {short_repr(value)}",
+                    hint=f"FineWeb uses ngram 5, num_hashes 112 (bands 14 × rows 8); {name} "
+                    f"above {top:,} would take more memory or time than any dedup needs",
+                    field=f"minhash.{name}",
+                )
         if not isinstance(self.verify, bool):
             raise ValidationError(
                 f"minhash.verify must be true or false, got {short_repr(self.verify)}",
@@ -158,6 +179,9 @@ class MinHashConfig:
                 hint="the Jaccard similarity at which two documents are duplicates, e.g. 0.8",
                 field="minhash.threshold",
             )
+
+
+_MINHASH_MAX = {"ngram": MINHASH_NGRAM_MAX, "num_hashes": MINHASH_NUM_HASHES_MAX}
 
 
 class MinHasher:

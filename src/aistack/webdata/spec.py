@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.errors import ValidationError
+from aistack.webdata.dedup import MINHASH_NGRAM_MAX, MINHASH_NUM_HASHES_MAX
 from aistack.webdata.filters import FILTERS
 
 
@@ -66,8 +67,15 @@ class ExtractStep(_M):
 
 
 class MinHashStep(_M):
-    ngram: int = Field(5, ge=1)
-    num_hashes: int = Field(112, ge=1)
+    ngram: int = Field(
+        5, ge=1, le=MINHASH_NGRAM_MAX, description="words per shingle (at most 1,024)"
+    )
+    num_hashes: int = Field(
+        112,
+        ge=1,
+        le=MINHASH_NUM_HASHES_MAX,
+        description="hash functions, = bands × rows (at most 16,384: 4 bytes each per document)",
+    )
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)
     seed: int = Field(1, ge=0)
