@@ -194,7 +194,16 @@ def mlflow_client(tracking_uri: str | None = None) -> Any:
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except Exception as exc:  # a scheme MLflow has no store for, a bare path (the file store)
+        raise ValidationError(
+            f"tracking_uri: MLflow cannot open {redact_uri(uri)!r} as a tracking store "
+            f"({type(exc).__name__})",
+            hint="use the aistack server's http://HOST:PORT/mlflow, or a database URI such as "
+            "sqlite:///PATH/mlflow.db or postgresql://USER@HOST/DB",
+            field="tracking_uri",
+        ) from exc
 
 
 def paged(search: Callable[..., Any], *args: Any, page_size: int, **kwargs: Any) -> Iterator[Any]:

@@ -27,8 +27,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from aistack.errors import ValidationError
-from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_tracking_uri
+from aistack.errors import ValidationError, short_repr
+from aistack.mlops._client import (
+    auth_env,
+    check_run_id,
+    mlflow_client,
+    mlflow_errors,
+    resolve_tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ PARAM_VALUE_CHARS = 6000  # MLflow's limit on a param value
 TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 DATASET_SOURCE_TYPE = "aistack"
 BATCH_LIMIT = 1000  # MLflow's per-request limit on metrics in log_batch
+INT64_MAX = 2**63 - 1  # a metric timestamp is an int64 of milliseconds
 
 # sample key -> MLflow system metric name (the "System metrics" tab shows the system/ prefix)
 SYSTEM_METRICS: dict[str, str] = {
@@ -155,7 +162,15 @@ def create_job_run(
     for field, value in (("job_id", job_id), ("project", project), ("user", user)):
         if not value or not str(value).strip():
             raise ValidationError(f"{field}: must not be empty", hint=f"pass the job's {field}")
-    datasets = dataset_entities(inputs or [])
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable | None):
+        # one reference, not a list: each character became a dataset of the run
+        raise ValidationError(
+            f"inputs: expected a list of dataset references, got {short_repr(inputs)}",
+            hint="e.g. inputs=['webtext@3']",
+            field="inputs",
+        )
+    inputs = list(inputs or [])
+    datasets = dataset_entities(inputs)
     params = dict(params or {})
     if command is None and "command" in params:
         command = str(params.pop("command") or "")
@@ -229,6 +244,11 @@ def system_metric_entities(samples: Sequence[Mapping[str, Any]], *, start_s: flo
                 f"samples[{i}].t: must be a unix time in seconds, got {t!r}",
                 hint="each sample needs t (float seconds since the epoch)",
             )
+        if not 0 <= t * 1000 <= INT64_MAX:  # MLflow refuses it (or SQLite cannot store it)
+            raise ValidationError(
+                f"samples[{i}].t: {t!r} is not a time MLflow can store (from 1970 on)",
+                hint="each sample needs t (float seconds since the epoch, e.g. time.time())",
+            )
         ts = int(t * 1000)
         step = max(0, int(t - start_s))
         for key, metric in SYSTEM_METRICS.items():
@@ -260,6 +280,7 @@ def log_system_metrics(
 ) -> int:
     """Log sampled system metrics (t, cpu_percent, rss_mb, gpu_util, gpu_mem_mb) into a run,
     in batches of at most 1,000 points. Returns the number of points logged."""
+    check_run_id(run_id)
     if not samples:
         return 0
     client = mlflow_client(tracking_uri)
@@ -283,6 +304,7 @@ def end_job_run(
             f"status: {status!r} is not a final run state",
             hint="use FINISHED, FAILED or KILLED",
         )
+    check_run_id(run_id)
     client = mlflow_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"end MLflow run {run_id}"):
         client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
