@@ -279,8 +279,10 @@ def _put_version(ds: Any, d: DatasetInput) -> dict[str, int]:
         except OSError:
             pass
         target.parent.mkdir(parents=True, exist_ok=True)
-        # (a rename: an earlier run's copy or link there is replaced, never written into)
-        atomic_write(target, body)
+        # (a rename: an earlier run's copy or link there is replaced, never written into; not
+        # fsynced, as there is one per input file: one a crash left short or empty changes the
+        # folder's _stat_key, so the next run compares its bytes and writes it again)
+        atomic_write(target, body, sync=False)
     return {"linked": linked, "copied": copied, "unchanged": unchanged, "in_store": len(chunked)}
 
 
