@@ -194,16 +194,35 @@ def mlflow_client(tracking_uri: str | None = None) -> Any:
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def open_client(tracking_uri: str | None = None) -> Any:
+    """:func:`mlflow_client`, with a URI MLflow cannot open (a bare path: the retired file store;
+    ``ftp://``; ``sqlite:``) a ValidationError naming ``tracking_uri`` (MLflow's own exception
+    came from the client's constructor). ``mlflow_client`` itself raises MLflow's exception, for
+    callers that tell those apart (``aistack models --tracking-uri``)."""
     try:
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    except Exception as exc:  # a scheme MLflow has no store for, a bare path (the file store)
-        raise ValidationError(
-            f"tracking_uri: MLflow cannot open {redact_uri(uri)!r} as a tracking store "
-            f"({type(exc).__name__})",
-            hint="use the aistack server's http://HOST:PORT/mlflow, or a database URI such as "
-            "sqlite:///PATH/mlflow.db or postgresql://USER@HOST/DB",
-            field="tracking_uri",
-        ) from exc
+        return mlflow_client(tracking_uri)
+    except AistackError:
+        raise
+    except Exception as exc:  # MlflowException, SQLAlchemy's ArgumentError, ...
+        raise cannot_open(resolve_tracking_uri(tracking_uri), exc) from exc
+
+
+def cannot_open(uri: str, exc: BaseException) -> ValidationError:
+    """The error for a tracking URI that MLflow's client refused to open with ``exc``."""
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    if "filesystem tracking backend" in text:
+        why = "a local folder: MLflow's file store, which it no longer opens by default"
+    else:
+        why = redact_uri(text.split(". ")[0] or type(exc).__name__)[:300]
+    return ValidationError(
+        f"tracking_uri: MLflow cannot open {redact_uri(uri)!r} as a tracking store ({why})",
+        hint="use the aistack server's http://HOST:PORT/mlflow, or a database URI such as "
+        "sqlite:///PATH/mlflow.db or postgresql://USER@HOST/DB",
+        field="tracking_uri",
+    )
 
 
 def paged(search: Callable[..., Any], *args: Any, page_size: int, **kwargs: Any) -> Iterator[Any]:

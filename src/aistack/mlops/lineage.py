@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, resolve_token
+from aistack.mlops._client import auth_env, mlflow_errors, open_client, resolve_token
 from aistack.mlops.registry import model_versions
 
 
@@ -21,7 +21,7 @@ def model_versions_of_runs(
     ids = sorted({r for r in run_ids if r})
     if not ids:
         return {}
-    client = mlflow_client(tracking_uri)
+    client = open_client(tracking_uri)
     out: dict[str, list[tuple[str, int]]] = {}
     with auth_env(resolve_token(token)), mlflow_errors("model versions of runs"):
         for rid in ids:

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import BackendError, ValidationError, short_repr
-from aistack.mlops._client import check_run_id, mlflow_client, redact_uri
+from aistack.mlops._client import check_run_id, open_client, redact_uri
 from aistack.mlops.spool import BATCH_LIMIT, _Point, write_spool
 from aistack.mlops.spool import replay_spool as replay_spool  # its home before mlops.spool
 
@@ -121,7 +121,7 @@ class BufferedMetricsLogger:
         self._valid_keys: set[str] = set()
         self.rejected = 0  # points the server refused as invalid (spooled, not dropped)
         self.spooled: list[Path] = []
-        self._client = client if client is not None else mlflow_client(tracking_uri)
+        self._client = client if client is not None else open_client(tracking_uri)
         self._buf: deque[_Point] = deque()
         self._inflight: list[_Point] = []  # the chunk the thread is sending (close spools it)
         # points of a chunk close() spooled while it was still being sent: that send may yet

@@ -27,8 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aistack.errors import BackendError, ValidationError
-from aistack.mlops._client import mlflow_client
+from aistack.errors import AistackError, BackendError, ValidationError
+from aistack.mlops._client import cannot_open, mlflow_client, resolve_tracking_uri
 
 # the records keep the logger name they had before this module was split from mlops.logger
 log = logging.getLogger("aistack.mlops.logger")
@@ -159,7 +159,12 @@ def _replay_locked(p: Path, run_id: str, data: bytes, tracking_uri: str | None) 
     prog = p.with_name(p.name + ".progress")
     done, maybe_to = _read_progress(prog, p, len(data), len(lines))
     todo = [(i, d) for i, d in rows if i >= done]
-    client = mlflow_client(tracking_uri)
+    try:
+        client = mlflow_client(tracking_uri)
+    except AistackError:
+        raise
+    except Exception as exc:  # a URI MLflow cannot open (MlflowException from the constructor)
+        raise cannot_open(resolve_tracking_uri(tracking_uri), exc) from exc
 
     def maybe_sent(i: int, d: dict[str, Any]) -> bool:
         return bool(d.get("in_flight")) or i < maybe_to

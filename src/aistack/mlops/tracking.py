@@ -31,8 +31,8 @@ from aistack.errors import ValidationError, short_repr
 from aistack.mlops._client import (
     auth_env,
     check_run_id,
-    mlflow_client,
     mlflow_errors,
+    open_client,
     resolve_tracking_uri,
 )
 
@@ -190,7 +190,7 @@ def create_job_run(
     if commit:
         tags[TAG_MLFLOW_GIT_COMMIT] = commit
         tags[TAG_GIT_COMMIT] = commit
-    client = mlflow_client(tracking_uri)
+    client = open_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"create the MLflow run of job {job_id}"):
         exp = client.get_experiment_by_name(project)
         if exp is None:
@@ -283,7 +283,7 @@ def log_system_metrics(
     check_run_id(run_id)
     if not samples:
         return 0
-    client = mlflow_client(tracking_uri)
+    client = open_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"log system metrics into run {run_id}"):
         start_s = client.get_run(run_id).info.start_time / 1000.0
         metrics = system_metric_entities(samples, start_s=start_s)
@@ -305,7 +305,7 @@ def end_job_run(
             hint="use FINISHED, FAILED or KILLED",
         )
     check_run_id(run_id)
-    client = mlflow_client(tracking_uri)
+    client = open_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"end MLflow run {run_id}"):
         client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
 
