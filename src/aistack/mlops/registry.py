@@ -25,8 +25,15 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
-from aistack.errors import ConflictError, NotFoundError, ValidationError
-from aistack.mlops._client import auth_env, mlflow_client, mlflow_errors, paged, resolve_token
+from aistack.errors import ConflictError, NotFoundError, ValidationError, short_repr
+from aistack.mlops._client import (
+    auth_env,
+    check_run_id,
+    mlflow_errors,
+    open_client,
+    paged,
+    resolve_token,
+)
 from aistack.mlops.tracking import TAG_GIT_COMMIT, TAG_INPUTS, TAG_JOB_ID, TAG_PROJECT, parse_input
 
 log = logging.getLogger(__name__)
@@ -164,6 +171,12 @@ def _not_finite(field: str, text: str, value: str) -> NoReturn:
 
 
 def parse_conditions(require: list[str] | None) -> list[Condition]:
+    if isinstance(require, str):  # each character was read as a condition: "require[0]: 'l'"
+        raise ValidationError(
+            f"require: expected a list of conditions, got the string {short_repr(require)}",
+            hint=f"wrap it in a list: [{short_repr(require)}]",
+            field="require",
+        )
     return [parse_condition(c, field=f"require[{i}]") for i, c in enumerate(require or [])]
 
 
@@ -230,23 +243,70 @@ def refusal_hint(
 
 # ------------------------------------------------------------------------- client helpers
 def _client(tracking_uri: str | None) -> Any:
-    return mlflow_client(tracking_uri)
+    return open_client(tracking_uri)
+
+
+VERSION_MAX = 2**31 - 1  # MLflow's version column is an INTEGER (32 bits in PostgreSQL)
 
 
 def _version_int(version: int | str, field: str = "version") -> int:
+    """A version number: an int or its digits; 1.5 and True were read as version 1."""
     try:
+        if isinstance(version, bool) or (
+            isinstance(version, float) and not float(version).is_integer()
+        ):
+            raise ValueError(version)
         v = int(version)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{field}: {version!r} is not a version number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(
+            f"{field}: {short_repr(version)} is not a version number", field=field
+        ) from None
     if v < 1:
-        raise ValidationError(f"{field}: must be >= 1, got {v}")
+        raise ValidationError(f"{field}: must be >= 1, got {v}", field=field)
+    if v > VERSION_MAX:  # SQLite: 'Python int too large to convert to SQLite INTEGER'
+        raise ValidationError(
+            f"{field}: {v} is past the largest version number ({VERSION_MAX})", field=field
+        )
     return v
+
+
+# MLflow's rules for an alias (mlflow.utils.validation: _validate_model_alias_name and
+# _validate_model_alias_name_reserved), checked here so the error names the argument
+ALIAS_RE = re.compile(r"^[\w\-]+\Z")
+ALIAS_MAX = 255
+_VERSION_ALIAS = re.compile(r"^[vV]\d+\Z")
+ALIAS_HINT = "use letters, digits, '_' and '-', e.g. staging or production"
+
+
+def _check_alias(alias: object, field: str) -> str:
+    """An alias MLflow would take: refused naming ``field`` ('alias', or promote's 'to') with
+    why (it answered "'latest' alias name (case insensitive) is reserved." and the like)."""
+    _check_given(alias, field, "alias", ALIAS_HINT)
+    assert isinstance(alias, str)
+    if alias.lower() == "latest":
+        why = "is reserved: models:/NAME@latest is always the newest version"
+    elif _VERSION_ALIAS.match(alias):
+        why = f"is reserved: it reads as version {alias[1:]} (models:/NAME@{alias})"
+    elif len(alias) > ALIAS_MAX:
+        why = f"is longer than {ALIAS_MAX} characters"
+    elif not ALIAS_RE.match(alias):
+        why = "may only have letters, digits, '_' and '-'"
+    else:
+        return alias
+    raise ValidationError(
+        f"{field}: the alias {short_repr(alias)} {why}", hint=ALIAS_HINT, field=field
+    )
 
 
 def _check_given(value: object, field: str, what: str, hint: str) -> None:
     """An empty or blank name, alias or run id is refused naming it: MLflow answered "Missing
-    value for required parameter 'name'" / "Invalid value "" for parameter 'run_id'"."""
-    if isinstance(value, str) and not value.strip():
+    value for required parameter 'name'" / "Invalid value "" for parameter 'run_id'"; so is
+    one that is no string (None, a number)."""
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{field}: expected the {what}, got {short_repr(value)}", hint=hint, field=field
+        )
+    if not value.strip():
         why = f"{value!r} is only whitespace" if value else "is empty"
         raise ValidationError(f"{field}: the {what} {why}", hint=hint, field=field)
 
@@ -393,9 +453,11 @@ def register_from_run(
 
     The run's job id, project and git commit are copied onto the version as tags.
     """
-    if not name or not name.strip():
+    if name is None or (isinstance(name, str) and not name.strip()):
         raise ValidationError("name: must not be empty", hint="pass --name MODEL_NAME")
+    _check_given(name, "name", "model name", "pass --name MODEL_NAME")
     _check_given(run_id, "run_id", "run id", "copy the run id from the MLflow UI")
+    check_run_id(run_id)
     artifact_path = check_artifact_path(artifact_path)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"register run {run_id} as {name!r}"):
@@ -472,7 +534,7 @@ def set_alias(
     token: str | None = None,
 ) -> None:
     _check_given(name, "name", "model name", _NAME_HINT)
-    _check_given(alias, "alias", "alias", "give an alias, e.g. staging or production")
+    _check_alias(alias, "alias")
     v = _version_int(version)
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"set alias {alias!r} on {name} v{v}"):
@@ -524,6 +586,7 @@ def promote(
     v = _version_int(version)
     if not to_alias or not to_alias.strip():
         raise ValidationError("to: alias must not be empty", hint="e.g. --to production")
+    _check_alias(to_alias, "to")
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"promote {name} v{v} to {to_alias!r}"):
         mv = _get_version(client, name, v)

@@ -81,6 +81,6 @@ def test_latest_is_matched_without_case_as_mlflow_does(
     uri = _registry(tmp_path, monkeypatch)
     assert resolve_model("gpt@latest").uri == "models:/gpt/2"
     assert resolve_model("gpt@LATEST").uri == "models:/gpt/2"
-    with pytest.raises(AistackError, match=r"'latest' alias name \(case insensitive\) is reserved"):
+    with pytest.raises(AistackError, match=r"^to: the alias 'Latest' is reserved"):
         registry.promote("gpt", 1, "Latest", tracking_uri=uri)
     assert registry.show_model("gpt", tracking_uri=uri)["aliases"] == {}
