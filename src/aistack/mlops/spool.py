@@ -27,8 +27,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aistack.errors import AistackError, BackendError, ValidationError
-from aistack.mlops._client import cannot_open, mlflow_client, resolve_tracking_uri
+from aistack.errors import (
+    AistackError,
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    UserError,
+    ValidationError,
+)
+from aistack.mlops._client import _RUN_ID_RE, cannot_open, mlflow_client, resolve_tracking_uri
 
 # the records keep the logger name they had before this module was split from mlops.logger
 log = logging.getLogger("aistack.mlops.logger")
@@ -93,6 +100,8 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
     anything is sent: nothing already on the server is sent again, nothing missing is skipped.
     A second replay of the file while one runs is refused (a file lock; where the file system has
     no locks, do not start two).
+    A run that does not exist on the server (NotFoundError) or was deleted (ConflictError: restore
+    it) stops the replay with the file kept; a file whose name starts with no run id is refused.
 
     The check against the history (:func:`_on_server`) tells points apart as MLflow does (same
     key, value, timestamp and step) and counts them: a point the spool has n times is sent as
@@ -109,6 +118,19 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
     """
     p = Path(path)
     run_id = p.name.split("-", 1)[0]
+    if p.is_dir():  # was IsADirectoryError
+        raise ValidationError(
+            f"path: {p} is a folder, not a spool file",
+            hint="pass one of its <run id>-....jsonl files",
+            field="path",
+        )
+    if not _RUN_ID_RE.match(run_id) or "-" not in p.name:
+        # the run id was read from any name ('notes.jsonl': MLflow's 'Invalid value' at send)
+        raise ValidationError(
+            f"path: {p.name!r} does not start with a run id and '-' as a spool file's name does",
+            hint="keep the name close() gave it (<run id>-<pid>-<ms>-<n>.jsonl) when moving it",
+            field="path",
+        )
     sender = _SENDING.get(os.path.realpath(p))
     if sender is not None and sender.is_alive():
         raise BackendError(
@@ -193,6 +215,14 @@ def _replay_locked(p: Path, run_id: str, data: bytes, tracking_uri: str | None) 
             )
         except Exception as exc:
             left = len(todo) - sent
+            gone = _run_gone(client, run_id, exc)
+            if gone is not None:
+                gone.message = (
+                    f"replay of {p}: {gone.message}; {sent} of {len(todo)} points were sent, the "
+                    "spool file is kept"
+                )
+                gone.args = (f"{gone.message} ({gone.hint})",)
+                raise gone from exc
             raise BackendError(
                 f"replay of {p} stopped: {sent} of {len(todo)} points were accepted by run "
                 f"{run_id}, {left} were not ({type(exc).__name__}: {exc}); the spool file is kept "
@@ -283,6 +313,34 @@ def _on_server(
                 there[ident] -= 1
                 found.add(i)
     return found
+
+
+def _run_gone(client: Any, run_id: str, exc: BaseException) -> UserError | None:
+    """When the server refused a batch for good because the run does not exist or was deleted
+    (a retry cannot help, as the 'when the tracking server answers' hint said), the error that
+    says so; None for anything else (a transient failure, a point refused)."""
+    if getattr(exc, "error_code", None) not in (
+        "RESOURCE_DOES_NOT_EXIST",
+        "INVALID_PARAMETER_VALUE",
+    ):
+        return None
+    try:
+        stage = client.get_run(run_id).info.lifecycle_stage
+    except Exception as err:  # noqa: BLE001 - only a clear 'no such run' counts
+        if getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            return NotFoundError(
+                f"run {run_id} does not exist on this tracking server",
+                hint="pass the tracking_uri of the server the run is on (the spool file's name "
+                "starts with its run id)",
+            )
+        return None
+    if stage == "deleted":
+        return ConflictError(
+            f"run {run_id} was deleted",
+            hint=f"restore it (mlflow runs restore --run-id {run_id}, or "
+            "MlflowClient().restore_run) and call replay_spool again",
+        )
+    return None
 
 
 def _warn_if_another_process_may_send(p: Path, n: int) -> None:
