@@ -109,9 +109,19 @@ for _name, _mod in _GROUPS:
     app.add_typer(_m.app, name=_name)
 
 
+def _prog_name() -> str:
+    """``aistack`` as it was run, for usage lines and hints: the script's name, or ``python -m
+    aistack``. (Click guesses it from the ``__main__`` module, which is the host's, e.g. pytest's
+    "python -m pytest", when main() is called from Python.)"""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name in ("__main__.py", "main.py", "-c"):
+        return "python -m aistack"
+    return name
+
+
 def main() -> None:
     try:
-        app()
+        app(prog_name=_prog_name())
     except AistackError as exc:
         if os.environ.get("AISTACK_DEBUG") == "1":
             raise
