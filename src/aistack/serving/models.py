@@ -278,6 +278,23 @@ def _registry_client() -> Any:
         return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
 
 
+def _open_registry(what: str) -> Any:
+    """:func:`_registry_client`, or a ValidationError naming ``MLFLOW_TRACKING_URI`` when MLflow
+    cannot open it as ``what`` (e.g. "model registry"): a file store, say, which MLflow opens
+    only when asked."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _registry_client()
+    except MlflowException as exc:
+        raise ValidationError(
+            f"MLFLOW_TRACKING_URI={_shown(tracking_uri())!r}: MLflow cannot open it as a {what}: "
+            f"{_shown(' '.join(str(exc.message).split()))}",
+            hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
+            field="MLFLOW_TRACKING_URI",
+        ) from None
+
+
 def resolve_model(ref: str) -> ResolvedModel:
     """Check that ``ref`` names something loadable and pin it; NotFoundError if it does not."""
     kind, uri = parse_model_ref(ref)
@@ -354,15 +371,7 @@ def _resolve_run(uri: str) -> ResolvedModel:
         require("mlflow", extra="mlops")
         from mlflow.exceptions import MlflowException
 
-        try:
-            client = _registry_client()
-        except MlflowException as exc:  # e.g. a file store, which MLflow opens only when asked
-            raise ValidationError(
-                f"MLFLOW_TRACKING_URI={_shown(tracking_uri())!r}: MLflow cannot open it as a "
-                f"tracking store: {_shown(' '.join(str(exc.message).split()))}",
-                hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
-                field="MLFLOW_TRACKING_URI",
-            ) from None
+        client = _open_registry("tracking store")
         try:
             client.get_run(run_id)
         except MlflowException as exc:
@@ -437,15 +446,7 @@ def _resolve_registry_unauth(uri: str) -> ResolvedModel:
     require("mlflow", extra="mlops")
     from mlflow.exceptions import MlflowException
 
-    try:
-        client = _registry_client()
-    except MlflowException as exc:  # e.g. a file store, which MLflow opens only when asked
-        raise ValidationError(
-            f"MLFLOW_TRACKING_URI={_shown(tracking_uri())!r}: MLflow cannot open it as a model "
-            f"registry: {_shown(' '.join(str(exc.message).split()))}",
-            hint=f"set MLFLOW_TRACKING_URI to {TRACKING_URI_FORMS}",
-            field="MLFLOW_TRACKING_URI",
-        ) from None
+    client = _open_registry("model registry")
     rest = uri[len("models:/") :]
     try:
         if "@" in rest:
