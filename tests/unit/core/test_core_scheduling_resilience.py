@@ -216,3 +216,48 @@ def test_a_running_job_whose_allocation_cannot_be_read_blocks_only_its_node(
     assert j.state == "RUNNING"
     assert list(j.allocation or {}) != [node]  # not placed where the free GPUs are unknown
     assert loop.errors == 0
+
+
+def test_the_cluster_view_survives_an_unreadable_allocation_and_shows_the_loop_error(
+    api,  # type: ignore[no-untyped-def]
+) -> None:
+    """GET /cluster read every active job's allocation with int(): one unreadable row (the case
+    the loop now tolerates) was a 500 for the whole view. It now lists that job and shows the
+    loop's failed passes and last error."""
+    from aistack.server.db.models import Job as JobRow
+
+    ctx = api.ctx
+    ids = []
+    for _ in range(2):
+        r = api.http.post("/api/v1/jobs", json={"command": "x", "resources": {"gpus": 1}})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    with ctx.sessions() as s:
+        good, bad = (s.get(JobRow, i) for i in ids)
+        assert good is not None and bad is not None
+        good.state, good.allocation = "RUNNING", {"mem0": {"gpus": [1], "cpus": [0]}}
+        bad.state, bad.allocation = "RUNNING", {"mem0": {"gpus": ["zero"], "cpus": [1]}}
+        s.commit()
+    r = api.http.get("/api/v1/cluster")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["scheduler"]["unreadable_allocations"] == [ids[1]]
+    gpus = {g["index"]: g["job"] for g in body["nodes"][0]["gpus"]}
+    assert gpus[1] == ids[0] and body["totals"]["gpus_allocated"] == 1
+    assert (body["scheduler"]["failed_passes"], body["scheduler"]["last_error"]) == (0, None)
+    # with a loop whose passes fail: how many, and the last error
+    from types import SimpleNamespace
+
+    real_loop = ctx.loop
+    ctx.loop = SimpleNamespace(
+        nodes=ctx.executor.inventory,
+        policy=SimpleNamespace(name="default"),
+        last_pass_s=0.001,
+        errors=3,
+        last_error="RuntimeError: policy bug",
+    )
+    try:
+        sched = api.http.get("/api/v1/cluster").json()["scheduler"]
+    finally:
+        ctx.loop = real_loop
+    assert (sched["failed_passes"], sched["last_error"]) == (3, "RuntimeError: policy bug")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aistack.scheduler.types import Allocation
 from aistack.server.context import ServerContext
 from aistack.server.db.models import Job
 from aistack.server.deps import get_ctx, get_db
@@ -22,13 +23,19 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
     active = db.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().all()
     holders: dict[tuple[str, str, int], str] = {}
     mem_used: dict[str, int] = {}
+    unreadable: list[str] = []  # active jobs whose stored allocation cannot be read
     for j in active:
-        for node, a in (j.allocation or {}).items():
-            for g in a.get("gpus", []):
-                holders[(node, "gpu", int(g))] = j.id
-            for c in a.get("cpus", []):
-                holders[(node, "cpu", int(c))] = j.id
-            mem_used[node] = mem_used.get(node, 0) + int(a.get("memory_mb", 0))
+        try:
+            alloc = Allocation.from_dict(j.allocation or {})
+        except Exception:  # noqa: BLE001 - one odd row must not take the cluster view down
+            unreadable.append(j.id)
+            continue
+        for node, a in alloc.nodes.items():
+            for g in a.gpus:
+                holders[(node, "gpu", g)] = j.id
+            for c in a.cpus:
+                holders[(node, "cpu", c)] = j.id
+            mem_used[node] = mem_used.get(node, 0) + a.memory_mb
     live: dict[str, Any] = {}
     if ctx.executor.name == "local":
         from aistack.compute.inventory import live_utilization
@@ -80,6 +87,11 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
         "scheduler": {
             "policy": getattr(getattr(ctx.loop, "policy", None), "name", None),
             "last_pass_ms": round(ctx.loop.last_pass_s * 1000, 3) if ctx.loop else None,
+            # passes that failed as a whole (also /metrics), and the last one's error while
+            # passes still fail (None once one works again)
+            "failed_passes": ctx.loop.errors if ctx.loop else None,
+            "last_error": ctx.loop.last_error if ctx.loop else None,
+            "unreadable_allocations": unreadable,
         },
     }
 
