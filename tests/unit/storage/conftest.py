@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 
@@ -38,3 +43,19 @@ def aistack_server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
     monkeypatch.setattr("aistack.cli._common.client", fake)
     return fake
+
+
+@pytest.fixture(params=["local", "memory"])
+def local_and_memory_datasets(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``Datasets`` on a local object store, then on fsspec's memory store (emptied after)."""
+    from aistack.storage import Datasets
+
+    db = f"sqlite:///{tmp_path / 'aistack.db'}"
+    if request.param == "local":
+        yield Datasets.connect(db, str(tmp_path / "objects"))
+        return
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    name = f"aistack-test-{uuid.uuid4().hex[:12]}"
+    yield Datasets.connect(db, f"memory://{name}")
+    MemoryFileSystem().rm(f"/{name}", recursive=True)

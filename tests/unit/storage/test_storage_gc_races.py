@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,17 +16,9 @@ from aistack.storage import Datasets, objects
 from aistack.storage import gc as gc_mod
 
 
-@pytest.fixture(params=["local", "memory"])
-def ds(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Datasets]:
-    db = f"sqlite:///{tmp_path / 'aistack.db'}"
-    if request.param == "local":
-        yield Datasets.connect(db, str(tmp_path / "objects"))
-        return
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    name = f"aistack-test-{uuid.uuid4().hex[:12]}"
-    yield Datasets.connect(db, f"memory://{name}")
-    MemoryFileSystem().rm(f"/{name}", recursive=True)
+@pytest.fixture
+def ds(local_and_memory_datasets: Datasets) -> Datasets:
+    return local_and_memory_datasets
 
 
 def _later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
