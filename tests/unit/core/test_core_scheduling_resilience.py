@@ -3,6 +3,7 @@ executor, no processes)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from aistack.executors.base import LaunchRequest
 from aistack.executors.memory import MemoryExecutor
 from aistack.scheduler import get_policy
-from aistack.scheduler.types import ClusterState, JobRequest
+from aistack.scheduler.types import Allocation, ClusterState, JobRequest
 from aistack.server.db.models import Job, JobEvent
 from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
@@ -261,3 +263,70 @@ def test_the_cluster_view_survives_an_unreadable_allocation_and_shows_the_loop_e
     finally:
         ctx.loop = real_loop
     assert (sched["failed_passes"], sched["last_error"]) == (3, "RuntimeError: policy bug")
+
+
+def running_handles(loop: SchedulerLoop, jid: str) -> list[str]:
+    """The in-memory executor's handles of ``jid`` that still 'run' (not stopped)."""
+    ex = loop.executor
+    assert isinstance(ex, MemoryExecutor)
+    return [h for h, j in ex._jobs.items() if h.endswith(f"-{jid}") and not j["stopped"]]
+
+
+def test_a_pass_whose_commit_fails_after_a_launch_stops_it_and_the_job_runs_once(
+    loop: SchedulerLoop,
+) -> None:
+    jid = submit(loop, resources={"gpus": 1})
+    commits = [0]
+
+    def disk_full(session: Any) -> None:
+        commits[0] += 1
+        if commits[0] == 2:  # the pass's: the first is reconcile's
+            raise RuntimeError("database or disk is full")
+
+    event.listen(loop.sessions, "before_commit", disk_full)
+    try:
+        assert loop.run_once() is None
+    finally:
+        event.remove(loop.sessions, "before_commit", disk_full)
+    assert loop.last_error == "RuntimeError: database or disk is full"
+    assert state(loop, jid).state == "QUEUED"
+    assert running_handles(loop, jid) == []  # launched, then stopped: the DB does not know it
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "RUNNING"
+    assert running_handles(loop, jid) == [j.handle]  # once, not twice
+    assert j.attempt == 1  # attempt 0's folder belongs to the launch that was stopped
+    (warning,) = [m for m in events(loop, jid, "warning") if "never recorded" in m]
+    assert (
+        warning == "attempt 0 was launched but never recorded (it was stopped); starting attempt 1"
+    )
+
+
+def test_a_launch_the_server_never_recorded_is_stopped_when_the_job_starts_again(
+    loop: SchedulerLoop,
+) -> None:
+    """The server stopped between a launch and the pass's commit: the job is QUEUED, the launch
+    runs, and its attempt folder says so."""
+    jid = submit(loop, resources={"gpus": 1})
+    ex = loop.executor
+    assert isinstance(ex, MemoryExecutor)
+    d = loop.settings.jobs_dir / jid / "0"
+    req = LaunchRequest(
+        job_id=jid, attempt=0, command="train", allocation=Allocation(), env=dict(LONG), job_dir=d
+    )
+    orphan = ex.launch(req)
+    d.mkdir(parents=True)
+    (d / "scheduler.json").write_text(json.dumps({"job_id": jid, "attempt": 0, "handle": orphan}))
+    (loop.settings.jobs_dir / jid / "1").mkdir()
+    (loop.settings.jobs_dir / jid / "1" / "scheduler.json").write_text('{"job_id": "x", "atte')
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "RUNNING" and j.attempt == 2
+    assert ex._jobs[orphan]["stopped"] == "cancelled"
+    assert running_handles(loop, jid) == [j.handle]
+    assert [m for m in events(loop, jid, "warning") if "never recorded" in m] == [
+        "attempt 0 was launched but never recorded (it was stopped); starting attempt 1",
+        "attempt 1 was launched but never recorded (no handle was kept); starting attempt 2",
+    ]
+    record = json.loads((loop.settings.jobs_dir / jid / "2" / "scheduler.json").read_text())
+    assert record["handle"] == j.handle and record["attempt"] == 2

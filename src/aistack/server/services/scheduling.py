@@ -21,11 +21,19 @@ again. An error of the pass as a whole (the policy fails on an empty queue, the 
 is down) is logged with its traceback once per distinct error, counted in /metrics
 (``aistack_scheduler_errors_total``), kept in ``last_error`` and written as every queued job's
 pending reason; the next pass tries again, and the first pass that works again is logged.
+
+A start is recorded in the DB only when the pass commits. So that a job never runs twice, the
+loop writes ``scheduler.json`` in the attempt's folder before it launches (and the handle after),
+and when the pass fails after launching (the commit fails: disk full, the database is down), it
+stops what it launched. A job whose attempt folder holds that file when it is started again was
+launched but never recorded (the server stopped between the two): that launch is stopped through
+its handle and the job starts as the next attempt, in a folder of its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -39,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aistack.compute.resources import Node
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest
+from aistack.executors.supervisor import write_json_atomic
 from aistack.scheduler.types import (
     Allocation,
     ClusterState,
@@ -58,6 +67,8 @@ MAX_ISOLATION_CALLS = 64  # schedule() calls one pass may spend finding jobs the
 REPEAT_LOG_S = 600.0  # a pass error already logged is logged again (one line) at most this often
 MAX_LOST_REQUEUES = 3  # a job lost by the machine is requeued this often before it fails
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0  # fair-share decay (Slurm's PriorityDecayHalfLife default)
+LAUNCH_RECORD = "scheduler.json"  # in an attempt's folder: that attempt was launched (see above)
+MAX_SKIPPED_ATTEMPTS = 100  # unrecorded launches one start steps over before it gives up
 
 
 def _epoch(t: dt.datetime | None) -> float:
@@ -163,6 +174,7 @@ class SchedulerLoop:
         # queued jobs left out of the policy's queue: job id -> (pending reason, since (monotonic))
         self.held: dict[str, tuple[str, float]] = {}
         self._warned: dict[str, str] = {}  # job id or node -> the error logged for it
+        self._launched: list[tuple[str, str]] = []  # (job id, handle) started in this pass
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -301,11 +313,13 @@ class SchedulerLoop:
         with self.sessions() as s:
             self.reconcile(s)
             s.commit()
+            self._launched = []
             try:
                 decision = self.schedule(s)
                 s.commit()
             except Exception as exc:  # noqa: BLE001 - logged once, counted, shown; next pass retries
                 s.rollback()
+                self._stop_unrecorded_launches(exc)
                 decision = None
                 self._pass_failed(exc)
                 self._tell_queue(s)
@@ -761,8 +775,57 @@ class SchedulerLoop:
             s.rollback()
             log.debug("could not store the pending reasons of a failed pass", exc_info=True)
 
+    def _stop_unrecorded_launches(self, exc: BaseException) -> None:
+        """The pass failed after it launched jobs: its rollback put them back in the queue, so
+        what runs is stopped (the next pass starts them again, each as a new attempt)."""
+        launched, self._launched = self._launched, []
+        for jid, handle in launched:
+            log.warning(
+                "job %s was launched but the pass could not record it (%s); it is stopped and "
+                "started again by a later pass",
+                jid,
+                _describe(exc),
+            )
+            try:
+                self.executor.cancel(handle, self.settings.cancel_grace_s)
+            except Exception as err:  # noqa: BLE001 - tried again when the job is started again
+                log.warning("stopping the unrecorded launch of job %s failed: %s", jid, err)
+
+    def _skip_unrecorded_attempts(self, s: Session, job: Job) -> None:
+        """Step ``job`` past attempts that were launched but never recorded (their folder has
+        ``LAUNCH_RECORD``), stopping each through the handle it kept, if any."""
+        for _ in range(MAX_SKIPPED_ATTEMPTS):
+            d = attempt_dir(self.settings.jobs_dir, job.id, job.attempt)
+            try:
+                record = json.loads((d / LAUNCH_RECORD).read_text())
+            except FileNotFoundError:
+                return
+            except (OSError, ValueError):  # cut short by a crash: launched or not, step over it
+                record = {}
+            handle = record.get("handle") if isinstance(record, dict) else None
+            how = "no handle was kept"
+            if isinstance(handle, str) and handle:
+                try:
+                    self.executor.cancel(handle, self.settings.cancel_grace_s)
+                    how = "it was stopped"
+                except Exception as exc:  # noqa: BLE001 - it may be gone already
+                    how = f"stopping it failed: {_describe(exc)}"
+            add_event(
+                s,
+                job.id,
+                "warning",
+                f"attempt {job.attempt} was launched but never recorded ({how}); "
+                f"starting attempt {job.attempt + 1}",
+            )
+            job.attempt += 1
+        raise RuntimeError(
+            f"{MAX_SKIPPED_ATTEMPTS} attempts of the job were launched but never recorded (see "
+            f"{attempt_dir(self.settings.jobs_dir, job.id, job.attempt)})"
+        )
+
     def _start(self, s: Session, job: Job, alloc: Allocation, *, backfilled: bool) -> None:
         try:
+            self._skip_unrecorded_attempts(s, job)
             req = self._launch_request(s, job, alloc)
         except Exception as exc:  # noqa: BLE001 - this job's problem: the other starts go on
             self._log_job_error(job.id, "its launch cannot be prepared", exc)
@@ -777,13 +840,24 @@ class SchedulerLoop:
         if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
             s.expire(job)
             return
+        record = req.job_dir / LAUNCH_RECORD
         try:
+            req.job_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(record, {"job_id": job.id, "attempt": job.attempt, "t": time.time()})
             handle = self.executor.launch(req)
         except Exception as exc:  # noqa: BLE001
             job.state, job.finished_at = "FAILED", now
             job.failure_reason = f"the {self.executor.name} executor could not start the job: {exc}"
             add_event(s, job.id, "failed", job.failure_reason)
             return
+        self._launched.append((job.id, handle))
+        try:
+            write_json_atomic(
+                record,
+                {"job_id": job.id, "attempt": job.attempt, "t": time.time(), "handle": handle},
+            )
+        except OSError as exc:  # the pass's commit records the handle; this is the spare copy
+            log.warning("job %s: could not keep its handle in %s: %s", job.id, record, exc)
         job.handle, job.executor = handle, self.executor.name
         job.allocation = alloc.to_dict()
         job.state, job.started_at = "RUNNING", now
