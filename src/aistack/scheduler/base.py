@@ -36,7 +36,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from aistack.compute.resources import gpu_type_matches
-from aistack.scheduler.placement import PassState, bad_shape, fit_counts
+from aistack.errors import ValidationError, short_repr
+from aistack.scheduler.placement import (
+    PassState,
+    bad_shape,
+    check_cluster,
+    duplicate_running_error,
+    fit_counts,
+)
 from aistack.scheduler.types import (
     ClusterState,
     Decision,
@@ -74,7 +81,12 @@ class Policy(abc.ABC):
 
 
 class SortedQueue(list):  # type: ignore[type-arg]
-    """A queue the caller already keeps sorted by ``policy.order_key`` (simulator)."""
+    """A queue the caller already keeps sorted by ``policy.order_key`` (simulator).
+
+    The caller also vouches for what ``QueuePolicy`` checks in every other queue, once per
+    pass: job ids unique and none of them running, finite submit times (the simulator
+    makes its own ids and refuses a trace job whose submit time is not finite). A node
+    named twice in the cluster state is refused either way."""
 
     __slots__ = ("policy",)
 
@@ -213,8 +225,15 @@ class QueuePolicy(Policy):
     # ------------------------------------------------------------ the pass
     def schedule(self, queue: Sequence[JobRequest], cluster: ClusterState, now: float) -> Decision:
         if not queue:
+            # nothing to place, but a cluster state that names a node or a running job twice
+            # is refused here too: it is the caller's bug, whatever the queue (the server
+            # tells a job's failure from the pass's by a pass with an empty queue)
+            check_cluster(cluster)
             return Decision()
-        st = PassState(cluster)
+        st = PassState(cluster)  # refuses a node named twice
+        untimed: list[JobRequest] = []
+        if not (isinstance(queue, SortedQueue) and queue.policy is self):
+            queue, untimed = self._screen(queue, cluster)
         ordered = self.order(queue, cluster, now)
         if self._promised:
             ordered = self._promised_first(ordered, now)
@@ -419,12 +438,69 @@ class QueuePolicy(Policy):
                 unknown_end,
                 pctx.get("need"),
             )
+            for job in untimed:
+                pending[job.id] = Pending(
+                    job_id=job.id,
+                    reason=f"the request cannot be run: submit_time is {job.submit_time!r}: "
+                    "it must be a finite number of seconds; queue it with the time it was "
+                    "submitted",
+                    estimated_start=None,
+                )
         return Decision(
             starts=tuple(starts),
             preemptions=tuple(preempts),
             pending=pending,
             reservations=reservations,
         )
+
+    @staticmethod
+    def _screen(
+        queue: Sequence[JobRequest], cluster: ClusterState
+    ) -> tuple[Sequence[JobRequest], list[JobRequest]]:
+        """(the queue less its jobs whose submit time is NaN or infinite, those jobs).
+
+        Such a job has no place in the order (NaN compares false with everything, so a
+        sort put the other jobs out of order too): it waits, with a reason (like a request
+        that cannot be run), and the rest of the queue is scheduled in order. A job id
+        queued twice, or queued and running, raises ``ValidationError`` naming it: a
+        ``Decision`` names jobs by id (starts, ``pending``), so it could start one id twice
+        or start and preempt it, and which copy a caller meant is not the policy's to
+        guess (the server's ids are unique: a direct caller's bug). One set of the queue's
+        ids per pass; a ``SortedQueue`` is not screened (its caller vouches for it)."""
+        ids = {j.id for j in queue}
+        if len(ids) != len(queue):
+            seen: set[str] = set()
+            for j in queue:
+                if j.id in seen:
+                    k = sum(1 for x in queue if x.id == j.id)
+                    raise ValidationError(
+                        f"queue: job id {short_repr(j.id)} is queued {k} times",
+                        hint="queue each job once: a job id names one job (its start, its "
+                        "pending reason); give different jobs different ids",
+                        field="queue",
+                        job_id=j.id,
+                    )
+                seen.add(j.id)
+        running = cluster.running
+        if running:
+            rids = {r.id for r in running}
+            if len(rids) != len(running):
+                raise duplicate_running_error(cluster)
+            if not ids.isdisjoint(rids):
+                jid = next(j.id for j in queue if j.id in rids)
+                raise ValidationError(
+                    f"queue: job {short_repr(jid)} is queued and also running (in cluster.running)",
+                    hint="a running job is not queued: take it out of the queue, or out of "
+                    "ClusterState.running if it has stopped (a preempted job is requeued "
+                    "once it has stopped)",
+                    field="queue",
+                    job_id=jid,
+                )
+        inf = INF
+        untimed = [j for j in queue if not -inf < j.submit_time < inf]
+        if untimed:
+            queue = [j for j in queue if -inf < j.submit_time < inf]
+        return queue, untimed
 
     def _promised_first(self, ordered: Sequence[JobRequest], now: float) -> list[JobRequest]:
         prom = self._promised

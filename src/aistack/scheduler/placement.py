@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aistack.compute.resources import gpu_type_matches
+from aistack.errors import ValidationError, short_repr
 from aistack.scheduler.types import Allocation, ClusterState, JobRequest, NodeAlloc
 
 # per node index: (gpus, cpus, memory_mb) a job may use at most there (a reservation's cap)
@@ -71,6 +72,10 @@ class PassState:
                 gmax = k
             if ns.schedulable:
                 free_total += k
+        if len(index) != len(nodes):
+            # two nodes of one name: allocations and reservations name nodes, so a start on
+            # "a" could not say which one (the index kept the last, `find` used either)
+            raise duplicate_node_error(cluster)
         self.nodes = nodes
         self.index = index
         self.max_g = gmax
@@ -200,6 +205,51 @@ class PassState:
         return [
             [len(n.free_g) if n.schedulable else 0, len(n.free_c), n.free_m] for n in self.nodes
         ]
+
+
+def duplicate_node_error(cluster: ClusterState) -> ValidationError:
+    """The error for a cluster state that names a node twice (a caller's bug, not a job's)."""
+    seen: set[str] = set()
+    for ns in cluster.nodes:
+        if ns.name in seen:
+            k = sum(1 for n in cluster.nodes if n.name == ns.name)
+            return ValidationError(
+                f"cluster.nodes: node name {short_repr(ns.name)} appears {k} times",
+                hint="give each NodeState in ClusterState.nodes its own name (allocations "
+                "and reservations name nodes); list a node once with all its GPUs",
+                field="nodes",
+                node=ns.name,
+            )
+        seen.add(ns.name)
+    raise AssertionError("no node name appears twice")  # pragma: no cover
+
+
+def check_cluster(cluster: ClusterState) -> None:
+    """Refuse a cluster state that names a node twice, or a running job twice
+    (``ValidationError`` naming the field and the name). O(nodes + running jobs)."""
+    nodes = cluster.nodes
+    if len({n.name for n in nodes}) != len(nodes):
+        raise duplicate_node_error(cluster)
+    running = cluster.running
+    if running and len({r.id for r in running}) != len(running):
+        raise duplicate_running_error(cluster)
+
+
+def duplicate_running_error(cluster: ClusterState) -> ValidationError:
+    """The error for a cluster state that lists a running job twice."""
+    seen: set[str] = set()
+    for r in cluster.running:
+        if r.id in seen:
+            k = sum(1 for x in cluster.running if x.id == r.id)
+            return ValidationError(
+                f"cluster.running: job id {short_repr(r.id)} is listed {k} times",
+                hint="list each running job once in ClusterState.running (a gang is one "
+                "RunningJob whose allocation names all its nodes)",
+                field="running",
+                job_id=r.id,
+            )
+        seen.add(r.id)
+    raise AssertionError("no running job id appears twice")  # pragma: no cover
 
 
 def _no_request(job: JobRequest) -> bool:

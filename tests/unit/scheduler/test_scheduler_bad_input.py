@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ import pytest
 from aistack.errors import ValidationError
 from aistack.scheduler import get_policy
 from aistack.scheduler.simulator import SimConfig, TraceJob, load_csv, load_itp, simulate
-from aistack.scheduler.types import ClusterState, JobRequest, NodeState
+from aistack.scheduler.types import (
+    Allocation,
+    ClusterState,
+    JobRequest,
+    NodeAlloc,
+    NodeState,
+    RunningJob,
+)
 
 # ---------------------------------------------------------------- simulate()
 
@@ -209,3 +217,93 @@ def test_a_job_with_an_impossible_request_never_starts_and_says_why(
         f"the request cannot be run: {why}; resubmit it with a valid request"
     )
     assert d.pending["bad"].estimated_start is None
+
+
+# ---------------------------------------------------------------- ids, node names, submit times
+
+POLICY_NAMES = ["default", "fifo", "easy", "priority", "fairshare", "las", "srtf", "sjf"]
+
+
+def _req(jid: str, submit: float = 0.0, gpus: int = 2) -> JobRequest:
+    return JobRequest(id=jid, gpus=gpus, submit_time=submit, true_duration_s=10.0)
+
+
+def _running(jid: str, node: str = "b") -> RunningJob:
+    return RunningJob(
+        id=jid,
+        allocation=Allocation(nodes={node: NodeAlloc(gpus=(0, 1), cpus=(0,))}),
+        max_runtime_s=100.0,
+        true_duration_s=100.0,
+    )
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_a_job_id_queued_twice_is_refused_naming_it(name: str) -> None:
+    # was: both copies started, two Starts for 'x' (4 + 3 GPUs handed to one job id)
+    queue = [_req("x", 0.0, gpus=4), _req("ok", 0.5), _req("x", 1.0, gpus=3)]
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule(queue, _cluster(), now=5.0)
+    assert str(ei.value).startswith("queue: job id 'x' is queued 2 times (queue each job once")
+    assert ei.value.details == {"field": "queue", "job_id": "x"}
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_a_queued_job_that_also_runs_is_refused_naming_it(name: str) -> None:
+    # was: started again while running (its running copy kept its GPUs)
+    cluster = replace(_cluster(), running=(_running("r"),))
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule([_req("ok"), _req("r", 1.0)], cluster, now=5.0)
+    assert str(ei.value).startswith(
+        "queue: job 'r' is queued and also running (in cluster.running)"
+    )
+    assert ei.value.details == {"field": "queue", "job_id": "r"}
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("queued", [True, False])
+def test_a_running_job_listed_twice_is_refused_naming_it(name: str, queued: bool) -> None:
+    cluster = replace(_cluster(), running=(_running("r"), _running("s"), _running("r", "a")))
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule([_req("ok")] if queued else [], cluster, now=5.0)
+    assert str(ei.value).startswith("cluster.running: job id 'r' is listed 2 times")
+    assert ei.value.details == {"field": "running", "job_id": "r"}
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("queued", [True, False])
+def test_a_node_named_twice_in_the_cluster_state_is_refused_naming_it(
+    name: str, queued: bool
+) -> None:
+    # was: an 8-GPU job started on 'a' (which of the two?), and a second one on 'a' too
+    nodes = _cluster().nodes
+    cluster = ClusterState(nodes=(nodes[0], nodes[1], replace(nodes[0], gpus_free=frozenset())))
+    queue = [_req("x", gpus=8), _req("y", 1.0, gpus=8)] if queued else []
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule(queue, cluster, now=5.0)
+    assert str(ei.value).startswith("cluster.nodes: node name 'a' appears 2 times (give each")
+    assert ei.value.details == {"field": "nodes", "node": "a"}
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("explain", [True, False])
+def test_a_job_without_a_finite_submit_time_waits_and_the_rest_keep_their_order(
+    name: str, explain: bool
+) -> None:
+    # was: NaN compares false with everything, so the sort left the queue out of order: the
+    # jobs submitted at 3.0 and NaN started ahead of those submitted at 0.5 and 1.0
+    submits = [3.0, math.nan, 1.0, 2.0, math.inf, 0.5, -math.inf]
+    queue = [_req(f"j{i}", s, gpus=8) for i, s in enumerate(submits)]
+    d = get_policy(name, explain=explain).schedule(queue, _cluster(), now=5.0)
+    assert [s.job_id for s in d.starts] == ["j5", "j2"]
+    if not explain:
+        assert d.pending == {}
+        return
+    assert set(d.pending) == {"j0", "j1", "j3", "j4", "j6"}
+    for jid, shown in (("j1", "nan"), ("j4", "inf"), ("j6", "-inf")):
+        assert d.pending[jid].reason == (
+            f"the request cannot be run: submit_time is {shown}: it must be a finite number "
+            "of seconds; queue it with the time it was submitted"
+        )
+        assert d.pending[jid].estimated_start is None
+    assert "first in line" in d.pending["j3"].reason
+    assert "1 job ahead" in d.pending["j0"].reason
