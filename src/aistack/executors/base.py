@@ -97,6 +97,12 @@ class Executor(abc.ABC):
         checkpoint). Default: the same as cancel; the server remembers it asked for preemption."""
         self.cancel(handle, grace_s)
 
+    def handle_in(self, job_dir: Path) -> str | None:
+        """The handle of a launch into ``job_dir`` that the caller did not get to record (it
+        stopped between ``launch`` and storing the handle), read from what ``launch`` wrote
+        there; None if nothing says there was one, or this executor cannot tell."""
+        return None
+
     def usage(self, handle: str) -> UsageSample | None:  # noqa: B027 - optional
         return None
 

@@ -147,6 +147,9 @@ class LocalExecutor(Executor):
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         self._stop(handle, grace_s, "cancel", None)
 
+    def handle_in(self, job_dir: Path) -> str | None:
+        return str(job_dir) if (job_dir / "launch.json").exists() else None
+
     def preempt(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
         self._stop(handle, grace_s, "preempt", reason)
 

@@ -343,6 +343,9 @@ class RayExecutor(Executor):
         )
         return handle
 
+    def handle_in(self, job_dir: Path) -> str | None:
+        return f"ray:{job_dir}" if (job_dir / "ray.json").exists() else None
+
     @staticmethod
     def _job_dir(handle: str) -> Path:
         if not handle.startswith("ray:") or len(handle) < 5:

@@ -559,6 +559,13 @@ class SlurmExecutor(Executor):
         log.info("job %s attempt %s → Slurm job %s", req.job_id, req.attempt, job_id)
         return f"slurm:{job_id}:{req.job_dir}"
 
+    def handle_in(self, job_dir: Path) -> str | None:
+        try:
+            job_id = (job_dir / "slurm_job_id").read_text().strip()
+        except OSError:
+            return None
+        return f"slurm:{job_id}:{job_dir}" if job_id.isdigit() else None
+
     @staticmethod
     def parse_handle(handle: str) -> tuple[str, Path]:
         kind, _, rest = handle.partition(":")

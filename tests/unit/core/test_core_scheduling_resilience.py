@@ -326,7 +326,39 @@ def test_a_launch_the_server_never_recorded_is_stopped_when_the_job_starts_again
     assert running_handles(loop, jid) == [j.handle]
     assert [m for m in events(loop, jid, "warning") if "never recorded" in m] == [
         "attempt 0 was launched but never recorded (it was stopped); starting attempt 1",
-        "attempt 1 was launched but never recorded (no handle was kept); starting attempt 2",
+        "attempt 1 was launched but never recorded (no launch was found); starting attempt 2",
     ]
     record = json.loads((loop.settings.jobs_dir / jid / "2" / "scheduler.json").read_text())
     assert record["handle"] == j.handle and record["attempt"] == 2
+
+
+class FindsLaunches(MemoryExecutor):
+    """The in-memory executor, finding a launch's handle in its folder as the real ones do."""
+
+    def launch(self, req: LaunchRequest) -> str:
+        handle = super().launch(req)
+        req.job_dir.mkdir(parents=True, exist_ok=True)
+        (req.job_dir / "handle").write_text(handle)
+        return handle
+
+    def handle_in(self, job_dir: Path) -> str | None:
+        path = job_dir / "handle"
+        return path.read_text() if path.exists() else None
+
+
+def test_a_launch_stopped_before_its_handle_was_kept_is_found_by_the_executor(
+    loop: SchedulerLoop,
+) -> None:
+    ex = loop.executor = FindsLaunches(gpus_per_node=4, n_nodes=2)
+    jid = submit(loop, resources={"gpus": 1})
+    d = loop.settings.jobs_dir / jid / "0"
+    req = LaunchRequest(
+        job_id=jid, attempt=0, command="train", allocation=Allocation(), env=dict(LONG), job_dir=d
+    )
+    orphan = ex.launch(req)
+    (d / "scheduler.json").write_text(json.dumps({"job_id": jid, "attempt": 0}))  # no handle
+    loop.run_once()
+    j = state(loop, jid)
+    assert j.state == "RUNNING" and j.attempt == 1
+    assert ex._jobs[orphan]["stopped"] == "cancelled"
+    assert running_handles(loop, jid) == [j.handle]

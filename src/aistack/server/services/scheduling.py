@@ -27,7 +27,8 @@ loop writes ``scheduler.json`` in the attempt's folder before it launches (and t
 and when the pass fails after launching (the commit fails: disk full, the database is down), it
 stops what it launched. A job whose attempt folder holds that file when it is started again was
 launched but never recorded (the server stopped between the two): that launch is stopped through
-its handle and the job starts as the next attempt, in a folder of its own.
+its handle (kept in the file, or found by the executor in the folder: ``Executor.handle_in``) and
+the job starts as the next attempt, in a folder of its own.
 """
 
 from __future__ import annotations
@@ -803,7 +804,12 @@ class SchedulerLoop:
             except (OSError, ValueError):  # cut short by a crash: launched or not, step over it
                 record = {}
             handle = record.get("handle") if isinstance(record, dict) else None
-            how = "no handle was kept"
+            if not (isinstance(handle, str) and handle):  # stopped before it kept the handle
+                try:
+                    handle = self.executor.handle_in(d)
+                except Exception:  # noqa: BLE001 - then nothing says it was launched
+                    handle = None
+            how = "no launch was found"
             if isinstance(handle, str) and handle:
                 try:
                     self.executor.cancel(handle, self.settings.cancel_grace_s)
