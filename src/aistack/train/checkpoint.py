@@ -12,7 +12,8 @@ checkpoint is the highest step number among complete ``step_*.pt`` files, so a c
 writing leaves the previous one in place, and a write that fails (a full disk, Ctrl-C) removes
 its temporary file. On a local filesystem the folder is fsynced after the rename, so a
 completed checkpoint survives a power loss, and a temporary file that a killed writer left
-(SIGKILL, OOM killer, power loss) is removed when a store opens the folder: see
+(SIGKILL, OOM killer, power loss) is removed when a store opens the folder; on an object
+store, a temporary object left more than an hour ago is deleted the same way: see
 :meth:`CheckpointStore.sweep_leftovers`. Older checkpoints beyond ``keep`` are deleted (never
 the one just written). A latest checkpoint that cannot be read (truncated, corrupt) is skipped
 with a warning and the next older one is loaded. :meth:`CheckpointStore.archive` moves a run's
@@ -22,6 +23,7 @@ checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import logging
 import numbers
@@ -110,6 +112,18 @@ def _writer_alive(pid: int, path: str) -> bool:
     return True
 
 
+def _modified_epoch(when: Any) -> float:
+    """Seconds since the epoch of an fsspec ``modified()`` answer: a datetime (s3fs: aware,
+    in UTC; a naive one is taken as UTC) or a number."""
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.timestamp()
+    if isinstance(when, numbers.Real) and not isinstance(when, bool):
+        return float(when)
+    raise TypeError(f"no modification time ({short_repr(when, 60)})")
+
+
 def _fsync_dir(path: str) -> None:
     """fsync the folder ``path`` (its entries, e.g. a rename), where the OS allows it."""
     try:
@@ -171,9 +185,16 @@ class CheckpointStore:
           writer modifies its file as it writes and renames it as soon as it is complete
           (seconds), so a file untouched for an hour is not being written by anyone.
 
-        Complete checkpoints (``step_*.pt``) are never touched."""
+        Complete checkpoints (``step_*.pt``) are never touched.
+
+        On an object store (S3 and other fsspec URLs) a pid means nothing (the writer ran on
+        another host), so only the age counts: a temporary object last modified more than
+        ``grace_s`` ago is deleted, unless this process is writing it now. Such objects are
+        left when a writer is killed between its upload and the rename (a copy and a delete
+        on S3), or when the delete of a failed write fails too; a live writer renames its
+        object seconds after the upload completes. See :meth:`_sweep_remote`."""
         if not self.is_local:
-            return []  # an object store shows an object only when its upload is complete
+            return self._sweep_remote(grace_s)
         try:
             names = os.listdir(self.root)
         except OSError:
@@ -197,6 +218,41 @@ class CheckpointStore:
             log.warning(
                 "removed %d temporary file(s) of checkpoint writes that were killed: %s",
                 len(removed),
+                ", ".join(removed[:5]) + (" …" if len(removed) > 5 else ""),
+            )
+        return removed
+
+    def _sweep_remote(self, grace_s: float) -> list[str]:
+        """:meth:`sweep_leftovers` on an object store: by age (last modified) alone."""
+        try:
+            paths = [str(p).rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+        except Exception as exc:  # noqa: BLE001 - no prefix yet, no permission: best effort
+            log.debug("checkpoint leftovers under %s not listed: %s", self.url, exc)
+            return []
+        removed: list[str] = []
+        now = time.time()
+        for listed in paths:
+            name = os.path.basename(listed)
+            if _TMP_NAME.match(name) is None:
+                continue
+            path = self._path(name)
+            if path in _WRITING or listed in _WRITING:
+                continue
+            try:
+                age = now - _modified_epoch(self.fs.modified(listed))
+                if age <= grace_s:
+                    continue
+                self.fs.rm(listed)
+            except Exception as exc:  # noqa: BLE001 - gone already, no mtime, not ours
+                log.debug("leftover %s not removed: %s", path, exc)
+                continue
+            removed.append(path)
+        if removed:
+            log.warning(
+                "removed %d temporary object(s) of checkpoint writes that did not finish "
+                "(older than %.0f s): %s",
+                len(removed),
+                grace_s,
                 ", ".join(removed[:5]) + (" …" if len(removed) > 5 else ""),
             )
         return removed

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from aistack.errors import ValidationError
+from aistack.errors import ValidationError, short_repr
 
 
 class TrainConfig(BaseModel):
@@ -34,7 +34,13 @@ class TrainConfig(BaseModel):
         None, ge=0, description="append this id after every document (webdata shards: 0)"
     )
     seq_len: int = Field(256, ge=2)
-    n_layer: int = Field(4, ge=1)
+    n_layer: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="at most 1000 (the deepest trained models have ~100-200 blocks; 10**5 "
+        "tiny blocks would take minutes just to build)",
+    )
     n_head: int = Field(4, ge=1)
     n_embd: int = Field(256, ge=8)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -90,7 +96,18 @@ class TrainConfig(BaseModel):
     def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
         """pydantic's lax mode reads True/False as 1/0 for a number field: ``max_steps: true``
         (or YAML's ``yes``) would train one step. A bool there is refused, naming the field;
-        numbers written as text ("100", which YAML or a caller may give) are still read."""
+        numbers written as text ("100", which YAML or a caller may give) are still read.
+
+        The other way round too: a true/false field (``bias``, ``compile``, ``resume``,
+        ``mlflow``, ``save_model``) takes only true or false (YAML's true/false/yes/no, a JSON
+        boolean, ``--flag`` / ``--no-flag``); lax mode read ``1``, ``"yes"``, ``"off"`` …
+        as a bool, so a typo (``resume: "no"`` quoted, ``mlflow: 0.5``) silently chose one."""
+        if info.field_name is not None and not isinstance(value, bool):
+            if _base_type(cls.model_fields[info.field_name].annotation) is bool:
+                raise ValueError(
+                    f"expected true or false, got {short_repr(value)} (write true or false "
+                    "itself, unquoted)"
+                )
         if isinstance(value, bool) and info.field_name is not None:
             typ = _base_type(cls.model_fields[info.field_name].annotation)
             if typ in (int, float):
@@ -128,8 +145,12 @@ def _raise(exc: PydanticValidationError) -> typing.NoReturn:
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         allowed = ", ".join(sorted(TrainConfig.model_fields))
-        raise ValidationError(f"{loc}: unknown key", hint=f"known keys: {allowed}") from None
-    raise ValidationError(f"{loc}: {msg}", hint="fix this value in the config or flag") from None
+        raise ValidationError(
+            f"{loc}: unknown key", hint=f"known keys: {allowed}", field=loc
+        ) from None
+    raise ValidationError(
+        f"{loc}: {msg}", hint="fix this value in the config or flag", field=loc
+    ) from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:

@@ -184,3 +184,39 @@ def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
     with Q = head dim, T = sequence length."""
     head_dim = cfg.n_embd // cfg.n_head
     return 6.0 * n_params + 12.0 * cfg.n_layer * cfg.n_head * head_dim * cfg.seq_len
+
+
+# bytes per parameter that training holds whatever the batch: fp32 weights, fp32 gradients and
+# AdamW's two fp32 moments (bf16 autocast keeps fp32 master weights)
+TRAIN_BYTES_PER_PARAM = 16
+
+
+def param_terms(cfg: GPTConfig) -> list[tuple[tuple[str, ...], str, int]]:
+    """The parameter count of ``GPT(cfg)`` by part, from the config alone (nothing is
+    allocated): ``(fields that size it, what it is, parameters)``. Their sum is
+    ``GPT(cfg).num_params(non_embedding=False)`` (the output head is tied to ``wte``)."""
+    d, b = cfg.n_embd, int(bool(cfg.bias))
+    ln = d * (1 + b)
+    # ln1, ln2; qkv 3d², proj d², fc 4d², out 4d² (+ their biases: 3d, d, 4d, d)
+    block = 2 * ln + 12 * d * d + 9 * d * b
+    # the field named first is the likelier culprit: the one further above its default (4, 256)
+    blocks = ("n_layer", "n_embd") if cfg.n_layer / 4 >= (d / 256) ** 2 else ("n_embd", "n_layer")
+    return [
+        (blocks, f"{cfg.n_layer:,} blocks of n_embd {d:,}", cfg.n_layer * block),
+        (("vocab_size", "n_embd"), f"the token embedding ({cfg.vocab_size:,} × {d:,})",
+         cfg.vocab_size * d),
+        (("seq_len", "n_embd"), f"the position embedding ({cfg.seq_len:,} × {d:,})",
+         cfg.seq_len * d),
+        (("n_embd",), "the final layer norm", ln),
+    ]  # fmt: skip
+
+
+def param_count(cfg: GPTConfig) -> int:
+    """Parameters of ``GPT(cfg)`` (all of them, embeddings included), without building it."""
+    return sum(n for _, _, n in param_terms(cfg))
+
+
+def train_state_bytes(cfg: GPTConfig) -> int:
+    """The least memory training ``GPT(cfg)`` needs: weights, gradients and AdamW state
+    (activations, which grow with the batch, come on top)."""
+    return TRAIN_BYTES_PER_PARAM * param_count(cfg)

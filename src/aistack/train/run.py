@@ -542,11 +542,156 @@ def _diverged(
     )
 
 
+def _human_count(n: float) -> str:
+    """``124.4M``, ``1.2T``, ``7.9e+15`` (a count in words a reader takes in at once)."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:,.1f}{unit}" if n < 1e3 * 1e12 else f"{n:.1e}"
+    return f"{int(n)}"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _memory_for_training(torch: Any, use_cuda: bool, device: Any) -> tuple[int, int, str]:
+    """(bytes free now, bytes in all, where) of the memory the model will be trained in: the
+    GPU's (``torch.cuda.mem_get_info``) or this machine's (psutil)."""
+    if use_cuda:
+        free, total = torch.cuda.mem_get_info(device)
+        return int(free), int(total), f"the GPU {device} ({torch.cuda.get_device_name(device)})"
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return int(vm.available), int(vm.total), "this machine"
+
+
+def _check_model_fits(gcfg: Any, torch: Any, use_cuda: bool, device: Any) -> None:
+    """Refuse, before anything is allocated, a model whose weights, gradients and AdamW state
+    alone (16 bytes a parameter) need more memory than the device has free: building it would
+    be killed by the OOM killer (or a CUDA out-of-memory error) after minutes of
+    initialisation, or swap the machine to a halt. Activations come on top, so a model that
+    passes may still not fit; one that fails cannot."""
+    from aistack.train.model import TRAIN_BYTES_PER_PARAM, param_terms
+
+    terms = param_terms(gcfg)
+    n_params = sum(n for _, _, n in terms)
+    need = TRAIN_BYTES_PER_PARAM * n_params
+    free, total, where = _memory_for_training(torch, use_cuda, device)
+    if need <= free:
+        return
+    terms.sort(key=lambda t: -t[2])
+    big = [t for t in terms if t[2] * 2 >= terms[0][2]]
+    fields = list(dict.fromkeys(f for t in big for f in t[0]))
+    parts = ", ".join(f"{what}: {_human_count(n)}" for _, what, n in big)
+    fits = max(free // TRAIN_BYTES_PER_PARAM, 0)
+    raise ValidationError(
+        f"{', '.join(fields)}: this model has {_human_count(n_params)} parameters ({parts}); "
+        f"training it needs at least {_gib(need)} for weights, gradients and AdamW state "
+        f"({TRAIN_BYTES_PER_PARAM} bytes a parameter, activations not counted), and "
+        f"{where} has {_gib(free)} free ({_gib(total)} in all)",
+        hint=f"lower {' / '.join(fields)} to a model of at most about {_human_count(fits)} "
+        "parameters, or train on a machine (GPU) with more memory",
+        field=fields[0],
+        fields=fields,
+        n_params=n_params,
+        need_bytes=need,
+        free_bytes=free,
+    )
+
+
 def _check_tokenizer(cfg: TrainConfig) -> None:
     if cfg.tokenizer and "://" not in cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
         raise ValidationError(
             f"tokenizer: {cfg.tokenizer} does not exist",
             hint="fix the path or drop --tokenizer",
+            field="tokenizer",
+        )
+
+
+def tokenizer_digest(path: str) -> str:
+    """sha256 of a tokenizer file: of its JSON with sorted keys and no whitespace when it is
+    JSON (a tokenizer saved again, reformatted, is the same tokenizer), else of its bytes."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        raw = json.dumps(
+            json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _check_tokenizer_pairing(cfg: TrainConfig, loader: Any) -> str | None:
+    """The digest of the tokenizer this run's ids come from (None when unknown), after
+    refusing a pairing that two tokenizers of one vocabulary size would otherwise hide: the
+    shard headers record only the size, so the web-data pipeline's ``tokenizer.json`` beside
+    the shards is what tells them apart.
+
+    * shards in folders whose ``tokenizer.json`` files differ: the same id is other text in
+      each (field ``data``);
+    * ``--tokenizer`` another file than the data's ``tokenizer.json``: the model would be
+      logged with a tokenizer that reads its ids as other text (field ``tokenizer``).
+
+    Local files only (a remote data folder or tokenizer URL is not read here)."""
+    by_digest: dict[str, list[str]] = {}
+    for folder in dict.fromkeys(os.path.dirname(str(src)) for src in loader.sources):
+        if "://" in folder:
+            continue
+        tok = os.path.join(folder, "tokenizer.json")
+        if not os.path.isfile(tok):
+            continue
+        try:
+            by_digest.setdefault(tokenizer_digest(tok), []).append(tok)
+        except OSError as exc:
+            log.debug("the data's tokenizer %s cannot be read: %s", tok, exc)
+    if len(by_digest) > 1:
+        said = "; ".join(f"{files[0]} ({d[:19]}…)" for d, files in list(by_digest.items())[:4])
+        raise ValidationError(
+            f"data: the shards come from folders with different tokenizers ({said}): the "
+            "shard headers give one vocabulary size, but the same token id means different "
+            "text in different shards",
+            hint="tokenize all the data with one tokenizer (aistack webdata run --fresh), or "
+            "leave out the folders of the other one",
+            field="data",
+        )
+    data_digest, data_files = next(iter(by_digest.items()), (None, []))
+    if not cfg.tokenizer or "://" in cfg.tokenizer:
+        return data_digest
+    try:
+        mine = tokenizer_digest(cfg.tokenizer)
+    except OSError as exc:
+        raise ValidationError(
+            f"tokenizer: cannot read {cfg.tokenizer}: {exc.strerror or exc}",
+            hint="fix the path or drop --tokenizer",
+            field="tokenizer",
+        ) from None
+    if data_digest is not None and mine != data_digest:
+        raise ValidationError(
+            f"tokenizer: {cfg.tokenizer} ({mine[:19]}…) is not the tokenizer the data was "
+            f"made with ({data_files[0]}, {data_digest[:19]}…); the model would be logged with "
+            "a tokenizer that reads its token ids as other text",
+            hint=f"pass --tokenizer {data_files[0]}, or tokenize the data again with "
+            f"{cfg.tokenizer}",
+            field="tokenizer",
+        )
+    return mine
+
+
+def _check_resume_tokenizer(state: dict[str, Any], digest: str | None) -> None:
+    """Refuse a checkpoint trained on ids of another tokenizer (same vocabulary size: the
+    model shape check cannot tell); a checkpoint or run without a known tokenizer passes."""
+    have = state.get("tokenizer_sha256")
+    if isinstance(have, str) and digest is not None and have != digest:
+        raise ValidationError(
+            f"tokenizer: the checkpoint's model was trained with tokenizer {have[:19]}…, this "
+            f"run's data and --tokenizer are {digest[:19]}… (same vocabulary size, other "
+            "tokens): resuming would train its embeddings on ids that mean other text",
+            hint="resume with the tokenizer (and data) the run was started with, or start a "
+            "new run: another --run-name, or --no-resume",
             field="tokenizer",
         )
 
@@ -643,6 +788,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         prefetch=loader_prefetch,
     )
     vocab = _check_tokens(cfg, loader)
+    tok_digest = _check_tokenizer_pairing(cfg, loader)
     gcfg = GPTConfig(
         vocab_size=vocab,
         seq_len=cfg.seq_len,
@@ -652,6 +798,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         dropout=cfg.dropout,
         bias=cfg.bias,
     )
+    _check_model_fits(gcfg, torch, use_cuda, device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)
     np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1
@@ -683,6 +830,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     carried_loss: float | None = None  # the last logged loss of the run we resume
     state = store.load() if cfg.resume else None
     if state is not None:
+        _check_resume_tokenizer(state, tok_digest)
         _check_resume(state, gcfg.to_dict(), loader)
         _load_weights(state, model, opt, store, gcfg.to_dict())
         rngs = state.get("rng") or []
@@ -771,6 +919,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     "rng": rngs,
                     "config": cfg.model_dump(),
                     "gpt_config": gcfg.to_dict(),
+                    "tokenizer_sha256": tok_digest,
                     "world_size": world,
                     "mlflow_run_id": sink.run_id if sink else None,
                     "last_loss": losses[-1] if losses else carried_loss,
