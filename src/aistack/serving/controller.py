@@ -495,7 +495,7 @@ class ServiceController:
                 f"cannot save the new limits of service {self.spec.name!r} to {path}: "
                 f"{exc.strerror or exc}; the limits stay min {was.min_replicas}, "
                 f"max {was.max_replicas}",
-                hint=f"free disk space or make {self.dir} writable, then run serve scale again",
+                hint=f"free disk space or make {self.dir} writable, then scale the service again",
             )
 
         try:
@@ -544,7 +544,9 @@ class ServiceController:
         if self.rollout is not None and self.rollout.get("state") == "running":
             raise ConflictError(
                 f"service {self.spec.name!r} is already rolling out {self.rollout['to']}",
-                hint="wait for it to finish (serve status)",
+                hint="wait for it to finish: the rollout in the service's status (`aistack "
+                f"serve status {self.spec.name}` or GET /api/v1/services/{self.spec.name}) "
+                "says when",
             )
         if model_uri == self.spec.model_uri:
             self.rollout = {

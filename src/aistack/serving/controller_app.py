@@ -108,7 +108,10 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             err = exc.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
-            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or None).response()
+            # min above max (no loc): the limit that was given is at fault, max when it alone
+            # was (it named no field)
+            given = "min_replicas" if "min_replicas" in data else "max_replicas"
+            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or given).response()
         try:
             ctl.set_limits(cfg)
         except AistackError as exc:  # e.g. the new limits could not be saved (kept: the old)

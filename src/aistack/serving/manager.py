@@ -28,6 +28,7 @@ from aistack.executors.supervisor import OUTLIVES_JOB_ENV  # spared when a job t
 from aistack.serving.controller_app import TOKEN_HEADER
 from aistack.serving.spec import (
     _SERVICE_NAME_RE,
+    MAX_TIME_S,
     AutoscaleConfig,
     BatchingConfig,
     ReplicaResources,
@@ -35,6 +36,11 @@ from aistack.serving.spec import (
     service_name_for,
 )
 from aistack.settings import get_settings
+
+# the REST API's prefix (aistack.server.app.API_PREFIX, not imported: it loads FastAPI), for
+# hints that say the CLI's command and the REST call both: the manager's errors reach
+# `aistack serve`, the REST API (/services) and the SDK alike
+API = "/api/v1"
 
 
 def services_dir() -> Path:
@@ -133,7 +139,8 @@ def _post(name: str, path: str, body: dict[str, Any], timeout: float = 10.0) -> 
             raise _being_deleted(name)
         raise ConflictError(
             f"service {name!r} has no running controller",
-            hint=f"redeploy it: aistack serve delete {name}, then serve deploy",
+            hint=f"redeploy it: delete it (`aistack serve delete {name}` or DELETE "
+            f"{API}/services/{name}), then deploy it again",
         )
     token = (service_dir(name) / "token").read_text().strip()
     try:
@@ -240,15 +247,22 @@ def deploy(
         )
     except PydanticValidationError as exc:
         e = exc.errors()[0]
-        loc = ".".join(str(x) for x in e["loc"]) or "spec"
+        ctx = e.get("ctx") or {}
         msg = str(e["msg"]).removeprefix("Value error, ")
         from aistack.spec import ENV_HINT
 
-        # the argument that was given: gpus, not resources.gpus
-        head = [str(x) for x in e["loc"] if x not in ("autoscale", "batching", "resources")]
+        # the argument that was given: gpus, not resources.gpus; an error of a whole section
+        # (min_replicas above max_replicas) names its field in ctx (it said "spec: ..." and
+        # named no field)
+        loc = [str(x) for x in e["loc"]]
+        head = [x for x in loc if x not in ("autoscale", "batching", "resources")]
+        head += [str(ctx["field"])] if isinstance(ctx.get("field"), str) else []
         where = {"field": head[0]} if head else {}
+        hint = ENV_HINT if loc[:1] == ["env"] else ctx.get("hint")
         raise ValidationError(
-            f"{loc}: {msg}", hint=ENV_HINT if e["loc"][:1] == ("env",) else None, **where
+            f"{'.'.join(loc)}: {msg}" if loc else msg,
+            hint=hint if isinstance(hint, str) else None,
+            **where,
         ) from None
     check_replica_job(spec)
     d = service_dir(spec.name)
@@ -349,7 +363,8 @@ def _put_back(d: Path, kept: dict[str, Path | None]) -> None:
 
 def _check_wait(wait_s: float | None, field: str) -> None:
     """A negative wait is refused before anything starts (it used to deploy the service, then
-    report it not ready "after -1 s"), and so is NaN or infinity (NaN did the same).
+    report it not ready "after -1 s"), and so is NaN or infinity (NaN did the same), and a
+    wait over a day (1e308 was taken, as the spec's timeouts were: see spec.MAX_TIME_S).
     ``field``: the argument that holds it (``wait_ready_s`` of deploy, ``wait_s`` of update)."""
     if wait_s is None:
         return
@@ -363,6 +378,13 @@ def _check_wait(wait_s: float | None, field: str) -> None:
         raise ValidationError(
             f"{field}: the wait is in seconds and cannot be negative",
             hint="pass 0 to return at once without waiting",
+            field=field,
+        )
+    if wait_s > MAX_TIME_S:
+        raise ValidationError(
+            f"{field}: the wait is at most {MAX_TIME_S:.0f} seconds (a day), got {wait_s:g}",
+            hint=f"pass e.g. `{field}` 300, or 0 to return at once without waiting (the "
+            "service keeps starting or rolling out in the background)",
             field=field,
         )
 
@@ -401,8 +423,8 @@ def check_replica_job(spec: ServiceSpec) -> None:
         problems = exc.details.get("problems") or [exc.message]
         raise ValidationError(
             "; ".join(str(p) for p in problems),
-            hint="each replica runs as an aistack job; fix the flag and deploy again, nothing "
-            "was deployed",
+            hint="each replica runs as an aistack job; fix the value it names and deploy "
+            "again, nothing was deployed",
         ) from None
 
 
@@ -498,7 +520,7 @@ def _bury(d: Path) -> Path:
         except FileNotFoundError:
             raise NotFoundError(
                 f"no service named {d.name!r}: it was deleted meanwhile",
-                hint="nothing to do; `aistack serve ls` lists the services",
+                hint=f"nothing to do; `aistack serve ls` or GET {API}/services lists the services",
             ) from None
         return dest
     raise ConflictError(f"cannot keep the folder of {d.name!r} in {graveyard}: too many names")
@@ -624,8 +646,9 @@ def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
         if st.get("failed"):
             raise ConflictError(
                 f"service {name!r} failed: {st['failed']}",
-                hint=f"see aistack serve logs {name}; fix the model or resources, then "
-                f"aistack serve delete {name} and deploy again",
+                hint=f"see its logs (`aistack serve logs {name}` or GET {API}/services/{name}"
+                f"/logs); fix the model or resources, then delete it (`aistack serve delete "
+                f"{name}` or DELETE {API}/services/{name}) and deploy again",
             )
         time.sleep(0.2)
     failed = [r for r in st.get("replicas", []) if r.get("state") == "failed"]
@@ -633,7 +656,8 @@ def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
     if failed:
         last = failed[-1]
         where = (
-            f"aistack serve logs {name} --replica {last['id']}"
+            f"`aistack serve logs {name} --replica {last['id']}` or GET "
+            f"{API}/services/{name}/logs?replica={last['id']}"
             if st.get("launcher") == "jobs" or not Path(str(last.get("log"))).exists()
             else f"log {last['log']}"
         )
@@ -642,7 +666,8 @@ def wait_ready(name: str, replicas: int, timeout_s: float) -> dict[str, Any]:
         f"service {name!r} is deployed and still starting: {st.get('ready_replicas', 0)} of "
         f"{replicas} replicas ready after {timeout_s:g} s{why}",
         hint=f"it keeps starting in the background: watch it with `aistack serve status {name}` "
-        f"or `aistack serve logs {name}`; remove it with `aistack serve delete {name}`",
+        f"or `aistack serve logs {name}` (GET {API}/services/{name}, and .../logs); remove it "
+        f"with `aistack serve delete {name}` (DELETE {API}/services/{name})",
         deployed=True,
     )
 
@@ -734,14 +759,16 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
             if ro["state"] == "failed":
                 raise ConflictError(
                     f"update of {name!r} to {resolved.uri} failed: {ro.get('message')}",
-                    hint=f"the service keeps serving {ro.get('from')}; see aistack serve logs {name}",
+                    hint=f"the service keeps serving {ro.get('from')}; see its logs (`aistack "
+                    f"serve logs {name}` or GET {API}/services/{name}/logs)",
                 )
             return st
         time.sleep(0.2)
     raise ConflictError(
         f"update of {name!r} to {resolved.uri} still rolling out after {wait_s:g} s; it goes "
         "on in the background",
-        hint=f"watch it with `aistack serve status {name}`",
+        hint=f"watch it with `aistack serve status {name}` or GET {API}/services/{name} "
+        "(its rollout)",
     )
 
 
@@ -771,13 +798,13 @@ def target_ref(st: dict[str, Any], to: str) -> str:
             hint = (
                 f"to change the built-in model: `to` builtin:NAME ({names}); to serve a "
                 "registered model instead, name it: `to` NAME:VERSION or `to` NAME@alias "
-                "(`aistack models ls` lists them), or deploy it as a service of its own with "
-                "`aistack serve deploy NAME@alias`"
+                f"(`aistack models ls` or GET {API}/models lists them), or deploy it as a "
+                f"service of its own (`aistack serve deploy NAME@alias` or POST {API}/services)"
             )
         else:
             hint = (
                 "name the model: `to` NAME:VERSION or `to` NAME@alias for a registered model "
-                "(`aistack models ls` lists them), or `to` builtin:NAME"
+                f"(`aistack models ls` or GET {API}/models lists them), or `to` builtin:NAME"
             )
         raise ValidationError(
             f"to: service {name!r} serves {what}, not a registered model, so {alone} "
@@ -795,6 +822,14 @@ def target_ref(st: dict[str, Any], to: str) -> str:
 def scale(
     name: str, *, min_replicas: int | None = None, max_replicas: int | None = None
 ) -> dict[str, Any]:
+    """Set the autoscaler's limits. Neither given is a ValidationError saying what to give
+    (a scale request with an empty body ``{}`` answered the limits unchanged, a silent no-op)."""
+    if min_replicas is None and max_replicas is None:
+        raise ValidationError(
+            "scale: nothing to change: give min_replicas, max_replicas or both",
+            hint="e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum "
+            "at least 1); the service's present limits are in its status",
+        )
     status(name)  # NotFoundError for a service that does not exist, not "no controller"
     body = {
         k: v
@@ -827,7 +862,7 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
                 f"cannot delete {name!r}: its {len(live_jobs)} replica(s) are aistack jobs "
                 f"({', '.join(str(r['handle']) for r in live_jobs)}) and the aistack server "
                 f"does not answer ({exc})",
-                hint=f"start it (`aistack up --detach`), then aistack serve delete {name}",
+                hint=f"start it (`aistack up --detach`), then delete {name!r} again",
             ) from None
     # an update or scale meanwhile is told the service is being deleted, not that its
     # controller is gone and it should be redeployed (see _post)
@@ -837,7 +872,7 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
     except FileNotFoundError:  # a delete beside this one moved the folder meanwhile
         raise NotFoundError(
             f"no service named {name!r}: it was deleted meanwhile",
-            hint="nothing to do; `aistack serve ls` lists the services",
+            hint=f"nothing to do; `aistack serve ls` or GET {API}/services lists the services",
         ) from None
     try:
         return _stop_and_bury(name, d, st, timeout_s)
@@ -929,7 +964,9 @@ def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str,
                 out[r["id"]] = [f"(log of job {r['handle']} unavailable: {exc})"]
     if replica and not out:
         raise NotFoundError(
-            f"service {name!r} has no replica {replica!r}", hint="see serve status for replica ids"
+            f"service {name!r} has no replica {replica!r}",
+            hint=f"its replicas and their ids are in its status (`aistack serve status {name}` "
+            f"or GET {API}/services/{name})",
         )
     return out
 

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from aistack.errors import ValidationError
 from aistack.spec import EnvValue
@@ -38,6 +39,24 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}\Z")
 
 # Replicas are scheduled above batch jobs (default batch priority is 0).
 DEFAULT_SERVING_PRIORITY = 100
+
+# Bounds on a service's times and targets: far past anything a service is run with, so every
+# real setting fits, while a slip (1e308, milliseconds typed as seconds) is refused naming the
+# field, its value and its range. They were bounded below only: a timeout of 1e308 s was
+# stored, and threading's waits raise OverflowError past ~1e10 s ("timestamp out of range").
+# A request, a replica's start (a download of the largest models takes up to an hour), a
+# drain, the load that must last before scaling up and the quiet before scaling down: a day.
+MAX_TIME_S = 86_400.0
+# The control loop ticks once per health_interval_s (health checks, autoscaling, rollouts all
+# wait on it): a minute is already slow.
+MAX_HEALTH_INTERVAL_S = 60.0
+# The autoscaler averages its metric over metric_window_s: over an hour it reacts to nothing.
+MAX_METRIC_WINDOW_S = 3_600.0
+# Requests one replica works on at once: vLLM's default is 256; 1e6 is also the most
+# max_queued_requests takes (and planning.limits.MAX_CONCURRENCY).
+MAX_TARGET_INFLIGHT = 1_000_000.0
+# A queue delay target of an hour would never scale up.
+MAX_TARGET_QUEUE_DELAY_MS = 3_600_000.0
 
 
 class _Strict(BaseModel):
@@ -60,11 +79,35 @@ class _Strict(BaseModel):
                 x = float(v.strip())
             except ValueError:
                 return v  # not a number at all: pydantic says so
+        f = cls.model_fields[name]
         if isinstance(x, float) and not math.isfinite(x):
-            raise ValueError(
-                f"must be a finite number{_takes(cls.model_fields[name], name)}, got {v!r}"
+            raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
+        hi: Any = next((m.le for m in f.metadata if isinstance(m, annotated_types.Le)), None)
+        if isinstance(x, int | float) and not isinstance(x, bool) and hi is not None and x > hi:
+            # the value, the range and what to set: pydantic's own "Input should be less than
+            # or equal to 86400" said neither the value nor the unit
+            default = f"; its default is {_num(f.default)}" if isinstance(f.default, float) else ""
+            raise PydanticCustomError(
+                "too_large",
+                f"must be a number{_takes(f, name)}, got {_num(x)}",
+                {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{default}"},
             )
         return v
+
+
+def _unit(name: str) -> str:
+    return " milliseconds" if name.endswith("_ms") else " seconds" if name.endswith("_s") else ""
+
+
+def _num(v: Any) -> str:
+    """A bound or a value for a message: 86400, 1000000, 0.5, 1e+308 (10**400 too)."""
+    if isinstance(v, int) and abs(v) >= 10**15:
+        from aistack.planning.limits import number
+
+        return number(v)
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
+        return str(int(v))
+    return f"{v:g}"
 
 
 def _takes(f: FieldInfo, name: str) -> str:
@@ -79,13 +122,11 @@ def _takes(f: FieldInfo, name: str) -> str:
             lo, above = m.gt, True
         elif isinstance(m, annotated_types.Le):
             hi = m.le
-    unit = (
-        " of milliseconds" if name.endswith("_ms") else " of seconds" if name.endswith("_s") else ""
-    )
+    unit = f" of{_unit(name)}" if _unit(name) else ""
     if lo is not None and hi is not None and not above:
-        return f"{unit} from {lo:g} to {hi:g}"
-    bounds = [f"{'>' if above else '>='} {lo:g}"] if lo is not None else []
-    bounds += [f"<= {hi:g}"] if hi is not None else []
+        return f"{unit} from {_num(lo)} to {_num(hi)}"
+    bounds = [f"{'>' if above else '>='} {_num(lo)}"] if lo is not None else []
+    bounds += [f"<= {_num(hi)}"] if hi is not None else []
     return unit + "".join(f" {b}" if i == 0 else f" and {b}" for i, b in enumerate(bounds))
 
 
@@ -102,19 +143,27 @@ class AutoscaleConfig(_Strict):
     min_replicas: int = Field(default=1, ge=0, le=256)
     max_replicas: int = Field(default=4, ge=1, le=256)
     metric: Literal["inflight", "queue_delay"] = "inflight"
-    target_inflight: float = Field(default=4.0, gt=0, description="in-flight requests per replica")
-    target_queue_delay_ms: float = Field(default=50.0, gt=0)
-    upscale_delay_s: float = Field(default=1.0, ge=0, description="load must stay high this long")
-    downscale_cooldown_s: float = Field(default=30.0, ge=0)
-    metric_window_s: float = Field(default=2.0, gt=0)
-    drain_timeout_s: float = Field(default=30.0, ge=0)
+    target_inflight: float = Field(
+        default=4.0, gt=0, le=MAX_TARGET_INFLIGHT, description="in-flight requests per replica"
+    )
+    target_queue_delay_ms: float = Field(default=50.0, gt=0, le=MAX_TARGET_QUEUE_DELAY_MS)
+    upscale_delay_s: float = Field(
+        default=1.0, ge=0, le=MAX_TIME_S, description="load must stay high this long"
+    )
+    downscale_cooldown_s: float = Field(default=30.0, ge=0, le=MAX_TIME_S)
+    metric_window_s: float = Field(default=2.0, gt=0, le=MAX_METRIC_WINDOW_S)
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=MAX_TIME_S)
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscaleConfig:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(
+            # the error names its field (ctx "field"): it was "spec: min_replicas (5) ..." with
+            # no field, where every other one of the spec's errors names its field
+            raise PydanticCustomError(
+                "replica_bounds",
                 f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas}); "
-                "lower `min_replicas` or raise `max_replicas`"
+                "lower `min_replicas` or raise `max_replicas`",
+                {"field": "min_replicas"},
             )
         return self
 
@@ -162,9 +211,9 @@ class ServiceSpec(_Strict):
         "answered 429 with Retry-After at once instead of timing out (the autoscaler still "
         "counts it as load); 0: no queue",
     )
-    request_timeout_s: float = Field(default=60.0, gt=0)
-    ready_timeout_s: float = Field(default=120.0, gt=0)
-    health_interval_s: float = Field(default=0.5, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0, le=MAX_TIME_S)
+    ready_timeout_s: float = Field(default=120.0, gt=0, le=MAX_TIME_S)
+    health_interval_s: float = Field(default=0.5, gt=0, le=MAX_HEALTH_INTERVAL_S)
     max_retries: int = Field(default=2, ge=0, le=10)
     max_start_failures: int = Field(
         default=5,

@@ -31,15 +31,15 @@ def _msg(cls: type[pydantic.BaseModel], **kw: Any) -> str:
     ("cls", "field", "takes"),
     [
         (BatchingConfig, "max_wait_ms", "of milliseconds from 0 to 10000"),
-        (AutoscaleConfig, "target_inflight", "> 0"),
-        (AutoscaleConfig, "target_queue_delay_ms", "of milliseconds > 0"),
-        (AutoscaleConfig, "upscale_delay_s", "of seconds >= 0"),
-        (AutoscaleConfig, "downscale_cooldown_s", "of seconds >= 0"),
-        (AutoscaleConfig, "metric_window_s", "of seconds > 0"),
-        (AutoscaleConfig, "drain_timeout_s", "of seconds >= 0"),
-        (ServiceSpec, "request_timeout_s", "of seconds > 0"),
-        (ServiceSpec, "ready_timeout_s", "of seconds > 0"),
-        (ServiceSpec, "health_interval_s", "of seconds > 0"),
+        (AutoscaleConfig, "target_inflight", "> 0 and <= 1000000"),
+        (AutoscaleConfig, "target_queue_delay_ms", "of milliseconds > 0 and <= 3600000"),
+        (AutoscaleConfig, "upscale_delay_s", "of seconds from 0 to 86400"),
+        (AutoscaleConfig, "downscale_cooldown_s", "of seconds from 0 to 86400"),
+        (AutoscaleConfig, "metric_window_s", "of seconds > 0 and <= 3600"),
+        (AutoscaleConfig, "drain_timeout_s", "of seconds from 0 to 86400"),
+        (ServiceSpec, "request_timeout_s", "of seconds > 0 and <= 86400"),
+        (ServiceSpec, "ready_timeout_s", "of seconds > 0 and <= 86400"),
+        (ServiceSpec, "health_interval_s", "of seconds > 0 and <= 60"),
     ],
 )
 @pytest.mark.parametrize(("value", "shown"), [(NAN, "nan"), (INF, "inf"), (-INF, "-inf")])
@@ -63,11 +63,12 @@ def test_finite_values_and_the_bounds_are_as_before() -> None:
     assert BatchingConfig(max_wait_ms=10_000).max_wait_ms == 10_000.0
     assert AutoscaleConfig(target_inflight="2.5").target_inflight == 2.5  # type: ignore[arg-type]
     assert (
-        ServiceSpec(name="s", model="m", model_uri="u", request_timeout_s=1e9).request_timeout_s
-        == 1e9
+        ServiceSpec(name="s", model="m", model_uri="u", request_timeout_s=86_400).request_timeout_s
+        == 86_400.0
     )
+    # above the bound: the value and the unit too (see test_serving_spec_bounds.py)
     assert _msg(BatchingConfig, max_wait_ms=20_000) == (
-        "max_wait_ms: Input should be less than or equal to 10000"
+        "max_wait_ms: must be a number of milliseconds from 0 to 10000, got 20000"
     )
     assert _msg(BatchingConfig, max_wait_ms="x") == (
         "max_wait_ms: Input should be a valid number, unable to parse string as a number"
@@ -94,7 +95,9 @@ def test_deploy_with_max_wait_ms_nan_says_finite(
         manager.deploy(
             "builtin:echo", name="w", launcher="process", wait_ready_s=None, target_inflight=INF
         )
-    assert e.value.message == "target_inflight: must be a finite number > 0, got inf"
+    assert e.value.message == (
+        "target_inflight: must be a finite number > 0 and <= 1000000, got inf"
+    )
     assert spawned == [] and manager.list_services() == []
 
 
@@ -106,8 +109,16 @@ def test_deploy_with_max_wait_ms_nan_says_finite(
             "nan",
             "--max-wait-ms nan: must be a finite number of milliseconds from 0 to 10000, got nan",
         ),
-        ("--target-inflight", "inf", "--target-inflight inf: must be a finite number > 0, got inf"),
-        ("--cooldown", "nan", "--cooldown nan: must be a finite number of seconds >= 0, got nan"),
+        (
+            "--target-inflight",
+            "inf",
+            "--target-inflight inf: must be a finite number > 0 and <= 1000000, got inf",
+        ),
+        (
+            "--cooldown",
+            "nan",
+            "--cooldown nan: must be a finite number of seconds from 0 to 86400, got nan",
+        ),
     ],
 )
 def test_cli_deploy_names_the_flag_and_says_finite(

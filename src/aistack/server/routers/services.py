@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, status
 
+from aistack.errors import ValidationError
 from aistack.server.schemas.services import (
     ServiceCreate,
     ServiceDeleted,
@@ -31,7 +32,6 @@ def _server_side(ref: str, field: str) -> str:
     (``aistack serve deploy ./model`` reads it against the user's, in the CLI's process).
     Absolute paths stay: see :func:`aistack.serving.models.local_model_path` for why, and for
     the one answer every path that is not an MLflow model directory gets."""
-    from aistack.errors import ValidationError
     from aistack.serving.models import local_model_path
     from aistack.serving.spec import parse_model_ref
 
@@ -62,8 +62,39 @@ def list_services() -> list[ServiceSummary]:
     return [ServiceSummary(**s) for s in manager.list_services()]
 
 
+# the fields of this API that the manager names otherwise (its errors say its own names)
+_API_NAMES = {"downscale_cooldown_s": "cooldown_s"}
+
+
+def _in_api_names(exc: ValidationError) -> ValidationError:
+    """``exc`` naming this API's fields: ``cooldown_s: must be a number of seconds from 0 to
+    86400, got 1e+308`` (the manager says ``downscale_cooldown_s``, a field the body has not)."""
+    import re
+
+    field = exc.details.get("field")
+    if field not in _API_NAMES:
+        return exc
+    names = re.compile(r"\b(" + "|".join(map(re.escape, _API_NAMES)) + r")\b")
+
+    def say(text: str) -> str:
+        return names.sub(lambda m: _API_NAMES[m[1]], text)
+
+    details = {**exc.details, "field": _API_NAMES[field]}
+    return ValidationError(say(exc.message), hint=exc.hint and say(exc.hint), **details)
+
+
 @router.post("/services", response_model=ServicePublic, status_code=status.HTTP_201_CREATED)
 def deploy(body: ServiceCreate) -> ServicePublic:
+    try:
+        return _deploy(body)
+    except ValidationError as exc:
+        raised = _in_api_names(exc)
+        if raised is exc:
+            raise
+        raise raised from None
+
+
+def _deploy(body: ServiceCreate) -> ServicePublic:
     from aistack.serving import manager
 
     st = manager.deploy(
