@@ -54,7 +54,7 @@ from aistack.serving.controller_app import bind_service_socket, build_app
 from aistack.serving.controller_state import ACTIVE, Replica, ReplicaState
 from aistack.serving.launcher import JobLauncher, LaunchStatus, ProcessLauncher, ReplicaLauncher
 from aistack.serving.router import Endpoint, Router, health_check
-from aistack.serving.spec import AutoscaleConfig, ServiceSpec
+from aistack.serving.spec import AutoscaleConfig, ServiceSpec, read_stored_spec
 
 log = logging.getLogger(__name__)
 
@@ -802,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     service_dir = Path(args.dir)
-    spec = ServiceSpec.model_validate_json((service_dir / "spec.json").read_text())
+    spec = read_stored_spec(service_dir / "spec.json")
     token_file = service_dir / "token"
     if not token_file.exists():
         token_file.write_text(secrets.token_urlsafe(24))

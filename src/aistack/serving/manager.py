@@ -33,6 +33,7 @@ from aistack.serving.spec import (
     BatchingConfig,
     ReplicaResources,
     ServiceSpec,
+    read_stored_spec,
     service_name_for,
 )
 from aistack.settings import get_settings
@@ -629,7 +630,7 @@ def restart(name: str, *, wait_ready_s: float | None = 60.0) -> dict[str, Any]:
     if _controller(name) is None and not _starting(name):
         _spawn_controller(d, name)
     if wait_ready_s:
-        spec = ServiceSpec.model_validate_json((d / "spec.json").read_text())
+        spec = read_stored_spec(d / "spec.json")
         wait_ready(
             name, min(spec.autoscale.min_replicas, spec.autoscale.max_replicas), wait_ready_s
         )

@@ -14,8 +14,10 @@ A model reference as the user types it::
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import annotated_types
@@ -36,6 +38,8 @@ from aistack.spec import EnvValue
 _SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}\Z")
+
+log = logging.getLogger(__name__)
 
 # Replicas are scheduled above batch jobs (default batch priority is 0).
 DEFAULT_SERVING_PRIORITY = 100
@@ -84,6 +88,17 @@ class _Strict(BaseModel):
             raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
         hi: Any = next((m.le for m in f.metadata if isinstance(m, annotated_types.Le)), None)
         if isinstance(x, int | float) and not isinstance(x, bool) and hi is not None and x > hi:
+            if info.context and info.context.get("stored"):
+                # a spec stored before the bound existed (1e308 was taken): it is still read,
+                # at the bound, so the service keeps running and can be changed or deleted
+                log.warning(
+                    "%s: the stored %s is above its bound (%s); %s is used",
+                    cls.__name__,
+                    name,
+                    _num(x),
+                    _num(hi),
+                )
+                return hi
             # the value, the range and what to set: pydantic's own "Input should be less than
             # or equal to 86400" said neither the value nor the unit
             default = f"; its default is {_num(f.default)}" if isinstance(f.default, float) else ""
@@ -313,3 +328,9 @@ def _check_name(name: str) -> None:
             f"model: {name!r} is not a valid registered model name",
             hint="letters, digits, '.', '_' or '-'",
         )
+
+
+def read_stored_spec(path: Path) -> ServiceSpec:
+    """The spec a service was stored with (its ``spec.json``). A value above a bound added
+    since it was stored is read at the bound (and logged), not refused: the service runs on."""
+    return ServiceSpec.model_validate_json(path.read_text(), context={"stored": True})

@@ -432,3 +432,29 @@ def test_no_serving_hint_names_a_cli_command_alone() -> None:
                 if command.search(text) and "/api/v1" not in text and "{API}" not in text:
                     found.append(f"{path.name}:{node.lineno}: {text}")
     assert found == []
+
+
+def test_a_spec_stored_before_the_bounds_is_still_read_at_the_bound(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service stored with request_timeout_s 1e308 (taken before the bound) keeps running:
+    its controller and ``restart`` read the value at the bound, nothing is refused or lost."""
+    from aistack.serving.spec import MAX_TIME_S, read_stored_spec
+
+    stored = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo").model_dump(
+        mode="json"
+    )
+    stored["request_timeout_s"] = 1e308
+    stored["autoscale"]["downscale_cooldown_s"] = 200_000.0
+    path = tmp_path / "spec.json"
+    path.write_text(__import__("json").dumps(stored))
+    with pytest.raises(pydantic.ValidationError):  # as new input it is refused
+        ServiceSpec.model_validate_json(path.read_text())
+    spec = read_stored_spec(path)
+    assert spec.request_timeout_s == MAX_TIME_S == 86_400.0
+    assert spec.autoscale.downscale_cooldown_s == MAX_TIME_S
+    assert spec.name == "svc" and spec.model == "builtin:echo"
+    assert any(
+        "request_timeout_s is above its bound (1e+308); 86400" in r.getMessage()
+        for r in caplog.records
+    )
