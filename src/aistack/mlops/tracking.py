@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from aistack.errors import ValidationError, short_repr
+from aistack.errors import ConflictError, ValidationError, short_repr
 from aistack.mlops._client import (
     auth_env,
     check_run_id,
@@ -60,6 +60,7 @@ SYSTEM_METRICS: dict[str, str] = {
 }
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+FINAL_STATES: tuple[str, ...] = ("FINISHED", "FAILED", "KILLED")
 
 
 def git_commit(path: str | None = None) -> str | None:
@@ -298,8 +299,15 @@ def end_job_run(
     status: RunStatus,
     token: str | None = None,
 ) -> None:
-    """Close the job's run with its final state (FINISHED, FAILED or KILLED)."""
-    if status not in ("FINISHED", "FAILED", "KILLED"):
+    """Close the job's run with its final state (FINISHED, FAILED or KILLED).
+
+    An ended run keeps its history: ending it again with the status it has does nothing (its
+    end time stays), with another status is a ConflictError (the run keeps the status and end
+    time it has). A run reopened since it ended is open again and is ended as usual: a
+    requeued job (preempted, lost, retried) keeps its run, and its code's
+    ``mlflow.start_run()`` resumes ``MLFLOW_RUN_ID``, which sets the run RUNNING; the server
+    ends a run only when its job ends for good, never on a requeue."""
+    if status not in FINAL_STATES:
         raise ValidationError(
             f"status: {status!r} is not a final run state",
             hint="use FINISHED, FAILED or KILLED",
@@ -307,7 +315,33 @@ def end_job_run(
     check_run_id(run_id)
     client = open_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"end MLflow run {run_id}"):
+        info = client.get_run(run_id).info
+        if info.status in FINAL_STATES:
+            if info.status == status:
+                log.debug("MLflow run %s already ended %s", run_id, status)
+                return
+            raise ConflictError(
+                f"run {run_id} already ended {info.status} ({_when(info.end_time)}); it is not "
+                f"rewritten as {status}",
+                hint="an ended run is ended again only after it was reopened "
+                f"(mlflow.start_run(run_id={run_id!r}) sets it RUNNING)",
+                field="status",
+                run_status=info.status,
+            )
         client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
+
+
+def _when(end_ms: int | None) -> str:
+    """An MLflow end time (ms since the epoch) for a message."""
+    import datetime as dt
+
+    if not end_ms:
+        return "no end time recorded"
+    try:
+        at = dt.datetime.fromtimestamp(end_ms / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"end time {end_ms} ms"
+    return f"at {at.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
 
 
 def job_env(tracking_uri: str, run_id: str, token: str | None = None) -> dict[str, str]:
