@@ -29,8 +29,10 @@ the points stay in memory (:meth:`BufferedMetricsLogger.unsent` returns them), t
 ``log()``/``flush()`` raises BackendError saying how many points and which file, and ``close()``
 tries the spool again (and raises the same way if it still cannot write it). Metric names, values,
 steps and timestamps are checked at ``log()`` time (names against MLflow's rules, steps and
-timestamps whole numbers within int64, timestamps not before 1970), so a point the server could never accept is a ValidationError in
-the caller rather than a batch that fails in the background.
+timestamps whole numbers within int64, timestamps in milliseconds: one before 1973-03-03
+(``1e11``) is whole seconds, e.g. ``int(time.time())``, and refused), so a point the server
+could never accept, or would file under January 1970, is a ValidationError in the caller
+rather than a batch that fails in the background.
 
 Example::
 
@@ -512,6 +514,9 @@ def _is_permanent(exc: BaseException) -> bool:
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# the smallest timestamp (ms) taken: 1973-03-03. Below it a value is whole seconds (today's
+# int(time.time()) is about 1.7e9, i.e. January 1970 read as milliseconds), not a real time
+MIN_TIMESTAMP_MS = 100_000_000_000
 _WHOLE_HINT = {
     "step": "use a whole number, e.g. the iteration count",
     "timestamp": "use whole milliseconds since the epoch, e.g. int(time.time() * 1000)",
@@ -521,7 +526,8 @@ _WHOLE_HINT = {
 def _int64(name: str, key: str, value: Any) -> int:
     """A step or timestamp as an int64; a fraction is refused (int() cut 2.7 to step 2, and
     time.time()'s seconds to a point in January 1970), as a timestamp before 1970 is (MLflow
-    refuses those for good, so the point would end in a spool file nobody can replay)."""
+    refuses those for good, so the point would end in a spool file nobody can replay) and one
+    below :data:`MIN_TIMESTAMP_MS` (whole seconds, ``int(time.time())``, read as ms)."""
     bad = ValidationError(
         f"{name} of {key!r}: must be an integer, got {short_repr(value)}",
         hint=_WHOLE_HINT[name],
@@ -552,6 +558,15 @@ def _int64(name: str, key: str, value: Any) -> int:
         raise ValidationError(
             f"timestamp of {key!r}: {out} is before 1970 (MLflow refuses negative timestamps)",
             hint=_WHOLE_HINT[name],
+            field=name,
+        )
+    if name == "timestamp" and out < MIN_TIMESTAMP_MS:
+        # int(time.time()): whole seconds, accepted as milliseconds of January 1970
+        raise ValidationError(
+            f"timestamp of {key!r}: {out} reads as seconds, not milliseconds (as milliseconds "
+            "it is a time in 1970-1973)",
+            hint="pass milliseconds since the epoch: multiply seconds by 1000, e.g. "
+            "int(time.time() * 1000)",
             field=name,
         )
     return out

@@ -17,6 +17,8 @@ pytest.importorskip("mlflow")
 from aistack.errors import BackendError, ValidationError  # noqa: E402
 from aistack.mlops.logger import BufferedMetricsLogger  # noqa: E402
 
+T0 = 1_700_000_000_000  # a timestamp in ms (2023-11-14)
+
 
 class RecordingClient:
     """Stores every accepted batch; fails a fraction of calls (before storing) when asked."""
@@ -76,11 +78,11 @@ def test_flush_every_triggers_send_without_waiting_for_interval():
     client = RecordingClient()
     ml = BufferedMetricsLogger(run_id="run1", client=client, flush_every=10, flush_interval_s=3600)
     for i in range(10):
-        ml.log("x", i, step=i, timestamp=1000 + i)
+        ml.log("x", i, step=i, timestamp=T0 + i)
     deadline = time.monotonic() + 10
     while not client.batches and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert [(m.value, m.timestamp) for m in client.batches[0]] == [(i, 1000 + i) for i in range(10)]
+    assert [(m.value, m.timestamp) for m in client.batches[0]] == [(i, T0 + i) for i in range(10)]
     ml.close()
 
 
@@ -519,10 +521,10 @@ def _close_while_a_chunk_is_in_flight(client, tmp_path, release: bool = True):
         spool_dir=tmp_path,
     )
     for i in range(10):
-        ml.log("loss", float("nan") if i == 3 else i / 10, step=i, timestamp=1000 + i)
+        ml.log("loss", float("nan") if i == 3 else i / 10, step=i, timestamp=T0 + i)
     assert client.started.wait(timeout=10)  # the thread is sending those 10 now
     for i in range(10, 15):
-        ml.log("loss", i / 10, step=i, timestamp=1000 + i)
+        ml.log("loss", i / 10, step=i, timestamp=T0 + i)
     with pytest.raises(BackendError, match="15 metric points could not be sent"):
         ml.close()
     (spool,) = tmp_path.glob("run1-*.jsonl")
@@ -535,7 +537,7 @@ def _close_while_a_chunk_is_in_flight(client, tmp_path, release: bool = True):
     return spool, ml
 
 
-EXPECTED = [_same_point("loss", float("nan") if i == 3 else i / 10, 1000 + i, i) for i in range(15)]
+EXPECTED = [_same_point("loss", float("nan") if i == 3 else i / 10, T0 + i, i) for i in range(15)]
 
 
 def test_a_chunk_sent_after_close_spooled_it_is_not_logged_twice_by_replay(tmp_path, monkeypatch):

@@ -135,3 +135,23 @@ def test_an_infinite_close_timeout_waits_for_the_server():
     ml.log_many({"loss": 1.0, "acc": 0.5}, step=1)
     ml.close()
     assert sorted(k for k, *_ in client.points) == ["acc", "loss"]
+
+
+@pytest.mark.parametrize("seconds", [1_764_000_000, 1_764_000_000.0, 0, 99_999_999_999])
+def test_whole_second_timestamps_are_refused_not_filed_under_1970(seconds):
+    """int(time.time()) passed where milliseconds are expected was a point in January 1970."""
+    client = Client()
+    ml = BufferedMetricsLogger(run_id="run1", client=client, flush_interval_s=0.01)
+    with pytest.raises(ValidationError, match="timestamp of 'loss': .* reads as seconds") as ei:
+        ml.log("loss", 1.0, timestamp=seconds)
+    assert ei.value.details["field"] == "timestamp"
+    assert "multiply seconds by 1000" in (ei.value.hint or "")
+    with pytest.raises(ValidationError, match="timestamp of 'a': .* reads as seconds"):
+        ml.log_many({"a": 1.0, "b": 2.0}, timestamp=seconds)
+    ml.log("loss", 0.5, timestamp=100_000_000_000)  # 1973-03-03: the first one taken
+    ml.log("loss", 0.25, timestamp=int(seconds) * 1000 or 1_764_000_000_000)
+    ml.close()
+    assert [(k, v, ts) for k, v, ts, _ in client.points] == [
+        ("loss", 0.5, 100_000_000_000),
+        ("loss", 0.25, int(seconds) * 1000 or 1_764_000_000_000),
+    ]

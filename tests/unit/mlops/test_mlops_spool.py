@@ -185,10 +185,10 @@ def test_close_says_how_to_replay_a_spool_with_a_send_still_running(tmp_path):
     )
     try:
         for i in range(4):
-            ml.log("loss", i / 10, step=i, timestamp=1000 + i)
+            ml.log("loss", i / 10, step=i, timestamp=1_700_000_000_000 + i)
         assert started.wait(timeout=10)  # the thread is sending those 4 now
         for i in range(4, 6):
-            ml.log("loss", i / 10, step=i, timestamp=1000 + i)
+            ml.log("loss", i / 10, step=i, timestamp=1_700_000_000_000 + i)
         with pytest.raises(BackendError, match="6 metric points could not be sent") as ei:
             ml.close()
     finally:

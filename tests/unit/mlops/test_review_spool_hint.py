@@ -33,8 +33,8 @@ def test_the_hint_says_replay_refuses_while_the_send_runs(tmp_path: Path) -> Non
         spool_dir=tmp_path,
     )
     try:
-        ml.log("loss", 0.5, step=0, timestamp=1000)
-        ml.log("loss", 0.25, step=1, timestamp=1001)
+        ml.log("loss", 0.5, step=0, timestamp=1_700_000_000_000)
+        ml.log("loss", 0.25, step=1, timestamp=1_700_000_000_001)
         assert started.wait(timeout=10)
         with pytest.raises(BackendError) as ei:
             ml.close()
