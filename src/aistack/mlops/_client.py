@@ -8,6 +8,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from aistack.errors import (
@@ -194,7 +195,53 @@ def mlflow_client(tracking_uri: str | None = None) -> Any:
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_sqlite_folder(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# a SQLite database URI (with or without a driver: sqlite+pysqlite:///...) and its file path,
+# as SQLAlchemy reads it: sqlite:///relative/path.db, sqlite:////absolute/path.db
+_SQLITE_URI = re.compile(r"sqlite(?:\+\w+)?:///(?P<path>[^?]*)", re.IGNORECASE)
+
+
+def check_sqlite_folder(uri: str, *, field: str = "tracking_uri") -> None:
+    """A ValidationError naming ``field`` when ``uri`` is a SQLite store whose folder does not
+    exist: MLflow's client creates the folder (and an empty store in it) without a word, so a
+    typo in the path started a new, empty tracking store. The folder of the store aistack
+    manages itself (``<AISTACK_HOME>/mlflow.db``: the home is created at start) is let through;
+    in-memory databases too."""
+    m = _SQLITE_URI.match(uri)
+    if m is None:
+        return
+    db = m["path"]
+    if not db or db == ":memory:" or db.lower().startswith("file:"):
+        return  # in memory, or a SQLite URI filename (uri=true): SQLite itself reads it
+    folder = Path(db).parent
+    if folder.is_dir():
+        return
+    try:
+        from aistack.settings import get_settings
+
+        home: Path | None = Path(get_settings().home).expanduser().resolve()
+    except Exception:  # noqa: BLE001 - unusable settings: no managed folder to let through
+        home = None
+    if home is not None and folder.expanduser().resolve() == home:
+        return
+    shown = redact_uri(uri)
+    if folder.exists():
+        raise ValidationError(
+            f"{field}: {str(folder)!r}, the folder of the SQLite store {shown!r}, is not a folder",
+            hint="fix the path in the URI: sqlite:///PATH/mlflow.db (four slashes before an "
+            "absolute path)",
+            field=field,
+        )
+    raise ValidationError(
+        f"{field}: the folder {str(folder)!r} of the SQLite store {shown!r} does not exist "
+        "(MLflow would create it, with a new empty store in it)",
+        hint=f"to start a new store there, create the folder first (mkdir -p {folder}); to use "
+        "an existing store, fix the path (sqlite:////ABSOLUTE/PATH/mlflow.db)",
+        field=field,
+    )
 
 
 def open_client(tracking_uri: str | None = None) -> Any:

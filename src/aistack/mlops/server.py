@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aistack.errors import BackendError, ConflictError, require
-from aistack.mlops._client import redact_uri
+from aistack.mlops._client import check_sqlite_folder, redact_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     import fastapi
@@ -212,6 +212,8 @@ def create_mlflow_asgi(settings: Settings) -> Any:
             "mlflow.server was imported before mount_mlflow() configured it",
             hint="call aistack.mlops.server.mount_mlflow() before anything imports mlflow.server",
         )
+    if os.environ.get("AISTACK_MLFLOW_BACKEND_URI"):  # the default, <home>/mlflow.db, is ours
+        check_sqlite_folder(key, field="AISTACK_MLFLOW_BACKEND_URI")
     Path(settings.home).mkdir(parents=True, exist_ok=True)
     os.environ.update(env)
     from aistack.mlops.quiet import quiet_mlflow
