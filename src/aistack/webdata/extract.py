@@ -4,6 +4,10 @@
   calls in an LRU cache, which makes output depend on document order and worker count).
 * ``fast``: resiliparse's ``extract_plain_text(main_content=True)`` (a C++ DOM walk).
 
+Either way, a page nesting elements more than 256 deep (``MAX_NESTING_DEPTH``) is refused with
+:class:`TooDeeplyNested` rather than extracted to '' (the pipeline counts it as
+``extract/too_deeply_nested``, not as a page without text).
+
 Language ID uses py3langid's bundled model (shipped inside the PyPI package, nothing is
 downloaded) with normalised probabilities, so ``lang_score`` is in [0, 1].
 """
@@ -92,6 +96,44 @@ def decode_html(body: bytes, http_content_type: str | None = None) -> str:
     return encoding.bytes_to_str(body, encoding.detect_encoding(body))
 
 
+# the deepest element nesting extracted (<html> is depth 1): what libxml2, the parser under
+# trafilatura, keeps (it silently drops deeper elements, their text with them), and far more
+# than real pages use (a few dozen levels). Deeper pages are refused in both modes: the same
+# rule for both, and resiliparse's walk takes time quadratic in the depth (minutes for a page
+# nested 200,000 deep)
+MAX_NESTING_DEPTH = 256
+
+
+class TooDeeplyNested(ValidationError):
+    """The page nests elements deeper than :data:`MAX_NESTING_DEPTH`: not extracted (the
+    pipeline counts it as ``extract/too_deeply_nested``)."""
+
+    reason = "too_deeply_nested"
+
+
+@lru_cache(maxsize=1)
+def _too_deep_selector() -> str:
+    # an element with MAX_NESTING_DEPTH element ancestors; lexbor matches it in C, right to
+    # left, so a check costs about the page's size times its depth, at most
+    return " > ".join(["*"] * (MAX_NESTING_DEPTH + 1))
+
+
+def _parse_checked(html: str) -> object:
+    """resiliparse's (lexbor's) DOM of ``html``, or TooDeeplyNested. Parsing is linear in the
+    input (a 200,000-deep page: tens of ms), and so is the check."""
+    parse = require("resiliparse.parse.html", extra="webdata")
+    tree = parse.HTMLTree.parse(html)
+    doc = tree.document
+    if doc is not None and doc.query_selector(_too_deep_selector()) is not None:
+        raise TooDeeplyNested(
+            f"the page nests HTML elements more than {MAX_NESTING_DEPTH} deep: not extracted",
+            hint=f"no text is extracted from elements nested deeper than {MAX_NESTING_DEPTH} "
+            "levels (real pages use a few dozen); such a page is usually generated or hostile",
+            field="html",
+        )
+    return tree
+
+
 def _trafilatura_extract(html: str, url: str | None) -> str:
     trafilatura = require("trafilatura", extra="webdata")
     text = trafilatura.extract(
@@ -107,10 +149,11 @@ def _trafilatura_extract(html: str, url: str | None) -> str:
     return text or ""
 
 
-def _resiliparse_extract(html: str) -> str:
+def _resiliparse_extract(html: str, tree: object | None = None) -> str:
     html2text = require("resiliparse.extract.html2text", extra="webdata")
-    parse = require("resiliparse.parse.html", extra="webdata")
-    tree = parse.HTMLTree.parse(html)
+    if tree is None:
+        parse = require("resiliparse.parse.html", extra="webdata")
+        tree = parse.HTMLTree.parse(html)
     return html2text.extract_plain_text(
         tree,
         main_content=True,
@@ -124,16 +167,19 @@ def _resiliparse_extract(html: str) -> str:
 
 
 def extract_text(html: str, *, mode: Mode = "quality", url: str | None = None) -> str:
-    """The main text of one HTML page ('' when none is found)."""
-    if mode == "quality":
-        text = _trafilatura_extract(html, url)
-    elif mode == "fast":
-        text = _resiliparse_extract(html)
-    else:
+    """The main text of one HTML page ('' when none is found). A page nesting elements
+    deeper than :data:`MAX_NESTING_DEPTH` raises :class:`TooDeeplyNested` (its text would be
+    '' in quality mode, and take minutes in fast mode)."""
+    if mode not in MODES:
         raise ValidationError(
             f"extract.mode must be one of {', '.join(MODES)}, got {mode!r}",
             hint="use --mode quality (trafilatura) or --mode fast (resiliparse)",
         )
+    tree = _parse_checked(html)
+    if mode == "quality":
+        text = _trafilatura_extract(html, url)
+    else:
+        text = _resiliparse_extract(html, tree)
     # normalise line ends and trailing spaces so both modes give the same shape
     lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
     return "\n".join(lines).strip()

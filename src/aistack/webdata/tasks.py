@@ -64,7 +64,12 @@ def process_file(
     an input dataset version needs none (the version is its lineage node, and its manifest
     already holds the file's hash), nor does a run that registers nothing."""
     from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
-    from aistack.webdata.extract import decode_html, detect_language, extract_text
+    from aistack.webdata.extract import (
+        TooDeeplyNested,
+        decode_html,
+        detect_language,
+        extract_text,
+    )
     from aistack.webdata.filters import FILTERS, Document, apply
     from aistack.webdata.readers import ArchiveReader
 
@@ -128,6 +133,11 @@ def process_file(
                 mode=extract.mode,
                 url=rec.url,  # type: ignore[union-attr]
             )
+        except TooDeeplyNested as exc:  # its own reason, not "no_text": the page may have text
+            log.info("not extracted: %s: %s", rec.url, exc.message)
+            t_extract += time.process_time() - te
+            drops[f"extract/{TooDeeplyNested.reason}"] += 1
+            continue
         except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
             log.info("extraction failed for %s: %s", rec.url, exc)
             text = ""
