@@ -298,6 +298,8 @@ def end_job_run(
     run_id: str,
     status: RunStatus,
     token: str | None = None,
+    *,
+    replace: bool = False,
 ) -> None:
     """Close the job's run with its final state (FINISHED, FAILED or KILLED).
 
@@ -306,7 +308,12 @@ def end_job_run(
     time it has). A run reopened since it ended is open again and is ended as usual: a
     requeued job (preempted, lost, retried) keeps its run, and its code's
     ``mlflow.start_run()`` resumes ``MLFLOW_RUN_ID``, which sets the run RUNNING; the server
-    ends a run only when its job ends for good, never on a requeue."""
+    ends a run only when its job ends for good, never on a requeue.
+
+    ``replace=True`` is the launcher's verdict (the server's, when the job ends): it replaces
+    the status the job's own code ended the run with (``with mlflow.start_run():`` ends it
+    FINISHED, and the process may fail after that, or be cancelled), as MLflow Projects does
+    with the status of the process it ran. The end time the code gave is kept."""
     if status not in FINAL_STATES:
         raise ValidationError(
             f"status: {status!r} is not a final run state",
@@ -319,6 +326,15 @@ def end_job_run(
         if info.status in FINAL_STATES:
             if info.status == status:
                 log.debug("MLflow run %s already ended %s", run_id, status)
+                return
+            if replace:
+                log.info(
+                    "MLflow run %s: ended %s by its code, %s by its job",
+                    run_id,
+                    info.status,
+                    status,
+                )
+                client.set_terminated(run_id, status=status, end_time=info.end_time)
                 return
             raise ConflictError(
                 f"run {run_id} already ended {info.status} ({_when(info.end_time)}); it is not "

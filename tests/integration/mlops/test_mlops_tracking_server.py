@@ -128,7 +128,8 @@ def test_job_run_has_params_metrics_system_metrics_tags_inputs(env, tmp_path, mo
     with mlflow.start_run() as active:
         assert active.info.run_id == rid
         mlflow.log_metric("loss", 1.5, step=1)
-    tracking.end_job_run(srv.tracking_uri, rid, "FAILED", token=srv.token)
+    # the job failed after its code ended the run: the server's verdict replaces FINISHED
+    tracking.end_job_run(srv.tracking_uri, rid, "FAILED", token=srv.token, replace=True)
 
     run = mlflow.MlflowClient().get_run(rid)
     assert run.info.status == "FAILED"

@@ -78,3 +78,15 @@ def test_a_running_run_is_ended(store):
     assert _info(store, rid).status == "RUNNING"
     tracking.end_job_run(store, rid, "KILLED")
     assert _info(store, rid).status == "KILLED"
+
+
+def test_the_launchers_verdict_replaces_what_the_code_ended_the_run_with(store):
+    """The job's code ended its run FINISHED (``with mlflow.start_run():``), then the process
+    failed: the server ends the run with the job's state (replace=True), as MLflow Projects
+    does; the end time the code gave is kept."""
+    rid = _run(store)
+    tracking.end_job_run(store, rid, "FINISHED")
+    first = _info(store, rid)
+    tracking.end_job_run(store, rid, "FAILED", replace=True)
+    after = _info(store, rid)
+    assert (after.status, after.end_time) == ("FAILED", first.end_time)

@@ -66,7 +66,8 @@ def _close_run(
             ]
         if samples:
             tracking.log_system_metrics(uri, run_id, samples, token=ctx.token)
-        tracking.end_job_run(uri, run_id, status, token=ctx.token)
+        # the job's final state is the run's, over what its code ended the run with
+        tracking.end_job_run(uri, run_id, status, token=ctx.token, replace=True)
     except Exception:  # noqa: BLE001
         log.exception("could not close MLflow run %s of job %s", run_id, job_id)
 
