@@ -47,7 +47,13 @@ class TrainConfig(BaseModel):
     bias: bool = False
     # optimisation
     micro_batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="micro-batches per optimizer step, at most 100000 (a step is never cut "
+        "short: signals and checkpoints wait for its end)",
+    )
     max_steps: int = Field(100, ge=1)
     lr: float = Field(
         3e-4,
@@ -67,7 +73,11 @@ class TrainConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False
     prefetch: int | None = Field(
-        None, ge=0, description="batches the loader prepares ahead (default: 2 on GPU, 0 on CPU)"
+        None,
+        ge=0,
+        le=1024,
+        description="batches the loader prepares ahead, at most 1024 (default: 2 on GPU, 0 on "
+        "CPU; each one waits in host memory)",
     )
     peak_tflops: float | None = Field(None, gt=0, description="per device, overrides the table")
     # checkpoints / logging

@@ -381,8 +381,21 @@ class ShardLoader:
             s.n_tokens + (len(s.doc_offsets) - 1 if self.eos_id is not None else 0)
             for s in self.shards
         ]
+        # checked before anything seq_len or batch_size long is allocated (seq_len 10**9 spent
+        # ~19 s and 8 GB on an index array before the data error)
+        longest = max(lengths, default=0)
+        if longest >= 2 and self.seq_len + 1 > longest:  # (no data at all: the data error)
+            raise ValidationError(
+                f"seq_len: {self.seq_len:,} needs windows of {self.seq_len + 1:,} tokens, and "
+                f"the longest shard holds {longest:,} "
+                f"({_files(len(lengths))}, {sum(lengths):,} tokens in all; windows never "
+                "cross shards)",
+                hint=f"lower seq_len to at most {max(longest - 1, 0):,}, or add longer shards",
+                field="seq_len",
+                seq_len=self.seq_len,
+                longest_shard_tokens=longest,
+            )
         counts = np.array([max(0, (n - 1) // self.seq_len) for n in lengths], np.int64)
-        self._arange = np.arange(self.seq_len + 1, dtype=np.int64)
         self._cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_windows = int(self._cum[-1])
         self.batches_per_epoch = self.n_windows // self.world_size // self.batch_size
@@ -391,7 +404,9 @@ class ShardLoader:
                 f"data: {self.n_windows} windows of {self.seq_len + 1} tokens cannot fill one batch "
                 f"of {self.batch_size} per rank for {self.world_size} ranks",
                 hint="add data, or lower seq_len / micro_batch_size",
+                field="data",
             )
+        self._arange: np.ndarray | None = None  # made at first use (seq_len + 1 long)
         # plain ndarray views of the memory maps (np.memmap's Python-level hooks cost per slice)
         self._tokens = [np.asarray(s.tokens) for s in self.shards]
         # a strided view per shard: row k = tokens[k*seq_len : k*seq_len + seq_len + 1]
@@ -412,10 +427,16 @@ class ShardLoader:
             if self.eos_id is not None
             else np.result_type(*(t.dtype for t in self._tokens))
         )
-        self._item = np.dtype((np.void, (self.seq_len + 1) * self._stage_dtype.itemsize))
+        # numpy's void items stop at 2**31 - 1 bytes: windows longer than that (seq_len ~10**9)
+        # take the per-shard gather
+        item_bytes = (self.seq_len + 1) * self._stage_dtype.itemsize
+        fits_item = item_bytes <= np.iinfo(np.int32).max
+        self._item = np.dtype((np.void, item_bytes if fits_item else 1))
         self._items: list[np.ndarray] | None = None
-        if self.eos_id is None and all(
-            t.dtype == self._stage_dtype and t.flags.c_contiguous for t in self._tokens
+        if (
+            fits_item
+            and self.eos_id is None
+            and all(t.dtype == self._stage_dtype and t.flags.c_contiguous for t in self._tokens)
         ):
             self._items = [
                 np.ndarray(
@@ -593,6 +614,8 @@ class ShardLoader:
         # the virtual stream 'doc, EOS, doc, EOS, …': virtual position p holds EOS when p is
         # an EOS position, else token p - (EOS before p)
         eos = self._eos_pos[s]
+        if self._arange is None:
+            self._arange = np.arange(self.seq_len + 1, dtype=np.int64)
         pos = local[:, None] * self.seq_len + self._arange
         before = np.searchsorted(eos, pos, side="left")
         is_eos = np.zeros(pos.shape, dtype=bool)

@@ -220,3 +220,42 @@ def train_state_bytes(cfg: GPTConfig) -> int:
     """The least memory training ``GPT(cfg)`` needs: weights, gradients and AdamW state
     (activations, which grow with the batch, come on top)."""
     return TRAIN_BYTES_PER_PARAM * param_count(cfg)
+
+
+def activation_terms(
+    cfg: GPTConfig, micro_batch_size: int, *, bf16: bool
+) -> list[tuple[tuple[str, ...], str, int]]:
+    """A LOWER bound of the activation memory one training micro-batch of ``GPT(cfg)`` needs,
+    by part, from the config alone: ``(fields that size it, what it is, bytes)``. Only tensors
+    that certainly exist at once are counted (the trainer has no activation checkpointing;
+    ``torch.compile`` may recompute cheap ops, never these):
+
+    * the logits, ``micro_batch_size × seq_len × vocab_size``, and their gradient, in the
+      compute dtype (2 bytes under bf16 autocast, else 4; the float32 copy and log-softmax
+      that the loss makes come on top);
+    * per block, the inputs of its four linear layers (``qkv``, ``proj``, ``fc``: n_embd
+      wide; ``out``: 4 × n_embd), which backward needs for the weight gradients.
+
+    The attention's q/k/v, the layer norms' inputs, GELU's input, dropout masks, the
+    gradients of everything but the logits and the allocator's slack are all left out, so
+    the true peak is higher (about 2-3× this for the blocks)."""
+    size = 2 if bf16 else 4
+    tokens = micro_batch_size * cfg.seq_len
+    batch = _batch_fields(micro_batch_size, cfg.seq_len)
+    kind = "bf16" if bf16 else "float32"
+    return [
+        (batch + ("vocab_size",),
+         f"the logits and their gradient ({tokens:,} tokens × vocab_size {cfg.vocab_size:,} "
+         f"× 2, {kind})", 2 * size * tokens * cfg.vocab_size),
+        (batch + ("n_layer", "n_embd"),
+         f"the inputs of the linear layers that {cfg.n_layer:,} blocks keep for backward "
+         f"({tokens:,} tokens × 7 × n_embd {cfg.n_embd:,} a block, {kind})",
+         size * tokens * 7 * cfg.n_embd * cfg.n_layer),
+    ]  # fmt: skip
+
+
+def _batch_fields(micro_batch_size: int, seq_len: int) -> tuple[str, ...]:
+    """micro_batch_size and seq_len, the one further above its default (8, 256) first."""
+    if micro_batch_size / 8 >= seq_len / 256:
+        return ("micro_batch_size", "seq_len")
+    return ("seq_len", "micro_batch_size")

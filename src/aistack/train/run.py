@@ -566,36 +566,90 @@ def _memory_for_training(torch: Any, use_cuda: bool, device: Any) -> tuple[int, 
     return int(vm.available), int(vm.total), "this machine"
 
 
-def _check_model_fits(gcfg: Any, torch: Any, use_cuda: bool, device: Any) -> None:
-    """Refuse, before anything is allocated, a model whose weights, gradients and AdamW state
-    alone (16 bytes a parameter) need more memory than the device has free: building it would
-    be killed by the OOM killer (or a CUDA out-of-memory error) after minutes of
-    initialisation, or swap the machine to a halt. Activations come on top, so a model that
-    passes may still not fit; one that fails cannot."""
-    from aistack.train.model import TRAIN_BYTES_PER_PARAM, param_terms
+def _check_model_fits(
+    gcfg: Any,
+    torch: Any,
+    use_cuda: bool,
+    device: Any,
+    *,
+    micro_batch_size: int | None = None,
+    bf16: bool = False,
+) -> None:
+    """Refuse, before anything is allocated, a run that cannot fit in the device's free
+    memory: building and training it would be killed by the OOM killer (or a CUDA
+    out-of-memory error) after minutes of initialisation, or swap the machine to a halt.
+
+    First the model alone: its weights, gradients and AdamW state (16 bytes a parameter).
+    Then, given ``micro_batch_size``, those plus a lower bound of one micro-batch's
+    activations (:func:`aistack.train.model.activation_terms`: the logits and their
+    gradient, the inputs each block keeps for backward), so a huge ``micro_batch_size`` or
+    ``seq_len`` is refused too, naming them. Both counts are lower bounds: a run that passes
+    may still not fit; one that fails cannot."""
+    from aistack.train.model import TRAIN_BYTES_PER_PARAM, activation_terms, param_terms
 
     terms = param_terms(gcfg)
     n_params = sum(n for _, _, n in terms)
     need = TRAIN_BYTES_PER_PARAM * n_params
     free, total, where = _memory_for_training(torch, use_cuda, device)
-    if need <= free:
-        return
     terms.sort(key=lambda t: -t[2])
     big = [t for t in terms if t[2] * 2 >= terms[0][2]]
     fields = list(dict.fromkeys(f for t in big for f in t[0]))
-    parts = ", ".join(f"{what}: {_human_count(n)}" for _, what, n in big)
-    fits = max(free // TRAIN_BYTES_PER_PARAM, 0)
+    if need > free:
+        parts = ", ".join(f"{what}: {_human_count(n)}" for _, what, n in big)
+        fits = max(free // TRAIN_BYTES_PER_PARAM, 0)
+        raise ValidationError(
+            f"{', '.join(fields)}: this model has {_human_count(n_params)} parameters ({parts}); "
+            f"training it needs at least {_gib(need)} for weights, gradients and AdamW state "
+            f"({TRAIN_BYTES_PER_PARAM} bytes a parameter, activations not counted), and "
+            f"{where} has {_gib(free)} free ({_gib(total)} in all)",
+            hint=f"lower {' / '.join(fields)} to a model of at most about {_human_count(fits)} "
+            "parameters, or train on a machine (GPU) with more memory",
+            field=fields[0],
+            fields=fields,
+            n_params=n_params,
+            need_bytes=need,
+            free_bytes=free,
+        )
+    if not micro_batch_size:
+        return
+    acts = activation_terms(gcfg, micro_batch_size, bf16=bf16)
+    act = sum(n for _, _, n in acts)
+    if need + act <= free:
+        return
+    # what the memory goes to, largest first: the activation parts and the model's state
+    parts_all = [*acts, (tuple(fields), "weights, gradients and AdamW state", need)]
+    parts_all.sort(key=lambda t: -t[2])
+    top = [t for t in parts_all if t[2] * 2 >= parts_all[0][2]]
+    named = list(dict.fromkeys(f for t in top for f in t[0]))
+    per_sample = act / micro_batch_size
+    fit_batch = int((free - need) // per_sample) if free > need else 0
+    if fit_batch >= 1:
+        hint = (
+            f"lower micro_batch_size to at most {fit_batch:,} (and raise grad_accum to keep "
+            f"the tokens per step), or lower {' / '.join(f for f in named if f != 'micro_batch_size')}"
+            if len(named) > 1
+            else f"lower micro_batch_size to at most {fit_batch:,} (and raise grad_accum to "
+            "keep the tokens per step)"
+        )
+    else:
+        others = [f for f in named if f != "micro_batch_size"] or ["seq_len"]
+        hint = (
+            f"even micro_batch_size 1 does not fit: lower {' / '.join(others)}, or train on "
+            "a machine (GPU) with more memory"
+        )
+    parts = "; ".join(f"{what}: {_gib(n)}" for _, what, n in acts)
     raise ValidationError(
-        f"{', '.join(fields)}: this model has {_human_count(n_params)} parameters ({parts}); "
-        f"training it needs at least {_gib(need)} for weights, gradients and AdamW state "
-        f"({TRAIN_BYTES_PER_PARAM} bytes a parameter, activations not counted), and "
-        f"{where} has {_gib(free)} free ({_gib(total)} in all)",
-        hint=f"lower {' / '.join(fields)} to a model of at most about {_human_count(fits)} "
-        "parameters, or train on a machine (GPU) with more memory",
-        field=fields[0],
-        fields=fields,
+        f"{', '.join(named)}: one micro-batch (micro_batch_size {micro_batch_size:,} × "
+        f"seq_len {gcfg.seq_len:,}) needs at least {_gib(act)} of activations ({parts}) on "
+        f"top of {_gib(need)} for the weights, gradients and AdamW state of "
+        f"{_human_count(n_params)} parameters: {_gib(need + act)} in all, and {where} has "
+        f"{_gib(free)} free ({_gib(total)} in all)",
+        hint=hint,
+        field=named[0],
+        fields=named,
         n_params=n_params,
-        need_bytes=need,
+        need_bytes=need + act,
+        activation_bytes=act,
         free_bytes=free,
     )
 
@@ -731,7 +785,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     from aistack.train.checkpoint import CheckpointStore, run_checkpoint_url
     from aistack.train.flops import peak_flops
-    from aistack.train.loader import ShardLoader
+    from aistack.train.loader import ShardLoader, _is_remote
     from aistack.train.model import GPT, GPTConfig, flops_per_token
 
     world = _env_int("WORLD_SIZE", 1, minimum=1)
@@ -772,6 +826,29 @@ def train(cfg: TrainConfig) -> TrainResult:
         else contextlib.nullcontext()
     )
 
+    # before the loader when it would be slow (remote shards are downloaded first) or the
+    # vocabulary is known: the model and a micro-batch, at the vocabulary the config gives or
+    # else the smallest it allows (the shard headers give the real one: checked again below,
+    # where local shards are only opened), so a huge seq_len, micro_batch_size or width is
+    # refused at once
+    if cfg.vocab_size or any(_is_remote(d) for d in cfg.data):
+        _check_model_fits(
+            GPTConfig(
+                vocab_size=cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1),
+                seq_len=cfg.seq_len,
+                n_layer=cfg.n_layer,
+                n_head=cfg.n_head,
+                n_embd=cfg.n_embd,
+                dropout=cfg.dropout,
+                bias=cfg.bias,
+            ),
+            torch,
+            use_cuda,
+            device,
+            micro_batch_size=cfg.micro_batch_size,
+            bf16=bf16,
+        )
+
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     _SIGNALS.clear()
 
@@ -798,7 +875,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         dropout=cfg.dropout,
         bias=cfg.bias,
     )
-    _check_model_fits(gcfg, torch, use_cuda, device)
+    _check_model_fits(
+        gcfg, torch, use_cuda, device, micro_batch_size=cfg.micro_batch_size, bf16=bf16
+    )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)
     np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1
