@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aistack.serving.spec import ServiceSpec
+from aistack.serving.spec import ServiceSpec, nothing_to_scale
 
 if TYPE_CHECKING:
     from aistack.serving.controller import ServiceController
@@ -98,9 +98,14 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             return HTTPProblem(401, f"missing or wrong {TOKEN_HEADER} header").response()
         try:
             data = await read_json_object(request, 65536)
-            cfg = ctl.spec.autoscale.model_copy(
-                update={k: v for k, v in data.items() if k in ("min_replicas", "max_replicas")}
-            )
+            names = ("min_replicas", "max_replicas")
+            limits = {k: v for k, v in data.items() if k in names and v is not None}
+            if not limits:
+                # {} (or nulls) answered the limits unchanged, a silent no-op: as the manager
+                # says it (a 422, what to send)
+                empty = nothing_to_scale(sorted(k for k in data if k not in names))
+                return JSONResponse({"error": empty.to_dict()}, status_code=empty.status)
+            cfg = ctl.spec.autoscale.model_copy(update=limits)
             cfg = type(cfg).model_validate(cfg.model_dump())
         except HTTPProblem as exc:
             return exc.response()
@@ -110,7 +115,7 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             msg = str(err["msg"]).removeprefix("Value error, ")
             # min above max (no loc): the limit that was given is at fault, max when it alone
             # was (it named no field)
-            given = "min_replicas" if "min_replicas" in data else "max_replicas"
+            given = "min_replicas" if "min_replicas" in limits else "max_replicas"
             return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or given).response()
         try:
             ctl.set_limits(cfg)

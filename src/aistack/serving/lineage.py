@@ -94,6 +94,17 @@ def rollout_edges(service: str, model_uri: str, run_id: str | None = None) -> li
     return edges
 
 
+def _lineage_calls(model_uri: str) -> str:
+    """Where a version's lineage is read, the CLI and the REST call both (the warning reaches
+    the log of a REST deploy too): ``aistack models lineage gpt --version 3`` or ``GET
+    /api/v1/models/gpt/versions/3/lineage``; NAME and N for a run's model (no version)."""
+    name, version = pinned_version(model_uri) or ("NAME", "N")
+    return (
+        f"`aistack models lineage {name} --version {version}` "
+        f"or GET /api/v1/models/{name}/versions/{version}/lineage"
+    )
+
+
 def record_rollout(
     service: str,
     model_uri: str,
@@ -128,18 +139,20 @@ def record_rollout(
     if t.is_alive():
         log.warning(
             "could not record lineage %s: the dataset catalog did not answer within %g s "
-            "(the service is deployed; `aistack models lineage` will not list it)",
+            "(the service is deployed; %s will not list it)",
             what,
             timeout_s,
+            _lineage_calls(model_uri),
         )
         return None
     if "error" in result:
         err = result["error"]
         log.warning(
             "could not record lineage %s: the dataset catalog failed: %s (the service is "
-            "deployed; `aistack models lineage` will not list it)",
+            "deployed; %s will not list it)",
             what,
             getattr(err, "message", None) or err,
+            _lineage_calls(model_uri),
         )
         return None
     return int(result["added"])

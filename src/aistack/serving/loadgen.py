@@ -20,9 +20,18 @@ from typing import Any
 
 from aistack.serving.metrics import quantile
 
+# A step's workers (one task each, and an idle connection each): as many as a replica can be
+# sent at once (spec.MAX_TARGET_INFLIGHT); a step lasts a day at most (spec.MAX_TIME_S).
+MAX_CONCURRENCY = 1_000_000
+MAX_STEP_S = 86_400.0
+
 
 def parse_steps(text: str) -> list[tuple[int, float]]:
-    steps = []
+    """``4:10,16:20`` → ``[(4, 10.0), (16, 20.0)]``. A concurrency from 0 to 1000000 and a
+    finite number of seconds > 0 and <= 86400: ``4:nan`` ran no request (NaN fails every
+    comparison, so it was taken), ``4:inf`` never ended and ``1000000000:1`` started a
+    billion workers."""
+    steps: list[tuple[int, float]] = []
     for part in text.split(","):
         c, _, d = part.partition(":")
         try:
@@ -31,8 +40,19 @@ def parse_steps(text: str) -> list[tuple[int, float]]:
             raise SystemExit(
                 f"--steps: cannot read {part!r}; use concurrency:seconds, e.g. 4:10"
             ) from None
-    if not steps or any(c < 0 or d <= 0 for c, d in steps):
+    if not steps:
         raise SystemExit("--steps: give at least one concurrency:seconds with seconds > 0")
+    for workers, seconds in steps:
+        if not 0 <= workers <= MAX_CONCURRENCY:
+            raise SystemExit(
+                f"--steps: concurrency {workers} is out of range; use 0 to "
+                f"{MAX_CONCURRENCY:,} workers"
+            )
+        if not 0 < seconds <= MAX_STEP_S:  # also NaN and infinity
+            raise SystemExit(
+                f"--steps: a step of {seconds:g} seconds is out of range; use a number of "
+                f"seconds > 0 and <= {MAX_STEP_S:g}"
+            )
     return steps
 
 

@@ -33,6 +33,7 @@ from aistack.serving.spec import (
     BatchingConfig,
     ReplicaResources,
     ServiceSpec,
+    nothing_to_scale,
     read_stored_spec,
     service_name_for,
 )
@@ -826,11 +827,7 @@ def scale(
     """Set the autoscaler's limits. Neither given is a ValidationError saying what to give
     (a scale request with an empty body ``{}`` answered the limits unchanged, a silent no-op)."""
     if min_replicas is None and max_replicas is None:
-        raise ValidationError(
-            "scale: nothing to change: give min_replicas, max_replicas or both",
-            hint="e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum "
-            "at least 1); the service's present limits are in its status",
-        )
+        raise nothing_to_scale()
     status(name)  # NotFoundError for a service that does not exist, not "no controller"
     body = {
         k: v

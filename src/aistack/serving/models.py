@@ -526,7 +526,11 @@ def _registered(client: Any, name: str) -> Any:
             raise  # nothing answers: listing the models would only wait for that again
         page = client.search_registered_models(max_results=50)
         names = sorted(m.name for m in page)
-        more = ", … (`aistack models ls` lists all)" if getattr(page, "token", None) else ""
+        more = (
+            ", … (`aistack models ls` or GET /api/v1/models lists all)"
+            if getattr(page, "token", None)
+            else ""
+        )
         raise NotFoundError(
             f"model: no registered model named {name!r}",
             hint=f"registered models: {', '.join(names) or 'none'}{more}",

@@ -247,6 +247,14 @@ class Router:
             headers={"retry-after": str(retry)},
         )
 
+    def _check_status(self) -> str:
+        """What a client told "no ready replica" can look at: the service's status, by the CLI
+        or the REST call (the answer reaches HTTP clients, which may not have the CLI)."""
+        return (
+            f"check its status (`aistack serve status {self.service}` or "
+            f"GET /api/v1/services/{self.service})"
+        )
+
     def pick(self, exclude: set[str]) -> Endpoint | None:
         """Least outstanding requests among replicas in rotation; ties broken at random."""
         live = [e for e in self.endpoints.values() if e.in_rotation and e.id not in exclude]
@@ -331,7 +339,7 @@ class Router:
                 raise HTTPProblem(
                     503,
                     f"service {self.service!r} has no ready replica (waited "
-                    f"{self.wait_for_replica_s:g} s); check `aistack serve status`",
+                    f"{self.wait_for_replica_s:g} s); {self._check_status()}",
                 ) from None
             tried.add(ep.id)
             if attempt > 0:
@@ -433,8 +441,8 @@ class Router:
                 else:
                     raise HTTPProblem(
                         503,
-                        f"service {self.service!r} has no ready replica (waited {self.wait_for_replica_s:g} s); "
-                        "check `aistack serve status`",
+                        f"service {self.service!r} has no ready replica (waited "
+                        f"{self.wait_for_replica_s:g} s); {self._check_status()}",
                     ) from None
             tried.add(ep.id)
             if attempt > 0:

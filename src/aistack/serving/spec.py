@@ -33,7 +33,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from aistack.errors import ValidationError
-from aistack.spec import EnvValue
+from aistack.spec import INT32_MAX, INT32_MIN, EnvValue
 
 _SERVICE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -61,6 +61,12 @@ MAX_METRIC_WINDOW_S = 3_600.0
 MAX_TARGET_INFLIGHT = 1_000_000.0
 # A queue delay target of an hour would never scale up.
 MAX_TARGET_QUEUE_DELAY_MS = 3_600_000.0
+# A request body the router and each replica read whole into memory: 1 GiB is far past any
+# prompt (the default is 1 MiB; the aistack server's own default limit is 16 MiB).
+MAX_BODY_BYTES = 2**30
+# A replica is a job: its GPUs and CPUs are bounded as a job's are (aistack.spec.Resources, and
+# POST /services), its priority as a job's (a 32-bit integer, as the REST API takes it).
+MAX_REPLICA_GPUS = MAX_REPLICA_CPUS = 1_000_000
 
 
 class _Strict(BaseModel):
@@ -68,50 +74,92 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _finite_floats(cls, v: Any, info: ValidationInfo) -> Any:
-        """Every float field refuses NaN and infinity, saying what it takes. Pydantic checked
+    def _numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """Every number field (float or int) refuses NaN, infinity and a bool, and a value
+        above its bound names the field, the value, the range and what to set. Pydantic checked
         the bounds alone: ``max_wait_ms: nan`` said "Input should be less than or equal to
-        10000" (NaN fails every comparison), and a field bounded only below (a timeout, a
-        delay, a target) took infinity."""
+        10000" (NaN fails every comparison), a field bounded only below (a timeout, a delay, a
+        target) took infinity, ``max_retries: true`` was read as 1 and ``port: 70000`` said
+        "Input should be less than or equal to 65535" (neither the value nor the unit)."""
         name = info.field_name
         ann = cls.model_fields[name].annotation if name is not None else None
-        if name is None or float not in (ann, *get_args(ann)):
+        types = (ann, *get_args(ann))
+        whole = float not in types
+        if name is None or (whole and int not in types):
             return v
+        f = cls.model_fields[name]
+        stored = bool(info.context and info.context.get("stored"))
+        if isinstance(v, bool):
+            if stored:
+                return v  # read as pydantic always read it (true is 1): nothing stored is lost
+            given = str(v).lower()
+            raise PydanticCustomError(
+                "bool_not_number",
+                f"must be {_kind(whole)}{_takes(f, name)}, got {given}",
+                {"hint": f"set `{name}` to {_kind(whole)}{_of(name)}, not {given}{_default(f)}"},
+            )
         x = v
         if isinstance(v, str):
             try:
-                x = float(v.strip())
+                x = int(v.strip()) if whole else float(v.strip())
             except ValueError:
-                return v  # not a number at all: pydantic says so
-        f = cls.model_fields[name]
+                return v  # not a number at all (or not a whole one): pydantic says so
         if isinstance(x, float) and not math.isfinite(x):
             raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
+        if not isinstance(x, int | float):
+            return v
         hi: Any = next((m.le for m in f.metadata if isinstance(m, annotated_types.Le)), None)
-        if isinstance(x, int | float) and not isinstance(x, bool) and hi is not None and x > hi:
-            if info.context and info.context.get("stored"):
-                # a spec stored before the bound existed (1e308 was taken): it is still read,
-                # at the bound, so the service keeps running and can be changed or deleted
-                log.warning(
-                    "%s: the stored %s is above its bound (%s); %s is used",
-                    cls.__name__,
-                    name,
-                    _num(x),
-                    _num(hi),
-                )
-                return hi
+        lo: Any = next((m.ge for m in f.metadata if isinstance(m, annotated_types.Ge)), None)
+        above = hi is not None and x > hi
+        if stored and (above or (lo is not None and x < lo)):
+            # a spec stored before the bound existed (1e308 was taken, a priority of 2**40):
+            # it is still read, at the bound, so the service keeps running and can be changed
+            # or deleted
+            at = hi if above else lo
+            log.warning(
+                "%s: the stored %s is %s its bound (%s); %s is used",
+                cls.__name__,
+                name,
+                "above" if above else "below",
+                _num(x),
+                _num(at),
+            )
+            return at
+        if above:
             # the value, the range and what to set: pydantic's own "Input should be less than
             # or equal to 86400" said neither the value nor the unit
-            default = f"; its default is {_num(f.default)}" if isinstance(f.default, float) else ""
             raise PydanticCustomError(
                 "too_large",
-                f"must be a number{_takes(f, name)}, got {_num(x)}",
-                {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{default}"},
+                f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
+                {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{_default(f)}"},
             )
         return v
 
 
+def _kind(whole: bool) -> str:
+    return "a whole number" if whole else "a number"
+
+
+def _default(f: FieldInfo) -> str:
+    """'; its default is 30' (a number default only)."""
+    d = f.default
+    return (
+        f"; its default is {_num(d)}"
+        if isinstance(d, int | float) and not isinstance(d, bool)
+        else ""
+    )
+
+
 def _unit(name: str) -> str:
-    return " milliseconds" if name.endswith("_ms") else " seconds" if name.endswith("_s") else ""
+    for end, unit in (("_ms", " milliseconds"), ("_s", " seconds"), ("_bytes", " bytes")):
+        if name.endswith(end):
+            return unit
+    return ""
+
+
+def _of(name: str) -> str:
+    """' of seconds' (the unit of field ``name``), or nothing."""
+    return f" of{_unit(name)}" if _unit(name) else ""
 
 
 def _num(v: Any) -> str:
@@ -137,7 +185,7 @@ def _takes(f: FieldInfo, name: str) -> str:
             lo, above = m.gt, True
         elif isinstance(m, annotated_types.Le):
             hi = m.le
-    unit = f" of{_unit(name)}" if _unit(name) else ""
+    unit = _of(name)
     if lo is not None and hi is not None and not above:
         return f"{unit} from {_num(lo)} to {_num(hi)}"
     bounds = [f"{'>' if above else '>='} {_num(lo)}"] if lo is not None else []
@@ -184,8 +232,8 @@ class AutoscaleConfig(_Strict):
 
 
 class ReplicaResources(_Strict):
-    gpus: int = Field(default=0, ge=0)
-    cpus: int = Field(default=1, ge=1)
+    gpus: int = Field(default=0, ge=0, le=MAX_REPLICA_GPUS)
+    cpus: int = Field(default=1, ge=1, le=MAX_REPLICA_CPUS)
     memory: str | None = None
 
     @field_validator("memory")
@@ -210,13 +258,13 @@ class ServiceSpec(_Strict):
     model_uri: str = Field(description="the resolved, pinned URI replicas load")
     project: str = "default"
     resources: ReplicaResources = Field(default_factory=ReplicaResources)
-    priority: int = DEFAULT_SERVING_PRIORITY
+    priority: int = Field(default=DEFAULT_SERVING_PRIORITY, ge=INT32_MIN, le=INT32_MAX)
     autoscale: AutoscaleConfig = Field(default_factory=AutoscaleConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     launcher: Literal["process", "jobs"] = "process"
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="router port; 0 = pick a free one")
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=MAX_BODY_BYTES)
     max_queued_requests: int = Field(
         default=100,
         ge=0,
@@ -248,6 +296,18 @@ class ServiceSpec(_Strict):
                 "starting with a letter or digit (set `name`)"
             )
         return v
+
+
+def nothing_to_scale(unknown: list[str] | None = None) -> ValidationError:
+    """The error of a scale that changes nothing (``{}``; it answered the limits unchanged, a
+    silent no-op), from the manager and from the controller's ``/-/scale`` alike. ``unknown``:
+    the fields given that a scale does not take (a misspelt ``min``)."""
+    what = f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""
+    return ValidationError(
+        f"scale: nothing to change: give min_replicas, max_replicas or both{what}",
+        hint="e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum "
+        "at least 1); the service's present limits are in its status",
+    )
 
 
 def service_name_for(ref: str) -> str:

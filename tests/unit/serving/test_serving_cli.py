@@ -113,7 +113,7 @@ def test_scale_that_is_valid_still_scales(controller_app: ServiceController) -> 
         (["--max-wait-ms", "-2.5"], "--max-wait-ms -2.5: Input should be greater than or equal"),
         (["--cpus", "0"], "--cpus 0: Input should be greater than or equal to 1"),
         (["--memory", "4XB"], "--memory 4XB: cannot read '4XB' as a size"),
-        (["--port", "70000"], "--port 70000: Input should be less than or equal to 65535"),
+        (["--port", "70000"], "--port 70000: must be a whole number from 0 to 65535, got 70000"),
     ],
 )
 def test_deploy_errors_name_the_flags(
