@@ -39,9 +39,11 @@ from aistack.compute.resources import gpu_type_matches
 from aistack.errors import ValidationError, short_repr
 from aistack.scheduler.placement import (
     PassState,
+    bad_number,
     bad_shape,
     check_cluster,
-    duplicate_running_error,
+    check_running,
+    duplicate_error,
     fit_counts,
 )
 from aistack.scheduler.types import (
@@ -84,9 +86,11 @@ class SortedQueue(list):  # type: ignore[type-arg]
     """A queue the caller already keeps sorted by ``policy.order_key`` (simulator).
 
     The caller also vouches for what ``QueuePolicy`` checks in every other queue, once per
-    pass: job ids unique and none of them running, finite submit times (the simulator
-    makes its own ids and refuses a trace job whose submit time is not finite). A node
-    named twice in the cluster state is refused either way."""
+    pass: job ids unique and none of them running, usable numbers (finite submit times,
+    priorities and attained service; max_runtime_s and true_duration_s None or finite and
+    >= 0: the simulator makes its own ids and refuses a trace job without them). The
+    cluster state is checked either way: a node named twice, a running job's NaN or
+    infinite times (``placement.check_running``)."""
 
     __slots__ = ("policy",)
 
@@ -175,6 +179,8 @@ class QueuePolicy(Policy):
         self._parts: dict[str, tuple[Any, tuple[tuple[str, int, int, int], ...]]] = {}
         self._iparts: dict[str, tuple[Any, list[tuple[int, int, int, int]]]] = {}
         self._layout: tuple[str, ...] = ()
+        # running jobs whose numbers ``check_running`` found good: id → that very object
+        self._checked: dict[str, RunningJob] = {}
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
@@ -228,12 +234,14 @@ class QueuePolicy(Policy):
             # nothing to place, but a cluster state that names a node or a running job twice
             # is refused here too: it is the caller's bug, whatever the queue (the server
             # tells a job's failure from the pass's by a pass with an empty queue)
-            check_cluster(cluster)
+            check_cluster(cluster, self._checked)
             return Decision()
         st = PassState(cluster)  # refuses a node named twice
-        untimed: list[JobRequest] = []
+        if cluster.running:  # a NaN time of a running job: its own check, each object once
+            check_running(cluster.running, self._checked)
+        unusable: list[JobRequest] = []
         if not (isinstance(queue, SortedQueue) and queue.policy is self):
-            queue, untimed = self._screen(queue, cluster)
+            queue, unusable = self._screen(queue, cluster)
         ordered = self.order(queue, cluster, now)
         if self._promised:
             ordered = self._promised_first(ordered, now)
@@ -438,12 +446,10 @@ class QueuePolicy(Policy):
                 unknown_end,
                 pctx.get("need"),
             )
-            for job in untimed:
+            for job in unusable:
                 pending[job.id] = Pending(
                     job_id=job.id,
-                    reason=f"the request cannot be run: submit_time is {job.submit_time!r}: "
-                    "it must be a finite number of seconds; queue it with the time it was "
-                    "submitted",
+                    reason=f"the request cannot be run: {bad_number(job)}",
                     estimated_start=None,
                 )
         return Decision(
@@ -457,11 +463,16 @@ class QueuePolicy(Policy):
     def _screen(
         queue: Sequence[JobRequest], cluster: ClusterState
     ) -> tuple[Sequence[JobRequest], list[JobRequest]]:
-        """(the queue less its jobs whose submit time is NaN or infinite, those jobs).
+        """(the queue less its jobs with a number the policy cannot order or estimate by,
+        those jobs).
 
-        Such a job has no place in the order (NaN compares false with everything, so a
-        sort put the other jobs out of order too): it waits, with a reason (like a request
-        that cannot be run), and the rest of the queue is scheduled in order. A job id
+        A submit time, priority or attained service that is NaN or infinite, an attained
+        service below 0, a max_runtime_s or true_duration_s (None is fine) that is NaN,
+        infinite or below 0 (``placement.bad_number``): such a job has no place in the
+        order (NaN compares false with everything, so a sort put the other jobs out of
+        order too; a NaN estimate put reservations and start estimates out of order). It
+        waits, with a reason (like a request that cannot be run), and the rest of the
+        queue is scheduled in order. A job id
         queued twice, or queued and running, raises ``ValidationError`` naming it: a
         ``Decision`` names jobs by id (starts, ``pending``), so it could start one id twice
         or start and preempt it, and which copy a caller meant is not the policy's to
@@ -485,7 +496,7 @@ class QueuePolicy(Policy):
         if running:
             rids = {r.id for r in running}
             if len(rids) != len(running):
-                raise duplicate_running_error(cluster)
+                raise duplicate_error(cluster, "running")
             if not ids.isdisjoint(rids):
                 jid = next(j.id for j in queue if j.id in rids)
                 raise ValidationError(
@@ -496,11 +507,30 @@ class QueuePolicy(Policy):
                     field="queue",
                     job_id=jid,
                 )
+        # one loop over the queue: the three numbers that must be finite are summed (a NaN
+        # or an infinity in any of them makes the sum NaN or infinite)
         inf = INF
-        untimed = [j for j in queue if not -inf < j.submit_time < inf]
-        if untimed:
-            queue = [j for j in queue if -inf < j.submit_time < inf]
-        return queue, untimed
+        bad: list[JobRequest]
+        try:
+            bad = [
+                j
+                for j in queue
+                if not (
+                    -inf < j.submit_time + j.priority + j.attained_service_s < inf
+                    and j.attained_service_s >= 0.0
+                    and (j.max_runtime_s is None or 0.0 <= j.max_runtime_s < inf)
+                    and (j.true_duration_s is None or 0.0 <= j.true_duration_s < inf)
+                )
+            ]
+        except (TypeError, OverflowError):  # a value that is no number, an int past float's range
+            bad = list(queue)
+        if bad:
+            # exactly (the sum of two huge finite numbers overflows to inf)
+            bad = [j for j in bad if bad_number(j) is not None]
+            if bad:
+                gone = {id(j) for j in bad}
+                queue = [j for j in queue if id(j) not in gone]
+        return queue, bad
 
     def _promised_first(self, ordered: Sequence[JobRequest], now: float) -> list[JobRequest]:
         prom = self._promised

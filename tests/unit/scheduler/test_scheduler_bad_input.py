@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aistack.errors import ValidationError
-from aistack.scheduler import get_policy
+from aistack.scheduler import SortedQueue, get_policy
 from aistack.scheduler.simulator import SimConfig, TraceJob, load_csv, load_itp, simulate
 from aistack.scheduler.types import (
     Allocation,
@@ -48,8 +48,10 @@ def _job(**kw: object) -> TraceJob:
         # taken: NaN priorities made the queue's order undefined
         ({"priority": math.nan}, "priority must be a whole number, got nan"),
         # taken: reservations and backfill read a NaN or negative estimate
-        ({"max_runtime": math.nan}, "max_runtime must be a number of seconds >= 0"),
-        ({"max_runtime": -1.0}, "max_runtime must be a number of seconds >= 0"),
+        ({"max_runtime": math.nan}, "max_runtime must be a finite number of seconds >= 0"),
+        ({"max_runtime": -1.0}, "max_runtime must be a finite number of seconds >= 0"),
+        # taken: fair share's (screened) queue left it waiting, 'simulation ended with 1 queued'
+        ({"max_runtime": math.inf}, "max_runtime must be a finite number of seconds >= 0"),
     ],
 )
 def test_simulate_refuses_a_trace_job_it_cannot_replay_naming_it(
@@ -307,3 +309,228 @@ def test_a_job_without_a_finite_submit_time_waits_and_the_rest_keep_their_order(
         assert d.pending[jid].estimated_start is None
     assert "first in line" in d.pending["j3"].reason
     assert "1 job ahead" in d.pending["j0"].reason
+
+
+MUST_SECONDS = "it must be a finite number of seconds >= 0"
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("explain", [True, False])
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        # NaN compared false with everything: the job kept its place ahead of the others
+        # and started (an order the policy did not choose), or scrambled the sort
+        (
+            "priority",
+            math.nan,
+            "priority is nan: it must be a finite number; resubmit it with a whole-number priority",
+        ),
+        (
+            "priority",
+            math.inf,
+            "priority is inf: it must be a finite number; resubmit it with a whole-number priority",
+        ),
+        (
+            "priority",
+            -math.inf,
+            "priority is -inf: it must be a finite number; resubmit it "
+            "with a whole-number priority",
+        ),
+        # was a TypeError from deep inside the sort
+        (
+            "priority",
+            "1",
+            "priority is '1': it must be a finite number; resubmit it with a whole-number priority",
+        ),
+        (
+            "attained_service_s",
+            math.nan,
+            "attained_service_s is nan: it must be a finite number "
+            "of GPU-seconds >= 0; resubmit it with the service it has received (0 if it has not "
+            "run)",
+        ),
+        (
+            "attained_service_s",
+            math.inf,
+            "attained_service_s is inf: it must be a finite number "
+            "of GPU-seconds >= 0; resubmit it with the service it has received (0 if it has not "
+            "run)",
+        ),
+        (
+            "attained_service_s",
+            -1.0,
+            "attained_service_s is -1.0: it must be a finite number "
+            "of GPU-seconds >= 0; resubmit it with the service it has received (0 if it has not "
+            "run)",
+        ),
+        (
+            "attained_service_s",
+            None,
+            "attained_service_s is None: it must be a finite number "
+            "of GPU-seconds >= 0; resubmit it with the service it has received (0 if it has not "
+            "run)",
+        ),
+        # reservations and start estimates sorted NaN end times; inf pushed them to inf
+        (
+            "max_runtime_s",
+            math.nan,
+            f"max_runtime_s is nan: {MUST_SECONDS}, or None (no "
+            "estimate); resubmit it with a finite max_runtime, or none",
+        ),
+        (
+            "max_runtime_s",
+            math.inf,
+            f"max_runtime_s is inf: {MUST_SECONDS}, or None (no "
+            "estimate); resubmit it with a finite max_runtime, or none",
+        ),
+        (
+            "max_runtime_s",
+            -5.0,
+            f"max_runtime_s is -5.0: {MUST_SECONDS}, or None (no "
+            "estimate); resubmit it with a finite max_runtime, or none",
+        ),
+        # the SRTF/SJF oracles ordered it by max(0, nan) = 0: first
+        (
+            "true_duration_s",
+            math.nan,
+            f"true_duration_s is nan: {MUST_SECONDS}, or None "
+            "(simulation only); resubmit it with its true duration, or None",
+        ),
+        (
+            "true_duration_s",
+            math.inf,
+            f"true_duration_s is inf: {MUST_SECONDS}, or None "
+            "(simulation only); resubmit it with its true duration, or None",
+        ),
+        (
+            "true_duration_s",
+            -1.0,
+            f"true_duration_s is -1.0: {MUST_SECONDS}, or None "
+            "(simulation only); resubmit it with its true duration, or None",
+        ),
+        (
+            "true_duration_s",
+            np.float64(math.nan),
+            f"true_duration_s is nan: {MUST_SECONDS}, "
+            "or None (simulation only); resubmit it with its true duration, or None",
+        ),
+    ],
+)
+def test_a_job_with_a_number_no_policy_can_use_waits_naming_it(
+    name: str, explain: bool, field: str, value: object, says: str
+) -> None:
+    bad = replace(_req("bad", 0.0, gpus=8), **{field: value})  # type: ignore[arg-type]
+    queue = [bad] + [_req(f"j{i}", float(i), gpus=8) for i in (1, 2, 3)]
+    d = get_policy(name, explain=explain).schedule(queue, _cluster(), now=5.0)
+    assert [s.job_id for s in d.starts] == ["j1", "j2"]
+    if not explain:
+        assert d.pending == {}
+        return
+    assert set(d.pending) == {"bad", "j3"}
+    assert d.pending["bad"].reason == f"the request cannot be run: {says}"
+    assert d.pending["bad"].estimated_start is None
+    assert "first in line" in d.pending["j3"].reason and "ahead" not in d.pending["j3"].reason
+
+
+@pytest.mark.parametrize("name", ["default", "easy", "priority", "fairshare", "las"])
+def test_large_finite_numbers_and_no_estimates_are_usable(name: str) -> None:
+    # the screen sums submit time, priority and attained service to find a NaN or inf in
+    # one test: a sum that overflows (or an int past float's range) is looked at exactly
+    queue = [
+        JobRequest(id="big", gpus=8, submit_time=1e308, attained_service_s=1e308),
+        JobRequest(id="none", gpus=8, submit_time=3.0, max_runtime_s=None, priority=10**300),
+        JobRequest(id="huge", gpus=8, priority=10**400, submit_time=2.0),
+    ]
+    d = get_policy(name).schedule(queue, _cluster(), now=5.0)
+    assert sorted(s.job_id for s in d.starts) == ["big", "none"]
+    # past float's range: was an OverflowError from the priority policy's order key
+    assert d.pending["huge"].reason.startswith("the request cannot be run: priority is 1000000000")
+    assert d.pending["huge"].reason.endswith(
+        "(401 characters): it must be a finite number; resubmit it with a whole-number priority"
+    )
+
+
+def _cluster_running(r: RunningJob) -> ClusterState:
+    return replace(_cluster(), running=(r,))
+
+
+RUNNING_BAD = [
+    # a NaN start or estimate: the reservation sorted NaN release times (its time and
+    # nodes were wrong), LAS/SRTF ranked the job by max(0, nan) = 0
+    ("start_time", math.nan, "a finite number of seconds"),
+    ("start_time", math.inf, "a finite number of seconds"),
+    ("submit_time", math.nan, "a finite number of seconds"),
+    # NaN never outranked: never preempted
+    ("priority", math.nan, "a finite number"),
+    ("attained_service_s", math.nan, "a finite number of GPU-seconds >= 0"),
+    ("attained_service_s", -1.0, "a finite number of GPU-seconds >= 0"),
+    ("max_runtime_s", math.nan, "a finite number of seconds >= 0, or None (no estimate)"),
+    ("max_runtime_s", math.inf, "a finite number of seconds >= 0, or None (no estimate)"),
+    ("max_runtime_s", -1.0, "a finite number of seconds >= 0, or None (no estimate)"),
+    ("true_duration_s", math.nan, "a finite number of seconds >= 0, or None"),
+    # NaN < now is false: a protected job was preempted
+    ("protected_until", math.nan, "a number of seconds (inf: always protected), not NaN"),
+]
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("queued", [True, False])
+@pytest.mark.parametrize(("field", "value", "must"), RUNNING_BAD)
+def test_a_running_job_with_a_nan_time_is_refused_naming_it(
+    name: str, queued: bool, field: str, value: float, must: str
+) -> None:
+    r = replace(_running("r"), **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule([_req("ok")] if queued else [], _cluster_running(r), now=5.0)
+    assert str(ei.value).startswith(
+        f"cluster.running: job 'r' has {field} {value!r}: it must be {must} (a running job's"
+    )
+    assert ei.value.details == {"field": f"running.{field}", "job_id": "r"}
+
+
+@pytest.mark.parametrize("name", ["easy", "las", "default"])
+def test_a_sorted_queue_does_not_vouch_for_the_cluster_state(name: str) -> None:
+    policy = get_policy(name, explain=False)
+    good = _running("r")
+    queue = SortedQueue(policy, [_req("ok")])
+    assert [s.job_id for s in policy.schedule(queue, _cluster_running(good), 5.0).starts] == ["ok"]
+    # the same id with a new object is checked again (a checked object is remembered)
+    bad = replace(good, max_runtime_s=math.nan)
+    with pytest.raises(ValidationError, match="job 'r' has max_runtime_s nan"):
+        policy.schedule(queue, _cluster_running(bad), 5.0)
+
+
+@pytest.mark.parametrize("name", ["default", "priority", "las", "srtf"])
+def test_a_running_job_protected_until_inf_is_never_preempted(name: str) -> None:
+    # ±inf protected_until are numbers the pass can use (always / never protected)
+    full = replace(
+        _cluster(),
+        nodes=tuple(replace(n, gpus_free=frozenset()) for n in _cluster().nodes),
+    )
+
+    def victim(jid: str, node: str, until: float) -> RunningJob:
+        return RunningJob(
+            id=jid,
+            priority=0,
+            allocation=Allocation(nodes={node: NodeAlloc(gpus=tuple(range(8)))}),
+            start_time=0.0,
+            max_runtime_s=1e6,
+            attained_service_s=1e6,
+            protected_until=until,
+            true_duration_s=1e6,
+        )
+
+    cluster = replace(full, running=(victim("a1", "a", math.inf), victim("b1", "b", -math.inf)))
+    job = JobRequest(id="hi", priority=5, gpus=8, submit_time=1.0, true_duration_s=1.0)
+    d = get_policy(name).schedule([job], cluster, now=5.0)
+    assert [p.job_id for p in d.preemptions] == ["b1"]
+
+
+def test_the_running_jobs_found_good_are_forgotten_once_they_stop() -> None:
+    # a policy remembers each running job object it checked (one look-up a pass after);
+    # jobs that stopped are dropped as the memory grows, not kept for the policy's life
+    policy = get_policy("easy", explain=False)
+    for i in range(2000):
+        policy.schedule([_req("ok")], _cluster_running(_running(f"r{i}")), 5.0)
+    assert len(policy._checked) <= 2 + 256  # type: ignore[attr-defined]

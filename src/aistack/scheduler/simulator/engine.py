@@ -431,9 +431,9 @@ def _bad_job_field(j: TraceJob) -> tuple[str, str] | None:
         return "duration", "must be >= 0"
     mr = j.max_runtime
     if mr is not None and (
-        isinstance(mr, bool) or not isinstance(mr, numbers.Real) or not (mr >= 0)
+        isinstance(mr, bool) or not isinstance(mr, numbers.Real) or not (0 <= mr < math.inf)
     ):
-        return "max_runtime", "must be a number of seconds >= 0 (or None: no estimate)"
+        return "max_runtime", "must be a finite number of seconds >= 0 (or None: no estimate)"
     return None
 
 
@@ -441,7 +441,9 @@ def _check_trace(trace: list[TraceJob]) -> None:
     """Refuse a job the event loop cannot replay, naming it and the field: a NaN submit time
     looped forever (NaN is never <= the clock), a NaN or infinite duration ended in 'simulation
     ended with N running jobs', a negative one finished before it started, a float or text
-    GPU count was a TypeError, a NaN or negative max_runtime gave reservations in the past."""
+    GPU count was a TypeError, a NaN or negative max_runtime gave reservations in the past
+    (and an infinite one is a request a policy's screen leaves waiting: the simulator's
+    sorted queue is not screened, fair share's is)."""
     inf = math.inf
     for k, j in enumerate(trace):
         # fast path (every job of every simulate() call): the readers' float times and
@@ -454,7 +456,7 @@ def _check_trace(trace: list[TraceJob]) -> None:
             and type(j.priority) is int
             and -inf < sub < inf
             and 0.0 <= dur < inf
-            and (mr is None or (type(mr) is float and mr >= 0.0))
+            and (mr is None or (type(mr) is float and 0.0 <= mr < inf))
         ):
             continue
         bad = _bad_job_field(j)
