@@ -6,6 +6,7 @@ same root; this module never lists or deletes outside its own prefixes)::
     cas/config.json                 hash algorithm and chunk sizes of this store (written once)
     cas/<algo>/<id[:2]>/<id[2:]>    one object per distinct chunk, named by the hash of its bytes
     cas/tmp/<uuid>                  local backend only: objects being written (renamed when done)
+    cas/trash/<id>.<pid>-<thread>   local backend only: an object gc is deleting (for microseconds)
 
 Writes are atomic: on a local directory an object is written under ``cas/tmp`` and renamed into
 place (``os.replace``); a chunk of a local source file is copied by the kernel
@@ -15,6 +16,16 @@ completed multipart upload) is atomic by itself; the
 memory fake stores whole values. Every read is hashed and compared with the object's name: a
 mismatch or a missing object raises :class:`~aistack.errors.IntegrityError` naming the object and
 the dataset file it belongs to (:class:`MissingObjectError` for a missing one).
+
+gc against a concurrent add or get (local backend): gc deletes an object by first renaming it
+to ``cas/trash`` (atomic), then reading its modification time there: an add that reused the
+object (which refreshes that time) before the rename is seen, and the object is put back; an add
+that comes after the rename finds it missing and writes it again. A reader that finds an object
+missing looks in ``cas/trash`` before saying so, and :meth:`ObjectStore.materialize` that loses
+the object between reading it and linking it writes the verified bytes it read. S3 has no
+atomic rename: there a gc still deletes an object an add reuses in the milliseconds between
+gc's last look and its delete, and says so when the add's version is in the catalog by the end
+of its pass (see :mod:`.gc`).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +51,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "cas"
 TMP = "tmp"
+TRASH = "trash"
 _FICLONE = 0x40049409  # linux/fs.h
 
 
@@ -193,11 +205,17 @@ class ObjectStore:
         if st.st_nlink > 1 or st.st_mode & 0o222:
             try:
                 self.check(oid)
+            except MissingObjectError:  # gc removed it meanwhile
+                return False
             except IntegrityError as exc:
                 log.warning("stored object %s was damaged (%s); writing it again", oid, exc)
                 return False
-        with contextlib.suppress(OSError):
+        try:
             os.utime(key)
+        except FileNotFoundError:  # gc removed it since the stat: it is not stored
+            return False
+        except OSError:
+            pass
         return True
 
     def _keep_existing_remote(self, key: str, data: bytes | bytearray | memoryview) -> bool:
@@ -277,7 +295,7 @@ class ObjectStore:
         where = f" (file {context})" if context else ""
         try:
             if self.backend.is_local:
-                with open(key, "rb") as f:
+                with open(self._open_local(oid), "rb", closefd=True) as f:
                     data = f.read()
             else:
                 data = self.fs.cat_file(key)
@@ -335,15 +353,34 @@ class ObjectStore:
             _copy_range(fd, 0, dst_fd, dst_offset, view)
             return len(view)
 
+    def _open_local(self, oid: str) -> int:
+        """A read-only fd of local object ``oid``; one that gc is deleting right now (moved to
+        ``cas/trash``, maybe about to be put back) is opened there: its bytes are still whole,
+        and an open fd keeps them. FileNotFoundError when it is in neither place."""
+        try:
+            return os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            try:
+                names = os.listdir(self.backend.path(PREFIX, TRASH))
+            except OSError:
+                names = []
+            for name in names:
+                if name.partition(".")[0] == oid:
+                    with contextlib.suppress(FileNotFoundError):
+                        return os.open(
+                            self.backend.path(PREFIX, TRASH, name), os.O_RDONLY | os.O_CLOEXEC
+                        )
+            raise
+
     @contextlib.contextmanager
     def _local_view(self, oid: str, *, context: str) -> Iterator[tuple[int, memoryview]]:
         """``(fd, read-only mapping)`` of local object ``oid``; a missing object raises the
         MissingObjectError of :meth:`get` that names it."""
         try:
-            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._open_local(oid)
         except FileNotFoundError:
             self.get(oid, context=context)  # raises "missing"; returns if it just appeared
-            fd = os.open(self.key(oid), os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._open_local(oid)
         try:
             with _mapping(fd) as view:
                 yield fd, view
@@ -357,6 +394,9 @@ class ObjectStore:
         (the object is read-only, so the linked file is too), then a copy;
         ``"reflink-or-copy"`` never hard-links; ``"copy"`` always copies. The object is read
         and verified once, first. Returns the method used: "reflink", "hardlink" or "copy".
+
+        An object that gc removes after it was read and before it is linked (a version deleted
+        while it is being read, then gc) is not linked: the bytes read are written (a copy).
         """
         # a short name beside dest: dest's own name may be near NAME_MAX
         tmp = os.path.join(os.path.dirname(dest), f".aistack-tmp-{uuid.uuid4().hex[:12]}")
@@ -420,6 +460,65 @@ class ObjectStore:
             return _mtime(self.fs.info(key))
         except FileNotFoundError:
             return None
+
+    def delete_unless_touched(self, oid: str, touched: Callable[[float], bool]) -> bool:
+        """Delete object ``oid`` unless ``touched(its mtime)`` says an add reused it (gc);
+        True when it is gone (deleted now or already), False when it was kept.
+
+        On a local store the object is first renamed to ``cas/trash`` and judged there: an add
+        that refreshed it before the rename is seen (the object is put back), and one after
+        the rename finds it missing and writes it again, so no add that reuses the object can
+        lose it. Elsewhere (S3 has no atomic rename) the time is read, then the object deleted:
+        an add reusing it in between loses it (gc reports that, :mod:`.gc`).
+        """
+        if not self.backend.is_local:
+            m = self.mtime_of(oid)
+            if m is not None and touched(m):
+                return False
+            self.delete(oid)
+            return True
+        key = self.key(oid)
+        trash_dir = self.backend.path(PREFIX, TRASH)
+        if trash_dir not in self._made_dirs:
+            os.makedirs(trash_dir, exist_ok=True)
+            self._made_dirs.add(trash_dir)
+        # unique while it is there: one gc thread deletes one object at a time
+        trash = f"{trash_dir}/{oid}.{os.getpid()}-{threading.get_ident()}"
+        try:
+            os.rename(key, trash)
+        except FileNotFoundError:  # another gc took it
+            return True
+        try:
+            keep = touched(os.stat(trash).st_mtime)
+        except BaseException:
+            _put_back(trash, key)
+            raise
+        if keep:
+            _put_back(trash, key)
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(trash)
+        return True
+
+    def recover_trash(self, older_than: float) -> int:
+        """Put back objects a killed gc left in ``cas/trash`` (renamed there before
+        ``older_than``, a time): this gc judges them again. Returns how many."""
+        if not self.backend.is_local:
+            return 0
+        trash_dir = self.backend.path(PREFIX, TRASH)
+        try:
+            entries = list(os.scandir(trash_dir))
+        except FileNotFoundError:
+            return 0
+        n = 0
+        for e in entries:
+            oid = e.name.partition(".")[0]
+            with contextlib.suppress(OSError):
+                if e.stat().st_ctime >= older_than or len(oid) < 3:
+                    continue
+                _put_back(e.path, self.key(oid))
+                n += 1
+        return n
 
     def delete(self, oid: str) -> None:
         key = self.key(oid)
@@ -560,10 +659,24 @@ def _reflink(src: str, dst: str) -> bool | None:
 
 
 def _hardlink(src: str, dst: str) -> bool:
+    """Hard-link ``src`` to a new ``dst``; False where that cannot be done (another filesystem,
+    too many links ...), and when ``src`` is gone (gc removed it): copy instead."""
     try:
         os.link(src, dst)
         return True
     except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.isdir(os.path.dirname(dst)):
+            return False  # the object is gone (dst's directory is there)
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
     return False
+
+
+def _put_back(trash: str, key: str) -> None:
+    """Put an object gc moved to ``trash`` back at ``key``, then drop the trash name; an
+    object written there again meanwhile (the same bytes) is kept."""
+    try:
+        os.link(trash, key)
+    except FileExistsError:
+        pass
+    os.unlink(trash)
