@@ -865,6 +865,12 @@ class Datasets:
         Objects younger than ``grace_s`` are kept (an add may be writing them). Referenced
         versions cannot be deleted, so their objects are always live. Only ``cas/`` and
         ``manifests/`` under the store root are touched.
+
+        An add that reuses an object while gc runs keeps it: on a local store gc moves the
+        object to ``cas/trash`` and puts it back if the add touched it. On an S3 or memory
+        store (no atomic rename) gc checks the versions added while it ran and raises
+        ``ConflictError`` naming the objects it deleted that one of them uses; adding the same
+        data again repairs that version.
         """
         if not isinstance(dry_run, bool):
             raise ValidationError(
