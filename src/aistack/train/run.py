@@ -566,6 +566,21 @@ def _memory_for_training(torch: Any, use_cuda: bool, device: Any) -> tuple[int, 
     return int(vm.available), int(vm.total), "this machine"
 
 
+def _gpt_config(cfg: TrainConfig, vocab_size: int) -> Any:
+    """The model's shape from the run's config, at ``vocab_size``."""
+    from aistack.train.model import GPTConfig
+
+    return GPTConfig(
+        vocab_size=vocab_size,
+        seq_len=cfg.seq_len,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        dropout=cfg.dropout,
+        bias=cfg.bias,
+    )
+
+
 def _check_model_fits(
     gcfg: Any,
     torch: Any,
@@ -786,7 +801,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from aistack.train.checkpoint import CheckpointStore, run_checkpoint_url
     from aistack.train.flops import peak_flops
     from aistack.train.loader import ShardLoader, _is_remote
-    from aistack.train.model import GPT, GPTConfig, flops_per_token
+    from aistack.train.model import GPT, flops_per_token
 
     world = _env_int("WORLD_SIZE", 1, minimum=1)
     rank = _env_int("RANK", 0)
@@ -833,15 +848,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     # refused at once
     if cfg.vocab_size or any(_is_remote(d) for d in cfg.data):
         _check_model_fits(
-            GPTConfig(
-                vocab_size=cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1),
-                seq_len=cfg.seq_len,
-                n_layer=cfg.n_layer,
-                n_head=cfg.n_head,
-                n_embd=cfg.n_embd,
-                dropout=cfg.dropout,
-                bias=cfg.bias,
-            ),
+            _gpt_config(cfg, cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1)),
             torch,
             use_cuda,
             device,
@@ -866,15 +873,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     vocab = _check_tokens(cfg, loader)
     tok_digest = _check_tokenizer_pairing(cfg, loader)
-    gcfg = GPTConfig(
-        vocab_size=vocab,
-        seq_len=cfg.seq_len,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        n_embd=cfg.n_embd,
-        dropout=cfg.dropout,
-        bias=cfg.bias,
-    )
+    gcfg = _gpt_config(cfg, vocab)
     _check_model_fits(
         gcfg, torch, use_cuda, device, micro_batch_size=cfg.micro_batch_size, bf16=bf16
     )
