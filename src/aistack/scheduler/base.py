@@ -39,12 +39,12 @@ from aistack.compute.resources import gpu_type_matches
 from aistack.errors import ValidationError, short_repr
 from aistack.scheduler.placement import (
     PassState,
-    bad_number,
     bad_shape,
     check_cluster,
     check_running,
     duplicate_error,
     fit_counts,
+    unusable_request,
 )
 from aistack.scheduler.types import (
     ClusterState,
@@ -88,7 +88,8 @@ class SortedQueue(list):  # type: ignore[type-arg]
     The caller also vouches for what ``QueuePolicy`` checks in every other queue, once per
     pass: job ids unique and none of them running, usable numbers (finite submit times,
     priorities and attained service; max_runtime_s and true_duration_s None or finite and
-    >= 0: the simulator makes its own ids and refuses a trace job without them). The
+    >= 0; int counts: the simulator makes its own ids and refuses a trace job without
+    them). The
     cluster state is checked either way: a node named twice, a running job's NaN or
     infinite times (``placement.check_running``)."""
 
@@ -449,7 +450,7 @@ class QueuePolicy(Policy):
             for job in unusable:
                 pending[job.id] = Pending(
                     job_id=job.id,
-                    reason=f"the request cannot be run: {bad_number(job)}",
+                    reason=f"the request cannot be run: {unusable_request(job)}",
                     estimated_start=None,
                 )
         return Decision(
@@ -470,7 +471,10 @@ class QueuePolicy(Policy):
         service below 0, a max_runtime_s or true_duration_s (None is fine) that is NaN,
         infinite or below 0 (``placement.bad_number``): such a job has no place in the
         order (NaN compares false with everything, so a sort put the other jobs out of
-        order too; a NaN estimate put reservations and start estimates out of order). It
+        order too; a NaN estimate put reservations and start estimates out of order). So
+        does a gpus, cpus, memory_mb or nodes that is no whole number (text, None, a float
+        or a bool: ``placement.bad_count``; was a TypeError deep in the pass, or True
+        taken as 1 GPU). It
         waits, with a reason (like a request that cannot be run), and the rest of the
         queue is scheduled in order. A job id
         queued twice, or queued and running, raises ``ValidationError`` naming it: a
@@ -520,13 +524,18 @@ class QueuePolicy(Policy):
                     and j.attained_service_s >= 0.0
                     and (j.max_runtime_s is None or 0.0 <= j.max_runtime_s < inf)
                     and (j.true_duration_s is None or 0.0 <= j.true_duration_s < inf)
+                    # counts: whole numbers (a numpy integer is looked at exactly)
+                    and type(j.gpus) is int
+                    and type(j.cpus) is int
+                    and type(j.memory_mb) is int
+                    and type(j.nodes) is int
                 )
             ]
         except (TypeError, OverflowError):  # a value that is no number, an int past float's range
             bad = list(queue)
         if bad:
             # exactly (the sum of two huge finite numbers overflows to inf)
-            bad = [j for j in bad if bad_number(j) is not None]
+            bad = [j for j in bad if unusable_request(j) is not None]
             if bad:
                 gone = {id(j) for j in bad}
                 queue = [j for j in queue if id(j) not in gone]

@@ -10,6 +10,7 @@ that still hold ``g`` (packing: large free blocks stay whole for large jobs).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -321,6 +322,36 @@ _JOB_NUMBERS: tuple[tuple[str, float, bool, str, str], ...] = (
 )
 
 
+# a job's request: per-node counts and the gang's size, each a whole number (an int or a
+# numpy integer; a bool is not a count: True is not 1 GPU)
+_COUNTS = ("nodes", "gpus", "cpus", "memory_mb")
+
+
+def bad_count(job: JobRequest) -> str | None:
+    """What makes one of a job's counts (nodes, gpus, cpus, memory_mb) no whole number, or
+    None: "gpus is 2.5: it must be a whole number (0 or more), not a float". A text, None
+    or float count was a TypeError deep in the pass (or a float memory_mb was handed out)."""
+    for name in _COUNTS:
+        v = getattr(job, name)
+        if type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
+            continue
+        least = 1 if name == "nodes" else 0
+        what = "None" if v is None else f"a {type(v).__name__}"
+        return f"{name} is {_shown(v)}: it must be a whole number ({least} or more), not {what}"
+    return None
+
+
+def unusable_request(job: JobRequest) -> str | None:
+    """Why a queued job cannot be run at all, for its pending reason after "the request
+    cannot be run: " (``bad_number``, then ``bad_count``), or None."""
+    bad = bad_number(job)
+    if bad is None:
+        bad = bad_count(job)
+        if bad is not None:
+            bad += "; resubmit it with a valid request"
+    return bad
+
+
 def bad_number(job: JobRequest) -> str | None:
     """What makes one of a queued job's numbers unusable (``_JOB_NUMBERS``), with how to
     fix it, or None: "priority is nan: it must be a finite number; resubmit it with …"."""
@@ -395,16 +426,18 @@ def check_running(
         td = r.true_duration_s
         p = r.protected_until
         try:
+            # 0.0 + …: an int past float's range (priority 10**400) is an OverflowError, as
+            # in the policies' arithmetic and in the queue's screen
             ok = (
-                -inf < r.start_time < inf
-                and -inf < r.submit_time < inf
-                and -inf < r.priority < inf
-                and 0.0 <= r.attained_service_s < inf
-                and (mr is None or 0.0 <= mr < inf)
-                and (td is None or 0.0 <= td < inf)
+                -inf < 0.0 + r.start_time < inf
+                and -inf < 0.0 + r.submit_time < inf
+                and -inf < 0.0 + r.priority < inf
+                and 0.0 <= 0.0 + r.attained_service_s < inf
+                and (mr is None or 0.0 <= 0.0 + mr < inf)
+                and (td is None or 0.0 <= 0.0 + td < inf)
                 and -inf <= p <= inf
             )
-        except TypeError:
+        except (TypeError, OverflowError):
             ok = False
         if not ok:
             err = bad_running_error(r)
@@ -421,12 +454,24 @@ def check_running(
 def _no_request(job: JobRequest) -> bool:
     """A job ``bad_shape`` refuses, which must not be placed: gpus -1 took all the node's
     GPUs but one (``sorted(free)[:-1]``), cpus -2 all its CPUs but two, memory_mb -5 added
-    memory, nodes 0 (with a reservation's caps) started on no node."""
+    memory, nodes 0 (with a reservation's caps) started on no node. Counts that are no
+    whole numbers never get here: ``QueuePolicy._screen`` keeps them out of the pass (a
+    ``SortedQueue``'s caller vouches for them: the simulator refuses such trace jobs)."""
     return job.gpus < 0 or job.nodes < 1 or job.cpus < 0 or job.memory_mb < 0
 
 
 def bad_shape(job: JobRequest) -> str | None:
-    """What makes a job's request impossible (negative counts, no nodes), or None."""
+    """What makes a job's request impossible (a count that is no whole number, negative
+    counts, no nodes), or None."""
+    if not (
+        type(job.nodes) is int
+        and type(job.gpus) is int
+        and type(job.cpus) is int
+        and type(job.memory_mb) is int
+    ):
+        bad = bad_count(job)
+        if bad is not None:
+            return bad
     if job.nodes < 1:
         return f"nodes is {job.nodes}: a job runs on at least 1 node"
     for name in ("gpus", "cpus", "memory_mb"):

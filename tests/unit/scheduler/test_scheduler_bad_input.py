@@ -534,3 +534,101 @@ def test_the_running_jobs_found_good_are_forgotten_once_they_stop() -> None:
     for i in range(2000):
         policy.schedule([_req("ok")], _cluster_running(_running(f"r{i}")), 5.0)
     assert len(policy._checked) <= 2 + 256  # type: ignore[attr-defined]
+
+
+def _count_says(field: str, shown: str, what: str) -> str:
+    least = 1 if field == "nodes" else 0
+    return (
+        f"the request cannot be run: {field} is {shown}: it must be a whole number "
+        f"({least} or more), not {what}; resubmit it with a valid request"
+    )
+
+
+COUNTS_BAD = [
+    # text, None and float counts were a TypeError from the pass (the product gpus × nodes,
+    # range(2.5), a slice by 2.5, '2' > 16)
+    ("gpus", "2", "'2'", "a str"),
+    ("gpus", None, "None", "None"),
+    ("gpus", 2.5, "2.5", "a float"),
+    ("cpus", "2", "'2'", "a str"),
+    ("cpus", 2.5, "2.5", "a float"),
+    ("memory_mb", None, "None", "None"),
+    ("nodes", "2", "'2'", "a str"),
+    ("nodes", None, "None", "None"),
+    # placed: the Start handed out 2.5 MB, or said 'each of 2.5 nodes' and never ran
+    ("memory_mb", 2.5, "2.5", "a float"),
+    ("nodes", 2.5, "2.5", "a float"),
+    # a bool is not a count: True was started as 1 GPU / 1 CPU / 1 node, False as 0
+    ("gpus", True, "True", "a bool"),
+    ("gpus", False, "False", "a bool"),
+    ("cpus", True, "True", "a bool"),
+    ("memory_mb", False, "False", "a bool"),
+    ("nodes", True, "True", "a bool"),
+]
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("explain", [True, False])
+@pytest.mark.parametrize(("field", "value", "shown", "what"), COUNTS_BAD)
+def test_a_job_whose_count_is_no_whole_number_waits_naming_it(
+    name: str, explain: bool, field: str, value: object, shown: str, what: str
+) -> None:
+    bad = replace(_req("bad", 0.0, gpus=8), **{field: value})  # type: ignore[arg-type]
+    queue = [bad] + [_req(f"j{i}", float(i), gpus=8) for i in (1, 2, 3)]
+    d = get_policy(name, explain=explain).schedule(queue, _cluster(), now=5.0)
+    assert [s.job_id for s in d.starts] == ["j1", "j2"]
+    if not explain:
+        assert d.pending == {}
+        return
+    assert set(d.pending) == {"bad", "j3"}
+    assert d.pending["bad"].reason == _count_says(field, shown, what)
+    assert d.pending["bad"].estimated_start is None
+    assert "first in line" in d.pending["j3"].reason and "ahead" not in d.pending["j3"].reason
+
+
+@pytest.mark.parametrize("name", ["default", "fairshare", "las"])
+def test_numpy_integer_counts_are_whole_numbers(name: str) -> None:
+    job = JobRequest(
+        id="np", gpus=np.int64(4), cpus=np.int32(2), nodes=np.int64(2), memory_mb=np.int64(10)
+    )  # type: ignore[arg-type]
+    d = get_policy(name).schedule([job], _cluster(), now=5.0)
+    assert [(s.job_id, sorted(s.allocation.nodes)) for s in d.starts] == [("np", ["a", "b"])]
+    assert [len(a.gpus) for a in d.starts[0].allocation.nodes.values()] == [4, 4]
+
+
+def test_bad_shape_names_a_count_that_is_no_whole_number() -> None:
+    # a SortedQueue's caller vouches for its counts; bad_shape (the 'never' reason) still
+    # names such a count instead of raising a TypeError
+    from aistack.scheduler.placement import bad_shape
+
+    assert bad_shape(JobRequest(id="x", gpus="2")) == (  # type: ignore[arg-type]
+        "gpus is '2': it must be a whole number (0 or more), not a str"
+    )
+    assert bad_shape(JobRequest(id="x", nodes=None)) == (  # type: ignore[arg-type]
+        "nodes is None: it must be a whole number (1 or more), not None"
+    )
+    assert bad_shape(JobRequest(id="x", gpus=-1)) == "gpus is -1: it must be 0 or more"
+    assert bad_shape(JobRequest(id="x", gpus=np.int64(3))) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["default", "priority", "las", "srtf", "fairshare"])
+@pytest.mark.parametrize(
+    ("field", "must"),
+    [
+        # accepted before (the queued job's screen refused the same priority)
+        ("priority", "a finite number"),
+        ("start_time", "a finite number of seconds"),
+        ("max_runtime_s", "a finite number of seconds >= 0, or None (no estimate)"),
+        ("attained_service_s", "a finite number of GPU-seconds >= 0"),
+    ],
+)
+def test_a_running_job_with_an_int_past_floats_range_is_refused_naming_it(
+    name: str, field: str, must: str
+) -> None:
+    r = replace(_running("r"), **{field: 10**400})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as ei:
+        get_policy(name).schedule([_req("ok")], _cluster_running(r), now=5.0)
+    text = str(ei.value)
+    assert text.startswith(f"cluster.running: job 'r' has {field} 1000000000")
+    assert f"(401 characters): it must be {must} (a running job's" in text
+    assert ei.value.details == {"field": f"running.{field}", "job_id": "r"}
