@@ -26,12 +26,14 @@ request's fields are.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from aistack.serving.http import HTTPProblem
+from aistack.serving.spec import _bounds, _kind, _takes
 
 MAX_TOKENS = 200  # per completion (/v1/completions has the same bound)
 ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
@@ -165,7 +167,43 @@ Choices = Annotated[int, Field(ge=1), AfterValidator(_one_choice)]
 Seed = Annotated[int | None, Field(ge=-(2**63), le=2**64 - 1)]
 
 
-class ChatCompletionRequest(BaseModel):
+class NumberFields(BaseModel):
+    """A request whose number fields (``temperature``, ``top_p``, ``max_tokens``, ``n``,
+    ``seed``, the penalties, ...) take numbers only: a bool is refused (``"temperature": true``
+    was read as 1.0, ``"max_tokens": true`` as 1), and so are NaN and infinity (``NaN`` said
+    "Input should be less than or equal to 2", a NaN penalty "penalties are not supported"),
+    each a 400 naming the field, what it takes and what it got."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        if name is None:
+            return v
+        f = cls.model_fields[name]
+        types = (f.annotation, *get_args(f.annotation))
+        whole = float not in types
+        if whole and int not in types:
+            return v
+        # what it takes: "a number from 0 to 2"; a seed's 64-bit range is left out
+        hi, lo, _ = _bounds(f)
+        huge = any(b is not None and abs(b) >= 2**53 for b in (hi, lo))
+        takes = _kind(whole) + ("" if huge else _takes(f, name))
+        if isinstance(v, bool):
+            raise PydanticCustomError("bool_not_number", f"must be {takes}, got {str(v).lower()}")
+        x = v
+        if isinstance(v, str):
+            try:
+                x = float(v.strip())
+            except ValueError:
+                return v  # not a number at all: pydantic says so
+        if isinstance(x, float) and not math.isfinite(x):
+            finite = takes if whole else takes.replace("a number", "a finite number", 1)
+            raise PydanticCustomError("finite_number", f"must be {finite}, got {x}")
+        return v
+
+
+class ChatCompletionRequest(NumberFields):
     """OpenAI chat completions request. The fields OpenAI defines are accepted; those a text
     model cannot honour (tools, non-text output, log probabilities, nucleus sampling,
     penalties, token biases) are refused by name when set; others are unknown fields. ``max_completion_tokens`` (or the older ``max_tokens``)

@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aistack.serving.spec import ServiceSpec, nothing_to_scale
+from aistack.serving.spec import ServiceSpec, nothing_to_scale, unknown_scale_fields
 
 if TYPE_CHECKING:
     from aistack.serving.controller import ServiceController
@@ -40,7 +40,7 @@ def build_app(ctl: ServiceController, token: str) -> Any:
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
-    from aistack.errors import AistackError
+    from aistack.errors import AistackError, ValidationError
     from aistack.serving.http import HTTPProblem, read_json_object
 
     @asynccontextmanager
@@ -100,11 +100,13 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             data = await read_json_object(request, 65536)
             names = ("min_replicas", "max_replicas")
             limits = {k: v for k, v in data.items() if k in names and v is not None}
-            if not limits:
+            unknown = sorted(k for k in data if k not in names)
+            if not limits or unknown:
                 # {} (or nulls) answered the limits unchanged, a silent no-op: as the manager
-                # says it (a 422, what to send)
-                empty = nothing_to_scale(sorted(k for k in data if k not in names))
-                return JSONResponse({"error": empty.to_dict()}, status_code=empty.status)
+                # says it (a 422, what to send); a misspelt key beside a limit was dropped
+                # ({"min_replicas": 2, "mni_replicas": 3} set the minimum alone)
+                bad = unknown_scale_fields(unknown) if limits else nothing_to_scale(unknown)
+                return JSONResponse({"error": bad.to_dict()}, status_code=bad.status)
             cfg = ctl.spec.autoscale.model_copy(update=limits)
             cfg = type(cfg).model_validate(cfg.model_dump())
         except HTTPProblem as exc:
@@ -116,7 +118,15 @@ def build_app(ctl: ServiceController, token: str) -> Any:
             # min above max (no loc): the limit that was given is at fault, max when it alone
             # was (it named no field)
             given = "min_replicas" if "min_replicas" in limits else "max_replicas"
-            return HTTPProblem(400, f"{loc}: {msg}" if loc else msg, param=loc or given).response()
+            hint = (err.get("ctx") or {}).get("hint")
+            # the error as the manager reads it back (its hint too: "set `min_replicas` to at
+            # least 0"), a 400 as before
+            bad = ValidationError(
+                f"{loc}: {msg}" if loc else msg,
+                hint=hint if isinstance(hint, str) else None,
+                field=loc or given,
+            )
+            return JSONResponse({"error": bad.to_dict()}, status_code=400)
         try:
             ctl.set_limits(cfg)
         except AistackError as exc:  # e.g. the new limits could not be saved (kept: the old)

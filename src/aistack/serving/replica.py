@@ -47,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
-from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, Seed
+from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, NumberFields, Seed
 from aistack.serving.generators import completion_tokens, count_tokens, streams, takes_seeds
 from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
@@ -63,7 +63,7 @@ EXIT_LOAD_FAILED = 3
 MAX_PROMPTS = 256  # per request; more go in more requests (they are batched anyway)
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(NumberFields):
     """OpenAI completions request. The fields OpenAI defines are accepted; those this server
     cannot honour are refused by name when set to anything but their no-op value (see
     :meth:`unsupported`), as ``/v1/chat/completions`` does; others are unknown fields."""

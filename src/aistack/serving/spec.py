@@ -76,11 +76,13 @@ class _Strict(BaseModel):
     @classmethod
     def _numbers(cls, v: Any, info: ValidationInfo) -> Any:
         """Every number field (float or int) refuses NaN, infinity and a bool, and a value
-        above its bound names the field, the value, the range and what to set. Pydantic checked
-        the bounds alone: ``max_wait_ms: nan`` said "Input should be less than or equal to
-        10000" (NaN fails every comparison), a field bounded only below (a timeout, a delay, a
-        target) took infinity, ``max_retries: true`` was read as 1 and ``port: 70000`` said
-        "Input should be less than or equal to 65535" (neither the value nor the unit)."""
+        above or below its bounds names the field, the value, the range and what to set.
+        Pydantic checked the bounds alone: ``max_wait_ms: nan`` said "Input should be less
+        than or equal to 10000" (NaN fails every comparison), a field bounded only below (a
+        timeout, a delay, a target) took infinity, ``max_retries: true`` was read as 1, and
+        ``port: 70000`` said "Input should be less than or equal to 65535", ``priority:
+        -2**40`` "Input should be greater than or equal to -2147483648" (neither the value nor
+        the unit)."""
         name = info.field_name
         ann = cls.model_fields[name].annotation if name is not None else None
         types = (ann, *get_args(ann))
@@ -108,20 +110,24 @@ class _Strict(BaseModel):
             raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
         if not isinstance(x, int | float):
             return v
-        hi: Any = next((m.le for m in f.metadata if isinstance(m, annotated_types.Le)), None)
-        lo: Any = next((m.ge for m in f.metadata if isinstance(m, annotated_types.Ge)), None)
+        hi, lo, strict = _bounds(f)
         above = hi is not None and x > hi
-        if stored and (above or (lo is not None and x < lo)):
+        below = lo is not None and (x <= lo if strict else x < lo)
+        if stored and (above or below):
             # a spec stored before the bound existed (1e308 was taken, a priority of 2**40):
             # it is still read, at the bound, so the service keeps running and can be changed
-            # or deleted
-            at = hi if above else lo
+            # or deleted; below a bound that excludes itself (a timeout > 0), a whole number at
+            # the next one up, any other number at the field's default (5e-324 s is no timeout)
+            at, used = (hi, "") if above else (lo, "")
+            if below and strict:
+                at, used = (lo + 1, "") if whole else (f.default, "its default ")
             log.warning(
-                "%s: the stored %s is %s its bound (%s); %s is used",
+                "%s: the stored %s is %s its bound (%s); %s%s is used",
                 cls.__name__,
                 name,
                 "above" if above else "below",
                 _num(x),
+                used,
                 _num(at),
             )
             return at
@@ -133,7 +139,36 @@ class _Strict(BaseModel):
                 f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
                 {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{_default(f)}"},
             )
+        if below:
+            # as above: pydantic's "Input should be greater than or equal to -2147483648" said
+            # neither the value nor the unit
+            least = (
+                f"more than {_num(lo)}"
+                if strict and not whole
+                else f"at least {_num(lo + 1 if strict else lo)}"
+            )
+            raise PydanticCustomError(
+                "too_small",
+                f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
+                {"hint": f"set `{name}` to {least}{_unit(name)}{_default(f)}"},
+            )
         return v
+
+
+def _bounds(f: FieldInfo) -> tuple[Any, Any, bool]:
+    """``(hi, lo, strict)`` of ``f``: its upper bound (le), its lower one (ge, or gt: strict),
+    each None where it has none."""
+    hi: Any = None
+    lo: Any = None
+    strict = False
+    for m in f.metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo, strict = m.ge, False
+        elif isinstance(m, annotated_types.Gt):
+            lo, strict = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+    return hi, lo, strict
 
 
 def _kind(whole: bool) -> str:
@@ -175,16 +210,7 @@ def _num(v: Any) -> str:
 
 def _takes(f: FieldInfo, name: str) -> str:
     """' of milliseconds from 0 to 10000': the unit (from the name) and the bounds of ``f``."""
-    lo: Any = None
-    hi: Any = None
-    above = False  # lo excluded (gt)
-    for m in f.metadata:
-        if isinstance(m, annotated_types.Ge):
-            lo = m.ge
-        elif isinstance(m, annotated_types.Gt):
-            lo, above = m.gt, True
-        elif isinstance(m, annotated_types.Le):
-            hi = m.le
+    hi, lo, above = _bounds(f)  # above: lo excluded (gt)
     unit = _of(name)
     if lo is not None and hi is not None and not above:
         return f"{unit} from {_num(lo)} to {_num(hi)}"
@@ -310,6 +336,21 @@ def nothing_to_scale(unknown: list[str] | None = None) -> ValidationError:
     )
 
 
+def unknown_scale_fields(unknown: list[str]) -> ValidationError:
+    """The error of a scale that gives a limit beside fields a scale does not take
+    (``{"min_replicas": 2, "mni_replicas": 3}`` set the minimum alone and dropped the misspelt
+    maximum unsaid), from the controller's ``/-/scale``."""
+    names = ", ".join(map(repr, unknown))
+    one = len(unknown) == 1
+    return ValidationError(
+        f"scale: {names} {'is not a field' if one else 'are not fields'} of a scale; it takes "
+        "min_replicas and max_replicas",
+        hint=f"leave {'it' if one else 'them'} out or correct {'it' if one else 'them'} "
+        "(nothing was changed); e.g. `min_replicas` 1 and `max_replicas` 4",
+        field=unknown[0],
+    )
+
+
 def service_name_for(ref: str) -> str:
     """A default service name derived from a model reference."""
     base = ref
@@ -391,6 +432,8 @@ def _check_name(name: str) -> None:
 
 
 def read_stored_spec(path: Path) -> ServiceSpec:
-    """The spec a service was stored with (its ``spec.json``). A value above a bound added
-    since it was stored is read at the bound (and logged), not refused: the service runs on."""
+    """The spec a service was stored with (its ``spec.json``). A value above or below a bound
+    added since it was stored is read at the bound (and logged), not refused: the service runs
+    on (below a bound that excludes itself, as ``request_timeout_s > 0``, a float is read as
+    the field's default)."""
     return ServiceSpec.model_validate_json(path.read_text(), context={"stored": True})

@@ -80,18 +80,29 @@ def controller_app(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "hint"),
     [
-        (["--min", "1", "--max", "0"], "--max 0: Input should be greater than or equal to 1"),
-        (["--min", "-1"], "--min -1: Input should be greater than or equal to 0"),
-        (["--min", "9"], "--min 9 is above --max 4; lower --min or raise --max"),
+        # below the bound: the value, the range and what to set (it was pydantic's "Input
+        # should be greater than or equal to 1", and the controller's answer had no hint)
+        (
+            ["--min", "1", "--max", "0"],
+            "--max 0: must be a whole number from 1 to 256, got 0",
+            "set --max to at least 1; its default is 4",
+        ),
+        (
+            ["--min", "-1"],
+            "--min -1: must be a whole number from 0 to 256, got -1",
+            "set --min to at least 0; its default is 1",
+        ),
+        (["--min", "9"], "--min 9 is above --max 4; lower --min or raise --max", None),
     ],
 )
 def test_scale_errors_name_the_flags(
-    controller_app: ServiceController, args: list[str], message: str
+    controller_app: ServiceController, args: list[str], message: str, hint: str | None
 ) -> None:
     res = runner.invoke(serve_cli.app, ["scale", "svc", *args])
     assert _error(res) == message
+    assert res.exception.hint == hint  # type: ignore[union-attr]
     assert "_replicas" not in str(res.exception)
 
 
@@ -105,13 +116,25 @@ def test_scale_that_is_valid_still_scales(controller_app: ServiceController) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--max", "0"], "--max 0: Input should be greater than or equal to 1"),
+        (["--max", "0"], "--max 0: must be a whole number from 1 to 256, got 0"),
         (["--min", "3", "--max", "2"], "--min 3 is above --max 2; lower --min or raise --max"),
-        (["--target-inflight", "0"], "--target-inflight 0: Input should be greater than 0"),
-        (["--cooldown", "-1"], "--cooldown -1: Input should be greater than or equal to 0"),
-        (["--max-batch-size", "0"], "--max-batch-size 0: Input should be greater than or equal"),
-        (["--max-wait-ms", "-2.5"], "--max-wait-ms -2.5: Input should be greater than or equal"),
-        (["--cpus", "0"], "--cpus 0: Input should be greater than or equal to 1"),
+        (
+            ["--target-inflight", "0"],
+            "--target-inflight 0: must be a number > 0 and <= 1000000, got 0",
+        ),
+        (
+            ["--cooldown", "-1"],
+            "--cooldown -1: must be a number of seconds from 0 to 86400, got -1",
+        ),
+        (
+            ["--max-batch-size", "0"],
+            "--max-batch-size 0: must be a whole number from 1 to 1024, got 0",
+        ),
+        (
+            ["--max-wait-ms", "-2.5"],
+            "--max-wait-ms -2.5: must be a number of milliseconds from 0 to 10000, got -2.5",
+        ),
+        (["--cpus", "0"], "--cpus 0: must be a whole number from 1 to 1000000, got 0"),
         (["--memory", "4XB"], "--memory 4XB: cannot read '4XB' as a size"),
         (["--port", "70000"], "--port 70000: must be a whole number from 0 to 65535, got 70000"),
     ],

@@ -65,7 +65,12 @@ def test_scale_errors_name_the_field(tmp_path: Path) -> None:
     h = {TOKEN_HEADER: "tok"}
     r = client.post("/-/scale", json={"min_replicas": -1}, headers=h)
     assert r.status_code == 400
-    assert r.json()["error"]["message"].startswith("min_replicas: Input should be greater")
+    err = r.json()["error"]
+    assert (err["message"], err["hint"], err["details"]) == (
+        "min_replicas: must be a whole number from 0 to 256, got -1",
+        "set `min_replicas` to at least 0; its default is 1",
+        {"field": "min_replicas"},
+    )
     r = client.post("/-/scale", json={"min_replicas": 9}, headers=h)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == (

@@ -73,8 +73,9 @@ def test_finite_values_and_the_bounds_are_as_before() -> None:
     assert _msg(BatchingConfig, max_wait_ms="x") == (
         "max_wait_ms: Input should be a valid number, unable to parse string as a number"
     )
+    # below the bound: the value and the range too (see test_serving_spec_lower_bounds.py)
     assert _msg(AutoscaleConfig, target_inflight=0) == (
-        "target_inflight: Input should be greater than 0"
+        "target_inflight: must be a number > 0 and <= 1000000, got 0"
     )
 
 

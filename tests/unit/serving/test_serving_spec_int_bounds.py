@@ -147,7 +147,10 @@ def test_the_bounds_themselves_are_taken() -> None:
     assert ServiceSpec.model_validate({**BASE, "priority": -(2**31)}).priority == -(2**31)
     assert ServiceSpec.model_validate(BASE).priority == 100  # the default is unchanged
     err = _err(ServiceSpec, {"priority": -(2**31) - 1})
-    assert (err["loc"], err["type"]) == (("priority",), "greater_than_equal")
+    # below the bound as above it: the value, the range and what to set (see
+    # test_serving_spec_lower_bounds.py; it was pydantic's "greater_than_equal")
+    assert (err["loc"], err["type"]) == (("priority",), "too_small")
+    assert err["msg"] == ("must be a whole number from -2147483648 to 2147483647, got -2147483649")
 
 
 def test_a_spec_stored_with_a_value_above_a_new_bound_is_still_read_at_the_bound(
