@@ -26,6 +26,7 @@ from aistack.errors import (
     NotFoundError,
     ValidationError,
     from_dict,
+    short_repr,
 )
 from aistack.settings import Settings, get_settings
 from aistack.spec import JobSpec, load_spec_file, parse_spec
@@ -47,7 +48,15 @@ _BY_STATUS: dict[int, type[AistackError]] = {
     405: NotFoundError,
     409: ConflictError,
     422: ValidationError,
+    # a proxy's answer while the server is down (e.g. restarting behind nginx): wait() and
+    # follow_logs() ride it out as they ride out a refused connection
+    502: ConnectionFailed,
+    503: ConnectionFailed,
+    504: ConnectionFailed,
 }
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_URL_HINT = "set AISTACK_URL to e.g. http://127.0.0.1:8765"
+
 _T = TypeVar("_T")
 # set_project: what each setting takes
 _PROJECT_HINTS = {
@@ -87,47 +96,122 @@ class Client:
     ) -> None:
         from aistack.server.auth import read_token  # small module, no server import cost
 
+        for what, value in (("url", url), ("token", token)):
+            if value is not None and not isinstance(value, str):
+                # (was an AttributeError from .rstrip / .isascii)
+                raise ValidationError(
+                    f"{what} must be a str, not {type(value).__name__} {short_repr(value)}",
+                    hint=_URL_HINT if what == "url" else "pass the API token as a str",
+                    field=what,
+                )
+        _check_timeout(timeout)
         self.settings = settings or get_settings()
-        self.url = (url or discover_url(self.settings)).rstrip("/")
+        raw = url or discover_url(self.settings)
+        self.url = raw.rstrip("/")
         self.token = token or read_token(self.settings)
         url_from = "url" if url else "AISTACK_URL" if self.settings.url else "the server address"
         if not self.url.lower().startswith(("http://", "https://")):
             raise ValidationError(
-                f"{url_from}: {self.url!r} is not an http(s) URL",
-                hint="set AISTACK_URL to e.g. http://127.0.0.1:8765",
+                f"{url_from}: {short_repr(raw)} is not an http(s) URL",
+                hint=_URL_HINT,
+                field="url",
             )
-        if self.token is not None and not (self.token.isascii() and self.token.isprintable()):
-            raise ValidationError(
-                "the API token has characters an HTTP header cannot carry (non-ASCII or control)",
-                hint=f"check AISTACK_TOKEN, or the token file {self.settings.token_file}",
-            )
+        if self.token is not None:
+            _check_token(self.token, bool(token), self.settings)
         # imported here, not with the module: ``import aistack`` (every CLI command, the
         # local ``aistack data`` ones included) then does not pay for httpx
         import httpx
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
+            parsed = httpx.URL(self.url)
             self._http: httpx.Client = httpx.Client(
                 base_url=self.url, headers=headers, timeout=timeout
             )
         except httpx.InvalidURL as exc:
             raise ValidationError(
-                f"{url_from}: {self.url!r} is not a valid URL: {exc}",
-                hint="set AISTACK_URL to e.g. http://127.0.0.1:8765",
+                f"{url_from}: {short_repr(raw)} is not a valid URL: {exc}",
+                hint=_URL_HINT,
+                field="url",
             ) from None
+        # a query or fragment would be glued into every request's path ("/?x=1/api/v1/jobs");
+        # a URL that already ends in /api/v1 would be called as /api/v1/api/v1/...
+        why = (
+            "has a query string"
+            if parsed.query
+            else "has a fragment"
+            if parsed.fragment
+            else "ends in the API path; give the server's address, the client adds /api/v1"
+            if parsed.path.rstrip("/").endswith("/api/v1")
+            else None
+        )
+        if why is not None:
+            self._http.close()
+            root = f"{parsed.scheme}://{parsed.netloc.decode('ascii', 'replace')}"
+            raise ValidationError(
+                f"{url_from}: {short_repr(raw)} {why}",
+                hint=f"give the server's address alone, e.g. {root}",
+                field="url",
+            )
 
     # -- plumbing ----------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """Call the API (``path`` relative to /api/v1 unless it starts with /api/, /healthz,
-        /metrics or /mlflow). Path parameters must already be quoted (``_seg``). Raises the
-        aistack error the server sent; ConnectionFailed when the server cannot be reached."""
+        /metrics or /mlflow). Path parameters must already be quoted (``_seg``). Returns the
+        decoded JSON, or the text of an answer that is not JSON (``/metrics``). Raises the
+        aistack error the server sent; ConnectionFailed when the server cannot be reached; an
+        AistackError that shows what came back (status, content type, first bytes) when the
+        answer is not aistack's (an HTML page from a proxy, a JSON body that does not parse)."""
+        r, where = self._send(method, path, **kw)
+        if _is_json(r):
+            return self._decode(r, where)
+        return r.text
+
+    def _obj(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """:meth:`request` for an endpoint that answers a JSON object: any other answer (an
+        HTML page, an empty body, a list) is an AistackError that shows it, not a TypeError
+        in the caller."""
+        return self._api(method, path, dict, **kw)  # type: ignore[no-any-return]
+
+    def _arr(self, method: str, path: str, **kw: Any) -> list[Any]:
+        """:meth:`_obj` for an endpoint that answers a JSON array (any JSON is taken: callers
+        that index into it check it themselves)."""
+        return self._api(method, path, object, **kw)  # type: ignore[no-any-return]
+
+    def _api(self, method: str, path: str, kind: type, **kw: Any) -> Any:
+        r, where = self._send(method, path, **kw)
+        if not _is_json(r):
+            raise AistackError(
+                f"{where} answered {_describe(r)}, not JSON",
+                hint=f"check that {self.url} is the aistack server: a proxy in between may "
+                "have answered",
+                status=r.status_code,
+            )
+        data = self._decode(r, where)
+        if not isinstance(data, kind):
+            raise AistackError(
+                f"{where} answered {_describe(r)}, not a JSON object",
+                hint="check that client and server are the same aistack version",
+                status=r.status_code,
+            )
+        return data
+
+    def _send(self, method: str, path: str, **kw: Any) -> tuple[httpx.Response, str]:
+        """Send the request; the response (2xx) and "METHOD /path" for messages. Raises the
+        error an error answer carries."""
         for what, value in (("method", method), ("path", path)):
             if not isinstance(value, str):
                 raise ValidationError(
-                    f"{what} must be a str, not {type(value).__name__} {value!r}",
+                    f"{what} must be a str, not {type(value).__name__} {short_repr(value)}",
                     hint='e.g. request("GET", "/jobs")',
                     field=what,
                 )
+        if method.upper() not in _METHODS:  # ("GET " went out as an invalid request line)
+            raise ValidationError(
+                f"method: {short_repr(method)} is not an HTTP method",
+                hint=f"use one of {', '.join(sorted(_METHODS))}",
+                field="method",
+            )
         if "json" in kw:  # numpy and torch numbers as Python ones; NaN, bytes... refused
             kw["json"] = _check_json(kw["json"])
         if kw.get("params") is not None:  # the same for the query string
@@ -135,6 +219,7 @@ class Client:
         if not path.startswith(("/api/", "/healthz", "/metrics", "/mlflow")):
             path = "/api/v1" + (path if path.startswith("/") else "/" + path)
         method = method.upper()
+        where = f"{method} {path}"
         import httpx  # already imported by __init__: a dict lookup
 
         try:
@@ -152,26 +237,69 @@ class Client:
                 hint="start it with `aistack up --detach`, or set AISTACK_URL",
             ) from None
         except httpx.InvalidURL as exc:
-            raise ValidationError(f"bad request URL {path!r}: {exc}") from None
+            raise ValidationError(f"bad request URL {short_repr(path)}: {exc}") from None
         if 300 <= r.status_code < 400:
             raise AistackError(
-                f"HTTP {r.status_code}: {method} {path} was redirected to "
+                f"HTTP {r.status_code}: {where} was redirected to "
                 f"{r.headers.get('location', '?')!r}; the aistack API does not redirect",
                 hint=f"check that AISTACK_URL ({self.url}) is the aistack server itself",
             )
         if r.status_code >= 400:
-            try:
-                data = r.json()
-            except ValueError:
-                data = {"code": "error", "message": r.text[:500]}
-            if isinstance(data, dict) and "code" in data:
-                raise from_dict(data)
-            raise _BY_STATUS.get(r.status_code, AistackError)(
-                f"HTTP {r.status_code}: {str(data)[:500]}"
-            )
-        if r.headers.get("content-type", "").startswith("application/json"):
+            raise self._error(r, where)
+        return r, where
+
+    def _decode(self, r: httpx.Response, where: str) -> Any:
+        try:
             return r.json()
-        return r.text
+        except ValueError:  # (JSONDecodeError, UnicodeDecodeError)
+            raise AistackError(
+                f"{where} answered {_describe(r)}, which is not valid JSON",
+                hint=f"check that {self.url} is the aistack server: a proxy in between may "
+                "have answered",
+                status=r.status_code,
+            ) from None
+
+    def _error(self, r: httpx.Response, where: str) -> AistackError:
+        """The exception an error answer stands for: the server's own ``{code, message, hint,
+        details}`` rebuilt (errors.py); anything else (a proxy's HTML page, FastAPI's own
+        ``{"detail": ...}``, an empty body) by its status, saying what came back."""
+        cls = _BY_STATUS.get(r.status_code, AistackError)
+        try:
+            data = r.json() if r.content else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("code"), str):
+            message, hint, details = data.get("message"), data.get("hint"), data.get("details")
+            if not isinstance(details, dict):  # (``**details`` was a TypeError)
+                details = {} if details is None else {"details": details}
+            err = from_dict(
+                {
+                    "code": data["code"],
+                    "message": message
+                    if isinstance(message, str) and message
+                    else f"HTTP {r.status_code} from {where} (code {data['code']!r}, no message)",
+                    "hint": hint if isinstance(hint, str) else None,
+                    # (keys that clash with the constructor's were a TypeError)
+                    "details": {
+                        k: v
+                        for k, v in details.items()
+                        if isinstance(k, str) and k not in ("message", "hint")
+                    },
+                }
+            )
+            if type(err) is AistackError and data["code"] != AistackError.code:
+                # a code this client does not know (a newer server, another service): the
+                # status still says what kind of error it is
+                err = cls(err.message, hint=err.hint, **err.details)
+            return err
+        if data is not None:  # JSON, but not aistack's (FastAPI's {"detail": ...}, a proxy's)
+            return cls(f"HTTP {r.status_code} from {where}: {short_repr(data, 500)}")
+        return cls(
+            f"{where} answered {_describe(r)}, not an aistack error",
+            hint=f"check that {self.url} is the aistack server; a proxy or load balancer in "
+            "between may have answered",
+            status=r.status_code,
+        )
 
     def _reconnecting(
         self, call: Callable[[], _T], what: str, *, reconnect_s: float, poll_s: float
@@ -208,14 +336,20 @@ class Client:
 
     # -- jobs --------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return self.request("GET", "/healthz")  # type: ignore[no-any-return]
+        return self._obj("GET", "/healthz")
 
     def submit(self, spec: JobSpec | dict[str, Any] | str | Path) -> dict[str, Any]:
+        if isinstance(spec, str) and not spec.strip():  # (was "job file '.' is a directory")
+            raise ValidationError(
+                f"spec: {short_repr(spec)} is an empty path",
+                hint="pass a JobSpec, a dict, or the path of a YAML job spec",
+                field="spec",
+            )
         data = load_spec_file(spec) if isinstance(spec, str | Path) else spec
         if isinstance(data, dict):  # numpy and torch numbers (env values too) as Python ones
             data = _plain_numbers(data)
         body = parse_spec(data).model_dump(mode="json", exclude_defaults=True)
-        return self.request("POST", "/jobs", json=body)  # type: ignore[no-any-return]
+        return self._obj("POST", "/jobs", json=body)
 
     def list_jobs(
         self,
@@ -228,14 +362,19 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Newest first, at most ``limit``; ``before`` (a job id, usually the last of the
         previous page) gives the next page. :meth:`iter_jobs` walks every page."""
-        params: dict[str, Any] = {"all": all, "limit": limit}
+        params: dict[str, Any] = {
+            "all": _check_bool("all", all),
+            "limit": _check_count("limit", limit, least=1),
+        }
         if state:
-            params["state"] = state
-        if project:
-            params["project"] = project
-        if before:
-            params["before"] = before
-        return self.request("GET", "/jobs", params=params)  # type: ignore[no-any-return]
+            params["state"] = _check_states(state)
+        if project is not None:
+            params["project"] = _check_text("project", project, "pass None for every project")
+        if before is not None:
+            params["before"] = _check_text(
+                "before", before, "pass the id the last page ended with, or None for the newest"
+            )
+        return self._arr("GET", "/jobs", params=params)
 
     def iter_jobs(
         self,
@@ -246,33 +385,50 @@ class Client:
         page_size: int = 500,
     ) -> Iterator[dict[str, Any]]:
         """Every matching job, newest first, fetched a page at a time."""
+        # (checked here, not at the first next(): page_size=0 asked for empty pages for ever)
+        page_size = _check_count("page_size", page_size, least=1)
+        return self._iter_jobs(state=state, project=project, all=all, page_size=page_size)
+
+    def _iter_jobs(
+        self, *, state: list[str] | None, project: str | None, all: bool, page_size: int
+    ) -> Iterator[dict[str, Any]]:
         before: str | None = None
         while True:
             page = self.list_jobs(
                 state=state, project=project, all=all, limit=page_size, before=before
             )
+            if not isinstance(page, list):
+                raise AistackError(
+                    f"GET /api/v1/jobs answered {short_repr(page)}, not a JSON array",
+                    hint="check that client and server are the same aistack version",
+                )
             yield from page
             if len(page) < page_size:
                 return
-            before = page[-1]["id"]
+            before = _field(page[-1], "id", str, "GET /api/v1/jobs")
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}")  # type: ignore[no-any-return]
+        return self._obj("GET", f"/jobs/{_seg(job_id, 'job')}")
 
     def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
         """Stop a job; ``reason`` (optional) is shown as its ``stop_reason`` ("cancelled by user"
         without one), and as its ``failure_reason`` too once it ends CANCELLED."""
         body = {"json": {"reason": reason}} if reason else {}
-        return self.request("POST", f"/jobs/{_seg(job_id, 'job')}/cancel", **body)  # type: ignore[no-any-return]
+        return self._obj("POST", f"/jobs/{_seg(job_id, 'job')}/cancel", **body)
 
     def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"offset": offset}
+        seg = _seg(job_id, "job")
+        params: dict[str, Any] = {
+            "offset": _check_count("offset", offset, hint="pass a byte offset, e.g. 0")
+        }
         if attempt is not None:
-            params["attempt"] = attempt
-        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}/logs", params=params)  # type: ignore[no-any-return]
+            params["attempt"] = _check_count(
+                "attempt", attempt, hint="pass an attempt number (0 is the first), or None"
+            )
+        return self._obj("GET", f"/jobs/{seg}/logs", params=params)
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/jobs/{_seg(job_id, 'job')}/events")  # type: ignore[no-any-return]
+        return self._arr("GET", f"/jobs/{_seg(job_id, 'job')}/events")
 
     def follow_logs(
         self, job_id: str, *, poll_s: float = 0.3, reconnect_s: float = RECONNECT_S
@@ -285,6 +441,7 @@ class Client:
         _check_duration("reconnect_s", reconnect_s, infinite=True)
         offset, attempt = 0, None
         reached = False  # a server that never answered is not waited for
+        where = f"GET /api/v1/jobs/{_seg(job_id, 'job')}"
 
         def again(call: Callable[[], _T]) -> _T:
             nonlocal reached
@@ -299,16 +456,19 @@ class Client:
 
         while True:
             chunk = again(partial(self.logs, job_id, offset=offset, attempt=attempt))
-            attempt = chunk["attempt"]
-            if chunk["text"]:
-                yield chunk["text"]
-            offset = chunk["next_offset"]
-            if chunk["final"] and not chunk["text"]:
+            attempt = _field(chunk, "attempt", int, f"{where}/logs")
+            text = _field(chunk, "text", str, f"{where}/logs")
+            if text:
+                yield text
+            offset = _field(chunk, "next_offset", int, f"{where}/logs")
+            final = _field(chunk, "final", bool, f"{where}/logs")
+            if final and not text:
                 return
-            if not chunk["text"]:
+            if not text:
                 job = again(lambda: self.get_job(job_id))
-                if job["attempt"] != attempt and job["state"] != "QUEUED":
-                    offset, attempt = 0, job["attempt"]
+                job_attempt = _field(job, "attempt", int, where)
+                if job_attempt != attempt and _field(job, "state", str, where) != "QUEUED":
+                    offset, attempt = 0, job_attempt
                 time.sleep(poll_s)
 
     def wait(
@@ -331,6 +491,7 @@ class Client:
         _check_duration("reconnect_s", reconnect_s, infinite=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         grace = 0.0  # a server that never answered is not waited for
+        where = f"GET /api/v1/jobs/{_seg(job_id, 'job')}"
         while True:
             if deadline is not None:
                 grace = min(grace, max(0.0, deadline - time.monotonic()))
@@ -341,15 +502,16 @@ class Client:
                 poll_s=poll_s,
             )
             grace = reconnect_s
-            if job["state"] in FINAL_STATES:
+            state = _field(job, "state", str, where)
+            if state in FINAL_STATES:
                 return job
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout:g} s")
+                raise TimeoutError(f"job {job_id} still {state} after {timeout:g} s")
             time.sleep(poll_s)
 
     # -- cluster, projects, usage ------------------------------------------------------------------
     def cluster(self) -> dict[str, Any]:
-        return self.request("GET", "/cluster")  # type: ignore[no-any-return]
+        return self._obj("GET", "/cluster")
 
     def set_project(
         self,
@@ -374,75 +536,137 @@ class Client:
                     hint=_PROJECT_HINTS[k],
                     field=k,
                 )
-        if not isinstance(name, str) or "/" in name:  # (the server decodes %2F: see _seg)
+            # the server reads True as 1, False as 0 and "4" as 4: refused here instead
+            whole = k == "gpu_quota"
+            if (
+                plain is not None
+                and not (isinstance(plain, int) if whole else _is_number(plain))
+                or isinstance(plain, bool)
+            ):
+                kind = "a whole number" if whole else "a number"
+                raise ValidationError(
+                    f"{k}: {short_repr(v)} is not {kind}", hint=_PROJECT_HINTS[k], field=k
+                )
+        if not isinstance(name, str) or not name or "/" in name:  # (the server decodes %2F)
             from aistack.spec import NAME_HINT
 
             raise ValidationError(
-                f"project: {name!r} is not a valid name", hint=NAME_HINT, field="project"
+                f"project: {short_repr(name)} is not a valid name", hint=NAME_HINT, field="project"
             )
-        return self.request("PUT", f"/projects/{_seg(name)}", json=body)  # type: ignore[no-any-return]
+        return self._obj("PUT", f"/projects/{_seg(name)}", json=body)
 
     def projects(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/projects")  # type: ignore[no-any-return]
+        return self._arr("GET", "/projects")
 
     def allocations(
         self, *, project: str | None = None, since: str | None = None
     ) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"project": project, "since": since}.items() if v}
-        return self.request("GET", "/usage/allocations", params=params)  # type: ignore[no-any-return]
+        params = _query(project=project, since=since)
+        return self._arr("GET", "/usage/allocations", params=params)
 
     # -- planning and cost -------------------------------------------------------------------------
     def plan_train(self, **kw: Any) -> dict[str, Any]:
         """POST /plan/train: FLOPs, GPU-hours, GPUs or days, memory per GPU (see `aistack plan train`)."""
-        return self.request("POST", "/plan/train", json=kw)  # type: ignore[no-any-return]
+        return self._obj("POST", "/plan/train", json=kw)
 
     def plan_serve(self, **kw: Any) -> dict[str, Any]:
-        return self.request("POST", "/plan/serve", json=kw)  # type: ignore[no-any-return]
+        return self._obj("POST", "/plan/serve", json=kw)
 
     def plan_tco(self, **kw: Any) -> dict[str, Any]:
-        return self.request("POST", "/plan/tco", json=kw)  # type: ignore[no-any-return]
+        return self._obj("POST", "/plan/tco", json=kw)
 
     def plan_catalog(self, kind: str | None = None) -> dict[str, Any]:
-        return self.request("GET", "/plan/catalog", params={"kind": kind} if kind else None)  # type: ignore[no-any-return]
+        return self._obj("GET", "/plan/catalog", params=_query(kind=kind))
 
     def cost_report(
         self, *, project: str | None = None, since: str | None = None, sheet: str | None = None
     ) -> dict[str, Any]:
         """GET /cost/report: measured usage priced under a price sheet, budgets, buy-vs-rent advice."""
-        params = {
-            k: v for k, v in {"project": project, "since": since, "sheet": sheet}.items() if v
-        }
-        return self.request("GET", "/cost/report", params=params)  # type: ignore[no-any-return]
+        params = _query(project=project, since=since, sheet=sheet)
+        return self._obj("GET", "/cost/report", params=params)
 
     # -- datasets and models (read-only views; writes go through the libraries) -------------------
     def datasets(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/datasets")  # type: ignore[no-any-return]
+        return self._arr("GET", "/datasets")
 
     def dataset(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/datasets/{_seg(name, 'dataset')}")  # type: ignore[no-any-return]
+        return self._obj("GET", f"/datasets/{_seg(name, 'dataset')}")
 
     def models(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/models")  # type: ignore[no-any-return]
+        return self._arr("GET", "/models")
 
     def promote(
         self, name: str, version: int, to: str, require: list[str] | None = None
     ) -> dict[str, Any]:
+        if isinstance(_plain(version), bool):  # the server read True as version 1
+            raise ValidationError(
+                f"version: {short_repr(version)} is not a version number",
+                hint="pass the model version as an int, e.g. 3",
+                field="version",
+            )
         body = {"version": version, "to": to, "require": require or []}
-        return self.request("POST", f"/models/{_seg(name, 'model')}/promote", json=body)  # type: ignore[no-any-return]
+        return self._obj("POST", f"/models/{_seg(name, 'model')}/promote", json=body)
 
     # -- services ------------------------------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/services")  # type: ignore[no-any-return]
+        return self._arr("GET", "/services")
 
     def service(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/services/{_seg(name, 'service')}")  # type: ignore[no-any-return]
+        return self._obj("GET", f"/services/{_seg(name, 'service')}")
 
     def deploy(self, model: str, **kw: Any) -> dict[str, Any]:
         """POST /services: deploy ``model`` (NAME, NAME@alias, NAME:version) as an autoscaled service."""
-        return self.request("POST", "/services", json={"model": model, **kw}, timeout=600)  # type: ignore[no-any-return]
+        return self._obj("POST", "/services", json={"model": model, **kw}, timeout=600)
 
     def delete_service(self, name: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/services/{_seg(name, 'service')}")  # type: ignore[no-any-return]
+        return self._obj("DELETE", f"/services/{_seg(name, 'service')}")
+
+
+def _is_json(r: httpx.Response) -> bool:
+    ctype = r.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+def _describe(r: httpx.Response) -> str:
+    """What came back, for a message: status, content type and the first bytes."""
+    head = f"HTTP {r.status_code}"
+    if r.reason_phrase:
+        head += f" {r.reason_phrase}"
+    ctype = r.headers.get("content-type") or "no content type"
+    if not r.content:
+        return f"{head} ({ctype}) with an empty body"
+    text = r.content[:200].decode("utf-8", "replace")
+    return f"{head} ({ctype}, {len(r.content):,} bytes): {short_repr(text, 200)}"
+
+
+def _check_timeout(value: object) -> None:
+    """The client's ``timeout``: seconds > 0 (finite), an httpx.Timeout, or None (no limit).
+    NaN, negatives and strings were taken and failed at the first request with a bare
+    ValueError/TypeError from the socket layer; 0 makes every request time out."""
+    if value is None or type(value).__name__ == "Timeout":  # httpx.Timeout (not imported)
+        return
+    if not (_is_number(value) and 0 < value < math.inf):  # type: ignore[operator]
+        raise ValidationError(
+            f"timeout: {short_repr(value)} is not a number of seconds > 0",
+            hint="pass e.g. timeout=30, or None for no limit",
+            field="timeout",
+        )
+
+
+def _check_token(token: str, given: bool, settings: Settings) -> None:
+    """The token as an Authorization header can carry it (``given``: passed as ``token``)."""
+    hint = f"check AISTACK_TOKEN, or the token file {settings.token_file}"
+    if given:
+        hint = f"check the token argument ({hint.removeprefix('check ')})"
+    if not (token.isascii() and token.isprintable()):
+        why = "has characters an HTTP header cannot carry (non-ASCII or control)"
+    elif token != token.strip():  # (httpx refused it at the first request: "cannot reach")
+        why = "starts or ends with a space"
+    elif token.lower().startswith("bearer "):  # sent as "Bearer Bearer ...": a 401
+        why, hint = "starts with 'Bearer ' (the client adds that itself)", hint + ", without it"
+    else:
+        return
+    raise ValidationError(f"the API token {why}", hint=hint, field="token")
 
 
 def _seg(value: object, what: str | None = None) -> str:
@@ -455,17 +679,22 @@ def _seg(value: object, what: str | None = None) -> str:
     if what is not None and not isinstance(value, str):
         # str(None) would be sent as the name 'None' (and a PUT would create it)
         raise ValidationError(
-            f"{what} id or name must be a str, not {type(value).__name__} {value!r}"[:300],
+            f"{what} id or name must be a str, not {type(value).__name__} {short_repr(value)}",
             hint=f"pass the {what}'s id or name as a str",
             field=what,
         )
     text = str(value)
     if not text:
-        raise ValidationError("an empty name or id", hint="give a non-empty name or id")
+        raise ValidationError(
+            f"{what or 'name'}: an empty name or id",
+            hint=f"give the {what or 'name'}'s id or name" if what else "give a non-empty name",
+            field=what or "name",
+        )
     if what is not None and "/" in text:
         see = "; list jobs with `aistack jobs --all`" if what == "job" else ""
         raise NotFoundError(
-            f"{what} {text!r} not found", hint=f"{what} ids and names never contain '/'{see}"
+            f"{what} {short_repr(text)} not found",
+            hint=f"{what} ids and names never contain '/'{see}",
         )
     seg = quote(text, safe="")
     return seg.replace(".", "%2E") if seg in (".", "..") else seg
@@ -484,10 +713,102 @@ def _check_duration(
     ok = _is_number(value) and value >= 0 and (infinite or math.isfinite(value))  # type: ignore[operator, arg-type]
     if not ok:
         raise ValidationError(
-            f"{what}: {value!r} is not a {'' if infinite else 'finite '}number of seconds >= 0",
+            f"{what}: {short_repr(value)} is not a {'' if infinite else 'finite '}number of "
+            "seconds >= 0",
             hint=hint or f"pass e.g. {what}=1.0",
             field=what,
         )
+
+
+def _plain(value: object) -> object:
+    """:func:`_item`, leaving an array as it is (for the caller's own check)."""
+    try:
+        return _item(value)
+    except ValueError:
+        return value
+
+
+def _check_bool(what: str, value: object) -> bool:
+    """A flag sent in the query string: the server read "no", 0 and "off" as False."""
+    plain = _plain(value)
+    if not isinstance(plain, bool):
+        raise ValidationError(
+            f"{what}: {short_repr(value)} is not True or False",
+            hint=f"pass {what}=True or {what}=False",
+            field=what,
+        )
+    return plain
+
+
+def _check_count(what: str, value: object, *, least: int = 0, hint: str | None = None) -> int:
+    """A whole number >= ``least`` (numpy's and torch's too; not a bool, not 1.5 or "3")."""
+    plain = _plain(value)
+    if isinstance(plain, bool) or not isinstance(plain, int) or plain < least:
+        raise ValidationError(
+            f"{what}: {short_repr(value)} is not a whole number >= {least}",
+            hint=hint or f"pass e.g. {what}={max(least, 1) * 100}",
+            field=what,
+        )
+    return plain
+
+
+def _check_text(what: str, value: object, hint: str) -> str:
+    """An optional query string value that was given: a non-empty str (an empty one was left
+    out of the request: every project, the first page...)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            f"{what}: {short_repr(value)} is not a non-empty str", hint=hint, field=what
+        )
+    return value
+
+
+def _check_states(value: object) -> list[str]:
+    states = [value] if isinstance(value, str) else value
+    if not isinstance(states, list | tuple | set | frozenset) or not all(
+        isinstance(s, str) for s in states
+    ):
+        raise ValidationError(
+            f"state: {short_repr(value)} is not a list of job states",
+            hint='pass e.g. state=["RUNNING", "QUEUED"]',
+            field="state",
+        )
+    return list(states)
+
+
+def _query(**given: object) -> dict[str, str]:
+    """Optional query parameters: None leaves one out; a given one is a non-empty str (``since``
+    may be a datetime or date, sent as ISO 8601)."""
+    import datetime as dt
+
+    out: dict[str, str] = {}
+    for k, v in given.items():
+        if v is None:
+            continue
+        if k == "since" and isinstance(v, dt.date):
+            if isinstance(v, dt.datetime) and v.tzinfo is None:
+                v = v.astimezone()  # a naive datetime is local time, as everywhere in Python
+            out[k] = v.isoformat()
+            continue
+        hint = (
+            "pass an ISO 8601 date or time, e.g. 2026-01-31 (or a datetime), or None"
+            if k == "since"
+            else f"pass None to leave {k} out"
+        )
+        out[k] = _check_text(k, v, hint)
+    return out
+
+
+def _field(data: dict[str, Any], key: str, kind: type[_T], where: str) -> _T:
+    """``data[key]``, an answer's field the client goes on with: an AistackError naming it
+    when the answer lacks it (a KeyError/TypeError before)."""
+    value = data.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise AistackError(
+            f"{where} answered without a valid {key!r} (got {short_repr(value)} in "
+            f"{short_repr(data, 300)})",
+            hint="check that client and server are the same aistack version",
+        )
+    return value
 
 
 def _item(value: object) -> object:
