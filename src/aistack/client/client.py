@@ -777,13 +777,24 @@ def _check_states(value: object) -> list[str]:
 
 def _query(**given: object) -> dict[str, str]:
     """Optional query parameters: None leaves one out; a given one is a non-empty str (``since``
-    may be a datetime or date, sent as ISO 8601)."""
+    may also be a datetime or date, or Unix seconds, sent as ISO 8601)."""
     import datetime as dt
 
     out: dict[str, str] = {}
     for k, v in given.items():
         if v is None:
             continue
+        if k == "since" and isinstance(v, int | float) and not isinstance(v, bool):
+            # Unix seconds, as the server reads a number (time.time() - 86400)
+            try:
+                v = dt.datetime.fromtimestamp(v, tz=dt.UTC)
+            except (OverflowError, OSError, ValueError):
+                raise ValidationError(
+                    f"since: {short_repr(v)} is not a time (Unix seconds)",
+                    hint="pass an ISO 8601 date or time, e.g. 2026-01-31, a datetime, or Unix "
+                    "seconds",
+                    field="since",
+                ) from None
         if k == "since" and isinstance(v, dt.date):
             if isinstance(v, dt.datetime) and v.tzinfo is None:
                 v = v.astimezone()  # a naive datetime is local time, as everywhere in Python

@@ -224,7 +224,8 @@ def test_promote_with_a_bool_version(tmp_path: Path) -> None:
     [
         (lambda c: c.allocations(project=""), "project"),
         (lambda c: c.allocations(since=""), "since"),
-        (lambda c: c.allocations(since=5), "since"),
+        (lambda c: c.allocations(since=1e30), "since"),
+        (lambda c: c.allocations(since=True), "since"),
         (lambda c: c.cost_report(sheet=""), "sheet"),
         (lambda c: c.plan_catalog(""), "kind"),
     ],
@@ -236,7 +237,7 @@ def test_optional_query_values_that_were_dropped(tmp_path: Path, call: Any, fiel
     assert exc.value.details["field"] == field
 
 
-def test_since_may_be_a_date_or_datetime(tmp_path: Path) -> None:
+def test_since_may_be_a_date_datetime_or_unix_seconds(tmp_path: Path) -> None:
     sent: list[str] = []
 
     def handler(req: httpx.Request) -> httpx.Response:
@@ -246,7 +247,8 @@ def test_since_may_be_a_date_or_datetime(tmp_path: Path) -> None:
     c = _client(tmp_path, handler)
     c.allocations(since=dt.date(2026, 1, 31))  # type: ignore[arg-type]
     c.allocations(since=dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC))  # type: ignore[arg-type]
-    assert sent == ["2026-01-31", "2026-01-31T12:00:00+00:00"]
+    c.allocations(since=1_769_860_800)  # type: ignore[arg-type]  # Unix seconds, as before
+    assert sent == ["2026-01-31", "2026-01-31T12:00:00+00:00", "2026-01-31T12:00:00+00:00"]
 
 
 def test_submit_with_an_empty_path(tmp_path: Path) -> None:
