@@ -110,7 +110,12 @@ class MissingDependency(UserError):
 
     def __init__(self, package: str, *, extra: str | None = None) -> None:
         hint = f"pip install 'aistack[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"the optional package {package!r} is not installed", hint=hint)
+        super().__init__(
+            f"the optional package {package!r} is not installed",
+            hint=hint,
+            package=package,
+            extra=extra,
+        )
         self.package = package
         self.extra = extra
 
@@ -146,9 +151,24 @@ def from_dict(data: dict[str, Any]) -> AistackError:
     """Rebuild an error sent by the server (the inverse of ``to_dict``)."""
     cls = _BY_CODE.get(str(data.get("code")), AistackError)
     err = cls.__new__(cls)
+    hint = data.get("hint")
     AistackError.__init__(
-        err, str(data.get("message", "")), hint=data.get("hint"), **(data.get("details") or {})
+        err, str(data.get("message", "")), hint=None if hint is None else str(hint)
     )
+    # set, not passed as keywords: details named "hint" or "message", or details that are not
+    # a mapping (another server's body), were a TypeError here
+    details = data.get("details")
+    err.details = (
+        dict(details)
+        if isinstance(details, dict)
+        else {}
+        if details is None
+        else {"details": details}
+    )
+    if isinstance(err, MissingDependency):
+        err.package = str(err.details.get("package", ""))
+        extra = err.details.get("extra")
+        err.extra = None if extra is None else str(extra)
     return err
 
 

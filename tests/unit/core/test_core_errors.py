@@ -20,6 +20,29 @@ def test_missing_dependency_hint() -> None:
     assert "pip install 'aistack[ray]'" in str(e)
 
 
+def test_a_missing_dependency_comes_back_with_its_package_and_extra() -> None:
+    back = errors.from_dict(errors.MissingDependency("ray", extra="ray").to_dict())
+    assert type(back) is errors.MissingDependency
+    assert (back.package, back.extra) == ("ray", "ray")  # an AttributeError before
+    assert back.hint == "pip install 'aistack[ray]'"
+
+
+@pytest.mark.parametrize(
+    ("details", "kept"),
+    [
+        ({"hint": "x", "message": "y"}, {"hint": "x", "message": "y"}),  # a TypeError before
+        (["a", "b"], {"details": ["a", "b"]}),  # not a mapping: a TypeError before
+        (None, {}),
+    ],
+)
+def test_an_error_body_of_another_shape_is_rebuilt(
+    details: object, kept: dict[str, object]
+) -> None:
+    back = errors.from_dict({"code": "invalid", "message": "bad", "hint": 3, "details": details})
+    assert type(back) is errors.ValidationError
+    assert (back.message, back.hint, back.details) == ("bad", "3", kept)
+
+
 def test_codes_are_unique() -> None:
     seen: dict[str, type] = {}
 
