@@ -91,3 +91,101 @@ def test_dashboard_end_to_end(browser, mlflow_server, shots: Path) -> None:  # t
     page.wait_for_selector("#cost-cpu")
     assert "CPU-h" in page.locator("#cost-cpu").inner_text()
     page.screenshot(path=str(shots / "dashboard-costs.png"), full_page=True)
+
+
+# shown as text wherever it appears: an <img> that ran its onerror would set window.__xss
+XSS = '<img src=x onerror="window.__xss=1">'
+XSS_USER = "<img/src=x/onerror=window.__xss=2>"  # a user: printable, no spaces
+
+
+def _api(srv, method: str, path: str, **kw):  # type: ignore[no-untyped-def]
+    import httpx
+
+    r = httpx.request(
+        method,
+        srv.url + "/api/v1" + path,
+        headers={"authorization": f"Bearer {srv.token}"},
+        timeout=30,
+        **kw,
+    )
+    assert r.status_code < 300, r.text
+    return r.json()
+
+
+def _wait_state(srv, job_id: str, states: set[str], timeout: float = 60) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        j = _api(srv, "GET", f"/jobs/{job_id}")
+        if j["state"] in states or time.monotonic() > deadline:
+            assert j["state"] in states, j
+            return j  # type: ignore[no-any-return]
+        time.sleep(0.3)
+
+
+def test_dashboard_shows_hostile_job_data_as_text(browser, server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Job names and projects take [A-Za-z0-9._-] only, but a job's user, command, log lines,
+    cancel reason (its stop/failure reason and an event message) are free text: each is shown
+    literally in the jobs list, the job page, its logs and its events, and none runs."""
+    srv = server_factory()
+    failed = _api(
+        srv,
+        "POST",
+        "/jobs",
+        json={
+            "name": "x.ss_job-1",
+            "project": "p.r_o-j",
+            "user": XSS_USER,
+            "command": f"echo '{XSS}'; echo \"$HOSTILE\"; exit 3",
+            "env": {"HOSTILE": "env:" + XSS},
+        },
+    )
+    running = _api(
+        srv, "POST", "/jobs", json={"name": "sleeper", "user": XSS_USER, "command": "sleep 60"}
+    )
+    _wait_state(srv, failed["id"], {"FAILED"})
+    _wait_state(srv, running["id"], {"RUNNING"})
+    _api(srv, "POST", f"/jobs/{running['id']}/cancel", json={"reason": "why: " + XSS})
+    _wait_state(srv, running["id"], {"CANCELLED"})
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(srv.url + "/login")
+    page.fill("#token", srv.token)
+    page.click("#login-btn")
+    page.wait_for_url(srv.url + "/")
+
+    def no_xss() -> None:
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert page.locator("main img").count() == 0
+
+    # the jobs list: the cancel reason as the result, the project as given
+    page.goto(f"{srv.url}/#/jobs")
+    page.wait_for_function(
+        "t => document.querySelector('#jobs').textContent.includes(t)", arg="why: " + XSS
+    )
+    assert "p.r_o-j" in page.locator("#jobs").inner_text()
+    no_xss()
+    # a click on a row (not its link) opens the job
+    page.locator(f"tr.job-row[data-job='{running['id']}'] td").nth(1).click()
+    page.wait_for_url(f"{srv.url}/#/jobs/{running['id']}")
+
+    # the cancelled job: stop/failure reason and user in the details, the reason in an event
+    page.wait_for_selector("#kpis .state.CANCELLED", timeout=30_000)
+    page.wait_for_function(
+        "t => document.querySelector('#events').textContent.includes(t)", arg=XSS
+    )
+    details = page.locator("#details").inner_text()
+    assert "why: " + XSS in details and XSS_USER in details
+    no_xss()
+
+    # the failed job: its command in the details, its output in the logs
+    page.goto(f"{srv.url}/#/jobs/{failed['id']}")
+    page.wait_for_selector("#kpis .state.FAILED", timeout=30_000)
+    page.wait_for_function(
+        "t => document.querySelector('#logs').textContent.includes(t)", arg="env:" + XSS
+    )
+    assert XSS in page.locator("#logs").inner_text()
+    assert f"echo '{XSS}'" in page.locator("#details").inner_text()
+    page.wait_for_timeout(500)
+    no_xss()

@@ -60,8 +60,8 @@ async function pageCluster(main) {
     ].map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
     const rows = [];
     c.nodes.forEach(n => {
-      rows.push([esc(n.name), `${n.cpus} CPUs`, "", `${(n.memory_mb / 1024).toFixed(1)} GiB`, esc(Object.values(n.cpu_jobs).filter((v, i, a) => a.indexOf(v) === i).join(", ") || "-"), n.cpu_percent !== null && n.cpu_percent !== undefined ? `${n.cpu_percent.toFixed(0)} %` : "-"]);
-      n.gpus.forEach(g => rows.push(["", `GPU ${g.index}`, esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(g.job)}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
+      rows.push([esc(n.name), esc(`${n.cpus} CPUs`), "", `${(n.memory_mb / 1024).toFixed(1)} GiB`, esc(Object.values(n.cpu_jobs).filter((v, i, a) => a.indexOf(v) === i).join(", ") || "-"), n.cpu_percent !== null && n.cpu_percent !== undefined ? `${n.cpu_percent.toFixed(0)} %` : "-"]);
+      n.gpus.forEach(g => rows.push(["", esc(`GPU ${g.index}`), esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(g.job)}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
     });
     $("#nodes").innerHTML = table(["node", "device", "model", "memory", "allocated to", "utilization"], rows);
     barChart($("#alloc"), [
@@ -113,10 +113,15 @@ async function pageJobs(main) {
     const jobs = await api("/jobs?limit=200");
     $("#jobs").innerHTML = table(["id", "name", "project", "state", "resources", "submitted", "pending reason / result", "est. start"],
       jobs.map(j => [`<a href="#/jobs/${esc(j.id)}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
-        `${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`, ago(j.submitted_at),
+        esc(`${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`), ago(j.submitted_at),
         esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || j.stop_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
         j.estimated_start ? ago(j.estimated_start) : "-"]),
-      i => `class="click job-row" onclick="location.hash='#/jobs/${esc(jobs[i].id)}'"`);
+      i => `class="click job-row" data-job="${esc(jobs[i].id)}"`);
+  });
+  // a row opens its job; no inline onclick: esc() is undone by the HTML parser before JavaScript reads it
+  $("#jobs").addEventListener("click", ev => {
+    const tr = ev.target.closest("tr[data-job]");
+    if (tr && !ev.target.closest("a")) location.hash = "#/jobs/" + encodeURIComponent(tr.dataset.job);
   });
 }
 
@@ -135,8 +140,9 @@ async function pageJob(main, id) {
   every(1500, async () => {
     const j = await api(`/jobs/${jid}`);
     $("#cancel-btn").hidden = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"].includes(j.state);
-    $("#kpis").innerHTML = [[stateCell(j.state), "state"], [j.exit_code ?? "-", "exit code"], [j.attempt, "attempt"], [ago(j.started_at), "started"]]
-      .map(([v, l]) => `<div class="kpi"><b>${v}</b><span>${esc(l)}</span></div>`).join("");
+    $("#kpis").innerHTML = `<div class="kpi"><b>${stateCell(j.state)}</b><span>state</span></div>` +
+      [[j.exit_code ?? "-", "exit code"], [j.attempt, "attempt"], [ago(j.started_at), "started"]]
+      .map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
     $("#details").innerHTML = table(["field", "value"], [
       ["name", esc(j.name)], ["project / user", esc(j.project + " / " + j.user)], ["command", `<code>${esc(j.command)}</code>`],
       ["resources", esc(JSON.stringify(j.resources))], ["devices", esc(JSON.stringify(j.devices || {}))],
@@ -168,15 +174,15 @@ async function pageDatasets(main, name) {
     <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"><p class="muted">pick a version</p></div></div>`;
   try {
     const ds = await api("/datasets");
-    $("#list").innerHTML = table(["name", "versions", "latest", "updated"], ds.map(d => [`<a href="#/datasets/${esc(encodeURIComponent(d.name))}">${esc(d.name)}</a>`, d.versions, esc(d.latest), ago(d.updated_at || d.created_at)]));
+    $("#list").innerHTML = table(["name", "versions", "latest", "updated"], ds.map(d => [`<a href="#/datasets/${esc(encodeURIComponent(d.name))}">${esc(d.name)}</a>`, esc(d.versions), esc(d.latest), ago(d.updated_at || d.created_at)]));
   } catch (e) { $("#list").innerHTML = unavailable(e); return; }
   if (!name) return;
   const d = await api(`/datasets/${encodeURIComponent(name)}`);
   $("#detail-title").textContent = `Versions of ${name}`;
   $("#versions").innerHTML = table(["version", "files", "size", "tags", "message", "created"], d.versions.map(v =>
-    [`<a href="#" class="lineage-link" data-v="${v.version}">v${v.version}</a>`, v.files, bytes(v.bytes), esc(v.tags.join(", ")), esc(v.message || ""), ago(v.created_at)]));
+    [`<a href="#" class="lineage-link" data-v="${esc(v.version)}">v${esc(v.version)}</a>`, esc(v.files), bytes(v.bytes), esc(v.tags.join(", ")), esc(v.message || ""), ago(v.created_at)]));
   const showLineage = async v => {
-    const g = await api(`/datasets/${encodeURIComponent(name)}/versions/${v}/lineage`);
+    const g = await api(`/datasets/${encodeURIComponent(name)}/versions/${encodeURIComponent(v)}/lineage`);
     dagChart($("#lineage"), g.nodes.map(n => ({ id: n.id, label: n.name, kind: n.kind })), g.edges.map(e => [e.src, e.dst]));
   };
   document.querySelectorAll(".lineage-link").forEach(a => a.onclick = ev => { ev.preventDefault(); showLineage(a.dataset.v); });
@@ -187,7 +193,7 @@ async function pageDatasets(main, name) {
     try {
       const r = await api(`/datasets/${encodeURIComponent(name)}/diff?a=${encodeURIComponent(f.get("a"))}&b=${encodeURIComponent(f.get("b"))}`);
       const rows = [...r.added.map(x => ["added", esc(x.path), bytes(x.new_size)]), ...r.removed.map(x => ["removed", esc(x.path), bytes(x.old_size)]), ...r.changed.map(x => ["changed", esc(x.path), `${bytes(x.old_size)} → ${bytes(x.new_size)}`])];
-      $("#diff").innerHTML = `<p>${esc(r.a)} → ${esc(r.b)}: +${bytes(r.bytes_added)}, −${bytes(r.bytes_removed)}, ~${bytes(r.bytes_changed)}; ${r.unchanged} files unchanged</p>` + table(["change", "path", "size"], rows);
+      $("#diff").innerHTML = `<p>${esc(r.a)} → ${esc(r.b)}: +${bytes(r.bytes_added)}, −${bytes(r.bytes_removed)}, ~${bytes(r.bytes_changed)}; ${esc(r.unchanged)} files unchanged</p>` + table(["change", "path", "size"], rows);
     } catch (e) { $("#diff").innerHTML = `<p class="error">${esc(e.message)}</p>`; }
   };
 }
@@ -204,12 +210,12 @@ async function pageModels(main, name) {
   $("#promote-form").onsubmit = ev => ev.preventDefault();  // bound for real once the model is loaded
   try {
     const ms = await api("/models");
-    $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(encodeURIComponent(m.name))}">${esc(m.name)}</a>`, m.latest_version ?? "-", esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
+    $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(encodeURIComponent(m.name))}">${esc(m.name)}</a>`, esc(m.latest_version ?? "-"), esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
   } catch (e) { $("#list").innerHTML = unavailable(e); return; }
   if (!name) { $("#promote-form").style.display = "none"; return; }
   const m = await api(`/models/${encodeURIComponent(name)}`);
   $("#mtitle").textContent = `Versions of ${name}`;
-  $("#versions").innerHTML = table(["version", "aliases", "run", "created"], m.versions.map(v => [`v${v.version}`, esc(v.aliases.join(", ")),
+  $("#versions").innerHTML = table(["version", "aliases", "run", "created"], m.versions.map(v => [esc(`v${v.version}`), esc(v.aliases.join(", ")),
     v.run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(v.run_id)}">${esc(v.run_id.slice(0, 12))}</a>` : "-", v.created_ms ? new Date(v.created_ms).toLocaleString() : "-"]));
   if (m.versions.length) {
     const latest = Math.max(...m.versions.map(v => v.version));
@@ -229,7 +235,7 @@ async function pageModels(main, name) {
     const require = (f.get("require") || "").split(",").map(s => s.trim()).filter(Boolean);
     try {
       const r = await api(`/models/${encodeURIComponent(name)}/promote`, { method: "POST", body: { version: +f.get("version"), to: f.get("to"), require } });
-      $("#promote-result").innerHTML = `<p class="ok" id="promote-ok">promoted v${r.version} to ${esc(r.alias)}</p>` + table(["condition", "actual", "passed"], r.checks.map(c => [esc(c.condition), c.actual ?? "-", c.passed ? "yes" : "no"]));
+      $("#promote-result").innerHTML = `<p class="ok" id="promote-ok">promoted v${esc(r.version)} to ${esc(r.alias)}</p>` + table(["condition", "actual", "passed"], r.checks.map(c => [esc(c.condition), esc(c.actual ?? "-"), c.passed ? "yes" : "no"]));
     } catch (e) { $("#promote-result").innerHTML = `<p class="error" id="promote-refused">refused: ${esc(e.message)}</p>`; }
   };
 }
@@ -242,8 +248,8 @@ async function pageServices(main, name) {
     let svcs;
     try { svcs = await api("/services"); } catch (e) { $("#list").innerHTML = unavailable(e); return; }
     $("#list").innerHTML = table(["name", "model", "status", "replicas ready / desired", "QPS", "p99", "URL"], svcs.map(s => [`<a href="#/services/${esc(encodeURIComponent(s.name))}">${esc(s.name)}</a>`,
-      esc(`${s.model} (${s.model_uri || ""})`), esc(s.status), `${s.ready_replicas ?? "?"} / ${s.desired_replicas ?? "?"}`,
-      (s.qps ?? 0).toFixed(2) + " req/s", ms(s.p99_ms), esc(s.url || "")]));
+      esc(`${s.model} (${s.model_uri || ""})`), esc(s.status), esc(`${s.ready_replicas ?? "?"} / ${s.desired_replicas ?? "?"}`),
+      (s.qps ?? 0).toFixed(2) + " req/s", esc(ms(s.p99_ms)), esc(s.url || "")]));
     if (!name) return;
     try {
       const s = await api(`/services/${encodeURIComponent(name)}`);
@@ -255,9 +261,9 @@ async function pageServices(main, name) {
         [(m.qps ?? 0).toFixed(2) + " req/s", "QPS"], [ms(m.p50_ms), "p50 latency"], [ms(m.p99_ms), "p99 latency"], [m.errors_total ?? 0, "errors"],
         [(m.mean_batch_size ?? 0).toFixed(2), "mean batch size"], [m.requests_total ?? 0, "requests"]]
         .map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("")}</div>
-        <div class="grid"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "model", "URL", "in flight", "served", "batch size (mean)"], (s.replicas || []).map(r => [esc(r.id), esc(r.state), esc(r.model), esc(r.url || ""), r.outstanding ?? 0, r.served ?? 0,
+        <div class="grid"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "model", "URL", "in flight", "served", "batch size (mean)"], (s.replicas || []).map(r => [esc(r.id), esc(r.state), esc(r.model), esc(r.url || ""), esc(r.outstanding ?? 0), esc(r.served ?? 0),
           r.batches && r.batches.completions ? r.batches.completions.mean_batch_size.toFixed(2) : "-"]))}</div>
-        <div class="card"><h3>Autoscaler decisions</h3>${table(["from → to", "action", "reason"], dec.slice(-15).reverse().map(d => [`${d.current} → ${d.desired}`, esc(d.action || ""), esc(d.reason || "")]))}</div></div>
+        <div class="card"><h3>Autoscaler decisions</h3>${table(["from → to", "action", "reason"], dec.slice(-15).reverse().map(d => [esc(`${d.current} → ${d.desired}`), esc(d.action || ""), esc(d.reason || "")]))}</div></div>
         <div class="card" style="margin-top:14px"><h3>Events</h3>${table(["time", "kind", "message"], (s.events || []).slice(-20).reverse().map(e => [new Date(e.t * 1000).toLocaleTimeString(), esc(e.kind), esc(e.message)]))}</div>`;
     } catch (e) { $("#detail").innerHTML = unavailable(e); }
   });
@@ -276,17 +282,17 @@ async function pageCosts(main) {
     const t = r.total || {};
     $("#kpis").innerHTML = [[(t.gpu_hours ?? 0).toFixed(3) + " GPU-h", "GPU time", "gpu"], [(t.cpu_hours ?? 0).toFixed(3) + " CPU-h", "CPU time", "cpu"],
       [usd(r.cloud_on_demand_usd ?? t.cost_usd), "cost at cloud on-demand prices", "cloud"], [usd(r.onprem_usd), "cost on-premises", "onprem"]]
-      .map(([v, l, id]) => `<div class="kpi"><b id="cost-${id}">${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
+      .map(([v, l, id]) => `<div class="kpi"><b id="cost-${esc(id)}">${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
     const projects = r.by_project || [];
     barChart($("#byproj"), projects.map(p => ({ label: p.key, value: p.cost_usd || 0 })), { yLabel: "USD" });
     barChart($("#compare"), [{ label: "cloud", value: r.cloud_on_demand_usd || 0 }, { label: "on-prem", value: r.onprem_usd || 0 }], { yLabel: "USD" });
     $("#projects").innerHTML = table(["project", "jobs", "GPU-h", "CPU-h", "useful GPU-h", "idle GPU-h", "cost", "budget", "month spend", "status"], projects.map(p => {
       const b = (r.budgets || []).find(x => x.project === p.key);
-      return [esc(p.key), p.jobs, p.gpu_hours.toFixed(3), p.cpu_hours.toFixed(3), p.useful_gpu_hours.toFixed(3), p.idle_gpu_hours.toFixed(3), usd(p.cost_usd),
+      return [esc(p.key), esc(p.jobs), p.gpu_hours.toFixed(3), p.cpu_hours.toFixed(3), p.useful_gpu_hours.toFixed(3), p.idle_gpu_hours.toFixed(3), usd(p.cost_usd),
         b ? usd(b.monthly_budget_usd) : "-", b ? usd(b.spend_usd) : "-", b ? esc(b.status) : "-"];
     }));
     $("#users").innerHTML = table(["user", "jobs", "GPU-h", "CPU-h", "useful GPU-h", "idle GPU-h", "cost"], (r.by_user || []).map(u =>
-      [esc(u.key), u.jobs, u.gpu_hours.toFixed(3), u.cpu_hours.toFixed(3), u.useful_gpu_hours.toFixed(3), u.idle_gpu_hours.toFixed(3), usd(u.cost_usd)]));
+      [esc(u.key), esc(u.jobs), u.gpu_hours.toFixed(3), u.cpu_hours.toFixed(3), u.useful_gpu_hours.toFixed(3), u.idle_gpu_hours.toFixed(3), usd(u.cost_usd)]));
     $("#advice").textContent = (r.recommendation || "") + (r.notes && r.notes.length ? " " + r.notes.join(" ") : "");
   } catch (e) { $("#kpis").innerHTML = unavailable(e); }
   try {

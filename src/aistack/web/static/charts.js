@@ -10,6 +10,11 @@ function svgEl(tag, attrs, text) {
   return e;
 }
 
+// a series' or bar's colour: "#rgb"/"#rrggbb(aa)" or a plain colour name, else the palette's
+function safeColor(c, i) {
+  return typeof c === "string" && /^(#[0-9a-f]{3,8}|[a-z]{3,20})$/i.test(c) ? c : COLORS[i % COLORS.length];
+}
+
 function niceMax(v) {
   if (!isFinite(v) || v <= 0) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -51,13 +56,19 @@ function lineChart(container, series, opts) {
     const pts = s.points.filter(p => p[1] !== null && isFinite(p[1]));
     if (!pts.length) return;
     const d = pts.map((p, j) => (j ? "L" : "M") + sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ");
-    svg.appendChild(svgEl("path", { d, fill: "none", stroke: s.color || COLORS[i % COLORS.length], "stroke-width": 2 }));
+    svg.appendChild(svgEl("path", { d, fill: "none", stroke: safeColor(s.color, i), "stroke-width": 2 }));
   });
   container.innerHTML = "";
   container.appendChild(svg);
   const legend = document.createElement("div");
   legend.className = "legend";
-  legend.innerHTML = series.map((s, i) => `<span><i style="background:${s.color || COLORS[i % COLORS.length]}"></i>${String(s.name).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)}</span>`).join("");
+  // built as nodes, not HTML: a series name is text, and a colour that is no plain colour is not used
+  series.forEach((s, i) => {
+    const item = document.createElement("span"), swatch = document.createElement("i");
+    swatch.style.background = safeColor(s.color, i);
+    item.append(swatch, String(s.name));
+    legend.appendChild(item);
+  });
   container.appendChild(legend);
 }
 
@@ -76,7 +87,7 @@ function barChart(container, bars, opts) {
   }
   bars.forEach((b, i) => {
     const h = (b.value / yMax) * (H - T - B);
-    svg.appendChild(svgEl("rect", { x: L + i * bw + bw * 0.15, y: T + (H - T - B) - h, width: bw * 0.7, height: h, fill: b.color || COLORS[i % COLORS.length] }));
+    svg.appendChild(svgEl("rect", { x: L + i * bw + bw * 0.15, y: T + (H - T - B) - h, width: bw * 0.7, height: h, fill: safeColor(b.color, i) }));
     svg.appendChild(svgEl("text", { x: L + i * bw + bw / 2, y: H - 22, "text-anchor": "middle" }, b.label));
     svg.appendChild(svgEl("text", { x: L + i * bw + bw / 2, y: H - 8, "text-anchor": "middle" }, fmtNum(b.value) + (opts.unit || "")));
   });
