@@ -15,12 +15,39 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand
 
 from aistack.errors import NotFoundError, ValidationError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def make_console(stderr: bool = False, *, markup: bool = True) -> Console:
+    """A rich console for the CLI: emoji codes off, so a ``:fire:`` in a job name, an event
+    message or a log line is printed as it is, not as an emoji (no aistack text uses them).
+    ``markup=False``: strings it prints (Table cells and titles too) are all taken as text."""
+    return Console(stderr=stderr, emoji=False, markup=markup)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
+
+
+def esc(value: object) -> str:
+    """``str(value)`` as rich markup that prints exactly that text: for a name, reason, message,
+    path or URL (from users, jobs or the server) put into a string that rich reads as markup
+    (``console.print``, a Table cell or title, a Tree label, a progress description). Rich
+    reads ``[...]`` in it as markup: ``[/]`` crashed the command (MarkupError), ``[bold]`` was
+    silently dropped, ``[link=...]`` made a hyperlink.
+
+    Trailing backslashes are written so that they print as they are whatever follows (rich's
+    ``escape`` doubles one, which prints two when plain text follows): doubled, then closed by
+    an empty span."""
+    text = str(value)
+    body = text.rstrip("\\")
+    if len(body) == len(text):
+        return escape(text)
+    return escape(body) + "\\" * (2 * (len(text) - len(body))) + "[dim][/dim]"
+
 
 _BRACED = re.compile(r"\{([^{}]+)\}((?:\.\.\.)?)")
 
@@ -78,9 +105,7 @@ def print_error(exc: BaseException) -> None:
     """``error: MESSAGE (HINT)`` on stderr as one logical line: rich inserts no line breaks at
     the terminal width (the terminal wraps it instead), so a command quoted in the hint is
     copied whole, and brackets in it are printed as they are, not read as markup."""
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    make_console(stderr=True).print(f"[red]error:[/red] {esc(exc)}", soft_wrap=True)
 
 
 def read_json_file(path: pathlib.Path, what: str) -> Any:

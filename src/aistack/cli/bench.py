@@ -76,10 +76,11 @@ def allreduce(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"all-reduce sum float32, {backend}, {result['nprocs']} processes")
+    from aistack.cli._common import esc, make_console
+
+    table = Table(title=esc(f"all-reduce sum float32, {backend}, {result['nprocs']} processes"))
     for col in ("size", "count (elements)", "iters", "time (µs)", "algbw (GB/s)", "busbw (GB/s)"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
@@ -91,10 +92,10 @@ def allreduce(
             f"{r['algbw_gbps']:.3f}",
             f"{r['busbw_gbps']:.3f}",
         )
-    con = Console()
+    con = make_console()
     con.print(table)
     peak = max((r["busbw_gbps"] for r in result["rows"]), default=0.0)
-    con.print(f"peak bus bandwidth: {peak:.3f} GB/s; saved to {saved}")
+    con.print(f"peak bus bandwidth: {peak:.3f} GB/s; saved to {saved}", markup=False)
 
 
 def _result_path(folder: Path, backend: str, nprocs: int) -> Path:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from aistack.cli._common import _Command, ago, console, err_console, print_json
+from aistack.cli._common import _Command, ago, console, err_console, esc, print_json
 from aistack.errors import AistackError
 
 app = typer.Typer(
@@ -77,7 +76,7 @@ def _progress(label: str, enabled: bool) -> Iterator[Any]:
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(esc(label), total=None)  # (a description is markup)
 
         def cb(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -111,17 +110,17 @@ def add(
         return
     if v.unchanged:
         console.print(
-            f"[yellow]{v.ref} unchanged[/yellow]: {v.files:,} files, {fmt_bytes(v.bytes)} are the "
-            f"same as the newest version, so no new version was made"
-            + (f"; tagged {', '.join(tag)}" if tag else "")
+            f"[yellow]{esc(v.ref)} unchanged[/yellow]: {v.files:,} files, {fmt_bytes(v.bytes)} "
+            f"are the same as the newest version, so no new version was made"
+            + (f"; tagged {esc(', '.join(tag))}" if tag else "")
             + ("; the message was not recorded" if message else "")
             + " (--always-new makes one anyway)"
         )
         return
     console.print(
-        f"[green]{v.ref}[/green]: {v.files:,} files, {fmt_bytes(v.bytes)} "
+        f"[green]{esc(v.ref)}[/green]: {v.files:,} files, {fmt_bytes(v.bytes)} "
         f"({fmt_bytes(v.bytes_written)} new) in {dt_s:.2f} s"
-        + (f", tags {', '.join(v.tags)}" if v.tags else "")
+        + (f", tags {esc(', '.join(v.tags))}" if v.tags else "")
     )
 
 
@@ -143,7 +142,7 @@ def ls_(as_json: bool = JSON_OPT) -> None:
         if r.latest:
             size = fmt_bytes(ds.resolve(f"{r.name}@v{r.latest}").bytes)
         t.add_row(
-            r.name,
+            esc(r.name),
             str(r.versions),
             f"v{r.latest}" if r.latest else "-",
             size,
@@ -181,7 +180,7 @@ def log(
         return
     from rich.table import Table
 
-    t = Table(title=f"{name}: versions")
+    t = Table(title=f"{esc(name)}: versions")
     for c in ("version", "files", "size", "created", "tags", "message"):
         t.add_column(c)
     if deleted:
@@ -192,8 +191,8 @@ def log(
             f"{v.files:,}",
             fmt_bytes(v.bytes),
             ago(v.created_at.isoformat()),
-            ", ".join(v.tags) or "-",
-            escape(v.message or ""),
+            esc(", ".join(v.tags) or "-"),
+            esc(v.message or ""),
         ]
         if deleted:
             when = v.deleted_at.strftime("%Y-%m-%d %H:%M:%S UTC") if v.deleted_at else ""
@@ -213,7 +212,7 @@ def diff(
     if as_json:
         print_json(d.to_dict())
         return
-    console.print(f"[bold]{d.a} → {d.b}[/bold]")
+    console.print(f"[bold]{esc(d.a)} → {esc(d.b)}[/bold]")
     for sign, color, items in (
         ("+", "green", d.added),
         ("-", "red", d.removed),
@@ -229,7 +228,7 @@ def diff(
                 )
                 if c.mode:
                     size += f", mode {c.mode}"
-            console.print(f"[{color}]{sign} {c.path}[/{color}] ({size})")
+            console.print(f"[{color}]{sign} {esc(c.path)}[/{color}] ({esc(size)})")
     console.print(
         f"{_n(len(d.added), 'file')} added ({fmt_bytes(d.bytes_added)}), "
         f"{_n(len(d.removed), 'file')} removed ({fmt_bytes(d.bytes_removed)}), "
@@ -287,7 +286,8 @@ def get(
         return
     kept = f", {r.unchanged:,} already there" if r.unchanged else ""
     console.print(
-        f"[green]{r.version.ref}[/green] → {r.dest}: {r.files:,} files, {fmt_bytes(r.bytes)} "
+        f"[green]{esc(r.version.ref)}[/green] → {esc(r.dest)}: {r.files:,} files, "
+        f"{fmt_bytes(r.bytes)} "
         f"({r.linked:,} linked, {r.copied:,} copied{kept}) in {dt_s:.2f} s"
     )
     if r.linked and link == "hardlink":
@@ -318,13 +318,13 @@ def tag(
             print_json({"name": was.name, "tag": tag_name, "was": was.ref, "deleted": True})
             return
         gone = " (a deleted version)" if was.deleted else ""
-        console.print(f"deleted tag {was.name}@{tag_name} (was {was.ref}{gone})")
+        console.print(f"deleted tag {was.name}@{tag_name} (was {was.ref}{gone})", markup=False)
         return
     v = _datasets().tag(ref, tag_name)
     if as_json:
         print_json(v.to_dict())
         return
-    console.print(f"{v.name}@{tag_name} → [green]{v.ref}[/green]")
+    console.print(f"{esc(v.name)}@{esc(tag_name)} → [green]{esc(v.ref)}[/green]")
 
 
 @app.command(cls=_Command)
@@ -367,14 +367,15 @@ def unref(
             }
         )
         return
-    console.print(escape(f"dropped {', '.join(f'{k}:{i}' for k, i in pairs)} from {v.ref}"))
+    console.print(esc(f"dropped {', '.join(f'{k}:{i}' for k, i in pairs)} from {v.ref}"))
     if left:
         still = ", ".join(f"{r['kind']}:{r['id']}" for r in left)
-        console.print(escape(f"still referenced by {still}"))
+        console.print(esc(f"still referenced by {still}"))
     elif not v.deleted:
         console.print(
             f"nothing references {v.ref} now: `aistack data rm {v.ref}` deletes it",
             soft_wrap=True,
+            markup=False,
         )
 
 
@@ -436,7 +437,7 @@ def _refuse_unfinished_jobs(v: Any, pairs: list[tuple[str, str]]) -> None:
         what = f"job {names[0]} is" if len(names) == 1 else f"jobs {', '.join(names)} are"
         err_console.print(
             "[yellow]warning:[/yellow] "
-            + escape(
+            + esc(
                 f"could not check whether {what} still running ({reason}); dropping the "
                 f"reference to {v.ref} anyway"
             ),
@@ -473,14 +474,14 @@ def lineage(
     from rich.tree import Tree
 
     if note:
-        err_console.print(note)
+        err_console.print(note, markup=False)
     gone = {n["id"]: n["deleted_at"] for n in g["nodes"] if n.get("deleted_at")}
 
     def label(n: str, bold: bool = False) -> str:
-        text = f"[bold]{escape(n)}[/bold]" if bold else escape(n)
+        text = f"[bold]{esc(n)}[/bold]" if bold else esc(n)
         if n in gone:
             when = gone[n].replace("T", " ").split(".")[0].split("+")[0]
-            text += f" [red](deleted {when} UTC, {ago(gone[n])})[/red]"
+            text += f" [red](deleted {esc(when)} UTC, {ago(gone[n])})[/red]"
         return text
 
     ups: dict[str, list[str]] = {}
@@ -497,7 +498,7 @@ def lineage(
         if more:  # (a web-data run reads thousands of files: they are not all printed)
             kinds = Counter(m.partition(":")[0] for m in more)
             what = ", ".join(f"{k:,} {kind}" for kind, k in sorted(kinds.items()))
-            tree.add(f"[dim]… {len(more):,} more ({escape(what)}); --json lists them all[/dim]")
+            tree.add(f"[dim]… {len(more):,} more ({esc(what)}); --json lists them all[/dim]")
 
     root = g["root"]
     if not g["edges"]:
@@ -577,7 +578,7 @@ def verify(
         print_json({"ref": v.ref, "files": v.files, "bytes": n, "ok": True, "seconds": dt_s})
         return
     console.print(
-        f"[green]{v.ref}[/green]: {v.files:,} files, {fmt_bytes(n)} verified in {dt_s:.2f} s"
+        f"[green]{esc(v.ref)}[/green]: {v.files:,} files, {fmt_bytes(n)} verified in {dt_s:.2f} s"
     )
 
 
@@ -598,4 +599,5 @@ def rm(
     console.print(
         f"deleted {v.ref} ({fmt_bytes(v.bytes)}){kept}; run `aistack data gc` to free space",
         soft_wrap=True,
+        markup=False,
     )

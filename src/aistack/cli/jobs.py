@@ -20,6 +20,7 @@ from aistack.cli._common import (
     client,
     console,
     err_console,
+    esc,
     fmt_duration,
     print_error,
     print_json,
@@ -88,11 +89,11 @@ def up(
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 err_console.print(
-                    f"[red]the server exited (code {proc.returncode}); see {log_path}[/red]"
+                    f"[red]the server exited (code {proc.returncode}); see {esc(log_path)}[/red]"
                 )
                 with log_path.open("rb") as f:
                     f.seek(log_start)
-                    err_console.print(f.read()[-4000:].decode("utf-8", "replace"))
+                    err_console.print(f.read()[-4000:].decode("utf-8", "replace"), markup=False)
                 raise typer.Exit(1)
             try:
                 # the answer must come from our child: another server may hold the port
@@ -107,12 +108,13 @@ def up(
         else:
             err_console.print(
                 f"[red]the server (pid {proc.pid}) did not answer within {timeout:g} s; it "
-                f"may still be starting: see {log_path}; `aistack status` tells when it "
+                f"may still be starting: see {esc(log_path)}; `aistack status` tells when it "
                 f"answers, `kill {proc.pid}` stops it[/red]"
             )
             raise typer.Exit(1)
         console.print(
-            f"aistack server running at [bold]{url}[/bold] (pid {proc.pid}); dashboard: {url}/ ; stop with `aistack down`"
+            f"aistack server running at [bold]{esc(url)}[/bold] (pid {proc.pid}); dashboard: "
+            f"{esc(url)}/ ; stop with `aistack down`"
         )
         return
     from aistack.server.main import run
@@ -120,7 +122,8 @@ def up(
     def announce() -> None:  # after the checks: a refused start prints only its error
         console.print(
             f"aistack server on http://{host}:{port} (token in {settings.token_file}); "
-            "Ctrl-C to stop"
+            "Ctrl-C to stop",
+            markup=False,
         )
 
     run(settings, host, port, announce=announce)
@@ -258,7 +261,9 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
     settings = get_settings()
     record = settings.server_file
     if not record.exists():
-        console.print(f"no aistack server recorded in {settings.home}; nothing to stop")
+        console.print(
+            f"no aistack server recorded in {settings.home}; nothing to stop", markup=False
+        )
         return
     try:
         info = json.loads(record.read_text())
@@ -300,7 +305,8 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
         record.unlink(missing_ok=True)
         console.print(
             f"{why} and nothing answers at {where}: no server to stop; removed the stale "
-            f"record {record}"
+            f"record {record}",
+            markup=False,
         )
         return
     # something answers at the recorded URL: signal the recorded pid only if it is that server
@@ -358,7 +364,8 @@ def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKIL
     if live:  # like jobs, services keep running; say so rather than leave them unnoticed
         console.print(
             f"{len(live)} service(s) keep running: {', '.join(live)} "
-            "(`aistack serve delete NAME` stops one)"
+            "(`aistack serve delete NAME` stops one)",
+            markup=False,
         )
 
 
@@ -383,14 +390,17 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         print_json(data)
         return
     console.print(
-        f"server {c.url}: {h['status']} (version {h['version']}, executor {h['executor']}, up {fmt_duration(h['uptime_s'])})"
+        f"server {c.url}: {h['status']} (version {h['version']}, executor {h['executor']}, up {fmt_duration(h['uptime_s'])})",
+        markup=False,
     )
     t = cl["totals"]
     console.print(
-        f"GPUs {t['gpus_allocated']}/{t['gpus']} allocated, CPUs {t['cpus_allocated']}/{t['cpus']} allocated"
+        f"GPUs {t['gpus_allocated']}/{t['gpus']} allocated, CPUs {t['cpus_allocated']}/{t['cpus']} allocated",
+        markup=False,
     )
     console.print(
-        "jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none active")
+        "jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none active"),
+        markup=False,
     )
 
 
@@ -519,14 +529,17 @@ def _job_row(j: dict[str, Any]) -> list[str]:
         info = "; ".join(f"{n}: gpus {v['gpus']} cpus {v['cpus']}" for n, v in j["devices"].items())
     else:
         info = ""
+    state = esc(j["state"])
+    # (cells are markup: the values are escaped, so "[/]" or "[bold]" in a name or a reason
+    # is printed as it is)
     return [
-        j["id"],
-        j["name"],
-        j["project"],
-        f"[{style}]{j['state']}[/{style}]",
-        req,
+        esc(j["id"]),
+        esc(j["name"]),
+        esc(j["project"]),
+        f"[{style}]{state}[/{style}]" if style else state,
+        esc(req),
         ago(j["submitted_at"]),
-        info,  # the column folds; the end of a pending reason says what to do
+        esc(info),  # the column folds; the end of a pending reason says what to do
     ]
 
 
@@ -569,7 +582,8 @@ def jobs_cmd(
             + [f" --state {s}" for s in state or []]
         )
         err_console.print(
-            f"next page: aistack jobs{flags} --limit {limit} --before {rows[-1]['id']}"
+            f"next page: aistack jobs{flags} --limit {limit} --before {rows[-1]['id']}",
+            markup=False,
         )
 
 
@@ -577,14 +591,14 @@ def _wait_and_exit(c: Any, job_id: str, timeout: float | None, *, quiet: bool = 
     try:
         job = c.wait(job_id, timeout=timeout)
     except TimeoutError as exc:
-        err_console.print(str(exc))
+        err_console.print(str(exc), markup=False)
         raise typer.Exit(124) from None
     if not quiet:
         why = job.get("failure_reason") if job["state"] != "SUCCEEDED" else None
         why = why or job.get("stop_reason")
         reason = f" ({why})" if why else ""
         code = "" if job.get("exit_code") is None else f" exit code {job['exit_code']}"
-        err_console.print(f"job {job['id']} {job['state']}{code}{reason}")
+        err_console.print(f"job {job['id']} {job['state']}{code}{reason}", markup=False)
     raise typer.Exit(0 if job["state"] == "SUCCEEDED" else 1)
 
 
@@ -652,7 +666,7 @@ def cancel(
             if "error" in j:
                 print_error(UserError(f"{j['id']}: {j['message']}"))  # escaped, one line
             else:
-                console.print(f"{j['id']}: {j['state']}")
+                console.print(f"{j['id']}: {j['state']}", markup=False)
     if failed:
         raise typer.Exit(2)
 
@@ -664,7 +678,8 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         print_json(data)
         return
-    t = Table(title=f"cluster ({data['executor']} executor, policy {data['scheduler']['policy']})")
+    policy = data["scheduler"]["policy"]
+    t = Table(title=esc(f"cluster ({data['executor']} executor, policy {policy})"))
     for col in ("node", "device", "model", "memory", "allocated to", "util"):
         t.add_column(col)
     for n in data["nodes"]:
@@ -676,27 +691,28 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
         )
         jobs = sorted(set(n["cpu_jobs"].values()))
         t.add_row(
-            n["name"],
-            f"{n['cpus']} CPUs",
+            esc(n["name"]),
+            esc(f"{n['cpus']} CPUs"),
             "",
             mem_used,
-            f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}",
+            esc(f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}"),
             cpu_pct,
         )
         for g in n["gpus"]:
             util = f"{g['util_percent']:.0f} %" if g.get("util_percent") is not None else "-"
             t.add_row(
                 "",
-                f"GPU {g['index']}",
-                g["name"],
+                esc(f"GPU {g['index']}"),
+                esc(g["name"]),
                 f"{g['memory_mb'] / 1024:.0f} GiB",
-                g["job"] or "-",
+                esc(g["job"] or "-"),
                 util,
             )
     console.print(t)
     tot = data["totals"]
     console.print(
-        f"GPUs allocated {tot['gpus_allocated']}/{tot['gpus']}, CPUs allocated {tot['cpus_allocated']}/{tot['cpus']}; last scheduling pass {data['scheduler']['last_pass_ms']} ms"
+        f"GPUs allocated {tot['gpus_allocated']}/{tot['gpus']}, CPUs allocated {tot['cpus_allocated']}/{tot['cpus']}; last scheduling pass {data['scheduler']['last_pass_ms']} ms",
+        markup=False,
     )
 
 
@@ -712,4 +728,4 @@ def events(
         return
     for e in rows:
         t = dt.datetime.fromisoformat(e["t"]).strftime("%H:%M:%S")
-        console.print(f"{t}  {e['kind']:<11} {e['message']}")
+        console.print(f"{t}  {e['kind']:<11} {e['message']}", markup=False)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aistack.cli._common import _Command
+from aistack.cli._common import _Command, esc
 
 app = typer.Typer(
     help="Model registry: register versions from runs, aliases, promotion gates, lineage.",
@@ -80,9 +80,9 @@ def _when(ms: int | None) -> str:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from aistack.cli._common import make_console
 
-    return Console()
+    return make_console()
 
 
 _URI_HINT = (
@@ -151,7 +151,7 @@ def ls(tracking_uri: TrackingUri = None, as_json: Json = False) -> None:
     for m in models:
         aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(m["aliases"].items())) or "-"
         latest = f"v{m['latest_version']}" if m["latest_version"] else "-"  # no versions yet
-        t.add_row(m["name"], latest, aliases, _when(m["updated_ms"]))
+        t.add_row(esc(m["name"]), esc(latest), esc(aliases), _when(m["updated_ms"]))
     _console().print(t)
 
 
@@ -185,16 +185,16 @@ def show(
         return
     from rich.table import Table
 
-    t = Table(title=f"{m['name']}: {len(m['versions'])} versions")
+    t = Table(title=f"{esc(m['name'])}: {len(m['versions'])} versions")
     for c in ("version", "aliases", "run", "job", "source", "created"):
         t.add_column(c)
     for v in m["versions"]:
         t.add_row(
-            f"v{v['version']}",
-            ", ".join(v["aliases"]) or "-",
-            v["run_id"] or "-",
-            v["tags"].get("aistack.job_id", "-"),
-            v["source"],
+            esc(f"v{v['version']}"),
+            esc(", ".join(v["aliases"]) or "-"),
+            esc(v["run_id"] or "-"),
+            esc(v["tags"].get("aistack.job_id", "-")),
+            esc(v["source"]),
             _when(v["created_ms"]),
         )
     _console().print(t)
@@ -237,12 +237,10 @@ def register(
 
     mv = register_from_run(run, name, path, tracking_uri=_uri(tracking_uri))
     if not valid_model_name(name):  # a model registered before names were checked
-        from rich.markup import escape
-
         from aistack.cli._common import err_console
 
         err_console.print(
-            escape(
+            esc(
                 f"warning: {name!r} is not a valid model name: `aistack serve deploy` cannot "
                 f"read it; register the run under a valid name too, e.g. `aistack models "
                 f"register --run {run} --name {suggest_model_name(name)}`"
@@ -253,8 +251,8 @@ def register(
         _out(mv)
         return
     _console().print(
-        f"registered [bold]{mv['name']}[/bold] v{mv['version']} from run {mv['run_id']} "
-        f"({mv['source']})"
+        f"registered [bold]{esc(mv['name'])}[/bold] "
+        + esc(f"v{mv['version']} from run {mv['run_id']} ({mv['source']})")
     )
 
 
@@ -290,12 +288,12 @@ def promote_cmd(
         return
     c = _console()
     for ch in res.checks:
-        c.print(f"  [green]✓[/green] {ch.reason}")
+        c.print(f"  [green]✓[/green] {esc(ch.reason)}")
     if res.previous_version == res.version:
         prev = " (already there)"
     else:
         prev = f" (was v{res.previous_version})" if res.previous_version else ""
-    c.print(f"[bold]{res.name}[/bold]@{res.alias} → v{res.version}{prev}")
+    c.print(f"[bold]{esc(res.name)}[/bold]" + esc(f"@{res.alias} → v{res.version}{prev}"))
 
 
 @app.command("alias", cls=_Command)
@@ -335,7 +333,7 @@ def alias_cmd(
         _out(result)
         return
     target = "removed" if delete else f"→ v{version}"
-    _console().print(f"[bold]{name}[/bold]@{alias} {target}")
+    _console().print(f"[bold]{esc(name)}[/bold]" + esc(f"@{alias} {target}"))
 
 
 @app.command("lineage", cls=_Command)
@@ -353,32 +351,36 @@ def lineage_cmd(
     if as_json:
         _out(lin)
         return
-    from rich.markup import escape
     from rich.tree import Tree
 
     m = lin["model"]
-    # (escaped: rich would take "[production]" for markup and print nothing)
-    aliases = escape(f" [{', '.join(m['aliases'])}]") if m["aliases"] else ""
-    tree = Tree(f"[bold]model[/bold] {m['name']} v{m['version']}{aliases} ({m['source']})")
+    # (every value escaped: rich would take "[production]" for markup and print nothing)
+    aliases = f" [{', '.join(m['aliases'])}]" if m["aliases"] else ""
+    tree = Tree(
+        "[bold]model[/bold] " + esc(f"{m['name']} v{m['version']}{aliases} ({m['source']})")
+    )
     run = lin["run"]
     if run is None:
         tree.add("run: none (registered without a run)")
     else:
         r = tree.add(
-            f"[bold]run[/bold] {run['id']} {run['name'] or ''} {run['status']} "
-            f"(user {run['user'] or '-'}, started {_when(run['start_ms'])})"
+            "[bold]run[/bold] "
+            + esc(
+                f"{run['id']} {run['name'] or ''} {run['status']} "
+                f"(user {run['user'] or '-'}, started {_when(run['start_ms'])})"
+            )
         )
         job = lin["job"]
         r.add(
-            f"[bold]job[/bold] {job['id']} (project {job['project']})"
+            "[bold]job[/bold] " + esc(f"{job['id']} (project {job['project']})")
             if job
             else "job: none (not run by aistack)"
         )
         code = lin["code"] or {}
-        r.add(f"[bold]code[/bold] git commit {code.get('git_commit') or 'unknown'}")
+        r.add(f"[bold]code[/bold] git commit {esc(code.get('git_commit') or 'unknown')}")
         ds = r.add(f"[bold]datasets[/bold] ({len(lin['datasets'])})")
         for d in lin["datasets"]:
-            ds.add(f"{d['name']} version {d['version']} ({d['ref']})")
+            ds.add(esc(f"{d['name']} version {d['version']} ({d['ref']})"))
     _served_by(tree, lin)
     _console().print(tree)
 
@@ -386,17 +388,15 @@ def lineage_cmd(
 def _served_by(tree: Any, lin: dict[str, Any]) -> None:
     """The services the lineage says were deployed with the version, and what each serves
     now: ``served by chat (serving), old (now serves models:/gpt/4)``."""
-    from rich.markup import escape
-
     if "services" not in lin:
         return
     services = lin["services"]
     if services is None:
         why = lin.get("services_error") or "unknown error"
-        tree.add(escape(f"served by: unknown (the dataset catalog could not be read: {why})"))
+        tree.add(esc(f"served by: unknown (the dataset catalog could not be read: {why})"))
         return
     if not services:
         tree.add("served by: none (no service was deployed with this version)")
         return
     names = ", ".join(f"{s['name']} ({s['state']})" for s in services)
-    tree.add(f"[bold]served by[/bold] {escape(names)}")
+    tree.add(f"[bold]served by[/bold] {esc(names)}")

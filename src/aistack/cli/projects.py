@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from aistack.cli._common import _Command, client, console, print_json
+from aistack.cli._common import _Command, client, console, esc, print_json
 
 app = typer.Typer(help="Project quotas, shares and budgets.", no_args_is_help=True)
 
@@ -23,8 +23,8 @@ def ls(as_json: bool = typer.Option(False, "--json")) -> None:
         t.add_column(c)
     for p in rows:
         t.add_row(
-            p["name"],
-            "unlimited" if p["gpu_quota"] is None else f"{p['gpu_quota']} GPUs",
+            esc(p["name"]),
+            "unlimited" if p["gpu_quota"] is None else esc(f"{p['gpu_quota']} GPUs"),
             f"{p['share']:g}",
             "-" if p["monthly_budget_usd"] is None else f"${p['monthly_budget_usd']:,.2f}",
         )
@@ -69,7 +69,8 @@ def set_(
             "none" if p["monthly_budget_usd"] is None else f"{p['monthly_budget_usd']} USD/month"
         )
         console.print(
-            f"project {p['name']}: quota {quota}, share {p['share']:g}, budget {budget_s}"
+            f"project {p['name']}: quota {quota}, share {p['share']:g}, budget {budget_s}",
+            markup=False,
         )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aistack.cli._common import _Command, as_options
+from aistack.cli._common import _Command, as_options, esc
 
 app = typer.Typer(
     help="Model serving: deploy, list, inspect, update and delete autoscaled endpoints.",
@@ -38,9 +38,9 @@ def _out(data: Any) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from aistack.cli._common import make_console
 
-    return Console()
+    return make_console()
 
 
 def _ms(v: Any) -> str:
@@ -212,9 +212,12 @@ def deploy(
         _out(st)
         return
     _console().print(
-        f"service [bold]{st['name']}[/bold] serving {st['model_uri']} at {st['url']} "
-        f"({st.get('ready_replicas', 0)}/{st.get('desired_replicas', 0)} replicas ready)\n"
-        + try_it(st)
+        f"service [bold]{esc(st['name'])}[/bold] "
+        + esc(
+            f"serving {st['model_uri']} at {st['url']} "
+            f"({st.get('ready_replicas', 0)}/{st.get('desired_replicas', 0)} replicas ready)\n"
+            + try_it(st)
+        )
     )
 
 
@@ -246,13 +249,13 @@ def ls(as_json: Json = False) -> None:
         t.add_column(c)
     for r in rows:
         t.add_row(
-            r["name"],
-            str(r.get("model_uri") or r.get("model")),
-            str(r.get("status")),
-            f"{r.get('ready_replicas', 0)}/{r.get('desired_replicas', 0)}",
+            esc(r["name"]),
+            esc(r.get("model_uri") or r.get("model")),
+            esc(r.get("status")),
+            esc(f"{r.get('ready_replicas', 0)}/{r.get('desired_replicas', 0)}"),
             f"{float(r.get('qps') or 0):.1f} req/s",
             _ms(r.get("p99_ms")),
-            str(r.get("url") or "-"),
+            esc(r.get("url") or "-"),
         )
     _console().print(t)
 
@@ -273,20 +276,23 @@ def status(
     c = _console()
     m = st.get("metrics") or {}
     c.print(
-        f"[bold]{st['name']}[/bold]  {st.get('status')}  model {st.get('model_uri')}  url {st.get('url')}\n"
-        f"replicas {st.get('ready_replicas', 0)} ready / {st.get('desired_replicas', 0)} desired "
-        f"(min {st.get('min_replicas')}, max {st.get('max_replicas')})  in flight {st.get('inflight', 0)} requests\n"
-        f"last 10 s: {float(m.get('qps') or 0):.1f} req/s, p50 {_ms(m.get('p50_ms'))}, p99 {_ms(m.get('p99_ms'))}, "
-        f"{m.get('errors_window', 0)} server errors (5xx), "
-        f"{m.get('client_errors_window', 0)} client errors (4xx, incl. 429 refused); "
-        f"total {m.get('requests_total', 0)} requests, "
-        f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
-        f"{_admission(st)}\n"
-        f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
-        "(requests × batches) "
-        + (
-            ", ".join(f"{k}×{v}" for k, v in (m.get("batch_size_counts") or {}).items())
-            or "none yet"
+        f"[bold]{esc(st['name'])}[/bold]  "
+        + esc(
+            f"{st.get('status')}  model {st.get('model_uri')}  url {st.get('url')}\n"
+            f"replicas {st.get('ready_replicas', 0)} ready / {st.get('desired_replicas', 0)} desired "
+            f"(min {st.get('min_replicas')}, max {st.get('max_replicas')})  in flight {st.get('inflight', 0)} requests\n"
+            f"last 10 s: {float(m.get('qps') or 0):.1f} req/s, p50 {_ms(m.get('p50_ms'))}, p99 {_ms(m.get('p99_ms'))}, "
+            f"{m.get('errors_window', 0)} server errors (5xx), "
+            f"{m.get('client_errors_window', 0)} client errors (4xx, incl. 429 refused); "
+            f"total {m.get('requests_total', 0)} requests, "
+            f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
+            f"{_admission(st)}\n"
+            f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
+            "(requests × batches) "
+            + (
+                ", ".join(f"{k}×{v}" for k, v in (m.get("batch_size_counts") or {}).items())
+                or "none yet"
+            )
         )
     )
     t = Table(title="replicas")
@@ -303,19 +309,17 @@ def status(
         t.add_column(col)
     for r in st.get("replicas", []):
         t.add_row(
-            r["id"],
-            r["state"],
-            r["model"],
-            str(r.get("url") or "-"),
-            str(r.get("outstanding", 0)),
-            str(r.get("served", 0)),
+            esc(r["id"]),
+            esc(r["state"]),
+            esc(r["model"]),
+            esc(r.get("url") or "-"),
+            esc(r.get("outstanding", 0)),
+            esc(r.get("served", 0)),
             f"{r['ready_after_s']:.1f} s" if r.get("ready_after_s") is not None else "-",
-            str(r.get("reason") or ""),
+            esc(r.get("reason") or ""),
         )
     c.print(t)
     if st.get("failed"):
-        from rich.markup import escape
-
         if "invalid job spec" in str(st["failed"]):
             # the spec itself (project, priority, ...) is wrong: no retry can change it
             fix = (
@@ -327,17 +331,19 @@ def status(
                 f"fix the cause, then `aistack serve scale {st['name']} --min N` retries, or "
                 "serve delete and deploy again"
             )
-        c.print(f"[red]failed:[/red] {escape(str(st['failed']))} ({escape(fix)})")
+        c.print(f"[red]failed:[/red] {esc(st['failed'])} ({esc(fix)})")
     ro = st.get("rollout")
     if ro:
         c.print(
-            f"rollout {ro.get('from')} → {ro.get('to')}: {ro.get('state')} ({ro.get('message')})"
+            f"rollout {ro.get('from')} → {ro.get('to')}: {ro.get('state')} ({ro.get('message')})",
+            markup=False,
         )
     auto = st.get("autoscaler") or {}
     if auto.get("last"):
-        c.print(f"autoscaler now: {auto['last']['reason']}")
+        c.print(f"autoscaler now: {auto['last']['reason']}", markup=False)
     for d in (auto.get("decisions") or [])[-10:]:
-        c.print(f"  [dim]{_clock(d.get('time'))} {d['action']:>4}[/dim] {d['reason']}")
+        action = esc(f"{_clock(d.get('time'))} {d['action']:>4}")
+        c.print(f"  [dim]{action}[/dim] {esc(d['reason'])}")
 
 
 def _admission(st: dict[str, Any]) -> str:
@@ -409,7 +415,7 @@ def update(
         _out(st)
         return
     ro = st.get("rollout") or {}
-    _console().print(f"{name}: {ro.get('state')} — {ro.get('message')}")
+    _console().print(f"{name}: {ro.get('state')} — {ro.get('message')}", markup=False)
 
 
 @app.command("scale", cls=_Command)
@@ -428,7 +434,8 @@ def scale(
         _out(out)
         return
     _console().print(
-        f"{name}: min {out['min_replicas']} replicas, max {out['max_replicas']} replicas"
+        f"{name}: min {out['min_replicas']} replicas, max {out['max_replicas']} replicas",
+        markup=False,
     )
 
 
@@ -444,7 +451,8 @@ def restart(
         _out(st)
         return
     _console().print(
-        f"{name}: controller up at {st.get('url')}, {st.get('ready_replicas', 0)} replicas ready"
+        f"{name}: controller up at {st.get('url')}, {st.get('ready_replicas', 0)} replicas ready",
+        markup=False,
     )
 
 
@@ -459,4 +467,4 @@ def delete(
     if as_json:
         _out(out)
         return
-    _console().print(f"deleted {name} (logs kept at {out['kept_at']})")
+    _console().print(f"deleted {name} (logs kept at {out['kept_at']})", markup=False)

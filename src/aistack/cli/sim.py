@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from aistack.cli._common import _Command
+from aistack.cli._common import _Command, esc, make_console
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -325,12 +325,11 @@ def run(
             out.append(m)
         typer.echo(json.dumps(out, indent=2, default=float))
         return
-    from rich.console import Console
     from rich.table import Table
 
     m0 = results[0].metrics
     t = Table(
-        title=f"{source}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
+        title=f"{esc(source)}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
         f"offered load {100 * m0['offered_load']:.0f} % of GPU capacity"
     )
     for c in [
@@ -351,7 +350,7 @@ def run(
     for r in results:
         m = r.metrics
         t.add_row(
-            r.policy,
+            esc(r.policy),
             _h(m["avg_jct"]),
             _h(m["p50_jct"]),
             _h(m["p95_jct"]),
@@ -378,20 +377,21 @@ def run(
         "",
         "",
     )
-    con = Console()
+    con = make_console()
     con.print(t)
     con.print(
         f"makespan lower bound {_h(m0['lb_makespan_s'])}; "
-        + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results)
+        + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results),
+        markup=False,
     )
     if any(skipped.values()) or m0["dropped"]:
         zero = sum(1 for j in jobs if j.gpus <= 0)
         con.print(
-            f"[yellow]{_skips({**skipped, 'CPU-only jobs': zero})}; "
+            f"[yellow]{esc(_skips({**skipped, 'CPU-only jobs': zero}))}; "
             f"{m0['dropped'] - zero} jobs larger than the cluster dropped[/yellow]"
         )
     if plot is not None:
-        con.print(f"wrote {plot}")
+        con.print(f"wrote {plot}", markup=False)
 
 
 @app.command("whatif", cls=_Command)
@@ -484,10 +484,9 @@ def whatif(
             )
         )
         return
-    from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{source}: {a['jobs']:,} GPU jobs, policy {policy}")
+    t = Table(title=esc(f"{source}: {a['jobs']:,} GPU jobs, policy {policy}"))
     for c in ["cluster", "GPUs", "avg JCT", "p95 wait", "p99 wait", "max wait", "utilization"]:
         t.add_column(c)
     for label, n in (("today", nodes), ("what-if", new_nodes)):
@@ -501,11 +500,11 @@ def whatif(
             _h(m["max_wait"]),
             f"{100 * m['utilization']:.1f} %",
         )
-    con = Console()
+    con = make_console()
     con.print(t)
-    con.print(sentence)
+    con.print(sentence, markup=False)
     if any(skipped.values()):
-        con.print(f"[yellow]{_skips(skipped)}[/yellow]")
+        con.print(f"[yellow]{esc(_skips(skipped))}[/yellow]")
     if cpu_only:
         con.print(
             f"[yellow]{cpu_only} CPU-only jobs skipped (the simulator replays GPU jobs)[/yellow]"

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from aistack.cli._common import _Command
+from aistack.cli._common import _Command, esc, make_console
 from aistack.errors import ValidationError
 
 app = typer.Typer(
@@ -20,9 +20,7 @@ app = typer.Typer(
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr)
+    return make_console(stderr)
 
 
 # exit status when the command finished but some input files were bad (each is reported, the
@@ -233,7 +231,7 @@ def extract(
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
-            _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}")
+            _console().print(f"extracted {n:,} files ({chars:,} characters) → {out}", markup=False)
     _report_bad(bad, n + len(bad), skip_bad, nothing_left=n == 0)
     if n == 0:  # every HTML file was bad: not a success, with --skip-bad or without
         _console(stderr=True).print(
@@ -298,7 +296,7 @@ def run(
 
         def cb(stage: str, done: int, total: int) -> None:
             if stage not in ids:
-                ids[stage] = prog.add_task(stage, total=total)
+                ids[stage] = prog.add_task(esc(stage), total=total)  # (markup)
             prog.update(ids[stage], completed=done)
 
         report = run_pipeline(
@@ -310,17 +308,20 @@ def run(
             progress=cb,
             skip_bad=skip_bad,
         )
+    # the report's tables and lines hold the pipeline's name, file names and reasons: text,
+    # not markup (a bad file's "[Errno 2]" or a "[/]" in a name)
+    text = make_console(markup=False)
     for t in tables(report):
-        con.print(t)
-    con.print(f"output: {report['run']['output']} (report.json, report.txt, dataset/)")
+        text.print(t)
+    text.print(f"output: {report['run']['output']} (report.json, report.txt, dataset/)")
     if report.get("registered"):
         ref = report["registered"].get("ref", report["registered"])
         if report["run"]["resumed_tasks"].get("register"):
-            con.print(f"dataset version {ref} (registered by an earlier run of this output)")
+            text.print(f"dataset version {ref} (registered by an earlier run of this output)")
         else:
-            con.print(f"registered dataset version {ref}")
+            text.print(f"registered dataset version {ref}")
     elif report.get("register_skipped"):
-        con.print(f"dataset not registered: {report['register_skipped']['reason']}")
+        text.print(f"dataset not registered: {report['register_skipped']['reason']}")
     _report_problems(report, skip_bad)
 
 
@@ -412,7 +413,7 @@ def crawl(
             f"{summary['seconds']:.1f} s; {summary['robots_blocked']:,} URLs disallowed by "
             f"robots.txt, {summary['errors']:,} errors"
         )
-        con.print(f"WARC: {summary['warc']}")
+        con.print(f"WARC: {summary['warc']}", markup=False)
     _report_crawl_problems(summary)
 
 
@@ -459,4 +460,5 @@ def shard_info(
         f"{path}: {h['num_tokens']:,} tokens in {h['num_docs']:,} documents, "
         f"uint{8 * h['width']} ids, vocabulary {h['vocab_size']:,} ids, {h['bytes']:,} bytes",
         soft_wrap=True,  # one line, also in a narrow terminal (a long path wrapped it)
+        markup=False,
     )
