@@ -41,9 +41,16 @@ def test_dashboard_end_to_end(browser, mlflow_server, shots: Path) -> None:  # t
     srv = mlflow_server
     _register_model(srv, "tiny-gpt", val_loss=3.5)
     page = browser.new_page(viewport={"width": 1300, "height": 900})
+    # the pages work under their Content-Security-Policy: nothing they need is blocked
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     # unauthenticated → login page; a wrong token is refused
-    page.goto(srv.url + "/")
+    resp = page.goto(srv.url + "/")
     assert "/login" in page.url
+    assert resp is not None and "script-src 'self'" in resp.headers["content-security-policy"]
     page.fill("#token", "wrong")
     page.click("#login-btn")
     assert page.locator("#login-error").is_visible()
@@ -72,6 +79,7 @@ def test_dashboard_end_to_end(browser, mlflow_server, shots: Path) -> None:  # t
         timeout=30_000,
     )
     page.screenshot(path=str(shots / "dashboard-job.png"), full_page=True)
+    assert blocked == []
 
     # a gate that fails is refused with the reason; one that holds promotes
     page.goto(f"{srv.url}/#/models/tiny-gpt")
