@@ -537,6 +537,8 @@ def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int
         ppn,
         port,
         spec["job_id"],
+        # a user's OMP_NUM_THREADS stays the job's, as under the local executor
+        base_env=_omp_env(spec.get("env") or {}),
         threads_per_proc=spec.get("threads_per_proc"),
     )
 
@@ -544,3 +546,9 @@ def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int
         return HOST_RE.sub(lambda m: ips[int(m.group(1))], v)
 
     return [(s.rank, {k: fill(v) for k, v in s.env.items()}) for s in specs]
+
+
+def _omp_env(env: dict[str, str]) -> dict[str, str] | None:
+    """The job's ``OMP_NUM_THREADS``, which its rank environments keep (the ``base_env`` of
+    :func:`aistack.launch.build_rank_envs`; the rank env is laid over the job's)."""
+    return {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in env else None

@@ -258,6 +258,27 @@ def _grace_s(env: dict[str, str]) -> float:
     return max(0.0, value)
 
 
+def _one_line(text: str) -> str:
+    """``text`` for a comment line of the script: a line break (or another control
+    character) in it would end the comment and make the rest a command."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _command_var(env: dict[str, str]) -> str:
+    """The variable that carries the job's command to the tasks: ``AISTACK_COMMAND``, or a
+    name the job's env does not use (the job's own ``AISTACK_COMMAND`` reaches it as given)."""
+    name = "AISTACK_COMMAND"
+    while name in env:
+        name += "_"
+    return name
+
+
+def _omp_env(env: dict[str, str]) -> dict[str, str] | None:
+    """The job's ``OMP_NUM_THREADS``, which the rank environments keep (``base_env`` of
+    :func:`aistack.launch.build_rank_envs`, as the local executor's gang passes it)."""
+    return {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in env else None
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
 
@@ -325,7 +346,14 @@ def render_sbatch(
 
         hosts = [_HOST_TOKEN.format(i) for i in range(nodes)]
         ranks = build_rank_envs(
-            req.distributed, hosts, ppn, port, req.job_id, threads_per_proc=cpus_per_task
+            req.distributed,
+            hosts,
+            ppn,
+            port,
+            req.job_id,
+            # a user's OMP_NUM_THREADS stays the job's, as under the local executor
+            base_env=_omp_env(req.env),
+            threads_per_proc=cpus_per_task,
         )
         keys = sorted({k for r in ranks for k in r.env})
         shared = {k for k in keys if len({r.env.get(k) for r in ranks}) == 1 and k in ranks[0].env}
@@ -346,7 +374,7 @@ def render_sbatch(
         _TEMPLATE.read_text(), trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True
     )
     script = tmpl.render(
-        job_id=req.job_id,
+        job_id_line=_one_line(req.job_id),
         job_id_q=shlex.quote(req.job_id),
         attempt=int(req.attempt),
         job_name=_safe_name(f"aistack-{req.name or req.job_id}"),
@@ -372,6 +400,7 @@ def render_sbatch(
         job_dir_q=shlex.quote(str(req.job_dir)),
         user_env=[(k, shlex.quote(str(v))) for k, v in sorted(req.env.items())],
         command_q=shlex.quote(req.command),
+        command_var=_command_var(req.env),
         distributed=req.distributed,
         common_env=common,
         rank_env=per_rank,

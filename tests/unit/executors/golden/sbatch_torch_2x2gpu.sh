@@ -16,10 +16,13 @@
 
 export AISTACK_JOB_ID=j-42
 export AISTACK_ATTEMPT=1
-export AISTACK_JOB_DIR=/shared/aistack/jobs/j-42/1
 # the job's environment
 export MSG='it'"'"'s $HOME'
 export WANDB_MODE=offline
+# this script splits words as bash does by default, whatever IFS the job's env gives (bash
+# never passes an IFS on to a command); and the job directory is aistack's, as locally
+IFS=$' \t\n'
+export AISTACK_JOB_DIR=/shared/aistack/jobs/j-42/1
 AISTACK_COMMAND='python train.py --lr 3e-4 --tag '"'"'run one'"'"''
 export AISTACK_COMMAND
 
