@@ -9,6 +9,18 @@ makes them fetch errors (``errors``, each listed in ``failed``). One request at 
 host with ``delay_s`` between the end of one request and the start of the next; a descriptive User-Agent; limits on
 pages, depth, domains and response size. Responses are stored byte for byte as received
 (status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
+
+A hostile or broken server costs bounded time and memory, and what happened is recorded (a
+fetch error in the summary, nothing in the WARC): ``timeout_s`` bounds a whole request
+(connecting, and every byte of the answer: a server that stalls or trickles is cut off at
+it); ``max_response_bytes`` bounds the response as received and its body once decompressed
+(a gzip/deflate/br bomb is ``ResponseTooLarge``). robots.txt is read up to
+``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
+followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
+at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, an invalid
+IDNA host) is an ``InvalidURL`` fetch error. Where the crawl may go is decided by host
+*name* only (``allowed_domains``, else the seeds' hosts): addresses are not checked, so a
+name in scope that resolves to a private or link-local address is fetched.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -41,6 +54,11 @@ from aistack.errors import ValidationError
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 100  # fetch errors listed one by one in the summary ("failed"); all are counted
+# robots.txt is read up to this size (RFC 9309 §2.5: at least 500 KiB); the rest is ignored
+MAX_ROBOTS_BYTES = 512 * 1024
+# the longest URL fetched: a WARC record names it in its header block, which readers (ours:
+# readers.MAX_HEADER_BYTES, 64 KiB) refuse past a limit; half of it leaves room for the rest
+MAX_URL_BYTES = 32 * 1024
 
 DEFAULT_USER_AGENT = (
     "aistack-crawler/0.1 (+https://github.com/aistack/aistack; polite; obeys robots.txt)"
@@ -328,54 +346,182 @@ class Fetch:
     body: bytes = b""
     error: str | None = None
     date: str = ""
+    truncated: bool = False  # cut at max_bytes (``truncate=True`` only: robots.txt)
 
 
-def fetch(url: str, *, user_agent: str, timeout: float, max_bytes: int) -> Fetch:
-    """GET one URL over a raw socket (HTTP/1.1, Connection: close) and keep the exact bytes."""
+class ResponseTooLarge(ValueError):
+    """A response (as received, or its body once decompressed) over the size limit."""
+
+
+# every printable ASCII character but the space: what a request target keeps as it is
+# (a "%" included, so a URL already percent-encoded is not encoded twice)
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _request_target(url: str) -> tuple[str, int, str, str]:
+    """(host to connect to, port, Host header, request target) of an http(s) URL, as a browser
+    sends them: an internationalized host name in its IDNA (punycode) form, non-ASCII
+    characters, spaces and control characters of the path and query percent-encoded as
+    UTF-8 (they were sent as latin-1, a character outside it as "?"), the fragment and the
+    userinfo left out. ValueError for a URL that cannot be requested (a port out of range,
+    a host that is no valid IDNA name, a scheme other than http(s))."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL (scheme {parts.scheme!r})")
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError("no host in the URL")
+    port = parts.port  # ValueError: out of range, not a number
+    if port == 0:  # (port 0 was falsy: the request went to port 80)
+        raise ValueError("port 0 is not a port one can connect to")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"host {parts.hostname!r} is not a valid IDNA name ({exc})") from None
+    host_hdr = f"[{host}]" if ":" in host else host
+    if port is not None:
+        host_hdr += f":{port}"
+    target = quote(parts.path or "/", safe=_URL_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_URL_SAFE)
+    return (
+        host,
+        port if port is not None else (443 if parts.scheme == "https" else 80),
+        host_hdr,
+        target,
+    )
+
+
+def _split_head(block: bytes) -> tuple[bytes, bytes]:
+    """(status line and headers, body) of a response, split where the reader splits it."""
+    sep, sep_len = block.find(b"\r\n\r\n"), 4
+    alt = block.find(b"\n\n")
+    if sep < 0 or (0 <= alt < sep):
+        sep, sep_len = alt, 2
+    if sep < 0:
+        return block, b""
+    return block[:sep], block[sep + sep_len :]
+
+
+def _decode_body(
+    body: bytes, headers: dict[str, str], limit: int, *, truncate: bool
+) -> tuple[bytes, bool]:
+    """The body as :func:`aistack.webdata.readers.parse_http_response` decodes it (chunks
+    joined, gzip/deflate/br undone; an encoding that fails to decode leaves the body as
+    received), with the decompressed size bounded by ``limit``: more is ResponseTooLarge
+    (or, with ``truncate``, the first ``limit`` bytes). A few KB of gzip can inflate to
+    gigabytes, which the reader would decompress whole into memory. Returns (body, cut)."""
+    from aistack.webdata.readers import _dechunk
+
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        with contextlib.suppress(ValueError):
+            body = _dechunk(body)  # (its output is never longer than its input)
+    enc = headers.get("content-encoding", "").lower()
+    out: bytes | None = None
+    if enc in ("gzip", "x-gzip", "deflate"):
+        for wbits in (47 if "gzip" in enc else 15, -15):
+            d = zlib.decompressobj(wbits)
+            try:
+                data = d.decompress(body, limit + 1)
+            except zlib.error:
+                continue
+            if len(data) > limit:
+                out = data
+                break
+            if d.eof:  # a complete stream (a cut one is left as received, as the reader does)
+                out = data
+                break
+    elif enc == "br":
+        try:
+            import brotli  # type: ignore[import-not-found]
+
+            br = brotli.Decompressor()
+            data = br.process(body, output_buffer_limit=limit + 1)
+            if len(data) > limit or br.is_finished():
+                out = data
+        except Exception:  # noqa: BLE001 - optional (an old brotli has no output limit)
+            out = None
+    if out is None:
+        return body, False
+    if len(out) > limit:
+        if not truncate:
+            raise ResponseTooLarge(
+                f"body larger than {limit} bytes once decompressed (Content-Encoding: {enc})"
+            )
+        return out[:limit], True
+    return out, False
+
+
+def fetch(
+    url: str, *, user_agent: str, timeout: float, max_bytes: int, truncate: bool = False
+) -> Fetch:
+    """GET one URL over a raw socket (HTTP/1.1, Connection: close) and keep the exact bytes.
+
+    Never raises: what went wrong is ``error`` ("<kind>: <why>"). ``timeout`` bounds the
+    whole request (connecting, sending, every byte of the answer: a server that stalls, or
+    trickles bytes forever, is cut off at it); ``max_bytes`` bounds the response as received
+    (status line and headers included) and its body once decompressed. Over it, the fetch
+    fails (ResponseTooLarge), or with ``truncate`` keeps the first ``max_bytes`` and is
+    ``truncated``."""
     from aistack.webdata.readers import parse_http_response
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    host_hdr = parts.netloc.rsplit("@", 1)[-1]
-    req = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: {user_agent}\r\n"
-        "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.5\r\nAccept-Encoding: identity\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1", "replace")
     f = Fetch(
         url=url,
         depth=0,
-        request=req,
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     )
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        rest = deadline - time.monotonic()
+        if rest <= 0:
+            raise TimeoutError(f"no complete response within {timeout} s")
+        return rest
+
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # (inside the try: a port out of range raised ValueError out of fetch, and ended
+        # the crawl, when a redirect's Location named one)
+        host, port, host_hdr, target = _request_target(url)
+        f.request = req = (
+            f"GET {target} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: {user_agent}\r\n"
+            "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.5\r\n"
+            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1", "replace")
+        sock = socket.create_connection((host, port), timeout=left())
         try:
             f.ip = sock.getpeername()[0]
-            if parts.scheme == "https":
+            if urlsplit(url).scheme == "https":
+                sock.settimeout(left())
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            sock.settimeout(left())
             sock.sendall(req)
             chunks: list[bytes] = []
             total = 0
-            deadline = time.monotonic() + timeout
             while True:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no complete response within {timeout} s")
+                # the time left, not a fresh ``timeout`` per recv: a server that sent its
+                # headers then stalled near the end was waited on for up to twice as long
+                sock.settimeout(left())
                 data = sock.recv(65536)
                 if not data:
                     break
                 chunks.append(data)
                 total += len(data)
                 if total > max_bytes:
-                    raise ValueError(f"response larger than {max_bytes} bytes")
+                    if not truncate:
+                        raise ResponseTooLarge(f"response larger than {max_bytes} bytes")
+                    f.truncated = True
+                    break
         finally:
             sock.close()
-        f.response = b"".join(chunks)
-        f.status, f.headers, f.body = parse_http_response(f.response)
+        f.response = b"".join(chunks)[:max_bytes]
+        head, body = _split_head(f.response)
+        # the status line and headers only: the reader would decompress the body unbounded
+        f.status, f.headers, _ = parse_http_response(head + b"\r\n\r\n")
+        f.body, cut = _decode_body(body, f.headers, max_bytes, truncate=truncate)
+        f.truncated = f.truncated or cut
+    except TimeoutError:
+        f.error = f"TimeoutError: no complete response within {timeout} s"
     except Exception as exc:  # noqa: BLE001 - a failed fetch is recorded, never fatal
         f.error = f"{type(exc).__name__}: {exc}"
     return f
@@ -508,11 +654,26 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         url = safe_url(urldefrag(url)[0])  # (a link with a space or control character in it)
         if url in seen or depth > cfg.max_depth:
             return
-        if not in_scope(url, allowed):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not in_scope(url, allowed):
+            # (a redirect to file://, ftp://, javascript:… was fetched as http on port 80
+            # when its host was in scope: file://127.0.0.1/etc/passwd)
             stats["out_of_scope"] += 1
             return
         seen.add(url)
-        key = urlsplit(url).netloc.lower()
+        try:
+            _request_target(url)
+        except ValueError as exc:  # a port out of range, a bad IDNA host (from a redirect)
+            fetch_error(url, f"InvalidURL: {exc}")
+            return
+        if len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+            # (its WARC records' header block would pass the reader's 64 KiB limit: the
+            # WARC written could not be read back)
+            fetch_error(url, f"InvalidURL: longer than {MAX_URL_BYTES} bytes")
+            return
+        # the host and port, not the userinfo: http://a@host/ and http://b@host/ are one
+        # host, fetched one request at a time, with one robots.txt
+        key = parts.netloc.rsplit("@", 1)[-1].lower()
         hosts.setdefault(key, _Host()).queue.append((url, depth))
 
     for s in cfg.seeds:
@@ -541,7 +702,8 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         f"{scheme}://{key}/robots.txt",
                         user_agent=cfg.user_agent,
                         timeout=cfg.timeout_s,
-                        max_bytes=512 * 1024,
+                        max_bytes=MAX_ROBOTS_BYTES,
+                        truncate=True,  # RFC 9309 §2.5: a longer file is parsed up to the limit
                     )
                     in_flight[fut] = (key, "robots")
                     continue
@@ -602,6 +764,9 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         rp.allow_all = True  # type: ignore[attr-defined]
                     else:
                         text = res.body.decode("utf-8", "replace")
+                        if res.truncated:  # the rules up to the limit, not a line cut short
+                            text = text.rsplit("\n", 1)[0] if "\n" in text else ""
+                            log.info("robots.txt of %s cut at %d bytes", key, MAX_ROBOTS_BYTES)
                         rp.parse(text.splitlines())
                         h.delay = crawl_delay(text, cfg.user_agent)
                     h.robots = rp
@@ -636,7 +801,15 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 stats["pages"] += 1
                 stats["bytes"] += len(res.response)
                 if 300 <= res.status < 400 and "location" in res.headers:
-                    add(urljoin(res.url, res.headers["location"]), res.depth + 1)
+                    try:  # (an unclosed IPv6 bracket: ValueError, which ended the crawl)
+                        target = urljoin(res.url, res.headers["location"])
+                    except ValueError as exc:
+                        target = safe_url(res.headers["location"])
+                        if res.depth + 1 <= cfg.max_depth and target not in seen:
+                            seen.add(target)
+                            fetch_error(target, f"InvalidURL: redirect target ({exc})")
+                    else:
+                        add(target, res.depth + 1)
                 ct = res.headers.get("content-type", "").lower()
                 if res.status == 200 and ("html" in ct or not ct) and res.depth < cfg.max_depth:
                     links, nofollow = extract_links(res.url, res.body)
