@@ -40,7 +40,6 @@ import sys
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -407,50 +406,21 @@ def _split_head(block: bytes) -> tuple[bytes, bytes]:
 def _decode_body(
     body: bytes, headers: dict[str, str], limit: int, *, truncate: bool
 ) -> tuple[bytes, bool]:
-    """The body as :func:`aistack.webdata.readers.parse_http_response` decodes it (chunks
-    joined, gzip/deflate/br undone; an encoding that fails to decode leaves the body as
-    received), with the decompressed size bounded by ``limit``: more is ResponseTooLarge
-    (or, with ``truncate``, the first ``limit`` bytes). A few KB of gzip can inflate to
-    gigabytes, which the reader would decompress whole into memory. Returns (body, cut)."""
-    from aistack.webdata.readers import _dechunk
+    """The body as :func:`aistack.webdata.readers.parse_http_response` decodes it, with the
+    decompressed size bounded by ``limit`` (:func:`aistack.webdata.readers.decode_body`):
+    more is ResponseTooLarge (or, with ``truncate``, the first ``limit`` bytes). Returns
+    (body, cut)."""
+    from aistack.webdata.readers import decode_body
 
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        with contextlib.suppress(ValueError):
-            body = _dechunk(body)  # (its output is never longer than its input)
-    enc = headers.get("content-encoding", "").lower()
-    out: bytes | None = None
-    if enc in ("gzip", "x-gzip", "deflate"):
-        for wbits in (47 if "gzip" in enc else 15, -15):
-            d = zlib.decompressobj(wbits)
-            try:
-                data = d.decompress(body, limit + 1)
-            except zlib.error:
-                continue
-            if len(data) > limit:
-                out = data
-                break
-            if d.eof:  # a complete stream (a cut one is left as received, as the reader does)
-                out = data
-                break
-    elif enc == "br":
-        try:
-            import brotli  # type: ignore[import-not-found]
-
-            br = brotli.Decompressor()
-            data = br.process(body, output_buffer_limit=limit + 1)
-            if len(data) > limit or br.is_finished():
-                out = data
-        except Exception:  # noqa: BLE001 - optional (an old brotli has no output limit)
-            out = None
-    if out is None:
-        return body, False
-    if len(out) > limit:
-        if not truncate:
-            raise ResponseTooLarge(
-                f"body larger than {limit} bytes once decompressed (Content-Encoding: {enc})"
-            )
-        return out[:limit], True
-    return out, False
+    out, over = decode_body(body, headers, limit)
+    if not over:
+        return out, False
+    if not truncate:
+        enc = headers.get("content-encoding", "").lower()
+        raise ResponseTooLarge(
+            f"body larger than {limit} bytes once decompressed (Content-Encoding: {enc})"
+        )
+    return out[:limit], True
 
 
 def fetch(

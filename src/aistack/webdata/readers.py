@@ -657,9 +657,51 @@ def _dechunk(data: bytes) -> bytes:
             pos += 1
 
 
-def parse_http_response(block: bytes) -> tuple[int, dict[str, str], bytes]:
+def decode_body(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes, bool]:
+    """``body`` with its transfer and content encodings undone (chunks joined, gzip/deflate/br
+    decompressed; an encoding that fails to decode, or a stream cut short, leaves the body as
+    it was), decompressing at most ``limit + 1`` bytes: a few KB of gzip can inflate to
+    gigabytes. Returns (body, over): ``over`` when it decodes to more than ``limit`` bytes
+    (then the body holds the first ``limit + 1``)."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        try:
+            body = _dechunk(body)  # (its output is never longer than its input)
+        except ValueError:
+            pass  # stored already de-chunked (a common crawler habit): keep as is
+    enc = headers.get("content-encoding", "").lower()
+    out: bytes | None = None
+    if enc in ("gzip", "x-gzip", "deflate"):
+        for wbits in (47 if "gzip" in enc else 15, -15):
+            d = zlib.decompressobj(wbits)
+            try:
+                data = d.decompress(body, limit + 1)
+            except zlib.error:
+                continue
+            if len(data) > limit or d.eof:  # over the limit, or a complete stream
+                out = data
+                break
+    elif enc == "br":
+        try:
+            import brotli  # type: ignore[import-not-found]
+
+            br = brotli.Decompressor()
+            data = br.process(body, output_buffer_limit=limit + 1)
+            if len(data) > limit or br.is_finished():
+                out = data
+        except Exception:  # noqa: BLE001 - optional (an old brotli has no output limit)
+            out = None
+    if out is None:
+        return body, False
+    return out, len(out) > limit
+
+
+def parse_http_response(
+    block: bytes, *, max_body_bytes: int = MAX_RECORD_BYTES
+) -> tuple[int, dict[str, str], bytes]:
     """Split an HTTP response block into (status, lower-cased headers, decoded body).
-    Transfer/content encodings that fail to decode leave the body as it was stored."""
+    Transfer/content encodings that fail to decode leave the body as it was stored; a body
+    that decodes to more than ``max_body_bytes`` (a compression bomb: a record of a few MB
+    inflating to gigabytes) is an ArchiveError, for that record only."""
     if not block.startswith(b"HTTP/"):
         raise ArchiveError("response block does not start with an HTTP status line")
     sep = block.find(b"\r\n\r\n")
@@ -681,27 +723,12 @@ def parse_http_response(block: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = _parse_headers(head_lines[1:])
     except ArchiveError:
         headers = {}
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        try:
-            body = _dechunk(body)
-        except ValueError:
-            pass  # stored already de-chunked (a common crawler habit): keep as is
-    enc = headers.get("content-encoding", "").lower()
-    if enc in ("gzip", "x-gzip", "deflate"):
-        try:
-            body = zlib.decompress(body, 47 if "gzip" in enc else 15)
-        except zlib.error:
-            try:
-                body = zlib.decompress(body, -15)
-            except zlib.error:
-                pass
-    elif enc == "br":
-        try:
-            import brotli  # type: ignore[import-not-found]
-
-            body = brotli.decompress(body)
-        except Exception:  # noqa: BLE001 - optional; leave the body as stored
-            pass
+    body, over = decode_body(body, headers, max_body_bytes)
+    if over:
+        raise ArchiveError(
+            f"the HTTP body decodes to more than {max_body_bytes:,} bytes (Content-Encoding: "
+            f"{headers.get('content-encoding', '')}): a compression bomb? The record is skipped"
+        )
     return status, headers, body
 
 

@@ -344,3 +344,39 @@ def test_lz4_block_prefix_is_a_prefix_of_the_whole_block(tmp_path: Path) -> None
     seq = bytes([0x24]) + b"ab" + (5).to_bytes(2, "little") + bytes([0x10]) + b"z"
     assert _lz4_block_prefix(seq, b"XYZ") == b"ab" + b"XYZabXYZ" + b"z"
     assert _lz4_block_prefix(seq[:4], b"XYZ") == b"ab"  # offset cut: the match is not used
+
+
+def test_a_compression_bomb_loses_only_its_record(tmp_path: Path) -> None:
+    """A response whose gzip body inflates past the bound (here 1 MiB, for the test) is an
+    issue of that record; the records around it are read. Before, it was decompressed whole
+    into memory (a few MB of gzip can be gigabytes)."""
+    import aistack.webdata.readers as readers
+
+    bomb = gzip.compress(b"\0" * (4 << 20))  # 4 MiB of zeros in ~4 KB
+    assert len(bomb) < 10_000
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\r\n"
+    ok = gzip.compress(b"<html>fine</html>")
+
+    def response(block: bytes) -> bytes:
+        head = (
+            "WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://x/\r\n"
+            "Content-Type: application/http; msgtype=response\r\n"
+            f"Content-Length: {len(block)}\r\n\r\n"
+        )
+        return head.encode() + block + b"\r\n\r\n"
+
+    data = response(http + ok) + response(http + bomb) + response(http + ok)
+    p = tmp_path / "bomb.warc"
+    p.write_bytes(data)
+    with pytest.raises(readers.ArchiveError, match="decodes to more than 1,048,576 bytes"):
+        parse_http_response(http + bomb, max_body_bytes=1 << 20)
+    assert parse_http_response(http + bomb)[2] == b"\0" * (4 << 20)  # under the default bound
+    orig = readers.MAX_RECORD_BYTES
+    try:  # the reader's bound is MAX_RECORD_BYTES; lowered so the test stays small
+        readers.parse_http_response.__kwdefaults__["max_body_bytes"] = 1 << 20
+        r = ArchiveReader(p)
+        bodies = [x.body for x in r.records()]
+    finally:
+        readers.parse_http_response.__kwdefaults__["max_body_bytes"] = orig
+    assert bodies == [b"<html>fine</html>", b"<html>fine</html>"]
+    assert len(r.issues) == 1 and "compression bomb" in r.issues[0].reason
