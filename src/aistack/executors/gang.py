@@ -80,7 +80,7 @@ def main() -> int:
     job_dir = Path(sys.argv[1])
     cfg = json.loads((job_dir / "launch.json").read_text())
     from aistack.launch import build_rank_envs, free_port, normalize_framework, run_gang
-    from aistack.launch.env import usable_cpus
+    from aistack.launch.env import job_base_env, usable_cpus
 
     gpus = [int(g) for g in cfg.get("gpus") or []]
     hosts = cfg.get("hosts") or ["127.0.0.1"]
@@ -89,9 +89,7 @@ def main() -> int:
     )
     fw = normalize_framework(cfg["distributed"])
     user_env = {str(k): str(v) for k, v in (cfg.get("env") or {}).items()}
-    base_env = (
-        {"OMP_NUM_THREADS": user_env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in user_env else None
-    )
+    base_env = job_base_env(user_env)
     port = free_port()
     ranks = build_rank_envs(
         fw,

@@ -528,6 +528,7 @@ def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int
             for r in range(nodes * ppn)
         ]
     from aistack.launch import build_rank_envs
+    from aistack.launch.env import job_base_env
 
     # placeholders keep hosts unique even when several Ray nodes share one IP
     hosts = [HOST_TOKEN.format(i) for i in range(nodes)]
@@ -538,7 +539,7 @@ def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int
         port,
         spec["job_id"],
         # a user's OMP_NUM_THREADS stays the job's, as under the local executor
-        base_env=_omp_env(spec.get("env") or {}),
+        base_env=job_base_env(spec.get("env") or {}),
         threads_per_proc=spec.get("threads_per_proc"),
     )
 
@@ -546,9 +547,3 @@ def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int
         return HOST_RE.sub(lambda m: ips[int(m.group(1))], v)
 
     return [(s.rank, {k: fill(v) for k, v in s.env.items()}) for s in specs]
-
-
-def _omp_env(env: dict[str, str]) -> dict[str, str] | None:
-    """The job's ``OMP_NUM_THREADS``, which its rank environments keep (the ``base_env`` of
-    :func:`aistack.launch.build_rank_envs`; the rank env is laid over the job's)."""
-    return {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in env else None

@@ -273,12 +273,6 @@ def _command_var(env: dict[str, str]) -> str:
     return name
 
 
-def _omp_env(env: dict[str, str]) -> dict[str, str] | None:
-    """The job's ``OMP_NUM_THREADS``, which the rank environments keep (``base_env`` of
-    :func:`aistack.launch.build_rank_envs`, as the local executor's gang passes it)."""
-    return {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in env else None
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
 
@@ -343,6 +337,7 @@ def render_sbatch(
     per_rank: list[tuple[int, list[tuple[str, str]]]] = []
     if req.distributed:
         from aistack.launch import build_rank_envs
+        from aistack.launch.env import job_base_env
 
         hosts = [_HOST_TOKEN.format(i) for i in range(nodes)]
         ranks = build_rank_envs(
@@ -352,7 +347,7 @@ def render_sbatch(
             port,
             req.job_id,
             # a user's OMP_NUM_THREADS stays the job's, as under the local executor
-            base_env=_omp_env(req.env),
+            base_env=job_base_env(req.env),
             threads_per_proc=cpus_per_task,
         )
         keys = sorted({k for r in ranks for k in r.env})

@@ -284,6 +284,13 @@ def _check_tf(workers: list[str], master_port: int, procs_per_host: int) -> None
         )
 
 
+def job_base_env(env: dict[str, str]) -> dict[str, str] | None:
+    """What of a job's own environment its rank environments keep (the ``base_env`` of
+    :func:`build_rank_envs`): its ``OMP_NUM_THREADS``, which the ranks would otherwise set from
+    their share of the CPUs. The same under the local gang, Slurm and Ray."""
+    return {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in env else None
+
+
 def build_rank_envs(
     framework: str,
     hosts: list[str],
