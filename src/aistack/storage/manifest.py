@@ -11,14 +11,34 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aistack.errors import IntegrityError
+from aistack.errors import IntegrityError, ValidationError
 from aistack.storage.objects import MissingObjectError, ObjectStore
 from aistack.storage.paths import check_relpath
 
 PREFIX = "manifests"
+
+# an object or manifest id is the hex digest of its bytes; one that a manifest or a catalog
+# record names becomes a key (a path) in the store, so it may hold letters and digits only:
+# never '/', '.', '\\' or NUL ('../../x', '/etc/passwd' read files outside the store)
+_OID = re.compile(r"[0-9A-Za-z]+")
+
+
+def check_oid(oid: object, *, what: str, field: str) -> str:
+    """Return ``oid`` if it can be an object id (letters and digits: the hash of the bytes in
+    hex), else raise a ValidationError naming ``field``: such ids become keys (paths) in the
+    store."""
+    if not isinstance(oid, str) or not _OID.fullmatch(oid):
+        raise ValidationError(
+            f"{what} {oid!r} is not an object id",
+            hint="an object id is the hash of the bytes in hex (letters and digits only); "
+            "the manifest or catalog record is damaged or was not written by aistack",
+            field=field,
+        )
+    return oid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +105,10 @@ def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
             FileEntry(
                 path=check_relpath(p, what="file name in the manifest"),
                 size=int(s),
-                hash=h,
-                chunks=tuple(c),
+                hash=check_oid(h, what=f"hash of {p!r} in the manifest", field="hash"),
+                chunks=tuple(
+                    check_oid(o, what=f"chunk of {p!r} in the manifest", field="chunks") for o in c
+                ),
                 chunk_sizes=tuple(int(x) for x in cs),
                 executable=bool(x),
             )
@@ -133,7 +155,7 @@ class ManifestStore:
         return mid
 
     def get(self, mid: str) -> list[FileEntry]:
-        key = self.key(mid)
+        key = self.key(check_oid(mid, what="manifest", field="manifest"))
         try:
             data = self.backend.fs.cat_file(key)
         except FileNotFoundError as exc:
