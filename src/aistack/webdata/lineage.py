@@ -268,8 +268,12 @@ def _put_version(ds: Any, d: DatasetInput) -> dict[str, int]:
             v.ref, d.folder, link="hardlink", force=True, only=lambda e: len(e.chunks) <= 1
         )
         linked, copied, unchanged = got.linked, got.copied, got.unchanged
+    from aistack.storage.paths import safe_dest
+
     for e in chunked:
-        target = d.folder / e.path
+        # where Datasets.get would put the file: never through a symlink under the folder that
+        # leads out of it (e.path is checked when the manifest is read)
+        target = Path(safe_dest(d.folder, e.path))
         body = dataset_file_reference(v.ref, e.path, e.size, e.hash)
         try:
             st = target.lstat()  # (an earlier run's copy of the file is not read)
