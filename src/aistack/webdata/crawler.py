@@ -2,7 +2,9 @@
 
 Polite by default: robots.txt is fetched first for every host and obeyed (RFC 9309: a 4xx
 robots.txt means "allow all", a 5xx or unreachable one means "disallow all"; its
-Crawl-delay raises the per-host delay). The summary tells the two "disallow all" apart: after
+Crawl-delay raises the per-host delay; up to five redirects in a row are followed to it, to any
+host, and the file reached gives the rules; past five it counts as unavailable, as a 4xx, and
+``robots_redirected`` says so). The summary tells the two "disallow all" apart: after
 a 5xx robots.txt the host's URLs count as disallowed (``robots_blocked``, the reason in
 ``robots_unavailable``); a host that does not answer at all (connection refused, DNS, timeout)
 makes them fetch errors (``errors``, each listed in ``failed``). One request at a time per
@@ -12,14 +14,15 @@ pages, depth, domains and response size. Responses are stored byte for byte as r
 
 A hostile or broken server costs bounded time and memory, and what happened is recorded (a
 fetch error in the summary, nothing in the WARC): ``timeout_s`` bounds a whole request
-(connecting, and every byte of the answer: a server that stalls or trickles is cut off at
+(the name lookup, connecting, and every byte of the answer: a server that stalls or trickles is cut off at
 it); ``max_response_bytes`` bounds the response as received and its body once decompressed
 (a gzip/deflate/br bomb is ``ResponseTooLarge``). robots.txt is read up to
 ``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
 followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
 at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, an invalid
 IDNA host) is an ``InvalidURL`` fetch error. Where the crawl may go is decided by host
-*name* only (``allowed_domains``, else the seeds' hosts): addresses are not checked, so a
+*name* only (``allowed_domains``, else the seeds' hosts; an internationalized name matches in
+Unicode and in punycode alike): addresses are not checked, so a
 name in scope that resolves to a private or link-local address is fetched.
 """
 
@@ -31,6 +34,7 @@ import datetime as dt
 import gzip
 import hashlib
 import heapq
+import ipaddress
 import logging
 import math
 import re
@@ -58,6 +62,13 @@ MAX_ROBOTS_BYTES = 512 * 1024
 # the longest URL fetched: a WARC record names it in its header block, which readers (ours:
 # readers.MAX_HEADER_BYTES, 64 KiB) refuse past a limit; half of it leaves room for the rest
 MAX_URL_BYTES = 32 * 1024
+# robots.txt redirects followed (RFC 9309 §2.3.1.2: at least five); past them the file is
+# taken as unavailable (§2.3.1.3, as a 4xx: every URL allowed)
+MAX_ROBOTS_REDIRECTS = 5
+# name lookups (getaddrinfo, which has no timeout of its own) waited on at once: each runs in
+# a thread of its own, and one the resolver never answers is left behind when the fetch gives
+# up on it; past this many still running, a fetch waits for a slot (within its timeout)
+MAX_PENDING_LOOKUPS = 16
 
 DEFAULT_USER_AGENT = (
     "aistack-crawler/0.1 (+https://github.com/aistack/aistack; polite; obeys robots.txt)"
@@ -177,18 +188,39 @@ def _check_seconds(v: Any, name: str, example: str, *, zero: bool = True) -> Non
         )
 
 
+def host_name(host: str) -> str:
+    """``host`` as the scope checks compare it: lower case, an internationalized name in its
+    IDNA (punycode) form, the form the crawler sends it in (``bücher.example`` and
+    ``xn--bcher-kva.example`` are one host; so are ``ＥＸＡＭＰＬＥ.org`` and
+    ``example.org``). A name that is no valid IDNA name is kept as it is, lower-cased."""
+    host = host.lower()
+    if not host.isascii():
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii").lower()
+    return host
+
+
 def allowed_hosts(cfg: CrawlConfig) -> set[str]:
-    """The domains the crawl stays in: ``allowed_domains``, else the seeds' hosts."""
-    return {d.lower().strip(".") for d in cfg.allowed_domains} or {
-        (urlsplit(s).hostname or "").lower() for s in cfg.seeds
+    """The domains the crawl stays in: ``allowed_domains``, else the seeds' hosts (IDNA
+    names in their punycode form, see :func:`host_name`)."""
+    return {host_name(d.strip().strip(".")) for d in cfg.allowed_domains} or {
+        host_name(urlsplit(s).hostname or "") for s in cfg.seeds
     }
 
 
 def in_scope(url: str, allowed: set[str]) -> bool:
-    """Whether ``url``'s host is one of ``allowed`` or a subdomain of one."""
-    host = (urlsplit(url).hostname or "").lower()
+    """Whether ``url``'s host is one of ``allowed`` or a subdomain of one (names compared in
+    their IDNA form: an allowed domain written in Unicode matches the host written in
+    punycode, and the other way round; ``allowed`` as :func:`allowed_hosts` gives it, a name
+    in Unicode in it is normalised here too)."""
+    host = host_name(urlsplit(url).hostname or "")
+    allowed = {host_name(a) for a in allowed}
     parts = host.split(".")
     return any(".".join(parts[i:]) in allowed for i in range(len(parts)))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -392,6 +424,80 @@ def _request_target(url: str) -> tuple[str, int, str, str]:
     )
 
 
+class NameLookupTimeout(TimeoutError):
+    """A name lookup (DNS) that did not answer within the time a request had left; ``busy``:
+    it never started, every slot being held by earlier lookups still unanswered."""
+
+    def __init__(self, host: str, *, busy: bool = False) -> None:
+        super().__init__(f"name lookup of {host!r}: no answer")
+        self.host, self.busy = host, busy
+
+
+_lookup_slots = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
+
+
+def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
+    """``socket.getaddrinfo`` for a TCP connection, within ``timeout`` seconds
+    (NameLookupTimeout past it). The lookup runs in a daemon thread: getaddrinfo cannot be
+    interrupted, so a resolver that never answers leaves that thread behind, and the request
+    moves on; at most ``MAX_PENDING_LOOKUPS`` of them run at once (a lookup waits for a slot,
+    within its timeout). An IP address is no lookup: it is used as it is."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if addr.version == 6 and "%" in host:  # a zone (fe80::1%eth0): getaddrinfo reads it
+            return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        if addr.version == 4:
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
+    deadline = time.monotonic() + timeout
+    slots = _lookup_slots
+    if not slots.acquire(timeout=timeout):
+        raise NameLookupTimeout(host, busy=True)
+    done: Future[list[Any]] = Future()
+
+    def lookup() -> None:
+        try:
+            done.set_result(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting fetch
+            done.set_exception(exc)
+        finally:
+            slots.release()
+
+    threading.Thread(target=lookup, name=f"crawler-lookup-{host}", daemon=True).start()
+    try:
+        return done.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        if done.done():  # (the lookup's own error, e.g. a socket.timeout from the resolver)
+            raise
+        raise NameLookupTimeout(host) from None
+
+
+def _connect(host: str, port: int, left: Any) -> socket.socket:
+    """A TCP connection to ``host``:``port`` as ``socket.create_connection`` makes one (each
+    address in turn, the first error raised when none answers), with the name lookup bounded
+    too: ``left()`` is the time the request has left (it raises TimeoutError at none)."""
+    infos = _getaddrinfo(host, port, left())
+    errors: list[OSError] = []
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.settimeout(left())
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError):  # the request's time is up
+                raise
+            errors.append(exc)
+            continue
+        return sock
+    if errors:
+        raise errors[0]
+    raise OSError(f"name lookup of {host!r} gave no address")
+
+
 def _split_head(block: bytes) -> tuple[bytes, bytes]:
     """(status line and headers, body) of a response, split where the reader splits it."""
     sep, sep_len = block.find(b"\r\n\r\n"), 4
@@ -424,7 +530,13 @@ def _decode_body(
 
 
 def fetch(
-    url: str, *, user_agent: str, timeout: float, max_bytes: int, truncate: bool = False
+    url: str,
+    *,
+    user_agent: str,
+    timeout: float,
+    max_bytes: int,
+    truncate: bool = False,
+    deadline: float | None = None,
 ) -> Fetch:
     """GET one URL over a raw socket (HTTP/1.1, Connection: close) and keep the exact bytes.
 
@@ -433,7 +545,9 @@ def fetch(
     trickles bytes forever, is cut off at it); ``max_bytes`` bounds the response as received
     (status line and headers included) and its body once decompressed. Over it, the fetch
     fails (ResponseTooLarge), or with ``truncate`` keeps the first ``max_bytes`` and is
-    ``truncated``."""
+    ``truncated``. ``deadline`` (a ``time.monotonic()`` time), when given, is when the
+    ``timeout`` runs out instead (a chain of requests that share one: robots.txt redirects).
+    """
     from aistack.webdata.readers import parse_http_response
 
     f = Fetch(
@@ -441,10 +555,12 @@ def fetch(
         depth=0,
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     )
-    deadline = time.monotonic() + timeout
+    if deadline is None:
+        deadline = time.monotonic() + timeout
+    end = deadline
 
     def left() -> float:
-        rest = deadline - time.monotonic()
+        rest = end - time.monotonic()
         if rest <= 0:
             raise TimeoutError(f"no complete response within {timeout} s")
         return rest
@@ -458,7 +574,7 @@ def fetch(
             "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.5\r\n"
             "Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
         ).encode("latin-1", "replace")
-        sock = socket.create_connection((host, port), timeout=left())
+        sock = _connect(host, port, left)
         try:
             f.ip = sock.getpeername()[0]
             if urlsplit(url).scheme == "https":
@@ -490,11 +606,74 @@ def fetch(
         f.status, f.headers, _ = parse_http_response(head + b"\r\n\r\n")
         f.body, cut = _decode_body(body, f.headers, max_bytes, truncate=truncate)
         f.truncated = f.truncated or cut
+    except NameLookupTimeout as exc:
+        f.error = f"TimeoutError: name lookup of {exc.host!r}: no answer within {timeout} s"
+        if exc.busy:
+            f.error += " (as many earlier lookups as may run at once still unanswered)"
     except TimeoutError:
         f.error = f"TimeoutError: no complete response within {timeout} s"
     except Exception as exc:  # noqa: BLE001 - a failed fetch is recorded, never fatal
         f.error = f"{type(exc).__name__}: {exc}"
     return f
+
+
+@dataclass(kw_only=True)
+class RobotsFetch:
+    """A robots.txt and the redirects followed to it (:func:`fetch_robots`)."""
+
+    fetch: Fetch  # the last answer: the file, or what went wrong
+    requested: list[str]  # every URL requested, in order (the host's /robots.txt first)
+    # why the file is taken as unavailable (RFC 9309 §2.3.1.3: every URL allowed): too
+    # many redirects, a redirect to no http(s) URL; None when it was reached (or not fetched)
+    unavailable: str | None = None
+
+    @property
+    def redirects(self) -> int:
+        return len(self.requested) - 1
+
+
+def fetch_robots(url: str, *, user_agent: str, timeout: float) -> RobotsFetch:
+    """GET a robots.txt (read up to ``MAX_ROBOTS_BYTES``), following redirects as RFC 9309
+    §2.3.1.2 asks: up to ``MAX_ROBOTS_REDIRECTS`` in a row, to any host (the file reached
+    gives the rules of the host asked). More redirects, a redirect with no Location or to no
+    http(s) URL, mean the file is unavailable (``unavailable`` says why; as a 4xx, every URL
+    is allowed). ``timeout`` bounds the whole chain, as it bounds one request. Never raises:
+    a request that failed is the last ``fetch``'s ``error``."""
+    deadline = time.monotonic() + timeout
+    requested: list[str] = []
+    while True:
+        if requested and time.monotonic() >= deadline:  # (the next request is not sent)
+            res = Fetch(
+                url=url, depth=0, error=f"TimeoutError: no complete response within {timeout} s"
+            )
+            return RobotsFetch(fetch=res, requested=requested)
+        requested.append(url)
+        res = fetch(
+            url,
+            user_agent=user_agent,
+            timeout=timeout,
+            deadline=deadline,  # one for the whole chain
+            max_bytes=MAX_ROBOTS_BYTES,
+            truncate=True,
+        )
+        if res.error or res.status is None or not 300 <= res.status < 400:
+            return RobotsFetch(fetch=res, requested=requested)
+        location = res.headers.get("location", "").strip()
+        if not location:
+            why = f"HTTP {res.status} without a Location"
+            return RobotsFetch(fetch=res, requested=requested, unavailable=why)
+        if len(requested) > MAX_ROBOTS_REDIRECTS:
+            why = f"more than {MAX_ROBOTS_REDIRECTS} redirects in a row"
+            return RobotsFetch(fetch=res, requested=requested, unavailable=why)
+        try:
+            target = safe_url(urldefrag(urljoin(url, location))[0])
+            _request_target(target)  # http(s), a port in range, a valid IDNA host
+            if len(target.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+                raise ValueError(f"longer than {MAX_URL_BYTES} bytes")
+        except ValueError as exc:
+            why = f"HTTP {res.status} to an invalid URL {safe_url(location)[:200]!r} ({exc})"
+            return RobotsFetch(fetch=res, requested=requested, unavailable=why)
+        url = target
 
 
 def extract_links(base_url: str, html: bytes) -> tuple[list[str], bool]:
@@ -608,9 +787,12 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "errors": 0,
         "out_of_scope": 0,
         "requests": 0,
+        "robots_redirects": 0,  # robots.txt redirects followed (RFC 9309 §2.3.1.2), all hosts
     }
     failed: list[dict[str, str]] = []  # the first MAX_LISTED fetch errors: url, error
     robots_unavailable: dict[str, str] = {}  # host → why its robots.txt is taken as disallow-all
+    # host → where its robots.txt was redirected to, or why the redirects made it unavailable
+    robots_redirected: dict[str, str] = {}
     seeds_out_of_scope = [s for s in cfg.seeds if not in_scope(s, allowed)]
     t0 = time.monotonic()
 
@@ -632,7 +814,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
             return
         seen.add(url)
         try:
-            _request_target(url)
+            _, _, host_hdr, _ = _request_target(url)
         except ValueError as exc:  # a port out of range, a bad IDNA host (from a redirect)
             fetch_error(url, f"InvalidURL: {exc}")
             return
@@ -641,9 +823,10 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
             # WARC written could not be read back)
             fetch_error(url, f"InvalidURL: longer than {MAX_URL_BYTES} bytes")
             return
-        # the host and port, not the userinfo: http://a@host/ and http://b@host/ are one
-        # host, fetched one request at a time, with one robots.txt
-        key = parts.netloc.rsplit("@", 1)[-1].lower()
+        # the host and port as the Host header names them, not the userinfo: http://a@host/
+        # and http://b@host/ are one host, fetched one request at a time, with one
+        # robots.txt; so are http://bücher.example/ and http://xn--bcher-kva.example/
+        key = host_hdr.lower()
         hosts.setdefault(key, _Host()).queue.append((url, depth))
 
     for s in cfg.seeds:
@@ -667,15 +850,13 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     url0 = h.queue[0][0]
                     scheme = urlsplit(url0).scheme
                     h.busy, h.robots_state = True, "fetching"
-                    fut = pool.submit(
-                        fetch,
+                    rfut = pool.submit(  # (its redirects followed, RFC 9309 §2.3.1.2)
+                        fetch_robots,
                         f"{scheme}://{key}/robots.txt",
                         user_agent=cfg.user_agent,
                         timeout=cfg.timeout_s,
-                        max_bytes=MAX_ROBOTS_BYTES,
-                        truncate=True,  # RFC 9309 §2.5: a longer file is parsed up to the limit
                     )
-                    in_flight[fut] = (key, "robots")
+                    in_flight[rfut] = (key, "robots")
                     continue
                 if not cfg.obey_robots:
                     h.robots_state = "ready"
@@ -696,7 +877,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     continue
                 h.busy = True
                 pages_started += 1
-                fut = pool.submit(
+                fut: Future[Any] = pool.submit(
                     fetch,
                     url,
                     user_agent=cfg.user_agent,
@@ -717,19 +898,42 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
             for fut in done:
                 key, kind = in_flight.pop(fut)
                 h = hosts[key]
-                res: Fetch = fut.result()
-                stats["requests"] += 1
                 with lock:
                     h.busy = False
                 if kind == "robots":
+                    rf: RobotsFetch = fut.result()
+                    res = rf.fetch
+                    stats["requests"] += len(rf.requested)
                     h.robots_state = "ready"
                     rp = RobotFileParser()
-                    if res.error or res.status is None:
+                    # where the file came from, when it is not the host's own /robots.txt
+                    via = f" (redirected to {rf.requested[-1]})" if rf.redirects else ""
+                    if rf.redirects:
+                        stats["robots_redirects"] += rf.redirects
+                        robots_redirected[key] = (
+                            f"robots.txt: {_plural(rf.redirects, 'redirect')} to {rf.requested[-1]}"
+                        )
+                    if rf.unavailable is not None:
+                        # RFC 9309 §2.3.1.2-3: more than five redirects (or one to nowhere):
+                        # the file is unavailable, as a 4xx → allow all
+                        rp.allow_all = True  # type: ignore[attr-defined]
+                        robots_redirected[key] = (
+                            f"robots.txt unavailable (every URL allowed): {rf.unavailable}"
+                            + (f", the last to {rf.requested[-1]}" if rf.redirects else "")
+                        )
+                    elif (res.error or res.status is None) and not rf.redirects:
                         rp.disallow_all = True  # type: ignore[attr-defined]  # RFC 9309 §2.3.1.4: unreachable → disallow all
                         h.unreachable = f"robots.txt not fetched: {res.error or 'no response'}"
+                    elif res.error or res.status is None:
+                        # the host answered (with a redirect), the file it named did not: its
+                        # pages may well be there, but RFC 9309 §2.3.1.4 says disallow all
+                        rp.disallow_all = True  # type: ignore[attr-defined]
+                        robots_unavailable[key] = (
+                            f"robots.txt{via} not fetched: {res.error or 'no response'}"
+                        )
                     elif res.status >= 500:
                         rp.disallow_all = True  # type: ignore[attr-defined]  # RFC 9309 §2.3.1.4: unreachable → disallow all
-                        robots_unavailable[key] = f"robots.txt answered HTTP {res.status}"
+                        robots_unavailable[key] = f"robots.txt{via} answered HTTP {res.status}"
                     elif res.status >= 400:
                         rp.allow_all = True  # type: ignore[attr-defined]
                     else:
@@ -742,6 +946,8 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     h.robots = rp
                     h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
                     continue
+                res = fut.result()
+                stats["requests"] += 1
                 h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
                 res.depth = fut.depth  # type: ignore[attr-defined]
                 if res.error or res.status is None:
@@ -797,5 +1003,6 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "user_agent": cfg.user_agent,
         "failed": failed,
         "robots_unavailable": robots_unavailable,
+        "robots_redirected": robots_redirected,
         "seeds_out_of_scope": seeds_out_of_scope,
     }

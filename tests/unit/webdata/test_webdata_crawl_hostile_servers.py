@@ -659,3 +659,299 @@ def test_links_with_bad_ports_or_hosts_are_skipped_or_recorded(
     s = run(srv, tmp_path, allowed_domains=["127.0.0.1", "example"])
     assert s["pages"] == 2
     assert s["errors"] == 1 and "IDNA" in s["failed"][0]["error"]
+
+
+# --------------------------------------------------------------------------- robots.txt redirects
+
+
+def _robots(text: bytes) -> Callable[[RawServer, socket.socket], None]:
+    return answer(200, text, {"Content-Type": "text/plain"})
+
+
+def test_a_redirected_robots_txt_is_followed_and_obeyed(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    # RFC 9309 §2.3.1.2: the redirect was parsed as the file (an empty body: allow all)
+    srv = serve(
+        {
+            "/robots.txt": answer(301, b"moved", {"Location": "/real/robots.txt"}),
+            "/real/robots.txt": _robots(b"User-agent: *\nDisallow: /private/\n"),
+            "/": answer(200, page("/private/x", "/ok")),
+            "/ok": answer(200, page()),
+        }
+    )
+    s = run(srv, tmp_path)
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (2, 1, 0), s
+    assert "/private/x" not in srv.paths()
+    assert s["requests"] == 4 and s["robots_redirects"] == 1
+    key = f"127.0.0.1:{srv.port}"
+    assert s["robots_redirected"] == {key: f"robots.txt: 1 redirect to {srv.url}real/robots.txt"}
+    assert s["robots_unavailable"] == {}
+
+
+def _chain(a: RawServer, b: RawServer, n: int, final: bytes) -> None:
+    """``a``'s /robots.txt redirects ``n`` times, back and forth between ``a`` and ``b``,
+    to a file ``final`` (on whichever server the last hop lands)."""
+    hops = [a if i % 2 == 0 else b for i in range(n + 1)]
+    paths = ["/robots.txt"] + [f"/hop{i}" for i in range(1, n + 1)]
+    for i in range(n):
+        hops[i].routes[paths[i]] = redirect(hops[i + 1].url + paths[i + 1].lstrip("/"))
+    hops[n].routes[paths[n]] = _robots(final)
+
+
+def test_five_robots_redirects_across_hosts_are_followed(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    a, b = serve({}), serve({})
+    _chain(a, b, 5, b"User-agent: *\nDisallow: /private/\n")
+    a.routes["/"] = answer(200, page("/private/x", "/ok"))
+    a.routes["/ok"] = answer(200, page())
+    s = run(a, tmp_path)  # b is out of scope: only its robots.txt redirects are fetched
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (2, 1, 0), s
+    assert "/private/x" not in a.paths() and b.paths() == ["/hop1", "/hop3", "/hop5"]
+    assert s["robots_redirects"] == 5 and s["requests"] == 6 + 2
+    assert s["robots_redirected"] == {
+        f"127.0.0.1:{a.port}": f"robots.txt: 5 redirects to {b.url}hop5"
+    }
+
+
+def test_more_than_five_robots_redirects_mean_unavailable_so_all_allowed(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    a, b = serve({}), serve({})
+    _chain(a, b, 6, b"User-agent: *\nDisallow: /\n")
+    a.routes["/"] = answer(200, page("/private/x"))
+    a.routes["/private/x"] = answer(200, page())
+    s = run(a, tmp_path)
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (2, 0, 0), s
+    assert "/hop6" not in a.paths() + b.paths()  # the sixth redirect is not followed
+    assert s["robots_redirects"] == 5 and s["requests"] == 6 + 2
+    assert s["robots_redirected"] == {
+        f"127.0.0.1:{a.port}": "robots.txt unavailable (every URL allowed): more than 5 "
+        f"redirects in a row, the last to {b.url}hop5"
+    }
+
+
+def test_a_robots_redirect_loop_is_unavailable(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    srv = serve({"/robots.txt": redirect("/robots.txt"), "/": answer(200, page())})
+    s = run(srv, tmp_path)
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (1, 0, 0), s
+    assert srv.paths().count("/robots.txt") == 6
+    assert s["robots_redirected"][f"127.0.0.1:{srv.port}"].startswith(
+        "robots.txt unavailable (every URL allowed): more than 5 redirects in a row"
+    )
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("file:///etc/robots.txt", "HTTP 302 to an invalid URL 'file:///etc/robots.txt'"),
+        ("http://127.0.0.1:99999/robots.txt", "HTTP 302 to an invalid URL"),
+        ("", "HTTP 302 without a Location"),
+    ],
+)
+def test_a_robots_redirect_to_nowhere_is_unavailable(
+    serve: Callable[..., RawServer], tmp_path: Path, location: str, why: str
+) -> None:
+    srv = serve(
+        {
+            "/robots.txt": answer(302, b"Disallow: /", {"Location": location}),
+            "/": answer(200, page()),
+        }
+    )
+    s = run(srv, tmp_path)
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (1, 0, 0), s
+    got = s["robots_redirected"][f"127.0.0.1:{srv.port}"]
+    assert got.startswith(f"robots.txt unavailable (every URL allowed): {why}"), got
+    assert s["robots_redirects"] == 0
+
+
+def test_a_redirected_robots_txt_that_fails_disallows_all(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{closed.getsockname()[1]}/robots.txt"
+    closed.close()  # connection refused
+    srv = serve(
+        {
+            "/robots.txt": redirect("/r503"),
+            "/r503": answer(503, b"busy"),
+            "/": answer(200, page()),
+        }
+    )
+    s = run(srv, tmp_path)
+    key = f"127.0.0.1:{srv.port}"
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (0, 1, 0), s
+    assert s["robots_unavailable"] == {
+        key: f"robots.txt (redirected to {srv.url}r503) answered HTTP 503"
+    }
+    # the host answered (a redirect), so its URLs are disallowed, not fetch errors
+    srv.routes["/robots.txt"] = redirect(dead)
+    s = run(srv, tmp_path)
+    assert (s["pages"], s["robots_blocked"], s["errors"]) == (0, 1, 0), s
+    assert s["robots_unavailable"][key].startswith(
+        f"robots.txt (redirected to {dead}) not fetched: ConnectionRefusedError"
+    )
+
+
+def test_the_timeout_bounds_a_robots_txt_and_its_redirects_together(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    def slow_redirect(to: str) -> Callable[[RawServer, socket.socket], None]:
+        def route(srv: RawServer, conn: socket.socket) -> None:
+            srv.stop.wait(0.4)
+            redirect(to)(srv, conn)
+
+        return route
+
+    srv = serve({"/": answer(200, page())})
+    srv.routes["/robots.txt"] = slow_redirect("/r1")
+    for i in range(1, 5):
+        srv.routes[f"/r{i}"] = slow_redirect(f"/r{i + 1}")
+    srv.routes["/r5"] = _robots(b"")
+    t0 = time.monotonic()
+    s = run(srv, tmp_path, timeout_s=1.0)  # each hop is in time, the five are not
+    assert time.monotonic() - t0 < 1.9
+    assert (s["pages"], s["robots_blocked"]) == (0, 1), s
+    (why,) = s["robots_unavailable"].values()
+    assert "not fetched: TimeoutError: no complete response within 1.0 s" in why, why
+    assert "/r5" not in srv.paths()
+
+
+# --------------------------------------------------------------------------- name lookups
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Names under .test resolve to 127.0.0.1; names under .stuck never answer until the
+    event is set (at teardown, or by the test)."""
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def fake(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.endswith(".stuck"):
+            release.wait(20)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if name.endswith(".test"):
+            return real("127.0.0.1", port, *args, **kw)
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    yield release
+    release.set()
+
+
+def test_a_name_lookup_that_never_answers_is_cut_at_the_timeout(
+    resolver: threading.Event,
+) -> None:
+    t0 = time.monotonic()
+    res = fetch("http://never.stuck/", user_agent=UA, timeout=0.5, max_bytes=1000)
+    assert time.monotonic() - t0 < 1.5  # (waited for the resolver as long as it took)
+    assert res.error == "TimeoutError: name lookup of 'never.stuck': no answer within 0.5 s"
+
+
+def test_a_crawl_moves_on_from_a_host_whose_name_lookup_hangs(
+    serve: Callable[..., RawServer], tmp_path: Path, resolver: threading.Event
+) -> None:
+    srv = serve({"/": answer(200, page())})
+    t0 = time.monotonic()
+    s = run(
+        srv,
+        tmp_path,
+        seeds=["http://a.stuck/", f"http://ok.test:{srv.port}/"],
+        allowed_domains=["stuck", "test"],
+        timeout_s=0.5,
+    )
+    assert time.monotonic() - t0 < 3
+    assert (s["pages"], s["errors"]) == (1, 1), s
+    assert s["failed"] == [
+        {
+            "url": "http://a.stuck/",
+            "error": "robots.txt not fetched: TimeoutError: name lookup of 'a.stuck': no "
+            "answer within 0.5 s",
+        }
+    ]
+
+
+def test_lookups_left_behind_are_capped(
+    resolver: threading.Event, monkeypatch: pytest.MonkeyPatch, serve: Callable[..., RawServer]
+) -> None:
+    import aistack.webdata.crawler as crawler
+
+    monkeypatch.setattr(crawler, "_lookup_slots", threading.BoundedSemaphore(2))
+
+    def lookups() -> int:
+        return sum(t.name.startswith("crawler-lookup-") for t in threading.enumerate())
+
+    before = lookups()
+    for name in ("a", "b", "c", "d"):
+        res = fetch(f"http://{name}.stuck/", user_agent=UA, timeout=0.3, max_bytes=1000)
+        assert res.error is not None and res.error.startswith("TimeoutError: name lookup")
+    assert lookups() - before == 2  # two threads left behind, not four
+    assert res.error.endswith("(as many earlier lookups as may run at once still unanswered)")
+    resolver.set()  # the resolver answers at last: the slots are free again
+    deadline = time.monotonic() + 5
+    while lookups() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv = serve({"/": answer(200, page())})
+    res = fetch(f"http://ok.test:{srv.port}/", user_agent=UA, timeout=2, max_bytes=1000)
+    assert res.error is None and res.status == 200
+
+
+# --------------------------------------------------------------------------- IDNA scope
+
+
+@pytest.mark.parametrize(
+    ("seed_host", "allowed"),
+    [("bücher.test", "xn--bcher-kva.test"), ("xn--bcher-kva.test", "BÜCHER.test")],
+    ids=["unicode-seed-punycode-allowed", "punycode-seed-unicode-allowed"],
+)
+def test_an_allowed_idn_domain_matches_in_unicode_and_punycode(
+    serve: Callable[..., RawServer],
+    tmp_path: Path,
+    resolver: threading.Event,
+    seed_host: str,
+    allowed: str,
+) -> None:
+    srv = serve({})
+    p = srv.port
+    srv.routes["/"] = answer(
+        200,
+        page(
+            f"http://xn--bcher-kva.test:{p}/a",
+            f"http://bücher.test:{p}/b",
+            f"http://www.BÜCHER.test:{p}/c",
+            f"http://other.test:{p}/d",
+        ),
+    )
+    for x in "abc":
+        srv.routes[f"/{x}"] = answer(200, page())
+    s = run(srv, tmp_path, seeds=[f"http://{seed_host}:{p}/"], allowed_domains=[allowed])
+    assert (s["pages"], s["out_of_scope"], s["errors"]) == (4, 1, 0), s
+    assert "/d" not in srv.paths()
+    # one host in two spellings: one robots.txt (www. is a host of its own)
+    assert srv.paths().count("/robots.txt") == 2
+    assert {h["host"] for _, h in srv.requests} == {
+        f"xn--bcher-kva.test:{p}",
+        f"www.xn--bcher-kva.test:{p}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "inside"),
+    [
+        ("http://bücher.example/", {"xn--bcher-kva.example"}, True),
+        ("http://xn--bcher-kva.example/", {"bücher.example"}, True),
+        ("http://shop.XN--BCHER-KVA.example/", {"bücher.example"}, True),
+        ("http://ＢÜＣＨＥＲ.example/", {"xn--bcher-kva.example"}, True),
+        ("http://bucher.example/", {"bücher.example"}, False),
+        ("http://xn--bcher-kva.example/", {"example.org"}, False),
+    ],
+)
+def test_in_scope_compares_idn_names_in_one_form(url: str, allowed: set[str], inside: bool) -> None:
+    from aistack.webdata.crawler import in_scope
+
+    assert in_scope(url, allowed) is inside
