@@ -419,7 +419,7 @@ def crawl(
 
 def _report_crawl_problems(summary: dict[str, Any], shown: int = 5) -> None:
     """On stderr: the fetch errors (the first ``shown``), the hosts whose robots.txt failed
-    (its URLs count as disallowed), and exit status 1 when nothing was fetched because every
+    (its URLs count as disallowed) or was lost in redirects (allowed, RFC 9309), and exit status 1 when nothing was fetched because every
     request failed (a host that does not answer is not "disallowed by robots.txt")."""
     err = _console(stderr=True)
     failed = summary.get("failed") or []
@@ -435,6 +435,9 @@ def _report_crawl_problems(summary: dict[str, Any], shown: int = 5) -> None:
             soft_wrap=True,
             markup=False,
         )
+    for host, why in (summary.get("robots_redirected") or {}).items():
+        if why.startswith("robots.txt unavailable"):  # (a plain redirect is routine: --json)
+            err.print(f"{host}: {why}", soft_wrap=True, markup=False)
     if summary["pages"] == 0 and summary["errors"]:
         err.print(
             f"nothing was fetched: {_plural(summary['errors'], 'URL')} could not be fetched. "
