@@ -36,10 +36,10 @@ from aistack.errors import BackendError, NotFoundError, ValidationError, short_r
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^step_(\d{8,})\.pt$")
+_NAME = re.compile(r"^step_(\d{8,})\.pt\Z")
 # the temporary files this module writes: ``.step_XXXXXXXX.pt.<pid>.tmp`` and check_writable's
 # ``.probe.<pid>.tmp``
-_TMP_NAME = re.compile(r"^\.(?:step_\d{8,}\.pt|probe)\.(\d{1,10})\.tmp$")
+_TMP_NAME = re.compile(r"^\.(?:step_\d{8,}\.pt|probe)\.(\d{1,10})\.tmp\Z")
 # how old (by mtime) a leftover temporary file must be before it is removed; see sweep_leftovers
 LEFTOVER_GRACE_S = 3600.0
 # temporary files this process is writing now (never swept, whatever their age)

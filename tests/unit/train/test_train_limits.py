@@ -297,3 +297,12 @@ def test_resuming_with_another_tokenizer_of_the_same_size_is_refused(
     result = train(_cfg(tmp_path, tokenizer=str(tok_a), max_steps=3))
     assert (result.resumed_from, result.step) == (2, 3)
     assert os.path.exists(tmp_path / "ck" / "step_00000003.pt")
+
+
+def test_a_file_whose_name_ends_in_a_line_break_is_no_checkpoint(tmp_path: Path) -> None:
+    """``$`` also matched before a final newline: 'step_00000007.pt\\n' counted as step 7."""
+    from aistack.train.checkpoint import CheckpointStore
+
+    (tmp_path / "step_00000007.pt\n").write_bytes(b"not a checkpoint")
+    (tmp_path / "step_00000003.pt").write_bytes(b"x")
+    assert CheckpointStore(str(tmp_path)).steps() == [3]
