@@ -43,3 +43,18 @@ def test_hostile_service_names_never_reach_the_filesystem(
     monkeypatch.setenv("AISTACK_HOME", str(tmp_path))
     with pytest.raises(NotFoundError):
         manager.service_dir(name)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "attempt"),
+    [("..", 0), ("a/b", 0), ("", 0), ("a\0b", 0), ("..\\x", 0), ("abc", -1), ("abc", True)],
+)
+def test_attempt_dir_stays_inside_the_jobs_folder(
+    tmp_path: Path, job_id: str, attempt: int
+) -> None:
+    from aistack.errors import ValidationError
+    from aistack.server.services.jobs import attempt_dir
+
+    with pytest.raises(ValidationError):
+        attempt_dir(tmp_path, job_id, attempt)
+    assert attempt_dir(tmp_path, "0123456789ab", 2) == tmp_path / "0123456789ab" / "2"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from aistack.compute.resources import Node
-from aistack.errors import ConflictError, NotFoundError, ValidationError
+from aistack.errors import ConflictError, NotFoundError, ValidationError, short_repr
 from aistack.server.db.models import Counter, Job, JobEvent, utcnow
 from aistack.server.schemas.jobs import ACTIVE_STATES, FINAL_STATES, JobPublic, LogChunk
 from aistack.spec import JobSpec, check_feasible, parse_spec
@@ -255,6 +255,22 @@ ALL_STATES = frozenset({"QUEUED"}) | ACTIVE_STATES | FINAL_STATES
 
 
 def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
+    """``jobs_dir/<job id>/<attempt>``: the id must be one path segment and the attempt a whole
+    number >= 0, so the folder is always inside ``jobs_dir`` (callers pass server-made ids)."""
+    if (
+        not isinstance(job_id, str)
+        or job_id in ("", ".", "..")
+        or any(c in job_id for c in "/\\\0")
+    ):
+        raise ValidationError(
+            f"job id {short_repr(job_id)} is not a job id", hint="list jobs for their ids"
+        )
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ValidationError(
+            f"attempt {short_repr(attempt)} is not an attempt number",
+            hint="attempts are numbered 0, 1, 2, …",
+            field="attempt",
+        )
     return jobs_dir / job_id / str(attempt)
 
 
