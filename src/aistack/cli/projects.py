@@ -19,7 +19,8 @@ def ls(as_json: bool = typer.Option(False, "--json")) -> None:
         print_json(rows)
         return
     t = Table(title="projects")
-    for c in ("project", "GPU quota", "share", "monthly budget"):
+    # "share" alone read as a fraction or a count of GPUs: it is a relative fair-share weight
+    for c in ("project", "GPU quota", "fair-share weight", "monthly budget"):
         t.add_column(c)
     for p in rows:
         t.add_row(
@@ -69,7 +70,8 @@ def set_(
             "none" if p["monthly_budget_usd"] is None else f"{p['monthly_budget_usd']} USD/month"
         )
         console.print(
-            f"project {p['name']}: quota {quota}, share {p['share']:g}, budget {budget_s}",
+            f"project {p['name']}: quota {quota}, fair-share weight {p['share']:g}, "
+            f"budget {budget_s}",
             markup=False,
         )
 

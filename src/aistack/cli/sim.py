@@ -244,7 +244,66 @@ def _check_plot_path(path: Path) -> None:
 
 
 def _h(seconds: float) -> str:
-    return f"{seconds / 3600:,.2f} h"
+    return f"{_hours(seconds)} h"
+
+
+def _hours(seconds: float) -> str:
+    """Hours, for a table cell whose column header says "(h)"."""
+    return f"{seconds / 3600:,.2f}"
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], width: int) -> Any:
+    """A comparison table whose headers carry the units ("avg JCT (h)") and whose cells are
+    plain numbers. Each column is as wide as its widest cell or header word (a header wraps
+    onto lines of its own), so rich never cuts a number to "15.…": it shrank the widest
+    columns first, and at 120 columns cut "avg slowdown", at 80 the numbers and their units.
+    Where that is wider than ``width`` (the terminal, 80 columns in a pipe), the table is
+    turned: a row per metric, a column per policy or cluster.
+
+    The table is as wide as its title where the terminal allows, so a long trace path in it
+    is not broken onto more lines."""
+    from rich.table import Table
+    from rich.text import Text
+
+    def longest_word(i: int) -> int:
+        texts = [columns[i], *(r[i] for r in rows)]
+        return max(1, *(len(w) for text in texts for w in Text.from_markup(text).plain.split()))
+
+    widths = [longest_word(i) for i in range(len(columns))]
+    turned = sum(w + 3 for w in widths) + 1 > width
+    if turned:
+        columns, rows = (
+            [columns[0], *(r[0] for r in rows)],
+            [[c, *(r[i] for r in rows)] for i, c in enumerate(columns) if i],
+        )
+        widths = [longest_word(i) for i in range(len(columns))]
+    t = Table(title=title, min_width=Text.from_markup(title).cell_len)
+    for i, c in enumerate(columns):
+        if i == 0:  # the metric names fold first when they must
+            t.add_column(c, width=None if turned else widths[i])
+        else:
+            t.add_column(c, justify="right", width=widths[i])
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+# `sim run`'s table: the metrics shown in hours, then the columns (each header with its unit)
+_RUN_TIMES = ("avg_jct", "p50_jct", "p95_jct", "p99_jct", "avg_wait", "p99_wait", "max_wait")
+_RUN_COLUMNS = [
+    "policy",
+    "avg JCT (h)",
+    "p50 JCT (h)",
+    "p95 JCT (h)",
+    "p99 JCT (h)",
+    "avg wait (h)",
+    "p99 wait (h)",
+    "max wait (h)",
+    "avg slowdown (×)",
+    "utilization (%)",
+    "preemptions",
+    "sim time (s)",
+]
 
 
 def _plot(results: list[Any], path: Path) -> None:
@@ -325,57 +384,26 @@ def run(
             out.append(m)
         typer.echo(json.dumps(out, indent=2, default=float))
         return
-    from rich.table import Table
-
     m0 = results[0].metrics
-    t = Table(
-        title=f"{esc(source)}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
-        f"offered load {100 * m0['offered_load']:.0f} % of GPU capacity"
-    )
-    for c in [
-        "policy",
-        "avg JCT",
-        "p50 JCT",
-        "p95 JCT",
-        "p99 JCT",
-        "avg wait",
-        "p99 wait",
-        "max wait",
-        "avg slowdown",
-        "utilization",
-        "preemptions",
-        "sim time",
-    ]:
-        t.add_column(c, justify="left" if c == "policy" else "right")
-    for r in results:
-        m = r.metrics
-        t.add_row(
+    rows = [
+        [
             esc(r.policy),
-            _h(m["avg_jct"]),
-            _h(m["p50_jct"]),
-            _h(m["p95_jct"]),
-            _h(m["p99_jct"]),
-            _h(m["avg_wait"]),
-            _h(m["p99_wait"]),
-            _h(m["max_wait"]),
-            f"{m['avg_slowdown']:.2f}×",
-            f"{100 * m['utilization']:.1f} %",
-            f"{m['preemptions']:,}",
-            f"{r.wall_s:.1f} s",
-        )
-    t.add_row(
-        "lower bound",
-        _h(m0["lb_avg_jct"]),
-        "",
-        "",
-        "",
-        "0.00 h",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
+            *(_hours(r.metrics[k]) for k in _RUN_TIMES),
+            f"{r.metrics['avg_slowdown']:.2f}",
+            f"{100 * r.metrics['utilization']:.1f}",
+            f"{r.metrics['preemptions']:,}",
+            f"{r.wall_s:.1f}",
+        ]
+        for r in results
+    ]
+    lower = ["lower bound", _hours(m0["lb_avg_jct"]), "", "", "", _hours(0.0)]
+    rows.append(lower + [""] * (len(_RUN_COLUMNS) - len(lower)))
+    t = _table(
+        f"{esc(source)}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
+        f"offered load {100 * m0['offered_load']:.0f} % of GPU capacity",
+        _RUN_COLUMNS,
+        rows,
+        make_console().width,
     )
     con = make_console()
     con.print(t)
@@ -484,22 +512,22 @@ def whatif(
             )
         )
         return
-    from rich.table import Table
-
-    t = Table(title=esc(f"{source}: {a['jobs']:,} GPU jobs, policy {policy}"))
-    for c in ["cluster", "GPUs", "avg JCT", "p95 wait", "p99 wait", "max wait", "utilization"]:
-        t.add_column(c)
-    for label, n in (("today", nodes), ("what-if", new_nodes)):
-        m = res[label]
-        t.add_row(
+    columns = ["cluster", "GPUs", "avg JCT (h)", "p95 wait (h)", "p99 wait (h)", "max wait (h)"]
+    rows = [
+        [
             label,
-            f"{n * gpus_per_node} GPUs",
-            _h(m["avg_jct"]),
-            _h(m["p95_wait"]),
-            _h(m["p99_wait"]),
-            _h(m["max_wait"]),
-            f"{100 * m['utilization']:.1f} %",
-        )
+            f"{n * gpus_per_node:,}",
+            *(_hours(res[label][k]) for k in ("avg_jct", "p95_wait", "p99_wait", "max_wait")),
+            f"{100 * res[label]['utilization']:.1f}",
+        ]
+        for label, n in (("today", nodes), ("what-if", new_nodes))
+    ]
+    t = _table(
+        esc(f"{source}: {a['jobs']:,} GPU jobs, policy {policy}"),
+        [*columns, "utilization (%)"],
+        rows,
+        make_console().width,
+    )
     con = make_console()
     con.print(t)
     con.print(sentence, markup=False)

@@ -371,6 +371,12 @@ def render_catalog(cat: Catalog, *, today: dt.date, kind: str | None = None) -> 
 
 
 # ---- what-if: own N, burst the rest ---------------------------------------------------------
+def _small(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals from 1 up; below 1 with 3 significant figures (as the
+    sweep's sentence says it: a mean demand of 0.075 GPUs read "0.1", a peak of 0.5 "0")."""
+    return f"{x:,.{digits}f}" if x == 0 or abs(x) >= 1 else fixed(x, digits)
+
+
 def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
     opts = s.options
     if len(opts) > max_rows:  # keep the ends, the best and its neighbours
@@ -392,8 +398,9 @@ def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
         for o in opts
     ]
     lines = [
-        f"Own vs burst: {s.span_hours / 24:,.1f} days of demand, {s.demand_gpu_hours:,.0f} GPU-hours "
-        f"(mean {s.mean_gpus:,.1f}, peak {s.peak_gpus:,.0f} GPUs); own {s.server}, burst {s.instance} at "
+        f"Own vs burst: {s.span_hours / 24:,.1f} days of demand, {s.demand_gpu_hours:,.0f} "
+        f"GPU-hours (mean {_small(s.mean_gpus, 1)} GPUs, peak {_small(s.peak_gpus, 0)} GPUs); "
+        f"own {s.server}, burst {s.instance} at "
         f"{usd(s.cloud_usd_per_gpu_hour)}/GPU-h",
         "",
         table(

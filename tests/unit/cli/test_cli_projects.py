@@ -49,7 +49,7 @@ def test_no_gpu_quota_and_no_budget_clear_on_purpose(cli) -> None:  # type: igno
 def test_new_project_gets_defaults_and_text_output(cli) -> None:  # type: ignore[no-untyped-def]
     res = runner.invoke(app, ["set", "fresh", "--budget", "10"])
     assert res.exit_code == 0, res.output
-    assert "quota unlimited, share 1, budget 10.0 USD/month" in res.stdout
+    assert "quota unlimited, fair-share weight 1, budget 10.0 USD/month" in res.stdout
 
 
 @pytest.mark.parametrize(
