@@ -147,13 +147,13 @@ class HybridSweep:
         return asdict(self)
 
     def _demand_text(self) -> str:
-        """'mean 8.0, peak 12 GPUs'; below one GPU with 3 significant figures (an hour's
+        """'mean 8.0 GPUs, peak 12 GPUs'; below one GPU with 3 significant figures (an hour's
         demand of 0.075 GPUs read 'mean 0.1, peak 0 GPUs')."""
 
         def gpus(x: float, digits: int) -> str:
             return f"{x:,.{digits}f}" if x == 0 or abs(x) >= 1 else fixed(x, digits)
 
-        return f"mean {gpus(self.mean_gpus, 1)}, peak {gpus(self.peak_gpus, 0)} GPUs"
+        return f"mean {gpus(self.mean_gpus, 1)} GPUs, peak {gpus(self.peak_gpus, 0)} GPUs"
 
     def sentence(self) -> str:
         b, c = self.best, self.all_cloud
