@@ -23,9 +23,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m aistack.demo
 
-## make test: the whole suite (unit, integration with real servers, e2e)
-test: $(STAMP)
+## make servers: install the servers the integration tests start (PostgreSQL, Slurm, MariaDB)
+servers:
 	@bash scripts/ci/install-servers.sh
+
+## make test: the whole suite (unit, integration with real servers, e2e)
+test: $(STAMP) servers
 	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 --durations=25 tests/unit tests/integration tests/e2e; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; exit $$rc
 
