@@ -4,9 +4,9 @@
   calls in an LRU cache, which makes output depend on document order and worker count).
 * ``fast``: resiliparse's ``extract_plain_text(main_content=True)`` (a C++ DOM walk).
 
-Either way, a page nesting elements more than 256 deep (``MAX_NESTING_DEPTH``) is refused with
-:class:`TooDeeplyNested` rather than extracted to '' (the pipeline counts it as
-``extract/too_deeply_nested``, not as a page without text).
+Either way, elements nested more than 256 deep (``MAX_NESTING_DEPTH``) are pruned first, with
+what they hold, and the rest of the page is extracted (:func:`extract_page` says whether a page
+was pruned; the pipeline counts such pages as ``extract/pruned_deep_nesting``).
 
 Language ID uses py3langid's bundled model (shipped inside the PyPI package, nothing is
 downloaded) with normalised probabilities, so ``lang_score`` is in [0, 1].
@@ -19,9 +19,10 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aistack.errors import AistackError, ValidationError, require
 
@@ -99,18 +100,20 @@ def decode_html(body: bytes, http_content_type: str | None = None) -> str:
 # the deepest element nesting extracted (<html> is depth 1): what libxml2, the parser under
 # trafilatura, keeps (it silently drops deeper elements, their text with them), and far more
 # than real pages use (a few dozen levels; none of the 51 HTML pages of the sample WARCs in
-# ../shared/data/warc/samples nests deeper than 32). Deeper pages are refused in both modes:
-# the same rule for both, and resiliparse's walk takes time quadratic in the depth (minutes
-# for a page nested 200,000 deep). The cost: a page with shallow main text and deeply nested
-# junk is dropped (counted as too_deeply_nested) where quality mode kept the shallow part
+# ../shared/data/warc/samples nests deeper than 32). Deeper elements are pruned, in both modes,
+# before extraction: the same rule for both, the shallow text of such a page kept, and no
+# extraction walks a deep tree (resiliparse's walk takes time quadratic in the depth: minutes
+# for a page nested 200,000 deep)
 MAX_NESTING_DEPTH = 256
 
 
-class TooDeeplyNested(ValidationError):
-    """The page nests elements deeper than :data:`MAX_NESTING_DEPTH`: not extracted (the
-    pipeline counts it as ``extract/too_deeply_nested``)."""
+@dataclass(frozen=True)
+class PageText:
+    """:func:`extract_page`'s result: the main text, and how many element subtrees nested
+    deeper than :data:`MAX_NESTING_DEPTH` were pruned before extraction (0 for real pages)."""
 
-    reason = "too_deeply_nested"
+    text: str
+    pruned: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -120,20 +123,31 @@ def _too_deep_selector() -> str:
     return " > ".join(["*"] * (MAX_NESTING_DEPTH + 1))
 
 
-def _parse_checked(html: str) -> object:
-    """resiliparse's (lexbor's) DOM of ``html``, or TooDeeplyNested. Parsing is linear in the
-    input (a 200,000-deep page: tens of ms), and so is the check."""
-    parse = require("resiliparse.parse.html", extra="webdata")
-    tree = parse.HTMLTree.parse(html)
+def _prune_too_deep(tree: Any) -> int:
+    """Remove, from resiliparse's (lexbor's) DOM ``tree``, every element nested deeper than
+    :data:`MAX_NESTING_DEPTH` (the outermost ones, their subtrees with them); the number of
+    subtrees removed. A page without one costs one selector check in C (its first match:
+    about the page's size); one with them, a walk of the elements at depth <= the bound (each
+    once, never below it) and lexbor freeing the pruned subtrees (linear in their size)."""
     doc = tree.document
-    if doc is not None and doc.query_selector(_too_deep_selector()) is not None:
-        raise TooDeeplyNested(
-            f"the page nests HTML elements more than {MAX_NESTING_DEPTH} deep: not extracted",
-            hint=f"no text is extracted from elements nested deeper than {MAX_NESTING_DEPTH} "
-            "levels (real pages use a few dozen); such a page is usually generated or hostile",
-            field="html",
-        )
-    return tree
+    if doc is None or doc.query_selector(_too_deep_selector()) is None:
+        return 0
+    pruned = 0
+    # depth-first over elements: (first of a run of siblings, their depth)
+    stack: list[tuple[Any, int]] = [(doc.first_element_child, 1)]
+    while stack:
+        el, depth = stack.pop()
+        while el is not None:
+            nxt = el.next_element_sibling  # before el may be freed
+            if depth > MAX_NESTING_DEPTH:
+                el.decompose()  # it and its subtree, freed in C; el is not touched again
+                pruned += 1
+            else:
+                child = el.first_element_child
+                if child is not None:
+                    stack.append((child, depth + 1))
+            el = nxt
+    return pruned
 
 
 def _trafilatura_extract(html: str, url: str | None) -> str:
@@ -151,7 +165,7 @@ def _trafilatura_extract(html: str, url: str | None) -> str:
     return text or ""
 
 
-def _resiliparse_extract(html: str, tree: object | None = None) -> str:
+def _resiliparse_extract(html: str, tree: Any = None) -> str:
     html2text = require("resiliparse.extract.html2text", extra="webdata")
     if tree is None:
         parse = require("resiliparse.parse.html", extra="webdata")
@@ -168,23 +182,35 @@ def _resiliparse_extract(html: str, tree: object | None = None) -> str:
     )
 
 
-def extract_text(html: str, *, mode: Mode = "quality", url: str | None = None) -> str:
-    """The main text of one HTML page ('' when none is found). A page nesting elements
-    deeper than :data:`MAX_NESTING_DEPTH` raises :class:`TooDeeplyNested` (quality mode would lose
-    what is deeper without a word, fast mode would take minutes)."""
+def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -> PageText:
+    """The main text of one HTML page ('' when none is found), and how many element subtrees
+    nested deeper than :data:`MAX_NESTING_DEPTH` were pruned first. A pruned page is extracted
+    from what is left: fast mode from the pruned tree, quality mode (trafilatura) from the
+    pruned tree's HTML; a page with nothing to prune goes to trafilatura as it is."""
     if mode not in MODES:
         raise ValidationError(
             f"extract.mode must be one of {', '.join(MODES)}, got {mode!r}",
             hint="use --mode quality (trafilatura) or --mode fast (resiliparse)",
         )
-    tree = _parse_checked(html)
+    # parsing is linear in the input (a page nested 200,000 deep: tens of ms)
+    parse = require("resiliparse.parse.html", extra="webdata")
+    tree = parse.HTMLTree.parse(html)
+    pruned = _prune_too_deep(tree)
+    if pruned:
+        log.debug("pruned %d element subtrees nested deeper than %d", pruned, MAX_NESTING_DEPTH)
     if mode == "quality":
-        text = _trafilatura_extract(html, url)
+        text = _trafilatura_extract(str(tree) if pruned else html, url)
     else:
         text = _resiliparse_extract(html, tree)
     # normalise line ends and trailing spaces so both modes give the same shape
     lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    return "\n".join(lines).strip()
+    return PageText("\n".join(lines).strip(), pruned)
+
+
+def extract_text(html: str, *, mode: Mode = "quality", url: str | None = None) -> str:
+    """The main text of one HTML page ('' when none is found); elements nested deeper than
+    :data:`MAX_NESTING_DEPTH` are pruned first (:func:`extract_page`)."""
+    return extract_page(html, mode=mode, url=url).text
 
 
 @lru_cache(maxsize=1)

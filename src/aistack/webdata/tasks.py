@@ -64,12 +64,7 @@ def process_file(
     an input dataset version needs none (the version is its lineage node, and its manifest
     already holds the file's hash), nor does a run that registers nothing."""
     from aistack.webdata.dedup import MinHashConfig, MinHasher, exact_hash
-    from aistack.webdata.extract import (
-        TooDeeplyNested,
-        decode_html,
-        detect_language,
-        extract_text,
-    )
+    from aistack.webdata.extract import decode_html, detect_language, extract_page
     from aistack.webdata.filters import FILTERS, Document, apply
     from aistack.webdata.readers import ArchiveReader
 
@@ -81,6 +76,8 @@ def process_file(
     out = Path(out_dir)
     stats: dict[str, _StepStat] = {}
     drops: Counter[str] = Counter()
+    # pages kept, with something done to them on the way: "extract/pruned_deep_nesting"
+    notes: Counter[str] = Counter()
     langs: Counter[str] = Counter()
     pii: Counter[str] = Counter()
 
@@ -128,16 +125,15 @@ def process_file(
         te = time.process_time()
         st_ext.docs_in += 1
         try:
-            text = extract_text(
+            page = extract_page(
                 decode_html(rec.body, rec.http_headers.get("content-type")),
                 mode=extract.mode,
                 url=rec.url,  # type: ignore[union-attr]
             )
-        except TooDeeplyNested as exc:  # its own reason, not "no_text": the page may have text
-            log.info("not extracted: %s: %s", rec.url, exc.message)
-            t_extract += time.process_time() - te
-            drops[f"extract/{TooDeeplyNested.reason}"] += 1
-            continue
+            text = page.text
+            if page.pruned:  # elements nested deeper than MAX_NESTING_DEPTH: cut off
+                log.info("pruned deep nesting: %s: %d subtrees", rec.url, page.pruned)
+                notes["extract/pruned_deep_nesting"] += 1
         except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
             log.info("extraction failed for %s: %s", rec.url, exc)
             text = ""
@@ -237,6 +233,7 @@ def process_file(
             k: {"in": v.docs_in, "out": v.docs_out, "seconds": v.seconds} for k, v in stats.items()
         },
         "drops": dict(drops),
+        "notes": dict(notes),
         "languages": dict(langs),
         "pii": dict(pii),
         "unreadable": [x.to_dict() for x in reader.issues],
