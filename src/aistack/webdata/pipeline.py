@@ -639,6 +639,7 @@ def _build_report(
     drops: Counter[str] = Counter()
     langs: Counter[str] = Counter()
     pii: Counter[str] = Counter()
+    notes: Counter[str] = Counter()  # pages changed but kept (extract/pruned_deep_nesting)
     unreadable: list[dict[str, Any]] = []
     for p in procs:
         for name, s in p["steps"].items():
@@ -648,6 +649,7 @@ def _build_report(
         drops.update(p["drops"])
         langs.update(p["languages"])
         pii.update(p["pii"])
+        notes.update(p.get("notes") or {})  # (absent in results of older runs)
         unreadable.extend(p["unreadable"])
     if dedup:
         steps["dedup"] = {"in": dedup["docs_in"], "out": dedup["docs_out"]}
@@ -665,6 +667,7 @@ def _build_report(
         "documents_out": docs_out,
         "steps": steps,
         "drops": dict(sorted(drops.items())),
+        "notes": dict(sorted(notes.items())),
         "languages": dict(sorted(langs.items(), key=lambda kv: (-kv[1], kv[0]))),
         "pii_masked": dict(sorted(pii.items())),
         "duplicates": {k: v for k, v in dedup.items() if k not in ("docs_in", "docs_out")},

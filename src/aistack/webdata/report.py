@@ -66,6 +66,11 @@ def tables(report: dict[str, Any]) -> list[Any]:
     if "bad_files" in c:  # (absent in reports written before it was counted)
         s.add_row("bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
     s.add_row("unreadable records", f"{c['unreadable_records']:,}")
+    if (c.get("notes") or {}).get("extract/pruned_deep_nesting"):
+        s.add_row(
+            "pages pruned below 256 nested elements (kept)",
+            f"{c['notes']['extract/pruned_deep_nesting']:,}",
+        )
     if "truncated_records" in c:
         s.add_row("truncated records (file ends inside; dropped)", truncated_summary(c))
     # the most documents first, also for a report read back from report.json (sorted keys)

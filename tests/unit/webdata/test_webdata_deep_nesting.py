@@ -145,6 +145,10 @@ def test_the_pipeline_keeps_and_counts_pruned_pages(tmp_path: Path, mode: str) -
     done = json.loads((tmp_path / "o" / ".tasks" / "process-00000.done").read_text())
     assert done["notes"] == {"extract/pruned_deep_nesting": 2}
     assert done["drops"] == {"extract/no_text": 2}
+    # and in the run's report (report.json, report.txt)
+    assert counts["notes"] == {"extract/pruned_deep_nesting": 2}
+    txt = (tmp_path / "o" / "report.txt").read_text()
+    assert "pages pruned below 256 nested elements (kept)" in txt
 
 
 def test_quality_mode_gives_trafilatura_the_page_as_is_unless_pruned(
