@@ -9,6 +9,11 @@
 * Checkpoints every ``checkpoint_every`` steps, at the end, and when the process receives
   SIGTERM (checkpoint, then exit 143) or SIGUSR1 (checkpoint, keep training) — all ranks
   agree on the stop step through the per-step all-reduce, so one signalled rank is enough.
+  A SIGTERM does not wait for the end of a long step (``grad_accum`` micro-batches): it is
+  checked between micro-batches (in DDP an all-reduce of the flag about every 0.1 s of
+  micro-batches), the step's partial gradients are dropped and the last completed step is
+  checkpointed (if it is not yet) with the data position and RNGs of that step's end, so a
+  resume replays the dropped micro-batches. SIGUSR1 is handled at step ends.
 * On start it resumes from the run's latest readable checkpoint: model, optimizer, loader
   position and every rank's RNG state, so the loss curve continues as if never interrupted
   (steps logged before, since that checkpoint, are not logged twice). A checkpoint of another
@@ -387,30 +392,49 @@ def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
 
 SIGNAL_HOOK_ENV = "AISTACK_TRAIN_SIGNAL_AT_STEP"
 
+# DDP: the SIGTERM flag is all-reduced within a step about every _TERM_CHECK_S seconds of
+# micro-batches (every _TERM_CHECK_FIRST micro-batches in the first step, before any timing)
+_TERM_CHECK_S = 0.1
+_TERM_CHECK_FIRST = 8
 
-def _signal_hook() -> tuple[int, int]:
+
+def _loader_state_at(loader: Any, pos: tuple[int, int]) -> dict[str, Any]:
+    """The loader's state with its position set back to ``pos`` (epoch, batch)."""
+    st = loader.state_dict()
+    st["epoch"], st["batch"] = pos
+    st["batches_yielded"] = pos[0] * loader.batches_per_epoch + pos[1]
+    return st
+
+
+def _signal_hook(grad_accum: int = 1) -> tuple[int, int, int]:
     """The test hook ``AISTACK_TRAIN_SIGNAL_AT_STEP``: ``N`` sends SIGTERM to this process
-    after step N, ``N:USR1`` sends SIGUSR1, ``N:TERM`` SIGTERM; unset, empty or 0: none.
-    Anything else is an error naming the variable (it was int()'s ValueError)."""
+    after step N, ``N:USR1`` sends SIGUSR1, ``N:TERM`` SIGTERM; ``N.M`` sends it during step
+    N + 1, after its M-th micro-batch (1 ≤ M < ``grad_accum``); unset, empty or 0: none.
+    Returns ``(N, M, signal)`` (M 0: after the step). Anything else is an error naming the
+    variable (it was int()'s ValueError)."""
     raw = os.environ.get(SIGNAL_HOOK_ENV, "").strip()
     if not raw:
-        return 0, signal.SIGTERM
+        return 0, 0, signal.SIGTERM
     at, _, name = raw.partition(":")
+    step_s, dot, micro_s = at.strip().partition(".")
     sigs = {"": signal.SIGTERM, "TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
     sig_name = name.strip().upper().removeprefix("SIG")
     try:
-        step = int(at.strip())
+        step = int(step_s.strip())
+        micro = int(micro_s.strip()) if dot else 0
     except ValueError:
-        step = -1
-    if step < 0 or sig_name not in sigs:
+        step = micro = -1
+    if step < 0 or (dot and not 1 <= micro < grad_accum) or sig_name not in sigs:
         raise ValidationError(
             f"{SIGNAL_HOOK_ENV}: the environment variable is {short_repr(raw)}, not a step "
-            "number ≥ 0, optionally followed by ':USR1' or ':TERM'",
+            "number ≥ 0, optionally followed by '.M' (after micro-batch M of the next step, "
+            f"1 ≤ M < grad_accum {grad_accum}) and ':USR1' or ':TERM'",
             hint=f"unset {SIGNAL_HOOK_ENV} (a test hook), or set it to e.g. 7 (SIGTERM after "
-            "step 7) or 3:USR1 (SIGUSR1 after step 3)",
+            "step 7), 3:USR1 (SIGUSR1 after step 3) or 2.5 (SIGTERM after the 5th "
+            "micro-batch of step 3)",
             field=SIGNAL_HOOK_ENV,
         )
-    return step, sigs[sig_name]
+    return step, micro, sigs[sig_name]
 
 
 def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
@@ -806,7 +830,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     world = _env_int("WORLD_SIZE", 1, minimum=1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
-    signal_at, hook_sig = _signal_hook()
+    signal_at, hook_micro, hook_sig = _signal_hook(cfg.grad_accum)
     if rank >= world:
         raise ValidationError(
             f"RANK: {rank} is not below WORLD_SIZE {world}",
@@ -971,7 +995,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             ", bf16" if bf16 else "",
         )
 
-    def save(step_done: int) -> str | None:
+    def save(
+        step_done: int, loader_state: dict[str, Any] | None = None, rng: Any = None
+    ) -> str | None:
+        # loader_state, rng: those of the end of step_done when the loader and the RNGs have
+        # moved on since (a step abandoned part-way by SIGTERM); else the current ones
         # weights that are NaN/inf (an update from non-finite gradients) are never written:
         # they would replace, and prune, the good checkpoints (the same on every rank)
         if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
@@ -979,7 +1007,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "the model's weights are not finite", step_done, lr_at(step_done - 1, cfg), cfg,
                 last_ckpt, start,
             )  # fmt: skip
-        rng = _rng_state(torch)
+        if rng is None:
+            rng = _rng_state(torch)
         rngs: list[Any] = [None] * world
         if distributed:
             dist.all_gather_object(rngs, rng)
@@ -993,7 +1022,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     "step": step_done,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
-                    "loader": loader.state_dict(),
+                    "loader": loader_state if loader_state is not None else loader.state_dict(),
                     "rng": rngs,
                     "config": cfg.model_dump(),
                     "gpt_config": gcfg.to_dict(),
@@ -1005,10 +1034,26 @@ def train(cfg: TrainConfig) -> TrainResult:
             )
         if distributed:
             dist.barrier()
+        saved[0] = step_done
         return path
+
+    def term_agreed() -> bool:
+        """Whether to abandon the step for a SIGTERM: in DDP, whether any rank has one (every
+        rank calls this at the same micro-batches, so the all-reduces pair up)."""
+        term = signal.SIGTERM in _SIGNALS
+        if not distributed:
+            return term
+        flag = torch.tensor([float(term)], device=device)
+        dist.all_reduce(flag)
+        return bool(flag.item() > 0)
 
     losses: list[float] = []
     last_ckpt: str | None = None
+    saved = [resumed_from]  # the step whose checkpoint is the latest written (or loaded)
+    # micro-batches between two SIGTERM checks within a step: every one in a single process
+    # (a list lookup); in DDP, each check is an all-reduce, spaced about _TERM_CHECK_S apart
+    # from the previous step's time per micro-batch (the same all-reduced value on every rank)
+    term_every = 1 if not distributed else _TERM_CHECK_FIRST
     stopped_by: str | None = None
     tps = mfu = None
     step = start
@@ -1026,7 +1071,18 @@ def train(cfg: TrainConfig) -> TrainResult:
                 g["lr"] = lr
             loss_acc = torch.zeros((), device=device)
             data_s = 0.0  # host time spent getting batches: the loader keeps up when it is ~0
+            # where a SIGTERM part-way through this step rewinds to: the loader position and
+            # the RNGs (dropout) at its start; the model and optimizer have not moved yet
+            step_pos = (loader.epoch, loader.batch)
+            step_rng = _rng_state(torch) if cfg.grad_accum > 1 else None
+            abandoned_at = 0
             for micro in range(cfg.grad_accum):
+                if micro:
+                    if hook_micro and micro == hook_micro and step == signal_at:
+                        os.kill(os.getpid(), hook_sig)  # test hook: mid-step, this rank only
+                    if micro % term_every == 0 and term_agreed():
+                        abandoned_at = micro
+                        break
                 td = time.perf_counter()
                 x, y = loader.next_batch()
                 # on the host, before the device sees them: an id past the embedding would be
@@ -1047,12 +1103,31 @@ def train(cfg: TrainConfig) -> TrainResult:
                     loss = loss / cfg.grad_accum
                 loss.backward()
                 loss_acc += loss.detach()
+            if abandoned_at:
+                # SIGTERM within the step: its gradients are dropped (the optimizer has not
+                # stepped, so model and optimizer are those of the last completed step), and
+                # the checkpoint of that step says where its data started, so a resume
+                # replays the dropped micro-batches
+                opt.zero_grad(set_to_none=True)
+                stopped_by = "SIGTERM"
+                if saved[0] != step and step > 0:
+                    last_ckpt = save(step, _loader_state_at(loader, step_pos), step_rng)
+                elif step > 0 and last_ckpt is None and rank == 0:
+                    last_ckpt = store.path_for(step)  # the checkpoint this run resumed from
+                if rank == 0:
+                    log.warning(
+                        "SIGTERM: %s; stopping (step %d dropped after %d of its %d "
+                        "micro-batches)",
+                        f"checkpoint at step {step} saved" if step else "no step to checkpoint",
+                        step + 1, abandoned_at, cfg.grad_accum,
+                    )  # fmt: skip
+                break
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            if signal_at and step == signal_at:  # test hook: a real signal to this rank only
+            if signal_at and not hook_micro and step == signal_at:  # test hook: this rank only
                 os.kill(os.getpid(), hook_sig)
             sigs = list(_SIGNALS)  # signals that arrive after this count at the next step
             flags = torch.stack(
@@ -1060,12 +1135,16 @@ def train(cfg: TrainConfig) -> TrainResult:
                     loss_acc.float(),
                     torch.tensor(float(bool(sigs)), device=device),
                     torch.tensor(float(signal.SIGTERM in sigs), device=device),
+                    torch.tensor((time.perf_counter() - t0) / cfg.grad_accum, device=device),
                 ]
             )
             if distributed:
                 dist.all_reduce(flags)
             vals = flags.tolist()
             loss_val = vals[0] / world
+            if distributed and cfg.grad_accum > 1:
+                micro_s = max(vals[3] / world, 1e-6)
+                term_every = max(1, min(cfg.grad_accum, int(_TERM_CHECK_S / micro_s)))
             if not math.isfinite(loss_val):  # every rank sees the same all-reduced value
                 raise _diverged(f"the loss is {loss_val}", step, lr, cfg, last_ckpt, start)
             losses.append(loss_val)
