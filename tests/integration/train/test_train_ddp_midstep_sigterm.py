@@ -5,32 +5,18 @@ micro-batches and continues the uninterrupted run's loss curve."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aistack.launch import build_rank_envs, free_port, run_gang
-from aistack.train.shards import write_token_shard
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch]
 
-
-def _shards(root: Path) -> str:
-    rng = np.random.default_rng(1)
-    docs = [
-        (int(rng.integers(64)) + 5 * np.arange(int(rng.integers(30, 90)))) % 64 for _ in range(160)
-    ]
-    write_token_shard(root / "shards" / "a.tok", docs[:80], 64)
-    write_token_shard(root / "shards" / "b.tok", docs[80:], 64)
-    return str(root / "shards")
-
-
-def _losses(path: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in map(json.loads, path.read_text().splitlines())}
+# the gang test's data and loss reader (its directory is on sys.path: pytest's prepend mode)
+from test_train_ddp_gang import _losses, _shards  # noqa: E402
 
 
 def test_ddp_sigterm_to_one_rank_mid_step_stops_all_and_resume_replays(tmp_path: Path) -> None:
