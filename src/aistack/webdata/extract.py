@@ -8,6 +8,11 @@ Either way, elements nested more than 256 deep (``MAX_NESTING_DEPTH``) are prune
 what they hold, and the rest of the page is extracted (:func:`extract_page` says whether a page
 was pruned; the pipeline counts such pages as ``extract/pruned_deep_nesting``).
 
+``<template>`` elements are pruned too, in both modes, with what they hold: their content is
+inert, never rendered by a browser (row and dialog markup for scripts to clone), so its text
+is no page text; trafilatura extracted it. A declarative shadow root (``<template
+shadowrootmode=...>``, or the older ``shadowroot``) is rendered, and is kept.
+
 Language ID uses py3langid's bundled model (shipped inside the PyPI package, nothing is
 downloaded) with normalised probabilities, so ``lang_score`` is in [0, 1].
 """
@@ -150,6 +155,27 @@ def _prune_too_deep(tree: Any) -> int:
     return pruned
 
 
+# <template> elements whose content is inert (never rendered): all but declarative shadow
+# roots, which a browser attaches to their parent and renders
+_INERT_TEMPLATE = "template:not([shadowrootmode]):not([shadowroot])"
+
+
+def _prune_templates(tree: Any) -> int:
+    """Remove every inert ``<template>`` (:data:`_INERT_TEMPLATE`), with what it holds, from
+    resiliparse's (lexbor's) DOM ``tree``; the number removed. A page without one costs one
+    selector check in C. (lexbor keeps a template's content in a fragment of its own, which
+    resiliparse's text walk skips, but the tree's HTML, which trafilatura reads, holds it.)"""
+    doc = tree.document
+    if doc is None or doc.query_selector(_INERT_TEMPLATE) is None:
+        return 0
+    # the outermost ones only: a template inside another is freed with it (lexbor parses a
+    # nested one into the outer one's content fragment, which the selector does not reach)
+    found = doc.query_selector_all(_INERT_TEMPLATE)
+    for el in found:
+        el.decompose()
+    return len(found)
+
+
 def _trafilatura_extract(html: str, url: str | None) -> str:
     trafilatura = require("trafilatura", extra="webdata")
     text = trafilatura.extract(
@@ -184,9 +210,10 @@ def _resiliparse_extract(html: str, tree: Any = None) -> str:
 
 def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -> PageText:
     """The main text of one HTML page ('' when none is found), and how many element subtrees
-    nested deeper than :data:`MAX_NESTING_DEPTH` were pruned first. A pruned page is extracted
-    from what is left: fast mode from the pruned tree, quality mode (trafilatura) from the
-    pruned tree's HTML; a page with nothing to prune goes to trafilatura as it is."""
+    nested deeper than :data:`MAX_NESTING_DEPTH` were pruned first. Inert ``<template>``
+    elements are pruned too (not counted in ``pruned``). A pruned page is extracted from what
+    is left: fast mode from the pruned tree, quality mode (trafilatura) from the pruned tree's
+    HTML; a page with nothing to prune goes to trafilatura as it is."""
     if mode not in MODES:
         raise ValidationError(
             f"extract.mode must be one of {', '.join(MODES)}, got {mode!r}",
@@ -198,8 +225,9 @@ def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -
     pruned = _prune_too_deep(tree)
     if pruned:
         log.debug("pruned %d element subtrees nested deeper than %d", pruned, MAX_NESTING_DEPTH)
+    templates = _prune_templates(tree)
     if mode == "quality":
-        text = _trafilatura_extract(str(tree) if pruned else html, url)
+        text = _trafilatura_extract(str(tree) if pruned or templates else html, url)
     else:
         text = _resiliparse_extract(html, tree)
     # normalise line ends and trailing spaces so both modes give the same shape
