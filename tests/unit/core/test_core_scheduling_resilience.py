@@ -362,3 +362,50 @@ def test_a_launch_stopped_before_its_handle_was_kept_is_found_by_the_executor(
     assert j.state == "RUNNING" and j.attempt == 1
     assert ex._jobs[orphan]["stopped"] == "cancelled"
     assert running_handles(loop, jid) == [j.handle]
+
+
+def _fill_other_node(loop: SchedulerLoop, first: str) -> str:
+    """A 4-GPU job on the node ``first`` is not on (the memory executor's nodes have 4 GPUs)."""
+    whole = submit(loop, resources={"gpus": 4})
+    loop.run_once()
+    j = state(loop, whole)
+    assert j.state == "RUNNING" and list(j.allocation or {}) != [first]
+    return whole
+
+
+def test_a_running_job_holding_a_gpu_its_node_lacks_blocks_the_node(
+    loop: SchedulerLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A running job's row names GPU 7 of a 4-GPU node (the GPU fell off the bus, or the row is
+    stale): the GPU it really holds looked free, and the next job was placed on it."""
+    running = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    node = next(iter(state(loop, running).allocation or {}))
+    _fill_other_node(loop, node)
+    corrupt(loop, running, allocation={node: {"gpus": [7], "cpus": [0]}})
+    later = submit(loop, resources={"gpus": 1})
+    caplog.set_level(logging.WARNING, logger="aistack.server.services.scheduling")
+    loop.run_once()
+    loop.run_once()
+    assert state(loop, later).state == "QUEUED"
+    assert loop.errors == 0
+    said = [r.getMessage() for r in caplog.records if "gets no new jobs" in r.getMessage()]
+    assert said == [
+        f"node {node} gets no new jobs: running jobs hold GPU(s) 7, which its inventory lacks"
+    ]  # once, not once a pass
+
+
+def test_two_running_jobs_holding_one_gpu_block_the_node(loop: SchedulerLoop) -> None:
+    """Two running rows name GPU g of one node: the GPU the second really holds looked free."""
+    first = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    node, a = next(iter((state(loop, first).allocation or {}).items()))
+    _fill_other_node(loop, node)
+    second = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    assert list(state(loop, second).allocation or {}) == [node]
+    corrupt(loop, second, allocation={node: {"gpus": list(a["gpus"]), "cpus": [1]}})
+    later = submit(loop, resources={"gpus": 1})
+    loop.run_once()
+    assert state(loop, later).state == "QUEUED"
+    assert loop.errors == 0

@@ -517,7 +517,15 @@ class SchedulerLoop:
                     blocked[str(node)] = f"the allocation of job {j.id} cannot be read"
                 alloc = Allocation()
             for node, a in alloc.nodes.items():
-                used_gpus.setdefault(node, set()).update(a.gpus)
+                held = used_gpus.setdefault(node, set())
+                twice = held.intersection(a.gpus)
+                if twice and node not in blocked:
+                    # two running jobs name one GPU (a stale or hand-edited row): which of
+                    # them holds it is unknown, and preempting either would "free" it
+                    blocked[node] = f"job {j.id} and another running job both hold GPU(s) " + (
+                        ", ".join(str(g) for g in sorted(twice))
+                    )
+                held.update(a.gpus)
                 used_cpus.setdefault(node, set()).update(a.cpus)
                 used_mem[node] = used_mem.get(node, 0) + a.memory_mb
             spec = j.spec or {}
@@ -541,6 +549,19 @@ class SchedulerLoop:
             try:
                 g_all = tuple(g.index for g in n.gpus)
                 c_all = tuple(range(n.cpus))
+                unknown = used_gpus.get(n.name, set()).difference(g_all)
+                if unknown and n.name not in blocked:
+                    # a running job holds a GPU the node's inventory does not list (it fell off
+                    # the bus, or the row is stale): preempting that job would "free" a GPU
+                    # that is not there, and a job placed on it would fail
+                    listed = ", ".join(str(g) for g in sorted(unknown))
+                    blocked[n.name] = (
+                        f"running jobs hold GPU(s) {listed}, which its inventory lacks"
+                    )
+                if n.name in blocked:
+                    self._log_once(
+                        f"blocked {n.name}", "node %s gets no new jobs: %s", n.name, blocked[n.name]
+                    )
                 state = NodeState(
                     name=n.name,
                     gpu_type=n.gpu_type,
@@ -554,7 +575,7 @@ class SchedulerLoop:
                 )
             except Exception as exc:  # noqa: BLE001 - this node is left out, not the cluster
                 self._warn_once(
-                    f"node {n.name}", "node %s gets no jobs: its inventory cannot be read", exc
+                    f"node {n.name}", "%s gets no jobs: its inventory cannot be read", exc
                 )
                 state = NodeState(name=str(n.name), schedulable=False)
             states.append(state)
@@ -753,12 +774,23 @@ class SchedulerLoop:
         """Log ``message % key`` with the error and its traceback, once per key and error (it
         is met again every pass)."""
         text = _describe(exc)
-        if self._warned.get(key) == text:
+        if self._seen(key, text):
             return
+        log.warning(message + ": %s", key, text, exc_info=exc)
+
+    def _log_once(self, key: str, message: str, name: str, text: str) -> None:
+        """Log ``message % (name, text)``, once per key and text (met again every pass)."""
+        if not self._seen(key, text):
+            log.warning(message, name, text)
+
+    def _seen(self, key: str, text: str) -> bool:
+        """Whether ``text`` was logged for ``key`` last; remembers it if not."""
+        if self._warned.get(key) == text:
+            return True
         if len(self._warned) >= 4096:  # oldest first: one of them is logged again, at worst
             del self._warned[next(iter(self._warned))]
         self._warned[key] = text
-        log.warning(message + ": %s", key, text, exc_info=exc)
+        return False
 
     def _tell_queue(self, s: Session) -> None:
         """After a failed pass: every queued job's pending reason says the scheduler fails (its
