@@ -1,4 +1,8 @@
-"""The run report as readable tables (rich), for the CLI and for ``report.txt``."""
+"""The run report as readable tables (rich), for the CLI and for ``report.txt``.
+
+Every title and cell is a rich ``Text``, never markup: file names, reasons and filter keys
+come from the input (a page's URL, a file named ``[bold]x``), and a table printed by any
+rich console shows them as they are ("[/]" was a MarkupError, "[red]" turned red)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,12 @@ def tables(report: dict[str, Any]) -> list[Any]:
     c = report["counts"]
     timing = report.get("timing", {})
     step_t = timing.get("steps", {})
-    t = Table(title=f"webdata run {report['name']}: documents per step")
+    t = Table(title=_text(f"webdata run {report['name']}: documents per step"))
     for col in ("step", "docs in", "docs out", "dropped", "docs/s per core"):
         t.add_column(col, justify="left" if col == "step" else "right")
     texts = c.get("text_documents", 0)
-    t.add_row(
+    _row(
+        t,
         "read (records → HTML + WET)" if texts else "read (records → HTML pages)",
         f"{c['records']:,}",
         f"{c['html_documents'] + texts:,}",
@@ -34,9 +39,10 @@ def tables(report: dict[str, Any]) -> list[Any]:
         if name == "read":
             continue
         if name == "langid" and texts:
-            t.add_row(*text_row)
+            _row(t, *text_row)
             texts = 0
-        t.add_row(
+        _row(
+            t,
             name,
             f"{s['in']:,}",
             f"{s['out']:,}",
@@ -44,68 +50,70 @@ def tables(report: dict[str, Any]) -> list[Any]:
             _rate(step_t.get(name)),
         )
     if texts:
-        t.add_row(*text_row)
-    t.add_row("output", "", f"{c['documents_out']:,} docs", "", "")
+        _row(t, *text_row)
+    _row(t, "output", "", f"{c['documents_out']:,} docs", "", "")
 
-    d = Table(title="drops per filter and reason")
+    d = Table(title=_text("drops per filter and reason"))
     d.add_column("filter/reason")
     d.add_column("docs", justify="right")
     for k, v in c["drops"].items():
-        d.add_row(k, f"{v:,}")
+        _row(d, k, f"{v:,}")
     dup = c.get("duplicates") or {}
     for k in ("exact_duplicates", "near_duplicates"):  # the other entries are not documents
         if k in dup:
-            d.add_row(f"dedup/{k}", f"{dup[k]:,}")
+            _row(d, f"dedup/{k}", f"{dup[k]:,}")
 
-    s = Table(title="summary")
+    s = Table(title=_text("summary"))
     s.add_column("item")
     s.add_column("value", justify="right")
-    s.add_row("input files", f"{c['files']:,}")
+    _row(s, "input files", f"{c['files']:,}")
     for item, value in input_dataset_rows(report):
-        s.add_row(item, value)
+        _row(s, item, value)
     if "bad_files" in c:  # (absent in reports written before it was counted)
-        s.add_row("bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
-    s.add_row("unreadable records", f"{c['unreadable_records']:,}")
+        _row(s, "bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
+    _row(s, "unreadable records", f"{c['unreadable_records']:,}")
     if (c.get("notes") or {}).get("extract/pruned_deep_nesting"):
-        s.add_row(
+        _row(
+            s,
             "pages pruned below 256 nested elements (kept)",
             f"{c['notes']['extract/pruned_deep_nesting']:,}",
         )
     if "truncated_records" in c:
-        s.add_row("truncated records (file ends inside; dropped)", truncated_summary(c))
+        _row(s, "truncated records (file ends inside; dropped)", truncated_summary(c))
     # the most documents first, also for a report read back from report.json (sorted keys)
     top = sorted(c["languages"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
     langs = ", ".join(f"{k} {v:,}" for k, v in top)
-    s.add_row("languages (docs)", langs or "-")
-    s.add_row("PII masked", ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()) or "0")
+    _row(s, "languages (docs)", langs or "-")
+    _row(s, "PII masked", ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()) or "0")
     if "near_duplicate_clusters" in dup:
-        s.add_row(
+        _row(
+            s,
             "near-duplicate clusters",
             f"{dup['near_duplicate_clusters']:,} clusters "
             f"({dup.get('minhash_pairs_checked', 0):,} candidate pairs checked)",
         )
-    s.add_row("tokens", f"{c['tokens']:,} tokens")
+    _row(s, "tokens", f"{c['tokens']:,} tokens")
     if "shards" in c and c.get("vocab_size"):
-        s.add_row("token shards", f"{c['shards']:,} (input files that kept documents)")
+        _row(s, "token shards", f"{c['shards']:,} (input files that kept documents)")
     if c.get("vocab_size"):
-        s.add_row("vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
+        _row(s, "vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
     if "registered" in report:  # (only with a register step; report.txt is written after it)
         reg = report["registered"]
         skipped = report.get("register_skipped")
         if reg:
             ref = reg.get("ref") or f"{reg.get('name')} version {reg.get('version')}"
-            s.add_row("registered", f"dataset version {ref}")
+            _row(s, "registered", f"dataset version {ref}")
         elif skipped:
-            s.add_row("registered", f"NO: {skipped['reason']}; {skipped['hint']}")
+            _row(s, "registered", f"NO: {skipped['reason']}; {skipped['hint']}")
     for item, value in lineage_rows(report):
-        s.add_row(item, value)
+        _row(s, item, value)
     if timing:
         w = timing["wall_seconds"]
-        s.add_row("wall time", f"{w['total']:.2f} s")
-        s.add_row("throughput (this run)", throughput(timing))
+        _row(s, "wall time", f"{w['total']:.2f} s")
+        _row(s, "throughput (this run)", throughput(timing))
     out = [t, d, s]
     if report.get("bad_files"):
-        b = Table(title=bad_files_title(report))
+        b = Table(title=_text(bad_files_title(report)))
         for col in ("file", "records read", "reason"):
             b.add_column(
                 col,
@@ -114,17 +122,29 @@ def tables(report: dict[str, Any]) -> list[Any]:
                 overflow="fold",  # (never "…": a name cut short names no file)
             )
         for x in report["bad_files"]:
-            b.add_row(str(x["file"]), f"{x['records']:,}", str(x["reason"]))
+            _row(b, str(x["file"]), f"{x['records']:,}", str(x["reason"]))
         out.append(b)
     if report.get("unreadable"):
         n = len(report["unreadable"])
-        u = Table(title="unreadable records" + (f" (first 50 of {n:,})" if n > 50 else ""))
+        u = Table(title=_text("unreadable records" + (f" (first 50 of {n:,})" if n > 50 else "")))
         for col in ("file", "offset (bytes)", "reason"):
             u.add_column(col, overflow="fold")  # (a long path wraps, instead of "…")
         for x in report["unreadable"][:50]:
-            u.add_row(str(x["file"]), offset_text(x), str(x["reason"]))
+            _row(u, str(x["file"]), offset_text(x), str(x["reason"]))
         out.append(u)
     return out
+
+
+def _text(value: object) -> Any:
+    """``value`` as a rich ``Text``: shown as written, its "[...]" never read as markup."""
+    from rich.text import Text
+
+    return Text(str(value))
+
+
+def _row(table: Any, *cells: object) -> None:
+    """Add a row of literal cells (:func:`_text`) to ``table``."""
+    table.add_row(*(_text(c) for c in cells))
 
 
 def input_dataset_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
