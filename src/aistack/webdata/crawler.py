@@ -3,10 +3,10 @@
 Polite by default: robots.txt is fetched first for every host and obeyed (RFC 9309: a 4xx
 robots.txt means "allow all", a 5xx or unreachable one means "disallow all"; its
 Crawl-delay raises the per-host delay; up to five redirects in a row are followed to it, to any
-host, and the file reached gives the rules; past five it counts as unavailable, as a 4xx, and
-``robots_redirected`` says so). The summary tells the two "disallow all" apart: after
-a 5xx robots.txt the host's URLs count as disallowed (``robots_blocked``, the reason in
-``robots_unavailable``); a host that does not answer at all (connection refused, DNS, timeout)
+host, ``delay_s`` apart where they return to a host, and the file reached gives the rules; past
+five it counts as unavailable, as a 4xx, and ``robots_redirected`` says so). The summary tells
+the two "disallow all" apart: after a 5xx robots.txt the host's URLs count as disallowed
+(``robots_blocked``, the reason in ``robots_unavailable``); a host that does not answer at all (connection refused, DNS, timeout)
 makes them fetch errors (``errors``, each listed in ``failed``). One request at a time per
 host with ``delay_s`` between the end of one request and the start of the next; a descriptive User-Agent; limits on
 pages, depth, domains and response size. Responses are stored byte for byte as received
@@ -632,16 +632,35 @@ class RobotsFetch:
         return len(self.requested) - 1
 
 
-def fetch_robots(url: str, *, user_agent: str, timeout: float) -> RobotsFetch:
+def _host_key(url: str) -> str:
+    """The host a request to ``url`` goes to, as the crawl keys its hosts (the Host header,
+    lower case); the URL's network location when it cannot be requested."""
+    try:
+        return _request_target(url)[2].lower()
+    except ValueError:
+        return urlsplit(url).netloc.lower()
+
+
+def fetch_robots(url: str, *, user_agent: str, timeout: float, delay_s: float = 0.0) -> RobotsFetch:
     """GET a robots.txt (read up to ``MAX_ROBOTS_BYTES``), following redirects as RFC 9309
     §2.3.1.2 asks: up to ``MAX_ROBOTS_REDIRECTS`` in a row, to any host (the file reached
     gives the rules of the host asked). More redirects, a redirect with no Location or to no
     http(s) URL, mean the file is unavailable (``unavailable`` says why; as a 4xx, every URL
-    is allowed). ``timeout`` bounds the whole chain, as it bounds one request. Never raises:
-    a request that failed is the last ``fetch``'s ``error``."""
+    is allowed). A hop to a host this chain has already requested waits until ``delay_s``
+    has passed since that request ended, as the crawl waits between any two requests to one
+    host (it had sent them back to back). ``timeout`` bounds the whole chain's requests, as
+    it bounds one request; the politeness waits are not counted in it. Never raises: a
+    request that failed is the last ``fetch``'s ``error``."""
     deadline = time.monotonic() + timeout
     requested: list[str] = []
+    ended: dict[str, float] = {}  # host key → when this chain's last request to it ended
     while True:
+        last = ended.get(_host_key(url))
+        if last is not None and delay_s > 0:
+            pause = last + delay_s - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+                deadline += pause  # (a politeness wait is no part of the request's time)
         if requested and time.monotonic() >= deadline:  # (the next request is not sent)
             res = Fetch(
                 url=url, depth=0, error=f"TimeoutError: no complete response within {timeout} s"
@@ -656,6 +675,7 @@ def fetch_robots(url: str, *, user_agent: str, timeout: float) -> RobotsFetch:
             max_bytes=MAX_ROBOTS_BYTES,
             truncate=True,
         )
+        ended[_host_key(url)] = time.monotonic()
         if res.error or res.status is None or not 300 <= res.status < 400:
             return RobotsFetch(fetch=res, requested=requested)
         location = res.headers.get("location", "").strip()
@@ -855,6 +875,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         f"{scheme}://{key}/robots.txt",
                         user_agent=cfg.user_agent,
                         timeout=cfg.timeout_s,
+                        delay_s=cfg.delay_s,  # between its hops to one host, too
                     )
                     in_flight[rfut] = (key, "robots")
                     continue
