@@ -390,6 +390,33 @@ def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def _stop_grace_s() -> float | None:
+    """The seconds between the SIGTERM of a cancel or preemption and the SIGKILL after it
+    (``AISTACK_GRACE_S``, set by the server for its jobs), or None outside aistack or when
+    it is no positive finite number (then nothing is compared with it)."""
+    try:
+        v = float(os.environ.get("AISTACK_GRACE_S", ""))
+    except ValueError:
+        return None
+    return v if 0 < v < math.inf else None
+
+
+def _grace_too_short(ckpt_s: float, step_s: float, grace_s: float, step: int) -> str | None:
+    """The warning for a checkpoint (``ckpt_s`` seconds to write) that, after up to a step's
+    work (``step_s``: a SIGTERM is seen between micro-batches; the checkpoint follows), would
+    not be written within the stop grace period ``grace_s``; None when it would be."""
+    need = ckpt_s + step_s
+    if need <= grace_s:
+        return None
+    return (
+        f"the checkpoint at step {step} took {ckpt_s:.2f} s to write and a step takes "
+        f"{step_s:.2f} s: a SIGTERM (cancel, preemption) is followed by SIGKILL {grace_s:g} s "
+        f"later (AISTACK_GRACE_S), so the checkpoint it asks for may not be written and the "
+        f"job would restart from the one before; give the server a grace period of at least "
+        f"{math.ceil(need * 1.5)} s (AISTACK_CANCEL_GRACE_S) or make checkpoints smaller"
+    )
+
+
 SIGNAL_HOOK_ENV = "AISTACK_TRAIN_SIGNAL_AT_STEP"
 
 # DDP: the SIGTERM flag is all-reduced within a step about every _TERM_CHECK_S seconds of
@@ -1007,6 +1034,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "the model's weights are not finite", step_done, lr_at(step_done - 1, cfg), cfg,
                 last_ckpt, start,
             )  # fmt: skip
+        t_save = time.perf_counter()
         if rng is None:
             rng = _rng_state(torch)
         rngs: list[Any] = [None] * world
@@ -1035,6 +1063,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if distributed:
             dist.barrier()
         saved[0] = step_done
+        save_s[0] = time.perf_counter() - t_save
         return path
 
     def term_agreed() -> bool:
@@ -1050,6 +1079,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     losses: list[float] = []
     last_ckpt: str | None = None
     saved = [resumed_from]  # the step whose checkpoint is the latest written (or loaded)
+    save_s = [0.0]  # seconds the latest checkpoint took (all ranks, to the barrier after it)
+    grace_s = _stop_grace_s()
+    grace_warned = False  # said once per run that the grace period is shorter than a save
     # micro-batches between two SIGTERM checks within a step: every one in a single process
     # (a list lookup); in DDP, each check is an all-reduce, spaced about _TERM_CHECK_S apart
     # from the previous step's time per micro-batch (the same all-reduced value on every rank)
@@ -1178,6 +1210,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             want_ckpt = vals[1] > 0
             if step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps:
                 last_ckpt = save(step)
+                if grace_s is not None and rank == 0 and not stop_term:
+                    slow = _grace_too_short(save_s[0], dt, grace_s, step)
+                    if slow is not None and not grace_warned:
+                        log.warning("%s", slow)
+                    grace_warned = grace_warned or slow is not None
                 if want_ckpt and not stop_term:
                     # SIGUSR1: checkpoint taken, keep going; a SIGTERM that came during the
                     # checkpoint stays for the next step
