@@ -84,75 +84,84 @@ class _Strict(BaseModel):
         -2**40`` "Input should be greater than or equal to -2147483648" (neither the value nor
         the unit)."""
         name = info.field_name
-        ann = cls.model_fields[name].annotation if name is not None else None
-        types = (ann, *get_args(ann))
-        whole = float not in types
-        if name is None or (whole and int not in types):
+        if name is None:
             return v
-        f = cls.model_fields[name]
         stored = bool(info.context and info.context.get("stored"))
-        if isinstance(v, bool):
-            if stored:
-                return v  # read as pydantic always read it (true is 1): nothing stored is lost
-            given = str(v).lower()
-            raise PydanticCustomError(
-                "bool_not_number",
-                f"must be {_kind(whole)}{_takes(f, name)}, got {given}",
-                {"hint": f"set `{name}` to {_kind(whole)}{_of(name)}, not {given}{_default(f)}"},
-            )
-        x = v
-        if isinstance(v, str):
-            try:
-                x = int(v.strip()) if whole else float(v.strip())
-            except ValueError:
-                return v  # not a number at all (or not a whole one): pydantic says so
-        if isinstance(x, float) and not math.isfinite(x):
-            raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
-        if not isinstance(x, int | float):
-            return v
-        hi, lo, strict = _bounds(f)
-        above = hi is not None and x > hi
-        below = lo is not None and (x <= lo if strict else x < lo)
-        if stored and (above or below):
-            # a spec stored before the bound existed (1e308 was taken, a priority of 2**40):
-            # it is still read, at the bound, so the service keeps running and can be changed
-            # or deleted; below a bound that excludes itself (a timeout > 0), a whole number at
-            # the next one up, any other number at the field's default (5e-324 s is no timeout)
-            at, used = (hi, "") if above else (lo, "")
-            if below and strict:
-                at, used = (lo + 1, "") if whole else (f.default, "its default ")
-            log.warning(
-                "%s: the stored %s is %s its bound (%s); %s%s is used",
-                cls.__name__,
-                name,
-                "above" if above else "below",
-                _num(x),
-                used,
-                _num(at),
-            )
-            return at
-        if above:
-            # the value, the range and what to set: pydantic's own "Input should be less than
-            # or equal to 86400" said neither the value nor the unit
-            raise PydanticCustomError(
-                "too_large",
-                f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
-                {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{_default(f)}"},
-            )
-        if below:
-            # as above: pydantic's "Input should be greater than or equal to -2147483648" said
-            # neither the value nor the unit
-            least = (
-                f"more than {_num(lo)}"
-                if strict and not whole
-                else f"at least {_num(lo + 1 if strict else lo)}"
-            )
-            raise PydanticCustomError(
-                "too_small",
-                f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
-                {"hint": f"set `{name}` to {least}{_unit(name)}{_default(f)}"},
-            )
+        return check_number(cls.model_fields[name], name, v, stored=stored, owner=cls.__name__)
+
+
+def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner: str = "") -> Any:
+    """``v`` checked against number field ``f`` (named ``name`` in messages and hints): what
+    :class:`_Strict` runs on every number field before pydantic's own checks, and what
+    ``POST /api/v1/services`` runs on its body (its fields are the spec's, flattened), so both
+    say the same. Raises PydanticCustomError (``ctx["hint"]`` says what to set) or ValueError;
+    ``stored``: a value out of bounds is read at the bound instead (logged as ``owner``'s)."""
+    types = (f.annotation, *get_args(f.annotation))
+    whole = float not in types
+    if whole and int not in types:
         return v
+    if isinstance(v, bool):
+        if stored:
+            return v  # read as pydantic always read it (true is 1): nothing stored is lost
+        given = str(v).lower()
+        raise PydanticCustomError(
+            "bool_not_number",
+            f"must be {_kind(whole)}{_takes(f, name)}, got {given}",
+            {"hint": f"set `{name}` to {_kind(whole)}{_of(name)}, not {given}{_default(f)}"},
+        )
+    x = v
+    if isinstance(v, str):
+        try:
+            x = int(v.strip()) if whole else float(v.strip())
+        except ValueError:
+            return v  # not a number at all (or not a whole one): pydantic says so
+    if isinstance(x, float) and not math.isfinite(x):
+        raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
+    if not isinstance(x, int | float):
+        return v
+    hi, lo, strict = _bounds(f)
+    above = hi is not None and x > hi
+    below = lo is not None and (x <= lo if strict else x < lo)
+    if stored and (above or below):
+        # a spec stored before the bound existed (1e308 was taken, a priority of 2**40):
+        # it is still read, at the bound, so the service keeps running and can be changed
+        # or deleted; below a bound that excludes itself (a timeout > 0), a whole number at
+        # the next one up, any other number at the field's default (5e-324 s is no timeout)
+        at, used = (hi, "") if above else (lo, "")
+        if below and strict:
+            at, used = (lo + 1, "") if whole else (f.default, "its default ")
+        log.warning(
+            "%s: the stored %s is %s its bound (%s); %s%s is used",
+            owner,
+            name,
+            "above" if above else "below",
+            _num(x),
+            used,
+            _num(at),
+        )
+        return at
+    if above:
+        # the value, the range and what to set: pydantic's own "Input should be less than
+        # or equal to 86400" said neither the value nor the unit
+        raise PydanticCustomError(
+            "too_large",
+            f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
+            {"hint": f"set `{name}` to at most {_num(hi)}{_unit(name)}{_default(f)}"},
+        )
+    if below:
+        # as above: pydantic's "Input should be greater than or equal to -2147483648" said
+        # neither the value nor the unit
+        least = (
+            f"more than {_num(lo)}"
+            if strict and not whole
+            else f"at least {_num(lo + 1 if strict else lo)}"
+        )
+        raise PydanticCustomError(
+            "too_small",
+            f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
+            {"hint": f"set `{name}` to {least}{_unit(name)}{_default(f)}"},
+        )
+    return v
 
 
 def _bounds(f: FieldInfo) -> tuple[Any, Any, bool]:

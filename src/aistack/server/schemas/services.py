@@ -1,14 +1,107 @@
-"""Schemas of /services: model serving endpoints (see aistack.serving)."""
+"""Schemas of /services: model serving endpoints (see aistack.serving).
+
+Their number fields are the service spec's (:mod:`aistack.serving.spec`), flattened: each is
+checked by the spec's own check (:func:`~aistack.serving.spec.check_number`) before pydantic's,
+so a bound or a bool is answered as ``aistack serve deploy`` and
+``manager.deploy`` answer it (the field, the value, the range; a hint that says what to set;
+``details.field``), not with pydantic's "Input should be less than or equal to 10000" and a
+pointer to the API docs. The bounds declared here are for the OpenAPI schema; a test keeps them
+equal to the spec's.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+
+from aistack.errors import ValidationError
+from aistack.serving.spec import MAX_TARGET_INFLIGHT, MAX_TIME_S
+
+
+def _spec_fields() -> dict[str, FieldInfo]:
+    """This API's number fields → the spec's field each one sets."""
+    from aistack.serving.spec import (
+        AutoscaleConfig,
+        BatchingConfig,
+        ReplicaResources,
+        ServiceSpec,
+    )
+
+    auto, batch = AutoscaleConfig.model_fields, BatchingConfig.model_fields
+    res, spec = ReplicaResources.model_fields, ServiceSpec.model_fields
+    return {
+        "min_replicas": auto["min_replicas"],
+        "max_replicas": auto["max_replicas"],
+        "target_inflight": auto["target_inflight"],
+        "cooldown_s": auto["downscale_cooldown_s"],
+        "gpus": res["gpus"],
+        "cpus": res["cpus"],
+        "priority": spec["priority"],
+        "max_batch_size": batch["max_batch_size"],
+        "max_wait_ms": batch["max_wait_ms"],
+        "max_queued_requests": spec["max_queued_requests"],
+    }
+
+
+SPEC_FIELDS = _spec_fields()
+
+
+def check_spec_numbers(data: Any) -> Any:
+    """The spec's check of each number field of ``data`` (a request body) that is in
+    :data:`SPEC_FIELDS`: the first one it refuses is a ValidationError with the spec's message
+    and hint, naming this API's field (``cooldown_s``, ``cpus``: not ``downscale_cooldown_s``,
+    ``resources.cpus``). ``null`` is left to the schema (a field that takes it means "the
+    default")."""
+    from pydantic_core import PydanticCustomError
+
+    from aistack.serving.spec import check_number
+
+    if not isinstance(data, dict):
+        return data  # not an object: the schema says so
+    for name, value in data.items():
+        f = SPEC_FIELDS.get(name) if isinstance(name, str) else None
+        if f is None or value is None:
+            continue
+        try:
+            check_number(f, name, value)
+        except PydanticCustomError as exc:
+            hint = (exc.context or {}).get("hint")
+            raise ValidationError(
+                f"{name}: {exc.message()}",
+                hint=hint if isinstance(hint, str) else None,
+                field=name,
+            ) from None
+        except ValueError:
+            # NaN or infinity: the schema's "Input should be a finite number" (allow_inf_nan)
+            # says it without a range that NaN is no further from than any other value
+            continue
+    return data
+
+
+def check_model_ref(data: Any, field: str) -> Any:
+    """An empty model reference in ``data[field]`` answered as the spec's parser answers it
+    (pydantic said "String should have at least 1 character")."""
+    from aistack.serving.spec import parse_model_ref
+
+    value = data.get(field) if isinstance(data, dict) else None
+    if isinstance(value, str) and not value.strip():
+        try:
+            parse_model_ref(value)
+        except ValidationError as exc:
+            message = exc.message.replace("model: ", f"{field}: ", 1)
+            raise ValidationError(message, hint=exc.hint, field=field) from None
+    return data
 
 
 class ServiceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_spec_says(cls, data: Any) -> Any:
+        return check_spec_numbers(check_model_ref(data, "model"))
 
     model: str = Field(
         min_length=1, description="NAME, NAME@alias, NAME:version, models:/…, builtin:…"
@@ -24,8 +117,8 @@ class ServiceCreate(BaseModel):
     launcher: Literal["auto", "process", "jobs"] = "auto"
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000, allow_inf_nan=False)
-    target_inflight: float = Field(default=4.0, gt=0, allow_inf_nan=False)
-    cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    target_inflight: float = Field(default=4.0, gt=0, le=MAX_TARGET_INFLIGHT, allow_inf_nan=False)
+    cooldown_s: float = Field(default=30.0, ge=0, le=MAX_TIME_S, allow_inf_nan=False)
     max_queued_requests: int | None = Field(
         default=None, ge=0, le=1_000_000, description="admission control (default 100)"
     )
@@ -35,11 +128,21 @@ class ServiceCreate(BaseModel):
 class ServiceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_spec_says(cls, data: Any) -> Any:
+        return check_model_ref(data, "to")
+
     to: str = Field(min_length=1, description="alias, NAME@alias, NAME:version or a URI")
 
 
 class ServiceScale(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_spec_says(cls, data: Any) -> Any:
+        return check_spec_numbers(data)
 
     min_replicas: int | None = Field(default=None, ge=0, le=256)
     max_replicas: int | None = Field(default=None, ge=1, le=256)
