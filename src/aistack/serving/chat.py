@@ -32,6 +32,7 @@ from typing import Annotated, Any, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from aistack.errors import short_repr
 from aistack.serving.http import HTTPProblem
 from aistack.serving.spec import _bounds, _kind, _takes
 
@@ -172,7 +173,8 @@ class NumberFields(BaseModel):
     ``seed``, the penalties, ...) take numbers only: a bool is refused (``"temperature": true``
     was read as 1.0, ``"max_tokens": true`` as 1), and so are NaN and infinity (``NaN`` said
     "Input should be less than or equal to 2", a NaN penalty "penalties are not supported"),
-    each a 400 naming the field, what it takes and what it got."""
+    and so is a number in a string (``"temperature": "0.5"`` was read as 0.5; OpenAI's API
+    refuses it), each a 400 naming the field, what it takes and what it got."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -200,6 +202,13 @@ class NumberFields(BaseModel):
         if isinstance(x, float) and not math.isfinite(x):
             finite = takes if whole else takes.replace("a number", "a finite number", 1)
             raise PydanticCustomError("finite_number", f"must be {finite}, got {x}")
+        if isinstance(v, str):
+            # OpenAI's API refuses "0.5" for temperature (400 invalid_request_error); pydantic's
+            # lax mode read it as 0.5, so a client that worked here failed against OpenAI
+            raise PydanticCustomError(
+                "number_type",
+                f"must be {takes}, got a string ({short_repr(v)}); send the number without quotes",
+            )
         return v
 
 
