@@ -13,10 +13,15 @@ pages, depth, domains and response size. Responses are stored byte for byte as r
 (status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
 
 A hostile or broken server costs bounded time and memory, and what happened is recorded (a
-fetch error in the summary, nothing in the WARC): ``timeout_s`` bounds a whole request
+fetch error in the summary, nothing in the WARC, but for a response over the size bound, see
+below): ``timeout_s`` bounds a whole request
 (the name lookup, connecting, and every byte of the answer: a server that stalls or trickles is cut off at
 it); ``max_response_bytes`` bounds the response as received and its body once decompressed
-(a gzip/deflate/br bomb is ``ResponseTooLarge``). robots.txt is read up to
+(a gzip/deflate/br bomb is ``ResponseTooLarge``, nothing kept). A response over it as received
+is a ``ResponseTooLarge`` fetch error too, counted in ``oversized``, and its first
+``max_response_bytes`` are kept: request and response records, the response's marked WARC 1.1
+``WARC-Truncated: length`` (as Heritrix and Common Crawl write them; the readers read and
+extract such a record). robots.txt is read up to
 ``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
 followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
 at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, an invalid
@@ -377,7 +382,9 @@ class Fetch:
     body: bytes = b""
     error: str | None = None
     date: str = ""
-    truncated: bool = False  # cut at max_bytes (``truncate=True`` only: robots.txt)
+    # cut at max_bytes: ``truncate=True`` (robots.txt), or ``keep_oversized=True`` (then
+    # ``error`` says ResponseTooLarge too, and ``response`` holds the first max_bytes)
+    truncated: bool = False
 
 
 class ResponseTooLarge(ValueError):
@@ -536,6 +543,7 @@ def fetch(
     timeout: float,
     max_bytes: int,
     truncate: bool = False,
+    keep_oversized: bool = False,
     deadline: float | None = None,
 ) -> Fetch:
     """GET one URL over a raw socket (HTTP/1.1, Connection: close) and keep the exact bytes.
@@ -545,8 +553,12 @@ def fetch(
     trickles bytes forever, is cut off at it); ``max_bytes`` bounds the response as received
     (status line and headers included) and its body once decompressed. Over it, the fetch
     fails (ResponseTooLarge), or with ``truncate`` keeps the first ``max_bytes`` and is
-    ``truncated``. ``deadline`` (a ``time.monotonic()`` time), when given, is when the
-    ``timeout`` runs out instead (a chain of requests that share one: robots.txt redirects).
+    ``truncated``. With ``keep_oversized``, a response over ``max_bytes`` as received fails
+    (``error`` ResponseTooLarge) but keeps its first ``max_bytes`` (``response``, ``status``,
+    ``headers``) and is ``truncated``, for a WARC record cut at the bound; a body over it once
+    decompressed (a compression bomb) fails as before, nothing kept. ``deadline`` (a
+    ``time.monotonic()`` time), when given, is when the ``timeout`` runs out instead (a chain
+    of requests that share one: robots.txt redirects).
     """
     from aistack.webdata.readers import parse_http_response
 
@@ -594,7 +606,7 @@ def fetch(
                 chunks.append(data)
                 total += len(data)
                 if total > max_bytes:
-                    if not truncate:
+                    if not (truncate or keep_oversized):
                         raise ResponseTooLarge(f"response larger than {max_bytes} bytes")
                     f.truncated = True
                     break
@@ -604,6 +616,12 @@ def fetch(
         head, body = _split_head(f.response)
         # the status line and headers only: the reader would decompress the body unbounded
         f.status, f.headers, _ = parse_http_response(head + b"\r\n\r\n")
+        if f.truncated and not truncate:  # (keep_oversized: what came, up to the bound)
+            f.error = f"ResponseTooLarge: response larger than {max_bytes} bytes"
+            from aistack.webdata.readers import decode_body
+
+            f.body = decode_body(body, f.headers, max_bytes, partial=True)[0][:max_bytes]
+            return f
         f.body, cut = _decode_body(body, f.headers, max_bytes, truncate=truncate)
         f.truncated = f.truncated or cut
     except NameLookupTimeout as exc:
@@ -808,6 +826,8 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "out_of_scope": 0,
         "requests": 0,
         "robots_redirects": 0,  # robots.txt redirects followed (RFC 9309 §2.3.1.2), all hosts
+        # responses over max_response_bytes: each a fetch error, kept cut at the bound
+        "oversized": 0,
     }
     failed: list[dict[str, str]] = []  # the first MAX_LISTED fetch errors: url, error
     robots_unavailable: dict[str, str] = {}  # host → why its robots.txt is taken as disallow-all
@@ -821,6 +841,32 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         if len(failed) < MAX_LISTED:
             failed.append({"url": url, "error": error})
         log.info("fetch failed %s: %s", url, error)
+
+    def write_pair(res: Fetch, response_extra: dict[str, str] | None = None) -> None:
+        """The request and response records of a fetch (``response_extra``: more headers
+        of the response record)."""
+        extra = {"WARC-IP-Address": res.ip} if res.ip else {}
+        req_id = writer.write(
+            "request",
+            res.url,
+            res.request,
+            content_type="application/http; msgtype=request",
+            date=res.date,
+            extra=extra,
+        )
+        writer.write(
+            "response",
+            res.url,
+            res.response,
+            content_type="application/http; msgtype=response",
+            date=res.date,
+            extra={
+                **extra,
+                "WARC-Concurrent-To": req_id,
+                "WARC-Payload-Digest": _digest(res.body),
+                **(response_extra or {}),
+            },
+        )
 
     def add(url: str, depth: int) -> None:
         url = safe_url(urldefrag(url)[0])  # (a link with a space or control character in it)
@@ -904,6 +950,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                     user_agent=cfg.user_agent,
                     timeout=cfg.timeout_s,
                     max_bytes=cfg.max_response_bytes,
+                    keep_oversized=True,
                 )
                 fut.depth = depth  # type: ignore[attr-defined]
                 in_flight[fut] = (key, "page")
@@ -971,30 +1018,22 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 stats["requests"] += 1
                 h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
                 res.depth = fut.depth  # type: ignore[attr-defined]
+                if res.truncated and res.status is not None:
+                    # over max_response_bytes: a fetch error as before, and its first
+                    # max_response_bytes kept as a record cut at the bound (WARC 1.1
+                    # WARC-Truncated: length), as Heritrix and Common Crawl keep them
+                    stats["oversized"] += 1
+                    write_pair(res, {"WARC-Truncated": "length"})
+                    fetch_error(
+                        res.url,
+                        f"{res.error} (its first {cfg.max_response_bytes} "
+                        "bytes kept in the WARC, WARC-Truncated: length)",
+                    )
+                    continue
                 if res.error or res.status is None:
                     fetch_error(res.url, res.error or "no response")
                     continue
-                extra = {"WARC-IP-Address": res.ip} if res.ip else {}
-                req_id = writer.write(
-                    "request",
-                    res.url,
-                    res.request,
-                    content_type="application/http; msgtype=request",
-                    date=res.date,
-                    extra=extra,
-                )
-                writer.write(
-                    "response",
-                    res.url,
-                    res.response,
-                    content_type="application/http; msgtype=response",
-                    date=res.date,
-                    extra={
-                        **extra,
-                        "WARC-Concurrent-To": req_id,
-                        "WARC-Payload-Digest": _digest(res.body),
-                    },
-                )
+                write_pair(res)
                 stats["pages"] += 1
                 stats["bytes"] += len(res.response)
                 if 300 <= res.status < 400 and "location" in res.headers:

@@ -17,6 +17,11 @@ whole and reading goes on at the next member (a file compressed as one long stre
 damage: a decompressor cannot resume mid-stream). A zstd or lz4 file cut short (or damaged) gives
 every byte decoded before the cut: the records before it are yielded, the one cut is reported.
 
+A record a crawler cut short on purpose (WARC 1.1 ``WARC-Truncated``: over its size bound,
+out of time) is no damage: it is read as any other record, its HTTP body decoded up to the cut
+(a chunked or compressed body included), and :func:`iter_html` yields it for extraction, as
+Common Crawl keeps such records; :attr:`Record.truncated` says it was cut and why.
+
 Parsing is written here (not delegated to FastWARC's iterator) because the run report needs
 each unreadable record with its offset and reason, ARC has to be read too, and HTTP bodies
 need chunked / gzip / deflate transfer decoding with a fallback when they lie.
@@ -62,6 +67,16 @@ class Record:
     body: bytes
     http_status: int | None = None
     http_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> str | None:
+        """Why the record's block was cut short by the crawler that wrote it (its
+        ``WARC-Truncated`` header: ``length``, ``time``, ``disconnect``, ``unspecified``), or
+        None for a whole record. A truncated record is read and yielded like any other (its
+        body decoded up to the cut), and extracted: Common Crawl keeps such records, and the
+        start of a page holds most of its text."""
+        value = self.headers.get("warc-truncated")
+        return None if value is None else (value.strip().lower() or "unspecified")
 
     @property
     def content_type(self) -> str:
@@ -635,12 +650,17 @@ def _read_header_block(stream: io.BufferedReader) -> list[bytes]:
         lines.append(line)
 
 
-def _dechunk(data: bytes) -> bytes:
+def _dechunk(data: bytes, *, partial: bool = False) -> bytes:
+    """The chunks of a chunked body joined; ValueError where it is not one. With ``partial``
+    (a record cut short, ``WARC-Truncated``), a body that ends inside a chunk, or before its
+    last chunk's size line, gives the data up to its end."""
     out = bytearray()
     pos = 0
     while True:
         nl = data.find(b"\n", pos)
         if nl < 0:
+            if partial and pos > 0:
+                return bytes(out)
             raise ValueError("missing chunk size")
         size_txt = data[pos:nl].split(b";")[0].strip()
         size = int(size_txt, 16)
@@ -648,6 +668,8 @@ def _dechunk(data: bytes) -> bytes:
         if size == 0:
             return bytes(out)
         if pos + size > len(data):
+            if partial:
+                return bytes(out + data[pos:])
             raise ValueError("chunk past end")
         out += data[pos : pos + size]
         pos += size
@@ -657,15 +679,19 @@ def _dechunk(data: bytes) -> bytes:
             pos += 1
 
 
-def decode_body(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes, bool]:
+def decode_body(
+    body: bytes, headers: dict[str, str], limit: int, *, partial: bool = False
+) -> tuple[bytes, bool]:
     """``body`` with its transfer and content encodings undone (chunks joined, gzip/deflate/br
     decompressed; an encoding that fails to decode, or a stream cut short, leaves the body as
     it was), decompressing at most ``limit + 1`` bytes: a few KB of gzip can inflate to
     gigabytes. Returns (body, over): ``over`` when it decodes to more than ``limit`` bytes
-    (then the body holds the first ``limit + 1``)."""
+    (then the body holds the first ``limit + 1``). With ``partial`` (the body of a record cut
+    short: ``WARC-Truncated``), a chunked body or a gzip/deflate/br stream cut short gives
+    what it decodes to up to the cut."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         try:
-            body = _dechunk(body)  # (its output is never longer than its input)
+            body = _dechunk(body, partial=partial)  # (never longer than its input)
         except ValueError:
             pass  # stored already de-chunked (a common crawler habit): keep as is
     enc = headers.get("content-encoding", "").lower()
@@ -677,7 +703,8 @@ def decode_body(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes
                 data = d.decompress(body, limit + 1)
             except zlib.error:
                 continue
-            if len(data) > limit or d.eof:  # over the limit, or a complete stream
+            # over the limit, a complete stream, or (a record cut short) the stream up to the cut
+            if len(data) > limit or d.eof or (partial and data):
                 out = data
                 break
     elif enc == "br":
@@ -686,7 +713,7 @@ def decode_body(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes
 
             br = brotli.Decompressor()
             data = br.process(body, output_buffer_limit=limit + 1)
-            if len(data) > limit or br.is_finished():
+            if len(data) > limit or br.is_finished() or (partial and data):
                 out = data
         except Exception:  # noqa: BLE001 - optional (an old brotli has no output limit)
             out = None
@@ -696,12 +723,14 @@ def decode_body(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes
 
 
 def parse_http_response(
-    block: bytes, *, max_body_bytes: int = MAX_RECORD_BYTES
+    block: bytes, *, max_body_bytes: int = MAX_RECORD_BYTES, partial: bool = False
 ) -> tuple[int, dict[str, str], bytes]:
     """Split an HTTP response block into (status, lower-cased headers, decoded body).
     Transfer/content encodings that fail to decode leave the body as it was stored; a body
     that decodes to more than ``max_body_bytes`` (a compression bomb: a record of a few MB
-    inflating to gigabytes) is an ArchiveError, for that record only."""
+    inflating to gigabytes) is an ArchiveError, for that record only. ``partial``: the block
+    is cut short (``WARC-Truncated``), its encodings are decoded up to the cut
+    (:func:`decode_body`)."""
     if not block.startswith(b"HTTP/"):
         raise ArchiveError("response block does not start with an HTTP status line")
     sep = block.find(b"\r\n\r\n")
@@ -723,7 +752,7 @@ def parse_http_response(
         headers = _parse_headers(head_lines[1:])
     except ArchiveError:
         headers = {}
-    body, over = decode_body(body, headers, max_body_bytes)
+    body, over = decode_body(body, headers, max_body_bytes, partial=partial)
     if over:
         raise ArchiveError(
             f"the HTTP body decodes to more than {max_body_bytes:,} bytes (Content-Encoding: "
@@ -914,7 +943,9 @@ class ArchiveReader:
                 if rtype == "revisit" and not block.strip():
                     continue
                 try:
-                    rec.http_status, rec.http_headers, rec.body = parse_http_response(block)
+                    rec.http_status, rec.http_headers, rec.body = parse_http_response(
+                        block, partial=rec.truncated is not None
+                    )
                 except ArchiveError as exc:
                     self._issue(start, str(exc))
                     continue
@@ -1006,7 +1037,9 @@ def iter_html(
     path: str | Path, *, on_issue: Callable[[ReadIssue], None] | None = None
 ) -> Iterator[Record]:
     """HTML pages of an archive: HTTP 200 responses (WARC/ARC) with an HTML content type,
-    and WARC ``resource`` records of HTML type."""
+    and WARC ``resource`` records of HTML type. A record a crawler cut short
+    (``WARC-Truncated``, :attr:`Record.truncated`) is yielded too, its body up to the cut:
+    as Common Crawl does, the page's text before the cut is kept."""
     reader = ArchiveReader(path, types={"response", "resource"})
     for rec in reader.records():
         if rec.http_status is not None and rec.http_status != 200:
