@@ -14,7 +14,16 @@ charts.js and fails on:
 * a cell of a ``table(cols, rows)`` row that is not a safe expression (``table`` puts its
   cells into ``<td>`` as HTML, so the caller escapes);
 * a right-hand side of ``.innerHTML =``/``+=``, ``.outerHTML =``, ``insertAdjacentHTML`` or
-  ``document.write`` that is not a safe expression.
+  ``document.write`` that is not a safe expression;
+* a ``svgEl(tag, {attrs}, text)`` call (charts.js builds SVG from data with it) whose tag is
+  not a string literal of SVG_TAGS_OK, or whose attributes are not an object literal of
+  SVG_ATTRS_OK names (no computed key, no spread), and a ``setAttribute``/``setAttributeNS``/
+  ``createElementNS`` outside ``svgEl`` (svgEl checks each value against its kind; the node
+  test tests/unit/web/test_web_svg_el.py runs it);
+* a URL that is not built of literals and ``encodeURIComponent(...)`` parts: an interpolation
+  in an ``href``/``src``/… value that is not ``esc(encodeURIComponent(...))``, and a path given
+  to ``api()`` or assigned to ``location.hash``/``href`` whose parts are not literals or
+  encoded (a name with ' ', '#', '?' or '/' would name another page or API path).
 """
 
 from __future__ import annotations
@@ -52,6 +61,18 @@ TRUSTED = {
     "itself an HTML template checked here",
 }
 URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href", "poster", "background"}
+# what svgEl may create and set (charts.js SVG_TAGS / SVG_ATTRS are held to these): no <a>,
+# <use>, <image>, <foreignObject>, <script> or animation; no href, on*, style (but cssHeight,
+# which svgEl writes as style="height:Npx" from a finite number) or anything that loads a URL
+SVG_TAGS_OK = {"svg", "g", "line", "path", "rect", "text", "title"}
+SVG_ATTRS_OK = {
+    "x": "num", "y": "num", "x1": "num", "y1": "num", "x2": "num", "y2": "num", "width": "num",
+    "height": "num", "rx": "num", "stroke-width": "num", "viewBox": "box", "d": "path",
+    "fill": "paint", "stroke": "paint", "stroke-dasharray": "dash", "text-anchor": "anchor",
+    "class": "classes", "cssHeight": "height",
+}  # fmt: skip
+# a URL an api() path or location may be built from without encoding, in one function
+TRUSTED_URLS = {("pagePlanner", "path"): "bind()'s path: one of the literal /plan/… paths"}
 HTML_RE = re.compile(r"<[A-Za-z/!]|[\w:-]+\s*=\s*[\"']")
 
 # ------------------------------------------------------------------ tokenizer
@@ -259,6 +280,7 @@ class Checker:
     src: str
     name: str
     problems: list[str] = field(default_factory=list)
+    bound: set[str] = field(default_factory=set)  # const NAME = encodeURIComponent(...)
 
     def line(self, pos: int) -> int:
         return self.src.count("\n", 0, pos) + 1
@@ -352,7 +374,97 @@ class Checker:
                 self.flag(expr, ctx)
             elif not self.interp_ok(expr, func):
                 self.flag(expr, "interpolation into HTML that is not esc()-ed")
+            elif _in_url_attr(text) and not self._html_url_part_ok(expr):
+                self.flag(expr, "URL part that is not esc(encodeURIComponent(...))")
             text += "X"
+
+    # -------------------------------------------------------------- URLs
+
+    def encoded(self, toks: list[Tok], func: str) -> bool:
+        """``encodeURIComponent(...)``, a ``new URLSearchParams(...)``, or a name bound
+        once by ``const NAME = encodeURIComponent(...)``."""
+        toks = _strip_parens(toks)
+        if _call_args(toks, "encodeURIComponent") is not None:
+            return True
+        if len(toks) > 2 and toks[0].text == "new" and toks[1].text == "URLSearchParams":
+            return _is(toks[2], "(") and _match(toks, 2) == len(toks) - 1
+        if len(toks) == 1 and toks[0].kind == "id":
+            return toks[0].text in self.bound or (func, toks[0].text) in TRUSTED_URLS
+        return False
+
+    def url_ok(self, toks: list[Tok], func: str) -> bool:
+        """A URL of string literals and encoded parts (``+`` or a template literal)."""
+        toks = _strip_parens(toks)
+        parts = _split(toks, "+")
+        if len(parts) > 1:
+            return all(p and self.url_ok(p, func) for p in parts)
+        if len(toks) == 1 and toks[0].kind == "str":
+            return True
+        if len(toks) == 1 and toks[0].kind == "tpl":
+            return all(self.encoded(e, func) for e in toks[0].exprs)
+        return self.encoded(toks, func)
+
+    def _html_url_part_ok(self, expr: list[Tok]) -> bool:
+        args = _call_args(_strip_parens(expr), "esc")
+        return args is not None and self.encoded(args, "?")
+
+    def check_urls(self, toks: list[Tok], func: str) -> None:
+        for i, t in enumerate(toks):
+            if t.kind == "tpl":
+                for e in t.exprs:
+                    self.check_urls(e, func)
+            if t.kind != "id" or i + 1 >= len(toks):
+                continue
+            prev = toks[i - 1].text if i else ""
+            if t.text == "api" and _is(toks[i + 1], "(") and prev not in ("function", "."):
+                path = _split(toks[i + 2 : _match(toks, i + 1)], ",")[0]
+                if not self.url_ok(path, func):
+                    self.flag(
+                        path or [t], "api() path with a part that is not encodeURIComponent()-ed"
+                    )
+            if t.text == "location" and i + 3 < len(toks) and _is(toks[i + 1], "."):
+                if toks[i + 2].text in ("hash", "href") and _is(toks[i + 3], "="):
+                    rhs = _expr_at(toks, i + 4)
+                    if not self.url_ok(rhs, func):
+                        self.flag(rhs or [t], "location URL with a part that is not encoded")
+
+    # -------------------------------------------------------------- SVG
+
+    def check_svg(self, toks: list[Tok], func: str) -> None:
+        for i, t in enumerate(toks):
+            if t.kind == "tpl":
+                for e in t.exprs:
+                    self.check_svg(e, func)
+            if t.kind != "id" or i + 1 >= len(toks):
+                continue
+            prev = toks[i - 1].text if i else ""
+            dom = t.text in ("setAttribute", "setAttributeNS", "createElementNS")
+            if dom and prev == "." and func != "svgEl":
+                self.flag(t, f"{t.text} outside svgEl(): build SVG with svgEl")
+            if t.text != "svgEl" or not _is(toks[i + 1], "(") or prev in ("function", "."):
+                continue
+            args = _split(toks[i + 2 : _match(toks, i + 1)], ",")
+            tag = args[0]
+            if not (len(tag) == 1 and tag[0].kind == "str" and tag[0].text[1:-1] in SVG_TAGS_OK):
+                self.flag(tag or [t], "svgEl() tag that is not a literal of SVG_TAGS_OK")
+            if len(args) > 3:
+                self.flag(args[3], "svgEl() takes (tag, attrs, text)")
+            if len(args) < 2:
+                continue
+            attrs = args[1]
+            if not (attrs and _is(attrs[0], "{") and _match(attrs, 0) == len(attrs) - 1):
+                self.flag(attrs or [t], "svgEl() attributes that are not an object literal")
+                continue
+            for entry in _split(attrs[1:-1], ","):
+                if not entry:
+                    continue
+                key = entry[0]
+                if key.kind not in ("id", "str") or (len(entry) > 1 and not _is(entry[1], ":")):
+                    self.flag(entry, "svgEl() attribute with a computed key, spread or method")
+                    continue
+                name = key.text[1:-1] if key.kind == "str" else key.text
+                if name not in SVG_ATTRS_OK:
+                    self.flag(entry, f"svgEl() attribute {name!r} is not one of SVG_ATTRS_OK")
 
     def check_tables(self, toks: list[Tok]) -> None:
         for i, t in enumerate(toks):
@@ -424,8 +536,11 @@ class Checker:
 
     def run(self) -> list[str]:
         toks = tokenize(self.src)
+        self.bound = _encoded_names(toks)
         for func, body in _functions(toks):
             self.check_templates(body, func)
+            self.check_urls(body, func)
+            self.check_svg(body, func)
         self.check_tables(toks)
         self.check_sinks(toks)
         return list(dict.fromkeys(self.problems))
@@ -504,6 +619,37 @@ def _open_attribute(tag: str) -> tuple[str, str, str]:
             i = m.end()
 
 
+def _call_args(toks: list[Tok], name: str) -> list[Tok] | None:
+    """The argument tokens of ``toks`` when it is exactly ``name(...)``, else None."""
+    if len(toks) >= 3 and toks[0].kind == "id" and toks[0].text == name and _is(toks[1], "("):
+        if _match(toks, 1) == len(toks) - 1:
+            return toks[2:-1]
+    return None
+
+
+def _encoded_names(toks: list[Tok]) -> set[str]:
+    """Names bound by ``const NAME = encodeURIComponent(...)``, and never bound otherwise."""
+    names: dict[str, bool] = {}
+    for j in range(len(toks) - 3):
+        a, b, c = toks[j : j + 3]
+        if a.text in ("const", "let", "var") and b.kind == "id" and _is(c, "="):
+            rhs = _expr_at(toks, j + 3)
+            end = j + 3 + len(rhs)
+            whole = end >= len(toks) or toks[end].text in (";", ",", ")", "}")
+            ok = a.text == "const" and whole and _call_args(rhs, "encodeURIComponent") is not None
+            names[b.text] = names.get(b.text, True) and ok
+    return {n for n, ok in names.items() if ok}
+
+
+def _in_url_attr(text: str) -> bool:
+    """Whether an interpolation after ``text`` is inside a quoted URL attribute's value."""
+    tag = re.search(r"<[A-Za-z][^<>]*$", text)
+    if not tag:
+        return False
+    state, name, _value = _open_attribute(tag.group())
+    return state == "quoted" and name in URL_ATTRS
+
+
 def _context(text: str) -> str | None:
     """Why an interpolation after ``text`` (an HTML template's text so far) is unsafe even
     when esc()-ed, or None."""
@@ -552,6 +698,42 @@ def test_the_allow_listed_functions_exist_and_esc_escapes_the_five_characters() 
     assert "[&<>\"']" in m.group(1)
 
 
+def _js_object(src: str, name: str) -> list[list[Tok]]:
+    """The entries of ``const NAME = {...}`` or ``new Set([...])`` in ``src``."""
+    toks = tokenize(src)
+    for j in range(len(toks) - 3):
+        if toks[j].text == "const" and toks[j + 1].text == name and _is(toks[j + 2], "="):
+            k = j + 3
+            while not _is(toks[k], "{") and not _is(toks[k], "["):
+                k += 1
+            return [e for e in _split(toks[k + 1 : _match(toks, k)], ",") if e]
+    raise AssertionError(f"const {name} is gone from charts.js")
+
+
+def _key(t: Tok) -> str:
+    return t.text[1:-1] if t.kind == "str" else t.text
+
+
+def test_svgel_sets_only_the_tags_and_attributes_the_check_allows() -> None:
+    """charts.js's SVG_TAGS / SVG_ATTRS (what svgEl creates and sets) are the lists this check
+    holds calls to, and none of them is a way to run or load something."""
+    src = (STATIC / "charts.js").read_text()
+    tags = {_key(e[0]) for e in _js_object(src, "SVG_TAGS")}
+    attrs = {_key(e[0]): _key(e[2]) for e in _js_object(src, "SVG_ATTRS")}
+    renamed = {_key(e[0]): _key(e[2]) for e in _js_object(src, "SVG_ATTR_NAME")}
+    assert tags == SVG_TAGS_OK
+    assert attrs == SVG_ATTRS_OK
+    assert renamed == {"cssHeight": "style"} and SVG_ATTRS_OK["cssHeight"] == "height"
+    for name in [*attrs, *renamed.values()]:
+        low = name.lower()
+        assert not low.startswith("on") and "href" not in low and low not in URL_ATTRS, name
+    assert not tags & {"a", "use", "image", "script", "foreignObject", "animate", "set", "iframe"}
+    body = src[src.index("function svgEl(") :]
+    body = body[: body.index("\n}\n")]
+    assert "innerHTML" not in body and "textContent = String(text)" in body
+    assert "hasOwnProperty.call(SVG_ATTRS, k)" in body and "SVG_TAGS.has(tag)" in body
+
+
 BAD = {
     "raw text": "el.innerHTML = `<b>${j.name}</b>`;",
     "raw member in a map": 'el.innerHTML = xs.map(x => `<li>${x.name}</li>`).join("");',
@@ -575,13 +757,45 @@ BAD = {
     "table literal rows": 'x = table(["a", "b"], [["name", j.name]]);',
     "table rows unknown": 'x = table(["a"], makeRows());',
     "toLocaleString of a string": "el.innerHTML = `<b>${s.name.toLocaleString()}</b>`;",
+    # URLs: a name with ' ', '#', '?' or '/' names another page or API path unless encoded
+    "href part not encoded": 'el.innerHTML = `<a href="#/jobs/${esc(id)}">x</a>`;',
+    "mlflow href not encoded": 'el.innerHTML = `<a href="/mlflow/#/runs/${esc(r.id)}">r</a>`;',
+    "api path not encoded": "api(`/services/${name}/restart`);",
+    "api query not encoded": "api(`/usage/samples?job_id=${j.id}`);",
+    "api path concatenated": 'api("/models/" + name);',
+    "api path variable": "api(path);",
+    "let is not encoded for good": "let jid = encodeURIComponent(id); jid = id; api(`/jobs/${jid}`);",
+    "location hash": 'location.hash = "#/jobs/" + tr.dataset.job;',
+    # svgEl: only known tags and attribute names, from an object literal
+    "svg href": 'svgEl("a", { href: u });',
+    "svg xlink href": 'svgEl("use", { "xlink:href": u });',
+    "svg onclick": 'svgEl("rect", { onclick: f, x: 1 });',
+    "svg onload quoted": 'svgEl("svg", { "onload": code });',
+    "svg style": 'svgEl("text", { style: "fill:red" }, t);',
+    "svg computed key": 'svgEl("rect", { [k]: v });',
+    "svg spread": 'svgEl("rect", { ...attrs });',
+    "svg attrs variable": 'svgEl("rect", attrs);',
+    "svg tag from data": "svgEl(n.kind, {});",
+    "svg script": 'svgEl("script", {}, code);',
+    "svg foreignObject": 'svgEl("foreignObject", {});',
+    "setAttribute outside svgEl": "e.setAttribute(k, v);",
+    "setAttributeNS outside svgEl": 'e.setAttributeNS(null, "href", v);',
+    "createElementNS outside svgEl": "document.createElementNS(NS, tag);",
 }
 GOOD = {
     "esc": 'el.innerHTML = `<b class="k ${esc(s)}">${esc(j.name)}</b>`;',
     "ternary": 'el.innerHTML = `<p>${e.status === 404 ? "none" : esc(e.message)}</p>`;',
     "numbers": 'el.innerHTML = `<b>${(m.qps ?? 0).toFixed(2) + " req/s"}</b>`;',
     "dates": "el.innerHTML = `<b>${new Date(e.t * 1000).toLocaleTimeString()}</b>`;",
-    "local href": 'el.innerHTML = `<a href="#/jobs/${esc(id)}">x</a><a href="/r/${esc(r)}">`;',
+    "local href": 'el.innerHTML = `<a href="#/jobs/${esc(encodeURIComponent(id))}">x</a>'
+    '<a href="/r/${esc(encodeURIComponent(r))}">`;',
+    "api paths": "const jid = encodeURIComponent(id); api(`/jobs/${jid}/logs?offset=${"
+    'encodeURIComponent(o)}`); api("/jobs?limit=200"); api("/d/" + encodeURIComponent(n));',
+    "api query params": "api(`/usage/samples?${new URLSearchParams({ job_id: id })}`);",
+    "location hash": 'location.hash = "#/jobs/" + encodeURIComponent(tr.dataset.job);',
+    "svgEl": 'svgEl("rect", { x, y: y + 1, "stroke-width": 2, fill: c }); svgEl("title", {}, t);',
+    "svgEl without attrs": 'svgEl("g");',
+    "setAttribute inside svgEl": "function svgEl(tag, a) { e.setAttribute(k, a[k]); }",
     "map join": 'el.innerHTML = xs.map(x => `<li>${esc(x)}</li>`).join("");',
     "helpers": 'el.innerHTML = table(["a"], xs.map(x => [esc(x.a), bytes(x.b), ago(x.t)]));',
     "attributes": 'rowAttrs = i => `class="r" data-job="${esc(ids[i])}"`;',

@@ -61,7 +61,7 @@ async function pageCluster(main) {
     const rows = [];
     c.nodes.forEach(n => {
       rows.push([esc(n.name), esc(`${n.cpus} CPUs`), "", `${(n.memory_mb / 1024).toFixed(1)} GiB`, esc(Object.values(n.cpu_jobs).filter((v, i, a) => a.indexOf(v) === i).join(", ") || "-"), n.cpu_percent !== null && n.cpu_percent !== undefined ? `${n.cpu_percent.toFixed(0)} %` : "-"]);
-      n.gpus.forEach(g => rows.push(["", esc(`GPU ${g.index}`), esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(g.job)}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
+      n.gpus.forEach(g => rows.push(["", esc(`GPU ${g.index}`), esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(encodeURIComponent(g.job))}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
     });
     $("#nodes").innerHTML = table(["node", "device", "model", "memory", "allocated to", "utilization"], rows);
     barChart($("#alloc"), [
@@ -106,13 +106,13 @@ async function pageJobs(main) {
     if (f.get("max_runtime")) spec.max_runtime = f.get("max_runtime");
     try {
       const j = await api("/jobs", { method: "POST", body: spec });
-      $("#submit-result").innerHTML = `<span class="ok">submitted <a href="#/jobs/${esc(j.id)}" id="submitted-link">${esc(j.id)}</a></span>`;
+      $("#submit-result").innerHTML = `<span class="ok">submitted <a href="#/jobs/${esc(encodeURIComponent(j.id))}" id="submitted-link">${esc(j.id)}</a></span>`;
     } catch (e) { $("#submit-result").innerHTML = `<span class="error">${esc(e.message)}</span>`; }
   });
   every(2000, async () => {
     const jobs = await api("/jobs?limit=200");
     $("#jobs").innerHTML = table(["id", "name", "project", "state", "resources", "submitted", "pending reason / result", "est. start"],
-      jobs.map(j => [`<a href="#/jobs/${esc(j.id)}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
+      jobs.map(j => [`<a href="#/jobs/${esc(encodeURIComponent(j.id))}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
         esc(`${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`), ago(j.submitted_at),
         esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || j.stop_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
         j.estimated_start ? ago(j.estimated_start) : "-"]),
@@ -147,12 +147,12 @@ async function pageJob(main, id) {
       ["name", esc(j.name)], ["project / user", esc(j.project + " / " + j.user)], ["command", `<code>${esc(j.command)}</code>`],
       ["resources", esc(JSON.stringify(j.resources))], ["devices", esc(JSON.stringify(j.devices || {}))],
       ["pending reason", esc(j.pending_reason || "-")], ["estimated start", j.estimated_start ? fmtTime(j.estimated_start) : "-"],
-      ["failure reason", esc(j.failure_reason || "-")], ["stop reason", esc(j.stop_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(j.mlflow_run_id)}">${esc(j.mlflow_run_id)}</a>` : "-"],
+      ["failure reason", esc(j.failure_reason || "-")], ["stop reason", esc(j.stop_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(encodeURIComponent(j.mlflow_run_id))}">${esc(j.mlflow_run_id)}</a>` : "-"],
       ["submitted / finished", esc(fmtTime(j.submitted_at) + " / " + fmtTime(j.finished_at))],
     ]);
     if (attempt !== null && attempt !== j.attempt) { offset = 0; $("#logs").textContent = ""; }
     attempt = j.attempt;
-    const chunk = await api(`/jobs/${jid}/logs?offset=${offset}`);
+    const chunk = await api(`/jobs/${jid}/logs?offset=${encodeURIComponent(offset)}`);
     if (chunk.text) { $("#logs").textContent += chunk.text; $("#logs").scrollTop = 1e9; }
     offset = chunk.next_offset;
     const ev = await api(`/jobs/${jid}/events`);
@@ -216,12 +216,12 @@ async function pageModels(main, name) {
   const m = await api(`/models/${encodeURIComponent(name)}`);
   $("#mtitle").textContent = `Versions of ${name}`;
   $("#versions").innerHTML = table(["version", "aliases", "run", "created"], m.versions.map(v => [esc(`v${v.version}`), esc(v.aliases.join(", ")),
-    v.run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(v.run_id)}">${esc(v.run_id.slice(0, 12))}</a>` : "-", v.created_ms ? new Date(v.created_ms).toLocaleString() : "-"]));
+    v.run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(encodeURIComponent(v.run_id))}">${esc(v.run_id.slice(0, 12))}</a>` : "-", v.created_ms ? new Date(v.created_ms).toLocaleString() : "-"]));
   if (m.versions.length) {
     const latest = Math.max(...m.versions.map(v => v.version));
     document.querySelector("#promote-form [name=version]").value = latest;
     try {
-      const l = await api(`/models/${encodeURIComponent(name)}/versions/${latest}/lineage`);
+      const l = await api(`/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(latest)}/lineage`);
       const nodes = [{ id: "model", label: `${name} v${latest}`, kind: "model" }], edges = [];
       if (l.run) { nodes.push({ id: "run", label: "run " + (l.run.id || l.run.run_id || "").slice(0, 10) + (l.run.metrics && l.run.metrics.loss !== undefined ? ` (loss ${Number(l.run.metrics.loss).toFixed(2)})` : ""), kind: "run" }); edges.push(["run", "model"]); }
       if (l.job) { nodes.push({ id: "job", label: "job " + (l.job.job_id || l.job.id || ""), kind: "job" }); edges.push(["job", "run"]); }

@@ -3,10 +3,39 @@
 const COLORS = ["#4fb3ff", "#3fb950", "#d29922", "#f85149", "#c297ff", "#56d4dd", "#ff9bce"];
 const NS = "http://www.w3.org/2000/svg";
 
+// svgEl builds chart nodes from data, so it is safe by construction: only the tags and
+// attribute names below (no href, no on*, no style beyond a height, nothing that loads a URL),
+// each value checked against its kind and set with setAttribute; text is textContent. A name
+// or tag not listed is a bug in the caller (an Error); a value that fails its check (NaN from
+// bad data, a colour that is no colour) leaves the attribute unset. The static check in
+// tests/unit/core/test_core_dashboard_escaping.py holds every call to these names.
+const SVG_TAGS = new Set(["svg", "g", "line", "path", "rect", "text", "title"]);
+const SVG_VALUE = {
+  num: v => typeof v === "number" && isFinite(v) ? String(v) : null,
+  box: v => Array.isArray(v) && v.length === 4 && v.every(x => typeof x === "number" && isFinite(x)) ? v.join(" ") : null,
+  path: v => typeof v === "string" && /^[MLHVZ](?:[\d.eE+-]+(?:,[\d.eE+-]+)?)?(?: [MLHVZ](?:[\d.eE+-]+(?:,[\d.eE+-]+)?)?)*$/.test(v) ? v : null,
+  paint: v => typeof v === "string" && /^(#[0-9a-f]{3,8}|[a-z]{3,20})$/i.test(v) ? v : null,
+  dash: v => typeof v === "string" && /^(none|\d+(\.\d+)?( \d+(\.\d+)?)*)$/.test(v) ? v : null,
+  anchor: v => ["start", "middle", "end"].includes(v) ? v : null,
+  classes: v => typeof v === "string" ? v.split(/\s+/).filter(c => /^[A-Za-z][\w-]*$/.test(c)).join(" ") : null,
+  height: v => typeof v === "number" && isFinite(v) && v >= 0 ? `height:${v}px` : null,
+};
+const SVG_ATTRS = {
+  x: "num", y: "num", x1: "num", y1: "num", x2: "num", y2: "num", width: "num", height: "num", rx: "num",
+  "stroke-width": "num", viewBox: "box", d: "path", fill: "paint", stroke: "paint",
+  "stroke-dasharray": "dash", "text-anchor": "anchor", class: "classes", cssHeight: "height",
+};
+const SVG_ATTR_NAME = { cssHeight: "style" };  // the one style an SVG may have: its height in px
+
 function svgEl(tag, attrs, text) {
+  if (!SVG_TAGS.has(tag)) throw new Error(`svgEl: tag ${tag} is not one charts draw`);
   const e = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (!Object.prototype.hasOwnProperty.call(SVG_ATTRS, k)) throw new Error(`svgEl: attribute ${k} is not one charts set`);
+    const value = SVG_VALUE[SVG_ATTRS[k]](v);
+    if (value !== null) e.setAttribute(SVG_ATTR_NAME[k] || k, value);
+  }
+  if (text !== undefined) e.textContent = String(text);
   return e;
 }
 
@@ -33,7 +62,7 @@ function fmtNum(v) {
 function lineChart(container, series, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = 10, B = 28;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, });
+  const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H] });
   const xs = series.flatMap(s => s.points.map(p => p[0]));
   const ys = series.flatMap(s => s.points.map(p => p[1])).filter(v => v !== null && isFinite(v));
   if (!xs.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
@@ -76,7 +105,7 @@ function lineChart(container, series, opts) {
 function barChart(container, bars, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = 10, B = 40;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, });
+  const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H] });
   if (!bars.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
   const yMax = niceMax(Math.max(...bars.map(b => b.value), 0));
   const bw = (W - L - R) / bars.length;
@@ -166,7 +195,7 @@ function dagChart(container, nodes, edges) {
   const ncol = Object.keys(cols).length || 1;
   const maxRows = Math.max(1, ...Object.values(cols).map(c => c.length));
   const W = Math.max(600, ncol * 220), H = Math.max(120, maxRows * 60 + 20);
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, style: `height:${H}px` });
+  const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H], cssHeight: H });
   const pos = {};
   Object.entries(cols).forEach(([d, list]) => {
     list.forEach((n, i) => { pos[n.id] = [20 + d * 210, 20 + i * 60]; });
@@ -181,7 +210,7 @@ function dagChart(container, nodes, edges) {
     g.appendChild(svgEl("title", {}, n.title || n.id));  // the full id on hover
     g.appendChild(svgEl("rect", { x, y, width: 180, height: 36, rx: 6, fill: "#0b0f13", stroke: KIND_COLORS[n.kind] || "#8b98a5",
                                   "stroke-dasharray": n.kind === "more" ? "4 3" : "none" }));
-    g.appendChild(svgEl("text", { x: x + 8, y: y + 22, style: "fill:#e6e6e6" }, dagLabel(n.label || n.id)));
+    g.appendChild(svgEl("text", { x: x + 8, y: y + 22, class: "dag-label" }, dagLabel(n.label || n.id)));
     svg.appendChild(g);
   });
   container.innerHTML = "";
