@@ -632,6 +632,11 @@ def _gpt_config(cfg: TrainConfig, vocab_size: int) -> Any:
     )
 
 
+# DDP (gradient_as_bucket_view off, its default) keeps its all-reduce buckets beside the
+# gradients: another fp32 copy of them
+DDP_BUCKET_BYTES_PER_PARAM = 4
+
+
 def _check_model_fits(
     gcfg: Any,
     torch: Any,
@@ -640,33 +645,43 @@ def _check_model_fits(
     *,
     micro_batch_size: int | None = None,
     bf16: bool = False,
+    ddp: bool = False,
+    local_ranks: int = 1,
 ) -> None:
     """Refuse, before anything is allocated, a run that cannot fit in the device's free
     memory: building and training it would be killed by the OOM killer (or a CUDA
     out-of-memory error) after minutes of initialisation, or swap the machine to a halt.
 
-    First the model alone: its weights, gradients and AdamW state (16 bytes a parameter).
-    Then, given ``micro_batch_size``, those plus a lower bound of one micro-batch's
-    activations (:func:`aistack.train.model.activation_terms`: the logits and their
-    gradient, the inputs each block keeps for backward), so a huge ``micro_batch_size`` or
-    ``seq_len`` is refused too, naming them. Both counts are lower bounds: a run that passes
-    may still not fit; one that fails cannot."""
+    First the model alone: its weights, gradients and AdamW state (16 bytes a parameter;
+    20 under DDP, whose all-reduce buckets hold another copy of the gradients). Then, given
+    ``micro_batch_size``, those plus a lower bound of one micro-batch's activations
+    (:func:`aistack.train.model.activation_terms`: the logits and their gradient, the inputs
+    each block keeps for backward), so a huge ``micro_batch_size`` or ``seq_len`` is refused
+    too, naming them. On the CPU the ``local_ranks`` processes of this machine share its
+    memory: each rank is checked against its share. Both counts are lower bounds: a run that
+    passes may still not fit; one that fails cannot."""
     from aistack.train.model import TRAIN_BYTES_PER_PARAM, activation_terms, param_terms
 
     terms = param_terms(gcfg)
     n_params = sum(n for _, _, n in terms)
-    need = TRAIN_BYTES_PER_PARAM * n_params
+    per_param = TRAIN_BYTES_PER_PARAM + (DDP_BUCKET_BYTES_PER_PARAM if ddp else 0)
+    need = per_param * n_params
     free, total, where = _memory_for_training(torch, use_cuda, device)
+    if not use_cuda and local_ranks > 1:
+        # every rank on this machine reads the same free memory before any of them allocates
+        free //= local_ranks
+        where = f"{where} (its {local_ranks} ranks' share each)"
     terms.sort(key=lambda t: -t[2])
     big = [t for t in terms if t[2] * 2 >= terms[0][2]]
     fields = list(dict.fromkeys(f for t in big for f in t[0]))
+    state_is = "weights, gradients and AdamW state" + (" and DDP buckets" if ddp else "")
     if need > free:
         parts = ", ".join(f"{what}: {_human_count(n)}" for _, what, n in big)
-        fits = max(free // TRAIN_BYTES_PER_PARAM, 0)
+        fits = max(free // per_param, 0)
         raise ValidationError(
             f"{', '.join(fields)}: this model has {_human_count(n_params)} parameters ({parts}); "
-            f"training it needs at least {_gib(need)} for weights, gradients and AdamW state "
-            f"({TRAIN_BYTES_PER_PARAM} bytes a parameter, activations not counted), and "
+            f"training it needs at least {_gib(need)} for {state_is} "
+            f"({per_param} bytes a parameter, activations not counted), and "
             f"{where} has {_gib(free)} free ({_gib(total)} in all)",
             hint=f"lower {' / '.join(fields)} to a model of at most about {_human_count(fits)} "
             "parameters, or train on a machine (GPU) with more memory",
@@ -683,7 +698,7 @@ def _check_model_fits(
     if need + act <= free:
         return
     # what the memory goes to, largest first: the activation parts and the model's state
-    parts_all = [*acts, (tuple(fields), "weights, gradients and AdamW state", need)]
+    parts_all = [*acts, (tuple(fields), state_is, need)]
     parts_all.sort(key=lambda t: -t[2])
     top = [t for t in parts_all if t[2] * 2 >= parts_all[0][2]]
     named = list(dict.fromkeys(f for t in top for f in t[0]))
@@ -707,7 +722,7 @@ def _check_model_fits(
     raise ValidationError(
         f"{', '.join(named)}: one micro-batch (micro_batch_size {micro_batch_size:,} × "
         f"seq_len {gcfg.seq_len:,}) needs at least {_gib(act)} of activations ({parts}) on "
-        f"top of {_gib(need)} for the weights, gradients and AdamW state of "
+        f"top of {_gib(need)} for the {state_is} of "
         f"{_human_count(n_params)} parameters: {_gib(need + act)} in all, and {where} has "
         f"{_gib(free)} free ({_gib(total)} in all)",
         hint=hint,
@@ -857,6 +872,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     world = _env_int("WORLD_SIZE", 1, minimum=1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
+    # the ranks on this machine (torchrun and aistack's launcher set it): on the CPU they share
+    # its memory
+    local_ranks = min(_env_int("LOCAL_WORLD_SIZE", 1, minimum=1), world)
     signal_at, hook_micro, hook_sig = _signal_hook(cfg.grad_accum)
     if rank >= world:
         raise ValidationError(
@@ -905,6 +923,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             device,
             micro_batch_size=cfg.micro_batch_size,
             bf16=bf16,
+            ddp=world > 1,
+            local_ranks=local_ranks,
         )
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
@@ -926,7 +946,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     tok_digest = _check_tokenizer_pairing(cfg, loader)
     gcfg = _gpt_config(cfg, vocab)
     _check_model_fits(
-        gcfg, torch, use_cuda, device, micro_batch_size=cfg.micro_batch_size, bf16=bf16
+        gcfg,
+        torch,
+        use_cuda,
+        device,
+        micro_batch_size=cfg.micro_batch_size,
+        bf16=bf16,
+        ddp=world > 1,
+        local_ranks=local_ranks,
     )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)
