@@ -35,6 +35,7 @@ from aistack.mlops._client import (
     open_client,
     resolve_tracking_uri,
 )
+from aistack.mlops.logger import MIN_TIMESTAMP_MS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 DATASET_SOURCE_TYPE = "aistack"
 BATCH_LIMIT = 1000  # MLflow's per-request limit on metrics in log_batch
 INT64_MAX = 2**63 - 1  # a metric timestamp is an int64 of milliseconds
+# a system-metrics sample's t is Unix seconds (time.time()), taken from 1973-03-03 on, as metric
+# timestamps are (logger.MIN_TIMESTAMP_MS): below it t is no time since the epoch (1.0, a step,
+# time.monotonic()) and would be filed under 1970; from 1e11 on (year 5138) it is milliseconds
+MIN_SAMPLE_T_S = MIN_TIMESTAMP_MS / 1000
+MAX_SAMPLE_T_S = 1e11
 
 # sample key -> MLflow system metric name (the "System metrics" tab shows the system/ prefix)
 SYSTEM_METRICS: dict[str, str] = {
@@ -239,17 +245,7 @@ def system_metric_entities(samples: Sequence[Mapping[str, Any]], *, start_s: flo
     for i, s in enumerate(samples):
         if not isinstance(s, Mapping):
             raise ValidationError(f"samples[{i}]: expected a mapping, got {type(s).__name__}")
-        t = s.get("t")
-        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-            raise ValidationError(
-                f"samples[{i}].t: must be a unix time in seconds, got {t!r}",
-                hint="each sample needs t (float seconds since the epoch)",
-            )
-        if not 0 <= t * 1000 <= INT64_MAX:  # MLflow refuses it (or SQLite cannot store it)
-            raise ValidationError(
-                f"samples[{i}].t: {t!r} is not a time MLflow can store (from 1970 on)",
-                hint="each sample needs t (float seconds since the epoch, e.g. time.time())",
-            )
+        t = _sample_time(i, s)
         ts = int(t * 1000)
         step = max(0, int(t - start_s))
         for key, metric in SYSTEM_METRICS.items():
@@ -267,6 +263,48 @@ def system_metric_entities(samples: Sequence[Mapping[str, Any]], *, start_s: flo
     return out
 
 
+def _sample_time(i: int, s: Mapping[str, Any]) -> float:
+    """``samples[i]``'s t: a finite number of seconds MLflow can store as milliseconds."""
+    t = s.get("t")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+        raise ValidationError(
+            f"samples[{i}].t: must be a unix time in seconds, got {t!r}",
+            hint="each sample needs t (float seconds since the epoch)",
+        )
+    if not 0 <= t * 1000 <= INT64_MAX:  # MLflow refuses it (or SQLite cannot store it)
+        raise ValidationError(
+            f"samples[{i}].t: {t!r} is not a time MLflow can store (from 1970 on)",
+            hint="each sample needs t (float seconds since the epoch, e.g. time.time())",
+        )
+    return float(t)
+
+
+def check_sample_times(samples: Sequence[Any]) -> None:
+    """Refuse a sample whose t is no plausible Unix time in seconds: before 1973-03-03
+    (:data:`MIN_SAMPLE_T_S`; 1.0, a step count or ``time.monotonic()`` was logged as a point
+    in January 1970) or from :data:`MAX_SAMPLE_T_S` on (milliseconds, ``time.time() * 1000``,
+    was logged as a time thousands of years ahead). Checked before anything is logged."""
+    for i, s in enumerate(samples):
+        if not isinstance(s, Mapping):
+            raise ValidationError(f"samples[{i}]: expected a mapping, got {type(s).__name__}")
+        t = _sample_time(i, s)
+        if t < MIN_SAMPLE_T_S:
+            raise ValidationError(
+                f"samples[{i}].t: {t!r} is not Unix seconds (as seconds since the epoch it is "
+                "a time in 1970-1973)",
+                hint="t is Unix seconds (seconds since 1970-01-01 UTC), e.g. time.time(); "
+                "not a step count or time.monotonic()",
+                field=f"samples[{i}].t",
+            )
+        if t >= MAX_SAMPLE_T_S:
+            raise ValidationError(
+                f"samples[{i}].t: {t!r} reads as milliseconds, not Unix seconds (as seconds "
+                "it is a time after the year 5000)",
+                hint="t is Unix seconds: divide milliseconds by 1000, e.g. time.time()",
+                field=f"samples[{i}].t",
+            )
+
+
 def _num(v: Any, field: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise ValidationError(f"{field}: must be a finite number, got {v!r}")
@@ -280,10 +318,13 @@ def log_system_metrics(
     token: str | None = None,
 ) -> int:
     """Log sampled system metrics (t, cpu_percent, rss_mb, gpu_util, gpu_mem_mb) into a run,
-    in batches of at most 1,000 points. Returns the number of points logged."""
+    in batches of at most 1,000 points. Returns the number of points logged. ``t`` is Unix
+    seconds (``time.time()``); a t before 1973 or in milliseconds is a ValidationError (see
+    :func:`check_sample_times`) and nothing is logged."""
     check_run_id(run_id)
     if not samples:
         return 0
+    check_sample_times(samples)
     client = open_client(tracking_uri)
     with auth_env(token), mlflow_errors(f"log system metrics into run {run_id}"):
         start_s = client.get_run(run_id).info.start_time / 1000.0
