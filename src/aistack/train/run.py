@@ -1113,6 +1113,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     # (a list lookup); in DDP, each check is an all-reduce, spaced about _TERM_CHECK_S apart
     # from the previous step's time per micro-batch (the same all-reduced value on every rank)
     term_every = 1 if not distributed else _TERM_CHECK_FIRST
+    after_save = False  # the last step ended with a checkpoint
     stopped_by: str | None = None
     tps = mfu = None
     step = start
@@ -1134,14 +1135,19 @@ def train(cfg: TrainConfig) -> TrainResult:
             # the RNGs (dropout) at its start; the model and optimizer have not moved yet
             step_pos = (loader.epoch, loader.batch)
             step_rng = _rng_state(torch) if cfg.grad_accum > 1 else None
-            abandoned_at = 0
+            abandoned_at: int | None = None
             for micro in range(cfg.grad_accum):
-                if micro:
-                    if hook_micro and micro == hook_micro and step == signal_at:
-                        os.kill(os.getpid(), hook_sig)  # test hook: mid-step, this rank only
-                    if micro % term_every == 0 and term_agreed():
-                        abandoned_at = micro
-                        break
+                if micro and hook_micro and micro == hook_micro and step == signal_at:
+                    os.kill(os.getpid(), hook_sig)  # test hook: mid-step, this rank only
+                # before the first micro-batch too: a SIGTERM that came during the last step's
+                # end (its checkpoint) is not left for a whole step (grad_accum 1 had no check
+                # within a step); in DDP only after a checkpoint (every rank writes at the same
+                # steps), so a step costs no all-reduce more
+                if (
+                    (micro % term_every == 0) if micro else (not distributed or after_save)
+                ) and term_agreed():
+                    abandoned_at = micro
+                    break
                 td = time.perf_counter()
                 x, y = loader.next_batch()
                 # on the host, before the device sees them: an id past the embedding would be
@@ -1162,7 +1168,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     loss = loss / cfg.grad_accum
                 loss.backward()
                 loss_acc += loss.detach()
-            if abandoned_at:
+            if abandoned_at is not None:
                 # SIGTERM within the step: its gradients are dropped (the optimizer has not
                 # stepped, so model and optimizer are those of the last completed step), and
                 # the checkpoint of that step says where its data started, so a resume
@@ -1235,7 +1241,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                     )
             stop_term = vals[2] > 0
             want_ckpt = vals[1] > 0
-            if step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps:
+            after_save = step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps
+            if after_save:
                 last_ckpt = save(step)
                 if grace_s is not None and rank == 0 and not stop_term:
                     slow = _grace_too_short(save_s[0], dt, grace_s, step)

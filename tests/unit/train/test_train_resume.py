@@ -234,12 +234,12 @@ def test_sigterm_during_a_sigusr1_checkpoint_still_stops(
 
     monkeypatch.setattr(CheckpointStore, "save", save)
     monkeypatch.setenv("AISTACK_TRAIN_SIGNAL_AT_STEP", "3:USR1")
-    # grad_accum 1: no micro-batch boundary, the SIGTERM is seen at the end of step 4 (with
-    # more micro-batches it stops step 4 part-way: test_train_sigterm_midstep.py)
+    # seen before step 4's first micro-batch (it was seen at the end of step 4, one step and
+    # one checkpoint later, with grad_accum 1: test_train_sigterm_step_end.py)
     res = train(_cfg(tmp_path, "usr1term", max_steps=8, checkpoint_every=100, grad_accum=1))
-    assert res.stopped_by == "SIGTERM" and res.step == 4 and res.exit_code == 143
+    assert res.stopped_by == "SIGTERM" and res.step == 3 and res.exit_code == 143
     ck = _ckpt_dir(aistack_home, "usr1term")
-    assert sorted(p.name for p in ck.glob("step_*.pt")) == ["step_00000003.pt", "step_00000004.pt"]
+    assert sorted(p.name for p in ck.glob("step_*.pt")) == ["step_00000003.pt"]
 
 
 @pytest.mark.parametrize(
