@@ -74,6 +74,24 @@ afterwards find it there. ``poll`` turns it into the reason and reports that ran
 as the job's exit code. It depends on no Slurm version or plug-in, and survives a server
 restart like ``exit_code``.
 
+The job's env is the command's, not the script's: the batch script carries it to the ranks
+as ``AISTACK_JOBENV_<NAME>`` variables and each rank gives it to the command with ``env``,
+so no variable of it is ever set in the script's own shells. A job env naming what bash
+reads itself (``BASH_ENV``, the read-only ``SHELLOPTS``/``BASHOPTS``, ``IFS``, ``CDPATH``),
+a ``PATH`` without Slurm's commands, ``SLURM_*`` variables that srun reads, or the script's
+own variables reaches the command as given (as under the local executor) and cannot break
+or redirect the script. The values the script sets for the command (the rank environment,
+``AISTACK_JOB_DIR``, the hosts) win over the job's, as before.
+
+Paths in ``#SBATCH`` lines are escaped as sbatch reads those lines (a backslash before each
+space, quote, backslash and ``#``; ``%%`` for a ``%`` in ``--output``, a filename pattern);
+a path with a line break or another control character, or an output path with a
+backslash (which turns the pattern's replacements off), is refused at launch, naming it.
+
+The Slurm job's name ends with a tag of the attempt's folder (:func:`attempt_tag`), so
+``handle_in`` finds a job whose ``slurm_job_id`` the server did not get to write (it stopped
+between sbatch's answer and the file): by that name in ``squeue``, then in ``sacct``.
+
 The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`` asks
 ``scontrol show job`` (which works without accounting, for ``MinJobAge`` after the end),
 then ``sacct`` when accounting is configured, then the files in the job directory.
@@ -92,6 +110,7 @@ the aistack server, as Slurm users expect for ``--output``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -277,6 +296,37 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
 
 
+def attempt_tag(job_dir: Path) -> str:
+    """A tag unique to the attempt's folder, which ends the Slurm job's name: ``handle_in``
+    finds the job by it when the server stopped before ``launch`` wrote ``slurm_job_id``."""
+    return hashlib.sha256(str(job_dir).encode()).hexdigest()[:16]
+
+
+def job_name(req: LaunchRequest) -> str:
+    """The Slurm job name: readable (``aistack-<name>``) and ending with the attempt's tag."""
+    return f"{_safe_name(f'aistack-{req.name or req.job_id}')}-{attempt_tag(req.job_dir)}"
+
+
+def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
+    """``value`` for an ``#SBATCH --option=VALUE`` line. sbatch reads such a line like a shell
+    word without expansions (src/sbatch/opt.c, ``_get_argument``): a backslash makes the next
+    character literal, quotes group, an unquoted ``#`` starts a comment. So each of those
+    characters (and whitespace) is backslash-escaped. ``pattern``: a filename pattern
+    (``--output``), where ``%`` starts a replacement symbol (``%j``), so ``%`` is written
+    ``%%``; and a backslash anywhere in it turns all replacement off, so none is taken.
+    A line break or another control character cannot be carried: a ValidationError."""
+    bad = next((c for c in value if not c.isprintable() and c not in " \t"), None)
+    if bad is not None or (pattern and "\\" in value):
+        why = f"the control character {bad!r}" if bad is not None else "a backslash"
+        raise ValidationError(
+            f"{what}: {value!r} contains {why}, which Slurm's #SBATCH lines cannot carry",
+            hint=f"use a {what} without it",
+        )
+    if pattern:
+        value = value.replace("%", "%%")
+    return re.sub(r"([\s\"'\\#])", r"\\\1", value)
+
+
 @dataclass(kw_only=True)
 class SbatchPlan:
     """What ``render_sbatch`` decided, for logs and tests."""
@@ -329,6 +379,9 @@ def render_sbatch(
                 f"{what}: {value!r} contains whitespace, which #SBATCH lines cannot carry",
                 hint="use a path without spaces",
             )
+    workdir = req.workdir or str(req.job_dir)
+    output_arg = _sbatch_value("job directory", str(req.log_path), pattern=True)
+    chdir_arg = _sbatch_value("workdir", workdir)
     port = master_port_for(req.job_id, req.attempt)
     stop_signal = _signal_name(req.stop_signal)
     grace_s = _grace_s(req.env)
@@ -364,7 +417,14 @@ def render_sbatch(
             ("AISTACK_WORLD_SIZE", str(world)),
         ]
     nodelist = ",".join(n for n, _ in allocs) if pin_nodes and allocs else None
-    workdir = req.workdir or str(req.job_dir)
+    # the job's env reaches the command only, through `env` (the template): not the variables
+    # that the script sets for the command itself, which win over the job's as they did when
+    # the script exported the job's env first (the rank environment, the job directory...)
+    owned = {"AISTACK_JOB_DIR", "AISTACK_RANK_TAG", "AISTACK_SUBREAPER"}
+    owned.update(k for k, _ in common)
+    owned.update(k for _, items in per_rank for k, _ in items)
+    owned.update(f"AISTACK_HOST_{i}" for i in range(nodes))
+    user_env = [(k, shlex.quote(v)) for k, v in sorted(req.env.items()) if k not in owned]
     tmpl = jinja2.Template(
         _TEMPLATE.read_text(), trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True
     )
@@ -372,7 +432,7 @@ def render_sbatch(
         job_id_line=_one_line(req.job_id),
         job_id_q=shlex.quote(req.job_id),
         attempt=int(req.attempt),
-        job_name=_safe_name(f"aistack-{req.name or req.job_id}"),
+        job_name=job_name(req),
         nodes=nodes,
         procs_per_node=ppn,
         world_size=world,
@@ -385,15 +445,16 @@ def render_sbatch(
         stop_signal=stop_signal,
         grace_s=f"{grace_s:g}",
         grace_ms=math.ceil(grace_s * 1000),
-        partition=partition,
-        account=account,
+        partition=_sbatch_value("partition", partition) if partition else None,
+        account=_sbatch_value("account", account) if account else None,
         nodelist=nodelist,
-        log_path=str(req.log_path),
-        workdir=workdir,
+        output_arg=output_arg,
+        chdir_arg=chdir_arg,
         workdir_q=shlex.quote(workdir),
         extra_args=list(extra_args),
         job_dir_q=shlex.quote(str(req.job_dir)),
-        user_env=[(k, shlex.quote(str(v))) for k, v in sorted(req.env.items())],
+        user_env=user_env,
+        user_env_names=shlex.quote(" ".join(k for k, _ in user_env)),
         command_q=shlex.quote(req.command),
         command_var=_command_var(req.env),
         distributed=req.distributed,
@@ -584,11 +645,48 @@ class SlurmExecutor(Executor):
         return f"slurm:{job_id}:{req.job_dir}"
 
     def handle_in(self, job_dir: Path) -> str | None:
+        """The handle from ``slurm_job_id``; without it (the server stopped between sbatch's
+        answer and writing the file), the job Slurm knows by the name ``launch`` gave it,
+        which ends with the attempt's tag (``squeue``, then ``sacct`` where accounting is
+        configured). None when no script was written there, or Slurm knows no such job."""
         try:
             job_id = (job_dir / "slurm_job_id").read_text().strip()
         except OSError:
-            return None
-        return f"slurm:{job_id}:{job_dir}" if job_id.isdigit() else None
+            job_id = ""
+        if job_id.isdigit():
+            return f"slurm:{job_id}:{job_dir}"
+        found = self._job_named_for(job_dir)
+        return f"slurm:{found}:{job_dir}" if found else None
+
+    def _job_named_for(self, job_dir: Path) -> str | None:
+        """The id of the newest Slurm job submitted with the script in ``job_dir`` (found by
+        its job name), or None; ConnectionFailed/BackendError when Slurm cannot be asked."""
+        script = job_dir / "job.sbatch"
+        try:
+            text = script.read_text(errors="replace")
+            submitted = script.stat().st_mtime
+        except OSError:
+            return None  # never launched here
+        m = re.search(r"^#SBATCH --job-name=(\S+)$", text, re.M)
+        if not m or not m.group(1).endswith("-" + attempt_tag(job_dir)):
+            return None  # a script of an older aistack: its job name is not the attempt's
+        name = m.group(1)
+        res = self._run(
+            "squeue", "--noheader", "--me", "--states=all", f"--name={name}", "-o", "%i"
+        )
+        ids = [int(x) for x in res.stdout.split() if x.isdigit()]
+        if not ids and shutil.which("sacct", path=self._env()["PATH"]):
+            # ended and forgotten by slurmctld (MinJobAge): accounting still knows it; sacct
+            # without -S lists only today's jobs, so from the script's time (a day's slack)
+            import datetime
+
+            since = datetime.datetime.fromtimestamp(submitted - 86400).strftime("%Y-%m-%dT%H:%M:%S")
+            res = self._run(
+                "sacct", "-n", "-X", "-P", "-S", since, f"--name={name}", "-o", "JobID", check=False
+            )
+            if res.returncode == 0:
+                ids = [int(x) for x in res.stdout.split() if x.isdigit()]
+        return str(max(ids)) if ids else None
 
     @staticmethod
     def parse_handle(handle: str) -> tuple[str, Path]:
