@@ -78,12 +78,33 @@ def get_project(name: str, db: Session = Depends(get_db)) -> ProjectPublic:
     return _pub(p)
 
 
+# what creates a project: one setting given (REST, CLI, SDK)
+CREATE_HINT = (
+    "a project is created by giving it at least one setting: PUT /api/v1/projects/{name} with "
+    '{{"share": 1}}, `aistack projects set {name} --share 1` or '
+    "Client().set_project({name!r}, share=1.0); `aistack projects` lists the existing ones"
+)
+
+
 @router.put("/projects/{name}", response_model=ProjectPublic)
 def put_project(name: str, body: ProjectUpdate, db: Session = Depends(get_db)) -> ProjectPublic:
+    """Change the settings in the body; the others keep their value. A project that does not
+    exist is created with the settings given (the others at their defaults). An empty body
+    changes nothing and creates nothing: it answers the project as GET does, and 404 for a
+    project that does not exist (a misspelt name made a new project with the defaults, as
+    ``kubectl``/``dstack`` never do for a get)."""
     if not valid_name(name):
         # the same rule as a job spec's `project:`, else no job could ever use this project
         raise ValidationError(f"project: {name!r} is not a valid name", hint=NAME_HINT)
     p = db.get(Project, name)
+    if p is None and not body.model_fields_set:
+        if db.execute(select(Job.id).where(Job.project == name).limit(1)).first():
+            return _pub(_defaults(name))  # it has jobs: it exists, with the defaults
+        raise NotFoundError(
+            f"no project {name!r}: no settings were given, so none was created",
+            hint=CREATE_HINT.format(name=name),
+            project=name,
+        )
     if p is None:
         p = Project(name=name, gpu_quota=None, monthly_budget_usd=None, share=1.0)
         db.add(p)
