@@ -173,28 +173,41 @@ class Client:
         in the caller."""
         return self._api(method, path, dict, **kw)  # type: ignore[no-any-return]
 
-    def _arr(self, method: str, path: str, **kw: Any) -> list[Any]:
-        """:meth:`_obj` for an endpoint that answers a JSON array (any JSON is taken: callers
-        that index into it check it themselves)."""
-        return self._api(method, path, object, **kw)  # type: ignore[no-any-return]
+    def _arr(self, method: str, path: str, **kw: Any) -> list[dict[str, Any]]:
+        """:meth:`_obj` for an endpoint that answers a JSON array of objects (every list method
+        of this client): a dict, an HTML page or a list of anything else is an AistackError
+        that says what came back from which URL (it was returned as it came, and failed later
+        as a TypeError in the caller's loop)."""
+        return self._api(method, path, list, **kw)  # type: ignore[no-any-return]
 
     def _api(self, method: str, path: str, kind: type, **kw: Any) -> Any:
         r, where = self._send(method, path, **kw)
+        # "GET /api/v1/jobs (http://host:8765/api/v1/jobs?limit=5)": which URL answered
+        url = f"{where} ({r.request.url})" if _has_request(r) else where
         if not _is_json(r):
             raise AistackError(
-                f"{where} answered {_describe(r)}, not JSON",
+                f"{url} answered {_describe(r)}, not JSON",
                 hint=f"check that {self.url} is the aistack server: a proxy in between may "
                 "have answered",
                 status=r.status_code,
             )
         data = self._decode(r, where)
         if not isinstance(data, kind):
-            raise AistackError(
-                f"{where} answered {_describe(r)}, not a JSON object",
-                hint="check that client and server are the same aistack version",
-                status=r.status_code,
-            )
-        return data
+            got = ""
+        elif isinstance(data, list):
+            odd = next(((i, x) for i, x in enumerate(data) if not isinstance(x, dict)), None)
+            if odd is None:
+                return data
+            got = f" (item {odd[0]} is {short_repr(odd[1])})"
+        else:
+            return data
+        wanted = "a JSON array of objects" if kind is list else "a JSON object"
+        raise AistackError(
+            f"{url} answered {_describe(r)}, not {wanted}{got}",
+            hint=f"check that {self.url} is the aistack server (a proxy in between may have "
+            "answered) and that client and server are the same aistack version",
+            status=r.status_code,
+        )
 
     def _send(self, method: str, path: str, **kw: Any) -> tuple[httpx.Response, str]:
         """Send the request; the response (2xx) and "METHOD /path" for messages. Raises the
@@ -522,7 +535,14 @@ class Client:
         share: float | None | _Unset = UNSET,
     ) -> dict[str, Any]:
         """Change only the settings given; the others keep their value. ``None`` clears a
-        quota (unlimited GPUs) or a budget; ``share=None`` resets the weight to 1."""
+        quota (unlimited GPUs) or a budget; ``share=None`` resets the weight to 1.
+
+        A project that does not exist is created with the settings given (the others at
+        their defaults: no quota, no budget, share 1). With no setting, nothing is changed or
+        created: it returns the project's settings, and raises NotFoundError for a project
+        that does not exist (a misspelt name created a new project with the defaults); create
+        one by giving a setting, e.g. ``set_project("team", share=1.0)``. The REST call
+        (``PUT /api/v1/projects/NAME``) and ``aistack projects set NAME`` do the same."""
         given = {"gpu_quota": gpu_quota, "monthly_budget_usd": monthly_budget_usd, "share": share}
         body = {k: v for k, v in given.items() if v is not UNSET}
         for k, v in body.items():  # (numpy's and torch's NaN too: the JSON check names no fix)
@@ -620,6 +640,14 @@ class Client:
 
     def delete_service(self, name: str) -> dict[str, Any]:
         return self._obj("DELETE", f"/services/{_seg(name, 'service')}")
+
+
+def _has_request(r: httpx.Response) -> bool:
+    try:
+        r.request  # noqa: B018 - a Response built by hand (tests) has none
+    except RuntimeError:
+        return False
+    return True
 
 
 def _is_json(r: httpx.Response) -> bool:

@@ -30,7 +30,9 @@ def _client(home: Path, sent: list[httpx.Request]) -> Client:
 
     def handler(req: httpx.Request) -> httpx.Response:
         sent.append(req)
-        return httpx.Response(200, json={})
+        # (a list endpoint answers a list: the client checks the shape)
+        listing = (req.method, req.url.path) == ("GET", "/api/v1/jobs")
+        return httpx.Response(200, json=[] if listing else {})
 
     c = Client("http://aistack.test", "tok", settings=Settings(home=home))
     c._http.close()
