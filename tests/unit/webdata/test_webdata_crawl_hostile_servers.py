@@ -171,15 +171,18 @@ def _stream(n: int, *, head: bytes) -> Callable[[RawServer, socket.socket], None
     ],
     ids=["content-length", "no-length", "lying-length"],
 )
-def test_a_response_over_max_size_is_a_fetch_error_and_nothing_is_kept(
+def test_a_response_over_max_size_is_a_fetch_error_and_kept_only_up_to_the_bound(
     serve: Callable[..., RawServer], tmp_path: Path, head: bytes
 ) -> None:
     srv = serve({"/": _stream(4_000_000, head=head)})
     s = run(srv, tmp_path, max_response_bytes=50_000)
-    assert s["pages"] == 0 and s["errors"] == 1 and s["bytes"] == 0
+    assert s["pages"] == 0 and s["errors"] == 1 and s["bytes"] == 0 and s["oversized"] == 1
     assert "larger than 50000 bytes" in s["failed"][0]["error"]
-    assert [r.record_type for r in warc(s)] == ["warcinfo"]
-    assert Path(s["warc"]).stat().st_size < 10_000
+    # a truncated record, as Common Crawl keeps them (WARC-Truncated: length), cut at the bound
+    recs = warc(s)
+    assert [r.record_type for r in recs] == ["warcinfo", "request", "response"]
+    assert recs[2].truncated == "length"
+    assert Path(s["warc"]).stat().st_size < 60_000
 
 
 def test_a_content_length_longer_than_the_body_keeps_what_came(
