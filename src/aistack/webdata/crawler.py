@@ -13,11 +13,12 @@ pages, depth, domains and response size. Responses are stored byte for byte as r
 (status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
 
 A hostile or broken server costs bounded time and memory, and what happened is recorded (a
-fetch error in the summary, nothing in the WARC, but for a response over the size bound, see
-below): ``timeout_s`` bounds a whole request
-(the name lookup, connecting, and every byte of the answer: a server that stalls or trickles is cut off at
-it); ``max_response_bytes`` bounds the response as received and its body once decompressed
-(a gzip/deflate/br bomb is ``ResponseTooLarge``, nothing kept). A response over it as received
+fetch error in the summary, nothing in the WARC, but for a response cut short, see below):
+``timeout_s`` bounds a whole request (the name lookup, connecting, and every byte of the
+answer: a server that stalls or trickles is cut off at it; when its status line had come,
+what came is kept, request and response records, the response's marked ``WARC-Truncated:
+time``, counted in ``timed_out``); ``max_response_bytes`` bounds the response as received
+and its body once decompressed (a gzip/deflate/br bomb is ``ResponseTooLarge``, nothing kept). A response over it as received
 is a ``ResponseTooLarge`` fetch error too, counted in ``oversized``, and its first
 ``max_response_bytes`` are kept: request and response records, the response's marked WARC 1.1
 ``WARC-Truncated: length`` (as Heritrix and Common Crawl write them; the readers read and
@@ -383,8 +384,12 @@ class Fetch:
     error: str | None = None
     date: str = ""
     # cut at max_bytes: ``truncate=True`` (robots.txt), or ``keep_oversized=True`` (then
-    # ``error`` says ResponseTooLarge too, and ``response`` holds the first max_bytes)
+    # ``error`` says ResponseTooLarge too, and ``response`` holds the first max_bytes); or,
+    # with ``keep_oversized``, cut off at the timeout (``error`` says TimeoutError)
     truncated: bool = False
+    # why a response kept with ``keep_oversized`` was cut, as WARC 1.1's WARC-Truncated
+    # names it: "length" (over max_bytes), "time" (the timeout); None when it was not
+    cut: str | None = None
 
 
 class ResponseTooLarge(ValueError):
@@ -555,7 +560,9 @@ def fetch(
     fails (ResponseTooLarge), or with ``truncate`` keeps the first ``max_bytes`` and is
     ``truncated``. With ``keep_oversized``, a response over ``max_bytes`` as received fails
     (``error`` ResponseTooLarge) but keeps its first ``max_bytes`` (``response``, ``status``,
-    ``headers``) and is ``truncated``, for a WARC record cut at the bound; a body over it once
+    ``headers``) and is ``truncated``, for a WARC record cut at the bound (``cut``
+    "length"); a response cut off by the timeout after some of it came fails too (``error``
+    TimeoutError) and keeps what came, the same way (``cut`` "time"); a body over it once
     decompressed (a compression bomb) fails as before, nothing kept. ``deadline`` (a
     ``time.monotonic()`` time), when given, is when the ``timeout`` runs out instead (a chain
     of requests that share one: robots.txt redirects).
@@ -597,10 +604,16 @@ def fetch(
             chunks: list[bytes] = []
             total = 0
             while True:
-                # the time left, not a fresh ``timeout`` per recv: a server that sent its
-                # headers then stalled near the end was waited on for up to twice as long
-                sock.settimeout(left())
-                data = sock.recv(65536)
+                try:
+                    # the time left, not a fresh ``timeout`` per recv: a server that sent its
+                    # headers then stalled near the end was waited on for up to twice as long
+                    sock.settimeout(left())
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    if not (keep_oversized and chunks):
+                        raise
+                    f.truncated, f.cut = True, "time"  # what came is kept, as below
+                    break
                 if not data:
                     break
                 chunks.append(data)
@@ -608,16 +621,26 @@ def fetch(
                 if total > max_bytes:
                     if not (truncate or keep_oversized):
                         raise ResponseTooLarge(f"response larger than {max_bytes} bytes")
-                    f.truncated = True
+                    f.truncated, f.cut = True, "length"
                     break
         finally:
             sock.close()
         f.response = b"".join(chunks)[:max_bytes]
         head, body = _split_head(f.response)
-        # the status line and headers only: the reader would decompress the body unbounded
-        f.status, f.headers, _ = parse_http_response(head + b"\r\n\r\n")
+        try:
+            # the status line and headers only: the reader would decompress the body unbounded
+            f.status, f.headers, _ = parse_http_response(head + b"\r\n\r\n")
+        except Exception:
+            if f.cut == "time":  # (no status line came before the timeout: nothing to keep)
+                f.truncated, f.cut = False, None
+                raise TimeoutError from None
+            raise
         if f.truncated and not truncate:  # (keep_oversized: what came, up to the bound)
-            f.error = f"ResponseTooLarge: response larger than {max_bytes} bytes"
+            f.error = (
+                f"ResponseTooLarge: response larger than {max_bytes} bytes"
+                if f.cut == "length"
+                else f"TimeoutError: no complete response within {timeout} s"
+            )
             from aistack.webdata.readers import decode_body
 
             f.body = decode_body(body, f.headers, max_bytes, partial=True)[0][:max_bytes]
@@ -828,6 +851,9 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         "robots_redirects": 0,  # robots.txt redirects followed (RFC 9309 §2.3.1.2), all hosts
         # responses over max_response_bytes: each a fetch error, kept cut at the bound
         "oversized": 0,
+        # responses cut off at timeout_s after some of it came: each a fetch error, kept
+        # as it came (WARC-Truncated: time)
+        "timed_out": 0,
     }
     failed: list[dict[str, str]] = []  # the first MAX_LISTED fetch errors: url, error
     robots_unavailable: dict[str, str] = {}  # host → why its robots.txt is taken as disallow-all
@@ -1018,16 +1044,20 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 stats["requests"] += 1
                 h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
                 res.depth = fut.depth  # type: ignore[attr-defined]
-                if res.truncated and res.status is not None:
-                    # over max_response_bytes: a fetch error as before, and its first
-                    # max_response_bytes kept as a record cut at the bound (WARC 1.1
-                    # WARC-Truncated: length), as Heritrix and Common Crawl keep them
-                    stats["oversized"] += 1
-                    write_pair(res, {"WARC-Truncated": "length"})
+                if res.truncated and res.cut and res.status is not None:
+                    # over max_response_bytes, or cut off at timeout_s: a fetch error as
+                    # before, and what came kept as a record cut there (WARC 1.1
+                    # WARC-Truncated: length, time), as Heritrix and Common Crawl keep them
+                    stats["oversized" if res.cut == "length" else "timed_out"] += 1
+                    write_pair(res, {"WARC-Truncated": res.cut})
+                    kept = (
+                        f"its first {cfg.max_response_bytes} bytes"
+                        if res.cut == "length"
+                        else f"the {len(res.response)} bytes that came"
+                    )
                     fetch_error(
                         res.url,
-                        f"{res.error} (its first {cfg.max_response_bytes} "
-                        "bytes kept in the WARC, WARC-Truncated: length)",
+                        f"{res.error} ({kept} kept in the WARC, WARC-Truncated: {res.cut})",
                     )
                     continue
                 if res.error or res.status is None:
@@ -1059,6 +1089,8 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         **stats,
         "warc": str(writer.path),
         "records": writer.records,
+        "max_response_bytes": cfg.max_response_bytes,
+        "timeout_s": cfg.timeout_s,
         "seconds": time.monotonic() - t0,
         "user_agent": cfg.user_agent,
         "failed": failed,

@@ -251,7 +251,14 @@ def test_a_server_that_stalls_is_a_timeout_error(
     assert time.monotonic() - t0 < 10
     assert s["pages"] == 0 and s["errors"] == 1
     assert s["failed"][0]["error"].startswith("TimeoutError")
-    assert [r.record_type for r in warc(s)] == ["warcinfo"]
+    if head:  # what came before the timeout is kept, marked WARC-Truncated: time
+        recs = warc(s)
+        assert [r.record_type for r in recs] == ["warcinfo", "request", "response"]
+        assert recs[2].truncated == "time" and recs[2].body == b"<html>"
+        assert s["timed_out"] == 1
+    else:  # nothing came: nothing to keep
+        assert [r.record_type for r in warc(s)] == ["warcinfo"]
+        assert s["timed_out"] == 0
 
 
 def test_the_timeout_bounds_the_whole_request_not_each_read(
