@@ -411,16 +411,44 @@ def crawl(
         con.print(
             f"fetched {summary['pages']:,} pages ({summary['bytes']:,} bytes) in "
             f"{summary['seconds']:.1f} s; {summary['robots_blocked']:,} URLs disallowed by "
-            f"robots.txt, {summary['errors']:,} errors"
+            f"robots.txt, {summary['errors']:,} errors{_cut_counts(summary)}",
+            markup=False,
         )
         con.print(f"WARC: {summary['warc']}", markup=False)
     _report_crawl_problems(summary)
 
 
+def _cut_counts(summary: dict[str, Any]) -> str:
+    """The fetch errors that still left a record in the WARC, cut short (``WARC-Truncated``),
+    with what they mean, to follow the error count: '' when there are none."""
+    parts = []
+    if summary.get("oversized"):
+        bound = summary.get("max_response_bytes")
+        what = f"the {bound:,}-byte bound" if bound else "the size bound"
+        n = summary["oversized"]
+        parts.append(
+            f"{n:,} of them oversized ({'a response' if n == 1 else 'responses'} over {what}, "
+            "kept cut at it in the WARC: WARC-Truncated: length)"
+        )
+    if summary.get("timed_out"):
+        t = summary.get("timeout_s")
+        what = f"the {t} s request timeout" if t else "the request timeout"
+        n = summary["timed_out"]
+        parts.append(
+            f"{n:,} of them timed out ({'a response' if n == 1 else 'responses'} cut off at "
+            f"{what}, kept as it came in the WARC: WARC-Truncated: time)"
+        )
+    return "".join(f", {p}" for p in parts)
+
+
 def _report_crawl_problems(summary: dict[str, Any], shown: int = 5) -> None:
     """On stderr: the fetch errors (the first ``shown``), the hosts whose robots.txt failed
-    (its URLs count as disallowed) or was lost in redirects (allowed, RFC 9309), and exit status 1 when nothing was fetched because every
-    request failed (a host that does not answer is not "disallowed by robots.txt")."""
+    (its URLs count as disallowed) or was lost in redirects (allowed, RFC 9309). When no
+    complete page was fetched: exit status 1 if nothing was kept either, every request having
+    failed (a host that does not answer is not "disallowed by robots.txt"); a crawl whose
+    responses were all cut short (over the size bound, or cut off at the timeout) kept them
+    in the WARC, readable and extracted, as Heritrix and Common Crawl keep a truncated
+    capture, so it exits 0 and says so."""
     err = _console(stderr=True)
     failed = summary.get("failed") or []
     for f in failed[:shown]:
@@ -438,7 +466,24 @@ def _report_crawl_problems(summary: dict[str, Any], shown: int = 5) -> None:
     for host, why in (summary.get("robots_redirected") or {}).items():
         if why.startswith("robots.txt unavailable"):  # (a plain redirect is routine: --json)
             err.print(f"{host}: {why}", soft_wrap=True, markup=False)
-    if summary["pages"] == 0 and summary["errors"]:
+    cut = summary.get("oversized", 0) + summary.get("timed_out", 0)
+    if summary["pages"] == 0 and cut:
+        how = []
+        if summary.get("oversized"):
+            how.append(f"{summary['oversized']:,} over the size bound")
+        if summary.get("timed_out"):
+            how.append(f"{summary['timed_out']:,} cut off at the timeout")
+        others = summary["errors"] - cut
+        err.print(
+            f"no complete page was fetched: {_plural(cut, 'response')} "
+            f"{'was' if cut == 1 else 'were'} cut short and kept in the WARC as "
+            f"{'it' if cut == 1 else 'they'} came ({', '.join(how)}; WARC-Truncated records, "
+            "readable and extracted)"
+            + (f"; {_plural(others, 'other URL')} could not be fetched" if others > 0 else ""),
+            soft_wrap=True,
+            markup=False,
+        )
+    elif summary["pages"] == 0 and summary["errors"]:
         err.print(
             f"nothing was fetched: {_plural(summary['errors'], 'URL')} could not be fetched. "
             f"Exit status {EXIT_BAD_FILES}"

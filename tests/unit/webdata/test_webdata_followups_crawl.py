@@ -1,0 +1,266 @@
+"""Follow-ups to the truncated WARC records of the crawler.
+
+* ``aistack webdata crawl`` says how many responses were over the size bound (``oversized``:
+  kept cut at it, ``WARC-Truncated: length``) where it says the other counts, and a crawl
+  whose every response was cut still wrote a usable WARC: exit 0, with a message that says
+  no complete page was fetched and what was kept (it said "nothing was fetched", exit 1).
+* A response cut off by the whole-request timeout is kept as it came, ``WARC-Truncated:
+  time`` (it left no record), and stays a fetch error, counted in ``timed_out``.
+
+The servers are raw sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import aistack.webdata.crawler as crawler
+from aistack.cli.webdata import app
+from aistack.webdata.crawler import CrawlConfig, crawl
+from aistack.webdata.readers import ArchiveReader, iter_html
+
+UA = "aistack-crawler/0.1 (test)"
+BOUND = 20_000
+Route = Callable[["RawServer", socket.socket], None]
+
+
+class RawServer:
+    """Reads one request head per connection and hands the socket to the route for its path
+    (404 when none), then closes it. Routes that stall wait on ``stop``, set at teardown."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                data += got
+            path = data.split(b" ", 2)[1].decode()
+            route = self.routes.get(path)
+            if route is None:
+                conn.sendall(b"HTTP/1.1 404 X\r\nContent-Length: 0\r\n\r\n")
+            else:
+                route(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[dict[str, Route]], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(routes: dict[str, Route]) -> RawServer:
+        servers.append(RawServer(routes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+PAGE = b"<html><head><title>t</title></head><body><main><article><h1>Valley</h1>" + (
+    b"<p>The river valley held a quiet town where people farmed wheat and barley.</p>\n" * 50
+)
+
+
+def big(srv: RawServer, conn: socket.socket) -> None:
+    """A page over BOUND (no end: the bound cuts it)."""
+    conn.sendall(HEAD + b"\r\n" + PAGE * 20)
+
+
+def small(srv: RawServer, conn: socket.socket) -> None:
+    body = PAGE + b"</main></body></html>"
+    conn.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def stall_after_part(srv: RawServer, conn: socket.socket) -> None:
+    """Headers and part of the body, then nothing until the test ends."""
+    conn.sendall(HEAD + b"Content-Length: 100000\r\n\r\n" + PAGE)
+    srv.stop.wait(30)
+
+
+def _records(summary: dict[str, Any]) -> list[Any]:
+    reader = ArchiveReader(summary["warc"])
+    recs = list(reader.records())
+    assert reader.issues == []
+    return recs
+
+
+def _crawl(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "seeds": [srv.url],
+        "out_dir": tmp_path / "out",
+        "delay_s": 0.0,
+        "timeout_s": 5.0,
+        "user_agent": UA,
+        "obey_robots": False,
+        "max_response_bytes": BOUND,
+        **kw,
+    }
+    return crawl(CrawlConfig(**opts))
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def small_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's crawls with ``max_response_bytes`` = BOUND (it has no option for it: 10 MiB)."""
+    real = crawler.crawl
+
+    def crawl_with_bound(cfg: CrawlConfig) -> dict[str, Any]:
+        cfg.max_response_bytes = BOUND
+        return real(cfg)
+
+    monkeypatch.setattr(crawler, "crawl", crawl_with_bound)
+
+
+def _cli(url: str, tmp_path: Path, *extra: str) -> Any:
+    return CliRunner().invoke(
+        app,
+        ["crawl", url, "--out", str(tmp_path / "c"), "--delay", "0", "--ignore-robots", *extra],
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_cli_says_the_oversized_count_with_its_meaning(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path, small_bound: None
+) -> None:
+    srv = serve(
+        {"/": lambda s, c: c.sendall(HEAD + b"\r\n" + b'<a href="/big">b</a>'), "/big": big}
+    )
+    res = _cli(srv.url, tmp_path)
+    assert res.exit_code == 0, res.output
+    out = _one_line(res.stdout)
+    assert "fetched 1 pages" in out and "1 errors" in out
+    assert (
+        f"1 of them oversized (a response over the {BOUND:,}-byte bound, kept cut at it "
+        "in the WARC: WARC-Truncated: length)" in out
+    ), out
+    assert f"fetch error: {srv.url}big: ResponseTooLarge" in _one_line(res.stderr)
+    assert "no complete page" not in res.stderr
+
+
+def test_a_crawl_whose_every_response_was_oversized_kept_a_usable_warc_and_exits_0(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path, small_bound: None
+) -> None:
+    srv = serve({"/": big})
+    res = _cli(srv.url, tmp_path)
+    # records were written, and the pipeline reads them: the WARC is usable (as Heritrix and
+    # Common Crawl count a truncated capture); it said "nothing was fetched", exit status 1
+    assert res.exit_code == 0, res.output
+    assert "nothing was fetched" not in res.stderr
+    err = _one_line(res.stderr)
+    assert (
+        "no complete page was fetched: 1 response was cut short and kept in the WARC as it "
+        "came (1 over the size bound; WARC-Truncated records, readable and extracted)" in err
+    ), err
+    warc = next((tmp_path / "c").glob("*.warc.gz"))
+    assert [p.url for p in iter_html(warc)] == [srv.url]
+    res = _cli(srv.url, tmp_path, "--json")
+    assert res.exit_code == 0
+    import json
+
+    summary = json.loads(res.stdout)
+    assert summary["pages"] == 0 and summary["oversized"] == 1 and summary["errors"] == 1
+
+
+def test_nothing_fetched_and_nothing_kept_still_exits_1(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path, small_bound: None
+) -> None:
+    srv = serve({"/": lambda s, c: None})  # closes without answering
+    res = _cli(srv.url, tmp_path)
+    assert res.exit_code == 1, res.output
+    assert "nothing was fetched: 1 URL could not be fetched" in _one_line(res.stderr)
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+def test_a_response_cut_by_the_timeout_is_kept_as_truncated_time(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path
+) -> None:
+    srv = serve({"/": stall_after_part})
+    s = _crawl(srv, tmp_path, timeout_s=1.0)
+    # still a fetch error, no page; counted as timed out, not as oversized
+    assert (s["pages"], s["errors"], s["oversized"], s["timed_out"]) == (0, 1, 0, 1)
+    err = s["failed"][0]["error"]
+    assert err.startswith("TimeoutError: no complete response within 1.0 s"), err
+    assert "WARC-Truncated: time" in err
+    recs = _records(s)
+    assert [r.record_type for r in recs] == ["warcinfo", "request", "response"]
+    resp = recs[2]
+    assert resp.truncated == "time" and resp.headers["warc-truncated"] == "time"
+    assert resp.http_status == 200
+    assert resp.body == PAGE  # what came, as it came
+    assert resp.headers["warc-concurrent-to"] == recs[1].headers["warc-record-id"]
+    assert [p.url for p in iter_html(s["warc"])] == [srv.url]
+
+
+def test_a_timeout_before_any_byte_still_leaves_no_record(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path
+) -> None:
+    srv = serve({"/": lambda s, c: s.stop.wait(30)})
+    s = _crawl(srv, tmp_path, timeout_s=1.0)
+    assert (s["pages"], s["errors"], s["timed_out"]) == (0, 1, 0)
+    assert s["failed"][0]["error"] == "TimeoutError: no complete response within 1.0 s"
+    assert [r.record_type for r in _records(s)] == ["warcinfo"]
+
+
+def test_the_cli_says_the_timed_out_count(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = crawler.crawl
+
+    def crawl_fast_timeout(cfg: CrawlConfig) -> dict[str, Any]:
+        cfg.timeout_s = 1.0
+        return real(cfg)
+
+    monkeypatch.setattr(crawler, "crawl", crawl_fast_timeout)
+    srv = serve({"/": stall_after_part})
+    res = _cli(srv.url, tmp_path)
+    assert res.exit_code == 0, res.output
+    out = _one_line(res.stdout)
+    assert (
+        "1 of them timed out (a response cut off at the 1.0 s request timeout, kept as it "
+        "came in the WARC: WARC-Truncated: time)" in out
+    ), out
+    assert "(0 over the size bound" not in _one_line(res.stderr)
+    assert "1 cut off at the timeout" in _one_line(res.stderr)
