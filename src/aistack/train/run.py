@@ -915,9 +915,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     # else the smallest it allows (the shard headers give the real one: checked again below,
     # where local shards are only opened), so a huge seq_len, micro_batch_size or width is
     # refused at once
-    if cfg.vocab_size or any(_is_remote(d) for d in cfg.data):
+    def check_fits(gcfg: Any) -> None:
         _check_model_fits(
-            _gpt_config(cfg, cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1)),
+            gcfg,
             torch,
             use_cuda,
             device,
@@ -926,6 +926,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             ddp=world > 1,
             local_ranks=local_ranks,
         )
+
+    if cfg.vocab_size or any(_is_remote(d) for d in cfg.data):
+        check_fits(_gpt_config(cfg, cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1)))
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     _SIGNALS.clear()
@@ -945,16 +948,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     vocab = _check_tokens(cfg, loader)
     tok_digest = _check_tokenizer_pairing(cfg, loader)
     gcfg = _gpt_config(cfg, vocab)
-    _check_model_fits(
-        gcfg,
-        torch,
-        use_cuda,
-        device,
-        micro_batch_size=cfg.micro_batch_size,
-        bf16=bf16,
-        ddp=world > 1,
-        local_ranks=local_ranks,
-    )
+    check_fits(gcfg)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)
     np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1

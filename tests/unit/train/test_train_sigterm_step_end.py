@@ -8,38 +8,19 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from aistack.train.config import load_config
-from aistack.train.shards import write_token_shard
-
 torch = pytest.importorskip("torch")
+
+# the grace test's tiny config (its directory is on sys.path: pytest's prepend mode)
+from test_train_grace_warning import _cfg as grace_cfg  # noqa: E402
 
 from aistack.train import checkpoint as ckmod  # noqa: E402
 from aistack.train.run import train  # noqa: E402
 
 
-def _cfg(root: Path, **kw):
-    rng = np.random.default_rng(0)
-    docs = [(int(rng.integers(64)) + 3 * np.arange(40)) % 64 for _ in range(60)]
-    write_token_shard(root / "shards" / "a.tok", docs, 64)
-    base = dict(
-        data=[str(root / "shards")],
-        run_name="stepend",
-        seq_len=16,
-        n_layer=1,
-        n_head=2,
-        n_embd=16,
-        micro_batch_size=4,
-        max_steps=8,
-        checkpoint_every=2,
-        device="cpu",
-        mlflow=False,
-        checkpoint_url=str(root / "ckpt"),
-        metrics_file=str(root / "m.jsonl"),
-    )
-    return load_config(**(base | kw))
+def _cfg(root: Path, **kw):  # noqa: ANN202
+    return grace_cfg(root, **({"run_name": "stepend", "max_steps": 8, "checkpoint_every": 2} | kw))
 
 
 @pytest.mark.parametrize("grad_accum", [1, 3])
