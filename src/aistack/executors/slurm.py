@@ -106,414 +106,69 @@ is cancelled at once; a job already over is left as it ended.
 
 The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
 the aistack server, as Slurm users expect for ``--output``.
+
+The script is rendered in :mod:`aistack.executors.slurm_script`; the Slurm commands and the
+reading of their answers are in :mod:`aistack.executors.slurm_commands` (this module
+re-exports their public names).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import threading
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from aistack.compute.resources import GpuDevice, Node
-from aistack.errors import BackendError, ConnectionFailed, NotSupportedError, ValidationError
+from aistack.errors import BackendError, ValidationError
 from aistack.executors import rank_reaper
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest
+from aistack.executors.slurm_commands import (
+    REASONS,
+    STATE_MAP,
+    SlurmCommands,
+    _exit_code,
+    node_available,
+    parse_gres_gpus,
+    parse_kv,
+    readable_reason,
+)
+from aistack.executors.slurm_script import (
+    SbatchPlan,
+    _signal_name,
+    attempt_tag,
+    format_time_limit,
+    job_name,
+    master_port_for,
+    render_sbatch,
+)
+
+__all__ = [
+    "RANK_REAPER_FILE",
+    "REASONS",
+    "STATE_MAP",
+    "SbatchPlan",
+    "SlurmExecutor",
+    "attempt_tag",
+    "format_time_limit",
+    "job_name",
+    "master_port_for",
+    "node_available",
+    "parse_gres_gpus",
+    "parse_kv",
+    "readable_reason",
+    "render_sbatch",
+]
 
 log = logging.getLogger(__name__)
 
-_TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
-_HOST_TOKEN = "__AISTACK_HOST_{}__"
-_HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
 RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper
 
-# Slurm job state → aistack ExecState
-STATE_MAP: dict[str, str] = {
-    "PENDING": "starting",
-    "CONFIGURING": "starting",
-    "REQUEUED": "starting",
-    "REQUEUE_HOLD": "starting",
-    "REQUEUE_FED": "starting",
-    "RESV_DEL_HOLD": "starting",
-    "RUNNING": "running",
-    "COMPLETING": "running",
-    "SUSPENDED": "running",
-    "STOPPED": "running",
-    "RESIZING": "running",
-    "SIGNALING": "running",
-    "STAGE_OUT": "running",
-    "COMPLETED": "succeeded",
-    "FAILED": "failed",
-    "OUT_OF_MEMORY": "failed",
-    "SPECIAL_EXIT": "failed",
-    "CANCELLED": "cancelled",
-    "REVOKED": "cancelled",
-    "TIMEOUT": "timeout",
-    "DEADLINE": "timeout",
-    "NODE_FAIL": "lost",
-    "BOOT_FAIL": "lost",
-    "PREEMPTED": "lost",
-}
 
-# Slurm pending/ending reasons → readable text (squeue's %r / scontrol's Reason=)
-REASONS: dict[str, str] = {
-    "None": "",
-    "Resources": "waiting for resources: the requested nodes, GPUs, CPUs or memory are busy",
-    "Priority": "higher-priority jobs are ahead of it in the Slurm queue",
-    "Dependency": "waiting for a job it depends on",
-    "DependencyNeverSatisfied": "a job it depends on failed, so it can never start",
-    "BeginTime": "its start time has not been reached",
-    "JobHeldUser": "held by its user (scontrol release to let it run)",
-    "JobHeldAdmin": "held by a Slurm administrator",
-    "ReqNodeNotAvail": "a requested node is down, drained or reserved",
-    "NodeDown": "a node it needs is down",
-    "PartitionDown": "its partition is down",
-    "PartitionInactive": "its partition is inactive",
-    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
-    "PartitionTimeLimit": "its time limit (max_runtime) is longer than the partition allows",
-    "PartitionConfig": "the request does not fit the partition's configuration",
-    "Reservation": "waiting for its advanced reservation",
-    "Licenses": "waiting for licenses",
-    "BadConstraints": "its constraints cannot be satisfied by any node",
-    "InvalidAccount": "the Slurm account is invalid",
-    "InvalidQOS": "the Slurm QOS is invalid",
-    "QOSMaxGRESPerUser": "the user's GPU limit in the Slurm QOS is reached",
-    "QOSMaxGRESPerJob": "it asks for more GPUs than the Slurm QOS allows per job",
-    "QOSMaxCpuPerUserLimit": "the user's CPU limit in the Slurm QOS is reached",
-    "QOSMaxJobsPerUserLimit": "the user's running-job limit in the Slurm QOS is reached",
-    "QOSGrpGRES": "the group's GPU limit in the Slurm QOS is reached",
-    "AssocGrpGRES": "the account's GPU limit is reached",
-    "AssocGrpCpuLimit": "the account's CPU limit is reached",
-    "AssocMaxJobsLimit": "the account's running-job limit is reached",
-    "AssocGrpGRESMinutes": "the account's GPU-minutes budget is used up",
-    "launch failed requeued held": "the launch failed on a node; Slurm requeued and held it",
-    "NonZeroExitCode": "the command exited with a non-zero code",
-    "RaisedSignal": "the command was killed by a signal",
-    "TimeLimit": "it ran past its time limit (max_runtime)",
-    "NodeFail": "a node of the job failed",
-    "OutOfMemory": "it ran out of memory (raise memory in the job spec)",
-    "Prolog": "the Slurm prolog is running",
-    "Cleaning": "Slurm is cleaning up after a previous job",
-}
-
-
-def readable_reason(reason: str | None) -> str | None:
-    """'Resources' → 'waiting for resources: …'; unknown reasons are returned as they are."""
-    if not reason or reason in ("None", "(null)"):
-        return None
-    key = reason.strip("()")
-    return REASONS.get(key) or key
-
-
-def format_time_limit(seconds: float) -> str:
-    """Seconds → Slurm's ``D-HH:MM:SS`` (rounded up to whole seconds, at least 1 minute)."""
-    if seconds <= 0:
-        raise ValidationError(
-            f"max_runtime: must be positive, got {seconds!r} s", hint="e.g. max_runtime: 2h"
-        )
-    s = max(60, int(-(-seconds // 1)))
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    body = f"{hours:02d}:{minutes:02d}:{s:02d}"
-    return f"{days}-{body}" if days else body
-
-
-def master_port_for(job_id: str, attempt: int) -> int:
-    """A stable port in 20000-39999 per job attempt (rendered scripts are reproducible)."""
-    return 20000 + zlib.crc32(f"{job_id}:{attempt}".encode()) % 20000
-
-
-def _quote(value: str) -> str:
-    """Shell-quote a value; host placeholders become ``${AISTACK_HOST_i}`` expansions."""
-    parts: list[str] = []
-    pos = 0
-    for m in _HOST_RE.finditer(value):
-        if m.start() > pos:
-            parts.append(shlex.quote(value[pos : m.start()]))
-        parts.append(f'"${{AISTACK_HOST_{m.group(1)}}}"')
-        pos = m.end()
-    if pos < len(value) or not parts:
-        parts.append(shlex.quote(value[pos:]))
-    return "".join(parts)
-
-
-def _signal_name(name: str) -> str:
-    """'SIGTERM' → 'TERM' (for ``kill -s``), or a ValidationError for no such signal."""
-    import signal
-
-    bare = name.upper().removeprefix("SIG")
-    if bare not in {s.name.removeprefix("SIG") for s in signal.Signals}:
-        raise ValidationError(
-            f"stop_signal: {name!r} is not a signal", hint="e.g. stop_signal: SIGTERM"
-        )
-    return bare
-
-
-def _grace_s(env: dict[str, str]) -> float:
-    """The grace period between the stop signal and SIGKILL, as the local executor reads it
-    (``AISTACK_GRACE_S`` in the job's environment, which the server sets; 10 s without)."""
-    raw = env.get("AISTACK_GRACE_S", "10")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ValidationError(
-            f"env: AISTACK_GRACE_S={raw!r} is not a number of seconds",
-            hint="e.g. AISTACK_GRACE_S=10, or leave it to the server",
-        )
-    return max(0.0, value)
-
-
-def _one_line(text: str) -> str:
-    """``text`` for a comment line of the script: a line break (or another control
-    character) in it would end the comment and make the rest a command."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
-def _command_var(env: dict[str, str]) -> str:
-    """The variable that carries the job's command to the tasks: ``AISTACK_COMMAND``, or a
-    name the job's env does not use (the job's own ``AISTACK_COMMAND`` reaches it as given)."""
-    name = "AISTACK_COMMAND"
-    while name in env:
-        name += "_"
-    return name
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "job"
-
-
-def attempt_tag(job_dir: Path) -> str:
-    """A tag unique to the attempt's folder, which ends the Slurm job's name: ``handle_in``
-    finds the job by it when the server stopped before ``launch`` wrote ``slurm_job_id``."""
-    return hashlib.sha256(str(job_dir).encode()).hexdigest()[:16]
-
-
-def job_name(req: LaunchRequest) -> str:
-    """The Slurm job name: readable (``aistack-<name>``) and ending with the attempt's tag."""
-    return f"{_safe_name(f'aistack-{req.name or req.job_id}')}-{attempt_tag(req.job_dir)}"
-
-
-def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
-    """``value`` for an ``#SBATCH --option=VALUE`` line. sbatch reads such a line like a shell
-    word without expansions (src/sbatch/opt.c, ``_get_argument``): a backslash makes the next
-    character literal, quotes group, an unquoted ``#`` starts a comment. So each of those
-    characters (and whitespace) is backslash-escaped. ``pattern``: a filename pattern
-    (``--output``), where ``%`` starts a replacement symbol (``%j``), so ``%`` is written
-    ``%%``; and a backslash anywhere in it turns all replacement off, so none is taken.
-    A line break or another control character cannot be carried: a ValidationError."""
-    bad = next((c for c in value if not c.isprintable() and c not in " \t"), None)
-    if bad is not None or (pattern and "\\" in value):
-        why = f"the control character {bad!r}" if bad is not None else "a backslash"
-        raise ValidationError(
-            f"{what}: {value!r} contains {why}, which Slurm's #SBATCH lines cannot carry",
-            hint=f"use a {what} without it",
-        )
-    if pattern:
-        value = value.replace("%", "%%")
-    return re.sub(r"([\s\"'\\#])", r"\\\1", value)
-
-
-@dataclass(kw_only=True)
-class SbatchPlan:
-    """What ``render_sbatch`` decided, for logs and tests."""
-
-    script: str
-    nodes: int
-    procs_per_node: int
-    world_size: int
-    cpus_per_task: int
-    gpus_per_node: int
-    memory_mb: int
-    master_port: int
-
-
-def render_sbatch(
-    req: LaunchRequest,
-    *,
-    partition: str | None = None,
-    account: str | None = None,
-    pin_nodes: bool = True,
-    extra_args: tuple[str, ...] = (),
-) -> SbatchPlan:
-    """The sbatch script for one job attempt (pure: no Slurm needed)."""
-    import jinja2
-
-    allocs = list(req.allocation.nodes.items())
-    nodes = max(1, len(allocs))
-    gpus = max((len(a.gpus) for _, a in allocs), default=0)
-    cpus = max((len(a.cpus) for _, a in allocs), default=0) or 1
-    memory_mb = max((a.memory_mb for _, a in allocs), default=0)
-    if req.procs_per_node is not None and req.procs_per_node < 1:
-        raise ValidationError(
-            f"procs_per_node: must be at least 1, got {req.procs_per_node}",
-            hint="omit it for one process per GPU (or one per node without GPUs)",
-        )
-    ppn = req.procs_per_node or (gpus if req.distributed and gpus else 1)
-    world = nodes * ppn
-    cpus_per_task = max(1, cpus // ppn)
-    for key in req.env:
-        if not _ENV_KEY.match(key):
-            raise ValidationError(
-                f"env: {key!r} is not a valid environment variable name",
-                hint="use letters, digits and underscores, not starting with a digit",
-            )
-    if not req.command or not req.command.strip():
-        raise ValidationError("command: empty command", hint="e.g. command: python train.py")
-    for what, value in (("job directory", str(req.job_dir)), ("workdir", req.workdir or "")):
-        if re.search(r"\s", value):
-            raise ValidationError(
-                f"{what}: {value!r} contains whitespace, which #SBATCH lines cannot carry",
-                hint="use a path without spaces",
-            )
-    workdir = req.workdir or str(req.job_dir)
-    output_arg = _sbatch_value("job directory", str(req.log_path), pattern=True)
-    chdir_arg = _sbatch_value("workdir", workdir)
-    port = master_port_for(req.job_id, req.attempt)
-    stop_signal = _signal_name(req.stop_signal)
-    grace_s = _grace_s(req.env)
-
-    common: list[tuple[str, str]] = []
-    per_rank: list[tuple[int, list[tuple[str, str]]]] = []
-    if req.distributed:
-        from aistack.launch import build_rank_envs
-        from aistack.launch.env import job_base_env
-
-        hosts = [_HOST_TOKEN.format(i) for i in range(nodes)]
-        ranks = build_rank_envs(
-            req.distributed,
-            hosts,
-            ppn,
-            port,
-            req.job_id,
-            # a user's OMP_NUM_THREADS stays the job's, as under the local executor
-            base_env=job_base_env(req.env),
-            threads_per_proc=cpus_per_task,
-        )
-        keys = sorted({k for r in ranks for k in r.env})
-        shared = {k for k in keys if len({r.env.get(k) for r in ranks}) == 1 and k in ranks[0].env}
-        common = [(k, _quote(ranks[0].env[k])) for k in keys if k in shared]
-        for r in ranks:
-            per_rank.append(
-                (r.rank, [(k, _quote(v)) for k, v in sorted(r.env.items()) if k not in shared])
-            )
-    else:
-        common = [
-            ("AISTACK_JOB_ID", shlex.quote(req.job_id)),
-            ("AISTACK_RANK", '"$1"'),
-            ("AISTACK_WORLD_SIZE", str(world)),
-        ]
-    nodelist = ",".join(n for n, _ in allocs) if pin_nodes and allocs else None
-    # the job's env reaches the command only, through `env` (the template): not the variables
-    # that the script sets for the command itself, which win over the job's as they did when
-    # the script exported the job's env first (the rank environment, the job directory...)
-    owned = {"AISTACK_JOB_DIR", "AISTACK_RANK_TAG", "AISTACK_SUBREAPER"}
-    owned.update(k for k, _ in common)
-    owned.update(k for _, items in per_rank for k, _ in items)
-    owned.update(f"AISTACK_HOST_{i}" for i in range(nodes))
-    user_env = [(k, shlex.quote(v)) for k, v in sorted(req.env.items()) if k not in owned]
-    tmpl = jinja2.Template(
-        _TEMPLATE.read_text(), trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True
-    )
-    script = tmpl.render(
-        job_id_line=_one_line(req.job_id),
-        job_id_q=shlex.quote(req.job_id),
-        attempt=int(req.attempt),
-        job_name=job_name(req),
-        nodes=nodes,
-        procs_per_node=ppn,
-        world_size=world,
-        cpus_per_task=cpus_per_task,
-        memory_mb=memory_mb,
-        gpus_per_node=gpus,
-        time_limit=format_time_limit(req.max_runtime_s) if req.max_runtime_s else None,
-        max_runtime=f"{float(req.max_runtime_s):g}" if req.max_runtime_s else None,
-        max_runtime_ms=math.ceil(float(req.max_runtime_s or 0) * 1000),
-        stop_signal=stop_signal,
-        grace_s=f"{grace_s:g}",
-        grace_ms=math.ceil(grace_s * 1000),
-        partition=_sbatch_value("partition", partition) if partition else None,
-        account=_sbatch_value("account", account) if account else None,
-        nodelist=nodelist,
-        output_arg=output_arg,
-        chdir_arg=chdir_arg,
-        workdir_q=shlex.quote(workdir),
-        extra_args=list(extra_args),
-        job_dir_q=shlex.quote(str(req.job_dir)),
-        user_env=user_env,
-        user_env_names=shlex.quote(" ".join(k for k, _ in user_env)),
-        command_q=shlex.quote(req.command),
-        command_var=_command_var(req.env),
-        distributed=req.distributed,
-        common_env=common,
-        rank_env=per_rank,
-    )
-    return SbatchPlan(
-        script=script,
-        nodes=nodes,
-        procs_per_node=ppn,
-        world_size=world,
-        cpus_per_task=cpus_per_task,
-        gpus_per_node=gpus,
-        memory_mb=memory_mb,
-        master_port=port,
-    )
-
-
-_UNAVAILABLE = (
-    "DOWN",
-    "DRAIN",
-    "FAIL",
-    "NOT_RESPONDING",
-    "FUTURE",
-    "POWERED_DOWN",
-    "POWER_DOWN",
-    "MAINT",
-    "REBOOT",
-)
-
-
-def node_available(state: str) -> bool:
-    """Whether a node in this Slurm state (``IDLE``, ``MIXED+DRAIN``, ``DOWN*``…) takes jobs."""
-    flags = state.upper().replace("*", "+NOT_RESPONDING").split("+")
-    return bool(state) and not any(f.startswith(_UNAVAILABLE) for f in flags)
-
-
-def parse_kv(line: str) -> dict[str, str]:
-    """``scontrol show -o`` output (``Key=Value Key=Value …``) → dict."""
-    return {m.group(1): m.group(2) for m in _KV.finditer(line)}
-
-
-def parse_gres_gpus(gres: str) -> tuple[int, str | None]:
-    """'gpu:a100:4(S:0-1),shard:8' → (4, 'a100'); '(null)' → (0, None)."""
-    total, gtype = 0, None
-    for item in (gres or "").split(","):
-        item = re.sub(r"\(.*?\)", "", item.strip())
-        parts = item.split(":")
-        if not parts or parts[0] != "gpu":
-            continue
-        if len(parts) == 2 and parts[1].isdigit():
-            total += int(parts[1])
-        elif len(parts) >= 3 and parts[-1].isdigit():
-            total += int(parts[-1])
-            gtype = gtype or parts[1]
-    return total, gtype
-
-
-class SlurmExecutor(Executor):
+class SlurmExecutor(SlurmCommands, Executor):
     """Run aistack jobs as Slurm batch jobs (see the module docstring)."""
 
     name = "slurm"
@@ -537,45 +192,6 @@ class SlurmExecutor(Executor):
         self.extra_sbatch_args = tuple(extra_sbatch_args)
         self.command_timeout_s = command_timeout_s
         self._timers: list[threading.Timer] = []
-
-    # -- Slurm commands --------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
-        keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "SLURM_CONF")
-        env = {k: os.environ[k] for k in keep if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        if self.slurm_conf:
-            env["SLURM_CONF"] = self.slurm_conf
-        return env
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        exe = shutil.which(args[0], path=self._env()["PATH"])
-        if exe is None:
-            raise NotSupportedError(
-                f"the Slurm command {args[0]!r} is not installed on this machine",
-                hint="install the Slurm client (apt-get install slurm-client) or use AISTACK_EXECUTOR=local",
-            )
-        try:
-            res = subprocess.run(
-                [exe, *args[1:]],
-                capture_output=True,
-                text=True,
-                timeout=self.command_timeout_s,
-                env=self._env(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ConnectionFailed(
-                f"{args[0]} did not answer within {self.command_timeout_s:.0f} s"
-            ) from exc
-        if check and res.returncode != 0:
-            msg = (res.stderr or res.stdout).strip()
-            if "Unable to contact slurm controller" in msg or "Connection refused" in msg:
-                raise ConnectionFailed(
-                    f"cannot reach slurmctld: {msg}",
-                    hint="check SLURM_CONF and that slurmctld runs",
-                )
-            raise BackendError(f"{' '.join(args[:2])} failed: {msg}")
-        return res
 
     # -- contract ---------------------------------------------------------------------------
     def inventory(self) -> list[Node]:
@@ -658,36 +274,6 @@ class SlurmExecutor(Executor):
         found = self._job_named_for(job_dir)
         return f"slurm:{found}:{job_dir}" if found else None
 
-    def _job_named_for(self, job_dir: Path) -> str | None:
-        """The id of the newest Slurm job submitted with the script in ``job_dir`` (found by
-        its job name), or None; ConnectionFailed/BackendError when Slurm cannot be asked."""
-        script = job_dir / "job.sbatch"
-        try:
-            text = script.read_text(errors="replace")
-            submitted = script.stat().st_mtime
-        except OSError:
-            return None  # never launched here
-        m = re.search(r"^#SBATCH --job-name=(\S+)$", text, re.M)
-        if not m or not m.group(1).endswith("-" + attempt_tag(job_dir)):
-            return None  # a script of an older aistack: its job name is not the attempt's
-        name = m.group(1)
-        res = self._run(
-            "squeue", "--noheader", "--me", "--states=all", f"--name={name}", "-o", "%i"
-        )
-        ids = [int(x) for x in res.stdout.split() if x.isdigit()]
-        if not ids and shutil.which("sacct", path=self._env()["PATH"]):
-            # ended and forgotten by slurmctld (MinJobAge): accounting still knows it; sacct
-            # without -S lists only today's jobs, so from the script's time (a day's slack)
-            import datetime
-
-            since = datetime.datetime.fromtimestamp(submitted - 86400).strftime("%Y-%m-%dT%H:%M:%S")
-            res = self._run(
-                "sacct", "-n", "-X", "-P", "-S", since, f"--name={name}", "-o", "JobID", check=False
-            )
-            if res.returncode == 0:
-                ids = [int(x) for x in res.stdout.split() if x.isdigit()]
-        return str(max(ids)) if ids else None
-
     @staticmethod
     def parse_handle(handle: str) -> tuple[str, Path]:
         kind, _, rest = handle.partition(":")
@@ -697,28 +283,6 @@ class SlurmExecutor(Executor):
                 f"not a Slurm executor handle: {handle!r}", hint="expected slurm:<jobid>:<job_dir>"
             )
         return job_id, Path(job_dir)
-
-    def job_info(self, job_id: str) -> dict[str, str] | None:
-        """``scontrol show job`` as a dict, or None when Slurm no longer knows the job."""
-        res = self._run("scontrol", "show", "job", "-o", job_id, check=False)
-        if res.returncode != 0:
-            if "Invalid job id" in res.stderr:
-                return None
-            raise BackendError(f"scontrol show job {job_id} failed: {res.stderr.strip()}")
-        lines = [line for line in res.stdout.splitlines() if line.strip()]
-        return parse_kv(lines[0]) if lines else None
-
-    def _sacct(self, job_id: str) -> dict[str, str] | None:
-        res = self._run(
-            "sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State,ExitCode,Reason", check=False
-        )
-        line = (
-            res.stdout.strip().splitlines()[0] if res.returncode == 0 and res.stdout.strip() else ""
-        )
-        if not line:
-            return None
-        state, code, *rest = line.split("|") + ["", ""]
-        return {"JobState": state.split()[0], "ExitCode": code, "Reason": rest[0] if rest else ""}
 
     def poll(self, handle: str) -> ExecStatus:
         job_id, job_dir = self.parse_handle(handle)
@@ -838,18 +402,6 @@ class SlurmExecutor(Executor):
         for t in self._timers:
             t.cancel()
         self._timers.clear()
-
-
-def _exit_code(value: str | None) -> int | None:
-    """Slurm's ``ExitCode=rc:signal`` → a shell-style code (128 + signal when killed)."""
-    if not value:
-        return None
-    rc, _, sig = value.partition(":")
-    try:
-        rc_i, sig_i = int(rc), int(sig or 0)
-    except ValueError:
-        return None
-    return 128 + sig_i if sig_i else rc_i
 
 
 def _stop_signal(job_dir: Path) -> str:
