@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from slurm_fakes import fake_slurm_bin
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
@@ -122,29 +122,6 @@ def test_local_job_sees_its_env_values_exactly(tmp_path: Path, distributed: str 
 
 
 # -- Slurm ------------------------------------------------------------------------------------
-def _fake_slurm(tmp_path: Path) -> Path:
-    """srun/scontrol stand-ins: srun runs its tasks here, one after the other."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(
-        "#!/bin/bash\n# scontrol show hostnames LIST\necho \"$3\" | tr ',' '\\n'\n"
-    )
-    (bin_dir / "srun").write_text(
-        "#!/bin/bash\n"
-        'for a in "$@"; do case $a in --nodes=*) N=${a#*=};; --ntasks-per-node=*) P=${a#*=};; '
-        "esac; done\n"
-        "while [[ $1 == --* ]]; do shift; done\n"
-        "rc=0\n"
-        "for ((n = 0; n < N; n++)); do for ((l = 0; l < P; l++)); do\n"
-        '  SLURM_NODEID=$n SLURM_LOCALID=$l SLURM_PROCID=$((n * P + l)) "$@" || rc=$?\n'
-        "done; done\n"
-        "exit $rc\n"
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(f.stat().st_mode | stat.S_IEXEC)
-    return bin_dir
-
-
 def _run_sbatch(tmp_path: Path, req: LaunchRequest, nodelist: str) -> str:
     from aistack.executors.slurm import render_sbatch
 
@@ -155,7 +132,7 @@ def _run_sbatch(tmp_path: Path, req: LaunchRequest, nodelist: str) -> str:
     syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
     env = {
-        "PATH": f"{_fake_slurm(tmp_path)}:{os.environ['PATH']}",
+        "PATH": f"{fake_slurm_bin(tmp_path)}:{os.environ['PATH']}",
         "HOME": "/home/someone",
         "SLURM_JOB_NODELIST": nodelist,
     }

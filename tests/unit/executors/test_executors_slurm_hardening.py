@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from slurm_fakes import fake_slurm_bin
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
@@ -31,29 +31,6 @@ def _req(tmp_path: Path, **kw: object) -> LaunchRequest:
     )
     base.update(kw)
     return LaunchRequest(**base)  # type: ignore[arg-type]
-
-
-def _fake_slurm(tmp_path: Path) -> Path:
-    """srun/scontrol stand-ins: srun runs its tasks here, one after the other."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(
-        "#!/bin/bash\n# scontrol show hostnames LIST\necho \"$3\" | tr ',' '\\n'\n"
-    )
-    (bin_dir / "srun").write_text(
-        "#!/bin/bash\n"
-        'for a in "$@"; do case $a in --nodes=*) N=${a#*=};; --ntasks-per-node=*) P=${a#*=};; '
-        "esac; done\n"
-        "while [[ $1 == --* ]]; do shift; done\n"
-        "rc=0\n"
-        "for ((n = 0; n < N; n++)); do for ((l = 0; l < P; l++)); do\n"
-        '  SLURM_NODEID=$n SLURM_LOCALID=$l SLURM_PROCID=$((n * P + l)) "$@" || rc=$?\n'
-        "done; done\n"
-        "exit $rc\n"
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(f.stat().st_mode | stat.S_IEXEC)
-    return bin_dir
 
 
 # -- 1. the job's env reaches the command, not the script ------------------------------------
@@ -111,7 +88,7 @@ def test_the_jobs_env_cannot_break_or_redirect_the_batch_script(
         text=True,
         timeout=120,
         env={
-            "PATH": f"{_fake_slurm(tmp_path)}:{os.environ['PATH']}",
+            "PATH": f"{fake_slurm_bin(tmp_path)}:{os.environ['PATH']}",
             "HOME": "/home/someone",
             "SLURM_JOB_NODELIST": "n1",
         },

@@ -5,7 +5,6 @@ commands. Regenerate the golden files with ``AISTACK_UPDATE_GOLDEN=1``."""
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from slurm_fakes import fake_slurm_bin
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
@@ -108,29 +108,6 @@ def test_plan_numbers() -> None:
     assert render_sbatch(req).master_port == plan.master_port
 
 
-def _fake_slurm_bin(tmp_path: Path) -> Path:
-    """srun/scontrol stand-ins that run the tasks locally, to execute a rendered script."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(
-        "#!/bin/bash\n# scontrol show hostnames LIST\necho \"$3\" | tr ',' '\\n'\n"
-    )
-    (bin_dir / "srun").write_text(
-        "#!/bin/bash\n"
-        "# fake srun: parse --nodes/--ntasks-per-node, run each task locally in order\n"
-        'for a in "$@"; do case $a in --nodes=*) N=${a#*=};; --ntasks-per-node=*) P=${a#*=};; esac; done\n'
-        "while [[ $1 == --* ]]; do shift; done\n"
-        "rc=0\n"
-        "for ((n = 0; n < N; n++)); do for ((l = 0; l < P; l++)); do\n"
-        '  SLURM_NODEID=$n SLURM_LOCALID=$l SLURM_PROCID=$((n * P + l)) "$@" || rc=$?\n'
-        "done; done\n"
-        "exit $rc\n"
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(f.stat().st_mode | stat.S_IEXEC)
-    return bin_dir
-
-
 def test_rendered_script_gives_each_rank_its_env(tmp_path: Path) -> None:
     req = _req(
         command=f"{sys.executable} -c \"import os; print('R', os.environ['RANK'], os.environ['LOCAL_RANK'], os.environ['MASTER_ADDR'], os.environ['WORLD_SIZE'], os.environ['MSG'])\"",
@@ -146,7 +123,7 @@ def test_rendered_script_gives_each_rank_its_env(tmp_path: Path) -> None:
     )
     req.job_dir.mkdir()
     script = render_sbatch(req).script
-    bin_dir = _fake_slurm_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -169,7 +146,7 @@ def test_rendered_script_gives_each_rank_its_env(tmp_path: Path) -> None:
 def test_rendered_script_records_failure(tmp_path: Path) -> None:
     req = _req(command="exit 7", job_dir=tmp_path / "job")
     req.job_dir.mkdir()
-    bin_dir = _fake_slurm_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
     res = subprocess.run(
         ["bash", "-c", render_sbatch(req).script], capture_output=True, text=True, env=env
@@ -193,7 +170,7 @@ def test_rendered_script_records_the_first_failing_rank(tmp_path: Path) -> None:
         distributed="torch",
     )
     req.job_dir.mkdir()
-    bin_dir = _fake_slurm_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -277,7 +254,7 @@ def test_poll_words_signals_and_one_task_jobs(tmp_path: Path) -> None:
 def _run_script(req: LaunchRequest, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Run the rendered sbatch script with bash, fake Slurm commands on PATH."""
     req.job_dir.mkdir()
-    bin_dir = _fake_slurm_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "h"}
     return subprocess.run(
         ["bash", "-c", render_sbatch(req).script],
@@ -482,7 +459,7 @@ def test_tensorflow_worker_list_is_filled_from_the_nodelist(tmp_path: Path) -> N
     req.job_dir.mkdir()
     plan = render_sbatch(req)
     assert "__AISTACK_HOST_" not in plan.script.replace('"${AISTACK_HOST_', "")
-    bin_dir = _fake_slurm_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
