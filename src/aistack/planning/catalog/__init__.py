@@ -23,13 +23,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.errors import NotFoundError, ValidationError
+from aistack.planning import limits
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +48,71 @@ STALE_AFTER_DAYS = 365
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` (or `.nan`) in a file priced owning at $inf and the hybrid at
+    # NaN; it is "Input should be a finite number" naming the file and the field
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _not_bool(v: Any) -> Any:
+    # YAML reads `true`/`false` (and yes/no/on/off in YAML 1.1) as booleans, which pydantic
+    # took as 1 and 0: `price_usd: true` priced a server at $1
+    if isinstance(v, bool):
+        raise ValueError(f"a boolean ({str(v).lower()}) is not a number: give a number")
+    return v
+
+
+def _not_blank(v: str) -> str:
+    # every figure has a source (DESIGN.md): `source: ""` passed as one; an empty name could
+    # not be asked for
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+def _at_most(high: float, why: str) -> AfterValidator:
+    def check(v: float) -> float:
+        if v > high:
+            raise ValueError(
+                f"must be at most {limits.number(high)}, got {limits.number(v)} ({why})"
+            )
+        return v
+
+    return AfterValidator(check)
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
+# far past any real figure, so that a slip (a price in cents typed as dollars x 1e9, 1e308) is an
+# error and no product of catalog figures overflows to inf
+_GPUS_MAX = _at_most(limits.MAX_GPUS, "the largest clusters hold about 200,000 GPUs")
+_USD_PER_HOUR_MAX = _at_most(limits.MAX_USD_PER_HOUR, "8-GPU instances cost up to about $100/h")
+_SERVER_USD_MAX = _at_most(limits.MAX_SERVER_USD, "a GB200 NVL72 rack costs about $4e6")
+_SERVER_KW_MAX = _at_most(10_000.0, "a whole GB200 NVL72 rack draws about 130 kW")
 
 
 class Efficiency(_Model):
-    generation: str
-    mfu: float = Field(gt=0, le=1)
-    goodput: float = Field(gt=0, le=1)
-    source: str
+    generation: Text
+    mfu: Number = Field(gt=0, le=1)
+    goodput: Number = Field(gt=0, le=1)
+    source: Text
     as_of: dt.date
 
 
 class Accelerator(_Model):
-    name: str
-    aliases: list[str] = Field(default_factory=list)
+    name: Text
+    aliases: list[Text] = Field(default_factory=list)
     vendor: str
-    generation: str
-    bf16_tflops: float = Field(gt=0)
-    fp8_tflops: float | None = Field(default=None, gt=0)
-    memory_gb: float = Field(gt=0)
-    memory_bw_tbs: float = Field(gt=0)
-    tdp_w: float = Field(gt=0)
+    generation: Text
+    bf16_tflops: Number = Field(gt=0)
+    fp8_tflops: Number | None = Field(default=None, gt=0)
+    memory_gb: Number = Field(gt=0)
+    memory_bw_tbs: Number = Field(gt=0)
+    tdp_w: Number = Field(gt=0)
     interconnect: str
-    nvlink_gbs: float = Field(gt=0, description="intra-node GB/s per GPU per direction")
-    network_gbs: float = Field(gt=0, description="inter-node GB/s per GPU per direction")
-    source: str
+    nvlink_gbs: Number = Field(gt=0, description="intra-node GB/s per GPU per direction")
+    network_gbs: Number = Field(gt=0, description="inter-node GB/s per GPU per direction")
+    source: Text
     as_of: dt.date
 
     def peak_tflops(self, precision: str) -> float:
@@ -86,18 +135,18 @@ class Accelerator(_Model):
 
 
 class Price(_Model):
-    usd_per_hour: float = Field(gt=0)
-    source: str
+    usd_per_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
+    source: Text
     as_of: dt.date
 
 
 class Instance(_Model):
-    name: str
-    provider: str
-    accelerator: str
-    gpus: int = Field(gt=0)
-    vcpus: int = Field(gt=0)
-    memory_gb: float = Field(gt=0)
+    name: Text
+    provider: Text
+    accelerator: Text
+    gpus: Annotated[Count, _GPUS_MAX] = Field(gt=0)
+    vcpus: Count = Field(gt=0)
+    memory_gb: Number = Field(gt=0)
     region: str = ""
     prices: dict[PriceTier, Price] = Field(default_factory=dict)
 
@@ -117,29 +166,75 @@ class Instance(_Model):
 
 
 class CpuPrice(_Model):
-    provider: str
-    usd_per_vcpu_hour: float = Field(gt=0)
-    source: str
+    provider: Text
+    usd_per_vcpu_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
+    source: Text
     as_of: dt.date
 
 
 class Server(_Model):
-    name: str
-    accelerator: str
-    gpus: int = Field(gt=0)
-    price_usd: float = Field(gt=0)
-    power_kw: float = Field(gt=0)
-    source: str
+    name: Text
+    accelerator: Text
+    gpus: Annotated[Count, _GPUS_MAX] = Field(gt=0)
+    price_usd: Annotated[Number, _SERVER_USD_MAX] = Field(gt=0)
+    power_kw: Annotated[Number, _SERVER_KW_MAX] = Field(gt=0)
+    source: Text
     as_of: dt.date
 
 
 class Figure(_Model):
-    value: float = Field(ge=0)
-    source: str
+    value: Number = Field(ge=0)
+    source: Text
     as_of: dt.date
 
 
 MAX_DEPRECIATION_YEARS = 100  # as the TCO horizon (tco.MAX_HORIZON_MONTHS = 1200 months)
+
+# The most each on-premises figure can be, with why: far past every real site, so that a slip (a
+# percent typed as a fraction, cents typed as dollars) is an error, not a TCO that favours the
+# cloud by 20x. (pue's least, depreciation_years and idle_power_fraction: in _check_onprem.)
+_ONPREM_MAX: dict[str, tuple[float, str]] = {
+    "pue": (5.0, "facility power / IT power: new GPU halls run at 1.1 to 1.4, old rooms at 2.5"),
+    "electricity_usd_per_kwh": (
+        5.0,
+        "USD per kWh: industrial prices are $0.03 to $0.40; 8.3 cents is 0.083",
+    ),
+    "colocation_usd_per_kw_month": (10_000.0, "USD per kW-month: rents are $100 to $300"),
+    "network_usd_per_node": (limits.MAX_SERVER_USD, "USD per node"),
+    "storage_usd_per_node": (limits.MAX_SERVER_USD, "USD per node"),
+    "staff_usd_per_node_year": (10_000_000.0, "USD per node-year: $1,000 to $50,000 is usual"),
+    "cost_of_capital": (1.0, "a fraction per year: 8 % a year is 0.08, not 8"),
+}
+
+
+def _check_onprem(name: str, v: Figure | None) -> Figure | None:
+    """The bounds of one on-premises figure (in a user file as in the merged inputs)."""
+    if v is None:
+        return v
+    if name == "pue" and v.value < 1:
+        raise ValueError("pue must be >= 1.0 (facility power / IT power)")
+    if name == "depreciation_years":
+        # break-even is looked for month by month over the server life: 1e9 years never
+        # finished (and .inf was an OverflowError in round)
+        if not v.value <= MAX_DEPRECIATION_YEARS:
+            raise ValueError(
+                f"depreciation_years must be at most {MAX_DEPRECIATION_YEARS} years, got "
+                f"{v.value:g} (servers are written off in 3 to 5 years)"
+            )
+        # costs are by month: a life under half a month rounded to 0 months (ZeroDivisionError)
+        if round(v.value * 12) < 1:
+            raise ValueError("depreciation_years must be at least one month (0.083 years)")
+    if name == "idle_power_fraction" and v.value > 1:
+        raise ValueError(
+            "idle_power_fraction must be in [0, 1] (idle draw / maximum draw: 30 % is 0.3)"
+        )
+    high = _ONPREM_MAX.get(name)
+    if high is not None and v.value > high[0]:
+        raise ValueError(
+            f"{name} must be at most {limits.number(high[0])}, got {limits.number(v.value)} "
+            f"({high[1]})"
+        )
+    return v
 
 
 class OnPremInputs(_Model):
@@ -153,38 +248,16 @@ class OnPremInputs(_Model):
     cost_of_capital: Figure
     idle_power_fraction: Figure
 
-    @field_validator("pue")
+    @field_validator("*")
     @classmethod
-    def _pue_at_least_one(cls, v: Figure) -> Figure:
-        if v.value < 1:
-            raise ValueError("pue must be >= 1.0 (facility power / IT power)")
-        return v
-
-    @field_validator("depreciation_years")
-    @classmethod
-    def _dep_positive(cls, v: Figure) -> Figure:
-        # break-even is looked for month by month over the server life: 1e9 years never
-        # finished (and .inf was an OverflowError in round)
-        if not v.value <= MAX_DEPRECIATION_YEARS:
-            raise ValueError(
-                f"depreciation_years must be at most {MAX_DEPRECIATION_YEARS} years, got "
-                f"{v.value:g} (servers are written off in 3 to 5 years)"
-            )
-        # costs are by month: a life under half a month rounded to 0 months (ZeroDivisionError)
-        if round(v.value * 12) < 1:
-            raise ValueError("depreciation_years must be at least one month (0.083 years)")
-        return v
-
-    @field_validator("idle_power_fraction")
-    @classmethod
-    def _idle_fraction(cls, v: Figure) -> Figure:
-        if v.value > 1:
-            raise ValueError("idle_power_fraction must be in [0, 1] (idle draw / maximum draw)")
+    def _bounds(cls, v: Figure, info: ValidationInfo) -> Figure:
+        _check_onprem(str(info.field_name), v)
         return v
 
 
 class OnPremPatch(_Model):
-    """A user file may override any subset of the on-premises figures."""
+    """A user file may override any subset of the on-premises figures (checked in that file,
+    so that the error names it)."""
 
     pue: Figure | None = None
     electricity_usd_per_kwh: Figure | None = None
@@ -195,6 +268,11 @@ class OnPremPatch(_Model):
     depreciation_years: Figure | None = None
     cost_of_capital: Figure | None = None
     idle_power_fraction: Figure | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _bounds(cls, v: Figure | None, info: ValidationInfo) -> Figure | None:
+        return _check_onprem(str(info.field_name), v)
 
 
 class CatalogFile(_Model):
@@ -255,6 +333,8 @@ def _not_found(
     return NotFoundError(
         msg,
         hint=f"known: {', '.join(sorted(known))} (aistack plan catalog; add your own in AISTACK_HOME/catalog/*.yaml)",
+        # the field, as the other planning errors give it: the CLI says it as its option (--gpu)
+        field=field,
     )
 
 
@@ -562,6 +642,44 @@ def _read_text(path: Path, what: str, fix: str, *, field: str | None = None) -> 
         ) from None
 
 
+def _no_duplicates(f: CatalogFile, origin: str) -> None:
+    """One name once per section of a file (as the look-ups compare them: case and punctuation
+    aside): the later entry silently replaced the earlier."""
+    sections: dict[str, list[str]] = {
+        "efficiency": [e.generation for e in f.efficiency],
+        "accelerators": [a.name for a in f.accelerators],
+        "instances": [i.name for i in f.instances],
+        "cpu_prices": [c.provider for c in f.cpu_prices],
+        "servers": [s.name for s in f.servers],
+    }
+    for section, names in sections.items():
+        seen: dict[str, int] = {}
+        for k, name in enumerate(names):
+            first = seen.setdefault(_norm(name), k)
+            if first != k:
+                raise ValidationError(
+                    f"catalog file {origin}: {section}.{k}: {name!r} is given twice (also as "
+                    f"{names[first]!r} at {section}.{first}); names are compared without case "
+                    "and punctuation",
+                    hint="keep one entry per name: remove or rename the other",
+                )
+
+
+def _rename(
+    entries: dict[str, Any], origins: dict[tuple[str, ...], str], kind: str, name: str
+) -> None:
+    """A later file's entry replaces an earlier one whose name differs only in case or
+    punctuation (the look-ups compare names so): ``DGX-H100`` in a user file was added beside
+    the shipped ``dgx-h100``, and every look-up found the shipped one. The earlier entry (and
+    the origins of its figures) move to ``name``; the caller then replaces or merges it."""
+    old = next((k for k in entries if k != name and _norm(k) == _norm(name)), None)
+    if old is None:
+        return
+    entries[name] = entries.pop(old)
+    for key in [k for k in origins if k[0] == kind and k[1] == old]:
+        origins[(kind, name, *key[2:])] = origins.pop(key)
+
+
 def load_catalog(
     paths: Sequence[str | Path] = (), *, home: Path | None = None, include_user: bool = True
 ) -> Catalog:
@@ -603,14 +721,17 @@ def load_catalog(
     origins: dict[tuple[str, ...], str] = {}
     for text, origin in texts:
         f = _read_file(text, origin)
+        _no_duplicates(f, origin)
         src = "builtin" if origin.startswith("builtin:") else origin
         for e in f.efficiency:
             eff[e.generation] = e
             origins[("efficiency", e.generation)] = src
         for a in f.accelerators:
+            _rename(accs, origins, "accelerator", a.name)
             accs[a.name] = a
             origins[("accelerator", a.name)] = src
         for i in f.instances:
+            _rename(insts, origins, "instance", i.name)
             for tier in i.prices:  # the tiers this file gives (before merging)
                 origins[("instance", i.name, tier)] = src
             if i.name in insts and src != "builtin":
@@ -623,6 +744,7 @@ def load_catalog(
             cpus[c.provider] = c
             origins[("cpu", c.provider)] = src
         for s in f.servers:
+            _rename(srvs, origins, "server", s.name)
             srvs[s.name] = s
             origins[("server", s.name)] = src
         if f.onprem is not None:
