@@ -261,7 +261,12 @@ class AutoscaleConfig(_Strict):
                 "replica_bounds",
                 f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas}); "
                 "lower `min_replicas` or raise `max_replicas`",
-                {"field": "min_replicas"},
+                {
+                    "field": "min_replicas",
+                    # how far: it had no hint (REST, Python, the controller's scale, the CLI)
+                    "hint": f"set `min_replicas` to at most {self.max_replicas}, or "
+                    f"`max_replicas` to at least {self.min_replicas}",
+                },
             )
         return self
 

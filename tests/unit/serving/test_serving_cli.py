@@ -94,7 +94,11 @@ def controller_app(
             "--min -1: must be a whole number from 0 to 256, got -1",
             "set --min to at least 0; its default is 1",
         ),
-        (["--min", "9"], "--min 9 is above --max 4; lower --min or raise --max", None),
+        (
+            ["--min", "9"],
+            "--min 9 is above --max 4; lower --min or raise --max",
+            "set --min to at most 4, or --max to at least 9",
+        ),
     ],
 )
 def test_scale_errors_name_the_flags(
