@@ -391,7 +391,10 @@ def hybrid(
         data = read_json_file(Path(records), "--records")  # the errors `cost report` gives
         recs = parse_records(data)
         now = dt.datetime.now(dt.UTC)
-        intervals = [(r.start.timestamp(), (r.end or now).timestamp(), r.gpus) for r in recs]
+        # a running allocation that starts after now (a clock ahead) lasts nothing yet
+        intervals = [
+            (r.start.timestamp(), (r.end or max(now, r.start)).timestamp(), r.gpus) for r in recs
+        ]
         if gpu is None and server is None and instance is None:
             types = {r.gpu_type for r in recs if r.gpus and r.gpu_type}
             gpu = next(iter(types)) if len(types) == 1 else None

@@ -270,15 +270,31 @@ def plan_tco(
         or not isinstance(utilization, int | float)
         or not (0 < utilization <= 1)
     ):
+        percent = is_number(utilization) and 1 < utilization <= 100
         raise ValidationError(
             f"utilization: must be in (0, 1], got {utilization!r}",
-            hint="a fraction of the time the GPUs are busy, e.g. 0.6",
+            # 80 for 80 %: say the fraction it most likely meant
+            hint=f"a fraction, not a percent: {utilization:g} % is {utilization / 100:g}"
+            if percent
+            else "a fraction of the time the GPUs are busy, e.g. 0.6",
             field="utilization",
         )
-    if not (0 <= spot_overhead < 1):
+    # (a text or None was a TypeError from the comparison)
+    if not is_number(spot_overhead) or not (0 <= spot_overhead < 1):
         raise ValidationError(
-            f"spot_overhead: must be in [0, 1), got {spot_overhead!r}", field="spot_overhead"
+            f"spot_overhead: must be in [0, 1), got {spot_overhead!r}",
+            hint="the share of spot GPU-hours redone after preemptions, e.g. 0.1",
+            field="spot_overhead",
         )
+    for name, given in (("gpu", gpu), ("instance", instance), ("server", server)):
+        # "" was taken for "not given" and the error blamed a name nobody gave ("unknown
+        # server 'None'"); a number or a list was a TypeError
+        if given is not None and (not isinstance(given, str) or not given.strip()):
+            raise ValidationError(
+                f"{name}: must be a name from the catalog, got {given!r}",
+                hint="`aistack plan catalog` lists them; leave it out to use the default",
+                field=name,
+            )
     if hybrid_base_gpus is not None:
         if (
             not is_number(hybrid_base_gpus)

@@ -264,12 +264,24 @@ def parse_budgets(data: Any) -> dict[str, float]:
         b = p.get("monthly_budget_usd")
         if b is None:
             continue
-        if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 0:
+        _check_budget(f"projects[{i}].monthly_budget_usd", b)
+        name = str(p["name"])
+        if name in out:
+            # the later one silently won: a project's budget is one number
             raise ValidationError(
-                f"projects[{i}].monthly_budget_usd: must be a number >= 0 or null, got {b!r}"
+                f"projects[{i}]: project {name!r} is given twice",
+                hint="give each project once, with its monthly_budget_usd",
             )
-        out[str(p["name"])] = float(b)
+        out[name] = float(b)
     return out
+
+
+def _check_budget(where: str, b: Any) -> None:
+    if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 0:
+        raise ValidationError(
+            f"{where}: must be a number >= 0 or null, got {b!r}",
+            hint="USD per calendar month, e.g. 5000",
+        )
 
 
 # ---- price sheets ---------------------------------------------------------------------------
@@ -495,6 +507,15 @@ def price_usage(
     cat = catalog or default_catalog()
     now_ = _aware(now, "now") or dt.datetime.now(UTC)
     recs = [r for r in records if project is None or r.project == project]
+    # a NaN or negative budget read "over" whatever the spend; a number sheet an AttributeError
+    for name, b in (budgets or {}).items():
+        _check_budget(f"budgets[{name!r}]", b)
+    if sheet is not None and not isinstance(sheet, str | PriceSheet):
+        raise ValidationError(
+            f"sheet: must be a price sheet name or a PriceSheet, got {sheet!r}",
+            hint="onprem, on-demand, committed_1y, committed_3y, spot or <provider>[:<tier>]",
+            field="sheet",
+        )
     if isinstance(sheet, str):
         sheet = PriceSheet.named(sheet, cat)
     sheet = sheet or PriceSheet.cloud(cat)
@@ -630,6 +651,14 @@ def price_usage(
     for key, hours in sorted(unpriced.items()):
         notes.append(f"{fixed(hours)} GPU-hours of {key} not priced: {unpriced_why[key]}")
         gpu_hours_by_type.pop(f"{key} (unpriced)", None)
+    utils = [r.gpu_util for r in recs if r.gpus > 0 and r.gpu_util is not None]
+    if utils and 0 < max(utils) <= 1:
+        # gpu_util is a mean percent: fractions (0.8 for 80 %) read as under 1 % busy
+        notes.append(
+            f"every measured gpu_util is at most 1 % (the highest is {max(utils):g} %): gpu_util "
+            "is a percent from 0 to 100; if these records give fractions (0.8 for 80 %), "
+            "multiply them by 100"
+        )
     cloud_sheet = PriceSheet.cloud(cat)
     cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_, default_gpu_type)
     onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_, default_gpu_type)

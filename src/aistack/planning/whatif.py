@@ -51,7 +51,11 @@ def demand_profile(
     """
     if not (isinstance(step_s, int | float) and math.isfinite(step_s) and step_s > 0):
         raise ValidationError(f"step_s: must be a positive number of seconds, got {step_s!r}")
-    ivs = [(float(a), float(b), int(g)) for a, b, g in intervals if g > 0 and b > a]
+    ivs = []
+    for k, (a, b, g) in enumerate(intervals):
+        _check_interval(k, a, b, g)
+        if g > 0 and b > a:
+            ivs.append((float(a), float(b), int(g)))
     if not ivs and (origin is None or end is None):
         return []
     t0 = min(a for a, _, _ in ivs) if origin is None else float(origin)
@@ -90,6 +94,35 @@ def demand_profile(
         run += whole[k]
         busy[k] += run
     return [x / step_s for x in busy[:n]]
+
+
+def _check_interval(k: int, a: object, b: object, g: object) -> None:
+    """One (start_s, end_s, gpus) interval: an end before its start, a NaN time, a negative or
+    fractional GPU count were dropped or truncated without a word (the REST API's intervals
+    [[3600, 0, 4]] answered "no GPU demand to plan for")."""
+    where = f"intervals[{k}]"
+    for name, v in (("start_s", a), ("end_s", b)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValidationError(
+                f"{where}: {name} must be a finite number of seconds, got {v!r}",
+                hint="[start_s, end_s, gpus], e.g. [0, 3600, 8]",
+            )
+    if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g):
+        raise ValidationError(
+            f"{where}: gpus must be a whole number, got {g!r}",
+            hint="[start_s, end_s, gpus], e.g. [0, 3600, 8]",
+        )
+    if g < 0 or int(g) != g:
+        raise ValidationError(
+            f"{where}: gpus must be a whole number >= 0, got {g!r}",
+            hint="[start_s, end_s, gpus], e.g. [0, 3600, 8]",
+        )
+    assert isinstance(a, int | float) and isinstance(b, int | float)
+    if b < a:
+        raise ValidationError(
+            f"{where}: ends ({b:g} s) before it starts ({a:g} s)",
+            hint="[start_s, end_s, gpus]: the end is the start plus the duration",
+        )
 
 
 def check_sweep_size(*, peak: float, steps: int, gpus_per_server: int) -> None:
@@ -188,17 +221,35 @@ def hybrid_sweep(
 ) -> HybridSweep:
     """Cost of owning 0, 1, 2, ... servers (up to the peak) with the overflow rented, over ``profile``."""
     cat = catalog or default_catalog()
+    # checked before "no demand": [nan] and [-1] were "no GPU demand to plan for", ["2"] a
+    # TypeError, [true] one GPU
+    for k, x in enumerate(profile):
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0:
+            raise ValidationError(
+                f"profile[{k}]: GPU counts must be finite numbers >= 0, got {x!r}",
+                hint="GPUs wanted per step, e.g. [0, 8, 16]",
+            )
     if not profile or not any(x > 0 for x in profile):
         raise ValidationError(
             "profile: no GPU demand to plan for",
             hint="give allocation records or a trace with GPU jobs",
         )
-    if any((not math.isfinite(x)) or x < 0 for x in profile):
-        raise ValidationError("profile: GPU counts must be finite and >= 0")
-    if not (step_h > 0 and math.isfinite(step_h)):
+    if (
+        isinstance(step_h, bool)
+        or not isinstance(step_h, int | float)
+        or not (step_h > 0 and math.isfinite(step_h))
+    ):
         raise ValidationError(f"step_h: must be positive, got {step_h!r}")
     if gpu is None and server is None and instance is None:
         raise ValidationError("give gpu, server or instance", hint="e.g. `gpu` H100", field="gpu")
+    for name, given in (("gpu", gpu), ("server", server), ("instance", instance)):
+        # "" was taken for "not given": "unknown instance 'None'"
+        if given is not None and (not isinstance(given, str) or not given.strip()):
+            raise ValidationError(
+                f"{name}: must be a name from the catalog, got {given!r}",
+                hint="`aistack plan catalog` lists them; leave it out to use the default",
+                field=name,
+            )
     acc_name = cat.accelerator(gpu).name if gpu else None
     srv: Server = (
         cat.server(server)
@@ -333,7 +384,13 @@ def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[floa
                 i = reader.line_num
                 t = number(row, i, "submission_time")
                 d = number(row, i, "duration")
-                g = int(number(row, i, gpu_column))
+                gv = number(row, i, gpu_column)
+                if gv != int(gv):  # 2.5 was read as 2 GPUs: a demand understated
+                    raise ValidationError(
+                        f"trace: {path!r} line {i}: {gpu_column} is {gv:g}, not a whole number",
+                        hint="give a whole number of GPUs, or drop the row",
+                    )
+                g = int(gv)
                 if d < 0 or g < 0:
                     raise ValidationError(
                         f"trace: {path!r} line {i}: negative duration or GPU count"
