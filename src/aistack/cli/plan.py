@@ -315,11 +315,7 @@ def tco(
             chart_path = str(tco_chart_png(res, chart))
     if as_json:
         d = res.to_dict()
-        d["chart"] = chart_path
-        d["units"] = (
-            "USD (*_usd, cumulative_usd; cost_per_useful_gpu_hour: USD per useful GPU-hour), "
-            "months (*_month*), fraction 0-1 (utilization, breakeven_utilization)"
-        )
+        d["chart"] = chart_path  # (its units: TcoResult.to_dict)
         print_json(d)
     else:
         typer.echo(render_tco(res), nl=False)

@@ -40,6 +40,12 @@ from aistack.planning.catalog import Catalog, Instance, Price, Server, default_c
 from aistack.planning.limits import check_range, is_number
 
 HOURS_PER_MONTH = 730.0
+# what the JSON of a TcoResult (the CLI's --json and POST /plan/tco) counts its numbers in
+UNITS = (
+    "USD (*_usd, cumulative_usd; cost_per_useful_gpu_hour: USD per useful GPU-hour; "
+    "*_usd_per_gpu_hour: USD per GPU-hour), months (*_month*), "
+    "fraction 0-1 (utilization, breakeven_utilization), GPUs (gpus, hybrid_base_gpus)"
+)
 DEFAULT_SPOT_OVERHEAD = 0.10
 # The plan is built month by month (a cumulative cost per month and scenario): 10**8 months
 # never finished and held a server worker. 100 years (also the CLI's cap on its months).
@@ -147,7 +153,8 @@ class TcoResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as JSON, with ``units``: what its numbers count (the REST answer had none)."""
+        return {**asdict(self), "units": UNITS}
 
 
 def _cumulative(upfront_at: dict[int, float], monthly: float, horizon: int) -> list[float]:

@@ -31,6 +31,13 @@ from aistack.planning.tco import (
 )
 from aistack.planning.training import duration_text
 
+UNITS = (
+    "hours (window_hours), GPU-hours (*gpu_hours), CPU-hours (cpu_hours), USD (*_usd; "
+    "*_usd_per_month: USD per month; on_demand_usd_per_gpu_hour: USD per GPU-hour), "
+    "fraction 0-1 (used_fraction, fleet_utilization, breakeven_utilization), "
+    "percent 0-100 (*_percent), months (payback_months), days (window_days), "
+    "GPUs (*_gpus), counts (jobs, records, servers)"
+)
 SHORT_WINDOW_DAYS = 28  # as `plan hybrid`: advice from less usage than this carries a warning
 
 UTC = dt.UTC
@@ -437,9 +444,12 @@ class UsageReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON, with ``units``: what its numbers count (`cost report --json` and
+        POST /plan/usage said none: fleet_utilization is a fraction, gpu_util a percent)."""
         d = asdict(self)
         d["since"] = self.since.isoformat()
         d["until"] = self.until.isoformat()
+        d["units"] = UNITS
         return d
 
 

@@ -22,6 +22,11 @@ from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, defau
 from aistack.planning.numfmt import fixed
 from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
 
+UNITS = (
+    "USD (cost_usd: over the span; cost_usd_per_month; cloud_usd_per_gpu_hour: USD per "
+    "GPU-hour), hours (span_hours), GPU-hours (demand_gpu_hours, burst_gpu_hours: over the "
+    "span), GPUs (peak_gpus, mean_gpus, owned_gpus), fraction 0-1 (owned_utilization)"
+)
 MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats of ~80 MB
 # The sweep prices every fleet size from 0 to the peak, each over every step: its work is
 # (peak / GPUs per server + 1) x steps. Both the API and the CLI go through hybrid_sweep, so
@@ -177,7 +182,9 @@ class HybridSweep:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The sweep as JSON, with ``units``: what its numbers count (`plan hybrid --json` and
+        POST /plan/hybrid said none)."""
+        return {**asdict(self), "units": UNITS}
 
     def _demand_text(self) -> str:
         """'mean 8.0 GPUs, peak 12 GPUs'; below one GPU with 3 significant figures (an hour's
