@@ -335,12 +335,15 @@ def catalog_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """List every catalog figure with its source and date; warn about prices older than a year."""
+    from aistack.planning.catalog import suggest
     from aistack.planning.report import render_catalog
 
     kinds = ("accelerator", "instance", "server", "onprem", "efficiency", "cpu")
     if kind is not None and kind not in kinds:
+        close = suggest(kind, kinds, n=1)  # "servers" -> "server"
         raise ValidationError(
-            f"--kind: unknown kind {kind!r}", hint=f"use one of {', '.join(kinds)}"
+            f"--kind: unknown kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            hint=f"use one of {', '.join(kinds)}",
         )
     try:
         day = dt.date.fromisoformat(today) if today is not None else dt.datetime.now(dt.UTC).date()
