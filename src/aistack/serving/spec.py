@@ -94,8 +94,9 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
     """``v`` checked against number field ``f`` (named ``name`` in messages and hints): what
     :class:`_Strict` runs on every number field before pydantic's own checks, and what
     ``POST /api/v1/services`` runs on its body (its fields are the spec's, flattened), so both
-    say the same. Raises PydanticCustomError (``ctx["hint"]`` says what to set) or ValueError;
-    ``stored``: a value out of bounds is read at the bound instead (logged as ``owner``'s)."""
+    say the same. Raises PydanticCustomError (``ctx["hint"]`` says what to set), also for a
+    number that is not finite; ``stored``: a value out of bounds is read at the bound instead
+    (logged as ``owner``'s)."""
     types = (f.annotation, *get_args(f.annotation))
     whole = float not in types
     if whole and int not in types:
@@ -116,7 +117,13 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
         except ValueError:
             return v  # not a number at all (or not a whole one): pydantic says so
     if isinstance(x, float) and not math.isfinite(x):
-        raise ValueError(f"must be a finite number{_takes(f, name)}, got {v!r}")
+        # NaN fails every comparison: pydantic said "less than or equal to 10000"
+        shown = repr(v) if isinstance(v, str) else _num(x)
+        raise PydanticCustomError(
+            "finite_number",
+            f"must be a finite number{_takes(f, name)}, got {shown}",
+            {"hint": f"set `{name}` to {_kind(whole)}{_of(name)}, not {shown}{_default(f)}"},
+        )
     if not isinstance(x, int | float):
         return v
     hi, lo, strict = _bounds(f)

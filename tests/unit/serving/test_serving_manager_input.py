@@ -489,6 +489,16 @@ def test_the_api_refuses_a_max_wait_that_is_not_finite(
         headers={"Content-Type": "application/json"},
     )
     assert r.status_code == 422, r.text
-    msg = r.json()["message"]
-    assert "max_wait_ms" in msg and "finite number" in msg and "10000" not in msg, msg
+    err = r.json()
+    # the spec's own words (as `aistack serve deploy` and manager.deploy say them): the range
+    # it names is the field's, not "less than or equal to 10000" as if NaN were above it
+    shown = "'nan'" if raw.startswith('"') else "nan" if raw == "NaN" else "inf"
+    assert err["message"] == (
+        f"max_wait_ms: must be a finite number of milliseconds from 0 to 10000, got {shown}"
+    )
+    assert "less than or equal" not in err["message"] and "Input should" not in err["message"]
+    assert err["hint"] == (
+        f"set `max_wait_ms` to a number of milliseconds, not {shown}; its default is 5"
+    )
+    assert spawned == []
     assert spawned == [] and manager.list_services() == []

@@ -242,9 +242,8 @@ def test_an_int_above_its_bound_names_value_range_and_fix(
 
 def test_a_nan_priority_says_it_must_be_finite() -> None:
     err = _err(ServiceSpec, {"priority": float("nan")})
-    assert err["msg"] == (
-        "Value error, must be a finite number from -2147483648 to 2147483647, got nan"
-    )
+    assert err["msg"] == "must be a finite number from -2147483648 to 2147483647, got nan"
+    assert err["ctx"] == {"hint": "set `priority` to a whole number, not nan; its default is 100"}
 
 
 def test_int_fields_still_take_what_they_took() -> None:

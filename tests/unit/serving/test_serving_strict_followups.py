@@ -1,5 +1,7 @@
 """Follow-ups to the strict service bodies (``test_serving_rest_strict.py``):
 
+* NaN or infinity in a body got pydantic's "Input should be a finite number" and a pointer to
+  the API docs: now the spec's own message and hint, as ``manager.deploy`` says them.
 * min_replicas above max_replicas had no hint (REST, Python, the controller's scale, the CLI):
   it now says which values to set.
 """
@@ -50,6 +52,56 @@ def _spec_error(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> dict[str
     with pytest.raises(pydantic.ValidationError) as ei:
         cls.model_validate(data)
     return dict(ei.value.errors()[0])
+
+
+# -- 2. NaN and infinity in a body: the spec's message and hint ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "kw", "message", "hint"),
+    [
+        (
+            "max_wait_ms",
+            "NaN",
+            {"max_wait_ms": float("nan")},
+            "max_wait_ms: must be a finite number of milliseconds from 0 to 10000, got nan",
+            "set `max_wait_ms` to a number of milliseconds, not nan; its default is 5",
+        ),
+        (
+            "target_inflight",
+            "Infinity",
+            {"target_inflight": float("inf")},
+            "target_inflight: must be a finite number > 0 and <= 1000000, got inf",
+            "set `target_inflight` to a number, not inf; its default is 4",
+        ),
+        (
+            "cooldown_s",
+            "-Infinity",
+            {"downscale_cooldown_s": float("-inf")},
+            "cooldown_s: must be a finite number of seconds from 0 to 86400, got -inf",
+            "set `cooldown_s` to a number of seconds, not -inf; its default is 30",
+        ),
+    ],
+)
+def test_nan_or_infinity_in_a_body_is_answered_as_the_spec_answers_it(
+    api: Any,
+    no_controller: list[str],
+    field: str,
+    raw: str,
+    kw: dict[str, float],
+    message: str,
+    hint: str,
+) -> None:
+    r = _deploy(api, f'"{field}": {raw}')
+    assert r.status_code == 422, r.text
+    err = r.json()
+    assert (err["message"], err["hint"], err["details"]) == (message, hint, {"field": field})
+    assert "Input should be" not in err["message"] and "/docs" not in (err["hint"] or "")
+    # the words of the Python/YAML path, naming this API's field
+    said = _manager_error(**kw)
+    assert err["message"] == f"{field}: " + said.message.split(": ", 1)[1]
+    assert err["hint"] == (said.hint or "").replace("downscale_cooldown_s", field)
+    assert no_controller == [] and manager.list_services() == []
 
 
 # -- 3. min_replicas above max_replicas says what to set -----------------------------------------
