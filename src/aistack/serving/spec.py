@@ -14,6 +14,7 @@ A model reference as the user types it::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -79,7 +80,8 @@ class _Strict(BaseModel):
         above or below its bounds names the field, the value, the range and what to set.
         Pydantic checked the bounds alone: ``max_wait_ms: nan`` said "Input should be less
         than or equal to 10000" (NaN fails every comparison), a field bounded only below (a
-        timeout, a delay, a target) took infinity, ``max_retries: true`` was read as 1, and
+        timeout, a delay, a target) took infinity, ``max_retries: true`` was read as 1 (and
+        ``max_replicas: "3"`` as 3: a number in quotes is refused too, saying to drop them), and
         ``port: 70000`` said "Input should be less than or equal to 65535", ``priority:
         -2**40`` "Input should be greater than or equal to -2147483648" (neither the value nor
         the unit)."""
@@ -95,8 +97,9 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
     :class:`_Strict` runs on every number field before pydantic's own checks, and what
     ``POST /api/v1/services`` runs on its body (its fields are the spec's, flattened), so both
     say the same. Raises PydanticCustomError (``ctx["hint"]`` says what to set), also for a
-    number that is not finite; ``stored``: a value out of bounds is read at the bound instead
-    (logged as ``owner``'s)."""
+    number that is not finite or is given as a string (``"5"``: no field of a spec takes one);
+    ``stored``: a value out of bounds is read at the bound instead (logged as ``owner``'s), and
+    a number as a string is read as before."""
     types = (f.annotation, *get_args(f.annotation))
     whole = float not in types
     if whole and int not in types:
@@ -115,7 +118,10 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
         try:
             x = int(v.strip()) if whole else float(v.strip())
         except ValueError:
-            return v  # not a number at all (or not a whole one): pydantic says so
+            try:
+                x = float(v.strip())  # "3.5" or "nan" for a whole number: said below
+            except ValueError:
+                return v  # not a number at all: pydantic says so
     if isinstance(x, float) and not math.isfinite(x):
         # NaN fails every comparison: pydantic said "less than or equal to 10000"
         shown = repr(v) if isinstance(v, str) else _num(x)
@@ -129,6 +135,23 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
     hi, lo, strict = _bounds(f)
     above = hi is not None and x > hi
     below = lo is not None and (x <= lo if strict else x < lo)
+    if isinstance(v, str) and not stored:
+        # a number in quotes ("max_wait_ms": "5", max_replicas: "3" in YAML) was read as the
+        # number (pydantic's lax mode); dstack and Kubernetes refuse it, and no field of a
+        # spec takes a number as a string (its times are numbers of seconds or milliseconds,
+        # not "30s"). A stored spec is read as before.
+        send = f"give `{name}` as {_kind(whole)}, without quotes"
+        if above:
+            send += f", at most {_num(hi)}{_unit(name)}{_default(f)}"
+        elif below:
+            send += f", {_least(lo, strict, whole)}{_unit(name)}{_default(f)}"
+        elif not whole or isinstance(x, int):
+            send += f": {_num(x)}"
+        raise PydanticCustomError(
+            "string_not_number",
+            f"must be {_kind(whole)}{_takes(f, name)}, got the string {json.dumps(v)}",
+            {"hint": send},
+        )
     if stored and (above or below):
         # a spec stored before the bound existed (1e308 was taken, a priority of 2**40):
         # it is still read, at the bound, so the service keeps running and can be changed
@@ -158,17 +181,19 @@ def check_number(f: FieldInfo, name: str, v: Any, *, stored: bool = False, owner
     if below:
         # as above: pydantic's "Input should be greater than or equal to -2147483648" said
         # neither the value nor the unit
-        least = (
-            f"more than {_num(lo)}"
-            if strict and not whole
-            else f"at least {_num(lo + 1 if strict else lo)}"
-        )
         raise PydanticCustomError(
             "too_small",
             f"must be {_kind(whole)}{_takes(f, name)}, got {_num(x)}",
-            {"hint": f"set `{name}` to {least}{_unit(name)}{_default(f)}"},
+            {"hint": f"set `{name}` to {_least(lo, strict, whole)}{_unit(name)}{_default(f)}"},
         )
     return v
+
+
+def _least(lo: Any, strict: bool, whole: bool) -> str:
+    """'at least 1', 'more than 0': what a value below lower bound ``lo`` is to be."""
+    if strict and not whole:
+        return f"more than {_num(lo)}"
+    return f"at least {_num(lo + 1 if strict else lo)}"
 
 
 def _bounds(f: FieldInfo) -> tuple[Any, Any, bool]:

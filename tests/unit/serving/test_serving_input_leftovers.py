@@ -212,18 +212,32 @@ def test_the_bound_itself_is_taken(where: str, takes: str, most: str, default: s
 
 
 def test_a_spec_json_with_a_timeout_of_1e308_is_refused() -> None:
-    """JSON input (a request body, a stored spec) reads 1e308 as a float, and "1e308" too."""
-    for raw in ("1e308", '"1e308"'):
+    """JSON input (a request body, a stored spec) reads 1e308 as a float; "1e308" (which was
+    read as the number) is refused as a string, its hint giving the bound."""
+
+    def error(raw: str) -> Any:
         with pytest.raises(pydantic.ValidationError) as ei:
             ServiceSpec.model_validate_json(
                 f'{{"name": "s", "model": "m", "model_uri": "u", "request_timeout_s": {raw}}}'
             )
-        err = ei.value.errors()[0]
-        assert (err["loc"], err["type"], err["msg"]) == (
-            ("request_timeout_s",),
-            "too_large",
-            "must be a number of seconds > 0 and <= 86400, got 1e+308",
-        )
+        return ei.value.errors()[0]
+
+    err = error("1e308")
+    assert (err["loc"], err["type"], err["msg"]) == (
+        ("request_timeout_s",),
+        "too_large",
+        "must be a number of seconds > 0 and <= 86400, got 1e+308",
+    )
+    err = error('"1e308"')
+    assert (err["loc"], err["type"], err["msg"], err["ctx"]) == (
+        ("request_timeout_s",),
+        "string_not_number",
+        'must be a number of seconds > 0 and <= 86400, got the string "1e308"',
+        {
+            "hint": "give `request_timeout_s` as a number, without quotes, at most 86400 "
+            "seconds; its default is 60"
+        },
+    )
 
 
 def test_rest_deploy_with_a_cooldown_of_1e308_names_the_apis_field(

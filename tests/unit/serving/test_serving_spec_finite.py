@@ -46,7 +46,7 @@ def _msg(cls: type[pydantic.BaseModel], **kw: Any) -> str:
 def test_a_non_finite_float_field_says_it_must_be_finite(
     cls: type[pydantic.BaseModel], field: str, takes: str, value: float, shown: str
 ) -> None:
-    assert _msg(cls, **{field: value}) == f"{field}: must be a finite number {takes}, got {shown}"
+    assert _msg(cls, **{field: value}) == (f"{field}: must be a finite number {takes}, got {shown}")
 
 
 def test_json_nan_is_refused_too() -> None:
@@ -59,7 +59,11 @@ def test_json_nan_is_refused_too() -> None:
 
 def test_finite_values_and_the_bounds_are_as_before() -> None:
     assert BatchingConfig(max_wait_ms=10_000).max_wait_ms == 10_000.0
-    assert AutoscaleConfig(target_inflight="2.5").target_inflight == 2.5  # type: ignore[arg-type]
+    assert AutoscaleConfig(target_inflight=2.5).target_inflight == 2.5
+    # "2.5" was read as 2.5: a number in quotes is refused now (test_serving_strict_followups.py)
+    assert _msg(AutoscaleConfig, target_inflight="2.5") == (
+        'target_inflight: must be a number > 0 and <= 1000000, got the string "2.5"'
+    )
     assert (
         ServiceSpec(name="s", model="m", model_uri="u", request_timeout_s=86_400).request_timeout_s
         == 86_400.0

@@ -208,7 +208,7 @@ def test_a_spec_stored_with_a_value_above_a_new_bound_is_still_read_at_the_bound
         (
             ServiceSpec,
             "max_retries",
-            "11",  # JSON or a form: a string is read as the number
+            11,  # "11" is refused as a string (test_serving_strict_followups.py)
             "must be a whole number from 0 to 10, got 11",
             "set `max_retries` to at most 10; its default is 2",
         ),
@@ -247,8 +247,12 @@ def test_a_nan_priority_says_it_must_be_finite() -> None:
 
 
 def test_int_fields_still_take_what_they_took() -> None:
-    spec = ServiceSpec.model_validate({**BASE, "port": "8080", "max_retries": 3.0})
+    spec = ServiceSpec.model_validate({**BASE, "port": 8080, "max_retries": 3.0})
     assert (spec.port, spec.max_retries) == (8080, 3)
+    # a number in quotes is refused (it was read as the number; see
+    # test_serving_strict_followups.py)
+    err = _err(ServiceSpec, {"port": "8080"})
+    assert err["type"] == "string_not_number"
     err = _err(ServiceSpec, {"max_retries": "many"})
     assert err["type"] == "int_parsing"  # not a number at all: pydantic says so, as before
 

@@ -80,7 +80,7 @@ BELOW = [
     (
         ServiceSpec,
         "max_start_failures",
-        "0",  # a number as a string is read as one
+        0,  # "0" is refused as a string (test_serving_strict_followups.py)
         "must be a whole number from 1 to 1000, got 0",
         "set `max_start_failures` to at least 1; its default is 5",
     ),

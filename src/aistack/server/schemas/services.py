@@ -2,11 +2,11 @@
 
 Their number fields are the service spec's (:mod:`aistack.serving.spec`), flattened: each is
 checked by the spec's own check (:func:`~aistack.serving.spec.check_number`) before pydantic's,
-so a bound, a bool, NaN or infinity is answered as ``aistack serve deploy`` and
-``manager.deploy`` answer it (the field, the value, the range; a hint that says what to set;
-``details.field``), not with pydantic's "Input should be less than or equal to 10000" (or "a
-finite number") and a pointer to the API docs. The bounds declared here are for the OpenAPI
-schema; a test keeps them equal to the spec's.
+so a bound, a bool, NaN or infinity, or a number sent as a string (``"5"``) is answered as
+``aistack serve deploy`` and ``manager.deploy`` answer it (the field, the value, the range; a
+hint that says what to set; ``details.field``), not with pydantic's "Input should be less than
+or equal to 10000" (or "a finite number") and a pointer to the API docs, or read as 5. The
+bounds declared here are for the OpenAPI schema; a test keeps them equal to the spec's.
 """
 
 from __future__ import annotations
