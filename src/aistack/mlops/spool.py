@@ -58,30 +58,58 @@ def write_spool(
     """Write ``points`` to a new spool file in ``directory`` (written whole or not at all); a
     failure is a BackendError naming the file and the reason. Points in ``in_flight`` (a chunk
     that ``sender`` was still sending when close() spooled it) are marked ``"in_flight": true``,
-    and replay_spool refuses the file in this process while ``sender`` runs."""
+    and replay_spool refuses the file while ``sender`` runs: in this process (it knows the
+    thread) and in others on this machine (a shared lock on the file, taken before it has its
+    name, is held until ``sender`` ends)."""
     path = directory / f"{run_id}-{os.getpid()}-{int(time.time() * 1000)}-{next(_SEQ)}.jsonl"
     part = path.with_name(path.name + ".part")
+    sending = bool(in_flight.intersection(points)) and sender.is_alive()
+    f = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with part.open("x") as f:
-            for pt in points:
-                k, v, ts, st = pt
-                row: dict[str, Any] = {"key": k, "value": v, "timestamp": ts, "step": st}
-                if pt in in_flight:
-                    row["in_flight"] = True
-                f.write(json.dumps(row) + "\n")
+        f = part.open("x")
+        for pt in points:
+            k, v, ts, st = pt
+            row: dict[str, Any] = {"key": k, "value": v, "timestamp": ts, "step": st}
+            if pt in in_flight:
+                row["in_flight"] = True
+            f.write(json.dumps(row) + "\n")
+        f.flush()
+        if sending:  # locked before the file has its name: no replay can come first
+            _lock_while_sending(f, sender)
         os.replace(part, path)
-        if in_flight.intersection(points):  # replay_spool refuses until that send ended
+        if sending:  # replay_spool refuses until that send ended
             _SENDING[os.path.realpath(path)] = sender
     except Exception as exc:  # OSError (read-only, full disk) and anything the write raises
+        if f is not None:
+            f.close()
         with contextlib.suppress(OSError):
             part.unlink()
         raise BackendError(
             f"could not write {len(points)} metric points to the spool file {path} "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+    if sending:  # the lock is released when the send ends (or this process does)
+        threading.Thread(
+            target=_release_when_ended, args=(f, sender), name="aistack-spool-lock", daemon=True
+        ).start()
+    else:
+        f.close()
     log.error("spooled %d unsent metric points to %s", len(points), path)
     return path
+
+
+def _lock_while_sending(f: Any, sender: threading.Thread) -> None:
+    """Hold a shared lock on the spool file ``f`` while ``sender`` may still send its in-flight
+    points: replay_spool (an exclusive lock, from any process on this machine) refuses the file
+    until the lock is released (the send ended, or this process exited or crashed)."""
+    with contextlib.suppress(OSError):  # a file system without locks (documented)
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+
+
+def _release_when_ended(f: Any, sender: threading.Thread) -> None:
+    sender.join()
+    f.close()  # releases the shared lock
 
 
 def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) -> int:
@@ -110,11 +138,13 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
     key is read): the price of a first replay on a run with long histories.
 
     Lines marked ``"in_flight"`` (a chunk close() spooled while it was still being sent) are sent
-    only when the history lacks them. That check is exact once that send has ended: in the
-    process that wrote the spool, replay_spool refuses (nothing sent) until it has; from another
-    process it cannot know (it warns, naming the writer's process id): replay after the writer
-    exited or its send ended (at most MLFLOW_HTTP_REQUEST_TIMEOUT and its retries), or a send
-    that lands after the history was read is logged twice.
+    only when the history lacks them. That check is exact once that send has ended, so until it
+    has replay_spool refuses (BackendError, nothing sent): the writing process holds a shared
+    lock on the spool file while its send runs (released when the send ends or the process
+    exits), in that process and in any other on the same machine. A spool file copied to another
+    machine carries no lock (replay_spool warns, naming the writer's process id): replay it after
+    the writer exited or its send ended, or a send that lands after the history was read is
+    logged twice.
     """
     p = Path(path)
     run_id = p.name.split("-", 1)[0]
@@ -151,10 +181,7 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
         try:  # held by another replay of this file (released when closed, also by a crash)
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackendError(
-                f"{p} is being replayed by another call now (nothing was sent by this one)",
-                hint="wait for that replay to end; if it fails, call replay_spool again",
-            ) from None
+            raise _held(p) from None
         except OSError:  # pragma: no cover - a file system without locks (documented)
             pass
         try:
@@ -165,6 +192,27 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
             log.info("%s was replayed meanwhile by another call", p)
             return 0
         return _replay_locked(p, run_id, f.read(), tracking_uri)
+
+
+def _held(p: Path) -> BackendError:
+    """Why the spool file ``p`` cannot be locked: the process that wrote it holds a shared lock
+    while its send of the in-flight points runs (see write_spool), a replay an exclusive one."""
+    try:
+        with p.open("rb") as g:
+            fcntl.flock(g.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when closed
+    except OSError:  # BlockingIOError: exclusive, i.e. another replay (or the file went away)
+        return BackendError(
+            f"{p} is being replayed by another call now (nothing was sent by this one)",
+            hint="wait for that replay to end; if it fails, call replay_spool again",
+        )
+    parts = p.name.split("-")
+    pid = parts[1] if len(parts) >= 4 else "?"
+    return BackendError(
+        f"the process that wrote {p} (process {pid}) is still sending the points that its "
+        "close() spooled as in flight; replaying now could log them twice, so nothing was sent",
+        hint="call replay_spool again once that request has returned or timed out "
+        "(MLFLOW_HTTP_REQUEST_TIMEOUT) or that process has exited: the file is locked until then",
+    )
 
 
 def _replay_locked(p: Path, run_id: str, data: bytes, tracking_uri: str | None) -> int:
@@ -344,8 +392,9 @@ def _run_gone(client: Any, run_id: str, exc: BaseException) -> UserError | None:
 
 
 def _warn_if_another_process_may_send(p: Path, n: int) -> None:
-    """Say that ``n`` in-flight lines of ``p`` are checked against the history while the process
-    that wrote the spool may still be sending them (the cross-process race replay cannot see)."""
+    """Say that ``n`` in-flight lines of ``p`` are checked against the history: on this machine
+    the writer's send of them has ended (its lock on the file is released); a spool file copied
+    from another machine carries no lock (the cross-machine race replay cannot see)."""
     parts = p.name.split("-")
     pid = parts[1] if len(parts) >= 4 else "?"
     if pid == str(os.getpid()):
@@ -353,9 +402,11 @@ def _warn_if_another_process_may_send(p: Path, n: int) -> None:
     log.warning(
         "%d points of %s were being sent by process %s (on the machine that wrote the spool) "
         "when its close() gave up and spooled them; they are sent now only if the run's history "
-        "lacks them. If that process still runs and its request lands after this check, those "
-        "points are logged twice: replay a spool with in-flight points only after the process "
-        "that wrote it has exited (or after MLFLOW_HTTP_REQUEST_TIMEOUT and its retries)",
+        "lacks them. That send has ended if the file was written on this machine (the writer "
+        "locks it while the send runs); if it was copied from another machine where that process "
+        "still runs and its request lands after this check, those points are logged twice: "
+        "replay a spool with in-flight points only after the process that wrote it has exited "
+        "(or after MLFLOW_HTTP_REQUEST_TIMEOUT and its retries)",
         n,
         p,
         pid,
