@@ -11,7 +11,9 @@ was pruned; the pipeline counts such pages as ``extract/pruned_deep_nesting``).
 ``<template>`` elements are pruned too, in both modes, with what they hold: their content is
 inert, never rendered by a browser (row and dialog markup for scripts to clone), so its text
 is no page text; trafilatura extracted it. A declarative shadow root (``<template
-shadowrootmode=...>``, or the older ``shadowroot``) is rendered, and is kept.
+shadowrootmode=...>``, or the older ``shadowroot``) is rendered, and is kept: trafilatura
+reads it as the host's children; fast mode puts its content in its place first (lexbor keeps
+a template's content in a fragment of its own, which resiliparse's text walk skips).
 
 Language ID uses py3langid's bundled model (shipped inside the PyPI package, nothing is
 downloaded) with normalised probabilities, so ``lang_score`` is in [0, 1].
@@ -176,6 +178,54 @@ def _prune_templates(tree: Any) -> int:
     return len(found)
 
 
+# declarative shadow roots: a browser attaches their content to the parent and renders it
+_SHADOW_ROOT = "template[shadowrootmode], template[shadowroot]"
+
+
+def _inline_shadow_roots(tree: Any, size: int) -> int:
+    """Put the content of every declarative shadow root (:data:`_SHADOW_ROOT`) of
+    resiliparse's (lexbor's) DOM ``tree`` in the tree, in the template's place (in a
+    ``<div>``), so that the text walk reaches it; the number inlined. A shadow root inside
+    another is inlined in turn, while the content re-parsed stays within a few times the
+    page's ``size`` (characters): a shadow root nested in another has its content parsed
+    once per level, and a hostile page nesting them deep would cost its size times the
+    depth; one past the budget is left as it was (its content not extracted). A page without
+    one costs one selector check in C; one with them, a walk of its elements (not
+    ``query_selector_all``, whose result takes time quadratic in its length to go through)."""
+    doc = tree.document
+    if doc is None or doc.query_selector(_SHADOW_ROOT) is None:
+        return 0
+    budget = 4 * size + (1 << 20)
+    done = 0
+    stack: list[Any] = [doc.first_element_child]  # the first of a run of siblings
+    while stack:
+        el = stack.pop()
+        while el is not None:
+            nxt = el.next_element_sibling  # before el is replaced
+            child = el.first_element_child
+            if el.tag == "template" and (
+                el.has_attribute("shadowrootmode") or el.has_attribute("shadowroot")
+            ):
+                for name in list(el.attribute_names):  # its HTML: "<template>…</template>"
+                    el.remove_attribute(name)
+                outer = el.html
+                budget -= len(outer)
+                if budget < 0:
+                    return done
+                start, end = "<template>", "</template>"
+                if outer.startswith(start) and outer.endswith(end):
+                    div = tree.create_element("div")
+                    div.inner_html = outer[len(start) : -len(end)]
+                    el.replace_with(div)
+                    el.decompose()
+                    done += 1
+                    child = div.first_element_child  # (shadow roots in it: inlined in turn)
+            if child is not None:
+                stack.append(child)
+            el = nxt
+    return done
+
+
 def _trafilatura_extract(html: str, url: str | None) -> str:
     trafilatura = require("trafilatura", extra="webdata")
     text = trafilatura.extract(
@@ -222,6 +272,8 @@ def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -
     # parsing is linear in the input (a page nested 200,000 deep: tens of ms)
     parse = require("resiliparse.parse.html", extra="webdata")
     tree = parse.HTMLTree.parse(html)
+    if mode == "fast":  # (before the depth bound: it applies to their content too)
+        _inline_shadow_roots(tree, len(html))
     pruned = _prune_too_deep(tree)
     if pruned:
         log.debug("pruned %d element subtrees nested deeper than %d", pruned, MAX_NESTING_DEPTH)
