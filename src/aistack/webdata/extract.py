@@ -4,6 +4,11 @@
   calls in an LRU cache, which makes output depend on document order and worker count).
 * ``fast``: resiliparse's ``extract_plain_text(main_content=True)`` (a C++ DOM walk).
 
+A page of more than :data:`MAX_QUALITY_ELEMENTS` elements is extracted in fast mode when
+quality mode is asked for (trafilatura takes time superlinear in the element count: seconds
+for such a page, 20 s for a hostile one); :func:`extract_page` says so, and the pipeline
+counts such pages as ``extract/fast_mode_too_many_elements``.
+
 Either way, elements nested more than 256 deep (``MAX_NESTING_DEPTH``) are pruned first, with
 what they hold, and the rest of the page is extracted (:func:`extract_page` says whether a page
 was pruned; the pipeline counts such pages as ``extract/pruned_deep_nesting``).
@@ -112,6 +117,12 @@ def decode_html(body: bytes, http_content_type: str | None = None) -> str:
 # extraction walks a deep tree (resiliparse's walk takes time quadratic in the depth: minutes
 # for a page nested 200,000 deep)
 MAX_NESTING_DEPTH = 256
+# the most elements a page extracted in quality mode may hold (after the pruning); a larger
+# one is extracted in fast mode. Measured (trafilatura, one core): 10,000 elements 0.3 s,
+# 50,000 2 s, 100,000 5 s, a hostile page of 1,000 chains 300 deep (256,000 once pruned)
+# 20 s; fast mode takes 0.01-0.3 s on them. Real pages hold a few hundred to a few thousand
+# (the 42 HTML pages of the sample WARCs: at most 1,108; the extraction benchmark's: 70)
+MAX_QUALITY_ELEMENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,9 @@ class PageText:
 
     text: str
     pruned: int = 0
+    # quality mode was asked for, but the page held more than MAX_QUALITY_ELEMENTS elements:
+    # it was extracted in fast mode
+    fast_fallback: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -263,7 +277,9 @@ def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -
     nested deeper than :data:`MAX_NESTING_DEPTH` were pruned first. Inert ``<template>``
     elements are pruned too (not counted in ``pruned``). A pruned page is extracted from what
     is left: fast mode from the pruned tree, quality mode (trafilatura) from the pruned tree's
-    HTML; a page with nothing to prune goes to trafilatura as it is."""
+    HTML; a page with nothing to prune goes to trafilatura as it is. A page of more than
+    :data:`MAX_QUALITY_ELEMENTS` elements (once pruned) is extracted in fast mode, quality
+    mode asked for or not (``fast_fallback`` says so)."""
     if mode not in MODES:
         raise ValidationError(
             f"extract.mode must be one of {', '.join(MODES)}, got {mode!r}",
@@ -278,13 +294,23 @@ def extract_page(html: str, *, mode: Mode = "quality", url: str | None = None) -
     if pruned:
         log.debug("pruned %d element subtrees nested deeper than %d", pruned, MAX_NESTING_DEPTH)
     templates = _prune_templates(tree)
+    fallback = False
+    if mode == "quality" and tree.document is not None:
+        # (counting in C: a few ms for 300,000 elements)
+        fallback = len(tree.document.query_selector_all("*")) > MAX_QUALITY_ELEMENTS
+        if fallback:
+            log.debug("more than %d elements: fast mode", MAX_QUALITY_ELEMENTS)
+            mode = "fast"
+            if _inline_shadow_roots(tree, len(html)):  # (as fast mode does, before pruning)
+                pruned += _prune_too_deep(tree)
+                _prune_templates(tree)
     if mode == "quality":
         text = _trafilatura_extract(str(tree) if pruned or templates else html, url)
     else:
         text = _resiliparse_extract(html, tree)
     # normalise line ends and trailing spaces so both modes give the same shape
     lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    return PageText("\n".join(lines).strip(), pruned)
+    return PageText("\n".join(lines).strip(), pruned, fallback)
 
 
 def extract_text(html: str, *, mode: Mode = "quality", url: str | None = None) -> str:

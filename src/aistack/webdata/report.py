@@ -78,6 +78,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
             "pages pruned below 256 nested elements (kept)",
             f"{c['notes']['extract/pruned_deep_nesting']:,}",
         )
+    if (c.get("notes") or {}).get("extract/fast_mode_too_many_elements"):
+        from aistack.webdata.extract import MAX_QUALITY_ELEMENTS
+
+        _row(
+            s,
+            f"pages extracted in fast mode (over {MAX_QUALITY_ELEMENTS:,} elements)",
+            f"{c['notes']['extract/fast_mode_too_many_elements']:,}",
+        )
     if "truncated_records" in c:
         _row(s, "truncated records (file ends inside; dropped)", truncated_summary(c))
     # the most documents first, also for a report read back from report.json (sorted keys)

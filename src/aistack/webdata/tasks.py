@@ -134,6 +134,9 @@ def process_file(
             if page.pruned:  # elements nested deeper than MAX_NESTING_DEPTH: cut off
                 log.info("pruned deep nesting: %s: %d subtrees", rec.url, page.pruned)
                 notes["extract/pruned_deep_nesting"] += 1
+            if page.fast_fallback:  # more than MAX_QUALITY_ELEMENTS elements
+                log.info("extracted in fast mode (too many elements): %s", rec.url)
+                notes["extract/fast_mode_too_many_elements"] += 1
         except Exception as exc:  # noqa: BLE001 - one bad page never stops a run
             log.info("extraction failed for %s: %s", rec.url, exc)
             text = ""
