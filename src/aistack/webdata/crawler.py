@@ -25,8 +25,10 @@ is a ``ResponseTooLarge`` fetch error too, counted in ``oversized``, and its fir
 extract such a record). robots.txt is read up to
 ``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
 followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
-at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, an invalid
-IDNA host) is an ``InvalidURL`` fetch error. Where the crawl may go is decided by host
+at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, a host
+IDNA 2008 refuses) is an ``InvalidURL`` fetch error. An internationalized host name is asked
+for as browsers ask for it (UTS 46, IDNA 2008: ``straße.de`` is ``xn--strae-oqa.de``, not
+IDNA 2003's ``strasse.de``). Where the crawl may go is decided by host
 *name* only (``allowed_domains``, else the seeds' hosts; an internationalized name matches in
 Unicode and in punycode alike): addresses are not checked, so a
 name in scope that resolves to a private or link-local address is fetched.
@@ -194,15 +196,44 @@ def _check_seconds(v: Any, name: str, example: str, *, zero: bool = True) -> Non
         )
 
 
+def idna_host(host: str) -> str:
+    """An internationalized host name in the ASCII form a browser asks DNS for: UTS 46
+    processing (the mapping browsers use, nontransitional, without the STD3 rules) and IDNA
+    2008 punycode, with the ``idna`` package (a dependency of httpx; without it, IDNA 2003's
+    ``encodings.idna``). Under IDNA 2003 ``straße`` was ``strasse`` and a final sigma became
+    a sigma, other hosts than the browser's; a symbol such as ``☃`` it allowed is refused.
+    Labels already ASCII are kept, lower-cased (``my_host.bücher.example``: browsers keep
+    the "_" IDNA 2008 refuses). UnicodeError (``idna.IDNAError`` is one) for a name that is
+    no valid IDNA 2008 name; an ASCII name is returned lower-cased, unchecked."""
+    if host.isascii():
+        return host.lower()
+    try:
+        import idna
+    except ImportError:  # pragma: no cover - idna comes with httpx
+        return host.encode("idna").decode("ascii").lower()
+    mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+    labels = mapped.split(".")
+    out = []
+    for i, label in enumerate(labels):
+        if label.isascii():  # (an empty one only as the last: the root's dot)
+            if not label and i != len(labels) - 1:
+                raise idna.IDNAError("empty label")
+            out.append(label.lower())
+        else:
+            out.append(idna.alabel(label).decode("ascii"))
+    return ".".join(out)
+
+
 def host_name(host: str) -> str:
     """``host`` as the scope checks compare it: lower case, an internationalized name in its
-    IDNA (punycode) form, the form the crawler sends it in (``bücher.example`` and
-    ``xn--bcher-kva.example`` are one host; so are ``ＥＸＡＭＰＬＥ.org`` and
-    ``example.org``). A name that is no valid IDNA name is kept as it is, lower-cased."""
+    IDNA (punycode) form, the form the crawler sends it in (:func:`idna_host`:
+    ``bücher.example`` and ``xn--bcher-kva.example`` are one host; so are
+    ``ＥＸＡＭＰＬＥ.org`` and ``example.org``; ``straße.example`` is
+    ``xn--strae-oqa.example``, not ``strasse.example``). A name that is no valid IDNA name is
+    kept as it is, lower-cased."""
     host = host.lower()
-    if not host.isascii():
-        with contextlib.suppress(UnicodeError):
-            host = host.encode("idna").decode("ascii").lower()
+    with contextlib.suppress(UnicodeError):
+        host = idna_host(host)
     return host
 
 
@@ -403,11 +434,12 @@ _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 def _request_target(url: str) -> tuple[str, int, str, str]:
     """(host to connect to, port, Host header, request target) of an http(s) URL, as a browser
-    sends them: an internationalized host name in its IDNA (punycode) form, non-ASCII
+    sends them: an internationalized host name in its IDNA 2008 (punycode) form as UTS 46
+    maps it (:func:`idna_host`), non-ASCII
     characters, spaces and control characters of the path and query percent-encoded as
     UTF-8 (they were sent as latin-1, a character outside it as "?"), the fragment and the
     userinfo left out. ValueError for a URL that cannot be requested (a port out of range,
-    a host that is no valid IDNA name, a scheme other than http(s))."""
+    a host that is no valid IDNA 2008 name, a scheme other than http(s))."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"not an http(s) URL (scheme {parts.scheme!r})")
@@ -419,7 +451,7 @@ def _request_target(url: str) -> tuple[str, int, str, str]:
         raise ValueError("port 0 is not a port one can connect to")
     if not host.isascii():
         try:
-            host = host.encode("idna").decode("ascii")
+            host = idna_host(host)
         except UnicodeError as exc:
             raise ValueError(f"host {parts.hostname!r} is not a valid IDNA name ({exc})") from None
     host_hdr = f"[{host}]" if ":" in host else host
