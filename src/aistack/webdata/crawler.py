@@ -73,9 +73,10 @@ MAX_URL_BYTES = 32 * 1024
 # robots.txt redirects followed (RFC 9309 §2.3.1.2: at least five); past them the file is
 # taken as unavailable (§2.3.1.3, as a 4xx: every URL allowed)
 MAX_ROBOTS_REDIRECTS = 5
-# name lookups (getaddrinfo, which has no timeout of its own) waited on at once: each runs in
+# name lookups (getaddrinfo, which has no timeout of its own) running at once: each runs in
 # a thread of its own, and one the resolver never answers is left behind when the fetch gives
-# up on it; past this many still running, a fetch waits for a slot (within its timeout)
+# up on it; past this many still running, a fetch waits for a slot (within its timeout).
+# Requests to one name share its lookup while it runs: a stuck name holds one of them
 MAX_PENDING_LOOKUPS = 16
 
 DEFAULT_USER_AGENT = (
@@ -478,6 +479,11 @@ class NameLookupTimeout(TimeoutError):
 
 
 _lookup_slots = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
+# the lookups running, by (name, port): a request to a name already being looked up waits on
+# that lookup instead of starting another (one host's stuck lookups took every slot, one per
+# request, and other hosts' lookups waited for a slot until their timeout)
+_lookups: dict[tuple[str, int], Future[list[Any]]] = {}
+_lookups_lock = threading.Lock()
 
 
 def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
@@ -485,7 +491,10 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
     (NameLookupTimeout past it). The lookup runs in a daemon thread: getaddrinfo cannot be
     interrupted, so a resolver that never answers leaves that thread behind, and the request
     moves on; at most ``MAX_PENDING_LOOKUPS`` of them run at once (a lookup waits for a slot,
-    within its timeout). An IP address is no lookup: it is used as it is."""
+    within its timeout). A request for a name whose lookup is still running waits on that one,
+    within its own timeout (a name the resolver never answers holds one thread and one slot,
+    however many requests ask for it); once it has answered, the next request asks again.
+    An IP address is no lookup: it is used as it is."""
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -497,26 +506,61 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
             return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
         return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
     deadline = time.monotonic() + timeout
-    slots = _lookup_slots
-    if not slots.acquire(timeout=timeout):
-        raise NameLookupTimeout(host, busy=True)
-    done: Future[list[Any]] = Future()
-
-    def lookup() -> None:
-        try:
-            done.set_result(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting fetch
-            done.set_exception(exc)
-        finally:
-            slots.release()
-
-    threading.Thread(target=lookup, name=f"crawler-lookup-{host}", daemon=True).start()
+    key = (host.lower(), port)
+    with _lookups_lock:
+        running = _lookups.get(key)
+        if running is None:
+            done: Future[list[Any]] = Future()
+            _lookups[key] = done
+        else:
+            done = running
+    if running is None:
+        _start_lookup(key, host, port, done, timeout)
     try:
         return done.result(timeout=max(0.0, deadline - time.monotonic()))
     except TimeoutError:
         if done.done():  # (the lookup's own error, e.g. a socket.timeout from the resolver)
             raise
         raise NameLookupTimeout(host) from None
+
+
+def _start_lookup(
+    key: tuple[str, int], host: str, port: int, done: Future[list[Any]], timeout: float
+) -> None:
+    """Run the lookup ``done`` stands for (registered in ``_lookups`` under ``key``) in a
+    thread of its own, once a slot is free (within ``timeout``: else NameLookupTimeout, for
+    the requests waiting on it too). It leaves ``_lookups`` when it ends, before it answers."""
+    slots = _lookup_slots
+
+    def finish() -> None:
+        with _lookups_lock:
+            if _lookups.get(key) is done:
+                del _lookups[key]
+
+    if not slots.acquire(timeout=timeout):
+        finish()
+        done.set_exception(NameLookupTimeout(host, busy=True))
+        raise NameLookupTimeout(host, busy=True)
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting fetches
+            finish()
+            done.set_exception(exc)
+        else:
+            finish()
+            done.set_result(infos)
+        finally:
+            slots.release()
+
+    try:
+        threading.Thread(target=lookup, name=f"crawler-lookup-{host}", daemon=True).start()
+    except BaseException as exc:  # (no thread could be started: nobody would answer)
+        finish()
+        slots.release()
+        done.set_exception(exc)
+        raise
 
 
 def _connect(host: str, port: int, left: Any) -> socket.socket:
