@@ -63,3 +63,19 @@ def test_a_declarative_shadow_root_is_kept_in_quality_mode() -> None:
     text = extract_page(html, mode="quality").text
     assert "Shadow root words" in text
     assert "Inert" not in text
+
+
+@pytest.mark.parametrize("mode", ["quality", "fast"])
+def test_thousands_of_templates_are_pruned_in_one_walk(mode: str) -> None:
+    """Going through ``query_selector_all``'s result took time quadratic in its length: 4,000
+    templates took about 35 s (8,000: 144 s), in both modes. A walk of the elements: ms."""
+    import time
+
+    body = "<div><template><p>inert secret</p></template></div>" * 4000
+    html = (
+        f"<html><body><article><p>{'Visible words here. ' * 20}</p></article>{body}</body></html>"
+    )
+    t0 = time.perf_counter()
+    page = extract_page(html, mode=mode)  # type: ignore[arg-type]
+    assert time.perf_counter() - t0 < 10  # a hang guard only (about 0.1 s here)
+    assert "Visible words here." in page.text and "inert secret" not in page.text
