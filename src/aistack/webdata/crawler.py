@@ -3,12 +3,14 @@
 Polite by default: robots.txt is fetched first for every host and obeyed (RFC 9309: a 4xx
 robots.txt means "allow all", a 5xx or unreachable one means "disallow all"; its
 Crawl-delay raises the per-host delay; up to five redirects in a row are followed to it, to any
-host, ``delay_s`` apart where they return to a host, and the file reached gives the rules; past
+host, each hop waiting for its host's turn as any request does, and the file reached gives
+the rules; past
 five it counts as unavailable, as a 4xx, and ``robots_redirected`` says so). The summary tells
 the two "disallow all" apart: after a 5xx robots.txt the host's URLs count as disallowed
 (``robots_blocked``, the reason in ``robots_unavailable``); a host that does not answer at all (connection refused, DNS, timeout)
 makes them fetch errors (``errors``, each listed in ``failed``). One request at a time per
-host with ``delay_s`` between the end of one request and the start of the next; a descriptive User-Agent; limits on
+host with ``delay_s`` between the end of one request and the start of the next (a robots.txt
+redirect from another host included); a descriptive User-Agent; limits on
 pages, depth, domains and response size. Responses are stored byte for byte as received
 (status line, headers, body; chunked encoding included) so the WARC is a faithful capture.
 
@@ -53,6 +55,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -749,6 +752,76 @@ class RobotsFetch:
         return len(self.requested) - 1
 
 
+class HostGate:
+    """When a request may go to a host (keyed as :func:`_host_key` keys it): one at a time,
+    each at least ``delay_for(key)`` seconds (``delay_s`` when not given) after the last one
+    to it ended. Shared by the threads of a crawl, so that a robots.txt redirect to a host
+    the crawl fetches from waits for that host as its own requests do (and they for it);
+    :func:`fetch_robots` makes one of its own for one chain when given none."""
+
+    def __init__(
+        self, delay_s: float = 0.0, delay_for: Callable[[str], float] | None = None
+    ) -> None:
+        self._delay_for = delay_for or (lambda _key: delay_s)
+        self._cond = threading.Condition()
+        self._sending: set[str] = set()  # hosts with a request in flight
+        self._ready: dict[str, float] = {}  # host → when its next request may start
+        self._closed = False
+
+    def wait_time(self, key: str, now: float) -> float | None:
+        """None when a request to ``key`` may start at ``now``; else when to look again."""
+        with self._cond:
+            if key in self._sending:
+                return now + 0.05
+            ready = self._ready.get(key, 0.0)
+            return ready if now < ready else None
+
+    def try_enter(self, key: str) -> float | None:
+        """Mark a request to ``key`` in flight and return None, when one may start now; else
+        (nothing marked) when to look again."""
+        with self._cond:
+            later = self.wait_time(key, time.monotonic())
+            if later is None:
+                self._sending.add(key)
+            return later
+
+    def enter(self, key: str) -> float:
+        """Wait until a request to ``key`` may start, mark it in flight; returns the seconds
+        waited (a politeness wait, no part of a request's time)."""
+        t0 = time.monotonic()
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                later = self.wait_time(key, now)
+                if later is None:
+                    self._sending.add(key)
+                    break
+                self._cond.wait(max(0.0, later - now))
+        return time.monotonic() - t0
+
+    def leave(self, key: str, *, sent: bool = True) -> None:
+        """The request to ``key`` has ended: the next may start ``delay_for(key)`` from now
+        (with ``sent=False``, it was not sent after all: at once)."""
+        delay = self._delay_for(key) if sent else 0.0
+        with self._cond:
+            self._sending.discard(key)
+            if sent:
+                self._ready[key] = time.monotonic() + delay
+            self._cond.notify_all()
+
+    def not_before(self, key: str, when: float) -> None:
+        """No request to ``key`` starts before ``when`` (a ``time.monotonic()`` time): its
+        delay has grown (a Crawl-delay read after its last request)."""
+        with self._cond:
+            self._ready[key] = max(self._ready.get(key, 0.0), when)
+
+    def close(self) -> None:
+        """Let every waiting :meth:`enter` go (the crawl is over)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 def _host_key(url: str) -> str:
     """The host a request to ``url`` goes to, as the crawl keys its hosts (the Host header,
     lower case); the URL's network location when it cannot be requested."""
@@ -758,41 +831,50 @@ def _host_key(url: str) -> str:
         return urlsplit(url).netloc.lower()
 
 
-def fetch_robots(url: str, *, user_agent: str, timeout: float, delay_s: float = 0.0) -> RobotsFetch:
+def fetch_robots(
+    url: str,
+    *,
+    user_agent: str,
+    timeout: float,
+    delay_s: float = 0.0,
+    gate: HostGate | None = None,
+) -> RobotsFetch:
     """GET a robots.txt (read up to ``MAX_ROBOTS_BYTES``), following redirects as RFC 9309
     §2.3.1.2 asks: up to ``MAX_ROBOTS_REDIRECTS`` in a row, to any host (the file reached
     gives the rules of the host asked). More redirects, a redirect with no Location or to no
     http(s) URL, mean the file is unavailable (``unavailable`` says why; as a 4xx, every URL
-    is allowed). A hop to a host this chain has already requested waits until ``delay_s``
-    has passed since that request ended, as the crawl waits between any two requests to one
-    host (it had sent them back to back). ``timeout`` bounds the whole chain's requests, as
-    it bounds one request; the politeness waits are not counted in it. Never raises: a
-    request that failed is the last ``fetch``'s ``error``."""
+    is allowed). Each request waits for its host's turn at ``gate``: the crawl's (a hop to a
+    host the crawl fetches from waits for that host's delay after its last request, from
+    whichever chain or page it was, and for a request to it in flight; it went at once), or
+    without one, this chain's own (a hop to a host this chain has already requested waits
+    until ``delay_s`` has passed since that request ended, as the crawl waits between any
+    two requests to one host). ``timeout`` bounds the whole chain's requests, as it bounds
+    one request; the politeness waits are not counted in it. Never raises: a request that
+    failed is the last ``fetch``'s ``error``."""
     deadline = time.monotonic() + timeout
     requested: list[str] = []
-    ended: dict[str, float] = {}  # host key → when this chain's last request to it ended
+    gate = gate or HostGate(delay_s)
     while True:
-        last = ended.get(_host_key(url))
-        if last is not None and delay_s > 0:
-            pause = last + delay_s - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-                deadline += pause  # (a politeness wait is no part of the request's time)
+        key = _host_key(url)
+        deadline += gate.enter(key)  # (a politeness wait is no part of the request's time)
         if requested and time.monotonic() >= deadline:  # (the next request is not sent)
+            gate.leave(key, sent=False)
             res = Fetch(
                 url=url, depth=0, error=f"TimeoutError: no complete response within {timeout} s"
             )
             return RobotsFetch(fetch=res, requested=requested)
         requested.append(url)
-        res = fetch(
-            url,
-            user_agent=user_agent,
-            timeout=timeout,
-            deadline=deadline,  # one for the whole chain
-            max_bytes=MAX_ROBOTS_BYTES,
-            truncate=True,
-        )
-        ended[_host_key(url)] = time.monotonic()
+        try:
+            res = fetch(
+                url,
+                user_agent=user_agent,
+                timeout=timeout,
+                deadline=deadline,  # one for the whole chain
+                max_bytes=MAX_ROBOTS_BYTES,
+                truncate=True,
+            )
+        finally:
+            gate.leave(key)
         if res.error or res.status is None or not 300 <= res.status < 400:
             return RobotsFetch(fetch=res, requested=requested)
         location = res.headers.get("location", "").strip()
@@ -1000,7 +1082,13 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
     for s in cfg.seeds:
         add(s, 0)
 
-    lock = threading.Lock()
+    def delay_for(key: str) -> float:  # (called from the robots.txt chains' threads too)
+        h = hosts.get(key)
+        return max(cfg.delay_s, h.delay) if h is not None else cfg.delay_s
+
+    # one request at a time per host, delay_for(host) apart: the pages this loop starts and
+    # the robots.txt chains' requests, a redirect to another host included
+    gate = HostGate(cfg.delay_s, delay_for)
     in_flight: dict[Future[Any], tuple[str, str]] = {}  # future -> (host key, kind)
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency)
     pages_started = 0
@@ -1012,8 +1100,9 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 if h.busy or len(in_flight) >= cfg.concurrency:
                     continue
                 if h.robots_state == "unknown" and cfg.obey_robots and h.queue:
-                    if now < h.next_time:
-                        heapq.heappush(wake, h.next_time)
+                    later = h.next_time if now < h.next_time else gate.wait_time(key, now)
+                    if later is not None:  # (the chain would wait for its turn at the gate)
+                        heapq.heappush(wake, later)
                         continue
                     url0 = h.queue[0][0]
                     scheme = urlsplit(url0).scheme
@@ -1023,7 +1112,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         f"{scheme}://{key}/robots.txt",
                         user_agent=cfg.user_agent,
                         timeout=cfg.timeout_s,
-                        delay_s=cfg.delay_s,  # between its hops to one host, too
+                        gate=gate,  # its hops wait for their host's turn, as pages do
                     )
                     in_flight[rfut] = (key, "robots")
                     continue
@@ -1034,14 +1123,20 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 if now < h.next_time:
                     heapq.heappush(wake, h.next_time)
                     continue
+                later = gate.try_enter(key)  # (a robots.txt chain's hop to it may be in flight)
+                if later is not None:
+                    heapq.heappush(wake, later)
+                    continue
                 url, depth = h.queue.popleft()
                 if h.unreachable is not None:
                     # robots.txt could not be fetched at all (connection refused, DNS, a
                     # timeout): RFC 9309 says disallow all, and the page would fail the same
                     # way; it is a fetch error, not a page robots.txt disallows
+                    gate.leave(key, sent=False)
                     fetch_error(url, h.unreachable)
                     continue
                 if h.robots is not None and not h.robots.can_fetch(cfg.user_agent, url):
+                    gate.leave(key, sent=False)
                     stats["robots_blocked"] += 1
                     continue
                 h.busy = True
@@ -1068,8 +1163,9 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
             for fut in done:
                 key, kind = in_flight.pop(fut)
                 h = hosts[key]
-                with lock:
-                    h.busy = False
+                h.busy = False
+                if kind == "page":
+                    gate.leave(key)
                 if kind == "robots":
                     rf: RobotsFetch = fut.result()
                     res = rf.fetch
@@ -1115,6 +1211,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         h.delay = crawl_delay(text, cfg.user_agent)
                     h.robots = rp
                     h.next_time = time.monotonic() + max(cfg.delay_s, h.delay)
+                    gate.not_before(key, h.next_time)  # (a Crawl-delay: for other chains too)
                     continue
                 res = fut.result()
                 stats["requests"] += 1
@@ -1159,6 +1256,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         for link in links:
                             add(link, res.depth + 1)
     finally:
+        gate.close()
         pool.shutdown(wait=True)
         writer.close()
     return {
