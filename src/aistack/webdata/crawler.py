@@ -203,18 +203,16 @@ def _check_seconds(v: Any, name: str, example: str, *, zero: bool = True) -> Non
 def idna_host(host: str) -> str:
     """An internationalized host name in the ASCII form a browser asks DNS for: UTS 46
     processing (the mapping browsers use, nontransitional, without the STD3 rules) and IDNA
-    2008 punycode, with the ``idna`` package (a dependency of httpx; without it, IDNA 2003's
-    ``encodings.idna``). Under IDNA 2003 ``straße`` was ``strasse`` and a final sigma became
-    a sigma, other hosts than the browser's; a symbol such as ``☃`` it allowed is refused.
+    2008 punycode, with the ``idna`` package. Under IDNA 2003 (Python's ``encodings.idna``)
+    ``straße`` was ``strasse`` and a final sigma became a sigma, other hosts than the
+    browser's; a symbol such as ``☃`` it allowed is refused.
     Labels already ASCII are kept, lower-cased (``my_host.bücher.example``: browsers keep
     the "_" IDNA 2008 refuses). UnicodeError (``idna.IDNAError`` is one) for a name that is
     no valid IDNA 2008 name; an ASCII name is returned lower-cased, unchecked."""
     if host.isascii():
         return host.lower()
-    try:
-        import idna
-    except ImportError:  # pragma: no cover - idna comes with httpx
-        return host.encode("idna").decode("ascii").lower()
+    import idna
+
     mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
     labels = mapped.split(".")
     out = []
