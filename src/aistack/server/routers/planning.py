@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query
 
 from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, load_catalog, suggest
@@ -26,83 +23,34 @@ router = APIRouter(tags=["planning"])
 KINDS = ("accelerator", "instance", "server", "onprem", "efficiency", "cpu")
 
 
-def _bool_where(value: Any, where: str) -> str | None:
-    if isinstance(value, bool):
-        return where
-    if isinstance(value, list):
-        for k, v in enumerate(value):
-            found = _bool_where(v, f"{where}[{k}]")
-            if found:
-                return found
-    return None
-
-
-def _no_bool_numbers(model: type[BaseModel]) -> Callable[[Request], Awaitable[None]]:
-    """A dependency: a JSON true or false where ``model`` wants a number is an error naming it.
-    The schemas took it as 1 or 0 ({"gpus": true} planned for 1 GPU, {"utilization": true} for
-    100 %, a profile [true, 2] for 1 GPU in the first step). (The records of /plan/usage are
-    checked where they are read.)"""
-    numeric = {
-        name
-        for name, f in model.model_fields.items()
-        if re.search(r"\b(float|int)\b", str(f.annotation)) and "bool" not in str(f.annotation)
-    }
-
-    async def check(request: Request) -> None:
-        try:
-            body = await request.json()
-        except ValueError:  # not JSON: the body's own validation says so
-            return
-        if not isinstance(body, dict):
-            return
-        for key, value in body.items():
-            where = _bool_where(value, str(key)) if key in numeric else None
-            if where:
-                raise ValidationError(
-                    f"{where}: must be a number, got {str(_at(body, where)).lower()}",
-                    hint="give a number (true and false are not read as 1 and 0)",
-                    field=str(key),
-                )
-
-    return check
-
-
-def _at(body: dict[str, Any], where: str) -> Any:
-    key, _, rest = where.partition("[")
-    v: Any = body[key]
-    for idx in [i for i in rest.replace("]", "").split("[") if i]:
-        v = v[int(idx)]
-    return v
-
-
 def _catalog(ctx: Any = Depends(get_ctx)) -> Catalog:
     """The shipped catalog plus the server's AISTACK_HOME/catalog/*.yaml overrides."""
     home = getattr(getattr(ctx, "settings", None), "home", None)
     return load_catalog(home=home)
 
 
-@router.post("/plan/train", dependencies=[Depends(_no_bool_numbers(TrainPlanRequest))])
+@router.post("/plan/train")
 def plan_train(req: TrainPlanRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
     from aistack.planning.training import plan_training
 
     return plan_training(**req.model_dump(), catalog=cat).to_dict()
 
 
-@router.post("/plan/serve", dependencies=[Depends(_no_bool_numbers(ServePlanRequest))])
+@router.post("/plan/serve")
 def plan_serve(req: ServePlanRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
     from aistack.planning.inference import plan_serving
 
     return plan_serving(**req.model_dump(), catalog=cat).to_dict()
 
 
-@router.post("/plan/tco", dependencies=[Depends(_no_bool_numbers(TcoRequest))])
+@router.post("/plan/tco")
 def plan_tco(req: TcoRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
     from aistack.planning.tco import plan_tco as _plan_tco
 
     return _plan_tco(**req.model_dump(), catalog=cat).to_dict()
 
 
-@router.post("/plan/hybrid", dependencies=[Depends(_no_bool_numbers(HybridRequest))])
+@router.post("/plan/hybrid")
 def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
     from aistack.planning.whatif import demand_profile, hybrid_sweep
 

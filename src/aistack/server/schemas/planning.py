@@ -1,13 +1,43 @@
-"""Request schemas for /plan (extra fields are errors that name the key)."""
+"""Request schemas for /plan (extra fields are errors that name the key).
+
+A number is a JSON number: ``true``, ``false`` and a number in quotes (``"8"``) are refused,
+with the field named (pydantic took them as 1, 0 and 8). A whole float is a count (``8.0``), and
+an integer a float, as in the Python API.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from aistack.planning.whatif import MAX_DEMAND_GPUS  # one cap for the API and the CLI
 from aistack.server.schemas import UtcTime
+
+_NUMBER_HINT = "send a JSON number, e.g. 8 or 0.8 (true, false and text in quotes are not numbers)"
+
+
+def _json_number(v: Any) -> Any:
+    """A JSON number passes (to int's or float's own checks); anything else is an error saying
+    what was sent and how to fix it. (The server's handler prefixes the field: ``gpus: must be a
+    number, got true; send a JSON number, ...``.)"""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return v
+    shown = json.dumps(v) if isinstance(v, bool | str) or v is None else type(v).__name__
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    raise PydanticCustomError(
+        "number_type",
+        "must be a number, got {got}; {hint}",
+        {"got": shown, "hint": _NUMBER_HINT},
+    )
+
+
+# A count (GPUs, tokens per sequence, ...) and a real number, as JSON numbers only
+Int = Annotated[int, BeforeValidator(_json_number)]
+Float = Annotated[float, BeforeValidator(_json_number)]
 
 
 class _Req(BaseModel):
@@ -15,60 +45,60 @@ class _Req(BaseModel):
 
 
 class TrainPlanRequest(_Req):
-    params: float = Field(gt=0, description="total parameters")
-    tokens: float = Field(gt=0, description="training tokens")
+    params: Float = Field(gt=0, description="total parameters")
+    tokens: Float = Field(gt=0, description="training tokens")
     gpu: str = Field(min_length=1, description="accelerator name, e.g. H100")
-    active_params: float | None = Field(
+    active_params: Float | None = Field(
         default=None, gt=0, description="active parameters per token (MoE)"
     )
-    gpus: int | None = Field(default=None, gt=0)
-    days: float | None = Field(default=None, gt=0)
-    seq_len: int | None = Field(default=None, gt=0)
-    layers: int | None = Field(default=None, gt=0)
-    hidden: int | None = Field(default=None, gt=0)
-    heads: int | None = Field(default=None, gt=0)
+    gpus: Int | None = Field(default=None, gt=0)
+    days: Float | None = Field(default=None, gt=0)
+    seq_len: Int | None = Field(default=None, gt=0)
+    layers: Int | None = Field(default=None, gt=0)
+    hidden: Int | None = Field(default=None, gt=0)
+    heads: Int | None = Field(default=None, gt=0)
     precision: Literal["bf16", "fp16", "fp8"] = "bf16"
-    mfu: float | None = Field(default=None, gt=0, le=1)
-    goodput: float | None = Field(default=None, gt=0, le=1)
-    zero_stage: int = Field(default=3, ge=0, le=3)
+    mfu: Float | None = Field(default=None, gt=0, le=1)
+    goodput: Float | None = Field(default=None, gt=0, le=1)
+    zero_stage: Int = Field(default=3, ge=0, le=3)
     recompute: bool = True
-    tp: int = Field(default=1, gt=0)
-    pp: int = Field(default=1, gt=0)
-    micro_batch: int = Field(default=1, gt=0)
-    batch_tokens: int = Field(default=4 * 1024 * 1024, gt=0)
-    max_batch_tokens: int = Field(default=16 * 1024 * 1024, gt=0)
-    checkpoint_seconds: float = Field(default=60.0, gt=0)
+    tp: Int = Field(default=1, gt=0)
+    pp: Int = Field(default=1, gt=0)
+    micro_batch: Int = Field(default=1, gt=0)
+    batch_tokens: Int = Field(default=4 * 1024 * 1024, gt=0)
+    max_batch_tokens: Int = Field(default=16 * 1024 * 1024, gt=0)
+    checkpoint_seconds: Float = Field(default=60.0, gt=0)
 
 
 class ServePlanRequest(_Req):
-    params: float = Field(gt=0)
+    params: Float = Field(gt=0)
     gpu: str = Field(min_length=1)
-    active_params: float | None = Field(default=None, gt=0)
+    active_params: Float | None = Field(default=None, gt=0)
     precision: str = "bf16"
     kv_precision: str | None = None
-    context: int = Field(default=4096, gt=0)
-    prompt: int | None = Field(default=None, gt=0)
-    concurrency: int = Field(default=1, gt=0)
-    target_tokens_per_s: float | None = Field(default=None, gt=0)
-    layers: int | None = Field(default=None, gt=0)
-    hidden: int | None = Field(default=None, gt=0)
-    kv_heads: int | None = Field(default=None, gt=0)
-    head_dim: int = Field(default=128, gt=0)
+    context: Int = Field(default=4096, gt=0)
+    prompt: Int | None = Field(default=None, gt=0)
+    concurrency: Int = Field(default=1, gt=0)
+    target_tokens_per_s: Float | None = Field(default=None, gt=0)
+    layers: Int | None = Field(default=None, gt=0)
+    hidden: Int | None = Field(default=None, gt=0)
+    kv_heads: Int | None = Field(default=None, gt=0)
+    head_dim: Int = Field(default=128, gt=0)
 
 
 class TcoRequest(_Req):
-    gpus: int = Field(gt=0, description="GPUs needed at peak")
+    gpus: Int = Field(gt=0, description="GPUs needed at peak")
     # an empty name is refused here: the planner took "" for "not given" and blamed a name
     # nobody gave ("unknown server 'None'")
     gpu: str | None = Field(default=None, min_length=1)
     instance: str | None = Field(default=None, min_length=1)
     server: str | None = Field(default=None, min_length=1)
-    utilization: float = Field(default=1.0, gt=0, le=1)
-    horizon_months: int = Field(default=36, gt=0, le=240)
-    hybrid_base_gpus: int | None = Field(default=None, ge=0)
-    spot_overhead: float = Field(default=0.10, ge=0, lt=1)
-    cloud_usd_per_hour: float | None = Field(default=None, gt=0)
-    server_price_usd: float | None = Field(default=None, gt=0)
+    utilization: Float = Field(default=1.0, gt=0, le=1)
+    horizon_months: Int = Field(default=36, gt=0, le=240)
+    hybrid_base_gpus: Int | None = Field(default=None, ge=0)
+    spot_overhead: Float = Field(default=0.10, ge=0, lt=1)
+    cloud_usd_per_hour: Float | None = Field(default=None, gt=0)
+    server_price_usd: Float | None = Field(default=None, gt=0)
 
 
 class UsagePriceRequest(_Req):
@@ -88,20 +118,20 @@ class HybridRequest(_Req):
 
     # GPUs at most as a job spec may ask for: the sweep tries every fleet size up to the peak
     # (a profile of [1e300] kept a server thread busy, and growing, for ever)
-    profile: list[Annotated[float, Field(ge=0, le=MAX_DEMAND_GPUS, allow_inf_nan=False)]] | None = (
+    profile: list[Annotated[Float, Field(ge=0, le=MAX_DEMAND_GPUS, allow_inf_nan=False)]] | None = (
         Field(default=None, description="GPUs wanted per step")
     )
     intervals: (
         list[
             tuple[
-                Annotated[float, Field(allow_inf_nan=False)],
-                Annotated[float, Field(allow_inf_nan=False)],
-                Annotated[int, Field(ge=0, le=MAX_DEMAND_GPUS)],
+                Annotated[Float, Field(allow_inf_nan=False)],
+                Annotated[Float, Field(allow_inf_nan=False)],
+                Annotated[Int, Field(ge=0, le=MAX_DEMAND_GPUS)],
             ]
         ]
         | None
     ) = Field(default=None, description="[start_s, end_s, gpus] per job")
-    step_minutes: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    step_minutes: Float = Field(default=60.0, gt=0, allow_inf_nan=False)
     gpu: str | None = Field(default=None, min_length=1)  # "" as in TcoRequest
     server: str | None = Field(default=None, min_length=1)
     instance: str | None = Field(default=None, min_length=1)
