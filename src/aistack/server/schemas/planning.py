@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from aistack.planning.tco import MAX_HORIZON_MONTHS  # one bound for Python, the CLI and the API
 from aistack.planning.whatif import MAX_DEMAND_GPUS  # one cap for the API and the CLI
 from aistack.server.schemas import UtcTime
 
@@ -94,7 +95,7 @@ class TcoRequest(_Req):
     instance: str | None = Field(default=None, min_length=1)
     server: str | None = Field(default=None, min_length=1)
     utilization: Float = Field(default=1.0, gt=0, le=1)
-    horizon_months: Int = Field(default=36, gt=0, le=240)
+    horizon_months: Int = Field(default=36, gt=0, le=MAX_HORIZON_MONTHS)
     hybrid_base_gpus: Int | None = Field(default=None, ge=0)
     spot_overhead: Float = Field(default=0.10, ge=0, lt=1)
     cloud_usd_per_hour: Float | None = Field(default=None, gt=0)
