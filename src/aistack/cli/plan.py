@@ -376,7 +376,7 @@ def hybrid(
     """Replay a measured demand against every fleet size: own N servers, rent the overflow; the cheapest wins."""
     from aistack.planning.report import render_hybrid
     from aistack.planning.training import duration_text
-    from aistack.planning.whatif import demand_profile, hybrid_sweep, read_trace_csv
+    from aistack.planning.whatif import check_step, demand_profile, hybrid_sweep, read_trace_csv
 
     if (trace is None) == (records is None):
         raise ValidationError(
@@ -402,6 +402,9 @@ def hybrid(
             f"--step-minutes: must be a positive number of minutes, got {step_minutes:g}",
             hint="e.g. --step-minutes 60",
         )
+    check_step(
+        "--step-minutes", step_minutes, unit_s=60.0, unit="minutes", hint="e.g. --step-minutes 60"
+    )
     step_s = step_minutes * 60.0
     with options_for(_HYBRID_OPTIONS):
         prof = demand_profile(intervals, step_s=step_s, step_option="--step-minutes")

@@ -56,9 +56,15 @@ MAX_CONCURRENCY = 1_000_000
 MAX_TOKENS_PER_S = 1e12
 
 # -- money -------------------------------------------------------------------------------------
-# A cloud instance costs up to ~$100/h (8-GPU instances on demand): $1e6/h is a slip.
+# A cloud instance costs up to ~$100/h (8-GPU instances on demand): $1e6/h is a slip. The
+# cheapest rent for ~$0.10/h (one small GPU, spot): under a cent an hour is a slip too (a price
+# typed in thousands, 1e-300), and priced the cloud at nothing.
+MIN_USD_PER_HOUR = 0.01
 MAX_USD_PER_HOUR = 1_000_000.0
-# One server costs $10,000 to ~$4e6 (a GB200 NVL72 rack): $1e10 is a slip.
+# One server costs $10,000 to ~$4e6 (a GB200 NVL72 rack): $1e10 is a slip. A workstation with
+# one GPU costs a few thousand dollars: under $1,000 is a price in thousands (450 for $450,000)
+# or 1e-300, and priced owning at nothing.
+MIN_SERVER_USD = 1_000.0
 MAX_SERVER_USD = 1e10
 
 

@@ -237,7 +237,10 @@ def plan_tco(
 
     ``gpu`` picks the default instance and server for that accelerator; ``instance``/``server``
     choose them by name. ``cloud_usd_per_hour`` overrides the instance's on-demand price (USD per
-    instance-hour), ``server_price_usd`` the server's purchase price.
+    instance-hour, from limits.MIN_USD_PER_HOUR to MAX_USD_PER_HOUR: $0.01 to $1e6),
+    ``server_price_usd`` the server's purchase price (USD, from limits.MIN_SERVER_USD to
+    MAX_SERVER_USD: $1,000 to $1e10); outside, a ValidationError names the field.
+    ``horizon_months`` is at most MAX_HORIZON_MONTHS (1200).
     """
     cat = catalog or default_catalog()
     _check("gpus", gpus, "GPUs needed at peak, e.g. 16")
@@ -262,10 +265,23 @@ def plan_tco(
     check_range(
         "cloud_usd_per_hour",
         cloud_usd_per_hour,
+        low=limits.MIN_USD_PER_HOUR,
+        hint="USD per instance-hour: the cheapest (one small GPU, spot) rent for about $0.10/h",
+    )
+    check_range(
+        "cloud_usd_per_hour",
+        cloud_usd_per_hour,
         high=limits.MAX_USD_PER_HOUR,
         hint="USD per instance-hour: 8-GPU instances cost up to about $100/h",
     )
     _check("server_price_usd", server_price_usd, "USD per server, e.g. 450000")
+    check_range(
+        "server_price_usd",
+        server_price_usd,
+        low=limits.MIN_SERVER_USD,
+        hint="USD per server, in dollars (not thousands): a one-GPU workstation costs a few "
+        "thousand, e.g. 450000 for an 8-GPU server",
+    )
     check_range(
         "server_price_usd",
         server_price_usd,

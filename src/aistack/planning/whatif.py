@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import ValidationError
+from aistack.planning import limits
 from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, default_catalog
 from aistack.planning.numfmt import fixed
 from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
@@ -33,9 +34,32 @@ MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats 
 # these caps (checked by check_sweep_size) hold for both.
 MAX_DEMAND_GPUS = 1_000_000  # as a job spec's resources.gpus; [1e300] once hung the server
 MAX_SWEEP_CASES = 100_000_000  # fleet sizes x steps: ~15 s on one busy core
+# A profile's step: traces time jobs to the second, and the coarsest demand worth replaying is a
+# forecast per year. Outside, it is a slip of units: step_minutes 1e300 priced a demand of 1e300
+# GPU-hours, 1e-300 one of nothing (or a profile of 1e300 steps).
+MIN_STEP_S = 1.0
+MAX_STEP_S = 366 * 86_400.0
 # how each interface sets the profile's step: the error of a too-long demand names them all
 # (the hint said "raise --step-minutes" to `cost report` and API callers, who have no such option)
 _STEP_OPTIONS = "--step-minutes of `aistack plan hybrid`, step_minutes in the API, step_s in Python"
+
+
+def check_step(name: str, value: float, *, unit_s: float, unit: str, hint: str) -> None:
+    """A ValidationError naming ``name`` (``field=name``) unless ``value``, a step in ``unit``
+    (``unit_s`` seconds each), lies from MIN_STEP_S to MAX_STEP_S (1 second to 366 days). The
+    caller has checked that it is a positive finite number."""
+    low, high = MIN_STEP_S / unit_s, MAX_STEP_S / unit_s
+    if not low <= value <= high:
+
+        def bound(v: float) -> str:  # 0.0167 and 527,040 minutes
+            return f"{v:,.0f}" if v >= 1 and v == int(v) else f"{v:.3g}"
+
+        raise ValidationError(
+            f"{name}: must be from 1 second to 366 days ({bound(low)} to {bound(high)} {unit}), "
+            f"got {limits.number(value)}",
+            hint=hint,
+            field=name,
+        )
 
 
 def demand_profile(
@@ -48,6 +72,9 @@ def demand_profile(
 ) -> list[float]:
     """Mean GPUs in use per step from (start_s, end_s, gpus) intervals.
 
+    ``step_s`` is from MIN_STEP_S to MAX_STEP_S seconds (1 second to 366 days); outside, a
+    ValidationError names it.
+
     The profile runs from ``origin`` (default: the earliest start) to ``end`` (default: the
     latest end); intervals are clipped to that span, idle steps are zeros. A span of more than
     MAX_PROFILE_STEPS steps is a ValidationError whose hint says to use longer steps:
@@ -56,6 +83,7 @@ def demand_profile(
     """
     if not (isinstance(step_s, int | float) and math.isfinite(step_s) and step_s > 0):
         raise ValidationError(f"step_s: must be a positive number of seconds, got {step_s!r}")
+    check_step("step_s", step_s, unit_s=1.0, unit="seconds", hint="e.g. 3600 (hourly steps)")
     ivs = []
     for k, (a, b, g) in enumerate(intervals):
         _check_interval(k, a, b, g)
@@ -226,7 +254,11 @@ def hybrid_sweep(
     tier: PriceTier = "on_demand",
     catalog: Catalog | None = None,
 ) -> HybridSweep:
-    """Cost of owning 0, 1, 2, ... servers (up to the peak) with the overflow rented, over ``profile``."""
+    """Cost of owning 0, 1, 2, ... servers (up to the peak) with the overflow rented, over ``profile``.
+
+    ``step_h`` is the profile's step in hours, from MIN_STEP_S to MAX_STEP_S (1 second to 366
+    days); outside, a ValidationError names it.
+    """
     cat = catalog or default_catalog()
     # checked before "no demand": [nan] and [-1] were "no GPU demand to plan for", ["2"] a
     # TypeError, [true] one GPU
@@ -247,6 +279,7 @@ def hybrid_sweep(
         or not (step_h > 0 and math.isfinite(step_h))
     ):
         raise ValidationError(f"step_h: must be positive, got {step_h!r}")
+    check_step("step_h", step_h, unit_s=3600.0, unit="hours", hint="e.g. 1 (hourly steps)")
     if gpu is None and server is None and instance is None:
         raise ValidationError("give gpu, server or instance", hint="e.g. `gpu` H100", field="gpu")
     for name, given in (("gpu", gpu), ("server", server), ("instance", instance)):

@@ -52,13 +52,17 @@ def plan_tco(req: TcoRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any
 
 @router.post("/plan/hybrid")
 def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
-    from aistack.planning.whatif import demand_profile, hybrid_sweep
+    from aistack.planning.whatif import check_step, demand_profile, hybrid_sweep
 
     if (req.profile is None) == (req.intervals is None):
         raise ValidationError(
             "give exactly one of profile or intervals",
             hint="profile: GPUs per step; intervals: [start_s, end_s, gpus]",
         )
+    # named as the caller gave it (demand_profile and hybrid_sweep check it as step_s, step_h)
+    check_step(
+        "step_minutes", req.step_minutes, unit_s=60.0, unit="minutes", hint="e.g. 60 (hourly steps)"
+    )
     step_s = req.step_minutes * 60.0
     prof = (
         req.profile
