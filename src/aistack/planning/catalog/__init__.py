@@ -602,9 +602,60 @@ def _read_file(text: str, origin: str) -> CatalogFile:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise ValidationError(
-            f"catalog file {origin}: {loc}: {first['msg']}",
-            hint="every price needs usd_per_hour, source and as_of (YYYY-MM-DD); see aistack/planning/catalog/*.yaml",
+            f"catalog file {origin}: {loc}{_entry(data, first['loc'])}: {first['msg']}",
+            hint=_hint(first["loc"], first["type"]),
         ) from exc
+
+
+# per list section of a catalog file: its entries' model, what one is called, the key that
+# names one, and the shipped file that shows the layout
+_SECTIONS: dict[str, tuple[type[BaseModel], str, str, str]] = {
+    "efficiency": (Efficiency, "efficiency entry", "generation", "accelerators.yaml"),
+    "accelerators": (Accelerator, "accelerator", "name", "accelerators.yaml"),
+    "instances": (Instance, "instance", "name", "instances.yaml"),
+    "cpu_prices": (CpuPrice, "CPU price", "provider", "instances.yaml"),
+    "servers": (Server, "server", "name", "onprem.yaml"),
+}
+_SEE = "see aistack/planning/catalog/"
+
+
+def _entry(data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """`` (instance 'p5.48xlarge')`` for an error in a list entry that has its name."""
+    if len(loc) < 2 or loc[0] not in _SECTIONS or not isinstance(loc[1], int):
+        return ""
+    _, what, key, _ = _SECTIONS[str(loc[0])]
+    entries = data.get(str(loc[0]))
+    entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+    name = entry.get(key) if isinstance(entry, dict) else None
+    return f" ({what} {str(name)!r})" if isinstance(name, str | int | float) else ""
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _hint(loc: tuple[int | str, ...], err_type: str) -> str:
+    """How to fix the field at ``loc`` of a catalog file (every error said "every price needs
+    usd_per_hour, ...", an on-premises figure's too)."""
+    if loc and loc[-1] == "as_of":
+        return f"as_of is the date the figure was looked up (YYYY-MM-DD); {_SEE}*.yaml"
+    section = str(loc[0]) if loc else ""
+    if section == "onprem":
+        if len(loc) == 2 and err_type == "extra_forbidden":
+            return f"the on-premises figures are {_and(list(OnPremPatch.model_fields))}"
+        return (
+            "every on-premises figure needs value, source and as_of (YYYY-MM-DD), e.g. pue: "
+            f"{{value: 1.3, source: ..., as_of: 2025-01-01}}; {_SEE}onprem.yaml"
+        )
+    if section == "instances" and "prices" in loc:
+        return (
+            f"every price needs usd_per_hour, source and as_of (YYYY-MM-DD); {_SEE}instances.yaml"
+        )
+    if section in _SECTIONS:
+        model, what, _, shipped = _SECTIONS[section]
+        required = [n for n, f in model.model_fields.items() if f.is_required()]
+        return f"every {what} needs {_and(required)}; {_SEE}{shipped}"
+    return f"the sections are {_and([*_SECTIONS, 'onprem'])}; {_SEE}*.yaml"
 
 
 def _builtin_texts() -> list[tuple[str, str]]:

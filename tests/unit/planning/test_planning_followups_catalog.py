@@ -1,0 +1,107 @@
+"""Follow-ups to the audit of the catalog loader: an ``as_of`` date in the future (which the
+staleness check never flagged), an alias two accelerators share (the last one won without a
+word), and a hint that fits the field that failed (every error said "every price needs
+usd_per_hour, source and as_of", an on-premises figure's too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aistack.errors import ValidationError
+from aistack.planning.catalog import Catalog, load_catalog
+
+_PRICE_HINT = "every price needs usd_per_hour, source and as_of"
+
+
+def _load(tmp_path: Path, text: str) -> Catalog:
+    p = tmp_path / "mine.yaml"
+    p.write_text(text, encoding="utf-8")
+    return load_catalog([p], include_user=False)
+
+
+def _refused(tmp_path: Path, text: str) -> ValidationError:
+    with pytest.raises(ValidationError) as ei:
+        _load(tmp_path, text)
+    return ei.value
+
+
+def _acc(name: str, aliases: str, as_of: str = "2025-01-01") -> str:
+    return (
+        f"  - {{name: {name}, aliases: {aliases}, vendor: nvidia, generation: hopper, "
+        "bf16_tflops: 989, memory_gb: 80, memory_bw_tbs: 3.35, tdp_w: 700, interconnect: nvlink, "
+        f"nvlink_gbs: 450, network_gbs: 50, source: x, as_of: {as_of}}}\n"
+    )
+
+
+def _instance(as_of: str) -> str:
+    return (
+        "instances:\n  - {name: x9.large, provider: aws, accelerator: H100, gpus: 8, vcpus: 192, "
+        f"memory_gb: 2048, prices: {{on_demand: {{usd_per_hour: 90, source: x, as_of: {as_of}}}}}}}\n"
+    )
+
+
+def _server(as_of: str) -> str:
+    return (
+        "servers:\n  - {name: box-1, accelerator: H100, gpus: 8, price_usd: 300000, power_kw: 10, "
+        f"source: x, as_of: {as_of}}}\n"
+    )
+
+
+def test_the_shipped_catalog_still_loads() -> None:
+    cat = load_catalog(include_user=False)
+    assert cat.accelerator("H100").name == "H100-SXM"
+
+
+# -- the hint fits the field ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "where", "hint_words"),
+    [
+        (
+            "onprem:\n  pue: {value: 1.3, as_of: 2025-01-01}\n",
+            "onprem.pue.source",
+            ("on-premises figure", "value, source and as_of", "onprem.yaml"),
+        ),
+        (
+            "onprem:\n  pue: {value: 0.5, source: x, as_of: 2025-01-01}\n",
+            "onprem.pue",
+            ("on-premises figure", "onprem.yaml"),
+        ),
+        (
+            "onprem:\n  pue2: {value: 1.3, source: x, as_of: 2025-01-01}\n",
+            "onprem.pue2",
+            ("pue", "electricity_usd_per_kwh", "idle_power_fraction"),
+        ),
+        (
+            "servers:\n  - {name: b, accelerator: H100, gpus: 8, power_kw: 10, source: x, "
+            "as_of: 2025-01-01}\n",
+            "servers.0.price_usd",
+            ("every server needs", "price_usd", "onprem.yaml"),
+        ),
+        (
+            "accelerators:\n  - {name: Q1, vendor: x, generation: hopper}\n",
+            "accelerators.0.bf16_tflops",
+            ("every accelerator needs", "bf16_tflops", "accelerators.yaml"),
+        ),
+        (
+            "gpus:\n  - {name: Q1}\n",
+            "gpus",
+            ("efficiency, accelerators, instances, cpu_prices, servers", "onprem"),
+        ),
+    ],
+)
+def test_the_hint_fits_the_field_that_failed(
+    tmp_path: Path, text: str, where: str, hint_words: tuple[str, ...]
+) -> None:
+    e = _refused(tmp_path, text)
+    assert where in e.message, e.message
+    assert e.hint and _PRICE_HINT not in e.hint, e.hint
+    for w in hint_words:
+        assert w in e.hint, e.hint
+
+
+def test_a_price_still_gets_the_price_hint(tmp_path: Path) -> None:
+    e = _refused(tmp_path, _instance("2025-01-01").replace("usd_per_hour: 90, ", ""))
+    assert "instances.0.prices.on_demand.usd_per_hour" in e.message, e.message
+    assert e.hint and e.hint.startswith(_PRICE_HINT), e.hint
