@@ -85,6 +85,11 @@ def test_the_shipped_catalog_still_loads() -> None:
             ("every accelerator needs", "bf16_tflops", "accelerators.yaml"),
         ),
         (
+            _server("2025-13-01"),
+            "servers.0.as_of",
+            ("as_of", "YYYY-MM-DD"),
+        ),
+        (
             "gpus:\n  - {name: Q1}\n",
             "gpus",
             ("efficiency, accelerators, instances, cpu_prices, servers", "onprem"),

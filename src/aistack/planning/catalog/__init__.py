@@ -584,9 +584,24 @@ class Catalog:
 
 
 # ---- loading ------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a date that does not exist (``as_of: 2025-13-01``) stays text,
+    for the schema to refuse naming its field: PyYAML raised a bare ValueError ("month must be
+    in 1..12") that named neither the file nor the field, and was no ValidationError."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def _read_file(text: str, origin: str) -> CatalogFile:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_Loader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ValidationError(
             f"catalog file {origin}: not valid YAML: {exc}", hint="fix the YAML syntax"
