@@ -5,6 +5,7 @@ usd_per_hour, source and as_of", an on-premises figure's too)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,38 @@ def _server(as_of: str) -> str:
         "servers:\n  - {name: box-1, accelerator: H100, gpus: 8, price_usd: 300000, power_kw: 10, "
         f"source: x, as_of: {as_of}}}\n"
     )
+
+
+# -- as_of in the future ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "where", "entry"),
+    [
+        (_instance("2099-01-01"), "instances.0.prices.on_demand.as_of", "instance 'x9.large'"),
+        (_server("2099-01-01"), "servers.0.as_of", "server 'box-1'"),
+        ("accelerators:\n" + _acc("Z9", "[]", "2099-01-01"), "accelerators.0.as_of", "'Z9'"),
+        (
+            "onprem:\n  pue: {value: 1.3, source: x, as_of: 2099-01-01}\n",
+            "onprem.pue.as_of",
+            "onprem.pue",
+        ),
+    ],
+)
+def test_an_as_of_date_in_the_future_is_refused(
+    tmp_path: Path, text: str, where: str, entry: str
+) -> None:
+    """A price dated 2099 was never stale: the warning to check it could not fire."""
+    e = _refused(tmp_path, text)
+    assert "mine.yaml" in e.message and where in e.message and entry in e.message, e.message
+    assert "2099-01-01 is later than today" in e.message, e.message
+    assert e.hint and "as_of" in e.hint and _PRICE_HINT not in e.hint, e.hint
+
+
+def test_an_as_of_date_of_tomorrow_is_taken(tmp_path: Path) -> None:
+    """A day of slack: a file written east of UTC on its today."""
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    cat = _load(tmp_path, _instance(tomorrow.isoformat()) + _server(tomorrow.isoformat()))
+    assert cat.instance("x9.large").prices["on_demand"].as_of == tomorrow
+    assert cat.server("box-1").as_of == tomorrow
 
 
 def test_the_shipped_catalog_still_loads() -> None:

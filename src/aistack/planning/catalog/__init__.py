@@ -36,6 +36,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
 from aistack.errors import NotFoundError, ValidationError
 from aistack.planning import limits
@@ -80,7 +81,22 @@ def _at_most(high: float, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _not_future(v: dt.date) -> dt.date:
+    # a figure dated 2099 was never stale: the warning to check it could not fire. A day of
+    # slack for a file written east of UTC on its today.
+    today = dt.datetime.now(dt.UTC).date()
+    if v > today + dt.timedelta(days=1):
+        raise PydanticCustomError(
+            "date_in_future",
+            "{date} is later than today ({today}, UTC)",
+            {"date": v.isoformat(), "today": today.isoformat()},
+        )
+    return v
+
+
 Text = Annotated[str, AfterValidator(_not_blank)]
+# the date a figure was looked up: today at the latest
+AsOf = Annotated[dt.date, AfterValidator(_not_future)]
 Number = Annotated[float, BeforeValidator(_not_bool)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 # far past any real figure, so that a slip (a price in cents typed as dollars x 1e9, 1e308) is an
@@ -96,7 +112,7 @@ class Efficiency(_Model):
     mfu: Number = Field(gt=0, le=1)
     goodput: Number = Field(gt=0, le=1)
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
 
 class Accelerator(_Model):
@@ -113,7 +129,7 @@ class Accelerator(_Model):
     nvlink_gbs: Number = Field(gt=0, description="intra-node GB/s per GPU per direction")
     network_gbs: Number = Field(gt=0, description="inter-node GB/s per GPU per direction")
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
     def peak_tflops(self, precision: str) -> float:
         p = precision.lower()
@@ -137,7 +153,7 @@ class Accelerator(_Model):
 class Price(_Model):
     usd_per_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
 
 class Instance(_Model):
@@ -169,7 +185,7 @@ class CpuPrice(_Model):
     provider: Text
     usd_per_vcpu_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
 
 class Server(_Model):
@@ -179,13 +195,13 @@ class Server(_Model):
     price_usd: Annotated[Number, _SERVER_USD_MAX] = Field(gt=0)
     power_kw: Annotated[Number, _SERVER_KW_MAX] = Field(gt=0)
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
 
 class Figure(_Model):
     value: Number = Field(ge=0)
     source: Text
-    as_of: dt.date
+    as_of: AsOf
 
 
 MAX_DEPRECIATION_YEARS = 100  # as the TCO horizon (tco.MAX_HORIZON_MONTHS = 1200 months)
@@ -653,7 +669,10 @@ def _hint(loc: tuple[int | str, ...], err_type: str) -> str:
     """How to fix the field at ``loc`` of a catalog file (every error said "every price needs
     usd_per_hour, ...", an on-premises figure's too)."""
     if loc and loc[-1] == "as_of":
-        return f"as_of is the date the figure was looked up (YYYY-MM-DD); {_SEE}*.yaml"
+        return (
+            "as_of is the date the figure was looked up (YYYY-MM-DD), today or earlier: a later "
+            f"date is never flagged as stale; {_SEE}*.yaml"
+        )
     section = str(loc[0]) if loc else ""
     if section == "onprem":
         if len(loc) == 2 and err_type == "extra_forbidden":
