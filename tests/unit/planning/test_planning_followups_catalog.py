@@ -87,6 +87,35 @@ def test_the_shipped_catalog_still_loads() -> None:
     assert cat.accelerator("H100").name == "H100-SXM"
 
 
+# -- an alias of two accelerators -------------------------------------------------------------
+def test_an_alias_of_two_accelerators_in_one_file_is_refused(tmp_path: Path) -> None:
+    e = _refused(tmp_path, "accelerators:\n" + _acc("Z1-A", "[Z1, za]") + _acc("Z1-B", "[z-1]"))
+    assert "'Z1-A'" in e.message and "'Z1-B'" in e.message, e.message
+    assert "alias" in e.message and "'Z1'" in e.message and "'z-1'" in e.message, e.message
+    assert str(tmp_path / "mine.yaml") in e.message, e.message
+    assert e.hint and "alias" in e.hint
+
+
+def test_a_user_alias_of_a_shipped_accelerator_is_refused(tmp_path: Path) -> None:
+    """The shipped H100-SXM has the alias H100: a user's H100-NVL with it won every look-up of
+    "H100" (or lost it, by the order of the files), without a word."""
+    e = _refused(tmp_path, "accelerators:\n" + _acc("H100-NVL", "[H100]"))
+    assert "'H100-SXM'" in e.message and "'H100-NVL'" in e.message, e.message
+    assert "builtin" in e.message and "mine.yaml" in e.message, e.message
+
+
+def test_a_user_entry_that_replaces_a_shipped_one_keeps_its_aliases(tmp_path: Path) -> None:
+    cat = _load(tmp_path, "accelerators:\n" + _acc("H100-SXM", "[H100, H100-SXM5]"))
+    assert cat.accelerator("H100").bf16_tflops == 989
+    assert cat.accelerator("h100 sxm5").name == "H100-SXM"
+
+
+def test_a_name_another_entry_gives_as_an_alias_still_names_itself(tmp_path: Path) -> None:
+    """A canonical name wins over another entry's alias (as before)."""
+    cat = _load(tmp_path, "accelerators:\n" + _acc("H100", "[]"))
+    assert cat.accelerator("H100").name == "H100"
+
+
 # -- the hint fits the field ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "where", "hint_words"),

@@ -376,7 +376,17 @@ class Catalog:
         self.onprem = onprem
         self.origins = origins
         self._alias: dict[str, str] = {}
+        alias_of: dict[str, tuple[str, str]] = {}  # normalized alias -> (accelerator, as given)
         for acc in accelerators.values():
+            for a in acc.aliases:
+                other, given = alias_of.setdefault(_norm(a), (acc.name, a))
+                if other != acc.name:  # the later entry won every look-up, without a word
+                    raise ValidationError(
+                        f"catalog: accelerators {other!r} ({self._origin(other)}) and "
+                        f"{acc.name!r} ({self._origin(acc.name)}) share an alias: {given!r} "
+                        f"and {a!r} (names are compared without case and punctuation)",
+                        hint="an alias names one accelerator: remove it from one of them",
+                    )
             for a in [acc.name, *acc.aliases]:
                 self._alias[_norm(a)] = acc.name
         for acc in accelerators.values():  # canonical names win over another entry's alias
@@ -401,6 +411,10 @@ class Catalog:
                 raise _not_found(
                     "accelerator", srv.accelerator, accelerators, f"server {srv.name}.accelerator"
                 )
+
+    def _origin(self, accelerator: str) -> str:
+        """The file an accelerator's entry came from (``builtin`` for the shipped one)."""
+        return self.origins.get(("accelerator", accelerator), "builtin")
 
     # ---- look-ups -------------------------------------------------------------------------
     def accelerator(self, name: str, *, field: str = "gpu") -> Accelerator:
