@@ -83,10 +83,16 @@ own variables reaches the command as given (as under the local executor) and can
 or redirect the script. The values the script sets for the command (the rank environment,
 ``AISTACK_JOB_DIR``, the hosts) win over the job's, as before.
 
-Paths in ``#SBATCH`` lines are escaped as sbatch reads those lines (a backslash before each
-space, quote, backslash and ``#``; ``%%`` for a ``%`` in ``--output``, a filename pattern);
-a path with a line break or another control character, or an output path with a
-backslash (which turns the pattern's replacements off), is refused at launch, naming it.
+Paths in ``#SBATCH`` lines are written as sbatch reads those lines: one with a space, a tab,
+a quote, a backslash or ``#`` in double quotes, with a backslash before each ``"`` and
+backslash (a backslash alone cannot carry whitespace there); ``%%`` for a ``%`` in
+``--output``, a filename pattern. So a job directory or workdir may hold spaces
+(``AISTACK_HOME=/home/John Smith/.aistack``); the script quotes every path it uses. A path
+with a line break or another control character, or an output path with a backslash (which
+turns the pattern's replacements off), is refused at launch, naming it. ``scontrol show
+job`` writes paths as they are, spaces and all, so ``poll`` reads a job's line only up to
+its first path or free-text field (``Command=``...): a folder named ``x JobState=COMPLETED``
+does not pass for the job's state.
 
 The Slurm job's name ends with a tag of the attempt's folder (:func:`attempt_tag`), so
 ``handle_in`` finds a job whose ``slurm_job_id`` the server did not get to write (it stopped

@@ -16,6 +16,13 @@ from aistack.errors import BackendError, ConnectionFailed, NotSupportedError
 from aistack.executors.slurm_script import attempt_tag
 
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
+# the fields of ``scontrol show job -o`` that hold paths or a user's text, written as they are
+# (spaces and ``Key=Value`` look-alikes included: a job directory ".../x JobState=COMPLETED");
+# they come after the fields that the executor reads (JobState, Reason, ExitCode, NodeList,
+# BatchHost), so a job's line is read only up to the first of them
+_FREE_TEXT_FIELD = re.compile(
+    r" (?:Command|WorkDir|StdErr|StdIn|StdOut|Comment|AdminComment|SystemComment|Container)="
+)
 
 # Slurm job state → aistack ExecState
 STATE_MAP: dict[str, str] = {
@@ -224,14 +231,18 @@ class SlurmCommands:
         return str(max(ids)) if ids else None
 
     def job_info(self, job_id: str) -> dict[str, str] | None:
-        """``scontrol show job`` as a dict, or None when Slurm no longer knows the job."""
+        """``scontrol show job`` as a dict (without the fields from the first path or user
+        text on: see ``_FREE_TEXT_FIELD``), or None when Slurm no longer knows the job."""
         res = self._run("scontrol", "show", "job", "-o", job_id, check=False)
         if res.returncode != 0:
             if "Invalid job id" in res.stderr:
                 return None
             raise BackendError(f"scontrol show job {job_id} failed: {res.stderr.strip()}")
         lines = [line for line in res.stdout.splitlines() if line.strip()]
-        return parse_kv(lines[0]) if lines else None
+        if not lines:
+            return None
+        free_text = _FREE_TEXT_FIELD.search(lines[0])
+        return parse_kv(lines[0][: free_text.start()] if free_text else lines[0])
 
     def _sacct(self, job_id: str) -> dict[str, str] | None:
         res = self._run(

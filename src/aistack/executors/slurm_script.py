@@ -118,12 +118,15 @@ def job_name(req: LaunchRequest) -> str:
 def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
     """``value`` for an ``#SBATCH --option=VALUE`` line. sbatch reads such a line like a shell
     word without expansions (src/sbatch/opt.c, ``_get_argument``): a backslash makes the next
-    character literal, quotes group, an unquoted ``#`` starts a comment. So each of those
-    characters (and whitespace) is backslash-escaped. ``pattern``: a filename pattern
-    (``--output``), where ``%`` starts a replacement symbol (``%j``), so ``%`` is written
-    ``%%``; and a backslash anywhere in it turns all replacement off, so none is taken.
-    A line break or another control character cannot be carried: a ValidationError."""
-    bad = next((c for c in value if not c.isprintable() and c not in " \t"), None)
+    character literal, quotes group, an unquoted ``#`` starts a comment, and whitespace outside
+    quotes ends the word, even right after a backslash (its loop tests for whitespace before
+    it looks at the escape, so a backslash cannot carry a space). So a value with any of
+    those characters is written in double quotes, where only ``"`` and the backslash are
+    special and are backslash-escaped: spaces and tabs are carried. ``pattern``: a filename
+    pattern (``--output``), where ``%`` starts a replacement symbol (``%j``), so ``%`` is
+    written ``%%``; and a backslash anywhere in it turns all replacement off, so none is
+    taken. A line break or another control character cannot be carried: a ValidationError."""
+    bad = next((c for c in value if not c.isprintable() and c != "\t"), None)
     if bad is not None or (pattern and "\\" in value):
         why = f"the control character {bad!r}" if bad is not None else "a backslash"
         raise ValidationError(
@@ -132,7 +135,9 @@ def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
         )
     if pattern:
         value = value.replace("%", "%%")
-    return re.sub(r"([\s\"'\\#])", r"\\\1", value)
+    if not re.search(r"[ \t\"'\\#]", value):
+        return value
+    return '"' + re.sub(r'(["\\])', r"\\\1", value) + '"'
 
 
 @dataclass(kw_only=True)
@@ -181,12 +186,6 @@ def render_sbatch(
             )
     if not req.command or not req.command.strip():
         raise ValidationError("command: empty command", hint="e.g. command: python train.py")
-    for what, value in (("job directory", str(req.job_dir)), ("workdir", req.workdir or "")):
-        if re.search(r"\s", value):
-            raise ValidationError(
-                f"{what}: {value!r} contains whitespace, which #SBATCH lines cannot carry",
-                hint="use a path without spaces",
-            )
     workdir = req.workdir or str(req.job_dir)
     output_arg = _sbatch_value("job directory", str(req.log_path), pattern=True)
     chdir_arg = _sbatch_value("workdir", workdir)

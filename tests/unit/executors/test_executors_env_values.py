@@ -146,8 +146,7 @@ def _run_sbatch(tmp_path: Path, req: LaunchRequest, nodelist: str) -> str:
 @pytest.mark.parametrize("distributed", [None, "torch"])
 def test_slurm_job_sees_its_env_values_exactly(tmp_path: Path, distributed: str | None) -> None:
     values = _values(tmp_path) | {"AISTACK_JOB_DIR": str(tmp_path / "elsewhere")}
-    wd = tmp_path / "wd'q\"d$HOME"  # #SBATCH lines cannot carry whitespace: no spaces here
-    wd.mkdir()
+    wd = _workdir(tmp_path)  # spaces and quotes, as for the other executors
     out = tmp_path / "env.$AISTACK_RANK.json"
     req = LaunchRequest(
         job_id="j-1",

@@ -112,11 +112,14 @@ def test_the_jobs_env_cannot_break_or_redirect_the_batch_script(
 # -- 2. #SBATCH lines ---------------------------------------------------------------------------
 def _sbatch_argument(line: str) -> str:
     """One ``#SBATCH`` line's argument as sbatch reads it: ``_get_argument`` of
-    src/sbatch/opt.c (Slurm 22.05): backslash escapes, quotes group, ``#`` ends it."""
+    src/sbatch/opt.c (Slurm 22.05): backslash escapes, quotes group, ``#`` ends it, and so
+    does whitespace outside quotes, even right after a backslash (tested first)."""
     out: list[str] = []
     quote = ""
     escape = False
     for c in line.strip():
+        if c.isspace() and not quote:
+            break
         if escape:
             escape = False
         elif c == "\\":
@@ -130,8 +133,6 @@ def _sbatch_argument(line: str) -> str:
             quote = c
             continue
         elif c == "#":
-            break
-        elif c.isspace():
             break
         out.append(c)
     assert not quote, f"unmatched {quote} in {line!r}"
