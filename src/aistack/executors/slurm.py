@@ -249,7 +249,7 @@ class SlurmExecutor(SlurmCommands, Executor):
         script = req.job_dir / "job.sbatch"
         # owner-only: the script exports the job's environment, tokens included
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # paths and env, whatever the locale
             f.write(plan.script)
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
         # each rank's child subreaper, which the script runs from there (module docstring)

@@ -205,7 +205,7 @@ class SlurmCommands:
         its job name), or None; ConnectionFailed/BackendError when Slurm cannot be asked."""
         script = job_dir / "job.sbatch"
         try:
-            text = script.read_text(errors="replace")
+            text = script.read_text(encoding="utf-8", errors="replace")
             submitted = script.stat().st_mtime
         except OSError:
             return None  # never launched here

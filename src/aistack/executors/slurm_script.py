@@ -11,6 +11,7 @@ import hashlib
 import math
 import re
 import shlex
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,15 @@ def job_name(req: LaunchRequest) -> str:
     return f"{_safe_name(f'aistack-{req.name or req.job_id}')}-{attempt_tag(req.job_dir)}"
 
 
+def _uncarried(c: str) -> bool:
+    """Whether an #SBATCH line cannot carry ``c``: a control or format character (Unicode
+    category C*: a newline ends the line) or a line or paragraph separator, but not a tab."""
+    if c == "\t":
+        return False
+    cat = unicodedata.category(c)
+    return cat[0] == "C" or cat in ("Zl", "Zp")
+
+
 def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
     """``value`` for an ``#SBATCH --option=VALUE`` line. sbatch reads such a line like a shell
     word without expansions (src/sbatch/opt.c, ``_get_argument``): a backslash makes the next
@@ -125,10 +135,15 @@ def _sbatch_value(what: str, value: str, *, pattern: bool = False) -> str:
     special and are backslash-escaped: spaces and tabs are carried. ``pattern``: a filename
     pattern (``--output``), where ``%`` starts a replacement symbol (``%j``), so ``%`` is
     written ``%%``; and a backslash anywhere in it turns all replacement off, so none is
-    taken. A line break or another control character cannot be carried: a ValidationError."""
-    bad = next((c for c in value if not c.isprintable() and c != "\t"), None)
+    taken. A line break or a control character cannot be carried: a ValidationError. Other
+    characters are bytes to sbatch (a no-break space or an accented letter is carried)."""
+    bad = next((c for c in value if _uncarried(c)), None)
     if bad is not None or (pattern and "\\" in value):
-        why = f"the control character {bad!r}" if bad is not None else "a backslash"
+        why = (
+            f"{bad!r} (U+{ord(bad):04X}), a line break or control character"
+            if bad is not None
+            else "a backslash"
+        )
         raise ValidationError(
             f"{what}: {value!r} contains {why}, which Slurm's #SBATCH lines cannot carry",
             hint=f"use a {what} without it",

@@ -68,7 +68,7 @@ def _req(
 
 
 def test_a_job_runs_in_its_workdir_and_logs_to_its_file(ex: SlurmExecutor, home: Path) -> None:
-    wd = home.parent / "my project\tv2"
+    wd = home.parent / "my project\tv2\xa0é"
     wd.mkdir()
     req = _req(ex, home / "jobs" / "j 1" / "1", 'echo "ran in $PWD"; pwd -P', workdir=str(wd))
     handle = ex.launch(req)

@@ -95,6 +95,7 @@ ODD = [
     'sp #1 it\'s "q"',
     "100% j%x %%",
     "é \t#'\"%j",
+    "no\xa0break\u2009thin",  # Unicode spaces: bytes to sbatch, carried (were "control")
 ]
 
 
@@ -123,6 +124,8 @@ def test_a_plain_path_stays_bare(tmp_path: Path) -> None:
         ({"workdir": "/tmp/cr\rhere"}, "workdir"),
         ({"workdir": "/tmp/vt\x0bhere"}, "workdir"),
         ({"workdir": "/tmp/ff\x0chere"}, "workdir"),
+        ({"workdir": "/tmp/ls\u2028here"}, "workdir"),  # a Unicode line separator
+        ({"workdir": "/tmp/zw\u200bhere"}, "workdir"),  # a format character
     ],
 )
 def test_line_breaks_and_other_control_whitespace_stay_refused(
@@ -132,6 +135,7 @@ def test_line_breaks_and_other_control_whitespace_stay_refused(
         render_sbatch(_req(tmp_path, **kw))
     assert str(exc.value).startswith(field)
     assert "#SBATCH" in str(exc.value)
+    assert "a line break or control character" in str(exc.value)
 
 
 @pytest.mark.parametrize("max_runtime_s", [None, 30.0])
