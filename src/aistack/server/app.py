@@ -303,6 +303,10 @@ def create_app(
                 problems.append(f"unknown key {loc!r}")
             else:
                 problems.append(f"{loc}: {e['msg']}")
+                # a schema's own error may say how to fix it (PydanticCustomError ctx "hint")
+                own = (e.get("ctx") or {}).get("hint")
+                if isinstance(own, str) and own and hint == _DOCS_HINT:
+                    hint = own
                 if e["loc"] == ("body",) and e["type"] in _NOT_AN_OBJECT:
                     hint = "send a JSON object with 'Content-Type: application/json'"
                     if isinstance(e.get("input"), bytes):  # not read as JSON: its content type

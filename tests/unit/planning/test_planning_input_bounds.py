@@ -42,8 +42,8 @@ def test_rest_plan_tco_turns_the_domain_bound_into_a_422(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """POST /plan/tco calls plan_tco: its ValidationError is a 422 naming the field. (The
-    request schema caps horizon_months at 240, under the domain's 1200: a lower domain cap
-    shows the domain check is what answers.)"""
+    request schema caps horizon_months at the domain's 1200, read when the schema was built:
+    a lower domain cap patched in afterwards shows the domain check is what answers.)"""
     body = {"gpus": 8, "gpu": "H100", "horizon_months": 24}
     assert api.http.post("/api/v1/plan/tco", json=body).status_code == 200
     monkeypatch.setattr(tco, "MAX_HORIZON_MONTHS", 12)

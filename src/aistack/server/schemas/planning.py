@@ -22,8 +22,8 @@ _NUMBER_HINT = "send a JSON number, e.g. 8 or 0.8 (true, false and text in quote
 
 def _json_number(v: Any) -> Any:
     """A JSON number passes (to int's or float's own checks); anything else is an error saying
-    what was sent and how to fix it. (The server's handler prefixes the field: ``gpus: must be a
-    number, got true; send a JSON number, ...``.)"""
+    what was sent, and in its ``ctx["hint"]`` how to fix it (the server's handler prefixes the
+    field: ``gpus: must be a number, got true``, and answers the hint as the error's hint)."""
     if isinstance(v, int | float) and not isinstance(v, bool):
         return v
     shown = json.dumps(v) if isinstance(v, bool | str) or v is None else type(v).__name__
@@ -31,7 +31,7 @@ def _json_number(v: Any) -> Any:
         shown = shown[:37] + "..."
     raise PydanticCustomError(
         "number_type",
-        "must be a number, got {got}; {hint}",
+        "must be a number, got {got}",
         {"got": shown, "hint": _NUMBER_HINT},
     )
 
