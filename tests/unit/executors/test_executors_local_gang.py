@@ -106,19 +106,24 @@ def test_mxnet_starts_the_scheduler_and_server_roles(tmp_path: Path) -> None:
     # named by DMLC_ROLE on import) and then serves until stopped
     pkg = tmp_path / "fake" / "mxnet"
     pkg.mkdir(parents=True)
+    # (written to a temporary name and renamed: the workers wait until both names exist, and
+    # the gang stops the roles once they end; an open() seen before its write() read as '')
     (pkg / "__init__.py").write_text(
         "import os, time\n"
         "if os.environ.get('DMLC_ROLE') in ('scheduler', 'server'):\n"
-        "    open(os.path.join(os.environ['ROLES'], os.environ['DMLC_ROLE']), 'w').write(\n"
-        "        os.environ['DMLC_PS_ROOT_PORT'])\n"
+        "    path = os.path.join(os.environ['ROLES'], os.environ['DMLC_ROLE'])\n"
+        "    with open(path + '.tmp', 'w') as f:\n"
+        "        f.write(os.environ['DMLC_PS_ROOT_PORT'])\n"
+        "    os.replace(path + '.tmp', path)\n"
         "    time.sleep(60)\n"
     )
     roles = tmp_path / "roles"
     roles.mkdir()
     wait = (
         "import os, time; d = os.environ['ROLES']; t = time.monotonic()\n"
-        "while len(os.listdir(d)) < 2 and time.monotonic() - t < 20: time.sleep(0.05)\n"
-        "print(sorted(os.listdir(d)), os.environ['DMLC_PS_ROOT_PORT'], flush=True)"
+        "names = lambda: sorted(n for n in os.listdir(d) if not n.endswith('.tmp'))\n"
+        "while len(names()) < 2 and time.monotonic() - t < 20: time.sleep(0.05)\n"
+        "print(names(), os.environ['DMLC_PS_ROOT_PORT'], flush=True)"
     )
     (tmp_path / "w.py").write_text(wait)
     ex = LocalExecutor(cpus=2)
