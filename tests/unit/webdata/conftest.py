@@ -4,9 +4,12 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from raw_http import RawServer, Route
 
 WARC_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "warc"
 
@@ -51,3 +54,20 @@ def page_server() -> Iterator[Callable[[Responder], str]]:
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    """Start raw HTTP servers on 127.0.0.1 (``serve(routes)``); all are stopped at teardown."""
+    from raw_http import RawServer
+
+    servers: list[RawServer] = []
+
+    def start(routes: dict[str, Route]) -> RawServer:
+        srv = RawServer(routes)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.close()

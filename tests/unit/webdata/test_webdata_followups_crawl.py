@@ -13,12 +13,12 @@ The servers are raw sockets on 127.0.0.1.
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_http import RawServer, Route
 from typer.testing import CliRunner
 
 import aistack.webdata.crawler as crawler
@@ -28,69 +28,6 @@ from aistack.webdata.readers import ArchiveReader, iter_html
 
 UA = "aistack-crawler/0.1 (test)"
 BOUND = 20_000
-Route = Callable[["RawServer", socket.socket], None]
-
-
-class RawServer:
-    """Reads one request head per connection and hands the socket to the route for its path
-    (404 when none), then closes it. Routes that stall wait on ``stop``, set at teardown."""
-
-    def __init__(self, routes: dict[str, Route]) -> None:
-        self.routes = routes
-        self.stop = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                got = conn.recv(65536)
-                if not got:
-                    return
-                data += got
-            path = data.split(b" ", 2)[1].decode()
-            route = self.routes.get(path)
-            if route is None:
-                conn.sendall(b"HTTP/1.1 404 X\r\nContent-Length: 0\r\n\r\n")
-            else:
-                route(self, conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[dict[str, Route]], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(routes: dict[str, Route]) -> RawServer:
-        servers.append(RawServer(routes))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
-
-
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
 PAGE = b"<html><head><title>t</title></head><body><main><article><h1>Valley</h1>" + (
     b"<p>The river valley held a quiet town where people farmed wheat and barley.</p>\n" * 50

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import gzip
 import random
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_http import RawServer, Route
 
 from aistack.webdata.crawler import CrawlConfig, crawl
 from aistack.webdata.extract import extract_text
@@ -31,54 +30,14 @@ HTML = "<html><head><title>t</title></head><body><main><article><h1>Valley</h1>"
 HTML_BYTES = HTML.encode()  # ~130 KB, no end: the bound cuts it
 
 
-class RawServer:
-    """Answers every connection with ``answer`` (its bytes as given), then closes."""
-
-    def __init__(self, answers: dict[str, bytes]) -> None:
-        self.answers = answers
-        self.stop = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                got = conn.recv(65536)
-                if not got:
-                    return
-                data += got
-            path = data.split(b" ", 2)[1].decode()
-            conn.sendall(self.answers.get(path, b"HTTP/1.1 404 X\r\nContent-Length: 0\r\n\r\n"))
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-
 @pytest.fixture
-def serve() -> Iterator[Callable[[dict[str, bytes]], RawServer]]:
-    servers: list[RawServer] = []
+def serve(serve: Callable[..., RawServer]) -> Callable[[dict[str, bytes]], RawServer]:
+    """conftest's raw servers, each path answered with its bytes as given, then closed."""
 
-    def start(answers: dict[str, bytes]) -> RawServer:
-        servers.append(RawServer(answers))
-        return servers[-1]
+    def sends(data: bytes) -> Route:
+        return lambda srv, conn: conn.sendall(data)
 
-    yield start
-    for s in servers:
-        s.stop.set()
-        s.sock.close()
+    return lambda answers: serve({path: sends(data) for path, data in answers.items()})
 
 
 def _http(body: bytes, **headers: str) -> bytes:
