@@ -1,5 +1,6 @@
-"""Stand-ins for ``srun`` and ``scontrol``, to run a rendered batch script on this machine (the
-tests that need a real Slurm are in tests/integration/scaleout)."""
+"""Stand-ins for ``srun`` and ``scontrol``, to run a rendered batch script on this machine, and a
+model of how sbatch reads ``#SBATCH`` lines (the tests that need a real Slurm are in
+tests/integration/scaleout)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,53 @@ def fake_slurm_bin(tmp_path: Path) -> Path:
     for f in bin_dir.iterdir():
         f.chmod(f.stat().st_mode | stat.S_IEXEC)
     return bin_dir
+
+
+def sbatch_arguments(line: str) -> list[str]:
+    """The arguments of one ``#SBATCH`` line as sbatch reads them, ``_get_argument`` of
+    src/sbatch/opt.c (Slurm 22.05) called until the line is used up. Its loop runs while
+    ``(quoted || !isspace(c))``, tested before the escape: whitespace outside quotes ends an
+    argument even right after a backslash (``a\\ b`` is ``a`` and then ``b``)."""
+    args: list[str] = []
+    i = 0
+    while True:
+        while i < len(line) and line[i] in " \t\n\v\f\r":
+            i += 1
+        if i == len(line):
+            return args
+        out: list[str] = []
+        quote = ""
+        escape = False
+        while i < len(line) and (quote or line[i] not in " \t\n\v\f\r"):
+            c = line[i]
+            i += 1
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+                continue
+            elif quote:
+                if c == quote:
+                    quote = ""
+                    continue
+            elif c in "\"'":
+                quote = c
+                continue
+            elif c == "#":
+                return args + ["".join(out)] if out else args
+            out.append(c)
+        assert not quote, f"sbatch: unmatched {quote} in {line!r}"
+        args.append("".join(out))
+
+
+def sbatch_options(script: str) -> dict[str, str]:
+    """The ``--option=value`` of each ``#SBATCH`` line of ``script``, as sbatch reads them (one
+    argument a line: a second one is what a real sbatch refuses)."""
+    opts: dict[str, str] = {}
+    for line in script.splitlines():
+        if line.startswith("#SBATCH "):
+            args = sbatch_arguments(line[len("#SBATCH ") :])
+            assert len(args) == 1, f"sbatch reads {args} from {line!r}"
+            key, _, value = args[0].partition("=")
+            opts[key] = value
+    return opts

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from slurm_fakes import fake_slurm_bin
+from slurm_fakes import fake_slurm_bin, sbatch_options
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
@@ -110,49 +110,10 @@ def test_the_jobs_env_cannot_break_or_redirect_the_batch_script(
 
 
 # -- 2. #SBATCH lines ---------------------------------------------------------------------------
-def _sbatch_argument(line: str) -> str:
-    """One ``#SBATCH`` line's argument as sbatch reads it: ``_get_argument`` of
-    src/sbatch/opt.c (Slurm 22.05): backslash escapes, quotes group, ``#`` ends it, and so
-    does whitespace outside quotes, even right after a backslash (tested first)."""
-    out: list[str] = []
-    quote = ""
-    escape = False
-    for c in line.strip():
-        if c.isspace() and not quote:
-            break
-        if escape:
-            escape = False
-        elif c == "\\":
-            escape = True
-            continue
-        elif quote:
-            if c == quote:
-                quote = ""
-                continue
-        elif c in "\"'":
-            quote = c
-            continue
-        elif c == "#":
-            break
-        out.append(c)
-    assert not quote, f"unmatched {quote} in {line!r}"
-    return "".join(out)
-
-
-def _sbatch_options(script: str) -> dict[str, str]:
-    opts: dict[str, str] = {}
-    for line in script.splitlines():
-        if line.startswith("#SBATCH "):
-            arg = _sbatch_argument(line[len("#SBATCH ") :])
-            key, _, value = arg.partition("=")
-            opts[key] = value
-    return opts
-
-
 @pytest.mark.parametrize("odd", ["run#1", "it's", 'say"hi"', "100%j", "a%%b", "é#'\"%x"])
 def test_sbatch_lines_carry_paths_with_special_characters(tmp_path: Path, odd: str) -> None:
     req = _req(tmp_path, job_dir=tmp_path / odd / "1", workdir=str(tmp_path / f"wd-{odd}"))
-    opts = _sbatch_options(render_sbatch(req).script)
+    opts = sbatch_options(render_sbatch(req).script)
     # --output is a filename pattern: sbatch turns %% into % (and %j into the job id)
     assert opts["--output"].replace("%%", "%") == str(req.log_path)
     assert "%" not in opts["--output"].replace("%%", "")

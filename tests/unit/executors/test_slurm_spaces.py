@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from slurm_fakes import fake_slurm_bin
+from slurm_fakes import fake_slurm_bin, sbatch_arguments, sbatch_options
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
@@ -33,59 +33,11 @@ def _req(tmp_path: Path, **kw: object) -> LaunchRequest:
     return LaunchRequest(**base)  # type: ignore[arg-type]
 
 
-def _sbatch_arguments(line: str) -> list[str]:
-    """The arguments of one ``#SBATCH`` line as sbatch reads them, ``_get_argument`` of
-    src/sbatch/opt.c (Slurm 22.05) called until the line is used up. Its loop runs while
-    ``(quoted || !isspace(c))``, tested before the escape: whitespace outside quotes ends an
-    argument even right after a backslash (``a\\ b`` is ``a`` and then ``b``)."""
-    args: list[str] = []
-    i = 0
-    while True:
-        while i < len(line) and line[i] in " \t\n\v\f\r":
-            i += 1
-        if i == len(line):
-            return args
-        out: list[str] = []
-        quote = ""
-        escape = False
-        while i < len(line) and (quote or line[i] not in " \t\n\v\f\r"):
-            c = line[i]
-            i += 1
-            if escape:
-                escape = False
-            elif c == "\\":
-                escape = True
-                continue
-            elif quote:
-                if c == quote:
-                    quote = ""
-                    continue
-            elif c in "\"'":
-                quote = c
-                continue
-            elif c == "#":
-                return args + ["".join(out)] if out else args
-            out.append(c)
-        assert not quote, f"sbatch: unmatched {quote} in {line!r}"
-        args.append("".join(out))
-
-
-def _sbatch_options(script: str) -> dict[str, str]:
-    opts: dict[str, str] = {}
-    for line in script.splitlines():
-        if line.startswith("#SBATCH "):
-            args = _sbatch_arguments(line[len("#SBATCH ") :])
-            assert len(args) == 1, f"sbatch reads {args} from {line!r}"
-            key, _, value = args[0].partition("=")
-            opts[key] = value
-    return opts
-
-
 def test_the_parser_model_splits_at_escaped_whitespace_as_sbatch_does() -> None:
     """What a real sbatch 22.05 answered ("Invalid directive found in batch script: b")."""
-    assert _sbatch_arguments("--chdir=/a\\ b") == ["--chdir=/a", "b"]
-    assert _sbatch_arguments('--chdir="/a b\tc" # note') == ["--chdir=/a b\tc"]
-    assert _sbatch_arguments("--chdir=/a\" \"b'#'c\\#") == ["--chdir=/a b#c#"]
+    assert sbatch_arguments("--chdir=/a\\ b") == ["--chdir=/a", "b"]
+    assert sbatch_arguments('--chdir="/a b\tc" # note') == ["--chdir=/a b\tc"]
+    assert sbatch_arguments("--chdir=/a\" \"b'#'c\\#") == ["--chdir=/a b#c#"]
 
 
 ODD = [
@@ -103,7 +55,7 @@ ODD = [
 def test_sbatch_lines_carry_paths_with_whitespace(tmp_path: Path, odd: str) -> None:
     wd = tmp_path / f"wd {odd}"
     req = _req(tmp_path, job_dir=tmp_path / odd / ".aistack" / "1", workdir=str(wd))
-    opts = _sbatch_options(render_sbatch(req).script)
+    opts = sbatch_options(render_sbatch(req).script)
     # --output is a filename pattern: sbatch turns %% into % (and %j into the job id)
     assert opts["--output"].replace("%%", "%") == str(req.log_path)
     assert "%" not in opts["--output"].replace("%%", "")
