@@ -433,15 +433,16 @@ def _loader_state_at(loader: Any, pos: tuple[int, int]) -> dict[str, Any]:
     return st
 
 
-def _signal_hook(grad_accum: int = 1) -> tuple[int, int, int]:
+def _signal_hook(grad_accum: int = 1) -> tuple[int, int | None, int]:
     """The test hook ``AISTACK_TRAIN_SIGNAL_AT_STEP``: ``N`` sends SIGTERM to this process
     after step N, ``N:USR1`` sends SIGUSR1, ``N:TERM`` SIGTERM; ``N.M`` sends it during step
-    N + 1, after its M-th micro-batch (1 ≤ M < ``grad_accum``); unset, empty or 0: none.
-    Returns ``(N, M, signal)`` (M 0: after the step). Anything else is an error naming the
-    variable (it was int()'s ValueError)."""
+    N + 1, after its M-th micro-batch (1 ≤ M < ``grad_accum``), and ``N.0`` before its first
+    one (after step N's end and its checkpoint: as a signal that came while the checkpoint
+    was written); unset, empty or 0: none. Returns ``(N, M, signal)`` (M None: after the
+    step). Anything else is an error naming the variable (it was int()'s ValueError)."""
     raw = os.environ.get(SIGNAL_HOOK_ENV, "").strip()
     if not raw:
-        return 0, 0, signal.SIGTERM
+        return 0, None, signal.SIGTERM
     at, _, name = raw.partition(":")
     step_s, dot, micro_s = at.strip().partition(".")
     sigs = {"": signal.SIGTERM, "TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
@@ -451,17 +452,17 @@ def _signal_hook(grad_accum: int = 1) -> tuple[int, int, int]:
         micro = int(micro_s.strip()) if dot else 0
     except ValueError:
         step = micro = -1
-    if step < 0 or (dot and not 1 <= micro < grad_accum) or sig_name not in sigs:
+    if step < 0 or (dot and not 0 <= micro < grad_accum) or sig_name not in sigs:
         raise ValidationError(
             f"{SIGNAL_HOOK_ENV}: the environment variable is {short_repr(raw)}, not a step "
             "number ≥ 0, optionally followed by '.M' (after micro-batch M of the next step, "
-            f"1 ≤ M < grad_accum {grad_accum}) and ':USR1' or ':TERM'",
+            f"0 ≤ M < grad_accum {grad_accum}; 0: before its first) and ':USR1' or ':TERM'",
             hint=f"unset {SIGNAL_HOOK_ENV} (a test hook), or set it to e.g. 7 (SIGTERM after "
             "step 7), 3:USR1 (SIGUSR1 after step 3) or 2.5 (SIGTERM after the 5th "
             "micro-batch of step 3)",
             field=SIGNAL_HOOK_ENV,
         )
-    return step, micro, sigs[sig_name]
+    return step, (micro if dot else None), sigs[sig_name]
 
 
 def _check_tokens(cfg: TrainConfig, loader: Any) -> int:
@@ -1131,7 +1132,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             step_rng = _rng_state(torch) if cfg.grad_accum > 1 else None
             abandoned_at: int | None = None
             for micro in range(cfg.grad_accum):
-                if micro and hook_micro and micro == hook_micro and step == signal_at:
+                if hook_micro is not None and micro == hook_micro and step == signal_at:
                     os.kill(os.getpid(), hook_sig)  # test hook: mid-step, this rank only
                 # before the first micro-batch too: a SIGTERM that came during the last step's
                 # end (its checkpoint) is not left for a whole step (grad_accum 1 had no check
@@ -1186,7 +1187,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            if signal_at and not hook_micro and step == signal_at:  # test hook: this rank only
+            if signal_at and hook_micro is None and step == signal_at:  # test hook: this rank
                 os.kill(os.getpid(), hook_sig)
             sigs = list(_SIGNALS)  # signals that arrive after this count at the next step
             flags = torch.stack(
