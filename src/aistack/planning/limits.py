@@ -66,6 +66,29 @@ MAX_USD_PER_HOUR = 1_000_000.0
 # or 1e-300, and priced owning at nothing.
 MIN_SERVER_USD = 1_000.0
 MAX_SERVER_USD = 1e10
+# A vCPU rents for $0.01 to $0.05/h on demand; the cheapest (a burstable Arm vCPU, spot, or a
+# small VPS) for under $0.001/h, below MIN_USD_PER_HOUR, which bounds a whole instance. Under
+# $0.0001 a vCPU-hour is a slip (1e-300), and priced CPU jobs at nothing.
+MIN_USD_PER_VCPU_HOUR = 0.0001
+
+# -- accelerators (catalog files) --------------------------------------------------------------
+# About 100x the largest figure shipped in catalog/accelerators.yaml (2025), so any device for
+# years to come fits, while a figure in the wrong unit (memory in MB, FLOP/s for TFLOP/s) is
+# refused with the unit expected.
+# Dense BF16 peak, TFLOP/s (10**12 FLOP/s): B200 2,250. FLOP/s or GFLOP/s is refused.
+MAX_BF16_TFLOPS = 250_000.0
+# Dense FP8 peak, TFLOP/s: B200 4,500.
+MAX_FP8_TFLOPS = 500_000.0
+# Memory per accelerator, GB (10**9 bytes): MI300X 192. MB is refused from 20 GB up.
+MAX_ACCELERATOR_MEMORY_GB = 20_000.0
+# Memory bandwidth, TB/s: B200 7.7. GB/s is refused from 1 TB/s up, MB/s always.
+MAX_MEMORY_BW_TBS = 1_000.0
+# Power per accelerator, W: B200 1,000. mW is refused.
+MAX_TDP_W = 100_000.0
+# Intra-node (NVLink, Infinity Fabric) GB/s per GPU per direction: B200 900. MB/s is refused.
+MAX_NVLINK_GBS = 100_000.0
+# Inter-node GB/s per GPU per direction (bytes): 50 for a 400 Gb/s NIC. Mb/s is refused.
+MAX_NETWORK_GBS = 5_000.0
 
 
 def is_number(v: object) -> bool:

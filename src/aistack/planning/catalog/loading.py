@@ -23,6 +23,7 @@ from aistack.planning.catalog.models import (
     Instance,
     OnPremInputs,
     OnPremPatch,
+    QuotedText,
     Server,
 )
 from aistack.planning.catalog.names import _norm
@@ -42,8 +43,15 @@ class _Loader(yaml.SafeLoader):
         except ValueError:
             return self.construct_scalar(node)
 
+    def construct_yaml_str(self, node: yaml.ScalarNode) -> Any:
+        # a quoted (or block) scalar is text: `usd_per_hour: '8'` is refused naming the field,
+        # where a plain `8` is a number (models.QuotedText)
+        value = super().construct_yaml_str(node)
+        return QuotedText(value) if node.style is not None else value
+
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+_Loader.add_constructor("tag:yaml.org,2002:str", _Loader.construct_yaml_str)
 
 
 def _read_file(text: str, origin: str) -> CatalogFile:
@@ -63,9 +71,12 @@ def _read_file(text: str, origin: str) -> CatalogFile:
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        # a check with its own hint (a price below any real one, a spec in another unit, a
+        # number in quotes) knows better than the section's layout
+        own = first.get("ctx", {}).get("hint")
         raise ValidationError(
             f"catalog file {origin}: {loc}{_entry(data, first['loc'])}: {first['msg']}",
-            hint=_hint(first["loc"], first["type"]),
+            hint=own if isinstance(own, str) else _hint(first["loc"], first["type"]),
         ) from exc
 
 

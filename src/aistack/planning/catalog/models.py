@@ -31,11 +31,40 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _not_bool(v: Any) -> Any:
+class QuotedText(str):
+    """A scalar the catalog file quoted (``'8'``, ``"55.04"``): text, whatever it looks like.
+    The loader reads quoted scalars so; a number field refuses one (a text field reads it as
+    a plain ``str``)."""
+
+
+def _a_number(v: Any) -> Any:
     # YAML reads `true`/`false` (and yes/no/on/off in YAML 1.1) as booleans, which pydantic
     # took as 1 and 0: `price_usd: true` priced a server at $1
     if isinstance(v, bool):
         raise ValueError(f"a boolean ({str(v).lower()}) is not a number: give a number")
+    if not isinstance(v, str):
+        return v
+    try:
+        float(v)
+    except ValueError:
+        raise PydanticCustomError(
+            "number_type",
+            "must be a number, got the text {text}",
+            {"text": repr(str(v)), "hint": "give a number, e.g. 8 or 0.5"},
+        ) from None
+    # `usd_per_hour: '8'` was read as 8: a number field takes a YAML number, as the REST API
+    # takes a JSON one. (An unquoted 1e-300 is text to YAML 1.1, a number to YAML 1.2 and
+    # to the catalog, as before.)
+    if isinstance(v, QuotedText):
+        raise PydanticCustomError(
+            "number_quoted",
+            "{text} is in quotes, so it is text: give it as a number without quotes",
+            {
+                "text": repr(str(v)),
+                "hint": "write a number bare (8, not '8'); only names, sources and dates are "
+                "text that may be quoted",
+            },
+        )
     return v
 
 
@@ -58,6 +87,26 @@ def _at_most(high: float, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _bounded(*, low: float | None = None, high: float | None = None, hint: str) -> AfterValidator:
+    """A bound whose error carries its own ``hint`` (the loader answers it instead of the
+    section's layout hint): "must be at least 0.01, got 1e-300"."""
+
+    def check(v: float) -> float:
+        if low is not None and v < low:
+            word, bound = "least", low
+        elif high is not None and v > high:
+            word, bound = "most", high
+        else:
+            return v
+        raise PydanticCustomError(
+            "number_out_of_range",
+            "must be at {word} {bound}, got {got}",
+            {"word": word, "bound": limits.number(bound), "got": limits.number(v), "hint": hint},
+        )
+
+    return AfterValidator(check)
+
+
 def _not_future(v: dt.date) -> dt.date:
     # a figure dated 2099 was never stale: the warning to check it could not fire. A day of
     # slack for a file written east of UTC on its today.
@@ -74,14 +123,63 @@ def _not_future(v: dt.date) -> dt.date:
 Text = Annotated[str, AfterValidator(_not_blank)]
 # the date a figure was looked up: today at the latest
 AsOf = Annotated[dt.date, AfterValidator(_not_future)]
-Number = Annotated[float, BeforeValidator(_not_bool)]
-Count = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_a_number)]
+Count = Annotated[int, BeforeValidator(_a_number)]
 # far past any real figure, so that a slip (a price in cents typed as dollars x 1e9, 1e308) is an
 # error and no product of catalog figures overflows to inf
 _GPUS_MAX = _at_most(limits.MAX_GPUS, "the largest clusters hold about 200,000 GPUs")
 _USD_PER_HOUR_MAX = _at_most(limits.MAX_USD_PER_HOUR, "8-GPU instances cost up to about $100/h")
 _SERVER_USD_MAX = _at_most(limits.MAX_SERVER_USD, "a GB200 NVL72 rack costs about $4e6")
 _SERVER_KW_MAX = _at_most(10_000.0, "a whole GB200 NVL72 rack draws about 130 kW")
+# the least price, as the Python API's and REST's (limits): 1e-300 priced renting or owning at
+# nothing
+_USD_PER_HOUR_MIN = _bounded(
+    low=limits.MIN_USD_PER_HOUR,
+    hint="USD per instance-hour, for the whole instance: the cheapest cloud GPUs (one small GPU, "
+    "spot) rent for about $0.10/h",
+)
+_USD_PER_VCPU_HOUR_MIN = _bounded(
+    low=limits.MIN_USD_PER_VCPU_HOUR,
+    hint="USD per vCPU-hour: a vCPU rents for $0.01 to $0.05/h on demand, e.g. 0.0504",
+)
+_SERVER_USD_MIN = _bounded(
+    low=limits.MIN_SERVER_USD,
+    hint="USD per server, in dollars (not thousands): a one-GPU workstation costs a few "
+    "thousand, e.g. 450000 for an 8-GPU server",
+)
+
+
+def _spec_max(high: float, unit: str, largest: str) -> AfterValidator:
+    return _bounded(
+        high=high,
+        hint=f"give it in {unit}: {largest} (the bound is about 100x that, so this is likely "
+        "another unit)",
+    )
+
+
+# the most each accelerator spec can be (limits): far past every device, so that a unit slip
+# (memory in MB, TFLOP/s in FLOP/s) is an error naming the unit, not a plan on a GPU of 80 TB
+_BF16_TFLOPS_MAX = _spec_max(
+    limits.MAX_BF16_TFLOPS, "TFLOP/s (10^12 FLOP/s, dense)", "B200 has 2,250 TFLOP/s BF16"
+)
+_FP8_TFLOPS_MAX = _spec_max(
+    limits.MAX_FP8_TFLOPS, "TFLOP/s (10^12 FLOP/s, dense)", "B200 has 4,500 TFLOP/s FP8"
+)
+_MEMORY_GB_MAX = _spec_max(
+    limits.MAX_ACCELERATOR_MEMORY_GB, "GB (10^9 bytes) per accelerator", "MI300X has 192 GB"
+)
+_MEMORY_BW_TBS_MAX = _spec_max(
+    limits.MAX_MEMORY_BW_TBS, "TB/s (10^12 bytes/s)", "B200 has 7.7 TB/s (7,700 GB/s is 7.7)"
+)
+_TDP_W_MAX = _spec_max(limits.MAX_TDP_W, "W per accelerator", "B200 draws 1,000 W")
+_NVLINK_GBS_MAX = _spec_max(
+    limits.MAX_NVLINK_GBS, "GB/s (bytes) per GPU per direction", "B200's NVLink 5 has 900 GB/s"
+)
+_NETWORK_GBS_MAX = _spec_max(
+    limits.MAX_NETWORK_GBS,
+    "GB/s (bytes, not bits) per GPU per direction",
+    "a 400 Gb/s NIC per GPU is 50 GB/s",
+)
 
 
 class Efficiency(_Model):
@@ -97,14 +195,18 @@ class Accelerator(_Model):
     aliases: list[Text] = Field(default_factory=list)
     vendor: str
     generation: Text
-    bf16_tflops: Number = Field(gt=0)
-    fp8_tflops: Number | None = Field(default=None, gt=0)
-    memory_gb: Number = Field(gt=0)
-    memory_bw_tbs: Number = Field(gt=0)
-    tdp_w: Number = Field(gt=0)
+    bf16_tflops: Annotated[Number, _BF16_TFLOPS_MAX] = Field(gt=0)
+    fp8_tflops: Annotated[Number, _FP8_TFLOPS_MAX] | None = Field(default=None, gt=0)
+    memory_gb: Annotated[Number, _MEMORY_GB_MAX] = Field(gt=0)
+    memory_bw_tbs: Annotated[Number, _MEMORY_BW_TBS_MAX] = Field(gt=0)
+    tdp_w: Annotated[Number, _TDP_W_MAX] = Field(gt=0)
     interconnect: str
-    nvlink_gbs: Number = Field(gt=0, description="intra-node GB/s per GPU per direction")
-    network_gbs: Number = Field(gt=0, description="inter-node GB/s per GPU per direction")
+    nvlink_gbs: Annotated[Number, _NVLINK_GBS_MAX] = Field(
+        gt=0, description="intra-node GB/s per GPU per direction"
+    )
+    network_gbs: Annotated[Number, _NETWORK_GBS_MAX] = Field(
+        gt=0, description="inter-node GB/s per GPU per direction"
+    )
     source: Text
     as_of: AsOf
 
@@ -128,7 +230,7 @@ class Accelerator(_Model):
 
 
 class Price(_Model):
-    usd_per_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
+    usd_per_hour: Annotated[Number, _USD_PER_HOUR_MIN, _USD_PER_HOUR_MAX] = Field(gt=0)
     source: Text
     as_of: AsOf
 
@@ -160,7 +262,7 @@ class Instance(_Model):
 
 class CpuPrice(_Model):
     provider: Text
-    usd_per_vcpu_hour: Annotated[Number, _USD_PER_HOUR_MAX] = Field(gt=0)
+    usd_per_vcpu_hour: Annotated[Number, _USD_PER_VCPU_HOUR_MIN, _USD_PER_HOUR_MAX] = Field(gt=0)
     source: Text
     as_of: AsOf
 
@@ -169,7 +271,7 @@ class Server(_Model):
     name: Text
     accelerator: Text
     gpus: Annotated[Count, _GPUS_MAX] = Field(gt=0)
-    price_usd: Annotated[Number, _SERVER_USD_MAX] = Field(gt=0)
+    price_usd: Annotated[Number, _SERVER_USD_MIN, _SERVER_USD_MAX] = Field(gt=0)
     power_kw: Annotated[Number, _SERVER_KW_MAX] = Field(gt=0)
     source: Text
     as_of: AsOf
