@@ -28,7 +28,7 @@ extract such a record). robots.txt is read up to
 ``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
 followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
 at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, a host
-IDNA 2008 refuses) is an ``InvalidURL`` fetch error. An internationalized host name is asked
+IDNA 2008 refuses, in Unicode or in punycode) is an ``InvalidURL`` fetch error. An internationalized host name is asked
 for as browsers ask for it (UTS 46, IDNA 2008: ``straße.de`` is ``xn--strae-oqa.de``, not
 IDNA 2003's ``strasse.de``). Where the crawl may go is decided by host
 *name* only (``allowed_domains``, else the seeds' hosts; an internationalized name matches in
@@ -59,7 +59,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -81,6 +81,11 @@ MAX_ROBOTS_REDIRECTS = 5
 # up on it; past this many still running, a fetch waits for a slot (within its timeout).
 # Requests to one name share its lookup while it runs: a stuck name holds one of them
 MAX_PENDING_LOOKUPS = 16
+# of those, the most the names of one domain (its last two labels: a1.broken.example and
+# a2.broken.example are broken.example's) may hold at once: hundreds of subdomains of one
+# zone whose name servers never answer hold these, and other domains' lookups still run.
+# A lookup past it waits for one of its domain's own (within its timeout), holding no slot
+MAX_LOOKUPS_PER_DOMAIN = 4
 
 DEFAULT_USER_AGENT = (
     "aistack-crawler/0.1 (+https://github.com/aistack/aistack; polite; obeys robots.txt)"
@@ -207,10 +212,18 @@ def idna_host(host: str) -> str:
     ``straße`` was ``strasse`` and a final sigma became a sigma, other hosts than the
     browser's; a symbol such as ``☃`` it allowed is refused.
     Labels already ASCII are kept, lower-cased (``my_host.bücher.example``: browsers keep
-    the "_" IDNA 2008 refuses). UnicodeError (``idna.IDNAError`` is one) for a name that is
-    no valid IDNA 2008 name; an ASCII name is returned lower-cased, unchecked."""
+    the "_" IDNA 2008 refuses), but a label in punycode (``xn--…``) is decoded and held to
+    IDNA 2008 as a label in Unicode is (it was sent unchecked: ``xn--n3h``, IDNA 2003's
+    ``☃``, was asked of the resolver). UnicodeError (``idna.IDNAError`` is one) for a name
+    that is no valid IDNA 2008 name; an ASCII name without punycode is returned lower-cased,
+    unchecked."""
     if host.isascii():
-        return host.lower()
+        host = host.lower()
+        if "xn--" in host:
+            for label in host.split("."):
+                if label.startswith("xn--"):
+                    _check_alabel(label)
+        return host
     import idna
 
     mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
@@ -220,10 +233,28 @@ def idna_host(host: str) -> str:
         if label.isascii():  # (an empty one only as the last: the root's dot)
             if not label and i != len(labels) - 1:
                 raise idna.IDNAError("empty label")
-            out.append(label.lower())
+            label = label.lower()
+            if label.startswith("xn--"):
+                _check_alabel(label)
+            out.append(label)
         else:
             out.append(idna.alabel(label).decode("ascii"))
     return ".".join(out)
+
+
+def _check_alabel(label: str) -> None:
+    """IDNAError unless ``label`` (lower case, ``xn--…``) is an IDNA 2008 A-label: punycode
+    that decodes to a valid U-label, and the spelling that U-label encodes to."""
+    import idna
+
+    try:
+        ulabel = idna.ulabel(label)
+    except idna.IDNAError as exc:
+        raise idna.IDNAError(f"label {label!r}: {exc}") from None
+    except UnicodeError as exc:  # (punycode that does not decode, in some idna versions)
+        raise idna.IDNAError(f"label {label!r}: not punycode ({exc})") from None
+    if idna.alabel(ulabel).decode("ascii") != label:
+        raise idna.IDNAError(f"label {label!r}: not the A-label of {ulabel!r}")
 
 
 def host_name(host: str) -> str:
@@ -451,7 +482,7 @@ def _request_target(url: str) -> tuple[str, int, str, str]:
     port = parts.port  # ValueError: out of range, not a number
     if port == 0:  # (port 0 was falsy: the request went to port 80)
         raise ValueError("port 0 is not a port one can connect to")
-    if not host.isascii():
+    if not host.isascii() or "xn--" in host:  # (a punycode label is checked too)
         try:
             host = idna_host(host)
         except UnicodeError as exc:
@@ -472,11 +503,13 @@ def _request_target(url: str) -> tuple[str, int, str, str]:
 
 class NameLookupTimeout(TimeoutError):
     """A name lookup (DNS) that did not answer within the time a request had left; ``busy``:
-    it never started, every slot being held by earlier lookups still unanswered."""
+    it never started, every slot being held by earlier lookups still unanswered; ``domain``:
+    it never started, its domain's share of the slots being held by earlier lookups of its
+    names still unanswered (:data:`MAX_LOOKUPS_PER_DOMAIN`)."""
 
-    def __init__(self, host: str, *, busy: bool = False) -> None:
+    def __init__(self, host: str, *, busy: bool = False, domain: str | None = None) -> None:
         super().__init__(f"name lookup of {host!r}: no answer")
-        self.host, self.busy = host, busy
+        self.host, self.busy, self.domain = host, busy, domain
 
 
 _lookup_slots = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
@@ -485,6 +518,43 @@ _lookup_slots = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
 # request, and other hosts' lookups waited for a slot until their timeout)
 _lookups: dict[tuple[str, int], Future[list[Any]]] = {}
 _lookups_lock = threading.Lock()
+# the slots each domain's names hold (a domain leaves when it holds none), and the condition
+# a lookup waits on for one of its domain's (many subdomains of one stuck zone took every slot)
+_domain_slots: dict[str, int] = {}
+_domain_free = threading.Condition()
+
+
+def lookup_domain(host: str) -> str:
+    """The domain whose share of the lookup slots a lookup of ``host`` takes: its last two
+    labels (``a1.broken.example`` → ``broken.example``), lower-cased, without the root's
+    dot. No public-suffix list: none is a dependency, and none may be downloaded at run
+    time (``tld``, present with some extras, fetches one when its copy cannot be read); so
+    the names under a two-label public suffix (``bbc.co.uk``, ``gov.uk``) share one bound."""
+    return ".".join(host.lower().rstrip(".").split(".")[-2:])
+
+
+def _enter_domain(domain: str, timeout: float) -> bool:
+    """Take one of ``domain``'s lookup slots, waiting up to ``timeout`` seconds for one; False
+    when none came free."""
+
+    def free() -> bool:
+        return _domain_slots.get(domain, 0) < MAX_LOOKUPS_PER_DOMAIN
+
+    with _domain_free:
+        if not _domain_free.wait_for(free, timeout=max(0.0, timeout)):
+            return False
+        _domain_slots[domain] = _domain_slots.get(domain, 0) + 1
+        return True
+
+
+def _leave_domain(domain: str) -> None:
+    with _domain_free:
+        n = _domain_slots[domain] - 1
+        if n:
+            _domain_slots[domain] = n
+        else:
+            del _domain_slots[domain]
+        _domain_free.notify_all()  # (the waiters are for any domain: each checks its own)
 
 
 def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
@@ -492,7 +562,9 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
     (NameLookupTimeout past it). The lookup runs in a daemon thread: getaddrinfo cannot be
     interrupted, so a resolver that never answers leaves that thread behind, and the request
     moves on; at most ``MAX_PENDING_LOOKUPS`` of them run at once (a lookup waits for a slot,
-    within its timeout). A request for a name whose lookup is still running waits on that one,
+    within its timeout), and at most ``MAX_LOOKUPS_PER_DOMAIN`` of one domain's names
+    (:func:`lookup_domain`; a lookup past it waits for one of its domain's, within its
+    timeout, before it waits for a slot). A request for a name whose lookup is still running waits on that one,
     within its own timeout (a name the resolver never answers holds one thread and one slot,
     however many requests ask for it); once it has answered, the next request asks again.
     An IP address is no lookup: it is used as it is."""
@@ -516,7 +588,7 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
         else:
             done = running
     if running is None:
-        _start_lookup(key, host, port, done, timeout)
+        _start_lookup(key, host, port, done, deadline)
     try:
         return done.result(timeout=max(0.0, deadline - time.monotonic()))
     except TimeoutError:
@@ -526,22 +598,34 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
 
 
 def _start_lookup(
-    key: tuple[str, int], host: str, port: int, done: Future[list[Any]], timeout: float
+    key: tuple[str, int], host: str, port: int, done: Future[list[Any]], deadline: float
 ) -> None:
     """Run the lookup ``done`` stands for (registered in ``_lookups`` under ``key``) in a
-    thread of its own, once a slot is free (within ``timeout``: else NameLookupTimeout, for
-    the requests waiting on it too). It leaves ``_lookups`` when it ends, before it answers."""
+    thread of its own, once one of its domain's slots and then a slot are free (by
+    ``deadline``, a ``time.monotonic()`` time: else NameLookupTimeout, for the requests
+    waiting on it too). It leaves ``_lookups`` when it ends, before it answers."""
     slots = _lookup_slots
+    domain = lookup_domain(host)
 
     def finish() -> None:
         with _lookups_lock:
             if _lookups.get(key) is done:
                 del _lookups[key]
 
-    if not slots.acquire(timeout=timeout):
+    def give_up(exc: NameLookupTimeout) -> NoReturn:
         finish()
-        done.set_exception(NameLookupTimeout(host, busy=True))
-        raise NameLookupTimeout(host, busy=True)
+        done.set_exception(exc)
+        raise exc
+
+    if not _enter_domain(domain, deadline - time.monotonic()):
+        give_up(NameLookupTimeout(host, domain=domain))
+    if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        _leave_domain(domain)
+        give_up(NameLookupTimeout(host, busy=True))
+
+    def release() -> None:
+        slots.release()
+        _leave_domain(domain)
 
     def lookup() -> None:
         try:
@@ -553,13 +637,13 @@ def _start_lookup(
             finish()
             done.set_result(infos)
         finally:
-            slots.release()
+            release()
 
     try:
         threading.Thread(target=lookup, name=f"crawler-lookup-{host}", daemon=True).start()
     except BaseException as exc:  # (no thread could be started: nobody would answer)
         finish()
-        slots.release()
+        release()
         done.set_exception(exc)
         raise
 
@@ -728,6 +812,11 @@ def fetch(
         f.error = f"TimeoutError: name lookup of {exc.host!r}: no answer within {timeout} s"
         if exc.busy:
             f.error += " (as many earlier lookups as may run at once still unanswered)"
+        elif exc.domain is not None:
+            f.error += (
+                f" (as many lookups of names under {exc.domain!r} as may run at once"
+                " still unanswered)"
+            )
     except TimeoutError:
         f.error = f"TimeoutError: no complete response within {timeout} s"
     except Exception as exc:  # noqa: BLE001 - a failed fetch is recorded, never fatal
