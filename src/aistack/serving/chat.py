@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from aistack.errors import short_repr
 from aistack.serving.http import HTTPProblem
+from aistack.serving.openai_errors import sent
 from aistack.serving.spec import _bounds, _kind, _takes
 
 MAX_TOKENS = 200  # per completion (/v1/completions has the same bound)
@@ -174,7 +175,9 @@ class NumberFields(BaseModel):
     was read as 1.0, ``"max_tokens": true`` as 1), and so are NaN and infinity (``NaN`` said
     "Input should be less than or equal to 2", a NaN penalty "penalties are not supported"),
     and so is a number in a string (``"temperature": "0.5"`` was read as 0.5; OpenAI's API
-    refuses it), each a 400 naming the field, what it takes and what it got."""
+    refuses it), each a 400 naming the field, what it takes and what it got. A boolean field
+    (``stream``, ``echo``, ``logprobs``) takes ``true`` or ``false`` only, not ``"true"`` or
+    ``1``."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -186,6 +189,13 @@ class NumberFields(BaseModel):
         types = (f.annotation, *get_args(f.annotation))
         whole = float not in types
         if whole and int not in types:
+            if bool in types and v is not None and not isinstance(v, bool):
+                # pydantic's lax mode read "true", "yes" and 1 as true (and the router, which
+                # streams only "stream": true, then relayed a stream as one answer); OpenAI's
+                # API refuses them
+                raise PydanticCustomError(
+                    "not_a_boolean", f"must be a boolean (true or false), got {sent(v)}"
+                )
             return v
         # what it takes: "a number from 0 to 2"; a seed's 64-bit range is left out
         hi, lo, _ = _bounds(f)

@@ -81,23 +81,6 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 MAX_LISTED_PROBLEMS = 5
 
 
-def pydantic_problem(exc: Any) -> HTTPProblem:
-    """Turn a pydantic ValidationError into a 400 listing the bad fields (the first
-    ``MAX_LISTED_PROBLEMS`` of them, "; "-separated; ``param`` names the first)."""
-    errs = exc.errors() or [{"loc": (), "msg": str(exc)}]
-    parts = []
-    for err in errs[:MAX_LISTED_PROBLEMS]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown field (remove it)"
-        parts.append(f"{loc}: {msg}" if loc else str(msg))
-    rest = len(errs) - MAX_LISTED_PROBLEMS
-    more = f" (and {rest} more problem{'s' if rest != 1 else ''})" if rest > 0 else ""
-    param = ".".join(str(p) for p in errs[0].get("loc", ()))
-    return HTTPProblem(400, "; ".join(parts) + more, param=param or None)
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket; port 0 lets the OS pick a free port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

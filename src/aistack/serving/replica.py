@@ -29,7 +29,8 @@ Endpoints:
 * ``GET /metrics`` — Prometheus text.
 
 Requests go through a :class:`DynamicBatcher`. Bad input is answered 400 (413 when the body
-is too large) and never stops the replica. ``--port 0`` binds a free port; the address is
+is too large) and never stops the replica; on the OpenAI endpoints, in OpenAI's words
+(:mod:`aistack.serving.openai_errors`). ``--port 0`` binds a free port; the address is
 written to ``--ready-file`` (JSON) once the socket listens.
 """
 
@@ -53,9 +54,10 @@ from pydantic import ValidationError as PydanticValidationError
 from aistack.serving.batching import DynamicBatcher
 from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, NumberFields, Seed
 from aistack.serving.generators import completion_tokens, count_tokens, streams, takes_seeds
-from aistack.serving.http import HTTPProblem, bind_socket, pydantic_problem, read_json_object
+from aistack.serving.http import HTTPProblem, bind_socket, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
+from aistack.serving.openai_errors import read_request_json, request_problem
 
 log = logging.getLogger(__name__)
 
@@ -503,11 +505,11 @@ class ReplicaServer:
                 raise HTTPProblem(
                     404, f"model {server.model.uri} is not a text model; use POST /invocations"
                 )
-            data = await read_json_object(request, server.max_body_bytes)
+            data = await read_request_json(request, server.max_body_bytes)
             try:
                 req = model.model_validate(data)
             except PydanticValidationError as exc:
-                raise pydantic_problem(exc) from None
+                raise request_problem(exc, model, data) from None
             problem = req.unsupported()
             if problem is not None:
                 raise problem

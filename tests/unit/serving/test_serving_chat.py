@@ -187,9 +187,14 @@ def test_streamed_chat_stopped_by_the_template_never_sends_the_next_turn() -> No
 @pytest.mark.parametrize(
     ("body", "param", "needle"),
     [
-        ({}, "messages", "messages: Field required"),
+        ({}, "messages", "messages: missing required parameter; expected an array of messages"),
         ({"messages": []}, "messages", "at least one message"),
-        ({"messages": "hi"}, "messages", "messages: Input should be a valid list"),
+        (
+            {"messages": "hi"},
+            "messages",
+            "messages: must be an array of messages (objects like {'role': 'user', 'content': "
+            "'Hi'}), got a string ('hi')",
+        ),
         ({"messages": ["hi"]}, "messages.0", "expected an object"),
         ({"messages": [{"content": "hi"}]}, "messages.0.role", "field required"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages.0.role", "tool calling"),
@@ -223,7 +228,11 @@ def test_streamed_chat_stopped_by_the_template_never_sends_the_next_turn() -> No
         ),
         ({"messages": MESSAGES, "colour": "red"}, "colour", "colour: unknown field"),
         ({"messages": MESSAGES, "max_tokens": "many"}, "max_tokens", "max_tokens"),
-        ({"messages": MESSAGES, "max_completion_tokens": 0}, "max_completion_tokens", "greater"),
+        (
+            {"messages": MESSAGES, "max_completion_tokens": 0},
+            "max_completion_tokens",
+            "max_completion_tokens: must be a whole number from 1 to 200, got 0",
+        ),
         ({"messages": MESSAGES, "max_tokens": 201}, "max_tokens", "200"),
         ({"messages": MESSAGES, "temperature": 9}, "temperature", "temperature"),
         ({"messages": MESSAGES, "n": 2}, "n", "n: only 1 choice per request is supported"),
@@ -304,7 +313,7 @@ def test_n_above_one_says_only_one_choice_is_served(client: TestClient, n: int) 
         )
         assert err["param"] == "n"
     r = client.post("/v1/chat/completions", json={"messages": MESSAGES, "n": 0})
-    assert r.json()["error"]["message"] == "n: Input should be greater than or equal to 1"
+    assert r.json()["error"]["message"] == "n: must be a whole number >= 1, got 0"
     assert (
         client.post("/v1/chat/completions", json={"messages": MESSAGES, "n": 1}).status_code == 200
     )
@@ -316,13 +325,14 @@ def test_every_bad_field_is_listed_not_only_the_first(client: TestClient) -> Non
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["message"] == (
-        "messages: Field required; temperature: Input should be less than or equal to 2"
+        "messages: missing required parameter; expected an array of messages (objects like "
+        "{'role': 'user', 'content': 'Hi'}); temperature: must be a number from 0 to 2, got 9"
     )
     assert err["param"] == "messages"
     r = client.post("/v1/completions", json={"max_tokens": "many"})
     assert r.json()["error"]["message"] == (
-        "prompt: Field required; max_tokens: Input should be a valid integer, unable to parse "
-        "string as an integer"
+        "prompt: missing required parameter; expected a string or an array of strings; "
+        "max_tokens: must be a whole number from 1 to 200, got a string ('many')"
     )
     # at most 5 are listed; the rest are counted, singular or plural
     body = {"prompt": "x", **{k: 1 for k in "abcdef"}}
