@@ -29,7 +29,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from aistack.errors import short_repr
@@ -61,7 +69,7 @@ def parse_messages(raw: list[Any]) -> list[dict[str, str]]:
         if not isinstance(m, dict):
             raise HTTPProblem(
                 400,
-                f"{where}: expected an object with 'role' and 'content', got {type(m).__name__}",
+                f"{where}: expected an object with 'role' and 'content', got {sent(m)}",
                 param=where,
             )
         for key in m:
@@ -78,6 +86,12 @@ def parse_messages(raw: list[Any]) -> list[dict[str, str]]:
         role = m.get("role")
         if role is None:
             raise HTTPProblem(400, f"{where}.role: field required", param=f"{where}.role")
+        if not isinstance(role, str):  # a list was a 500 (unhashable), 5 "5: unknown role"
+            raise HTTPProblem(
+                400,
+                f"{where}.role: expected one of {', '.join(ROLES)}, got {sent(role)}",
+                param=f"{where}.role",
+            )
         if role not in ROLES:
             why = (
                 "tool calling is not supported by this server"
@@ -103,8 +117,7 @@ def _content(content: Any, role: str, where: str) -> str:
     if not isinstance(content, list):
         raise HTTPProblem(
             400,
-            f"{where}.content: expected a string or a list of text parts, "
-            f"got {type(content).__name__}",
+            f"{where}.content: expected a string or an array of text parts, got {sent(content)}",
             param=f"{where}.content",
         )
     texts = []
@@ -112,13 +125,16 @@ def _content(content: Any, role: str, where: str) -> str:
         at = f"{where}.content.{j}"
         if not isinstance(part, dict):
             raise HTTPProblem(
-                400, f"{at}: expected a part like {{'type': 'text', 'text': ...}}", param=at
+                400,
+                f"{at}: expected a part like {{'type': 'text', 'text': ...}}, got {sent(part)}",
+                param=at,
             )
         kind = part.get("type")
         if kind != "text":
+            got = f"not {kind!r}" if isinstance(kind, str) else f"got {sent(kind)}"
             raise HTTPProblem(
                 400,
-                f"{at}.type: only 'text' parts are supported by this server, not {kind!r}",
+                f"{at}.type: only 'text' parts are supported by this server, {got}",
                 param=f"{at}.type",
             )
         extra = sorted(set(part) - {"type", "text"})
@@ -128,7 +144,9 @@ def _content(content: Any, role: str, where: str) -> str:
             )
         text = part.get("text")
         if not isinstance(text, str):
-            raise HTTPProblem(400, f"{at}.text: expected a string", param=f"{at}.text")
+            raise HTTPProblem(
+                400, f"{at}.text: expected a string, got {sent(text)}", param=f"{at}.text"
+            )
         texts.append(text)
     return "".join(texts)
 
@@ -177,7 +195,30 @@ class NumberFields(BaseModel):
     and so is a number in a string (``"temperature": "0.5"`` was read as 0.5; OpenAI's API
     refuses it), each a 400 naming the field, what it takes and what it got. A boolean field
     (``stream``, ``echo``, ``logprobs``) takes ``true`` or ``false`` only, not ``"true"`` or
-    ``1``."""
+    ``1``.
+
+    ``null`` for a parameter that has a default means "not given" (the default), as OpenAI's
+    API reads its nullable parameters: ``"max_tokens": null``, ``"temperature": null`` and
+    ``"stream": null`` were 400s ("got null"). A required parameter (``prompt``,
+    ``messages``) is still refused when null."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_not_given(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        dropped = {
+            k
+            for k, v in data.items()
+            if v is None
+            and k in fields
+            and not fields[k].is_required()
+            and fields[k].default is not None
+        }
+        if not dropped:
+            return data  # the same object: valid non-null bodies validate as before
+        return {k: v for k, v in data.items() if k not in dropped}
 
     @field_validator("*", mode="before")
     @classmethod

@@ -200,7 +200,7 @@ def test_streamed_chat_stopped_by_the_template_never_sends_the_next_turn() -> No
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages.0.role", "tool calling"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role", "unknown role"),
         ({"messages": [{"role": "user"}]}, "messages.0.content", "field required"),
-        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content", "got int"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content", "got a number (5)"),
         (
             {
                 "messages": [
