@@ -34,6 +34,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
 from aistack.errors import ValidationError
 from aistack.planning import limits
 from aistack.planning.catalog import Catalog, Instance, Price, Server, default_catalog
@@ -219,6 +221,53 @@ def _check(name: str, v: float | int | None, hint: str) -> None:
         )
 
 
+def _scaled_prices(inst: Instance, cloud_usd_per_hour: float) -> tuple[Instance, list[str]]:
+    """``inst`` with on-demand at ``cloud_usd_per_hour`` and every other tier scaled by the
+    same factor (keeping the catalog's discounts), and the notes to show.
+
+    Each derived price is validated as a catalog price is (``model_copy(update=...)`` skipped
+    that: a $0.02/h on-demand made p5.48xlarge's spot $0.008/h, under the catalog's least price).
+    A derived tier outside limits.MIN_USD_PER_HOUR to MAX_USD_PER_HOUR ($0.01 to $1e6 an hour)
+    is clamped to the bound, with a note naming the tier, the derived price and the override
+    that keeps its discount: the override itself is in range, so the plan still runs. Anything
+    else a derived price fails is a ValidationError on ``cloud_usd_per_hour``."""
+    catalog_od = inst.prices["on_demand"].usd_per_hour
+    scale = cloud_usd_per_hour / catalog_od
+    prices: dict[str, Price] = {}
+    notes: list[str] = []
+    for tier, p in inst.prices.items():
+        derived = p.usd_per_hour * scale
+        price = min(max(derived, limits.MIN_USD_PER_HOUR), limits.MAX_USD_PER_HOUR)
+        if price != derived and tier != "on_demand":  # (on-demand: at most a rounding off)
+            ratio = p.usd_per_hour / catalog_od
+            if derived < price:
+                word = "under the least"
+                # the least override that keeps this tier's discount, rounded up to a cent
+                need = f"at least ${limits.number(math.ceil(price / ratio * 100) / 100)}/h"
+            else:
+                word = "over the most"
+                need = f"at most ${limits.number(math.floor(price / ratio * 100) / 100)}/h"
+            notes.append(
+                f"cloud_usd_per_hour ${limits.number(cloud_usd_per_hour)}/h scales "
+                f"{inst.name}'s {tier} price ({ratio:.0%} of on-demand in the catalog) to "
+                f"${limits.number(derived)}/h, {word} price a catalog may give: {tier} priced "
+                f"at ${limits.number(price)}/h instead (give cloud_usd_per_hour {need} to keep "
+                "its discount)"
+            )
+        try:
+            prices[tier] = Price.model_validate({**dict(p), "usd_per_hour": price})
+        except PydanticValidationError as exc:
+            raise ValidationError(
+                f"cloud_usd_per_hour: ${limits.number(cloud_usd_per_hour)}/h scales "
+                f"{inst.name}'s {tier} price to ${limits.number(price)}/h: "
+                f"{exc.errors()[0]['msg']}",
+                hint="the other tiers keep the catalog's ratio to on-demand: give another "
+                f"cloud_usd_per_hour, or correct the {tier} price in the catalog",
+                field="cloud_usd_per_hour",
+            ) from None
+    return Instance.model_validate({**dict(inst), "prices": prices}), notes
+
+
 def plan_tco(
     *,
     gpus: int,
@@ -240,6 +289,12 @@ def plan_tco(
     instance-hour, from limits.MIN_USD_PER_HOUR to MAX_USD_PER_HOUR: $0.01 to $1e6),
     ``server_price_usd`` the server's purchase price (USD, from limits.MIN_SERVER_USD to
     MAX_SERVER_USD: $1,000 to $1e10); outside, a ValidationError names the field.
+    With ``cloud_usd_per_hour``, the instance's other tiers (committed, spot) are scaled by the
+    same factor as on-demand and validated as catalog prices. A derived tier outside $0.01 to
+    $1e6 an hour (e.g. spot at 40 % of a $0.01/h on-demand: $0.004/h) is clamped to the bound,
+    with a note in ``notes`` naming the tier, the derived price and the override that keeps its
+    discount: every override in the range above is accepted, and no tier is priced below what
+    a catalog file may give.
     ``horizon_months`` is at most MAX_HORIZON_MONTHS (1200).
     """
     cat = catalog or default_catalog()
@@ -363,30 +418,21 @@ def plan_tco(
         )
         if "on_demand" in inst.prices:
             # keep the catalog's discounts of the other tiers relative to on-demand
-            scale = cloud_usd_per_hour / inst.prices["on_demand"].usd_per_hour
-            inst = inst.model_copy(
-                update={
-                    "prices": {
-                        t: p.model_copy(update={"usd_per_hour": p.usd_per_hour * scale})
-                        for t, p in inst.prices.items()
-                    }
-                }
-            )
+            inst, clamped = _scaled_prices(inst, cloud_usd_per_hour)
             if len(inst.prices) > 1:
                 notes.append("committed and spot prices scaled by the same factor as on-demand")
+            notes.extend(clamped)
         else:
-            inst = inst.model_copy(
-                update={
-                    "prices": {
-                        **inst.prices,
-                        "on_demand": Price(
-                            usd_per_hour=cloud_usd_per_hour,
-                            source="set by the caller",
-                            as_of=dt.date.today(),
-                        ),
-                    }
-                }
-            )
+            # Price(...) validates, as a catalog price is (the range was checked above)
+            prices = {
+                **inst.prices,
+                "on_demand": Price(
+                    usd_per_hour=cloud_usd_per_hour,
+                    source="set by the caller",
+                    as_of=dt.date.today(),
+                ),
+            }
+            inst = Instance.model_validate({**dict(inst), "prices": prices})
     else:
         od = inst.gpu_hour_usd("on_demand")
 
