@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from raw_http import RawServer, Route
+    from timed_http import Routes, Server
 
 WARC_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "warc"
 
@@ -71,3 +72,20 @@ def serve() -> Iterator[Callable[..., RawServer]]:
     yield start
     for srv in servers:
         srv.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[[Routes], Server]]:
+    """Start timed HTTP servers on 127.0.0.1 (``server(routes)``); all stopped at teardown."""
+    from timed_http import Server
+
+    started: list[Server] = []
+
+    def start(routes: Routes) -> Server:
+        started.append(Server(routes))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.httpd.shutdown()
+        s.httpd.server_close()

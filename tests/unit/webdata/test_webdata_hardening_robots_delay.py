@@ -5,21 +5,16 @@ a local server on 127.0.0.1 (lower bounds only: nothing asserts that a crawl is 
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from timed_http import Routes, Server
 
 from aistack.webdata.crawler import CrawlConfig, crawl, fetch_robots
 
 UA = "aistack-crawler/0.1 (test)"
 DELAY = 0.4
 
-# path → (status, Location or None, body)
-Routes = dict[str, tuple[int, str | None, bytes]]
 
 ROUTES: Routes = {
     "/robots.txt": (301, "/r1", b""),
@@ -31,49 +26,6 @@ ROUTES: Routes = {
 }
 
 
-class Server:
-    def __init__(self, routes: Routes) -> None:
-        self.hits: list[tuple[str, float]] = []  # (path, arrival time), in order
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                hits.append((self.path, time.monotonic()))
-                status, location, body = routes.get(self.path, (404, None, b"nope"))
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Type", "text/html" if status == 200 else "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def gaps(self) -> list[float]:
-        times = [t for _, t in self.hits]
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
-
-
-@pytest.fixture
-def server() -> Iterator[Callable[[Routes], Server]]:
-    started: list[Server] = []
-
-    def start(routes: Routes) -> Server:
-        started.append(Server(routes))
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.httpd.shutdown()
-        s.httpd.server_close()
-
-
 def test_robots_redirect_hops_to_the_same_host_wait_delay_s(
     server: Callable[[Routes], Server], tmp_path: Path
 ) -> None:
@@ -81,7 +33,7 @@ def test_robots_redirect_hops_to_the_same_host_wait_delay_s(
     s = crawl(
         CrawlConfig(seeds=[srv.url], out_dir=tmp_path, delay_s=DELAY, timeout_s=5, user_agent=UA)
     )
-    paths = [p for p, _ in srv.hits]
+    paths = srv.paths()
     assert paths == ["/robots.txt", "/r1", "/r2", "/robots-real.txt", "/", "/a"]
     assert s["robots_redirects"] == 3 and s["requests"] == 6
     # every request to the host at least delay_s after the one before (they only come
@@ -110,5 +62,5 @@ def test_a_hop_to_another_host_does_not_wait_for_the_first_hosts_delay(
     rf = fetch_robots(first.url + "robots.txt", user_agent=UA, timeout=5, delay_s=30.0)
     # (a wait would take 30 s: the chain asks each host once)
     assert rf.redirects == 1 and rf.fetch.status == 200
-    assert [p for p, _ in first.hits] == ["/robots.txt"]
-    assert [p for p, _ in other.hits] == ["/robots.txt"]
+    assert first.paths() == ["/robots.txt"]
+    assert other.paths() == ["/robots.txt"]
