@@ -7,6 +7,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from aistack.executors.base import LaunchRequest
+from aistack.scheduler.types import Allocation, NodeAlloc
+
 
 def fake_slurm_bin(tmp_path: Path) -> Path:
     """A folder (put it first on PATH) whose ``srun`` runs each task here, one after the
@@ -82,3 +85,17 @@ def sbatch_options(script: str) -> dict[str, str]:
             key, _, value = args[0].partition("=")
             opts[key] = value
     return opts
+
+
+def slurm_request(tmp_path: Path, **kw: object) -> LaunchRequest:
+    """A one-node, two-CPU launch request of job ``j-1`` in ``tmp_path/job``; ``kw`` replaces
+    any of its fields."""
+    base: dict[str, object] = dict(
+        job_id="j-1",
+        attempt=1,
+        command="true",
+        allocation=Allocation(nodes={"n1": NodeAlloc(cpus=(0, 1), memory_mb=64)}),
+        job_dir=tmp_path / "job",
+    )
+    base.update(kw)
+    return LaunchRequest(**base)  # type: ignore[arg-type]

@@ -13,24 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from slurm_fakes import fake_slurm_bin, sbatch_options
+from slurm_fakes import fake_slurm_bin, sbatch_options, slurm_request
 
 from aistack.errors import ValidationError
-from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor, render_sbatch
-from aistack.scheduler.types import Allocation, NodeAlloc
-
-
-def _req(tmp_path: Path, **kw: object) -> LaunchRequest:
-    base: dict[str, object] = dict(
-        job_id="j-1",
-        attempt=1,
-        command="true",
-        allocation=Allocation(nodes={"n1": NodeAlloc(cpus=(0, 1), memory_mb=64)}),
-        job_dir=tmp_path / "job",
-    )
-    base.update(kw)
-    return LaunchRequest(**base)  # type: ignore[arg-type]
 
 
 # -- 1. the job's env reaches the command, not the script ------------------------------------
@@ -69,7 +55,7 @@ def test_the_jobs_env_cannot_break_or_redirect_the_batch_script(
         "AISTACK_JOBENV": "PATH",
         "AISTACK_JOBENV_PATH": "/nowhere",
     }
-    req = _req(
+    req = slurm_request(
         tmp_path,
         command=f"{sys.executable} {dump} {out}",
         env=env,
@@ -112,7 +98,7 @@ def test_the_jobs_env_cannot_break_or_redirect_the_batch_script(
 # -- 2. #SBATCH lines ---------------------------------------------------------------------------
 @pytest.mark.parametrize("odd", ["run#1", "it's", 'say"hi"', "100%j", "a%%b", "é#'\"%x"])
 def test_sbatch_lines_carry_paths_with_special_characters(tmp_path: Path, odd: str) -> None:
-    req = _req(tmp_path, job_dir=tmp_path / odd / "1", workdir=str(tmp_path / f"wd-{odd}"))
+    req = slurm_request(tmp_path, job_dir=tmp_path / odd / "1", workdir=str(tmp_path / f"wd-{odd}"))
     opts = sbatch_options(render_sbatch(req).script)
     # --output is a filename pattern: sbatch turns %% into % (and %j into the job id)
     assert opts["--output"].replace("%%", "%") == str(req.log_path)
@@ -132,7 +118,7 @@ def test_paths_sbatch_cannot_take_are_refused_saying_which(
     tmp_path: Path, kw: dict[str, object], field: str
 ) -> None:
     with pytest.raises(ValidationError) as exc:
-        render_sbatch(_req(tmp_path, **kw))
+        render_sbatch(slurm_request(tmp_path, **kw))
     assert str(exc.value).startswith(field)
     assert "#SBATCH" in str(exc.value)
 
@@ -175,13 +161,13 @@ def test_a_launch_whose_job_id_file_was_never_written_is_found_by_its_job_name(
     tmp_path: Path,
 ) -> None:
     ex = _FakeSlurm()
-    req = _req(tmp_path, job_dir=tmp_path / "jobs" / "j-1" / "1", name="train")
+    req = slurm_request(tmp_path, job_dir=tmp_path / "jobs" / "j-1" / "1", name="train")
     handle = ex.launch(req)
     # the server stopped between sbatch's answer and the file: as if it was never written
     (req.job_dir / "slurm_job_id").unlink()
     assert ex.handle_in(req.job_dir) == handle
     # another attempt of the same job (same name) is another Slurm job name
-    other = _req(tmp_path, job_dir=tmp_path / "jobs" / "j-1" / "2", name="train")
+    other = slurm_request(tmp_path, job_dir=tmp_path / "jobs" / "j-1" / "2", name="train")
     other_handle = ex.launch(other)
     (other.job_dir / "slurm_job_id").unlink()
     assert ex.handle_in(other.job_dir) == other_handle != handle
@@ -190,7 +176,7 @@ def test_a_launch_whose_job_id_file_was_never_written_is_found_by_its_job_name(
 
 def test_a_job_slurm_forgot_is_found_through_accounting(tmp_path: Path) -> None:
     ex = _FakeSlurm(accounting=True)
-    req = _req(tmp_path)
+    req = slurm_request(tmp_path)
     handle = ex.launch(req)
     (req.job_dir / "slurm_job_id").unlink()
     ex.in_squeue = False  # ended longer than MinJobAge ago
@@ -210,10 +196,10 @@ def test_handle_in_is_none_where_no_job_was_launched(tmp_path: Path) -> None:
     assert ex.handle_in(d) is None
     assert ex.calls == []  # no script there: Slurm is not asked
     # a script written, but sbatch never took it (or refused it): Slurm knows no such job
-    (d / "job.sbatch").write_text(render_sbatch(_req(tmp_path, job_dir=d)).script)
+    (d / "job.sbatch").write_text(render_sbatch(slurm_request(tmp_path, job_dir=d)).script)
     assert ex.handle_in(d) is None
     # the script of another folder (copied): its job name is not this attempt's
-    other = render_sbatch(_req(tmp_path, job_dir=tmp_path / "other")).script
-    ex.launch(_req(tmp_path, job_dir=tmp_path / "other"))
+    other = render_sbatch(slurm_request(tmp_path, job_dir=tmp_path / "other")).script
+    ex.launch(slurm_request(tmp_path, job_dir=tmp_path / "other"))
     (d / "job.sbatch").write_text(other)
     assert ex.handle_in(d) is None

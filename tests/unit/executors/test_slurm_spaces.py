@@ -13,24 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from slurm_fakes import fake_slurm_bin, sbatch_arguments, sbatch_options
+from slurm_fakes import fake_slurm_bin, sbatch_arguments, sbatch_options, slurm_request
 
 from aistack.errors import ValidationError
-from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor, render_sbatch
-from aistack.scheduler.types import Allocation, NodeAlloc
-
-
-def _req(tmp_path: Path, **kw: object) -> LaunchRequest:
-    base: dict[str, object] = dict(
-        job_id="j-1",
-        attempt=1,
-        command="true",
-        allocation=Allocation(nodes={"n1": NodeAlloc(cpus=(0, 1), memory_mb=64)}),
-        job_dir=tmp_path / "job",
-    )
-    base.update(kw)
-    return LaunchRequest(**base)  # type: ignore[arg-type]
 
 
 def test_the_parser_model_splits_at_escaped_whitespace_as_sbatch_does() -> None:
@@ -54,7 +40,7 @@ ODD = [
 @pytest.mark.parametrize("odd", ODD)
 def test_sbatch_lines_carry_paths_with_whitespace(tmp_path: Path, odd: str) -> None:
     wd = tmp_path / f"wd {odd}"
-    req = _req(tmp_path, job_dir=tmp_path / odd / ".aistack" / "1", workdir=str(wd))
+    req = slurm_request(tmp_path, job_dir=tmp_path / odd / ".aistack" / "1", workdir=str(wd))
     opts = sbatch_options(render_sbatch(req).script)
     # --output is a filename pattern: sbatch turns %% into % (and %j into the job id)
     assert opts["--output"].replace("%%", "%") == str(req.log_path)
@@ -63,7 +49,7 @@ def test_sbatch_lines_carry_paths_with_whitespace(tmp_path: Path, odd: str) -> N
 
 
 def test_a_plain_path_stays_bare(tmp_path: Path) -> None:
-    req = _req(tmp_path, job_dir=Path("/shared/a-b_c.d/1"), workdir="/home/u/p")
+    req = slurm_request(tmp_path, job_dir=Path("/shared/a-b_c.d/1"), workdir="/home/u/p")
     script = render_sbatch(req).script
     assert "#SBATCH --output=/shared/a-b_c.d/1/output.log\n" in script
     assert "#SBATCH --chdir=/home/u/p\n" in script
@@ -84,7 +70,7 @@ def test_line_breaks_and_other_control_whitespace_stay_refused(
     tmp_path: Path, kw: dict[str, object], field: str
 ) -> None:
     with pytest.raises(ValidationError) as exc:
-        render_sbatch(_req(tmp_path, **kw))
+        render_sbatch(slurm_request(tmp_path, **kw))
     assert str(exc.value).startswith(field)
     assert "#SBATCH" in str(exc.value)
     assert "a line break or control character" in str(exc.value)
@@ -99,7 +85,7 @@ def test_the_script_runs_in_such_folders(tmp_path: Path, max_runtime_s: float | 
     wd.mkdir()
     out = tmp_path / "out dir" / "seen.txt"
     out.parent.mkdir()
-    req = _req(
+    req = slurm_request(
         tmp_path,
         job_dir=home / "jobs" / "j 1" / "1",
         workdir=str(wd),
@@ -194,7 +180,9 @@ def test_scontrol_lookalikes_in_paths_do_not_pass_for_the_jobs_fields(
 
 
 def test_handle_in_finds_a_job_in_such_a_folder(tmp_path: Path) -> None:
-    req = _req(tmp_path, job_dir=tmp_path / "John Smith" / ".aistack" / "jobs" / "j 1" / "1")
+    req = slurm_request(
+        tmp_path, job_dir=tmp_path / "John Smith" / ".aistack" / "jobs" / "j 1" / "1"
+    )
     req.job_dir.mkdir(parents=True)
     (req.job_dir / "job.sbatch").write_text(render_sbatch(req).script)
     ex = _FakeSlurm(squeue_ids="41\n42\n")
