@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# the inputs test's usage record (its directory is on sys.path: pytest's prepend mode)
+from test_planning_audit_inputs import NOW, REC
 from typer.testing import CliRunner
 
 from aistack.cli.cost import app as cost_app
@@ -16,20 +18,6 @@ from aistack.cli.plan import app as plan_app
 from aistack.planning import hybrid_sweep, plan_tco, price_usage
 from aistack.planning.usage import parse_records
 
-NOW = dt.datetime(2026, 11, 10, tzinfo=dt.UTC)
-REC = {
-    "job_id": "1",
-    "project": "vision",
-    "user": "alice",
-    "node": "n1",
-    "gpus": 8,
-    "gpu_type": "H100",
-    "cpus": 4,
-    "start": "2026-11-01T00:00:00Z",
-    "end": "2026-11-02T00:00:00Z",
-    "gpu_util": 50,
-    "cpu_util": 10,
-}
 runner = CliRunner()
 
 
