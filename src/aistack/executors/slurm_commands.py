@@ -6,14 +6,19 @@ commands (:class:`SlurmCommands`: ``scontrol``, ``squeue``, ``sacct``, and the `
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 from aistack.errors import BackendError, ConnectionFailed, NotSupportedError
 from aistack.executors.slurm_script import attempt_tag
+
+log = logging.getLogger(__name__)
 
 _KV = re.compile(r"(\w[\w/:.\[\]-]*)=(\S*)")
 # the fields of ``scontrol show job -o`` that hold paths or a user's text, written as they are
@@ -154,12 +159,36 @@ def _exit_code(value: str | None) -> int | None:
     return 128 + sig_i if sig_i else rc_i
 
 
+# how getopt_long tells that ``--me`` is not an option of this squeue (Slurm before ``--me``
+# was added): glibc's "squeue: unrecognized option '--me'" (a backquote before it in older
+# glibc), musl's "squeue: unrecognized option: me", followed by squeue's own
+# 'Try "squeue --help" for more information' and exit status 1
+_NO_ME_OPTION = re.compile(r"(?:unrecognized|unknown|invalid) option\W{0,3}(?:--)?me\b")
+
+
+def rejects_me_option(res: subprocess.CompletedProcess[str]) -> bool:
+    """Whether a Slurm command failed because it does not know ``--me`` (an older Slurm)."""
+    return res.returncode != 0 and bool(_NO_ME_OPTION.search(res.stderr or ""))
+
+
+def current_user() -> str:
+    """The user Slurm's ``--me`` stands for: the effective uid's name (``$USER`` where the
+    password database has none, the uid itself where neither is there: ``--user`` takes it)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return os.environ.get("USER") or str(uid)
+
+
 class SlurmCommands:
     """Runs Slurm's client commands with the executor's ``SLURM_CONF`` and timeout, and the
     queries whose answers the executor reads (a base class of ``SlurmExecutor``)."""
 
     slurm_conf: str | None
     command_timeout_s: float
+    # whether this Slurm's squeue takes ``--me``: None until squeue was asked once
+    _squeue_takes_me: bool | None = None
 
     # -- Slurm commands --------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -191,14 +220,33 @@ class SlurmCommands:
                 f"{args[0]} did not answer within {self.command_timeout_s:.0f} s"
             ) from exc
         if check and res.returncode != 0:
-            msg = (res.stderr or res.stdout).strip()
-            if "Unable to contact slurm controller" in msg or "Connection refused" in msg:
-                raise ConnectionFailed(
-                    f"cannot reach slurmctld: {msg}",
-                    hint="check SLURM_CONF and that slurmctld runs",
-                )
-            raise BackendError(f"{' '.join(args[:2])} failed: {msg}")
+            self._failed(args, res)
         return res
+
+    @staticmethod
+    def _failed(args: tuple[str, ...], res: subprocess.CompletedProcess[str]) -> NoReturn:
+        """Raise the error for a Slurm command that exited non-zero."""
+        msg = (res.stderr or res.stdout).strip()
+        if "Unable to contact slurm controller" in msg or "Connection refused" in msg:
+            raise ConnectionFailed(
+                f"cannot reach slurmctld: {msg}",
+                hint="check SLURM_CONF and that slurmctld runs",
+            )
+        raise BackendError(f"{' '.join(args[:2])} failed: {msg}")
+
+    def _squeue_mine(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``squeue --me ARGS``; where this squeue does not know ``--me`` (Slurm before it
+        was added), ``squeue --user=<this user> ARGS``, and from then on only that."""
+        if self._squeue_takes_me is not False:
+            res = self._run("squeue", "--me", *args, check=False)
+            if res.returncode == 0:
+                self._squeue_takes_me = True
+                return res
+            if not rejects_me_option(res):
+                self._failed(("squeue", "--me", *args), res)
+            self._squeue_takes_me = False
+            log.info("this squeue has no --me option (an older Slurm): asking with --user")
+        return self._run("squeue", f"--user={current_user()}", *args)
 
     def _job_named_for(self, job_dir: Path) -> str | None:
         """The id of the newest Slurm job submitted with the script in ``job_dir`` (found by
@@ -213,9 +261,7 @@ class SlurmCommands:
         if not m or not m.group(1).endswith("-" + attempt_tag(job_dir)):
             return None  # a script of an older aistack: its job name is not the attempt's
         name = m.group(1)
-        res = self._run(
-            "squeue", "--noheader", "--me", "--states=all", f"--name={name}", "-o", "%i"
-        )
+        res = self._squeue_mine("--noheader", "--states=all", f"--name={name}", "-o", "%i")
         ids = [int(x) for x in res.stdout.split() if x.isdigit()]
         if not ids and shutil.which("sacct", path=self._env()["PATH"]):
             # ended and forgotten by slurmctld (MinJobAge): accounting still knows it; sacct
