@@ -59,11 +59,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from aistack.errors import ValidationError
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +84,11 @@ MAX_ROBOTS_REDIRECTS = 5
 # up on it; past this many still running, a fetch waits for a slot (within its timeout).
 # Requests to one name share its lookup while it runs: a stuck name holds one of them
 MAX_PENDING_LOOKUPS = 16
-# of those, the most the names of one domain (its last two labels: a1.broken.example and
-# a2.broken.example are broken.example's) may hold at once: hundreds of subdomains of one
-# zone whose name servers never answer hold these, and other domains' lookups still run.
-# A lookup past it waits for one of its domain's own (within its timeout), holding no slot
+# of those, the most the names of one domain (its registrable domain, :func:`lookup_domain`:
+# a1.broken.example and a2.broken.example are broken.example's; a.bbc.co.uk is bbc.co.uk's,
+# not co.uk's) may hold at once: hundreds of subdomains of one zone whose name servers never
+# answer hold these, and other domains' lookups still run. A lookup past it waits for one of
+# its domain's own (within its timeout), holding no slot
 MAX_LOOKUPS_PER_DOMAIN = 4
 
 DEFAULT_USER_AGENT = (
@@ -525,12 +529,45 @@ _domain_free = threading.Condition()
 
 
 def lookup_domain(host: str) -> str:
-    """The domain whose share of the lookup slots a lookup of ``host`` takes: its last two
-    labels (``a1.broken.example`` → ``broken.example``), lower-cased, without the root's
-    dot. No public-suffix list: none is a dependency, and none may be downloaded at run
-    time (``tld``, present with some extras, fetches one when its copy cannot be read); so
-    the names under a two-label public suffix (``bbc.co.uk``, ``gov.uk``) share one bound."""
-    return ".".join(host.lower().rstrip(".").split(".")[-2:])
+    """The domain whose share of the lookup slots a lookup of ``host`` takes: its registrable
+    domain (eTLD+1) by the Public Suffix List, lower-cased, without the root's dot:
+    ``a1.broken.example`` → ``broken.example``, ``a.b.bbc.co.uk`` → ``bbc.co.uk`` and
+    ``x.github.io`` → ``x.github.io`` (the last two labels made every name under ``co.uk``
+    or ``github.io`` one domain, sharing one bound). The list is the one the
+    ``publicsuffixlist`` package ships (:func:`_public_suffixes`), never downloaded; a top-level
+    domain it does not know (``.example``, ``.test``, ``.internal``) is taken as a public
+    suffix of one label, as browsers take it. A name in Unicode is taken in its IDNA form
+    (:func:`host_name`; the crawler asks for punycode names, which the list matches in that
+    form too). A name that has no registrable domain is its own domain: one that is itself
+    a public suffix (``co.uk``, ``github.io``), a single label (``localhost``), an IP
+    address (never looked up: :func:`_getaddrinfo`), or one the list cannot read (an empty
+    label)."""
+    name = host_name(host.strip()).rstrip(".")
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(name.strip("[]")).compressed
+    # (None for a public suffix, a single label, or an empty label: "a..b.co.uk")
+    return _public_suffixes().privatesuffix(name) or name
+
+
+_psl: PublicSuffixList | None = None  # the Public Suffix List, read once (_public_suffixes)
+_psl_lock = threading.Lock()
+
+
+def _public_suffixes() -> PublicSuffixList:
+    """The ``publicsuffixlist`` package's list (the copy it ships: nothing is downloaded, and
+    its updater is never run), parsed on first use (~50 ms, not at import: the CLI imports
+    this module for every crawl option check) and kept for the process; one copy however
+    many lookups ask for it at once."""
+    global _psl
+    psl = _psl
+    if psl is None:
+        with _psl_lock:
+            if _psl is None:
+                from publicsuffixlist import PublicSuffixList
+
+                _psl = PublicSuffixList(accept_unknown=True)
+            psl = _psl
+    return psl
 
 
 def _enter_domain(domain: str, timeout: float) -> bool:
