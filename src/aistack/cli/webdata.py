@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -343,7 +344,40 @@ _CRAWL_OPTIONS = {
     "max_depth": "--max-depth",
     "delay_s": "--delay",
     "concurrency": "--concurrency",
+    "max_response_bytes": "--max-response-bytes",
+    "timeout_s": "--timeout",
 }
+# ... and the hints of those whose crawler hint names the field, not the option
+_CRAWL_HINTS = {
+    "max_response_bytes": "e.g. --max-response-bytes 10M or 10485760 (10 MiB; K, M, G are "
+    "binary: 1K = 1024 bytes)",
+    "timeout_s": "e.g. --timeout 15: seconds for one whole request",
+}
+_PLAIN_COUNT = re.compile(r"[+-]?[0-9]+")
+_ZERO_SIZE = re.compile(r"\s*0+\s*[KMG]?(?:I?B)?\s*", re.IGNORECASE)  # 0M, 0 KiB
+
+
+def _response_bytes(text: str) -> int:
+    """``--max-response-bytes``: a number of bytes (``10485760``), or one with a binary
+    unit as ``bench allreduce --sizes`` reads them (``10M``, ``10MiB``, ``512K``, ``1G``;
+    :func:`aistack.launch.allreduce.parse_size`). The crawler checks the range (>= 1)."""
+    plain = text.strip()
+    if plain[-1:] in ("b", "B") and _PLAIN_COUNT.fullmatch(plain[:-1].strip()):
+        plain = plain[:-1].strip()  # ("512B": bytes, as the sizes with a unit read)
+    if _PLAIN_COUNT.fullmatch(plain):
+        return int(plain)
+    from aistack.launch.allreduce import parse_size
+
+    try:
+        return parse_size(text, field="--max-response-bytes")
+    except ValidationError:
+        if _ZERO_SIZE.fullmatch(text):  # (parse_size refuses a size under a float32, 4 bytes:
+            return 0  # 0M is 0 bytes, which the crawler refuses as it refuses 0)
+        raise ValidationError(
+            f"--max-response-bytes: cannot read {text!r} as a number of bytes",
+            hint=_CRAWL_HINTS["max_response_bytes"],
+            field="--max-response-bytes",
+        ) from None
 
 
 @app.command(cls=_Command)
@@ -359,6 +393,20 @@ def crawl(
         [], "--allowed-domain", help="domains to stay in (default: the seeds' hosts)"
     ),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="hosts fetched in parallel"),
+    max_response_bytes: str = typer.Option(
+        "10M",
+        "--max-response-bytes",
+        metavar="BYTES",
+        help="largest response kept whole, in bytes or with K/M/G (binary: 10M = 10 MiB); "
+        "one over it is a fetch error, its first BYTES kept in the WARC (WARC-Truncated)",
+    ),
+    timeout: float = typer.Option(
+        15.0,
+        "--timeout",
+        metavar="SECONDS",
+        help="seconds for one whole request (lookup, connect, the whole answer); a response "
+        "still coming then is cut off, what came kept in the WARC",
+    ),
     user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header"),
     ignore_robots: bool = typer.Option(
         False, "--ignore-robots", help="do not read robots.txt (only for your own sites)"
@@ -381,6 +429,8 @@ def crawl(
             delay_s=delay,
             allowed_domains=list(allowed_domain),
             concurrency=concurrency,
+            max_response_bytes=_response_bytes(max_response_bytes),
+            timeout_s=timeout,
             obey_robots=not ignore_robots,
             **kw,
         )
@@ -390,7 +440,9 @@ def crawl(
         if option is None or not exc.message.startswith(prefix):
             raise
         raise ValidationError(
-            f"{option}: {exc.message.removeprefix(prefix)}", hint=exc.hint, field=option
+            f"{option}: {exc.message.removeprefix(prefix)}",
+            hint=_CRAWL_HINTS.get(str(exc.details.get("field")), exc.hint),
+            field=option,
         ) from None
     err = _console(stderr=True)
     allowed = allowed_hosts(cfg)
