@@ -9,9 +9,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+# OpenAI's string codes (the ``code`` of its error body) for the situations this package has
+MODEL_NOT_FOUND = "model_not_found"  # 404 invalid_request_error: no such model here
+RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429, type "requests": too many requests now
+
 
 class HTTPProblem(Exception):
-    """An error answered to the client (4xx/5xx) in the OpenAI error shape."""
+    """An error answered to the client (4xx/5xx) in OpenAI's error shape,
+    ``{"error": {"message", "type", "param", "code"}}``: ``type`` (``kind``) is
+    "invalid_request_error" below 500 and "server_error" from 500 unless given; ``code`` is one
+    of OpenAI's string codes (:data:`MODEL_NOT_FOUND`, :data:`RATE_LIMIT_EXCEEDED`) or null,
+    never the HTTP status (OpenAI's clients read it as a string: openai-python's
+    ``APIError.code`` is ``Optional[str]``)."""
 
     def __init__(
         self,
@@ -20,6 +29,7 @@ class HTTPProblem(Exception):
         *,
         param: str | None = None,
         kind: str | None = None,
+        code: str | None = None,
         headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
@@ -27,6 +37,7 @@ class HTTPProblem(Exception):
         self.message = message
         self.param = param
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        self.code = code
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
@@ -36,7 +47,7 @@ class HTTPProblem(Exception):
                     "message": self.message,
                     "type": self.kind,
                     "param": self.param,
-                    "code": self.status,
+                    "code": self.code,
                 }
             },
             status_code=self.status,

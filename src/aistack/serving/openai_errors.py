@@ -1,6 +1,7 @@
 """Bad request bodies of ``/v1/completions`` and ``/v1/chat/completions`` answered as OpenAI's
 API answers them: 400 ``invalid_request_error`` whose message names the parameter, says what
-was sent and what is expected, and whose ``param`` is the parameter::
+was sent and what is expected, whose ``param`` is the parameter and whose ``code`` is null
+(:class:`~aistack.serving.http.HTTPProblem`)::
 
     temperature: must be a number from 0 to 2, got a string ('many')
     messages: missing required parameter; expected an array of messages ...

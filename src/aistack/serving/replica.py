@@ -54,7 +54,7 @@ from pydantic import ValidationError as PydanticValidationError
 from aistack.serving.batching import DynamicBatcher
 from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, NumberFields, Seed
 from aistack.serving.generators import completion_tokens, count_tokens, streams, takes_seeds
-from aistack.serving.http import HTTPProblem, bind_socket, read_json_object
+from aistack.serving.http import MODEL_NOT_FOUND, HTTPProblem, bind_socket, read_json_object
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
 from aistack.serving.openai_errors import read_request_json, request_problem
@@ -304,7 +304,12 @@ async def _stream_events(server: ReplicaServer, req: _Streamed) -> AsyncIterator
                     yield e
             else:  # the model failed: the status line (200) is long gone, so say it here
                 log.warning("streamed completion failed: %s", val)
-                err = {"message": f"the model failed: {val}", "type": "server_error"}
+                err = {
+                    "message": f"the model failed: {val}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
                 yield f"data: {json.dumps({'error': err})}\n\n"
                 return
         if req.include_usage:
@@ -496,6 +501,7 @@ class ReplicaServer:
                     + ", ".join(repr(n) for n in server.served_names)
                     + " (or leave model out)",
                     param="model",
+                    code=MODEL_NOT_FOUND,
                 )
 
         async def text_request(request: Request, model: Any) -> Any:

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aistack.serving.http import HTTPProblem, read_body
+from aistack.serving.http import RATE_LIMIT_EXCEEDED, HTTPProblem, read_body
 from aistack.serving.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,9 @@ class Router:
             f"service {self.service!r} is over capacity: {busy} and {queue} "
             f"(max_queued_requests {self.max_queued}); retry after {retry} s "
             "(the autoscaler counts this request as load)",
-            kind="rate_limit_exceeded",
+            # as OpenAI answers a requests-per-minute limit (its "tokens" type is for tokens)
+            kind="requests",
+            code=RATE_LIMIT_EXCEEDED,
             headers={"retry-after": str(retry)},
         )
 
@@ -397,7 +399,8 @@ class Router:
                         "message": f"replica {ep.id} broke the stream off: {exc}; "
                         "the completion is incomplete, send the request again",
                         "type": "server_error",
-                        "code": 502,
+                        "param": None,
+                        "code": None,
                     }
                     yield f"data: {json.dumps({'error': err})}\n\n".encode()
                 finally:

@@ -213,7 +213,7 @@ def test_requests_beyond_the_queue_are_429_at_once_and_stay_out_of_the_latency(
     served = [r for r in results if r[1] == 200]
     assert all(retry == "1" for _, _, retry, _ in refused)
     for _, _, _, body in refused:
-        assert body["error"]["type"] == "rate_limit_exceeded"
+        assert (body["error"]["type"], body["error"]["code"]) == ("requests", "rate_limit_exceeded")
         assert "max_queued_requests 2" in body["error"]["message"]
     # refused while the first request was still being served, not after waiting in line
     assert max(t for t, *_ in refused) < min(t for t, *_ in served)

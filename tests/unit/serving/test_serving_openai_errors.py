@@ -35,7 +35,7 @@ BOTH = pytest.mark.parametrize(("path", "base"), [CHAT, TEXT], ids=["chat", "com
 
 def _error(message: str, param: str | None) -> dict[str, Any]:
     return {
-        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": 400}
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}
     }
 
 

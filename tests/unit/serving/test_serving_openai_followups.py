@@ -179,5 +179,5 @@ def test_a_bad_message_says_what_was_sent_in_json_words(
         "message": text,
         "type": "invalid_request_error",
         "param": param,
-        "code": 400,
+        "code": None,
     }

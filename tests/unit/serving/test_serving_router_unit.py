@@ -199,7 +199,7 @@ def test_stream_latency_is_to_the_last_byte_and_a_broken_stream_says_so(breaks: 
     if breaks:
         assert "[DONE]" not in events
         err = json.loads(events[-1])["error"]
-        assert "replica a broke the stream off" in err["message"] and err["code"] == 502
+        assert "replica a broke the stream off" in err["message"] and err["code"] is None
         assert r.metrics.summary()["errors_total"] == 1
     else:
         assert events[-1] == "[DONE]"
@@ -240,7 +240,7 @@ def test_requests_beyond_the_bounded_queue_are_429_at_once_with_retry_after() ->
             assert over.status_code == 429
             assert over.headers["retry-after"] == "1"
             err = over.json()["error"]
-            assert err["code"] == 429 and err["type"] == "rate_limit_exceeded"
+            assert (err["type"], err["code"]) == ("requests", "rate_limit_exceeded")
             assert "over capacity" in err["message"]
             assert "3 requests are queued (max_queued_requests 3)" in err["message"]
             assert r.rejected_total == 1

@@ -421,7 +421,7 @@ def test_a_sampling_number_that_is_a_bool_or_not_finite_is_a_400_naming_it(
     r = replica.post(path, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.json() == {
-        "error": {"message": message, "type": "invalid_request_error", "param": field, "code": 400}
+        "error": {"message": message, "type": "invalid_request_error", "param": field, "code": None}
     }
 
 
