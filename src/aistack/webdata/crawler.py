@@ -24,7 +24,10 @@ and its body once decompressed (a gzip/deflate/br bomb is ``ResponseTooLarge``, 
 is a ``ResponseTooLarge`` fetch error too, counted in ``oversized``, and its first
 ``max_response_bytes`` are kept: request and response records, the response's marked WARC 1.1
 ``WARC-Truncated: length`` (as Heritrix and Common Crawl write them; the readers read and
-extract such a record). robots.txt is read up to
+extract such a record). The links of an HTML response cut short (at either bound) are
+followed up to the cut, as Heritrix follows those of its truncated captures: the part that
+came is the page up to there, and the HTML parser drops a tag the cut ends in, so no half
+URL is requested. robots.txt is read up to
 ``MAX_ROBOTS_BYTES`` (RFC 9309 §2.5: the rules past it are ignored). Only http(s) URLs are
 followed (a redirect or link to file:, ftp:, javascript:… counts as ``out_of_scope``), of
 at most ``MAX_URL_BYTES``; a URL that cannot be requested (a port out of range, a host
@@ -1203,6 +1206,18 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
         key = host_hdr.lower()
         hosts.setdefault(key, _Host()).queue.append((url, depth))
 
+    def follow_links(res: Fetch) -> None:
+        """Queue the links of an HTML page (200) above ``max_depth``, unless it says
+        nofollow. A response cut short (``max_response_bytes``, ``timeout_s``) gives those
+        of the part that came: that prefix is the page up to the cut, and the HTML parser
+        drops a tag the cut ends in (``<a href="/page-1`` is no link, never half a URL)."""
+        ct = res.headers.get("content-type", "").lower()
+        if res.status == 200 and ("html" in ct or not ct) and res.depth < cfg.max_depth:
+            links, nofollow = extract_links(res.url, res.body)
+            if not nofollow:
+                for link in links:
+                    add(link, res.depth + 1)
+
     for s in cfg.seeds:
         add(s, 0)
 
@@ -1356,6 +1371,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         res.url,
                         f"{res.error} ({kept} kept in the WARC, WARC-Truncated: {res.cut})",
                     )
+                    follow_links(res)  # (those up to the cut, as Heritrix follows them)
                     continue
                 if res.error or res.status is None:
                     fetch_error(res.url, res.error or "no response")
@@ -1373,12 +1389,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                             fetch_error(target, f"InvalidURL: redirect target ({exc})")
                     else:
                         add(target, res.depth + 1)
-                ct = res.headers.get("content-type", "").lower()
-                if res.status == 200 and ("html" in ct or not ct) and res.depth < cfg.max_depth:
-                    links, nofollow = extract_links(res.url, res.body)
-                    if not nofollow:
-                        for link in links:
-                            add(link, res.depth + 1)
+                follow_links(res)
     finally:
         gate.close()
         pool.shutdown(wait=True)
