@@ -12,6 +12,7 @@ import pytest
 from aistack.errors import ValidationError
 from aistack.planning import limits
 from aistack.planning.catalog import Catalog, load_catalog
+from aistack.planning.catalog.models import MEMORY_GB_UNIT_SLIP
 
 
 def _load(tmp_path: Path, text: str) -> Catalog:
@@ -193,7 +194,6 @@ def test_text_fields_and_dates_in_quotes_are_still_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "unit"),
     [
-        ("memory_gb", 80_000, "GB"),  # MB typed as GB
         ("bf16_tflops", 9.89e14, "TFLOP/s"),  # FLOP/s typed as TFLOP/s
         ("bf16_tflops", 989_000, "TFLOP/s"),  # GFLOP/s
         ("fp8_tflops", 1.979e15, "TFLOP/s"),
@@ -218,14 +218,16 @@ def test_accelerator_specs_at_the_bounds_are_taken(tmp_path: Path) -> None:
         _acc(
             bf16_tflops=limits.MAX_BF16_TFLOPS,
             fp8_tflops=limits.MAX_FP8_TFLOPS,
-            memory_gb=limits.MAX_ACCELERATOR_MEMORY_GB,
+            # memory is bounded tighter, as a unit slip (test_planning_catalog_unit_slips.py)
+            memory_gb=MEMORY_GB_UNIT_SLIP - 1,
             memory_bw_tbs=limits.MAX_MEMORY_BW_TBS,
             tdp_w=limits.MAX_TDP_W,
             nvlink_gbs=limits.MAX_NVLINK_GBS,
             network_gbs=limits.MAX_NETWORK_GBS,
         ),
     )
-    assert cat.accelerator("Z9").memory_gb == limits.MAX_ACCELERATOR_MEMORY_GB
+    assert cat.accelerator("Z9").memory_gb == MEMORY_GB_UNIT_SLIP - 1
+    assert cat.accelerator("Z9").memory_bw_tbs == limits.MAX_MEMORY_BW_TBS
 
 
 def test_a_number_in_exponent_form_without_quotes_is_still_a_number(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def test_a_name_another_entry_gives_as_an_alias_still_names_itself(tmp_path: Pat
         (
             "onprem:\n  pue: {value: 0.5, source: x, as_of: 2025-01-01}\n",
             "onprem.pue",
-            ("on-premises figure", "onprem.yaml"),
+            ("pue is facility power / IT power", "pue: {value: 1.4", "onprem.yaml"),
         ),
         (
             "onprem:\n  pue2: {value: 1.3, source: x, as_of: 2025-01-01}\n",

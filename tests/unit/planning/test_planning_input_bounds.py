@@ -76,8 +76,13 @@ def test_a_server_life_over_100_years_is_refused(tmp_path: Path, value: str, sho
         )
     else:
         assert e.value.message == (
-            f"catalog file {f}: onprem.depreciation_years: Value error, depreciation_years must "
-            f"be at most 100 years, got {shown} (servers are written off in 3 to 5 years)"
+            f"catalog file {f}: onprem.depreciation_years: value must be at most 100 years, "
+            f"got {shown}"
+        )
+        assert e.value.hint == (
+            "depreciation_years is the years a server is written off over: 3 to 5; e.g. "
+            "depreciation_years: {value: 4, source: ..., as_of: YYYY-MM-DD} (the shipped "
+            "figure: aistack/planning/catalog/onprem.yaml)"
         )
     f.write_text('onprem:\n  depreciation_years: {value: 100, source: "x", as_of: 2026-01-01}\n')
     cat = load_catalog([f], include_user=False)

@@ -283,8 +283,10 @@ def load_catalog(
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        own = first.get("ctx", {}).get("hint")
         raise ValidationError(
-            f"catalog onprem.{loc}: {first['msg']}", hint="fix the on-premises figure"
+            f"catalog onprem.{loc}: {first['msg']}",
+            hint=own if isinstance(own, str) else _hint(("onprem", *first["loc"]), first["type"]),
         ) from exc
     return Catalog(
         efficiency=eff,

@@ -41,7 +41,15 @@ def _a_number(v: Any) -> Any:
     # YAML reads `true`/`false` (and yes/no/on/off in YAML 1.1) as booleans, which pydantic
     # took as 1 and 0: `price_usd: true` priced a server at $1
     if isinstance(v, bool):
-        raise ValueError(f"a boolean ({str(v).lower()}) is not a number: give a number")
+        raise PydanticCustomError(
+            "number_type",
+            "must be a number, got the boolean {text}",
+            {
+                "text": str(v).lower(),
+                "hint": "give a number, e.g. 8 or 0.5 (YAML reads true/false, yes/no and on/off "
+                "as booleans)",
+            },
+        )
     if not isinstance(v, str):
         return v
     try:
@@ -68,23 +76,30 @@ def _a_number(v: Any) -> Any:
     return v
 
 
-def _not_blank(v: str) -> str:
+# what each text field of an entry holds (Text), for the hint when it is empty
+_TEXT_HINT = {
+    "source": "give where the figure was looked up: a URL, a document or a quote, e.g. "
+    "source: 'AWS EC2 On-Demand pricing, June 2025'",
+    "name": "give the entry's name, e.g. name: p5.48xlarge (an instance), H100-SXM (an "
+    "accelerator) or dgx-h100 (a server)",
+    "aliases": "give each alias as text, e.g. aliases: [H100, H100-SXM5], or leave it out",
+    "provider": "give the cloud provider, e.g. provider: aws",
+    "accelerator": "give the accelerator's catalog name, e.g. accelerator: H100-SXM (aistack plan "
+    "catalog lists them)",
+    "generation": "give the accelerator generation, e.g. generation: hopper",
+}
+
+
+def _not_blank(v: str, info: ValidationInfo) -> str:
     # every figure has a source (DESIGN.md): `source: ""` passed as one; an empty name could
     # not be asked for
     if not v.strip():
-        raise ValueError("must not be empty")
+        field = info.field_name or ""
+        hint = _TEXT_HINT.get(field, f"give {field} as text, or remove the entry")
+        raise PydanticCustomError(
+            "text_empty", "must not be empty, got {text}", {"text": repr(v), "hint": hint}
+        )
     return v
-
-
-def _at_most(high: float, why: str) -> AfterValidator:
-    def check(v: float) -> float:
-        if v > high:
-            raise ValueError(
-                f"must be at most {limits.number(high)}, got {limits.number(v)} ({why})"
-            )
-        return v
-
-    return AfterValidator(check)
 
 
 def _bounded(*, low: float | None = None, high: float | None = None, hint: str) -> AfterValidator:
@@ -125,27 +140,44 @@ Text = Annotated[str, AfterValidator(_not_blank)]
 AsOf = Annotated[dt.date, AfterValidator(_not_future)]
 Number = Annotated[float, BeforeValidator(_a_number)]
 Count = Annotated[int, BeforeValidator(_a_number)]
-# far past any real figure, so that a slip (a price in cents typed as dollars x 1e9, 1e308) is an
-# error and no product of catalog figures overflows to inf
-_GPUS_MAX = _at_most(limits.MAX_GPUS, "the largest clusters hold about 200,000 GPUs")
-_USD_PER_HOUR_MAX = _at_most(limits.MAX_USD_PER_HOUR, "8-GPU instances cost up to about $100/h")
-_SERVER_USD_MAX = _at_most(limits.MAX_SERVER_USD, "a GB200 NVL72 rack costs about $4e6")
-_SERVER_KW_MAX = _at_most(10_000.0, "a whole GB200 NVL72 rack draws about 130 kW")
-# the least price, as the Python API's and REST's (limits): 1e-300 priced renting or owning at
-# nothing
-_USD_PER_HOUR_MIN = _bounded(
-    low=limits.MIN_USD_PER_HOUR,
-    hint="USD per instance-hour, for the whole instance: the cheapest cloud GPUs (one small GPU, "
-    "spot) rent for about $0.10/h",
+
+# the bounds of the prices, GPU counts and power of a catalog entry (limits), each with the
+# unit and the usual range its hint gives: far past any real figure, so that a slip (a price
+# in cents typed as dollars x 1e9, 1e308) is an error and no product of catalog figures
+# overflows to inf; the least prices as the Python API's and REST's (1e-300 priced renting or
+# owning at nothing)
+_INSTANCE_GPUS = _bounded(
+    high=limits.MAX_GPUS,
+    hint="the GPUs of one instance (8 for p5.48xlarge), not of a cluster: the largest clusters "
+    "hold about 200,000 GPUs",
 )
-_USD_PER_VCPU_HOUR_MIN = _bounded(
+_SERVER_GPUS = _bounded(
+    high=limits.MAX_GPUS,
+    hint="the GPUs of one server (8 for an HGX H100, 72 for a GB200 NVL72 rack), not of a "
+    "cluster: the largest clusters hold about 200,000 GPUs",
+)
+_USD_PER_HOUR = _bounded(
+    low=limits.MIN_USD_PER_HOUR,
+    high=limits.MAX_USD_PER_HOUR,
+    hint="USD per instance-hour, for the whole instance: the cheapest cloud GPUs (one small GPU, "
+    "spot) rent for about $0.10/h, 8-GPU instances for up to about $100/h (p5.48xlarge on demand: "
+    "55.04)",
+)
+_USD_PER_VCPU_HOUR = _bounded(
     low=limits.MIN_USD_PER_VCPU_HOUR,
+    high=limits.MAX_USD_PER_HOUR,
     hint="USD per vCPU-hour: a vCPU rents for $0.01 to $0.05/h on demand, e.g. 0.0504",
 )
-_SERVER_USD_MIN = _bounded(
+_SERVER_USD = _bounded(
     low=limits.MIN_SERVER_USD,
+    high=limits.MAX_SERVER_USD,
     hint="USD per server, in dollars (not thousands): a one-GPU workstation costs a few "
-    "thousand, e.g. 450000 for an 8-GPU server",
+    "thousand, an 8-GPU server about 300,000 (e.g. 280000), a GB200 NVL72 rack about 4e6",
+)
+_SERVER_KW = _bounded(
+    high=10_000.0,
+    hint="kW per server at full load (not W): an 8-GPU H100 server draws about 10 kW (DGX H100: "
+    "10.2), a whole GB200 NVL72 rack about 130 kW",
 )
 
 
@@ -165,9 +197,6 @@ _BF16_TFLOPS_MAX = _spec_max(
 _FP8_TFLOPS_MAX = _spec_max(
     limits.MAX_FP8_TFLOPS, "TFLOP/s (10^12 FLOP/s, dense)", "B200 has 4,500 TFLOP/s FP8"
 )
-_MEMORY_GB_MAX = _spec_max(
-    limits.MAX_ACCELERATOR_MEMORY_GB, "GB (10^9 bytes) per accelerator", "MI300X has 192 GB"
-)
 _MEMORY_BW_TBS_MAX = _spec_max(
     limits.MAX_MEMORY_BW_TBS, "TB/s (10^12 bytes/s)", "B200 has 7.7 TB/s (7,700 GB/s is 7.7)"
 )
@@ -180,6 +209,80 @@ _NETWORK_GBS_MAX = _spec_max(
     "GB/s (bytes, not bits) per GPU per direction",
     "a 400 Gb/s NIC per GPU is 50 GB/s",
 )
+
+# Memory and bandwidth given in the unit below (MB, GB/s) on a small device: 100x bounds
+# cannot tell those, as a 16 GB card's 16,000 MB or a 0.32 TB/s card's 320 GB/s is under them.
+# So, where no real device can be refused:
+# * memory: the most one accelerator has is 288 GB (AMD MI355X, NVIDIA B300 and Rubin), the
+#   most announced about 1 TB (Rubin Ultra, 2027): from 4,000 GB it is MB (a 16 GB T4 is
+#   16,000), or kB or bytes. (Memory of a card under 4 GB given in MB still passes.)
+# * bandwidth, TB/s: the HBM and DRAM of a device are read whole in 10 ms or more (H100 80 GB
+#   at 3.35 TB/s: 24 ms; Rubin 288 GB at 22 TB/s: 13 ms; a DGX Spark's 128 GB at 0.27 TB/s:
+#   470 ms); the on-chip SRAM of Groq's LPU (0.23 GB at 80 TB/s), Graphcore's IPU (0.9 GB at
+#   47.5 TB/s) or d-Matrix's Corsair (2 GB at 150 TB/s) in 15 us or less. GB/s given for TB/s
+#   makes the first 1,000x faster: 0.02 to 1 ms (a T4's 16 GB at "320 TB/s": 0.05 ms), a time
+#   no memory has, at 50 TB/s and more, a speed no HBM or DRAM has (Rubin Ultra's, the most
+#   announced: 32 TB/s). (GB/s under 50, the bandwidth of a small edge device, still passes.)
+MEMORY_GB_UNIT_SLIP = 4_000.0
+BANDWIDTH_TBS_UNIT_SLIP = 50.0
+READ_WHOLE_MS_UNIT_SLIP = (0.02, 2.0)
+_MEMORY_KNOWN = "288 GB at most: MI355X, B300; about 1 TB announced for Rubin Ultra"
+
+
+def _memory_gb_unit(v: float) -> float:
+    if v < MEMORY_GB_UNIT_SLIP:
+        return v
+    unit, factor = next(
+        (
+            (u, f)
+            for u, f in (("MB", 1e3), ("kB", 1e6), ("bytes", 1e9))
+            if v / f < MEMORY_GB_UNIT_SLIP
+        ),
+        ("", 0.0),
+    )
+    if not unit:
+        raise PydanticCustomError(
+            "unit_slip",
+            "{got} GB is far more memory than an accelerator has ({known})",
+            {
+                "got": limits.number(v),
+                "known": _MEMORY_KNOWN,
+                "hint": "give memory_gb in GB (10^9 bytes) per accelerator, e.g. 80 for H100",
+            },
+        )
+    gb = limits.number(round(v / factor, 3))
+    raise PydanticCustomError(
+        "unit_slip",
+        "{got} GB is more memory than any accelerator has ({known}): it looks like {unit}",
+        {
+            "got": limits.number(v),
+            "known": _MEMORY_KNOWN,
+            "unit": unit,
+            "hint": f"give memory_gb in GB (10^9 bytes) per accelerator: {limits.number(v)} "
+            f"{unit} is {gb} GB, so memory_gb: {gb}",
+        },
+    )
+
+
+def _bandwidth_tbs_unit(v: float, memory_gb: float) -> float:
+    read_ms = memory_gb / v
+    low, high = READ_WHOLE_MS_UNIT_SLIP
+    if v < BANDWIDTH_TBS_UNIT_SLIP or not low <= read_ms < high:
+        return v
+    tbs = limits.number(round(v / 1000, 6))
+    raise PydanticCustomError(
+        "unit_slip",
+        "{got} TB/s would read this accelerator's {memory} GB in {ms} ms; HBM and DRAM take 10 ms "
+        "or more (H100: 80 GB at 3.35 TB/s, 24 ms), and on-chip SRAM that fast holds under a few "
+        "GB (Groq LPU: 0.23 GB at 80 TB/s): it looks like GB/s",
+        {
+            "got": limits.number(v),
+            "memory": limits.number(memory_gb),
+            "ms": f"{read_ms:.2g}",
+            "hint": f"give memory_bw_tbs in TB/s (10^12 bytes/s): {limits.number(v)} GB/s is "
+            f"{tbs} TB/s, so memory_bw_tbs: {tbs}",
+        },
+    )
 
 
 class Efficiency(_Model):
@@ -197,7 +300,7 @@ class Accelerator(_Model):
     generation: Text
     bf16_tflops: Annotated[Number, _BF16_TFLOPS_MAX] = Field(gt=0)
     fp8_tflops: Annotated[Number, _FP8_TFLOPS_MAX] | None = Field(default=None, gt=0)
-    memory_gb: Annotated[Number, _MEMORY_GB_MAX] = Field(gt=0)
+    memory_gb: Annotated[Number, AfterValidator(_memory_gb_unit)] = Field(gt=0)
     memory_bw_tbs: Annotated[Number, _MEMORY_BW_TBS_MAX] = Field(gt=0)
     tdp_w: Annotated[Number, _TDP_W_MAX] = Field(gt=0)
     interconnect: str
@@ -209,6 +312,12 @@ class Accelerator(_Model):
     )
     source: Text
     as_of: AsOf
+
+    @field_validator("memory_bw_tbs")
+    @classmethod
+    def _bandwidth_in_tbs(cls, v: float, info: ValidationInfo) -> float:
+        memory_gb = info.data.get("memory_gb")  # absent where it was refused
+        return v if memory_gb is None else _bandwidth_tbs_unit(v, memory_gb)
 
     def peak_tflops(self, precision: str) -> float:
         p = precision.lower()
@@ -230,7 +339,7 @@ class Accelerator(_Model):
 
 
 class Price(_Model):
-    usd_per_hour: Annotated[Number, _USD_PER_HOUR_MIN, _USD_PER_HOUR_MAX] = Field(gt=0)
+    usd_per_hour: Annotated[Number, _USD_PER_HOUR] = Field(gt=0)
     source: Text
     as_of: AsOf
 
@@ -239,7 +348,7 @@ class Instance(_Model):
     name: Text
     provider: Text
     accelerator: Text
-    gpus: Annotated[Count, _GPUS_MAX] = Field(gt=0)
+    gpus: Annotated[Count, _INSTANCE_GPUS] = Field(gt=0)
     vcpus: Count = Field(gt=0)
     memory_gb: Number = Field(gt=0)
     region: str = ""
@@ -262,7 +371,7 @@ class Instance(_Model):
 
 class CpuPrice(_Model):
     provider: Text
-    usd_per_vcpu_hour: Annotated[Number, _USD_PER_VCPU_HOUR_MIN, _USD_PER_HOUR_MAX] = Field(gt=0)
+    usd_per_vcpu_hour: Annotated[Number, _USD_PER_VCPU_HOUR] = Field(gt=0)
     source: Text
     as_of: AsOf
 
@@ -270,9 +379,9 @@ class CpuPrice(_Model):
 class Server(_Model):
     name: Text
     accelerator: Text
-    gpus: Annotated[Count, _GPUS_MAX] = Field(gt=0)
-    price_usd: Annotated[Number, _SERVER_USD_MIN, _SERVER_USD_MAX] = Field(gt=0)
-    power_kw: Annotated[Number, _SERVER_KW_MAX] = Field(gt=0)
+    gpus: Annotated[Count, _SERVER_GPUS] = Field(gt=0)
+    price_usd: Annotated[Number, _SERVER_USD] = Field(gt=0)
+    power_kw: Annotated[Number, _SERVER_KW] = Field(gt=0)
     source: Text
     as_of: AsOf
 
@@ -285,9 +394,9 @@ class Figure(_Model):
 
 MAX_DEPRECIATION_YEARS = 100  # as the TCO horizon (tco.MAX_HORIZON_MONTHS = 1200 months)
 
-# The most each on-premises figure can be, with why: far past every real site, so that a slip (a
-# percent typed as a fraction, cents typed as dollars) is an error, not a TCO that favours the
-# cloud by 20x. (pue's least, depreciation_years and idle_power_fraction: in _check_onprem.)
+# The most each on-premises figure can be, with what it is: far past every real site, so that a
+# slip (a percent typed as a fraction, cents typed as dollars) is an error, not a TCO that favours
+# the cloud by 20x. (pue's least, depreciation_years and idle_power_fraction: in _check_onprem.)
 _ONPREM_MAX: dict[str, tuple[float, str]] = {
     "pue": (5.0, "facility power / IT power: new GPU halls run at 1.1 to 1.4, old rooms at 2.5"),
     "electricity_usd_per_kwh": (
@@ -300,34 +409,77 @@ _ONPREM_MAX: dict[str, tuple[float, str]] = {
     "staff_usd_per_node_year": (10_000_000.0, "USD per node-year: $1,000 to $50,000 is usual"),
     "cost_of_capital": (1.0, "a fraction per year: 8 % a year is 0.08, not 8"),
 }
+# the shipped figures (onprem.yaml), for the example in a hint
+_ONPREM_EXAMPLE = {
+    "pue": "1.4",
+    "electricity_usd_per_kwh": "0.083",
+    "colocation_usd_per_kw_month": "185",
+    "network_usd_per_node": "40000",
+    "storage_usd_per_node": "15000",
+    "staff_usd_per_node_year": "6000",
+    "depreciation_years": "4",
+    "cost_of_capital": "0.08",
+    "idle_power_fraction": "0.3",
+}
+
+
+def _onprem_refused(name: str, message: str, what: str, **ctx: str) -> PydanticCustomError:
+    example = f"{name}: {{value: {_ONPREM_EXAMPLE[name]}, source: ..., as_of: YYYY-MM-DD}}"
+    return PydanticCustomError(
+        "onprem_out_of_range",
+        message,
+        {
+            **ctx,
+            "hint": f"{name} is {what}; e.g. {example} (the shipped figure: "
+            "aistack/planning/catalog/onprem.yaml)",
+        },
+    )
 
 
 def _check_onprem(name: str, v: Figure | None) -> Figure | None:
     """The bounds of one on-premises figure (in a user file as in the merged inputs)."""
     if v is None:
         return v
+    got = limits.number(v.value)
     if name == "pue" and v.value < 1:
-        raise ValueError("pue must be >= 1.0 (facility power / IT power)")
+        raise _onprem_refused(
+            name, "value must be at least 1, got {got}", _ONPREM_MAX["pue"][1], got=got
+        )
     if name == "depreciation_years":
+        life = "the years a server is written off over: 3 to 5"
         # break-even is looked for month by month over the server life: 1e9 years never
         # finished (and .inf was an OverflowError in round)
         if not v.value <= MAX_DEPRECIATION_YEARS:
-            raise ValueError(
-                f"depreciation_years must be at most {MAX_DEPRECIATION_YEARS} years, got "
-                f"{v.value:g} (servers are written off in 3 to 5 years)"
+            raise _onprem_refused(
+                name,
+                "value must be at most {high} years, got {got}",
+                life,
+                high=str(MAX_DEPRECIATION_YEARS),
+                got=got,
             )
         # costs are by month: a life under half a month rounded to 0 months (ZeroDivisionError)
         if round(v.value * 12) < 1:
-            raise ValueError("depreciation_years must be at least one month (0.083 years)")
+            raise _onprem_refused(
+                name,
+                "value must be at least one month (0.083 years), got {got} years",
+                life,
+                got=got,
+            )
     if name == "idle_power_fraction" and v.value > 1:
-        raise ValueError(
-            "idle_power_fraction must be in [0, 1] (idle draw / maximum draw: 30 % is 0.3)"
+        raise _onprem_refused(
+            name,
+            "value must be at most 1, got {got}",
+            "idle draw / maximum draw, a fraction in [0, 1]: 30 % is 0.3",
+            got=got,
         )
     high = _ONPREM_MAX.get(name)
     if high is not None and v.value > high[0]:
-        raise ValueError(
-            f"{name} must be at most {limits.number(high[0])}, got {limits.number(v.value)} "
-            f"({high[1]})"
+        raise _onprem_refused(
+            name,
+            "value must be at most {high}, got {got}",
+            high[1],
+            high=limits.number(high[0]),
+            got=got,
         )
     return v
 
