@@ -37,11 +37,10 @@ from typing import Any
 
 from aistack.compute.resources import gpu_type_matches
 from aistack.errors import ValidationError, short_repr
+from aistack.scheduler.ledger import AllocationLedger
 from aistack.scheduler.placement import (
     PassState,
     bad_shape,
-    check_cluster,
-    check_running,
     duplicate_error,
     fit_counts,
     unusable_request,
@@ -180,8 +179,11 @@ class QueuePolicy(Policy):
         self._parts: dict[str, tuple[Any, tuple[tuple[str, int, int, int], ...]]] = {}
         self._iparts: dict[str, tuple[Any, list[tuple[int, int, int, int]]]] = {}
         self._layout: tuple[str, ...] = ()
-        # running jobs whose numbers ``check_running`` found good: id → that very object
-        self._checked: dict[str, RunningJob] = {}
+        # which running job holds which GPU, each RunningJob object's numbers checked once
+        # (``check_running``): nodes where the allocations contradict the inventory get
+        # nothing placed on them (``AllocationLedger``); the last pass's such nodes
+        self._ledger = AllocationLedger()
+        self._blocked: dict[str, str] = {}
 
     # ------------------------------------------------------------ policy hooks
     def order_key(self, job: JobRequest) -> tuple[Any, ...] | None:
@@ -235,11 +237,22 @@ class QueuePolicy(Policy):
             # nothing to place, but a cluster state that names a node or a running job twice
             # is refused here too: it is the caller's bug, whatever the queue (the server
             # tells a job's failure from the pass's by a pass with an empty queue)
-            check_cluster(cluster, self._checked)
-            return Decision()
+            if len({n.name for n in cluster.nodes}) != len(cluster.nodes):
+                raise duplicate_error(cluster, "nodes")
+            blocked = self._ledger.update(cluster)
+            return Decision(blocked_nodes=dict(blocked)) if blocked else Decision()
         st = PassState(cluster)  # refuses a node named twice
-        if cluster.running:  # a NaN time of a running job: its own check, each object once
-            check_running(cluster.running, self._checked)
+        # a running job's NaN time, or its id listed twice: refused (each object checked
+        # once); nodes its allocation contradicts: blocked for this pass
+        blocked = self._ledger.update(cluster)
+        if blocked:
+            index = st.index
+            for name in blocked:
+                i = index.get(name)
+                if i is not None:
+                    st.block(i)
+        blocked = dict(blocked) if blocked else {}
+        self._blocked = blocked
         unusable: list[JobRequest] = []
         if not (isinstance(queue, SortedQueue) and queue.policy is self):
             queue, unusable = self._screen(queue, cluster)
@@ -458,6 +471,7 @@ class QueuePolicy(Policy):
             preemptions=tuple(preempts),
             pending=pending,
             reservations=reservations,
+            blocked_nodes=blocked,
         )
 
     @staticmethod
@@ -923,14 +937,16 @@ class QueuePolicy(Policy):
                 continue
             if kind == "never":
                 bad = bad_shape(job)
-                pending[job.id] = Pending(
-                    job_id=job.id,
-                    reason=f"the request cannot be run: {bad}; resubmit it with a valid request"
-                    if bad is not None
-                    else f"{self._shape(job)}: no node of this cluster can ever hold it; "
-                    "request fewer GPUs/CPUs per node or add nodes",
-                    estimated_start=None,
-                )
+                if bad is not None:
+                    reason = f"the request cannot be run: {bad}; resubmit it with a valid request"
+                elif names := st.waits_for_blocked(job):
+                    reason = f"{self._shape(job)}: {self._off_nodes(names)}"
+                else:
+                    reason = (
+                        f"{self._shape(job)}: no node of this cluster can ever hold it; "
+                        "request fewer GPUs/CPUs per node or add nodes"
+                    )
+                pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
                 continue
             if kind == "preempting":
                 names = k[1][0]
@@ -982,6 +998,26 @@ class QueuePolicy(Policy):
             pending[job.id] = _pending(job.id, reason, est.get(job.id))
             ahead += 1
         return pending
+
+    def _off_nodes(self, names: list[str]) -> str:
+        """Why a job waits for nodes that take no jobs now (and why they take none, where this
+        pass knows): "only node a (running jobs hold GPU(s) 7, which its inventory lacks) can
+        hold it, and it takes no new jobs now; it waits until it does"."""
+        shown = names[:3]
+        parts = []
+        for name in shown:
+            why = self._blocked.get(name)
+            parts.append(f"{name} ({why})" if why else f"{name} (not schedulable)")
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        if len(names) == 1:
+            return (
+                f"only node {parts[0]} can hold it, and it takes no new jobs now; "
+                "it waits until it does"
+            )
+        return (
+            f"only nodes {', '.join(parts)}{more} can hold it, and they take no new jobs now; "
+            "it waits until they do"
+        )
 
     @staticmethod
     def _shape(job: JobRequest) -> str:

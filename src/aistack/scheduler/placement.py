@@ -107,18 +107,30 @@ class PassState:
             return False
         ok = 0
         for n in self.nodes:
-            if not n.schedulable:
-                continue
-            if job.gpu_type is not None and not gpu_type_matches(n.gpu_type, job.gpu_type):
-                continue
-            if n.gpus_total < job.gpus or n.cpus_total < job.cpus:
-                continue
-            if job.memory_mb and n.mem_total < job.memory_mb:
-                continue
-            ok += 1
-            if ok >= job.nodes:
-                return True
+            if n.schedulable and self._could_hold(n, job):
+                ok += 1
+                if ok >= job.nodes:
+                    return True
         return False
+
+    def waits_for_blocked(self, job: JobRequest) -> list[str]:
+        """For a job that fits on no node that takes jobs now: the nodes that take none now
+        (drained, or blocked by this pass) on which it, or its gang, would fit with
+        everything free; [] if none would."""
+        if bad_shape(job) is not None:
+            return []
+        fit = [n for n in self.nodes if self._could_hold(n, job)]
+        if len(fit) < job.nodes:
+            return []
+        return [n.name for n in fit if not n.schedulable]
+
+    @staticmethod
+    def _could_hold(n: _Node, job: JobRequest) -> bool:
+        if job.gpu_type is not None and not gpu_type_matches(n.gpu_type, job.gpu_type):
+            return False
+        if n.gpus_total < job.gpus or n.cpus_total < job.cpus:
+            return False
+        return not (job.memory_mb and n.mem_total < job.memory_mb)
 
     def _node_ok(self, n: _Node, job: JobRequest, g_avail: int) -> bool:
         if g_avail < job.gpus:
@@ -188,6 +200,16 @@ class PassState:
             self._move(i, before, len(n.free_g))
             out[n.name] = NodeAlloc(gpus=gpus, cpus=cpus, memory_mb=job.memory_mb)
         return Allocation(nodes=out)
+
+    def block(self, i: int) -> None:
+        """Place nothing on node i in this pass (its running allocations contradict it)."""
+        n = self.nodes[i]
+        if not n.schedulable:
+            return
+        k = len(n.free_g)
+        del self.buckets[k][i]
+        self.free_total -= k
+        n.schedulable = False
 
     def hold(self, i: int, gpus: int) -> None:
         """Keep ``gpus`` free GPUs of node i out of this pass (a preempting job waits for them)."""

@@ -158,3 +158,6 @@ class Decision:
     pending: dict[str, Pending] = field(default_factory=dict)
     # the head job's reservation, if any: job id → (time, node names)
     reservations: dict[str, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    # nodes the pass placed nothing on because the running jobs' allocations there contradict
+    # the node (a GPU it does not list, one GPU held twice, a held GPU listed free): name → why
+    blocked_nodes: dict[str, str] = field(default_factory=dict)

@@ -528,12 +528,14 @@ def test_a_running_job_protected_until_inf_is_never_preempted(name: str) -> None
 
 
 def test_the_running_jobs_found_good_are_forgotten_once_they_stop() -> None:
-    # a policy remembers each running job object it checked (one look-up a pass after);
-    # jobs that stopped are dropped as the memory grows, not kept for the policy's life
+    # a policy remembers each running job object it checked (one look-up a pass after) and
+    # the GPUs it holds; jobs that stopped are dropped at once, not kept for the policy's life
     policy = get_policy("easy", explain=False)
     for i in range(2000):
         policy.schedule([_req("ok")], _cluster_running(_running(f"r{i}")), 5.0)
-    assert len(policy._checked) <= 2 + 256  # type: ignore[attr-defined]
+    ledger = policy._ledger  # type: ignore[attr-defined]
+    assert list(ledger.jobs) == ["r1999"]
+    assert ledger.held == {"b": {0: ["r1999"], 1: ["r1999"]}}
 
 
 def _count_says(field: str, shown: str, what: str) -> str:
