@@ -79,7 +79,8 @@ MIN_USD_PER_VCPU_HOUR = 0.0001
 MAX_BF16_TFLOPS = 250_000.0
 # Dense FP8 peak, TFLOP/s: B200 4,500.
 MAX_FP8_TFLOPS = 500_000.0
-# Memory per accelerator, GB (10**9 bytes): MI300X 192. MB is refused from 20 GB up.
+# Memory per accelerator, GB (10**9 bytes): MI355X 288. The catalog refuses 4,000 GB and more
+# as a unit slip (catalog/models.py, MEMORY_GB_UNIT_SLIP), well under this outer bound.
 MAX_ACCELERATOR_MEMORY_GB = 20_000.0
 # Memory bandwidth, TB/s: B200 7.7. GB/s is refused from 1 TB/s up, MB/s always.
 MAX_MEMORY_BW_TBS = 1_000.0

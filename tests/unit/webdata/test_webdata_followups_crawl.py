@@ -76,7 +76,8 @@ def _crawl(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def small_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's crawls with ``max_response_bytes`` = BOUND (it has no option for it: 10 MiB)."""
+    """The CLI's crawls with ``max_response_bytes`` = BOUND, whatever ``--max-response-bytes``
+    says (its default is 10 MiB)."""
     real = crawler.crawl
 
     def crawl_with_bound(cfg: CrawlConfig) -> dict[str, Any]:
