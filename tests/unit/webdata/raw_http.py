@@ -7,8 +7,29 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aistack.webdata.crawler import CrawlConfig, crawl
 
 Route = Callable[["RawServer", socket.socket], None]
+UA = "aistack-crawler/0.1 (test)"
+
+
+def crawl_raw(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    """One crawl from ``srv``'s root into ``tmp_path/out``: no delay, robots.txt not asked,
+    a 5 s timeout and the test's User-Agent (``kw`` overrides any of them and sets the rest,
+    e.g. ``max_response_bytes``)."""
+    opts: dict[str, Any] = {
+        "seeds": [srv.url],
+        "out_dir": tmp_path / "out",
+        "delay_s": 0.0,
+        "timeout_s": 5.0,
+        "user_agent": UA,
+        "obey_robots": False,
+        **kw,
+    }
+    return crawl(CrawlConfig(**opts))
 
 
 class RawServer:

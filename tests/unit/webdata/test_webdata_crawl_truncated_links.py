@@ -12,11 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from raw_http import RawServer, Route, answer
+from raw_http import RawServer, Route, answer, crawl_raw
 
-from aistack.webdata.crawler import CrawlConfig, crawl
-
-UA = "aistack-crawler/0.1 (test)"
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
 LINKS = b'<html><head><title>t</title></head><body><a href="/one">1</a> <a href="two">2</a>'
 FILLER = b"<p>The river valley held a quiet town where people farmed wheat.</p>\n" * 40
@@ -32,17 +29,7 @@ def long_page(srv: RawServer, conn: socket.socket) -> None:
 
 
 def _crawl(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    opts: dict[str, Any] = {
-        "seeds": [srv.url],
-        "out_dir": tmp_path / "out",
-        "delay_s": 0.0,
-        "timeout_s": 5.0,
-        "user_agent": UA,
-        "obey_robots": False,
-        "max_response_bytes": BOUND,
-        **kw,
-    }
-    return crawl(CrawlConfig(**opts))
+    return crawl_raw(srv, tmp_path, **{"max_response_bytes": BOUND, **kw})
 
 
 def test_the_links_before_the_cut_of_an_oversized_page_are_followed(

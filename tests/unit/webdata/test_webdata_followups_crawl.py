@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raw_http import RawServer, Route
+from raw_http import RawServer, Route, crawl_raw
 from typer.testing import CliRunner
 
 import aistack.webdata.crawler as crawler
 from aistack.cli.webdata import app
-from aistack.webdata.crawler import CrawlConfig, crawl
+from aistack.webdata.crawler import CrawlConfig
 from aistack.webdata.readers import ArchiveReader, iter_html
 
-UA = "aistack-crawler/0.1 (test)"
 BOUND = 20_000
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
 PAGE = b"<html><head><title>t</title></head><body><main><article><h1>Valley</h1>" + (
@@ -58,17 +57,7 @@ def _records(summary: dict[str, Any]) -> list[Any]:
 
 
 def _crawl(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    opts: dict[str, Any] = {
-        "seeds": [srv.url],
-        "out_dir": tmp_path / "out",
-        "delay_s": 0.0,
-        "timeout_s": 5.0,
-        "user_agent": UA,
-        "obey_robots": False,
-        "max_response_bytes": BOUND,
-        **kw,
-    }
-    return crawl(CrawlConfig(**opts))
+    return crawl_raw(srv, tmp_path, **{"max_response_bytes": BOUND, **kw})
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raw_http import RawServer, Route
+from raw_http import RawServer, Route, crawl_raw
 
-from aistack.webdata.crawler import CrawlConfig, crawl
 from aistack.webdata.extract import extract_text
 from aistack.webdata.readers import ArchiveReader, iter_html
 
-UA = "aistack-crawler/0.1 (test)"
 BOUND = 20_000
 PARA = "<p>" + "The river valley held a quiet town where people farmed wheat. " * 5 + "</p>\n"
 # (a serial number in each paragraph, a random word: gzip keeps it over the bound too)
@@ -52,17 +50,7 @@ def _chunked(data: bytes, size: int = 4096) -> bytes:
 
 
 def _crawl(srv: RawServer, tmp_path: Path, **kw: Any) -> dict[str, Any]:
-    opts: dict[str, Any] = {
-        "seeds": [srv.url],
-        "out_dir": tmp_path / "out",
-        "delay_s": 0.0,
-        "timeout_s": 5.0,
-        "user_agent": UA,
-        "obey_robots": False,
-        "max_response_bytes": BOUND,
-        **kw,
-    }
-    return crawl(CrawlConfig(**opts))
+    return crawl_raw(srv, tmp_path, **{"max_response_bytes": BOUND, **kw})
 
 
 def _records(s: dict[str, Any]) -> list[Any]:
