@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from catalog_files import accelerator, load_text, refused_text
 
 from aistack.errors import ValidationError
 from aistack.planning import limits
@@ -16,15 +17,11 @@ from aistack.planning.catalog.models import MEMORY_GB_UNIT_SLIP
 
 
 def _load(tmp_path: Path, text: str) -> Catalog:
-    p = tmp_path / "mine.yaml"
-    p.write_text(text, encoding="utf-8")
-    return load_catalog([p], include_user=False)
+    return load_text(tmp_path, text)
 
 
 def _refused(tmp_path: Path, text: str, where: str, entry: str) -> ValidationError:
-    with pytest.raises(ValidationError) as ei:
-        _load(tmp_path, text)
-    e = ei.value
+    e = refused_text(tmp_path, text)
     assert "mine.yaml" in e.message, e.message
     assert f"{where} ({entry}):" in e.message, e.message
     assert e.hint, e.message
@@ -65,12 +62,7 @@ _SPECS = {
 
 
 def _acc(**specs: object) -> str:
-    s = {**_SPECS, **specs}
-    return (
-        "accelerators:\n  - {name: Z9, vendor: nvidia, generation: hopper, "
-        + ", ".join(f"{k}: {v}" for k, v in s.items())
-        + ", interconnect: nvlink, source: x, as_of: 2025-01-01}\n"
-    )
+    return accelerator("Z9", "nvlink", {**_SPECS, **specs})
 
 
 # -- prices: the same minimums as the Python API and REST -------------------------------------

@@ -11,21 +11,18 @@ import re
 from pathlib import Path
 
 import pytest
+from catalog_files import accelerator, load_text, refused_text
 
 from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, load_catalog, loading
 
 
 def _load(tmp_path: Path, text: str) -> Catalog:
-    p = tmp_path / "mine.yaml"
-    p.write_text(text, encoding="utf-8")
-    return load_catalog([p], include_user=False)
+    return load_text(tmp_path, text)
 
 
 def _refused(tmp_path: Path, text: str) -> ValidationError:
-    with pytest.raises(ValidationError) as ei:
-        _load(tmp_path, text)
-    e = ei.value
+    e = refused_text(tmp_path, text)
     assert "Value error" not in e.message, e.message
     assert e.hint and "needs" not in e.hint, e.hint  # not the section's layout hint
     return e
@@ -213,12 +210,7 @@ _SPECS = {
 
 
 def _acc(**specs: object) -> str:
-    s = {**_SPECS, **specs}
-    return (
-        "accelerators:\n  - {name: T4, vendor: nvidia, generation: hopper, "
-        + ", ".join(f"{k}: {v}" for k, v in s.items())
-        + ", interconnect: pcie, source: x, as_of: 2025-01-01}\n"
-    )
+    return accelerator("T4", "pcie", {**_SPECS, **specs})
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from catalog_files import load_text, refused_text
 
 from aistack.errors import ValidationError
 from aistack.planning.catalog import Catalog, load_catalog
@@ -17,15 +18,11 @@ _PRICE_HINT = "every price needs usd_per_hour, source and as_of"
 
 
 def _load(tmp_path: Path, text: str) -> Catalog:
-    p = tmp_path / "mine.yaml"
-    p.write_text(text, encoding="utf-8")
-    return load_catalog([p], include_user=False)
+    return load_text(tmp_path, text)
 
 
 def _refused(tmp_path: Path, text: str) -> ValidationError:
-    with pytest.raises(ValidationError) as ei:
-        _load(tmp_path, text)
-    return ei.value
+    return refused_text(tmp_path, text)
 
 
 def _acc(name: str, aliases: str, as_of: str = "2025-01-01") -> str:
