@@ -21,6 +21,15 @@ Token counts (the ``usage`` of a completion): a generator may return its complet
 :class:`GeneratedText` (a ``str`` that also carries how many tokens the model produced) and
 may have a ``count_tokens(text) -> int`` method (its tokenizer's length of ``text``). Where it
 has neither, a character counts as a token (see :func:`completion_tokens`).
+
+Context: a generator may have ``context_tokens``, an int: how many tokens its context holds, the
+prompt's and the completion's together (``TinyGPTConfig.block_size``, the reference GPT's
+``seq_len``). The server then refuses a request whose prompt (measured with ``count_tokens``)
+plus ``max_tokens`` does not fit, before it is batched or streamed, with OpenAI's 400
+``context_length_exceeded`` (see :func:`context_overflow`). An over-long prompt is refused, as
+OpenAI does, never left-truncated: a model that forgets the start of a prompt answers a
+different question than the one asked. A generator without ``context_tokens`` or without
+``count_tokens`` (a user's pyfunc that says neither, :class:`EchoGenerator`) is not checked.
 """
 
 from __future__ import annotations
@@ -58,6 +67,35 @@ def count_tokens(generator: object, text: str) -> int:
         except Exception:  # noqa: BLE001 - a user model's counter must not fail a request
             pass
     return len(text)
+
+
+def context_tokens(generator: object) -> int | None:
+    """The generator's context in tokens (its ``context_tokens``), or None when it does not say
+    (no such attribute, not a whole number above 0, or no ``count_tokens`` to measure a prompt
+    with): such a generator's prompts are not checked."""
+    try:
+        limit = getattr(generator, "context_tokens", None)
+    except Exception:  # noqa: BLE001 - a user model's property must not fail a request
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        return None
+    if not callable(getattr(generator, "count_tokens", None)):
+        return None
+    return limit
+
+
+def context_overflow(generator: object, prompt: str, max_tokens: int) -> tuple[int, int] | None:
+    """``(context, prompt tokens)`` when ``prompt``'s tokens plus ``max_tokens`` do not fit in
+    the generator's context (:func:`context_tokens`); None when they fit or it cannot say (a
+    ``count_tokens`` that fails leaves the prompt unchecked, not refused)."""
+    limit = context_tokens(generator)
+    if limit is None:
+        return None
+    try:
+        n = max(0, int(generator.count_tokens(prompt)))  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a user model's counter must not fail a request
+        return None
+    return (limit, n) if n + max_tokens > limit else None
 
 
 def completion_tokens(
@@ -166,11 +204,22 @@ class ReferenceGPTGenerator:
     grows; a trailing U+FFFD (a character whose bytes are not all there yet) waits. A prompt
     with a seed runs in a group of its own, with a ``torch.Generator`` seeded from it passed as
     ``GPT.generate``'s ``generator`` (unseeded groups sample from torch's global generator).
+
+    ``context_tokens`` is the GPT's ``seq_len``: ``GPT.generate`` would slide its window over a
+    longer prompt (forgetting its start), so ``generate`` refuses a prompt whose tokens plus
+    ``max_tokens`` pass it with a ValueError; the server refuses such a request with a 400
+    before it gets here (see the module docstring).
     """
 
     def __init__(self, model: object, tokenizer: object) -> None:
         self.model = model
         self.tokenizer = tokenizer
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The GPT's ``seq_len`` (None for a model without one: not checked)."""
+        seq_len = getattr(getattr(self.model, "cfg", None), "seq_len", None)
+        return seq_len if isinstance(seq_len, int) and not isinstance(seq_len, bool) else None
 
     def generate(
         self,
@@ -185,7 +234,16 @@ class ReferenceGPTGenerator:
 
         model: Any = self.model
         tok: Any = self.tokenizer
-        ids = [tok.encode(p).ids or [0] for p in prompts]
+        ids = [list(tok.encode(p).ids) for p in prompts]
+        limit = self.context_tokens
+        for i, t in enumerate(ids):
+            if limit is not None and len(t) + max_tokens > limit:
+                raise ValueError(
+                    f"prompt {i} is {len(t)} tokens; with max_tokens {max_tokens} that is "
+                    f"{len(t) + max_tokens}, over the model's context of {limit} tokens "
+                    "(its seq_len): shorten the prompt or lower max_tokens"
+                )
+        ids = [t or [0] for t in ids]
         n_new = [0] * len(prompts)
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         # prompts of one length run together; a seeded prompt alone, with its own generator

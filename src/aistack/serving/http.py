@@ -11,6 +11,8 @@ from starlette.responses import JSONResponse
 
 # OpenAI's string codes (the ``code`` of its error body) for the situations this package has
 MODEL_NOT_FOUND = "model_not_found"  # 404 invalid_request_error: no such model here
+# 400 invalid_request_error: the prompt's tokens plus max_tokens do not fit the model's context
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429, type "requests": too many requests now
 
 

@@ -17,7 +17,11 @@ Endpoints:
   (both endpoints) makes a sample (``temperature`` above 0) reproducible: each prompt with a
   seed is sampled from its own generator seeded with it, so the same request with the same
   seed gets the same text, alone or batched with others; a model whose ``generate`` takes no
-  ``seeds`` (:mod:`aistack.serving.generators`) answers such a request 400.
+  ``seeds`` (:mod:`aistack.serving.generators`) answers such a request 400. A prompt whose
+  tokens plus ``max_tokens`` do not fit the model's context (a model with ``context_tokens``,
+  such as ``builtin:tiny-gpt``: 256) is refused before anything is generated or streamed, as
+  OpenAI refuses it: 400, ``code`` "context_length_exceeded", in OpenAI's words (see
+  :func:`_context_problem`); it is never left-truncated.
 * ``POST /v1/chat/completions`` — OpenAI chat completions on the same text models: the
   messages become one prompt through the model's ``apply_chat_template`` or a plain documented
   template (:mod:`aistack.serving.chat`); the answer is ``choices[0].message`` with ``usage``;
@@ -53,8 +57,20 @@ from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
 from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, NumberFields, Seed
-from aistack.serving.generators import completion_tokens, count_tokens, streams, takes_seeds
-from aistack.serving.http import MODEL_NOT_FOUND, HTTPProblem, bind_socket, read_json_object
+from aistack.serving.generators import (
+    completion_tokens,
+    context_overflow,
+    count_tokens,
+    streams,
+    takes_seeds,
+)
+from aistack.serving.http import (
+    CONTEXT_LENGTH_EXCEEDED,
+    MODEL_NOT_FOUND,
+    HTTPProblem,
+    bind_socket,
+    read_json_object,
+)
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
 from aistack.serving.openai_errors import read_request_json, request_problem
@@ -130,6 +146,40 @@ class _GenItem:
     temperature: float
     seed: int | None = None
     sink: Callable[[str], None] | None = None
+
+
+def _context_problem(
+    generator: object, prompts: list[str], max_tokens: int, *, chat: bool
+) -> HTTPProblem | None:
+    """OpenAI's 400 ``context_length_exceeded`` for the first prompt whose tokens plus
+    ``max_tokens`` do not fit the generator's context (None when all fit, or when the model
+    does not say its context: :func:`~aistack.serving.generators.context_overflow`).
+
+    The words are OpenAI's (and vLLM's) for chat: "This model's maximum context length is 256
+    tokens. However, you requested 300 tokens (250 in the messages, 50 in the completion).
+    Please reduce the length of the messages or completion.", ``param`` "messages"; the
+    completions endpoint says "prompt" where chat says "messages" (and names the index of a
+    prompt in a list), ``param`` "prompt". The count is of the prompt the model gets (for chat,
+    the messages rendered through the template)."""
+    for i, prompt in enumerate(prompts):
+        over = context_overflow(generator, prompt, max_tokens)
+        if over is None:
+            continue
+        limit, n = over
+        if chat:
+            where, what, param = "the messages", "the messages", "messages"
+        else:
+            where = "the prompt" if len(prompts) == 1 else f"the prompt at index {i}"
+            what, param = "the prompt", "prompt"
+        return HTTPProblem(
+            400,
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{n + max_tokens} tokens ({n} in {where}, {max_tokens} in the completion). "
+            f"Please reduce the length of {what} or completion.",
+            param=param,
+            code=CONTEXT_LENGTH_EXCEEDED,
+        )
+    return None
 
 
 def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
@@ -552,6 +602,9 @@ class ReplicaServer:
             created = int(time.time())
             model_name = req.model or server.model.uri
             max_tokens = req.max_new_tokens
+            problem = _context_problem(server.model.generator, [prompt], max_tokens, chat=True)
+            if problem is not None:  # before a stream starts: its status is still ours to set
+                raise problem
             if req.stream:
                 streamed = _Streamed(
                     kind="chat",
@@ -608,6 +661,9 @@ class ReplicaServer:
                     "split them over several requests",
                     param="prompt",
                 )
+            problem = _context_problem(server.model.generator, prompts, req.max_tokens, chat=False)
+            if problem is not None:  # before a stream starts: its status is still ours to set
+                raise problem
             import asyncio
 
             cid = f"cmpl-{uuid.uuid4().hex[:24]}"

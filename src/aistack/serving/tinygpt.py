@@ -112,12 +112,26 @@ def _sample(torch: Any, probs: Any, shared_gen: Any, shared: list[int], own: lis
 
 
 class TinyGPT:
-    """``TextGenerator`` over a byte-level GPT."""
+    """``TextGenerator`` over a byte-level GPT.
+
+    Its context is ``cfg.block_size`` tokens (bytes), the prompt's and the completion's
+    together (``context_tokens``). A prompt whose bytes plus ``max_tokens`` pass it is refused
+    (a ValueError that names the prompt and the numbers), never left-truncated: a model that
+    drops the start of a prompt answers another question than the one asked, and OpenAI
+    refuses such a request too. The server checks each request first and answers 400
+    ``context_length_exceeded`` (:mod:`aistack.serving.generators`); this is the last guard,
+    and it fails the whole call.
+    """
 
     def __init__(self, cfg: TinyGPTConfig | None = None) -> None:
         self.cfg = cfg or TinyGPTConfig()
         self.torch = require("torch", extra="train")
         self.model = _build(self.cfg)
+
+    @property
+    def context_tokens(self) -> int:
+        """Tokens (bytes) the model's context holds: ``cfg.block_size``."""
+        return self.cfg.block_size
 
     def generate(
         self,
@@ -134,10 +148,18 @@ class TinyGPT:
         torch = self.torch
         if not prompts:
             return []
-        max_prompt = self.cfg.block_size - max_tokens
-        if max_prompt < 1:
-            raise ValueError(f"max_tokens must be below {self.cfg.block_size}")
-        encoded = [list(p.encode("utf-8"))[-max_prompt:] or [10] for p in prompts]
+        block = self.cfg.block_size
+        encoded = [list(p.encode("utf-8")) for p in prompts]
+        for i, e in enumerate(encoded):
+            if len(e) + max_tokens > block:
+                raise ValueError(
+                    f"prompt {i} is {len(e)} tokens (bytes); with max_tokens {max_tokens} that "
+                    f"is {len(e) + max_tokens}, over the model's context of {block} tokens "
+                    "(block_size): shorten the prompt or lower max_tokens"
+                )
+        # an empty prompt starts from a newline; the last token generated is never fed back,
+        # so even then the positions used stay below block_size
+        encoded = [e or [10] for e in encoded]
         width = max(len(e) for e in encoded)
         idx = torch.zeros(len(encoded), width, dtype=torch.long)
         valid = torch.zeros(len(encoded), width, dtype=torch.bool)
