@@ -239,6 +239,10 @@ class QueuePolicy(Policy):
             # tells a job's failure from the pass's by a pass with an empty queue)
             if len({n.name for n in cluster.nodes}) != len(cluster.nodes):
                 raise duplicate_error(cluster, "nodes")
+            # (the ledger checks ids only when a job came or went by count: a job that
+            # stopped and another listed twice leave it as long as before)
+            if len({r.id for r in cluster.running}) != len(cluster.running):
+                raise duplicate_error(cluster, "running")
             blocked = self._ledger.update(cluster)
             return Decision(blocked_nodes=dict(blocked)) if blocked else Decision()
         st = PassState(cluster)  # refuses a node named twice
