@@ -645,12 +645,19 @@ def _start_lookup(
     ``deadline``, a ``time.monotonic()`` time: else NameLookupTimeout, for the requests
     waiting on it too). It leaves ``_lookups`` when it ends, before it answers."""
     slots = _lookup_slots
-    domain = lookup_domain(host)
 
     def finish() -> None:
         with _lookups_lock:
             if _lookups.get(key) is done:
                 del _lookups[key]
+
+    try:  # (the Public Suffix List's package missing or unreadable: that request's error,
+        # not a lookup left registered that never answers the later requests for the name)
+        domain = lookup_domain(host)
+    except BaseException as exc:
+        finish()
+        done.set_exception(exc)
+        raise
 
     def give_up(exc: NameLookupTimeout) -> NoReturn:
         finish()
