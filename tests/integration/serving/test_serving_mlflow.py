@@ -177,7 +177,10 @@ def test_reference_gpt_from_the_registry_answers_openai_completions(
         vocab_size=tok.get_vocab_size(), seq_len=64, n_layer=1, n_head=2, n_embd=32
     )
     gpt = train_model.GPT(cfg).eval()
-    with mlflow.start_run():
+    # in the fixture's experiment: the default one keeps artifacts in ./mlruns (the checkout)
+    exp = mlflow.get_experiment_by_name("serving-test")
+    assert exp is not None
+    with mlflow.start_run(experiment_id=exp.experiment_id):
         uri = export.log_model(gpt, cfg, tokenizer=str(tok_path))
     mlflow.register_model(uri, "refgpt")
 
