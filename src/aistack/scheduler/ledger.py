@@ -16,11 +16,12 @@ named, with the reason, in ``Decision.blocked_nodes``); the rest of the cluster 
 scheduled as usual. The server's loop blocks such nodes itself before it calls the
 policy; the ledger is what protects every other caller (the SDK, tests, notebooks).
 
-The check is incremental, so that the simulator (hundreds of thousands of passes) pays
-almost nothing for it: a running job's GPUs are entered when its ``RunningJob`` object is
+The check is incremental: a running job's GPUs are entered when its ``RunningJob`` object is
 first seen and removed when it stops running, and a node is looked at again only when its
-``NodeState`` object changes or a job on it starts or stops. A caller that builds new
-objects every pass (the server) pays O(running GPUs) a pass, as a full check would.
+``NodeState`` object changes or a job on it starts or stops. What is left per pass is a
+look-up per running job and per node: in the simulator (about 57 jobs running on 25 nodes)
+9–12 µs a pass, 7–19% of a pass (docs/scheduler.md). A caller that builds new objects every
+pass (the server) pays O(running GPUs) a pass, as a full check would.
 """
 
 from __future__ import annotations
