@@ -267,20 +267,6 @@ def duplicate_error(cluster: ClusterState, field: str) -> ValidationError:
     raise AssertionError(f"no name in cluster.{field} appears twice")  # pragma: no cover
 
 
-def check_cluster(cluster: ClusterState, checked: dict[str, RunningJob] | None = None) -> None:
-    """Refuse a cluster state that names a node twice, or a running job twice, or whose
-    running jobs have times the pass cannot compute with (``check_running``):
-    ``ValidationError`` naming the field and the name. O(nodes + running jobs)."""
-    nodes = cluster.nodes
-    if len({n.name for n in nodes}) != len(nodes):
-        raise duplicate_error(cluster, "nodes")
-    running = cluster.running
-    if running:
-        check_running(running, checked)
-        if len({r.id for r in running}) != len(running):
-            raise duplicate_error(cluster, "running")
-
-
 _INF = math.inf
 
 
@@ -428,22 +414,12 @@ def bad_running_error(r: RunningJob) -> ValidationError | None:
     )
 
 
-def check_running(
-    running: Sequence[RunningJob], checked: dict[str, RunningJob] | None = None
-) -> None:
+def check_running(running: Sequence[RunningJob]) -> None:
     """Refuse a running job whose times, service or estimate are NaN, infinite or (service,
-    estimates) negative (``bad_running_error``), or whose protected_until is NaN.
-
-    O(running jobs) per pass, for every caller (a ``SortedQueue`` vouches for its queue,
-    not for the cluster state). With ``checked`` (job id → the very RunningJob object
-    found good, kept by the policy; pruned to the jobs running now as it grows) an object
-    seen before costs one dict look-up: the simulator keeps a running job's object for its
-    whole run (bench_sim_speed --quick: 4 µs a pass, 12 µs checking every job each pass)."""
+    estimates) negative (``bad_running_error``), or whose protected_until is NaN. The policies
+    check each ``RunningJob`` object once, when their ``AllocationLedger`` first sees it."""
     inf = _INF
-    get = checked.get if checked is not None else None
     for r in running:
-        if get is not None and get(r.id) is r:
-            continue
         mr = r.max_runtime_s
         td = r.true_duration_s
         p = r.protected_until
@@ -465,12 +441,6 @@ def check_running(
             err = bad_running_error(r)
             if err is not None:
                 raise err
-        if checked is not None:
-            checked[r.id] = r
-    if checked is not None and len(checked) > 2 * len(running) + 256:
-        # jobs that stopped running: forget them (every job running now was found good)
-        checked.clear()
-        checked.update((r.id, r) for r in running)
 
 
 def _no_request(job: JobRequest) -> bool:
