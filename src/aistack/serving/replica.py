@@ -60,6 +60,7 @@ from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, Num
 from aistack.serving.generators import (
     completion_tokens,
     context_overflow,
+    context_tokens,
     count_tokens,
     streams,
     takes_seeds,
@@ -532,14 +533,20 @@ class ReplicaServer:
             return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
         async def models(request: Request) -> Response:
+            """OpenAI's model list (``created``: when this replica loaded it, Unix seconds),
+            with vLLM's ``max_model_len`` where the model says its context (prompt and
+            completion tokens together; a longer request is refused as
+            ``context_length_exceeded``)."""
+            entry: dict[str, Any] = {
+                "object": "model",
+                "created": int(server.started),
+                "owned_by": "aistack",
+            }
+            limit = context_tokens(server.model.generator)
+            if limit is not None:
+                entry["max_model_len"] = limit
             return JSONResponse(
-                {
-                    "object": "list",
-                    "data": [
-                        {"id": n, "object": "model", "owned_by": "aistack"}
-                        for n in server.served_names
-                    ],
-                }
+                {"object": "list", "data": [{"id": n, **entry} for n in server.served_names]}
             )
 
         def check_model(name: str | None) -> None:

@@ -241,3 +241,21 @@ def test_a_model_that_does_not_say_its_context_is_not_checked() -> None:
     with TestClient(ReplicaServer(echo, name="e").app()) as c:
         r = c.post("/v1/completions", json={"prompt": "z" * 5000, "max_tokens": 200})
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == "z" * 200, r.text
+
+
+def test_the_model_list_says_the_context_as_vllm_does(client: TestClient) -> None:
+    """/v1/models had neither OpenAI's ``created`` nor the context a request must fit in
+    (vLLM's ``max_model_len``)."""
+    data = client.get("/v1/models").json()["data"]
+    assert [m["id"] for m in data] == ["tiny"]
+    assert data[0]["max_model_len"] == BLOCK
+    assert data[0]["object"] == "model" and data[0]["owned_by"] == "aistack"
+    assert isinstance(data[0]["created"], int) and data[0]["created"] > 1_700_000_000
+
+
+def test_a_model_that_does_not_say_its_context_lists_none() -> None:
+    server = ReplicaServer(load_model("builtin:echo"), name="t", max_wait_ms=1)
+    with TestClient(server.app()) as c:
+        data = c.get("/v1/models").json()["data"]
+    assert data and all("max_model_len" not in m for m in data)
+    assert all(isinstance(m["created"], int) for m in data)
