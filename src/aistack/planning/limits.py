@@ -82,8 +82,12 @@ MAX_FP8_TFLOPS = 500_000.0
 # Memory per accelerator, GB (10**9 bytes): MI355X 288. The catalog refuses 4,000 GB and more
 # as a unit slip (catalog/models.py, MEMORY_GB_UNIT_SLIP), well under this outer bound.
 MAX_ACCELERATOR_MEMORY_GB = 20_000.0
-# Memory bandwidth, TB/s: B200 7.7. GB/s is refused from 1 TB/s up, MB/s always.
-MAX_MEMORY_BW_TBS = 1_000.0
+# Memory bandwidth, TB/s: B200 7.7 (HBM). On-chip SRAM goes far higher: Cerebras WSE-3 about
+# 21,000 TB/s over 44 GB, which the old bound of 1,000 refused. MB/s is refused; a figure in GB/s
+# of an HBM or DRAM device is caught in catalog/models.py by the time it would take to read the
+# whole memory once (0.02-2 ms: neither memory nor SRAM). A figure in MB/s is refused for a
+# device of 30 GB/s and more (under that, an edge board, it reads like SRAM).
+MAX_MEMORY_BW_TBS = 30_000.0
 # Power per accelerator, W: B200 1,000. mW is refused.
 MAX_TDP_W = 100_000.0
 # Intra-node (NVLink, Infinity Fabric) GB/s per GPU per direction: B200 900. MB/s is refused.

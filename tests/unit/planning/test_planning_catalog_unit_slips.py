@@ -298,7 +298,8 @@ def test_memory_and_bandwidth_both_slipped_is_refused_for_the_memory_first(
         (0.9, 47.5),  # Graphcore IPU (Mk2)
         (2, 150),  # d-Matrix Corsair: SRAM
         (4, 0.0256),  # Jetson Nano
-        (3_999, 1_000),  # the largest figures taken
+        (44, 21_000),  # Cerebras WSE-3: on-chip SRAM, about 21 PB/s (refused: 1,000 at most)
+        (3_999, 1_000),  # the largest memory taken
     ],
 )
 def test_real_devices_are_taken(tmp_path: Path, memory: float, bandwidth: float) -> None:
@@ -310,3 +311,11 @@ def test_the_shipped_accelerators_still_load() -> None:
     cat = load_catalog(include_user=False)
     assert cat.accelerator("H100").memory_gb == 80
     assert all(a.memory_gb < 1000 for a in cat.accelerators.values())
+
+
+@pytest.mark.parametrize("mbs", [3_350_000, 32_000])  # H100; a 32 GB/s board
+def test_bandwidth_in_mb_per_s_is_still_refused(tmp_path: Path, mbs: int) -> None:
+    """The bound that lets Cerebras' SRAM in (30,000 TB/s) still refuses MB/s for a device
+    of 30 GB/s and more."""
+    e = _refused(tmp_path, _acc(memory_gb=80, memory_bw_tbs=mbs))
+    assert "accelerators.0.memory_bw_tbs" in e.message and "at most 30,000" in e.message, e.message
