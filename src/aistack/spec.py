@@ -316,6 +316,18 @@ def _merge_union_errors(errors: list[Any]) -> list[Any]:
     return out
 
 
+def _unquoted(loc: str, value: bool | float) -> str:
+    """A text field given a YAML boolean or number (``command: true`` reads as True, ``name:
+    007`` as 7): what was read and how to quote it."""
+    shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    what = "a boolean" if isinstance(value, bool) else "a number"
+    key = loc.rsplit(".", 1)[-1]
+    return (
+        f"{loc}: expected text, got {what} ({shown}); put it in quotes as you meant it, e.g. "
+        f"{key}: '{shown}' (YAML and JSON read it unquoted as {what})"
+    )
+
+
 def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationError:
     problems = []
     hint = None
@@ -331,6 +343,8 @@ def _format_pydantic(err: PydanticValidationError, source: str) -> ValidationErr
             )
         elif e["type"] == "missing":
             problems.append(f"{loc}: required")
+        elif e["type"] == "string_type" and isinstance(e.get("input"), bool | int | float):
+            problems.append(_unquoted(loc, e["input"]))
         else:
             msg = str(e["msg"]).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}")

@@ -249,3 +249,35 @@ def test_a_long_value_is_quoted_shortened_in_the_error() -> None:
     msg = str(e.value)
     assert len(msg) < 400 and "(100,002 characters)" in msg
     assert msg.startswith("invalid job spec (spec): resources.memory: cannot read 'xxx")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "name: t\ncommand: true\n",
+            "command: expected text, got a boolean (true); put it in quotes as you meant it, "
+            "e.g. command: 'true' (YAML and JSON read it unquoted as a boolean)",
+        ),
+        (
+            "name: 2024\ncommand: echo\n",
+            "name: expected text, got a number (2024); put it in quotes as you meant it, "
+            "e.g. name: '2024' (YAML and JSON read it unquoted as a number)",
+        ),
+        (
+            "name: t\ncommand: echo\nworkdir: 1.5\n",
+            "workdir: expected text, got a number (1.5); put it in quotes as you meant it, "
+            "e.g. workdir: '1.5' (YAML and JSON read it unquoted as a number)",
+        ),
+    ],
+)
+def test_an_unquoted_yaml_boolean_or_number_in_a_text_field_says_to_quote_it(
+    tmp_path, text: str, said: str
+) -> None:  # type: ignore[no-untyped-def]
+    """It said only "command: Input should be a valid string" (``command: true`` is YAML's
+    boolean true, not the program ``true``)."""
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(ValidationError) as ei:
+        load_spec_file(p)
+    assert ei.value.details["problems"] == [said]
