@@ -461,7 +461,8 @@ def check_feasible(spec: JobSpec, nodes: list[Node]) -> None:
         )
     if r.memory_mb > max_mem:
         raise ValidationError(
-            f"resources.memory: asks for {r.memory_mb} MB per node but the largest node has {max_mem} MB",
+            f"resources.memory: asks for {r.memory_mb:,} MB per node but the largest node has "
+            f"{max_mem:,} MB",
             hint=f"lower resources.memory to at most {max_mem}MB",
         )
     raise ValidationError(

@@ -474,10 +474,13 @@ def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -
     except ValidationError as exc:
         field = exc.message.split(":", 1)[0].removeprefix("resources.")
         known = field in ("gpus", "cpus", "memory")
-        largest = exc.message.rsplit("but ", 1)[-1]
+        # submit's hint ("lower resources.cpus to at most 2") in the service's words
+        hint = (exc.hint or "").replace(f"resources.{field}", f"`{field}`")
+        if not known or not hint:
+            hint = f"lower the replica resources ({exc.message.rsplit('but ', 1)[-1]})"
         raise ValidationError(
             f"{exc.message} (each replica is one job on one node)",
-            hint=f"lower {f'`{field}`' if known else 'the replica resources'} ({largest})",
+            hint=hint,
             **({"field": field} if known else {}),
         ) from None
 

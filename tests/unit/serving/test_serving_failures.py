@@ -123,10 +123,17 @@ def test_check_resources_fit_uses_the_submit_message() -> None:
         manager.check_resources_fit(ReplicaResources(gpus=2), [node])
     with pytest.raises(ValidationError, match="asks for 64 CPUs per node") as ei:
         manager.check_resources_fit(ReplicaResources(cpus=64), [node])
-    assert ei.value.hint == "lower `cpus` (the largest node has 2)"  # the field, not --cpus
+    # the field, not --cpus (the CLI says it as its option), and to what: it said "lower `cpus`
+    # (the largest node has 2)", which the CLI printed as "(lower --cpus (the largest node ...))"
+    assert ei.value.hint == "lower `cpus` to at most 2"
     assert ei.value.details == {"field": "cpus"}
-    with pytest.raises(ValidationError, match="resources.memory"):
+    with pytest.raises(ValidationError, match="resources.memory") as ei:
         manager.check_resources_fit(ReplicaResources(memory="1TB"), [node])
+    assert ei.value.message == (
+        "resources.memory: asks for 1,048,576 MB per node but the largest node has 4,096 MB "
+        "(each replica is one job on one node)"
+    )
+    assert ei.value.hint == "lower `memory` to at most 4096MB"
 
 
 def test_deploy_refuses_impossible_requests_up_front(
