@@ -1225,6 +1225,21 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 for link in links:
                     add(link, res.depth + 1)
 
+    def follow_redirect(res: Fetch) -> None:
+        """Queue a redirect's (3xx) Location one level deeper; an invalid one is a fetch
+        error of its own."""
+        if res.status is None or not 300 <= res.status < 400 or "location" not in res.headers:
+            return
+        try:  # (an unclosed IPv6 bracket: ValueError, which ended the crawl)
+            target = urljoin(res.url, res.headers["location"])
+        except ValueError as exc:
+            target = safe_url(res.headers["location"])
+            if res.depth + 1 <= cfg.max_depth and target not in seen:
+                seen.add(target)
+                fetch_error(target, f"InvalidURL: redirect target ({exc})")
+        else:
+            add(target, res.depth + 1)
+
     for s in cfg.seeds:
         add(s, 0)
 
@@ -1378,7 +1393,10 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                         res.url,
                         f"{res.error} ({kept} kept in the WARC, WARC-Truncated: {res.cut})",
                     )
-                    follow_links(res)  # (those up to the cut, as Heritrix follows them)
+                    # (its head came whole: a redirect's Location is as good as uncut; the
+                    # links up to the cut, as Heritrix follows them)
+                    follow_redirect(res)
+                    follow_links(res)
                     continue
                 if res.error or res.status is None:
                     fetch_error(res.url, res.error or "no response")
@@ -1386,16 +1404,7 @@ def crawl(cfg: CrawlConfig) -> dict[str, Any]:
                 write_pair(res)
                 stats["pages"] += 1
                 stats["bytes"] += len(res.response)
-                if 300 <= res.status < 400 and "location" in res.headers:
-                    try:  # (an unclosed IPv6 bracket: ValueError, which ended the crawl)
-                        target = urljoin(res.url, res.headers["location"])
-                    except ValueError as exc:
-                        target = safe_url(res.headers["location"])
-                        if res.depth + 1 <= cfg.max_depth and target not in seen:
-                            seen.add(target)
-                            fetch_error(target, f"InvalidURL: redirect target ({exc})")
-                    else:
-                        add(target, res.depth + 1)
+                follow_redirect(res)
                 follow_links(res)
     finally:
         gate.close()

@@ -99,3 +99,21 @@ def test_an_oversized_response_that_is_not_html_gives_no_links(
     srv = serve({"/": text, "/one": SMALL, "/two": SMALL})
     s = _crawl(srv, tmp_path)
     assert (srv.paths(), s["oversized"]) == (["/"], 1)
+
+
+def test_a_redirect_whose_body_is_cut_is_still_followed(
+    serve: Callable[[dict[str, Route]], RawServer], tmp_path: Path
+) -> None:
+    """A 301 with a body over the bound: its head came whole, so its Location is followed (it
+    was a dead end: a cut response was only a fetch error)."""
+
+    def moved(srv: RawServer, conn: socket.socket) -> None:
+        head = (
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: /new\r\nContent-Type: text/html\r\n\r\n"
+        )
+        conn.sendall(head + FILLER * 10)
+
+    srv = serve({"/": moved, "/new": SMALL})
+    s = _crawl(srv, tmp_path)
+    assert (s["oversized"], s["pages"]) == (1, 1)
+    assert sorted(srv.paths()) == ["/", "/new"]
