@@ -671,6 +671,15 @@ def cancel(
         raise typer.Exit(2)
 
 
+def _labels_text(node: dict[str, Any]) -> str:
+    """``key=value, …`` of a node's labels; a Ray node id that is the node's name is left out."""
+    return ", ".join(
+        f"{k}={v}"
+        for k, v in (node.get("labels") or {}).items()
+        if not (k == "ray_node_id" and v == node["name"])
+    )
+
+
 @app.command(cls=_Command)
 def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
     """Nodes, devices, allocations and live utilization."""
@@ -680,8 +689,13 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     policy = data["scheduler"]["policy"]
     t = Table(title=esc(f"cluster ({data['executor']} executor, policy {policy})"))
+    # the engine's labels (Slurm state and partitions, Ray resources): a column only when a
+    # node has some, so the local executor's table stays as it was
+    labelled = any(n.get("labels") for n in data["nodes"])
     for col in ("node", "device", "model", "memory", "allocated to", "util"):
         t.add_column(col)
+    if labelled:
+        t.add_column("labels")
     for n in data["nodes"]:
         cpu_pct = f"{n['cpu_percent']:.0f} %" if n.get("cpu_percent") is not None else "-"
         mem_used = (
@@ -697,6 +711,7 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
             mem_used,
             esc(f"{n['cpus_allocated']} CPUs: {', '.join(jobs) or '-'}"),
             cpu_pct,
+            *([esc(_labels_text(n))] if labelled else []),
         )
         for g in n["gpus"]:
             util = f"{g['util_percent']:.0f} %" if g.get("util_percent") is not None else "-"
@@ -707,6 +722,7 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
                 f"{g['memory_mb'] / 1024:.0f} GiB",
                 esc(g["job"] or "-"),
                 util,
+                *([""] if labelled else []),
             )
     console.print(t)
     tot = data["totals"]

@@ -64,6 +64,9 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
                 "name": n.name,
                 "address": n.address,
                 "executor": ctx.executor.name,
+                # what the engine says of the node: a Slurm node's state and partitions, a Ray
+                # node's custom resources and accelerator type (none for the local executor)
+                "labels": dict(n.labels),
                 "cpus": n.cpus,
                 "cpus_allocated": len(cpus_alloc),
                 "cpu_jobs": cpus_alloc,
