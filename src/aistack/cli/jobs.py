@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -460,6 +463,59 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
     return data
 
 
+# submit's options → (the job spec field each sets, the option): an error about a field the
+# user gave as an option names the option ("--gpus: asks for 4 GPUs per node but ...")
+_SUBMIT_FLAGS = {
+    "gpus": ("resources.gpus", "--gpus"),
+    "cpus": ("resources.cpus", "--cpus"),
+    "memory": ("resources.memory", "--memory"),
+    "nodes": ("resources.nodes", "--nodes"),
+    "gpu_type": ("resources.gpu_type", "--gpu-type"),
+    "name": ("name", "--name"),
+    "project": ("project", "--project"),
+    "priority": ("priority", "--priority"),
+    "max_runtime": ("max_runtime", "--max-runtime"),
+    "retries": ("retries", "--retries"),
+    "distributed": ("distributed", "--distributed"),
+    "workdir": ("workdir", "--workdir"),
+}
+
+
+def _flag_words(text: str, given: dict[str, str]) -> str:
+    """``text`` with each job spec field in ``given`` (field → option) written as the option:
+    "resources.gpus" anywhere, a top-level field where a problem starts ("name: ...")."""
+    for path, flag in given.items():
+        if "." in path:
+            text = re.sub(rf"(?<![\w.-]){re.escape(path)}(?![\w])", flag, text)
+        else:
+            text = re.sub(rf"(^|; |\): ){re.escape(path)}(?=[:.])", rf"\g<1>{flag}", text)
+        name = path.rsplit(".", 1)[-1]
+        if "_" in name:  # (a snake_case name is never a word of the prose: gpu_type)
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w])", flag, text)
+        text = text.replace(f"{flag}: '", f"{flag} '")  # (a YAML example as the option)
+    return text
+
+
+@contextlib.contextmanager
+def _as_flags(given: dict[str, str]) -> Iterator[None]:
+    """A job spec error (the spec's check here, or the server's) in the words of the options
+    the user gave: ``--gpus`` where the spec says ``resources.gpus``; a field that came from
+    the job file keeps the file's name for it."""
+    try:
+        yield
+    except ValidationError as exc:
+        if not given:
+            raise
+        message = _flag_words(exc.message, given)
+        hint = _flag_words(exc.hint, given) if exc.hint else exc.hint
+        details = dict(exc.details)
+        if isinstance(details.get("problems"), list):
+            details["problems"] = [_flag_words(str(p), given) for p in details["problems"]]
+        if (message, hint) == (exc.message, exc.hint):
+            raise
+        raise type(exc)(message, hint=hint, **details) from None
+
+
 @app.command(cls=_Command)
 def submit(
     file: str = typer.Argument(None, metavar="FILE", help="job spec (YAML)"),
@@ -499,9 +555,12 @@ def submit(
         workdir=workdir,
     )
     data = _spec_from_args(file, cmd, opts)
-    spec = parse_spec(data, source=file or "--cmd")  # errors name the file, not "(spec)"
-    c = client()
-    job = c.submit(spec)
+    # with --cmd every field is an option; with a job file, those the options set
+    given = {p: f for k, (p, f) in _SUBMIT_FLAGS.items() if not file or opts.get(k) is not None}
+    with _as_flags(given):
+        spec = parse_spec(data, source=file or "--cmd")  # errors name the file, not "(spec)"
+        c = client()
+        job = c.submit(spec)
     if as_json:
         print_json(job)
     else:

@@ -217,10 +217,11 @@ def test_submit_empty_workdir_is_an_error(cli) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     ("gpu_type", "expected", "hint"),
     [
-        ("", "resources.gpu_type: '' is empty", None),
-        ("  ", "resources.gpu_type: '  ' is empty", None),
-        ("fake", "resources.gpu_type: no node has a 'fake' GPU (available: 'FakeGPU')", "FakeGPU"),
-        ("-", "resources.gpu_type: '-' has no letter or digit", None),
+        # (said as the option given: it was "resources.gpu_type: ...")
+        ("", "--gpu-type '' is empty: leave --gpu-type out", None),
+        ("  ", "--gpu-type '  ' is empty", None),
+        ("fake", "--gpu-type: no node has a 'fake' GPU (available: 'FakeGPU')", "FakeGPU"),
+        ("-", "--gpu-type '-' has no letter or digit", None),
     ],
 )
 def test_submit_gpu_type_must_be_one_the_scheduler_places(  # type: ignore[no-untyped-def]
@@ -232,7 +233,7 @@ def test_submit_gpu_type_must_be_one_the_scheduler_places(  # type: ignore[no-un
     msg = _error(runner.invoke(app, args))
     assert expected in msg
     if hint:
-        assert msg.endswith(f"e.g. gpu_type: {hint!r})")
+        assert msg.endswith(f"e.g. --gpu-type {hint!r})")
     assert cli.client.list_jobs(all=True) == []
     res = runner.invoke(app, [*args[:-1], "FakeGPU", "--json"])
     assert res.exit_code == 0, res.output

@@ -622,3 +622,23 @@ def test_job_row_request_names_its_units() -> None:
         "2 GPU/8 CPU ×2 nodes"
     )
     assert _job_row({**job, "resources": {"cpus": 1}})[4] == "0 GPU/1 CPU"
+
+
+def test_submit_errors_name_the_options_given_and_the_files_fields_otherwise(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    """The README says the CLI names its options in errors: submit named the job spec's fields
+    ("resources.gpus: ...") for its flags too. A field from the job file keeps the file's name."""
+    msg = _error(runner.invoke(app, ["submit", "--cmd", "true", "--gpus", "64"]))
+    assert msg.startswith("--gpus: asks for 64 GPUs per node but ")
+    assert msg.endswith("(lower --gpus, or use --nodes to spread over several nodes)")
+    msg = _error(runner.invoke(app, ["submit", "--cmd", "true", "--max-runtime", "forever"]))
+    assert msg.startswith("invalid job spec (--cmd): --max-runtime: ")
+    f = tmp_path / "job.yaml"
+    f.write_text("command: echo hi\nresources: {gpus: 64}\n")
+    msg = _error(runner.invoke(app, ["submit", str(f)]))
+    assert msg.startswith("resources.gpus: asks for 64 GPUs per node but ")
+    # the flag overrides the file's value, so the error is about the flag
+    msg = _error(runner.invoke(app, ["submit", str(f), "--gpus", "32"]))
+    assert msg.startswith("--gpus: asks for 32 GPUs per node but ")
+    assert cli.client.list_jobs(all=True) == []
