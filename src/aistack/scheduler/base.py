@@ -56,6 +56,8 @@ from aistack.scheduler.types import (
 )
 
 INF = math.inf
+# the end of the reason of a job whose GPUs are free but that was tried and did not fit
+SHORT_TXT = " but CPUs or memory are short"
 
 
 class Policy(abc.ABC):
@@ -154,6 +156,13 @@ class QueuePolicy(Policy):
             raise ValueError("estimate_depth and max_preempt_heads must be >= 0")
         if default_runtime_s is not None and not default_runtime_s > 0:
             raise ValueError("default_runtime_s must be > 0 (or None: the mean max_runtime)")
+        for opt, v in (
+            ("preempt_min_wait_s", preempt_min_wait_s),
+            ("min_run_s", min_run_s),
+            ("promise_s", promise_s),
+        ):
+            if v < 0:
+                raise ValueError(f"{opt} must be >= 0 seconds, got {v!r}")
         self.explain = explain
         self.backfill_depth = backfill_depth
         self.estimate_depth = estimate_depth
@@ -738,6 +747,8 @@ class QueuePolicy(Policy):
         ``avoid``: node indices the job may not take (a firm reservation's nodes)."""
         if not cluster.running:
             return None
+        if self.preempt_min_wait_s and now - job.submit_time < self.preempt_min_wait_s:
+            return None  # it waits like any job until it has waited that long
         w = self.rank(job, cluster, now)
         failed_key = "failed" if not avoid else "failed_avoid"
         for fw, fg, fn, ft in ctx.setdefault(failed_key, []):
@@ -969,7 +980,9 @@ class QueuePolicy(Policy):
                 need = need_cache[skey] = self._need_text(job, st, blocks)
             ahead_txt = f"; {ahead} jobs ahead" if ahead > 1 else "; 1 job ahead" if ahead else ""
             if kind == "window":
-                reason = need + win_txt + ahead_txt
+                # never tried against the free capacity: where its GPUs are free, that is what
+                # it waits for, not "CPUs or memory are short" (the need text of a job tried)
+                reason = need.removesuffix(SHORT_TXT) + win_txt + ahead_txt
             elif kind == "blocked":
                 reason = need + ahead_txt
             elif kind == "head":
@@ -1061,7 +1074,7 @@ class QueuePolicy(Policy):
             )
             return f"{shape}; {k} node{'s have' if k != 1 else ' has'} that many free"
         if size >= job.gpus:
-            return f"{shape}; {size} GPUs free on node {node} but CPUs or memory are short"
+            return f"{shape}; {size} GPUs free on node {node}{SHORT_TXT}"
         return f"{shape}; largest free block is {_plural(size, 'GPU')} (node {node})"
 
     # ------------------------------------------------------------ start estimates
