@@ -88,8 +88,18 @@ def s3_options() -> dict[str, Any]:
 
 
 def open_backend(url: str, **storage_options: Any) -> Backend:
-    """The filesystem and root for ``url``; heavy SDKs are imported only when used."""
+    """The filesystem and root for ``url``; heavy SDKs are imported only when used.
+
+    ``storage_options`` are s3fs keyword arguments (an ``s3://`` URL only): a local or
+    ``memory://`` store takes none, and one given is refused (it was dropped unread)."""
     scheme, path = split_url(url)
+    if storage_options and scheme != "s3":
+        raise ValidationError(
+            f"storage options ({', '.join(sorted(storage_options))}) apply to s3:// URLs only; "
+            f"{url!r} is a {'local' if scheme == 'file' else scheme} store",
+            hint="leave the options out for a local or memory:// store, or use an "
+            "s3://bucket/prefix URL",
+        )
     if scheme == "file":
         from fsspec.implementations.local import LocalFileSystem
 
