@@ -118,7 +118,7 @@ def get_policy(name: str = "default", **options: Any) -> Policy:
                 "--option default.max_wait_factor=20",
             )
     try:
-        return cls(**options)
+        policy = cls(**options)
     except (TypeError, ValueError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
         raise ValidationError(
@@ -126,3 +126,19 @@ def get_policy(name: str = "default", **options: Any) -> Policy:
             hint="check the option values: numbers and true/false without quotes, e.g. "
             "--option default.max_wait_factor=20",
         ) from exc
+    idle = sorted(set(options) & PREEMPTION_OPTIONS)
+    if idle and not getattr(policy, "preemptive", False):
+        # they were accepted and did nothing: a min_run_s on easy protected no job
+        raise ValidationError(
+            f"policy {key}: option(s) {', '.join(idle)} apply only to a policy that preempts, "
+            f"and {key}{' with preempt=false' if 'preempt' in options else ''} never preempts",
+            hint="leave them out, or choose a policy that preempts: default, las or srtf, or "
+            "priority or fairshare without preempt=false",
+        )
+    return policy
+
+
+# the options of the shared engine that only a policy that preempts reads
+PREEMPTION_OPTIONS = frozenset(
+    {"max_preempt_heads", "preempt_min_wait_s", "min_run_s", "promise_s", "gang_free_nodes"}
+)

@@ -589,7 +589,6 @@ class QueuePolicy(Policy):
         st: PassState,
         cluster: ClusterState,
         now: float,
-        started: list[tuple[JobRequest, list[int]]],
         victims: set[str],
     ) -> tuple[list[tuple[float, int, int, int, int]], list[str]]:
         """(end time, node, gpus, cpus, mem) for running jobs with a known end, sorted."""
@@ -624,7 +623,7 @@ class QueuePolicy(Policy):
         pctx: dict[str, Any] | None = None,
     ) -> tuple[float | None, tuple[str, ...], dict[int, tuple[int, int, int]] | None, list[str]]:
         """Earliest time the head fits, its nodes, and per-node caps for later jobs."""
-        ev, unknown = self._release_events(st, cluster, now, started, victims)
+        ev, unknown = self._release_events(st, cluster, now, victims)
         free = st.free_counts()
         for i, n in enumerate(st.nodes):
             free[i][0] -= n.held

@@ -8,7 +8,7 @@ from test_scheduler_allocation_ledger import job, node, running
 
 from aistack.errors import ValidationError
 from aistack.scheduler import get_policy
-from aistack.scheduler.types import ClusterState
+from aistack.scheduler.types import ClusterState, NodeState
 
 
 def _busy_cluster() -> ClusterState:
@@ -47,3 +47,48 @@ def test_a_job_beyond_the_backfill_window_is_not_said_to_be_short_of_cpus() -> N
         "needs 1 GPU on one node; 2 GPUs free on node a; beyond the backfill window "
         "(first 2 jobs); 4 jobs ahead"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("easy", {"min_run_s": 60.0}),
+        ("fifo", {"max_preempt_heads": 2}),
+        ("sjf", {"gang_free_nodes": True}),
+        ("las", {"preempt": False, "promise_s": 5.0}),
+        ("priority", {"preempt": False, "preempt_min_wait_s": 60.0}),
+    ],
+)
+def test_preemption_options_on_a_policy_that_never_preempts_are_refused(
+    name: str, options: dict[str, object]
+) -> None:
+    """They were accepted and did nothing: min_run_s on easy protected no job."""
+    with pytest.raises(ValidationError, match="apply only to a policy that preempts") as ei:
+        get_policy(name, **options)
+    assert ei.value.hint and "leave them out" in ei.value.hint
+    kept = {k: v for k, v in options.items() if k == "preempt"}
+    get_policy(name, **kept)  # the policy itself is fine
+
+
+def test_preemption_options_on_a_policy_that_preempts_are_taken() -> None:
+    for name in ("default", "las", "srtf", "priority", "fairshare"):
+        assert get_policy(name, min_run_s=60.0).min_run_s == 60.0  # type: ignore[attr-defined]
+
+
+def test_a_reservation_is_not_made_on_a_node_that_takes_no_jobs() -> None:
+    """What ends on a drained node frees nothing a waiting job may use (a guard: the head's
+    reservation and estimate come from the node that takes jobs)."""
+    drained = NodeState(
+        name="d",
+        gpus_total=tuple(range(8)),
+        gpus_free=frozenset(),
+        cpus_total=tuple(range(16)),
+        cpus_free=frozenset(range(16)),
+        schedulable=False,
+    )
+    ends_soon = running("r", {"d": tuple(range(8))}, max_runtime_s=600.0)
+    on_a = running("s", {"a": tuple(range(8))}, max_runtime_s=7200.0)
+    cluster = ClusterState(nodes=(node("a", gpus=8, free=()), drained), running=(ends_soon, on_a))
+    d = get_policy("easy").schedule([job("wide", 8)], cluster, now=0.0)
+    assert d.reservations["wide"] == (7200.0, ("a",))
+    assert d.pending["wide"].estimated_start == 7200.0
