@@ -252,7 +252,12 @@ def run(
         ..., metavar="PIPELINE", help="pipeline YAML (see examples/webdata/pipeline.yaml)"
     ),
     workers: int | None = typer.Option(
-        None, "--workers", "-w", min=1, help="worker processes (default: from the YAML)"
+        None,
+        "--workers",
+        "-w",
+        min=1,
+        help="worker processes (default: from the YAML); with --executor ray, the CPUs of the "
+        "private Ray instance (on a cluster from AISTACK_RAY_ADDRESS, Ray places the tasks)",
     ),
     executor: str | None = typer.Option(None, "--executor", help="local (processes) or ray"),
     fresh: bool = typer.Option(
