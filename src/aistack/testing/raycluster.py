@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aistack.errors import BackendError
@@ -100,6 +101,19 @@ def _node_args(
     return args
 
 
+def _ensure_address_record_folder() -> None:
+    """Create the folder of Ray's record of the latest cluster on this machine
+    (``/tmp/ray/ray_current_cluster``, or under ``RAY_TMPDIR``). ``ray.cluster_utils`` writes it
+    for its head whatever ``temp_dir`` the nodes use, and fails with FileNotFoundError where the
+    folder does not exist yet: on a fresh machine where no Ray ran before (as in CI, where the
+    scale-out tests run before any test that starts Ray with its default folder)."""
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:  # (another Ray release: its Cluster makes the folder or fails as before)
+        return
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
+
+
 def start_ray_cluster(
     *,
     nodes: int = 2,
@@ -130,6 +144,7 @@ def start_ray_cluster(
         temp_dir=temp_dir,
     )
     head["include_dashboard"] = False
+    _ensure_address_record_folder()
     cluster = Cluster(initialize_head=True, head_node_args=head)
     rc = RayTestCluster(cluster=cluster, temp_dir=temp_dir, node_handles=[cluster.head_node])
     try:
