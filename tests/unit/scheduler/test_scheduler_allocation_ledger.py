@@ -236,3 +236,22 @@ def test_the_simulator_never_blocks_a_node() -> None:
     simulate(trace, policy, SimConfig(nodes=4, gpus_per_node=8))
     assert len(seen) > 100
     assert all(b == {} for b in seen)
+
+
+@pytest.mark.parametrize("empty_queue", [True, False])
+def test_a_running_job_listed_twice_after_another_stopped_is_refused(empty_queue: bool) -> None:
+    """A job that stopped and a duplicate leave the list as long as before: the ledger's fast
+    path saw no new object and no change in count, and kept the stopped job's GPUs."""
+    policy = get_policy("easy")
+    a, b = running("ja", {"a": (0,)}), running("jb", {"a": (1,)})
+    first = policy.schedule([], ClusterState(nodes=(node("a", free=(2, 3)),), running=(a, b)), 0.0)
+    assert first.blocked_nodes == {}
+    # jb stopped (GPU 1 free again) and ja is listed twice: as many running jobs as before
+    queue = [] if empty_queue else [job("q", 1)]
+    again = ClusterState(nodes=(node("a", free=(1, 2, 3)),), running=(a, a))
+    with pytest.raises(ValidationError, match="job id 'ja' is listed 2 times") as info:
+        policy.schedule(queue, again, now=1.0)
+    assert info.value.details["job_id"] == "ja"
+    # the caller's next, correct state is scheduled as usual: jb's GPU is not counted held
+    d = policy.schedule([], ClusterState(nodes=(node("a", free=(1, 2, 3)),), running=(a,)), 2.0)
+    assert d.blocked_nodes == {}
