@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,3 +36,17 @@ def tiny_reference_gpt() -> Any:
     )
     gpt.eval()
     return ReferenceGPTGenerator(gpt, CharTokenizer())
+
+
+@pytest.fixture
+def replica() -> Iterator[Any]:
+    """A replica of the built-in echo model behind a TestClient (a test file may define its own
+    ``replica``: another model, served names, or server exceptions kept as answers)."""
+    from fastapi.testclient import TestClient
+
+    from aistack.serving.models import load_model
+    from aistack.serving.replica import ReplicaServer
+
+    server = ReplicaServer(load_model("builtin:echo"), name="t", max_batch_size=8, max_wait_ms=2)
+    with TestClient(server.app()) as c:
+        yield c

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,14 +18,6 @@ from fastapi.testclient import TestClient
 from aistack.serving.models import LoadedModel, load_model
 from aistack.serving.replica import ReplicaServer
 from aistack.serving.router import Endpoint, Router
-
-
-@pytest.fixture
-def replica() -> Iterator[TestClient]:
-    server = ReplicaServer(load_model("builtin:echo"), name="t", max_batch_size=8, max_wait_ms=2)
-    with TestClient(server.app()) as c:
-        yield c
-
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = ("/v1/chat/completions", {"messages": MESSAGES})

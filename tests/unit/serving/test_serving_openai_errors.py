@@ -10,22 +10,10 @@ only a JSON true, relayed the stream as one answer). A body that is not JSON get
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
-from aistack.serving.models import load_model
-from aistack.serving.replica import ReplicaServer
-
-
-@pytest.fixture
-def replica() -> Iterator[TestClient]:
-    server = ReplicaServer(load_model("builtin:echo"), name="t", max_batch_size=8, max_wait_ms=2)
-    with TestClient(server.app()) as c:
-        yield c
-
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = ("/v1/chat/completions", {"messages": MESSAGES})

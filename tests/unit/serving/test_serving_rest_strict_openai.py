@@ -5,21 +5,9 @@ so a client that worked here failed against OpenAI. Bools and NaN stay refused."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from aistack.serving.models import load_model
-from aistack.serving.replica import ReplicaServer
-
-
-@pytest.fixture
-def replica() -> Iterator[TestClient]:
-    server = ReplicaServer(load_model("builtin:echo"), name="t", max_batch_size=8, max_wait_ms=2)
-    with TestClient(server.app()) as c:
-        yield c
-
 
 CHAT = ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
 TEXT = ("/v1/completions", {"prompt": "hi"})
