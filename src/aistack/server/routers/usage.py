@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aistack.planning.catalog import Catalog
 from aistack.server.db.models import UsageSampleRow
 from aistack.server.deps import get_db
+from aistack.server.routers.planning import _catalog
 from aistack.server.schemas import UtcTime
 from aistack.server.services.usage import _iso, allocation_records, budgets
 
@@ -59,8 +61,12 @@ def cost_report(
         default=None, description="price sheet, e.g. aws:on_demand or onprem"
     ),
     db: Session = Depends(get_db),
+    cat: Catalog = Depends(_catalog),
 ) -> dict[str, Any]:
-    """Measured usage priced under a price sheet, with budgets and the buy-vs-rent advice."""
+    """Measured usage priced under a price sheet, with budgets and the buy-vs-rent advice.
+
+    Priced with the server's catalog (shipped + AISTACK_HOME/catalog/*.yaml), as /plan/usage
+    and `aistack cost report` are: the shipped prices alone ignored the team's own."""
     from aistack.planning.usage import FIELDS, parse_records, price_usage
 
     # budgets are per calendar month: their spend needs the records from its first day even
@@ -70,5 +76,5 @@ def cost_report(
     rows = allocation_records(db, project=project, since=fetch_from)
     recs = parse_records([{k: r[k] for k in FIELDS} for r in rows])
     return price_usage(
-        recs, sheet=sheet, since=since, project=project, budgets=budgets(db)
+        recs, sheet=sheet, since=since, project=project, budgets=budgets(db), catalog=cat
     ).to_dict()
