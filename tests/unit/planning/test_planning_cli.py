@@ -337,7 +337,7 @@ def test_plan_train_shows_the_communication_bound_wall_clock() -> None:
     )
     assert res.exit_code == 0, res.output
     wall = next(ln for ln in res.stdout.splitlines() if ln.startswith("wall clock"))
-    assert "27.3 days compute-bound" in wall and "30.9 days communication-bound" in wall
+    assert "27.3 days compute-bound" in wall and "35.1 days communication-bound" in wall
 
 
 def test_cost_report_small_values_are_not_rounded_to_zero(tmp_path: Path) -> None:
