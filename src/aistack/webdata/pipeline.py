@@ -21,7 +21,12 @@ tasks, so an interrupted run resumes)::
               by the end of their file (dropped), ``truncated_bytes`` the bytes of them
               the files hold (read and dropped) and ``truncated_missing_bytes`` the bytes
               missing, of the lengths their headers gave (a record cut inside its header
-              gave none: ``truncated_unknown_length`` counts those); each entry of
+              gave none: ``truncated_unknown_length`` counts those);
+              ``unreadable_records`` all records that could not be read (a file unreadable
+              as a whole is a bad file, not a record); ``skipped_records`` the records read
+              that are no HTML page or WET text, by WARC-Type or why (not_html,
+              http_status_not_200, format_wet), so that ``records`` = ``html_documents`` +
+              ``text_documents`` + these + ``drops["read/empty_text"]``; each entry of
               ``unreadable`` has an ``offset`` in bytes and ``offset_in``: ``file`` (in the
               file as stored) or ``decompressed`` (in a compressed file's decompressed
               stream);
@@ -640,6 +645,7 @@ def _build_report(
     langs: Counter[str] = Counter()
     pii: Counter[str] = Counter()
     notes: Counter[str] = Counter()  # pages changed but kept (extract/pruned_deep_nesting)
+    skipped: Counter[str] = Counter()  # records read that are not pages nor texts, by why
     unreadable: list[dict[str, Any]] = []
     for p in procs:
         for name, s in p["steps"].items():
@@ -650,6 +656,7 @@ def _build_report(
         langs.update(p["languages"])
         pii.update(p["pii"])
         notes.update(p.get("notes") or {})  # (absent in results of older runs)
+        skipped.update(p.get("skipped") or {})  # (absent in results of older runs)
         unreadable.extend(p["unreadable"])
     if dedup:
         steps["dedup"] = {"in": dedup["docs_in"], "out": dedup["docs_out"]}
@@ -664,6 +671,13 @@ def _build_report(
         "records": sum(p["records"] for p in procs),
         "html_documents": sum(p["html"] for p in procs),  # pages that go to extract
         "text_documents": sum(p.get("texts", 0) for p in procs),  # WET texts: to langid
+        # the other records, by why: records = html_documents + text_documents + these +
+        # drops["read/empty_text"] (WET records without text)
+        "skipped_records": dict(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+    if any("skipped" not in p for p in procs):  # a run resumed from tasks of an older version
+        del counts["skipped_records"]  # (they did not count them: no false zeros)
+    counts |= {
         "documents_out": docs_out,
         "steps": steps,
         "drops": dict(sorted(drops.items())),
@@ -678,7 +692,9 @@ def _build_report(
         "shard_dtype": (
             None if not tok else ("uint16" if tok["vocab_size"] <= 65536 else "uint32")
         ),
-        "unreadable_records": len(unreadable),
+        # records that could not be read (cut short ones included); a file unreadable as a
+        # whole is not a record: it is counted in bad_files (both are listed in unreadable)
+        "unreadable_records": sum(1 for u in unreadable if u.get("kind") != "file"),
         # records cut short by the end of their file (dropped); the bytes of them the files
         # hold (read and dropped); the bytes missing, of the lengths their headers gave
         "truncated_records": len(truncated),

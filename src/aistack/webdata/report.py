@@ -20,12 +20,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
     for col in ("step", "docs in", "docs out", "dropped", "docs/s per core"):
         t.add_column(col, justify="left" if col == "step" else "right")
     texts = c.get("text_documents", 0)
+    read_out = c["html_documents"] + texts
     _row(
         t,
         "read (records → HTML + WET)" if texts else "read (records → HTML pages)",
         f"{c['records']:,}",
-        f"{c['html_documents'] + texts:,}",
-        "",
+        f"{read_out:,}",
+        # the records that are no page (summary: "records skipped"; drops: read/empty_text)
+        f"{c['records'] - read_out:,}" if "skipped_records" in c else "",
         _rate(step_t.get("read")),
     )
     text_row = (  # WET text records skip extract: langid's input is extract's output + these
@@ -72,6 +74,15 @@ def tables(report: dict[str, Any]) -> list[Any]:
     if "bad_files" in c:  # (absent in reports written before it was counted)
         _row(s, "bad input files (damaged, unreadable, cut short)", f"{c['bad_files']:,}")
     _row(s, "unreadable records", f"{c['unreadable_records']:,}")
+    if "skipped_records" in c:  # (absent in reports written before they were counted)
+        sk = c["skipped_records"]
+        _row(
+            s,
+            "records skipped (not an HTML page or WET text)",
+            (f"{sum(sk.values()):,} records: " + ", ".join(f"{k} {v:,}" for k, v in sk.items()))
+            if sk
+            else "0 records",
+        )
     if (c.get("notes") or {}).get("extract/pruned_deep_nesting"):
         _row(
             s,
@@ -134,7 +145,9 @@ def tables(report: dict[str, Any]) -> list[Any]:
         out.append(b)
     if report.get("unreadable"):
         n = len(report["unreadable"])
-        u = Table(title=_text("unreadable records" + (f" (first 50 of {n:,})" if n > 50 else "")))
+        files = any(x.get("kind") == "file" for x in report["unreadable"])
+        title = "unreadable records" + (" and files" if files else "")
+        u = Table(title=_text(title + (f" (first 50 of {n:,})" if n > 50 else "")))
         for col in ("file", "offset (bytes)", "reason"):
             u.add_column(col, overflow="fold")  # (a long path wraps, instead of "…")
         for x in report["unreadable"][:50]:

@@ -94,6 +94,10 @@ def process_file(
     records = 0
     html = 0  # HTML pages: the extract step's input
     texts = 0  # WET text records with text: documents that skip extract (langid's other input)
+    # records read that are neither an HTML page nor a WET text, by why (records = html +
+    # texts + these + read/empty_text drops): their WARC-Type (request, warcinfo, metadata,
+    # revisit…), or for a response/resource record: not_html, http_status_not_200, format_wet
+    skipped: Counter[str] = Counter()
     docs: list[Document] = []
     st_read = stat("read")
     st_ext = stat("extract") if extract is not None else None
@@ -109,14 +113,20 @@ def process_file(
             texts += 1
             docs.append(Document(id=f"{task:05d}/{i}", text=text, url=rec.url))
             continue
-        if fmt == "wet" or rec.record_type not in ("response", "resource"):
+        if rec.record_type not in ("response", "resource"):
+            skipped[rec.record_type or "unknown"] += 1
+            continue
+        if fmt == "wet":
+            skipped["format_wet"] += 1
             continue
         if rec.http_status is not None and rec.http_status != 200:
+            skipped["http_status_not_200"] += 1
             continue
         ct = rec.content_type
         if ct not in ("text/html", "application/xhtml+xml") and not (
             not ct and rec.body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
         ):
+            skipped["not_html"] += 1
             continue
         html += 1
         if st_ext is None:
@@ -231,6 +241,7 @@ def process_file(
         "records": records,
         "html": html,
         "texts": texts,
+        "skipped": dict(skipped),
         "kept": len(docs),
         "steps": {
             k: {"in": v.docs_in, "out": v.docs_out, "seconds": v.seconds} for k, v in stats.items()
