@@ -317,6 +317,8 @@ class QueuePolicy(Policy):
         fail_g = fail_c = 1 << 30  # smallest plain shape that failed to fit in this pass
         considered = 0
         preemptive = self.preemptive
+        # explain mode: (time, victims, why) of the head's preemption once a protection ends
+        later: tuple[float, list[str], str] | None = None
         depth = self.backfill_depth
 
         for job in ordered:
@@ -360,6 +362,8 @@ class QueuePolicy(Policy):
                         reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
                         head = None  # its capacity is held; the next blocked job is head
                         continue
+                    if explain:
+                        later = self._preempt_later(job, st, cluster, now, victims)
                 firm = preemptive and self.firm_reservation(job, now)
                 if self.strict:
                     kinds[job.id] = ("head",)
@@ -472,6 +476,7 @@ class QueuePolicy(Policy):
                 shadow,
                 unknown_end,
                 pctx.get("need"),
+                later,
             )
             for job in unusable:
                 pending[job.id] = Pending(
@@ -738,12 +743,16 @@ class QueuePolicy(Policy):
         out: list[Preempt],
         ctx: dict[str, Any],
         avoid: set[int] | None = None,
+        *,
+        dry: bool = False,
     ) -> tuple[list[str], list[int]] | None:
         """Pick the cheapest set of outranked running jobs whose GPUs let `job` start.
 
         ``ctx`` is per pass: the preemptible running jobs, ranked once (worst first), and
         the shapes that already failed (a job ranked no better and no smaller fails too).
-        ``avoid``: node indices the job may not take (a firm reservation's nodes)."""
+        ``avoid``: node indices the job may not take (a firm reservation's nodes).
+        ``dry``: only say which jobs it would preempt (nothing is held, promised or added
+        to ``victims``/``out``; give it a ctx of its own)."""
         if not cluster.running:
             return None
         if self.preempt_min_wait_s and now - job.submit_time < self.preempt_min_wait_s:
@@ -856,6 +865,9 @@ class QueuePolicy(Policy):
         done.sort(key=lambda o: (o[0], o[1], o[2]))
         if not any(o[3] for o in done[: job.nodes]):  # fits without preempting: not ours to do
             return None
+        if dry:
+            ids = list(dict.fromkeys(r.id for o in done[: job.nodes] for r in o[3]))
+            return [v for v in ids if v not in victims], [o[2] for o in done[: job.nodes]]
         names: list[str] = []
         node_ids: list[int] = []
         need = ctx.setdefault("need", {})
@@ -873,6 +885,33 @@ class QueuePolicy(Policy):
                 self._inflight[r.id] = (job.id, now + self.promise_s)
         self._promised[job.id] = now + self.promise_s
         return names, node_ids
+
+    def _preempt_later(
+        self, job: JobRequest, st: PassState, cluster: ClusterState, now: float, victims: set[str]
+    ) -> tuple[float, list[str], str] | None:
+        """Explain mode, for a head that found nothing to preempt now: the first moment a
+        protection ends (a running job's ``protected_until`` or ``min_run_s``, this job's
+        ``preempt_min_wait_s``) at which it would preempt, as (time, victim ids, "protect" or
+        "wait": what it waits for), or None. Looks at the 8 earliest such moments; decides
+        nothing."""
+        times: dict[float, str] = {}
+        wait = self.preempt_min_wait_s
+        if wait and now < job.submit_time + wait:
+            times[job.submit_time + wait] = "wait"
+        min_run = self.min_run_s
+        for r in cluster.running:
+            if not r.preemptible or r.id in victims:
+                continue
+            p = r.protected_until
+            if min_run:
+                p = max(p, r.start_time + min_run)
+            if now < p < INF:
+                times.setdefault(p, "protect")
+        for t in sorted(times)[:8]:
+            got = self._try_preempt(job, st, cluster, t, victims, [], {}, dry=True)
+            if got is not None and got[0]:
+                return t, got[0], times[t]
+        return None
 
     def _node_parts(self, r: RunningJob) -> tuple[tuple[str, int, int, int], ...]:
         """(node name, GPUs, CPUs, memory MB) of each node of a running job; worked out once
@@ -923,8 +962,12 @@ class QueuePolicy(Policy):
         shadow: float | None,
         unknown_end: list[str],
         need_of: dict[int, int] | None = None,
+        later: tuple[float, list[str], str] | None = None,
     ) -> dict[str, Pending]:
         est = self._estimates(waiting, st, cluster, now, started, victims, kinds, need_of)
+        if later is not None and head is not None and kinds.get(head.id, ("",))[0] == "head":
+            e = est.get(head.id)
+            est[head.id] = later[0] if e is None else min(e, later[0])
         blocks: dict[str | None, tuple[int, str | None]] = {}
         need_cache: dict[tuple[Any, ...], str] = {}
         pending: dict[str, Pending] = {}
@@ -985,7 +1028,26 @@ class QueuePolicy(Policy):
             elif kind == "blocked":
                 reason = need + ahead_txt
             elif kind == "head":
-                if self.strict or not self.backfill:
+                if later is not None and job is head:
+                    t, ids, why = later
+                    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+                    one = len(ids) == 1
+                    if why == "wait":
+                        why = (
+                            f"once it has waited {fmt_duration(self.preempt_min_wait_s)} "
+                            "(preempt_min_wait_s)"
+                        )
+                    else:
+                        why = (
+                            "when its minimum run time ends"
+                            if one
+                            else "when their minimum run times end"
+                        )
+                    tail = (
+                        f"first in line; preempts job{'' if one else 's'} "
+                        f"{', '.join(ids[:3])}{more} in {fmt_duration(t - now)}, {why}"
+                    )
+                elif self.strict or not self.backfill:
                     tail = "first in line"
                 elif shadow is not None:
                     tail = f"first in line, reserved to start in {fmt_duration(shadow - now)}"
