@@ -529,6 +529,10 @@ def price_usage(
     if isinstance(sheet, str):
         sheet = PriceSheet.named(sheet, cat)
     sheet = sheet or PriceSheet.cloud(cat)
+    if default_gpu_type is not None:
+        # checked whether or not a record lacks its type: `--gpu Z9` was accepted in silence
+        # when every record named one, and turned into "unpriced" notes when some did not
+        cat.accelerator(str(default_gpu_type), field="default_gpu_type")
     notes: list[str] = []
     if project is not None and not recs:
         notes.append(f"no allocations for project {project!r}")
