@@ -75,9 +75,7 @@ class ServiceController:
             max_retries=spec.max_retries,
             request_timeout_s=spec.request_timeout_s,
             max_body_bytes=spec.max_body_bytes,
-            wait_for_replica_s=max(10.0, spec.ready_timeout_s)
-            if spec.autoscale.min_replicas == 0
-            else 10.0,
+            wait_for_replica_s=_wait_for_replica_s(spec),
             replica_capacity=spec.batching.max_batch_size,
             max_queued=spec.max_queued_requests,
         )
@@ -509,6 +507,8 @@ class ServiceController:
             self.manual_max = None
         self.spec = new_spec
         self.autoscaler.cfg = cfg
+        # scaled to (or from) zero: a request may now wait for a cold start, or no longer
+        self.router.wait_for_replica_s = _wait_for_replica_s(new_spec)
         self.clear_failure("serve scale")
         self.event("autoscale", f"limits set to min {cfg.min_replicas}, max {cfg.max_replicas}")
         try:
@@ -516,6 +516,7 @@ class ServiceController:
         except OSError as exc:
             # back to the old limits everywhere: memory, spec.json (state.json is unchanged)
             self.spec, self.autoscaler.cfg, self.manual_max = old_spec, old_cfg, old_manual
+            self.router.wait_for_replica_s = _wait_for_replica_s(old_spec)
             self.failed, self._consecutive_start_failures, self._next_start_t = old_failure
             self.events.clear()
             self.events.extend(old_events)
@@ -744,6 +745,13 @@ class ServiceController:
         self.event("service", "service stopped")
         self.write_state()
         await self.router.close()
+
+
+def _wait_for_replica_s(spec: ServiceSpec) -> float:
+    """How long the router holds a request while no replica is ready: 10 s, or a replica's
+    whole start-up (``ready_timeout_s``) when the service may scale to zero, so that the
+    request that wakes it is answered instead of refused with a 503."""
+    return max(10.0, spec.ready_timeout_s) if spec.autoscale.min_replicas == 0 else 10.0
 
 
 def version_label(uri: str) -> str:
