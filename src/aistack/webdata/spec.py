@@ -92,6 +92,14 @@ class MinHashStep(_M):
             raise ValueError(
                 f"bands × rows must equal num_hashes ({self.bands} × {self.rows} != {self.num_hashes})"
             )
+        if not self.verify and "threshold" in self.model_fields_set:
+            # (it would be accepted and ignored: unverified clusters are LSH's alone)
+            raise ValueError(
+                f"threshold ({self.threshold}) is used only with verify: true (it is the "
+                "Jaccard each candidate pair is checked against); verify: false drops every "
+                "LSH candidate unchecked, tuned by bands and rows: remove threshold, or set "
+                "verify: true"
+            )
         return self
 
 
@@ -105,6 +113,20 @@ class TokenizeStep(_M):
     vocab_size: int = Field(8192, ge=300, le=1 << 24)
     min_frequency: int = Field(2, ge=1, le=2**32 - 1)
     train_docs: int | None = Field(None, ge=1, description="train on the first N kept docs")
+
+    @model_validator(mode="after")
+    def _check(self) -> TokenizeStep:
+        given = [
+            k for k in ("vocab_size", "min_frequency", "train_docs") if k in self.model_fields_set
+        ]
+        if self.tokenizer_file and given:
+            # (they would be accepted and ignored: the file's tokenizer is used as it is)
+            raise ValueError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for training a "
+                "tokenizer; with tokenizer_file its own vocabulary is used as it is: remove "
+                f"{', '.join(given)}, or remove tokenizer_file to train one"
+            )
+        return self
 
 
 class RegisterStep(_M):
@@ -237,7 +259,7 @@ class PipelineSpec(_M):
                 err = exc.errors()[0]
                 loc = ".".join(str(x) for x in err["loc"])
                 msg = err["msg"].removeprefix("Value error, ")
-                raise ValueError(f"steps[{i}].{kind}.{loc}: {msg}") from None
+                raise ValueError(f"steps[{i}].{kind}{'.' + loc if loc else ''}: {msg}") from None
         return out
 
     def step(self, kind: str) -> BaseModel | None:
