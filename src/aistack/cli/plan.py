@@ -39,6 +39,13 @@ def parse_count(value: str | None, field: str) -> float | None:
         return None
     m = _NUM_RE.match(str(value))
     if not m:
+        if _NUM_RE.match(str(value).strip().removeprefix("-")):
+            # '-5' is a number, just not a count: "cannot read '-5' as a number" misled
+            raise ValidationError(
+                f"{field}: must be a positive number, got {str(value).strip()}",
+                hint="a count, e.g. 7e9, 7B, 70B, 15.6T",
+                field=field,
+            )
         raise ValidationError(
             f"{field}: cannot read {value!r} as a number", hint="e.g. 7e9, 7B, 70B, 15.6T"
         )
