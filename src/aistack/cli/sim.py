@@ -206,13 +206,23 @@ def _run_policies(
     return out
 
 
-def _check_simulated(metrics: dict[str, Any], source: str, total: int, cluster: str = "") -> None:
-    """A run where every job was dropped (0 GPUs, or larger than the cluster) has no metrics."""
+def _check_simulated(
+    metrics: dict[str, Any], source: str, total: int, cluster: str = "", cpu_only: int = 0
+) -> None:
+    """A run where every job was dropped (0 GPUs, or larger than the cluster) has no metrics.
+    ``cpu_only``: how many of them use no GPU (the message said "they use no GPU, or more
+    than the 8 GPUs" for a history of CPU jobs only)."""
     if metrics.get("jobs", 0) == 0:
+        dropped = metrics.get("dropped", 0)
         where = f" of {cluster}" if cluster else ""
+        why = []
+        big = dropped - cpu_only
+        if cpu_only:
+            why.append(f"{cpu_only} {'uses' if cpu_only == 1 else 'use'} no GPU")
+        if big:
+            why.append(f"{big} {'needs' if big == 1 else 'need'} more than the {total} GPUs{where}")
         raise ValidationError(
-            f"{source}: no job to simulate: all {metrics.get('dropped', 0)} jobs were dropped "
-            f"(they use no GPU, or more than the {total} GPUs{where})",
+            f"{source}: no job to simulate: all {dropped} jobs were dropped ({', '.join(why)})",
             hint="the simulator replays GPU jobs; check --nodes/--gpus-per-node and the trace",
         )
 
@@ -243,13 +253,27 @@ def _check_plot_path(path: Path) -> None:
         raise ValidationError(f"--plot: cannot write {path}", hint="choose a writable path")
 
 
-def _h(seconds: float) -> str:
-    return f"{_hours(seconds)} h"
+# a time's unit: hours where the largest time shown is at least an hour (the ITP traces),
+# else minutes or seconds (in hours a history of minute-long jobs read 0.00 everywhere)
+_UNITS = ((3600.0, "h"), (60.0, "min"), (1.0, "s"))
 
 
-def _hours(seconds: float) -> str:
-    """Hours, for a table cell whose column header says "(h)"."""
-    return f"{seconds / 3600:,.2f}"
+def _unit(*seconds: float) -> tuple[float, str]:
+    """(seconds per unit, its name) for showing these times together."""
+    top = max((abs(x) for x in seconds), default=0.0)
+    return next((u for u in _UNITS if top >= u[0]), _UNITS[-1])
+
+
+def _h(seconds: float, unit: tuple[float, str] | None = None) -> str:
+    """A time with its unit: ``unit``, or the one that suits it."""
+    size, name = unit or _unit(seconds)
+    return f"{_hours(seconds, size)} {name}"
+
+
+def _hours(seconds: float, size: float = 3600.0) -> str:
+    """A time in a unit of ``size`` seconds (hours by default), for a table cell whose
+    column header says the unit."""
+    return f"{seconds / size:,.2f}"
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], width: int) -> Any:
@@ -288,7 +312,8 @@ def _table(title: str, columns: list[str], rows: list[list[str]], width: int) ->
     return t
 
 
-# `sim run`'s table: the metrics shown in hours, then the columns (each header with its unit)
+# `sim run`'s table: the times shown (in hours, or the unit `_unit` picks: "(h)" is
+# replaced), then the columns (each header with its unit)
 _RUN_TIMES = ("avg_jct", "p50_jct", "p95_jct", "p99_jct", "avg_wait", "p99_wait", "max_wait")
 _RUN_COLUMNS = [
     "policy",
@@ -367,7 +392,8 @@ def run(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
     results = _run_policies(jobs, names, cfg, options)
-    _check_simulated(results[0].metrics, source, cfg.total_gpus)
+    zero = sum(1 for j in jobs if j.gpus <= 0)
+    _check_simulated(results[0].metrics, source, cfg.total_gpus, cpu_only=zero)
     if plot is not None:
         try:
             _plot(results, plot)
@@ -385,10 +411,11 @@ def run(
         typer.echo(json.dumps(out, indent=2, default=float))
         return
     m0 = results[0].metrics
+    size, unit = _unit(m0["lb_avg_jct"], *(r.metrics[k] for r in results for k in _RUN_TIMES))
     rows = [
         [
             esc(r.policy),
-            *(_hours(r.metrics[k]) for k in _RUN_TIMES),
+            *(_hours(r.metrics[k], size) for k in _RUN_TIMES),
             f"{r.metrics['avg_slowdown']:.2f}",
             f"{100 * r.metrics['utilization']:.1f}",
             f"{r.metrics['preemptions']:,}",
@@ -396,28 +423,32 @@ def run(
         ]
         for r in results
     ]
-    lower = ["lower bound", _hours(m0["lb_avg_jct"]), "", "", "", _hours(0.0)]
+    lower = ["lower bound", _hours(m0["lb_avg_jct"], size), "", "", "", _hours(0.0, size)]
     rows.append(lower + [""] * (len(_RUN_COLUMNS) - len(lower)))
     t = _table(
-        f"{esc(source)}: {len(jobs):,} jobs on {nodes}×{gpus_per_node} GPUs, "
+        # the jobs simulated (as --json's "jobs"): the CPU-only and too large ones are
+        # counted under the table
+        f"{esc(source)}: {m0['jobs']:,} jobs on {nodes}×{gpus_per_node} GPUs, "
         f"offered load {100 * m0['offered_load']:.0f} % of GPU capacity",
-        _RUN_COLUMNS,
+        [c.replace("(h)", f"({unit})") for c in _RUN_COLUMNS],
         rows,
         make_console().width,
     )
     con = make_console()
     con.print(t)
+    span = _unit(m0["lb_makespan_s"], *(r.metrics["makespan_s"] for r in results))
     con.print(
-        f"makespan lower bound {_h(m0['lb_makespan_s'])}; "
-        + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'])}" for r in results),
+        f"makespan lower bound {_h(m0['lb_makespan_s'], span)}; "
+        + ", ".join(f"{r.policy} {_h(r.metrics['makespan_s'], span)}" for r in results),
         markup=False,
     )
-    if any(skipped.values()) or m0["dropped"]:
-        zero = sum(1 for j in jobs if j.gpus <= 0)
-        con.print(
-            f"[yellow]{esc(_skips({**skipped, 'CPU-only jobs': zero}))}; "
-            f"{m0['dropped'] - zero} jobs larger than the cluster dropped[/yellow]"
-        )
+    # only the reasons that dropped a job ("; 1 jobs larger ..." began with "; " where no
+    # row was skipped, and "0 jobs larger than the cluster dropped" was said of none)
+    notes = [_skips({**skipped, "CPU-only jobs": zero})]
+    if m0["dropped"] - zero:
+        notes.append(f"{m0['dropped'] - zero} jobs larger than the cluster dropped")
+    if any(notes):
+        con.print(f"[yellow]{esc('; '.join(n for n in notes if n))}[/yellow]")
     if plot is not None:
         con.print(f"wrote {plot}", markup=False)
 
@@ -477,18 +508,21 @@ def whatif(
         trace, history, mapping, estimate, limit, fmt=fmt, tz=tz, server_rows=server_rows
     )
     res = {}
+    cpu_only = sum(1 for j in jobs if j.gpus <= 0)
     for label, n in (("today", nodes), ("what-if", new_nodes)):
         cfg = SimConfig(nodes=n, gpus_per_node=gpus_per_node)
         res[label] = _run_policies(jobs, [policy], cfg)[0].metrics
-        _check_simulated(res[label], source, cfg.total_gpus, f"the {label} cluster")
+        where = f"the {label} cluster"
+        _check_simulated(res[label], source, cfg.total_gpus, where, cpu_only=cpu_only)
     a, b = res["today"], res["what-if"]
-    cpu_only = sum(1 for j in jobs if j.gpus <= 0)
     more = "more" if gpus_delta >= 0 else "fewer"
-    verb = "drops" if b["p95_wait"] <= a["p95_wait"] else "rises"
-    sentence = (
-        f"with {abs(gpus_delta)} {more} GPUs the p95 wait {verb} from {_h(a['p95_wait'])} "
-        f"to {_h(b['p95_wait'])}"
-    )
+    wait = _unit(a["p95_wait"], b["p95_wait"])
+    if a["p95_wait"] == b["p95_wait"]:  # "drops from 0.00 h to 0.00 h" said of no change
+        change = f"stays at {_h(a['p95_wait'], wait)}"
+    else:
+        verb = "drops" if b["p95_wait"] < a["p95_wait"] else "rises"
+        change = f"{verb} from {_h(a['p95_wait'], wait)} to {_h(b['p95_wait'], wait)}"
+    sentence = f"with {abs(gpus_delta)} {more} GPUs the p95 wait {change}"
     if a["jobs"] != b["jobs"]:
         # the two runs replay different jobs: say so where the comparison is made
         lost = abs(a["jobs"] - b["jobs"])
@@ -512,12 +546,15 @@ def whatif(
             )
         )
         return
-    columns = ["cluster", "GPUs", "avg JCT (h)", "p95 wait (h)", "p99 wait (h)", "max wait (h)"]
+    shown = ("avg_jct", "p95_wait", "p99_wait", "max_wait")
+    size, unit = _unit(*(m[k] for m in (a, b) for k in shown))
+    columns = ["cluster", "GPUs"]
+    columns += [f"{c} ({unit})" for c in ("avg JCT", "p95 wait", "p99 wait", "max wait")]
     rows = [
         [
             label,
             f"{n * gpus_per_node:,}",
-            *(_hours(res[label][k]) for k in ("avg_jct", "p95_wait", "p99_wait", "max_wait")),
+            *(_hours(res[label][k], size) for k in shown),
             f"{100 * res[label]['utilization']:.1f}",
         ]
         for label, n in (("today", nodes), ("what-if", new_nodes))

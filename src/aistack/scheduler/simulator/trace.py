@@ -313,7 +313,8 @@ def _read_csv_trace(
     for need in ("submit", "gpus"):
         if need not in cols:
             raise ValidationError(
-                f"trace column mapping: {need!r} is required", hint="e.g. --map submit=start_s"
+                f"trace column mapping: {need!r} is required",
+                hint=f"map it to a column of the header: --map {need}=COLUMN",
             )
     span = "start" in cols or "end" in cols
     if ("duration" in cols) == span or (span and not {"start", "end"} <= set(cols)):
@@ -352,6 +353,14 @@ def _read_csv_trace(
                 ),
             )
         for n, row in enumerate(reader, start=2):
+            short = [c for c in cols.values() if row[c] is None]
+            if short:  # fewer cells than the header: csv filled them with None
+                cells = sum(1 for k, v in row.items() if k is not None and v is not None)
+                raise ValidationError(
+                    f"{p.name}, row {n}: {cells} fields, but the header has {len(header)}: "
+                    f"no value for column(s) {', '.join(short)}",
+                    hint="fix or drop the row (a missing delimiter, or a line broken in two?)",
+                )
             job_id = str(row[cols["id"]]) if "id" in cols else f"job{n - 1}"
             if fmt == "slurm" and "." in job_id:
                 skipped["job steps (sacct without -X)"] = (
@@ -482,14 +491,20 @@ def _history(
         if sub is None or st is None or fin is None or fin < st:
             skipped += 1
             continue
-        gpus = _get(r, "resources.gpus")
-        nodes = _get(r, "resources.nodes")
-        try:
-            g = int(gpus or 0) * max(1, int(nodes or 1))
-        except (TypeError, ValueError):
-            raise ValidationError(
-                f"{source}, job {i}: resources.gpus/nodes must be integers"
-            ) from None
+        counts = {}
+        for key, default in (("resources.gpus", 0), ("resources.nodes", 1), ("priority", 0)):
+            raw = _get(r, key)
+            v = default if raw is None or raw == "" else _whole_or_none(raw)
+            if v is None or (v < 0 and key != "priority"):
+                # 1.5 GPUs was cut to 1, -2 read as a CPU-only job, priority "high" a traceback
+                raise ValidationError(
+                    f"{source}, job {i}: {key} must be a whole number"
+                    + (" >= 0" if key != "priority" else "")
+                    + f", got {raw!r}",
+                    hint="fix or drop the job, or export it again with `aistack jobs --all --json`",
+                )
+            counts[key] = v
+        g = counts["resources.gpus"] * max(1, counts["resources.nodes"])
         mr = _get(r, "max_runtime_s") or _get(r, "max_runtime")
         # started_at is the last (re)start: a job that was preempted or retried also ran
         # before it; attained_service_s (GPU-seconds, seconds for CPU-only jobs) has every run
@@ -508,12 +523,31 @@ def _history(
                 gpus=g,
                 user=str(_get(r, "user") or "default"),
                 project=str(_get(r, "project") or "default"),
-                priority=int(_get(r, "priority") or 0),
-                max_runtime=float(mr) if isinstance(mr, int | float) else None,
+                priority=counts["priority"],
+                max_runtime=float(mr)
+                if isinstance(mr, int | float) and not isinstance(mr, bool)
+                else None,
             )
         )
     out.sort(key=lambda j: (j.submit, j.id))
     return out, skipped
+
+
+def _whole_or_none(value: Any) -> int | None:
+    """A count from a history record as an int (2, 2.0, "2"), or None where it is not a whole
+    number (1.5, "x", true)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def with_estimates(trace: Iterable[TraceJob], mode: str | float = "exact") -> list[TraceJob]:
