@@ -277,7 +277,9 @@ def _cloud_vs_owned(r: UsageReport) -> str:
     rate) and, where the window gives a fleet, what owning it for the window costs at the
     utilization measured."""
     line = (
-        f"same usage on cloud on-demand: {usd(r.cloud_on_demand_usd)}; on owned servers kept "
+        "same usage on cloud on-demand"
+        + (f" ({r.cloud_on_demand_basis})" if r.cloud_on_demand_basis else "")
+        + f": {usd(r.cloud_on_demand_usd)}; on owned servers kept "
         f"100% busy (amortized rate): {usd(r.onprem_usd)}"
     )
     d = r.recommendation_detail

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aistack.errors import NotFoundError, ValidationError
-from aistack.planning.catalog import Catalog, PriceTier, default_catalog
+from aistack.planning.catalog import Catalog, Instance, PriceTier, default_catalog
 from aistack.planning.numfmt import fixed
 from aistack.planning.tco import (
     HOURS_PER_MONTH,
@@ -300,6 +300,9 @@ class PriceSheet:
     gpu_hour_usd: dict[str, float]
     cpu_hour_usd: float
     sources: dict[str, str] = field(default_factory=dict)
+    # the cloud provider of a '<provider>[:<tier>]' sheet: the report's buy-vs-rent advice and
+    # its "same usage on cloud on-demand" are then at that provider's on-demand prices
+    provider: str | None = None
 
     @classmethod
     def cloud(
@@ -334,6 +337,7 @@ class PriceSheet:
             gpu_hour_usd=prices,
             cpu_hour_usd=cpu.usd_per_vcpu_hour,
             sources=sources,
+            provider=provider,
         )
 
     @classmethod
@@ -395,6 +399,45 @@ class PriceSheet:
         return acc.name, self.gpu_hour_usd[acc.name]
 
 
+def _on_demand_instance(cat: Catalog, acc: str, provider: str | None) -> tuple[Instance, bool]:
+    """The on-demand instance the report compares ``acc`` with: the provider's (as its sheet
+    prices it) or, with no provider or none of its instances, the default one (AWS first);
+    and whether that was a fall-back from the provider's."""
+    if provider is not None:
+        own = sorted(
+            (i for i in cat.instances_for(acc, provider) if "on_demand" in i.prices),
+            key=lambda i: i.name,
+        )
+        if own:
+            return own[0], False
+    return cat.default_instance(acc), provider is not None
+
+
+def _on_demand_sheet(cat: Catalog, provider: str | None) -> PriceSheet:
+    """Cloud on-demand, to set the usage against: at the provider's prices for a provider's
+    sheet (`--sheet lambda` was compared with AWS p5.48xlarge at $6.88/GPU-h while it priced
+    H100s at Lambda's $2.99), at the default instance's for the GPUs it has none of."""
+    base = PriceSheet.cloud(cat)
+    if provider is None:
+        return base
+    prices = dict(base.gpu_hour_usd)
+    sources = dict(base.sources)
+    try:
+        own = PriceSheet.cloud(cat, provider=provider)
+    except NotFoundError:  # the provider has no on-demand prices at all
+        own = None
+    if own is not None:
+        prices.update(own.gpu_hour_usd)
+        sources.update(own.sources)
+    return PriceSheet(
+        name=f"cloud {provider} on_demand",
+        gpu_hour_usd=prices,
+        cpu_hour_usd=cat.cpu_price(provider).usd_per_vcpu_hour,
+        sources=sources,
+        provider=provider,
+    )
+
+
 # ---- the report ------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class UsageRow:
@@ -437,6 +480,8 @@ class UsageReport:
     by_job: list[UsageRow]
     by_gpu_type: list[UsageRow]
     cloud_on_demand_usd: float | None
+    # what cloud_on_demand_usd is priced at: per GPU type used, its USD per GPU-hour and instance
+    cloud_on_demand_basis: str = ""
     onprem_usd: float | None  # the GPU-hours at the amortized rate of servers kept 100 % busy
     budgets: list[BudgetRow]
     recommendation: str
@@ -477,7 +522,10 @@ def _cost_under(
     since: dt.datetime,
     until: dt.datetime,
     default_gpu_type: str | None = None,
+    priced: set[str] | None = None,
 ) -> float | None:
+    """The records' cost in the window under ``sheet`` (None: a GPU type it has no price for);
+    the GPU types it priced are added to ``priced``."""
     total = 0.0
     for i, r in enumerate(records):
         h = _clip(r, since, until)
@@ -487,9 +535,11 @@ def _cost_under(
             try:
                 # the same type the report priced it as (--gpu for records that name none)
                 gtype = r.gpu_type or default_gpu_type or ""
-                _, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
+                acc, p = sheet.gpu_price(gtype, cat, where=f"records[{i}]")
             except NotFoundError:
                 return None
+            if priced is not None:
+                priced.add(acc)
             total += h * r.gpus * p
         else:
             total += h * r.cpus * sheet.cpu_hour_usd
@@ -673,8 +723,19 @@ def price_usage(
             "is a percent from 0 to 100; if these records give fractions (0.8 for 80 %), "
             "multiply them by 100"
         )
-    cloud_sheet = PriceSheet.cloud(cat)
-    cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_, default_gpu_type)
+    cloud_sheet = _on_demand_sheet(cat, sheet.provider)
+    cloud_types: set[str] = set()
+    cloud_cost = _cost_under(recs, cloud_sheet, cat, since_, now_, default_gpu_type, cloud_types)
+    basis_parts = []
+    for a in sorted(cloud_types) if cloud_cost is not None else ():
+        inst, fell_back = _on_demand_instance(cat, a, sheet.provider)
+        basis_parts.append(f"{a} on {inst.name} at ${cloud_sheet.gpu_hour_usd[a]:,.2f}/GPU-h")
+        if fell_back:
+            notes.append(
+                f"the catalog has no {sheet.provider} on-demand instance with {a}: it is set "
+                f"against {inst.provider}'s {inst.name} on-demand instead"
+            )
+    basis = "; ".join(basis_parts)
     onprem_cost_ = _cost_under(recs, PriceSheet.onprem(cat), cat, since_, now_, default_gpu_type)
     if cloud_cost is None or onprem_cost_ is None:
         notes.append(
@@ -690,6 +751,7 @@ def price_usage(
         window_h,
         cat,
         unpriced_hours=sum(unpriced.values()),
+        provider=sheet.provider,
     )
     if detail.get("server"):
         rec_text, detail = _add_hybrid(
@@ -713,6 +775,7 @@ def price_usage(
         by_job=rows("job"),
         by_gpu_type=rows("gpu"),
         cloud_on_demand_usd=cloud_cost,
+        cloud_on_demand_basis=basis,
         onprem_usd=onprem_cost_,
         budgets=budget_rows,
         recommendation=rec_text,
@@ -777,6 +840,7 @@ def _recommend(
     window_h: float,
     cat: Catalog,
     unpriced_hours: float = 0.0,
+    provider: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     if not gpu_hours_by_type or window_h <= 0:
         if unpriced_hours:
@@ -790,7 +854,7 @@ def _recommend(
     days = window_h / 24.0
     try:
         srv = cat.default_server(acc_name)
-        inst = cat.default_instance(acc_name)
+        inst, fell_back = _on_demand_instance(cat, acc_name, provider)
     except NotFoundError as exc:
         return f"No buy-vs-rent advice for {acc_name}: {exc.message}.", {"gpu": acc_name}
     avg_busy = gh / window_h
@@ -821,6 +885,7 @@ def _recommend(
         "fleet_utilization": util,
         "measured_gpu_util_percent": measured,
         "instance": inst.name,
+        "instance_provider": inst.provider,
         "on_demand_usd_per_gpu_hour": od,
         "payback_months": months,
         "breakeven_utilization": be_util,
@@ -833,6 +898,8 @@ def _recommend(
     span = f"{days:,.0f} days" if days >= 1 else duration_text(days)  # not "over 0 days"
     head = f"At your measured {util:.0%} utilization over {span} ({fixed(gh, 0)} GPU-hours of {acc_name})"
     tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"
+    if fell_back:
+        tail += f" ({inst.provider}: the catalog has no {provider} on-demand {acc_name})"
     if measured is not None:
         tail += f"; inside jobs the GPUs were busy {measured:.0f}% of the time"
     if months is not None:
