@@ -498,12 +498,21 @@ def whatif(
         )
     policy = names[0]
     _check_tz(tz)
-    server_rows = None
+    server_rows: list[dict[str, Any]] | None = None
     if trace is None and history is None:
         # the platform's own job history, from the running server
         from aistack.client import Client
 
-        server_rows = Client().list_jobs(all=True, limit=10000)
+        # every job, a page at a time (one list call stopped at the newest 10,000)
+        client, page = Client(), 10_000
+        fetched: list[dict[str, Any]] = []
+        while True:
+            last = fetched[-1]["id"] if fetched else None
+            got = client.list_jobs(all=True, limit=page, before=last)
+            fetched.extend(got)
+            if len(got) < page:
+                break
+        server_rows = fetched
     jobs, source, skipped = _load(
         trace, history, mapping, estimate, limit, fmt=fmt, tz=tz, server_rows=server_rows
     )

@@ -140,3 +140,14 @@ def test_env_values_over_the_api_as_in_a_job_file(api) -> None:  # type: ignore[
         "if you mean the string"
     )
     assert "environment values are strings" in body["hint"]
+
+
+def test_a_job_lists_its_max_runtime_and_preemptible(api) -> None:  # type: ignore[no-untyped-def]
+    """They were missing from GET /jobs (and `aistack jobs --json`): `aistack sim whatif` on
+    the server's history could never replay the estimates users gave."""
+    a = api.http.post("/api/v1/jobs", json={"command": "x", "max_runtime": "2h"}).json()
+    b = api.http.post("/api/v1/jobs", json={"command": "x", "preemptible": False}).json()
+    assert (a["max_runtime_s"], a["preemptible"]) == (7200.0, True)
+    assert (b["max_runtime_s"], b["preemptible"]) == (None, False)
+    listed = {j["id"]: j for j in api.http.get("/api/v1/jobs").json()}
+    assert listed[a["id"]]["max_runtime_s"] == 7200.0

@@ -209,3 +209,40 @@ def test_history_counts_that_are_whole_still_read(tmp_path: Path) -> None:
     assert skipped == 0
     assert [(j.gpus, j.priority) for j in jobs] == [(2, -3), (8, 0), (0, 0), (1, 0)]
     assert jobs[3].max_runtime is None
+
+
+def test_whatif_reads_the_whole_server_history_page_by_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It asked for the newest 10,000 jobs once and simulated those alone, saying nothing."""
+    rows = [
+        {
+            "id": f"j{i:06d}",
+            "state": "SUCCEEDED",
+            "priority": 0,
+            "resources": {"gpus": 0},
+            "submitted_at": "2026-11-01T00:00:00Z",
+            "started_at": "2026-11-01T00:00:00Z",
+            "finished_at": "2026-11-01T00:01:00Z",
+        }
+        for i in range(10_003)
+    ]
+    calls: list[tuple[int, str | None]] = []
+
+    class PagedClient:
+        def list_jobs(
+            self, *, limit: int, before: str | None = None, **_kw: Any
+        ) -> list[dict[str, Any]]:
+            calls.append((limit, before))
+            start = (
+                0
+                if before is None
+                else next(i for i, r in enumerate(rows) if r["id"] == before) + 1
+            )
+            return rows[start : start + limit]
+
+    monkeypatch.setattr("aistack.client.Client", PagedClient)
+    res = runner.invoke(sim.app, ["whatif", "--gpus-delta", "8", "--nodes", "1"])
+    assert isinstance(res.exception, ValidationError), res.output
+    assert "all 10003 jobs were dropped (10003 use no GPU)" in str(res.exception), res.exception
+    assert calls == [(10_000, None), (10_000, "j009999")]

@@ -39,6 +39,9 @@ class JobPublic(BaseModel):
     devices: dict[str, Any] | None = None
     node: str | None = None
     resources: dict[str, Any]
+    # the user's runtime limit (the scheduler's estimate for backfill), seconds; None: none
+    max_runtime_s: float | None = None
+    preemptible: bool = True
     command: str
     inputs: list[str] = []  # dataset versions, pinned at submit
     workdir: str | None = None

@@ -17,7 +17,7 @@ from aistack.compute.resources import Node
 from aistack.errors import ConflictError, NotFoundError, ValidationError, short_repr
 from aistack.server.db.models import Counter, Job, JobEvent, utcnow
 from aistack.server.schemas.jobs import ACTIVE_STATES, FINAL_STATES, JobPublic, LogChunk
-from aistack.spec import JobSpec, check_feasible, parse_spec
+from aistack.spec import JobSpec, check_feasible, parse_duration_s, parse_spec
 
 log = logging.getLogger(__name__)
 JOB_ID_MAX = 32  # the length of the jobs.id column (db.models.Job: String(32))
@@ -345,6 +345,8 @@ def to_public(job: Job) -> JobPublic:
         devices=alloc,
         node=next(iter(alloc), None) if alloc else None,
         resources=spec.get("resources", {}),
+        max_runtime_s=_runtime_s(spec.get("max_runtime")),
+        preemptible=bool(spec.get("preemptible", True)),
         command=spec.get("command") or spec.get("script") or "",
         inputs=list(spec.get("inputs") or []),
         workdir=spec.get("workdir"),
@@ -356,6 +358,17 @@ def to_public(job: Job) -> JobPublic:
         started_at=_utc(job.started_at),
         finished_at=_utc(job.finished_at),
     )
+
+
+def _runtime_s(value: Any) -> float | None:
+    """A stored spec's max_runtime in seconds (it was checked at submit; a value this
+    version cannot read shows as None rather than failing the listing)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration_s(value)
+    except (ValidationError, ValueError, TypeError):
+        return None
 
 
 def _reasons(job: Job) -> dict[str, str | None]:
