@@ -44,7 +44,8 @@ def _console() -> Any:
 
 
 def _ms(v: Any) -> str:
-    return f"{float(v or 0):.1f} ms"
+    """A latency; "-" when there is none (no request answered in the window)."""
+    return "-" if v is None else f"{float(v):.1f} ms"
 
 
 # fields (as the manager and the controller name them in errors, the arguments of

@@ -696,7 +696,7 @@ def list_services() -> list[dict[str, Any]]:
                 "ready_replicas": st.get("ready_replicas", 0),
                 "desired_replicas": st.get("desired_replicas", 0),
                 "qps": (st.get("metrics") or {}).get("qps", 0.0),
-                "p99_ms": (st.get("metrics") or {}).get("p99_ms", 0.0),
+                "p99_ms": (st.get("metrics") or {}).get("p99_ms"),
             }
         )
     return out

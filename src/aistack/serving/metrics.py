@@ -77,8 +77,10 @@ class RequestMetrics:
         errors_total = sum(v for k, v in self.requests_total.items() if k.startswith("5"))
         return {
             "qps": len(rows) / covered if covered else 0.0,
-            "p50_ms": quantile(lat, 0.50) * 1000.0,
-            "p99_ms": quantile(lat, 0.99) * 1000.0,
+            # None, not 0 ms, while no request was answered in the window (idle, or only
+            # errors): an idle or failing service must not read as an instant one
+            "p50_ms": quantile(lat, 0.50) * 1000.0 if lat else None,
+            "p99_ms": quantile(lat, 0.99) * 1000.0 if lat else None,
             "errors_window": sum(1 for r in rows if r[2] >= 500),
             "client_errors_window": sum(1 for r in rows if 400 <= r[2] < 500),
             "requests_total": sum(self.requests_total.values()),

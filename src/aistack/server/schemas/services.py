@@ -153,7 +153,7 @@ class ServiceSummary(BaseModel):
     ready_replicas: int = 0
     desired_replicas: int = 0
     qps: float = 0.0
-    p99_ms: float = 0.0
+    p99_ms: float | None = None  # None: no request answered in the last 10 s
 
 
 class ServicePublic(BaseModel):
