@@ -89,6 +89,7 @@ _SERVE_OPTIONS = {
     "layers": "--layers",
     "hidden": "--hidden",
     "kv_heads": "--kv-heads",
+    "heads": "--heads",
     "head_dim": "--head-dim",
 }
 _TCO_OPTIONS = {
@@ -224,7 +225,12 @@ def serve(
     layers: int = typer.Option(None, "--layers"),
     hidden: int = typer.Option(None, "--hidden"),
     kv_heads: int = typer.Option(
-        None, "--kv-heads", help="key/value heads (GQA); default: all heads"
+        None,
+        "--kv-heads",
+        help="key/value heads (GQA), dividing the attention heads; default: all heads",
+    ),
+    heads: int = typer.Option(
+        None, "--heads", help="attention heads (default: --hidden / --head-dim)"
     ),
     head_dim: int = typer.Option(128, "--head-dim"),
     catalog: list[Path] = CatalogOpt,
@@ -248,6 +254,7 @@ def serve(
             layers=layers,
             hidden=hidden,
             kv_heads=kv_heads,
+            heads=heads,
             head_dim=head_dim,
             catalog=load_catalog_option(catalog),
         )

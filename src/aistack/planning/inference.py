@@ -117,6 +117,7 @@ def plan_serving(
     kv_heads: int | None = None,
     head_dim: int = 128,
     catalog: Catalog | None = None,
+    heads: int | None = None,
 ) -> ServePlan:
     """Size one model's serving deployment."""
     cat = catalog or default_catalog()
@@ -155,6 +156,7 @@ def plan_serving(
         hint="aggregate output tokens/s: the busiest public APIs serve about 1e8",
     )
     _check_positive("kv_heads", kv_heads, "key/value heads (GQA), e.g. 8")
+    _check_positive("heads", heads, "attention (query) heads, e.g. 64")
     _check_positive("head_dim", head_dim, "dimension per attention head, usually 128")
     check_range(
         "head_dim",
@@ -163,8 +165,13 @@ def plan_serving(
         high=limits.MAX_HEAD_DIM,
         hint="attention heads have 64 to 256 dimensions, usually 128",
     )
-    for name, v in (("concurrency", concurrency), ("context", context)):
-        if int(v) != v:
+    for name, v in (
+        ("concurrency", concurrency),
+        ("context", context),
+        ("kv_heads", kv_heads),
+        ("heads", heads),
+    ):
+        if v is not None and int(v) != v:
             raise ValidationError(f"{name}: must be a whole number, got {v!r}", field=name)
     if prompt is not None and prompt > context:
         raise ValidationError(
@@ -192,8 +199,45 @@ def plan_serving(
             "(8 with GQA)",
             field="kv_heads",
         )
+    if heads is not None and heads > shape.hidden:
+        raise ValidationError(
+            f"heads: {limits.number(heads)} attention heads for a hidden size of {shape.hidden:,}",
+            hint="the hidden size is split among the heads: at most one head per dimension "
+            "(models use heads of 64 to 256 dimensions)",
+            field="heads",
+        )
+    n_heads = int(heads) if heads is not None else max(1, shape.hidden // head_dim)
+    # 100 KV heads on a 64-head model was accepted (and priced 100 heads of KV cache). The KV
+    # heads must divide the attention heads (GQA); that is checked against a head count given
+    # or read off a hidden size given, not against one of a shape inferred from `params`
+    # (70e9 gives 71 heads: no GQA model would pass)
+    exact = heads is not None or hidden is not None
+    if kv_heads is not None and (kv_heads > n_heads or (exact and n_heads % kv_heads)):
+        if heads is not None:
+            of = ""
+        elif hidden is not None:
+            of = f" (hidden {shape.hidden:,} / head_dim {head_dim}, as `heads` is not given)"
+        else:
+            of = (
+                f" (hidden {shape.hidden:,} inferred from the parameter count / head_dim "
+                f"{head_dim}, as `heads` is not given)"
+            )
+        raise ValidationError(
+            f"kv_heads: {limits.number(kv_heads)} key/value heads for {n_heads} attention "
+            f"heads{of}: the KV heads must "
+            + ("divide the attention heads" if exact else "be at most the attention heads"),
+            hint=f"each KV head serves the same number of query heads (GQA): e.g. 8 for 64 "
+            f"heads, all {n_heads} for full multi-head attention, 1 for multi-query"
+            + (
+                ""
+                if heads is not None
+                else "; give the model's attention heads (`heads`) when they are not its "
+                "hidden size / head_dim"
+            ),
+            field="kv_heads",
+        )
     if kv_heads is None:
-        kv_heads = max(1, shape.hidden // head_dim)
+        kv_heads = n_heads
         notes.append(
             f"kv_heads not given: assumed full multi-head attention ({kv_heads} KV heads); GQA models need less KV cache"
         )

@@ -85,6 +85,7 @@ class ServePlanRequest(_Req):
     hidden: Int | None = Field(default=None, gt=0)
     kv_heads: Int | None = Field(default=None, gt=0)
     head_dim: Int = Field(default=128, gt=0)
+    heads: Int | None = Field(default=None, gt=0, description="attention heads (hidden / head_dim)")
 
 
 class TcoRequest(_Req):
