@@ -94,11 +94,14 @@ def decode(data: bytes, *, name: str = "") -> list[FileEntry]:
     import pyarrow.parquet as pq
 
     try:
-        # one thread: with Arrow's CPU thread pool started, pyarrow (25.0.1 here) aborts the
-        # process at exit now and then ("terminate called without an active exception", exit
-        # 134, after all the work; apache/arrow#34314, #50482), and `aistack data diff` failed
-        # so; a manifest is small, the pool gains nothing
-        table = pq.read_table(io.BytesIO(data), use_threads=False)
+        # no Arrow thread at all: with one started, pyarrow (25.0.1 here) aborts the process
+        # at exit now and then ("terminate called without an active exception", exit 134,
+        # after all the work; apache/arrow#34314, #50482), and `aistack data diff` and
+        # `verify` failed so. read_table (the dataset API) pre-buffers on Arrow's I/O pool even
+        # with use_threads=False, and a pool thread that drops the last reference to the
+        # Python buffer takes the GIL while Python finalizes; ParquetFile over an Arrow
+        # BufferReader reads on this thread. A manifest is small, the pools gain nothing.
+        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
         cols = table.to_pydict()
         execs = cols.get("executable") or [False] * len(cols["path"])
         out = [

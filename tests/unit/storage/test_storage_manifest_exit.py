@@ -18,20 +18,33 @@ print("ok")
 """
 
 
-def test_reading_manifests_uses_no_arrow_thread_pool(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pyarrow.parquet as pq
+THREADS = """
+import os
+from aistack.storage.manifest import FileEntry, decode, encode
+data = encode([FileEntry(path=f"f{i}", size=i, hash="h" * 64) for i in range(20)])
+before = sorted(os.listdir("/proc/self/task"))
+assert len(decode(data)) == 20
+print(len(before), len(os.listdir("/proc/self/task")))
+"""
 
-    seen: list[object] = []
-    real = pq.read_table
 
-    def spy(*a, **kw):  # type: ignore[no-untyped-def]
-        seen.append(kw.get("use_threads", True))
-        return real(*a, **kw)
+def test_reading_manifests_starts_no_arrow_thread(tmp_path: Path) -> None:
+    """read_table(use_threads=False) still pre-buffered on Arrow's I/O pool: a pool thread
+    released the Python buffer at exit and aborted `data verify`/`diff` about once in 15."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-500:]
+    before, after = map(int, p.stdout.split())
+    assert after == before
 
-    monkeypatch.setattr(pq, "read_table", spy)
-    data = manifest.encode([FileEntry(path="a", size=1, hash="h" * 64)])
-    assert [e.path for e in manifest.decode(data)] == ["a"]
-    assert seen == [False]
+
+def test_a_manifest_reads_back_as_written() -> None:
+    entries = [
+        FileEntry(path="a", size=1, hash="a" * 64, chunks=("b" * 64,), chunk_sizes=(1,)),
+        FileEntry(path="d/x y", size=0, hash="c" * 64, executable=True),
+    ]
+    assert manifest.decode(manifest.encode(entries)) == entries
 
 
 def test_a_process_that_read_manifests_exits_cleanly(tmp_path: Path) -> None:
