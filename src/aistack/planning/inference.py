@@ -188,7 +188,7 @@ def plan_serving(
         )
     acc = cat.accelerator(gpu)
     wbytes = _bytes_of(precision, "precision")
-    kvp = kv_precision or ("bf16" if wbytes >= 1 else "fp8")
+    kvp = kv_precision or (("bf16" if acc.bf16 else "fp16") if wbytes >= 1 else "fp8")
     notes: list[str] = []
 
     shape = infer_shape(n_active, layers=layers, hidden=hidden)
@@ -267,7 +267,15 @@ def plan_serving(
         kv_tok * context * concurrency * 0.5
     )  # average fill: sequences are half-way through on average
     mem_s = (weights + kv_read) / (n * acc.memory_bw_tbs * 1e12 * BANDWIDTH_EFFICIENCY)
-    peak = acc.peak_tflops("fp8" if wbytes <= 1 and acc.fp8_tflops else "bf16")
+    # 16-bit weights at their own precision (bf16 on a V100, which has FP16 only, is refused)
+    p = precision.lower()
+    if wbytes <= 1 and acc.fp8_tflops:
+        compute = "fp8"
+    elif p in ("bf16", "fp16"):
+        compute = p
+    else:
+        compute = "bf16" if acc.bf16 else "fp16"
+    peak = acc.peak_tflops(compute)
     comp_s = 2.0 * n_active * concurrency / (n * peak * 1e12 * PREFILL_MFU)
     step_s = max(mem_s, comp_s)
     bound = "memory bandwidth" if mem_s >= comp_s else "compute"

@@ -299,6 +299,10 @@ class Accelerator(_Model):
     vendor: str
     generation: Text
     bf16_tflops: Annotated[Number, _BF16_TFLOPS_MAX] = Field(gt=0)
+    bf16: bool = Field(
+        default=True,
+        description="has BF16 tensor cores; false (V100): bf16_tflops is the FP16 tensor rate",
+    )
     fp8_tflops: Annotated[Number, _FP8_TFLOPS_MAX] | None = Field(default=None, gt=0)
     memory_gb: Annotated[Number, AfterValidator(_memory_gb_unit)] = Field(gt=0)
     memory_bw_tbs: Annotated[Number, _MEMORY_BW_TBS_MAX] = Field(gt=0)
@@ -321,13 +325,21 @@ class Accelerator(_Model):
 
     def peak_tflops(self, precision: str) -> float:
         p = precision.lower()
+        if p == "bf16" and not self.bf16:
+            # V100 has FP16 tensor cores only: bf16 was priced at the FP16 rate, as if it ran
+            raise ValidationError(
+                f"precision: {self.name} has no BF16 tensor cores (BF16 came with A100)",
+                hint="use fp16, or pick an accelerator with BF16 (A100, H100, B200, MI300X...)",
+                field="precision",
+            )
         if p in ("bf16", "fp16"):
             return self.bf16_tflops
         if p == "fp8":
             if self.fp8_tflops is None:
                 raise ValidationError(
                     f"precision: {self.name} has no FP8 tensor cores",
-                    hint="use bf16, or pick an accelerator with FP8 (H100, H200, B200, MI300X, L40S)",
+                    hint=f"use {'bf16' if self.bf16 else 'fp16'}, or pick an accelerator with FP8 "
+                    "(H100, H200, B200, MI300X, L40S)",
                     field="precision",
                 )
             return self.fp8_tflops
