@@ -10,8 +10,16 @@ from typing import Any
 
 import typer
 
-from aistack.cli._common import _Command, ago, console, err_console, esc, print_json
-from aistack.errors import AistackError
+from aistack.cli._common import (
+    _Command,
+    ago,
+    console,
+    err_console,
+    esc,
+    print_error,
+    print_json,
+)
+from aistack.errors import AistackError, IntegrityError
 
 app = typer.Typer(
     help="Versioned datasets: add, ls, log, diff, get, tag, rm, unref, verify, lineage, gc.",
@@ -548,9 +556,15 @@ def gc(
         print_json(r.to_dict())
         return
     verb = "would delete" if dry_run else "deleted"
+    what = [
+        f"{_n(r.objects_deleted, 'object')} ({fmt_bytes(r.bytes_deleted)})",
+        _n(r.manifests_deleted, "manifest"),
+    ]
+    if r.temp_deleted:  # what killed adds left half written (cas/tmp)
+        what.append(f"{_n(r.temp_deleted, 'temp file')} of interrupted adds")
     console.print(
-        f"{verb} {_n(r.objects_deleted, 'object')} ({fmt_bytes(r.bytes_deleted)}) and "
-        f"{_n(r.manifests_deleted, 'manifest')}; kept {_n(r.objects_live, 'live object')} and "
+        f"{verb} {', '.join(what[:-1])} and {what[-1]}; "
+        f"kept {_n(r.objects_live, 'live object')} and "
         f"{_n(r.objects_young, 'object')} younger than {grace:,.0f} s; "
         f"{_n(r.protected_versions, 'referenced version')} protected"
     )
@@ -572,7 +586,11 @@ def verify(
     ds = _datasets()
     v = ds.resolve(ref)
     t0 = time.perf_counter()
-    n = ds.verify(v.ref)  # raises IntegrityError naming the object and the file
+    try:
+        n = ds.verify(v.ref)  # raises IntegrityError naming the object and the file
+    except IntegrityError as exc:  # damaged or missing: exit 1, as promised (2: bad input)
+        print_error(exc)
+        raise typer.Exit(1) from None
     dt_s = time.perf_counter() - t0
     if as_json:
         print_json({"ref": v.ref, "files": v.files, "bytes": n, "ok": True, "seconds": dt_s})
