@@ -267,15 +267,24 @@ def plan_serving(
         kv_tok * context * concurrency * 0.5
     )  # average fill: sequences are half-way through on average
     mem_s = (weights + kv_read) / (n * acc.memory_bw_tbs * 1e12 * BANDWIDTH_EFFICIENCY)
-    # 16-bit weights at their own precision (bf16 on a V100, which has FP16 only, is refused)
+    # the matmuls' precision: 8-bit weights on a GPU with FP8 run W8A8 at its FP8 peak; 4-bit
+    # weights (int4, fp4) are weight-only quantization (AWQ, GPTQ): read at 4 bits, dequantized
+    # and multiplied at 16 bits (they were at the FP8 peak, twice the BF16 one); 16-bit weights
+    # at their own precision (bf16 on a V100, which has FP16 only, is refused)
     p = precision.lower()
-    if wbytes <= 1 and acc.fp8_tflops:
+    if wbytes == 1 and acc.fp8_tflops:
         compute = "fp8"
     elif p in ("bf16", "fp16"):
         compute = p
     else:
         compute = "bf16" if acc.bf16 else "fp16"
     peak = acc.peak_tflops(compute)
+    if wbytes < 1:
+        notes.append(
+            f"{p} weights taken as weight-only quantization (AWQ, GPTQ): read at 4 bits, "
+            f"multiplied at {compute} ({peak:,.0f} TFLOP/s peak); kernels with 4-bit activations "
+            "too (FP4 on B200) compute faster"
+        )
     comp_s = 2.0 * n_active * concurrency / (n * peak * 1e12 * PREFILL_MFU)
     step_s = max(mem_s, comp_s)
     bound = "memory bandwidth" if mem_s >= comp_s else "compute"
