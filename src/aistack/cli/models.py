@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +39,25 @@ def _given(what: str, hint: str) -> Callable[..., Any]:
         )
 
     return check
+
+
+@contextlib.contextmanager
+def _as_options(options: dict[str, str]) -> Iterator[None]:
+    """A registry error in this command's words: its "field: " prefix becomes the option that
+    set the field (``version: must be >= 1`` → ``--version: must be >= 1``, ``require[1]: …`` →
+    ``--require: …``), as the other commands name their options."""
+    from aistack.errors import ValidationError
+
+    try:
+        yield
+    except ValidationError as exc:
+        field, sep, rest = exc.message.partition(": ")
+        option = options.get(re.sub(r"\[\d+\]$", "", field)) if sep else None
+        if option is None:
+            raise
+        raise ValidationError(
+            f"{option}: {rest}", hint=exc.hint, **{**exc.details, "field": option}
+        ) from None
 
 
 ModelName = Annotated[
@@ -282,7 +303,8 @@ def promote_cmd(
     otherwise refuse (exit status 2) and say which condition failed."""
     from aistack.mlops.registry import promote
 
-    res = promote(name, version, to, list(require or []), tracking_uri=_uri(tracking_uri))
+    with _as_options({"version": "--version", "to": "--to", "require": "--require"}):
+        res = promote(name, version, to, list(require or []), tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(res.to_dict())
         return
@@ -327,7 +349,8 @@ def alias_cmd(
         result = {"name": name, "alias": alias, "version": None}
     else:
         assert version is not None
-        set_alias(name, alias, version, tracking_uri=tracking_uri)
+        with _as_options({"version": "--version"}):
+            set_alias(name, alias, version, tracking_uri=tracking_uri)
         result = {"name": name, "alias": alias, "version": version}
     if as_json:
         _out(result)
@@ -347,7 +370,8 @@ def lineage_cmd(
     services deployed with it (whether each still serves it)."""
     from aistack.mlops.registry import lineage
 
-    lin = lineage(name, version, tracking_uri=_uri(tracking_uri))
+    with _as_options({"version": "--version"}):
+        lin = lineage(name, version, tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(lin)
         return

@@ -281,7 +281,7 @@ def test_promote_with_a_threshold_that_is_not_finite_is_a_clear_error_and_moves_
     assert ei.value.code == 2
     err = capsys.readouterr().err
     assert err == (
-        "error: require[0]: 'loss<1e400': the threshold 1e400 is not a finite number (a "
+        "error: --require: 'loss<1e400': the threshold 1e400 is not a finite number (a "
         "condition against infinity or NaN holds for every value or for none) (write a finite "
         "NUMBER, at most about 1.8e308 in size, e.g. 'loss<3.2')\n"
     )
