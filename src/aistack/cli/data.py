@@ -118,7 +118,7 @@ def add(
         return
     if v.unchanged:
         console.print(
-            f"[yellow]{esc(v.ref)} unchanged[/yellow]: {v.files:,} files, {fmt_bytes(v.bytes)} "
+            f"[yellow]{esc(v.ref)} unchanged[/yellow]: {_n(v.files, 'file')}, {fmt_bytes(v.bytes)} "
             f"are the same as the newest version, so no new version was made"
             + (f"; tagged {esc(', '.join(tag))}" if tag else "")
             + ("; the message was not recorded" if message else "")
@@ -126,7 +126,7 @@ def add(
         )
         return
     console.print(
-        f"[green]{esc(v.ref)}[/green]: {v.files:,} files, {fmt_bytes(v.bytes)} "
+        f"[green]{esc(v.ref)}[/green]: {_n(v.files, 'file')}, {fmt_bytes(v.bytes)} "
         f"({fmt_bytes(v.bytes_written)} new) in {dt_s:.2f} s"
         + (f", tags {esc(', '.join(v.tags))}" if v.tags else "")
     )
@@ -294,7 +294,7 @@ def get(
         return
     kept = f", {r.unchanged:,} already there" if r.unchanged else ""
     console.print(
-        f"[green]{esc(r.version.ref)}[/green] → {esc(r.dest)}: {r.files:,} files, "
+        f"[green]{esc(r.version.ref)}[/green] → {esc(r.dest)}: {_n(r.files, 'file')}, "
         f"{fmt_bytes(r.bytes)} "
         f"({r.linked:,} linked, {r.copied:,} copied{kept}) in {dt_s:.2f} s"
     )
@@ -596,7 +596,7 @@ def verify(
         print_json({"ref": v.ref, "files": v.files, "bytes": n, "ok": True, "seconds": dt_s})
         return
     console.print(
-        f"[green]{esc(v.ref)}[/green]: {v.files:,} files, {fmt_bytes(n)} verified in {dt_s:.2f} s"
+        f"[green]{esc(v.ref)}[/green]: {_n(v.files, 'file')}, {fmt_bytes(n)} verified in {dt_s:.2f} s"
     )
 
 

@@ -64,3 +64,19 @@ def test_gc_says_it_removed_the_temp_files_of_a_killed_add(home: Path) -> None:
     assert list(tmp.iterdir()) == []
     r = CliRunner().invoke(app, ["gc"], catch_exceptions=False)
     assert " ".join(r.stdout.split()).startswith("deleted 0 objects (0 B) and 0 manifests; kept 1")
+
+
+def test_one_file_is_not_called_1_files(home: Path) -> None:
+    _add(home, "hello")  # (c@v1 holds one file)
+    out = []
+    for args in (
+        ["add", "c", str(home / "src")],
+        ["get", "c@v1", str(home / "out"), "--copy"],
+        ["verify", "c@v1"],
+    ):
+        r = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        out.append(" ".join(r.stdout.split()))
+    assert out[0].startswith("c@v1 unchanged: 1 file, 5 B are the same")
+    assert out[1].startswith("c@v1 → ") and ": 1 file, 5 B (0 linked, 1 copied)" in out[1]
+    assert out[2].startswith("c@v1: 1 file, 5 B verified in ")
