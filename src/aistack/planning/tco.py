@@ -11,8 +11,8 @@ The team needs ``gpus`` GPUs at peak and uses them ``utilization`` of the time o
   horizon, so it is charged only for the share of its life inside the horizon (straight line:
   capex · months used / depreciation months). Without that, one month past the server life
   bought a whole second fleet and flipped the ranking.
-* cloud on-demand and spot: pay only for the GPU-hours used (spot plus a rework overhead
-  for preemptions).
+* cloud on-demand and spot: pay only for the hours used (spot plus a rework overhead for
+  preemptions), of whole instances: 3 GPUs on an 8-GPU instance pay for 8 while in use.
 * committed (1 or 3 years): whole instances (⌈gpus / GPUs per instance⌉) around the clock at
   the committed rate, for whole terms: a horizon shorter than the term (or not a multiple of
   it) still pays the rest of the last term, added at the end of the horizon.
@@ -482,13 +482,34 @@ def plan_tco(
         refresh,
         own.opex_month(utilization * gpus / own.gpus),
     )
+    # the cloud rents whole instances: 3 GPUs on an 8-GPU p5.48xlarge pay for 8 while they run
+    # (on-demand and spot were billed per GPU-hour used, as if it rented 3)
+    n_inst = math.ceil(gpus / inst.gpus)
+    rented = n_inst * inst.gpus
     add(
         "cloud on-demand",
-        f"{inst.name} on-demand, pay per GPU-hour used",
+        f"{inst.name} on-demand, pay per hour used"
+        + (f" ({n_inst} x {inst.gpus} GPUs for {gpus})" if rented != gpus else ""),
         {},
-        used_hours_month * od,
+        used_hours_month * od * rented / gpus,
     )
-    n_inst = math.ceil(gpus / inst.gpus)
+    if rented != gpus:
+        smaller = sorted(
+            i.name
+            for i in cat.instances_for(acc.name)
+            if i.gpus < inst.gpus and "on_demand" in i.prices
+        )
+        notes.append(
+            f"the cloud rents whole instances: {n_inst} x {inst.name} ({rented} GPUs) for the "
+            f"{gpus} needed, paid for all {rented} GPUs while in use (on-demand, spot, hybrid "
+            "burst)"
+            + (
+                f"; instances with fewer {acc.name} in the catalog: {', '.join(smaller)} "
+                "(`instance`)"
+                if smaller
+                else ""
+            )
+        )
     for tier, label, term in (
         ("committed_1y", "1-year commitment", 12),
         ("committed_3y", "3-year commitment", 36),
@@ -516,7 +537,7 @@ def plan_tco(
             "cloud spot",
             f"{inst.name} spot, +{spot_overhead:.0%} rework after preemptions",
             {},
-            used_hours_month * inst.gpu_hour_usd("spot") * (1.0 + spot_overhead),
+            used_hours_month * rented / gpus * inst.gpu_hour_usd("spot") * (1.0 + spot_overhead),
         )
     else:
         missing.append(f"no spot price for {inst.name} ({inst.provider}) in the catalog")
@@ -535,6 +556,9 @@ def plan_tco(
         base = onprem_cost(srv, base_servers, cat, server_price_usd=server_price_usd)
         served = min(used_hours_month, base_gpus * HOURS_PER_MONTH)
         burst = used_hours_month - served
+        if gpus > base_gpus:  # the burst, too, rents whole instances
+            need = gpus - base_gpus
+            burst *= math.ceil(need / inst.gpus) * inst.gpus / need
         b_refresh = purchases(base.capex_usd)
         add(
             "hybrid",
@@ -566,7 +590,7 @@ def plan_tco(
     ]
     # one definition for the table and the summary (the crossing of the cumulative curves)
     be_month = next(s for s in scen if s.name == "on-prem").breakeven_month_vs_on_demand
-    be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od, gpus=gpus)
+    be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od * rented / gpus, gpus=gpus)
     if own.gpus != gpus:
         notes.append(f"on-prem rounds up to whole servers: {own.gpus} GPUs owned for {gpus} needed")
     return TcoResult(
