@@ -446,7 +446,8 @@ def run(
     # row was skipped, and "0 jobs larger than the cluster dropped" was said of none)
     notes = [_skips({**skipped, "CPU-only jobs": zero})]
     if m0["dropped"] - zero:
-        notes.append(f"{m0['dropped'] - zero} jobs larger than the cluster dropped")
+        big = m0["dropped"] - zero
+        notes.append(f"{big} job{'' if big == 1 else 's'} larger than the cluster dropped")
     if any(notes):
         con.print(f"[yellow]{esc('; '.join(n for n in notes if n))}[/yellow]")
     if plot is not None:

@@ -126,7 +126,7 @@ def test_run_notes_under_the_table_name_only_what_was_dropped(tmp_path: Path) ->
     big.write_text(HEADER + "a,0,100,64\nb,1,100,1\n")
     out = _ok(["run", "--trace", str(big), "--nodes", "1", "--policy", "fifo"])
     lines = out.splitlines()
-    assert lines[-1] == "1 jobs larger than the cluster dropped"
+    assert lines[-1] == "1 job larger than the cluster dropped"
     assert lines[0].strip().startswith(f"{big}: 1 jobs on 1×8 GPUs")
     cpu = tmp_path / "cpu.csv"
     cpu.write_text(HEADER + "a,0,100,0\nb,1,100,1\n")
