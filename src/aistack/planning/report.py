@@ -395,7 +395,7 @@ def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
             pct(o.owned_utilization) if o.servers else "-",
             f"{o.burst_gpu_hours / s.span_hours * 730:,.0f}",
             usd(o.cost_usd_per_month),
-            "<- cheapest" if o == s.best else "",
+            "yes" if o == s.best else "",
         ]
         for o in opts
     ]
@@ -406,7 +406,7 @@ def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
         f"{usd(s.cloud_usd_per_gpu_hour)}/GPU-h",
         "",
         table(
-            ["servers", "owned GPUs", "owned busy", "burst GPU-h/month", "cost/month", ""],
+            ["servers", "owned GPUs", "owned busy", "burst GPU-h/month", "cost/month", "cheapest"],
             rows,
             right=(0, 1, 2, 3, 4),
         ),

@@ -267,13 +267,15 @@ def _fit_min_gpus(
 
 
 def duration_text(days: float) -> str:
-    """A wall-clock time with a unit that keeps its digits: '29.8 days', '19.2 hours', '3.5 minutes'
-    (a 7B run on 100,000 GPUs printed '0.0 days')."""
+    """A wall-clock time with a unit that keeps its digits: '29.8 days', '19.2 hours', '3.5 minutes',
+    '11 seconds' (a 7B run on 100,000 GPUs printed '0.0 days'; 11 s read '0.19 minutes')."""
     if days >= 1:
         return f"{days:,.1f} days"
     if days * 24 >= 1:
         return f"{days * 24:,.1f} hours"
-    return f"{days * 1440:,.2g} minutes"
+    if days * 1440 >= 1:
+        return f"{days * 1440:,.2g} minutes"
+    return f"{days * 86400:,.2g} seconds"
 
 
 def _round_to_nodes(n: int) -> int:
