@@ -18,7 +18,7 @@ from aistack.cli._common import (
     print_json,
     read_json_file,
 )
-from aistack.errors import ValidationError
+from aistack.errors import NotFoundError, ValidationError
 
 app = typer.Typer(
     help="Cost of measured usage: GPU-hours, money, budgets, buy-vs-rent advice.",
@@ -52,6 +52,15 @@ def _time(value: str | None, field: str, now: dt.datetime) -> dt.datetime | None
             f"{field}: cannot read {value!r}", hint="use 2026-11-01, 2026-11-01T08:00:00Z or 30d"
         ) from exc
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _project_names(data: object) -> set[str]:
+    """The names in a projects list (GET /projects, a budgets file, an export's "projects")."""
+    if isinstance(data, dict):
+        data = data.get("projects")
+    if not isinstance(data, list):
+        return set()
+    return {str(p["name"]) for p in data if isinstance(p, dict) and "name" in p}
 
 
 # price_usage's arguments that `cost report` takes as options: its errors and notes name them
@@ -99,11 +108,14 @@ def report(
     now_t = _time(now, "--now", dt.datetime.now(dt.UTC)) or dt.datetime.now(dt.UTC)
     since_t = _time(since, "--since", now_t)
     budget_map: dict[str, float] = {}
+    known: set[str] = set()  # projects the records, the budgets or the server know
     if records is not None:
         data = read_json_file(records, "--records")
         recs = parse_records(data)
+        known = {r.project for r in recs}
         if isinstance(data, dict) and "projects" in data:
             budget_map = parse_budgets(data["projects"])
+            known |= _project_names(data["projects"])
     else:
         params: dict[str, str] = {}
         if project:
@@ -114,10 +126,25 @@ def report(
             params["since"] = min(since_t, month_start).isoformat()
         c = client()
         recs = parse_records(c.request("GET", "/usage/allocations", params=params))
+        projects = c.request("GET", "/projects")  # every project with settings or jobs
+        known = _project_names(projects)
         if budgets is None:
-            budget_map = parse_budgets(c.request("GET", "/projects"))
+            budget_map = parse_budgets(projects)
     if budgets is not None:
-        budget_map = parse_budgets(read_json_file(budgets, "--budgets"))
+        budget_data = read_json_file(budgets, "--budgets")
+        budget_map = parse_budgets(budget_data)
+        known |= _project_names(budget_data)
+    # a mistyped --project priced nothing with a note; the server lists every project, an
+    # offline file the projects it names (one naming none cannot tell)
+    if project is not None and project not in known and (records is None or known):
+        raise NotFoundError(
+            f"--project: unknown project {project!r}"
+            + (" on the server" if records is None else f" in {records}"),
+            hint=f"known projects: {', '.join(sorted(known))}"
+            if known
+            else "the server has no projects yet (they come with jobs or PUT /api/v1/projects/NAME)",
+            field="--project",
+        )
     with options_for(_REPORT_OPTIONS):
         rep = price_usage(
             recs,

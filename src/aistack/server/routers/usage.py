@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aistack.errors import NotFoundError
 from aistack.planning.catalog import Catalog
-from aistack.server.db.models import UsageSampleRow
+from aistack.server.db.models import Job, Project, UsageSampleRow
 from aistack.server.deps import get_db
 from aistack.server.routers.planning import _catalog
 from aistack.server.schemas import UtcTime
@@ -69,6 +70,19 @@ def cost_report(
     and `aistack cost report` are: the shipped prices alone ignored the team's own."""
     from aistack.planning.usage import FIELDS, parse_records, price_usage
 
+    if project is not None:
+        # a mistyped project priced nothing with a note; GET /projects lists the same names
+        known = {n for (n,) in db.execute(select(Project.name))}
+        known |= {n for (n,) in db.execute(select(Job.project).distinct())}
+        if project not in known:
+            raise NotFoundError(
+                f"project: unknown project {project!r}",
+                hint=f"known projects: {', '.join(sorted(known))}"
+                if known
+                else "the server has no projects yet (they come with jobs or PUT "
+                "/api/v1/projects/NAME)",
+                field="project",
+            )
     # budgets are per calendar month: their spend needs the records from its first day even
     # when the window starts later (price_usage keeps the window for everything else)
     month_start = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
