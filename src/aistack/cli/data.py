@@ -19,7 +19,7 @@ from aistack.cli._common import (
     print_error,
     print_json,
 )
-from aistack.errors import AistackError, IntegrityError
+from aistack.errors import AistackError, ConflictError, IntegrityError
 
 app = typer.Typer(
     help="Versioned datasets: add, ls, log, diff, get, tag, rm, unref, verify, lineage, gc.",
@@ -286,8 +286,15 @@ def get(
         )
     ds = _datasets()
     t0 = time.perf_counter()
-    with _progress(f"get {ref}", not as_json) as cb:
-        r = ds.get(ref, dest, link="copy" if copy else link, force=force, progress=cb)
+    try:
+        with _progress(f"get {ref}", not as_json) as cb:
+            r = ds.get(ref, dest, link="copy" if copy else link, force=force, progress=cb)
+    except ConflictError as exc:  # the hint names the API's force=True: this command's option
+        if not exc.hint or "force=True" not in exc.hint:
+            raise
+        raise ConflictError(
+            exc.message, hint=exc.hint.replace("force=True", "--force"), **exc.details
+        ) from None
     dt_s = time.perf_counter() - t0
     if as_json:
         print_json({**r.to_dict(), "seconds": round(dt_s, 3)})
@@ -587,9 +594,14 @@ def verify(
     v = ds.resolve(ref)
     t0 = time.perf_counter()
     try:
-        n = ds.verify(v.ref)  # raises IntegrityError naming the object and the file
+        n = ds.verify(v.ref)  # raises IntegrityError naming the objects and their files
     except IntegrityError as exc:  # damaged or missing: exit 1, as promised (2: bad input)
-        print_error(exc)
+        if "problems" in exc.details:  # several, one a line: the hint goes on its own line
+            err_console.print(
+                f"[red]error:[/red] {esc(exc.message)}\n{esc(f'({exc.hint})')}", soft_wrap=True
+            )
+        else:
+            print_error(exc)
         raise typer.Exit(1) from None
     dt_s = time.perf_counter() - t0
     if as_json:

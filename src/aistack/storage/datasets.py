@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from aistack.errors import ConflictError, NotFoundError, ValidationError
+from aistack.errors import ConflictError, IntegrityError, NotFoundError, ValidationError
 from aistack.settings import Settings, get_settings
 from aistack.storage import materialize, upload
 from aistack.storage.backends import Backend, open_backend
@@ -410,22 +410,32 @@ class Datasets:
         try:
             yield
         except MissingObjectError as exc:
-            row = self.catalog.version_row(v.name, v.version)
-            if row is None or row["deleted_at"] is None:
+            conflict = self._deleted_meanwhile(v, exc)
+            if conflict is None:
                 raise
-            when = aware(row["deleted_at"])
-            at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
-            live = [f"v{r['version']}" for r in reversed(self.catalog.version_rows(v.name))]
-            raise ConflictError(
-                f"{v.ref} was deleted{at} while it was being read, and `aistack data gc` "
-                f"removed its data: {exc.message}",
-                hint=f"no data was lost: the version was deleted on purpose (`aistack data rm`) "
-                f"and its data freed; read a version that is left "
-                f"({', '.join(live) if live else 'none'}; `aistack data log {v.name}`), or add "
-                "the data again from its source",
-                ref=v.ref,
-                **exc.details,
-            ) from exc
+            raise conflict from exc
+
+    def _deleted_meanwhile(
+        self, v: DatasetVersion, exc: MissingObjectError
+    ) -> ConflictError | None:
+        """The ConflictError of :meth:`_reading` for ``exc`` when ``v`` has been deleted; None
+        while it is live (then the store lost data)."""
+        row = self.catalog.version_row(v.name, v.version)
+        if row is None or row["deleted_at"] is None:
+            return None
+        when = aware(row["deleted_at"])
+        at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
+        live = [f"v{r['version']}" for r in reversed(self.catalog.version_rows(v.name))]
+        return ConflictError(
+            f"{v.ref} was deleted{at} while it was being read, and `aistack data gc` "
+            f"removed its data: {exc.message}",
+            hint=f"no data was lost: the version was deleted on purpose (`aistack data rm`) "
+            f"and its data freed; read a version that is left "
+            f"({', '.join(live) if live else 'none'}; `aistack data log {v.name}`), or add "
+            "the data again from its source",
+            ref=v.ref,
+            **exc.details,
+        )
 
     def diff(self, a: str, b: str) -> DatasetDiff:
         va, vb = self.resolve(a), self.resolve(b)
@@ -536,6 +546,12 @@ class Datasets:
             raise ValidationError(
                 f"dest {dest!r} is not a directory path",
                 hint="give a directory as a str or pathlib.Path (no NUL characters)",
+                field="dest",
+            )
+        if os.fspath(dest) == "":
+            raise ValidationError(
+                "dest is empty",
+                hint='give a directory to write into (the current folder is ".")',
                 field="dest",
             )
         v = self.resolve(ref)
@@ -894,14 +910,93 @@ class Datasets:
         )
 
     def verify(self, ref: str) -> int:
-        """Read and verify every object of ``ref``; returns the bytes checked."""
+        """Read and verify every object of ``ref``; returns the bytes checked.
+
+        Every object is checked, also after a bad one. One damaged or missing object raises
+        its own IntegrityError (MissingObjectError when missing), naming the object and the
+        file; several raise one IntegrityError (MissingObjectError when all are missing) that
+        counts them and lists the first :data:`VERIFY_LISTED`, with all of them in
+        ``details["problems"]`` (``file``, ``object``, ``problem``: "corrupted" or "missing")."""
         v = self.resolve(ref)
         n = 0
-        with self._reading(v):
-            for e in self.files(v):
-                for oid in e.chunks:
-                    n += len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
-        return n
+        sizes: dict[str, int | IntegrityError] = {}  # each object is read once
+        bad: list[tuple[str, str, IntegrityError]] = []  # (file, object, error)
+        for e in self.files(v):
+            for oid in e.chunks:
+                got = sizes.get(oid)
+                if got is None:
+                    try:
+                        got = len(self.store.get(oid, context=f"{v.ref}:{e.path}"))
+                    except IntegrityError as exc:  # (MissingObjectError too): check the rest
+                        got = exc
+                    sizes[oid] = got
+                if isinstance(got, IntegrityError):
+                    bad.append((e.path, oid, got))
+                else:
+                    n += got
+        if not bad:
+            return n
+        missing = [exc for _, _, exc in bad if isinstance(exc, MissingObjectError)]
+        if missing:  # a version deleted while it was read, and gc'd, lost nothing: say so
+            conflict = self._deleted_meanwhile(v, missing[0])
+            if conflict is not None:
+                raise conflict from missing[0]
+        if len(bad) == 1:
+            raise bad[0][2]
+        raise _damaged(
+            v,
+            bad,
+            objects=len(sizes),
+            files=len({p for p, *_ in bad}),
+            store_url=self.store.backend.url,
+        )
+
+
+# the damaged objects a failed verify lists in its message (details["problems"] has them all)
+VERIFY_LISTED = 20
+
+
+def _damaged(
+    v: DatasetVersion,
+    bad: list[tuple[str, str, IntegrityError]],
+    *,
+    objects: int,
+    files: int,
+    store_url: str,
+) -> IntegrityError:
+    """The error of a verify that found several damaged or missing objects ``bad``."""
+    problems = [
+        {
+            "file": path,
+            "object": oid,
+            "problem": "missing" if isinstance(exc, MissingObjectError) else "corrupted",
+        }
+        for path, oid, exc in bad
+    ]
+    damaged = {p["object"]: p["problem"] for p in problems}
+    n_missing = sum(1 for what in damaged.values() if what == "missing")
+    kinds = [
+        f"{k:,} {what}"
+        for k, what in ((len(damaged) - n_missing, "corrupted"), (n_missing, "missing"))
+        if k
+    ]
+    listed = [
+        f"{p['file']}: object {p['object']} is "
+        + ("missing from the store" if p["problem"] == "missing" else "corrupted")
+        for p in problems[:VERIFY_LISTED]
+    ]
+    if len(problems) > VERIFY_LISTED:
+        listed.append(f"… and {len(problems) - VERIFY_LISTED:,} more")
+    cls = MissingObjectError if n_missing == len(damaged) else IntegrityError
+    return cls(
+        f"{v.ref}: {len(damaged):,} of its {objects:,} objects are damaged or missing "
+        f"({', '.join(kinds)}), in {files:,} of its {v.files:,} files:\n  " + "\n  ".join(listed),
+        hint=f"the store {store_url} lost or damaged them; re-add the dataset from its "
+        "source to repair it",
+        ref=v.ref,
+        count=len(damaged),
+        problems=problems,
+    )
 
 
 def _edges(n: int) -> str:

@@ -55,11 +55,12 @@ def get_into(
     done = 0
     linked = copied = 0
     made: set[str] = set()
+    created: list[str] = []  # the folders this get made, to remove again if it fails
 
     def one(e: FileEntry, target: str) -> tuple[int, str]:
         parent = os.path.dirname(target)
         if parent not in made:
-            _makedirs(parent)
+            _makedirs(parent, created)
             made.add(parent)
         if len(e.chunks) == 1:
             if e.hash != e.chunks[0]:
@@ -76,7 +77,7 @@ def get_into(
     try:
         # inside the try: a destination under a file, on a read-only or full filesystem
         # is a BackendError with a hint, not a traceback
-        os.makedirs(dest_s, exist_ok=True)
+        _makedirs(dest_s, created)
         for path, is_dir in clear:  # only with force
             os.rmdir(path) if is_dir else os.unlink(path)
         with ThreadPoolExecutor(workers, thread_name_prefix="aistack-get") as pool:
@@ -100,7 +101,7 @@ def get_into(
                         window.append(pool.submit(one, e, target))
                         drain(workers * 4)
                         continue
-                    _makedirs(os.path.dirname(target))
+                    _makedirs(os.path.dirname(target), created)
                     base = done
 
                     def file_progress(n: int, base: int = base) -> None:
@@ -120,6 +121,7 @@ def get_into(
                     fut.cancel()
                 raise
     except (AistackError, OSError) as exc:
+        _remove_empty(created)  # dest as it was, but for the files written
         raise _partial_get_error(exc, v, dest_s, linked + copied, len(todo)) from exc
     return linked, copied, unchanged
 
@@ -187,7 +189,7 @@ def plan_get(
         raise ConflictError(
             f"{len(conflicts):,} path(s) in {dest} are in the way of {v.ref}: {shown}; "
             "nothing was written",
-            hint="pass --force (force=True) to replace them, or get into an empty directory",
+            hint="pass force=True to replace them, or get into an empty directory",
             paths=conflicts[:100],
         )
     return todo, unchanged, list(clear.items())
@@ -331,9 +333,10 @@ def _make_executable(path: str, umask: int) -> None:
     os.chmod(path, mode | ((mode & 0o444) >> 2 & ~umask))
 
 
-def _makedirs(path: str) -> None:
+def _makedirs(path: str, created: list[str] | None = None) -> None:
     """``os.makedirs(path, exist_ok=True)`` without recursion (it recurses once per missing
-    level: a version 1,000 directories deep raised RecursionError)."""
+    level: a version 1,000 directories deep raised RecursionError); the folders it makes are
+    appended to ``created``."""
     missing: list[str] = []
     p = path
     while p and not os.path.isdir(p):
@@ -343,8 +346,19 @@ def _makedirs(path: str) -> None:
             break
         p = parent
     for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(d)
+        except FileExistsError:
+            continue
+        if created is not None:
+            created.append(d)
+
+
+def _remove_empty(created: list[str]) -> None:
+    """Remove the folders in ``created`` that are still empty, the deepest first."""
+    for d in sorted(created, key=lambda d: d.count(os.sep), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: a file was written under it
+            os.rmdir(d)
 
 
 def _partial_get_error(

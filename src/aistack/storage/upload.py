@@ -261,6 +261,12 @@ def scan(path: str | os.PathLike[str]) -> list[SourceFile]:
             field="path",
         )
     p = os.fspath(path)
+    if p == "":
+        raise ValidationError(
+            "path is empty",
+            hint='give the path of an existing file or directory (the current folder is ".")',
+            field="path",
+        )
     if "\x00" in p:
         raise ValidationError(
             f"path {p!r} contains a NUL character",

@@ -86,7 +86,7 @@ def get_dataset(name: str, ctx: ServerContext = Depends(get_ctx)) -> DatasetDeta
 def get_version(
     name: str,
     version: str,
-    limit: int = Query(1000, ge=0, le=100_000, description="files to list"),
+    limit: int = Query(1000, ge=1, le=100_000, description="files to list"),
     offset: int = Query(0, ge=0),
     ctx: ServerContext = Depends(get_ctx),
 ) -> DatasetVersionDetail:
