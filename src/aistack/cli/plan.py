@@ -145,7 +145,9 @@ def train(
         None, "--layers", help="transformer layers (inferred from --params if absent)"
     ),
     hidden: int = typer.Option(None, "--hidden", help="hidden size (inferred if absent)"),
-    precision: str = typer.Option("bf16", "--precision", help="bf16 | fp16 | fp8"),
+    precision: str | None = typer.Option(
+        None, "--precision", help="bf16 | fp16 | fp8 (default bf16; fp16 on a GPU without BF16)"
+    ),
     mfu: float = typer.Option(
         None, "--mfu", help="override the default model-FLOPs utilization (0-1)"
     ),
@@ -210,9 +212,15 @@ def serve(
     active_params: str = typer.Option(
         None, "--active-params", help="active parameters per token (MoE)"
     ),
-    precision: str = typer.Option("bf16", "--precision", help="weights: bf16 | fp8 | int8 | int4"),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="weights: bf16 | fp16 | fp8 | int8 | int4 (default bf16; fp16 without BF16)",
+    ),
     kv_precision: str = typer.Option(
-        None, "--kv-precision", help="KV cache precision (default bf16)"
+        None,
+        "--kv-precision",
+        help="KV cache precision (default bf16; fp16 without BF16; fp8 with 4-bit weights)",
     ),
     context: int = typer.Option(4096, "--context", help="tokens per sequence (prompt + output)"),
     prompt: int = typer.Option(None, "--prompt", help="prompt tokens (default half the context)"),

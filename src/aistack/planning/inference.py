@@ -106,7 +106,7 @@ def plan_serving(
     params: float,
     gpu: str,
     active_params: float | None = None,
-    precision: str = "bf16",
+    precision: str | None = None,
     kv_precision: str | None = None,
     context: int = 4096,
     prompt: int | None = None,
@@ -187,8 +187,10 @@ def plan_serving(
             field="active_params",
         )
     acc = cat.accelerator(gpu)
+    # None: 16-bit weights at the accelerator's precision (bf16; fp16 on a V100)
+    precision = precision or acc.default_precision
     wbytes = _bytes_of(precision, "precision")
-    kvp = kv_precision or (("bf16" if acc.bf16 else "fp16") if wbytes >= 1 else "fp8")
+    kvp = kv_precision or (acc.default_precision if wbytes >= 1 else "fp8")
     notes: list[str] = []
 
     shape = infer_shape(n_active, layers=layers, hidden=hidden)

@@ -297,7 +297,7 @@ def plan_training(
     layers: int | None = None,
     hidden: int | None = None,
     heads: int | None = None,
-    precision: str = "bf16",
+    precision: str | None = None,
     mfu: float | None = None,
     goodput: float | None = None,
     zero_stage: int = 3,
@@ -392,6 +392,8 @@ def plan_training(
             field="active_params",
         )
     acc: Accelerator = cat.accelerator(gpu)
+    # None: the accelerator's 16-bit training precision (bf16; fp16 on a V100, which has no BF16)
+    precision = precision or acc.default_precision
     eff = cat.efficiency_for(acc)
     peak = acc.peak_tflops(precision)
     mfu_v = mfu if mfu is not None else eff.mfu

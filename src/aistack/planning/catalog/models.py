@@ -323,6 +323,11 @@ class Accelerator(_Model):
         memory_gb = info.data.get("memory_gb")  # absent where it was refused
         return v if memory_gb is None else _bandwidth_tbs_unit(v, memory_gb)
 
+    @property
+    def default_precision(self) -> str:
+        """The 16-bit precision a plan uses when none is given: bf16, or fp16 without BF16."""
+        return "bf16" if self.bf16 else "fp16"
+
     def peak_tflops(self, precision: str) -> float:
         p = precision.lower()
         if p == "bf16" and not self.bf16:

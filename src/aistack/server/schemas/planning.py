@@ -58,7 +58,8 @@ class TrainPlanRequest(_Req):
     layers: Int | None = Field(default=None, gt=0)
     hidden: Int | None = Field(default=None, gt=0)
     heads: Int | None = Field(default=None, gt=0)
-    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
+    # None: bf16, or fp16 on an accelerator without BF16 (V100)
+    precision: Literal["bf16", "fp16", "fp8"] | None = None
     mfu: Float | None = Field(default=None, gt=0, le=1)
     goodput: Float | None = Field(default=None, gt=0, le=1)
     zero_stage: Int = Field(default=3, ge=0, le=3)
@@ -75,7 +76,7 @@ class ServePlanRequest(_Req):
     params: Float = Field(gt=0)
     gpu: str = Field(min_length=1)
     active_params: Float | None = Field(default=None, gt=0)
-    precision: str = "bf16"
+    precision: str | None = None  # None: bf16, or fp16 without BF16 (V100)
     kv_precision: str | None = None
     context: Int = Field(default=4096, gt=0)
     prompt: Int | None = Field(default=None, gt=0)
