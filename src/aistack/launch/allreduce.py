@@ -9,11 +9,12 @@ rank 0 writes the result as JSON.
 
 Bounds, checked before any process starts (:func:`check_run`):
 
-* ``nprocs``: with gloo at most one process per CPU this process may run on (its affinity),
-  and at least 2 are always allowed (:func:`max_gloo_procs`): a gloo rank reduces on a CPU
-  core and runs its own transport thread, so ranks beyond the cores time-share them and the
-  result measures the scheduler, not the transport (and every rank also holds a torch
-  interpreter of ~250 MB). With nccl: one process per GPU.
+* ``nprocs``: at least 2 (one process reduces with nobody: bus bandwidth 0); with gloo at
+  most one process per CPU this process may run on (its affinity), and 2 are always allowed
+  (:func:`max_gloo_procs`): a gloo rank reduces on a CPU core and runs its own transport
+  thread, so ranks beyond the cores time-share them and the result measures the scheduler,
+  not the transport (and every rank also holds a torch interpreter of ~250 MB). With nccl:
+  one process per GPU.
 * memory: each rank holds the torch interpreter (``WORKER_BASE_BYTES``) plus
   ``BUFFERS_PER_WORKER`` message buffers of the largest size (the current one, and the
   previous size's while the next is allocated: measured peak with gloo); ``nprocs`` times
@@ -174,6 +175,15 @@ def check_run(
         )
     check_timeout_s(timeout_s, hint="e.g. --timeout 600")
     _check_count(nprocs, "nprocs", lowest=1, meaning="an integer ≥ 1", hint="e.g. --nprocs 2")
+    if nprocs < 2:
+        # one process has nobody to reduce with: its bus bandwidth is 0 by definition, and a
+        # stored result of 0 GB/s would tell the planner the network does not exist
+        raise ValidationError(
+            f"nprocs: an all-reduce needs at least 2 processes, got {nprocs} (one process "
+            "sends nothing: its bus bandwidth is 0 GB/s by definition)",
+            hint="use --nprocs 2 or more",
+            field="nprocs",
+        )
     if iters is not None:
         _check_count(
             iters,
