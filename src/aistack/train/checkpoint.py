@@ -283,6 +283,15 @@ class CheckpointStore:
                 hint="fix --checkpoint-url (a writable directory or bucket path)",
                 field="checkpoint_url",
             ) from None
+        except Exception as exc:  # noqa: BLE001 - a store's own errors (botocore's NoCredentialsError)
+            raise ValidationError(
+                f"checkpoint_url: cannot write checkpoints to {self.url}: "
+                f"{type(exc).__name__}: {exc}",
+                hint="fix --checkpoint-url (a writable directory or bucket path); for s3:// set "
+                "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the endpoint "
+                "(AISTACK_S3_ENDPOINT_URL) as for aistack storage",
+                field="checkpoint_url",
+            ) from None
 
     def archive(self) -> str | None:
         """Move this run's checkpoints into ``previous-<UTC time>/`` (None when it has none)."""

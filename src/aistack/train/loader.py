@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from aistack.errors import ValidationError, short_repr
+from aistack.errors import AistackError, ValidationError, short_repr
 from aistack.train.shards import SHARD_MAGIC_PREFIX, Shard, content_hash, open_shard
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,29 @@ def _is_remote(p: str) -> bool:
     return "://" in p and not p.startswith("file://")
 
 
+@contextlib.contextmanager
+def _remote_errors(url: str) -> Iterator[None]:
+    """A remote shard or folder that is missing or cannot be read (no credentials, no such
+    bucket, a refused connection) is a ValidationError naming the URL, not a traceback from
+    the store's client library (botocore's NoCredentialsError is not an OSError)."""
+    try:
+        yield
+    except AistackError:
+        raise
+    except FileNotFoundError:
+        raise ValidationError(
+            f"data: shard {url} does not exist", hint="check the data paths", field="data"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any store's own error types
+        raise ValidationError(
+            f"data: cannot read {url}: {type(exc).__name__}: {exc}",
+            hint="check the URL; for s3:// set the credentials (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY) and the endpoint (AISTACK_S3_ENDPOINT_URL) as for "
+            "aistack storage",
+            field="data",
+        ) from None
+
+
 def _cache_remote(url: str) -> str:
     from aistack.settings import get_settings
     from aistack.train.checkpoint import url_to_fs
@@ -81,12 +104,19 @@ def _cache_remote(url: str) -> str:
     cache = get_settings().home / "cache" / "shards"
     cache.mkdir(parents=True, exist_ok=True)
     fs, fpath = url_to_fs(url)
-    info = fs.info(fpath)
+    with _remote_errors(url):
+        info = fs.info(fpath)
     key = hashlib.sha256(f"{url}|{info.get('size')}|{info.get('ETag', '')}".encode()).hexdigest()
     local = cache / f"{key[:24]}-{Path(fpath).name}"
     if not local.exists():
         tmp = local.with_name(local.name + f".{os.getpid()}.tmp")
-        fs.get_file(fpath, str(tmp))
+        try:
+            with _remote_errors(url):
+                fs.get_file(fpath, str(tmp))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         os.replace(tmp, local)
     return str(local)
 
@@ -197,13 +227,14 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
 
             fs, fpath = url_to_fs(s)
             proto = s.split("://", 1)[0]
-            if any(c in fpath for c in "*?["):
-                found = sorted(fs.glob(fpath))
-            elif fs.isdir(fpath):
-                files = [f for f in sorted(fs.find(fpath)) if not f.endswith(".tmp")]
-                found = _shard_files(files, _fs_head(fs), s)
-            else:
-                found = [fpath]
+            with _remote_errors(s):
+                if any(c in fpath for c in "*?["):
+                    found = sorted(fs.glob(fpath))
+                elif fs.isdir(fpath):
+                    files = [f for f in sorted(fs.find(fpath)) if not f.endswith(".tmp")]
+                    found = _shard_files(files, _fs_head(fs), s)
+                else:
+                    found = [fpath]
             out.extend(f"{proto}://{f}" for f in found)
             continue
         s = s.removeprefix("file://")

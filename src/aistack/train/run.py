@@ -91,6 +91,33 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
+def _schedule_change(old_cfg: dict[str, Any], cfg: TrainConfig, start: int) -> str | None:
+    """A warning when a resume with another ``max_steps`` changes the learning rate of the
+    next step: the cosine decay ends at ``max_steps``, so the curve does not continue as the
+    checkpointed run would have (None when max_steps is the same or the lr is unchanged)."""
+    old_max = old_cfg.get("max_steps")
+    if not isinstance(old_max, int) or old_max == cfg.max_steps or start >= cfg.max_steps:
+        return None
+    try:
+        before = lr_at(start, cfg.model_copy(update={"max_steps": old_max}))
+    except Exception:  # noqa: BLE001 - a checkpoint config this version cannot rebuild
+        return None
+    now = lr_at(start, cfg)
+    if math.isclose(before, now, rel_tol=1e-9, abs_tol=0.0):
+        return None
+    keep = (
+        f"resume with --max-steps {old_max} to keep it"
+        if start < old_max
+        else f"the checkpointed run had finished its decay at step {old_max}"
+    )
+    return (
+        f"max_steps {old_max} -> {cfg.max_steps}: the learning-rate schedule (cosine decay to "
+        f"min_lr at max_steps) changes, lr at step {start + 1} is {now:.2e} instead of "
+        f"{before:.2e} under the checkpoint's, so the loss curve does not continue as before "
+        f"({keep})"
+    )
+
+
 def _rng_state(torch: Any) -> dict[str, Any]:
     st = {
         "python": random.getstate(),
@@ -833,10 +860,28 @@ def _check_resume_tokenizer(state: dict[str, Any], digest: str | None) -> None:
 
 
 def _check_register_as(cfg: TrainConfig) -> None:
-    """A ``register_as`` name the registry would refuse fails now, not after training."""
-    if not (cfg.register_as and cfg.mlflow and cfg.save_model):
+    """A ``register_as`` name the registry would refuse fails now, not after training; so
+    does one that nothing would register (``--no-mlflow``, ``--no-save-model``), and one
+    without ``MLFLOW_TRACKING_URI`` is warned about (the run trains, nothing is registered)."""
+    if not cfg.register_as:
         return
+    off = [flag for flag, on in (("--no-mlflow", cfg.mlflow), ("--no-save-model", cfg.save_model))
+           if not on]  # fmt: skip
+    if off:
+        raise ValidationError(
+            f"register_as: {cfg.register_as!r} would never be registered: {' and '.join(off)} "
+            f"turn{'s' if len(off) == 1 else ''} off the MLflow model it is registered from",
+            hint=f"drop --register-as, or drop {' and '.join(off)}",
+            field="register_as",
+        )
     if not os.environ.get("MLFLOW_TRACKING_URI"):
+        if int(os.environ.get("RANK", "0") or "0") == 0:
+            log.warning(
+                "register_as %r: MLFLOW_TRACKING_URI is not set, so nothing is logged to MLflow "
+                "and no model will be registered (run as an aistack job, or set "
+                "MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN)",
+                cfg.register_as,
+            )
         return  # nothing is logged, nothing registered
     try:
         from aistack.mlops.registry import check_registered_name
@@ -1000,6 +1045,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                     "state is the checkpoint's; use a new --run-name to start over)",
                     ", ".join(f"{k} {old_cfg[k]!r} -> {getattr(cfg, k)!r}" for k in changed),
                 )
+            schedule_note = _schedule_change(old_cfg, cfg, start)
+            if schedule_note:
+                log.warning("%s", schedule_note)
             if start >= cfg.max_steps:
                 log.warning(
                     "run %s is already at step %d (max_steps %d): nothing to train; use a new "
