@@ -94,8 +94,9 @@ class Autoscaler:
                 raw = _ceil(current * delay / cfg.target_queue_delay_ms)
             why = f"queue delay {delay:.1f} ms (avg), target {cfg.target_queue_delay_ms:g} ms"
         rec = max(cfg.min_replicas, min(cfg.max_replicas, raw))
-        if rec != raw:
-            why += f"; {raw} replicas clipped to [{cfg.min_replicas}, {cfg.max_replicas}]"
+        if rec != raw:  # "; that is 0 replicas, raised to the minimum of 1"
+            bound = "raised to the minimum" if rec > raw else "held to the maximum"
+            why += f"; that is {_replicas(raw)}, {bound} of {rec}"
         return rec, why
 
     def decide(self, now: float, current: int) -> ScaleDecision:

@@ -43,9 +43,14 @@ from pydantic_core import PydanticCustomError
 from aistack.errors import short_repr
 from aistack.serving.http import HTTPProblem
 from aistack.serving.openai_errors import sent
-from aistack.serving.spec import _bounds, _kind, _takes
+from aistack.serving.spec import DEFAULT_MAX_TOKENS, _bounds, _kind, _takes
 
-MAX_TOKENS = 200  # per completion (/v1/completions has the same bound)
+# per completion, for a model that does not say its context length (no ``context_tokens``):
+# nothing else bounds how long its generate runs, so a request cannot hold a batch for hours.
+# A model that says its context is bounded by it (the context minus the prompt: OpenAI's
+# ``context_length_exceeded``), not by this. The replica's ``--max-tokens``, the service spec's
+# ``max_tokens``.
+MAX_TOKENS = DEFAULT_MAX_TOKENS
 ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
 DEFAULT_STOPS = ("\nUser:",)
 # message fields OpenAI defines that a text-only server cannot honour (a 400 naming them)
@@ -266,15 +271,16 @@ class NumberFields(BaseModel):
 class ChatCompletionRequest(NumberFields):
     """OpenAI chat completions request. The fields OpenAI defines are accepted; those a text
     model cannot honour (tools, non-text output, log probabilities, nucleus sampling,
-    penalties, token biases) are refused by name when set; others are unknown fields. ``max_completion_tokens`` (or the older ``max_tokens``)
-    defaults to 16, as ``/v1/completions``."""
+    penalties, token biases) are refused by name when set; others are unknown fields.
+    ``max_completion_tokens`` (or the older ``max_tokens``) defaults to 16, as
+    ``/v1/completions``; its limit is the model's context (see :mod:`aistack.serving.replica`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     messages: list[Any]
     model: str | None = None
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: Choices = 1
@@ -306,6 +312,11 @@ class ChatCompletionRequest(NumberFields):
     @property
     def max_new_tokens(self) -> int:
         return self.max_completion_tokens or self.max_tokens or 16
+
+    @property
+    def max_tokens_field(self) -> str:
+        """The field that set :attr:`max_new_tokens` (for an error that names it)."""
+        return "max_tokens" if self.max_completion_tokens is None else "max_completion_tokens"
 
     def unsupported(self) -> HTTPProblem | None:
         """A 400 for the first field set to something a text model cannot do."""

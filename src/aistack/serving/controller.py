@@ -48,7 +48,7 @@ from typing import Any
 
 from aistack.errors import NotFoundError
 from aistack.serving import controller_state
-from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision
+from aistack.serving.autoscaler import Autoscaler, LoadSample, ScaleDecision, _replicas
 from aistack.serving.controller_app import TOKEN_HEADER as TOKEN_HEADER
 from aistack.serving.controller_app import bind_service_socket, build_app
 from aistack.serving.controller_state import ACTIVE, Replica, ReplicaState
@@ -142,6 +142,8 @@ class ServiceController:
             str(self.spec.batching.max_wait_ms),
             "--max-body-bytes",
             str(self.spec.max_body_bytes),
+            "--max-tokens",
+            str(self.spec.max_tokens),
         ]
         env = {**self.spec.env, "AISTACK_SERVE_SERVICE": self.spec.name}
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AISTACK_HOME"):
@@ -643,7 +645,7 @@ class ServiceController:
                 self._drain(r, self._replaced(new_uri))
             self.spec = new_spec
             self.clear_failure(f"rolled to {new_uri}")
-            self.rollout.update(state="succeeded", message=f"{total} replicas on {new_uri}")
+            self.rollout.update(state="succeeded", message=f"{_replicas(total)} on {new_uri}")
             self.event("rollout", f"rollout to {new_uri} done")
         except asyncio.CancelledError:
             self.rollout.update(state="failed", message="cancelled")

@@ -21,7 +21,12 @@ Endpoints:
   tokens plus ``max_tokens`` do not fit the model's context (a model with ``context_tokens``,
   such as ``builtin:tiny-gpt``: 256) is refused before anything is generated or streamed, as
   OpenAI refuses it: 400, ``code`` "context_length_exceeded", in OpenAI's words (see
-  :func:`_context_problem`); it is never left-truncated.
+  :func:`_context_problem`); it is never left-truncated. That is the only bound on
+  ``max_tokens`` of such a model (its context minus the prompt, ``max_model_len`` in
+  ``/v1/models``). A model that does not say its context (no ``context_tokens``, such as
+  ``builtin:echo`` or a pyfunc without it) takes at most ``--max-tokens`` (the service spec's
+  ``max_tokens``, default 4096) per completion: nothing else bounds how long its ``generate``
+  runs (see :func:`_max_tokens_problem`).
 * ``POST /v1/chat/completions`` — OpenAI chat completions on the same text models: the
   messages become one prompt through the model's ``apply_chat_template`` or a plain documented
   template (:mod:`aistack.serving.chat`); the answer is ``choices[0].message`` with ``usage``;
@@ -29,6 +34,8 @@ Endpoints:
   deltas, the finish reason in a last one with an empty delta), as OpenAI does.
 * ``POST /invocations`` — MLflow scoring protocol (``dataframe_split``, ``dataframe_records``,
   ``instances``, ``inputs``) for pyfunc models.
+* ``GET /v1/models`` and ``GET /v1/models/{model}`` — OpenAI's list and retrieve (404
+  ``model_not_found`` for a model not served here).
 * ``GET /health`` — 200 when the model is loaded and healthy, with batching stats.
 * ``GET /metrics`` — Prometheus text.
 
@@ -91,7 +98,7 @@ class CompletionRequest(NumberFields):
 
     prompt: str | list[str]
     model: str | None = None
-    max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS)
+    max_tokens: int = Field(default=16, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: Choices = 1
@@ -181,6 +188,25 @@ def _context_problem(
             code=CONTEXT_LENGTH_EXCEEDED,
         )
     return None
+
+
+def _max_tokens_problem(
+    generator: object, max_tokens: int, cap: int, *, field: str
+) -> HTTPProblem | None:
+    """A 400 naming ``field`` when ``max_tokens`` is above ``cap`` for a model that does not say
+    its context (:func:`~aistack.serving.generators.context_tokens` is None); None otherwise: a
+    model that says its context is bounded by it alone (:func:`_context_problem`)."""
+    if max_tokens <= cap or context_tokens(generator) is not None:
+        return None
+    return HTTPProblem(
+        400,
+        f"{field} is too large: {max_tokens}. This model supports at most {cap} completion "
+        f"tokens, whereas you provided {max_tokens}: it does not say its context length "
+        "(no context_tokens), so this server caps a completion at max_tokens "
+        f"{cap} (nothing else would bound how long it generates); ask for at most {cap}, or "
+        "raise the service's max_tokens",
+        param=field,
+    )
 
 
 def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
@@ -383,6 +409,7 @@ class ReplicaServer:
         max_wait_ms: float = 5.0,
         max_body_bytes: int = 1_048_576,
         served_names: Iterable[str] = (),
+        max_tokens: int = MAX_TOKENS,
     ) -> None:
         self.model = model
         self.name = name
@@ -393,6 +420,8 @@ class ReplicaServer:
             self.served_names.append(model.uri.removeprefix("models:/").split("/")[0])
         self.served_names = list(dict.fromkeys(n for n in self.served_names if n))
         self.max_body_bytes = max_body_bytes
+        # max_tokens of a model that does not say its context (see _max_tokens_problem)
+        self.max_tokens = max_tokens
         self.metrics = RequestMetrics(prefix="aistack_replica", labels={"replica": name})
         self.gen_batcher = (
             DynamicBatcher(
@@ -532,12 +561,13 @@ class ReplicaServer:
             text = server.metrics.prometheus({"pending_requests": server.pending()}, extra)
             return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-        async def models(request: Request) -> Response:
-            """OpenAI's model list (``created``: when this replica loaded it, Unix seconds),
+        def model_entry(name: str) -> dict[str, Any]:
+            """OpenAI's model object (``created``: when this replica loaded it, Unix seconds),
             with vLLM's ``max_model_len`` where the model says its context (prompt and
             completion tokens together; a longer request is refused as
             ``context_length_exceeded``)."""
             entry: dict[str, Any] = {
+                "id": name,
                 "object": "model",
                 "created": int(server.started),
                 "owned_by": "aistack",
@@ -545,21 +575,36 @@ class ReplicaServer:
             limit = context_tokens(server.model.generator)
             if limit is not None:
                 entry["max_model_len"] = limit
+            return entry
+
+        async def models(request: Request) -> Response:
+            """OpenAI's model list: a :func:`model_entry` per name served."""
             return JSONResponse(
-                {"object": "list", "data": [{"id": n, **entry} for n in server.served_names]}
+                {"object": "list", "data": [model_entry(n) for n in server.served_names]}
             )
 
-        def check_model(name: str | None) -> None:
+        def check_model(name: str | None, *, param: str | None = "model") -> None:
             """As vLLM: a request naming a model this replica does not serve is a 404."""
             if name and name not in server.served_names:
                 raise HTTPProblem(
                     404,
                     f"model: {name!r} is not served here; this endpoint serves "
                     + ", ".join(repr(n) for n in server.served_names)
-                    + " (or leave model out)",
-                    param="model",
+                    + (" (or leave model out)" if param else ""),
+                    param=param,
                     code=MODEL_NOT_FOUND,
                 )
+
+        async def retrieve_model(request: Request) -> Response:
+            """OpenAI's retrieve-model (``client.models.retrieve(id)``): the object the list
+            has for ``id``; 404 ``model_not_found`` for a name not served here. An id with a
+            ``/`` (``models:/NAME/1``) may come as it is or %-encoded."""
+            name = request.path_params["model"]
+            try:
+                check_model(name, param=None)
+            except HTTPProblem as exc:
+                return exc.response()
+            return JSONResponse(model_entry(name))
 
         async def text_request(request: Request, model: Any) -> Any:
             """The validated body of a text endpoint (completions, chat): 404 for a model that
@@ -609,7 +654,11 @@ class ReplicaServer:
             created = int(time.time())
             model_name = req.model or server.model.uri
             max_tokens = req.max_new_tokens
-            problem = _context_problem(server.model.generator, [prompt], max_tokens, chat=True)
+            problem = _context_problem(
+                server.model.generator, [prompt], max_tokens, chat=True
+            ) or _max_tokens_problem(
+                server.model.generator, max_tokens, server.max_tokens, field=req.max_tokens_field
+            )
             if problem is not None:  # before a stream starts: its status is still ours to set
                 raise problem
             if req.stream:
@@ -668,7 +717,11 @@ class ReplicaServer:
                     "split them over several requests",
                     param="prompt",
                 )
-            problem = _context_problem(server.model.generator, prompts, req.max_tokens, chat=False)
+            problem = _context_problem(
+                server.model.generator, prompts, req.max_tokens, chat=False
+            ) or _max_tokens_problem(
+                server.model.generator, req.max_tokens, server.max_tokens, field="max_tokens"
+            )
             if problem is not None:  # before a stream starts: its status is still ours to set
                 raise problem
             import asyncio
@@ -752,20 +805,26 @@ class ReplicaServer:
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
             Route("/v1/completions", timed(completions), methods=["POST"]),
             Route("/v1/chat/completions", timed(chat_completions), methods=["POST"]),
             Route("/invocations", timed(invocations), methods=["POST"]),
         ]
-        served = ", ".join(f"{sorted((r.methods or set()) - {'HEAD'})[0]} {r.path}" for r in routes)
+        served = ", ".join(
+            f"{sorted((r.methods or set()) - {'HEAD'})[0]} {r.path.replace(':path}', '}')}"
+            for r in routes
+        )
 
         async def no_route(request: Request, exc: Exception) -> Response:
-            """404/405 in the OpenAI error shape (JSON), naming what is served."""
+            """404/405 in the OpenAI error shape (JSON), naming what is served. "Here", not
+            "this replica": a service's router relays this answer as its own (the client asked
+            the service, which serves the same paths)."""
             code = int(getattr(exc, "status_code", 404))
             what = f"{request.method} {request.url.path}"
             if code == 405:
-                msg = f"{what}: method not allowed; this replica serves {served}"
+                msg = f"{what}: method not allowed; served here: {served}"
             else:
-                msg = f"{what}: no such endpoint; this replica serves {served}"
+                msg = f"{what}: no such endpoint; served here: {served}"
             return HTTPProblem(code, msg).response()
 
         return Starlette(
@@ -850,6 +909,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--max-body-bytes", type=int, default=1_048_576)
     ap.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_TOKENS,
+        help="most tokens per completion for a model that does not say its context length "
+        f"(default {MAX_TOKENS}); a model that says it is bounded by its context instead",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=int(os.environ.get("AISTACK_SERVE_THREADS", "1")),
@@ -862,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.max_batch_size < 1:
         ap.error("--max-batch-size must be >= 1")
+    if args.max_tokens < 16:  # the default of a request that does not say
+        ap.error("--max-tokens must be >= 16 tokens (the default max_tokens of a request)")
     from aistack.serving.batching import MAX_WAIT_MS
 
     if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # NaN too
@@ -884,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         max_wait_ms=args.max_wait_ms,
         max_body_bytes=args.max_body_bytes,
         served_names=[os.environ.get("AISTACK_SERVE_SERVICE", ""), args.model],
+        max_tokens=args.max_tokens,
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

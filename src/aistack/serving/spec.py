@@ -260,6 +260,10 @@ def _takes(f: FieldInfo, name: str) -> str:
     return unit + "".join(f" {b}" if i == 0 else f" and {b}" for i, b in enumerate(bounds))
 
 
+# the spec's max_tokens (see aistack.serving.chat.MAX_TOKENS)
+DEFAULT_MAX_TOKENS = 4096
+
+
 class BatchingConfig(_Strict):
     """Dynamic batching inside each replica."""
 
@@ -337,6 +341,15 @@ class ServiceSpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="router port; 0 = pick a free one")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=MAX_BODY_BYTES)
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_TOKENS,
+        ge=16,
+        le=10_000_000,
+        description="the most tokens one completion may ask for (max_tokens) from a model "
+        "that does not say its context length (no context_tokens): nothing else bounds how long "
+        "it generates; a model that says its context is bounded by it instead (the context "
+        "minus the prompt); at least 16, a request's default",
+    )
     max_queued_requests: int = Field(
         default=100,
         ge=0,

@@ -123,4 +123,4 @@ def test_decision_reasons_count_replicas() -> None:
     _, a = run([0.0] * 3, CFG.model_copy(update={"max_replicas": 2}), start=5)
     assert a.history[0].reason == "scale down 5 → 2 replicas: above the maximum of 2 replicas"
     _, why = Autoscaler(cfg=CFG).recommend(0.0, 1)
-    assert why.endswith("; 0 replicas clipped to [1, 4]")
+    assert why.endswith("; that is 0 replicas, raised to the minimum of 1")

@@ -30,7 +30,7 @@ BOTH = pytest.mark.parametrize(("path", "base"), [CHAT, TEXT], ids=["chat", "com
     ("extra", "param"),
     [
         ({"temperature": "many"}, "temperature"),  # a wrong type
-        ({"max_tokens": 201}, "max_tokens"),  # out of range
+        ({"max_tokens": 4097}, "max_tokens"),  # out of range (a model without a context)
         ({"colour": "red"}, "colour"),  # unknown
         ({"n": 2}, "n"),  # unsupported here
         ({"seed": 1, "temperature": 1, "stop": 5}, "stop"),

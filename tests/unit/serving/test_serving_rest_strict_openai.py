@@ -38,7 +38,7 @@ TEXT = ("/v1/completions", {"prompt": "hi"})
         (
             "max_tokens",
             "3",
-            "max_tokens: must be a whole number from 1 to 200, got a string ('3'); send the "
+            "max_tokens: must be a whole number >= 1, got a string ('3'); send the "
             "number without quotes",
         ),
         (
