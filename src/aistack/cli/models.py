@@ -206,7 +206,8 @@ def show(
         return
     from rich.table import Table
 
-    t = Table(title=f"{esc(m['name'])}: {len(m['versions'])} versions")
+    n = len(m["versions"])
+    t = Table(title=f"{esc(m['name'])}: {n} version{'' if n == 1 else 's'}")
     for c in ("version", "aliases", "run", "job", "source", "created"):
         t.add_column(c)
     for v in m["versions"]:
@@ -301,10 +302,24 @@ def promote_cmd(
 ) -> None:
     """Point alias --to at --version if every --require condition holds on its run's metrics;
     otherwise refuse (exit status 2) and say which condition failed."""
-    from aistack.mlops.registry import promote
+    from aistack.errors import ConflictError
+    from aistack.mlops.registry import CheckResult, parse_conditions, promote, refusal_hint
 
     with _as_options({"version": "--version", "to": "--to", "require": "--require"}):
-        res = promote(name, version, to, list(require or []), tracking_uri=_uri(tracking_uri))
+        try:
+            res = promote(name, version, to, list(require or []), tracking_uri=_uri(tracking_uri))
+        except ConflictError as exc:
+            if "checks" not in exc.details or "logged" not in exc.details:
+                raise
+            # the refusal's hint names the option typed here (the registry's names the field
+            # `require`, as the SDK and the API take it)
+            hint = refusal_hint(
+                parse_conditions(list(require or [])),
+                [CheckResult(**c) for c in exc.details["checks"]],
+                exc.details["logged"],
+                option="--require",
+            )
+            raise ConflictError(exc.message, hint=hint, **exc.details) from None
     if as_json:
         _out(res.to_dict())
         return

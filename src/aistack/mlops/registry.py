@@ -22,7 +22,7 @@ import logging
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, NoReturn
 
 from aistack.errors import ConflictError, NotFoundError, ValidationError, short_repr
@@ -211,33 +211,42 @@ def check_conditions(conditions: list[Condition], metrics: dict[str, float]) -> 
 
 
 def refusal_hint(
-    conditions: list[Condition], checks: list[CheckResult], metrics: dict[str, float]
+    conditions: list[Condition],
+    checks: list[CheckResult],
+    metrics: Collection[str],
+    *,
+    option: str | None = None,
 ) -> str:
     """What to do about failed checks: a metric the run did not log needs a condition on one
-    it did log (named, with an example); only a logged metric that fails means a better model."""
+    it did log (with an example; the refusal's message already lists them); only a logged
+    metric that fails means a better model. ``metrics``: the names the run logged.
+
+    The conditions are named as the caller gave them: the field ``require`` (SDK, API), or
+    ``option`` (the CLI's ``--require``)."""
     by_text = {c.text: c for c in conditions}
     missing = [ch for ch in checks if not ch.passed and ch.actual is None]
     failing = [ch for ch in checks if not ch.passed and ch.actual is not None]
+    where = option or "`require`"
     hints = []
     if missing:
-        names = ", ".join(repr(ch.metric) for ch in missing)
-        verb = "is" if len(missing) == 1 else "are"
         if metrics:
             example_metric = "loss" if "loss" in metrics else sorted(metrics)[0]
             cond = by_text.get(missing[0].condition)
             op = cond.op if cond else "<"
-            threshold = f"{cond.threshold:g}" if cond else "…"
+            example = (
+                f'"{example_metric}{op}{cond.threshold:g}"' if cond else f'"{example_metric}<…"'
+            )
             hints.append(
-                f"{names} {verb} not logged by the run (it logged: {', '.join(sorted(metrics))})"
-                f': require one of those, e.g. --require "{example_metric}{op}{threshold}"'
+                "require a metric the run logged, e.g. "
+                + (f"{option} {example}" if option else f"{example} in `require`")
             )
         else:
             hints.append(
-                f"{names} {verb} not logged by the run, which logged no metrics: log them "
-                "(mlflow.log_metric) in the training code, or promote without --require"
+                "log the metrics (mlflow.log_metric) in the training code, or promote "
+                f"without {where}"
             )
     if failing:
-        hints.append("train a better model or change --require")
+        hints.append(f"train a better model or change {where}")
     return "; ".join(hints)
 
 
@@ -585,7 +594,9 @@ def promote(
     conditions = parse_conditions(require)
     v = _version_int(version)
     if not to_alias or not to_alias.strip():
-        raise ValidationError("to: alias must not be empty", hint="e.g. --to production")
+        raise ValidationError(
+            "to: alias must not be empty", hint="name the alias to move, e.g. production"
+        )
     _check_alias(to_alias, "to")
     client = _client(tracking_uri)
     with auth_env(resolve_token(token)), mlflow_errors(f"promote {name} v{v} to {to_alias!r}"):
@@ -606,6 +617,7 @@ def promote(
                 + "; ".join(c.reason for c in failed),
                 hint=refusal_hint(conditions, checks, metrics),
                 checks=[dataclasses.asdict(c) for c in checks],
+                logged=sorted(metrics),
             )
         previous = _aliases(client, name).get(to_alias)
         client.set_registered_model_alias(name, to_alias, str(v))
