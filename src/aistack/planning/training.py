@@ -274,8 +274,10 @@ def duration_text(days: float) -> str:
     if days * 24 >= 1:
         return f"{days * 24:,.1f} hours"
     if days * 1440 >= 1:
-        return f"{days * 1440:,.2g} minutes"
-    return f"{days * 86400:,.2g} seconds"
+        n, unit = f"{days * 1440:,.2g}", "minute"
+    else:
+        n, unit = f"{days * 86400:,.2g}", "second"
+    return f"{n} {unit}" if n == "1" else f"{n} {unit}s"  # "1 minute", not "1 minutes"
 
 
 def _round_to_nodes(n: int) -> int:

@@ -35,7 +35,13 @@ def test_hybrid_table_names_every_column() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(11, "11 seconds"), (0.5, "0.5 seconds"), (60, "1 minutes"), (360, "6 minutes")],
+    [
+        (11, "11 seconds"),
+        (0.5, "0.5 seconds"),
+        (60, "1 minute"),
+        (360, "6 minutes"),
+        (1, "1 second"),
+    ],
 )
 def test_short_durations_read_in_seconds(seconds: float, text: str) -> None:
     assert duration_text(seconds / 86400) == text
