@@ -63,6 +63,7 @@ _FLAGS = {
     "max_batch_size": "--max-batch-size",
     "max_wait_ms": "--max-wait-ms",
     "max_queued_requests": "--max-queued",
+    "max_tokens": "--max-tokens",
     "gpus": "--gpus",
     "cpus": "--cpus",
     "memory": "--memory",
@@ -76,7 +77,7 @@ _FLAGS = {
 _FIELD_WORDS = re.compile(
     r"\b(?:(?:autoscale|batching|resources)\.)?"
     r"(min_replicas|max_replicas|target_inflight|downscale_cooldown_s|max_batch_size|max_wait_ms"
-    r"|max_queued_requests)\b"
+    r"|max_queued_requests|max_tokens)\b"
     r"|\bresources\.(gpus|cpus|memory)\b"
 )
 
@@ -174,6 +175,14 @@ def deploy(
             "more are answered 429 with Retry-After",
         ),
     ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            help="the most tokens one completion may ask for, for a model that does not say "
+            "its context length (default 4096; a model that says it is bounded by it)",
+        ),
+    ] = None,
     project: Annotated[str, typer.Option("--project")] = "default",
     wait_s: Annotated[
         float, typer.Option("--wait", help="seconds to wait for --min replicas (0 = do not wait)")
@@ -200,6 +209,7 @@ def deploy(
         "target_inflight": target_inflight,
         "downscale_cooldown_s": cooldown_s,
         "max_queued_requests": max_queued,
+        "max_tokens": max_tokens,
     }
     with _flag_errors({**given, "wait_ready_s": wait_s, "launcher": launcher}):
         st = manager.deploy(

@@ -191,11 +191,14 @@ def deploy(
     env: dict[str, str] | None = None,
     wait_ready_s: float | None = 120.0,
     extra: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Validate, resolve the model, write the spec, start the controller; returns its status.
 
     ``wait_ready_s``: wait until ``min_replicas`` replicas are ready (None: return at once).
     ``max_queued_requests``: admission control (see :class:`ServiceSpec`; None: its default).
+    ``max_tokens``: the most tokens a completion may ask for from a model that does not say
+    its context length (:class:`ServiceSpec`; None: its default).
     """
     from pydantic import ValidationError as PydanticValidationError
 
@@ -244,6 +247,8 @@ def deploy(
             fields["priority"] = priority
         if max_queued_requests is not None:
             fields["max_queued_requests"] = max_queued_requests
+        if max_tokens is not None:
+            fields["max_tokens"] = max_tokens
         spec = ServiceSpec.model_validate(
             {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in fields.items()}
         )

@@ -112,6 +112,7 @@ def _deploy(body: ServiceCreate) -> ServicePublic:
         target_inflight=body.target_inflight,
         downscale_cooldown_s=body.cooldown_s,
         max_queued_requests=body.max_queued_requests,
+        max_tokens=body.max_tokens,
         project=body.project,
         wait_ready_s=None,
     )

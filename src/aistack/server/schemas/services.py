@@ -118,6 +118,13 @@ class ServiceCreate(BaseModel):
     max_queued_requests: int | None = Field(
         default=None, ge=0, le=1_000_000, description="admission control (default 100)"
     )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=10_000_000,
+        description="the most tokens one completion may ask for from a model that does not "
+        "say its context length (default 4096)",
+    )
     project: str = "default"
 
 
