@@ -846,7 +846,7 @@ def _recommend(
         if unpriced_hours:
             return (
                 f"No buy-vs-rent advice: the {fixed(unpriced_hours)} GPU-hours in the window are of "
-                "GPU types the catalog has no price for (see the notes).",
+                "GPU types the price sheet has no price for (see the notes).",
                 {},
             )
         return "No GPU usage in the window: nothing to buy.", {}
