@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -24,6 +25,26 @@ from aistack.executors.supervisor import READY_FILE, write_json_atomic
 
 log = logging.getLogger(__name__)
 START_GRACE_S = 10.0  # a supervisor that has not written status.json yet is "starting"
+
+
+@dataclass(kw_only=True)
+class LocalExecStatus(ExecStatus):
+    """A final status with when the job ended (exit.json's ``finished_at``, epoch seconds): a
+    job that ended while the server was down keeps its real end, not the restarted server's
+    first look at it."""
+
+    finished_at: float | None = None
+
+
+def _final(ex: dict, node: str) -> ExecStatus:  # type: ignore[type-arg]
+    t = ex.get("finished_at")
+    return LocalExecStatus(
+        state=ex["state"],
+        exit_code=ex.get("exit_code"),
+        reason=ex.get("reason"),
+        node=node,
+        finished_at=float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None,
+    )
 
 
 class LocalExecutor(Executor):
@@ -105,12 +126,7 @@ class LocalExecutor(Executor):
         d = Path(handle)
         ex = _read(d / "exit.json")
         if ex is not None:
-            return ExecStatus(
-                state=ex["state"],
-                exit_code=ex.get("exit_code"),
-                reason=ex.get("reason"),
-                node=self._node.name,
-            )
+            return _final(ex, self._node.name)
         sup, info = self._supervisor(handle)
         st = _read(d / "status.json")
         if sup is not None:
@@ -121,12 +137,7 @@ class LocalExecutor(Executor):
             )
         ex = _read(d / "exit.json")  # it may have finished between the two reads
         if ex is not None:
-            return ExecStatus(
-                state=ex["state"],
-                exit_code=ex.get("exit_code"),
-                reason=ex.get("reason"),
-                node=self._node.name,
-            )
+            return _final(ex, self._node.name)
         if not info and time.time() - _mtime(d) < START_GRACE_S:
             return ExecStatus(state="starting", node=self._node.name)
         # the supervisor is gone without an exit record: the job's processes may still be there

@@ -37,8 +37,11 @@ def _next_seq(session: Session) -> int:
     return int(row)
 
 
-def add_event(session: Session, job_id: str, kind: str, message: str = "") -> None:
-    session.add(JobEvent(job_id=job_id, kind=kind, message=message))
+def add_event(
+    session: Session, job_id: str, kind: str, message: str = "", *, t: dt.datetime | None = None
+) -> None:
+    """Record an event of the job, at ``t`` (naive UTC; default: now)."""
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message, t=t or utcnow()))
 
 
 def submit_job(

@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -97,6 +98,20 @@ def _unless_cancelled(reason: str | None) -> Any:
 
 def _from_epoch(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+def _ended_at(st: ExecStatus, job: Job, now: dt.datetime) -> dt.datetime:
+    """When the job's attempt ended: the executor's record of it (the local executor's
+    ``finished_at``) when it has one between the start and ``now``, else ``now``. A job that
+    ended while the server was down was stamped with the restarted server's first look: its
+    runtime, attained service, usage and cost counted the downtime too."""
+    t = getattr(st, "finished_at", None)
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+        return now
+    end = _from_epoch(float(t))
+    if job.started_at is not None and end < job.started_at:
+        return job.started_at
+    return min(end, now)
 
 
 def _describe(exc: BaseException) -> str:
@@ -408,10 +423,10 @@ class SchedulerLoop:
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
         self._record_usage(s, job)  # the samples since the last monitor pass, while still open
         self._last_sample_t.pop(job.id, None)
-        now = utcnow()
+        now = _ended_at(st, job, utcnow())
         allocs = _open_allocations(s, job.id)
         for a in allocs:
-            a.end = now
+            a.end = max(now, a.start) if a.start is not None else now
         units = max(
             1,
             (job.allocation and sum(len(v.get("gpus", [])) for v in job.allocation.values())) or 0,
@@ -434,13 +449,14 @@ class SchedulerLoop:
                 job.id,
                 "preempted",
                 st.reason or "preempted; requeued with its attained service kept",
+                t=now,
             )
         elif st.state == "succeeded":
             job.state, job.finished_at = "SUCCEEDED", now
             # an earlier attempt's failure (kept in its events) is not this job's: cleared,
             # unless the column holds the reason of a cancel (shown as the stop reason)
             job.failure_reason = _unless_cancelled(None)
-            add_event(s, job.id, "succeeded", "exit code 0")
+            add_event(s, job.id, "succeeded", "exit code 0", t=now)
         elif st.state == "cancelled" or job.cancel_requested:
             job.state, job.finished_at = "CANCELLED", now
             # the reason given with the cancel (request_cancel keeps it) before the executor's
@@ -450,11 +466,11 @@ class SchedulerLoop:
                 job.failure_reason = _unless_cancelled(st.reason or "cancelled by user")
                 s.flush()  # the value the row ends with (the attribute is reloaded)
                 job.failure_reason = job.failure_reason or st.reason or "cancelled by user"
-            add_event(s, job.id, "cancelled", job.failure_reason)
+            add_event(s, job.id, "cancelled", job.failure_reason, t=now)
         elif st.state == "timeout":
             job.state, job.finished_at = "TIMEOUT", now
             job.failure_reason = st.reason
-            add_event(s, job.id, "timeout", st.reason or "")
+            add_event(s, job.id, "timeout", st.reason or "", t=now)
         elif st.state == "lost" and self._lost_requeues(s, job) < MAX_LOST_REQUEUES:
             # the machine lost the job (node gone, supervisor killed): requeue it without using
             # one of its retries, as Slurm requeues on node failure; the trainer resumes from its
@@ -465,7 +481,7 @@ class SchedulerLoop:
             job.handle, job.allocation, job.started_at = None, None, None
             job.failure_reason = _unless_cancelled(st.reason)
             job.pending_reason = f"requeued after the job was lost: {(st.reason or '')[:200]}"
-            add_event(s, job.id, "requeued", f"attempt {job.attempt - 1} lost: {st.reason}")
+            add_event(s, job.id, "requeued", f"attempt {job.attempt - 1} lost: {st.reason}", t=now)
         else:  # failed, or lost too often
             reason = st.reason or f"exit code {st.exit_code}"
             if job.retries_left > 0:
@@ -477,11 +493,13 @@ class SchedulerLoop:
                 job.pending_reason = (
                     f"retrying ({job.retries_left} retries left) after: {reason[:200]}"
                 )
-                add_event(s, job.id, "retry", f"attempt {job.attempt - 1} {st.state}: {reason}")
+                add_event(
+                    s, job.id, "retry", f"attempt {job.attempt - 1} {st.state}: {reason}", t=now
+                )
             else:
                 job.state, job.finished_at = "FAILED", now
                 job.failure_reason = reason if st.state != "lost" else f"lost: {reason}"
-                add_event(s, job.id, st.state, job.failure_reason)
+                add_event(s, job.id, st.state, job.failure_reason, t=now)
         observe = getattr(self.policy, "observe", None)
         if observe is not None and job.state == "SUCCEEDED" and job.started_at:
             # with the job's id, a policy that learns from sibling jobs (the default with
