@@ -460,6 +460,11 @@ def _spec_from_args(file: str | None, cmd: str | None, opts: dict[str, Any]) -> 
         data["workdir"] = os.getcwd()
     elif opts.get("workdir"):
         data["workdir"] = opts["workdir"]
+    wd = data.get("workdir")
+    if isinstance(wd, str) and wd.strip() and "\0" not in wd:
+        # a relative folder is the current one's (as sbatch --chdir): the job's supervisor
+        # runs elsewhere, where "sub" did not exist and the job failed at its start
+        data["workdir"] = os.path.abspath(os.path.expanduser(wd))
     return data
 
 
@@ -532,7 +537,9 @@ def submit(
     retries: int = typer.Option(None),
     distributed: str = typer.Option(None, help="torch | jax | tensorflow | mxnet"),
     env: list[str] = typer.Option(None, "--env", "-e", help="KEY=VALUE (repeatable)"),
-    workdir: str = typer.Option(None, help="default: the current directory"),
+    workdir: str = typer.Option(
+        None, help="default: the current directory; a relative path is taken from it"
+    ),
     wait_: bool = typer.Option(
         False, "--wait", help="block until the job ends; exit 0 only if it succeeded"
     ),
@@ -685,9 +692,15 @@ def wait(
 def logs(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
     follow: bool = typer.Option(False, "--follow", "-f"),
-    attempt: int = typer.Option(None, help="an earlier attempt (retries)"),
+    attempt: int = typer.Option(None, min=0, help="an earlier attempt (retries; 0 is the first)"),
 ) -> None:
     """Print a job's output (stdout and stderr)."""
+    if follow and attempt is not None:
+        # (--attempt was ignored: -f printed the latest attempt's output)
+        raise ValidationError(
+            f"--attempt {attempt} with --follow: --follow follows the job's latest attempt",
+            hint=f"leave out --follow to print attempt {attempt}, or --attempt to follow the job",
+        )
     c = client()
     if follow:
         for text in c.follow_logs(job_id):
@@ -791,6 +804,16 @@ def cluster(as_json: bool = typer.Option(False, "--json")) -> None:
     )
 
 
+def _local_time(iso: str) -> str:
+    """An API time (UTC, ISO 8601) in this machine's zone, with the date and the zone's name:
+    the events of a job that ran over midnight, or that another zone submitted, read right
+    (the bare UTC clock time read as local time)."""
+    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if t.tzinfo is None:  # the API's times are UTC
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 @app.command(cls=_Command)
 def events(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
@@ -802,5 +825,5 @@ def events(
         print_json(rows)
         return
     for e in rows:
-        t = dt.datetime.fromisoformat(e["t"]).strftime("%H:%M:%S")
+        t = _local_time(e["t"])
         console.print(f"{t}  {e['kind']:<11} {e['message']}", markup=False)
