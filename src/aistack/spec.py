@@ -112,6 +112,9 @@ def env_value(value: Any) -> str:
     raise ValueError(f"must be a string, got {got}")
 
 
+# set by the executor from the job's allocation (a job's own value would be replaced)
+DEVICE_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"})
+
 # the value type of every env mapping a user writes (a job's, a service's)
 EnvValue = Annotated[str, BeforeValidator(env_value)]
 
@@ -207,6 +210,12 @@ class JobSpec(_Strict):
         for k in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", k):
                 raise ValueError(f"{k!r} is not a valid environment variable name")
+            if k in DEVICE_ENV:
+                # the executor sets it to the job's own GPUs: a value given here was replaced
+                raise ValueError(
+                    f"{k} is set by aistack to the GPUs the job is given (none for a CPU job); "
+                    "remove it, and ask for GPUs with resources.gpus (and resources.gpu_type)"
+                )
         out = {k: str(x) for k, x in v.items()}
         for k, x in out.items():
             _check_arg(x, f"the value of {k}", extra=len(k.encode()) + 1)

@@ -281,3 +281,14 @@ def test_an_unquoted_yaml_boolean_or_number_in_a_text_field_says_to_quote_it(
     with pytest.raises(ValidationError) as ei:
         load_spec_file(p)
     assert ei.value.details["problems"] == [said]
+
+
+@pytest.mark.parametrize(
+    "name", ["CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"]
+)
+def test_env_naming_the_jobs_devices_is_refused(name: str) -> None:
+    """The executor sets them from the job's allocation: `-e CUDA_VISIBLE_DEVICES=3` was
+    accepted and the job saw its own GPUs (none, on a CPU job) instead."""
+    with pytest.raises(ValidationError, match=f"env: {name} is set by aistack to the GPUs"):
+        parse_spec({"command": "x", "env": {name: "3"}})
+    assert parse_spec({"command": "x", "env": {"CUDA_LAUNCH_BLOCKING": "1"}}).env
