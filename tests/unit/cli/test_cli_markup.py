@@ -310,7 +310,7 @@ def test_models_ls_and_show(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _ok(runner.invoke(app, ["models", "ls"]), f"m {text}", f"alias {text}→v2")
     _ok(
         runner.invoke(app, ["models", "show", "m"]),
-        f"m {text}: 1 versions",
+        f"m {text}: 1 version",
         f"alias {text}",
         f"run {text}",
         f"job {text}",
