@@ -33,7 +33,12 @@ def mount(app: FastAPI, ctx: Any) -> None:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     index_html = (HERE / "templates" / "index.html").read_text()
+    # the token file this server reads (AISTACK_HOME may move it from ~/.aistack/token)
     login_html = (HERE / "templates" / "login.html").read_text()
+    if getattr(ctx.settings, "token_file", None) is not None:
+        login_html = login_html.replace(
+            "~/.aistack/token", html.escape(str(ctx.settings.token_file))
+        )
 
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:

@@ -4,17 +4,27 @@ const API = "/api/v1";
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 let timers = [];
+let routeGen = 0;  // bumped on every page change: answers to the page left behind are dropped
 
 async function api(path, opts) {
   opts = opts || {};
-  const r = await fetch(API + path, {
-    method: opts.method || "GET",
-    headers: opts.body ? { "content-type": "application/json" } : {},
-    body: opts.body ? JSON.stringify(opts.body) : undefined,
-    credentials: "same-origin",
-  });
+  const gen = routeGen;
+  let r;
+  try {
+    r = await fetch(API + path, {
+      method: opts.method || "GET",
+      headers: opts.body ? { "content-type": "application/json" } : {},
+      body: opts.body ? JSON.stringify(opts.body) : undefined,
+      credentials: "same-origin",
+    });
+  } catch (e) {
+    throw new Error(`cannot reach the aistack server at ${location.origin} (is it running? start it with \`aistack up --detach\`)`);
+  }
   if (r.status === 401) { location.href = "/login"; throw new Error("unauthorized"); }
   const data = r.headers.get("content-type", "").includes("json") ? await r.json() : await r.text();
+  // the user went to another page meanwhile: never settle, so the old page's code writes nothing
+  // into the new page's elements (both have a #kpis, a #list ...)
+  if (gen !== routeGen) return new Promise(() => {});
   if (!r.ok) {
     const err = new Error((data && data.message) ? data.message + (data.hint ? ` (${data.hint})` : "") : `HTTP ${r.status}`);
     err.status = r.status; err.data = data;
@@ -23,7 +33,25 @@ async function api(path, opts) {
   return data;
 }
 
-function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
+// a failed refresh shows why above the page (server stopped, job gone …) and clears once one
+// succeeds; a 404 (what the page shows is gone) stops that refresh
+function showStatus(msg) {
+  let s = $("#status");
+  if (!s && msg) {  // a page shell from before the status line: add it
+    s = document.createElement("p"); s.id = "status"; s.className = "error status"; $("#main").before(s);
+  }
+  if (s) { s.textContent = msg || ""; s.hidden = !msg; }
+}
+function every(ms, fn) {
+  let id = null;
+  const tick = async () => {
+    try { await fn(); showStatus(""); }
+    catch (e) { showStatus(e.message); if (e.status === 404 && id !== null) clearInterval(id); }
+  };
+  tick();
+  id = setInterval(tick, ms);
+  timers.push(id);
+}
 // API times are UTC: with "Z" or an offset ("+00:00"), or naive (older rows): read naive as UTC
 function parseTime(t) { return new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(t) ? t : t + "Z"); }
 function fmtTime(t) { if (!t) return "-"; return parseTime(t).toLocaleString(); }
@@ -42,7 +70,30 @@ function table(cols, rows, rowAttrs) {
     (rows.length ? rows.map((r, i) => `<tr ${rowAttrs ? rowAttrs(i) : ""}>${r.map(c => `<td>${c}</td>`).join("")}</tr>`).join("") : `<tr><td colspan="${cols.length}" class="muted">none</td></tr>`) +
     "</tbody></table>";
 }
-function unavailable(e) { return `<p class="muted">${e.status === 404 ? "not available on this server" : esc(e.message)}</p>`; }
+// a 404 is "not available" only for an endpoint this server lacks; a missing service, model … says so
+function unavailable(e) { return `<p class="muted">${e.status === 404 && /^no such endpoint/.test(e.message) ? "not available on this server" : esc(e.message)}</p>`; }
+const plural = (n, one, many) => `${n} ${n === 1 ? one : (many || one + "s")}`;
+// a job's resources as text: "2 GPUs (H100) · 8 CPUs · 32GB memory × 2 nodes"
+function fmtResources(r) {
+  r = r || {};
+  const gpus = r.gpus || 0, nodes = r.nodes || 1;
+  return plural(gpus, "GPU") + (gpus && r.gpu_type ? ` (${r.gpu_type})` : "") + " · " + plural(r.cpus || 1, "CPU") +
+    (r.memory ? ` · ${r.memory} memory` : "") + (nodes > 1 ? ` × ${nodes} nodes` : "");
+}
+// a job's devices per node as text: "vm: CPUs 0, 1; GPUs 2, 3"
+function fmtDevices(d) {
+  const parts = Object.entries(d || {}).map(([node, a]) => {
+    a = a || {};
+    const ids = (label, xs) => xs && xs.length ? `${label} ${xs.join(", ")}` : "";
+    const mem = a.memory_mb ? `${bytes(a.memory_mb * 1048576)} memory` : "";
+    return `${node}: ${[ids("GPUs", a.gpus), ids("CPUs", a.cpus), mem].filter(Boolean).join("; ") || "-"}`;
+  });
+  return parts.length ? parts.join(" | ") : "-";
+}
+function fmtDuration(s) {
+  if (s === null || s === undefined || !isFinite(s)) return "-";
+  return s < 60 ? `${+s.toFixed(1)} s` : s < 3600 ? `${+(s / 60).toFixed(1)} min` : s < 86400 ? `${+(s / 3600).toFixed(1)} h` : `${+(s / 86400).toFixed(1)} d`;
+}
 
 // ---------------------------------------------------------------- cluster
 async function pageCluster(main) {
@@ -69,7 +120,7 @@ async function pageCluster(main) {
       { label: "CPUs used", value: t.cpus_allocated }, { label: "CPUs free", value: t.cpus - t.cpus_allocated },
     ], { yLabel: "devices" });
     if (hist.length) {
-      const x = h => new Date(h.t).getTime() / 1000;
+      const x = h => parseTime(h.t).getTime() / 1000;
       lineChart($("#util"), [
         { name: "CPU %", points: hist.map(h => [x(h), h.cpu_percent]) },
         { name: "memory %", points: hist.map(h => [x(h), 100 * h.memory_used_mb / h.memory_total_mb]) },
@@ -113,7 +164,7 @@ async function pageJobs(main) {
     const jobs = await api("/jobs?limit=200");
     $("#jobs").innerHTML = table(["id", "name", "project", "state", "resources", "submitted", "pending reason / result", "est. start"],
       jobs.map(j => [`<a href="#/jobs/${esc(encodeURIComponent(j.id))}">${esc(j.id)}</a>`, esc(j.name), esc(j.project), stateCell(j.state),
-        esc(`${j.resources.gpus || 0} GPU · ${j.resources.cpus || 1} CPU${(j.resources.nodes || 1) > 1 ? " × " + j.resources.nodes : ""}`), ago(j.submitted_at),
+        esc(fmtResources(j.resources)), ago(j.submitted_at),
         esc(j.state === "QUEUED" ? j.pending_reason : (j.failure_reason || j.stop_reason || (j.exit_code !== null ? "exit " + j.exit_code : ""))),
         j.estimated_start ? ago(j.estimated_start) : "-"]),
       i => `class="click job-row" data-job="${esc(jobs[i].id)}"`);
@@ -128,7 +179,7 @@ async function pageJobs(main) {
 async function pageJob(main, id) {
   const jid = encodeURIComponent(id);  // from the URL: never let it change the API path
   main.innerHTML = `<h2>Job <code>${esc(id)}</code></h2><div class="kpis" id="kpis"></div>
-    <div class="grid"><div class="card"><h3>Details</h3><div id="details"></div><p><button class="danger" id="cancel-btn">Cancel</button> <span id="cancel-result"></span></p></div>
+    <div class="grid"><div class="card"><h3>Details</h3><div id="details"></div><p><button class="danger" id="cancel-btn" hidden>Cancel</button> <span id="cancel-result"></span></p></div>
     <div class="card"><h3>Resource use</h3><div id="usage"></div></div></div>
     <div class="card" style="margin-top:14px"><h3>Logs (live)</h3><pre class="log" id="logs"></pre></div>
     <div class="card" style="margin-top:14px"><h3>Events</h3><div id="events"></div></div>`;
@@ -145,7 +196,9 @@ async function pageJob(main, id) {
       .map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("");
     $("#details").innerHTML = table(["field", "value"], [
       ["name", esc(j.name)], ["project / user", esc(j.project + " / " + j.user)], ["command", `<code>${esc(j.command)}</code>`],
-      ["resources", esc(JSON.stringify(j.resources))], ["devices", esc(JSON.stringify(j.devices || {}))],
+      ["resources", esc(fmtResources(j.resources))], ["devices", esc(fmtDevices(j.devices))],
+      ["priority / retries left", esc(`${j.priority} / ${j.retries_left}`)], ["max runtime", esc(fmtDuration(j.max_runtime_s))],
+      ["inputs", esc((j.inputs || []).join(", ") || "-")],
       ["pending reason", esc(j.pending_reason || "-")], ["estimated start", j.estimated_start ? fmtTime(j.estimated_start) : "-"],
       ["failure reason", esc(j.failure_reason || "-")], ["stop reason", esc(j.stop_reason || "-")], ["MLflow run", j.mlflow_run_id ? `<a target="_blank" href="/mlflow/#/runs/${esc(encodeURIComponent(j.mlflow_run_id))}">${esc(j.mlflow_run_id)}</a>` : "-"],
       ["submitted / finished", esc(fmtTime(j.submitted_at) + " / " + fmtTime(j.finished_at))],
@@ -186,7 +239,8 @@ async function pageDatasets(main, name) {
     dagChart($("#lineage"), g.nodes.map(n => ({ id: n.id, label: n.name, kind: n.kind })), g.edges.map(e => [e.src, e.dst]));
   };
   document.querySelectorAll(".lineage-link").forEach(a => a.onclick = ev => { ev.preventDefault(); showLineage(a.dataset.v); });
-  if (d.versions.length) showLineage(d.versions[d.versions.length - 1].version);
+  // the newest version's lineage (the API lists versions newest first)
+  if (d.versions.length) showLineage(Math.max(...d.versions.map(v => v.version)));
   $("#diff-form").onsubmit = async ev => {
     ev.preventDefault();
     const f = new FormData(ev.target);
@@ -206,13 +260,13 @@ async function pageModels(main, name) {
     <form class="inline" id="promote-form"><label>version<input name="version" type="number" min="1" value="1"></label><label>to alias<input name="to" value="production"></label>
     <label style="grid-column: span 2">require (comma separated)<input name="require" placeholder="val_loss<3.2"></label><button id="promote-btn">Promote</button></form>
     <div id="promote-result"></div></div>
-    <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"></div></div>`;
+    <div class="card" style="margin-top:14px"><h3>Lineage</h3><div id="lineage"><p class="muted">pick a model</p></div></div>`;
   $("#promote-form").onsubmit = ev => ev.preventDefault();  // bound for real once the model is loaded
   try {
     const ms = await api("/models");
     $("#list").innerHTML = table(["name", "latest", "aliases"], ms.map(m => [`<a href="#/models/${esc(encodeURIComponent(m.name))}">${esc(m.name)}</a>`, esc(m.latest_version ?? "-"), esc(Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", "))]));
   } catch (e) { $("#list").innerHTML = unavailable(e); return; }
-  if (!name) { $("#promote-form").style.display = "none"; return; }
+  if (!name) { $("#promote-form").style.display = "none"; $("#promote-result").innerHTML = '<p class="muted">pick a model</p>'; return; }
   const m = await api(`/models/${encodeURIComponent(name)}`);
   $("#mtitle").textContent = `Versions of ${name}`;
   $("#versions").innerHTML = table(["version", "aliases", "run", "created"], m.versions.map(v => [esc(`v${v.version}`), esc(v.aliases.join(", ")),
@@ -309,9 +363,9 @@ async function pagePlanner(main) {
     <div class="card"><h3>Train</h3><form class="inline" id="f-train"><label>parameters<input name="params" value="7e9"></label><label>active params (MoE)<input name="active_params"></label>
       <label>tokens<input name="tokens" value="2e12"></label><label>GPU<input name="gpu" value="H100"></label><label>GPUs<input name="gpus" value="512"></label><label>or days<input name="days"></label><button>Plan</button></form><div id="r-train"></div></div>
     <div class="card"><h3>Serve</h3><form class="inline" id="f-serve"><label>parameters<input name="params" value="70e9"></label><label>GPU<input name="gpu" value="H100"></label>
-      <label>context<input name="context" value="8192"></label><label>concurrency<input name="concurrency" value="32"></label><label>precision<input name="precision" value="bf16"></label><button>Plan</button></form><div id="r-serve"></div></div>
+      <label>context<input name="context" value="8192"></label><label>concurrency<input name="concurrency" value="16"></label><label>precision<input name="precision" value="bf16"></label><button>Plan</button></form><div id="r-serve"></div></div>
     <div class="card"><h3>TCO</h3><form class="inline" id="f-tco"><label>GPU<input name="gpu" value="H100"></label><label>GPUs<input name="gpus" value="8"></label>
-      <label>utilization<input name="utilization" value="0.7"></label><label>months<input name="horizon_months" value="36"></label><button>Plan</button></form><div id="r-tco"></div><div id="c-tco"></div></div></div>`;
+      <label>utilization (0–1)<input name="utilization" value="0.7"></label><label>months<input name="horizon_months" value="36"></label><button>Plan</button></form><div id="r-tco"></div><div id="c-tco"></div></div></div>`;
   const num = v => (v === "" || v === null) ? undefined : (isNaN(+v) ? v : +v);
   const bind = (form, path, out, after) => $(form).onsubmit = async ev => {
     ev.preventDefault();
@@ -331,7 +385,7 @@ async function pagePlanner(main) {
 // ---------------------------------------------------------------- router
 const PAGES = { cluster: pageCluster, jobs: pageJobs, datasets: pageDatasets, models: pageModels, services: pageServices, costs: pageCosts, planner: pagePlanner };
 async function route() {
-  timers.forEach(clearInterval); timers = [];
+  timers.forEach(clearInterval); timers = []; routeGen++; showStatus("");
   const [page, arg] = (location.hash.replace(/^#\/?/, "") || "cluster").split("/");
   document.querySelectorAll("nav a[data-page]").forEach(a => a.classList.toggle("active", a.dataset.page === page));
   const main = $("#main");
@@ -340,7 +394,7 @@ async function route() {
   try {
     if (page === "jobs" && arg) await pageJob(main, name);
     else await (PAGES[page] || pageCluster)(main, name);
-  } catch (e) { main.innerHTML += `<p class="error">${esc(e.message)}</p>`; }
+  } catch (e) { main.insertAdjacentHTML("beforeend", `<p class="error">${esc(e.message)}</p>`); }
 }
 window.addEventListener("hashchange", route);
 route();

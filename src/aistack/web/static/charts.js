@@ -52,6 +52,10 @@ function niceMax(v) {
 }
 
 function fmtNum(v) {
+  // FLOPs and token counts run to 1e24: past trillions, powers of ten (the 'M' suffix read 8.4e22 as "84…984.0M")
+  if (Math.abs(v) >= 1e15) return v.toExponential(2).replace("e+", "e");
+  if (Math.abs(v) >= 1e12) return (v / 1e12).toFixed(1) + "T";
+  if (Math.abs(v) >= 1e9) return (v / 1e9).toFixed(1) + "B";
   if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (Math.abs(v) >= 1e3) return (v / 1e3).toFixed(1) + "k";
   if (v !== 0 && Math.abs(v) < 0.01) return v.toPrecision(2);
@@ -61,7 +65,7 @@ function fmtNum(v) {
 // series: [{name, points: [[x, y], ...]}]; opts: {yLabel, xFormat(x) -> str, yMax}
 function lineChart(container, series, opts) {
   opts = opts || {};
-  const W = 600, H = 220, L = 52, R = 10, T = 10, B = 28;
+  const W = 600, H = 220, L = 52, R = 10, T = opts.yLabel ? 24 : 10, B = 28;  // the y label sits above the top tick
   const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H] });
   const xs = series.flatMap(s => s.points.map(p => p[0]));
   const ys = series.flatMap(s => s.points.map(p => p[1])).filter(v => v !== null && isFinite(v));
@@ -104,7 +108,7 @@ function lineChart(container, series, opts) {
 // bars: [{label, value, color?}]
 function barChart(container, bars, opts) {
   opts = opts || {};
-  const W = 600, H = 220, L = 52, R = 10, T = 10, B = 40;
+  const W = 600, H = 220, L = 52, R = 10, T = opts.yLabel ? 24 : 10, B = 40;
   const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H] });
   if (!bars.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
   const yMax = niceMax(Math.max(...bars.map(b => b.value), 0));
