@@ -1052,11 +1052,15 @@ class QueuePolicy(Policy):
                 elif shadow is not None:
                     tail = f"first in line, reserved to start in {fmt_duration(shadow - now)}"
                 elif unknown_end:
-                    more = f" and {len(unknown_end) - 1} more" if len(unknown_end) > 1 else ""
+                    n_more = len(unknown_end) - 1
+                    who = (
+                        f"running jobs {unknown_end[0]} and {n_more} more have"
+                        if n_more
+                        else f"running job {unknown_end[0]} has"
+                    )
                     tail = (
-                        "first in line; reservation time unknown: running job "
-                        f"{unknown_end[0]}{more} has no max_runtime, so nothing is "
-                        "backfilled onto nodes it could use"
+                        f"first in line; reservation time unknown: {who} no max_runtime, so "
+                        "nothing is backfilled onto nodes it could use"
                     )
                 else:
                     tail = "first in line"
@@ -1065,12 +1069,16 @@ class QueuePolicy(Policy):
                 reason = f"{need}; waiting behind job {k[1]} (strict FIFO){ahead_txt}"
             elif kind == "delay":
                 h = k[1]
-                lim = (
-                    f"; a max_runtime under {fmt_duration(k[2] - now)} would let it backfill"
-                    if k[2] is not None
-                    else ""
-                )
-                reason = f"fits now but would delay the reservation of job {h}{lim}{ahead_txt}"
+                if k[2] is not None:
+                    lim = f"; a max_runtime under {fmt_duration(k[2] - now)} would let it backfill"
+                    reason = f"fits now but would delay the reservation of job {h}{lim}{ahead_txt}"
+                else:
+                    # no reservation to delay: job h's start is unknown (running jobs without
+                    # max_runtime), and no job goes where h could start meanwhile
+                    reason = (
+                        f"fits now, but only on nodes kept for job {h}, whose start is unknown "
+                        f"(running jobs without max_runtime){ahead_txt}"
+                    )
             else:
                 reason = f"{need}{ahead_txt}"
             pending[job.id] = _pending(job.id, reason, est.get(job.id))
@@ -1232,6 +1240,18 @@ class QueuePolicy(Policy):
             if ids is None:
                 out[job.id] = None
                 last = None
+                # its start waits on running jobs without max_runtime: like the pass (the head
+                # whose reservation time is unknown), nothing later goes on a node it could
+                # ever use (a job behind it read "fits now but would delay the reservation of
+                # job h" with an estimated start of now, and the ones after it chained on that)
+                for i, n in enumerate(nodes):
+                    if (
+                        n.schedulable
+                        and n.gpus_total >= job.gpus
+                        and (job.gpu_type is None or gpu_type_matches(n.gpu_type, job.gpu_type))
+                        and n.cpus_total >= job.cpus
+                    ):
+                        free[i] = [-INF, -INF, -INF]  # type: ignore[list-item]
                 continue
             out[job.id] = t
             last = t
