@@ -134,3 +134,13 @@ def test_deleted_tag_leaves_the_detail(client: TestClient) -> None:
     assert body["tags"] == {} and [v["version"] for v in body["versions"]] == [2, 1]
     r = client.get("/api/v1/datasets/corpus/versions/raw")
     assert r.status_code == 404 and "no tag 'raw'" in r.json()["message"]
+
+
+def test_diff_takes_a_full_reference_of_the_same_dataset(client: TestClient) -> None:
+    """The dashboard's diff form sent "corpus@v2" as it is shown: it became corpus@corpus@v2."""
+    d = client.get("/api/v1/datasets/corpus/diff", params={"a": "corpus@v1", "b": "corpus@v2"})
+    assert d.status_code == 200, d.text
+    assert [c["path"] for c in d.json()["added"]] == ["c.txt"]
+    r = client.get("/api/v1/datasets/corpus/diff", params={"a": "other@v1"})
+    assert r.status_code == 422
+    assert r.json()["message"] == "a: 'other@v1' names dataset 'other', not 'corpus'"

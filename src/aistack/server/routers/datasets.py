@@ -44,6 +44,16 @@ def _ref(name: str, version: str, param: str = "version") -> str:
     from aistack.storage.refs import parse_ref
 
     _check_name(name)
+    given, at, rest = version.partition("@")
+    if at:
+        # "corpus@v2" for dataset corpus is version v2 (it became "corpus@corpus@v2")
+        if given != name:
+            raise ValidationError(
+                f"{param}: {version!r} names dataset {given!r}, not {name!r}",
+                hint=f"give a version of {name}: v2, latest or a tag (or {name}@v2)",
+                field=param,
+            )
+        version = rest
     try:
         parse_ref(f"{name}@{version}")
     except ValidationError as exc:
