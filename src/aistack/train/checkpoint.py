@@ -96,6 +96,26 @@ def _shown_steps(steps: list[int], limit: int = 8) -> str:
     return f"… {shown}" if len(steps) > limit else shown
 
 
+# how a file torch.save wrote starts: a zip archive (the format since torch 1.6), or a pickle
+# (the legacy format: protocol 2+ opens with PROTO)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _unreadable(data: bytes, exc: BaseException) -> str:
+    """Why ``data`` (a checkpoint file's bytes) cannot be loaded, in words: torch.load's own
+    error for a file of another kind is pickle's (``invalid literal for int() with base 10:
+    'arbage'``)."""
+    if not data:
+        return "the file is empty (0 bytes): not a checkpoint"
+    if not data.startswith(_TORCH_MAGIC):
+        return (
+            f"not a PyTorch checkpoint file ({len(data):,} bytes starting {data[:12]!r}; one "
+            "torch.save writes is a zip archive)"
+        )
+    said = " ".join(f"{type(exc).__name__}: {exc}".split()).split(". ")[0][:160]
+    return f"a damaged or truncated PyTorch file ({len(data):,} bytes; torch.load: {said})"
+
+
 def _writer_alive(pid: int, path: str) -> bool:
     """Whether the process that wrote the temporary file ``path`` (named with ``pid``) may
     still be writing it."""
@@ -394,7 +414,10 @@ class CheckpointStore:
 
         with self.fs.open(self.path_for(step), "rb") as fh:
             data = fh.read()
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - torch's own words say little (int() of 'arbage')
+            raise ValueError(_unreadable(data, exc)) from None
         if not isinstance(state, dict) or "step" not in state:
             raise ValueError("not a trainer checkpoint (no 'step')")
         return state  # type: ignore[no-any-return]

@@ -7,10 +7,12 @@
   AdamW with warm-up and cosine decay, gradient clipping.
 * Reports loss, tokens/s and MFU (6·N + attention FLOPs per token over the device's peak).
 * Checkpoints every ``checkpoint_every`` steps, at the end, and when the process receives
-  SIGTERM (checkpoint, then exit 143) or SIGUSR1 (checkpoint, keep training) — all ranks
-  agree on the stop step through the per-step all-reduce, so one signalled rank is enough.
-  A SIGTERM does not wait for the end of a long step (``grad_accum`` micro-batches): it is
-  checked between micro-batches (in DDP an all-reduce of the flag about every 0.1 s of
+  SIGTERM (checkpoint, then exit 143) or SIGINT (Ctrl-C, a job's ``stop_signal: SIGINT``:
+  the same, exit 130; a second one aborts at once, without a checkpoint) or SIGUSR1
+  (checkpoint, keep training) — all ranks agree on the stop step and on the signal through
+  the per-step all-reduce, so one signalled rank is enough.
+  A SIGTERM (or SIGINT) does not wait for the end of a long step (``grad_accum``
+  micro-batches): it is checked between micro-batches (in DDP an all-reduce of the flag about every 0.1 s of
   micro-batches), the step's partial gradients are dropped and the last completed step is
   checkpointed (if it is not yet) with the data position and RNGs of that step's end, so a
   resume replays the dropped micro-batches. SIGUSR1 is handled at step ends.
@@ -33,7 +35,8 @@
   saying that none does.
 * With ``MLFLOW_TRACKING_URI`` set: params, per-step metrics (buffered) and, at the end,
   the model as an MLflow pyfunc (see :mod:`aistack.train.export`). The run ends FINISHED,
-  KILLED when stopped by SIGTERM (a re-run resumes it), FAILED when the trainer raised.
+  KILLED when stopped by SIGTERM or SIGINT (a re-run resumes it), FAILED when the trainer
+  raised.
 """
 
 from __future__ import annotations
@@ -59,9 +62,14 @@ from aistack.train.config import TrainConfig, parse_args
 log = logging.getLogger(__name__)
 
 _SIGNALS: list[int] = []
+# the signals that stop the run (checkpoint, then exit 128 + the signal), the first one
+# first: when ranks were sent different ones, all of them stop with the first here
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
+    if signum == signal.SIGINT and signum in _SIGNALS:
+        raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
     _SIGNALS.append(signum)
 
 
@@ -79,7 +87,8 @@ class TrainResult:
 
     @property
     def exit_code(self) -> int:
-        return 128 + signal.SIGTERM if self.stopped_by == "SIGTERM" else 0
+        stops = {s.name: int(s) for s in _STOP_SIGNALS}
+        return 128 + stops[self.stopped_by] if self.stopped_by in stops else 0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -115,6 +124,39 @@ def _schedule_change(old_cfg: dict[str, Any], cfg: TrainConfig, start: int) -> s
         f"min_lr at max_steps) changes, lr at step {start + 1} is {now:.2e} instead of "
         f"{before:.2e} under the checkpoint's, so the loss curve does not continue as before "
         f"({keep})"
+    )
+
+
+def _batch_change(old_cfg: dict[str, Any], cfg: TrainConfig, start: int, world: int) -> str | None:
+    """A warning when a resume with another ``grad_accum`` changes the batch of a step: the
+    data continues at the checkpoint's micro-batch, but each step now averages another number
+    of them, so the loss curve does not continue as the checkpointed run's (None when
+    grad_accum is the same or nothing is left to train)."""
+    old_accum = old_cfg.get("grad_accum")
+    if not isinstance(old_accum, int) or old_accum == cfg.grad_accum or start >= cfg.max_steps:
+        return None
+    per_micro = cfg.micro_batch_size * cfg.seq_len * world
+    return (
+        f"grad_accum {old_accum} -> {cfg.grad_accum}: a step now takes {cfg.grad_accum} "
+        f"micro-batches ({cfg.grad_accum * per_micro:,} tokens a step instead of "
+        f"{old_accum * per_micro:,}); the data continues where the checkpoint left it (none "
+        "skipped or repeated), but the loss curve does not continue as before (resume with "
+        f"--grad-accum {old_accum} to keep it)"
+    )
+
+
+def _warmup_note(cfg: TrainConfig) -> str | None:
+    """A warning for a run that ends in its warm-up (``warmup_steps`` > ``max_steps``): it
+    never reaches ``lr`` nor decays. Not refused: a short try of a long run's config (as
+    ``--max-steps 50``) is one."""
+    if cfg.warmup_steps <= cfg.max_steps:
+        return None
+    last = lr_at(cfg.max_steps - 1, cfg)
+    return (
+        f"warmup_steps {cfg.warmup_steps} is more than max_steps {cfg.max_steps}: the run ends "
+        f"in its warm-up at lr {last:.2e} ({last / cfg.lr:.1%} of lr {cfg.lr:g}), never "
+        f"reaching lr nor decaying to min_lr; set --warmup-steps below {cfg.max_steps} "
+        f"(e.g. {cfg.max_steps // 10}) for a run of {cfg.max_steps} steps"
     )
 
 
@@ -241,17 +283,32 @@ def run_params(cfg: TrainConfig, resolved: dict[str, Any] | None = None) -> dict
     return {k: str(v) for k, v in params.items()}
 
 
+def _metrics_file_error(path: str, exc: OSError) -> ValidationError:
+    """The error for a ``metrics_file`` that cannot be read or written, saying why in words
+    (os.makedirs says "File exists" when a folder on the way is a file)."""
+    why = exc.strerror or str(exc)
+    if isinstance(exc, IsADirectoryError):
+        why = "it is a folder, not a file"
+    elif isinstance(exc, FileExistsError | NotADirectoryError):
+        up = os.path.dirname(os.path.abspath(path))
+        while up != os.path.dirname(up) and not os.path.lexists(up):
+            up = os.path.dirname(up)
+        if os.path.lexists(up) and not os.path.isdir(up):
+            why = f"{up} is a file, not a folder"
+    return ValidationError(
+        f"metrics_file: cannot write {path}: {why}",
+        hint="fix --metrics-file (a writable path)",
+        field="metrics_file",
+    )
+
+
 def _open_metrics_file(path: str) -> Any:
     """Open the JSON-lines metrics file for appending (its folder created)."""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return open(path, "a")  # noqa: SIM115 - closed by _MetricsSink.close
     except OSError as exc:
-        raise ValidationError(
-            f"metrics_file: cannot write {path}: {exc.strerror or exc}",
-            hint="fix --metrics-file (a writable path)",
-            field="metrics_file",
-        ) from None
+        raise _metrics_file_error(path, exc) from None
 
 
 def _truncate_metrics_file(path: str, start: int) -> None:
@@ -262,6 +319,8 @@ def _truncate_metrics_file(path: str, start: int) -> None:
             lines = fh.readlines()
     except FileNotFoundError:
         return
+    except OSError as exc:  # a folder, a path through a file: an error, not a traceback
+        raise _metrics_file_error(path, exc) from None
     keep = []
     for line in lines:
         try:
@@ -272,9 +331,14 @@ def _truncate_metrics_file(path: str, start: int) -> None:
         keep.append(line if line.endswith("\n") else line + "\n")
     if len(keep) != len(lines):
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            fh.writelines(keep)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as fh:
+                fh.writelines(keep)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _metrics_file_error(path, exc) from None
 
 
 def _last_logged_step(mlflow: Any, run_id: str) -> int:
@@ -472,7 +536,8 @@ def _signal_hook(grad_accum: int = 1) -> tuple[int, int | None, int]:
         return 0, None, signal.SIGTERM
     at, _, name = raw.partition(":")
     step_s, dot, micro_s = at.strip().partition(".")
-    sigs = {"": signal.SIGTERM, "TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
+    sigs = {"": signal.SIGTERM, "TERM": signal.SIGTERM, "INT": signal.SIGINT,
+            "USR1": signal.SIGUSR1}  # fmt: skip
     sig_name = name.strip().upper().removeprefix("SIG")
     try:
         step = int(step_s.strip())
@@ -483,7 +548,7 @@ def _signal_hook(grad_accum: int = 1) -> tuple[int, int | None, int]:
         raise ValidationError(
             f"{SIGNAL_HOOK_ENV}: the environment variable is {short_repr(raw)}, not a step "
             "number ≥ 0, optionally followed by '.M' (after micro-batch M of the next step, "
-            f"0 ≤ M < grad_accum {grad_accum}; 0: before its first) and ':USR1' or ':TERM'",
+            f"0 ≤ M < grad_accum {grad_accum}; 0: before its first) and ':USR1', ':TERM' or ':INT'",
             hint=f"unset {SIGNAL_HOOK_ENV} (a test hook), or set it to e.g. 7 (SIGTERM after "
             "step 7), 3:USR1 (SIGUSR1 after step 3) or 2.5 (SIGTERM after the 5th "
             "micro-batch of step 3)",
@@ -1048,6 +1113,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             schedule_note = _schedule_change(old_cfg, cfg, start)
             if schedule_note:
                 log.warning("%s", schedule_note)
+            batch_note = _batch_change(old_cfg, cfg, start, world)
+            if batch_note:
+                log.warning("%s", batch_note)
             if start >= cfg.max_steps:
                 log.warning(
                     "run %s is already at step %d (max_steps %d): nothing to train; use a new "
@@ -1081,6 +1149,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         "peak_tflops": peak / 1e12 if peak else None,
     }
     sink = _MetricsSink(cfg, mlflow_run_id, start, resolved) if rank == 0 else None
+    warmup_note = _warmup_note(cfg) if start < cfg.max_steps else None
+    if rank == 0 and warmup_note:
+        log.warning("%s", warmup_note)
     if rank == 0:
         log.info(
             "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",
@@ -1136,15 +1207,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         save_s[0] = time.perf_counter() - t_save
         return path
 
-    def term_agreed() -> bool:
-        """Whether to abandon the step for a SIGTERM: in DDP, whether any rank has one (every
-        rank calls this at the same micro-batches, so the all-reduces pair up)."""
-        term = signal.SIGTERM in _SIGNALS
-        if not distributed:
-            return term
-        flag = torch.tensor([float(term)], device=device)
-        dist.all_reduce(flag)
-        return bool(flag.item() > 0)
+    def term_agreed() -> str | None:
+        """The stop signal (SIGTERM, SIGINT) to abandon the step for, None to go on: in DDP,
+        one that any rank has, the same on every rank (every rank calls this at the same
+        micro-batches, so the all-reduces pair up)."""
+        have = [float(s in _SIGNALS) for s in _STOP_SIGNALS]
+        if distributed:
+            flag = torch.tensor(have, device=device)
+            dist.all_reduce(flag)
+            have = flag.tolist()
+        return next((s.name for s, v in zip(_STOP_SIGNALS, have, strict=True) if v > 0), None)
 
     losses: list[float] = []
     last_ckpt: str | None = None
@@ -1165,6 +1237,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         # so promotion gates on `loss` can read it
         sink.log(start, {"loss": float(carried_loss)}, to_file=False)
     end_status = "FAILED"  # unless the body below completes
+    # SIGINT (Ctrl-C, a job's stop_signal) stops as SIGTERM does from here on (before, there
+    # is no step to checkpoint: it raises KeyboardInterrupt); an ignored one stays ignored
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
     try:
         train_model.train()
         while step < cfg.max_steps:
@@ -1186,9 +1262,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                 # end (its checkpoint) is not left for a whole step (grad_accum 1 had no check
                 # within a step); in DDP only after a checkpoint (every rank writes at the same
                 # steps), so a step costs no all-reduce more
-                if (
-                    (micro % term_every == 0) if micro else (not distributed or after_save)
-                ) and term_agreed():
+                if ((micro % term_every == 0) if micro else (not distributed or after_save)) and (
+                    stop_sig := term_agreed()
+                ):
                     abandoned_at = micro
                     break
                 td = time.perf_counter()
@@ -1217,15 +1293,16 @@ def train(cfg: TrainConfig) -> TrainResult:
                 # the checkpoint of that step says where its data started, so a resume
                 # replays the dropped micro-batches
                 opt.zero_grad(set_to_none=True)
-                stopped_by = "SIGTERM"
+                stopped_by = stop_sig
                 if saved[0] != step and step > 0:
                     last_ckpt = save(step, _loader_state_at(loader, step_pos), step_rng)
                 elif step > 0 and last_ckpt is None and rank == 0:
                     last_ckpt = store.path_for(step)  # the checkpoint this run resumed from
                 if rank == 0:
                     log.warning(
-                        "SIGTERM: %s; stopping (step %d dropped after %d of its %d "
+                        "%s: %s; stopping (step %d dropped after %d of its %d "
                         "micro-batches)",
+                        stopped_by,
                         f"checkpoint at step {step} saved" if step else "no step to checkpoint",
                         step + 1, abandoned_at, cfg.grad_accum,
                     )  # fmt: skip
@@ -1242,7 +1319,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 [
                     loss_acc.float(),
                     torch.tensor(float(bool(sigs)), device=device),
-                    torch.tensor(float(signal.SIGTERM in sigs), device=device),
+                    *(torch.tensor(float(s in sigs), device=device) for s in _STOP_SIGNALS),
                     torch.tensor((time.perf_counter() - t0) / cfg.grad_accum, device=device),
                 ]
             )
@@ -1251,7 +1328,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             vals = flags.tolist()
             loss_val = vals[0] / world
             if distributed and cfg.grad_accum > 1:
-                micro_s = max(vals[3] / world, 1e-6)
+                micro_s = max(vals[-1] / world, 1e-6)
                 term_every = max(1, min(cfg.grad_accum, int(_TERM_CHECK_S / micro_s)))
             if not math.isfinite(loss_val):  # every rank sees the same all-reduced value
                 raise _diverged(f"the loss is {loss_val}", step, lr, cfg, last_ckpt, start)
@@ -1282,7 +1359,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                         dt * 1e3,
                         f" MFU {mfu:.1%}" if mfu is not None else "",
                     )
-            stop_term = vals[2] > 0
+            # the first stop signal any rank has (the same on every rank), None: go on
+            stop_sig = next((s.name for i, s in enumerate(_STOP_SIGNALS) if vals[2 + i] > 0), None)
+            stop_term = stop_sig is not None
             want_ckpt = vals[1] > 0
             after_save = step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps
             if after_save:
@@ -1299,9 +1378,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                     if rank == 0:
                         log.info("SIGUSR1: checkpoint at step %d, continuing", step)
             if stop_term:
-                stopped_by = "SIGTERM"
+                stopped_by = stop_sig
                 if rank == 0:
-                    log.warning("SIGTERM: checkpoint at step %d saved; stopping", step)
+                    log.warning("%s: checkpoint at step %d saved; stopping", stopped_by, step)
                 break
         if (
             stopped_by is None
@@ -1357,6 +1436,13 @@ def main(argv: list[str] | None = None) -> int:
     except AistackError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the first step, or a second one: no traceback
+        sys.stderr.write(
+            "interrupted (SIGINT): stopped at once, no checkpoint written by this stop; a "
+            "re-run resumes from the run's latest checkpoint (one Ctrl-C during training "
+            "checkpoints first)\n"
+        )
+        return 128 + signal.SIGINT
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {
             "step": result.step,
