@@ -51,8 +51,9 @@ class TrainConfig(BaseModel):
         1,
         ge=1,
         le=100_000,
-        description="micro-batches per optimizer step, at most 100000 (a step is never cut "
-        "short: signals and checkpoints wait for its end)",
+        description="micro-batches per optimizer step, at most 100000 (SIGUSR1 and "
+        "checkpoints wait for a step's end; SIGTERM/SIGINT drop the step part-way and "
+        "checkpoint the one before)",
     )
     max_steps: int = Field(100, ge=1)
     lr: float = Field(

@@ -129,3 +129,13 @@ def test_an_unreadable_checkpoint_is_described_in_words_naming_the_file(
     with pytest.raises(BackendError, match="step_00000005.pt cannot be read") as one:
         store.load(5)
     assert said in one.value.message
+
+
+def test_the_grad_accum_help_says_what_a_stop_signal_does_within_a_step() -> None:
+    from aistack.train.config import build_parser
+
+    helptext = " ".join(build_parser().format_help().split())
+    # it said "a step is never cut short: signals and checkpoints wait for its end", but a
+    # SIGTERM (and now SIGINT) is acted on between micro-batches
+    assert "never cut short" not in helptext
+    assert "SIGTERM/SIGINT drop the step part-way and checkpoint the one before" in helptext
