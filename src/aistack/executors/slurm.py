@@ -103,7 +103,9 @@ The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`
 then ``sacct`` when accounting is configured, then the files in the job directory.
 ``cancel`` (and so a preemption) sends the job's stop signal to its tasks (``scancel
 --signal=USR1`` for SIGUSR1: the steps, not the batch shell, so the shell records the
-tasks' exit) and ``scancel``s the whole job after ``grace_s``. The stop signal is the one
+tasks' exit) and ``scancel``s the whole job after ``grace_s`` (the deadline is kept in
+``<job_dir>/cancel_requested``, and ``poll`` scancels a job still running past it, so the
+hard stop is not lost when the server restarts within the grace period). The stop signal is the one
 ``launch`` recorded in ``<job_dir>/stop_signal`` (the handle leads there, so it survives a
 server restart); SIGTERM for a job launched before aistack recorded it. A cancel marker
 in the job directory makes the final state CANCELLED whatever the tasks exit with (a
@@ -125,6 +127,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from aistack.compute.resources import GpuDevice, Node
@@ -171,6 +174,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
+_DEFAULT_GRACE_S = 10.0  # a cancel's grace period when its record does not say (older aistack)
 RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper
 
 
@@ -198,6 +202,7 @@ class SlurmExecutor(SlurmCommands, Executor):
         self.extra_sbatch_args = tuple(extra_sbatch_args)
         self.command_timeout_s = command_timeout_s
         self._timers: list[threading.Timer] = []
+        self._hard_cancelled: set[str] = set()  # Slurm job ids scancelled after a grace period
 
     # -- contract ---------------------------------------------------------------------------
     def inventory(self) -> list[Node]:
@@ -300,6 +305,8 @@ class SlurmExecutor(SlurmCommands, Executor):
             return self._from_files(job_id, job_dir, cancel_requested)
         slurm_state = info.get("JobState", "UNKNOWN").split("+")[0]
         state = STATE_MAP.get(slurm_state, "running")
+        if cancel_requested and state in ("starting", "running"):
+            self._hard_cancel_if_due(job_id, job_dir)
         exit_code = _exit_code(info.get("ExitCode"))
         reason = readable_reason(info.get("Reason"))
         node = info.get("BatchHost") or info.get("NodeList")
@@ -379,7 +386,10 @@ class SlurmExecutor(SlurmCommands, Executor):
         # a live job cancelled through aistack ends as cancelled, whatever its tasks exit with
         # (as with the local executor): a stop-signal handler that exits 0 is still a cancel
         job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "cancel_requested").write_text("1\n")
+        # when the grace period ends (a wall-clock time): poll() scancels a job still running
+        # then, so the SIGKILL happens even if this process (and its timer) is gone by then
+        deadline = time.time() + max(0.0, grace_s)
+        (job_dir / "cancel_requested").write_text(f"{deadline:.3f}\n")
         if state in ("PENDING", "CONFIGURING", "REQUEUED") or grace_s <= 0:
             self._run("scancel", job_id, check=False)
             return
@@ -389,7 +399,27 @@ class SlurmExecutor(SlurmCommands, Executor):
         timer.start()
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
 
+    def _hard_cancel_if_due(self, job_id: str, job_dir: Path) -> None:
+        """``scancel`` a job cancelled through aistack that is still running once its grace
+        period is over (the deadline in ``cancel_requested``; the file's time plus
+        ``_DEFAULT_GRACE_S`` for one that holds none), once per executor: the backstop of the
+        timer ``cancel`` starts, which a server restart within the grace period loses."""
+        if job_id in self._hard_cancelled:
+            return
+        path = job_dir / "cancel_requested"
+        try:
+            text = path.read_text().strip()
+            deadline = float(text) if _is_epoch(text) else path.stat().st_mtime + _DEFAULT_GRACE_S
+        except OSError:
+            return
+        if time.time() < deadline:
+            return
+        self._hard_cancelled.add(job_id)
+        log.info("Slurm job %s still runs after its cancel's grace period: scancel", job_id)
+        self._run("scancel", job_id, check=False)
+
     def _hard_cancel(self, job_id: str) -> None:
+        self._hard_cancelled.add(job_id)
         try:
             info = self.job_info(job_id)
             if info and STATE_MAP.get(info.get("JobState", "")) in ("running", "starting"):
@@ -408,6 +438,15 @@ class SlurmExecutor(SlurmCommands, Executor):
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+
+
+def _is_epoch(text: str) -> bool:
+    """Whether ``text`` is a wall-clock time (a deadline ``cancel`` wrote), not the "1" of an
+    earlier aistack's ``cancel_requested``."""
+    try:
+        return float(text) > 1e9
+    except ValueError:
+        return False
 
 
 def _stop_signal(job_dir: Path) -> str:
