@@ -92,6 +92,11 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env.rstrip("/")
+    return aistack_tracking_uri()
+
+
+def aistack_tracking_uri() -> str:
+    """This aistack server's ``/mlflow`` (from the settings or the running server's file)."""
     from aistack.settings import get_settings
 
     s = get_settings()
@@ -121,6 +126,21 @@ def resolve_token(token: str | None = None) -> str | None:
     try:
         return s.token_file.read_text().strip() or None
     except OSError:
+        return None
+
+
+def token_for(tracking_uri: str | None) -> str | None:
+    """The token to send to ``tracking_uri`` (resolved as :func:`resolve_tracking_uri` does)
+    that MLflow would not send itself: with $MLFLOW_TRACKING_TOKEN unset, the aistack token
+    (:func:`resolve_token`) when the URI is this aistack server's ``/mlflow``; None otherwise
+    (another server is not sent aistack's token)."""
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return None
+    try:
+        if resolve_tracking_uri(tracking_uri) != aistack_tracking_uri():
+            return None
+        return resolve_token()
+    except Exception:  # noqa: BLE001 - settings that do not load: no server of ours
         return None
 
 

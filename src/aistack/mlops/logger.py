@@ -10,7 +10,9 @@ It never drops a point: a chunk that fails stays at the head of the buffer and i
 exponential backoff (capped at ``max_backoff_s``). ``flush()`` waits until everything logged
 before it was accepted by the server, at most ``flush_timeout_s`` (then BackendError says how
 many points are pending; they stay buffered and retried); ``close()`` (also called by the
-context manager and at interpreter exit) flushes, and if the server stays unreachable for
+context manager, at interpreter exit and on SIGTERM — a job's cancel or preemption — when the
+program set no SIGTERM handler of its own; the process then dies of the signal as before)
+flushes, and if the server stays unreachable for
 ``close_timeout_s`` it writes the unsent points — the buffer and the chunk still being sent — to
 a spool file (JSON lines in ``<AISTACK_HOME>/mlflow-spool/``; :mod:`aistack.mlops.spool` writes
 it) that :func:`~aistack.mlops.spool.replay_spool` (importable from here too) sends later
@@ -48,6 +50,7 @@ import logging
 import math
 import operator
 import os
+import signal
 import threading
 import time
 import weakref
@@ -57,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from aistack.errors import BackendError, ValidationError, short_repr
-from aistack.mlops._client import check_run_id, open_client, redact_uri
+from aistack.mlops._client import auth_env, check_run_id, open_client, redact_uri, token_for
 from aistack.mlops.spool import BATCH_LIMIT, _Point, write_spool
 from aistack.mlops.spool import replay_spool as replay_spool  # its home before mlops.spool
 
@@ -124,6 +127,10 @@ class BufferedMetricsLogger:
         self.rejected = 0  # points the server refused as invalid (spooled, not dropped)
         self.spooled: list[Path] = []
         self._client = client if client is not None else open_client(tracking_uri)
+        # MLflow sends only $MLFLOW_TRACKING_TOKEN: outside a job, the aistack server's own
+        # token (as the registry functions send it); every batch was refused, then spooled
+        self._token = None if client is not None else token_for(tracking_uri)
+        self._pid = os.getpid()  # a forked child's copy of this logger has no sending thread
         self._buf: deque[_Point] = deque()
         self._inflight: list[_Point] = []  # the chunk the thread is sending (close spools it)
         # points of a chunk close() spooled while it was still being sent: that send may yet
@@ -149,6 +156,7 @@ class BufferedMetricsLogger:
         )
         self._thread.start()
         _OPEN.add(self)
+        _flush_on_sigterm()
 
     # ---------------------------------------------------------------- public API
     def log(
@@ -479,7 +487,8 @@ class BufferedMetricsLogger:
     def _send(self, chunk: list[_Point]) -> None:
         metric = self._metric_cls
         metrics = [metric(k, v, ts, st) for k, v, ts, st in chunk]
-        self._client.log_batch(self.run_id, metrics=metrics)
+        with auth_env(self._token):
+            self._client.log_batch(self.run_id, metrics=metrics)
 
     def _spool_target(self) -> Path:
         if self._spool_dir is not None:
@@ -634,3 +643,58 @@ def _close_all_at_exit() -> None:
             lg.close()
         except Exception as exc:  # noqa: BLE001 - at exit, report and go on
             log.error("metrics logger for run %s: %s", lg.run_id, exc)
+
+
+# the process whose SIGTERM handler (_on_sigterm) closes its open loggers
+_SIGTERM_PID: int | None = None
+SIGTERM_CLOSE_S = 10.0  # how long the handler waits to send, without AISTACK_GRACE_S
+
+
+def _flush_on_sigterm() -> None:
+    """Close the open loggers on SIGTERM, then die of it as before.
+
+    Python's default SIGTERM action ends the process at once, without atexit: the points
+    still buffered (up to ``flush_interval_s`` of them) were lost without a word when a job was
+    cancelled or preempted. Installed from the main thread when SIGTERM has its default action
+    only; a handler the program set (the trainer's) is left alone and takes precedence if set
+    later."""
+    global _SIGTERM_PID
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        elif current is not _on_sigterm:
+            return
+    except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+        return
+    _SIGTERM_PID = os.getpid()
+
+
+def _sigterm_budget_s() -> float:
+    """Seconds the handler may spend sending before it spools: within the job's grace period
+    (AISTACK_GRACE_S, the time between SIGTERM and SIGKILL), less a second to write the spool."""
+    try:
+        grace = float(os.environ.get("AISTACK_GRACE_S", ""))
+    except ValueError:
+        grace = math.nan
+    if not math.isfinite(grace):
+        return SIGTERM_CLOSE_S
+    return max(0.5, grace - 1.0)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    pid = os.getpid()
+    if pid == _SIGTERM_PID:
+        deadline = time.monotonic() + _sigterm_budget_s()
+        for lg in list(_OPEN):
+            if lg._pid != pid:  # a forked child's copy: its points are the parent's to send
+                continue
+            lg.close_timeout_s = min(lg.close_timeout_s, max(0.1, deadline - time.monotonic()))
+            try:
+                lg.close()
+            except Exception as exc:  # noqa: BLE001 - report (names the spool file) and go on
+                log.error("metrics logger for run %s: %s", lg.run_id, exc)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(pid, signal.SIGTERM)

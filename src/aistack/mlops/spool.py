@@ -35,7 +35,14 @@ from aistack.errors import (
     UserError,
     ValidationError,
 )
-from aistack.mlops._client import _RUN_ID_RE, cannot_open, mlflow_client, resolve_tracking_uri
+from aistack.mlops._client import (
+    _RUN_ID_RE,
+    auth_env,
+    cannot_open,
+    mlflow_client,
+    resolve_tracking_uri,
+    token_for,
+)
 
 # the records keep the logger name they had before this module was split from mlops.logger
 log = logging.getLogger("aistack.mlops.logger")
@@ -191,7 +198,9 @@ def replay_spool(path: str | os.PathLike[str], tracking_uri: str | None = None) 
         if not same:  # a replay that held the lock until now sent all of it and removed it
             log.info("%s was replayed meanwhile by another call", p)
             return 0
-        return _replay_locked(p, run_id, f.read(), tracking_uri)
+        # MLflow sends only $MLFLOW_TRACKING_TOKEN: outside a job, the aistack server's own
+        with auth_env(token_for(tracking_uri)):
+            return _replay_locked(p, run_id, f.read(), tracking_uri)
 
 
 def _held(p: Path) -> BackendError:
