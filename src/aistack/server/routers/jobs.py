@@ -74,6 +74,9 @@ def cancel(
     )
     db.commit()
     if ctx.loop is not None:
+        # cancelled while queued after an earlier attempt (a retry, a preemption): no process
+        # ends, so the loop never ends its MLflow run; end it here (KILLED)
+        ctx.loop.cancelled_off_loop(job)
         ctx.loop.wake()
     return svc.to_public(job)
 

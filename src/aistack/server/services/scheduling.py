@@ -365,6 +365,7 @@ class SchedulerLoop:
                     job.state, job.finished_at = "CANCELLED", utcnow()
                     job.failure_reason = job.failure_reason or "cancelled by user"
                     add_event(s, job.id, "cancelled", f"{job.failure_reason} (no process was left)")
+                    self.cancelled_off_loop(job)
                 continue
             try:
                 st = self.executor.poll(job.handle)
@@ -389,10 +390,10 @@ class SchedulerLoop:
         # cancel stands, the job is not started again. Here, not in schedule(): this pass's
         # transaction is committed before schedule() refreshes the inventory in another session
         # The requeue kept the reason given with the cancel (see _unless_cancelled).
-        requeued = select(Job.id, Job.failure_reason).where(
+        requeued = select(Job.id, Job.failure_reason, Job.mlflow_run_id).where(
             Job.state == "QUEUED", Job.cancel_requested.is_(True)
         )
-        for jid, asked in s.execute(requeued).all():
+        for jid, asked, run_id in s.execute(requeued).all():
             why = asked or "cancelled by user"
             done = s.execute(
                 update(Job)
@@ -407,6 +408,23 @@ class SchedulerLoop:
             )
             if getattr(done, "rowcount", 0) == 1:
                 add_event(s, jid, "cancelled", f"{why} (it was requeued meanwhile)")
+                if run_id:
+                    gone = s.get(Job, jid)
+                    if gone is not None:
+                        s.refresh(gone)
+                        self.cancelled_off_loop(gone)
+
+    def cancelled_off_loop(self, job: Job) -> None:
+        """Tell ``on_finish`` (the MLflow run's end) of a job that became CANCELLED without a
+        process that ended: cancelled while queued for a retry or after a preemption, or left
+        CANCELLING with nothing to signal. Its run stayed as the last attempt left it (RUNNING
+        where that process was killed) instead of ending KILLED."""
+        if self.on_finish is None or job.state != "CANCELLED" or not job.mlflow_run_id:
+            return
+        try:
+            self.on_finish(job, ExecStatus(state="cancelled", reason=job.failure_reason))
+        except Exception:  # noqa: BLE001
+            log.exception("on_finish hook failed for job %s", job.id)
 
     @staticmethod
     def _lost_requeues(s: Session, job: Job) -> int:
