@@ -81,16 +81,22 @@ class AuthMiddleware:
                 ):
                     resp: Response = Response(status_code=303, headers={"location": "/login"})
                 else:
-                    resp = JSONResponse(
-                        {
-                            "code": "unauthorized",
-                            "message": "missing or wrong API token",
-                            "hint": "send 'Authorization: Bearer <token>' (the token is in "
-                            f"{self.token_file} on the server's host)",
-                            "details": {},
-                        },
-                        status_code=401,
-                    )
+                    body: dict[str, Any] = {
+                        "code": "unauthorized",
+                        "message": "missing or wrong API token",
+                        "hint": "send 'Authorization: Bearer <token>' (the token is in "
+                        f"{self.token_file} on the server's host)",
+                        "details": {},
+                    }
+                    if path.startswith("/mlflow"):
+                        # MLflow's clients read error_code and message (they showed
+                        # "INTERNAL_ERROR: missing or wrong API token" and no way out)
+                        body["error_code"] = "UNAUTHENTICATED"
+                        body["message"] = (
+                            "missing or wrong API token: set MLFLOW_TRACKING_TOKEN to the "
+                            f"token in {self.token_file} on the aistack server's host"
+                        )
+                    resp = JSONResponse(body, status_code=401)
                 await resp(scope, receive, send)
                 return
         t0 = time.perf_counter()
