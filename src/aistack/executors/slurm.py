@@ -112,6 +112,13 @@ in the job directory makes the final state CANCELLED whatever the tasks exit wit
 handler that checkpoints and exits 0 included), as the local executor does. A pending job
 is cancelled at once; a job already over is left as it ended.
 
+While slurmctld does not answer (``scontrol ping``, asked at most every ``_PING_INTERVAL_S``
+and at once after a command could not contact it), ``unavailable_reason`` says so — the
+scheduler makes it the queued jobs' pending reason and starts none — ``inventory`` is empty,
+``poll`` reports a job running (slurmd runs it on) unless its ``exit_code`` says it ended,
+without waiting for scontrol's retries, and ``cancel`` records the cancel, which ``poll``
+scancels once slurmctld answers.
+
 The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
 the aistack server, as Slurm users expect for ``--output``.
 
@@ -131,7 +138,7 @@ import time
 from pathlib import Path
 
 from aistack.compute.resources import GpuDevice, Node
-from aistack.errors import BackendError, ValidationError
+from aistack.errors import BackendError, ConnectionFailed, NotSupportedError, ValidationError
 from aistack.executors import rank_reaper
 from aistack.executors.base import ExecStatus, Executor, LaunchRequest
 from aistack.executors.slurm_commands import (
@@ -174,6 +181,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
+_PING_INTERVAL_S = 5.0  # unavailable_reason(): seconds between two `scontrol ping`
 _DEFAULT_GRACE_S = 10.0  # a cancel's grace period when its record does not say (older aistack)
 RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper
 
@@ -203,10 +211,88 @@ class SlurmExecutor(SlurmCommands, Executor):
         self.command_timeout_s = command_timeout_s
         self._timers: list[threading.Timer] = []
         self._hard_cancelled: set[str] = set()  # Slurm job ids scancelled after a grace period
+        # unavailable_reason(): the last `scontrol ping` (monotonic time, answer) and since when
+        # (wall clock) slurmctld has not answered
+        self._ping: tuple[float, str | None] | None = None
+        self._down_since: float | None = None
+
+    def unavailable_reason(self) -> str | None:
+        """Why Slurm cannot take jobs now (its controller does not answer ``scontrol ping``:
+        which, since when, how to fix it), or None. The scheduler shows it as the pending
+        reason of the queued jobs and starts none of them, instead of failing each one on
+        sbatch's "Unable to contact slurm controller". Asked at most every
+        ``_PING_INTERVAL_S`` seconds."""
+        now = time.monotonic()
+        if self._ping is not None and now - self._ping[0] < _PING_INTERVAL_S:
+            return self._ping[1]
+        reason, down = self._ping_reason()
+        if not down:
+            if self._down_since is not None:
+                log.warning("slurmctld answers again: queued jobs are scheduled")
+            self._down_since = None
+        if reason is not None and down:
+            first = self._down_since is None
+            if self._down_since is None:
+                self._down_since = time.time()
+            since = time.strftime("%H:%M:%S", time.gmtime(self._down_since))
+            reason = reason.replace("{since}", f"since {since} UTC")
+            if first:
+                log.warning("%s", reason)
+        self._ping = (time.monotonic(), reason)
+        return reason
+
+    def _controller_down(self) -> str | None:
+        """``unavailable_reason`` when it is that slurmctld does not answer (known from an
+        earlier ping, or from the first: a healthy cluster costs no ping here), else None."""
+        if self._ping is not None and self._down_since is None:
+            return None
+        reason = self.unavailable_reason()
+        return reason if self._down_since is not None else None
+
+    def _lost_controller(self, exc: BackendError) -> str | None:
+        """After a Slurm command failed with ``exc``: if it says slurmctld cannot be reached,
+        ask ``scontrol ping`` again now (not only when the last answer is old) and return
+        ``_controller_down``; None when the failure is another one."""
+        if "Unable to contact slurm controller" not in exc.message:
+            return None
+        self._ping = None
+        return self._controller_down()
+
+    def _ping_reason(self) -> tuple[str | None, bool]:
+        """(why Slurm cannot take jobs, or None; whether that is because slurmctld is down)."""
+        conf = self.slurm_conf or os.environ.get("SLURM_CONF") or "the default slurm.conf"
+        try:
+            res = self._run("scontrol", "ping", check=False)
+        except NotSupportedError as exc:
+            return (f"{exc.message} ({exc.hint})" if exc.hint else exc.message), False
+        except ConnectionFailed as exc:  # scontrol itself hung past command_timeout_s
+            said = exc.message
+        else:
+            text = res.stdout + "\n" + res.stderr
+            if res.returncode == 0 or " is UP" in text:
+                return None, False
+            lines = [x.strip() for x in text.splitlines()]
+            said = next((x for x in lines if " is DOWN" in x or "Unable to contact" in x), "")
+            if not said:  # another failure (a broken slurm.conf...): sbatch will say it
+                log.info("scontrol ping failed: %s", " ".join(x for x in lines if x)[:300])
+                return None, False
+        return (
+            f"the Slurm controller does not answer ({said}; {{since}}): start slurmctld, "
+            f"or point SLURM_CONF at the cluster's slurm.conf (now {conf})"
+        ), True
 
     # -- contract ---------------------------------------------------------------------------
     def inventory(self) -> list[Node]:
-        out = self._run("scontrol", "show", "node", "-o").stdout
+        """The partition's usable nodes; none while slurmctld does not answer (as the Ray
+        executor's while its cluster is unreachable: jobs are still accepted, and wait with
+        ``unavailable_reason`` as their pending reason)."""
+        if self.unavailable_reason() is not None and self._down_since is not None:
+            return []  # without the `scontrol show node` that waits for its timeouts
+        try:
+            out = self._run("scontrol", "show", "node", "-o").stdout
+        except ConnectionFailed as exc:
+            log.warning("no Slurm nodes: %s", exc)
+            return []
         nodes: list[Node] = []
         for line in out.splitlines():
             kv = parse_kv(line)
@@ -297,7 +383,19 @@ class SlurmExecutor(SlurmCommands, Executor):
 
     def poll(self, handle: str) -> ExecStatus:
         job_id, job_dir = self.parse_handle(handle)
-        info = self.job_info(job_id)
+        down = self._controller_down()
+        if down is not None:
+            # at once, not after scontrol's own retries (seconds per job and per pass): the
+            # job runs on under slurmd; what its batch script wrote when it ended, if it did
+            if (job_dir / "exit_code").exists():
+                return self._from_files(job_id, job_dir, (job_dir / "cancel_requested").exists())
+            return ExecStatus(state="running", reason=down)
+        try:
+            info = self.job_info(job_id)
+        except BackendError as exc:
+            if self._lost_controller(exc) is None:
+                raise
+            return self.poll(handle)  # as above, now that the controller is known to be down
         if info is None and shutil.which("sacct", path=self._env()["PATH"]):
             info = self._sacct(job_id)
         cancel_requested = (job_dir / "cancel_requested").exists()
@@ -379,7 +477,21 @@ class SlurmExecutor(SlurmCommands, Executor):
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         job_id, job_dir = self.parse_handle(handle)
-        info = self.job_info(job_id)
+        down = self._controller_down()
+        if down is not None:
+            # recorded now, sent once slurmctld answers: poll() scancels the job then (the
+            # grace period is over by then; Slurm's scancel still sends SIGTERM first and
+            # SIGKILL after its KillWait)
+            job_dir.mkdir(parents=True, exist_ok=True)
+            (job_dir / "cancel_requested").write_text(f"{time.time() + max(0.0, grace_s):.3f}\n")
+            log.warning("cancel of Slurm job %s is sent when slurmctld answers: %s", job_id, down)
+            return
+        try:
+            info = self.job_info(job_id)
+        except BackendError as exc:
+            if self._lost_controller(exc) is None:
+                raise
+            return self.cancel(handle, grace_s)  # recorded, as above
         state = (info or {}).get("JobState", "")
         if STATE_MAP.get(state) not in ("running", "starting"):
             return  # already over (or unknown to Slurm): its final state stays what it was
