@@ -458,6 +458,13 @@ class RayExecutor(Executor):
         )
         for n in st.get("lost_nodes") or []:
             self._dead_nodes[n] = time.time()
+        if status.final and res.get("more"):
+            # its output is not all here yet: the coordinator (removed at the end) holds the
+            # rest, fetched by the next polls before the job ends here
+            return ExecStatus(
+                state=self._last_state.get(handle, "running"),  # type: ignore[arg-type]
+                reason="fetching the rest of its output",
+            )
         if status.final:
             self._last_state.pop(handle, None)
             with contextlib.suppress(BackendError):

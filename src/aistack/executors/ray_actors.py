@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -40,6 +41,7 @@ HOST_TOKEN = "__AISTACK_HOST_{}__"
 HOST_RE = re.compile(r"__AISTACK_HOST_(\d+)__")
 LOG_CHUNK = 4 * 2**20
 MAX_LINE_BYTES = 64 * 1024
+_RANK_LINE = re.compile(rb"^\[rank (\d+)\] ")  # a line of the agents' output
 
 
 class NodeAgent:
@@ -288,6 +290,10 @@ class JobCoordinator:
         }
         self._log = bytearray()
         self._log_base = 0  # offset of _log[0] in the job's whole output
+        # each rank's last output lines (for a failure's reason) and the part of a line that a
+        # chunk of the agents' output cut, per agent
+        self._tails: dict[int, collections.deque[str]] = {}
+        self._partial: dict[int, bytes] = {}
         self._cancel: float | None = None
         self._agents: list[Any] = []
         self._pg: Any = None
@@ -352,10 +358,64 @@ class JobCoordinator:
                 return
             self._status.update(kw)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, agent: int = 0) -> None:
         if data:
             with self._lock:
                 self._log += data
+            self._keep_tails(data, agent)
+
+    def _keep_tails(self, data: bytes, agent: int) -> None:
+        """Keep each rank's last ``TAIL_LINES`` lines of output ("[rank N] text" lines)."""
+        from aistack.launch.gang import TAIL_CHARS, TAIL_LINES
+
+        *lines, rest = (self._partial.pop(agent, b"") + data).split(b"\n")
+        if rest:
+            self._partial[agent] = rest[-MAX_LINE_BYTES:]
+        for raw in lines:
+            m = _RANK_LINE.match(raw)
+            if m is None:
+                continue
+            text = raw[m.end() :].decode("utf-8", "replace")[-TAIL_CHARS:]
+            if text.strip():
+                tail = self._tails.setdefault(int(m.group(1)), collections.deque(maxlen=TAIL_LINES))
+                tail.append(text)
+
+    def _failure(self, rank: int, code: int) -> str:
+        """As :func:`aistack.launch.run_gang` words it: "rank 1 exited with code 7" (or "killed
+        by SIGKILL"), then that rank's last output lines."""
+        from aistack.launch.gang import TAIL_CHARS
+
+        how = (
+            f"killed by {signal.Signals(code - 128).name}"
+            if code > 128 and code - 128 in {s.value for s in signal.Signals}
+            else f"exited with code {code}"
+        )
+        msg = f"rank {rank} {how}"
+        lines = list(self._tails.get(rank, ()))
+        if lines:
+            quoted = "\n".join(lines)
+            if len(quoted) > TAIL_CHARS:
+                quoted = "…" + quoted[-TAIL_CHARS:]
+            msg += ":\n" + quoted
+        return msg
+
+    def _drain(self) -> None:
+        """Fetch what the agents still hold once every rank has exited, before the final state
+        is set (the executor then removes the agents): a rank can write faster than one chunk
+        per agent and pass, and its output's end was lost (a job that wrote 33 MB kept 16 MiB)."""
+        import ray
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                results = ray.get([a.poll.remote() for a in self._agents], timeout=60)
+            except Exception:  # noqa: BLE001 - an agent gone now: what it held is lost
+                log.warning("could not fetch the rest of the output of %s", self.spec["job_id"])
+                return
+            for i, (_, data) in enumerate(results):
+                self._append(data, i)
+            if not any(data for _, data in results):
+                return
 
     def _run_safe(self) -> None:
         try:
@@ -458,6 +518,7 @@ class JobCoordinator:
         spec = self.spec
         max_rt = spec.get("max_runtime_s")
         stopping: tuple[str, str, int | None] | None = None  # (final state, reason, exit code)
+        failed_rank: int | None = None  # the first rank that failed
         stop_sent_at: float | None = None
         while True:
             try:
@@ -480,19 +541,22 @@ class JobCoordinator:
                 self._set(state="lost", reason="the node agents stopped answering for 60 s")
                 return
             codes: dict[int, int | None] = {}
-            for c, data in results:
+            for i, (c, data) in enumerate(results):
                 codes.update(c)
-                self._append(data)
+                self._append(data, i)
             done = all(v is not None for v in codes.values())
+            if done:
+                self._drain()
             if stopping is None:
                 failed = sorted((r, v) for r, v in codes.items() if v not in (None, 0))
                 if failed:
-                    rank, code = failed[0]
-                    stopping = ("failed", f"rank {rank} exited with code {code}", code)
+                    failed_rank, code = failed[0]
+                    stopping = ("failed", "", code)  # the reason once its output is all in
                 elif self._cancel is not None:
                     stopping = ("cancelled", "cancelled through aistack", None)
                 elif max_rt and time.monotonic() - started > max_rt:
-                    stopping = ("timeout", f"ran past max_runtime ({max_rt:.0f} s)", None)
+                    # the local and Slurm executors' words, with max_runtime as given (3.5 s)
+                    stopping = ("timeout", f"exceeded max_runtime of {float(max_rt):g} s", None)
                 elif done:
                     self._set(state="succeeded", exit_code=0, reason=None)
                     return
@@ -507,6 +571,8 @@ class JobCoordinator:
                 state, reason, final_code = stopping
                 if final_code is None and state == "failed":
                     final_code = 1
+                if state == "failed" and failed_rank is not None:
+                    reason = self._failure(failed_rank, int(final_code or 1))
                 self._set(state=state, reason=reason, exit_code=final_code)
                 return
             time.sleep(0.3)

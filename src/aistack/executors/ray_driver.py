@@ -301,7 +301,8 @@ class _Driver:
 
     def poll_job(self, name: str, namespace: str | None, offset: int, timeout: float) -> dict:
         """The coordinator's status and the job's output from ``offset`` on:
-        ``{"gone"}``, ``{"died": msg}``, ``{"slow"}`` or ``{"status", "log", "offset"}``."""
+        ``{"gone"}``, ``{"died": msg}``, ``{"slow"}`` or ``{"status", "log", "offset", "more"}``
+        (``more``: the coordinator holds output past ``offset`` still)."""
         import ray
 
         from aistack.executors.ray_actors import LOG_CHUNK
@@ -310,6 +311,7 @@ class _Driver:
         if coord is None:
             return {"gone": True}
         parts: list[bytes] = []
+        more = False  # the coordinator holds more output than this answer carries
         try:
             st = ray.get(coord.status.remote(), timeout=timeout)
             final = st.get("state") in ("succeeded", "failed", "cancelled", "timeout", "lost")
@@ -319,11 +321,13 @@ class _Driver:
                 offset = nxt
                 if len(data) < LOG_CHUNK:
                     break
+            else:
+                more = True
         except ray.exceptions.RayActorError as exc:
             return {"died": str(exc)}
         except ray.exceptions.GetTimeoutError:
             return {"slow": True}
-        return {"status": st, "log": b"".join(parts), "offset": offset}
+        return {"status": st, "log": b"".join(parts), "offset": offset, "more": more}
 
     def finish(self, name: str, namespace: str | None, timeout: float) -> bool:
         """Remove a coordinator with its agents and placement group (False: none found)."""
