@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from aistack.errors import BackendError, ConflictError, NotFoundError
+from aistack.errors import BackendError, ConflictError, ConnectionFailed, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,24 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
+def unreachable_db(engine: Engine, exc: BaseException) -> ConnectionFailed | None:
+    """A ConnectionFailed that names the database (password hidden) when ``exc`` says the
+    metadata DB cannot be reached at all (down, refused, wrong password, no such database, a
+    connection dropped under a query), else None: a locked or busy database, a failed
+    statement are other errors."""
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    reason = " ".join(str(exc.orig).split())  # psycopg's text spans lines
+    if not (exc.connection_invalidated or reason.startswith("connection failed")):
+        return None
+    url = engine.url.render_as_string(hide_password=True)
+    return ConnectionFailed(
+        f"the metadata database {url} cannot be reached: {reason}",
+        hint="start the database server (or wait until it is back), or fix "
+        "AISTACK_DATABASE_URL (host, port, user, password, database name)",
+    )
+
+
 def _transient(exc: Exception) -> bool:
     if isinstance(exc, sa.exc.IntegrityError):
         return True
@@ -204,6 +222,9 @@ class Catalog:
                 _SCHEMA_READY.add(id(self.engine))
                 return
             except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+                down = unreachable_db(self.engine, exc)
+                if down is not None:  # not a race with another process: say what is wrong
+                    raise down from exc
                 # another process created the same table between check and create
                 if attempt == 9:
                     raise BackendError(f"could not create the storage tables: {exc}") from exc

@@ -56,9 +56,17 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(here))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+    except Exception as exc:
+        from aistack.storage.catalog import unreachable_db
+
+        down = unreachable_db(engine, exc)  # `aistack up` said so in a 60-line traceback
+        if down is not None:
+            raise down from exc
+        raise
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -71,8 +79,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield s
         s.commit()
-    except BaseException:
+    except BaseException as exc:
         s.rollback()
+        from aistack.storage.catalog import unreachable_db
+
+        down = unreachable_db(s.get_bind().engine, exc) if isinstance(exc, Exception) else None
+        if down is not None:
+            # a 503 that names the database, not a 500 "this is a bug in aistack"
+            raise down from exc
         raise
     finally:
         s.close()
