@@ -43,7 +43,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from aistack.errors import BackendError, ConflictError, IntegrityError, ValidationError
+from aistack.errors import (
+    AistackError,
+    BackendError,
+    ConflictError,
+    ConnectionFailed,
+    IntegrityError,
+    NotFoundError,
+    ValidationError,
+)
 from aistack.storage.backends import Backend
 from aistack.storage.hashing import ChunkPolicy, default_algorithm, hasher_factory
 
@@ -102,8 +110,18 @@ class ObjectStore:
         path = self.backend.path(PREFIX, "config.json")
         try:
             raw = self.fs.cat_file(path)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if self.backend.scheme == "s3" and _no_such_bucket(exc):
+                # SeaweedFS made the bucket on the first write below, AWS refused that write:
+                # either way a typo in the bucket's name is better named at once
+                raise _s3_error(self.backend, exc, missing_bucket=True) from exc
             raw = None
+        except Exception as exc:
+            if self.backend.scheme != "s3":
+                raise
+            # the first request to the store: wrong endpoint or credentials end here (they were
+            # botocore's traceback)
+            raise _s3_error(self.backend, exc) from exc
         if raw is not None:
             try:
                 cfg = json.loads(raw)
@@ -544,6 +562,46 @@ class ObjectStore:
                 if now - e.stat().st_mtime > older_than_s:
                     out.append(e.path)
         return out
+
+
+def _no_such_bucket(exc: BaseException) -> bool:
+    """Whether s3fs's FileNotFoundError ``exc`` is S3's NoSuchBucket (not a missing key)."""
+    response = getattr(exc.__cause__, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code == "NoSuchBucket" or "bucket does not exist" in str(exc).lower()
+
+
+def _s3_error(
+    backend: Backend, exc: BaseException, *, missing_bucket: bool = False
+) -> AistackError:
+    """A clear error for a first request to an S3 store that failed: no such bucket, access
+    denied (wrong credentials), or no answer from the endpoint."""
+    custom = getattr(backend.fs, "endpoint_url", None)
+    endpoint = custom or "AWS's default endpoint"
+    bucket = backend.root.split("/", 1)[0]
+    reason = f"{type(exc).__name__}: {exc}"
+    creds = (
+        "the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and the "
+        "endpoint (AISTACK_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)"
+    )
+    if missing_bucket:
+        return NotFoundError(
+            f"storage {backend.url}: bucket {bucket!r} does not exist at {endpoint}",
+            hint=f"create the bucket (e.g. `aws s3 mb s3://{bucket}"
+            f"{f' --endpoint-url {custom}' if custom else ''}`) "
+            "or fix the bucket's name in AISTACK_STORAGE_URL",
+            field="storage_url",
+        )
+    if isinstance(exc, PermissionError):
+        return ValidationError(
+            f"storage {backend.url}: the S3 server at {endpoint} denied access ({reason})",
+            hint=f"check {creds}, and that this identity may read and write bucket {bucket!r}",
+            field="storage_url",
+        )
+    return ConnectionFailed(
+        f"storage {backend.url}: the S3 server at {endpoint} could not be used ({reason})",
+        hint=f"check that the S3 server is up and {creds}",
+    )
 
 
 def _mtime(info: dict[str, Any]) -> float | None:
