@@ -316,7 +316,7 @@ def start_postgres(
         last_err = BackendError(f"PostgreSQL did not start on port {pg_port}: {tail.strip()}")
         if port is not None or "could not bind" not in tail:
             break
-        log.warning("port %d taken, retrying (attempt %d)", p, attempt + 1)
+        log.warning("port %d taken, retrying (attempt %d)", pg_port, attempt + 1)
     shutil.rmtree(base, ignore_errors=True)
     assert last_err is not None
     raise last_err

@@ -24,6 +24,12 @@ class _Ctx:
     def datasets(self) -> Any:
         return self._ds
 
+    def datasets_unavailable(self) -> Any:
+        from aistack.server.context import ServerContext
+
+        # the server's answer when nothing says why (no error recorded)
+        return ServerContext.datasets_unavailable(SimpleNamespace(_datasets_error=None))  # type: ignore[arg-type]
+
 
 def _app(ds: Datasets | None) -> FastAPI:
     from aistack.server.routers.datasets import router

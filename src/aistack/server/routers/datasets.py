@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from aistack.errors import BackendError, ValidationError
+from aistack.errors import ValidationError
 from aistack.server.context import ServerContext
 from aistack.server.deps import get_ctx
 from aistack.server.schemas.datasets import (
@@ -32,9 +32,7 @@ router = APIRouter(tags=["datasets"])
 def _ds(ctx: ServerContext) -> Any:
     ds = ctx.datasets()
     if ds is None:
-        raise BackendError(
-            "the dataset catalog is not available on this server", hint="see the server log"
-        )
+        raise ctx.datasets_unavailable()
     return ds
 
 

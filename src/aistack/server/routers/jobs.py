@@ -27,6 +27,8 @@ def submit(
     spec = parse_spec(body, source="request body")
     nodes = ctx.loop.nodes() if ctx.loop is not None else ctx.executor.inventory()
     datasets = ctx.datasets() if spec.inputs else None
+    if spec.inputs and datasets is None:
+        raise ctx.datasets_unavailable()  # not "install aistack's dependencies" for a DB down
     job = svc.submit_job(db, spec, nodes=nodes, datasets=datasets)
     db.commit()
     svc.link_inputs(datasets, job)
