@@ -12,7 +12,9 @@ e. print the cost of what ran (CPU/GPU-hours, cloud vs on-premises) and the dash
    leave the platform running (``aistack down`` stops it).
 
 A second run reuses what the first built: the corpus dataset version (no re-crawl, no
-re-processing), and the training run resumes from its last checkpoint (nothing to redo).
+re-processing) and the registered model (no re-training). Ctrl-C cancels the crawl or corpus
+job it waits for (a rerun starts that step over) but leaves a training job running: a rerun
+follows that job instead of training a second model.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,32 +69,72 @@ def ensure_server() -> Client:
     return c
 
 
-def run_job(c: Client, spec: dict[str, Any], title: str, *, timeout: float = 900) -> dict[str, Any]:
+def run_job(
+    c: Client,
+    spec: dict[str, Any],
+    title: str,
+    *,
+    timeout: float = 900,
+    on_interrupt: str = "cancel",
+    on_submit: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     job = c.submit(spec)
+    if on_submit is not None:
+        on_submit(job["id"])
+    return follow_job(c, job["id"], title, timeout=timeout, on_interrupt=on_interrupt)
+
+
+def follow_job(
+    c: Client, job_id: str, title: str, *, timeout: float = 900, on_interrupt: str = "cancel"
+) -> dict[str, Any]:
+    """Wait for ``job_id`` with a live status line. On Ctrl-C, ``on_interrupt="cancel"`` cancels
+    the job (the crawl and the corpus steps: a rerun starts them over); ``"keep"`` leaves it
+    running and says so (the training job: a rerun follows it instead of training again)."""
     t0 = time.perf_counter()
     last = ""
-    with console.status(f"{title}: job {job['id']} queued") as st:
-        while True:
-            j = c.get_job(job["id"])
-            if j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"):
-                break
-            tail = c.logs(job["id"])["text"].strip().splitlines()
-            if tail and tail[-1] != last:
-                last = tail[-1]
-            st.update(
-                f"{title}: job {job['id']} {j['state']} ({time.perf_counter() - t0:.0f} s) {last[-90:]}"
-            )
-            if time.perf_counter() - t0 > timeout:
-                c.cancel(job["id"])
-                raise SystemExit(f"{title}: job {job['id']} took longer than {timeout:.0f} s")
-            time.sleep(0.5)
+    try:
+        with console.status(f"{title}: job {job_id} queued") as st:
+            while True:
+                j = c.get_job(job_id)
+                if j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT"):
+                    break
+                tail = c.logs(job_id)["text"].strip().splitlines()
+                if tail and tail[-1] != last:
+                    last = tail[-1]
+                st.update(
+                    f"{title}: job {job_id} {j['state']} ({time.perf_counter() - t0:.0f} s) {last[-90:]}"
+                )
+                if time.perf_counter() - t0 > timeout:
+                    c.cancel(job_id)
+                    raise SystemExit(f"{title}: job {job_id} took longer than {timeout:.0f} s")
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        raise SystemExit(_interrupted(c, job_id, on_interrupt)) from None
     if j["state"] != "SUCCEEDED":
-        console.print(c.logs(job["id"])["text"][-3000:])
-        raise SystemExit(f"{title}: job {job['id']} {j['state']}: {j.get('failure_reason')}")
+        console.print(c.logs(job_id)["text"][-3000:])
+        raise SystemExit(f"{title}: job {job_id} {j['state']}: {j.get('failure_reason')}")
     console.print(
-        f"[green]✓[/green] {title}: job {job['id']} succeeded in {time.perf_counter() - t0:.1f} s"
+        f"[green]✓[/green] {title}: job {job_id} succeeded in {time.perf_counter() - t0:.1f} s"
     )
     return j
+
+
+def _interrupted(c: Client, job_id: str, on_interrupt: str) -> str:
+    """The one line a Ctrl-C prints (instead of a traceback): what became of the job."""
+    if on_interrupt == "keep":
+        return (
+            f"interrupted: job {job_id} keeps running on the platform "
+            f"(`.venv/bin/aistack logs {job_id} -f`); `make demo` again follows it instead of "
+            f"training again, `.venv/bin/aistack cancel {job_id}` stops it"
+        )
+    try:
+        c.cancel(job_id, reason="make demo interrupted")
+    except Exception as e:  # noqa: BLE001 - say it, the user can cancel it by hand
+        return (
+            f"interrupted: could not cancel job {job_id} ({e}); "
+            f"stop it with `.venv/bin/aistack cancel {job_id}`"
+        )
+    return f"interrupted: cancelled job {job_id}; `make demo` again starts this step over"
 
 
 def step_corpus(c: Client, work: Path) -> str:
@@ -190,10 +233,16 @@ def _print_report(report: Any) -> None:
             k.split("/", 1)[1]: v for k, v in drops.items() if k.startswith(name + "/") and v
         }
         if name == "read":
+            # what the reader skipped, by WARC record type (request, warcinfo, …), as counted
+            skipped = report.get("skipped_records") or {}
+            reasons = {f"{k} records (not HTML pages)": v for k, v in skipped.items() if v}
+        elif name == "dedup":
+            dup = report.get("duplicates") or {}
             reasons = {
-                "WARC records that are not HTML responses (requests, robots.txt)": s.get("in", 0)
-                - s.get("out", 0)
+                "exact duplicates": dup.get("exact_duplicates", 0),
+                "near duplicates (MinHash)": dup.get("near_duplicates", 0),
             }
+            reasons = {k: v for k, v in reasons.items() if v}
         t.add_row(
             name,
             str(s.get("in", "")),
@@ -203,14 +252,18 @@ def _print_report(report: Any) -> None:
         )
     console.print(t)
     console.print(
-        f"    {report.get('documents_out')} documents, {report.get('tokens')} tokens "
+        f"    {report.get('documents_out')} documents, {report.get('tokens') or 0:,} tokens "
         f"(vocabulary {report.get('vocab_size')}, {report.get('shard_dtype')} shards); "
         "languages identified (pages): "
         + (", ".join(f"{k} {v:,}" for k, v in (report.get("languages") or {}).items()) or "-")
     )
 
 
-def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
+def step_train(
+    c: Client, work: Path, corpus_ref: str, on_submit: Callable[[str, str], None] | None = None
+) -> dict[str, Any]:
+    """Submit and follow the training job; ``on_submit(job_id, trained)`` is called once it is
+    submitted, ``trained`` saying what it does ("120 steps on CPU")."""
     from aistack.storage import Datasets
 
     v = Datasets.from_settings().resolve(corpus_ref)
@@ -224,6 +277,7 @@ def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         gpus = 0
     res: dict[str, Any] = {"gpus": gpus, "cpus": 2} if gpus else {"cpus": 2}
+    trained = f"{TRAIN_STEPS} steps on {'GPU' if gpus else 'CPU'}"
     cmd = (
         f"python -m aistack.train.run --data '{data}/shard-*.bin' --tokenizer {data}/tokenizer.json --eos-id 0 --run-name demo-gpt-v{v.version}-$AISTACK_JOB_ID "
         f"--max-steps {TRAIN_STEPS} --seq-len 64 --n-layer 2 --n-head 4 --n-embd 128 "
@@ -243,6 +297,8 @@ def step_train(c: Client, work: Path, corpus_ref: str) -> dict[str, Any]:
             "retries": 1,
         },
         f"c. train the reference GPT (DDP × {max(gpus, 2) if not gpus else gpus}, MLflow, checkpoints)",
+        on_interrupt="keep",
+        on_submit=None if on_submit is None else (lambda jid: on_submit(jid, trained)),
     )
 
 
@@ -263,7 +319,7 @@ def step_register(c: Client, job: dict[str, Any]) -> dict[str, Any]:
     return mv
 
 
-def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
+def step_promote_serve(c: Client, mv: dict[str, Any], trained: str | None = None) -> None:
     from aistack.mlops import registry
     from aistack.serving import manager
 
@@ -275,8 +331,10 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
         f"[green]✓[/green] d. promoted {MODEL} v{mv['version']} to production through the gate {GATE!r}"
     )
     for chk in res.to_dict().get("checks", []):
+        actual = chk["actual"]
+        actual = f"{actual:.4g}" if isinstance(actual, float) else actual
         console.print(
-            f"    {chk['condition']}: actual {chk['actual']} → {'pass' if chk['passed'] else 'fail'}"
+            f"    {chk['condition']}: actual {actual} → {'pass' if chk['passed'] else 'fail'}"
         )
     # the service controller and its replicas load the model from the registry
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -311,8 +369,8 @@ def step_promote_serve(c: Client, mv: dict[str, Any]) -> None:
     r.raise_for_status()
     text = " ".join(r.json()["choices"][0]["text"].split())  # pydoc pages are full of &nbsp;
     console.print(
-        f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms, a tiny model "
-        f"trained for {TRAIN_STEPS} steps on CPU): [bold]{body['prompt']}[/bold] {text}"
+        f"    POST {url}/v1/completions ({(time.perf_counter() - t0) * 1000:.0f} ms, a tiny model"
+        f"{f' trained for {trained}' if trained else ''}): [bold]{body['prompt']}[/bold] {text}"
     )
 
 
@@ -352,15 +410,20 @@ def step_lineage(c: Client, corpus: str) -> None:
 def step_cost(c: Client) -> None:
     rep = c.request("GET", "/cost/report", params={"project": "demo"})
     t = Table(title="cost of what ran (project demo)")
-    for col in ("job", "CPU-hours", "GPU-hours", "cost at cloud on-demand prices"):
+    for col in ("job", "name", "CPU-hours", "GPU-hours", "cost at cloud on-demand prices"):
         t.add_column(col)
     for r in rep.get("by_job", []):
         t.add_row(
-            r["key"], f"{r['cpu_hours']:.4f} h", f"{r['gpu_hours']:.4f} h", f"${r['cost_usd']:.5f}"
+            r["key"],
+            _job_name(c, r["key"]),
+            f"{r['cpu_hours']:.4f} h",
+            f"{r['gpu_hours']:.4f} h",
+            f"${r['cost_usd']:.5f}",
         )
     tot = rep["total"]
     t.add_row(
         "[bold]total[/bold]",
+        "",
         f"{tot['cpu_hours']:.4f} h",
         f"{tot['gpu_hours']:.4f} h",
         f"${tot['cost_usd']:.5f}",
@@ -373,11 +436,37 @@ def step_cost(c: Client) -> None:
         console.print(f"    {rep['recommendation']}")
 
 
+def _job_name(c: Client, job_id: str) -> str:
+    """A job's name for the cost table (the service's replica jobs are serve-demo-gpt-r1, …)."""
+    try:
+        return str(c.get_job(job_id)["name"])
+    except Exception:  # noqa: BLE001 - a job the database no longer has
+        return "?"
+
+
 def _read_state(path: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def _earlier_training_job(c: Client, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The training job an interrupted earlier run submitted on this corpus, if it is still
+    queued, running or has succeeded (its model not registered yet); None to train anew."""
+    if not state.get("job") or state.get("model_version"):
+        return None
+    try:
+        j = c.get_job(str(state["job"]))
+    except Exception:  # noqa: BLE001 - gone (another database): train anew
+        return None
+    if j["state"] in ("FAILED", "CANCELLED", "TIMEOUT"):
+        return None
+    console.print(
+        f"[green]✓[/green] c. the training job {j['id']} of an earlier run is {j['state']}: "
+        "following it (no second training)"
+    )
+    return j
 
 
 def _model_exists(c: Client, version: int) -> bool:
@@ -408,28 +497,51 @@ def main() -> None:
         "[bold]aistack demo[/bold]: crawl → corpus → train → track → register → serve → cost"
     )
     settings = get_settings()
+    # the home holds the API token: create it owner-only (a 0755 home made here drew a warning
+    # from the server it then starts, "was accessible to other users … changed it to 0700")
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     work = settings.home / "demo"
     work.mkdir(parents=True, exist_ok=True)
     c = ensure_server()
     corpus = step_corpus(c, work)
     state_file = work / "state.json"
     state = _read_state(state_file)
-    if (
-        state.get("corpus") == corpus
-        and state.get("model_version")
-        and _model_exists(c, int(state["model_version"]))
-    ):
+    if state.get("corpus") != corpus:
+        state = {}
+    trained = state.get("trained")
+    if state.get("model_version") and _model_exists(c, int(state["model_version"])):
         mv = {"version": state["model_version"]}
         console.print(
             f"[green]✓[/green] c. reusing {MODEL} v{mv['version']}, trained on {corpus} by job {state.get('job')} — no re-training"
         )
     else:
-        job = step_train(c, work, corpus)
+        job = _earlier_training_job(c, state)
+        if job is not None and job["state"] != "SUCCEEDED":
+            job = follow_job(
+                c, job["id"], "c. the training job of an earlier run", on_interrupt="keep"
+            )
+        else:
+
+            def submitted(job_id: str, what: str) -> None:
+                # recorded at once: a rerun after Ctrl-C follows this job, never trains twice
+                state_file.write_text(
+                    json.dumps({"corpus": corpus, "job": job_id, "trained": what})
+                )
+
+            job = step_train(c, work, corpus, on_submit=submitted)
+            trained = _read_state(state_file).get("trained")
         mv = step_register(c, job)
         state_file.write_text(
-            json.dumps({"corpus": corpus, "job": job["id"], "model_version": mv["version"]})
+            json.dumps(
+                {
+                    "corpus": corpus,
+                    "job": job["id"],
+                    "model_version": mv["version"],
+                    "trained": trained,
+                }
+            )
         )
-    step_promote_serve(c, mv)
+    step_promote_serve(c, mv, trained)
     step_lineage(c, corpus)
     step_cost(c)
     console.rule(f"done in {time.perf_counter() - t0:.0f} s")
@@ -440,4 +552,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C outside a job's wait (those say what became of the job): no traceback
+        console.print("interrupted: `make demo` again picks up where this run stopped")
+        sys.exit(130)
