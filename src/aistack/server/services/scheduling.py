@@ -191,6 +191,9 @@ class SchedulerLoop:
         self.held: dict[str, tuple[str, float]] = {}
         self._warned: dict[str, str] = {}  # job id or node -> the error logged for it
         self._launched: list[tuple[str, str]] = []  # (job id, handle) started in this pass
+        # job id → why its engine still holds it before it runs (Slurm's PENDING reason), as
+        # last told in its events
+        self._engine_waits: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -374,6 +377,7 @@ class SchedulerLoop:
                 continue
             if st.state == "running" and job.state == "STARTING":
                 job.state = "RUNNING"
+            self._engine_wait(s, job, st)
             if st.final:
                 self._finish(s, job, st)
             elif job.cancel_requested and job.state in ("STARTING", "RUNNING"):
@@ -413,6 +417,21 @@ class SchedulerLoop:
                     if gone is not None:
                         s.refresh(gone)
                         self.cancelled_off_loop(gone)
+
+    def _engine_wait(self, s: Session, job: Job, st: ExecStatus) -> None:
+        """A job this server started that its engine still holds before running it (Slurm's
+        PENDING: its own queue, a node still booting) is told in its events, with the engine's
+        reason, each time that reason changes, and once when it starts running there (the
+        reason was dropped: such a job showed RUNNING with nothing said)."""
+        said = self._engine_waits.get(job.id)
+        if st.state == "starting" and st.reason and job.state in ("STARTING", "RUNNING"):
+            if st.reason != said:
+                self._engine_waits[job.id] = st.reason
+                add_event(s, job.id, "waiting", f"{self.executor.name}: {st.reason}")
+        elif said is not None:
+            del self._engine_waits[job.id]
+            if st.state == "running":
+                add_event(s, job.id, "running", f"{self.executor.name} runs it now")
 
     def cancelled_off_loop(self, job: Job) -> None:
         """Tell ``on_finish`` (the MLflow run's end) of a job that became CANCELLED without a
