@@ -377,15 +377,28 @@ def alias_cmd(
 @app.command("lineage", cls=_Command)
 def lineage_cmd(
     name: ModelName,
-    version: Annotated[int, typer.Option("--version", help="version number")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="version number (default: the newest)")
+    ] = None,
     tracking_uri: TrackingUri = None,
     as_json: Json = False,
 ) -> None:
     """Where a model version came from (run, job, code commit, dataset versions) and the
     services deployed with it (whether each still serves it)."""
-    from aistack.mlops.registry import lineage
+    from aistack.mlops.registry import lineage, show_model
 
     with _as_options({"version": "--version"}):
+        if version is None:
+            # the newest version, as `aistack data lineage NAME` takes the latest
+            versions = show_model(name, tracking_uri=_uri(tracking_uri))["versions"]
+            if not versions:
+                from aistack.errors import NotFoundError
+
+                raise NotFoundError(
+                    f"model {name!r} has no versions yet",
+                    hint="register one with `aistack models register`",
+                )
+            version = max(int(v["version"]) for v in versions)
         lin = lineage(name, version, tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(lin)

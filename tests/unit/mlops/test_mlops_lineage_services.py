@@ -354,3 +354,21 @@ def test_a_version_of_a_logged_model_matches_runs_uri_by_the_models_name(
     assert [(s["name"], s["state"], s["model_uri"]) for s in services] == [
         ("chat", "serving", f"runs:/{rid}/model")
     ]
+
+
+def test_lineage_without_version_shows_the_newest(
+    aistack_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_run: tuple[str, str],
+) -> None:
+    """`aistack models lineage NAME` said "Missing option '--version'"; `data lineage NAME`
+    takes the latest, so does this now."""
+    from typer.testing import CliRunner
+
+    from aistack.cli.models import app
+
+    uri = _registered(model_run)
+    r = CliRunner().invoke(app, ["lineage", "gpt", "--tracking-uri", uri], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("model gpt v2 (file:///nowhere)")  # _registered makes v1, v2
