@@ -383,21 +383,9 @@ class JobCoordinator:
     def _failure(self, rank: int, code: int) -> str:
         """As :func:`aistack.launch.run_gang` words it: "rank 1 exited with code 7" (or "killed
         by SIGKILL"), then that rank's last output lines."""
-        from aistack.launch.gang import TAIL_CHARS
+        from aistack.launch.gang import rank_message
 
-        how = (
-            f"killed by {signal.Signals(code - 128).name}"
-            if code > 128 and code - 128 in {s.value for s in signal.Signals}
-            else f"exited with code {code}"
-        )
-        msg = f"rank {rank} {how}"
-        lines = list(self._tails.get(rank, ()))
-        if lines:
-            quoted = "\n".join(lines)
-            if len(quoted) > TAIL_CHARS:
-                quoted = "…" + quoted[-TAIL_CHARS:]
-            msg += ":\n" + quoted
-        return msg
+        return rank_message(rank, code, self._tails, [])
 
     def _drain(self) -> None:
         """Fetch what the agents still hold once every rank has exited, before the final state

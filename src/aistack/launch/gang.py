@@ -641,7 +641,7 @@ def run_gang(
             )
             code = (_code(codes[failed]) or 1) if failed is not None else 128 + stop.value
         if failed is not None:
-            head += "; " + _rank_message(failed, codes[failed], tails, [])
+            head += "; " + rank_message(failed, codes[failed], tails, [])
         return GangResult(exit_code=code, failed_rank=failed, message=head, **common)
     if failed is None:
         return GangResult(
@@ -653,12 +653,12 @@ def run_gang(
     return GangResult(
         exit_code=_code(codes[failed]) or 1,
         failed_rank=failed,
-        message=_rank_message(failed, codes[failed], tails, forwarded),
+        message=rank_message(failed, codes[failed], tails, forwarded),
         **common,
     )
 
 
-def _rank_message(
+def rank_message(
     failed: int, rc: int, tails: dict[int, collections.deque[str]], forwarded: list[str]
 ) -> str:
     """'rank N exited with code C' (or 'killed by SIG'), the signals forwarded before, and the

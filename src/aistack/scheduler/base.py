@@ -101,6 +101,19 @@ class SortedQueue(list):  # type: ignore[type-arg]
         self.policy = policy
 
 
+def _could_host(job: JobRequest, nodes: Sequence[Any]) -> list[int]:
+    """Indices of the nodes that could ever hold ``job`` (schedulable, enough GPUs and CPUs in
+    all, the GPU type it asks for): where nothing else goes while its start is unknown."""
+    return [
+        i
+        for i, n in enumerate(nodes)
+        if n.schedulable
+        and n.gpus_total >= job.gpus
+        and (job.gpu_type is None or gpu_type_matches(n.gpu_type, job.gpu_type))
+        and n.cpus_total >= job.cpus
+    ]
+
+
 def fmt_duration(seconds: float) -> str:
     """12 s, 4.5 min, 3.1 h, 2.0 d."""
     s = abs(seconds)
@@ -688,15 +701,7 @@ class QueuePolicy(Policy):
                         break
         if t_found is None or ids is None:
             # unknown: protect every node that could ever host the head
-            caps = {}
-            for i, n in enumerate(nodes):
-                if (
-                    n.schedulable
-                    and n.gpus_total >= head.gpus
-                    and (head.gpu_type is None or gpu_type_matches(n.gpu_type, head.gpu_type))
-                    and n.cpus_total >= head.cpus
-                ):
-                    caps[i] = (0, 0, 0)
+            caps = {i: (0, 0, 0) for i in _could_host(head, nodes)}
             return None, (), caps, unknown
         caps = {}
         for i in ids:
@@ -1244,14 +1249,8 @@ class QueuePolicy(Policy):
                 # whose reservation time is unknown), nothing later goes on a node it could
                 # ever use (a job behind it read "fits now but would delay the reservation of
                 # job h" with an estimated start of now, and the ones after it chained on that)
-                for i, n in enumerate(nodes):
-                    if (
-                        n.schedulable
-                        and n.gpus_total >= job.gpus
-                        and (job.gpu_type is None or gpu_type_matches(n.gpu_type, job.gpu_type))
-                        and n.cpus_total >= job.cpus
-                    ):
-                        free[i] = [-INF, -INF, -INF]  # type: ignore[list-item]
+                for i in _could_host(job, nodes):
+                    free[i] = [-INF, -INF, -INF]  # type: ignore[list-item]
                 continue
             out[job.id] = t
             last = t
