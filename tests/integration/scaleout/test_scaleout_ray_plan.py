@@ -83,7 +83,7 @@ def test_rank_envs_use_rank0_node_ip_even_when_nodes_share_an_ip() -> None:
 
 def test_coordinator_log_buffer_hands_out_each_byte_once() -> None:
     c = JobCoordinator.__new__(JobCoordinator)
-    c.__dict__.update(_log=bytearray(), _log_base=0)
+    c.__dict__.update(_log=bytearray(), _log_base=0, _tails={}, _partial={})
     import threading
 
     c._lock = threading.Lock()
