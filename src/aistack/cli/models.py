@@ -398,7 +398,7 @@ def lineage_cmd(
                     f"model {name!r} has no versions yet",
                     hint="register one with `aistack models register`",
                 )
-            version = max(int(v["version"]) for v in versions)
+            version = int(versions[0]["version"])  # newest first
         lin = lineage(name, version, tracking_uri=_uri(tracking_uri))
     if as_json:
         _out(lin)

@@ -58,6 +58,9 @@ class ExecStatus:
     reason: str | None = None
     pid: int | None = None
     node: str | None = None
+    # a final status: when the job ended (epoch seconds), where the executor recorded it; the
+    # server stamps it instead of its own first look (a job that ended while it was down)
+    finished_at: float | None = None
 
     @property
     def final(self) -> bool:

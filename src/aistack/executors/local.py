@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -27,18 +26,10 @@ log = logging.getLogger(__name__)
 START_GRACE_S = 10.0  # a supervisor that has not written status.json yet is "starting"
 
 
-@dataclass(kw_only=True)
-class LocalExecStatus(ExecStatus):
-    """A final status with when the job ended (exit.json's ``finished_at``, epoch seconds): a
-    job that ended while the server was down keeps its real end, not the restarted server's
-    first look at it."""
-
-    finished_at: float | None = None
-
-
 def _final(ex: dict, node: str) -> ExecStatus:  # type: ignore[type-arg]
+    """exit.json as a final status, with when the job ended."""
     t = ex.get("finished_at")
-    return LocalExecStatus(
+    return ExecStatus(
         state=ex["state"],
         exit_code=ex.get("exit_code"),
         reason=ex.get("reason"),

@@ -279,7 +279,7 @@ def plan_serving(
     elif p in ("bf16", "fp16"):
         compute = p
     else:
-        compute = "bf16" if acc.bf16 else "fp16"
+        compute = acc.default_precision
     peak = acc.peak_tflops(compute)
     if wbytes < 1:
         notes.append(

@@ -486,12 +486,13 @@ def plan_tco(
     # (on-demand and spot were billed per GPU-hour used, as if it rented 3)
     n_inst = math.ceil(gpus / inst.gpus)
     rented = n_inst * inst.gpus
+    whole = rented / gpus  # GPUs paid per GPU used
     add(
         "cloud on-demand",
         f"{inst.name} on-demand, pay per hour used"
         + (f" ({n_inst} x {inst.gpus} GPUs for {gpus})" if rented != gpus else ""),
         {},
-        used_hours_month * od * rented / gpus,
+        used_hours_month * od * whole,
     )
     if rented != gpus:
         smaller = sorted(
@@ -537,7 +538,7 @@ def plan_tco(
             "cloud spot",
             f"{inst.name} spot, +{spot_overhead:.0%} rework after preemptions",
             {},
-            used_hours_month * rented / gpus * inst.gpu_hour_usd("spot") * (1.0 + spot_overhead),
+            used_hours_month * whole * inst.gpu_hour_usd("spot") * (1.0 + spot_overhead),
         )
     else:
         missing.append(f"no spot price for {inst.name} ({inst.provider}) in the catalog")
@@ -590,7 +591,7 @@ def plan_tco(
     ]
     # one definition for the table and the summary (the crossing of the cumulative curves)
     be_month = next(s for s in scen if s.name == "on-prem").breakeven_month_vs_on_demand
-    be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od * rented / gpus, gpus=gpus)
+    be_util = breakeven_utilization(own, cloud_usd_per_gpu_hour=od * whole, gpus=gpus)
     if own.gpus != gpus:
         notes.append(f"on-prem rounds up to whole servers: {own.gpus} GPUs owned for {gpus} needed")
     return TcoResult(

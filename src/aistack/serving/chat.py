@@ -43,14 +43,8 @@ from pydantic_core import PydanticCustomError
 from aistack.errors import short_repr
 from aistack.serving.http import HTTPProblem
 from aistack.serving.openai_errors import sent
-from aistack.serving.spec import DEFAULT_MAX_TOKENS, _bounds, _kind, _takes
+from aistack.serving.spec import _bounds, _kind, _takes
 
-# per completion, for a model that does not say its context length (no ``context_tokens``):
-# nothing else bounds how long its generate runs, so a request cannot hold a batch for hours.
-# A model that says its context is bounded by it (the context minus the prompt: OpenAI's
-# ``context_length_exceeded``), not by this. The replica's ``--max-tokens``, the service spec's
-# ``max_tokens``.
-MAX_TOKENS = DEFAULT_MAX_TOKENS
 ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
 DEFAULT_STOPS = ("\nUser:",)
 # message fields OpenAI defines that a text-only server cannot honour (a 400 naming them)

@@ -63,7 +63,7 @@ from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.serving.batching import DynamicBatcher
-from aistack.serving.chat import MAX_TOKENS, ChatCompletionRequest, Choices, NumberFields, Seed
+from aistack.serving.chat import ChatCompletionRequest, Choices, NumberFields, Seed
 from aistack.serving.generators import (
     completion_tokens,
     context_overflow,
@@ -82,6 +82,7 @@ from aistack.serving.http import (
 from aistack.serving.metrics import RequestMetrics, batch_size_prometheus
 from aistack.serving.models import LoadedModel, ModelLoadError, load_model
 from aistack.serving.openai_errors import read_request_json, request_problem
+from aistack.serving.spec import DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +410,7 @@ class ReplicaServer:
         max_wait_ms: float = 5.0,
         max_body_bytes: int = 1_048_576,
         served_names: Iterable[str] = (),
-        max_tokens: int = MAX_TOKENS,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.model = model
         self.name = name
@@ -911,9 +912,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-tokens",
         type=int,
-        default=MAX_TOKENS,
+        default=DEFAULT_MAX_TOKENS,
         help="most tokens per completion for a model that does not say its context length "
-        f"(default {MAX_TOKENS}); a model that says it is bounded by its context instead",
+        f"(default {DEFAULT_MAX_TOKENS}); a model that says it is bounded by its context instead",
     )
     ap.add_argument(
         "--threads",
@@ -928,8 +929,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.max_batch_size < 1:
         ap.error("--max-batch-size must be >= 1")
-    if args.max_tokens < 16:  # the default of a request that does not say
-        ap.error("--max-tokens must be >= 16 tokens (the default max_tokens of a request)")
+    if args.max_tokens < MIN_MAX_TOKENS:  # the default of a request that does not say
+        ap.error(
+            f"--max-tokens must be >= {MIN_MAX_TOKENS} tokens (the default max_tokens of a request)"
+        )
     from aistack.serving.batching import MAX_WAIT_MS
 
     if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # NaN too

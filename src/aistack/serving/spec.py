@@ -260,8 +260,13 @@ def _takes(f: FieldInfo, name: str) -> str:
     return unit + "".join(f" {b}" if i == 0 else f" and {b}" for i, b in enumerate(bounds))
 
 
-# the spec's max_tokens (see aistack.serving.chat.MAX_TOKENS)
+# the spec's max_tokens: per completion, for a model that does not say its context length (no
+# ``context_tokens``): nothing else bounds how long its generate runs, so a request cannot hold a
+# batch for hours. A model that says its context is bounded by it (the context minus the prompt:
+# OpenAI's ``context_length_exceeded``), not by this. The replica's ``--max-tokens``.
 DEFAULT_MAX_TOKENS = 4096
+MIN_MAX_TOKENS = 16  # a request's default max_tokens
+MAX_MAX_TOKENS = 10_000_000
 
 
 class BatchingConfig(_Strict):
@@ -343,8 +348,8 @@ class ServiceSpec(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=MAX_BODY_BYTES)
     max_tokens: int = Field(
         default=DEFAULT_MAX_TOKENS,
-        ge=16,
-        le=10_000_000,
+        ge=MIN_MAX_TOKENS,
+        le=MAX_MAX_TOKENS,
         description="the most tokens one completion may ask for (max_tokens) from a model "
         "that does not say its context length (no context_tokens): nothing else bounds how long "
         "it generates; a model that says its context is bounded by it instead (the context "

@@ -564,6 +564,14 @@ class ObjectStore:
         return out
 
 
+# what an S3 client reads to reach a store, for hints (storage, the trainer's data and
+# checkpoints)
+S3_CREDENTIALS = (
+    "the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and the "
+    "endpoint (AISTACK_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)"
+)
+
+
 def _no_such_bucket(exc: BaseException) -> bool:
     """Whether s3fs's FileNotFoundError ``exc`` is S3's NoSuchBucket (not a missing key)."""
     response = getattr(exc.__cause__, "response", None)
@@ -580,10 +588,7 @@ def _s3_error(
     endpoint = custom or "AWS's default endpoint"
     bucket = backend.root.split("/", 1)[0]
     reason = f"{type(exc).__name__}: {exc}"
-    creds = (
-        "the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and the "
-        "endpoint (AISTACK_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)"
-    )
+    creds = S3_CREDENTIALS
     if missing_bucket:
         return NotFoundError(
             f"storage {backend.url}: bucket {bucket!r} does not exist at {endpoint}",

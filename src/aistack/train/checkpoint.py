@@ -304,12 +304,13 @@ class CheckpointStore:
                 field="checkpoint_url",
             ) from None
         except Exception as exc:  # noqa: BLE001 - a store's own errors (botocore's NoCredentialsError)
+            from aistack.storage.objects import S3_CREDENTIALS
+
             raise ValidationError(
                 f"checkpoint_url: cannot write checkpoints to {self.url}: "
                 f"{type(exc).__name__}: {exc}",
                 hint="fix --checkpoint-url (a writable directory or bucket path); for s3:// set "
-                "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the endpoint "
-                "(AISTACK_S3_ENDPOINT_URL) as for aistack storage",
+                f"{S3_CREDENTIALS}, as for aistack storage",
                 field="checkpoint_url",
             ) from None
 

@@ -88,11 +88,11 @@ def _remote_errors(url: str) -> Iterator[None]:
             f"data: shard {url} does not exist", hint="check the data paths", field="data"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any store's own error types
+        from aistack.storage.objects import S3_CREDENTIALS
+
         raise ValidationError(
             f"data: cannot read {url}: {type(exc).__name__}: {exc}",
-            hint="check the URL; for s3:// set the credentials (AWS_ACCESS_KEY_ID, "
-            "AWS_SECRET_ACCESS_KEY) and the endpoint (AISTACK_S3_ENDPOINT_URL) as for "
-            "aistack storage",
+            hint=f"check the URL; for s3:// set {S3_CREDENTIALS}, as for aistack storage",
             field="data",
         ) from None
 

@@ -343,7 +343,7 @@ class Accelerator(_Model):
             if self.fp8_tflops is None:
                 raise ValidationError(
                     f"precision: {self.name} has no FP8 tensor cores",
-                    hint=f"use {'bf16' if self.bf16 else 'fp16'}, or pick an accelerator with FP8 "
+                    hint=f"use {self.default_precision}, or pick an accelerator with FP8 "
                     "(H100, H200, B200, MI300X, L40S)",
                     field="precision",
                 )

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 from aistack.errors import ValidationError
-from aistack.serving.spec import MAX_TARGET_INFLIGHT, MAX_TIME_S
+from aistack.serving.spec import (
+    DEFAULT_MAX_TOKENS,
+    MAX_MAX_TOKENS,
+    MAX_TARGET_INFLIGHT,
+    MAX_TIME_S,
+    MIN_MAX_TOKENS,
+)
 
 
 def _spec_fields() -> dict[str, FieldInfo]:
@@ -120,10 +126,10 @@ class ServiceCreate(BaseModel):
     )
     max_tokens: int | None = Field(
         default=None,
-        ge=16,
-        le=10_000_000,
+        ge=MIN_MAX_TOKENS,
+        le=MAX_MAX_TOKENS,
         description="the most tokens one completion may ask for from a model that does not "
-        "say its context length (default 4096)",
+        f"say its context length (default {DEFAULT_MAX_TOKENS})",
     )
     project: str = "default"
 

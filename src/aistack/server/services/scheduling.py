@@ -105,10 +105,10 @@ def _ended_at(st: ExecStatus, job: Job, now: dt.datetime) -> dt.datetime:
     ``finished_at``) when it has one between the start and ``now``, else ``now``. A job that
     ended while the server was down was stamped with the restarted server's first look: its
     runtime, attained service, usage and cost counted the downtime too."""
-    t = getattr(st, "finished_at", None)
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+    t = st.finished_at
+    if t is None or not math.isfinite(t):
         return now
-    end = _from_epoch(float(t))
+    end = _from_epoch(t)
     if job.started_at is not None and end < job.started_at:
         return job.started_at
     return min(end, now)
