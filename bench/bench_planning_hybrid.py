@@ -20,7 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
 from aistack.planning.catalog import load_catalog  # noqa: E402
-from aistack.planning.whatif import demand_profile, hybrid_sweep, read_trace_csv  # noqa: E402
+from aistack.planning.whatif import (  # noqa: E402
+    demand_profile,
+    hybrid_sweep,
+    peak_concurrency,
+    read_trace_csv,
+)
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "itp"
 
@@ -42,6 +47,7 @@ def main() -> None:
         ivs = read_trace_csv(str(f))
         s = hybrid_sweep(
             demand_profile(ivs),
+            peak_gpus=peak_concurrency(ivs),  # the most GPUs at once, not the busiest hour's mean
             gpu="H100",
             server="hgx-h100-oem",
             instance="p5.48xlarge",

@@ -7,6 +7,9 @@ FineWeb → PII → exact + MinHash dedup → BPE tokenizer → shards) on --wor
 
     .venv/bin/python bench/bench_webdata_pipeline.py [--quick] [--docs N] [--workers N]
 
+Gopher quality runs with its default alphabetic rule, ``alpha_denominator: words`` (the
+paper's); the JSON records it and the pipeline's ``code_version``.
+
 Goals (not asserted): the per-core rates are what a sizing of a web-data job uses; dedup and
 tokenization must not be the bottleneck next to extraction.
 """
@@ -45,7 +48,18 @@ def main() -> None:
     )
     files = repeat_corpus(sources, str(tmp / "in"), n_docs=n_docs, n_files=8)
     rows = []
-    extra: dict[str, object] = {"docs": n_docs, "workers": args.workers, "files": len(files)}
+    from aistack.webdata.filters import GopherQualityParams
+    from aistack.webdata.pipeline import code_version
+
+    extra: dict[str, object] = {
+        "docs": n_docs,
+        "workers": args.workers,
+        "files": len(files),
+        # the pipeline code the counts come from (webdata.2: gopher_quality's alpha rule
+        # counts words, the paper's, which keeps more pages than datatrove's all tokens)
+        "code_version": code_version(),
+        "gopher_alpha_denominator": GopherQualityParams().alpha_denominator,
+    }
     for mode in args.modes.split(","):
         spec = parse_spec(
             {

@@ -410,22 +410,24 @@ def step_lineage(c: Client, corpus: str) -> None:
 def step_cost(c: Client) -> None:
     rep = c.request("GET", "/cost/report", params={"project": "demo"})
     t = Table(title="cost of what ran (project demo)")
+    # the unit once, in the header: "0.0082 h" under "CPU-hours" said it twice, and as hours
+    # (a CPU-hour is one CPU for an hour: 4 CPUs for 1 h are 4 CPU-hours, not "4 h")
     for col in ("job", "name", "CPU-hours", "GPU-hours", "cost at cloud on-demand prices"):
         t.add_column(col)
     for r in rep.get("by_job", []):
         t.add_row(
             r["key"],
             _job_name(c, r["key"]),
-            f"{r['cpu_hours']:.4f} h",
-            f"{r['gpu_hours']:.4f} h",
+            f"{r['cpu_hours']:.4f}",
+            f"{r['gpu_hours']:.4f}",
             f"${r['cost_usd']:.5f}",
         )
     tot = rep["total"]
     t.add_row(
         "[bold]total[/bold]",
         "",
-        f"{tot['cpu_hours']:.4f} h",
-        f"{tot['gpu_hours']:.4f} h",
+        f"{tot['cpu_hours']:.4f}",
+        f"{tot['gpu_hours']:.4f}",
         f"${tot['cost_usd']:.5f}",
     )
     console.print(t)

@@ -22,6 +22,7 @@ back into the same exception class; the CLI prints ``str(err)`` without a traceb
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # the longest message an error answer carries: a message that quotes a 100 kB input is cut in
@@ -36,6 +37,27 @@ def short_repr(value: Any, limit: int = 100) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: max(limit - 1, 1)]}… ({len(text):,} characters)"
+
+
+def fmt_number(value: float) -> str:
+    """A number as it is read, in a message or a table, not in Python's ``g`` format:
+    ``1,000,000,000`` (was ``1e+09``), ``3,600.5``, ``0.25``; beyond 10^15 (no one counts
+    those digits) ``1e20``, also for an int too large for a float (``10**400``: ``1e400``,
+    where float() raises OverflowError)."""
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond a float's range (JSON allows one)
+        n = abs(int(value))
+        e = int(math.log10(n))
+        lead = f"{n // 10 ** (e - 2) / 100:.3g}"  # its first 3 digits
+        return f"{'-' if value < 0 else ''}{lead}e{e}"
+    if not math.isfinite(x):
+        return str(x)
+    if abs(x) >= 1e15:
+        return f"{x:.3g}".replace("e+", "e")
+    if x == int(x):
+        return f"{int(x):,}"
+    return f"{x:,.6g}" if abs(x) < 1e-3 else f"{round(x, 6):,}"
 
 
 def _clip(message: str) -> str:

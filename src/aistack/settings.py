@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
-    token: str | None = None
+    token: str | None = Field(default=None, repr=False)  # a secret: not in repr(settings)
     # scheduling loop
     schedule_interval_s: float = 0.2
     monitor_interval_s: float = 2.0
@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     ray_health_interval_s: float = Field(default=5.0, gt=0)
     ray_retry_interval_s: float = Field(default=5.0, gt=0)
     slurm_partition: str | None = None
+    # refuse jobs of projects nobody created (`aistack projects set NAME`) other than
+    # "default", as Slurm with AccountingStorageEnforce=associations refuses unknown accounts:
+    # a typo ("reserach") otherwise runs at once in a new project without the quota of the
+    # one meant
+    require_projects: bool = False
     # mlflow embedded under /mlflow
     mlflow_enabled: bool = True
     # largest request body the server reads (bytes; larger ones get 413): the API's JSON bodies

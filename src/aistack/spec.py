@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,7 +30,7 @@ from aistack.compute.resources import (
     memory_size_field,
     parse_memory_mb,
 )
-from aistack.errors import ValidationError, short_repr
+from aistack.errors import ValidationError, fmt_number, short_repr
 
 Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: "$" takes "x\n"
@@ -110,6 +111,84 @@ def env_value(value: Any) -> str:
     else:
         got = type(value).__name__
     raise ValueError(f"must be a string, got {got}")
+
+
+GRACE_ENV = "AISTACK_GRACE_S"  # a job's grace period between its stop signal and SIGKILL
+DEFAULT_GRACE_S = 10.0
+
+
+def grace_s_from_env(env: Mapping[str, str]) -> float:
+    """The grace period (seconds) between a job's stop signal and SIGKILL, from its env's
+    ``AISTACK_GRACE_S`` (the server sets it; a job's own value wins), else 10 s; the executors
+    (local, Slurm, Ray) read it at launch. A value that is no number, negative or not finite
+    is refused: ``nan`` and ``inf`` left a job that ignores its stop signal running for ever,
+    past its max_runtime."""
+    raw = env.get(GRACE_ENV)
+    if raw is None:
+        return DEFAULT_GRACE_S
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ValidationError(
+            f"env {GRACE_ENV}={raw!r}: the grace period between the job's stop signal and "
+            "SIGKILL must be a number of seconds, 0 or more",
+            hint=f"e.g. {GRACE_ENV}=30 in the job's env, or remove it (the server sets its own)",
+            field="env",
+        )
+    return v
+
+
+# a cancel's reason and grace period (POST /jobs/{id}/cancel): the API's JobCancel, the SDK's
+# Client.cancel and `aistack cancel` check them with these functions, so their words agree
+CANCEL_REASON_MAX = 500  # characters kept
+# the longest grace period a cancel may ask for (seconds): a job that has not stopped an hour
+# after its stop signal is not saving a checkpoint any more
+CANCEL_GRACE_MAX_S = 3600.0
+
+
+def cancel_reason_problem(reason: str) -> str | None:
+    """Why ``reason`` cannot be a cancel's reason (shown as the job's stop reason, one line of
+    the jobs table), or None when it can."""
+    if not reason.strip():  # (an unset shell variable)
+        return "the reason is empty"
+    if len(reason) > CANCEL_REASON_MAX:
+        return f"{len(reason):,} characters, more than the {CANCEL_REASON_MAX} kept"
+    if not reason.isprintable():
+        return "control characters (tabs, line breaks) cannot be shown in the jobs table"
+    return None
+
+
+def cancel_reason_hint(name: str) -> str:
+    """How to fix a reason :func:`cancel_reason_problem` refused (``name``: the field or option)."""
+    return f"say why on one line, in at most {CANCEL_REASON_MAX} characters, or leave {name} out"
+
+
+def cancel_grace_problem(seconds: float) -> str | None:
+    """Why ``seconds`` cannot be a cancel's grace period (from the job's stop signal to
+    SIGKILL: 0 to CANCEL_GRACE_MAX_S), or None when it can."""
+    # (numbers as they are read: 1e9 said "1e+09 s"; an int too large for a float, which
+    # JSON allows, is out of range rather than an OverflowError)
+    most = fmt_number(CANCEL_GRACE_MAX_S)
+    try:
+        finite = math.isfinite(seconds)
+    except OverflowError:
+        finite = True
+    if not finite:
+        return f"{fmt_number(seconds)} is not a number of seconds from 0 to {most} s"
+    if not 0 <= seconds <= CANCEL_GRACE_MAX_S:
+        return f"{fmt_number(seconds)} s is not from 0 to {most} s"
+    return None
+
+
+def cancel_grace_hint(name: str) -> str:
+    """How to fix a grace period :func:`cancel_grace_problem` refused (``name``: the field or
+    option)."""
+    return (
+        f"give the seconds between the stop signal and SIGKILL, 0 to {fmt_number(CANCEL_GRACE_MAX_S)} "
+        f"(0: SIGKILL at once), or leave {name} out for the server's default"
+    )
 
 
 # set by the executor from the job's allocation (a job's own value would be replaced)
@@ -219,6 +298,10 @@ class JobSpec(_Strict):
         out = {k: str(x) for k, x in v.items()}
         for k, x in out.items():
             _check_arg(x, f"the value of {k}", extra=len(k.encode()) + 1)
+        try:
+            grace_s_from_env(out)
+        except ValidationError as exc:
+            raise ValueError(f"{exc.message.removeprefix('env ')}; {exc.hint}") from None
         return out
 
     @field_validator("command", "script", "workdir")

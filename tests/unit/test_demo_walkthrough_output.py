@@ -237,7 +237,7 @@ def test_cost_table_names_each_job(out: Console) -> None:
     text = out.export_text()
     assert "aaa" in text and "demo-train" in text
     assert "bbb" in text and "serve-demo-gpt-r1" in text
-    assert "0.0190 h" in text and "$0.00096" in text
+    assert "0.0190" in text and "0.0190 h" not in text and "$0.00096" in text
 
 
 def test_completion_line_says_how_the_model_was_trained(

@@ -19,6 +19,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from aistack.errors import NotFoundError, ValidationError
+from aistack.errors import fmt_number as fmt_number  # (moved to aistack.errors; the CLI's name)
 
 
 def make_console(stderr: bool = False, *, markup: bool = True) -> Console:
@@ -60,6 +61,8 @@ class _Command(TyperCommand):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = _reflowed(self.help)
         for param in self.params:
             if _is_path(getattr(getattr(param, "type_descriptor", None), "annotation", None)):
                 _refuse_empty_path(param)
@@ -67,6 +70,39 @@ class _Command(TyperCommand):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
         return [m[1] + m[2] if (m := _BRACED.fullmatch(p)) else p for p in pieces]
+
+
+def hide_flag_types(root: Any, ctx: Any) -> None:
+    """No ``<bool>`` after a flag in help: typer 0.29's rich help writes the type of every
+    option, a flag's too (``--detach -d <bool>``, ``--help <bool>``), which reads as if the
+    flag took a value. A parameter's ``metavar`` (public click API, what
+    ``typer.Option(metavar=...)`` sets) is shown instead of its type when it is set, so each
+    flag of ``root``'s commands and sub-groups, their ``--help`` included, gets an empty one
+    (click never shows a flag's metavar elsewhere: usage lines and errors name the flag)."""
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        params = list(getattr(cmd, "params", []))
+        with contextlib.suppress(Exception):  # (an older typer's help option needs more)
+            params.append(cmd.get_help_option(ctx))
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        todo.extend(getattr(cmd, "commands", {}).values())
+
+
+def _reflowed(doc: str) -> str:
+    """A command's docstring as help: each paragraph's lines joined, for the terminal to wrap.
+    Typer's rich help keeps single line breaks, so the source's ~95-column lines printed cut
+    in mid-sentence ("with job ids, show" / "each in detail") in the `aistack --help` list
+    and folded twice at 80 columns. A paragraph that starts with ``\b`` keeps its lines."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
 
 
 def _is_path(annotation: Any) -> bool:

@@ -179,6 +179,7 @@ def log(
             [
                 {
                     **v.to_dict(),
+                    "store": v.store,
                     "deleted": v.deleted,
                     "deleted_at": v.deleted_at.isoformat() if v.deleted_at else None,
                 }
@@ -540,10 +541,13 @@ def gc(
         "--grace",
         min=0,
         help="keep unreferenced objects and manifests younger than this (s); below 300 s "
-        "needs --force",
+        "needs --force. What a `data add` running now on this machine (same AISTACK_HOME) "
+        "writes is kept whatever the grace",
     ),
     force: bool = typer.Option(
-        False, "--force", help="allow a grace below 300 s (when no `data add` is running)"
+        False,
+        "--force",
+        help="allow a grace below 300 s (when no `data add` is running on another machine)",
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -553,12 +557,14 @@ def gc(
 
         raise ValidationError(
             f"--grace {grace:g} s: an add running now could lose the objects it just wrote "
-            f"(they are not referenced until it finishes)",
+            f"if it runs on another machine (they are not referenced until it finishes; adds "
+            f"on this machine, with this AISTACK_HOME, are seen and kept)",
             hint=f"use --grace {MIN_SAFE_GRACE_S} or more, or --force if no `aistack data add` "
-            "is running against this store",
+            "is running against this store from another machine",
             field="grace",
         )
-    r = _datasets().gc(dry_run=dry_run, grace_s=grace)
+    ds = _datasets()
+    r = ds.gc(dry_run=dry_run, grace_s=grace)
     if as_json:
         print_json(r.to_dict())
         return
@@ -575,6 +581,14 @@ def gc(
         f"{_n(r.objects_young, 'object')} younger than {grace:,.0f} s; "
         f"{_n(r.protected_versions, 'referenced version')} protected"
     )
+    for store, k in r.other_stores.items():
+        console.print(
+            f"note: {_n(k, 'version')} live in store {store}, not in this one "
+            f"({ds.store_id}): left alone; run gc with AISTACK_STORAGE_URL set to that "
+            "store to collect its garbage",
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 MIN_SAFE_GRACE_S = 300

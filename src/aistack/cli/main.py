@@ -70,6 +70,13 @@ class _Group(TyperGroup):
         with _usage_errors(bool(extra.get("resilient_parsing"))):
             return super().make_context(info_name, list(args), parent=parent, **extra)
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # (the root, before its --help or a command's is printed)
+            from aistack.cli._common import hide_flag_types
+
+            hide_flag_types(self, ctx)
+        return list(super().parse_args(ctx, args))
+
     def invoke(self, ctx: Any) -> Any:
         with _usage_errors(ctx.resilient_parsing):
             return super().invoke(ctx)

@@ -142,9 +142,12 @@ def train(
         None, "--seq-len", help="context length; adds the attention FLOPs term"
     ),
     layers: int = typer.Option(
-        None, "--layers", help="transformer layers (inferred from --params if absent)"
+        None,
+        "--layers",
+        help="transformer layers (default: those of the published model within 25% of the "
+        "active parameters, e.g. 80 for 70B; else estimated)",
     ),
-    hidden: int = typer.Option(None, "--hidden", help="hidden size (inferred if absent)"),
+    hidden: int = typer.Option(None, "--hidden", help="hidden size (default: as --layers)"),
     precision: str | None = typer.Option(
         None, "--precision", help="bf16 | fp16 | fp8 (default bf16; fp16 on a GPU without BF16)"
     ),
@@ -215,7 +218,7 @@ def serve(
     precision: str | None = typer.Option(
         None,
         "--precision",
-        help="weights: bf16 | fp16 | fp8 | int8 | int4 (default bf16; fp16 without BF16)",
+        help="weights: bf16 | fp16 | fp32 | fp8 | int8 | int4 (default bf16; fp16 without BF16)",
     ),
     kv_precision: str = typer.Option(
         None,
@@ -230,12 +233,19 @@ def serve(
     target_tps: float = typer.Option(
         None, "--target-tps", help="aggregate output tokens/s to serve"
     ),
-    layers: int = typer.Option(None, "--layers"),
-    hidden: int = typer.Option(None, "--hidden"),
+    layers: int = typer.Option(
+        None,
+        "--layers",
+        help="transformer layers (default: those of the published model within 25% of "
+        "--params, e.g. 80 for 70B; else estimated)",
+    ),
+    hidden: int = typer.Option(None, "--hidden", help="hidden size (default: as --layers)"),
     kv_heads: int = typer.Option(
         None,
         "--kv-heads",
-        help="key/value heads (GQA), dividing the attention heads; default: all heads",
+        help="key/value heads (GQA), dividing the attention heads; default: the published "
+        "model's (8 for 70B) or 8 where the shape is inferred from --params, all heads where "
+        "--layers/--hidden/--heads are given",
     ),
     heads: int = typer.Option(
         None, "--heads", help="attention heads (default: --hidden / --head-dim)"
@@ -398,7 +408,13 @@ def hybrid(
     """Replay a measured demand against every fleet size: own N servers, rent the overflow; the cheapest wins."""
     from aistack.planning.report import render_hybrid
     from aistack.planning.training import duration_text
-    from aistack.planning.whatif import check_step, demand_profile, hybrid_sweep, read_trace_csv
+    from aistack.planning.whatif import (
+        check_step,
+        demand_profile,
+        hybrid_sweep,
+        peak_concurrency,
+        read_trace_csv,
+    )
 
     if (trace is None) == (records is None):
         raise ValidationError(
@@ -437,6 +453,8 @@ def hybrid(
             server=server,
             instance=instance,
             catalog=load_catalog_option(catalog),
+            # the most GPUs at once, not the busiest step's mean
+            peak_gpus=peak_concurrency(intervals) if any(x > 0 for x in prof) else None,
         )
     if as_json:
         print_json(sweep.to_dict())

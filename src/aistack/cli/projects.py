@@ -7,14 +7,44 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from aistack.cli._common import _Command, client, console, esc, print_json
+from aistack.cli._common import _Command, client, console, err_console, esc, print_json
 
 app = typer.Typer(help="Project quotas, shares and budgets.", no_args_is_help=True)
 
 
+def _usd(amount: float) -> str:
+    """US dollars with their cents, and an amount under $1 with its significant digits: a
+    $0.0005 budget read "$0.00" (and "0.0005 USD/month" or "1e-05 USD/month" elsewhere)."""
+    if 0 < abs(amount) < 1:
+        from aistack.planning.numfmt import money
+
+        return f"${money(amount)}"
+    return f"${amount:,.2f}"
+
+
+def _unused_shares_note(c: Any) -> str | None:
+    """Why the fair-share weights do nothing on this server (its scheduling policy is not
+    ``fairshare``, the only one that reads them), or None (they are used, or the policy is
+    not known: no scheduling loop, the cluster view unavailable)."""
+    try:
+        policy = (c.cluster().get("scheduler") or {}).get("policy")
+    except Exception:  # noqa: BLE001 - a note; never a reason to fail the command
+        return None
+    if not isinstance(policy, str) or policy == "fairshare":
+        return None
+    return (
+        f"note: this server schedules with the {policy!r} policy, which does not use fair-share "
+        "weights; they take effect with the fairshare policy (AISTACK_POLICY=fairshare, then "
+        "restart the server)"
+    )
+
+
 @app.command("ls", cls=_Command)
 def ls(as_json: bool = typer.Option(False, "--json")) -> None:
-    rows = client().projects()
+    """List the projects: those with settings and those that only have jobs (no GPU quota, no
+    budget, fair-share weight 1)."""
+    api = client()
+    rows = api.projects()
     if as_json:
         print_json(rows)
         return
@@ -27,9 +57,12 @@ def ls(as_json: bool = typer.Option(False, "--json")) -> None:
             esc(p["name"]),
             "unlimited" if p["gpu_quota"] is None else esc(f"{p['gpu_quota']} GPUs"),
             f"{p['share']:g}",
-            "-" if p["monthly_budget_usd"] is None else f"${p['monthly_budget_usd']:,.2f}",
+            "-" if p["monthly_budget_usd"] is None else _usd(p["monthly_budget_usd"]),
         )
     console.print(t)
+    note = _unused_shares_note(api) if any(p["share"] != 1 for p in rows) else None
+    if note:
+        err_console.print(note, markup=False, soft_wrap=True)
 
 
 @app.command("set", cls=_Command)
@@ -39,9 +72,15 @@ def set_(
     no_gpu_quota: bool = typer.Option(
         False, "--no-gpu-quota", help="remove the GPU quota (unlimited GPUs)"
     ),
-    budget: float = typer.Option(None, help="monthly budget in USD"),
+    budget: float = typer.Option(
+        None,
+        help="monthly budget in USD: `aistack cost report` compares the month's spend with "
+        "it (a report: jobs are not stopped over it)",
+    ),
     no_budget: bool = typer.Option(False, "--no-budget", help="remove the monthly budget"),
-    share: float = typer.Option(None, help="fair-share weight (new projects: 1)"),
+    share: float = typer.Option(
+        None, help="fair-share weight (new projects: 1); used by the fairshare policy only"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change a project's settings; the options not given keep their value."""
@@ -58,16 +97,20 @@ def set_(
         changes["monthly_budget_usd"] = budget
     if share is not None:
         changes["share"] = share
+    c = client()
     try:
-        p = client().set_project(name, **changes)
+        p = c.set_project(name, **changes)
     except ValidationError as exc:
         raise _by_flag(exc, name, changes) from None
+    note = _unused_shares_note(c) if share is not None else None
+    if note:  # (--share was accepted and changed nothing the scheduler does)
+        err_console.print(note, markup=False, soft_wrap=True)
     if as_json:
         print_json(p)
     else:
         quota = "unlimited" if p["gpu_quota"] is None else f"{p['gpu_quota']} GPUs"
         budget_s = (
-            "none" if p["monthly_budget_usd"] is None else f"{p['monthly_budget_usd']} USD/month"
+            "none" if p["monthly_budget_usd"] is None else f"{_usd(p['monthly_budget_usd'])}/month"
         )
         console.print(
             f"project {p['name']}: quota {quota}, fair-share weight {p['share']:g}, "
@@ -95,7 +138,7 @@ def _by_flag(exc: Any, name: str, changes: dict[str, Any]) -> Any:
     if not named:
         return exc
     said = "; ".join(
-        f"{_FLAGS[m[1]][0]} {changes.get(m[1])!s}: "
+        f"{_FLAGS[m[1]][0]} {_typed(changes.get(m[1]))}: "
         + m[2].replace("Input should be", "must be").removesuffix(f", got {changes.get(m[1])}")
         for m in named
     )
@@ -105,3 +148,8 @@ def _by_flag(exc: Any, name: str, changes: dict[str, Any]) -> Any:
         hint=f"e.g. `aistack projects set {name} {flag} {example}`; --no-gpu-quota and "
         "--no-budget remove a limit",
     )
+
+
+def _typed(value: Any) -> str:
+    """An option's value as it was typed: ``--budget -1``, not ``-1.0`` (typer's float)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -43,6 +43,11 @@ def _console() -> Any:
     return make_console()
 
 
+def _n(n: Any, word: str, plural: str | None = None) -> str:
+    """``n`` and its unit, singular for one ("1 replica", "2 replicas", "0 requests")."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 def _ms(v: Any) -> str:
     """A latency; "-" when there is none (no request answered in the window)."""
     return "-" if v is None else f"{float(v):.1f} ms"
@@ -138,19 +143,35 @@ def deploy(
     min_replicas: Annotated[int, typer.Option("--min", help="fewest replicas")] = 1,
     max_replicas: Annotated[int, typer.Option("--max", help="most replicas")] = 4,
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs per replica")] = 0,
-    cpus: Annotated[int, typer.Option("--cpus", help="CPU cores per replica")] = 1,
+    cpus: Annotated[
+        int,
+        typer.Option(
+            "--cpus",
+            help="CPU cores per replica: its torch threads (and, as a job, the cores the "
+            "scheduler gives it)",
+        ),
+    ] = 1,
     memory: Annotated[
-        str | None, typer.Option("--memory", help="memory per replica, e.g. 4GB")
+        str | None,
+        typer.Option(
+            "--memory",
+            help="memory per replica, e.g. 4GB, reserved by the scheduler (replicas as jobs "
+            "only; not a limit on the process)",
+        ),
     ] = None,
     priority: Annotated[
         int | None,
-        typer.Option("--priority", help="scheduler priority (default 100, above batch jobs)"),
+        typer.Option(
+            "--priority",
+            help="scheduler priority (default 100, above batch jobs; replicas as jobs only)",
+        ),
     ] = None,
     launcher: Annotated[
         str,
         typer.Option(
             "--launcher",
-            help="auto (jobs when an aistack server is up, else local processes), process, jobs",
+            help="auto (jobs when an aistack server is up, else local processes), process "
+            "(no --gpus, --memory or --priority; --cpus at most this machine's cores), jobs",
         ),
     ] = "auto",
     port: Annotated[int, typer.Option("--port", help="router port (0 = any free port)")] = 0,
@@ -226,8 +247,8 @@ def deploy(
         f"service [bold]{esc(st['name'])}[/bold] "
         + esc(
             f"serving {st['model_uri']} at {st['url']} "
-            f"({st.get('ready_replicas', 0)}/{st.get('desired_replicas', 0)} replicas ready)\n"
-            + try_it(st)
+            f"({st.get('ready_replicas', 0)}/"
+            f"{_n(st.get('desired_replicas', 0), 'replica')} ready)\n" + try_it(st)
         )
     )
 
@@ -291,12 +312,14 @@ def status(
         + esc(
             f"{st.get('status')}  model {st.get('model_uri')}  url {st.get('url')}\n"
             f"replicas {st.get('ready_replicas', 0)} ready / {st.get('desired_replicas', 0)} desired "
-            f"(min {st.get('min_replicas')}, max {st.get('max_replicas')})  in flight {st.get('inflight', 0)} requests\n"
+            f"(min {st.get('min_replicas')}, max {st.get('max_replicas')}){_run_as(st)}  "
+            f"in flight {_n(st.get('inflight', 0), 'request')}\n"
             f"last 10 s: {float(m.get('qps') or 0):.1f} req/s, p50 {_ms(m.get('p50_ms'))}, p99 {_ms(m.get('p99_ms'))}, "
             f"{m.get('errors_window', 0)} server errors (5xx), "
             f"{m.get('client_errors_window', 0)} client errors (4xx, incl. 429 refused); "
-            f"total {m.get('requests_total', 0)} requests, "
-            f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, {m.get('retries_total', 0)} retries\n"
+            f"total {_n(m.get('requests_total', 0), 'request')}, "
+            f"{m.get('errors_total', 0)} 5xx, {m.get('client_errors_total', 0)} 4xx, "
+            f"{_n(m.get('retries_total', 0), 'retry', 'retries')}\n"
             f"{_admission(st)}\n"
             f"batches: mean {float(m.get('mean_batch_size') or 0):.2f} requests/batch; sizes "
             "(requests × batches) "
@@ -307,8 +330,10 @@ def status(
         )
     )
     t = Table(title="replicas")
+    what_runs = _HANDLE_COLUMN.get(str(st.get("launcher")), "handle")
     for col in (
         "id",
+        what_runs,
         "state",
         "model",
         "url",
@@ -321,6 +346,7 @@ def status(
     for r in st.get("replicas", []):
         t.add_row(
             esc(r["id"]),
+            esc(_handle(st, r)),
             esc(r["state"]),
             esc(r["model"]),
             esc(r.get("url") or "-"),
@@ -330,6 +356,16 @@ def status(
             esc(r.get("reason") or ""),
         )
     c.print(t)
+    if st.get("status") == "controller down":
+        c.print(
+            "[red]controller down:[/red] "
+            + esc(
+                f"its process is not running, so nothing routes requests to {st.get('url')}; "
+                "the replicas above are as it last listed them and may still run. "
+                f"`aistack serve restart {st['name']}` starts it again and adopts the ones "
+                f"that do; `aistack serve delete {st['name']}` stops them"
+            )
+        )
     if st.get("failed"):
         if "invalid job spec" in str(st["failed"]):
             # the spec itself (project, priority, ...) is wrong: no retry can change it
@@ -357,14 +393,42 @@ def status(
         c.print(f"  [dim]{action}[/dim] {esc(d['reason'])}")
 
 
+# what a replica's handle is, by launcher: the column of `serve status` that shows it
+_HANDLE_COLUMN = {"jobs": "job", "process": "pid"}
+
+
+def _run_as(st: dict[str, Any]) -> str:
+    """How the replicas run, for the status's replicas line ("" for a launcher it does not
+    know)."""
+    return {"jobs": ", as aistack jobs", "process": ", as local processes"}.get(
+        str(st.get("launcher")), ""
+    )
+
+
+def _handle(st: dict[str, Any], r: dict[str, Any]) -> str:
+    """A replica's job id (replicas as jobs: `aistack jobs ID`, `aistack logs ID`) or process
+    id (``PID@START`` handles show the PID); "-" before it has one."""
+    handle = r.get("handle")
+    if not handle:
+        return "-"
+    if st.get("launcher") == "process":
+        from aistack.serving.launcher import handle_pid
+
+        try:
+            return str(handle_pid(str(handle)))
+        except ValueError:
+            return str(handle)
+    return str(handle)
+
+
 def _admission(st: dict[str, Any]) -> str:
     """The admission-control line of ``serve status``: queued and refused requests."""
     m = st.get("metrics") or {}
     cap = st.get("max_queued_requests")
     limit = "no queue" if cap == 0 else f"max {cap}" if cap is not None else "no limit"
     return (
-        f"queued {st.get('queued', 0)} requests ({limit}); "
-        f"refused {m.get('rejected_total', 0)} requests (429) since start"
+        f"queued {_n(st.get('queued', 0), 'request')} ({limit}); "
+        f"refused {_n(m.get('rejected_total', 0), 'request')} (429) since start"
     )
 
 
@@ -437,17 +501,36 @@ def scale(
     as_json: Json = False,
 ) -> None:
     """Change the autoscaler's bounds."""
+    from aistack.errors import ValidationError
     from aistack.serving import manager
 
+    before = manager.status(name)  # NotFoundError for a service that does not exist
+    # (from its status, else its spec.json: a service whose controller is down has no limits
+    # in its status, and "min None replicas" was printed)
+    was = manager.present_limits(name, before)
+    if min_replicas is None and max_replicas is None:
+        now_has = f"{name} now has {_limits(*was)}" if was else f"{name}'s limits are unknown"
+        raise ValidationError(
+            f"scale: nothing to change: give --min, --max or both ({now_has})",
+            hint=f"e.g. `aistack serve scale {name} --min 1 --max 4` (0 to 256 replicas, --max "
+            "at least 1)",
+        )
     with _flag_errors({"min_replicas": min_replicas, "max_replicas": max_replicas}):
         out = manager.scale(name, min_replicas=min_replicas, max_replicas=max_replicas)
     if as_json:
         _out(out)
         return
+    now = (out["min_replicas"], out["max_replicas"])
     _console().print(
-        f"{name}: min {out['min_replicas']} replicas, max {out['max_replicas']} replicas",
+        f"{name}: {_limits(*now)}"
+        + (" (unchanged)" if was == now else f" (was {_limits(*was)})" if was else ""),
         markup=False,
     )
+
+
+def _limits(lo: Any, hi: Any) -> str:
+    """The autoscaler's limits: "min 1 replica, max 4 replicas"."""
+    return f"min {_n(lo, 'replica')}, max {_n(hi, 'replica')}"
 
 
 @app.command("restart", cls=_Command)
@@ -462,7 +545,8 @@ def restart(
         _out(st)
         return
     _console().print(
-        f"{name}: controller up at {st.get('url')}, {st.get('ready_replicas', 0)} replicas ready",
+        f"{name}: controller up at {st.get('url')}, "
+        f"{_n(st.get('ready_replicas', 0), 'replica')} ready",
         markup=False,
     )
 
@@ -471,11 +555,40 @@ def restart(
 def delete(
     name: Annotated[str, typer.Argument(metavar="NAME", help="service name")], as_json: Json = False
 ) -> None:
-    """Stop the service: drain and stop every replica and the router."""
+    """Stop the service: drain and stop every replica and the router.
+
+    Replicas its controller could not stop (it had died, or their stop failed) are stopped
+    by the delete itself and counted; one that still runs makes it fail (exit 2) after the
+    service is deleted, naming the replica and how to stop it."""
+    from aistack.errors import ConflictError
     from aistack.serving import manager
 
-    out = manager.delete(name)
+    try:
+        out = manager.delete(name)
+    except ConflictError as exc:
+        stopped = exc.details.get("orphans_stopped")
+        if not exc.details.get("deleted") or not stopped:
+            raise
+        # the replicas it did stop are said too, not only the ones it could not
+        raise ConflictError(
+            f"{exc.message}; {_n(stopped, 'other replica')} "
+            f"{'was' if stopped == 1 else 'were'} stopped",
+            hint=exc.hint,
+            **exc.details,
+        ) from None
     if as_json:
         _out(out)
         return
-    _console().print(f"deleted {name} (logs kept at {out['kept_at']})", markup=False)
+    stopped = out.get("orphans_stopped") or 0
+    ids = ", ".join(str(o.get("replica") or o.get("handle")) for o in out.get("orphans") or [])
+    _console().print(
+        f"deleted {name}"
+        + (
+            f"; stopped {_n(stopped, 'replica')} its controller had left running"
+            + (f" ({ids})" if ids else "")
+            if stopped
+            else ""
+        )
+        + f" (logs kept at {out['kept_at']})",
+        markup=False,
+    )

@@ -180,6 +180,36 @@ def _parse_options(specs: list[str], names: list[str]) -> dict[str, dict[str, An
     return out
 
 
+def _as_option(exc: ValidationError) -> ValidationError:
+    """with_estimates' error in the command's words ("estimate: ..." named no option)."""
+    if exc.message.startswith("estimate: "):
+        return ValidationError(
+            f"--estimate: {exc.message.removeprefix('estimate: ')}", hint=exc.hint
+        )
+    return exc
+
+
+def _sim_config(**kw: Any) -> Any:
+    """The cluster to simulate, checked before the trace is read (a bad --nodes or
+    --preempt-cost failed only after the whole trace was read)."""
+    from aistack.scheduler.simulator import SimConfig
+
+    return SimConfig(**kw)
+
+
+def _check_options(names: list[str], options: dict[str, dict[str, Any]]) -> None:
+    """Each policy built with the options the user gave (before the trace is read): an error
+    names --option and those options only (the run adds explain=False, which users never
+    typed, and the error listed it among "the options")."""
+    from aistack.scheduler import get_policy
+
+    for name in names:
+        try:
+            get_policy(name, **options.get(name, {}))
+        except ValidationError as exc:
+            raise ValidationError(f"--option: {exc.message}", hint=exc.hint) from None
+
+
 def _run_policies(
     jobs: list[Any], names: list[str], cfg: Any, options: dict[str, dict[str, Any]] | None = None
 ) -> list[Any]:
@@ -251,6 +281,19 @@ def _check_plot_path(path: Path) -> None:
         ) from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValidationError(f"--plot: cannot write {path}", hint="choose a writable path")
+    # os.access answers yes to root for any folder (/proc, /sys, a read-only mount), and the
+    # plot failed after the whole simulation: open the file itself (created empty, removed
+    # again; an existing one is opened for appending, so it is not changed)
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise ValidationError(
+            f"--plot: cannot write {path} ({exc.strerror or exc})", hint="choose a writable path"
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 # a time's unit: hours where the largest time shown is at least an hour (the ITP traces),
@@ -374,23 +417,27 @@ def run(
     option: list[str] = typer.Option(
         [], "--option", help="POLICY.KEY=VALUE policy option, e.g. default.max_wait_factor=20"
     ),
-    limit: int | None = typer.Option(None, "--limit", help="replay only the first N jobs"),
+    limit: int | None = typer.Option(
+        None, "--limit", help="replay only the first N jobs submitted (in any row order)"
+    ),
     preempt_cost: float = typer.Option(60.0, "--preempt-cost", help="checkpoint+restart, seconds"),
     protect: float = typer.Option(600.0, "--protect", help="min run time before preemption, s"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a JCT CDF plot (PNG)"),
 ) -> None:
     """Replay a trace under each policy and compare JCT, waits and utilization."""
-    from aistack.scheduler.simulator import SimConfig
-
     names = _check_policies(policy)
     options = _parse_options(option, names)
-    if plot is not None:
-        _check_plot_path(plot)
-    jobs, source, skipped = _load(trace, history, mapping, estimate, limit, fmt=fmt, tz=tz)
-    cfg = SimConfig(
+    _check_options(names, options)
+    cfg = _sim_config(
         nodes=nodes, gpus_per_node=gpus_per_node, preempt_cost_s=preempt_cost, protect_s=protect
     )
+    if plot is not None:
+        _check_plot_path(plot)
+    try:
+        jobs, source, skipped = _load(trace, history, mapping, estimate, limit, fmt=fmt, tz=tz)
+    except ValidationError as exc:
+        raise _as_option(exc) from None
     results = _run_policies(jobs, names, cfg, options)
     zero = sum(1 for j in jobs if j.gpus <= 0)
     _check_simulated(results[0].metrics, source, cfg.total_gpus, cpu_only=zero)
@@ -472,8 +519,6 @@ def whatif(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Replay the job history with more or fewer GPUs and compare waits."""
-    from aistack.scheduler.simulator import SimConfig
-
     if nodes < 1 or gpus_per_node < 1:
         raise ValidationError(
             f"--{'nodes' if nodes < 1 else 'gpus-per-node'}: must be at least 1",
@@ -499,6 +544,11 @@ def whatif(
         )
     policy = names[0]
     _check_tz(tz)
+    # both clusters, before the history is fetched and read
+    cfgs = {
+        label: _sim_config(nodes=n, gpus_per_node=gpus_per_node)
+        for label, n in (("today", nodes), ("what-if", new_nodes))
+    }
     server_rows: list[dict[str, Any]] | None = None
     if trace is None and history is None:
         # the platform's own job history, from the running server
@@ -514,13 +564,15 @@ def whatif(
             if len(got) < page:
                 break
         server_rows = fetched
-    jobs, source, skipped = _load(
-        trace, history, mapping, estimate, limit, fmt=fmt, tz=tz, server_rows=server_rows
-    )
+    try:
+        jobs, source, skipped = _load(
+            trace, history, mapping, estimate, limit, fmt=fmt, tz=tz, server_rows=server_rows
+        )
+    except ValidationError as exc:
+        raise _as_option(exc) from None
     res = {}
     cpu_only = sum(1 for j in jobs if j.gpus <= 0)
-    for label, n in (("today", nodes), ("what-if", new_nodes)):
-        cfg = SimConfig(nodes=n, gpus_per_node=gpus_per_node)
+    for label, cfg in cfgs.items():
         res[label] = _run_policies(jobs, [policy], cfg)[0].metrics
         where = f"the {label} cluster"
         _check_simulated(res[label], source, cfg.total_gpus, where, cpu_only=cpu_only)

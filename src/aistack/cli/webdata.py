@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -273,12 +274,43 @@ def run(
 
     A damaged or unreadable input file does not stop the run: it is listed with the reason (report "bad_files", report.txt, stderr), what could be read from it is kept, and the exit status is 1 unless --skip-bad. Without --skip-bad the register step registers nothing then (report "register_skipped"); running again with --skip-bad resumes the output and registers it.
 
-    A record that cannot be read is skipped and the run goes on: one line on stderr counts them (and their files), and report.txt and report.json ("unreadable") list each with its offset. Skipped records alone leave the exit status 0; a record cut short by the end of its file makes that file bad (exit 1 unless --skip-bad), and is counted with the bytes read and dropped and the bytes missing (counts.truncated_records, truncated_bytes, truncated_missing_bytes)."""
-    from aistack.webdata.pipeline import run_pipeline
-    from aistack.webdata.report import tables
+    A record that cannot be read is skipped and the run goes on: one line on stderr counts them (and their files), and report.txt and report.json ("unreadable") list each with its offset. Skipped records alone leave the exit status 0; a record cut short by the end of its file makes that file bad (exit 1 unless --skip-bad), and is counted with the bytes read and dropped and the bytes missing (counts.truncated_records, truncated_bytes, truncated_missing_bytes).
+
+    A run that keeps no document is an error (exit 2) when it has a tokenize or register step, and also without them when the input holds no HTML page or WET text at all: the message says what the records were or which filters dropped the pages, report.txt is written, and no dataset version is registered."""
     from aistack.webdata.spec import load_spec
 
     spec, base = load_spec(pipeline)
+    with _resume_hint_on_ctrl_c(pipeline):
+        _run(spec, base, workers, executor, fresh, as_json, skip_bad)
+
+
+@contextlib.contextmanager
+def _resume_hint_on_ctrl_c(pipeline: Path) -> Iterator[None]:
+    """Ctrl-C during a run: say that it resumes (the tasks finished are kept), exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _console(stderr=True).print(
+            "interrupted: the tasks that finished are kept in the output folder; run "
+            f"`aistack webdata run {pipeline}` again to resume (--fresh starts over)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+
+
+def _run(
+    spec: Any,
+    base: Path,
+    workers: int | None,
+    executor: str | None,
+    fresh: bool,
+    as_json: bool,
+    skip_bad: bool,
+) -> None:
+    from aistack.webdata.pipeline import run_pipeline
+    from aistack.webdata.report import tables
+
     if as_json:
         report = run_pipeline(
             spec, base=base, workers=workers, executor=executor, fresh=fresh, skip_bad=skip_bad
@@ -289,7 +321,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     con = _console()
-    with Progress(
+    prog = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -297,14 +329,19 @@ def run(
         TimeElapsedColumn(),
         console=con,
         transient=False,
-    ) as prog:
-        ids: dict[str, Any] = {}
+    )
+    ids: dict[str, Any] = {}
 
-        def cb(stage: str, done: int, total: int) -> None:
-            if stage not in ids:
-                ids[stage] = prog.add_task(esc(stage), total=total)  # (markup)
-            prog.update(ids[stage], completed=done)
+    def cb(stage: str, done: int, total: int) -> None:
+        if not total:  # nothing to do in this stage (all resumed): no "0/0 files" bar
+            return
+        if not ids:  # (started with the first bar: a run with none prints no blank line)
+            prog.start()
+        if stage not in ids:
+            ids[stage] = prog.add_task(esc(stage), total=total)  # (markup)
+        prog.update(ids[stage], completed=done)
 
+    try:
         report = run_pipeline(
             spec,
             base=base,
@@ -314,6 +351,9 @@ def run(
             progress=cb,
             skip_bad=skip_bad,
         )
+    finally:
+        if ids:
+            prog.stop()
     # the report's tables and lines hold the pipeline's name, file names and reasons: text,
     # not markup (a bad file's "[Errno 2]" or a "[/]" in a name)
     text = make_console(markup=False)

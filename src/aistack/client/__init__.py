@@ -1,5 +1,5 @@
 """The Python SDK over the REST API."""
 
-from aistack.client.client import Client
+from aistack.client.client import Client, LogText
 
-__all__ = ["Client"]
+__all__ = ["Client", "LogText"]

@@ -25,11 +25,20 @@ from aistack.errors import (
     ConnectionFailed,
     NotFoundError,
     ValidationError,
+    fmt_number,
     from_dict,
     short_repr,
 )
 from aistack.settings import Settings, get_settings
-from aistack.spec import JobSpec, load_spec_file, parse_spec
+from aistack.spec import (
+    JobSpec,
+    cancel_grace_hint,
+    cancel_grace_problem,
+    cancel_reason_hint,
+    cancel_reason_problem,
+    load_spec_file,
+    parse_spec,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -73,6 +82,26 @@ class _Unset(enum.Enum):
 
 
 UNSET = _Unset.UNSET
+
+
+class LogText(str):
+    """A piece of a job's output, as :meth:`Client.follow_logs` yields it: a ``str`` (print it,
+    join it, write it) that also says which attempt of the job wrote it, ``attempt`` (0 is the
+    first; a retry or a requeue starts the next one, whose output starts again from its
+    beginning)."""
+
+    attempt: int
+
+    def __new__(cls, text: str, attempt: int) -> LogText:
+        self = super().__new__(cls, text)
+        self.attempt = attempt
+        return self
+
+    def __getnewargs__(self) -> tuple[str, int]:  # type: ignore[override]  # (pickle, copy)
+        return (str(self), self.attempt)
+
+    def __repr__(self) -> str:
+        return f"LogText({str(self)!r}, attempt={self.attempt})"
 
 
 def discover_url(settings: Settings) -> str:
@@ -244,10 +273,21 @@ class Client:
                 if method not in IDEMPOTENT:
                     raise
                 r = self._http.request(method, path, **kw)
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+            # the server was reached (or the pool was full): not "start it with aistack up".
+            # A request that changes something may have been carried out all the same
+            raise self._timed_out(exc, where, kw.get("timeout", self._http.timeout)) from None
         except httpx.TransportError as exc:
             raise ConnectionFailed(
                 f"cannot reach the aistack server at {self.url}: {exc}",
                 hint="start it with `aistack up --detach`, or set AISTACK_URL",
+            ) from None
+        except RuntimeError:  # httpx: "Cannot send a request, as the client has been closed."
+            if not self._http.is_closed:
+                raise
+            raise AistackError(
+                f"this Client ({self.url}) is closed: {where} was not sent",
+                hint="create a new Client (a `with Client() as c:` block closes it at its end)",
             ) from None
         except httpx.InvalidURL as exc:
             raise ValidationError(f"bad request URL {short_repr(path)}: {exc}") from None
@@ -260,6 +300,38 @@ class Client:
         if r.status_code >= 400:
             raise self._error(r, where)
         return r, where
+
+    def _timed_out(self, exc: Exception, where: str, timeout: Any) -> ConnectionFailed:
+        """A request the server did not answer in time (read, write or pool timeout)."""
+        import httpx
+
+        limits = httpx.Timeout(timeout)
+        phase = {"WriteTimeout": "write", "PoolTimeout": "pool"}.get(type(exc).__name__, "read")
+        secs = getattr(limits, phase)
+        within = f" within {secs:.3g} s" if isinstance(secs, int | float) else ""
+        method = where.split(" ", 1)[0]
+        if phase == "pool":
+            message = (
+                f"{where} was not sent: no connection to {self.url} came free{within} (every "
+                "pooled connection was busy)"
+            )
+            hint = "use fewer threads per Client, or pass a larger timeout= to Client()"
+        elif method in IDEMPOTENT:
+            message = f"the aistack server at {self.url} did not answer {where}{within}"
+            hint = (
+                "the server is up but busy or stopped (check it with `aistack status`); pass a "
+                "larger timeout= to Client() for slow calls"
+            )
+        else:
+            message = (
+                f"the aistack server at {self.url} did not answer {where}{within}; it may have "
+                "carried it out all the same"
+            )
+            hint = (
+                "check the outcome (e.g. `aistack jobs --all`) before sending it again, so it is "
+                "not done twice; pass a larger timeout= to Client() for slow calls"
+            )
+        return ConnectionFailed(message, hint=hint)
 
     def _decode(self, r: httpx.Response, where: str) -> Any:
         try:
@@ -341,6 +413,11 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def __repr__(self) -> str:  # never the token
+        token = "set" if self.token else "none"
+        closed = ", closed" if self._http.is_closed else ""
+        return f"Client(url={self.url!r}, token={token}{closed})"
+
     def __enter__(self) -> Client:
         return self
 
@@ -356,6 +433,20 @@ class Client:
             raise ValidationError(
                 f"spec: {short_repr(spec)} is an empty path",
                 hint="pass a JobSpec, a dict, or the path of a YAML job spec",
+                field="spec",
+            )
+        if (
+            isinstance(spec, str)
+            and " " in spec.strip()
+            and "/" not in spec
+            and not spec.strip().endswith((".yaml", ".yml", ".json"))
+            and not Path(spec).expanduser().exists()
+        ):  # (a mistyped path, "my jobs/train.yaml", keeps the file's own error)
+            # a str is a spec file's path: "python train.py" read "job file ... not found"
+            raise ValidationError(
+                f"spec: {short_repr(spec)} is no job spec file (a str is the path of one)",
+                hint=f"to run a command, pass submit({{'command': {spec.strip()!r}}}) (and "
+                "'resources', 'name', ... beside it), or a JobSpec",
                 field="spec",
             )
         data = load_spec_file(spec) if isinstance(spec, str | Path) else spec
@@ -423,11 +514,52 @@ class Client:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._obj("GET", f"/jobs/{_seg(job_id, 'job')}")
 
-    def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+    def cancel(
+        self, job_id: str, reason: str | None = None, *, grace_s: float | None = None
+    ) -> dict[str, Any]:
         """Stop a job; ``reason`` (optional) is shown as its ``stop_reason`` ("cancelled by user"
-        without one), and as its ``failure_reason`` too once it ends CANCELLED."""
-        body = {"json": {"reason": reason}} if reason else {}
-        return self._obj("POST", f"/jobs/{_seg(job_id, 'job')}/cancel", **body)
+        without one), and as its ``failure_reason`` too once it ends CANCELLED. ``grace_s``:
+        seconds between the job's stop signal and SIGKILL (0 to 3600; default: the server's,
+        10 s unless AISTACK_CANCEL_GRACE_S says otherwise).
+
+        Returns the job (as :meth:`get_job`) with ``message``, one line saying what the cancel
+        did and when the SIGKILL is due ("SIGTERM sent; SIGKILL at 11:26:12 UTC (in 60 s)
+        unless it ends before"), and ``kill_at``, that time (UTC; None once the job ended).
+        A cancel of a job that is already stopping keeps the first one's reason; a shorter
+        grace period brings the SIGKILL forward ("already cancelling: SIGKILL at ... (in 2 s),
+        brought forward from ..."), a longer or equal one leaves it ("... stands"): a cancel
+        never postpones it. A server older than ``message`` answers the job alone."""
+        seg = _seg(job_id, "job")
+        payload: dict[str, Any] = {}
+        if reason:  # (checked as the server checks it, before the request)
+            if not isinstance(reason, str):
+                raise ValidationError(
+                    f"reason: {short_repr(reason)} is not a str",
+                    hint=cancel_reason_hint("reason"),
+                    field="reason",
+                )
+            problem = cancel_reason_problem(reason)
+            if problem is not None:
+                raise ValidationError(
+                    f"reason: {problem}", hint=cancel_reason_hint("reason"), field="reason"
+                )
+            payload["reason"] = reason
+        if grace_s is not None:
+            if not _is_number(grace_s):
+                _check_duration(
+                    "grace_s",
+                    grace_s,
+                    hint="pass e.g. grace_s=30, or None for the server's default",
+                )
+            # (the range in the API's words: 10**400 raised OverflowError, 1e9 read 1e+09)
+            problem = cancel_grace_problem(grace_s)  # type: ignore[arg-type]
+            if problem is not None:
+                raise ValidationError(
+                    f"grace_s: {problem}", hint=cancel_grace_hint("grace_s"), field="grace_s"
+                )
+            payload["grace_s"] = float(grace_s)  # (a numpy number is not JSON)
+        body = {"json": payload} if payload else {}
+        return self._obj("POST", f"/jobs/{seg}/cancel", **body)
 
     def logs(self, job_id: str, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
         seg = _seg(job_id, "job")
@@ -445,9 +577,12 @@ class Client:
 
     def follow_logs(
         self, job_id: str, *, poll_s: float = 0.3, reconnect_s: float = RECONNECT_S
-    ) -> Iterator[str]:
-        """Yield the job's output as it is written, until the job is final. Rides out a server
-        restart: once the server has answered, keeps trying for ``reconnect_s`` before raising
+    ) -> Iterator[LogText]:
+        """Yield the job's output as it is written, until the job is final. Each piece is a
+        :class:`LogText`: a ``str`` whose ``attempt`` says which attempt of the job wrote it
+        (a retried or requeued job's next attempt is followed from its beginning, so the
+        pieces of two attempts follow one another). Rides out a server restart: once the
+        server has answered, keeps trying for ``reconnect_s`` before raising
         ConnectionFailed."""
         _seg(job_id, "job")
         _check_duration("poll_s", poll_s)
@@ -472,16 +607,20 @@ class Client:
             attempt = _field(chunk, "attempt", int, f"{where}/logs")
             text = _field(chunk, "text", str, f"{where}/logs")
             if text:
-                yield text
+                yield LogText(text, attempt)
             offset = _field(chunk, "next_offset", int, f"{where}/logs")
             final = _field(chunk, "final", bool, f"{where}/logs")
-            if final and not text:
-                return
             if not text:
                 job = again(lambda: self.get_job(job_id))
                 job_attempt = _field(job, "attempt", int, where)
                 if job_attempt != attempt and _field(job, "state", str, where) != "QUEUED":
+                    # a later attempt (a retry, a requeue) ran: its output next, even when it
+                    # ended between two polls ("final" is the job's, not this attempt's: the
+                    # follower stopped at the earlier attempt's end)
                     offset, attempt = 0, job_attempt
+                    continue
+                if final:
+                    return
                 time.sleep(poll_s)
 
     def wait(
@@ -505,11 +644,17 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         grace = 0.0  # a server that never answered is not waited for
         where = f"GET /api/v1/jobs/{_seg(job_id, 'job')}"
+        seg = _seg(job_id, "job")
         while True:
+            per_call: dict[str, Any] = {}
             if deadline is not None:
-                grace = min(grace, max(0.0, deadline - time.monotonic()))
+                left = max(0.0, deadline - time.monotonic())
+                grace = min(grace, left)
+                # a server that accepts but does not answer (stopped, overloaded) held each
+                # poll for the client's whole timeout (30 s), far past ``timeout``
+                per_call["timeout"] = self._capped_timeout(left + 1.0)
             job = self._reconnecting(
-                lambda: self.get_job(job_id),
+                partial(self._obj, "GET", f"/jobs/{seg}", **per_call),
                 f"waiting for job {job_id}",
                 reconnect_s=grace,
                 poll_s=poll_s,
@@ -521,6 +666,18 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {state} after {timeout:g} s")
             time.sleep(poll_s)
+
+    def _capped_timeout(self, most_s: float) -> Any:
+        """The client's timeout with no part longer than ``most_s`` seconds."""
+        import httpx
+
+        t = self._http.timeout
+        return httpx.Timeout(
+            connect=_cap(t.connect, most_s),
+            read=_cap(t.read, most_s),
+            write=_cap(t.write, most_s),
+            pool=_cap(t.pool, most_s),
+        )
 
     # -- cluster, projects, usage ------------------------------------------------------------------
     def cluster(self) -> dict[str, Any]:
@@ -616,8 +773,12 @@ class Client:
         return self._arr("GET", "/models")
 
     def promote(
-        self, name: str, version: int, to: str, require: list[str] | None = None
+        self, name: str, version: int, to: str, require: list[str] | str | None = None
     ) -> dict[str, Any]:
+        """Promote ``name``'s ``version`` to the alias ``to`` if every condition of ``require``
+        ("val_loss<3.2", or a list of them) holds on its source run's metrics."""
+        if isinstance(require, str):  # one condition: the server refused a bare string
+            require = [require]
         if isinstance(_plain(version), bool):  # the server read True as version 1
             raise ValidationError(
                 f"version: {short_repr(version)} is not a version number",
@@ -640,6 +801,10 @@ class Client:
 
     def delete_service(self, name: str) -> dict[str, Any]:
         return self._obj("DELETE", f"/services/{_seg(name, 'service')}")
+
+
+def _cap(value: float | None, most: float) -> float:
+    return most if value is None else min(value, most)
 
 
 def _has_request(r: httpx.Response) -> bool:
@@ -737,8 +902,18 @@ def _check_duration(
 ) -> None:
     """ValidationError naming ``what`` unless ``value`` is a number of seconds >= 0 (finite,
     unless ``infinite``): NaN compares false with every deadline, and time.sleep refuses NaN,
-    negatives and inf with a bare ValueError/OverflowError."""
-    ok = _is_number(value) and value >= 0 and (infinite or math.isfinite(value))  # type: ignore[operator, arg-type]
+    negatives and inf with a bare ValueError/OverflowError; an int too large for a float
+    (10**400) raised OverflowError here."""
+    try:
+        ok = _is_number(value) and value >= 0 and (infinite or math.isfinite(value))  # type: ignore[operator, arg-type]
+        if ok:
+            float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValidationError(
+            f"{what}: {fmt_number(value)} s is more seconds than a float holds",  # type: ignore[arg-type]
+            hint=hint or f"pass e.g. {what}=1.0",
+            field=what,
+        ) from None
     if not ok:
         raise ValidationError(
             f"{what}: {short_repr(value)} is not a {'' if infinite else 'finite '}number of "

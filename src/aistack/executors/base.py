@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from aistack.compute.resources import Node
+from aistack.errors import ValidationError
 from aistack.scheduler.types import Allocation
 
 ExecState = Literal[
@@ -61,6 +62,10 @@ class ExecStatus:
     # a final status: when the job ended (epoch seconds), where the executor recorded it; the
     # server stamps it instead of its own first look (a job that ended while it was down)
     finished_at: float | None = None
+    # a running or final status: when the job really started on the engine (epoch seconds),
+    # where the engine says (Slurm's StartTime): later than the launch when the engine held it
+    # in its own queue first; the server moves the job's start (and its GPU-hours) to it
+    started_at: float | None = None
 
     @property
     def final(self) -> bool:
@@ -124,3 +129,18 @@ class Executor(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections (Ray, Slurm): called at server shutdown."""
+
+
+def stop_grace_s(grace_s: object) -> float:
+    """A stop's grace period (seconds between the stop signal and SIGKILL) as a float, or a
+    ValidationError naming the field: NaN, a bool, a string or a negative number is none."""
+    from aistack.executors.supervisor import finite_seconds
+
+    g = finite_seconds(grace_s)
+    if g is None or g < 0:
+        raise ValidationError(
+            f"grace_s: {grace_s!r} is not a number of seconds of 0 or more",
+            hint="give the seconds between the stop signal and SIGKILL, e.g. grace_s=30",
+            field="grace_s",
+        )
+    return g

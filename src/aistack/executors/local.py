@@ -13,17 +13,46 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
 from aistack.compute.inventory import local_node
 from aistack.compute.resources import Node
-from aistack.executors.base import ExecStatus, Executor, LaunchRequest, UsageSample
-from aistack.executors.supervisor import READY_FILE, write_json_atomic
+from aistack.executors.base import (
+    ExecStatus,
+    Executor,
+    LaunchRequest,
+    UsageSample,
+    stop_grace_s,
+)
+from aistack.executors.supervisor import (
+    READY_FILE,
+    STOP_FILE,
+    merge_stop_request,
+    write_json_atomic,
+)
+from aistack.spec import grace_s_from_env
 
 log = logging.getLogger(__name__)
 START_GRACE_S = 10.0  # a supervisor that has not written status.json yet is "starting"
+STOP_LOCK = ".cancel.lock"  # held while cancel.json is read and rewritten (see _stop)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) while the block runs: between
+    processes (two servers' executors, a CLI) and between threads of one (each opens it)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def _final(ex: dict, node: str) -> ExecStatus:  # type: ignore[type-arg]
@@ -63,7 +92,7 @@ class LocalExecutor(Executor):
             "gpus": list(alloc.gpus) if alloc else [],
             "cpus": list(alloc.cpus) if alloc else [],
             "max_runtime_s": req.max_runtime_s,
-            "grace_s": float(req.env.get("AISTACK_GRACE_S", 10.0)),
+            "grace_s": grace_s_from_env(req.env),
             "stop_signal": req.stop_signal,
             "distributed": req.distributed,
             "procs_per_node": req.procs_per_node,
@@ -156,11 +185,20 @@ class LocalExecutor(Executor):
         self._stop(handle, grace_s, "preempt", reason)
 
     def _stop(self, handle: str, grace_s: float, kind: str, reason: str | None) -> None:
+        """Record the stop in ``cancel.json`` and signal the supervisor. A second stop is
+        merged with the first (:func:`~aistack.executors.supervisor.merge_stop_request`: the
+        first kill deadline stands unless this one is sooner; a cancel stays a cancel), under
+        a lock: two stops that land before the supervisor reads the file (it does on its next
+        tick) overwrote each other, and the second's kind and grace period won."""
+        g = stop_grace_s(grace_s)
         d = Path(handle)
-        write_json_atomic(
-            d / "cancel.json",
-            {"grace_s": grace_s, "kind": kind, "reason": reason, "t": time.time()},
-        )
+        with _locked(d / STOP_LOCK):
+            write_json_atomic(
+                d / STOP_FILE,
+                merge_stop_request(
+                    _read(d / STOP_FILE), kind=kind, grace_s=g, reason=reason, now=time.time()
+                ),
+            )
         sup, _ = self._supervisor(handle)
         # a supervisor still importing has no SIGTERM handler (the signal would kill it and the
         # job would look lost): it reads cancel.json when it starts instead

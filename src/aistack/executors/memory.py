@@ -53,7 +53,14 @@ class MemoryExecutor(Executor):
                 state="lost", reason="unknown to the in-memory executor (server restarted)"
             )
         if j["stopped"]:
-            return ExecStatus(state=str(j["stopped"]), exit_code=-15, reason=str(j["stopped"]))  # type: ignore[arg-type]
+            # the reason the stop was given (the server's own words otherwise: the state alone
+            # read "preempted   preempted" in the job's events)
+            why = j.get("stop_reason")
+            return ExecStatus(
+                state=str(j["stopped"]),  # type: ignore[arg-type]
+                exit_code=-15,
+                reason=str(why) if why else None,
+            )
         elapsed = time.time() - float(j["start"])  # type: ignore[arg-type]
         max_rt = j["max_runtime"]
         if max_rt and elapsed > float(max_rt) and float(j["duration"]) > float(max_rt):  # type: ignore[arg-type]
@@ -74,3 +81,4 @@ class MemoryExecutor(Executor):
     def preempt(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
         if handle in self._jobs:
             self._jobs[handle]["stopped"] = "preempted"
+            self._jobs[handle]["stop_reason"] = reason

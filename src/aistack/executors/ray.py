@@ -38,7 +38,8 @@ has a timeout; while the cluster is unreachable:
   state with that reason; after ``lost_after_s`` (default 90 s, longer than the 60 s after
   which Ray's own raylets and workers give up on a dead GCS) the job is ``lost``, which the
   server requeues; a job launched meanwhile is ``lost`` at once (not started), and a cancel
-  is kept and sent when the cluster answers again;
+  is kept (merged with any other, its SIGKILL deadline the soonest) and sent when the cluster
+  answers again, with the grace period left until that deadline;
 * the link retries in the background; when the cluster answers again (same address, e.g.
   restarted) a fresh driver connects, coordinators of jobs given up meanwhile are removed,
   and queued jobs run.
@@ -63,20 +64,40 @@ import os
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aistack.compute.resources import GpuDevice, Node
 from aistack.errors import BackendError, ConnectionFailed, MissingDependency, ValidationError
-from aistack.executors.base import ExecStatus, Executor, LaunchRequest, UsageSample
+from aistack.executors.base import (
+    ExecStatus,
+    Executor,
+    LaunchRequest,
+    UsageSample,
+    stop_grace_s,
+)
 from aistack.executors.ray_connection import RayConnection
 from aistack.executors.ray_driver import loopback_bootstrap
+from aistack.executors.supervisor import (
+    finite_seconds,
+    merge_stop_request,
+    stop_deadline,
+    write_json_atomic,
+)
+from aistack.spec import grace_s_from_env
 
 __all__ = ["RayExecutor", "loopback_bootstrap"]
 
 log = logging.getLogger(__name__)
 
 _STD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+# in the job directory: every stop asked for, merged (kind, reason, SIGKILL deadline: see
+# supervisor.merge_stop_request); and the stop kept while the cluster was unreachable, sent
+# when it answers (the same record, as it stood then)
+_STOP_FILE = "ray_stop.json"
+_KEPT_FILE = "ray_cancel.json"
+_LEGACY_PREEMPT_FILE = "ray_preempt.json"  # an earlier aistack's record of a preemption
 _FINAL = ("succeeded", "failed", "cancelled", "timeout", "lost")
 
 
@@ -90,6 +111,31 @@ def _env_float(name: str, default: float) -> float:
         raise ValidationError(
             f"{name}={raw!r} is not a number of seconds", hint=f"e.g. {name}={default:g}"
         ) from None
+
+
+# host:port of a GCS, ray://host[:port] of a Ray Client server (a host name, IPv4 or [IPv6])
+_ADDRESS = re.compile(r"(?P<client>ray://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+)(?::(?P<port>\d+))?")
+
+
+def _check_address(address: str) -> str:
+    """``address`` when Ray can dial it; ValidationError, with the forms, when it cannot (a
+    malformed address started the server anyway, queued jobs waiting on "Invalid address
+    format", and the dashboard's http://…:8265 of Ray job submission hung until Ray's
+    timeout)."""
+    if address == "auto":
+        return address
+    m = _ADDRESS.fullmatch(address.strip())
+    port = m and m.group("port")
+    if m is None or (port is None and not m.group("client")) or not 0 < int(port or 1) < 65536:
+        said = f"AISTACK_RAY_ADDRESS={address!r} is not a Ray cluster's address"
+        if address.startswith(("http://", "https://")):
+            said += " (http:// is the dashboard's, for `ray job submit`)"
+        raise ValidationError(
+            said,
+            hint="write host:port of the cluster's GCS (e.g. 10.0.0.10:6379, as given to "
+            "`ray start --address`), ray://host:10001 for its Ray Client server, or auto",
+        )
+    return address.strip()
 
 
 class RayExecutor(Executor):
@@ -128,7 +174,7 @@ class RayExecutor(Executor):
                 f"strategy: {strategy!r} is not a Ray placement strategy",
                 hint="use PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, or leave it unset",
             )
-        self.address = address or "auto"
+        self.address = _check_address(address or "auto")
         self.namespace = namespace
         self.strategy = strategy
         self.pin_nodes = pin_nodes
@@ -158,6 +204,8 @@ class RayExecutor(Executor):
         # answers again, so a job requeued meanwhile does not run twice
         self._to_reap: dict[str, str] = {}
         self._last_state: dict[str, str] = {}  # handle -> last state Ray reported
+        # a stop's record is read, merged, written and sent (or kept) by one thread at a time
+        self._stop_lock = threading.RLock()
 
     def _known_dead(self) -> set[str]:
         now = time.time()
@@ -296,7 +344,7 @@ class RayExecutor(Executor):
             "distributed": req.distributed,
             "threads_per_proc": max(1, int(bundles[0]["CPU"]) // ppn),
             "max_runtime_s": req.max_runtime_s,
-            "grace_s": float(req.env.get("AISTACK_GRACE_S", 10.0)),
+            "grace_s": grace_s_from_env(req.env),
             "stop_signal": req.stop_signal,  # what a cancel, preemption or timeout sends
             "pg_name": f"aistack-{req.job_id}-{req.attempt}",
         }
@@ -304,7 +352,13 @@ class RayExecutor(Executor):
     def launch(self, req: LaunchRequest) -> str:
         spec = self.plan(req)
         req.job_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("ray_final.json", "ray_log_offset", "ray_cancel.json"):
+        for stale in (
+            "ray_final.json",
+            "ray_log_offset",
+            _KEPT_FILE,
+            _STOP_FILE,
+            _LEGACY_PREEMPT_FILE,
+        ):
             (req.job_dir / stale).unlink(missing_ok=True)
         name = f"aistack-job-{req.job_id}-{req.attempt}"
         meta = {
@@ -376,6 +430,15 @@ class RayExecutor(Executor):
         )
 
     def _finish(self, job_dir: Path, st: ExecStatus) -> ExecStatus:
+        if st.state == "cancelled":
+            # stopped by preempt() (and by no cancel: a cancel stays a cancel): said so, with
+            # the scheduler's reason (as local does)
+            stop = _read_json(job_dir / _STOP_FILE)
+            if stop is None:
+                legacy = _read_json(job_dir / _LEGACY_PREEMPT_FILE)
+                stop = None if legacy is None else {**legacy, "kind": "preempt"}
+            if stop is not None and stop.get("kind") == "preempt":
+                st = replace(st, state="preempted", reason=str(stop.get("reason") or "preempted"))
         data = {"state": st.state, "exit_code": st.exit_code, "reason": st.reason, "node": st.node}
         tmp = job_dir / "ray_final.json.tmp"
         tmp.write_text(json.dumps(data))
@@ -453,8 +516,13 @@ class RayExecutor(Executor):
             off_file.write_text(str(res["offset"]))
         st = res["status"]
         node = ",".join(n[:12] for n in st.get("nodes") or []) or None
+        began = st.get("started_at")  # when the coordinator started the ranks (Ray placed it)
         status = ExecStatus(
-            state=st["state"], exit_code=st.get("exit_code"), reason=st.get("reason"), node=node
+            state=st["state"],
+            exit_code=st.get("exit_code"),
+            reason=st.get("reason"),
+            node=node,
+            started_at=float(began) if isinstance(began, int | float) else None,
         )
         for n in st.get("lost_nodes") or []:
             self._dead_nodes[n] = time.time()
@@ -475,31 +543,75 @@ class RayExecutor(Executor):
         return status
 
     def _send_kept_cancel(self, job_dir: Path, name: str, ns: str) -> None:
-        """Send a cancel asked for while the cluster was unreachable."""
-        kept = job_dir / "ray_cancel.json"
+        """Send a stop asked for while the cluster was unreachable, with the grace period
+        left until its SIGKILL deadline (0 s once that passed: the job is killed at once, as
+        the Slurm executor scancels a job whose deadline passed while slurmctld was down)."""
+        kept = job_dir / _KEPT_FILE
         if not kept.exists():
             return
-        try:
-            grace = float(json.loads(kept.read_text())["grace_s"])
-            self._call("cancel", name, ns, grace)
-        except (OSError, ValueError, KeyError, BackendError) as exc:
-            log.warning("could not send the kept cancel of %s: %s", name, exc)
-            return
-        kept.unlink(missing_ok=True)
+        with self._stop_lock:
+            req = _read_kept(kept)
+            if req is None:  # gone meanwhile (sent by a cancel), or unreadable
+                if kept.exists():
+                    log.warning("could not read the kept cancel of %s in %s", name, kept)
+                    kept.unlink(missing_ok=True)
+                return
+            now = time.time()
+            grace = max(0.0, stop_deadline(req, now, 10.0) - now)
+            try:
+                self._call("cancel", name, ns, grace)
+            except BackendError as exc:
+                log.warning("could not send the kept cancel of %s: %s", name, exc)
+                return
+            kept.unlink(missing_ok=True)
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
+        self._stop(handle, grace_s, "cancel", None)
+
+    def preempt(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        """A cancel that ends the job as ``preempted`` with ``reason`` (the scheduler's, e.g.
+        "job X (priority 10) outranks it"); it read "cancelled through aistack"."""
+        self._stop(handle, grace_s, "preempt", reason)
+
+    def _stop(self, handle: str, grace_s: float, kind: str, reason: str | None) -> None:
+        """Stop the job: its coordinator sends the stop signal, then SIGKILL ``grace_s``
+        later. A second stop is merged with the first (supervisor.merge_stop_request, the
+        local executor's rule): the first SIGKILL deadline stands unless this one is sooner,
+        and a cancel is never turned into a preemption (the job would be requeued). While
+        the cluster is unreachable the merged stop is kept in ``ray_cancel.json`` and sent
+        when it answers, with the grace period left until that deadline (a second kept cancel
+        overwrote the first: ``--grace 60`` after ``--grace 2`` waited the 60 s; and a
+        preemption after a cancel, or a cancel after one, ended the job ``preempted``)."""
+        g = stop_grace_s(grace_s)
         job_dir = self._job_dir(handle)
         if (job_dir / "ray_final.json").exists():
             return
-        meta = self._meta(job_dir)
-        found = False
-        if meta is not None:
-            try:
-                found = bool(self._call("cancel", *meta, grace_s))
-            except BackendError as exc:  # unreachable or no answer: sent when Ray answers
-                log.warning("cancel of %s kept for later: %s", handle, exc)
-                (job_dir / "ray_cancel.json").write_text(json.dumps({"grace_s": grace_s}))
-                return
+        with self._stop_lock:
+            now = time.time()
+            rec = merge_stop_request(
+                _read_json(job_dir / _STOP_FILE), kind=kind, grace_s=g, reason=reason, now=now
+            )
+            write_json_atomic(job_dir / _STOP_FILE, rec)
+            # the grace period left until the merged deadline (this stop's own when it is the
+            # sooner: exactly ``g``)
+            left = g if rec["deadline"] >= now + g else max(0.0, rec["deadline"] - now)
+            meta = self._meta(job_dir)
+            found = False
+            if meta is not None:
+                try:
+                    found = bool(self._call("cancel", *meta, left))
+                except BackendError as exc:  # unreachable or no answer: sent when Ray answers
+                    log.warning("cancel of %s kept for later: %s", handle, exc)
+                    kept = job_dir / _KEPT_FILE
+                    write_json_atomic(
+                        kept,
+                        merge_stop_request(
+                            _read_kept(kept), kind=kind, grace_s=g, reason=reason, now=now
+                        ),
+                    )
+                    return
+                # this stop's deadline is no later than a kept one's: that one is sent
+                (job_dir / _KEPT_FILE).unlink(missing_ok=True)
         if not found:
             self._finish(
                 job_dir,
@@ -550,3 +662,24 @@ class RayExecutor(Executor):
             link, self._link = self._link, None
         if link is not None:
             link.close()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None (missing, unreadable, not an object)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_kept(path: Path) -> dict[str, Any] | None:
+    """The stop kept in ``path`` for later; one an earlier aistack wrote (``{"grace_s": g}``
+    alone) counts its grace period from the file's time."""
+    req = _read_json(path)
+    if req is None:
+        return None
+    if finite_seconds(req.get("t")) is None and finite_seconds(req.get("deadline")) is None:
+        with contextlib.suppress(OSError):
+            req["t"] = path.stat().st_mtime
+    return req

@@ -55,6 +55,7 @@ class NodeAgent:
         self._token = uuid.uuid4().hex  # in every rank's environment: the reaper finds them
         self._reaper: Any = None  # the write end of the reaper's stdin
         self._released: set[int] = set()  # rank groups the reaper no longer needs to watch
+        self._kill_by: float | None = None  # a stop's SIGKILL time (time.monotonic())
 
     def _start_reaper(self, grace_s: float) -> None:
         """Start the reaper that ends this agent's ranks when the agent dies (module
@@ -194,16 +195,18 @@ class NodeAgent:
                 os.killpg(g, sig)
 
     def stop(self, grace_s: float, sig: int = signal.SIGTERM) -> None:
+        self.hasten(grace_s)
+
         def _stop() -> None:
             self._signal_ranks(sig)
             from aistack.launch.gang import group_alive
 
-            deadline = time.monotonic() + grace_s
             groups = [p.pid for p in self._procs.values() if isinstance(p, subprocess.Popen)]
 
             # wait for every rank's whole group (a program under a shell that died of the
-            # signal is still checkpointing), not only the processes started here
-            while time.monotonic() < deadline:
+            # signal is still checkpointing), not only the processes started here; until the
+            # SIGKILL time, which a later, shorter cancel may bring forward (hasten)
+            while time.monotonic() < (self._kill_by or 0.0):
                 for p in self._procs.values():
                     if isinstance(p, subprocess.Popen):
                         p.poll()  # reap: a zombie leader would keep its group 'alive'
@@ -217,29 +220,47 @@ class NodeAgent:
 
         threading.Thread(target=_stop, daemon=True).start()
 
-    def usage(self) -> dict[str, Any]:
-        """CPU percent (100 = one core) and RSS of this node's ranks and their children;
+    def hasten(self, grace_s: float) -> None:
+        """Bring the stop's SIGKILL forward to ``grace_s`` from now; never postpone it (a
+        second stop's rule, as the local executor's)."""
+        at = time.monotonic() + max(0.0, float(grace_s))
+        self._kill_by = at if self._kill_by is None else min(self._kill_by, at)
+
+    def usage(self) -> dict[str, Any] | None:
+        """CPU percent (100 = one core) and RSS of this node's ranks and their children (not
+        their aistack subreapers), None once none runs (a 0 % / 0 MB sample at the end);
         GPU utilization and memory of the GPUs Ray gave this agent (NVML, when present)."""
         import psutil
         import ray
 
         cache: dict[int, Any] = self.__dict__.setdefault("_ps", {})
         cpu, rss = 0.0, 0.0
+        running = False
         for p in self._procs.values():
             if not isinstance(p, subprocess.Popen) or p.poll() is not None:
                 continue
+            running = True
             try:
                 root = cache.setdefault(p.pid, psutil.Process(p.pid))
                 procs = [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
             for q in procs:
+                seen = q.pid in cache
                 q = cache.setdefault(q.pid, q)
                 try:
-                    cpu += q.cpu_percent(interval=None)
+                    if _is_subreaper(q, p):
+                        continue  # aistack's (about 10 MB each, two per rank), not the job's
+                    # psutil's first cpu_percent of a process is 0.0 by definition (it measures
+                    # since the previous call): a process seen for the first time counts with
+                    # its average since it started (the job's first sample read 0 % CPU)
+                    now = q.cpu_percent(interval=None)
+                    cpu += now if seen else _lifetime_cpu_percent(q)
                     rss += q.memory_info().rss / 2**20
                 except psutil.Error:
                     continue
+        if not running:
+            return None
         out: dict[str, Any] = {
             "cpu_percent": cpu,
             "rss_mb": rss,
@@ -255,6 +276,21 @@ class NodeAgent:
 
     def signal(self, sig: int) -> None:
         self._signal_ranks(sig)
+
+
+def _is_subreaper(q: Any, rank: subprocess.Popen[bytes]) -> bool:
+    """Whether ``q`` is the rank's subreaper (its process or the copy it forks, both running
+    the argv it was started with) rather than the rank's command (which the subreaper execs
+    in its place where it cannot be one)."""
+    if q.pid != rank.pid and q.ppid() != rank.pid:
+        return False
+    return bool(q.cmdline() == [str(a) for a in rank.args])  # type: ignore[union-attr]
+
+
+def _lifetime_cpu_percent(q: Any) -> float:
+    """``q``'s CPU use since it started (100 = one core)."""
+    t = q.cpu_times()
+    return 100.0 * (t.user + t.system) / max(0.01, time.time() - q.create_time())
 
 
 class _Failed:
@@ -295,6 +331,7 @@ class JobCoordinator:
         self._tails: dict[int, collections.deque[str]] = {}
         self._partial: dict[int, bytes] = {}
         self._cancel: float | None = None
+        self._stop_sent = False  # the agents were told to stop (cancel, max_runtime, failure)
         self._agents: list[Any] = []
         self._pg: Any = None
         self._thread = threading.Thread(target=self._run_safe, daemon=True)
@@ -303,7 +340,8 @@ class JobCoordinator:
     # called by the executor
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return dict(self._status)
+            # "now": this host's clock, so the driver can put started_at on the server's clock
+            return dict(self._status, now=time.time())
 
     def read_log(self, offset: int) -> tuple[bytes, int]:
         with self._lock:
@@ -316,7 +354,17 @@ class JobCoordinator:
             return data, self._log_base + start + len(data)
 
     def cancel(self, grace_s: float) -> None:
-        self._cancel = float(grace_s)
+        """Stop the gang, SIGKILL ``grace_s`` after its stop signal. A second cancel may
+        bring the SIGKILL forward, never postpone it: before the stop was sent, the shorter
+        grace is kept; after it, the agents are told (a second cancel was ignored, and
+        ``cancel --grace 2`` after ``--grace 60`` waited the 60 s)."""
+        g = max(0.0, float(grace_s))
+        with self._lock:
+            sent = self._stop_sent
+            self._cancel = g if self._cancel is None else min(self._cancel, g)
+        if sent:
+            for a in self._agents:
+                a.hasten.remote(g)
 
     def signal(self, sig: int) -> None:
         for a in self._agents:
@@ -330,6 +378,9 @@ class JobCoordinator:
         try:
             parts = ray.get([a.usage.remote() for a in self._agents], timeout=10)
         except Exception:  # noqa: BLE001 - usage is best effort
+            return None
+        parts = [p for p in parts if p]  # agents whose ranks all ended: none
+        if not parts:
             return None
         utils = [p["gpu_util"] for p in parts if p.get("gpu_util") is not None]
         mems = [p["gpu_mem_mb"] for p in parts if p.get("gpu_mem_mb") is not None]
@@ -549,7 +600,11 @@ class JobCoordinator:
                     self._set(state="succeeded", exit_code=0, reason=None)
                     return
                 if stopping is not None and not done:
-                    grace = self._cancel if self._cancel is not None else spec.get("grace_s", 10.0)
+                    with self._lock:  # (a cancel now hastens the agents: see cancel)
+                        self._stop_sent = True
+                        grace = (
+                            self._cancel if self._cancel is not None else spec.get("grace_s", 10.0)
+                        )
                     for a in self._agents:
                         a.stop.remote(grace, stop_signal(spec))
                     stop_sent_at = time.monotonic()
@@ -559,11 +614,27 @@ class JobCoordinator:
                 state, reason, final_code = stopping
                 if final_code is None and state == "failed":
                     final_code = 1
+                if state != "failed" and done:
+                    final_code = stopped_exit_code(codes)
                 if state == "failed" and failed_rank is not None:
                     reason = self._failure(failed_rank, int(final_code or 1))
                 self._set(state=state, reason=reason, exit_code=final_code)
                 return
             time.sleep(0.3)
+
+
+def stopped_exit_code(codes: dict[int, int | None]) -> int | None:
+    """The exit code of a gang that a stop ended (cancel, preemption, max_runtime): -9 when the
+    stop had to SIGKILL a rank (its stop signal did not end it within the grace period; the
+    server then says so, as for the local executor), else the first rank's non-zero code
+    (shell-style, 143 for SIGTERM), else 0. A stopped job had no exit code at all, so one
+    SIGKILLed at the end of its grace period read as cancelled on its stop signal."""
+    got = [c for _, c in sorted(codes.items()) if c is not None]
+    if not got:
+        return None
+    if 128 + int(signal.SIGKILL) in got:
+        return -int(signal.SIGKILL)
+    return next((c for c in got if c != 0), 0)
 
 
 def rank_envs(spec: dict[str, Any], ips: list[str], port: int) -> list[tuple[int, dict[str, str]]]:

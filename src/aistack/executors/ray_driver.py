@@ -41,6 +41,24 @@ LOG_CHUNKS_FINAL = 64  # and once it has ended, before its coordinator is remove
 AUTO_TCP_TIMEOUT_S = 5.0  # for the check that something listens where `auto` points
 
 
+def on_local_clock(st: dict[str, Any], sent: float, received: float) -> dict[str, Any]:
+    """The coordinator's status with its ``started_at`` moved onto this host's clock.
+
+    The coordinator stamps the start with the clock of the host Ray placed it on; a job's
+    runtime, GPU-hours and preemption protection count from it on the server's clock. The
+    status carries the coordinator's ``now``; the offset is taken against the middle of the
+    round trip and applied only where it exceeds half the round trip (its error bound), so a
+    synchronised cluster's start is kept as it was stamped."""
+    remote_now = st.pop("now", None)
+    began = st.get("started_at")
+    if not isinstance(remote_now, int | float) or not isinstance(began, int | float):
+        return st
+    offset = (sent + received) / 2.0 - float(remote_now)
+    if abs(offset) > (received - sent) / 2.0 + 0.05:
+        st["started_at"] = float(began) + offset
+    return st
+
+
 @contextlib.contextmanager
 def loopback_bootstrap() -> Any:
     """Keep 127.0.0.1 as 127.0.0.1 while connecting to a cluster bound to loopback.
@@ -313,7 +331,9 @@ class _Driver:
         parts: list[bytes] = []
         more = False  # the coordinator holds more output than this answer carries
         try:
+            t0 = time.time()
             st = ray.get(coord.status.remote(), timeout=timeout)
+            st = on_local_clock(st, t0, time.time())
             final = st.get("state") in ("succeeded", "failed", "cancelled", "timeout", "lost")
             for _ in range(LOG_CHUNKS_FINAL if final else LOG_CHUNKS_RUNNING):
                 data, nxt = ray.get(coord.read_log.remote(offset), timeout=timeout)

@@ -3,7 +3,11 @@
 ``launch`` renders an sbatch script (``templates/sbatch.sh.j2``) from the LaunchRequest —
 nodes, ``--gres=gpu:N``, CPUs per task, ``--mem``, ``--time`` from ``max_runtime_s``, the
 nodes aistack's scheduler chose (``--nodelist``) — writes it to the attempt's directory and
-submits it. Inside the job, ``srun`` starts ``nodes × procs_per_node`` tasks; each task
+submits it. A job that asks no memory gets the partition's default (``DefMemPerCPU``...); where
+slurm.conf sets none (sbatch would give it all of each node's memory, so no two jobs could
+share a node), ``--mem-per-cpu`` = the node's memory per CPU (``default_mem_per_cpu``).
+A sbatch that cannot reach slurmctld (it died after the scheduler's check) is no failure of
+the job: the handle polls ``lost`` ("not started: ..."), which the server requeues. Inside the job, ``srun`` starts ``nodes × procs_per_node`` tasks; each task
 exports its rank environment from :func:`aistack.launch.build_rank_envs` (rendered into the
 script with host placeholders that the job fills from ``SLURM_JOB_NODELIST`` at run time,
 so MASTER_ADDR is the first node Slurm actually gave) and runs the command. Output of all
@@ -100,12 +104,18 @@ between sbatch's answer and the file): by that name in ``squeue``, then in ``sac
 
 The handle is ``slurm:<jobid>:<job_dir>``: it survives a server restart. ``poll`` asks
 ``scontrol show job`` (which works without accounting, for ``MinJobAge`` after the end),
-then ``sacct`` when accounting is configured, then the files in the job directory.
+then ``sacct`` when accounting is configured, then the files in the job directory. A running
+or ended job's status carries Slurm's ``StartTime`` as ``started_at``: when it left Slurm's
+queue, which may be long after the sbatch; an ended one's carries Slurm's ``EndTime`` (sacct's
+``End``; the ``exit_code`` file's time where Slurm says none) as ``finished_at``, so a job that
+ended while the server was down does not count the downtime as its runtime.
 ``cancel`` (and so a preemption) sends the job's stop signal to its tasks (``scancel
 --signal=USR1`` for SIGUSR1: the steps, not the batch shell, so the shell records the
 tasks' exit) and ``scancel``s the whole job after ``grace_s`` (the deadline is kept in
 ``<job_dir>/cancel_requested``, and ``poll`` scancels a job still running past it, so the
-hard stop is not lost when the server restarts within the grace period). The stop signal is the one
+hard stop is not lost when the server restarts within the grace period; a second cancel
+keeps the first one's deadline unless its own is sooner, as the local executor does, and the
+stop signal goes out once). The stop signal is the one
 ``launch`` recorded in ``<job_dir>/stop_signal`` (the handle leads there, so it survives a
 server restart); SIGTERM for a job launched before aistack recorded it. A cancel marker
 in the job directory makes the final state CANCELLED whatever the tasks exit with (a
@@ -116,8 +126,10 @@ While slurmctld does not answer (``scontrol ping``, asked at most every ``_PING_
 and at once after a command could not contact it), ``unavailable_reason`` says so — the
 scheduler makes it the queued jobs' pending reason and starts none — ``inventory`` is empty,
 ``poll`` reports a job running (slurmd runs it on) unless its ``exit_code`` says it ended,
-without waiting for scontrol's retries, and ``cancel`` records the cancel, which ``poll``
-scancels once slurmctld answers.
+without waiting for scontrol's retries, and ``cancel`` records the cancel (and that its stop
+signal is still to be sent, ``<job_dir>/stop_signal_pending``). Once slurmctld answers,
+``poll`` sends the stop signal if the deadline is still ahead (the job can checkpoint; the
+deadline stays the cancel's), or scancels the job if it passed meanwhile.
 
 The job directory (and the workdir) must be on a filesystem the Slurm nodes share with
 the aistack server, as Slurm users expect for ``--output``.
@@ -129,6 +141,7 @@ re-exports their public names).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -145,11 +158,13 @@ from aistack.executors.slurm_commands import (
     REASONS,
     STATE_MAP,
     SlurmCommands,
+    SlurmCommandTimeout,
     _exit_code,
     node_available,
     parse_gres_gpus,
     parse_kv,
     readable_reason,
+    slurm_time,
 )
 from aistack.executors.slurm_script import (
     SbatchPlan,
@@ -166,6 +181,7 @@ __all__ = [
     "REASONS",
     "STATE_MAP",
     "SbatchPlan",
+    "SlurmCommandTimeout",
     "SlurmExecutor",
     "attempt_tag",
     "format_time_limit",
@@ -181,9 +197,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STOP_SIGNAL_FILE = "stop_signal"  # in the job directory: the signal a cancel sends
+_STOP_SENT_FILE = "stop_signal_sent"  # in the job directory: a cancel sent it (the time)
+# in the job directory: a cancel recorded while slurmctld did not answer, its stop signal not
+# sent yet (poll sends it once slurmctld answers)
+_STOP_PENDING_FILE = "stop_signal_pending"
 _PING_INTERVAL_S = 5.0  # unavailable_reason(): seconds between two `scontrol ping`
 _DEFAULT_GRACE_S = 10.0  # a cancel's grace period when its record does not say (older aistack)
 RANK_REAPER_FILE = "rank_reaper.py"  # in the job directory: each rank's child subreaper
+_NOT_STARTED_FILE = "not_started"  # in the job directory: why sbatch could not submit it
+_CONFIG_TTL_S = 300.0  # how long a read of the partition's memory defaults is kept
+_NO_JOB_ID = "0"  # the handle's Slurm job id when there is none (Slurm's ids start at 1)
 
 
 class SlurmExecutor(SlurmCommands, Executor):
@@ -211,10 +234,18 @@ class SlurmExecutor(SlurmCommands, Executor):
         self.command_timeout_s = command_timeout_s
         self._timers: list[threading.Timer] = []
         self._hard_cancelled: set[str] = set()  # Slurm job ids scancelled after a grace period
+        # a cancel's stop signal is checked for, sent and marked sent by one thread at a time
+        # (cancel() and poll() both send it: sent twice, a handler may quit without its checkpoint)
+        self._stop_lock = threading.RLock()
         # unavailable_reason(): the last `scontrol ping` (monotonic time, answer) and since when
         # (wall clock) slurmctld has not answered
         self._ping: tuple[float, str | None] | None = None
         self._down_since: float | None = None
+        # attempts whose sbatch timed out (it may have queued them): scancelled once slurmctld
+        # answers again (_reap_unrecorded)
+        self._to_reap: set[Path] = set()
+        # _site_mem_default(): (monotonic time, whether the partition has a memory default)
+        self._mem_default: tuple[float, bool] | None = None
 
     def unavailable_reason(self) -> str | None:
         """Why Slurm cannot take jobs now (its controller does not answer ``scontrol ping``:
@@ -293,6 +324,8 @@ class SlurmExecutor(SlurmCommands, Executor):
         except ConnectionFailed as exc:
             log.warning("no Slurm nodes: %s", exc)
             return []
+        if self._to_reap:
+            self._reap_unrecorded()
         nodes: list[Node] = []
         for line in out.splitlines():
             kv = parse_kv(line)
@@ -325,17 +358,86 @@ class SlurmExecutor(SlurmCommands, Executor):
             )
         return nodes
 
-    def render(self, req: LaunchRequest) -> SbatchPlan:
+    def render(self, req: LaunchRequest, *, mem_per_cpu_mb: int | None = None) -> SbatchPlan:
         return render_sbatch(
             req,
             partition=self.partition,
             account=self.account,
             pin_nodes=self.pin_nodes,
             extra_args=self.extra_sbatch_args,
+            mem_per_cpu_mb=mem_per_cpu_mb,
         )
 
+    def default_mem_per_cpu(self, req: LaunchRequest) -> int | None:
+        """``--mem-per-cpu`` (MB) for a job that asks no memory, on a cluster that sets no
+        default of its own; None where sbatch's own default is right.
+
+        Without ``--mem``, sbatch gives a job the partition's ``DefMemPerCPU``/``DefMemPerGPU``/
+        ``DefMemPerNode``; where slurm.conf sets none, *all* of each node's memory (memory
+        is a consumable resource under ``CR_*_Memory``), so a 1-GPU job takes the whole node
+        and a second one, which aistack's scheduler placed beside it, waits PENDING in Slurm.
+        There, the job gets the node's memory in proportion to its CPUs (``RealMemory /
+        CPUTot`` per CPU, the smallest of its nodes): what ``DefMemPerCPU`` would give if the
+        admin had set it to fill each node. The site's default, where there is one, and a
+        ``--mem*`` of ``extra_sbatch_args`` win."""
+        if any(a.split("=")[0].startswith("--mem") for a in self.extra_sbatch_args):
+            return None
+        if any(a.memory_mb for a in req.allocation.nodes.values()):
+            return None
+        try:
+            if self._site_mem_default():
+                return None
+            share = self._mem_per_cpu_by_node()
+        except (ConnectionFailed, BackendError) as exc:
+            log.info("cannot read Slurm's memory defaults (%s): sbatch's own default", exc)
+            return None
+        names = list(req.allocation.nodes) or list(share)
+        values = [share[n] for n in names if share.get(n)]
+        return min(values) if values else None
+
+    def _site_mem_default(self) -> bool:
+        """Whether the job's partition (``scontrol show partition``: the executor's, else the
+        default one) has a memory default (its own or slurm.conf's ``DefMemPerCPU``,
+        ``DefMemPerNode`` other than UNLIMITED, a ``DefMemPer*`` in ``JobDefaults``)."""
+        now = time.monotonic()
+        if self._mem_default is not None and now - self._mem_default[0] < _CONFIG_TTL_S:
+            return self._mem_default[1]
+        out = self._run("scontrol", "show", "partition", "-o").stdout
+        parts = [parse_kv(line) for line in out.splitlines() if "PartitionName=" in line]
+        mine = [
+            p
+            for p in parts
+            if (
+                p.get("PartitionName") == self.partition
+                if self.partition
+                else p.get("Default") == "YES"
+            )
+        ]
+        has = any(
+            p.get("DefMemPerCPU") not in (None, "", "UNLIMITED", "0")
+            or p.get("DefMemPerNode") not in (None, "", "UNLIMITED", "0")
+            or "DefMemPer" in p.get("JobDefaults", "")
+            for p in (mine or parts[:1])
+        )
+        self._mem_default = (now, has)
+        return has
+
+    def _mem_per_cpu_by_node(self) -> dict[str, int]:
+        """Each node's ``RealMemory // CPUTot`` (MB), from ``scontrol show node``."""
+        out = self._run("scontrol", "show", "node", "-o").stdout
+        share: dict[str, int] = {}
+        for line in out.splitlines():
+            kv = parse_kv(line)
+            try:
+                mem, cpus = int(kv.get("RealMemory", "0")), int(kv.get("CPUTot", "0"))
+            except ValueError:
+                continue
+            if kv.get("NodeName") and mem > 0 and cpus > 0:
+                share[kv["NodeName"]] = max(1, mem // cpus)
+        return share
+
     def launch(self, req: LaunchRequest) -> str:
-        plan = self.render(req)
+        plan = self.render(req, mem_per_cpu_mb=self.default_mem_per_cpu(req))
         req.job_dir.mkdir(parents=True, exist_ok=True)
         script = req.job_dir / "job.sbatch"
         # owner-only: the script exports the job's environment, tokens included
@@ -345,17 +447,63 @@ class SlurmExecutor(SlurmCommands, Executor):
         os.chmod(script, 0o600)  # an earlier attempt's file keeps its mode otherwise
         # each rank's child subreaper, which the script runs from there (module docstring)
         shutil.copyfile(rank_reaper.__file__, req.job_dir / RANK_REAPER_FILE)
-        for stale in ("exit_code", "cancel_requested", "error", "failed_rank", "timed_out"):
+        for stale in (
+            "exit_code",
+            "cancel_requested",
+            "error",
+            "failed_rank",
+            "timed_out",
+            _NOT_STARTED_FILE,
+            _STOP_SENT_FILE,
+            _STOP_PENDING_FILE,
+        ):
             (req.job_dir / stale).unlink(missing_ok=True)
         # what cancel() sends, which only gets the handle (render_sbatch checked the name)
         (req.job_dir / _STOP_SIGNAL_FILE).write_text(_signal_name(req.stop_signal) + "\n")
-        res = self._run("sbatch", "--parsable", str(script))
+        down = self._controller_down()
+        if down is not None:
+            return self._not_started(req.job_dir, down, maybe_submitted=False)
+        try:
+            res = self._run("sbatch", "--parsable", str(script))
+        except ConnectionFailed as exc:
+            # slurmctld stopped answering since the scheduler asked (or sbatch timed out): an
+            # engine outage, not the job's failure
+            self._ping = None  # unavailable_reason asks `scontrol ping` again at once
+            timed_out = isinstance(exc, SlurmCommandTimeout)
+            return self._not_started(req.job_dir, exc.message, maybe_submitted=timed_out)
         job_id = res.stdout.strip().split(";")[0]
         if not job_id.isdigit():
             raise BackendError(f"sbatch returned {res.stdout.strip()!r}, expected a job id")
         (req.job_dir / "slurm_job_id").write_text(job_id + "\n")
         log.info("job %s attempt %s → Slurm job %s", req.job_id, req.attempt, job_id)
         return f"slurm:{job_id}:{req.job_dir}"
+
+    def _not_started(self, job_dir: Path, why: str, *, maybe_submitted: bool) -> str:
+        """The handle of a launch that sbatch could not hand to slurmctld: ``poll`` reports it
+        lost at once (``<job_dir>/not_started`` holds why), so the server requeues the job
+        without using one of its retries, as it does when the Ray cluster cannot be reached.
+        ``maybe_submitted`` (sbatch timed out: slurmctld may have queued it after all): the job
+        Slurm knows by the attempt's name is scancelled once slurmctld answers again (see
+        ``_reap_unrecorded``), so the requeued attempt does not run beside it."""
+        (job_dir / _NOT_STARTED_FILE).write_text(why.strip()[:1000] + "\n")
+        if maybe_submitted:
+            self._to_reap.add(job_dir)
+        log.warning("job in %s not started, requeued: %s", job_dir, why)
+        return f"slurm:{_NO_JOB_ID}:{job_dir}"
+
+    def _reap_unrecorded(self) -> None:
+        """scancel the jobs that sbatch may have queued although it timed out (``_not_started``),
+        now that slurmctld answers; kept for later while it does not."""
+        for job_dir in sorted(self._to_reap):
+            try:
+                found = self._job_named_for(job_dir)
+                if found is not None:
+                    log.warning("scancel Slurm job %s: sbatch timed out on it (%s)", found, job_dir)
+                    self._run("scancel", found, check=False)
+            except (ConnectionFailed, BackendError) as exc:
+                log.info("Slurm job of %s not reaped yet: %s", job_dir, exc)
+                continue
+            self._to_reap.discard(job_dir)
 
     def handle_in(self, job_dir: Path) -> str | None:
         """The handle from ``slurm_job_id``; without it (the server stopped between sbatch's
@@ -383,6 +531,9 @@ class SlurmExecutor(SlurmCommands, Executor):
 
     def poll(self, handle: str) -> ExecStatus:
         job_id, job_dir = self.parse_handle(handle)
+        if job_id == _NO_JOB_ID:  # sbatch could not submit it (_not_started)
+            why = (_read_text(job_dir / _NOT_STARTED_FILE) or "sbatch failed").strip()
+            return ExecStatus(state="lost", reason=f"not started: {why}")
         down = self._controller_down()
         if down is not None:
             # at once, not after scontrol's own retries (seconds per job and per pass): the
@@ -404,6 +555,7 @@ class SlurmExecutor(SlurmCommands, Executor):
         slurm_state = info.get("JobState", "UNKNOWN").split("+")[0]
         state = STATE_MAP.get(slurm_state, "running")
         if cancel_requested and state in ("starting", "running"):
+            self._send_pending_stop(job_id, job_dir, slurm_state)
             self._hard_cancel_if_due(job_id, job_dir)
         exit_code = _exit_code(info.get("ExitCode"))
         reason = readable_reason(info.get("Reason"))
@@ -411,6 +563,18 @@ class SlurmExecutor(SlurmCommands, Executor):
         node = None if node in (None, "(null)", "") else node
         if state == "starting" and slurm_state == "PENDING":
             reason = reason or "queued in Slurm"
+        # when Slurm started it (not the sbatch: it may have waited PENDING in Slurm's queue);
+        # a pending job's StartTime is only Slurm's estimate
+        started_at = None if state == "starting" else slurm_time(info.get("StartTime"))
+        # when it ended, by Slurm's clock (EndTime; a running job's is only its time limit):
+        # the server stamps the job's end with it, not with its own first look, which comes
+        # late for a job that ended while the server was down (its runtime and GPU-hours
+        # counted the downtime); the exit_code file's time where Slurm says none
+        finished_at = (
+            (slurm_time(info.get("EndTime")) or _mtime(job_dir / "exit_code"))
+            if state not in ("starting", "running")
+            else None
+        )
         timed_out = _timeout_reason(job_dir)
         if timed_out and state in ("succeeded", "failed", "cancelled", "timeout"):
             # the watchdog stopped it at max_runtime: a timeout, whatever the command exited with
@@ -420,6 +584,8 @@ class SlurmExecutor(SlurmCommands, Executor):
                 exit_code=exit_code if file_code is None else file_code,
                 reason=timed_out,
                 node=node,
+                started_at=started_at,
+                finished_at=finished_at,
             )
         if cancel_requested and state in ("succeeded", "failed", "cancelled"):
             return ExecStatus(
@@ -427,6 +593,8 @@ class SlurmExecutor(SlurmCommands, Executor):
                 exit_code=exit_code,
                 reason="cancelled through aistack",
                 node=node,
+                started_at=started_at,
+                finished_at=finished_at,
             )
         if state in ("succeeded", "failed") and (job_dir / "exit_code").exists():
             file_code = _read_int(job_dir / "exit_code")
@@ -451,25 +619,40 @@ class SlurmExecutor(SlurmCommands, Executor):
             reason = None
         if state in ("starting", "running"):
             exit_code = None
-        return ExecStatus(state=state, exit_code=exit_code, reason=reason, node=node)  # type: ignore[arg-type]
+        return ExecStatus(
+            state=state,  # type: ignore[arg-type]
+            exit_code=exit_code,
+            reason=reason,
+            node=node,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
 
     def _from_files(self, job_id: str, job_dir: Path, cancel_requested: bool) -> ExecStatus:
+        """The final status from what the batch script left in ``job_dir`` (Slurm no longer
+        knows the job, or slurmctld does not answer); it ended when it wrote ``exit_code``."""
         code = _read_int(job_dir / "exit_code")
+        ended = _mtime(job_dir / "exit_code")
         timed_out = _timeout_reason(job_dir)
         if timed_out:
-            return ExecStatus(state="timeout", exit_code=code, reason=timed_out)
+            return ExecStatus(state="timeout", exit_code=code, reason=timed_out, finished_at=ended)
         if cancel_requested:
-            return ExecStatus(state="cancelled", exit_code=code, reason="cancelled through aistack")
+            return ExecStatus(
+                state="cancelled",
+                exit_code=code,
+                reason="cancelled through aistack",
+                finished_at=ended,
+            )
         if code is not None:
             if code == 0:
-                return ExecStatus(state="succeeded", exit_code=0)
+                return ExecStatus(state="succeeded", exit_code=0, finished_at=ended)
             error = _read_error(job_dir)
             failure = None if error else _rank_failure(job_dir)
             if failure is not None:
                 code, reason = failure
             else:
                 reason = error or f"exited with code {code}"
-            return ExecStatus(state="failed", exit_code=code, reason=reason)
+            return ExecStatus(state="failed", exit_code=code, reason=reason, finished_at=ended)
         return ExecStatus(
             state="lost",
             reason=f"Slurm no longer knows job {job_id} and it left no exit code in {job_dir}",
@@ -477,13 +660,18 @@ class SlurmExecutor(SlurmCommands, Executor):
 
     def cancel(self, handle: str, grace_s: float = 10.0) -> None:
         job_id, job_dir = self.parse_handle(handle)
+        if job_id == _NO_JOB_ID:
+            return  # never submitted: nothing runs (one sbatch may have queued is reaped)
         down = self._controller_down()
         if down is not None:
-            # recorded now, sent once slurmctld answers: poll() scancels the job then (the
-            # grace period is over by then; Slurm's scancel still sends SIGTERM first and
-            # SIGKILL after its KillWait)
-            job_dir.mkdir(parents=True, exist_ok=True)
-            (job_dir / "cancel_requested").write_text(f"{time.time() + max(0.0, grace_s):.3f}\n")
+            # recorded now, sent once slurmctld answers: poll() sends the stop signal then if
+            # the deadline is still ahead, else scancels the job (Slurm's scancel still sends
+            # SIGTERM first and SIGKILL after its KillWait). It only scancelled it at the
+            # deadline: the job never got its stop signal, and so could not checkpoint
+            with self._stop_lock:
+                _record_cancel(job_dir, grace_s)
+                if not (job_dir / _STOP_SENT_FILE).exists():
+                    _mark(job_dir / _STOP_PENDING_FILE)
             log.warning("cancel of Slurm job %s is sent when slurmctld answers: %s", job_id, down)
             return
         try:
@@ -497,19 +685,81 @@ class SlurmExecutor(SlurmCommands, Executor):
             return  # already over (or unknown to Slurm): its final state stays what it was
         # a live job cancelled through aistack ends as cancelled, whatever its tasks exit with
         # (as with the local executor): a stop-signal handler that exits 0 is still a cancel
-        job_dir.mkdir(parents=True, exist_ok=True)
         # when the grace period ends (a wall-clock time): poll() scancels a job still running
         # then, so the SIGKILL happens even if this process (and its timer) is gone by then
-        deadline = time.time() + max(0.0, grace_s)
-        (job_dir / "cancel_requested").write_text(f"{deadline:.3f}\n")
-        if state in ("PENDING", "CONFIGURING", "REQUEUED") or grace_s <= 0:
-            self._run("scancel", job_id, check=False)
+        with self._stop_lock:
+            deadline = _record_cancel(job_dir, grace_s)
+            self._stop_job(job_id, job_dir, state, deadline)
+
+    def _stop_job(self, job_id: str, job_dir: Path, state: str, deadline: float) -> None:
+        """Stop the Slurm job ``job_id`` (in Slurm state ``state``) cancelled through aistack
+        with its SIGKILL at ``deadline`` (wall clock): scancel it now if it waits in Slurm's
+        queue or the deadline passed, else send its stop signal (once) and scancel it at the
+        deadline. Under ``_stop_lock``."""
+        left = deadline - time.time()
+        pending = job_dir / _STOP_PENDING_FILE
+        if state in ("PENDING", "CONFIGURING", "REQUEUED") or left <= 0:
+            if self._scancel(job_id):
+                pending.unlink(missing_ok=True)
+            else:  # poll() scancels it once slurmctld answers
+                _mark(pending)
             return
-        self._run("scancel", f"--signal={_stop_signal(job_dir)}", job_id, check=False)
-        timer = threading.Timer(grace_s, self._hard_cancel, args=(job_id,))
+        sent = job_dir / _STOP_SENT_FILE
+        if sent.exists():
+            pending.unlink(missing_ok=True)
+        # once: a second cancel (a shorter grace period, a cancel after a preemption) sent
+        # the job its stop signal again, and a handler that counts them may quit at once
+        elif self._scancel(f"--signal={_stop_signal(job_dir)}", job_id):
+            _mark(sent)
+            pending.unlink(missing_ok=True)
+        else:  # not sent (it was marked sent all the same): poll() sends it once slurmctld answers
+            _mark(pending)
+        timer = threading.Timer(left, self._hard_cancel, args=(job_id,))
         timer.daemon = True
         timer.start()
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+
+    def _scancel(self, *args: str) -> bool:
+        """``scancel ARGS``: False when it could not reach slurmctld (it does not answer, or
+        scancel hung), True when slurmctld had it (done, or refused for another reason, e.g.
+        the job is over)."""
+        try:
+            res = self._run("scancel", *args, check=False)
+        except ConnectionFailed as exc:  # scancel hung past command_timeout_s
+            said = exc.message
+        else:
+            said = (res.stderr or res.stdout).strip()
+            if res.returncode == 0 or "Unable to contact slurm controller" not in said:
+                return True
+        self._ping = None  # unavailable_reason asks `scontrol ping` again at once
+        log.warning("scancel %s did not reach slurmctld: %s", " ".join(args), said)
+        return False
+
+    def _send_pending_stop(self, job_id: str, job_dir: Path, state: str) -> None:
+        """The stop of a cancel recorded while slurmctld did not answer (``cancel`` left
+        ``stop_signal_pending``), now that it answers and Slurm reports the job in ``state``:
+        its stop signal if the deadline is still ahead, so the job can checkpoint (the
+        deadline stays the cancel's); a scancel if it passed meanwhile (``_hard_cancel_if_due``
+        does it) or the job waits in Slurm's queue."""
+        pending = job_dir / _STOP_PENDING_FILE
+        if not pending.exists():
+            return
+        with self._stop_lock:
+            try:
+                text = (job_dir / "cancel_requested").read_text().strip()
+            except OSError:
+                return
+            if not pending.exists() or not _is_epoch(text):
+                return
+            deadline = float(text)
+            if deadline <= time.time():
+                pending.unlink(missing_ok=True)  # past: scancelled by _hard_cancel_if_due
+                return
+            log.info(
+                "slurmctld answers: stop signal of Slurm job %s (cancelled while it did not)",
+                job_id,
+            )
+            self._stop_job(job_id, job_dir, state, deadline)
 
     def _hard_cancel_if_due(self, job_id: str, job_dir: Path) -> None:
         """``scancel`` a job cancelled through aistack that is still running once its grace
@@ -526,23 +776,30 @@ class SlurmExecutor(SlurmCommands, Executor):
             return
         if time.time() < deadline:
             return
-        self._hard_cancelled.add(job_id)
         log.info("Slurm job %s still runs after its cancel's grace period: scancel", job_id)
-        self._run("scancel", job_id, check=False)
+        if self._scancel(job_id):  # else asked again at the next poll
+            self._hard_cancelled.add(job_id)
 
     def _hard_cancel(self, job_id: str) -> None:
-        self._hard_cancelled.add(job_id)
+        """The timer ``cancel`` starts: scancel the job at its deadline. One that could not
+        reach slurmctld leaves it to ``poll`` (``_hard_cancel_if_due``) once slurmctld answers:
+        it marked the job scancelled all the same, and a job whose grace period ended while
+        slurmctld was down ran on."""
         try:
             info = self.job_info(job_id)
             if info and STATE_MAP.get(info.get("JobState", "")) in ("running", "starting"):
-                self._run("scancel", job_id, check=False)
-        except Exception:  # noqa: BLE001 - a timer thread must not die loudly
-            log.exception("scancel %s after the grace period failed", job_id)
+                if not self._scancel(job_id):
+                    return
+            self._hard_cancelled.add(job_id)
+        except Exception as exc:  # noqa: BLE001 - a timer thread must not die loudly
+            log.warning("scancel %s after the grace period failed (poll retries): %s", job_id, exc)
 
     def signal(self, handle: str, sig: int) -> None:
         import signal as _signal
 
-        job_id, _ = self.parse_handle(handle)
+        job_id, job_dir = self.parse_handle(handle)
+        if job_id == _NO_JOB_ID:
+            raise BackendError(f"the job in {job_dir} was not started: nothing to signal")
         name = _signal.Signals(sig).name.removeprefix("SIG")
         self._run("scancel", f"--signal={name}", job_id)
 
@@ -550,6 +807,30 @@ class SlurmExecutor(SlurmCommands, Executor):
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+
+
+def _record_cancel(job_dir: Path, grace_s: float) -> float:
+    """Write the cancel's deadline (now + ``grace_s``) to ``<job_dir>/cancel_requested`` and
+    return it; a job already cancelled keeps the deadline its first cancel wrote unless this
+    one is sooner (the local executor's rule, supervisor.merge_stop_request): a second cancel
+    used to postpone the SIGKILL, and then could not bring it forward."""
+    path = job_dir / "cancel_requested"
+    try:
+        first = path.read_text().strip()
+    except OSError:
+        first = ""
+    deadline = time.time() + max(0.0, grace_s)
+    if _is_epoch(first) and float(first) <= deadline:
+        return float(first)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{deadline:.3f}\n")
+    return deadline
+
+
+def _mark(path: Path) -> None:
+    """Write the time to ``path`` (a marker in the job directory), best effort."""
+    with contextlib.suppress(OSError):
+        path.write_text(f"{time.time():.3f}\n")
 
 
 def _is_epoch(text: str) -> bool:
@@ -656,6 +937,21 @@ def _rank_lines(log_path: Path, rank: int | None, n: int) -> list[str]:
         if line.strip() and not _SLURM_MSG.match(line):
             out.append(line)
     return out[-n:]
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _mtime(path: Path) -> float | None:
+    """When ``path`` was last written (epoch seconds), or None where it is not there."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _read_int(path: Path) -> int | None:

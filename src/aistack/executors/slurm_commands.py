@@ -99,6 +99,20 @@ REASONS: dict[str, str] = {
 }
 
 
+class SlurmCommandTimeout(ConnectionFailed):
+    """A Slurm command that did not answer within the executor's ``command_timeout_s``. Unlike
+    a refused connection it may have acted: slurmctld may have queued the job of an ``sbatch``
+    that timed out. The type says so (``launch`` reaps such a job), not the message's words."""
+
+    def __init__(self, command: str, timeout_s: float) -> None:
+        super().__init__(
+            f"{command} did not answer within {timeout_s:g} s",
+            hint="check that slurmctld runs and is not overloaded (scontrol ping)",
+        )
+        self.command = command
+        self.timeout_s = timeout_s
+
+
 def readable_reason(reason: str | None) -> str | None:
     """'Resources' → 'waiting for resources: …'; unknown reasons are returned as they are."""
     if not reason or reason in ("None", "(null)"):
@@ -159,6 +173,18 @@ def _exit_code(value: str | None) -> int | None:
     return 128 + sig_i if sig_i else rc_i
 
 
+def slurm_time(value: str | None) -> float | None:
+    """A time of ``scontrol show job`` or ``sacct`` (``StartTime=2025-01-31T12:34:56``, in the
+    local time zone of the command, which runs with this process's ``TZ``) → epoch seconds;
+    None for ``Unknown``, ``None``, ``(null)`` or anything else that is not such a time."""
+    import datetime
+
+    try:
+        return datetime.datetime.strptime((value or "").strip(), "%Y-%m-%dT%H:%M:%S").timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 # how getopt_long tells that ``--me`` is not an option of this squeue (Slurm before ``--me``
 # was added): glibc's "squeue: unrecognized option '--me'" (a backquote before it in older
 # glibc), musl's "squeue: unrecognized option: me", followed by squeue's own
@@ -216,9 +242,7 @@ class SlurmCommands:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise ConnectionFailed(
-                f"{args[0]} did not answer within {self.command_timeout_s:.0f} s"
-            ) from exc
+            raise SlurmCommandTimeout(args[0], self.command_timeout_s) from exc
         if check and res.returncode != 0:
             self._failed(args, res)
         return res
@@ -292,12 +316,26 @@ class SlurmCommands:
 
     def _sacct(self, job_id: str) -> dict[str, str] | None:
         res = self._run(
-            "sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State,ExitCode,Reason", check=False
+            "sacct",
+            "-n",
+            "-P",
+            "-X",
+            "-j",
+            job_id,
+            "-o",
+            "State,ExitCode,Reason,Start,End",
+            check=False,
         )
         line = (
             res.stdout.strip().splitlines()[0] if res.returncode == 0 and res.stdout.strip() else ""
         )
         if not line:
             return None
-        state, code, *rest = line.split("|") + ["", ""]
-        return {"JobState": state.split()[0], "ExitCode": code, "Reason": rest[0] if rest else ""}
+        state, code, reason, start, end, *_ = line.split("|") + ["", "", "", ""]
+        return {
+            "JobState": state.split()[0],
+            "ExitCode": code,
+            "Reason": reason,
+            "StartTime": start,
+            "EndTime": end,
+        }

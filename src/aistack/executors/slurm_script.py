@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aistack.errors import ValidationError
 from aistack.executors.base import LaunchRequest
+from aistack.spec import grace_s_from_env
 
 _TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 _HOST_TOKEN = "__AISTACK_HOST_{}__"
@@ -68,22 +69,6 @@ def _signal_name(name: str) -> str:
             f"stop_signal: {name!r} is not a signal", hint="e.g. stop_signal: SIGTERM"
         )
     return bare
-
-
-def _grace_s(env: dict[str, str]) -> float:
-    """The grace period between the stop signal and SIGKILL, as the local executor reads it
-    (``AISTACK_GRACE_S`` in the job's environment, which the server sets; 10 s without)."""
-    raw = env.get("AISTACK_GRACE_S", "10")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ValidationError(
-            f"env: AISTACK_GRACE_S={raw!r} is not a number of seconds",
-            hint="e.g. AISTACK_GRACE_S=10, or leave it to the server",
-        )
-    return max(0.0, value)
 
 
 def _one_line(text: str) -> str:
@@ -176,8 +161,11 @@ def render_sbatch(
     account: str | None = None,
     pin_nodes: bool = True,
     extra_args: tuple[str, ...] = (),
+    mem_per_cpu_mb: int | None = None,
 ) -> SbatchPlan:
-    """The sbatch script for one job attempt (pure: no Slurm needed)."""
+    """The sbatch script for one job attempt (pure: no Slurm needed). ``mem_per_cpu_mb``:
+    ``--mem-per-cpu`` for a job that asks no memory (``SlurmExecutor.default_mem_per_cpu``);
+    none: sbatch's default (the cluster's)."""
     import jinja2
 
     allocs = list(req.allocation.nodes.items())
@@ -206,7 +194,7 @@ def render_sbatch(
     chdir_arg = _sbatch_value("workdir", workdir)
     port = master_port_for(req.job_id, req.attempt)
     stop_signal = _signal_name(req.stop_signal)
-    grace_s = _grace_s(req.env)
+    grace_s = grace_s_from_env(req.env)
 
     common: list[tuple[str, str]] = []
     per_rank: list[tuple[int, list[tuple[str, str]]]] = []
@@ -260,6 +248,7 @@ def render_sbatch(
         world_size=world,
         cpus_per_task=cpus_per_task,
         memory_mb=memory_mb,
+        mem_per_cpu_mb=None if memory_mb else mem_per_cpu_mb,
         gpus_per_node=gpus,
         time_limit=format_time_limit(req.max_runtime_s) if req.max_runtime_s else None,
         max_runtime=f"{float(req.max_runtime_s):g}" if req.max_runtime_s else None,

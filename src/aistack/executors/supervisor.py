@@ -6,8 +6,17 @@ of Slurm's slurmstepd). It owns the job's process group and, in JOB_DIR:
 * reads ``launch.json`` (command, env, cwd, CPU ids to pin, GPU ids, limits);
 * writes the job's stdout+stderr to ``output.log``;
 * samples CPU/RSS (psutil) and GPU utilization (NVML) once a second into ``usage.jsonl``;
-* stops the job on SIGTERM (cancel / preemption: ``cancel.json`` says which) or when
-  ``max_runtime_s`` passes: the job's stop signal, a grace period, then SIGKILL;
+* stops the job on SIGTERM (cancel / preemption: ``cancel.json`` says which, and by when the
+  job must be gone; see :func:`merge_stop_request`) or when ``max_runtime_s`` passes: the job's stop signal, then SIGCONT (a job whose processes are
+  stopped, by SIGSTOP or a debugger's ``kill -STOP``, would not get the stop signal until
+  continued: it could not checkpoint in its grace period and would be SIGKILLed; Slurm's
+  scancel and systemd do the same), a grace period, then SIGKILL. The grace
+  period is the job's processes', not its main process's: a shell that dies of the signal
+  at once (``python train.py; echo done``) leaves its program saving a checkpoint, so the
+  job ends when its process group is empty or at the SIGKILL (exit code -9 when the kill
+  found some of the group still there; else the main process's). A later SIGTERM (a second
+  stop) reads ``cancel.json`` again: it may bring the SIGKILL forward, never postpone it, and
+  a cancel after a preemption ends the job cancelled;
 * forwards SIGUSR1 to the job (ask it to checkpoint);
 * writes ``exit.json`` atomically when the job ends: state, exit code, reason;
 * is the job's child subreaper (Linux): a process the job daemonizes (``setsid``, a double
@@ -18,6 +27,7 @@ of Slurm's slurmstepd). It owns the job's process group and, in JOB_DIR:
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -28,7 +38,10 @@ from typing import Any
 
 import psutil
 
+from aistack.launch.gang import group_alive
+
 SAMPLE_INTERVAL_S = 1.0
+GROUP_CHECK_S = 0.25  # while stopping: how often to look whether the job's processes are gone
 FIRST_SAMPLE_S = 0.25  # the first usage sample, after the start (then every SAMPLE_INTERVAL_S)
 TICK_S = 0.05
 
@@ -41,6 +54,76 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(data))
     os.replace(tmp, path)
+
+
+STOP_FILE = "cancel.json"
+STOP_KINDS = ("cancel", "preempt")
+
+
+def finite_seconds(value: Any) -> float | None:
+    """``value`` as a finite number, else None (a bool, NaN, a string... are no time)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def merge_stop_request(
+    old: Any, *, kind: str, grace_s: float, reason: str | None, now: float
+) -> dict[str, Any]:
+    """The ``cancel.json`` after a stop (``kind``: cancel or preempt) at ``now`` with
+    ``grace_s`` seconds before the SIGKILL, given the one already there (``old``, None for
+    the first stop). The rule the server and the Slurm executor follow for a second stop:
+
+    * the first stop's kill ``deadline`` (seconds since the epoch) stands; a later stop may
+      bring it forward, never postpone it;
+    * a cancel is never turned back into a preemption (the job would be requeued); a cancel
+      after a preemption makes it a cancel, with the cancel's reason;
+    * otherwise the first stop's reason stands.
+
+    ``t`` stays the first stop's time and ``grace_s`` is counted from it (``t + grace_s`` is
+    the deadline, for a reader of ``grace_s`` alone, such as the gang runner)."""
+    deadline = now + grace_s
+    if not isinstance(old, dict):
+        return {"kind": kind, "reason": reason, "t": now, "grace_s": grace_s, "deadline": deadline}
+    old_kind = old.get("kind") if old.get("kind") in STOP_KINDS else "cancel"
+    first_t = finite_seconds(old.get("t"))
+    old_deadline = finite_seconds(old.get("deadline"))
+    old_grace = finite_seconds(old.get("grace_s"))
+    if old_deadline is None and first_t is not None and old_grace is not None:
+        old_deadline = first_t + max(0.0, old_grace)  # written by an earlier aistack
+    if old_deadline is not None:
+        deadline = min(deadline, old_deadline)
+    merged_kind = "cancel" if "cancel" in (old_kind, kind) else "preempt"
+    why = old.get("reason") if old_kind == merged_kind else reason
+    t = first_t if first_t is not None and first_t <= now else now
+    return {
+        "kind": merged_kind,
+        "reason": why,
+        "t": t,
+        "grace_s": max(0.0, deadline - t),
+        "deadline": deadline,
+    }
+
+
+def stop_deadline(req: dict[str, Any], now: float, default_grace: float) -> float:
+    """When the SIGKILL is due, for the stop request ``req`` read at ``now``: its ``deadline``,
+    bounded by ``now + grace_s`` (should the wall clock have been set back since)."""
+    grace = finite_seconds(req.get("grace_s"))
+    if grace is None or grace < 0:
+        grace = default_grace
+    at = now + grace
+    deadline = finite_seconds(req.get("deadline"))
+    return at if deadline is None else min(at, deadline)
+
+
+def _stop_reason_state(req: dict[str, Any]) -> tuple[str, str]:
+    """(state, reason) a job stopped by request ``req`` ends with."""
+    kind = req.get("kind", "cancel")
+    state = "preempted" if kind == "preempt" else "cancelled"
+    return state, str(
+        req.get("reason") or ("preempted" if kind == "preempt" else "cancelled by user")
+    )
 
 
 def tail_lines(path: Path, n: int = 5, max_bytes: int = 8192) -> list[str]:
@@ -76,6 +159,7 @@ class Supervisor:
         self.dir = job_dir
         self.cfg: dict[str, Any] = json.loads((job_dir / "launch.json").read_text())
         self.stop_requested = False
+        self.stop_again = False  # a SIGTERM not acted on yet: cancel.json is read again
         self.forward_usr1 = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.pgid: int | None = None
@@ -83,6 +167,7 @@ class Supervisor:
     # -- signals ----------------------------------------------------------------------------
     def _on_term(self, _sig: int, _frame: object) -> None:
         self.stop_requested = True
+        self.stop_again = True
 
     def _on_usr1(self, _sig: int, _frame: object) -> None:
         self.forward_usr1 = True
@@ -101,15 +186,28 @@ class Supervisor:
             # and whatever left the groups (setsid, daemons) is still our descendant
             _kill_descendants()
 
+    def _send_stop(self, sig: int) -> None:
+        """Send the job its stop signal, then SIGCONT: a stopped process (SIGSTOP, SIGTSTP)
+        holds the stop signal pending until it is continued, so without SIGCONT it could not
+        act on it in the grace period and would only get the SIGKILL at its end. The ranks of
+        a distributed job (their own process groups, in gang.json) are continued too: the
+        gang runner forwards the stop signal to them."""
+        self._killpg(sig)
+        self._killpg(signal.SIGCONT)
+        for pgid in (_read_json(self.dir / "gang.json") or {}).get("pgids") or []:
+            try:
+                os.killpg(int(pgid), signal.SIGCONT)
+            except (ProcessLookupError, PermissionError, ValueError, TypeError):
+                pass
+
     # -- the run ----------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
-        if self.stop_requested or (self.dir / "cancel.json").exists():
+        if self.stop_requested or (self.dir / STOP_FILE).exists():
             # stopped before the job began (the executor did not signal a supervisor that had
             # no handler yet: it only wrote cancel.json): nothing to start
-            req = _read_json(self.dir / "cancel.json") or {}
-            kind = req.get("kind", "cancel")
-            state = "preempted" if kind == "preempt" else "cancelled"
+            req = _read_json(self.dir / STOP_FILE) or {}
+            state = "preempted" if req.get("kind", "cancel") == "preempt" else "cancelled"
             self.finish(state, None, str(req.get("reason") or f"{state} before it started"))
             return
         env = os.environ.copy()
@@ -183,41 +281,62 @@ class Supervisor:
         stop_sig = getattr(signal, cfg.get("stop_signal", "SIGTERM"), signal.SIGTERM)
         term_deadline: float | None = None
         reason_state: tuple[str, str] | None = None
+        rc: int | None = None
+        # the main process's exit code, or -9 when the group outlived it and was SIGKILLed at
+        # the end of the grace period (some of the job did not stop on the stop signal)
+        killed_after_main = False
         next_sample = t0 + FIRST_SAMPLE_S
+        next_group_check = 0.0
         usage = (self.dir / "usage.jsonl").open("a")
         ps_root = psutil.Process(self.proc.pid)
         # psutil's first cpu_percent of a process is 0.0 by definition: prime the counters now
         # and write the first sample soon after, so a job of a second still has a real one
         _sample(ps_root, [])
         while True:
-            rc = self.proc.poll()
+            if rc is None:
+                rc = self.proc.poll()
             now = time.time()
             if rc is not None:
-                break
+                if term_deadline is None or term_deadline == float("inf"):
+                    break
+                # stopping: the main process is gone (a shell dies of SIGTERM at once) but the
+                # grace period is the job's processes', not its shell's: a program under it may
+                # still be saving a checkpoint. Wait for the group to empty, or the deadline.
+                _reap_all()
+                # (group_alive scans every process of the host: a few ms each, so at most
+                # every GROUP_CHECK_S, not every tick, for a grace period that may be an hour)
+                if now >= next_group_check:
+                    next_group_check = now + GROUP_CHECK_S
+                    if not group_alive(self.pgid):  # (zombies of other parents: gone)
+                        break
             if self.forward_usr1:
                 self.forward_usr1 = False
                 self._killpg(signal.SIGUSR1)
+            if self.stop_again and term_deadline is not None and term_deadline != float("inf"):
+                # a second stop while stopping: it may bring the SIGKILL forward (never
+                # postpone it), and a cancel after a preemption ends the job cancelled
+                self.stop_again = False
+                req = _read_json(self.dir / STOP_FILE) or {}
+                term_deadline = min(term_deadline, stop_deadline(req, now, grace))
+                if reason_state is not None and reason_state[0] == "preempted":
+                    if req.get("kind") == "cancel":
+                        reason_state = _stop_reason_state(req)
             if term_deadline is None:
                 if self.stop_requested:
-                    req = _read_json(self.dir / "cancel.json") or {}
-                    grace = float(req.get("grace_s", grace))
-                    kind = req.get("kind", "cancel")
-                    reason_state = (
-                        "preempted" if kind == "preempt" else "cancelled",
-                        str(
-                            req.get("reason")
-                            or ("preempted" if kind == "preempt" else "cancelled by user")
-                        ),
-                    )
-                    self._killpg(stop_sig)
-                    term_deadline = now + grace
+                    self.stop_again = False
+                    req = _read_json(self.dir / STOP_FILE) or {}
+                    reason_state = _stop_reason_state(req)
+                    self._send_stop(stop_sig)
+                    term_deadline = stop_deadline(req, now, grace)
                 elif max_rt and now - t0 > float(max_rt):
                     reason_state = ("timeout", f"exceeded max_runtime of {float(max_rt):g} s")
-                    self._killpg(stop_sig)
+                    self._send_stop(stop_sig)
                     term_deadline = now + grace
             elif now >= term_deadline:
+                killed_after_main = rc is not None
                 self._killpg(signal.SIGKILL)
                 term_deadline = float("inf")
+                continue  # the end is recorded at once (the main process may be gone already)
             if now >= next_sample:
                 next_sample = now + SAMPLE_INTERVAL_S
                 _reap_orphans(self.proc.pid)
@@ -226,8 +345,11 @@ class Supervisor:
                     usage.write(json.dumps(sample) + "\n")
                     usage.flush()
             time.sleep(TICK_S)
-        # the main process is gone: make sure nothing of the job's group lingers
+        # the main process is gone: make sure nothing of the job's group lingers (a job that
+        # ended by itself loses what it left running in the background, as under Slurm)
         self._killpg(signal.SIGKILL)
+        if killed_after_main:
+            rc = -int(signal.SIGKILL)
         usage.close()
         log_path = self.dir / "output.log"
         if reason_state is not None:
@@ -326,6 +448,18 @@ def _reap_orphans(keep: int) -> None:
                 os.waitpid(p.pid, os.WNOHANG)
         except (psutil.Error, ChildProcessError):
             continue
+
+
+def _reap_all() -> None:
+    """Wait for every exited child (only once the job's main process was waited for: before,
+    this could take its exit status from ``Popen``). Orphans of the job are our children."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

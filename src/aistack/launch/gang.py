@@ -15,6 +15,8 @@
 * SIGTERM, SIGINT and SIGUSR1 received by the calling process (when it runs in the main
   thread) are forwarded to the ranks' whole process group, so a preemption notice reaches the
   trainers, which checkpoint; after SIGTERM/SIGINT they get ``grace_s`` before SIGKILL;
+* a stop signal is followed by SIGCONT, so a rank whose processes are stopped (SIGSTOP,
+  SIGTSTP) gets it at once and can checkpoint in its grace period;
 * every rank gets at most one stop signal (SIGTERM/SIGINT), then SIGKILL after ``grace_s``:
   many trainers take a second SIGTERM for "quit now" and abandon their checkpoint. Once the
   gang is stopping (a forwarded stop signal, a failed rank, the timeout), another stop signal
@@ -449,6 +451,9 @@ def run_gang(
             return False
         deadline = time.monotonic() + _grace()
         _signal_group(pgid, procs, sig)
+        # a stopped rank (SIGSTOP, SIGTSTP) holds the signal pending until it is continued:
+        # without SIGCONT it could not checkpoint in the grace period (as scancel, systemd)
+        _signal_group(pgid, procs, signal.SIGCONT)
         return True
 
     def _deliver(signum: int) -> None:

@@ -83,10 +83,44 @@ def _resolve_run_id(run_id: str | None) -> str:
         active = None
     if active is not None:
         return str(active.info.run_id)
+    job_id = os.environ.get("AISTACK_JOB_ID")
+    if job_id:
+        # MLflow takes MLFLOW_RUN_ID out of the environment when mlflow.start_run() joins the
+        # run, so after a ``with mlflow.start_run():`` block a job had no run to log into
+        # (and the hint said "aistack jobs have it"): the run that block ended is the job's
+        job_run = _ended_job_run(job_id)
+        if job_run is not None:
+            return job_run
+        raise ValidationError(
+            f"run_id: no MLflow run to log into: MLFLOW_RUN_ID is not set in job {job_id} "
+            "(mlflow.start_run() takes it out of the environment) and no run is active",
+            hint="create the logger inside the `with mlflow.start_run():` block, or pass "
+            "run_id=... (the job's run id is its mlflow_run_id in `aistack jobs JOB_ID`)",
+            field="run_id",
+        )
     raise ValidationError(
         "run_id: no MLflow run to log into",
         hint="pass run_id=..., set MLFLOW_RUN_ID (aistack jobs have it) or call mlflow.start_run()",
+        field="run_id",
     )
+
+
+def _ended_job_run(job_id: str) -> str | None:
+    """The run this process last had active (``mlflow.last_active_run()``) when it is the run
+    of aistack job ``job_id`` (tagged ``aistack.job_id``); None otherwise, or if it cannot be
+    read."""
+    try:
+        import mlflow
+
+        last = mlflow.last_active_run()
+    except Exception as exc:  # noqa: BLE001 - the server cannot be read: the error says what to do
+        log.debug("cannot read the last active MLflow run: %s", exc)
+        return None
+    from aistack.mlops.tracking import TAG_JOB_ID
+
+    if last is None or last.data.tags.get(TAG_JOB_ID) != job_id:
+        return None
+    return str(last.info.run_id)
 
 
 class BufferedMetricsLogger:

@@ -10,7 +10,11 @@ What :func:`quiet_mlflow` silences, each matched by its exact text and category:
   subclass is defined; aistack's ``GPTPyfunc`` leaves its ``predict`` untyped on purpose (MLflow
   would read the hints as a wrong input schema);
 * ``SADeprecationWarning: The ``noload`` loader strategy is deprecated ...``, raised by
-  MLflow's SQL tracking store at start-up (MLflow's models use ``lazy="noload"``).
+  MLflow's SQL tracking store at start-up (MLflow's models use ``lazy="noload"``);
+* ``StarletteDeprecationWarning: starlette.middleware.wsgi is deprecated ...``, raised when
+  ``mlflow.server.fastapi_app`` imports Starlette's WSGI middleware (at every ``aistack up``,
+  into server.log); matched by its category and MLflow's module as well, so code of one's own
+  that imports that middleware is still warned.
 
 Every other warning is left as it was. aistack calls this wherever it drives MLflow
 (``mlops._client.mlflow_client``, the embedded server, ``train.export``); calling it again
@@ -36,6 +40,7 @@ PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _ANSI = r"(?:\x1b\[[0-9;]*m)?"
 TYPE_HINTS_MESSAGE = _ANSI + r"Add type hints to the `predict` method"
 NOLOAD_MESSAGE = r"The ``noload`` loader strategy is deprecated"
+STARLETTE_WSGI_MESSAGE = r"starlette\.middleware\.wsgi is deprecated"
 
 
 def _noload_category() -> type[Warning]:
@@ -46,12 +51,24 @@ def _noload_category() -> type[Warning]:
     return SADeprecationWarning
 
 
+def _starlette_category() -> type[Warning] | None:
+    try:
+        from starlette.exceptions import StarletteDeprecationWarning
+    except ImportError:  # a Starlette without it does not raise the warning either
+        return None
+    return StarletteDeprecationWarning
+
+
 def quiet_mlflow() -> None:
     """Turn off MLflow's artifact progress bars (unless the user set
-    ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) and ignore exactly the two warnings above."""
+    ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) and ignore exactly the three warnings above."""
     os.environ.setdefault(PROGRESS_BAR_ENV, "false")
     _ignore(TYPE_HINTS_MESSAGE, UserWarning, r"mlflow\.")
     _ignore(NOLOAD_MESSAGE, _noload_category(), "")
+    starlette = _starlette_category()
+    if starlette is not None:
+        # Starlette warns with stacklevel=2: the warning is MLflow's module's, which imports it
+        _ignore(STARLETTE_WSGI_MESSAGE, starlette, r"mlflow\.")
 
 
 def _ignore(message: str, category: type[Warning], module: str) -> None:
@@ -72,13 +89,15 @@ _NOISE_TEXT = re.compile(TYPE_HINTS_MESSAGE + "|" + NOLOAD_MESSAGE, re.I)
 
 
 def is_mlflow_noise(message: Warning | str) -> bool:
-    """Whether a warning's text is one of the two above."""
+    """Whether a warning's text is one of the first two above (those
+    :func:`without_mlflow_noise` holds back; the Starlette one is raised only where MLflow's
+    server is imported, and its filter holds there)."""
     return _NOISE_TEXT.match(str(message)) is not None
 
 
 @contextlib.contextmanager
 def without_mlflow_noise() -> Iterator[None]:
-    """Run the block with :func:`quiet_mlflow` in effect, holding back the two warnings above
+    """Run the block with :func:`quiet_mlflow` in effect, holding back the first two warnings above
     even where MLflow overrides the filters; every other warning of the block is passed on
     (re-issued at its own file and line) when the block ends."""
     quiet_mlflow()

@@ -605,9 +605,16 @@ def promote(
         if mv.run_id:
             metrics = dict(client.get_run(mv.run_id).data.metrics)
         elif conditions:
+            # read over the API (POST /models/NAME/promote) as well as by the CLI: it names
+            # both ways (it named the CLI command alone)
             raise ConflictError(
-                f"{name} v{v} has no source run, so its metrics cannot be checked",
-                hint="register versions from runs (aistack models register --run ...)",
+                f"{name} v{v} has no source run, so its metrics cannot be checked against "
+                f"the conditions ({', '.join(c.text for c in conditions)})",
+                hint="promote it without conditions (no `require`; `--require` in the CLI), or "
+                "register the model from a run and promote that version: `aistack models "
+                f"register --run RUN_ID --name {name}` or MLflow's "
+                f"mlflow.register_model('runs:/RUN_ID/model', {name!r})",
+                field="require",
             )
         checks = check_conditions(conditions, metrics)
         failed = [c for c in checks if not c.passed]

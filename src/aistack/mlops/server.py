@@ -44,12 +44,72 @@ _MOUNTED: dict[str, Any] = {}
 _STATE: dict[str, Any] = {}
 
 
+MLFLOW_PG_SCHEMA = "mlflow"
+
+
 def backend_store_uri(settings: Settings) -> str:
-    """The SQLAlchemy URI of MLflow's tracking + registry store for these settings."""
+    """The SQLAlchemy URI of MLflow's tracking + registry store for these settings.
+
+    ``AISTACK_MLFLOW_BACKEND_URI`` when set; else, when the platform DB is PostgreSQL, that
+    database with MLflow's tables in their own schema (``mlflow``: MLflow's Alembic history
+    must not meet aistack's), so a server started on another host sees the same runs; else
+    ``<home>/mlflow.db``. A home that already has an ``mlflow.db`` keeps it (its runs are
+    there; :func:`store_warning` says so).
+    """
     override = os.environ.get("AISTACK_MLFLOW_BACKEND_URI")
     if override:
         return override
-    return f"sqlite:///{Path(settings.home).resolve() / 'mlflow.db'}"
+    sqlite = Path(settings.home).resolve() / "mlflow.db"
+    if _is_postgres(settings.database_url) and not sqlite.exists():
+        return _in_schema(str(settings.database_url), MLFLOW_PG_SCHEMA)
+    return f"sqlite:///{sqlite}"
+
+
+def _is_postgres(url: str | None) -> bool:
+    return bool(url) and str(url).split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _in_schema(url: str, schema: str) -> str:
+    """``url`` with ``schema`` first on the connections' search_path (libpq ``options``)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    options = u.query.get("options")
+    extra = f"-csearch_path={schema}"
+    if isinstance(options, tuple):  # the parameter given twice: SQLAlchemy keeps both
+        options = " ".join(options)
+    joined = f"{options} {extra}" if options else extra
+    return u.update_query_dict({"options": joined}).render_as_string(hide_password=False)
+
+
+def store_warning(settings: Settings) -> str | None:
+    """Why MLflow's store is not where a cluster deployment expects it, or None."""
+    if os.environ.get("AISTACK_MLFLOW_BACKEND_URI") or not _is_postgres(settings.database_url):
+        return None
+    sqlite = Path(settings.home).resolve() / "mlflow.db"
+    if not sqlite.exists():
+        return None
+    return (
+        f"MLflow keeps its runs in {sqlite} (SQLite, from before this home used PostgreSQL); "
+        "a server started on another host will not see them. Set AISTACK_MLFLOW_BACKEND_URI "
+        "to choose the store explicitly (this message then stops)"
+    )
+
+
+def _create_schema(uri: str) -> None:
+    """Create the PostgreSQL schema named on ``uri``'s search_path, if it is missing."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    u = make_url(uri)
+    options = str(u.query.get("options", ""))
+    schema = options.rsplit("-csearch_path=", 1)[-1].split()[0]
+    engine = sa.create_engine(u.difference_update_query(["options"]))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
 
 
 def artifacts_destination(settings: Settings) -> str:
@@ -215,6 +275,9 @@ def create_mlflow_asgi(settings: Settings) -> Any:
     if os.environ.get("AISTACK_MLFLOW_BACKEND_URI"):  # the default, <home>/mlflow.db, is ours
         check_sqlite_folder(key, field="AISTACK_MLFLOW_BACKEND_URI")
     Path(settings.home).mkdir(parents=True, exist_ok=True)
+    warning = store_warning(settings)
+    if warning:
+        log.warning(warning)
     os.environ.update(env)
     from aistack.mlops.quiet import quiet_mlflow
 
@@ -230,6 +293,8 @@ def create_mlflow_asgi(settings: Settings) -> Any:
             "could not seed the MLflow schema (%s); MLflow will migrate", redact_uri(str(exc))
         )
     try:
+        if key != os.environ.get("AISTACK_MLFLOW_BACKEND_URI") and key.startswith("postgres"):
+            _create_schema(key)  # the default schema in the platform's PostgreSQL
         from mlflow.server import handlers
         from mlflow.server.fastapi_app import create_fastapi_app
 

@@ -19,7 +19,8 @@ from aistack.errors import ValidationError
 from aistack.planning import limits
 from aistack.planning.catalog import Catalog, default_catalog
 from aistack.planning.limits import check_range, is_number
-from aistack.planning.training import GB, infer_shape
+from aistack.planning.numfmt import peak_text
+from aistack.planning.training import GB, _count, infer_shape, shape_note
 
 BYTES_PER_VALUE = {
     "fp32": 4.0,
@@ -78,8 +79,12 @@ class ServePlan:
     concurrency: int
     layers: int
     hidden: int
+    heads: int
     kv_heads: int
     head_dim: int
+    # where the shape came from: "given", "published: <model>" (the published model nearest
+    # the parameter count, model_shapes.PUBLISHED_SHAPES) or "estimated" (N = 12·L·h²)
+    shape_source: str
     weights_gb: float
     kv_per_token_mb: float
     kv_cache_gb: float
@@ -88,6 +93,11 @@ class ServePlan:
     memory_per_gpu_gb: float
     step_ms: float
     bound: str  # "memory bandwidth" | "compute"
+    # the matmuls' precision and the accelerator's dense peak at it, per GPU: TFLOP/s, or TOPS
+    # for int8 (integer operations)
+    compute_precision: str
+    compute_peak: float
+    compute_peak_unit: str  # "TFLOP/s" | "TOPS"
     tokens_per_s_per_sequence: float
     tokens_per_s_per_replica: float
     prefill_ms: float
@@ -175,14 +185,15 @@ def plan_serving(
             raise ValidationError(f"{name}: must be a whole number, got {v!r}", field=name)
     if prompt is not None and prompt > context:
         raise ValidationError(
-            f"prompt ({prompt}) cannot exceed context ({context})",
+            # said as the options (`prompt (5000) cannot exceed context` named no option)
+            f"prompt: {prompt:,} tokens cannot exceed `context` ({context:,})",
             hint="`context` = prompt + output tokens",
             field="prompt",
         )
     n_active = active_params if active_params is not None else params
     if n_active > params:
         raise ValidationError(
-            "active_params cannot exceed params",
+            f"active_params: {_count(n_active)} cannot exceed `params` ({_count(params)})",
             hint="`active_params` is per token for MoE models",
             field="active_params",
         )
@@ -238,14 +249,34 @@ def plan_serving(
             ),
             field="kv_heads",
         )
-    if kv_heads is None:
+    shape_given = layers is not None or hidden is not None or heads is not None
+    published_kv = False
+    if (
+        kv_heads is None
+        and not shape_given
+        and shape.kv_heads is not None
+        and n_heads == shape.heads
+    ):
+        # the shape is that of the published model nearest the parameter count: its KV heads
+        # (all 71 inferred heads made a 70B's KV cache 8x too large: Llama 2/3 70B have 8)
+        kv_heads, published_kv = shape.kv_heads, True
+    elif kv_heads is None:
+        # no published model's: all the heads, the most KV cache (8 KV heads for any count
+        # gave GPT-3 175B, which has 96, a twelfth of its KV cache)
         kv_heads = n_heads
         notes.append(
-            f"kv_heads not given: assumed full multi-head attention ({kv_heads} KV heads); GQA models need less KV cache"
+            f"kv_heads not given: assumed full multi-head attention ({kv_heads} KV heads, all the "
+            "heads: the most KV cache); give `kv_heads` for a grouped-query-attention model "
+            "(e.g. 8 for Llama 3, Mistral 7B, Qwen2.5), which needs less"
         )
     if shape.inferred:
         notes.append(
-            f"model shape inferred from the parameter count: {shape.layers} layers x {shape.hidden} hidden"
+            shape_note(
+                shape,
+                n_active,
+                active=active_params is not None,
+                kv_heads=kv_heads if published_kv else None,
+            )
         )
 
     weights = params * wbytes
@@ -261,8 +292,9 @@ def plan_serving(
         raise ValidationError(
             f"one replica needs {need / GB:,.0f} GB (weights {weights / GB:,.0f} GB + KV cache {kv_total / GB:,.0f} GB), "
             f"more than {MAX_GPUS_PER_REPLICA} x {acc.name} ({MAX_GPUS_PER_REPLICA * cap / GB:,.0f} GB usable) in one node",
-            hint="lower `concurrency` or `context`, quantize (`precision` fp8 or int4), or pick a "
-            "GPU with more memory",
+            # (fp8 was suggested on an A100 too, which refuses it)
+            hint="lower `concurrency` or `context`, quantize (`precision` "
+            f"{'fp8' if acc.fp8_tflops else 'int8'} or int4), or pick a GPU with more memory",
         )
     # decode: read all weights (active experts only for MoE at large batch ~ all) + the KV cache
     kv_read = (
@@ -274,13 +306,29 @@ def plan_serving(
     # and multiplied at 16 bits (they were at the FP8 peak, twice the BF16 one); 16-bit weights
     # at their own precision (bf16 on a V100, which has FP16 only, is refused)
     p = precision.lower()
-    if wbytes == 1 and acc.fp8_tflops:
+    if p == "int8" and acc.int8_tops:
+        compute = "int8"  # W8A8 on INT8 tensor cores (an A100 has no FP8: it was at BF16)
+    elif wbytes == 1 and acc.fp8_tflops:
         compute = "fp8"
-    elif p in ("bf16", "fp16"):
+    elif p in ("bf16", "fp16", "fp32"):
+        # fp32: at the FP32 (non-tensor) peak, as PyTorch runs fp32 matmuls unless TF32 is
+        # allowed (it was at the BF16 tensor peak: 15x too fast on an H100)
         compute = p
     else:
         compute = acc.default_precision
     peak = acc.peak_tflops(compute)
+    if p == "fp32":
+        tf32 = acc.vendor == "nvidia" and acc.generation not in ("volta",)  # TF32: Ampere on
+        notes.append(
+            f"fp32 matmuls at {acc.name}'s FP32 peak ({peak_text(peak)} TFLOP/s, no tensor "
+            "cores), as PyTorch runs them by default"
+            + (
+                "; with TF32 allowed (torch.backends.cuda.matmul.allow_tf32) they run on the "
+                "tensor cores, faster and at TF32's 10-bit mantissa"
+                if tf32
+                else ""
+            )
+        )
     if wbytes < 1:
         notes.append(
             f"{p} weights taken as weight-only quantization (AWQ, GPTQ): read at 4 bits, "
@@ -307,8 +355,16 @@ def plan_serving(
         concurrency=int(concurrency),
         layers=shape.layers,
         hidden=shape.hidden,
+        heads=n_heads,
         kv_heads=int(kv_heads),
         head_dim=head_dim,
+        shape_source=(
+            "given"
+            if not shape.inferred
+            else f"published: {shape.published}"
+            if shape.published is not None
+            else "estimated"
+        ),
         weights_gb=weights / GB,
         kv_per_token_mb=kv_tok / 1e6,
         kv_cache_gb=kv_total / GB,
@@ -317,6 +373,9 @@ def plan_serving(
         memory_per_gpu_gb=need / n / GB + SERVING_OVERHEAD_GB,
         step_ms=step_s * 1000,
         bound=bound,
+        compute_precision=compute,
+        compute_peak=peak,
+        compute_peak_unit="TOPS" if compute == "int8" else "TFLOP/s",
         tokens_per_s_per_sequence=per_seq,
         tokens_per_s_per_replica=per_replica,
         prefill_ms=prefill_s * 1000,

@@ -44,3 +44,9 @@ def money(x: float, *, sig: int = SIG) -> str:
         frac = frac.rstrip("0").ljust(2, "0")
         s = f"{whole}.{frac}"
     return s
+
+
+def peak_text(x: float) -> str:
+    """A peak rate: whole from 100 or when whole ('989', '1,979', '67'), else 3 significant
+    figures ('15.7', '91.6': a V100's FP32 peak read '16')."""
+    return f"{x:,.0f}" if abs(x) >= 100 or x == int(x) else f"{x:.3g}"

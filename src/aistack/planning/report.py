@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from aistack.planning.catalog import Catalog, FigureRow
 from aistack.planning.inference import ServePlan
-from aistack.planning.numfmt import fixed, money
+from aistack.planning.numfmt import fixed, money, peak_text
 from aistack.planning.tco import TcoResult
 from aistack.planning.training import TrainPlan, duration_text
 from aistack.planning.usage import UsageReport, UsageRow
-from aistack.planning.whatif import HybridSweep
+from aistack.planning.whatif import HybridSweep, step_text
 
 
 def table(
@@ -152,15 +152,29 @@ def render_train(p: TrainPlan) -> str:
 
 
 # ---- serving --------------------------------------------------------------------------------
+def _shape_from(p: ServePlan) -> str:
+    """Where a serving plan's model shape came from, for its first line."""
+    if p.shape_source.startswith("published: "):
+        return f"shape of {p.shape_source.removeprefix('published: ')}"
+    return "shape estimated from the parameters" if p.shape_source == "estimated" else "given"
+
+
 def render_serve(p: ServePlan) -> str:
     rows = [
         ["weights", f"{p.weights_gb:,.1f} GB ({p.precision})"],
         [
             "KV cache",
-            f"{p.kv_cache_gb:,.1f} GB ({p.kv_per_token_mb:,.3f} MB/token x {p.context:,} tokens x {p.concurrency:,} sequences, {p.kv_precision})",
+            f"{p.kv_cache_gb:,.1f} GB ({p.kv_per_token_mb:,.3f} MB/token x {p.context:,} tokens x {p.concurrency:,} "
+            f"sequence{'' if p.concurrency == 1 else 's'}, {p.kv_precision})",
         ],
         ["GPUs per replica", f"{p.gpus_per_replica} ({p.memory_per_gpu_gb:,.1f} GB each)"],
         ["decode step", f"{p.step_ms:,.1f} ms ({p.bound} bound)"],
+        [
+            "matmuls",
+            f"{p.compute_precision} at {peak_text(p.compute_peak)} {p.compute_peak_unit} peak "
+            "per GPU "
+            "(dense)",
+        ],
         ["per sequence", f"{p.tokens_per_s_per_sequence:,.1f} tokens/s"],
         ["per replica", f"{p.tokens_per_s_per_replica:,.0f} tokens/s"],
         ["prefill", f"{p.prefill_ms:,.0f} ms per prompt"],
@@ -173,7 +187,9 @@ def render_serve(p: ServePlan) -> str:
         ["throughput total", f"{p.tokens_per_s_total:,.0f} tokens/s"],
     ]
     lines = [
-        f"Serving plan: {sci(p.params)} parameters on {p.gpu}, {p.layers} layers x {p.hidden} hidden, {p.kv_heads} KV heads",
+        f"Serving plan: {sci(p.params)} parameters on {p.gpu}, {p.layers} layers x {p.hidden} "
+        f"hidden, {p.heads} heads, {p.kv_heads} KV heads x {p.head_dim} dims "
+        f"({_shape_from(p)})",
         "",
         table(["quantity", "value"], rows),
     ]
@@ -325,7 +341,8 @@ def render_usage(r: UsageReport, *, top_jobs: int = 10) -> str:
                         b.project,
                         b.month,
                         usd(b.monthly_budget_usd),
-                        usd(b.spend_usd),
+                        # as the usage tables' cost: GPU-hours without a price are not $0
+                        usd(b.spend_usd) + (" + unpriced" if b.unpriced_gpu_hours > 0 else ""),
                         pct(b.used_fraction),
                         b.status,
                     ]
@@ -401,7 +418,14 @@ def render_hybrid(s: HybridSweep, *, max_rows: int = 12) -> str:
     ]
     lines = [
         f"Own vs burst: {s.span_hours / 24:,.1f} days of demand, {s.demand_gpu_hours:,.0f} "
-        f"GPU-hours (mean {_small(s.mean_gpus, 1)} GPUs, peak {_small(s.peak_gpus, 0)} GPUs); "
+        f"GPU-hours (mean {_small(s.mean_gpus, 1)} GPUs, "
+        + (
+            f"peak {_small(s.peak_gpus, 0)} GPUs"
+            if s.peak_at_once
+            # the profile's largest step is a mean over the step (a 5-minute job: "peak 0.0833")
+            else f"busiest {step_text(s.step_hours)} {_small(s.peak_gpus, 1)} GPUs on average"
+        )
+        + "); "
         f"own {s.server}, burst {s.instance} at "
         f"{usd(s.cloud_usd_per_gpu_hour)}/GPU-h",
         "",

@@ -159,6 +159,21 @@ class TcoResult:
         return {**asdict(self), "units": UNITS}
 
 
+def whole_instance_gpus(gpus: float, per_instance: int) -> float:
+    """GPUs the cloud bills for ``gpus`` in use at once on instances of ``per_instance`` GPUs:
+    the GPUs rounded up to whole instances (3 on 8-GPU instances pay 8, 12 pay 16, 0 pay 0).
+
+    The one rounding of every cloud figure (:func:`plan_tco`'s on-demand, spot and hybrid
+    burst; the what-if sweep's overflow; the usage report's advice). A fractional ``gpus`` is a
+    mean over a time step (0.25: one GPU a quarter of the step): it is taken as its whole GPUs
+    (rounded up) that share of the time, and billed as their instances that share of the time
+    (0.25 on 8-GPU instances pays 2)."""
+    if gpus <= 1e-12:
+        return 0.0
+    need = max(1, math.ceil(gpus - 1e-9))  # whole GPUs wanted at once
+    return gpus * math.ceil(need / per_instance) * per_instance / need
+
+
 def _cumulative(upfront_at: dict[int, float], monthly: float, horizon: int) -> list[float]:
     out, total = [], 0.0
     for m in range(horizon + 1):
@@ -484,8 +499,8 @@ def plan_tco(
     )
     # the cloud rents whole instances: 3 GPUs on an 8-GPU p5.48xlarge pay for 8 while they run
     # (on-demand and spot were billed per GPU-hour used, as if it rented 3)
-    n_inst = math.ceil(gpus / inst.gpus)
-    rented = n_inst * inst.gpus
+    rented = int(whole_instance_gpus(gpus, inst.gpus))
+    n_inst = rented // inst.gpus
     whole = rented / gpus  # GPUs paid per GPU used
     add(
         "cloud on-demand",
@@ -559,7 +574,7 @@ def plan_tco(
         burst = used_hours_month - served
         if gpus > base_gpus:  # the burst, too, rents whole instances
             need = gpus - base_gpus
-            burst *= math.ceil(need / inst.gpus) * inst.gpus / need
+            burst *= whole_instance_gpus(need, inst.gpus) / need
         b_refresh = purchases(base.capex_usd)
         add(
             "hybrid",

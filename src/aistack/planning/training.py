@@ -32,6 +32,7 @@ from aistack.errors import ValidationError
 from aistack.planning import limits
 from aistack.planning.catalog import Accelerator, Catalog, default_catalog
 from aistack.planning.limits import check_range, is_number
+from aistack.planning.model_shapes import MATCH_RATIO, PUBLISHED_SHAPES, nearest_published
 
 GB = 1e9
 _PARAMS_WHY = "the largest models have about 2e12 parameters; e.g. 70e9 for a 70B model"
@@ -46,6 +47,7 @@ _CONTEXT_WHY = "the longest context windows are about 1e7 tokens; e.g. 8192"
 _HIDDEN_WHY = (
     f"hidden sizes are {limits.MIN_HIDDEN} to {limits.MAX_HIDDEN:,} (70B models have 8,192)"
 )
+MATCH_PCT = round((MATCH_RATIO - 1) * 100)
 BYTES_PER_PARAM_STATES = 16  # 2 weights + 2 grads + 4 master + 4 m + 4 v
 BYTES_PER_PARAM_CHECKPOINT = 14  # 2 weights + 4 master + 8 Adam moments (no gradients)
 GPUS_PER_NODE = 8
@@ -77,12 +79,18 @@ class ModelShape:
     hidden: int
     heads: int
     inferred: bool
+    # where layers and hidden were not given and the parameter count is near a published
+    # model's: that model's name and KV heads (model_shapes.PUBLISHED_SHAPES)
+    published: str | None = None
+    kv_heads: int | None = None
 
 
 def infer_shape(
     params: float, *, layers: int | None = None, hidden: int | None = None, heads: int | None = None
 ) -> ModelShape:
-    """Layers/hidden from the parameter count when not given: N ≈ 12·L·h² with h ≈ 128·L.
+    """Layers/hidden from the parameter count when not given: the shape of the published
+    model within 25 % of ``params`` (Llama 3.1 70B's 80 x 8192 for 70e9, see
+    :mod:`aistack.planning.model_shapes`), else N ≈ 12·L·h² with h ≈ 128·L.
 
     The aspect ratio h/L ≈ 100–130 holds for GPT-3, LLaMA 1/2/3 (e.g. 8192/80, 16384/126).
     """
@@ -95,6 +103,12 @@ def infer_shape(
     check_range("hidden", hidden, low=limits.MIN_HIDDEN, high=limits.MAX_HIDDEN, hint=_HIDDEN_WHY)
     given_layers, given_hidden = layers, hidden
     inferred = layers is None or hidden is None
+    ref = nearest_published(params) if layers is None and hidden is None else None
+    published_kv: int | None = None
+    if ref is not None:
+        layers, hidden = ref.layers, ref.hidden
+        if heads is None:  # its KV heads divide its own heads only
+            heads, published_kv = ref.heads, ref.kv_heads
     if hidden is None and layers is not None:
         hidden = int(round(math.sqrt(params / (12 * layers)) / 128) * 128) or 128
     if layers is None and hidden is not None:
@@ -130,7 +144,47 @@ def infer_shape(
             "(models use heads of 64 to 256 dimensions)",
             field="heads",
         )
-    return ModelShape(layers=int(layers), hidden=int(hidden), heads=int(heads), inferred=inferred)
+    return ModelShape(
+        layers=int(layers),
+        hidden=int(hidden),
+        heads=int(heads),
+        inferred=inferred,
+        published=ref.name if ref is not None else None,
+        kv_heads=published_kv,
+    )
+
+
+def _count(x: float) -> str:
+    """A parameter count as 70.6e9, 2e6 (3 significant figures)."""
+    mant, _, exp = f"{x:.3g}".partition("e")
+    return f"{mant}e{int(exp)}" if exp else mant
+
+
+def shape_note(
+    shape: ModelShape, params: float, *, active: bool = False, kv_heads: int | None = None
+) -> str:
+    """What an inferred shape is, for a plan's notes. ``kv_heads``: the published model's KV
+    heads, where the plan takes them too (serving)."""
+    count = "active parameter count" if active else "parameter count"
+    if shape.published is not None:
+        ref = next(s for s in PUBLISHED_SHAPES if s.name == shape.published)
+        head = (
+            f"model shape not given: that of {ref.name} ({_count(ref.params)} parameters, the "
+            f"published model nearest the {count}): {shape.layers} layers x {shape.hidden:,} "
+            f"hidden, {shape.heads} heads"
+        )
+        if kv_heads is None:
+            return f"{head}; give `layers` and `hidden` for another shape"
+        return (
+            f"{head}, {kv_heads} KV heads (its grouped-query attention); give `kv_heads` for "
+            f"another KV head count ({shape.heads} for full multi-head attention), and "
+            "`layers`, `hidden` and `heads` for another model"
+        )
+    return (
+        f"model shape inferred from the {count} (N = 12 x layers x hidden^2, no published "
+        f"model within {MATCH_PCT} % of {_count(params)}): {shape.layers} layers x "
+        f"{shape.hidden:,} hidden, {shape.heads} heads; give `layers` and `hidden` for the real one"
+    )
 
 
 def training_flops(
@@ -389,13 +443,30 @@ def plan_training(
     n_active = active_params if active_params is not None else params
     if n_active > params:
         raise ValidationError(
-            f"active_params ({n_active:.3g}) cannot exceed params ({params:.3g})",
+            f"active_params: {_count(n_active)} cannot exceed `params` ({_count(params)})",
             hint="`active_params` is the parameters used per token in a mixture-of-experts model",
             field="active_params",
         )
     acc: Accelerator = cat.accelerator(gpu)
     # None: the accelerator's 16-bit training precision (bf16; fp16 on a V100, which has no BF16)
     precision = precision or acc.default_precision
+    if isinstance(precision, str) and precision.lower() == "int8":
+        # the INT8 peak is for inference (W8A8): training runs in bf16/fp16 or fp8
+        raise ValidationError(
+            f"precision: unknown training precision {precision!r}",
+            hint="use bf16, fp16 or fp8 (int8 is an inference precision: `plan serve`)",
+            field="precision",
+        )
+    if isinstance(precision, str) and precision.lower() == "fp32":
+        # the memory model is mixed-precision Adam (16-bit weights and gradients, FP32 master
+        # weights and moments); fp32 would have been taken at the FP32 peak with 16-bit memory
+        raise ValidationError(
+            "precision: fp32 training is not planned: the plan is for mixed precision "
+            "(16-bit matmuls, FP32 master weights and Adam moments, as the memory figures count)",
+            hint="use bf16 (fp16 on a V100) or fp8; `plan serve --precision fp32` plans fp32 "
+            "inference",
+            field="precision",
+        )
     eff = cat.efficiency_for(acc)
     peak = acc.peak_tflops(precision)
     mfu_v = mfu if mfu is not None else eff.mfu
@@ -406,9 +477,7 @@ def plan_training(
     # feed-forward blocks, not the residual stream
     shape = infer_shape(n_active, layers=layers, hidden=hidden, heads=heads)
     if shape.inferred:
-        notes.append(
-            f"model shape inferred from the active parameter count: {shape.layers} layers x {shape.hidden} hidden"
-        )
+        notes.append(shape_note(shape, n_active, active=active_params is not None))
     flops, attn = training_flops(n_active, tokens, seq_len=seq_len, shape=shape)
     eff_tflops = peak * mfu_v * good_v
     gpu_hours = flops / (eff_tflops * 1e12) / 3600.0

@@ -22,14 +22,20 @@ from typing import Any
 
 from aistack.errors import NotFoundError, ValidationError
 from aistack.planning.catalog import Catalog, Instance, PriceTier, default_catalog
-from aistack.planning.numfmt import fixed
+from aistack.planning.numfmt import fixed, money
 from aistack.planning.tco import (
     HOURS_PER_MONTH,
     breakeven_month,
     breakeven_utilization,
     onprem_cost,
+    whole_instance_gpus,
 )
 from aistack.planning.training import duration_text
+from aistack.planning.whatif import (
+    curve_peak,
+    curve_whole_instance_gpu_hours,
+    demand_curve,
+)
 
 UNITS = (
     "hours (window_hours), GPU-hours (*gpu_hours), CPU-hours (cpu_hours), USD (*_usd; "
@@ -317,11 +323,10 @@ class PriceSheet:
         prices: dict[str, float] = {}
         sources: dict[str, str] = {}
         for acc in cat.accelerators.values():
-            cands = [i for i in cat.instances_for(acc.name, provider) if tier in i.prices]
-            if not cands:
+            try:
+                inst = cat.default_instance(acc.name, tier, provider)
+            except NotFoundError:
                 continue
-            order = {"aws": 0, "gcp": 1, "azure": 2}
-            inst = sorted(cands, key=lambda i: (order.get(i.provider, 9), i.name))[0]
             prices[acc.name] = inst.gpu_hour_usd(tier)
             sources[acc.name] = f"{inst.name} {tier}"
         if not prices:
@@ -404,12 +409,10 @@ def _on_demand_instance(cat: Catalog, acc: str, provider: str | None) -> tuple[I
     prices it) or, with no provider or none of its instances, the default one (AWS first);
     and whether that was a fall-back from the provider's."""
     if provider is not None:
-        own = sorted(
-            (i for i in cat.instances_for(acc, provider) if "on_demand" in i.prices),
-            key=lambda i: i.name,
-        )
-        if own:
-            return own[0], False
+        try:
+            return cat.default_instance(acc, "on_demand", provider), False
+        except NotFoundError:
+            pass
     return cat.default_instance(acc), provider is not None
 
 
@@ -465,6 +468,8 @@ class BudgetRow:
     spend_usd: float
     used_fraction: float | None
     status: str  # ok | near | over
+    # GPU-hours of the month of GPU types without a price: not in spend_usd (a floor then)
+    unpriced_gpu_hours: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -607,6 +612,8 @@ def price_usage(
     groups: dict[str, dict[str, UsageRow]] = {"project": {}, "user": {}, "job": {}, "gpu": {}}
     month_start = now_.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month_spend: dict[str, float] = defaultdict(float)
+    # GPU-hours of the month without a price, per project: left out of its budget's spend
+    month_unpriced: dict[str, float] = defaultdict(float)
     counted_jobs: dict[str, set[str]] = defaultdict(set)
     gpu_hours_by_type: dict[str, float] = defaultdict(float)
     util_weighted: dict[str, float] = defaultdict(float)
@@ -646,6 +653,7 @@ def price_usage(
                     unpriced_why.setdefault(key, str(exc))
                 acc_name, p = f"{key} (unpriced)", 0.0
                 unpriced_gh = gh
+                month_unpriced[r.project] += mh * r.gpus
             rate = r.gpus * p  # USD per hour of this allocation
         else:
             rate = r.cpus * sheet.cpu_hour_usd
@@ -701,6 +709,13 @@ def price_usage(
             if (frac is None and spend > 0) or (frac is not None and frac > 1.0)
             else ("near" if frac is not None and frac >= 0.8 else "ok")
         )
+        if month_unpriced.get(proj, 0.0) > 0:
+            # its spend read "$0, 0 %, ok" while its GPUs had no price: the spend is a floor
+            notes.append(
+                f"budget of {proj}: the month's spend (${money(spend)}) leaves out "
+                f"{fixed(month_unpriced[proj])} GPU-hours of GPU types the price sheet has no "
+                "price for: the real spend is higher"
+            )
         budget_rows.append(
             BudgetRow(
                 project=proj,
@@ -709,6 +724,7 @@ def price_usage(
                 spend_usd=spend,
                 used_fraction=frac,
                 status=status,
+                unpriced_gpu_hours=month_unpriced.get(proj, 0.0),
             )
         )
 
@@ -742,21 +758,20 @@ def price_usage(
             "cloud vs on-prem comparison incomplete: some GPU types have no price in one of the sheets"
         )
 
-    peaks = {k: _peak_concurrency(v) for k, v in intervals.items()}
+    # one sweep over each GPU type's allocations: its peak and what the cloud bills for it
+    curves = {k: demand_curve(v) for k, v in intervals.items()}
     rec_text, detail = _recommend(
         gpu_hours_by_type,
         util_weighted,
         util_hours,
-        peaks,
+        curves,
         window_h,
         cat,
         unpriced_hours=sum(unpriced.values()),
         provider=sheet.provider,
     )
     if detail.get("server"):
-        rec_text, detail = _add_hybrid(
-            rec_text, detail, intervals[detail["gpu"]], since_, now_, cat
-        )
+        rec_text, detail = _add_hybrid(rec_text, detail, curves[detail["gpu"]], window_h, cat)
         if window_h < SHORT_WINDOW_DAYS * 24:
             # a multi-year purchase from hours of usage, scaled to months as if it repeated
             rec_text += (
@@ -787,26 +802,22 @@ def price_usage(
 def _add_hybrid(
     text: str,
     detail: dict[str, Any],
-    intervals: Sequence[tuple[dt.datetime, dt.datetime, int]],
-    since: dt.datetime,
-    until: dt.datetime,
+    curve: Sequence[tuple[dt.datetime, dt.datetime, int]],
+    window_h: float,
     cat: Catalog,
 ) -> tuple[str, dict[str, Any]]:
-    """Replay the measured hourly demand against every fleet size (own some, burst the rest)."""
-    from aistack.planning.whatif import MAX_PROFILE_STEPS, demand_profile, hybrid_sweep
+    """Replay the measured demand against every fleet size (own some, burst the rest).
 
-    ivs = [(x.timestamp(), y.timestamp(), g) for x, y, g in intervals]
-    # hourly steps; a window of more than MAX_PROFILE_STEPS hours (over 1,100 years: --since
-    # 739000d) in whole hours per step, as many as fit. The report has no step option: the
-    # profile's "too many steps" error told it to "raise --step-minutes".
-    hours = max(1, math.ceil(_hours(since, until) / MAX_PROFILE_STEPS))
+    On the demand curve the advice pays from (the GPUs in use at each moment), not on hourly
+    means: both figures of renting everything are then the same GPU-hours (two 1-GPU jobs in
+    the same half hour on 8-GPU instances: the advice paid 4 GPU-hours, the sweep's hourly mean
+    of 1 GPU 8)."""
+    from aistack.planning.whatif import hybrid_sweep_curve
+
     try:
-        prof = demand_profile(
-            ivs, step_s=3600.0 * hours, origin=since.timestamp(), end=until.timestamp()
-        )
-        sweep = hybrid_sweep(
-            prof,
-            step_h=float(hours),
+        sweep = hybrid_sweep_curve(
+            [((b - a).total_seconds() / 3600.0, g) for a, b, g in curve],
+            span_h=window_h,
             server=detail["server"],
             instance=detail["instance"],
             catalog=cat,
@@ -822,26 +833,18 @@ def _add_hybrid(
     return f"{text} {sweep.sentence()}", detail
 
 
-def _peak_concurrency(intervals: Sequence[tuple[dt.datetime, dt.datetime, int]]) -> int:
-    """Most GPUs allocated at the same time (sweep over start/end events; ends before starts)."""
-    events = sorted([(a, 1, g) for a, _, g in intervals] + [(b, 0, -g) for _, b, g in intervals])
-    cur = peak = 0
-    for _, _, delta in events:
-        cur += delta
-        peak = max(peak, cur)
-    return peak
-
-
 def _recommend(
     gpu_hours_by_type: Mapping[str, float],
     util_weighted: Mapping[str, float],
     util_hours: Mapping[str, float],
-    peaks: Mapping[str, int],
+    curves: Mapping[str, Sequence[tuple[dt.datetime, dt.datetime, int]]],
     window_h: float,
     cat: Catalog,
     unpriced_hours: float = 0.0,
     provider: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    """Buy-vs-rent advice for the GPU type of most GPU-hours; ``curves``: each type's
+    :func:`~aistack.planning.whatif.demand_curve` (GPUs in use when)."""
     if not gpu_hours_by_type or window_h <= 0:
         if unpriced_hours:
             return (
@@ -858,15 +861,22 @@ def _recommend(
     except NotFoundError as exc:
         return f"No buy-vs-rent advice for {acc_name}: {exc.message}.", {"gpu": acc_name}
     avg_busy = gh / window_h
-    peak = max(peaks.get(acc_name, 0), math.ceil(avg_busy))
+    mine = curves.get(acc_name, [])
+    peak = max(curve_peak(mine), math.ceil(avg_busy))
     # own enough whole servers for the measured peak, so no job would have had to wait
     n_servers = max(1, math.ceil(peak / srv.gpus))
     owned = n_servers * srv.gpus
     util = gh / (owned * window_h)
     cost = onprem_cost(srv, n_servers, cat)
     od = inst.gpu_hour_usd("on_demand")
-    months = breakeven_month(cost, cloud_usd_per_gpu_hour=od, gpus=owned, utilization=util)
-    be_util = breakeven_utilization(cost, cloud_usd_per_gpu_hour=od, gpus=owned)
+    # the cloud rents whole instances, as plan_tco and the hybrid sweep: at each moment the GPUs
+    # in use rounded up to whole instances (one 1-GPU job on an 8-GPU p5.48xlarge pays for 8);
+    # without the allocations' times, the peak's rounding for every GPU-hour
+    rented = int(whole_instance_gpus(peak, inst.gpus))
+    paid_gh = curve_whole_instance_gpu_hours(mine, inst.gpus) if mine else gh * rented / peak
+    od_paid = od * paid_gh / gh if gh > 0 else od
+    months = breakeven_month(cost, cloud_usd_per_gpu_hour=od_paid, gpus=owned, utilization=util)
+    be_util = breakeven_utilization(cost, cloud_usd_per_gpu_hour=od_paid, gpus=owned)
     measured = (
         util_weighted.get(acc_name, 0.0) / util_hours[acc_name]
         if util_hours.get(acc_name)
@@ -889,15 +899,24 @@ def _recommend(
         "on_demand_usd_per_gpu_hour": od,
         "payback_months": months,
         "breakeven_utilization": be_util,
-        "cloud_usd_per_month": gh / window_h * HOURS_PER_MONTH * od,
+        "cloud_rented_gpus": rented,
+        "cloud_paid_gpu_hours": paid_gh,
+        "cloud_usd_per_month": gh / window_h * HOURS_PER_MONTH * od_paid,
         "onprem_opex_usd_per_month": cost.opex_month(util),
         # what owning that fleet for the window costs (capex as an annuity + running costs at
         # the fleet's utilization), to set beside the same GPU-hours on cloud
         "onprem_fleet_window_usd": cost.amortized_month(util) * window_h / HOURS_PER_MONTH,
     }
     span = f"{days:,.0f} days" if days >= 1 else duration_text(days)  # not "over 0 days"
-    head = f"At your measured {util:.0%} utilization over {span} ({fixed(gh, 0)} GPU-hours of {acc_name})"
+    # (0.3 % read "0%")
+    util_text = f"{util:.0%}" if util == 0 or util >= 0.01 else f"{fixed(util * 100)}%"
+    head = f"At your measured {util_text} utilization over {span} ({fixed(gh, 0)} GPU-hours of {acc_name})"
     tail = f" against {inst.name} on-demand at ${od:,.2f} per GPU-hour"
+    if paid_gh > gh * (1 + 1e-6):
+        tail += (
+            f" (whole instances: {fixed(paid_gh, 0)} GPU-hours paid for the {fixed(gh, 0)} "
+            f"used; {rented} GPUs for the peak of {peak} at once)"
+        )
     if fell_back:
         tail += f" ({inst.provider}: the catalog has no {provider} on-demand {acc_name})"
     if measured is not None:

@@ -12,8 +12,9 @@ utilization, hosting and staff) + overflow GPU-hours at the cloud price.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,12 +22,14 @@ from aistack.errors import ValidationError
 from aistack.planning import limits
 from aistack.planning.catalog import Catalog, Instance, PriceTier, Server, default_catalog
 from aistack.planning.numfmt import fixed
-from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost
+from aistack.planning.tco import HOURS_PER_MONTH, onprem_cost, whole_instance_gpus
 
 UNITS = (
     "USD (cost_usd: over the span; cost_usd_per_month; cloud_usd_per_gpu_hour: USD per "
     "GPU-hour), hours (span_hours), GPU-hours (demand_gpu_hours, burst_gpu_hours: over the "
-    "span), GPUs (peak_gpus, mean_gpus, owned_gpus), fraction 0-1 (owned_utilization)"
+    "span; rented_gpu_hours: the burst paid on whole instances), GPUs (peak_gpus: at once if "
+    "peak_at_once, else the largest step's mean; mean_gpus, owned_gpus), hours (step_hours), "
+    "fraction 0-1 (owned_utilization)"
 )
 MAX_PROFILE_STEPS = 10_000_000  # ~19 years of 1-minute steps; a list of floats of ~80 MB
 # The sweep prices every fleet size from 0 to the peak, each over every step: its work is
@@ -129,6 +132,63 @@ def demand_profile(
     return [x / step_s for x in busy[:n]]
 
 
+def demand_curve(intervals: Iterable[tuple[Any, Any, int]]) -> list[tuple[Any, Any, int]]:
+    """The GPUs in use at each moment, from (start, end, gpus) intervals (times in seconds or
+    datetimes): the (start, end, gpus in use) pieces, in time order, where some are in use. One
+    sweep over the start and end events (ends before starts at the same instant: a job that
+    starts as another ends does not add to it); :func:`peak_concurrency` and
+    :func:`curve_whole_instance_gpu_hours` read it."""
+    events = sorted(
+        [(a, 1, g) for a, b, g in intervals if b > a]
+        + [(b, 0, -g) for a, b, g in intervals if b > a]
+    )
+    out: list[tuple[Any, Any, int]] = []
+    cur, prev = 0, None
+    for t, _, delta in events:
+        if prev is not None and cur > 0 and t > prev:
+            out.append((prev, t, cur))
+        cur += delta
+        prev = t
+    return out
+
+
+def peak_concurrency(intervals: Iterable[tuple[Any, Any, int]]) -> int:
+    """Most GPUs wanted at the same time by (start, end, gpus) intervals (times in seconds or
+    datetimes; ends before starts at the same instant)."""
+    return curve_peak(demand_curve(intervals))
+
+
+def curve_peak(curve: Sequence[tuple[Any, Any, int]]) -> int:
+    """Most GPUs in use at once on a :func:`demand_curve` (0 for none)."""
+    return int(max((g for _, _, g in curve), default=0))
+
+
+def _seconds(a: Any, b: Any) -> float:
+    """From ``a`` to ``b``, datetimes or seconds, in seconds."""
+    return (b - a).total_seconds() if isinstance(a, dt.datetime) else float(b - a)
+
+
+def curve_whole_instance_gpu_hours(
+    curve: Sequence[tuple[Any, Any, int]], per_instance: int
+) -> float:
+    """GPU-hours the cloud bills for a :func:`demand_curve` on instances of ``per_instance``
+    GPUs, rented and returned with the demand: at each moment, the GPUs in use rounded up to
+    whole instances (:func:`~aistack.planning.tco.whole_instance_gpus`; one 1-GPU job alone on
+    8-GPU instances pays 8 GPU-hours an hour)."""
+    paid = 0.0
+    for a, b, g in curve:
+        paid += whole_instance_gpus(g, per_instance) * _seconds(a, b)
+    return paid / 3600.0
+
+
+def whole_instance_gpu_hours(
+    intervals: Iterable[tuple[dt.datetime, dt.datetime, int]], per_instance: int
+) -> float:
+    """GPU-hours the cloud bills for these allocations on instances of ``per_instance`` GPUs
+    (:func:`curve_whole_instance_gpu_hours` of their :func:`demand_curve`)."""
+    return curve_whole_instance_gpu_hours(demand_curve(intervals), per_instance)
+
+
 def _check_interval(k: int, a: object, b: object, g: object) -> None:
     """One (start_s, end_s, gpus) interval: an end before its start, a NaN time, a negative or
     fractional GPU count were dropped or truncated without a word (the REST API's intervals
@@ -189,6 +249,9 @@ class FleetOption:
     owned_gpus: int
     owned_utilization: float  # share of owned GPU-hours that served demand
     burst_gpu_hours: float
+    # the burst as the cloud bills it, on whole instances: each step's overflow rounded up to
+    # the instances that hold it (tco.whole_instance_gpus)
+    rented_gpu_hours: float
     cost_usd: float  # over the profile's span
     cost_usd_per_month: float
 
@@ -208,6 +271,11 @@ class HybridSweep:
     all_cloud: FleetOption
     own_peak: FleetOption
     notes: list[str] = field(default_factory=list)
+    # peak_gpus is the most GPUs wanted at once (given by the caller, e.g. from allocation
+    # records); False: the largest step of the profile, a mean over step_hours
+    peak_at_once: bool = False
+    # the profile's step; 0: priced on the exact demand curve (hybrid_sweep_curve), no steps
+    step_hours: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as JSON, with ``units``: what its numbers count (`plan hybrid --json` and
@@ -221,7 +289,13 @@ class HybridSweep:
         def gpus(x: float, digits: int) -> str:
             return f"{x:,.{digits}f}" if x == 0 or abs(x) >= 1 else fixed(x, digits)
 
-        return f"mean {gpus(self.mean_gpus, 1)} GPUs, peak {gpus(self.peak_gpus, 0)} GPUs"
+        if self.peak_at_once:
+            peak = f"peak {gpus(self.peak_gpus, 0)} GPU{'' if self.peak_gpus == 1 else 's'} at once"
+        else:
+            # the profile's largest step is a mean over the step: a 5-minute job of one GPU
+            # read "peak 0.0833 GPUs"
+            peak = f"busiest {step_text(self.step_hours)} {gpus(self.peak_gpus, 1)} GPUs on average"
+        return f"mean {gpus(self.mean_gpus, 1)} GPUs over the span, {peak}"
 
     def sentence(self) -> str:
         b, c = self.best, self.all_cloud
@@ -232,8 +306,14 @@ class HybridSweep:
             )
         save = c.cost_usd_per_month - b.cost_usd_per_month
         burst_month = b.burst_gpu_hours / self.span_hours * HOURS_PER_MONTH
+        paid_month = b.rented_gpu_hours / self.span_hours * HOURS_PER_MONTH
         rent = (
             f"rents {burst_month:,.0f} GPU-hours a month on {self.instance}"
+            + (
+                f" (paid as {paid_month:,.0f} GPU-hours: whole instances)"
+                if round(paid_month) != round(burst_month)
+                else ""
+            )
             if burst_month >= 0.5
             else "rents nothing"
         )
@@ -253,11 +333,22 @@ def hybrid_sweep(
     instance: str | None = None,
     tier: PriceTier = "on_demand",
     catalog: Catalog | None = None,
+    peak_gpus: float | None = None,
 ) -> HybridSweep:
     """Cost of owning 0, 1, 2, ... servers (up to the peak) with the overflow rented, over ``profile``.
 
     ``step_h`` is the profile's step in hours, from MIN_STEP_S to MAX_STEP_S (1 second to 366
-    days); outside, a ValidationError names it.
+    days); outside, a ValidationError names it. ``peak_gpus``: the most GPUs wanted at once
+    (e.g. from the allocation records), at least the largest step; default: the largest step
+    of the profile (a mean over the step).
+
+    The overflow is rented as the cloud bills it, on whole instances (as :func:`plan_tco`'s
+    burst): each step's overflow (demand - owned GPUs) is paid as the whole instances that hold
+    it: 1 GPU of overflow on an 8-GPU instance pays 8, 12 pay 16. A step's overflow is a mean
+    over the step, taken as its whole GPUs part of the step
+    (:func:`~aistack.planning.tco.whole_instance_gpus`): two 1-GPU jobs in the same half hour
+    are a mean of 1 GPU, billed as one GPU all the hour. :func:`hybrid_sweep_curve` prices the
+    demand as it was at each moment instead.
     """
     cat = catalog or default_catalog()
     # checked before "no demand": [nan] and [-1] were "no GPU demand to plan for", ["2"] a
@@ -280,6 +371,118 @@ def hybrid_sweep(
     ):
         raise ValidationError(f"step_h: must be positive, got {step_h!r}")
     check_step("step_h", step_h, unit_s=3600.0, unit="hours", hint="e.g. 1 (hourly steps)")
+    srv, inst, notes = _sweep_machines(cat, gpu=gpu, server=server, instance=instance, tier=tier)
+    if peak_gpus is not None and (
+        isinstance(peak_gpus, bool)
+        or not isinstance(peak_gpus, int | float)
+        or not math.isfinite(peak_gpus)
+        or peak_gpus < max(profile) * (1 - 1e-9)
+    ):
+        raise ValidationError(
+            f"peak_gpus: must be a number at least the profile's largest step "
+            f"({max(profile):g} GPUs), got {peak_gpus!r}",
+            hint="the most GPUs wanted at once; leave it out to use the largest step",
+            field="peak_gpus",
+        )
+    # the sweep runs to the larger of the two: checking the profile's peak alone let a
+    # peak_gpus of 20,000,001 (jobs at once, from the records) price millions of fleet sizes
+    check_sweep_size(
+        peak=max(max(profile), peak_gpus or 0), steps=len(profile), gpus_per_server=srv.gpus
+    )
+    peak = max(profile) if peak_gpus is None else max(float(peak_gpus), max(profile))
+    return _sweep(
+        profile,
+        float(step_h),
+        span_h=len(profile) * step_h,
+        peak=peak,
+        srv=srv,
+        inst=inst,
+        tier=tier,
+        cat=cat,
+        notes=notes,
+        peak_at_once=peak_gpus is not None,
+        step_h=float(step_h),
+    )
+
+
+def hybrid_sweep_curve(
+    curve: Sequence[tuple[float, float]],
+    *,
+    span_h: float,
+    gpu: str | None = None,
+    server: str | None = None,
+    instance: str | None = None,
+    tier: PriceTier = "on_demand",
+    catalog: Catalog | None = None,
+) -> HybridSweep:
+    """:func:`hybrid_sweep` on the demand as it was at each moment: ``curve`` is (hours, GPUs
+    in use) pieces (e.g. of a :func:`demand_curve`), over a span of ``span_h`` hours (the
+    rest of the span: nothing in use). What the owned GPUs serve, the overflow and what the
+    cloud bills for it (the overflow rounded up to whole instances at each moment) are
+    integrals over the pieces, not over step means: all-cloud pays exactly
+    :func:`curve_whole_instance_gpu_hours` (two 1-GPU jobs in the same half hour: one 8-GPU
+    instance for half an hour, 4 GPU-hours; the hourly mean of 1 GPU paid 8). The peak is the
+    most GPUs in use at once."""
+    cat = catalog or default_catalog()
+    for k, piece in enumerate(curve):
+        h, x = piece
+        for what, v in (("hours", h), ("GPUs", x)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValidationError(
+                    f"curve[{k}]: {what} must be a finite number, got {v!r}",
+                    hint="(hours, GPUs in use) pieces, e.g. [(0.5, 2), (1.0, 8)]",
+                )
+        if h < 0 or x < 0:
+            raise ValidationError(
+                f"curve[{k}]: hours and GPUs must be >= 0, got ({h!r}, {x!r})",
+                hint="(hours, GPUs in use) pieces, e.g. [(0.5, 2), (1.0, 8)]",
+            )
+    busy_h = sum(h for h, _ in curve)
+    if (
+        isinstance(span_h, bool)
+        or not isinstance(span_h, int | float)
+        or not math.isfinite(span_h)
+        or span_h <= 0
+        or span_h < busy_h * (1 - 1e-9)
+    ):
+        raise ValidationError(
+            f"span_h: must be a positive number of hours, at least the curve's "
+            f"{busy_h:g} hours, got {span_h!r}",
+            hint="the hours the demand was measured over",
+            field="span_h",
+        )
+    if not any(x > 0 and h > 0 for h, x in curve):
+        raise ValidationError(
+            "curve: no GPU demand to plan for",
+            hint="give allocation records or a trace with GPU jobs",
+        )
+    srv, inst, notes = _sweep_machines(cat, gpu=gpu, server=server, instance=instance, tier=tier)
+    peak = float(max(x for _, x in curve))
+    check_sweep_size(peak=peak, steps=len(curve), gpus_per_server=srv.gpus)
+    return _sweep(
+        [x for _, x in curve],
+        [float(h) for h, _ in curve],
+        span_h=float(span_h),
+        peak=peak,
+        srv=srv,
+        inst=inst,
+        tier=tier,
+        cat=cat,
+        notes=notes,
+        peak_at_once=True,
+        step_h=0.0,
+    )
+
+
+def _sweep_machines(
+    cat: Catalog,
+    *,
+    gpu: str | None,
+    server: str | None,
+    instance: str | None,
+    tier: PriceTier,
+) -> tuple[Server, Instance, list[str]]:
+    """The server to own and the instance to rent for a sweep, and the notes on them."""
     if gpu is None and server is None and instance is None:
         raise ValidationError("give gpu, server or instance", hint="e.g. `gpu` H100", field="gpu")
     for name, given in (("gpu", gpu), ("server", server), ("instance", instance)):
@@ -301,8 +504,6 @@ def hybrid_sweep(
         if instance
         else cat.default_instance(acc_name or srv.accelerator, tier)
     )
-    check_sweep_size(peak=max(profile), steps=len(profile), gpus_per_server=srv.gpus)
-    price = inst.gpu_hour_usd(tier)
     notes: list[str] = []
     srv_acc, inst_acc = (
         cat.accelerator(srv.accelerator).name,
@@ -313,27 +514,61 @@ def hybrid_sweep(
             f"comparing unlike GPUs: the server {srv.name} has {srv_acc}, the cloud instance "
             f"{inst.name} {inst_acc}"
         )
-    span_h = len(profile) * step_h
-    demand = sum(profile) * step_h
-    peak = max(profile)
+    return srv, inst, notes
+
+
+def _sweep(
+    gpus: Sequence[float],
+    hours: float | Sequence[float],
+    *,
+    span_h: float,
+    peak: float,
+    srv: Server,
+    inst: Instance,
+    tier: PriceTier,
+    cat: Catalog,
+    notes: list[str],
+    peak_at_once: bool,
+    step_h: float,
+) -> HybridSweep:
+    """Price every fleet size (0 to the peak, in whole servers) against a demand: ``gpus`` in
+    use for ``hours`` each (one number: every piece is a step of that many hours)."""
+
+    def integral(f: Callable[[float], float]) -> float:
+        """GPU-hours of ``f`` of the demand."""
+        if isinstance(hours, float):
+            return sum(f(x) for x in gpus) * hours
+        return sum(f(x) * h for x, h in zip(gpus, hours, strict=True))
+
+    price = inst.gpu_hour_usd(tier)
+    demand = integral(lambda x: x)
     months = span_h / HOURS_PER_MONTH
     options: list[FleetOption] = []
     for n in range(0, math.ceil(peak / srv.gpus) + 1):
         owned = n * srv.gpus
-        served = sum(min(x, owned) for x in profile) * step_h
+
+        def held(x: float, owned: int = owned) -> float:  # what the owned GPUs serve
+            return min(x, owned)
+
+        def paid(x: float, owned: int = owned) -> float:  # the overflow, on whole instances
+            return whole_instance_gpus(x - owned, inst.gpus)
+
+        served = integral(held)
         burst = demand - served
+        rented = integral(paid) if burst > 0 else burst
         if n == 0:
             own_cost, util = 0.0, 0.0
         else:
             util = served / (owned * span_h)
             own_cost = onprem_cost(srv, n, cat).amortized_month(util) * months
-        total = own_cost + burst * price
+        total = own_cost + rented * price
         options.append(
             FleetOption(
                 servers=n,
                 owned_gpus=owned,
                 owned_utilization=util,
                 burst_gpu_hours=burst,
+                rented_gpu_hours=rented,
                 cost_usd=total,
                 cost_usd_per_month=total / months,
             )
@@ -353,7 +588,20 @@ def hybrid_sweep(
         all_cloud=options[0],
         own_peak=options[-1],
         notes=notes,
+        peak_at_once=peak_at_once,
+        step_hours=step_h,
     )
+
+
+def step_text(hours: float) -> str:
+    """'hour', 'day', '15-minute step', '2-hour step': the span a profile step averages over."""
+    if hours == 1:
+        return "hour"
+    if hours == 24:
+        return "day"
+    if hours < 1:
+        return f"{hours * 60:g}-minute step"
+    return f"{hours:g}-hour step"
 
 
 def read_trace_csv(path: str, *, gpu_column: str = "num_gpu") -> list[tuple[float, float, int]]:

@@ -287,6 +287,10 @@ class QueuePolicy(Policy):
             ordered = self._promised_first(ordered, now)
         explain = self.explain
         quotas = cluster.gpu_quotas
+        # GPUs per project that this pass commits: its running jobs (victims included: they
+        # run until their grace period ends), the jobs it starts, and the jobs that preempt
+        # (they start on their victims' GPUs): a job is checked against its project's quota
+        # before it starts or preempts, so no start or preemption takes a project beyond it
         used: dict[str, int] = {}
         if quotas:
             for r in cluster.running:
@@ -298,6 +302,7 @@ class QueuePolicy(Policy):
         victims: set[str] = set()
         kinds: dict[str, tuple[Any, ...]] = {}
         waiting: list[JobRequest] = []  # not started, not quota-blocked, in order
+        at_quota: list[tuple[int, JobRequest]] = []  # explain: (len(waiting) then, job)
         reservations: dict[str, tuple[float, tuple[str, ...]]] = {}
         head: JobRequest | None = None
         shadow: float | None = None
@@ -341,6 +346,9 @@ class QueuePolicy(Policy):
                 if q is not None and used.get(job.project, 0) + tg > q:
                     if explain:
                         kinds[job.id] = ("quota", used.get(job.project, 0), q)
+                        if tg <= q:
+                            # estimated at its place among the waiting jobs
+                            at_quota.append((len(waiting), job))
                     continue
             if head is None:
                 ids = st.find(job)
@@ -365,6 +373,8 @@ class QueuePolicy(Policy):
                     )
                     kinds[job.id] = ("preempting", held)
                     reservations[job.id] = (now, tuple(st.nodes[i].name for i in held[1]))
+                    if quotas:
+                        used[job.project] = used.get(job.project, 0) + tg
                     head = None
                     continue
                 if preemptive and pre_heads < self.max_preempt_heads:
@@ -373,6 +383,8 @@ class QueuePolicy(Policy):
                     if got is not None:
                         kinds[job.id] = ("preempting", got)
                         reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                        if quotas:
+                            used[job.project] = used.get(job.project, 0) + tg
                         head = None  # its capacity is held; the next blocked job is head
                         continue
                     if explain:
@@ -447,6 +459,8 @@ class QueuePolicy(Policy):
                 got = ([], self._hold_victims(job, waiting_for[job.id], st, pctx))
                 kinds[job.id] = ("preempting", got)
                 reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                if quotas:
+                    used[job.project] = used.get(job.project, 0) + tg
                 res_stale = explain and not firm and not backfilling
                 continue
             if preemptive and pre_heads < self.max_preempt_heads:
@@ -455,6 +469,8 @@ class QueuePolicy(Policy):
                 if got is not None:
                     kinds[job.id] = ("preempting", got)
                     reservations[job.id] = (now, tuple(st.nodes[i].name for i in got[1]))
+                    if quotas:
+                        used[job.project] = used.get(job.project, 0) + tg
                     res_stale = explain and not firm and not backfilling
                     continue
             if explain:
@@ -490,6 +506,8 @@ class QueuePolicy(Policy):
                 unknown_end,
                 pctx.get("need"),
                 later,
+                used,
+                at_quota,
             )
             for job in unusable:
                 pending[job.id] = Pending(
@@ -968,8 +986,32 @@ class QueuePolicy(Policy):
         unknown_end: list[str],
         need_of: dict[int, int] | None = None,
         later: tuple[float, list[str], str] | None = None,
+        used: dict[str, int] | None = None,
+        at_quota: list[tuple[int, JobRequest]] | None = None,
     ) -> dict[str, Pending]:
-        est = self._estimates(waiting, st, cluster, now, started, victims, kinds, need_of)
+        line = waiting
+        if at_quota:
+            # the jobs the pass found at their project's GPU quota are estimated too, in queue
+            # order among the others (the replay defers them as it does the jobs it finds at
+            # their quota); a job larger than the quota itself never starts (not listed)
+            line = []
+            prev = 0
+            for pos, j in at_quota:
+                line += waiting[prev:pos]
+                line.append(j)
+                prev = pos
+            line += waiting[prev:]
+        est = self._estimates(
+            line,
+            st,
+            cluster,
+            now,
+            started,
+            victims,
+            kinds,
+            need_of,
+            [j for _, j in at_quota] if at_quota else (),
+        )
         if later is not None and head is not None and kinds.get(head.id, ("",))[0] == "head":
             e = est.get(head.id)
             est[head.id] = later[0] if e is None else min(e, later[0])
@@ -989,13 +1031,28 @@ class QueuePolicy(Policy):
                 if tg > q:
                     reason = (
                         f"needs {_plural(tg, 'GPU')} but project {job.project}'s GPU quota is {q}; "
-                        f"ask an admin to raise the quota or request at most {q} GPUs"
+                        f"ask an admin to raise the quota or request at most {_plural(q, 'GPU')}"
                     )
-                else:
+                    pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
+                    continue
+                # the project's GPUs in use once this pass's starts and preemptions are made
+                # (a later job of the project that fitted the quota may have started or
+                # preempted after this one was checked: the use it was checked against is no
+                # longer true)
+                if used is not None:
+                    u = used.get(job.project, 0)
+                if u >= q:
                     # lowered below what the project runs: "over", not "at"
                     where = "over" if u > q else "at"
                     reason = f"project {job.project} {where} its GPU quota ({u}/{q} GPUs in use)"
-                pending[job.id] = Pending(job_id=job.id, reason=reason, estimated_start=None)
+                else:
+                    reason = (
+                        f"needs {_plural(tg, 'GPU')} but project {job.project} has only "
+                        f"{_plural(q - u, 'GPU')} of its GPU quota free ({u}/{q} GPUs in use)"
+                    )
+                # its start: when its project's jobs end and give it the GPUs it needs (the
+                # replay); None where they run without max_runtime
+                pending[job.id] = _pending(job.id, reason, est.get(job.id))
                 continue
             if kind == "never":
                 bad = bad_shape(job)
@@ -1162,11 +1219,18 @@ class QueuePolicy(Policy):
         victims: set[str],
         kinds: dict[str, tuple[Any, ...]] | None = None,
         need_of: dict[int, int] | None = None,
+        at_quota: Sequence[JobRequest] = (),
     ) -> dict[str, float | None]:
         """Estimated start of each waiting job: the queue replayed in order on the free
         capacity as running jobs reach max_runtime (first ``estimate_depth`` jobs), then a
         fluid estimate (GPU-seconds ahead / GPUs) for the rest. A job that preempts
-        starts now on the GPUs its victims free (held for it, as in the reservation)."""
+        starts now on the GPUs its victims free (held for it, as in the reservation). A job
+        whose project is at its GPU quota at the replay's time (``waiting`` holds the jobs the
+        pass found at their quota too, in queue order; ``at_quota`` lists those) waits without
+        holding back the jobs behind it, and is back in line when its project's GPUs are: the
+        replayed estimates, read as a schedule, never hold more GPUs than a node has or a
+        project may use. Beyond them, a job of ``at_quota`` is estimated no earlier than its
+        project's running jobs give back the GPUs it needs."""
         out: dict[str, float | None] = {}
         if not waiting:
             return out
@@ -1187,7 +1251,20 @@ class QueuePolicy(Policy):
         heap: list[tuple[float, int, list[tuple[int, int, int, int]]]] = []
         seq = 0
         index = st.index
+        # GPU quotas in the replay: GPUs per project held at the replay's time, and whose GPUs
+        # each heap entry gives back (a second job of a project at its quota was estimated to
+        # start beside the first, which the pass never does)
+        quotas = cluster.gpu_quotas
+        use: dict[str, int] = {}
+        owner: dict[int, tuple[str, int]] = {}
+        if quotas:
+            for r in cluster.running:
+                use[r.project] = use.get(r.project, 0) + r.allocation.total_gpus
+            for j, _ in (*started, *preempting):
+                use[j.project] = use.get(j.project, 0) + j.gpus * j.nodes
         for r in cluster.running:
+            if quotas and (r.id in victims or r.max_runtime_s is not None):
+                owner[seq] = (r.project, r.allocation.total_gpus)
             if r.id in victims:
                 parts = [
                     (index[nm], len(a.gpus), len(a.cpus), a.memory_mb)
@@ -1209,6 +1286,8 @@ class QueuePolicy(Policy):
         for j, sids in started:
             if j.max_runtime_s is None:
                 continue
+            if quotas:
+                owner[seq] = (j.project, j.gpus * j.nodes)
             parts = [(i, j.gpus, j.cpus, j.memory_mb) for i in sids]
             heap.append((now + j.max_runtime_s, seq, parts))
             seq += 1
@@ -1218,9 +1297,28 @@ class QueuePolicy(Policy):
                 free[i][1] -= c
                 free[i][2] -= m
             if j.max_runtime_s is not None:
+                if quotas:
+                    owner[seq] = (j.project, j.gpus * j.nodes)
                 heap.append((now + j.max_runtime_s, seq, parts))
                 seq += 1
         heapq.heapify(heap)
+        rest = waiting[self.estimate_depth :]
+        # beyond the replayed jobs, a job the pass found at its project's GPU quota is estimated
+        # no earlier than its project's GPUs come back: when (end time, GPUs) per project
+        late: list[JobRequest] = []
+        back: dict[str, list[tuple[float, int]]] = {}
+        use0: dict[str, int] = {}
+        if rest and at_quota:
+            replayed = {id(j) for j in waiting[: self.estimate_depth]}
+            late = [j for j in at_quota if id(j) not in replayed]
+            if late:
+                for te, s_, _ in heap:
+                    o = owner.get(s_)
+                    if o is not None:
+                        back.setdefault(o[0], []).append((te, o[1]))
+                for ends in back.values():
+                    ends.sort()
+                use0 = dict(use)
         t = now
         nodes = st.nodes
         last: float | None = now
@@ -1230,30 +1328,46 @@ class QueuePolicy(Policy):
             known = [j.max_runtime_s for j in waiting if j.max_runtime_s is not None]
             known += [r.max_runtime_s for r in cluster.running if r.max_runtime_s is not None]
             dflt = sum(known) / len(known) if known else None
-        ids: list[int] | None = None
-        for job in waiting[: self.estimate_depth]:
-            ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
-            while ids is None and heap:
-                te, _, parts = heapq.heappop(heap)
-                t = max(t, te)
-                for i, g, c, m in parts:
-                    f = free[i]
-                    f[0] += g
-                    f[1] += c
-                    f[2] += m
-                ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
-            if ids is None:
-                out[job.id] = None
-                last = None
-                # its start waits on running jobs without max_runtime: like the pass (the head
-                # whose reservation time is unknown), nothing later goes on a node it could
-                # ever use (a job behind it read "fits now but would delay the reservation of
-                # job h" with an estimated start of now, and the ones after it chained on that)
-                for i in _could_host(job, nodes):
-                    free[i] = [-INF, -INF, -INF]  # type: ignore[list-item]
-                continue
+        # Jobs at their project's GPU quota at the replay's time, in queue order. Like the
+        # pass, such a job keeps no nodes and holds back no job behind it (of any project):
+        # those are placed at the replay's time, their GPUs and their share of the quota
+        # taken. It is back in line, ahead of every job behind it, at the first end in the
+        # replay after which its project's GPUs allow it: it starts then if it fits, else it
+        # holds the replay's clock (as any job in line does) until it fits. Its start is thus
+        # found on the replay as it is then, with every job placed meanwhile (a look-ahead on
+        # a copy of the replay ignored them: a later job of its own project that took the
+        # quota, jobs of other projects that took the GPUs it needs).
+        # per project, in queue order: (place in the queue, job); and the fewest GPUs one of
+        # them needs (no release of the project's GPUs below that lets any of them start, so
+        # the replay's ends are not each followed by a look at every deferred job)
+        deferred: dict[str, list[tuple[int, JobRequest]]] = {}
+        dmin: dict[str, int] = {}
+
+        def ready(p: str) -> bool:
+            """Whether a deferred job of project ``p`` fits its quota at the replay's time."""
+            return use.get(p, 0) + dmin[p] <= quotas[p]
+
+        def release() -> str | None:
+            """Apply the next end in the replay; the project that got GPUs back, if any."""
+            nonlocal t
+            te, s_, parts = heapq.heappop(heap)
+            t = max(t, te)
+            for i, g, c, m in parts:
+                f = free[i]
+                f[0] += g
+                f[1] += c
+                f[2] += m
+            o = owner.pop(s_, None)
+            if o is None:
+                return None
+            use[o[0]] -= o[1]
+            return o[0]
+
+        def place(job: JobRequest, ids: list[int], tg: int) -> None:
+            """``job`` starts at the replay's time on nodes ``ids`` and holds them until its
+            max_runtime (or the default) runs out."""
+            nonlocal seq
             out[job.id] = t
-            last = t
             parts = []
             for i in ids:
                 f = free[i]
@@ -1262,10 +1376,102 @@ class QueuePolicy(Policy):
                 f[2] -= job.memory_mb
                 parts.append((i, job.gpus, job.cpus, job.memory_mb))
             dur = job.max_runtime_s if job.max_runtime_s is not None else dflt
+            if quotas:
+                use[job.project] = use.get(job.project, 0) + tg
             if dur is not None:
+                if quotas:
+                    owner[seq] = (job.project, tg)
                 heapq.heappush(heap, (t + dur, seq, parts))
                 seq += 1
-        rest = waiting[self.estimate_depth :]
+
+        def unknown(job: JobRequest) -> None:
+            """``job`` waits on running jobs without max_runtime: its start is unknown and, like
+            the pass (the head whose reservation time is unknown), nothing later goes on a
+            node it could ever use (a job behind it read "fits now but would delay the
+            reservation of job h" with an estimated start of now, and the ones after it
+            chained on that)."""
+            out[job.id] = None
+            for i in _could_host(job, nodes):
+                free[i] = [-INF, -INF, -INF]  # type: ignore[list-item]
+
+        def settle(in_line: bool) -> None:
+            """Start the deferred jobs whose project's GPUs are back, in queue order."""
+            nonlocal last
+            while True:
+                # the first deferred job (in the queue) that its project's quota allows
+                best: tuple[int, str, int] | None = None
+                for p, lst in deferred.items():
+                    if not ready(p) or (best is not None and lst[0][0] > best[0]):
+                        continue
+                    room = quotas[p] - use.get(p, 0)
+                    for k, (pos, d) in enumerate(lst):
+                        if best is not None and pos > best[0]:
+                            break
+                        if d.gpus * d.nodes <= room:
+                            best = (pos, p, k)
+                            break
+                if best is None:
+                    return
+                _, p, k = best
+                lst = deferred[p]
+                d = lst[k][1]
+                dids = fit_counts(d, free, nodes)  # type: ignore[arg-type]
+                if dids is None and heap:
+                    # in line and first: the clock moves on until it fits (a deferred job
+                    # before it whose project's GPUs come back meanwhile goes first)
+                    release()
+                    continue
+                dg = d.gpus * d.nodes
+                del lst[k]
+                if not lst:
+                    del deferred[p], dmin[p]
+                elif dg == dmin[p]:
+                    dmin[p] = min(j.gpus * j.nodes for _, j in lst)
+                if dids is None:
+                    unknown(d)
+                    if in_line:
+                        last = None
+                else:
+                    place(d, dids, dg)
+                    if in_line:
+                        last = t
+
+        for pos, job in enumerate(waiting[: self.estimate_depth]):
+            tg = job.gpus * job.nodes
+            q = quotas.get(job.project) if quotas else None
+            while True:
+                if q is not None and use.get(job.project, 0) + tg > q:
+                    pj = job.project
+                    if pj in deferred:
+                        deferred[pj].append((pos, job))
+                        dmin[pj] = min(dmin[pj], tg)
+                    else:
+                        deferred[pj] = [(pos, job)]
+                        dmin[pj] = tg
+                    break
+                ids = fit_counts(job, free, nodes)  # type: ignore[arg-type]
+                if ids is not None:
+                    place(job, ids, tg)
+                    last = t
+                    break
+                if not heap:
+                    unknown(job)
+                    last = None
+                    break
+                p = release()
+                if p is not None and p in deferred and ready(p):
+                    settle(True)
+        # deferred jobs still waiting for their project's GPUs: the replay goes on for them
+        # alone (the fluid estimate of the jobs beyond estimate_depth starts from ``last``)
+        while deferred:
+            if not heap:
+                for lst in deferred.values():
+                    for _, d in lst:
+                        out[d.id] = None  # its project's GPUs: held by jobs without max_runtime
+                break
+            p = release()
+            if p is not None and p in deferred and ready(p):
+                settle(False)
         if rest:
             total = max(1, st.gpus_total)
             acc = 0.0
@@ -1277,4 +1483,21 @@ class QueuePolicy(Policy):
                     continue
                 out[job.id] = last + acc / total
                 acc += dur * max(1, job.gpus * job.nodes)
+            for job in late:
+                e = out[job.id]
+                if e is None:
+                    continue
+                # found at its quota by the pass: no earlier than its project's running (and
+                # just started) jobs give back the GPUs it needs; unknown where jobs without
+                # max_runtime hold them
+                need = job.gpus * job.nodes - (quotas[job.project] - use0.get(job.project, 0))
+                tq: float | None = now
+                if need > 0:
+                    tq = None
+                    for te, g in back.get(job.project, ()):
+                        need -= g
+                        if need <= 0:
+                            tq = te
+                            break
+                out[job.id] = None if tq is None else max(e, tq)
         return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import stat
 import time
@@ -56,6 +57,14 @@ class AuthMiddleware:
         self.token_file = token_file
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and (
+            not token_matches(_token_from_scope(scope), self.token) or _cross_site(scope)
+        ):
+            # no route takes a websocket today (MLflow's neither), but one added (an MLflow
+            # upgrade) would have been open to anyone, or to another site's page with the
+            # cookie: refused before the handshake (403)
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -77,9 +86,14 @@ class AuthMiddleware:
                 if may_drain(scope):
                     await drain_body(scope, receive, answer="401")
                 if path == "/" or (
-                    not path.startswith((API_PREFIX, "/metrics", "/mlflow")) and _wants_html(scope)
+                    scope.get("method") == "GET"
+                    and not path.startswith((API_PREFIX, "/metrics"))
+                    and _wants_html(scope)
                 ):
-                    resp: Response = Response(status_code=303, headers={"location": "/login"})
+                    # a browser (MLflow's UI too) logs in and comes back to what it asked for
+                    resp: Response = Response(
+                        status_code=303, headers={"location": _login_location(scope)}
+                    )
                 else:
                     body: dict[str, Any] = {
                         "code": "unauthorized",
@@ -98,6 +112,22 @@ class AuthMiddleware:
                         )
                     resp = JSONResponse(body, status_code=401)
                 await resp(scope, receive, send)
+                return
+            cross = _cross_site(scope)
+            if cross is not None:
+                if may_drain(scope):
+                    await drain_body(scope, receive, answer="403")
+                await JSONResponse(
+                    {
+                        "code": "forbidden",
+                        "message": f"a {scope.get('method')} from another site ({cross}) "
+                        "with the log-in cookie is refused",
+                        "hint": "send the request from the dashboard's own origin, or with "
+                        "'Authorization: Bearer <token>' (the cookie is the browser's)",
+                        "details": {},
+                    },
+                    status_code=403,
+                )(scope, receive, send)
                 return
         t0 = time.perf_counter()
         status = {"code": 500, "started": False}
@@ -149,11 +179,62 @@ def _is_open(path: str) -> bool:
     return path in ("/healthz", "/login", "/favicon.ico") or path.startswith("/static/")
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every float that JSON cannot carry (NaN, ±inf) as its text ("nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _login_location(scope: dict[str, Any]) -> str:
+    """``/login``, with ``next`` = the path (and query) asked for when it is not ``/`` (the
+    log-in page accepts only a same-origin path: ``aistack.web.safe_next``)."""
+    from urllib.parse import quote
+
+    path = scope.get("path", "/")
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = path + (f"?{query}" if query else "")
+    if target == "/":
+        return "/login"
+    return "/login?next=" + quote(target, safe="")
+
+
 def _wants_html(scope: dict[str, Any]) -> bool:
     for k, v in scope.get("headers", []):
         if k == b"accept":
             return b"text/html" in v
     return False
+
+
+def _cross_site(scope: dict[str, Any]) -> str | None:
+    """Where a state-changing request (not GET/HEAD/OPTIONS; a websocket too) that the log-in
+    cookie alone authenticates comes from, when that is another origin (another port of this
+    host, a sibling subdomain: "same-site", so SameSite=Strict sends the cookie), else None. A
+    form with no fields posted there cancelled a job. The browser's ``Sec-Fetch-Site`` decides
+    (it is computed against the URL the browser used, so a reverse proxy that rewrites Host
+    does not matter); without it (an old browser), the Origin against Host/X-Forwarded-Host.
+    Requests with the Authorization header are not a browser's ambient credential; one
+    without Origin or Sec-Fetch-Site is no browser's."""
+    if scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        return None
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    if headers.get("authorization", "").lower().startswith("bearer "):
+        return None
+    origin = headers.get("origin")
+    fetch_site = headers.get("sec-fetch-site", "").lower()
+    if fetch_site:
+        return None if fetch_site in ("same-origin", "none") else (origin or fetch_site)
+    if not origin:
+        return None
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(origin).netloc.lower()
+    hosts = {headers.get("host", "").lower(), headers.get("x-forwarded-host", "").lower()}
+    return None if netloc and netloc in hosts else origin
 
 
 def _token_from_scope(scope: dict[str, Any]) -> str | None:
@@ -261,14 +342,20 @@ def create_app(
 
     @app.exception_handler(AistackError)
     async def _aistack_error(_req: Request, exc: AistackError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        # a detail may be NaN or inf (a promotion gate on a NaN metric: "actual": nan), which
+        # JSON cannot carry: the answer was a 500 instead of the refusal
+        return JSONResponse(_json_safe(exc.to_dict()), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(req: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI's own answers (unknown path, wrong method, unparsable body) in the same shape
         code, message, hint = {
             404: ("not_found", f"no such endpoint: {_method(req)} {req.url.path}", _DOCS_HINT),
-            405: ("not_found", f"{_method(req)} is not allowed on {req.url.path}", _DOCS_HINT),
+            405: (
+                "method_not_allowed",
+                f"{_method(req)} is not allowed on {req.url.path}",
+                _DOCS_HINT,
+            ),
         }.get(exc.status_code, (_CODES.get(exc.status_code, "error"), str(exc.detail), None))
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
@@ -329,7 +416,7 @@ def create_app(
         )
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, Any]:
+    def healthz(req: Request) -> dict[str, Any]:
         out: dict[str, Any] = {
             "status": "ok",
             "version": _version(),
@@ -345,6 +432,11 @@ def create_app(
                 out["mlflow"] = mlflow_status()
             except Exception:  # noqa: BLE001
                 out["mlflow"] = {"state": "unknown"}
+            if out["mlflow"].get("error") and not token_matches(
+                _token_from_scope(dict(req.scope)), ctx.token
+            ):
+                # /healthz is open: why MLflow failed names its store (DB user, host, port)
+                out["mlflow"]["error"] = "(send the API token to see why)"
         return out
 
     @app.get("/metrics", include_in_schema=False)

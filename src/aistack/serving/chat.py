@@ -22,6 +22,21 @@ Only what a text model can do is accepted: ``system``, ``developer``, ``user`` a
 ``assistant`` messages whose content is a string or a list of ``{"type": "text"}`` parts.
 Anything else is a 400 that names the field (``messages.1.content.0.type``), as the rest of the
 request's fields are.
+
+Tool calls in the conversation's history are text too: an assistant message's ``tool_calls``
+(or the older ``function_call``) and the ``tool`` (or ``function``) messages that answer them
+are accepted, as OpenAI's API takes them (a tool message answers a call of an earlier
+assistant message, by ``tool_call_id``), and become lines of the transcript::
+
+    User: Weather in Paris?
+    Assistant: [calls get_weather({"city": "Paris"})]
+    Tool (get_weather): 22 C
+    Assistant:
+
+(a model's own ``apply_chat_template`` gets them in OpenAI's shape: ``tool_calls`` on the
+assistant message, ``tool_call_id`` and ``name`` on the tool message). The model itself never
+calls a tool: ``tools`` and ``functions`` are refused unless ``tool_choice`` (or
+``function_call``) is ``"none"``.
 """
 
 from __future__ import annotations
@@ -45,24 +60,49 @@ from aistack.serving.http import HTTPProblem
 from aistack.serving.openai_errors import sent
 from aistack.serving.spec import _bounds, _kind, _takes
 
-ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
+ROLES = {
+    "system": "System",
+    "developer": "System",
+    "user": "User",
+    "assistant": "Assistant",
+    "tool": "Tool",
+    "function": "Tool",
+}
 DEFAULT_STOPS = ("\nUser:",)
 # message fields OpenAI defines that a text-only server cannot honour (a 400 naming them)
 _UNSUPPORTED_MESSAGE_FIELDS = {
-    "tool_calls": "tool calls are not supported by this server (no tool calling)",
-    "function_call": "function calls are not supported by this server (no tool calling)",
     "audio": "audio is not supported by this server (text only)",
-    "tool_call_id": "tool messages are not supported by this server (no tool calling)",
 }
-_MESSAGE_FIELDS = {"role", "content", "name", "refusal"}
+_MESSAGE_FIELDS = {
+    "role",
+    "content",
+    "name",
+    "refusal",
+    "tool_calls",
+    "function_call",
+    "tool_call_id",
+}
+# the fields each role may set beyond role and content (OpenAI's message types)
+_ROLE_FIELDS = {
+    "system": {"name"},
+    "developer": {"name"},
+    "user": {"name"},
+    "assistant": {"name", "refusal", "tool_calls", "function_call"},
+    "tool": {"tool_call_id", "name"},
+    "function": {"name"},
+}
 
 
-def parse_messages(raw: list[Any]) -> list[dict[str, str]]:
-    """Validate OpenAI chat ``messages``; ``[{"role", "content"}]`` with text content.
-    Raises HTTPProblem(400) naming the first bad field."""
+def parse_messages(raw: list[Any]) -> list[dict[str, Any]]:
+    """Validate OpenAI chat ``messages``; ``[{"role", "content"}]`` with text content, plus
+    ``tool_calls`` (OpenAI's shape) on an assistant message that made calls and
+    ``tool_call_id`` and ``name`` on a ``tool`` or ``function`` message (see the module
+    docstring). Raises HTTPProblem(400) naming the first bad field."""
     if not raw:
         raise HTTPProblem(400, "messages: give at least one message", param="messages")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
+    calls: dict[str, str] = {}  # tool_call_id → function name, of the calls made so far
+    unanswered: dict[str, int] = {}  # tool_call_id → the message that made the call
     for i, m in enumerate(raw):
         where = f"messages.{i}"
         if not isinstance(m, dict):
@@ -92,18 +132,148 @@ def parse_messages(raw: list[Any]) -> list[dict[str, str]]:
                 param=f"{where}.role",
             )
         if role not in ROLES:
-            why = (
-                "tool calling is not supported by this server"
-                if role in ("tool", "function")
-                else "unknown role"
-            )
             raise HTTPProblem(
                 400,
-                f"{where}.role: {role!r}: {why}; use one of " + ", ".join(ROLES),
+                f"{where}.role: {role!r}: unknown role; use one of " + ", ".join(ROLES),
                 param=f"{where}.role",
             )
-        out.append({"role": role, "content": _content(m.get("content"), role, where)})
+        for key in m:
+            if key not in _ROLE_FIELDS[role] | {"role", "content"} and m[key] is not None:
+                raise HTTPProblem(
+                    400,
+                    f"{where}.{key}: not a field of a {role!r} message; remove it",
+                    param=f"{where}.{key}",
+                )
+        if unanswered and role != "tool":
+            # OpenAI's rule: every call is answered before the conversation goes on
+            first = min(unanswered, key=lambda c: unanswered[c])
+            raise HTTPProblem(
+                400,
+                f"messages.{unanswered[first]}.tool_calls: tool call {first!r} has no 'tool' "
+                f"message answering it (with tool_call_id {first!r}) before {where}",
+                param=f"messages.{unanswered[first]}.tool_calls",
+            )
+        msg: dict[str, Any] = {"role": role, "content": _content(m.get("content"), role, where)}
+        if role == "assistant":
+            made = _tool_calls(m.get("tool_calls"), f"{where}.tool_calls")
+            for call in made:
+                calls[call["id"]] = call["function"]["name"]
+                unanswered[call["id"]] = i
+            if m.get("function_call") is not None:  # the older API's one call, without an id
+                fn = _function(m["function_call"], f"{where}.function_call")
+                made.append({"type": "function", "function": fn})
+            if made:
+                msg["tool_calls"] = made
+        elif role == "tool":
+            call_id = m.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise HTTPProblem(
+                    400,
+                    f"{where}.tool_call_id: a 'tool' message needs the id of the tool call it "
+                    f"answers (a string){_got(m, 'tool_call_id')}",
+                    param=f"{where}.tool_call_id",
+                )
+            if call_id not in calls:
+                # OpenAI's answer (and param) for a tool result with no call before it
+                known = ", ".join(map(repr, calls)) or "none"
+                raise HTTPProblem(
+                    400,
+                    f"{where}.role: a 'tool' message answers a tool call of an earlier "
+                    f"assistant message, and no call has id {call_id!r} (calls made: {known}); "
+                    "this server does no tool calling itself, it takes tool results as history",
+                    param=f"{where}.role",
+                )
+            unanswered.pop(call_id, None)
+            msg.update(tool_call_id=call_id, name=calls[call_id])
+        elif role == "function":
+            name = m.get("name")
+            if not isinstance(name, str) or not name:
+                raise HTTPProblem(
+                    400,
+                    f"{where}.name: a 'function' message needs the name of the function it "
+                    f"answers (a string){_got(m, 'name')}",
+                    param=f"{where}.name",
+                )
+            msg["name"] = name
+        out.append(msg)
+    if unanswered:
+        first = min(unanswered, key=lambda c: unanswered[c])
+        raise HTTPProblem(
+            400,
+            f"messages.{unanswered[first]}.tool_calls: tool call {first!r} has no 'tool' "
+            f"message answering it (with tool_call_id {first!r}); this server does no tool "
+            "calling itself: send the tool's result, or leave the call out",
+            param=f"messages.{unanswered[first]}.tool_calls",
+        )
     return out
+
+
+def _got(m: dict[str, Any], key: str) -> str:
+    """``", got 5"`` for what ``m[key]`` is, ``""`` when it is missing."""
+    return f", got {sent(m[key])}" if key in m else ""
+
+
+def _tool_calls(raw: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant message's ``tool_calls`` (at ``where``) in OpenAI's shape, checked:
+    ``[{"id", "type": "function", "function": {"name", "arguments"}}]``."""
+    out: list[dict[str, Any]] = []
+    if raw is not None and not isinstance(raw, list):
+        raise HTTPProblem(
+            400, f"{where}: expected an array of tool calls, got {sent(raw)}", param=where
+        )
+    for j, call in enumerate(raw or []):
+        at = f"{where}.{j}"
+        like = "{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': ...}}"
+        if not isinstance(call, dict):
+            raise HTTPProblem(400, f"{at}: expected a call like {like}, got {sent(call)}", param=at)
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            raise HTTPProblem(
+                400,
+                f"{at}.id: expected the call's id (a string), got {sent(call_id)}",
+                param=f"{at}.id",
+            )
+        if call.get("type", "function") != "function":
+            raise HTTPProblem(
+                400,
+                f"{at}.type: only 'function' tool calls exist, not {sent(call.get('type'))}",
+                param=f"{at}.type",
+            )
+        extra = sorted(set(call) - {"id", "type", "function"})
+        if extra:
+            raise HTTPProblem(
+                400, f"{at}.{extra[0]}: unknown field; remove it", param=f"{at}.{extra[0]}"
+            )
+        if "function" not in call:
+            raise HTTPProblem(
+                400, f"{at}.function: missing; a call is like {like}", param=f"{at}.function"
+            )
+        fn = _function(call["function"], f"{at}.function")
+        out.append({"id": call_id, "type": "function", "function": fn})
+    return out
+
+
+def _function(fn: Any, at: str) -> dict[str, str]:
+    if not isinstance(fn, dict):
+        raise HTTPProblem(
+            400,
+            f"{at}: expected {{'name': ..., 'arguments': ...}} (strings), got {sent(fn)}",
+            param=at,
+        )
+    extra = sorted(set(fn) - {"name", "arguments"})
+    if extra:
+        raise HTTPProblem(
+            400, f"{at}.{extra[0]}: unknown field; remove it", param=f"{at}.{extra[0]}"
+        )
+    for key in ("name", "arguments"):
+        if not isinstance(fn.get(key), str) or (key == "name" and not fn[key]):
+            what = "the function's name" if key == "name" else "its arguments as JSON text"
+            raise HTTPProblem(
+                400,
+                f"{at}.{key}: expected {what} (a string), got {sent(fn.get(key))}",
+                param=f"{at}.{key}",
+            )
+    return {"name": fn["name"], "arguments": fn["arguments"]}
 
 
 def _content(content: Any, role: str, where: str) -> str:
@@ -166,8 +336,24 @@ def render_prompt(messages: list[dict[str, str]], generator: object) -> tuple[st
                 500, f"the model's apply_chat_template returned {type(prompt).__name__}, not str"
             )
         return prompt, []
-    lines = [f"{ROLES[m['role']]}: {m['content']}\n" for m in messages]
+    lines = [f"{_speaker(m)}: {_said(m)}\n" for m in messages]
     return "".join(lines) + "Assistant:", list(DEFAULT_STOPS)
+
+
+def _speaker(m: dict[str, Any]) -> str:
+    """``Tool (get_weather)`` for a tool's answer, the role's name for the others."""
+    if m["role"] in ("tool", "function"):
+        return f"{ROLES[m['role']]} ({m['name']})"
+    return ROLES[m["role"]]
+
+
+def _said(m: dict[str, Any]) -> str:
+    """A message's text, an assistant's tool calls after it: ``[calls f({"x": 1})]``."""
+    calls = [
+        f"[calls {c['function']['name']}({c['function']['arguments']})]"
+        for c in m.get("tool_calls") or []
+    ]
+    return " ".join([m["content"], *calls] if m["content"] else calls)
 
 
 ONE_CHOICE = "only 1 choice per request is supported (n > 1 is not); send separate requests"
@@ -315,12 +501,27 @@ class ChatCompletionRequest(NumberFields):
     def unsupported(self) -> HTTPProblem | None:
         """A 400 for the first field set to something a text model cannot do."""
         no_tools = "tool calling is not supported by this server"
+        # with tool_choice "none" the model answers in text, never with a call: what it does
+        no_choice = f"{no_tools} (the model cannot call them): leave it out or set"
         checks: list[tuple[str, bool, str]] = [
-            ("tools", bool(self.tools), no_tools),
-            ("functions", bool(self.functions), no_tools),
+            (
+                "tools",
+                bool(self.tools) and self.tool_choice != "none",
+                f'{no_choice} tool_choice to "none"; tool results in `messages` are accepted',
+            ),
+            (
+                "functions",
+                bool(self.functions) and self.function_call != "none",
+                f'{no_choice} function_call to "none"',
+            ),
             ("tool_choice", self.tool_choice not in (None, "none"), no_tools),
             ("function_call", self.function_call not in (None, "none"), no_tools),
-            ("parallel_tool_calls", bool(self.parallel_tool_calls), no_tools),
+            # (clients send it beside their tools; with tool_choice "none" no call is made)
+            (
+                "parallel_tool_calls",
+                bool(self.parallel_tool_calls) and self.tool_choice != "none",
+                no_tools,
+            ),
             (
                 "response_format",
                 self.response_format not in (None, {"type": "text"}),
@@ -347,5 +548,6 @@ class ChatCompletionRequest(NumberFields):
         ]
         for name, bad, why in checks:
             if bad:
-                return HTTPProblem(400, f"{name}: {why}; leave it out", param=name)
+                end = "" if name in ("tools", "functions") else "; leave it out"
+                return HTTPProblem(400, f"{name}: {why}{end}", param=name)
         return None

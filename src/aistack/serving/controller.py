@@ -41,8 +41,10 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +101,36 @@ class ServiceController:
         self._tick_error_logged_t = 0.0
         self._client: Any = None
         self._stopping = False
+        self._shut_down = False
         self.started_t = time.time()
         self.url: str | None = None
+        # called once the controller has stopped by itself (its folder was moved away by a
+        # delete): main() ends the process with it (SIGTERM, uvicorn's shutdown)
+        self.exit_process: Callable[[], None] | None = None
+        # whether this controller's spec came from service_dir/spec.json (main() reads it),
+        # so that its absence means the folder was moved away (see folder_gone)
+        self.spec_stored = (service_dir / "spec.json").exists()
+
+    def folder_gone(self) -> bool:
+        """Whether the service's folder (its ``spec.json``) is gone: a delete moved it to
+        ``services/.deleted/`` under this controller (one the server's watch restarted while
+        the delete ran). It must not run on without it: its state could not be written, a
+        replica it started recreated ``services/NAME/`` without ``spec.json`` (a service
+        ``serve ls`` does not show) and it kept the service's port."""
+        return self.spec_stored and not (self.dir / "spec.json").exists()
+
+    async def stop_as_deleted(self) -> None:
+        """Stop this controller and its replicas, its folder being gone (:meth:`folder_gone`)."""
+        log.error(
+            "service %s: its folder %s (spec.json) is gone, the service was deleted: stopping "
+            "this controller and its replicas",
+            self.spec.name,
+            self.dir,
+        )
+        self.event("service", f"the folder of service {self.spec.name} is gone: stopping")
+        await self.shutdown()
+        if self.exit_process is not None:
+            self.exit_process()
 
     # ------------------------------------------------------------------ helpers
     def event(self, kind: str, message: str, **extra: Any) -> None:
@@ -109,6 +139,8 @@ class ServiceController:
         log.info("[%s] %s", kind, message)
 
     def _new_replica(self, model_uri: str, *, for_rollout: bool = False) -> Replica:
+        if self.folder_gone():  # (a rollout's; see folder_gone) its files would recreate it
+            raise RuntimeError(f"service {self.spec.name} was deleted: no replica is started")
         self._seq += 1
         rid = f"r{self._seq}"
         while rid in self.replicas:
@@ -145,6 +177,10 @@ class ServiceController:
             "--max-tokens",
             str(self.spec.max_tokens),
         ]
+        if "AISTACK_SERVE_THREADS" not in self.spec.env:
+            # the replica's torch threads are its cores (they were 1 whatever `cpus` said: a
+            # job given 4 cores used one, and a local process had nothing else bounding it)
+            cmd += ["--threads", str(self.spec.resources.cpus)]
         env = {**self.spec.env, "AISTACK_SERVE_SERVICE": self.spec.name}
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AISTACK_HOME"):
             if os.environ.get(key) and key not in env:
@@ -309,7 +345,10 @@ class ServiceController:
                 rep.unhealthy_503 = 0
                 if rep.state == "starting":
                     rep.state = "ready"
-                    rep.ready_t = time.time()
+                    # an adopted replica keeps the time it was ready at (controller_state.adopt)
+                    adopted = rep.ready_t is not None
+                    if rep.ready_t is None:
+                        rep.ready_t = time.time()
                     rep.reason = None
                     self._consecutive_start_failures = 0
                     self._next_start_t = 0.0
@@ -319,7 +358,12 @@ class ServiceController:
                     self.router.add(Endpoint(id=rep.id, url=str(rep.url)))
                     self.event(
                         "replica",
-                        f"replica {rep.id} ready after {rep.ready_t - rep.created_t:.1f} s",
+                        (
+                            f"adopted replica {rep.id} healthy: in rotation again (it was "
+                            f"ready {rep.ready_t - rep.created_t:.1f} s after its start)"
+                        )
+                        if adopted
+                        else f"replica {rep.id} ready after {rep.ready_t - rep.created_t:.1f} s",
                         replica=rep.id,
                     )
                 elif rep.state == "unhealthy":
@@ -356,6 +400,10 @@ class ServiceController:
                     f"replica {rep.id} replaced after {rep.health_failures} failed health checks",
                     replica=rep.id,
                 )
+
+        # cancels of replica jobs the loop above does not ask about (a replica that failed,
+        # one from before a restart) are sent again
+        controller_state.resend_cancels(self)
 
         # 2. draining replicas stop once idle
         for rep in self.replicas.values():
@@ -426,6 +474,11 @@ class ServiceController:
         is malformed) will not go away by retrying: the service fails at once."""
         from aistack.errors import ValidationError
 
+        if self._stopping or self.folder_gone():
+            # the service is being deleted (shutdown stops its replicas while a tick may be
+            # awaiting health checks), or was (run() stops this controller): a replica
+            # started now would outlive it
+            return False
         try:
             self._new_replica(self.spec.model_uri)
         except ValidationError as exc:
@@ -697,8 +750,13 @@ class ServiceController:
         )
         try:
             while not self._stopping:
+                if self.folder_gone():
+                    await self.stop_as_deleted()
+                    return
                 try:
                     await self.tick()
+                    if self.folder_gone():  # moved away meanwhile: stopped at the loop's top
+                        continue
                     self.write_state()
                     self._last_tick_error = None
                 except Exception as exc:  # the loop must survive a bad tick
@@ -724,6 +782,8 @@ class ServiceController:
             await self._client.aclose()
 
     async def shutdown(self, grace_s: float = 15.0) -> None:
+        if self._shut_down:  # (stop_as_deleted, then the app's lifespan)
+            return
         self._stopping = True
         if self._rollout_task is not None:
             self._rollout_task.cancel()
@@ -745,8 +805,12 @@ class ServiceController:
             if rep.state == "stopping":
                 rep.state = "stopped"
         self.event("service", "service stopped")
-        self.write_state()
+        try:
+            self.write_state()
+        except OSError as exc:  # the folder is gone (stop_as_deleted): nowhere to keep it
+            log.warning("cannot write the final state of service %s: %s", self.spec.name, exc)
         await self.router.close()
+        self._shut_down = True
 
 
 def _wait_for_replica_s(spec: ServiceSpec) -> float:
@@ -826,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     ctl = ServiceController(spec, service_dir)
     ctl.url = f"http://{host}:{port}"
+    ctl.spec_stored = True  # (read above; the folder may have moved since)
+    ctl.exit_process = lambda: os.kill(os.getpid(), signal.SIGTERM)
     info = {"pid": os.getpid(), "url": ctl.url, "started": time.time()}
     tmp = service_dir / "controller.json.tmp"
     tmp.write_text(json.dumps(info))

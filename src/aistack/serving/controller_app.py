@@ -139,16 +139,63 @@ def build_app(ctl: ServiceController, token: str) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)
         return JSONResponse({"stopping": True})
 
+    admin = {"/-/status": "GET", "/-/update": "POST", "/-/scale": "POST", "/-/shutdown": "POST"}
+    admin_served = ", ".join(f"{m} {p}" for p, m in admin.items())
+
+    def admin_other(request: Request) -> Any:
+        """Any other method or path under ``/-/``: the controller's own, so never relayed to a
+        replica (``GET /-/update`` was, and came back 404 "no such endpoint" naming the
+        replica's paths) and never Starlette's plain-text 405: the admin calls' JSON error."""
+        path, method = request.url.path, request.method
+        if path in admin:
+            allow = admin[path]
+            return HTTPProblem(
+                405,
+                f"{method} {path}: method not allowed; use {allow} {path}",
+                headers={"Allow": "GET, HEAD" if allow == "GET" else allow},
+            ).response()
+        return HTTPProblem(
+            404, f"{method} {path}: no such endpoint; the service's own: {admin_served}"
+        ).response()
+
+    class AdminOther:
+        """:func:`admin_other` as an ASGI app: a Route of a function takes GET alone, one of an
+        app every method (OPTIONS, TRACE, ...)."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await admin_other(Request(scope, receive))(scope, receive, send)
+
+    async def no_route(request: Request, exc: Exception) -> Any:
+        """A method the router does not relay (OPTIONS, TRACE, ...) or a wrong one on
+        ``/metrics``: OpenAI's error JSON, as every other answer of the service (it was
+        Starlette's plain text "Method Not Allowed")."""
+        code = int(getattr(exc, "status_code", 404))
+        headers = dict(getattr(exc, "headers", None) or {})
+        what = f"{request.method} {request.url.path}"
+        if code == 405:
+            # Starlette joins a set: the order changed from one process to the next
+            methods = (m.strip() for m in headers.pop("Allow", "").split(","))
+            allowed = ", ".join(sorted(m for m in methods if m))
+            if allowed:
+                headers["Allow"] = allowed
+            msg = f"{what}: method not allowed" + (f"; allowed: {allowed}" if allowed else "")
+        else:
+            msg = f"{what}: no such endpoint"
+        return HTTPProblem(code, msg, headers=headers or None).response()
+
     proxy = ctl.router.asgi_handler()
     routes = [
         Route("/-/status", status, methods=["GET"]),
         Route("/-/update", update, methods=["POST"]),
         Route("/-/scale", scale, methods=["POST"]),
         Route("/-/shutdown", shutdown, methods=["POST"]),
+        Route("/-/{rest:path}", AdminOther()),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route}
+    )
 
 
 def bind_service_socket(spec: ServiceSpec, service_dir: Path) -> Any:

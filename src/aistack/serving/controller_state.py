@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aistack.errors import NotFoundError
 from aistack.serving.autoscaler import ScaleDecision
 from aistack.serving.router import Endpoint
+from aistack.spec import CANCEL_GRACE_MAX_S
 
 if TYPE_CHECKING:
     from aistack.serving.controller import ServiceController
@@ -79,9 +81,13 @@ class Replica:
         }
 
 
+# the window of the status's qps, p50 and p99 (``serve status``'s "last 10 s")
+STATUS_WINDOW_S = 10.0
+
+
 def status(ctl: ServiceController) -> dict[str, Any]:
     """What ``serve status`` shows of the service (and ``state.json`` holds)."""
-    m = ctl.router.metrics.summary(window_s=10.0)
+    m = ctl.router.metrics.summary(window_s=STATUS_WINDOW_S)
     batch_counts: collections.Counter[str] = collections.Counter()
     for r in ctl.replicas.values():
         for stats in (r.health.get("batches") or {}).values() if r.health else []:
@@ -117,6 +123,9 @@ def status(ctl: ServiceController) -> dict[str, Any]:
         "max_queued_requests": ctl.spec.max_queued_requests,
         "metrics": {
             **m,
+            # what qps, p50_ms and p99_ms are of: p50/p99 are null once no request was
+            # answered in it (a page that shows them without it read as broken after one)
+            "window_s": STATUS_WINDOW_S,
             "rejected_total": ctl.router.rejected_total,
             "mean_batch_size": round(mean_batch, 3),
             "batch_size_counts": dict(sorted(batch_counts.items(), key=lambda kv: int(kv[0]))),
@@ -130,9 +139,44 @@ def status(ctl: ServiceController) -> dict[str, Any]:
             "decisions": [_wall_clock(d) for d in ctl.autoscaler.history][-20:],
         },
         "rollout": ctl.rollout,
+        # replica jobs whose cancel has not reached the aistack server yet: sent again each
+        # tick, and by a restarted controller (adopt)
+        "pending_cancels": _pending_cancels(ctl),
         "events": list(ctl.events)[-50:],
         "spec": ctl.spec.model_dump(),
     }
+
+
+def _pending_cancels(ctl: ServiceController) -> list[dict[str, Any]]:
+    """The launcher's cancels still to send (a ``JobLauncher``'s; none for processes), with
+    the replica each one stops."""
+    pending = getattr(ctl.launcher, "pending_cancels", None)
+    if pending is None:
+        return []
+    by_handle = {r.handle: r.id for r in ctl.replicas.values() if r.handle}
+    return [{**p, "replica": by_handle.get(p["handle"])} for p in pending()]
+
+
+def resend_cancels(ctl: ServiceController) -> None:
+    """Send again the cancels of replica jobs that the tick does not ask about (a replica
+    stopped as "failed", or one kept from a controller before a restart): a ``JobLauncher``
+    sends a cancel that failed again when it is asked the job's status, and the tick asks
+    only about the replicas that still run, so the job of a replica that failed its health
+    checks while the aistack server was down ran on, unseen. Errors wait for the next tick."""
+    pending = getattr(ctl.launcher, "pending_cancels", None)
+    if pending is None:
+        return
+    asked = {r.handle for r in ctl.replicas.values() if r.state not in ("stopped", "failed")}
+    for p in pending():
+        handle = p["handle"]
+        if handle in asked:
+            continue
+        try:
+            ctl.launcher.status(handle)
+        except NotFoundError:  # its job was deleted: nothing to stop
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. the aistack server is down
+            log.debug("cancel of replica job %s not sent yet: %s", handle, exc)
 
 
 def write_state(ctl: ServiceController) -> None:
@@ -146,7 +190,8 @@ def write_state(ctl: ServiceController) -> None:
 def adopt(ctl: ServiceController) -> None:
     """Take over from an earlier controller of this service (its ``state.json``): its
     events, the replicas that still run (a draining one goes on draining, with the reason
-    it was drained for), the stopped and failed ones it listed (with why), how many
+    it was drained for), the stopped and failed ones it listed (with why), when each one
+    started and how long it took to be ready (``serve status``'s "ready after"), how many
     replicas it wanted (at most as many as are taken over) and a maximum lowered by
     ``serve scale`` — so that the replicas a restart finds above the maximum are stopped
     with the same words as without the restart."""
@@ -164,6 +209,7 @@ def adopt(ctl: ServiceController) -> None:
         # what happened before the restart ("limits set to …" by `serve scale`) stays listed
         if isinstance(e, dict) and isinstance(e.get("message"), str):
             ctl.events.append(e)
+    _adopt_pending_cancels(ctl, old.get("pending_cancels"))
     running, ended = 0, []
     listed = old.get("replicas")
     for r in listed if isinstance(listed, list) else []:
@@ -185,6 +231,7 @@ def adopt(ctl: ServiceController) -> None:
             ready_file=ctl.dir / "replicas" / f"{rid}.json",
             log_path=Path(r.get("log") or ctl.dir / "logs" / f"{rid}.log"),
         )
+        _adopt_times(rep, r)
         if state in ("stopped", "failed"):
             # listed by `serve status` with why it ended: kept as it was, nothing runs
             rep.state, rep.reason, rep.stop_t = state, r.get("reason"), stop_t
@@ -234,6 +281,44 @@ def adopt(ctl: ServiceController) -> None:
         return
     if after == ctl.spec.autoscale.max_replicas and before > after:
         ctl.manual_max = (before, after)
+
+
+def _adopt_times(rep: Replica, listed: dict[str, Any]) -> None:
+    """When ``rep`` was started and how long it took to be ready, as the earlier controller
+    listed them (``created``, ``ready_after_s``): without them ``serve status`` measured an
+    adopted replica's "ready after" from the restart (0.2 s for one ready 1.8 s after its
+    start) and showed none for an ended one. Values not written by a controller are left out
+    (the replica then counts from its adoption, as before)."""
+    created, ready_after = listed.get("created"), listed.get("ready_after_s")
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return
+    if not math.isfinite(created) or not 0 < created <= time.time() + 60:
+        return
+    rep.created_t = float(created)
+    if isinstance(ready_after, bool) or not isinstance(ready_after, int | float):
+        return
+    if math.isfinite(ready_after) and ready_after >= 0:
+        rep.ready_t = rep.created_t + float(ready_after)
+
+
+def _adopt_pending_cancels(ctl: ServiceController, listed: Any) -> None:
+    """The cancels an earlier controller could not send (its ``pending_cancels``), handed to
+    this controller's launcher: :func:`resend_cancels` (each tick) sends them with the grace
+    period and reason they had. Entries not written by a controller are left out."""
+    keep = getattr(ctl.launcher, "cancel_later", None)
+    if keep is None or not isinstance(listed, list):
+        return
+    for p in listed:
+        try:
+            handle, reason = str(p["handle"]), str(p.get("reason") or "")
+            grace_s = float(p["grace_s"])
+            failures = int(p.get("failures") or 0)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if not handle or not math.isfinite(grace_s) or not 0 <= grace_s <= CANCEL_GRACE_MAX_S:
+            continue
+        keep(handle, grace_s, reason, failures)
+        log.info("cancel of replica job %s kept from the previous controller: sent again", handle)
 
 
 def _wall_clock(d: ScaleDecision) -> dict[str, Any]:

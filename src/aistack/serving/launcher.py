@@ -8,7 +8,9 @@
 
 Contract: ``launch`` returns a handle string at once; ``status`` never blocks for long and
 reports ``running`` (includes queued/starting) or ``exited`` with an exit code and reason;
-``stop`` returns at once (SIGTERM now, SIGKILL after ``grace_s``); its ``reason`` says why in
+``stop`` returns at once and never raises (SIGTERM now, SIGKILL after ``grace_s``; a
+``JobLauncher`` cancel that could not reach the server is logged as a warning and sent again
+by ``status``, which the controller calls each tick); its ``reason`` says why in
 words a user reads where the replica is listed (for a job: its stop_reason in the API, and
 its failure_reason in ``aistack jobs`` and the API once it is CANCELLED, instead of "cancelled
 by user").
@@ -90,6 +92,16 @@ def process_start(pid: int) -> str | None:
         return f"{psutil.Process(pid).create_time():.3f}"
     except (psutil.Error, OSError, ValueError):
         return None
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits for its parent to reap it (Linux; False where
+    ``/proc`` cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _parse_handle(handle: str) -> tuple[int, str | None]:
@@ -189,7 +201,7 @@ class ProcessLauncher:
         except ValueError:
             return LaunchStatus(state="exited", reason=f"not a process handle: {handle!r}")
         now = process_start(pid)
-        if now is None:
+        if now is None or _zombie(pid):  # (a zombie: ended, not yet reaped by its parent)
             return LaunchStatus(state="exited", reason="process is gone")
         if start is not None and now != start:
             return LaunchStatus(
@@ -203,13 +215,20 @@ class ProcessLauncher:
         return LaunchStatus(state="running", host="127.0.0.1")
 
     def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        """SIGTERM to the replica's process group now, SIGKILL after ``grace_s`` (from a
+        daemon thread). Never raises: a process this user may not signal (another user's, e.g.
+        a replica started by a controller run as root) is logged as a WARNING naming its PID
+        and the command that stops it; it runs on, and the replica stays "stopping"."""
         # never signal a PID that no longer belongs to the replica (see status)
         if self.status(handle).state == "exited":
             return
         try:
             pid, _ = _parse_handle(handle)
             os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, ValueError, PermissionError):
+        except (ProcessLookupError, ValueError):
+            return
+        except PermissionError as exc:
+            _not_permitted(handle, "SIGTERM", reason, exc)
             return
         log.info("stopping replica process %s: %s", handle, reason or "stopped")
 
@@ -221,11 +240,32 @@ class ProcessLauncher:
                 time.sleep(0.1)
             try:
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+            except ProcessLookupError:
                 pass
+            except PermissionError as exc:
+                _not_permitted(handle, "SIGKILL", reason, exc)
             self.status(handle)
 
         threading.Thread(target=_kill_later, daemon=True, name=f"stop-{handle}").start()
+
+
+def _not_permitted(handle: str, sig: str, reason: str | None, exc: OSError) -> None:
+    """The warning for a replica process this user may not signal: it runs on."""
+    pid = _parse_handle(handle)[0]
+    why = f" ({reason})" if reason else ""
+    log.warning(
+        "cannot stop replica process %s%s: %s to its process group %d was refused (%s): it "
+        "belongs to another user, so it runs on and the replica stays 'stopping'; stop it as "
+        "that user or as root: `kill -TERM -- -%d` (then `kill -KILL -- -%d` if it is still "
+        "there after its grace period)",
+        handle,
+        why,
+        sig,
+        pid,
+        exc.strerror or exc,
+        pid,
+        pid,
+    )
 
 
 _JOB_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST"}
@@ -247,6 +287,9 @@ class JobLauncher:
             client = Client()
         self.client = client
         self.project = project
+        # cancels that did not reach the server, by job id: sent again by status()
+        self._unstopped: dict[str, _Unstopped] = {}
+        self._lock = threading.Lock()
 
     def launch(
         self,
@@ -277,9 +320,15 @@ class JobLauncher:
         return str(job["id"])
 
     def status(self, handle: str) -> LaunchStatus:
+        """The replica job's state; a cancel of it that failed is sent again here (see
+        :meth:`stop`) while the job has not ended."""
         job = self.client.get_job(handle)
         state = str(job.get("state", "")).upper()
         host = job.get("node_address") or None
+        with self._lock:
+            unstopped = self._unstopped.pop(handle, None)
+        if unstopped is not None and state not in _JOB_FINAL:
+            self._cancel(unstopped)
         if state in ("QUEUED", "PENDING"):
             return LaunchStatus(state="pending", reason=job.get("pending_reason"), host=host)
         if state not in _JOB_FINAL:
@@ -293,15 +342,132 @@ class JobLauncher:
         )
 
     def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
-        from aistack.errors import ValidationError
-
+        """Cancel the replica's job. Never raises (the contract): a job already ended or
+        deleted has nothing to stop; a cancel that did not reach the server (it is down,
+        it failed) leaves the replica running, so it is logged as a warning naming the job
+        and the error, and sent again by :meth:`status` (the controller asks each tick for
+        a replica it is stopping) until it goes through or the job has ended. A cancel the
+        server refuses in every form is logged as a warning and not sent again."""
         # the API keeps at most 500 printable characters of a reason
         why = " ".join((reason or "").split())
         why = (why[:499] + "…") if len(why) > 500 else why
+        with self._lock:
+            self._unstopped.pop(handle, None)
+        self._cancel(_Unstopped(handle=handle, grace_s=grace_s, reason=why))
+
+    def _cancel(self, u: _Unstopped) -> None:
+        """Send the cancel ``u``; what failed is kept in ``_unstopped`` to be sent again."""
+        from aistack.errors import ConflictError, NotFoundError, ValidationError
+
+        what = f"replica job {u.handle}" + (f" ({u.reason})" if u.reason else "")
         try:
+            self._send_cancel(u)
+        except NotFoundError as exc:  # deleted: it does not run
+            log.info("cancel of %s: nothing to stop (%s)", what, exc)
+            return
+        except ConflictError as exc:
+            # already ended (nothing to stop), or it changed state meanwhile (the server
+            # says try again): status() sends it again unless the job has ended
+            log.info("cancel of %s: %s", what, exc)
+            self._keep(u)
+            return
+        except ValidationError as exc:
+            log.warning(
+                "the server refused the cancel of %s in every form (%s): the replica may "
+                "still be running; stop it with `aistack cancel %s`",
+                what,
+                exc,
+                u.handle,
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - the server is down, it failed...
+            u.failures += 1
+            now = time.monotonic()
+            if u.failures == 1 or now - u.warned_t >= UNSTOPPED_WARN_EVERY_S:
+                u.warned_t = now
+                log.warning(
+                    "could not cancel %s: %s: %s; the replica may still be running (try %d; "
+                    "sent again when its status is next checked, or stop it with "
+                    "`aistack cancel %s`)",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    u.failures,
+                    u.handle,
+                )
+            self._keep(u)
+            return
+        if u.failures:
+            log.warning("cancelled %s after %d failed tries", what, u.failures)
+
+    def _keep(self, u: _Unstopped) -> None:
+        with self._lock:
+            self._unstopped[u.handle] = u
+
+    def pending_cancels(self) -> list[dict[str, Any]]:
+        """The cancels that did not go through yet (sent again by :meth:`status`), as the
+        controller keeps them in its ``state.json`` so that a restarted controller sends them
+        again (:meth:`cancel_later`): ``{"handle", "grace_s", "reason", "failures"}``."""
+        with self._lock:
+            kept = list(self._unstopped.values())
+        return [
+            {"handle": u.handle, "grace_s": u.grace_s, "reason": u.reason, "failures": u.failures}
+            for u in kept
+        ]
+
+    def cancel_later(self, handle: str, grace_s: float, reason: str, failures: int = 0) -> None:
+        """Keep a cancel an earlier controller could not send (:meth:`pending_cancels`): it is
+        sent by the next :meth:`status` of ``handle``, unless :meth:`stop` sends one first."""
+        with self._lock:
+            if handle not in self._unstopped:
+                self._unstopped[handle] = _Unstopped(
+                    handle=handle, grace_s=grace_s, reason=reason, failures=failures
+                )
+
+    def _send_cancel(self, u: _Unstopped) -> None:
+        from aistack.errors import ValidationError
+
+        # the grace period goes with the cancel (it was dropped: the server's own applied);
+        # a client without ``grace_s`` (an SDK of an older aistack, a test's fake) gets none.
+        # What the server refuses is left out, one thing at a time: the reason first (the
+        # grace period is what lets the replica finish its requests: it stays), then the
+        # grace period (a server that does not know it), then both
+        reasons: list[dict[str, Any]] = [{"reason": u.reason}, {}] if u.reason else [{}]
+        tries: list[dict[str, Any]] = []
+        if _takes(self.client.cancel, "grace_s"):
+            tries += [{**r, "grace_s": u.grace_s} for r in reasons]
+        tries += reasons
+        for i, kwargs in enumerate(tries):
             try:
-                self.client.cancel(handle, reason=why or None)
-            except ValidationError:  # a reason the server refused must not keep the job running
-                self.client.cancel(handle)
-        except Exception as exc:  # already finished or gone: nothing to stop
-            log.info("cancel of replica job %s: %s", handle, exc)
+                self.client.cancel(u.handle, **kwargs)
+                return
+            except ValidationError:
+                # what the server refused (a grace period an older server does not know,
+                # a reason) must not keep the job running: try again with less
+                if i == len(tries) - 1:
+                    raise
+
+
+UNSTOPPED_WARN_EVERY_S = 60.0  # a cancel that keeps failing is logged again at most this often
+
+
+@dataclass
+class _Unstopped:
+    """A replica job's cancel that did not go through (sent again by ``JobLauncher.status``)."""
+
+    handle: str
+    grace_s: float
+    reason: str
+    failures: int = 0
+    warned_t: float = 0.0
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether callable ``fn`` accepts the keyword argument ``name``."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)

@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +96,28 @@ def running_services() -> list[str]:
 def _starting(name: str) -> bool:
     """Whether a controller of ``name`` was spawned and has not yet written controller.json
     (``controller.starting`` holds its pid while the spawner waits for it)."""
+    return _starting_pid(name) is not None
+
+
+def _starting_pid(name: str) -> int | None:
+    """The pid in ``controller.starting`` when it is alive (see :func:`_starting`)."""
     try:
         pid = int((service_dir(name) / "controller.starting").read_text())
     except (OSError, ValueError):
-        return False
-    return _pid_alive(pid)
+        return None
+    return pid if pid > 0 and _pid_alive(pid) else None
+
+
+def _is_controller_process(pid: int) -> bool:
+    """Whether ``pid`` runs a service controller (``python -m aistack.serving.controller``),
+    not a pid reused by another process since; True where ``/proc`` cannot tell."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc (not Linux): cannot tell
+    except OSError:
+        return True
+    return b"aistack.serving.controller" in cmdline
 
 
 DELETING = "deleting"  # in the service directory while a delete runs: the deleter's pid
@@ -118,6 +137,27 @@ def _being_deleted(name: str) -> ConflictError:
         f"service {name!r} is being deleted",
         hint=f"nothing was changed; once the delete is done, deploy {name!r} again to serve it",
     )
+
+
+@contextmanager
+def _service_lock(name: str) -> Iterator[None]:
+    """An exclusive ``flock`` held while a controller of ``name`` is spawned (deploy, restart)
+    and while a delete marks the service as being deleted, between the processes that do
+    either (the server's watch restarts a dead controller; ``aistack serve delete`` runs in the
+    CLI): a restart that saw no delete marker and a delete that saw no starting controller
+    ran at once, and the delete moved the folder away under the new controller, which ran on
+    without it. Outside the service folder (``services/.locks/NAME.lock``), which a delete
+    moves."""
+    import fcntl
+
+    locks = services_dir() / ".locks"
+    locks.mkdir(exist_ok=True)
+    fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def _get(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -271,8 +311,12 @@ def deploy(
             hint=hint if isinstance(hint, str) else None,
             **where,
         ) from None
+    if spec.launcher == "process":
+        check_process_replicas(spec, memory=memory, priority=priority)
     check_replica_job(spec)
     d = service_dir(spec.name)
+    if _deleting(spec.name):  # its folder is about to move away (checked again at the spawn)
+        raise _being_deleted(spec.name)
     if _controller(spec.name) is not None:
         raise ConflictError(
             f"service {spec.name!r} is already running",
@@ -290,7 +334,6 @@ def deploy(
     (d / "logs").mkdir(exist_ok=True)
     # state.json stays: a controller started over a dead one adopts its running replicas
     (d / "controller.json").unlink(missing_ok=True)
-    (d / DELETING).unlink(missing_ok=True)  # left by a delete that was killed
     # over a stopped service, its spec and environment are kept until the new controller runs:
     # a controller that does not start leaves the service as it was (the new spec.json was
     # written over the old one, which was lost). A controller that has not answered within 30 s
@@ -300,6 +343,8 @@ def deploy(
         _write_spec(d, spec)
         _spawn_controller(d, spec.name, env=_record_env(d))
     except (ConflictError, OSError) as exc:
+        if _deleting(spec.name):  # a delete began: the folder is its, to stop and move away
+            raise _being_deleted(spec.name) from None
         why = (
             exc.message
             if isinstance(exc, ConflictError)
@@ -454,13 +499,13 @@ def check_resources_fit(res: ReplicaResources, nodes: list[Any] | None = None) -
             Node(
                 name=str(n.get("name", "?")),
                 cpus=int(n.get("cpus", 0)),
-                memory_mb=int(n.get("memory_mb", 0)),
+                memory_mb=int(n.get("memory_mb") or 0),
                 gpus=tuple(
                     GpuDevice(
                         index=int(g.get("index", i)),
                         uuid=str(g.get("uuid", "")),
                         name=str(g.get("name", "")),
-                        memory_mb=int(g.get("memory_mb", 0)),
+                        memory_mb=int(g.get("memory_mb") or 0),  # null: the engine does not say
                     )
                     for i, g in enumerate(n.get("gpus") or [])
                 ),
@@ -536,6 +581,50 @@ def _bury(d: Path) -> Path:
     raise ConflictError(f"cannot keep the folder of {d.name!r} in {graveyard}: too many names")
 
 
+def check_process_replicas(
+    spec: ServiceSpec, *, memory: str | None = None, priority: int | None = None
+) -> None:
+    """What local-process replicas can honour of the spec, checked at deploy (they were given
+    ``memory`` and ``priority`` and ignored both, and ``cpus`` was not applied either):
+    ``cpus`` is each replica's thread count (the replica's ``--threads``: torch's threads and
+    ``OMP_NUM_THREADS``), so at most the cores this machine has; ``memory`` and ``priority``
+    are the scheduler's (it reserves the memory and orders the jobs), which no local process
+    has, so a value given for either is refused, as GPUs are, instead of being dropped."""
+    how = (
+        "run the replicas as jobs, which the scheduler places: `launcher` jobs (or auto) with "
+        "the aistack server up (`aistack up --detach`)"
+    )
+    if memory is not None:
+        raise ValidationError(
+            f"memory: local-process replicas cannot be held to {memory}: nothing reserves or "
+            "limits a local process's memory",
+            hint=f"leave `memory` out, or {how}, where the scheduler reserves it",
+            field="memory",
+        )
+    if priority is not None:
+        raise ValidationError(
+            f"priority: local-process replicas have no scheduler to order them by priority "
+            f"{priority}",
+            hint=f"leave `priority` out, or {how}",
+            field="priority",
+        )
+    cores = _usable_cores()
+    if spec.resources.cpus > cores:
+        raise ValidationError(
+            f"cpus: local-process replicas run on this machine, which has {cores} CPU "
+            f"core{'s' if cores != 1 else ''}; {spec.resources.cpus} were asked for per replica",
+            hint=f"set `cpus` to at most {cores}, or {how}",
+            field="cpus",
+        )
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def choose_launcher(launcher: str) -> str:
     """``auto``: replicas become aistack jobs when a server is configured (AISTACK_URL, or
     ``aistack up`` recorded one in the home dir), else local processes."""
@@ -584,44 +673,65 @@ def _recorded_env(d: Path) -> dict[str, str]:
     return {**os.environ, **{str(k): str(v) for k, v in saved.items()}}
 
 
-def _spawn_controller(d: Path, name: str, env: dict[str, str] | None = None) -> None:
+def _spawn_controller(
+    d: Path, name: str, env: dict[str, str] | None = None, *, unless_running: bool = False
+) -> bool:
     """Start the controller of the service in ``d`` in its own session; wait until it listens.
     ``env``: the controller's environment (default: the one recorded at deploy, over this
     process's).
 
     Until the controller writes controller.json, ``controller.starting`` holds a live pid (this
     process's, then the child's), so the service does not look "controller down" meanwhile:
-    the server's watch would otherwise start a second controller beside this one."""
+    the server's watch would otherwise start a second controller beside this one.
+
+    Under :func:`_service_lock`: a service being deleted gets no controller (ConflictError);
+    the delete finds the child's pid in ``controller.starting`` and stops it.
+    ``unless_running``: spawn nothing (False) when a controller runs or is starting (a restart:
+    two of them at once started two controllers). True when a controller was started."""
     (d / "logs").mkdir(parents=True, exist_ok=True)
     starting = d / "controller.starting"
-    starting.write_text(str(os.getpid()))
-    try:
-        (d / "controller.json").unlink(missing_ok=True)
-        log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - for the child
+    with _service_lock(name):
+        if _deleting(name):
+            raise _being_deleted(name)
+        if not (d / "spec.json").exists():  # deleted (moved away) since the caller looked
+            status(name)  # NotFoundError with the list of services
+        if unless_running and (_controller(name) is not None or _starting(name)):
+            return False
+        (d / DELETING).unlink(missing_ok=True)  # left by a delete that was killed
+        starting.write_text(str(os.getpid()))
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                # a controller started inside a job outlives it (the job's supervisor ends
-                # the other processes a job leaves behind)
-                env={**(env if env is not None else _recorded_env(d)), OUTLIVES_JOB_ENV: "1"},
-            )
-        finally:
-            log_file.close()
-        starting.write_text(str(proc.pid))
+            (d / "controller.json").unlink(missing_ok=True)
+            log_file = open(d / "logs" / "controller.log", "ab")  # noqa: SIM115 - for the child
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "aistack.serving.controller", "--dir", str(d)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    # a controller started inside a job outlives it (the job's supervisor
+                    # ends the other processes a job leaves behind)
+                    env={**(env if env is not None else _recorded_env(d)), OUTLIVES_JOB_ENV: "1"},
+                )
+            finally:
+                log_file.close()
+            starting.write_text(str(proc.pid))
+        except BaseException:
+            starting.unlink(missing_ok=True)
+            raise
+    try:
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
+            if _deleting(name):  # a delete began: it stops this controller (see delete)
+                raise _being_deleted(name)
             if proc.poll() is not None:
                 raise ConflictError(
                     f"the controller of {name!r} exited at start (code {proc.returncode})",
                     hint=f"see {d / 'logs' / 'controller.log'}",
                 )
             if _controller(name) is not None:
-                return
+                return True
             time.sleep(0.1)
         raise ConnectionFailed(f"the controller of {name!r} did not start within 30 s")
     finally:
@@ -636,8 +746,10 @@ def restart(name: str, *, wait_ready_s: float | None = 60.0) -> dict[str, Any]:
     d = service_dir(name)
     if not (d / "spec.json").exists():
         status(name)  # raises NotFoundError with the list of services
+    if _deleting(name):  # (checked again under the lock, by _spawn_controller)
+        raise _being_deleted(name)
     if _controller(name) is None and not _starting(name):
-        _spawn_controller(d, name)
+        _spawn_controller(d, name, unless_running=True)
     if wait_ready_s:
         spec = read_stored_spec(d / "spec.json")
         wait_ready(
@@ -718,7 +830,7 @@ def status(name: str) -> dict[str, Any]:
     if ctl is not None:
         try:
             st = _get(ctl["url"] + "/-/status")
-            st["status"] = _summary_state(st)
+            st["status"] = "deleting" if _deleting(name) else _summary_state(st)
             return st
         except ConnectionFailed:
             pass
@@ -733,6 +845,8 @@ def status(name: str) -> dict[str, Any]:
             "replicas": [],
         }
     st["status"] = "controller down" if ctl is None and not _starting(name) else "starting"
+    if _deleting(name):  # not "controller down": the server's watch restarts those
+        st["status"] = "deleting"
     st["ready_replicas"] = 0 if ctl is None else st.get("ready_replicas", 0)
     return st
 
@@ -762,6 +876,7 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
     if not wait_s:
         return status(name)
     deadline = time.monotonic() + wait_s
+    st: dict[str, Any] = {}
     while time.monotonic() < deadline:
         st = status(name)
         ro = st.get("rollout") or {}
@@ -775,11 +890,33 @@ def update(name: str, model: str, *, wait_s: float | None = 300.0) -> dict[str, 
             return st
         time.sleep(0.2)
     raise ConflictError(
-        f"update of {name!r} to {resolved.uri} still rolling out after {wait_s:g} s; it goes "
-        "on in the background",
+        f"update of {name!r} to {resolved.uri} still rolling out after {wait_s:g} s"
+        + _rollout_step(st, resolved.uri)
+        + "; it goes on in the background",
         hint=f"watch it with `aistack serve status {name}` or GET {API}/services/{name} "
-        "(its rollout)",
+        "(its rollout); each new replica starts before an old one stops, so a rollout needs "
+        "room for one replica more than the service runs",
     )
+
+
+def _rollout_step(st: dict[str, Any], uri: str) -> str:
+    """``" (step 1/2: waiting for r3, queued by the scheduler: needs 2 CPUs ...)"``: where a
+    rollout that has not finished is, and why the replica it waits for has not started (a
+    timed-out update said only "still rolling out", though a full cluster keeps it waiting)."""
+    ro = st.get("rollout") or {}
+    step = str(ro.get("message") or "")
+    if not step or ro.get("to") != uri:
+        return ""
+    waited = step.rpartition("waiting for ")[2]
+    why = next(
+        (
+            r.get("reason")
+            for r in st.get("replicas") or []
+            if r.get("id") == waited and r.get("state") == "starting"
+        ),
+        None,
+    )
+    return f" ({step}" + (f", {why}" if why else "") + ")"
 
 
 def target_ref(st: dict[str, Any], to: str) -> str:
@@ -834,15 +971,27 @@ def scale(
 ) -> dict[str, Any]:
     """Set the autoscaler's limits. Neither given is a ValidationError saying what to give
     (a scale request with an empty body ``{}`` answered the limits unchanged, a silent no-op)."""
+    st = status(name)  # NotFoundError for a service that does not exist, not "no controller"
     if min_replicas is None and max_replicas is None:
-        raise nothing_to_scale()
-    status(name)  # NotFoundError for a service that does not exist, not "no controller"
+        raise nothing_to_scale(name=name, present=present_limits(name, st))
     body = {
         k: v
         for k, v in (("min_replicas", min_replicas), ("max_replicas", max_replicas))
         if v is not None
     }
     return _post(name, "/-/scale", body)
+
+
+def present_limits(name: str, st: dict[str, Any]) -> tuple[int, int] | None:
+    """The service's replica limits (min, max): from its status, else its spec.json."""
+    lo, hi = st.get("min_replicas"), st.get("max_replicas")
+    if isinstance(lo, int) and isinstance(hi, int):
+        return lo, hi
+    try:
+        auto = read_stored_spec(service_dir(name) / "spec.json").autoscale
+    except Exception:  # noqa: BLE001 - unreadable: the error says where to look instead
+        return None
+    return auto.min_replicas, auto.max_replicas
 
 
 def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -873,18 +1022,43 @@ def delete(name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
     # an update or scale meanwhile is told the service is being deleted, not that its
     # controller is gone and it should be redeployed (see _post)
     marker = d / DELETING
+    # under the lock a spawn holds (see _spawn_controller): from here no controller of
+    # `name` starts, and one that is starting is in controller.starting (its pid), to stop
+    with _service_lock(name):
+        # read before the marker is written: a spawner that sees the marker gives up and
+        # removes controller.starting (not under the lock), leaving its child to the delete
+        starting = _starting_pid(name)
+        try:
+            marker.write_text(str(os.getpid()))
+        except FileNotFoundError:  # a delete beside this one moved the folder meanwhile
+            raise NotFoundError(
+                f"no service named {name!r}: it was deleted meanwhile",
+                hint=f"nothing to do; `aistack serve ls` or GET {API}/services lists the services",
+            ) from None
     try:
-        marker.write_text(str(os.getpid()))
-    except FileNotFoundError:  # a delete beside this one moved the folder meanwhile
-        raise NotFoundError(
-            f"no service named {name!r}: it was deleted meanwhile",
-            hint=f"nothing to do; `aistack serve ls` or GET {API}/services lists the services",
-        ) from None
-    try:
+        if starting is not None and starting != os.getpid() and _is_controller_process(starting):
+            _stop_starting_controller(starting, timeout_s)
         return _stop_and_bury(name, d, st, timeout_s)
     except BaseException:
         marker.unlink(missing_ok=True)  # (moved with the folder when the delete got that far)
         raise
+
+
+def _stop_starting_controller(pid: int, timeout_s: float) -> None:
+    """Stop a controller that a restart (the server's watch) or a deploy spawned and that may
+    not have written controller.json yet, before the delete reads state.json and moves the
+    folder (it ran on without its folder, started a replica job and kept the port): SIGTERM,
+    as its ``/-/shutdown`` does (once it serves, uvicorn's shutdown stops the replicas it has
+    started; before, it has started none and ends at once), SIGKILL after ``timeout_s``."""
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        _signal(pid, signal.SIGKILL)
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and _pid_alive(pid):
+            time.sleep(0.1)
 
 
 def _stop_and_bury(name: str, d: Path, st: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -900,35 +1074,160 @@ def _stop_and_bury(name: str, d: Path, st: dict[str, Any], timeout_s: float) -> 
             time.sleep(0.1)
         if _pid_alive(int(ctl["pid"])):
             _signal(int(ctl["pid"]), signal.SIGKILL)
-    # replicas left behind by a dead controller (process launcher only)
+    # replicas left behind by a dead controller, or that its shutdown could not stop
     try:
         final = json.loads((d / "state.json").read_text())
     except (OSError, ValueError):
         final = st
-    stopped = 0
-    if (final.get("launcher") or "process") == "process":
-        from aistack.serving.launcher import ProcessLauncher
-
-        procs = ProcessLauncher()  # it never signals a PID that now belongs to another process
-        for r in final.get("replicas", []):
-            handle = r.get("handle")
-            if handle and r.get("state") not in ("stopped", "failed"):
-                if procs.status(str(handle)).state == "running":
-                    procs.stop(str(handle), grace_s=timeout_s, reason=f"service {name} deleted")
-                    stopped += 1
-    if final.get("launcher") == "jobs":
-        for r in final.get("replicas", []):
-            if r.get("handle") and r.get("state") not in ("stopped", "failed"):
-                try:
-                    from aistack.client import Client
-
-                    Client().cancel(r["handle"], reason=f"service {name} deleted")
-                    stopped += 1
-                except Exception:  # already finished, or the server is gone
-                    pass
+    why = f"service {name} deleted"
+    grace = min(REPLICA_STOP_GRACE_S, timeout_s)
+    if (final.get("launcher") or "process") == "jobs":
+        stopped, not_stopped = _cancel_replica_jobs(final, grace, why)
+    else:
+        stopped, not_stopped = _stop_replica_processes(final, grace, why)
     dest = _bury(d)
     (dest / DELETING).unlink(missing_ok=True)  # the kept folder is as the service left it
-    return {"name": name, "deleted": True, "orphans_stopped": stopped, "kept_at": str(dest)}
+    if not_stopped:
+        raise _not_stopped(name, final.get("launcher") or "process", not_stopped, stopped, dest)
+    # orphans: which replicas it stopped (the CLI names them); orphans_stopped: how many (kept
+    # for callers of earlier versions)
+    return {
+        "name": name,
+        "deleted": True,
+        "orphans_stopped": len(stopped),
+        "orphans": stopped,
+        "kept_at": str(dest),
+    }
+
+
+# the grace period of a replica a delete stops (SIGTERM, then SIGKILL after it): the one its
+# controller gives a replica it stops (ServiceController._stop_replica)
+REPLICA_STOP_GRACE_S = 10.0
+_JOB_ENDED = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST")
+
+
+def _cancel_replica_jobs(
+    final: dict[str, Any], grace_s: float, reason: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Cancel each replica job that still runs, whatever the controller listed it as (its
+    shutdown lists a replica it stopped as "stopped" once its grace period is over, ended or
+    not): asked of the aistack server one by one. Returns the ones cancelled
+    (``{"replica", "handle", "pid": None}``, the handle a job id) and the ones that could not
+    be: ``{"replica", "handle", "error"}``."""
+    from aistack.client import Client
+
+    listed = [r for r in final.get("replicas", []) if isinstance(r, dict) and r.get("handle")]
+    pending = final.get("pending_cancels")
+    for p in pending if isinstance(pending, list) else []:  # its cancels still to send
+        if isinstance(p, dict) and p.get("handle"):
+            if not any(str(r["handle"]) == str(p["handle"]) for r in listed):
+                listed.append({"id": p.get("replica"), "handle": p["handle"]})
+    if not listed:
+        return [], []
+    client = Client(timeout=10.0)
+    stopped: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for r in listed:
+        handle = str(r["handle"])
+        try:
+            state = str(client.get_job(handle).get("state", "")).upper()
+            if state in _JOB_ENDED or state == "CANCELLING":  # ended, or already stopping
+                continue
+            client.cancel(handle, reason=reason, grace_s=grace_s)
+            stopped.append({"replica": r.get("id"), "handle": handle, "pid": None})
+        except NotFoundError:  # deleted: it does not run
+            continue
+        except Exception as exc:  # noqa: BLE001 - the server is down, it refused...
+            try:  # a cancel refused because the job ended meanwhile is no failure
+                if str(client.get_job(handle).get("state", "")).upper() in _JOB_ENDED:
+                    continue
+            except Exception:  # noqa: BLE001 - said by the first error
+                pass
+            failed.append(
+                {"replica": r.get("id"), "handle": handle, "error": f"{type(exc).__name__}: {exc}"}
+            )
+    return stopped, failed
+
+
+def _stop_replica_processes(
+    final: dict[str, Any], grace_s: float, reason: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stop the replica processes that still run (SIGTERM, SIGKILL after ``grace_s``) and wait
+    for them: the launcher's SIGKILL comes from a daemon thread, which ended with the CLI that
+    runs the delete, so a replica that ignored SIGTERM ran on. Returns the ones stopped
+    (``{"replica", "handle", "pid"}``, the handle PID@START) and the ones still running after
+    the wait: ``{"replica", "handle", "pid", "error"}``."""
+    from aistack.serving.launcher import ProcessLauncher, handle_pid
+
+    procs = ProcessLauncher()  # it never signals a PID that now belongs to another process
+    stopping = []
+    for r in final.get("replicas", []):
+        handle = r.get("handle") if isinstance(r, dict) else None
+        # every listed one is asked (the controller's shutdown lists a replica it stopped as
+        # "stopped" once its grace period is over, ended or not)
+        if handle and procs.status(str(handle)).state == "running":
+            procs.stop(str(handle), grace_s=grace_s, reason=reason)
+            stopping.append(r)
+    deadline = time.monotonic() + grace_s + 5.0  # the SIGKILL, then its effect
+    while stopping and time.monotonic() < deadline:
+        if all(procs.status(str(r["handle"])).state == "exited" for r in stopping):
+            break
+        time.sleep(0.1)
+    failed, stopped = [], []
+    for r in stopping:
+        handle = str(r["handle"])
+        if procs.status(handle).state == "exited":
+            stopped.append({"replica": r.get("id"), "handle": handle, "pid": handle_pid(handle)})
+        else:
+            failed.append(
+                {
+                    "replica": r.get("id"),
+                    "handle": handle,
+                    "pid": handle_pid(handle),
+                    "error": f"still running {grace_s + 5.0:g} s after SIGTERM and SIGKILL "
+                    "(a process of another user cannot be signalled)",
+                }
+            )
+    return stopped, failed
+
+
+def _not_stopped(
+    name: str,
+    launcher: str,
+    failed: list[dict[str, Any]],
+    stopped: list[dict[str, Any]],
+    dest: Path,
+) -> ConflictError:
+    """The error of a delete that left replicas running: the service is deleted (its folder
+    kept at ``dest``), and it says which replicas may still run and how to stop them."""
+    which = "; ".join(
+        f"{f.get('replica') or 'replica'} ({'job' if launcher == 'jobs' else 'pid'} "
+        f"{f['handle'] if launcher == 'jobs' else f['pid']}): {f['error']}"
+        for f in failed
+    )
+    if launcher == "jobs":
+        ids = " ".join(str(f["handle"]) for f in failed)
+        hint = (
+            f"they may still run and hold their resources: stop them with `aistack cancel "
+            f"{ids}` (start the aistack server first if it is down: `aistack up --detach`)"
+        )
+    else:
+        pids = " ".join(f"-{f['pid']}" for f in failed)
+        hint = (
+            f"they may still run: stop them as their owner or as root with `kill -KILL -- "
+            f"{pids}` (each replica's process group)"
+        )
+    hint += f"; the service's logs are kept at {dest / 'logs'}"
+    n = len(failed)
+    return ConflictError(
+        f"service {name!r} was deleted, but {n} of its replicas could not be stopped: {which}",
+        hint=hint,
+        deleted=True,
+        kept_at=str(dest),
+        orphans_stopped=len(stopped),
+        orphans=stopped,
+        not_stopped=failed,
+    )
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -955,8 +1254,11 @@ def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str,
     for f in files:
         if replica and f.stem != replica:
             continue
-        lines = f.read_text(errors="replace").splitlines()
-        out[f.stem] = lines[-tail:] if tail > 0 else lines
+        # the last ``tail`` lines, read from the end: a long-running replica's log was read
+        # whole into memory for `serve logs` (its default is 100 lines)
+        out[f.stem] = (
+            _last_lines(f, tail) if tail > 0 else f.read_text(errors="replace").splitlines()
+        )
     for r in _replica_handles(name):
         # replicas run as aistack jobs: their output is the job's log on the server
         if r["id"] not in out and (not replica or r["id"] == replica):
@@ -969,12 +1271,35 @@ def logs(name: str, *, replica: str | None = None, tail: int = 100) -> dict[str,
             except Exception as exc:  # the server may be gone; say so instead of failing
                 out[r["id"]] = [f"(log of job {r['handle']} unavailable: {exc})"]
     if replica and not out:
+        # it said only that the ids "are in its status": another command to run
+        ids = _replica_ids(name, files)
+        if ids:
+            raise NotFoundError(
+                f"service {name!r} has no replica {replica!r}; its replicas: {', '.join(ids)}",
+                hint=f"pass one of them (e.g. `replica` {ids[-1]}) or leave `replica` out for "
+                f"every log; `aistack serve status {name}` (GET {API}/services/{name}) says "
+                "which one is which",
+                field="replica",
+            )
         raise NotFoundError(
-            f"service {name!r} has no replica {replica!r}",
-            hint=f"its replicas and their ids are in its status (`aistack serve status {name}` "
-            f"or GET {API}/services/{name})",
+            f"service {name!r} has no replica {replica!r}: it has had no replica yet",
+            hint=f"leave `replica` out for the controller's log (`aistack serve logs {name}` or "
+            f"GET {API}/services/{name}/logs)",
+            field="replica",
         )
     return out
+
+
+def _replica_ids(name: str, files: list[Path]) -> list[str]:
+    """The ids of the replicas a service has had: in its state.json, or with a log, in order
+    (r2 before r10)."""
+    ids = {f.stem for f in files if f.stem != "controller"}
+    try:
+        st = json.loads((service_dir(name) / "state.json").read_text())
+        ids |= {str(r["id"]) for r in st.get("replicas", []) if isinstance(r, dict) and r.get("id")}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return sorted(ids, key=lambda i: (_num(i), i))
 
 
 def _replica_handles(name: str) -> list[dict[str, Any]]:
@@ -985,6 +1310,19 @@ def _replica_handles(name: str) -> list[dict[str, Any]]:
     if st.get("launcher") != "jobs":
         return []
     return [r for r in st.get("replicas", []) if r.get("handle")]
+
+
+def _last_lines(path: Path, n: int, block: int = 1 << 16) -> list[str]:
+    """The last ``n`` lines of ``path``, reading it backwards in blocks (not all of it)."""
+    with path.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        data, pos = b"", end
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    return data.decode("utf-8", "replace").splitlines()[-n:]
 
 
 def _num(stem: str) -> int:

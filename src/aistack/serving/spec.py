@@ -388,15 +388,30 @@ class ServiceSpec(_Strict):
         return v
 
 
-def nothing_to_scale(unknown: list[str] | None = None) -> ValidationError:
+def nothing_to_scale(
+    unknown: list[str] | None = None,
+    *,
+    name: str | None = None,
+    present: tuple[int, int] | None = None,
+) -> ValidationError:
     """The error of a scale that changes nothing (``{}``; it answered the limits unchanged, a
     silent no-op), from the manager and from the controller's ``/-/scale`` alike. ``unknown``:
-    the fields given that a scale does not take (a misspelt ``min``)."""
+    the fields given that a scale does not take (a misspelt ``min``). ``present``: the
+    service's (``name``'s) limits now, (min, max), said in the message (it said "the present
+    limits are in its status", which the caller then had to look up)."""
     what = f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""
+    now = ""
+    if present is not None:
+        lo, hi = present
+        now = (
+            f"; {name or 'the service'} now has min {lo} replica{'' if lo == 1 else 's'}, "
+            f"max {hi} replica{'' if hi == 1 else 's'}"
+        )
     return ValidationError(
-        f"scale: nothing to change: give min_replicas, max_replicas or both{what}",
+        f"scale: nothing to change: give min_replicas, max_replicas or both{what}{now}",
         hint="e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum "
-        "at least 1); the service's present limits are in its status",
+        "at least 1)"
+        + ("" if present is not None else "; the service's present limits are in its status"),
     )
 
 

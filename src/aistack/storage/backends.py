@@ -116,3 +116,27 @@ def open_backend(url: str, **storage_options: Any) -> Backend:
     # object store relies on seeing other processes' writes
     fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **opts)
     return Backend(url=url, scheme=scheme, fs=fs, root=path)
+
+
+def store_identity(url: str) -> str:
+    """A stable name of the store ``url`` reaches, without credentials, recorded with each
+    dataset version: ``file:///abs/path`` (symlinks resolved), ``memory://name``,
+    ``s3://bucket/prefix`` (plus `` at ENDPOINT`` when a custom endpoint is set). Two URLs of
+    one store give one identity as far as the URL tells (a relative path, ``file://``, a
+    trailing ``/``, ``s3a://``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    scheme, path = split_url(url)
+    if scheme == "file":
+        return "file://" + path
+    if scheme == "memory":
+        return "memory://" + path
+    bucket, sep, prefix = path.partition("/")
+    bucket = bucket.rpartition("@")[2]  # (s3://KEY:SECRET@bucket: never recorded)
+    ident = f"s3://{bucket}{sep}{prefix.strip('/')}".rstrip("/")
+    endpoint = os.environ.get("AISTACK_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint.strip())
+        host = parts.netloc.rpartition("@")[2]  # no user:password
+        ident += " at " + urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    return ident

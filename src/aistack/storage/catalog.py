@@ -57,6 +57,8 @@ metadata = MetaData(
     }
 )
 
+STORE_MAX = 1024  # characters of storage_versions.store
+
 datasets = Table(
     "storage_datasets",
     metadata,
@@ -79,6 +81,9 @@ versions = Table(
     Column("meta", JSON, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("deleted_at", DateTime, nullable=True),
+    # the object store the version's objects and manifest are in (backends.store_identity);
+    # NULL: added before it was recorded (revision 0004_storage_store)
+    Column("store", String(STORE_MAX), nullable=True),
     UniqueConstraint("dataset_id", "version", name="uq_storage_versions_dataset_version"),
 )
 
@@ -195,6 +200,32 @@ def unreachable_db(engine: Engine, exc: BaseException) -> ConnectionFailed | Non
     )
 
 
+def add_store_column(bind: Engine | Connection) -> None:
+    """Add ``storage_versions.store`` to a catalog made before it existed (by an older CLI or
+    migration 0002_storage); a no-op when it is there. Another process adding it at the same
+    time is no error."""
+
+    def has_it(conn: Connection) -> bool:
+        cols = sa.inspect(conn).get_columns("storage_versions")
+        return any(c["name"] == "store" for c in cols)
+
+    ddl = sa.text(f"ALTER TABLE storage_versions ADD COLUMN store VARCHAR({STORE_MAX})")
+    if isinstance(bind, Connection):
+        if not has_it(bind):
+            bind.execute(ddl)
+        return
+    with bind.connect() as conn:
+        if has_it(conn):
+            return
+    try:
+        with bind.begin() as conn:
+            conn.execute(ddl)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        with bind.connect() as conn:
+            if not has_it(conn):  # not a race with another process: a real failure
+                raise
+
+
 def _transient(exc: Exception) -> bool:
     if isinstance(exc, sa.exc.IntegrityError):
         return True
@@ -219,6 +250,7 @@ class Catalog:
         for attempt in range(10):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                add_store_column(self.engine)
                 _SCHEMA_READY.add(id(self.engine))
                 return
             except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
@@ -275,10 +307,12 @@ class Catalog:
         meta: dict[str, Any] | None,
         tag_names: tuple[str, ...] = (),
         reuse_same: bool = False,
+        store: str | None = None,
     ) -> dict[str, Any]:
-        """Insert the next version; with ``reuse_same``, when the newest live version already
-        has this manifest (same bytes, same paths), tag that one instead (``"reused": True``),
-        checked in the same transaction as the insert."""
+        """Insert the next version, recorded as in ``store``; with ``reuse_same``, when the
+        newest live version already has this manifest (same bytes, same paths) in the same
+        store (or one not recorded), tag that one instead (``"reused": True``), checked in the
+        same transaction as the insert."""
         did = self.ensure_dataset(name)
 
         def _insert(conn: Connection) -> dict[str, Any]:
@@ -290,12 +324,17 @@ class Catalog:
                         versions.c.manifest,
                         versions.c.hash_algo,
                         versions.c.created_at,
+                        versions.c.store,
                     )
                     .where(versions.c.dataset_id == did, versions.c.deleted_at.is_(None))
                     .order_by(versions.c.version.desc())
                     .limit(1)
                 ).first()
-                if same is not None and (same.manifest, same.hash_algo) == (manifest, hash_algo):
+                if (
+                    same is not None
+                    and (same.manifest, same.hash_algo) == (manifest, hash_algo)
+                    and same.store in (None, store)
+                ):
                     for t in tag_names:
                         self._set_tag(conn, did, t, int(same.version))
                     return {
@@ -320,6 +359,7 @@ class Catalog:
                     message=message,
                     meta=meta,
                     created_at=now,
+                    store=store,
                 )
             )
             for t in tag_names:
@@ -482,6 +522,14 @@ class Catalog:
                 for r in conn.execute(q)
                 if (r.name, int(r.version)) in pairs
             }
+
+    def manifest_stores(self, manifest: str) -> list[str | None]:
+        """The store of each live version with ``manifest`` (None: not recorded)."""
+        with self.engine.connect() as conn:
+            q = sa.select(versions.c.store).where(
+                versions.c.deleted_at.is_(None), versions.c.manifest == manifest
+            )
+            return [r[0] for r in conn.execute(q)]
 
     def live_manifests(self) -> set[str]:
         with self.engine.connect() as conn:

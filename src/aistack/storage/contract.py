@@ -257,7 +257,8 @@ class StorageContract:
         assert (same.version, same.unchanged, same.bytes_written) == (1, True, 0)
         assert same.message == "first" and ds.resolve("u@gold").version == 1
         assert [v.version for v in ds.log("u")] == [1]
-        assert ds.add("u", src).version == 2  # the default still records every add
+        assert ds.add("u", src).unchanged  # the default, as `aistack data add`
+        assert ds.add("u", src, if_changed=False).version == 2  # --always-new
         (src / "README.md").write_text("changed")
         v3 = ds.add("u", src, if_changed=True)
         assert (v3.version, v3.unchanged) == (3, False) and v3.manifest != v1.manifest

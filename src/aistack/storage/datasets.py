@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 from aistack.errors import ConflictError, IntegrityError, NotFoundError, ValidationError
 from aistack.settings import Settings, get_settings
 from aistack.storage import materialize, upload
-from aistack.storage.backends import Backend, open_backend
+from aistack.storage.backends import Backend, open_backend, store_identity
 from aistack.storage.catalog import Catalog, aware, engine_for
 from aistack.storage.diff import DatasetDiff, FileChange, diff_entries
 from aistack.storage.gc import GcReport, collect_garbage
@@ -88,6 +88,9 @@ class DatasetVersion:
     # set by delete(): the lineage edges to and from the version, which it keeps (as it keeps
     # its catalog row): `aistack data lineage NAME@vN` still shows them
     lineage_kept: int = 0
+    # the object store its objects are in (backends.store_identity); None: not recorded (a
+    # version added before stores were recorded)
+    store: str | None = None
 
     @property
     def ref(self) -> str:
@@ -191,6 +194,11 @@ class Datasets:
             return self._store
 
     @property
+    def store_id(self) -> str:
+        """This process's store (``store_url``) as versions record it, without credentials."""
+        return store_identity(self.store_url)
+
+    @property
     def manifests(self) -> ManifestStore:
         self.store  # noqa: B018 - opens lazily
         assert self._manifests is not None
@@ -214,13 +222,14 @@ class Datasets:
         tags: tuple[str, ...] | list[str] = (),
         metadata: dict[str, Any] | None = None,
         progress: Progress | None = None,
-        if_changed: bool = False,
+        if_changed: bool = True,
     ) -> DatasetVersion:
         """Store the files under ``path`` as a new immutable version of ``name``.
 
-        With ``if_changed``, data identical to the newest version (same paths, bytes and modes)
-        makes no new version: that version is returned (``unchanged=True``), given ``tags``,
-        and keeps its own message and metadata, as ``dvc add`` of unchanged data does.
+        Data identical to the newest version (same paths, bytes and modes) makes no new
+        version, as ``aistack data add`` and ``dvc add`` of unchanged data: that version is
+        returned (``unchanged=True``), given ``tags``, and keeps its own message and metadata.
+        ``if_changed=False`` makes a new version anyway (``aistack data add --always-new``).
 
         A big file is read through a mapping under a read lease (:mod:`.sources`): another
         process that opens it for writing or truncates it meanwhile waits until the add has
@@ -229,7 +238,10 @@ class Datasets:
         writing, NFS, ...) the file is read into buffers instead, into the same chunks."""
         check_name(name)
         _check_bool(
-            if_changed, "if_changed", "True returns the newest version when nothing changed"
+            if_changed,
+            "if_changed",
+            "True (the default) returns the newest version when nothing changed, False makes "
+            "a new version anyway",
         )
         if not isinstance(tags, list | tuple | set | frozenset):
             raise ValidationError(
@@ -253,22 +265,28 @@ class Datasets:
         sources = scan(path)
         total = sum(s.size for s in sources)
         t0 = time.perf_counter()
-        entries, written = upload.upload(
-            self.store, sources, total, progress, workers=self._pool_size()
-        )
-        mid = self.manifests.put(entries)
-        nbytes = sum(e.size for e in entries)
-        row = self.catalog.add_version(
-            name=name,
-            manifest=mid,
-            hash_algo=self.store.algo,
-            files=len(entries),
-            nbytes=nbytes,
-            message=message,
-            meta=meta,
-            tag_names=tag_names,
-            reuse_same=if_changed,
-        )
+        from aistack.storage.holds import hold_add
+
+        # from before the first object is written until the version is in the catalog, gc
+        # keeps what this add writes, whatever its grace period
+        with hold_add(self.lease_dir):
+            entries, written = upload.upload(
+                self.store, sources, total, progress, workers=self._pool_size()
+            )
+            mid = self.manifests.put(entries)
+            nbytes = sum(e.size for e in entries)
+            row = self.catalog.add_version(
+                name=name,
+                manifest=mid,
+                hash_algo=self.store.algo,
+                files=len(entries),
+                nbytes=nbytes,
+                message=message,
+                meta=meta,
+                tag_names=tag_names,
+                reuse_same=if_changed,
+                store=self.store_id,
+            )
         if row["reused"]:
             same = self.resolve(f"{name}@v{row['version']}")
             log.info("%s: unchanged since v%d; no new version", name, same.version)
@@ -295,6 +313,7 @@ class Datasets:
             hash_algo=self.store.algo,
             id=row["id"],
             bytes_written=written,
+            store=self.store_id,
         )
 
     def _check_unchanged(
@@ -369,6 +388,7 @@ class Datasets:
             id=int(row["id"]),
             deleted=row["deleted_at"] is not None,
             deleted_at=aware(row["deleted_at"]),
+            store=row.get("store"),
         )
 
     def ls(self) -> list[DatasetSummary]:
@@ -410,10 +430,27 @@ class Datasets:
         try:
             yield
         except MissingObjectError as exc:
-            conflict = self._deleted_meanwhile(v, exc)
+            conflict = self._deleted_meanwhile(v, exc) or self._in_other_store(v, exc)
             if conflict is None:
                 raise
             raise conflict from exc
+
+    def _in_other_store(self, v: DatasetVersion, exc: MissingObjectError) -> ConflictError | None:
+        """The error of a read of ``v`` that found its data missing because ``v`` was added to
+        another store than this process's (one metadata DB used with two
+        AISTACK_STORAGE_URLs): no data was lost, the wrong store was asked. None when ``v``
+        was recorded in this store (or its store was not recorded)."""
+        if v.store is None or v.store == self.store_id:
+            return None
+        return ConflictError(
+            f"{v.ref} lives in store {v.store}; this process uses store {self.store_id}, which "
+            f"does not have its data ({exc.message})",
+            hint=f"set AISTACK_STORAGE_URL to the store {v.ref} was added to ({v.store}), or "
+            "add the data again into this store (`aistack data add`); nothing was lost",
+            ref=v.ref,
+            store=v.store,
+            this_store=self.store_id,
+        )
 
     def _deleted_meanwhile(
         self, v: DatasetVersion, exc: MissingObjectError
@@ -878,7 +915,9 @@ class Datasets:
     def gc(self, dry_run: bool = True, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport:
         """Delete objects and manifests no live version uses, and stale temp files.
 
-        Objects younger than ``grace_s`` are kept (an add may be writing them). Referenced
+        Objects younger than ``grace_s`` are kept (an add may be writing them), and so is all
+        that an add running now with the same AISTACK_HOME (``<AISTACK_HOME>/add-leases``, this
+        machine) has written or reused, whatever ``grace_s``. Referenced
         versions cannot be deleted, so their objects are always live. Only ``cas/`` and
         ``manifests/`` under the store root are touched.
 
@@ -905,8 +944,18 @@ class Datasets:
                 hint=f"pass e.g. grace_s={DEFAULT_GRACE_S:g} (objects younger are kept)",
                 field="grace_s",
             )
+        from aistack.storage.gc import view_adds
+
+        store, manifests = self.store, self.manifests
+        adds = view_adds(self.lease_dir)  # before the catalog is read
         return collect_garbage(
-            self.catalog, self.store, self.manifests, dry_run=dry_run, grace_s=grace_s
+            self.catalog,
+            store,
+            manifests,
+            dry_run=dry_run,
+            grace_s=grace_s,
+            adds=adds,
+            store_id=self.store_id,
         )
 
     def verify(self, ref: str) -> int:
@@ -938,7 +987,8 @@ class Datasets:
             return n
         missing = [exc for _, _, exc in bad if isinstance(exc, MissingObjectError)]
         if missing:  # a version deleted while it was read, and gc'd, lost nothing: say so
-            conflict = self._deleted_meanwhile(v, missing[0])
+            # (and one in another store than this process's lost nothing either)
+            conflict = self._deleted_meanwhile(v, missing[0]) or self._in_other_store(v, missing[0])
             if conflict is not None:
                 raise conflict from missing[0]
         if len(bad) == 1:

@@ -36,7 +36,7 @@ import shlex
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +248,173 @@ def refuse_held(
         "`aistack data unref --force` (Python: force=True)",
         ref=label,
     )
+
+
+# -- adds in progress, for gc -------------------------------------------------------------------
+# An add writes objects (and its manifest) before its version is in the catalog: until then
+# only their age keeps gc from deleting them, and `data gc --grace 0 --force` during an add
+# left a version without its objects. So an add holds a lease
+# ``<AISTACK_HOME>/add-leases/<pid>-<uuid>.lease`` (flock-ed, naming when it started; beside
+# the references' ``leases`` folder, see :func:`add_lease_dir`) while it runs, and gc keeps every object and manifest modified since the oldest running add started
+# (:func:`oldest_add_start`). An add that starts while gc reads those leases waits on the
+# fence file until gc has taken its own time and slept past the filesystem's timestamp
+# granularity: its objects are then newer than gc's start, which gc keeps at any grace.
+ADDS = "add-leases"
+_FENCE = "fence"
+# subtracted from an add's start: file timestamps come from a coarse clock (a kernel tick
+# behind the real time), so an object written just after the add started may read older
+ADD_START_SLACK_S = 1.0
+# gc sleeps this long inside the fence after taking its time (longer than a kernel tick)
+GC_FENCE_SLEEP_S = 0.03
+
+# the starts of the adds this process runs now (a count each), for the object store: on S3
+# and memory:// an add gives an object it reuses a new modification time when it is older
+# than the latest of them (:func:`latest_add_start`), so gc, which keeps what was modified
+# since the oldest running add started, keeps it
+_add_starts: Counter[float] = Counter()
+_add_starts_lock = threading.Lock()
+
+
+def latest_add_start() -> float | None:
+    """The start (as its lease records it) of the add this process began last of those still
+    running; None when none runs. An object modified before it may be older than a running
+    add's start, so an add that reuses it must refresh it."""
+    with _add_starts_lock:
+        return max(_add_starts) if _add_starts else None
+
+
+@contextlib.contextmanager
+def _running(start: float) -> Iterator[None]:
+    with _add_starts_lock:
+        _add_starts[start] += 1
+    try:
+        yield
+    finally:
+        with _add_starts_lock:
+            _add_starts[start] -= 1
+            if _add_starts[start] <= 0:
+                del _add_starts[start]
+
+
+@contextlib.contextmanager
+def _fence(d: Path, op: int) -> Iterator[None]:
+    assert fcntl is not None
+    fd = os.open(d / _FENCE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, op)
+        yield
+    finally:
+        os.close(fd)  # (drops the lock)
+
+
+def add_lease_dir(directory: Path | None = None) -> Path:
+    """The folder of the add leases: ``add-leases`` beside the reference lease folder
+    ``directory`` (default ``<AISTACK_HOME>/leases``)."""
+    return (directory or default_lease_dir()).parent / ADDS
+
+
+@contextlib.contextmanager
+def hold_add(directory: Path | None = None) -> Iterator[float | None]:
+    """Hold a lease saying an add is writing objects, from before it writes the first one
+    until its version is in the catalog; yields the start it records (None when no lease
+    could be taken: a lease folder that cannot be written or locked is warned about, and the
+    add runs unprotected, as before)."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        yield None
+        return
+    d = add_lease_dir(directory)
+    import time
+    import uuid
+
+    fd = -1
+    path = d / f"{os.getpid()}-{uuid.uuid4().hex}.lease"
+    start = time.time() - ADD_START_SLACK_S
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _fence(d, fcntl.LOCK_SH):  # not while a gc is reading the leases
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = time.time() - ADD_START_SLACK_S
+            me = {"pid": os.getpid(), "host": socket.gethostname(), "start": start}
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        log.warning(
+            "could not take a lease in %s (%s): a `data gc` with a short grace period "
+            "running meanwhile could delete objects this add writes",
+            d, exc,
+        )  # fmt: skip
+        with _running(start):
+            yield None
+        return
+    try:
+        with _running(start):
+            yield start
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def gc_view_of_adds(
+    directory: Path | None = None, clock: Callable[[], float] | None = None
+) -> tuple[float, float | None]:
+    """For gc: ``(now, oldest)``, where ``now`` is gc's time (``clock()``, default
+    ``time.time``) and ``oldest`` the start of the oldest add running (None: none runs). Every
+    object an add running now writes or reuses is modified at or after ``oldest`` (a local
+    store touches every object an add reuses; on S3 and memory:// an add refreshes each one
+    modified before its start, :meth:`aistack.storage.objects.ObjectStore.put`), and every
+    object of an add that starts later at or after ``now - ADD_START_SLACK_S``. Lease files of
+    dead adds are removed."""
+    import time
+
+    clock = clock or time.time
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return clock(), None
+    d = add_lease_dir(directory)
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fence = _fence(d, fcntl.LOCK_EX)
+        fence.__enter__()
+    except OSError as exc:
+        log.warning("could not lock %s (%s): gc does not see the adds running now", d, exc)
+        return clock(), None
+    try:
+        now = clock()
+        starts = [s for s in map(_running_add, d.glob("*.lease")) if s is not None]
+        time.sleep(GC_FENCE_SLEEP_S)  # an add let in after this writes after ``now``
+    finally:
+        fence.__exit__(None, None, None)
+    return now, (min(starts) if starts else None)
+
+
+def _running_add(path: Path) -> float | None:
+    """The start of the add holding the lease ``path``; None when its add ended (the file is
+    removed). One that cannot be read counts as started at 0: it keeps everything."""
+    assert fcntl is not None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0.0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return 0.0
+        else:  # nobody holds it: its add was killed
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return None
+        try:
+            start = json.loads(os.pread(fd, 4096, 0) or b"{}").get("start")
+        except (ValueError, AttributeError):
+            return 0.0
+        return float(start) if isinstance(start, int | float) else 0.0
+    finally:
+        os.close(fd)

@@ -240,13 +240,20 @@ class ObjectStore:
         """Whether object ``key`` is already stored (S3, memory); an old one gets a new
         modification time first, as :meth:`_keep_existing` gives a local one: a gc running
         meanwhile read the live set before this add's version existed, and spares only young
-        unreferenced objects (an object of a deleted version, added again, was lost)."""
+        unreferenced objects (an object of a deleted version, added again, was lost). Old:
+        modified :data:`REFRESH_AFTER_S` ago or more, or before the start of an add this
+        process runs now (gc keeps, whatever its grace, only what was modified since the
+        oldest running add started: an object 2 s old reused unrefreshed was lost to
+        ``gc --grace 0``)."""
         try:
             info = self.fs.info(key)
         except FileNotFoundError:
             return False
+        from aistack.storage.holds import latest_add_start
+
         m = _mtime(info)
-        if m is not None and time.time() - m < REFRESH_AFTER_S:
+        start = latest_add_start()
+        if m is not None and time.time() - m < REFRESH_AFTER_S and (start is None or m >= start):
             return True
         if self.backend.scheme == "s3":
             try:
@@ -548,14 +555,17 @@ class ObjectStore:
         except FileNotFoundError:
             pass
 
-    def stale_tmp(self, older_than_s: float) -> list[str]:
-        """Leftover temp files of killed writers (local backend only)."""
+    def stale_tmp(self, older_than_s: float, now: float | None = None) -> list[str]:
+        """Leftover temp files of killed writers (local backend only): older than
+        ``older_than_s`` at ``now`` (default: the current time; gc gives its own, taken before
+        it looked for running adds, so that a file an add wrote since is never stale)."""
         if not self.backend.is_local:
             return []
         tmpdir = self.backend.path(PREFIX, TMP)
         if not os.path.isdir(tmpdir):
             return []
-        now = time.time()
+        if now is None:
+            now = time.time()
         out = []
         for e in os.scandir(tmpdir):
             with contextlib.suppress(OSError):

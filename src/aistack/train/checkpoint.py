@@ -18,6 +18,14 @@ store, a temporary object left more than an hour ago is deleted the same way: se
 the one just written). A latest checkpoint that cannot be read (truncated, corrupt) is skipped
 with a warning and the next older one is loaded. :meth:`CheckpointStore.archive` moves a run's
 checkpoints into ``previous-<time>/`` (``--no-resume`` starts a new lineage with it).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a checkpoint store can be shared
+(a bucket, an NFS folder) and a full unpickle runs whatever code the file names. What the
+trainer writes (tensors, state dicts, RNG states, numbers, strings) loads that way; a
+checkpoint of the earlier format (numpy's RNG state as an array) too, with just numpy's
+array and uint32 dtype allowed. A file that names any other Python object is refused with
+:class:`UntrustedCheckpointError`, never skipped for an older one; ``trust=True``
+(``--trust-checkpoints``, or ``AISTACK_TRUST_CHECKPOINTS=1``) loads it with a full unpickle.
 """
 
 from __future__ import annotations
@@ -44,6 +52,10 @@ _TMP_NAME = re.compile(r"^\.(?:step_\d{8,}\.pt|probe)\.(\d{1,10})\.tmp\Z")
 LEFTOVER_GRACE_S = 3600.0
 # temporary files this process is writing now (never swept, whatever their age)
 _WRITING: set[str] = set()
+# set to 1 (true, yes, on) to load checkpoints that name Python objects with a full unpickle
+TRUST_ENV = "AISTACK_TRUST_CHECKPOINTS"
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
 def url_to_fs(url: str) -> tuple[Any, str]:
@@ -112,7 +124,10 @@ def _unreadable(data: bytes, exc: BaseException) -> str:
             f"not a PyTorch checkpoint file ({len(data):,} bytes starting {data[:12]!r}; one "
             "torch.save writes is a zip archive)"
         )
-    said = " ".join(f"{type(exc).__name__}: {exc}".split()).split(". ")[0][:160]
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # torch's safe loader; its advice is not ours
+        text = "weights_only=True: " + text.split("WeightsUnpickler error:", 1)[1]
+    said = " ".join(f"{type(exc).__name__}: {text}".split()).split(". ")[0][:160]
     return f"a damaged or truncated PyTorch file ({len(data):,} bytes; torch.load: {said})"
 
 
@@ -158,10 +173,115 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class CheckpointStore:
-    """Save / find / load checkpoints of one run under ``url``."""
+class UntrustedCheckpointError(ValidationError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses: loading it would unpickle
+    Python objects (and so could run code) that a checkpoint of this trainer never holds."""
 
-    def __init__(self, url: str, *, keep: int = 3) -> None:
+
+def trust_from_env() -> bool:
+    """``AISTACK_TRUST_CHECKPOINTS`` as a bool (unset: False); another word is an error."""
+    raw = os.environ.get(TRUST_ENV, "").strip().lower()
+    if raw in _TRUE_WORDS:
+        return True
+    if raw in _FALSE_WORDS:
+        return False
+    raise ValidationError(
+        f"{TRUST_ENV}: expected 1 or 0 (true/false, yes/no, on/off), got "
+        f"{short_repr(os.environ.get(TRUST_ENV))}",
+        hint=f"set {TRUST_ENV}=1 to load checkpoints with a full unpickle, or unset it",
+        field=TRUST_ENV,
+    )
+
+
+def _numpy_rng_globals() -> list[Any]:
+    """What a checkpoint of the earlier format needs besides torch's own safe types: numpy's
+    RNG state held its 624 keys as a uint32 ndarray (pickled through ``_reconstruct``, named
+    ``numpy.core.multiarray`` by numpy 1.x and ``numpy._core.multiarray`` by numpy 2)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    rebuild = core.multiarray._reconstruct
+    return [
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.uint32)),
+        (rebuild, "numpy._core.multiarray._reconstruct"),
+        (rebuild, "numpy.core.multiarray._reconstruct"),
+    ]
+
+
+def _refused_names(data: bytes, exc: BaseException) -> list[str]:
+    """The Python objects (module.name) that made the safe loader refuse ``data``: every one
+    the pickle names (a zip-format file), else the one torch's error names."""
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+        if names:
+            return sorted(names)
+    except Exception:  # noqa: BLE001 - the legacy format (not a zip): torch's words below
+        pass
+    return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
+
+
+def _safe_load(data: bytes, path: str, *, trust: bool) -> Any:
+    """``torch.load`` of a checkpoint file's bytes that unpickles no code (see the module's
+    doc); ``trust``: a file the safe loader refuses is unpickled in full (with a warning)."""
+    import pickle
+
+    import torch
+
+    def load(weights_only: bool) -> Any:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=weights_only)
+
+    try:
+        return load(True)
+    except pickle.UnpicklingError as first:
+        if "weights only" not in str(first).lower():
+            raise
+    try:  # a checkpoint of the earlier format: numpy's RNG state as an array
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            return load(True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise
+        refused = exc
+    names = _refused_names(data, refused)
+    if trust:
+        if names:
+            log.warning(
+                "checkpoint %s names Python objects besides tensors and plain values (%s); "
+                "loading it in full because checkpoints are trusted (--trust-checkpoints or "
+                "%s=1)",
+                path,
+                ", ".join(names[:6]),
+                TRUST_ENV,
+            )
+        return load(False)
+    if not names:  # refused for no object it names: a damaged file (garbage opcodes)
+        raise refused
+    shown = ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
+    raise UntrustedCheckpointError(
+        f"checkpoint {path} was not loaded: it names Python objects a checkpoint of this "
+        f"trainer never holds ({shown}), whose unpickling can run code. Checkpoints are loaded "
+        "with torch.load(weights_only=True), as anyone who can write to the checkpoint store "
+        "could otherwise run code in this process",
+        hint=f"only if every writer of the checkpoint store is trusted (your own runs wrote "
+        f"this file): load it with --trust-checkpoints or {TRUST_ENV}=1; otherwise move it out "
+        "of the folder, or start over with --no-resume (moves the run's checkpoints aside)",
+        field="checkpoint_url",
+    )
+
+
+class CheckpointStore:
+    """Save / find / load checkpoints of one run under ``url``.
+
+    ``trust``: load a checkpoint that names Python objects besides tensors and plain values
+    with a full unpickle (it can run code) instead of refusing it; None:
+    ``AISTACK_TRUST_CHECKPOINTS``."""
+
+    def __init__(self, url: str, *, keep: int = 3, trust: bool | None = None) -> None:
         if not isinstance(url, str | os.PathLike) or not str(url).strip():
             raise ValidationError(
                 f"checkpoint_url: expected a directory or a URL, got {short_repr(url)}",
@@ -179,6 +299,13 @@ class CheckpointStore:
         self.root: str
         self.fs, self.root = url_to_fs(self.url)
         self.keep: int = int(keep)
+        if trust is not None and not isinstance(trust, bool):
+            raise ValidationError(
+                f"trust: expected true or false, got {short_repr(trust)}",
+                hint="pass trust=True only for checkpoints whose every writer you trust",
+                field="trust",
+            )
+        self.trust: bool = trust_from_env() if trust is None else trust
         self.sweep_leftovers()
 
     @property
@@ -411,12 +538,15 @@ class CheckpointStore:
                 log.warning("could not delete old checkpoint step %d: %s", old, exc)
 
     def _read(self, step: int) -> dict[str, Any]:
-        import torch
-
-        with self.fs.open(self.path_for(step), "rb") as fh:
+        """The checkpoint of ``step``: FileNotFoundError, UntrustedCheckpointError, or
+        ValueError saying why it cannot be read."""
+        path = self.path_for(step)
+        with self.fs.open(path, "rb") as fh:
             data = fh.read()
         try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+            state = _safe_load(data, path, trust=self.trust)
+        except UntrustedCheckpointError:
+            raise
         except Exception as exc:  # noqa: BLE001 - torch's own words say little (int() of 'arbage')
             raise ValueError(_unreadable(data, exc)) from None
         if not isinstance(state, dict) or "step" not in state:
@@ -438,6 +568,8 @@ class CheckpointStore:
                 else f"{self.url} holds no checkpoint",
                 field="step",
             ) from None
+        except UntrustedCheckpointError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             others = [s for s in self.steps() if s != step]
             raise BackendError(
@@ -454,7 +586,8 @@ class CheckpointStore:
         """The checkpoint at ``step``, or None when the run has none.
 
         Without ``step``: the latest one that can be read; a truncated or corrupt file is
-        skipped with a warning naming it. BackendError when none can be read.
+        skipped with a warning naming it. BackendError when none can be read. A file the safe
+        loader refuses (:class:`UntrustedCheckpointError`) is not skipped: it is the error.
         """
         if step is not None:
             return self._read_one(_step_number(step))
@@ -463,6 +596,8 @@ class CheckpointStore:
         for s in reversed(steps):
             try:
                 state = self._read(s)
+            except UntrustedCheckpointError:
+                raise  # someone put it there: resuming from an older one would hide that
             except Exception as exc:  # noqa: BLE001 - any unreadable file: try the older one
                 bad.append(f"{self.path_for(s)} ({type(exc).__name__}: {exc})"[:300])
                 log.warning(

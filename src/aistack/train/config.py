@@ -85,6 +85,12 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(100, ge=1)
     checkpoint_url: str | None = Field(None, description="default <objects_url>/checkpoints/<run>")
     keep_checkpoints: int = Field(3, ge=1)
+    trust_checkpoints: bool = Field(
+        False,
+        description="load a checkpoint that names Python objects besides tensors and plain "
+        "values with a full unpickle, which can run code: only when you trust every writer of "
+        "the checkpoint store (default: refused; AISTACK_TRUST_CHECKPOINTS=1 does the same)",
+    )
     resume: bool = True
     log_every: int = Field(10, ge=1)
     metrics_file: str | None = Field(None, description="JSON lines, one per step (rank 0)")
@@ -154,6 +160,14 @@ def _raise(exc: PydanticValidationError) -> typing.NoReturn:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "config"
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if loc == "run_name" and first.get("type") == "string_pattern_mismatch":
+        raise ValidationError(
+            f"run_name: {short_repr(first.get('input'))} is not a run name: it names the run's "
+            "checkpoint folder, so it takes ASCII letters, digits, '.', '_' and '-', starting "
+            "with a letter or digit",
+            hint="e.g. --run-name gpt-lr3e-4_v2",
+            field=loc,
+        ) from None
     if first.get("type") == "extra_forbidden":
         allowed = ", ".join(sorted(TrainConfig.model_fields))
         raise ValidationError(

@@ -38,6 +38,7 @@ Remote shards (``s3://…`` or any fsspec URL) are copied once into
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import glob
@@ -250,7 +251,24 @@ def expand_paths(data: str | Sequence[str]) -> list[str]:
             f"data: no shard files found for {data!r}",
             hint="give shard files, a directory of shards or a glob such as 'shards/*.bin'",
         )
+    _warn_repeated(out)
     return out
+
+
+def _warn_repeated(files: list[str]) -> None:
+    """Warn about a shard listed more than once (a folder and a glob or file inside it, say):
+    each copy is read every epoch, so its windows come that many times as often as the
+    others'. Kept, not dropped: repeating a shard on purpose up-samples it."""
+    counts = collections.Counter(f if _is_remote(f) else os.path.realpath(f) for f in files)
+    repeated = [f"{name} ({n}×)" for name, n in counts.items() if n > 1]
+    if repeated:
+        log.warning(
+            "data: %s listed more than once: %s; each copy is read every epoch, so its "
+            "windows are seen that many times as often as the others' (list each shard once, "
+            "unless that up-sampling is meant)",
+            "1 shard is" if len(repeated) == 1 else f"{len(repeated)} shards are",
+            _shown(repeated),
+        )
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:
@@ -433,7 +451,8 @@ class ShardLoader:
         if self.batches_per_epoch < 1:
             raise ValidationError(
                 f"data: {self.n_windows} windows of {self.seq_len + 1} tokens cannot fill one batch "
-                f"of {self.batch_size} per rank for {self.world_size} ranks",
+                f"of {self.batch_size} per rank for {self.world_size} "
+                f"rank{'s' if self.world_size != 1 else ''}",
                 hint="add data, or lower seq_len / micro_batch_size",
                 field="data",
             )

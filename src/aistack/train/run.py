@@ -49,6 +49,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,18 @@ _SIGNALS: list[int] = []
 # the signals that stop the run (checkpoint, then exit 128 + the signal), the first one
 # first: when ranks were sent different ones, all of them stop with the first here
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_flags(received: list[int]) -> list[float]:
+    """One flag per signal of ``_STOP_SIGNALS`` (in its order): 1.0 when ``received`` has it.
+    Summed over the ranks by an all-reduce, then read back by :func:`_first_stop`."""
+    return [float(s in received) for s in _STOP_SIGNALS]
+
+
+def _first_stop(flags: list[float]) -> str | None:
+    """The name of the first stop signal whose flag (from :func:`_stop_flags`, possibly summed
+    over ranks) is set, None when none is: the signal every rank stops with."""
+    return next((s.name for s, v in zip(_STOP_SIGNALS, flags, strict=True) if v > 0), None)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -161,9 +174,14 @@ def _warmup_note(cfg: TrainConfig) -> str | None:
 
 
 def _rng_state(torch: Any) -> dict[str, Any]:
+    """This process's RNG states, as tensors and plain values only: a checkpoint is loaded
+    with ``torch.load(weights_only=True)``, which refuses numpy objects. numpy's state is
+    ``("MT19937", keys, pos, has_gauss, cached_gaussian)``: its uint32 key array becomes a
+    list of ints (np.random.set_state takes either)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     st = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -967,6 +985,24 @@ def _register(run_id: str | None, name: str, model_uri: str) -> str:
     return str(register_from_run(str(run_id), name, "model")["version"])
 
 
+def _undo_setup(
+    old: dict[Any, Any], loader: Any, sink: _MetricsSink | None, *, killed: bool
+) -> None:
+    """After a failed set-up: close what it opened (the loader, the metrics sink: its MLflow
+    run ends FAILED, or KILLED after a Ctrl-C) and put back the signal handlers ``old``,
+    whatever closing raises."""
+    try:
+        if loader is not None:
+            loader.close()
+        if sink is not None:
+            sink.close(status="KILLED" if killed else "FAILED")
+    except Exception as exc:  # noqa: BLE001 - the set-up's own error is the one to raise
+        log.debug("closing after a failed set-up: %s", exc)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training as configured; returns when done or stopped by a signal."""
     _check_tokenizer(cfg)
@@ -1041,206 +1077,227 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.vocab_size or any(_is_remote(d) for d in cfg.data):
         check_fits(_gpt_config(cfg, cfg.vocab_size or max(2, (cfg.eos_id or 0) + 1)))
 
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
-    _SIGNALS.clear()
-
-    loader_prefetch = cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0)
-    loader = ShardLoader(
-        cfg.data,
-        seq_len=cfg.seq_len,
-        batch_size=cfg.micro_batch_size,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world,
-        pin_memory=use_cuda,
-        eos_id=cfg.eos_id,
-        prefetch=loader_prefetch,
-    )
-    vocab = _check_tokens(cfg, loader)
-    tok_digest = _check_tokenizer_pairing(cfg, loader)
-    gcfg = _gpt_config(cfg, vocab)
-    check_fits(gcfg)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed + rank)
-    np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1
-    model = GPT(gcfg).to(device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        fused=use_cuda,
-    )
-    store = CheckpointStore(
-        cfg.checkpoint_url or run_checkpoint_url(cfg.run_name), keep=cfg.keep_checkpoints
-    )
-    store.check_writable()
-    if not cfg.resume and rank == 0:
-        moved = store.archive()
-        if moved:
-            log.warning(
-                "--no-resume: the earlier checkpoints of %s were moved to %s", cfg.run_name, moved
-            )
-    start = 0
-    resumed_from: int | None = None
-    mlflow_run_id: str | None = None
-    carried_loss: float | None = None  # the last logged loss of the run we resume
-    state = store.load() if cfg.resume else None
-    if state is not None:
-        _check_resume_tokenizer(state, tok_digest)
-        _check_resume(state, gcfg.to_dict(), loader)
-        _load_weights(state, model, opt, store, gcfg.to_dict())
-        rngs = state.get("rng") or []
-        if len(rngs) == world:
-            _set_rng_state(torch, rngs[rank])
-        start = resumed_from = int(state["step"])
-        mlflow_run_id = state.get("mlflow_run_id")
-        carried_loss = state.get("last_loss")
-        if rank == 0:
-            log.info("resumed %s from step %d (%s)", cfg.run_name, start, store.url)
-            old_cfg = state.get("config") or {}
-            changed = [k for k in _OPTIM_KEYS if k in old_cfg and old_cfg[k] != getattr(cfg, k)]
-            if changed:
-                log.warning(
-                    "resumed with other settings than the checkpoint's: %s (the optimizer "
-                    "state is the checkpoint's; use a new --run-name to start over)",
-                    ", ".join(f"{k} {old_cfg[k]!r} -> {getattr(cfg, k)!r}" for k in changed),
-                )
-            schedule_note = _schedule_change(old_cfg, cfg, start)
-            if schedule_note:
-                log.warning("%s", schedule_note)
-            batch_note = _batch_change(old_cfg, cfg, start, world)
-            if batch_note:
-                log.warning("%s", batch_note)
-            if start >= cfg.max_steps:
-                log.warning(
-                    "run %s is already at step %d (max_steps %d): nothing to train; use a new "
-                    "--run-name or --no-resume to train again",
-                    cfg.run_name,
-                    start,
-                    cfg.max_steps,
-                )
-    del state
-    if resumed_from is None:  # same weights on every rank above; per-rank dropout RNG below
-        torch.manual_seed(cfg.seed * 1000 + rank)
-
-    n_params = model.num_params()
-    fpt = flops_per_token(gcfg, n_params)
-    peak = (
-        cfg.peak_tflops * 1e12
-        if cfg.peak_tflops
-        else (peak_flops(torch.cuda.get_device_name(device)) if use_cuda else None)
-    )
-    train_model: Any = model
-    if cfg.compile:
-        train_model = torch.compile(model)
-    if distributed:
-        train_model = DDP(train_model, device_ids=[local_rank] if use_cuda else None)
-
-    resolved = {
-        "vocab_size": vocab,
-        "eos_id": loader.eos_id,
-        "prefetch": loader_prefetch,
-        "checkpoint_url": store.url,
-        "peak_tflops": peak / 1e12 if peak else None,
-    }
-    sink = _MetricsSink(cfg, mlflow_run_id, start, resolved) if rank == 0 else None
-    warmup_note = _warmup_note(cfg) if start < cfg.max_steps else None
-    if rank == 0 and warmup_note:
-        log.warning("%s", warmup_note)
-    if rank == 0:
-        log.info(
-            "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",
-            cfg.run_name,
-            n_params / 1e6,
-            world,
-            cfg.tokens_per_step * world,
-            device,
-            ", bf16" if bf16 else "",
+    # Python runs signal handlers in the main thread only (signal.signal raises elsewhere):
+    # a train() called from another thread (a notebook's background thread) trains without
+    # them
+    in_main = threading.current_thread() is threading.main_thread()
+    if not in_main and rank == 0:
+        log.warning(
+            "train() runs outside the main thread: SIGTERM, SIGINT and SIGUSR1 do not "
+            "checkpoint it (Python handles signals in the main thread only)"
         )
+    stoppers = (signal.SIGTERM, signal.SIGUSR1) if in_main else ()
+    old = {s: signal.signal(s, _on_signal) for s in stoppers}
+    _SIGNALS.clear()
+    loader: Any = None
+    sink: _MetricsSink | None = None
+    try:
+        loader_prefetch = cfg.prefetch if cfg.prefetch is not None else (2 if use_cuda else 0)
+        loader = ShardLoader(
+            cfg.data,
+            seq_len=cfg.seq_len,
+            batch_size=cfg.micro_batch_size,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world,
+            pin_memory=use_cuda,
+            eos_id=cfg.eos_id,
+            prefetch=loader_prefetch,
+        )
+        vocab = _check_tokens(cfg, loader)
+        tok_digest = _check_tokenizer_pairing(cfg, loader)
+        gcfg = _gpt_config(cfg, vocab)
+        check_fits(gcfg)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed + rank)
+        np.random.seed((cfg.seed + rank) % 2**32)  # numpy's seeds stop at 2**32 - 1
+        model = GPT(gcfg).to(device)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            fused=use_cuda,
+        )
+        store = CheckpointStore(
+            cfg.checkpoint_url or run_checkpoint_url(cfg.run_name),
+            keep=cfg.keep_checkpoints,
+            trust=True if cfg.trust_checkpoints else None,  # else AISTACK_TRUST_CHECKPOINTS
+        )
+        store.check_writable()
+        if not cfg.resume and rank == 0:
+            moved = store.archive()
+            if moved:
+                log.warning(
+                    "--no-resume: the earlier checkpoints of %s were moved to %s",
+                    cfg.run_name,
+                    moved,
+                )
+        start = 0
+        resumed_from: int | None = None
+        mlflow_run_id: str | None = None
+        carried_loss: float | None = None  # the last logged loss of the run we resume
+        state = store.load() if cfg.resume else None
+        if state is not None:
+            _check_resume_tokenizer(state, tok_digest)
+            _check_resume(state, gcfg.to_dict(), loader)
+            _load_weights(state, model, opt, store, gcfg.to_dict())
+            rngs = state.get("rng") or []
+            if len(rngs) == world:
+                _set_rng_state(torch, rngs[rank])
+            start = resumed_from = int(state["step"])
+            mlflow_run_id = state.get("mlflow_run_id")
+            carried_loss = state.get("last_loss")
+            if rank == 0:
+                log.info("resumed %s from step %d (%s)", cfg.run_name, start, store.url)
+                old_cfg = state.get("config") or {}
+                changed = [k for k in _OPTIM_KEYS if k in old_cfg and old_cfg[k] != getattr(cfg, k)]
+                if changed:
+                    log.warning(
+                        "resumed with other settings than the checkpoint's: %s (the optimizer "
+                        "state is the checkpoint's; use a new --run-name to start over)",
+                        ", ".join(f"{k} {old_cfg[k]!r} -> {getattr(cfg, k)!r}" for k in changed),
+                    )
+                schedule_note = _schedule_change(old_cfg, cfg, start)
+                if schedule_note:
+                    log.warning("%s", schedule_note)
+                batch_note = _batch_change(old_cfg, cfg, start, world)
+                if batch_note:
+                    log.warning("%s", batch_note)
+                if start >= cfg.max_steps:
+                    log.warning(
+                        "run %s is already at step %d (max_steps %d): nothing to train; use a new "
+                        "--run-name or --no-resume to train again",
+                        cfg.run_name,
+                        start,
+                        cfg.max_steps,
+                    )
+        del state
+        if resumed_from is None:  # same weights on every rank above; per-rank dropout RNG below
+            torch.manual_seed(cfg.seed * 1000 + rank)
 
-    def save(
-        step_done: int, loader_state: dict[str, Any] | None = None, rng: Any = None
-    ) -> str | None:
-        # loader_state, rng: those of the end of step_done when the loader and the RNGs have
-        # moved on since (a step abandoned part-way by SIGTERM); else the current ones
-        # weights that are NaN/inf (an update from non-finite gradients) are never written:
-        # they would replace, and prune, the good checkpoints (the same on every rank)
-        if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
-            raise _diverged(
-                "the model's weights are not finite", step_done, lr_at(step_done - 1, cfg), cfg,
-                last_ckpt, start,
-            )  # fmt: skip
-        t_save = time.perf_counter()
-        if rng is None:
-            rng = _rng_state(torch)
-        rngs: list[Any] = [None] * world
+        n_params = model.num_params()
+        fpt = flops_per_token(gcfg, n_params)
+        peak = (
+            cfg.peak_tflops * 1e12
+            if cfg.peak_tflops
+            else (peak_flops(torch.cuda.get_device_name(device)) if use_cuda else None)
+        )
+        train_model: Any = model
+        if cfg.compile:
+            train_model = torch.compile(model)
         if distributed:
-            dist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
-        path = None
+            train_model = DDP(train_model, device_ids=[local_rank] if use_cuda else None)
+
+        resolved = {
+            "vocab_size": vocab,
+            "eos_id": loader.eos_id,
+            "prefetch": loader_prefetch,
+            "checkpoint_url": store.url,
+            "peak_tflops": peak / 1e12 if peak else None,
+        }
+        sink = _MetricsSink(cfg, mlflow_run_id, start, resolved) if rank == 0 else None
+        warmup_note = _warmup_note(cfg) if start < cfg.max_steps else None
+        if rank == 0 and warmup_note:
+            log.warning("%s", warmup_note)
         if rank == 0:
-            path = store.save(
-                step_done,
-                {
-                    "step": step_done,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "loader": loader_state if loader_state is not None else loader.state_dict(),
-                    "rng": rngs,
-                    "config": cfg.model_dump(),
-                    "gpt_config": gcfg.to_dict(),
-                    "tokenizer_sha256": tok_digest,
-                    "world_size": world,
-                    "mlflow_run_id": sink.run_id if sink else None,
-                    "last_loss": losses[-1] if losses else carried_loss,
-                },
+            log.info(
+                "training %s: %.2fM parameters, %d rank(s), %d tokens/step, device %s%s",
+                cfg.run_name,
+                n_params / 1e6,
+                world,
+                cfg.tokens_per_step * world,
+                device,
+                ", bf16" if bf16 else "",
             )
-        if distributed:
-            dist.barrier()
-        saved[0] = step_done
-        save_s[0] = time.perf_counter() - t_save
-        return path
 
-    def term_agreed() -> str | None:
-        """The stop signal (SIGTERM, SIGINT) to abandon the step for, None to go on: in DDP,
-        one that any rank has, the same on every rank (every rank calls this at the same
-        micro-batches, so the all-reduces pair up)."""
-        have = [float(s in _SIGNALS) for s in _STOP_SIGNALS]
-        if distributed:
-            flag = torch.tensor(have, device=device)
-            dist.all_reduce(flag)
-            have = flag.tolist()
-        return next((s.name for s, v in zip(_STOP_SIGNALS, have, strict=True) if v > 0), None)
+        def save(
+            step_done: int, loader_state: dict[str, Any] | None = None, rng: Any = None
+        ) -> str | None:
+            # loader_state, rng: those of the end of step_done when the loader and the RNGs have
+            # moved on since (a step abandoned part-way by SIGTERM); else the current ones
+            # weights that are NaN/inf (an update from non-finite gradients) are never written:
+            # they would replace, and prune, the good checkpoints (the same on every rank)
+            if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
+                raise _diverged(
+                    "the model's weights are not finite", step_done, lr_at(step_done - 1, cfg), cfg,
+                    last_ckpt, start,
+                )  # fmt: skip
+            t_save = time.perf_counter()
+            if rng is None:
+                rng = _rng_state(torch)
+            rngs: list[Any] = [None] * world
+            if distributed:
+                dist.all_gather_object(rngs, rng)
+            else:
+                rngs = [rng]
+            path = None
+            if rank == 0:
+                path = store.save(
+                    step_done,
+                    {
+                        "step": step_done,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "loader": loader_state if loader_state is not None else loader.state_dict(),
+                        "rng": rngs,
+                        "config": cfg.model_dump(),
+                        "gpt_config": gcfg.to_dict(),
+                        "tokenizer_sha256": tok_digest,
+                        "world_size": world,
+                        "mlflow_run_id": sink.run_id if sink else None,
+                        "last_loss": losses[-1] if losses else carried_loss,
+                    },
+                )
+            if distributed:
+                dist.barrier()
+            saved[0] = step_done
+            save_s[0] = time.perf_counter() - t_save
+            return path
 
-    losses: list[float] = []
-    last_ckpt: str | None = None
-    saved = [resumed_from]  # the step whose checkpoint is the latest written (or loaded)
-    save_s = [0.0]  # seconds the latest checkpoint took (all ranks, to the barrier after it)
-    grace_s = _stop_grace_s()
-    grace_warned = False  # said once per run that the grace period is shorter than a save
-    # micro-batches between two SIGTERM checks within a step: every one in a single process
-    # (a list lookup); in DDP, each check is an all-reduce, spaced about _TERM_CHECK_S apart
-    # from the previous step's time per micro-batch (the same all-reduced value on every rank)
-    term_every = 1 if not distributed else _TERM_CHECK_FIRST
-    after_save = False  # the last step ended with a checkpoint
-    stopped_by: str | None = None
-    tps = mfu = None
-    step = start
-    if sink is not None and carried_loss is not None and start >= cfg.max_steps:
-        # resumed at the end (a re-run of a finished job): the run still gets its final loss,
-        # so promotion gates on `loss` can read it
-        sink.log(start, {"loss": float(carried_loss)}, to_file=False)
-    end_status = "FAILED"  # unless the body below completes
-    # SIGINT (Ctrl-C, a job's stop_signal) stops as SIGTERM does from here on (before, there
-    # is no step to checkpoint: it raises KeyboardInterrupt); an ignored one stays ignored
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+        def term_agreed() -> str | None:
+            """The stop signal (SIGTERM, SIGINT) to abandon the step for, None to go on: in DDP,
+            one that any rank has, the same on every rank (every rank calls this at the same
+            micro-batches, so the all-reduces pair up)."""
+            have = _stop_flags(_SIGNALS)
+            if distributed:
+                flag = torch.tensor(have, device=device)
+                dist.all_reduce(flag)
+                have = flag.tolist()
+            return _first_stop(have)
+
+        losses: list[float] = []
+        last_ckpt: str | None = None
+        saved = [resumed_from]  # the step whose checkpoint is the latest written (or loaded)
+        save_s = [0.0]  # seconds the latest checkpoint took (all ranks, to the barrier after it)
+        grace_s = _stop_grace_s()
+        grace_warned = False  # said once per run that the grace period is shorter than a save
+        # micro-batches between two SIGTERM checks within a step: every one in a single process
+        # (a list lookup); in DDP, each check is an all-reduce, spaced about _TERM_CHECK_S apart
+        # from the previous step's time per micro-batch (the same all-reduced value on every rank)
+        term_every = 1 if not distributed else _TERM_CHECK_FIRST
+        after_save = False  # the last step ended with a checkpoint
+        stopped_by: str | None = None
+        tps = mfu = None
+        step = start
+        if sink is not None and carried_loss is not None and start >= cfg.max_steps:
+            # resumed at the end (a re-run of a finished job): the run still gets its final loss,
+            # so promotion gates on `loss` can read it
+            sink.log(start, {"loss": float(carried_loss)}, to_file=False)
+        end_status = "FAILED"  # unless the body below completes
+        # SIGINT (Ctrl-C, a job's stop_signal) stops as SIGTERM does from here on (before, there
+        # is no step to checkpoint: it raises KeyboardInterrupt); an ignored one stays ignored
+        if in_main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    except BaseException as exc:
+        # the set-up failed (a bad config, missing data, a model that does not build): an
+        # in-process caller (a notebook, a test) gets its own signal handlers back
+        _undo_setup(old, loader, sink, killed=isinstance(exc, KeyboardInterrupt))
+        raise
     try:
         train_model.train()
         while step < cfg.max_steps:
@@ -1319,7 +1376,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 [
                     loss_acc.float(),
                     torch.tensor(float(bool(sigs)), device=device),
-                    *(torch.tensor(float(s in sigs), device=device) for s in _STOP_SIGNALS),
+                    *(torch.tensor(v, device=device) for v in _stop_flags(sigs)),
                     torch.tensor((time.perf_counter() - t0) / cfg.grad_accum, device=device),
                 ]
             )
@@ -1360,7 +1417,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         f" MFU {mfu:.1%}" if mfu is not None else "",
                     )
             # the first stop signal any rank has (the same on every rank), None: go on
-            stop_sig = next((s.name for i, s in enumerate(_STOP_SIGNALS) if vals[2 + i] > 0), None)
+            stop_sig = _first_stop(vals[2 : 2 + len(_STOP_SIGNALS)])
             stop_term = stop_sig is not None
             want_ckpt = vals[1] > 0
             after_save = step % cfg.checkpoint_every == 0 or want_ckpt or step == cfg.max_steps
@@ -1411,6 +1468,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             signal.signal(s, h)
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
+    if last_ckpt is None and resumed_from is not None and rank == 0:
+        # a re-run of a finished run (nothing to train): its checkpoint is the one it resumed
+        # from, as for a run stopped before its first step
+        last_ckpt = store.path_for(resumed_from)
     return TrainResult(
         step=step,
         resumed_from=resumed_from,

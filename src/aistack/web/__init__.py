@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,6 +27,24 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+def safe_next(value: str | None) -> str:
+    """Where the log-in form sends the browser afterwards: a path on this server ("/",
+    "/#/jobs/abc", "/mlflow/"), else "/". Anything that could leave this origin is refused: a
+    scheme or host ("https://x", "//x"), a backslash ("/\\x", which browsers read as "//x"),
+    control characters (browsers drop tabs and newlines, so "/<tab>/x" is "//x"); the log-in
+    and log-out pages themselves go to "/" too."""
+    if not value or len(value) > 2048 or not value.startswith("/"):
+        return "/"
+    if value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path.rstrip("/") in ("/login", "/logout"):
+        return "/"
+    return value
 
 
 def mount(app: FastAPI, ctx: Any) -> None:
@@ -49,7 +68,7 @@ def mount(app: FastAPI, ctx: Any) -> None:
         return Response(status_code=204)
 
     @app.get("/login", include_in_schema=False)
-    def login_page(error: str | None = None) -> HTMLResponse:
+    def login_page(error: str | None = None, next: str | None = None) -> HTMLResponse:
         msg = (
             '<p class="error" id="login-error">Wrong token: copy it from '
             + html.escape(str(ctx.settings.token_file))
@@ -57,13 +76,19 @@ def mount(app: FastAPI, ctx: Any) -> None:
             if error
             else ""
         )
-        return HTMLResponse(login_html.replace("<!--ERROR-->", msg), headers=HEADERS)
+        # the page asked for before the log-in (login.js adds a #/page the server never sees)
+        page = login_html.replace("<!--ERROR-->", msg).replace(
+            'id="next" value="/"', f'id="next" value="{html.escape(safe_next(next))}"'
+        )
+        return HTMLResponse(page, headers=HEADERS)
 
     @app.post("/login", include_in_schema=False)
-    def login(request: Request, token: str = Form(...)) -> Response:
+    def login(request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
+        target = safe_next(next)
         if not token_matches(token.strip(), ctx.token):
-            return RedirectResponse("/login?error=1", status_code=303)
-        resp = RedirectResponse("/", status_code=303)
+            again = "/login?error=1" + ("" if target == "/" else "&next=" + quote(target, safe=""))
+            return RedirectResponse(again, status_code=303)
+        resp = RedirectResponse(target, status_code=303)
         # Secure when the browser came over HTTPS (directly or through a TLS proxy); plain HTTP
         # on 127.0.0.1, the default, could not send a Secure cookie back at all
         proto = request.headers.get("x-forwarded-proto", request.url.scheme)

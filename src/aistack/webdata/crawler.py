@@ -35,8 +35,12 @@ IDNA 2008 refuses, in Unicode or in punycode) is an ``InvalidURL`` fetch error. 
 for as browsers ask for it (UTS 46, IDNA 2008: ``straße.de`` is ``xn--strae-oqa.de``, not
 IDNA 2003's ``strasse.de``). Where the crawl may go is decided by host
 *name* only (``allowed_domains``, else the seeds' hosts; an internationalized name matches in
-Unicode and in punycode alike): addresses are not checked, so a
-name in scope that resolves to a private or link-local address is fetched.
+Unicode and in punycode alike): a name in scope that resolves to a private or loopback
+address is fetched. Not one that resolves only to link-local addresses (169.254.0.0/16,
+fe80::/10) or a cloud metadata address (fd00:ec2::254, 100.100.100.200), where a cloud VM's
+metadata service answers with its credentials: a site whose DNS names such an address would
+put them in the WARC. That is a ``BlockedAddress`` fetch error; a URL that names such an
+address itself (``http://169.254.169.254/``) is fetched.
 """
 
 from __future__ import annotations
@@ -695,11 +699,48 @@ def _start_lookup(
         raise
 
 
+# where cloud metadata services answer (with the VM's credentials) beside the link-local
+# ranges: AWS's IPv6 endpoint, Alibaba Cloud's
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
+
+
+class BlockedAddress(OSError):
+    """A host name that resolves only to addresses the crawler does not connect to by name
+    (link-local, cloud metadata: see the module docstring)."""
+
+
+def _metadata_like(address: str) -> bool:
+    """Whether ``address`` (as getaddrinfo gives it) is link-local or a cloud metadata
+    address (an IPv4-mapped IPv6 one too)."""
+    try:
+        addr = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_link_local or addr in _METADATA_ADDRESSES
+
+
 def _connect(host: str, port: int, left: Any) -> socket.socket:
     """A TCP connection to ``host``:``port`` as ``socket.create_connection`` makes one (each
     address in turn, the first error raised when none answers), with the name lookup bounded
-    too: ``left()`` is the time the request has left (it raises TimeoutError at none)."""
+    too: ``left()`` is the time the request has left (it raises TimeoutError at none). A
+    name's link-local and cloud metadata addresses are skipped (BlockedAddress when it has
+    no other); an address given as such is used."""
     infos = _getaddrinfo(host, port, left())
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:  # a name: what its DNS says is the site's to choose
+        blocked = sorted({str(i[4][0]) for i in infos if _metadata_like(str(i[4][0]))})
+        infos = [i for i in infos if not _metadata_like(str(i[4][0]))]
+        if blocked and not infos:
+            raise BlockedAddress(
+                f"{host!r} resolves to {', '.join(blocked)}: a link-local or cloud metadata "
+                "address, not fetched by name (it would put the machine's metadata, "
+                "credentials included, in the WARC); to crawl it, name the address in the URL"
+            ) from None
     errors: list[OSError] = []
     for family, type_, proto, _, addr in infos:
         sock = socket.socket(family, type_, proto)

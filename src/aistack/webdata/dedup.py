@@ -37,7 +37,9 @@ Hashing is vectorised with numpy over all shingles of a batch of documents:
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -179,9 +181,77 @@ class MinHashConfig:
                 hint="the Jaccard similarity at which two documents are duplicates, e.g. 0.8",
                 field="minhash.threshold",
             )
+        low = threshold_below_lsh(self.threshold, self.bands, self.rows, self.num_hashes)
+        if self.verify and low is not None:  # (a pipeline's spec refuses it: the SDK warns)
+            warnings.warn(f"minhash.threshold {low}", UserWarning, stacklevel=3)
 
 
 _MINHASH_MAX = {"ngram": MINHASH_NGRAM_MAX, "num_hashes": MINHASH_NUM_HASHES_MAX}
+
+
+def lsh_threshold(bands: int, rows: int) -> float:
+    """The Jaccard similarity from which ``bands`` × ``rows`` LSH makes a pair a candidate:
+    the S-curve ``1 - (1 - J^rows)^bands`` is steepest near ``(1/bands)^(1/rows)`` (there a
+    pair is a candidate with probability ≈ 0.63; 14 × 8: 0.72)."""
+    return float((1.0 / bands) ** (1.0 / rows))
+
+
+def candidate_probability(jaccard: float, bands: int, rows: int) -> float:
+    """The probability that a pair of Jaccard similarity ``jaccard`` becomes an LSH
+    candidate (so that ``verify`` checks it at all)."""
+    return float(1.0 - (1.0 - jaccard**rows) ** bands)
+
+
+def bands_rows_for(threshold: float, num_hashes: int) -> tuple[int, int] | None:
+    """Of the bands × rows = ``num_hashes`` splits, the one whose LSH threshold is the
+    highest at or below ``threshold`` (the steepest curve that still finds its pairs), or
+    None when none is (``threshold`` < 1/num_hashes)."""
+    best: tuple[float, int, int] | None = None
+    for rows in range(1, num_hashes + 1):
+        if num_hashes % rows:
+            continue
+        bands = num_hashes // rows
+        t = lsh_threshold(bands, rows)
+        if t <= threshold and (best is None or t > best[0]):
+            best = (t, bands, rows)
+    return None if best is None else (best[1], best[2])
+
+
+def threshold_below_lsh(threshold: float, bands: int, rows: int, num_hashes: int) -> str | None:
+    """A message when a verified ``threshold`` is below what ``bands`` × ``rows`` detect:
+    pairs between the two are mostly never candidates, so never checked, and stay (the
+    threshold would be accepted and not honoured). None when it is fine."""
+    lsh = lsh_threshold(bands, rows)
+    if threshold >= lsh:
+        return None
+    at_least = math.ceil(lsh * 1000) / 1000  # (rounded up: a threshold of it is accepted)
+    p = candidate_probability(threshold, bands, rows)
+    prob = f"{p:.2f}" if p >= 0.01 else "under 0.01"
+    row_s = "row" if rows == 1 else "rows"
+    msg = (
+        f"{threshold:g} is below the Jaccard similarity that {bands} bands × {rows} {row_s} "
+        f"detect, (1/bands)^(1/rows) ≈ {at_least:.3f}: a pair at {threshold:g} becomes an "
+        f"LSH candidate (and is checked) with probability {prob}, so the other such "
+        "duplicates are never checked and stay. "
+    )
+    pick = bands_rows_for(threshold, num_hashes)
+    if pick is not None:
+        b, r = pick
+        msg += (
+            f"For a threshold of {threshold:g} with num_hashes {num_hashes}, use bands: {b}, "
+            f"rows: {r} (detects from {lsh_threshold(b, r):.3f}); "
+        )
+    else:
+        msg += (
+            f"No bands × rows of num_hashes {num_hashes} detects {threshold:g} (raise "
+            "num_hashes: N bands × 1 row detect from 1/N); "
+        )
+    msg += (
+        "in general choose bands × rows = num_hashes with (1/bands)^(1/rows) at or a little "
+        "below the threshold (more bands lowers it, more rows raises it), or raise the "
+        f"threshold to {at_least:.3f} or more"
+    )
+    return msg
 
 
 class MinHasher:

@@ -151,6 +151,34 @@ def reference_inputs(datasets: list[DatasetInput], ident: str) -> dict[str, Any]
     return {"by": f"{REFERENCE_KIND}:{ident}", "versions": [d.ref for d in datasets]}
 
 
+def drop_earlier_reference(marker: dict[str, Any], current: str) -> None:
+    """Drop the reference ``webdata:NAME@FP`` that the run whose results were just deleted
+    (``--fresh``, or results of older code: ``marker`` is its ``.tasks/spec.json``) took on
+    its input versions, unless it is ``current`` (this run's). A run that registered its
+    corpus had moved it to its lineage node, which stays (the version was made from them);
+    one that did not would otherwise keep them from ``aistack data rm`` with nothing naming
+    it. A failure is logged with the command that drops it: the run goes on."""
+    spec = marker.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    given = spec.get("input")
+    refs = given.get("dataset") if isinstance(given, dict) else None
+    name, fp = spec.get("name"), marker.get("fingerprint")
+    if not refs or not isinstance(refs, list) or not name or not fp:
+        return
+    ident = run_referrer(str(name), str(fp))
+    if ident == current:
+        return
+    for ref in refs:
+        try:
+            _datasets().remove_reference(str(ref), REFERENCE_KIND, ident)
+        except Exception as exc:  # noqa: BLE001 - gone meanwhile, or another store
+            log.warning(
+                "could not drop the earlier run's reference %s:%s to %s (`aistack data unref "
+                "%s --by %s:%s` drops it): %s",
+                REFERENCE_KIND, ident, ref, ref, REFERENCE_KIND, ident, exc,
+            )  # fmt: skip
+
+
 def move_references(datasets: list[DatasetInput], old: str, new: str) -> None:
     """Move the run's references from ``webdata:OLD`` to ``webdata:NEW`` (its lineage node's
     id, once known): the new one is taken before the old one is dropped, so the versions are
@@ -360,8 +388,9 @@ def input_lineage(
 
     ``run`` is ``webdata:NAME@ID``, one node between the input files and the dataset version
     (as a job node is), so thousands of inputs hang off one node; ID hashes the pipeline
-    (its fingerprint: spec and input paths) and the inputs' digests, so a resumed run names
-    the same node and a run over changed files another one. Each input's SHA-256 comes from
+    (its fingerprint: spec, input paths and code version) and the inputs' digests, so a
+    resumed run names the same node, and a run over changed files or by other code
+    (:func:`~aistack.webdata.pipeline.code_version`) another one. Each input's SHA-256 comes from
     its process task; a task of an older run recorded none: the file is hashed now (read once)
     and the digest kept in the task's result. A file that could not be read at all gave the
     output nothing: it has no node (``not_recorded``)."""

@@ -34,7 +34,9 @@ tasks, so an interrupted run resumes)::
               docs/s per core holds on shared cores, and every rate counts only the tasks
               this run ran, resumed ones not: a run that resumed all says ``nothing_to_do``)
               and report.txt
-    register  optional: dataset/ becomes a dataset version in aistack.storage, unless some
+    register  optional: dataset/ becomes a dataset version in aistack.storage (the token
+              shards, tokenizer.json and report.json; without a tokenize step the cleaned
+              corpus, dataset/corpus-NNNNN.jsonl.gz, and report.json), unless some
               input files were bad and ``skip_bad`` is off (the CLI's ``--skip-bad``): then
               nothing is registered (``registered: null``, ``register_skipped`` says why and
               how: re-run with ``--skip-bad``, which resumes this output and registers without
@@ -49,6 +51,21 @@ tasks, so an interrupted run resumes)::
               edges (stored once), so it also adds any an interrupted register left out.
               Files read from a dataset version (``input.dataset``) have no node of their
               own: the pinned version ``dataset:NAME@vN`` is the run's input node instead.
+              A run that kept no document registers nothing: it fails (``ValidationError``)
+              saying whether the input held no page at all (and what its records were) or
+              the filters dropped every page; the versions stored before stay as they are.
+              Without a register step an input of no page at all fails the same way (after
+              the report is written), and pages that the filters all dropped do not.
+
+A run resumes an output only when it is of the same pipeline, input and code: the
+fingerprint (``.tasks/spec.json``) hashes the spec, the input files and :func:`code_version`
+(aistack's version and :data:`PIPELINE_CODE_VERSION`, bumped with every change of results).
+An output of the same pipeline and input made by other code (an upgrade that changed a
+filter) is not resumed: its results are deleted as ``--fresh`` deletes them and computed
+again, with a warning, and report.json's ``recomputed`` says why (report.txt too); a
+registered corpus then becomes a new version with a lineage node of its own
+(``webdata:NAME@ID``, ID hashing the fingerprint). Another pipeline or input is refused, as
+before (``--fresh`` or another output folder).
 
 Input dataset versions (``input.dataset``) are pinned when the run starts, referenced by
 the run (``webdata:NAME@FP``, FP its fingerprint: ``aistack data rm`` and gc keep them, as
@@ -90,6 +107,7 @@ from aistack.webdata.lineage import (
     INPUT_DATASETS,  # noqa: F401 - re-exported
     REFERENCE_KIND,
     DatasetInput,
+    drop_earlier_reference,
     file_node,  # noqa: F401 - re-exported
     file_sha256,  # noqa: F401 - re-exported
     input_lineage,
@@ -209,12 +227,59 @@ def _check_steps(spec: PipelineSpec) -> None:
                 )
 
 
-def _spec_fingerprint(spec: PipelineSpec, files: list[Path]) -> str:
+# The pipeline code's behaviour version: BUMP IT in any change that makes a run give other
+# results for the same pipeline file and input (other documents kept or dropped, other text,
+# tokens or shards), so that a run over an output of the older code computes the results
+# again instead of resuming them ("nothing to do" with the old corpus), and the registered
+# version gets a lineage node of its own. A change of speed or of wording alone needs none.
+#   1  every version before this constant (outputs without ``code_version`` in their marker)
+#   2  gopher_quality's ≥ 80 % alphabetic rule counts words, not punctuation tokens (d12c26d);
+#      without tokenize, dataset/ (what register registers) holds the corpus text too
+PIPELINE_CODE_VERSION = 2
+
+
+def code_version() -> str:
+    """The code a run's results come from: aistack's version and :data:`PIPELINE_CODE_VERSION`
+    (``0.1.0+webdata.2``), part of the run's fingerprint and recorded in its marker."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("aistack")
+    except PackageNotFoundError:  # (run from a source tree that is not installed)
+        release = "unknown"
+    return f"{release}+webdata.{PIPELINE_CODE_VERSION}"
+
+
+def _spec_fingerprint(spec: PipelineSpec, files: list[Path], code: str | None = None) -> str:
+    """The run's identity: the spec (but workers and executor), the input files and ``code``
+    (:func:`code_version`); without ``code``, the spec and input alone (the fingerprint of
+    outputs made before the code version was part of it)."""
     data = spec.model_dump(exclude={"workers", "executor"})
     if not data["input"]["dataset"]:  # (so an output made before it existed still resumes)
         del data["input"]["dataset"]
     data["files"] = [str(f.resolve()) for f in files]
+    if code is not None:
+        data["code_version"] = code
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _older_code(marker: dict[str, Any], fp: str, spec_fp: str, code: str) -> dict[str, Any] | None:
+    """Where ``marker`` (an output's ``.tasks/spec.json``) is of this pipeline and input but
+    another code version: why its results are computed again (report.json's ``recomputed``);
+    else None (the same run, resumed; or another pipeline, which the caller refuses)."""
+    old_code = marker.get("code_version")
+    # (a marker without code_version: its fingerprint is of the spec and input alone)
+    old_spec_fp = marker.get("spec_fingerprint") if old_code else marker.get("fingerprint")
+    if marker.get("fingerprint") == fp or old_spec_fp != spec_fp:
+        return None
+    before = str(old_code) if old_code else "an earlier version (none recorded)"
+    return {
+        "reason": f"the output held results of the same pipeline and input made by {before}, "
+        f"and this code is {code}: results can differ between them, so every stage was "
+        "computed again (nothing was resumed)",
+        "code_version_before": old_code,
+        "code_version": code,
+    }
 
 
 def run_pipeline(
@@ -304,11 +369,24 @@ def _run_pipeline(
     workers, executor = runner.workers, runner.executor
     datasets = datasets or []
     pinned_files = {f for d in datasets for f in d.files}
-    fp = _spec_fingerprint(spec, files)
+    code = code_version()
+    fp = _spec_fingerprint(spec, files, code)
     state = out / ".tasks"
-    if fresh:  # (a dataset's files are linked or copied again: the store keeps them)
+    recomputed = None
+    deleted: dict[str, Any] = {}  # the marker of the run whose results are deleted
+    if (state / "spec.json").exists():
+        with contextlib.suppress(OSError, ValueError):
+            deleted = json.loads((state / "spec.json").read_text())
+        if not isinstance(deleted, dict):
+            deleted = {}
+        if not fresh:
+            recomputed = _older_code(deleted, fp, _spec_fingerprint(spec, files), code)
+    if fresh or recomputed:  # (a dataset's files are linked or copied again: the store keeps them)
+        if recomputed:
+            log.warning("%s: %s", out, recomputed["reason"])
         clear_output(out, protect=[*(f for f in files if f not in pinned_files), base])
     else:
+        deleted = {}
         check_output(out)
     if (state / "spec.json").exists():
         old_marker = json.loads((state / "spec.json").read_text())
@@ -342,7 +420,15 @@ def _run_pipeline(
             f"output: cannot create folders in {out}: {exc.strerror or exc}",
             hint="point output: at a folder you can write (a file of that name is in the way?)",
         ) from None
-    _done(state / "spec.json", {"fingerprint": fp, "spec": spec.model_dump()})
+    _done(
+        state / "spec.json",
+        {
+            "fingerprint": fp,
+            "spec_fingerprint": _spec_fingerprint(spec, files),  # (spec and input alone)
+            "code_version": code,
+            "spec": spec.model_dump(),
+        },
+    )
     spec_json = spec_run.model_dump_json()
     t_start = time.perf_counter()
     resumed = {"process": 0, "encode": 0}
@@ -355,6 +441,8 @@ def _run_pipeline(
 
         held.enter_context(hold_reference(REFERENCE_KIND, referrer))
     input_refs = reference_inputs(datasets, referrer)
+    if deleted:  # the deleted run's own reference, if it was not moved to a lineage node
+        drop_earlier_reference(deleted, referrer)
     pending = {f for i, f in enumerate(files) if not (state / f"process-{i:05d}.done").exists()}
     input_datasets = materialize_inputs(datasets, pending, state, progress)
 
@@ -402,26 +490,8 @@ def _run_pipeline(
         except ValidationError as exc:
             if not exc.message.startswith("tokenize: no documents left"):
                 raise
-            drops: Counter[str] = Counter()
-            for r in procs:
-                drops.update(r["drops"])
-            for k in ("exact_duplicates", "near_duplicates"):
-                drops[f"dedup/{k}"] += dedup_stats.get(k, 0)
-            why = ", ".join(f"{k} {v:,}" for k, v in drops.most_common(5) if v) or "none"
-            bad = _bad_files(procs)
-            bad_txt = ""
-            if bad:
-                first = bad[0]
-                bad_txt = (
-                    f"; {len(bad):,} of the files are damaged or unreadable (first: "
-                    f"{first['file']}: {first['reason']})"
-                )
-            raise ValidationError(
-                f"{exc.message}: {sum(r['html'] + r.get('texts', 0) for r in procs):,} "
-                f"pages read from {len(files):,} files, all dropped (docs per filter/reason: "
-                f"{why}){bad_txt}",
-                hint=exc.hint,
-            ) from None
+            what, hint = _why_nothing_kept(procs, len(files), dedup_stats)
+            raise ValidationError(f"{exc.message}: {what}", hint=hint or exc.hint) from None
     wall_train = time.perf_counter() - t3
 
     # ---- encode
@@ -443,6 +513,8 @@ def _run_pipeline(
     for i, e in enumerate(encs):
         if not e["docs"]:  # header-only shards (written by earlier versions) join no dataset
             (out / "dataset" / f"shard-{i:05d}.bin").unlink(missing_ok=True)
+    if tok_spec is None:  # no shards: the cleaned text is what the dataset holds
+        _corpus_into_dataset(out, encs)
 
     report = _build_report(spec, files, procs, encs, dedup_stats, tok_info)
     report["timing"] = _timing(
@@ -463,10 +535,15 @@ def _run_pipeline(
         "resumed_tasks": resumed,
         "output": str(out),
     }
+    if tok_info:  # (how the tokenizer was made: a trained one may hold fewer ids than asked)
+        report["tokenizer"] = tok_info
     if input_datasets:
         report["input_datasets"] = input_datasets
     if input_refs:
         report["input_references"] = input_refs
+    if recomputed:
+        report["recomputed"] = recomputed
+    report["code_version"] = code
     # in the report's own order (steps as the pipeline runs them, languages by count); the
     # dataset's copy has sorted keys: its bytes are part of the dataset version's identity
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -478,17 +555,29 @@ def _run_pipeline(
     (out / "report.txt").write_text(render_text(report))  # (again after the register step)
 
     reg = spec.step("register")
+    c = report["counts"]
+    if reg is None and not (c["documents_out"] or c["html_documents"] or c["text_documents"]):
+        if not report["bad_files"]:  # (bad files: listed, exit 1 — the CLI says it)
+            # an input of no page at all (images, feeds, WAT metadata) is no corpus: not 0
+            what, hint = _why_nothing_kept(procs, len(files), dedup_stats)
+            raise ValidationError(
+                f"input: no document to process: {what}",
+                hint=f"{hint or 'report.txt says what each record was'}; the report is in "
+                f"{out / 'report.txt'}",
+            )
     if reg is not None:
         reg_done = state / "register.done"
         earlier = _registered_earlier(reg_done)
-        if spec.step("tokenize") is not None and not report["counts"]["shards"]:
-            raise ValidationError(
-                f"register: no token shards in {out / 'dataset'} (no input file kept a "
-                "document); nothing to register",
-                hint="loosen the filters (report.txt lists the drops per filter), or remove "
-                "the register step",
-            )
         bad = report["bad_files"]
+        if earlier is None and not report["counts"]["documents_out"] and (skip_bad or not bad):
+            # (an empty version registered with exit 0 looked like a corpus; the versions
+            # stored before are left as they are)
+            what, hint = _why_nothing_kept(procs, len(files), dedup_stats)
+            raise ValidationError(
+                f"register: no document was kept, nothing to register: {what}",
+                hint=(hint or "loosen the filters (report.txt lists the drops per filter)")
+                + f"; the report is in {out / 'report.txt'}",
+            )
         lineage: dict[str, Any] | None = None
         if earlier is not None:  # a finished run resumed: same dataset, no new version
             report["registered"] = earlier
@@ -530,6 +619,81 @@ def _run_pipeline(
         (out / "report.json").write_text(json.dumps(report, indent=2))
         (out / "report.txt").write_text(render_text(report))  # (says what report.json says)
     return report
+
+
+def _corpus_into_dataset(out: Path, encs: list[dict[str, Any]]) -> None:
+    """A pipeline without ``tokenize`` has no shards: its product is the cleaned text, so
+    ``dataset/corpus-NNNNN.jsonl.gz`` (named as the shards are) is each input file's corpus
+    file that kept documents, a hard link to ``corpus/NNNNN.jsonl.gz`` (a copy where the file
+    system has none), and the register step registers them with ``report.json`` (it
+    registered ``report.json`` alone). A resumed run links the same files again."""
+    folder = out / "dataset"
+    keep = {f"corpus-{i:05d}.jsonl.gz" for i, e in enumerate(encs) if e["docs"]}
+    for old in folder.glob("corpus-*.jsonl.gz"):
+        if old.name not in keep:
+            old.unlink()
+    for name in sorted(keep):
+        src, dst = out / "corpus" / name.removeprefix("corpus-"), folder / name
+        with contextlib.suppress(OSError):
+            if dst.samefile(src):
+                continue
+        tmp = folder / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:  # (no hard links here: a copy)
+            shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+
+
+def _why_nothing_kept(
+    procs: list[dict[str, Any]], n_files: int, dedup_stats: dict[str, Any]
+) -> tuple[str, str | None]:
+    """Why a run kept no document, and what to do (None: loosen the filters, which the
+    caller says): every page dropped (by which filters), or no page at all in the input
+    (which records it held instead)."""
+    drops: Counter[str] = Counter()
+    for r in procs:
+        drops.update(r["drops"])
+    for k in ("exact_duplicates", "near_duplicates"):
+        drops[f"dedup/{k}"] += dedup_stats.get(k, 0)
+    why = ", ".join(f"{k} {v:,}" for k, v in drops.most_common(5) if v) or "none"
+    bad = _bad_files(procs)
+    bad_txt = ""
+    if bad:
+        first = bad[0]
+        bad_txt = (
+            f"; {len(bad):,} of the files are damaged or unreadable (first: "
+            f"{first['file']}: {first['reason']})"
+        )
+    pages = sum(r["html"] + r.get("texts", 0) for r in procs)
+    hint = None
+    if pages or sum(drops.values()):  # (read/empty_text: WET records without text)
+        what = f"all dropped (docs per filter/reason: {why})"
+    else:  # (a crawl of images or feeds only: no filter dropped anything)
+        skipped: Counter[str] = Counter()
+        for r in procs:
+            skipped.update(r.get("skipped") or {})
+        records = sum(r["records"] for r in procs)
+        kinds = ", ".join(f"{k} {v:,}" for k, v in skipped.most_common(5))
+        what = (
+            f"of {records:,} record{'' if records == 1 else 's'}, none is an HTML "
+            f"page or a WET text{f' (skipped: {kinds})' if kinds else ''}"
+        )
+        hint = (
+            "give input.paths WARC/ARC files with HTML responses (text/html or "
+            "application/xhtml+xml, HTTP status 200) or WET files"
+        )
+        if skipped.get("format_wet"):  # (responses were there, read as WET: not pages)
+            hint = (
+                "input.format: wet reads only WET text (conversion) records, and "
+                f"{skipped['format_wet']:,} response records were skipped: use format: auto "
+                "(or warc) to read them"
+            )
+    read = f"{pages:,} page{'' if pages == 1 else 's'} read from {n_files:,} file" + (
+        "" if n_files == 1 else "s"
+    )
+    return f"{read}, {what}{bad_txt}", hint
 
 
 def _dedup(out: Path, n_tasks: int, dedup_spec: Any) -> dict[str, Any]:
@@ -625,7 +789,12 @@ def _tokenizer(out: Path, n_tasks: int, tok_spec: Any) -> dict[str, Any]:
         tok = train_bpe(
             texts, vocab_size=tok_spec.vocab_size, min_frequency=tok_spec.min_frequency, out=target
         )
-        info = {"trained": True, "train_docs": len(texts)}
+        info = {
+            "trained": True,
+            "train_docs": len(texts),
+            "vocab_size_asked": tok_spec.vocab_size,
+            "min_frequency": tok_spec.min_frequency,
+        }
     info["vocab_size"] = tok.get_vocab_size()  # type: ignore[attr-defined]
     info["seconds"] = time.perf_counter() - t0
     _done(done, info)

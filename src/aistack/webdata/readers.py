@@ -80,8 +80,15 @@ class Record:
 
     @property
     def content_type(self) -> str:
+        """The payload's media type, lower case, without parameters; '' when unknown (then a
+        reader sniffs the body). An HTTP response without a Content-Type header has none:
+        the record's own (``application/http``) is the type of the HTTP message, not of the
+        page in it."""
         ct = self.http_headers.get("content-type") or self.headers.get("content-type", "")
-        return ct.split(";")[0].strip().lower()
+        ct = ct.split(";")[0].strip().lower()
+        if self.http_status is not None and ct == "application/http":
+            return ""
+        return ct
 
 
 # ReadIssue.kind

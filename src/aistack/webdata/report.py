@@ -58,12 +58,14 @@ def tables(report: dict[str, Any]) -> list[Any]:
     d = Table(title=_text("drops per filter and reason"))
     d.add_column("filter/reason")
     d.add_column("docs", justify="right")
-    for k, v in c["drops"].items():
-        _row(d, k, f"{v:,}")
     dup = c.get("duplicates") or {}
-    for k in ("exact_duplicates", "near_duplicates"):  # the other entries are not documents
-        if k in dup:
-            _row(d, f"dedup/{k}", f"{dup[k]:,}")
+    dropped = list(c["drops"].items())
+    # (a dedup step's counts, 0 too: it ran; the other entries of duplicates are no documents)
+    dropped += [(f"dedup/{k}", dup[k]) for k in ("exact_duplicates", "near_duplicates") if k in dup]
+    for k, v in dropped:
+        _row(d, k, f"{v:,}")
+    if not dropped:  # (an empty table read as one that failed to fill)
+        _row(d, "none: no document was dropped", "0")
 
     s = Table(title=_text("summary"))
     s.add_column("item")
@@ -115,7 +117,16 @@ def tables(report: dict[str, Any]) -> list[Any]:
     if "shards" in c and c.get("vocab_size"):
         _row(s, "token shards", f"{c['shards']:,} (input files that kept documents)")
     if c.get("vocab_size"):
-        _row(s, "vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']})")
+        tok = report.get("tokenizer") or {}
+        asked = tok.get("vocab_size_asked")
+        why = ""
+        if tok.get("trained") and asked and asked > c["vocab_size"]:
+            # (the BPE trainer stops when no pair is left that occurs min_frequency times)
+            why = (
+                f"; {asked:,} asked: the kept text has no more pairs seen "
+                f"{tok.get('min_frequency', 2):,} times or more to merge"
+            )
+        _row(s, "vocabulary", f"{c['vocab_size']:,} ids ({c['shard_dtype']}{why})")
     if "registered" in report:  # (only with a register step; report.txt is written after it)
         reg = report["registered"]
         skipped = report.get("register_skipped")
@@ -126,6 +137,8 @@ def tables(report: dict[str, Any]) -> list[Any]:
             _row(s, "registered", f"NO: {skipped['reason']}; {skipped['hint']}")
     for item, value in lineage_rows(report):
         _row(s, item, value)
+    if report.get("recomputed"):  # (results of older code found in the output: not resumed)
+        _row(s, "recomputed", str(report["recomputed"]["reason"]))
     if timing:
         w = timing["wall_seconds"]
         _row(s, "wall time", f"{w['total']:.2f} s")

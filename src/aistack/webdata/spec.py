@@ -12,14 +12,14 @@ Example (``examples/webdata/pipeline.yaml``)::
       - extract: {mode: quality}
       - language: {languages: [en], threshold: 0.65}
       - gopher_repetition: {}
-      - gopher_quality: {}
+      - gopher_quality: {}                       # alpha_denominator: words (the paper) | tokens (datatrove)
       - c4: {}
       - fineweb: {}
       - url_blocklist: {domains: [example.com]}
       - pii: {}
       - dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8, threshold: 0.8}}
       - tokenize: {vocab_size: 8192}
-      - register: {name: sample-corpus}
+      - register: {name: sample-corpus}          # dataset/: shards (without tokenize: the text)
 
 ``input`` names local files and folders (``paths``), dataset versions (``dataset``), or
 both::
@@ -39,6 +39,11 @@ version (``webdata:…``, as a job does its ``inputs:``), so ``aistack data rm``
 delete it under the run, and afterwards until the reference is dropped (``aistack data
 unref``).
 
+A run over an output of the same pipeline and input resumes it, unless the output was made
+by other code (aistack's version or the pipeline's code version,
+``aistack.webdata.pipeline.PIPELINE_CODE_VERSION``): then it is computed again (report.json's
+``recomputed`` says why).
+
 Steps run in the order listed. Document steps (``extract``, ``language`` and the filters)
 come first, then ``dedup``, ``tokenize`` and ``register`` (each at most once, in this order).
 """
@@ -53,7 +58,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from aistack.errors import ValidationError
-from aistack.webdata.dedup import MINHASH_NGRAM_MAX, MINHASH_NUM_HASHES_MAX
+from aistack.webdata.dedup import (
+    MINHASH_NGRAM_MAX,
+    MINHASH_NUM_HASHES_MAX,
+    threshold_below_lsh,
+)
 from aistack.webdata.filters import FILTERS
 
 
@@ -100,6 +109,11 @@ class MinHashStep(_M):
                 "LSH candidate unchecked, tuned by bands and rows: remove threshold, or set "
                 "verify: true"
             )
+        if self.verify:  # (accepted, it was not honoured: most such pairs were never checked)
+            low = threshold_below_lsh(self.threshold, self.bands, self.rows, self.num_hashes)
+            if low is not None:
+                given = "" if "threshold" in self.model_fields_set else " (the default)"
+                raise ValueError(f"threshold {low.replace(' ', f'{given} ', 1)}")
         return self
 
 

@@ -203,6 +203,7 @@ def test_the_executor_asks_sacct_once_slurmctld_forgot_the_job(acct: Any, tmp_pa
         assert ex.job_info(job_id) is None  # slurmctld no longer knows it
         after = ex.poll(handle)
         assert after.state == "cancelled", after  # from sacct; the files alone say "lost"
-        assert not (req.job_dir / "exit_code").exists()
+        # (the batch script, SIGTERMed by scancel, may or may not write exit_code before it
+        # is killed: a race of the machine's load, so not asserted)
     finally:
         ex.close()

@@ -55,7 +55,7 @@ def test_migration_after_cli_created_tables_keeps_data(database_url: str, tmp_pa
     ds.add("before", f)
     _migrate(database_url)  # must not fail on existing tables, must not drop rows
     assert ds.resolve("before").version == 1
-    assert ds.add("before", f).version == 2
+    assert ds.add("before", f, if_changed=False).version == 2  # unchanged: forced
 
 
 def test_concurrent_adds_from_processes(database_url: str, tmp_path: Path) -> None:

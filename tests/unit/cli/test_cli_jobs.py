@@ -74,7 +74,7 @@ def test_cancel_reports_every_id(cli) -> None:  # type: ignore[no-untyped-def]
     a = cli.client.submit({"command": "sleep 20"})["id"]
     res = runner.invoke(app, ["cancel", a, "nosuchjob"])
     assert res.exit_code == 2
-    assert f"{a}: CANCELLED" in res.stdout
+    assert f"{a}: cancelled while queued: it never ran" in res.stdout  # (the server's words)
     assert "nosuchjob" in res.stderr and "not found" in res.stderr
     assert cli.client.get_job(a)["state"] == "CANCELLED"
     b = cli.client.submit({"command": "sleep 20"})["id"]
@@ -271,7 +271,7 @@ def test_job_row_shows_why_a_stopped_job_stopped() -> None:
     }
     assert "rollout" in _job_row(cancelled)
     failed = {**base, "state": "FAILED", "exit_code": 3, "failure_reason": "boom"}
-    assert "exit 3: boom" in _job_row(failed)
+    assert "exit code 3; boom" in _job_row(failed)
     plain = {**base, "state": "SUCCEEDED", "exit_code": 0}
     assert not any("stopped" in str(c) for c in _job_row(plain))
 
@@ -619,9 +619,9 @@ def test_job_row_request_names_its_units() -> None:
     job = {"id": "j1", "name": "r", "project": "p", "state": "QUEUED"}
     job["submitted_at"] = "2026-11-29T10:00:00+00:00"
     assert _job_row({**job, "resources": {"gpus": 2, "cpus": 8, "nodes": 2}})[4] == (
-        "2 GPU/8 CPU ×2 nodes"
+        "2 GPUs, 8 CPUs per node × 2 nodes"
     )
-    assert _job_row({**job, "resources": {"cpus": 1}})[4] == "0 GPU/1 CPU"
+    assert _job_row({**job, "resources": {"cpus": 1}})[4] == "0 GPUs, 1 CPU"
 
 
 def test_submit_errors_name_the_options_given_and_the_files_fields_otherwise(  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from aistack.cli import jobs as jobs_cli
 from aistack.cli.main import app, main
+from aistack.client import Client
 from aistack.errors import ConflictError, NotFoundError
 
 runner = CliRunner()
@@ -101,6 +102,10 @@ class FakeClient:
     def __init__(self, text: str) -> None:
         self.text = text
 
+    # the SDK's own paging (`aistack status` reads through it) over list_jobs
+    iter_jobs = Client.iter_jobs
+    _iter_jobs = Client._iter_jobs
+
     def list_jobs(self, **_kw: Any) -> list[dict[str, Any]]:
         t = self.text
         return [
@@ -170,9 +175,9 @@ def test_jobs_table(fake: FakeClient) -> None:
     out = _ok(
         runner.invoke(app, ["jobs", "--all"]),
         f"waiting: {t}",
-        f"exit 1: failed: {t}",
+        f"exit code 1; failed: {t}",
         f"stopped: {t}",
-        f"{t}: gpus [0] cpus [1]",
+        f"{t}: GPU ids 0 and CPU cores 1",
         "SOMETHING_NEW",
     )
     assert out.count(t) >= 10  # name and project of each job too

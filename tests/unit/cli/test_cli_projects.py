@@ -49,7 +49,7 @@ def test_no_gpu_quota_and_no_budget_clear_on_purpose(cli) -> None:  # type: igno
 def test_new_project_gets_defaults_and_text_output(cli) -> None:  # type: ignore[no-untyped-def]
     res = runner.invoke(app, ["set", "fresh", "--budget", "10"])
     assert res.exit_code == 0, res.output
-    assert "quota unlimited, fair-share weight 1, budget 10.0 USD/month" in res.stdout
+    assert "quota unlimited, fair-share weight 1, budget $10.00/month" in res.stdout
 
 
 @pytest.mark.parametrize(
@@ -70,8 +70,8 @@ def test_non_finite_numbers_are_clear_errors(cli, args: list[str], field: str) -
     [
         (["--gpu-quota", "-1"], "--gpu-quota -1: must be greater than or equal to 0"),
         (["--gpu-quota", "99999999"], "--gpu-quota 99999999: must be less than or equal to"),
-        (["--budget", "-5"], "--budget -5.0: must be greater than or equal to 0"),
-        (["--share", "0"], "--share 0.0: must be greater than 0"),
+        (["--budget", "-5"], "--budget -5: must be greater than or equal to 0"),
+        (["--share", "0"], "--share 0: must be greater than 0"),
     ],
 )
 def test_bad_values_name_the_option_not_the_api_field(cli, args: list[str], said: str) -> None:  # type: ignore[no-untyped-def]

@@ -194,7 +194,7 @@ def cli(api, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 def test_projects_share_is_said_to_be_a_fair_share_weight(cli) -> None:  # type: ignore[no-untyped-def]
     out = _ok(["projects", "set", "llm", "--gpu-quota", "4", "--budget", "500", "--share", "2"])
-    assert "project llm: quota 4 GPUs, fair-share weight 2, budget 500.0 USD/month" in out
+    assert "project llm: quota 4 GPUs, fair-share weight 2, budget $500.00/month" in out
     headers, rows = _table(_ok(["projects", "ls"]))
     assert headers == ["project", "GPU quota", "fair-share weight", "monthly budget"]
     assert ["llm", "4 GPUs", "2", "$500.00"] in rows

@@ -91,7 +91,7 @@ def test_logs_of_an_attempt_that_does_not_exist(api) -> None:  # type: ignore[no
     for bad in (5, -1):
         r = api.http.get(f"/api/v1/jobs/{jid}/logs", params={"attempt": bad})
         assert r.status_code == 422, r.text
-        assert f"job {jid} has attempts 0..0" in r.json()["message"]
+        assert r.json()["message"] == f"attempt {bad}: job {jid} has only attempt 0"
 
 
 def test_jobs_page_on_with_before_and_never_repeat_a_job(api) -> None:  # type: ignore[no-untyped-def]

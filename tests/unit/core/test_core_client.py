@@ -94,7 +94,9 @@ def test_fastapi_errors_have_the_aistack_shape(api) -> None:  # type: ignore[no-
         "details": {},
     }
     r = api.http.delete("/api/v1/jobs")
-    assert r.status_code == 405 and r.json()["code"] == "not_found" and "allow" in r.headers
+    assert (
+        r.status_code == 405 and r.json()["code"] == "method_not_allowed" and "allow" in r.headers
+    )
 
 
 def test_names_are_sent_as_one_encoded_segment(tmp_path: Path) -> None:

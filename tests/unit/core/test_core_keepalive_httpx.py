@@ -57,7 +57,7 @@ def test_small_bodies_answered_without_the_app_reading_them_keep_one_connection(
         assert missing.json()["code"] == "not_found"
         assert "/api/v1/no-such-route" in missing.json()["message"]
         wrong_method = post("/api/v1/cluster", json_auth)  # a GET-only route
-        assert wrong_method.json()["code"] == "not_found"
+        assert wrong_method.json()["code"] == "method_not_allowed"
         no_token = post("/api/v1/jobs", {"Content-Type": "application/json"})
         assert no_token.json()["code"] == "unauthorized"
         invalid = post("/api/v1/jobs", json_auth, b"{}")

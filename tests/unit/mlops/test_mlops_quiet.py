@@ -190,12 +190,13 @@ def test_progress_bars_off_unless_the_user_turned_them_on(monkeypatch) -> None:
     assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True
 
 
-def test_quiet_mlflow_adds_its_two_filters_once(monkeypatch) -> None:
+def test_quiet_mlflow_adds_its_three_filters_once(monkeypatch) -> None:
     with warnings.catch_warnings():
         before = list(warnings.filters)
         quiet.quiet_mlflow()
         added = [f for f in warnings.filters if f not in before]
         assert [(f[0], f[1].pattern, f[2].__name__) for f in added] == [
+            ("ignore", quiet.STARLETTE_WSGI_MESSAGE, "StarletteDeprecationWarning"),
             ("ignore", quiet.NOLOAD_MESSAGE, "SADeprecationWarning"),
             ("ignore", quiet.TYPE_HINTS_MESSAGE, "UserWarning"),
         ]

@@ -59,7 +59,13 @@ def test_default_sheet_still_compares_with_aws() -> None:
     d = rep.recommendation_detail
     assert d["instance"] == "p5.48xlarge"
     assert d["on_demand_usd_per_gpu_hour"] == pytest.approx(6.88)
-    assert d["payback_months"] == pytest.approx(22.25, abs=0.01)
+    # whole p5.48xlarge instances as the demand goes: 1 (8 GPUs) for 30 days, 2 (16 GPUs for
+    # the 12 in use) for the 15 days both jobs run: 5,760 + 2,880 = 8,640 GPU-hours paid for
+    # the 7,200 used: 17.6 months (22.25 priced per GPU-hour used; 15.5 with every hour at the
+    # peak's 16/12)
+    assert d["cloud_rented_gpus"] == 16
+    assert d["cloud_paid_gpu_hours"] == pytest.approx(8640)
+    assert d["payback_months"] == pytest.approx(17.65, abs=0.01)
     assert rep.cloud_on_demand_usd == pytest.approx(7200 * 6.88)
     assert "(H100-SXM on p5.48xlarge at $6.88/GPU-h): $49,536" in render_usage(rep)
 

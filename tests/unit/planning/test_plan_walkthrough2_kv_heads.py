@@ -48,9 +48,12 @@ def test_heads_option_for_a_model_whose_heads_are_not_hidden_over_head_dim() -> 
 
 
 def test_inferred_shape_bounds_kv_heads_but_does_not_ask_them_to_divide() -> None:
-    # 70e9 without a shape infers hidden 9,088: 71 heads, which no GQA count divides
-    assert plan_serving(params=70e9, gpu="H100", kv_heads=8).kv_heads == 8
-    with pytest.raises(ValidationError, match="100 key/value heads for 71 attention heads"):
+    # 20e9 (near no published model's shape) infers 47 heads, which no GQA count divides
+    assert plan_serving(params=20e9, gpu="H100", kv_heads=8).kv_heads == 8
+    with pytest.raises(ValidationError, match="100 key/value heads for 47 attention heads"):
+        plan_serving(params=20e9, gpu="H100", kv_heads=100)
+    # 70e9 takes Llama 3.1 70B's published shape: 64 heads
+    with pytest.raises(ValidationError, match="100 key/value heads for 64 attention heads"):
         plan_serving(params=70e9, gpu="H100", kv_heads=100)
 
 

@@ -562,6 +562,9 @@ def test_pending_reasons_use_singular_for_one() -> None:
         "needs 1 CPU on one node; largest free block is 0 CPUs"
     )
     assert "needs 1 GPU but project Q's GPU quota is 0" in d.pending["g1"].reason
+    one = ClusterState(nodes=(node("n0", 2, cpus=1),), gpu_quotas={"Q": 1})
+    d = run("easy", [job("g2", 2, t=0, project="Q")], one)
+    assert d.pending["g2"].reason.endswith("request at most 1 GPU")  # (it read "1 GPUs")
 
 
 def test_explain_does_not_change_decisions_when_a_job_behind_the_head_preempts() -> None:

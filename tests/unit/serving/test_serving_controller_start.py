@@ -26,7 +26,7 @@ def test_starting_controller_is_not_down_and_not_restarted(
 ) -> None:
     d = _service("svc")
     spawned: list[str] = []
-    monkeypatch.setattr(manager, "_spawn_controller", lambda _d, name: spawned.append(name))
+    monkeypatch.setattr(manager, "_spawn_controller", lambda _d, name, **_kw: spawned.append(name))
 
     assert manager.status("svc")["status"] == "controller down"  # nothing running, no marker
 

@@ -72,7 +72,8 @@ def running(
     (d / "token").write_text("tok")
     (d / "spec.json").write_text(ctl.spec.model_dump_json())
     monkeypatch.setattr(manager, "_controller", lambda name: {"url": "http://testserver"})
-    monkeypatch.setattr(manager, "status", lambda name: {"name": name})
+    limits = {"min_replicas": 3, "max_replicas": 4}  # (in the status; `serve scale` says them)
+    monkeypatch.setattr(manager, "status", lambda name: {"name": name, **limits})
     posted: list[Any] = []
 
     def post(url: str, *, json: Any, headers: dict[str, str], timeout: float) -> Any:
@@ -297,10 +298,13 @@ def test_a_wait_of_1e308_is_refused(
 
 # -- 3. a scale with nothing to change ------------------------------------------------------------
 
-SCALE_EMPTY = "scale: nothing to change: give min_replicas, max_replicas or both"
+# the present limits are said (r23p: it said "the service's present limits are in its status")
+SCALE_EMPTY = (
+    "scale: nothing to change: give min_replicas, max_replicas or both; svc now has min 3 "
+    "replicas, max 4 replicas"
+)
 SCALE_HINT = (
-    "e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum at least 1); "
-    "the service's present limits are in its status"
+    "e.g. `min_replicas` 1 and `max_replicas` 4 (0 to 256 replicas, the maximum at least 1)"
 )
 
 
@@ -325,10 +329,12 @@ def test_python_and_cli_scale_with_nothing_to_change(running: ServiceController)
     res = runner.invoke(serve_cli.app, ["scale", "svc"])
     err = res.exception
     assert isinstance(err, ValidationError), res.output
-    assert err.message == "scale: nothing to change: give --min, --max or both"
+    assert err.message == (
+        "scale: nothing to change: give --min, --max or both (svc now has min 3 replicas, max 4 "
+        "replicas)"
+    )
     assert err.hint == (
-        "e.g. --min 1 and --max 4 (0 to 256 replicas, the maximum at least 1); the service's "
-        "present limits are in its status"
+        "e.g. `aistack serve scale svc --min 1 --max 4` (0 to 256 replicas, --max at least 1)"
     )
     assert running.posted == []  # type: ignore[attr-defined]
 
@@ -411,10 +417,12 @@ def test_an_unknown_replica_hint_says_where_the_ids_are(aistack_home: Path) -> N
     (d / "spec.json").write_text(spec.model_dump_json())
     with pytest.raises(NotFoundError) as ei:
         manager.logs("svc", replica="r9")
-    # was "see serve status for replica ids"
+    # was "see serve status for replica ids", then "its replicas and their ids are in its
+    # status" (r23p: the ids are said, or that there are none)
+    assert ei.value.message == "service 'svc' has no replica 'r9': it has had no replica yet"
     assert ei.value.hint == (
-        "its replicas and their ids are in its status (`aistack serve status svc` or GET "
-        "/api/v1/services/svc)"
+        "leave `replica` out for the controller's log (`aistack serve logs svc` or GET "
+        "/api/v1/services/svc/logs)"
     )
 
 

@@ -144,12 +144,12 @@ def test_valid_values_and_required_nulls_are_unchanged(replica: TestClient, path
         (
             {"role": ["user"], "content": "x"},
             "messages.0.role",
-            'messages.0.role: expected one of system, developer, user, assistant, got an array (["user"])',
+            'messages.0.role: expected one of system, developer, user, assistant, tool, function, got an array (["user"])',
         ),
         (
             {"role": 5, "content": "x"},
             "messages.0.role",
-            "messages.0.role: expected one of system, developer, user, assistant, got a number (5)",
+            "messages.0.role: expected one of system, developer, user, assistant, tool, function, got a number (5)",
         ),
         (
             {"role": "user", "content": [5]},

@@ -95,8 +95,9 @@ def test_the_job_page_encodes_the_id_from_the_url(tmp_path: Path) -> None:
 
 def test_the_usage_chart_reads_times_with_an_offset(tmp_path: Path) -> None:
     data = _run("abc", tmp_path)
-    (series,) = data["charts"]
-    xs = [p[0] for s in series for p in s["points"]]
+    percent, memory = data["charts"]  # CPU/GPU % and memory: separate charts
+    xs = [p[0] for s in percent for p in s["points"]]
+    assert xs == [p[0] for s in memory for p in s["points"]]
     assert xs and all(isinstance(x, int | float) for x in xs), xs  # NaN would be null in JSON
     assert xs[1] - xs[0] == pytest.approx(1.214, abs=1e-3)
     t = 1795942363786  # 2026-11-29T08:52:43.786Z

@@ -140,7 +140,7 @@ def test_the_job_page_shows_resources_and_devices_as_text(tmp_path: Path) -> Non
     )
     details = data["els"]["#details"]["html"]
     assert "<td>2 GPUs (H100) · 8 CPUs · 4GB memory</td>" in details
-    assert "<td>vm: GPUs 2, 3; CPUs 0, 1; 4.0 GB memory</td>" in details
+    assert "<td>vm: GPU ids 2, 3; CPU cores 0, 1; 4.0 GB memory</td>" in details
     assert "<td>5 / 2</td>" in details and "<td>30 min</td>" in details
     assert "<td>corpus@v1</td>" in details
     assert "null" not in details and "{" not in details

@@ -90,7 +90,9 @@ def test_threshold_removes_weak_candidates() -> None:
     a = make_doc(rng, 300)
     b = edit(rng, a, 0.007)
     sigs, sets = MinHasher().signatures_and_sets([a, b])
-    low, high = MinHashConfig(threshold=0.01), MinHashConfig(threshold=1.0)
+    # (bands 112 × rows 1 detect from 1/112: 0.01 is a threshold that LSH curve reaches)
+    low = MinHashConfig(threshold=0.01, bands=112, rows=1)
+    high = MinHashConfig(threshold=1.0)
     for shingles in (None, sets):  # estimated from signatures / exact on the shingle sets
         assert near_duplicates(sigs, low, shingles).tolist() == [False, True]
         assert near_duplicates(sigs, high, shingles).tolist() == [False, False]

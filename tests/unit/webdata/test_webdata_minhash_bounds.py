@@ -44,7 +44,7 @@ def test_minhash_config_past_the_bound_names_the_field(
 
 
 def test_the_bounds_themselves_work() -> None:
-    cfg = MinHashConfig(ngram=1024, num_hashes=16384, bands=128, rows=128)
+    cfg = MinHashConfig(ngram=1024, num_hashes=16384, bands=128, rows=128, threshold=0.97)
     sigs = MinHasher(cfg).signatures([TEXT, TEXT, "something else entirely"])
     assert sigs.shape == (3, 16384)
     assert minhash_dedup(sigs, cfg).removed.tolist() == [False, True, False]
@@ -65,7 +65,8 @@ def test_spec_past_the_bound_names_the_field(minhash: dict[str, Any], field: str
 
 
 def test_spec_at_the_bounds_is_read() -> None:
-    minhash = {"ngram": 1024, "num_hashes": 16384, "bands": 128, "rows": 128}
+    # (threshold 0.97: 128 × 128 detects from (1/128)^(1/128) ≈ 0.963; the default 0.8 is refused)
+    minhash = {"ngram": 1024, "num_hashes": 16384, "bands": 128, "rows": 128, "threshold": 0.97}
     spec = parse_spec(
         {"input": {"paths": ["x"]}, "output": "o", "steps": [{"dedup": {"minhash": minhash}}]}
     )

@@ -329,7 +329,7 @@ def test_no_documents_left_says_which_filter_dropped_them(tmp_path: Path) -> Non
     text = "The history of the town goes back to the twelfth century, when farmers settled."
     inp = _wet(tmp_path / "0.warc.gz", {"http://a/": text})
     steps = [{"language": {"languages": ["de"]}}, "dedup", {"tokenize": {"vocab_size": 512}}]
-    with pytest.raises(ValidationError, match=r"1 pages read from 1 files, all dropped") as ei:
+    with pytest.raises(ValidationError, match=r"1 page read from 1 file, all dropped") as ei:
         run_pipeline(_spec([inp], tmp_path / "o", steps=steps))
     assert "language/other_language 1" in str(ei.value)
 

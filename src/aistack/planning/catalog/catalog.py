@@ -156,15 +156,21 @@ class Catalog:
             and (provider is None or i.provider == provider)
         ]
 
-    def default_instance(self, accelerator: str, tier: PriceTier = "on_demand") -> Instance:
-        """The hyperscaler instance (AWS, then GCP, Azure, others) with that GPU and tier."""
+    def default_instance(
+        self, accelerator: str, tier: PriceTier = "on_demand", provider: str | None = None
+    ) -> Instance:
+        """The hyperscaler instance (AWS, then GCP, Azure, others; by name within a provider)
+        with that GPU and tier, or ``provider``'s first by name. The one choice of the TCO, the
+        what-if sweep and the usage report's price sheets."""
         acc = self.accelerator(accelerator)
-        cands = [i for i in self.instances_for(acc.name) if tier in i.prices]
+        cands = [i for i in self.instances_for(acc.name, provider) if tier in i.prices]
         order = {"aws": 0, "gcp": 1, "azure": 2}
         cands.sort(key=lambda i: (order.get(i.provider, 9), i.name))
         if not cands:
             raise NotFoundError(
-                f"no {tier.replace('_', '-')} price for any cloud instance with {acc.name} in the catalog",
+                f"no {tier.replace('_', '-')} price for any "
+                + (f"{provider} " if provider else "cloud ")
+                + f"instance with {acc.name} in the catalog",
                 hint="name an instance (`instance`), or add an instance with that price in "
                 "AISTACK_HOME/catalog/<file>.yaml",
                 field="instance",
@@ -216,6 +222,18 @@ class Catalog:
             add("accelerator", a.name, "bf16_tflops", a.bf16_tflops, "TFLOP/s", a.source, a.as_of)
             if a.fp8_tflops is not None:
                 add("accelerator", a.name, "fp8_tflops", a.fp8_tflops, "TFLOP/s", a.source, a.as_of)
+            if a.fp32_tflops is not None:
+                add(
+                    "accelerator",
+                    a.name,
+                    "fp32_tflops",
+                    a.fp32_tflops,
+                    "TFLOP/s",
+                    a.source,
+                    a.as_of,
+                )
+            if a.int8_tops is not None:
+                add("accelerator", a.name, "int8_tops", a.int8_tops, "TOPS", a.source, a.as_of)
             add("accelerator", a.name, "memory_gb", a.memory_gb, "GB", a.source, a.as_of)
             add("accelerator", a.name, "memory_bw_tbs", a.memory_bw_tbs, "TB/s", a.source, a.as_of)
             add("accelerator", a.name, "tdp_w", a.tdp_w, "W", a.source, a.as_of)

@@ -197,6 +197,9 @@ _BF16_TFLOPS_MAX = _spec_max(
 _FP8_TFLOPS_MAX = _spec_max(
     limits.MAX_FP8_TFLOPS, "TFLOP/s (10^12 FLOP/s, dense)", "B200 has 4,500 TFLOP/s FP8"
 )
+_INT8_TOPS_MAX = _spec_max(
+    limits.MAX_FP8_TFLOPS, "TOPS (10^12 operations/s, dense)", "B200 has 4,500 TOPS INT8"
+)
 _MEMORY_BW_TBS_MAX = _spec_max(
     limits.MAX_MEMORY_BW_TBS, "TB/s (10^12 bytes/s)", "B200 has 7.7 TB/s (7,700 GB/s is 7.7)"
 )
@@ -304,6 +307,17 @@ class Accelerator(_Model):
         description="has BF16 tensor cores; false (V100): bf16_tflops is the FP16 tensor rate",
     )
     fp8_tflops: Annotated[Number, _FP8_TFLOPS_MAX] | None = Field(default=None, gt=0)
+    fp32_tflops: Annotated[Number, _BF16_TFLOPS_MAX] | None = Field(
+        default=None,
+        gt=0,
+        description="FP32 peak without tensor cores (what fp32 matmuls run at unless TF32 is "
+        "allowed); none: no vendor figure in the catalog, fp32 is refused",
+    )
+    int8_tops: Annotated[Number, _INT8_TOPS_MAX] | None = Field(
+        default=None,
+        gt=0,
+        description="dense INT8 tensor TOPS; none (V100): int8 weights compute at 16 bits",
+    )
     memory_gb: Annotated[Number, AfterValidator(_memory_gb_unit)] = Field(gt=0)
     memory_bw_tbs: Annotated[Number, _MEMORY_BW_TBS_MAX] = Field(gt=0)
     tdp_w: Annotated[Number, _TDP_W_MAX] = Field(gt=0)
@@ -339,6 +353,18 @@ class Accelerator(_Model):
             )
         if p in ("bf16", "fp16"):
             return self.bf16_tflops
+        if p == "fp32":
+            if self.fp32_tflops is None:
+                # it was planned at the BF16 tensor peak: 15x too fast on an H100
+                raise ValidationError(
+                    f"precision: the FP32 peak of {self.name} is unknown: the catalog cites no "
+                    "vendor figure for it",
+                    hint=f"use {self.default_precision} (weights in 16 bits), or give "
+                    f"{self.name} an fp32_tflops (dense FP32 TFLOP/s from its datasheet, in the "
+                    "source) in a catalog file (`--catalog`)",
+                    field="precision",
+                )
+            return self.fp32_tflops
         if p == "fp8":
             if self.fp8_tflops is None:
                 raise ValidationError(
@@ -348,6 +374,15 @@ class Accelerator(_Model):
                     field="precision",
                 )
             return self.fp8_tflops
+        if p == "int8":
+            if self.int8_tops is None:
+                raise ValidationError(
+                    f"precision: {self.name} has no INT8 tensor cores",
+                    hint=f"use {self.default_precision}, or pick an accelerator with INT8 "
+                    "(A100, H100, H200, B200, MI300X, L40S)",
+                    field="precision",
+                )
+            return self.int8_tops
         raise ValidationError(
             f"precision: unknown training precision {precision!r}",
             hint="use bf16, fp16 or fp8",

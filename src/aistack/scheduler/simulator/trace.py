@@ -250,8 +250,9 @@ def read_csv_trace(
     recognised from the header). ``fmt``: a named column mapping (``itp``, ``slurm``: the
     output of :data:`SACCT_COMMAND`); ``mapping``: our field → the CSV column (id, submit,
     duration or start and end, gpus, user, project, priority, max_runtime). Returns the jobs
-    sorted by submit time and the rows skipped, by reason: jobs without a start or an end
-    time (never started, still running) and, for ``slurm``, job steps (``123.batch``).
+    sorted by submit time (``limit``: the first ``limit`` of them, whatever the order of the
+    rows) and the rows skipped, by reason: jobs without a start or an end time (never
+    started, still running) and, for ``slurm``, job steps (``123.batch``).
 
     ``tz``: the zone naive ISO times (``sacct``'s Submit, Start, End) are in; default this
     machine's local zone, in which ``sacct`` prints them when run here. Name the zone of the
@@ -404,10 +405,11 @@ def _read_csv_trace(
                     else _num(mr, field="max_runtime", row=n, path=p.name),
                 )
             )
-            if limit is not None and len(out) >= limit:
-                break
     out.sort(key=lambda j: (j.submit, j.id))
-    return out, skipped
+    # the first `limit` jobs submitted, not the file's first rows: a file need not be in submit
+    # order (sacct lists by job id; a merged or hand-made CSV in any order), so every row is
+    # read first
+    return (out if limit is None else out[:limit]), skipped
 
 
 def load_csv(

@@ -58,6 +58,11 @@ class Job(Base):
     executor: Mapped[str | None] = mapped_column(String(16), nullable=True)
     allocation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the grace period (s) the first cancel asked for; None: the server's cancel_grace_s
+    cancel_grace_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # when the SIGKILL of the job's stop (cancel or preemption) is due (naive UTC), set when
+    # it enters CANCELLING or PREEMPTING; a later, shorter cancel brings it forward
+    kill_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     preempt_count: Mapped[int] = mapped_column(Integer, default=0)
     attained_service_s: Mapped[float] = mapped_column(Float, default=0.0)

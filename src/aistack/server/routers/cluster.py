@@ -48,7 +48,8 @@ def cluster(db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
                 "index": g.index,
                 "uuid": g.uuid,
                 "name": g.name,
-                "memory_mb": g.memory_mb,
+                # None where the engine does not say (Slurm GRES, Ray): it read as "0 GiB"
+                "memory_mb": g.memory_mb or None,
                 "job": holders.get((n.name, "gpu", g.index)),
                 "util_percent": next(
                     (x["util_percent"] for x in live.get("gpus", []) if x["index"] == g.index), None

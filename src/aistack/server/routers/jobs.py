@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 from aistack.server.context import ServerContext
 from aistack.server.db.models import JobEvent
 from aistack.server.deps import get_ctx, get_db
-from aistack.server.schemas.jobs import JobCancel, JobEventPublic, JobPublic, LogChunk
+from aistack.server.schemas.jobs import (
+    JobCancel,
+    JobCancelled,
+    JobEventPublic,
+    JobPublic,
+    LogChunk,
+)
 from aistack.server.services import jobs as svc
 from aistack.spec import parse_spec
 
@@ -25,6 +31,8 @@ def submit(
     ctx: ServerContext = Depends(get_ctx),
 ) -> JobPublic:
     spec = parse_spec(body, source="request body")
+    svc.check_project(db, spec.project, required=ctx.settings.require_projects)
+    svc.check_workdir(spec, ctx.executor.name)
     nodes = ctx.loop.nodes() if ctx.loop is not None else ctx.executor.inventory()
     datasets = ctx.datasets() if spec.inputs else None
     if spec.inputs and datasets is None:
@@ -37,7 +45,7 @@ def submit(
     from aistack.server.metrics import JOBS_SUBMITTED
 
     JOBS_SUBMITTED.labels(project=job.project).inc()
-    return svc.to_public(job)
+    return svc.to_public(job, ctx.settings.cancel_grace_s)
 
 
 @router.get("/jobs", response_model=list[JobPublic])
@@ -48,31 +56,36 @@ def list_jobs(
     limit: int = Query(default=500, ge=1, le=10000),
     before: str | None = Query(default=None, description="a job id: the page after it"),
     db: Session = Depends(get_db),
+    ctx: ServerContext = Depends(get_ctx),
 ) -> list[JobPublic]:
     jobs = svc.list_jobs(
         db, states=state, project=project, include_finished=all, limit=limit, before=before
     )
-    return [svc.to_public(j) for j in jobs]
+    return [svc.to_public(j, ctx.settings.cancel_grace_s) for j in jobs]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, db: Session = Depends(get_db)) -> JobPublic:
-    return svc.to_public(svc.get_job(db, job_id))
+def get_job(
+    job_id: str, db: Session = Depends(get_db), ctx: ServerContext = Depends(get_ctx)
+) -> JobPublic:
+    return svc.to_public(svc.get_job(db, job_id), ctx.settings.cancel_grace_s)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+@router.post("/jobs/{job_id}/cancel", response_model=JobCancelled)
 def cancel(
     job_id: str,
     body: JobCancel | None = Body(default=None),
     db: Session = Depends(get_db),
     ctx: ServerContext = Depends(get_ctx),
-) -> JobPublic:
-    job = svc.request_cancel(
+) -> JobCancelled:
+    grace = body.grace_s if body is not None else None
+    job, message = svc.cancel_job(
         db,
         svc.get_job(db, job_id),
         ctx.executor,
-        ctx.settings.cancel_grace_s,
+        ctx.settings.cancel_grace_s if grace is None else grace,
         reason=body.reason if body is not None else None,
+        default_grace_s=ctx.settings.cancel_grace_s,
     )
     db.commit()
     if ctx.loop is not None:
@@ -80,7 +93,9 @@ def cancel(
         # ends, so the loop never ends its MLflow run; end it here (KILLED)
         ctx.loop.cancelled_off_loop(job)
         ctx.loop.wake()
-    return svc.to_public(job)
+    return JobCancelled(
+        **svc.to_public(job, ctx.settings.cancel_grace_s).model_dump(), message=message
+    )
 
 
 @router.get("/jobs/{job_id}/logs", response_model=LogChunk)

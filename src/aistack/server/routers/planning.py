@@ -52,7 +52,12 @@ def plan_tco(req: TcoRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any
 
 @router.post("/plan/hybrid")
 def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[str, Any]:
-    from aistack.planning.whatif import check_step, demand_profile, hybrid_sweep
+    from aistack.planning.whatif import (
+        check_step,
+        demand_profile,
+        hybrid_sweep,
+        peak_concurrency,
+    )
 
     if (req.profile is None) == (req.intervals is None):
         raise ValidationError(
@@ -76,6 +81,13 @@ def plan_hybrid(req: HybridRequest, cat: Catalog = Depends(_catalog)) -> dict[st
         server=req.server,
         instance=req.instance,
         catalog=cat,
+        # the most GPUs at once, as `aistack plan hybrid` passes it (the API reported the
+        # busiest step's mean: two half-hour 8-GPU jobs in one hour read "8 on average")
+        peak_gpus=(
+            peak_concurrency(req.intervals)
+            if req.intervals is not None and any(x > 0 for x in prof)
+            else None
+        ),
     ).to_dict()
 
 

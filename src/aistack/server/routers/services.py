@@ -15,6 +15,7 @@ from aistack.errors import ValidationError
 from aistack.server.schemas.services import (
     ServiceCreate,
     ServiceDeleted,
+    ServiceDeletePartial,
     ServiceLogs,
     ServicePublic,
     ServiceScale,
@@ -150,8 +151,22 @@ def restart_service(name: str) -> ServicePublic:
     return _public(manager.restart(name, wait_ready_s=None))
 
 
-@router.delete("/services/{name}", response_model=ServiceDeleted)
+@router.delete(
+    "/services/{name}",
+    response_model=ServiceDeleted,
+    responses={
+        409: {
+            "model": ServiceDeletePartial,
+            "description": "The service was deleted, but some of its replicas could not be "
+            "stopped and may still run: details.not_stopped names them, the hint says how to "
+            "stop them",
+        }
+    },
+)
 def delete_service(name: str) -> ServiceDeleted:
+    """Stop the controller and every replica; the service's folder is kept (``kept_at``).
+    Replicas the controller had left running are stopped here (``orphans_stopped``); any
+    that still runs makes the answer a 409, after the service is deleted."""
     from aistack.serving import manager
 
     return ServiceDeleted(**manager.delete(name))

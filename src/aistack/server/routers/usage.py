@@ -36,12 +36,24 @@ def allocations(
 def samples(
     job_id: str, limit: int = Query(default=2000, ge=1, le=100000), db: Session = Depends(get_db)
 ) -> list[dict[str, Any]]:
-    rows = db.execute(
-        select(UsageSampleRow)
-        .where(UsageSampleRow.job_id == job_id)
-        .order_by(UsageSampleRow.t)
-        .limit(limit)
-    ).scalars()
+    """The job's newest ``limit`` usage samples, oldest first. (The oldest ``limit`` were
+    returned: the job page's chart of a job running past ~33 minutes, a sample a second,
+    stopped there and never showed its current use.) ``job_id`` is an id or a unique prefix, as
+    elsewhere; an unknown one is a 404 (it was an empty list, as for a job without samples)."""
+    from aistack.server.services.jobs import get_job
+
+    job_id = get_job(db, job_id).id
+    newest = (
+        db.execute(
+            select(UsageSampleRow)
+            .where(UsageSampleRow.job_id == job_id)
+            .order_by(UsageSampleRow.t.desc(), UsageSampleRow.id.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    rows = reversed(newest)
     return [
         {
             "t": _iso(r.t),
@@ -72,8 +84,8 @@ def cost_report(
 
     if project is not None:
         # a mistyped project priced nothing with a note; GET /projects lists the same names
-        known = {n for (n,) in db.execute(select(Project.name))}
-        known |= {n for (n,) in db.execute(select(Job.project).distinct())}
+        # (one query: the projects table and the jobs' projects, as GET /projects lists them)
+        known = {n for (n,) in db.execute(select(Project.name).union(select(Job.project)))}
         if project not in known:
             raise NotFoundError(
                 f"project: unknown project {project!r}",

@@ -188,11 +188,53 @@ class ServicePublic(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class ReplicaStopped(BaseModel):
+    """A replica a delete stopped itself (its controller had left it running)."""
+
+    replica: str | None = Field(description="the replica's id (r1, ...)")
+    handle: str = Field(description="its aistack job id, or PID@START for a process")
+    pid: int | None = Field(default=None, description="its process id (process replicas only)")
+
+
 class ServiceDeleted(BaseModel):
     name: str
     deleted: bool
-    orphans_stopped: int = 0
-    kept_at: str
+    orphans_stopped: int = Field(
+        default=0,
+        description="replicas the delete stopped itself: ones the service's controller had "
+        "left running (it had died, or their stop failed)",
+    )
+    orphans: list[ReplicaStopped] = Field(
+        default_factory=list, description="those replicas, one entry each"
+    )
+    kept_at: str = Field(description="where the service's folder (its logs) is kept")
+
+
+class ReplicaNotStopped(BaseModel):
+    """A replica a delete could not stop: it may still run."""
+
+    replica: str | None = Field(description="the replica's id (r1, ...)")
+    handle: str = Field(description="its aistack job id, or PID@START for a process")
+    pid: int | None = Field(default=None, description="its process id (process replicas only)")
+    error: str = Field(description="why it could not be stopped")
+
+
+class ServiceDeletePartialDetails(BaseModel):
+    deleted: bool = Field(description="true: the service is deleted all the same")
+    kept_at: str = Field(description="where the service's folder (its logs) is kept")
+    orphans_stopped: int = Field(description="replicas the delete did stop")
+    not_stopped: list[ReplicaNotStopped]
+
+
+class ServiceDeletePartial(BaseModel):
+    """The 409 of a delete that left replicas running. The service is deleted (GET answers
+    404 after it); ``message`` names each replica still running and ``hint`` the command
+    that stops them (``aistack cancel ID ...``, or ``kill -KILL -- -PID`` for processes)."""
+
+    code: Literal["conflict"]
+    message: str
+    hint: str | None = None
+    details: ServiceDeletePartialDetails
 
 
 class ServiceLogs(BaseModel):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import logging
+import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,17 @@ from sqlalchemy.orm import Session
 
 from aistack.compute.resources import Node
 from aistack.errors import ConflictError, NotFoundError, ValidationError, short_repr
-from aistack.server.db.models import Counter, Job, JobEvent, utcnow
+from aistack.server.db.models import Counter, Job, JobEvent, Project, utcnow
 from aistack.server.schemas.jobs import ACTIVE_STATES, FINAL_STATES, JobPublic, LogChunk
-from aistack.spec import JobSpec, check_feasible, parse_duration_s, parse_spec
+from aistack.spec import (
+    DEFAULT_GRACE_S,
+    GRACE_ENV,
+    JobSpec,
+    check_feasible,
+    grace_s_from_env,
+    parse_duration_s,
+    parse_spec,
+)
 
 log = logging.getLogger(__name__)
 JOB_ID_MAX = 32  # the length of the jobs.id column (db.models.Job: String(32))
@@ -100,6 +110,32 @@ def submit_job(
     return job
 
 
+def check_workdir(spec: JobSpec, executor: str) -> None:
+    """Refuse at submit a ``workdir`` the job cannot start in, where that can be seen: with the
+    local executor the job runs on this host, from this process's folder (a relative path is
+    taken from it), so a folder missing here failed the job at its start ("exit code 1"). The
+    Ray and Slurm executors run jobs on other hosts, whose folders this host may not see: left
+    to the job (it fails saying the folder is missing there)."""
+    wd = spec.workdir
+    if executor != "local" or not wd:
+        return
+    p = Path(wd)
+    if p.is_dir():
+        if os.access(p, os.X_OK):
+            return
+        why, fix = "is a folder this server's user cannot enter", "give it access (chmod u+x)"
+    elif p.exists():
+        why, fix = "is not a folder", "give the folder the job runs in"
+    else:
+        why, fix = "does not exist", "create it, or give a folder that exists"
+    tilde = "; '~' is not expanded here: give the full path" if wd.startswith("~") else ""
+    raise ValidationError(
+        f"workdir: {wd!r} {why} on {socket.gethostname()}, where the local executor runs jobs",
+        hint=f"{fix}{tilde}",
+        field="workdir",
+    )
+
+
 def link_inputs(datasets: Any, job: Job) -> None:
     """Reference the job's input dataset versions (gc keeps them) and record lineage.
     Call after the job is committed: the catalog may share the SQLite file, and SQLite has one
@@ -149,7 +185,11 @@ def get_job(session: Session, job_id: str, *, param: str = "job_id") -> Job:
                 field=param,
             )
     if job is None:
-        raise NotFoundError(f"job {job_id!r} not found", hint="list jobs with `aistack jobs --all`")
+        # a page's ``before`` says so: "job 'x' not found" read as the listing's own error
+        where = "" if param == "job_id" else f"{param}: "
+        raise NotFoundError(
+            f"{where}job {job_id!r} not found", hint="list jobs with `aistack jobs --all`"
+        )
     return job
 
 
@@ -189,14 +229,98 @@ def count_by_state(session: Session) -> dict[str, int]:
     return {s: int(n) for s, n in rows}
 
 
+def stop_signal_of(job: Job) -> str:
+    """The signal a stop (cancel, preemption, max_runtime) sends the job first."""
+    return str((job.spec or {}).get("stop_signal") or "SIGTERM")
+
+
+def stop_words(job: Job, grace_s: float, kill_at: dt.datetime | None = None) -> str:
+    """A cancel's event text: "SIGTERM, then SIGKILL after 10 s" (with ``kill_at``, naive
+    UTC: "..., at 12:00:05 UTC")."""
+    at = f", at {clock(kill_at)}" if kill_at is not None else ""
+    return f"{stop_signal_of(job)}, then SIGKILL after {grace_s:g} s{at}"
+
+
+def clock(t: dt.datetime) -> str:
+    """A naive-UTC time as "12:00:05 UTC" (the date too when it is not today's)."""
+    now = utcnow()
+    fmt = "%H:%M:%S" if t.date() == now.date() else "%Y-%m-%d %H:%M:%S"
+    return t.strftime(fmt) + " UTC"
+
+
+def kill_words(kill_at: dt.datetime, now: dt.datetime) -> str:
+    """ "SIGKILL at 12:00:05 UTC (in 55 s)" / "(due now)", for a stopping job."""
+    left = (kill_at - now).total_seconds()
+    when = f"in {left:.0f} s" if left >= 0.5 else "due now"
+    return f"SIGKILL at {clock(kill_at)} ({when})"
+
+
+def _later(now: dt.datetime, seconds: float) -> dt.datetime:
+    return now + dt.timedelta(seconds=max(0.0, float(seconds)))
+
+
+def check_project(session: Session, name: str, *, required: bool) -> None:
+    """With ``required`` (``AISTACK_REQUIRE_PROJECTS``), a project other than ``default`` must
+    have been created (``aistack projects set NAME``): a ValidationError naming the closest
+    existing projects otherwise. Without it a project is whatever a job names (no row: no
+    quota, share 1)."""
+    if not required or name == "default" or session.get(Project, name) is not None:
+        return
+    import difflib
+
+    known = sorted(session.execute(select(Project.name)).scalars())
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    maybe = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValidationError(
+        f"project: {name!r} does not exist (this server requires projects to be created, "
+        f"AISTACK_REQUIRE_PROJECTS){maybe}",
+        hint=f"create it with `aistack projects set {name}` (an admin's choice: it sets the "
+        "project's quota and share), or submit to an existing project",
+        field="project",
+    )
+
+
 def request_cancel(
-    session: Session, job: Job, executor: Any, grace_s: float, *, reason: str | None = None
+    session: Session,
+    job: Job,
+    executor: Any,
+    grace_s: float,
+    *,
+    reason: str | None = None,
+    default_grace_s: float | None = None,
 ) -> Job:
-    """``reason``: why the job is stopped (a service's controller says "scaled down by the
-    autoscaler …"); without one it ends "cancelled by user". Stored in the job's
-    ``failure_reason`` column; the API shows it as ``stop_reason`` (and, for a job that ends
-    CANCELLED, as its ``failure_reason`` too; see :func:`to_public`). A second cancel keeps
-    the first one's reason."""
+    """:func:`cancel_job` without its answer's words."""
+    return cancel_job(
+        session, job, executor, grace_s, reason=reason, default_grace_s=default_grace_s
+    )[0]
+
+
+def cancel_job(
+    session: Session,
+    job: Job,
+    executor: Any,
+    grace_s: float,
+    *,
+    reason: str | None = None,
+    default_grace_s: float | None = None,
+) -> tuple[Job, str]:
+    """Cancel ``job``: (the job, one line saying what happened and when the SIGKILL is due,
+    for the API's answer). ``reason``: why the job is stopped (a service's controller says
+    "scaled down by the autoscaler …"); without one it ends "cancelled by user". Stored in
+    the job's ``failure_reason`` column; the API shows it as ``stop_reason`` (and, for a job
+    that ends CANCELLED, as its ``failure_reason`` too; see :func:`to_public`). A second
+    cancel keeps the first one's reason.
+
+    The SIGKILL deadline (``job.kill_at``) follows the executors' rule for a second stop: the
+    first one's stands, a later cancel may bring it forward, never postpone it. A cancel of a
+    job already CANCELLING with a shorter grace period is passed to the executor (it was
+    dropped: ``cancel --grace 2`` after ``--grace 60`` waited the 60 s) and the event says the
+    new time; one with a longer or equal grace changes nothing, and its event and answer say
+    the first deadline stands. A cancel of a job being preempted (PREEMPTING: it already got
+    its stop signal) makes it end cancelled, with the preemption's deadline or this one's,
+    whichever is sooner; its event says so (it read "SIGTERM, then SIGKILL after 0 s").
+    ``default_grace_s``: the server's grace period (the preemption's; the API passes
+    AISTACK_CANCEL_GRACE_S), to tell the grace the job finally got."""
     # every write is conditional on the state (and attempt) this session read: the scheduling
     # loop may have started, requeued or finished the job since; then decide again on a fresh
     # read (an unconditional write put a requeued job back to CANCELLING with no process to
@@ -226,35 +350,146 @@ def request_cancel(
                     "cancelled",
                     "cancelled while queued" + (f": {reason}" if reason else ""),
                 )
-                return job
+                return job, "cancelled while queued: it never ran"
             continue
+        if job.state in ("CANCELLING", "PREEMPTING") and job.handle:
+            done = _cancel_stopping(session, job, executor, grace_s, reason, default_grace_s)
+            if done is None:
+                continue
+            return job, done
+        if job.cancel_requested and job.cancel_grace_s is not None:
+            # asked before it had a handle and not signalled yet: the shorter of the two grace
+            # periods (none has started: the stop signal is sent once the job has a handle)
+            grace_s = min(float(grace_s), job.cancel_grace_s)
         handle = job.handle
         signal = job.state in ACTIVE_STATES and bool(handle)
+        now = utcnow()
+        kill_at = _later(now, grace_s)
         # the reason the job will end with (_finish keeps it): this cancel's, or the first one's
-        why = {} if job.cancel_requested else {"failure_reason": reason}
+        why: dict[str, Any] = {"cancel_grace_s": float(grace_s)}
+        if not job.cancel_requested:
+            why["failure_reason"] = reason
         res = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state == job.state, Job.attempt == job.attempt)
-            .values(cancel_requested=True, **why, **({"state": "CANCELLING"} if signal else {}))
+            .values(
+                cancel_requested=True,
+                **why,
+                **({"state": "CANCELLING", "kill_at": kill_at} if signal else {}),
+            )
         )
         session.refresh(job)
         if getattr(res, "rowcount", 0) != 1:
             continue
-        if signal:
-            add_event(
-                session,
-                job.id,
-                "cancelling",
-                f"SIGTERM, then SIGKILL after {grace_s:g} s" + (f" ({reason})" if reason else ""),
+        if not signal:
+            return job, (
+                f"cancel recorded: the job is being started; it gets {stop_signal_of(job)} "
+                f"once it runs, then SIGKILL after {float(grace_s):g} s"
             )
-            executor.cancel(handle, grace_s)
-        return job
+        add_event(
+            session,
+            job.id,
+            "cancelling",
+            stop_words(job, grace_s, kill_at) + (f" ({reason})" if reason else ""),
+        )
+        executor.cancel(handle, grace_s)
+        return job, f"{stop_signal_of(job)} sent; {kill_words(kill_at, now)} unless it ends before"
     raise ConflictError(
         f"job {job.id} changed state while it was being cancelled", hint="try the cancel again"
     )
 
 
+def _cancel_stopping(
+    session: Session,
+    job: Job,
+    executor: Any,
+    grace_s: float,
+    reason: str | None,
+    default_grace_s: float | None,
+) -> str | None:
+    """A cancel of a job that already got its stop signal (CANCELLING, PREEMPTING): the answer's
+    words, or None when the job changed meanwhile (read again and decide again)."""
+    now = utcnow()
+    asked = _later(now, grace_s)
+    old = job.kill_at
+    sooner = old is None or asked < old
+    kill_at = asked if sooner else old
+    assert kill_at is not None
+    preempted = job.state == "PREEMPTING"
+    # the grace period counted from the first stop signal, for the end's "killed with SIGKILL
+    # after the N s grace period": the first stop's (the preemption's is the server's), less
+    # what this cancel took off it
+    first = (
+        job.cancel_grace_s
+        if job.cancel_requested and job.cancel_grace_s is not None
+        else (default_grace_s if default_grace_s is not None else float(grace_s))
+    )
+    if old is not None and sooner:
+        first = round(max(0.0, first - (old - kill_at).total_seconds()), 1)  # "12.3 s"
+    kept = (
+        f"; the first cancel's reason stands ({job.failure_reason or 'cancelled by user'})"
+        if reason and job.cancel_requested and reason != job.failure_reason
+        else ""
+    )
+    if not preempted and not sooner:
+        # nothing changes: no write, no executor call (Slurm's scancel --signal would send
+        # the job its stop signal again)
+        words = (
+            f"already cancelling: the first cancel's {kill_words(kill_at, now)} stands "
+            f"(a cancel never postpones it; this one's {float(grace_s):g} s grace period "
+            f"would end later){kept}"
+        )
+        add_event(session, job.id, "cancelling", f"cancel again: {words}")
+        return words
+    values: dict[str, Any] = {"state": "CANCELLING", "kill_at": kill_at, "cancel_grace_s": first}
+    if not job.cancel_requested:
+        values.update(cancel_requested=True, failure_reason=reason)
+    res = session.execute(
+        update(Job)
+        .where(
+            Job.id == job.id,
+            Job.state == job.state,
+            Job.attempt == job.attempt,
+            Job.kill_at.is_(None) if old is None else Job.kill_at == old,
+        )
+        .values(**values)
+    )
+    session.refresh(job)
+    if getattr(res, "rowcount", 0) != 1:
+        return None
+    left = max(0.0, (kill_at - now).total_seconds())
+    if preempted:
+        moved = (
+            f", brought forward from {clock(old)} by this cancel's {float(grace_s):g} s "
+            "grace period"
+            if old is not None and sooner
+            else ""
+        )
+        words = (
+            f"already stopping (preempted): it got {stop_signal_of(job)} at the preemption; "
+            f"{kill_words(kill_at, now)}{moved}; it ends cancelled, not requeued"
+        )
+    else:
+        words = (
+            f"already cancelling: {kill_words(kill_at, now)}, brought forward"
+            + (f" from {clock(old)}" if old is not None else "")
+            + f" by this cancel's {float(grace_s):g} s grace period{kept}"
+        )
+    add_event(
+        session,
+        job.id,
+        "cancelling",
+        words + (f" ({reason})" if reason and preempted else ""),
+    )
+    # the executor's kill clock keeps the first deadline unless this one is sooner: pass what
+    # is left of the deadline the job now has (a cancel after a preemption also tells the
+    # executor it is a cancel now)
+    executor.cancel(job.handle, float(grace_s) if sooner else left)
+    return words
+
+
 ALL_STATES = frozenset({"QUEUED"}) | ACTIVE_STATES | FINAL_STATES
+STOPPING_STATES = frozenset({"CANCELLING", "PREEMPTING"})  # signalled; kill_at is due
 
 
 def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
@@ -277,6 +512,14 @@ def attempt_dir(jobs_dir: Path, job_id: str, attempt: int) -> Path:
     return jobs_dir / job_id / str(attempt)
 
 
+def attempts_text(job_id: str, last: int) -> str:
+    """ "job X has only attempt 0" / "job X has attempts 0 to 2": the attempts a job has had
+    (``last``: its latest, job.attempt)."""
+    if last <= 0:
+        return f"job {job_id} has only attempt 0"
+    return f"job {job_id} has attempts 0 to {last}"
+
+
 def read_logs(
     jobs_dir: Path,
     job: Job,
@@ -288,8 +531,9 @@ def read_logs(
     att = job.attempt if attempt is None else attempt
     if not 0 <= att <= job.attempt:
         raise ValidationError(
-            f"attempt: job {job.id} has attempts 0..{job.attempt}, not {att}",
-            hint="leave out --attempt for the latest one",
+            f"attempt {att}: {attempts_text(job.id, job.attempt)}",
+            hint=f"leave attempt out for the latest one, attempt {job.attempt}",
+            field="attempt",
         )
     path = attempt_dir(jobs_dir, job.id, att) / "output.log"
     text, nxt = "", offset
@@ -328,9 +572,14 @@ def _whole_utf8(data: bytes) -> bytes:
     return data
 
 
-def to_public(job: Job) -> JobPublic:
+def to_public(job: Job, default_grace_s: float | None = None) -> JobPublic:
+    """The API's view of ``job``. ``default_grace_s``: the server's AISTACK_CANCEL_GRACE_S
+    (the routers pass their settings'; 10 s without it), for the job's ``grace_s`` and
+    ``max_runtime_grace_s``."""
     spec = job.spec or {}
     alloc = job.allocation or None
+    server_grace = DEFAULT_GRACE_S if default_grace_s is None else float(default_grace_s)
+    max_runtime_s = _runtime_s(spec.get("max_runtime"))
     return JobPublic(
         id=job.id,
         name=job.name,
@@ -341,6 +590,12 @@ def to_public(job: Job) -> JobPublic:
         priority=job.priority,
         pending_reason=job.pending_reason if job.state == "QUEUED" else None,
         estimated_start=_utc(job.estimated_start) if job.state == "QUEUED" else None,
+        kill_at=_utc(job.kill_at) if job.state in STOPPING_STATES else None,
+        stop_signal=stop_signal_of(job),
+        grace_s=stop_grace_s(job, server_grace),
+        max_runtime_grace_s=(
+            None if max_runtime_s is None else max_runtime_grace_s(spec, server_grace)
+        ),
         exit_code=job.exit_code,
         **_reasons(job),
         attempt=job.attempt,
@@ -348,7 +603,7 @@ def to_public(job: Job) -> JobPublic:
         devices=alloc,
         node=next(iter(alloc), None) if alloc else None,
         resources=spec.get("resources", {}),
-        max_runtime_s=_runtime_s(spec.get("max_runtime")),
+        max_runtime_s=max_runtime_s,
         preemptible=bool(spec.get("preemptible", True)),
         command=spec.get("command") or spec.get("script") or "",
         inputs=list(spec.get("inputs") or []),
@@ -361,6 +616,23 @@ def to_public(job: Job) -> JobPublic:
         started_at=_utc(job.started_at),
         finished_at=_utc(job.finished_at),
     )
+
+
+def stop_grace_s(job: Job, default_grace_s: float) -> float:
+    """Seconds from the job's stop signal to SIGKILL on a cancel or a preemption: its cancel's
+    (``cancel_grace_s``: the one asked for, counted from the first stop signal), else the
+    server's ``default_grace_s`` (a preemption's always)."""
+    own = job.cancel_grace_s if job.cancel_requested else None
+    return float(default_grace_s) if own is None else float(own)
+
+
+def max_runtime_grace_s(spec: dict[str, Any], default_grace_s: float) -> float:
+    """The grace period after max_runtime, as the executors read it at launch: the job's own
+    AISTACK_GRACE_S, else the server's (see scheduling's launch request)."""
+    try:
+        return grace_s_from_env({GRACE_ENV: str(default_grace_s), **(spec.get("env") or {})})
+    except ValidationError:  # (refused at submit since; an older stored spec)
+        return default_grace_s
 
 
 def _runtime_s(value: Any) -> float | None:

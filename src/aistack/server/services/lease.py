@@ -9,6 +9,12 @@ for ``ttl_s`` seconds, or at once when the holder was on this host and its proce
 server killed with SIGKILL). A server that finds its lease taken (it stalled past ``ttl_s``
 and another took over) stops scheduling until it holds the lease again.
 
+A server that cannot renew (the database is unreachable, or a renewal hangs in a connect) does
+not count itself the holder past ``ttl_s - renew_s`` seconds after its last renewal: by then
+another server that still reaches the database may take the lease over, and two schedulers
+must never run at once. It schedules again once a renewal goes through (it still owns the
+row) or it takes the lease again.
+
 Every write is a compare-and-swap on the row (``UPDATE … WHERE owner = … AND heartbeat_at =
 …``), so two servers starting at the same moment cannot both win, on SQLite and PostgreSQL.
 """
@@ -20,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,14 +64,26 @@ class ServerLease:
     renew_s: float = 5.0
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    held: bool = False
+    clock: Any = time.monotonic  # seconds; tests pass a fake one
 
     def __post_init__(self) -> None:
         if self.renew_s >= self.ttl_s:
             raise ValueError("renew_s must be shorter than ttl_s")
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self._held = False
+        self._renewed_at = 0.0  # clock() just before the last write that took or kept the lease
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this server holds the lease now: it took or renewed it, and did so less than
+        ``ttl_s - renew_s`` seconds ago (past ``ttl_s`` another server may take it over)."""
+        return self._held and self.clock() - self._renewed_at < self.ttl_s - self.renew_s
+
+    def _took(self, at: float) -> None:
+        self._held = True
+        self._renewed_at = at
 
     # -- taking and giving back ----------------------------------------------------------------
     def holder(self) -> dict[str, Any] | None:
@@ -94,6 +113,7 @@ class ServerLease:
     def acquire(self) -> None:
         """Take the lease, or raise ConflictError naming the server that holds it."""
         for _ in range(5):
+            at = self.clock()
             now = utcnow()
             row = self.holder()
             values = {
@@ -111,7 +131,7 @@ class ServerLease:
                     except sa_exc.IntegrityError:  # another server inserted it first
                         s.rollback()
                         continue
-                    self.held = True
+                    self._took(at)
                     return
                 if row["owner"] != self.owner:
                     why = self._stale(row, now)
@@ -130,7 +150,7 @@ class ServerLease:
                 )
                 s.commit()
                 if getattr(res, "rowcount", 0) == 1:
-                    self.held = True
+                    self._took(at)
                     return
         row = self.holder()
         if row is not None and row["owner"] != self.owner:
@@ -157,6 +177,7 @@ class ServerLease:
 
     def renew(self) -> bool:
         """Move the heartbeat; False (and ``held`` False) when another server has the lease."""
+        at = self.clock()
         with self.sessions() as s:
             res = s.execute(
                 update(ServerLeaseRow)
@@ -165,14 +186,17 @@ class ServerLease:
             )
             s.commit()
         ok = getattr(res, "rowcount", 0) == 1
-        if self.held and not ok:
+        if self._held and not ok:
             log.error("the server lease was taken by another server; scheduling stops here")
-        self.held = ok
+        if ok:
+            self._took(at)
+        else:
+            self._held = False
         return ok
 
     def release(self) -> None:
         """Give the lease back (only if this server still holds it)."""
-        self.held = False
+        self._held = False
         with self.sessions() as s:
             s.execute(
                 delete(ServerLeaseRow).where(
@@ -191,8 +215,17 @@ class ServerLease:
 
     def _run(self) -> None:
         while not self._stop.wait(self.renew_s):
+            lapsed = self._held and not self.held  # no renewal went through for too long
+            if lapsed:
+                self._held = False
+                log.error(
+                    "could not renew the server lease for %.0f s; scheduling stops until the "
+                    "database answers again (past %.0f s another server may take the lease over)",
+                    self.clock() - self._renewed_at,
+                    self.ttl_s,
+                )
             try:
-                if self.held:
+                if self._held:
                     self.renew()
                 else:
                     self.acquire()

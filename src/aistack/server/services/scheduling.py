@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import re
+import signal
 import threading
 import time
 from collections import deque
@@ -60,7 +61,14 @@ from aistack.scheduler.types import (
 )
 from aistack.server.db.models import AllocationRow, Job, NodeRow, Project, UsageSampleRow, utcnow
 from aistack.server.schemas.jobs import ACTIVE_STATES
-from aistack.server.services.jobs import add_event, attempt_dir
+from aistack.server.services.jobs import (
+    add_event,
+    attempt_dir,
+    max_runtime_grace_s,
+    stop_grace_s,
+    stop_signal_of,
+    stop_words,
+)
 from aistack.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -194,6 +202,9 @@ class SchedulerLoop:
         # job id → why its engine still holds it before it runs (Slurm's PENDING reason), as
         # last told in its events
         self._engine_waits: dict[str, str] = {}
+        # job id → the handle its engine was seen running or ended with by this server: its
+        # start is settled (a later "starting", Slurm's requeue, leaves it alone)
+        self._engine_ran: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -375,20 +386,20 @@ class SchedulerLoop:
             except Exception as exc:  # noqa: BLE001
                 log.warning("poll of job %s failed: %s", job.id, exc)
                 continue
-            if st.state == "running" and job.state == "STARTING":
-                job.state = "RUNNING"
-            self._engine_wait(s, job, st)
+            moved = self._engine_start(s, job, st)
+            self._engine_wait(s, job, st, moved)
             if st.final:
                 self._finish(s, job, st)
             elif job.cancel_requested and job.state in ("STARTING", "RUNNING"):
                 # asked while it was being started (no handle yet to signal): signal it now
-                job.state = "CANCELLING"
-                grace = self.settings.cancel_grace_s
-                add_event(s, job.id, "cancelling", f"SIGTERM, then SIGKILL after {grace:g} s")
+                was, job.state = job.state, "CANCELLING"
+                grace = self._cancel_grace(job)
+                job.kill_at = utcnow() + dt.timedelta(seconds=max(0.0, grace))
+                add_event(s, job.id, "cancelling", stop_words(job, grace, job.kill_at))
                 try:
                     self.executor.cancel(job.handle, grace)
                 except Exception as exc:  # noqa: BLE001 - tried again next pass
-                    job.state = "RUNNING"
+                    job.state = was
                     log.warning("cancel of job %s failed: %s", job.id, exc)
         # cancelled while this loop requeued it from a stale read (lost, retry, preempted): the
         # cancel stands, the job is not started again. Here, not in schedule(): this pass's
@@ -418,20 +429,69 @@ class SchedulerLoop:
                         s.refresh(gone)
                         self.cancelled_off_loop(gone)
 
-    def _engine_wait(self, s: Session, job: Job, st: ExecStatus) -> None:
+    def _engine_start(self, s: Session, job: Job, st: ExecStatus) -> str | None:
+        """Keep the job's state and start to what its engine says. A job the engine holds
+        before running it (Slurm's PENDING, with its reason) is STARTING, not RUNNING, until
+        the engine runs it; then (or at its first final status) ``job.started_at``, the open
+        allocation rows' start (its GPU-hours) and the preemption protection move to the
+        engine's start (``st.started_at``), where that is later: they counted from the
+        hand-over (sbatch), the time it waited in Slurm's queue included. Done once per job
+        and server (the first running or final status this server sees), so a job the engine
+        requeued after it ran keeps its first start. Returns words for its event when it
+        moved the start, else None."""
+        seen = self._engine_ran.get(job.id) == job.handle
+        if st.state == "starting":
+            if st.reason and job.state == "RUNNING" and not seen:
+                job.state = "STARTING"
+            return None
+        if st.state == "running" and job.state == "STARTING":
+            job.state = "RUNNING"
+        if seen or job.handle is None:
+            return None
+        self._engine_ran[job.id] = job.handle
+        t = st.started_at
+        if t is None or not math.isfinite(t) or job.started_at is None:
+            return None
+        try:
+            start = min(_from_epoch(t), utcnow())
+        except (OverflowError, OSError, ValueError):  # not a time on this clock
+            return None
+        if start <= job.started_at:
+            return None
+        late = start - job.started_at
+        for a in _open_allocations(s, job.id):
+            if a.start is None or a.start < start:
+                a.start = start
+        if job.protected_until is not None:
+            job.protected_until += late
+        job.started_at = start
+        return (
+            f"since {start:%H:%M:%S} UTC, {late.total_seconds():.0f} s after the launch: its "
+            "runtime and GPU-hours count from then"
+        )
+
+    def _engine_wait(self, s: Session, job: Job, st: ExecStatus, moved: str | None = None) -> None:
         """A job this server started that its engine still holds before running it (Slurm's
         PENDING: its own queue, a node still booting) is told in its events, with the engine's
         reason, each time that reason changes, and once when it starts running there (the
-        reason was dropped: such a job showed RUNNING with nothing said)."""
+        reason was dropped: such a job showed RUNNING with nothing said), with ``moved``
+        (:meth:`_engine_start`'s words) when its start moved."""
         said = self._engine_waits.get(job.id)
         if st.state == "starting" and st.reason and job.state in ("STARTING", "RUNNING"):
             if st.reason != said:
                 self._engine_waits[job.id] = st.reason
                 add_event(s, job.id, "waiting", f"{self.executor.name}: {st.reason}")
-        elif said is not None:
-            del self._engine_waits[job.id]
+        elif said is not None or moved:
+            self._engine_waits.pop(job.id, None)
+            # only when it runs: a job Slurm cancelled while PENDING ends with StartTime = the
+            # cancel's time, and "slurm started it" would be false (its times say the rest)
             if st.state == "running":
-                add_event(s, job.id, "running", f"{self.executor.name} runs it now")
+                add_event(
+                    s,
+                    job.id,
+                    "running",
+                    f"{self.executor.name} runs it now" + (f" ({moved})" if moved else ""),
+                )
 
     def cancelled_off_loop(self, job: Job) -> None:
         """Tell ``on_finish`` (the MLflow run's end) of a job that became CANCELLED without a
@@ -460,10 +520,12 @@ class SchedulerLoop:
     def _finish(self, s: Session, job: Job, st: ExecStatus) -> None:
         self._record_usage(s, job)  # the samples since the last monitor pass, while still open
         self._last_sample_t.pop(job.id, None)
+        self._engine_ran.pop(job.id, None)
         now = _ended_at(st, job, utcnow())
         allocs = _open_allocations(s, job.id)
         for a in allocs:
             a.end = max(now, a.start) if a.start is not None else now
+        self._usage_cache = (float("-inf"), {})  # the usage counts this end in the next pass
         units = max(
             1,
             (job.allocation and sum(len(v.get("gpus", [])) for v in job.allocation.values())) or 0,
@@ -474,6 +536,7 @@ class SchedulerLoop:
             job.preempt_requested and st.state in ("cancelled", "failed")
         )
         job.exit_code = st.exit_code
+        killed = self._sigkill_note(job, st)
         if preempted and not job.cancel_requested:
             job.state = "QUEUED"
             job.preempt_requested = False
@@ -485,7 +548,7 @@ class SchedulerLoop:
                 s,
                 job.id,
                 "preempted",
-                st.reason or "preempted; requeued with its attained service kept",
+                (st.reason or "preempted; requeued with its attained service kept") + killed,
                 t=now,
             )
         elif st.state == "succeeded":
@@ -503,11 +566,12 @@ class SchedulerLoop:
                 job.failure_reason = _unless_cancelled(st.reason or "cancelled by user")
                 s.flush()  # the value the row ends with (the attribute is reloaded)
                 job.failure_reason = job.failure_reason or st.reason or "cancelled by user"
+            job.failure_reason = (job.failure_reason or "cancelled by user") + killed
             add_event(s, job.id, "cancelled", job.failure_reason, t=now)
         elif st.state == "timeout":
             job.state, job.finished_at = "TIMEOUT", now
-            job.failure_reason = st.reason
-            add_event(s, job.id, "timeout", st.reason or "", t=now)
+            job.failure_reason = (st.reason or "exceeded max_runtime") + killed
+            add_event(s, job.id, "timeout", job.failure_reason, t=now)
         elif st.state == "lost" and self._lost_requeues(s, job) < MAX_LOST_REQUEUES:
             # the machine lost the job (node gone, supervisor killed): requeue it without using
             # one of its retries, as Slurm requeues on node failure; the trainer resumes from its
@@ -547,6 +611,34 @@ class SchedulerLoop:
                 self.on_finish(job, st)
             except Exception:  # noqa: BLE001
                 log.exception("on_finish hook failed for job %s", job.id)
+
+    def _cancel_grace(self, job: Job) -> float:
+        """The grace period of the job's cancel: the one it asked for, else the server's."""
+        return stop_grace_s(job, self.settings.cancel_grace_s)
+
+    def _sigkill_note(self, job: Job, st: ExecStatus) -> str:
+        """The words "; killed with SIGKILL after the 10 s grace period: SIGTERM did not stop
+        it" for an attempt that was stopped (cancel, preemption, max_runtime) and ended by SIGKILL (exit
+        code -9: the executor's escalation once the grace period passed), else "". Such a job
+        ended "cancelled by user" or "exceeded max_runtime" alone: that its stop signal was
+        ignored, and what it was doing then lost, was not said."""
+        # -9: the local and Ray executors; 137 (128 + 9): Slurm's (a shell's) way to say it
+        if st.exit_code not in (-int(signal.SIGKILL), 128 + int(signal.SIGKILL)):
+            return ""
+        if not (
+            st.state in ("cancelled", "timeout", "preempted")
+            or job.cancel_requested
+            or job.preempt_requested
+        ):
+            return ""
+        if st.state == "timeout":  # the launch's grace: the job's own AISTACK_GRACE_S, if given
+            grace = max_runtime_grace_s(job.spec or {}, self.settings.cancel_grace_s)
+        else:
+            grace = self._cancel_grace(job)
+        stop = stop_signal_of(job)
+        if grace <= 0:  # no time to stop: not "did not stop it"
+            return f"; killed with SIGKILL at once (a grace period of 0 s after {stop})"
+        return f"; killed with SIGKILL after the {grace:g} s grace period: {stop} did not stop it"
 
     # -- schedule ----------------------------------------------------------------------------------
     def cluster_state(self, s: Session, now: float) -> ClusterState:
@@ -595,7 +687,9 @@ class SchedulerLoop:
                     submit_time=_epoch(j.submitted_at),
                     max_runtime_s=_max_rt(spec),
                     attained_service_s=j.attained_service_s,
-                    preemptible=bool(spec.get("preemptible", True)) and j.state == "RUNNING",
+                    # STARTING: handed to its engine, which holds it in its own queue
+                    preemptible=bool(spec.get("preemptible", True))
+                    and (j.state == "RUNNING" or (j.state == "STARTING" and bool(j.handle))),
                     protected_until=_epoch(j.protected_until),
                 )
             )
@@ -648,7 +742,7 @@ class SchedulerLoop:
     def _usage(self, s: Session, now: float) -> dict[str, float]:
         """Decayed GPU-seconds (CPU-seconds for CPU-only jobs) per project and per user."""
         at, cached = self._usage_cache
-        if now - at < 30:
+        if now - at < 30:  # (dropped when an allocation starts or ends)
             return cached
         since = _from_epoch(now - 4 * USAGE_HALF_LIFE_S)
         rows = (
@@ -699,11 +793,19 @@ class SchedulerLoop:
                 self._start(s, job, st.allocation, backfilled=st.backfilled)
         for pre in decision.preemptions:
             victim = s.get(Job, pre.job_id)
-            if victim is None or victim.state != "RUNNING" or not victim.handle:
+            if victim is None or victim.state not in ("RUNNING", "STARTING") or not victim.handle:
                 continue
             victim.state = "PREEMPTING"
             victim.preempt_requested = True
-            add_event(s, victim.id, "preempting", pre.reason)
+            # when its SIGKILL is due (the API shows it; a cancel meanwhile may bring it forward)
+            grace = max(0.0, self.settings.cancel_grace_s)
+            victim.kill_at = utcnow() + dt.timedelta(seconds=grace)
+            add_event(
+                s,
+                victim.id,
+                "preempting",
+                f"{pre.reason}; {stop_words(victim, grace, victim.kill_at)}",
+            )
             try:
                 self.executor.preempt(victim.handle, self.settings.cancel_grace_s, pre.reason)
             except Exception as exc:  # noqa: BLE001
@@ -927,12 +1029,18 @@ class SchedulerLoop:
         now = utcnow()
         # claim the job: only one scheduling loop may start it (one server per DB is the
         # supported set-up; this keeps a second one from starting a job twice)
+        # the exit code and failure of an earlier attempt (a retry, a requeue after preemption
+        # or loss; its events keep them) are not this attempt's: a running job showed them.
+        # A cancel's reason in the column stays (shown as the stop reason)
         claimed = s.execute(
-            update(Job).where(Job.id == job.id, Job.state == "QUEUED").values(state="STARTING")
+            update(Job)
+            .where(Job.id == job.id, Job.state == "QUEUED")
+            .values(state="STARTING", exit_code=None, failure_reason=_unless_cancelled(None))
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
             s.expire(job)
             return
+        s.expire(job, ["exit_code", "failure_reason"])  # what the claim wrote
         record = req.job_dir / LAUNCH_RECORD
         try:
             req.job_dir.mkdir(parents=True, exist_ok=True)
@@ -976,6 +1084,9 @@ class SchedulerLoop:
                     start=now,
                 )
             )
+        # the next pass's fair share counts this start (a 30 s old snapshot ordered the next
+        # job of the project that just took the GPUs as if it had used nothing)
+        self._usage_cache = (float("-inf"), {})
         add_event(
             s,
             job.id,
@@ -1065,24 +1176,28 @@ class SchedulerLoop:
             return
         self._last_sample_t[job.id] = max(u.t for u in samples)
         allocs = _open_allocations(s, job.id)
+        # a sample is the whole job's (all its nodes): stored once (it was once per node, so a
+        # 2-node job's chart and MLflow system metrics had every point twice), and its CPU use
+        # spread over all the job's cores
+        cores = max(1, sum(len(a.cpus or []) for a in allocs))
         for u in samples:
-            for a in allocs:
-                t = _from_epoch(u.t)
+            if allocs:
                 s.add(
                     UsageSampleRow(
-                        allocation_id=a.id,
+                        allocation_id=allocs[0].id,
                         job_id=job.id,
-                        t=t,
+                        t=_from_epoch(u.t),
                         cpu_percent=u.cpu_percent,
                         rss_mb=u.rss_mb,
                         gpu_util=u.gpu_util,
                         gpu_mem_mb=u.gpu_mem_mb,
                     )
                 )
+            for a in allocs:
                 n = a.samples
-                # percent of the allocation's cores; a job's processes can briefly use more
-                # (children off the affinity mask, sampling jitter): the allocation is 100 % used
-                used = min(100.0, u.cpu_percent / max(1, len(a.cpus or [])))
+                # percent of the job's cores; its processes can briefly use more (children off
+                # the affinity mask, sampling jitter): the allocation is then 100 % used
+                used = min(100.0, u.cpu_percent / cores)
                 a.cpu_util_avg = ((a.cpu_util_avg or 0.0) * n + used) / (n + 1)
                 if u.gpu_util is not None:
                     a.gpu_util_avg = ((a.gpu_util_avg or 0.0) * n + u.gpu_util) / (n + 1)

@@ -26,10 +26,23 @@ class ServiceWatch:
             services = manager.list_services()
         except Exception:  # noqa: BLE001
             return
+        from aistack.errors import ConflictError, NotFoundError
+
         for svc in services:
+            # (a service being deleted says "deleting", and restart refuses it: its delete
+            # moves the folder away, and a controller started meanwhile ran on without it)
             if svc.get("status") == "controller down":
                 log.warning("service %s: controller is down, restarting it", svc.get("name"))
                 try:
                     manager.restart(svc["name"], wait_ready_s=None)
+                except NotFoundError as exc:  # deleted since it was listed
+                    log.info("service %s not restarted: %s", svc.get("name"), exc)
+                except ConflictError as exc:
+                    name = str(svc["name"])
+                    gone = not (manager.service_dir(name) / "spec.json").exists()
+                    if gone or manager._deleting(name):  # a delete began (or ended) meanwhile
+                        log.info("service %s not restarted: %s", svc.get("name"), exc)
+                    else:
+                        log.exception("could not restart service %s", svc.get("name"))
                 except Exception:  # noqa: BLE001
                     log.exception("could not restart service %s", svc.get("name"))

@@ -20,7 +20,8 @@ async function api(path, opts) {
   } catch (e) {
     throw new Error(`cannot reach the aistack server at ${location.origin} (is it running? start it with \`aistack up --detach\`)`);
   }
-  if (r.status === 401) { location.href = "/login"; throw new Error("unauthorized"); }
+  // logged out (or the token changed): log in again and come back to this page
+  if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search + location.hash); throw new Error("unauthorized"); }
   const data = r.headers.get("content-type", "").includes("json") ? await r.json() : await r.text();
   // the user went to another page meanwhile: never settle, so the old page's code writes nothing
   // into the new page's elements (both have a #kpis, a #list ...)
@@ -59,10 +60,19 @@ function ago(t) {
   if (!t) return "-";
   const d = parseTime(t);
   let s = (Date.now() - d.getTime()) / 1000; const fut = s < 0; s = Math.abs(s);
-  const txt = s < 60 ? `${s.toFixed(0)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : s < 86400 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86400).toFixed(1)} d`;
+  const txt = span(s, 0, false);
   return fut ? `in ${txt}` : `${txt} ago`;
 }
-function bytes(n) { if (n === null || n === undefined) return "-"; const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; while (n >= 1024 && i < 4) { n /= 1024; i++; } return `${n.toFixed(i ? 1 : 0)} ${u[i]}`; }
+// seconds in the largest unit they reach once rounded: 3599 s is "1.0 h", never "60.0 min"
+// (secDigits: decimals for seconds; trim: "1 h" rather than "1.0 h")
+function span(s, secDigits, trim) {
+  const units = [[1, "s", 60, secDigits], [60, "min", 60, 1], [3600, "h", 24, 1], [86400, "d", Infinity, 1]];
+  for (const [div, name, next, digits] of units) {
+    const txt = (s / div).toFixed(digits);
+    if (+txt < next) return `${trim ? +txt : txt} ${name}`;
+  }
+}
+function bytes(n) { if (n === null || n === undefined) return "-"; const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; while (Math.abs(+n.toFixed(i ? 1 : 0)) >= 1024 && i < 4) { n /= 1024; i++; } return `${n.toFixed(i ? 1 : 0)} ${u[i]}`; }
 function usd(v) { if (v === null || v === undefined || !isFinite(v)) return "-"; v = Number(v); return "$" + (v !== 0 && Math.abs(v) < 0.01 ? v.toPrecision(2) : v.toLocaleString(undefined, { maximumFractionDigits: 2 })); }
 function stateCell(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
 function table(cols, rows, rowAttrs) {
@@ -80,19 +90,20 @@ function fmtResources(r) {
   return plural(gpus, "GPU") + (gpus && r.gpu_type ? ` (${r.gpu_type})` : "") + " · " + plural(r.cpus || 1, "CPU") +
     (r.memory ? ` · ${r.memory} memory` : "") + (nodes > 1 ? ` × ${nodes} nodes` : "");
 }
-// a job's devices per node as text: "vm: CPUs 0, 1; GPUs 2, 3"
+// a job's devices per node, by device number: "vm: GPU ids 2, 3; CPU cores 0, 1" ("GPUs 2"
+// read as a count)
 function fmtDevices(d) {
   const parts = Object.entries(d || {}).map(([node, a]) => {
     a = a || {};
     const ids = (label, xs) => xs && xs.length ? `${label} ${xs.join(", ")}` : "";
     const mem = a.memory_mb ? `${bytes(a.memory_mb * 1048576)} memory` : "";
-    return `${node}: ${[ids("GPUs", a.gpus), ids("CPUs", a.cpus), mem].filter(Boolean).join("; ") || "-"}`;
+    return `${node}: ${[ids("GPU ids", a.gpus), ids("CPU cores", a.cpus), mem].filter(Boolean).join("; ") || "-"}`;
   });
   return parts.length ? parts.join(" | ") : "-";
 }
 function fmtDuration(s) {
   if (s === null || s === undefined || !isFinite(s)) return "-";
-  return s < 60 ? `${+s.toFixed(1)} s` : s < 3600 ? `${+(s / 60).toFixed(1)} min` : s < 86400 ? `${+(s / 3600).toFixed(1)} h` : `${+(s / 86400).toFixed(1)} d`;
+  return span(s, 1, true);
 }
 
 // ---------------------------------------------------------------- cluster
@@ -112,13 +123,13 @@ async function pageCluster(main) {
     const rows = [];
     c.nodes.forEach(n => {
       rows.push([esc(n.name), esc(`${n.cpus} CPUs`), "", `${(n.memory_mb / 1024).toFixed(1)} GiB`, esc(Object.values(n.cpu_jobs).filter((v, i, a) => a.indexOf(v) === i).join(", ") || "-"), n.cpu_percent !== null && n.cpu_percent !== undefined ? `${n.cpu_percent.toFixed(0)} %` : "-"]);
-      n.gpus.forEach(g => rows.push(["", esc(`GPU ${g.index}`), esc(g.name), `${(g.memory_mb / 1024).toFixed(0)} GiB`, g.job ? `<a href="#/jobs/${esc(encodeURIComponent(g.job))}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
+      n.gpus.forEach(g => rows.push(["", esc(`GPU ${g.index}`), esc(g.name), (g.memory_mb ? `${(g.memory_mb / 1024).toFixed(0)} GiB` : "unknown"), g.job ? `<a href="#/jobs/${esc(encodeURIComponent(g.job))}">${esc(g.job)}</a>` : "-", g.util_percent !== null && g.util_percent !== undefined ? `${g.util_percent.toFixed(0)} %` : "-"]));
     });
     $("#nodes").innerHTML = table(["node", "device", "model", "memory", "allocated to", "utilization"], rows);
     barChart($("#alloc"), [
       { label: "GPUs used", value: t.gpus_allocated }, { label: "GPUs free", value: t.gpus - t.gpus_allocated },
       { label: "CPUs used", value: t.cpus_allocated }, { label: "CPUs free", value: t.cpus - t.cpus_allocated },
-    ], { yLabel: "devices" });
+    ], { yLabel: "devices", integer: true });
     if (hist.length) {
       const x = h => parseTime(h.t).getTime() / 1000;
       lineChart($("#util"), [
@@ -180,7 +191,7 @@ async function pageJob(main, id) {
   const jid = encodeURIComponent(id);  // from the URL: never let it change the API path
   main.innerHTML = `<h2>Job <code>${esc(id)}</code></h2><div class="kpis" id="kpis"></div>
     <div class="grid"><div class="card"><h3>Details</h3><div id="details"></div><p><button class="danger" id="cancel-btn" hidden>Cancel</button> <span id="cancel-result"></span></p></div>
-    <div class="card"><h3>Resource use</h3><div id="usage"></div></div></div>
+    <div class="card"><h3>Resource use</h3><div id="usage"></div><div id="usage-mem"></div></div></div>
     <div class="card" style="margin-top:14px"><h3>Logs (live)</h3><pre class="log" id="logs"></pre></div>
     <div class="card" style="margin-top:14px"><h3>Events</h3><div id="events"></div></div>`;
   let offset = 0, attempt = null;
@@ -213,9 +224,14 @@ async function pageJob(main, id) {
     const s = await api(`/usage/samples?job_id=${jid}`);
     if (s.length) {
       const x = r => parseTime(r.t).getTime() / 1000;
-      lineChart($("#usage"), [{ name: "CPU %", points: s.map(r => [x(r), r.cpu_percent]) }, { name: "RSS MB", points: s.map(r => [x(r), r.rss_mb]) },
-        { name: "GPU %", points: s.map(r => [x(r), r.gpu_util]) }], { xFormat: v => new Date(v * 1000).toLocaleTimeString() });
-    } else $("#usage").innerHTML = '<p class="muted">no samples yet</p>';
+      const xFormat = v => new Date(v * 1000).toLocaleTimeString();
+      // percentages and memory on axes of their own (one axis read 300 MB as 300 %); a process
+      // on several cores passes 100 % CPU, so that axis grows past 100 then
+      const gpu = s.some(r => r.gpu_util !== null && r.gpu_util !== undefined);  // no GPU: no empty "GPU %" line
+      lineChart($("#usage"), [{ name: "CPU %", points: s.map(r => [x(r), r.cpu_percent]) }].concat(gpu ? [{ name: "GPU %", points: s.map(r => [x(r), r.gpu_util]) }] : []),
+        { yLabel: "percent", yAtLeast: 100, xFormat });
+      lineChart($("#usage-mem"), [{ name: "resident memory (RSS), MiB", points: s.map(r => [x(r), r.rss_mb]) }], { yLabel: "MiB", xFormat });
+    } else { $("#usage").innerHTML = '<p class="muted">no samples yet</p>'; $("#usage-mem").innerHTML = ""; }
   });
 }
 
@@ -297,7 +313,7 @@ async function pageModels(main, name) {
 // ---------------------------------------------------------------- services
 async function pageServices(main, name) {
   main.innerHTML = `<h2>Services</h2><div class="card"><div id="list"></div></div><div id="detail"></div>`;
-  const ms = v => v === null || v === undefined ? "-" : Number(v).toFixed(1) + " ms";
+  const ms = (v, none = "-") => v === null || v === undefined ? none : Number(v).toFixed(1) + " ms";
   every(3000, async () => {
     let svcs;
     try { svcs = await api("/services"); } catch (e) { $("#list").innerHTML = unavailable(e); return; }
@@ -308,11 +324,14 @@ async function pageServices(main, name) {
     try {
       const s = await api(`/services/${encodeURIComponent(name)}`);
       const m = s.metrics || {};
+      const win = m.window_s ? ` (last ${m.window_s} s)` : "";
       const a = s.autoscaler || {};
       const dec = [...(a.decisions || [])];
       if (a.last) dec.push(a.last);
       $("#detail").innerHTML = `<div class="kpis" style="margin-top:14px">${[[`${s.ready_replicas}/${s.desired_replicas}`, `replicas (min ${s.min_replicas}, max ${s.max_replicas})`],
-        [(m.qps ?? 0).toFixed(2) + " req/s", "QPS"], [ms(m.p50_ms), "p50 latency"], [ms(m.p99_ms), "p99 latency"], [m.errors_total ?? 0, "errors"],
+        // the latencies (and QPS) are over the status's window (metrics.window_s): "-" after it
+        // with no request read as broken
+        [(m.qps ?? 0).toFixed(2) + " req/s", `QPS${win}`], [ms(m.p50_ms, "idle"), `p50 latency${win}`], [ms(m.p99_ms, "idle"), `p99 latency${win}`], [m.errors_total ?? 0, "errors"],
         [(m.mean_batch_size ?? 0).toFixed(2), "mean batch size"], [m.requests_total ?? 0, "requests"]]
         .map(([v, l]) => `<div class="kpi"><b>${esc(v)}</b><span>${esc(l)}</span></div>`).join("")}</div>
         <div class="grid"><div class="card"><h3>Replicas</h3>${table(["replica", "state", "model", "URL", "in flight", "served", "batch size (mean)"], (s.replicas || []).map(r => [esc(r.id), esc(r.state), esc(r.model), esc(r.url || ""), esc(r.outstanding ?? 0), esc(r.served ?? 0),
@@ -373,7 +392,9 @@ async function pagePlanner(main) {
     for (const [k, v] of new FormData(ev.target).entries()) { const x = num(v); if (x !== undefined) body[k] = x; }
     try {
       const r = await api(path, { method: "POST", body });
-      $(out).innerHTML = table(["quantity", "value"], Object.entries(r).filter(([k, v]) => typeof v !== "object").map(([k, v]) => [esc(k), esc(typeof v === "number" ? fmtNum(v) : v)]));
+      // whole numbers below a million exactly (the context typed as 8192 read "8.2k")
+      const shown = v => typeof v !== "number" ? v : Number.isInteger(v) && Math.abs(v) < 1e6 ? v.toLocaleString("en-US") : fmtNum(v);
+      $(out).innerHTML = table(["quantity", "value"], Object.entries(r).filter(([k, v]) => typeof v !== "object").map(([k, v]) => [esc(k), esc(shown(v))]));
       if (after) after(r);
     } catch (e) { $(out).innerHTML = `<p class="error">${esc(e.message)}</p>`; }
   };

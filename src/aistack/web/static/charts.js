@@ -52,17 +52,37 @@ function niceMax(v) {
 }
 
 function fmtNum(v) {
+  if (!isFinite(v)) return String(v);
+  if (v !== 0 && Math.abs(v) < 0.01) return String(+v.toPrecision(2));  // 0.0005, not "0.00050"
+  // the suffix is chosen by the rounded number: 999,960 is "1.0M", never "1000.0k"
+  const plain = Math.abs(v) < 10 ? v.toFixed(2).replace(/\.?0+$/, "") : v.toFixed(0);
+  if (Math.abs(+plain) < 1000) return plain;
+  for (const [div, suffix] of [[1e3, "k"], [1e6, "M"], [1e9, "B"], [1e12, "T"]]) {
+    const txt = (v / div).toFixed(1);
+    if (Math.abs(+txt) < 1000) return txt + suffix;
+  }
   // FLOPs and token counts run to 1e24: past trillions, powers of ten (the 'M' suffix read 8.4e22 as "84…984.0M")
-  if (Math.abs(v) >= 1e15) return v.toExponential(2).replace("e+", "e");
-  if (Math.abs(v) >= 1e12) return (v / 1e12).toFixed(1) + "T";
-  if (Math.abs(v) >= 1e9) return (v / 1e9).toFixed(1) + "B";
-  if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
-  if (Math.abs(v) >= 1e3) return (v / 1e3).toFixed(1) + "k";
-  if (v !== 0 && Math.abs(v) < 0.01) return v.toPrecision(2);
-  return Math.abs(v) < 10 ? v.toFixed(2).replace(/\.?0+$/, "") : v.toFixed(0);
+  return v.toExponential(2).replace("e+", "e");
 }
 
-// series: [{name, points: [[x, y], ...]}]; opts: {yLabel, xFormat(x) -> str, yMax}
+// a y axis from 0: its top and its ticks, at steps of 1, 2, 2.5 or 5 × 10^k, at most 5 of them
+// (quarters of 250 MiB read "63" and "188"). Counts (integer: GPUs, CPUs, jobs) tick at whole
+// numbers only (a chart of 2 GPUs read 0, 0.5, 1, 1.5, 2).
+function yAxis(max, integer, top) {
+  let want = top || max;
+  if (!(want > 0) || !isFinite(want)) want = 1;
+  if (integer) want = Math.max(1, Math.ceil(want));
+  const p = Math.pow(10, Math.floor(Math.log10(want / 5)));
+  const step = [1, 2, 2.5, 5, 10].map(m => m * p).find(st => st * 5 >= want * (1 - 1e-12) && (!integer || Number.isInteger(st)))
+    || Math.max(1, Math.ceil(want / 5));
+  const n = Math.max(1, Math.ceil(want / step - 1e-9));
+  const ticks = [];
+  for (let i = 0; i <= n; i++) ticks.push(+(i * step).toPrecision(12));
+  return { yMax: ticks[n], ticks };
+}
+
+// series: [{name, points: [[x, y], ...]}]; opts: {yLabel, xFormat(x) -> str, yMax (the top),
+// yAtLeast (a top no lower than this: 100 for a percent axis that may pass 100), integer}
 function lineChart(container, series, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = opts.yLabel ? 24 : 10, B = 28;  // the y label sits above the top tick
@@ -71,11 +91,10 @@ function lineChart(container, series, opts) {
   const ys = series.flatMap(s => s.points.map(p => p[1])).filter(v => v !== null && isFinite(v));
   if (!xs.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
   const x0 = Math.min(...xs), x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
-  const yMax = opts.yMax || niceMax(Math.max(...ys, 0));
+  const { yMax, ticks } = yAxis(Math.max(...ys, 0, opts.yAtLeast || 0), opts.integer, opts.yMax);
   const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
   const sy = y => T + (1 - y / yMax) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const y = yMax * i / 4;
+  for (const y of ticks) {
     svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), stroke: "#2a333d" }));
     svg.appendChild(svgEl("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end" }, fmtNum(y)));
   }
@@ -105,16 +124,16 @@ function lineChart(container, series, opts) {
   container.appendChild(legend);
 }
 
-// bars: [{label, value, color?}]
+// bars: [{label, value, color?}]; opts: {yLabel, unit, integer}
 function barChart(container, bars, opts) {
   opts = opts || {};
   const W = 600, H = 220, L = 52, R = 10, T = opts.yLabel ? 24 : 10, B = 40;
   const svg = svgEl("svg", { class: "chart", viewBox: [0, 0, W, H] });
   if (!bars.length) { container.innerHTML = '<p class="muted">no data yet</p>'; return; }
-  const yMax = niceMax(Math.max(...bars.map(b => b.value), 0));
+  const { yMax, ticks } = yAxis(Math.max(...bars.map(b => b.value), 0), opts.integer);
   const bw = (W - L - R) / bars.length;
-  for (let i = 0; i <= 4; i++) {
-    const y = yMax * i / 4, py = T + (1 - y / yMax) * (H - T - B);
+  for (const y of ticks) {
+    const py = T + (1 - y / yMax) * (H - T - B);
     svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: py, y2: py, stroke: "#2a333d" }));
     svg.appendChild(svgEl("text", { x: L - 6, y: py + 4, "text-anchor": "end" }, fmtNum(y)));
   }
