@@ -33,8 +33,10 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # per module, not per session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and a later test's asyncio.run() would fail in the same session
     exe = ensure_chromium()
     from playwright.sync_api import sync_playwright
 

@@ -30,7 +30,7 @@ class _Running:
         raise AssertionError("nothing is stopped here")
 
 
-CREATED = time.time() - 3600.0  # an hour before the restart
+CREATED = time.time() - 3600.0  # an hour before the restart (at collection)
 
 
 def _controller(tmp_path: Path, replicas: list[dict[str, Any]]) -> ServiceController:
@@ -113,7 +113,9 @@ def test_an_adopted_ready_replica_keeps_its_ready_time_once_healthy(
 def test_an_adopted_starting_replica_counts_from_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctl = _controller(tmp_path, [_listed("r3", "starting", created=CREATED, ready_after_s=None)])
+    # its start an hour before now (not before collection: a full run takes longer than 10 min)
+    created = time.time() - 3600.0
+    ctl = _controller(tmp_path, [_listed("r3", "starting", created=created, ready_after_s=None)])
     _tick_until_ready(ctl, monkeypatch)
     after = ctl.replicas["r3"].public(None)["ready_after_s"]
     assert 3600.0 <= after < 3600.0 + 600.0  # from its start an hour ago, not the restart
