@@ -27,14 +27,24 @@ demo: $(STAMP)
 servers:
 	@bash scripts/ci/install-servers.sh
 
-## make test: the whole suite (unit, integration with real servers, e2e)
+# unit tests run in TEST_WORKERS processes (pytest-xdist; each test file stays in one of them);
+# integration and e2e tests, which share the servers they start, run one at a time
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+
+## make test: the whole suite (unit, integration with real servers, e2e); fails when either
+## pytest run fails or runs no tests
 test: $(STAMP) servers
-	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 --durations=25 tests/unit tests/integration tests/e2e; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; exit $$rc
+	@set +e; \
+	$(PYTEST) --durations=15 -n $(TEST_WORKERS) --dist loadfile tests/unit; u=$$?; \
+	$(PYTEST) --durations=25 tests/integration tests/e2e; i=$$?; \
+	echo "make test: unit tests exit $$u, integration and e2e tests exit $$i"; \
+	for rc in $$u $$i; do if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; done; \
+	[ $$u -eq 0 ] && [ $$i -eq 0 ]
 
 ## make test-fast: unit tests only
 test-fast: $(STAMP)
-	@set +e; $(BIN)/python -m pytest -q tests/unit; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+	@set +e; $(PYTEST) -n $(TEST_WORKERS) --dist loadfile tests/unit; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
 
 ## make test-gpu: the GPU checks (tests/gpu: inventory, a job's GPU, NCCL gang, trainer resume);
 ## where torch sees no CUDA device it says so and fails (nothing was tested)

@@ -24,6 +24,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# The CLI's consoles are made at import, and rich fixes a console's width to COLUMNS when it is
+# set then: pytest-xdist's workers start with COLUMNS=80, and every test there printed 80 columns
+# wide whatever COLUMNS it set. Without COLUMNS at import (as in a serial run), rich reads it at
+# each print.
+os.environ.pop("COLUMNS", None)
+import aistack.cli._common  # noqa: E402, F401
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -185,6 +192,15 @@ def _kill_leftover_supervisors(home: Path) -> None:
     from aistack.testing.procs import kill_processes_of_home
 
     kill_processes_of_home(home)
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has its own AISTACK_HOME unless it sets one: a test that uses the default
+    shared ~/.aistack with the tests running beside it (pytest-xdist), so another test's add
+    lease made gc keep objects a test expected deleted."""
+    if "AISTACK_HOME" not in os.environ:
+        monkeypatch.setenv("AISTACK_HOME", str(tmp_path_factory.mktemp("home")))
 
 
 @pytest.fixture(autouse=True)
