@@ -195,15 +195,6 @@ def _kill_leftover_supervisors(home: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _own_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test has its own AISTACK_HOME unless it sets one: a test that uses the default
-    shared ~/.aistack with the tests running beside it (pytest-xdist), so another test's add
-    lease made gc keep objects a test expected deleted."""
-    if "AISTACK_HOME" not in os.environ:
-        monkeypatch.setenv("AISTACK_HOME", str(tmp_path_factory.mktemp("home")))
-
-
-@pytest.fixture(autouse=True)
 def _isolate_mlflow_globals() -> Iterator[None]:
     """mlflow.set_tracking_uri() changes a module global *and* os.environ; undo it after each
     test so one test's tracking server does not leak into the next."""
