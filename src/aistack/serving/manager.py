@@ -726,6 +726,10 @@ def _spawn_controller(
             if _deleting(name):  # a delete began: it stops this controller (see delete)
                 raise _being_deleted(name)
             if proc.poll() is not None:
+                # a delete stopped it and may have moved the folder (its marker with it)
+                # since the check above
+                if _deleting(name) or not (d / "spec.json").exists():
+                    raise _being_deleted(name)
                 raise ConflictError(
                     f"the controller of {name!r} exited at start (code {proc.returncode})",
                     hint=f"see {d / 'logs' / 'controller.log'}",

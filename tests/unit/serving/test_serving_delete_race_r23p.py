@@ -303,3 +303,44 @@ def test_a_controller_starts_no_replica_once_its_folder_is_gone(tmp_path: Path) 
     (d / "spec.json").unlink()  # the delete moved it away
     assert ctl._try_new_replica() is False
     assert launcher.launched == [] and ctl._consecutive_start_failures == 0
+
+
+def test_a_restart_that_missed_the_marker_still_says_the_service_is_being_deleted(
+    spawns: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restart's wait slept through the whole delete (a loaded CI machine): the marker
+    moved away with the folder before it looked again, and it saw only its controller exit
+    (code -15). It said "exited at start" (CI run of b0bd5da); the service is being deleted."""
+    _stored()
+    deleting = manager._deleting
+    restarter: list[int] = []
+    deleted = threading.Event()
+
+    def asleep_in_the_restart(name: str) -> bool:
+        # the restart's check after its spawn: it wakes up once the delete is over
+        if threading.get_ident() in restarter and spawns.procs:
+            assert deleted.wait(30)
+        return deleting(name)
+
+    monkeypatch.setattr(manager, "_deleting", asleep_in_the_restart)
+    outcome: list[Any] = []
+
+    def restart() -> None:
+        restarter.append(threading.get_ident())
+        try:
+            outcome.append(manager.restart("svc", wait_ready_s=None))
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    t = threading.Thread(target=restart, daemon=True)
+    t.start()
+    starting = manager.service_dir("svc") / "controller.starting"
+    assert _wait(lambda: starting.exists() and int(starting.read_text() or 0) != os.getpid())
+    assert manager.delete("svc", timeout_s=10)["deleted"] is True
+    assert spawns.procs[0].poll() is not None
+    deleted.set()
+    t.join(timeout=40)
+    assert not t.is_alive()
+    assert isinstance(outcome[0], ConflictError)
+    assert outcome[0].message == "service 'svc' is being deleted"
+    assert not manager.service_dir("svc").exists()
