@@ -27,8 +27,9 @@ demo: $(STAMP)
 servers:
 	@bash scripts/ci/install-servers.sh
 
-# unit tests run in TEST_WORKERS processes (pytest-xdist; each test file stays in one of them);
-# integration and e2e tests, which share the servers they start, run one at a time
+# the tests run in TEST_WORKERS processes (pytest-xdist): unit tests a file per worker, then
+# integration and e2e tests a group per worker (tests/conftest.py: a file, and all the Ray
+# tests together, whose clusters share this machine's /tmp/ray)
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
 
@@ -37,7 +38,7 @@ PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
 test: $(STAMP) servers
 	@set +e; \
 	$(PYTEST) --durations=15 -n $(TEST_WORKERS) --dist loadfile tests/unit; u=$$?; \
-	$(PYTEST) --durations=25 tests/integration tests/e2e; i=$$?; \
+	$(PYTEST) --durations=25 -n $(TEST_WORKERS) --dist loadgroup tests/integration tests/e2e; i=$$?; \
 	echo "make test: unit tests exit $$u, integration and e2e tests exit $$i"; \
 	for rc in $$u $$i; do if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi; done; \
 	[ $$u -eq 0 ] && [ $$i -eq 0 ]

@@ -29,6 +29,20 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # wide whatever COLUMNS it set. Without COLUMNS at import (as in a serial run), rich reads it at
 # each print.
 os.environ.pop("COLUMNS", None)
+
+# Each pytest-xdist worker has its own default AISTACK_HOME (a serial run shares ~/.aistack
+# between its tests, and so do a worker's): a test in one worker read the add leases of a test in
+# the other, and its gc kept the objects it expected deleted. (Unit tests get one each:
+# tests/unit/conftest.py.)
+if os.environ.get("PYTEST_XDIST_WORKER") and "AISTACK_HOME" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _worker_home = tempfile.mkdtemp(prefix=f"aistack-home-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.environ["AISTACK_HOME"] = _worker_home
+    atexit.register(shutil.rmtree, _worker_home, ignore_errors=True)
+
 import aistack.cli._common  # noqa: E402, F401
 
 
@@ -271,3 +285,19 @@ def sacct_file(tmp_path: Path) -> Path:
     p = tmp_path / "sacct.txt"
     p.write_text(_SACCT)
     return p
+
+
+# Integration and e2e tests run in two pytest-xdist workers with ``--dist loadgroup`` (make test):
+# each test file is one group (its module-scoped servers start once, in one worker), and the Ray
+# tests are one group together: `ray start`, ``address="auto"`` and ``ray.init`` read this
+# machine's /tmp/ray, which two Ray clusters started side by side would share.
+_RAY_FILES = ("test_scaleout_ray", "test_webdata_ray")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if "unit" in path.parts or item.get_closest_marker("xdist_group"):
+            continue
+        group = "ray" if path.name.startswith(_RAY_FILES) else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))

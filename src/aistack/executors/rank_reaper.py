@@ -298,8 +298,9 @@ def _exec(argv: list[str], env: dict[str, str] | None = None) -> None:
     os.execvpe(argv[0], argv, env)
 
 
-def _reap_adopted() -> None:
-    """Wait for every child that has exited (adopted orphans); never blocks."""
+def reap_exited_children() -> None:
+    """Wait for every child that has exited (adopted orphans); never blocks. (The job
+    supervisor's too, once it has waited for the job's main process.)"""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -388,8 +389,8 @@ def subreap(argv: list[str], token: str | None = None) -> int:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-        _reap_adopted()
-    _reap_adopted()
+        reap_exited_children()
+    reap_exited_children()
     return _end_as(status)
 
 

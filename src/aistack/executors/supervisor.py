@@ -38,6 +38,7 @@ from typing import Any
 
 import psutil
 
+from aistack.executors.rank_reaper import reap_exited_children
 from aistack.launch.gang import group_alive
 
 SAMPLE_INTERVAL_S = 1.0
@@ -302,7 +303,9 @@ class Supervisor:
                 # stopping: the main process is gone (a shell dies of SIGTERM at once) but the
                 # grace period is the job's processes', not its shell's: a program under it may
                 # still be saving a checkpoint. Wait for the group to empty, or the deadline.
-                _reap_all()
+                # only once the job's main process was waited for: before, this could take
+                # its exit status from Popen (orphans of the job are our children)
+                reap_exited_children()
                 # (group_alive scans every process of the host: a few ms each, so at most
                 # every GROUP_CHECK_S, not every tick, for a grace period that may be an hour)
                 if now >= next_group_check:
@@ -448,18 +451,6 @@ def _reap_orphans(keep: int) -> None:
                 os.waitpid(p.pid, os.WNOHANG)
         except (psutil.Error, ChildProcessError):
             continue
-
-
-def _reap_all() -> None:
-    """Wait for every exited child (only once the job's main process was waited for: before,
-    this could take its exit status from ``Popen``). Orphans of the job are our children."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -165,14 +165,7 @@ def parse_messages(raw: list[Any]) -> list[dict[str, Any]]:
             if made:
                 msg["tool_calls"] = made
         elif role == "tool":
-            call_id = m.get("tool_call_id")
-            if not isinstance(call_id, str) or not call_id:
-                raise HTTPProblem(
-                    400,
-                    f"{where}.tool_call_id: a 'tool' message needs the id of the tool call it "
-                    f"answers (a string){_got(m, 'tool_call_id')}",
-                    param=f"{where}.tool_call_id",
-                )
+            call_id = _required_str(m, "tool_call_id", where, "the id of the tool call")
             if call_id not in calls:
                 # OpenAI's answer (and param) for a tool result with no call before it
                 known = ", ".join(map(repr, calls)) or "none"
@@ -186,15 +179,7 @@ def parse_messages(raw: list[Any]) -> list[dict[str, Any]]:
             unanswered.pop(call_id, None)
             msg.update(tool_call_id=call_id, name=calls[call_id])
         elif role == "function":
-            name = m.get("name")
-            if not isinstance(name, str) or not name:
-                raise HTTPProblem(
-                    400,
-                    f"{where}.name: a 'function' message needs the name of the function it "
-                    f"answers (a string){_got(m, 'name')}",
-                    param=f"{where}.name",
-                )
-            msg["name"] = name
+            msg["name"] = _required_str(m, "name", where, "the name of the function")
         out.append(msg)
     if unanswered:
         first = min(unanswered, key=lambda c: unanswered[c])
@@ -206,6 +191,19 @@ def parse_messages(raw: list[Any]) -> list[dict[str, Any]]:
             param=f"messages.{unanswered[first]}.tool_calls",
         )
     return out
+
+
+def _required_str(m: dict[str, Any], key: str, where: str, what: str) -> str:
+    """``m[key]``, a non-empty string: a 'tool' or 'function' message names what it answers."""
+    value = m.get(key)
+    if not isinstance(value, str) or not value:
+        raise HTTPProblem(
+            400,
+            f"{where}.{key}: a {m.get('role')!r} message needs {what} it answers "
+            f"(a string){_got(m, key)}",
+            param=f"{where}.{key}",
+        )
+    return value
 
 
 def _got(m: dict[str, Any], key: str) -> str:

@@ -42,6 +42,19 @@ def wait_until(pred: Any, timeout_s: float, every: float = 0.3) -> Any:
         time.sleep(every)
 
 
+def poll_until(executor: Any, handle: str, pred: Any, timeout_s: float, every: float = 0.3) -> Any:
+    """Poll ``executor`` for the job ``handle`` until ``pred(status)`` holds or ``timeout_s``
+    seconds have passed; the last status (the caller asserts on it)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = executor.poll(handle)
+        if pred(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(every)
+
+
 def wait_final(executor: Any, handle: str, timeout: float = 60.0) -> Any:
     """Poll ``executor`` until the job ``handle`` is final; its last status. AssertionError
     (with the status) when ``timeout`` seconds pass first."""

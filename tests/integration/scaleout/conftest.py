@@ -2,7 +2,8 @@
 
 * ``pg_server`` / ``pg_url``: a private PostgreSQL cluster (one per session, a fresh
   database per test); ``database_url`` runs a test on SQLite and on PostgreSQL.
-* ``slurm``: munged + slurmctld + slurmd with a config written at run time (per module).
+* ``slurm`` (tests/integration/conftest.py): munged + slurmctld + slurmd with a config
+  written at run time (per module).
 * ``ray_cluster``: a two-node ``ray.cluster_utils.Cluster`` with fake GPUs (per module).
 * ``ray_client_address``: ``ray://127.0.0.1:<port>``, a Ray Client server for the head of
   ``ray_cluster`` (``Cluster`` starts none; ``ray start --head`` does, on 10001).
@@ -50,18 +51,6 @@ def pg_url(pg_server: PostgresServer) -> str:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return database_url_for(request, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[object]:
-    from aistack.testing.slurm import slurm_unavailable_reason, start_slurm
-
-    reason = slurm_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = start_slurm(gpus=2)
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import poll_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
@@ -27,12 +28,7 @@ os._exit(0)  # not through gloo's interpreter teardown, which can abort (example
 
 
 def _wait(ex, handle: str, pred, timeout_s: float = 180) -> ExecStatus:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        st = ex.poll(handle)
-        if pred(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.5)
+    return poll_until(ex, handle, pred, timeout_s, every=0.5)
 
 
 @pytest.fixture(scope="module")

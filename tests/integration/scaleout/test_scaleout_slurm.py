@@ -23,6 +23,7 @@ from aistack.testing.procs import (
     escaping_command,
     kill_marked,
     marked_pids,
+    poll_until,
     trapping_command,
     wait_until,
 )
@@ -31,12 +32,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
 
 def _wait(ex: SlurmExecutor, handle: str, pred, timeout_s: float = 60) -> ExecStatus:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        st = ex.poll(handle)
-        if pred(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.2)
+    return poll_until(ex, handle, pred, timeout_s, every=0.2)
 
 
 @pytest.fixture

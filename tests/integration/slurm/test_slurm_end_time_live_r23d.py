@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 DOWN_S = 8.0  # how long the server is "down" after the job ended
 
 
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[Any]:
-    from aistack.testing.slurm import slurm_unavailable_reason, start_slurm
-
-    reason = slurm_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    # with accounting where slurmdbd and MariaDB are installed (the sacct test needs it)
-    cluster = start_slurm(gpus=1, accounting=slurm_unavailable_reason(accounting=True) is None)
-    yield cluster
-    cluster.stop()
+SLURM_GPUS = 1
+# with accounting where slurmdbd and MariaDB are installed (the sacct test needs it)
+SLURM_ACCOUNTING = "if-installed"
 
 
 def _loop(settings: Settings, ex: SlurmExecutor) -> SchedulerLoop:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,29 +13,16 @@ import pytest
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import poll_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[object]:
-    from aistack.testing.slurm import slurm_unavailable_reason, start_slurm
-
-    reason = slurm_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = start_slurm(gpus=1)
-    yield cluster
-    cluster.stop()
+SLURM_GPUS = 1
 
 
 def _wait(ex: SlurmExecutor, handle: str, pred, timeout_s: float = 60) -> ExecStatus:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        st = ex.poll(handle)
-        if pred(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.3)
+    return poll_until(ex, handle, pred, timeout_s, every=0.3)
 
 
 def test_a_cancel_while_slurmctld_is_down_reaches_the_jobs_handler_when_it_is_back(

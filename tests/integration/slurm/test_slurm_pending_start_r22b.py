@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,27 +26,6 @@ from aistack.settings import Settings
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
 HOLD_S = 8.0  # how long Slurm keeps aistack's job PENDING
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[object]:
-    from aistack.testing.slurm import slurm_unavailable_reason, start_slurm
-
-    reason = slurm_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = start_slurm(gpus=2)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def ex(slurm) -> Iterator[SlurmExecutor]:  # type: ignore[no-untyped-def]
-    executor = SlurmExecutor(slurm_conf=slurm.conf_path, command_timeout_s=20)
-    yield executor
-    slurm.run("scancel", "--full", "--signal=KILL", "--user=root", check=False)
-    slurm.run("scancel", "--user=root", check=False)
-    executor.close()
 
 
 def _utc_now() -> dt.datetime:

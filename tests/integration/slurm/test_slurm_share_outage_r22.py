@@ -11,7 +11,6 @@ test harness writes it):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,9 @@ import pytest
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
 from aistack.scheduler.types import Allocation, NodeAlloc
+from aistack.testing.procs import poll_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[object]:
-    from aistack.testing.slurm import slurm_unavailable_reason, start_slurm
-
-    reason = slurm_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = start_slurm(gpus=2)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def ex(slurm) -> Iterator[SlurmExecutor]:  # type: ignore[no-untyped-def]
-    executor = SlurmExecutor(slurm_conf=slurm.conf_path, command_timeout_s=20)
-    yield executor
-    slurm.run("scancel", "--full", "--signal=KILL", "--user=root", check=False)
-    slurm.run("scancel", "--user=root", check=False)
-    executor.close()
 
 
 def _req(ex: SlurmExecutor, tmp_path: Path, name: str, command: str, **kw: object) -> LaunchRequest:
@@ -60,12 +39,7 @@ def _req(ex: SlurmExecutor, tmp_path: Path, name: str, command: str, **kw: objec
 
 
 def _wait(ex: SlurmExecutor, handle: str, pred, timeout_s: float = 60) -> ExecStatus:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        st = ex.poll(handle)
-        if pred(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.3)
+    return poll_until(ex, handle, pred, timeout_s, every=0.3)
 
 
 def test_two_one_gpu_jobs_without_memory_share_the_node(ex: SlurmExecutor, tmp_path: Path) -> None:

@@ -26,10 +26,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from test_ray_walkthrough_output import _coordinator  # noqa: E402
+
 from aistack.executors import ray_actors  # noqa: E402
 from aistack.executors.base import LaunchRequest  # noqa: E402
 from aistack.executors.ray import RayExecutor  # noqa: E402
-from aistack.executors.ray_actors import JobCoordinator, NodeAgent  # noqa: E402
+from aistack.executors.ray_actors import NodeAgent  # noqa: E402
 from aistack.scheduler.types import Allocation, NodeAlloc  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -120,22 +122,6 @@ class _Agent:
             self.running -= 1
             return {r: None for r in self.codes}, b""
         return dict(self.codes), b""
-
-
-def _coordinator(monkeypatch: pytest.MonkeyPatch, agents: list[_Agent], **spec: Any) -> Any:
-    class _NoThread:
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            pass
-
-        def start(self) -> None:
-            pass
-
-    monkeypatch.setattr(ray_actors.threading, "Thread", _NoThread)
-    monkeypatch.setattr(ray, "get", lambda refs, timeout=None: refs)
-    monkeypatch.setattr(ray_actors.time, "sleep", lambda s: None)
-    c = JobCoordinator({"job_id": "j1", "bundles": [{}] * len(agents), **spec})
-    c._agents = agents
-    return c
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,151 +89,128 @@ def job_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture
+def ex(cluster: _Cluster) -> Iterator[SlurmExecutor]:
+    executor = SlurmExecutor(command_timeout_s=20)
+    yield executor
+    executor.close()
+
+
+@pytest.fixture
+def handle(job_dir: Path) -> str:
+    return f"slurm:42:{job_dir}"
+
+
 def _deadline(job_dir: Path) -> float:
     return float((job_dir / "cancel_requested").read_text())
 
 
 def test_a_cancel_made_while_slurmctld_was_down_gets_its_stop_signal_when_it_answers(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        cluster.set_up(False)
-        ex.cancel(handle, grace_s=60)
-        deadline = _deadline(job_dir)
-        assert cluster.scancels() == []
-        assert ex.poll(handle).state == "running"  # down: nothing sent yet
-        assert cluster.scancels() == []
-        cluster.set_up(True)
-        assert ex.poll(handle).state == "running"
-        # the old code sent nothing until it scancelled the job at the deadline
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        assert (job_dir / "stop_signal_sent").exists()
-        assert not (job_dir / "stop_signal_pending").exists()
-        assert _deadline(job_dir) == deadline  # the cancel's deadline stands
-        assert 40 < ex._timers[-1].interval <= 60  # the SIGKILL at that deadline
-        ex.poll(handle)
-        ex.cancel(handle, grace_s=120)  # neither sends it again
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        assert _deadline(job_dir) == deadline
-    finally:
-        ex.close()
+    cluster.set_up(False)
+    ex.cancel(handle, grace_s=60)
+    deadline = _deadline(job_dir)
+    assert cluster.scancels() == []
+    assert ex.poll(handle).state == "running"  # down: nothing sent yet
+    assert cluster.scancels() == []
+    cluster.set_up(True)
+    assert ex.poll(handle).state == "running"
+    # the old code sent nothing until it scancelled the job at the deadline
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    assert (job_dir / "stop_signal_sent").exists()
+    assert not (job_dir / "stop_signal_pending").exists()
+    assert _deadline(job_dir) == deadline  # the cancel's deadline stands
+    assert 40 < ex._timers[-1].interval <= 60  # the SIGKILL at that deadline
+    ex.poll(handle)
+    ex.cancel(handle, grace_s=120)  # neither sends it again
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    assert _deadline(job_dir) == deadline
 
 
 def test_a_second_cancel_while_down_brings_the_deadline_forward_and_one_signal_goes_out(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        cluster.set_up(False)
-        ex.cancel(handle, grace_s=60)
-        ex.cancel(handle, grace_s=8)
-        cluster.set_up(True)
-        ex.poll(handle)
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        assert _deadline(job_dir) <= time.time() + 8
-        assert ex._timers[-1].interval <= 8
-    finally:
-        ex.close()
+    cluster.set_up(False)
+    ex.cancel(handle, grace_s=60)
+    ex.cancel(handle, grace_s=8)
+    cluster.set_up(True)
+    ex.poll(handle)
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    assert _deadline(job_dir) <= time.time() + 8
+    assert ex._timers[-1].interval <= 8
 
 
 def test_a_deadline_that_passed_while_slurmctld_was_down_scancels_the_job(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
     """A guard (as before): no stop signal once the grace period is over."""
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        cluster.set_up(False)
-        ex.cancel(handle, grace_s=0)
-        time.sleep(0.01)  # the deadline is written to the millisecond
-        cluster.set_up(True)
-        ex.poll(handle)
-        ex.poll(handle)
-        assert cluster.scancels() == ["scancel 42"]
-        assert not (job_dir / "stop_signal_sent").exists()
-    finally:
-        ex.close()
+    cluster.set_up(False)
+    ex.cancel(handle, grace_s=0)
+    time.sleep(0.01)  # the deadline is written to the millisecond
+    cluster.set_up(True)
+    ex.poll(handle)
+    ex.poll(handle)
+    assert cluster.scancels() == ["scancel 42"]
+    assert not (job_dir / "stop_signal_sent").exists()
 
 
 def test_a_job_still_queued_in_slurm_is_scancelled_at_once_when_slurmctld_answers(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
     """Nothing runs to checkpoint (as a cancel does when slurmctld answers); it waited for the
     deadline, and could start meanwhile."""
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        cluster.set_state("PENDING")
-        cluster.set_up(False)
-        ex.cancel(handle, grace_s=60)
-        cluster.set_up(True)
-        assert ex.poll(handle).state == "starting"
-        assert cluster.scancels() == ["scancel 42"]
-    finally:
-        ex.close()
+    cluster.set_state("PENDING")
+    cluster.set_up(False)
+    ex.cancel(handle, grace_s=60)
+    cluster.set_up(True)
+    assert ex.poll(handle).state == "starting"
+    assert cluster.scancels() == ["scancel 42"]
 
 
 def test_a_stop_signal_scancel_could_not_deliver_is_sent_when_slurmctld_answers(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
     """slurmctld stopped answering between `scontrol show job` and `scancel --signal`: the
     signal was marked sent (and so never sent by a later cancel either)."""
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        (cluster.d / "scancel_down").touch()
-        ex.cancel(handle, grace_s=60)
-        assert cluster.scancels() == []
-        assert not (job_dir / "stop_signal_sent").exists()
-        (cluster.d / "scancel_down").unlink()
-        ex.poll(handle)
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        assert (job_dir / "stop_signal_sent").exists()
-    finally:
-        ex.close()
+    (cluster.d / "scancel_down").touch()
+    ex.cancel(handle, grace_s=60)
+    assert cluster.scancels() == []
+    assert not (job_dir / "stop_signal_sent").exists()
+    (cluster.d / "scancel_down").unlink()
+    ex.poll(handle)
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    assert (job_dir / "stop_signal_sent").exists()
 
 
 def test_a_sigkill_timer_that_fired_while_slurmctld_was_down_is_made_up_by_poll(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
     """The timer marked the job scancelled though scontrol could not be asked, and poll's
     backstop then skipped it: a job whose grace period ended during an outage ran on."""
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        ex.cancel(handle, grace_s=0.2)
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        ex._timers[-1].cancel()  # fired by hand below, while slurmctld is down
-        time.sleep(0.3)
-        cluster.set_up(False)
-        ex._hard_cancel("42")
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        cluster.set_up(True)
-        ex.poll(handle)
-        ex.poll(handle)  # once
-        assert cluster.scancels() == ["scancel --signal=USR1 42", "scancel 42"]
-    finally:
-        ex.close()
+    ex.cancel(handle, grace_s=0.2)
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    ex._timers[-1].cancel()  # fired by hand below, while slurmctld is down
+    time.sleep(0.3)
+    cluster.set_up(False)
+    ex._hard_cancel("42")
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    cluster.set_up(True)
+    ex.poll(handle)
+    ex.poll(handle)  # once
+    assert cluster.scancels() == ["scancel --signal=USR1 42", "scancel 42"]
 
 
 def test_a_later_cancel_once_slurmctld_answers_sends_the_stop_signal_once(
-    cluster: _Cluster, job_dir: Path
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
 ) -> None:
     """A guard (it sent it before too): a cancel after the outage, before any poll, sends the
     signal the first one could not, keeps the first deadline, and a poll sends nothing more."""
-    ex = SlurmExecutor(command_timeout_s=20)
-    handle = f"slurm:42:{job_dir}"
-    try:
-        cluster.set_up(False)
-        ex.cancel(handle, grace_s=60)
-        deadline = _deadline(job_dir)
-        cluster.set_up(True)
-        ex.cancel(handle, grace_s=120)
-        ex.poll(handle)
-        assert cluster.scancels() == ["scancel --signal=USR1 42"]
-        assert _deadline(job_dir) == deadline
-    finally:
-        ex.close()
+    cluster.set_up(False)
+    ex.cancel(handle, grace_s=60)
+    deadline = _deadline(job_dir)
+    cluster.set_up(True)
+    ex.cancel(handle, grace_s=120)
+    ex.poll(handle)
+    assert cluster.scancels() == ["scancel --signal=USR1 42"]
+    assert _deadline(job_dir) == deadline

@@ -168,6 +168,57 @@ def _overcommits(
     return bad
 
 
+GPUS = 8  # the node of the random cases
+
+
+def random_quota_case(
+    rng: random.Random, *, quota: tuple[int, int]
+) -> tuple[tuple[RunningJob, ...], dict[str, int], list[JobRequest], ClusterState]:
+    """A random single-node case (``GPUS`` GPUs) with quotas for projects p and q (each drawn
+    from ``quota``, at least what the project's running jobs hold): (running jobs, quotas,
+    queue of 2 to 12 jobs with max_runtime, cluster)."""
+    projects = ["p", "q", "other"]
+    run = []
+    used = 0
+    for k in range(rng.randint(1, 4)):
+        g = rng.randint(1, 3)
+        if used + g > GPUS:
+            break
+        run.append(
+            running(
+                f"r{k}",
+                {"a": tuple(range(used, used + g))},
+                max_runtime_s=float(rng.randint(1, 20) * 50),
+                start_time=0.0,
+                project=rng.choice(projects),
+            )
+        )
+        used += g
+    quotas = {"p": rng.randint(*quota), "q": rng.randint(*quota)}
+    for r in run:
+        if r.project in quotas:
+            quotas[r.project] = max(
+                quotas[r.project],
+                sum(x.allocation.total_gpus for x in run if x.project == r.project),
+            )
+    queue = [
+        job(
+            f"j{k}",
+            rng.randint(1, 4),
+            submit_time=float(k),
+            max_runtime_s=float(rng.randint(1, 20) * 50),
+            project=rng.choice(projects),
+        )
+        for k in range(rng.randint(2, 12))
+    ]
+    cl = ClusterState(
+        nodes=(node("a", gpus=GPUS, free=tuple(range(used, GPUS))),),
+        running=tuple(run),
+        gpu_quotas=quotas,
+    )
+    return tuple(run), quotas, queue, cl
+
+
 @pytest.mark.parametrize("name", POLICIES)
 def test_the_estimates_never_promise_more_gpus_than_the_cluster_or_a_quota_holds(
     name: str, seed: int = 23, cases: int = 300
@@ -175,52 +226,13 @@ def test_the_estimates_never_promise_more_gpus_than_the_cluster_or_a_quota_holds
     # random single-node queues with quotas: the estimates, read as a schedule, fit the node
     # and every quota (the look-ahead's promises overlapped the jobs placed after it)
     rng = random.Random(seed)
-    projects = ["p", "q", "other"]
     for case in range(cases):
-        gpus = 8
-        run = []
-        used = 0
-        for k in range(rng.randint(1, 4)):
-            g = rng.randint(1, 3)
-            if used + g > gpus:
-                break
-            run.append(
-                running(
-                    f"r{k}",
-                    {"a": tuple(range(used, used + g))},
-                    max_runtime_s=float(rng.randint(1, 20) * 50),
-                    start_time=0.0,
-                    project=rng.choice(projects),
-                )
-            )
-            used += g
-        quotas = {"p": rng.randint(2, 5), "q": rng.randint(2, 5)}
-        for r in run:
-            if r.project in quotas:
-                quotas[r.project] = max(
-                    quotas[r.project],
-                    sum(x.allocation.total_gpus for x in run if x.project == r.project),
-                )
-        queue = [
-            job(
-                f"j{k}",
-                rng.randint(1, 4),
-                submit_time=float(k),
-                max_runtime_s=float(rng.randint(1, 20) * 50),
-                project=rng.choice(projects),
-            )
-            for k in range(rng.randint(2, 12))
-        ]
-        cl = ClusterState(
-            nodes=(node("a", gpus=gpus, free=tuple(range(used, gpus))),),
-            running=tuple(run),
-            gpu_quotas=quotas,
-        )
+        run, quotas, queue, cl = random_quota_case(rng, quota=(2, 5))
         d = get_policy(name).schedule(queue, cl, now=10.0)
         est: dict[str, float | None] = {k: p.estimated_start for k, p in d.pending.items()}
         for s in d.starts:
             est[s.job_id] = 10.0
         # jobs without an estimate (None: those larger than their quota) are left out; the
         # jobs the pass found at their quota are estimated and checked like the others
-        bad = _overcommits(est, queue, tuple(run), gpus, quotas, 10.0)
+        bad = _overcommits(est, queue, run, GPUS, quotas, 10.0)
         assert not bad, (case, bad, est)

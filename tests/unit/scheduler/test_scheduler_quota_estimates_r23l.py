@@ -17,10 +17,10 @@ import random
 
 import pytest
 from test_scheduler_allocation_ledger import job, node, running
-from test_scheduler_quota_estimates_r23i import _overcommits
+from test_scheduler_quota_estimates_r23i import GPUS, _overcommits, random_quota_case
 
 from aistack.scheduler import get_policy
-from aistack.scheduler.types import ClusterState, Decision, JobRequest
+from aistack.scheduler.types import ClusterState, Decision
 
 POLICIES = ["easy", "default", "priority", "fairshare"]
 
@@ -147,48 +147,9 @@ def test_every_job_within_its_quota_is_estimated_and_the_estimates_are_a_schedul
     # that may ever run (it needs no more GPUs than its quota) has an estimate, and the
     # estimates, read as a schedule, fit the node and every quota
     rng = random.Random(seed)
-    projects = ["p", "q", "other"]
     blocked = 0
     for case in range(cases):
-        gpus = 8
-        run = []
-        used = 0
-        for k in range(rng.randint(1, 4)):
-            g = rng.randint(1, 3)
-            if used + g > gpus:
-                break
-            run.append(
-                running(
-                    f"r{k}",
-                    {"a": tuple(range(used, used + g))},
-                    max_runtime_s=float(rng.randint(1, 20) * 50),
-                    start_time=0.0,
-                    project=rng.choice(projects),
-                )
-            )
-            used += g
-        quotas = {"p": rng.randint(1, 4), "q": rng.randint(1, 4)}
-        for r in run:
-            if r.project in quotas:
-                quotas[r.project] = max(
-                    quotas[r.project],
-                    sum(x.allocation.total_gpus for x in run if x.project == r.project),
-                )
-        queue: list[JobRequest] = [
-            job(
-                f"j{k}",
-                rng.randint(1, 4),
-                submit_time=float(k),
-                max_runtime_s=float(rng.randint(1, 20) * 50),
-                project=rng.choice(projects),
-            )
-            for k in range(rng.randint(2, 12))
-        ]
-        cl = ClusterState(
-            nodes=(node("a", gpus=gpus, free=tuple(range(used, gpus))),),
-            running=tuple(run),
-            gpu_quotas=quotas,
-        )
+        run, quotas, queue, cl = random_quota_case(rng, quota=(1, 4))
         d = get_policy(name).schedule(queue, cl, now=10.0)
         est = _est(d)
         for j in queue:
@@ -197,10 +158,10 @@ def test_every_job_within_its_quota_is_estimated_and_the_estimates_are_a_schedul
                 continue
             if "GPU quota (" in p.reason or "of its GPU quota free" in p.reason:
                 blocked += 1
-            if j.gpus <= quotas.get(j.project, gpus):
+            if j.gpus <= quotas.get(j.project, GPUS):
                 assert p.estimated_start is not None, (case, j, p)
         for s in d.starts:
             est[s.job_id] = 10.0
-        bad = _overcommits(est, queue, tuple(run), gpus, quotas, 10.0)
+        bad = _overcommits(est, queue, run, GPUS, quotas, 10.0)
         assert not bad, (case, bad, est)
     assert blocked > 50  # the pass found jobs at their quota in many cases

@@ -25,45 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import FakeJobsServer
 
 import aistack.client as client_mod
-from aistack.errors import ConflictError, ConnectionFailed
+from aistack.errors import ConflictError
 from aistack.serving import manager
 from aistack.serving.launcher import process_start
 from aistack.serving.spec import ServiceSpec
 
 
-class _Server:
-    """A fake aistack server (``aistack.client.Client``): jobs by id."""
-
-    jobs: dict[str, str] = {}
-    cancels: list[tuple[str, str | None, float | None]] = []
-    unreachable: set[str] = set()  # jobs whose cancel does not get through
-
-    def __init__(self, *a: Any, **kw: Any) -> None:
-        pass
-
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok"}
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return {"id": job_id, "state": self.jobs[job_id]}
-
-    def cancel(
-        self, job_id: str, reason: str | None = None, *, grace_s: float | None = None
-    ) -> dict[str, Any]:
-        if job_id in self.unreachable:
-            raise ConnectionFailed("cannot reach the aistack server at http://127.0.0.1:18940")
-        self.cancels.append((job_id, reason, grace_s))
-        self.jobs[job_id] = "CANCELLING"
-        return {"id": job_id}
-
-
 @pytest.fixture
-def server(aistack_home: Path, monkeypatch: pytest.MonkeyPatch) -> type[_Server]:
-    _Server.jobs, _Server.cancels, _Server.unreachable = {}, [], set()
-    monkeypatch.setattr(client_mod, "Client", _Server)
-    return _Server
+def server(aistack_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeJobsServer:
+    srv = FakeJobsServer(cancel_to="CANCELLING")
+    monkeypatch.setattr(client_mod, "Client", srv)
+    return srv
 
 
 def _stored(name: str, launcher: str, replicas: list[dict[str, Any]]) -> Path:
@@ -78,7 +53,7 @@ def _stored(name: str, launcher: str, replicas: list[dict[str, Any]]) -> Path:
 
 
 def test_a_replica_job_whose_cancel_fails_makes_the_delete_an_error(
-    server: type[_Server],
+    server: FakeJobsServer,
 ) -> None:
     server.jobs = {"j1": "RUNNING", "j2": "RUNNING", "j3": "SUCCEEDED"}
     server.unreachable = {"j1"}
@@ -110,7 +85,7 @@ def test_a_replica_job_whose_cancel_fails_makes_the_delete_an_error(
 
 
 def test_jobs_cancelled_are_counted_and_a_stopping_one_is_left_alone(
-    server: type[_Server],
+    server: FakeJobsServer,
 ) -> None:
     server.jobs = {"j1": "RUNNING", "j2": "CANCELLING", "j4": "RUNNING"}
     _stored(
@@ -150,7 +125,7 @@ def _replica_process(tmp_path: Path, ignore_term: bool) -> subprocess.Popen[byte
 
 
 def test_a_replica_process_that_ignores_sigterm_is_killed_before_the_delete_returns(
-    server: type[_Server], tmp_path: Path
+    server: FakeJobsServer, tmp_path: Path
 ) -> None:
     proc = _replica_process(tmp_path, ignore_term=True)
     try:
@@ -167,7 +142,7 @@ def test_a_replica_process_that_ignores_sigterm_is_killed_before_the_delete_retu
 
 
 def test_a_replica_process_that_cannot_be_signalled_is_named_with_how_to_stop_it(
-    server: type[_Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FakeJobsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proc = _replica_process(tmp_path, ignore_term=False)
     try:

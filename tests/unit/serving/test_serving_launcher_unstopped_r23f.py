@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import FakeJobsServer
 
 from aistack.errors import ConflictError, ConnectionFailed, NotFoundError
 from aistack.serving.controller import Replica, ServiceController
@@ -22,40 +23,10 @@ from aistack.serving.spec import ServiceSpec
 WHY = "scaled down by the autoscaler of service svc (2 → 1 replicas)"
 
 
-class _Server:
-    """A fake aistack server: jobs by id; ``down`` makes every call fail to connect."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, str] = {}
-        self.down = False
-        self.cancels: list[tuple[str, str | None, float | None]] = []
-        self.cancel_error: Exception | None = None
-
-    def _up(self) -> None:
-        if self.down:
-            raise ConnectionFailed("cannot reach the aistack server at http://127.0.0.1:18936")
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        self._up()
-        if job_id not in self.jobs:
-            raise NotFoundError(f"job {job_id} not found")
-        return {"id": job_id, "state": self.jobs[job_id]}
-
-    def cancel(
-        self, job_id: str, reason: str | None = None, *, grace_s: float | None = None
-    ) -> dict[str, Any]:
-        self._up()
-        if self.cancel_error is not None:
-            raise self.cancel_error
-        self.cancels.append((job_id, reason, grace_s))
-        self.jobs[job_id] = "CANCELLED"
-        return {"id": job_id}
-
-
 def test_a_cancel_that_cannot_reach_the_server_is_a_warning_and_sent_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
     launcher = JobLauncher(client=srv)
     srv.down = True
@@ -80,7 +51,7 @@ def test_a_cancel_that_cannot_reach_the_server_is_a_warning_and_sent_again(
 def test_a_cancel_that_keeps_failing_is_sent_each_check_and_warned_about_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j2"] = "RUNNING"
     srv.cancel_error = RuntimeError("500 internal server error")
     launcher = JobLauncher(client=srv)
@@ -96,7 +67,7 @@ def test_a_cancel_that_keeps_failing_is_sent_each_check_and_warned_about_once(
 
 
 def test_a_job_that_ended_meanwhile_is_not_cancelled_again() -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j3"] = "RUNNING"
     launcher = JobLauncher(client=srv)
     srv.down = True
@@ -111,7 +82,7 @@ def test_a_job_that_ended_meanwhile_is_not_cancelled_again() -> None:
     "error", [NotFoundError("job j4 not found"), ConflictError("job j4 is already SUCCEEDED")]
 )
 def test_nothing_to_stop_is_no_warning(caplog: pytest.LogCaptureFixture, error: Exception) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j4"] = "SUCCEEDED"
     srv.cancel_error = error
     launcher = JobLauncher(client=srv)
@@ -139,7 +110,7 @@ def test_a_scaled_down_replica_is_stopped_once_the_server_is_back(tmp_path: Path
             },
         }
     )
-    srv = _Server()
+    srv = FakeJobsServer()
     launcher = JobLauncher(client=srv)
     ctl = ServiceController(spec, tmp_path, launcher=launcher)  # type: ignore[arg-type]
     for i in (1, 2):

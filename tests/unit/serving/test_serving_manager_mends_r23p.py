@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import FakeJobsServer
 
 import aistack.client as client_mod
 from aistack.errors import ConflictError, NotFoundError, ValidationError
@@ -28,37 +29,11 @@ from aistack.serving.launcher import process_start
 from aistack.serving.spec import AutoscaleConfig, ServiceSpec
 
 
-class _Server:
-    """A fake aistack server (``aistack.client.Client``): jobs by id."""
-
-    jobs: dict[str, str] = {}
-    unreachable: set[str] = set()
-
-    def __init__(self, *a: Any, **kw: Any) -> None:
-        pass
-
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok"}
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return {"id": job_id, "state": self.jobs[job_id]}
-
-    def cancel(
-        self, job_id: str, reason: str | None = None, *, grace_s: float | None = None
-    ) -> dict[str, Any]:
-        if job_id in self.unreachable:
-            from aistack.errors import ConnectionFailed
-
-            raise ConnectionFailed("cannot reach the aistack server")
-        self.jobs[job_id] = "CANCELLING"
-        return {"id": job_id}
-
-
 @pytest.fixture
-def server(aistack_home: Path, monkeypatch: pytest.MonkeyPatch) -> type[_Server]:
-    _Server.jobs, _Server.unreachable = {}, set()
-    monkeypatch.setattr(client_mod, "Client", _Server)
-    return _Server
+def server(aistack_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeJobsServer:
+    srv = FakeJobsServer(cancel_to="CANCELLING")
+    monkeypatch.setattr(client_mod, "Client", srv)
+    return srv
 
 
 def _stored(
@@ -82,7 +57,7 @@ def _stored(
 # -- 1. a delete names the replicas it stopped ---------------------------------------------------
 
 
-def test_a_delete_lists_the_replica_jobs_it_stopped(server: type[_Server]) -> None:
+def test_a_delete_lists_the_replica_jobs_it_stopped(server: FakeJobsServer) -> None:
     server.jobs = {"j1": "RUNNING", "j2": "SUCCEEDED", "j3": "RUNNING"}
     _stored(
         "svc",
@@ -101,7 +76,7 @@ def test_a_delete_lists_the_replica_jobs_it_stopped(server: type[_Server]) -> No
     ]
 
 
-def test_a_partial_delete_lists_the_ones_it_did_stop(server: type[_Server]) -> None:
+def test_a_partial_delete_lists_the_ones_it_did_stop(server: FakeJobsServer) -> None:
     server.jobs = {"j1": "RUNNING", "j2": "RUNNING"}
     server.unreachable = {"j2"}
     _stored(
@@ -121,7 +96,7 @@ def test_a_partial_delete_lists_the_ones_it_did_stop(server: type[_Server]) -> N
 
 
 def test_a_delete_lists_the_replica_processes_it_stopped(
-    server: type[_Server], tmp_path: Path
+    server: FakeJobsServer, tmp_path: Path
 ) -> None:
     code = f"import time\nopen({str(tmp_path / 'up')!r}, 'w').close()\ntime.sleep(300)\n"
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -140,7 +115,7 @@ def test_a_delete_lists_the_replica_processes_it_stopped(
         proc.wait(timeout=60)
 
 
-def test_a_delete_that_stopped_nothing_lists_nothing(server: type[_Server]) -> None:
+def test_a_delete_that_stopped_nothing_lists_nothing(server: FakeJobsServer) -> None:
     _stored("svc", "process", [])
     out = manager.delete("svc", timeout_s=5)
     assert (out["orphans_stopped"], out["orphans"]) == (0, [])

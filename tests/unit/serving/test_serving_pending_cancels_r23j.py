@@ -23,41 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import FakeJobsServer
 
 import aistack.serving.launcher as launcher_mod
-from aistack.errors import ConnectionFailed, NotFoundError
+from aistack.errors import ConnectionFailed
 from aistack.serving.controller import Replica, ServiceController
 from aistack.serving.launcher import JobLauncher, ProcessLauncher
 from aistack.serving.spec import ServiceSpec
 
 WHY = "not ready after 0.01 s"
-
-
-class _Server:
-    """A fake aistack server; ``down`` makes every call fail to connect."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, str] = {}
-        self.down = False
-        self.cancels: list[tuple[str, str | None, float | None]] = []
-
-    def _up(self) -> None:
-        if self.down:
-            raise ConnectionFailed("cannot reach the aistack server at http://127.0.0.1:18940")
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        self._up()
-        if job_id not in self.jobs:
-            raise NotFoundError(f"job {job_id} not found")
-        return {"id": job_id, "state": self.jobs[job_id]}
-
-    def cancel(
-        self, job_id: str, reason: str | None = None, *, grace_s: float | None = None
-    ) -> dict[str, Any]:
-        self._up()
-        self.cancels.append((job_id, reason, grace_s))
-        self.jobs[job_id] = "CANCELLED"
-        return {"id": job_id}
 
 
 def _spec() -> ServiceSpec:
@@ -72,7 +46,7 @@ def _spec() -> ServiceSpec:
     )
 
 
-def _controller(tmp_path: Path, srv: _Server) -> ServiceController:
+def _controller(tmp_path: Path, srv: FakeJobsServer) -> ServiceController:
     return ServiceController(_spec(), tmp_path, launcher=JobLauncher(client=srv))  # type: ignore[arg-type]
 
 
@@ -92,7 +66,7 @@ def _starting(ctl: ServiceController, tmp_path: Path) -> Replica:
     return rep
 
 
-def _fail_r1_while_the_cancel_fails(ctl: ServiceController, srv: _Server) -> None:
+def _fail_r1_while_the_cancel_fails(ctl: ServiceController, srv: FakeJobsServer) -> None:
     real = srv.cancel
 
     def failing(*a: Any, **kw: Any) -> Any:
@@ -105,7 +79,7 @@ def _fail_r1_while_the_cancel_fails(ctl: ServiceController, srv: _Server) -> Non
 
 
 def test_a_failed_replicas_job_is_cancelled_once_the_server_answers(tmp_path: Path) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
     ctl = _controller(tmp_path, srv)
     _starting(ctl, tmp_path)
@@ -124,7 +98,7 @@ def test_a_failed_replicas_job_is_cancelled_once_the_server_answers(tmp_path: Pa
 def test_a_restarted_controller_sends_the_cancel_its_predecessor_could_not(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
     ctl = _controller(tmp_path, srv)
     _starting(ctl, tmp_path)
@@ -156,7 +130,7 @@ def test_a_restarted_controller_stops_an_adopted_stopping_replica_again(
 ) -> None:
     """Guard (passes on the old code too: an adopted "stopping" replica is drained and
     stopped again): its cancel is sent once, with its reason."""
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
     why = "scaled down by the autoscaler of service svc (2 → 1 replicas)"
     state = {
@@ -186,7 +160,7 @@ def test_a_restarted_controller_stops_an_adopted_stopping_replica_again(
 def test_pending_cancels_not_written_by_a_controller_are_left_out(
     tmp_path: Path, entry: Any
 ) -> None:
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
     (tmp_path / "state.json").write_text(json.dumps({"replicas": [], "pending_cancels": [entry]}))
     ctl = _controller(tmp_path, srv)
@@ -234,7 +208,7 @@ def test_a_tick_during_the_shutdown_starts_no_replica(tmp_path: Path) -> None:
     """`serve delete` of a service: the shutdown stopped its replica while a tick awaited
     health checks; the tick then saw 0 of 1 replicas and started one, which the shutdown had
     already passed over: a replica job left "starting" after the delete (seen by hand)."""
-    srv = _Server()
+    srv = FakeJobsServer()
     srv.jobs["j1"] = "RUNNING"
 
     launched: list[str] = []
