@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aistack.errors import ConnectionFailed, NotFoundError
+from aistack.serving.launcher import LaunchStatus
 
 UNREACHABLE = "cannot reach the aistack server at http://127.0.0.1:18940"
 
@@ -52,3 +53,18 @@ class FakeJobsServer:
         self.cancels.append((job_id, reason, grace_s))
         self.jobs[job_id] = self.cancel_to
         return {"id": job_id}
+
+
+class RunningLauncher:
+    """A replica launcher whose replicas start at once and run until stopped (handle "h")."""
+
+    name = "fake"
+
+    def launch(self, **_kw: Any) -> str:
+        return "h"
+
+    def status(self, handle: str) -> LaunchStatus:
+        return LaunchStatus(state="running")
+
+    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
+        pass

@@ -9,23 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import RunningLauncher
 
 from aistack.serving.controller import ServiceController
-from aistack.serving.launcher import LaunchStatus
 from aistack.serving.spec import ServiceSpec
-
-
-class _Launcher:
-    name = "fake"
-
-    def launch(self, **_kw: Any) -> str:
-        return "h"
-
-    def status(self, handle: str) -> LaunchStatus:
-        return LaunchStatus(state="running")
-
-    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
-        pass
 
 
 @pytest.fixture
@@ -37,7 +24,7 @@ def client(tmp_path: Path) -> Any:
     spec = ServiceSpec.model_validate(
         {"name": "svc", "model": "builtin:echo", "model_uri": "builtin:echo"}
     )
-    ctl = ServiceController(spec, tmp_path, launcher=_Launcher())  # type: ignore[arg-type]
+    ctl = ServiceController(spec, tmp_path, launcher=RunningLauncher())  # type: ignore[arg-type]
     return TestClient(build_app(ctl, "tok"), raise_server_exceptions=False)
 
 

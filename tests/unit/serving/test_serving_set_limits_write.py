@@ -8,25 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import RunningLauncher
 
 import aistack.serving.controller as controller_mod
 from aistack.errors import AistackError
 from aistack.serving.controller import ServiceController
-from aistack.serving.launcher import LaunchStatus
 from aistack.serving.spec import AutoscaleConfig, ServiceSpec
-
-
-class _Launcher:
-    name = "fake"
-
-    def launch(self, **_kw: Any) -> str:
-        return "h"
-
-    def status(self, handle: str) -> LaunchStatus:
-        return LaunchStatus(state="running")
-
-    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
-        pass
 
 
 def _controller(tmp_path: Path) -> ServiceController:
@@ -39,7 +26,7 @@ def _controller(tmp_path: Path) -> ServiceController:
         }
     )
     controller_mod.save_spec(tmp_path, spec)
-    ctl = ServiceController(spec, tmp_path, launcher=_Launcher())  # type: ignore[arg-type]
+    ctl = ServiceController(spec, tmp_path, launcher=RunningLauncher())  # type: ignore[arg-type]
     ctl.failed = "replica r1 failed to start 3 times"
     return ctl
 

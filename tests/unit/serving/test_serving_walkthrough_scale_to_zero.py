@@ -11,25 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_fakes import RunningLauncher
 
 import aistack.serving.controller as controller_mod
 from aistack.errors import AistackError
 from aistack.serving.controller import ServiceController
-from aistack.serving.launcher import LaunchStatus
 from aistack.serving.spec import AutoscaleConfig, ServiceSpec
-
-
-class _Launcher:
-    name = "fake"
-
-    def launch(self, **_kw: Any) -> str:
-        return "h"
-
-    def status(self, handle: str) -> LaunchStatus:
-        return LaunchStatus(state="running")
-
-    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
-        pass
 
 
 def _controller(tmp_path: Path, min_replicas: int) -> ServiceController:
@@ -43,7 +30,7 @@ def _controller(tmp_path: Path, min_replicas: int) -> ServiceController:
         }
     )
     controller_mod.save_spec(tmp_path, spec)
-    return ServiceController(spec, tmp_path, launcher=_Launcher())  # type: ignore[arg-type]
+    return ServiceController(spec, tmp_path, launcher=RunningLauncher())  # type: ignore[arg-type]
 
 
 def test_deployed_with_min_zero_waits_a_whole_start(tmp_path: Path) -> None:

@@ -7,29 +7,16 @@ still counts it. The status now says the window (``metrics.window_s``), so a pag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from serving_fakes import RunningLauncher
 
 from aistack.serving.controller import ServiceController
-from aistack.serving.launcher import LaunchStatus
 from aistack.serving.spec import ServiceSpec
-
-
-class _Launcher:
-    name = "fake"
-
-    def launch(self, **_kw: Any) -> str:
-        return "h"
-
-    def status(self, handle: str) -> LaunchStatus:
-        return LaunchStatus(state="running")
-
-    def stop(self, handle: str, grace_s: float = 10.0, reason: str | None = None) -> None:
-        pass
 
 
 def test_one_request_has_p50_and_p99_within_the_window_it_names(tmp_path: Path) -> None:
     spec = ServiceSpec(name="svc", model="builtin:echo", model_uri="builtin:echo")
-    ctl = ServiceController(spec, tmp_path, launcher=_Launcher())  # type: ignore[arg-type]
+    ctl = ServiceController(spec, tmp_path, launcher=RunningLauncher())  # type: ignore[arg-type]
     now = [1000.0]
     metrics = ctl.router.metrics
     metrics.clock = lambda: now[0]
