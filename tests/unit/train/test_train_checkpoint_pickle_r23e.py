@@ -21,9 +21,10 @@ import pytest
 
 from aistack.errors import ValidationError
 from aistack.train.config import load_config, parse_args
-from aistack.train.shards import write_token_shard
 
 torch = pytest.importorskip("torch")
+
+from test_train_checkpoint_safety import _shards  # noqa: E402
 
 import aistack.train.run as run_mod  # noqa: E402
 from aistack.train.checkpoint import CheckpointStore  # noqa: E402
@@ -47,14 +48,6 @@ def _malicious(marker: Path, fmt: str) -> bytes:
     buf = io.BytesIO()
     torch.save(state, buf, _use_new_zipfile_serialization=fmt == "zip")
     return buf.getvalue()
-
-
-def _shards(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    docs = [rng.integers(0, 64, 50) for _ in range(40)]
-    write_token_shard(root / "s" / "a.tok", docs[:20], 64)
-    write_token_shard(root / "s" / "b.tok", docs[20:], 64)
-    return root / "s"
 
 
 def _cfg(root: Path, name: str, **kw: Any) -> Any:

@@ -7,28 +7,14 @@ HTML file); pages that the filters all dropped are not."""
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
+from test_webdata_no_pages_r22c import _record
 
 from aistack.errors import ValidationError
 from aistack.webdata.pipeline import run_pipeline
 from aistack.webdata.spec import parse_spec
-
-
-def _record(url: str, content_type: str, body: bytes) -> bytes:
-    http = (
-        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    head = (
-        "WARC/1.0\r\nWARC-Type: response\r\n"
-        f"WARC-Target-URI: {url}\r\nWARC-Record-ID: <urn:uuid:{abs(hash(url))}>\r\n"
-        "WARC-Date: 2024-01-01T00:00:00Z\r\nContent-Type: application/http; msgtype=response\r\n"
-        f"Content-Length: {len(http)}\r\n\r\n"
-    ).encode()
-    return gzip.compress(head + http + b"\r\n\r\n")
-
 
 PAGE = (
     b"<html><body><article><p>"
