@@ -12,12 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from aistack.executors.local import LocalExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import AllocationRow, Job, UsageSampleRow
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
-from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 BUSY = "import time; t = time.monotonic()\nwhile time.monotonic() - t < 1.6: pass"
 
@@ -26,15 +24,7 @@ def test_short_job_keeps_its_usage_samples(tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path, executor="local", mlflow_enabled=False, monitor_interval_s=3600
     )
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=LocalExecutor(cpus=2),
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, LocalExecutor(cpus=2))
     (tmp_path / "busy.py").write_text(BUSY)
     with loop.sessions() as s:
         job = submit_job(

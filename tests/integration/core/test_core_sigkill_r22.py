@@ -11,12 +11,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from aistack.executors.local import LocalExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import request_cancel, submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import close_loop, scheduler_loop
 from aistack.testing.procs import kill_processes_of_home
 
 
@@ -36,15 +35,7 @@ def test_sigkill_after_the_grace_period_is_said(tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path / "home", executor="local", mlflow_enabled=False, cancel_grace_s=1.0
     )
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=LocalExecutor(cpus=4),
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, LocalExecutor(cpus=4))
     try:
         with loop.sessions() as s:
             stubborn = {"command": "trap '' TERM; echo up; sleep 60", "workdir": str(tmp_path)}
@@ -90,4 +81,4 @@ def test_sigkill_after_the_grace_period_is_said(tmp_path: Path) -> None:
         assert ("timeout", "exceeded max_runtime of 1 s" + note) in [tuple(k) for k in kinds]
     finally:
         kill_processes_of_home(settings.home)
-        engine.dispose()
+        close_loop(loop)

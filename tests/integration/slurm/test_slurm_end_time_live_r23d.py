@@ -15,13 +15,12 @@ from sqlalchemy import select
 from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
 from aistack.executors.slurm_commands import slurm_time
-from aistack.scheduler import get_policy
 from aistack.scheduler.types import Allocation, NodeAlloc
 from aistack.server.db.models import AllocationRow, Job
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
@@ -34,14 +33,7 @@ SLURM_ACCOUNTING = "if-installed"
 
 
 def _loop(settings: Settings, ex: SlurmExecutor) -> SchedulerLoop:
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    return SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=ex,
-        policy=get_policy("default"),
-    )
+    return scheduler_loop(settings, ex)
 
 
 def _from_epoch(t: float) -> dt.datetime:

@@ -15,13 +15,11 @@ from sqlalchemy import select
 
 from aistack.executors.base import LaunchRequest
 from aistack.executors.slurm import SlurmExecutor
-from aistack.scheduler import get_policy
 from aistack.scheduler.types import Allocation, NodeAlloc
 from aistack.server.db.models import AllocationRow, Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
-from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
@@ -53,15 +51,7 @@ def test_a_job_slurm_holds_pending_is_starting_and_counts_from_slurms_start(
     assert ex.poll(hog).state == "running"
 
     settings = Settings(home=tmp_path / "home", executor="slurm", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=ex,
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, ex)
     with loop.sessions() as s:
         jid = submit_job(
             s, {"command": "sleep 4", "resources": {"gpus": 1, "cpus": 1}}, nodes=loop.nodes()

@@ -14,13 +14,12 @@ from sqlalchemy import select
 
 from aistack.executors.base import ExecStatus
 from aistack.executors.memory import MemoryExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import AllocationRow, Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.server.services.usage import allocation_records
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 HOUR = 3600.0
 
@@ -45,16 +44,8 @@ def _utc(t: float) -> dt.datetime:
 
 def _loop(tmp_path: Path) -> tuple[SchedulerLoop, Scripted]:
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
     ex = Scripted()
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=ex,
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, ex)
     return loop, ex
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from aistack.executors.memory import MemoryExecutor
 from aistack.scheduler import get_policy
 from aistack.server.db.models import Job
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 
 def _submit(loop: SchedulerLoop, project: str, seconds: float) -> str:
@@ -45,14 +45,8 @@ def test_the_project_that_just_used_the_gpu_waits_behind_the_one_that_did_not(
     tmp_path: Path,
 ) -> None:
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=MemoryExecutor(gpus_per_node=1),
-        policy=get_policy("fairshare", preempt=False),
+    loop = scheduler_loop(
+        settings, MemoryExecutor(gpus_per_node=1), get_policy("fairshare", preempt=False)
     )
     a1 = _submit(loop, "alpha", 1.0)
     loop.run_once()  # the usage is read (nothing yet), then a1 starts on the only GPU

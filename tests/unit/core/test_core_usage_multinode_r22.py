@@ -12,12 +12,10 @@ from sqlalchemy import select
 
 from aistack.executors.base import UsageSample
 from aistack.executors.memory import MemoryExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import AllocationRow, UsageSampleRow
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
-from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import close_loop, scheduler_loop
 
 
 class Sampled(MemoryExecutor):
@@ -33,16 +31,8 @@ def test_a_two_node_jobs_sample_is_stored_once_and_its_cpu_spread_over_both_node
     tmp_path: Path,
 ) -> None:
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
     ex = Sampled()
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=ex,
-        policy=get_policy("fifo"),
-    )
+    loop = scheduler_loop(settings, ex, "fifo")
     with loop.sessions() as s:
         jid = submit_job(
             s,
@@ -69,4 +59,4 @@ def test_a_two_node_jobs_sample_is_stored_once_and_its_cpu_spread_over_both_node
         assert len({r.t for r in rows}) == 3
         assert [a.samples for a in allocs] == [3, 3]
         assert [round(a.cpu_util_avg or 0, 3) for a in allocs] == [50.0, 50.0]
-    engine.dispose()
+    close_loop(loop)

@@ -18,12 +18,11 @@ from sqlalchemy import event, select
 
 from aistack.executors.base import ExecStatus, LaunchRequest
 from aistack.executors.memory import MemoryExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import request_cancel, submit_job, to_public
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 
 class ByAttempt(MemoryExecutor):
@@ -53,15 +52,7 @@ class ByAttempt(MemoryExecutor):
 
 def _loop(tmp_path: Path, executor: MemoryExecutor, **settings: Any) -> SchedulerLoop:
     s = Settings(home=tmp_path, executor="memory", mlflow_enabled=False, **settings)
-    s.ensure_home()
-    engine = make_engine(s.db_url)
-    migrate(engine)
-    return SchedulerLoop(
-        settings=s,
-        sessions=session_factory(engine),
-        executor=executor,
-        policy=get_policy("default"),
-    )
+    return scheduler_loop(s, executor)
 
 
 def _submit(loop: SchedulerLoop, **spec: Any) -> str:
