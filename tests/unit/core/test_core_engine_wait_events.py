@@ -10,12 +10,10 @@ from sqlalchemy import select
 
 from aistack.executors.base import ExecStatus
 from aistack.executors.memory import MemoryExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
-from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 
 class QueuedFirst(MemoryExecutor):
@@ -33,15 +31,7 @@ class QueuedFirst(MemoryExecutor):
 
 def test_the_engines_wait_and_its_end_are_in_the_events(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=QueuedFirst(),
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, QueuedFirst())
     with loop.sessions() as s:
         jid = submit_job(
             s, {"command": "x", "env": {"AISTACK_FAKE_DURATION_S": "600"}}, nodes=loop.nodes()

@@ -11,25 +11,17 @@ from sqlalchemy import select
 from aistack.executors.memory import MemoryExecutor
 from aistack.scheduler import get_policy
 from aistack.server.db.models import AllocationRow, Job, Project
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 
 @pytest.fixture
 def loop(tmp_path: Path) -> SchedulerLoop:
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
     ex = MemoryExecutor(gpus_per_node=4, n_nodes=2)
-    return SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=ex,
-        policy=get_policy("default"),
-    )
+    return scheduler_loop(settings, ex)
 
 
 def submit(loop: SchedulerLoop, **spec) -> str:  # type: ignore[no-untyped-def]
@@ -282,14 +274,10 @@ def test_sibling_probes_in_the_scheduling_loop(tmp_path: Path) -> None:
 
     def make(home: Path, **opts) -> SchedulerLoop:  # type: ignore[no-untyped-def]
         settings = Settings(home=home, executor="memory", mlflow_enabled=False)
-        settings.ensure_home()
-        engine = make_engine(settings.db_url)
-        migrate(engine)
-        return SchedulerLoop(
-            settings=settings,
-            sessions=session_factory(engine),
-            executor=MemoryExecutor(gpus_per_node=1, n_nodes=2),
-            policy=get_policy("default", history=history, siblings="named", **opts),
+        return scheduler_loop(
+            settings,
+            MemoryExecutor(gpus_per_node=1, n_nodes=2),
+            get_policy("default", history=history, siblings="named", **opts),
         )
 
     def sweep_then_bob(lp: SchedulerLoop, n: int) -> tuple[list[str], str]:
@@ -331,16 +319,8 @@ def test_a_gpu_type_in_words_of_the_drivers_name_is_submitted_and_placed(tmp_pat
         return Node(name=name, cpus=8, memory_mb=64 * 1024, gpus=gpus)
 
     settings = Settings(home=tmp_path, executor="memory", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
     nodes = [node("a100", "NVIDIA A100-SXM4-80GB"), node("h100", "NVIDIA H100 80GB HBM3")]
-    loop = SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=MemoryExecutor(nodes),
-        policy=get_policy("default"),
-    )
+    loop = scheduler_loop(settings, MemoryExecutor(nodes))
     dur = {"AISTACK_FAKE_DURATION_S": "60"}
     h = submit(loop, resources={"gpus": 2, "gpu_type": "H100"}, env=dur)
     a = submit(loop, resources={"gpus": 4, "gpu_type": "a100 80gb"}, env=dur)

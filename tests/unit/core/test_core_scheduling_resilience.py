@@ -18,10 +18,10 @@ from aistack.executors.memory import MemoryExecutor
 from aistack.scheduler import get_policy
 from aistack.scheduler.types import Allocation, ClusterState, JobRequest
 from aistack.server.db.models import Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 LONG = {"AISTACK_FAKE_DURATION_S": "60"}
 
@@ -31,15 +31,7 @@ def loop(tmp_path: Path) -> SchedulerLoop:
     settings = Settings(
         home=tmp_path, executor="memory", mlflow_enabled=False, schedule_interval_s=0.01
     )
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    return SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=MemoryExecutor(gpus_per_node=4, n_nodes=2),
-        policy=get_policy("default"),
-    )
+    return scheduler_loop(settings, MemoryExecutor(gpus_per_node=4, n_nodes=2))
 
 
 def submit(loop: SchedulerLoop, **spec: Any) -> str:

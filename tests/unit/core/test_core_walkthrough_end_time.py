@@ -17,26 +17,17 @@ import pytest
 from sqlalchemy import select
 
 from aistack.executors.local import LocalExecutor
-from aistack.scheduler import get_policy
 from aistack.server.db.models import AllocationRow, Job, JobEvent
-from aistack.server.db.session import make_engine, migrate, session_factory
 from aistack.server.services.jobs import submit_job
 from aistack.server.services.scheduling import SchedulerLoop, _epoch
 from aistack.settings import Settings
+from aistack.testing.loop import scheduler_loop
 
 
 @pytest.fixture
 def loop(tmp_path: Path) -> SchedulerLoop:
     settings = Settings(home=tmp_path, executor="local", mlflow_enabled=False)
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    return SchedulerLoop(
-        settings=settings,
-        sessions=session_factory(engine),
-        executor=LocalExecutor(cpus=2),
-        policy=get_policy("fifo"),
-    )
+    return scheduler_loop(settings, LocalExecutor(cpus=2), "fifo")
 
 
 def _exit_record(loop: SchedulerLoop, jid: str, timeout: float = 30.0) -> dict:  # type: ignore[type-arg]

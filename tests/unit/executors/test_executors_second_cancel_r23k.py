@@ -103,23 +103,15 @@ class _Call:
 def test_ray_coordinator_passes_a_cancel_after_the_stop_to_its_agents(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from aistack.executors import ray_actors
+    pytest.importorskip("ray")
+    from test_ray_walkthrough_output import _coordinator
 
-    class _NoThread:
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            pass
-
-        def start(self) -> None:
-            pass
-
-    monkeypatch.setattr(ray_actors.threading, "Thread", _NoThread)
-    c = ray_actors.JobCoordinator({"job_id": "j1", "bundles": [{}]})
     hastened: list[float] = []
 
     class _Agent:
         hasten = _Call(hastened.append)
 
-    c._agents = [_Agent()]
+    c = _coordinator(monkeypatch, [_Agent()])  # type: ignore[list-item]
     c.cancel(60.0)
     assert hastened == [] and c._cancel == 60.0  # not stopping yet: the supervisor sends it
     c.cancel(90.0)
