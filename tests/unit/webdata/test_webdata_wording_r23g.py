@@ -9,22 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_webdata_code_version_r23g import _wet
 from typer.testing import CliRunner
 
 from aistack.webdata.pipeline import _why_nothing_kept, run_pipeline
 from aistack.webdata.report import render_text
 from aistack.webdata.spec import parse_spec
-
-
-def _wet(path: Path, texts: dict[str, str]) -> str:
-    from aistack.webdata.crawler import WarcWriter
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = WarcWriter(path)
-    for url, text in texts.items():
-        w.write("conversion", url, text.encode(), content_type="text/plain")
-    w.close()
-    return str(path)
 
 
 def _proc(pages: int) -> dict[str, Any]:
