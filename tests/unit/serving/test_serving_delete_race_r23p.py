@@ -84,6 +84,24 @@ def _wait(cond: Any, timeout_s: float = 20.0) -> bool:
     return bool(cond())
 
 
+def _restart_until_starting() -> tuple[threading.Thread, list[Any]]:
+    """The watch's restart of "svc" in a thread (its answer or error in the list), once its
+    controller is starting (``controller.starting`` holds the child's pid)."""
+    outcome: list[Any] = []
+
+    def restart() -> None:
+        try:
+            outcome.append(manager.restart("svc", wait_ready_s=None))
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    t = threading.Thread(target=restart, daemon=True)
+    t.start()
+    starting = manager.service_dir("svc") / "controller.starting"
+    assert _wait(lambda: starting.exists() and int(starting.read_text() or 0) != os.getpid())
+    return t, outcome
+
+
 def test_a_restart_between_the_delete_steps_starts_no_controller(
     spawns: _Spawns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,18 +131,7 @@ def test_a_delete_stops_a_controller_a_restart_is_starting(spawns: _Spawns) -> N
     """The watch's restart spawned a controller that has not written controller.json yet when
     the delete begins: the delete stops it (old code: it ran on, the folder moved away)."""
     _stored()
-    outcome: list[Any] = []
-
-    def restart() -> None:
-        try:
-            outcome.append(manager.restart("svc", wait_ready_s=None))
-        except Exception as exc:  # noqa: BLE001 - the test reads it
-            outcome.append(exc)
-
-    t = threading.Thread(target=restart, daemon=True)
-    t.start()
-    starting = manager.service_dir("svc") / "controller.starting"
-    assert _wait(lambda: starting.exists() and int(starting.read_text() or 0) != os.getpid())
+    t, outcome = _restart_until_starting()
     assert manager.status("svc")["status"] == "starting"
     child = spawns.procs[0]
     out = manager.delete("svc", timeout_s=10)
@@ -313,29 +320,16 @@ def test_a_restart_that_missed_the_marker_still_says_the_service_is_being_delete
     (code -15). It said "exited at start" (CI run of b0bd5da); the service is being deleted."""
     _stored()
     deleting = manager._deleting
-    restarter: list[int] = []
     deleted = threading.Event()
 
     def asleep_in_the_restart(name: str) -> bool:
         # the restart's check after its spawn: it wakes up once the delete is over
-        if threading.get_ident() in restarter and spawns.procs:
+        if threading.current_thread() is not threading.main_thread() and spawns.procs:
             assert deleted.wait(30)
         return deleting(name)
 
     monkeypatch.setattr(manager, "_deleting", asleep_in_the_restart)
-    outcome: list[Any] = []
-
-    def restart() -> None:
-        restarter.append(threading.get_ident())
-        try:
-            outcome.append(manager.restart("svc", wait_ready_s=None))
-        except Exception as exc:  # noqa: BLE001 - the test reads it
-            outcome.append(exc)
-
-    t = threading.Thread(target=restart, daemon=True)
-    t.start()
-    starting = manager.service_dir("svc") / "controller.starting"
-    assert _wait(lambda: starting.exists() and int(starting.read_text() or 0) != os.getpid())
+    t, outcome = _restart_until_starting()
     assert manager.delete("svc", timeout_s=10)["deleted"] is True
     assert spawns.procs[0].poll() is not None
     deleted.set()
