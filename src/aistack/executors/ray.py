@@ -204,8 +204,15 @@ class RayExecutor(Executor):
         # answers again, so a job requeued meanwhile does not run twice
         self._to_reap: dict[str, str] = {}
         self._last_state: dict[str, str] = {}  # handle -> last state Ray reported
-        # a stop's record is read, merged, written and sent (or kept) by one thread at a time
-        self._stop_lock = threading.RLock()
+        # a job's stop record is read, merged, written and sent (or kept) by one thread at a
+        # time; a lock per job: a stop waiting on an unreachable cluster (up to the call's
+        # timeout) held up every other job's stop behind one executor-wide lock
+        self._stop_locks: dict[str, threading.RLock] = {}
+        self._stop_locks_guard = threading.Lock()
+
+    def _stop_lock(self, job_dir: Path) -> threading.RLock:
+        with self._stop_locks_guard:
+            return self._stop_locks.setdefault(str(job_dir), threading.RLock())
 
     def _known_dead(self) -> set[str]:
         now = time.time()
@@ -443,6 +450,8 @@ class RayExecutor(Executor):
         tmp = job_dir / "ray_final.json.tmp"
         tmp.write_text(json.dumps(data))
         os.replace(tmp, job_dir / "ray_final.json")
+        with self._stop_locks_guard:  # (a stop of a final job returns before its lock)
+            self._stop_locks.pop(str(job_dir), None)
         return st
 
     def _unreachable(self, handle: str, job_dir: Path, name: str, ns: str) -> ExecStatus:
@@ -549,7 +558,7 @@ class RayExecutor(Executor):
         kept = job_dir / _KEPT_FILE
         if not kept.exists():
             return
-        with self._stop_lock:
+        with self._stop_lock(job_dir):
             req = _read_kept(kept)
             if req is None:  # gone meanwhile (sent by a cancel), or unreadable
                 if kept.exists():
@@ -586,7 +595,7 @@ class RayExecutor(Executor):
         job_dir = self._job_dir(handle)
         if (job_dir / "ray_final.json").exists():
             return
-        with self._stop_lock:
+        with self._stop_lock(job_dir):
             now = time.time()
             rec = merge_stop_request(
                 _read_json(job_dir / _STOP_FILE), kind=kind, grace_s=g, reason=reason, now=now
