@@ -694,11 +694,13 @@ class SlurmExecutor(SlurmCommands, Executor):
     def _stop_job(self, job_id: str, job_dir: Path, state: str, deadline: float) -> None:
         """Stop the Slurm job ``job_id`` (in Slurm state ``state``) cancelled through aistack
         with its SIGKILL at ``deadline`` (wall clock): scancel it now if it waits in Slurm's
-        queue or the deadline passed, else send its stop signal (once) and scancel it at the
-        deadline. Under ``_stop_lock``."""
+        queue, is suspended (``scontrol suspend``: it cannot run a handler, and
+        ``scancel --signal`` to it hangs until scancel gives up, past command_timeout_s, and was
+        tried again at every poll) or the deadline passed; else send its stop signal (once)
+        and scancel it at the deadline. Under ``_stop_lock``."""
         left = deadline - time.time()
         pending = job_dir / _STOP_PENDING_FILE
-        if state in ("PENDING", "CONFIGURING", "REQUEUED") or left <= 0:
+        if state in ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED") or left <= 0:
             if self._scancel(job_id):
                 pending.unlink(missing_ok=True)
             else:  # poll() scancels it once slurmctld answers

@@ -214,3 +214,19 @@ def test_a_later_cancel_once_slurmctld_answers_sends_the_stop_signal_once(
     ex.poll(handle)
     assert cluster.scancels() == ["scancel --signal=USR1 42"]
     assert _deadline(job_dir) == deadline
+
+
+def test_a_suspended_job_is_scancelled_at_once_not_sent_a_signal_it_cannot_take(
+    cluster: _Cluster, job_dir: Path, ex: SlurmExecutor, handle: str
+) -> None:
+    """``scontrol suspend``ed: its processes are stopped, and `scancel --signal` to it hangs
+    (a live Slurm: past scancel's own retries; tests/integration/slurm). It was sent the stop
+    signal, which hung past command_timeout_s, was marked pending and tried again at every
+    poll. Now it is scancelled at once, as a job waiting in Slurm's queue is."""
+    cluster.set_state("SUSPENDED")
+    ex.cancel(handle, grace_s=60)
+    assert cluster.scancels() == ["scancel 42"]
+    assert not (job_dir / "stop_signal_sent").exists()
+    assert not (job_dir / "stop_signal_pending").exists()
+    ex.poll(handle)
+    assert cluster.scancels() == ["scancel 42"]  # nothing more
