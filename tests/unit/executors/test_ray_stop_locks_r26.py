@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("ray")
 
+from test_ray_walkthrough_output import ReachableLink  # noqa: E402
+
 from aistack.executors.base import LaunchRequest  # noqa: E402
 from aistack.executors.ray import RayExecutor  # noqa: E402
 from aistack.scheduler.types import Allocation, NodeAlloc  # noqa: E402
@@ -23,10 +25,8 @@ from aistack.scheduler.types import Allocation, NodeAlloc  # noqa: E402
 pytestmark = pytest.mark.timeout(60)
 
 
-class _Link:
+class _Link(ReachableLink):
     """A cluster whose coordinator of job ``a`` answers a cancel only once ``release`` is set."""
-
-    address = "10.0.0.1:6379"
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -44,15 +44,6 @@ class _Link:
             self.cancels.append((name, grace))
             return True
         raise AssertionError(method)
-
-    def unavailable_reason(self) -> str | None:
-        return None
-
-    def down_for(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
 
 def _launch(ex: RayExecutor, tmp_path: Path, job_id: str) -> str:

@@ -26,7 +26,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_ray_walkthrough_output import _coordinator  # noqa: E402
+from test_ray_walkthrough_output import ReachableLink, _coordinator  # noqa: E402
 
 from aistack.executors import ray_actors  # noqa: E402
 from aistack.executors.base import LaunchRequest  # noqa: E402
@@ -176,9 +176,7 @@ def test_the_server_notes_the_sigkill_of_a_stopped_ray_job() -> None:
 
 
 # -- preemption -------------------------------------------------------------------------------
-class _Link:
-    address = "10.0.0.1:6379"
-
+class _Link(ReachableLink):
     def __init__(self, coordinator: bool = True) -> None:
         self.coordinator = coordinator
         self.calls: list[str] = []
@@ -195,15 +193,6 @@ class _Link:
         if method == "finish":
             return True
         raise AssertionError(method)
-
-    def unavailable_reason(self) -> str | None:
-        return None
-
-    def down_for(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
 
 def _launch(tmp_path: Path, link: _Link, attempt: int = 0) -> tuple[RayExecutor, str]:

@@ -106,11 +106,25 @@ def test_the_timeout_reason_gives_max_runtime_as_asked(monkeypatch: pytest.Monke
     )
 
 
-class _Link:
-    """A cluster whose coordinator has ended the job but holds more output than one answer
-    carries (``more``), then the rest."""
+class ReachableLink:
+    """The executor's side of a Ray cluster that answers (``RayExecutor._link``); subclasses
+    answer ``call``."""
 
     address = "10.0.0.1:6379"
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def down_for(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _Link(ReachableLink):
+    """A cluster whose coordinator has ended the job but holds more output than one answer
+    carries (``more``), then the rest."""
 
     def __init__(self) -> None:
         self.answers = [
@@ -138,15 +152,6 @@ class _Link:
             self.finished = True
             return True
         raise AssertionError(method)
-
-    def unavailable_reason(self) -> str | None:
-        return None
-
-    def down_for(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_job_ends_only_once_its_output_is_all_fetched(tmp_path: Path) -> None:
