@@ -179,7 +179,26 @@ def start_seaweed(
     buckets: list[str] | tuple[str, ...] = (),
     timeout: float = 60.0,
 ) -> SeaweedServer:
-    """Start ``weed mini`` on 127.0.0.1 and wait until S3 answers and ``buckets`` exist."""
+    """Start ``weed mini`` on 127.0.0.1 and wait until S3 answers and ``buckets`` exist.
+    Free ports are picked here and bound by weed a moment later (its gRPC ports are those
+    plus 10,000, not checked): where another process took one meanwhile (servers started side
+    by side, as the test workers do), it starts again on other ports, up to 3 times."""
+    for attempt in range(3):
+        try:
+            return _start_seaweed_once(dir=dir, buckets=buckets, timeout=timeout)
+        except BackendError as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            log.warning("weed mini found a port taken, starting again on others: %s", exc)
+    raise AssertionError("unreachable")
+
+
+def _start_seaweed_once(
+    *,
+    dir: str | Path | None,
+    buckets: list[str] | tuple[str, ...],
+    timeout: float,  # noqa: A002
+) -> SeaweedServer:
     weed = find_weed()
     if weed is None:
         raise NotSupportedError("SeaweedFS is not available", hint=INSTALL_HINT)
